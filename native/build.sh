@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds liboml_torch.so, the C ABI shim over libtorch.
+#
+#   native/build.sh OUT_DIR
+#
+# libtorch is looked for in this order:
+#   1. $TORCH_DIR (a folder with include/ and lib/, e.g. an unpacked libtorch or a PyTorch package folder)
+#   2. the PyTorch package of a Python interpreter ($PYTHON, python3, /usr/bin/python3) that ships headers
+#   3. Debian's libtorch-dev (/usr/include/torch, /usr/lib/<triplet>/libtorch.so)
+# When that libtorch has libtorch_cuda, the shim is built with CUDA support.
+# Rebuilds only when the source, this script or the chosen libtorch changed.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="${1:-$here/build}"
+mkdir -p "$out"
+lib_out="$out/liboml_torch.so"
+
+torch_inc=() torch_lib="" abi="" origin=""
+
+probe_python() {
+  local py="$1"
+  command -v "$py" >/dev/null 2>&1 || return 1
+  local info
+  info="$("$py" - <<'EOF' 2>/dev/null
+import os, torch
+d = os.path.dirname(torch.__file__)
+print(d)
+print(int(torch._C._GLIBCXX_USE_CXX11_ABI))
+EOF
+)" || return 1
+  local dir abi_flag
+  dir="$(sed -n 1p <<<"$info")"
+  abi_flag="$(sed -n 2p <<<"$info")"
+  [ -d "$dir/include/torch" ] && [ -d "$dir/lib" ] || return 1
+  TORCH_DIR_FOUND="$dir"
+  abi="$abi_flag"
+  return 0
+}
+
+if [ -n "${TORCH_DIR:-}" ]; then
+  [ -d "$TORCH_DIR/include" ] && [ -d "$TORCH_DIR/lib" ] || {
+    echo "native/build.sh: TORCH_DIR=$TORCH_DIR has no include/ and lib/ folders" >&2
+    exit 1
+  }
+  torch_inc=("$TORCH_DIR/include" "$TORCH_DIR/include/torch/csrc/api/include")
+  torch_lib="$TORCH_DIR/lib"
+  origin="TORCH_DIR"
+else
+  TORCH_DIR_FOUND=""
+  for py in "${PYTHON:-}" python3 /usr/bin/python3; do
+    [ -n "$py" ] || continue
+    if probe_python "$py"; then break; fi
+  done
+  if [ -n "$TORCH_DIR_FOUND" ]; then
+    torch_inc=("$TORCH_DIR_FOUND/include" "$TORCH_DIR_FOUND/include/torch/csrc/api/include")
+    torch_lib="$TORCH_DIR_FOUND/lib"
+    origin="python"
+  else
+    triplet="$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)"
+    if [ -f /usr/include/torch/csrc/api/include/torch/version.h ] && [ -e "/usr/lib/$triplet/libtorch.so" ]; then
+      torch_inc=(/usr/include/torch/csrc/api/include)
+      torch_lib="/usr/lib/$triplet"
+      origin="debian"
+    else
+      echo "native/build.sh: libtorch not found. Set TORCH_DIR, install PyTorch, or run: apt-get install libtorch-dev libopenblas0-pthread" >&2
+      exit 1
+    fi
+  fi
+fi
+
+cxx="${CXX:-g++}"
+flags=(-std=c++17 -O2 -fPIC -shared -fvisibility=hidden -Wall -Wno-unused-parameter -Wno-deprecated-declarations)
+[ -n "$abi" ] && flags+=("-D_GLIBCXX_USE_CXX11_ABI=$abi")
+for d in "${torch_inc[@]}"; do flags+=(-isystem "$d"); done
+libs=(-L"$torch_lib" -Wl,-rpath,"$torch_lib" -ltorch -ltorch_cpu -lc10)
+
+if [ -e "$torch_lib/libtorch_cuda.so" ]; then
+  flags+=(-DOML_WITH_CUDA)
+  # CUDA runtime headers, needed only for allocator statistics: from $CUDA_HOME or the nvidia-* wheels.
+  for d in "${CUDA_HOME:-/usr/local/cuda}/include" "$torch_lib"/../../nvidia/*/include "$torch_lib"/../../nvidia/cu*/include; do
+    [ -f "$d/cuda_runtime_api.h" ] && flags+=(-isystem "$(cd "$d" && pwd)")
+  done
+  # libtorch_cuda registers the CUDA backend when loaded: keep it even though no symbol is used directly.
+  libs+=(-Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed)
+fi
+
+stamp="$out/liboml_torch.stamp"
+want="$(printf '%s\n' "$cxx" "${flags[@]}" "${libs[@]}" | sha256sum | cut -c1-16) $(cat "$here/oml_torch.cpp" "$here/build.sh" | sha256sum | cut -c1-16)"
+if [ -f "$lib_out" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+
+echo "native/build.sh: building liboml_torch.so against libtorch from $origin ($torch_lib)"
+tmp="$lib_out.tmp.$$"
+"$cxx" "${flags[@]}" "$here/oml_torch.cpp" -o "$tmp" "${libs[@]}"
+mv -f "$tmp" "$lib_out"
+printf '%s' "$want" >"$stamp"

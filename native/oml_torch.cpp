@@ -1,0 +1,898 @@
+// oml_torch: a small C ABI over libtorch for the oml .NET binding.
+//
+// Conventions
+//  * A tensor crosses the boundary as an owning pointer to a heap-allocated at::Tensor (`TH`).
+//    The caller frees it with oml_tensor_free.
+//  * Functions that produce a tensor return it, or nullptr on failure.
+//    Functions that produce anything else return an int status: 0 ok, -1 failure.
+//  * On failure no C++ exception escapes: the message (libtorch's, prefixed with the operation and
+//    the shapes of its tensor arguments) is kept per thread and read with oml_last_error.
+//  * The file compiles unchanged against libtorch 1.13 (Debian) and 2.x (PyTorch wheels);
+//    calls that only exist in newer versions are guarded with TORCH_VERSION checks and have a
+//    correct fallback.
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/generated/variable_factories.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#if defined(OML_WITH_CUDA) && __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#define OML_HAVE_CUDA_ALLOCATOR_STATS 1
+#endif
+
+#define OML_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+#define API extern "C" __attribute__((visibility("default")))
+
+using TH = at::Tensor*;
+
+namespace {
+
+thread_local std::string g_error;
+std::atomic<int64_t> g_live{0};
+
+// Hands out an owning pointer; every handle given to the caller is counted until oml_tensor_free.
+TH own(at::Tensor t) {
+  g_live.fetch_add(1, std::memory_order_relaxed);
+  return new at::Tensor(std::move(t));
+}
+
+// ---------------------------------------------------------------- dtype / device mapping
+// Keep in sync with Oml.Torch.DType (C#).
+at::ScalarType to_scalar_type(int code) {
+  switch (code) {
+    case 0: return at::kFloat;
+    case 1: return at::kHalf;
+    case 2: return at::kBFloat16;
+    case 3: return at::kLong;
+    case 4: return at::kInt;
+    case 5: return at::kBool;
+    case 6: return at::kByte;
+    case 7: return at::kDouble;
+    case 8: return at::kChar;
+    case 9: return at::kShort;
+  }
+  throw std::invalid_argument("unknown dtype code " + std::to_string(code));
+}
+
+int from_scalar_type(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return 0;
+    case at::kHalf: return 1;
+    case at::kBFloat16: return 2;
+    case at::kLong: return 3;
+    case at::kInt: return 4;
+    case at::kBool: return 5;
+    case at::kByte: return 6;
+    case at::kDouble: return 7;
+    case at::kChar: return 8;
+    case at::kShort: return 9;
+    default: return -1;
+  }
+}
+
+const char* dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    case at::kBool: return "bool";
+    case at::kByte: return "uint8";
+    case at::kDouble: return "float64";
+    case at::kChar: return "int8";
+    case at::kShort: return "int16";
+    default: return c10::toString(t);
+  }
+}
+
+at::Device to_device(int type, int index) {
+  switch (type) {
+    case 0: return at::Device(at::kCPU);
+    case 1: return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index < 0 ? 0 : index));
+  }
+  throw std::invalid_argument("unknown device type " + std::to_string(type));
+}
+
+at::TensorOptions options(int dtype, int dev_type, int dev_index) {
+  return at::TensorOptions().dtype(to_scalar_type(dtype)).device(to_device(dev_type, dev_index));
+}
+
+at::IntArrayRef dims(const int64_t* p, int n) { return at::IntArrayRef(p, static_cast<size_t>(n)); }
+
+std::string describe(const at::Tensor* t) {
+  if (t == nullptr) return "null";
+  if (!t->defined()) return "undefined";
+  std::ostringstream s;
+  s << "[";
+  for (int64_t i = 0; i < t->dim(); ++i) s << (i ? ", " : "") << t->size(i);
+  s << "] " << dtype_name(t->scalar_type());
+  if (!t->device().is_cpu()) s << " " << t->device();
+  return s.str();
+}
+
+void set_error(const char* op, std::initializer_list<const at::Tensor*> args, const char* msg) {
+  std::ostringstream s;
+  s << op << "(";
+  bool first = true;
+  for (const at::Tensor* a : args) {
+    s << (first ? "" : ", ") << describe(a);
+    first = false;
+  }
+  s << "): " << msg;
+  g_error = s.str();
+}
+
+// Runs f, which returns an at::Tensor, and hands out an owning pointer.
+template <class F>
+TH wrap(const char* op, std::initializer_list<const at::Tensor*> args, F&& f) {
+  try {
+    return own(f());
+  } catch (const c10::Error& e) {
+    set_error(op, args, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    set_error(op, args, e.what());
+  } catch (...) {
+    set_error(op, args, "unknown C++ exception");
+  }
+  return nullptr;
+}
+
+// Runs f, which returns nothing, and reports a status.
+template <class F>
+int run(const char* op, std::initializer_list<const at::Tensor*> args, F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const c10::Error& e) {
+    set_error(op, args, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    set_error(op, args, e.what());
+  } catch (...) {
+    set_error(op, args, "unknown C++ exception");
+  }
+  return -1;
+}
+
+std::vector<at::Tensor> tensor_list(const TH* ts, int n) {
+  std::vector<at::Tensor> v;
+  v.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    if (ts[i] == nullptr) throw std::invalid_argument("tensor list element " + std::to_string(i) + " is null");
+    v.push_back(*ts[i]);
+  }
+  return v;
+}
+
+}  // namespace
+
+// ================================================================ library state
+
+API const char* oml_last_error() { return g_error.c_str(); }
+
+API const char* oml_torch_version() {
+  static std::string v = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                         std::to_string(TORCH_VERSION_PATCH);
+  return v.c_str();
+}
+
+// Bit 0: fused scaled_dot_product_attention; bit 1: fused AdamW kernel; bit 2: CUDA allocator statistics.
+API int oml_features() {
+  int f = 0;
+#if OML_TORCH_AT_LEAST(2, 1)
+  f |= 1 | 2;
+#endif
+#ifdef OML_HAVE_CUDA_ALLOCATOR_STATS
+  f |= 4;
+#endif
+  return f;
+}
+
+API int oml_set_num_threads(int n) {
+  return run("set_num_threads", {}, [&] { at::set_num_threads(n); });
+}
+API int oml_get_num_threads() { return at::get_num_threads(); }
+
+API int oml_manual_seed(uint64_t seed) {
+  return run("manual_seed", {}, [&] { at::manual_seed(seed); });
+}
+
+API int oml_grad_enabled() { return at::GradMode::is_enabled() ? 1 : 0; }
+API void oml_set_grad_enabled(int enabled) { at::GradMode::set_enabled(enabled != 0); }
+
+API int oml_cuda_is_available() {
+  try { return torch::cuda::is_available() ? 1 : 0; } catch (...) { return 0; }
+}
+API int oml_cuda_device_count() {
+  try { return static_cast<int>(torch::cuda::device_count()); } catch (...) { return 0; }
+}
+API int oml_cuda_synchronize(int device) {
+  return run("cuda_synchronize", {}, [&] { torch::cuda::synchronize(device); });
+}
+
+// out: [allocated_current, allocated_peak, reserved_current, reserved_peak] in bytes.
+API int oml_cuda_memory_stats(int device, int64_t* out) {
+  return run("cuda_memory_stats", {}, [&] {
+#ifdef OML_HAVE_CUDA_ALLOCATOR_STATS
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    const size_t agg = 0;  // StatType::AGGREGATE
+    out[0] = stats.allocated_bytes[agg].current;
+    out[1] = stats.allocated_bytes[agg].peak;
+    out[2] = stats.reserved_bytes[agg].current;
+    out[3] = stats.reserved_bytes[agg].peak;
+#else
+    (void)device;
+    (void)out;
+    throw std::runtime_error("CUDA memory statistics are not available in this build of the shim (built without CUDA headers)");
+#endif
+  });
+}
+
+API int oml_cuda_empty_cache() {
+  return run("cuda_empty_cache", {}, [&] {
+#ifdef OML_HAVE_CUDA_ALLOCATOR_STATS
+    c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  });
+}
+
+API int oml_cuda_reset_peak(int device) {
+  return run("cuda_reset_peak", {}, [&] {
+#ifdef OML_HAVE_CUDA_ALLOCATOR_STATS
+    c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+#else
+    (void)device;
+#endif
+  });
+}
+
+// ================================================================ tensor lifetime and metadata
+
+API void oml_tensor_free(TH t) {
+  if (t == nullptr) return;
+  g_live.fetch_sub(1, std::memory_order_relaxed);
+  delete t;
+}
+
+// Number of tensor handles handed out and not yet freed (for leak checks).
+API int64_t oml_live_tensors() { return g_live.load(std::memory_order_relaxed); }
+
+API int oml_tensor_dim(TH t) { return static_cast<int>(t->dim()); }
+
+API int oml_tensor_shape(TH t, int64_t* out, int cap) {
+  return run("shape", {t}, [&] {
+    if (t->dim() > cap) throw std::invalid_argument("shape buffer too small");
+    for (int64_t i = 0; i < t->dim(); ++i) out[i] = t->size(i);
+  });
+}
+
+API int64_t oml_tensor_numel(TH t) { return t->numel(); }
+API int oml_tensor_dtype(TH t) { return from_scalar_type(t->scalar_type()); }
+API int oml_tensor_device_type(TH t) { return t->device().is_cuda() ? 1 : (t->device().is_cpu() ? 0 : -1); }
+API int oml_tensor_device_index(TH t) { return t->device().has_index() ? t->device().index() : 0; }
+API int oml_tensor_requires_grad(TH t) { return t->requires_grad() ? 1 : 0; }
+API int oml_tensor_is_contiguous(TH t) { return t->is_contiguous() ? 1 : 0; }
+API int oml_tensor_is_leaf(TH t) { return t->is_leaf() ? 1 : 0; }
+
+API int oml_tensor_set_requires_grad(TH t, int on) {
+  return run("requires_grad_", {t}, [&] { t->set_requires_grad(on != 0); });
+}
+
+API int oml_tensor_item(TH t, double* out) {
+  return run("item", {t}, [&] { *out = t->item<double>(); });
+}
+
+API int oml_tensor_item_int64(TH t, int64_t* out) {
+  return run("item", {t}, [&] { *out = t->item<int64_t>(); });
+}
+
+API char* oml_tensor_to_string(TH t) {
+  try {
+    std::ostringstream s;
+    s << *t;
+    std::string str = s.str();
+    char* out = static_cast<char*>(std::malloc(str.size() + 1));
+    std::memcpy(out, str.c_str(), str.size() + 1);
+    return out;
+  } catch (const std::exception& e) {
+    set_error("to_string", {t}, e.what());
+    return nullptr;
+  }
+}
+API void oml_string_free(char* s) { std::free(s); }
+
+// ================================================================ creation and data transfer
+
+API TH oml_from_data(const void* data, const int64_t* shape, int ndim, int dtype, int dev_type, int dev_index) {
+  return wrap("from_data", {}, [&] {
+    auto st = to_scalar_type(dtype);
+    auto cpu = at::empty(dims(shape, ndim), at::TensorOptions().dtype(st));
+    std::memcpy(cpu.data_ptr(), data, static_cast<size_t>(cpu.numel()) * cpu.element_size());
+    auto dev = to_device(dev_type, dev_index);
+    return dev.is_cpu() ? cpu : cpu.to(dev);
+  });
+}
+
+// Copies the tensor's elements (converted to `dtype`, row-major) into dst, which holds nbytes.
+API int oml_copy_to(TH t, void* dst, int64_t nbytes, int dtype) {
+  return run("copy_to", {t}, [&] {
+    auto c = t->detach().to(at::kCPU).to(to_scalar_type(dtype)).contiguous();
+    int64_t need = c.numel() * static_cast<int64_t>(c.element_size());
+    if (need != nbytes)
+      throw std::invalid_argument("destination holds " + std::to_string(nbytes) + " bytes, tensor needs " +
+                                  std::to_string(need));
+    std::memcpy(dst, c.data_ptr(), static_cast<size_t>(need));
+  });
+}
+
+API TH oml_empty(const int64_t* shape, int ndim, int dtype, int dt, int di) {
+  return wrap("empty", {}, [&] { return at::empty(dims(shape, ndim), options(dtype, dt, di)); });
+}
+API TH oml_zeros(const int64_t* shape, int ndim, int dtype, int dt, int di) {
+  return wrap("zeros", {}, [&] { return at::zeros(dims(shape, ndim), options(dtype, dt, di)); });
+}
+API TH oml_ones(const int64_t* shape, int ndim, int dtype, int dt, int di) {
+  return wrap("ones", {}, [&] { return at::ones(dims(shape, ndim), options(dtype, dt, di)); });
+}
+API TH oml_full(const int64_t* shape, int ndim, double value, int dtype, int dt, int di) {
+  return wrap("full", {}, [&] { return at::full(dims(shape, ndim), value, options(dtype, dt, di)); });
+}
+API TH oml_arange(double start, double end, double step, int dtype, int dt, int di) {
+  return wrap("arange", {}, [&] { return at::arange(start, end, step, options(dtype, dt, di)); });
+}
+API TH oml_eye(int64_t n, int dtype, int dt, int di) {
+  return wrap("eye", {}, [&] { return at::eye(n, options(dtype, dt, di)); });
+}
+API TH oml_rand(const int64_t* shape, int ndim, int dtype, int dt, int di) {
+  return wrap("rand", {}, [&] { return at::rand(dims(shape, ndim), options(dtype, dt, di)); });
+}
+API TH oml_randn(const int64_t* shape, int ndim, int dtype, int dt, int di) {
+  return wrap("randn", {}, [&] { return at::randn(dims(shape, ndim), options(dtype, dt, di)); });
+}
+API TH oml_randint(int64_t low, int64_t high, const int64_t* shape, int ndim, int dtype, int dt, int di) {
+  return wrap("randint", {}, [&] { return at::randint(low, high, dims(shape, ndim), options(dtype, dt, di)); });
+}
+API TH oml_zeros_like(TH t) {
+  return wrap("zeros_like", {t}, [&] { return at::zeros_like(*t); });
+}
+
+// ================================================================ conversion, copies, autograd
+
+API TH oml_to(TH t, int dtype, int dt, int di, int copy) {
+  return wrap("to", {t}, [&] {
+    return t->to(to_device(dt, di), to_scalar_type(dtype), /*non_blocking=*/false, /*copy=*/copy != 0);
+  });
+}
+API TH oml_to_dtype(TH t, int dtype) {
+  return wrap("to", {t}, [&] { return t->to(to_scalar_type(dtype)); });
+}
+API TH oml_clone(TH t) { return wrap("clone", {t}, [&] { return t->clone(); }); }
+API TH oml_detach(TH t) { return wrap("detach", {t}, [&] { return t->detach(); }); }
+API TH oml_contiguous(TH t) { return wrap("contiguous", {t}, [&] { return t->contiguous(); }); }
+API TH oml_alias(TH t) { return wrap("alias", {t}, [&] { return *t; }); }
+
+API int oml_copy_(TH dst, TH src) {
+  return run("copy_", {dst, src}, [&] { dst->copy_(*src); });
+}
+API int oml_fill_(TH t, double v) {
+  return run("fill_", {t}, [&] { t->fill_(v); });
+}
+API int oml_zero_(TH t) {
+  return run("zero_", {t}, [&] { t->zero_(); });
+}
+
+API int oml_backward(TH t, TH grad, int retain_graph) {
+  return run("backward", {t, grad}, [&] {
+    at::Tensor g = grad ? *grad : at::Tensor();
+    t->backward(g, retain_graph != 0 ? c10::optional<bool>(true) : c10::nullopt, false);
+  });
+}
+
+// Returns 0 and *out = nullptr when the gradient is undefined.
+API int oml_grad(TH t, TH* out) {
+  return run("grad", {t}, [&] {
+    const at::Tensor& g = t->grad();
+    *out = g.defined() ? own(g) : nullptr;
+  });
+}
+
+API int oml_set_grad(TH t, TH g) {
+  return run("set_grad", {t, g}, [&] { t->mutable_grad() = g ? *g : at::Tensor(); });
+}
+
+// Gradients of `outputs` with respect to `inputs` (torch.autograd.grad); out receives n_in handles.
+API int oml_autograd_grad(const TH* outputs, const TH* grad_outputs, int n_out, const TH* inputs, int n_in,
+                          int create_graph, TH* out) {
+  return run("autograd_grad", {}, [&] {
+    auto outs = tensor_list(outputs, n_out);
+    std::vector<at::Tensor> gos;
+    if (grad_outputs) gos = tensor_list(grad_outputs, n_out);
+    auto ins = tensor_list(inputs, n_in);
+    auto res = torch::autograd::grad(outs, ins, gos, /*retain_graph=*/c10::nullopt, create_graph != 0,
+                                     /*allow_unused=*/true);
+    for (int i = 0; i < n_in; ++i) out[i] = res[i].defined() ? own(res[i]) : nullptr;
+  });
+}
+
+// ================================================================ elementwise
+
+// Keep these codes in sync with Oml.Torch.Native.Unary (C#).
+API TH oml_unary(int op, TH x) {
+  static const char* names[] = {"neg",  "exp",     "log",  "sqrt", "rsqrt", "abs",  "tanh",       "sigmoid",
+                                "relu", "silu",    "gelu", "gelu_tanh", "sin", "cos", "logical_not", "floor",
+                                "ceil", "isfinite", "sign", "square", "log1p", "reciprocal", "isnan"};
+  const char* name = (op >= 0 && op < static_cast<int>(sizeof(names) / sizeof(names[0]))) ? names[op] : "unary";
+  return wrap(name, {x}, [&]() -> at::Tensor {
+    const at::Tensor& a = *x;
+    switch (op) {
+      case 0: return at::neg(a);
+      case 1: return at::exp(a);
+      case 2: return at::log(a);
+      case 3: return at::sqrt(a);
+      case 4: return at::rsqrt(a);
+      case 5: return at::abs(a);
+      case 6: return at::tanh(a);
+      case 7: return at::sigmoid(a);
+      case 8: return at::relu(a);
+      case 9: return at::silu(a);
+      case 10: return at::gelu(a);
+      case 11: return at::gelu(a, "tanh");
+      case 12: return at::sin(a);
+      case 13: return at::cos(a);
+      case 14: return at::logical_not(a);
+      case 15: return at::floor(a);
+      case 16: return at::ceil(a);
+      case 17: return at::isfinite(a);
+      case 18: return at::sign(a);
+      case 19: return at::square(a);
+      case 20: return at::log1p(a);
+      case 21: return at::reciprocal(a);
+      case 22: return at::isnan(a);
+    }
+    throw std::invalid_argument("unknown unary op " + std::to_string(op));
+  });
+}
+
+// Keep in sync with Oml.Torch.Native.Binary (C#). alpha applies to add/sub only.
+static at::Tensor binary_impl(int op, const at::Tensor& a, const at::Tensor& b, double alpha) {
+  switch (op) {
+    case 0: return at::add(a, b, alpha);
+    case 1: return at::sub(a, b, alpha);
+    case 2: return at::mul(a, b);
+    case 3: return at::div(a, b);
+    case 4: return at::pow(a, b);
+    case 5: return at::eq(a, b);
+    case 6: return at::ne(a, b);
+    case 7: return at::lt(a, b);
+    case 8: return at::le(a, b);
+    case 9: return at::gt(a, b);
+    case 10: return at::ge(a, b);
+    case 11: return at::maximum(a, b);
+    case 12: return at::minimum(a, b);
+    case 13: return at::logical_and(a, b);
+    case 14: return at::logical_or(a, b);
+    case 15: return at::remainder(a, b);
+    case 16: return at::floor_divide(a, b);
+    case 17: return at::bitwise_and(a, b);
+    case 18: return at::bitwise_or(a, b);
+  }
+  throw std::invalid_argument("unknown binary op " + std::to_string(op));
+}
+
+static const char* binary_name(int op) {
+  static const char* names[] = {"add",     "sub",        "mul",         "div",        "pow",
+                                "eq",      "ne",         "lt",          "le",         "gt",
+                                "ge",      "maximum",    "minimum",     "logical_and", "logical_or",
+                                "remainder", "floor_divide", "bitwise_and", "bitwise_or"};
+  return (op >= 0 && op < static_cast<int>(sizeof(names) / sizeof(names[0]))) ? names[op] : "binary";
+}
+
+API TH oml_binary(int op, TH a, TH b, double alpha) {
+  return wrap(binary_name(op), {a, b}, [&] { return binary_impl(op, *a, *b, alpha); });
+}
+
+API TH oml_binary_scalar(int op, TH a, double s) {
+  return wrap(binary_name(op), {a}, [&]() -> at::Tensor {
+    at::Scalar sc(s);
+    switch (op) {
+      case 0: return at::add(*a, sc);
+      case 1: return at::sub(*a, sc);
+      case 2: return at::mul(*a, sc);
+      case 3: return at::div(*a, sc);
+      case 4: return at::pow(*a, sc);
+      case 5: return at::eq(*a, sc);
+      case 6: return at::ne(*a, sc);
+      case 7: return at::lt(*a, sc);
+      case 8: return at::le(*a, sc);
+      case 9: return at::gt(*a, sc);
+      case 10: return at::ge(*a, sc);
+      case 15: return at::remainder(*a, sc);
+      case 16: return at::floor_divide(*a, sc);
+    }
+    throw std::invalid_argument(std::string("operation ") + binary_name(op) + " has no scalar form");
+  });
+}
+
+// scalar - tensor, scalar / tensor, scalar ** tensor.
+API TH oml_scalar_binary(int op, double s, TH b) {
+  return wrap(binary_name(op), {b}, [&]() -> at::Tensor {
+    at::Scalar sc(s);
+    switch (op) {
+      case 1: return at::rsub(*b, sc);
+      case 3: return at::mul(at::reciprocal(*b), sc);
+      case 4: return at::pow(sc, *b);
+    }
+    throw std::invalid_argument(std::string("operation ") + binary_name(op) + " has no scalar-first form");
+  });
+}
+
+// In place: a op= b.
+API int oml_binary_(int op, TH a, TH b, double alpha) {
+  return run(binary_name(op), {a, b}, [&] {
+    switch (op) {
+      case 0: a->add_(*b, alpha); return;
+      case 1: a->sub_(*b, alpha); return;
+      case 2: a->mul_(*b); return;
+      case 3: a->div_(*b); return;
+    }
+    throw std::invalid_argument(std::string("operation ") + binary_name(op) + " has no in-place form");
+  });
+}
+
+API int oml_binary_scalar_(int op, TH a, double s) {
+  return run(binary_name(op), {a}, [&] {
+    switch (op) {
+      case 0: a->add_(s); return;
+      case 1: a->sub_(s); return;
+      case 2: a->mul_(s); return;
+      case 3: a->div_(s); return;
+    }
+    throw std::invalid_argument(std::string("operation ") + binary_name(op) + " has no in-place scalar form");
+  });
+}
+
+API int oml_lerp_(TH a, TH end, double weight) {
+  return run("lerp_", {a, end}, [&] { a->lerp_(*end, weight); });
+}
+
+API TH oml_clamp(TH x, double lo, double hi, int has_lo, int has_hi) {
+  return wrap("clamp", {x}, [&] {
+    c10::optional<at::Scalar> l = has_lo ? c10::optional<at::Scalar>(lo) : c10::nullopt;
+    c10::optional<at::Scalar> h = has_hi ? c10::optional<at::Scalar>(hi) : c10::nullopt;
+    return at::clamp(*x, l, h);
+  });
+}
+
+API TH oml_where(TH cond, TH a, TH b) {
+  return wrap("where", {cond, a, b}, [&] { return at::where(*cond, *a, *b); });
+}
+API TH oml_masked_fill(TH x, TH mask, double v) {
+  return wrap("masked_fill", {x, mask}, [&] { return x->masked_fill(*mask, v); });
+}
+API int oml_masked_fill_(TH x, TH mask, double v) {
+  return run("masked_fill_", {x, mask}, [&] { x->masked_fill_(*mask, v); });
+}
+API TH oml_triu(TH x, int64_t diagonal) {
+  return wrap("triu", {x}, [&] { return at::triu(*x, diagonal); });
+}
+API TH oml_tril(TH x, int64_t diagonal) {
+  return wrap("tril", {x}, [&] { return at::tril(*x, diagonal); });
+}
+
+// ================================================================ linear algebra and nn functions
+
+API TH oml_matmul(TH a, TH b) {
+  return wrap("matmul", {a, b}, [&] { return at::matmul(*a, *b); });
+}
+API TH oml_linear(TH x, TH w, TH b) {
+  return wrap("linear", {x, w, b}, [&] { return at::linear(*x, *w, b ? c10::optional<at::Tensor>(*b) : c10::nullopt); });
+}
+API TH oml_softmax(TH x, int64_t dim) {
+  return wrap("softmax", {x}, [&] { return at::softmax(*x, dim); });
+}
+API TH oml_log_softmax(TH x, int64_t dim) {
+  return wrap("log_softmax", {x}, [&] { return at::log_softmax(*x, dim); });
+}
+API TH oml_embedding(TH weight, TH ids) {
+  return wrap("embedding", {weight, ids}, [&] { return at::embedding(*weight, *ids); });
+}
+API TH oml_dropout(TH x, double p, int train) {
+  return wrap("dropout", {x}, [&] { return at::dropout(*x, p, train != 0); });
+}
+// reduction: 0 none, 1 mean, 2 sum (at::Reduction).
+API TH oml_cross_entropy(TH logits, TH target, int64_t ignore_index, int reduction, double label_smoothing) {
+  return wrap("cross_entropy", {logits, target}, [&] {
+    return at::cross_entropy_loss(*logits, *target, c10::nullopt, reduction, ignore_index, label_smoothing);
+  });
+}
+API TH oml_mse_loss(TH a, TH b, int reduction) {
+  return wrap("mse_loss", {a, b}, [&] { return at::mse_loss(*a, *b, reduction); });
+}
+API TH oml_rms_norm(TH x, TH weight, double eps) {
+  // Computed in float32 and cast back, as Hugging Face's LlamaRMSNorm does.
+  return wrap("rms_norm", {x, weight}, [&] {
+    auto dt = x->scalar_type();
+    bool low = dt == at::kHalf || dt == at::kBFloat16;
+    auto h = low ? x->to(at::kFloat) : *x;
+    auto var = h.pow(2).mean(-1, /*keepdim=*/true);
+    h = h * at::rsqrt(var + eps);
+    return weight ? (*weight) * h.to(dt) : h.to(dt);
+  });
+}
+API TH oml_layer_norm(TH x, const int64_t* shape, int ndim, TH w, TH b, double eps) {
+  return wrap("layer_norm", {x, w, b}, [&] {
+    return at::layer_norm(*x, dims(shape, ndim), w ? c10::optional<at::Tensor>(*w) : c10::nullopt,
+                          b ? c10::optional<at::Tensor>(*b) : c10::nullopt, eps);
+  });
+}
+
+// Attention over [B, H, T, D] tensors. mask: optional boolean (true = attend) or additive float mask,
+// broadcastable to [B, H, Tq, Tk]. Uses the fused kernel where libtorch has it (2.1+).
+API TH oml_sdpa(TH q, TH k, TH v, TH mask, double dropout_p, int is_causal, double scale, int has_scale) {
+  return wrap("scaled_dot_product_attention", {q, k, v, mask}, [&]() -> at::Tensor {
+    c10::optional<at::Tensor> m = mask ? c10::optional<at::Tensor>(*mask) : c10::nullopt;
+#if OML_TORCH_AT_LEAST(2, 1)
+    c10::optional<double> s = has_scale ? c10::optional<double>(scale) : c10::nullopt;
+    return at::scaled_dot_product_attention(*q, *k, *v, m, dropout_p, is_causal != 0, s);
+#else
+    double sc = has_scale ? scale : 1.0 / std::sqrt(static_cast<double>(q->size(-1)));
+    auto scores = at::matmul(*q, k->transpose(-2, -1)) * sc;
+    int64_t tq = q->size(-2), tk = k->size(-2);
+    if (is_causal) {
+      auto causal = at::ones({tq, tk}, q->options().dtype(at::kBool)).tril();
+      scores = scores.masked_fill(causal.logical_not(), -std::numeric_limits<double>::infinity());
+    }
+    if (m) {
+      if (m->scalar_type() == at::kBool)
+        scores = scores.masked_fill(m->logical_not(), -std::numeric_limits<double>::infinity());
+      else
+        scores = scores + *m;
+    }
+    auto p = at::softmax(scores, -1);
+    if (dropout_p > 0) p = at::dropout(p, dropout_p, true);
+    return at::matmul(p, *v);
+#endif
+  });
+}
+
+// ================================================================ indexing and shape
+
+API TH oml_index_select(TH x, int64_t dim, TH idx) {
+  return wrap("index_select", {x, idx}, [&] { return at::index_select(*x, dim, *idx); });
+}
+API TH oml_gather(TH x, int64_t dim, TH idx) {
+  return wrap("gather", {x, idx}, [&] { return at::gather(*x, dim, *idx); });
+}
+API TH oml_scatter(TH x, int64_t dim, TH idx, TH src) {
+  return wrap("scatter", {x, idx, src}, [&] { return at::scatter(*x, dim, *idx, *src); });
+}
+API TH oml_scatter_add(TH x, int64_t dim, TH idx, TH src) {
+  return wrap("scatter_add", {x, idx, src}, [&] { return at::scatter_add(*x, dim, *idx, *src); });
+}
+API TH oml_scatter_value(TH x, int64_t dim, TH idx, double v) {
+  return wrap("scatter", {x, idx}, [&] { return at::scatter(*x, dim, *idx, v); });
+}
+API TH oml_index_tensor(TH x, TH idx) {
+  return wrap("index", {x, idx}, [&] {
+    c10::List<c10::optional<at::Tensor>> l;
+    l.push_back(*idx);
+    return x->index(l);
+  });
+}
+API TH oml_masked_select(TH x, TH mask) {
+  return wrap("masked_select", {x, mask}, [&] { return at::masked_select(*x, *mask); });
+}
+API TH oml_cat(const TH* ts, int n, int64_t dim) {
+  return wrap("cat", {n > 0 ? ts[0] : nullptr}, [&] { return at::cat(tensor_list(ts, n), dim); });
+}
+API TH oml_stack(const TH* ts, int n, int64_t dim) {
+  return wrap("stack", {n > 0 ? ts[0] : nullptr}, [&] { return at::stack(tensor_list(ts, n), dim); });
+}
+API TH oml_narrow(TH x, int64_t dim, int64_t start, int64_t length) {
+  return wrap("narrow", {x}, [&] { return x->narrow(dim, start, length); });
+}
+API TH oml_slice(TH x, int64_t dim, int64_t start, int64_t end, int64_t step) {
+  return wrap("slice", {x}, [&] { return x->slice(dim, start, end, step); });
+}
+API TH oml_select(TH x, int64_t dim, int64_t index) {
+  return wrap("select", {x}, [&] { return x->select(dim, index); });
+}
+API TH oml_view(TH x, const int64_t* shape, int n) {
+  return wrap("view", {x}, [&] { return x->view(dims(shape, n)); });
+}
+API TH oml_reshape(TH x, const int64_t* shape, int n) {
+  return wrap("reshape", {x}, [&] { return x->reshape(dims(shape, n)); });
+}
+API TH oml_expand(TH x, const int64_t* shape, int n) {
+  return wrap("expand", {x}, [&] { return x->expand(dims(shape, n)); });
+}
+API TH oml_repeat(TH x, const int64_t* reps, int n) {
+  return wrap("repeat", {x}, [&] { return x->repeat(dims(reps, n)); });
+}
+API TH oml_repeat_interleave(TH x, int64_t repeats, int64_t dim) {
+  return wrap("repeat_interleave", {x}, [&] { return x->repeat_interleave(repeats, dim); });
+}
+API TH oml_permute(TH x, const int64_t* order, int n) {
+  return wrap("permute", {x}, [&] { return x->permute(dims(order, n)); });
+}
+API TH oml_transpose(TH x, int64_t d0, int64_t d1) {
+  return wrap("transpose", {x}, [&] { return x->transpose(d0, d1); });
+}
+API TH oml_squeeze(TH x, int64_t dim) {
+  return wrap("squeeze", {x}, [&] { return x->squeeze(dim); });
+}
+API TH oml_unsqueeze(TH x, int64_t dim) {
+  return wrap("unsqueeze", {x}, [&] { return x->unsqueeze(dim); });
+}
+API TH oml_flatten(TH x, int64_t start, int64_t end) {
+  return wrap("flatten", {x}, [&] { return x->flatten(start, end); });
+}
+API TH oml_flip(TH x, const int64_t* d, int n) {
+  return wrap("flip", {x}, [&] { return x->flip(dims(d, n)); });
+}
+
+// ================================================================ reductions
+
+// Keep in sync with Oml.Torch.Native.Reduce (C#). ndims == 0 reduces over all elements.
+API TH oml_reduce(int op, TH x, const int64_t* d, int ndims, int keepdim) {
+  static const char* names[] = {"sum", "mean", "amax", "amin", "prod", "norm", "all", "any", "logsumexp", "var"};
+  const char* name = (op >= 0 && op < 10) ? names[op] : "reduce";
+  return wrap(name, {x}, [&]() -> at::Tensor {
+    bool kd = keepdim != 0;
+    at::IntArrayRef ds = dims(d, ndims);
+    std::vector<int64_t> all_dims;
+    if (ndims == 0)
+      for (int64_t i = 0; i < x->dim(); ++i) all_dims.push_back(i);
+    at::IntArrayRef dd = ndims == 0 ? at::IntArrayRef(all_dims) : ds;
+    switch (op) {
+      case 0: return ndims == 0 && !kd ? x->sum() : x->sum(dd, kd);
+      case 1: return ndims == 0 && !kd ? x->mean() : x->mean(dd, kd);
+      case 2: return x->amax(dd, kd);
+      case 3: return x->amin(dd, kd);
+      case 4:
+        if (ndims == 0) return x->prod();
+        if (ndims != 1) throw std::invalid_argument("prod reduces one dimension at a time");
+        return x->prod(d[0], kd);
+      case 5: return ndims == 0 && !kd ? x->norm() : at::norm(*x, 2, dd, kd);
+      case 6:
+        if (ndims == 0) return x->all();
+        if (ndims != 1) throw std::invalid_argument("all reduces one dimension at a time");
+        return x->all(d[0], kd);
+      case 7:
+        if (ndims == 0) return x->any();
+        if (ndims != 1) throw std::invalid_argument("any reduces one dimension at a time");
+        return x->any(d[0], kd);
+      case 8: return at::logsumexp(*x, dd, kd);
+      case 9: return at::var(*x, dd, /*unbiased=*/true, kd);
+    }
+    throw std::invalid_argument("unknown reduction " + std::to_string(op));
+  });
+}
+
+// Returns (values, indices) along dim.
+API int oml_max_dim(TH x, int64_t dim, int keepdim, TH* values, TH* indices) {
+  return run("max", {x}, [&] {
+    auto r = at::max(*x, dim, keepdim != 0);
+    *values = own(std::get<0>(r));
+    *indices = own(std::get<1>(r));
+  });
+}
+API int oml_min_dim(TH x, int64_t dim, int keepdim, TH* values, TH* indices) {
+  return run("min", {x}, [&] {
+    auto r = at::min(*x, dim, keepdim != 0);
+    *values = own(std::get<0>(r));
+    *indices = own(std::get<1>(r));
+  });
+}
+API TH oml_argmax(TH x, int64_t dim, int has_dim, int keepdim) {
+  return wrap("argmax", {x}, [&] {
+    return at::argmax(*x, has_dim ? c10::optional<int64_t>(dim) : c10::nullopt, keepdim != 0);
+  });
+}
+API int oml_topk(TH x, int64_t k, int64_t dim, int largest, int sorted, TH* values, TH* indices) {
+  return run("topk", {x}, [&] {
+    auto r = at::topk(*x, k, dim, largest != 0, sorted != 0);
+    *values = own(std::get<0>(r));
+    *indices = own(std::get<1>(r));
+  });
+}
+API int oml_sort(TH x, int64_t dim, int descending, TH* values, TH* indices) {
+  return run("sort", {x}, [&] {
+    auto r = at::sort(*x, dim, descending != 0);
+    *values = own(std::get<0>(r));
+    *indices = own(std::get<1>(r));
+  });
+}
+API TH oml_cumsum(TH x, int64_t dim) {
+  return wrap("cumsum", {x}, [&] { return at::cumsum(*x, dim); });
+}
+API TH oml_multinomial(TH probs, int64_t n, int replacement) {
+  return wrap("multinomial", {probs}, [&] { return at::multinomial(*probs, n, replacement != 0); });
+}
+
+// ================================================================ optimisation
+
+// One AdamW step (decoupled weight decay, as torch.optim.AdamW) over n parameters of one group.
+// steps[i] is the parameter's step count after this step (1 on the first step). Parameters whose
+// gradient is undefined must be left out by the caller. On CUDA with libtorch 2.1+ the fused kernel
+// runs; elsewhere, the same arithmetic tensor by tensor.
+API int oml_adamw_step(const TH* params, const TH* exp_avg, const TH* exp_avg_sq, const int64_t* steps, int n,
+                       double lr, double beta1, double beta2, double eps, double weight_decay) {
+  return run("adamw_step", {n > 0 ? params[0] : nullptr}, [&] {
+    at::NoGradGuard no_grad;
+    if (n == 0) return;
+#if OML_TORCH_AT_LEAST(2, 1)
+    bool fusable = true;
+    for (int i = 0; i < n && fusable; ++i) {
+      const at::Tensor& p = *params[i];
+      fusable = p.is_cuda() && p.device() == params[0]->device() && p.scalar_type() == params[0]->scalar_type() &&
+                at::isFloatingType(p.scalar_type()) && steps[i] == steps[0];
+    }
+    if (fusable) {
+      std::vector<at::Tensor> ps, gs, ms, vs, ss;
+      for (int i = 0; i < n; ++i) {
+        ps.push_back(*params[i]);
+        gs.push_back(params[i]->grad());
+        ms.push_back(*exp_avg[i]);
+        vs.push_back(*exp_avg_sq[i]);
+        ss.push_back(at::full({}, static_cast<double>(steps[i]), params[i]->options().dtype(at::kFloat)));
+      }
+      at::_fused_adamw_(ps, gs, ms, vs, /*max_exp_avg_sqs=*/{}, ss, lr, beta1, beta2, weight_decay, eps,
+                        /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/c10::nullopt,
+                        /*found_inf=*/c10::nullopt);
+      return;
+    }
+#endif
+    for (int i = 0; i < n; ++i) {
+      at::Tensor& p = *params[i];
+      const at::Tensor& g = p.grad();
+      if (!g.defined()) continue;
+      double step = static_cast<double>(steps[i]);
+      p.mul_(1.0 - lr * weight_decay);
+      exp_avg[i]->lerp_(g, 1.0 - beta1);
+      exp_avg_sq[i]->mul_(beta2).addcmul_(g, g, 1.0 - beta2);
+      double bc1 = 1.0 - std::pow(beta1, step);
+      double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, step));
+      auto denom = (exp_avg_sq[i]->sqrt() / bc2_sqrt).add_(eps);
+      p.addcdiv_(*exp_avg[i], denom, -lr / bc1);
+    }
+  });
+}
+
+// Scales the gradients of the given parameters so that their global L2 norm is at most max_norm.
+// *total_norm receives the norm before clipping.
+API int oml_clip_grad_norm(const TH* params, int n, double max_norm, double* total_norm) {
+  return run("clip_grad_norm", {}, [&] {
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> norms;
+    std::vector<at::Tensor> grads;
+    for (int i = 0; i < n; ++i) {
+      const at::Tensor& g = params[i]->grad();
+      if (!g.defined()) continue;
+      grads.push_back(g);
+      norms.push_back(at::norm(g.to(at::kFloat), 2));
+    }
+    if (grads.empty()) {
+      *total_norm = 0.0;
+      return;
+    }
+    at::Tensor total = at::norm(at::stack(norms), 2);
+    at::Tensor coef = at::clamp_max(max_norm / (total + 1e-6), 1.0);
+    for (auto& g : grads) g.mul_(coef.to(g.device(), g.scalar_type()));
+    *total_norm = total.item<double>();
+  });
+}

@@ -1,0 +1,237 @@
+using System.Runtime.InteropServices;
+using static Oml.Torch.Native;
+
+namespace Oml.Torch;
+
+/// <summary>Tensor creation and library-wide settings, as the <c>torch</c> module.</summary>
+public static class Torch
+{
+    static Torch()
+    {
+        // libtorch defaults to the number of physical cores; use every core the process may run on.
+        Check(oml_set_num_threads(Environment.ProcessorCount));
+    }
+
+    /// <summary>Version of the libtorch the shim was compiled against, e.g. "1.13.0" or "2.11.0".</summary>
+    public static string LibTorchVersion => Marshal.PtrToStringUTF8(oml_torch_version()) ?? "?";
+
+    /// <summary>Whether scaled_dot_product_attention runs libtorch's fused kernel (libtorch 2.1+).</summary>
+    public static bool HasFusedAttention => (oml_features() & 1) != 0;
+
+    /// <summary>Whether AdamW on CUDA runs libtorch's fused kernel (libtorch 2.1+).</summary>
+    public static bool HasFusedAdamW => (oml_features() & 2) != 0;
+
+    /// <summary>Intra-op thread count of the CPU backend. Defaults to all cores.</summary>
+    public static int Threads
+    {
+        get => oml_get_num_threads();
+        set
+        {
+            if (value < 1) throw new ArgumentOutOfRangeException(nameof(value), value, "thread count must be at least 1");
+            Check(oml_set_num_threads(value));
+        }
+    }
+
+    /// <summary>Native tensor handles alive now (created and not yet disposed or finalized), for leak checks.</summary>
+    public static long LiveTensors => oml_live_tensors();
+
+    /// <summary>Seeds every generator (CPU and CUDA), as torch.manual_seed.</summary>
+    public static void ManualSeed(ulong seed) => Check(oml_manual_seed(seed));
+
+    /// <summary>Whether operations record autograd history on this thread.</summary>
+    public static bool IsGradEnabled => oml_grad_enabled() != 0;
+
+    /// <summary>Disables gradient recording until disposed: <c>using (Torch.NoGrad()) { ... }</c>.</summary>
+    public static GradMode NoGrad() => new(false);
+
+    /// <summary>Enables gradient recording until disposed (inside a <see cref="NoGrad"/> block).</summary>
+    public static GradMode EnableGrad() => new(true);
+
+    /// <summary>Opens a scope that disposes the tensors created inside it. See <see cref="DisposeScope"/>.</summary>
+    public static DisposeScope NewScope() => new();
+
+    // ------------------------------------------------------------------ creation
+
+    public static unsafe Tensor Zeros(long[] shape, DType dtype = DType.Float32, Device? device = null)
+    {
+        var d = device ?? Device.Cpu;
+        fixed (long* p = shape) return new(oml_zeros(p, shape.Length, (int)dtype, (int)d.Type, d.Index));
+    }
+
+    public static unsafe Tensor Ones(long[] shape, DType dtype = DType.Float32, Device? device = null)
+    {
+        var d = device ?? Device.Cpu;
+        fixed (long* p = shape) return new(oml_ones(p, shape.Length, (int)dtype, (int)d.Type, d.Index));
+    }
+
+    public static unsafe Tensor Empty(long[] shape, DType dtype = DType.Float32, Device? device = null)
+    {
+        var d = device ?? Device.Cpu;
+        fixed (long* p = shape) return new(oml_empty(p, shape.Length, (int)dtype, (int)d.Type, d.Index));
+    }
+
+    public static unsafe Tensor Full(long[] shape, double value, DType dtype = DType.Float32, Device? device = null)
+    {
+        var d = device ?? Device.Cpu;
+        fixed (long* p = shape) return new(oml_full(p, shape.Length, value, (int)dtype, (int)d.Type, d.Index));
+    }
+
+    /// <summary>Uniform samples in [0, 1).</summary>
+    public static unsafe Tensor Rand(long[] shape, DType dtype = DType.Float32, Device? device = null)
+    {
+        var d = device ?? Device.Cpu;
+        fixed (long* p = shape) return new(oml_rand(p, shape.Length, (int)dtype, (int)d.Type, d.Index));
+    }
+
+    /// <summary>Standard normal samples.</summary>
+    public static unsafe Tensor Randn(long[] shape, DType dtype = DType.Float32, Device? device = null)
+    {
+        var d = device ?? Device.Cpu;
+        fixed (long* p = shape) return new(oml_randn(p, shape.Length, (int)dtype, (int)d.Type, d.Index));
+    }
+
+    /// <summary>Uniform integers in [low, high).</summary>
+    public static unsafe Tensor RandInt(long low, long high, long[] shape, DType dtype = DType.Int64, Device? device = null)
+    {
+        var d = device ?? Device.Cpu;
+        fixed (long* p = shape) return new(oml_randint(low, high, p, shape.Length, (int)dtype, (int)d.Type, d.Index));
+    }
+
+    /// <summary>Values start, start+step, ... below end.</summary>
+    public static Tensor Arange(double start, double end, double step = 1, DType dtype = DType.Int64, Device? device = null)
+    {
+        var d = device ?? Device.Cpu;
+        return new(oml_arange(start, end, step, (int)dtype, (int)d.Type, d.Index));
+    }
+
+    public static Tensor Arange(long end, DType dtype = DType.Int64, Device? device = null) => Arange(0, end, 1, dtype, device);
+
+    public static Tensor Eye(long n, DType dtype = DType.Float32, Device? device = null)
+    {
+        var d = device ?? Device.Cpu;
+        return new(oml_eye(n, (int)dtype, (int)d.Type, d.Index));
+    }
+
+    public static Tensor ZerosLike(Tensor t) => new(oml_zeros_like(t.Handle));
+
+    /// <summary>A tensor holding a copy of <paramref name="data"/> with the given shape (default: 1-d).</summary>
+    public static unsafe Tensor FromArray<T>(ReadOnlySpan<T> data, long[]? shape = null, Device? device = null) where T : unmanaged
+    {
+        shape ??= [data.Length];
+        long n = 1;
+        foreach (var s in shape)
+        {
+            if (s < 0) throw new ArgumentException($"negative dimension in shape [{string.Join(", ", shape)}]", nameof(shape));
+            n *= s;
+        }
+        if (n != data.Length)
+            throw new ArgumentException($"shape [{string.Join(", ", shape)}] holds {n} elements but {data.Length} were given", nameof(shape));
+        var d = device ?? Device.Cpu;
+        fixed (T* p = data)
+        fixed (long* sp = shape)
+            return new(oml_from_data(p, sp, shape.Length, (int)DTypeExtensions.Of<T>(), (int)d.Type, d.Index));
+    }
+
+    public static Tensor FromArray<T>(T[] data, params long[] shape) where T : unmanaged =>
+        FromArray<T>(data.AsSpan(), shape.Length == 0 ? null : shape);
+
+    /// <summary>A tensor of <paramref name="dtype"/> whose elements are the little-endian bytes given (bfloat16 weights, say).</summary>
+    public static unsafe Tensor FromBytes(ReadOnlySpan<byte> bytes, long[] shape, DType dtype, Device? device = null)
+    {
+        long n = 1;
+        foreach (var s in shape) n *= s;
+        if (n * dtype.ElementSize() != bytes.Length)
+            throw new ArgumentException($"shape [{string.Join(", ", shape)}] of {dtype.Name()} needs {n * dtype.ElementSize()} bytes but {bytes.Length} were given", nameof(bytes));
+        var d = device ?? Device.Cpu;
+        fixed (byte* p = bytes)
+        fixed (long* sp = shape)
+            return new(oml_from_data(p, sp, shape.Length, (int)dtype, (int)d.Type, d.Index));
+    }
+
+    /// <summary>A 0-d tensor.</summary>
+    public static Tensor Scalar(double value, DType dtype = DType.Float32, Device? device = null) => Full([], value, dtype, device);
+
+    // ------------------------------------------------------------------ combining
+
+    public static unsafe Tensor Cat(IReadOnlyList<Tensor> tensors, long dim = 0)
+    {
+        using var hl = new HandleList(tensors);
+        fixed (IntPtr* p = hl.Ptrs) return new(oml_cat(p, hl.Ptrs.Length, dim));
+    }
+
+    public static unsafe Tensor Stack(IReadOnlyList<Tensor> tensors, long dim = 0)
+    {
+        using var hl = new HandleList(tensors);
+        fixed (IntPtr* p = hl.Ptrs) return new(oml_stack(p, hl.Ptrs.Length, dim));
+    }
+
+    /// <summary>Elementwise choice: a where condition is true, else b.</summary>
+    public static Tensor Where(Tensor condition, Tensor a, Tensor b) => new(oml_where(condition.Handle, a.Handle, b.Handle));
+
+    /// <summary>Samples <paramref name="numSamples"/> indices per row from the (unnormalised) probabilities.</summary>
+    public static Tensor Multinomial(Tensor probs, long numSamples, bool replacement = false) =>
+        new(oml_multinomial(probs.Handle, numSamples, replacement ? 1 : 0));
+
+    /// <summary>Gradients of outputs with respect to inputs, as torch.autograd.grad (null where unused).</summary>
+    public static unsafe Tensor?[] Gradients(IReadOnlyList<Tensor> outputs, IReadOnlyList<Tensor> inputs,
+        IReadOnlyList<Tensor>? gradOutputs = null, bool createGraph = false)
+    {
+        using var o = new HandleList(outputs);
+        using var i = new HandleList(inputs);
+        using var g = gradOutputs is null ? null : new HandleList(gradOutputs);
+        var result = new IntPtr[inputs.Count];
+        fixed (IntPtr* po = o.Ptrs)
+        fixed (IntPtr* pi = i.Ptrs)
+        fixed (IntPtr* pg = g?.Ptrs)
+        fixed (IntPtr* pr = result)
+            Check(oml_autograd_grad(po, g is null ? null : pg, o.Ptrs.Length, pi, i.Ptrs.Length, createGraph ? 1 : 0, pr));
+        return result.Select(Tensor.FromRawOrNull).ToArray();
+    }
+
+    /// <summary>Scales the gradients of <paramref name="parameters"/> in place so that their global L2 norm is at most
+    /// <paramref name="maxNorm"/>, as torch.nn.utils.clip_grad_norm_. Returns the norm before clipping.</summary>
+    public static unsafe double ClipGradNorm(IReadOnlyList<Tensor> parameters, double maxNorm)
+    {
+        using var hl = new HandleList(parameters);
+        fixed (IntPtr* p = hl.Ptrs)
+        {
+            Check(oml_clip_grad_norm(p, hl.Ptrs.Length, maxNorm, out var total));
+            return total;
+        }
+    }
+
+    /// <summary>CUDA queries.</summary>
+    public static class Cuda
+    {
+        public static bool IsAvailable => oml_cuda_is_available() != 0;
+        public static int DeviceCount => oml_cuda_device_count();
+        public static void Synchronize(int device = -1) => Check(oml_cuda_synchronize(device));
+
+        /// <summary>Caching-allocator statistics of one device, in bytes.</summary>
+        public static unsafe CudaMemoryStats MemoryStats(int device = 0)
+        {
+            long* s = stackalloc long[4];
+            Check(oml_cuda_memory_stats(device, s));
+            return new CudaMemoryStats(s[0], s[1], s[2], s[3]);
+        }
+
+        public static void EmptyCache() => Check(oml_cuda_empty_cache());
+        public static void ResetPeakStats(int device = 0) => Check(oml_cuda_reset_peak(device));
+    }
+}
+
+public readonly record struct CudaMemoryStats(long AllocatedBytes, long PeakAllocatedBytes, long ReservedBytes, long PeakReservedBytes);
+
+/// <summary>Restores the previous gradient mode when disposed.</summary>
+public readonly struct GradMode : IDisposable
+{
+    private readonly bool _previous;
+
+    internal GradMode(bool enabled)
+    {
+        _previous = oml_grad_enabled() != 0;
+        oml_set_grad_enabled(enabled ? 1 : 0);
+    }
+
+    public void Dispose() => oml_set_grad_enabled(_previous ? 1 : 0);
+}
