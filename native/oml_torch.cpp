@@ -51,7 +51,7 @@ TH own(at::Tensor t) {
 }
 
 // ---------------------------------------------------------------- dtype / device mapping
-// Keep in sync with Oml.Torch.DType (C#).
+// Keep in sync with Oml.Engine.DType (C#).
 at::ScalarType to_scalar_type(int code) {
   switch (code) {
     case 0: return at::kFloat;
@@ -166,6 +166,14 @@ int run(const char* op, std::initializer_list<const at::Tensor*> args, F&& f) {
     set_error(op, args, "unknown C++ exception");
   }
   return -1;
+}
+
+// A scalar operand for tensor t: integral when t is integral and v has no fraction, so that index arithmetic
+// (ids + 1) stays integral as it does in Python; otherwise a double.
+at::Scalar scalar_for(const at::Tensor& t, double v) {
+  if (!at::isFloatingType(t.scalar_type()) && v == std::floor(v) && std::fabs(v) < 9.0e15)
+    return at::Scalar(static_cast<int64_t>(v));
+  return at::Scalar(v);
 }
 
 std::vector<at::Tensor> tensor_list(const TH* ts, int n) {
@@ -430,7 +438,7 @@ API int oml_autograd_grad(const TH* outputs, const TH* grad_outputs, int n_out, 
 
 // ================================================================ elementwise
 
-// Keep these codes in sync with Oml.Torch.Native.Unary (C#).
+// Keep these codes in sync with Oml.Engine.Native.Unary (C#).
 API TH oml_unary(int op, TH x) {
   static const char* names[] = {"neg",  "exp",     "log",  "sqrt", "rsqrt", "abs",  "tanh",       "sigmoid",
                                 "relu", "silu",    "gelu", "gelu_tanh", "sin", "cos", "logical_not", "floor",
@@ -467,8 +475,9 @@ API TH oml_unary(int op, TH x) {
   });
 }
 
-// Keep in sync with Oml.Torch.Native.Binary (C#). alpha applies to add/sub only.
-static at::Tensor binary_impl(int op, const at::Tensor& a, const at::Tensor& b, double alpha) {
+// Keep in sync with Oml.Engine.Native.Binary (C#). alpha applies to add/sub only.
+static at::Tensor binary_impl(int op, const at::Tensor& a, const at::Tensor& b, double alpha_value) {
+  at::Scalar alpha = scalar_for(a, alpha_value);
   switch (op) {
     case 0: return at::add(a, b, alpha);
     case 1: return at::sub(a, b, alpha);
@@ -507,7 +516,7 @@ API TH oml_binary(int op, TH a, TH b, double alpha) {
 
 API TH oml_binary_scalar(int op, TH a, double s) {
   return wrap(binary_name(op), {a}, [&]() -> at::Tensor {
-    at::Scalar sc(s);
+    at::Scalar sc = scalar_for(*a, s);
     switch (op) {
       case 0: return at::add(*a, sc);
       case 1: return at::sub(*a, sc);
@@ -530,7 +539,7 @@ API TH oml_binary_scalar(int op, TH a, double s) {
 // scalar - tensor, scalar / tensor, scalar ** tensor.
 API TH oml_scalar_binary(int op, double s, TH b) {
   return wrap(binary_name(op), {b}, [&]() -> at::Tensor {
-    at::Scalar sc(s);
+    at::Scalar sc = scalar_for(*b, s);
     switch (op) {
       case 1: return at::rsub(*b, sc);
       case 3: return at::mul(at::reciprocal(*b), sc);
@@ -544,8 +553,8 @@ API TH oml_scalar_binary(int op, double s, TH b) {
 API int oml_binary_(int op, TH a, TH b, double alpha) {
   return run(binary_name(op), {a, b}, [&] {
     switch (op) {
-      case 0: a->add_(*b, alpha); return;
-      case 1: a->sub_(*b, alpha); return;
+      case 0: a->add_(*b, scalar_for(*a, alpha)); return;
+      case 1: a->sub_(*b, scalar_for(*a, alpha)); return;
       case 2: a->mul_(*b); return;
       case 3: a->div_(*b); return;
     }
@@ -555,11 +564,12 @@ API int oml_binary_(int op, TH a, TH b, double alpha) {
 
 API int oml_binary_scalar_(int op, TH a, double s) {
   return run(binary_name(op), {a}, [&] {
+    at::Scalar sc = scalar_for(*a, s);
     switch (op) {
-      case 0: a->add_(s); return;
-      case 1: a->sub_(s); return;
-      case 2: a->mul_(s); return;
-      case 3: a->div_(s); return;
+      case 0: a->add_(sc); return;
+      case 1: a->sub_(sc); return;
+      case 2: a->mul_(sc); return;
+      case 3: a->div_(sc); return;
     }
     throw std::invalid_argument(std::string("operation ") + binary_name(op) + " has no in-place scalar form");
   });
@@ -747,7 +757,7 @@ API TH oml_flip(TH x, const int64_t* d, int n) {
 
 // ================================================================ reductions
 
-// Keep in sync with Oml.Torch.Native.Reduce (C#). ndims == 0 reduces over all elements.
+// Keep in sync with Oml.Engine.Native.Reduce (C#). ndims == 0 reduces over all elements.
 API TH oml_reduce(int op, TH x, const int64_t* d, int ndims, int keepdim) {
   static const char* names[] = {"sum", "mean", "amax", "amin", "prod", "norm", "all", "any", "logsumexp", "var"};
   const char* name = (op >= 0 && op < 10) ? names[op] : "reduce";

@@ -1,4 +1,4 @@
-namespace Oml.Torch.Tests;
+namespace Oml.Engine.Tests;
 
 public class OptimTests
 {

@@ -1,4 +1,4 @@
-namespace Oml.Torch;
+namespace Oml.Engine;
 
 public enum DeviceType { Cpu = 0, Cuda = 1 }
 

@@ -1,6 +1,6 @@
-using static Oml.Torch.Tests.Env;
+using static Oml.Engine.Tests.Env;
 
-namespace Oml.Torch.Tests;
+namespace Oml.Engine.Tests;
 
 /// <summary>Each operation's values against results computed by hand.</summary>
 public class OpValueTests
@@ -398,6 +398,21 @@ public class OpValueTests
         Assert.DoesNotContain(0L, row0);
         Assert.InRange(row0.Count(i => i == 2) / 1000.0, 0.70, 0.80);
         Assert.All(a.Skip(1000), i => Assert.Equal(1L, i));
+    }
+
+    [Fact]
+    public void Integer_arithmetic_stays_integral()
+    {
+        using var s = Torch.NewScope();
+        var ids = L([1, 2, 3]);
+        Assert.Equal(DType.Int64, (ids + 1).DType);
+        Assert.Equal([2L, 3, 4], (ids + 1).ToArray<long>());
+        Assert.Equal([3L, 6, 9], (ids * 3).ToArray<long>());
+        Assert.Equal([2L, 1, 0], (3 - ids).ToArray<long>());
+        Assert.Equal([3L, 6, 9], ids.Add(ids, alpha: 2).ToArray<long>());
+        Assert.Equal(DType.Float32, (ids + 0.5).DType); // a fractional scalar promotes, as in PyTorch
+        ids.AddInPlace(10);
+        Assert.Equal([11L, 12, 13], ids.ToArray<long>());
     }
 
     [Fact]

@@ -1,6 +1,6 @@
-using static Oml.Torch.Native;
+using static Oml.Engine.Native;
 
-namespace Oml.Torch;
+namespace Oml.Engine;
 
 /// <summary>A set of parameters sharing optimiser settings; null settings fall back to the optimiser's defaults.</summary>
 public sealed class ParamGroup

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace Oml.Torch.Tests;
+namespace Oml.Engine.Tests;
 
 public class ErrorTests
 {

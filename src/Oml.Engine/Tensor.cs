@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
-using static Oml.Torch.Native;
+using static Oml.Engine.Native;
 
-namespace Oml.Torch;
+namespace Oml.Engine;
 
 /// <summary>
 /// A libtorch tensor. Owns native memory: dispose it, or create it inside a <see cref="DisposeScope"/>

@@ -1,4 +1,4 @@
-namespace Oml.Torch.Tests;
+namespace Oml.Engine.Tests;
 
 /// <summary>Every differentiable operation's autograd gradient against central finite differences in float64.</summary>
 public class GradientTests
@@ -180,7 +180,7 @@ public class GradientTests
     {
         using var s = Torch.NewScope();
         Check.Gradients(xs => F.CrossEntropy(xs[0], Ids([2, -100, 0, 1], 4)), S(4, 3));
-        Check.Gradients(xs => F.CrossEntropy(xs[0], Ids([2, 1, 0, 1], 4), reduction: Oml.Torch.Reduction.Sum), S(4, 3));
+        Check.Gradients(xs => F.CrossEntropy(xs[0], Ids([2, 1, 0, 1], 4), reduction: Oml.Engine.Reduction.Sum), S(4, 3));
         Check.Gradients(xs => F.CrossEntropy(xs[0], Ids([2, 1, 0, 1], 4), labelSmoothing: 0.1), S(4, 3));
         Check.Gradients(xs => F.MseLoss(xs[0], xs[1]), D(2, 3), D(2, 3));
         Check.Gradients(xs => F.RmsNorm(xs[0], xs[1], 1e-6), S(2, 4), D(4));

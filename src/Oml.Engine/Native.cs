@@ -2,7 +2,7 @@ using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
-namespace Oml.Torch;
+namespace Oml.Engine;
 
 /// <summary>P/Invoke declarations for liboml_torch (native/oml_torch.cpp). Internal: use <see cref="Tensor"/> and <see cref="Torch"/>.</summary>
 internal static partial class Native

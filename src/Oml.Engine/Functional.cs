@@ -1,6 +1,6 @@
-using static Oml.Torch.Native;
+using static Oml.Engine.Native;
 
-namespace Oml.Torch;
+namespace Oml.Engine;
 
 /// <summary>Neural-network functions, as <c>torch.nn.functional</c>.</summary>
 public static class F

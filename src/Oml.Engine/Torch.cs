@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
-using static Oml.Torch.Native;
+using static Oml.Engine.Native;
 
-namespace Oml.Torch;
+namespace Oml.Engine;
 
 /// <summary>Tensor creation and library-wide settings, as the <c>torch</c> module.</summary>
 public static class Torch

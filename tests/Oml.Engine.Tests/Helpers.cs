@@ -1,4 +1,4 @@
-namespace Oml.Torch.Tests;
+namespace Oml.Engine.Tests;
 
 /// <summary>
 /// Where the tests run: OML_TEST_DEVICE=cuda (or cuda:N) runs every test on that GPU; the default is the CPU.

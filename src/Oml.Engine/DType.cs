@@ -1,4 +1,4 @@
-namespace Oml.Torch;
+namespace Oml.Engine;
 
 /// <summary>Element types. The numeric values are the shim's codes (native/oml_torch.cpp).</summary>
 public enum DType

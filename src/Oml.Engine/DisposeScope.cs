@@ -1,4 +1,4 @@
-namespace Oml.Torch;
+namespace Oml.Engine;
 
 /// <summary>
 /// Disposes, when itself disposed, every tensor created on this thread while it was the innermost scope,

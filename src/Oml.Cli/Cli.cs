@@ -1,0 +1,49 @@
+using System.CommandLine;
+using Oml.Engine;
+
+namespace Oml.Cli;
+
+/// <summary>Shared command-line plumbing: exit codes and error reporting.</summary>
+public static class Cli
+{
+    public const int Ok = 0;
+    /// <summary>The work failed (bad input file, libtorch error, ...).</summary>
+    public const int Failure = 1;
+    /// <summary>The command line itself was wrong (System.CommandLine's own code for parse errors).</summary>
+    public const int Usage = 2;
+
+    public static int Run(RootCommand root, string[] args)
+    {
+        try
+        {
+            var parsed = root.Parse(args);
+            if (parsed.Errors.Count > 0)
+            {
+                foreach (var error in parsed.Errors) Console.Error.WriteLine($"oml: error: {error.Message}");
+                Console.Error.WriteLine("Run 'oml --help' (or 'oml COMMAND --help') for usage.");
+                return Usage;
+            }
+            return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (e is TorchException or IOException or ArgumentException or InvalidDataException)
+        {
+            Console.Error.WriteLine($"oml: error: {e.Message}");
+            return e is ArgumentException ? Usage : Failure;
+        }
+    }
+
+    public static Option<string> DeviceOption() => new("--device")
+    {
+        Description = "Where to compute: cpu, cuda or cuda:N",
+        DefaultValueFactory = _ => "cpu",
+    };
+
+    /// <summary>Parses a device name and checks that it exists here.</summary>
+    public static Device ParseDevice(string name)
+    {
+        var d = Device.Parse(name);
+        if (d.IsCuda && (!Torch.Cuda.IsAvailable || d.Index >= Torch.Cuda.DeviceCount))
+            throw new ArgumentException($"device {d} is not available here (CUDA devices: {(Torch.Cuda.IsAvailable ? Torch.Cuda.DeviceCount : 0)})");
+        return d;
+    }
+}
