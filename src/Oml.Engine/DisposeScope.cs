@@ -15,6 +15,7 @@ public sealed class DisposeScope : IDisposable
     private readonly DisposeScope? _outer;
     private readonly List<Tensor> _tensors = new();
     private bool _disposed;
+    private int _compactAt = 1024;
 
     internal DisposeScope()
     {
@@ -40,6 +41,13 @@ public sealed class DisposeScope : IDisposable
     {
         t.OwnerScope = this;
         _tensors.Add(t);
+        // Tensors disposed early or moved out stay listed until the scope ends; drop them now and then so that a
+        // long loop inside one scope, disposing as it goes, holds no growing list.
+        if (_tensors.Count >= _compactAt)
+        {
+            _tensors.RemoveAll(x => !ReferenceEquals(x.OwnerScope, this) || x.IsDisposed);
+            _compactAt = Math.Max(1024, 2 * _tensors.Count);
+        }
     }
 
     internal void MoveOut(Tensor t)
