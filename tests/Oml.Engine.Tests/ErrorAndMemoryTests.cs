@@ -158,9 +158,11 @@ public class MemoryTests
             }
         }
 
-        // So resident memory stops growing: the last 8,000 steps add less than 4 MiB.
-        long growth = rss[^1] - rss[0];
-        Assert.True(growth < 4 << 20, $"RSS grew by {growth / 1024} KiB over 8,000 steps: {string.Join(", ", rss.Select(r => r >> 20))} MiB");
+        // So resident memory stops growing. Allocator arenas and caches may still settle in the first few thousand
+        // steps (more so when other processes compete for the cores); from step 5,000 on, growth stays under 3 MiB.
+        long growth = rss.Skip(3).Max() - rss[3];
+        Assert.True(growth < 3 << 20,
+            $"RSS grew by {growth / 1024} KiB between steps 5,000 and 10,000; samples every 1,000 steps from step 2,000: {string.Join(", ", rss.Select(r => r >> 20))} MiB");
         Assert.True(last < first, $"loss did not fall: {first} -> {last}");
 
         foreach (var p in parameters) p.Dispose();

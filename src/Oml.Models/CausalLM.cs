@@ -1,0 +1,279 @@
+using Oml.Engine;
+
+namespace Oml.Models;
+
+/// <summary>
+/// Key/value cache for incremental decoding: per layer, preallocated [B, kvHeads, capacity, headDim] buffers filled
+/// left to right. <see cref="Length"/> is the number of positions already stored.
+/// </summary>
+public sealed class KVCache : IDisposable
+{
+    private readonly Tensor[] _keys, _values;
+
+    public KVCache(ModelConfig config, long batch, long capacity, DType dtype, Device device)
+    {
+        Capacity = capacity;
+        _keys = new Tensor[config.NumLayers];
+        _values = new Tensor[config.NumLayers];
+        for (int i = 0; i < config.NumLayers; i++)
+        {
+            _keys[i] = Torch.Zeros([batch, config.NumKeyValueHeads, capacity, config.HeadDim], dtype, device).DetachFromScope();
+            _values[i] = Torch.Zeros([batch, config.NumKeyValueHeads, capacity, config.HeadDim], dtype, device).DetachFromScope();
+        }
+    }
+
+    public long Capacity { get; }
+    public long Length { get; private set; }
+
+    /// <summary>Stores this step's keys and values for one layer and returns all keys and values so far (views).</summary>
+    internal (Tensor K, Tensor V) Append(int layer, Tensor k, Tensor v)
+    {
+        long t = k.Size(2);
+        if (Length + t > Capacity) throw new InvalidOperationException($"KV cache full: {Length} + {t} positions exceed its capacity of {Capacity}");
+        using (Torch.NoGrad())
+        {
+            using var ks = _keys[layer].Narrow(2, Length, t);
+            using var vs = _values[layer].Narrow(2, Length, t);
+            ks.CopyFrom(k);
+            vs.CopyFrom(v);
+        }
+        return (_keys[layer].Narrow(2, 0, Length + t), _values[layer].Narrow(2, 0, Length + t));
+    }
+
+    /// <summary>Marks <paramref name="t"/> more positions as stored (after every layer has appended them).</summary>
+    internal void Advance(long t) => Length += t;
+
+    public void Dispose()
+    {
+        foreach (var t in _keys) t.Dispose();
+        foreach (var t in _values) t.Dispose();
+    }
+}
+
+/// <summary>
+/// A decoder-only transformer language model of the Llama family (Llama, Mistral, Qwen2, Qwen3), with the exact
+/// semantics of Hugging Face transformers' implementations: pre-norm blocks of RMSNorm → grouped-query attention
+/// with rotary embeddings → residual → RMSNorm → SwiGLU MLP → residual, a final RMSNorm and an LM head.
+/// The families differ only in switches of <see cref="ModelConfig"/>: q/k/v biases (Qwen2), per-head q/k RMSNorm and
+/// an independent head size (Qwen3), llama3 rotary scaling, tied embeddings.
+/// Parameters are kept under their Hugging Face names, so loading and saving are name-for-name.
+/// </summary>
+public sealed class CausalLM : IDisposable
+{
+    private readonly Dictionary<string, Tensor> _params;
+    private readonly Tensor _invFreq; // [headDim / 2] float32
+
+    /// <param name="config">The model's configuration.</param>
+    /// <param name="parameters">Tensors by Hugging Face name; the model takes ownership.</param>
+    /// <param name="device">Where the parameters live.</param>
+    /// <param name="rotaryPrecision">
+    /// A 16-bit dtype the weights have been stored or computed in. transformers keeps the rotary inverse frequencies as
+    /// a buffer that a cast of the model to bfloat16/float16 rounds too, and that rounding stays when the model is cast
+    /// back; so a model that has been 16-bit computes its rotary angles from rounded frequencies. Defaults to the
+    /// parameters' dtype when that is 16-bit.
+    /// </param>
+    public CausalLM(ModelConfig config, IDictionary<string, Tensor> parameters, Device device, DType? rotaryPrecision = null)
+    {
+        Config = config;
+        Device = device;
+        _params = new Dictionary<string, Tensor>(parameters, StringComparer.Ordinal);
+        foreach (var t in _params.Values) t.DetachFromScope();
+        Validate();
+        var rounding = rotaryPrecision ?? DType;
+        using var inv = Torch.FromArray(RotaryInverseFrequencies(config), null, device);
+        _invFreq = (rounding is DType.BFloat16 or DType.Float16 ? inv.To(rounding).To(DType.Float32) : inv.Alias()).DetachFromScope();
+        RotaryPrecision = rounding is DType.BFloat16 or DType.Float16 ? rounding : null;
+    }
+
+    /// <summary>The 16-bit dtype the rotary frequencies are rounded to, if any (see the constructor).</summary>
+    public DType? RotaryPrecision { get; }
+
+    public ModelConfig Config { get; }
+    public Device Device { get; }
+    public DType DType => _params["model.embed_tokens.weight"].DType;
+
+    /// <summary>Parameters by Hugging Face name (the LM head is absent when tied to the embeddings).</summary>
+    public IReadOnlyDictionary<string, Tensor> Parameters => _params;
+
+    private Tensor P(string name) => _params[name];
+
+    /// <summary>The names and shapes this configuration needs, as transformers names them.</summary>
+    public static IEnumerable<(string Name, long[] Shape)> ExpectedParameters(ModelConfig c)
+    {
+        long h = c.HiddenSize, q = (long)c.NumHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, m = c.IntermediateSize;
+        yield return ("model.embed_tokens.weight", [c.VocabSize, h]);
+        for (int i = 0; i < c.NumLayers; i++)
+        {
+            var p = $"model.layers.{i}.";
+            yield return (p + "input_layernorm.weight", [h]);
+            yield return (p + "self_attn.q_proj.weight", [q, h]);
+            yield return (p + "self_attn.k_proj.weight", [kv, h]);
+            yield return (p + "self_attn.v_proj.weight", [kv, h]);
+            if (c.QkvBias)
+            {
+                yield return (p + "self_attn.q_proj.bias", [q]);
+                yield return (p + "self_attn.k_proj.bias", [kv]);
+                yield return (p + "self_attn.v_proj.bias", [kv]);
+            }
+            yield return (p + "self_attn.o_proj.weight", [h, q]);
+            if (c.OutputBias) yield return (p + "self_attn.o_proj.bias", [h]);
+            if (c.QkNorm)
+            {
+                yield return (p + "self_attn.q_norm.weight", [c.HeadDim]);
+                yield return (p + "self_attn.k_norm.weight", [c.HeadDim]);
+            }
+            yield return (p + "post_attention_layernorm.weight", [h]);
+            yield return (p + "mlp.gate_proj.weight", [m, h]);
+            yield return (p + "mlp.up_proj.weight", [m, h]);
+            yield return (p + "mlp.down_proj.weight", [h, m]);
+            if (c.MlpBias)
+            {
+                yield return (p + "mlp.gate_proj.bias", [m]);
+                yield return (p + "mlp.up_proj.bias", [m]);
+                yield return (p + "mlp.down_proj.bias", [h]);
+            }
+        }
+        yield return ("model.norm.weight", [h]);
+        if (!c.TieWordEmbeddings) yield return ("lm_head.weight", [c.VocabSize, h]);
+    }
+
+    private void Validate()
+    {
+        foreach (var (name, shape) in ExpectedParameters(Config))
+        {
+            if (!_params.TryGetValue(name, out var t))
+                throw new InvalidDataException($"missing tensor '{name}' (expected shape [{string.Join(", ", shape)}])");
+            if (!t.Shape.SequenceEqual(shape))
+                throw new InvalidDataException($"tensor '{name}' has shape [{string.Join(", ", t.Shape)}] but config.json implies [{string.Join(", ", shape)}]");
+        }
+    }
+
+    /// <summary>Inverse rotary frequencies, with llama3 scaling where configured (transformers' _compute_llama3_parameters).</summary>
+    public static float[] RotaryInverseFrequencies(ModelConfig c)
+    {
+        int d = c.HeadDim;
+        var inv = new float[d / 2];
+        for (int i = 0; i < d / 2; i++)
+            inv[i] = (float)(1.0 / Math.Pow(c.Rope.Theta, (float)(2 * i) / d));
+        if (c.Rope.Type != "llama3") return inv;
+        var r = c.Rope;
+        double lowWavelen = r.OriginalMaxPositionEmbeddings / r.LowFreqFactor;
+        double highWavelen = r.OriginalMaxPositionEmbeddings / r.HighFreqFactor;
+        for (int i = 0; i < inv.Length; i++)
+        {
+            double f = inv[i];
+            double wavelen = 2 * Math.PI / f;
+            double scaled = wavelen > lowWavelen ? f / r.Factor : f;
+            if (!(wavelen < highWavelen) && !(wavelen > lowWavelen))
+            {
+                double smooth = (r.OriginalMaxPositionEmbeddings / wavelen - r.LowFreqFactor) / (r.HighFreqFactor - r.LowFreqFactor);
+                scaled = (1 - smooth) * scaled / r.Factor + smooth * scaled;
+            }
+            inv[i] = (float)scaled;
+        }
+        return inv;
+    }
+
+    private static Tensor RotateHalf(Tensor x)
+    {
+        long half = x.Size(-1) / 2;
+        return Torch.Cat([-x.Narrow(-1, half, half), x.Narrow(-1, 0, half)], -1);
+    }
+
+    /// <summary>
+    /// Logits [B, T, vocab] for <paramref name="inputIds"/> [B, T].
+    /// <paramref name="attentionMask"/> [B, Tcache + T] (1 = token, 0 = padding) masks keys; queries attend causally.
+    /// <paramref name="positionIds"/> [B, T] defaults to cache length + 0..T-1, as transformers' forward does.
+    /// With a <paramref name="cache"/>, keys and values are appended to it and attention covers everything cached.
+    /// </summary>
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KVCache? cache = null)
+    {
+        using var scope = Torch.NewScope();
+        var c = Config;
+        long b = inputIds.Size(0), t = inputIds.Size(1);
+        long past = cache?.Length ?? 0;
+        long total = past + t;
+        var dtype = DType;
+
+        positionIds ??= Torch.Arange(past, total, 1, DType.Int64, Device).Unsqueeze(0).Expand(b, t);
+        // cos/sin [B, 1, T, headDim], computed in float32 and cast, as transformers does.
+        var freqs = positionIds.To(DType.Float32).Unsqueeze(-1) * _invFreq;
+        var emb = Torch.Cat([freqs, freqs], -1);
+        var cos = emb.Cos().To(dtype).Unsqueeze(1);
+        var sin = emb.Sin().To(dtype).Unsqueeze(1);
+
+        // Mask [B, 1, T, total]: causal over absolute cache positions, padding keys hidden; a query always sees itself
+        // so that rows of padding never attend to nothing (their outputs are ignored, but must stay finite).
+        var qPos = Torch.Arange(past, total, 1, DType.Int64, Device).Unsqueeze(-1);
+        var kPos = Torch.Arange(0, total, 1, DType.Int64, Device).Unsqueeze(0);
+        var allowed = kPos.Le(qPos).Unsqueeze(0).Unsqueeze(0);
+        if (attentionMask is not null)
+        {
+            if (attentionMask.Size(1) != total)
+                throw new ArgumentException($"attention mask covers {attentionMask.Size(1)} positions but the cache and input hold {total}");
+            var keyOk = attentionMask.Ne(0).Unsqueeze(1).Unsqueeze(1);
+            allowed = allowed.LogicalAnd(keyOk).LogicalOr(kPos.Eq(qPos).Unsqueeze(0).Unsqueeze(0));
+        }
+
+        var h = F.Embedding(inputIds, P("model.embed_tokens.weight"));
+        int groups = c.NumHeads / c.NumKeyValueHeads;
+        for (int i = 0; i < c.NumLayers; i++)
+        {
+            var p = $"model.layers.{i}.";
+            var x = F.RmsNorm(h, P(p + "input_layernorm.weight"), c.RmsNormEps);
+            var q = F.Linear(x, P(p + "self_attn.q_proj.weight"), c.QkvBias ? P(p + "self_attn.q_proj.bias") : null)
+                .View(b, t, c.NumHeads, c.HeadDim);
+            var k = F.Linear(x, P(p + "self_attn.k_proj.weight"), c.QkvBias ? P(p + "self_attn.k_proj.bias") : null)
+                .View(b, t, c.NumKeyValueHeads, c.HeadDim);
+            var v = F.Linear(x, P(p + "self_attn.v_proj.weight"), c.QkvBias ? P(p + "self_attn.v_proj.bias") : null)
+                .View(b, t, c.NumKeyValueHeads, c.HeadDim).Transpose(1, 2);
+            if (c.QkNorm)
+            {
+                q = F.RmsNorm(q, P(p + "self_attn.q_norm.weight"), c.RmsNormEps);
+                k = F.RmsNorm(k, P(p + "self_attn.k_norm.weight"), c.RmsNormEps);
+            }
+            q = q.Transpose(1, 2);
+            k = k.Transpose(1, 2);
+            q = q * cos + RotateHalf(q) * sin;
+            k = k * cos + RotateHalf(k) * sin;
+            if (cache is not null) (k, v) = cache.Append(i, k, v);
+            if (groups > 1)
+            {
+                k = k.RepeatInterleave(groups, 1);
+                v = v.RepeatInterleave(groups, 1);
+            }
+            var attn = F.ScaledDotProductAttention(q, k, v, mask: allowed)
+                .Transpose(1, 2).Reshape(b, t, (long)c.NumHeads * c.HeadDim);
+            h = h + F.Linear(attn, P(p + "self_attn.o_proj.weight"), c.OutputBias ? P(p + "self_attn.o_proj.bias") : null);
+
+            x = F.RmsNorm(h, P(p + "post_attention_layernorm.weight"), c.RmsNormEps);
+            var gate = F.Linear(x, P(p + "mlp.gate_proj.weight"), c.MlpBias ? P(p + "mlp.gate_proj.bias") : null);
+            var up = F.Linear(x, P(p + "mlp.up_proj.weight"), c.MlpBias ? P(p + "mlp.up_proj.bias") : null);
+            h = h + F.Linear(gate.Silu() * up, P(p + "mlp.down_proj.weight"), c.MlpBias ? P(p + "mlp.down_proj.bias") : null);
+        }
+        cache?.Advance(t);
+        h = F.RmsNorm(h, P("model.norm.weight"), c.RmsNormEps);
+        var head = c.TieWordEmbeddings ? P("model.embed_tokens.weight") : P("lm_head.weight");
+        return F.Linear(h, head).MoveToOuterScope();
+    }
+
+    /// <summary>
+    /// The causal-LM loss as transformers computes it: logits at position i predict labels at i + 1, labels equal to
+    /// -100 are ignored, and the mean is over the labelled positions. Computed in float32.
+    /// </summary>
+    public static Tensor Loss(Tensor logits, Tensor labels)
+    {
+        using var scope = Torch.NewScope();
+        long t = logits.Size(1), v = logits.Size(2);
+        var shiftLogits = logits.Narrow(1, 0, t - 1).To(DType.Float32).Reshape(-1, v);
+        var shiftLabels = labels.Narrow(1, 1, t - 1).Reshape(-1);
+        return F.CrossEntropy(shiftLogits, shiftLabels, ignoreIndex: -100).MoveToOuterScope();
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _params.Values) t.Dispose();
+        _params.Clear();
+        _invFreq.Dispose();
+    }
+}

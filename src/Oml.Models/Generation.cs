@@ -1,0 +1,171 @@
+using System.Diagnostics;
+using Oml.Engine;
+
+namespace Oml.Models;
+
+/// <summary>How to decode. Greedy unless <see cref="Temperature"/> is set; the sampling filters apply in the order
+/// transformers applies them: temperature, top-k, top-p, min-p.</summary>
+public sealed record GenerationOptions
+{
+    public int MaxNewTokens { get; init; } = 32;
+    /// <summary>Sampling temperature; null means greedy decoding.</summary>
+    public double? Temperature { get; init; }
+    public int? TopK { get; init; }
+    public double? TopP { get; init; }
+    public double? MinP { get; init; }
+    /// <summary>Seeds the generator before sampling, so that a seeded run repeats exactly.</summary>
+    public ulong? Seed { get; init; }
+    /// <summary>Token ids that end a sequence (included in its output). Defaults to the model's eos ids.</summary>
+    public IReadOnlyList<int>? EosTokenIds { get; init; }
+    /// <summary>Strings that end a sequence once its decoded output contains one (needs a decoder).</summary>
+    public IReadOnlyList<string> StopStrings { get; init; } = [];
+    /// <summary>Id used to pad prompts on the left and finished sequences on the right. Defaults to the model's pad id, else 0.</summary>
+    public int? PadTokenId { get; init; }
+
+    public void Validate()
+    {
+        if (MaxNewTokens < 0) throw new ArgumentException("max new tokens must be at least 0");
+        if (Temperature is <= 0) throw new ArgumentException("temperature must be positive (omit it for greedy decoding)");
+        if (TopK is < 1) throw new ArgumentException("top-k must be at least 1");
+        if (TopP is <= 0 or > 1) throw new ArgumentException("top-p must be in (0, 1]");
+        if (MinP is < 0 or > 1) throw new ArgumentException("min-p must be in [0, 1]");
+    }
+}
+
+/// <summary>One prompt's result: the new tokens only (up to and including a stop token) and their text.</summary>
+public sealed record GeneratedSequence(int[] OutputIds, string? Text, string FinishReason);
+
+public sealed record GenerationResult(IReadOnlyList<GeneratedSequence> Sequences, int GeneratedTokens, double Seconds)
+{
+    /// <summary>New tokens per second over the whole batch (prompt processing included in the time).</summary>
+    public double TokensPerSecond => Seconds > 0 ? GeneratedTokens / Seconds : 0;
+}
+
+/// <summary>Batched generation with left padding and a key/value cache.</summary>
+public static class Generator
+{
+    public static GenerationResult Generate(CausalLM model, IReadOnlyList<int[]> prompts, GenerationOptions options,
+        Func<int[], string>? decode = null)
+    {
+        options.Validate();
+        if (prompts.Count == 0) throw new ArgumentException("no prompts");
+        if (prompts.Any(p => p.Length == 0)) throw new ArgumentException("a prompt is empty");
+        if (options.StopStrings.Count > 0 && decode is null) throw new ArgumentException("stop strings need a tokenizer to decode with");
+        int vocab = model.Config.VocabSize;
+        foreach (var p in prompts)
+            foreach (var id in p)
+                if (id < 0 || id >= vocab) throw new ArgumentException($"token id {id} is outside the vocabulary [0, {vocab})");
+
+        var sw = Stopwatch.StartNew();
+        var eos = (options.EosTokenIds ?? model.Config.EosTokenIds).ToHashSet();
+        int pad = options.PadTokenId ?? model.Config.PadTokenId ?? 0;
+        int b = prompts.Count, len = prompts.Max(p => p.Length);
+        if (options.Seed is { } seed) Torch.ManualSeed(seed);
+
+        var ids = new long[b * len];
+        var mask = new long[b * len];
+        for (int i = 0; i < b; i++)
+        {
+            int off = len - prompts[i].Length;
+            for (int j = 0; j < len; j++)
+            {
+                ids[i * len + j] = j < off ? pad : prompts[i][j - off];
+                mask[i * len + j] = j < off ? 0 : 1;
+            }
+        }
+
+        var outputs = Enumerable.Range(0, b).Select(_ => new List<int>()).ToArray();
+        var finish = new string?[b];
+        var dev = model.Device;
+        using var cache = new KVCache(model.Config, b, len + Math.Max(options.MaxNewTokens, 1), model.DType, dev);
+        using var noGrad = Torch.NoGrad();
+        Tensor maskT = Torch.FromArray<long>(mask, [b, len], dev).DetachFromScope();
+        Tensor? input = Torch.FromArray<long>(ids, [b, len], dev).DetachFromScope();
+        Tensor? positions;
+        // Positions count real tokens only, as transformers' generate derives them from the attention mask.
+        using (Torch.NewScope())
+            positions = (maskT.CumSum(1) - 1).MaskedFill(maskT.Eq(0), 1).DetachFromScope();
+        try
+        {
+            var nextPos = prompts.Select(p => (long)p.Length).ToArray();
+            for (int step = 0; step < options.MaxNewTokens; step++)
+            {
+                int[] next;
+                using (Torch.NewScope())
+                {
+                    var logits = model.Forward(input!, maskT, positions, cache);
+                    var last = logits.Select(1, logits.Size(1) - 1).To(DType.Float32);
+                    next = Choose(last, options).ToArray<long>().Select(x => (int)x).ToArray();
+                }
+                input!.Dispose();
+                positions!.Dispose();
+                input = positions = null;
+
+                var stepIds = new long[b];
+                for (int i = 0; i < b; i++)
+                {
+                    if (finish[i] != null) { stepIds[i] = pad; continue; }
+                    outputs[i].Add(next[i]);
+                    stepIds[i] = next[i];
+                    if (eos.Contains(next[i])) finish[i] = "eos";
+                    else if (options.StopStrings.Count > 0)
+                    {
+                        var text = decode!(outputs[i].ToArray());
+                        if (options.StopStrings.Any(s => text.Contains(s, StringComparison.Ordinal))) finish[i] = "stop_string";
+                    }
+                }
+                if (finish.All(f => f != null) || step == options.MaxNewTokens - 1) break;
+
+                input = Torch.FromArray<long>(stepIds, [b, 1], dev).DetachFromScope();
+                positions = Torch.FromArray<long>(nextPos, [b, 1], dev).DetachFromScope();
+                for (int i = 0; i < b; i++) nextPos[i]++;
+                using (Torch.NewScope())
+                {
+                    var grown = Torch.Cat([maskT, Torch.Ones([b, 1], DType.Int64, dev)], 1).DetachFromScope();
+                    maskT.Dispose();
+                    maskT = grown;
+                }
+            }
+        }
+        finally
+        {
+            maskT.Dispose();
+            input?.Dispose();
+            positions?.Dispose();
+        }
+
+        if (dev.IsCuda) Torch.Cuda.Synchronize(dev.Index);
+        sw.Stop();
+        var seqs = outputs.Select((o, i) => new GeneratedSequence(o.ToArray(), decode?.Invoke(o.ToArray()), finish[i] ?? "length")).ToList();
+        return new GenerationResult(seqs, outputs.Sum(o => o.Count), sw.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Next token per row from float32 logits [B, V]: argmax, or a sample after temperature/top-k/top-p/min-p.</summary>
+    public static Tensor Choose(Tensor logits, GenerationOptions o)
+    {
+        if (o.Temperature is null) return logits.ArgMax(-1);
+        using var scope = Torch.NewScope();
+        var x = logits / o.Temperature.Value;
+        if (o.TopK is { } k && k < x.Size(-1))
+        {
+            var kth = x.TopK(k, -1).Values.Narrow(-1, k - 1, 1);
+            x = x.MaskedFill(x.Lt(kth), double.NegativeInfinity);
+        }
+        if (o.TopP is { } p && p < 1)
+        {
+            // As transformers' TopPLogitsWarper: in ascending order, drop the tokens whose cumulative probability is at
+            // most 1 - p, always keeping the most probable one.
+            var (sorted, idx) = x.Sort(-1, descending: false);
+            var remove = sorted.Softmax(-1).CumSum(-1).Le(1 - p);
+            using (var mostProbable = remove.Narrow(-1, remove.Size(-1) - 1, 1)) mostProbable.Fill(0);
+            x = x.MaskedFill(Torch.ZerosLike(remove).Scatter(-1, idx, remove), double.NegativeInfinity);
+        }
+        if (o.MinP is { } mp && mp > 0)
+        {
+            var probs = x.Softmax(-1);
+            var top = probs.Amax(-1, keepDim: true);
+            x = x.MaskedFill(probs.Lt(top * mp), double.NegativeInfinity);
+        }
+        return Torch.Multinomial(x.Softmax(-1), 1).Squeeze(-1).MoveToOuterScope();
+    }
+}

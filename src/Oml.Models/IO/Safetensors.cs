@@ -1,0 +1,293 @@
+using System.IO.MemoryMappedFiles;
+using System.Text;
+using System.Text.Json;
+using Oml.Engine;
+
+namespace Oml.Models.IO;
+
+/// <summary>Where one tensor lies in a safetensors file: its dtype, shape and byte range within the data section.</summary>
+public sealed record TensorEntry(string Name, DType DType, long[] Shape, long Begin, long End)
+{
+    public long NumEl => Shape.Aggregate(1L, (a, b) => a * b);
+    public long ByteLength => End - Begin;
+}
+
+/// <summary>
+/// A safetensors file opened read-only through a memory map: the header is parsed and checked up front, and each
+/// tensor is copied straight from the mapped pages into libtorch memory when loaded, so loading a model never holds
+/// a second full copy of the weights in process memory.
+/// Format: 8-byte little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets: [begin, end]},
+/// "__metadata__": {string: string}}, then the data section that the offsets index.
+/// </summary>
+public sealed unsafe class SafetensorsFile : IDisposable
+{
+    private const long MaxHeaderBytes = 100L << 20;
+
+    private readonly MemoryMappedFile? _map;
+    private readonly MemoryMappedViewAccessor? _view;
+    private readonly byte* _base;
+    private readonly long _dataStart;
+
+    public string Path { get; }
+    public IReadOnlyDictionary<string, TensorEntry> Entries { get; }
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    private SafetensorsFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePtr, long dataStart,
+        Dictionary<string, TensorEntry> entries, Dictionary<string, string> metadata)
+    {
+        Path = path;
+        _map = map;
+        _view = view;
+        _base = basePtr;
+        _dataStart = dataStart;
+        Entries = entries;
+        Metadata = metadata;
+    }
+
+    /// <summary>Opens and validates a safetensors file. Throws <see cref="InvalidDataException"/> naming what is wrong.</summary>
+    public static SafetensorsFile Open(string path)
+    {
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new FileNotFoundException($"safetensors file not found: {path}", path);
+        long length = info.Length;
+        if (length < 8) throw new InvalidDataException($"{path}: {length} bytes is too short for a safetensors file (no 8-byte header length)");
+
+        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        MemoryMappedViewAccessor? view = null;
+        try
+        {
+            view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+            byte* p = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+            p += view.PointerOffset;
+            long headerLen = BitConverter.ToInt64(new ReadOnlySpan<byte>(p, 8));
+            if (headerLen <= 0 || headerLen > length - 8)
+                throw new InvalidDataException($"{path}: header length {headerLen} does not fit in a file of {length} bytes (truncated or not a safetensors file)");
+            if (headerLen > MaxHeaderBytes)
+                throw new InvalidDataException($"{path}: header length {headerLen} exceeds the {MaxHeaderBytes}-byte limit");
+            var (entries, metadata) = ParseHeader(path, new ReadOnlySpan<byte>(p + 8, checked((int)headerLen)), length - 8 - headerLen);
+            return new SafetensorsFile(path, map, view, p, 8 + headerLen, entries, metadata);
+        }
+        catch
+        {
+            if (view != null)
+            {
+                view.SafeMemoryMappedViewHandle.ReleasePointer();
+                view.Dispose();
+            }
+            map.Dispose();
+            throw;
+        }
+    }
+
+    private static (Dictionary<string, TensorEntry>, Dictionary<string, string>) ParseHeader(string path, ReadOnlySpan<byte> json, long dataLength)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(json.ToArray());
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: the header is not valid JSON ({e.Message})");
+        }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                throw new InvalidDataException($"{path}: the header is not a JSON object");
+            var entries = new Dictionary<string, TensorEntry>(StringComparer.Ordinal);
+            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var prop in doc.RootElement.EnumerateObject())
+            {
+                if (prop.Name == "__metadata__")
+                {
+                    if (prop.Value.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: __metadata__ is not an object");
+                    foreach (var m in prop.Value.EnumerateObject())
+                        metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : m.Value.GetRawText();
+                    continue;
+                }
+                entries[prop.Name] = ParseEntry(path, prop.Name, prop.Value, dataLength);
+            }
+            // Byte ranges must not overlap.
+            var sorted = entries.Values.Where(e => e.ByteLength > 0).OrderBy(e => e.Begin).ToList();
+            for (int i = 1; i < sorted.Count; i++)
+                if (sorted[i].Begin < sorted[i - 1].End)
+                    throw new InvalidDataException($"{path}: tensors '{sorted[i - 1].Name}' and '{sorted[i].Name}' overlap in the data section");
+            return (entries, metadata);
+        }
+    }
+
+    private static TensorEntry ParseEntry(string path, string name, JsonElement e, long dataLength)
+    {
+        string Where() => $"{path}: tensor '{name}'";
+        if (e.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{Where()}: entry is not an object");
+        if (!e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String)
+            throw new InvalidDataException($"{Where()}: missing dtype");
+        var dtype = ParseDType(dt.GetString()!) ?? throw new InvalidDataException($"{Where()}: unsupported dtype '{dt.GetString()}' (supported: F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL)");
+        if (!e.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array)
+            throw new InvalidDataException($"{Where()}: missing shape");
+        var shape = new long[sh.GetArrayLength()];
+        int k = 0;
+        foreach (var d in sh.EnumerateArray())
+        {
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out var v) || v < 0)
+                throw new InvalidDataException($"{Where()}: bad dimension {d.GetRawText()} in shape");
+            shape[k++] = v;
+        }
+        if (!e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
+            throw new InvalidDataException($"{Where()}: missing data_offsets [begin, end]");
+        long begin = off[0].GetInt64(), end = off[1].GetInt64();
+        if (begin < 0 || end < begin || end > dataLength)
+            throw new InvalidDataException($"{Where()}: data_offsets [{begin}, {end}] lie outside the {dataLength}-byte data section (truncated file?)");
+        var entry = new TensorEntry(name, dtype, shape, begin, end);
+        long need = checked(entry.NumEl * dtype.ElementSize());
+        if (need != entry.ByteLength)
+            throw new InvalidDataException($"{Where()}: shape [{string.Join(", ", shape)}] of {dtype.Name()} needs {need} bytes but data_offsets give {entry.ByteLength}");
+        return entry;
+    }
+
+    public static DType? ParseDType(string s) => s switch
+    {
+        "F32" => DType.Float32,
+        "F16" => DType.Float16,
+        "BF16" => DType.BFloat16,
+        "F64" => DType.Float64,
+        "I64" => DType.Int64,
+        "I32" => DType.Int32,
+        "I16" => DType.Int16,
+        "I8" => DType.Int8,
+        "U8" => DType.UInt8,
+        "BOOL" => DType.Bool,
+        _ => null,
+    };
+
+    public static string DTypeCode(DType t) => t switch
+    {
+        DType.Float32 => "F32",
+        DType.Float16 => "F16",
+        DType.BFloat16 => "BF16",
+        DType.Float64 => "F64",
+        DType.Int64 => "I64",
+        DType.Int32 => "I32",
+        DType.Int16 => "I16",
+        DType.Int8 => "I8",
+        DType.UInt8 => "U8",
+        DType.Bool => "BOOL",
+        _ => throw new ArgumentOutOfRangeException(nameof(t), t, "no safetensors code"),
+    };
+
+    /// <summary>The stored bytes of a tensor, valid while this file is open.</summary>
+    public ReadOnlySpan<byte> Bytes(string name)
+    {
+        ObjectDisposedException.ThrowIf(_view is null, this);
+        var e = Entry(name);
+        return new ReadOnlySpan<byte>(_base + _dataStart + e.Begin, checked((int)e.ByteLength));
+    }
+
+    public TensorEntry Entry(string name) =>
+        Entries.TryGetValue(name, out var e) ? e : throw new KeyNotFoundException($"{Path}: no tensor named '{name}'");
+
+    /// <summary>Copies one tensor into libtorch memory on <paramref name="device"/>, optionally converting its dtype.</summary>
+    public Tensor Load(string name, Device? device = null, DType? dtype = null)
+    {
+        var e = Entry(name);
+        var t = Torch.FromBytes(Bytes(name), e.Shape, e.DType, device);
+        if (dtype is { } d && d != e.DType)
+        {
+            var c = t.To(d);
+            t.Dispose();
+            return c;
+        }
+        return t;
+    }
+
+    public void Dispose()
+    {
+        if (_view is null) return;
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _map?.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>Writes safetensors files.</summary>
+public static class Safetensors
+{
+    /// <summary>
+    /// Writes tensors to <paramref name="path"/> atomically (a temporary file in the same folder, then a rename), with
+    /// <c>{"format": "pt"}</c> metadata unless other metadata is given. Tensors are laid out by element size (largest
+    /// first, so every tensor is aligned to its element size) and then by name, with the header padded with spaces to
+    /// a multiple of 8 bytes, as the reference implementation does.
+    /// </summary>
+    public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var list = tensors.ToList();
+        var dup = list.GroupBy(t => t.Key).FirstOrDefault(g => g.Count() > 1);
+        if (dup != null) throw new ArgumentException($"tensor name '{dup.Key}' appears twice", nameof(tensors));
+        var ordered = list.OrderByDescending(t => t.Value.DType.ElementSize()).ThenBy(t => t.Key, StringComparer.Ordinal).ToList();
+
+        using var header = new MemoryStream();
+        using (var w = new Utf8JsonWriter(header))
+        {
+            w.WriteStartObject();
+            w.WriteStartObject("__metadata__");
+            foreach (var (k, v) in metadata ?? new Dictionary<string, string> { ["format"] = "pt" }) w.WriteString(k, v);
+            w.WriteEndObject();
+            long offset = 0;
+            foreach (var (name, t) in ordered)
+            {
+                long bytes = t.NumEl * t.DType.ElementSize();
+                w.WriteStartObject(name);
+                w.WriteString("dtype", SafetensorsFile.DTypeCode(t.DType));
+                w.WriteStartArray("shape");
+                foreach (var d in t.Shape) w.WriteNumberValue(d);
+                w.WriteEndArray();
+                w.WriteStartArray("data_offsets");
+                w.WriteNumberValue(offset);
+                w.WriteNumberValue(offset + bytes);
+                w.WriteEndArray();
+                w.WriteEndObject();
+                offset += bytes;
+            }
+            w.WriteEndObject();
+        }
+        var headerBytes = header.ToArray().ToList();
+        while ((8 + headerBytes.Count) % 8 != 0) headerBytes.Add((byte)' ');
+
+        AtomicFile.Write(path, stream =>
+        {
+            stream.Write(BitConverter.GetBytes((long)headerBytes.Count));
+            stream.Write(headerBytes.ToArray());
+            foreach (var (_, t) in ordered) stream.Write(t.ToBytes());
+        });
+    }
+}
+
+/// <summary>Writes files atomically: a temporary sibling, flushed to disk, then renamed over the target.</summary>
+public static class AtomicFile
+{
+    public static void Write(string path, Action<Stream> write)
+    {
+        var full = System.IO.Path.GetFullPath(path);
+        var dir = System.IO.Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(dir);
+        var tmp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                write(fs);
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(tmp); } catch (IOException) { }
+            throw;
+        }
+    }
+
+    public static void WriteText(string path, string text) => Write(path, s => s.Write(Encoding.UTF8.GetBytes(text)));
+}

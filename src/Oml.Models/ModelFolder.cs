@@ -1,0 +1,159 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Oml.Engine;
+using Oml.Models.IO;
+
+namespace Oml.Models;
+
+/// <summary>
+/// Reads and writes Hugging Face model folders: config.json, generation_config.json, weights in model.safetensors or
+/// shards listed by model.safetensors.index.json, and the tokenizer files, which are carried along unchanged.
+/// </summary>
+public static class ModelFolder
+{
+    public const string IndexFile = "model.safetensors.index.json";
+    public const string SingleFile = "model.safetensors";
+
+    /// <summary>Files copied verbatim from a source folder when a model is saved.</summary>
+    public static readonly string[] TokenizerFiles =
+    [
+        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt",
+        "added_tokens.json", "chat_template.jinja", "chat_template.json",
+    ];
+
+    /// <summary>
+    /// Loads a model folder onto <paramref name="device"/>, optionally converting the weights to <paramref name="dtype"/>.
+    /// Tensors are copied one at a time from memory-mapped files, so no second full copy of the weights is held.
+    /// </summary>
+    public static CausalLM Load(string dir, Device? device = null, DType? dtype = null)
+    {
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
+        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+        var dev = device ?? Device.Cpu;
+        var shards = WeightFiles(dir);
+        var expected = CausalLM.ExpectedParameters(config).Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        var loaded = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        DType? stored = null;
+        try
+        {
+            foreach (var shard in shards)
+            {
+                using var file = SafetensorsFile.Open(shard);
+                foreach (var name in file.Entries.Keys)
+                {
+                    if (!expected.Contains(name))
+                    {
+                        // Tied checkpoints sometimes store the head anyway; rotary buffers are recomputed.
+                        if ((name == "lm_head.weight" && config.TieWordEmbeddings) || name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)) continue;
+                        throw new InvalidDataException($"{shard}: unexpected tensor '{name}' for {config.ArchitectureName} with this config.json");
+                    }
+                    if (loaded.ContainsKey(name)) throw new InvalidDataException($"{shard}: tensor '{name}' appears in more than one shard");
+                    if (name == "model.embed_tokens.weight") stored = file.Entry(name).DType;
+                    loaded[name] = file.Load(name, dev, dtype).DetachFromScope();
+                }
+            }
+            foreach (var (name, shape) in CausalLM.ExpectedParameters(config))
+                if (!loaded.ContainsKey(name))
+                    throw new InvalidDataException($"{dir}: tensor '{name}' (shape [{string.Join(", ", shape)}]) is missing from the weights ({string.Join(", ", shards.Select(Path.GetFileName))})");
+            // A checkpoint stored in 16 bits has been a 16-bit model: its rotary frequencies are rounded as transformers' are.
+            DType? rotary = stored is DType.BFloat16 or DType.Float16 ? stored : dtype;
+            return new CausalLM(config, loaded, dev, rotary);
+        }
+        catch
+        {
+            foreach (var t in loaded.Values) t.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The weight files of a folder: the shards named by the index, or the single model.safetensors.</summary>
+    public static IReadOnlyList<string> WeightFiles(string dir)
+    {
+        var index = Path.Combine(dir, IndexFile);
+        if (File.Exists(index))
+        {
+            JsonNode? node;
+            try { node = JsonNode.Parse(File.ReadAllText(index)); }
+            catch (JsonException e) { throw new InvalidDataException($"{index}: not valid JSON ({e.Message})"); }
+            if (node?["weight_map"] is not JsonObject map) throw new InvalidDataException($"{index}: no weight_map object");
+            var files = map.Select(kv => kv.Value?.GetValue<string>() ?? throw new InvalidDataException($"{index}: '{kv.Key}' maps to no file"))
+                .Distinct().OrderBy(f => f, StringComparer.Ordinal).ToList();
+            foreach (var f in files)
+                if (!File.Exists(Path.Combine(dir, f)))
+                    throw new FileNotFoundException($"{index} names shard '{f}', which is missing from {dir}", Path.Combine(dir, f));
+            return files.Select(f => Path.Combine(dir, f)).ToList();
+        }
+        var single = Path.Combine(dir, SingleFile);
+        if (File.Exists(single)) return [single];
+        throw new FileNotFoundException($"no weights in {dir}: expected {SingleFile} or {IndexFile}");
+    }
+
+    /// <summary>
+    /// Writes <paramref name="model"/> as a standard folder that transformers, vLLM and llama.cpp's converter load:
+    /// config.json, generation_config.json, model.safetensors (sharded with an index above <paramref name="maxShardBytes"/>),
+    /// and the tokenizer files of <paramref name="sourceDir"/> when given. Every file is written atomically.
+    /// </summary>
+    public static void Save(CausalLM model, string dir, string? sourceDir = null, long maxShardBytes = 4L << 30)
+    {
+        Directory.CreateDirectory(dir);
+        var tensors = model.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal).ToList();
+        long total = tensors.Sum(t => t.Value.NumEl * t.Value.DType.ElementSize());
+
+        // Remove weight files of an earlier save that the new layout would not overwrite.
+        foreach (var stale in Directory.GetFiles(dir, "model*.safetensors").Append(Path.Combine(dir, IndexFile)))
+            if (File.Exists(stale)) File.Delete(stale);
+
+        if (total <= maxShardBytes)
+        {
+            Safetensors.Save(Path.Combine(dir, SingleFile), tensors.Select(t => KeyValuePair.Create(t.Key, t.Value)));
+        }
+        else
+        {
+            var shards = new List<List<KeyValuePair<string, Tensor>>> { new() };
+            long size = 0;
+            foreach (var (name, t) in tensors)
+            {
+                long bytes = t.NumEl * t.DType.ElementSize();
+                if (size > 0 && size + bytes > maxShardBytes)
+                {
+                    shards.Add([]);
+                    size = 0;
+                }
+                shards[^1].Add(KeyValuePair.Create(name, t));
+                size += bytes;
+            }
+            var map = new JsonObject();
+            for (int i = 0; i < shards.Count; i++)
+            {
+                var file = $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
+                Safetensors.Save(Path.Combine(dir, file), shards[i]);
+                foreach (var kv in shards[i]) map[kv.Key] = file;
+            }
+            var index = new JsonObject
+            {
+                ["metadata"] = new JsonObject { ["total_size"] = total },
+                ["weight_map"] = map,
+            };
+            AtomicFile.WriteText(Path.Combine(dir, IndexFile), index.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        }
+
+        AtomicFile.WriteText(Path.Combine(dir, "config.json"), model.Config.ToJson(model.DType.Name()));
+        var gen = sourceDir is null ? null : Path.Combine(sourceDir, "generation_config.json");
+        if (gen is not null && File.Exists(gen)) CopyAtomic(gen, Path.Combine(dir, "generation_config.json"));
+        else
+        {
+            var g = new JsonObject { ["bos_token_id"] = model.Config.BosTokenId };
+            g["eos_token_id"] = model.Config.EosTokenIds.Count == 1 ? model.Config.EosTokenIds[0] : new JsonArray(model.Config.EosTokenIds.Select(i => (JsonNode)i).ToArray());
+            AtomicFile.WriteText(Path.Combine(dir, "generation_config.json"), g.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        }
+        if (sourceDir is not null && Path.GetFullPath(sourceDir) != Path.GetFullPath(dir))
+            foreach (var f in TokenizerFiles)
+                if (File.Exists(Path.Combine(sourceDir, f))) CopyAtomic(Path.Combine(sourceDir, f), Path.Combine(dir, f));
+    }
+
+    private static void CopyAtomic(string from, string to) => AtomicFile.Write(to, s =>
+    {
+        using var src = File.OpenRead(from);
+        src.CopyTo(s);
+    });
+}
