@@ -1,0 +1,86 @@
+using Oml.Engine;
+
+namespace Oml.Models.Tests;
+
+public class GenerationTests
+{
+    private static CausalLM Model() => ModelFolder.Load(Fixtures.Model("qwen2-tiny"));
+
+    private static readonly int[] PromptA = [5, 17, 99, 3, 250, 7];
+    private static readonly int[] PromptB = [400, 12];
+
+    [Fact]
+    public void A_left_padded_batch_decodes_each_row_as_if_alone()
+    {
+        using var model = Model();
+        var opts = new GenerationOptions { MaxNewTokens = 12, EosTokenIds = [] };
+        var batch = Generator.Generate(model, [PromptA, PromptB], opts);
+        var a = Generator.Generate(model, [PromptA], opts);
+        var b = Generator.Generate(model, [PromptB], opts);
+        Assert.Equal(a.Sequences[0].OutputIds, batch.Sequences[0].OutputIds);
+        Assert.Equal(b.Sequences[0].OutputIds, batch.Sequences[1].OutputIds);
+        Assert.Equal(24, batch.GeneratedTokens);
+        Assert.True(batch.TokensPerSecond > 0);
+        Assert.All(batch.Sequences, s => Assert.Equal("length", s.FinishReason));
+    }
+
+    [Fact]
+    public void Seeded_sampling_repeats_and_top_k_1_is_greedy()
+    {
+        using var model = Model();
+        var sample = new GenerationOptions { MaxNewTokens = 16, Temperature = 1.5, TopP = 0.95, MinP = 0.01, Seed = 7, EosTokenIds = [] };
+        var x = Generator.Generate(model, [PromptA, PromptB], sample);
+        var y = Generator.Generate(model, [PromptA, PromptB], sample);
+        Assert.Equal(x.Sequences[0].OutputIds, y.Sequences[0].OutputIds);
+        Assert.Equal(x.Sequences[1].OutputIds, y.Sequences[1].OutputIds);
+        var other = Generator.Generate(model, [PromptA, PromptB], sample with { Seed = 8 });
+        Assert.NotEqual(x.Sequences[0].OutputIds, other.Sequences[0].OutputIds);
+
+        var greedy = Generator.Generate(model, [PromptA], new GenerationOptions { MaxNewTokens = 10, EosTokenIds = [] });
+        var topK1 = Generator.Generate(model, [PromptA], new GenerationOptions { MaxNewTokens = 10, Temperature = 2, TopK = 1, Seed = 3, EosTokenIds = [] });
+        Assert.Equal(greedy.Sequences[0].OutputIds, topK1.Sequences[0].OutputIds);
+    }
+
+    [Fact]
+    public void Sampling_filters_keep_only_the_allowed_tokens()
+    {
+        using var scope = Torch.NewScope();
+        // Probabilities 0.5, 0.3, 0.15, 0.05 as logits.
+        var logits = Torch.FromArray(new[] { 0.5f, 0.3f, 0.15f, 0.05f }).Log().Unsqueeze(0).Expand(2000, 4).Contiguous();
+        long[] Draw(GenerationOptions o) => Generator.Choose(logits, o with { Temperature = 1 }).ToArray<long>();
+        Torch.ManualSeed(1);
+        Assert.All(Draw(new GenerationOptions { TopK = 2 }), i => Assert.InRange(i, 0, 1));
+        Assert.All(Draw(new GenerationOptions { TopP = 0.7 }), i => Assert.InRange(i, 0, 1)); // 0.5 + 0.3 reach 0.7
+        Assert.All(Draw(new GenerationOptions { MinP = 0.25 }), i => Assert.InRange(i, 0, 2)); // 0.15 >= 0.125
+        var all = Draw(new GenerationOptions());
+        Assert.Contains(3L, all);
+        Assert.InRange(all.Count(i => i == 0) / 2000.0, 0.45, 0.55);
+    }
+
+    [Fact]
+    public void Generation_stops_at_eos_and_pads_finished_rows()
+    {
+        using var model = Model();
+        var free = Generator.Generate(model, [PromptA], new GenerationOptions { MaxNewTokens = 8, EosTokenIds = [] });
+        int stop = free.Sequences[0].OutputIds[2];
+        var stopped = Generator.Generate(model, [PromptA, PromptB], new GenerationOptions { MaxNewTokens = 8, EosTokenIds = [stop] });
+        Assert.Equal(free.Sequences[0].OutputIds.Take(3).ToArray(), stopped.Sequences[0].OutputIds);
+        Assert.Equal("eos", stopped.Sequences[0].FinishReason);
+
+        var byString = Generator.Generate(model, [PromptA], new GenerationOptions { MaxNewTokens = 8, EosTokenIds = [], StopStrings = [$"<{free.Sequences[0].OutputIds[4]}>"] },
+            ids => string.Concat(ids.Select(i => $"<{i}>")));
+        Assert.Equal("stop_string", byString.Sequences[0].FinishReason);
+        Assert.True(byString.Sequences[0].OutputIds.Length <= 5);
+    }
+
+    [Fact]
+    public void Bad_requests_are_refused()
+    {
+        using var model = Model();
+        Assert.Throws<ArgumentException>(() => Generator.Generate(model, [[1, 600]], new GenerationOptions()));
+        Assert.Throws<ArgumentException>(() => Generator.Generate(model, [[]], new GenerationOptions()));
+        Assert.Throws<ArgumentException>(() => Generator.Generate(model, [PromptA], new GenerationOptions { Temperature = 0 }));
+        Assert.Throws<ArgumentException>(() => Generator.Generate(model, [PromptA], new GenerationOptions { TopP = 1.5, Temperature = 1 }));
+        Assert.Throws<ArgumentException>(() => Generator.Generate(model, [PromptA], new GenerationOptions { StopStrings = ["x"] }));
+    }
+}
