@@ -1,0 +1,254 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Text;
+
+namespace Oml.Models.Tokenizers;
+
+/// <summary>
+/// The BPE model of tokenizer.json: splits one pre-token into its characters (or byte-fallback tokens) and applies
+/// the merges in rank order, lowest rank first and leftmost first among equal ranks, as tokenizers does.
+/// Results are cached per pre-token (bounded).
+/// </summary>
+internal sealed class BpeModel
+{
+    private const int CacheCapacity = 100_000;
+    private const int MaxCachedWordLength = 256;
+
+    private readonly Dictionary<string, int> _vocab;
+    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _vocabLookup;
+    private readonly Dictionary<long, long> _merges; // (left id, right id) -> (rank << 32) | merged id
+    private readonly int[] _charIds; // id of the single-character token for each UTF-16 char, -1 when none
+    private readonly int[]? _byteIds; // ids of <0x00>..<0xFF> when byte_fallback is on and all exist
+    private readonly int? _unkId;
+    private readonly bool _fuseUnk;
+    private readonly bool _ignoreMerges;
+    private readonly string? _prefix;
+    private readonly string? _suffix;
+    private readonly ConcurrentDictionary<string, int[]> _cache = new();
+    private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheLookup;
+    private int _cacheCount;
+
+    public BpeModel(Dictionary<string, int> vocab, List<(string Left, string Right)> merges, string? unkToken, bool fuseUnk,
+        bool byteFallback, bool ignoreMerges, string? continuingSubwordPrefix, string? endOfWordSuffix)
+    {
+        _vocab = vocab;
+        _vocabLookup = vocab.GetAlternateLookup<ReadOnlySpan<char>>();
+        _cacheLookup = _cache.GetAlternateLookup<ReadOnlySpan<char>>();
+        _fuseUnk = fuseUnk;
+        _ignoreMerges = ignoreMerges;
+        _prefix = string.IsNullOrEmpty(continuingSubwordPrefix) ? null : continuingSubwordPrefix;
+        _suffix = string.IsNullOrEmpty(endOfWordSuffix) ? null : endOfWordSuffix;
+
+        var maxId = -1;
+        foreach (var (token, id) in vocab)
+        {
+            if (id < 0) throw new InvalidDataException($"tokenizer.json: model.vocab: token '{token}' has a negative id {id}");
+            maxId = Math.Max(maxId, id);
+        }
+        IdToToken = new string?[maxId + 1];
+        foreach (var (token, id) in vocab)
+        {
+            if (IdToToken[id] != null) throw new InvalidDataException($"tokenizer.json: model.vocab: id {id} is given to both '{IdToToken[id]}' and '{token}'");
+            IdToToken[id] = token;
+        }
+
+        if (unkToken != null)
+        {
+            if (!vocab.TryGetValue(unkToken, out var unk)) throw new InvalidDataException($"tokenizer.json: model.unk_token '{unkToken}' is not in the vocabulary");
+            _unkId = unk;
+        }
+
+        _merges = new Dictionary<long, long>(merges.Count);
+        for (var rank = 0; rank < merges.Count; rank++)
+        {
+            var (left, right) = merges[rank];
+            if (!vocab.TryGetValue(left, out var l)) throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: '{left}' is not in the vocabulary");
+            if (!vocab.TryGetValue(right, out var r)) throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: '{right}' is not in the vocabulary");
+            var cut = _prefix != null && right.StartsWith(_prefix, StringComparison.Ordinal) ? _prefix.Length : 0;
+            var mergedToken = left + right[cut..];
+            if (!vocab.TryGetValue(mergedToken, out var merged))
+                throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: the merge of '{left}' and '{right}' ('{mergedToken}') is not in the vocabulary");
+            _merges[Key(l, r)] = ((long)rank << 32) | (uint)merged; // a repeated merge takes its last rank, as in tokenizers
+        }
+
+        _charIds = new int[char.MaxValue + 1];
+        Array.Fill(_charIds, -1);
+        foreach (var (token, id) in vocab)
+            if (token.Length == 1) _charIds[token[0]] = id;
+
+        if (byteFallback)
+        {
+            _byteIds = new int[256];
+            for (var b = 0; b < 256; b++)
+                _byteIds[b] = vocab.TryGetValue($"<0x{b:X2}>", out var id) ? id : -1;
+            if (Array.IndexOf(_byteIds, -1) >= 0) _byteIds = null; // tokenizers falls back only when all bytes of a char exist; approximated per char below
+            ByteFallback = true;
+        }
+    }
+
+    public bool ByteFallback { get; }
+
+    /// <summary>Token of each model id (null for gaps).</summary>
+    public string?[] IdToToken { get; }
+
+    public int VocabCount => _vocab.Count;
+
+    public bool TryGetId(ReadOnlySpan<char> token, out int id) => _vocabLookup.TryGetValue(token, out id);
+
+    private static long Key(int left, int right) => ((long)left << 32) | (uint)right;
+
+    /// <summary>Appends the ids of one pre-token (already byte-mapped for byte-level models).</summary>
+    public void Encode(ReadOnlySpan<char> word, List<int> output)
+    {
+        if (word.IsEmpty) return;
+        if (_ignoreMerges && _vocabLookup.TryGetValue(word, out var whole))
+        {
+            output.Add(whole);
+            return;
+        }
+        if (_cacheLookup.TryGetValue(word, out var cached))
+        {
+            output.AddRange(cached);
+            return;
+        }
+        var ids = Merge(word);
+        if (word.Length <= MaxCachedWordLength)
+        {
+            if (Interlocked.Increment(ref _cacheCount) > CacheCapacity)
+            {
+                _cache.Clear();
+                Interlocked.Exchange(ref _cacheCount, 1);
+            }
+            _cacheLookup.TryAdd(word, ids);
+        }
+        output.AddRange(ids);
+    }
+
+    private int[] Merge(ReadOnlySpan<char> word)
+    {
+        // Initial symbols.
+        var symbols = new List<int>(word.Length);
+        AddInitialSymbols(word, symbols);
+        var n = symbols.Count;
+        if (n <= 1) return symbols.ToArray();
+
+        var rented = ArrayPool<int>.Shared.Rent(n * 3);
+        var rentedPairs = ArrayPool<long>.Shared.Rent(n);
+        try
+        {
+            var ids = rented.AsSpan(0, n);
+            var prev = rented.AsSpan(n, n);
+            var next = rented.AsSpan(2 * n, n);
+            var pair = rentedPairs.AsSpan(0, n); // (rank << 32 | merged id) of the pair starting at i, long.MaxValue if none
+            for (var i = 0; i < n; i++)
+            {
+                ids[i] = symbols[i];
+                prev[i] = i - 1;
+                next[i] = i + 1 < n ? i + 1 : -1;
+            }
+            for (var i = 0; i < n; i++) pair[i] = next[i] >= 0 ? PairValue(ids[i], ids[next[i]]) : long.MaxValue;
+
+            var count = n;
+            while (count > 1)
+            {
+                var best = -1;
+                var bestValue = long.MaxValue;
+                for (var i = 0; i >= 0; i = next[i])
+                    if (pair[i] < bestValue) { bestValue = pair[i]; best = i; }
+                if (best < 0) break;
+
+                var j = next[best];
+                ids[best] = (int)(bestValue & 0xFFFFFFFF);
+                var after = next[j];
+                next[best] = after;
+                if (after >= 0) prev[after] = best;
+                count--;
+                pair[best] = after >= 0 ? PairValue(ids[best], ids[after]) : long.MaxValue;
+                var before = prev[best];
+                if (before >= 0) pair[before] = PairValue(ids[before], ids[best]);
+            }
+
+            var result = new int[count];
+            var k = 0;
+            for (var i = 0; i >= 0; i = next[i]) result[k++] = ids[i];
+            return result;
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(rented);
+            ArrayPool<long>.Shared.Return(rentedPairs);
+        }
+    }
+
+    private long PairValue(int left, int right) => _merges.TryGetValue(Key(left, right), out var v) ? v : long.MaxValue;
+
+    private void AddInitialSymbols(ReadOnlySpan<char> word, List<int> symbols)
+    {
+        int unkId = -1, pendingUnk = 0; // pendingUnk: 1 when an unknown token waits to be added
+        Span<char> buffer = stackalloc char[64];
+        var i = 0;
+        while (i < word.Length)
+        {
+            var len = char.IsHighSurrogate(word[i]) && i + 1 < word.Length && char.IsLowSurrogate(word[i + 1]) ? 2 : 1;
+            var end = i + len;
+            var isFirst = i == 0;
+            var isLast = end >= word.Length;
+            int id;
+            bool found;
+            if (len == 1 && _prefix == null && _suffix == null)
+            {
+                id = _charIds[word[i]];
+                found = id >= 0;
+            }
+            else
+            {
+                var piece = word.Slice(i, len);
+                var prefix = !isFirst && _prefix != null ? _prefix : "";
+                var suffix = isLast && _suffix != null ? _suffix : "";
+                var total = prefix.Length + len + suffix.Length;
+                var s = total <= buffer.Length ? buffer[..total] : new char[total];
+                prefix.AsSpan().CopyTo(s);
+                piece.CopyTo(s[prefix.Length..]);
+                suffix.AsSpan().CopyTo(s[(prefix.Length + len)..]);
+                found = _vocabLookup.TryGetValue(s, out id);
+            }
+
+            if (found)
+            {
+                if (pendingUnk != 0) { symbols.Add(unkId); pendingUnk = 0; }
+                symbols.Add(id);
+            }
+            else
+            {
+                if (ByteFallback && TryAddBytes(word.Slice(i, len), symbols))
+                {
+                    i = end;
+                    continue;
+                }
+                if (_unkId is { } unk)
+                {
+                    if (pendingUnk != 0 && !_fuseUnk) symbols.Add(unkId);
+                    unkId = unk;
+                    pendingUnk = 1;
+                }
+            }
+            i = end;
+        }
+        if (pendingUnk != 0) symbols.Add(unkId);
+    }
+
+    private bool TryAddBytes(ReadOnlySpan<char> piece, List<int> symbols)
+    {
+        Span<byte> bytes = stackalloc byte[8];
+        var count = Encoding.UTF8.GetBytes(piece, bytes);
+        Span<int> ids = stackalloc int[8];
+        for (var b = 0; b < count; b++)
+        {
+            if (_byteIds != null) ids[b] = _byteIds[bytes[b]];
+            else ids[b] = _vocab.TryGetValue($"<0x{bytes[b]:X2}>", out var id) ? id : -1;
+            if (ids[b] < 0) return false;
+        }
+        for (var b = 0; b < count; b++) symbols.Add(ids[b]);
+        return true;
+    }
+}
