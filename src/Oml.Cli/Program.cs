@@ -5,5 +5,8 @@ var root = new RootCommand("oml: fingerprint open-weight language models and pro
 {
     InfoCommand.Create(),
     DemoCommand.Create(),
+    ModelCommands.Tokenize(),
+    ModelCommands.Generate(),
+    ModelCommands.Score(),
 };
 return Cli.Run(root, args);
