@@ -12,6 +12,16 @@ public static class Cli
     /// <summary>The command line itself was wrong (System.CommandLine's own code for parse errors).</summary>
     public const int Usage = 2;
 
+    /// <summary>The <c>oml</c> command with all its subcommands.</summary>
+    public static RootCommand CreateRoot() => new("oml: fingerprint open-weight language models and prove ownership of their copies.")
+    {
+        InfoCommand.Create(),
+        DemoCommand.Create(),
+        ModelCommands.Tokenize(),
+        ModelCommands.Generate(),
+        ModelCommands.Score(),
+    };
+
     public static int Run(RootCommand root, string[] args)
     {
         try
