@@ -15,6 +15,7 @@ using Oml.Engine;
 // clock boost and other drift over the run do not favour whichever side runs last.
 
 var opts = Args.Parse(args);
+if (opts.TryGet("generate", out var generateModel)) return GenerationBench.Run(generateModel, opts);
 var device = Device.Parse(opts.Get("device", "cpu"));
 var dtype = DTypeExtensions.Parse(opts.Get("dtype", "float32"));
 var sizes = opts.Get("sizes", "512,1024,2048").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
@@ -186,7 +187,7 @@ internal static class Timing
     }
 }
 
-internal sealed class Args
+public sealed class Args
 {
     private readonly Dictionary<string, string> _values = new();
 

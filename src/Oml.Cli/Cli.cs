@@ -20,6 +20,7 @@ public static class Cli
         ModelCommands.Tokenize(),
         ModelCommands.Generate(),
         ModelCommands.Score(),
+        ModelCommands.Convert(),
     };
 
     public static int Run(RootCommand root, string[] args)

@@ -137,6 +137,28 @@ public static class ModelCommands
         return cmd;
     }
 
+    public static Command Convert()
+    {
+        var model = ModelOption();
+        var output = new Option<string>("--out") { Description = "Folder to write (created if needed)", Required = true };
+        var dtype = new Option<string?>("--dtype") { Description = "Convert the weights: float32, bfloat16 or float16" };
+        var shard = new Option<long>("--max-shard-mb") { Description = "Largest weight file in MiB before sharding", DefaultValueFactory = _ => 4096 };
+        var cmd = new Command("convert", "Re-save a model folder (optionally in another dtype) as a standard Hugging Face folder.") { model, output, dtype, shard };
+        cmd.SetAction(r =>
+        {
+            var dir = r.GetValue(model)!;
+            DType? dt = r.GetValue(dtype) is { } s ? DTypeExtensions.Parse(s) : null;
+            if (dt is { } d && !d.IsFloatingPoint()) throw new ArgumentException($"--dtype must be a floating type, not {d.Name()}");
+            long maxShard = r.GetValue(shard);
+            if (maxShard < 1) throw new ArgumentException("--max-shard-mb must be at least 1");
+            using var lm = ModelFolder.Load(dir, Device.Cpu, dt);
+            ModelFolder.Save(lm, r.GetValue(output)!, dir, maxShard << 20);
+            Console.WriteLine($"wrote {r.GetValue(output)} ({lm.Config.ArchitectureName}, {lm.DType.Name()}, {lm.Parameters.Values.Sum(p => p.NumEl):N0} parameters)");
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
     private static Option<string> ModelOption() => new("--model") { Description = "A Hugging Face model folder (config.json, safetensors)", Required = true };
 
     private static JsonArray Ids(IEnumerable<int> ids) => new(ids.Select(i => (JsonNode)i).ToArray());
