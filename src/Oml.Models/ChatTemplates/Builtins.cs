@@ -305,7 +305,9 @@ internal static partial class Builtins
             "gt" or "greaterthan" => Py.Compare(v, other, ">") > 0,
             "ge" => Py.Compare(v, other, ">=") >= 0,
             "in" => Contains(other, v),
-            "sameas" => ReferenceEquals(v, other) || (v == null && other == null) || (v is bool bv && other is bool bo && bv == bo),
+            // identity: values of immutable types compare by value (CPython interns small ints and short strings)
+            "sameas" => ReferenceEquals(v, other) || (v == null && other == null) || (v is bool bv && other is bool bo && bv == bo)
+                        || (v is string sv && other is string so && sv == so) || (v is long lv && other is long lo && lv == lo),
             _ => throw new TemplateError($"unsupported test '{name}'"),
         };
     }
