@@ -46,9 +46,4 @@ internal sealed class Args(string callee, List<object?> positional, List<(string
         foreach (var (k, _) in Keywords)
             if (!_usedNames.Contains(k)) throw new TemplateError($"{Callee}() got an unexpected keyword argument '{k}'");
     }
-
-    public void None()
-    {
-        Done();
-    }
 }

@@ -139,7 +139,7 @@ internal sealed class Parser
     {
         var target = ParseAssignTarget(allowTuple: true, allowAttr: false);
         ExpectName("in");
-        var iter = ParseTuple(false, noCondExprAllowedUntilIf: true);
+        var iter = ParseTuple(false);
         Expr? filter = null;
         if (Cur.IsName("if")) { Next(); filter = ParseExpression(); }
         if (Cur.IsName("recursive")) throw Error("recursive for loops are not supported", Cur);
@@ -230,9 +230,8 @@ internal sealed class Parser
     // ---- expressions ----
 
     /// <summary>Like Jinja's parse_tuple: an expression, or a comma-separated tuple without parentheses.</summary>
-    private Expr ParseTuple(bool withCondExpr, bool noCondExprAllowedUntilIf = false)
+    private Expr ParseTuple(bool withCondExpr)
     {
-        _ = noCondExprAllowedUntilIf;
         var first = Cur;
         var items = new List<Expr>();
         var isTuple = false;
