@@ -66,12 +66,32 @@ public class TokenizerBehaviourTests
         Assert.Contains(8, single.Encode("<x>"));
     }
 
-    [Fact(Skip = "string.Normalize is a no-op under InvariantGlobalization; own NFC implementation pending")]
+    [Fact]
     public void NfcNormalizerComposes()
     {
         var qwen = ReferenceCaseTests.Load("qwen3");
         Assert.Equal(qwen.Encode("caf\u00e9"), qwen.Encode("cafe\u0301"));
+        Assert.Equal(qwen.Encode("\uD55C\uAE00"), qwen.Encode("\u1112\u1161\u11AB\u1100\u1173\u11AF")); // Hangul jamo compose
     }
+
+    [Theory]
+    [InlineData("cafe\u0301", "caf\u00e9")]
+    [InlineData("A\u030A", "\u00C5")]
+    [InlineData("\u212B", "\u00C5")] // Angstrom sign: singleton decomposition
+    [InlineData("a\u0323\u0302", "\u1EAD")] // reordered marks compose
+    [InlineData("a\u0302\u0323", "\u1EAD")]
+    [InlineData("\u1112\u1161\u11AB", "\uD55C")]
+    [InlineData("q\u0307\u0323", "q\u0323\u0307")] // no composite: canonical order only
+    [InlineData("\u0958", "\u0915\u093C")] // composition exclusion
+    [InlineData("plain ascii", "plain ascii")]
+    [InlineData("\uD83D\uDE00 \uD800x", "\uD83D\uDE00 \uD800x")] // emoji and a lone surrogate pass through
+    public void Nfc(string input, string expected) => Assert.Equal(expected, UnicodeNormalization.Normalize(input, compose: true));
+
+    [Theory]
+    [InlineData("\u00C5", "A\u030A")]
+    [InlineData("\uD55C", "\u1112\u1161\u11AB")]
+    [InlineData("\u1EAD", "a\u0323\u0302")]
+    public void Nfd(string input, string expected) => Assert.Equal(expected, UnicodeNormalization.Normalize(input, compose: false));
 
     [Fact]
     public void RealTokenizerProperties()
