@@ -146,3 +146,24 @@ public class TokenizerBehaviourTests
         Assert.Equal("\uFFFD", llama2.Decode([llama2.TokenToId("<0x8F>")!.Value]));
     }
 }
+
+/// <summary>NFC/NFD against Python's unicodedata on random strings of Latin, combining marks, Hangul, Indic and Tibetan
+/// (fixtures/tokenizers/nfc-cases.json, made with unicodedata.normalize).</summary>
+public class UnicodeNormalizationTests
+{
+    [Fact]
+    public void MatchesPythonUnicodedata()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.Dir, "tokenizers", "nfc-cases.json")));
+        var failures = new List<string>();
+        foreach (var c in doc.RootElement.GetProperty("cases").EnumerateArray())
+        {
+            var text = c.GetProperty("text").GetString()!;
+            var nfc = UnicodeNormalization.Normalize(text, compose: true);
+            var nfd = UnicodeNormalization.Normalize(text, compose: false);
+            if (nfc != c.GetProperty("nfc").GetString()) failures.Add($"NFC {JsonSerializer.Serialize(text)} -> {JsonSerializer.Serialize(nfc)}");
+            if (nfd != c.GetProperty("nfd").GetString()) failures.Add($"NFD {JsonSerializer.Serialize(text)} -> {JsonSerializer.Serialize(nfd)}");
+        }
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+}
