@@ -70,8 +70,6 @@ public sealed class Tokenizer
             if (t.Special) _isSpecial[t.Id] = true;
         }
         VocabSize = _idToToken.Count(t => t != null);
-        _rawMatcher = new AddedTokenMatcher(added.Where(t => !t.Normalized));
-        _normalizedMatcher = new AddedTokenMatcher(added.Where(t => t.Normalized));
 
         _postProcessor = root.TryGetProperty("post_processor", out var pp) ? TokenizerJson.PostProcessor(pp, "post_processor", TokenToId) : null;
 
@@ -100,6 +98,11 @@ public sealed class Tokenizer
                 _postProcessor = new TemplatePostProcessor(before, after);
             }
         }
+
+        // Added tokens are found in the raw text, or (normalized: true) in the normalized text, their content normalized too.
+        _rawMatcher = new AddedTokenMatcher(added.Where(t => !t.Normalized));
+        var normalizer = _normalizer;
+        _normalizedMatcher = new AddedTokenMatcher(added.Where(t => t.Normalized).Select(t => normalizer == null ? t : t with { Content = normalizer.Normalize(t.Content) }));
 
         // A trailing ByteLevel pre-tokenizer maps bytes lazily, into a stack buffer (see EncodeSegment).
         switch (_preTokenizer)

@@ -7,11 +7,11 @@ namespace Oml.Models.Tests.Tokenizers;
 public class TokenizerBehaviourTests
 {
     // A tiny byte-level BPE: vocab of the byte characters needed plus a few merges.
-    private static string ByteLevelJson(string merges, string addedTokens = "[]", string extra = "") => $$"""
+    private static string ByteLevelJson(string merges, string addedTokens = "[]", string extra = "", string normalizer = "null") => $$"""
     {
       "version": "1.0", "truncation": null, "padding": null,
       "added_tokens": {{addedTokens}},
-      "normalizer": null,
+      "normalizer": {{normalizer}},
       "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
         {"type": "Split", "pattern": {"Regex": " ?\\p{L}+|\\s+"}, "behavior": "Isolated", "invert": false},
         {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}]},
@@ -64,6 +64,16 @@ public class TokenizerBehaviourTests
             """[{"id": 8, "content": "<x>", "single_word": true, "lstrip": false, "rstrip": false, "normalized": false, "special": false}]"""));
         Assert.DoesNotContain(8, single.Encode("ab<x>")); // glued to a word: not the added token
         Assert.Contains(8, single.Encode("<x>"));
+    }
+
+    [Fact]
+    public void NormalizedAddedTokensMatchTheNormalizedText()
+    {
+        var t = Tokenizer.FromJson(ByteLevelJson("""["a b"]""",
+            """[{"id": 8, "content": "<X>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false}]""",
+            normalizer: """{"type": "Lowercase"}"""));
+        Assert.Equal([4, 8, 4], t.Encode("AB<X>ab"));
+        Assert.Equal([4, 8, 4], t.Encode("ab<x>ab"));
     }
 
     [Fact]
