@@ -148,25 +148,7 @@ internal sealed class BpeModel
             }
             for (var i = 0; i < n; i++) pair[i] = next[i] >= 0 ? PairValue(ids[i], ids[next[i]]) : long.MaxValue;
 
-            var count = n;
-            while (count > 1)
-            {
-                var best = -1;
-                var bestValue = long.MaxValue;
-                for (var i = 0; i >= 0; i = next[i])
-                    if (pair[i] < bestValue) { bestValue = pair[i]; best = i; }
-                if (best < 0) break;
-
-                var j = next[best];
-                ids[best] = (int)(bestValue & 0xFFFFFFFF);
-                var after = next[j];
-                next[best] = after;
-                if (after >= 0) prev[after] = best;
-                count--;
-                pair[best] = after >= 0 ? PairValue(ids[best], ids[after]) : long.MaxValue;
-                var before = prev[best];
-                if (before >= 0) pair[before] = PairValue(ids[before], ids[best]);
-            }
+            var count = n <= LinearScanLimit ? MergeByScan(ids, prev, next, pair, n) : MergeByQueue(ids, prev, next, pair, n);
 
             var result = new int[count];
             var k = 0;
@@ -178,6 +160,65 @@ internal sealed class BpeModel
             ArrayPool<int>.Shared.Return(rented);
             ArrayPool<long>.Shared.Return(rentedPairs);
         }
+    }
+
+    private const int LinearScanLimit = 48;
+
+    /// <summary>Short words: find the lowest (rank, position) pair by scanning; returns the number of symbols left.</summary>
+    private int MergeByScan(Span<int> ids, Span<int> prev, Span<int> next, Span<long> pair, int n)
+    {
+        var count = n;
+        while (count > 1)
+        {
+            var best = -1;
+            var bestValue = long.MaxValue;
+            for (var i = 0; i >= 0; i = next[i])
+                if (pair[i] < bestValue) { bestValue = pair[i]; best = i; }
+            if (best < 0) break;
+            MergeAt(ids, prev, next, pair, best, (int)(bestValue & 0xFFFFFFFF));
+            count--;
+        }
+        return count;
+    }
+
+    /// <summary>Long words: a priority queue of (rank, position), stale entries skipped, as tokenizers does.</summary>
+    private int MergeByQueue(Span<int> ids, Span<int> prev, Span<int> next, Span<long> pair, int n)
+    {
+        var queue = new PriorityQueue<int, long>(n);
+        for (var i = 0; i < n; i++)
+            if (pair[i] != long.MaxValue) queue.Enqueue(i, Priority(pair[i], i));
+        var removed = new bool[n];
+        var count = n;
+        while (queue.TryDequeue(out var pos, out var priority))
+        {
+            if (removed[pos] || next[pos] < 0) continue;
+            var rank = priority >> 32;
+            var current = pair[pos];
+            if (current == long.MaxValue || current >> 32 != rank) continue; // stale: the pair at pos has changed
+            var j = next[pos];
+            removed[j] = true;
+            MergeAt(ids, prev, next, pair, pos, (int)(current & 0xFFFFFFFF));
+            count--;
+            if (pair[pos] != long.MaxValue) queue.Enqueue(pos, Priority(pair[pos], pos));
+            var before = prev[pos];
+            if (before >= 0 && pair[before] != long.MaxValue) queue.Enqueue(before, Priority(pair[before], before));
+        }
+        return count;
+    }
+
+    private static long Priority(long pairValue, int pos) => (pairValue >> 32 << 32) | (uint)pos;
+
+    /// <summary>Merges the symbol at <paramref name="pos"/> with the next one into <paramref name="merged"/>.</summary>
+    private void MergeAt(Span<int> ids, Span<int> prev, Span<int> next, Span<long> pair, int pos, int merged)
+    {
+        var j = next[pos];
+        ids[pos] = merged;
+        var after = next[j];
+        next[pos] = after;
+        if (after >= 0) prev[after] = pos;
+        pair[pos] = after >= 0 ? PairValue(ids[pos], ids[after]) : long.MaxValue;
+        var before = prev[pos];
+        if (before >= 0) pair[before] = PairValue(ids[before], ids[pos]);
     }
 
     private long PairValue(int left, int right) => _merges.TryGetValue(Key(left, right), out var v) ? v : long.MaxValue;

@@ -18,14 +18,10 @@ internal sealed class SequenceNormalizer(Normalizer[] normalizers) : Normalizer
     }
 }
 
-internal sealed class UnicodeNormalizer(NormalizationForm form) : Normalizer
+/// <summary>NFC/NFD with the project's own tables (see <see cref="UnicodeNormalization"/>).</summary>
+internal sealed class UnicodeNormalizer(bool compose) : Normalizer
 {
-    public override string Normalize(string text)
-    {
-        // Ascii is normalized in every form; skip the work for the common case.
-        if (Ascii.IsValid(text)) return text;
-        return text.IsNormalized(form) ? text : text.Normalize(form);
-    }
+    public override string Normalize(string text) => UnicodeNormalization.Normalize(text, compose);
 }
 
 internal sealed class PrependNormalizer(string prepend) : Normalizer

@@ -98,10 +98,8 @@ internal static class TokenizerJson
                     if (sub != null) list.Add(sub);
                 }
                 return new SequenceNormalizer(list.ToArray());
-            case "NFC": return new UnicodeNormalizer(NormalizationForm.FormC);
-            case "NFD": return new UnicodeNormalizer(NormalizationForm.FormD);
-            case "NFKC": return new UnicodeNormalizer(NormalizationForm.FormKC);
-            case "NFKD": return new UnicodeNormalizer(NormalizationForm.FormKD);
+            case "NFC": return new UnicodeNormalizer(compose: true);
+            case "NFD": return new UnicodeNormalizer(compose: false);
             case "Prepend": return new PrependNormalizer(ReqString(e, "prepend", path));
             case "Replace":
             {
