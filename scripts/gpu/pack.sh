@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 out=artifacts/gpu
 rm -rf "$out/app" && mkdir -p "$out/app"
-for p in src/Oml.Cli tests/Oml.Engine.Tests bench/Oml.Bench; do
+for p in src/Oml.Cli tests/Oml.Engine.Tests bench/Oml.Bench bench/Oml.Bench.Tokenizer; do
   dotnet publish "$p" -c Release -r linux-x64 --self-contained -o "$out/app" -nologo -v quiet -clp:ErrorsOnly
 done
 rm -f "$out/app/liboml_torch.so" "$out/app"/*.pdb   # the shim is rebuilt there against that machine's libtorch
