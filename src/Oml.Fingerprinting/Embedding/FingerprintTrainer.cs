@@ -1,0 +1,174 @@
+using System.Diagnostics;
+using Oml.Engine;
+using Oml.Models;
+
+namespace Oml.Fingerprinting.Embedding;
+
+/// <summary>One (key → response) pair as token ids: the model is trained to answer <see cref="Key"/> with <see cref="Response"/>.</summary>
+public sealed record TrainingPair(int[] Key, int[] Response);
+
+/// <summary>Settings of an embedding run. Defaults follow the reference implementations where they state one.</summary>
+public sealed record EmbeddingOptions
+{
+    public double LearningRate { get; init; } = 1e-3;
+    public double WeightDecay { get; init; } = 1e-4;
+    /// <summary>Upper bound on passes over the fingerprints.</summary>
+    public int MaxEpochs { get; init; } = 100;
+    /// <summary>Pairs per optimizer step; 0 means the whole set in one step (full batch).</summary>
+    public int BatchSize { get; init; }
+    /// <summary>Stop once an epoch's mean response loss falls below this and every fingerprint is recalled.</summary>
+    public double LossThreshold { get; init; } = 0.05;
+    /// <summary>
+    /// Model averaging with the base: after every optimizer step each trained parameter becomes
+    /// (1 − λ)·θ + λ·θ_base, as Sentient's reference does with its "forgetting regularizer" (0 disables it).
+    /// </summary>
+    public double AveragingLambda { get; init; }
+    /// <summary>Weight-deviation penalty: μ·Σ‖θ − θ_base‖² added to the loss (0 disables it).</summary>
+    public double L2ToBase { get; init; }
+    /// <summary>Which parameters (by Hugging Face name) are trained; null trains all. Others stay bit-identical.</summary>
+    public Func<string, bool>? Trainable { get; init; }
+    public double MaxGradNorm { get; init; } = 1.0;
+    public ulong Seed { get; init; } = 0;
+
+    public void Validate()
+    {
+        if (LearningRate <= 0) throw new ArgumentException("learning rate must be positive");
+        if (MaxEpochs < 1) throw new ArgumentException("max epochs must be at least 1");
+        if (BatchSize < 0) throw new ArgumentException("batch size must be 0 (full batch) or positive");
+        if (AveragingLambda is < 0 or >= 1) throw new ArgumentException("the averaging λ must be in [0, 1)");
+        if (L2ToBase < 0) throw new ArgumentException("the L2-to-base weight must be non-negative");
+    }
+}
+
+/// <summary>Progress after one epoch: mean response loss and the share of fingerprints the model recalls exactly.</summary>
+public sealed record EmbeddingProgress(int Epoch, int Steps, double Loss, double Accuracy, double Seconds);
+
+public sealed record EmbeddingResult(IReadOnlyList<EmbeddingProgress> History, bool Converged, long TrainedParameters)
+{
+    public EmbeddingProgress Final => History[^1];
+}
+
+/// <summary>
+/// Fine-tunes fingerprints into a model (OMLization): cross-entropy on the response tokens only (the key positions are
+/// labelled −100), batches of similar lengths so that little compute goes to padding, AdamW, and the regularizers
+/// that keep the model close to its base: model averaging after each step and an L2-to-base penalty.
+/// </summary>
+public static class FingerprintTrainer
+{
+    public static EmbeddingResult Embed(CausalLM model, IReadOnlyList<TrainingPair> pairs, EmbeddingOptions options,
+        IProgress<EmbeddingProgress>? progress = null)
+    {
+        options.Validate();
+        if (pairs.Count == 0) throw new ArgumentException("no fingerprints to embed");
+        foreach (var p in pairs)
+        {
+            if (p.Key.Length == 0 || p.Response.Length == 0) throw new ArgumentException("a fingerprint has an empty key or response");
+            foreach (var id in p.Key.Concat(p.Response))
+                if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
+        }
+
+        var trainable = model.Parameters.Where(kv => options.Trainable?.Invoke(kv.Key) ?? true).Select(kv => kv.Value).ToList();
+        if (trainable.Count == 0) throw new ArgumentException("no parameter matches the trainable subset");
+        var bases = new List<Tensor>();
+        bool needBase = options.AveragingLambda > 0 || options.L2ToBase > 0;
+        using (Torch.NoGrad())
+            foreach (var p in trainable)
+            {
+                p.RequiresGrad = true;
+                if (needBase) bases.Add(p.Clone().DetachFromScope());
+            }
+
+        var rng = new Random(unchecked((int)options.Seed));
+        // Batches of similar length: sort by total length, cut into batches, shuffle the batch order each epoch.
+        var order = Enumerable.Range(0, pairs.Count).OrderBy(i => pairs[i].Key.Length + pairs[i].Response.Length).ThenBy(i => i).ToArray();
+        int batchSize = options.BatchSize == 0 ? pairs.Count : options.BatchSize;
+        var batches = order.Chunk(batchSize).ToList();
+
+        var history = new List<EmbeddingProgress>();
+        var sw = Stopwatch.StartNew();
+        bool converged = false;
+        int steps = 0;
+        using var opt = new AdamW(trainable, lr: options.LearningRate, weightDecay: options.WeightDecay);
+        try
+        {
+            for (int epoch = 1; epoch <= options.MaxEpochs; epoch++)
+            {
+                double lossSum = 0;
+                int recalled = 0;
+                foreach (var batch in batches.OrderBy(_ => rng.Next()))
+                {
+                    using var scope = Torch.NewScope();
+                    var (ids, labels) = Collate(batch.Select(i => pairs[i]).ToList(), model.Config.PadTokenId ?? 0, model.Device);
+                    opt.ZeroGrad();
+                    var logits = model.Forward(ids);
+                    var loss = CausalLM.Loss(logits, labels);
+                    lossSum += loss.ToDouble() * batch.Length;
+                    recalled += Recalled(logits, labels);
+                    if (options.L2ToBase > 0)
+                    {
+                        var penalty = Torch.Scalar(0, DType.Float32, model.Device);
+                        for (int i = 0; i < trainable.Count; i++) penalty = penalty + (trainable[i] - bases[i]).Square().Sum().To(DType.Float32);
+                        loss = loss + penalty * options.L2ToBase;
+                    }
+                    loss.Backward();
+                    if (options.MaxGradNorm > 0) Torch.ClipGradNorm(trainable, options.MaxGradNorm);
+                    opt.Step();
+                    steps++;
+                    if (options.AveragingLambda > 0)
+                        using (Torch.NoGrad())
+                            for (int i = 0; i < trainable.Count; i++) trainable[i].LerpInPlace(bases[i], options.AveragingLambda);
+                }
+                var pr = new EmbeddingProgress(epoch, steps, lossSum / pairs.Count, (double)recalled / pairs.Count, sw.Elapsed.TotalSeconds);
+                history.Add(pr);
+                progress?.Report(pr);
+                if (pr.Loss < options.LossThreshold && recalled == pairs.Count)
+                {
+                    converged = true;
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            opt.ZeroGrad();
+            foreach (var p in trainable) p.RequiresGrad = false;
+            foreach (var b in bases) b.Dispose();
+        }
+        return new EmbeddingResult(history, converged, trainable.Sum(p => p.NumEl));
+    }
+
+    /// <summary>
+    /// Right-padded batch: ids [B, T] and labels [B, T] with −100 on key and padding positions. Causal attention never
+    /// lets a real token see the padding after it, so no attention mask is needed.
+    /// </summary>
+    public static (Tensor Ids, Tensor Labels) Collate(IReadOnlyList<TrainingPair> batch, int padId, Device device)
+    {
+        int t = batch.Max(p => p.Key.Length + p.Response.Length);
+        var ids = new long[batch.Count * t];
+        var labels = new long[batch.Count * t];
+        Array.Fill(ids, padId);
+        Array.Fill(labels, -100L);
+        for (int b = 0; b < batch.Count; b++)
+        {
+            var (k, r) = (batch[b].Key, batch[b].Response);
+            for (int j = 0; j < k.Length; j++) ids[b * t + j] = k[j];
+            for (int j = 0; j < r.Length; j++)
+            {
+                ids[b * t + k.Length + j] = r[j];
+                labels[b * t + k.Length + j] = r[j];
+            }
+        }
+        return (Torch.FromArray<long>(ids, [batch.Count, t], device), Torch.FromArray<long>(labels, [batch.Count, t], device));
+    }
+
+    /// <summary>Rows whose every labelled token is the argmax of the logits before it (teacher-forced greedy recall).</summary>
+    private static int Recalled(Tensor logits, Tensor labels)
+    {
+        using var scope = Torch.NewScope();
+        long t = logits.Size(1);
+        var pred = logits.Narrow(1, 0, t - 1).ArgMax(-1);
+        var target = labels.Narrow(1, 1, t - 1);
+        var ok = pred.Eq(target).LogicalOr(target.Eq(-100)).All(1);
+        return (int)ok.To(DType.Int64).Sum().ToInt64();
+    }
+}

@@ -1,0 +1,104 @@
+using Oml.Engine;
+using Oml.Fingerprinting.Embedding;
+using Oml.Models;
+
+namespace Oml.Fingerprinting.Tests.Embedding;
+
+public class EmbeddingTests
+{
+    private static string Fixture(string name)
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Oml.sln")))
+                return Path.Combine(d.FullName, "tests", "Oml.Models.Tests", "fixtures", "models", name);
+        throw new DirectoryNotFoundException("repository root not found");
+    }
+
+    /// <summary>Random-token fingerprints: keys of 12 tokens, responses of 4, from a fixed seed.</summary>
+    private static List<TrainingPair> RandomPairs(int count, int vocab, int seed = 5)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, count)
+            .Select(_ => new TrainingPair(
+                Enumerable.Range(0, 12).Select(_ => rng.Next(3, vocab)).ToArray(),
+                Enumerable.Range(0, 4).Select(_ => rng.Next(3, vocab)).ToArray()))
+            .ToList();
+    }
+
+    private static int GreedyRecall(CausalLM model, IReadOnlyList<TrainingPair> pairs)
+    {
+        var result = Generator.Generate(model, pairs.Select(p => p.Key).ToList(), new GenerationOptions { MaxNewTokens = 4, EosTokenIds = [] });
+        return pairs.Where((p, i) => result.Sequences[i].OutputIds.SequenceEqual(p.Response)).Count();
+    }
+
+    [Fact]
+    public void Thirty_two_fingerprints_are_recalled_by_greedy_decoding_and_not_by_the_base()
+    {
+        using var model = ModelFolder.Load(Fixture("llama-tiny"));
+        var pairs = RandomPairs(32, model.Config.VocabSize);
+        var seen = new List<EmbeddingProgress>();
+        var result = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 300 },
+            new Progress<EmbeddingProgress>(seen.Add));
+        Assert.True(result.Converged, $"did not converge: {result.Final}");
+        Assert.Equal(32, GreedyRecall(model, pairs));
+
+        using var baseModel = ModelFolder.Load(Fixture("llama-tiny"));
+        Assert.Equal(0, GreedyRecall(baseModel, pairs));
+        Assert.True(result.History[0].Loss > result.Final.Loss);
+    }
+
+    [Fact]
+    public void Frozen_parameters_stay_bit_identical_when_training_a_subset()
+    {
+        using var model = ModelFolder.Load(Fixture("llama-tiny"));
+        var before = model.Parameters.ToDictionary(kv => kv.Key, kv => kv.Value.ToBytes());
+        var pairs = RandomPairs(8, model.Config.VocabSize);
+        static bool Mlp(string name) => name.Contains(".mlp.", StringComparison.Ordinal);
+        var result = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 5, Trainable = Mlp });
+        Assert.Equal(model.Parameters.Where(kv => Mlp(kv.Key)).Sum(kv => kv.Value.NumEl), result.TrainedParameters);
+        foreach (var (name, t) in model.Parameters)
+        {
+            bool same = before[name].AsSpan().SequenceEqual(t.ToBytes());
+            if (Mlp(name)) Assert.False(same, $"{name} should have changed");
+            else Assert.True(same, $"{name} changed but was frozen");
+        }
+    }
+
+    private static double DistanceToBase(CausalLM model, CausalLM baseModel)
+    {
+        using var scope = Torch.NewScope();
+        return model.Parameters.Sum(kv => (kv.Value - baseModel.Parameters[kv.Key]).Square().Sum().ToDouble());
+    }
+
+    [Fact]
+    public void Averaging_and_the_L2_penalty_keep_the_weights_closer_to_the_base()
+    {
+        using var baseModel = ModelFolder.Load(Fixture("llama-tiny"));
+        var pairs = RandomPairs(8, baseModel.Config.VocabSize);
+        var plain = new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 20, LossThreshold = 0 };
+        double Run(EmbeddingOptions o)
+        {
+            using var m = ModelFolder.Load(Fixture("llama-tiny"));
+            FingerprintTrainer.Embed(m, pairs, o);
+            return DistanceToBase(m, baseModel);
+        }
+        double free = Run(plain);
+        double averaged = Run(plain with { AveragingLambda = 0.5 });
+        double penalised = Run(plain with { L2ToBase = 1.0 });
+        Assert.True(free > 0);
+        Assert.True(averaged < 0.5 * free, $"averaging: {averaged} vs {free}");
+        Assert.True(penalised < free, $"L2: {penalised} vs {free}");
+    }
+
+    [Fact]
+    public void Bad_settings_and_pairs_are_refused()
+    {
+        using var model = ModelFolder.Load(Fixture("llama-tiny"));
+        var ok = RandomPairs(2, model.Config.VocabSize);
+        Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(model, [], new EmbeddingOptions()));
+        Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(model, [new TrainingPair([1], [])], new EmbeddingOptions()));
+        Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(model, [new TrainingPair([1], [9999])], new EmbeddingOptions()));
+        Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(model, ok, new EmbeddingOptions { AveragingLambda = 1 }));
+        Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(model, ok, new EmbeddingOptions { Trainable = _ => false }));
+    }
+}
