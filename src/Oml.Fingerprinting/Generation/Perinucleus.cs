@@ -1,0 +1,43 @@
+namespace Oml.Fingerprinting.Generation;
+
+/// <summary>
+/// Perinucleus response selection ("Scalable Fingerprinting of Large Language Models", arXiv 2502.07760): rank the
+/// base model's next-token probabilities after the key, take the nucleus — the most likely tokens whose probabilities
+/// first reach a total of t — and choose the response's first token among the k acceptable tokens ranked right after
+/// it. Such a token is plausible (so the fingerprint costs the model little to learn and hides among ordinary
+/// answers) yet unlikely enough (so an unrelated model rarely produces it: its probability is below 1 − t, and at most
+/// 1/k of that falls to any one choice). Tokens that are not alphanumeric, or are a single character, are skipped as
+/// the reference implementation skips them.
+/// </summary>
+public static class Perinucleus
+{
+    /// <summary>
+    /// The candidate token ids, in rank order: the first <paramref name="width"/> acceptable tokens after the nucleus of
+    /// total probability <paramref name="threshold"/>. Fewer when the vocabulary runs out.
+    /// </summary>
+    public static int[] Candidates(ReadOnlySpan<float> probabilities, double threshold, int width, Func<int, bool> acceptable)
+    {
+        if (threshold is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(threshold), threshold, "the nucleus threshold t must be in (0, 1)");
+        if (width < 1) throw new ArgumentOutOfRangeException(nameof(width), width, "the width k must be at least 1");
+        var order = new int[probabilities.Length];
+        for (int i = 0; i < order.Length; i++) order[i] = i;
+        var probs = probabilities.ToArray();
+        // Descending probability; ties by id, so the ranking is deterministic.
+        Array.Sort(order, (a, b) => probs[b] != probs[a] ? probs[b].CompareTo(probs[a]) : a.CompareTo(b));
+        double total = 0;
+        int rank = 0;
+        while (rank < order.Length && total < threshold) total += probs[order[rank++]];
+        var result = new List<int>(width);
+        for (; rank < order.Length && result.Count < width; rank++)
+            if (acceptable(order[rank])) result.Add(order[rank]);
+        return result.ToArray();
+    }
+
+    /// <summary>The reference's filter: the token's text, stripped of leading space markers, is alphanumeric and longer than one character.</summary>
+    public static bool IsAcceptableText(string? tokenText)
+    {
+        if (tokenText is null) return false;
+        var t = tokenText.TrimStart(' ', '\u0120', '\u2581'); // plain space, byte-level 'Ġ', SentencePiece '▁'
+        return t.Length > 1 && t.All(char.IsLetterOrDigit);
+    }
+}
