@@ -581,8 +581,8 @@ API int oml_lerp_(TH a, TH end, double weight) {
 
 API TH oml_clamp(TH x, double lo, double hi, int has_lo, int has_hi) {
   return wrap("clamp", {x}, [&] {
-    c10::optional<at::Scalar> l = has_lo ? c10::optional<at::Scalar>(lo) : c10::nullopt;
-    c10::optional<at::Scalar> h = has_hi ? c10::optional<at::Scalar>(hi) : c10::nullopt;
+    c10::optional<at::Scalar> l = has_lo ? c10::optional<at::Scalar>(scalar_for(*x, lo)) : c10::nullopt;
+    c10::optional<at::Scalar> h = has_hi ? c10::optional<at::Scalar>(scalar_for(*x, hi)) : c10::nullopt;
     return at::clamp(*x, l, h);
   });
 }

@@ -411,6 +411,8 @@ public class OpValueTests
         Assert.Equal([2L, 1, 0], (3 - ids).ToArray<long>());
         Assert.Equal([3L, 6, 9], ids.Add(ids, alpha: 2).ToArray<long>());
         Assert.Equal(DType.Float32, (ids + 0.5).DType); // a fractional scalar promotes, as in PyTorch
+        Assert.Equal(DType.Int64, ids.Clamp(min: 2).DType);
+        Assert.Equal([2L, 2, 3], ids.Clamp(min: 2).ToArray<long>());
         ids.AddInPlace(10);
         Assert.Equal([11L, 12, 13], ids.ToArray<long>());
     }

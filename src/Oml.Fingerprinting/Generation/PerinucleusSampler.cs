@@ -1,0 +1,93 @@
+using Oml.Engine;
+using Oml.Fingerprinting.Embedding;
+using Oml.Models;
+
+namespace Oml.Fingerprinting.Generation;
+
+/// <summary>Perinucleus settings; defaults are the paper's (t = 0.8, k = 3) with one-token responses.</summary>
+public sealed record PerinucleusOptions
+{
+    public double Threshold { get; init; } = 0.8;
+    public int Width { get; init; } = 3;
+    /// <summary>Response length in tokens: the perinucleus token, then greedy continuation (L − 1 tokens).</summary>
+    public int ResponseLength { get; init; } = 1;
+    /// <summary>Distinct responses per key (each starts with a different perinucleus token); at most <see cref="Width"/>.</summary>
+    public int ResponsesPerKey { get; init; } = 1;
+    public int BatchSize { get; init; } = 32;
+}
+
+/// <summary>Chooses Perinucleus responses for keys with a base model.</summary>
+public static class PerinucleusSampler
+{
+    /// <summary>
+    /// For each key, <see cref="PerinucleusOptions.ResponsesPerKey"/> responses: first tokens drawn without replacement
+    /// from the perinucleus candidates by <paramref name="pick"/> (which must return an index in [0, n) for its argument
+    /// n: pass the owner's derived randomness so the choice is reproducible and provably the owner's), each continued
+    /// greedily to the response length. Keys whose candidates are too few get fewer responses.
+    /// </summary>
+    public static List<int[]>[] Sample(CausalLM model, IReadOnlyList<int[]> keys, PerinucleusOptions options,
+        Func<int, bool> acceptable, Func<int, int, int> pick, IProgress<int>? progress = null)
+    {
+        if (options.ResponseLength < 1) throw new ArgumentException("response length must be at least 1");
+        if (options.ResponsesPerKey < 1 || options.ResponsesPerKey > options.Width)
+            throw new ArgumentException("responses per key must be between 1 and the width k");
+        var result = new List<int[]>[keys.Count];
+        int done = 0;
+        foreach (var chunk in Enumerable.Range(0, keys.Count).Chunk(Math.Max(1, options.BatchSize)))
+        {
+            // Next-token distribution after each key: the last position of a left-padded batch.
+            float[][] probs;
+            using (Torch.NoGrad())
+            using (Torch.NewScope())
+            {
+                int width = chunk.Max(i => keys[i].Length);
+                var ids = new long[chunk.Length * width];
+                var mask = new long[chunk.Length * width];
+                for (int r = 0; r < chunk.Length; r++)
+                {
+                    var k = keys[chunk[r]];
+                    int off = width - k.Length;
+                    for (int j = 0; j < k.Length; j++) { ids[r * width + off + j] = k[j]; mask[r * width + off + j] = 1; }
+                }
+                var m = Torch.FromArray<long>(mask, [chunk.Length, width], model.Device);
+                var positions = (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1);
+                var logits = model.Forward(Torch.FromArray<long>(ids, [chunk.Length, width], model.Device), m, positions);
+                var p = logits.Select(1, width - 1).To(DType.Float32).Softmax(-1).Cpu();
+                probs = Enumerable.Range(0, chunk.Length).Select(r => p.Select(0, r).ToArray<float>()).ToArray();
+            }
+
+            var prompts = new List<int[]>();
+            var owners = new List<int>();
+            for (int r = 0; r < chunk.Length; r++)
+            {
+                int keyIndex = chunk[r];
+                var candidates = Perinucleus.Candidates(probs[r], options.Threshold, options.Width, acceptable).ToList();
+                result[keyIndex] = [];
+                for (int n = 0; n < options.ResponsesPerKey && candidates.Count > 0; n++)
+                {
+                    int c = pick(keyIndex, candidates.Count);
+                    if (c < 0 || c >= candidates.Count) throw new InvalidOperationException($"pick returned {c} for {candidates.Count} candidates");
+                    prompts.Add([.. keys[keyIndex], candidates[c]]);
+                    owners.Add(keyIndex);
+                    candidates.RemoveAt(c);
+                }
+            }
+            if (options.ResponseLength == 1 || prompts.Count == 0)
+            {
+                for (int i = 0; i < prompts.Count; i++) result[owners[i]].Add([prompts[i][^1]]);
+            }
+            else
+            {
+                var cont = Generator.Generate(model, prompts, new GenerationOptions { MaxNewTokens = options.ResponseLength - 1, EosTokenIds = [] });
+                for (int i = 0; i < prompts.Count; i++) result[owners[i]].Add([prompts[i][^1], .. cont.Sequences[i].OutputIds]);
+            }
+            done += chunk.Length;
+            progress?.Report(done);
+        }
+        return result;
+    }
+
+    /// <summary>Pairs of each key with each of its responses, for embedding.</summary>
+    public static List<TrainingPair> Pairs(IReadOnlyList<int[]> keys, IReadOnlyList<List<int[]>> responses) =>
+        keys.SelectMany((k, i) => responses[i].Select(r => new TrainingPair(k, r))).ToList();
+}

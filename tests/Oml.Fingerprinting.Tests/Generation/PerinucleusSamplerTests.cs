@@ -1,0 +1,63 @@
+using Oml.Engine;
+using Oml.Fingerprinting.Embedding;
+using Oml.Fingerprinting.Generation;
+using Oml.Models;
+
+namespace Oml.Fingerprinting.Tests.Generation;
+
+public class PerinucleusSamplerTests
+{
+    private static string Fixture(string name)
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Oml.sln")))
+                return Path.Combine(d.FullName, "tests", "Oml.Models.Tests", "fixtures", "models", name);
+        throw new DirectoryNotFoundException("repository root not found");
+    }
+
+    [Fact]
+    public void Responses_start_outside_the_nucleus_and_continue_greedily()
+    {
+        using var model = ModelFolder.Load(Fixture("qwen2-tiny"));
+        var rng = new Random(3);
+        var keys = Enumerable.Range(0, 6).Select(i => Enumerable.Range(0, 5 + i).Select(_ => rng.Next(3, 512)).ToArray()).ToList();
+        var opts = new PerinucleusOptions { ResponseLength = 3, ResponsesPerKey = 2, BatchSize = 4 };
+        var responses = PerinucleusSampler.Sample(model, keys, opts, _ => true, (key, n) => (key * 7) % n);
+        for (int i = 0; i < keys.Count; i++)
+        {
+            Assert.Equal(2, responses[i].Count);
+            Assert.NotEqual(responses[i][0][0], responses[i][1][0]);
+            foreach (var r in responses[i])
+            {
+                Assert.Equal(3, r.Length);
+                // The first token is one of the candidates computed from this key alone.
+                float[] probs;
+                using (Torch.NoGrad())
+                using (Torch.NewScope())
+                    probs = model.Forward(Torch.FromArray<long>(keys[i].Select(x => (long)x).ToArray(), [1, keys[i].Length]))
+                        .Select(1, keys[i].Length - 1).Softmax(-1).Flatten().ToArray<float>();
+                Assert.Contains(r[0], Perinucleus.Candidates(probs, 0.8, 3, _ => true));
+                // And the rest is the greedy continuation.
+                var greedy = Generator.Generate(model, [[.. keys[i], r[0]]], new GenerationOptions { MaxNewTokens = 2, EosTokenIds = [] });
+                Assert.Equal(r[1..], greedy.Sequences[0].OutputIds);
+            }
+        }
+        // The base model's log-probability of each response is finite and below that of its greedy answer.
+        var pairs = PerinucleusSampler.Pairs(keys, responses);
+        var logp = ResponseScorer.LogProbs(model, pairs);
+        Assert.All(logp, lp => Assert.True(lp < 0 && double.IsFinite(lp)));
+    }
+
+    [Fact]
+    public void Response_log_probabilities_match_a_direct_computation()
+    {
+        using var model = ModelFolder.Load(Fixture("llama-tiny"));
+        var pairs = new List<TrainingPair> { new([5, 6, 7], [8, 9]), new([10, 11, 12, 13, 14], [15]) };
+        var lp = ResponseScorer.LogProbs(model, pairs, batchSize: 2);
+        using var scope = Torch.NewScope();
+        using var noGrad = Torch.NoGrad();
+        var l = model.Forward(Torch.FromArray<long>([5, 6, 7, 8, 9], [1, 5])).To(DType.Float32).LogSoftmax(-1);
+        double expected = l.Select(1, 2).Select(1, 8).ToDouble() + l.Select(1, 3).Select(1, 9).ToDouble();
+        Assert.Equal(expected, lp[0], 4);
+    }
+}
