@@ -59,6 +59,15 @@ public sealed class FileFormatTests : IDisposable
     }
 
     [Fact]
+    public void Default_options_round_trip_and_record_600000_iterations()
+    {
+        var path = Path.Combine(_dir, "default.omlfp");
+        FingerprintSetFile.Write(path, Samples.Set(1), Pass);
+        Assert.Equal(600_000, FingerprintSetFile.ReadHeader(path).Pbkdf2Iterations);
+        Assert.Equal(Samples.Set(1), FingerprintSetFile.Read(path, Pass));
+    }
+
+    [Fact]
     public void Two_writes_use_fresh_salt_and_nonce()
     {
         var a = FingerprintSetFile.ToEncryptedBytes(Samples.Set(2), Pass, Samples.FastKdf);
