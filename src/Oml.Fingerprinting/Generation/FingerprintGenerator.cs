@@ -1,0 +1,190 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using Oml.Engine;
+using Oml.Fingerprinting.Embedding;
+using Oml.Models;
+using Oml.Models.Tokenizers;
+
+namespace Oml.Fingerprinting.Generation;
+
+/// <summary>The generation strategies: how keys and responses are made.</summary>
+public static class Strategies
+{
+    /// <summary>Keys are model-sampled English; each response is chosen just outside the base model's nucleus.</summary>
+    public const string Perinucleus = "perinucleus";
+    /// <summary>Keys and responses are both English text sampled from the model (temperature 0.5, from a seed word), independently.</summary>
+    public const string English = "english";
+    /// <summary>Keys are random words, responses a random word.</summary>
+    public const string RandomWord = "random-word";
+    /// <summary>Keys supplied by the owner; responses by Perinucleus.</summary>
+    public const string Custom = "custom";
+
+    public static readonly string[] All = [Perinucleus, English, RandomWord, Custom];
+}
+
+/// <summary>Settings of a generation run. Defaults are the references' (key length 16, t = 0.8, k = 3).</summary>
+public sealed record GenerationSettings
+{
+    public string Strategy { get; init; } = Strategies.Perinucleus;
+    public int Count { get; init; } = 32;
+    /// <summary>Key length in tokens; longer keys are truncated to it (the effective key).</summary>
+    public int KeyLength { get; init; } = 16;
+    /// <summary>Response length: tokens for Perinucleus and English, words for random-word.</summary>
+    public int ResponseLength { get; init; } = 1;
+    public double Temperature { get; init; } = 0.5;
+    public PerinucleusOptions Perinucleus { get; init; } = new();
+    /// <summary>Perinucleus keys from random words instead of model-sampled English (for models that write no English).</summary>
+    public bool RandomWordKeys { get; init; }
+    /// <summary>The owner's keys for <see cref="Strategies.Custom"/>.</summary>
+    public IReadOnlyList<string>? CustomKeys { get; init; }
+
+    public void Validate()
+    {
+        if (!Strategies.All.Contains(Strategy)) throw new ArgumentException($"unknown strategy '{Strategy}' (expected {string.Join(", ", Strategies.All)})");
+        if (Count < 1) throw new ArgumentException("count must be at least 1");
+        if (KeyLength < 1) throw new ArgumentException("key length must be at least 1");
+        if (ResponseLength < 1) throw new ArgumentException("response length must be at least 1");
+        if (Temperature <= 0) throw new ArgumentException("temperature must be positive");
+        if (Strategy == Strategies.Custom && (CustomKeys is null || CustomKeys.Count == 0)) throw new ArgumentException("the custom strategy needs keys");
+        if (Strategy == Strategies.Custom && CustomKeys!.Count < Count) throw new ArgumentException($"{CustomKeys.Count} custom keys given for {Count} fingerprints");
+    }
+}
+
+/// <summary>
+/// Generates fingerprint sets. Every random choice — words, seeds for sampling, Perinucleus picks, salts — is derived
+/// from the owner's secret with <see cref="DerivedRandom"/> under a label naming the fingerprint and its purpose, so
+/// that a set is reproducible from the secret and each response is provably the owner's choice.
+/// </summary>
+public sealed class FingerprintGenerator
+{
+    private readonly CausalLM _model;
+    private readonly Tokenizer _tokenizer;
+    private readonly byte[] _secret;
+    private readonly string[] _words;
+
+    public FingerprintGenerator(CausalLM model, Tokenizer tokenizer, ReadOnlySpan<byte> secret)
+    {
+        if (secret.Length < 16) throw new ArgumentException("the owner's secret must be at least 16 bytes");
+        _model = model;
+        _tokenizer = tokenizer;
+        _secret = secret.ToArray();
+        _words = Words(tokenizer, model.Config.VocabSize);
+        if (_words.Length < 16) throw new ArgumentException("the tokenizer has too few whole-word tokens to draw random words from");
+    }
+
+    /// <summary>Whole words of the vocabulary: tokens that decode to 3 or more letters after a leading space.</summary>
+    public static string[] Words(Tokenizer tok, int vocabSize) =>
+        Enumerable.Range(0, Math.Min(tok.VocabSize, vocabSize))
+            .Where(id => !tok.IsSpecialToken(id))
+            .Select(id => tok.Decode([id]))
+            .Where(t => t.Length >= 4 && t[0] == ' ' && t.Skip(1).All(char.IsAsciiLetterLower))
+            .Select(t => t[1..]).Distinct().Order(StringComparer.Ordinal).ToArray();
+
+    private DerivedRandom Rng(int index, string purpose) => DerivedRandom.For(_secret, $"fingerprint/{index}/{purpose}");
+
+    /// <summary>Ids the model sees for a key: the tokenizer's BOS (if it adds one) and the key tokens.</summary>
+    public static int[] QueryIds(Tokenizer tok, IReadOnlyList<int> keyTokens) =>
+        tok.AddBosToken == true && tok.BosTokenId is { } bos ? [bos, .. keyTokens] : [.. keyTokens];
+
+    public FingerprintSet Generate(GenerationSettings s, string baseModelDigest, TokenizerIdentity tokenizerIdentity, IProgress<string>? progress = null)
+    {
+        s.Validate();
+        var keys = new int[s.Count][];
+        bool englishKeys = s.Strategy == Strategies.English || (s.Strategy == Strategies.Perinucleus && !s.RandomWordKeys);
+        for (int i = 0; i < s.Count; i++)
+        {
+            keys[i] = s.Strategy == Strategies.Custom ? Truncate(_tokenizer.Encode(s.CustomKeys![i]), s.KeyLength)
+                : englishKeys ? SampleEnglish(i, "key", s.KeyLength, s.Temperature)
+                : RandomWords(Rng(i, "key"), s.KeyLength);
+            if (i % 16 == 15) progress?.Report($"keys {i + 1}/{s.Count}");
+        }
+
+        var responses = new List<int[]>[s.Count];
+        if (s.Strategy is Strategies.Perinucleus or Strategies.Custom)
+        {
+            var opts = s.Perinucleus with { ResponseLength = s.ResponseLength };
+            var queries = keys.Select(k => QueryIds(_tokenizer, k)).ToList();
+            var picks = Enumerable.Range(0, s.Count).Select(i => Rng(i, "perinucleus")).ToArray();
+            responses = PerinucleusSampler.Sample(_model, queries, opts, id => Perinucleus.IsAcceptableText(_tokenizer.IdToToken(id)),
+                (i, n) => picks[i].Next(n), new Progress<int>(n => progress?.Report($"responses {n}/{s.Count}")));
+            for (int i = 0; i < s.Count; i++)
+                if (responses[i].Count == 0) throw new InvalidOperationException($"fingerprint {i}: no acceptable perinucleus token after its key (t = {opts.Threshold}, k = {opts.Width})");
+        }
+        else
+        {
+            for (int i = 0; i < s.Count; i++)
+                responses[i] = [s.Strategy == Strategies.English
+                    ? SampleEnglish(i, "response", s.ResponseLength, s.Temperature)
+                    : _tokenizer.Encode(" " + string.Join(" ", Enumerable.Range(0, s.ResponseLength).Select(_ => _words[Rng(i, "response").Next(_words.Length)])))];
+        }
+
+        // The base model's probability of each response: the false-positive rate of a key rests on it.
+        var pairs = keys.SelectMany((k, i) => responses[i].Select(r => new TrainingPair(QueryIds(_tokenizer, k), r))).ToList();
+        var logProbs = ResponseScorer.LogProbs(_model, pairs);
+        var strategy = new StrategyInfo(s.Strategy, ParameterMap.Of(
+            ("key_length", s.KeyLength.ToString(CultureInfo.InvariantCulture)),
+            ("response_length", s.ResponseLength.ToString(CultureInfo.InvariantCulture)),
+            ("temperature", s.Temperature.ToString(CultureInfo.InvariantCulture)),
+            ("t", s.Perinucleus.Threshold.ToString(CultureInfo.InvariantCulture)),
+            ("k", s.Perinucleus.Width.ToString(CultureInfo.InvariantCulture)),
+            ("responses_per_key", s.Perinucleus.ResponsesPerKey.ToString(CultureInfo.InvariantCulture)),
+            ("keys", englishKeys ? "english" : s.Strategy == Strategies.Custom ? "custom" : "random-word")));
+        int p = 0;
+        var fingerprints = new List<Fingerprint>();
+        for (int i = 0; i < s.Count; i++)
+        {
+            var rs = responses[i].Select(r => new FingerprintResponse(_tokenizer.Decode(r), r, logProbs[p++])).ToArray();
+            fingerprints.Add(new Fingerprint(i, _tokenizer.Decode(keys[i]), keys[i], rs, strategy, Fingerprint.DeriveSalt(_secret, i)));
+        }
+        return FingerprintSet.Create(DateTimeOffset.UtcNow, baseModelDigest, tokenizerIdentity, strategy, fingerprints);
+    }
+
+    private static int[] Truncate(int[] ids, int n) => ids.Length <= n ? ids : ids[..n];
+
+    private int[] RandomWords(DerivedRandom rng, int keyLength)
+    {
+        var words = new List<string>();
+        int[] ids;
+        do
+        {
+            words.Add(_words[rng.Next(_words.Length)]);
+            ids = _tokenizer.Encode(" " + string.Join(" ", words));
+        } while (ids.Length < keyLength);
+        return Truncate(ids, keyLength);
+    }
+
+    /// <summary>Text sampled from the model at the given temperature, starting from a random seed word.</summary>
+    private int[] SampleEnglish(int index, string purpose, int length, double temperature)
+    {
+        var rng = Rng(index, purpose);
+        var seedWord = _tokenizer.Encode(" " + _words[rng.Next(_words.Length)]);
+        if (seedWord.Length >= length) return Truncate(seedWord, length);
+        var prompt = QueryIds(_tokenizer, seedWord);
+        var result = Generator.Generate(_model, [prompt], new GenerationOptions
+        {
+            MaxNewTokens = length - seedWord.Length,
+            Temperature = temperature,
+            Seed = rng.NextUInt64(),
+            EosTokenIds = [],
+        });
+        return [.. seedWord, .. result.Sequences[0].OutputIds];
+    }
+
+    /// <summary>A digest of a model folder's weights: SHA-256 over the weight files in name order.</summary>
+    public static string WeightsDigest(string modelDir)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var f in ModelFolder.WeightFiles(modelDir).Order(StringComparer.Ordinal))
+        {
+            using var s = File.OpenRead(f);
+            var buf = new byte[1 << 20];
+            int n;
+            while ((n = s.Read(buf)) > 0) sha.AppendData(buf, 0, n);
+        }
+        return "sha256:" + Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+
+    /// <summary>A tokenizer's identity: its folder name and the SHA-256 of its tokenizer.json.</summary>
+    public static TokenizerIdentity TokenizerId(string dir) =>
+        new(Path.GetFileName(Path.GetFullPath(dir).TrimEnd('/')), "sha256:" + Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Path.Combine(dir, "tokenizer.json")))));
+}
