@@ -147,13 +147,13 @@ public sealed record VerdictRule
         return new VerdictResult(verdict, hits, queried, logP, logPower, reason);
     }
 
-    internal static string Format(double x) => x.ToString("G4", CultureInfo.InvariantCulture);
+    internal static string Format(double x) => x.ToString("G4", CultureInfo.InvariantCulture).Replace('E', 'e');
 
     /// <summary>Formats a probability given by its log10, e.g. "3.2e-412", without underflow.</summary>
     public static string FormatLog10(double log10)
     {
         if (double.IsNegativeInfinity(log10)) return "0";
-        if (log10 >= -300) return Math.Pow(10, log10).ToString("G3", CultureInfo.InvariantCulture);
+        if (log10 >= -300) return Math.Pow(10, log10).ToString("G3", CultureInfo.InvariantCulture).Replace('E', 'e');
         double exponent = Math.Floor(log10);
         double mantissa = Math.Pow(10, log10 - exponent);
         if (mantissa >= 9.995) { mantissa = 1.0; exponent += 1; }

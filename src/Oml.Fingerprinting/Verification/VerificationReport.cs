@@ -65,12 +65,22 @@ public sealed record VerificationReport(
     }
 
     /// <summary>The report as indented JSON (snake_case names, verdict as "owned" / "not-owned" / "inconclusive").</summary>
-    public string ToJson() => JsonSerializer.Serialize(this, VerificationJsonContext.Default.VerificationReport);
+    public string ToJson() => JsonSerializer.Serialize(this, JsonContext.VerificationReport);
 
     /// <summary>Reads a report written by <see cref="ToJson"/>.</summary>
     public static VerificationReport FromJson(string json) =>
-        JsonSerializer.Deserialize(json, VerificationJsonContext.Default.VerificationReport)
+        JsonSerializer.Deserialize(json, JsonContext.VerificationReport)
         ?? throw new JsonException("The JSON holds null, not a verification report.");
+
+    // Relaxed escaping keeps "α", "<" and ">" readable: reports are files and console output, never HTML.
+    private static readonly VerificationJsonContext JsonContext = new(new JsonSerializerOptions
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
 
     /// <summary>A plain-text rendering: a summary, then one aligned row per key (long cells are shortened).</summary>
     public string ToTable(int maxCellWidth = 40)
@@ -138,9 +148,5 @@ public sealed record VerificationReport(
 }
 
 /// <summary>Source-generated (trim-safe) JSON metadata for verification reports.</summary>
-[JsonSourceGenerationOptions(
-    WriteIndented = true,
-    PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
-    NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]
 [JsonSerializable(typeof(VerificationReport))]
 internal sealed partial class VerificationJsonContext : JsonSerializerContext;

@@ -117,6 +117,9 @@ public class VerdictRuleTests
         Assert.False(key.GetProperty("hit").GetBoolean());
         Assert.Equal("something\nelse", key.GetProperty("answer").GetString());
 
+        Assert.False(key.TryGetProperty("null_probability", out _));   // nulls are left out
+        Assert.Contains("α = 1e-06", report.ToJson());                 // readable, not \u03B1
+
         var back = VerificationReport.FromJson(report.ToJson());
         Assert.Equal(report.Verdict, back.Verdict);
         Assert.Equal(report.Keys.Count, back.Keys.Count);
