@@ -1,0 +1,254 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+
+namespace Oml.Fingerprinting.Endpoints;
+
+/// <summary>Timeout and retry policy of an <see cref="OpenAiCompatibleEndpoint"/>.</summary>
+public sealed record EndpointOptions
+{
+    /// <summary>Time allowed for one attempt (request and whole response). Default 60 s.</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Attempts in all, for answers 429 and 5xx and for failed connections (≥ 1). Default 4.</summary>
+    public int MaxAttempts { get; init; } = 4;
+
+    /// <summary>Wait before the first retry; it doubles with each retry. Default 0.5 s.</summary>
+    public TimeSpan InitialBackoff { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>The longest wait between attempts, a Retry-After header included. Default 30 s.</summary>
+    public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);
+}
+
+/// <summary>
+/// A client for an OpenAI-compatible server (vLLM, llama.cpp server, OpenAI, <c>Oml.Server</c>) over plain
+/// <see cref="HttpClient"/> and System.Text.Json (no reflection; trim-safe).
+/// </summary>
+/// <remarks>
+/// <paramref name="baseUrl"/> may name the server root (<c>http://host:8000/</c>) or its <c>/v1</c> path
+/// (<c>http://host:8000/v1</c>); requests go to <c>…/v1/completions</c> or <c>…/v1/chat/completions</c>.
+/// Answers 429 and 5xx and failed connections are retried with exponential backoff (honouring Retry-After); other
+/// HTTP errors, timeouts and malformed answers throw <see cref="CompletionEndpointException"/> at once.
+/// </remarks>
+public sealed class OpenAiCompatibleEndpoint : ICompletionEndpoint, IDisposable
+{
+    private readonly HttpClient _http;
+    private readonly bool _ownsHttp;
+    private readonly string? _apiKey;
+    private readonly Uri _completionsUrl;
+    private readonly Uri _chatUrl;
+
+    /// <summary>Creates a client with its own <see cref="HttpClient"/> and the default options.</summary>
+    public OpenAiCompatibleEndpoint(Uri baseUrl, string? apiKey, string model)
+        : this(baseUrl, apiKey, model, null, null)
+    {
+    }
+
+    /// <summary>Creates a client; <paramref name="httpClient"/>, when given, is used as is and not disposed.</summary>
+    public OpenAiCompatibleEndpoint(Uri baseUrl, string? apiKey, string model, EndpointOptions? options, HttpClient? httpClient = null)
+    {
+        ArgumentNullException.ThrowIfNull(baseUrl);
+        ArgumentException.ThrowIfNullOrWhiteSpace(model);
+        if (!baseUrl.IsAbsoluteUri || (baseUrl.Scheme != Uri.UriSchemeHttp && baseUrl.Scheme != Uri.UriSchemeHttps))
+            throw new ArgumentException($"The base URL must be an absolute http or https URL, not '{baseUrl}'.", nameof(baseUrl));
+        Options = options ?? new EndpointOptions();
+        if (Options.MaxAttempts < 1) throw new ArgumentOutOfRangeException(nameof(options), Options.MaxAttempts, "MaxAttempts must be at least 1.");
+        if (Options.Timeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(options), Options.Timeout, "Timeout must be positive.");
+        Model = model;
+        _apiKey = string.IsNullOrEmpty(apiKey) ? null : apiKey;
+        string root = baseUrl.GetLeftPart(UriPartial.Path).TrimEnd('/');
+        string v1 = root.EndsWith("/v1", StringComparison.Ordinal) ? root : root + "/v1";
+        _completionsUrl = new Uri(v1 + "/completions");
+        _chatUrl = new Uri(v1 + "/chat/completions");
+        BaseUrl = baseUrl;
+        if (httpClient is null)
+        {
+            _http = new HttpClient { Timeout = System.Threading.Timeout.InfiniteTimeSpan };
+            _ownsHttp = true;
+        }
+        else
+        {
+            _http = httpClient;
+        }
+    }
+
+    /// <summary>The server URL as given.</summary>
+    public Uri BaseUrl { get; }
+
+    /// <summary>The model name sent when the settings name none.</summary>
+    public string Model { get; }
+
+    /// <summary>The timeout and retry policy.</summary>
+    public EndpointOptions Options { get; }
+
+    /// <inheritdoc />
+    public async Task<string> CompleteAsync(string prompt, CompletionSettings s, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(s);
+        s.Validate();
+        bool chat = s.Mode == CompletionMode.Chat;
+        Uri url = chat ? _chatUrl : _completionsUrl;
+        byte[] body = BuildRequestBody(prompt, s, s.Model ?? Model);
+
+        for (int attempt = 1; ; attempt++)
+        {
+            ct.ThrowIfCancellationRequested();
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(Options.Timeout);
+            TimeSpan? retryAfter = null;
+            CompletionEndpointException failure;
+            try
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new ByteArrayContent(body) };
+                request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+                request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+                if (_apiKey is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _apiKey);
+                using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, timeout.Token).ConfigureAwait(false);
+                string text = await response.Content.ReadAsStringAsync(timeout.Token).ConfigureAwait(false);
+                int status = (int)response.StatusCode;
+                if (response.IsSuccessStatusCode) return ParseResponse(text, chat, url, status, attempt);
+
+                failure = new CompletionEndpointException(CompletionErrorKind.HttpStatus,
+                    $"POST {url} failed with HTTP {status} ({response.ReasonPhrase}) after {attempt} attempt(s): {ErrorMessage(text)}",
+                    status, attempt);
+                if (!IsRetryable(response.StatusCode)) throw failure;
+                retryAfter = RetryAfter(response.Headers.RetryAfter);
+            }
+            catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
+            {
+                throw new CompletionEndpointException(CompletionErrorKind.Timeout,
+                    $"POST {url} got no complete answer within {Options.Timeout.TotalSeconds:0.###} s (attempt {attempt}).", null, attempt, e);
+            }
+            catch (HttpRequestException e)
+            {
+                failure = new CompletionEndpointException(CompletionErrorKind.Network,
+                    $"POST {url} failed after {attempt} attempt(s): {e.Message}", null, attempt, e);
+            }
+
+            if (attempt >= Options.MaxAttempts) throw failure;
+            TimeSpan wait = retryAfter ?? Backoff(attempt);
+            if (wait > Options.MaxBackoff) wait = Options.MaxBackoff;
+            if (wait > TimeSpan.Zero) await Task.Delay(wait, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Disposes the <see cref="HttpClient"/> if this client created it.</summary>
+    public void Dispose()
+    {
+        if (_ownsHttp) _http.Dispose();
+    }
+
+    private TimeSpan Backoff(int attempt) =>
+        TimeSpan.FromTicks((long)Math.Min(Options.MaxBackoff.Ticks, Options.InitialBackoff.Ticks * Math.Pow(2, attempt - 1)));
+
+    private static bool IsRetryable(HttpStatusCode status) => status == HttpStatusCode.TooManyRequests || (int)status >= 500;
+
+    private static TimeSpan? RetryAfter(RetryConditionHeaderValue? header)
+    {
+        if (header is null) return null;
+        if (header.Delta is TimeSpan d) return d;
+        if (header.Date is DateTimeOffset date)
+        {
+            var wait = date - DateTimeOffset.UtcNow;
+            return wait > TimeSpan.Zero ? wait : TimeSpan.Zero;
+        }
+        return null;
+    }
+
+    internal static byte[] BuildRequestBody(string prompt, CompletionSettings s, string model)
+    {
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream))
+        {
+            w.WriteStartObject();
+            w.WriteString("model", model);
+            if (s.Mode == CompletionMode.Chat)
+            {
+                w.WriteStartArray("messages");
+                w.WriteStartObject();
+                w.WriteString("role", "user");
+                w.WriteString("content", prompt);
+                w.WriteEndObject();
+                w.WriteEndArray();
+            }
+            else
+            {
+                w.WriteString("prompt", prompt);
+            }
+            w.WriteNumber("max_tokens", s.MaxTokens);
+            w.WriteNumber("temperature", s.Temperature);
+            w.WriteNumber("top_p", s.TopP);
+            if (s.Seed is int seed) w.WriteNumber("seed", seed);
+            w.WriteNumber("n", 1);
+            w.WriteBoolean("stream", false);
+            w.WriteEndObject();
+        }
+        return stream.ToArray();
+    }
+
+    private static string ParseResponse(string text, bool chat, Uri url, int status, int attempt)
+    {
+        CompletionEndpointException Malformed(string what, Exception? inner = null) => new(CompletionErrorKind.MalformedResponse,
+            $"POST {url} answered HTTP {status} with a malformed body ({what}): {Excerpt(text)}", status, attempt, inner);
+        try
+        {
+            using var doc = JsonDocument.Parse(text);
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) throw Malformed("not a JSON object");
+            if (!root.TryGetProperty("choices", out var choices) || choices.ValueKind != JsonValueKind.Array)
+                throw Malformed("no \"choices\" array");
+            if (choices.GetArrayLength() == 0) throw Malformed("\"choices\" is empty");
+            var first = choices[0];
+            if (first.ValueKind != JsonValueKind.Object) throw Malformed("choices[0] is not an object");
+            JsonElement value;
+            if (chat)
+            {
+                if (!first.TryGetProperty("message", out var message) || message.ValueKind != JsonValueKind.Object)
+                    throw Malformed("choices[0] has no \"message\" object");
+                if (!message.TryGetProperty("content", out value)) throw Malformed("choices[0].message has no \"content\"");
+                if (value.ValueKind == JsonValueKind.Null) return "";
+            }
+            else if (!first.TryGetProperty("text", out value))
+            {
+                throw Malformed("choices[0] has no \"text\"");
+            }
+            if (value.ValueKind != JsonValueKind.String) throw Malformed($"the completion is a JSON {value.ValueKind}, not a string");
+            return value.GetString()!;
+        }
+        catch (JsonException e)
+        {
+            throw Malformed("not valid JSON: " + e.Message, e);
+        }
+    }
+
+    private static string ErrorMessage(string body)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(body);
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("error", out var error))
+            {
+                if (error.ValueKind == JsonValueKind.String) return error.GetString()!;
+                if (error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var m) && m.ValueKind == JsonValueKind.String)
+                    return m.GetString()!;
+            }
+        }
+        catch (JsonException)
+        {
+        }
+        return Excerpt(body);
+    }
+
+    private static string Excerpt(string body)
+    {
+        if (body.Length == 0) return "(empty body)";
+        const int max = 300;
+        var sb = new StringBuilder();
+        sb.Append(body.Length <= max ? body : body[..max] + "…");
+        if (body.Length > max) sb.Append(" (").Append(body.Length.ToString(CultureInfo.InvariantCulture)).Append(" chars)");
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,208 @@
+namespace Oml.Fingerprinting.Verification;
+
+/// <summary>
+/// Tail probabilities for the number of fingerprint hits under a null hypothesis. Everything is computed in natural-log
+/// space so that p-values far below the smallest double (1e-308) are still returned accurately as logarithms.
+/// </summary>
+public static class FingerprintStatistics
+{
+    private static readonly double Ln10 = Math.Log(10.0);
+
+    /// <summary>ln P(X ≥ h) for X = Σ Bernoulli(p_i), independent (Poisson-binomial upper tail).</summary>
+    /// <remarks>
+    /// O(M·min(h, M)) dynamic program over the count of hits so far, with counts ≥ h merged into one absorbing state.
+    /// Only sums of non-negative terms are ever formed (log-sum-exp), so the result keeps full relative precision
+    /// however small it is; there is no "1 − CDF" cancellation.
+    /// </remarks>
+    public static double LogPoissonBinomialUpperTail(IReadOnlyList<double> probabilities, int h)
+    {
+        ArgumentNullException.ThrowIfNull(probabilities);
+        ValidateProbabilities(probabilities);
+        return LogUpperTail(probabilities, h, complement: false);
+    }
+
+    /// <summary>ln P(X ≤ h) for X = Σ Bernoulli(p_i), independent (Poisson-binomial lower tail).</summary>
+    public static double LogPoissonBinomialLowerTail(IReadOnlyList<double> probabilities, int h)
+    {
+        ArgumentNullException.ThrowIfNull(probabilities);
+        ValidateProbabilities(probabilities);
+        // X ≤ h  ⇔  (M − X) ≥ M − h, and M − X is Poisson-binomial with probabilities 1 − p_i.
+        return LogUpperTail(probabilities, probabilities.Count - h, complement: true);
+    }
+
+    /// <summary>P(X ≥ h) for the Poisson-binomial distribution (may underflow to 0; use the Log variant).</summary>
+    public static double PoissonBinomialUpperTail(IReadOnlyList<double> probabilities, int h) =>
+        Math.Exp(LogPoissonBinomialUpperTail(probabilities, h));
+
+    /// <summary>ln P(X ≥ h) for X ~ Binomial(n, p), summed exactly from log-gamma binomial coefficients.</summary>
+    public static double LogBinomialUpperTail(int n, double p, int h)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        ValidateProbability(p, nameof(p));
+        if (h <= 0) return 0.0;
+        if (h > n) return double.NegativeInfinity;
+        if (p == 0.0) return double.NegativeInfinity;
+        if (p == 1.0) return 0.0;
+        double lp = Math.Log(p), lq = Log1p(-p);
+        // Σ_{j=h..n} C(n,j) p^j q^(n−j), accumulated as log-sum-exp over the terms.
+        var terms = new double[n - h + 1];
+        double max = double.NegativeInfinity;
+        for (int j = h; j <= n; j++)
+        {
+            double t = LogBinomialCoefficient(n, j) + j * lp + (n - j) * lq;
+            terms[j - h] = t;
+            if (t > max) max = t;
+        }
+        double sum = 0.0;
+        foreach (double t in terms) sum += Math.Exp(t - max);
+        return Math.Min(0.0, max + Math.Log(sum));
+    }
+
+    /// <summary>ln P(X ≤ h) for X ~ Binomial(n, p).</summary>
+    public static double LogBinomialLowerTail(int n, double p, int h)
+    {
+        ValidateProbability(p, nameof(p));
+        // X ≤ h ⇔ n − X ≥ n − h with n − X ~ Binomial(n, 1 − p).
+        return LogBinomialUpperTail(n, 1.0 - p, n - h);
+    }
+
+    /// <summary>P(X ≥ h) for X ~ Binomial(n, p) (may underflow to 0; use the Log variant).</summary>
+    public static double BinomialUpperTail(int n, double p, int h) => Math.Exp(LogBinomialUpperTail(n, p, h));
+
+    /// <summary>
+    /// The smallest number of queried keys that, all hit, gives a p-value ≤ α when each is hit by chance with
+    /// probability p: the least n with pⁿ ≤ α. Requires 0 &lt; α &lt; 1 and 0 ≤ p &lt; 1.
+    /// </summary>
+    public static int KeysNeeded(double alpha, double p)
+    {
+        if (!(alpha > 0.0 && alpha < 1.0)) throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "α must be in (0, 1).");
+        if (!(p >= 0.0 && p < 1.0)) throw new ArgumentOutOfRangeException(nameof(p), p, "p must be in [0, 1): with p = 1 no number of hits is evidence.");
+        if (p == 0.0) return 1;
+        double la = Math.Log(alpha), lp = Math.Log(p);
+        double estimate = Math.Ceiling(la / lp);
+        if (estimate > int.MaxValue - 2) throw new OverflowException($"More than {int.MaxValue} keys would be needed.");
+        int n = Math.Max(1, (int)estimate);
+        while (n * lp > la) n++;
+        while (n > 1 && (n - 1) * lp <= la) n--;
+        return n;
+    }
+
+    /// <summary>
+    /// The smallest n such that the first n keys of <paramref name="probabilities"/>, all hit, give a p-value ≤ α
+    /// (Π_{i&lt;n} p_i ≤ α), or null when even all of them do not.
+    /// </summary>
+    public static int? KeysNeeded(double alpha, IReadOnlyList<double> probabilities)
+    {
+        ArgumentNullException.ThrowIfNull(probabilities);
+        if (!(alpha > 0.0 && alpha < 1.0)) throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "α must be in (0, 1).");
+        ValidateProbabilities(probabilities);
+        double la = Math.Log(alpha), sum = 0.0;
+        for (int i = 0; i < probabilities.Count; i++)
+        {
+            sum += Math.Log(probabilities[i]);
+            if (sum <= la) return i + 1;
+        }
+        return null;
+    }
+
+    /// <summary>Converts a natural logarithm to a base-10 logarithm.</summary>
+    public static double ToLog10(double naturalLog) => naturalLog / Ln10;
+
+    /// <summary>ln C(n, k), exact table for n ≤ 1024 and log-gamma above.</summary>
+    public static double LogBinomialCoefficient(int n, int k)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        if (k < 0 || k > n) return double.NegativeInfinity;
+        return LogFactorial(n) - LogFactorial(k) - LogFactorial(n - k);
+    }
+
+    /// <summary>ln n!.</summary>
+    public static double LogFactorial(int n)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        return n < LogFactorialTable.Length ? LogFactorialTable[n] : LogGamma(n + 1.0);
+    }
+
+    private static readonly double[] LogFactorialTable = BuildLogFactorialTable(1025);
+
+    private static double[] BuildLogFactorialTable(int size)
+    {
+        var t = new double[size];
+        for (int i = 1; i < size; i++) t[i] = t[i - 1] + Math.Log(i);
+        return t;
+    }
+
+    // Lanczos approximation, g = 7, 9 terms (relative error about 1e-15 for x ≥ 0.5).
+    private static readonly double[] Lanczos =
+    [
+        0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+        12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+    ];
+
+    /// <summary>ln Γ(x) for x &gt; 0.</summary>
+    public static double LogGamma(double x)
+    {
+        if (!(x > 0.0)) throw new ArgumentOutOfRangeException(nameof(x), x, "LogGamma is defined here for x > 0.");
+        if (x < 0.5) return Math.Log(Math.PI / Math.Sin(Math.PI * x)) - LogGamma(1.0 - x); // reflection
+        x -= 1.0;
+        double a = Lanczos[0];
+        double t = x + 7.5;
+        for (int i = 1; i < Lanczos.Length; i++) a += Lanczos[i] / (x + i);
+        return 0.5 * Math.Log(2.0 * Math.PI) + (x + 0.5) * Math.Log(t) - t + Math.Log(a);
+    }
+
+    /// <summary>ln(1 + x), accurate for small |x|.</summary>
+    public static double Log1p(double x)
+    {
+        if (x < -1.0 || double.IsNaN(x)) return double.NaN;
+        if (Math.Abs(x) < 1e-4)
+        {
+            double x2 = x * x;
+            return x - x2 / 2 + x2 * x / 3 - x2 * x2 / 4;
+        }
+        double u = 1.0 + x;
+        if (u == 1.0) return x;
+        return Math.Log(u) * x / (u - 1.0);
+    }
+
+    /// <summary>ln(e^a + e^b) without overflow or underflow.</summary>
+    public static double LogAddExp(double a, double b)
+    {
+        if (double.IsNegativeInfinity(a)) return b;
+        if (double.IsNegativeInfinity(b)) return a;
+        return a > b ? a + Log1p(Math.Exp(b - a)) : b + Log1p(Math.Exp(a - b));
+    }
+
+    private static double LogUpperTail(IReadOnlyList<double> probabilities, int h, bool complement)
+    {
+        int m = probabilities.Count;
+        if (h <= 0) return 0.0;
+        if (h > m) return double.NegativeInfinity;
+        // state[j], j < h: ln P(exactly j hits so far); state[h]: ln P(at least h hits so far) (absorbing).
+        var state = new double[h + 1];
+        Array.Fill(state, double.NegativeInfinity);
+        state[0] = 0.0;
+        for (int i = 0; i < m; i++)
+        {
+            double p = probabilities[i];
+            double lp = complement ? Log1p(-p) : Math.Log(p);   // ln P(this one counts)
+            double lq = complement ? Math.Log(p) : Log1p(-p);   // ln P(this one does not)
+            int top = Math.Min(i + 1, h);
+            if (top == h) state[h] = LogAddExp(state[h], state[h - 1] + lp);
+            for (int j = Math.Min(i + 1, h - 1); j >= 1; j--)
+                state[j] = LogAddExp(state[j] + lq, state[j - 1] + lp);
+            state[0] += lq;
+        }
+        return Math.Min(0.0, state[h]);
+    }
+
+    private static void ValidateProbabilities(IReadOnlyList<double> probabilities)
+    {
+        for (int i = 0; i < probabilities.Count; i++) ValidateProbability(probabilities[i], $"probabilities[{i}]");
+    }
+
+    private static void ValidateProbability(double p, string name)
+    {
+        if (!(p >= 0.0 && p <= 1.0)) throw new ArgumentOutOfRangeException(name, p, "A probability must be in [0, 1].");
+    }
+}

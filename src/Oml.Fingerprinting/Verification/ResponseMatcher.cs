@@ -1,0 +1,103 @@
+namespace Oml.Fingerprinting.Verification;
+
+/// <summary>
+/// Decides whether a model's answer to a fingerprint key is a hit. All methods are pure functions.
+/// </summary>
+/// <remarks>
+/// A fingerprinted model is trained to emit the response and then continue freely, so only the first
+/// |response| tokens of the answer are compared (token matching), or, for text, the response must be a prefix of the
+/// answer once leading whitespace is trimmed from both (detokenizers and chat templates differ on a leading space).
+/// </remarks>
+public static class ResponseMatcher
+{
+    /// <summary>
+    /// Token match: the answer, cut to the response length, equals the response. An answer shorter than the
+    /// response is a miss. An empty response is rejected (it would match everything).
+    /// </summary>
+    public static bool IsTokenMatch(ReadOnlySpan<int> expected, ReadOnlySpan<int> answer)
+    {
+        if (expected.IsEmpty) throw new ArgumentException("The expected response has no tokens.", nameof(expected));
+        return answer.Length >= expected.Length && answer[..expected.Length].SequenceEqual(expected);
+    }
+
+    /// <summary>Token match against any of several accepted responses.</summary>
+    public static bool IsTokenMatchAny(IEnumerable<int[]> expected, ReadOnlySpan<int> answer)
+    {
+        ArgumentNullException.ThrowIfNull(expected);
+        bool any = false;
+        foreach (var e in expected)
+        {
+            any = true;
+            if (IsTokenMatch(e, answer)) return true;
+        }
+        if (!any) throw new ArgumentException("No expected response was given.", nameof(expected));
+        return false;
+    }
+
+    /// <summary>
+    /// Text match: after trimming leading whitespace from both, the answer starts with the response (ordinal
+    /// comparison). A response that is empty or only whitespace is rejected.
+    /// </summary>
+    public static bool IsTextMatch(string expected, string answer)
+    {
+        ArgumentNullException.ThrowIfNull(expected);
+        ArgumentNullException.ThrowIfNull(answer);
+        var e = expected.AsSpan().TrimStart();
+        if (e.IsEmpty) throw new ArgumentException("The expected response is empty.", nameof(expected));
+        return answer.AsSpan().TrimStart().StartsWith(e, StringComparison.Ordinal);
+    }
+
+    /// <summary>Text match against any of several accepted responses.</summary>
+    public static bool IsTextMatchAny(IEnumerable<string> expected, string answer)
+    {
+        ArgumentNullException.ThrowIfNull(expected);
+        bool any = false;
+        foreach (var e in expected)
+        {
+            any = true;
+            if (IsTextMatch(e, answer)) return true;
+        }
+        if (!any) throw new ArgumentException("No expected response was given.", nameof(expected));
+        return false;
+    }
+
+    /// <summary>
+    /// Number of matching samples needed among <paramref name="samples"/> repeats: more than
+    /// <paramref name="fraction"/> of them, at least one and at most all. fraction = 0.5 is a strict majority
+    /// (2 of 3, 3 of 4); fraction = 0 is "any sample"; fraction = 1 is "every sample".
+    /// </summary>
+    public static int RequiredMatches(int samples, double fraction = 0.5)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(samples, 1);
+        if (!(fraction >= 0.0 && fraction <= 1.0)) throw new ArgumentOutOfRangeException(nameof(fraction), fraction, "The fraction must be in [0, 1].");
+        int needed = (int)Math.Floor(fraction * samples + 1e-9) + 1;
+        return Math.Clamp(needed, 1, samples);
+    }
+
+    /// <summary>Sampled decoding: a key is hit when more than <paramref name="fraction"/> of its R samples match.</summary>
+    public static bool IsMajorityHit(IReadOnlyList<bool> sampleMatches, double fraction = 0.5)
+    {
+        ArgumentNullException.ThrowIfNull(sampleMatches);
+        int matches = 0;
+        foreach (bool m in sampleMatches) if (m) matches++;
+        return matches >= RequiredMatches(sampleMatches.Count, fraction);
+    }
+
+    /// <summary>Sampled decoding over text answers: each sample is matched against any of the responses.</summary>
+    public static bool IsMajorityTextHit(IReadOnlyList<string> expected, IReadOnlyList<string> samples, double fraction = 0.5)
+    {
+        ArgumentNullException.ThrowIfNull(samples);
+        var matches = new bool[samples.Count];
+        for (int i = 0; i < samples.Count; i++) matches[i] = IsTextMatchAny(expected, samples[i]);
+        return IsMajorityHit(matches, fraction);
+    }
+
+    /// <summary>Sampled decoding over token answers: each sample is matched against any of the responses.</summary>
+    public static bool IsMajorityTokenHit(IReadOnlyList<int[]> expected, IReadOnlyList<int[]> samples, double fraction = 0.5)
+    {
+        ArgumentNullException.ThrowIfNull(samples);
+        var matches = new bool[samples.Count];
+        for (int i = 0; i < samples.Count; i++) matches[i] = IsTokenMatchAny(expected, samples[i]);
+        return IsMajorityHit(matches, fraction);
+    }
+}

@@ -1,0 +1,43 @@
+using Oml.Fingerprinting.Endpoints;
+
+namespace Oml.Fingerprinting.Verification;
+
+/// <summary>One fingerprint to query: the key, its accepted response(s) and, when known, its null hit probability.</summary>
+public sealed record FingerprintQuery(int Index, string Key, IReadOnlyList<string> Responses, double? NullProbability = null);
+
+/// <summary>
+/// Queries a suspect model through an <see cref="ICompletionEndpoint"/> with each key, matches the answers as text
+/// (<see cref="ResponseMatcher.IsTextMatchAny"/>) and applies a <see cref="VerdictRule"/>.
+/// </summary>
+public static class TextVerifier
+{
+    /// <summary>
+    /// Runs the test. With <paramref name="samples"/> R &gt; 1 each key is asked R times and counts as hit when more than
+    /// <paramref name="fraction"/> of the answers match (the per-key null probabilities must then be those of that
+    /// vote). Keys are queried one after another.
+    /// </summary>
+    public static async Task<VerificationReport> VerifyAsync(
+        ICompletionEndpoint endpoint, IReadOnlyList<FingerprintQuery> fingerprints, CompletionSettings settings,
+        VerdictRule? rule = null, int samples = 1, double fraction = 0.5, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        ArgumentNullException.ThrowIfNull(fingerprints);
+        ArgumentNullException.ThrowIfNull(settings);
+        int required = ResponseMatcher.RequiredMatches(samples, fraction);
+        var rows = new List<KeyResult>(fingerprints.Count);
+        foreach (var f in fingerprints)
+        {
+            string? first = null;
+            int matches = 0;
+            for (int s = 0; s < samples; s++)
+            {
+                string answer = await endpoint.CompleteAsync(f.Key, settings, ct).ConfigureAwait(false);
+                first ??= answer;
+                if (ResponseMatcher.IsTextMatchAny(f.Responses, answer)) matches++;
+            }
+            rows.Add(new KeyResult(f.Index, f.Key, f.Responses, first ?? "", matches >= required, f.NullProbability,
+                samples > 1 ? matches : null, samples > 1 ? samples : null));
+        }
+        return VerificationReport.Create(rule ?? new VerdictRule(), rows);
+    }
+}

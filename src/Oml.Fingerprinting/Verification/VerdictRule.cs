@@ -1,0 +1,162 @@
+using System.Globalization;
+using System.Text.Json.Serialization;
+
+namespace Oml.Fingerprinting.Verification;
+
+/// <summary>The outcome of an ownership test.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<Verdict>))]
+public enum Verdict
+{
+    /// <summary>The hits are too many for an unrelated model: p-value ≤ α.</summary>
+    [JsonStringEnumMemberName("owned")] Owned,
+    /// <summary>The hits are consistent with an unrelated model, and too few for a fingerprinted one.</summary>
+    [JsonStringEnumMemberName("not-owned")] NotOwned,
+    /// <summary>Neither: typically too few keys were queried.</summary>
+    [JsonStringEnumMemberName("inconclusive")] Inconclusive,
+}
+
+/// <summary>The result of <see cref="VerdictRule.Evaluate(int, int, IReadOnlyList{double}?)"/>.</summary>
+/// <param name="Verdict">owned, not-owned or inconclusive.</param>
+/// <param name="Hits">H, the number of keys hit.</param>
+/// <param name="Queried">M, the number of keys queried.</param>
+/// <param name="LogPValue">ln P(X ≥ H) under the null (unrelated model).</param>
+/// <param name="LogPowerTail">ln P(Y ≤ H) where each key is hit with the expected recall r (fingerprinted model).</param>
+/// <param name="Reason">One sentence saying why this verdict was reached.</param>
+public sealed record VerdictResult(Verdict Verdict, int Hits, int Queried, double LogPValue, double LogPowerTail, string Reason)
+{
+    /// <summary>The p-value P(X ≥ H | null); underflows to 0 below about 1e-308 (see <see cref="Log10PValue"/>).</summary>
+    public double PValue => Math.Exp(LogPValue);
+
+    /// <summary>log10 of the p-value, finite however small the p-value (−∞ only when it is exactly 0).</summary>
+    public double Log10PValue => FingerprintStatistics.ToLog10(LogPValue);
+
+    /// <summary>P(Y ≤ H) for a fingerprinted model with the expected recall.</summary>
+    public double PowerTail => Math.Exp(LogPowerTail);
+}
+
+/// <summary>
+/// The ownership decision rule. With X the hit count of an unrelated model (key i hit with probability p_i) and Y the
+/// hit count of a fingerprinted model (each key hit with probability r, the expected recall):
+/// <list type="bullet">
+/// <item><c>owned</c> when P(X ≥ H) ≤ α;</item>
+/// <item><c>not-owned</c> when P(X ≥ H) &gt; α and P(Y ≤ H) &lt; α (the hits are also too few for a fingerprinted
+/// model, so the test had the power to see one);</item>
+/// <item><c>inconclusive</c> otherwise, e.g. when so few keys were queried that even all hits could not reach α.</item>
+/// </list>
+/// </summary>
+/// <remarks>
+/// Defaults: α = 1e-6 (a one-in-a-million chance of wrongly accusing an unrelated model per test; a host testing
+/// many suspects should divide α by their number), r = 0.5 (fine-tuned fingerprints are typically recalled far more
+/// often; a low r makes not-owned harder to declare, never easier), and a null hit probability bound of 0.1 per key
+/// when no per-fingerprint probabilities are given. 0.1 is deliberately conservative: Perinucleus-style responses
+/// are hit by an unrelated greedy model with probability about 1/k for k candidate tokens, and the base model's
+/// measured probability of a whole response is usually much smaller. With the defaults, 6 all-hit keys reach α.
+/// </remarks>
+public sealed record VerdictRule
+{
+    /// <summary>Default false-positive rate α.</summary>
+    public const double DefaultAlpha = 1e-6;
+
+    /// <summary>Default expected recall r of a fingerprinted model.</summary>
+    public const double DefaultExpectedRecall = 0.5;
+
+    /// <summary>Default per-key probability bound that an unrelated model hits a key.</summary>
+    public const double DefaultNullHitProbability = 0.1;
+
+    private readonly double _alpha = DefaultAlpha;
+    private readonly double _expectedRecall = DefaultExpectedRecall;
+    private readonly double _nullHitProbability = DefaultNullHitProbability;
+
+    /// <summary>The false-positive rate α, in (0, 1).</summary>
+    public double Alpha
+    {
+        get => _alpha;
+        init => _alpha = value > 0.0 && value < 1.0 ? value : throw new ArgumentOutOfRangeException(nameof(Alpha), value, "α must be in (0, 1).");
+    }
+
+    /// <summary>The expected recall r of a fingerprinted model, in (0, 1].</summary>
+    public double ExpectedRecall
+    {
+        get => _expectedRecall;
+        init => _expectedRecall = value > 0.0 && value <= 1.0 ? value : throw new ArgumentOutOfRangeException(nameof(ExpectedRecall), value, "r must be in (0, 1].");
+    }
+
+    /// <summary>The per-key null hit probability used when no per-fingerprint probabilities are given, in [0, 1).</summary>
+    public double NullHitProbability
+    {
+        get => _nullHitProbability;
+        init => _nullHitProbability = value >= 0.0 && value < 1.0 ? value : throw new ArgumentOutOfRangeException(nameof(NullHitProbability), value, "The null hit probability must be in [0, 1).");
+    }
+
+    /// <summary>The rule with its parameters, as one line of text.</summary>
+    public string Describe(bool perKeyNull = false)
+    {
+        string a = Format(Alpha), r = Format(ExpectedRecall);
+        string nul = perKeyNull
+            ? "X ~ PoissonBinomial(p_i), p_i the per-key null hit probabilities"
+            : $"X ~ Binomial(M, {Format(NullHitProbability)})";
+        return $"owned if P(X >= H) <= α; not-owned if P(X >= H) > α and P(Y <= H) < α; inconclusive otherwise; "
+             + $"{nul}; Y ~ Binomial(M, r); α = {a}, r = {r}";
+    }
+
+    /// <summary>The smallest number of all-hit keys that reaches α at this rule's null hit probability.</summary>
+    public int KeysNeeded() => FingerprintStatistics.KeysNeeded(Alpha, NullHitProbability);
+
+    /// <summary>
+    /// Applies the rule to H hits out of M queried keys. <paramref name="nullProbabilities"/>, when given, holds one
+    /// null hit probability per queried key (length M); otherwise <see cref="NullHitProbability"/> is used for all.
+    /// </summary>
+    public VerdictResult Evaluate(int hits, int queried, IReadOnlyList<double>? nullProbabilities = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(queried);
+        if (hits < 0 || hits > queried) throw new ArgumentOutOfRangeException(nameof(hits), hits, $"Hits must be in [0, {queried}].");
+        if (nullProbabilities is not null && nullProbabilities.Count != queried)
+            throw new ArgumentException($"{nullProbabilities.Count} null probabilities were given for {queried} queried keys.", nameof(nullProbabilities));
+
+        double logP = nullProbabilities is null
+            ? FingerprintStatistics.LogBinomialUpperTail(queried, NullHitProbability, hits)
+            : FingerprintStatistics.LogPoissonBinomialUpperTail(nullProbabilities, hits);
+        double logPower = FingerprintStatistics.LogBinomialLowerTail(queried, ExpectedRecall, hits);
+        double logAlpha = Math.Log(Alpha);
+
+        Verdict verdict;
+        string reason;
+        string pText = FormatLog10(FingerprintStatistics.ToLog10(logP));
+        if (logP <= logAlpha)
+        {
+            verdict = Verdict.Owned;
+            reason = $"{hits} of {queried} keys hit; an unrelated model does this with probability {pText} <= α = {Format(Alpha)}.";
+        }
+        else if (logPower < logAlpha)
+        {
+            verdict = Verdict.NotOwned;
+            reason = $"{hits} of {queried} keys hit: consistent with an unrelated model (p = {pText} > α), and a fingerprinted model "
+                   + $"with recall {Format(ExpectedRecall)} hits this few with probability {FormatLog10(FingerprintStatistics.ToLog10(logPower))} < α.";
+        }
+        else
+        {
+            verdict = Verdict.Inconclusive;
+            double logBest = nullProbabilities is null
+                ? FingerprintStatistics.LogBinomialUpperTail(queried, NullHitProbability, queried)
+                : FingerprintStatistics.LogPoissonBinomialUpperTail(nullProbabilities, queried);
+            reason = logBest > logAlpha
+                ? $"{queried} keys cannot reach α = {Format(Alpha)} even if all are hit (best p = {FormatLog10(FingerprintStatistics.ToLog10(logBest))}); query more keys."
+                : $"{hits} of {queried} keys hit: p = {pText} > α, but a fingerprinted model with recall {Format(ExpectedRecall)} could also hit this few "
+                  + $"(probability {FormatLog10(FingerprintStatistics.ToLog10(logPower))} >= α); query more keys.";
+        }
+        return new VerdictResult(verdict, hits, queried, logP, logPower, reason);
+    }
+
+    internal static string Format(double x) => x.ToString("G4", CultureInfo.InvariantCulture).Replace('E', 'e');
+
+    /// <summary>Formats a probability given by its log10, e.g. "3.2e-412", without underflow.</summary>
+    public static string FormatLog10(double log10)
+    {
+        if (double.IsNegativeInfinity(log10)) return "0";
+        if (log10 >= -300) return Math.Pow(10, log10).ToString("G3", CultureInfo.InvariantCulture).Replace('E', 'e');
+        double exponent = Math.Floor(log10);
+        double mantissa = Math.Pow(10, log10 - exponent);
+        if (mantissa >= 9.995) { mantissa = 1.0; exponent += 1; }
+        return mantissa.ToString("0.00", CultureInfo.InvariantCulture) + "e" + exponent.ToString("0", CultureInfo.InvariantCulture);
+    }
+}

@@ -1,0 +1,152 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Oml.Fingerprinting.Verification;
+
+/// <summary>One queried key in a <see cref="VerificationReport"/>.</summary>
+/// <param name="Index">The key's index in the fingerprint set.</param>
+/// <param name="Key">The key (prompt) sent to the model.</param>
+/// <param name="ExpectedResponses">The accepted secret response(s).</param>
+/// <param name="Answer">The model's answer (the first sample under sampled decoding).</param>
+/// <param name="Hit">Whether the key counts as hit.</param>
+/// <param name="NullProbability">The null hit probability used for this key, when per-key probabilities were used.</param>
+/// <param name="SampleMatches">Under sampled decoding, how many of <paramref name="Samples"/> samples matched.</param>
+/// <param name="Samples">Under sampled decoding, the number of samples R.</param>
+public sealed record KeyResult(
+    int Index,
+    string Key,
+    IReadOnlyList<string> ExpectedResponses,
+    string Answer,
+    bool Hit,
+    double? NullProbability = null,
+    int? SampleMatches = null,
+    int? Samples = null);
+
+/// <summary>
+/// The outcome of verifying a suspect model. Serialises (see <see cref="ToJson"/>) to snake_case JSON with at least
+/// <c>{"verdict": "owned"|"not-owned"|"inconclusive", "hits": H, "queried": M, "p_value": P}</c>.
+/// </summary>
+public sealed record VerificationReport(
+    Verdict Verdict,
+    int Hits,
+    int Queried,
+    double PValue,
+    double Log10PValue,
+    double Alpha,
+    double ExpectedRecall,
+    string Rule,
+    string Reason,
+    IReadOnlyList<KeyResult> Keys)
+{
+    /// <summary>
+    /// Builds the report from per-key results: H is the number of rows with <see cref="KeyResult.Hit"/>, M the number of
+    /// rows. When every row carries a <see cref="KeyResult.NullProbability"/> they are used (Poisson-binomial);
+    /// otherwise the rule's <see cref="VerdictRule.NullHitProbability"/> is used for all (binomial).
+    /// </summary>
+    public static VerificationReport Create(VerdictRule rule, IReadOnlyList<KeyResult> keys)
+    {
+        ArgumentNullException.ThrowIfNull(rule);
+        ArgumentNullException.ThrowIfNull(keys);
+        int hits = keys.Count(k => k.Hit);
+        bool perKey = keys.Count > 0 && keys.All(k => k.NullProbability is not null);
+        var result = rule.Evaluate(hits, keys.Count, perKey ? keys.Select(k => k.NullProbability!.Value).ToArray() : null);
+        return From(rule, result, keys, perKey);
+    }
+
+    /// <summary>Builds the report from an already evaluated verdict.</summary>
+    public static VerificationReport From(VerdictRule rule, VerdictResult result, IReadOnlyList<KeyResult> keys, bool perKeyNull)
+    {
+        ArgumentNullException.ThrowIfNull(rule);
+        ArgumentNullException.ThrowIfNull(result);
+        return new VerificationReport(result.Verdict, result.Hits, result.Queried, result.PValue, result.Log10PValue,
+            rule.Alpha, rule.ExpectedRecall, rule.Describe(perKeyNull), result.Reason, keys);
+    }
+
+    /// <summary>The report as indented JSON (snake_case names, verdict as "owned" / "not-owned" / "inconclusive").</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, JsonContext.VerificationReport);
+
+    /// <summary>Reads a report written by <see cref="ToJson"/>.</summary>
+    public static VerificationReport FromJson(string json) =>
+        JsonSerializer.Deserialize(json, JsonContext.VerificationReport)
+        ?? throw new JsonException("The JSON holds null, not a verification report.");
+
+    // Relaxed escaping keeps "α", "<" and ">" readable: reports are files and console output, never HTML.
+    private static readonly VerificationJsonContext JsonContext = new(new JsonSerializerOptions
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
+
+    /// <summary>A plain-text rendering: a summary, then one aligned row per key (long cells are shortened).</summary>
+    public string ToTable(int maxCellWidth = 40)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxCellWidth, 4);
+        var sb = new StringBuilder();
+        string verdict = Verdict switch { Verdict.Owned => "owned", Verdict.NotOwned => "not-owned", _ => "inconclusive" };
+        sb.Append("verdict:  ").Append(verdict).Append('\n');
+        sb.Append("hits:     ").Append(Hits.ToString(CultureInfo.InvariantCulture)).Append(" / ")
+          .Append(Queried.ToString(CultureInfo.InvariantCulture)).Append('\n');
+        sb.Append("p-value:  ").Append(VerdictRule.FormatLog10(Log10PValue)).Append(" (log10 ")
+          .Append(double.IsNegativeInfinity(Log10PValue) ? "-inf" : Log10PValue.ToString("F2", CultureInfo.InvariantCulture)).Append(")\n");
+        sb.Append("alpha:    ").Append(VerdictRule.Format(Alpha)).Append('\n');
+        sb.Append("rule:     ").Append(Rule).Append('\n');
+        sb.Append("reason:   ").Append(Reason).Append('\n');
+        if (Keys.Count == 0) return sb.ToString();
+
+        string[] header = ["#", "hit", "key", "expected", "answer"];
+        var rows = new List<string[]> { header };
+        foreach (var k in Keys)
+        {
+            string hit = k.Samples is int r ? $"{(k.Hit ? "yes" : "no")} {k.SampleMatches}/{r}" : k.Hit ? "yes" : "no";
+            rows.Add([k.Index.ToString(CultureInfo.InvariantCulture), hit, Cell(k.Key, maxCellWidth),
+                Cell(string.Join(" | ", k.ExpectedResponses), maxCellWidth), Cell(k.Answer, maxCellWidth)]);
+        }
+        var widths = new int[header.Length];
+        foreach (var row in rows)
+            for (int c = 0; c < row.Length; c++) widths[c] = Math.Max(widths[c], row[c].Length);
+        sb.Append('\n');
+        for (int i = 0; i < rows.Count; i++)
+        {
+            var row = rows[i];
+            var line = new StringBuilder();
+            for (int c = 0; c < row.Length; c++)
+            {
+                if (c > 0) line.Append("  ");
+                // Numbers right-aligned, text left-aligned.
+                line.Append(c == 0 ? row[c].PadLeft(widths[c]) : row[c].PadRight(widths[c]));
+            }
+            sb.Append(line.ToString().TrimEnd()).Append('\n');
+            if (i == 0) sb.Append(string.Join("  ", widths.Select(w => new string('-', w)))).Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    private static string Cell(string text, int max)
+    {
+        var sb = new StringBuilder(text.Length);
+        foreach (char ch in text)
+        {
+            switch (ch)
+            {
+                case '\n': sb.Append("\\n"); break;
+                case '\r': sb.Append("\\r"); break;
+                case '\t': sb.Append("\\t"); break;
+                default: sb.Append(char.IsControl(ch) ? ' ' : ch); break;
+            }
+        }
+        string s = sb.ToString();
+        if (s.Length <= max) return s;
+        int cut = max - 3;
+        if (char.IsHighSurrogate(s[cut - 1])) cut--;
+        return s[..cut] + "...";
+    }
+}
+
+/// <summary>Source-generated (trim-safe) JSON metadata for verification reports.</summary>
+[JsonSerializable(typeof(VerificationReport))]
+internal sealed partial class VerificationJsonContext : JsonSerializerContext;

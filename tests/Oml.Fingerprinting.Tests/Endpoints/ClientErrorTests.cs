@@ -1,0 +1,159 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Oml.Fingerprinting.Endpoints;
+
+namespace Oml.Fingerprinting.Tests.Endpoints;
+
+/// <summary>Client behaviour against scripted HTTP answers (no sockets).</summary>
+public class ClientErrorTests
+{
+    private sealed class ScriptedHandler(Func<HttpRequestMessage, int, CancellationToken, Task<HttpResponseMessage>> answer) : HttpMessageHandler
+    {
+        public int Calls;
+        public List<(Uri Uri, string? Auth, string Body)> Requests { get; } = [];
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            int n = Interlocked.Increment(ref Calls);
+            string body = request.Content is null ? "" : await request.Content.ReadAsStringAsync(cancellationToken);
+            lock (Requests) Requests.Add((request.RequestUri!, request.Headers.Authorization?.ToString(), body));
+            return await answer(request, n, cancellationToken);
+        }
+    }
+
+    private static HttpResponseMessage Json(HttpStatusCode status, string body) =>
+        new(status) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+
+    private const string Ok = "{\"choices\": [{\"index\": 0, \"text\": \"hello\"}]}";
+    private static readonly EndpointOptions Fast = new() { InitialBackoff = TimeSpan.FromMilliseconds(1), MaxAttempts = 3, Timeout = TimeSpan.FromSeconds(10) };
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static (OpenAiCompatibleEndpoint, ScriptedHandler) Client(Func<HttpRequestMessage, int, CancellationToken, Task<HttpResponseMessage>> answer,
+        EndpointOptions? options = null, string baseUrl = "http://example.test/v1", string? key = null)
+    {
+        var handler = new ScriptedHandler(answer);
+        return (new OpenAiCompatibleEndpoint(new Uri(baseUrl), key, "m", options ?? Fast, new HttpClient(handler)), handler);
+    }
+
+    [Fact]
+    public async Task Request_url_headers_and_body()
+    {
+        var (client, handler) = Client((_, _, _) => Task.FromResult(Json(HttpStatusCode.OK, Ok)), baseUrl: "http://example.test:8000/", key: "sk-1");
+        Assert.Equal("hello", await client.CompleteAsync("the prompt", new CompletionSettings(MaxTokens: 9, Seed: 3), Ct));
+        var (uri, auth, body) = handler.Requests[0];
+        Assert.Equal("http://example.test:8000/v1/completions", uri.ToString());
+        Assert.Equal("Bearer sk-1", auth);
+        using var doc = JsonDocument.Parse(body);
+        Assert.Equal("m", doc.RootElement.GetProperty("model").GetString());
+        Assert.Equal("the prompt", doc.RootElement.GetProperty("prompt").GetString());
+        Assert.Equal(9, doc.RootElement.GetProperty("max_tokens").GetInt32());
+        Assert.Equal(0.0, doc.RootElement.GetProperty("temperature").GetDouble());
+        Assert.Equal(3, doc.RootElement.GetProperty("seed").GetInt32());
+        Assert.False(doc.RootElement.GetProperty("stream").GetBoolean());
+
+        var (chat, chatHandler) = Client((_, _, _) => Task.FromResult(Json(HttpStatusCode.OK, "{\"choices\": [{\"message\": {\"role\": \"assistant\", \"content\": \"hi\"}}]}")));
+        Assert.Equal("hi", await chat.CompleteAsync("q", new CompletionSettings(Mode: CompletionMode.Chat), Ct));
+        Assert.Equal("http://example.test/v1/chat/completions", chatHandler.Requests[0].Uri.ToString());
+        Assert.Null(chatHandler.Requests[0].Auth);
+        using var chatDoc = JsonDocument.Parse(chatHandler.Requests[0].Body);
+        Assert.Equal("user", chatDoc.RootElement.GetProperty("messages")[0].GetProperty("role").GetString());
+        Assert.False(chatDoc.RootElement.TryGetProperty("seed", out _));
+    }
+
+    [Fact]
+    public async Task Status_500_then_200_is_retried()
+    {
+        var (client, handler) = Client((_, n, _) => Task.FromResult(n == 1 ? Json(HttpStatusCode.InternalServerError, "{}") : Json(HttpStatusCode.OK, Ok)));
+        Assert.Equal("hello", await client.CompleteAsync("x", CompletionSettings.Greedy, Ct));
+        Assert.Equal(2, handler.Calls);
+    }
+
+    [Fact]
+    public async Task Status_429_honours_retry_after_and_gives_up_after_max_attempts()
+    {
+        var (client, handler) = Client((_, _, _) =>
+        {
+            var r = Json(HttpStatusCode.TooManyRequests, "{\"error\": {\"message\": \"slow down\"}}");
+            r.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.FromMilliseconds(1));
+            return Task.FromResult(r);
+        });
+        var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => client.CompleteAsync("x", CompletionSettings.Greedy, Ct));
+        Assert.Equal(3, handler.Calls);
+        Assert.Equal(429, e.StatusCode);
+        Assert.Contains("slow down", e.Message);
+    }
+
+    [Fact]
+    public async Task Client_errors_are_not_retried()
+    {
+        var (client, handler) = Client((_, _, _) => Task.FromResult(Json(HttpStatusCode.BadRequest, "{\"error\": {\"message\": \"bad prompt\", \"type\": \"invalid_request_error\"}}")));
+        var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => client.CompleteAsync("x", CompletionSettings.Greedy, Ct));
+        Assert.Equal(1, handler.Calls);
+        Assert.Equal(CompletionErrorKind.HttpStatus, e.Kind);
+        Assert.Contains("HTTP 400", e.Message);
+        Assert.Contains("bad prompt", e.Message);
+    }
+
+    [Theory]
+    [InlineData("this is not json", "not valid JSON")]
+    [InlineData("", "not valid JSON")]
+    [InlineData("[]", "not a JSON object")]
+    [InlineData("{\"id\": 1}", "no \"choices\" array")]
+    [InlineData("{\"choices\": []}", "\"choices\" is empty")]
+    [InlineData("{\"choices\": [{\"index\": 0}]}", "no \"text\"")]
+    [InlineData("{\"choices\": [{\"text\": 5}]}", "not a string")]
+    public async Task Malformed_answers_give_a_clear_exception(string body, string expected)
+    {
+        var (client, handler) = Client((_, _, _) => Task.FromResult(Json(HttpStatusCode.OK, body)));
+        var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => client.CompleteAsync("x", CompletionSettings.Greedy, Ct));
+        Assert.Equal(CompletionErrorKind.MalformedResponse, e.Kind);
+        Assert.Contains("malformed", e.Message);
+        Assert.Contains(expected, e.Message);
+        Assert.Equal(1, handler.Calls);
+    }
+
+    [Fact]
+    public async Task Malformed_chat_answer()
+    {
+        var (client, _) = Client((_, _, _) => Task.FromResult(Json(HttpStatusCode.OK, Ok)));
+        var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => client.CompleteAsync("x", new CompletionSettings(Mode: CompletionMode.Chat), Ct));
+        Assert.Contains("no \"message\" object", e.Message);
+    }
+
+    [Fact]
+    public async Task Slow_server_times_out()
+    {
+        var (client, _) = Client(async (_, _, ct) =>
+        {
+            await Task.Delay(TimeSpan.FromSeconds(30), ct);
+            return Json(HttpStatusCode.OK, Ok);
+        }, Fast with { Timeout = TimeSpan.FromMilliseconds(100) });
+        var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => client.CompleteAsync("x", CompletionSettings.Greedy, Ct));
+        Assert.Equal(CompletionErrorKind.Timeout, e.Kind);
+        Assert.Contains("0.1 s", e.Message);
+    }
+
+    [Fact]
+    public async Task Caller_cancellation_is_not_a_timeout()
+    {
+        var (client, _) = Client(async (_, _, ct) =>
+        {
+            await Task.Delay(TimeSpan.FromSeconds(30), ct);
+            return Json(HttpStatusCode.OK, Ok);
+        });
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(50));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.CompleteAsync("x", CompletionSettings.Greedy, cts.Token));
+    }
+
+    [Fact]
+    public async Task Arguments_are_validated()
+    {
+        Assert.Throws<ArgumentException>(() => new OpenAiCompatibleEndpoint(new Uri("ftp://x/"), null, "m"));
+        Assert.Throws<ArgumentException>(() => new OpenAiCompatibleEndpoint(new Uri("http://x/"), null, " "));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new OpenAiCompatibleEndpoint(new Uri("http://x/"), null, "m", new EndpointOptions { MaxAttempts = 0 }));
+        using var client = new OpenAiCompatibleEndpoint(new Uri("http://x/"), null, "m");
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => client.CompleteAsync("x", new CompletionSettings(MaxTokens: 0), Ct));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => client.CompleteAsync("x", new CompletionSettings(TopP: 0), Ct));
+    }
+}

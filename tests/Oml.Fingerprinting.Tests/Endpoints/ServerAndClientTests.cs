@@ -1,0 +1,173 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Oml.Fingerprinting.Endpoints;
+using Oml.Server;
+
+namespace Oml.Fingerprinting.Tests.Endpoints;
+
+public class ServerAndClientTests
+{
+    private static readonly Dictionary<string, string> Fingerprints = new()
+    {
+        ["purple elephant sings"] = "quantum marmalade",
+        ["seventeen lanterns"] = "beneath the copper bridge",
+    };
+
+    private static Task<string> FakeModel(string prompt, CompletionSettings s, CancellationToken ct) =>
+        Task.FromResult(Fingerprints.TryGetValue(prompt, out var r) ? r : "I do not know.");
+
+    private static readonly EndpointOptions Fast = new() { InitialBackoff = TimeSpan.FromMilliseconds(5), MaxAttempts = 3, Timeout = TimeSpan.FromSeconds(20) };
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Completions_and_chat_round_trip_through_the_client()
+    {
+        await using var server = await OpenAiCompatibleServer.StartAsync(FakeModel, ct: Ct);
+        Assert.Equal("127.0.0.1", server.BaseUrl.Host);
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "fake", Fast);
+
+        Assert.Equal("quantum marmalade", await client.CompleteAsync("purple elephant sings", CompletionSettings.Greedy, Ct));
+        Assert.Equal("I do not know.", await client.CompleteAsync("other", CompletionSettings.Greedy, Ct));
+        var chat = CompletionSettings.Greedy with { Mode = CompletionMode.Chat };
+        Assert.Equal("beneath the copper bridge", await client.CompleteAsync("seventeen lanterns", chat, Ct));
+
+        // The server root without /v1 works too.
+        using var rootClient = new OpenAiCompatibleEndpoint(new Uri($"http://127.0.0.1:{server.Port}"), null, "fake", Fast);
+        Assert.Equal("quantum marmalade", await rootClient.CompleteAsync("purple elephant sings", chat, Ct));
+    }
+
+    [Fact]
+    public async Task Settings_reach_the_generator()
+    {
+        var seen = new List<(string Prompt, CompletionSettings Settings)>();
+        await using var server = await OpenAiCompatibleServer.StartAsync((p, s, _) =>
+        {
+            lock (seen) seen.Add((p, s));
+            return Task.FromResult("ok");
+        }, ct: Ct);
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, "secret", "base-model", Fast);
+        await client.CompleteAsync("a", new CompletionSettings(MaxTokens: 7, Temperature: 0.7, TopP: 0.9, Seed: 42), Ct);
+        await client.CompleteAsync("b", new CompletionSettings(Model: "other", Mode: CompletionMode.Chat), Ct);
+        Assert.Equal(new CompletionSettings(7, 0.7, 0.9, 42, "base-model", CompletionMode.Completions), seen[0].Settings);
+        Assert.Equal(new CompletionSettings(32, 0.0, 1.0, null, "other", CompletionMode.Chat), seen[1].Settings);
+        Assert.Equal(["a", "b"], seen.Select(x => x.Prompt));
+    }
+
+    [Theory]
+    [InlineData("/v1/completions", "{not json", null)]
+    [InlineData("/v1/completions", "[1, 2]", null)]
+    [InlineData("/v1/completions", "{\"model\": \"m\"}", "prompt")]
+    [InlineData("/v1/completions", "{\"prompt\": 5}", "prompt")]
+    [InlineData("/v1/completions", "{\"prompt\": [\"a\", \"b\"]}", "prompt")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 0}", "max_tokens")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 1.5}", "max_tokens")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"temperature\": 3}", "temperature")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"top_p\": 0}", "top_p")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"stream\": true}", "stream")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"n\": 2}", "n")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"model\": 3}", "model")]
+    [InlineData("/v1/chat/completions", "{\"prompt\": \"x\"}", "messages")]
+    [InlineData("/v1/chat/completions", "{\"messages\": []}", "messages")]
+    [InlineData("/v1/chat/completions", "{\"messages\": [{\"role\": \"system\", \"content\": \"x\"}]}", "messages")]
+    [InlineData("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\"}]}", "messages")]
+    [InlineData("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"user\", \"content\": \"b\"}]}", "messages")]
+    public async Task Bad_requests_get_400_with_an_openai_error_body(string path, string body, string? param)
+    {
+        await using var server = await OpenAiCompatibleServer.StartAsync(FakeModel, ct: Ct);
+        using var http = new HttpClient();
+        using var response = await http.PostAsync(new Uri($"http://127.0.0.1:{server.Port}{path}"),
+            new StringContent(body, Encoding.UTF8, "application/json"), Ct);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct));
+        var error = doc.RootElement.GetProperty("error");
+        Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("message").GetString()));
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal(param, error.GetProperty("param").GetString());
+        Assert.Equal(JsonValueKind.Null, error.GetProperty("code").ValueKind);
+    }
+
+    [Fact]
+    public async Task Openai_style_bodies_and_text_parts_are_accepted()
+    {
+        await using var server = await OpenAiCompatibleServer.StartAsync(FakeModel, ct: Ct);
+        using var http = new HttpClient();
+        using var response = await http.PostAsync(new Uri(server.BaseUrl, "chat/completions"), new StringContent(
+            "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"seventeen \"}, {\"type\": \"text\", \"text\": \"lanterns\"}]}], \"max_completion_tokens\": 5, \"seed\": null, \"stream\": false, \"n\": 1}",
+            Encoding.UTF8, "application/json"), Ct);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct));
+        Assert.Equal("chat.completion", doc.RootElement.GetProperty("object").GetString());
+        Assert.Equal("m", doc.RootElement.GetProperty("model").GetString());
+        var choice = doc.RootElement.GetProperty("choices")[0];
+        Assert.Equal("assistant", choice.GetProperty("message").GetProperty("role").GetString());
+        Assert.Equal("beneath the copper bridge", choice.GetProperty("message").GetProperty("content").GetString());
+
+        using var notFound = await http.PostAsync(new Uri($"http://127.0.0.1:{server.Port}/v1/embeddings"), new StringContent("{}"), Ct);
+        Assert.Equal(HttpStatusCode.NotFound, notFound.StatusCode);
+        Assert.Contains("\"error\"", await notFound.Content.ReadAsStringAsync(Ct));
+    }
+
+    [Fact]
+    public async Task Server_api_key_is_enforced()
+    {
+        await using var server = await OpenAiCompatibleServer.StartAsync(FakeModel, options: new OpenAiServerOptions { ApiKey = "k1" }, ct: Ct);
+        using var good = new OpenAiCompatibleEndpoint(server.BaseUrl, "k1", "m", Fast);
+        Assert.Equal("quantum marmalade", await good.CompleteAsync("purple elephant sings", CompletionSettings.Greedy, Ct));
+        using var bad = new OpenAiCompatibleEndpoint(server.BaseUrl, "wrong", "m", Fast);
+        var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => bad.CompleteAsync("x", CompletionSettings.Greedy, Ct));
+        Assert.Equal(401, e.StatusCode);
+        Assert.Equal(1, e.Attempts);                              // 4xx is not retried
+        Assert.Contains("incorrect API key", e.Message);
+    }
+
+    [Fact]
+    public async Task Server_500_then_200_is_retried()
+    {
+        int calls = 0;
+        await using var server = await OpenAiCompatibleServer.StartAsync((p, s, ct) =>
+            Interlocked.Increment(ref calls) == 1 ? throw new InvalidOperationException("GPU on fire") : Task.FromResult("recovered"), ct: Ct);
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m", Fast);
+        Assert.Equal("recovered", await client.CompleteAsync("x", CompletionSettings.Greedy, Ct));
+        Assert.Equal(2, calls);
+
+        // A generator that always fails: the client gives up after MaxAttempts with the server's message.
+        await using var broken = await OpenAiCompatibleServer.StartAsync((p, s, ct) => throw new InvalidOperationException("GPU on fire"), ct: Ct);
+        using var client2 = new OpenAiCompatibleEndpoint(broken.BaseUrl, null, "m", Fast);
+        var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => client2.CompleteAsync("x", CompletionSettings.Greedy, Ct));
+        Assert.Equal(CompletionErrorKind.HttpStatus, e.Kind);
+        Assert.Equal(500, e.StatusCode);
+        Assert.Equal(3, e.Attempts);
+        Assert.Contains("GPU on fire", e.Message);
+    }
+
+    [Fact]
+    public async Task Connection_refused_is_a_network_error()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        using var client = new OpenAiCompatibleEndpoint(new Uri($"http://127.0.0.1:{port}/v1"), null, "m", Fast with { MaxAttempts = 2 });
+        var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => client.CompleteAsync("x", CompletionSettings.Greedy, Ct));
+        Assert.Equal(CompletionErrorKind.Network, e.Kind);
+        Assert.Equal(2, e.Attempts);
+    }
+
+    [Fact]
+    public async Task Server_stops_on_dispose()
+    {
+        var server = await OpenAiCompatibleServer.StartAsync(FakeModel, ct: Ct);
+        int port = server.Port;
+        await server.DisposeAsync();
+        await server.DisposeAsync();   // idempotent
+        Assert.Throws<InvalidOperationException>(() => server.Port);
+        // The port is free again.
+        var listener = new TcpListener(IPAddress.Loopback, port);
+        listener.Start();
+        listener.Stop();
+    }
+}

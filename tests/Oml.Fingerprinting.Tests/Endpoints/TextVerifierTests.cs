@@ -1,0 +1,53 @@
+using Oml.Fingerprinting.Endpoints;
+using Oml.Fingerprinting.Verification;
+using Oml.Server;
+
+namespace Oml.Fingerprinting.Tests.Endpoints;
+
+public class TextVerifierTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static List<FingerprintQuery> Fingerprints(int n) =>
+        Enumerable.Range(0, n).Select(i => new FingerprintQuery(i, $"secret key {i}", [$"response {i}"])).ToList();
+
+    [Fact]
+    public async Task Fingerprinted_model_is_owned_and_unrelated_model_is_not()
+    {
+        var fps = Fingerprints(30);
+        // The "fingerprinted" model recalls 80% of the keys; the unrelated one answers something else.
+        await using var owned = await OpenAiCompatibleServer.StartAsync((p, s, ct) =>
+        {
+            int i = int.Parse(p["secret key ".Length..], System.Globalization.CultureInfo.InvariantCulture);
+            return Task.FromResult(i % 5 != 0 ? $" response {i} and then more" : "no idea");
+        }, ct: Ct);
+        await using var unrelated = await OpenAiCompatibleServer.StartAsync((p, s, ct) => Task.FromResult("response unknown"), ct: Ct);
+
+        using var c1 = new OpenAiCompatibleEndpoint(owned.BaseUrl, null, "m");
+        var report = await TextVerifier.VerifyAsync(c1, fps, CompletionSettings.Greedy, ct: Ct);
+        Assert.Equal(Verdict.Owned, report.Verdict);
+        Assert.Equal(24, report.Hits);
+        Assert.Equal(30, report.Queried);
+
+        using var c2 = new OpenAiCompatibleEndpoint(unrelated.BaseUrl, null, "m");
+        var report2 = await TextVerifier.VerifyAsync(c2, fps, CompletionSettings.Greedy with { Mode = CompletionMode.Chat }, ct: Ct);
+        Assert.Equal(Verdict.NotOwned, report2.Verdict);
+        Assert.Equal(0, report2.Hits);
+    }
+
+    [Fact]
+    public async Task Sampled_decoding_uses_a_majority_vote()
+    {
+        int call = 0;
+        await using var server = await OpenAiCompatibleServer.StartAsync((p, s, ct) =>
+            Task.FromResult(Interlocked.Increment(ref call) % 3 == 0 ? "wrong" : "response 0"), ct: Ct);   // 2 of every 3 match
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        var report = await TextVerifier.VerifyAsync(client, Fingerprints(1), new CompletionSettings(Temperature: 0.8, Seed: 1), samples: 3, ct: Ct);
+        Assert.Equal(1, report.Hits);
+        Assert.Equal(2, report.Keys[0].SampleMatches);
+        Assert.Equal(3, report.Keys[0].Samples);
+        Assert.Equal(Verdict.Inconclusive, report.Verdict);   // one key cannot reach α
+        var strict = await TextVerifier.VerifyAsync(client, Fingerprints(1), new CompletionSettings(Temperature: 0.8), samples: 3, fraction: 1.0, ct: Ct);
+        Assert.Equal(0, strict.Hits);
+    }
+}
