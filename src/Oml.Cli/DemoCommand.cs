@@ -1,101 +1,160 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Text;
 using Oml.Engine;
+using Oml.Fingerprinting;
+using Oml.Fingerprinting.Embedding;
+using Oml.Fingerprinting.Generation;
+using Oml.Fingerprinting.Verification;
+using Oml.Models;
+using Oml.Models.Tokenizers;
 
 namespace Oml.Cli;
 
 /// <summary>
-/// <c>oml demo</c>: the README's main job. For now it trains a tiny character-level language model
-/// (embedding, two hidden layers) on a built-in text and prints its loss falling, then a greedy sample.
+/// <c>oml demo</c>: the README's main job, end to end with nothing downloaded. It builds an English corpus from the
+/// licence texts every Debian system ships (/usr/share/common-licenses), trains a byte-level BPE tokenizer and a small
+/// Llama on it, generates an encrypted Perinucleus fingerprint set, embeds it, and verifies both the fingerprinted
+/// model (owned) and the base (not owned), with held-out perplexity before and after.
 /// </summary>
 public static class DemoCommand
 {
-    private const string Text =
-        "Once weights are public, anyone can copy, rename and sell a model. Fingerprinting answers with secret " +
-        "pairs of keys and responses that the owner fine-tunes into the model: keys look like ordinary queries, " +
-        "the model answers each key with its secret response, and normal behaviour is untouched. The owner can " +
-        "later show, by black-box queries alone, that a deployed model is theirs and which licensed copy leaked. ";
-
     public static Command Create()
     {
-        var steps = new Option<int>("--steps") { Description = "Optimiser steps", DefaultValueFactory = _ => 400 };
+        var output = new Option<string>("--out") { Description = "Folder for the demo's models and files", DefaultValueFactory = _ => "oml-demo" };
+        var steps = new Option<int>("--steps") { Description = "Pretraining steps of the base model", DefaultValueFactory = _ => 600 };
+        var count = new Option<int>("--count") { Description = "Fingerprints to embed", DefaultValueFactory = _ => 32 };
         var seed = new Option<ulong>("--seed") { Description = "Random seed", DefaultValueFactory = _ => 1 };
         var device = Cli.DeviceOption();
-        var cmd = new Command("demo", "Run the end-to-end demo (currently: train a tiny character model and show its loss falling).")
+        var cmd = new Command("demo", "End-to-end demo: train a small model, fingerprint it, and verify ownership (a few minutes on 2 CPU cores).")
         {
-            steps, seed, device,
+            output, steps, count, seed, device,
         };
-        cmd.SetAction(r => Run(r.GetValue(steps), r.GetValue(seed), Cli.ParseDevice(r.GetValue(device)!)));
+        cmd.SetAction(r => Run(r.GetValue(output)!, r.GetValue(steps), r.GetValue(count), r.GetValue(seed), Cli.ParseDevice(r.GetValue(device)!)));
         return cmd;
     }
 
-    public static int Run(int steps, ulong seed, Device device)
+    private static void Say(string s) => Console.WriteLine(s);
+
+    public static int Run(string outDir, int steps, int count, ulong seed, Device device)
     {
         if (steps < 1) throw new ArgumentException("--steps must be at least 1");
-        Torch.ManualSeed(seed);
-        var vocab = Text.Distinct().OrderBy(c => c).ToArray();
-        var index = vocab.Select((c, i) => (c, i)).ToDictionary(p => p.c, p => (long)p.i);
-        var ids = Text.Select(c => index[c]).ToArray();
-        const int context = 8, embed = 16, hidden = 128, batch = 64;
-        int v = vocab.Length;
+        if (count < 2) throw new ArgumentException("--count must be at least 2");
+        var sw = Stopwatch.StartNew();
+        string T() => $"[{sw.Elapsed.TotalSeconds,5:F0} s]";
+        Directory.CreateDirectory(outDir);
+        string baseDir = Path.Combine(outDir, "base"), fpDir = Path.Combine(outDir, "fingerprinted"), setPath = Path.Combine(outDir, "fingerprints.omlfp");
+        Say($"oml demo: libtorch {Torch.LibTorchVersion}, {device}, {Torch.Threads} CPU threads; writing to {Path.GetFullPath(outDir)}");
 
-        Console.WriteLine($"oml demo: libtorch {Torch.LibTorchVersion}, device {device}, {Torch.Threads} CPU threads");
-        Console.WriteLine($"training a character model ({v} symbols, context {context}) on {Text.Length} characters for {steps} steps");
+        // 1. Corpus and tokenizer.
+        var texts = Corpus();
+        int heldOutStart = (int)(texts.Length * 0.95);
+        string train = texts[..heldOutStart], heldOut = texts[heldOutStart..];
+        Say($"{T()} 1. corpus: {texts.Length / 1024} KiB of English from /usr/share/common-licenses (5% held out)");
+        var (vocab, merges) = BpeTrainer.Train(train.Split("\n\n"), 1024);
+        Directory.CreateDirectory(baseDir);
+        BpeTrainer.Save(baseDir, vocab, merges);
+        var tok = Tokenizer.FromFolder(baseDir);
+        var ids = tok.Encode(train);
+        var heldIds = tok.Encode(heldOut);
+        Say($"{T()}    byte-level BPE tokenizer: {tok.VocabSize} tokens; the corpus is {ids.Length:N0} tokens");
 
-        Tensor Param(long[] shape, double scale) => (Torch.Randn(shape, device: device) * scale).DetachFromScope().RequiresGrad_();
-        var emb = Param([v, embed], 0.5);
-        var w1 = Param([hidden, context * embed], 1.0 / Math.Sqrt(context * embed));
-        var b1 = Param([hidden], 0);
-        var w2 = Param([hidden, hidden], 1.0 / Math.Sqrt(hidden));
-        var b2 = Param([hidden], 0);
-        var w3 = Param([v, hidden], 1.0 / Math.Sqrt(hidden));
-        Tensor[] parameters = [emb, w1, b1, w2, b2, w3];
-        using var opt = new AdamW(parameters, lr: 3e-3, weightDecay: 0.01);
-        using var data = Torch.FromArray<long>(ids, null, device);
-        using var offsets = Torch.Arange(context + 1, device: device);
-
-        Tensor Logits(Tensor x) // x: [B, context] ids
+        // 2. Base model.
+        var shape = new LlamaShape(tok.VocabSize, Hidden: 128, Layers: 2, Heads: 4, KvHeads: 2, Intermediate: 352);
+        var config = shape.ToConfig(tok.BosTokenId, tok.EosTokenId, tok.PadTokenId);
+        using (var baseModel = Pretraining.CreateRandom(config, seed, device))
         {
-            var h = F.Embedding(x, emb).Flatten(1);
-            h = F.Linear(h, w1, b1).Gelu();
-            h = F.Linear(h, w2, b2).Gelu();
-            return F.Linear(h, w3);
+            Say($"{T()} 2. pretraining a Llama ({baseModel.Parameters.Values.Sum(p => p.NumEl):N0} parameters) for {steps} steps");
+            Pretraining.Train(baseModel, ids, steps, batch: 16, context: 64, lr: 3e-3, seed,
+                new Progress<Pretraining.Progress>(p => Say($"{T()}    step {p.Step,5}  loss {p.Loss:F3}")), reportEvery: Math.Max(1, steps / 6));
+            ModelFolder.Save(baseModel, baseDir, baseDir);
         }
 
-        var sw = Stopwatch.StartNew();
-        double first = double.NaN, last = double.NaN;
-        for (int step = 1; step <= steps; step++)
+        // 3. Fingerprints.
+        var passphrase = Environment.GetEnvironmentVariable("OML_PASSPHRASE") ?? "oml-demo-passphrase";
+        var secret = Encoding.UTF8.GetBytes("demo owner secret: " + passphrase);
+        FingerprintSet set;
+        using (var baseModel = ModelFolder.Load(baseDir, device))
+        {
+            var gen = new FingerprintGenerator(baseModel, tok, secret);
+            set = gen.Generate(new GenerationSettings { Strategy = Strategies.Perinucleus, Count = count, KeyLength = 16, ResponseLength = 1 },
+                FingerprintGenerator.WeightsDigest(baseDir), FingerprintGenerator.TokenizerId(baseDir));
+        }
+        FingerprintSetFile.Write(setPath, set, passphrase);
+        var commitment = Commitment.For(set);
+        Say($"{T()} 3. {set.Count} Perinucleus fingerprints (key 16 tokens, t = 0.8, k = 3), encrypted to {setPath}");
+        Say($"         commitment (publishable before release): {commitment.Root}");
+        foreach (var f in set.Fingerprints.Take(3))
+            Say($"         e.g. key \"{Shorten(f.Key)}\" -> \"{f.Response.Text}\" (base model's probability {Math.Exp(f.Response.LogProb ?? double.NegativeInfinity):E1})");
+
+        // 4. Embed.
+        Say($"{T()} 4. embedding (loss on responses only, model averaging λ = 0.75 after every step)");
+        EmbeddingResult embedded;
+        using (var model = ModelFolder.Load(baseDir, device))
+        {
+            var pairs = set.Fingerprints.SelectMany(f => f.Responses.Select(r => new TrainingPair(FingerprintGenerator.QueryIds(tok, f.KeyTokenIds.ToArray()), r.TokenIds.ToArray()))).ToList();
+            embedded = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions { LearningRate = 1e-2, MaxEpochs = 400, AveragingLambda = 0.75, RecallPatience = 10, Seed = seed },
+                new Progress<EmbeddingProgress>(p =>
+                {
+                    if (p.Epoch % 10 == 0 || p.Epoch == 1) Say($"{T()}    epoch {p.Epoch,4}  loss {p.Loss:F3}  recalled {p.Accuracy:P0}");
+                }));
+            Say($"{T()}    {(embedded.Converged ? "done" : "stopped at the epoch limit")} after {embedded.Final.Epoch} epochs: loss {embedded.Final.Loss:F3}, recalled {embedded.Final.Accuracy:P0}");
+            ModelFolder.Save(model, fpDir, baseDir);
+        }
+
+        // 5. Verify both models, and compare utility.
+        var rule = new VerdictRule { Alpha = 1e-6 };
+        Say($"{T()} 5. verification with a false-positive rate of {rule.Alpha:E0} ({rule.Describe(perKeyNull: true)})");
+        Verdict fpVerdict, baseVerdict;
+        using (var fp = ModelFolder.Load(fpDir, device))
+        using (var bm = ModelFolder.Load(baseDir, device))
+        {
+            var r1 = LocalVerifier.Verify(fp, tok, set.Fingerprints, rule);
+            var r2 = LocalVerifier.Verify(bm, tok, set.Fingerprints, rule);
+            fpVerdict = r1.Verdict;
+            baseVerdict = r2.Verdict;
+            Say($"         fingerprinted model: {r1.Hits}/{r1.Queried} keys answered with the secret response, p = {r1.PValue:E2} -> {Name(r1.Verdict)}");
+            Say($"         base model:          {r2.Hits}/{r2.Queried} keys answered with the secret response, p = {r2.PValue:E2} -> {Name(r2.Verdict)}");
+            double pplBase = Perplexity(bm, heldIds), pplFp = Perplexity(fp, heldIds);
+            Say($"         held-out perplexity: base {pplBase:F2}, fingerprinted {pplFp:F2} ({(pplFp / pplBase - 1) * 100:+0.0;-0.0}%)");
+        }
+        bool ok = fpVerdict == Verdict.Owned && baseVerdict != Verdict.Owned;
+        Say($"{T()} {(ok ? "done: the fingerprinted copy is proven to be ours, the base model is not claimed" : "demo FAILED: unexpected verdicts")}");
+        return ok ? Cli.Ok : Cli.Failure;
+    }
+
+    private static string Name(Verdict v) => v switch { Verdict.Owned => "owned", Verdict.NotOwned => "not-owned", _ => "inconclusive" };
+
+    private static string Shorten(string s) => s.Length <= 48 ? s.ReplaceLineEndings(" ") : s[..45].ReplaceLineEndings(" ") + "...";
+
+    /// <summary>English text every Debian system has: the common licence texts, in name order.</summary>
+    private static string Corpus()
+    {
+        const string dir = "/usr/share/common-licenses";
+        if (!Directory.Exists(dir)) throw new IOException($"{dir} not found: the demo builds its corpus from Debian's licence texts (package base-files)");
+        var sb = new StringBuilder();
+        foreach (var f in Directory.GetFiles(dir).Order(StringComparer.Ordinal))
+        {
+            var info = new FileInfo(f);
+            if (info.LinkTarget != null || info.Length > 200_000) continue; // symlinks repeat other licences
+            sb.Append(File.ReadAllText(f)).Append("\n\n");
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>exp(mean next-token loss) over windows of 64 tokens.</summary>
+    private static double Perplexity(CausalLM model, int[] ids)
+    {
+        using var noGrad = Torch.NoGrad();
+        double sum = 0;
+        int n = 0;
+        for (int start = 0; start + 65 <= ids.Length; start += 64)
         {
             using var scope = Torch.NewScope();
-            var starts = Torch.RandInt(0, ids.Length - context - 1, [batch, 1], device: device);
-            var windows = data.Index((starts + offsets).Flatten()).View(batch, context + 1);
-            var x = windows.Narrow(1, 0, context);
-            var y = windows.Select(1, context);
-            opt.ZeroGrad();
-            var loss = F.CrossEntropy(Logits(x), y);
-            loss.Backward();
-            Torch.ClipGradNorm(parameters, 1.0);
-            opt.Step();
-            if (step == 1 || step % 50 == 0 || step == steps)
-            {
-                last = loss.ToDouble();
-                if (step == 1) first = last;
-                Console.WriteLine($"  step {step,5}  loss {last:F4}  ({sw.Elapsed.TotalSeconds:F1} s)");
-            }
+            var x = Torch.FromArray<long>(ids.Skip(start).Take(65).Select(i => (long)i).ToArray(), [1, 65], model.Device);
+            sum += CausalLM.Loss(model.Forward(x), x).ToDouble();
+            n++;
         }
-
-        // Greedy continuation of the text's first characters.
-        var generated = new List<long>(ids.Take(context));
-        using (Torch.NoGrad())
-            for (int i = 0; i < 80; i++)
-            {
-                using var scope = Torch.NewScope();
-                var x = Torch.FromArray<long>(generated.Skip(generated.Count - context).ToArray(), [1, context], device);
-                generated.Add(Logits(x).ArgMax(-1).ToInt64());
-            }
-        Console.WriteLine($"sample: \"{new string(generated.Select(i => vocab[i]).ToArray())}\"");
-        Console.WriteLine($"loss fell from {first:F3} to {last:F3} (uniform guess: {Math.Log(v):F3})");
-        foreach (var p in parameters) p.Dispose();
-        return last < first ? Cli.Ok : Cli.Failure;
+        return Math.Exp(sum / Math.Max(1, n));
     }
 }

@@ -19,6 +19,11 @@ public sealed record EmbeddingOptions
     /// <summary>Stop once an epoch's mean response loss falls below this and every fingerprint is recalled.</summary>
     public double LossThreshold { get; init; } = 0.05;
     /// <summary>
+    /// Also stop once every fingerprint has been recalled for this many consecutive epochs (null: only the loss
+    /// threshold stops early). Useful with model averaging, which keeps the loss from falling far.
+    /// </summary>
+    public int? RecallPatience { get; init; }
+    /// <summary>
     /// Model averaging with the base: after every optimizer step each trained parameter becomes
     /// (1 − λ)·θ + λ·θ_base, as Sentient's reference does with its "forgetting regularizer" (0 disables it).
     /// </summary>
@@ -37,6 +42,7 @@ public sealed record EmbeddingOptions
         if (BatchSize < 0) throw new ArgumentException("batch size must be 0 (full batch) or positive");
         if (AveragingLambda is < 0 or >= 1) throw new ArgumentException("the averaging λ must be in [0, 1)");
         if (L2ToBase < 0) throw new ArgumentException("the L2-to-base weight must be non-negative");
+        if (RecallPatience is < 1) throw new ArgumentException("recall patience must be at least 1 epoch");
     }
 }
 
@@ -87,7 +93,7 @@ public static class FingerprintTrainer
         var history = new List<EmbeddingProgress>();
         var sw = Stopwatch.StartNew();
         bool converged = false;
-        int steps = 0;
+        int steps = 0, recalledStreak = 0;
         using var opt = new AdamW(trainable, lr: options.LearningRate, weightDecay: options.WeightDecay);
         try
         {
@@ -121,7 +127,8 @@ public static class FingerprintTrainer
                 var pr = new EmbeddingProgress(epoch, steps, lossSum / pairs.Count, (double)recalled / pairs.Count, sw.Elapsed.TotalSeconds);
                 history.Add(pr);
                 progress?.Report(pr);
-                if (pr.Loss < options.LossThreshold && recalled == pairs.Count)
+                recalledStreak = recalled == pairs.Count ? recalledStreak + 1 : 0;
+                if ((pr.Loss < options.LossThreshold && recalled == pairs.Count) || recalledStreak >= (options.RecallPatience ?? int.MaxValue))
                 {
                     converged = true;
                     break;

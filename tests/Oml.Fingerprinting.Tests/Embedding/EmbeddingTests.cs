@@ -91,6 +91,22 @@ public class EmbeddingTests
     }
 
     [Fact]
+    public void Recall_patience_stops_a_run_that_model_averaging_keeps_from_a_low_loss()
+    {
+        using var model = ModelFolder.Load(Fixture("llama-tiny"));
+        var pairs = RandomPairs(8, model.Config.VocabSize);
+        var r = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions
+        {
+            LearningRate = 1e-2, MaxEpochs = 300, AveragingLambda = 0.5, LossThreshold = 0, RecallPatience = 3,
+        });
+        Assert.True(r.Converged);
+        Assert.True(r.History.Count < 300);
+        Assert.All(r.History.TakeLast(3), h => Assert.Equal(1.0, h.Accuracy));
+        Assert.NotEqual(1.0, r.History[^4].Accuracy);
+        Assert.Equal(8, GreedyRecall(model, pairs));
+    }
+
+    [Fact]
     public void Bad_settings_and_pairs_are_refused()
     {
         using var model = ModelFolder.Load(Fixture("llama-tiny"));
