@@ -115,6 +115,8 @@ public static class VerifyCommand
     {
         if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new ArgumentException($"{dir} has no tokenizer.json: local verification needs the model's tokenizer");
         var tok = Tokenizer.FromFolder(dir);
+        if (FingerprintGenerator.TokenizerId(dir).Digest != set.Tokenizer.Digest)
+            Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({set.Tokenizer.Name}); the key token ids are sent as they are");
         using var lm = ModelFolder.Load(dir, device);
         Console.Error.WriteLine($"querying {dir} with {chosen.Count} keys ...");
         var rows = new List<KeyResult>();
