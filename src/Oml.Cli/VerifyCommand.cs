@@ -119,28 +119,38 @@ public static class VerifyCommand
             Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({set.Tokenizer.Name}); the key token ids are sent as they are");
         using var lm = ModelFolder.Load(dir, device);
         Console.Error.WriteLine($"querying {dir} with {chosen.Count} keys ...");
-        var rows = new List<KeyResult>();
-        foreach (var f in chosen)
+        var queries = chosen.Select(f => FingerprintGenerator.QueryIds(tok, [.. f.KeyTokenIds])).ToArray();
+        var expected = chosen.Select(f => f.Responses.Select(x => x.TokenIds.ToArray()).ToList()).ToArray();
+        for (int i = 0; i < chosen.Count; i++)
+            foreach (var id in queries[i])
+                if (id >= lm.Config.VocabSize) throw new ArgumentException($"fingerprint {chosen[i].Index}: token id {id} is outside the model's vocabulary of {lm.Config.VocabSize}");
+        // Keys of the same length asking for the same number of tokens go in one batch (no padding, so the answers are
+        // those of one key at a time).
+        var answers = new List<int[]>[chosen.Count];
+        var groups = Enumerable.Range(0, chosen.Count).GroupBy(i => (queries[i].Length, expected[i].Max(e => e.Length)))
+            .SelectMany(g => g.Chunk(64).Select(c => (Key: g.Key, Items: c)));
+        foreach (var (key, items) in groups)
         {
-            var query = FingerprintGenerator.QueryIds(tok, [.. f.KeyTokenIds]);
-            foreach (var id in query)
-                if (id >= lm.Config.VocabSize) throw new ArgumentException($"fingerprint {f.Index}: token id {id} is outside the model's vocabulary of {lm.Config.VocabSize}");
-            var expected = f.Responses.Select(x => x.TokenIds.ToArray()).ToList();
-            int maxNew = expected.Max(e => e.Length);
-            var answers = new List<int[]>();
+            foreach (var i in items) answers[i] = [];
             for (int s = 0; s < samples; s++)
             {
                 var options = new GenerationOptions
                 {
-                    MaxNewTokens = maxNew,
+                    MaxNewTokens = key.Item2,
                     Temperature = temperature,
-                    Seed = temperature is null ? null : (ulong)(f.Index * 1_000_003L + s),
+                    Seed = temperature is null ? null : (ulong)(chosen[items[0]].Index * 1_000_003L + s),
                     EosTokenIds = [],
                 };
-                answers.Add(Generator.Generate(lm, [query], options).Sequences[0].OutputIds);
+                var result = Generator.Generate(lm, items.Select(i => queries[i]).ToList(), options);
+                for (int j = 0; j < items.Length; j++) answers[items[j]].Add(result.Sequences[j].OutputIds);
             }
-            int matches = answers.Count(a => ResponseMatcher.IsTokenMatchAny(expected, a));
-            rows.Add(new KeyResult(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(), tok.Decode(answers[0]),
+        }
+        var rows = new List<KeyResult>();
+        for (int i = 0; i < chosen.Count; i++)
+        {
+            var f = chosen[i];
+            int matches = answers[i].Count(a => ResponseMatcher.IsTokenMatchAny(expected[i], a));
+            rows.Add(new KeyResult(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(), tok.Decode(answers[i][0]),
                 matches >= required, NullProbability(f, rule, samples, required),
                 samples > 1 ? matches : null, samples > 1 ? samples : null));
         }

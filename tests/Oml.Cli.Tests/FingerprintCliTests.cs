@@ -337,7 +337,21 @@ public class FingerprintCliTests
             var remote = Json(r.Out);
             Assert.Equal(local["verdict"]!.GetValue<string>(), remote["verdict"]!.GetValue<string>());
             Assert.Equal(local["hits"]!.GetValue<int>(), remote["hits"]!.GetValue<int>());
+
+            // Through /v1/chat/completions (the server hands the message content to the same generator).
+            r = await Task.Run(() => Run("verify", "--endpoint", server.BaseUrl.ToString(), "--chat", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--alpha", "1e-3", "--json"),
+                TestContext.Current.CancellationToken);
+            Assert.True(r.Code == 0, r.Err);
+            Assert.Equal("owned", Json(r.Out)["verdict"]!.GetValue<string>());
+
+            // A local model given an endpoint-only option is a usage error; a dead endpoint is a failure.
+            r = Run("verify", "--model", W.Embedded, "--chat", "--fingerprints", W.Set, "--passphrase-file", W.PassFile);
+            Assert.Equal(2, r.Code);
         }
+        r = await Task.Run(() => Run("verify", "--endpoint", "http://127.0.0.1:1/v1", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--count", "1"),
+            TestContext.Current.CancellationToken);
+        Assert.Equal(1, r.Code);
+        Assert.StartsWith("oml: error:", r.Err.Split('\n').First(l => l.StartsWith("oml:", StringComparison.Ordinal)));
 
         // --record spends the queried keys: they are marked revealed and not queried again.
         var spent = W.CopyOfSet("spent.omlfp");
@@ -356,6 +370,48 @@ public class FingerprintCliTests
         r = Run("verify", "--model", W.Embedded, "--fingerprints", spent, "--passphrase-file", W.PassFile);
         Assert.Equal(2, r.Code);
         Assert.Contains("revealed", r.Err);
+    }
+
+    [Fact]
+    public void The_default_owner_secret_comes_from_the_passphrase_so_the_same_passphrase_regenerates_the_same_set()
+    {
+        var again = Path.Combine(W.Root, "again.omlfp");
+        var r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--random-word-keys", "--count", "8",
+            "--out", again, "--force", "--passphrase-file", W.PassFile, "--kdf-iterations", Kdf);
+        Assert.Equal(0, r.Code);
+        var root = Commitment.FromJson(File.ReadAllText(W.Set + ".commitment.json")).Root;
+        Assert.Equal(root, Commitment.FromJson(File.ReadAllText(again + ".commitment.json")).Root);
+        Assert.Contains(root, r.Out);
+
+        var secret = Path.Combine(W.Root, "other-secret.bin");
+        File.WriteAllBytes(secret, Enumerable.Range(0, 32).Select(i => (byte)i).ToArray());
+        r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--count", "8",
+            "--out", again, "--force", "--passphrase-file", W.PassFile, "--kdf-iterations", Kdf, "--secret-file", secret);
+        Assert.Equal(0, r.Code);
+        Assert.NotEqual(root, Commitment.FromJson(File.ReadAllText(again + ".commitment.json")).Root);
+
+        File.WriteAllBytes(secret, new byte[8]);
+        r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--count", "8",
+            "--out", again, "--force", "--passphrase-file", W.PassFile, "--secret-file", secret);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("at least 16", r.Err);
+    }
+
+    [Fact]
+    public void A_damaged_set_file_is_a_failure_with_a_clear_message()
+    {
+        var bad = W.CopyOfSet("damaged.omlfp");
+        var bytes = File.ReadAllBytes(bad);
+        bytes[^5] ^= 0x40;
+        File.WriteAllBytes(bad, bytes);
+        var r = Run("fingerprints", "inspect", bad, "--passphrase-file", W.PassFile);
+        Assert.Equal(1, r.Code);
+        Assert.Contains("modified or damaged", r.Err);
+
+        File.WriteAllText(bad, "not a set");
+        r = Run("fingerprints", "inspect", bad);
+        Assert.Equal(1, r.Code);
+        Assert.Contains("not an OML fingerprint-set file", r.Err);
     }
 
     [Fact]
