@@ -13,12 +13,11 @@ namespace Oml.Cli.Tests;
 /// tokenizer (256 byte tokens + 256 merges that spell whole words) written by the test.
 /// </summary>
 [Collection(nameof(CliTests))]
-public class FingerprintCliTests
+public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : IClassFixture<FingerprintCliTests.Workspace>
 {
     private const string Kdf = "1000"; // PBKDF2 iterations: small, for test speed only.
 
-    private static readonly Lazy<Workspace> Shared = new(() => new Workspace());
-    private static Workspace W => Shared.Value;
+    private Workspace W => workspace;
 
     private static (int Code, string Out, string Err) Run(params string[] args)
     {
@@ -40,7 +39,7 @@ public class FingerprintCliTests
     }
 
     /// <summary>A temp folder with the model (+ tokenizer), a passphrase file and a generated set.</summary>
-    private sealed class Workspace
+    public sealed class Workspace : IDisposable
     {
         public readonly string Root = Directory.CreateTempSubdirectory("oml-cli-fp-").FullName;
         public string Model => Path.Combine(Root, "base");
@@ -72,6 +71,11 @@ public class FingerprintCliTests
 
         /// <summary>The base model with all 8 fingerprints embedded to convergence.</summary>
         public string Embedded => _embedded.Value;
+
+        public void Dispose()
+        {
+            try { Directory.Delete(Root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
 
         public string CopyOfSet(string name)
         {
