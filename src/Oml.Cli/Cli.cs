@@ -21,6 +21,9 @@ public static class Cli
         ModelCommands.Generate(),
         ModelCommands.Score(),
         ModelCommands.Convert(),
+        FingerprintCommands.Create(),
+        EmbedCommand.Create(),
+        VerifyCommand.Create(),
     };
 
     public static int Run(RootCommand root, string[] args)
@@ -36,7 +39,8 @@ public static class Cli
             }
             return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
-        catch (Exception e) when (e is TorchException or IOException or ArgumentException or InvalidDataException)
+        catch (Exception e) when (e is TorchException or IOException or ArgumentException or InvalidDataException
+            or Oml.Fingerprinting.FingerprintFileException or Oml.Fingerprinting.Endpoints.CompletionEndpointException)
         {
             Console.Error.WriteLine($"oml: error: {e.Message}");
             return e is ArgumentException ? Usage : Failure;

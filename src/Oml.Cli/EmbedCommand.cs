@@ -1,0 +1,192 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Oml.Fingerprinting;
+using Oml.Fingerprinting.Embedding;
+using Oml.Fingerprinting.Generation;
+using Oml.Models;
+using Oml.Models.Tokenizers;
+
+namespace Oml.Cli;
+
+/// <summary><c>oml embed</c>: fine-tune a fingerprint set into a model and save the fingerprinted copy.</summary>
+public static class EmbedCommand
+{
+    public const string ManifestFile = "oml-manifest.json";
+
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private static readonly JsonSerializerOptions Compact = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "The base model folder (with tokenizer.json)", Required = true };
+        var fingerprints = new Option<string>("--fingerprints") { Description = "The fingerprint-set file made by 'oml fingerprints generate'", Required = true };
+        var output = new Option<string>("--out") { Description = "Folder to write the fingerprinted model to (with the tokenizer files and oml-manifest.json)", Required = true };
+        var lr = new Option<double>("--lr") { Description = "AdamW learning rate", DefaultValueFactory = _ => 1e-3 };
+        var epochs = new Option<int>("--epochs") { Description = "Most passes over the fingerprints (training stops early once every fingerprint is recalled and the loss is below 0.05)", DefaultValueFactory = _ => 100 };
+        var batch = new Option<int>("--batch-size") { Description = "(key, response) pairs per optimizer step; 0 = all in one step", DefaultValueFactory = _ => 0 };
+        var lambda = new Option<double>("--averaging-lambda")
+        {
+            Description = "Model averaging with the base after every step, θ ← (1 − λ)·θ + λ·θ_base, to keep the model's other behaviour (0 disables it)",
+            DefaultValueFactory = _ => 0.75,
+        };
+        var l2 = new Option<double>("--l2") { Description = "Weight of the μ·Σ‖θ − θ_base‖² penalty (0 disables it)", DefaultValueFactory = _ => 0 };
+        var train = new Option<string>("--train")
+        {
+            Description = "Which weights are trained: mlp, attention, embeddings (input and output), all, or layers:0,1 (every weight of those decoder layers)",
+            DefaultValueFactory = _ => "all",
+        };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the batch order", DefaultValueFactory = _ => 0 };
+        var log = new Option<string?>("--log") { Description = "Append one JSON object per epoch to this file (JSON lines)" };
+        var passphraseFile = FingerprintIO.PassphraseFileOption();
+        var device = Cli.DeviceOption();
+        var cmd = new Command("embed",
+            "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
+        {
+            model, fingerprints, output, lr, epochs, batch, lambda, l2, train, seed, log, passphraseFile, device,
+        };
+        cmd.SetAction(r =>
+        {
+            var dir = r.GetValue(model)!;
+            var outDir = r.GetValue(output)!;
+            var setPath = r.GetValue(fingerprints)!;
+            var trainSpec = r.GetValue(train)!;
+            var trainable = Trainable(trainSpec);
+            var options = new EmbeddingOptions
+            {
+                LearningRate = r.GetValue(lr),
+                MaxEpochs = r.GetValue(epochs),
+                BatchSize = r.GetValue(batch),
+                AveragingLambda = r.GetValue(lambda),
+                L2ToBase = r.GetValue(l2),
+                Trainable = trainable,
+                Seed = r.GetValue(seed),
+            };
+            options.Validate();
+            if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
+            if (Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(dir).TrimEnd('/')) throw new ArgumentException("--out must differ from --model");
+            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new ArgumentException($"{dir} has no tokenizer.json: embedding needs the model's tokenizer");
+            var dev = Cli.ParseDevice(r.GetValue(device)!);
+
+            var set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
+            var tok = Tokenizer.FromFolder(dir);
+            var baseDigest = FingerprintGenerator.WeightsDigest(dir);
+            if (baseDigest != set.BaseModelDigest)
+                Console.Error.WriteLine($"oml: warning: {dir} is not the model the set was generated for (weights {baseDigest}, set {set.BaseModelDigest})");
+            var tokId = FingerprintGenerator.TokenizerId(dir);
+            if (tokId.Digest != set.Tokenizer.Digest)
+                Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({tokId.Digest} vs {set.Tokenizer.Digest}); token ids may mean other text");
+
+            var pairs = set.Fingerprints.SelectMany(f => f.Responses.Select(x =>
+                new TrainingPair(FingerprintGenerator.QueryIds(tok, [.. f.KeyTokenIds]), [.. x.TokenIds]))).ToList();
+            using var lm = ModelFolder.Load(dir, dev);
+            var logPath = r.GetValue(log);
+            StreamWriter? logWriter = logPath is null ? null : new StreamWriter(logPath, append: true);
+            EmbeddingResult result;
+            try
+            {
+                Console.Error.WriteLine($"embedding {pairs.Count} (key, response) pairs from {set.Count} fingerprints into {dir} on {dev} ...");
+                result = FingerprintTrainer.Embed(lm, pairs, options, new FingerprintIO.Immediate<EmbeddingProgress>(p =>
+                {
+                    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"epoch {p.Epoch,4}/{options.MaxEpochs}  loss {p.Loss:F4}  fingerprint accuracy {p.Accuracy:P1}  ({p.Seconds:F1} s)"));
+                    if (logWriter is not null)
+                    {
+                        logWriter.WriteLine(new JsonObject
+                        {
+                            ["epoch"] = p.Epoch,
+                            ["steps"] = p.Steps,
+                            ["loss"] = p.Loss,
+                            ["accuracy"] = p.Accuracy,
+                            ["seconds"] = p.Seconds,
+                        }.ToJsonString(Compact));
+                        logWriter.Flush();
+                    }
+                }));
+            }
+            finally
+            {
+                logWriter?.Dispose();
+            }
+
+            ModelFolder.Save(lm, outDir, dir);
+            var final = result.Final;
+            var commitment = set.Commit();
+            var manifest = new JsonObject
+            {
+                ["format"] = "oml-manifest",
+                ["version"] = 1,
+                ["created_at"] = DateTimeOffset.UtcNow.ToString("o", CultureInfo.InvariantCulture),
+                ["library_version"] = LibraryVersion(),
+                ["base_model_digest"] = set.BaseModelDigest,
+                ["model_digest"] = FingerprintGenerator.WeightsDigest(outDir),
+                ["tokenizer"] = new JsonObject { ["name"] = set.Tokenizer.Name, ["digest"] = set.Tokenizer.Digest },
+                ["fingerprint_file"] = Path.GetFileName(setPath),
+                ["commitment_root"] = commitment.Root,
+                ["set_digest"] = commitment.SetDigest,
+                ["fingerprints"] = set.Count,
+                ["pairs"] = pairs.Count,
+                ["strategy"] = set.Strategy.Name,
+                ["settings"] = new JsonObject
+                {
+                    ["lr"] = options.LearningRate,
+                    ["max_epochs"] = options.MaxEpochs,
+                    ["batch_size"] = options.BatchSize,
+                    ["averaging_lambda"] = options.AveragingLambda,
+                    ["l2"] = options.L2ToBase,
+                    ["weight_decay"] = options.WeightDecay,
+                    ["max_grad_norm"] = options.MaxGradNorm,
+                    ["loss_threshold"] = options.LossThreshold,
+                    ["train"] = trainSpec,
+                    ["seed"] = options.Seed,
+                    ["device"] = dev.ToString(),
+                },
+                ["metrics"] = new JsonObject
+                {
+                    ["epochs"] = final.Epoch,
+                    ["steps"] = final.Steps,
+                    ["loss"] = final.Loss,
+                    ["accuracy"] = final.Accuracy,
+                    ["converged"] = result.Converged,
+                    ["seconds"] = final.Seconds,
+                    ["trained_parameters"] = result.TrainedParameters,
+                },
+            };
+            FingerprintIO.WriteTextAtomic(Path.Combine(outDir, ManifestFile), manifest.ToJsonString(Indented) + "\n");
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"wrote {outDir}: {set.Count} fingerprints, {final.Epoch} epochs, loss {final.Loss:F4}, accuracy {final.Accuracy:P1}{(result.Converged ? "" : " (did not converge: try more --epochs, a higher --lr or a lower --averaging-lambda)")}"));
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    /// <summary>The trainable-parameter filter for <c>--train</c>, over Hugging Face parameter names.</summary>
+    public static Func<string, bool>? Trainable(string spec)
+    {
+        switch (spec)
+        {
+            case "all": return null;
+            case "mlp": return n => n.Contains(".mlp.", StringComparison.Ordinal);
+            case "attention": return n => n.Contains(".self_attn.", StringComparison.Ordinal);
+            case "embeddings": return n => n.Contains("embed_tokens", StringComparison.Ordinal) || n.StartsWith("lm_head.", StringComparison.Ordinal);
+        }
+        if (spec.StartsWith("layers:", StringComparison.Ordinal))
+        {
+            var layers = new HashSet<int>();
+            foreach (var part in spec["layers:".Length..].Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var l)) throw new ArgumentException($"--train: '{part}' is not a layer number");
+                layers.Add(l);
+            }
+            if (layers.Count == 0) throw new ArgumentException("--train layers: needs layer numbers, e.g. layers:0,1");
+            return n => layers.Any(l => n.Contains($".layers.{l}.", StringComparison.Ordinal));
+        }
+        throw new ArgumentException($"--train must be mlp, attention, embeddings, all or layers:N,M, not '{spec}'");
+    }
+
+    public static string LibraryVersion() =>
+        typeof(FingerprintSet).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+        ?? typeof(FingerprintSet).Assembly.GetName().Version?.ToString() ?? "unknown";
+}

@@ -1,0 +1,232 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Oml.Engine;
+using Oml.Fingerprinting;
+using Oml.Fingerprinting.Generation;
+using Oml.Models;
+using Oml.Models.Tokenizers;
+
+namespace Oml.Cli;
+
+/// <summary><c>oml fingerprints generate</c> and <c>oml fingerprints inspect</c>.</summary>
+public static class FingerprintCommands
+{
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static Command Create() => new("fingerprints", "Create and inspect fingerprint sets (secret key -> response pairs).")
+    {
+        Generate(),
+        Inspect(),
+    };
+
+    public static Command Generate()
+    {
+        var model = new Option<string>("--model") { Description = "The base model folder (config.json, safetensors and tokenizer.json)", Required = true };
+        var strategy = new Option<string>("--strategy")
+        {
+            Description = "How keys and responses are made: perinucleus (model-sampled English keys, responses just outside the nucleus), "
+                + "english (keys and responses sampled from the model), random-word (random words for both), custom (your keys from --keys, perinucleus responses)",
+            DefaultValueFactory = _ => Strategies.Perinucleus,
+        };
+        strategy.AcceptOnlyFromAmong(Strategies.All);
+        var count = new Option<int>("--count") { Description = "Number of fingerprints to generate", Required = true };
+        var output = new Option<string>("--out") { Description = "The fingerprint-set file to write (encrypted unless --plaintext)", Required = true };
+        var keyLength = new Option<int>("--key-length") { Description = "Key length in tokens (longer keys are truncated)", DefaultValueFactory = _ => 16 };
+        var responseLength = new Option<int>("--response-length") { Description = "Response length: tokens (perinucleus, english, custom) or words (random-word)", DefaultValueFactory = _ => 1 };
+        var t = new Option<double>("--t") { Description = "Perinucleus threshold: responses are drawn just outside the smallest set of tokens with probability mass t", DefaultValueFactory = _ => 0.8 };
+        var k = new Option<int>("--k") { Description = "Perinucleus width: the number of candidate tokens just outside the nucleus", DefaultValueFactory = _ => 3 };
+        var perKey = new Option<int>("--responses-per-key") { Description = "Perinucleus responses per key", DefaultValueFactory = _ => 1 };
+        var temperature = new Option<double>("--temperature") { Description = "Sampling temperature for model-sampled English keys and responses", DefaultValueFactory = _ => 0.5 };
+        var randomWordKeys = new Option<bool>("--random-word-keys") { Description = "Perinucleus keys from random words instead of model-sampled English (for models that write no English)" };
+        var keys = new Option<string?>("--keys") { Description = "For --strategy custom: a text file with one key per line (at least --count non-empty lines)" };
+        var secretFile = new Option<string?>("--secret-file")
+        {
+            Description = "The owner's secret (raw bytes, at least 16) from which every random choice is derived. "
+                + $"Default: HKDF-SHA256 of the passphrase with info \"{FingerprintIO.OwnerSecretInfo}\" (32 bytes)",
+        };
+        var plaintext = new Option<bool>("--plaintext") { Description = "Write the set unencrypted: anyone with the file can read the keys and responses" };
+        var passphraseFile = FingerprintIO.PassphraseFileOption();
+        var kdfIterations = new Option<int>("--kdf-iterations")
+        {
+            Description = "PBKDF2 iterations for the encryption key (lower it only for tests)",
+            DefaultValueFactory = _ => FingerprintSetFile.DefaultPbkdf2Iterations,
+        };
+        var force = new Option<bool>("--force") { Description = "Overwrite --out if it exists" };
+        var device = Cli.DeviceOption();
+        var cmd = new Command("generate",
+            "Generate a fingerprint set for a base model and write it (encrypted with a passphrase from --passphrase-file or "
+            + $"{FingerprintIO.PassphraseEnv}) together with its public commitment, FILE.commitment.json.")
+        {
+            model, strategy, count, output, keyLength, responseLength, t, k, perKey, temperature, randomWordKeys, keys,
+            secretFile, plaintext, passphraseFile, kdfIterations, force, device,
+        };
+        cmd.SetAction(r =>
+        {
+            var dir = r.GetValue(model)!;
+            var outPath = r.GetValue(output)!;
+            bool plain = r.GetValue(plaintext);
+            var passphrase = FingerprintIO.Passphrase(r.GetValue(passphraseFile));
+            if (passphrase is null && !plain)
+                throw new ArgumentException($"no passphrase to encrypt the set: give --passphrase-file FILE or set {FingerprintIO.PassphraseEnv} (or write it unencrypted with --plaintext)");
+            var secret = FingerprintIO.OwnerSecret(r.GetValue(secretFile), passphrase);
+            if (File.Exists(outPath) && !r.GetValue(force)) throw new ArgumentException($"{outPath} exists: choose another --out or give --force");
+            if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
+            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new ArgumentException($"{dir} has no tokenizer.json: fingerprint generation needs the model's tokenizer");
+            int iterations = r.GetValue(kdfIterations);
+            if (iterations < 1 || iterations > FingerprintSetFile.MaxPbkdf2Iterations) throw new ArgumentException($"--kdf-iterations must be in [1, {FingerprintSetFile.MaxPbkdf2Iterations}]");
+
+            string strat = r.GetValue(strategy)!;
+            IReadOnlyList<string>? customKeys = null;
+            if (r.GetValue(keys) is { } keysFile)
+            {
+                if (strat != Strategies.Custom) throw new ArgumentException("--keys is only for --strategy custom");
+                if (!File.Exists(keysFile)) throw new ArgumentException($"--keys: no file at {keysFile}");
+                customKeys = File.ReadAllLines(keysFile).Where(l => !string.IsNullOrWhiteSpace(l)).ToList();
+            }
+            else if (strat == Strategies.Custom) throw new ArgumentException("--strategy custom needs --keys FILE (one key per line)");
+            if (r.GetValue(t) is var tv && !(tv > 0 && tv < 1)) throw new ArgumentException("--t must be in (0, 1)");
+            if (r.GetValue(k) < 1) throw new ArgumentException("--k must be at least 1");
+            if (r.GetValue(perKey) < 1) throw new ArgumentException("--responses-per-key must be at least 1");
+            var settings = new GenerationSettings
+            {
+                Strategy = strat,
+                Count = r.GetValue(count),
+                KeyLength = r.GetValue(keyLength),
+                ResponseLength = r.GetValue(responseLength),
+                Temperature = r.GetValue(temperature),
+                RandomWordKeys = r.GetValue(randomWordKeys),
+                CustomKeys = customKeys,
+                Perinucleus = new PerinucleusOptions { Threshold = r.GetValue(t), Width = r.GetValue(k), ResponsesPerKey = r.GetValue(perKey) },
+            };
+            settings.Validate();
+
+            var tok = Tokenizer.FromFolder(dir);
+            Console.Error.WriteLine($"hashing the weights of {dir} ...");
+            var digest = FingerprintGenerator.WeightsDigest(dir);
+            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
+            Console.Error.WriteLine($"generating {settings.Count} {strat} fingerprints ...");
+            FingerprintSet set;
+            try
+            {
+                set = new FingerprintGenerator(lm, tok, secret).Generate(settings, digest, FingerprintGenerator.TokenizerId(dir),
+                    new FingerprintIO.Immediate<string>(m => Console.Error.WriteLine($"  {m}")));
+            }
+            catch (InvalidOperationException e)
+            {
+                throw new InvalidDataException(e.Message, e);
+            }
+
+            if (plain) FingerprintSetFile.WritePlaintext(outPath, set);
+            else FingerprintSetFile.Write(outPath, set, passphrase!, new FingerprintFileOptions { Pbkdf2Iterations = iterations });
+            var commitment = set.Commit();
+            var commitmentPath = outPath + ".commitment.json";
+            FingerprintIO.WriteTextAtomic(commitmentPath, JsonNode.Parse(commitment.ToJson())!.ToJsonString(Indented) + "\n");
+            Console.WriteLine($"wrote {set.Count} fingerprints ({strat}) to {outPath}{(plain ? " (UNENCRYPTED)" : "")}");
+            Console.WriteLine($"commitment root {commitment.Root}");
+            Console.WriteLine($"commitment written to {commitmentPath} (publish it; keep {Path.GetFileName(outPath)} secret)");
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    public static Command Inspect()
+    {
+        var file = new Argument<string>("FILE") { Description = "A fingerprint-set file" };
+        var json = new Option<bool>("--json") { Description = "Print JSON instead of text" };
+        var showSecrets = new Option<bool>("--show-secrets") { Description = "Also print every key and response with the base model's log-probability (secret!)" };
+        var passphraseFile = FingerprintIO.PassphraseFileOption();
+        var cmd = new Command("inspect",
+            "Show a fingerprint-set file: its header (no passphrase needed) and, with the passphrase, the set's metadata, "
+            + "commitment root and how many fingerprints were revealed.")
+        {
+            file, json, showSecrets, passphraseFile,
+        };
+        cmd.SetAction(r =>
+        {
+            var path = r.GetValue(file)!;
+            if (!File.Exists(path)) throw new FileNotFoundException($"no fingerprint-set file at {path}", path);
+            var header = FingerprintSetFile.ReadHeader(path);
+            var result = new JsonObject
+            {
+                ["file"] = path,
+                ["version"] = header.Version,
+                ["encrypted"] = header.Encrypted,
+                ["kdf"] = header.Kdf,
+                ["kdf_iterations"] = header.Encrypted ? header.Pbkdf2Iterations : null,
+            };
+            string? passphrase = header.Encrypted ? FingerprintIO.Passphrase(r.GetValue(passphraseFile)) : null;
+            bool show = r.GetValue(showSecrets);
+            if (show && header.Encrypted && passphrase is null)
+                throw new ArgumentException($"--show-secrets needs the passphrase: give --passphrase-file FILE or set {FingerprintIO.PassphraseEnv}");
+            if (!header.Encrypted || passphrase is not null)
+            {
+                var set = FingerprintSetFile.Read(path, passphrase);
+                var c = set.Commit();
+                result["count"] = set.Count;
+                result["strategy"] = set.Strategy.Name;
+                result["parameters"] = new JsonObject(set.Strategy.Parameters.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
+                result["created_at"] = set.CreatedAt.ToString("o", CultureInfo.InvariantCulture);
+                result["base_model_digest"] = set.BaseModelDigest;
+                result["tokenizer"] = new JsonObject { ["name"] = set.Tokenizer.Name, ["digest"] = set.Tokenizer.Digest };
+                result["commitment_root"] = c.Root;
+                result["set_digest"] = c.SetDigest;
+                result["revealed"] = set.Revealed.Count;
+                result["unrevealed"] = set.Count - set.Revealed.Count;
+                if (show)
+                    result["fingerprints"] = new JsonArray(set.Fingerprints.Select(f => (JsonNode)new JsonObject
+                    {
+                        ["index"] = f.Index,
+                        ["revealed"] = set.IsRevealed(f.Index),
+                        ["key"] = f.Key,
+                        ["key_token_ids"] = new JsonArray(f.KeyTokenIds.Select(i => (JsonNode)i).ToArray()),
+                        ["responses"] = new JsonArray(f.Responses.Select(x => (JsonNode)new JsonObject
+                        {
+                            ["text"] = x.Text,
+                            ["token_ids"] = new JsonArray(x.TokenIds.Select(i => (JsonNode)i).ToArray()),
+                            ["base_logprob"] = x.LogProb,
+                        }).ToArray()),
+                    }).ToArray());
+            }
+            if (r.GetValue(json))
+            {
+                Console.WriteLine(result.ToJsonString(Indented));
+                return Cli.Ok;
+            }
+            var sb = new StringBuilder();
+            sb.Append($"file:        {path}\n");
+            sb.Append($"version:     {header.Version}\n");
+            sb.Append($"encrypted:   {(header.Encrypted ? $"yes (aes-256-gcm, {header.Kdf}, {header.Pbkdf2Iterations} iterations)" : "NO (plaintext)")}\n");
+            if (result["count"] is null)
+            {
+                sb.Append($"(give --passphrase-file FILE or set {FingerprintIO.PassphraseEnv} to see the set's contents)\n");
+                Console.Write(sb);
+                return Cli.Ok;
+            }
+            sb.Append($"count:       {result["count"]}\n");
+            sb.Append($"strategy:    {result["strategy"]} ({string.Join(", ", ((JsonObject)result["parameters"]!).Select(kv => $"{kv.Key}={kv.Value}"))})\n");
+            sb.Append($"created:     {result["created_at"]}\n");
+            sb.Append($"base model:  {result["base_model_digest"]}\n");
+            sb.Append($"tokenizer:   {result["tokenizer"]!["name"]} ({result["tokenizer"]!["digest"]})\n");
+            sb.Append($"root:        {result["commitment_root"]}\n");
+            sb.Append($"revealed:    {result["revealed"]} of {result["count"]}\n");
+            if (result["fingerprints"] is JsonArray fps)
+            {
+                sb.Append("\n#    rev  key | response (base log-prob)\n");
+                foreach (var f in fps)
+                {
+                    var responses = string.Join(" | ", f!["responses"]!.AsArray().Select(x =>
+                        $"{Quote(x!["text"]!.GetValue<string>())} ({(x["base_logprob"] is { } lp ? lp.GetValue<double>().ToString("F3", CultureInfo.InvariantCulture) : "?")})"));
+                    sb.Append($"{f["index"],-4} {(f["revealed"]!.GetValue<bool>() ? "yes" : "no"),-4} {Quote(f["key"]!.GetValue<string>())} -> {responses}\n");
+                }
+            }
+            Console.Write(sb);
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    internal static string Quote(string s) => JsonSerializer.Serialize(s, Indented);
+}

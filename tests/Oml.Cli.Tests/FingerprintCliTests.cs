@@ -1,0 +1,434 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using Oml.Fingerprinting;
+using Oml.Fingerprinting.Endpoints;
+using Oml.Models;
+using Oml.Models.Tokenizers;
+using Oml.Server;
+
+namespace Oml.Cli.Tests;
+
+/// <summary>
+/// generate → inspect → embed → verify through the command line, on the llama-tiny fixture with a small byte-level BPE
+/// tokenizer (256 byte tokens + 256 merges that spell whole words) written by the test.
+/// </summary>
+[Collection(nameof(CliTests))]
+public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : IClassFixture<FingerprintCliTests.Workspace>
+{
+    private const string Kdf = "1000"; // PBKDF2 iterations: small, for test speed only.
+
+    private Workspace W => workspace;
+
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var (o, e) = (Console.Out, Console.Error);
+        var sout = new StringWriter();
+        var serr = new StringWriter();
+        Console.SetOut(sout);
+        Console.SetError(serr);
+        try
+        {
+            int code = Cli.Run(Cli.CreateRoot(), args);
+            return (code, sout.ToString(), serr.ToString());
+        }
+        finally
+        {
+            Console.SetOut(o);
+            Console.SetError(e);
+        }
+    }
+
+    /// <summary>A temp folder with the model (+ tokenizer), a passphrase file and a generated set.</summary>
+    public sealed class Workspace : IDisposable
+    {
+        public readonly string Root = Directory.CreateTempSubdirectory("oml-cli-fp-").FullName;
+        public string Model => Path.Combine(Root, "base");
+        public string PassFile => Path.Combine(Root, "pass.txt");
+        public string Set => Path.Combine(Root, "set.omlfp");
+
+        private readonly Lazy<string> _embedded;
+
+        public Workspace()
+        {
+            var fixture = Path.Combine(FindRoot(), "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
+            Directory.CreateDirectory(Model);
+            foreach (var f in new[] { "config.json", "generation_config.json", "model.safetensors" })
+                File.Copy(Path.Combine(fixture, f), Path.Combine(Model, f));
+            File.WriteAllText(Path.Combine(Model, "tokenizer.json"), TinyTokenizerJson());
+            File.WriteAllText(PassFile, "correct horse battery staple\n");
+            var r = Run("fingerprints", "generate", "--model", Model, "--strategy", "random-word", "--random-word-keys", "--count", "8",
+                "--out", Set, "--passphrase-file", PassFile, "--kdf-iterations", Kdf);
+            if (r.Code != 0) throw new InvalidOperationException($"generate failed: {r.Err}");
+            _embedded = new(() =>
+            {
+                var dir = Path.Combine(Root, "embedded");
+                var e = Run("embed", "--model", Model, "--fingerprints", Set, "--passphrase-file", PassFile, "--out", dir,
+                    "--lr", "5e-3", "--epochs", "300", "--averaging-lambda", "0");
+                if (e.Code != 0) throw new InvalidOperationException($"embed failed: {e.Err}");
+                return dir;
+            });
+        }
+
+        /// <summary>The base model with all 8 fingerprints embedded to convergence.</summary>
+        public string Embedded => _embedded.Value;
+
+        public void Dispose()
+        {
+            try { Directory.Delete(Root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+
+        public string CopyOfSet(string name)
+        {
+            var p = Path.Combine(Root, name);
+            File.Copy(Set, p, overwrite: true);
+            return p;
+        }
+    }
+
+    private static string FindRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Oml.sln"))) return d.FullName;
+        throw new DirectoryNotFoundException("repository root not found");
+    }
+
+    /// <summary>
+    /// Byte-level BPE with ids 0..511: the 256 bytes in order, then merges that build " word" tokens letter by letter
+    /// (Ġ+c, Ġc+c, ...), so that every listed word (while room lasts) is one token and the random-word strategy has words.
+    /// </summary>
+    internal static string TinyTokenizerJson()
+    {
+        var byteToChar = BytesToUnicode();
+        var vocab = new JsonObject();
+        var tokens = new List<string>();
+        for (int b = 0; b < 256; b++) { tokens.Add(byteToChar[b].ToString()); }
+        var merges = new JsonArray();
+        var known = new HashSet<string>(tokens);
+        string[] words =
+        [
+            "apple", "bread", "cloud", "dance", "eagle", "flame", "grape", "house", "island", "jelly", "kite", "lemon",
+            "mango", "night", "ocean", "piano", "queen", "river", "stone", "tiger", "umbra", "violet", "water", "yellow",
+            "zebra", "arrow", "bench", "candle", "desk", "ember", "forest", "garden", "hill", "iron", "jungle", "koala",
+            "ladder", "mirror", "nest", "olive", "pepper", "quilt", "rocket", "silver", "tower", "velvet", "wagon", "zinc",
+        ];
+        string space = byteToChar[' '].ToString();
+        foreach (var w in words)
+        {
+            var chain = new List<(string A, string B, string Ab)>();
+            string cur = space;
+            foreach (char c in w)
+            {
+                string next = cur + c;
+                if (!known.Contains(next)) chain.Add((cur, c.ToString(), next));
+                cur = next;
+            }
+            if (tokens.Count + chain.Count > 512) continue;
+            foreach (var (a, b, ab) in chain)
+            {
+                tokens.Add(ab);
+                known.Add(ab);
+                merges.Add(new JsonArray(a, b));
+            }
+        }
+        // Fill the rest of the vocabulary with two-letter pieces so that ids 0..511 all exist.
+        for (char a = 'a'; tokens.Count < 512 && a <= 'z'; a++)
+            for (char b = 'a'; tokens.Count < 512 && b <= 'z'; b++)
+            {
+                string ab = $"{a}{b}";
+                if (known.Add(ab)) { tokens.Add(ab); merges.Add(new JsonArray(a.ToString(), b.ToString())); }
+            }
+        for (int i = 0; i < tokens.Count; i++) vocab[tokens[i]] = i;
+        var doc = new JsonObject
+        {
+            ["version"] = "1.0",
+            ["added_tokens"] = new JsonArray(),
+            ["normalizer"] = null,
+            ["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = true },
+            ["post_processor"] = null,
+            ["decoder"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = true, ["use_regex"] = true },
+            ["model"] = new JsonObject
+            {
+                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["fuse_unk"] = false, ["byte_fallback"] = false,
+                ["vocab"] = vocab, ["merges"] = merges,
+            },
+        };
+        return doc.ToJsonString();
+    }
+
+    /// <summary>GPT-2's byte → printable character table.</summary>
+    private static char[] BytesToUnicode()
+    {
+        var table = new char[256];
+        int n = 0;
+        for (int b = 0; b < 256; b++)
+        {
+            bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+            table[b] = printable ? (char)b : (char)(256 + n++);
+        }
+        return table;
+    }
+
+    private static JsonNode Json(string s) => JsonNode.Parse(s)!;
+
+    [Fact]
+    public void The_test_tokenizer_has_512_ids_and_single_token_words()
+    {
+        var tok = Tokenizer.FromFolder(W.Model);
+        Assert.Equal(512, tok.VocabSize);
+        Assert.Single(tok.Encode(" apple"));
+        Assert.Equal(" apple", tok.Decode(tok.Encode(" apple")));
+        Assert.True(Oml.Fingerprinting.Generation.FingerprintGenerator.Words(tok, 512).Length >= 16);
+    }
+
+    [Fact]
+    public void Generate_writes_an_encrypted_set_and_its_commitment_and_inspect_shows_it()
+    {
+        Assert.True(File.Exists(W.Set));
+        var commitment = Commitment.FromJson(File.ReadAllText(W.Set + ".commitment.json"));
+        Assert.Equal(8, commitment.Count);
+
+        // Header only, without a passphrase.
+        var r = Run("fingerprints", "inspect", W.Set, "--json");
+        Assert.Equal(0, r.Code);
+        var doc = Json(r.Out);
+        Assert.True(doc["encrypted"]!.GetValue<bool>());
+        Assert.Equal("pbkdf2-hmac-sha256", doc["kdf"]!.GetValue<string>());
+        Assert.Equal(1, doc["version"]!.GetValue<int>());
+        Assert.Null(doc["count"]);
+        r = Run("fingerprints", "inspect", W.Set);
+        Assert.Contains("encrypted:   yes", r.Out);
+        Assert.Contains("--passphrase-file", r.Out);
+
+        // The details, with it.
+        r = Run("fingerprints", "inspect", W.Set, "--json", "--passphrase-file", W.PassFile);
+        Assert.Equal(0, r.Code);
+        doc = Json(r.Out);
+        Assert.Equal(8, doc["count"]!.GetValue<int>());
+        Assert.Equal("random-word", doc["strategy"]!.GetValue<string>());
+        Assert.Equal("16", doc["parameters"]!["key_length"]!.GetValue<string>());
+        Assert.Equal(commitment.Root, doc["commitment_root"]!.GetValue<string>());
+        Assert.Equal(Oml.Fingerprinting.Generation.FingerprintGenerator.WeightsDigest(W.Model), doc["base_model_digest"]!.GetValue<string>());
+        Assert.Equal(0, doc["revealed"]!.GetValue<int>());
+        Assert.Null(doc["fingerprints"]);
+
+        r = Run("fingerprints", "inspect", W.Set, "--json", "--show-secrets", "--passphrase-file", W.PassFile);
+        var fps = Json(r.Out)["fingerprints"]!.AsArray();
+        Assert.Equal(8, fps.Count);
+        Assert.All(fps, f =>
+        {
+            Assert.Equal(16, f!["key_token_ids"]!.AsArray().Count);
+            Assert.True(f["responses"]![0]!["base_logprob"]!.GetValue<double>() < 0);
+        });
+        r = Run("fingerprints", "inspect", W.Set, "--show-secrets", "--passphrase-file", W.PassFile);
+        Assert.Contains("->", r.Out);
+        Assert.Contains("root:", r.Out);
+    }
+
+    [Fact]
+    public void Passphrase_problems_give_clear_errors()
+    {
+        var saved = Environment.GetEnvironmentVariable(FingerprintIO.PassphraseEnv);
+        Environment.SetEnvironmentVariable(FingerprintIO.PassphraseEnv, null);
+        try
+        {
+            var outPath = Path.Combine(W.Root, "nopass.omlfp");
+            var r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--count", "2", "--out", outPath);
+            Assert.Equal(2, r.Code);
+            Assert.Contains("no passphrase", r.Err);
+            Assert.False(File.Exists(outPath));
+
+            var wrong = Path.Combine(W.Root, "wrong.txt");
+            File.WriteAllText(wrong, "not the passphrase");
+            r = Run("fingerprints", "inspect", W.Set, "--passphrase-file", wrong);
+            Assert.Equal(1, r.Code);
+            Assert.Contains("wrong passphrase", r.Err);
+
+            r = Run("verify", "--model", W.Model, "--fingerprints", W.Set);
+            Assert.Equal(2, r.Code);
+            Assert.Contains("passphrase", r.Err);
+
+            // --plaintext needs no passphrase when the secret comes from a file.
+            var secret = Path.Combine(W.Root, "secret.bin");
+            File.WriteAllBytes(secret, Encoding.ASCII.GetBytes("0123456789abcdef0123456789abcdef"));
+            r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--count", "2", "--out", outPath,
+                "--plaintext", "--secret-file", secret);
+            Assert.Equal(0, r.Code);
+            r = Run("fingerprints", "inspect", outPath, "--json");
+            Assert.False(Json(r.Out)["encrypted"]!.GetValue<bool>());
+            Assert.Equal(2, Json(r.Out)["count"]!.GetValue<int>());
+
+            // Existing output is not overwritten by accident.
+            r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--count", "2", "--out", outPath,
+                "--plaintext", "--secret-file", secret);
+            Assert.Equal(2, r.Code);
+            Assert.Contains("--force", r.Err);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(FingerprintIO.PassphraseEnv, saved);
+        }
+    }
+
+    [Fact]
+    public void Embed_logs_every_epoch_and_writes_the_model_tokenizer_and_manifest()
+    {
+        var outDir = Path.Combine(W.Root, "smoke");
+        var log = Path.Combine(W.Root, "smoke.jsonl");
+        var r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "3", "--train", "mlp", "--log", log);
+        Assert.Equal(0, r.Code);
+        Assert.Contains("epoch    1/3", r.Err);
+        var lines = File.ReadAllLines(log);
+        Assert.Equal(3, lines.Length);
+        Assert.Equal(3, Json(lines[2])["epoch"]!.GetValue<int>());
+        Assert.True(File.Exists(Path.Combine(outDir, "tokenizer.json")));
+        Assert.True(File.Exists(Path.Combine(outDir, "model.safetensors")));
+        var manifest = Json(File.ReadAllText(Path.Combine(outDir, "oml-manifest.json")));
+        Assert.Equal(Commitment.FromJson(File.ReadAllText(W.Set + ".commitment.json")).Root, manifest["commitment_root"]!.GetValue<string>());
+        Assert.Equal("set.omlfp", manifest["fingerprint_file"]!.GetValue<string>());
+        Assert.Equal(0.75, manifest["settings"]!["averaging_lambda"]!.GetValue<double>());
+        Assert.Equal("mlp", manifest["settings"]!["train"]!.GetValue<string>());
+        Assert.Equal(3, manifest["metrics"]!["epochs"]!.GetValue<int>());
+        Assert.NotNull(manifest["library_version"]);
+        Assert.NotEqual(manifest["base_model_digest"]!.GetValue<string>(), manifest["model_digest"]!.GetValue<string>());
+
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir, "--train", "heads");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--train", r.Err);
+    }
+
+    [Fact]
+    public async Task Verify_says_owned_only_for_the_embedded_model_locally_and_over_http_and_record_spends_keys()
+    {
+        // The base model: the keys are not hit.
+        var r = Run("verify", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--alpha", "1e-3", "--json");
+        Assert.Equal(0, r.Code);
+        var baseReport = Json(r.Out);
+        Assert.Contains(baseReport["verdict"]!.GetValue<string>(), new[] { "not-owned", "inconclusive" });
+        Assert.Equal(8, baseReport["queried"]!.GetValue<int>());
+
+        // The fingerprinted model: every key hit.
+        r = Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--alpha", "1e-3", "--json");
+        Assert.Equal(0, r.Code);
+        var local = Json(r.Out);
+        Assert.Equal("owned", local["verdict"]!.GetValue<string>());
+        Assert.Equal(8, local["hits"]!.GetValue<int>());
+        Assert.True(local["p_value"]!.GetValue<double>() <= 1e-3);
+
+        r = Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--alpha", "1e-3", "--count", "3");
+        Assert.Equal(0, r.Code);
+        Assert.Contains("hits:     3 / 3", r.Out);
+
+        // The same model behind an OpenAI-compatible server on loopback.
+        var tok = Tokenizer.FromFolder(W.Embedded);
+        using var model = ModelFolder.Load(W.Embedded);
+        var gate = new object();
+        Task<string> Generate(string prompt, CompletionSettings s, CancellationToken ct)
+        {
+            lock (gate)
+            {
+                var ids = tok.Encode(prompt);
+                var output = Generator.Generate(model, [ids], new GenerationOptions { MaxNewTokens = s.MaxTokens, EosTokenIds = [] }).Sequences[0].OutputIds;
+                return Task.FromResult(tok.Decode(output));
+            }
+        }
+        await using (var server = await OpenAiCompatibleServer.StartAsync(Generate, ct: TestContext.Current.CancellationToken))
+        {
+            // The command blocks on its HTTP calls: run it off the test's context.
+            r = await Task.Run(() => Run("verify", "--endpoint", server.BaseUrl.ToString(), "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--alpha", "1e-3", "--json"),
+                TestContext.Current.CancellationToken);
+            Assert.True(r.Code == 0, r.Err);
+            var remote = Json(r.Out);
+            Assert.Equal(local["verdict"]!.GetValue<string>(), remote["verdict"]!.GetValue<string>());
+            Assert.Equal(local["hits"]!.GetValue<int>(), remote["hits"]!.GetValue<int>());
+
+            // Through /v1/chat/completions (the server hands the message content to the same generator).
+            r = await Task.Run(() => Run("verify", "--endpoint", server.BaseUrl.ToString(), "--chat", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--alpha", "1e-3", "--json"),
+                TestContext.Current.CancellationToken);
+            Assert.True(r.Code == 0, r.Err);
+            Assert.Equal("owned", Json(r.Out)["verdict"]!.GetValue<string>());
+
+            // A local model given an endpoint-only option is a usage error; a dead endpoint is a failure.
+            r = Run("verify", "--model", W.Embedded, "--chat", "--fingerprints", W.Set, "--passphrase-file", W.PassFile);
+            Assert.Equal(2, r.Code);
+        }
+        r = await Task.Run(() => Run("verify", "--endpoint", "http://127.0.0.1:1/v1", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--count", "1"),
+            TestContext.Current.CancellationToken);
+        Assert.Equal(1, r.Code);
+        Assert.StartsWith("oml: error:", r.Err.Split('\n').First(l => l.StartsWith("oml:", StringComparison.Ordinal)));
+
+        // --record spends the queried keys: they are marked revealed and not queried again.
+        var spent = W.CopyOfSet("spent.omlfp");
+        r = Run("verify", "--model", W.Embedded, "--fingerprints", spent, "--passphrase-file", W.PassFile, "--alpha", "1e-3", "--count", "5", "--record");
+        Assert.Equal(0, r.Code);
+        r = Run("fingerprints", "inspect", spent, "--json", "--passphrase-file", W.PassFile);
+        var doc = Json(r.Out);
+        Assert.Equal(5, doc["revealed"]!.GetValue<int>());
+        Assert.True(doc["encrypted"]!.GetValue<bool>());
+        Assert.Equal(int.Parse(Kdf), doc["kdf_iterations"]!.GetValue<int>());
+        r = Run("verify", "--model", W.Embedded, "--fingerprints", spent, "--passphrase-file", W.PassFile, "--alpha", "1e-3", "--json", "--record");
+        Assert.Equal(0, r.Code);
+        Assert.Equal(3, Json(r.Out)["queried"]!.GetValue<int>());
+        var keys = Json(r.Out)["keys"]!.AsArray().Select(k => k!["index"]!.GetValue<int>()).ToArray();
+        Assert.Equal([5, 6, 7], keys);
+        r = Run("verify", "--model", W.Embedded, "--fingerprints", spent, "--passphrase-file", W.PassFile);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("revealed", r.Err);
+    }
+
+    [Fact]
+    public void The_default_owner_secret_comes_from_the_passphrase_so_the_same_passphrase_regenerates_the_same_set()
+    {
+        var again = Path.Combine(W.Root, "again.omlfp");
+        var r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--random-word-keys", "--count", "8",
+            "--out", again, "--force", "--passphrase-file", W.PassFile, "--kdf-iterations", Kdf);
+        Assert.Equal(0, r.Code);
+        var root = Commitment.FromJson(File.ReadAllText(W.Set + ".commitment.json")).Root;
+        Assert.Equal(root, Commitment.FromJson(File.ReadAllText(again + ".commitment.json")).Root);
+        Assert.Contains(root, r.Out);
+
+        var secret = Path.Combine(W.Root, "other-secret.bin");
+        File.WriteAllBytes(secret, Enumerable.Range(0, 32).Select(i => (byte)i).ToArray());
+        r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--count", "8",
+            "--out", again, "--force", "--passphrase-file", W.PassFile, "--kdf-iterations", Kdf, "--secret-file", secret);
+        Assert.Equal(0, r.Code);
+        Assert.NotEqual(root, Commitment.FromJson(File.ReadAllText(again + ".commitment.json")).Root);
+
+        File.WriteAllBytes(secret, new byte[8]);
+        r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--count", "8",
+            "--out", again, "--force", "--passphrase-file", W.PassFile, "--secret-file", secret);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("at least 16", r.Err);
+    }
+
+    [Fact]
+    public void A_damaged_set_file_is_a_failure_with_a_clear_message()
+    {
+        var bad = W.CopyOfSet("damaged.omlfp");
+        var bytes = File.ReadAllBytes(bad);
+        bytes[^5] ^= 0x40;
+        File.WriteAllBytes(bad, bytes);
+        var r = Run("fingerprints", "inspect", bad, "--passphrase-file", W.PassFile);
+        Assert.Equal(1, r.Code);
+        Assert.Contains("modified or damaged", r.Err);
+
+        File.WriteAllText(bad, "not a set");
+        r = Run("fingerprints", "inspect", bad);
+        Assert.Equal(1, r.Code);
+        Assert.Contains("not an OML fingerprint-set file", r.Err);
+    }
+
+    [Fact]
+    public void Verify_rejects_bad_combinations()
+    {
+        var r = Run("verify", "--fingerprints", W.Set, "--passphrase-file", W.PassFile);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("exactly one of --model", r.Err);
+        r = Run("verify", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--samples", "3");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--temperature", r.Err);
+        r = Run("verify", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--count", "99");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("unrevealed", r.Err);
+    }
+}
