@@ -20,24 +20,7 @@ public class CliTests
         throw new DirectoryNotFoundException("repository root not found");
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var (o, e) = (Console.Out, Console.Error);
-        var sout = new StringWriter();
-        var serr = new StringWriter();
-        Console.SetOut(sout);
-        Console.SetError(serr);
-        try
-        {
-            int code = Cli.Run(Cli.CreateRoot(), args);
-            return (code, sout.ToString(), serr.ToString());
-        }
-        finally
-        {
-            Console.SetOut(o);
-            Console.SetError(e);
-        }
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
     public void Tokenize_prints_ids_for_text_and_ids_with_decodings_for_an_input_file()

@@ -19,24 +19,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
 
     private Workspace W => workspace;
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var (o, e) = (Console.Out, Console.Error);
-        var sout = new StringWriter();
-        var serr = new StringWriter();
-        Console.SetOut(sout);
-        Console.SetError(serr);
-        try
-        {
-            int code = Cli.Run(Cli.CreateRoot(), args);
-            return (code, sout.ToString(), serr.ToString());
-        }
-        finally
-        {
-            Console.SetOut(o);
-            Console.SetError(e);
-        }
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     /// <summary>A temp folder with the model (+ tokenizer), a passphrase file and a generated set.</summary>
     public sealed class Workspace : IDisposable

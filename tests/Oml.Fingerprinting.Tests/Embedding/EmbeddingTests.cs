@@ -6,13 +6,7 @@ namespace Oml.Fingerprinting.Tests.Embedding;
 
 public class EmbeddingTests
 {
-    private static string Fixture(string name)
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Oml.sln")))
-                return Path.Combine(d.FullName, "tests", "Oml.Models.Tests", "fixtures", "models", name);
-        throw new DirectoryNotFoundException("repository root not found");
-    }
+    private static string Fixture(string name) => TestModels.Fixture(name);
 
     /// <summary>Random-token fingerprints: keys of 12 tokens, responses of 4, from a fixed seed.</summary>
     private static List<TrainingPair> RandomPairs(int count, int vocab, int seed = 5)

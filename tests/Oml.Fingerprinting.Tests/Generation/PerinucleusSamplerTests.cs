@@ -7,13 +7,7 @@ namespace Oml.Fingerprinting.Tests.Generation;
 
 public class PerinucleusSamplerTests
 {
-    private static string Fixture(string name)
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Oml.sln")))
-                return Path.Combine(d.FullName, "tests", "Oml.Models.Tests", "fixtures", "models", name);
-        throw new DirectoryNotFoundException("repository root not found");
-    }
+    private static string Fixture(string name) => TestModels.Fixture(name);
 
     [Fact]
     public void Responses_start_outside_the_nucleus_and_continue_greedily()
