@@ -92,7 +92,7 @@ public static class DemoCommand
         EmbeddingResult embedded;
         using (var model = ModelFolder.Load(baseDir, device))
         {
-            var pairs = set.Fingerprints.SelectMany(f => f.Responses.Select(r => new TrainingPair(FingerprintGenerator.QueryIds(tok, f.KeyTokenIds.ToArray()), r.TokenIds.ToArray()))).ToList();
+            var pairs = FingerprintGenerator.TrainingPairs(set.Fingerprints, tok);
             embedded = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions { LearningRate = 1e-2, MaxEpochs = 400, AveragingLambda = 0.75, RecallPatience = 10, Seed = seed },
                 new Progress<EmbeddingProgress>(p =>
                 {

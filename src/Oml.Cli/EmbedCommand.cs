@@ -79,8 +79,7 @@ public static class EmbedCommand
             if (tokId.Digest != set.Tokenizer.Digest)
                 Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({tokId.Digest} vs {set.Tokenizer.Digest}); token ids may mean other text");
 
-            var pairs = set.Fingerprints.SelectMany(f => f.Responses.Select(x =>
-                new TrainingPair(FingerprintGenerator.QueryIds(tok, [.. f.KeyTokenIds]), [.. x.TokenIds]))).ToList();
+            var pairs = FingerprintGenerator.TrainingPairs(set.Fingerprints, tok);
             using var lm = ModelFolder.Load(dir, dev);
             var logPath = r.GetValue(log);
             StreamWriter? logWriter = logPath is null ? null : new StreamWriter(logPath, append: true);
