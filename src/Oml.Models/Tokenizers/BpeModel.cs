@@ -126,23 +126,23 @@ internal sealed class BpeModel
 
     private int[] Merge(ReadOnlySpan<char> word)
     {
-        // Initial symbols.
-        var symbols = new List<int>(word.Length);
-        AddInitialSymbols(word, symbols);
-        var n = symbols.Count;
-        if (n <= 1) return symbols.ToArray();
-
-        var rented = ArrayPool<int>.Shared.Rent(n * 3);
-        var rentedPairs = ArrayPool<long>.Shared.Rent(n);
+        // Initial symbols, straight into pooled buffers (at most 4 byte-fallback symbols per UTF-16 char), so that a
+        // long word (a whole document for tokenizers without a pre-tokenizer) allocates nothing on the large-object heap.
+        int cap = word.Length * 4 + 1;
+        var rented = ArrayPool<int>.Shared.Rent(cap * 3);
+        var rentedPairs = ArrayPool<long>.Shared.Rent(cap);
         try
         {
+            var symbols = new SymbolBuffer(rented.AsSpan(0, cap));
+            AddInitialSymbols(word, ref symbols);
+            var n = symbols.Count;
             var ids = rented.AsSpan(0, n);
-            var prev = rented.AsSpan(n, n);
-            var next = rented.AsSpan(2 * n, n);
+            if (n <= 1) return ids.ToArray();
+            var prev = rented.AsSpan(cap, n);
+            var next = rented.AsSpan(2 * cap, n);
             var pair = rentedPairs.AsSpan(0, n); // (rank << 32 | merged id) of the pair starting at i, long.MaxValue if none
             for (var i = 0; i < n; i++)
             {
-                ids[i] = symbols[i];
                 prev[i] = i - 1;
                 next[i] = i + 1 < n ? i + 1 : -1;
             }
@@ -181,29 +181,83 @@ internal sealed class BpeModel
         return count;
     }
 
-    /// <summary>Long words: a priority queue of (rank, position), stale entries skipped, as tokenizers does.</summary>
+    /// <summary>
+    /// Long words: a binary min-heap of (rank, position) keys, stale entries skipped, as tokenizers does. The heap holds
+    /// plain longs (rank in the high half, position in the low half) in a pooled array, so a long word allocates nothing.
+    /// </summary>
     private int MergeByQueue(Span<int> ids, Span<int> prev, Span<int> next, Span<long> pair, int n)
     {
-        var queue = new PriorityQueue<int, long>(n);
-        for (var i = 0; i < n; i++)
-            if (pair[i] != long.MaxValue) queue.Enqueue(i, Priority(pair[i], i));
-        var removed = new bool[n];
-        var count = n;
-        while (queue.TryDequeue(out var pos, out var priority))
+        // Each merge pushes at most two entries; n initial entries plus 2 per merge bound the heap at 3n.
+        var heapArray = ArrayPool<long>.Shared.Rent(3 * n + 1);
+        var removedArray = ArrayPool<bool>.Shared.Rent(n);
+        try
         {
-            if (removed[pos] || next[pos] < 0) continue;
-            var rank = priority >> 32;
-            var current = pair[pos];
-            if (current == long.MaxValue || current >> 32 != rank) continue; // stale: the pair at pos has changed
-            var j = next[pos];
-            removed[j] = true;
-            MergeAt(ids, prev, next, pair, pos, (int)(current & 0xFFFFFFFF));
-            count--;
-            if (pair[pos] != long.MaxValue) queue.Enqueue(pos, Priority(pair[pos], pos));
-            var before = prev[pos];
-            if (before >= 0 && pair[before] != long.MaxValue) queue.Enqueue(before, Priority(pair[before], before));
+            var heap = new LongMinHeap(heapArray);
+            var removed = removedArray.AsSpan(0, n);
+            removed.Clear();
+            for (var i = 0; i < n; i++)
+                if (pair[i] != long.MaxValue) heap.Push(Priority(pair[i], i));
+            var count = n;
+            while (heap.Count > 0)
+            {
+                var priority = heap.Pop();
+                var pos = (int)(uint)priority;
+                if (removed[pos] || next[pos] < 0) continue;
+                var rank = priority >> 32;
+                var current = pair[pos];
+                if (current == long.MaxValue || current >> 32 != rank) continue; // stale: the pair at pos has changed
+                removed[next[pos]] = true;
+                MergeAt(ids, prev, next, pair, pos, (int)(current & 0xFFFFFFFF));
+                count--;
+                if (pair[pos] != long.MaxValue) heap.Push(Priority(pair[pos], pos));
+                var before = prev[pos];
+                if (before >= 0 && pair[before] != long.MaxValue) heap.Push(Priority(pair[before], before));
+            }
+            return count;
         }
-        return count;
+        finally
+        {
+            ArrayPool<long>.Shared.Return(heapArray);
+            ArrayPool<bool>.Shared.Return(removedArray);
+        }
+    }
+
+    /// <summary>A binary min-heap of longs over a caller-owned array.</summary>
+    private ref struct LongMinHeap(long[] items)
+    {
+        private readonly long[] _items = items;
+        public int Count { get; private set; }
+
+        public void Push(long value)
+        {
+            var i = Count++;
+            while (i > 0)
+            {
+                var parent = (i - 1) >> 1;
+                if (_items[parent] <= value) break;
+                _items[i] = _items[parent];
+                i = parent;
+            }
+            _items[i] = value;
+        }
+
+        public long Pop()
+        {
+            var top = _items[0];
+            var last = _items[--Count];
+            var i = 0;
+            while (true)
+            {
+                var child = 2 * i + 1;
+                if (child >= Count) break;
+                if (child + 1 < Count && _items[child + 1] < _items[child]) child++;
+                if (_items[child] >= last) break;
+                _items[i] = _items[child];
+                i = child;
+            }
+            if (Count > 0) _items[i] = last;
+            return top;
+        }
     }
 
     private static long Priority(long pairValue, int pos) => (pairValue >> 32 << 32) | (uint)pos;
@@ -223,7 +277,15 @@ internal sealed class BpeModel
 
     private long PairValue(int left, int right) => _merges.TryGetValue(Key(left, right), out var v) ? v : long.MaxValue;
 
-    private void AddInitialSymbols(ReadOnlySpan<char> word, List<int> symbols)
+    /// <summary>Appends ids into a fixed span (sized by the caller for the worst case).</summary>
+    private ref struct SymbolBuffer(Span<int> items)
+    {
+        private readonly Span<int> _items = items;
+        public int Count { get; private set; }
+        public void Add(int id) => _items[Count++] = id;
+    }
+
+    private void AddInitialSymbols(ReadOnlySpan<char> word, ref SymbolBuffer symbols)
     {
         int unkId = -1, pendingUnk = 0; // pendingUnk: 1 when an unknown token waits to be added
         Span<char> buffer = stackalloc char[64];
@@ -261,7 +323,7 @@ internal sealed class BpeModel
             }
             else
             {
-                if (ByteFallback && TryAddBytes(word.Slice(i, len), symbols))
+                if (ByteFallback && TryAddBytes(word.Slice(i, len), ref symbols))
                 {
                     i = end;
                     continue;
@@ -278,7 +340,7 @@ internal sealed class BpeModel
         if (pendingUnk != 0) symbols.Add(unkId);
     }
 
-    private bool TryAddBytes(ReadOnlySpan<char> piece, List<int> symbols)
+    private bool TryAddBytes(ReadOnlySpan<char> piece, ref SymbolBuffer symbols)
     {
         Span<byte> bytes = stackalloc byte[8];
         var count = Encoding.UTF8.GetBytes(piece, bytes);
