@@ -39,13 +39,18 @@ public static class EmbedCommand
             DefaultValueFactory = _ => "all",
         };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the batch order", DefaultValueFactory = _ => 0 };
+        var checkpointDir = new Option<string?>("--checkpoint-dir")
+        {
+            Description = "Folder for training checkpoints; a run started again with the same folder, fingerprints and settings resumes from the latest one",
+        };
+        var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Epochs between checkpoints (with --checkpoint-dir)", DefaultValueFactory = _ => 1 };
         var log = new Option<string?>("--log") { Description = "Append one JSON object per epoch to this file (JSON lines)" };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var cmd = new Command("embed",
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
         {
-            model, fingerprints, output, lr, epochs, batch, lambda, l2, train, seed, log, passphraseFile, device,
+            model, fingerprints, output, lr, epochs, batch, lambda, l2, train, seed, checkpointDir, checkpointEvery, log, passphraseFile, device,
         };
         cmd.SetAction(r =>
         {
@@ -63,6 +68,8 @@ public static class EmbedCommand
                 L2ToBase = r.GetValue(l2),
                 Trainable = trainable,
                 Seed = r.GetValue(seed),
+                CheckpointDir = r.GetValue(checkpointDir),
+                CheckpointEvery = r.GetValue(checkpointEvery),
             };
             options.Validate();
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
@@ -88,6 +95,8 @@ public static class EmbedCommand
             try
             {
                 Console.Error.WriteLine($"embedding {pairs.Count} (key, response) pairs from {set.Count} fingerprints into {dir} on {dev} ...");
+                if (options.CheckpointDir is { } ckDir && EmbeddingCheckpoint.Latest(ckDir) is { } ck)
+                    Console.Error.WriteLine($"resuming from the checkpoint after epoch {ck.Epoch} in {ck.Folder}");
                 result = FingerprintTrainer.Embed(lm, pairs, options, new FingerprintIO.Immediate<EmbeddingProgress>(p =>
                 {
                     Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,

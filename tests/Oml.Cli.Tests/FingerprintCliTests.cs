@@ -298,6 +298,29 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
+    public void Embed_with_a_checkpoint_dir_resumes_a_run_where_it_stopped()
+    {
+        var outDir = Path.Combine(W.Root, "ckpt-out");
+        var ck = Path.Combine(W.Root, "ckpt");
+        var r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "2", "--train", "mlp", "--checkpoint-dir", ck, "--checkpoint-every", "2");
+        Assert.Equal(0, r.Code);
+        Assert.True(File.Exists(Path.Combine(ck, "epoch-000002", "state.json")));
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "3", "--train", "mlp", "--checkpoint-dir", ck);
+        Assert.Equal(0, r.Code);
+        Assert.Contains("resuming from the checkpoint after epoch 2", r.Err);
+        Assert.DoesNotContain("epoch    1/3", r.Err);
+        Assert.Contains("epoch    3/3", r.Err);
+        Assert.Equal(3, Json(File.ReadAllText(Path.Combine(outDir, "oml-manifest.json")))["metrics"]!["epochs"]!.GetValue<int>());
+        // Other settings with the same folder: refused.
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "3", "--train", "attention", "--checkpoint-dir", ck);
+        Assert.NotEqual(0, r.Code);
+        Assert.Contains("another run", r.Err);
+    }
+
+    [Fact]
     public async Task Verify_says_owned_only_for_the_embedded_model_locally_and_over_http_and_record_spends_keys()
     {
         // The base model: the keys are not hit.

@@ -114,7 +114,7 @@ public static class FingerprintTrainer
                 if (EmbeddingCheckpoint.Latest(ckDir) is { } ck)
                 {
                     if (ck.Digest != digest)
-                        throw new InvalidOperationException(
+                        throw new InvalidDataException(
                             $"the checkpoint {ck.Folder} belongs to another run (different fingerprints, settings or base weights); " +
                             "use another checkpoint folder or delete it");
                     EmbeddingCheckpoint.Restore(ck, named, opt);

@@ -188,11 +188,11 @@ public class EmbeddingTests
             FingerprintTrainer.Embed(model, pairs, options);
             Assert.True(File.Exists(Path.Combine(dir, "epoch-000001", EmbeddingCheckpoint.StateFile)));
             using var fresh = ModelFolder.Load(Fixture("llama-tiny"));
-            var e1 = Assert.Throws<InvalidOperationException>(() => FingerprintTrainer.Embed(fresh, pairs, options with { Seed = 1 }));
+            var e1 = Assert.Throws<InvalidDataException>(() => FingerprintTrainer.Embed(fresh, pairs, options with { Seed = 1 }));
             Assert.Contains("another run", e1.Message);
-            Assert.Throws<InvalidOperationException>(() => FingerprintTrainer.Embed(fresh, RandomPairs(4, model.Config.VocabSize, seed: 6), options));
+            Assert.Throws<InvalidDataException>(() => FingerprintTrainer.Embed(fresh, RandomPairs(4, model.Config.VocabSize, seed: 6), options));
             // The base weights are part of the run: the already-trained model is not the base the checkpoint started from.
-            Assert.Throws<InvalidOperationException>(() => FingerprintTrainer.Embed(model, pairs, options));
+            Assert.Throws<InvalidDataException>(() => FingerprintTrainer.Embed(model, pairs, options));
             // Longer training of the same run is allowed: max epochs is not part of the digest.
             var r = FingerprintTrainer.Embed(fresh, pairs, options with { MaxEpochs = 2 });
             Assert.Equal([1, 2], r.History.Select(h => h.Epoch));
