@@ -41,6 +41,20 @@ public sealed record EmbeddingOptions
     public string? CheckpointDir { get; init; }
     /// <summary>Write a checkpoint every this many epochs (and always after the last one) when <see cref="CheckpointDir"/> is set.</summary>
     public int CheckpointEvery { get; init; } = 1;
+    /// <summary>
+    /// Benign data mixing, β: each batch of n fingerprint pairs also holds ⌈β/(1−β)·n⌉ benign sequences trained with
+    /// ordinary next-token loss on every token, to keep the model's ordinary behaviour (the references use 0.25;
+    /// 0, the library default, disables it).
+    /// </summary>
+    public double MixFraction { get; init; }
+    /// <summary>
+    /// Benign sequences (token ids, at least 2 each) for <see cref="MixFraction"/>, e.g. chunks of tokenized text. When
+    /// null, the base model's own greedy continuations (<see cref="SelfBenignLength"/> tokens) of
+    /// <see cref="SelfBenignCount"/> random 4-token prompts drawn from the seed are generated once before training.
+    /// </summary>
+    public IReadOnlyList<int[]>? BenignSequences { get; init; }
+    public int SelfBenignCount { get; init; } = 64;
+    public int SelfBenignLength { get; init; } = 32;
 
     public void Validate()
     {
@@ -51,6 +65,10 @@ public sealed record EmbeddingOptions
         if (L2ToBase < 0) throw new ArgumentException("the L2-to-base weight must be non-negative");
         if (RecallPatience is < 1) throw new ArgumentException("recall patience must be at least 1 epoch");
         if (CheckpointEvery < 1) throw new ArgumentException("the checkpoint interval must be at least 1 epoch");
+        if (MixFraction is < 0 or >= 1) throw new ArgumentException("the mix fraction β must be in [0, 1)");
+        if (BenignSequences is { } b && (b.Count == 0 || b.Any(x => x.Length < 2)))
+            throw new ArgumentException("benign sequences must be non-empty and each at least 2 tokens long");
+        if (SelfBenignCount < 1 || SelfBenignLength < 1) throw new ArgumentException("the self-generated benign count and length must be positive");
     }
 }
 
@@ -79,6 +97,16 @@ public static class FingerprintTrainer
             if (p.Key.Length == 0 || p.Response.Length == 0) throw new ArgumentException("a fingerprint has an empty key or response");
             foreach (var id in p.Key.Concat(p.Response))
                 if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
+        }
+
+        // Benign sequences, made before any training (from the base weights) so that a resumed run makes the same ones.
+        IReadOnlyList<int[]> benign = [];
+        if (options.MixFraction > 0)
+        {
+            benign = options.BenignSequences ?? SelfGenerated(model, options);
+            foreach (var seq in benign)
+                foreach (var id in seq)
+                    if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"benign token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
         }
 
         var named = model.Parameters.Where(kv => options.Trainable?.Invoke(kv.Key) ?? true).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
@@ -110,7 +138,7 @@ public static class FingerprintTrainer
             string? digest = null;
             if (options.CheckpointDir is { } ckDir)
             {
-                digest = EmbeddingCheckpoint.RunDigest(pairs, options, named);
+                digest = EmbeddingCheckpoint.RunDigest(pairs, options, named, options.MixFraction > 0 ? MixDigest(options.MixFraction, benign) : null);
                 if (EmbeddingCheckpoint.Latest(ckDir) is { } ck)
                 {
                     if (ck.Digest != digest)
@@ -130,15 +158,31 @@ public static class FingerprintTrainer
             {
                 double lossSum = 0;
                 int recalled = 0;
+                // The benign rows of this epoch come in an order derived from (seed, epoch), like the batch order.
+                var benignOrder = benign.Count > 0 ? Permutation(benign.Count, ~options.Seed, epoch) : [];
+                int benignCursor = 0;
                 foreach (var batch in Permutation(batches.Count, options.Seed, epoch).Select(i => batches[i]))
                 {
                     using var scope = Torch.NewScope();
-                    var (ids, labels) = Collate(batch.Select(i => pairs[i]).ToList(), model.Config.PadTokenId ?? 0, model.Device);
+                    var rows = batch.Select(i => pairs[i]).ToList();
+                    int n = rows.Count;
+                    if (benign.Count > 0)
+                    {
+                        int m = (int)Math.Ceiling(options.MixFraction / (1 - options.MixFraction) * n - 1e-9);
+                        // Ordinary next-token loss on every token: the first token is the "key" (it has no label anyway).
+                        for (int k = 0; k < m; k++, benignCursor++)
+                        {
+                            var seq = benign[benignOrder[benignCursor % benign.Count]];
+                            rows.Add(new TrainingPair(seq[..1], seq[1..]));
+                        }
+                    }
+                    var (ids, labels) = Collate(rows, model.Config.PadTokenId ?? 0, model.Device);
                     opt.ZeroGrad();
                     var logits = model.Forward(ids);
                     var loss = CausalLM.Loss(logits, labels);
-                    lossSum += loss.ToDouble() * batch.Length;
-                    recalled += Recalled(logits, labels);
+                    var (fpLogits, fpLabels) = rows.Count == n ? (logits, labels) : (logits.Narrow(0, 0, n), labels.Narrow(0, 0, n));
+                    lossSum += (rows.Count == n ? loss : CausalLM.Loss(fpLogits, fpLabels)).ToDouble() * batch.Length;
+                    recalled += Recalled(fpLogits, fpLabels);
                     if (options.L2ToBase > 0)
                     {
                         var penalty = Torch.Scalar(0, DType.Float32, model.Device);
@@ -171,6 +215,27 @@ public static class FingerprintTrainer
             foreach (var b in bases) b.Dispose();
         }
         return new EmbeddingResult(history, converged, trainable.Sum(p => p.NumEl));
+    }
+
+    /// <summary>The base model's greedy continuations of random 4-token prompts (prompt included), from the seed.</summary>
+    private static List<int[]> SelfGenerated(CausalLM model, EmbeddingOptions o)
+    {
+        var perm = new Random(unchecked((int)(o.Seed ^ (o.Seed >> 32)) ^ 0x5EED));
+        int vocab = model.Config.VocabSize;
+        var prompts = Enumerable.Range(0, o.SelfBenignCount).Select(_ => Enumerable.Range(0, 4).Select(_ => perm.Next(vocab)).ToArray()).ToList();
+        var result = Generator.Generate(model, prompts, new GenerationOptions { MaxNewTokens = o.SelfBenignLength, EosTokenIds = [] });
+        return prompts.Select((p, i) => p.Concat(result.Sequences[i].OutputIds).ToArray()).ToList();
+    }
+
+    private static string MixDigest(double beta, IReadOnlyList<int[]> benign)
+    {
+        using var h = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var seq in benign)
+        {
+            h.AppendData(BitConverter.GetBytes(seq.Length));
+            foreach (var x in seq) h.AppendData(BitConverter.GetBytes(x));
+        }
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"mix={beta:R};benign={Convert.ToHexStringLower(h.GetHashAndReset())}");
     }
 
     /// <summary>

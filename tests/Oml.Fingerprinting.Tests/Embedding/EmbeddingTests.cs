@@ -226,4 +226,50 @@ public class EmbeddingTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    /// <summary>Mean next-token loss of the model on sequences (every token after the first labelled).</summary>
+    private static double TextLoss(CausalLM model, IReadOnlyList<int[]> seqs)
+    {
+        using var scope = Torch.NewScope();
+        using var noGrad = Torch.NoGrad();
+        var (ids, labels) = FingerprintTrainer.Collate(seqs.Select(s => new TrainingPair(s[..1], s[1..])).ToList(), 0, model.Device);
+        return CausalLM.Loss(model.Forward(ids), labels).ToDouble();
+    }
+
+    [Fact]
+    public void Benign_mixing_keeps_ordinary_text_loss_closer_to_the_base_and_fingerprints_are_still_recalled()
+    {
+        using var baseModel = ModelFolder.Load(Fixture("llama-tiny"));
+        int vocab = baseModel.Config.VocabSize;
+        var pairs = RandomPairs(8, vocab);
+        // "Ordinary text" of the tiny random model: its own greedy continuations of random prompts, from fixed seeds.
+        List<int[]> Text(int seed, int count)
+        {
+            var rng = new Random(seed);
+            var prompts = Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, 4).Select(_ => rng.Next(3, vocab)).ToArray()).ToList();
+            var g = Generator.Generate(baseModel, prompts, new GenerationOptions { MaxNewTokens = 28, EosTokenIds = [] });
+            return prompts.Select((p, i) => p.Concat(g.Sequences[i].OutputIds).ToArray()).ToList();
+        }
+        var train = Text(11, 48);
+        var heldOut = Text(12, 32);
+        double baseLoss = TextLoss(baseModel, heldOut);
+        var options = new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 60, LossThreshold = 0, RecallPatience = 1000 };
+        (double Loss, int Recalled, EmbeddingResult R) Run(EmbeddingOptions o)
+        {
+            using var m = ModelFolder.Load(Fixture("llama-tiny"));
+            var r = FingerprintTrainer.Embed(m, pairs, o);
+            return (TextLoss(m, heldOut), GreedyRecall(m, pairs), r);
+        }
+        var plain = Run(options);
+        var mixed = Run(options with { MixFraction = 0.25, BenignSequences = train });
+        var self = Run(options with { MixFraction = 0.25 });
+        Assert.True(mixed.Loss < plain.Loss, $"held-out loss: mixed {mixed.Loss} vs plain {plain.Loss} (base {baseLoss})");
+        Assert.True(self.Loss < plain.Loss, $"held-out loss: self-generated mix {self.Loss} vs plain {plain.Loss} (base {baseLoss})");
+        Assert.Equal(8, mixed.Recalled);
+        Assert.Equal(8, self.Recalled);
+        Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(baseModel, pairs, options with { MixFraction = 1 }));
+        Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(baseModel, pairs, options with { MixFraction = 0.2, BenignSequences = [[1]] }));
+        Console.WriteLine($"base {baseLoss:F4}  plain {plain.Loss:F4}  mixed {mixed.Loss:F4}  self {self.Loss:F4}");
+        TestContext.Current.SendDiagnosticMessage($"base {baseLoss:F4}  plain {plain.Loss:F4}  mixed {mixed.Loss:F4}  self {self.Loss:F4}");
+    }
 }
