@@ -289,8 +289,17 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         Assert.Equal(0.75, manifest["settings"]!["averaging_lambda"]!.GetValue<double>());
         Assert.Equal("mlp", manifest["settings"]!["train"]!.GetValue<string>());
         Assert.Equal(3, manifest["metrics"]!["epochs"]!.GetValue<int>());
+        Assert.Equal(0.25, manifest["settings"]!["mix_fraction"]!.GetValue<double>());
+        Assert.Equal("self-generated", manifest["settings"]!["benign"]!.GetValue<string>());
         Assert.NotNull(manifest["library_version"]);
         Assert.NotEqual(manifest["base_model_digest"]!.GetValue<string>(), manifest["model_digest"]!.GetValue<string>());
+
+        var text = Path.Combine(W.Root, "benign.txt");
+        File.WriteAllText(text, string.Join(" ", Enumerable.Repeat("the quick brown fox jumps over the lazy dog", 20)));
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "1", "--train", "mlp", "--benign-text", text, "--benign-length", "16");
+        Assert.Equal(0, r.Code);
+        Assert.Equal("benign.txt", Json(File.ReadAllText(Path.Combine(outDir, "oml-manifest.json")))["settings"]!["benign"]!.GetValue<string>());
 
         r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir, "--train", "heads");
         Assert.Equal(2, r.Code);
