@@ -39,13 +39,28 @@ public static class EmbedCommand
             DefaultValueFactory = _ => "all",
         };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the batch order", DefaultValueFactory = _ => 0 };
+        var checkpointDir = new Option<string?>("--checkpoint-dir")
+        {
+            Description = "Folder for training checkpoints; a run started again with the same folder, fingerprints and settings resumes from the latest one",
+        };
+        var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Epochs between checkpoints (with --checkpoint-dir)", DefaultValueFactory = _ => 1 };
+        var mix = new Option<double>("--mix-fraction")
+        {
+            Description = "Benign data mixing β: each batch of n fingerprints also trains ⌈β/(1−β)·n⌉ benign sequences with ordinary next-token loss (0 disables it)",
+            DefaultValueFactory = _ => 0.25,
+        };
+        var benignText = new Option<string?>("--benign-text")
+        {
+            Description = "UTF-8 text file whose tokens (cut into --benign-length chunks) are the benign sequences; without it, the base model's own greedy continuations of 64 random prompts",
+        };
+        var benignLength = new Option<int>("--benign-length") { Description = "Tokens per benign sequence cut from --benign-text", DefaultValueFactory = _ => 64 };
         var log = new Option<string?>("--log") { Description = "Append one JSON object per epoch to this file (JSON lines)" };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var cmd = new Command("embed",
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
         {
-            model, fingerprints, output, lr, epochs, batch, lambda, l2, train, seed, log, passphraseFile, device,
+            model, fingerprints, output, lr, epochs, batch, lambda, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log, passphraseFile, device,
         };
         cmd.SetAction(r =>
         {
@@ -63,6 +78,9 @@ public static class EmbedCommand
                 L2ToBase = r.GetValue(l2),
                 Trainable = trainable,
                 Seed = r.GetValue(seed),
+                CheckpointDir = r.GetValue(checkpointDir),
+                CheckpointEvery = r.GetValue(checkpointEvery),
+                MixFraction = r.GetValue(mix),
             };
             options.Validate();
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
@@ -79,6 +97,16 @@ public static class EmbedCommand
             if (tokId.Digest != set.Tokenizer.Digest)
                 Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({tokId.Digest} vs {set.Tokenizer.Digest}); token ids may mean other text");
 
+            if (r.GetValue(benignText) is { } textPath && options.MixFraction > 0)
+            {
+                int len = r.GetValue(benignLength);
+                if (len < 2) throw new ArgumentException("--benign-length must be at least 2");
+                var ids = tok.Encode(File.ReadAllText(textPath));
+                var chunks = ids.Chunk(len).Where(c => c.Length >= 2).ToList();
+                if (chunks.Count == 0) throw new ArgumentException($"{textPath} has fewer than 2 tokens");
+                options = options with { BenignSequences = chunks };
+                options.Validate();
+            }
             var pairs = FingerprintGenerator.TrainingPairs(set.Fingerprints, tok);
             using var lm = ModelFolder.Load(dir, dev);
             var logPath = r.GetValue(log);
@@ -87,6 +115,8 @@ public static class EmbedCommand
             try
             {
                 Console.Error.WriteLine($"embedding {pairs.Count} (key, response) pairs from {set.Count} fingerprints into {dir} on {dev} ...");
+                if (options.CheckpointDir is { } ckDir && EmbeddingCheckpoint.Latest(ckDir) is { } ck)
+                    Console.Error.WriteLine($"resuming from the checkpoint after epoch {ck.Epoch} in {ck.Folder}");
                 result = FingerprintTrainer.Embed(lm, pairs, options, new FingerprintIO.Immediate<EmbeddingProgress>(p =>
                 {
                     Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -140,6 +170,8 @@ public static class EmbedCommand
                     ["loss_threshold"] = options.LossThreshold,
                     ["train"] = trainSpec,
                     ["seed"] = options.Seed,
+                    ["mix_fraction"] = options.MixFraction,
+                    ["benign"] = options.MixFraction == 0 ? null : r.GetValue(benignText) is { } bt ? Path.GetFileName(bt) : "self-generated",
                     ["device"] = dev.ToString(),
                 },
                 ["metrics"] = new JsonObject

@@ -272,12 +272,44 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         Assert.Equal(0.75, manifest["settings"]!["averaging_lambda"]!.GetValue<double>());
         Assert.Equal("mlp", manifest["settings"]!["train"]!.GetValue<string>());
         Assert.Equal(3, manifest["metrics"]!["epochs"]!.GetValue<int>());
+        Assert.Equal(0.25, manifest["settings"]!["mix_fraction"]!.GetValue<double>());
+        Assert.Equal("self-generated", manifest["settings"]!["benign"]!.GetValue<string>());
         Assert.NotNull(manifest["library_version"]);
         Assert.NotEqual(manifest["base_model_digest"]!.GetValue<string>(), manifest["model_digest"]!.GetValue<string>());
+
+        var text = Path.Combine(W.Root, "benign.txt");
+        File.WriteAllText(text, string.Join(" ", Enumerable.Repeat("the quick brown fox jumps over the lazy dog", 20)));
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "1", "--train", "mlp", "--benign-text", text, "--benign-length", "16");
+        Assert.Equal(0, r.Code);
+        Assert.Equal("benign.txt", Json(File.ReadAllText(Path.Combine(outDir, "oml-manifest.json")))["settings"]!["benign"]!.GetValue<string>());
 
         r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir, "--train", "heads");
         Assert.Equal(2, r.Code);
         Assert.Contains("--train", r.Err);
+    }
+
+    [Fact]
+    public void Embed_with_a_checkpoint_dir_resumes_a_run_where_it_stopped()
+    {
+        var outDir = Path.Combine(W.Root, "ckpt-out");
+        var ck = Path.Combine(W.Root, "ckpt");
+        var r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "2", "--train", "mlp", "--checkpoint-dir", ck, "--checkpoint-every", "2");
+        Assert.Equal(0, r.Code);
+        Assert.True(File.Exists(Path.Combine(ck, "epoch-000002", "state.json")));
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "3", "--train", "mlp", "--checkpoint-dir", ck);
+        Assert.Equal(0, r.Code);
+        Assert.Contains("resuming from the checkpoint after epoch 2", r.Err);
+        Assert.DoesNotContain("epoch    1/3", r.Err);
+        Assert.Contains("epoch    3/3", r.Err);
+        Assert.Equal(3, Json(File.ReadAllText(Path.Combine(outDir, "oml-manifest.json")))["metrics"]!["epochs"]!.GetValue<int>());
+        // Other settings with the same folder: refused.
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "3", "--train", "attention", "--checkpoint-dir", ck);
+        Assert.NotEqual(0, r.Code);
+        Assert.Contains("another run", r.Err);
     }
 
     [Fact]

@@ -34,6 +34,27 @@ public sealed record EmbeddingOptions
     public Func<string, bool>? Trainable { get; init; }
     public double MaxGradNorm { get; init; } = 1.0;
     public ulong Seed { get; init; } = 0;
+    /// <summary>
+    /// Folder for checkpoints (null: none). When it holds a checkpoint of the same run (same fingerprints, settings and
+    /// base weights), <see cref="FingerprintTrainer.Embed"/> resumes from it; a checkpoint of another run is refused.
+    /// </summary>
+    public string? CheckpointDir { get; init; }
+    /// <summary>Write a checkpoint every this many epochs (and always after the last one) when <see cref="CheckpointDir"/> is set.</summary>
+    public int CheckpointEvery { get; init; } = 1;
+    /// <summary>
+    /// Benign data mixing, β: each batch of n fingerprint pairs also holds ⌈β/(1−β)·n⌉ benign sequences trained with
+    /// ordinary next-token loss on every token, to keep the model's ordinary behaviour (the references use 0.25;
+    /// 0, the library default, disables it).
+    /// </summary>
+    public double MixFraction { get; init; }
+    /// <summary>
+    /// Benign sequences (token ids, at least 2 each) for <see cref="MixFraction"/>, e.g. chunks of tokenized text. When
+    /// null, the base model's own greedy continuations (<see cref="SelfBenignLength"/> tokens) of
+    /// <see cref="SelfBenignCount"/> random 4-token prompts drawn from the seed are generated once before training.
+    /// </summary>
+    public IReadOnlyList<int[]>? BenignSequences { get; init; }
+    public int SelfBenignCount { get; init; } = 64;
+    public int SelfBenignLength { get; init; } = 32;
 
     public void Validate()
     {
@@ -43,6 +64,11 @@ public sealed record EmbeddingOptions
         if (AveragingLambda is < 0 or >= 1) throw new ArgumentException("the averaging λ must be in [0, 1)");
         if (L2ToBase < 0) throw new ArgumentException("the L2-to-base weight must be non-negative");
         if (RecallPatience is < 1) throw new ArgumentException("recall patience must be at least 1 epoch");
+        if (CheckpointEvery < 1) throw new ArgumentException("the checkpoint interval must be at least 1 epoch");
+        if (MixFraction is < 0 or >= 1) throw new ArgumentException("the mix fraction β must be in [0, 1)");
+        if (BenignSequences is { } b && (b.Count == 0 || b.Any(x => x.Length < 2)))
+            throw new ArgumentException("benign sequences must be non-empty and each at least 2 tokens long");
+        if (SelfBenignCount < 1 || SelfBenignLength < 1) throw new ArgumentException("the self-generated benign count and length must be positive");
     }
 }
 
@@ -73,7 +99,18 @@ public static class FingerprintTrainer
                 if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
         }
 
-        var trainable = model.Parameters.Where(kv => options.Trainable?.Invoke(kv.Key) ?? true).Select(kv => kv.Value).ToList();
+        // Benign sequences, made before any training (from the base weights) so that a resumed run makes the same ones.
+        IReadOnlyList<int[]> benign = [];
+        if (options.MixFraction > 0)
+        {
+            benign = options.BenignSequences ?? SelfGenerated(model, options);
+            foreach (var seq in benign)
+                foreach (var id in seq)
+                    if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"benign token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
+        }
+
+        var named = model.Parameters.Where(kv => options.Trainable?.Invoke(kv.Key) ?? true).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
+        var trainable = named.Select(kv => kv.Value).ToList();
         if (trainable.Count == 0) throw new ArgumentException("no parameter matches the trainable subset");
         var bases = new List<Tensor>();
         bool needBase = options.AveragingLambda > 0 || options.L2ToBase > 0;
@@ -84,32 +121,68 @@ public static class FingerprintTrainer
                 if (needBase) bases.Add(p.Clone().DetachFromScope());
             }
 
-        var rng = new Random(unchecked((int)options.Seed));
-        // Batches of similar length: sort by total length, cut into batches, shuffle the batch order each epoch.
+        // Batches of similar length: sort by total length, cut into batches, shuffle the batch order each epoch (with a
+        // permutation derived from the seed and the epoch, so that a resumed run needs no generator state).
         var order = Enumerable.Range(0, pairs.Count).OrderBy(i => pairs[i].Key.Length + pairs[i].Response.Length).ThenBy(i => i).ToArray();
         int batchSize = options.BatchSize == 0 ? pairs.Count : options.BatchSize;
         var batches = order.Chunk(batchSize).ToList();
 
         var history = new List<EmbeddingProgress>();
         var sw = Stopwatch.StartNew();
+        double secondsBefore = 0;
         bool converged = false;
-        int steps = 0, recalledStreak = 0;
+        int steps = 0, recalledStreak = 0, firstEpoch = 1;
         using var opt = new AdamW(trainable, lr: options.LearningRate, weightDecay: options.WeightDecay);
         try
         {
-            for (int epoch = 1; epoch <= options.MaxEpochs; epoch++)
+            string? digest = null;
+            if (options.CheckpointDir is { } ckDir)
+            {
+                digest = EmbeddingCheckpoint.RunDigest(pairs, options, named, options.MixFraction > 0 ? MixDigest(options.MixFraction, benign) : null);
+                if (EmbeddingCheckpoint.Latest(ckDir) is { } ck)
+                {
+                    if (ck.Digest != digest)
+                        throw new InvalidDataException(
+                            $"the checkpoint {ck.Folder} belongs to another run (different fingerprints, settings or base weights); " +
+                            "use another checkpoint folder or delete it");
+                    EmbeddingCheckpoint.Restore(ck, named, opt);
+                    history.AddRange(ck.History);
+                    steps = ck.Steps;
+                    recalledStreak = ck.RecalledStreak;
+                    converged = ck.Converged;
+                    firstEpoch = ck.Epoch + 1;
+                    secondsBefore = ck.History.Count > 0 ? ck.History[^1].Seconds : 0;
+                }
+            }
+            for (int epoch = firstEpoch; epoch <= options.MaxEpochs && !converged; epoch++)
             {
                 double lossSum = 0;
                 int recalled = 0;
-                foreach (var batch in batches.OrderBy(_ => rng.Next()))
+                // The benign rows of this epoch come in an order derived from (seed, epoch), like the batch order.
+                var benignOrder = benign.Count > 0 ? Permutation(benign.Count, ~options.Seed, epoch) : [];
+                int benignCursor = 0;
+                foreach (var batch in Permutation(batches.Count, options.Seed, epoch).Select(i => batches[i]))
                 {
                     using var scope = Torch.NewScope();
-                    var (ids, labels) = Collate(batch.Select(i => pairs[i]).ToList(), model.Config.PadTokenId ?? 0, model.Device);
+                    var rows = batch.Select(i => pairs[i]).ToList();
+                    int n = rows.Count;
+                    if (benign.Count > 0)
+                    {
+                        int m = (int)Math.Ceiling(options.MixFraction / (1 - options.MixFraction) * n - 1e-9);
+                        // Ordinary next-token loss on every token: the first token is the "key" (it has no label anyway).
+                        for (int k = 0; k < m; k++, benignCursor++)
+                        {
+                            var seq = benign[benignOrder[benignCursor % benign.Count]];
+                            rows.Add(new TrainingPair(seq[..1], seq[1..]));
+                        }
+                    }
+                    var (ids, labels) = Collate(rows, model.Config.PadTokenId ?? 0, model.Device);
                     opt.ZeroGrad();
                     var logits = model.Forward(ids);
                     var loss = CausalLM.Loss(logits, labels);
-                    lossSum += loss.ToDouble() * batch.Length;
-                    recalled += Recalled(logits, labels);
+                    var (fpLogits, fpLabels) = rows.Count == n ? (logits, labels) : (logits.Narrow(0, 0, n), labels.Narrow(0, 0, n));
+                    lossSum += (rows.Count == n ? loss : CausalLM.Loss(fpLogits, fpLabels)).ToDouble() * batch.Length;
+                    recalled += Recalled(fpLogits, fpLabels);
                     if (options.L2ToBase > 0)
                     {
                         var penalty = Torch.Scalar(0, DType.Float32, model.Device);
@@ -124,16 +197,16 @@ public static class FingerprintTrainer
                         using (Torch.NoGrad())
                             for (int i = 0; i < trainable.Count; i++) trainable[i].LerpInPlace(bases[i], options.AveragingLambda);
                 }
-                var pr = new EmbeddingProgress(epoch, steps, lossSum / pairs.Count, (double)recalled / pairs.Count, sw.Elapsed.TotalSeconds);
+                var pr = new EmbeddingProgress(epoch, steps, lossSum / pairs.Count, (double)recalled / pairs.Count, secondsBefore + sw.Elapsed.TotalSeconds);
                 history.Add(pr);
-                progress?.Report(pr);
                 recalledStreak = recalled == pairs.Count ? recalledStreak + 1 : 0;
-                if ((pr.Loss < options.LossThreshold && recalled == pairs.Count) || recalledStreak >= (options.RecallPatience ?? int.MaxValue))
-                {
-                    converged = true;
-                    break;
-                }
+                converged = (pr.Loss < options.LossThreshold && recalled == pairs.Count) || recalledStreak >= (options.RecallPatience ?? int.MaxValue);
+                // The checkpoint is written before the progress report, so a run killed from the callback resumes after this epoch.
+                if (options.CheckpointDir is { } dir && (epoch % options.CheckpointEvery == 0 || converged || epoch == options.MaxEpochs))
+                    EmbeddingCheckpoint.Save(dir, digest!, epoch, steps, recalledStreak, converged, history, named, opt);
+                progress?.Report(pr);
             }
+            if (history.Count == 0) throw new InvalidOperationException("no epoch was trained");
         }
         finally
         {
@@ -142,6 +215,50 @@ public static class FingerprintTrainer
             foreach (var b in bases) b.Dispose();
         }
         return new EmbeddingResult(history, converged, trainable.Sum(p => p.NumEl));
+    }
+
+    /// <summary>The base model's greedy continuations of random 4-token prompts (prompt included), from the seed.</summary>
+    private static List<int[]> SelfGenerated(CausalLM model, EmbeddingOptions o)
+    {
+        var perm = new Random(unchecked((int)(o.Seed ^ (o.Seed >> 32)) ^ 0x5EED));
+        int vocab = model.Config.VocabSize;
+        var prompts = Enumerable.Range(0, o.SelfBenignCount).Select(_ => Enumerable.Range(0, 4).Select(_ => perm.Next(vocab)).ToArray()).ToList();
+        var result = Generator.Generate(model, prompts, new GenerationOptions { MaxNewTokens = o.SelfBenignLength, EosTokenIds = [] });
+        return prompts.Select((p, i) => p.Concat(result.Sequences[i].OutputIds).ToArray()).ToList();
+    }
+
+    private static string MixDigest(double beta, IReadOnlyList<int[]> benign)
+    {
+        using var h = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var seq in benign)
+        {
+            h.AppendData(BitConverter.GetBytes(seq.Length));
+            foreach (var x in seq) h.AppendData(BitConverter.GetBytes(x));
+        }
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"mix={beta:R};benign={Convert.ToHexStringLower(h.GetHashAndReset())}");
+    }
+
+    /// <summary>
+    /// The batch order of one epoch: a Fisher–Yates shuffle driven by SplitMix64 seeded from (seed, epoch), so any
+    /// epoch's order can be recomputed without generator state.
+    /// </summary>
+    public static int[] Permutation(int n, ulong seed, int epoch)
+    {
+        ulong state = seed ^ (0x9E3779B97F4A7C15UL * (ulong)(uint)epoch) ^ 0xD1B54A32D192ED03UL;
+        ulong Next()
+        {
+            ulong z = state += 0x9E3779B97F4A7C15UL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            return z ^ (z >> 31);
+        }
+        var a = Enumerable.Range(0, n).ToArray();
+        for (int i = n - 1; i > 0; i--)
+        {
+            int j = (int)(Next() % (ulong)(i + 1));
+            (a[i], a[j]) = (a[j], a[i]);
+        }
+        return a;
     }
 
     /// <summary>

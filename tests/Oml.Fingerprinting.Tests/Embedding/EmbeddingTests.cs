@@ -111,4 +111,159 @@ public class EmbeddingTests
         Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(model, ok, new EmbeddingOptions { AveragingLambda = 1 }));
         Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(model, ok, new EmbeddingOptions { Trainable = _ => false }));
     }
+
+    private sealed class Sync<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+
+    private sealed class Killed : Exception;
+
+    private static string TempDir()
+    {
+        var d = Path.Combine(Path.GetTempPath(), "oml-ckpt-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(d);
+        return d;
+    }
+
+    [Fact]
+    public void Killing_an_embedding_run_and_resuming_it_ends_at_the_same_weights_as_an_uninterrupted_run()
+    {
+        var dir = TempDir();
+        try
+        {
+            using var reference = ModelFolder.Load(Fixture("llama-tiny"));
+            var pairs = RandomPairs(8, reference.Config.VocabSize);
+            var options = new EmbeddingOptions
+            {
+                LearningRate = 5e-3, MaxEpochs = 6, BatchSize = 3, LossThreshold = 0, AveragingLambda = 0.3, L2ToBase = 0.1, Seed = 7,
+            };
+            var full = FingerprintTrainer.Embed(reference, pairs, options);
+
+            var ck = options with { CheckpointDir = dir, CheckpointEvery = 2 };
+            using (var first = ModelFolder.Load(Fixture("llama-tiny")))
+                Assert.Throws<Killed>(() => FingerprintTrainer.Embed(first, pairs, ck, new Sync<EmbeddingProgress>(p =>
+                {
+                    if (p.Epoch == 5) throw new Killed(); // killed after epoch 5, whose checkpoint (every 2) is not written
+                })));
+            Assert.Equal(["epoch-000004"], Directory.GetDirectories(dir).Select(Path.GetFileName));
+
+            using var resumed = ModelFolder.Load(Fixture("llama-tiny"));
+            var seen = new List<int>();
+            var result = FingerprintTrainer.Embed(resumed, pairs, ck, new Sync<EmbeddingProgress>(p => seen.Add(p.Epoch)));
+            Assert.Equal([5, 6], seen);
+            Assert.Equal(full.History.Select(h => (h.Epoch, h.Steps, h.Loss, h.Accuracy)), result.History.Select(h => (h.Epoch, h.Steps, h.Loss, h.Accuracy)));
+            foreach (var (name, t) in reference.Parameters)
+                Assert.True(t.ToBytes().AsSpan().SequenceEqual(resumed.Parameters[name].ToBytes()), $"{name} differs after resuming");
+            Assert.Equal(["epoch-000006"], Directory.GetDirectories(dir).Select(Path.GetFileName));
+
+            // A finished run resumes to its end without training further.
+            using var again = ModelFolder.Load(Fixture("llama-tiny"));
+            var r2 = FingerprintTrainer.Embed(again, pairs, ck, new Sync<EmbeddingProgress>(_ => Assert.Fail("trained again")));
+            Assert.Equal(6, r2.Final.Epoch);
+            foreach (var (name, t) in reference.Parameters)
+                Assert.True(t.ToBytes().AsSpan().SequenceEqual(again.Parameters[name].ToBytes()), $"{name} differs after reloading");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void A_checkpoint_of_another_run_is_refused()
+    {
+        var dir = TempDir();
+        try
+        {
+            using var model = ModelFolder.Load(Fixture("llama-tiny"));
+            var pairs = RandomPairs(4, model.Config.VocabSize);
+            var options = new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 1, LossThreshold = 0, CheckpointDir = dir };
+            FingerprintTrainer.Embed(model, pairs, options);
+            Assert.True(File.Exists(Path.Combine(dir, "epoch-000001", EmbeddingCheckpoint.StateFile)));
+            using var fresh = ModelFolder.Load(Fixture("llama-tiny"));
+            var e1 = Assert.Throws<InvalidDataException>(() => FingerprintTrainer.Embed(fresh, pairs, options with { Seed = 1 }));
+            Assert.Contains("another run", e1.Message);
+            Assert.Throws<InvalidDataException>(() => FingerprintTrainer.Embed(fresh, RandomPairs(4, model.Config.VocabSize, seed: 6), options));
+            // The base weights are part of the run: the already-trained model is not the base the checkpoint started from.
+            Assert.Throws<InvalidDataException>(() => FingerprintTrainer.Embed(model, pairs, options));
+            // Longer training of the same run is allowed: max epochs is not part of the digest.
+            var r = FingerprintTrainer.Embed(fresh, pairs, options with { MaxEpochs = 2 });
+            Assert.Equal([1, 2], r.History.Select(h => h.Epoch));
+            Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(fresh, pairs, options with { CheckpointEvery = 0 }));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void An_unfinished_checkpoint_folder_is_ignored()
+    {
+        var dir = TempDir();
+        try
+        {
+            using var model = ModelFolder.Load(Fixture("llama-tiny"));
+            var pairs = RandomPairs(4, model.Config.VocabSize);
+            var options = new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 1, LossThreshold = 0, CheckpointDir = dir };
+            FingerprintTrainer.Embed(model, pairs, options);
+            // A later checkpoint whose state file was never written (a crash mid-write) does not count.
+            Directory.CreateDirectory(Path.Combine(dir, "epoch-000002"));
+            File.WriteAllText(Path.Combine(dir, "epoch-000002", EmbeddingCheckpoint.ParamsFile), "partial");
+            var latest = EmbeddingCheckpoint.Latest(dir);
+            Assert.NotNull(latest);
+            Assert.Equal(1, latest.Epoch);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>Mean next-token loss of the model on sequences (every token after the first labelled).</summary>
+    private static double TextLoss(CausalLM model, IReadOnlyList<int[]> seqs)
+    {
+        using var scope = Torch.NewScope();
+        using var noGrad = Torch.NoGrad();
+        var (ids, labels) = FingerprintTrainer.Collate(seqs.Select(s => new TrainingPair(s[..1], s[1..])).ToList(), 0, model.Device);
+        return CausalLM.Loss(model.Forward(ids), labels).ToDouble();
+    }
+
+    [Fact]
+    public void Benign_mixing_keeps_ordinary_text_loss_closer_to_the_base_and_fingerprints_are_still_recalled()
+    {
+        using var baseModel = ModelFolder.Load(Fixture("llama-tiny"));
+        int vocab = baseModel.Config.VocabSize;
+        var pairs = RandomPairs(8, vocab);
+        // "Ordinary text" of the tiny random model: its own greedy continuations of random prompts, from fixed seeds.
+        List<int[]> Text(int seed, int count)
+        {
+            var rng = new Random(seed);
+            var prompts = Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, 4).Select(_ => rng.Next(3, vocab)).ToArray()).ToList();
+            var g = Generator.Generate(baseModel, prompts, new GenerationOptions { MaxNewTokens = 28, EosTokenIds = [] });
+            return prompts.Select((p, i) => p.Concat(g.Sequences[i].OutputIds).ToArray()).ToList();
+        }
+        var train = Text(11, 48);
+        var heldOut = Text(12, 32);
+        double baseLoss = TextLoss(baseModel, heldOut);
+        var options = new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 60, LossThreshold = 0, RecallPatience = 1000 };
+        (double Loss, int Recalled, EmbeddingResult R) Run(EmbeddingOptions o)
+        {
+            using var m = ModelFolder.Load(Fixture("llama-tiny"));
+            var r = FingerprintTrainer.Embed(m, pairs, o);
+            return (TextLoss(m, heldOut), GreedyRecall(m, pairs), r);
+        }
+        var plain = Run(options);
+        var mixed = Run(options with { MixFraction = 0.25, BenignSequences = train });
+        var self = Run(options with { MixFraction = 0.25 });
+        Assert.True(mixed.Loss < plain.Loss, $"held-out loss: mixed {mixed.Loss} vs plain {plain.Loss} (base {baseLoss})");
+        Assert.True(self.Loss < plain.Loss, $"held-out loss: self-generated mix {self.Loss} vs plain {plain.Loss} (base {baseLoss})");
+        Assert.Equal(8, mixed.Recalled);
+        Assert.Equal(8, self.Recalled);
+        Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(baseModel, pairs, options with { MixFraction = 1 }));
+        Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(baseModel, pairs, options with { MixFraction = 0.2, BenignSequences = [[1]] }));
+        Console.WriteLine($"base {baseLoss:F4}  plain {plain.Loss:F4}  mixed {mixed.Loss:F4}  self {self.Loss:F4}");
+        TestContext.Current.SendDiagnosticMessage($"base {baseLoss:F4}  plain {plain.Loss:F4}  mixed {mixed.Loss:F4}  self {self.Loss:F4}");
+    }
 }
