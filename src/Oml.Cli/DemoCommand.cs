@@ -88,12 +88,16 @@ public static class DemoCommand
             Say($"         e.g. key \"{Shorten(f.Key)}\" -> \"{f.Response.Text}\" (base model's probability {Math.Exp(f.Response.LogProb ?? double.NegativeInfinity):E1})");
 
         // 4. Embed.
-        Say($"{T()} 4. embedding (loss on responses only, model averaging λ = 0.75 after every step)");
+        Say($"{T()} 4. embedding (loss on responses only, model averaging λ = 0.75 after every step, β = 0.25 of each batch ordinary text)");
         EmbeddingResult embedded;
         using (var model = ModelFolder.Load(baseDir, device))
         {
             var pairs = FingerprintGenerator.TrainingPairs(set.Fingerprints, tok);
-            embedded = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions { LearningRate = 1e-2, MaxEpochs = 400, AveragingLambda = 0.75, RecallPatience = 10, Seed = seed },
+            embedded = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions
+                {
+                    LearningRate = 1e-2, MaxEpochs = 400, AveragingLambda = 0.75, RecallPatience = 10, Seed = seed,
+                    MixFraction = 0.25, BenignSequences = ids.Chunk(64).Where(c => c.Length >= 2).ToList(),
+                },
                 new Progress<EmbeddingProgress>(p =>
                 {
                     if (p.Epoch % 10 == 0 || p.Epoch == 1) Say($"{T()}    epoch {p.Epoch,4}  loss {p.Loss:F3}  recalled {p.Accuracy:P0}");

@@ -44,7 +44,8 @@ public sealed record EmbeddingOptions
     /// <summary>
     /// Benign data mixing, β: each batch of n fingerprint pairs also holds ⌈β/(1−β)·n⌉ benign sequences trained with
     /// ordinary next-token loss on every token, to keep the model's ordinary behaviour (the references use 0.25;
-    /// 0, the library default, disables it).
+    /// 0, the library default, disables it). The step's loss is (1 − β)·(mean loss of the response tokens) +
+    /// β·(mean loss of the benign tokens).
     /// </summary>
     public double MixFraction { get; init; }
     /// <summary>
@@ -179,9 +180,14 @@ public static class FingerprintTrainer
                     var (ids, labels) = Collate(rows, model.Config.PadTokenId ?? 0, model.Device);
                     opt.ZeroGrad();
                     var logits = model.Forward(ids);
-                    var loss = CausalLM.Loss(logits, labels);
                     var (fpLogits, fpLabels) = rows.Count == n ? (logits, labels) : (logits.Narrow(0, 0, n), labels.Narrow(0, 0, n));
-                    lossSum += (rows.Count == n ? loss : CausalLM.Loss(fpLogits, fpLabels)).ToDouble() * batch.Length;
+                    var fpLoss = CausalLM.Loss(fpLogits, fpLabels);
+                    // With mixing, the two parts are weighted by β rather than by their token counts: long benign rows
+                    // would otherwise drown the few response tokens of the fingerprints.
+                    var loss = rows.Count == n ? fpLoss
+                        : fpLoss * (1 - options.MixFraction)
+                          + CausalLM.Loss(logits.Narrow(0, n, rows.Count - n), labels.Narrow(0, n, rows.Count - n)) * options.MixFraction;
+                    lossSum += fpLoss.ToDouble() * batch.Length;
                     recalled += Recalled(fpLogits, fpLabels);
                     if (options.L2ToBase > 0)
                     {
