@@ -21,6 +21,7 @@ public static class Cli
         ModelCommands.Generate(),
         ModelCommands.Score(),
         ModelCommands.Convert(),
+        ModelCommands.Perplexity(),
         FingerprintCommands.Create(),
         EmbedCommand.Create(),
         VerifyCommand.Create(),

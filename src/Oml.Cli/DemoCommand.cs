@@ -119,7 +119,7 @@ public static class DemoCommand
             baseVerdict = r2.Verdict;
             Say($"         fingerprinted model: {r1.Hits}/{r1.Queried} keys answered with the secret response, p = {r1.PValue:E2} -> {Name(r1.Verdict)}");
             Say($"         base model:          {r2.Hits}/{r2.Queried} keys answered with the secret response, p = {r2.PValue:E2} -> {Name(r2.Verdict)}");
-            double pplBase = Perplexity(bm, heldIds), pplFp = Perplexity(fp, heldIds);
+            double pplBase = Evaluation.Perplexity(bm, heldIds), pplFp = Evaluation.Perplexity(fp, heldIds);
             Say($"         held-out perplexity: base {pplBase:F2}, fingerprinted {pplFp:F2} ({(pplFp / pplBase - 1) * 100:+0.0;-0.0}%)");
         }
         bool ok = fpVerdict == Verdict.Owned && baseVerdict != Verdict.Owned;
@@ -144,21 +144,5 @@ public static class DemoCommand
             sb.Append(File.ReadAllText(f)).Append("\n\n");
         }
         return sb.ToString();
-    }
-
-    /// <summary>exp(mean next-token loss) over windows of 64 tokens.</summary>
-    private static double Perplexity(CausalLM model, int[] ids)
-    {
-        using var noGrad = Torch.NoGrad();
-        double sum = 0;
-        int n = 0;
-        for (int start = 0; start + 65 <= ids.Length; start += 64)
-        {
-            using var scope = Torch.NewScope();
-            var x = Torch.FromArray<long>(ids.Skip(start).Take(65).Select(i => (long)i).ToArray(), [1, 65], model.Device);
-            sum += CausalLM.Loss(model.Forward(x), x).ToDouble();
-            n++;
-        }
-        return Math.Exp(sum / Math.Max(1, n));
     }
 }

@@ -159,6 +159,43 @@ public static class ModelCommands
         return cmd;
     }
 
+    public static Command Perplexity()
+    {
+        var model = ModelOption();
+        var baseModel = new Option<string?>("--base") { Description = "A second model folder to compare with (e.g. the base of a fingerprinted model)" };
+        var text = new Option<string>("--text-file") { Description = "Held-out text to measure on (UTF-8)", Required = true };
+        var window = new Option<int>("--window") { Description = "Tokens predicted per window", DefaultValueFactory = _ => 256 };
+        var device = Cli.DeviceOption();
+        var cmd = new Command("perplexity", "Held-out perplexity of a model, and of its base for comparison (a utility check after fingerprinting).")
+        {
+            model, baseModel, text, window, device,
+        };
+        cmd.SetAction(r =>
+        {
+            var dir = r.GetValue(model)!;
+            var tok = TryLoadTokenizer(dir) ?? throw new ArgumentException($"{dir} has no tokenizer.json");
+            var path = r.GetValue(text)!;
+            if (!File.Exists(path)) throw new FileNotFoundException($"text file not found: {path}", path);
+            var ids = tok.Encode(File.ReadAllText(path));
+            var dev = Cli.ParseDevice(r.GetValue(device)!);
+            double Measure(string d)
+            {
+                using var lm = ModelFolder.Load(d, dev);
+                return Evaluation.Perplexity(lm, ids, r.GetValue(window));
+            }
+            double ppl = Measure(dir);
+            Console.WriteLine($"{dir}: perplexity {ppl.ToString("F3", CultureInfo.InvariantCulture)} over {ids.Length:N0} tokens");
+            if (r.GetValue(baseModel) is { } b)
+            {
+                double pb = Measure(b);
+                Console.WriteLine($"{b}: perplexity {pb.ToString("F3", CultureInfo.InvariantCulture)}");
+                Console.WriteLine($"change: {((ppl / pb - 1) * 100).ToString("+0.00;-0.00", CultureInfo.InvariantCulture)} %");
+            }
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
     private static Option<string> ModelOption() => new("--model") { Description = "A Hugging Face model folder (config.json, safetensors)", Required = true };
 
     private static JsonArray Ids(IEnumerable<int> ids) => new(ids.Select(i => (JsonNode)i).ToArray());
