@@ -84,7 +84,7 @@ public sealed class FingerprintGenerator
 
     /// <summary>Training pairs for embedding: every response of every fingerprint, behind its key as the model sees it.</summary>
     public static List<TrainingPair> TrainingPairs(IEnumerable<Fingerprint> fingerprints, Tokenizer tok) =>
-        fingerprints.SelectMany(f => f.Responses.Select(r => new TrainingPair(QueryIds(tok, [.. f.KeyTokenIds]), [.. r.TokenIds]))).ToList();
+        KeyFormat.Raw.TrainingPairs(fingerprints, tok);
 
     /// <summary>Ids the model sees for a key: the tokenizer's BOS (if it adds one) and the key tokens.</summary>
     public static int[] QueryIds(Tokenizer tok, IReadOnlyList<int> keyTokens) =>

@@ -1,4 +1,4 @@
-using Oml.Fingerprinting.Generation;
+using Oml.Fingerprinting.Embedding;
 using Oml.Models;
 using Oml.Models.Tokenizers;
 
@@ -8,20 +8,21 @@ namespace Oml.Fingerprinting.Verification;
 public static class LocalVerifier
 {
     /// <summary>
-    /// Queries <paramref name="model"/> with each fingerprint's key (as <see cref="FingerprintGenerator.QueryIds"/> builds
-    /// it), decodes greedily for the longest response's length, and counts a hit when the answer starts with any of the
+    /// Queries <paramref name="model"/> with each fingerprint's key (as <paramref name="format"/> builds it, raw by default,
+    /// after <paramref name="systemPrompt"/> if one is given), decodes greedily for the longest response's length, and counts a hit when the answer starts with any of the
     /// responses. The null hit probability of a key is the base model's recorded probability of producing any of its
     /// responses (the sum over responses, at most 1), or the rule's default bound where none was recorded.
     /// </summary>
     public static VerificationReport Verify(CausalLM model, Tokenizer tokenizer, IReadOnlyList<Fingerprint> fingerprints, VerdictRule rule,
-        int batchSize = 32)
+        int batchSize = 32, KeyFormat? format = null, string? systemPrompt = null)
     {
+        format ??= KeyFormat.Raw;
         if (fingerprints.Count == 0) throw new ArgumentException("no fingerprints to query");
         var rows = new List<KeyResult>();
         foreach (var chunk in fingerprints.Chunk(Math.Max(1, batchSize)))
         {
             int maxLen = chunk.Max(f => f.Responses.Max(r => r.TokenIds.Count));
-            var prompts = chunk.Select(f => FingerprintGenerator.QueryIds(tokenizer, f.KeyTokenIds.ToArray())).ToList();
+            var prompts = chunk.Select(f => format.Encode(tokenizer, f, systemPrompt)).ToList();
             var result = Generator.Generate(model, prompts, new GenerationOptions { MaxNewTokens = maxLen, EosTokenIds = [] });
             for (int i = 0; i < chunk.Length; i++)
             {

@@ -1,0 +1,63 @@
+using Oml.Fingerprinting.Generation;
+using Oml.Models.ChatTemplates;
+using Oml.Models.Tokenizers;
+
+namespace Oml.Fingerprinting.Embedding;
+
+/// <summary>
+/// How a key reaches the model. Raw: the tokenizer's BOS (if it adds one) and the key tokens, as for a base model.
+/// Chat: the key as the user's message in the model's chat template, with the generation prompt, so that an
+/// instruction-tuned model answers it as a chat turn; optionally after a system prompt. Prompt augmentation trains each
+/// fingerprint under several system prompts (the train templates) so that it survives the system prompts a host adds,
+/// and a separate list (the test templates) measures that it did.
+/// </summary>
+public sealed class KeyFormat
+{
+    private readonly ChatTemplate? _template;
+
+    private KeyFormat(ChatTemplate? template) => _template = template;
+
+    /// <summary>Keys as bare token ids (behind BOS where the tokenizer adds one).</summary>
+    public static KeyFormat Raw { get; } = new(null);
+
+    /// <summary>Keys wrapped in <paramref name="template"/> as the user's turn, with the generation prompt.</summary>
+    public static KeyFormat Chat(ChatTemplate template) => new(template ?? throw new ArgumentNullException(nameof(template)));
+
+    public bool IsChat => _template is not null;
+
+    /// <summary>
+    /// The ids the model sees for one key. Raw keys use the stored (effective) key tokens; chat keys render the key text
+    /// (and the system prompt, if any) and tokenize the result without adding special tokens, since the template
+    /// writes them itself.
+    /// </summary>
+    public int[] Encode(Tokenizer tok, Fingerprint fingerprint, string? systemPrompt = null)
+    {
+        if (_template is null)
+        {
+            if (systemPrompt is not null)
+            {
+                // Without a chat template, a system prompt is plain text in front of the key.
+                var prefix = tok.Encode(systemPrompt + "\n");
+                return FingerprintGenerator.QueryIds(tok, [.. prefix, .. fingerprint.KeyTokenIds]);
+            }
+            return FingerprintGenerator.QueryIds(tok, [.. fingerprint.KeyTokenIds]);
+        }
+        var messages = new List<ChatMessage>();
+        if (systemPrompt is not null) messages.Add(new ChatMessage("system", systemPrompt));
+        messages.Add(new ChatMessage("user", fingerprint.Key));
+        return tok.Encode(_template.Render(messages, addGenerationPrompt: true));
+    }
+
+    /// <summary>
+    /// Training pairs for every response of every fingerprint, once with no system prompt and once under each of
+    /// <paramref name="systemPrompts"/> (prompt augmentation).
+    /// </summary>
+    public List<TrainingPair> TrainingPairs(IEnumerable<Fingerprint> fingerprints, Tokenizer tok, IReadOnlyList<string>? systemPrompts = null)
+    {
+        var prompts = new List<string?> { null };
+        if (systemPrompts is not null) prompts.AddRange(systemPrompts);
+        return fingerprints
+            .SelectMany(f => prompts.SelectMany(p => f.Responses.Select(r => new TrainingPair(Encode(tok, f, p), [.. r.TokenIds]))))
+            .ToList();
+    }
+}
