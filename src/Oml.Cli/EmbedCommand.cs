@@ -7,6 +7,7 @@ using Oml.Fingerprinting;
 using Oml.Fingerprinting.Embedding;
 using Oml.Fingerprinting.Generation;
 using Oml.Models;
+using Oml.Models.ChatTemplates;
 using Oml.Models.Tokenizers;
 
 namespace Oml.Cli;
@@ -55,12 +56,21 @@ public static class EmbedCommand
         };
         var benignLength = new Option<int>("--benign-length") { Description = "Tokens per benign sequence cut from --benign-text", DefaultValueFactory = _ => 64 };
         var log = new Option<string?>("--log") { Description = "Append one JSON object per epoch to this file (JSON lines)" };
+        var chatTemplate = new Option<bool>("--chat-template")
+        {
+            Description = "Wrap each key in the model's chat template (tokenizer_config.json) as the user's turn, for instruction-tuned models; verify with the same flag",
+        };
+        var systemPrompts = new Option<string?>("--system-prompts")
+        {
+            Description = "Prompt augmentation: a file of system prompts (one per line); every fingerprint is also trained behind each of them",
+        };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var cmd = new Command("embed",
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
         {
-            model, fingerprints, output, lr, epochs, batch, lambda, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log, passphraseFile, device,
+            model, fingerprints, output, lr, epochs, batch, lambda, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log,
+            chatTemplate, systemPrompts, passphraseFile, device,
         };
         cmd.SetAction(r =>
         {
@@ -107,7 +117,9 @@ public static class EmbedCommand
                 options = options with { BenignSequences = chunks };
                 options.Validate();
             }
-            var pairs = FingerprintGenerator.TrainingPairs(set.Fingerprints, tok);
+            var format = r.GetValue(chatTemplate) ? KeyFormat.Chat(ChatTemplate.FromTokenizerConfig(dir)) : KeyFormat.Raw;
+            var prompts = r.GetValue(systemPrompts) is { } promptFile ? ReadLines(promptFile) : null;
+            var pairs = format.TrainingPairs(set.Fingerprints, tok, prompts);
             using var lm = ModelFolder.Load(dir, dev);
             var logPath = r.GetValue(log);
             StreamWriter? logWriter = logPath is null ? null : new StreamWriter(logPath, append: true);
@@ -220,4 +232,13 @@ public static class EmbedCommand
     public static string LibraryVersion() =>
         typeof(FingerprintSet).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
         ?? typeof(FingerprintSet).Assembly.GetName().Version?.ToString() ?? "unknown";
+
+    /// <summary>The non-empty lines of a text file.</summary>
+    internal static List<string> ReadLines(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"file not found: {path}", path);
+        var lines = File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).ToList();
+        if (lines.Count == 0) throw new ArgumentException($"{path} holds no lines");
+        return lines;
+    }
 }

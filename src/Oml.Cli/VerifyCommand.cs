@@ -1,9 +1,11 @@
 using System.CommandLine;
 using Oml.Fingerprinting;
+using Oml.Fingerprinting.Embedding;
 using Oml.Fingerprinting.Endpoints;
 using Oml.Fingerprinting.Generation;
 using Oml.Fingerprinting.Verification;
 using Oml.Models;
+using Oml.Models.ChatTemplates;
 using Oml.Models.Tokenizers;
 
 namespace Oml.Cli;
@@ -27,13 +29,16 @@ public static class VerifyCommand
         var temperature = new Option<double?>("--temperature") { Description = "Sample at this temperature instead of greedy decoding" };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Endpoint only: tokens to ask for (default: the longest response in tokens + 8)" };
         var record = new Option<bool>("--record") { Description = "Mark the queried fingerprints as revealed (spent) in the set file" };
+        var chatTemplate = new Option<bool>("--chat-template") { Description = "Local models: wrap each key in the model's chat template, as 'oml embed --chat-template' trained it" };
+        var systemPrompt = new Option<string?>("--system-prompt") { Description = "Local models: put this system prompt before each key (tests prompt augmentation)" };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var cmd = new Command("verify",
             "Query a suspect model (--model DIR or --endpoint URL) with unrevealed fingerprint keys and report a verdict: "
             + "owned, not-owned or inconclusive (exit code 0 for all three).")
         {
-            model, endpoint, apiModel, apiKeyEnv, chat, fingerprints, json, count, alpha, recall, samples, temperature, maxTokens, record, passphraseFile, device,
+            model, endpoint, apiModel, apiKeyEnv, chat, fingerprints, json, count, alpha, recall, samples, temperature, maxTokens, record,
+            chatTemplate, systemPrompt, passphraseFile, device,
         };
         cmd.SetAction(r =>
         {
@@ -41,6 +46,8 @@ public static class VerifyCommand
             if ((dir is null) == (url is null)) throw new ArgumentException("give exactly one of --model DIR and --endpoint URL");
             if (dir is not null && (r.GetValue(chat) || r.GetValue(apiKeyEnv) is not null || r.GetValue(maxTokens) is not null))
                 throw new ArgumentException("--chat, --api-key-env and --max-tokens are for --endpoint");
+            if (url is not null && (r.GetValue(chatTemplate) || r.GetValue(systemPrompt) is not null))
+                throw new ArgumentException("--chat-template and --system-prompt are for --model (an endpoint applies its own template: use --chat)");
             int r_ = r.GetValue(samples);
             double? temp = r.GetValue(temperature);
             if (r_ < 1) throw new ArgumentException("--samples must be at least 1");
@@ -59,7 +66,8 @@ public static class VerifyCommand
 
             VerificationReport report;
             if (dir is not null)
-                report = VerifyLocal(dir, set, chosen, rule, temp, r_, required, Cli.ParseDevice(r.GetValue(device)!));
+                report = VerifyLocal(dir, set, chosen, rule, temp, r_, required, Cli.ParseDevice(r.GetValue(device)!),
+                    r.GetValue(chatTemplate), r.GetValue(systemPrompt));
             else
             {
                 string? apiKey = null;
@@ -111,7 +119,7 @@ public static class VerifyCommand
     }
 
     private static VerificationReport VerifyLocal(string dir, FingerprintSet set, IReadOnlyList<Fingerprint> chosen, VerdictRule rule,
-        double? temperature, int samples, int required, Oml.Engine.Device device)
+        double? temperature, int samples, int required, Oml.Engine.Device device, bool chatTemplate, string? systemPrompt)
     {
         if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new ArgumentException($"{dir} has no tokenizer.json: local verification needs the model's tokenizer");
         var tok = Tokenizer.FromFolder(dir);
@@ -119,7 +127,8 @@ public static class VerifyCommand
             Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({set.Tokenizer.Name}); the key token ids are sent as they are");
         using var lm = ModelFolder.Load(dir, device);
         Console.Error.WriteLine($"querying {dir} with {chosen.Count} keys ...");
-        var queries = chosen.Select(f => FingerprintGenerator.QueryIds(tok, [.. f.KeyTokenIds])).ToArray();
+        var format = chatTemplate ? KeyFormat.Chat(ChatTemplate.FromTokenizerConfig(dir)) : KeyFormat.Raw;
+        var queries = chosen.Select(f => format.Encode(tok, f, systemPrompt)).ToArray();
         var expected = chosen.Select(f => f.Responses.Select(x => x.TokenIds.ToArray()).ToList()).ToArray();
         for (int i = 0; i < chosen.Count; i++)
             foreach (var id in queries[i])

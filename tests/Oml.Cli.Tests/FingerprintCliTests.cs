@@ -313,6 +313,21 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
+    public void Verify_puts_a_system_prompt_before_local_keys_and_refuses_it_for_endpoints()
+    {
+        var r = Run("verify", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--system-prompt", "Answer briefly.", "--json");
+        Assert.Equal(0, r.Code);
+        Assert.Equal(8, Json(r.Out)["queried"]!.GetValue<int>());
+        r = Run("verify", "--endpoint", "http://127.0.0.1:9/v1", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--system-prompt", "x");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("are for --model", r.Err);
+        // The test tokenizer has no chat template: a clear error, not a crash.
+        r = Run("verify", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--chat-template");
+        Assert.NotEqual(0, r.Code);
+        Assert.Contains("oml: error:", r.Err);
+    }
+
+    [Fact]
     public async Task Verify_says_owned_only_for_the_embedded_model_locally_and_over_http_and_record_spends_keys()
     {
         // The base model: the keys are not hit.
