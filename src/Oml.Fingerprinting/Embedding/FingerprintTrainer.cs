@@ -33,6 +33,11 @@ public sealed record EmbeddingOptions
     /// <summary>Which parameters (by Hugging Face name) are trained; null trains all. Others stay bit-identical.</summary>
     public Func<string, bool>? Trainable { get; init; }
     public double MaxGradNorm { get; init; } = 1.0;
+    /// <summary>
+    /// Per-parameter masks (by name, same shape, 1 = train, 0 = keep) for parameters trained only in part, as after
+    /// <see cref="Expansion.WidenMlp"/>. Masked parameters get no weight decay, so their kept entries stay bit-identical.
+    /// </summary>
+    public IReadOnlyDictionary<string, Tensor>? GradientMasks { get; init; }
     public ulong Seed { get; init; } = 0;
     /// <summary>
     /// Folder for checkpoints (null: none). When it holds a checkpoint of the same run (same fingerprints, settings and
@@ -133,7 +138,13 @@ public static class FingerprintTrainer
         double secondsBefore = 0;
         bool converged = false;
         int steps = 0, recalledStreak = 0, firstEpoch = 1;
-        using var opt = new AdamW(trainable, lr: options.LearningRate, weightDecay: options.WeightDecay);
+        var masks = named.Select(kv => options.GradientMasks is { } gm && gm.TryGetValue(kv.Key, out var m) ? m : null).ToList();
+        for (int i = 0; i < named.Count; i++)
+            if (masks[i] is { } mk && !mk.Shape.SequenceEqual(named[i].Value.Shape))
+                throw new ArgumentException($"gradient mask of '{named[i].Key}' has shape [{string.Join(", ", mk.Shape)}], the parameter [{string.Join(", ", named[i].Value.Shape)}]");
+        var groups = new List<ParamGroup> { new(trainable.Where((_, i) => masks[i] is null)) };
+        if (masks.Any(m => m is not null)) groups.Add(new ParamGroup(trainable.Where((_, i) => masks[i] is not null), weightDecay: 0));
+        using var opt = new AdamW(groups.Where(g => g.Parameters.Count > 0), lr: options.LearningRate, weightDecay: options.WeightDecay);
         try
         {
             string? digest = null;
@@ -196,6 +207,10 @@ public static class FingerprintTrainer
                         loss = loss + penalty * options.L2ToBase;
                     }
                     loss.Backward();
+                    for (int i = 0; i < trainable.Count; i++)
+                        if (masks[i] is { } mask)
+                            using (var g = trainable[i].Grad)
+                                g?.MulInPlace(mask);
                     if (options.MaxGradNorm > 0) Torch.ClipGradNorm(trainable, options.MaxGradNorm);
                     opt.Step();
                     steps++;
