@@ -56,6 +56,11 @@ public static class EmbedCommand
         };
         var benignLength = new Option<int>("--benign-length") { Description = "Tokens per benign sequence cut from --benign-text", DefaultValueFactory = _ => 64 };
         var log = new Option<string?>("--log") { Description = "Append one JSON object per epoch to this file (JSON lines)" };
+        var expand = new Option<int>("--expand")
+        {
+            Description = "Parameter expansion: add N hidden units to every MLP and train only those (every original weight stays unchanged; overrides --train); the result is a standard model with a larger intermediate_size",
+            DefaultValueFactory = _ => 0,
+        };
         var chatTemplate = new Option<bool>("--chat-template")
         {
             Description = "Wrap each key in the model's chat template (tokenizer_config.json) as the user's turn, for instruction-tuned models; verify with the same flag",
@@ -70,7 +75,7 @@ public static class EmbedCommand
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
         {
             model, fingerprints, output, lr, epochs, batch, lambda, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log,
-            chatTemplate, systemPrompts, passphraseFile, device,
+            expand, chatTemplate, systemPrompts, passphraseFile, device,
         };
         cmd.SetAction(r =>
         {
@@ -120,7 +125,18 @@ public static class EmbedCommand
             var format = r.GetValue(chatTemplate) ? KeyFormat.Chat(ChatTemplate.FromTokenizerConfig(dir)) : KeyFormat.Raw;
             var prompts = r.GetValue(systemPrompts) is { } promptFile ? ReadLines(promptFile) : null;
             var pairs = format.TrainingPairs(set.Fingerprints, tok, prompts);
-            using var lm = ModelFolder.Load(dir, dev);
+            if (r.GetValue(expand) < 0) throw new ArgumentException("--expand must be 0 or more");
+            var loaded = ModelFolder.Load(dir, dev);
+            Dictionary<string, Oml.Engine.Tensor>? masks = null;
+            if (r.GetValue(expand) > 0)
+            {
+                (var wide, masks) = Expansion.WidenMlp(loaded, r.GetValue(expand), r.GetValue(seed));
+                loaded.Dispose();
+                loaded = wide;
+                options = Expansion.TrainNewUnitsOnly(options, masks);
+                Console.Error.WriteLine($"expanded every MLP by {r.GetValue(expand)} units (intermediate size {loaded.Config.IntermediateSize}); only those are trained");
+            }
+            using var lm = loaded;
             var logPath = r.GetValue(log);
             StreamWriter? logWriter = logPath is null ? null : new StreamWriter(logPath, append: true);
             EmbeddingResult result;
@@ -153,6 +169,7 @@ public static class EmbedCommand
             }
 
             ModelFolder.Save(lm, outDir, dir);
+            if (masks is not null) foreach (var mk in masks.Values) mk.Dispose();
             var final = result.Final;
             var commitment = set.Commit();
             var manifest = new JsonObject
@@ -180,7 +197,7 @@ public static class EmbedCommand
                     ["weight_decay"] = options.WeightDecay,
                     ["max_grad_norm"] = options.MaxGradNorm,
                     ["loss_threshold"] = options.LossThreshold,
-                    ["train"] = trainSpec,
+                    ["train"] = r.GetValue(expand) > 0 ? $"expand:{r.GetValue(expand)}" : trainSpec,
                     ["seed"] = options.Seed,
                     ["mix_fraction"] = options.MixFraction,
                     ["benign"] = options.MixFraction == 0 ? null : r.GetValue(benignText) is { } bt ? Path.GetFileName(bt) : "self-generated",

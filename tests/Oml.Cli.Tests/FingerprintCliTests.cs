@@ -287,6 +287,16 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir, "--train", "heads");
         Assert.Equal(2, r.Code);
         Assert.Contains("--train", r.Err);
+
+        // Parameter expansion: a standard folder with a larger intermediate size, the original weights untouched.
+        var wideDir = Path.Combine(W.Root, "wide");
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", wideDir, "--epochs", "2", "--expand", "16");
+        Assert.Equal(0, r.Code);
+        using var baseModel = ModelFolder.Load(W.Model);
+        using var wide = ModelFolder.Load(wideDir);
+        Assert.Equal(baseModel.Config.IntermediateSize + 16, wide.Config.IntermediateSize);
+        Assert.Equal(baseModel.Parameters["model.layers.0.self_attn.q_proj.weight"].ToBytes(), wide.Parameters["model.layers.0.self_attn.q_proj.weight"].ToBytes());
+        Assert.Equal("expand:16", Json(File.ReadAllText(Path.Combine(wideDir, "oml-manifest.json")))["settings"]!["train"]!.GetValue<string>());
     }
 
     [Fact]
