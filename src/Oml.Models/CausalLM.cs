@@ -95,7 +95,56 @@ public sealed class CausalLM : IDisposable
     /// <summary>Parameters by Hugging Face name (the LM head is absent when tied to the embeddings).</summary>
     public IReadOnlyDictionary<string, Tensor> Parameters => _params;
 
-    private Tensor P(string name) => _params[name];
+    private readonly Dictionary<string, (string A, string B, double Scale)> _lora = new(StringComparer.Ordinal);
+
+    /// <summary>A weight as the forward pass uses it: with a LoRA adapter, W + (α/r)·B·A.</summary>
+    private Tensor P(string name) =>
+        _lora.TryGetValue(name, out var l) ? _params[name] + _params[l.B].MatMul(_params[l.A]) * l.Scale : _params[name];
+
+    /// <summary>Names of the weights that carry a LoRA adapter.</summary>
+    public IReadOnlyCollection<string> LoraTargets => _lora.Keys;
+
+    /// <summary>
+    /// Adds LoRA adapters (Hu et al.) to the weights whose names satisfy <paramref name="target"/>: for W [out, in],
+    /// A [r, in] ~ N(0, 1/r) and B [out, r] = 0 (so the model is unchanged until B trains), used as W + (α/r)·B·A.
+    /// The adapters are parameters named NAME.lora_A and NAME.lora_B; train only those (names ending in ".lora_A"
+    /// or ".lora_B") and everything else stays bit-identical. <see cref="ExportParameters"/> merges them.
+    /// </summary>
+    public void AddLora(Func<string, bool> target, int rank = 8, double alpha = 16, ulong seed = 0)
+    {
+        if (rank < 1) throw new ArgumentOutOfRangeException(nameof(rank), rank, "the LoRA rank must be at least 1");
+        Torch.ManualSeed(seed);
+        var names = _params.Keys.Where(n => n.EndsWith(".weight", StringComparison.Ordinal) && _params[n].Dim == 2 && !n.Contains("embed_tokens", StringComparison.Ordinal)
+            && n != "lm_head.weight" && target(n) && !_lora.ContainsKey(n)).ToList();
+        if (names.Count == 0) throw new ArgumentException("no weight matches the LoRA target");
+        using var noGrad = Torch.NoGrad();
+        foreach (var n in names)
+        {
+            using var scope = Torch.NewScope();
+            var w = _params[n];
+            long outF = w.Size(0), inF = w.Size(1);
+            _params[n + ".lora_A"] = (Torch.Randn([rank, inF], DType.Float32, Device) * (1.0 / Math.Sqrt(rank))).To(w.DType).DetachFromScope();
+            _params[n + ".lora_B"] = Torch.Zeros([outF, rank], w.DType, Device).DetachFromScope();
+            _lora[n] = (n + ".lora_A", n + ".lora_B", alpha / rank);
+        }
+    }
+
+    /// <summary>
+    /// The parameters of the plain model under their Hugging Face names: LoRA adapters merged into their weights
+    /// (W + (α/r)·B·A) and left out, so that a saved folder is a standard model. New tensors: dispose them.
+    /// </summary>
+    public Dictionary<string, Tensor> ExportParameters()
+    {
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        using var noGrad = Torch.NoGrad();
+        foreach (var (name, t) in _params)
+        {
+            if (name.EndsWith(".lora_A", StringComparison.Ordinal) || name.EndsWith(".lora_B", StringComparison.Ordinal)) continue;
+            using var scope = Torch.NewScope();
+            result[name] = (_lora.ContainsKey(name) ? P(name) : t.Alias()).DetachFromScope();
+        }
+        return result;
+    }
 
     /// <summary>The names and shapes this configuration needs, as transformers names them.</summary>
     public static IEnumerable<(string Name, long[] Shape)> ExpectedParameters(ModelConfig c)

@@ -96,7 +96,21 @@ public static class ModelFolder
     public static void Save(CausalLM model, string dir, string? sourceDir = null, long maxShardBytes = 4L << 30)
     {
         Directory.CreateDirectory(dir);
-        var tensors = model.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal).ToList();
+        // LoRA adapters, if any, are merged: the folder holds a standard model.
+        var exported = model.ExportParameters();
+        try
+        {
+            SaveTensors(model, dir, exported, sourceDir, maxShardBytes);
+        }
+        finally
+        {
+            foreach (var t in exported.Values) t.Dispose();
+        }
+    }
+
+    private static void SaveTensors(CausalLM model, string dir, Dictionary<string, Tensor> parameters, string? sourceDir, long maxShardBytes)
+    {
+        var tensors = parameters.OrderBy(p => p.Key, StringComparer.Ordinal).ToList();
         long total = tensors.Sum(t => t.Value.NumEl * t.Value.DType.ElementSize());
 
         // Remove weight files of an earlier save that the new layout would not overwrite.
