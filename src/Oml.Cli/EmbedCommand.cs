@@ -61,6 +61,12 @@ public static class EmbedCommand
             Description = "Parameter expansion: add N hidden units to every MLP and train only those (every original weight stays unchanged; overrides --train); the result is a standard model with a larger intermediate_size",
             DefaultValueFactory = _ => 0,
         };
+        var lora = new Option<int>("--lora")
+        {
+            Description = "Train LoRA adapters of this rank on every attention and MLP weight instead of the weights themselves; they are merged into a standard model on save",
+            DefaultValueFactory = _ => 0,
+        };
+        var loraAlpha = new Option<double?>("--lora-alpha") { Description = "LoRA scale numerator α (the update is α/r·B·A); default 2 × rank" };
         var chatTemplate = new Option<bool>("--chat-template")
         {
             Description = "Wrap each key in the model's chat template (tokenizer_config.json) as the user's turn, for instruction-tuned models; verify with the same flag",
@@ -75,7 +81,7 @@ public static class EmbedCommand
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
         {
             model, fingerprints, output, lr, epochs, batch, lambda, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log,
-            expand, chatTemplate, systemPrompts, passphraseFile, device,
+            expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device,
         };
         cmd.SetAction(r =>
         {
@@ -126,6 +132,8 @@ public static class EmbedCommand
             var prompts = r.GetValue(systemPrompts) is { } promptFile ? ReadLines(promptFile) : null;
             var pairs = format.TrainingPairs(set.Fingerprints, tok, prompts);
             if (r.GetValue(expand) < 0) throw new ArgumentException("--expand must be 0 or more");
+            if (r.GetValue(lora) < 0) throw new ArgumentException("--lora must be 0 or more");
+            if (r.GetValue(lora) > 0 && r.GetValue(expand) > 0) throw new ArgumentException("--lora and --expand are alternatives: give one");
             var loaded = ModelFolder.Load(dir, dev);
             Dictionary<string, Oml.Engine.Tensor>? masks = null;
             if (r.GetValue(expand) > 0)
@@ -135,6 +143,16 @@ public static class EmbedCommand
                 loaded = wide;
                 options = Expansion.TrainNewUnitsOnly(options, masks);
                 Console.Error.WriteLine($"expanded every MLP by {r.GetValue(expand)} units (intermediate size {loaded.Config.IntermediateSize}); only those are trained");
+            }
+            if (r.GetValue(lora) is var rank && rank > 0)
+            {
+                loaded.AddLora(n => n.Contains(".self_attn.", StringComparison.Ordinal) || n.Contains(".mlp.", StringComparison.Ordinal),
+                    rank, r.GetValue(loraAlpha) ?? 2.0 * rank, r.GetValue(seed));
+                options = options with
+                {
+                    Trainable = n => n.EndsWith(".lora_A", StringComparison.Ordinal) || n.EndsWith(".lora_B", StringComparison.Ordinal),
+                };
+                Console.Error.WriteLine($"LoRA rank {rank} on {loaded.LoraTargets.Count} weights; only the adapters are trained, and merged on save");
             }
             using var lm = loaded;
             var logPath = r.GetValue(log);
@@ -197,7 +215,7 @@ public static class EmbedCommand
                     ["weight_decay"] = options.WeightDecay,
                     ["max_grad_norm"] = options.MaxGradNorm,
                     ["loss_threshold"] = options.LossThreshold,
-                    ["train"] = r.GetValue(expand) > 0 ? $"expand:{r.GetValue(expand)}" : trainSpec,
+                    ["train"] = r.GetValue(expand) > 0 ? $"expand:{r.GetValue(expand)}" : r.GetValue(lora) > 0 ? $"lora:{r.GetValue(lora)}" : trainSpec,
                     ["seed"] = options.Seed,
                     ["mix_fraction"] = options.MixFraction,
                     ["benign"] = options.MixFraction == 0 ? null : r.GetValue(benignText) is { } bt ? Path.GetFileName(bt) : "self-generated",

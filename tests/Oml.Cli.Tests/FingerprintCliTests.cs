@@ -297,6 +297,15 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         Assert.Equal(baseModel.Config.IntermediateSize + 16, wide.Config.IntermediateSize);
         Assert.Equal(baseModel.Parameters["model.layers.0.self_attn.q_proj.weight"].ToBytes(), wide.Parameters["model.layers.0.self_attn.q_proj.weight"].ToBytes());
         Assert.Equal("expand:16", Json(File.ReadAllText(Path.Combine(wideDir, "oml-manifest.json")))["settings"]!["train"]!.GetValue<string>());
+
+        // LoRA: adapters merged on save, so the folder is a plain model of the base's shape.
+        var loraDir = Path.Combine(W.Root, "lora");
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", loraDir, "--epochs", "2", "--lora", "4");
+        Assert.Equal(0, r.Code);
+        using var merged = ModelFolder.Load(loraDir);
+        Assert.Equal(baseModel.Parameters.Keys.Order(), merged.Parameters.Keys.Order());
+        Assert.Equal(baseModel.Parameters["model.norm.weight"].ToBytes(), merged.Parameters["model.norm.weight"].ToBytes());
+        Assert.Equal(2, Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", loraDir, "--lora", "4", "--expand", "8").Code);
     }
 
     [Fact]
