@@ -165,8 +165,15 @@ public static class EmbedCommand
                     Console.Error.WriteLine($"resuming from the checkpoint after epoch {ck.Epoch} in {ck.Folder}");
                 result = FingerprintTrainer.Embed(lm, pairs, options, new FingerprintIO.Immediate<EmbeddingProgress>(p =>
                 {
-                    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"epoch {p.Epoch,4}/{options.MaxEpochs}  loss {p.Loss:F4}  fingerprint accuracy {p.Accuracy:P1}  ({p.Seconds:F1} s)"));
+                    var line = string.Create(CultureInfo.InvariantCulture,
+                        $"epoch {p.Epoch,4}/{options.MaxEpochs}  loss {p.Loss:F4}  fingerprint accuracy {p.Accuracy:P1}  ({p.Seconds:F1} s)");
+                    if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
+                    else
+                    {
+                        // On a terminal: one line redrawn in place, with a bar for the epoch budget.
+                        int filled = (int)Math.Round(20.0 * p.Epoch / options.MaxEpochs);
+                        Console.Error.Write($"\r[{new string('#', filled)}{new string('.', 20 - filled)}] {line}   ");
+                    }
                     if (logWriter is not null)
                     {
                         logWriter.WriteLine(new JsonObject
@@ -180,6 +187,7 @@ public static class EmbedCommand
                         logWriter.Flush();
                     }
                 }));
+                if (!Console.IsErrorRedirected) Console.Error.WriteLine();
             }
             finally
             {
