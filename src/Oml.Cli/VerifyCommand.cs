@@ -88,8 +88,21 @@ public static class VerifyCommand
                 report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_).GetAwaiter().GetResult();
             }
 
+            if (set.Strategy.Parameters.TryGetValue("k", out var kText) && int.TryParse(kText, System.Globalization.CultureInfo.InvariantCulture, out var k) && k > 0
+                && set.Strategy.Name is Strategies.Perinucleus or Strategies.Custom)
+            {
+                int perKey = set.Strategy.Parameters.TryGetValue("responses_per_key", out var nText) && int.TryParse(nText, System.Globalization.CultureInfo.InvariantCulture, out var nr) ? nr : 1;
+                double bound = Math.Min(1.0, (double)perKey / k);
+                report = report with { K = k, PValueOneOverK = Math.Exp(FingerprintStatistics.LogBinomialUpperTail(report.Queried, bound, report.Hits)) };
+            }
             if (r.GetValue(json)) Console.WriteLine(report.ToJson());
-            else Console.Write(report.ToTable());
+            else
+            {
+                Console.Write(report.ToTable());
+                if (report.PValueOneOverK is { } pk)
+                    Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                        $"1/k bound (k = {report.K}, no base-model probabilities assumed): p <= {pk:E2}"));
+            }
 
             if (r.GetValue(record))
             {

@@ -332,6 +332,25 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
+    public void Perinucleus_sets_report_the_one_over_k_bound_beside_the_exact_p_value()
+    {
+        var set = Path.Combine(W.Root, "peri.omlfp");
+        var r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "perinucleus", "--random-word-keys", "--count", "4",
+            "--out", set, "--passphrase-file", W.PassFile, "--kdf-iterations", Kdf);
+        Assert.True(r.Code == 0, r.Err);
+        r = Run("verify", "--model", W.Model, "--fingerprints", set, "--passphrase-file", W.PassFile, "--json");
+        Assert.Equal(0, r.Code);
+        var report = Json(r.Out);
+        Assert.Equal(3, report["k"]!.GetValue<int>());
+        int hits = report["hits"]!.GetValue<int>();
+        double expected = Enumerable.Range(hits, 4 - hits + 1)
+            .Sum(h => Binomial(4, h) * Math.Pow(1.0 / 3, h) * Math.Pow(2.0 / 3, 4 - h));
+        Assert.Equal(expected, report["p_value_one_over_k"]!.GetValue<double>(), 9);
+
+        static double Binomial(int n, int k) => Enumerable.Range(1, k).Aggregate(1.0, (a, i) => a * (n - k + i) / i);
+    }
+
+    [Fact]
     public void Verify_puts_a_system_prompt_before_local_keys_and_refuses_it_for_endpoints()
     {
         var r = Run("verify", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--system-prompt", "Answer briefly.", "--json");

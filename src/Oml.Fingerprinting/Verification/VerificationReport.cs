@@ -41,6 +41,16 @@ public sealed record VerificationReport(
     IReadOnlyList<KeyResult> Keys)
 {
     /// <summary>
+    /// The p-value under the distribution-free bound of Perinucleus sets: an unrelated model's answer can match at most
+    /// n of the k candidate first tokens of a key, so it hits with probability at most n/k (n responses per key);
+    /// P(Binomial(M, n/k) ≥ H). Null when the set is not a Perinucleus set.
+    /// </summary>
+    public double? PValueOneOverK { get; init; }
+
+    /// <summary>The k (and responses per key n) that <see cref="PValueOneOverK"/> assumed.</summary>
+    public int? K { get; init; }
+
+    /// <summary>
     /// Builds the report from per-key results: H is the number of rows with <see cref="KeyResult.Hit"/>, M the number of
     /// rows. When every row carries a <see cref="KeyResult.NullProbability"/> they are used (Poisson-binomial);
     /// otherwise the rule's <see cref="VerdictRule.NullHitProbability"/> is used for all (binomial).
