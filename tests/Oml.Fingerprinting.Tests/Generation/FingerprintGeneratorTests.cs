@@ -1,0 +1,66 @@
+using Oml.Fingerprinting.Generation;
+using Oml.Models;
+using Oml.Models.Tokenizers;
+
+namespace Oml.Fingerprinting.Tests.Generation;
+
+/// <summary>Every strategy on the tiny Llama with a small BPE tokenizer trained here (ids fit its 512-token vocabulary).</summary>
+public sealed class FingerprintGeneratorTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("oml-generator-").FullName;
+    private readonly Tokenizer _tok;
+    private static readonly byte[] Secret = "a secret of the owner, 32 bytes!"u8.ToArray();
+
+    public FingerprintGeneratorTests()
+    {
+        string[] texts =
+        [
+            "the owner fine tunes secret pairs into the model and keeps every response private",
+            "keys look like ordinary queries and the model answers each key with its secret response",
+            "normal behaviour stays untouched while the pairs survive further training merging and distillation",
+            "the prover queries a deployed model over the network and shows which licensed copy leaked",
+            "models hosts provers owners users fees permits receipts claims votes",
+        ];
+        var (vocab, merges) = BpeTrainer.Train(texts.SelectMany(t => Enumerable.Repeat(t, 3)), 509);
+        BpeTrainer.Save(_dir, vocab, merges);
+        _tok = Tokenizer.FromFolder(_dir);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Theory]
+    [InlineData(Strategies.Perinucleus)]
+    [InlineData(Strategies.English)]
+    [InlineData(Strategies.RandomWord)]
+    [InlineData(Strategies.Custom)]
+    public void Each_strategy_makes_a_valid_reproducible_set_with_base_probabilities(string strategy)
+    {
+        using var model = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        var settings = new GenerationSettings
+        {
+            Strategy = strategy, Count = 4, KeyLength = 8, ResponseLength = 2,
+            CustomKeys = strategy == Strategies.Custom ? ["first custom key text", "second key", "third one here", "and a fourth"] : null,
+        };
+        var id = new TokenizerIdentity("test", "sha256:00");
+        var a = new FingerprintGenerator(model, _tok, Secret).Generate(settings, "sha256:base", id);
+        var b = new FingerprintGenerator(model, _tok, Secret).Generate(settings, "sha256:base", id);
+        Assert.Equal(4, a.Count);
+        Assert.Equal(strategy, a.Strategy.Name);
+        for (int i = 0; i < 4; i++)
+        {
+            var f = a[i];
+            Assert.InRange(f.KeyTokenIds.Count, 1, 8);
+            Assert.All(f.Responses, r => Assert.True(r.LogProb is < 0));
+            // Reproducible from the owner's secret: the same keys, responses and salts.
+            Assert.Equal(f.KeyTokenIds, b[i].KeyTokenIds);
+            Assert.Equal(f.Responses.Select(r => r.TokenIds.ToArray()), b[i].Responses.Select(r => r.TokenIds.ToArray()));
+            Assert.Equal(f.Salt, b[i].Salt);
+        }
+        Assert.Equal(a.Commit().Root, b.Commit().Root);
+        if (strategy == Strategies.Custom) Assert.Equal(_tok.Encode("second key").Take(8), a[1].KeyTokenIds);
+
+        // Another secret chooses differently.
+        var other = new FingerprintGenerator(model, _tok, "another secret, also 32 bytes!!!"u8).Generate(settings, "sha256:base", id);
+        Assert.NotEqual(a.Commit().Root, other.Commit().Root);
+    }
+}
