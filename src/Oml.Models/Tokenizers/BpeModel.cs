@@ -16,7 +16,7 @@ internal sealed class BpeModel
 
     private readonly Dictionary<string, int> _vocab;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _vocabLookup;
-    private readonly Dictionary<long, long> _merges; // (left id, right id) -> (rank << 32) | merged id
+    private readonly PairTable _merges; // (left id, right id) -> (rank << 32) | merged id
     private readonly int[] _charIds; // id of the single-character token for each UTF-16 char, -1 when none
     private readonly int[]? _byteIds; // ids of <0x00>..<0xFF> when byte_fallback is on and all exist
     private readonly int? _unkId;
@@ -58,7 +58,7 @@ internal sealed class BpeModel
             _unkId = unk;
         }
 
-        _merges = new Dictionary<long, long>(merges.Count);
+        _merges = new PairTable(merges.Count);
         for (var rank = 0; rank < merges.Count; rank++)
         {
             var (left, right) = merges[rank];
@@ -68,7 +68,7 @@ internal sealed class BpeModel
             var mergedToken = left + right[cut..];
             if (!vocab.TryGetValue(mergedToken, out var merged))
                 throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: the merge of '{left}' and '{right}' ('{mergedToken}') is not in the vocabulary");
-            _merges[Key(l, r)] = ((long)rank << 32) | (uint)merged; // a repeated merge takes its last rank, as in tokenizers
+            _merges.Set(Key(l, r), ((long)rank << 32) | (uint)merged); // a repeated merge takes its last rank, as in tokenizers
         }
 
         _charIds = new int[char.MaxValue + 1];
@@ -275,7 +275,7 @@ internal sealed class BpeModel
         if (before >= 0) pair[before] = PairValue(ids[before], ids[pos]);
     }
 
-    private long PairValue(int left, int right) => _merges.TryGetValue(Key(left, right), out var v) ? v : long.MaxValue;
+    private long PairValue(int left, int right) => _merges.Get(Key(left, right));
 
     /// <summary>Appends ids into a fixed span (sized by the caller for the worst case).</summary>
     private ref struct SymbolBuffer(Span<int> items)
