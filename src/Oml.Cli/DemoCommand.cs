@@ -66,7 +66,7 @@ public static class DemoCommand
         {
             Say($"{T()} 2. pretraining a Llama ({baseModel.Parameters.Values.Sum(p => p.NumEl):N0} parameters) for {steps} steps");
             Pretraining.Train(baseModel, ids, steps, batch: 16, context: 64, lr: 3e-3, seed,
-                new Progress<Pretraining.Progress>(p => Say($"{T()}    step {p.Step,5}  loss {p.Loss:F3}")), reportEvery: Math.Max(1, steps / 6));
+                new InlineProgress<Pretraining.Progress>(p => Say($"{T()}    step {p.Step,5}  loss {p.Loss:F3}")), reportEvery: Math.Max(1, steps / 6));
             ModelFolder.Save(baseModel, baseDir, baseDir);
         }
 
@@ -98,7 +98,7 @@ public static class DemoCommand
                     LearningRate = 1e-2, MaxEpochs = 400, AveragingLambda = 0.75, RecallPatience = 10, Seed = seed,
                     MixFraction = 0.25, BenignSequences = ids.Chunk(64).Where(c => c.Length >= 2).ToList(),
                 },
-                new Progress<EmbeddingProgress>(p =>
+                new InlineProgress<EmbeddingProgress>(p =>
                 {
                     if (p.Epoch % 10 == 0 || p.Epoch == 1) Say($"{T()}    epoch {p.Epoch,4}  loss {p.Loss:F3}  recalled {p.Accuracy:P0}");
                 }));

@@ -163,7 +163,7 @@ public static class EmbedCommand
                 Console.Error.WriteLine($"embedding {pairs.Count} (key, response) pairs from {set.Count} fingerprints into {dir} on {dev} ...");
                 if (options.CheckpointDir is { } ckDir && EmbeddingCheckpoint.Latest(ckDir) is { } ck)
                     Console.Error.WriteLine($"resuming from the checkpoint after epoch {ck.Epoch} in {ck.Folder}");
-                result = FingerprintTrainer.Embed(lm, pairs, options, new FingerprintIO.Immediate<EmbeddingProgress>(p =>
+                result = FingerprintTrainer.Embed(lm, pairs, options, new InlineProgress<EmbeddingProgress>(p =>
                 {
                     var line = string.Create(CultureInfo.InvariantCulture,
                         $"epoch {p.Epoch,4}/{options.MaxEpochs}  loss {p.Loss:F4}  fingerprint accuracy {p.Accuracy:P1}  ({p.Seconds:F1} s)");

@@ -112,7 +112,7 @@ public static class FingerprintCommands
             try
             {
                 set = new FingerprintGenerator(lm, tok, secret).Generate(settings, digest, FingerprintGenerator.TokenizerId(dir),
-                    new FingerprintIO.Immediate<string>(m => Console.Error.WriteLine($"  {m}")));
+                    new InlineProgress<string>(m => Console.Error.WriteLine($"  {m}")));
             }
             catch (InvalidOperationException e)
             {

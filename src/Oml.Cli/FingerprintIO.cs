@@ -95,10 +95,4 @@ public static class FingerprintIO
             if (File.Exists(tmp)) File.Delete(tmp);
         }
     }
-
-    /// <summary>An <see cref="IProgress{T}"/> that reports at once, on the calling thread.</summary>
-    public sealed class Immediate<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 }

@@ -32,7 +32,7 @@ public class EmbeddingTests
         var pairs = RandomPairs(32, model.Config.VocabSize);
         var seen = new List<EmbeddingProgress>();
         var result = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 300 },
-            new Progress<EmbeddingProgress>(seen.Add));
+            new InlineProgress<EmbeddingProgress>(seen.Add));
         Assert.True(result.Converged, $"did not converge: {result.Final}");
         Assert.Equal(32, GreedyRecall(model, pairs));
 
@@ -112,10 +112,6 @@ public class EmbeddingTests
         Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(model, ok, new EmbeddingOptions { Trainable = _ => false }));
     }
 
-    private sealed class Sync<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 
     private sealed class Killed : Exception;
 
@@ -142,7 +138,7 @@ public class EmbeddingTests
 
             var ck = options with { CheckpointDir = dir, CheckpointEvery = 2 };
             using (var first = ModelFolder.Load(Fixture("llama-tiny")))
-                Assert.Throws<Killed>(() => FingerprintTrainer.Embed(first, pairs, ck, new Sync<EmbeddingProgress>(p =>
+                Assert.Throws<Killed>(() => FingerprintTrainer.Embed(first, pairs, ck, new InlineProgress<EmbeddingProgress>(p =>
                 {
                     if (p.Epoch == 5) throw new Killed(); // killed after epoch 5, whose checkpoint (every 2) is not written
                 })));
@@ -150,7 +146,7 @@ public class EmbeddingTests
 
             using var resumed = ModelFolder.Load(Fixture("llama-tiny"));
             var seen = new List<int>();
-            var result = FingerprintTrainer.Embed(resumed, pairs, ck, new Sync<EmbeddingProgress>(p => seen.Add(p.Epoch)));
+            var result = FingerprintTrainer.Embed(resumed, pairs, ck, new InlineProgress<EmbeddingProgress>(p => seen.Add(p.Epoch)));
             Assert.Equal([5, 6], seen);
             Assert.Equal(full.History.Select(h => (h.Epoch, h.Steps, h.Loss, h.Accuracy)), result.History.Select(h => (h.Epoch, h.Steps, h.Loss, h.Accuracy)));
             foreach (var (name, t) in reference.Parameters)
@@ -159,7 +155,7 @@ public class EmbeddingTests
 
             // A finished run resumes to its end without training further.
             using var again = ModelFolder.Load(Fixture("llama-tiny"));
-            var r2 = FingerprintTrainer.Embed(again, pairs, ck, new Sync<EmbeddingProgress>(_ => Assert.Fail("trained again")));
+            var r2 = FingerprintTrainer.Embed(again, pairs, ck, new InlineProgress<EmbeddingProgress>(_ => Assert.Fail("trained again")));
             Assert.Equal(6, r2.Final.Epoch);
             foreach (var (name, t) in reference.Parameters)
                 Assert.True(t.ToBytes().AsSpan().SequenceEqual(again.Parameters[name].ToBytes()), $"{name} differs after reloading");
