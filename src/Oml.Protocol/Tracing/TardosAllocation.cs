@@ -58,7 +58,7 @@ public sealed class TardosAllocation : IFingerprintAllocation, IPackedAllocation
     public double Cutoff { get; }
     /// <summary>The per-position biases <c>p_i</c> (all in <c>[t, 1-t]</c>).</summary>
     public IReadOnlyList<double> Biases => _biases;
-    internal ReadOnlySpan<double> BiasSpan => _biases;
+    public ReadOnlySpan<double> BiasSpan => _biases;
 
     public IReadOnlyList<int> IndicesFor(int hostOrdinal)
     {
@@ -153,15 +153,22 @@ public sealed class TardosAccuser(TardosAllocation allocation, TardosBound bound
         }
     }
 
-    internal static int TableSize(int positions) => (positions + 7) / 8 * 256;
+    public static int TableSize(int positions) => (positions + 7) / 8 * 256;
 
     /// <summary>
     /// Symmetric Tardos scores of hosts <c>0 .. scores.Length-1</c>. Writing each term as <c>B_i + x·(A_i − B_i)</c>,
     /// a score is <c>Σ B_i</c> plus a sum over the host's set bits; the bits are summed a byte (8 positions) at a time
     /// through per-byte tables of all 256 partial sums, built once per observation.
     /// </summary>
-    internal static void Score(CodeMatrix code, ReadOnlySpan<double> biases, Observation obs, Span<double> scores, double[] table)
+    public static void Score(CodeMatrix code, ReadOnlySpan<double> biases, Observation obs, Span<double> scores, double[] table)
     {
+        ArgumentNullException.ThrowIfNull(code);
+        ArgumentNullException.ThrowIfNull(obs);
+        ArgumentNullException.ThrowIfNull(table);
+        if (biases.Length != code.Positions || obs.Positions != code.Positions)
+            throw new ArgumentException($"the code has {code.Positions} positions, the biases {biases.Length} and the observation {obs.Positions}");
+        if (scores.Length > code.Hosts) throw new ArgumentException($"{scores.Length} scores asked of a code of {code.Hosts} hosts", nameof(scores));
+        if (table.Length < TableSize(code.Positions)) throw new ArgumentException($"the table needs {TableSize(code.Positions)} entries", nameof(table));
         int m = biases.Length, groups = (m + 7) / 8;
         double baseScore = 0;
         Span<double> d = stackalloc double[8];
