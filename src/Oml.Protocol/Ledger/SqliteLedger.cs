@@ -179,19 +179,47 @@ public sealed class SqliteLedger : ILedger
                 Exec(db, "COMMIT", tmp);
                 Check(db, raw.sqlite3_close_v2(db), "close", tmp);
             }
+            bool moved;
             try
             {
                 File.Move(tmp, full, overwrite: false);
+                moved = true;
             }
             catch (IOException) when (File.Exists(full))
             {
-                // Another process created it first: use theirs.
+                moved = false; // another process created it first: use theirs
             }
+            if (moved) SyncDirectory(dir);
         }
         finally
         {
             try { File.Delete(tmp); } catch (IOException) { }
             try { File.Delete(tmp + "-journal"); } catch (IOException) { }
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "open", SetLastError = true)]
+    private static extern int SysOpen([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, int flags);
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static extern int SysFsync(int fd);
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static extern int SysClose(int fd);
+
+    /// <summary>fsyncs a directory so that a rename into it survives a power loss (Linux and macOS; elsewhere a no-op).</summary>
+    private static void SyncDirectory(string dir)
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;
+        int fd = SysOpen(dir, 0 /* O_RDONLY */);
+        if (fd < 0) throw new IOException($"cannot open directory {dir} to sync it (errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()})");
+        try
+        {
+            if (SysFsync(fd) != 0) throw new IOException($"cannot fsync directory {dir} (errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()})");
+        }
+        finally
+        {
+            SysClose(fd);
         }
     }
 
