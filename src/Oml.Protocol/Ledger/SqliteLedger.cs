@@ -375,6 +375,10 @@ public sealed class SqliteLedger : ILedger
                     Check(_db, raw.sqlite3_bind_int64(_page, 2, PageSize), "bind", Path);
                     while (StepRow(_db, _page, "read events", Path)) page.Add(ReadRow(_page));
                 }
+                catch (LedgerStorageException e) when (IsDamage(e.SqliteCode))
+                {
+                    throw new LedgerCorruptException($"cannot read the events from {next} on, the database file is damaged: {e.Message}");
+                }
                 finally
                 {
                     raw.sqlite3_reset(_page);
@@ -431,11 +435,16 @@ public sealed class SqliteLedger : ILedger
         {
             return LedgerVerifier.Verify(Rows(0).Select(r => { lastSeen = r.Sequence; return r; }), expectedHead);
         }
-        catch (LedgerStorageException e) when ((e.SqliteCode & 0xff) is raw.SQLITE_CORRUPT or raw.SQLITE_NOTADB)
+        catch (LedgerCorruptException e)
         {
-            return new LedgerVerification(false, Math.Max(0, lastSeen + 1), lastSeen + 1, $"the database file is damaged: {e.Message}");
+            // The replay reads one event ahead, so the events before lastSeen were checked and lastSeen itself was not.
+            return new LedgerVerification(false, Math.Max(0, lastSeen), lastSeen + 1, e.Message);
         }
     }
+
+    /// <summary>SQLite result codes that mean the file's bytes are damaged (rather than busy, full or unreadable).</summary>
+    private static bool IsDamage(int code) => (code & 0xff) is raw.SQLITE_CORRUPT or raw.SQLITE_NOTADB or raw.SQLITE_TOOBIG
+        or raw.SQLITE_MISMATCH or raw.SQLITE_FORMAT or raw.SQLITE_RANGE;
 
     public void Dispose()
     {

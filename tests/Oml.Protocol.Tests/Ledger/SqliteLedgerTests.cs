@@ -353,4 +353,25 @@ public sealed class SqliteLedgerTests : LedgerContractTests, IDisposable
         Assert.True(VerifyFile(path).Intact);
         Assert.False(VerifyFile(path, anchor).Intact);
     }
+
+    [Fact]
+    public void OverwrittenDatabasePagesAreDetected()
+    {
+        var path = NewPath();
+        using (var l = SqliteLedger.Open(path, create: true))
+            l.Append(0, Enumerable.Range(0, 1200).Select(i => new NewEvent("p", Encoding.UTF8.GetBytes($"{{\"i\":{i},\"pad\":\"{new string('x', 200)}\"}}"))).ToList(), T0);
+        Assert.False(File.Exists(path + "-wal") && new FileInfo(path + "-wal").Length > 0, "closing the last connection checkpoints the WAL");
+        var bytes = File.ReadAllBytes(path);
+        int pageSize = (bytes[16] << 8) | bytes[17]; // SQLite header: page size, big-endian, at offset 16
+        int page = bytes.Length / pageSize / 2;      // a page in the middle of the events b-tree
+        for (int i = page * pageSize + 8; i < (page + 1) * pageSize; i++) bytes[i] = (byte)(i * 7);
+        File.WriteAllBytes(path, bytes);
+        using var damaged = SqliteLedger.Open(path);
+        var v = damaged.Verify();
+        Assert.False(v.Intact);
+        Assert.NotNull(v.FirstBadSequence);
+        Assert.InRange(v.FirstBadSequence!.Value, 1, 1199);
+        Assert.Contains("damaged", v.Problem);
+        Assert.Throws<LedgerCorruptException>(() => damaged.Read().ToList());
+    }
 }
