@@ -185,6 +185,11 @@ public static class CoalitionSimulation
         bool tardos = scheme == SimulationSettings.Tardos;
         double eps1 = s.PerHostBound;
         var options = new ParallelOptions { CancellationToken = cancellation };
+        // Real-valued sums are kept per trial and added in trial order afterwards, so that results do not depend on
+        // how the threads happened to split the trials (floating-point addition is not associative).
+        var thresholds = new double[s.Trials];
+        var colluderScores = new double[s.Trials];
+        var gaussianThresholds = new double[s.Trials];
         Parallel.For(0, s.Trials, options, () => new Worker(s.Hosts, codes[0].Positions), (trial, _, w) =>
         {
             var rng = new SimulationRandom(SimulationRandom.Mix(cellSeed, trial));
@@ -206,11 +211,12 @@ public static class CoalitionSimulation
             }
             var t = w.Tally;
             int caught = 0, innocent = 0, gCaught = 0, gInnocent = 0;
+            double colluderScore = 0;
             for (int j = 0; j < s.Hosts; j++)
             {
                 bool colluder = Array.IndexOf(coalition, j) >= 0;
                 double score = w.Scores[j];
-                if (colluder) t.ColluderScore += score;
+                if (colluder) colluderScore += score;
                 if (score >= z) { if (colluder) caught++; else innocent++; }
                 if (tardos && score >= zGauss) { if (colluder) gCaught++; else gInnocent++; }
             }
@@ -225,11 +231,18 @@ public static class CoalitionSimulation
             if (innocent > 0) t.Innocent++;
             if (gCaught > 0) t.GaussianCaught++;
             if (gInnocent > 0) t.GaussianInnocent++;
-            t.Threshold += z;
-            if (tardos) t.GaussianThreshold += zGauss;
+            thresholds[trial] = z;
+            colluderScores[trial] = colluderScore;
+            if (tardos) gaussianThresholds[trial] = zGauss;
             trialDone();
             return w;
         }, w => { lock (gate) total.Add(w.Tally); });
+        for (int trial = 0; trial < s.Trials; trial++)
+        {
+            total.Threshold += thresholds[trial];
+            total.ColluderScore += colluderScores[trial];
+            total.GaussianThreshold += gaussianThresholds[trial];
+        }
         return total;
     }
 }
