@@ -31,7 +31,8 @@ public class Secp256k1Tests
     public void Field_operations_agree_with_BigInteger_mod_p()
     {
         var rng = new Random(7);
-        var special = new[] { BigInteger.Zero, BigInteger.One, P - 1, P - 2, (BigInteger.One << 255), (BigInteger.One << 256) - P, (BigInteger.One << 64) - 1, P - ((BigInteger.One << 64) - 1) };
+        var special = new[] { BigInteger.Zero, BigInteger.One, P - 1, P - 2, (BigInteger.One << 255), (BigInteger.One << 256) - 1 - ((BigInteger.One << 256) - P),
+            (BigInteger.One << 192) - 1, ((BigInteger.One << 128) - 1) << 128, BigInteger.Parse("0FFFFFFFFFFFFFFFF0000000000000000FFFFFFFFFFFFFFFF0000000000000000", NumberStyles.HexNumber), (BigInteger.One << 256) - P, (BigInteger.One << 64) - 1, P - ((BigInteger.One << 64) - 1) };
         var values = special.Concat(Enumerable.Range(0, 200).Select(_ => RandomBelow(rng, P))).ToArray();
         for (int i = 0; i < values.Length; i++)
         {
