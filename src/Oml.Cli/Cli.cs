@@ -27,6 +27,7 @@ public static class Cli
         VerifyCommand.Create(),
         TraceCommands.Create(),
         LedgerCommands.Create(),
+        AccountCommands.Create(),
     };
 
     public static int Run(RootCommand root, string[] args)
