@@ -109,14 +109,8 @@ public sealed partial class GcideSource : CorpusSource
     [GeneratedRegex(@"^(?<word>[^\\\n]+?)\s*\\[^\\\n]*\\\s*(?:\([^()\n]*\))?")]
     private static partial Regex Header();
 
-    [GeneratedRegex(@"^,?\s*(?<pos>n|v\. t|v\. i|v|a|adv|prep|conj|interj|pron)\.(?=[\s,;\[]|$)")]
+    [GeneratedRegex(@"^,?\s*(?<pos>n|v\. t|v\. i|v|a|adv|prep|conj|interj|pron)\.(?:\s*pl\.)?(?=[\s,;\[]|$)")]
     private static partial Regex PartOfSpeech();
-
-    [GeneratedRegex(@"^1\.\s+(?:\([^)]*\)\s*)?(?<def>.+)$")]
-    private static partial Regex FirstSense();
-
-    [GeneratedRegex(@"\s+--\s?[A-Z][^.;]*\.?\s*$|\s+\[(?:Obs|R|Archaic|Colloq)\.?\]\s*")]
-    private static partial Regex Attribution();
 
     public override IEnumerable<SourceDocument> Read(string root)
     {
@@ -131,16 +125,55 @@ public sealed partial class GcideSource : CorpusSource
             var word = header.Success ? DictText.CleanGcide(header.Groups["word"].Value).Trim() : headword;
             var posMatch = PartOfSpeech().Match(paragraphs[0][Math.Min(word.Length, paragraphs[0].Length)..]);
             string? pos = posMatch.Success ? PosName(posMatch.Groups["pos"].Value) : null;
-            foreach (var p in paragraphs.Skip(1))
-            {
-                var m = FirstSense().Match(p.Split('\n')[0]);
-                if (!m.Success) continue;
-                var def = Attribution().Replace(m.Groups["def"].Value, " ").Trim();
-                if (def.Length >= 3 && !word.Contains(' ')) lexicon.Add(new LexiconEntry(Name, word, pos, def, [], []));
-                break;
-            }
+            var def = posMatch.Success ? FirstDefinition(paragraphs, word.Length + posMatch.Length) : null;
+            if (def is not null && !word.Contains(' ')) lexicon.Add(new LexiconEntry(Name, word, pos, def, [], []));
             yield return new SourceDocument(string.Join("\n", paragraphs)) { Lexicon = lexicon };
         }
+    }
+
+    /// <summary>
+    /// The first sense of an entry: "1. ..." in the header paragraph or a later one, else the header paragraph's text
+    /// after the part of speech, etymology bracket and field label; cut before "2." and attributions ("--Shak.").
+    /// </summary>
+    private static string? FirstDefinition(List<string> paragraphs, int afterHeader)
+    {
+        string? text = null;
+        var header = paragraphs[0].Replace('\n', ' ');
+        int one = header.IndexOf(" 1. ", StringComparison.Ordinal);
+        if (one >= 0) text = header[(one + 4)..];
+        else
+        {
+            foreach (var p in paragraphs.Skip(1))
+                if (p.StartsWith("1. ", StringComparison.Ordinal)) { text = p[3..].Replace('\n', ' '); break; }
+            if (text is null && paragraphs.Count >= 1)
+            {
+                var rest = header[Math.Min(afterHeader, header.Length)..].TrimStart(' ', ';', ',');
+                rest = SkipBracketed(rest, '[', ']');
+                text = rest;
+            }
+        }
+        if (text is null) return null;
+        text = SkipBracketed(text.Trim(), '(', ')');
+        int two = text.IndexOf(" 2. ", StringComparison.Ordinal);
+        if (two >= 0) text = text[..two];
+        int attribution = text.IndexOf(" --", StringComparison.Ordinal);
+        if (attribution >= 0) text = text[..attribution];
+        text = text.Trim();
+        if (text.EndsWith(" as,", StringComparison.Ordinal) || text.EndsWith(';')) text = text.TrimEnd(';', ',').Trim();
+        return text.Length >= 3 && char.IsLetter(text[0]) && !text.StartsWith("See ", StringComparison.Ordinal) ? text : null;
+    }
+
+    private static string SkipBracketed(string s, char open, char close)
+    {
+        s = s.TrimStart();
+        if (s.Length == 0 || s[0] != open) return s;
+        int depth = 0;
+        for (int i = 0; i < s.Length; i++)
+        {
+            if (s[i] == open) depth++;
+            else if (s[i] == close && --depth == 0) return s[(i + 1)..].TrimStart(' ', '.', ',');
+        }
+        return s;
     }
 
     private static string PosName(string code) => code switch

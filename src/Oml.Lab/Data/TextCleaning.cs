@@ -24,7 +24,8 @@ public static partial class TextCleaning
 
     /// <summary>
     /// Splits text into paragraphs at blank lines. Within a paragraph, hard-wrapped lines are joined with spaces,
-    /// except lines indented by four or more spaces (verse, quotations, code), whose breaks are kept.
+    /// except lines indented four or more spaces deeper than the paragraph's first line (verse, quotations,
+    /// code), whose breaks are kept.
     /// Returns the non-empty paragraphs, each without blank lines.
     /// </summary>
     public static List<string> Paragraphs(string text)
@@ -33,6 +34,7 @@ public static partial class TextCleaning
         var result = new List<string>();
         var current = new StringBuilder();
         bool lastKeptBreak = false;
+        int baseIndent = 0;
         void Flush()
         {
             var p = current.ToString().Trim();
@@ -43,7 +45,9 @@ public static partial class TextCleaning
         {
             var line = raw.Replace('\t', ' ').TrimEnd();
             if (line.Trim().Length == 0) { Flush(); lastKeptBreak = false; continue; }
-            bool indented = line.Length - line.TrimStart().Length >= 4;
+            int indent = line.Length - line.TrimStart().Length;
+            if (current.Length == 0) baseIndent = indent;
+            bool indented = indent >= baseIndent + 4;
             var content = CollapseSpaces(line);
             if (current.Length == 0) current.Append(content);
             else if (indented || lastKeptBreak) current.Append('\n').Append(content);
