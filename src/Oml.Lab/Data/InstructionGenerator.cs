@@ -171,7 +171,7 @@ public static class InstructionGenerator
     private static AlpacaExample Quotation(string text, SplitMix64 r)
     {
         // Cut at a word boundary between 35% and 65% of the way through.
-        var words = text.Split(' ');
+        var words = text.Split((char[])[' ', '\n'], StringSplitOptions.RemoveEmptyEntries);
         int cut = Math.Clamp((int)Math.Round(words.Length * (0.35 + 0.3 * r.NextDouble())), 1, words.Length - 1);
         var head = string.Join(' ', words.Take(cut));
         var tail = string.Join(' ', words.Skip(cut));
