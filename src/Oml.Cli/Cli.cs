@@ -28,6 +28,8 @@ public static class Cli
         TraceCommands.Create(),
         LedgerCommands.Create(),
         AccountCommands.Create(),
+        DataCommands.Create(),
+        TokenizerCommands.Create(),
     };
 
     public static int Run(RootCommand root, string[] args)
