@@ -1,0 +1,262 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Oml.Protocol.Ledger;
+
+namespace Oml.Cli;
+
+/// <summary><c>oml ledger init | verify | log | head | bench</c>: the protocol's append-only, hash-chained event log.</summary>
+public static class LedgerCommands
+{
+    public static Command Create() => new("ledger", "Create, inspect, verify and benchmark an oml ledger (an append-only, hash-chained event log in one SQLite file).")
+    {
+        Init(),
+        Verify(),
+        Log(),
+        Head(),
+        Bench(),
+    };
+
+    private static Option<string> LedgerOption() => new("--ledger") { Description = "The ledger file", Required = true };
+
+    /// <summary>Runs a ledger action, turning the ledger's own failures into exit code 1 with a message.</summary>
+    private static int Guard(Func<int> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (Exception e) when (e is LedgerCorruptException or LedgerConflictException)
+        {
+            Console.Error.WriteLine($"oml: error: {e.Message}");
+            return Cli.Failure;
+        }
+    }
+
+    public static Command Init()
+    {
+        var ledger = LedgerOption();
+        var cmd = new Command("init", "Create an empty ledger file (WAL mode, fsync on every commit).") { ledger };
+        cmd.SetAction(r => Guard(() =>
+        {
+            var path = r.GetValue(ledger)!;
+            if (File.Exists(path)) throw new IOException($"{path} exists already: init never overwrites a ledger");
+            using var l = SqliteLedger.Open(path, create: true);
+            Console.WriteLine($"created   {l.Path}");
+            Console.WriteLine($"ledger id {l.LedgerId}");
+            Console.WriteLine($"head      {l.GetHead()}");
+            return Cli.Ok;
+        }));
+        return cmd;
+    }
+
+    public static Command Verify()
+    {
+        var ledger = LedgerOption();
+        var head = new Option<string?>("--head")
+        {
+            Description = "A head hash recorded earlier (64 hex digits, as printed by `oml ledger head`): also check it is still part of the chain, "
+                + "which detects a consistent rewrite or a truncation by someone with write access to the file",
+        };
+        var cmd = new Command("verify", "Replay the chain and recompute every hash. Exit 0 when intact, 1 with a report when not.") { ledger, head };
+        cmd.SetAction(r => Guard(() =>
+        {
+            byte[]? anchor = r.GetValue(head) is { } h ? LedgerHashing.ParseHex(h) : null;
+            using var l = SqliteLedger.Open(r.GetValue(ledger)!);
+            var v = anchor is null ? l.Verify() : l.Verify(anchor);
+            if (v.Intact)
+            {
+                Console.WriteLine($"intact: {v.EventsChecked} events, head {l.GetHead()}");
+                Console.WriteLine(anchor is null
+                    ? "(self-consistent; give --head HASH recorded elsewhere to also rule out a rewrite of the whole chain)"
+                    : $"the expected head {LedgerHashing.ToHex(anchor)} is part of the chain");
+                return Cli.Ok;
+            }
+            Console.WriteLine($"TAMPERED: {l.Path}");
+            Console.WriteLine($"  events verified   {v.EventsChecked}");
+            Console.WriteLine($"  first bad event   {(v.FirstBadSequence is { } s ? s.ToString(CultureInfo.InvariantCulture) : "unknown (the chain itself is consistent)")}");
+            Console.WriteLine($"  problem           {v.Problem}");
+            return Cli.Failure;
+        }));
+        return cmd;
+    }
+
+    public static Command Log()
+    {
+        var ledger = LedgerOption();
+        var from = new Option<long>("--from") { Description = "First sequence number to show", DefaultValueFactory = _ => 0 };
+        var limit = new Option<long?>("--limit") { Description = "Show at most this many events (default: all)" };
+        var json = new Option<bool>("--json") { Description = "One JSON object per line (JSON Lines) instead of a table" };
+        var cmd = new Command("log", "Print events in order.") { ledger, from, limit, json };
+        cmd.SetAction(r => Guard(() =>
+        {
+            long start = r.GetValue(from);
+            if (start < 0) throw new ArgumentException("--from must be >= 0");
+            long max = r.GetValue(limit) ?? long.MaxValue;
+            if (max < 0) throw new ArgumentException("--limit must be >= 0");
+            bool asJson = r.GetValue(json);
+            using var l = SqliteLedger.Open(r.GetValue(ledger)!);
+            foreach (var e in l.Read(start).Take(max > int.MaxValue ? int.MaxValue : (int)max))
+                Console.WriteLine(asJson ? ToJson(e) : ToLine(e));
+            return Cli.Ok;
+        }));
+        return cmd;
+    }
+
+    private static readonly UTF8Encoding StrictUtf8 = new(false, true);
+
+    private static string? AsText(byte[] payload)
+    {
+        try { return StrictUtf8.GetString(payload); }
+        catch (DecoderFallbackException) { return null; }
+    }
+
+    internal static string ToJson(LedgerEvent e)
+    {
+        var o = new JsonObject
+        {
+            ["seq"] = e.Sequence,
+            ["type"] = e.Type,
+            ["timestamp"] = e.Timestamp.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture),
+        };
+        JsonNode? parsed = null;
+        if (AsText(e.Payload) is { } text)
+        {
+            try { parsed = JsonNode.Parse(text); }
+            catch (JsonException) { }
+        }
+        if (parsed is not null) o["payload"] = parsed;
+        else o["payload_base64"] = Convert.ToBase64String(e.Payload);
+        o["prev"] = LedgerHashing.ToHex(e.PreviousHash);
+        o["hash"] = LedgerHashing.ToHex(e.Hash);
+        return o.ToJsonString();
+    }
+
+    private static string ToLine(LedgerEvent e)
+    {
+        var text = AsText(e.Payload);
+        string payload = text is not null && !text.Any(char.IsControl) ? text : "0x" + Convert.ToHexStringLower(e.Payload);
+        if (payload.Length > 120) payload = payload[..117] + "...";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{e.Sequence,8}  {e.Timestamp:yyyy-MM-dd HH:mm:ss.fff}  {LedgerHashing.ToHex(e.Hash)[..16]}  {e.Type}  {payload}");
+    }
+
+    public static Command Head()
+    {
+        var ledger = LedgerOption();
+        var cmd = new Command("head", "Print the height and the head hash (\"HEIGHT HASH\"): publish it elsewhere, later `verify --head HASH` proves nothing before it was rewritten.") { ledger };
+        cmd.SetAction(r => Guard(() =>
+        {
+            using var l = SqliteLedger.Open(r.GetValue(ledger)!);
+            Console.WriteLine(l.GetHead().ToString());
+            return Cli.Ok;
+        }));
+        return cmd;
+    }
+
+    public static Command Bench()
+    {
+        var ledger = new Option<string>("--ledger") { Description = "The ledger file to append to (created when missing)", Required = true };
+        var events = new Option<long>("--events") { Description = "Number of events to append", DefaultValueFactory = _ => 1000 };
+        var batch = new Option<int>("--batch") { Description = "Events per Append (one commit, one fsync)", DefaultValueFactory = _ => 1 };
+        var payloadBytes = new Option<int>("--payload-bytes") { Description = "Size of each event's JSON payload", DefaultValueFactory = _ => 300 };
+        var compare = new Option<bool>("--compare-nosync") { Description = "Then append the same events to a fresh scratch ledger with synchronous=OFF (no fsync) and report both" };
+        var printCommitted = new Option<bool>("--print-committed") { Description = "Print \"committed SEQ\" for every event once its Append has returned (for crash tests)" };
+        var killAfter = new Option<int?>("--kill-after") { Description = "SIGKILL this process after this many milliseconds, wherever it is (for crash tests; then run `oml ledger verify`)" };
+        var cmd = new Command("bench", "Append synthetic events as fast as possible with fsync on, and report sustained events/s.")
+        {
+            ledger, events, batch, payloadBytes, compare, printCommitted, killAfter,
+        };
+        cmd.SetAction(r => Guard(() =>
+        {
+            var path = r.GetValue(ledger)!;
+            long n = r.GetValue(events);
+            int b = r.GetValue(batch);
+            int size = r.GetValue(payloadBytes);
+            if (n < 1) throw new ArgumentException("--events must be at least 1");
+            if (b < 1) throw new ArgumentException("--batch must be at least 1");
+            if (size < 32 || size > 1 << 20) throw new ArgumentException("--payload-bytes must be in [32, 1048576]");
+            bool print = r.GetValue(printCommitted);
+            if (r.GetValue(killAfter) is { } ms)
+            {
+                if (ms < 0) throw new ArgumentException("--kill-after must be >= 0");
+                var killer = new Thread(() => { Thread.Sleep(ms); Process.GetCurrentProcess().Kill(); }) { IsBackground = true };
+                killer.Start();
+            }
+            var durable = RunBench(path, new SqliteLedgerOptions(), n, b, size, print);
+            Console.WriteLine($"fsync on   (synchronous=FULL): {durable}");
+            if (r.GetValue(compare))
+            {
+                var scratch = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.nosync-{Guid.NewGuid():N}");
+                try
+                {
+                    var fast = RunBench(scratch, new SqliteLedgerOptions { Durable = false }, n, b, size, false);
+                    Console.WriteLine($"fsync off  (synchronous=OFF):  {fast}");
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"fsync costs {fast.EventsPerSecond / durable.EventsPerSecond:F1}x in throughput at batch {b}"));
+                }
+                finally
+                {
+                    foreach (var f in new[] { scratch, scratch + "-wal", scratch + "-shm" })
+                        try { File.Delete(f); } catch (IOException) { }
+                }
+            }
+            return Cli.Ok;
+        }));
+        return cmd;
+    }
+
+    /// <summary>One bench run's outcome.</summary>
+    public sealed record BenchResult(long Events, int Batch, int PayloadBytes, TimeSpan Elapsed, double MeanCommitMs, double P99CommitMs)
+    {
+        public double EventsPerSecond => Events / Elapsed.TotalSeconds;
+        public override string ToString() => string.Create(CultureInfo.InvariantCulture,
+            $"{Events} events, batch {Batch}, payload {PayloadBytes} B: {EventsPerSecond:F0} events/s ({EventsPerSecond / Batch:F0} commits/s, commit mean {MeanCommitMs:F2} ms, p99 {P99CommitMs:F2} ms)");
+    }
+
+    /// <summary>Appends <paramref name="n"/> events of ~<paramref name="size"/>-byte JSON in batches, timing every commit.</summary>
+    public static BenchResult RunBench(string path, SqliteLedgerOptions options, long n, int batch, int size, bool printCommitted)
+    {
+        using var l = SqliteLedger.Open(path, create: true, options);
+        var head = l.GetHead();
+        long height = head.Height;
+        var ts = head.Timestamp is { } t && t > DateTimeOffset.UtcNow ? t : DateTimeOffset.UtcNow;
+        var commits = new List<double>((int)Math.Min(int.MaxValue, n / batch + 1));
+        var total = Stopwatch.StartNew();
+        var lastReport = Stopwatch.StartNew();
+        var events = new List<NewEvent>(batch);
+        for (long done = 0; done < n;)
+        {
+            events.Clear();
+            int k = (int)Math.Min(batch, n - done);
+            for (int i = 0; i < k; i++) events.Add(new NewEvent("bench/event", Payload(height + i, size)));
+            var now = DateTimeOffset.UtcNow;
+            if (now > ts) ts = now;
+            long c0 = Stopwatch.GetTimestamp();
+            var added = l.Append(height, events, ts);
+            commits.Add(Stopwatch.GetElapsedTime(c0).TotalMilliseconds);
+            if (printCommitted)
+                foreach (var e in added) Console.WriteLine($"committed {e.Sequence}");
+            height += k;
+            done += k;
+            if (lastReport.Elapsed > TimeSpan.FromSeconds(2))
+            {
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {done}/{n} events, {done / total.Elapsed.TotalSeconds:F0} events/s"));
+                lastReport.Restart();
+            }
+        }
+        total.Stop();
+        commits.Sort();
+        return new BenchResult(n, batch, size, total.Elapsed, commits.Average(), commits[Math.Min(commits.Count - 1, (int)(commits.Count * 0.99))]);
+    }
+
+    /// <summary>A JSON payload of exactly <paramref name="size"/> bytes (for size >= 32).</summary>
+    internal static byte[] Payload(long seq, int size)
+    {
+        var head = string.Create(CultureInfo.InvariantCulture, $"{{\"seq\":{seq},\"pad\":\"");
+        var pad = Math.Max(0, size - head.Length - 2);
+        return Encoding.UTF8.GetBytes(head + new string('x', pad) + "\"}");
+    }
+}
