@@ -26,6 +26,7 @@ public static class Cli
         EmbedCommand.Create(),
         VerifyCommand.Create(),
         LedgerCommands.Create(),
+        TraceCommands.Create(),
     };
 
     public static int Run(RootCommand root, string[] args)

@@ -1,0 +1,193 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Oml.Models;
+using Oml.Protocol.Tracing;
+
+namespace Oml.Cli;
+
+/// <summary><c>oml trace simulate</c>: how well fingerprint allocations trace coalitions of hosts that merge their copies.</summary>
+public static class TraceCommands
+{
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static Command Create() => new("trace", "Trace leaked copies back to hosts: simulate collusion-resistant allocations of the fingerprint pool.")
+    {
+        Simulate(),
+    };
+
+    public static Command Simulate()
+    {
+        var hosts = new Option<int>("--hosts") { Description = "Licensed hosts (copies)", DefaultValueFactory = _ => 1000 };
+        var coalition = new Option<string>("--coalition") { Description = "Coalition sizes c to simulate, comma-separated", DefaultValueFactory = _ => "2,3,4" };
+        var strategies = new Option<string>("--strategies")
+        {
+            Description = "Pirate strategies, comma-separated: majority, minority, unanimity (AND), any (OR), interleaving, random (coin where they differ), or all",
+            DefaultValueFactory = _ => "all",
+        };
+        var lengths = new Option<string>("--lengths") { Description = "Code lengths (pool sizes, all queried), comma-separated", DefaultValueFactory = _ => "64,128,256,512,1024,2048" };
+        var loss = new Option<string>("--noise-loss")
+        {
+            Description = "δ: probability that a fingerprint the pirate copy holds does not answer; comma-separated values pair up with --noise-false-hit",
+            DefaultValueFactory = _ => "0",
+        };
+        var falseHit = new Option<string>("--noise-false-hit")
+        {
+            Description = "ε: probability that a fingerprint the copy does not hold answers anyway; comma-separated, paired with --noise-loss (a single value applies to all)",
+            DefaultValueFactory = _ => "0",
+        };
+        var trials = new Option<int>("--trials") { Description = "Coalitions drawn per cell", DefaultValueFactory = _ => 200 };
+        var bound = new Option<double>("--innocent-bound") { Description = "ε: the bound on accusing innocents (see --bound-scope)", DefaultValueFactory = _ => 1e-3 };
+        var scope = new Option<string>("--bound-scope")
+        {
+            Description = "union: ε bounds P(any innocent host is accused), each host tested at ε/hosts; per-host: ε bounds P(one given innocent host is accused)",
+            DefaultValueFactory = _ => "union",
+        };
+        scope.AcceptOnlyFromAmong("union", "per-host");
+        var scheme = new Option<string>("--scheme") { Description = "tardos, random (the baseline) or both", DefaultValueFactory = _ => "both" };
+        scheme.AcceptOnlyFromAmong("tardos", "random", "both");
+        var cutoff = new Option<double?>("--cutoff") { Description = "Tardos cutoff t (biases in [t, 1-t]); default 1/(300c) for the largest c simulated" };
+        var tardosBound = new Option<string>("--tardos-bound")
+        {
+            Description = "The proven tail bound behind the Tardos threshold: chernoff (exact per-position MGF) or bernstein",
+            DefaultValueFactory = _ => "chernoff",
+        };
+        tardosBound.AcceptOnlyFromAmong("chernoff", "bernstein");
+        var fraction = new Option<double>("--random-fraction") { Description = "Random baseline: each host holds this fraction of the pool", DefaultValueFactory = _ => 0.5 };
+        var codes = new Option<int>("--codes") { Description = "Independent allocations per (scheme, length); trials cycle through them", DefaultValueFactory = _ => 1 };
+        var seed = new Option<string>("--seed") { Description = "Seed of the allocations and of the simulated coalitions", DefaultValueFactory = _ => "oml" };
+        var json = new Option<string?>("--json") { Description = "Also write the results as JSON to this file" };
+        var cmd = new Command("simulate",
+            "Monte-Carlo: for each scheme, code length, coalition size, strategy and noise, draw coalitions among the hosts, forge their "
+            + "pirate copy, query every pool fingerprint and accuse. Prints P(catch ≥1 colluder), colluders caught, P(accuse ≥1 innocent) and the proven bound.")
+        {
+            hosts, coalition, strategies, lengths, loss, falseHit, trials, bound, scope, scheme, cutoff, tardosBound, fraction, codes, seed, json,
+        };
+        cmd.SetAction(r =>
+        {
+            var losses = ParseDoubles(r.GetValue(loss)!, "--noise-loss");
+            var hits = ParseDoubles(r.GetValue(falseHit)!, "--noise-false-hit");
+            if (losses.Count != hits.Count && losses.Count != 1 && hits.Count != 1)
+                throw new ArgumentException($"--noise-loss has {losses.Count} values and --noise-false-hit {hits.Count}: give the same number, or one of them once");
+            int nNoise = Math.Max(losses.Count, hits.Count);
+            var noises = Enumerable.Range(0, nNoise).Select(i => new NoiseModel(losses[losses.Count == 1 ? 0 : i], hits[hits.Count == 1 ? 0 : i])).ToList();
+            string strategyText = r.GetValue(strategies)!;
+            var strategyList = strategyText.Trim() == "all" ? Pirates.All : Split(strategyText).Select(Pirates.Parse).Distinct().ToList();
+            var settings = new SimulationSettings
+            {
+                Hosts = r.GetValue(hosts),
+                Coalitions = ParseInts(r.GetValue(coalition)!, "--coalition"),
+                Strategies = strategyList,
+                Lengths = ParseInts(r.GetValue(lengths)!, "--lengths"),
+                Noises = noises,
+                Trials = r.GetValue(trials),
+                InnocentBound = r.GetValue(bound),
+                Scope = r.GetValue(scope) == "per-host" ? BoundScope.PerHost : BoundScope.Union,
+                Schemes = r.GetValue(scheme) switch { "both" => [SimulationSettings.Tardos, SimulationSettings.Random], var s => [s!] },
+                Cutoff = r.GetValue(cutoff),
+                Bound = r.GetValue(tardosBound) == "bernstein" ? TardosBound.Bernstein : TardosBound.Chernoff,
+                RandomFraction = r.GetValue(fraction),
+                Codes = r.GetValue(codes),
+                Seed = r.GetValue(seed)!,
+            };
+            settings.Validate();
+            var jsonPath = r.GetValue(json);
+
+            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{settings.Hosts} hosts, ε = {settings.InnocentBound} ({(settings.Scope == BoundScope.Union ? "P(any innocent accused), union bound" : "per host")}; "
+                + $"ε1 = {settings.PerHostBound:G3} per host), Tardos t = {settings.EffectiveCutoff:G4}, threshold: {TardosThresholds.Name(settings.Bound)} / {OverlapAccuser.BoundName}, "
+                + $"{Environment.ProcessorCount} threads"));
+            var clock = Stopwatch.StartNew();
+            var results = CoalitionSimulation.Run(settings, new InlineProgress<SimulationProgress>(p =>
+            {
+                int filled = (int)(30 * p.Done / p.Total);
+                var line = string.Create(CultureInfo.InvariantCulture, $"[{new string('#', filled)}{new string('.', 30 - filled)}] {p.Done}/{p.Total} trials  {p.Cell}");
+                if (Console.IsErrorRedirected) { if (p.Done == p.Total || p.Done % Math.Max(1, p.Total / 10) < Math.Max(1, p.Total / 400)) Console.Error.WriteLine(line); }
+                else Console.Error.Write($"\r{line,-110}");
+            }));
+            if (!Console.IsErrorRedirected) Console.Error.WriteLine();
+            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"done in {clock.Elapsed.TotalSeconds:F1} s"));
+
+            Console.Write(Table(results));
+            if (jsonPath is not null)
+            {
+                var doc = new JsonObject
+                {
+                    ["hosts"] = settings.Hosts,
+                    ["trials"] = settings.Trials,
+                    ["innocent_bound"] = settings.InnocentBound,
+                    ["bound_scope"] = settings.Scope == BoundScope.Union ? "union" : "per-host",
+                    ["per_host_bound"] = settings.PerHostBound,
+                    ["tardos_cutoff"] = settings.EffectiveCutoff,
+                    ["tardos_bound"] = TardosThresholds.Name(settings.Bound),
+                    ["random_fraction"] = settings.RandomFraction,
+                    ["codes"] = settings.Codes,
+                    ["seed"] = settings.Seed,
+                    ["seconds"] = clock.Elapsed.TotalSeconds,
+                    ["results"] = new JsonArray(results.Select(x => (JsonNode)new JsonObject
+                    {
+                        ["scheme"] = x.Scheme,
+                        ["length"] = x.Length,
+                        ["coalition"] = x.Coalition,
+                        ["strategy"] = x.Strategy,
+                        ["noise_loss"] = x.Loss,
+                        ["noise_false_hit"] = x.FalseHit,
+                        ["trials"] = x.Trials,
+                        ["p_catch"] = x.CatchRate,
+                        ["mean_caught"] = x.MeanCaught,
+                        ["p_innocent"] = x.InnocentRate,
+                        ["p_catch_top"] = x.TopCatchRate,
+                        ["p_innocent_top"] = x.TopInnocentRate,
+                        ["per_host_bound"] = x.PerHostBound,
+                        ["any_innocent_bound"] = x.AnyInnocentBound,
+                        ["mean_threshold"] = Finite(x.MeanThreshold),
+                        ["mean_colluder_score"] = Finite(x.MeanColluderScore),
+                        ["mean_gaussian_threshold"] = Finite(x.MeanGaussianThreshold),
+                        ["p_catch_gaussian"] = Finite(x.GaussianCatchRate),
+                        ["p_innocent_gaussian"] = Finite(x.GaussianInnocentRate),
+                    }).ToArray()),
+                };
+                FingerprintIO.WriteTextAtomic(jsonPath, doc.ToJsonString(Indented) + "\n");
+                Console.Error.WriteLine($"wrote {jsonPath}");
+            }
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    private static JsonNode? Finite(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
+
+    /// <summary>The results as a fixed-width table, one row per cell.</summary>
+    public static string Table(IReadOnlyList<SimulationResult> results)
+    {
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture, $"{"scheme",-7} {"length",6} {"c",2} {"strategy",-12} {"δ",5} {"ε",5} {"P(catch)",9} {"caught",7} {"P(innoc)",9} {"bound",9} {"P(top)",7} {"thresh",8} {"colluder",9} {"gauss-Z",8} {"P(catch|g)",10}\n");
+        foreach (var x in results)
+            sb.Append(CultureInfo.InvariantCulture,
+                $"{x.Scheme,-7} {x.Length,6} {x.Coalition,2} {x.Strategy,-12} {x.Loss,5:0.###} {x.FalseHit,5:0.###} {x.CatchRate,9:0.000} {x.MeanCaught,7:0.00} {x.InnocentRate,9:0.000} {x.AnyInnocentBound,9:G3} {x.TopCatchRate,7:0.000} {x.MeanThreshold,8:0.0} {x.MeanColluderScore,9:0.0} {(double.IsNaN(x.MeanGaussianThreshold) ? "-" : x.MeanGaussianThreshold.ToString("0.0", CultureInfo.InvariantCulture)),8} {(double.IsNaN(x.GaussianCatchRate) ? "-" : x.GaussianCatchRate.ToString("0.000", CultureInfo.InvariantCulture)),10}\n");
+        return sb.ToString();
+    }
+
+    private static IEnumerable<string> Split(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    private static List<int> ParseInts(string text, string option)
+    {
+        var list = new List<int>();
+        foreach (var part in Split(text))
+            list.Add(int.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : throw new ArgumentException($"{option}: '{part}' is not an integer"));
+        if (list.Count == 0) throw new ArgumentException($"{option} needs at least one value");
+        return list;
+    }
+
+    private static List<double> ParseDoubles(string text, string option)
+    {
+        var list = new List<double>();
+        foreach (var part in Split(text))
+            list.Add(double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : throw new ArgumentException($"{option}: '{part}' is not a number"));
+        if (list.Count == 0) throw new ArgumentException($"{option} needs at least one value");
+        return list;
+    }
+}
