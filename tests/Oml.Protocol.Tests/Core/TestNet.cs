@@ -79,8 +79,12 @@ internal sealed class TestNet : IDisposable
         return copy;
     }
 
+    /// <summary>Builds a copy with a fake embedding that returns <paramref name="digest"/>.</summary>
+    public HostCopy Build(Omlizer omlizer, string model, PrivateKey host, string digest) =>
+        omlizer.BuildCopyAsync(S, model, A(host), (_, _) => Task.FromResult(digest)).GetAwaiter().GetResult();
+
     public static Omlizer NewOmlizer(FingerprintSet pool, int perHost = 8) =>
-        new(pool, new RandomAllocation("alloc-secret"u8, pool.Count, perHost));
+        new(pool, new RandomAllocation("allocation-secret-0123456789"u8, pool.Count, perHost));
 
     /// <summary>Asserts that <paramref name="act"/> is rejected with <paramref name="code"/> and leaves the ledger and state untouched.</summary>
     public ProtocolException Rejected(ProtocolErrorCode code, Action act)
