@@ -31,7 +31,8 @@ public class Secp256k1Tests
     public void Field_operations_agree_with_BigInteger_mod_p()
     {
         var rng = new Random(7);
-        var special = new[] { BigInteger.Zero, BigInteger.One, P - 1, P - 2, (BigInteger.One << 255), (BigInteger.One << 256) - P, (BigInteger.One << 64) - 1, P - ((BigInteger.One << 64) - 1) };
+        var special = new[] { BigInteger.Zero, BigInteger.One, P - 1, P - 2, (BigInteger.One << 255), (BigInteger.One << 256) - 1 - ((BigInteger.One << 256) - P),
+            (BigInteger.One << 192) - 1, ((BigInteger.One << 128) - 1) << 128, BigInteger.Parse("0FFFFFFFFFFFFFFFF0000000000000000FFFFFFFFFFFFFFFF0000000000000000", NumberStyles.HexNumber), (BigInteger.One << 256) - P, (BigInteger.One << 64) - 1, P - ((BigInteger.One << 64) - 1) };
         var values = special.Concat(Enumerable.Range(0, 200).Select(_ => RandomBelow(rng, P))).ToArray();
         for (int i = 0; i < values.Length; i++)
         {
@@ -54,6 +55,19 @@ public class Secp256k1Tests
         // -1 is not a square mod p (p ≡ 3 mod 4).
         Assert.False(FieldElement.TrySqrt(FieldElement.FromBigInteger(P - 1), out _));
         Assert.False(FieldElement.TryFromBytes(P.ToByteArray(isUnsigned: true, isBigEndian: true), out _));
+    }
+
+    [Fact]
+    public void Scalar_inverse_mod_n_agrees_with_Fermat()
+    {
+        var rng = new Random(5);
+        foreach (var a in new[] { BigInteger.One, N - 1, N + 5, (BigInteger)2 }.Concat(Enumerable.Range(0, 50).Select(_ => 1 + RandomBelow(rng, N - 1))))
+        {
+            var inv = Secp256k1Curve.InvertModN(a);
+            Assert.Equal(BigInteger.ModPow(Mod(a, N), N - 2, N), inv);
+            Assert.Equal(BigInteger.One, a * inv % N);
+        }
+        Assert.Throws<ArgumentException>(() => Secp256k1Curve.InvertModN(N));
     }
 
     // ---- Scalar multiplication against a plain affine BigInteger reference ----
