@@ -47,3 +47,34 @@ public static class FalsePositives
     public static int? KeysNeeded(double alpha, double unrelatedHitRate) =>
         unrelatedHitRate >= 1 ? null : FingerprintStatistics.KeysNeeded(alpha, unrelatedHitRate);
 }
+
+/// <summary>The hit-count test as a verifier runs it: query a random subset of the keys and count the hits.</summary>
+public static class HitCountTest
+{
+    /// <summary>
+    /// Hit counts of <paramref name="draws"/> random subsets of <paramref name="keys"/> keys (without replacement) of one
+    /// model's per-key outcomes, from the seed. With keys ≥ the number of outcomes, every draw is the whole set.
+    /// </summary>
+    public static List<double> SubsetHitCounts(IReadOnlyList<bool> perKey, int keys, int draws, int seed)
+    {
+        if (perKey.Count == 0) throw new ArgumentException("no keys", nameof(perKey));
+        if (keys < 1 || draws < 1) throw new ArgumentOutOfRangeException(nameof(keys), "keys and draws must be at least 1");
+        int k = Math.Min(keys, perKey.Count);
+        var rng = new Random(seed);
+        var idx = Enumerable.Range(0, perKey.Count).ToArray();
+        var counts = new List<double>(draws);
+        for (int d = 0; d < draws; d++)
+        {
+            // Partial Fisher–Yates: the first k entries are a uniform random subset.
+            for (int i = 0; i < k; i++)
+            {
+                int j = i + rng.Next(perKey.Count - i);
+                (idx[i], idx[j]) = (idx[j], idx[i]);
+            }
+            int hits = 0;
+            for (int i = 0; i < k; i++) if (perKey[idx[i]]) hits++;
+            counts.Add(hits);
+        }
+        return counts;
+    }
+}
