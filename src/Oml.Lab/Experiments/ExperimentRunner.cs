@@ -191,6 +191,7 @@ public sealed class ExperimentRunner
                 r.Metrics["text_perplexity"] = s.TextPerplexity;
                 r.Metrics["stealth_ratio"] = s.Ratio;
                 r.Metrics["stealth_auc"] = s.DetectorAuc;
+                r.Metrics["stealth_separability"] = s.Separability;
             }
             return r;
         }

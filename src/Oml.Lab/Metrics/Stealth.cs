@@ -8,10 +8,14 @@ namespace Oml.Lab.Metrics;
 /// <summary>
 /// How much fingerprint keys stand out from ordinary text to the model: per-sequence perplexities of the keys and of
 /// held-out text windows of the same token lengths (geometric means), their ratio, and the AUC of a detector that
-/// flags high-perplexity inputs as keys (0.5: indistinguishable; 1: every key above every ordinary text).
+/// flags high-perplexity inputs as keys (0.5: indistinguishable; 1: every key above every ordinary text; 0: every key
+/// below). <see cref="Separability"/> is max(AUC, 1 − AUC): how well a threshold in either direction separates them.
 /// </summary>
 public sealed record StealthResult(double KeyPerplexity, double TextPerplexity, double Ratio, double DetectorAuc,
-    IReadOnlyList<double> KeyPerplexities, IReadOnlyList<double> TextPerplexities);
+    IReadOnlyList<double> KeyPerplexities, IReadOnlyList<double> TextPerplexities)
+{
+    public double Separability => Math.Max(DetectorAuc, 1 - DetectorAuc);
+}
 
 public static class Stealth
 {

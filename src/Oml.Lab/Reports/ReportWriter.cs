@@ -103,14 +103,14 @@ public static class ReportWriter
         double basePpl = baseCell?.Metric("perplexity") ?? double.NaN;
         sb.AppendLine("## Capacity: fingerprint success rate, utility and stealth");
         sb.AppendLine();
-        sb.AppendLine("FSR: fraction of keys whose greedy answer starts with the response. Utility: held-out perplexity (change against the base), cloze multiple-choice accuracy and greedy exact next word. Stealth: geometric-mean perplexity of the keys and of held-out text windows of the same lengths under the fingerprinted model, their ratio, and the AUC of a perplexity-threshold detector (0.5 = keys look like ordinary text). Means over seeds.");
+        sb.AppendLine("FSR: fraction of keys whose greedy answer starts with the response. Utility: held-out perplexity (change against the base), cloze multiple-choice accuracy and greedy exact next word. Stealth: geometric-mean perplexity of the keys and of held-out text windows of the same lengths under the fingerprinted model, their ratio, the AUC of a detector that flags high-perplexity inputs as keys (0.5 = keys look like ordinary text; below 0.5 = keys are *more* predictable than text), and the separability max(AUC, 1 − AUC) of a threshold in either direction. Means over seeds.");
         sb.AppendLine();
-        sb.AppendLine("| strategy | variant | fingerprints | seeds | FSR | perplexity | cloze acc. | next word | key ppl | text ppl | ratio | detector AUC | epochs | embed s |");
-        sb.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        sb.AppendLine("| strategy | variant | fingerprints | seeds | FSR | perplexity | cloze acc. | next word | key ppl | text ppl | ratio | detector AUC | separability | epochs | embed s |");
+        sb.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (var g in groups)
         {
             double M(string k) => Mean(g.Select(c => c.Metric(k)));
-            sb.AppendLine($"| {g.Key.S} | {g.Key.V} | {g.Key.N} | {g.Count()} | {P(M("fsr"))} | {N(M("perplexity"), "0.00")}{Delta(M("perplexity"), basePpl)} | {P(M("cloze_accuracy"))} | {P(M("greedy_next_word"))} | {N(M("key_perplexity"), "0.0")} | {N(M("text_perplexity"), "0.0")} | {N(M("stealth_ratio"), "0.00")} | {N(M("stealth_auc"), "0.00")} | {N(M("epochs"), "0")} | {N(M("embed_seconds"), "0.0")} |");
+            sb.AppendLine($"| {g.Key.S} | {g.Key.V} | {g.Key.N} | {g.Count()} | {P(M("fsr"))} | {N(M("perplexity"), "0.00")}{Delta(M("perplexity"), basePpl)} | {P(M("cloze_accuracy"))} | {P(M("greedy_next_word"))} | {N(M("key_perplexity"), "0.0")} | {N(M("text_perplexity"), "0.0")} | {N(M("stealth_ratio"), "0.00")} | {N(M("stealth_auc"), "0.00")} | {N(M("stealth_separability"), "0.00")} | {N(M("epochs"), "0")} | {N(M("embed_seconds"), "0.0")} |");
         }
         sb.AppendLine();
         var series = groups.GroupBy(g => $"{g.Key.S} / {g.Key.V}").ToList();

@@ -73,7 +73,7 @@ public static class SvgChart
             }
             sb.Append($"<path d=\"{path}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{(dash.Length > 0 ? $" stroke-dasharray=\"{dash}\"" : "")}/>\n");
             if (!steps)
-                foreach (var p in valid) sb.Append($"<circle cx=\"{F(X(p.X))}\" cy=\"{F(Y(p.Y))}\" r=\"3.5\" fill=\"{color}\"/>\n");
+                foreach (var p in valid) sb.Append(Marker(i, X(p.X), Y(p.Y), color)).Append('\n');
         }
         sb.Append("</g>\n");
         Legend(sb, series.Select(s => s.Name).ToList(), lines: true, 0);
@@ -120,7 +120,16 @@ public static class SvgChart
         return End(sb);
     }
 
-    private static (string Color, string Dash) Style(int i) => (Palette[i % Palette.Length], Dashes[i / Palette.Length % Dashes.Length]);
+    private static (string Color, string Dash) Style(int i) => (Palette[i % Palette.Length], Dashes[i % Dashes.Length]);
+
+    /// <summary>Marker i: circle, square, triangle or diamond, so that series drawn on top of each other stay visible.</summary>
+    private static string Marker(int i, double x, double y, string color, double r = 3.5) => (i % 4) switch
+    {
+        0 => $"<circle cx=\"{F(x)}\" cy=\"{F(y)}\" r=\"{F(r)}\" fill=\"{color}\"/>",
+        1 => $"<rect x=\"{F(x - r)}\" y=\"{F(y - r)}\" width=\"{F(2 * r)}\" height=\"{F(2 * r)}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\"/>",
+        2 => $"<path d=\"M{F(x)},{F(y - r - 1)} L{F(x + r + 1)},{F(y + r)} L{F(x - r - 1)},{F(y + r)} Z\" fill=\"{color}\"/>",
+        _ => $"<path d=\"M{F(x)},{F(y - r - 1)} L{F(x + r + 1)},{F(y)} L{F(x)},{F(y + r + 1)} L{F(x - r - 1)},{F(y)} Z\" fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\"/>",
+    };
 
     private static StringBuilder Begin(string title, int extraBottom = 0)
     {
@@ -166,7 +175,7 @@ public static class SvgChart
             double yy = y + i * 18;
             if (yy > Height + extraBottom - 20) { sb.Append($"<text x=\"{F(x)}\" y=\"{F(yy + 4)}\" font-size=\"11\">… {names.Count - i} more</text>\n"); break; }
             sb.Append(lines
-                ? $"<line x1=\"{F(x)}\" y1=\"{F(yy)}\" x2=\"{F(x + 22)}\" y2=\"{F(yy)}\" stroke=\"{color}\" stroke-width=\"2\"{(dash.Length > 0 ? $" stroke-dasharray=\"{dash}\"" : "")}/><circle cx=\"{F(x + 11)}\" cy=\"{F(yy)}\" r=\"3\" fill=\"{color}\"/>\n"
+                ? $"<line x1=\"{F(x)}\" y1=\"{F(yy)}\" x2=\"{F(x + 22)}\" y2=\"{F(yy)}\" stroke=\"{color}\" stroke-width=\"2\"{(dash.Length > 0 ? $" stroke-dasharray=\"{dash}\"" : "")}/>{Marker(i, x + 11, yy, color, 3)}\n"
                 : $"<rect x=\"{F(x + 4)}\" y=\"{F(yy - 6)}\" width=\"14\" height=\"12\" fill=\"{Palette[i % Palette.Length]}\"/>\n");
             sb.Append($"<text x=\"{F(x + 28)}\" y=\"{F(yy + 4)}\" font-size=\"11\">{E(Clip(names[i], 24))}</text>\n");
         }
