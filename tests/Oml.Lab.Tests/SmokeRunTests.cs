@@ -1,0 +1,156 @@
+using System.Xml.Linq;
+using System.Text.RegularExpressions;
+using Oml.Lab.Experiments;
+using Oml.Lab.Reports;
+
+namespace Oml.Lab.Tests;
+
+/// <summary>Each experiment kind end to end on the tiny smoke model: cells saved, report.md with well-formed SVG charts.</summary>
+public class SmokeRunTests
+{
+    internal static (LabEnvironment Env, RunSummary Summary, string Report) Run(string file, Action<LabConfig>? trim = null, string? outDir = null, int? maxCells = null)
+    {
+        var config = LabConfig.Load(Fixtures.Experiment(file));
+        trim?.Invoke(config);
+        var env = new LabEnvironment(config, outDir ?? Fixtures.OutDirWithBase());
+        var summary = new ExperimentRunner(env).Run(maxCells: maxCells);
+        return (env, summary, ReportWriter.Write(env.OutDir));
+    }
+
+    internal static List<string> CheckReport(string reportPath, int minCharts)
+    {
+        var md = File.ReadAllText(reportPath);
+        var dir = Path.GetDirectoryName(reportPath)!;
+        var charts = Regex.Matches(md, @"!\[[^\]]*\]\(([^)]+\.svg)\)").Select(m => m.Groups[1].Value).ToList();
+        Assert.True(charts.Count >= minCharts, $"{charts.Count} charts referenced, expected at least {minCharts}");
+        foreach (var c in charts)
+        {
+            var doc = XDocument.Load(Path.Combine(dir, c));
+            Assert.Equal("svg", doc.Root!.Name.LocalName);
+        }
+        Assert.Contains("## Config", md);
+        Assert.Contains("git commit", md);
+        return charts;
+    }
+
+    [Fact]
+    public void Capacity()
+    {
+        var (env, s, report) = Run("smoke-capacity.yaml", c => { c.Capacity!.Counts = [3]; c.Capacity.Strategies = ["perinucleus"]; c.Utility.ClozeItems = 8; });
+        Assert.Equal(3, s.Total); // base + 2 variants
+        Assert.Equal(3, s.Computed);
+        var cell = s.Results.Single(r => r.Id == "perinucleus-n3-plain-s1");
+        Assert.InRange(cell.Metric("fsr"), 0, 1);
+        Assert.Equal(3, cell.Metric("count"));
+        Assert.True(cell.Metric("perplexity") > 1);
+        Assert.InRange(cell.Metric("stealth_auc"), 0, 1);
+        var charts = CheckReport(report, 3);
+        Assert.Contains("capacity-fsr.svg", charts);
+        Assert.Contains("| perinucleus | both | 3 |", File.ReadAllText(report));
+    }
+
+    [Fact]
+    public void Persistence()
+    {
+        var (_, s, report) = Run("smoke-persistence.yaml", c => { c.Persistence!.Models[0].Build!.Count = 3; c.Utility.ClozeItems = 8; });
+        Assert.Equal(7, s.Computed);
+        var before = s.Results.Single(r => r.Id == "fp-s1-before");
+        var noise = s.Results.Single(r => r.Id == "fp-s1-noise=0.2");
+        Assert.Equal(before.Metric("fsr"), noise.Metric("fsr_before"));
+        Assert.Equal(0.2, noise.Metric("x"));
+        // The plain greedy responder measures exactly what the baseline measured.
+        Assert.Equal(before.Metric("fsr"), s.Results.Single(r => r.Label("attack") == "greedy").Metric("fsr"));
+        var charts = CheckReport(report, 2);
+        Assert.Contains("sweep-noise.svg", charts);
+    }
+
+    [Fact]
+    public void Adaptive()
+    {
+        var (env, s, report) = Run("smoke-adaptive.yaml", c =>
+        {
+            c.Adaptive!.Model.Count = 3;
+            c.Adaptive.Attacks = [new AttackEntry { Responder = "greedy(batch=2)" }];
+            c.Utility.ClozeItems = 8;
+        });
+        Assert.Equal(1 + 3 * 2, s.Total);
+        // The multi-response defence embedded two responses per key; avoid-top kept only responses outside the base's top m.
+        var multi = Oml.Fingerprinting.FingerprintSetFile.Read(Path.Combine(env.OutDir, "models", "multi-response-s1", LabEnvironment.SetFile), null);
+        Assert.All(multi.Fingerprints, f => Assert.Equal(2, f.Responses.Count));
+        var avoid = Oml.Fingerprinting.FingerprintSetFile.Read(Path.Combine(env.OutDir, "models", "avoid-top-s1", LabEnvironment.SetFile), null);
+        env.Prepare();
+        using (var baseModel = env.LoadModel(env.BaseDir))
+            Assert.All(env.FirstTokenRanks(baseModel, avoid.Fingerprints), r => Assert.True(r >= 8));
+        // Through the general responder path, the greedy deployment scores what the fast path scored before.
+        foreach (var d in new[] { "none", "multi-response", "avoid-top" })
+            Assert.Equal(s.Results.Single(r => r.Id == $"{d}-s1-before").Metric("fsr"), s.Results.Single(r => r.Id == $"{d}-s1-greedy_batch=2").Metric("fsr"));
+        CheckReport(report, 1);
+    }
+
+    [Fact]
+    public void False_positives()
+    {
+        var (env, s, report) = Run("smoke-false-positives.yaml", c => { c.FalsePositives!.Sets[0].Build!.Count = 4; c.FalsePositives.Decoders = ["greedy"]; c.Utility.ClozeItems = 0; });
+        Assert.Equal(1 + 3, s.Total);
+        Assert.True(File.Exists(Path.Combine(env.OutDir, "unrelated-1", "config.json")));
+        var rows = s.Results.Where(r => r.Labels.ContainsKey("set")).ToList();
+        Assert.Equal(["fingerprinted", "unrelated", "unrelated"], rows.Select(r => r.Label("role")));
+        Assert.All(rows, r => Assert.Equal(r.Metric("hits"), r.Series["per_key"].Sum()));
+        var charts = CheckReport(report, 2);
+        Assert.Contains("roc-fp.svg", charts);
+        Assert.Contains("keys for α = 1e-6", File.ReadAllText(report));
+    }
+}
+
+public class ResumeTests
+{
+    [Fact]
+    public void A_killed_run_resumes_computing_only_the_missing_cells()
+    {
+        static void Trim(LabConfig c)
+        {
+            c.Persistence!.Models[0].Build!.Count = 3;
+            c.Utility.ClozeItems = 0;
+        }
+        var dir = Fixtures.OutDirWithBase();
+        // "Killed" after 3 cells.
+        var (_, first, _) = SmokeRunTests.Run("smoke-persistence.yaml", Trim, dir, maxCells: 3);
+        Assert.Equal(3, first.Computed);
+        Assert.Equal(0, first.Reused);
+        var store = new CellStore(dir);
+        var saved = store.LoadAll();
+        Assert.Equal(3, saved.Count);
+        var stamps = saved.ToDictionary(c => c.Id, c => File.GetLastWriteTimeUtc(store.PathOf(c.Id)));
+
+        var (_, second, report) = SmokeRunTests.Run("smoke-persistence.yaml", Trim, dir);
+        Assert.Equal(3, second.Reused);
+        Assert.Equal(second.Total - 3, second.Computed);
+        foreach (var (id, t) in stamps) Assert.Equal(t, File.GetLastWriteTimeUtc(store.PathOf(id)));
+
+        var (_, third, _) = SmokeRunTests.Run("smoke-persistence.yaml", Trim, dir);
+        Assert.Equal(0, third.Computed);
+        Assert.Equal(third.Total, third.Reused);
+
+        // The report re-renders from the saved cells alone.
+        var before = File.ReadAllText(report);
+        File.Delete(report);
+        foreach (var svg in Directory.GetFiles(dir, "*.svg")) File.Delete(svg);
+        ReportWriter.Write(dir);
+        Assert.Equal(Strip(before), Strip(File.ReadAllText(report)));
+        SmokeRunTests.CheckReport(report, 2);
+    }
+
+    private static string Strip(string md) => Regex.Replace(md, @"\| report rendered \|[^\n]*\n", "");
+
+    [Fact]
+    public void A_corrupt_cell_file_is_reported_not_silently_recomputed()
+    {
+        var dir = Directory.CreateTempSubdirectory("oml-lab-corrupt-").FullName;
+        var store = new CellStore(dir);
+        Directory.CreateDirectory(store.Directory);
+        File.WriteAllText(store.PathOf("x"), "{ not json");
+        var e = Assert.Throws<InvalidDataException>(() => store.TryLoad("x", out _));
+        Assert.Contains("delete it to recompute", e.Message);
+        Assert.Throws<FileNotFoundException>(() => ReportWriter.Write(dir));
+    }
+}
