@@ -22,7 +22,7 @@ internal static class TinyModels
     {
         using var model = Random(11);
         var tokens = Enumerable.Range(0, 4000).Select(i => Cycle[i % Cycle.Length]).ToArray();
-        Pretraining.Train(model, tokens, steps: 80, batch: 8, context: 24, lr: 1e-2, seed: 3);
+        Pretraining.Train(model, tokens, steps: 40, batch: 8, context: 16, lr: 2e-2, seed: 3);
         var dir = Path.Combine(Path.GetTempPath(), $"oml-lab-pattern-{Environment.ProcessId}");
         ModelFolder.Save(model, dir);
         return dir;
