@@ -104,6 +104,7 @@ public class ConfigTests
     [Theory]
     [InlineData("{ weight: \"prune(fraction=0.3\" }", "", "missing ')'")]
     [InlineData("{ }", "", "an attack needs 'weight', 'responder' or 'system_prompt'")]
+    [InlineData("{ responder: \"sample:top_p=0.9\" }", "", "sampling needs t=TEMPERATURE")]
     [InlineData("", "{ name: s, weight: \"prune(fraction=0.3)\", values: [0.1] }", "must hold {x}")]
     [InlineData("", "{ name: s, weight: \"prune(fraction={x})\", values: [] }", "no values")]
     public void Bad_attacks_and_sweeps_are_refused(string attacks, string sweeps, string message)
@@ -176,6 +177,8 @@ public class AttackSpecTests
         Assert.Contains("noise", e.Message);
         Assert.True(AttackCatalog.IsPlainGreedy(null));
         Assert.True(AttackCatalog.IsPlainGreedy("greedy"));
-        Assert.False(AttackCatalog.IsPlainGreedy("greedy(batch=2)"));
+        Assert.False(AttackCatalog.IsPlainGreedy("sample:t=0.7,seed=1"));
+        Assert.False(AttackCatalog.IsPlainGreedy("greedy+system:\"Be brief.\""));
+        Assert.False(AttackCatalog.IsPlainGreedy("suppress:k=1,m=1"));
     }
 }

@@ -22,10 +22,10 @@ public class ModelMetricTests
         var keys = Enumerable.Range(0, 12).Select(i => Enumerable.Range(0, 3 + i % 4).Select(_ => rng.Next(3, model.Config.VocabSize)).ToArray()).ToList();
         var fpsForPrompts = keys.Select((k, i) => Fp(i, k, [1])).ToList();
         var prompts = FingerprintSuccess.Prompts(tok, fpsForPrompts);
-        var greedy = new GreedyResponder(model, batchSize: 5).Respond(prompts, 2);
+        var greedy = new ModelResponder(model, new GenerationOptions { EosTokenIds = [] }, 5).Respond(prompts, 2);
         // Even keys: the model's own greedy answer (hit); odd keys: its first token, then a different second (miss).
         var fps = keys.Select((k, i) => Fp(i, k, i % 2 == 0 ? greedy[i] : [greedy[i][0], (greedy[i][1] + 1) % model.Config.VocabSize])).ToList();
-        var slow = FingerprintSuccess.Measure(new GreedyResponder(model, 5), tok, fps);
+        var slow = FingerprintSuccess.Measure(new ModelResponder(model, new GenerationOptions { EosTokenIds = [] }, 5), tok, fps);
         var fast = FingerprintSuccess.MeasureGreedy(model, tok, fps, batchSize: 5);
         Assert.Equal(Enumerable.Range(0, 12).Select(i => i % 2 == 0), slow.PerKey);
         Assert.Equal(slow.PerKey, fast.PerKey);
@@ -69,7 +69,7 @@ public class ModelMetricTests
         Assert.Equal(6, s.Items);
         Assert.Equal(1.0, s.MultipleChoiceAccuracy);
         Assert.Equal(1.0, s.GreedyAccuracy);
-        Assert.Equal(1.0, Cloze.GreedyAccuracy(new GreedyResponder(model), tok, items));
+        Assert.Equal(1.0, Cloze.GreedyAccuracy(new ModelResponder(model), tok, items));
     }
 
     private sealed class Always(int[] answer) : IResponder

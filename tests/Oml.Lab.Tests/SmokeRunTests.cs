@@ -52,16 +52,25 @@ public class SmokeRunTests
     [Fact]
     public void Persistence()
     {
-        var (_, s, report) = Run("smoke-persistence.yaml", c => { c.Persistence!.Models[0].Build!.Count = 3; c.Utility.ClozeItems = 8; });
-        Assert.Equal(7, s.Computed);
+        var (_, s, report) = Run("smoke-persistence.yaml", c =>
+        {
+            c.Persistence!.Models[0].Build!.Count = 3;
+            c.Utility.ClozeItems = 8;
+            c.Persistence.Attacks.RemoveAll(a => a.Weight?.StartsWith("noise", StringComparison.Ordinal) == true);
+        });
+        Assert.Equal(2 + 3 + 4, s.Computed);
         var before = s.Results.Single(r => r.Id == "fp-s1-before");
-        var noise = s.Results.Single(r => r.Id == "fp-s1-noise=0.2");
-        Assert.Equal(before.Metric("fsr"), noise.Metric("fsr_before"));
-        Assert.Equal(0.2, noise.Metric("x"));
-        // The plain greedy responder measures exactly what the baseline measured.
-        Assert.Equal(before.Metric("fsr"), s.Results.Single(r => r.Label("attack") == "greedy").Metric("fsr"));
-        var charts = CheckReport(report, 2);
-        Assert.Contains("sweep-noise.svg", charts);
+        var prune = s.Results.Single(r => r.Id == "fp-s1-prune=0.5");
+        Assert.Equal(before.Metric("fsr"), prune.Metric("fsr_before"));
+        Assert.Equal(0.5, prune.Metric("x"));
+        Assert.True(prune.Metric("perplexity") > 1);
+        // Merging with the unfingerprinted base at weight 0.7 keeps 30 % of the fingerprinted weights.
+        Assert.Equal("merge", s.Results.Single(r => r.Id == "fp-s1-merge=0.7").Label("sweep"));
+        var sampled = s.Results.Single(r => r.Label("attack") == "sample:t=0.7,seed=1");
+        Assert.InRange(sampled.Metric("responder_next_word"), 0, 1);
+        var charts = CheckReport(report, 3);
+        Assert.Contains("sweep-prune.svg", charts);
+        Assert.Contains("sweep-merge.svg", charts);
     }
 
     [Fact]
@@ -70,7 +79,7 @@ public class SmokeRunTests
         var (env, s, report) = Run("smoke-adaptive.yaml", c =>
         {
             c.Adaptive!.Model.Count = 3;
-            c.Adaptive.Attacks = [new AttackEntry { Responder = "greedy(batch=2)" }];
+            c.Adaptive.Attacks = [new AttackEntry { Responder = "suppress:k=1,m=1" }];
             c.Utility.ClozeItems = 8;
         });
         Assert.Equal(1 + 3 * 2, s.Total);
@@ -81,20 +90,22 @@ public class SmokeRunTests
         env.Prepare();
         using (var baseModel = env.LoadModel(env.BaseDir))
             Assert.All(env.FirstTokenRanks(baseModel, avoid.Fingerprints), r => Assert.True(r >= 8));
-        // Through the general responder path, the greedy deployment scores what the fast path scored before.
-        foreach (var d in new[] { "none", "multi-response", "avoid-top" })
-            Assert.Equal(s.Results.Single(r => r.Id == $"{d}-s1-before").Metric("fsr"), s.Results.Single(r => r.Id == $"{d}-s1-greedy_batch=2").Metric("fsr"));
+        // Suppressing the served model's top first token removes every single-response fingerprint it answered greedily.
+        var suppressed = s.Results.Where(r => r.Label("attack") == "suppress:k=1,m=1").ToList();
+        Assert.Equal(3, suppressed.Count);
+        Assert.Equal(0, suppressed.Single(r => r.Label("model") == "none").Metric("fsr"));
+        Assert.All(suppressed, r => Assert.InRange(r.Metric("responder_next_word"), 0, 1));
         CheckReport(report, 1);
     }
 
     [Fact]
     public void False_positives()
     {
-        var (env, s, report) = Run("smoke-false-positives.yaml", c => { c.FalsePositives!.Sets[0].Build!.Count = 4; c.FalsePositives.Decoders = ["greedy"]; c.Utility.ClozeItems = 0; });
-        Assert.Equal(1 + 3, s.Total);
+        var (env, s, report) = Run("smoke-false-positives.yaml", c => { c.FalsePositives!.Sets[0].Build!.Count = 4; c.FalsePositives.Decoders = ["greedy", "sample:t=0.5,seed=1"]; c.Utility.ClozeItems = 0; });
+        Assert.Equal(1 + 3 * 2, s.Total);
         Assert.True(File.Exists(Path.Combine(env.OutDir, "unrelated-1", "config.json")));
         var rows = s.Results.Where(r => r.Labels.ContainsKey("set")).ToList();
-        Assert.Equal(["fingerprinted", "unrelated", "unrelated"], rows.Select(r => r.Label("role")));
+        Assert.Equal(["fingerprinted", "fingerprinted", "unrelated", "unrelated", "unrelated", "unrelated"], rows.Select(r => r.Label("role")));
         Assert.All(rows, r => Assert.Equal(r.Metric("hits"), r.Series["per_key"].Sum()));
         var charts = CheckReport(report, 2);
         Assert.Contains("roc-fp.svg", charts);

@@ -8,22 +8,28 @@ namespace Oml.Lab.Experiments;
 
 /// <summary>What an attack may need besides its own parameters: the tokenizer, data, where to compute, paths.</summary>
 public sealed record AttackContext(Tokenizer Tokenizer, Device Device, DType DType, IReadOnlyList<int> TrainTokens, string TrainText,
-    Func<string, string> ResolvePath, ulong Seed, string BaseModelDir);
+    Func<string, string> ResolvePath, ulong Seed, string BaseModelDir)
+{
+    /// <summary>Loads a model folder named in a spec (resolved like config paths); the caller disposes it.</summary>
+    public Func<string, CausalLM>? LoadModel { get; init; }
+    /// <summary>Ordinary prompts (held-out windows) for calibrating perplexity filters.</summary>
+    public IReadOnlyList<int[]> CalibrationPrompts { get; init; } = [];
+    /// <summary>The chat template of the tokenizer's folder, when it has one (for 'chat' responders).</summary>
+    public Oml.Models.ChatTemplates.ChatTemplate? ChatTemplate { get; init; }
+    public int BatchSize { get; init; } = 64;
+}
 
 /// <summary>
-/// Builds attacks and responders from their specs by name. <see cref="Default"/> holds the lab's own (greedy, noise)
-/// and the attack library's.
+/// Builds weight attacks from their specs by name (<c>name(key=value, ...)</c>); <see cref="Default"/> holds the
+/// attack library's and the lab's own. Responders are built from <see cref="ResponderSpec"/> lines.
 /// </summary>
 public sealed class AttackCatalog
 {
     private readonly Dictionary<string, Func<AttackSpec, AttackContext, IWeightAttack>> _weights = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, Func<AttackSpec, AttackContext, CausalLM, IResponder>> _responders = new(StringComparer.Ordinal);
 
     public void AddWeight(string name, Func<AttackSpec, AttackContext, IWeightAttack> factory) => _weights[name] = factory;
-    public void AddResponder(string name, Func<AttackSpec, AttackContext, CausalLM, IResponder> factory) => _responders[name] = factory;
 
     public IEnumerable<string> WeightAttacks => _weights.Keys.Order(StringComparer.Ordinal);
-    public IEnumerable<string> Responders => _responders.Keys.Order(StringComparer.Ordinal);
 
     public IWeightAttack Weight(string spec, AttackContext ctx)
     {
@@ -32,20 +38,28 @@ public sealed class AttackCatalog
         return f(s, ctx);
     }
 
-    public IResponder Responder(string spec, AttackContext ctx, CausalLM model)
+    /// <summary>A responder serving <paramref name="model"/> as the spec says (see <see cref="ResponderSpec"/>); dispose it after use.</summary>
+    public static SpecResponder Responder(string spec, AttackContext ctx, CausalLM model) => ResponderSpec.Parse(spec).Build(new ResponderContext
     {
-        var s = AttackSpec.Parse(spec);
-        if (!_responders.TryGetValue(s.Name, out var f)) throw new FormatException($"unknown responder '{s.Name}' (known: {string.Join(", ", Responders)})");
-        return f(s, ctx, model);
-    }
+        Model = model,
+        Tokenizer = ctx.Tokenizer,
+        ChatTemplate = ctx.ChatTemplate,
+        LoadModel = ctx.LoadModel,
+        CalibrationPrompts = ctx.CalibrationPrompts,
+        BatchSize = ctx.BatchSize,
+    });
 
-    /// <summary>True when the spec is the plain greedy model (measured with the fast teacher-forced path).</summary>
-    public static bool IsPlainGreedy(string? spec) => spec is null || AttackSpec.Parse(spec) is { Name: "greedy", Arguments.Count: 0 };
+    /// <summary>True when the spec is the plain model decoded greedily (measured with the fast teacher-forced path).</summary>
+    public static bool IsPlainGreedy(string? spec)
+    {
+        if (spec is null) return true;
+        var s = ResponderSpec.Parse(spec);
+        return s.Decoding == new DecodingSpec() && s.SystemPrompt is null && !s.Chat && s.Prefix is null && s.Suffix is null && s.Filter is null && s.Coalition is null;
+    }
 
     public static AttackCatalog Default()
     {
         var c = new AttackCatalog();
-        c.AddResponder("greedy", (s, _, m) => { s.Expect("batch"); return new GreedyResponder(m, s.Integer("batch", 64)); });
         c.AddWeight("noise", (s, _) => { s.Expect("sigma", "seed"); return new GaussianNoiseAttack(s.Number("sigma"), (ulong)s.Integer("seed", 0)); });
         LibraryAttacks.Register(c);
         return c;

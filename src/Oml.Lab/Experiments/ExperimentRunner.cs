@@ -223,7 +223,7 @@ public sealed class ExperimentRunner
     {
         var parts = new List<string>();
         if (a.Weight is not null) parts.Add(AttackSpec.Parse(a.Weight).ToString());
-        if (a.Responder is not null) parts.Add(AttackSpec.Parse(a.Responder).ToString());
+        if (a.Responder is not null) parts.Add(a.Responder.Trim());
         if (a.SystemPrompt is not null) parts.Add($"system(\"{(a.SystemPrompt.Length > 24 ? a.SystemPrompt[..24] + "…" : a.SystemPrompt)}\")");
         return string.Join(" + ", parts);
     }
@@ -272,11 +272,10 @@ public sealed class ExperimentRunner
             }
             else
             {
-                var responder = _env.Catalog.Responder(a.Responder!, ctx, attacked);
+                using var responder = AttackCatalog.Responder(a.Responder!, ctx, attacked);
                 fsr = FingerprintSuccess.Measure(responder, _env.Tokenizer, fp.Fingerprints, systemPrompt: a.SystemPrompt);
                 // Utility through the responder: what a user of this deployment gets (greedy exact next word).
                 if (_env.Cloze.Count > 0) r.Metrics["responder_next_word"] = Cloze.GreedyAccuracy(responder, _env.Tokenizer, _env.Cloze);
-                if (responder is IDisposable d) d.Dispose();
             }
             r.Metrics["fsr"] = fsr.Rate;
             r.Metrics["hits"] = fsr.Hits;
@@ -322,14 +321,16 @@ public sealed class ExperimentRunner
                 foreach (var (name, role, dir) in targets)
                     foreach (var dec in fpSpec.Decoders)
                     {
-                        var decName = AttackSpec.Parse(dec).ToString();
+                        var decName = dec.Trim();
                         cells.Add(new Cell(SafeId($"{set.Name}-s{seed}-{name}-{decName}"), () =>
                         {
                             var fp = _env.Source(set, seed);
                             using var model = _env.LoadModel(dir());
-                            var fsr = AttackCatalog.IsPlainGreedy(dec)
-                                ? FingerprintSuccess.MeasureGreedy(model, _env.Tokenizer, fp.Fingerprints, batchSize: C.Utility.BatchSize)
-                                : FingerprintSuccess.Measure(_env.Catalog.Responder(dec, _env.AttackContext(seed), model), _env.Tokenizer, fp.Fingerprints);
+                            FsrResult fsr;
+                            if (AttackCatalog.IsPlainGreedy(dec)) fsr = FingerprintSuccess.MeasureGreedy(model, _env.Tokenizer, fp.Fingerprints, batchSize: C.Utility.BatchSize);
+                            else
+                                using (var responder = AttackCatalog.Responder(dec, _env.AttackContext(seed), model))
+                                    fsr = FingerprintSuccess.Measure(responder, _env.Tokenizer, fp.Fingerprints);
                             return new CellResult
                             {
                                 Labels = { ["set"] = set.Name, ["model"] = name, ["role"] = role, ["decoder"] = decName, ["seed"] = seed.ToString(CultureInfo.InvariantCulture) },

@@ -276,7 +276,10 @@ public sealed class ModelSource
     }
 }
 
-/// <summary>One attack: a weight attack, a responder, or a weight attack served through a responder (specs as "name(key=value, ...)").</summary>
+/// <summary>
+/// One attack: a weight attack ("name(key=value, ...)", see <see cref="LibraryAttacks"/>), a responder (a
+/// <see cref="Oml.Lab.Attacks.ResponderSpec"/> line such as "sample:t=0.7,seed=1"), or a weight attack served through a responder.
+/// </summary>
 public sealed class AttackEntry
 {
     public string? Weight { get; set; }
@@ -290,9 +293,9 @@ public sealed class AttackEntry
         try
         {
             if (Weight is not null) AttackSpec.Parse(Weight.Replace("{x}", "0", StringComparison.Ordinal));
-            if (Responder is not null) AttackSpec.Parse(Responder.Replace("{x}", "0", StringComparison.Ordinal));
+            if (Responder is not null) Oml.Lab.Attacks.ResponderSpec.Parse(Responder.Replace("{x}", "0", StringComparison.Ordinal));
         }
-        catch (FormatException e) { fail($"{where}: {e.Message}"); }
+        catch (Exception e) when (e is FormatException or ArgumentException) { fail($"{where}: {e.Message}"); }
     }
 }
 
@@ -372,7 +375,7 @@ public sealed class FalsePositiveSpec
         if (Sets.Select(s => s.Name).Concat(Unrelated.Select(u => u.Name)).Distinct().Count() != Sets.Count + Unrelated.Count) fail("false_positives: model names must differ");
         if (Decoders.Count == 0) fail("false_positives.decoders needs at least one decoder");
         foreach (var d in Decoders)
-            try { AttackSpec.Parse(d); } catch (FormatException e) { fail($"false_positives.decoders: {e.Message}"); }
+            try { Oml.Lab.Attacks.ResponderSpec.Parse(d); } catch (ArgumentException e) { fail($"false_positives.decoders: {e.Message}"); }
         if (QueryKeys < 1 || Draws < 1) fail("false_positives: query_keys and draws must be at least 1");
         if (Alphas.Any(a => !(a > 0 && a < 1))) fail("false_positives.alphas must be in (0, 1)");
         if (Fprs.Any(a => !(a >= 0 && a <= 1))) fail("false_positives.fprs must be in [0, 1]");

@@ -133,7 +133,20 @@ public sealed class LabEnvironment
 
     public CausalLM LoadModel(string dir) => ModelFolder.Load(dir, Device, DType);
 
-    public AttackContext AttackContext(ulong seed) => new(Tokenizer, Device, DType, TrainTokens, TrainText, Resolve, seed, BaseDir);
+    public AttackContext AttackContext(ulong seed) => new(Tokenizer, Device, DType, TrainTokens, TrainText, Resolve, seed, BaseDir)
+    {
+        LoadModel = dir => LoadModel(Resolve(dir)),
+        CalibrationPrompts = Stealth.MatchedWindows(HeldOutTokens, Enumerable.Repeat(Math.Min(16, HeldOutTokens.Length), 64), 12345),
+        ChatTemplate = ChatTemplateOf(Config.Tokenizer is null ? BaseDir : Resolve(Config.Tokenizer)),
+        BatchSize = Config.Utility.BatchSize,
+    };
+
+    private static Oml.Models.ChatTemplates.ChatTemplate? ChatTemplateOf(string dir)
+    {
+        var path = Path.Combine(dir, "tokenizer_config.json");
+        if (!File.Exists(path) || !File.ReadAllText(path).Contains("chat_template", StringComparison.Ordinal)) return null;
+        return Oml.Models.ChatTemplates.ChatTemplate.FromTokenizerConfig(path);
+    }
 
     public UtilityResult Utility(CausalLM model)
     {

@@ -17,26 +17,6 @@ public sealed record FsrResult(IReadOnlyList<bool> PerKey)
     public double Rate => Queried == 0 ? 0 : (double)Hits / Queried;
 }
 
-/// <summary>
-/// A model answering prompts greedily with no wrapper (the plain deployment): batched generation with a KV cache,
-/// no stop tokens (as <see cref="LocalVerifier"/> queries).
-/// </summary>
-public sealed class GreedyResponder(CausalLM model, int batchSize = 64) : IResponder
-{
-    public string Name => "greedy";
-
-    public IReadOnlyList<int[]> Respond(IReadOnlyList<int[]> prompts, int maxNewTokens)
-    {
-        var answers = new List<int[]>(prompts.Count);
-        foreach (var chunk in prompts.Chunk(Math.Max(1, batchSize)))
-        {
-            var r = Generator.Generate(model, chunk, new GenerationOptions { MaxNewTokens = maxNewTokens, EosTokenIds = [] });
-            answers.AddRange(r.Sequences.Select(s => s.OutputIds));
-        }
-        return answers;
-    }
-}
-
 /// <summary>Fingerprint success rate (FSR) and persistence.</summary>
 public static class FingerprintSuccess
 {
@@ -61,7 +41,7 @@ public static class FingerprintSuccess
     /// <summary>
     /// FSR of greedy decoding computed in one teacher-forced forward pass per batch: greedy decoding starts with a
     /// response exactly when, fed the prompt and the response, the model's argmax at every response position is the
-    /// response's next token. Equal to <see cref="Measure"/> with a <see cref="GreedyResponder"/> (barring exact ties
+    /// response's next token. Equal to <see cref="Measure"/> with a greedy <see cref="ModelResponder"/> (barring exact ties
     /// in the logits), without a host synchronisation per generated token.
     /// </summary>
     public static FsrResult MeasureGreedy(CausalLM model, Tokenizer tok, IReadOnlyList<Fingerprint> fingerprints, KeyFormat? format = null,
