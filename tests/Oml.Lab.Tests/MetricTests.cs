@@ -93,7 +93,7 @@ public class FalsePositiveTests
         Assert.Equal(a, HitCountTest.SubsetHitCounts(perKey, 3, 100, seed: 5));
         Assert.NotEqual(a, HitCountTest.SubsetHitCounts(perKey, 3, 100, seed: 6));
         Assert.All(a, h => Assert.InRange(h, 0, 3));
-        Assert.Equal(1.5, a.Average(), 0); // E = 3 · 4/8
+        Assert.InRange(a.Average(), 1.2, 1.8); // E = 3 · 4/8 = 1.5
         Assert.All(HitCountTest.SubsetHitCounts(perKey, 20, 5, 1), h => Assert.Equal(4, h)); // the whole set
     }
 }

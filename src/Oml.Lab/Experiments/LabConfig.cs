@@ -38,7 +38,7 @@ public sealed class LabConfig
     /// <summary>Held-out text files; when empty, the last <see cref="HeldoutFraction"/> of the corpus is held out.</summary>
     public List<string> Heldout { get; set; } = [];
     public double HeldoutFraction { get; set; } = 0.1;
-    /// <summary>Read at most this many characters of corpus (0: all).</summary>
+    /// <summary>Read at most this many characters of corpus, and of held-out text (0: all).</summary>
     public int MaxCorpusChars { get; set; }
     public string Device { get; set; } = "cpu";
     public string Dtype { get; set; } = "float32";

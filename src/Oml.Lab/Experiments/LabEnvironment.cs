@@ -69,6 +69,7 @@ public sealed class LabEnvironment
         {
             TrainText = all;
             HeldOutText = string.Concat(Config.Heldout.Select(p => File.Exists(Resolve(p)) ? File.ReadAllText(Resolve(p)) + "\n\n" : throw new FileNotFoundException($"held-out file {Resolve(p)} not found")));
+            if (Config.MaxCorpusChars > 0 && HeldOutText.Length > Config.MaxCorpusChars) HeldOutText = HeldOutText[..Config.MaxCorpusChars];
         }
         else
         {
