@@ -107,6 +107,7 @@ public class ConfigTests
     [InlineData("{ responder: \"sample:top_p=0.9\" }", "", "sampling needs t=TEMPERATURE")]
     [InlineData("", "{ name: s, weight: \"prune(fraction=0.3)\", values: [0.1] }", "must hold {x}")]
     [InlineData("", "{ name: s, weight: \"prune(fraction={x})\", values: [] }", "no values")]
+    [InlineData("", "{ name: s, responder: \"sample:t={x}\", values: [0.5, 0] }", "'s' at 0: 'sample:t=0': t must be positive")]
     public void Bad_attacks_and_sweeps_are_refused(string attacks, string sweeps, string message)
     {
         var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Persistence.Replace("ATTACKS", attacks).Replace("SWEEPS", sweeps)));

@@ -90,10 +90,12 @@ public class SmokeRunTests
         env.Prepare();
         using (var baseModel = env.LoadModel(env.BaseDir))
             Assert.All(env.FirstTokenRanks(baseModel, avoid.Fingerprints), r => Assert.True(r >= 8));
-        // Suppressing the served model's top first token removes every single-response fingerprint it answered greedily.
+        // Suppressing the served model's top first token removes every single-response fingerprint it answered greedily
+        // (only keys missed before can turn into hits, when their response ranked second).
         var suppressed = s.Results.Where(r => r.Label("attack") == "suppress:k=1,m=1").ToList();
         Assert.Equal(3, suppressed.Count);
-        Assert.Equal(0, suppressed.Single(r => r.Label("model") == "none").Metric("fsr"));
+        var none = suppressed.Single(r => r.Label("model") == "none");
+        Assert.True(none.Metric("fsr") <= 1 - none.Metric("fsr_before") + 1e-9, $"FSR {none.Metric("fsr")} after suppression, {none.Metric("fsr_before")} before");
         Assert.All(suppressed, r => Assert.InRange(r.Metric("responder_next_word"), 0, 1));
         CheckReport(report, 1);
     }

@@ -292,8 +292,8 @@ public sealed class AttackEntry
         if (Weight is null && Responder is null && SystemPrompt is null) fail($"{where}: an attack needs 'weight', 'responder' or 'system_prompt'");
         try
         {
-            if (Weight is not null) AttackSpec.Parse(Weight.Replace("{x}", "0", StringComparison.Ordinal));
-            if (Responder is not null) Oml.Lab.Attacks.ResponderSpec.Parse(Responder.Replace("{x}", "0", StringComparison.Ordinal));
+            if (Weight is not null) AttackSpec.Parse(Weight);
+            if (Responder is not null) Oml.Lab.Attacks.ResponderSpec.Parse(Responder);
         }
         catch (Exception e) when (e is FormatException or ArgumentException) { fail($"{where}: {e.Message}"); }
     }
@@ -312,7 +312,7 @@ public sealed class SweepSpec
         if (string.IsNullOrWhiteSpace(Name)) fail($"{where}: a sweep needs a name");
         if (Values.Count == 0) fail($"{where} '{Name}': no values");
         if (!((Weight ?? "") + (Responder ?? "")).Contains("{x}", StringComparison.Ordinal)) fail($"{where} '{Name}': the weight or responder spec must hold {{x}}");
-        new AttackEntry { Weight = Weight, Responder = Responder }.Validate($"{where} '{Name}'", fail);
+        foreach (var (x, entry) in Expand()) entry.Validate($"{where} '{Name}' at {x.ToString(CultureInfo.InvariantCulture)}", fail);
     }
 
     public IEnumerable<(double X, AttackEntry Entry)> Expand() => Values.Select(x =>
