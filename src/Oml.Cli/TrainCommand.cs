@@ -200,6 +200,7 @@ public static class TrainCommand
             (options.Lora is { } lo ? $", LoRA rank {lo.Rank} α {lo.Alpha:G3}" : r.Train is { } tr ? $", training {tr}" : ""));
         if (options.CheckpointDir is { } ckd && TrainingCheckpoint.Latest(ckd) is { } ck) Say($"resuming from the checkpoint at step {ck.Step} in {ck.Folder}");
 
+        if (r.Log is { } logPath && Path.GetDirectoryName(Path.GetFullPath(logPath)) is { } logDir) Directory.CreateDirectory(logDir);
         StreamWriter? logWriter = r.Log is null ? null : new StreamWriter(r.Log, append: true);
         TrainingResult result;
         try
@@ -281,7 +282,16 @@ public static class TrainCommand
             var v = p.GetValue(r);
             if (v is null) continue;
             var key = string.Concat(p.Name.Select((c, i) => char.IsUpper(c) && i > 0 ? "-" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
-            o[key] = v is IReadOnlyList<string> list ? new JsonArray(list.Select(s => (JsonNode)s).ToArray()) : JsonValue.Create(v.ToString());
+            o[key] = v switch
+            {
+                IReadOnlyList<string> list => new JsonArray(list.Select(s => (JsonNode)s).ToArray()),
+                int i => i,
+                long l => l,
+                ulong u => u,
+                double d => d,
+                bool b => b,
+                _ => v.ToString(),
+            };
         }
         return o;
     }
