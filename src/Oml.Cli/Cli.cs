@@ -24,6 +24,7 @@ public static class Cli
         ModelCommands.Perplexity(),
         FingerprintCommands.Create(),
         EmbedCommand.Create(),
+        TrainCommand.Create(),
         VerifyCommand.Create(),
         LabCommand.Create(),
     };
