@@ -27,6 +27,8 @@ public static class Cli
         TrainCommand.Create(),
         VerifyCommand.Create(),
         LabCommand.Create(),
+        DataCommands.Create(),
+        TokenizerCommands.Create(),
     };
 
     public static int Run(RootCommand root, string[] args)
