@@ -161,8 +161,23 @@ public sealed class LabEnvironment
     /// <summary>The owner's secret for one seed (each seed gives an independent fingerprint set).</summary>
     public byte[] Secret(ulong seed) => Encoding.UTF8.GetBytes($"{Config.Secret}/seed={seed}");
 
-    /// <summary>Generates fingerprints from the base model, applying the avoid-top-m defence when asked.</summary>
+    /// <summary>
+    /// Generates fingerprints from the base model, applying the avoid-top-m defence when asked. Sets are cached under
+    /// OUT/sets by their settings and seed, so the embedding variants of one capacity point share one generation.
+    /// </summary>
     public List<Fingerprint> Generate(CausalLM baseModel, FingerprintSpec spec, ulong seed)
+    {
+        var key = FormattableString.Invariant($"{spec.Strategy}-n{spec.Count}-key{spec.KeyLength}-resp{spec.ResponseLength}-t{spec.T}-k{spec.K}-r{spec.ResponsesPerKey}-avoid{spec.AvoidTopM}-s{seed}");
+        var cache = Path.Combine(OutDir, "sets", key + ".json");
+        if (File.Exists(cache)) return [.. FingerprintSetFile.Read(cache, null).Fingerprints];
+        var fps = GenerateUncached(baseModel, spec, seed);
+        var set = FingerprintSet.Create(DateTimeOffset.UtcNow, "lab:" + Path.GetFileName(BaseDir), new TokenizerIdentity(Path.GetFileName(BaseDir), "lab"), fps[0].Strategy, fps);
+        Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
+        FingerprintSetFile.WritePlaintext(cache, set);
+        return fps;
+    }
+
+    private List<Fingerprint> GenerateUncached(CausalLM baseModel, FingerprintSpec spec, ulong seed)
     {
         var settings = new GenerationSettings
         {

@@ -162,11 +162,11 @@ public static class ReportWriter
             var lines = models.Select(m => new ChartSeries(m, rows.Where(r => r.Label("sweep") == sweep && r.Label("model") == m)
                 .GroupBy(r => r.Metric("x")).OrderBy(g => g.Key).Select(g => (g.Key, Mean(g.Select(r => r.Metric("fsr"))))).ToList()))
                 .Where(s => s.Points.Count > 0).ToList();
-            Chart(sb, files, $"sweep-{sweep}", $"FSR over the {sweep} sweep", SvgChart.Line($"FSR under {sweep}", sweep, "FSR", lines, yMin: 0, yMax: 1));
+            Chart(sb, files, $"sweep-{sweep}", $"FSR over the {sweep} sweep", SvgChart.Line($"FSR under {sweep}", $"x of the {sweep} sweep", "FSR", lines, yMin: 0, yMax: 1));
             var util = models.Select(m => new ChartSeries(m, rows.Where(r => r.Label("sweep") == sweep && r.Label("model") == m)
                 .GroupBy(r => r.Metric("x")).OrderBy(g => g.Key).Select(g => (g.Key, Mean(g.Select(r => double.IsNaN(r.Metric("perplexity")) ? double.NaN : r.Metric("perplexity"))))).ToList()))
                 .Where(s => s.Points.Any(p => !double.IsNaN(p.Item2))).ToList();
-            if (util.Count > 0) Chart(sb, files, $"sweep-{sweep}-perplexity", $"perplexity over the {sweep} sweep", SvgChart.Line($"Held-out perplexity under {sweep}", sweep, "perplexity", util));
+            if (util.Count > 0) Chart(sb, files, $"sweep-{sweep}-perplexity", $"perplexity over the {sweep} sweep", SvgChart.Line($"Held-out perplexity under {sweep}", $"x of the {sweep} sweep", "perplexity", util));
         }
         var single = rows.Where(r => r.Label("sweep").Length == 0).ToList();
         var attacks = new List<string> { "none" };

@@ -36,7 +36,7 @@ public static class SvgChart
         double x0 = xMin ?? (pts.Count > 0 ? pts.Min(p => p.X) : 0), x1 = xMax ?? (pts.Count > 0 ? pts.Max(p => p.X) : 1);
         double y0 = yMin ?? (pts.Count > 0 ? pts.Min(p => p.Y) : 0), y1 = yMax ?? (pts.Count > 0 ? pts.Max(p => p.Y) : 1);
         if (logX) { x0 = Math.Log10(x0); x1 = Math.Log10(x1); }
-        (x0, x1) = Pad(x0, x1, logX ? 0.05 : 0);
+        if (x1 - x0 < 1e-12) (x0, x1) = Pad(x0, x1, 0);
         var yTicks = NiceTicks(y0, y1, 6);
         if (yMin is null) y0 = Math.Min(y0, yTicks[0]);
         if (yMax is null) y1 = Math.Max(y1, yTicks[^1]);
@@ -50,6 +50,10 @@ public static class SvgChart
         }
         else xTicks = NiceTicks(x0, x1, 6).Where(t => t >= x0 - 1e-12 && t <= x1 + 1e-12).ToList();
 
+        // Ticks cover the data range; the drawing range is 3 % wider on each side, so that lines on a bound (FSR 0 or 1,
+        // the first or last x) are not hidden under the frame.
+        (x0, x1) = Pad(x0, x1, 0.03);
+        (y0, y1) = Pad(y0, y1, 0.03);
         double pw = Width - Left - Right, ph = Height - Top - Bottom;
         double X(double v) => Left + ((logX ? Math.Log10(v) : v) - x0) / (x1 - x0) * pw;
         double XT(double t) => Left + (t - x0) / (x1 - x0) * pw;
