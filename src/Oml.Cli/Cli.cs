@@ -25,6 +25,7 @@ public static class Cli
         FingerprintCommands.Create(),
         EmbedCommand.Create(),
         VerifyCommand.Create(),
+        AttackCommands.Create(),
     };
 
     public static int Run(RootCommand root, string[] args)
