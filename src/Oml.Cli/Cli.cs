@@ -24,8 +24,11 @@ public static class Cli
         ModelCommands.Perplexity(),
         FingerprintCommands.Create(),
         EmbedCommand.Create(),
+        TrainCommand.Create(),
         VerifyCommand.Create(),
         AttackCommands.Create(),
+        DataCommands.Create(),
+        TokenizerCommands.Create(),
     };
 
     public static int Run(RootCommand root, string[] args)
