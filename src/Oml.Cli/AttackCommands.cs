@@ -7,7 +7,9 @@ using Oml.Fingerprinting.Verification;
 using Oml.Lab.Attacks;
 using Oml.Models;
 using Oml.Models.ChatTemplates;
+using Oml.Models.Data;
 using Oml.Models.Tokenizers;
+using Oml.Models.Training;
 
 namespace Oml.Cli;
 
@@ -19,7 +21,7 @@ public static class AttackCommands
 {
     public static Command Create() => new("attack", "Attack a fingerprinted model (the evaluation lab's attacks; see docs/attacks.md).")
     {
-        Merge(), Quantize(), Prune(), Probe(),
+        Merge(), Quantize(), Prune(), Sft(), Distill(), Probe(),
     };
 
     private static Option<string> ModelOption(string description = "The fingerprinted model folder") => new("--model") { Description = description, Required = true };
@@ -164,6 +166,133 @@ public static class AttackCommands
             using var p = attack.Apply(lm, Progress());
             Save(p, outDir, dir);
             Console.WriteLine($"{attack.Name}: done");
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    /// <summary>The training options sft and distill share.</summary>
+    private sealed class TrainingOptionSet
+    {
+        public readonly Option<double> Epochs = new("--epochs") { Description = "Passes over the data", DefaultValueFactory = _ => 1.0 };
+        public readonly Option<double> Lr = new("--lr") { Description = "Peak learning rate (AdamW, warm-up and cosine decay)", DefaultValueFactory = _ => 1e-4 };
+        public readonly Option<int?> Samples = new("--samples") { Description = "Use only the first N examples (default: all)" };
+        public readonly Option<int?> LoraRank = new("--lora-rank") { Description = "Train LoRA adapters of this rank (merged on save) instead of all weights" };
+        public readonly Option<double?> LoraAlpha = new("--lora-alpha") { Description = "LoRA α (default 2 × rank)" };
+        public readonly Option<int> Batch = new("--batch") { Description = "Rows per step", DefaultValueFactory = _ => 8 };
+        public readonly Option<int> MaxLength = new("--max-length") { Description = "Most tokens of prompt + response per row", DefaultValueFactory = _ => 256 };
+        public readonly Option<bool> ChatTemplate = new("--chat-template") { Description = "Render the examples in the model's chat template (default: the raw ### Instruction/### Response form)" };
+        public readonly Option<ulong> Seed = new("--seed") { Description = "Seed of the data order, LoRA and a fresh student", DefaultValueFactory = _ => 0UL };
+
+        public void AddTo(Command c)
+        {
+            foreach (var o in new Option[] { Epochs, Lr, Samples, LoraRank, LoraAlpha, Batch, MaxLength, ChatTemplate, Seed }) c.Options.Add(o);
+        }
+
+        public AttackTraining Read(ParseResult r) => new()
+        {
+            Epochs = r.GetValue(Epochs),
+            LearningRate = r.GetValue(Lr),
+            Samples = r.GetValue(Samples),
+            LoraRank = r.GetValue(LoraRank),
+            LoraAlpha = r.GetValue(LoraAlpha),
+            Batch = r.GetValue(Batch),
+            MaxLength = r.GetValue(MaxLength),
+            Seed = r.GetValue(Seed),
+        };
+
+        /// <summary>The model folder's tokenizer, and its chat template when --chat-template is given.</summary>
+        public (Tokenizer Tok, ChatTemplate? Template) Tokenizer(ParseResult r, string dir)
+        {
+            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new ArgumentException($"{dir} has no tokenizer.json: the instruction data must be tokenized with the model's tokenizer");
+            var tok = Oml.Models.Tokenizers.Tokenizer.FromFolder(dir);
+            return (tok, r.GetValue(ChatTemplate) ? LoadTemplate(dir) : null);
+        }
+    }
+
+    private static ChatTemplate LoadTemplate(string dir)
+    {
+        try { return Oml.Models.ChatTemplates.ChatTemplate.FromTokenizerConfig(dir); }
+        catch (Exception e) when (e is IOException or ChatTemplateException or System.Text.Json.JsonException or InvalidDataException)
+        {
+            throw new ArgumentException($"{dir} has no usable chat template ({e.Message})");
+        }
+    }
+
+    private static Command Sft()
+    {
+        var model = ModelOption();
+        var data = new Option<string>("--data") { Description = "Instruction data: JSON or JSONL in Alpaca, ShareGPT or messages form", Required = true };
+        var output = OutOption();
+        var device = Cli.DeviceOption();
+        var t = new TrainingOptionSet();
+        var cmd = new Command("sft", "Fine-tune the model on instruction data (full or LoRA; loss on the responses only).") { model, data, output, device };
+        t.AddTo(cmd);
+        cmd.SetAction(r =>
+        {
+            string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
+            CheckOut(outDir, dir);
+            var training = t.Read(r);
+            var (tok, template) = t.Tokenizer(r, dir);
+            var conversations = InstructionData.Load(r.GetValue(data)!);
+            var attack = new SftAttack(SftAttack.ExamplesFrom(training.Samples is { } n ? conversations.Take(n) : conversations, tok, template), training);
+            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
+            using var tuned = attack.Apply(lm, Progress());
+            Save(tuned, outDir, dir);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{attack.Name}: final loss {attack.LastLoss:F4}"));
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    private static Command Distill()
+    {
+        var model = ModelOption("The teacher: the fingerprinted model folder (its tokenizer is the student's)");
+        var prompts = new Option<string>("--prompts") { Description = "Instruction data whose prompts the teacher answers (their responses are not used)", Required = true };
+        var student = new Option<string?>("--student") { Description = "Start the student from this model folder (e.g. the base model)" };
+        var freshHidden = new Option<int?>("--fresh-hidden") { Description = "Start from a fresh random Llama student of this hidden size instead" };
+        var freshLayers = new Option<int>("--fresh-layers") { Description = "Layers of a fresh student", DefaultValueFactory = _ => 4 };
+        var freshHeads = new Option<int>("--fresh-heads") { Description = "Attention heads of a fresh student", DefaultValueFactory = _ => 4 };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Length of the teacher's answers", DefaultValueFactory = _ => 64 };
+        var temperature = new Option<double?>("--temperature") { Description = "Sample the teacher's answers at this temperature (default greedy)" };
+        var output = OutOption();
+        var device = Cli.DeviceOption();
+        var t = new TrainingOptionSet();
+        var cmd = new Command("distill", "Sequence-level distillation: train a student on the model's answers to ordinary prompts.")
+        {
+            model, prompts, student, freshHidden, freshLayers, freshHeads, maxNew, temperature, output, device,
+        };
+        t.AddTo(cmd);
+        cmd.SetAction(r =>
+        {
+            string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
+            string? studentDir = r.GetValue(student);
+            int? hidden = r.GetValue(freshHidden);
+            if ((studentDir is null) == (hidden is null)) throw new ArgumentException("give exactly one of --student DIR and --fresh-hidden H");
+            CheckOut(outDir, dir, studentDir);
+            var training = t.Read(r);
+            var (tok, template) = t.Tokenizer(r, dir);
+            var conversations = InstructionData.Load(r.GetValue(prompts)!);
+            var promptIds = conversations.Select(c => InstructionData.Tokenize(c, tok, template).Prompt).ToList();
+            var dev = Cli.ParseDevice(r.GetValue(device)!);
+            using var teacher = ModelFolder.Load(dir, dev);
+            ModelConfig? fresh = null;
+            if (hidden is { } h)
+            {
+                int heads = r.GetValue(freshHeads), layers = r.GetValue(freshLayers);
+                if (h < 8 || heads < 1 || h % heads != 0 || (h / heads) % 2 != 0) throw new ArgumentException($"--fresh-hidden {h} must be a multiple of --fresh-heads {heads} with an even head size");
+                if (layers < 1) throw new ArgumentException("--fresh-layers must be at least 1");
+                int intermediate = (h * 8 / 3 + 63) / 64 * 64;
+                var c = teacher.Config;
+                fresh = new LlamaShape(c.VocabSize, h, layers, heads, heads, intermediate, Math.Min(c.MaxPositionEmbeddings, 4096), TieEmbeddings: true)
+                    .ToConfig(c.BosTokenId, c.EosTokenIds.Count > 0 ? c.EosTokenIds[0] : null, c.PadTokenId);
+            }
+            using var studentModel = studentDir is null ? null : ModelFolder.Load(studentDir, dev);
+            var decoding = new GenerationOptions { Temperature = r.GetValue(temperature), Seed = r.GetValue(temperature) is null ? null : r.GetValue(t.Seed) };
+            var attack = new DistillationAttack(promptIds, studentModel, fresh, r.GetValue(maxNew), decoding, training);
+            using var trained = attack.Apply(teacher, Progress());
+            Save(trained, outDir, dir);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{attack.Name}: {attack.Transcript.Count} teacher answers, final loss {attack.LastLoss:F4}"));
             return Cli.Ok;
         });
         return cmd;

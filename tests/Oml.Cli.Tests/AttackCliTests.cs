@@ -132,4 +132,47 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         Assert.Equal(2, r.Code);
         Assert.Contains("sampling needs t=TEMPERATURE", r.Err);
     }
+
+    private string InstructionFile()
+    {
+        var path = Path.Combine(W.Root, "instructions.jsonl");
+        string[] words = ["apple", "bread", "cloud", "dance", "eagle", "flame"];
+        File.WriteAllLines(path, words.Select(w => $"{{\"instruction\": \"Name a word like {w}\", \"output\": \"{w} river stone\"}}"));
+        return path;
+    }
+
+    [Fact]
+    public void Sft_fine_tunes_with_lora_and_writes_a_plain_model()
+    {
+        var outDir = Path.Combine(W.Root, "sft");
+        var r = Run("attack", "sft", "--model", W.Model, "--data", InstructionFile(), "--out", outDir, "--epochs", "2", "--lr", "1e-2",
+            "--lora-rank", "2", "--batch", "2", "--samples", "4");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("sft(lora2,epochs=2,lr=0.01,n=4): final loss", r.Out);
+        using var tuned = ModelFolder.Load(outDir);
+        using var orig = ModelFolder.Load(W.Model);
+        Assert.Equal(orig.Parameters.Count, tuned.Parameters.Count);
+        Assert.NotEqual(Values(orig, "model.layers.0.self_attn.q_proj.weight"), Values(tuned, "model.layers.0.self_attn.q_proj.weight"));
+        Assert.Equal(Values(orig, "model.embed_tokens.weight"), Values(tuned, "model.embed_tokens.weight"));
+        var bad = Run("attack", "sft", "--model", W.Model, "--data", Path.Combine(W.Root, "missing.jsonl"), "--out", outDir);
+        Assert.Equal(1, bad.Code);
+        Assert.Contains("not found", bad.Err);
+    }
+
+    [Fact]
+    public void Distill_trains_a_fresh_student_on_the_teachers_answers()
+    {
+        var outDir = Path.Combine(W.Root, "student");
+        var r = Run("attack", "distill", "--model", W.Model, "--prompts", InstructionFile(), "--out", outDir, "--fresh-hidden", "32",
+            "--fresh-layers", "1", "--fresh-heads", "2", "--max-new-tokens", "4", "--epochs", "1", "--lr", "1e-3", "--batch", "3");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("6 teacher answers", r.Out);
+        using var s = ModelFolder.Load(outDir);
+        Assert.Equal(32, s.Config.HiddenSize);
+        Assert.Equal(512, s.Config.VocabSize);
+        Assert.True(File.Exists(Path.Combine(outDir, "tokenizer.json")));
+        var bad = Run("attack", "distill", "--model", W.Model, "--prompts", InstructionFile(), "--out", outDir);
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("exactly one of --student DIR and --fresh-hidden H", bad.Err);
+    }
 }
