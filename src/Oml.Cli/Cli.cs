@@ -27,6 +27,7 @@ public static class Cli
         TrainCommand.Create(),
         VerifyCommand.Create(),
         LabCommand.Create(),
+        AttackCommands.Create(),
         DataCommands.Create(),
         TokenizerCommands.Create(),
     };
