@@ -26,6 +26,8 @@ public static class Cli
         EmbedCommand.Create(),
         TrainCommand.Create(),
         VerifyCommand.Create(),
+        DataCommands.Create(),
+        TokenizerCommands.Create(),
     };
 
     public static int Run(RootCommand root, string[] args)
