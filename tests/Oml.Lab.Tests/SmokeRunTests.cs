@@ -58,7 +58,10 @@ public class SmokeRunTests
             c.Utility.ClozeItems = 8;
             c.Persistence.Attacks.RemoveAll(a => a.Weight?.StartsWith("noise", StringComparison.Ordinal) == true);
         });
-        Assert.Equal(2 + 3 + 4, s.Computed);
+        Assert.Equal(2 + 5 + 4, s.Computed);
+        // Fine-tuning and distillation ran through the trainer and left a model whose utility was measured.
+        Assert.True(s.Results.Single(r => r.Label("attack").StartsWith("sft(", StringComparison.Ordinal)).Metric("perplexity") > 1);
+        Assert.True(s.Results.Single(r => r.Label("attack").StartsWith("distill(", StringComparison.Ordinal)).Metric("perplexity") > 1);
         var before = s.Results.Single(r => r.Id == "fp-s1-before");
         var prune = s.Results.Single(r => r.Id == "fp-s1-prune=0.5");
         Assert.Equal(before.Metric("fsr"), prune.Metric("fsr_before"));
