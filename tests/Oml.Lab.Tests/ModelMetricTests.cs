@@ -90,3 +90,31 @@ public class ModelMetricTests
         Assert.Equal(0, Cloze.GreedyAccuracy(new Always([]), tok, items));
     }
 }
+
+public class FirstTokenRankTests
+{
+    [Fact]
+    public void Batched_ranks_equal_ranks_counted_on_the_host()
+    {
+        var config = Oml.Lab.Experiments.LabConfig.Load(Fixtures.Experiment("smoke-capacity.yaml"));
+        config.Utility.ClozeItems = 0;
+        config.Utility.BatchSize = 3;
+        var env = new Oml.Lab.Experiments.LabEnvironment(config, Fixtures.OutDirWithBase());
+        env.Prepare();
+        using var model = env.LoadModel(env.BaseDir);
+        var rng = new Random(9);
+        var fps = Enumerable.Range(0, 7).Select(i => new Fingerprint(i, "k", Enumerable.Range(0, 2 + i % 3).Select(_ => rng.Next(3, 500)).ToArray(),
+            Enumerable.Range(0, 1 + i % 2).Select(_ => new FingerprintResponse("r", new[] { rng.Next(3, 500) })).ToArray(),
+            new StrategyInfo("custom"), new byte[Fingerprint.SaltLength])).ToList();
+        var ranks = env.FirstTokenRanks(model, fps);
+        for (int i = 0; i < fps.Count; i++)
+        {
+            var q = FingerprintGenerator.QueryIds(env.Tokenizer, [.. fps[i].KeyTokenIds]);
+            using var x = Oml.Engine.Torch.FromArray<long>(q.Select(v => (long)v).ToArray(), [1, q.Length], model.Device);
+            using var logits = model.Forward(x);
+            var row = logits.ToArray<float>().Skip((q.Length - 1) * model.Config.VocabSize).Take(model.Config.VocabSize).ToArray();
+            int expected = fps[i].Responses.Min(r => row.Count(v => v > row[r.TokenIds[0]]));
+            Assert.Equal(expected, ranks[i]);
+        }
+    }
+}

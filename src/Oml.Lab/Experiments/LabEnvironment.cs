@@ -202,19 +202,40 @@ public sealed class LabEnvironment
         throw new InvalidOperationException($"fewer than {spec.Count} of {spec.Count * 32} drawn fingerprints start outside the base model's top {spec.AvoidTopM}; lower avoid_top_m");
     }
 
-    /// <summary>For each fingerprint, the lowest rank (0 = the top token) among its responses' first tokens under the model after the key.</summary>
+    /// <summary>
+    /// For each fingerprint, the lowest rank (0 = the top token) among its responses' first tokens under the model after
+    /// the key: one teacher-forced forward pass per batch, the rank counted on the device (one host read per batch).
+    /// </summary>
     public int[] FirstTokenRanks(CausalLM model, IReadOnlyList<Fingerprint> fps)
     {
-        var result = new int[fps.Count];
-        using var noGrad = Torch.NoGrad();
+        var pairs = new List<TrainingPair>();
+        var owner = new List<int>();
         for (int i = 0; i < fps.Count; i++)
+            foreach (var r in fps[i].Responses)
+            {
+                pairs.Add(new TrainingPair(FingerprintGenerator.QueryIds(Tokenizer, [.. fps[i].KeyTokenIds]), [r.TokenIds[0]]));
+                owner.Add(i);
+            }
+        var result = Enumerable.Repeat(int.MaxValue, fps.Count).ToArray();
+        using var noGrad = Torch.NoGrad();
+        int batch = Math.Max(1, Config.Utility.BatchSize);
+        for (int start = 0; start < pairs.Count; start += batch)
         {
             using var scope = Torch.NewScope();
-            var q = FingerprintGenerator.QueryIds(Tokenizer, [.. fps[i].KeyTokenIds]);
-            var x = Torch.FromArray<long>(q.Select(v => (long)v).ToArray(), [1, q.Length], model.Device);
-            var last = model.Forward(x).Narrow(1, q.Length - 1, 1).Reshape([-1]).To(DType.Float32);
-            var ranks = fps[i].Responses.Select(r => last.Gt(last.Narrow(0, r.TokenIds[0], 1)).Sum()).ToList();
-            result[i] = (int)Torch.Stack(ranks).Min().ToInt64();
+            var chunk = pairs.Skip(start).Take(batch).ToList();
+            var (ids, labels) = FingerprintTrainer.Collate(chunk, model.Config.PadTokenId ?? 0, model.Device);
+            long t = ids.Size(1);
+            var logits = model.Forward(ids).Narrow(1, 0, t - 1).To(DType.Float32);   // [B, T-1, V]: row j predicts token j+1
+            var target = labels.Narrow(1, 1, t - 1);                                 // the one labelled position per row
+            var mask = target.Ne(-100);
+            var targetLogit = logits.Gather(2, target.Clamp(min: 0).Unsqueeze(-1));   // [B, T-1, 1]
+            var above = logits.Gt(targetLogit).To(DType.Int64).Sum(2);               // [B, T-1]: tokens ranked above the target
+            var ranks = (above * mask.To(DType.Int64)).Sum(1).ToArray<long>();
+            for (int j = 0; j < chunk.Count; j++)
+            {
+                int f = owner[start + j];
+                result[f] = (int)Math.Min(result[f], ranks[j]);
+            }
         }
         return result;
     }
