@@ -72,7 +72,10 @@ public sealed class LabConfig
     }
 
     /// <summary>Parses and validates config text; <paramref name="source"/> names it in errors.</summary>
-    public static LabConfig Parse(string yaml, string source = "config")
+    public static LabConfig Parse(string yaml, string source = "config") => Parse(yaml, source, validate: true);
+
+    /// <summary>Parses config text; without <paramref name="validate"/> only the YAML's shape is checked (reports of older runs).</summary>
+    public static LabConfig Parse(string yaml, string source, bool validate)
     {
         var d = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build();
         LabConfig? c;
@@ -85,7 +88,7 @@ public sealed class LabConfig
         }
         if (c is null) throw new LabConfigException($"{source}: the config is empty");
         c.Text = yaml;
-        c.Validate(source);
+        if (validate) c.Validate(source);
         return c;
     }
 

@@ -18,7 +18,8 @@ public static class ReportWriter
         var info = CellStore.LoadRunInfo(outDir);
         var cells = new CellStore(outDir).LoadAll();
         LabConfig? config = null;
-        try { config = LabConfig.Parse(info.ConfigText, "run.json config"); }
+        // The run's own config, read without validation: a report of an older run must still render.
+        try { config = LabConfig.Parse(info.ConfigText, "run.json config", validate: false); }
         catch (LabConfigException) { }
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         var md = Render(info, cells, config, files);
@@ -61,7 +62,10 @@ public static class ReportWriter
             case ExperimentKinds.Capacity: Capacity(sb, cells, baseCell, files); break;
             case ExperimentKinds.Persistence: Attacks(sb, cells, baseCell, files, adaptive: false); break;
             case ExperimentKinds.Adaptive: Attacks(sb, cells, baseCell, files, adaptive: true); break;
-            case ExperimentKinds.FalsePositives: FalsePositiveSection(sb, cells, config, files); break;
+            case ExperimentKinds.FalsePositives:
+                if (config?.FalsePositives is null) sb.AppendLine("*The run's config could not be read: the hit-count test below uses the default 16 keys and 200 draws.*").AppendLine();
+                FalsePositiveSection(sb, cells, config, files);
+                break;
         }
 
         sb.AppendLine("## Cells");

@@ -181,7 +181,7 @@ public static class SvgChart
             sb.Append(lines
                 ? $"<line x1=\"{F(x)}\" y1=\"{F(yy)}\" x2=\"{F(x + 22)}\" y2=\"{F(yy)}\" stroke=\"{color}\" stroke-width=\"2\"{(dash.Length > 0 ? $" stroke-dasharray=\"{dash}\"" : "")}/>{Marker(i, x + 11, yy, color, 3)}\n"
                 : $"<rect x=\"{F(x + 4)}\" y=\"{F(yy - 6)}\" width=\"14\" height=\"12\" fill=\"{Palette[i % Palette.Length]}\"/>\n");
-            sb.Append($"<text x=\"{F(x + 28)}\" y=\"{F(yy + 4)}\" font-size=\"11\">{E(Clip(names[i], 24))}</text>\n");
+            sb.Append($"<text x=\"{F(x + 28)}\" y=\"{F(yy + 4)}\" font-size=\"10\">{E(Clip(names[i], 28))}</text>\n");
         }
     }
 
