@@ -77,7 +77,7 @@ public sealed class ModelResponder : IResponder
 
 /// <summary>
 /// What the host puts around a user's prompt before the model sees it (prompt wrapping: system prompts, chat templates,
-/// fixed instructions; the "prompting" perturbations of arXiv 2502.07760's robustness evaluation). The prompt's tokens
+/// fixed instructions; "prompting" is one of the benign perturbations named in arXiv 2509.26598's abstract). The prompt's tokens
 /// are kept as they are where possible: text wrappers tokenize only the added text; the chat template must render the
 /// prompt as text, so it is decoded (special tokens skipped) and the rendered conversation re-tokenized, as a host that
 /// receives text would.
