@@ -7,7 +7,7 @@ namespace Oml.Lab.Attacks;
 /// <summary>
 /// First-token suppression, a decoding-time attack of a host that does not know the fingerprints, after the
 /// "output suppression" and "output detection" attacks of Nasery et al., "Are Robust LLM Fingerprints Adversarially
-/// Robust?" (arXiv 2509.26598, §4): memorisation-based fingerprints are verified verbatim and the fingerprinted model is
+/// Robust?" (arXiv 2509.26598; we had its abstract and a summary, not the full text): memorisation-based fingerprints are verified verbatim and the fingerprinted model is
 /// overconfident on the first tokens of a fingerprint response, so the host perturbs the first few tokens of every answer.
 /// At each of the first <see cref="Positions"/> (k) generated positions, the <see cref="TopM"/> (m) most probable tokens
 /// are forbidden (logit −∞) and the next token is chosen among the rest by the responder's decoding (greedy or sampled):
@@ -197,8 +197,8 @@ public enum CoalitionRule
 }
 
 /// <summary>
-/// A coalition of hosts, each holding a copy of the model fingerprinted with different keys (the collusion setting of
-/// arXiv 2502.07760 §6, and the ensemble attacks of Fu et al. 2026, arXiv 2601.04261): every copy answers each prompt and
+/// A coalition of hosts, each holding a copy of the model fingerprinted with different keys (the collusion attacks that
+/// arXiv 2502.07760 defends against with many fingerprints, and the ensemble attacks of Fu et al., arXiv 2601.04261): every copy answers each prompt and
 /// the coalition outputs the answer by vote over whole answers (token sequences). A key of one copy makes that copy
 /// recite its response while the others answer normally, so majority voting hides the minority's fingerprint when the
 /// copies' ordinary answers agree; unanimity answers only when all copies agree and otherwise returns the fallback's

@@ -18,9 +18,9 @@ public enum MergeMethod
 
 /// <summary>
 /// Model merging as a removal attack: the fingerprinted model is combined with sibling models of the same shape (other
-/// fine-tunes of the same base), diluting the memorised key→response map. The robustness evaluations of
-/// "Scalable Fingerprinting of Large Language Models" (Nasery et al., arXiv 2502.07760) merge the fingerprinted model
-/// with another fine-tune of its base by these four methods, following mergekit's definitions:
+/// fine-tunes of the same base), diluting the memorised key→response map. Merging is one of the benign perturbations that
+/// fingerprint robustness evaluations use (named in the abstract of Nasery et al., arXiv 2509.26598); the four methods
+/// follow their original papers, with mergekit's conventions where those leave details open:
 /// <list type="bullet">
 /// <item>Linear (weight averaging, Wortsman et al. 2022 "Model soups"): θ = (1 − a)·θ_A + a·θ_B, θ_A the input model.</item>
 /// <item>SLERP (Shoemake 1985, as mergekit applies it per tensor): the flattened tensors are interpolated along the great

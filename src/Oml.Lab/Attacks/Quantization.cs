@@ -19,8 +19,8 @@ public sealed record QuantizationError(string Name, long Elements, double MeanSq
 
 /// <summary>
 /// Quantization round trip as a (benign) removal attack: weights are quantized group-wise and dequantized again, so the
-/// model computes with exactly the values a weight-only int8/int4 deployment would (as in the quantization robustness
-/// tests of arXiv 2502.07760, which serve fingerprinted models through int8/int4 weight quantization). Groups are
+/// model computes with exactly the values a weight-only int8/int4 deployment would (hosts commonly serve quantized
+/// weights; this is our definition of the perturbation, not one taken from the fingerprinting papers). Groups are
 /// <see cref="GroupSize"/> consecutive elements along the input dimension (the last dimension of a [out, in] weight, the
 /// only one of a 1-D tensor), each with its own scale (and zero point for the asymmetric scheme), as GPTQ/AWQ-style
 /// group-wise formats do. A last group that is short is padded with zeros (which can only widen its range).

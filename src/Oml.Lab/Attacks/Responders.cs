@@ -11,7 +11,8 @@ namespace Oml.Lab.Attacks;
 /// temperature (then top-k, top-p and min-p apply as in <see cref="Generator.Choose"/>). Prompts of equal length are
 /// batched together (at most <see cref="BatchSize"/>), so that no prompt is padded and an answer does not depend on the
 /// other prompts of the call. Seeded sampling repeats exactly: the i-th batch of a call is seeded with seed + i.
-/// A sequence stops at the model's end-of-sequence tokens unless the options name others.
+/// A sequence stops at the model's end-of-sequence tokens unless the options name others. Seeding uses libtorch's
+/// global generator, so seeded runs repeat only when nothing else draws from it at the same time.
 /// </summary>
 public sealed class ModelResponder : IResponder
 {
@@ -77,7 +78,7 @@ public sealed class ModelResponder : IResponder
 
 /// <summary>
 /// What the host puts around a user's prompt before the model sees it (prompt wrapping: system prompts, chat templates,
-/// fixed instructions; the "prompting" perturbations of arXiv 2502.07760's robustness evaluation). The prompt's tokens
+/// fixed instructions; "prompting" is one of the benign perturbations named in arXiv 2509.26598's abstract). The prompt's tokens
 /// are kept as they are where possible: text wrappers tokenize only the added text; the chat template must render the
 /// prompt as text, so it is decoded (special tokens skipped) and the rendered conversation re-tokenized, as a host that
 /// receives text would.

@@ -81,8 +81,8 @@ public sealed record AttackTraining
 /// <summary>
 /// Supervised fine-tuning on instruction data as a removal attack: the host continues training the fingerprinted model
 /// on ordinary (prompt, response) pairs — full fine-tuning or LoRA — and the loss on the response tokens only, which
-/// overwrites weakly memorised fingerprints. This is the "incremental fine-tuning" / instruction-tuning robustness test of
-/// arXiv 2502.07760 (Nasery et al., §5; e.g. Alpaca-style data, full and LoRA), run here through <see cref="Trainer"/>
+/// overwrites weakly memorised fingerprints. This is the persistence test of arXiv 2502.07760 (Nasery et al.: fingerprints
+/// should persist after supervised fine-tuning on standard post-training data), run here through <see cref="Trainer"/>
 /// (AdamW, warm-up and cosine decay, no weight decay). The input model is copied, not changed.
 /// </summary>
 public sealed class SftAttack : IWeightAttack
@@ -125,8 +125,7 @@ public sealed class SftAttack : IWeightAttack
 /// and a student — a copy of a given model (e.g. the base) or a fresh randomly initialised model of the teacher's
 /// vocabulary — is fine-tuned on the (prompt, teacher answer) pairs. The student learns the teacher's behaviour on
 /// ordinary inputs but never sees the fingerprint keys, so memorised key→response pairs are not transferred unless the
-/// prompts happen to contain them. arXiv 2502.07760 discusses distillation as an attack fingerprints are not designed to
-/// survive. The teacher decodes greedily unless <see cref="Decoding"/> says otherwise; answers stop at its end-of-sequence
+/// prompts happen to contain them. The teacher decodes greedily unless <see cref="Decoding"/> says otherwise; answers stop at its end-of-sequence
 /// tokens (kept, so the student learns to stop).
 /// </summary>
 public sealed class DistillationAttack : IWeightAttack
