@@ -58,7 +58,8 @@ public class ModelMetricTests
     public void Cloze_scores_a_model_rigged_to_prefer_the_answers_as_fully_correct()
     {
         var text = HeldOut();
-        var items = Cloze.Build(text[..8000], text[8000..], 6, seed: 1);
+        // The four items with the shortest contexts (quick to train on).
+        var items = Cloze.Build(text[..8000], text[8000..], 30, seed: 1).OrderBy(i => i.Context.Length).Take(4).ToList();
         var tok = Tokenizer.FromFolder(Fixtures.SmokeBase);
         using var model = ModelFolder.Load(Fixtures.SmokeBase);
         // Rig the model: train it to continue each context with its answer (as a fingerprint would be embedded).
@@ -66,7 +67,7 @@ public class ModelMetricTests
         var r = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions { LearningRate = 1e-2, MaxEpochs = 150, RecallPatience = 2, Seed = 1 });
         Assert.True(r.Final.Accuracy == 1.0, $"rigging failed: recalled {r.Final.Accuracy:P0}");
         var s = Cloze.Score(model, tok, items, batchSize: 4);
-        Assert.Equal(6, s.Items);
+        Assert.Equal(4, s.Items);
         Assert.Equal(1.0, s.MultipleChoiceAccuracy);
         Assert.Equal(1.0, s.GreedyAccuracy);
         Assert.Equal(1.0, Cloze.GreedyAccuracy(new ModelResponder(model), tok, items));
