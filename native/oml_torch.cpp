@@ -231,13 +231,18 @@ API int oml_set_float32_matmul_precision(const char* precision) {
   });
 }
 
-// 0 highest, 1 high, 2 medium.
+// 0 highest, 1 high, 2 medium; -1 on failure (libtorch 2.9+ refuses to answer after a mix of its legacy and new
+// precision settings).
 API int oml_get_float32_matmul_precision() {
-  switch (at::globalContext().float32MatmulPrecision()) {
-    case at::Float32MatmulPrecision::HIGHEST: return 0;
-    case at::Float32MatmulPrecision::HIGH: return 1;
-    default: return 2;
-  }
+  int result = -1;
+  run("get_float32_matmul_precision", {}, [&] {
+    switch (at::globalContext().float32MatmulPrecision()) {
+      case at::Float32MatmulPrecision::HIGHEST: result = 0; break;
+      case at::Float32MatmulPrecision::HIGH: result = 1; break;
+      default: result = 2; break;
+    }
+  });
+  return result;
 }
 
 API int oml_grad_enabled() { return at::GradMode::is_enabled() ? 1 : 0; }

@@ -24,10 +24,11 @@ public static class TrainCommand
     public static Command Create()
     {
         var config = new Option<string?>("--config") { Description = "A YAML recipe whose keys are these flags without dashes (lab/recipes/*.yaml); flags override it" };
-        var mode = new Option<string?>("--mode") { Description = "pretrain (next-token loss on all text; default) or sft (JSONL {prompt, response}: loss on responses only)" };
-        var data = new Option<string[]?>("--data") { Description = "Training data: .txt files, or .jsonl with a \"text\" field per line (sft: \"prompt\" and \"response\")", AllowMultipleArgumentsPerToken = true };
+        var mode = new Option<string?>("--mode") { Description = "pretrain (next-token loss on all text; default) or sft (loss on responses only: JSONL {prompt, response}, or Alpaca/ShareGPT/messages JSON or JSONL)" };
+        var data = new Option<string[]?>("--data") { Description = "Training data: text files (documents separated by blank lines) or .jsonl with a \"text\" field per line; for sft, prompt/response JSONL or instruction data", AllowMultipleArgumentsPerToken = true };
         var dataSlice = new Option<string?>("--data-slice") { Description = "i/n: train on the i-th (0-based) of n equal contiguous slices of the tokenized data" };
         var sampling = new Option<string?>("--sampling") { Description = "Pretraining windows: random (default) or epochs (non-overlapping windows, reshuffled every epoch)" };
+        var chatTemplate = new Option<bool>("--chat-template") { Description = "sft: render instruction data (Alpaca, ShareGPT, messages) with the tokenizer's chat template instead of the raw ### Instruction / ### Response layout" };
         var evalData = new Option<string?>("--eval-data") { Description = "Held-out data (same format) for loss and perplexity" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Folder with tokenizer.json (default: the --init folder)" };
         var init = new Option<string?>("--init") { Description = "Fine-tune this model folder (without it: a new model of the shape given)" };
@@ -61,7 +62,7 @@ public static class TrainCommand
         var saveDtype = new Option<string?>("--save-dtype") { Description = "dtype of the saved weights: float32 or bfloat16 (default: the training dtype)" };
         var cmd = new Command("train", "Pretrain a Llama-architecture model from scratch or fine-tune one (full, subset or LoRA), from a YAML recipe and/or flags.")
         {
-            config, mode, data, dataSlice, sampling, evalData, tokenizer, init, hidden, layers, heads, kvHeads, intermediate, context, steps, epochs,
+            config, mode, data, dataSlice, sampling, evalData, chatTemplate, tokenizer, init, hidden, layers, heads, kvHeads, intermediate, context, steps, epochs,
             batch, gradAccum, lr, minLr, warmup, weightDecay, train, lora, loraAlpha, seed, device, dtype, logEvery, evalEvery, checkpointDir,
             checkpointEvery, output, log, maxShardMb, saveDtype,
         };
@@ -71,6 +72,7 @@ public static class TrainCommand
             {
                 Mode = Check(r.GetValue(mode), "--mode", "pretrain", "sft"), Data = r.GetValue(data) is { Length: > 0 } d ? d : null,
                 DataSlice = r.GetValue(dataSlice), Sampling = Check(r.GetValue(sampling), "--sampling", "random", "epochs"), EvalData = r.GetValue(evalData),
+                ChatTemplate = r.GetValue(chatTemplate) ? true : null,
                 Tokenizer = r.GetValue(tokenizer), Init = r.GetValue(init), Hidden = r.GetValue(hidden), Layers = r.GetValue(layers), Heads = r.GetValue(heads),
                 KvHeads = r.GetValue(kvHeads), Intermediate = r.GetValue(intermediate), Context = r.GetValue(context), Steps = r.GetValue(steps),
                 Epochs = r.GetValue(epochs), Batch = r.GetValue(batch), GradAccum = r.GetValue(gradAccum), Lr = r.GetValue(lr), MinLr = r.GetValue(minLr),
@@ -146,7 +148,8 @@ public static class TrainCommand
         {
             if (sft)
             {
-                var examples = files.SelectMany(f => TrainingText.SupervisedExamples(f, tok)).ToList();
+                var template = r.ChatTemplate == true ? Oml.Models.ChatTemplates.ChatTemplate.FromTokenizerConfig(tokDir) : null;
+                var examples = files.SelectMany(f => TrainingText.SupervisedExamples(f, tok, template)).ToList();
                 if (slice && r.DataSlice is { } s)
                 {
                     var (i, n) = TrainingRecipe.ParseSlice(s);

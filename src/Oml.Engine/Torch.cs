@@ -39,7 +39,13 @@ public static class Torch
     /// </summary>
     public static string Float32MatmulPrecision
     {
-        get => oml_get_float32_matmul_precision() switch { 0 => "highest", 1 => "high", _ => "medium" };
+        get => oml_get_float32_matmul_precision() switch
+        {
+            0 => "highest",
+            1 => "high",
+            2 => "medium",
+            _ => throw new TorchException(LastError()),
+        };
         set
         {
             ArgumentNullException.ThrowIfNull(value);

@@ -76,6 +76,29 @@ public sealed class TrainCliTests : IDisposable
     }
 
     [Fact]
+    public void Fine_tuning_with_lora_on_alpaca_data_trains_the_responses_and_saves_a_merged_model()
+    {
+        var baseDir = Path.Combine(_dir, "base");
+        var (code, _, err) = CliRunner.Run("train", "--data", Path.Combine(_dir, "train.txt"), "--tokenizer", Path.Combine(_dir, "tok"), "--hidden", "32",
+            "--layers", "1", "--heads", "2", "--context", "32", "--steps", "2", "--batch", "2", "--out", baseDir);
+        Assert.True(code == 0, err);
+        var alpaca = Path.Combine(_dir, "sft.json");
+        File.WriteAllText(alpaca, "[" + string.Join(",", Sentences.Select((s, i) =>
+            $$"""{"instruction": "Say sentence {{i}}.", "output": "{{s}}"}""")) + "]");
+        var tuned = Path.Combine(_dir, "tuned");
+        (code, var stdout, err) = CliRunner.Run("train", "--init", baseDir, "--mode", "sft", "--data", alpaca, "--lora", "2", "--steps", "4", "--batch", "2",
+            "--lr", "1e-2", "--context", "64", "--out", tuned);
+        Assert.True(code == 0, err);
+        Assert.Contains("4 examples", err);
+        Assert.Contains("LoRA rank 2", err);
+        using var a = ModelFolder.Load(baseDir);
+        using var b = ModelFolder.Load(tuned);
+        Assert.Equal(a.Parameters.Keys.Order(), b.Parameters.Keys.Order()); // adapters merged away
+        Assert.Equal(a.Parameters["model.embed_tokens.weight"].ToBytes(), b.Parameters["model.embed_tokens.weight"].ToBytes());
+        Assert.NotEqual(a.Parameters["model.layers.0.mlp.up_proj.weight"].ToBytes(), b.Parameters["model.layers.0.mlp.up_proj.weight"].ToBytes());
+    }
+
+    [Fact]
     public void Bad_recipes_and_flags_fail_with_a_clear_message()
     {
         var recipe = Path.Combine(_dir, "bad.yaml");

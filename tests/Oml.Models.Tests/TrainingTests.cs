@@ -93,18 +93,18 @@ public class TrainingTests
     }
 
     [Fact]
-    public void Supervised_training_leaves_the_prompt_unlearned_and_learns_the_response()
+    public void Supervised_training_learns_the_responses()
     {
-        // Every prompt is [4]; the response is the token after the prompt. If prompt tokens were trained the model
-        // would also learn to predict 4 at the start, which it never sees as a target.
+        // Each prompt [4, 5 + i] is answered by 20 + i: learnable only from the response positions.
         using var model = Pretraining.CreateRandom(Tiny(), 3);
         var examples = Enumerable.Range(0, 8).Select(i => new SupervisedExample([4, 5 + i], [20 + i])).ToList();
         var data = new SupervisedData(examples, padId: 2, maxLength: 8, seed: 1);
-        var result = Run(model, data, new TrainingOptions { Steps = 80, Batch = 8, LearningRate = 3e-2, LogEvery = 80, WeightDecay = 0 });
-        Assert.True(result.Final.Loss < 0.3, $"loss {result.Final.Loss}");
+        var result = Run(model, data, new TrainingOptions { Steps = 40, Batch = 8, LearningRate = 5e-2, LogEvery = 40, WeightDecay = 0 });
+        Assert.True(result.Final.Loss < 0.5, $"loss {result.Final.Loss}");
+        Assert.True(Trainer.Evaluate(model, data) < 0.2);
         using var scope = Torch.NewScope();
         var logits = model.Forward(Torch.FromArray(new long[] { 4, 5 }, 1, 2));
-        Assert.Equal(20, logits.Narrow(1, 1, 1).ArgMax(-1).ToInt64()); // learned: response after [4, 5]
+        Assert.Equal(20, logits.Narrow(1, 1, 1).ArgMax(-1).ToInt64());
     }
 
     [Fact]

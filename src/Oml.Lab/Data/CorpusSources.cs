@@ -32,6 +32,13 @@ public abstract class CorpusSource
 
     protected static string Under(string root, string path) => Path.Combine(root, path.TrimStart('/'));
 
+    /// <summary>The index and body of a dictd database under /usr/share/dictd, or nothing unless both exist.</summary>
+    protected static IReadOnlyList<string> DictdFiles(string root, string name)
+    {
+        string[] files = [Under(root, $"/usr/share/dictd/{name}.index"), Under(root, $"/usr/share/dictd/{name}.dict.dz")];
+        return files.All(File.Exists) ? files : [];
+    }
+
     /// <summary>All the sources of the lab corpus, in the order they are read.</summary>
     public static IReadOnlyList<CorpusSource> All { get; } =
     [
@@ -84,7 +91,7 @@ public static partial class DictText
                 "=" => "\u0304", "~" => "\u0303", "`" => "\u0300", "'" => "\u0301", "\"" => "\u0308", "," => "\u0327",
                 "." => "\u0307", "^" => "\u0302", _ => "",
             };
-            return letters.Length == 1 ? (letters + combining).Normalize(NormalizationForm.FormC) : letters;
+            return letters.Length == 1 ? Oml.Models.Data.TextNormalization.ToNfc(letters + combining) : letters;
         });
         foreach (var (code, text) in Named) s = s.Replace("[" + code + "]", text, StringComparison.Ordinal);
         return Braces().Replace(s, "$1");
@@ -103,11 +110,14 @@ public sealed partial class GcideSource : CorpusSource
     public override string Licence => "GPL-2+";
     public override string Description => "GNU Collaborative International Dictionary of English 0.48 (dictd database)";
     public override IReadOnlyList<string> Files(string root) =>
-        new[] { Under(root, "/usr/share/dictd/gcide.index"), Under(root, "/usr/share/dictd/gcide.dict.dz") }.Where(File.Exists).ToList();
+        DictdFiles(root, "gcide");
 
     // "Abase \A*base"\ ([.a]*b[=a]s"), v. t." -> the headword, then pronunciation between backslashes and in parentheses.
     [GeneratedRegex(@"^(?<word>[^\\\n]+?)\s*\\[^\\\n]*\\\s*(?:\([^()\n]*\))?")]
     private static partial Regex Header();
+
+    [GeneratedRegex(@"\s*\\[^\\\n]*\\")]
+    private static partial Regex Pronunciation();
 
     [GeneratedRegex(@"^,?\s*(?<pos>n|v\. t|v\. i|v|a|adv|prep|conj|interj|pron)\.(?:\s*pl\.)?(?=[\s,;\[]|$)")]
     private static partial Regex PartOfSpeech();
@@ -119,6 +129,10 @@ public sealed partial class GcideSource : CorpusSource
         {
             var header = Header().Match(body);
             string rest = header.Success ? header.Groups["word"].Value + body[header.Length..] : body;
+            // Entries with several headwords ("Diacritic \...\, Diacritical \...\, a.") carry more pronunciations.
+            int eol = rest.IndexOf('\n');
+            if (eol < 0) eol = rest.Length;
+            rest = Pronunciation().Replace(rest[..eol], "") + rest[eol..];
             var paragraphs = TextCleaning.Paragraphs(DictText.CleanGcide(rest));
             if (paragraphs.Count == 0) continue;
             var lexicon = new List<LexiconEntry>();
@@ -191,7 +205,7 @@ public sealed partial class WordNetSource : CorpusSource
     public override string Licence => "WordNet-3.0 (Princeton WordNet licence, BSD-like)";
     public override string Description => "WordNet 3.0 lexical database of English (dictd database)";
     public override IReadOnlyList<string> Files(string root) =>
-        new[] { Under(root, "/usr/share/dictd/wn.index"), Under(root, "/usr/share/dictd/wn.dict.dz") }.Where(File.Exists).ToList();
+        DictdFiles(root, "wn");
 
     // A sense starts "n 1: ", "adj 2: ", "1: " (more senses of the same part of speech) or "v: " (a single sense).
     [GeneratedRegex(@"^(?:(?<pos>n|v|adj|adv)\s+)?\d+:\s*|^(?<pos>n|v|adj|adv)\s*:\s*")]
@@ -286,7 +300,7 @@ public sealed partial class DevilSource : CorpusSource
     public override string Licence => "public domain";
     public override string Description => "Ambrose Bierce, The Devil's Dictionary (1911), dictd database";
     public override IReadOnlyList<string> Files(string root) =>
-        new[] { Under(root, "/usr/share/dictd/devil.index"), Under(root, "/usr/share/dictd/devil.dict.dz") }.Where(File.Exists).ToList();
+        DictdFiles(root, "devil");
 
     // "ABASEMENT, n.  A decent and customary mental attitude ..."
     [GeneratedRegex(@"^(?<word>[A-Z][A-Z' -]*[A-Z]),\s*(?<pos>[a-z. ]+?)\.\s+(?<def>.+)$", RegexOptions.Singleline)]

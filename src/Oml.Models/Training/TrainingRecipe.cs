@@ -20,6 +20,8 @@ public sealed record TrainingRecipe
     /// <summary>"random" windows or "epochs" of non-overlapping windows (pretraining).</summary>
     public string? Sampling { get; init; }
     public string? EvalData { get; init; }
+    /// <summary>sft: render instruction data with the tokenizer folder's chat template (tokenizer_config.json).</summary>
+    public bool? ChatTemplate { get; init; }
     public string? Tokenizer { get; init; }
     public string? Init { get; init; }
     public int? Hidden { get; init; }
@@ -68,7 +70,7 @@ public sealed record TrainingRecipe
         return new TrainingRecipe
         {
             Mode = overrides.Mode ?? Mode, Data = overrides.Data ?? Data, DataSlice = overrides.DataSlice ?? DataSlice,
-            Sampling = overrides.Sampling ?? Sampling, EvalData = overrides.EvalData ?? EvalData, Tokenizer = overrides.Tokenizer ?? Tokenizer,
+            Sampling = overrides.Sampling ?? Sampling, EvalData = overrides.EvalData ?? EvalData, ChatTemplate = overrides.ChatTemplate ?? ChatTemplate, Tokenizer = overrides.Tokenizer ?? Tokenizer,
             Init = overrides.Init ?? Init, Hidden = overrides.Hidden ?? Hidden, Layers = overrides.Layers ?? Layers, Heads = overrides.Heads ?? Heads,
             KvHeads = overrides.KvHeads ?? KvHeads, Intermediate = overrides.Intermediate ?? Intermediate, Context = overrides.Context ?? Context,
             RopeTheta = overrides.RopeTheta ?? RopeTheta, TieEmbeddings = overrides.TieEmbeddings ?? TieEmbeddings, Steps = overrides.Steps ?? Steps,
@@ -163,6 +165,7 @@ public sealed record TrainingRecipe
                 "data-slice" => r with { DataSlice = CheckSlice(Str(), at) },
                 "sampling" => r with { Sampling = OneOf("random", "epochs") },
                 "eval-data" => r with { EvalData = Str() },
+                "chat-template" => r with { ChatTemplate = Bool() },
                 "tokenizer" => r with { Tokenizer = Str() },
                 "init" => r with { Init = Str() },
                 "hidden" => r with { Hidden = Int(1) },

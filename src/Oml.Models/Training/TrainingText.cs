@@ -1,35 +1,28 @@
 using System.Text.Json;
+using Oml.Models.ChatTemplates;
+using Oml.Models.Data;
 using Oml.Models.Tokenizers;
 
 namespace Oml.Models.Training;
 
 /// <summary>
-/// Reading training text: plain .txt files (one document each) and JSON-lines files whose records carry a "text"
-/// field (one document per record) for pretraining; JSON-lines files of {"prompt", "response"} records for supervised
-/// fine-tuning. Tokenization runs on every core.
+/// Reading training text: documents for pretraining (<see cref="TextData"/>), and prompt/response examples or
+/// instruction data (<see cref="InstructionData"/>) for supervised fine-tuning. Tokenization runs on every core.
 /// </summary>
 public static class TrainingText
 {
-    /// <summary>The documents of one file: a .jsonl/.ndjson file's "text" fields, or the whole text of any other file.</summary>
-    public static IEnumerable<string> Documents(string path)
+    private static bool IsPromptResponseLines(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"data file not found: {path}", path);
-        if (!IsJsonLines(path))
+        if (!(path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".ndjson", StringComparison.OrdinalIgnoreCase))) return false;
+        var first = File.ReadLines(path).FirstOrDefault(l => !string.IsNullOrWhiteSpace(l));
+        if (first is null) return false;
+        try
         {
-            yield return File.ReadAllText(path);
-            yield break;
+            using var doc = JsonDocument.Parse(first);
+            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("prompt", out _) && doc.RootElement.TryGetProperty("response", out _);
         }
-        int line = 0;
-        foreach (var l in File.ReadLines(path))
-        {
-            line++;
-            if (string.IsNullOrWhiteSpace(l)) continue;
-            yield return Field(l, "text", path, line);
-        }
+        catch (JsonException) { return false; }
     }
-
-    private static bool IsJsonLines(string path) =>
-        path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".ndjson", StringComparison.OrdinalIgnoreCase);
 
     private static string Field(string json, string name, string path, int line)
     {
@@ -44,22 +37,20 @@ public static class TrainingText
     }
 
     /// <summary>
-    /// One token stream from the files: each document's tokens followed by <paramref name="separatorId"/> (the
-    /// end-of-text token, if any) when the file holds several documents (JSON lines). Long texts are cut at blank lines
-    /// into pieces that are tokenized in parallel and joined in order.
+    /// One token stream from the files' documents (<see cref="TextData.Load"/>: documents separated by blank lines in
+    /// text files, one per record in JSON lines), each followed by <paramref name="separatorId"/> (the end-of-text
+    /// token, if any). Documents are tokenized in parallel (long ones in pieces cut at blank lines) and joined in order.
     /// </summary>
     public static int[] TokenStream(IEnumerable<string> paths, Tokenizer tokenizer, int? separatorId)
     {
         var pieces = new List<(string Text, bool EndsDocument)>();
         foreach (var path in paths)
-        {
-            bool several = IsJsonLines(path);
-            foreach (var doc in Documents(path))
+            foreach (var doc in TextData.Load(path))
             {
                 var parts = Split(doc, 1 << 16);
-                for (int i = 0; i < parts.Count; i++) pieces.Add((parts[i], several && i == parts.Count - 1));
+                for (int i = 0; i < parts.Count; i++) pieces.Add((parts[i], i == parts.Count - 1));
             }
-        }
+        if (pieces.Count == 0) throw new InvalidDataException($"no text in {string.Join(", ", paths)}");
         var encoded = new int[pieces.Count][];
         Parallel.For(0, pieces.Count, i => encoded[i] = tokenizer.Encode(pieces[i].Text));
         var result = new List<int>(encoded.Sum(e => e.Length) + pieces.Count);
@@ -90,13 +81,25 @@ public static class TrainingText
     }
 
     /// <summary>
-    /// Supervised examples from a JSON-lines file of {"prompt": ..., "response": ...} records, tokenized as
-    /// prompt then response + end-of-text (when the tokenizer has one). Instruction formats (Alpaca, ShareGPT) with chat
-    /// templates come through the instruction-data loader and arrive here as the same <see cref="SupervisedExample"/>s.
+    /// Supervised examples from a file: JSON lines of {"prompt": ..., "response": ...} records (tokenized as the
+    /// prompt, then the response + end-of-text when the tokenizer has one), or instruction data in the Alpaca, ShareGPT
+    /// or OpenAI-messages layouts (<see cref="InstructionData"/>), trained on the last reply, rendered with
+    /// <paramref name="template"/> when given and in the raw "### Instruction / ### Response" layout otherwise.
     /// </summary>
-    public static List<SupervisedExample> SupervisedExamples(string path, Tokenizer tokenizer)
+    public static List<SupervisedExample> SupervisedExamples(string path, Tokenizer tokenizer, ChatTemplate? template = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"data file not found: {path}", path);
+        if (!IsPromptResponseLines(path))
+        {
+            var conversations = InstructionData.Load(path);
+            var tokenized = new SupervisedExample[conversations.Count];
+            Parallel.For(0, conversations.Count, i =>
+            {
+                var t = InstructionData.Tokenize(conversations[i], tokenizer, template);
+                tokenized[i] = new SupervisedExample(t.Prompt, t.Response);
+            });
+            return tokenized.ToList();
+        }
         var records = new List<(string Prompt, string Response)>();
         int line = 0;
         foreach (var l in File.ReadLines(path))
