@@ -116,6 +116,9 @@ public sealed partial class GcideSource : CorpusSource
     [GeneratedRegex(@"^(?<word>[^\\\n]+?)\s*\\[^\\\n]*\\\s*(?:\([^()\n]*\))?")]
     private static partial Regex Header();
 
+    [GeneratedRegex(@"\s*\\[^\\\n]*\\")]
+    private static partial Regex Pronunciation();
+
     [GeneratedRegex(@"^,?\s*(?<pos>n|v\. t|v\. i|v|a|adv|prep|conj|interj|pron)\.(?:\s*pl\.)?(?=[\s,;\[]|$)")]
     private static partial Regex PartOfSpeech();
 
@@ -126,6 +129,10 @@ public sealed partial class GcideSource : CorpusSource
         {
             var header = Header().Match(body);
             string rest = header.Success ? header.Groups["word"].Value + body[header.Length..] : body;
+            // Entries with several headwords ("Diacritic \...\, Diacritical \...\, a.") carry more pronunciations.
+            int eol = rest.IndexOf('\n');
+            if (eol < 0) eol = rest.Length;
+            rest = Pronunciation().Replace(rest[..eol], "") + rest[eol..];
             var paragraphs = TextCleaning.Paragraphs(DictText.CleanGcide(rest));
             if (paragraphs.Count == 0) continue;
             var lexicon = new List<LexiconEntry>();
