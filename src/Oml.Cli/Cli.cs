@@ -24,10 +24,13 @@ public static class Cli
         ModelCommands.Perplexity(),
         FingerprintCommands.Create(),
         EmbedCommand.Create(),
+        TrainCommand.Create(),
         VerifyCommand.Create(),
         LedgerCommands.Create(),
         TraceCommands.Create(),
         AccountCommands.Create(),
+        LabCommand.Create(),
+        AttackCommands.Create(),
         DataCommands.Create(),
         TokenizerCommands.Create(),
     };
