@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 out=artifacts/gpu
 rm -rf "$out/lab-app" && mkdir -p "$out/lab-app"
 dotnet publish src/Oml.Cli -c Release -r linux-x64 --self-contained -p:PublishTrimmed=true -p:TrimMode=partial \
-  -p:SuppressTrimAnalysisWarnings=true -p:TreatWarningsAsErrors=false -o "$out/lab-app" -nologo -v quiet -clp:ErrorsOnly
+  -p:SuppressTrimAnalysisWarnings=true -p:TreatWarningsAsErrors=false -p:JsonSerializerIsReflectionEnabledByDefault=true -o "$out/lab-app" -nologo -v quiet -clp:ErrorsOnly
 rm -f "$out/lab-app/liboml_torch.so" "$out/lab-app"/*.pdb "$out/lab-app/createdump"
 tar -C "$out" -cf - lab-app | xz -T0 -6 > "$out/oml-lab.tar.xz.tmp" && mv -f "$out/oml-lab.tar.xz.tmp" "$out/oml-lab.tar.xz"
 if [ "${1:-}" != "--app-only" ]; then
