@@ -25,8 +25,8 @@ public static class Cli
         FingerprintCommands.Create(),
         EmbedCommand.Create(),
         VerifyCommand.Create(),
-        TraceCommands.Create(),
         LedgerCommands.Create(),
+        TraceCommands.Create(),
     };
 
     public static int Run(RootCommand root, string[] args)

@@ -1,0 +1,86 @@
+using System.Security.Cryptography;
+using Oml.Fingerprinting;
+using Oml.Fingerprinting.Verification;
+using Oml.Protocol.Access;
+using Oml.Protocol.Core;
+
+namespace Oml.Protocol.Claims;
+
+/// <summary>
+/// A claim ready to commit and reveal: the evidence JSON (the RevealClaim attachment) and a secret 32-byte salt.
+/// <see cref="Commitment"/> (published first with the bond) hides the host and evidence until the reveal.
+/// </summary>
+public sealed record ClaimTicket(string ModelId, string Host, string EvidenceJson, string Salt)
+{
+    public string EvidenceHash => ClaimEvidence.Hash(EvidenceJson);
+    public string Commitment => ClaimEvidence.Commitment(ModelId, Host, EvidenceHash, Salt);
+
+    public static ClaimTicket Create(ClaimEvidence evidence, byte[]? salt = null)
+    {
+        ArgumentNullException.ThrowIfNull(evidence);
+        salt ??= RandomNumberGenerator.GetBytes(32);
+        if (salt.Length != 32) throw new ArgumentException("the salt must be 32 bytes", nameof(salt));
+        return new ClaimTicket(evidence.ModelId, Hex.Address(evidence.Host), evidence.ToJson(), Hex.Of(salt));
+    }
+}
+
+/// <summary>A fingerprint the host answered with its response, without a settled permit.</summary>
+public sealed record AuditHit(Fingerprint Fingerprint, string Answer, SignedReceipt Receipt);
+
+/// <summary>What an audit found: the keys asked, the hits (claimable) and the indices that did not answer as embedded.</summary>
+public sealed record AuditReport(string ModelId, string Host, int Queried, IReadOnlyList<AuditHit> Hits, IReadOnlyList<int> Misses)
+{
+    public bool Caught => Hits.Count > 0;
+}
+
+/// <summary>
+/// The prover's role: audit a host by asking the unrevealed keys of its copy's fingerprint subset (from the owner,
+/// or rebuilt with <see cref="Distribution.Omlizer.SubsetFor"/>) without a permit, keep the answers that match and
+/// come with a valid receipt, and turn them into a claim.
+/// </summary>
+public static class Prover
+{
+    public static async Task<AuditReport> AuditAsync(ProtocolState state, string modelId, string host, FingerprintSet hostSubset,
+        IHostEndpoint endpoint, int maxQueries = int.MaxValue, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(hostSubset);
+        ArgumentNullException.ThrowIfNull(endpoint);
+        host = Hex.Address(host);
+        var hits = new List<AuditHit>();
+        var misses = new List<int>();
+        int queried = 0;
+        foreach (var f in hostSubset.Fingerprints)
+        {
+            if (queried >= maxQueries) break;
+            if (state.IsSpent(modelId, ClaimEvidence.FingerprintId(f))) continue;
+            ct.ThrowIfCancellationRequested();
+            queried++;
+            HostAnswer answer;
+            try { answer = await endpoint.AskAsync(f.Key, null, ct).ConfigureAwait(false); }
+            catch (QueryRefusedException) { misses.Add(f.Index); continue; }
+            var r = answer.Receipt.Receipt;
+            bool receiptOk = answer.Receipt.Verify(state.Domain) && r.Host == host && r.ModelId == modelId
+                && r.QueryHash == Hex.KeccakText(f.Key) && r.ResponseHash == Hex.KeccakText(answer.Text)
+                && !(r.HasPermit && state.SettledPermits.ContainsKey(r.PermitHash));
+            if (receiptOk && ResponseMatcher.IsTextMatchAny(f.Responses.Select(x => x.Text), answer.Text))
+                hits.Add(new AuditHit(f, answer.Text, answer.Receipt));
+            else misses.Add(f.Index);
+        }
+        return new AuditReport(modelId, host, queried, hits, misses);
+    }
+
+    /// <summary>Builds the claim from up to <paramref name="maxItems"/> hits (each reveals, and spends, one fingerprint).</summary>
+    public static ClaimTicket PrepareClaim(AuditReport report, FingerprintSet hostSubset, int maxItems = 1, byte[]? salt = null)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        ArgumentNullException.ThrowIfNull(hostSubset);
+        if (!report.Caught) throw new InvalidOperationException("the audit found nothing to claim");
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxItems, 1);
+        var tree = hostSubset.BuildMerkleTree();
+        var items = report.Hits.Take(maxItems)
+            .Select(h => new ClaimEvidenceItem(RevealedFingerprint.From(h.Fingerprint, tree.Proof(h.Fingerprint.Index)), h.Answer, h.Receipt))
+            .ToList();
+        return ClaimTicket.Create(new ClaimEvidence(report.ModelId, report.Host, items), salt);
+    }
+}

@@ -1,0 +1,282 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+
+namespace Oml.Protocol.Core;
+
+/// <summary>An account's money (base units) and request counter.</summary>
+public sealed class Account
+{
+    /// <summary>Free funds: can be transferred, deposited, posted as collateral or bond.</summary>
+    public long Balance { get; internal set; }
+    /// <summary>A user's prepaid deposit, charged when hosts settle permits.</summary>
+    public long Prepaid { get; internal set; }
+    /// <summary>Credits (fees, rewards, returned bonds) waiting to be pulled into the balance by Withdraw.</summary>
+    public long Withdrawable { get; internal set; }
+    /// <summary>Collateral and bonds currently locked.</summary>
+    public long Locked { get; internal set; }
+    /// <summary>The nonce the account's next request must carry.</summary>
+    public long Nonce { get; internal set; }
+}
+
+public sealed record ModelVersion(string WeightsDigest, string Notes, long Time);
+
+public sealed record ParentLink(string ParentModelId, int ShareBps);
+
+public sealed class ModelRecord
+{
+    public required string Id { get; init; }
+    public string Owner { get; internal set; } = "";
+    public string? PendingOwner { get; internal set; }
+    public required string Metadata { get; init; }
+    public required string LicenceTerms { get; init; }
+    public required long PricePerQuery { get; init; }
+    public required long MinCollateral { get; init; }
+    public required long RegisteredAt { get; init; }
+    internal List<ModelVersion> VersionList { get; } = [];
+    internal List<ParentLink> ParentList { get; } = [];
+    internal List<string> HostList { get; } = [];
+    public IReadOnlyList<ModelVersion> Versions => VersionList;
+    public IReadOnlyList<ParentLink> Parents => ParentList;
+    /// <summary>Licensed hosts in licence order: index = host ordinal for the fingerprint allocation.</summary>
+    public IReadOnlyList<string> Hosts => HostList;
+    public string CurrentDigest => VersionList[^1].WeightsDigest;
+}
+
+public sealed class Licence
+{
+    public required string ModelId { get; init; }
+    public required string Host { get; init; }
+    public required int Ordinal { get; init; }
+    public required string Endpoint { get; init; }
+    public required long CollateralPosted { get; init; }
+    public long CollateralLocked { get; internal set; }
+    public string? IndicesRoot { get; internal set; }
+    public long FingerprintCount { get; internal set; }
+    public string? CopyDigest { get; internal set; }
+    public string? Allocation { get; internal set; }
+    public bool Acknowledged { get; internal set; }
+    public bool Delivered => IndicesRoot is not null;
+}
+
+public sealed record UsageRecord(string Host, string ModelId, long Epoch, string ReceiptsRoot, long ReceiptCount, long PermitCount, long FeesSettled, long Time);
+
+public enum ClaimStatus { Committed, Revealed, Rebutted, Slashed, Forfeited }
+
+/// <summary>One claimed item: the fingerprint spent, the receipt the host signed, and the permit it names (zero for none).</summary>
+public sealed record ClaimItem(string FingerprintId, int LeafIndex, string ReceiptHash, string QueryHash, string PermitHash);
+
+public sealed class Claim
+{
+    public required long Id { get; init; }
+    public required string Prover { get; init; }
+    public required string Commitment { get; init; }
+    public required long Bond { get; init; }
+    public required long CommittedAt { get; init; }
+    public ClaimStatus Status { get; internal set; }
+    public string? ModelId { get; internal set; }
+    public string? Host { get; internal set; }
+    public string? EvidenceHash { get; internal set; }
+    public long RevealedAt { get; internal set; }
+    public long RebutDeadline { get; internal set; }
+    public IReadOnlyList<ClaimItem> Items { get; internal set; } = [];
+    public long Slashed { get; internal set; }
+    public bool SlashCapped { get; internal set; }
+    public long ProverReward { get; internal set; }
+}
+
+public sealed class Proposal
+{
+    public required long Id { get; init; }
+    public required string Proposer { get; init; }
+    public required IReadOnlyDictionary<string, string> Changes { get; init; }
+    public required string Description { get; init; }
+    public required long CreatedAt { get; init; }
+    public required long EndsAt { get; init; }
+    /// <summary>The addresses owning at least one model when the proposal was made.</summary>
+    public required IReadOnlySet<string> Eligible { get; init; }
+    internal SortedDictionary<string, bool> VoteMap { get; } = new(StringComparer.Ordinal);
+    public IReadOnlyDictionary<string, bool> Votes => VoteMap;
+    public int Yes => VoteMap.Values.Count(v => v);
+    public int No => VoteMap.Values.Count(v => !v);
+    public bool Executed { get; internal set; }
+}
+
+public sealed record AccusationRecord(string ModelId, string Host, string Accuser, string EvidenceHash, long Time);
+
+/// <summary>
+/// Everything the ledger's events imply, rebuilt by folding them in order (<see cref="ProtocolEngine"/>). Addresses
+/// are lowercase "0x" hex; money in base units; times in Unix seconds of ledger time.
+/// </summary>
+public sealed class ProtocolState
+{
+    internal SortedDictionary<string, Account> AccountMap { get; } = new(StringComparer.Ordinal);
+    internal SortedDictionary<string, ModelRecord> ModelMap { get; } = new(StringComparer.Ordinal);
+    internal SortedDictionary<string, Licence> LicenceMap { get; } = new(StringComparer.Ordinal);
+    internal SortedDictionary<string, UsageRecord> UsageMap { get; } = new(StringComparer.Ordinal);
+    internal List<Claim> ClaimList { get; } = [];
+    internal List<Proposal> ProposalList { get; } = [];
+    internal List<AccusationRecord> AccusationList { get; } = [];
+    /// <summary>Fingerprint ids revealed per model (spent for every copy).</summary>
+    internal SortedDictionary<string, SortedSet<string>> SpentMap { get; } = new(StringComparer.Ordinal);
+    /// <summary>Settled permit hash → the host that settled it.</summary>
+    internal SortedDictionary<string, string> SettledPermitMap { get; } = new(StringComparer.Ordinal);
+    internal SortedDictionary<string, SortedSet<long>> PermitNonceMap { get; } = new(StringComparer.Ordinal);
+
+    public bool Initialized { get; internal set; }
+    public string Treasury { get; internal set; } = "";
+    public ProtocolDomain Domain { get; internal set; } = ProtocolDomain.Default;
+    public long GenesisTime { get; internal set; }
+    public ProtocolParameters Parameters { get; internal set; } = ProtocolParameters.Default;
+    public long TotalSupply { get; internal set; }
+    /// <summary>Number of events folded in.</summary>
+    public long Height { get; internal set; }
+    /// <summary>Ledger time of the last event (Unix seconds).</summary>
+    public long LastTime { get; internal set; }
+
+    public IReadOnlyDictionary<string, Account> Accounts => AccountMap;
+    public IReadOnlyDictionary<string, ModelRecord> Models => ModelMap;
+    /// <summary>Licences keyed by <see cref="LicenceKey"/>.</summary>
+    public IReadOnlyDictionary<string, Licence> Licences => LicenceMap;
+    public IReadOnlyDictionary<string, UsageRecord> Usage => UsageMap;
+    public IReadOnlyList<Claim> Claims => ClaimList;
+    public IReadOnlyList<Proposal> Proposals => ProposalList;
+    public IReadOnlyList<AccusationRecord> Accusations => AccusationList;
+    public IReadOnlyDictionary<string, string> SettledPermits => SettledPermitMap;
+
+    public static string LicenceKey(string modelId, string host) => $"{modelId}\n{host}";
+    public static string UsageKey(string modelId, string host, long epoch) => $"{modelId}\n{host}\n{epoch}";
+
+    /// <summary>The account (an empty one if the address never appeared).</summary>
+    public Account AccountOf(string address) => AccountMap.TryGetValue(address, out var a) ? a : new Account();
+
+    public Licence? LicenceOf(string modelId, string host) => LicenceMap.GetValueOrDefault(LicenceKey(modelId, host));
+
+    public bool IsSpent(string modelId, string fingerprintId) => SpentMap.TryGetValue(modelId, out var s) && s.Contains(fingerprintId);
+
+    public bool IsPermitNonceUsed(string user, long nonce) => PermitNonceMap.TryGetValue(user, out var s) && s.Contains(nonce);
+
+    /// <summary>Whether <paramref name="address"/> owns at least one model.</summary>
+    public bool OwnsAModel(string address) => ModelMap.Values.Any(m => m.Owner == address);
+
+    /// <summary>The usage epoch that ledger time <paramref name="time"/> falls in.</summary>
+    public long EpochAt(long time) => time < GenesisTime ? 0 : (time - GenesisTime) / Parameters.EpochSeconds;
+
+    internal Account Acc(string address)
+    {
+        if (!AccountMap.TryGetValue(address, out var a)) AccountMap[address] = a = new Account();
+        return a;
+    }
+
+    /// <summary>
+    /// SHA-256 of a canonical JSON rendering of the whole state (every collection in a fixed order). Two states are
+    /// equal exactly when their digests are.
+    /// </summary>
+    public string Digest()
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            w.WriteBoolean("initialized", Initialized);
+            w.WriteString("treasury", Treasury);
+            w.WriteNumber("chainId", Domain.ChainId);
+            w.WriteString("verifyingContract", Domain.VerifyingContract);
+            w.WriteNumber("genesisTime", GenesisTime);
+            w.WriteString("parameters", Parameters.ToJson());
+            w.WriteNumber("totalSupply", TotalSupply);
+            w.WriteNumber("height", Height);
+            w.WriteNumber("lastTime", LastTime);
+            w.WriteStartObject("accounts");
+            foreach (var (k, a) in AccountMap)
+            {
+                w.WriteStartArray(k);
+                foreach (var v in new[] { a.Balance, a.Prepaid, a.Withdrawable, a.Locked, a.Nonce }) w.WriteNumberValue(v);
+                w.WriteEndArray();
+            }
+            w.WriteEndObject();
+            w.WriteStartObject("models");
+            foreach (var (k, m) in ModelMap)
+            {
+                w.WriteStartObject(k);
+                w.WriteString("owner", m.Owner);
+                w.WriteString("pending", m.PendingOwner);
+                w.WriteString("metadata", m.Metadata);
+                w.WriteString("terms", m.LicenceTerms);
+                w.WriteNumber("price", m.PricePerQuery);
+                w.WriteNumber("minCollateral", m.MinCollateral);
+                w.WriteNumber("registeredAt", m.RegisteredAt);
+                w.WriteStartArray("versions");
+                foreach (var v in m.VersionList) { w.WriteStringValue(v.WeightsDigest); w.WriteStringValue(v.Notes); w.WriteNumberValue(v.Time); }
+                w.WriteEndArray();
+                w.WriteStartArray("parents");
+                foreach (var p in m.ParentList) { w.WriteStringValue(p.ParentModelId); w.WriteNumberValue(p.ShareBps); }
+                w.WriteEndArray();
+                w.WriteStartArray("hosts");
+                foreach (var h in m.HostList) w.WriteStringValue(h);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+            w.WriteStartObject("licences");
+            foreach (var (k, l) in LicenceMap)
+            {
+                w.WriteStartArray(k);
+                w.WriteStringValue(l.ModelId); w.WriteStringValue(l.Host); w.WriteNumberValue(l.Ordinal); w.WriteStringValue(l.Endpoint);
+                w.WriteNumberValue(l.CollateralPosted); w.WriteNumberValue(l.CollateralLocked); w.WriteStringValue(l.IndicesRoot);
+                w.WriteNumberValue(l.FingerprintCount); w.WriteStringValue(l.CopyDigest); w.WriteStringValue(l.Allocation); w.WriteBooleanValue(l.Acknowledged);
+                w.WriteEndArray();
+            }
+            w.WriteEndObject();
+            w.WriteStartObject("usage");
+            foreach (var (k, u) in UsageMap)
+            {
+                w.WriteStartArray(k);
+                w.WriteStringValue(u.ReceiptsRoot); w.WriteNumberValue(u.ReceiptCount); w.WriteNumberValue(u.PermitCount);
+                w.WriteNumberValue(u.FeesSettled); w.WriteNumberValue(u.Time);
+                w.WriteEndArray();
+            }
+            w.WriteEndObject();
+            w.WriteStartArray("claims");
+            foreach (var c in ClaimList)
+            {
+                w.WriteStartArray();
+                w.WriteNumberValue(c.Id); w.WriteStringValue(c.Prover); w.WriteStringValue(c.Commitment); w.WriteNumberValue(c.Bond);
+                w.WriteNumberValue(c.CommittedAt); w.WriteStringValue(c.Status.ToString()); w.WriteStringValue(c.ModelId); w.WriteStringValue(c.Host);
+                w.WriteStringValue(c.EvidenceHash); w.WriteNumberValue(c.RevealedAt); w.WriteNumberValue(c.RebutDeadline);
+                foreach (var i in c.Items) { w.WriteStringValue(i.FingerprintId); w.WriteNumberValue(i.LeafIndex); w.WriteStringValue(i.ReceiptHash); w.WriteStringValue(i.QueryHash); w.WriteStringValue(i.PermitHash); }
+                w.WriteNumberValue(c.Slashed); w.WriteBooleanValue(c.SlashCapped); w.WriteNumberValue(c.ProverReward);
+                w.WriteEndArray();
+            }
+            w.WriteEndArray();
+            w.WriteStartArray("proposals");
+            foreach (var p in ProposalList)
+            {
+                w.WriteStartArray();
+                w.WriteNumberValue(p.Id); w.WriteStringValue(p.Proposer); w.WriteStringValue(ProtocolParameters.ChangesToJson(p.Changes));
+                w.WriteStringValue(p.Description); w.WriteNumberValue(p.CreatedAt); w.WriteNumberValue(p.EndsAt);
+                foreach (var e in p.Eligible.OrderBy(e => e, StringComparer.Ordinal)) w.WriteStringValue(e);
+                foreach (var (voter, yes) in p.VoteMap) { w.WriteStringValue(voter); w.WriteBooleanValue(yes); }
+                w.WriteBooleanValue(p.Executed);
+                w.WriteEndArray();
+            }
+            w.WriteEndArray();
+            w.WriteStartArray("accusations");
+            foreach (var a in AccusationList)
+            {
+                w.WriteStringValue(a.ModelId); w.WriteStringValue(a.Host); w.WriteStringValue(a.Accuser); w.WriteStringValue(a.EvidenceHash); w.WriteNumberValue(a.Time);
+            }
+            w.WriteEndArray();
+            w.WriteStartObject("spent");
+            foreach (var (k, s) in SpentMap) { w.WriteStartArray(k); foreach (var id in s) w.WriteStringValue(id); w.WriteEndArray(); }
+            w.WriteEndObject();
+            w.WriteStartObject("settledPermits");
+            foreach (var (k, h) in SettledPermitMap) w.WriteString(k, h);
+            w.WriteEndObject();
+            w.WriteStartObject("permitNonces");
+            foreach (var (k, s) in PermitNonceMap) { w.WriteStartArray(k); foreach (var n in s) w.WriteNumberValue(n); w.WriteEndArray(); }
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        return Convert.ToHexStringLower(SHA256.HashData(ms.ToArray()));
+    }
+}

@@ -1,0 +1,86 @@
+using System.Text.Json.Nodes;
+using Oml.Protocol.Access;
+
+namespace Oml.Protocol.Core;
+
+internal static partial class Rules
+{
+    private static Action CommitUsage(ProtocolState s, SignedAction a, Message m, RuleContext c)
+    {
+        string host = m.Address("actor");
+        var model = ModelOf(s, m.Str("modelId"));
+        var licence = s.LicenceOf(model.Id, host) ?? throw Fail(ProtocolErrorCode.UnknownLicence, $"{host} holds no licence for '{model.Id}'");
+        if (!licence.Acknowledged) throw Fail(ProtocolErrorCode.CopyNotAcknowledged, $"{host} has not acknowledged its copy of '{model.Id}'");
+        long epoch = m.UInt("epoch");
+        long current = s.EpochAt(c.Now);
+        if (epoch > current) throw Fail(ProtocolErrorCode.EpochInvalid, $"epoch {epoch} has not started (current epoch {current})");
+        string key = ProtocolState.UsageKey(model.Id, host, epoch);
+        if (s.UsageMap.ContainsKey(key)) throw Fail(ProtocolErrorCode.UsageAlreadyCommitted, $"{host} already committed usage of '{model.Id}' for epoch {epoch}");
+
+        if (Json.Parse(a.Attachments["permits"], ProtocolErrorCode.InvalidPermit) is not JsonArray arr)
+            throw Fail(ProtocolErrorCode.InvalidPermit, "the permits attachment must be a JSON array");
+        var permits = arr.Select(SignedPermit.FromJsonNode).ToList();
+        long receiptCount = m.UInt("receiptCount");
+        if (receiptCount < permits.Count) throw Fail(ProtocolErrorCode.InvalidRequest, $"{permits.Count} permits settled but only {receiptCount} receipts");
+        string root = m.Bytes32("receiptsRoot");
+        if ((receiptCount == 0) != (root == Hex.Zero32)) throw Fail(ProtocolErrorCode.InvalidRequest, "the receipts root is zero exactly when there are no receipts");
+
+        var charges = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        var nonces = new List<(string User, long Nonce)>();
+        var hashes = new List<string>();
+        var credits = new Credits();
+        long total = 0;
+        foreach (var sp in permits)
+        {
+            var p = sp.Permit;
+            if (c.VerifySignatures && !sp.Verify(c.Domain)) throw Fail(ProtocolErrorCode.BadSignature, $"permit {p.Nonce} is not signed by its user {p.User}");
+            if (p.Host != host || p.ModelId != model.Id) throw Fail(ProtocolErrorCode.InvalidPermit, $"permit {p.Nonce} of {p.User} is for {p.ModelId} on {p.Host}, not {model.Id} on {host}");
+            if (p.Expiry < c.Now) throw Fail(ProtocolErrorCode.PermitExpired, $"permit {p.Nonce} of {p.User} expired at {p.Expiry} (now {c.Now})");
+            if (s.IsPermitNonceUsed(p.User, p.Nonce) || nonces.Contains((p.User, p.Nonce)))
+                throw Fail(ProtocolErrorCode.PermitReplayed, $"permit nonce {p.Nonce} of {p.User} was already used");
+            if (p.Fee < model.PricePerQuery) throw Fail(ProtocolErrorCode.FeeTooLow, $"permit {p.Nonce} of {p.User} pays {p.Fee}, the price is {model.PricePerQuery}");
+            long charged = AddChecked(charges.GetValueOrDefault(p.User), p.Fee);
+            long prepaid = s.AccountOf(p.User).Prepaid;
+            if (charged > prepaid) throw Fail(ProtocolErrorCode.InsufficientFunds, $"{p.User}'s deposit {prepaid} does not cover permits worth {charged}");
+            charges[p.User] = charged;
+            nonces.Add((p.User, p.Nonce));
+            hashes.Add(p.Hash(c.Domain));
+            total = AddChecked(total, p.Fee);
+            long hostCut = Fraction(p.Fee, s.Parameters.HostFeeShareBps);
+            credits.Add(host, hostCut);
+            SplitRevenue(s, model.Id, p.Fee - hostCut, credits, 0);
+        }
+        var record = new UsageRecord(host, model.Id, epoch, root, receiptCount, permits.Count, total, c.Now);
+        return () =>
+        {
+            foreach (var (u, v) in charges) s.Acc(u).Prepaid -= v;
+            credits.ApplyTo(s);
+            foreach (var (u, n) in nonces)
+            {
+                if (!s.PermitNonceMap.TryGetValue(u, out var set)) s.PermitNonceMap[u] = set = [];
+                set.Add(n);
+            }
+            foreach (var h in hashes) s.SettledPermitMap[h] = host;
+            s.UsageMap[key] = record;
+        };
+    }
+
+    /// <summary>
+    /// Splits a model's owner revenue along the family tree: each declared parent gets its share (floor) of the
+    /// amount, split again recursively among its own parents; what remains goes to the model's current owner.
+    /// </summary>
+    private static void SplitRevenue(ProtocolState s, string modelId, long amount, Credits credits, int depth)
+    {
+        if (amount == 0) return;
+        if (depth > s.ModelMap.Count) throw Fail(ProtocolErrorCode.InvalidFamilyTree, "family tree deeper than the number of models");
+        var model = s.ModelMap[modelId];
+        long rest = amount;
+        foreach (var p in model.ParentList)
+        {
+            long part = Fraction(amount, p.ShareBps);
+            rest -= part;
+            SplitRevenue(s, p.ParentModelId, part, credits, depth + 1);
+        }
+        credits.Add(model.Owner, rest);
+    }
+}

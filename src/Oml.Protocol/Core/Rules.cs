@@ -1,0 +1,195 @@
+using System.Text;
+using Oml.Protocol.Crypto;
+
+namespace Oml.Protocol.Core;
+
+/// <summary>How one action is checked: ledger time, position, whether signatures are re-verified, signing domain.</summary>
+internal sealed record RuleContext(long Now, long Sequence, bool VerifySignatures, ProtocolDomain Domain);
+
+/// <summary>
+/// The state machine. <see cref="Check"/> validates an action against the state without changing it and returns the
+/// mutation to run once the event is committed (check-then-mutate: every rejection happens before any change).
+/// Replay runs the same checks (minus signature recovery) and mutations, so it is a pure fold over the log.
+/// </summary>
+internal static partial class Rules
+{
+    public static Action Check(ProtocolState s, SignedAction a, RuleContext c)
+    {
+        Schemas.ValidateMessage(a.Type, a.Message);
+        if (a.Type is Schemas.Permit or Schemas.Receipt)
+            throw Fail(ProtocolErrorCode.InvalidRequest, $"{a.Type} is an off-ledger message, not a ledger action");
+        var m = new Message(a.Message);
+        string actor = m.Address("actor");
+
+        if (a.Type == Schemas.Genesis)
+        {
+            if (s.Initialized) throw Fail(ProtocolErrorCode.AlreadyInitialized, "the ledger already has a genesis event");
+        }
+        else
+        {
+            if (!s.Initialized) throw Fail(ProtocolErrorCode.NotInitialized, "the ledger has no genesis event yet");
+            if (c.Domain != s.Domain)
+                throw Fail(ProtocolErrorCode.WrongDomain, $"signed for chain {c.Domain.ChainId} / {c.Domain.VerifyingContract}, the ledger is chain {s.Domain.ChainId} / {s.Domain.VerifyingContract}");
+        }
+
+        long nonce = m.UInt("nonce");
+        long expectedNonce = s.AccountOf(actor).Nonce;
+        if (nonce != expectedNonce) throw Fail(ProtocolErrorCode.BadNonce, $"{actor}: request nonce {nonce}, expected {expectedNonce}");
+
+        int maxSignatures = a.Type == Schemas.DeclareParent ? 2 : 1;
+        if (a.Signatures.Count < 1 || a.Signatures.Count > maxSignatures)
+            throw Fail(ProtocolErrorCode.BadSignature, $"{a.Type} needs {(maxSignatures == 1 ? "exactly one signature" : "one or two signatures")}, got {a.Signatures.Count}");
+        byte[]? digest = null;
+        if (c.VerifySignatures)
+        {
+            digest = Eip712.Digest(a.TypedData(c.Domain));
+            if (!Secp256k1.TryRecover(digest, a.Signatures[0], out var signer) || Hex.Of(signer) != actor)
+                throw Fail(ProtocolErrorCode.BadSignature, $"{a.Type}: the signature is not {actor}'s");
+        }
+
+        CheckAttachment(a, m);
+
+        Action body = a.Type switch
+        {
+            Schemas.Genesis => Genesis(s, m, c),
+            Schemas.Mint => Mint(s, m),
+            Schemas.Transfer => Transfer(s, m),
+            Schemas.Deposit => Deposit(s, m),
+            Schemas.Refund => Refund(s, m),
+            Schemas.Withdraw => Withdraw(s, m),
+            Schemas.RegisterModel => RegisterModel(s, m, c),
+            Schemas.AddVersion => AddVersion(s, m, c),
+            Schemas.DeclareParent => DeclareParent(s, a, m, c, digest),
+            Schemas.TransferModel => TransferModel(s, m),
+            Schemas.AcceptModel => AcceptModel(s, m),
+            Schemas.ApplyLicense => ApplyLicense(s, m),
+            Schemas.DeliverCopy => DeliverCopy(s, m),
+            Schemas.AcknowledgeCopy => AcknowledgeCopy(s, m),
+            Schemas.CommitUsage => CommitUsage(s, a, m, c),
+            Schemas.CommitClaim => CommitClaim(s, m, c),
+            Schemas.RevealClaim => RevealClaim(s, a, m, c),
+            Schemas.Rebut => Rebut(s, a, m, c),
+            Schemas.Settle => Settle(s, m, c),
+            Schemas.FileAccusation => FileAccusation(s, m, c),
+            Schemas.Propose => Propose(s, m, c),
+            Schemas.Vote => Vote(s, m, c),
+            Schemas.Execute => Execute(s, m, c),
+            _ => throw Fail(ProtocolErrorCode.InvalidRequest, $"unknown action '{a.Type}'"),
+        };
+        return () =>
+        {
+            body();
+            s.Acc(actor).Nonce++;
+        };
+    }
+
+    private static void CheckAttachment(SignedAction a, Message m)
+    {
+        string? name = Schemas.AttachmentOf(a.Type);
+        if (name is null)
+        {
+            if (a.Attachments.Count != 0) throw Fail(ProtocolErrorCode.InvalidRequest, $"{a.Type} takes no attachments");
+            return;
+        }
+        if (a.Attachments.Count != 1 || !a.Attachments.TryGetValue(name, out var text))
+            throw Fail(ProtocolErrorCode.InvalidRequest, $"{a.Type} needs exactly one attachment, '{name}'");
+        string field = a.Type == Schemas.CommitUsage ? "permitsHash" : "evidenceHash";
+        if (Hex.Of(Keccak256.Hash(Encoding.UTF8.GetBytes(text))) != m.Bytes32(field))
+            throw Fail(ProtocolErrorCode.InvalidRequest, $"{a.Type}: the '{name}' attachment does not hash to the signed {field}");
+    }
+
+    internal static ProtocolException Fail(ProtocolErrorCode code, string message) => new(code, message);
+
+    internal static long AddChecked(long a, long b)
+    {
+        try { return checked(a + b); }
+        catch (OverflowException) { throw Fail(ProtocolErrorCode.ArithmeticOverflow, $"{a} + {b} overflows"); }
+    }
+
+    /// <summary>floor(amount × bps / 10,000) without overflow.</summary>
+    internal static long Fraction(long amount, int bps) => (long)((Int128)amount * bps / 10_000);
+
+    private static long Positive(Message m, string field)
+    {
+        long v = m.UInt(field);
+        if (v <= 0) throw Fail(ProtocolErrorCode.InvalidAmount, $"{field} must be positive");
+        return v;
+    }
+
+    // ---- genesis and money -------------------------------------------------------------------------------
+
+    private static Action Genesis(ProtocolState s, Message m, RuleContext c)
+    {
+        if (m.UInt("chainId") != c.Domain.ChainId)
+            throw Fail(ProtocolErrorCode.WrongDomain, $"genesis chainId {m.UInt("chainId")} differs from the signing domain's {c.Domain.ChainId}");
+        var p = ProtocolParameters.FromJson(m.Str("parameters"));
+        string treasury = m.Address("actor");
+        return () =>
+        {
+            s.Initialized = true;
+            s.Treasury = treasury;
+            s.Domain = c.Domain;
+            s.GenesisTime = c.Now;
+            s.Parameters = p;
+        };
+    }
+
+    private static Action Mint(ProtocolState s, Message m)
+    {
+        string actor = m.Address("actor"), to = m.Address("to");
+        if (actor != s.Treasury) throw Fail(ProtocolErrorCode.Unauthorized, $"only the treasury {s.Treasury} mints");
+        long amount = Positive(m, "amount");
+        long supply = AddChecked(s.TotalSupply, amount);
+        return () => { s.TotalSupply = supply; s.Acc(to).Balance += amount; };
+    }
+
+    private static Action Transfer(ProtocolState s, Message m)
+    {
+        string actor = m.Address("actor"), to = m.Address("to");
+        long amount = Positive(m, "amount");
+        long bal = s.AccountOf(actor).Balance;
+        if (bal < amount) throw Fail(ProtocolErrorCode.InsufficientFunds, $"{actor} has {bal}, cannot transfer {amount}");
+        return () => { s.Acc(actor).Balance -= amount; s.Acc(to).Balance += amount; };
+    }
+
+    private static Action Deposit(ProtocolState s, Message m)
+    {
+        string actor = m.Address("actor");
+        long amount = Positive(m, "amount");
+        long bal = s.AccountOf(actor).Balance;
+        if (bal < amount) throw Fail(ProtocolErrorCode.InsufficientFunds, $"{actor} has {bal}, cannot deposit {amount}");
+        return () => { var a = s.Acc(actor); a.Balance -= amount; a.Prepaid += amount; };
+    }
+
+    private static Action Refund(ProtocolState s, Message m)
+    {
+        string actor = m.Address("actor");
+        long amount = Positive(m, "amount");
+        long pre = s.AccountOf(actor).Prepaid;
+        if (pre < amount) throw Fail(ProtocolErrorCode.InsufficientFunds, $"{actor} has {pre} prepaid, cannot take back {amount}");
+        return () => { var a = s.Acc(actor); a.Prepaid -= amount; a.Balance += amount; };
+    }
+
+    private static Action Withdraw(ProtocolState s, Message m)
+    {
+        string actor = m.Address("actor");
+        long w = s.AccountOf(actor).Withdrawable;
+        if (w <= 0) throw Fail(ProtocolErrorCode.NothingToWithdraw, $"{actor} has nothing to withdraw");
+        return () => { var a = s.Acc(actor); a.Withdrawable -= w; a.Balance += w; };
+    }
+
+    /// <summary>Credits accumulated during a check, applied in the mutation.</summary>
+    private sealed class Credits
+    {
+        public SortedDictionary<string, long> Map { get; } = new(StringComparer.Ordinal);
+        public void Add(string address, long amount)
+        {
+            if (amount == 0) return;
+            Map[address] = AddChecked(Map.GetValueOrDefault(address), amount);
+        }
+        public void ApplyTo(ProtocolState s)
+        {
+            foreach (var (a, v) in Map) s.Acc(a).Withdrawable = checked(s.Acc(a).Withdrawable + v);
+        }
+    }
+}

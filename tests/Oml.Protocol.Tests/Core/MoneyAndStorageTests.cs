@@ -1,0 +1,140 @@
+using Oml.Protocol.Core;
+using Oml.Protocol.Crypto;
+
+namespace Oml.Protocol.Tests.Core;
+
+public class MoneyTests
+{
+    [Fact]
+    public void TreasuryMintsAndBalancesMove()
+    {
+        using var n = new TestNet(registerModel: false);
+        Assert.Equal(9 * 100_000, n.S.TotalSupply);
+        n.Engine.Transfer(n.User, TestNet.A(n.User2), 2_500);
+        Assert.Equal(97_500, n.Acc(n.User).Balance);
+        Assert.Equal(102_500, n.Acc(n.User2).Balance);
+        n.Engine.Deposit(n.User, 1_000);
+        Assert.Equal(96_500, n.Acc(n.User).Balance);
+        Assert.Equal(1_000, n.Acc(n.User).Prepaid);
+        n.Engine.Refund(n.User, 400);
+        Assert.Equal(600, n.Acc(n.User).Prepaid);
+        Assert.Equal(96_900, n.Acc(n.User).Balance);
+    }
+
+    [Fact]
+    public void OnlyTheTreasuryMints()
+    {
+        using var n = new TestNet(registerModel: false);
+        n.Rejected(ProtocolErrorCode.Unauthorized, () => n.Engine.Mint(n.User, TestNet.A(n.User), 5));
+    }
+
+    [Fact]
+    public void OverspendingIsRejected()
+    {
+        using var n = new TestNet(registerModel: false);
+        n.Rejected(ProtocolErrorCode.InsufficientFunds, () => n.Engine.Transfer(n.User, TestNet.A(n.User2), 100_001));
+        n.Rejected(ProtocolErrorCode.InsufficientFunds, () => n.Engine.Deposit(n.User, 100_001));
+        n.Rejected(ProtocolErrorCode.InsufficientFunds, () => n.Engine.Refund(n.User, 1));
+        n.Rejected(ProtocolErrorCode.InvalidAmount, () => n.Engine.Transfer(n.User, TestNet.A(n.User2), 0));
+    }
+
+    [Fact]
+    public void ForgedSignatureIsRejected()
+    {
+        using var n = new TestNet(registerModel: false);
+        // A transfer out of User's account, signed by the outsider's key.
+        var forged = Actions.Transfer(TestNet.A(n.User), TestNet.A(n.Outsider), 50_000, n.Acc(n.User).Nonce).Sign(n.Engine.Domain, n.Outsider);
+        n.Rejected(ProtocolErrorCode.BadSignature, () => n.Engine.Submit(forged));
+        // Signed for another chain: recovers to some other address.
+        var otherChain = Actions.Transfer(TestNet.A(n.User), TestNet.A(n.Outsider), 1, n.Acc(n.User).Nonce).Sign(new ProtocolDomain(1, Hex.ZeroAddress), n.User);
+        n.Rejected(ProtocolErrorCode.BadSignature, () => n.Engine.Submit(otherChain));
+    }
+
+    [Fact]
+    public void RequestNoncesPreventReplay()
+    {
+        using var n = new TestNet(registerModel: false);
+        var t = Actions.Transfer(TestNet.A(n.User), TestNet.A(n.User2), 10, n.Acc(n.User).Nonce).Sign(n.Engine.Domain, n.User);
+        n.Engine.Submit(t);
+        n.Rejected(ProtocolErrorCode.BadNonce, () => n.Engine.Submit(t));
+        Assert.Equal(99_990, n.Acc(n.User).Balance);
+    }
+
+    [Fact]
+    public void WithdrawalPullsCreditsOnce()
+    {
+        using var n = new TestNet(registerModel: false);
+        n.Rejected(ProtocolErrorCode.NothingToWithdraw, () => n.Engine.Withdraw(n.Prover));
+        // An unrevealed claim's bond is forfeited to the treasury's withdrawable credits.
+        var ticket = new Oml.Protocol.Claims.ClaimTicket("x", TestNet.A(n.HostA), "{}", Hex.Of(new byte[32]));
+        long id = n.Engine.CommitClaim(n.Prover, ticket, 150);
+        n.Clock.Advance(n.S.Parameters.RevealWindowSeconds + 1);
+        n.Engine.Settle(n.Outsider, id);
+        Assert.Equal(150, n.S.AccountOf(n.S.Treasury).Withdrawable);
+        long before = n.S.AccountOf(n.S.Treasury).Balance;
+        n.Engine.Withdraw(n.Treasury);
+        Assert.Equal(before + 150, n.S.AccountOf(n.S.Treasury).Balance);
+        Assert.Equal(0, n.S.AccountOf(n.S.Treasury).Withdrawable);
+        n.Rejected(ProtocolErrorCode.NothingToWithdraw, () => n.Engine.Withdraw(n.Treasury));
+    }
+
+    [Fact]
+    public void GenesisOnlyOnce()
+    {
+        using var n = new TestNet(registerModel: false);
+        Assert.Throws<ProtocolException>(() => ProtocolEngine.Initialize(n.Ledger, n.Treasury));
+        var g = Actions.Genesis(TestNet.A(n.User), n.Engine.Domain.ChainId, ProtocolParameters.Default).Sign(n.Engine.Domain, n.User);
+        n.Rejected(ProtocolErrorCode.AlreadyInitialized, () => n.Engine.Submit(g));
+        using var empty = new Oml.Protocol.Ledger.InMemoryLedger();
+        Assert.Equal(ProtocolErrorCode.NotInitialized, Assert.Throws<ProtocolException>(() => ProtocolEngine.Open(empty)).Code);
+    }
+}
+
+public class StorageTests
+{
+    [Fact]
+    public void RegisterAddVersionAndTransfer()
+    {
+        using var n = new TestNet();
+        var m = n.S.Models[TestNet.Model];
+        Assert.Equal(TestNet.A(n.Owner), m.Owner);
+        Assert.Equal(10, m.PricePerQuery);
+        n.Engine.AddVersion(n.Owner, TestNet.Model, "sha256:weights-v2", "fixed the tokenizer");
+        Assert.Equal(["sha256:weights-v1", "sha256:weights-v2"], m.Versions.Select(v => v.WeightsDigest));
+        n.Rejected(ProtocolErrorCode.Unauthorized, () => n.Engine.AddVersion(n.Outsider, TestNet.Model, "sha256:evil", ""));
+        n.Rejected(ProtocolErrorCode.ModelExists, () => n.Engine.RegisterModel(n.Owner2, TestNet.Model, "sha256:x", "{}", "", 1, 0));
+        n.Rejected(ProtocolErrorCode.NoPendingTransfer, () => n.Engine.AcceptModel(n.Owner2, TestNet.Model));
+        n.Engine.TransferModel(n.Owner, TestNet.Model, TestNet.A(n.Owner2));
+        Assert.Equal(TestNet.A(n.Owner), m.Owner);
+        n.Rejected(ProtocolErrorCode.NoPendingTransfer, () => n.Engine.AcceptModel(n.Outsider, TestNet.Model));
+        n.Engine.AcceptModel(n.Owner2, TestNet.Model);
+        Assert.Equal(TestNet.A(n.Owner2), m.Owner);
+        Assert.Null(m.PendingOwner);
+        n.Rejected(ProtocolErrorCode.Unauthorized, () => n.Engine.AddVersion(n.Owner, TestNet.Model, "sha256:v3", ""));
+    }
+
+    [Fact]
+    public void FamilyTreeNeedsConsentAndStaysAcyclic()
+    {
+        using var n = new TestNet();
+        n.Engine.RegisterModel(n.Owner2, "child", "sha256:child", "{}", "", 5, 0);
+        n.Engine.RegisterModel(n.Owner2, "grandchild", "sha256:gc", "{}", "", 5, 0);
+        // Without the parent owner's co-signature.
+        var alone = Actions.DeclareParent(TestNet.A(n.Owner2), "child", TestNet.Model, 3_000, n.Acc(n.Owner2).Nonce).Sign(n.Engine.Domain, n.Owner2);
+        n.Rejected(ProtocolErrorCode.BadSignature, () => n.Engine.Submit(alone));
+        // Co-signed by someone who is not the parent's owner.
+        n.Rejected(ProtocolErrorCode.BadSignature, () => n.Engine.DeclareParent(n.Owner2, n.Outsider, "child", TestNet.Model, 3_000));
+        n.Engine.DeclareParent(n.Owner2, n.Owner, "child", TestNet.Model, 3_000);
+        n.Engine.DeclareParent(n.Owner2, n.Owner2, "grandchild", "child", 5_000);
+        Assert.Equal([new ParentLink(TestNet.Model, 3_000)], n.S.Models["child"].Parents);
+        // base -> grandchild would close the cycle base <- child <- grandchild.
+        n.Rejected(ProtocolErrorCode.InvalidFamilyTree, () => n.Engine.DeclareParent(n.Owner, n.Owner2, TestNet.Model, "grandchild", 100));
+        n.Rejected(ProtocolErrorCode.InvalidFamilyTree, () => n.Engine.DeclareParent(n.Owner, n.Owner, TestNet.Model, TestNet.Model, 100));
+        n.Rejected(ProtocolErrorCode.InvalidFamilyTree, () => n.Engine.DeclareParent(n.Owner2, n.Owner, "child", TestNet.Model, 100));
+        // Shares over 100%.
+        n.Engine.RegisterModel(n.Outsider, "other", "sha256:o", "{}", "", 1, 0);
+        n.Rejected(ProtocolErrorCode.InvalidFamilyTree, () => n.Engine.DeclareParent(n.Owner2, n.Outsider, "grandchild", "other", 5_001));
+        n.Engine.DeclareParent(n.Owner2, n.Outsider, "grandchild", "other", 5_000);
+        Assert.Equal(10_000, n.S.Models["grandchild"].Parents.Sum(p => p.ShareBps));
+    }
+}
