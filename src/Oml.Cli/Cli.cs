@@ -27,6 +27,7 @@ public static class Cli
         VerifyCommand.Create(),
         LedgerCommands.Create(),
         TraceCommands.Create(),
+        AccountCommands.Create(),
     };
 
     public static int Run(RootCommand root, string[] args)

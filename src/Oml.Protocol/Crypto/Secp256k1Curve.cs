@@ -212,6 +212,17 @@ internal static class Secp256k1Curve
 
     public static BigInteger Mod(BigInteger v, BigInteger m) { var r = v % m; return r.Sign < 0 ? r + m : r; }
 
-    /// <summary>1/a mod n (n is prime): a^(n-2).</summary>
-    public static BigInteger InvertModN(BigInteger a) => BigInteger.ModPow(a, N - 2, N);
+    /// <summary>1/a mod n by the extended Euclidean algorithm (a not a multiple of n).</summary>
+    public static BigInteger InvertModN(BigInteger a)
+    {
+        BigInteger t = BigInteger.Zero, newT = BigInteger.One, r = N, newR = Mod(a, N);
+        if (newR.IsZero) throw new ArgumentException("zero has no inverse mod n", nameof(a));
+        while (!newR.IsZero)
+        {
+            var q = BigInteger.DivRem(r, newR, out var rem);
+            (t, newT) = (newT, t - q * newT);
+            (r, newR) = (newR, rem);
+        }
+        return t.Sign < 0 ? t + N : t;
+    }
 }

@@ -71,22 +71,59 @@ internal readonly struct FieldElement : IEquatable<FieldElement>
         return a.L0 < b.L0;
     }
 
-    /// <summary>Adds c * 2^256 back as c * C, for a 256-bit value plus a small carry (&lt; 2^34), then reduces below p.</summary>
+    /// <summary>a * b + c + carry as a 128-bit value: returns the low word, leaves the high word in carry (no overflow: the sum is at most 2^128 - 1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong MulAdd(ulong a, ulong b, ulong c, ref ulong carry)
+    {
+        ulong hi = Math.BigMul(a, b, out ulong lo);
+        lo += c;
+        hi += lo < c ? 1UL : 0UL;
+        lo += carry;
+        hi += lo < carry ? 1UL : 0UL;
+        carry = hi;
+        return lo;
+    }
+
+    /// <summary>a + b + carry: returns the sum word, leaves the carry (0 or 1) in carry.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong AddCarry(ulong a, ulong b, ref ulong carry)
+    {
+        ulong s = a + b;
+        ulong c1 = s < a ? 1UL : 0UL;
+        ulong r = s + carry;
+        carry = c1 | (r < s ? 1UL : 0UL);
+        return r;
+    }
+
+    /// <summary>a - b - borrow: returns the difference word, leaves the borrow (0 or 1) in borrow.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong SubBorrow(ulong a, ulong b, ref ulong borrow)
+    {
+        ulong d = a - b;
+        ulong b1 = a < b ? 1UL : 0UL;
+        ulong r = d - borrow;
+        borrow = b1 | (d < borrow ? 1UL : 0UL);
+        return r;
+    }
+
+    /// <summary>Adds carry * 2^256 back as carry * C, for a 256-bit value plus a small carry (&lt; 2^35), then reduces below p.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static FieldElement Fold(ulong r0, ulong r1, ulong r2, ulong r3, ulong carry)
     {
-        UInt128 t = (UInt128)carry * C + r0;
-        r0 = (ulong)t;
-        t = (t >> 64) + r1; r1 = (ulong)t;
-        t = (t >> 64) + r2; r2 = (ulong)t;
-        t = (t >> 64) + r3; r3 = (ulong)t;
-        if ((ulong)(t >> 64) != 0)
+        ulong hi = Math.BigMul(carry, C, out ulong lo);
+        ulong c = 0;
+        r0 = AddCarry(r0, lo, ref c);
+        r1 = AddCarry(r1, hi, ref c);
+        r2 = AddCarry(r2, 0, ref c);
+        r3 = AddCarry(r3, 0, ref c);
+        if (c != 0)
         {
             // Wrapped past 2^256 once more: the value now is small, so adding C cannot carry out again.
-            t = (UInt128)r0 + C; r0 = (ulong)t;
-            t = (t >> 64) + r1; r1 = (ulong)t;
-            t = (t >> 64) + r2; r2 = (ulong)t;
-            r3 += (ulong)(t >> 64);
+            c = 0;
+            r0 = AddCarry(r0, C, ref c);
+            r1 = AddCarry(r1, 0, ref c);
+            r2 = AddCarry(r2, 0, ref c);
+            r3 += c;
         }
         return ReduceOnce(r0, r1, r2, r3);
     }
@@ -95,38 +132,40 @@ internal readonly struct FieldElement : IEquatable<FieldElement>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static FieldElement ReduceOnce(ulong r0, ulong r1, ulong r2, ulong r3)
     {
-        // value >= p  <=>  value + C >= 2^256.
-        UInt128 t = (UInt128)r0 + C;
-        ulong s0 = (ulong)t;
-        t = (t >> 64) + r1; ulong s1 = (ulong)t;
-        t = (t >> 64) + r2; ulong s2 = (ulong)t;
-        t = (t >> 64) + r3; ulong s3 = (ulong)t;
-        return (ulong)(t >> 64) != 0 ? new FieldElement(s0, s1, s2, s3) : new FieldElement(r0, r1, r2, r3);
+        // value >= p  <=>  value + C >= 2^256; then value - p = value + C - 2^256.
+        ulong c = 0;
+        ulong s0 = AddCarry(r0, C, ref c);
+        ulong s1 = AddCarry(r1, 0, ref c);
+        ulong s2 = AddCarry(r2, 0, ref c);
+        ulong s3 = AddCarry(r3, 0, ref c);
+        return c != 0 ? new FieldElement(s0, s1, s2, s3) : new FieldElement(r0, r1, r2, r3);
     }
 
     public static FieldElement Add(in FieldElement a, in FieldElement b)
     {
-        UInt128 t = (UInt128)a.L0 + b.L0; ulong r0 = (ulong)t;
-        t = (t >> 64) + a.L1 + b.L1; ulong r1 = (ulong)t;
-        t = (t >> 64) + a.L2 + b.L2; ulong r2 = (ulong)t;
-        t = (t >> 64) + a.L3 + b.L3; ulong r3 = (ulong)t;
-        return Fold(r0, r1, r2, r3, (ulong)(t >> 64));
+        ulong c = 0;
+        ulong r0 = AddCarry(a.L0, b.L0, ref c);
+        ulong r1 = AddCarry(a.L1, b.L1, ref c);
+        ulong r2 = AddCarry(a.L2, b.L2, ref c);
+        ulong r3 = AddCarry(a.L3, b.L3, ref c);
+        return Fold(r0, r1, r2, r3, c);
     }
 
     public static FieldElement Sub(in FieldElement a, in FieldElement b)
     {
-        ulong r0 = a.L0 - b.L0; ulong borrow = a.L0 < b.L0 ? 1UL : 0UL;
-        ulong r1 = a.L1 - b.L1 - borrow; borrow = (a.L1 < b.L1 || (a.L1 == b.L1 && borrow != 0)) ? 1UL : 0UL;
-        ulong r2 = a.L2 - b.L2 - borrow; borrow = (a.L2 < b.L2 || (a.L2 == b.L2 && borrow != 0)) ? 1UL : 0UL;
-        ulong r3 = a.L3 - b.L3 - borrow; borrow = (a.L3 < b.L3 || (a.L3 == b.L3 && borrow != 0)) ? 1UL : 0UL;
+        ulong borrow = 0;
+        ulong r0 = SubBorrow(a.L0, b.L0, ref borrow);
+        ulong r1 = SubBorrow(a.L1, b.L1, ref borrow);
+        ulong r2 = SubBorrow(a.L2, b.L2, ref borrow);
+        ulong r3 = SubBorrow(a.L3, b.L3, ref borrow);
         if (borrow != 0)
         {
-            // r = a - b + 2^256; the answer a - b + p is r - C, which is not negative since a - b + p >= 0... and r >= C.
-            ulong s0 = r0 - C; ulong bw = r0 < C ? 1UL : 0UL;
-            ulong s1 = r1 - bw; bw = (r1 < bw) ? 1UL : 0UL;
-            ulong s2 = r2 - bw; bw = (r2 < bw) ? 1UL : 0UL;
-            ulong s3 = r3 - bw;
-            return new FieldElement(s0, s1, s2, s3);
+            // r = a - b + 2^256 lies in (C, 2^256); the answer a - b + p is r - C, which is positive and below p.
+            ulong bw = 0;
+            r0 = SubBorrow(r0, C, ref bw);
+            r1 = SubBorrow(r1, 0, ref bw);
+            r2 = SubBorrow(r2, 0, ref bw);
+            r3 -= bw;
         }
         return new FieldElement(r0, r1, r2, r3);
     }
@@ -136,75 +175,98 @@ internal readonly struct FieldElement : IEquatable<FieldElement>
     public static FieldElement Mul(in FieldElement a, in FieldElement b)
     {
         // Schoolbook 4x4 limbs into 8, then fold the high half: hi * 2^256 ≡ hi * C.
-        ulong t0, t1, t2, t3, t4, t5, t6, t7;
-        UInt128 acc;
-        acc = (UInt128)a.L0 * b.L0; t0 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L0 * b.L1; t1 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L0 * b.L2; t2 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L0 * b.L3; t3 = (ulong)acc; t4 = (ulong)(acc >> 64);
+        ulong c = 0;
+        ulong t0 = MulAdd(a.L0, b.L0, 0, ref c);
+        ulong t1 = MulAdd(a.L0, b.L1, 0, ref c);
+        ulong t2 = MulAdd(a.L0, b.L2, 0, ref c);
+        ulong t3 = MulAdd(a.L0, b.L3, 0, ref c);
+        ulong t4 = c;
 
-        acc = (UInt128)a.L1 * b.L0 + t1; t1 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L1 * b.L1 + t2; t2 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L1 * b.L2 + t3; t3 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L1 * b.L3 + t4; t4 = (ulong)acc; t5 = (ulong)(acc >> 64);
+        c = 0;
+        t1 = MulAdd(a.L1, b.L0, t1, ref c);
+        t2 = MulAdd(a.L1, b.L1, t2, ref c);
+        t3 = MulAdd(a.L1, b.L2, t3, ref c);
+        t4 = MulAdd(a.L1, b.L3, t4, ref c);
+        ulong t5 = c;
 
-        acc = (UInt128)a.L2 * b.L0 + t2; t2 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L2 * b.L1 + t3; t3 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L2 * b.L2 + t4; t4 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L2 * b.L3 + t5; t5 = (ulong)acc; t6 = (ulong)(acc >> 64);
+        c = 0;
+        t2 = MulAdd(a.L2, b.L0, t2, ref c);
+        t3 = MulAdd(a.L2, b.L1, t3, ref c);
+        t4 = MulAdd(a.L2, b.L2, t4, ref c);
+        t5 = MulAdd(a.L2, b.L3, t5, ref c);
+        ulong t6 = c;
 
-        acc = (UInt128)a.L3 * b.L0 + t3; t3 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L3 * b.L1 + t4; t4 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L3 * b.L2 + t5; t5 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L3 * b.L3 + t6; t6 = (ulong)acc; t7 = (ulong)(acc >> 64);
+        c = 0;
+        t3 = MulAdd(a.L3, b.L0, t3, ref c);
+        t4 = MulAdd(a.L3, b.L1, t4, ref c);
+        t5 = MulAdd(a.L3, b.L2, t5, ref c);
+        t6 = MulAdd(a.L3, b.L3, t6, ref c);
+        ulong t7 = c;
 
-        return Reduce512(t0, t1, t2, t3, t4, t5, t6, t7);
+        // Reduce: t0..t3 + (t4..t7) * C, leaving a small carry for Fold.
+        c = 0;
+        ulong r0 = MulAdd(t4, C, t0, ref c);
+        ulong r1 = MulAdd(t5, C, t1, ref c);
+        ulong r2 = MulAdd(t6, C, t2, ref c);
+        ulong r3 = MulAdd(t7, C, t3, ref c);
+        return Fold(r0, r1, r2, r3, c);
     }
 
     public static FieldElement Square(in FieldElement a) => Mul(a, a);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static FieldElement Reduce512(ulong t0, ulong t1, ulong t2, ulong t3, ulong t4, ulong t5, ulong t6, ulong t7)
-    {
-        UInt128 acc = (UInt128)t4 * C + t0; ulong r0 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)t5 * C + t1; ulong r1 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)t6 * C + t2; ulong r2 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)t7 * C + t3; ulong r3 = (ulong)acc;
-        return Fold(r0, r1, r2, r3, (ulong)(acc >> 64));
-    }
-
     /// <summary>a * small for a small constant (2, 3, 4, 8).</summary>
     public static FieldElement MulSmall(in FieldElement a, uint k)
     {
-        UInt128 acc = (UInt128)a.L0 * k; ulong r0 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L1 * k; ulong r1 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L2 * k; ulong r2 = (ulong)acc;
-        acc = (acc >> 64) + (UInt128)a.L3 * k; ulong r3 = (ulong)acc;
-        return Fold(r0, r1, r2, r3, (ulong)(acc >> 64));
+        ulong c = 0;
+        ulong r0 = MulAdd(a.L0, k, 0, ref c);
+        ulong r1 = MulAdd(a.L1, k, 0, ref c);
+        ulong r2 = MulAdd(a.L2, k, 0, ref c);
+        ulong r3 = MulAdd(a.L3, k, 0, ref c);
+        return Fold(r0, r1, r2, r3, c);
     }
 
-    /// <summary>a^e for a 256-bit exponent given as limbs (left-to-right square and multiply).</summary>
-    private static FieldElement Pow(in FieldElement a, ulong e0, ulong e1, ulong e2, ulong e3)
+    /// <summary>a^(2^n): n squarings.</summary>
+    private static FieldElement SquareTimes(FieldElement a, int n)
     {
-        var result = One;
-        ReadOnlySpan<ulong> e = [e3, e2, e1, e0];
-        foreach (var limb in e)
-            for (int bit = 63; bit >= 0; bit--)
-            {
-                result = Square(result);
-                if (((limb >> bit) & 1) != 0) result = Mul(result, a);
-            }
-        return result;
+        for (int i = 0; i < n; i++) a = Square(a);
+        return a;
     }
 
-    /// <summary>1/a by Fermat (a^(p-2)); the inverse of zero is zero.</summary>
-    public static FieldElement Invert(in FieldElement a) =>
-        Pow(a, 0xFFFFFFFEFFFFFC2DUL, 0xFFFFFFFFFFFFFFFFUL, 0xFFFFFFFFFFFFFFFFUL, 0xFFFFFFFFFFFFFFFFUL);
+    /// <summary>
+    /// The runs of ones both exponents begin with: x^(2^223 - 1) · 2^23 + (2^22 - 1), i.e. binary [223 ones] 0 [22 ones],
+    /// built from x^(2^k - 1) for k = 2, 3, 6, 9, 11, 22, 44, 88, 176, 220, 223 (about 245 squarings, 13 multiplications).
+    /// </summary>
+    private static (FieldElement Head, FieldElement X2) CommonChain(in FieldElement a)
+    {
+        var x2 = Mul(Square(a), a);
+        var x3 = Mul(Square(x2), a);
+        var x6 = Mul(SquareTimes(x3, 3), x3);
+        var x9 = Mul(SquareTimes(x6, 3), x3);
+        var x11 = Mul(SquareTimes(x9, 2), x2);
+        var x22 = Mul(SquareTimes(x11, 11), x11);
+        var x44 = Mul(SquareTimes(x22, 22), x22);
+        var x88 = Mul(SquareTimes(x44, 44), x44);
+        var x176 = Mul(SquareTimes(x88, 88), x88);
+        var x220 = Mul(SquareTimes(x176, 44), x44);
+        var x223 = Mul(SquareTimes(x220, 3), x3);
+        return (Mul(SquareTimes(x223, 23), x22), x2);
+    }
 
-    /// <summary>A square root (a^((p+1)/4), valid since p ≡ 3 mod 4); false when a is not a square.</summary>
+    /// <summary>1/a by Fermat: a^(p-2), p - 2 = [223 ones] 0 [22 ones] 0000101101 in binary; the inverse of zero is zero.</summary>
+    public static FieldElement Invert(in FieldElement a)
+    {
+        var (t, x2) = CommonChain(a);
+        t = Mul(SquareTimes(t, 5), a);   // 00001
+        t = Mul(SquareTimes(t, 3), x2);  // 011
+        return Mul(SquareTimes(t, 2), a); // 01
+    }
+
+    /// <summary>A square root: a^((p+1)/4) (valid since p ≡ 3 mod 4), (p+1)/4 = [223 ones] 0 [22 ones] 00001100; false when a is not a square.</summary>
     public static bool TrySqrt(in FieldElement a, out FieldElement root)
     {
-        root = Pow(a, 0xFFFFFFFFBFFFFF0CUL, 0xFFFFFFFFFFFFFFFFUL, 0xFFFFFFFFFFFFFFFFUL, 0x3FFFFFFFFFFFFFFFUL);
+        var (t, x2) = CommonChain(a);
+        t = Mul(SquareTimes(t, 6), x2);  // 000011
+        root = SquareTimes(t, 2);        // 00
         return Square(root) == a;
     }
 

@@ -56,6 +56,19 @@ public class Secp256k1Tests
         Assert.False(FieldElement.TryFromBytes(P.ToByteArray(isUnsigned: true, isBigEndian: true), out _));
     }
 
+    [Fact]
+    public void Scalar_inverse_mod_n_agrees_with_Fermat()
+    {
+        var rng = new Random(5);
+        foreach (var a in new[] { BigInteger.One, N - 1, N + 5, (BigInteger)2 }.Concat(Enumerable.Range(0, 50).Select(_ => 1 + RandomBelow(rng, N - 1))))
+        {
+            var inv = Secp256k1Curve.InvertModN(a);
+            Assert.Equal(BigInteger.ModPow(Mod(a, N), N - 2, N), inv);
+            Assert.Equal(BigInteger.One, a * inv % N);
+        }
+        Assert.Throws<ArgumentException>(() => Secp256k1Curve.InvertModN(N));
+    }
+
     // ---- Scalar multiplication against a plain affine BigInteger reference ----
 
     private static (BigInteger X, BigInteger Y)? RefAdd((BigInteger X, BigInteger Y)? p, (BigInteger X, BigInteger Y)? q)
