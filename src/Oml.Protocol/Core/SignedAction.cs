@@ -93,6 +93,16 @@ public sealed record SignedAction(string Type, JsonObject Message, IReadOnlyList
         return ms.ToArray();
     }
 
+    /// <summary>The request as JSON text (the ledger payload's form), for handing a signed request between processes.</summary>
+    public string ToJson(ProtocolDomain domain) => Encoding.UTF8.GetString(ToPayload(domain));
+
+    /// <summary>Parses <see cref="ToJson"/>'s text; throws <see cref="ProtocolException"/> (InvalidRequest) when malformed.</summary>
+    public static (SignedAction Action, ProtocolDomain Domain) FromJson(string json)
+    {
+        try { return FromPayload(Encoding.UTF8.GetBytes(json)); }
+        catch (ProtocolException e) { throw new ProtocolException(ProtocolErrorCode.InvalidRequest, e.Message, e); }
+    }
+
     /// <summary>Parses a payload written by <see cref="ToPayload"/>; returns the action and the domain it was signed under.</summary>
     public static (SignedAction Action, ProtocolDomain Domain) FromPayload(byte[] payload)
     {

@@ -138,3 +138,31 @@ public class StorageTests
         Assert.Equal(10_000, n.S.Models["grandchild"].Parents.Sum(p => p.ShareBps));
     }
 }
+
+public class RequestTests
+{
+    [Fact]
+    public void RequestsSignedElsewhereTravelAsJson()
+    {
+        using var n = new TestNet();
+        n.Engine.RegisterModel(n.Owner2, "child", "sha256:c", "{}", "", 1, 0);
+        // The child's owner and the parent's owner sign separately, as two CLI invocations would.
+        var unsigned = Actions.DeclareParent(TestNet.A(n.Owner2), "child", TestNet.Model, 1_500, n.Acc(n.Owner2).Nonce);
+        var td = unsigned.TypedData(n.Engine.Domain);
+        var sigChild = Oml.Protocol.Crypto.Eip712.Sign(td, n.Owner2);
+        var sigParent = Oml.Protocol.Crypto.Eip712.Sign(td, n.Owner);
+        var json = new SignedAction(unsigned.Type, unsigned.Message, [sigChild, sigParent], new Dictionary<string, string>()).ToJson(n.Engine.Domain);
+        Assert.StartsWith("""{"type":"DeclareParent","domain":{"name":"OML","version":"1","chainId":"31337",""", json);
+        var (parsed, domain) = SignedAction.FromJson(json);
+        Assert.Equal(n.Engine.Domain, domain);
+        n.Engine.Submit(parsed);
+        Assert.Equal(1_500, n.S.Models["child"].Parents.Single().ShareBps);
+        // The stored payload is exactly that JSON.
+        Assert.Equal(json, System.Text.Encoding.UTF8.GetString(n.Ledger.Read(n.Ledger.Height - 1).Single().Payload));
+        Assert.Equal(ProtocolErrorCode.InvalidRequest, Assert.Throws<ProtocolException>(() => SignedAction.FromJson("{\"type\":\"Nope\"}")).Code);
+        // Malformed fields are rejected before anything else.
+        var bad = new SignedAction(Schemas.Deposit, new System.Text.Json.Nodes.JsonObject { ["actor"] = TestNet.A(n.User), ["amount"] = "-5", ["nonce"] = "0" },
+            [sigChild], new Dictionary<string, string>());
+        n.Rejected(ProtocolErrorCode.InvalidRequest, () => n.Engine.Submit(bad));
+    }
+}
