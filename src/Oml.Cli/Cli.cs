@@ -28,6 +28,7 @@ public static class Cli
         LedgerCommands.Create(),
         TraceCommands.Create(),
         AccountCommands.Create(),
+        Protocol.ProtocolCommands.Create(), Protocol.OwnerCommands.Create(), Protocol.HostCommands.Create(), Protocol.UserCommands.Create(), Protocol.ProverCommands.Create(), Protocol.GovCommands.Create(),
     };
 
     public static int Run(RootCommand root, string[] args)
