@@ -14,8 +14,11 @@ namespace Oml.Cli.Protocol;
 /// <summary><c>oml host ...</c>: a licensed host's actions, and its permit-checking server.</summary>
 public static class HostCommands
 {
-    /// <summary>Tests stop <c>oml host serve</c> through this token (a real server stops on Ctrl-C or SIGTERM).</summary>
-    internal static CancellationToken ServeStopForTests { get; set; } = CancellationToken.None;
+    /// <summary>
+    /// Cancelling this token stops every <c>oml host serve</c> started in this process while it was set (for callers that
+    /// run the CLI in-process, such as tests; a server started from a shell stops on Ctrl-C or SIGTERM).
+    /// </summary>
+    public static CancellationToken ServeStopForTests { get; set; } = CancellationToken.None;
 
     public static Command Create() => new("host", "Host: license a model, acknowledge the copy, serve it with permits and receipts, commit usage, rebut claims.")
     {
