@@ -43,7 +43,7 @@ public static class HostCommands
             var ev = s.Engine.ApplyLicense(key, r.GetValue(id)!, r.GetValue(collateral), r.GetValue(endpoint)!);
             var lic = s.State.LicenceOf(r.GetValue(id)!, Hex.Of(key.Address))!;
             return new Report().Add("model", "model", lic.ModelId).Add("host", "host", lic.Host).Add("ordinal", "host ordinal", lic.Ordinal)
-                .Add("collateral", "collateral", lic.CollateralPosted).Add("endpoint", "endpoint", lic.Endpoint).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+                .Money("collateral", "collateral", lic.CollateralPosted).Add("endpoint", "endpoint", lic.Endpoint).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
         }));
         return cmd;
     }
@@ -186,8 +186,8 @@ public static class HostCommands
             var ev = store.Commit(book, b => s.Engine.CommitUsage(key, b));
             var usage = s.State.Usage[ProtocolState.UsageKey(r.GetValue(id)!, me, e)];
             return new Report().Add("model", "model", usage.ModelId).Add("epoch", "epoch", e).Add("receipts", "receipts", usage.ReceiptCount)
-                .Add("permits", "permits settled", usage.PermitCount).Add("fees", "fees charged", usage.FeesSettled)
-                .Add("hostShare", "host's share", s.State.AccountOf(me).Withdrawable - before).Add("receiptsRoot", "receipts root", usage.ReceiptsRoot)
+                .Add("permits", "permits settled", usage.PermitCount).Money("fees", "fees charged", usage.FeesSettled)
+                .Money("hostShare", "host's share", s.State.AccountOf(me).Withdrawable - before).Add("receiptsRoot", "receipts root", usage.ReceiptsRoot)
                 .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
         }));
         return cmd;
@@ -210,7 +210,7 @@ public static class HostCommands
             var rebuttal = new UsageStore(r.GetValue(receipts)!, s.State.Domain, c.ModelId).BuildRebuttal(c);
             var ev = s.Engine.Rebut(key, id, rebuttal);
             return new Report().Add("claim", "claim", id).Add("status", "status", s.State.Claims[(int)id].Status.ToString())
-                .Add("items", "items answered", rebuttal.Items.Count).Add("bondWon", "bond won", c.Bond).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+                .Add("items", "items answered", rebuttal.Items.Count).Money("bondWon", "bond won", c.Bond).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
         }));
         return cmd;
     }

@@ -52,7 +52,7 @@ public static class OwnerCommands
             using var key = o.Key(r);
             var ev = s.Engine.RegisterModel(key, r.GetValue(id)!, digest, r.GetValue(metadata)!, r.GetValue(terms)!, r.GetValue(price), r.GetValue(minCollateral));
             return new Report().Add("model", "registered", r.GetValue(id)!).Add("owner", "owner", Hex.Of(key.Address)).Add("weightsDigest", "weights", digest)
-                .Add("price", "price/query", r.GetValue(price)).Add("minCollateral", "min collateral", r.GetValue(minCollateral))
+                .Money("price", "price/query", r.GetValue(price)).Money("minCollateral", "min collateral", r.GetValue(minCollateral))
                 .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
         }));
         return cmd;
@@ -215,8 +215,8 @@ public static class OwnerCommands
             using var s = o.Open(r);
             using var key = o.Key(r);
             var ev = s.Engine.Mint(key, addr, r.GetValue(amount));
-            return new Report().Add("to", "minted to", addr).Add("amount", "amount", r.GetValue(amount))
-                .Add("balance", "balance now", s.State.AccountOf(addr).Balance).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+            return new Report().Add("to", "minted to", addr).Money("amount", "amount", r.GetValue(amount))
+                .Money("balance", "balance now", s.State.AccountOf(addr).Balance).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
         }));
         return cmd;
     }

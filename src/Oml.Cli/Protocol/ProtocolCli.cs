@@ -125,7 +125,10 @@ internal sealed class Report
         return this;
     }
 
-    public Report Add(string key, string label, long value) => Add(key, label, JsonValue.Create(value), ProtocolCli.Money(value));
+    public Report Add(string key, string label, long value) => Add(key, label, JsonValue.Create(value), value.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>An amount of money: thousands separated in text.</summary>
+    public Report Money(string key, string label, long value) => Add(key, label, JsonValue.Create(value), ProtocolCli.Money(value));
 
     public Report Add(string key, string label, string value) => Add(key, label, JsonValue.Create(value), value);
 

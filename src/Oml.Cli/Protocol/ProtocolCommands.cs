@@ -20,8 +20,8 @@ public static class RoleCommands
             string me = Hex.Of(key.Address);
             long amount = s.State.AccountOf(me).Withdrawable;
             var ev = s.Engine.Withdraw(key);
-            return new Report().Add("account", "account", me).Add("withdrawn", "withdrawn", amount)
-                .Add("balance", "balance now", s.State.AccountOf(me).Balance).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+            return new Report().Add("account", "account", me).Money("withdrawn", "withdrawn", amount)
+                .Money("balance", "balance now", s.State.AccountOf(me).Balance).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
         }));
         return cmd;
     }

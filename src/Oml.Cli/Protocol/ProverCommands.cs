@@ -86,7 +86,7 @@ public static class ProverCommands
             while (s.Engine.Now < committedAt + 1) Thread.Sleep(200);
             var ev = s.Engine.RevealClaim(key, id, t);
             var c = s.State.Claims[(int)id];
-            return new Report().Add("claim", "claim", id).Add("commitment", "commitment", c.Commitment).Add("bond", "bond", c.Bond)
+            return new Report().Add("claim", "claim", id).Add("commitment", "commitment", c.Commitment).Money("bond", "bond", c.Bond)
                 .Add("host", "host", c.Host!).Add("model", "model", c.ModelId!).Add("items", "fingerprints revealed", c.Items.Count)
                 .Add("rebutDeadline", "host may rebut until", JsonValue.Create(c.RebutDeadline), ProtocolCli.Time(c.RebutDeadline))
                 .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
@@ -108,8 +108,8 @@ public static class ProverCommands
             var c = s.State.Claims[(int)id];
             var rep = new Report().Add("claim", "claim", id).Add("status", "status", c.Status.ToString());
             if (c.Status == ClaimStatus.Slashed)
-                rep.Add("host", "host slashed", c.Host!).Add("slashed", "slashed", c.Slashed).Add("proverReward", "prover reward", c.ProverReward)
-                    .Add("toOwner", "to the model owner", c.Slashed - c.ProverReward).Add("capped", "capped", JsonValue.Create(c.SlashCapped), c.SlashCapped ? "yes (collateral ran out)" : "no");
+                rep.Add("host", "host slashed", c.Host!).Money("slashed", "slashed", c.Slashed).Money("proverReward", "prover reward", c.ProverReward)
+                    .Money("toOwner", "to the model owner", c.Slashed - c.ProverReward).Add("capped", "capped", JsonValue.Create(c.SlashCapped), c.SlashCapped ? "yes (collateral ran out)" : "no");
             return rep.Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
         }));
         return cmd;

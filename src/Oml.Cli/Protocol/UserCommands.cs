@@ -25,8 +25,8 @@ public static class UserCommands
             using var key = o.Key(r);
             var ev = s.Engine.Deposit(key, r.GetValue(amount));
             var acc = s.State.AccountOf(Hex.Of(key.Address));
-            return new Report().Add("account", "account", Hex.Of(key.Address)).Add("deposited", "deposited", r.GetValue(amount))
-                .Add("prepaid", "prepaid now", acc.Prepaid).Add("balance", "balance", acc.Balance).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+            return new Report().Add("account", "account", Hex.Of(key.Address)).Money("deposited", "deposited", r.GetValue(amount))
+                .Money("prepaid", "prepaid now", acc.Prepaid).Money("balance", "balance", acc.Balance).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
         }));
         return cmd;
     }
