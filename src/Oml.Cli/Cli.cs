@@ -29,6 +29,8 @@ public static class Cli
         TraceCommands.Create(),
         AccountCommands.Create(),
         Protocol.ProtocolCommands.Create(), Protocol.OwnerCommands.Create(), Protocol.HostCommands.Create(), Protocol.UserCommands.Create(), Protocol.ProverCommands.Create(), Protocol.GovCommands.Create(),
+        DataCommands.Create(),
+        TokenizerCommands.Create(),
     };
 
     public static int Run(RootCommand root, string[] args)

@@ -21,47 +21,169 @@ public static class BpeTrainer
     public static readonly string[] SpecialTokens = ["<|bos|>", "<|eos|>", "<|pad|>"];
 
     /// <summary>Learns merges until the vocabulary (256 bytes + merges, specials excluded) reaches <paramref name="vocabSize"/>.</summary>
-    public static (List<string> Vocab, List<(string, string)> Merges) Train(IEnumerable<string> texts, int vocabSize, IProgress<int>? progress = null)
+    public static (List<string> Vocab, List<(string, string)> Merges) Train(IEnumerable<string> texts, int vocabSize, IProgress<int>? progress = null) =>
+        Train(texts, vocabSize, minFrequency: 1, progress);
+
+    /// <summary>
+    /// Learns merges until the vocabulary (256 bytes + merges, specials excluded) reaches <paramref name="vocabSize"/>
+    /// or no pair occurs at least <paramref name="minFrequency"/> times. Pre-tokens are counted in parallel; merges
+    /// are found with a priority queue of pair counts that each merge updates only for the words containing the pair
+    /// (so a merge costs time in proportion to those words, not to the whole corpus).
+    /// </summary>
+    public static (List<string> Vocab, List<(string, string)> Merges) Train(IEnumerable<string> texts, int vocabSize, long minFrequency, IProgress<int>? progress = null)
     {
         if (vocabSize < 257) throw new ArgumentOutOfRangeException(nameof(vocabSize), vocabSize, "the vocabulary must exceed the 256 byte tokens");
-        var split = new Regex(SplitPattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
-        var counts = new Dictionary<string, long>(StringComparer.Ordinal);
-        foreach (var text in texts)
-            foreach (Match m in split.Matches(text))
-            {
-                var bytes = Encoding.UTF8.GetBytes(m.Value);
-                var mapped = new string(bytes.Select(b => ByteLevel.ByteToChar[b]).ToArray());
-                counts[mapped] = counts.GetValueOrDefault(mapped) + 1;
-            }
+        if (minFrequency < 1) throw new ArgumentOutOfRangeException(nameof(minFrequency), minFrequency, "must be at least 1");
+        var counts = CountPreTokens(texts);
 
         var vocab = Enumerable.Range(0, 256).Select(b => ByteLevel.ByteToChar[b].ToString()).ToList();
-        var words = counts.Select(kv => (Symbols: kv.Key.Select(c => c.ToString()).ToList(), Count: kv.Value)).ToList();
-        var merges = new List<(string, string)>();
-        while (vocab.Count < vocabSize)
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < vocab.Count; i++) ids[vocab[i]] = i;
+        // Words as symbol ids, in a fixed (ordinal) order so that training is deterministic.
+        var keys = counts.Keys.Order(StringComparer.Ordinal).ToArray();
+        var words = new int[keys.Length][];
+        var wordLen = new int[keys.Length];
+        var wordCount = new long[keys.Length];
+        for (int w = 0; w < keys.Length; w++)
         {
-            var pairs = new Dictionary<(string, string), long>();
-            foreach (var (symbols, count) in words)
-                for (int i = 0; i + 1 < symbols.Count; i++)
+            var bytes = Encoding.UTF8.GetBytes(keys[w]);
+            words[w] = bytes.Select(b => (int)b).ToArray();
+            wordLen[w] = bytes.Length;
+            wordCount[w] = counts[keys[w]];
+        }
+        counts.Clear();
+
+        var pairCount = new Dictionary<long, long>();
+        var pairWords = new Dictionary<long, List<int>>();
+        for (int w = 0; w < words.Length; w++)
+            for (int i = 0; i + 1 < wordLen[w]; i++)
+            {
+                long p = Key(words[w][i], words[w][i + 1]);
+                pairCount[p] = pairCount.GetValueOrDefault(p) + wordCount[w];
+                AddWord(pairWords, p, w);
+            }
+        // Highest count first; ties to the lexically smallest (left, right) token strings.
+        var queue = new PriorityQueue<long, (long Count, long Pair)>(Comparer<(long Count, long Pair)>.Create((a, b) =>
+        {
+            if (a.Count != b.Count) return b.Count.CompareTo(a.Count);
+            int c = string.CompareOrdinal(vocab[(int)(a.Pair >> 32)], vocab[(int)(b.Pair >> 32)]);
+            return c != 0 ? c : string.CompareOrdinal(vocab[(int)(a.Pair & 0xFFFFFFFF)], vocab[(int)(b.Pair & 0xFFFFFFFF)]);
+        }));
+        foreach (var (p, c) in pairCount) queue.Enqueue(p, (c, p));
+
+        var merges = new List<(string, string)>();
+        var changed = new HashSet<long>();
+        while (vocab.Count < vocabSize && queue.TryDequeue(out long best, out var prio))
+        {
+            // Entries go stale as counts change; the current count was queued again when it changed.
+            if (pairCount.GetValueOrDefault(best) != prio.Count || prio.Count == 0) continue;
+            if (prio.Count < minFrequency) break;
+            int a = (int)(best >> 32), b = (int)(best & 0xFFFFFFFF);
+            var merged = vocab[a] + vocab[b];
+            if (!ids.TryGetValue(merged, out int m))
+            {
+                m = vocab.Count;
+                vocab.Add(merged);
+                ids[merged] = m;
+            }
+            merges.Add((vocab[a], vocab[b]));
+            changed.Clear();
+            foreach (int w in pairWords[best])
+            {
+                var sym = words[w];
+                int len = wordLen[w];
+                long c = wordCount[w];
+                bool has = false;
+                for (int i = 0; i + 1 < len; i++) if (sym[i] == a && sym[i + 1] == b) { has = true; break; }
+                if (!has) continue; // a stale index entry
+                for (int i = 0; i + 1 < len; i++) Bump(pairCount, changed, Key(sym[i], sym[i + 1]), -c);
+                int o = 0;
+                for (int i = 0; i < len; i++)
                 {
-                    var p = (symbols[i], symbols[i + 1]);
-                    pairs[p] = pairs.GetValueOrDefault(p) + count;
+                    if (i + 1 < len && sym[i] == a && sym[i + 1] == b) { sym[o++] = m; i++; }
+                    else sym[o++] = sym[i];
                 }
-            if (pairs.Count == 0) break;
-            var best = pairs.OrderByDescending(kv => kv.Value)
-                .ThenBy(kv => kv.Key.Item1, StringComparer.Ordinal).ThenBy(kv => kv.Key.Item2, StringComparer.Ordinal).First().Key;
-            var merged = best.Item1 + best.Item2;
-            merges.Add(best);
-            vocab.Add(merged);
-            foreach (var (symbols, _) in words)
-                for (int i = 0; i + 1 < symbols.Count; i++)
-                    if (symbols[i] == best.Item1 && symbols[i + 1] == best.Item2)
-                    {
-                        symbols[i] = merged;
-                        symbols.RemoveAt(i + 1);
-                    }
+                wordLen[w] = len = o;
+                for (int i = 0; i + 1 < len; i++)
+                {
+                    long p = Key(sym[i], sym[i + 1]);
+                    Bump(pairCount, changed, p, c);
+                    if (sym[i] == m || sym[i + 1] == m) AddWord(pairWords, p, w);
+                }
+            }
+            pairWords.Remove(best);
+            foreach (var p in changed)
+            {
+                long c = pairCount.GetValueOrDefault(p);
+                if (c > 0) queue.Enqueue(p, (c, p));
+                else { pairCount.Remove(p); }
+            }
             progress?.Report(vocab.Count);
         }
         return (vocab, merges);
+    }
+
+    private static long Key(int a, int b) => ((long)a << 32) | (uint)b;
+
+    private static void Bump(Dictionary<long, long> counts, HashSet<long> changed, long pair, long delta)
+    {
+        counts[pair] = counts.GetValueOrDefault(pair) + delta;
+        changed.Add(pair);
+    }
+
+    private static void AddWord(Dictionary<long, List<int>> index, long pair, int word)
+    {
+        if (!index.TryGetValue(pair, out var list)) index[pair] = list = [];
+        if (list.Count == 0 || list[^1] != word) list.Add(word);
+    }
+
+    /// <summary>Counts the pre-tokens (as UTF-8 text) of all texts, splitting the work over the CPU cores.</summary>
+    private static Dictionary<string, long> CountPreTokens(IEnumerable<string> texts)
+    {
+        var total = new Dictionary<string, long>(StringComparer.Ordinal);
+        var gate = new object();
+        var options = new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount };
+        Parallel.ForEach(Batches(texts, 1 << 20), options,
+            () => new Dictionary<string, long>(StringComparer.Ordinal),
+            (batch, _, local) =>
+            {
+                var lookup = local.GetAlternateLookup<ReadOnlySpan<char>>();
+                foreach (var text in batch)
+                    foreach (var m in Split.EnumerateMatches(text))
+                    {
+                        var span = text.AsSpan(m.Index, m.Length);
+                        if (lookup.TryGetValue(span, out long c)) lookup[span] = c + 1;
+                        else lookup[span] = 1;
+                    }
+                return local;
+            },
+            local =>
+            {
+                lock (gate)
+                    foreach (var (k, v) in local) total[k] = total.GetValueOrDefault(k) + v;
+            });
+        return total;
+    }
+
+    private static readonly Regex Split = new(SplitPattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+
+    /// <summary>Groups texts into batches of about <paramref name="chars"/> characters.</summary>
+    private static IEnumerable<List<string>> Batches(IEnumerable<string> texts, int chars)
+    {
+        var batch = new List<string>();
+        long size = 0;
+        foreach (var t in texts)
+        {
+            batch.Add(t);
+            size += t.Length;
+            if (size >= chars)
+            {
+                yield return batch;
+                batch = [];
+                size = 0;
+            }
+        }
+        if (batch.Count > 0) yield return batch;
     }
 
     /// <summary>Writes tokenizer.json and tokenizer_config.json for a trained vocabulary into <paramref name="dir"/>.</summary>

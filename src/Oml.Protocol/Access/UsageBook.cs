@@ -53,5 +53,48 @@ public sealed class UsageBook(ProtocolDomain domain, string modelId, long epoch)
     public static string PermitsJson(IEnumerable<SignedPermit> permits) =>
         new JsonArray([.. permits.Select(p => (JsonNode)p.ToJsonNode())]).ToJsonString();
 
+    /// <summary>
+    /// The book as JSON, to keep it between processes until the epoch is committed and for rebuttals afterwards:
+    /// <c>{"chainId","verifyingContract","modelId","epoch","entries":[{"receipt":{…},"permit":{…}|null}]}</c>.
+    /// </summary>
+    public string ToJson()
+    {
+        var entries = new JsonArray();
+        int p = 0;
+        foreach (var r in _receipts)
+        {
+            SignedPermit? permit = r.Receipt.HasPermit ? _permits[p++] : null;
+            entries.Add(new JsonObject { ["receipt"] = r.ToJsonNode(), ["permit"] = permit?.ToJsonNode() });
+        }
+        return new JsonObject
+        {
+            ["chainId"] = Hex.Dec(Domain.ChainId), ["verifyingContract"] = Domain.VerifyingContract,
+            ["modelId"] = ModelId, ["epoch"] = Hex.Dec(Epoch), ["entries"] = entries,
+        }.ToJsonString();
+    }
+
+    /// <summary>Reads <see cref="ToJson"/>'s text, re-checking that every permit matches its receipt.</summary>
+    public static UsageBook FromJson(string json)
+    {
+        var root = Json.Parse(json, ProtocolErrorCode.InvalidRequest);
+        try
+        {
+            var domain = new ProtocolDomain(long.Parse(Json.Text(root, "chainId", ProtocolErrorCode.InvalidRequest), System.Globalization.CultureInfo.InvariantCulture),
+                Hex.Address(Json.Text(root, "verifyingContract", ProtocolErrorCode.InvalidRequest)));
+            var book = new UsageBook(domain, Json.Text(root, "modelId", ProtocolErrorCode.InvalidRequest),
+                long.Parse(Json.Text(root, "epoch", ProtocolErrorCode.InvalidRequest), System.Globalization.CultureInfo.InvariantCulture));
+            foreach (var e in (JsonArray)root["entries"]!)
+            {
+                var permitNode = e!["permit"];
+                book.Add(SignedReceipt.FromJsonNode(e["receipt"]), permitNode is null ? null : SignedPermit.FromJsonNode(permitNode));
+            }
+            return book;
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or InvalidCastException or NullReferenceException or OverflowException)
+        {
+            throw new ProtocolException(ProtocolErrorCode.InvalidRequest, $"malformed usage book: {e.Message}", e);
+        }
+    }
+
     public static string AttachmentHash(string attachment) => Hex.Of(Keccak256.Hash(System.Text.Encoding.UTF8.GetBytes(attachment)));
 }

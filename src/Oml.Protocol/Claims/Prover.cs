@@ -15,6 +15,25 @@ public sealed record ClaimTicket(string ModelId, string Host, string EvidenceJso
     public string EvidenceHash => ClaimEvidence.Hash(EvidenceJson);
     public string Commitment => ClaimEvidence.Commitment(ModelId, Host, EvidenceHash, Salt);
 
+    /// <summary>The ticket as JSON. It holds the secret salt: keep it private until the reveal.</summary>
+    public string ToJson() => new System.Text.Json.Nodes.JsonObject
+    {
+        ["modelId"] = ModelId, ["host"] = Host, ["salt"] = Salt, ["commitment"] = Commitment, ["evidence"] = EvidenceJson,
+    }.ToJsonString();
+
+    public static ClaimTicket FromJson(string json)
+    {
+        var root = Json.Parse(json, ProtocolErrorCode.InvalidRequest);
+        const ProtocolErrorCode c = ProtocolErrorCode.InvalidRequest;
+        string salt = Json.Text(root, "salt", c);
+        if (!Hex.TryDecode(salt, out var s) || s.Length != 32) throw new ProtocolException(c, "the ticket's salt must be 32 bytes of 0x hex");
+        if (!Hex.TryAddress(Json.Text(root, "host", c), out var host)) throw new ProtocolException(c, "the ticket's host is not an address");
+        var ticket = new ClaimTicket(Json.Text(root, "modelId", c), host, Json.Text(root, "evidence", c), Hex.Of(s));
+        if (root["commitment"] is not null && Json.Text(root, "commitment", c) != ticket.Commitment)
+            throw new ProtocolException(ProtocolErrorCode.CommitmentMismatch, "the ticket's stored commitment does not match its contents");
+        return ticket;
+    }
+
     public static ClaimTicket Create(ClaimEvidence evidence, byte[]? salt = null)
     {
         ArgumentNullException.ThrowIfNull(evidence);

@@ -11,8 +11,9 @@ public sealed record SignatureVerification(bool Valid, long EventsChecked, long?
 /// pure fold; signatures are not re-checked on replay, they were checked at append). <see cref="Submit"/> checks a
 /// signed request (signature → actor, nonce, every rule of its layer) and appends exactly one event, or throws
 /// <see cref="ProtocolException"/> and appends nothing. Time is ledger time in whole Unix seconds, from the
-/// injectable clock, never earlier than the last event's. Not thread-safe across threads without external locking
-/// beyond <see cref="Submit"/> itself; several processes may share one ledger (optimistic concurrency).
+/// injectable clock, never earlier than the last event's. Submissions and refreshes are serialised by an internal
+/// lock; <see cref="State"/> is a live view, so read it from the thread that submits. Several engines (processes) may
+/// share one ledger: appends use optimistic concurrency on the ledger height.
 /// </summary>
 public sealed partial class ProtocolEngine
 {

@@ -45,7 +45,7 @@ internal static partial class Rules
         if (!licence.Delivered) throw Fail(ProtocolErrorCode.CopyNotDelivered, $"no copy of '{model.Id}' was delivered to {host}");
 
         var evidence = ClaimEvidence.FromJson(a.Attachments["evidence"]);
-        if (evidence.ModelId != model.Id || Hex.Address(evidence.Host) != host)
+        if (evidence.ModelId != model.Id || !Hex.TryAddress(evidence.Host, out var evHost) || evHost != host)
             throw Fail(ProtocolErrorCode.InvalidRequest, "the evidence names another model or host than the request");
         if (evidence.Items.Count == 0) throw Fail(ProtocolErrorCode.InvalidRequest, "the evidence has no items");
         byte[] root = Hex.Decode(licence.IndicesRoot!);

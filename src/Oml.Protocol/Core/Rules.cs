@@ -49,7 +49,26 @@ internal static partial class Rules
 
         CheckAttachment(a, m);
 
-        Action body = a.Type switch
+        Action body;
+        try
+        {
+            body = Dispatch(s, a, m, c, digest);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException or InvalidCastException
+            or NullReferenceException or KeyNotFoundException or System.Text.Json.JsonException)
+        {
+            // Malformed attachments (bad hex, odd JSON shapes) end up here: still a rejection, never a crash.
+            throw new ProtocolException(ProtocolErrorCode.InvalidRequest, $"{a.Type}: malformed request: {e.Message}", e);
+        }
+        return () =>
+        {
+            body();
+            s.Acc(actor).Nonce++;
+        };
+    }
+
+    private static Action Dispatch(ProtocolState s, SignedAction a, Message m, RuleContext c, byte[]? digest) =>
+        a.Type switch
         {
             Schemas.Genesis => Genesis(s, m, c),
             Schemas.Mint => Mint(s, m),
@@ -76,12 +95,6 @@ internal static partial class Rules
             Schemas.Execute => Execute(s, m, c),
             _ => throw Fail(ProtocolErrorCode.InvalidRequest, $"unknown action '{a.Type}'"),
         };
-        return () =>
-        {
-            body();
-            s.Acc(actor).Nonce++;
-        };
-    }
 
     private static void CheckAttachment(SignedAction a, Message m)
     {

@@ -211,6 +211,10 @@ public sealed class PrivateKey : IDisposable
     public Address Address => Address.FromPublicKey(PublicKey);
 
     /// <summary>Signs a 32-byte digest (RFC 6979 deterministic nonce, low-s).</summary>
+    /// <remarks>
+    /// Not constant-time: the nonce multiplication skips zero nibbles and BigInteger arithmetic is variable-time, so an
+    /// observer able to time many signatures precisely could learn about the nonces. Sign where such timing is not observable.
+    /// </remarks>
     public Signature SignDigest(ReadOnlySpan<byte> digest32)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

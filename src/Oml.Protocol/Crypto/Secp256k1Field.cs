@@ -202,17 +202,61 @@ internal readonly struct FieldElement : IEquatable<FieldElement>
         t5 = MulAdd(a.L3, b.L2, t5, ref c);
         t6 = MulAdd(a.L3, b.L3, t6, ref c);
         ulong t7 = c;
+        return Reduce512(t0, t1, t2, t3, t4, t5, t6, t7);
+    }
 
-        // Reduce: t0..t3 + (t4..t7) * C, leaving a small carry for Fold.
+    /// <summary>a^2 with each cross product computed once and doubled: 10 limb products instead of 16.</summary>
+    public static FieldElement Square(in FieldElement a)
+    {
+        ulong c = 0;
+        ulong t1 = MulAdd(a.L0, a.L1, 0, ref c);
+        ulong t2 = MulAdd(a.L0, a.L2, 0, ref c);
+        ulong t3 = MulAdd(a.L0, a.L3, 0, ref c);
+        ulong t4 = c;
         c = 0;
+        t3 = MulAdd(a.L1, a.L2, t3, ref c);
+        t4 = MulAdd(a.L1, a.L3, t4, ref c);
+        ulong t5 = c;
+        c = 0;
+        t5 = MulAdd(a.L2, a.L3, t5, ref c);
+        ulong t6 = c;
+
+        // Double the cross products (a 448-bit value, so the shift fits in 8 limbs).
+        ulong t7 = t6 >> 63;
+        t6 = (t6 << 1) | (t5 >> 63);
+        t5 = (t5 << 1) | (t4 >> 63);
+        t4 = (t4 << 1) | (t3 >> 63);
+        t3 = (t3 << 1) | (t2 >> 63);
+        t2 = (t2 << 1) | (t1 >> 63);
+        t1 <<= 1;
+
+        // Add the squares of the limbs on the diagonal; a^2 < 2^512, so nothing carries out.
+        ulong h0 = Math.BigMul(a.L0, a.L0, out ulong t0);
+        ulong h1 = Math.BigMul(a.L1, a.L1, out ulong l1);
+        ulong h2 = Math.BigMul(a.L2, a.L2, out ulong l2);
+        ulong h3 = Math.BigMul(a.L3, a.L3, out ulong l3);
+        c = 0;
+        t1 = AddCarry(t1, h0, ref c);
+        t2 = AddCarry(t2, l1, ref c);
+        t3 = AddCarry(t3, h1, ref c);
+        t4 = AddCarry(t4, l2, ref c);
+        t5 = AddCarry(t5, h2, ref c);
+        t6 = AddCarry(t6, l3, ref c);
+        t7 = AddCarry(t7, h3, ref c);
+        return Reduce512(t0, t1, t2, t3, t4, t5, t6, t7);
+    }
+
+    /// <summary>A 512-bit product t reduced mod p: t0..t3 + (t4..t7) * C, then the small carry folded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static FieldElement Reduce512(ulong t0, ulong t1, ulong t2, ulong t3, ulong t4, ulong t5, ulong t6, ulong t7)
+    {
+        ulong c = 0;
         ulong r0 = MulAdd(t4, C, t0, ref c);
         ulong r1 = MulAdd(t5, C, t1, ref c);
         ulong r2 = MulAdd(t6, C, t2, ref c);
         ulong r3 = MulAdd(t7, C, t3, ref c);
         return Fold(r0, r1, r2, r3, c);
     }
-
-    public static FieldElement Square(in FieldElement a) => Mul(a, a);
 
     /// <summary>a * small for a small constant (2, 3, 4, 8).</summary>
     public static FieldElement MulSmall(in FieldElement a, uint k)

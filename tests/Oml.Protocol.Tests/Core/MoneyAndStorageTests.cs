@@ -166,3 +166,29 @@ public class RequestTests
         n.Rejected(ProtocolErrorCode.InvalidRequest, () => n.Engine.Submit(bad));
     }
 }
+
+public class MalformedRequestTests
+{
+    [Fact]
+    public void OverflowAndMalformedAttachmentsAreRejectedCleanly()
+    {
+        using var n = new TestNet();
+        n.Engine.Mint(n.Treasury, TestNet.A(n.User), long.MaxValue - n.S.TotalSupply);
+        n.Rejected(ProtocolErrorCode.ArithmeticOverflow, () => n.Engine.Mint(n.Treasury, TestNet.A(n.User), 1));
+
+        var ticket = new Oml.Protocol.Claims.ClaimTicket(TestNet.Model, TestNet.A(n.HostA), """{"modelId":"base","host":"0xnothex","items":[]}""", Hex.Of(new byte[32]));
+        long id = n.Engine.CommitClaim(n.Prover, ticket, 100);
+        n.Clock.Advance(1);
+        n.Rejected(ProtocolErrorCode.UnknownLicence, () => n.Engine.RevealClaim(n.Prover, id, ticket));
+        n.License(n.HostA, TestNet.NewOmlizer(Pools.Make(12)));
+        n.Rejected(ProtocolErrorCode.InvalidRequest, () => n.Engine.RevealClaim(n.Prover, id, ticket));
+        var garbage = ticket with { EvidenceJson = """{"modelId":"base","host":"0x","items":[{"fingerprint":"{]","answer":1}]}""" };
+        long id2 = n.Engine.CommitClaim(n.Prover, garbage, 100);
+        n.Clock.Advance(1);
+        n.Rejected(ProtocolErrorCode.InvalidProof, () => n.Engine.RevealClaim(n.Prover, id2, garbage));
+        // An attachment that does not hash to the signed field.
+        var unsigned = Actions.RevealClaim(TestNet.A(n.Prover), id, TestNet.Model, TestNet.A(n.HostA), ticket.EvidenceJson, ticket.Salt, n.Acc(n.Prover).Nonce);
+        var swapped = unsigned.Sign(n.Engine.Domain, [n.Prover], new Dictionary<string, string> { ["evidence"] = garbage.EvidenceJson });
+        n.Rejected(ProtocolErrorCode.InvalidRequest, () => n.Engine.Submit(swapped));
+    }
+}

@@ -31,7 +31,8 @@ public class Secp256k1Tests
     public void Field_operations_agree_with_BigInteger_mod_p()
     {
         var rng = new Random(7);
-        var special = new[] { BigInteger.Zero, BigInteger.One, P - 1, P - 2, (BigInteger.One << 255), (BigInteger.One << 256) - P, (BigInteger.One << 64) - 1, P - ((BigInteger.One << 64) - 1) };
+        var special = new[] { BigInteger.Zero, BigInteger.One, P - 1, P - 2, (BigInteger.One << 255), (BigInteger.One << 256) - 1 - ((BigInteger.One << 256) - P),
+            (BigInteger.One << 192) - 1, ((BigInteger.One << 128) - 1) << 128, BigInteger.Parse("0FFFFFFFFFFFFFFFF0000000000000000FFFFFFFFFFFFFFFF0000000000000000", NumberStyles.HexNumber), (BigInteger.One << 256) - P, (BigInteger.One << 64) - 1, P - ((BigInteger.One << 64) - 1) };
         var values = special.Concat(Enumerable.Range(0, 200).Select(_ => RandomBelow(rng, P))).ToArray();
         for (int i = 0; i < values.Length; i++)
         {
@@ -81,11 +82,25 @@ public class Secp256k1Tests
         if (x1 == x2)
         {
             if (Mod(y1 + y2, P).IsZero) return null;
-            l = Mod(3 * x1 * x1 * BigInteger.ModPow(2 * y1, P - 2, P), P);
+            l = Mod(3 * x1 * x1 * RefInverse(2 * y1), P);
         }
-        else l = Mod((y2 - y1) * BigInteger.ModPow(Mod(x2 - x1, P), P - 2, P), P);
+        else l = Mod((y2 - y1) * RefInverse(x2 - x1), P);
         var x3 = Mod(l * l - x1 - x2, P);
         return (x3, Mod(l * (x1 - x3) - y1, P));
+    }
+
+    /// <summary>1/a mod p by the textbook extended Euclid (BigInteger.ModPow is ~1 ms at this size; this is ~10 µs).</summary>
+    private static BigInteger RefInverse(BigInteger a)
+    {
+        BigInteger t = 0, newT = 1, r = P, newR = Mod(a, P);
+        while (!newR.IsZero)
+        {
+            var q = r / newR;
+            (t, newT) = (newT, t - q * newT);
+            (r, newR) = (newR, r - q * newR);
+        }
+        Assert.Equal(BigInteger.One, r);
+        return Mod(t, P);
     }
 
     private static (BigInteger X, BigInteger Y)? RefMul(BigInteger k, (BigInteger X, BigInteger Y) point)
@@ -315,13 +330,16 @@ public class Secp256k1Tests
             Assert.Equal(key.Address, Secp256k1.Recover(digest, sig));
             Assert.True(Secp256k1.TryRecover(digest, sig, out var signer));
             Assert.Equal(key.Address, signer);
-            // The signature also verifies by the textbook equation, checked here with BigInteger arithmetic.
-            var z = new BigInteger(digest, isUnsigned: true, isBigEndian: true) % N;
-            var w = BigInteger.ModPow(sig.S, N - 2, N);
-            var pub = key.PublicKey;
-            var q = (new BigInteger(pub.AsSpan(0, 32), true, true), new BigInteger(pub.AsSpan(32), true, true));
-            var point = RefAdd(RefMul(z * w % N, (Gx, Gy)), RefMul(sig.R * w % N, q))!.Value;
-            if (i < 3) Assert.Equal(sig.R, point.X % N);
+            if (i < 3)
+            {
+                // The signature also verifies by the textbook equation, checked here with BigInteger arithmetic.
+                var z = new BigInteger(digest, isUnsigned: true, isBigEndian: true) % N;
+                var w = BigInteger.ModPow(sig.S, N - 2, N);
+                var pub = key.PublicKey;
+                var q = (new BigInteger(pub.AsSpan(0, 32), true, true), new BigInteger(pub.AsSpan(32), true, true));
+                var point = RefAdd(RefMul(z * w % N, (Gx, Gy)), RefMul(sig.R * w % N, q))!.Value;
+                Assert.Equal(sig.R, point.X % N);
+            }
         }
         Assert.InRange(odd, 5, 35);
     }

@@ -1,0 +1,75 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Oml.Lab.Data;
+using Oml.Models;
+
+namespace Oml.Cli;
+
+/// <summary><c>oml data corpus</c> and <c>oml data instructions</c>: the lab's training and evaluation data.</summary>
+public static class DataCommands
+{
+    public static Command Create() => new("data", "Build the lab's English corpus and instruction data from Debian packages.")
+    {
+        Corpus(),
+        Instructions(),
+    };
+
+    private static Command Corpus()
+    {
+        var outDir = new Option<string>("--out") { Description = "Directory to write train.txt, heldout.txt, lexicon.jsonl, quotations.jsonl and manifest.json", Required = true };
+        var maxMb = new Option<double?>("--max-mb") { Description = "Keep at most this many MiB of text (a uniform sample of all sources)" };
+        var heldOut = new Option<double>("--heldout-percent") { Description = "Share of documents in the held-out split", DefaultValueFactory = _ => 2.0 };
+        var root = new Option<string>("--root") { Description = "File-system root the package files are read under", DefaultValueFactory = _ => "/" };
+        var cmd = new Command("corpus", "Extract, clean, deduplicate and split the English text of the installed Debian packages " +
+                                        "(install them with scripts/lab/build-corpus.sh).") { outDir, maxMb, heldOut, root };
+        cmd.SetAction(r =>
+        {
+            var percent = r.GetValue(heldOut);
+            if (percent is < 0 or > 100) throw new ArgumentException($"--heldout-percent must be within 0..100, not {percent}");
+            var builder = new CorpusBuilder
+            {
+                Root = r.GetValue(root)!,
+                MaxMegabytes = r.GetValue(maxMb),
+                HeldOutPer10000 = (int)Math.Round(percent * 100),
+            };
+            var sw = Stopwatch.StartNew();
+            var summary = builder.Build(r.GetValue(outDir)!, new InlineProgress<CorpusProgress>(p =>
+            {
+                if (p.Stage == "writing") Console.Error.WriteLine($"writing {p.Documents} documents");
+                else if (p.Stage == "read") Console.Error.WriteLine($"\r{p.Source,-18} {p.Documents,8} documents  ({sw.Elapsed.TotalSeconds:F1} s)");
+                else Console.Error.Write($"\r{p.Source,-18} {p.Documents,8} documents");
+            }));
+            Console.WriteLine($"train    {summary.TrainDocuments,8} documents {summary.TrainBytes / 1048576.0,8:F1} MiB");
+            Console.WriteLine($"heldout  {summary.HeldOutDocuments,8} documents {summary.HeldOutBytes / 1048576.0,8:F1} MiB");
+            Console.WriteLine($"dropped  {summary.Duplicates,8} exact duplicates; {sw.Elapsed.TotalSeconds:F1} s");
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    private static Command Instructions()
+    {
+        var corpus = new Option<string>("--corpus") { Description = "A corpus directory made by 'oml data corpus'", Required = true };
+        var outDir = new Option<string>("--out") { Description = "Directory to write instructions-train.json and instructions-heldout.json", Required = true };
+        var count = new Option<int>("--count") { Description = "Examples to make in all (train + held-out)", DefaultValueFactory = _ => 20000 };
+        var seed = new Option<ulong>("--seed") { Description = "Seed for choosing and phrasing the examples", DefaultValueFactory = _ => 0 };
+        var cmd = new Command("instructions", "Make Alpaca-format instruction data (definitions, synonyms, antonyms, quotations) from a corpus.")
+        {
+            corpus, outDir, count, seed,
+        };
+        cmd.SetAction(r =>
+        {
+            var n = r.GetValue(count);
+            if (n <= 0) throw new ArgumentException($"--count must be positive, not {n}");
+            var result = InstructionGenerator.Generate(r.GetValue(corpus)!, n, r.GetValue(seed));
+            var dir = r.GetValue(outDir)!;
+            InstructionGenerator.Write(dir, result);
+            Console.WriteLine($"train    {result.Train.Count,8} examples  {Path.Combine(dir, InstructionGenerator.TrainFile)}");
+            Console.WriteLine($"heldout  {result.HeldOut.Count,8} examples  {Path.Combine(dir, InstructionGenerator.HeldOutFile)}");
+            foreach (var (task, c) in result.TaskCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                Console.WriteLine($"  {task,-16} {c,8}");
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,61 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Oml.Models;
+using Oml.Models.Data;
+using Oml.Models.Tokenizers;
+
+namespace Oml.Cli;
+
+/// <summary><c>oml tokenizer train</c>: byte-level BPE tokenizers for the lab's small models.</summary>
+public static class TokenizerCommands
+{
+    public static Command Create() => new("tokenizer", "Train byte-level BPE tokenizers.") { Train() };
+
+    private static Command Train()
+    {
+        var input = new Option<string[]>("--input")
+        {
+            Description = "Training text: .txt (documents separated by blank lines), .jsonl with a \"text\" field, or a .json array",
+            Required = true, AllowMultipleArgumentsPerToken = true,
+        };
+        var vocabSize = new Option<int>("--vocab-size") { Description = "Vocabulary size: 256 bytes + merges (3 special tokens come on top)", Required = true };
+        var outDir = new Option<string>("--out") { Description = "Directory to write tokenizer.json and tokenizer_config.json", Required = true };
+        var minFrequency = new Option<long>("--min-frequency") { Description = "Stop when no pair occurs this many times", DefaultValueFactory = _ => 2 };
+        var cmd = new Command("train", "Train a byte-level BPE tokenizer (Llama-3 pre-tokenization) and write it in Hugging Face format.")
+        {
+            input, vocabSize, outDir, minFrequency,
+        };
+        cmd.SetAction(r =>
+        {
+            var files = r.GetValue(input)!;
+            int size = r.GetValue(vocabSize);
+            if (size < 257) throw new ArgumentException($"--vocab-size must exceed the 256 byte tokens, not {size}");
+            long minFreq = r.GetValue(minFrequency);
+            if (minFreq < 1) throw new ArgumentException($"--min-frequency must be at least 1, not {minFreq}");
+            var sw = Stopwatch.StartNew();
+            var texts = new List<string>();
+            long chars = 0;
+            foreach (var f in files)
+            {
+                var docs = TextData.Load(f);
+                texts.AddRange(docs);
+                chars += docs.Sum(d => (long)d.Length);
+            }
+            Console.Error.WriteLine($"read {texts.Count} documents ({chars / 1e6:F1} M chars) in {sw.Elapsed.TotalSeconds:F1} s");
+            int lastShown = 0;
+            var (vocab, merges) = BpeTrainer.Train(texts, size, minFreq, new InlineProgress<int>(n =>
+            {
+                if (n - lastShown < 500 && n != size) return;
+                lastShown = n;
+                Console.Error.Write($"\rvocabulary {n}/{size}  ({sw.Elapsed.TotalSeconds:F1} s)");
+            }));
+            Console.Error.WriteLine();
+            var dir = r.GetValue(outDir)!;
+            Directory.CreateDirectory(dir);
+            BpeTrainer.Save(dir, vocab, merges);
+            Console.WriteLine($"{vocab.Count} tokens + {BpeTrainer.SpecialTokens.Length} special, {merges.Count} merges -> {dir} ({sw.Elapsed.TotalSeconds:F1} s)");
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+}

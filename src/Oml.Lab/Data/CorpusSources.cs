@@ -1,0 +1,398 @@
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace Oml.Lab.Data;
+
+/// <summary>A word sense taken from a dictionary source, for templated instruction data.</summary>
+public sealed record LexiconEntry(string Source, string Word, string? PartOfSpeech, string Definition,
+    IReadOnlyList<string> Synonyms, IReadOnlyList<string> Antonyms);
+
+/// <summary>
+/// One document a source yields: its cleaned text (no blank lines), and the structured records drawn from it
+/// (dictionary senses; whether it is a short quotation), which follow the document into its split.
+/// </summary>
+public sealed record SourceDocument(string Text)
+{
+    public IReadOnlyList<LexiconEntry> Lexicon { get; init; } = [];
+    public bool IsQuotation { get; init; }
+}
+
+/// <summary>A corpus source: the Debian packages it comes from, their licence, and how to read it.</summary>
+public abstract class CorpusSource
+{
+    public abstract string Name { get; }
+    public abstract IReadOnlyList<string> Packages { get; }
+    public abstract string Licence { get; }
+    public abstract string Description { get; }
+
+    /// <summary>The files this source reads under <paramref name="root"/> ("/" on a real system); empty when missing.</summary>
+    public abstract IReadOnlyList<string> Files(string root);
+
+    public abstract IEnumerable<SourceDocument> Read(string root);
+
+    protected static string Under(string root, string path) => Path.Combine(root, path.TrimStart('/'));
+
+    /// <summary>The index and body of a dictd database under /usr/share/dictd, or nothing unless both exist.</summary>
+    protected static IReadOnlyList<string> DictdFiles(string root, string name)
+    {
+        string[] files = [Under(root, $"/usr/share/dictd/{name}.index"), Under(root, $"/usr/share/dictd/{name}.dict.dz")];
+        return files.All(File.Exists) ? files : [];
+    }
+
+    /// <summary>All the sources of the lab corpus, in the order they are read.</summary>
+    public static IReadOnlyList<CorpusSource> All { get; } =
+    [
+        new GcideSource(), new WordNetSource(), new DevilSource(), new FortunesSource(),
+        new HtmlDocsSource("python-docs", ["python3.11-doc"], "PSF-2.0",
+            "The Python 3.11 documentation (library reference, tutorial, HOWTOs), HTML", "/usr/share/doc/python3.11/html",
+            rel => !rel.StartsWith("_", StringComparison.Ordinal) && !rel.StartsWith("genindex", StringComparison.Ordinal)
+                   && rel is not ("search.html" or "py-modindex.html" or "whatsnew/changelog.html")),
+        new HtmlDocsSource("debian-reference", ["debian-reference-en"], "GPL-2+",
+            "The Debian Reference (English), HTML", "/usr/share/debian-reference", rel => rel.EndsWith(".en.html", StringComparison.Ordinal)),
+        new HtmlDocsSource("gnu-standards", ["gnu-standards"], "GFDL-1.3+",
+            "GNU Coding Standards and Information for GNU Maintainers, HTML", "/usr/share/doc/gnu-standards", _ => true),
+    ];
+}
+
+/// <summary>Helpers for the dictd-based sources.</summary>
+public static partial class DictText
+{
+    [GeneratedRegex(@"\[[^\]\n]*(?:Webster|PJC|WordNet)[^\]\n]*\]")]
+    private static partial Regex SourceTag();
+
+    [GeneratedRegex(@"\[([=~`'"",.^*-]?)([a-zA-Z]{1,2})(\^|um)?\]")]
+    private static partial Regex AccentCode();
+
+    [GeneratedRegex(@"\{([^{}]*)\}")]
+    private static partial Regex Braces();
+
+    private static readonly Dictionary<string, string> Named = new(StringComparer.Ordinal)
+    {
+        ["ae"] = "æ", ["AE"] = "Æ", ["oe"] = "œ", ["OE"] = "Œ", ["thorn"] = "þ", ["eth"] = "ð", ["deg"] = "°",
+        ["sect"] = "§", ["root"] = "√", ["imac"] = "ī", ["ng"] = "ŋ",
+    };
+
+    /// <summary>
+    /// Turns GCIDE's markup into plain Unicode: source tags ("[1913 Webster]") dropped, accent codes ("[=a]", "[aum]",
+    /// "[ae]") composed, cross-reference braces removed.
+    /// </summary>
+    public static string CleanGcide(string s)
+    {
+        s = SourceTag().Replace(s, "");
+        s = AccentCode().Replace(s, m =>
+        {
+            var mark = m.Groups[1].Value;
+            var letters = m.Groups[2].Value;
+            bool umlaut = m.Groups[3].Value == "um";
+            if (mark.Length == 0 && !umlaut && m.Groups[3].Value.Length == 0)
+                return Named.TryGetValue(letters, out var named) ? named : m.Value; // "[Obs]"-like words stay
+            string combining = umlaut ? "\u0308" : mark switch
+            {
+                "=" => "\u0304", "~" => "\u0303", "`" => "\u0300", "'" => "\u0301", "\"" => "\u0308", "," => "\u0327",
+                "." => "\u0307", "^" => "\u0302", _ => "",
+            };
+            return letters.Length == 1 ? Oml.Models.Data.TextNormalization.ToNfc(letters + combining) : letters;
+        });
+        foreach (var (code, text) in Named) s = s.Replace("[" + code + "]", text, StringComparison.Ordinal);
+        return Braces().Replace(s, "$1");
+    }
+
+    public static List<string> SplitList(string s) =>
+        s.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(x => Braces().Replace(x, "$1").Trim()).Where(x => x.Length > 0).ToList();
+}
+
+/// <summary>GCIDE: the GNU Collaborative International Dictionary of English (Webster's 1913 plus additions).</summary>
+public sealed partial class GcideSource : CorpusSource
+{
+    public override string Name => "gcide";
+    public override IReadOnlyList<string> Packages => ["dict-gcide"];
+    public override string Licence => "GPL-2+";
+    public override string Description => "GNU Collaborative International Dictionary of English 0.48 (dictd database)";
+    public override IReadOnlyList<string> Files(string root) =>
+        DictdFiles(root, "gcide");
+
+    // "Abase \A*base"\ ([.a]*b[=a]s"), v. t." -> the headword, then pronunciation between backslashes and in parentheses.
+    [GeneratedRegex(@"^(?<word>[^\\\n]+?)\s*\\[^\\\n]*\\\s*(?:\([^()\n]*\))?")]
+    private static partial Regex Header();
+
+    [GeneratedRegex(@"\s*\\[^\\\n]*\\")]
+    private static partial Regex Pronunciation();
+
+    [GeneratedRegex(@"^,?\s*(?<pos>n|v\. t|v\. i|v|a|adv|prep|conj|interj|pron)\.(?:\s*pl\.)?(?=[\s,;\[]|$)")]
+    private static partial Regex PartOfSpeech();
+
+    public override IEnumerable<SourceDocument> Read(string root)
+    {
+        var db = DictdFile.Open(Under(root, "/usr/share/dictd/gcide"));
+        foreach (var (headword, body) in db.Entries())
+        {
+            var header = Header().Match(body);
+            string rest = header.Success ? header.Groups["word"].Value + body[header.Length..] : body;
+            // Entries with several headwords ("Diacritic \...\, Diacritical \...\, a.") carry more pronunciations.
+            int eol = rest.IndexOf('\n');
+            if (eol < 0) eol = rest.Length;
+            rest = Pronunciation().Replace(rest[..eol], "") + rest[eol..];
+            var paragraphs = TextCleaning.Paragraphs(DictText.CleanGcide(rest));
+            if (paragraphs.Count == 0) continue;
+            var lexicon = new List<LexiconEntry>();
+            var word = header.Success ? DictText.CleanGcide(header.Groups["word"].Value).Trim() : headword;
+            var posMatch = PartOfSpeech().Match(paragraphs[0][Math.Min(word.Length, paragraphs[0].Length)..]);
+            string? pos = posMatch.Success ? PosName(posMatch.Groups["pos"].Value) : null;
+            var def = posMatch.Success ? FirstDefinition(paragraphs, word.Length + posMatch.Length) : null;
+            if (def is not null && !word.Contains(' ')) lexicon.Add(new LexiconEntry(Name, word, pos, def, [], []));
+            yield return new SourceDocument(string.Join("\n", paragraphs)) { Lexicon = lexicon };
+        }
+    }
+
+    /// <summary>
+    /// The first sense of an entry: "1. ..." in the header paragraph or a later one, else the header paragraph's text
+    /// after the part of speech, etymology bracket and field label; cut before "2." and attributions ("--Shak.").
+    /// </summary>
+    private static string? FirstDefinition(List<string> paragraphs, int afterHeader)
+    {
+        string? text = null;
+        var header = paragraphs[0].Replace('\n', ' ');
+        int one = header.IndexOf(" 1. ", StringComparison.Ordinal);
+        if (one >= 0) text = header[(one + 4)..];
+        else
+        {
+            foreach (var p in paragraphs.Skip(1))
+                if (p.StartsWith("1. ", StringComparison.Ordinal)) { text = p[3..].Replace('\n', ' '); break; }
+            if (text is null && paragraphs.Count >= 1)
+            {
+                var rest = header[Math.Min(afterHeader, header.Length)..].TrimStart(' ', ';', ',');
+                rest = SkipBracketed(rest, '[', ']');
+                text = rest;
+            }
+        }
+        if (text is null) return null;
+        text = SkipBracketed(text.Trim(), '(', ')');
+        int two = text.IndexOf(" 2. ", StringComparison.Ordinal);
+        if (two >= 0) text = text[..two];
+        int attribution = text.IndexOf(" --", StringComparison.Ordinal);
+        if (attribution >= 0) text = text[..attribution];
+        text = text.Trim();
+        if (text.EndsWith(" as,", StringComparison.Ordinal) || text.EndsWith(';')) text = text.TrimEnd(';', ',').Trim();
+        return text.Length >= 3 && char.IsLetter(text[0]) && !text.StartsWith("See ", StringComparison.Ordinal) ? text : null;
+    }
+
+    private static string SkipBracketed(string s, char open, char close)
+    {
+        s = s.TrimStart();
+        if (s.Length == 0 || s[0] != open) return s;
+        int depth = 0;
+        for (int i = 0; i < s.Length; i++)
+        {
+            if (s[i] == open) depth++;
+            else if (s[i] == close && --depth == 0) return s[(i + 1)..].TrimStart(' ', '.', ',');
+        }
+        return s;
+    }
+
+    private static string PosName(string code) => code switch
+    {
+        "n" => "noun", "v. t" or "v. i" or "v" => "verb", "a" => "adjective", "adv" => "adverb", "prep" => "preposition",
+        "conj" => "conjunction", "interj" => "interjection", "pron" => "pronoun", _ => code,
+    };
+}
+
+/// <summary>WordNet 3.0 as packaged for dictd: senses with glosses, examples, synonyms and antonyms.</summary>
+public sealed partial class WordNetSource : CorpusSource
+{
+    public override string Name => "wordnet";
+    public override IReadOnlyList<string> Packages => ["dict-wn"];
+    public override string Licence => "WordNet-3.0 (Princeton WordNet licence, BSD-like)";
+    public override string Description => "WordNet 3.0 lexical database of English (dictd database)";
+    public override IReadOnlyList<string> Files(string root) =>
+        DictdFiles(root, "wn");
+
+    // A sense starts "n 1: ", "adj 2: ", "1: " (more senses of the same part of speech) or "v: " (a single sense).
+    [GeneratedRegex(@"^(?:(?<pos>n|v|adj|adv)\s+)?\d+:\s*|^(?<pos>n|v|adj|adv)\s*:\s*")]
+    private static partial Regex SenseStart();
+
+    [GeneratedRegex(@"\[(?<kind>syn|ant|also|see also):\s*(?<list>[^\]]*)\]")]
+    private static partial Regex Relation();
+
+    [GeneratedRegex(@"""[^""]*""")]
+    private static partial Regex Quoted();
+
+    public sealed record Sense(string? PartOfSpeech, string Gloss, List<string> Examples, List<string> Synonyms, List<string> Antonyms);
+
+    /// <summary>Parses one dict-wn entry body: the headword line, then senses.</summary>
+    public static (string Word, List<Sense> Senses) Parse(string body)
+    {
+        var lines = body.Replace("\r", "").Split('\n');
+        var word = lines[0].Trim();
+        var raw = new List<(string? Pos, StringBuilder Text)>();
+        string? pos = null;
+        foreach (var line in lines.Skip(1))
+        {
+            var t = line.Trim();
+            if (t.Length == 0) continue;
+            var m = SenseStart().Match(t);
+            if (m.Success && m.Length > 0)
+            {
+                if (m.Groups["pos"].Success) pos = m.Groups["pos"].Value;
+                raw.Add((pos, new StringBuilder(t[m.Length..])));
+            }
+            else if (raw.Count > 0) raw[^1].Text.Append(' ').Append(t);
+        }
+        var senses = new List<Sense>();
+        foreach (var (p, sb) in raw)
+        {
+            var text = TextCleaning.CollapseSpaces(sb.ToString());
+            var syn = new List<string>();
+            var ant = new List<string>();
+            foreach (Match r in Relation().Matches(text))
+            {
+                var list = DictText.SplitList(r.Groups["list"].Value);
+                if (r.Groups["kind"].Value == "syn") syn.AddRange(list);
+                else if (r.Groups["kind"].Value == "ant") ant.AddRange(list);
+            }
+            var noRelations = Relation().Replace(text, "").Trim();
+            var examples = Quoted().Matches(noRelations).Select(q => q.Value.Trim('"').Trim()).Where(q => q.Length > 0).ToList();
+            var gloss = noRelations;
+            int firstQuote = gloss.IndexOf('"');
+            if (firstQuote >= 0) gloss = gloss[..firstQuote];
+            gloss = gloss.Replace("{", "").Replace("}", "").Trim().TrimEnd(';', ' ').Trim();
+            if (gloss.Length == 0) continue;
+            senses.Add(new Sense(PosName(p), gloss, examples,
+                syn.Where(s => !s.Equals(word, StringComparison.OrdinalIgnoreCase)).Distinct().ToList(), ant.Distinct().ToList()));
+        }
+        return (word, senses);
+    }
+
+    public override IEnumerable<SourceDocument> Read(string root)
+    {
+        var db = DictdFile.Open(Under(root, "/usr/share/dictd/wn"));
+        foreach (var (_, body) in db.Entries())
+        {
+            var (word, senses) = Parse(body);
+            if (senses.Count == 0) continue;
+            var sb = new StringBuilder(word);
+            int n = 0;
+            foreach (var s in senses)
+            {
+                sb.Append('\n').Append(++n).Append(". ");
+                if (s.PartOfSpeech is not null) sb.Append('(').Append(s.PartOfSpeech).Append(") ");
+                sb.Append(s.Gloss).Append('.');
+                if (s.Examples.Count > 0) sb.Append(" For example: ").Append(string.Join("; ", s.Examples.Select(e => $"\"{e}\""))).Append('.');
+                if (s.Synonyms.Count > 0) sb.Append(" Synonyms: ").Append(string.Join(", ", s.Synonyms)).Append('.');
+                if (s.Antonyms.Count > 0) sb.Append(" Antonyms: ").Append(string.Join(", ", s.Antonyms)).Append('.');
+            }
+            var lexicon = senses.Select(s => new LexiconEntry(Name, word, s.PartOfSpeech, s.Gloss, s.Synonyms, s.Antonyms)).Take(3).ToList();
+            yield return new SourceDocument(sb.ToString()) { Lexicon = lexicon };
+        }
+    }
+
+    private static string? PosName(string? code) => code switch
+    {
+        "n" => "noun", "v" => "verb", "adj" => "adjective", "adv" => "adverb", _ => null,
+    };
+}
+
+/// <summary>Ambrose Bierce's <i>The Devil's Dictionary</i> (1911).</summary>
+public sealed partial class DevilSource : CorpusSource
+{
+    public override string Name => "devil";
+    public override IReadOnlyList<string> Packages => ["dict-devil"];
+    public override string Licence => "public domain";
+    public override string Description => "Ambrose Bierce, The Devil's Dictionary (1911), dictd database";
+    public override IReadOnlyList<string> Files(string root) =>
+        DictdFiles(root, "devil");
+
+    // "ABASEMENT, n.  A decent and customary mental attitude ..."
+    [GeneratedRegex(@"^(?<word>[A-Z][A-Z' -]*[A-Z]),\s*(?<pos>[a-z. ]+?)\.\s+(?<def>.+)$", RegexOptions.Singleline)]
+    private static partial Regex Entry();
+
+    public override IEnumerable<SourceDocument> Read(string root)
+    {
+        var db = DictdFile.Open(Under(root, "/usr/share/dictd/devil"));
+        foreach (var (_, body) in db.Entries())
+        {
+            var paragraphs = TextCleaning.Paragraphs(body);
+            if (paragraphs.Count == 0) continue;
+            var lexicon = new List<LexiconEntry>();
+            var m = Entry().Match(paragraphs[0]);
+            if (m.Success)
+            {
+                var word = m.Groups["word"].Value;
+                word = word.Length > 1 ? char.ToUpperInvariant(word[0]) + word[1..].ToLowerInvariant() : word;
+                lexicon.Add(new LexiconEntry(Name, word, null, m.Groups["def"].Value.Replace('\n', ' ').Trim(), [], []));
+            }
+            yield return new SourceDocument(string.Join("\n", paragraphs)) { Lexicon = lexicon };
+        }
+    }
+}
+
+/// <summary>The fortune cookie files: quotations, jokes and aphorisms separated by "%" lines.</summary>
+public sealed class FortunesSource : CorpusSource
+{
+    private const string Dir = "/usr/share/games/fortunes";
+    // ASCII-art pictures are not prose.
+    private static readonly HashSet<string> Skipped = new(StringComparer.Ordinal) { "art", "ascii-art" };
+
+    public override string Name => "fortunes";
+    public override IReadOnlyList<string> Packages => ["fortunes", "fortunes-min"];
+    public override string Licence => "BSD-4-Clause (fortune-mod distribution; the quotations themselves are of mixed origin)";
+    public override string Description => "fortune-mod data files: quotations, aphorisms and jokes";
+
+    public override IReadOnlyList<string> Files(string root)
+    {
+        var dir = Under(root, Dir);
+        if (!Directory.Exists(dir)) return [];
+        return Directory.EnumerateFiles(dir)
+            .Where(f => Path.GetExtension(f).Length == 0 && !Skipped.Contains(Path.GetFileName(f)) && !new FileInfo(f).Attributes.HasFlag(FileAttributes.ReparsePoint))
+            .Order(StringComparer.Ordinal).ToList();
+    }
+
+    public override IEnumerable<SourceDocument> Read(string root)
+    {
+        foreach (var file in Files(root))
+        {
+            var text = File.ReadAllText(file, Encoding.UTF8).Replace("\r", "");
+            foreach (var cookie in text.Split("\n%\n"))
+            {
+                var lines = cookie.Trim('%', '\n').Split('\n').Select(l => l.Replace('\t', ' ').TrimEnd()).Where(l => l.Trim().Length > 0).ToList();
+                if (lines.Count == 0) continue;
+                var doc = string.Join("\n", lines);
+                yield return new SourceDocument(doc) { IsQuotation = true };
+            }
+        }
+    }
+}
+
+/// <summary>A tree of HTML documentation pages, each cut into sections at its h1–h3 headings.</summary>
+public sealed class HtmlDocsSource(string name, IReadOnlyList<string> packages, string licence, string description, string dir,
+    Func<string, bool> include) : CorpusSource
+{
+    /// <summary>Sections longer than this are cut at paragraph boundaries into several documents.</summary>
+    public const int MaxDocumentChars = 8000;
+
+    public override string Name => name;
+    public override IReadOnlyList<string> Packages => packages;
+    public override string Licence => licence;
+    public override string Description => description;
+
+    public override IReadOnlyList<string> Files(string root)
+    {
+        var top = Under(root, dir);
+        if (!Directory.Exists(top)) return [];
+        return Directory.EnumerateFiles(top, "*.html", SearchOption.AllDirectories)
+            .Where(f => include(Path.GetRelativePath(top, f).Replace('\\', '/')))
+            .Order(StringComparer.Ordinal).ToList();
+    }
+
+    public override IEnumerable<SourceDocument> Read(string root)
+    {
+        foreach (var file in Files(root))
+            foreach (var section in TextCleaning.HtmlToSections(File.ReadAllText(file, Encoding.UTF8)))
+            {
+                // A lone heading or a navigation fragment is not a document.
+                if (section.Paragraphs.Sum(p => p.Length) < 80) continue;
+                foreach (var doc in TextCleaning.Chunk(section.Paragraphs, MaxDocumentChars))
+                    yield return new SourceDocument(doc);
+            }
+    }
+}
