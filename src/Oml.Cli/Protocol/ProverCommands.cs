@@ -50,7 +50,7 @@ public static class ProverCommands
             if (report.Caught && r.GetValue(ticket) is { } path)
             {
                 var t = Prover.PrepareClaim(report, set, r.GetValue(maxItems));
-                FingerprintIO.WriteTextAtomic(path, new JsonObject { ["modelId"] = t.ModelId, ["host"] = t.Host, ["evidence"] = t.EvidenceJson, ["salt"] = t.Salt }.ToJsonString() + "\n");
+                FingerprintIO.WriteTextAtomic(path, t.ToJson() + "\n");
                 rep.Add("ticket", "claim ticket", Path.GetFullPath(path)).Add("commitment", "commitment", t.Commitment);
             }
             return rep.Print(r.GetValue(o.Json));
@@ -61,11 +61,7 @@ public static class ProverCommands
     private static ClaimTicket ReadTicket(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"no claim ticket at {path}", path);
-        JsonNode? n;
-        try { n = JsonNode.Parse(File.ReadAllText(path)); }
-        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{path} is not a claim ticket: {e.Message}", e); }
-        string Field(string k) => n?[k]?.GetValue<string>() ?? throw new InvalidDataException($"{path} is not a claim ticket: no '{k}'");
-        return new ClaimTicket(Field("modelId"), Field("host"), Field("evidence"), Field("salt"));
+        return ClaimTicket.FromJson(File.ReadAllText(path));
     }
 
     public static Command Claim()

@@ -1,6 +1,5 @@
 using System.Text;
 using System.Text.Json.Nodes;
-using Oml.Fingerprinting;
 using Oml.Protocol.Access;
 using Oml.Protocol.Claims;
 using Oml.Protocol.Core;
@@ -71,18 +70,19 @@ public sealed class UsageStore
     private static ServedQuery Parse(JsonNode? node) =>
         new(SignedReceipt.FromJsonNode(node?["receipt"]), node?["permit"] is { } p ? SignedPermit.FromJsonNode(p) : null);
 
-    /// <summary>The committed books, by epoch.</summary>
-    public IReadOnlyDictionary<long, IReadOnlyList<ServedQuery>> CommittedBooks()
+    /// <summary>The committed books (<see cref="UsageBook.ToJson"/> files), by epoch.</summary>
+    public IReadOnlyDictionary<long, UsageBook> CommittedBooks()
     {
-        var books = new SortedDictionary<long, IReadOnlyList<ServedQuery>>();
+        var books = new SortedDictionary<long, UsageBook>();
         if (!System.IO.Directory.Exists(Directory)) return books;
         foreach (var f in System.IO.Directory.GetFiles(Directory, "usage-*.json"))
         {
             var name = Path.GetFileNameWithoutExtension(f)["usage-".Length..];
             if (!Message.TryParseUInt(name, out long epoch)) continue;
-            var root = JsonNode.Parse(File.ReadAllText(f)) ?? throw new InvalidDataException($"{f} is empty");
-            if (root["modelId"]?.GetValue<string>() != ModelId) throw new InvalidDataException($"{f} is a usage book of another model");
-            books[epoch] = [.. ((JsonArray)root["queries"]!).Select(Parse)];
+            var book = UsageBook.FromJson(File.ReadAllText(f));
+            if (book.ModelId != ModelId || book.Domain != Domain || book.Epoch != epoch)
+                throw new InvalidDataException($"{f} is a usage book of another model, ledger or epoch");
+            books[epoch] = book;
         }
         return books;
     }
@@ -91,7 +91,7 @@ public sealed class UsageStore
     public UsageBook PendingBook(long epoch)
     {
         if (File.Exists(BookPath(epoch))) throw new ProtocolException(ProtocolErrorCode.UsageAlreadyCommitted, $"a usage book for epoch {epoch} is already stored in {Directory}");
-        var committed = CommittedBooks().Values.SelectMany(b => b).Select(q => Hex.Of(q.Receipt.Receipt.Digest(Domain))).ToHashSet(StringComparer.Ordinal);
+        var committed = CommittedBooks().Values.SelectMany(b => b.Receipts).Select(r => Hex.Of(r.Receipt.Digest(Domain))).ToHashSet(StringComparer.Ordinal);
         var book = new UsageBook(Domain, ModelId, epoch);
         foreach (var q in ReadServed())
             if (!committed.Contains(Hex.Of(q.Receipt.Receipt.Digest(Domain)))) book.Add(q.Receipt, q.Permit);
@@ -106,11 +106,8 @@ public sealed class UsageStore
     {
         ArgumentNullException.ThrowIfNull(book);
         ArgumentNullException.ThrowIfNull(submit);
-        var permits = book.Permits.ToDictionary(p => p.Permit.Hash(Domain), StringComparer.Ordinal);
-        var queries = new JsonArray();
-        foreach (var r in book.Receipts)
-            queries.Add(new JsonObject { ["receipt"] = r.ToJsonNode(), ["permit"] = r.Receipt.HasPermit ? permits[r.Receipt.PermitHash].ToJsonNode() : null });
-        var json = new JsonObject { ["modelId"] = ModelId, ["epoch"] = book.Epoch, ["root"] = Hex.Of(book.Root()), ["queries"] = queries }.ToJsonString();
+        if (book.ModelId != ModelId || book.Domain != Domain) throw new ArgumentException("the book is for another model or ledger", nameof(book));
+        var json = book.ToJson();
         string path = BookPath(book.Epoch);
         if (File.Exists(path)) throw new ProtocolException(ProtocolErrorCode.UsageAlreadyCommitted, $"a usage book for epoch {book.Epoch} is already stored in {Directory}");
         System.IO.Directory.CreateDirectory(Directory);
@@ -138,14 +135,14 @@ public sealed class UsageStore
         foreach (var item in claim.Items)
         {
             RebuttalItem? found = null;
-            foreach (var (epoch, queries) in books)
+            foreach (var (epoch, book) in books)
             {
-                int i = queries.ToList().FindIndex(q => Hex.Of(q.Receipt.Receipt.Digest(Domain)) == item.ReceiptHash);
-                if (i < 0) continue;
-                var permit = queries[i].Permit ?? throw new ProtocolException(ProtocolErrorCode.InvalidPermit,
-                    $"the receipt for fingerprint {item.LeafIndex} names no permit: the query was answered without one");
-                var tree = new MerkleTree(queries.Select(q => q.Receipt.Receipt.Digest(Domain)));
-                found = new RebuttalItem(permit, epoch, tree.Proof(i));
+                var receipt = book.Receipts.FirstOrDefault(r => Hex.Of(r.Receipt.Digest(Domain)) == item.ReceiptHash);
+                if (receipt is null) continue;
+                if (!receipt.Receipt.HasPermit)
+                    throw new ProtocolException(ProtocolErrorCode.InvalidPermit, $"the receipt for fingerprint {item.LeafIndex} names no permit: the query was answered without one");
+                var permit = book.Permits.First(p => p.Permit.Hash(Domain) == receipt.Receipt.PermitHash);
+                found = new RebuttalItem(permit, epoch, book.ProofFor(receipt));
                 break;
             }
             items.Add(found ?? throw new ProtocolException(ProtocolErrorCode.InvalidProof,
