@@ -117,9 +117,11 @@ public static class UserCommands
             var rc = answer.Receipt.Receipt;
             bool valid = answer.Receipt.Verify(s.State.Domain) && rc.QueryHash == Hex.KeccakText(q) && rc.ResponseHash == Hex.KeccakText(answer.Text)
                 && rc.PermitHash == permit.Permit.Hash(s.State.Domain);
-            return new Report().Add("answer", "answer", answer.Text).Add("host", "receipt host", rc.Host).Add("permitHash", "receipt permit", rc.PermitHash)
+            new Report().Add("answer", "answer", answer.Text).Add("host", "receipt host", rc.Host).Add("permitHash", "receipt permit", rc.PermitHash)
                 .Add("receiptValid", "receipt", JsonValueOf(valid), valid ? "valid (signed by the host, names this query, answer and permit)" : "INVALID")
                 .Print(r.GetValue(o.Json));
+            if (!valid) Console.Error.WriteLine("oml: error: the host's receipt does not match its answer, this query and permit, or is not signed by the host");
+            return valid ? Cli.Ok : Cli.Failure;
         }));
         return cmd;
     }
