@@ -226,6 +226,18 @@ public sealed class ProtocolCliTests : IDisposable
         var dp = Act("owner", "owner", "declare-parent", "--model-id", "m", "--parent", "base", "--share-bps", "1000", "--parent-keystore", Ks("owner2"));
         Assert.Equal(Addr("owner2"), dp["cosigner"]!.GetValue<string>());
 
+        // Or in two steps on two machines: the child's owner signs a request, the parent's owner co-signs and submits it.
+        Act("owner", "owner", "register", "--model-id", "m2", "--weights-digest", "sha256:m2", "--price", "5");
+        var req = P("declare.json");
+        Act("owner", "owner", "declare-parent", "--model-id", "m2", "--parent", "base", "--share-bps", "500", "--request-out", req);
+        Assert.Contains("rejected (BadSignature)", Try("user", "owner", "cosign", "--request", req).Err); // not the parent's owner
+        var cs = Act("owner2", "owner", "cosign", "--request", req);
+        Assert.Equal(Addr("owner"), cs["actor"]!.GetValue<string>());
+        Assert.Equal(500, cs["shareBps"]!.GetValue<long>());
+        Assert.Contains("rejected (BadNonce)", Try("owner2", "owner", "cosign", "--request", req).Err); // a request applies once
+        var parents = Status()["models"]!.AsArray().Single(x => x!["id"]!.GetValue<string>() == "m2")!["parents"]!.AsArray();
+        Assert.Equal("base", parents.Single()!["model"]!.GetValue<string>());
+
         Act("owner", "owner", "transfer", "--model-id", "m", "--to", Addr("owner2"));
         Assert.Contains("rejected (NoPendingTransfer)", Try("user", "owner", "accept", "--model-id", "m").Err);
         Act("owner2", "owner", "accept", "--model-id", "m");

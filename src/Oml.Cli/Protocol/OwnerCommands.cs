@@ -6,6 +6,7 @@ using Oml.Fingerprinting.Generation;
 using Oml.Models;
 using Oml.Models.Tokenizers;
 using Oml.Protocol.Core;
+using Oml.Protocol.Crypto;
 using Oml.Protocol.Distribution;
 
 namespace Oml.Cli.Protocol;
@@ -15,7 +16,7 @@ public static class OwnerCommands
 {
     public static Command Create() => new("owner", "Model owner: register models and versions, declare parents, transfer ownership, deliver fingerprinted copies to hosts.")
     {
-        Register(), AddVersion(), DeclareParent(), Transfer(), Accept(), Deliver(), Mint(), RoleCommands.Withdraw(),
+        Register(), AddVersion(), DeclareParent(), Cosign(), Transfer(), Accept(), Deliver(), Mint(), RoleCommands.Withdraw(),
     };
 
     private static Option<string> ModelId() => new("--model-id") { Description = "The model's id on the ledger", Required = true };
@@ -87,11 +88,25 @@ public static class OwnerCommands
         var share = new Option<int>("--share-bps") { Description = "The parent's share of this model's owner revenue, in basis points (1..10000)", Required = true };
         var parentKeystore = new Option<string?>("--parent-keystore") { Description = "The parent owner's keystore (not needed when you own both models)" };
         var parentPass = new Option<string?>("--parent-passphrase-file") { Description = "File with the parent keystore's passphrase (default: the same passphrase as --keystore)" };
-        cmd.Add(id); cmd.Add(parent); cmd.Add(share); cmd.Add(parentKeystore); cmd.Add(parentPass);
+        var requestOut = new Option<string?>("--request-out")
+        {
+            Description = "Do not submit: write the request signed by you to this file, for the parent's owner to co-sign and submit with `oml owner cosign`",
+        };
+        cmd.Add(id); cmd.Add(parent); cmd.Add(share); cmd.Add(parentKeystore); cmd.Add(parentPass); cmd.Add(requestOut);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
             using var s = o.Open(r);
             using var key = o.Key(r);
+            if (r.GetValue(requestOut) is { } outPath)
+            {
+                if (r.GetValue(parentKeystore) is not null) throw new ArgumentException("--request-out is for a co-signature made elsewhere: not with --parent-keystore");
+                string me = Hex.Of(key.Address);
+                var request = Actions.DeclareParent(me, r.GetValue(id)!, r.GetValue(parent)!, r.GetValue(share), s.State.AccountOf(me).Nonce).Sign(s.State.Domain, key);
+                FingerprintIO.WriteTextAtomic(outPath, request.ToJson(s.State.Domain) + "\n");
+                return new Report().Add("model", "model", r.GetValue(id)!).Add("parent", "parent", r.GetValue(parent)!).Add("shareBps", "share (bps)", r.GetValue(share))
+                    .Add("request", "request", Path.GetFullPath(outPath)).Add("next", "next", $"the owner of '{r.GetValue(parent)}' runs `oml owner cosign --request {outPath}`")
+                    .Print(r.GetValue(o.Json));
+            }
             var pk = r.GetValue(parentKeystore) is { } path
                 ? ProtocolCli.LoadKey(path, r.GetValue(parentPass) ?? r.GetValue(o.PassphraseFile), "--parent-keystore")
                 : null;
@@ -102,6 +117,31 @@ public static class OwnerCommands
                     .Add("shareBps", "share (bps)", r.GetValue(share)).Add("cosigner", "co-signed by", pk is null ? "-" : Hex.Of(pk.Address))
                     .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
             }
+        }));
+        return cmd;
+    }
+
+    public static Command Cosign()
+    {
+        var (cmd, o) = ProtocolCli.Command("cosign",
+            "Co-sign a request another account signed (a DeclareParent naming your model as the parent, from `declare-parent --request-out`) and submit it.");
+        var request = new Option<string>("--request") { Description = "The signed request file", Required = true };
+        cmd.Add(request);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            var path = r.GetValue(request)!;
+            if (!File.Exists(path)) throw new FileNotFoundException($"no request file at {path}", path);
+            var (action, domain) = SignedAction.FromJson(File.ReadAllText(path));
+            if (action.Type != Schemas.DeclareParent) throw new ProtocolException(ProtocolErrorCode.InvalidRequest, $"{path} is a {action.Type} request; only DeclareParent takes a co-signature");
+            if (action.Signatures.Count != 1) throw new ProtocolException(ProtocolErrorCode.BadSignature, $"{path} carries {action.Signatures.Count} signatures, expected the actor's only");
+            using var s = o.Open(r);
+            if (domain != s.State.Domain) throw new ProtocolException(ProtocolErrorCode.WrongDomain, $"{path} was signed for chain {domain.ChainId}, this ledger is chain {s.State.Domain.ChainId}");
+            using var key = o.Key(r);
+            var signed = action with { Signatures = [.. action.Signatures, Eip712.Sign(action.TypedData(domain), key)] };
+            var ev = s.Engine.Submit(signed);
+            var m = new Message(action.Message);
+            return new Report().Add("model", "model", m.Str("modelId")).Add("parent", "parent", m.Str("parentModelId")).Add("shareBps", "share (bps)", m.UInt("shareBps"))
+                .Add("actor", "declared by", action.Actor).Add("cosigner", "co-signed by", Hex.Of(key.Address)).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
         }));
         return cmd;
     }
