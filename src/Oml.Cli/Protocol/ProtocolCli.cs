@@ -18,7 +18,10 @@ internal sealed class ProtocolCli
 {
     public Option<string> Ledger { get; } = new("--ledger") { Description = "The protocol ledger (a SQLite file made by `oml protocol init`)", Required = true };
     public Option<string> Keystore { get; } = new("--keystore") { Description = "The acting account's keystore (made by `oml account new`)", Required = true };
-    public Option<string?> PassphraseFile { get; } = FingerprintIO.PassphraseFileOption();
+    public Option<string?> PassphraseFile { get; } = new("--passphrase-file")
+    {
+        Description = $"File whose first line is the passphrase of the keystore and of any fingerprint-set file the command reads (otherwise the {FingerprintIO.PassphraseEnv} environment variable)",
+    };
     public Option<bool> Json { get; } = new("--json") { Description = "Print one JSON object instead of aligned text" };
 
     /// <summary>A command with --ledger, --json and (when <paramref name="signs"/>) --keystore and --passphrase-file.</summary>
