@@ -19,17 +19,20 @@ cd "$work"
 export OML_PASSPHRASE="${OML_PASSPHRASE:-oml scenario passphrase}"   # every keystore and the fingerprint pool use it
 L=(--ledger ledger.db)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
 step() { printf '\n== %s\n' "$*"; }
-# Starts `oml host serve ... --url-file F` in the background and waits until it listens.
+# Starts `oml host serve ... --url-file F` in the background (not in a subshell, so that the trap knows its pid),
+# waits until it listens, and sets $url to its base URL.
 serve() {
   local name="$1"; shift
-  oml host serve --url-file "$name.url" "$@" >"$name.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 600); do [ -s "$name.url" ] && break; kill -0 "${pids[-1]}" 2>/dev/null || { cat "$name.log"; exit 1; }; sleep 0.1; done
+  dotnet "$dll" host serve --url-file "$name.url" "$@" >"$name.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 600); do [ -s "$name.url" ] && break; kill -0 "$pid" 2>/dev/null || { cat "$name.log"; exit 1; }; sleep 0.1; done
   [ -s "$name.url" ] || { echo "server $name did not start"; exit 1; }
-  cat "$name.url"
+  url="$(cat "$name.url")"
+  echo "serving $name at $url (pid $pid)"
 }
 
 step "accounts (PBKDF2 cost lowered for the demo) and a tiny base model with a 16-key fingerprint pool"
@@ -60,7 +63,8 @@ for h in hostA hostB hostC; do
 done
 
 step "host A serves with permits; a user deposits and asks three questions"
-urlA="$(serve a "${L[@]}" --keystore hostA.json --model-id tiny --model-dir copy-hostA --receipts receipts-a)"
+serve a "${L[@]}" --keystore hostA.json --model-id tiny --model-dir copy-hostA --receipts receipts-a
+urlA="$url"
 oml user deposit "${L[@]}" --keystore user.json --amount 100
 for q in " apple bread" " cloud dance" " eagle flame"; do
   oml user ask "${L[@]}" --keystore user.json --endpoint "$urlA" --query "$q" --model-id tiny --host "$(cat hostA.addr)" --fee 10
@@ -75,7 +79,8 @@ oml host withdraw "${L[@]}" --keystore hostA.json
 oml owner withdraw "${L[@]}" --keystore owner.json
 
 step "host B serves WITHOUT permits; the prover audits it with B's unrevealed keys and claims"
-urlB="$(serve b "${L[@]}" --keystore hostB.json --model-id tiny --model-dir copy-hostB --receipts receipts-b --no-permits)"
+serve b "${L[@]}" --keystore hostB.json --model-id tiny --model-dir copy-hostB --receipts receipts-b --no-permits
+urlB="$url"
 oml prover audit "${L[@]}" --endpoint "$urlB" --model-id tiny --host "$(cat hostB.addr)" --subset subset-hostB.omlfp --max-queries 3 --ticket ticket.json
 oml prover claim "${L[@]}" --keystore prover.json --ticket ticket.json --bond 100
 echo "-- B has no settled permit to show:"
@@ -87,7 +92,8 @@ oml prover settle "${L[@]}" --keystore prover.json --claim 0
 oml prover withdraw "${L[@]}" --keystore prover.json
 
 step "host C's copy leaks to an endpoint of unknown origin (a plain server); the owner traces it"
-urlX="$(serve leak --plain --model-dir copy-hostC)"
+serve leak --plain --model-dir copy-hostC
+urlX="$url"
 oml prover trace "${L[@]}" --keystore owner.json --endpoint "$urlX" --model-id tiny --pool pool.omlfp
 
 step "the protocol's state"
