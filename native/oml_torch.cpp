@@ -219,6 +219,32 @@ API int oml_manual_seed(uint64_t seed) {
   return run("manual_seed", {}, [&] { at::manual_seed(seed); });
 }
 
+// float32 matrix products: "highest" (true float32), "high" (TF32 tensor cores on Ampere and newer, as
+// torch.set_float32_matmul_precision("high")) or "medium" (bf16 passes where the backend has them). The setter has
+// existed since libtorch 1.12; it also sets cuBLAS' TF32 switch.
+API int oml_set_float32_matmul_precision(const char* precision) {
+  return run("set_float32_matmul_precision", {}, [&] {
+    std::string p = precision == nullptr ? "" : precision;
+    if (p != "highest" && p != "high" && p != "medium")
+      throw std::invalid_argument("float32 matmul precision must be highest, high or medium, not '" + p + "'");
+    at::globalContext().setFloat32MatmulPrecision(p);
+  });
+}
+
+// 0 highest, 1 high, 2 medium; -1 on failure (libtorch 2.9+ refuses to answer after a mix of its legacy and new
+// precision settings).
+API int oml_get_float32_matmul_precision() {
+  int result = -1;
+  run("get_float32_matmul_precision", {}, [&] {
+    switch (at::globalContext().float32MatmulPrecision()) {
+      case at::Float32MatmulPrecision::HIGHEST: result = 0; break;
+      case at::Float32MatmulPrecision::HIGH: result = 1; break;
+      default: result = 2; break;
+    }
+  });
+  return result;
+}
+
 API int oml_grad_enabled() { return at::GradMode::is_enabled() ? 1 : 0; }
 API void oml_set_grad_enabled(int enabled) { at::GradMode::set_enabled(enabled != 0); }
 
@@ -328,10 +354,13 @@ API void oml_string_free(char* s) { std::free(s); }
 API TH oml_from_data(const void* data, const int64_t* shape, int ndim, int dtype, int dev_type, int dev_index) {
   return wrap("from_data", {}, [&] {
     auto st = to_scalar_type(dtype);
-    auto cpu = at::empty(dims(shape, ndim), at::TensorOptions().dtype(st));
-    std::memcpy(cpu.data_ptr(), data, static_cast<size_t>(cpu.numel()) * cpu.element_size());
     auto dev = to_device(dev_type, dev_index);
-    return dev.is_cpu() ? cpu : cpu.to(dev);
+    // For a GPU, stage in pinned memory and copy asynchronously: the caller's buffer is already copied, the caching
+    // host allocator keeps the staging buffer until the copy has run, and the host does not wait for the device
+    // (a copy from pageable memory would synchronise the stream, once per training batch).
+    auto cpu = at::empty(dims(shape, ndim), at::TensorOptions().dtype(st).pinned_memory(dev.is_cuda()));
+    std::memcpy(cpu.data_ptr(), data, static_cast<size_t>(cpu.numel()) * cpu.element_size());
+    return dev.is_cpu() ? cpu : cpu.to(dev, /*non_blocking=*/dev.is_cuda());
   });
 }
 
@@ -880,6 +909,27 @@ API int oml_adamw_step(const TH* params, const TH* exp_avg, const TH* exp_avg_sq
       auto denom = (exp_avg_sq[i]->sqrt() / bc2_sqrt).add_(eps);
       p.addcdiv_(*exp_avg[i], denom, -lr / bc1);
     }
+  });
+}
+
+// As oml_clip_grad_norm, but returns the norm before clipping as a 0-d float32 tensor on the gradients' device
+// instead of reading it, so that a training step on CUDA does not wait for the device.
+API TH oml_clip_grad_norm_tensor(const TH* params, int n, double max_norm) {
+  return wrap("clip_grad_norm_tensor", {}, [&] {
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> norms;
+    std::vector<at::Tensor> grads;
+    for (int i = 0; i < n; ++i) {
+      const at::Tensor& g = params[i]->grad();
+      if (!g.defined()) continue;
+      grads.push_back(g);
+      norms.push_back(at::norm(g.to(at::kFloat), 2));
+    }
+    if (grads.empty()) return at::zeros({}, at::kFloat);
+    at::Tensor total = at::norm(at::stack(norms), 2);
+    at::Tensor coef = at::clamp_max(max_norm / (total + 1e-6), 1.0);
+    for (auto& g : grads) g.mul_(coef.to(g.device(), g.scalar_type()));
+    return total;
   });
 }
 

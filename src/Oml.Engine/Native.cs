@@ -49,6 +49,8 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static partial int oml_set_num_threads(int n);
     [LibraryImport(Lib)] internal static partial int oml_get_num_threads();
     [LibraryImport(Lib)] internal static partial int oml_manual_seed(ulong seed);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] internal static partial int oml_set_float32_matmul_precision(string precision);
+    [LibraryImport(Lib)] internal static partial int oml_get_float32_matmul_precision();
     [LibraryImport(Lib)] internal static partial int oml_grad_enabled();
     [LibraryImport(Lib)] internal static partial void oml_set_grad_enabled(int enabled);
     [LibraryImport(Lib)] internal static partial int oml_cuda_is_available();
@@ -162,6 +164,7 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static partial TensorHandle oml_multinomial(TensorHandle probs, long n, int replacement);
 
     [LibraryImport(Lib)] internal static unsafe partial int oml_adamw_step(IntPtr* parameters, IntPtr* expAvg, IntPtr* expAvgSq, long* steps, int n, double lr, double beta1, double beta2, double eps, double weightDecay);
+    [LibraryImport(Lib)] internal static unsafe partial TensorHandle oml_clip_grad_norm_tensor(IntPtr* parameters, int n, double maxNorm);
     [LibraryImport(Lib)] internal static unsafe partial int oml_clip_grad_norm(IntPtr* parameters, int n, double maxNorm, out double totalNorm);
 
     /// <summary>The shim's message for the last failure on this thread.</summary>

@@ -32,6 +32,32 @@ public static class Torch
         }
     }
 
+    /// <summary>
+    /// Precision of float32 matrix products, as torch.set_float32_matmul_precision: "highest" (true float32, the
+    /// default), "high" (TF32 tensor cores on Ampere and newer GPUs: a 10-bit mantissa in the products, float32
+    /// accumulation) or "medium". Affects CUDA only; CPU products stay float32.
+    /// </summary>
+    public static string Float32MatmulPrecision
+    {
+        get => oml_get_float32_matmul_precision() switch
+        {
+            0 => "highest",
+            1 => "high",
+            2 => "medium",
+            _ => throw new TorchException(LastError()),
+        };
+        set
+        {
+            ArgumentNullException.ThrowIfNull(value);
+            if (value is not ("highest" or "high" or "medium"))
+                throw new ArgumentException($"float32 matmul precision must be highest, high or medium, not '{value}'", nameof(value));
+            Check(oml_set_float32_matmul_precision(value));
+        }
+    }
+
+    /// <summary>Sets <see cref="Float32MatmulPrecision"/>.</summary>
+    public static void SetFloat32MatmulPrecision(string precision) => Float32MatmulPrecision = precision;
+
     /// <summary>Native tensor handles alive now (created and not yet disposed or finalized), for leak checks.</summary>
     public static long LiveTensors => oml_live_tensors();
 
@@ -198,6 +224,16 @@ public static class Torch
             Check(oml_clip_grad_norm(p, hl.Ptrs.Length, maxNorm, out var total));
             return total;
         }
+    }
+
+    /// <summary>
+    /// As <see cref="ClipGradNorm"/>, but the norm before clipping comes back as a 0-d float32 tensor on the gradients'
+    /// device instead of a number, so that a training step on CUDA does not wait for the device.
+    /// </summary>
+    public static unsafe Tensor ClipGradNormTensor(IReadOnlyList<Tensor> parameters, double maxNorm)
+    {
+        using var hl = new HandleList(parameters);
+        fixed (IntPtr* p = hl.Ptrs) return new(oml_clip_grad_norm_tensor(p, hl.Ptrs.Length, maxNorm));
     }
 
     /// <summary>CUDA queries.</summary>

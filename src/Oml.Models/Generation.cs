@@ -21,6 +21,12 @@ public sealed record GenerationOptions
     public IReadOnlyList<string> StopStrings { get; init; } = [];
     /// <summary>Id used to pad prompts on the left and finished sequences on the right. Defaults to the model's pad id, else 0.</summary>
     public int? PadTokenId { get; init; }
+    /// <summary>
+    /// Changes the next-token logits before a token is chosen: called at every step with float32 logits [batch, vocab]
+    /// (the last position of each row) and the step index (0 for the first new token); returns the logits to choose from
+    /// (e.g. with forbidden tokens set to −∞). Tensors it creates are disposed after the step.
+    /// </summary>
+    public Func<Tensor, int, Tensor>? LogitsProcessor { get; init; }
 
     public void Validate()
     {
@@ -95,6 +101,7 @@ public static class Generator
                 {
                     var logits = model.Forward(input!, maskT, positions, cache);
                     var last = logits.Select(1, logits.Size(1) - 1).To(DType.Float32);
+                    if (options.LogitsProcessor is { } processor) last = processor(last, step);
                     next = Choose(last, options).ToArray<long>().Select(x => (int)x).ToArray();
                 }
                 input!.Dispose();

@@ -42,6 +42,44 @@ public class GenerationTests
     }
 
     [Fact]
+    public void A_logits_processor_sees_each_step_and_changes_the_choice()
+    {
+        using var model = Model();
+        var plain = new GenerationOptions { MaxNewTokens = 5, EosTokenIds = [] };
+        var greedy = Generator.Generate(model, [PromptA, PromptB], plain);
+        // The runner-up at the first step, by a forward pass of its own.
+        int[] second;
+        using (Torch.NoGrad())
+        using (Torch.NewScope())
+        {
+            second = new[] { PromptA, PromptB }.Select(p =>
+            {
+                var logits = model.Forward(Torch.FromArray<long>(p.Select(x => (long)x).ToArray(), [1, p.Length], model.Device));
+                return (int)logits.Select(1, p.Length - 1).To(DType.Float32).TopK(2, -1).Indices.ToArray<long>()[1];
+            }).ToArray();
+        }
+        var steps = new List<(int Step, long Rows, long Vocab)>();
+        var forbidFirst = plain with
+        {
+            LogitsProcessor = (logits, step) =>
+            {
+                steps.Add((step, logits.Size(0), logits.Size(1)));
+                if (step > 0) return logits;
+                var top = logits.ArgMax(-1, keepDim: true);
+                return logits.Scatter(-1, top, double.NegativeInfinity);
+            },
+        };
+        var changed = Generator.Generate(model, [PromptA, PromptB], forbidFirst);
+        Assert.Equal([0, 1, 2, 3, 4], steps.Select(s => s.Step));
+        Assert.All(steps, s => Assert.Equal((2L, (long)model.Config.VocabSize), (s.Rows, s.Vocab)));
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.NotEqual(greedy.Sequences[i].OutputIds[0], changed.Sequences[i].OutputIds[0]);
+            Assert.Equal(second[i], changed.Sequences[i].OutputIds[0]);
+        }
+    }
+
+    [Fact]
     public void Sampling_filters_keep_only_the_allowed_tokens()
     {
         using var scope = Torch.NewScope();

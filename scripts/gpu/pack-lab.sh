@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Packs what a lab run on the GPU machine needs into artifacts/gpu/ (see scripts/gpu/lab.sh):
+#   oml-lab.tar.xz   a self-contained linux-x64 `oml`, trimmed (framework assemblies only: TrimMode=partial), ~9 MB;
+#   lab-data.tar.xz  the lab corpus (train/held-out), instruction data and tokenizer (scripts/lab/build-corpus.sh,
+#                    `oml data instructions`, `oml tokenizer train`).
+# A device call carries at most 64 MiB in; the untrimmed publish alone is 26 MB compressed, which would leave no
+# room for the reference model's 44 MB of bf16 weights. Trimming warnings are suppressed for this publish only:
+# TrimMode=partial leaves our own assemblies (reflection over YAML configs, JSON) untouched.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+out=artifacts/gpu
+rm -rf "$out/lab-app" && mkdir -p "$out/lab-app"
+dotnet publish src/Oml.Cli -c Release -r linux-x64 --self-contained -p:PublishTrimmed=true -p:TrimMode=partial \
+  -p:SuppressTrimAnalysisWarnings=true -p:TreatWarningsAsErrors=false -o "$out/lab-app" -nologo -v quiet -clp:ErrorsOnly
+rm -f "$out/lab-app/liboml_torch.so" "$out/lab-app"/*.pdb "$out/lab-app/createdump"
+tar -C "$out" -cf - lab-app | xz -T0 -6 > "$out/oml-lab.tar.xz.tmp" && mv -f "$out/oml-lab.tar.xz.tmp" "$out/oml-lab.tar.xz"
+if [ "${1:-}" != "--app-only" ]; then
+  lab=artifacts/lab
+  for f in "$lab/corpus/train.txt" "$lab/corpus/heldout.txt" "$lab/tokenizer/tokenizer.json" "$lab/instructions/instructions-train.json"; do
+    [ -f "$f" ] || { echo "pack-lab: $f is missing (scripts/lab/build-corpus.sh, oml data instructions, oml tokenizer train)" >&2; exit 1; }
+  done
+  tar -C . -cf - "$lab/corpus/train.txt" "$lab/corpus/heldout.txt" "$lab/corpus/manifest.json" "$lab/tokenizer" "$lab/instructions" \
+    | xz -T0 -6 > "$out/lab-data.tar.xz.tmp" && mv -f "$out/lab-data.tar.xz.tmp" "$out/lab-data.tar.xz"
+fi
+du -h "$out"/oml-lab.tar.xz "$out"/lab-data.tar.xz 2>/dev/null

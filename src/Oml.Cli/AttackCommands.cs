@@ -1,0 +1,395 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Oml.Engine;
+using Oml.Fingerprinting.Embedding;
+using Oml.Fingerprinting.Verification;
+using Oml.Lab.Attacks;
+using Oml.Models;
+using Oml.Models.ChatTemplates;
+using Oml.Models.Data;
+using Oml.Models.Tokenizers;
+using Oml.Models.Training;
+
+namespace Oml.Cli;
+
+/// <summary>
+/// <c>oml attack merge|quantize|prune|sft|distill</c> write an attacked model folder; <c>oml attack probe</c> verifies a
+/// model served through a decoding-time attack (a responder spec) and prints hits/queried and the verdict.
+/// </summary>
+public static class AttackCommands
+{
+    public static Command Create() => new("attack", "Attack a fingerprinted model (the evaluation lab's attacks; see docs/attacks.md).")
+    {
+        Merge(), Quantize(), Prune(), Sft(), Distill(), Probe(),
+    };
+
+    private static Option<string> ModelOption(string description = "The fingerprinted model folder") => new("--model") { Description = description, Required = true };
+
+    private static Option<string> OutOption() => new("--out") { Description = "Folder to write the attacked model to (created if needed)", Required = true };
+
+    private static IProgress<string> Progress() => new InlineProgress<string>(s => Console.Error.WriteLine(s));
+
+    /// <summary>Refuses to write over an input folder (the attacked model would replace the evidence).</summary>
+    private static void CheckOut(string outDir, params string?[] inputs)
+    {
+        var full = Path.GetFullPath(outDir).TrimEnd(Path.DirectorySeparatorChar);
+        foreach (var i in inputs)
+            if (i is not null && string.Equals(Path.GetFullPath(i).TrimEnd(Path.DirectorySeparatorChar), full, StringComparison.Ordinal))
+                throw new ArgumentException($"--out {outDir} is an input folder; write the attacked model somewhere else");
+    }
+
+    private static void Save(CausalLM attacked, string outDir, string sourceDir)
+    {
+        ModelFolder.Save(attacked, outDir, sourceDir);
+        Console.Error.WriteLine($"wrote {outDir}");
+    }
+
+    private static Command Merge()
+    {
+        var model = ModelOption("The fingerprinted model folder (θ_A, or one of the task-vector models)");
+        var with = new Option<string[]>("--with") { Description = "Sibling model folder(s) of the same shape (repeat the option for several)", Required = true, AllowMultipleArgumentsPerToken = true };
+        var method = new Option<string>("--method") { Description = "linear, slerp, task-arithmetic or ties", DefaultValueFactory = _ => "linear" };
+        var baseModel = new Option<string?>("--base") { Description = "The common base model (task-arithmetic and ties)" };
+        var weight = new Option<double>("--weight") { Description = "linear/slerp: the sibling's share a in [0, 1]", DefaultValueFactory = _ => 0.5 };
+        var weights = new Option<string?>("--weights") { Description = "task-arithmetic/ties: comma-separated w_k for the model then each sibling (default all 1)" };
+        var density = new Option<double>("--density") { Description = "ties: fraction of each task vector kept", DefaultValueFactory = _ => 0.5 };
+        var lambda = new Option<double>("--lambda") { Description = "task-arithmetic/ties: scale of the merged task vector", DefaultValueFactory = _ => 1.0 };
+        var output = OutOption();
+        var device = Cli.DeviceOption();
+        var cmd = new Command("merge", "Merge the model with sibling models of the same shape (linear, SLERP, task arithmetic, TIES).")
+        {
+            model, with, method, baseModel, weight, weights, density, lambda, output, device,
+        };
+        cmd.SetAction(r =>
+        {
+            var m = r.GetValue(method)!.ToLowerInvariant() switch
+            {
+                "linear" => MergeMethod.Linear,
+                "slerp" => MergeMethod.Slerp,
+                "task-arithmetic" or "task_arithmetic" => MergeMethod.TaskArithmetic,
+                "ties" => MergeMethod.Ties,
+                var other => throw new ArgumentException($"--method: unknown merge method '{other}' (linear, slerp, task-arithmetic, ties)"),
+            };
+            string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
+            var others = r.GetValue(with) ?? [];
+            string? baseDir = r.GetValue(baseModel);
+            CheckOut(outDir, [dir, baseDir, .. others]);
+            if (m is MergeMethod.Linear or MergeMethod.Slerp && baseDir is not null) throw new ArgumentException($"--base is for task-arithmetic and ties, not {r.GetValue(method)}");
+            double[]? w = r.GetValue(weights) is { } ws ? ParseList(ws, "--weights") : null;
+            var dev = Cli.ParseDevice(r.GetValue(device)!);
+            var loaded = new List<CausalLM>();
+            try
+            {
+                var lm = Load(dir, dev, loaded);
+                var siblings = others.Select(o => Load(o, dev, loaded)).ToList();
+                var b = baseDir is null ? null : Load(baseDir, dev, loaded);
+                var attack = new MergeAttack(m, siblings, b, r.GetValue(weight), w, r.GetValue(density), r.GetValue(lambda));
+                using var merged = attack.Apply(lm, Progress());
+                Save(merged, outDir, dir);
+            }
+            finally
+            {
+                foreach (var l in loaded) l.Dispose();
+            }
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    private static CausalLM Load(string dir, Device dev, List<CausalLM> loaded)
+    {
+        var m = ModelFolder.Load(dir, dev);
+        loaded.Add(m);
+        return m;
+    }
+
+    private static double[] ParseList(string s, string option) => s.Split(',').Select(x =>
+        double.TryParse(x.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && double.IsFinite(v) ? v
+            : throw new ArgumentException($"{option}: '{x}' is not a number")).ToArray();
+
+    private static TensorKinds Kinds(bool embeddings, bool norms) =>
+        TensorKinds.Linear | (embeddings ? TensorKinds.Embeddings : 0) | (norms ? TensorKinds.Other : 0);
+
+    private static Command Quantize()
+    {
+        var model = ModelOption();
+        var bits = new Option<int>("--bits") { Description = "8 (symmetric absmax) or 4 (asymmetric min/max with a zero point)", DefaultValueFactory = _ => 8 };
+        var symmetric = new Option<bool>("--symmetric") { Description = "4 bits: symmetric absmax instead of asymmetric" };
+        var group = new Option<int>("--group-size") { Description = "Elements per quantization group along the input dimension", DefaultValueFactory = _ => 64 };
+        var embeddings = new Option<bool>("--include-embeddings") { Description = "Also quantize the token embeddings (and an untied LM head)" };
+        var norms = new Option<bool>("--include-norms") { Description = "Also quantize norm weights and biases" };
+        var output = OutOption();
+        var device = Cli.DeviceOption();
+        var cmd = new Command("quantize", "Quantize the weights group-wise to int8/int4 and back (the values a weight-only quantized deployment computes with).")
+        {
+            model, bits, symmetric, group, embeddings, norms, output, device,
+        };
+        cmd.SetAction(r =>
+        {
+            var scheme = (r.GetValue(bits), r.GetValue(symmetric)) switch
+            {
+                (8, _) => QuantizationScheme.Int8Symmetric,
+                (4, false) => QuantizationScheme.Int4Asymmetric,
+                (4, true) => QuantizationScheme.Int4Symmetric,
+                var (b, _) => throw new ArgumentException($"--bits must be 8 or 4, not {b}"),
+            };
+            string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
+            CheckOut(outDir, dir);
+            var attack = new QuantizeAttack(scheme, r.GetValue(group), Kinds(r.GetValue(embeddings), r.GetValue(norms)));
+            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
+            using var q = attack.Apply(lm, Progress());
+            Save(q, outDir, dir);
+            var worst = attack.Errors.MaxBy(e => e.MeanSquaredError);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{attack.Name}: {attack.Errors.Count} tensors, mean MSE {attack.Errors.Average(e => e.MeanSquaredError):E3}, worst {worst?.Name} ({worst?.MeanSquaredError:E3})"));
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    private static Command Prune()
+    {
+        var model = ModelOption();
+        var fraction = new Option<double>("--fraction") { Description = $"Fraction of the weights to zero, in [0, {PruneAttack.MaxFraction}]", Required = true };
+        var global = new Option<bool>("--global") { Description = "One magnitude threshold over all pruned tensors (default: per matrix)" };
+        var embeddings = new Option<bool>("--include-embeddings") { Description = "Also prune the token embeddings (and an untied LM head)" };
+        var output = OutOption();
+        var device = Cli.DeviceOption();
+        var cmd = new Command("prune", "Unstructured magnitude pruning of the linear weights.") { model, fraction, global, embeddings, output, device };
+        cmd.SetAction(r =>
+        {
+            string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
+            CheckOut(outDir, dir);
+            var attack = new PruneAttack(r.GetValue(fraction), r.GetValue(global), Kinds(r.GetValue(embeddings), false));
+            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
+            using var p = attack.Apply(lm, Progress());
+            Save(p, outDir, dir);
+            Console.WriteLine($"{attack.Name}: done");
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    /// <summary>The training options sft and distill share.</summary>
+    private sealed class TrainingOptionSet
+    {
+        public readonly Option<double> Epochs = new("--epochs") { Description = "Passes over the data", DefaultValueFactory = _ => 1.0 };
+        public readonly Option<double> Lr = new("--lr") { Description = "Peak learning rate (AdamW, warm-up and cosine decay)", DefaultValueFactory = _ => 1e-4 };
+        public readonly Option<int?> Samples = new("--samples") { Description = "Use only the first N examples (default: all)" };
+        public readonly Option<int?> LoraRank = new("--lora-rank") { Description = "Train LoRA adapters of this rank (merged on save) instead of all weights" };
+        public readonly Option<double?> LoraAlpha = new("--lora-alpha") { Description = "LoRA α (default 2 × rank)" };
+        public readonly Option<int> Batch = new("--batch") { Description = "Rows per step", DefaultValueFactory = _ => 8 };
+        public readonly Option<int> MaxLength = new("--max-length") { Description = "Most tokens of prompt + response per row", DefaultValueFactory = _ => 256 };
+        public readonly Option<bool> ChatTemplate = new("--chat-template") { Description = "Render the examples in the model's chat template (default: the raw ### Instruction/### Response form)" };
+        public readonly Option<ulong> Seed = new("--seed") { Description = "Seed of the data order, LoRA and a fresh student", DefaultValueFactory = _ => 0UL };
+
+        public void AddTo(Command c)
+        {
+            foreach (var o in new Option[] { Epochs, Lr, Samples, LoraRank, LoraAlpha, Batch, MaxLength, ChatTemplate, Seed }) c.Options.Add(o);
+        }
+
+        public AttackTraining Read(ParseResult r) => new()
+        {
+            Epochs = r.GetValue(Epochs),
+            LearningRate = r.GetValue(Lr),
+            Samples = r.GetValue(Samples),
+            LoraRank = r.GetValue(LoraRank),
+            LoraAlpha = r.GetValue(LoraAlpha),
+            Batch = r.GetValue(Batch),
+            MaxLength = r.GetValue(MaxLength),
+            Seed = r.GetValue(Seed),
+        };
+
+        /// <summary>The model folder's tokenizer, and its chat template when --chat-template is given.</summary>
+        public (Tokenizer Tok, ChatTemplate? Template) Tokenizer(ParseResult r, string dir)
+        {
+            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new ArgumentException($"{dir} has no tokenizer.json: the instruction data must be tokenized with the model's tokenizer");
+            var tok = Oml.Models.Tokenizers.Tokenizer.FromFolder(dir);
+            return (tok, r.GetValue(ChatTemplate) ? LoadTemplate(dir) : null);
+        }
+    }
+
+    private static ChatTemplate LoadTemplate(string dir)
+    {
+        try { return Oml.Models.ChatTemplates.ChatTemplate.FromTokenizerConfig(dir); }
+        catch (Exception e) when (e is IOException or ChatTemplateException or System.Text.Json.JsonException or InvalidDataException)
+        {
+            throw new ArgumentException($"{dir} has no usable chat template ({e.Message})");
+        }
+    }
+
+    private static Command Sft()
+    {
+        var model = ModelOption();
+        var data = new Option<string>("--data") { Description = "Instruction data: JSON or JSONL in Alpaca, ShareGPT or messages form", Required = true };
+        var output = OutOption();
+        var device = Cli.DeviceOption();
+        var t = new TrainingOptionSet();
+        var cmd = new Command("sft", "Fine-tune the model on instruction data (full or LoRA; loss on the responses only).") { model, data, output, device };
+        t.AddTo(cmd);
+        cmd.SetAction(r =>
+        {
+            string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
+            CheckOut(outDir, dir);
+            var training = t.Read(r);
+            var (tok, template) = t.Tokenizer(r, dir);
+            var conversations = InstructionData.Load(r.GetValue(data)!);
+            var attack = new SftAttack(SftAttack.ExamplesFrom(training.Samples is { } n ? conversations.Take(n) : conversations, tok, template), training);
+            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
+            using var tuned = attack.Apply(lm, Progress());
+            Save(tuned, outDir, dir);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{attack.Name}: final loss {attack.LastLoss:F4}"));
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    private static Command Distill()
+    {
+        var model = ModelOption("The teacher: the fingerprinted model folder (its tokenizer is the student's)");
+        var prompts = new Option<string>("--prompts") { Description = "Instruction data whose prompts the teacher answers (their responses are not used)", Required = true };
+        var student = new Option<string?>("--student") { Description = "Start the student from this model folder (e.g. the base model)" };
+        var freshHidden = new Option<int?>("--fresh-hidden") { Description = "Start from a fresh random Llama student of this hidden size instead" };
+        var freshLayers = new Option<int>("--fresh-layers") { Description = "Layers of a fresh student", DefaultValueFactory = _ => 4 };
+        var freshHeads = new Option<int>("--fresh-heads") { Description = "Attention heads of a fresh student", DefaultValueFactory = _ => 4 };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Length of the teacher's answers", DefaultValueFactory = _ => 64 };
+        var temperature = new Option<double?>("--temperature") { Description = "Sample the teacher's answers at this temperature (default greedy)" };
+        var output = OutOption();
+        var device = Cli.DeviceOption();
+        var t = new TrainingOptionSet();
+        var cmd = new Command("distill", "Sequence-level distillation: train a student on the model's answers to ordinary prompts.")
+        {
+            model, prompts, student, freshHidden, freshLayers, freshHeads, maxNew, temperature, output, device,
+        };
+        t.AddTo(cmd);
+        cmd.SetAction(r =>
+        {
+            string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
+            string? studentDir = r.GetValue(student);
+            int? hidden = r.GetValue(freshHidden);
+            if ((studentDir is null) == (hidden is null)) throw new ArgumentException("give exactly one of --student DIR and --fresh-hidden H");
+            CheckOut(outDir, dir, studentDir);
+            var training = t.Read(r);
+            var (tok, template) = t.Tokenizer(r, dir);
+            var conversations = InstructionData.Load(r.GetValue(prompts)!);
+            var promptIds = conversations.Select(c => InstructionData.Tokenize(c, tok, template).Prompt).ToList();
+            var dev = Cli.ParseDevice(r.GetValue(device)!);
+            using var teacher = ModelFolder.Load(dir, dev);
+            ModelConfig? fresh = null;
+            if (hidden is { } h)
+            {
+                int heads = r.GetValue(freshHeads), layers = r.GetValue(freshLayers);
+                if (h < 8 || heads < 1 || h % heads != 0 || (h / heads) % 2 != 0) throw new ArgumentException($"--fresh-hidden {h} must be a multiple of --fresh-heads {heads} with an even head size");
+                if (layers < 1) throw new ArgumentException("--fresh-layers must be at least 1");
+                int intermediate = (h * 8 / 3 + 63) / 64 * 64;
+                var c = teacher.Config;
+                fresh = new LlamaShape(c.VocabSize, h, layers, heads, heads, intermediate, Math.Min(c.MaxPositionEmbeddings, 4096), TieEmbeddings: true)
+                    .ToConfig(c.BosTokenId, c.EosTokenIds.Count > 0 ? c.EosTokenIds[0] : null, c.PadTokenId);
+            }
+            using var studentModel = studentDir is null ? null : ModelFolder.Load(studentDir, dev);
+            var decoding = new GenerationOptions { Temperature = r.GetValue(temperature), Seed = r.GetValue(temperature) is null ? null : r.GetValue(t.Seed) };
+            var attack = new DistillationAttack(promptIds, studentModel, fresh, r.GetValue(maxNew), decoding, training);
+            using var trained = attack.Apply(teacher, Progress());
+            Save(trained, outDir, dir);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{attack.Name}: {attack.Transcript.Count} teacher answers, final loss {attack.LastLoss:F4}"));
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    private static Command Probe()
+    {
+        var model = ModelOption("The (attacked) model folder the host serves; its tokenizer.json builds the queries");
+        var fingerprints = new Option<string>("--fingerprints") { Description = "The fingerprint-set file", Required = true };
+        var responder = new Option<string>("--responder") { Description = "How the host answers: a responder spec (greedy, sample:t=0.7,top_p=0.9, suppress:k=1,m=3,threshold=0.5, filter:ppl=..., system:\"...\", chat, coalition:majority:M1,M2,M3; join parts with '+')", DefaultValueFactory = _ => "greedy" };
+        var count = new Option<int?>("--count") { Description = "Query the first M unrevealed fingerprints (default: all unrevealed)" };
+        var alpha = new Option<double>("--alpha") { Description = "False-positive rate of the verdict", DefaultValueFactory = _ => VerdictRule.DefaultAlpha };
+        var calibration = new Option<string?>("--calibration") { Description = "Ordinary text, one prompt per line, for filter:q=QUANTILE" };
+        var json = new Option<bool>("--json") { Description = "Print the verification report as JSON, with \"responder\"" };
+        var passphraseFile = FingerprintIO.PassphraseFileOption();
+        var device = Cli.DeviceOption();
+        var cmd = new Command("probe", "Verify a model as a host serving it through a decoding-time attack would answer: prints hits/queried and the verdict.")
+        {
+            model, fingerprints, responder, count, alpha, calibration, json, passphraseFile, device,
+        };
+        cmd.SetAction(r =>
+        {
+            var spec = ResponderSpec.Parse(r.GetValue(responder)!);
+            string dir = r.GetValue(model)!;
+            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new ArgumentException($"{dir} has no tokenizer.json: probing needs the model's tokenizer");
+            double a = r.GetValue(alpha);
+            if (!(a > 0 && a < 1)) throw new ArgumentException("--alpha must be in (0, 1)");
+            var rule = new VerdictRule { Alpha = a };
+            var set = FingerprintIO.ReadSet(r.GetValue(fingerprints)!, r.GetValue(passphraseFile));
+            var unrevealed = set.Unrevealed();
+            if (unrevealed.Count == 0) throw new ArgumentException("every fingerprint of the set has been revealed: there are no secret keys left to query");
+            int m = r.GetValue(count) ?? unrevealed.Count;
+            if (m < 1 || m > unrevealed.Count) throw new ArgumentException($"--count must be in [1, {unrevealed.Count}]");
+            var chosen = unrevealed.Take(m).ToList();
+            var tok = Tokenizer.FromFolder(dir);
+            var dev = Cli.ParseDevice(r.GetValue(device)!);
+            IReadOnlyList<int[]>? calib = null;
+            if (r.GetValue(calibration) is { } cf)
+            {
+                if (!File.Exists(cf)) throw new ArgumentException($"--calibration: no file at {cf}");
+                calib = File.ReadAllLines(cf).Where(l => l.Trim().Length > 0).Select(l => tok.Encode(l, addSpecialTokens: true)).Where(x => x.Length > 1).ToList();
+                if (calib.Count == 0) throw new ArgumentException($"--calibration: {cf} holds no usable lines");
+            }
+            using var lm = ModelFolder.Load(dir, dev);
+            ChatTemplate? template = null;
+            if (spec.Chat)
+            {
+                try { template = ChatTemplate.FromTokenizerConfig(dir); }
+                catch (Exception e) when (e is IOException or ChatTemplateException or System.Text.Json.JsonException or InvalidDataException)
+                {
+                    throw new ArgumentException($"--responder uses 'chat' but {dir} has no usable chat template ({e.Message})");
+                }
+            }
+            var context = new ResponderContext
+            {
+                Model = lm,
+                Tokenizer = tok,
+                ChatTemplate = template,
+                LoadModel = d => ModelFolder.Load(d, dev),
+                CalibrationPrompts = calib,
+            };
+            using var host = spec.Build(context);
+            var queries = chosen.Select(f => KeyFormat.Raw.Encode(tok, f)).ToList();
+            for (int i = 0; i < chosen.Count; i++)
+                foreach (var id in queries[i])
+                    if (id >= lm.Config.VocabSize) throw new ArgumentException($"fingerprint {chosen[i].Index}: token id {id} is outside the model's vocabulary of {lm.Config.VocabSize}");
+            int maxLen = chosen.Max(f => f.Responses.Max(x => x.TokenIds.Count));
+            Console.Error.WriteLine($"probing {dir} through {host.Name} with {chosen.Count} keys ...");
+            var answers = host.Respond(queries, maxLen);
+            var rows = chosen.Select((f, i) => new KeyResult(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(), tok.Decode(answers[i]),
+                answers[i].Length > 0 && ResponseMatcher.IsTokenMatchAny(f.Responses.Select(x => x.TokenIds.ToArray()), answers[i]),
+                VerifyCommand.NullProbability(f, rule, 1, 1))).ToList();
+            var report = VerificationReport.Create(rule, rows);
+            if (FindFilter(host.Inner) is { } filter) Console.Error.WriteLine($"the perplexity filter refused {filter.Refused} of {chosen.Count} keys");
+            if (r.GetValue(json))
+            {
+                var node = JsonNode.Parse(report.ToJson())!.AsObject();
+                node["responder"] = host.Name;
+                Console.WriteLine(node.ToJsonString());
+            }
+            else
+            {
+                Console.WriteLine($"responder: {host.Name}");
+                Console.WriteLine($"hits: {report.Hits}/{report.Queried}");
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"verdict: {Verdict(report.Verdict)} (p = {report.PValue:E2}; {report.Reason})"));
+            }
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    private static PerplexityFilterResponder? FindFilter(IResponder r) => r as PerplexityFilterResponder;
+
+    private static string Verdict(Verdict v) => v switch
+    {
+        Oml.Fingerprinting.Verification.Verdict.Owned => "owned",
+        Oml.Fingerprinting.Verification.Verdict.NotOwned => "not-owned",
+        _ => "inconclusive",
+    };
+}

@@ -1,0 +1,69 @@
+using System.CommandLine;
+using Oml.Lab.Experiments;
+using Oml.Lab.Reports;
+
+namespace Oml.Cli;
+
+/// <summary><c>oml lab run CONFIG --out DIR</c> and <c>oml lab report DIR</c>: the evaluation lab's experiments and reports.</summary>
+public static class LabCommand
+{
+    public static Command Create()
+    {
+        var config = new Argument<string>("config") { Description = "Experiment config (YAML; see lab/experiments and docs/lab-experiments.md)" };
+        var output = new Option<string?>("--out") { Description = "Output folder for cell results, models, report.md and charts (default: the config's 'output')" };
+        var device = new Option<string?>("--device") { Description = "Override the config's device (cpu, cuda, cuda:N)" };
+        var quiet = new Option<bool>("--quiet") { Description = "No progress bar" };
+        var run = new Command("run", "Run an experiment (skipping cells already saved in the output folder) and write its report.") { config, output, device, quiet };
+        run.SetAction(r => Run(r.GetValue(config)!, r.GetValue(output), r.GetValue(device), r.GetValue(quiet)));
+
+        var dir = new Argument<string>("dir") { Description = "Output folder of an earlier 'oml lab run'" };
+        var report = new Command("report", "Re-render report.md and its charts from saved cell results, without rerunning anything.") { dir };
+        report.SetAction(r => Report(r.GetValue(dir)!));
+
+        return new Command("lab", "The evaluation lab: config-driven experiments on fingerprint capacity, persistence, false positives and adaptive attacks.") { run, report };
+    }
+
+    public static int Run(string configPath, string? outDir, string? device, bool quiet)
+    {
+        try
+        {
+            var config = LabConfig.Load(configPath);
+            if (device is not null)
+            {
+                Cli.ParseDevice(device);
+                config.Device = device;
+            }
+            else Cli.ParseDevice(config.Device);
+            var dir = outDir ?? (config.Output is { } o ? config.Resolve(o) : throw new ArgumentException("no output folder: give --out or set 'output' in the config"));
+            var env = new LabEnvironment(config, dir, log: quiet ? null : Console.Error);
+            var summary = new ExperimentRunner(env).Run(quiet ? null : Console.Error);
+            var path = ReportWriter.Write(env.OutDir);
+            Console.WriteLine($"{summary.Computed} cells computed, {summary.Reused} loaded from an earlier run, in {summary.Seconds:F1} s; report: {path}");
+            return Cli.Ok;
+        }
+        catch (LabConfigException e)
+        {
+            Console.Error.WriteLine($"oml: error: {e.Message}");
+            return Cli.Usage;
+        }
+        catch (Exception e) when (e is FormatException or InvalidOperationException or FileNotFoundException or DirectoryNotFoundException)
+        {
+            Console.Error.WriteLine($"oml: error: {e.Message}");
+            return Cli.Failure;
+        }
+    }
+
+    public static int Report(string dir)
+    {
+        try
+        {
+            Console.WriteLine(ReportWriter.Write(dir));
+            return Cli.Ok;
+        }
+        catch (Exception e) when (e is FileNotFoundException or InvalidDataException)
+        {
+            Console.Error.WriteLine($"oml: error: {e.Message}");
+            return Cli.Failure;
+        }
+    }
+}

@@ -1,0 +1,301 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Oml.Engine;
+using Oml.Models;
+using Oml.Models.IO;
+using Oml.Models.Tokenizers;
+using Oml.Models.Training;
+
+namespace Oml.Cli;
+
+/// <summary>
+/// <c>oml train</c>: pretrain a Llama-architecture model from scratch, or fine-tune one (fully, a subset, or LoRA), from
+/// a YAML recipe and/or flags (flags override the recipe), and save a standard model folder.
+/// </summary>
+public static class TrainCommand
+{
+    private static readonly JsonSerializerOptions Compact = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public const string ManifestFile = "oml-training.json";
+
+    public static Command Create()
+    {
+        var config = new Option<string?>("--config") { Description = "A YAML recipe whose keys are these flags without dashes (lab/recipes/*.yaml); flags override it" };
+        var mode = new Option<string?>("--mode") { Description = "pretrain (next-token loss on all text; default) or sft (loss on responses only: JSONL {prompt, response}, or Alpaca/ShareGPT/messages JSON or JSONL)" };
+        var data = new Option<string[]?>("--data") { Description = "Training data: text files (documents separated by blank lines) or .jsonl with a \"text\" field per line; for sft, prompt/response JSONL or instruction data", AllowMultipleArgumentsPerToken = true };
+        var dataSlice = new Option<string?>("--data-slice") { Description = "i/n: train on the i-th (0-based) of n equal contiguous slices of the tokenized data" };
+        var sampling = new Option<string?>("--sampling") { Description = "Pretraining windows: random (default) or epochs (non-overlapping windows, reshuffled every epoch)" };
+        var chatTemplate = new Option<bool>("--chat-template") { Description = "sft: render instruction data (Alpaca, ShareGPT, messages) with the tokenizer's chat template instead of the raw ### Instruction / ### Response layout" };
+        var evalData = new Option<string?>("--eval-data") { Description = "Held-out data (same format) for loss and perplexity" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "Folder with tokenizer.json (default: the --init folder)" };
+        var init = new Option<string?>("--init") { Description = "Fine-tune this model folder (without it: a new model of the shape given)" };
+        var hidden = new Option<int?>("--hidden") { Description = "New model: hidden size (default 256)" };
+        var layers = new Option<int?>("--layers") { Description = "New model: decoder layers (default 4)" };
+        var heads = new Option<int?>("--heads") { Description = "New model: attention heads (default 4)" };
+        var kvHeads = new Option<int?>("--kv-heads") { Description = "New model: key/value heads (default: --heads)" };
+        var intermediate = new Option<int?>("--intermediate") { Description = "New model: MLP size (default 8/3 × hidden, rounded up to 64)" };
+        var context = new Option<int?>("--context") { Description = "Tokens per training row (default 256; a new model's max_position_embeddings)" };
+        var steps = new Option<long?>("--steps") { Description = "Optimizer steps" };
+        var epochs = new Option<double?>("--epochs") { Description = "Passes over the data (when --steps is not given)" };
+        var batch = new Option<int?>("--batch") { Description = "Rows per micro-batch (default 16)" };
+        var gradAccum = new Option<int?>("--grad-accum") { Description = "Micro-batches per optimizer step (default 1)" };
+        var lr = new Option<double?>("--lr") { Description = "Peak learning rate (default 3e-4)" };
+        var minLr = new Option<double?>("--min-lr") { Description = "Learning rate at the end of the cosine decay (default lr/10)" };
+        var warmup = new Option<long?>("--warmup") { Description = "Linear warm-up steps (default 5% of the steps)" };
+        var weightDecay = new Option<double?>("--weight-decay") { Description = "AdamW weight decay, not on norms, biases or embeddings (default 0.1)" };
+        var train = new Option<string?>("--train") { Description = "Which weights train: all (default), mlp, attention, embeddings, layers:0,1" };
+        var lora = new Option<int?>("--lora") { Description = "Train LoRA adapters of this rank on attention and MLP weights instead (merged on save)" };
+        var loraAlpha = new Option<double?>("--lora-alpha") { Description = "LoRA α (update α/r·B·A; default 2 × rank)" };
+        var seed = new Option<ulong?>("--seed") { Description = "Seed of the initial weights, the data order and LoRA (default 0)" };
+        var device = new Option<string?>("--device") { Description = "cpu (default), cuda or cuda:N" };
+        var dtype = new Option<string?>("--dtype") { Description = "float32 (default; TF32 products on CUDA) or bfloat16 (float32 master weights)" };
+        var logEvery = new Option<int?>("--log-every") { Description = "Steps between progress lines (default 10)" };
+        var evalEvery = new Option<int?>("--eval-every") { Description = "Steps between held-out evaluations (default: only at the end)" };
+        var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Checkpoint folder; a run started again with the same folder and settings resumes" };
+        var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Steps between checkpoints (default: only at the end)" };
+        var output = new Option<string?>("--out") { Description = "Folder to save the trained model to" };
+        var log = new Option<string?>("--log") { Description = "Append one JSON object per report to this file (JSON lines)" };
+        var maxShardMb = new Option<double?>("--max-shard-mb") { Description = "Shard the weights into files of at most this many MB (10^6 bytes), with model.safetensors.index.json" };
+        var saveDtype = new Option<string?>("--save-dtype") { Description = "dtype of the saved weights: float32 or bfloat16 (default: the training dtype)" };
+        var cmd = new Command("train", "Pretrain a Llama-architecture model from scratch or fine-tune one (full, subset or LoRA), from a YAML recipe and/or flags.")
+        {
+            config, mode, data, dataSlice, sampling, evalData, chatTemplate, tokenizer, init, hidden, layers, heads, kvHeads, intermediate, context, steps, epochs,
+            batch, gradAccum, lr, minLr, warmup, weightDecay, train, lora, loraAlpha, seed, device, dtype, logEvery, evalEvery, checkpointDir,
+            checkpointEvery, output, log, maxShardMb, saveDtype,
+        };
+        cmd.SetAction(r =>
+        {
+            var flags = new TrainingRecipe
+            {
+                Mode = Check(r.GetValue(mode), "--mode", "pretrain", "sft"), Data = r.GetValue(data) is { Length: > 0 } d ? d : null,
+                DataSlice = r.GetValue(dataSlice), Sampling = Check(r.GetValue(sampling), "--sampling", "random", "epochs"), EvalData = r.GetValue(evalData),
+                ChatTemplate = r.GetValue(chatTemplate) ? true : null,
+                Tokenizer = r.GetValue(tokenizer), Init = r.GetValue(init), Hidden = r.GetValue(hidden), Layers = r.GetValue(layers), Heads = r.GetValue(heads),
+                KvHeads = r.GetValue(kvHeads), Intermediate = r.GetValue(intermediate), Context = r.GetValue(context), Steps = r.GetValue(steps),
+                Epochs = r.GetValue(epochs), Batch = r.GetValue(batch), GradAccum = r.GetValue(gradAccum), Lr = r.GetValue(lr), MinLr = r.GetValue(minLr),
+                Warmup = r.GetValue(warmup), WeightDecay = r.GetValue(weightDecay), Train = r.GetValue(train), Lora = r.GetValue(lora),
+                LoraAlpha = r.GetValue(loraAlpha), Seed = r.GetValue(seed), Device = r.GetValue(device), Dtype = Check(r.GetValue(dtype), "--dtype", "float32", "bfloat16"),
+                LogEvery = r.GetValue(logEvery), EvalEvery = r.GetValue(evalEvery), CheckpointDir = r.GetValue(checkpointDir),
+                CheckpointEvery = r.GetValue(checkpointEvery), Out = r.GetValue(output), Log = r.GetValue(log), MaxShardMb = r.GetValue(maxShardMb),
+                SaveDtype = Check(r.GetValue(saveDtype), "--save-dtype", "float32", "bfloat16"),
+            };
+            var recipe = r.GetValue(config) is { } path ? TrainingRecipe.Load(path).Over(flags) : flags;
+            return Run(recipe);
+        });
+        return cmd;
+    }
+
+    private static string? Check(string? value, string flag, params string[] allowed) =>
+        value is null || allowed.Contains(value) ? value : throw new ArgumentException($"{flag} must be one of {string.Join(", ", allowed)}, not '{value}'");
+
+    private static void Say(string s) => Console.Error.WriteLine(s);
+
+    /// <summary>Runs a complete recipe (flags already merged).</summary>
+    public static int Run(TrainingRecipe r)
+    {
+        if (r.Data is not { Count: > 0 }) throw new ArgumentException("no training data: give --data (or data: in the recipe)");
+        if (r.Out is null) throw new ArgumentException("no output folder: give --out (or out: in the recipe)");
+        if (r.Init is null && r.Tokenizer is null) throw new ArgumentException("a new model needs --tokenizer (or --init MODEL_DIR to fine-tune)");
+        if (r.Init is not null && (r.Hidden ?? r.Layers ?? r.Heads ?? r.KvHeads ?? r.Intermediate) is not null)
+            throw new ArgumentException("--init fine-tunes an existing model: its shape comes from its config.json, so --hidden/--layers/--heads/--kv-heads/--intermediate do not apply");
+        if (r.Lora is > 0 && r.Train is not null and not "all") throw new ArgumentException("--lora and --train are alternatives: give one");
+        if (r.Lora is > 0 && r.Init is null) throw new ArgumentException("--lora adapts an existing model: give --init");
+        foreach (var f in r.Data) if (!File.Exists(f)) throw new FileNotFoundException($"data file not found: {f}", f);
+        if (r.EvalData is { } ev && !File.Exists(ev)) throw new FileNotFoundException($"evaluation data not found: {ev}", ev);
+        var tokDir = r.Tokenizer ?? r.Init!;
+        if (!File.Exists(Path.Combine(tokDir, "tokenizer.json"))) throw new ArgumentException($"{tokDir} has no tokenizer.json");
+        var dev = Cli.ParseDevice(r.Device ?? "cpu");
+        var dtype = r.Dtype == "bfloat16" ? DType.BFloat16 : DType.Float32;
+        var saveDtype = r.SaveDtype switch { "bfloat16" => DType.BFloat16, "float32" => DType.Float32, _ => dtype };
+        bool sft = r.Mode == "sft";
+        int contextLen = r.Context ?? 256;
+        ulong seed = r.Seed ?? 0;
+        long maxShard = r.MaxShardMb is { } mb ? (long)(mb * 1e6) : 4L << 30;
+        if (maxShard < 1) throw new ArgumentException("--max-shard-mb must be positive");
+
+        var tok = Tokenizer.FromFolder(tokDir);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+
+        // Model.
+        CausalLM model;
+        if (r.Init is { } initDir)
+        {
+            model = ModelFolder.Load(initDir, dev, dtype);
+            Say($"fine-tuning {initDir} ({model.Parameters.Values.Sum(p => p.NumEl):N0} parameters) on {dev} in {dtype.Name()}");
+        }
+        else
+        {
+            int h = r.Hidden ?? 256, heads = r.Heads ?? 4;
+            if (h % heads != 0) throw new ArgumentException($"--hidden ({h}) must be a multiple of --heads ({heads})");
+            if ((h / heads) % 2 != 0) throw new ArgumentException($"the head size hidden/heads = {h / heads} must be even (rotary embeddings)");
+            int kv = r.KvHeads ?? heads;
+            if (heads % kv != 0) throw new ArgumentException($"--heads ({heads}) must be a multiple of --kv-heads ({kv})");
+            int inter = r.Intermediate ?? (int)Math.Ceiling(8.0 / 3 * h / 64) * 64;
+            var shape = new LlamaShape(tok.VocabSize, h, r.Layers ?? 4, heads, kv, inter, contextLen, r.RopeTheta ?? 10000, r.TieEmbeddings ?? true);
+            model = Pretraining.CreateRandom(shape.ToConfig(tok.BosTokenId, tok.EosTokenId, tok.PadTokenId), seed, dev, dtype);
+            Say($"new Llama: hidden {h}, {shape.Layers} layers, {heads} heads ({kv} kv), MLP {inter}, vocab {tok.VocabSize}, context {contextLen}: " +
+                $"{model.Parameters.Values.Sum(p => p.NumEl):N0} parameters, on {dev} in {dtype.Name()}");
+        }
+        using var lm = model;
+        if (contextLen > lm.Config.MaxPositionEmbeddings)
+            Say($"oml: warning: --context {contextLen} exceeds the model's max_position_embeddings ({lm.Config.MaxPositionEmbeddings})");
+
+        // Data.
+        TrainingData Load(IReadOnlyList<string> files, bool slice)
+        {
+            if (sft)
+            {
+                var template = r.ChatTemplate == true ? Oml.Models.ChatTemplates.ChatTemplate.FromTokenizerConfig(tokDir) : null;
+                var examples = files.SelectMany(f => TrainingText.SupervisedExamples(f, tok, template)).ToList();
+                if (slice && r.DataSlice is { } s)
+                {
+                    var (i, n) = TrainingRecipe.ParseSlice(s);
+                    examples = examples.Where((_, k) => k % n == i).ToList();
+                }
+                var sd = new SupervisedData(examples, tok.PadTokenId ?? tok.EosTokenId ?? 0, contextLen, seed);
+                Say($"  {Path.GetFileName(files[0])}{(files.Count > 1 ? $" and {files.Count - 1} more" : "")}: {sd.Count:N0} examples" +
+                    (sd.Dropped > 0 ? $" ({sd.Dropped} left out: prompt longer than the context)" : ""));
+                return sd;
+            }
+            var ids = TrainingText.TokenStream(files, tok, tok.EosTokenId);
+            if (slice && r.DataSlice is { } sl)
+            {
+                var (i, n) = TrainingRecipe.ParseSlice(sl);
+                ids = PackedTokens.Slice(ids, i, n);
+            }
+            Say($"  {Path.GetFileName(files[0])}{(files.Count > 1 ? $" and {files.Count - 1} more" : "")}: {ids.Length:N0} tokens{(slice && r.DataSlice is { } x ? $" (slice {x})" : "")}");
+            return new PackedTokens(ids, contextLen, seed, r.Sampling == "epochs" ? PackedSampling.Epochs : PackedSampling.Random);
+        }
+        Say("reading and tokenizing the data ...");
+        var trainData = Load(r.Data, slice: true);
+        var evalSet = r.EvalData is { } e ? Load([e], slice: false) : null;
+
+        var options = new TrainingOptions
+        {
+            Steps = r.Steps ?? 0,
+            Epochs = r.Epochs ?? (r.Steps is null ? 1 : 0),
+            Batch = r.Batch ?? 16,
+            GradAccum = r.GradAccum ?? 1,
+            LearningRate = r.Lr ?? 3e-4,
+            MinLearningRate = r.MinLr,
+            Warmup = r.Warmup,
+            WeightDecay = r.WeightDecay ?? 0.1,
+            DecayEmbeddings = r.DecayEmbeddings ?? false,
+            Beta1 = r.Beta1 ?? 0.9,
+            Beta2 = r.Beta2 ?? 0.95,
+            MaxGradNorm = r.MaxGradNorm ?? 1.0,
+            Trainable = r.Train is { } t ? TrainableSpec.Parse(t) : null,
+            Lora = r.Lora is { } rank and > 0 ? new LoraOptions(rank, r.LoraAlpha ?? 2.0 * rank) : null,
+            MatmulPrecision = r.MatmulPrecision ?? "high",
+            LogEvery = r.LogEvery ?? 10,
+            EvalEvery = r.EvalEvery ?? 0,
+            EvalRows = r.EvalRows ?? 256,
+            CheckpointDir = r.CheckpointDir,
+            CheckpointEvery = r.CheckpointEvery ?? 0,
+            Seed = seed,
+        };
+        options.Validate();
+        long total = Trainer.TotalSteps(trainData, options);
+        Say($"training {total:N0} steps of {options.Batch} × {options.GradAccum} rows, lr {options.LearningRate:G3} → {options.MinLearningRate ?? options.LearningRate / 10:G3}" +
+            (options.Lora is { } lo ? $", LoRA rank {lo.Rank} α {lo.Alpha:G3}" : r.Train is { } tr ? $", training {tr}" : ""));
+        if (options.CheckpointDir is { } ckd && TrainingCheckpoint.Latest(ckd) is { } ck) Say($"resuming from the checkpoint at step {ck.Step} in {ck.Folder}");
+
+        if (r.Log is { } logPath && Path.GetDirectoryName(Path.GetFullPath(logPath)) is { } logDir) Directory.CreateDirectory(logDir);
+        StreamWriter? logWriter = r.Log is null ? null : new StreamWriter(r.Log, append: true);
+        TrainingResult result;
+        try
+        {
+            result = Trainer.Train(lm, trainData, options, evalSet, new InlineProgress<TrainingProgress>(p =>
+            {
+                var line = string.Create(CultureInfo.InvariantCulture,
+                    $"step {p.Step,6}/{p.Steps}  loss {p.Loss:F4}  lr {p.LearningRate:E2}  |g| {p.GradNorm:F2}  {p.TokensPerSecond,8:N0} tok/s  ({p.Seconds:F1} s)")
+                    + (p.EvalLoss is { } el ? string.Create(CultureInfo.InvariantCulture, $"  held-out loss {el:F4} (perplexity {Math.Exp(el):F2})") : "");
+                if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
+                else
+                {
+                    int filled = (int)Math.Round(20.0 * p.Step / p.Steps);
+                    Console.Error.Write($"\r[{new string('#', filled)}{new string('.', 20 - filled)}] {line}   ");
+                    if (p.EvalLoss is not null) Console.Error.WriteLine();
+                }
+                if (logWriter is not null)
+                {
+                    logWriter.WriteLine(TrainingCheckpoint.ToJson(p).ToJsonString(Compact));
+                    logWriter.Flush();
+                }
+            }));
+            if (!Console.IsErrorRedirected) Console.Error.WriteLine();
+        }
+        finally
+        {
+            logWriter?.Dispose();
+        }
+
+        // Save (LoRA adapters merged), in the save dtype.
+        if (saveDtype == lm.DType && lm.LoraTargets.Count == 0) ModelFolder.Save(lm, r.Out, tokDir, maxShard);
+        else
+        {
+            var exported = lm.ExportParameters();
+            var converted = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            try
+            {
+                foreach (var (name, w) in exported) converted[name] = w.To(saveDtype).DetachFromScope();
+            }
+            finally
+            {
+                foreach (var w in exported.Values) w.Dispose();
+            }
+            using var saved = new CausalLM(lm.Config, converted, dev, lm.RotaryPrecision);
+            ModelFolder.Save(saved, r.Out, tokDir, maxShard);
+        }
+        var final = result.Final;
+        var manifest = new JsonObject
+        {
+            ["format"] = "oml-training",
+            ["created_at"] = DateTimeOffset.UtcNow.ToString("o", CultureInfo.InvariantCulture),
+            ["library_version"] = EmbedCommand.LibraryVersion(),
+            ["recipe"] = RecipeJson(r),
+            ["parameters"] = lm.ExportParameters() is var ps ? ps.Values.Sum(p => { long n = p.NumEl; p.Dispose(); return n; }) : 0,
+            ["trained_parameters"] = result.TrainedParameters,
+            ["steps"] = result.Steps,
+            ["resumed_from_step"] = result.ResumedFromStep,
+            ["tokens"] = final.Tokens,
+            ["loss"] = final.Loss,
+            ["eval_loss"] = result.EvalLoss,
+            ["eval_perplexity"] = result.EvalLoss is { } x ? Math.Exp(x) : null,
+            ["seconds"] = final.Seconds,
+            ["device"] = dev.ToString(),
+            ["libtorch"] = Torch.LibTorchVersion,
+        };
+        AtomicFile.WriteText(Path.Combine(r.Out, ManifestFile), manifest.ToJsonString(Indented) + "\n");
+        var weights = ModelFolder.WeightFiles(r.Out);
+        var evalText = result.EvalLoss is { } l2 ? string.Create(CultureInfo.InvariantCulture, $", held-out loss {l2:F4} (perplexity {Math.Exp(l2):F2})") : "";
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"saved {r.Out} ({weights.Count} weight file{(weights.Count == 1 ? "" : "s")}, {saveDtype.Name()}): loss {final.Loss:F4}{evalText}, {sw.Elapsed.TotalSeconds:F1} s"));
+        return Cli.Ok;
+    }
+
+    private static JsonObject RecipeJson(TrainingRecipe r)
+    {
+        var o = new JsonObject();
+        foreach (var p in typeof(TrainingRecipe).GetProperties())
+        {
+            var v = p.GetValue(r);
+            if (v is null) continue;
+            var key = string.Concat(p.Name.Select((c, i) => char.IsUpper(c) && i > 0 ? "-" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
+            o[key] = v switch
+            {
+                IReadOnlyList<string> list => new JsonArray(list.Select(s => (JsonNode)s).ToArray()),
+                int i => i,
+                long l => l,
+                ulong u => u,
+                double d => d,
+                bool b => b,
+                _ => v.ToString(),
+            };
+        }
+        return o;
+    }
+}

@@ -1,0 +1,353 @@
+using System.Globalization;
+using System.Text;
+using Oml.Models;
+using Oml.Models.ChatTemplates;
+using Oml.Models.Tokenizers;
+
+namespace Oml.Lab.Attacks;
+
+/// <summary>A spec that does not parse, or cannot be built in its context.</summary>
+public sealed class ResponderSpecException(string message) : ArgumentException(message);
+
+/// <summary>Decoding: greedy, or sampling with its filters and seed; optionally with first-token suppression.</summary>
+public sealed record DecodingSpec(double? Temperature = null, int? TopK = null, double? TopP = null, double? MinP = null, ulong? Seed = null,
+    int? SuppressPositions = null, int? SuppressTopM = null, double? SuppressThreshold = null)
+{
+    public bool Suppress => SuppressPositions is not null;
+
+    public GenerationOptions ToOptions() => new() { Temperature = Temperature, TopK = TopK, TopP = TopP, MinP = MinP, Seed = Temperature is null ? null : Seed ?? 0 };
+}
+
+/// <summary>Perplexity filtering: a fixed threshold, or a quantile of the context's calibration prompts.</summary>
+public sealed record FilterSpec(double? Perplexity, double? Quantile, string? ReferenceModel, string? Reply);
+
+/// <summary>A coalition of model folders, voting by <see cref="Rule"/>; an optional fallback model folder.</summary>
+public sealed record CoalitionSpec(CoalitionRule Rule, IReadOnlyList<string> Members, string? Fallback);
+
+/// <summary>Where a spec is built: the served model and what the parts may need.</summary>
+public sealed class ResponderContext
+{
+    /// <summary>The served (attacked) model; not owned.</summary>
+    public required CausalLM Model { get; init; }
+    /// <summary>Needed by the text and chat wrappers and by <c>reply=</c>.</summary>
+    public Tokenizer? Tokenizer { get; init; }
+    /// <summary>Needed by <c>chat</c>.</summary>
+    public ChatTemplate? ChatTemplate { get; init; }
+    /// <summary>Loads a model folder (coalition copies, reference and fallback models); the built responder disposes them.</summary>
+    public Func<string, CausalLM>? LoadModel { get; init; }
+    /// <summary>Ordinary prompts for <c>filter:q=</c>.</summary>
+    public IReadOnlyList<int[]>? CalibrationPrompts { get; init; }
+    public int BatchSize { get; init; } = 32;
+}
+
+/// <summary>A responder built from a spec; disposing it disposes the models it loaded.</summary>
+public sealed class SpecResponder(IResponder inner, IReadOnlyList<CausalLM> owned, ResponderSpec spec) : IResponder, IDisposable
+{
+    public IResponder Inner { get; } = inner;
+    public ResponderSpec Spec { get; } = spec;
+    public string Name => Inner.Name;
+    public IReadOnlyList<int[]> Respond(IReadOnlyList<int[]> prompts, int maxNewTokens) => Inner.Respond(prompts, maxNewTokens);
+
+    public void Dispose()
+    {
+        foreach (var m in owned) m.Dispose();
+    }
+}
+
+/// <summary>
+/// A deployment described in one line, for <c>oml attack probe --responder</c> and the experiment runner. Parts are
+/// joined with '+':
+/// <code>
+/// greedy                                   greedy decoding (the default)
+/// sample:t=0.7,top_p=0.9,top_k=50,min_p=0.05,seed=1
+/// suppress:k=1,m=3,threshold=0.5[,t=..,top_p=..,seed=..]   first-token suppression (no threshold: always)
+/// system:"You are a helpful assistant."    system prompt (in the chat template with 'chat', else a line before the prompt)
+/// chat                                     the model's chat template around the prompt
+/// prefix:"..."  suffix:"..."               text before/after the prompt
+/// filter:ppl=120[,ref=DIR][,reply="..."]   perplexity filter with a fixed threshold
+/// filter:q=0.99[,ref=DIR][,reply="..."]    ... calibrated on the context's ordinary prompts
+/// coalition:majority:DIR1,DIR2,DIR3[:fallback=DIR]   copies voting (the decoding part applies to each copy)
+/// coalition:unanimous:DIR1,DIR2[:fallback=DIR]        without fallback=: the first copy's sampled answer (t=1, seed 0)
+/// </code>
+/// Strings are double-quoted with \", \\ and \n escapes (or bare, up to the next '+'). Example:
+/// <c>chat+system:"Be brief."+sample:t=0.7,seed=3+filter:q=0.99</c>. The filter scores the user's prompt before the
+/// wrappers; the wrappers apply inside the coalition (every copy sees the wrapped prompt).
+/// </summary>
+public sealed record ResponderSpec
+{
+    public DecodingSpec Decoding { get; init; } = new();
+    public string? SystemPrompt { get; init; }
+    public bool Chat { get; init; }
+    public string? Prefix { get; init; }
+    public string? Suffix { get; init; }
+    public FilterSpec? Filter { get; init; }
+    public CoalitionSpec? Coalition { get; init; }
+    /// <summary>The text parsed.</summary>
+    public string Text { get; init; } = "greedy";
+
+    public static ResponderSpec Parse(string text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) throw new ResponderSpecException("empty responder spec (try 'greedy')");
+        var spec = new ResponderSpec { Text = text.Trim() };
+        bool decodingSet = false;
+        foreach (var part in SplitTop(text.Trim(), '+'))
+        {
+            var p = part.Trim();
+            if (p.Length == 0) throw new ResponderSpecException($"'{text}': empty part between '+'");
+            int colon = p.IndexOf(':', StringComparison.Ordinal);
+            string head = (colon < 0 ? p : p[..colon]).Trim().ToLowerInvariant();
+            string? arg = colon < 0 ? null : p[(colon + 1)..];
+            void Decoding(DecodingSpec d)
+            {
+                if (decodingSet) throw new ResponderSpecException($"'{text}': more than one decoding part (greedy, sample, suppress)");
+                decodingSet = true;
+                spec = spec with { Decoding = d };
+            }
+            switch (head)
+            {
+                case "greedy":
+                    if (arg is not null) throw new ResponderSpecException($"'{p}': greedy takes no options");
+                    Decoding(new DecodingSpec());
+                    break;
+                case "sample":
+                {
+                    var kv = KeyValues(p, arg, ["t", "temperature", "top_p", "top_k", "min_p", "seed"]);
+                    var d = SamplingKeys(p, kv);
+                    if (d.Temperature is null) throw new ResponderSpecException($"'{p}': sampling needs t=TEMPERATURE");
+                    Decoding(d);
+                    break;
+                }
+                case "suppress":
+                {
+                    var kv = KeyValues(p, arg ?? "", ["k", "m", "threshold", "t", "temperature", "top_p", "top_k", "min_p", "seed"]);
+                    var d = SamplingKeys(p, kv);
+                    int k = kv.TryGetValue("k", out var ks) ? Int(p, "k", ks, 1) : 1;
+                    int m = kv.TryGetValue("m", out var ms) ? Int(p, "m", ms, 1) : 1;
+                    double? th = kv.TryGetValue("threshold", out var ts) ? Num(p, "threshold", ts) : null;
+                    if (th is { } tv && !(tv >= 0 && tv < 1)) throw new ResponderSpecException($"'{p}': threshold must be in [0, 1)");
+                    if (d.Temperature is null && (d.TopK ?? (object?)d.TopP ?? d.MinP) is not null)
+                        throw new ResponderSpecException($"'{p}': top_k/top_p/min_p need t=TEMPERATURE");
+                    Decoding(d with { SuppressPositions = k, SuppressTopM = m, SuppressThreshold = th });
+                    break;
+                }
+                case "system":
+                    if (spec.SystemPrompt is not null) throw new ResponderSpecException($"'{text}': more than one system prompt");
+                    spec = spec with { SystemPrompt = Str(p, arg) };
+                    break;
+                case "chat":
+                    if (arg is not null) throw new ResponderSpecException($"'{p}': chat takes no options (give the system prompt with system:\"...\")");
+                    spec = spec with { Chat = true };
+                    break;
+                case "prefix":
+                    if (spec.Prefix is not null) throw new ResponderSpecException($"'{text}': more than one prefix");
+                    spec = spec with { Prefix = Str(p, arg) };
+                    break;
+                case "suffix":
+                    if (spec.Suffix is not null) throw new ResponderSpecException($"'{text}': more than one suffix");
+                    spec = spec with { Suffix = Str(p, arg) };
+                    break;
+                case "filter":
+                {
+                    if (spec.Filter is not null) throw new ResponderSpecException($"'{text}': more than one filter");
+                    var kv = KeyValues(p, arg, ["ppl", "q", "ref", "reply"]);
+                    double? ppl = kv.TryGetValue("ppl", out var ps) ? Num(p, "ppl", ps) : null;
+                    double? q = kv.TryGetValue("q", out var qs) ? Num(p, "q", qs) : null;
+                    if ((ppl is null) == (q is null)) throw new ResponderSpecException($"'{p}': give exactly one of ppl=THRESHOLD and q=QUANTILE");
+                    if (ppl is { } pv && !(pv > 0)) throw new ResponderSpecException($"'{p}': ppl must be positive");
+                    if (q is { } qv && !(qv > 0 && qv <= 1)) throw new ResponderSpecException($"'{p}': q must be in (0, 1]");
+                    spec = spec with { Filter = new FilterSpec(ppl, q, kv.GetValueOrDefault("ref"), kv.TryGetValue("reply", out var r) ? Unquote(p, r) : null) };
+                    break;
+                }
+                case "coalition":
+                {
+                    if (spec.Coalition is not null) throw new ResponderSpecException($"'{text}': more than one coalition");
+                    if (arg is null) throw new ResponderSpecException($"'{p}': expected coalition:majority|unanimous:DIR1,DIR2,...");
+                    var fields = arg.Split(':');
+                    if (fields.Length is < 2 or > 3) throw new ResponderSpecException($"'{p}': expected coalition:majority|unanimous:DIR1,DIR2,...[:fallback=DIR]");
+                    var rule = fields[0].Trim().ToLowerInvariant() switch
+                    {
+                        "majority" => CoalitionRule.Majority,
+                        "unanimous" or "unanimity" => CoalitionRule.Unanimity,
+                        var other => throw new ResponderSpecException($"'{p}': unknown vote '{other}' (majority or unanimous)"),
+                    };
+                    var members = fields[1].Split(',').Select(s => s.Trim()).ToList();
+                    if (members.Any(m => m.Length == 0)) throw new ResponderSpecException($"'{p}': an empty model folder in the list");
+                    if (members.Count < 2) throw new ResponderSpecException($"'{p}': a coalition needs at least two model folders");
+                    string? fallback = null;
+                    if (fields.Length == 3)
+                    {
+                        var f = fields[2].Trim();
+                        if (!f.StartsWith("fallback=", StringComparison.Ordinal) || f.Length == "fallback=".Length)
+                            throw new ResponderSpecException($"'{p}': the third field must be fallback=DIR");
+                        fallback = f["fallback=".Length..];
+                    }
+                    spec = spec with { Coalition = new CoalitionSpec(rule, members, fallback) };
+                    break;
+                }
+                default:
+                    throw new ResponderSpecException($"'{p}': unknown part '{head}' (greedy, sample, suppress, system, chat, prefix, suffix, filter, coalition)");
+            }
+        }
+        return spec;
+    }
+
+    /// <summary>Builds the responder in <paramref name="context"/>; dispose the result to free the models it loaded.</summary>
+    public SpecResponder Build(ResponderContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var owned = new List<CausalLM>();
+        try
+        {
+            CausalLM Load(string dir)
+            {
+                if (context.LoadModel is null) throw new ResponderSpecException($"'{Text}' names a model folder ({dir}) but no model loader was given");
+                var m = context.LoadModel(dir);
+                owned.Add(m);
+                return m;
+            }
+            IResponder Serve(CausalLM model)
+            {
+                IResponder r = Decoding.Suppress
+                    ? new FirstTokenSuppression(Decoding.SuppressPositions!.Value, Decoding.SuppressTopM!.Value, Decoding.SuppressThreshold).Responder(model, Decoding.ToOptions(), context.BatchSize)
+                    : new ModelResponder(model, Decoding.ToOptions(), context.BatchSize);
+                return Wrap(r);
+            }
+            IResponder Wrap(IResponder r)
+            {
+                if (Prefix is not null || Suffix is not null)
+                    r = PromptWrapperResponder.Text(r, Need(context.Tokenizer, "prefix/suffix need the tokenizer"), Prefix, Suffix);
+                if (Chat || SystemPrompt is not null)
+                {
+                    var template = Chat ? Need(context.ChatTemplate, "chat needs the model's chat template") : null;
+                    r = PromptWrapperResponder.Chat(r, Need(context.Tokenizer, "system/chat need the tokenizer"), template, SystemPrompt);
+                }
+                return r;
+            }
+
+            IResponder responder;
+            CausalLM first;
+            if (Coalition is { } c)
+            {
+                var models = c.Members.Select(Load).ToList();
+                first = models[0];
+                IResponder? fallback = c.Fallback is { } fb ? Serve(Load(fb))
+                    : c.Rule == CoalitionRule.Unanimity ? Wrap(new ModelResponder(models[0], new GenerationOptions { Temperature = 1.0, Seed = Decoding.Seed ?? 0 }, context.BatchSize))
+                    : null;
+                responder = new CoalitionResponder(models.Select(Serve).ToList(), c.Rule, fallback);
+            }
+            else
+            {
+                first = context.Model;
+                responder = Serve(context.Model);
+            }
+
+            if (Filter is { } f)
+            {
+                var scorer = f.ReferenceModel is { } rd ? Load(rd) : first;
+                double threshold = f.Perplexity ?? PromptPerplexity.Calibrate(scorer,
+                    context.CalibrationPrompts is { Count: > 0 } cp ? cp : throw new ResponderSpecException($"'{Text}': filter:q= needs calibration prompts (ordinary text)"),
+                    f.Quantile!.Value, context.BatchSize);
+                int[]? reply = f.Reply is { } text ? Need(context.Tokenizer, "reply= needs the tokenizer").Encode(text) : null;
+                responder = new PerplexityFilterResponder(responder, scorer, threshold, refusal: reply);
+            }
+            return new SpecResponder(responder, owned, this);
+        }
+        catch
+        {
+            foreach (var m in owned) m.Dispose();
+            throw;
+        }
+    }
+
+    private T Need<T>(T? value, string why) where T : class => value ?? throw new ResponderSpecException($"'{Text}': {why}");
+
+    private static DecodingSpec SamplingKeys(string part, Dictionary<string, string> kv)
+    {
+        double? t = kv.TryGetValue("t", out var ts) ? Num(part, "t", ts) : kv.TryGetValue("temperature", out var ts2) ? Num(part, "temperature", ts2) : null;
+        if (t is { } tv && !(tv > 0)) throw new ResponderSpecException($"'{part}': t must be positive");
+        double? topP = kv.TryGetValue("top_p", out var ps) ? Num(part, "top_p", ps) : null;
+        if (topP is { } pv && !(pv > 0 && pv <= 1)) throw new ResponderSpecException($"'{part}': top_p must be in (0, 1]");
+        double? minP = kv.TryGetValue("min_p", out var ms) ? Num(part, "min_p", ms) : null;
+        if (minP is { } mv && !(mv >= 0 && mv <= 1)) throw new ResponderSpecException($"'{part}': min_p must be in [0, 1]");
+        int? topK = kv.TryGetValue("top_k", out var ks) ? Int(part, "top_k", ks, 1) : null;
+        ulong? seed = null;
+        if (kv.TryGetValue("seed", out var ss))
+            seed = ulong.TryParse(ss, NumberStyles.None, CultureInfo.InvariantCulture, out var sv) ? sv : throw new ResponderSpecException($"'{part}': seed must be a non-negative integer, not '{ss}'");
+        return new DecodingSpec(t, topK, topP, minP, seed);
+    }
+
+    private static Dictionary<string, string> KeyValues(string part, string? arg, string[] allowed)
+    {
+        var kv = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (arg is null) throw new ResponderSpecException($"'{part}': missing options after ':'");
+        if (arg.Trim().Length == 0) return kv;
+        foreach (var item in SplitTop(arg, ','))
+        {
+            int eq = item.IndexOf('=', StringComparison.Ordinal);
+            if (eq <= 0) throw new ResponderSpecException($"'{part}': expected KEY=VALUE, got '{item.Trim()}'");
+            var key = item[..eq].Trim().ToLowerInvariant();
+            var value = item[(eq + 1)..].Trim();
+            if (!allowed.Contains(key)) throw new ResponderSpecException($"'{part}': unknown option '{key}' (allowed: {string.Join(", ", allowed)})");
+            if (value.Length == 0) throw new ResponderSpecException($"'{part}': {key} has no value");
+            if (!kv.TryAdd(key, value)) throw new ResponderSpecException($"'{part}': {key} given twice");
+        }
+        return kv;
+    }
+
+    private static double Num(string part, string key, string s) =>
+        double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && double.IsFinite(v) ? v
+            : throw new ResponderSpecException($"'{part}': {key} must be a number, not '{s}'");
+
+    private static int Int(string part, string key, string s, int min) =>
+        int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v >= min ? v
+            : throw new ResponderSpecException($"'{part}': {key} must be an integer ≥ {min}, not '{s}'");
+
+    private static string Str(string part, string? arg)
+    {
+        if (arg is null) throw new ResponderSpecException($"'{part}': missing text after ':'");
+        var s = Unquote(part, arg.Trim());
+        if (s.Length == 0) throw new ResponderSpecException($"'{part}': empty text");
+        return s;
+    }
+
+    private static string Unquote(string part, string s)
+    {
+        if (s.Length == 0 || s[0] != '"') return s;
+        var sb = new StringBuilder();
+        for (int i = 1; i < s.Length; i++)
+        {
+            char c = s[i];
+            if (c == '\\')
+            {
+                if (i + 1 >= s.Length) break;
+                sb.Append(s[++i] switch { 'n' => '\n', 't' => '\t', var x => x });
+            }
+            else if (c == '"')
+            {
+                if (i != s.Length - 1) throw new ResponderSpecException($"'{part}': text after the closing quote");
+                return sb.ToString();
+            }
+            else sb.Append(c);
+        }
+        throw new ResponderSpecException($"'{part}': unterminated quoted string");
+    }
+
+    /// <summary>Splits on <paramref name="sep"/> outside double quotes (backslash escapes inside quotes).</summary>
+    private static List<string> SplitTop(string s, char sep)
+    {
+        var parts = new List<string>();
+        var cur = new StringBuilder();
+        bool quoted = false;
+        for (int i = 0; i < s.Length; i++)
+        {
+            char c = s[i];
+            if (quoted && c == '\\' && i + 1 < s.Length) { cur.Append(c).Append(s[++i]); continue; }
+            if (c == '"') quoted = !quoted;
+            if (c == sep && !quoted) { parts.Add(cur.ToString()); cur.Clear(); continue; }
+            cur.Append(c);
+        }
+        if (quoted) throw new ResponderSpecException($"'{s}': unterminated quoted string");
+        parts.Add(cur.ToString());
+        return parts;
+    }
+}

@@ -1,0 +1,99 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Oml.Models;
+using Oml.Models.IO;
+
+namespace Oml.Lab.Experiments;
+
+/// <summary>The saved result of one experiment cell.</summary>
+public sealed class CellResult
+{
+    public string Id { get; set; } = "";
+    public string Kind { get; set; } = "";
+    /// <summary>Position in the experiment's cell order (reports list cells in it).</summary>
+    public int Order { get; set; }
+    public Dictionary<string, string> Labels { get; set; } = [];
+    public Dictionary<string, double> Metrics { get; set; } = [];
+    public Dictionary<string, List<double>> Series { get; set; } = [];
+    public double Seconds { get; set; }
+    public DateTimeOffset Finished { get; set; }
+
+    public string Label(string key) => Labels.TryGetValue(key, out var v) ? v : "";
+    public double Metric(string key) => Metrics.TryGetValue(key, out var v) ? v : double.NaN;
+}
+
+/// <summary>What a run was: config, machine, times (run.json in the output folder).</summary>
+public sealed class RunInfo
+{
+    public string Name { get; set; } = "";
+    public string Kind { get; set; } = "";
+    public string ConfigPath { get; set; } = "";
+    public string ConfigText { get; set; } = "";
+    public string ConfigDirectory { get; set; } = "";
+    public DateTimeOffset Started { get; set; }
+    public DateTimeOffset? Finished { get; set; }
+    public double Seconds { get; set; }
+    public string Machine { get; set; } = "";
+    public string Os { get; set; } = "";
+    public int CpuCount { get; set; }
+    public string Device { get; set; } = "";
+    public string DeviceName { get; set; } = "";
+    public string LibTorch { get; set; } = "";
+    public string GitCommit { get; set; } = "";
+    public int CellsComputed { get; set; }
+    public int CellsReused { get; set; }
+    public int CellsTotal { get; set; }
+}
+
+/// <summary>
+/// Cell results as one JSON file each under OUT/cells, written atomically as each cell completes, so that a killed run
+/// resumes by skipping the cells already there.
+/// </summary>
+public sealed class CellStore(string outDir)
+{
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    public string Directory { get; } = Path.Combine(outDir, "cells");
+
+    public string PathOf(string id) => Path.Combine(Directory, id + ".json");
+
+    public bool TryLoad(string id, out CellResult result)
+    {
+        var p = PathOf(id);
+        result = null!;
+        if (!File.Exists(p)) return false;
+        try
+        {
+            result = JsonSerializer.Deserialize<CellResult>(File.ReadAllText(p), Json) ?? throw new InvalidDataException("empty");
+            return result.Id == id;
+        }
+        catch (JsonException e) { throw new InvalidDataException($"{p}: not a cell result ({e.Message}); delete it to recompute the cell", e); }
+    }
+
+    public void Save(CellResult r) => AtomicFile.WriteText(PathOf(r.Id), JsonSerializer.Serialize(r, Json));
+
+    public List<CellResult> LoadAll()
+    {
+        if (!System.IO.Directory.Exists(Directory)) return [];
+        return System.IO.Directory.GetFiles(Directory, "*.json").Select(f =>
+        {
+            try { return JsonSerializer.Deserialize<CellResult>(File.ReadAllText(f), Json) ?? throw new InvalidDataException($"{f} is empty"); }
+            catch (JsonException e) { throw new InvalidDataException($"{f}: not a cell result ({e.Message})", e); }
+        }).OrderBy(c => c.Order).ThenBy(c => c.Id, StringComparer.Ordinal).ToList();
+    }
+
+    public static void SaveRunInfo(string outDir, RunInfo info) => AtomicFile.WriteText(Path.Combine(outDir, "run.json"), JsonSerializer.Serialize(info, Json));
+
+    public static RunInfo LoadRunInfo(string outDir)
+    {
+        var p = Path.Combine(outDir, "run.json");
+        if (!File.Exists(p)) throw new FileNotFoundException($"{p} not found: {outDir} is not the output folder of a lab run");
+        return JsonSerializer.Deserialize<RunInfo>(File.ReadAllText(p), Json) ?? throw new InvalidDataException($"{p} is empty");
+    }
+}

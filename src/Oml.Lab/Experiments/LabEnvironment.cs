@@ -1,0 +1,317 @@
+using System.Diagnostics;
+using System.Text;
+using Oml.Engine;
+using Oml.Fingerprinting;
+using Oml.Fingerprinting.Embedding;
+using Oml.Fingerprinting.Generation;
+using Oml.Lab.Metrics;
+using Oml.Models;
+using Oml.Models.Tokenizers;
+
+namespace Oml.Lab.Experiments;
+
+/// <summary>Utility of a model: held-out perplexity and the cloze suite.</summary>
+public sealed record UtilityResult(double Perplexity, double ClozeAccuracy, double GreedyNextWord);
+
+/// <summary>A fingerprinted model with its fingerprints, as built or loaded.</summary>
+public sealed record FingerprintedModel(string Dir, IReadOnlyList<Fingerprint> Fingerprints, double EmbedSeconds, int Epochs, bool Converged);
+
+/// <summary>
+/// Everything the cells of one run share: the resolved paths, tokenizer, corpus split into training and held-out
+/// tokens, the cloze suite, the attack catalog. Builds the base (and unrelated) models first when the config asks
+/// for small ones to be trained (smoke runs).
+/// </summary>
+public sealed class LabEnvironment
+{
+    public const string OutPrefix = "$out/";
+
+    public LabConfig Config { get; }
+    public string OutDir { get; }
+    public Device Device { get; }
+    public DType DType { get; }
+    public AttackCatalog Catalog { get; }
+    public TextWriter? Log { get; }
+    public string BaseDir { get; }
+    public Tokenizer Tokenizer { get; private set; } = null!;
+    public string TrainText { get; private set; } = "";
+    public string HeldOutText { get; private set; } = "";
+    public int[] TrainTokens { get; private set; } = [];
+    public int[] HeldOutTokens { get; private set; } = [];
+    public List<ClozeItem> Cloze { get; private set; } = [];
+
+    public LabEnvironment(LabConfig config, string outDir, AttackCatalog? catalog = null, TextWriter? log = null)
+    {
+        Config = config;
+        OutDir = Path.GetFullPath(outDir);
+        Device = Device.Parse(config.Device);
+        DType = DTypeExtensions.Parse(config.Dtype);
+        Catalog = catalog ?? AttackCatalog.Default();
+        Log = log;
+        BaseDir = Resolve(config.BaseModel);
+    }
+
+    /// <summary>A config path: "$out/..." inside the output folder, else relative to the config file's folder.</summary>
+    public string Resolve(string path) => path.StartsWith(OutPrefix, StringComparison.Ordinal)
+        ? Path.GetFullPath(Path.Combine(OutDir, path[OutPrefix.Length..])) : Config.Resolve(path);
+
+    public void Prepare()
+    {
+        var texts = new StringBuilder();
+        foreach (var p in Config.Corpus)
+        {
+            var f = Resolve(p);
+            if (!File.Exists(f)) throw new FileNotFoundException($"corpus file {f} not found");
+            texts.Append(File.ReadAllText(f)).Append("\n\n");
+        }
+        var all = texts.ToString();
+        if (Config.MaxCorpusChars > 0 && all.Length > Config.MaxCorpusChars) all = all[..Config.MaxCorpusChars];
+        if (Config.Heldout.Count > 0)
+        {
+            TrainText = all;
+            HeldOutText = string.Concat(Config.Heldout.Select(p => File.Exists(Resolve(p)) ? File.ReadAllText(Resolve(p)) + "\n\n" : throw new FileNotFoundException($"held-out file {Resolve(p)} not found")));
+            if (Config.MaxCorpusChars > 0 && HeldOutText.Length > Config.MaxCorpusChars) HeldOutText = HeldOutText[..Config.MaxCorpusChars];
+        }
+        else
+        {
+            int cut = (int)(all.Length * (1 - Config.HeldoutFraction));
+            // Cut at a paragraph or line break so that no sentence is split between the parts.
+            int nl = all.LastIndexOf('\n', Math.Max(0, cut));
+            if (nl > all.Length / 2) cut = nl;
+            TrainText = all[..cut];
+            HeldOutText = all[cut..];
+        }
+
+        if (!Directory.Exists(BaseDir) || !File.Exists(Path.Combine(BaseDir, "config.json")))
+        {
+            if (Config.BuildBase is null) throw new DirectoryNotFoundException($"base model {BaseDir} not found (train it first, e.g. `oml train --config lab/recipes/base.yaml`)");
+            BuildModel(BaseDir, Config.BuildBase, tokenizerDir: null);
+        }
+        var tokDir = Config.Tokenizer is null ? BaseDir : Resolve(Config.Tokenizer);
+        if (!File.Exists(Path.Combine(tokDir, "tokenizer.json"))) throw new FileNotFoundException($"no tokenizer.json in {tokDir}");
+        Tokenizer = Tokenizer.FromFolder(tokDir);
+        TrainTokens = Tokenizer.Encode(TrainText);
+        HeldOutTokens = Tokenizer.Encode(HeldOutText);
+        if (Config.Utility.PerplexityTokens > 0 && HeldOutTokens.Length > Config.Utility.PerplexityTokens) HeldOutTokens = HeldOutTokens[..Config.Utility.PerplexityTokens];
+        if (HeldOutTokens.Length < 8) throw new ArgumentException($"the held-out text is only {HeldOutTokens.Length} tokens");
+        if (Config.Utility.ClozeItems > 0) Cloze = Metrics.Cloze.Build(HeldOutText, TrainText, Config.Utility.ClozeItems, (int)(Config.Seeds[0] & 0x7fffffff));
+    }
+
+    /// <summary>Trains a small Llama (and a byte-level BPE tokenizer, when <paramref name="tokenizerDir"/> is null) into <paramref name="dir"/>, atomically.</summary>
+    public void BuildModel(string dir, BuildSpec b, string? tokenizerDir)
+    {
+        var sw = Stopwatch.StartNew();
+        Log?.WriteLine($"building a {b.Layers}-layer, {b.Hidden}-wide Llama in {dir} ({b.Steps} steps)");
+        var tmp = dir.TrimEnd('/') + $".tmp-{Environment.ProcessId}";
+        if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+        Directory.CreateDirectory(tmp);
+        try
+        {
+            if (tokenizerDir is null)
+            {
+                var (vocab, merges) = BpeTrainer.Train(TrainText.Split("\n\n", StringSplitOptions.RemoveEmptyEntries), b.Vocab);
+                BpeTrainer.Save(tmp, vocab, merges);
+                tokenizerDir = tmp;
+            }
+            var tok = Tokenizer.FromFolder(tokenizerDir);
+            var ids = tok.Encode(TrainText);
+            var config = new LlamaShape(tok.VocabSize, b.Hidden, b.Layers, b.Heads, b.KvHeads, b.Intermediate).ToConfig(tok.BosTokenId, tok.EosTokenId, tok.PadTokenId);
+            using (var model = Pretraining.CreateRandom(config, b.Seed, Device))
+            {
+                Pretraining.Train(model, ids, b.Steps, b.Batch, Math.Min(b.Context, ids.Length - 2), b.Lr, b.Seed);
+                ModelFolder.Save(model, tmp, tokenizerDir);
+            }
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(dir))!);
+            Directory.Move(tmp, dir);
+        }
+        catch
+        {
+            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+            throw;
+        }
+        Log?.WriteLine($"built {dir} in {sw.Elapsed.TotalSeconds:F1} s");
+    }
+
+    public CausalLM LoadModel(string dir) => ModelFolder.Load(dir, Device, DType);
+
+    public AttackContext AttackContext(ulong seed) => new(Tokenizer, Device, DType, TrainTokens, TrainText, Resolve, seed, BaseDir)
+    {
+        LoadModel = dir => LoadModel(Resolve(dir)),
+        CalibrationPrompts = Stealth.MatchedWindows(HeldOutTokens, Enumerable.Repeat(Math.Min(16, HeldOutTokens.Length), 64), 12345),
+        ChatTemplate = ChatTemplateOf(Config.Tokenizer is null ? BaseDir : Resolve(Config.Tokenizer)),
+        BatchSize = Config.Utility.BatchSize,
+    };
+
+    private static Oml.Models.ChatTemplates.ChatTemplate? ChatTemplateOf(string dir)
+    {
+        var path = Path.Combine(dir, "tokenizer_config.json");
+        if (!File.Exists(path) || !File.ReadAllText(path).Contains("chat_template", StringComparison.Ordinal)) return null;
+        return Oml.Models.ChatTemplates.ChatTemplate.FromTokenizerConfig(path);
+    }
+
+    public UtilityResult Utility(CausalLM model)
+    {
+        int window = Math.Min(Config.Utility.PerplexityWindow, HeldOutTokens.Length - 1);
+        double ppl = Evaluation.Perplexity(model, HeldOutTokens, window, Config.Utility.BatchSize);
+        if (Cloze.Count == 0) return new UtilityResult(ppl, double.NaN, double.NaN);
+        var c = Metrics.Cloze.Score(model, Tokenizer, Cloze, Config.Utility.BatchSize);
+        return new UtilityResult(ppl, c.MultipleChoiceAccuracy, c.GreedyAccuracy);
+    }
+
+    /// <summary>The owner's secret for one seed (each seed gives an independent fingerprint set).</summary>
+    public byte[] Secret(ulong seed) => Encoding.UTF8.GetBytes($"{Config.Secret}/seed={seed}");
+
+    /// <summary>
+    /// Generates fingerprints from the base model, applying the avoid-top-m defence when asked. Sets are cached under
+    /// OUT/sets by their settings and seed, so the embedding variants of one capacity point share one generation.
+    /// </summary>
+    public List<Fingerprint> Generate(CausalLM baseModel, FingerprintSpec spec, ulong seed)
+    {
+        var key = FormattableString.Invariant($"{spec.Strategy}-n{spec.Count}-key{spec.KeyLength}-resp{spec.ResponseLength}-t{spec.T}-k{spec.K}-r{spec.ResponsesPerKey}-avoid{spec.AvoidTopM}-s{seed}");
+        var cache = Path.Combine(OutDir, "sets", key + ".json");
+        if (File.Exists(cache)) return [.. FingerprintSetFile.Read(cache, null).Fingerprints];
+        var fps = GenerateUncached(baseModel, spec, seed);
+        var set = FingerprintSet.Create(DateTimeOffset.UtcNow, "lab:" + Path.GetFileName(BaseDir), new TokenizerIdentity(Path.GetFileName(BaseDir), "lab"), fps[0].Strategy, fps);
+        Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
+        FingerprintSetFile.WritePlaintext(cache, set);
+        return fps;
+    }
+
+    private List<Fingerprint> GenerateUncached(CausalLM baseModel, FingerprintSpec spec, ulong seed)
+    {
+        var settings = new GenerationSettings
+        {
+            Strategy = spec.Strategy, Count = spec.Count, KeyLength = spec.KeyLength, ResponseLength = spec.ResponseLength,
+            Perinucleus = new PerinucleusOptions { Threshold = spec.T, Width = spec.K, ResponsesPerKey = spec.ResponsesPerKey, BatchSize = Config.Utility.BatchSize },
+        };
+        var secret = Secret(seed);
+        var gen = new FingerprintGenerator(baseModel, Tokenizer, secret);
+        var digest = "lab:" + Path.GetFileName(BaseDir);
+        var tokId = new TokenizerIdentity(Path.GetFileName(BaseDir), "lab");
+        if (spec.AvoidTopM == 0) return [.. gen.Generate(settings, digest, tokId).Fingerprints];
+        // Defence against first-token suppression: draw more and keep those whose every response starts outside the
+        // base model's top m tokens after the key.
+        for (int factor = 2; factor <= 32; factor *= 2)
+        {
+            var drawn = gen.Generate(settings with { Count = spec.Count * factor }, digest, tokId).Fingerprints;
+            var ranks = FirstTokenRanks(baseModel, drawn);
+            var kept = drawn.Where((f, i) => ranks[i] >= spec.AvoidTopM).Take(spec.Count).ToList();
+            if (kept.Count == spec.Count)
+                return kept.Select((f, j) => f with { Index = j, Salt = Oml.Fingerprinting.Fingerprint.DeriveSalt(secret, j) }).ToList();
+        }
+        throw new InvalidOperationException($"fewer than {spec.Count} of {spec.Count * 32} drawn fingerprints start outside the base model's top {spec.AvoidTopM}; lower avoid_top_m");
+    }
+
+    /// <summary>
+    /// For each fingerprint, the lowest rank (0 = the top token) among its responses' first tokens under the model after
+    /// the key: one teacher-forced forward pass per batch, the rank counted on the device (one host read per batch).
+    /// </summary>
+    public int[] FirstTokenRanks(CausalLM model, IReadOnlyList<Fingerprint> fps)
+    {
+        var pairs = new List<TrainingPair>();
+        var owner = new List<int>();
+        for (int i = 0; i < fps.Count; i++)
+            foreach (var r in fps[i].Responses)
+            {
+                pairs.Add(new TrainingPair(FingerprintGenerator.QueryIds(Tokenizer, [.. fps[i].KeyTokenIds]), [r.TokenIds[0]]));
+                owner.Add(i);
+            }
+        var result = Enumerable.Repeat(int.MaxValue, fps.Count).ToArray();
+        using var noGrad = Torch.NoGrad();
+        int batch = Math.Max(1, Config.Utility.BatchSize);
+        for (int start = 0; start < pairs.Count; start += batch)
+        {
+            using var scope = Torch.NewScope();
+            var chunk = pairs.Skip(start).Take(batch).ToList();
+            var (ids, labels) = FingerprintTrainer.Collate(chunk, model.Config.PadTokenId ?? 0, model.Device);
+            long t = ids.Size(1);
+            var logits = model.Forward(ids).Narrow(1, 0, t - 1).To(DType.Float32);   // [B, T-1, V]: row j predicts token j+1
+            var target = labels.Narrow(1, 1, t - 1);                                 // the one labelled position per row
+            var mask = target.Ne(-100);
+            var targetLogit = logits.Gather(2, target.Clamp(min: 0).Unsqueeze(-1));   // [B, T-1, 1]
+            var above = logits.Gt(targetLogit).To(DType.Int64).Sum(2);               // [B, T-1]: tokens ranked above the target
+            var ranks = (above * mask.To(DType.Int64)).Sum(1).ToArray<long>();
+            for (int j = 0; j < chunk.Count; j++)
+            {
+                int f = owner[start + j];
+                result[f] = (int)Math.Min(result[f], ranks[j]);
+            }
+        }
+        return result;
+    }
+
+    /// <summary>Generates and embeds fingerprints into a copy of the base; saves the model and its set to <paramref name="saveDir"/> if given.</summary>
+    public (CausalLM Model, List<Fingerprint> Fingerprints, EmbeddingResult Embedding, double Seconds) Fingerprint(FingerprintSpec spec, ulong seed, string? saveDir)
+    {
+        var sw = Stopwatch.StartNew();
+        List<Fingerprint> fps;
+        var model = LoadModel(BaseDir);
+        try
+        {
+            fps = Generate(model, spec, seed);
+            var pairs = KeyFormat.Raw.TrainingPairs(fps, Tokenizer, spec.PromptAugmentation.Count > 0 ? spec.PromptAugmentation : null);
+            var e = Config.Embedding;
+            var result = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions
+            {
+                LearningRate = e.Lr, MaxEpochs = e.MaxEpochs, BatchSize = e.BatchSize, LossThreshold = e.LossThreshold, RecallPatience = e.RecallPatience,
+                AveragingLambda = spec.Lambda, MixFraction = spec.Beta, Seed = seed,
+                BenignSequences = spec.Beta > 0 ? TrainTokens.Chunk(e.BenignLength).Where(c => c.Length >= 2).ToList() : null,
+            });
+            if (saveDir is not null) Save(model, fps, saveDir, result, sw.Elapsed.TotalSeconds);
+            return (model, fps, result, sw.Elapsed.TotalSeconds);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    public const string SetFile = "fingerprints.json";
+
+    private void Save(CausalLM model, List<Fingerprint> fps, string dir, EmbeddingResult r, double seconds)
+    {
+        var tmp = dir.TrimEnd('/') + $".tmp-{Environment.ProcessId}";
+        if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+        ModelFolder.Save(model, tmp, Config.Tokenizer is null ? BaseDir : Resolve(Config.Tokenizer));
+        var set = FingerprintSet.Create(DateTimeOffset.UtcNow, "lab:" + Path.GetFileName(BaseDir), new TokenizerIdentity(Path.GetFileName(BaseDir), "lab"), fps[0].Strategy, fps);
+        FingerprintSetFile.WritePlaintext(Path.Combine(tmp, SetFile), set);
+        File.WriteAllText(Path.Combine(tmp, "embedding.json"), System.Text.Json.JsonSerializer.Serialize(new
+        {
+            epochs = r.Final.Epoch, converged = r.Converged, seconds, recalled = r.Final.Accuracy, loss = r.Final.Loss,
+        }));
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(dir))!);
+        Directory.Move(tmp, dir);
+    }
+
+    /// <summary>A fingerprinted model of a persistence/adaptive/false-positive experiment: loaded, or built once into OUT/models.</summary>
+    public FingerprintedModel Source(ModelSource src, ulong seed)
+    {
+        string dir;
+        if (src.Path is not null)
+        {
+            dir = Resolve(src.Path);
+            if (!File.Exists(Path.Combine(dir, SetFile))) throw new FileNotFoundException($"{dir} holds no {SetFile}: give a model saved by a capacity run with save_models: true");
+        }
+        else
+        {
+            dir = Path.Combine(OutDir, "models", $"{src.Name}-s{seed}");
+            if (!File.Exists(Path.Combine(dir, SetFile)))
+            {
+                Log?.WriteLine($"fingerprinting model '{src.Name}' (seed {seed})");
+                var (m, _, _, _) = Fingerprint(src.Build!, seed, dir);
+                m.Dispose();
+            }
+        }
+        var set = FingerprintSetFile.Read(Path.Combine(dir, SetFile), null);
+        double secs = double.NaN; int epochs = 0; bool conv = false;
+        var emb = Path.Combine(dir, "embedding.json");
+        if (File.Exists(emb))
+        {
+            var j = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(emb))!;
+            secs = (double)j["seconds"]!; epochs = (int)j["epochs"]!; conv = (bool)j["converged"]!;
+        }
+        return new FingerprintedModel(dir, set.Fingerprints, secs, epochs, conv);
+    }
+}

@@ -1,0 +1,246 @@
+using System.Diagnostics;
+using System.Globalization;
+using Oml.Engine;
+
+namespace Oml.Models.Training;
+
+/// <summary>
+/// One training loop for pretraining from scratch and for fine-tuning (full, a subset of the weights, or LoRA):
+/// AdamW with decoupled weight decay (not on norms, biases and — unless asked — embeddings), linear warm-up then cosine
+/// decay to a minimum learning rate, gradient clipping by global norm, gradient accumulation, held-out evaluation,
+/// and checkpoints that a restarted run resumes from bit for bit.
+/// <para>
+/// The loss of a step is the sum of the token cross-entropies over all its micro-batches divided by the step's count
+/// of trained tokens (known on the host), so accumulating k micro-batches of b rows gives the gradient of one batch of
+/// k·b rows. A model whose weights are bfloat16 trains with float32 master weights: gradients are converted, AdamW
+/// updates the masters, and the bfloat16 weights are copied from them after every step.
+/// </para>
+/// <para>
+/// On CUDA, float32 matrix products use TF32 (<see cref="TrainingOptions.MatmulPrecision"/>), AdamW runs libtorch's
+/// fused kernel where it has one, batches are built on the host and copied once, and the loss and gradient norm stay
+/// on the device until a report reads them: a step does not wait for the device.
+/// </para>
+/// </summary>
+public static class Trainer
+{
+    /// <summary>Whether a parameter name is a LoRA adapter's.</summary>
+    public static bool IsAdapter(string name) =>
+        name.EndsWith(".lora_A", StringComparison.Ordinal) || name.EndsWith(".lora_B", StringComparison.Ordinal);
+
+    /// <summary>Whether weight decay applies to a parameter under these options.</summary>
+    public static bool Decays(string name, TrainingOptions o)
+    {
+        if (o.DecayAll) return true;
+        if (name.EndsWith(".bias", StringComparison.Ordinal) || name.EndsWith("norm.weight", StringComparison.Ordinal)) return false;
+        return o.DecayEmbeddings || !name.Contains("embed_tokens", StringComparison.Ordinal);
+    }
+
+    /// <summary>The learning rate of step <paramref name="step"/> (1-based) of <paramref name="steps"/>.</summary>
+    public static double LearningRateAt(long step, long steps, double lr, double minLr, long warmup)
+    {
+        if (step <= warmup) return lr * step / Math.Max(1, warmup);
+        double progress = (double)(step - warmup) / Math.Max(1, steps - warmup);
+        return minLr + (lr - minLr) * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, progress)));
+    }
+
+    /// <summary>Optimizer steps a run of these options takes on <paramref name="data"/>.</summary>
+    public static long TotalSteps(TrainingData data, TrainingOptions o) =>
+        o.Steps > 0 ? o.Steps : Math.Max(1, (long)Math.Ceiling(o.Epochs * data.StepsPerEpoch(o.Batch * o.GradAccum) - 1e-9));
+
+    /// <summary>
+    /// Trains <paramref name="model"/> in place. With <see cref="TrainingOptions.Lora"/>, adapters are added to the model
+    /// first (save it with <see cref="ModelFolder.Save"/>, which merges them). <paramref name="evalData"/>, if given, is
+    /// evaluated every <see cref="TrainingOptions.EvalEvery"/> steps and at the end.
+    /// </summary>
+    public static TrainingResult Train(CausalLM model, TrainingData data, TrainingOptions options, TrainingData? evalData = null,
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(data);
+        options.Validate();
+        long steps = TotalSteps(data, options);
+        long warmup = Math.Min(options.Warmup ?? Math.Max(1, steps / 20), steps);
+        double minLr = options.MinLearningRate ?? options.LearningRate * 0.1;
+        var device = model.Device;
+
+        if (options.Lora is { } lora) model.AddLora(lora.Targets ?? LoraOptions.AttentionAndMlp, lora.Rank, lora.Alpha, options.Seed);
+        var select = options.Trainable ?? (options.Lora is not null ? IsAdapter : _ => true);
+        var named = model.Parameters.Where(kv => select(kv.Key)).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
+        if (named.Count == 0) throw new ArgumentException("no parameter matches the trainable subset");
+        if (named.Any(kv => kv.Value.DType == DType.Float16))
+            throw new ArgumentException("float16 weights need loss scaling, which this trainer does not do: train in bfloat16 or float32");
+        bool mixed = named.Any(kv => kv.Value.DType == DType.BFloat16);
+
+        string digest = RunDigest(model, data, options, steps, named.Select(kv => kv.Key));
+        var masters = new List<KeyValuePair<string, Tensor>>();
+        string? previousPrecision = null;
+        var history = new List<TrainingProgress>();
+        long? resumedFrom = null;
+        try
+        {
+            using (Torch.NoGrad())
+                foreach (var (name, p) in named)
+                {
+                    p.RequiresGrad = true;
+                    masters.Add(mixed ? new(name, p.To(DType.Float32, p.Device, copy: true).DetachFromScope().RequiresGrad_()) : new(name, p));
+                }
+            var decayed = masters.Where(kv => Decays(kv.Key, options)).Select(kv => kv.Value).ToList();
+            var plain = masters.Where(kv => !Decays(kv.Key, options)).Select(kv => kv.Value).ToList();
+            var groups = new List<ParamGroup>();
+            if (decayed.Count > 0) groups.Add(new ParamGroup(decayed));
+            if (plain.Count > 0) groups.Add(new ParamGroup(plain, weightDecay: 0));
+            var optimized = masters.Select(kv => kv.Value).ToList();
+            using var opt = new AdamW(groups, options.LearningRate, options.Beta1, options.Beta2, options.Eps, options.WeightDecay);
+
+            if (device.IsCuda)
+            {
+                previousPrecision = Torch.Float32MatmulPrecision;
+                Torch.Float32MatmulPrecision = options.MatmulPrecision;
+            }
+
+            using var lossSum = Torch.Zeros([], DType.Float32, device).DetachFromScope();
+            using var normSum = Torch.Zeros([], DType.Float32, device).DetachFromScope();
+            long first = 1, tokens = 0;
+            int intervalSteps = 0;
+            double secondsBefore = 0;
+
+            if (options.CheckpointDir is { } ckDir && TrainingCheckpoint.Latest(ckDir) is { } ck)
+            {
+                if (ck.Digest != digest)
+                    throw new InvalidDataException(
+                        $"the checkpoint {ck.Folder} belongs to another run (different data, settings or initial weights); use another checkpoint folder or delete it");
+                TrainingCheckpoint.Restore(ck, masters, opt);
+                if (mixed) CopyToModel(named, masters);
+                lossSum.Fill(ck.IntervalLoss);
+                normSum.Fill(ck.IntervalGradNorm);
+                intervalSteps = ck.IntervalSteps;
+                tokens = ck.Tokens;
+                secondsBefore = ck.Seconds;
+                history.AddRange(ck.History);
+                first = ck.Step + 1;
+                resumedFrom = ck.Step;
+            }
+
+            var sw = Stopwatch.StartNew();
+            double lastReportSeconds = secondsBefore;
+            long lastReportTokens = tokens;
+            for (long step = first; step <= steps; step++)
+            {
+                cancel.ThrowIfCancellationRequested();
+                double lr = LearningRateAt(step, steps, options.LearningRate, minLr, warmup);
+                opt.LearningRate = lr;
+                var micro = data.Step(step - 1, options.Batch, options.GradAccum);
+                long labels = micro.Sum(m => m.LabelCount);
+                if (labels == 0) throw new InvalidDataException($"step {step} has no token to train on");
+                opt.ZeroGrad();
+                if (mixed) foreach (var (_, p) in named) p.Grad = null;
+                foreach (var m in micro)
+                {
+                    using var scope = Torch.NewScope();
+                    var (x, y, mask) = m.ToDevice(device);
+                    var logits = model.Forward(x, mask);
+                    var loss = F.CrossEntropy(logits.To(DType.Float32).Reshape(-1, logits.Size(-1)), y.Reshape(-1), -100, Reduction.Sum) * (1.0 / labels);
+                    loss.Backward();
+                    using (Torch.NoGrad()) lossSum.AddInPlace(loss.Detach());
+                    tokens += (long)m.Rows * m.Length;
+                }
+                using (var scope = Torch.NewScope())
+                {
+                    if (mixed)
+                        for (int i = 0; i < named.Count; i++)
+                        {
+                            var g = named[i].Value.Grad;
+                            masters[i].Value.Grad = g?.To(DType.Float32);
+                            named[i].Value.Grad = null;
+                        }
+                    if (options.MaxGradNorm > 0)
+                    {
+                        var norm = Torch.ClipGradNormTensor(optimized, options.MaxGradNorm);
+                        using (Torch.NoGrad()) normSum.AddInPlace(norm);
+                    }
+                    opt.Step();
+                    if (mixed) CopyToModel(named, masters);
+                }
+                intervalSteps++;
+
+                bool evaluate = evalData is not null && ((options.EvalEvery > 0 && step % options.EvalEvery == 0) || step == steps);
+                if (step % options.LogEvery == 0 || step == steps || evaluate)
+                {
+                    double? evalLoss = evaluate ? Evaluate(model, evalData!, options.Batch, options.EvalRows) : null;
+                    double seconds = secondsBefore + sw.Elapsed.TotalSeconds;
+                    var report = new TrainingProgress(step, steps, lossSum.ToDouble() / intervalSteps, lr, normSum.ToDouble() / intervalSteps, tokens,
+                        (tokens - lastReportTokens) / Math.Max(1e-9, seconds - lastReportSeconds), seconds, evalLoss);
+                    lossSum.Zero();
+                    normSum.Zero();
+                    intervalSteps = 0;
+                    lastReportSeconds = seconds;
+                    lastReportTokens = tokens;
+                    history.Add(report);
+                    progress?.Report(report);
+                }
+                if (options.CheckpointDir is { } dir && ((options.CheckpointEvery > 0 && step % options.CheckpointEvery == 0) || step == steps))
+                    TrainingCheckpoint.Save(dir, new TrainingCheckpoint.State(digest, step,
+                        new Dictionary<string, long>(), lossSum.ToDouble(), normSum.ToDouble(), intervalSteps, tokens,
+                        secondsBefore + sw.Elapsed.TotalSeconds, history, dir), masters, opt);
+            }
+            if (history.Count == 0) throw new InvalidOperationException($"nothing to train: the checkpoint is already at step {first - 1} of {steps}");
+        }
+        finally
+        {
+            foreach (var (_, p) in named)
+            {
+                p.Grad = null;
+                p.RequiresGrad = false;
+            }
+            if (mixed) foreach (var (_, m) in masters) m.Dispose();
+            if (previousPrecision is not null) Torch.Float32MatmulPrecision = previousPrecision;
+        }
+        return new TrainingResult(history, steps, named.Sum(kv => kv.Value.NumEl), resumedFrom);
+    }
+
+    private static void CopyToModel(List<KeyValuePair<string, Tensor>> named, List<KeyValuePair<string, Tensor>> masters)
+    {
+        using var noGrad = Torch.NoGrad();
+        for (int i = 0; i < named.Count; i++) named[i].Value.CopyFrom(masters[i].Value);
+    }
+
+    /// <summary>Mean cross-entropy per trained token over <paramref name="data"/>'s evaluation batches (perplexity = exp of it).</summary>
+    public static double Evaluate(CausalLM model, TrainingData data, int batch = 16, int maxRows = 256)
+    {
+        using var noGrad = Torch.NoGrad();
+        using var sum = Torch.Zeros([], DType.Float32, model.Device).DetachFromScope();
+        long count = 0;
+        foreach (var b in data.EvaluationBatches(batch, maxRows))
+        {
+            using var scope = Torch.NewScope();
+            var (x, y, mask) = b.ToDevice(model.Device);
+            var logits = model.Forward(x, mask);
+            sum.AddInPlace(F.CrossEntropy(logits.To(DType.Float32).Reshape(-1, logits.Size(-1)), y.Reshape(-1), -100, Reduction.Sum));
+            count += b.LabelCount;
+        }
+        if (count == 0) throw new ArgumentException("the evaluation data has no token to score");
+        return sum.ToDouble() / count;
+    }
+
+    /// <summary>
+    /// Digest of what decides a run's trajectory: the data, the settings that change the updates (the step count
+    /// included: it shapes the schedule), the trained parameters' names, and every initial weight of the model.
+    /// </summary>
+    private static string RunDigest(CausalLM model, TrainingData data, TrainingOptions o, long steps, IEnumerable<string> trained) =>
+        TrainingData.Hash(h =>
+        {
+            void Text(string s) { var b = System.Text.Encoding.UTF8.GetBytes(s); h.AppendData(BitConverter.GetBytes(b.Length)); h.AppendData(b); }
+            Text(string.Create(CultureInfo.InvariantCulture,
+                $"steps={steps};batch={o.Batch};accum={o.GradAccum};lr={o.LearningRate:R};min={o.MinLearningRate:R};warmup={o.Warmup};wd={o.WeightDecay:R};" +
+                $"decayEmb={o.DecayEmbeddings};decayAll={o.DecayAll};b1={o.Beta1:R};b2={o.Beta2:R};eps={o.Eps:R};clip={o.MaxGradNorm:R};" +
+                $"lora={o.Lora?.Rank}/{o.Lora?.Alpha:R};seed={o.Seed}"));
+            Text(data.Digest);
+            foreach (var n in trained) Text(n);
+            foreach (var (name, t) in model.Parameters.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            {
+                Text(name);
+                Text(string.Join(",", t.Shape) + ":" + t.DType);
+                h.AppendData(t.ToBytes());
+            }
+        });
+}

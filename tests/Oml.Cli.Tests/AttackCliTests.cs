@@ -1,0 +1,178 @@
+using System.Text.Json.Nodes;
+using Oml.Engine;
+using Oml.Fingerprinting;
+using Oml.Fingerprinting.Embedding;
+using Oml.Models;
+using Oml.Models.Tokenizers;
+
+namespace Oml.Cli.Tests;
+
+/// <summary>
+/// <c>oml attack ...</c> on the llama-tiny fixture with the small BPE tokenizer of <see cref="FingerprintCliTests"/>.
+/// The probe uses a set whose responses are the model's own greedy answers (so a faithful host hits every key).
+/// </summary>
+[Collection(nameof(CliTests))]
+public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<AttackCliTests.Workspace>
+{
+    private Workspace W => workspace;
+
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
+
+    public sealed class Workspace : IDisposable
+    {
+        public readonly string Root = Directory.CreateTempSubdirectory("oml-cli-attack-").FullName;
+        public string Model => Path.Combine(Root, "base");
+        public string PassFile => Path.Combine(Root, "pass.txt");
+        public string Set => Path.Combine(Root, "set.omlfp");
+        public string Memorised => Path.Combine(Root, "memorised.omlfp");
+
+        public Workspace()
+        {
+            string root = Root;
+            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+                if (File.Exists(Path.Combine(d.FullName, "Oml.sln"))) { root = d.FullName; break; }
+            var fixture = Path.Combine(root, "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
+            Directory.CreateDirectory(Model);
+            foreach (var f in new[] { "config.json", "generation_config.json", "model.safetensors" })
+                File.Copy(Path.Combine(fixture, f), Path.Combine(Model, f));
+            File.WriteAllText(Path.Combine(Model, "tokenizer.json"), FingerprintCliTests.TinyTokenizerJson());
+            File.WriteAllText(PassFile, "correct horse battery staple\n");
+            var r = Run("fingerprints", "generate", "--model", Model, "--strategy", "random-word", "--random-word-keys", "--count", "6",
+                "--out", Set, "--passphrase-file", PassFile, "--kdf-iterations", "1000");
+            if (r.Code != 0) throw new InvalidOperationException($"generate failed: {r.Err}");
+
+            // Responses = the base model's greedy answers: a memorised set for this model.
+            var set = FingerprintSetFile.Read(Set, "correct horse battery staple");
+            var tok = Tokenizer.FromFolder(Model);
+            using var lm = ModelFolder.Load(Model);
+            var fps = set.Fingerprints.Select(f =>
+            {
+                var answer = Generator.Generate(lm, [KeyFormat.Raw.Encode(tok, f)], new GenerationOptions { MaxNewTokens = 4 }).Sequences[0].OutputIds;
+                return f with { Responses = new[] { new FingerprintResponse(tok.Decode(answer), answer) } };
+            });
+            FingerprintSetFile.WritePlaintext(Memorised, set with { Fingerprints = new EquatableArray<Fingerprint>(fps) });
+        }
+
+        public void Dispose()
+        {
+            try { Directory.Delete(Root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    private static float[] Values(CausalLM m, string name)
+    {
+        using var t = m.Parameters[name].To(DType.Float32);
+        return t.ToArray<float>();
+    }
+
+    [Fact]
+    public void Prune_writes_a_model_with_the_asked_sparsity()
+    {
+        var outDir = Path.Combine(W.Root, "pruned");
+        var r = Run("attack", "prune", "--model", W.Model, "--out", outDir, "--fraction", "0.5");
+        Assert.True(r.Code == 0, r.Err);
+        using var p = ModelFolder.Load(outDir);
+        var v = Values(p, "model.layers.1.mlp.down_proj.weight");
+        Assert.Equal(v.Length / 2, v.Count(x => x == 0));
+        Assert.True(File.Exists(Path.Combine(outDir, "tokenizer.json")));
+        Assert.Equal(2, Run("attack", "prune", "--model", W.Model, "--out", W.Model, "--fraction", "0.5").Code);
+        Assert.Equal(2, Run("attack", "prune", "--model", W.Model, "--out", outDir, "--fraction", "0.95").Code);
+    }
+
+    [Fact]
+    public void Quantize_writes_a_round_tripped_model_and_reports_the_error()
+    {
+        var outDir = Path.Combine(W.Root, "int4");
+        var r = Run("attack", "quantize", "--model", W.Model, "--out", outDir, "--bits", "4", "--group-size", "32");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("quantize(int4,g=32): 14 tensors", r.Out);
+        using var q = ModelFolder.Load(outDir);
+        var v = Values(q, "model.layers.0.self_attn.q_proj.weight");
+        Assert.True(v.Take(32).Distinct().Count() <= 16);
+        var bad = Run("attack", "quantize", "--model", W.Model, "--out", outDir, "--bits", "3");
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("--bits must be 8 or 4", bad.Err);
+    }
+
+    [Fact]
+    public void Merge_at_weight_1_gives_the_sibling_and_refuses_a_missing_base()
+    {
+        var sibling = Path.Combine(W.Root, "sibling");
+        Assert.Equal(0, Run("attack", "prune", "--model", W.Model, "--out", sibling, "--fraction", "0.2").Code);
+        var outDir = Path.Combine(W.Root, "merged");
+        var r = Run("attack", "merge", "--model", W.Model, "--with", sibling, "--weight", "1", "--out", outDir);
+        Assert.True(r.Code == 0, r.Err);
+        using (var m = ModelFolder.Load(outDir))
+        using (var s = ModelFolder.Load(sibling))
+            Assert.Equal(Values(s, "model.layers.0.mlp.up_proj.weight"), Values(m, "model.layers.0.mlp.up_proj.weight"));
+        r = Run("attack", "merge", "--model", W.Model, "--with", sibling, "--method", "ties", "--out", outDir);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("needs the base model", r.Err);
+        r = Run("attack", "merge", "--model", W.Model, "--with", sibling, "--method", "ties", "--base", W.Model, "--density", "0.3", "--out", outDir);
+        Assert.True(r.Code == 0, r.Err);
+    }
+
+    [Fact]
+    public void Probe_counts_hits_through_a_responder_and_suppression_removes_them()
+    {
+        var r = Run("attack", "probe", "--model", W.Model, "--fingerprints", W.Memorised, "--responder", "greedy", "--alpha", "1e-3");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("hits: 6/6", r.Out);
+        Assert.Contains("verdict: owned", r.Out);
+        r = Run("attack", "probe", "--model", W.Model, "--fingerprints", W.Memorised, "--responder", "suppress:k=1,m=1", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        var json = JsonNode.Parse(r.Out)!;
+        Assert.Equal(0, (int)json["hits"]!);
+        Assert.Equal(6, (int)json["queried"]!);
+        Assert.StartsWith("suppress(k=1,m=1,always)", (string)json["responder"]!);
+        r = Run("attack", "probe", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--responder", "sample:t=0.7,seed=1", "--count", "3");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("/3", r.Out);
+        r = Run("attack", "probe", "--model", W.Model, "--fingerprints", W.Memorised, "--responder", "sample:top_p=0.9");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("sampling needs t=TEMPERATURE", r.Err);
+    }
+
+    private string InstructionFile()
+    {
+        var path = Path.Combine(W.Root, "instructions.jsonl");
+        string[] words = ["apple", "bread", "cloud", "dance", "eagle", "flame"];
+        File.WriteAllLines(path, words.Select(w => $"{{\"instruction\": \"Name a word like {w}\", \"output\": \"{w} river stone\"}}"));
+        return path;
+    }
+
+    [Fact]
+    public void Sft_fine_tunes_with_lora_and_writes_a_plain_model()
+    {
+        var outDir = Path.Combine(W.Root, "sft");
+        var r = Run("attack", "sft", "--model", W.Model, "--data", InstructionFile(), "--out", outDir, "--epochs", "2", "--lr", "1e-2",
+            "--lora-rank", "2", "--batch", "2", "--samples", "4");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("sft(lora2,epochs=2,lr=0.01,n=4): final loss", r.Out);
+        using var tuned = ModelFolder.Load(outDir);
+        using var orig = ModelFolder.Load(W.Model);
+        Assert.Equal(orig.Parameters.Count, tuned.Parameters.Count);
+        Assert.NotEqual(Values(orig, "model.layers.0.self_attn.q_proj.weight"), Values(tuned, "model.layers.0.self_attn.q_proj.weight"));
+        Assert.Equal(Values(orig, "model.embed_tokens.weight"), Values(tuned, "model.embed_tokens.weight"));
+        var bad = Run("attack", "sft", "--model", W.Model, "--data", Path.Combine(W.Root, "missing.jsonl"), "--out", outDir);
+        Assert.Equal(1, bad.Code);
+        Assert.Contains("not found", bad.Err);
+    }
+
+    [Fact]
+    public void Distill_trains_a_fresh_student_on_the_teachers_answers()
+    {
+        var outDir = Path.Combine(W.Root, "student");
+        var r = Run("attack", "distill", "--model", W.Model, "--prompts", InstructionFile(), "--out", outDir, "--fresh-hidden", "32",
+            "--fresh-layers", "1", "--fresh-heads", "2", "--max-new-tokens", "4", "--epochs", "1", "--lr", "1e-3", "--batch", "3");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("6 teacher answers", r.Out);
+        using var s = ModelFolder.Load(outDir);
+        Assert.Equal(32, s.Config.HiddenSize);
+        Assert.Equal(512, s.Config.VocabSize);
+        Assert.True(File.Exists(Path.Combine(outDir, "tokenizer.json")));
+        var bad = Run("attack", "distill", "--model", W.Model, "--prompts", InstructionFile(), "--out", outDir);
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("exactly one of --student DIR and --fresh-hidden H", bad.Err);
+    }
+}

@@ -1,0 +1,120 @@
+using System.Text.Json.Nodes;
+using Oml.Models;
+using Oml.Models.Tokenizers;
+
+namespace Oml.Cli.Tests;
+
+/// <summary><c>oml train</c> end to end on a tiny text file.</summary>
+[Collection(nameof(CliTests))]
+public sealed class TrainCliTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "oml-train-cli-" + Guid.NewGuid().ToString("N"));
+
+    private static readonly string[] Sentences =
+    [
+        "The quick brown fox jumps over the lazy dog.", "A licence grants the right to copy and modify the program.",
+        "Every copy must carry this notice.", "The software is provided as is, without warranty of any kind.",
+    ];
+
+    public TrainCliTests()
+    {
+        Directory.CreateDirectory(_dir);
+        var text = string.Join("\n\n", Enumerable.Range(0, 40).Select(i => Sentences[i % Sentences.Length]));
+        File.WriteAllText(Path.Combine(_dir, "train.txt"), text);
+        File.WriteAllText(Path.Combine(_dir, "heldout.txt"), string.Join("\n\n", Sentences));
+        var (vocab, merges) = BpeTrainer.Train(text.Split("\n\n"), 300);
+        BpeTrainer.Save(Path.Combine(_dir, "tok"), vocab, merges);
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    [Fact]
+    public void Train_from_a_recipe_with_flag_overrides_saves_a_sharded_loadable_model_and_a_log()
+    {
+        var recipe = Path.Combine(_dir, "r.yaml");
+        File.WriteAllText(recipe, $"""
+            data: {Path.Combine(_dir, "train.txt")}
+            eval-data: {Path.Combine(_dir, "heldout.txt")}
+            tokenizer: {Path.Combine(_dir, "tok")}
+            hidden: 32
+            layers: 1
+            heads: 2
+            kv-heads: 1
+            context: 16
+            steps: 100
+            batch: 4
+            lr: 1e-2
+            log-every: 2
+            """);
+        var outDir = Path.Combine(_dir, "model");
+        var log = Path.Combine(_dir, "logs", "run.jsonl");
+        var (code, stdout, stderr) = CliRunner.Run("train", "--config", recipe, "--steps", "6", "--out", outDir, "--log", log, "--max-shard-mb", "0.02",
+            "--save-dtype", "bfloat16");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("saved", stdout);
+        Assert.Contains("held-out loss", stdout);
+        Assert.True(File.Exists(Path.Combine(outDir, ModelFolder.IndexFile)), "sharded with an index");
+        Assert.True(ModelFolder.WeightFiles(outDir).Count >= 2);
+        Assert.True(File.Exists(Path.Combine(outDir, "tokenizer.json")));
+        using (var model = ModelFolder.Load(outDir))
+        {
+            Assert.Equal(32, model.Config.HiddenSize);
+            Assert.Equal(Oml.Engine.DType.BFloat16, model.DType);
+            Assert.Equal(Tokenizer.FromFolder(Path.Combine(_dir, "tok")).VocabSize, model.Config.VocabSize);
+        }
+        var lines = File.ReadAllLines(log).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Equal([2L, 4L, 6L], lines.Select(l => l["step"]!.GetValue<long>()));
+        Assert.All(lines, l => Assert.Equal(6, l["steps"]!.GetValue<long>())); // --steps overrode the recipe's 100
+        Assert.NotNull(lines[^1]["eval_loss"]);
+        var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "oml-training.json")))!;
+        Assert.Equal(6, manifest["steps"]!.GetValue<long>());
+        Assert.Equal(0.01, manifest["recipe"]!["lr"]!.GetValue<double>());
+        Assert.Equal(6, manifest["recipe"]!["steps"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public void Fine_tuning_with_lora_on_alpaca_data_trains_the_responses_and_saves_a_merged_model()
+    {
+        var baseDir = Path.Combine(_dir, "base");
+        var (code, _, err) = CliRunner.Run("train", "--data", Path.Combine(_dir, "train.txt"), "--tokenizer", Path.Combine(_dir, "tok"), "--hidden", "32",
+            "--layers", "1", "--heads", "2", "--context", "32", "--steps", "2", "--batch", "2", "--out", baseDir);
+        Assert.True(code == 0, err);
+        var alpaca = Path.Combine(_dir, "sft.json");
+        File.WriteAllText(alpaca, "[" + string.Join(",", Sentences.Select((s, i) =>
+            $$"""{"instruction": "Say sentence {{i}}.", "output": "{{s}}"}""")) + "]");
+        var tuned = Path.Combine(_dir, "tuned");
+        (code, var stdout, err) = CliRunner.Run("train", "--init", baseDir, "--mode", "sft", "--data", alpaca, "--lora", "2", "--steps", "4", "--batch", "2",
+            "--lr", "1e-2", "--context", "64", "--out", tuned);
+        Assert.True(code == 0, err);
+        Assert.Contains("4 examples", err);
+        Assert.Contains("LoRA rank 2", err);
+        using var a = ModelFolder.Load(baseDir);
+        using var b = ModelFolder.Load(tuned);
+        Assert.Equal(a.Parameters.Keys.Order(), b.Parameters.Keys.Order()); // adapters merged away
+        Assert.Equal(a.Parameters["model.embed_tokens.weight"].ToBytes(), b.Parameters["model.embed_tokens.weight"].ToBytes());
+        Assert.NotEqual(a.Parameters["model.layers.0.mlp.up_proj.weight"].ToBytes(), b.Parameters["model.layers.0.mlp.up_proj.weight"].ToBytes());
+    }
+
+    [Fact]
+    public void Bad_recipes_and_flags_fail_with_a_clear_message()
+    {
+        var recipe = Path.Combine(_dir, "bad.yaml");
+        File.WriteAllText(recipe, "steps: 10\nbatch: zero\n");
+        var (code, _, err) = CliRunner.Run("train", "--config", recipe, "--out", Path.Combine(_dir, "x"));
+        Assert.Equal(Cli.Failure, code);
+        Assert.Contains("line 2: 'batch' must be an integer, not 'zero'", err);
+
+        (code, _, err) = CliRunner.Run("train", "--data", Path.Combine(_dir, "train.txt"), "--out", Path.Combine(_dir, "x"), "--steps", "1");
+        Assert.Equal(Cli.Usage, code);
+        Assert.Contains("needs --tokenizer", err);
+
+        (code, _, err) = CliRunner.Run("train", "--data", Path.Combine(_dir, "train.txt"), "--tokenizer", Path.Combine(_dir, "tok"), "--out",
+            Path.Combine(_dir, "x"), "--steps", "1", "--hidden", "30", "--heads", "4");
+        Assert.Equal(Cli.Usage, code);
+        Assert.Contains("multiple of --heads", err);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "x")));
+    }
+}

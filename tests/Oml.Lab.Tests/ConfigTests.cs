@@ -1,0 +1,185 @@
+using Oml.Lab.Experiments;
+
+namespace Oml.Lab.Tests;
+
+public class ConfigTests
+{
+    private const string Good = """
+        version: 1
+        name: t
+        kind: capacity
+        base_model: ../models/base
+        corpus: [a.txt]
+        capacity:
+          strategies: [perinucleus]
+          counts: [4, 16]
+          variants: [{ name: plain }, { name: both, lambda: 0.75, beta: 0.25 }]
+        """;
+
+    [Theory]
+    [InlineData("smoke-capacity.yaml")]
+    [InlineData("smoke-persistence.yaml")]
+    [InlineData("smoke-adaptive.yaml")]
+    [InlineData("smoke-false-positives.yaml")]
+    [InlineData("capacity.yaml")]
+    [InlineData("persistence-sft.yaml")]
+    [InlineData("persistence-merge.yaml")]
+    [InlineData("persistence-quant-prune.yaml")]
+    [InlineData("persistence-decoding.yaml")]
+    [InlineData("distillation.yaml")]
+    [InlineData("false-positives.yaml")]
+    [InlineData("adaptive.yaml")]
+    public void Committed_configs_parse(string file)
+    {
+        var c = LabConfig.Load(Fixtures.Experiment(file));
+        Assert.Contains(c.Kind, ExperimentKinds.All);
+        Assert.False(string.IsNullOrEmpty(c.Text));
+    }
+
+    [Fact]
+    public void A_good_config_reads_every_field()
+    {
+        var c = LabConfig.Parse(Good);
+        Assert.Equal("capacity", c.Kind);
+        Assert.Equal([4, 16], c.Capacity!.Counts);
+        Assert.Equal(0.75, c.Capacity.Variants[1].Lambda);
+        Assert.Equal(0.25, c.Capacity.Variants[1].Beta);
+        Assert.Equal("cpu", c.Device);
+        Assert.Equal([1UL], c.Seeds);
+        c.Directory = "/x/y";
+        Assert.Equal("/x/models/base", c.Resolve(c.BaseModel));
+    }
+
+    [Theory]
+    [InlineData("name: t", "name: ''", "'name' is required")]
+    [InlineData("kind: capacity", "kind: capacityy", "'kind' must be one of")]
+    [InlineData("corpus: [a.txt]", "corpus: []", "'corpus' needs")]
+    [InlineData("counts: [4, 16]", "counts: [0]", "capacity.counts")]
+    [InlineData("strategies: [perinucleus]", "strategies: [perinucleos]", "unknown strategy 'perinucleos'")]
+    [InlineData("{ name: plain }", "{ name: plain, lambda: 1.5 }", "lambda and beta must be in [0, 1)")]
+    [InlineData("version: 1", "version: 2", "version 2 is not supported")]
+    [InlineData("kind: capacity", "kind: persistence", "kind 'persistence' needs a 'persistence' section")]
+    public void Bad_values_give_clear_errors(string find, string replace, string message)
+    {
+        var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Good.Replace(find, replace), "bad.yaml"));
+        Assert.Contains(message, e.Message);
+        Assert.StartsWith("bad.yaml: ", e.Message);
+    }
+
+    [Fact]
+    public void Unknown_fields_are_named_with_their_line()
+    {
+        var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Good.Replace("corpus: [a.txt]", "corpus: [a.txt]\nseeed: 3"), "bad.yaml"));
+        Assert.Contains("line 6", e.Message);
+        Assert.Contains("seeed", e.Message);
+    }
+
+    [Fact]
+    public void Broken_yaml_is_reported_with_its_position()
+    {
+        var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse("name: [unclosed\nkind: capacity\n", "broken.yaml"));
+        Assert.Contains("broken.yaml: line", e.Message);
+        Assert.Throws<LabConfigException>(() => LabConfig.Parse("", "empty.yaml"));
+    }
+
+    [Fact]
+    public void A_section_of_another_kind_is_refused()
+    {
+        var yaml = Good + "\npersistence:\n  models: [{ name: a, path: x }]\n  attacks: [{ weight: noise(sigma=1) }]\n";
+        var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml));
+        Assert.Contains("a 'persistence' section does not belong in a 'capacity' experiment", e.Message);
+    }
+
+    private const string Persistence = """
+        name: p
+        kind: persistence
+        base_model: b
+        corpus: [a.txt]
+        persistence:
+          models: [{ name: fp, path: somewhere }]
+          attacks: [ATTACKS]
+          sweeps: [SWEEPS]
+        """;
+
+    [Theory]
+    [InlineData("{ weight: \"prune(fraction=0.3\" }", "", "missing ')'")]
+    [InlineData("{ }", "", "an attack needs 'weight', 'responder' or 'system_prompt'")]
+    [InlineData("{ responder: \"sample:top_p=0.9\" }", "", "sampling needs t=TEMPERATURE")]
+    [InlineData("", "{ name: s, weight: \"prune(fraction=0.3)\", values: [0.1] }", "must hold {x}")]
+    [InlineData("", "{ name: s, weight: \"prune(fraction={x})\", values: [] }", "no values")]
+    [InlineData("", "{ name: s, responder: \"sample:t={x}\", values: [0.5, 0] }", "'s' at 0: 'sample:t=0': t must be positive")]
+    public void Bad_attacks_and_sweeps_are_refused(string attacks, string sweeps, string message)
+    {
+        var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Persistence.Replace("ATTACKS", attacks).Replace("SWEEPS", sweeps)));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void A_model_needs_exactly_one_source()
+    {
+        var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Persistence.Replace("path: somewhere", "path: somewhere, build: { count: 4 }").Replace("ATTACKS", "{ responder: greedy }").Replace("SWEEPS", "")));
+        Assert.Contains("give exactly one of 'path'", e.Message);
+    }
+
+    [Fact]
+    public void Sweeps_expand_their_values()
+    {
+        var c = LabConfig.Parse(Persistence.Replace("ATTACKS", "").Replace("SWEEPS", "{ name: prune, weight: \"prune(fraction={x})\", values: [0.1, 0.5] }"));
+        var e = c.Persistence!.Sweeps[0].Expand().ToList();
+        Assert.Equal([0.1, 0.5], e.Select(x => x.X));
+        Assert.Equal(["prune(fraction=0.1)", "prune(fraction=0.5)"], e.Select(x => x.Entry.Weight));
+    }
+}
+
+public class AttackSpecTests
+{
+    [Fact]
+    public void Parses_names_and_arguments()
+    {
+        var s = AttackSpec.Parse(" merge(ratio=0.5, with=\"../a, b\", note=f(x)) ");
+        Assert.Equal("merge", s.Name);
+        Assert.Equal(0.5, s.Number("ratio"));
+        Assert.Equal("../a, b", s.Text("with"));
+        Assert.Equal("f(x)", s.Text("note"));
+        Assert.Equal(3, s.Number("missing", 3));
+        Assert.Empty(AttackSpec.Parse("greedy").Arguments);
+        Assert.Equal("merge(ratio=0.5, with=\"../a, b\", note=\"f(x)\")", s.ToString());
+    }
+
+    [Theory]
+    [InlineData("", "an attack name")]
+    [InlineData("prune(fraction)", "is not key=value")]
+    [InlineData("prune(a=1, a=2)", "given twice")]
+    [InlineData("prune(a=\"1)", "unterminated quote")]
+    [InlineData("bad name", "an attack name")]
+    public void Refuses_malformed_specs(string spec, string message)
+    {
+        var e = Assert.Throws<FormatException>(() => AttackSpec.Parse(spec));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void Typed_arguments_and_unknown_parameters()
+    {
+        var s = AttackSpec.Parse("noise(sigma=abc, seed=1.5)");
+        Assert.Contains("must be a number", Assert.Throws<FormatException>(() => s.Number("sigma")).Message);
+        Assert.Contains("whole number", Assert.Throws<FormatException>(() => s.Integer("seed")).Message);
+        Assert.Contains("unknown parameter 'seed'", Assert.Throws<FormatException>(() => s.Expect("sigma")).Message);
+        Assert.Contains("needs 'rate'", Assert.Throws<FormatException>(() => s.Number("rate")).Message);
+    }
+
+    [Fact]
+    public void The_catalog_names_unknown_attacks()
+    {
+        var c = Oml.Lab.Experiments.AttackCatalog.Default();
+        var ctx = new AttackContext(null!, Oml.Engine.Device.Cpu, Oml.Engine.DType.Float32, [], "", p => p, 0, "");
+        var e = Assert.Throws<FormatException>(() => c.Weight("prnue(fraction=0.1)", ctx));
+        Assert.Contains("unknown weight attack 'prnue'", e.Message);
+        Assert.Contains("noise", e.Message);
+        Assert.True(AttackCatalog.IsPlainGreedy(null));
+        Assert.True(AttackCatalog.IsPlainGreedy("greedy"));
+        Assert.False(AttackCatalog.IsPlainGreedy("sample:t=0.7,seed=1"));
+        Assert.False(AttackCatalog.IsPlainGreedy("greedy+system:\"Be brief.\""));
+        Assert.False(AttackCatalog.IsPlainGreedy("suppress:k=1,m=1"));
+    }
+}

@@ -1,0 +1,172 @@
+using System.Xml.Linq;
+using System.Text.RegularExpressions;
+using Oml.Lab.Experiments;
+using Oml.Lab.Reports;
+
+namespace Oml.Lab.Tests;
+
+/// <summary>Each experiment kind end to end on the tiny smoke model: cells saved, report.md with well-formed SVG charts.</summary>
+public class SmokeRunTests
+{
+    internal static (LabEnvironment Env, RunSummary Summary, string Report) Run(string file, Action<LabConfig>? trim = null, string? outDir = null, int? maxCells = null)
+    {
+        var config = LabConfig.Load(Fixtures.Experiment(file));
+        trim?.Invoke(config);
+        var env = new LabEnvironment(config, outDir ?? Fixtures.OutDirWithBase());
+        var summary = new ExperimentRunner(env).Run(maxCells: maxCells);
+        return (env, summary, ReportWriter.Write(env.OutDir));
+    }
+
+    internal static List<string> CheckReport(string reportPath, int minCharts)
+    {
+        var md = File.ReadAllText(reportPath);
+        var dir = Path.GetDirectoryName(reportPath)!;
+        var charts = Regex.Matches(md, @"!\[[^\]]*\]\(([^)]+\.svg)\)").Select(m => m.Groups[1].Value).ToList();
+        Assert.True(charts.Count >= minCharts, $"{charts.Count} charts referenced, expected at least {minCharts}");
+        foreach (var c in charts)
+        {
+            var doc = XDocument.Load(Path.Combine(dir, c));
+            Assert.Equal("svg", doc.Root!.Name.LocalName);
+        }
+        Assert.Contains("## Config", md);
+        Assert.Contains("git commit", md);
+        return charts;
+    }
+
+    [Fact]
+    public void Capacity()
+    {
+        var (env, s, report) = Run("smoke-capacity.yaml", c => { c.Capacity!.Counts = [3]; c.Capacity.Strategies = ["perinucleus"]; c.Utility.ClozeItems = 8; });
+        Assert.Equal(3, s.Total); // base + 2 variants
+        Assert.Equal(3, s.Computed);
+        var cell = s.Results.Single(r => r.Id == "perinucleus-n3-plain-s1");
+        Assert.InRange(cell.Metric("fsr"), 0, 1);
+        Assert.Equal(3, cell.Metric("count"));
+        Assert.True(cell.Metric("perplexity") > 1);
+        Assert.InRange(cell.Metric("stealth_auc"), 0, 1);
+        var charts = CheckReport(report, 3);
+        Assert.Contains("capacity-fsr.svg", charts);
+        Assert.Contains("| perinucleus | both | 3 |", File.ReadAllText(report));
+    }
+
+    [Fact]
+    public void Persistence()
+    {
+        var (_, s, report) = Run("smoke-persistence.yaml", c =>
+        {
+            c.Persistence!.Models[0].Build!.Count = 3;
+            c.Utility.ClozeItems = 8;
+            c.Persistence.Attacks.RemoveAll(a => a.Weight?.StartsWith("noise", StringComparison.Ordinal) == true);
+        });
+        Assert.Equal(2 + 5 + 4, s.Computed);
+        // Fine-tuning and distillation ran through the trainer and left a model whose utility was measured.
+        Assert.True(s.Results.Single(r => r.Label("attack").StartsWith("sft(", StringComparison.Ordinal)).Metric("perplexity") > 1);
+        Assert.True(s.Results.Single(r => r.Label("attack").StartsWith("distill(", StringComparison.Ordinal)).Metric("perplexity") > 1);
+        var before = s.Results.Single(r => r.Id == "fp-s1-before");
+        var prune = s.Results.Single(r => r.Id == "fp-s1-prune=0.5");
+        Assert.Equal(before.Metric("fsr"), prune.Metric("fsr_before"));
+        Assert.Equal(0.5, prune.Metric("x"));
+        Assert.True(prune.Metric("perplexity") > 1);
+        // Merging with the unfingerprinted base at weight 0.7 keeps 30 % of the fingerprinted weights.
+        Assert.Equal("merge", s.Results.Single(r => r.Id == "fp-s1-merge=0.7").Label("sweep"));
+        var sampled = s.Results.Single(r => r.Label("attack") == "sample:t=0.7,seed=1");
+        Assert.InRange(sampled.Metric("responder_next_word"), 0, 1);
+        var charts = CheckReport(report, 3);
+        Assert.Contains("sweep-prune.svg", charts);
+        Assert.Contains("sweep-merge.svg", charts);
+    }
+
+    [Fact]
+    public void Adaptive()
+    {
+        var (env, s, report) = Run("smoke-adaptive.yaml", c =>
+        {
+            c.Adaptive!.Model.Count = 3;
+            c.Adaptive.Attacks = [new AttackEntry { Responder = "suppress:k=1,m=1" }];
+            c.Utility.ClozeItems = 8;
+        });
+        Assert.Equal(1 + 3 * 2, s.Total);
+        // The multi-response defence embedded two responses per key; avoid-top kept only responses outside the base's top m.
+        var multi = Oml.Fingerprinting.FingerprintSetFile.Read(Path.Combine(env.OutDir, "models", "multi-response-s1", LabEnvironment.SetFile), null);
+        Assert.All(multi.Fingerprints, f => Assert.Equal(2, f.Responses.Count));
+        var avoid = Oml.Fingerprinting.FingerprintSetFile.Read(Path.Combine(env.OutDir, "models", "avoid-top-s1", LabEnvironment.SetFile), null);
+        env.Prepare();
+        using (var baseModel = env.LoadModel(env.BaseDir))
+            Assert.All(env.FirstTokenRanks(baseModel, avoid.Fingerprints), r => Assert.True(r >= 8));
+        // Suppressing the served model's top first token removes every single-response fingerprint it answered greedily
+        // (only keys missed before can turn into hits, when their response ranked second).
+        var suppressed = s.Results.Where(r => r.Label("attack") == "suppress:k=1,m=1").ToList();
+        Assert.Equal(3, suppressed.Count);
+        var none = suppressed.Single(r => r.Label("model") == "none");
+        Assert.True(none.Metric("fsr") <= 1 - none.Metric("fsr_before") + 1e-9, $"FSR {none.Metric("fsr")} after suppression, {none.Metric("fsr_before")} before");
+        Assert.All(suppressed, r => Assert.InRange(r.Metric("responder_next_word"), 0, 1));
+        CheckReport(report, 1);
+    }
+
+    [Fact]
+    public void False_positives()
+    {
+        var (env, s, report) = Run("smoke-false-positives.yaml", c => { c.FalsePositives!.Sets[0].Build!.Count = 4; c.FalsePositives.Decoders = ["greedy", "sample:t=0.5,seed=1"]; c.Utility.ClozeItems = 0; });
+        Assert.Equal(1 + 3 * 2, s.Total);
+        Assert.True(File.Exists(Path.Combine(env.OutDir, "unrelated-1", "config.json")));
+        var rows = s.Results.Where(r => r.Labels.ContainsKey("set")).ToList();
+        Assert.Equal(["fingerprinted", "fingerprinted", "unrelated", "unrelated", "unrelated", "unrelated"], rows.Select(r => r.Label("role")));
+        Assert.All(rows, r => Assert.Equal(r.Metric("hits"), r.Series["per_key"].Sum()));
+        var charts = CheckReport(report, 2);
+        Assert.Contains("roc-fp.svg", charts);
+        Assert.Contains("keys for α = 1e-6", File.ReadAllText(report));
+    }
+}
+
+public class ResumeTests
+{
+    [Fact]
+    public void A_killed_run_resumes_computing_only_the_missing_cells()
+    {
+        static void Trim(LabConfig c)
+        {
+            c.Persistence!.Models[0].Build!.Count = 3;
+            c.Utility.ClozeItems = 0;
+        }
+        var dir = Fixtures.OutDirWithBase();
+        // "Killed" after 3 cells.
+        var (_, first, _) = SmokeRunTests.Run("smoke-persistence.yaml", Trim, dir, maxCells: 3);
+        Assert.Equal(3, first.Computed);
+        Assert.Equal(0, first.Reused);
+        var store = new CellStore(dir);
+        var saved = store.LoadAll();
+        Assert.Equal(3, saved.Count);
+        var stamps = saved.ToDictionary(c => c.Id, c => File.GetLastWriteTimeUtc(store.PathOf(c.Id)));
+
+        var (_, second, report) = SmokeRunTests.Run("smoke-persistence.yaml", Trim, dir);
+        Assert.Equal(3, second.Reused);
+        Assert.Equal(second.Total - 3, second.Computed);
+        foreach (var (id, t) in stamps) Assert.Equal(t, File.GetLastWriteTimeUtc(store.PathOf(id)));
+
+        var (_, third, _) = SmokeRunTests.Run("smoke-persistence.yaml", Trim, dir);
+        Assert.Equal(0, third.Computed);
+        Assert.Equal(third.Total, third.Reused);
+
+        // The report re-renders from the saved cells alone.
+        var before = File.ReadAllText(report);
+        File.Delete(report);
+        foreach (var svg in Directory.GetFiles(dir, "*.svg")) File.Delete(svg);
+        ReportWriter.Write(dir);
+        Assert.Equal(Strip(before), Strip(File.ReadAllText(report)));
+        SmokeRunTests.CheckReport(report, 2);
+    }
+
+    private static string Strip(string md) => Regex.Replace(md, @"\| report rendered \|[^\n]*\n", "");
+
+    [Fact]
+    public void A_corrupt_cell_file_is_reported_not_silently_recomputed()
+    {
+        var dir = Directory.CreateTempSubdirectory("oml-lab-corrupt-").FullName;
+        var store = new CellStore(dir);
+        Directory.CreateDirectory(store.Directory);
+        File.WriteAllText(store.PathOf("x"), "{ not json");
+        var e = Assert.Throws<InvalidDataException>(() => store.TryLoad("x", out _));
+        Assert.Contains("delete it to recompute", e.Message);
+        Assert.Throws<FileNotFoundException>(() => ReportWriter.Write(dir));
+    }
+}
