@@ -155,97 +155,111 @@ public static class EmbedCommand
                 Console.Error.WriteLine($"LoRA rank {rank} on {loaded.LoraTargets.Count} weights; only the adapters are trained, and merged on save");
             }
             using var lm = loaded;
-            var logPath = r.GetValue(log);
-            StreamWriter? logWriter = logPath is null ? null : new StreamWriter(logPath, append: true);
-            EmbeddingResult result;
-            try
-            {
-                Console.Error.WriteLine($"embedding {pairs.Count} (key, response) pairs from {set.Count} fingerprints into {dir} on {dev} ...");
-                if (options.CheckpointDir is { } ckDir && EmbeddingCheckpoint.Latest(ckDir) is { } ck)
-                    Console.Error.WriteLine($"resuming from the checkpoint after epoch {ck.Epoch} in {ck.Folder}");
-                result = FingerprintTrainer.Embed(lm, pairs, options, new InlineProgress<EmbeddingProgress>(p =>
-                {
-                    var line = string.Create(CultureInfo.InvariantCulture,
-                        $"epoch {p.Epoch,4}/{options.MaxEpochs}  loss {p.Loss:F4}  fingerprint accuracy {p.Accuracy:P1}  ({p.Seconds:F1} s)");
-                    if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
-                    else
-                    {
-                        // On a terminal: one line redrawn in place, with a bar for the epoch budget.
-                        int filled = (int)Math.Round(20.0 * p.Epoch / options.MaxEpochs);
-                        Console.Error.Write($"\r[{new string('#', filled)}{new string('.', 20 - filled)}] {line}   ");
-                    }
-                    if (logWriter is not null)
-                    {
-                        logWriter.WriteLine(new JsonObject
-                        {
-                            ["epoch"] = p.Epoch,
-                            ["steps"] = p.Steps,
-                            ["loss"] = p.Loss,
-                            ["accuracy"] = p.Accuracy,
-                            ["seconds"] = p.Seconds,
-                        }.ToJsonString(Compact));
-                        logWriter.Flush();
-                    }
-                }));
-                if (!Console.IsErrorRedirected) Console.Error.WriteLine();
-            }
-            finally
-            {
-                logWriter?.Dispose();
-            }
-
-            ModelFolder.Save(lm, outDir, dir);
+            var result = TrainAndSave(lm, dir, outDir, set, Path.GetFileName(setPath), pairs, options, dev, r.GetValue(log),
+                r.GetValue(expand) > 0 ? $"expand:{r.GetValue(expand)}" : r.GetValue(lora) > 0 ? $"lora:{r.GetValue(lora)}" : trainSpec,
+                options.MixFraction == 0 ? null : r.GetValue(benignText) is { } bt ? Path.GetFileName(bt) : "self-generated");
             if (masks is not null) foreach (var mk in masks.Values) mk.Dispose();
             var final = result.Final;
-            var commitment = set.Commit();
-            var manifest = new JsonObject
-            {
-                ["format"] = "oml-manifest",
-                ["version"] = 1,
-                ["created_at"] = DateTimeOffset.UtcNow.ToString("o", CultureInfo.InvariantCulture),
-                ["library_version"] = LibraryVersion(),
-                ["base_model_digest"] = set.BaseModelDigest,
-                ["model_digest"] = FingerprintGenerator.WeightsDigest(outDir),
-                ["tokenizer"] = new JsonObject { ["name"] = set.Tokenizer.Name, ["digest"] = set.Tokenizer.Digest },
-                ["fingerprint_file"] = Path.GetFileName(setPath),
-                ["commitment_root"] = commitment.Root,
-                ["set_digest"] = commitment.SetDigest,
-                ["fingerprints"] = set.Count,
-                ["pairs"] = pairs.Count,
-                ["strategy"] = set.Strategy.Name,
-                ["settings"] = new JsonObject
-                {
-                    ["lr"] = options.LearningRate,
-                    ["max_epochs"] = options.MaxEpochs,
-                    ["batch_size"] = options.BatchSize,
-                    ["averaging_lambda"] = options.AveragingLambda,
-                    ["l2"] = options.L2ToBase,
-                    ["weight_decay"] = options.WeightDecay,
-                    ["max_grad_norm"] = options.MaxGradNorm,
-                    ["loss_threshold"] = options.LossThreshold,
-                    ["train"] = r.GetValue(expand) > 0 ? $"expand:{r.GetValue(expand)}" : r.GetValue(lora) > 0 ? $"lora:{r.GetValue(lora)}" : trainSpec,
-                    ["seed"] = options.Seed,
-                    ["mix_fraction"] = options.MixFraction,
-                    ["benign"] = options.MixFraction == 0 ? null : r.GetValue(benignText) is { } bt ? Path.GetFileName(bt) : "self-generated",
-                    ["device"] = dev.ToString(),
-                },
-                ["metrics"] = new JsonObject
-                {
-                    ["epochs"] = final.Epoch,
-                    ["steps"] = final.Steps,
-                    ["loss"] = final.Loss,
-                    ["accuracy"] = final.Accuracy,
-                    ["converged"] = result.Converged,
-                    ["seconds"] = final.Seconds,
-                    ["trained_parameters"] = result.TrainedParameters,
-                },
-            };
-            FingerprintIO.WriteTextAtomic(Path.Combine(outDir, ManifestFile), manifest.ToJsonString(Indented) + "\n");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"wrote {outDir}: {set.Count} fingerprints, {final.Epoch} epochs, loss {final.Loss:F4}, accuracy {final.Accuracy:P1}{(result.Converged ? "" : " (did not converge: try more --epochs, a higher --lr or a lower --averaging-lambda)")}"));
             return Cli.Ok;
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// Fine-tunes <paramref name="pairs"/> into <paramref name="lm"/> with progress on stderr (and a JSON-lines log),
+    /// saves the model to <paramref name="outDir"/> with the tokenizer files of <paramref name="dir"/>, and writes
+    /// oml-manifest.json. Shared by <c>oml embed</c> and <c>oml owner deliver</c>.
+    /// </summary>
+    public static EmbeddingResult TrainAndSave(CausalLM lm, string dir, string outDir, FingerprintSet set, string setFileName,
+        IReadOnlyList<TrainingPair> pairs, EmbeddingOptions options, Oml.Engine.Device dev, string? logPath, string trainLabel, string? benignLabel)
+    {
+        StreamWriter? logWriter = logPath is null ? null : new StreamWriter(logPath, append: true);
+        EmbeddingResult result;
+        try
+        {
+            Console.Error.WriteLine($"embedding {pairs.Count} (key, response) pairs from {set.Count} fingerprints into {dir} on {dev} ...");
+            if (options.CheckpointDir is { } ckDir && EmbeddingCheckpoint.Latest(ckDir) is { } ck)
+                Console.Error.WriteLine($"resuming from the checkpoint after epoch {ck.Epoch} in {ck.Folder}");
+            result = FingerprintTrainer.Embed(lm, pairs, options, new InlineProgress<EmbeddingProgress>(p =>
+            {
+                var line = string.Create(CultureInfo.InvariantCulture,
+                    $"epoch {p.Epoch,4}/{options.MaxEpochs}  loss {p.Loss:F4}  fingerprint accuracy {p.Accuracy:P1}  ({p.Seconds:F1} s)");
+                if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
+                else
+                {
+                    // On a terminal: one line redrawn in place, with a bar for the epoch budget.
+                    int filled = (int)Math.Round(20.0 * p.Epoch / options.MaxEpochs);
+                    Console.Error.Write($"\r[{new string('#', filled)}{new string('.', 20 - filled)}] {line}   ");
+                }
+                if (logWriter is not null)
+                {
+                    logWriter.WriteLine(new JsonObject
+                    {
+                        ["epoch"] = p.Epoch,
+                        ["steps"] = p.Steps,
+                        ["loss"] = p.Loss,
+                        ["accuracy"] = p.Accuracy,
+                        ["seconds"] = p.Seconds,
+                    }.ToJsonString(Compact));
+                    logWriter.Flush();
+                }
+            }));
+            if (!Console.IsErrorRedirected) Console.Error.WriteLine();
+        }
+        finally
+        {
+            logWriter?.Dispose();
+        }
+
+        ModelFolder.Save(lm, outDir, dir);
+        var final = result.Final;
+        var commitment = set.Commit();
+        var manifest = new JsonObject
+        {
+            ["format"] = "oml-manifest",
+            ["version"] = 1,
+            ["created_at"] = DateTimeOffset.UtcNow.ToString("o", CultureInfo.InvariantCulture),
+            ["library_version"] = LibraryVersion(),
+            ["base_model_digest"] = set.BaseModelDigest,
+            ["model_digest"] = FingerprintGenerator.WeightsDigest(outDir),
+            ["tokenizer"] = new JsonObject { ["name"] = set.Tokenizer.Name, ["digest"] = set.Tokenizer.Digest },
+            ["fingerprint_file"] = setFileName,
+            ["commitment_root"] = commitment.Root,
+            ["set_digest"] = commitment.SetDigest,
+            ["fingerprints"] = set.Count,
+            ["pairs"] = pairs.Count,
+            ["strategy"] = set.Strategy.Name,
+            ["settings"] = new JsonObject
+            {
+                ["lr"] = options.LearningRate,
+                ["max_epochs"] = options.MaxEpochs,
+                ["batch_size"] = options.BatchSize,
+                ["averaging_lambda"] = options.AveragingLambda,
+                ["l2"] = options.L2ToBase,
+                ["weight_decay"] = options.WeightDecay,
+                ["max_grad_norm"] = options.MaxGradNorm,
+                ["loss_threshold"] = options.LossThreshold,
+                ["train"] = trainLabel,
+                ["seed"] = options.Seed,
+                ["mix_fraction"] = options.MixFraction,
+                ["benign"] = benignLabel,
+                ["device"] = dev.ToString(),
+            },
+            ["metrics"] = new JsonObject
+            {
+                ["epochs"] = final.Epoch,
+                ["steps"] = final.Steps,
+                ["loss"] = final.Loss,
+                ["accuracy"] = final.Accuracy,
+                ["converged"] = result.Converged,
+                ["seconds"] = final.Seconds,
+                ["trained_parameters"] = result.TrainedParameters,
+            },
+        };
+        FingerprintIO.WriteTextAtomic(Path.Combine(outDir, ManifestFile), manifest.ToJsonString(Indented) + "\n");
+        return result;
     }
 
     /// <summary>The trainable-parameter filter for <c>--train</c>, over Hugging Face parameter names.</summary>

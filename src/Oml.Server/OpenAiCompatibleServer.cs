@@ -27,6 +27,21 @@ public sealed record OpenAiServerOptions
     public int MaxTokensLimit { get; init; } = 4096;
 }
 
+/// <summary>A parsed request as a <see cref="OpenAiCompatibleServer"/> handler sees it: the prompt, the decoding settings,
+/// the whole JSON body (for extra fields) and the request headers (names lowercase; repeated values joined by ",").</summary>
+public sealed record ServerRequest(string Prompt, CompletionSettings Settings, JsonElement Body, IReadOnlyDictionary<string, string> Headers);
+
+/// <summary>A handler's answer: the completion text and extra response headers (ASCII values).</summary>
+public sealed record ServerReply(string Text, IReadOnlyDictionary<string, string>? Headers = null);
+
+/// <summary>Thrown by a handler to refuse a request: the client gets <paramref name="statusCode"/> with an
+/// OpenAI-style error body of type <paramref name="errorType"/>.</summary>
+public sealed class RequestRefusedException(int statusCode, string message, string errorType = "invalid_request_error") : Exception(message)
+{
+    public int StatusCode { get; } = statusCode;
+    public string ErrorType { get; } = errorType;
+}
+
 /// <summary>
 /// A minimal OpenAI-compatible server on 127.0.0.1: POST <c>/v1/completions</c> and <c>/v1/chat/completions</c>,
 /// answered by a generator delegate (prompt, settings, cancellation) → completion text. Invalid requests get 400 with
@@ -42,7 +57,7 @@ public sealed record OpenAiServerOptions
 /// </remarks>
 public sealed class OpenAiCompatibleServer : IAsyncDisposable
 {
-    private readonly Func<string, CompletionSettings, CancellationToken, Task<string>> _generator;
+    private readonly Func<ServerRequest, CancellationToken, Task<ServerReply>> _handler;
     private readonly OpenAiServerOptions _options;
     private readonly int _requestedPort;
     private WebApplication? _app;
@@ -50,21 +65,40 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
 
     /// <summary>Creates a server that listens on 127.0.0.1:<paramref name="port"/> (0: a free port) once started.</summary>
     public OpenAiCompatibleServer(Func<string, CompletionSettings, CancellationToken, Task<string>> generator, int port = 0, OpenAiServerOptions? options = null)
+        : this(Wrap(generator), port, options) { }
+
+    /// <summary>
+    /// Creates a server whose requests go to <paramref name="handler"/>, which also sees the JSON body and headers, can
+    /// add response headers, and can refuse a request with <see cref="RequestRefusedException"/>.
+    /// </summary>
+    public OpenAiCompatibleServer(Func<ServerRequest, CancellationToken, Task<ServerReply>> handler, int port = 0, OpenAiServerOptions? options = null)
     {
-        ArgumentNullException.ThrowIfNull(generator);
+        ArgumentNullException.ThrowIfNull(handler);
         ArgumentOutOfRangeException.ThrowIfNegative(port);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(port, 65535);
-        _generator = generator;
+        _handler = handler;
         _options = options ?? new OpenAiServerOptions();
         _requestedPort = port;
     }
 
+    private static Func<ServerRequest, CancellationToken, Task<ServerReply>> Wrap(Func<string, CompletionSettings, CancellationToken, Task<string>> generator)
+    {
+        ArgumentNullException.ThrowIfNull(generator);
+        return async (r, ct) => new ServerReply(await generator(r.Prompt, r.Settings, ct).ConfigureAwait(false));
+    }
+
     /// <summary>Creates and starts a server.</summary>
-    public static async Task<OpenAiCompatibleServer> StartAsync(
+    public static Task<OpenAiCompatibleServer> StartAsync(
         Func<string, CompletionSettings, CancellationToken, Task<string>> generator, int port = 0,
+        OpenAiServerOptions? options = null, CancellationToken ct = default) =>
+        StartAsync(Wrap(generator), port, options, ct);
+
+    /// <summary>Creates and starts a server with a request handler.</summary>
+    public static async Task<OpenAiCompatibleServer> StartAsync(
+        Func<ServerRequest, CancellationToken, Task<ServerReply>> handler, int port = 0,
         OpenAiServerOptions? options = null, CancellationToken ct = default)
     {
-        var server = new OpenAiCompatibleServer(generator, port, options);
+        var server = new OpenAiCompatibleServer(handler, port, options);
         try
         {
             await server.StartAsync(ct).ConfigureAwait(false);
@@ -139,6 +173,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
 
         string prompt, model;
         CompletionSettings settings;
+        JsonElement body;
         try
         {
             JsonDocument doc;
@@ -153,6 +188,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             using (doc)
             {
                 (prompt, model, settings) = ParseRequest(doc.RootElement, mode);
+                body = doc.RootElement.Clone();
             }
         }
         catch (BadRequest e)
@@ -162,12 +198,21 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
         }
 
         string text;
+        ServerReply reply;
         try
         {
-            text = await _generator(prompt, settings, aborted).ConfigureAwait(false);
+            var headers = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var h in ctx.Request.Headers) headers[h.Key.ToLowerInvariant()] = h.Value.ToString();
+            reply = await _handler(new ServerRequest(prompt, settings, body, headers), aborted).ConfigureAwait(false);
+            text = reply.Text;
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
+            return;
+        }
+        catch (RequestRefusedException e)
+        {
+            await WriteErrorAsync(ctx, e.StatusCode, e.Message, e.ErrorType, null).ConfigureAwait(false);
             return;
         }
         catch (Exception e)
@@ -176,6 +221,8 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             return;
         }
 
+        if (reply.Headers is not null)
+            foreach (var (name, value) in reply.Headers) ctx.Response.Headers[name] = value;
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         string id = (mode == CompletionMode.Chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         await WriteJsonAsync(ctx, StatusCodes.Status200OK, w =>

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The OML protocol end to end, through the `oml` command line, on a tiny model (the llama-tiny test fixture with a
+# 512-token word tokenizer): an owner registers a model; three hosts license fingerprinted copies; host A serves
+# paying users with permits and commits usage; host B serves without permits and is audited, claimed against and
+# slashed; host C's copy leaks to an endpoint of unknown origin and the trace names C.
+# Run after scripts/setup.sh. Everything lands in ${OML_SCENARIO_DIR:-./oml-protocol-scenario}; servers listen on
+# 127.0.0.1 only and are stopped on exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$(pwd)"
+dll="$root/src/Oml.Cli/bin/Release/net10.0/oml.dll"
+[ -f "$dll" ] || dotnet build src/Oml.Cli -c Release -nologo -v q >/dev/null
+oml() { dotnet "$dll" "$@"; }
+
+work="${OML_SCENARIO_DIR:-$root/oml-protocol-scenario}"
+rm -rf "$work"
+mkdir -p "$work"
+cd "$work"
+export OML_PASSPHRASE="${OML_PASSPHRASE:-oml scenario passphrase}"   # every keystore and the fingerprint pool use it
+L=(--ledger ledger.db)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait "${pids[@]}" 2>/dev/null || true; }
+trap cleanup EXIT
+step() { printf '\n== %s\n' "$*"; }
+# Starts `oml host serve ... --url-file F` in the background (not in a subshell, so that the trap knows its pid),
+# waits until it listens, and sets $url to its base URL.
+serve() {
+  local name="$1"; shift
+  dotnet "$dll" host serve --url-file "$name.url" "$@" >"$name.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 600); do [ -s "$name.url" ] && break; kill -0 "$pid" 2>/dev/null || { cat "$name.log"; exit 1; }; sleep 0.1; done
+  [ -s "$name.url" ] || { echo "server $name did not start"; exit 1; }
+  url="$(cat "$name.url")"
+  echo "serving $name at $url (pid $pid)"
+}
+
+step "accounts (PBKDF2 cost lowered for the demo) and a tiny base model with a 16-key fingerprint pool"
+for who in treasury owner hostA hostB hostC user prover; do
+  oml account new --keystore "$who.json" --kdf-iterations 10000 >"$who.addr"
+  printf '%-9s %s\n' "$who" "$(cat "$who.addr")"
+done
+mkdir -p base
+cp "$root"/tests/Oml.Models.Tests/fixtures/models/llama-tiny/{config.json,generation_config.json,model.safetensors} base/
+cp "$root/scripts/fixtures/tiny-tokenizer.json" base/tokenizer.json
+oml fingerprints generate --model base --strategy random-word --random-word-keys --count 16 --out pool.omlfp --kdf-iterations 10000
+
+step "genesis (short rebut window for the demo) and money"
+oml protocol init "${L[@]}" --keystore treasury.json --set RebutWindowSeconds=2
+for who in owner hostA hostB hostC user prover; do
+  oml owner mint "${L[@]}" --keystore treasury.json --to "$(cat "$who.addr")" --amount 10000 >/dev/null
+done
+
+step "the owner registers the model"
+oml owner register "${L[@]}" --keystore owner.json --model-id tiny --model-dir base --price 10 --min-collateral 1000
+
+step "three hosts license it; the owner OMLizes a copy for each (6 of the 16 pool fingerprints embedded)"
+for h in hostA hostB hostC; do
+  oml host apply "${L[@]}" --keystore "$h.json" --model-id tiny --collateral 2000 --endpoint "http://127.0.0.1/$h" >/dev/null
+  oml owner deliver "${L[@]}" --keystore owner.json --model-id tiny --host "$(cat "$h.addr")" --pool pool.omlfp \
+    --allocation random:6 --base-model base --out "copy-$h" --subset-out "subset-$h.omlfp" 2>"deliver-$h.log"
+  oml host acknowledge "${L[@]}" --keystore "$h.json" --model-id tiny --model-dir "copy-$h" >/dev/null
+done
+
+step "host A serves with permits; a user deposits and asks three questions"
+serve a "${L[@]}" --keystore hostA.json --model-id tiny --model-dir copy-hostA --receipts receipts-a
+urlA="$url"
+oml user deposit "${L[@]}" --keystore user.json --amount 100
+for q in " apple bread" " cloud dance" " eagle flame"; do
+  oml user ask "${L[@]}" --keystore user.json --endpoint "$urlA" --query "$q" --model-id tiny --host "$(cat hostA.addr)" --fee 10
+done
+echo "-- a permit for another query is refused:"
+oml user permit "${L[@]}" --keystore user.json --model-id tiny --host "$(cat hostA.addr)" --query " other words" --out other-permit.json >/dev/null
+oml user ask "${L[@]}" --keystore user.json --endpoint "$urlA" --query " apple" --permit other-permit.json || true
+
+step "host A commits its usage: permits settled, fees split; A and the owner withdraw"
+oml host commit-usage "${L[@]}" --keystore hostA.json --model-id tiny --receipts receipts-a
+oml host withdraw "${L[@]}" --keystore hostA.json
+oml owner withdraw "${L[@]}" --keystore owner.json
+
+step "host B serves WITHOUT permits; the prover audits it with B's unrevealed keys and claims"
+serve b "${L[@]}" --keystore hostB.json --model-id tiny --model-dir copy-hostB --receipts receipts-b --no-permits
+urlB="$url"
+oml prover audit "${L[@]}" --endpoint "$urlB" --model-id tiny --host "$(cat hostB.addr)" --subset subset-hostB.omlfp --max-queries 3 --ticket ticket.json
+oml prover claim "${L[@]}" --keystore prover.json --ticket ticket.json --bond 100
+echo "-- B has no settled permit to show:"
+oml host rebut "${L[@]}" --keystore hostB.json --claim 0 --receipts receipts-b || true
+
+step "the rebut window passes; the claim settles: B is slashed, the prover rewarded"
+sleep 3
+oml prover settle "${L[@]}" --keystore prover.json --claim 0
+oml prover withdraw "${L[@]}" --keystore prover.json
+
+step "host C's copy leaks to an endpoint of unknown origin (a plain server); the owner traces it"
+serve leak --plain --model-dir copy-hostC
+urlX="$url"
+oml prover trace "${L[@]}" --keystore owner.json --endpoint "$urlX" --model-id tiny --pool pool.omlfp
+
+step "the protocol's state"
+oml protocol status "${L[@]}"

@@ -1,0 +1,217 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using Oml.Fingerprinting.Endpoints;
+using Oml.Fingerprinting.Generation;
+using Oml.Models;
+using Oml.Models.Tokenizers;
+using Oml.Protocol.Claims;
+using Oml.Protocol.Core;
+using Oml.Protocol.Hosting;
+using Oml.Server;
+
+namespace Oml.Cli.Protocol;
+
+/// <summary><c>oml host ...</c>: a licensed host's actions, and its permit-checking server.</summary>
+public static class HostCommands
+{
+    /// <summary>
+    /// Cancelling this token stops every <c>oml host serve</c> started in this process while it was set (for callers that
+    /// run the CLI in-process, such as tests; a server started from a shell stops on Ctrl-C or SIGTERM).
+    /// </summary>
+    public static CancellationToken ServeStopForTests { get; set; } = CancellationToken.None;
+
+    public static Command Create() => new("host", "Host: license a model, acknowledge the copy, serve it with permits and receipts, commit usage, rebut claims.")
+    {
+        Apply(), Acknowledge(), Serve(), CommitUsage(), Rebut(), RoleCommands.Withdraw(),
+    };
+
+    private static Option<string> ModelId() => new("--model-id") { Description = "The model's id on the ledger", Required = true };
+
+    private static Option<string> Receipts() => new("--receipts") { Description = "The host's receipt folder (served.jsonl and the committed usage books)", Required = true };
+
+    public static Command Apply()
+    {
+        var (cmd, o) = ProtocolCli.Command("apply", "Apply for a licence: lock collateral from your balance and name the endpoint you will serve at.");
+        var id = ModelId();
+        var collateral = new Option<long>("--collateral") { Description = "Collateral to lock (at least the model's and the protocol's minimum)", Required = true };
+        var endpoint = new Option<string>("--endpoint") { Description = "The URL you will serve the model at", Required = true };
+        cmd.Add(id); cmd.Add(collateral); cmd.Add(endpoint);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            using var s = o.Open(r);
+            using var key = o.Key(r);
+            var ev = s.Engine.ApplyLicense(key, r.GetValue(id)!, r.GetValue(collateral), r.GetValue(endpoint)!);
+            var lic = s.State.LicenceOf(r.GetValue(id)!, Hex.Of(key.Address))!;
+            return new Report().Add("model", "model", lic.ModelId).Add("host", "host", lic.Host).Add("ordinal", "host ordinal", lic.Ordinal)
+                .Money("collateral", "collateral", lic.CollateralPosted).Add("endpoint", "endpoint", lic.Endpoint).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+        }));
+        return cmd;
+    }
+
+    public static Command Acknowledge()
+    {
+        var (cmd, o) = ProtocolCli.Command("acknowledge", "Acknowledge the copy you received: sign its weights digest (it must equal the one the owner recorded).");
+        var id = ModelId();
+        var dir = new Option<string?>("--model-dir") { Description = "The copy's folder (its weights digest is computed)" };
+        var digest = new Option<string?>("--copy-digest") { Description = "The copy's digest (instead of --model-dir)" };
+        cmd.Add(id); cmd.Add(dir); cmd.Add(digest);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            string? d = r.GetValue(dir), g = r.GetValue(digest);
+            if ((d is null) == (g is null)) throw new ArgumentException("give exactly one of --model-dir DIR and --copy-digest DIGEST");
+            if (d is not null && !Directory.Exists(d)) throw new DirectoryNotFoundException($"model folder not found: {d}");
+            string value = g ?? FingerprintGenerator.WeightsDigest(d!);
+            using var s = o.Open(r);
+            using var key = o.Key(r);
+            var ev = s.Engine.AcknowledgeCopy(key, r.GetValue(id)!, value);
+            return new Report().Add("model", "model", r.GetValue(id)!).Add("host", "host", Hex.Of(key.Address)).Add("copyDigest", "copy digest", value)
+                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+        }));
+        return cmd;
+    }
+
+    public static Command Serve()
+    {
+        var o = new ProtocolCli();
+        o.Ledger.Required = false;
+        o.Keystore.Required = false;
+        var id = new Option<string?>("--model-id") { Description = "The licensed model's id" };
+        var dir = new Option<string>("--model-dir") { Description = "The model folder to answer with (your fingerprinted copy)", Required = true };
+        var receipts = new Option<string?>("--receipts") { Description = "Receipt folder: every answered query is stored here for `oml host commit-usage`" };
+        var port = new Option<int>("--port") { Description = "Port on 127.0.0.1 (0: any free port)", DefaultValueFactory = _ => 0 };
+        var urlFile = new Option<string?>("--url-file") { Description = "Write the server's base URL to this file once it listens" };
+        var noPermits = new Option<bool>("--no-permits") { Description = "Answer without checking permits; receipts then name no permit (a dishonest host)" };
+        var plain = new Option<bool>("--plain") { Description = "A plain OpenAI-compatible server: no permits, no receipts, no ledger or keystore (what a leaked copy looks like)" };
+        var cmd = new Command("serve",
+            "Serve your copy as an OpenAI-compatible API on 127.0.0.1 (POST /v1/completions, /v1/chat/completions). Each request needs a signed permit in the "
+            + $"body field \"{HostHttp.PermitField}\" (else HTTP {HostHttp.RefusedStatus}); each answer carries a signed receipt in the {HostHttp.ReceiptHeader} header "
+            + "(base64 JSON). Runs until Ctrl-C or SIGTERM.")
+        {
+            o.Ledger, o.Keystore, o.PassphraseFile, id, dir, receipts, port, urlFile, noPermits, plain,
+        };
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            string modelDir = r.GetValue(dir)!;
+            if (!Directory.Exists(modelDir)) throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
+            bool isPlain = r.GetValue(plain);
+            if (!isPlain && (r.GetValue(o.Ledger) is null || r.GetValue(o.Keystore) is null || r.GetValue(id) is null))
+                throw new ArgumentException("serve needs --ledger, --keystore and --model-id (or --plain for a server without the protocol)");
+            if (isPlain && (r.GetValue(noPermits) || r.GetValue(receipts) is not null)) throw new ArgumentException("--plain serves without permits or receipts: drop --no-permits and --receipts");
+            var tok = Tokenizer.FromFolder(modelDir);
+            using var model = ModelFolder.Load(modelDir);
+            var gate = new Lock();
+            Task<string> Generate(string prompt, CompletionSettings settings, CancellationToken ct)
+            {
+                lock (gate)
+                {
+                    var ids = tok.Encode(prompt);
+                    var options = new GenerationOptions { MaxNewTokens = settings.MaxTokens, EosTokenIds = [] };
+                    return Task.FromResult(tok.Decode(Generator.Generate(model, [ids], options).Sequences[0].OutputIds));
+                }
+            }
+            return isPlain
+                ? RunUntilStopped(async ct => await OpenAiCompatibleServer.StartAsync(Generate, r.GetValue(port), ct: ct), x => x.BaseUrl, "plain (no permits, no receipts)", r.GetValue(urlFile))
+                : ServeProtocol(r, o, r.GetValue(id)!, Generate, r.GetValue(receipts), r.GetValue(port), r.GetValue(noPermits), r.GetValue(urlFile));
+        }));
+        return cmd;
+    }
+
+    private static int ServeProtocol(ParseResult r, ProtocolCli o, string modelId, Func<string, CompletionSettings, CancellationToken, Task<string>> generate,
+        string? receipts, int port, bool noPermits, string? urlFile)
+    {
+        ProtocolDomain domain;
+        var key = o.Key(r);
+        using (key)
+        {
+            using (var s = o.Open(r))
+            {
+                domain = s.State.Domain;
+                var lic = s.State.LicenceOf(modelId, Hex.Of(key.Address))
+                    ?? throw new ProtocolException(ProtocolErrorCode.UnknownLicence, $"{Hex.Of(key.Address)} holds no licence for '{modelId}'");
+                if (!lic.Acknowledged) Console.Error.WriteLine($"oml: warning: the copy of '{modelId}' is not acknowledged yet: usage cannot be committed until it is");
+            }
+            var store = receipts is null ? null : new UsageStore(receipts, domain, modelId);
+            if (store is null) Console.Error.WriteLine("oml: warning: no --receipts folder: answered queries are not stored, so usage cannot be committed");
+            var policy = noPermits ? PermitPolicy.Ignore : PermitPolicy.Require;
+            return RunUntilStopped(ct => ProtocolHostServer.StartAsync(key, domain, modelId, generate, store, policy, port, ct: ct), x => x.BaseUrl,
+                $"host {Hex.Of(key.Address)}, model '{modelId}', {(noPermits ? "NOT checking permits" : "permits required")}", urlFile);
+        }
+    }
+
+    private static int RunUntilStopped<T>(Func<CancellationToken, Task<T>> start, Func<T, Uri> url, string what, string? urlFile) where T : IAsyncDisposable
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ServeStopForTests);
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        try
+        {
+            var server = start(CancellationToken.None).GetAwaiter().GetResult();
+            try
+            {
+                Console.WriteLine($"serving {url(server)} ({what}); Ctrl-C to stop");
+                if (urlFile is not null) FingerprintIO.WriteTextAtomic(urlFile, url(server) + "\n");
+                try { Task.Delay(Timeout.Infinite, stop.Token).GetAwaiter().GetResult(); }
+                catch (OperationCanceledException) { }
+                Console.WriteLine("stopped");
+            }
+            finally
+            {
+                server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+            return Cli.Ok;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    public static Command CommitUsage()
+    {
+        var (cmd, o) = ProtocolCli.Command("commit-usage", "Commit the receipts served since the last commit as one epoch's usage: settles their permits and splits the fees.");
+        var id = ModelId();
+        var receipts = Receipts();
+        var epoch = new Option<long?>("--epoch") { Description = "The epoch to commit (default: the current one)" };
+        cmd.Add(id); cmd.Add(receipts); cmd.Add(epoch);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            using var s = o.Open(r);
+            using var key = o.Key(r);
+            string me = Hex.Of(key.Address);
+            long e = r.GetValue(epoch) ?? s.State.EpochAt(s.Engine.Now);
+            var store = new UsageStore(r.GetValue(receipts)!, s.State.Domain, r.GetValue(id)!);
+            long before = s.State.AccountOf(me).Withdrawable;
+            var book = store.PendingBook(e);
+            var ev = store.Commit(book, b => s.Engine.CommitUsage(key, b));
+            var usage = s.State.Usage[ProtocolState.UsageKey(r.GetValue(id)!, me, e)];
+            return new Report().Add("model", "model", usage.ModelId).Add("epoch", "epoch", e).Add("receipts", "receipts", usage.ReceiptCount)
+                .Add("permits", "permits settled", usage.PermitCount).Money("fees", "fees charged", usage.FeesSettled)
+                .Money("hostShare", "host's share", s.State.AccountOf(me).Withdrawable - before).Add("receiptsRoot", "receipts root", usage.ReceiptsRoot)
+                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+        }));
+        return cmd;
+    }
+
+    public static Command Rebut()
+    {
+        var (cmd, o) = ProtocolCli.Command("rebut", "Answer a claim against you: show each claimed receipt's settled permit and its proof in a committed usage book.");
+        var claim = new Option<long>("--claim") { Description = "The claim id", Required = true };
+        var receipts = Receipts();
+        cmd.Add(claim); cmd.Add(receipts);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            using var s = o.Open(r);
+            using var key = o.Key(r);
+            long id = r.GetValue(claim);
+            if (id < 0 || id >= s.State.Claims.Count) throw new ProtocolException(ProtocolErrorCode.UnknownClaim, $"no claim {id}");
+            var c = s.State.Claims[(int)id];
+            if (c.ModelId is null) throw new ProtocolException(ProtocolErrorCode.ClaimState, $"claim {id} is {c.Status}: nothing revealed to rebut");
+            var rebuttal = new UsageStore(r.GetValue(receipts)!, s.State.Domain, c.ModelId).BuildRebuttal(c);
+            var ev = s.Engine.Rebut(key, id, rebuttal);
+            return new Report().Add("claim", "claim", id).Add("status", "status", s.State.Claims[(int)id].Status.ToString())
+                .Add("items", "items answered", rebuttal.Items.Count).Money("bondWon", "bond won", c.Bond).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+        }));
+        return cmd;
+    }
+}

@@ -1,0 +1,176 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using Oml.Protocol.Core;
+using Oml.Protocol.Crypto;
+using Oml.Protocol.Ledger;
+
+namespace Oml.Cli.Protocol;
+
+/// <summary>
+/// What the role commands (<c>oml owner|host|user|prover|gov|protocol</c>) share: the --ledger, --keystore,
+/// --passphrase-file and --json options, opening the engine, loading the signing key, printing results (aligned
+/// "key  value" lines, or one JSON object) and turning rejections into exit code 1 with the engine's message.
+/// </summary>
+internal sealed class ProtocolCli
+{
+    public Option<string> Ledger { get; } = new("--ledger") { Description = "The protocol ledger (a SQLite file made by `oml protocol init`)", Required = true };
+    public Option<string> Keystore { get; } = new("--keystore") { Description = "The acting account's keystore (made by `oml account new`)", Required = true };
+    public Option<string?> PassphraseFile { get; } = new("--passphrase-file")
+    {
+        Description = $"File whose first line is the passphrase of the keystore and of any fingerprint-set file the command reads (otherwise the {FingerprintIO.PassphraseEnv} environment variable)",
+    };
+    public Option<bool> Json { get; } = new("--json") { Description = "Print one JSON object instead of aligned text" };
+
+    /// <summary>A command with --ledger, --json and (when <paramref name="signs"/>) --keystore and --passphrase-file.</summary>
+    public static (Command Command, ProtocolCli Options) Command(string name, string description, bool signs = true)
+    {
+        var o = new ProtocolCli();
+        var cmd = new Command(name, description) { o.Ledger, o.Json };
+        if (signs)
+        {
+            cmd.Add(o.Keystore);
+            cmd.Add(o.PassphraseFile);
+        }
+        return (cmd, o);
+    }
+
+    /// <summary>Opens the ledger and replays it; a missing file or an uninitialised ledger is a clear failure.</summary>
+    public static Session Open(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"no ledger at {path}: create one with `oml protocol init --ledger {path} --keystore TREASURY`", path);
+        var ledger = SqliteLedger.Open(path);
+        try
+        {
+            return new Session(ledger, ProtocolEngine.Open(ledger));
+        }
+        catch
+        {
+            ledger.Dispose();
+            throw;
+        }
+    }
+
+    public Session Open(ParseResult r) => Open(r.GetValue(Ledger)!);
+
+    /// <summary>The keystore's key, decrypted with the passphrase from --passphrase-file or OML_PASSPHRASE.</summary>
+    public PrivateKey Key(ParseResult r) => LoadKey(r.GetValue(Keystore)!, r.GetValue(PassphraseFile), "--keystore");
+
+    public static PrivateKey LoadKey(string path, string? passphraseFile, string what)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{what}: no keystore at {path} (create one with `oml account new`)", path);
+        var passphrase = FingerprintIO.RequirePassphrase(passphraseFile, $"{what} {path} needs its passphrase");
+        try
+        {
+            return Oml.Protocol.Crypto.Keystore.Load(path, passphrase);
+        }
+        catch (KeystoreException e)
+        {
+            throw new InvalidDataException($"{what} {path}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Runs a command body; rejected actions and keystore failures become exit code 1 with their message.</summary>
+    public static int Guard(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (ProtocolException e)
+        {
+            Console.Error.WriteLine($"oml: error: rejected ({e.Code}): {e.Message}");
+            return Cli.Failure;
+        }
+        catch (Exception e) when (e is KeystoreException or LedgerCorruptException or LedgerConflictException or FormatException
+            or InvalidOperationException or Oml.Protocol.Claims.QueryRefusedException or HttpRequestException)
+        {
+            Console.Error.WriteLine($"oml: error: {e.Message}");
+            return Cli.Failure;
+        }
+    }
+
+    /// <summary>An address option's value in canonical form (a usage error when malformed).</summary>
+    public static string Address(string text, string option) =>
+        Hex.TryAddress(text, out var a) ? a : throw new ArgumentException($"{option}: '{text}' is not an address (0x + 40 hex digits)");
+
+    /// <summary>A random 63-bit nonce (permits).</summary>
+    public static long RandomNonce() => (long)(BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8)) >> 1);
+
+    public static string Money(long v) => v.ToString("N0", CultureInfo.InvariantCulture);
+
+    public static string Time(long unix) => DateTimeOffset.FromUnixTimeSeconds(unix).UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+}
+
+/// <summary>An open ledger and its engine.</summary>
+internal sealed class Session(SqliteLedger ledger, ProtocolEngine engine) : IDisposable
+{
+    public SqliteLedger Ledger { get; } = ledger;
+    public ProtocolEngine Engine { get; } = engine;
+    public ProtocolState State => Engine.State;
+    public void Dispose() => Ledger.Dispose();
+}
+
+/// <summary>A command's result: ordered fields printed as aligned "label  value" lines, or as one JSON object.</summary>
+internal sealed class Report
+{
+    private readonly List<(string Label, string Text)> _lines = [];
+    private readonly JsonObject _json = new();
+    private readonly List<string> _tail = [];
+
+    /// <summary>Adds a field: <paramref name="key"/> in JSON, <paramref name="label"/> in text.</summary>
+    public Report Add(string key, string label, JsonNode? value, string? text = null)
+    {
+        _json[key] = value;
+        _lines.Add((label, text ?? value?.ToString() ?? "-"));
+        return this;
+    }
+
+    public Report Add(string key, string label, long value) => Add(key, label, JsonValue.Create(value), value.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>An amount of money: thousands separated in text.</summary>
+    public Report Money(string key, string label, long value) => Add(key, label, JsonValue.Create(value), ProtocolCli.Money(value));
+
+    public Report Add(string key, string label, string value) => Add(key, label, JsonValue.Create(value), value);
+
+    /// <summary>A JSON-only field (e.g. a list printed as a table through <see cref="Line"/>).</summary>
+    public Report Json(string key, JsonNode? value)
+    {
+        _json[key] = value;
+        return this;
+    }
+
+    /// <summary>A free text line after the fields (text mode only).</summary>
+    public Report Line(string text)
+    {
+        _tail.Add(text);
+        return this;
+    }
+
+    public int Print(bool json)
+    {
+        if (json)
+        {
+            Console.WriteLine(_json.ToJsonString());
+            return Cli.Ok;
+        }
+        int w = _lines.Count == 0 ? 0 : _lines.Max(l => l.Label.Length);
+        var sb = new StringBuilder();
+        foreach (var (label, text) in _lines) sb.Append(label.PadRight(w)).Append("  ").AppendLine(text);
+        foreach (var t in _tail) sb.AppendLine(t);
+        Console.Write(sb.ToString());
+        return Cli.Ok;
+    }
+
+    /// <summary>Formats rows as columns (left-aligned text, right-aligned numbers given as such), two spaces apart.</summary>
+    public static IEnumerable<string> Table(IReadOnlyList<string> header, IEnumerable<IReadOnlyList<string>> rows, ISet<int>? rightAligned = null)
+    {
+        var all = new List<IReadOnlyList<string>> { header };
+        all.AddRange(rows);
+        var widths = Enumerable.Range(0, header.Count).Select(c => all.Max(r => r[c].Length)).ToArray();
+        foreach (var r in all)
+            yield return string.Join("  ", r.Select((cell, c) => rightAligned?.Contains(c) == true ? cell.PadLeft(widths[c]) : cell.PadRight(widths[c]))).TrimEnd();
+    }
+}

@@ -1,0 +1,168 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Oml.Fingerprinting.Endpoints;
+using Oml.Protocol.Claims;
+using Oml.Protocol.Core;
+using Oml.Protocol.Hosting;
+
+namespace Oml.Cli.Protocol;
+
+/// <summary><c>oml prover ...</c>: audits, claims (commit then reveal), settlement, and leak tracing.</summary>
+public static class ProverCommands
+{
+    public static Command Create() => new("prover", "Prover: audit a host with unrevealed keys, claim (commit, reveal), settle, and trace a leaked copy.")
+    {
+        Audit(), Claim(), Settle(), Trace(), RoleCommands.Withdraw(),
+    };
+
+    /// <summary>Tokens to ask for: the longest response of the set in tokens, plus a margin.</summary>
+    private static int AnswerTokens(Oml.Fingerprinting.FingerprintSet set) => set.Fingerprints.Max(f => f.Responses.Max(x => x.TokenIds.Count)) + 4;
+
+    public static Command Audit()
+    {
+        var (cmd, o) = ProtocolCli.Command("audit",
+            "Ask a host's endpoint the unrevealed keys of its copy without a permit; answers that match, with a valid receipt, are claimable (written to --ticket).", signs: false);
+        cmd.Add(o.PassphraseFile);
+        var endpoint = new Option<string>("--endpoint") { Description = "The host's API base URL", Required = true };
+        var model = new Option<string>("--model-id") { Description = "The model", Required = true };
+        var host = new Option<string>("--host") { Description = "The audited host's address", Required = true };
+        var subset = new Option<string>("--subset") { Description = "The host's fingerprint subset (from `oml owner deliver --subset-out`)", Required = true };
+        var maxQueries = new Option<int>("--max-queries") { Description = "Most keys to ask", DefaultValueFactory = _ => 8 };
+        var maxItems = new Option<int>("--max-items") { Description = "Most hits to put in the claim (each reveals, and spends, one fingerprint)", DefaultValueFactory = _ => 1 };
+        var ticket = new Option<string?>("--ticket") { Description = "Write the claim ticket (evidence and secret salt) here when the host is caught" };
+        foreach (var x in new Option[] { endpoint, model, host, subset, maxQueries, maxItems, ticket }) cmd.Add(x);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            if (!Uri.TryCreate(r.GetValue(endpoint), UriKind.Absolute, out var url)) throw new ArgumentException($"--endpoint: '{r.GetValue(endpoint)}' is not an absolute URL");
+            if (r.GetValue(maxQueries) < 1 || r.GetValue(maxItems) < 1) throw new ArgumentException("--max-queries and --max-items must be at least 1");
+            string hostAddr = ProtocolCli.Address(r.GetValue(host)!, "--host");
+            var set = FingerprintIO.ReadSet(r.GetValue(subset)!, r.GetValue(o.PassphraseFile));
+            using var s = o.Open(r);
+            var lic = s.State.LicenceOf(r.GetValue(model)!, hostAddr) ?? throw new ProtocolException(ProtocolErrorCode.UnknownLicence, $"{hostAddr} holds no licence for '{r.GetValue(model)}'");
+            if (lic.IndicesRoot != "0x" + set.Commit().Root)
+                throw new ProtocolException(ProtocolErrorCode.InvalidProof, $"{r.GetValue(subset)} is not the fingerprint set delivered to {hostAddr} (its root differs from the ledger's)");
+            using var ep = new HttpHostEndpoint(url, new CompletionSettings(MaxTokens: AnswerTokens(set)));
+            var report = Prover.AuditAsync(s.State, r.GetValue(model)!, hostAddr, set, ep, r.GetValue(maxQueries)).GetAwaiter().GetResult();
+            var rep = new Report().Add("model", "model", report.ModelId).Add("host", "host", report.Host).Add("queried", "keys asked", report.Queried)
+                .Add("hits", "answered as embedded", report.Hits.Count).Add("misses", "refused or other", report.Misses.Count)
+                .Add("caught", "verdict", JsonValue.Create(report.Caught), report.Caught ? "CAUGHT: answered fingerprint keys without a permit (signed receipts in hand)" : "nothing to claim");
+            if (report.Caught && r.GetValue(ticket) is { } path)
+            {
+                var t = Prover.PrepareClaim(report, set, r.GetValue(maxItems));
+                FingerprintIO.WriteTextAtomic(path, t.ToJson() + "\n");
+                rep.Add("ticket", "claim ticket", Path.GetFullPath(path)).Add("commitment", "commitment", t.Commitment);
+            }
+            return rep.Print(r.GetValue(o.Json));
+        }));
+        return cmd;
+    }
+
+    private static ClaimTicket ReadTicket(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"no claim ticket at {path}", path);
+        return ClaimTicket.FromJson(File.ReadAllText(path));
+    }
+
+    public static Command Claim()
+    {
+        var (cmd, o) = ProtocolCli.Command("claim", "Claim with a ticket from `oml prover audit`: commit (hiding host and evidence, locking the bond), then reveal a second later.");
+        var ticket = new Option<string>("--ticket") { Description = "The claim ticket file", Required = true };
+        var bond = new Option<long?>("--bond") { Description = "The bond to lock (default: the protocol's minimum)" };
+        cmd.Add(ticket); cmd.Add(bond);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            var t = ReadTicket(r.GetValue(ticket)!);
+            using var s = o.Open(r);
+            using var key = o.Key(r);
+            long b = r.GetValue(bond) ?? s.State.Parameters.MinBond;
+            long id = s.Engine.CommitClaim(key, t, b);
+            long committedAt = s.State.Claims[(int)id].CommittedAt;
+            // The reveal must come at least one ledger second after the commitment.
+            while (s.Engine.Now < committedAt + 1) Thread.Sleep(200);
+            var ev = s.Engine.RevealClaim(key, id, t);
+            var c = s.State.Claims[(int)id];
+            return new Report().Add("claim", "claim", id).Add("commitment", "commitment", c.Commitment).Money("bond", "bond", c.Bond)
+                .Add("host", "host", c.Host!).Add("model", "model", c.ModelId!).Add("items", "fingerprints revealed", c.Items.Count)
+                .Add("rebutDeadline", "host may rebut until", JsonValue.Create(c.RebutDeadline), ProtocolCli.Time(c.RebutDeadline))
+                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+        }));
+        return cmd;
+    }
+
+    public static Command Settle()
+    {
+        var (cmd, o) = ProtocolCli.Command("settle", "Close a claim after its windows: slash the host (unrebutted reveal) or forfeit an unrevealed bond.");
+        var claim = new Option<long>("--claim") { Description = "The claim id", Required = true };
+        cmd.Add(claim);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            using var s = o.Open(r);
+            using var key = o.Key(r);
+            long id = r.GetValue(claim);
+            var ev = s.Engine.Settle(key, id);
+            var c = s.State.Claims[(int)id];
+            var rep = new Report().Add("claim", "claim", id).Add("status", "status", c.Status.ToString());
+            if (c.Status == ClaimStatus.Slashed)
+                rep.Add("host", "host slashed", c.Host!).Money("slashed", "slashed", c.Slashed).Money("proverReward", "prover reward", c.ProverReward)
+                    .Money("toOwner", "to the model owner", c.Slashed - c.ProverReward).Add("capped", "capped", JsonValue.Create(c.SlashCapped), c.SlashCapped ? "yes (collateral ran out)" : "no");
+            return rep.Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+        }));
+        return cmd;
+    }
+
+    public static Command Trace()
+    {
+        var (cmd, o) = ProtocolCli.Command("trace",
+            "Trace a copy served at an endpoint of unknown origin: ask it the pool's keys and score every licensed host; with --keystore (the owner's), file an accusation for each accused host.",
+            signs: false);
+        o.Keystore.Required = false;
+        cmd.Add(o.Keystore); cmd.Add(o.PassphraseFile);
+        var endpoint = new Option<string>("--endpoint") { Description = "The suspect's OpenAI-compatible API base URL", Required = true };
+        var model = new Option<string>("--model-id") { Description = "The model", Required = true };
+        var pool = new Option<string>("--pool") { Description = "The model's fingerprint pool (encrypted)", Required = true };
+        var secretFile = new Option<string?>("--secret-file") { Description = "The owner's secret that seeded the allocation (default: derived from the passphrase)" };
+        var bound = new Option<double>("--bound") { Description = "Most probability of accusing any one innocent host", DefaultValueFactory = _ => 1e-3 };
+        foreach (var x in new Option[] { endpoint, model, pool, secretFile, bound }) cmd.Add(x);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            if (!Uri.TryCreate(r.GetValue(endpoint), UriKind.Absolute, out var url)) throw new ArgumentException($"--endpoint: '{r.GetValue(endpoint)}' is not an absolute URL");
+            double eps = r.GetValue(bound);
+            if (!(eps > 0 && eps < 1)) throw new ArgumentException("--bound must be in (0, 1)");
+            string modelId = r.GetValue(model)!;
+            var passphrase = FingerprintIO.RequirePassphrase(r.GetValue(o.PassphraseFile), "trace reads the encrypted pool");
+            var set = FingerprintIO.ReadSet(r.GetValue(pool)!, r.GetValue(o.PassphraseFile));
+            using var s = o.Open(r);
+            var specs = s.State.Licences.Values.Where(l => l.ModelId == modelId && l.Allocation is not null).Select(l => l.Allocation!).Distinct().ToList();
+            if (specs.Count == 0) throw new ProtocolException(ProtocolErrorCode.CopyNotDelivered, $"no copy of '{modelId}' was delivered: nothing to trace against");
+            if (specs.Count > 1) throw new InvalidOperationException($"the copies of '{modelId}' were delivered with different allocations ({string.Join(", ", specs)})");
+            var alloc = Allocations.Parse(specs[0], Allocations.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), passphrase), modelId), set.Count);
+            using var suspect = new OpenAiCompatibleEndpoint(url, null, "oml");
+            var settings = new CompletionSettings(MaxTokens: AnswerTokens(set));
+            var report = LeakTracer.TraceAsync(s.State, modelId, set, Allocations.Accuser(alloc),
+                (q, ct) => suspect.CompleteAsync(q, settings, ct), eps).GetAwaiter().GetResult();
+            var rep = new Report().Add("model", "model", modelId).Add("allocation", "allocation", specs[0])
+                .Add("asked", "keys asked", report.Observed.Count(x => x is not null)).Add("answered", "answered as embedded", report.Observed.Count(x => x == true))
+                .Add("bound", "innocent bound", JsonValue.Create(eps), eps.ToString("G3", CultureInfo.InvariantCulture) + " (chance of accusing any one innocent host)")
+                .Add("accused", "accused", new JsonArray([.. report.Accused.Select(h => JsonValue.Create(h.Host))]), report.Accused.Count == 0 ? "nobody" : string.Join(", ", report.Accused.Select(h => h.Host)))
+                .Json("hosts", JsonNode.Parse(report.ToJson())!["hosts"]!.DeepClone());
+            rep.Line("");
+            foreach (var l in Report.Table(["#", "host", "score", "accused"],
+                report.Hosts.Select(h => (IReadOnlyList<string>)[h.HostOrdinal.ToString(CultureInfo.InvariantCulture), h.Host, h.Score.ToString("F2", CultureInfo.InvariantCulture), h.Accused ? "ACCUSED" : "-"]),
+                new HashSet<int> { 0, 2 }))
+                rep.Line("  " + l);
+            if (r.GetValue(o.Keystore) is not null && report.Accused.Count > 0)
+            {
+                using var key = o.Key(r);
+                foreach (var h in report.Accused)
+                {
+                    var ev = s.Engine.FileAccusation(key, modelId, h.Host, report.ToJson());
+                    rep.Line($"accusation against {h.Host} filed (event {ev.Sequence})");
+                }
+                rep.Json("accusationsFiled", report.Accused.Count);
+            }
+            return rep.Print(r.GetValue(o.Json));
+        }));
+        return cmd;
+    }
+}

@@ -1,0 +1,89 @@
+using System.Text.Json;
+using Oml.Fingerprinting.Endpoints;
+using Oml.Protocol.Access;
+using Oml.Protocol.Claims;
+using Oml.Protocol.Core;
+using Oml.Protocol.Crypto;
+using Oml.Protocol.Hosting;
+
+namespace Oml.Server;
+
+/// <summary>
+/// A licensed host's OpenAI-compatible server (POST /v1/completions and /v1/chat/completions on 127.0.0.1). Each
+/// request must carry a signed permit in the body field <c>oml_permit</c> (<see cref="HostHttp"/>); the permit is
+/// checked by <see cref="HostService"/> (user signature, host, model, query hash, expiry), refused queries get HTTP
+/// 402, answered ones a signed receipt in the <c>OML-Receipt</c> response header, and every answered query is
+/// stored in the <see cref="UsageStore"/> for the host's usage commits and rebuttals. With
+/// <see cref="PermitPolicy.Ignore"/> (a dishonest host) permits are not checked and receipts name none.
+/// </summary>
+public sealed class ProtocolHostServer : IAsyncDisposable
+{
+    private readonly OpenAiCompatibleServer _server;
+    private readonly AsyncLocal<CompletionSettings?> _settings = new();
+
+    private ProtocolHostServer(HostService host, UsageStore? store, Func<string, CompletionSettings, CancellationToken, Task<string>> generator,
+        int port, OpenAiServerOptions? options)
+    {
+        Host = host;
+        Store = store;
+        _server = new OpenAiCompatibleServer(HandleAsync, port, options);
+        _generator = generator;
+    }
+
+    private readonly Func<string, CompletionSettings, CancellationToken, Task<string>> _generator;
+
+    public HostService Host { get; }
+    public UsageStore? Store { get; }
+    public Uri BaseUrl => _server.BaseUrl;
+    public int Port => _server.Port;
+
+    /// <summary>Starts serving <paramref name="generator"/>'s answers as host <paramref name="hostKey"/>'s copy of <paramref name="modelId"/>.</summary>
+    public static async Task<ProtocolHostServer> StartAsync(PrivateKey hostKey, ProtocolDomain domain, string modelId,
+        Func<string, CompletionSettings, CancellationToken, Task<string>> generator, UsageStore? store, PermitPolicy policy = PermitPolicy.Require,
+        int port = 0, OpenAiServerOptions? options = null, TimeProvider? clock = null, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(generator);
+        if (store is not null && (store.ModelId != modelId || store.Domain != domain))
+            throw new ArgumentException("the usage store is for another model or domain", nameof(store));
+        ProtocolHostServer? server = null;
+        server = new ProtocolHostServer(
+            new HostService(hostKey, domain, modelId, 0, (q, c) => server!.CompleteAsync(q, c), policy, clock),
+            store, generator, port, options);
+        try
+        {
+            await server._server.StartAsync(ct).ConfigureAwait(false);
+            return server;
+        }
+        catch
+        {
+            await server.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private Task<string> CompleteAsync(string query, CancellationToken ct) =>
+        _generator(query, _settings.Value ?? CompletionSettings.Greedy, ct);
+
+    private async Task<ServerReply> HandleAsync(ServerRequest request, CancellationToken ct)
+    {
+        SignedPermit? permit = null;
+        if (request.Body.TryGetProperty(HostHttp.PermitField, out var p) && p.ValueKind != JsonValueKind.Null)
+        {
+            try { permit = SignedPermit.FromJson(p.GetRawText()); }
+            catch (ProtocolException e)
+            {
+                if (Host.Policy == PermitPolicy.Require) throw new RequestRefusedException(HostHttp.RefusedStatus, e.Message, "permit_error");
+            }
+        }
+        HostAnswer answer;
+        _settings.Value = request.Settings;
+        try { answer = await Host.AskAsync(request.Prompt, permit, ct).ConfigureAwait(false); }
+        catch (QueryRefusedException e) { throw new RequestRefusedException(HostHttp.RefusedStatus, e.Message, "permit_error"); }
+        Store?.Record(answer.Receipt, answer.Receipt.Receipt.HasPermit ? permit : null);
+        // HostService keeps its own book in memory too; the store is the durable one, so keep memory flat.
+        Host.StartEpoch(0);
+        return new ServerReply(answer.Text, new Dictionary<string, string> { [HostHttp.ReceiptHeader] = HostHttp.EncodeReceipt(answer.Receipt) });
+    }
+
+    public ValueTask DisposeAsync() => _server.DisposeAsync();
+}

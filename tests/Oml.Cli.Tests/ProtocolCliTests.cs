@@ -1,0 +1,342 @@
+using System.Text.Json.Nodes;
+using Oml.Cli.Protocol;
+
+namespace Oml.Cli.Tests;
+
+/// <summary>
+/// <c>oml protocol|owner|host|user|prover|gov</c> through the command line, in-process: the README's protocol scenario
+/// on the llama-tiny fixture (three fingerprinted copies, servers on loopback ports), and each command's main failure.
+/// </summary>
+[Collection(nameof(CliTests))]
+public sealed class ProtocolCliTests : IDisposable
+{
+    private const string Kdf = "1000"; // PBKDF2 iterations: small, for test speed only.
+    private readonly string _dir = Directory.CreateTempSubdirectory("oml-cli-protocol-").FullName;
+    private readonly Dictionary<string, string> _address = [];
+
+    private string P(string name) => Path.Combine(_dir, name);
+    private string PassFile => P("pass.txt");
+    private string Ledger => P("ledger.db");
+    private string Ks(string who) => P($"{who}.json");
+
+    public ProtocolCliTests()
+    {
+        File.WriteAllText(PassFile, "protocol test passphrase\n");
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
+
+    /// <summary>Runs an action command as <paramref name="who"/> with --json and returns its JSON (asserting exit 0).</summary>
+    private JsonNode Act(string who, params string[] args)
+    {
+        var r = Run([.. args, "--ledger", Ledger, "--keystore", Ks(who), "--passphrase-file", PassFile, "--json"]);
+        Assert.True(r.Code == 0, $"{string.Join(' ', args)} as {who}: exit {r.Code}: {r.Err}");
+        return JsonNode.Parse(r.Out)!;
+    }
+
+    private (int Code, string Out, string Err) Try(string who, params string[] args) =>
+        Run([.. args, "--ledger", Ledger, "--keystore", Ks(who), "--passphrase-file", PassFile]);
+
+    private string Addr(string who) => _address[who];
+
+    private void NewAccounts(params string[] names)
+    {
+        foreach (var n in names)
+        {
+            var r = Run("account", "new", "--keystore", Ks(n), "--passphrase-file", PassFile, "--kdf-iterations", Kdf);
+            Assert.True(r.Code == 0, r.Err);
+            _address[n] = r.Out.Trim().ToLowerInvariant();
+        }
+    }
+
+    /// <summary>Accounts, a ledger with short windows, and money for everyone.</summary>
+    private void SetUpLedger(params string[] extra)
+    {
+        NewAccounts(["treasury", "owner", "owner2", "hostA", "hostB", "hostC", "user", "prover", .. extra]);
+        var init = Act("treasury", "protocol", "init", "--set", "RebutWindowSeconds=1", "--set", "VotingWindowSeconds=1");
+        Assert.Equal(Addr("treasury"), init["treasury"]!.GetValue<string>());
+        foreach (var n in _address.Keys.Where(n => n != "treasury"))
+            Assert.Equal(10_000, Act("treasury", "owner", "mint", "--to", Addr(n), "--amount", "10000")["balance"]!.GetValue<long>());
+    }
+
+    private JsonObject Status()
+    {
+        var r = Run("protocol", "status", "--ledger", Ledger, "--json");
+        Assert.True(r.Code == 0, r.Err);
+        return JsonNode.Parse(r.Out)!.AsObject();
+    }
+
+    private long Get(JsonObject status, string who, string field) => status["accounts"]![Addr(who)]![field]!.GetValue<long>();
+
+    private static string FindRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Oml.sln"))) return d.FullName;
+        throw new DirectoryNotFoundException("repository root not found");
+    }
+
+    /// <summary>The llama-tiny fixture with the tiny word tokenizer, and a pool of 16 random-word fingerprints.</summary>
+    private (string Model, string Pool) TinyModelAndPool()
+    {
+        var fixture = Path.Combine(FindRoot(), "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
+        var model = P("base");
+        Directory.CreateDirectory(model);
+        foreach (var f in new[] { "config.json", "generation_config.json", "model.safetensors" })
+            File.Copy(Path.Combine(fixture, f), Path.Combine(model, f));
+        File.WriteAllText(Path.Combine(model, "tokenizer.json"), FingerprintCliTests.TinyTokenizerJson());
+        var pool = P("pool.omlfp");
+        var r = Run("fingerprints", "generate", "--model", model, "--strategy", "random-word", "--random-word-keys", "--count", "16",
+            "--out", pool, "--passphrase-file", PassFile, "--kdf-iterations", Kdf);
+        Assert.True(r.Code == 0, r.Err);
+        return (model, pool);
+    }
+
+    /// <summary>Starts <c>oml host serve</c> in the background; returns its base URL once it listens.</summary>
+    private async Task<(string Url, Task<(int Code, string Out, string Err)> Run)> Serve(string name, params string[] args)
+    {
+        var urlFile = P($"{name}.url");
+        var task = Task.Run(() => Run(["host", "serve", "--url-file", urlFile, .. args]));
+        for (int i = 0; i < 600 && !File.Exists(urlFile); i++)
+        {
+            if (task.IsCompleted) Assert.Fail($"serve {name} ended: {(await task).Err}");
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+        Assert.True(File.Exists(urlFile), $"serve {name} did not start");
+        return (File.ReadAllText(urlFile).Trim(), task);
+    }
+
+    [Fact]
+    public async Task Scenario_licensing_paid_serving_claim_and_slash_and_leak_trace()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (baseModel, pool) = TinyModelAndPool();
+        SetUpLedger();
+
+        // The owner registers the model; three hosts license it; each gets its own fingerprinted copy.
+        Act("owner", "owner", "register", "--model-id", "tiny", "--model-dir", baseModel, "--price", "10", "--min-collateral", "1000");
+        foreach (var h in new[] { "hostA", "hostB", "hostC" })
+        {
+            Act(h, "host", "apply", "--model-id", "tiny", "--collateral", "2000", "--endpoint", $"http://127.0.0.1/{h}");
+            var d = Act("owner", "owner", "deliver", "--model-id", "tiny", "--host", Addr(h), "--pool", pool, "--allocation", "random:6",
+                "--base-model", baseModel, "--out", P($"copy-{h}"), "--subset-out", P($"subset-{h}.omlfp"), "--epochs", "300");
+            Assert.Equal(6, d["fingerprints"]!.GetValue<int>());
+            Assert.Equal(1.0, d["recall"]!.GetValue<double>());
+            Act(h, "host", "acknowledge", "--model-id", "tiny", "--model-dir", P($"copy-{h}"));
+        }
+        var st = Status();
+        Assert.All(st["licences"]!.AsArray(), l => Assert.True(l!["acknowledged"]!.GetValue<bool>()));
+
+        using var stop = new CancellationTokenSource();
+        HostCommands.ServeStopForTests = stop.Token;
+        try
+        {
+            var a = await Serve("a", "--ledger", Ledger, "--keystore", Ks("hostA"), "--passphrase-file", PassFile, "--model-id", "tiny",
+                "--model-dir", P("copy-hostA"), "--receipts", P("receipts-a"));
+            var b = await Serve("b", "--ledger", Ledger, "--keystore", Ks("hostB"), "--passphrase-file", PassFile, "--model-id", "tiny",
+                "--model-dir", P("copy-hostB"), "--receipts", P("receipts-b"), "--no-permits");
+            var c = await Serve("c", "--plain", "--model-dir", P("copy-hostC"));
+
+            // Host A serves a paying user; a query without a valid permit is refused.
+            Act("user", "user", "deposit", "--amount", "100");
+            foreach (var q in new[] { " apple bread", " cloud dance", " eagle flame" })
+            {
+                var ans = Act("user", "user", "ask", "--endpoint", a.Url, "--query", q, "--model-id", "tiny", "--host", Addr("hostA"), "--fee", "10");
+                Assert.True(ans["receiptValid"]!.GetValue<bool>());
+            }
+            var permitFile = P("permit.json");
+            Act("user", "user", "permit", "--model-id", "tiny", "--host", Addr("hostA"), "--query", " other words", "--out", permitFile);
+            var refused = await Task.Run(() => Try("user", "user", "ask", "--endpoint", a.Url, "--query", " not the permitted query", "--permit", permitFile), ct);
+            Assert.Equal(1, refused.Code);
+            Assert.Contains("the permit is for another query", refused.Err);
+
+            var usage = Act("hostA", "host", "commit-usage", "--model-id", "tiny", "--receipts", P("receipts-a"));
+            Assert.Equal(3, usage["receipts"]!.GetValue<long>());
+            Assert.Equal(3, usage["permits"]!.GetValue<long>());
+            Assert.Equal(30, usage["fees"]!.GetValue<long>());
+            Assert.Equal(6, usage["hostShare"]!.GetValue<long>()); // 20% of 30
+            Assert.Equal(6, Act("hostA", "host", "withdraw")["withdrawn"]!.GetValue<long>());
+            Assert.Equal(24, Act("owner", "owner", "withdraw")["withdrawn"]!.GetValue<long>());
+            Assert.Equal(70, Get(Status(), "user", "prepaid"));
+
+            // Host B answers without permits: the prover audits it, claims, and after the rebut window B is slashed.
+            var audit = JsonNode.Parse(Run("prover", "audit", "--ledger", Ledger, "--passphrase-file", PassFile, "--endpoint", b.Url, "--model-id", "tiny",
+                "--host", Addr("hostB"), "--subset", P("subset-hostB.omlfp"), "--max-queries", "3", "--ticket", P("ticket.json"), "--json").Out)!;
+            Assert.True(audit["caught"]!.GetValue<bool>());
+            Assert.Equal(3, audit["hits"]!.GetValue<long>());
+            var claim = Act("prover", "prover", "claim", "--ticket", P("ticket.json"), "--bond", "100");
+            Assert.Equal(Addr("hostB"), claim["host"]!.GetValue<string>());
+            long claimId = claim["claim"]!.GetValue<long>();
+            var early = Try("prover", "prover", "settle", "--claim", claimId.ToString());
+            Assert.Equal(1, early.Code);
+            Assert.Contains("rejected (WindowClosed)", early.Err);
+            // B cannot rebut: its receipts name no permit.
+            var rebut = Try("hostB", "host", "rebut", "--claim", claimId.ToString(), "--receipts", P("receipts-b"));
+            Assert.Equal(1, rebut.Code);
+            await Task.Delay(2100, ct);
+            var settled = Act("prover", "prover", "settle", "--claim", claimId.ToString());
+            Assert.Equal("Slashed", settled["status"]!.GetValue<string>());
+            Assert.Equal(1000, settled["slashed"]!.GetValue<long>()); // 50% of 2000
+            Assert.Equal(300, settled["proverReward"]!.GetValue<long>()); // 30% of the slash
+            Assert.Equal(400, Act("prover", "prover", "withdraw")["withdrawn"]!.GetValue<long>()); // bond back + reward
+            st = Status();
+            Assert.Equal(1000, Get(st, "hostB", "locked"));
+            Assert.Equal(700, Get(st, "owner", "withdrawable"));
+
+            // A third party serves host C's copy at an unknown endpoint: the trace names C, and the owner files the accusation.
+            var trace = Act("owner", "prover", "trace", "--endpoint", c.Url, "--model-id", "tiny", "--pool", pool);
+            Assert.Equal([Addr("hostC")], trace["accused"]!.AsArray().Select(x => x!.GetValue<string>()));
+            Assert.Equal(16, trace["asked"]!.GetValue<int>());
+            Assert.Equal(Addr("hostC"), Status()["accusations"]![0]!["host"]!.GetValue<string>());
+
+            // The text status shows it all, aligned.
+            var text = Run("protocol", "status", "--ledger", Ledger);
+            Assert.Equal(0, text.Code);
+            Assert.Contains("closed: claim 0 Slashed", text.Out);
+            Assert.Contains("Accusations", text.Out);
+        }
+        finally
+        {
+            stop.Cancel();
+            HostCommands.ServeStopForTests = CancellationToken.None;
+        }
+    }
+
+    [Fact]
+    public void Owner_commands_and_their_failures()
+    {
+        SetUpLedger();
+        Act("owner", "owner", "register", "--model-id", "m", "--weights-digest", "sha256:m1", "--price", "5");
+        Act("owner2", "owner", "register", "--model-id", "base", "--weights-digest", "sha256:b", "--price", "0");
+        var dup = Try("owner", "owner", "register", "--model-id", "m", "--weights-digest", "x", "--price", "5");
+        Assert.Equal(1, dup.Code);
+        Assert.Contains("rejected (ModelExists)", dup.Err);
+        Assert.Equal(2, Act("owner", "owner", "add-version", "--model-id", "m", "--weights-digest", "sha256:m2", "--notes", "v2")["version"]!.GetValue<int>());
+        var notMine = Try("owner2", "owner", "add-version", "--model-id", "m", "--weights-digest", "sha256:x");
+        Assert.Contains("rejected (Unauthorized)", notMine.Err);
+
+        // The parent's owner must co-sign: without its keystore the request is refused, with it accepted.
+        var unsigned = Try("owner", "owner", "declare-parent", "--model-id", "m", "--parent", "base", "--share-bps", "1000");
+        Assert.Equal(1, unsigned.Code);
+        Assert.Contains("rejected (BadSignature)", unsigned.Err);
+        var dp = Act("owner", "owner", "declare-parent", "--model-id", "m", "--parent", "base", "--share-bps", "1000", "--parent-keystore", Ks("owner2"));
+        Assert.Equal(Addr("owner2"), dp["cosigner"]!.GetValue<string>());
+
+        // Or in two steps on two machines: the child's owner signs a request, the parent's owner co-signs and submits it.
+        Act("owner", "owner", "register", "--model-id", "m2", "--weights-digest", "sha256:m2", "--price", "5");
+        var req = P("declare.json");
+        Act("owner", "owner", "declare-parent", "--model-id", "m2", "--parent", "base", "--share-bps", "500", "--request-out", req);
+        Assert.Contains("rejected (BadSignature)", Try("user", "owner", "cosign", "--request", req).Err); // not the parent's owner
+        var cs = Act("owner2", "owner", "cosign", "--request", req);
+        Assert.Equal(Addr("owner"), cs["actor"]!.GetValue<string>());
+        Assert.Equal(500, cs["shareBps"]!.GetValue<long>());
+        Assert.Contains("rejected (BadNonce)", Try("owner2", "owner", "cosign", "--request", req).Err); // a request applies once
+        var parents = Status()["models"]!.AsArray().Single(x => x!["id"]!.GetValue<string>() == "m2")!["parents"]!.AsArray();
+        Assert.Equal("base", parents.Single()!["model"]!.GetValue<string>());
+
+        Act("owner", "owner", "transfer", "--model-id", "m", "--to", Addr("owner2"));
+        Assert.Contains("rejected (NoPendingTransfer)", Try("user", "owner", "accept", "--model-id", "m").Err);
+        Act("owner2", "owner", "accept", "--model-id", "m");
+        Assert.Equal(Addr("owner2"), Status()["models"]!.AsArray().Single(x => x!["id"]!.GetValue<string>() == "m")!["owner"]!.GetValue<string>());
+
+        // Only the treasury mints; a malformed address is a usage error; nothing to withdraw is a failure.
+        Assert.Contains("rejected (Unauthorized)", Try("owner", "owner", "mint", "--to", Addr("owner"), "--amount", "5").Err);
+        Assert.Equal(2, Try("treasury", "owner", "mint", "--to", "0x1234", "--amount", "5").Code);
+        var w = Try("owner", "owner", "withdraw");
+        Assert.Equal(1, w.Code);
+        Assert.Contains("rejected (NothingToWithdraw)", w.Err);
+
+        // Deliver to a host without a licence is refused before anything is built; a missing pool file is a failure too.
+        var nd = Try("owner2", "owner", "deliver", "--model-id", "m", "--host", Addr("hostA"), "--pool", PoolOnly(), "--allocation", "random:2");
+        Assert.Equal(1, nd.Code);
+        Assert.Contains("rejected (UnknownLicence)", nd.Err);
+        nd = Try("owner2", "owner", "deliver", "--model-id", "m", "--host", Addr("hostA"), "--pool", P("none.omlfp"), "--allocation", "random:2");
+        Assert.Equal(1, nd.Code);
+        Assert.Contains("none.omlfp", nd.Err);
+    }
+
+    [Fact]
+    public void Failures_are_clear_missing_ledger_bad_passphrase_and_rejected_actions()
+    {
+        NewAccounts("treasury", "user");
+        var missing = Try("user", "user", "deposit", "--amount", "5");
+        Assert.Equal(1, missing.Code);
+        Assert.Contains("no ledger at", missing.Err);
+        Assert.Contains("oml protocol init", missing.Err);
+
+        Act("treasury", "protocol", "init");
+        var again = Try("treasury", "protocol", "init");
+        Assert.Equal(1, again.Code);
+        Assert.Contains("init never overwrites", again.Err);
+
+        File.WriteAllText(P("wrong.txt"), "not the passphrase\n");
+        var bad = Run("user", "deposit", "--amount", "5", "--ledger", Ledger, "--keystore", Ks("user"), "--passphrase-file", P("wrong.txt"));
+        Assert.Equal(1, bad.Code);
+        Assert.StartsWith("oml: error:", bad.Err);
+        Assert.Contains(Ks("user"), bad.Err);
+
+        var poor = Try("user", "user", "deposit", "--amount", "5");
+        Assert.Equal(1, poor.Code);
+        Assert.Contains("rejected (InsufficientFunds)", poor.Err);
+        Assert.Equal(2, Try("user", "user", "deposit").Code); // --amount missing: usage
+        Assert.Equal(2, Try("user", "protocol", "status").Code); // status takes no keystore: a usage error
+        var badKeystore = Run("user", "deposit", "--amount", "5", "--ledger", Ledger, "--keystore", P("nobody.json"), "--passphrase-file", PassFile);
+        Assert.Equal(1, badKeystore.Code);
+        Assert.Contains("no keystore at", badKeystore.Err);
+    }
+
+    [Fact]
+    public void User_host_prover_and_gov_commands_without_models_on_disk()
+    {
+        SetUpLedger();
+        Act("owner", "owner", "register", "--model-id", "m", "--weights-digest", "sha256:m", "--price", "7", "--min-collateral", "1500");
+        var low = Try("hostA", "host", "apply", "--model-id", "m", "--collateral", "1000", "--endpoint", "http://x");
+        Assert.Contains("rejected (CollateralTooLow)", low.Err);
+        Act("hostA", "host", "apply", "--model-id", "m", "--collateral", "1500", "--endpoint", "http://x");
+        Assert.Contains("rejected (CopyNotDelivered)", Try("hostA", "host", "acknowledge", "--model-id", "m", "--copy-digest", "d").Err);
+        Act("owner", "owner", "deliver", "--model-id", "m", "--host", Addr("hostA"), "--pool", PoolOnly(), "--allocation", "random:3", "--copy-digest", "sha256:copy");
+        Assert.Contains("rejected (DigestMismatch)", Try("hostA", "host", "acknowledge", "--model-id", "m", "--copy-digest", "sha256:other").Err);
+        Act("hostA", "host", "acknowledge", "--model-id", "m", "--copy-digest", "sha256:copy");
+
+        // A permit prints its fields; the fee defaults to the model's price.
+        var permit = Act("user", "user", "permit", "--model-id", "m", "--host", Addr("hostA"), "--query", "hi", "--nonce", "5");
+        Assert.Equal("7", permit["fee"]!.GetValue<string>());
+        Assert.Equal(Addr("user"), permit["user"]!.GetValue<string>());
+        var text = Try("user", "user", "permit", "--model-id", "m", "--host", Addr("hostA"), "--query", "hi");
+        Assert.Matches(@"permit hash\s+0x[0-9a-f]{64}", text.Out);
+
+        // An empty usage book commits (zero receipts), once per epoch.
+        var empty = Act("hostA", "host", "commit-usage", "--model-id", "m", "--receipts", P("r"));
+        Assert.Equal(0, empty["receipts"]!.GetValue<long>());
+        Assert.Contains("UsageAlreadyCommitted", Try("hostA", "host", "commit-usage", "--model-id", "m", "--receipts", P("r")).Err);
+
+        // Settling an unknown claim, rebutting it, claiming with a missing ticket.
+        Assert.Contains("rejected (UnknownClaim)", Try("prover", "prover", "settle", "--claim", "3").Err);
+        Assert.Contains("rejected (UnknownClaim)", Try("hostA", "host", "rebut", "--claim", "3", "--receipts", P("r")).Err);
+        Assert.Equal(1, Try("prover", "prover", "claim", "--ticket", P("no-ticket.json")).Code);
+
+        // Governance: propose, vote (owners only), execute after the window; the parameter changes.
+        var prop = Act("owner", "gov", "propose", "--set", "MinBond=250", "--description", "raise the bond");
+        long id = prop["proposal"]!.GetValue<long>();
+        Assert.Contains("rejected (NotEligibleToVote)", Try("user", "gov", "vote", "--proposal", id.ToString(), "--support", "yes").Err);
+        Assert.Equal(1, Act("owner", "gov", "vote", "--proposal", id.ToString(), "--support", "yes")["yes"]!.GetValue<int>());
+        Assert.Contains("rejected (WindowClosed)", Try("owner", "gov", "execute", "--proposal", id.ToString()).Err);
+        Thread.Sleep(2100);
+        Act("user", "gov", "execute", "--proposal", id.ToString());
+        var p = Run("gov", "params", "--ledger", Ledger, "--json");
+        Assert.Equal("250", JsonNode.Parse(p.Out)!["MinBond"]!.GetValue<string>());
+        Assert.Equal(2, Try("owner", "gov", "propose", "--set", "MinBond").Code);
+        Assert.Contains("rejected (InvalidParameters)", Try("owner", "gov", "propose", "--set", "NoSuchThing=1").Err);
+    }
+
+    /// <summary>A small pool without a model folder on disk (only the set file matters for deliver --copy-digest).</summary>
+    private string PoolOnly()
+    {
+        var (_, pool) = TinyModelAndPool();
+        return pool;
+    }
+}
