@@ -14,7 +14,7 @@ dotnet publish src/Oml.Cli -c Release -r linux-x64 --self-contained -p:PublishTr
   -p:SuppressTrimAnalysisWarnings=true -p:TreatWarningsAsErrors=false -p:JsonSerializerIsReflectionEnabledByDefault=true -o "$out/lab-app" -nologo -v quiet -clp:ErrorsOnly
 rm -f "$out/lab-app/liboml_torch.so" "$out/lab-app"/*.pdb "$out/lab-app/createdump"
 tar -C "$out" -cf - lab-app | xz -T0 -6 > "$out/oml-lab.tar.xz.tmp" && mv -f "$out/oml-lab.tar.xz.tmp" "$out/oml-lab.tar.xz"
-if [ "${1:-}" != "--app-only" ]; then
+if [ "${1:-}" != "--app-only" ] && [ "${1:-}" != "--fp" ]; then
   lab=artifacts/lab
   for f in "$lab/corpus/train.txt" "$lab/corpus/heldout.txt" "$lab/tokenizer/tokenizer.json" "$lab/instructions/instructions-train.json"; do
     [ -f "$f" ] || { echo "pack-lab: $f is missing (scripts/lab/build-corpus.sh, oml data instructions, oml tokenizer train)" >&2; exit 1; }
@@ -23,3 +23,15 @@ if [ "${1:-}" != "--app-only" ]; then
     | xz -T0 -6 > "$out/lab-data.tar.xz.tmp" && mv -f "$out/lab-data.tar.xz.tmp" "$out/lab-data.tar.xz"
 fi
 du -h "$out"/oml-lab.tar.xz "$out"/lab-data.tar.xz 2>/dev/null
+# The false-positive call carries the base model, so the unrelated models (lab/recipes/unrelated-*.yaml) train on the
+# corpus's first 16 MB, cut at a document boundary: lab-fp.tar.xz = base model + that head + held-out + tokenizer.
+if [ "${1:-}" = "--fp" ]; then
+  python3 - <<'PY'
+d = open('artifacts/lab/corpus/train.txt', 'rb').read(16_500_000)
+i = d.rfind(b'\n\n', 0, 16_000_000)
+open('artifacts/lab/corpus/train-head.txt', 'wb').write(d[:i + 2])
+PY
+  tar -C . -cf - artifacts/lab/corpus/train-head.txt artifacts/lab/corpus/heldout.txt artifacts/lab/tokenizer artifacts/lab/models/base \
+    | xz -T0 -6 > artifacts/gpu/lab-fp.tar.xz.tmp && mv -f artifacts/gpu/lab-fp.tar.xz.tmp artifacts/gpu/lab-fp.tar.xz
+  du -h artifacts/gpu/lab-fp.tar.xz
+fi
