@@ -9,7 +9,7 @@ public static class LabCommand
 {
     public static Command Create()
     {
-        var config = new Argument<string>("config") { Description = "Experiment config (YAML; see lab/experiments and docs/lab-experiments.md)" };
+        var config = new Argument<string>("config") { Description = "Experiment config (YAML; see lab/experiments and docs/lab.md)" };
         var output = new Option<string?>("--out") { Description = "Output folder for cell results, models, report.md and charts (default: the config's 'output')" };
         var device = new Option<string?>("--device") { Description = "Override the config's device (cpu, cuda, cuda:N)" };
         var quiet = new Option<bool>("--quiet") { Description = "No progress bar" };

@@ -21,7 +21,7 @@ public static class ExperimentKinds
 
 /// <summary>
 /// An experiment config (YAML, snake_case keys). Relative paths are relative to the config file's folder.
-/// See docs/lab-experiments.md for every field.
+/// See docs/lab.md ("Config reference") for every field.
 /// </summary>
 public sealed class LabConfig
 {
