@@ -4,6 +4,7 @@ using Oml.Models.Tokenizers;
 namespace Oml.Cli.Tests;
 
 /// <summary><c>oml tokenizer train</c> and <c>oml data</c>: exit codes, outputs and error messages.</summary>
+[Collection(nameof(CliTests))]
 public class DataCliTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "oml-datacli-" + Guid.NewGuid().ToString("N"));

@@ -2,6 +2,14 @@ using Oml.Engine;
 
 namespace Oml.Models.Tests;
 
+/// <summary>
+/// Seeded sampling draws from libtorch's one global generator, so these tests run alone: a test in another class that
+/// seeds or draws at the same moment would change the sampled tokens.
+/// </summary>
+[CollectionDefinition(nameof(GlobalGeneratorTests), DisableParallelization = true)]
+public sealed class GlobalGeneratorTests;
+
+[Collection(nameof(GlobalGeneratorTests))]
 public class GenerationTests
 {
     private static CausalLM Model() => ModelFolder.Load(Fixtures.Model("qwen2-tiny"));
