@@ -147,7 +147,7 @@ internal static class Secp256k1Curve
         var b = JacobianPoint.From(G);
         for (int i = 0; i < 64; i++)
         {
-            jac[16 * i] = JacobianPoint.From(G); // placeholder for the unused digit 0 (keeps the batch free of infinity)
+            jac[16 * i] = JacobianPoint.From(G); // filler for the unused digit 0 (keeps the batch free of infinity)
             jac[16 * i + 1] = b;
             for (int j = 2; j < 16; j++) jac[16 * i + j] = Add(jac[16 * i + j - 1], b);
             b = Add(jac[16 * i + 15], b); // 16 * b
