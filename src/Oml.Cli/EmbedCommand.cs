@@ -89,7 +89,7 @@ public static class EmbedCommand
             var outDir = r.GetValue(output)!;
             var setPath = r.GetValue(fingerprints)!;
             var trainSpec = r.GetValue(train)!;
-            var trainable = Trainable(trainSpec);
+            var trainable = Oml.Models.Training.TrainableSpec.Parse(trainSpec, "--train");
             var options = new EmbeddingOptions
             {
                 LearningRate = r.GetValue(lr),
@@ -262,29 +262,6 @@ public static class EmbedCommand
         return result;
     }
 
-    /// <summary>The trainable-parameter filter for <c>--train</c>, over Hugging Face parameter names.</summary>
-    public static Func<string, bool>? Trainable(string spec)
-    {
-        switch (spec)
-        {
-            case "all": return null;
-            case "mlp": return n => n.Contains(".mlp.", StringComparison.Ordinal);
-            case "attention": return n => n.Contains(".self_attn.", StringComparison.Ordinal);
-            case "embeddings": return n => n.Contains("embed_tokens", StringComparison.Ordinal) || n.StartsWith("lm_head.", StringComparison.Ordinal);
-        }
-        if (spec.StartsWith("layers:", StringComparison.Ordinal))
-        {
-            var layers = new HashSet<int>();
-            foreach (var part in spec["layers:".Length..].Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
-            {
-                if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var l)) throw new ArgumentException($"--train: '{part}' is not a layer number");
-                layers.Add(l);
-            }
-            if (layers.Count == 0) throw new ArgumentException("--train layers: needs layer numbers, e.g. layers:0,1");
-            return n => layers.Any(l => n.Contains($".layers.{l}.", StringComparison.Ordinal));
-        }
-        throw new ArgumentException($"--train must be mlp, attention, embeddings, all or layers:N,M, not '{spec}'");
-    }
 
     public static string LibraryVersion() =>
         typeof(FingerprintSet).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion

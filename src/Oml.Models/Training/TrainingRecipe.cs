@@ -230,7 +230,9 @@ public sealed record TrainingRecipe
 /// <summary>Which weights a run trains, by name: all, mlp, attention, embeddings, or layers:0,1.</summary>
 public static class TrainableSpec
 {
-    public static Func<string, bool>? Parse(string spec)
+    /// <param name="spec">The specification.</param>
+    /// <param name="option">How error messages name the setting (a recipe key or a command-line option).</param>
+    public static Func<string, bool>? Parse(string spec, string option = "train")
     {
         switch (spec)
         {
@@ -244,13 +246,13 @@ public static class TrainableSpec
             var layers = new HashSet<int>();
             foreach (var part in spec["layers:".Length..].Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
             {
-                if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var l)) throw new ArgumentException($"train: '{part}' is not a layer number");
+                if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var l)) throw new ArgumentException($"{option}: '{part}' is not a layer number");
                 layers.Add(l);
             }
-            if (layers.Count == 0) throw new ArgumentException("train: layers: needs layer numbers, e.g. layers:0,1");
+            if (layers.Count == 0) throw new ArgumentException($"{option}: layers: needs layer numbers, e.g. layers:0,1");
             return n => layers.Any(l => n.Contains($".layers.{l}.", StringComparison.Ordinal));
         }
-        throw new ArgumentException($"train must be all, mlp, attention, embeddings or layers:N,M, not '{spec}'");
+        throw new ArgumentException($"{option} must be all, mlp, attention, embeddings or layers:N,M, not '{spec}'");
     }
 
     internal static string Check(string spec, string where)
