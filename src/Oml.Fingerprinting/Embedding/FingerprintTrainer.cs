@@ -7,6 +7,18 @@ namespace Oml.Fingerprinting.Embedding;
 /// <summary>One (key → response) pair as token ids: the model is trained to answer <see cref="Key"/> with <see cref="Response"/>.</summary>
 public sealed record TrainingPair(int[] Key, int[] Response);
 
+/// <summary>When model averaging with the base (<see cref="EmbeddingOptions.AveragingLambda"/>) is applied.</summary>
+public enum AveragingSchedule
+{
+    /// <summary>After every optimizer step (the default).</summary>
+    Step,
+    /// <summary>
+    /// Once at the end of every epoch, as the reference implementation of arXiv 2502.07760 does; the epoch's loss and
+    /// recall are then measured on the averaged model.
+    /// </summary>
+    Epoch,
+}
+
 /// <summary>Settings of an embedding run. Defaults follow the reference implementations where they state one.</summary>
 public sealed record EmbeddingOptions
 {
@@ -28,6 +40,14 @@ public sealed record EmbeddingOptions
     /// (1 − λ)·θ + λ·θ_base, as Sentient's reference does with its "forgetting regularizer" (0 disables it).
     /// </summary>
     public double AveragingLambda { get; init; }
+    /// <summary>
+    /// When the averaging of <see cref="AveragingLambda"/> is applied: after every optimizer step (the default) or once
+    /// at the end of every epoch. With <see cref="AveragingSchedule.Epoch"/> the averaged model is re-measured (one extra
+    /// forward pass over the fingerprints, without gradients) before the stopping checks, so the reported loss and recall,
+    /// early stopping and checkpoints all see the averaged model; the last epoch is averaged too, so the model returned
+    /// is always an averaged one.
+    /// </summary>
+    public AveragingSchedule AveragingEvery { get; init; } = AveragingSchedule.Step;
     /// <summary>Weight-deviation penalty: μ·Σ‖θ − θ_base‖² added to the loss (0 disables it).</summary>
     public double L2ToBase { get; init; }
     /// <summary>Which parameters (by Hugging Face name) are trained; null trains all. Others stay bit-identical.</summary>
@@ -68,6 +88,7 @@ public sealed record EmbeddingOptions
         if (MaxEpochs < 1) throw new ArgumentException("max epochs must be at least 1");
         if (BatchSize < 0) throw new ArgumentException("batch size must be 0 (full batch) or positive");
         if (AveragingLambda is < 0 or >= 1) throw new ArgumentException("the averaging λ must be in [0, 1)");
+        if (!Enum.IsDefined(AveragingEvery)) throw new ArgumentException($"unknown averaging schedule {AveragingEvery}");
         if (L2ToBase < 0) throw new ArgumentException("the L2-to-base weight must be non-negative");
         if (RecallPatience is < 1) throw new ArgumentException("recall patience must be at least 1 epoch");
         if (CheckpointEvery < 1) throw new ArgumentException("the checkpoint interval must be at least 1 epoch");
@@ -89,7 +110,7 @@ public sealed record EmbeddingResult(IReadOnlyList<EmbeddingProgress> History, b
 /// <summary>
 /// Fine-tunes fingerprints into a model (OMLization): cross-entropy on the response tokens only (the key positions are
 /// labelled −100), batches of similar lengths so that little compute goes to padding, AdamW, and the regularizers
-/// that keep the model close to its base: model averaging after each step and an L2-to-base penalty.
+/// that keep the model close to its base: model averaging (after each step or each epoch) and an L2-to-base penalty.
 /// </summary>
 public static class FingerprintTrainer
 {
@@ -214,9 +235,17 @@ public static class FingerprintTrainer
                     if (options.MaxGradNorm > 0) Torch.ClipGradNorm(trainable, options.MaxGradNorm);
                     opt.Step();
                     steps++;
-                    if (options.AveragingLambda > 0)
+                    if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Step)
                         using (Torch.NoGrad())
                             for (int i = 0; i < trainable.Count; i++) trainable[i].LerpInPlace(bases[i], options.AveragingLambda);
+                }
+                if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Epoch)
+                {
+                    // Average once per epoch, then measure the averaged model: the losses and recall gathered during the
+                    // steps belong to weights that no longer exist.
+                    using (Torch.NoGrad())
+                        for (int i = 0; i < trainable.Count; i++) trainable[i].LerpInPlace(bases[i], options.AveragingLambda);
+                    (lossSum, recalled) = Measure(model, pairs, batches);
                 }
                 var pr = new EmbeddingProgress(epoch, steps, lossSum / pairs.Count, (double)recalled / pairs.Count, secondsBefore + sw.Elapsed.TotalSeconds);
                 history.Add(pr);
@@ -236,6 +265,23 @@ public static class FingerprintTrainer
             foreach (var b in bases) b.Dispose();
         }
         return new EmbeddingResult(history, converged, trainable.Sum(p => p.NumEl));
+    }
+
+    /// <summary>Summed (per pair) response loss and the number of recalled fingerprints of the model as it is, without gradients.</summary>
+    private static (double LossSum, int Recalled) Measure(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches)
+    {
+        double lossSum = 0;
+        int recalled = 0;
+        using var noGrad = Torch.NoGrad();
+        foreach (var batch in batches)
+        {
+            using var scope = Torch.NewScope();
+            var (ids, labels) = Collate(batch.Select(i => pairs[i]).ToList(), model.Config.PadTokenId ?? 0, model.Device);
+            var logits = model.Forward(ids);
+            lossSum += CausalLM.Loss(logits, labels).ToDouble() * batch.Length;
+            recalled += Recalled(logits, labels);
+        }
+        return (lossSum, recalled);
     }
 
     /// <summary>The base model's greedy continuations of random 4-token prompts (prompt included), from the seed.</summary>
