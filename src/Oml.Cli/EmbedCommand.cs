@@ -33,6 +33,11 @@ public static class EmbedCommand
             Description = "Model averaging with the base after every step, θ ← (1 − λ)·θ + λ·θ_base, to keep the model's other behaviour (0 disables it)",
             DefaultValueFactory = _ => 0.75,
         };
+        var averagingEvery = new Option<string>("--averaging-every")
+        {
+            Description = "When the averaging of --averaging-lambda is applied: step (after every optimizer step) or epoch (once per epoch, as the reference of arXiv 2502.07760 does)",
+            DefaultValueFactory = _ => "step",
+        };
         var l2 = new Option<double>("--l2") { Description = "Weight of the μ·Σ‖θ − θ_base‖² penalty (0 disables it)", DefaultValueFactory = _ => 0 };
         var train = new Option<string>("--train")
         {
@@ -80,7 +85,7 @@ public static class EmbedCommand
         var cmd = new Command("embed",
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
         {
-            model, fingerprints, output, lr, epochs, batch, lambda, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log,
+            model, fingerprints, output, lr, epochs, batch, lambda, averagingEvery, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log,
             expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device,
         };
         cmd.SetAction(r =>
@@ -96,6 +101,7 @@ public static class EmbedCommand
                 MaxEpochs = r.GetValue(epochs),
                 BatchSize = r.GetValue(batch),
                 AveragingLambda = r.GetValue(lambda),
+                AveragingEvery = AveragingSchedules.Parse(r.GetValue(averagingEvery), "--averaging-every"),
                 L2ToBase = r.GetValue(l2),
                 Trainable = trainable,
                 Seed = r.GetValue(seed),
@@ -237,6 +243,7 @@ public static class EmbedCommand
                 ["max_epochs"] = options.MaxEpochs,
                 ["batch_size"] = options.BatchSize,
                 ["averaging_lambda"] = options.AveragingLambda,
+                ["averaging_every"] = AveragingSchedules.Name(options.AveragingEvery),
                 ["l2"] = options.L2ToBase,
                 ["weight_decay"] = options.WeightDecay,
                 ["max_grad_norm"] = options.MaxGradNorm,

@@ -332,6 +332,35 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
+    public void Embed_averages_once_per_epoch_with_averaging_every_epoch_and_refuses_other_schedules()
+    {
+        var outDir = Path.Combine(W.Root, "avg-epoch");
+        var r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "2", "--train", "mlp", "--averaging-every", "epoch");
+        Assert.Equal(0, r.Code);
+        Assert.Equal("epoch", Json(File.ReadAllText(Path.Combine(outDir, "oml-manifest.json")))["settings"]!["averaging_every"]!.GetValue<string>());
+        var stepDir = Path.Combine(W.Root, "avg-step");
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", stepDir,
+            "--epochs", "2", "--train", "mlp", "--batch-size", "3");
+        Assert.Equal(0, r.Code);
+        Assert.Equal("step", Json(File.ReadAllText(Path.Combine(stepDir, "oml-manifest.json")))["settings"]!["averaging_every"]!.GetValue<string>());
+        // Per-epoch averaging with several steps per epoch ends elsewhere than the per-step default.
+        var epochDir = Path.Combine(W.Root, "avg-epoch-b3");
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", epochDir,
+            "--epochs", "2", "--train", "mlp", "--batch-size", "3", "--averaging-every", "EPOCH");
+        Assert.Equal(0, r.Code);
+        using (var a = ModelFolder.Load(stepDir))
+        using (var b = ModelFolder.Load(epochDir))
+            Assert.NotEqual(a.Parameters["model.layers.0.mlp.up_proj.weight"].ToBytes(), b.Parameters["model.layers.0.mlp.up_proj.weight"].ToBytes());
+
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", Path.Combine(W.Root, "avg-bad"),
+            "--averaging-every", "batch");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--averaging-every must be step or epoch (got 'batch')", r.Err);
+        Assert.False(Directory.Exists(Path.Combine(W.Root, "avg-bad")));
+    }
+
+    [Fact]
     public void Perinucleus_sets_report_the_one_over_k_bound_beside_the_exact_p_value()
     {
         var set = Path.Combine(W.Root, "peri.omlfp");

@@ -67,6 +67,43 @@ public class ConfigTests
     }
 
     [Fact]
+    public void Averaging_every_defaults_to_step_and_reads_epoch_in_variants_and_builds()
+    {
+        var c = LabConfig.Parse(Good.Replace("{ name: plain }", "{ name: plain, lambda: 0.5, averaging_every: epoch }"));
+        Assert.Equal("epoch", c.Capacity!.Variants[0].AveragingEvery);
+        Assert.Equal("step", c.Capacity.Variants[1].AveragingEvery);
+        Assert.Equal("step", c.Fingerprints.AveragingEvery);
+        var p = LabConfig.Parse(Persistence.Replace("path: somewhere", "build: { count: 4, lambda: 0.75, averaging_every: Epoch }")
+            .Replace("ATTACKS", "{ responder: greedy }").Replace("SWEEPS", ""));
+        Assert.Equal(Oml.Fingerprinting.Embedding.AveragingSchedule.Epoch,
+            Oml.Fingerprinting.Embedding.AveragingSchedules.Parse(p.Persistence!.Models[0].Build!.AveragingEvery, "x"));
+    }
+
+    [Fact]
+    public void A_bad_averaging_every_is_refused_with_where_it_is()
+    {
+        var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Good.Replace("{ name: plain }", "{ name: plain, averaging_every: batch }"), "bad.yaml"));
+        Assert.Equal("bad.yaml: capacity.variants 'plain'.averaging_every must be step or epoch (got 'batch')", e.Message);
+        e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Good.Replace("{ name: plain }", "{ name: plain, averaging_every: '' }"), "bad.yaml"));
+        Assert.Contains("averaging_every must be step or epoch (got '')", e.Message);
+        e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Persistence.Replace("path: somewhere", "build: { count: 4, averaging_every: epochs }")
+            .Replace("ATTACKS", "{ responder: greedy }").Replace("SWEEPS", ""), "bad.yaml"));
+        Assert.Contains("'fp'.build.averaging_every must be step or epoch (got 'epochs')", e.Message);
+    }
+
+    [Fact]
+    public void The_capacity_experiment_keeps_its_four_variants_and_adds_two_averaged_once_per_epoch()
+    {
+        var c = LabConfig.Load(Fixtures.Experiment("capacity.yaml"));
+        var v = c.Capacity!.Variants;
+        // Cell ids are built from variant names, so the first four (and their saved cells) are unchanged.
+        Assert.Equal(["plain", "averaging", "mixing", "both", "averaging-epoch", "both-epoch"], v.Select(x => x.Name));
+        Assert.All(v.Take(4), x => Assert.Equal("step", x.AveragingEvery));
+        Assert.Equal((0.75, 0.0, "epoch"), (v[4].Lambda, v[4].Beta, v[4].AveragingEvery));
+        Assert.Equal((0.75, 0.25, "epoch"), (v[5].Lambda, v[5].Beta, v[5].AveragingEvery));
+    }
+
+    [Fact]
     public void Unknown_fields_are_named_with_their_line()
     {
         var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Good.Replace("corpus: [a.txt]", "corpus: [a.txt]\nseeed: 3"), "bad.yaml"));

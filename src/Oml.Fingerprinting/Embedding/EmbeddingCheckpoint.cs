@@ -50,7 +50,7 @@ public static class EmbeddingCheckpoint
         Text(string.Create(CultureInfo.InvariantCulture,
             $"lr={o.LearningRate:R};wd={o.WeightDecay:R};batch={o.BatchSize};lambda={o.AveragingLambda:R};l2={o.L2ToBase:R};clip={o.MaxGradNorm:R};seed={o.Seed}"));
         // Added only when not the default, so that the digests (and checkpoints) of per-step runs stay as they were.
-        if (o.AveragingEvery != AveragingSchedule.Step) Text("averaging_every=" + o.AveragingEvery.ToString().ToLowerInvariant());
+        if (o.AveragingEvery != AveragingSchedule.Step) Text("averaging_every=" + AveragingSchedules.Name(o.AveragingEvery));
         if (extra is not null) Text(extra);
         h.AppendData(BitConverter.GetBytes(pairs.Count));
         foreach (var p in pairs) { Ints(p.Key); Ints(p.Response); }

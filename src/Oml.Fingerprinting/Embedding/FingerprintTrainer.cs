@@ -19,6 +19,25 @@ public enum AveragingSchedule
     Epoch,
 }
 
+/// <summary>The names of <see cref="AveragingSchedule"/> values in configs and on the command line: "step" and "epoch".</summary>
+public static class AveragingSchedules
+{
+    public static string Name(AveragingSchedule s) => s switch
+    {
+        AveragingSchedule.Step => "step",
+        AveragingSchedule.Epoch => "epoch",
+        _ => throw new ArgumentOutOfRangeException(nameof(s), s, "unknown averaging schedule"),
+    };
+
+    /// <summary>Parses "step" or "epoch" (any case, surrounding spaces ignored); anything else is an <see cref="ArgumentException"/> naming <paramref name="what"/>.</summary>
+    public static AveragingSchedule Parse(string? text, string what) => text?.Trim().ToLowerInvariant() switch
+    {
+        "step" => AveragingSchedule.Step,
+        "epoch" => AveragingSchedule.Epoch,
+        _ => throw new ArgumentException($"{what} must be step or epoch (got '{text}')"),
+    };
+}
+
 /// <summary>Settings of an embedding run. Defaults follow the reference implementations where they state one.</summary>
 public sealed record EmbeddingOptions
 {

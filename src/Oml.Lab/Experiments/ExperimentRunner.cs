@@ -172,6 +172,7 @@ public sealed class ExperimentRunner
         spec.Count = count;
         spec.Lambda = v.Lambda;
         spec.Beta = v.Beta;
+        spec.AveragingEvery = v.AveragingEvery;
         var (model, fps, emb, seconds) = _env.Fingerprint(spec, seed, C.Capacity!.SaveModels ? Path.Combine(_env.OutDir, "models", id) : null);
         using (model)
         {

@@ -212,6 +212,8 @@ public sealed class FingerprintSpec
     /// <summary>Embedding variant: model averaging λ and data mixing β.</summary>
     public double Lambda { get; set; }
     public double Beta { get; set; }
+    /// <summary>When the averaging of <see cref="Lambda"/> is applied: "step" (after every optimizer step) or "epoch".</summary>
+    public string AveragingEvery { get; set; } = "step";
 
     public FingerprintSpec Clone() => (FingerprintSpec)MemberwiseClone();
 
@@ -226,6 +228,14 @@ public sealed class FingerprintSpec
         if (AvoidTopM < 0) fail($"{where}.avoid_top_m must be at least 0");
         if (Lambda is < 0 or >= 1) fail($"{where}.lambda must be in [0, 1)");
         if (Beta is < 0 or >= 1) fail($"{where}.beta must be in [0, 1)");
+        ValidateAveragingEvery(AveragingEvery, $"{where}.averaging_every", fail);
+    }
+
+    /// <summary>Fails unless <paramref name="value"/> names an averaging schedule (step or epoch).</summary>
+    internal static void ValidateAveragingEvery(string? value, string what, Action<string> fail)
+    {
+        try { Oml.Fingerprinting.Embedding.AveragingSchedules.Parse(value, what); }
+        catch (ArgumentException e) { fail(e.Message); }
     }
 }
 
@@ -235,6 +245,8 @@ public sealed class VariantSpec
     public string Name { get; set; } = "";
     public double Lambda { get; set; }
     public double Beta { get; set; }
+    /// <summary>When the averaging of <see cref="Lambda"/> is applied: "step" (the default) or "epoch".</summary>
+    public string AveragingEvery { get; set; } = "step";
 }
 
 public sealed class CapacitySpec
@@ -257,6 +269,7 @@ public sealed class CapacitySpec
         {
             if (string.IsNullOrWhiteSpace(v.Name)) fail("capacity.variants: every variant needs a name");
             if (v.Lambda is < 0 or >= 1 || v.Beta is < 0 or >= 1) fail($"capacity.variants '{v.Name}': lambda and beta must be in [0, 1)");
+            FingerprintSpec.ValidateAveragingEvery(v.AveragingEvery, $"capacity.variants '{v.Name}'.averaging_every", fail);
         }
         if (Variants.Select(v => v.Name).Distinct().Count() != Variants.Count) fail("capacity.variants: names must differ");
     }

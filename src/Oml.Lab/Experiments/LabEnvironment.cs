@@ -254,7 +254,7 @@ public sealed class LabEnvironment
             var result = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions
             {
                 LearningRate = e.Lr, MaxEpochs = e.MaxEpochs, BatchSize = e.BatchSize, LossThreshold = e.LossThreshold, RecallPatience = e.RecallPatience,
-                AveragingLambda = spec.Lambda, MixFraction = spec.Beta, Seed = seed,
+                AveragingLambda = spec.Lambda, AveragingEvery = AveragingSchedules.Parse(spec.AveragingEvery, "averaging_every"), MixFraction = spec.Beta, Seed = seed,
                 BenignSequences = spec.Beta > 0 ? TrainTokens.Chunk(e.BenignLength).Where(c => c.Length >= 2).ToList() : null,
             });
             if (saveDir is not null) Save(model, fps, saveDir, result, sw.Elapsed.TotalSeconds);
