@@ -30,7 +30,7 @@ public static class EmbedCommand
         var batch = new Option<int>("--batch-size") { Description = "(key, response) pairs per optimizer step; 0 = all in one step", DefaultValueFactory = _ => 0 };
         var lambda = new Option<double>("--averaging-lambda")
         {
-            Description = "Model averaging with the base after every step, θ ← (1 − λ)·θ + λ·θ_base, to keep the model's other behaviour (0 disables it)",
+            Description = "Model averaging with the base (after every step, or every epoch with --averaging-every epoch), θ ← (1 − λ)·θ + λ·θ_base, to keep the model's other behaviour (0 disables it)",
             DefaultValueFactory = _ => 0.75,
         };
         var averagingEvery = new Option<string>("--averaging-every")
