@@ -133,6 +133,10 @@ public sealed class ProtocolCliTests : IDisposable
 
         using var stop = new CancellationTokenSource();
         HostCommands.ServeStopForTests = stop.Token;
+        // The servers run CliRunner on other threads, which swap Console.Out/Error; the test waits for them to end and
+        // puts the console back, so that no late restore lands in the middle of a later test's run.
+        var (consoleOut, consoleError) = (Console.Out, Console.Error);
+        var servers = new List<Task>();
         try
         {
             var a = await Serve("a", "--ledger", Ledger, "--keystore", Ks("hostA"), "--passphrase-file", PassFile, "--model-id", "tiny",
@@ -140,6 +144,7 @@ public sealed class ProtocolCliTests : IDisposable
             var b = await Serve("b", "--ledger", Ledger, "--keystore", Ks("hostB"), "--passphrase-file", PassFile, "--model-id", "tiny",
                 "--model-dir", P("copy-hostB"), "--receipts", P("receipts-b"), "--no-permits");
             var c = await Serve("c", "--plain", "--model-dir", P("copy-hostC"));
+            servers.AddRange([a.Run, b.Run, c.Run]);
 
             // Host A serves a paying user; a query without a valid permit is refused.
             Act("user", "user", "deposit", "--amount", "100");
@@ -202,7 +207,11 @@ public sealed class ProtocolCliTests : IDisposable
         finally
         {
             stop.Cancel();
+            try { await Task.WhenAll(servers).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken); }
+            catch (Exception e) when (e is TimeoutException or OperationCanceledException) { }
             HostCommands.ServeStopForTests = CancellationToken.None;
+            Console.SetOut(consoleOut);
+            Console.SetError(consoleError);
         }
     }
 
