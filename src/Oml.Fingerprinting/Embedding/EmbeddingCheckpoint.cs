@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Oml.Engine;
 using Oml.Models.IO;
+using Oml.Models.Training;
 
 namespace Oml.Fingerprinting.Embedding;
 
@@ -27,9 +28,9 @@ public static class EmbeddingCheckpoint
 {
     public const string Format = "oml-embedding-checkpoint";
     public const int Version = 1;
-    public const string StateFile = "state.json";
-    public const string ParamsFile = "params.safetensors";
-    public const string OptimizerFile = "optimizer.safetensors";
+    public const string StateFile = OptimizerCheckpoint.StateFile;
+    public const string ParamsFile = OptimizerCheckpoint.ParamsFile;
+    public const string OptimizerFile = OptimizerCheckpoint.OptimizerFile;
     private const string Prefix = "epoch-";
 
     /// <summary>What a checkpoint restores besides the tensors.</summary>
@@ -63,38 +64,18 @@ public static class EmbeddingCheckpoint
         return Convert.ToHexStringLower(h.GetHashAndReset());
     }
 
-    private static string FolderName(int epoch) => Prefix + epoch.ToString("D6", CultureInfo.InvariantCulture);
-
     /// <summary>
     /// Writes the checkpoint of <paramref name="epoch"/> atomically (temporary folder, then rename) and deletes older
     /// ones. Returns the checkpoint folder.
     /// </summary>
     public static string Save(string dir, string digest, int epoch, int steps, int recalledStreak, bool converged,
-        IReadOnlyList<EmbeddingProgress> history, IReadOnlyList<KeyValuePair<string, Tensor>> trainable, AdamW opt)
-    {
-        Directory.CreateDirectory(dir);
-        var final = Path.Combine(dir, FolderName(epoch));
-        var tmp = Path.Combine(dir, $".tmp-{FolderName(epoch)}-{Environment.ProcessId}-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(tmp);
-        try
+        IReadOnlyList<EmbeddingProgress> history, IReadOnlyList<KeyValuePair<string, Tensor>> trainable, AdamW opt) =>
+        OptimizerCheckpoint.Save(dir, Prefix, 6, epoch, trainable, opt, optSteps =>
         {
-            Safetensors.Save(Path.Combine(tmp, ParamsFile), trainable);
-            var moments = new List<KeyValuePair<string, Tensor>>();
-            var optSteps = new JsonObject();
-            foreach (var (name, p) in trainable)
-            {
-                optSteps[name] = opt.StepOf(p);
-                if (opt.MomentsOf(p) is { } m)
-                {
-                    moments.Add(new(name + ".exp_avg", m.ExpAvg));
-                    moments.Add(new(name + ".exp_avg_sq", m.ExpAvgSq));
-                }
-            }
-            Safetensors.Save(Path.Combine(tmp, OptimizerFile), moments);
             var hist = new JsonArray();
             foreach (var pr in history)
                 hist.Add((JsonNode)new JsonObject { ["epoch"] = pr.Epoch, ["steps"] = pr.Steps, ["loss"] = pr.Loss, ["accuracy"] = pr.Accuracy, ["seconds"] = pr.Seconds });
-            var state = new JsonObject
+            return new JsonObject
             {
                 ["format"] = Format,
                 ["version"] = Version,
@@ -106,66 +87,19 @@ public static class EmbeddingCheckpoint
                 ["optimizer_steps"] = optSteps,
                 ["history"] = hist,
             };
-            AtomicFile.WriteText(Path.Combine(tmp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-            if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
-            Directory.Move(tmp, final);
-        }
-        catch
-        {
-            try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }
-            throw;
-        }
-        foreach (var old in Directory.EnumerateDirectories(dir))
-        {
-            var name = Path.GetFileName(old);
-            bool stale = (TryEpoch(name) is { } e && e < epoch) || name.StartsWith(".tmp-", StringComparison.Ordinal);
-            if (stale && old != final)
-                try { Directory.Delete(old, recursive: true); } catch (IOException) { }
-        }
-        return final;
-    }
-
-    private static int? TryEpoch(string folderName) =>
-        folderName.StartsWith(Prefix, StringComparison.Ordinal)
-        && int.TryParse(folderName.AsSpan(Prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var e) ? e : null;
+        });
 
     /// <summary>The latest complete checkpoint in <paramref name="dir"/> (one with its state file), or null.</summary>
     public static State? Latest(string dir)
     {
-        if (!Directory.Exists(dir)) return null;
-        foreach (var folder in Directory.EnumerateDirectories(dir)
-                     .Select(d => (Path: d, Epoch: TryEpoch(Path.GetFileName(d))))
-                     .Where(x => x.Epoch is not null).OrderByDescending(x => x.Epoch))
-        {
-            var statePath = Path.Combine(folder.Path, StateFile);
-            if (!File.Exists(statePath) || !File.Exists(Path.Combine(folder.Path, ParamsFile)) || !File.Exists(Path.Combine(folder.Path, OptimizerFile)))
-                continue;
-            var j = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject();
-            if ((string?)j["format"] != Format) throw new InvalidDataException($"{statePath} is not an embedding checkpoint");
-            if ((int)j["version"]! != Version) throw new InvalidDataException($"{statePath}: checkpoint version {(int)j["version"]!} is not supported (expected {Version})");
-            var history = j["history"]!.AsArray().Select(x => new EmbeddingProgress(
-                (int)x!["epoch"]!, (int)x["steps"]!, (double)x["loss"]!, (double)x["accuracy"]!, (double)x["seconds"]!)).ToList();
-            var steps = j["optimizer_steps"]!.AsObject().ToDictionary(kv => kv.Key, kv => (long)kv.Value!);
-            return new State((string)j["digest"]!, (int)j["epoch"]!, (int)j["steps"]!, (int)j["recalled_streak"]!, (bool)j["converged"]!,
-                history, steps, folder.Path);
-        }
-        return null;
+        if (OptimizerCheckpoint.Latest(dir, Prefix, Format, Version, "an embedding checkpoint") is not var (folder, j)) return null;
+        var history = j["history"]!.AsArray().Select(x => new EmbeddingProgress(
+            (int)x!["epoch"]!, (int)x["steps"]!, (double)x["loss"]!, (double)x["accuracy"]!, (double)x["seconds"]!)).ToList();
+        return new State((string)j["digest"]!, (int)j["epoch"]!, (int)j["steps"]!, (int)j["recalled_streak"]!, (bool)j["converged"]!,
+            history, OptimizerCheckpoint.OptimizerSteps(j), folder);
     }
 
     /// <summary>Copies the checkpoint's parameters into the model and its moments into the optimizer.</summary>
-    public static void Restore(State state, IReadOnlyList<KeyValuePair<string, Tensor>> trainable, AdamW opt)
-    {
-        using var scope = Torch.NewScope();
-        using var noGrad = Torch.NoGrad();
-        using var pf = SafetensorsFile.Open(Path.Combine(state.Folder, ParamsFile));
-        using var of = SafetensorsFile.Open(Path.Combine(state.Folder, OptimizerFile));
-        foreach (var (name, p) in trainable)
-        {
-            if (!pf.Entries.ContainsKey(name)) throw new InvalidDataException($"{state.Folder}: the checkpoint lacks parameter '{name}'");
-            p.CopyFrom(pf.Load(name, p.Device));
-            long step = state.OptimizerSteps.TryGetValue(name, out var s) ? s : 0;
-            if (of.Entries.ContainsKey(name + ".exp_avg"))
-                opt.SetState(p, of.Load(name + ".exp_avg", p.Device), of.Load(name + ".exp_avg_sq", p.Device), step);
-        }
-    }
+    public static void Restore(State state, IReadOnlyList<KeyValuePair<string, Tensor>> trainable, AdamW opt) =>
+        OptimizerCheckpoint.Restore(state.Folder, state.OptimizerSteps, trainable, opt);
 }

@@ -20,45 +20,21 @@ public static class TrainingCheckpoint
 {
     public const string Format = "oml-training-checkpoint";
     public const int Version = 1;
-    public const string StateFile = "state.json";
-    public const string ParamsFile = "params.safetensors";
-    public const string OptimizerFile = "optimizer.safetensors";
+    public const string StateFile = OptimizerCheckpoint.StateFile;
+    public const string ParamsFile = OptimizerCheckpoint.ParamsFile;
+    public const string OptimizerFile = OptimizerCheckpoint.OptimizerFile;
     private const string Prefix = "step-";
 
     /// <summary>What a checkpoint holds besides the tensors.</summary>
     public sealed record State(string Digest, long Step, IReadOnlyDictionary<string, long> OptimizerSteps, double IntervalLoss,
         double IntervalGradNorm, int IntervalSteps, long Tokens, double Seconds, IReadOnlyList<TrainingProgress> History, string Folder);
 
-    private static string FolderName(long step) => Prefix + step.ToString("D9", CultureInfo.InvariantCulture);
-
-    private static long? TryStep(string name) =>
-        name.StartsWith(Prefix, StringComparison.Ordinal)
-        && long.TryParse(name.AsSpan(Prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var s) ? s : null;
-
-    public static string Save(string dir, State state, IReadOnlyList<KeyValuePair<string, Tensor>> parameters, AdamW opt)
-    {
-        Directory.CreateDirectory(dir);
-        var final = Path.Combine(dir, FolderName(state.Step));
-        var tmp = Path.Combine(dir, $".tmp-{FolderName(state.Step)}-{Environment.ProcessId}-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(tmp);
-        try
+    public static string Save(string dir, State state, IReadOnlyList<KeyValuePair<string, Tensor>> parameters, AdamW opt) =>
+        OptimizerCheckpoint.Save(dir, Prefix, 9, state.Step, parameters, opt, steps =>
         {
-            Safetensors.Save(Path.Combine(tmp, ParamsFile), parameters);
-            var moments = new List<KeyValuePair<string, Tensor>>();
-            var steps = new JsonObject();
-            foreach (var (name, p) in parameters)
-            {
-                steps[name] = opt.StepOf(p);
-                if (opt.MomentsOf(p) is { } m)
-                {
-                    moments.Add(new(name + ".exp_avg", m.ExpAvg));
-                    moments.Add(new(name + ".exp_avg_sq", m.ExpAvgSq));
-                }
-            }
-            Safetensors.Save(Path.Combine(tmp, OptimizerFile), moments);
             var history = new JsonArray();
             foreach (var h in state.History) history.Add((JsonNode)ToJson(h));
-            var json = new JsonObject
+            return new JsonObject
             {
                 ["format"] = Format,
                 ["version"] = Version,
@@ -72,23 +48,7 @@ public static class TrainingCheckpoint
                 ["seconds"] = state.Seconds,
                 ["history"] = history,
             };
-            AtomicFile.WriteText(Path.Combine(tmp, StateFile), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-            if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
-            Directory.Move(tmp, final);
-        }
-        catch
-        {
-            try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }
-            throw;
-        }
-        foreach (var old in Directory.EnumerateDirectories(dir))
-        {
-            var name = Path.GetFileName(old);
-            if (old != final && ((TryStep(name) is { } s && s < state.Step) || name.StartsWith(".tmp-", StringComparison.Ordinal)))
-                try { Directory.Delete(old, recursive: true); } catch (IOException) { }
-        }
-        return final;
-    }
+        });
 
     /// <summary>One report as JSON (the checkpoint's history and the command line's log use it).</summary>
     public static JsonObject ToJson(TrainingProgress p) => new()
@@ -111,39 +71,13 @@ public static class TrainingCheckpoint
     /// <summary>The latest complete checkpoint in <paramref name="dir"/>, or null.</summary>
     public static State? Latest(string dir)
     {
-        if (!Directory.Exists(dir)) return null;
-        foreach (var (folder, _) in Directory.EnumerateDirectories(dir).Select(d => (d, TryStep(Path.GetFileName(d))))
-                     .Where(x => x.Item2 is not null).OrderByDescending(x => x.Item2))
-        {
-            var statePath = Path.Combine(folder, StateFile);
-            if (!File.Exists(statePath) || !File.Exists(Path.Combine(folder, ParamsFile)) || !File.Exists(Path.Combine(folder, OptimizerFile))) continue;
-            JsonObject j;
-            try { j = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject(); }
-            catch (JsonException e) { throw new InvalidDataException($"{statePath}: not valid JSON ({e.Message})"); }
-            if ((string?)j["format"] != Format) throw new InvalidDataException($"{statePath} is not a training checkpoint");
-            if ((int?)j["version"] != Version) throw new InvalidDataException($"{statePath}: checkpoint version {j["version"]} is not supported (expected {Version})");
-            return new State((string)j["digest"]!, (long)j["step"]!,
-                j["optimizer_steps"]!.AsObject().ToDictionary(kv => kv.Key, kv => (long)kv.Value!),
-                (double)j["interval_loss"]!, (double)j["interval_grad_norm"]!, (int)j["interval_steps"]!, (long)j["tokens"]!, (double)j["seconds"]!,
-                j["history"]!.AsArray().Select(x => FromJson(x!)).ToList(), folder);
-        }
-        return null;
+        if (OptimizerCheckpoint.Latest(dir, Prefix, Format, Version, "a training checkpoint") is not var (folder, j)) return null;
+        return new State((string)j["digest"]!, (long)j["step"]!, OptimizerCheckpoint.OptimizerSteps(j),
+            (double)j["interval_loss"]!, (double)j["interval_grad_norm"]!, (int)j["interval_steps"]!, (long)j["tokens"]!, (double)j["seconds"]!,
+            j["history"]!.AsArray().Select(x => FromJson(x!)).ToList(), folder);
     }
 
     /// <summary>Copies the checkpoint's parameters and AdamW moments into place.</summary>
-    public static void Restore(State state, IReadOnlyList<KeyValuePair<string, Tensor>> parameters, AdamW opt)
-    {
-        using var scope = Torch.NewScope();
-        using var noGrad = Torch.NoGrad();
-        using var pf = SafetensorsFile.Open(Path.Combine(state.Folder, ParamsFile));
-        using var of = SafetensorsFile.Open(Path.Combine(state.Folder, OptimizerFile));
-        foreach (var (name, p) in parameters)
-        {
-            if (!pf.Entries.ContainsKey(name)) throw new InvalidDataException($"{state.Folder}: the checkpoint lacks parameter '{name}'");
-            p.CopyFrom(pf.Load(name, p.Device));
-            if (of.Entries.ContainsKey(name + ".exp_avg"))
-                opt.SetState(p, of.Load(name + ".exp_avg", p.Device), of.Load(name + ".exp_avg_sq", p.Device),
-                    state.OptimizerSteps.TryGetValue(name, out var s) ? s : 0);
-        }
-    }
+    public static void Restore(State state, IReadOnlyList<KeyValuePair<string, Tensor>> parameters, AdamW opt) =>
+        OptimizerCheckpoint.Restore(state.Folder, state.OptimizerSteps, parameters, opt);
 }
