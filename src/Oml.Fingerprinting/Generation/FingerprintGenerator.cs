@@ -93,14 +93,18 @@ public sealed class FingerprintGenerator
     public FingerprintSet Generate(GenerationSettings s, string baseModelDigest, TokenizerIdentity tokenizerIdentity, IProgress<string>? progress = null)
     {
         s.Validate();
-        var keys = new int[s.Count][];
         bool englishKeys = s.Strategy == Strategies.English || (s.Strategy == Strategies.Perinucleus && !s.RandomWordKeys);
-        for (int i = 0; i < s.Count; i++)
+        int[][] keys;
+        if (englishKeys)
+            keys = SampleEnglish(s.Count, "key", s.KeyLength, s.Temperature, s.Perinucleus.BatchSize, new InlineProgress<int>(n => progress?.Report($"keys {n}/{s.Count}")));
+        else
         {
-            keys[i] = s.Strategy == Strategies.Custom ? Truncate(_tokenizer.Encode(s.CustomKeys![i]), s.KeyLength)
-                : englishKeys ? SampleEnglish(i, "key", s.KeyLength, s.Temperature)
-                : RandomWords(Rng(i, "key"), s.KeyLength);
-            if (i % 16 == 15) progress?.Report($"keys {i + 1}/{s.Count}");
+            keys = new int[s.Count][];
+            for (int i = 0; i < s.Count; i++)
+            {
+                keys[i] = s.Strategy == Strategies.Custom ? Truncate(_tokenizer.Encode(s.CustomKeys![i]), s.KeyLength) : RandomWords(Rng(i, "key"), s.KeyLength);
+                if (i % 16 == 15) progress?.Report($"keys {i + 1}/{s.Count}");
+            }
         }
 
         var responses = new List<int[]>[s.Count];
@@ -114,12 +118,15 @@ public sealed class FingerprintGenerator
             for (int i = 0; i < s.Count; i++)
                 if (responses[i].Count == 0) throw new InvalidOperationException($"fingerprint {i}: no acceptable perinucleus token after its key (t = {opts.Threshold}, k = {opts.Width})");
         }
+        else if (s.Strategy == Strategies.English)
+        {
+            var sampled = SampleEnglish(s.Count, "response", s.ResponseLength, s.Temperature, s.Perinucleus.BatchSize, null);
+            for (int i = 0; i < s.Count; i++) responses[i] = [sampled[i]];
+        }
         else
         {
             for (int i = 0; i < s.Count; i++)
-                responses[i] = [s.Strategy == Strategies.English
-                    ? SampleEnglish(i, "response", s.ResponseLength, s.Temperature)
-                    : _tokenizer.Encode(" " + string.Join(" ", Enumerable.Range(0, s.ResponseLength).Select(_ => _words[Rng(i, "response").Next(_words.Length)])))];
+                responses[i] = [_tokenizer.Encode(" " + string.Join(" ", Enumerable.Range(0, s.ResponseLength).Select(_ => _words[Rng(i, "response").Next(_words.Length)])))];
         }
 
         // The base model's probability of each response: the false-positive rate of a key rests on it.
@@ -157,21 +164,71 @@ public sealed class FingerprintGenerator
         return Truncate(ids, keyLength);
     }
 
-    /// <summary>Text sampled from the model at the given temperature, starting from a random seed word.</summary>
-    private int[] SampleEnglish(int index, string purpose, int length, double temperature)
+    /// <summary>
+    /// For each fingerprint 0..count−1, text of <paramref name="length"/> tokens sampled from the model at the given
+    /// temperature after a random seed word. Each fingerprint draws its seed word and every sampled token from its own
+    /// derived randomness (<c>fingerprint/i/purpose</c>), so a text depends only on the secret, its index and the model;
+    /// the model runs on batches of <paramref name="batchSize"/> prompts (left-padded), one forward pass per new token.
+    /// </summary>
+    private int[][] SampleEnglish(int count, string purpose, int length, double temperature, int batchSize, IProgress<int>? progress)
     {
-        var rng = Rng(index, purpose);
-        var seedWord = _tokenizer.Encode(" " + _words[rng.Next(_words.Length)]);
-        if (seedWord.Length >= length) return Truncate(seedWord, length);
-        var prompt = QueryIds(_tokenizer, seedWord);
-        var result = Generator.Generate(_model, [prompt], new GenerationOptions
+        var result = new int[count][];
+        var rngs = new DerivedRandom[count];
+        var pending = new List<int>();
+        for (int i = 0; i < count; i++)
         {
-            MaxNewTokens = length - seedWord.Length,
-            Temperature = temperature,
-            Seed = rng.NextUInt64(),
-            EosTokenIds = [],
-        });
-        return [.. seedWord, .. result.Sequences[0].OutputIds];
+            rngs[i] = Rng(i, purpose);
+            var seedWord = _tokenizer.Encode(" " + _words[rngs[i].Next(_words.Length)]);
+            if (seedWord.Length >= length) result[i] = Truncate(seedWord, length);
+            else
+            {
+                result[i] = seedWord;
+                pending.Add(i);
+            }
+        }
+        int done = count - pending.Count;
+        // Prompts of equal length share batches, so that most batches need no padding.
+        foreach (var chunk in pending.OrderBy(i => result[i].Length).ThenBy(i => i).Chunk(Math.Max(1, batchSize)))
+        {
+            int steps = chunk.Max(i => length - result[i].Length);
+            var rows = chunk.Select(i => QueryIds(_tokenizer, result[i]).ToList()).ToArray();
+            for (int step = 0; step < steps; step++)
+            {
+                var u = chunk.Select(i => rngs[i].NextDouble()).ToArray();
+                var next = SampleNext(rows, temperature, u);
+                for (int r = 0; r < chunk.Length; r++) rows[r].Add(next[r]);
+            }
+            int bos = QueryIds(_tokenizer, []).Length;
+            for (int r = 0; r < chunk.Length; r++) result[chunk[r]] = rows[r].Skip(bos).Take(length).ToArray();
+            done += chunk.Length;
+            progress?.Report(done);
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// One token per row, sampled from softmax(logits / temperature) at the row's last position by inverting the CDF
+    /// (in float64) at the row's uniform draw <paramref name="u"/>.
+    /// </summary>
+    private int[] SampleNext(IReadOnlyList<List<int>> rows, double temperature, double[] u)
+    {
+        using var noGrad = Torch.NoGrad();
+        using var scope = Torch.NewScope();
+        int width = rows.Max(r => r.Count), n = rows.Count;
+        var ids = new long[n * width];
+        var mask = new long[n * width];
+        for (int r = 0; r < n; r++)
+        {
+            int off = width - rows[r].Count;
+            for (int j = 0; j < rows[r].Count; j++) { ids[r * width + off + j] = rows[r][j]; mask[r * width + off + j] = 1; }
+        }
+        var m = Torch.FromArray<long>(mask, [n, width], _model.Device);
+        var positions = (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1);
+        var logits = _model.Forward(Torch.FromArray<long>(ids, [n, width], _model.Device), m, positions).Select(1, width - 1);
+        var cdf = (logits.To(DType.Float64) / temperature).Softmax(-1).CumSum(-1);                    // [n, V]
+        var target = Torch.FromArray<double>(u, [n, 1], _model.Device) * cdf.Narrow(1, cdf.Size(1) - 1, 1);
+        var index = cdf.Lt(target).To(DType.Int64).Sum(1).Clamp(max: cdf.Size(1) - 1).ToArray<long>();
+        return index.Select(x => (int)x).ToArray();
     }
 
     /// <summary>A digest of a model folder's weights: SHA-256 over the weight files in name order.</summary>

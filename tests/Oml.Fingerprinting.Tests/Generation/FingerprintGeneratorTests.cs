@@ -63,4 +63,37 @@ public sealed class FingerprintGeneratorTests : IDisposable
         var other = new FingerprintGenerator(model, _tok, "another secret, also 32 bytes!!!"u8).Generate(settings, "sha256:base", id);
         Assert.NotEqual(a.Commit().Root, other.Commit().Root);
     }
+
+    [Fact]
+    public void English_keys_do_not_depend_on_the_batch_and_approach_greedy_text_at_low_temperature()
+    {
+        using var model = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        var id = new TokenizerIdentity("test", "sha256:00");
+        GenerationSettings Settings(int batch, double t) => new()
+        {
+            Strategy = Strategies.English, Count = 9, KeyLength = 10, ResponseLength = 3, Temperature = t,
+            Perinucleus = new PerinucleusOptions { BatchSize = batch },
+        };
+        var gen = new FingerprintGenerator(model, _tok, Secret);
+        // Each key draws from its own derived randomness: batches of 1, 4 or all 9 give the same keys and responses.
+        var one = gen.Generate(Settings(1, 1.0), "sha256:base", id);
+        foreach (var batch in new[] { 4, 32 })
+        {
+            var other = gen.Generate(Settings(batch, 1.0), "sha256:base", id);
+            Assert.Equal(one.Fingerprints.Select(f => f.KeyTokenIds.ToArray()), other.Fingerprints.Select(f => f.KeyTokenIds.ToArray()));
+            Assert.Equal(one.Fingerprints.Select(f => f.Responses[0].TokenIds.ToArray()), other.Fingerprints.Select(f => f.Responses[0].TokenIds.ToArray()));
+        }
+        // At temperature 1 the sampled keys are not all the greedy continuation of their seed word; near 0 they are.
+        int GreedyMatches(FingerprintSet set) => set.Fingerprints.Count(f =>
+        {
+            var keyIds = f.KeyTokenIds.ToArray();
+            const int seedLen = 1;   // seed words are whole-word tokens of the vocabulary
+            var prompt = FingerprintGenerator.QueryIds(_tok, keyIds[..seedLen]);
+            var greedy = Generator.Generate(model, [prompt], new GenerationOptions { MaxNewTokens = keyIds.Length - seedLen, EosTokenIds = [] });
+            return greedy.Sequences[0].OutputIds.SequenceEqual(keyIds[seedLen..]);
+        });
+        var cold = gen.Generate(Settings(4, 1e-4), "sha256:base", id);
+        Assert.Equal(9, GreedyMatches(cold));
+        Assert.True(GreedyMatches(one) < 9, "temperature 1 should not reproduce the greedy text for every key");
+    }
 }
