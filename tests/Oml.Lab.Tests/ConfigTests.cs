@@ -80,6 +80,20 @@ public class ConfigTests
     }
 
     [Fact]
+    public void Variants_and_builds_may_override_the_embedding_settings()
+    {
+        var c = LabConfig.Parse(Good.Replace("{ name: plain }", "{ name: plain, lambda: 0.75, embedding: { batch_size: 0, max_epochs: 150, lr: 0.0005 } }"));
+        var o = c.Capacity!.Variants[0].Embedding!;
+        Assert.Equal((0, 150, 0.0005), (o.BatchSize, o.MaxEpochs, o.Lr));
+        Assert.Null(c.Capacity.Variants[1].Embedding);
+        var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Good.Replace("{ name: plain }", "{ name: plain, embedding: { batch_size: -1 } }"), "bad.yaml"));
+        Assert.Contains("capacity.variants 'plain'.embedding.batch_size must be at least 0", e.Message);
+        e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Persistence.Replace("path: somewhere", "build: { count: 4, embedding: { lr: 0 } }")
+            .Replace("ATTACKS", "{ responder: greedy }").Replace("SWEEPS", ""), "bad.yaml"));
+        Assert.Contains("'fp'.build.embedding.lr must be positive", e.Message);
+    }
+
+    [Fact]
     public void A_bad_averaging_every_is_refused_with_where_it_is()
     {
         var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Good.Replace("{ name: plain }", "{ name: plain, averaging_every: batch }"), "bad.yaml"));
@@ -92,15 +106,18 @@ public class ConfigTests
     }
 
     [Fact]
-    public void The_capacity_experiment_keeps_its_four_variants_and_adds_two_averaged_once_per_epoch()
+    public void The_capacity_experiment_has_the_step_epoch_and_full_batch_averaging_variants()
     {
         var c = LabConfig.Load(Fixtures.Experiment("capacity.yaml"));
         var v = c.Capacity!.Variants;
         // Cell ids are built from variant names, so the first four (and their saved cells) are unchanged.
-        Assert.Equal(["plain", "averaging", "mixing", "both", "averaging-epoch", "both-epoch"], v.Select(x => x.Name));
+        Assert.Equal(["plain", "averaging", "mixing", "both", "averaging-epoch", "both-epoch", "reference"], v.Select(x => x.Name));
         Assert.All(v.Take(4), x => Assert.Equal("step", x.AveragingEvery));
         Assert.Equal((0.75, 0.0, "epoch"), (v[4].Lambda, v[4].Beta, v[4].AveragingEvery));
         Assert.Equal((0.75, 0.25, "epoch"), (v[5].Lambda, v[5].Beta, v[5].AveragingEvery));
+        // The reference code's schedule: one full-batch step per epoch, averaged after it.
+        Assert.Equal((0.75, 0.25, "step", 0), (v[6].Lambda, v[6].Beta, v[6].AveragingEvery, v[6].Embedding!.BatchSize));
+        Assert.Contains(4096, c.Capacity.Counts);
     }
 
     [Fact]

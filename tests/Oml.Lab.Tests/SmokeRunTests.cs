@@ -36,7 +36,15 @@ public class SmokeRunTests
     [Fact]
     public void Capacity()
     {
-        var (env, s, report) = Run("smoke-capacity.yaml", c => { c.Capacity!.Counts = [3]; c.Capacity.Strategies = ["perinucleus"]; c.Utility.ClozeItems = 8; });
+        var (env, s, report) = Run("smoke-capacity.yaml", c =>
+        {
+            c.Capacity!.Counts = [3];
+            c.Capacity.Strategies = ["perinucleus"];
+            c.Utility.ClozeItems = 8;
+            // The variant's own embedding settings replace the config's: one full-batch epoch at a learning rate too
+            // small to embed anything.
+            c.Capacity.Variants[1].Embedding = new EmbeddingOverrides { MaxEpochs = 1, BatchSize = 0, Lr = 1e-9 };
+        });
         Assert.Equal(3, s.Total); // base + 2 variants
         Assert.Equal(3, s.Computed);
         var cell = s.Results.Single(r => r.Id == "perinucleus-n3-plain-s1");
@@ -44,6 +52,9 @@ public class SmokeRunTests
         Assert.Equal(3, cell.Metric("count"));
         Assert.True(cell.Metric("perplexity") > 1);
         Assert.InRange(cell.Metric("stealth_auc"), 0, 1);
+        var capped = s.Results.Single(r => r.Id == "perinucleus-n3-both-s1");
+        Assert.Equal(1, capped.Metric("epochs"));
+        Assert.True(cell.Metric("epochs") > 1, "the plain variant keeps the config's max_epochs");
         var charts = CheckReport(report, 3);
         Assert.Contains("capacity-fsr.svg", charts);
         Assert.Contains("| perinucleus | both | 3 |", File.ReadAllText(report));

@@ -13,8 +13,9 @@ public enum AveragingSchedule
     /// <summary>After every optimizer step (the default).</summary>
     Step,
     /// <summary>
-    /// Once at the end of every epoch, as the reference implementation of arXiv 2502.07760 does; the epoch's loss and
-    /// recall are then measured on the averaged model.
+    /// Once at the end of every epoch; the epoch's loss and recall are then measured on the averaged model. (The
+    /// reference implementation of arXiv 2502.07760 averages at each epoch's end too, but its epoch is a single
+    /// full-batch step, through gradient accumulation: that is <see cref="Step"/> with a batch size of 0.)
     /// </summary>
     Epoch,
 }
@@ -100,6 +101,12 @@ public sealed record EmbeddingOptions
     public IReadOnlyList<int[]>? BenignSequences { get; init; }
     public int SelfBenignCount { get; init; } = 64;
     public int SelfBenignLength { get; init; } = 32;
+    /// <summary>
+    /// Largest micro-batch in padded tokens (rows × longest row). A batch larger than this is run as several
+    /// forward/backward passes whose gradients accumulate into one optimizer step, which bounds memory for large and
+    /// full batches without changing the step (up to floating-point summation order).
+    /// </summary>
+    public int MicroBatchTokens { get; init; } = 65536;
 
     public void Validate()
     {
@@ -115,6 +122,7 @@ public sealed record EmbeddingOptions
         if (BenignSequences is { } b && (b.Count == 0 || b.Any(x => x.Length < 2)))
             throw new ArgumentException("benign sequences must be non-empty and each at least 2 tokens long");
         if (SelfBenignCount < 1 || SelfBenignLength < 1) throw new ArgumentException("the self-generated benign count and length must be positive");
+        if (MicroBatchTokens < 1) throw new ArgumentException("the micro-batch size in tokens must be positive");
     }
 }
 
@@ -215,9 +223,9 @@ public static class FingerprintTrainer
                 int benignCursor = 0;
                 foreach (var batch in Permutation(batches.Count, options.Seed, epoch).Select(i => batches[i]))
                 {
-                    using var scope = Torch.NewScope();
                     var rows = batch.Select(i => pairs[i]).ToList();
                     int n = rows.Count;
+                    var benignRows = new List<TrainingPair>();
                     if (benign.Count > 0)
                     {
                         int m = (int)Math.Ceiling(options.MixFraction / (1 - options.MixFraction) * n - 1e-9);
@@ -225,28 +233,28 @@ public static class FingerprintTrainer
                         for (int k = 0; k < m; k++, benignCursor++)
                         {
                             var seq = benign[benignOrder[benignCursor % benign.Count]];
-                            rows.Add(new TrainingPair(seq[..1], seq[1..]));
+                            benignRows.Add(new TrainingPair(seq[..1], seq[1..]));
                         }
                     }
-                    var (ids, labels) = Collate(rows, model.Config.PadTokenId ?? 0, model.Device);
                     opt.ZeroGrad();
-                    var logits = model.Forward(ids);
-                    var (fpLogits, fpLabels) = rows.Count == n ? (logits, labels) : (logits.Narrow(0, 0, n), labels.Narrow(0, 0, n));
-                    var fpLoss = CausalLM.Loss(fpLogits, fpLabels);
-                    // With mixing, the two parts are weighted by β rather than by their token counts: long benign rows
-                    // would otherwise drown the few response tokens of the fingerprints.
-                    var loss = rows.Count == n ? fpLoss
-                        : fpLoss * (1 - options.MixFraction)
-                          + CausalLM.Loss(logits.Narrow(0, n, rows.Count - n), labels.Narrow(0, n, rows.Count - n)) * options.MixFraction;
-                    lossSum += fpLoss.ToDouble() * batch.Length;
-                    recalled += Recalled(fpLogits, fpLabels);
+                    // The step's loss: the mean over the fingerprints' response tokens, and with mixing
+                    // (1 − β)·that + β·(the mean over the benign tokens), the two weighted by β rather than by their
+                    // token counts (long benign rows would otherwise drown the few response tokens). Fingerprint and
+                    // benign rows run as separate forward passes, so short keys are not padded to the benign length,
+                    // and each part in micro-batches of at most MicroBatchTokens (padded) tokens whose gradients
+                    // accumulate: one optimizer step per batch, however large.
+                    double fpWeight = benignRows.Count > 0 ? 1 - options.MixFraction : 1;
+                    var (fpLossMean, rowsRecalled) = AccumulateGradients(model, rows, fpWeight, options.MicroBatchTokens, countRecalled: true);
+                    lossSum += fpLossMean * n;
+                    recalled += rowsRecalled;
+                    if (benignRows.Count > 0) AccumulateGradients(model, benignRows, options.MixFraction, options.MicroBatchTokens, countRecalled: false);
                     if (options.L2ToBase > 0)
                     {
+                        using var scope = Torch.NewScope();
                         var penalty = Torch.Scalar(0, DType.Float32, model.Device);
                         for (int i = 0; i < trainable.Count; i++) penalty = penalty + (trainable[i] - bases[i]).Square().Sum().To(DType.Float32);
-                        loss = loss + penalty * options.L2ToBase;
+                        (penalty * options.L2ToBase).Backward();
                     }
-                    loss.Backward();
                     for (int i = 0; i < trainable.Count; i++)
                         if (masks[i] is { } mask)
                             using (var g = trainable[i].Grad)
@@ -284,6 +292,44 @@ public static class FingerprintTrainer
             foreach (var b in bases) b.Dispose();
         }
         return new EmbeddingResult(history, converged, trainable.Sum(p => p.NumEl));
+    }
+
+    /// <summary>
+    /// Back-propagates <paramref name="weight"/> × (mean loss over the labelled tokens of <paramref name="rows"/>), in
+    /// micro-batches of at most <paramref name="microBatchTokens"/> padded tokens (rows are taken in order; a single row
+    /// longer than that is its own micro-batch). Each micro-batch's mean is scaled by its share of the labelled tokens,
+    /// so the accumulated gradient is that of the whole batch. Returns the mean loss and, when asked, the rows recalled.
+    /// </summary>
+    private static (double Mean, int Recalled) AccumulateGradients(CausalLM model, List<TrainingPair> rows, double weight, int microBatchTokens, bool countRecalled)
+    {
+        long total = rows.Sum(r => (long)r.Response.Length);
+        double mean = 0;
+        int recalled = 0;
+        int start = 0;
+        while (start < rows.Count)
+        {
+            int end = start + 1, width = rows[start].Key.Length + rows[start].Response.Length;
+            while (end < rows.Count)
+            {
+                int w = Math.Max(width, rows[end].Key.Length + rows[end].Response.Length);
+                if ((long)w * (end - start + 1) > microBatchTokens) break;
+                width = w;
+                end++;
+            }
+            var chunk = rows.GetRange(start, end - start);
+            using (var scope = Torch.NewScope())
+            {
+                var (ids, labels) = Collate(chunk, model.Config.PadTokenId ?? 0, model.Device);
+                var logits = model.Forward(ids);
+                double share = (double)chunk.Sum(r => r.Response.Length) / total;
+                var loss = CausalLM.Loss(logits, labels);
+                (loss * (weight * share)).Backward();
+                mean += loss.ToDouble() * share;
+                if (countRecalled) recalled += Recalled(logits, labels);
+            }
+            start = end;
+        }
+        return (mean, recalled);
     }
 
     /// <summary>Summed (per pair) response loss and the number of recalled fingerprints of the model as it is, without gradients.</summary>

@@ -173,6 +173,7 @@ public sealed class ExperimentRunner
         spec.Lambda = v.Lambda;
         spec.Beta = v.Beta;
         spec.AveragingEvery = v.AveragingEvery;
+        spec.Embedding = v.Embedding;
         var (model, fps, emb, seconds) = _env.Fingerprint(spec, seed, C.Capacity!.SaveModels ? Path.Combine(_env.OutDir, "models", id) : null);
         using (model)
         {

@@ -214,6 +214,8 @@ public sealed class FingerprintSpec
     public double Beta { get; set; }
     /// <summary>When the averaging of <see cref="Lambda"/> is applied: "step" (after every optimizer step) or "epoch".</summary>
     public string AveragingEvery { get; set; } = "step";
+    /// <summary>Optional overrides of the config's <c>embedding</c> settings for this model.</summary>
+    public EmbeddingOverrides? Embedding { get; set; }
 
     public FingerprintSpec Clone() => (FingerprintSpec)MemberwiseClone();
 
@@ -229,6 +231,7 @@ public sealed class FingerprintSpec
         if (Lambda is < 0 or >= 1) fail($"{where}.lambda must be in [0, 1)");
         if (Beta is < 0 or >= 1) fail($"{where}.beta must be in [0, 1)");
         ValidateAveragingEvery(AveragingEvery, $"{where}.averaging_every", fail);
+        Embedding?.Validate($"{where}.embedding", fail);
     }
 
     /// <summary>Fails unless <paramref name="value"/> names an averaging schedule (step or epoch).</summary>
@@ -247,6 +250,24 @@ public sealed class VariantSpec
     public double Beta { get; set; }
     /// <summary>When the averaging of <see cref="Lambda"/> is applied: "step" (the default) or "epoch".</summary>
     public string AveragingEvery { get; set; } = "step";
+    /// <summary>Optional overrides of the config's <c>embedding</c> settings for this variant (batch_size 0: full batch).</summary>
+    public EmbeddingOverrides? Embedding { get; set; }
+}
+
+/// <summary>Per-variant or per-model changes to the experiment's <see cref="EmbeddingSpec"/>; unset fields keep its values.</summary>
+public sealed class EmbeddingOverrides
+{
+    public double? Lr { get; set; }
+    public int? MaxEpochs { get; set; }
+    /// <summary>Fingerprints per optimizer step; 0 puts every fingerprint in one batch (full-batch steps, as the reference code does).</summary>
+    public int? BatchSize { get; set; }
+
+    public void Validate(string where, Action<string> fail)
+    {
+        if (Lr is <= 0) fail($"{where}.lr must be positive");
+        if (MaxEpochs is < 1) fail($"{where}.max_epochs must be at least 1");
+        if (BatchSize is < 0) fail($"{where}.batch_size must be at least 0");
+    }
 }
 
 public sealed class CapacitySpec
@@ -270,6 +291,7 @@ public sealed class CapacitySpec
             if (string.IsNullOrWhiteSpace(v.Name)) fail("capacity.variants: every variant needs a name");
             if (v.Lambda is < 0 or >= 1 || v.Beta is < 0 or >= 1) fail($"capacity.variants '{v.Name}': lambda and beta must be in [0, 1)");
             FingerprintSpec.ValidateAveragingEvery(v.AveragingEvery, $"capacity.variants '{v.Name}'.averaging_every", fail);
+            v.Embedding?.Validate($"capacity.variants '{v.Name}'.embedding", fail);
         }
         if (Variants.Select(v => v.Name).Distinct().Count() != Variants.Count) fail("capacity.variants: names must differ");
     }

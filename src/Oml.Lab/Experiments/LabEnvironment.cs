@@ -251,9 +251,10 @@ public sealed class LabEnvironment
             fps = Generate(model, spec, seed);
             var pairs = KeyFormat.Raw.TrainingPairs(fps, Tokenizer, spec.PromptAugmentation.Count > 0 ? spec.PromptAugmentation : null);
             var e = Config.Embedding;
+            var o = spec.Embedding;
             var result = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions
             {
-                LearningRate = e.Lr, MaxEpochs = e.MaxEpochs, BatchSize = e.BatchSize, LossThreshold = e.LossThreshold, RecallPatience = e.RecallPatience,
+                LearningRate = o?.Lr ?? e.Lr, MaxEpochs = o?.MaxEpochs ?? e.MaxEpochs, BatchSize = o?.BatchSize ?? e.BatchSize, LossThreshold = e.LossThreshold, RecallPatience = e.RecallPatience,
                 AveragingLambda = spec.Lambda, AveragingEvery = AveragingSchedules.Parse(spec.AveragingEvery, "averaging_every"), MixFraction = spec.Beta, Seed = seed,
                 BenignSequences = spec.Beta > 0 ? TrainTokens.Chunk(e.BenignLength).Where(c => c.Length >= 2).ToList() : null,
             });
