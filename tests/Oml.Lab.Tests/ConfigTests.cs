@@ -29,6 +29,10 @@ public class ConfigTests
     [InlineData("distillation.yaml")]
     [InlineData("false-positives.yaml")]
     [InlineData("adaptive.yaml")]
+    [InlineData("coalition.yaml")]
+    [InlineData("persistence-sibling.yaml")]
+    [InlineData("smoke-coalition.yaml")]
+    [InlineData("smoke-sibling.yaml")]
     public void Committed_configs_parse(string file)
     {
         var c = LabConfig.Load(Fixtures.Experiment(file));
