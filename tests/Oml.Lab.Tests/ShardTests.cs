@@ -220,6 +220,7 @@ public class ShardRunTests
         Assert.Equal(bOnA, s.Results.Single(r => r.Label("attack") == "coalition:unanimous:model:A,model:B:fallback=model:B").Metric("fsr"));
         Assert.InRange(s.Results.Single(r => r.Label("attack") == "coalition:majority:model:A,model:B,model:C").Metric("fsr"), 0, 1);
         Assert.Contains("coalition:majority:model:A,model:B,model:C", File.ReadAllText(report));
+        Assert.Contains("attacks-fsr.svg", SmokeRunTests.CheckReport(report, 1));
     }
 
     [Fact]

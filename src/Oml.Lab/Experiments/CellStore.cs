@@ -55,7 +55,7 @@ public sealed class RunInfo
     public int CellsOwned { get; set; }
 
     /// <summary>The file this run's info is saved in.</summary>
-    public string FileName => Shard.Length == 0 ? "run.json" : ShardSpec.Parse(Shard).RunInfoFile;
+    [JsonIgnore] public string FileName => Shard.Length == 0 ? "run.json" : ShardSpec.Parse(Shard).RunInfoFile;
 }
 
 /// <summary>
