@@ -297,4 +297,26 @@ public class ShardRunTests
         Assert.Equal(0, all.Computed);
         Assert.Equal(expected.Count, all.Reused);
     }
+
+    [Fact]
+    public void A_false_positive_shard_builds_the_unrelated_models_it_queries_without_shard_0()
+    {
+        static LabConfig Config()
+        {
+            var c = LabConfig.Load(Fixtures.Experiment("smoke-false-positives.yaml"));
+            c.FalsePositives!.Sets[0].Build!.Count = 3;
+            c.FalsePositives.Decoders = ["greedy"];
+            c.Utility.ClozeItems = 0;
+            return c;
+        }
+        var dir = Fixtures.OutDirWithBase();
+        // The set's group (its model, the base, the unrelated model) goes to shard 1; shard 0 holds only the setup cell.
+        var s1 = new ExperimentRunner(new LabEnvironment(Config(), dir), new ShardSpec(1, 2)).Run();
+        Assert.Equal(["fp-s1-fp-greedy", "fp-s1-base-greedy", "fp-s1-unrelated-1-greedy"], s1.ComputedIds);
+        Assert.True(File.Exists(Path.Combine(dir, "unrelated-1", "config.json")));
+        var s0 = new ExperimentRunner(new LabEnvironment(Config(), dir), new ShardSpec(0, 2)).Run();
+        Assert.Equal(["unrelated-models"], s0.ComputedIds);
+        Assert.Equal(1.0, s0.Results.Single().Metric("models"));
+        Assert.Equal(4, new CellStore(dir).LoadAll().Count);
+    }
 }
