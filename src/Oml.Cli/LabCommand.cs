@@ -13,8 +13,10 @@ public static class LabCommand
         var output = new Option<string?>("--out") { Description = "Output folder for cell results, models, report.md and charts (default: the config's 'output')" };
         var device = new Option<string?>("--device") { Description = "Override the config's device (cpu, cuda, cuda:N)" };
         var quiet = new Option<bool>("--quiet") { Description = "No progress bar" };
-        var run = new Command("run", "Run an experiment (skipping cells already saved in the output folder) and write its report.") { config, output, device, quiet };
-        run.SetAction(r => Run(r.GetValue(config)!, r.GetValue(output), r.GetValue(device), r.GetValue(quiet)));
+        var shard = new Option<string?>("--shard") { Description = "Compute only shard I of N (I/N, 0 ≤ I < N): start N processes with the same config and --out; each takes a disjoint, balanced part of the cells" };
+        var only = new Option<string?>("--only") { Description = "Compute only the cells whose id matches this regular expression" };
+        var run = new Command("run", "Run an experiment (skipping cells already saved in the output folder) and write its report.") { config, output, device, quiet, shard, only };
+        run.SetAction(r => Run(r.GetValue(config)!, r.GetValue(output), r.GetValue(device), r.GetValue(quiet), r.GetValue(shard), r.GetValue(only)));
 
         var dir = new Argument<string>("dir") { Description = "Output folder of an earlier 'oml lab run'" };
         var report = new Command("report", "Re-render report.md and its charts from saved cell results, without rerunning anything.") { dir };
@@ -23,8 +25,20 @@ public static class LabCommand
         return new Command("lab", "The evaluation lab: config-driven experiments on fingerprint capacity, persistence, false positives and adaptive attacks.") { run, report };
     }
 
-    public static int Run(string configPath, string? outDir, string? device, bool quiet)
+    public static int Run(string configPath, string? outDir, string? device, bool quiet, string? shard = null, string? only = null)
     {
+        ShardSpec? shardSpec = null;
+        System.Text.RegularExpressions.Regex? onlyRegex = null;
+        try
+        {
+            if (shard is not null) shardSpec = ShardSpec.Parse(shard);
+            if (only is not null) onlyRegex = new System.Text.RegularExpressions.Regex(only, System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException)
+        {
+            Console.Error.WriteLine($"oml: error: {(e is FormatException ? e.Message : $"--only '{only}' is not a regular expression: {e.Message}")}");
+            return Cli.Usage;
+        }
         try
         {
             var config = LabConfig.Load(configPath);
@@ -36,9 +50,12 @@ public static class LabCommand
             else Cli.ParseDevice(config.Device);
             var dir = outDir ?? (config.Output is { } o ? config.Resolve(o) : throw new ArgumentException("no output folder: give --out or set 'output' in the config"));
             var env = new LabEnvironment(config, dir, log: quiet ? null : Console.Error);
-            var summary = new ExperimentRunner(env).Run(quiet ? null : Console.Error);
+            var summary = new ExperimentRunner(env, shardSpec, onlyRegex).Run(quiet ? null : Console.Error);
             var path = ReportWriter.Write(env.OutDir);
-            Console.WriteLine($"{summary.Computed} cells computed, {summary.Reused} loaded from an earlier run, in {summary.Seconds:F1} s; report: {path}");
+            var part = shardSpec is null && onlyRegex is null ? "" : $"{(shardSpec is null ? "" : $"shard {shardSpec}: ")}{summary.Total} of {summary.ExperimentTotal} cells owned; ";
+            Console.WriteLine($"{part}{summary.Computed} cells computed, {summary.Reused} loaded from an earlier run, in {summary.Seconds:F1} s; report: {path}");
+            if (shardSpec is not null && summary.ComputedIds.Count > 0) Console.WriteLine($"computed: {string.Join(", ", summary.ComputedIds)}");
+            if (shardSpec is not null) Console.WriteLine($"the report holds the cells saved so far; once every shard is done, `oml lab report {env.OutDir}` renders them all");
             return Cli.Ok;
         }
         catch (LabConfigException e)

@@ -25,6 +25,24 @@ public sealed class LabCliTests : IDisposable
         Assert.Contains("no such config file", err);
     }
 
+    [Theory]
+    [InlineData("3/2", "the shard index must be below 2")]
+    [InlineData("-1/2", "expected I/N")]
+    [InlineData("x", "expected I/N")]
+    [InlineData("0/0", "the shard count N must be at least 1")]
+    public void A_bad_shard_is_a_usage_error(string shard, string message)
+    {
+        var cfg = Path.Combine(_dir, "c.yaml");
+        File.WriteAllText(cfg, "name: c\nkind: capacity\nbase_model: nowhere\ncorpus: [a.txt]\ncapacity: { strategies: [perinucleus], counts: [4], variants: [{ name: plain }] }\n");
+        var (code, _, err) = CliRunner.Run("lab", "run", cfg, "--out", Path.Combine(_dir, "out"), $"--shard={shard}");
+        Assert.Equal(Cli.Usage, code);
+        Assert.Contains(message, err);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "out")));
+        (code, _, err) = CliRunner.Run("lab", "run", cfg, "--out", Path.Combine(_dir, "out"), "--only", "(unclosed");
+        Assert.Equal(Cli.Usage, code);
+        Assert.Contains("--only '(unclosed' is not a regular expression", err);
+    }
+
     [Fact]
     public void A_missing_base_model_fails_with_how_to_make_it()
     {

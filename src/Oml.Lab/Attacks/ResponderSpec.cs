@@ -162,8 +162,8 @@ public sealed record ResponderSpec
                 {
                     if (spec.Coalition is not null) throw new ResponderSpecException($"'{text}': more than one coalition");
                     if (arg is null) throw new ResponderSpecException($"'{p}': expected coalition:majority|unanimous:DIR1,DIR2,...");
-                    var fields = arg.Split(':');
-                    if (fields.Length is < 2 or > 3) throw new ResponderSpecException($"'{p}': expected coalition:majority|unanimous:DIR1,DIR2,...[:fallback=DIR]");
+                    var fields = SplitCoalition(arg);
+                    if (fields.Count is < 2 or > 3) throw new ResponderSpecException($"'{p}': expected coalition:majority|unanimous:DIR1,DIR2,...[:fallback=DIR]");
                     var rule = fields[0].Trim().ToLowerInvariant() switch
                     {
                         "majority" => CoalitionRule.Majority,
@@ -174,7 +174,7 @@ public sealed record ResponderSpec
                     if (members.Any(m => m.Length == 0)) throw new ResponderSpecException($"'{p}': an empty model folder in the list");
                     if (members.Count < 2) throw new ResponderSpecException($"'{p}': a coalition needs at least two model folders");
                     string? fallback = null;
-                    if (fields.Length == 3)
+                    if (fields.Count == 3)
                     {
                         var f = fields[2].Trim();
                         if (!f.StartsWith("fallback=", StringComparison.Ordinal) || f.Length == "fallback=".Length)
@@ -331,6 +331,33 @@ public sealed record ResponderSpec
         }
         throw new ResponderSpecException($"'{part}': unterminated quoted string");
     }
+
+    /// <summary>
+    /// Splits a coalition's fields on ':', except the colon of a model reference (<c>model:NAME</c>, a lab experiment's
+    /// own model source): a field item that is exactly "model" before a ':' joins the next one.
+    /// </summary>
+    private static List<string> SplitCoalition(string arg)
+    {
+        var fields = new List<string>();
+        var cur = new StringBuilder();
+        int itemStart = 0;
+        foreach (char c in arg)
+        {
+            if (c == ':' && cur.ToString(itemStart, cur.Length - itemStart).Trim() == ModelReferencePrefix[..^1])
+            {
+                cur.Append(c);
+                continue;
+            }
+            if (c == ':') { fields.Add(cur.ToString()); cur.Clear(); itemStart = 0; continue; }
+            cur.Append(c);
+            if (c is ',' or '=') itemStart = cur.Length;
+        }
+        fields.Add(cur.ToString());
+        return fields;
+    }
+
+    /// <summary>Where a model folder is expected, <c>model:NAME</c> names another model source of the lab experiment.</summary>
+    public const string ModelReferencePrefix = "model:";
 
     /// <summary>Splits on <paramref name="sep"/> outside double quotes (backslash escapes inside quotes).</summary>
     private static List<string> SplitTop(string s, char sep)

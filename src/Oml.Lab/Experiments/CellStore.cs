@@ -22,9 +22,16 @@ public sealed class CellResult
     public double Metric(string key) => Metrics.TryGetValue(key, out var v) ? v : double.NaN;
 }
 
-/// <summary>What a run was: config, machine, times (run.json in the output folder).</summary>
+/// <summary>
+/// What a run was: config, machine, times (run.json in the output folder; run-shard-I-of-N.json for shard I of N, so
+/// that the shards of one run never write the same file).
+/// </summary>
 public sealed class RunInfo
 {
+    /// <summary>"I/N" for shard I of N (empty: the whole experiment).</summary>
+    public string Shard { get; set; } = "";
+    /// <summary>The --only pattern the run was restricted to (empty: none).</summary>
+    public string Only { get; set; } = "";
     public string Name { get; set; } = "";
     public string Kind { get; set; } = "";
     public string ConfigPath { get; set; } = "";
@@ -42,7 +49,13 @@ public sealed class RunInfo
     public string GitCommit { get; set; } = "";
     public int CellsComputed { get; set; }
     public int CellsReused { get; set; }
+    /// <summary>The experiment's cells, of every shard.</summary>
     public int CellsTotal { get; set; }
+    /// <summary>The cells this run was to compute (its shard's, matching --only); equals <see cref="CellsTotal"/> otherwise.</summary>
+    public int CellsOwned { get; set; }
+
+    /// <summary>The file this run's info is saved in.</summary>
+    [JsonIgnore] public string FileName => Shard.Length == 0 ? "run.json" : ShardSpec.Parse(Shard).RunInfoFile;
 }
 
 /// <summary>
@@ -88,12 +101,23 @@ public sealed class CellStore(string outDir)
         }).OrderBy(c => c.Order).ThenBy(c => c.Id, StringComparer.Ordinal).ToList();
     }
 
-    public static void SaveRunInfo(string outDir, RunInfo info) => AtomicFile.WriteText(Path.Combine(outDir, "run.json"), JsonSerializer.Serialize(info, Json));
+    public static void SaveRunInfo(string outDir, RunInfo info) => AtomicFile.WriteText(Path.Combine(outDir, info.FileName), JsonSerializer.Serialize(info, Json));
 
-    public static RunInfo LoadRunInfo(string outDir)
+    /// <summary>The most recently started run's info (run.json or a shard's run-shard-I-of-N.json).</summary>
+    public static RunInfo LoadRunInfo(string outDir) => LoadRunInfos(outDir)[^1];
+
+    /// <summary>Every run info in the output folder (run.json and the shards'), oldest start first; at least one.</summary>
+    public static List<RunInfo> LoadRunInfos(string outDir)
     {
-        var p = Path.Combine(outDir, "run.json");
-        if (!File.Exists(p)) throw new FileNotFoundException($"{p} not found: {outDir} is not the output folder of a lab run");
-        return JsonSerializer.Deserialize<RunInfo>(File.ReadAllText(p), Json) ?? throw new InvalidDataException($"{p} is empty");
+        var files = new List<string>();
+        var plain = Path.Combine(outDir, "run.json");
+        if (File.Exists(plain)) files.Add(plain);
+        if (System.IO.Directory.Exists(outDir)) files.AddRange(System.IO.Directory.GetFiles(outDir, "run-shard-*-of-*.json").Order(StringComparer.Ordinal));
+        if (files.Count == 0) throw new FileNotFoundException($"{plain} not found: {outDir} is not the output folder of a lab run");
+        return files.Select(p =>
+        {
+            try { return JsonSerializer.Deserialize<RunInfo>(File.ReadAllText(p), Json) ?? throw new InvalidDataException($"{p} is empty"); }
+            catch (JsonException e) { throw new InvalidDataException($"{p}: not a run info ({e.Message})", e); }
+        }).OrderBy(i => i.Started).ToList();
     }
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
 using Oml.Engine;
 using Oml.Lab.Attacks;
 using Oml.Lab.Metrics;
@@ -8,11 +9,49 @@ using Oml.Models;
 
 namespace Oml.Lab.Experiments;
 
-/// <summary>One unit of an experiment: computed once, saved, skipped on a rerun.</summary>
-public sealed record Cell(string Id, Func<CellResult> Compute);
+/// <summary>
+/// One unit of an experiment: computed once, saved, skipped on a rerun. Cells of one <paramref name="Group"/> share
+/// cached state (a generated set, an in-run model) and always run in the same shard; the empty group is the setup cells,
+/// which shard 0 runs. <paramref name="Cost"/> is the estimate that shards are balanced by.
+/// </summary>
+public sealed record Cell(string Id, Func<CellResult> Compute, string Group = "", double Cost = 1);
 
-/// <summary>The outcome of <see cref="ExperimentRunner.Run"/>.</summary>
-public sealed record RunSummary(int Total, int Computed, int Reused, double Seconds, IReadOnlyList<CellResult> Results);
+/// <summary>
+/// The outcome of <see cref="ExperimentRunner.Run"/>: <paramref name="Total"/> is the cells this run owned (all of the
+/// experiment's without sharding or --only), <paramref name="Results"/> those it computed or loaded.
+/// </summary>
+public sealed record RunSummary(int Total, int Computed, int Reused, double Seconds, IReadOnlyList<CellResult> Results)
+{
+    /// <summary>Ids of the cells this run computed (not loaded), in order.</summary>
+    public IReadOnlyList<string> ComputedIds { get; init; } = [];
+    /// <summary>The experiment's cell count, sharded or not.</summary>
+    public int ExperimentTotal { get; init; }
+}
+
+/// <summary>
+/// Shard <see cref="Index"/> of <see cref="Count"/>: worker processes started with the same config and output folder,
+/// each computing a disjoint part of the cells (see <see cref="ExperimentRunner.AssignShards"/>).
+/// </summary>
+public sealed record ShardSpec(int Index, int Count)
+{
+    /// <summary>Parses "I/N" with 0 ≤ I &lt; N; throws <see cref="FormatException"/> saying what is wrong.</summary>
+    public static ShardSpec Parse(string text)
+    {
+        var parts = (text ?? "").Split('/');
+        if (parts.Length != 2
+            || !int.TryParse(parts[0].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int i)
+            || !int.TryParse(parts[1].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int n))
+            throw new FormatException($"--shard '{text}': expected I/N (this process's shard I of N, 0 ≤ I < N), e.g. 0/2");
+        if (n < 1) throw new FormatException($"--shard '{text}': the shard count N must be at least 1");
+        if (i >= n) throw new FormatException($"--shard '{text}': the shard index must be below {n} (shards are numbered 0..{n - 1})");
+        return new ShardSpec(i, n);
+    }
+
+    /// <summary>The shard's run info file in the output folder.</summary>
+    public string RunInfoFile => FormattableString.Invariant($"run-shard-{Index}-of-{Count}.json");
+
+    public override string ToString() => FormattableString.Invariant($"{Index}/{Count}");
+}
 
 /// <summary>
 /// Runs an experiment config cell by cell. Each cell's result is saved (JSON, atomically) under OUT/cells as soon as it
@@ -23,11 +62,21 @@ public sealed class ExperimentRunner
     private readonly LabEnvironment _env;
     private readonly CellStore _store;
     private readonly Dictionary<string, CellResult> _done = new(StringComparer.Ordinal);
+    private readonly ShardSpec? _shard;
+    private readonly Regex? _only;
+    private readonly Dictionary<string, (Cell Cell, int Order)> _byId = new(StringComparer.Ordinal);
+    private readonly List<string> _computedIds = [];
 
-    public ExperimentRunner(LabEnvironment env)
+    /// <summary>
+    /// A runner of every cell of the experiment, or only those of <paramref name="shard"/> (see <see cref="AssignShards"/>),
+    /// and of those only the ones whose id matches <paramref name="only"/>.
+    /// </summary>
+    public ExperimentRunner(LabEnvironment env, ShardSpec? shard = null, Regex? only = null)
     {
         _env = env;
         _store = new CellStore(env.OutDir);
+        _shard = shard;
+        _only = only;
     }
 
     private LabConfig C => _env.Config;
@@ -43,14 +92,19 @@ public sealed class ExperimentRunner
         var info = NewRunInfo();
         CellStore.SaveRunInfo(_env.OutDir, info);
         _env.Prepare();
-        var cells = Cells();
-        var dup = cells.GroupBy(c => c.Id).FirstOrDefault(g => g.Count() > 1);
+        var all = Cells();
+        var dup = all.GroupBy(c => c.Id).FirstOrDefault(g => g.Count() > 1);
         if (dup is not null) throw new LabConfigException($"{C.Name}: two cells are both named '{dup.Key}' (give attacks or models different names)");
-        var bar = new ProgressBar(cells.Count, progress);
+        for (int i = 0; i < all.Count; i++) _byId[all[i].Id] = (all[i], i);
+        var owner = _shard is null ? null : AssignShards(all, _shard.Count);
+        var owned = all.Where(c => owner is null || owner[c.Group] == _shard!.Index).Where(c => _only is null || _only.IsMatch(c.Id)).ToList();
+        if (progress is not null && (_shard is not null || _only is not null)) Describe(progress, all, owned);
+        info.CellsOwned = owned.Count;
+        info.CellsTotal = all.Count;
+        var bar = new ProgressBar(owned.Count, progress);
         int computed = 0, reused = 0;
-        for (int i = 0; i < cells.Count; i++)
+        foreach (var cell in owned)
         {
-            var cell = cells[i];
             if (_store.TryLoad(cell.Id, out var saved))
             {
                 _done[cell.Id] = saved;
@@ -60,30 +114,84 @@ public sealed class ExperimentRunner
             }
             if (maxCells is { } m && computed >= m) break;
             bar.Starting(cell.Id);
-            var t = Stopwatch.StartNew();
-            var r = cell.Compute();
-            if (_env.Device.IsCuda) Torch.Cuda.Synchronize(_env.Device.Index);
-            r.Id = cell.Id;
-            r.Kind = C.Kind;
-            r.Order = i;
-            r.Seconds = t.Elapsed.TotalSeconds;
-            r.Finished = DateTimeOffset.UtcNow;
-            _store.Save(r);
-            _done[cell.Id] = r;
+            var r = Compute(cell);
             computed++;
             bar.Finished(cell.Id, computed: true, r.Seconds);
         }
         info.Finished = DateTimeOffset.UtcNow;
         info.Seconds = sw.Elapsed.TotalSeconds;
-        info.CellsComputed = computed;
+        info.CellsComputed = _computedIds.Count;
         info.CellsReused = reused;
-        info.CellsTotal = cells.Count;
         CellStore.SaveRunInfo(_env.OutDir, info);
-        return new RunSummary(cells.Count, computed, reused, sw.Elapsed.TotalSeconds, _done.Values.OrderBy(c => c.Order).ToList());
+        if (progress is not null && _shard is not null)
+            progress.WriteLine($"shard {_shard}: computed {(_computedIds.Count == 0 ? "no cells" : string.Join(", ", _computedIds))}");
+        // Computed: the owned cells computed, and any 'before' cell an attack needed that was neither saved nor owned (--only).
+        return new RunSummary(owned.Count, _computedIds.Count, reused, sw.Elapsed.TotalSeconds, _done.Values.OrderBy(c => c.Order).ToList())
+        {
+            ComputedIds = [.. _computedIds],
+            ExperimentTotal = all.Count,
+        };
+    }
+
+    /// <summary>Computes one cell and saves it.</summary>
+    private CellResult Compute(Cell cell)
+    {
+        var t = Stopwatch.StartNew();
+        var r = cell.Compute();
+        if (_env.Device.IsCuda) Torch.Cuda.Synchronize(_env.Device.Index);
+        r.Id = cell.Id;
+        r.Kind = C.Kind;
+        r.Order = _byId[cell.Id].Order;
+        r.Seconds = t.Elapsed.TotalSeconds;
+        r.Finished = DateTimeOffset.UtcNow;
+        _store.Save(r);
+        _done[cell.Id] = r;
+        _computedIds.Add(cell.Id);
+        return r;
+    }
+
+    /// <summary>A cell's result: computed in this run, saved by an earlier run or another shard, or else computed now.</summary>
+    private CellResult Require(string id)
+    {
+        if (_done.TryGetValue(id, out var r)) return r;
+        if (_store.TryLoad(id, out r)) return _done[id] = r;
+        return Compute(_byId.TryGetValue(id, out var c) ? c.Cell : throw new InvalidOperationException($"no cell '{id}' in the experiment"));
+    }
+
+    private void Describe(TextWriter w, List<Cell> all, List<Cell> owned)
+    {
+        var what = _shard is null ? "this run" : $"shard {_shard}";
+        var groups = owned.GroupBy(c => c.Group).ToList();
+        w.WriteLine($"{what} owns {owned.Count} of {all.Count} cells{(_only is null ? "" : $" (matching --only {_only})")} in {groups.Count} group(s):");
+        foreach (var g in groups) w.WriteLine($"  {(g.Key.Length == 0 ? "setup" : g.Key)}: {string.Join(", ", g.Select(c => c.Id))}");
+    }
+
+    /// <summary>
+    /// The shard of every cell group: the setup group ("") goes to shard 0; the others, largest estimated cost first (ties in
+    /// config order), each to the shard with the least cost so far (ties to the lowest index). Deterministic: every shard
+    /// computes the same assignment from the same config.
+    /// </summary>
+    public static Dictionary<string, int> AssignShards(IReadOnlyList<Cell> cells, int shards)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(shards, 1);
+        var groups = cells.Select((c, i) => (c, i)).GroupBy(x => x.c.Group)
+            .Select(g => (Key: g.Key, Cost: g.Sum(x => x.c.Cost), First: g.Min(x => x.i))).ToList();
+        var load = new double[shards];
+        var owner = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var g in groups.Where(g => g.Key.Length == 0)) { owner[g.Key] = 0; load[0] += g.Cost; }
+        foreach (var g in groups.Where(g => g.Key.Length > 0).OrderByDescending(g => g.Cost).ThenBy(g => g.First))
+        {
+            int best = 0;
+            for (int s = 1; s < shards; s++) if (load[s] < load[best]) best = s;
+            owner[g.Key] = best;
+            load[best] += g.Cost;
+        }
+        return owner;
     }
 
     private RunInfo NewRunInfo() => new()
     {
+        Shard = _shard?.ToString() ?? "", Only = _only?.ToString() ?? "",
         Name = C.Name, Kind = C.Kind, ConfigText = C.Text, ConfigDirectory = C.Directory,
         ConfigPath = C.Directory, Started = DateTimeOffset.UtcNow, Machine = Environment.MachineName,
         Os = RuntimeInformation.OSDescription, CpuCount = Environment.ProcessorCount, Device = _env.Device.ToString(),
@@ -160,7 +268,8 @@ public sealed class ExperimentRunner
                     foreach (var v in cap.Variants)
                     {
                         var id = SafeId($"{strategy}-n{count}-{v.Name}-s{seed}");
-                        cells.Add(new Cell(id, () => Capacity(strategy, count, v, seed, id)));
+                        // The variants of one (strategy, count, seed) share one generated set (OUT/sets): one group.
+                        cells.Add(new Cell(id, () => Capacity(strategy, count, v, seed, id), SafeId($"{strategy}-n{count}-s{seed}"), count));
                     }
         return cells;
     }
@@ -204,21 +313,57 @@ public sealed class ExperimentRunner
     private List<Cell> AttackCells(List<ModelSource> models, List<AttackEntry> attacks, List<SweepSpec> sweeps)
     {
         var cells = new List<Cell> { BaseCell() };
+        var groups = SourceGroups(models, [.. attacks, .. sweeps.SelectMany(sw => sw.Expand().Select(e => e.Entry))]);
         foreach (var seed in C.Seeds)
             foreach (var src in models)
             {
+                var group = groups[(src.Name, seed)];
                 var before = SafeId($"{src.Name}-s{seed}-before");
-                cells.Add(new Cell(before, () => Before(src, seed)));
-                foreach (var a in attacks)
+                cells.Add(new Cell(before, () => Before(src, seed), group));
+                foreach (var a in attacks.Where(a => a.AppliesTo(src.Name)))
                 {
                     var name = AttackName(a);
-                    cells.Add(new Cell(SafeId($"{src.Name}-s{seed}-{name}"), () => Attack(src, seed, a, name, "", double.NaN, before)));
+                    cells.Add(new Cell(SafeId($"{src.Name}-s{seed}-{name}"), () => Attack(src, seed, a, name, "", double.NaN, before), group));
                 }
-                foreach (var sw in sweeps)
+                foreach (var sw in sweeps.Where(sw => sw.Targets.Count == 0 || sw.Targets.Contains(src.Name)))
                     foreach (var (x, a) in sw.Expand())
-                        cells.Add(new Cell(SafeId($"{src.Name}-s{seed}-{sw.Name}={Num(x)}"), () => Attack(src, seed, a, AttackName(a), sw.Name, x, before)));
+                        cells.Add(new Cell(SafeId($"{src.Name}-s{seed}-{sw.Name}={Num(x)}"), () => Attack(src, seed, a, AttackName(a), sw.Name, x, before), group));
             }
         return cells;
+    }
+
+    /// <summary>
+    /// The cell group of every (model source, seed): connected components of the sources of one seed, linked when an
+    /// attack on one refers to the other (model:NAME; that cell loads, or builds, the other's folder) or when both are
+    /// built from the same generated set (the same cached file under OUT/sets). A group is named after its first source
+    /// in config order, so no two shards ever build the same model folder or set.
+    /// </summary>
+    private Dictionary<(string Name, ulong Seed), string> SourceGroups(List<ModelSource> models, List<AttackEntry> attacks)
+    {
+        var groups = new Dictionary<(string, ulong), string>();
+        foreach (var seed in C.Seeds)
+        {
+            var parent = Enumerable.Range(0, models.Count).ToArray();
+            int Find(int x) { while (parent[x] != x) x = parent[x] = parent[parent[x]]; return x; }
+            void Union(int a, int b)
+            {
+                int ra = Find(a), rb = Find(b);
+                if (ra != rb) parent[Math.Max(ra, rb)] = Math.Min(ra, rb);   // the earlier source stays the root
+            }
+            for (int i = 0; i < models.Count; i++)
+                foreach (var a in attacks.Where(a => a.AppliesTo(models[i].Name)))
+                    foreach (var r in ModelReferences.Of(a))
+                        if (models.FindIndex(m => m.Name == r) is var j and >= 0) Union(i, j);
+            var firstWithSet = new Dictionary<string, int>(StringComparer.Ordinal);
+            for (int i = 0; i < models.Count; i++)
+                if (models[i].Build is { } b)
+                {
+                    if (firstWithSet.TryGetValue(LabEnvironment.SetKey(b, seed), out int j)) Union(i, j);
+                    else firstWithSet[LabEnvironment.SetKey(b, seed)] = i;
+                }
+            for (int i = 0; i < models.Count; i++) groups[(models[i].Name, seed)] = SafeId($"{models[Find(i)].Name}-s{seed}");
+        }
+        return groups;
     }
 
     private static string AttackName(AttackEntry a)
@@ -247,7 +392,7 @@ public sealed class ExperimentRunner
 
     private CellResult Attack(ModelSource src, ulong seed, AttackEntry a, string name, string sweep, double x, string beforeId)
     {
-        var before = _done.TryGetValue(beforeId, out var b) ? b : throw new InvalidOperationException($"cell {beforeId} must run before the attacks on it");
+        var before = Require(beforeId);
         var fp = _env.Source(src, seed);
         var ctx = _env.AttackContext(seed);
         var r = new CellResult
@@ -297,29 +442,25 @@ public sealed class ExperimentRunner
     {
         var fpSpec = C.FalsePositives!;
         var cells = new List<Cell>();
+        // Builds the unrelated models the config asks to train (smoke runs), once, before they are queried. Setup runs in
+        // shard 0; a cell of another shard that queries an unrelated model builds it too when it is missing, under a lock
+        // in the output folder, so whichever shard comes first builds it and the others wait for it.
         cells.Add(new Cell("unrelated-models", () =>
         {
-            // Builds the unrelated models the config asks to train (smoke runs), once, before they are queried.
-            foreach (var u in fpSpec.Unrelated)
-            {
-                var dir = _env.Resolve(u.Path);
-                if (!File.Exists(Path.Combine(dir, "config.json")))
-                {
-                    if (u.Build is null) throw new DirectoryNotFoundException($"unrelated model {dir} not found");
-                    _env.BuildModel(dir, u.Build, C.Tokenizer is null ? _env.BaseDir : _env.Resolve(C.Tokenizer));
-                }
-            }
+            foreach (var u in fpSpec.Unrelated) _env.Unrelated(u);
             return new CellResult { Labels = { ["role"] = "setup" }, Metrics = { ["models"] = fpSpec.Unrelated.Count } };
         }));
+        var groups = SourceGroups(fpSpec.Sets, fpSpec.Decoders.Select(d => new AttackEntry { Responder = d }).ToList());
         foreach (var seed in C.Seeds)
             foreach (var set in fpSpec.Sets)
             {
+                var group = groups[(set.Name, seed)];
                 var targets = new List<(string Name, string Role, Func<string> Dir)>
                 {
                     (set.Name, "fingerprinted", () => _env.Source(set, seed).Dir),
                     ("base", "unrelated", () => _env.BaseDir),
                 };
-                targets.AddRange(fpSpec.Unrelated.Select(u => (u.Name, "unrelated", (Func<string>)(() => _env.Resolve(u.Path)))));
+                targets.AddRange(fpSpec.Unrelated.Select(u => (u.Name, "unrelated", (Func<string>)(() => _env.Unrelated(u)))));
                 foreach (var (name, role, dir) in targets)
                     foreach (var dec in fpSpec.Decoders)
                     {
@@ -339,7 +480,7 @@ public sealed class ExperimentRunner
                                 Metrics = { ["hits"] = fsr.Hits, ["queried"] = fsr.Queried, ["hit_rate"] = fsr.Rate },
                                 Series = { ["per_key"] = fsr.PerKey.Select(h => h ? 1.0 : 0.0).ToList() },
                             };
-                        }));
+                        }, group));
                     }
             }
         return cells;

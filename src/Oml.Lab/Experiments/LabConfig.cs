@@ -63,6 +63,15 @@ public sealed class LabConfig
 
     public string Resolve(string path) => Path.GetFullPath(Path.IsPathRooted(path) ? path : Path.Combine(Directory, path));
 
+    /// <summary>The experiment's fingerprinted model sources (persistence models, adaptive defence variants, false-positive sets).</summary>
+    public List<ModelSource> ModelSources() => Kind switch
+    {
+        ExperimentKinds.Persistence => Persistence?.Models ?? [],
+        ExperimentKinds.Adaptive => Adaptive?.ModelSources() ?? [],
+        ExperimentKinds.FalsePositives => FalsePositives?.Sets ?? [],
+        _ => [],
+    };
+
     public static LabConfig Load(string path)
     {
         if (!File.Exists(path)) throw new LabConfigException($"{path}: no such config file");
@@ -216,6 +225,11 @@ public sealed class FingerprintSpec
     public string AveragingEvery { get; set; } = "step";
     /// <summary>Optional overrides of the config's <c>embedding</c> settings for this model.</summary>
     public EmbeddingOverrides? Embedding { get; set; }
+    /// <summary>
+    /// Names an independent fingerprint set: mixed into the secret (with the seed), so models built with the same
+    /// settings and different <c>set</c> carry different fingerprints. Empty (the default) keeps the plain secret.
+    /// </summary>
+    public string Set { get; set; } = "";
 
     public FingerprintSpec Clone() => (FingerprintSpec)MemberwiseClone();
 
@@ -232,6 +246,7 @@ public sealed class FingerprintSpec
         if (Beta is < 0 or >= 1) fail($"{where}.beta must be in [0, 1)");
         ValidateAveragingEvery(AveragingEvery, $"{where}.averaging_every", fail);
         Embedding?.Validate($"{where}.embedding", fail);
+        if (Set.Any(ch => !(char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_'))) fail($"{where}.set '{Set}' may hold only letters, digits, '-' and '_'");
     }
 
     /// <summary>Fails unless <paramref name="value"/> names an averaging schedule (step or epoch).</summary>
@@ -324,6 +339,13 @@ public sealed class AttackEntry
     public string? Responder { get; set; }
     /// <summary>System prompt the keys are asked behind (plain text before the key, or the chat template's system turn).</summary>
     public string? SystemPrompt { get; set; }
+    /// <summary>The model sources this attack applies to (empty: every source).</summary>
+    public List<string> Targets { get; set; } = [];
+
+    /// <summary>The attack's spec text, for messages.</summary>
+    public string Describe() => string.Join(" + ", new[] { Weight, Responder, SystemPrompt is null ? null : $"system_prompt \"{SystemPrompt}\"" }.Where(x => x is not null));
+
+    public bool AppliesTo(string source) => Targets.Count == 0 || Targets.Contains(source);
 
     public void Validate(string where, Action<string> fail)
     {
@@ -344,6 +366,8 @@ public sealed class SweepSpec
     public string? Weight { get; set; }
     public string? Responder { get; set; }
     public List<double> Values { get; set; } = [];
+    /// <summary>The model sources this sweep applies to (empty: every source).</summary>
+    public List<string> Targets { get; set; } = [];
 
     public void Validate(string where, Action<string> fail)
     {
@@ -356,7 +380,7 @@ public sealed class SweepSpec
     public IEnumerable<(double X, AttackEntry Entry)> Expand() => Values.Select(x =>
     {
         var s = x.ToString("R", CultureInfo.InvariantCulture);
-        return (x, new AttackEntry { Weight = Weight?.Replace("{x}", s, StringComparison.Ordinal), Responder = Responder?.Replace("{x}", s, StringComparison.Ordinal) });
+        return (x, new AttackEntry { Weight = Weight?.Replace("{x}", s, StringComparison.Ordinal), Responder = Responder?.Replace("{x}", s, StringComparison.Ordinal), Targets = Targets });
     });
 }
 
@@ -376,6 +400,22 @@ public sealed class PersistenceSpec
         if (attacks.Count == 0 && sweeps.Count == 0) fail($"{where} needs 'attacks' or 'sweeps'");
         for (int i = 0; i < attacks.Count; i++) attacks[i].Validate($"{where}.attacks[{i}]", fail);
         for (int i = 0; i < sweeps.Count; i++) sweeps[i].Validate($"{where}.sweeps[{i}]", fail);
+        var names = models.Select(m => m.Name).ToList();
+        var entries = attacks.Select((a, i) => ($"{where}.attacks[{i}]", a))
+            .Concat(sweeps.SelectMany((sw, i) => sw.Expand().Select(e => ($"{where}.sweeps[{i}] '{sw.Name}'", e.Entry))));
+        foreach (var (at, a) in entries)
+        {
+            foreach (var t in a.Targets)
+                if (!names.Contains(t)) fail($"{at} ('{a.Describe()}'): targets names '{t}', which is not one of the models ({string.Join(", ", names)})");
+            CheckReferences(at, a.Describe(), ModelReferences.Of(a), names, fail);
+        }
+    }
+
+    /// <summary>Fails when an attack refers (model:NAME) to a model source the config does not have.</summary>
+    internal static void CheckReferences(string where, string attack, List<string> references, List<string> names, Action<string> fail)
+    {
+        foreach (var r in references)
+            if (!names.Contains(r)) fail($"{where} ('{attack}') refers to model:{r}, which is not one of the models ({string.Join(", ", names)})");
     }
 }
 
@@ -413,7 +453,10 @@ public sealed class FalsePositiveSpec
         if (Sets.Select(s => s.Name).Concat(Unrelated.Select(u => u.Name)).Distinct().Count() != Sets.Count + Unrelated.Count) fail("false_positives: model names must differ");
         if (Decoders.Count == 0) fail("false_positives.decoders needs at least one decoder");
         foreach (var d in Decoders)
+        {
             try { Oml.Lab.Attacks.ResponderSpec.Parse(d); } catch (ArgumentException e) { fail($"false_positives.decoders: {e.Message}"); }
+            PersistenceSpec.CheckReferences("false_positives.decoders", d, ModelReferences.Of(Oml.Lab.Attacks.ResponderSpec.Parse(d)), Sets.Select(x => x.Name).ToList(), fail);
+        }
         if (QueryKeys < 1 || Draws < 1) fail("false_positives: query_keys and draws must be at least 1");
         if (Alphas.Any(a => !(a > 0 && a < 1))) fail("false_positives.alphas must be in (0, 1)");
         if (Fprs.Any(a => !(a >= 0 && a <= 1))) fail("false_positives.fprs must be in [0, 1]");

@@ -81,10 +81,12 @@ public sealed class LabEnvironment
             HeldOutText = all[cut..];
         }
 
-        if (!Directory.Exists(BaseDir) || !File.Exists(Path.Combine(BaseDir, "config.json")))
+        if (!File.Exists(Path.Combine(BaseDir, "config.json")))
         {
             if (Config.BuildBase is null) throw new DirectoryNotFoundException($"base model {BaseDir} not found (train it first, e.g. `oml train --config lab/recipes/base.yaml`)");
-            BuildModel(BaseDir, Config.BuildBase, tokenizerDir: null);
+            // Shards of one run share the output folder: one builds, the others wait for it.
+            using var buildLock = BuildLock.Acquire(OutDir, BaseDir, Log);
+            if (!File.Exists(Path.Combine(BaseDir, "config.json"))) BuildModel(BaseDir, Config.BuildBase, tokenizerDir: null);
         }
         var tokDir = Config.Tokenizer is null ? BaseDir : Resolve(Config.Tokenizer);
         if (!File.Exists(Path.Combine(tokDir, "tokenizer.json"))) throw new FileNotFoundException($"no tokenizer.json in {tokDir}");
@@ -136,7 +138,7 @@ public sealed class LabEnvironment
 
     public AttackContext AttackContext(ulong seed) => new(Tokenizer, Device, DType, TrainTokens, TrainText, Resolve, seed, BaseDir)
     {
-        LoadModel = dir => LoadModel(Resolve(dir)),
+        LoadModel = dir => LoadModel(ResolveModel(dir, seed)),
         CalibrationPrompts = Stealth.MatchedWindows(HeldOutTokens, Enumerable.Repeat(Math.Min(16, HeldOutTokens.Length), 64), 12345),
         ChatTemplate = ChatTemplateOf(Config.Tokenizer is null ? BaseDir : Resolve(Config.Tokenizer)),
         BatchSize = Config.Utility.BatchSize,
@@ -158,8 +160,39 @@ public sealed class LabEnvironment
         return new UtilityResult(ppl, c.MultipleChoiceAccuracy, c.GreedyAccuracy);
     }
 
-    /// <summary>The owner's secret for one seed (each seed gives an independent fingerprint set).</summary>
-    public byte[] Secret(ulong seed) => Encoding.UTF8.GetBytes($"{Config.Secret}/seed={seed}");
+    /// <summary>
+    /// The owner's secret for one seed and named set (each seed, and each <see cref="FingerprintSpec.Set"/>, gives an
+    /// independent fingerprint set; the unnamed set keeps the plain per-seed secret).
+    /// </summary>
+    public byte[] Secret(ulong seed, string set = "") =>
+        Encoding.UTF8.GetBytes(set.Length == 0 ? $"{Config.Secret}/seed={seed}" : $"{Config.Secret}/set={set}/seed={seed}");
+
+    /// <summary>The cache name of a generated set under OUT/sets: its generation settings, set name and seed.</summary>
+    public static string SetKey(FingerprintSpec spec, ulong seed) =>
+        FormattableString.Invariant($"{spec.Strategy}-n{spec.Count}-key{spec.KeyLength}-resp{spec.ResponseLength}-t{spec.T}-k{spec.K}-r{spec.ResponsesPerKey}-avoid{spec.AvoidTopM}{(spec.Set.Length > 0 ? "-set" + spec.Set : "")}-s{seed}");
+
+    /// <summary>
+    /// A model folder named in an attack: <c>model:NAME</c> is the folder of the config's model source NAME for
+    /// <paramref name="seed"/> (built in-run when missing), anything else a path as <see cref="Resolve"/> reads it.
+    /// </summary>
+    public string ResolveModel(string path, ulong seed)
+    {
+        if (!ModelReferences.TryName(path, out var name)) return Resolve(path);
+        var src = Config.ModelSources().FirstOrDefault(m => m.Name == name)
+            ?? throw new LabConfigException($"model:{name} is not one of the experiment's models ({string.Join(", ", Config.ModelSources().Select(m => m.Name))})");
+        return Source(src, seed).Dir;
+    }
+
+    /// <summary>The folder of an unrelated model of a false-positive experiment, built first when the config asks and it is missing.</summary>
+    public string Unrelated(UnrelatedModel u)
+    {
+        var dir = Resolve(u.Path);
+        if (File.Exists(Path.Combine(dir, "config.json"))) return dir;
+        if (u.Build is null) throw new DirectoryNotFoundException($"unrelated model {dir} not found");
+        using var buildLock = BuildLock.Acquire(OutDir, dir, Log);
+        if (!File.Exists(Path.Combine(dir, "config.json"))) BuildModel(dir, u.Build, Config.Tokenizer is null ? BaseDir : Resolve(Config.Tokenizer));
+        return dir;
+    }
 
     /// <summary>
     /// Generates fingerprints from the base model, applying the avoid-top-m defence when asked. Sets are cached under
@@ -167,8 +200,10 @@ public sealed class LabEnvironment
     /// </summary>
     public List<Fingerprint> Generate(CausalLM baseModel, FingerprintSpec spec, ulong seed)
     {
-        var key = FormattableString.Invariant($"{spec.Strategy}-n{spec.Count}-key{spec.KeyLength}-resp{spec.ResponseLength}-t{spec.T}-k{spec.K}-r{spec.ResponsesPerKey}-avoid{spec.AvoidTopM}-s{seed}");
-        var cache = Path.Combine(OutDir, "sets", key + ".json");
+        var cache = Path.Combine(OutDir, "sets", SetKey(spec, seed) + ".json");
+        if (File.Exists(cache)) return [.. FingerprintSetFile.Read(cache, null).Fingerprints];
+        // One process generates a set; another shard wanting it waits and reads the cached file.
+        using var buildLock = BuildLock.Acquire(OutDir, cache, Log);
         if (File.Exists(cache)) return [.. FingerprintSetFile.Read(cache, null).Fingerprints];
         var fps = GenerateUncached(baseModel, spec, seed);
         var set = FingerprintSet.Create(DateTimeOffset.UtcNow, "lab:" + Path.GetFileName(BaseDir), new TokenizerIdentity(Path.GetFileName(BaseDir), "lab"), fps[0].Strategy, fps);
@@ -184,7 +219,7 @@ public sealed class LabEnvironment
             Strategy = spec.Strategy, Count = spec.Count, KeyLength = spec.KeyLength, ResponseLength = spec.ResponseLength,
             Perinucleus = new PerinucleusOptions { Threshold = spec.T, Width = spec.K, ResponsesPerKey = spec.ResponsesPerKey, BatchSize = Config.Utility.BatchSize },
         };
-        var secret = Secret(seed);
+        var secret = Secret(seed, spec.Set);
         var gen = new FingerprintGenerator(baseModel, Tokenizer, secret);
         var digest = "lab:" + Path.GetFileName(BaseDir);
         var tokId = new TokenizerIdentity(Path.GetFileName(BaseDir), "lab");
@@ -300,9 +335,14 @@ public sealed class LabEnvironment
             dir = Path.Combine(OutDir, "models", $"{src.Name}-s{seed}");
             if (!File.Exists(Path.Combine(dir, SetFile)))
             {
-                Log?.WriteLine($"fingerprinting model '{src.Name}' (seed {seed})");
-                var (m, _, _, _) = Fingerprint(src.Build!, seed, dir);
-                m.Dispose();
+                // Shards sharing the output folder: one builds the model, another needing it waits, then loads it.
+                using var buildLock = BuildLock.Acquire(OutDir, dir, Log);
+                if (!File.Exists(Path.Combine(dir, SetFile)))
+                {
+                    Log?.WriteLine($"fingerprinting model '{src.Name}' (seed {seed})");
+                    var (m, _, _, _) = Fingerprint(src.Build!, seed, dir);
+                    m.Dispose();
+                }
             }
         }
         var set = FingerprintSetFile.Read(Path.Combine(dir, SetFile), null);

@@ -15,14 +15,16 @@ public static class ReportWriter
     /// <summary>Writes the report and charts; returns the report's path.</summary>
     public static string Write(string outDir)
     {
-        var info = CellStore.LoadRunInfo(outDir);
+        // Every cell saved in the folder, whichever run or shard computed it; the config and machine of the latest run.
+        var runs = CellStore.LoadRunInfos(outDir);
+        var info = runs[^1];
         var cells = new CellStore(outDir).LoadAll();
         LabConfig? config = null;
         // The run's own config, read without validation: a report of an older run must still render.
         try { config = LabConfig.Parse(info.ConfigText, "run.json config", validate: false); }
         catch (LabConfigException) { }
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
-        var md = Render(info, cells, config, files);
+        var md = Render(info, cells, config, files, runs);
         foreach (var (name, svg) in files) AtomicFile.WriteText(Path.Combine(outDir, name), svg);
         var path = Path.Combine(outDir, "report.md");
         AtomicFile.WriteText(path, md);
@@ -34,7 +36,7 @@ public static class ReportWriter
     private static string Cell(string s) => s.Replace("|", "\\|", StringComparison.Ordinal).ReplaceLineEndings(" ");
 
     /// <summary>The report's Markdown; the charts it references are added to <paramref name="files"/> (name → SVG).</summary>
-    public static string Render(RunInfo info, IReadOnlyList<CellResult> cells, LabConfig? config, Dictionary<string, string> files)
+    public static string Render(RunInfo info, IReadOnlyList<CellResult> cells, LabConfig? config, Dictionary<string, string> files, IReadOnlyList<RunInfo>? runs = null)
     {
         var sb = new StringBuilder();
         sb.AppendLine($"# Lab report: {info.Name}");
@@ -45,7 +47,9 @@ public static class ReportWriter
         sb.AppendLine("| --- | --- |");
         sb.AppendLine($"| started | {info.Started:yyyy-MM-dd HH:mm:ss} UTC |");
         sb.AppendLine($"| finished | {(info.Finished is { } f ? f.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) + " UTC" : "(not finished)")} |");
-        sb.AppendLine($"| duration of the last run | {ProgressBar.Format(info.Seconds)} ({info.CellsComputed} cells computed, {info.CellsReused} loaded from earlier runs) |");
+        sb.AppendLine($"| duration of the last run | {ProgressBar.Format(info.Seconds)} ({info.CellsComputed} cells computed, {info.CellsReused} loaded from earlier runs{(info.Shard.Length > 0 ? $"; shard {info.Shard}" : "")}) |");
+        foreach (var shard in (runs ?? []).Where(r => r.Shard.Length > 0).GroupBy(r => r.Shard).Select(g => g.Last()).OrderBy(r => ShardSpec.Parse(r.Shard).Count).ThenBy(r => ShardSpec.Parse(r.Shard).Index))
+            sb.AppendLine($"| shard {shard.Shard} | started {shard.Started:yyyy-MM-dd HH:mm:ss}, {(shard.Finished is null ? "not finished" : $"ran {ProgressBar.Format(shard.Seconds)}")}: {shard.CellsComputed} of its {shard.CellsOwned} cells computed, {shard.CellsReused} loaded{(shard.Only.Length > 0 ? $" (--only {Cell(shard.Only)})" : "")}; {Cell(shard.Machine)}, {shard.Device} |");
         sb.AppendLine($"| compute time of all cells | {ProgressBar.Format(cells.Sum(c => c.Seconds))} |");
         sb.AppendLine($"| machine | {Cell(info.Machine)}, {Cell(info.Os)}, {info.CpuCount} CPUs |");
         sb.AppendLine($"| device | {info.Device} ({Cell(info.DeviceName)}), libtorch {info.LibTorch} |");
