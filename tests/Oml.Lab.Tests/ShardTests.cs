@@ -60,22 +60,30 @@ public class ShardUnitTests
     }
 
     [Fact]
-    public void Capacity_cells_are_grouped_by_strategy_count_and_seed()
+    public void Capacity_cells_are_each_a_group_with_a_cost_from_count_and_variant()
     {
         var config = LabConfig.Load(Fixtures.Experiment("smoke-capacity.yaml"));
         config.Capacity!.Counts = [4, 8];
         config.Capacity.Strategies = ["perinucleus", "english"];
+        config.Capacity.Variants =
+        [
+            new VariantSpec { Name = "plain" },
+            new VariantSpec { Name = "mixing", Beta = 0.25 },
+            new VariantSpec { Name = "full", Lambda = 0.75, Beta = 0.25, Embedding = new EmbeddingOverrides { BatchSize = 0 } },
+        ];
         config.Seeds = [1, 2];
         var cells = new ExperimentRunner(new LabEnvironment(config, Directory.CreateTempSubdirectory("oml-lab-groups-").FullName)).Cells();
         Assert.Equal("", cells.Single(c => c.Id == "base").Group);
-        var variants = config.Capacity.Variants.Count;
-        Assert.True(variants >= 2);
-        var groups = cells.Where(c => c.Group.Length > 0).GroupBy(c => c.Group).ToList();
-        Assert.Equal(2 * 2 * 2, groups.Count);
-        Assert.All(groups, g => Assert.Equal(variants, g.Count()));
-        var g8 = groups.Single(g => g.Key == "english-n8-s2");
-        Assert.All(g8, c => Assert.StartsWith("english-n8-", c.Id));
-        Assert.All(g8, c => Assert.Equal(8, c.Cost));
+        var capacity = cells.Where(c => c.Group.Length > 0).ToList();
+        Assert.Equal(2 * 2 * 2 * 3, capacity.Count);
+        // Variants of one set may run in different shards (the set is built once, under a lock): one cell per group.
+        Assert.All(capacity, c => Assert.Equal(c.Id, c.Group));
+        Assert.Equal(8, capacity.Single(c => c.Id == "english-n8-plain-s2").Cost);
+        Assert.Equal(24, capacity.Single(c => c.Id == "english-n8-mixing-s2").Cost);
+        Assert.Equal(56, capacity.Single(c => c.Id == "english-n8-full-s2").Cost);
+        // The costliest cells are spread first: with 3 shards, the four 'full' cells of count 8 and 4 land on all three.
+        var owner = ExperimentRunner.AssignShards(cells, 3);
+        Assert.Equal(3, capacity.Where(c => c.Id.Contains("-full-", StringComparison.Ordinal)).Select(c => owner[c.Group]).Distinct().Count());
     }
 
     [Fact]

@@ -73,10 +73,9 @@ public static class FingerprintSuccess
             if (p.Key.Length == 0 || p.Response.Length == 0) throw new ArgumentException("a prompt or continuation is empty");
             if (p.Key.Concat(p.Response).Any(id => id < 0 || id >= vocab)) throw new ArgumentException($"a token id is outside the vocabulary [0, {vocab})");
         }
-        // Similar lengths together, so that little padding is computed.
-        var order = Enumerable.Range(0, pairs.Count).OrderBy(i => pairs[i].Key.Length + pairs[i].Response.Length).ToArray();
+        // Similar lengths together, so that little padding is computed; long rows in smaller batches.
         using var noGrad = Torch.NoGrad();
-        foreach (var chunk in order.Chunk(Math.Max(1, batchSize)))
+        foreach (var chunk in Oml.Fingerprinting.Generation.ResponseScorer.Batches(pairs, batchSize))
         {
             using var scope = Torch.NewScope();
             var batch = chunk.Select(i => pairs[i]).ToList();
