@@ -232,6 +232,28 @@ public class ShardRunTests
     }
 
     [Fact]
+    public void Shards_split_the_cells_only_selects_and_run_their_costliest_first()
+    {
+        var dir = Fixtures.OutDirWithBase();
+        var config = LabConfig.Load(Fixtures.Experiment("smoke-capacity.yaml"));
+        config.Capacity!.Counts = [2, 3, 4, 5];
+        config.Capacity.Strategies = ["random-word", "perinucleus"];
+        var only = new Regex("^perinucleus-");   // half of the cells; assigned over all of them, one shard could get none
+        var logs = new List<string>();
+        for (int i = 0; i < 2; i++)
+        {
+            var log = new StringWriter();
+            new ExperimentRunner(new LabEnvironment(config, dir), new ShardSpec(i, 2), only).Run(log, maxCells: 0);
+            logs.Add(log.ToString());
+        }
+        // 4 counts × 2 variants of perinucleus: 8 cells, 4 per shard (costs 2..5 and 3 × that, balanced).
+        Assert.All(logs, l => Assert.Contains("owns 4 of 17 cells (matching --only ^perinucleus-)", l));
+        Assert.DoesNotContain("random-word", string.Join("", logs));
+        // Each shard lists its cells costliest first: a 'both' cell (mixing triples the cost) of the largest count it owns leads.
+        Assert.All(logs, l => Assert.Matches(@"^  perinucleus-n[45]-both-s1: ", l.Split('\n').First(x => x.StartsWith("  ", StringComparison.Ordinal))));
+    }
+
+    [Fact]
     public void Sibling_merge_and_a_cell_run_alone_by_only()
     {
         var dir = Fixtures.OutDirWithBase();

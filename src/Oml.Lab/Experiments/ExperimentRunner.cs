@@ -96,8 +96,13 @@ public sealed class ExperimentRunner
         var dup = all.GroupBy(c => c.Id).FirstOrDefault(g => g.Count() > 1);
         if (dup is not null) throw new LabConfigException($"{C.Name}: two cells are both named '{dup.Key}' (give attacks or models different names)");
         for (int i = 0; i < all.Count; i++) _byId[all[i].Id] = (all[i], i);
-        var owner = _shard is null ? null : AssignShards(all, _shard.Count);
-        var owned = all.Where(c => owner is null || owner[c.Group] == _shard!.Index).Where(c => _only is null || _only.IsMatch(c.Id)).ToList();
+        // --only first, then the shards split what it selected (every shard is given the same --only), and each shard
+        // runs its costliest cells first: a run stopped at a deadline loses a small cell, and the cells of one group
+        // keep their config order among equal costs.
+        var selected = all.Where(c => _only is null || _only.IsMatch(c.Id)).ToList();
+        var owner = _shard is null ? null : AssignShards(selected, _shard.Count);
+        var owned = selected.Where(c => owner is null || owner[c.Group] == _shard!.Index).ToList();
+        if (_shard is not null) owned = [.. owned.OrderByDescending(c => c.Cost)];
         if (progress is not null && (_shard is not null || _only is not null)) Describe(progress, all, owned);
         info.CellsOwned = owned.Count;
         info.CellsTotal = all.Count;
