@@ -254,6 +254,24 @@ public class ShardRunTests
     }
 
     [Fact]
+    public void A_run_that_stops_midway_leaves_run_info_counting_what_it_computed()
+    {
+        var dir = Fixtures.OutDirWithBase();
+        var config = LabConfig.Load(Fixtures.Experiment("smoke-persistence.yaml"));
+        config.Persistence!.Models[0].Build!.Count = 3;
+        config.Utility.ClozeItems = 8;
+        // The second attack fails when applied (its data file is missing): the run stops there, as a killed one would.
+        config.Persistence.Attacks = [new AttackEntry { SystemPrompt = "You are a helpful assistant." }, new AttackEntry { Weight = "sft(data=missing.json, epochs=1)" }];
+        config.Persistence.Sweeps = [];
+        Assert.ThrowsAny<Exception>(() => new ExperimentRunner(new LabEnvironment(config, dir), new ShardSpec(0, 1)).Run());
+        var info = CellStore.LoadRunInfos(dir).Single(i => i.Shard == "0/1");
+        Assert.Null(info.Finished);
+        Assert.Equal(4, info.CellsOwned);                                     // base, before, two attacks
+        Assert.Equal(3, info.CellsComputed);                                  // all but the failing one
+        Assert.Contains("stopped or running after", File.ReadAllText(ReportWriter.Write(dir)));
+    }
+
+    [Fact]
     public void Sibling_merge_and_a_cell_run_alone_by_only()
     {
         var dir = Fixtures.OutDirWithBase();

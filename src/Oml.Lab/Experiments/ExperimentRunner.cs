@@ -106,6 +106,7 @@ public sealed class ExperimentRunner
         if (progress is not null && (_shard is not null || _only is not null)) Describe(progress, all, owned);
         info.CellsOwned = owned.Count;
         info.CellsTotal = all.Count;
+        CellStore.SaveRunInfo(_env.OutDir, info);
         var bar = new ProgressBar(owned.Count, progress);
         int computed = 0, reused = 0;
         foreach (var cell in owned)
@@ -122,6 +123,11 @@ public sealed class ExperimentRunner
             var r = Compute(cell);
             computed++;
             bar.Finished(cell.Id, computed: true, r.Seconds);
+            // The run info counts progress as it goes, so a run stopped at a deadline still reports what it did.
+            info.CellsComputed = _computedIds.Count;
+            info.CellsReused = reused;
+            info.Seconds = sw.Elapsed.TotalSeconds;
+            CellStore.SaveRunInfo(_env.OutDir, info);
         }
         info.Finished = DateTimeOffset.UtcNow;
         info.Seconds = sw.Elapsed.TotalSeconds;

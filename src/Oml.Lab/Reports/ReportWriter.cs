@@ -49,7 +49,7 @@ public static class ReportWriter
         sb.AppendLine($"| finished | {(info.Finished is { } f ? f.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) + " UTC" : "(not finished)")} |");
         sb.AppendLine($"| duration of the last run | {ProgressBar.Format(info.Seconds)} ({info.CellsComputed} cells computed, {info.CellsReused} loaded from earlier runs{(info.Shard.Length > 0 ? $"; shard {info.Shard}" : "")}) |");
         foreach (var shard in (runs ?? []).Where(r => r.Shard.Length > 0).GroupBy(r => r.Shard).Select(g => g.Last()).OrderBy(r => ShardSpec.Parse(r.Shard).Count).ThenBy(r => ShardSpec.Parse(r.Shard).Index))
-            sb.AppendLine($"| shard {shard.Shard} | started {shard.Started:yyyy-MM-dd HH:mm:ss}, {(shard.Finished is null ? "not finished" : $"ran {ProgressBar.Format(shard.Seconds)}")}: {shard.CellsComputed} of its {shard.CellsOwned} cells computed, {shard.CellsReused} loaded{(shard.Only.Length > 0 ? $" (--only {Cell(shard.Only)})" : "")}; {Cell(shard.Machine)}, {shard.Device} |");
+            sb.AppendLine($"| shard {shard.Shard} | started {shard.Started:yyyy-MM-dd HH:mm:ss}, {(shard.Finished is null ? $"stopped or running after {ProgressBar.Format(shard.Seconds)}" : $"ran {ProgressBar.Format(shard.Seconds)}")}: {shard.CellsComputed} of its {shard.CellsOwned} cells computed, {shard.CellsReused} loaded{(shard.Only.Length > 0 ? $" (--only {Cell(shard.Only)})" : "")}; {Cell(shard.Machine)}, {shard.Device} |");
         sb.AppendLine($"| compute time of all cells | {ProgressBar.Format(cells.Sum(c => c.Seconds))} |");
         sb.AppendLine($"| machine | {Cell(info.Machine)}, {Cell(info.Os)}, {info.CpuCount} CPUs |");
         sb.AppendLine($"| device | {info.Device} ({Cell(info.DeviceName)}), libtorch {info.LibTorch} |");
