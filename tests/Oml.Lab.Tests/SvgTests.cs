@@ -40,6 +40,22 @@ public class SvgTests
     }
 
     [Fact]
+    public void A_log_y_axis_spaces_decades_evenly_and_a_series_keeps_its_style_index()
+    {
+        var svg = SvgChart.Line("ppl", "n", "ppl", [new ChartSeries("wrecked", [(16, 10), (64, 1000), (256, 100000)], Style: 3)], logX: true, logY: true);
+        var root = Parse(svg);
+        // Tick labels at the decades, and the three points a decade of y apart are equally spaced vertically.
+        var ticks = root.Descendants().Where(e => e.Name.LocalName == "text" && e.Attribute("text-anchor")?.Value == "end").ToDictionary(e => e.Value, e => double.Parse(e.Attribute("y")!.Value, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(ticks.ContainsKey("10") && ticks.ContainsKey("1000") && ticks.ContainsKey("1e5"), string.Join(", ", ticks.Keys));
+        Assert.Equal(ticks["10"] - ticks["1000"], ticks["1000"] - ticks["1e5"], 6);
+        // Style 3: the palette's fourth colour and the diamond marker, in the plot and in the legend.
+        var line = root.Descendants().Single(e => e.Name.LocalName == "path" && e.Attribute("stroke-width")?.Value == "2");
+        Assert.Equal(SvgChart.Palette[3], line.Attribute("stroke")!.Value);
+        Assert.Equal(SvgChart.Palette[3], root.Descendants().Single(e => e.Name.LocalName == "line" && e.Attribute("x2") is not null && e.Attribute("stroke")?.Value == SvgChart.Palette[3]).Attribute("stroke")!.Value);
+        Assert.Throws<ArgumentException>(() => SvgChart.Line("x", "x", "y", [new ChartSeries("s", [(1, 0)])], logY: true));
+    }
+
+    [Fact]
     public void Roc_and_bar_charts_are_wellformed()
     {
         Parse(SvgChart.Roc("roc", [new ChartSeries("greedy", [(0, 0), (0, 0.5), (0.5, 1), (1, 1)])]));

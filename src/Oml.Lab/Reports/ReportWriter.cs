@@ -103,6 +103,9 @@ public static class ReportWriter
 
     // ---- capacity ----
 
+    /// <summary>Most lines in one capacity chart before it is split into one chart per strategy.</summary>
+    public const int MaxLinesPerChart = 8;
+
     private static void Capacity(StringBuilder sb, IReadOnlyList<CellResult> cells, CellResult? baseCell, Dictionary<string, string> files)
     {
         var rows = cells.Where(c => c.Labels.ContainsKey("strategy")).ToList();
@@ -121,20 +124,35 @@ public static class ReportWriter
             sb.AppendLine($"| {g.Key.S} | {g.Key.V} | {g.Key.N} | {g.Count()} | {P(M("fsr"))} | {N(M("perplexity"), "0.00")}{Delta(M("perplexity"), basePpl)} | {P(M("cloze_accuracy"))} | {P(M("greedy_next_word"))} | {N(M("key_perplexity"), "0.0")} | {N(M("text_perplexity"), "0.0")} | {N(M("stealth_ratio"), "0.00")} | {N(M("stealth_auc"), "0.00")} | {N(M("stealth_separability"), "0.00")} | {N(M("epochs"), "0")} | {N(M("embed_seconds"), "0.0")} |");
         }
         sb.AppendLine();
-        var series = groups.GroupBy(g => $"{g.Key.S} / {g.Key.V}").ToList();
-        List<ChartSeries> Lines(string metric) => series.Select(s => new ChartSeries(s.Key,
-            s.OrderBy(g => g.Key.N).Select(g => ((double)g.Key.N, Mean(g.Select(c => c.Metric(metric))))).ToList())).ToList();
         if (rows.Count == 0) return;
-        Chart(sb, files, "capacity-fsr", "FSR against the number of fingerprints",
-            SvgChart.Line("Fingerprint success rate", "fingerprints embedded (log scale)", "FSR", Lines("fsr"), logX: true, yMin: 0, yMax: 1));
-        var ppl = Lines("perplexity");
-        if (!double.IsNaN(basePpl) && ppl.Count > 0)
-            ppl.Add(new ChartSeries("base model", [(ppl.SelectMany(s => s.Points).Min(p => p.X), basePpl), (ppl.SelectMany(s => s.Points).Max(p => p.X), basePpl)]));
-        Chart(sb, files, "capacity-perplexity", "held-out perplexity against the number of fingerprints",
-            SvgChart.Line("Held-out perplexity", "fingerprints embedded (log scale)", "perplexity", ppl, logX: true));
-        if (rows.Any(r => !double.IsNaN(r.Metric("cloze_accuracy"))))
-            Chart(sb, files, "capacity-cloze", "cloze accuracy against the number of fingerprints",
-                SvgChart.Line("Cloze accuracy (4 choices)", "fingerprints embedded (log scale)", "accuracy", Lines("cloze_accuracy"), logX: true, yMin: 0, yMax: 1));
+        var allStrategies = groups.Select(g => g.Key.S).Distinct().ToList();
+        var allVariants = groups.Select(g => g.Key.V).Distinct().ToList();
+        // One chart per strategy once a single chart would hold too many lines to tell apart; a variant keeps its
+        // colour, dash and marker in every chart (the base model's line comes after all of them).
+        bool perStrategy = allStrategies.Count > 1 && allStrategies.Count * allVariants.Count > MaxLinesPerChart;
+        var panels = perStrategy ? allStrategies.Select(st => (Suffix: "-" + st, Title: $" ({st})", Groups: groups.Where(g => g.Key.S == st).ToList())).ToList()
+            : [("", "", groups)];
+        foreach (var (suffix, title, panel) in panels)
+        {
+            var series = panel.GroupBy(g => perStrategy ? g.Key.V : $"{g.Key.S} / {g.Key.V}").ToList();
+            List<ChartSeries> Lines(string metric) => series.Select(s => new ChartSeries(s.Key,
+                s.OrderBy(g => g.Key.N).Select(g => ((double)g.Key.N, Mean(g.Select(c => c.Metric(metric))))).ToList(),
+                perStrategy ? allVariants.IndexOf(s.Key) : null)).ToList();
+            Chart(sb, files, "capacity-fsr" + suffix, $"FSR against the number of fingerprints{title}",
+                SvgChart.Line($"Fingerprint success rate{title}", "fingerprints embedded (log scale)", "FSR", Lines("fsr"), logX: true, yMin: 0, yMax: 1));
+            var ppl = Lines("perplexity");
+            if (!double.IsNaN(basePpl) && ppl.Count > 0)
+                ppl.Add(new ChartSeries("base model", [(ppl.SelectMany(s => s.Points).Min(p => p.X), basePpl), (ppl.SelectMany(s => s.Points).Max(p => p.X), basePpl)],
+                    perStrategy ? allVariants.Count : null));
+            // A model wrecked by its fingerprints reaches perplexities 10^5 times the base: a log axis keeps the rest legible.
+            var finite = ppl.SelectMany(s => s.Points).Select(p => p.Y).Where(y => double.IsFinite(y) && y > 0).ToList();
+            bool logY = finite.Count > 0 && finite.Max() / finite.Min() > 20;
+            Chart(sb, files, "capacity-perplexity" + suffix, $"held-out perplexity against the number of fingerprints{title}",
+                SvgChart.Line($"Held-out perplexity{title}", "fingerprints embedded (log scale)", logY ? "perplexity (log scale)" : "perplexity", ppl, logX: true, logY: logY));
+            if (panel.Any(g => g.Any(r => !double.IsNaN(r.Metric("cloze_accuracy")))))
+                Chart(sb, files, "capacity-cloze" + suffix, $"cloze accuracy against the number of fingerprints{title}",
+                    SvgChart.Line($"Cloze accuracy (4 choices){title}", "fingerprints embedded (log scale)", "accuracy", Lines("cloze_accuracy"), logX: true, yMin: 0, yMax: 1));
+        }
         if (rows.Any(r => !double.IsNaN(r.Metric("stealth_auc"))))
         {
             var strategies = rows.Select(r => r.Label("strategy")).Distinct().Order(StringComparer.Ordinal).ToList();

@@ -5,7 +5,11 @@ using System.Text;
 namespace Oml.Lab.Reports;
 
 /// <summary>One line of a line chart: points in x order (NaN y values are gaps, left out).</summary>
-public sealed record ChartSeries(string Name, IReadOnlyList<(double X, double Y)> Points);
+/// <summary>
+/// A line of a chart. <paramref name="Style"/> picks the colour, dash and marker (by default the series' position), so
+/// that one quantity keeps its look across several charts even when some charts lack some series.
+/// </summary>
+public sealed record ChartSeries(string Name, IReadOnlyList<(double X, double Y)> Points, int? Style = null);
 
 /// <summary>One series of a grouped bar chart: a value per category (NaN: no bar).</summary>
 public sealed record BarSeries(string Name, IReadOnlyList<double> Values);
@@ -29,19 +33,34 @@ public static class SvgChart
     private static string E(string s) => SecurityElement.Escape(s) ?? "";
 
     public static string Line(string title, string xLabel, string yLabel, IReadOnlyList<ChartSeries> series, bool logX = false,
-        double? yMin = null, double? yMax = null, double? xMin = null, double? xMax = null, bool diagonal = false, bool steps = false)
+        double? yMin = null, double? yMax = null, double? xMin = null, double? xMax = null, bool diagonal = false, bool steps = false,
+        bool logY = false)
     {
-        var pts = series.SelectMany(s => s.Points).Where(p => double.IsFinite(p.X) && double.IsFinite(p.Y) && (!logX || p.X > 0)).ToList();
+        var pts = series.SelectMany(s => s.Points).Where(p => double.IsFinite(p.X) && double.IsFinite(p.Y) && (!logX || p.X > 0) && (!logY || p.Y > 0)).ToList();
         if (logX && series.SelectMany(s => s.Points).Any(p => p.X <= 0)) throw new ArgumentException("a log-scale x axis needs positive x values");
+        if (logY && series.SelectMany(s => s.Points).Any(p => p.Y <= 0)) throw new ArgumentException("a log-scale y axis needs positive y values");
+        if (logY && (yMin is <= 0 || yMax is <= 0)) throw new ArgumentException("a log-scale y axis needs positive bounds");
         double x0 = xMin ?? (pts.Count > 0 ? pts.Min(p => p.X) : 0), x1 = xMax ?? (pts.Count > 0 ? pts.Max(p => p.X) : 1);
-        double y0 = yMin ?? (pts.Count > 0 ? pts.Min(p => p.Y) : 0), y1 = yMax ?? (pts.Count > 0 ? pts.Max(p => p.Y) : 1);
+        double y0 = yMin ?? (pts.Count > 0 ? pts.Min(p => p.Y) : 1), y1 = yMax ?? (pts.Count > 0 ? pts.Max(p => p.Y) : 10);
         if (logX) { x0 = Math.Log10(x0); x1 = Math.Log10(x1); }
         if (x1 - x0 < 1e-12) (x0, x1) = Pad(x0, x1, 0);
-        var yTicks = NiceTicks(y0, y1, 6);
-        if (yMin is null) y0 = Math.Min(y0, yTicks[0]);
-        if (yMax is null) y1 = Math.Max(y1, yTicks[^1]);
-        yTicks = yTicks.Where(t => t >= y0 - 1e-12 && t <= y1 + 1e-12).ToList();
-        if (y1 - y0 < 1e-12) { y0 -= 0.5; y1 += 0.5; yTicks = NiceTicks(y0, y1, 6); }
+        List<double> yTicks;
+        if (logY)
+        {
+            // Work in log10 units from here on; ticks at decades (with 2 and 5 between over a narrow range).
+            (y0, y1) = (Math.Log10(y0), Math.Log10(y1));
+            if (y1 - y0 < 1e-12) (y0, y1) = (y0 - 0.5, y1 + 0.5);
+            yTicks = LogTicks(y0, y1);
+            if (yTicks.Count < 2) yTicks = [y0, y1];
+        }
+        else
+        {
+            yTicks = NiceTicks(y0, y1, 6);
+            if (yMin is null) y0 = Math.Min(y0, yTicks[0]);
+            if (yMax is null) y1 = Math.Max(y1, yTicks[^1]);
+            yTicks = yTicks.Where(t => t >= y0 - 1e-12 && t <= y1 + 1e-12).ToList();
+            if (y1 - y0 < 1e-12) { y0 -= 0.5; y1 += 0.5; yTicks = NiceTicks(y0, y1, 6); }
+        }
         List<double> xTicks;
         if (logX)
         {
@@ -57,15 +76,17 @@ public static class SvgChart
         double pw = Width - Left - Right, ph = Height - Top - Bottom;
         double X(double v) => Left + ((logX ? Math.Log10(v) : v) - x0) / (x1 - x0) * pw;
         double XT(double t) => Left + (t - x0) / (x1 - x0) * pw;
-        double Y(double v) => Top + ph - (v - y0) / (y1 - y0) * ph;
+        double YT(double t) => Top + ph - (t - y0) / (y1 - y0) * ph;
+        double Y(double v) => YT(logY ? Math.Log10(v) : v);
 
         var sb = Begin(title);
-        Grid(sb, yTicks.Select(t => (Y(t), Tick(t))).ToList(), xTicks.Select(t => (XT(t), Tick(logX ? Math.Pow(10, t) : t))).ToList(), xLabel, yLabel);
+        Grid(sb, yTicks.Select(t => (YT(t), Tick(logY ? Math.Pow(10, t) : t))).ToList(), xTicks.Select(t => (XT(t), Tick(logX ? Math.Pow(10, t) : t))).ToList(), xLabel, yLabel);
         if (diagonal) sb.Append($"<line x1=\"{F(X(Math.Max(x0, 0)))}\" y1=\"{F(Y(Math.Max(y0, 0)))}\" x2=\"{F(X(Math.Min(x1, 1)))}\" y2=\"{F(Y(Math.Min(y1, 1)))}\" stroke=\"#999\" stroke-dasharray=\"4,4\"/>\n");
         sb.Append($"<g clip-path=\"url(#plot)\">\n");
         for (int i = 0; i < series.Count; i++)
         {
-            var (color, dash) = Style(i);
+            int style = series[i].Style ?? i;
+            var (color, dash) = Style(style);
             var valid = series[i].Points.Where(p => double.IsFinite(p.X) && double.IsFinite(p.Y)).ToList();
             if (valid.Count == 0) continue;
             var path = new StringBuilder();
@@ -77,10 +98,10 @@ public static class SvgChart
             }
             sb.Append($"<path d=\"{path}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{(dash.Length > 0 ? $" stroke-dasharray=\"{dash}\"" : "")}/>\n");
             if (!steps)
-                foreach (var p in valid) sb.Append(Marker(i, X(p.X), Y(p.Y), color)).Append('\n');
+                foreach (var p in valid) sb.Append(Marker(style, X(p.X), Y(p.Y), color)).Append('\n');
         }
         sb.Append("</g>\n");
-        Legend(sb, series.Select(s => s.Name).ToList(), lines: true, 0);
+        Legend(sb, series.Select(s => s.Name).ToList(), lines: true, 0, series.Select((s, i) => s.Style ?? i).ToList());
         return End(sb);
     }
 
@@ -170,16 +191,17 @@ public static class SvgChart
         sb.Append($"<text x=\"18\" y=\"{F(cy)}\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 18 {F(cy)})\">{E(yLabel)}</text>\n");
     }
 
-    private static void Legend(StringBuilder sb, List<string> names, bool lines, int extraBottom)
+    private static void Legend(StringBuilder sb, List<string> names, bool lines, int extraBottom, List<int>? styles = null)
     {
         double x = Width - Right + 16, y = Top + 6;
         for (int i = 0; i < names.Count; i++)
         {
-            var (color, dash) = Style(i);
+            int st = styles?[i] ?? i;
+            var (color, dash) = Style(st);
             double yy = y + i * 18;
             if (yy > Height + extraBottom - 20) { sb.Append($"<text x=\"{F(x)}\" y=\"{F(yy + 4)}\" font-size=\"11\">… {names.Count - i} more</text>\n"); break; }
             sb.Append(lines
-                ? $"<line x1=\"{F(x)}\" y1=\"{F(yy)}\" x2=\"{F(x + 22)}\" y2=\"{F(yy)}\" stroke=\"{color}\" stroke-width=\"2\"{(dash.Length > 0 ? $" stroke-dasharray=\"{dash}\"" : "")}/>{Marker(i, x + 11, yy, color, 3)}\n"
+                ? $"<line x1=\"{F(x)}\" y1=\"{F(yy)}\" x2=\"{F(x + 22)}\" y2=\"{F(yy)}\" stroke=\"{color}\" stroke-width=\"2\"{(dash.Length > 0 ? $" stroke-dasharray=\"{dash}\"" : "")}/>{Marker(st, x + 11, yy, color, 3)}\n"
                 : $"<rect x=\"{F(x + 4)}\" y=\"{F(yy - 6)}\" width=\"14\" height=\"12\" fill=\"{Palette[i % Palette.Length]}\"/>\n");
             sb.Append($"<text x=\"{F(x + 28)}\" y=\"{F(yy + 4)}\" font-size=\"10\">{E(Clip(names[i], 28))}</text>\n");
         }
