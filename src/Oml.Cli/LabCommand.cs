@@ -15,8 +15,13 @@ public static class LabCommand
         var quiet = new Option<bool>("--quiet") { Description = "No progress bar" };
         var shard = new Option<string?>("--shard") { Description = "Compute only shard I of N (I/N, 0 ≤ I < N): start N processes with the same config and --out; each takes a disjoint, balanced part of the cells" };
         var only = new Option<string?>("--only") { Description = "Compute only the cells whose id matches this regular expression" };
-        var run = new Command("run", "Run an experiment (skipping cells already saved in the output folder) and write its report.") { config, output, device, quiet, shard, only };
-        run.SetAction(r => Run(r.GetValue(config)!, r.GetValue(output), r.GetValue(device), r.GetValue(quiet), r.GetValue(shard), r.GetValue(only)));
+        var workers = new Option<int?>("--workers") { Description = "Run as N worker processes side by side (shards 0..N-1, each restarted if it fails), e.g. to fill one GPU with a small model" };
+        var timeLimit = new Option<double?>("--time-limit") { Description = "With --workers: stop the workers after this many seconds (a rerun resumes)" };
+        var run = new Command("run", "Run an experiment (skipping cells already saved in the output folder) and write its report.") { config, output, device, quiet, shard, only, workers, timeLimit };
+        run.SetAction(r => r.GetValue(workers) is { } n
+            ? RunWorkers(r.GetValue(config)!, r.GetValue(output), r.GetValue(device), r.GetValue(quiet), r.GetValue(shard), r.GetValue(only), n, r.GetValue(timeLimit))
+            : r.GetValue(timeLimit) is not null ? UsageError("--time-limit needs --workers")
+            : Run(r.GetValue(config)!, r.GetValue(output), r.GetValue(device), r.GetValue(quiet), r.GetValue(shard), r.GetValue(only)));
 
         var dir = new Argument<string>("dir") { Description = "Output folder of an earlier 'oml lab run'" };
         var report = new Command("report", "Re-render report.md and its charts from saved cell results, without rerunning anything.") { dir };
@@ -67,6 +72,64 @@ public static class LabCommand
         {
             Console.Error.WriteLine($"oml: error: {e.Message}");
             return Cli.Failure;
+        }
+    }
+
+    private static int UsageError(string message)
+    {
+        Console.Error.WriteLine($"oml: error: {message}");
+        return Cli.Usage;
+    }
+
+    /// <summary><c>oml lab run CONFIG --workers N</c>: N shard processes of one run, then the report over all their cells.</summary>
+    public static int RunWorkers(string configPath, string? outDir, string? device, bool quiet, string? shard, string? only, int workers, double? timeLimit)
+    {
+        if (shard is not null) return UsageError("--workers assigns the shards itself; give --workers or --shard, not both");
+        if (workers < 2) return UsageError($"--workers must be at least 2 (got {workers}); without it the run is one process");
+        if (timeLimit is <= 0) return UsageError("--time-limit must be positive");
+        if (only is not null)
+            try { _ = new System.Text.RegularExpressions.Regex(only); }
+            catch (ArgumentException e) { return UsageError($"--only '{only}' is not a regular expression: {e.Message}"); }
+        string dir;
+        try
+        {
+            var config = LabConfig.Load(configPath);
+            if (device is not null) Cli.ParseDevice(device);
+            dir = Path.GetFullPath(outDir ?? (config.Output is { } o ? config.Resolve(o) : throw new LabConfigException("no output folder: give --out or set 'output' in the config")));
+        }
+        catch (LabConfigException e) { return UsageError(e.Message); }
+        catch (ArgumentException e) { return UsageError(e.Message); }
+        var args = new List<string> { "lab", "run", Path.GetFullPath(configPath), "--out", dir };
+        if (device is not null) args.AddRange(["--device", device]);
+        if (only is not null) args.AddRange(["--only", only]);
+        using var cancel = timeLimit is { } t ? new CancellationTokenSource(TimeSpan.FromSeconds(t)) : new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            var summary = new LabWorkers(dir, workers, args).RunAsync(quiet ? null : Console.Error, cancel.Token).GetAwaiter().GetResult();
+            string report = ReportWriter.Write(dir);
+            Console.WriteLine($"{summary.Workers} workers, {summary.Restarts} restarts, {summary.CellsSaved} cells saved, in {summary.Seconds:F1} s; report: {report}");
+            if (cancel.IsCancellationRequested)
+            {
+                Console.Error.WriteLine($"oml: stopped {(timeLimit is null ? "on request" : $"at the time limit ({timeLimit} s)")}; the same command resumes from the saved cells");
+                return Cli.Failure;
+            }
+            if (!summary.Succeeded)
+            {
+                Console.Error.WriteLine($"oml: error: worker(s) {string.Join(", ", summary.Failed)} failed; their logs: {string.Join(", ", summary.Failed.Select(i => Path.Combine(dir, $"shard-{i}.log")))}");
+                return Cli.Failure;
+            }
+            return Cli.Ok;
+        }
+        catch (Exception e) when (e is FileNotFoundException or InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            Console.Error.WriteLine($"oml: error: {e.Message}");
+            return Cli.Failure;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
         }
     }
 

@@ -83,4 +83,58 @@ public sealed class LabCliTests : IDisposable
         Assert.True(File.Exists(Path.Combine(_dir, "roc-s.svg")));
         Assert.True(File.Exists(Path.Combine(_dir, "hit-rates.svg")));
     }
+
+    [Fact]
+    public void Bad_worker_options_are_usage_errors()
+    {
+        var cfg = Path.Combine(_dir, "c.yaml");
+        File.WriteAllText(cfg, "name: c\nkind: capacity\nbase_model: nowhere\ncorpus: [a.txt]\ncapacity: { strategies: [perinucleus], counts: [4], variants: [{ name: plain }] }\n");
+        var outDir = Path.Combine(_dir, "out");
+        foreach (var (args, message) in new (string[], string)[]
+        {
+            (["--workers", "1"], "--workers must be at least 2"),
+            (["--workers", "2", "--shard", "0/2"], "give --workers or --shard, not both"),
+            (["--time-limit", "5"], "--time-limit needs --workers"),
+            (["--workers", "2", "--time-limit", "0"], "--time-limit must be positive"),
+            (["--workers", "2", "--only", "(unclosed"], "is not a regular expression"),
+        })
+        {
+            var (code, _, err) = CliRunner.Run(["lab", "run", cfg, "--out", outDir, .. args]);
+            Assert.Equal(Cli.Usage, code);
+            Assert.Contains(message, err);
+        }
+        Assert.False(Directory.Exists(outDir));
+    }
+
+    [Fact]
+    public void Workers_split_a_run_into_shard_processes_that_together_compute_every_cell()
+    {
+        string root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "Oml.sln"))) root = Path.GetDirectoryName(root.TrimEnd('/'))!;
+        // The workers are real processes: `dotnet oml.dll` from this test's output folder.
+        var previous = Environment.GetEnvironmentVariable(Oml.Lab.Experiments.LabWorkers.WorkerVariable);
+        Environment.SetEnvironmentVariable(Oml.Lab.Experiments.LabWorkers.WorkerVariable, Path.Combine(AppContext.BaseDirectory, "oml.dll"));
+        try
+        {
+            var outDir = Path.Combine(_dir, "workers");
+            var (code, output, err) = CliRunner.Run("lab", "run", Path.Combine(root, "lab", "experiments", "smoke-capacity.yaml"), "--out", outDir, "--workers", "2", "--only", "-n4-");
+            Assert.True(code == Cli.Ok, err + File.ReadAllText(Path.Combine(outDir, "shard-0.log")));
+            // smoke-capacity: 2 strategies × 2 variants at 4 fingerprints, plus the base cell that the first shard owns.
+            var cells = Directory.GetFiles(Path.Combine(outDir, "cells"), "*.json").Select(Path.GetFileNameWithoutExtension).Order().ToList();
+            Assert.Equal(["perinucleus-n4-both-s1", "perinucleus-n4-plain-s1", "random-word-n4-both-s1", "random-word-n4-plain-s1"], cells);
+            Assert.Contains("2 workers, 0 restarts, 4 cells saved", output);
+            for (int i = 0; i < 2; i++)
+            {
+                var log = File.ReadAllText(Path.Combine(outDir, $"shard-{i}.log"));
+                Assert.Contains($"--shard {i}/2", log);
+                Assert.Contains("exit 0", log);
+                Assert.True(File.Exists(Path.Combine(outDir, $"run-shard-{i}-of-2.json")));
+            }
+            Assert.Contains("perinucleus", File.ReadAllText(Path.Combine(outDir, "report.md")));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(Oml.Lab.Experiments.LabWorkers.WorkerVariable, previous);
+        }
+    }
 }
