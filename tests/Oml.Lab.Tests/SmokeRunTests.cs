@@ -30,6 +30,9 @@ public class SmokeRunTests
         }
         Assert.Contains("## Config", md);
         Assert.Contains("git commit", md);
+        // The program's own version is recorded too; built from this checkout, it names its commit.
+        Assert.Contains($"| build | `{ExperimentRunner.BuildVersion}`", md);
+        Assert.Matches(@"^\d+\.\d+\.\d+", ExperimentRunner.BuildVersion);
         return charts;
     }
 

@@ -47,6 +47,9 @@ public sealed class RunInfo
     public string DeviceName { get; set; } = "";
     public string LibTorch { get; set; } = "";
     public string GitCommit { get; set; } = "";
+    /// <summary>The lab's build: its version with the commit it was built from (e.g. "1.0.0+3f2c…"), which a copy of the
+    /// program taken to another machine keeps even where the checkout there is not a git repository.</summary>
+    public string Build { get; set; } = "";
     public int CellsComputed { get; set; }
     public int CellsReused { get; set; }
     /// <summary>The experiment's cells, of every shard.</summary>

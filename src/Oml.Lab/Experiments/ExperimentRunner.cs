@@ -213,8 +213,13 @@ public sealed class ExperimentRunner
         ConfigPath = C.Directory, Started = DateTimeOffset.UtcNow, Machine = Environment.MachineName,
         Os = RuntimeInformation.OSDescription, CpuCount = Environment.ProcessorCount, Device = _env.Device.ToString(),
         DeviceName = _env.Device.IsCuda ? $"CUDA device {_env.Device.Index}" : $"CPU ({RuntimeInformation.ProcessArchitecture}, {Torch.Threads} threads)",
-        LibTorch = Torch.LibTorchVersion, GitCommit = GitCommit(C.Directory),
+        LibTorch = Torch.LibTorchVersion, GitCommit = GitCommit(C.Directory), Build = BuildVersion,
     };
+
+    /// <summary>This assembly's informational version: the version and, when it was built from a git checkout, "+commit".</summary>
+    public static string BuildVersion { get; } =
+        typeof(ExperimentRunner).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "unknown";
 
     /// <summary>The commit of the git checkout holding <paramref name="dir"/> (with "+dirty" when it has changes), or "unknown".</summary>
     public static string GitCommit(string dir)

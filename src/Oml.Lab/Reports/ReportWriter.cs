@@ -53,7 +53,8 @@ public static class ReportWriter
         sb.AppendLine($"| compute time of all cells | {ProgressBar.Format(cells.Sum(c => c.Seconds))} |");
         sb.AppendLine($"| machine | {Cell(info.Machine)}, {Cell(info.Os)}, {info.CpuCount} CPUs |");
         sb.AppendLine($"| device | {info.Device} ({Cell(info.DeviceName)}), libtorch {info.LibTorch} |");
-        sb.AppendLine($"| git commit | `{info.GitCommit}` |");
+        sb.AppendLine($"| git commit | `{info.GitCommit}` (of the configs' checkout) |");
+        if (info.Build.Length > 0) sb.AppendLine($"| build | `{info.Build}` (the lab program's version and commit) |");
         sb.AppendLine($"| report rendered | {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm:ss} UTC |");
         sb.AppendLine();
 
