@@ -55,6 +55,9 @@ public class SmokeRunTests
         Assert.Equal(3, cell.Metric("count"));
         Assert.True(cell.Metric("perplexity") > 1);
         Assert.InRange(cell.Metric("stealth_auc"), 0, 1);
+        // The run names its config relative to the checkout, the same on every machine.
+        var info = CellStore.LoadRunInfo(env.OutDir);
+        Assert.Equal(("lab/experiments/smoke-capacity.yaml", "lab/experiments"), (info.ConfigPath, info.ConfigDirectory));
         var capped = s.Results.Single(r => r.Id == "perinucleus-n3-both-s1");
         Assert.Equal(1, capped.Metric("epochs"));
         Assert.True(cell.Metric("epochs") > 1, "the plain variant keeps the config's max_epochs");

@@ -209,8 +209,8 @@ public sealed class ExperimentRunner
     private RunInfo NewRunInfo() => new()
     {
         Shard = _shard?.ToString() ?? "", Only = _only?.ToString() ?? "",
-        Name = C.Name, Kind = C.Kind, ConfigText = C.Text, ConfigDirectory = C.Directory,
-        ConfigPath = C.Directory, Started = DateTimeOffset.UtcNow, Machine = Environment.MachineName,
+        Name = C.Name, Kind = C.Kind, ConfigText = C.Text, ConfigDirectory = CheckoutRelative(C.Directory),
+        ConfigPath = C.FilePath is { } f ? CheckoutRelative(f) : "", Started = DateTimeOffset.UtcNow, Machine = Environment.MachineName,
         Os = RuntimeInformation.OSDescription, CpuCount = Environment.ProcessorCount, Device = _env.Device.ToString(),
         DeviceName = _env.Device.IsCuda ? $"CUDA device {_env.Device.Index}" : $"CPU ({RuntimeInformation.ProcessArchitecture}, {Torch.Threads} threads)",
         LibTorch = Torch.LibTorchVersion, GitCommit = GitCommit(C.Directory), Build = BuildVersion,
@@ -220,6 +220,19 @@ public sealed class ExperimentRunner
     public static string BuildVersion { get; } =
         typeof(ExperimentRunner).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
             .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "unknown";
+
+    /// <summary>
+    /// <paramref name="path"/> relative to the git checkout that holds it (so that saved run info names
+    /// "lab/experiments/x.yaml" on every machine), or the full path outside a checkout.
+    /// </summary>
+    public static string CheckoutRelative(string path)
+    {
+        var full = Path.GetFullPath(path);
+        for (var d = new DirectoryInfo(File.Exists(full) ? Path.GetDirectoryName(full)! : full); d is not null; d = d.Parent)
+            if (Directory.Exists(Path.Combine(d.FullName, ".git")) || File.Exists(Path.Combine(d.FullName, ".git")))
+                return Path.GetRelativePath(d.FullName, full).Replace('\\', '/');
+        return full;
+    }
 
     /// <summary>The commit of the git checkout holding <paramref name="dir"/> (with "+dirty" when it has changes), or "unknown".</summary>
     public static string GitCommit(string dir)

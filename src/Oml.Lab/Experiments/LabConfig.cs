@@ -58,6 +58,8 @@ public sealed class LabConfig
 
     /// <summary>The config file's folder: relative paths resolve against it.</summary>
     [YamlIgnore] public string Directory { get; set; } = ".";
+    /// <summary>The config file's full path (null when the config was parsed from text).</summary>
+    [YamlIgnore] public string? FilePath { get; set; }
     /// <summary>The config text as read (echoed in reports).</summary>
     [YamlIgnore] public string Text { get; set; } = "";
 
@@ -76,7 +78,8 @@ public sealed class LabConfig
     {
         if (!File.Exists(path)) throw new LabConfigException($"{path}: no such config file");
         var config = Parse(File.ReadAllText(path), path);
-        config.Directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        config.FilePath = Path.GetFullPath(path);
+        config.Directory = Path.GetDirectoryName(config.FilePath)!;
         return config;
     }
 
