@@ -50,6 +50,30 @@ public sealed record GenerationResult(IReadOnlyList<GeneratedSequence> Sequences
 /// <summary>Batched generation with left padding and a key/value cache.</summary>
 public static class Generator
 {
+    /// <summary>
+    /// The logits of the token after each prompt, [B, V] in the model's dtype: one forward pass over the prompts
+    /// left-padded to a common length, with an attention mask and positions that count real tokens only, so each row's
+    /// logits are those of the prompt run alone (up to floating-point batching effects). No KV cache is kept.
+    /// </summary>
+    public static Tensor NextTokenLogits(CausalLM model, IReadOnlyList<IReadOnlyList<int>> prompts)
+    {
+        if (prompts.Count == 0) throw new ArgumentException("no prompts");
+        if (prompts.Any(p => p.Count == 0)) throw new ArgumentException("a prompt is empty");
+        int n = prompts.Count, width = prompts.Max(p => p.Count), pad = model.Config.PadTokenId ?? 0;
+        var ids = new long[n * width];
+        var mask = new long[n * width];
+        Array.Fill(ids, pad);
+        for (int r = 0; r < n; r++)
+        {
+            int off = width - prompts[r].Count;
+            for (int j = 0; j < prompts[r].Count; j++) { ids[r * width + off + j] = prompts[r][j]; mask[r * width + off + j] = 1; }
+        }
+        using var scope = Torch.NewScope();
+        var m = Torch.FromArray<long>(mask, [n, width], model.Device);
+        var positions = (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1);
+        return model.Forward(Torch.FromArray<long>(ids, [n, width], model.Device), m, positions).Select(1, width - 1).MoveToOuterScope();
+    }
+
     public static GenerationResult Generate(CausalLM model, IReadOnlyList<int[]> prompts, GenerationOptions options,
         Func<int[], string>? decode = null)
     {

@@ -129,4 +129,22 @@ public class GenerationTests
         Assert.Throws<ArgumentException>(() => Generator.Generate(model, [PromptA], new GenerationOptions { TopP = 1.5, Temperature = 1 }));
         Assert.Throws<ArgumentException>(() => Generator.Generate(model, [PromptA], new GenerationOptions { StopStrings = ["x"] }));
     }
+
+    [Fact]
+    public void Next_token_logits_of_a_left_padded_batch_match_each_prompt_run_alone()
+    {
+        using var model = Model();
+        using var scope = Torch.NewScope();
+        int[][] prompts = [[5, 9, 2, 7, 11], [3], [8, 8, 1]];
+        var batch = Generator.NextTokenLogits(model, prompts).To(DType.Float32).Cpu();
+        Assert.Equal([3L, model.Config.VocabSize], batch.Shape);
+        for (int r = 0; r < prompts.Length; r++)
+        {
+            var alone = model.Forward(Torch.FromArray<long>(prompts[r].Select(x => (long)x).ToArray(), [1, prompts[r].Length], model.Device));
+            var expected = alone.Select(1, prompts[r].Length - 1).Select(0, 0).To(DType.Float32).Cpu().ToArray<float>();
+            var got = batch.Select(0, r).ToArray<float>();
+            Assert.True(expected.Zip(got).Max(t => Math.Abs(t.First - t.Second)) < 1e-4, $"row {r} differs from its prompt run alone");
+        }
+        Assert.Throws<ArgumentException>(() => Generator.NextTokenLogits(model, [[1], []]));
+    }
 }

@@ -214,19 +214,9 @@ public sealed class FingerprintGenerator
     {
         using var noGrad = Torch.NoGrad();
         using var scope = Torch.NewScope();
-        int width = rows.Max(r => r.Count), n = rows.Count;
-        var ids = new long[n * width];
-        var mask = new long[n * width];
-        for (int r = 0; r < n; r++)
-        {
-            int off = width - rows[r].Count;
-            for (int j = 0; j < rows[r].Count; j++) { ids[r * width + off + j] = rows[r][j]; mask[r * width + off + j] = 1; }
-        }
-        var m = Torch.FromArray<long>(mask, [n, width], _model.Device);
-        var positions = (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1);
-        var logits = _model.Forward(Torch.FromArray<long>(ids, [n, width], _model.Device), m, positions).Select(1, width - 1);
+        var logits = Generator.NextTokenLogits(_model, rows);
         var cdf = (logits.To(DType.Float64) / temperature).Softmax(-1).CumSum(-1);                    // [n, V]
-        var target = Torch.FromArray<double>(u, [n, 1], _model.Device) * cdf.Narrow(1, cdf.Size(1) - 1, 1);
+        var target = Torch.FromArray<double>(u, [rows.Count, 1], _model.Device) * cdf.Narrow(1, cdf.Size(1) - 1, 1);
         var index = cdf.Lt(target).To(DType.Int64).Sum(1).Clamp(max: cdf.Size(1) - 1).ToArray<long>();
         return index.Select(x => (int)x).ToArray();
     }

@@ -40,19 +40,7 @@ public static class PerinucleusSampler
             using (Torch.NoGrad())
             using (Torch.NewScope())
             {
-                int width = chunk.Max(i => keys[i].Length);
-                var ids = new long[chunk.Length * width];
-                var mask = new long[chunk.Length * width];
-                for (int r = 0; r < chunk.Length; r++)
-                {
-                    var k = keys[chunk[r]];
-                    int off = width - k.Length;
-                    for (int j = 0; j < k.Length; j++) { ids[r * width + off + j] = k[j]; mask[r * width + off + j] = 1; }
-                }
-                var m = Torch.FromArray<long>(mask, [chunk.Length, width], model.Device);
-                var positions = (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1);
-                var logits = model.Forward(Torch.FromArray<long>(ids, [chunk.Length, width], model.Device), m, positions);
-                var p = logits.Select(1, width - 1).To(DType.Float32).Softmax(-1).Cpu();
+                var p = Generator.NextTokenLogits(model, chunk.Select(i => (IReadOnlyList<int>)keys[i]).ToList()).To(DType.Float32).Softmax(-1).Cpu();
                 probs = Enumerable.Range(0, chunk.Length).Select(r => p.Select(0, r).ToArray<float>()).ToArray();
             }
 
