@@ -37,7 +37,7 @@ public static class LabCommand
         try
         {
             if (shard is not null) shardSpec = ShardSpec.Parse(shard);
-            if (only is not null) onlyRegex = new System.Text.RegularExpressions.Regex(only, System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+            onlyRegex = OnlyRegex(only);
         }
         catch (Exception e) when (e is FormatException or ArgumentException)
         {
@@ -75,6 +75,10 @@ public static class LabCommand
         }
     }
 
+    /// <summary>The --only pattern (null when not given); a bad pattern throws <see cref="ArgumentException"/>.</summary>
+    private static System.Text.RegularExpressions.Regex? OnlyRegex(string? only) =>
+        only is null ? null : new System.Text.RegularExpressions.Regex(only, System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+
     private static int UsageError(string message)
     {
         Console.Error.WriteLine($"oml: error: {message}");
@@ -87,9 +91,8 @@ public static class LabCommand
         if (shard is not null) return UsageError("--workers assigns the shards itself; give --workers or --shard, not both");
         if (workers < 2) return UsageError($"--workers must be at least 2 (got {workers}); without it the run is one process");
         if (timeLimit is <= 0) return UsageError("--time-limit must be positive");
-        if (only is not null)
-            try { _ = new System.Text.RegularExpressions.Regex(only); }
-            catch (ArgumentException e) { return UsageError($"--only '{only}' is not a regular expression: {e.Message}"); }
+        try { OnlyRegex(only); }
+        catch (ArgumentException e) { return UsageError($"--only '{only}' is not a regular expression: {e.Message}"); }
         string dir;
         try
         {
