@@ -11,7 +11,8 @@ namespace Oml.Server;
 /// <summary>
 /// A licensed host's OpenAI-compatible server (POST /v1/completions and /v1/chat/completions on 127.0.0.1). Each
 /// request must carry a signed permit in the body field <c>oml_permit</c> (<see cref="HostHttp"/>); the permit is
-/// checked by <see cref="HostService"/> (user signature, host, model, query hash, expiry), refused queries get HTTP
+/// checked by <see cref="HostService"/> (user signature, host, model, query hash, expiry, and with a <see cref="PermitGate"/>
+/// price, funding, replay and refunds against the ledger), refused queries get HTTP
 /// 402, answered ones a signed receipt in the <c>OML-Receipt</c> response header, and every answered query is
 /// stored in the <see cref="UsageStore"/> for the host's usage commits and rebuttals. With
 /// <see cref="PermitPolicy.Ignore"/> (a dishonest host) permits are not checked and receipts name none.
@@ -40,14 +41,14 @@ public sealed class ProtocolHostServer : IAsyncDisposable
     /// <summary>Starts serving <paramref name="generator"/>'s answers as host <paramref name="hostKey"/>'s copy of <paramref name="modelId"/>.</summary>
     public static async Task<ProtocolHostServer> StartAsync(PrivateKey hostKey, ProtocolDomain domain, string modelId,
         Func<string, CompletionSettings, CancellationToken, Task<string>> generator, UsageStore? store, PermitPolicy policy = PermitPolicy.Require,
-        int port = 0, OpenAiServerOptions? options = null, TimeProvider? clock = null, CancellationToken ct = default)
+        int port = 0, OpenAiServerOptions? options = null, TimeProvider? clock = null, PermitGate? gate = null, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(generator);
         if (store is not null && (store.ModelId != modelId || store.Domain != domain))
             throw new ArgumentException("the usage store is for another model or domain", nameof(store));
         ProtocolHostServer? server = null;
         server = new ProtocolHostServer(
-            new HostService(hostKey, domain, modelId, 0, (q, c) => server!.CompleteAsync(q, c), policy, clock),
+            new HostService(hostKey, domain, modelId, 0, (q, c) => server!.CompleteAsync(q, c), policy, clock, gate),
             store, generator, port, options);
         try
         {
