@@ -83,7 +83,7 @@ public static class ProverCommands
             var progress = Prover.AdvanceClaim(s.Engine, key, t, b, () => Thread.Sleep(200));
             var c = progress.Claim;
             var rep = new Report().Add("claim", "claim", c.Id).Add("commitment", "commitment", c.Commitment).Money("bond", "bond", c.Bond)
-                .Add("steps", "done now", string.Join(", ", progress.Steps)).Add("status", "status", c.Status.ToString());
+                .Add("steps", "done now", JsonValue.Create(string.Join(", ", progress.Steps)), progress.Steps.Count == 0 ? "nothing (it was done before)" : string.Join(", ", progress.Steps)).Add("status", "status", c.Status.ToString());
             if (c.Status == ClaimStatus.Revealed)
                 rep.Add("host", "host", c.Host!).Add("model", "model", c.ModelId!).Add("items", "fingerprints revealed", c.Items.Count)
                     .Add("rebutDeadline", "host may rebut until", JsonValue.Create(c.RebutDeadline), ProtocolCli.Time(c.RebutDeadline));
