@@ -78,17 +78,19 @@ public static class HostCommands
         var id = new Option<string?>("--model-id") { Description = "The licensed model's id" };
         var dir = new Option<string>("--model-dir") { Description = "The model folder to answer with (your fingerprinted copy)", Required = true };
         var receipts = new Option<string?>("--receipts") { Description = "Receipt folder: every answered query is stored here for `oml host commit-usage`" };
-        var port = new Option<int>("--port") { Description = "Port on 127.0.0.1 (0: any free port)", DefaultValueFactory = _ => 0 };
-        var urlFile = new Option<string?>("--url-file") { Description = "Write the server's base URL to this file once it listens" };
+        var serve = new ServeOptions();
         var noPermits = new Option<bool>("--no-permits") { Description = "Answer without checking permits; receipts then name no permit (a dishonest host)" };
         var plain = new Option<bool>("--plain") { Description = "A plain OpenAI-compatible server: no permits, no receipts, no ledger or keystore (what a leaked copy looks like)" };
         var cmd = new Command("serve",
-            "Serve your copy as an OpenAI-compatible API on 127.0.0.1 (POST /v1/completions, /v1/chat/completions). Each request needs a signed permit in the "
+            "Serve your copy as an OpenAI-compatible API on 127.0.0.1 (as `oml serve`: /v1/completions, /v1/chat/completions, /v1/models, /metrics; "
+            + "continuous batching). Each request needs a signed permit in the "
             + $"body field \"{HostHttp.PermitField}\" (else HTTP {HostHttp.RefusedStatus}); each answer carries a signed receipt in the {HostHttp.ReceiptHeader} header "
-            + "(base64 JSON). Runs until Ctrl-C or SIGTERM.")
+            + "(base64 JSON; in a stream, the last event's field oml_receipt). Runs until Ctrl-C or SIGTERM.")
         {
-            o.Ledger, o.Keystore, o.PassphraseFile, id, dir, receipts, port, urlFile, noPermits, plain,
+            o.Ledger, o.Keystore, o.PassphraseFile, id, dir, receipts, noPermits, plain,
         };
+        serve.Port.DefaultValueFactory = _ => 0;
+        serve.AddTo(cmd);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
             string modelDir = r.GetValue(dir)!;
@@ -97,26 +99,18 @@ public static class HostCommands
             if (!isPlain && (r.GetValue(o.Ledger) is null || r.GetValue(o.Keystore) is null || r.GetValue(id) is null))
                 throw new ArgumentException("serve needs --ledger, --keystore and --model-id (or --plain for a server without the protocol)");
             if (isPlain && (r.GetValue(noPermits) || r.GetValue(receipts) is not null)) throw new ArgumentException("--plain serves without permits or receipts: drop --no-permits and --receipts");
-            var tok = Tokenizer.FromFolder(modelDir);
-            using var model = ModelFolder.Load(modelDir);
-            var gate = new Lock();
-            Task<string> Generate(string prompt, CompletionSettings settings, CancellationToken ct)
-            {
-                lock (gate)
-                {
-                    var ids = tok.Encode(prompt);
-                    var options = new GenerationOptions { MaxNewTokens = settings.MaxTokens, EosTokenIds = [] };
-                    return Task.FromResult(tok.Decode(Generator.Generate(model, [ids], options).Sequences[0].OutputIds));
-                }
-            }
+            // The copy answers a key as the fingerprint pipeline asks it: the prompt's tokens as they are (no bos) and no
+            // stop at eos, unless a request says otherwise (add_special_tokens, ignore_eos).
+            var options = serve.Server(r, modelDir, isPlain ? null : r.GetValue(id)) with { AddSpecialTokens = false, IgnoreEos = true };
+            using var backend = ModelBackend.Load(modelDir, serve.Engine(r));
             return isPlain
-                ? RunUntilStopped(async ct => await OpenAiCompatibleServer.StartAsync(Generate, r.GetValue(port), ct: ct), x => x.BaseUrl, "plain (no permits, no receipts)", r.GetValue(urlFile))
-                : ServeProtocol(r, o, r.GetValue(id)!, Generate, r.GetValue(receipts), r.GetValue(port), r.GetValue(noPermits), r.GetValue(urlFile));
+                ? RunUntilStopped(ct => OpenAiCompatibleServer.StartAsync(backend, r.GetValue(serve.Port), options, null, ct), x => x.BaseUrl, "plain (no permits, no receipts)", r.GetValue(serve.UrlFile))
+                : ServeProtocol(r, o, r.GetValue(id)!, backend, options, r.GetValue(receipts), r.GetValue(serve.Port), r.GetValue(noPermits), r.GetValue(serve.UrlFile));
         }));
         return cmd;
     }
 
-    private static int ServeProtocol(ParseResult r, ProtocolCli o, string modelId, Func<string, CompletionSettings, CancellationToken, Task<string>> generate,
+    private static int ServeProtocol(ParseResult r, ProtocolCli o, string modelId, ICompletionBackend backend, OpenAiServerOptions options,
         string? receipts, int port, bool noPermits, string? urlFile)
     {
         ProtocolDomain domain;
@@ -133,12 +127,12 @@ public static class HostCommands
             var store = receipts is null ? null : new UsageStore(receipts, domain, modelId);
             if (store is null) Console.Error.WriteLine("oml: warning: no --receipts folder: answered queries are not stored, so usage cannot be committed");
             var policy = noPermits ? PermitPolicy.Ignore : PermitPolicy.Require;
-            return RunUntilStopped(ct => ProtocolHostServer.StartAsync(key, domain, modelId, generate, store, policy, port, ct: ct), x => x.BaseUrl,
+            return RunUntilStopped(ct => ProtocolHostServer.StartAsync(key, domain, modelId, backend, store, policy, port, options, ct: ct), x => x.BaseUrl,
                 $"host {Hex.Of(key.Address)}, model '{modelId}', {(noPermits ? "NOT checking permits" : "permits required")}", urlFile);
         }
     }
 
-    private static int RunUntilStopped<T>(Func<CancellationToken, Task<T>> start, Func<T, Uri> url, string what, string? urlFile) where T : IAsyncDisposable
+    internal static int RunUntilStopped<T>(Func<CancellationToken, Task<T>> start, Func<T, Uri> url, string what, string? urlFile) where T : IAsyncDisposable
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ServeStopForTests);
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
