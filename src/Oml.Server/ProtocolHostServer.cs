@@ -9,10 +9,12 @@ using Oml.Protocol.Hosting;
 namespace Oml.Server;
 
 /// <summary>
-/// A licensed host's OpenAI-compatible server (POST /v1/completions and /v1/chat/completions on 127.0.0.1). Each
+/// A licensed host's OpenAI-compatible server (an <see cref="OpenAiCompatibleServer"/> on 127.0.0.1, streaming
+/// included; a permit covers one query and one answer, so n and prompt batches must be 1). Each
 /// request must carry a signed permit in the body field <c>oml_permit</c> (<see cref="HostHttp"/>); the permit is
 /// checked by <see cref="HostService"/> (user signature, host, model, query hash, expiry), refused queries get HTTP
-/// 402, answered ones a signed receipt in the <c>OML-Receipt</c> response header, and every answered query is
+/// 402, answered ones a signed receipt in the <c>OML-Receipt</c> response header (in a stream: the last event's field
+/// <c>oml_receipt</c>), and every answered query is
 /// stored in the <see cref="UsageStore"/> for the host's usage commits and rebuttals. With
 /// <see cref="PermitPolicy.Ignore"/> (a dishonest host) permits are not checked and receipts name none.
 /// </summary>

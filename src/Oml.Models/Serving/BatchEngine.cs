@@ -272,7 +272,8 @@ public sealed class BatchEngine : IDisposable
     }
 
     /// <summary>Builds the batch cache for <paramref name="rows"/>: each row's cached positions right-aligned at the
-    /// longest row's length, leaving room for the next tokens.</summary>
+    /// longest row's length, leaving room for the next tokens. Rows come in groups that share a source cache (the
+    /// running batch, the new prefill); each group is copied with one gather and one copy per layer and tensor.</summary>
     private void Rebuild(List<(Sequence Seq, KVCache Src, int Row)> rows)
     {
         var c = _model.Config;
@@ -280,6 +281,17 @@ public sealed class BatchEngine : IDisposable
         long length = rows.Max(r => r.Seq.Cached);
         long headroom = Math.Clamp(rows.Max(r => r.Seq.P.MaxTokens - r.Seq.Generated), 1, 256);
         long capacity = Math.Min(length + headroom, Math.Max(length + 1, c.MaxPositionEmbeddings));
+        // Consecutive rows from one source cache form a group: (first row here, count, source, its rows, columns to copy).
+        var groups = new List<(int At, int Count, KVCache Src, long[] SrcRows, long Columns)>();
+        for (int i = 0; i < b;)
+        {
+            int j = i;
+            while (j < b && rows[j].Src == rows[i].Src) j++;
+            var srcRows = new long[j - i];
+            for (int k = i; k < j; k++) srcRows[k - i] = rows[k].Row;
+            groups.Add((i, j - i, rows[i].Src, srcRows, rows.Skip(i).Take(j - i).Max(r => (long)r.Seq.Cached)));
+            i = j;
+        }
         var keys = new Tensor[c.NumLayers];
         var values = new Tensor[c.NumLayers];
         try
@@ -288,13 +300,17 @@ public sealed class BatchEngine : IDisposable
             {
                 keys[layer] = Torch.Zeros([b, c.NumKeyValueHeads, capacity, c.HeadDim], _model.DType, _model.Device).DetachFromScope();
                 values[layer] = Torch.Zeros([b, c.NumKeyValueHeads, capacity, c.HeadDim], _model.DType, _model.Device).DetachFromScope();
-                for (int i = 0; i < b; i++)
+                foreach (var (at, count, src, srcRows, columns) in groups)
                 {
-                    var (seq, src, row) = rows[i];
-                    long r = seq.Cached, srcLen = src.Length;
                     using var scope = Torch.NewScope();
-                    keys[layer].Narrow(0, i, 1).Narrow(2, length - r, r).CopyFrom(src.KeyBuffer(layer).Narrow(0, row, 1).Narrow(2, srcLen - r, r));
-                    values[layer].Narrow(0, i, 1).Narrow(2, length - r, r).CopyFrom(src.ValueBuffer(layer).Narrow(0, row, 1).Narrow(2, srcLen - r, r));
+                    bool all = srcRows.Length == src.KeyBuffer(layer).Size(0) && srcRows.Select((r, k) => r == k).All(x => x);
+                    var index = all ? null : Torch.FromArray<long>(srcRows, [srcRows.Length], _model.Device);
+                    foreach (var (dst, buffer) in new[] { (keys[layer], src.KeyBuffer(layer)), (values[layer], src.ValueBuffer(layer)) })
+                    {
+                        var from = buffer.Narrow(2, src.Length - columns, columns);
+                        if (index is not null) from = from.IndexSelect(0, index);
+                        dst.Narrow(0, at, count).Narrow(2, length - columns, columns).CopyFrom(from);
+                    }
                 }
             }
         }
