@@ -34,6 +34,7 @@ public static class Cli
         AttackCommands.Create(),
         DataCommands.Create(),
         TokenizerCommands.Create(),
+        ServeCommand.Create(),
     };
 
     public static int Run(RootCommand root, string[] args)

@@ -22,8 +22,26 @@ public sealed class KVCache : IDisposable
         }
     }
 
+    /// <summary>A cache over given per-layer buffers [B, kvHeads, capacity, headDim] holding <paramref name="length"/>
+    /// positions; the cache takes ownership of the tensors.</summary>
+    internal KVCache(Tensor[] keys, Tensor[] values, long length)
+    {
+        _keys = keys;
+        _values = values;
+        Capacity = keys[0].Size(2);
+        Length = length;
+    }
+
     public long Capacity { get; }
     public long Length { get; private set; }
+
+    /// <summary>The key buffer of one layer, [B, kvHeads, capacity, headDim] (owned by the cache).</summary>
+    internal Tensor KeyBuffer(int layer) => _keys[layer];
+
+    /// <summary>The value buffer of one layer, [B, kvHeads, capacity, headDim] (owned by the cache).</summary>
+    internal Tensor ValueBuffer(int layer) => _values[layer];
+
+    internal int Layers => _keys.Length;
 
     /// <summary>Stores this step's keys and values for one layer and returns all keys and values so far (views).</summary>
     internal (Tensor K, Tensor V) Append(int layer, Tensor k, Tensor v)

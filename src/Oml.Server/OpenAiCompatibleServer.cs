@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using System.Net;
+using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -14,24 +16,62 @@ namespace Oml.Server;
 /// <summary>Options of an <see cref="OpenAiCompatibleServer"/>.</summary>
 public sealed record OpenAiServerOptions
 {
-    /// <summary>The model name reported when a request names none. Default "oml".</summary>
+    /// <summary>The served model's name: listed by /v1/models and reported when a request names none. Default "oml".</summary>
     public string ModelName { get; init; } = "oml";
 
-    /// <summary>When set, requests must carry <c>Authorization: Bearer &lt;key&gt;</c>, else 401.</summary>
+    /// <summary>When set, /v1 requests must carry <c>Authorization: Bearer &lt;key&gt;</c>, else 401.</summary>
     public string? ApiKey { get; init; }
 
-    /// <summary>max_tokens when a request gives none. Default 16 (OpenAI's completions default).</summary>
+    /// <summary>max_tokens when a request gives none (capped by the room left in the context). Default 16 (OpenAI's
+    /// completions default).</summary>
     public int DefaultMaxTokens { get; init; } = 16;
 
     /// <summary>The largest max_tokens accepted. Default 4096.</summary>
     public int MaxTokensLimit { get; init; } = 4096;
+
+    /// <summary>The most tokens of prompt and completion together, below the model's own context length (vLLM's
+    /// --max-model-len); null: the model's.</summary>
+    public int? MaxModelLength { get; init; }
+
+    /// <summary>Whether a completion prompt gets the tokenizer's special tokens (bos) when the request does not say
+    /// (<c>add_special_tokens</c>). Default true, as vLLM and transformers do.</summary>
+    public bool AddSpecialTokens { get; init; } = true;
+
+    /// <summary>Whether decoding goes past the end-of-sequence token when the request does not say (<c>ignore_eos</c>).
+    /// Default false.</summary>
+    public bool IgnoreEos { get; init; }
+
+    /// <summary>The most prompt tokens accepted (besides the context length); null: the context length.</summary>
+    public int? MaxPromptTokens { get; init; }
+
+    /// <summary>The largest request body, checked before it is read (413 beyond). Default 4 MiB.</summary>
+    public long MaxRequestBodyBytes { get; init; } = 4 << 20;
+
+    /// <summary>The most choices in one request (prompts × n). Default 64.</summary>
+    public int MaxChoices { get; init; } = 64;
 }
 
-/// <summary>A parsed request as a <see cref="OpenAiCompatibleServer"/> handler sees it: the prompt, the decoding settings,
-/// the whole JSON body (for extra fields) and the request headers (names lowercase; repeated values joined by ",").</summary>
-public sealed record ServerRequest(string Prompt, CompletionSettings Settings, JsonElement Body, IReadOnlyDictionary<string, string> Headers);
+/// <summary>A parsed request as a request handler sees it: the query (a completion's prompt, a chat's single user
+/// message or the JSON of its messages), the decoding settings, the whole JSON body (for extra fields) and the request
+/// headers (names lowercase; repeated values joined by ",").</summary>
+public sealed record ServerRequest(string Prompt, CompletionSettings Settings, JsonElement Body, IReadOnlyDictionary<string, string> Headers)
+{
+    /// <summary>How many completions the request asks for (prompts × n).</summary>
+    public int Choices { get; init; } = 1;
 
-/// <summary>A handler's answer: the completion text and extra response headers (ASCII values).</summary>
+    /// <summary>Whether the answer is streamed as server-sent events.</summary>
+    public bool Stream { get; init; }
+
+    internal Func<CancellationToken, Task<string>>? Generator { get; init; }
+
+    /// <summary>Generates the request's answer (streaming it to the client when it asked for a stream) and returns
+    /// the first choice's text. Call it at most once.</summary>
+    public Task<string> GenerateAsync(CancellationToken ct) =>
+        (Generator ?? throw new InvalidOperationException("this request has no generator")).Invoke(ct);
+}
+
+/// <summary>A handler's answer: the text it vouches for and extra response headers (ASCII values). In a streamed answer
+/// each header comes as a string field of the last event, named in lowercase with '-' as '_' (OML-Receipt: oml_receipt).</summary>
 public sealed record ServerReply(string Text, IReadOnlyDictionary<string, string>? Headers = null);
 
 /// <summary>Thrown by a handler to refuse a request: the client gets <paramref name="statusCode"/> with an
@@ -43,62 +83,64 @@ public sealed class RequestRefusedException(int statusCode, string message, stri
 }
 
 /// <summary>
-/// A minimal OpenAI-compatible server on 127.0.0.1: POST <c>/v1/completions</c> and <c>/v1/chat/completions</c>,
-/// answered by a generator delegate (prompt, settings, cancellation) → completion text. Invalid requests get 400 with
-/// an OpenAI-style body <c>{"error": {"message", "type": "invalid_request_error", "param", "code"}}</c>; a generator
-/// that throws gets 500 with <c>"type": "server_error"</c>.
+/// An OpenAI-compatible server on 127.0.0.1, in the shape OpenAI's clients and vLLM's users expect:
+/// <c>POST /v1/completions</c> and <c>/v1/chat/completions</c> (streaming, n, prompt batches, stop, logprobs, echo,
+/// usage), <c>GET /v1/models</c>, <c>GET /health</c> and <c>GET /metrics</c> (Prometheus). Errors come as
+/// <c>{"error": {"message", "type", "param", "code"}}</c> with a 4xx status for every bad request (400 bad parameters,
+/// too long a context, bad UTF-8; 401; 404; 413 too large a body) and 500 only when generation itself fails.
 /// </summary>
 /// <remarks>
-/// Supported request fields: model, prompt (a string, or an array of exactly one string), messages (exactly one
-/// message, role "user", content a string or an array of text parts), max_tokens (or max_completion_tokens),
-/// temperature [0, 2] (default 1), top_p (0, 1] (default 1), seed, n (must be 1), stream (must be false). Other fields
-/// are ignored. For chat requests the generator receives the message content as the prompt and
-/// <see cref="CompletionMode.Chat"/>; applying a chat template is the generator's business.
+/// Generation goes to an <see cref="ICompletionBackend"/>: a <see cref="ModelBackend"/> (a model with continuous
+/// batching) or a <see cref="DelegateBackend"/> over a text generator. A request handler (see
+/// <see cref="ServerRequest.GenerateAsync"/>) may stand between the parsed request and its generation, to refuse it or
+/// to add headers (the protocol host's permits and receipts).
 /// </remarks>
 public sealed class OpenAiCompatibleServer : IAsyncDisposable
 {
-    private readonly Func<ServerRequest, CancellationToken, Task<ServerReply>> _handler;
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private readonly ICompletionBackend _backend;
+    private readonly Func<ServerRequest, CancellationToken, Task<ServerReply>>? _handler;
     private readonly OpenAiServerOptions _options;
     private readonly int _requestedPort;
+    private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     private WebApplication? _app;
     private int _port;
 
-    /// <summary>Creates a server that listens on 127.0.0.1:<paramref name="port"/> (0: a free port) once started.</summary>
+    /// <summary>Creates a server over a text generator that listens on 127.0.0.1:<paramref name="port"/> (0: a free port) once started.</summary>
     public OpenAiCompatibleServer(Func<string, CompletionSettings, CancellationToken, Task<string>> generator, int port = 0, OpenAiServerOptions? options = null)
-        : this(Wrap(generator), port, options) { }
+        : this(new DelegateBackend(generator), port, options) { }
 
-    /// <summary>
-    /// Creates a server whose requests go to <paramref name="handler"/>, which also sees the JSON body and headers, can
-    /// add response headers, and can refuse a request with <see cref="RequestRefusedException"/>.
-    /// </summary>
-    public OpenAiCompatibleServer(Func<ServerRequest, CancellationToken, Task<ServerReply>> handler, int port = 0, OpenAiServerOptions? options = null)
+    /// <summary>Creates a server over <paramref name="backend"/>; requests pass through <paramref name="handler"/>
+    /// when one is given (it must call <see cref="ServerRequest.GenerateAsync"/> to answer).</summary>
+    public OpenAiCompatibleServer(ICompletionBackend backend, int port = 0, OpenAiServerOptions? options = null,
+        Func<ServerRequest, CancellationToken, Task<ServerReply>>? handler = null)
     {
-        ArgumentNullException.ThrowIfNull(handler);
+        ArgumentNullException.ThrowIfNull(backend);
         ArgumentOutOfRangeException.ThrowIfNegative(port);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(port, 65535);
+        _backend = backend;
         _handler = handler;
         _options = options ?? new OpenAiServerOptions();
         _requestedPort = port;
+        if (backend is ModelBackend model)
+        {
+            model.Engine.Stepped += Metrics.ObserveBatch;
+            Metrics.Waiting = () => model.Engine.Waiting;
+            Metrics.Running = () => model.Engine.Running;
+        }
     }
 
-    private static Func<ServerRequest, CancellationToken, Task<ServerReply>> Wrap(Func<string, CompletionSettings, CancellationToken, Task<string>> generator)
-    {
-        ArgumentNullException.ThrowIfNull(generator);
-        return async (r, ct) => new ServerReply(await generator(r.Prompt, r.Settings, ct).ConfigureAwait(false));
-    }
-
-    /// <summary>Creates and starts a server.</summary>
+    /// <summary>Creates and starts a server over a text generator.</summary>
     public static Task<OpenAiCompatibleServer> StartAsync(
         Func<string, CompletionSettings, CancellationToken, Task<string>> generator, int port = 0,
         OpenAiServerOptions? options = null, CancellationToken ct = default) =>
-        StartAsync(Wrap(generator), port, options, ct);
+        StartAsync(new DelegateBackend(generator), port, options, null, ct);
 
-    /// <summary>Creates and starts a server with a request handler.</summary>
-    public static async Task<OpenAiCompatibleServer> StartAsync(
-        Func<ServerRequest, CancellationToken, Task<ServerReply>> handler, int port = 0,
-        OpenAiServerOptions? options = null, CancellationToken ct = default)
+    /// <summary>Creates and starts a server over a backend, with an optional request handler.</summary>
+    public static async Task<OpenAiCompatibleServer> StartAsync(ICompletionBackend backend, int port = 0, OpenAiServerOptions? options = null,
+        Func<ServerRequest, CancellationToken, Task<ServerReply>>? handler = null, CancellationToken ct = default)
     {
-        var server = new OpenAiCompatibleServer(handler, port, options);
+        var server = new OpenAiCompatibleServer(backend, port, options, handler);
         try
         {
             await server.StartAsync(ct).ConfigureAwait(false);
@@ -110,6 +152,11 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>The request metrics (also served at GET /metrics).</summary>
+    public ServerMetrics Metrics { get; } = new();
+
+    public OpenAiServerOptions Options => _options;
 
     /// <summary>The port listened on (valid once started).</summary>
     public int Port => _app is null ? throw new InvalidOperationException("The server is not started.") : _port;
@@ -123,13 +170,25 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
         if (_app is not null) throw new InvalidOperationException("The server is already started.");
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, _requestedPort));
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Listen(IPAddress.Loopback, _requestedPort);
+            k.Limits.MaxRequestBodySize = _options.MaxRequestBodyBytes;
+        });
         var app = builder.Build();
         app.MapPost("/v1/completions", ctx => HandleAsync(ctx, CompletionMode.Completions));
         app.MapPost("/v1/chat/completions", ctx => HandleAsync(ctx, CompletionMode.Chat));
+        app.MapGet("/v1/models", ListModelsAsync);
+        app.MapGet("/v1/models/{id}", ctx => GetModelAsync(ctx, (string)ctx.Request.RouteValues["id"]!));
+        app.MapGet("/health", ctx => { ctx.Response.StatusCode = 200; return Task.CompletedTask; });
+        app.MapGet("/metrics", async ctx =>
+        {
+            ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            await ctx.Response.WriteAsync(Metrics.Render(), ctx.RequestAborted).ConfigureAwait(false);
+        });
         app.MapFallback(ctx => WriteErrorAsync(ctx, StatusCodes.Status404NotFound,
-            $"Unknown endpoint {ctx.Request.Method} {ctx.Request.Path}; this server serves POST /v1/completions and POST /v1/chat/completions.",
-            "invalid_request_error", null));
+            $"Unknown endpoint {ctx.Request.Method} {ctx.Request.Path}; this server serves POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health and GET /metrics.",
+            "invalid_request_error", null, "not_found"));
         _app = app;
         await app.StartAsync(ct).ConfigureAwait(false);
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses
@@ -153,29 +212,99 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
         }
     }
 
-    private sealed class BadRequest(string message, string? param) : Exception(message)
+    private async Task<bool> AuthorizedAsync(HttpContext ctx)
+    {
+        if (_options.ApiKey is null) return true;
+        if (ctx.Request.Headers.Authorization.ToString() == "Bearer " + _options.ApiKey) return true;
+        await WriteErrorAsync(ctx, StatusCodes.Status401Unauthorized, "Missing or incorrect API key.", "invalid_request_error", null, "invalid_api_key").ConfigureAwait(false);
+        return false;
+    }
+
+    private async Task ListModelsAsync(HttpContext ctx)
+    {
+        if (!await AuthorizedAsync(ctx).ConfigureAwait(false)) return;
+        await WriteJsonAsync(ctx, 200, w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("object", "list");
+            w.WriteStartArray("data");
+            WriteModel(w);
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }).ConfigureAwait(false);
+    }
+
+    private async Task GetModelAsync(HttpContext ctx, string id)
+    {
+        if (!await AuthorizedAsync(ctx).ConfigureAwait(false)) return;
+        if (id != _options.ModelName)
+        {
+            await WriteErrorAsync(ctx, 404, $"The model '{id}' does not exist; this server serves '{_options.ModelName}'.", "invalid_request_error", "model", "model_not_found").ConfigureAwait(false);
+            return;
+        }
+        await WriteJsonAsync(ctx, 200, WriteModel).ConfigureAwait(false);
+    }
+
+    private void WriteModel(Utf8JsonWriter w)
+    {
+        w.WriteStartObject();
+        w.WriteString("id", _options.ModelName);
+        w.WriteString("object", "model");
+        w.WriteNumber("created", _created);
+        w.WriteString("owned_by", "oml");
+        if (Context is { } context) w.WriteNumber("max_model_len", context);
+        w.WriteEndObject();
+    }
+
+    /// <summary>The context length requests are checked against: the backend's, capped by MaxModelLength.</summary>
+    private int? Context => _backend.ContextLength is { } c ? Math.Min(c, _options.MaxModelLength ?? int.MaxValue) : null;
+
+    // ------------------------------------------------------------------ requests
+
+    private sealed class BadRequest(string message, string? param, int status = 400, string? code = null) : Exception(message)
     {
         public string? Param { get; } = param;
+        public int Status { get; } = status;
+        public string? Code { get; } = code;
     }
+
+    /// <summary>One prompt of a request: text, token ids, or chat messages.</summary>
+    private sealed record PromptSpec(string? Text, int[]? Ids, IReadOnlyList<ChatTurn>? Messages);
+
+    private sealed record Parsed(
+        CompletionMode Mode, string Model, List<PromptSpec> Prompts, int N, bool Stream, bool IncludeUsage, int? MaxTokens, string MaxTokensName,
+        double Temperature, double TopP, long? Seed, List<string> Stop, int? TopLogprobs, bool Echo, bool IgnoreEos, bool AddSpecialTokens);
 
     private async Task HandleAsync(HttpContext ctx, CompletionMode mode)
     {
-        var aborted = ctx.RequestAborted;
-        if (_options.ApiKey is not null)
+        var clock = Stopwatch.StartNew();
+        string endpoint = ctx.Request.Path.Value ?? "";
+        Metrics.Started();
+        try
         {
-            string auth = ctx.Request.Headers.Authorization.ToString();
-            if (auth != "Bearer " + _options.ApiKey)
-            {
-                await WriteErrorAsync(ctx, StatusCodes.Status401Unauthorized, "Missing or incorrect API key.", "invalid_request_error", null).ConfigureAwait(false);
-                return;
-            }
+            await HandleCoreAsync(ctx, mode, clock).ConfigureAwait(false);
         }
+        finally
+        {
+            Metrics.Finished(endpoint, ctx.Response.StatusCode, clock.Elapsed.TotalSeconds);
+        }
+    }
 
-        string prompt, model;
-        CompletionSettings settings;
+    private async Task HandleCoreAsync(HttpContext ctx, CompletionMode mode, Stopwatch clock)
+    {
+        var aborted = ctx.RequestAborted;
+        if (!await AuthorizedAsync(ctx).ConfigureAwait(false)) return;
+
+        Parsed req;
+        List<PromptInput> prompts;
         JsonElement body;
         try
         {
+            if (ctx.Request.ContentLength is long length && length > _options.MaxRequestBodyBytes)
+            {
+                await DrainAsync(ctx, length).ConfigureAwait(false);
+                throw TooLarge();
+            }
             JsonDocument doc;
             try
             {
@@ -183,150 +312,324 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             }
             catch (JsonException e)
             {
-                throw new BadRequest("The request body is not valid JSON: " + e.Message, null);
+                throw new BadRequest("The request body is not valid JSON (or not valid UTF-8): " + e.Message, null);
+            }
+            catch (Microsoft.AspNetCore.Http.BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+            {
+                throw TooLarge();
             }
             using (doc)
             {
-                (prompt, model, settings) = ParseRequest(doc.RootElement, mode);
+                req = Parse(doc.RootElement, mode);
                 body = doc.RootElement.Clone();
             }
+            prompts = Prepare(req);
         }
         catch (BadRequest e)
         {
-            await WriteErrorAsync(ctx, StatusCodes.Status400BadRequest, e.Message, "invalid_request_error", e.Param).ConfigureAwait(false);
+            await WriteErrorAsync(ctx, e.Status, e.Message, "invalid_request_error", e.Param, e.Code).ConfigureAwait(false);
             return;
         }
 
-        string text;
+        var headers = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var h in ctx.Request.Headers) headers[h.Key.ToLowerInvariant()] = h.Value.ToString();
+        var settings = new CompletionSettings(req.MaxTokens ?? 1, req.Temperature, req.TopP, req.Seed is { } s ? unchecked((int)s) : null, req.Model, mode);
+        var run = new Run(this, ctx, req, prompts, clock);
+        var request = new ServerRequest(Query(req), settings, body, headers)
+        {
+            Choices = prompts.Count * req.N,
+            Stream = req.Stream,
+            Generator = run.GenerateAsync,
+        };
+
         ServerReply reply;
         try
         {
-            var headers = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var h in ctx.Request.Headers) headers[h.Key.ToLowerInvariant()] = h.Value.ToString();
-            reply = await _handler(new ServerRequest(prompt, settings, body, headers), aborted).ConfigureAwait(false);
-            text = reply.Text;
+            reply = _handler is null
+                ? new ServerReply(await run.GenerateAsync(aborted).ConfigureAwait(false))
+                : await _handler(request, aborted).ConfigureAwait(false);
+            if (!run.Generated) throw new InvalidOperationException("the request handler answered without generating");
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
             return;
         }
-        catch (RequestRefusedException e)
+        catch (Exception e) when (!run.StreamStarted)
         {
-            await WriteErrorAsync(ctx, e.StatusCode, e.Message, e.ErrorType, null).ConfigureAwait(false);
+            var (status, type, param) = e switch
+            {
+                RequestRefusedException r => (r.StatusCode, r.ErrorType, (string?)null),
+                BadRequest b => (b.Status, "invalid_request_error", b.Param),
+                _ => (500, "server_error", null),
+            };
+            await WriteErrorAsync(ctx, status, status == 500 ? "The generator failed: " + e.Message : e.Message, type, param, null).ConfigureAwait(false);
             return;
         }
         catch (Exception e)
         {
-            await WriteErrorAsync(ctx, StatusCodes.Status500InternalServerError, "The generator failed: " + e.Message, "server_error", null).ConfigureAwait(false);
+            // The stream has begun (status 200 sent): the error goes as an event, as OpenAI's streams carry them.
+            await run.WriteStreamErrorAsync(e.Message).ConfigureAwait(false);
             return;
         }
-
-        if (reply.Headers is not null)
-            foreach (var (name, value) in reply.Headers) ctx.Response.Headers[name] = value;
-        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        string id = (mode == CompletionMode.Chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
-        await WriteJsonAsync(ctx, StatusCodes.Status200OK, w =>
-        {
-            w.WriteStartObject();
-            w.WriteString("id", id);
-            w.WriteString("object", mode == CompletionMode.Chat ? "chat.completion" : "text_completion");
-            w.WriteNumber("created", created);
-            w.WriteString("model", model);
-            w.WriteStartArray("choices");
-            w.WriteStartObject();
-            w.WriteNumber("index", 0);
-            if (mode == CompletionMode.Chat)
-            {
-                w.WriteStartObject("message");
-                w.WriteString("role", "assistant");
-                w.WriteString("content", text ?? "");
-                w.WriteEndObject();
-            }
-            else
-            {
-                w.WriteString("text", text ?? "");
-                w.WriteNull("logprobs");
-            }
-            w.WriteString("finish_reason", "stop");
-            w.WriteEndObject();
-            w.WriteEndArray();
-            w.WriteEndObject();
-        }).ConfigureAwait(false);
+        await run.FinishAsync(reply.Headers).ConfigureAwait(false);
     }
 
-    private (string Prompt, string Model, CompletionSettings Settings) ParseRequest(JsonElement root, CompletionMode mode)
+    /// <summary>Reads and discards a too-large body (up to 64 MiB, in a small buffer) so that the client, still
+    /// sending, gets the 413 answer rather than a broken connection; larger bodies are cut off.</summary>
+    private static async Task DrainAsync(HttpContext ctx, long length)
+    {
+        const long MaxDrain = 64L << 20;
+        var limit = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>();
+        if (length > MaxDrain || limit is null || limit.IsReadOnly) return;
+        limit.MaxRequestBodySize = null;
+        var buffer = new byte[64 << 10];
+        try
+        {
+            while (await ctx.Request.Body.ReadAsync(buffer, ctx.RequestAborted).ConfigureAwait(false) > 0) { }
+        }
+        catch (IOException)
+        {
+            // The client gave up; the answer goes out anyway.
+        }
+    }
+
+    private static BadRequest TooLarge() => new("The request body is too large.", null, StatusCodes.Status413PayloadTooLarge, "request_too_large");
+
+    private static string Query(Parsed req)
+    {
+        var p = req.Prompts[0];
+        return p.Messages is { } m ? ChatQuery.Of(m) : p.Text ?? "";
+    }
+
+    private List<PromptInput> Prepare(Parsed req)
+    {
+        var inputs = new List<PromptInput>(req.Prompts.Count);
+        foreach (var p in req.Prompts)
+        {
+            PromptInput input;
+            try
+            {
+                input = p.Messages is { } m ? _backend.PrepareChat(m) : p.Ids is { } ids ? _backend.PrepareTokens(ids) : _backend.PreparePrompt(p.Text!, req.AddSpecialTokens);
+            }
+            catch (Exception e) when (e is ArgumentException or NotSupportedException)
+            {
+                throw new BadRequest(e.Message, req.Mode == CompletionMode.Chat ? "messages" : "prompt");
+            }
+            if (input.TokenIds is { } tokens)
+            {
+                int context = Context ?? int.MaxValue;
+                int promptLimit = Math.Min(_options.MaxPromptTokens ?? context, context);
+                string what = req.Mode == CompletionMode.Chat ? "messages" : "prompt";
+                if (tokens.Length > promptLimit || tokens.Length >= context)
+                    throw new BadRequest($"This model's maximum context length is {context} tokens and this server accepts at most {promptLimit} prompt tokens; "
+                        + $"your {what} has {tokens.Length} tokens. Please shorten it.", what, 400, "context_length_exceeded");
+                if (req.MaxTokens is { } max && tokens.Length + max > context)
+                    throw new BadRequest($"This model's maximum context length is {context} tokens. However, you requested {tokens.Length + max} tokens "
+                        + $"({tokens.Length} in the {what}, {max} in the completion). Please reduce the length of the {what} or completion.",
+                        req.MaxTokensName, 400, "context_length_exceeded");
+            }
+            inputs.Add(input);
+        }
+        return inputs;
+    }
+
+    private Parsed Parse(JsonElement root, CompletionMode mode)
     {
         if (root.ValueKind != JsonValueKind.Object) throw new BadRequest("The request body must be a JSON object.", null);
+        bool chat = mode == CompletionMode.Chat;
 
         string model = _options.ModelName;
         if (Present(root, "model", out var m))
         {
-            if (m.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(m.GetString()))
+            if (m.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(Str(m, "model")))
                 throw new BadRequest("'model' must be a non-empty string.", "model");
-            model = m.GetString()!;
+            model = Str(m, "model");
         }
 
-        string prompt = mode == CompletionMode.Chat ? ParseMessages(root) : ParsePrompt(root);
+        var prompts = chat ? [new PromptSpec(null, null, ParseMessages(root))] : ParsePrompts(root);
 
-        int maxTokens = _options.DefaultMaxTokens;
-        string maxName = mode == CompletionMode.Chat && Present(root, "max_completion_tokens", out _) ? "max_completion_tokens" : "max_tokens";
+        string maxName = chat && Present(root, "max_completion_tokens", out _) ? "max_completion_tokens" : "max_tokens";
+        int? maxTokens = null;
         if (Present(root, maxName, out var mt))
         {
-            if (mt.ValueKind != JsonValueKind.Number || !mt.TryGetInt32(out maxTokens) || maxTokens < 1 || maxTokens > _options.MaxTokensLimit)
+            if (mt.ValueKind != JsonValueKind.Number || !mt.TryGetInt32(out int v) || v < 1 || v > _options.MaxTokensLimit)
                 throw new BadRequest($"'{maxName}' must be an integer from 1 to {_options.MaxTokensLimit}.", maxName);
+            maxTokens = v;
         }
         double temperature = Number(root, "temperature", 1.0, t => t >= 0.0 && t <= 2.0, "a number in [0, 2]");
         double topP = Number(root, "top_p", 1.0, p => p > 0.0 && p <= 1.0, "a number in (0, 1]");
-        int? seed = null;
+        long? seed = null;
         if (Present(root, "seed", out var sd))
         {
             if (sd.ValueKind != JsonValueKind.Number || !sd.TryGetInt64(out long seed64))
                 throw new BadRequest("'seed' must be an integer.", "seed");
-            seed = unchecked((int)seed64);
+            seed = seed64;
         }
-        if (Present(root, "n", out var n) && (n.ValueKind != JsonValueKind.Number || !n.TryGetInt32(out int nv) || nv != 1))
-            throw new BadRequest("Only 'n' = 1 is supported.", "n");
-        if (Present(root, "stream", out var st))
+        int n = 1;
+        if (Present(root, "n", out var nEl) && (nEl.ValueKind != JsonValueKind.Number || !nEl.TryGetInt32(out n) || n < 1 || n > _options.MaxChoices))
+            throw new BadRequest($"'n' must be an integer from 1 to {_options.MaxChoices}.", "n");
+        if (Present(root, "best_of", out var bo) && (bo.ValueKind != JsonValueKind.Number || !bo.TryGetInt32(out int bestOf) || bestOf != n))
+            throw new BadRequest("'best_of' is not supported (give it equal to 'n' or leave it out).", "best_of");
+        if (prompts.Count * n > _options.MaxChoices)
+            throw new BadRequest($"The request asks for {prompts.Count * n} completions (prompts × n); this server answers at most {_options.MaxChoices} per request.", "n");
+
+        bool stream = Bool(root, "stream");
+        bool includeUsage = false;
+        if (Present(root, "stream_options", out var so))
         {
-            if (st.ValueKind == JsonValueKind.True) throw new BadRequest("Streaming is not supported; send 'stream': false.", "stream");
-            if (st.ValueKind != JsonValueKind.False) throw new BadRequest("'stream' must be a boolean.", "stream");
+            if (so.ValueKind != JsonValueKind.Object) throw new BadRequest("'stream_options' must be an object.", "stream_options");
+            if (!stream) throw new BadRequest("'stream_options' is only allowed when 'stream' is true.", "stream_options");
+            includeUsage = Bool(so, "include_usage", "stream_options");
         }
-        return (prompt, model, new CompletionSettings(maxTokens, temperature, topP, seed, model, mode));
+
+        var stop = new List<string>();
+        if (Present(root, "stop", out var st))
+        {
+            if (st.ValueKind == JsonValueKind.String) stop.Add(Str(st, "stop"));
+            else if (st.ValueKind == JsonValueKind.Array && st.GetArrayLength() <= 4)
+            {
+                foreach (var x in st.EnumerateArray())
+                {
+                    if (x.ValueKind != JsonValueKind.String) throw new BadRequest("'stop' must be a string or an array of up to 4 strings.", "stop");
+                    stop.Add(Str(x, "stop"));
+                }
+            }
+            else throw new BadRequest("'stop' must be a string or an array of up to 4 strings.", "stop");
+            if (stop.Any(s => s.Length == 0 || s.Length > 256)) throw new BadRequest("Each stop string must have 1 to 256 characters.", "stop");
+        }
+
+        int? topLogprobs = null;
+        if (chat)
+        {
+            bool logprobs = Bool(root, "logprobs");
+            if (Present(root, "top_logprobs", out var tl))
+            {
+                if (tl.ValueKind != JsonValueKind.Number || !tl.TryGetInt32(out int k) || k < 0 || k > 20)
+                    throw new BadRequest("'top_logprobs' must be an integer from 0 to 20.", "top_logprobs");
+                if (!logprobs) throw new BadRequest("'top_logprobs' needs 'logprobs': true.", "top_logprobs");
+                topLogprobs = k;
+            }
+            else if (logprobs) topLogprobs = 0;
+        }
+        else if (Present(root, "logprobs", out var lp))
+        {
+            if (lp.ValueKind != JsonValueKind.Number || !lp.TryGetInt32(out int k) || k < 0 || k > 20)
+                throw new BadRequest("'logprobs' must be an integer from 0 to 20.", "logprobs");
+            topLogprobs = k;
+        }
+        if (topLogprobs is not null && !_backend.CountsTokens)
+            throw new BadRequest("This server's generator does not report log-probabilities.", chat ? "logprobs" : "logprobs");
+        bool echo = !chat && Bool(root, "echo");
+        if (echo && topLogprobs is not null) throw new BadRequest("'echo' with 'logprobs' (prompt log-probabilities) is not supported.", "echo");
+
+        foreach (var name in new[] { "presence_penalty", "frequency_penalty" })
+            if (Present(root, name, out var pen) && (pen.ValueKind != JsonValueKind.Number || !pen.TryGetDouble(out double pv) || pv != 0))
+                throw new BadRequest($"'{name}' is not supported (only 0).", name);
+        if (Present(root, "logit_bias", out var lb) && (lb.ValueKind != JsonValueKind.Object || lb.EnumerateObject().Any()))
+            throw new BadRequest("'logit_bias' is not supported.", "logit_bias");
+        if (Present(root, "tools", out var tools) && (tools.ValueKind != JsonValueKind.Array || tools.GetArrayLength() > 0))
+            throw new BadRequest("Tool calls are not supported.", "tools");
+        if (Present(root, "response_format", out var rf)
+            && !(rf.ValueKind == JsonValueKind.Object && rf.TryGetProperty("type", out var rft) && rft.ValueKind == JsonValueKind.String && rft.ValueEquals("text")))
+            throw new BadRequest("Only 'response_format' {\"type\": \"text\"} is supported.", "response_format");
+        if (Present(root, "suffix", out _)) throw new BadRequest("'suffix' is not supported.", "suffix");
+        bool ignoreEos = Bool(root, "ignore_eos", fallback: _options.IgnoreEos);
+        bool addSpecial = Bool(root, "add_special_tokens", fallback: _options.AddSpecialTokens);
+
+        return new Parsed(mode, model, prompts, n, stream, includeUsage, maxTokens, maxName, temperature, topP, seed, stop, topLogprobs, echo, ignoreEos, addSpecial);
     }
 
-    private static string ParsePrompt(JsonElement root)
+    private static List<PromptSpec> ParsePrompts(JsonElement root)
     {
+        const string Shape = "'prompt' must be a string, an array of strings, an array of token ids, or an array of arrays of token ids.";
         if (!Present(root, "prompt", out var p)) throw new BadRequest("'prompt' is required.", "prompt");
-        if (p.ValueKind == JsonValueKind.String) return p.GetString()!;
-        if (p.ValueKind == JsonValueKind.Array && p.GetArrayLength() == 1 && p[0].ValueKind == JsonValueKind.String) return p[0].GetString()!;
-        throw new BadRequest("'prompt' must be a string (or an array of exactly one string); token-id prompts and batches are not supported.", "prompt");
+        if (p.ValueKind == JsonValueKind.String) return [new PromptSpec(Str(p, "prompt"), null, null)];
+        if (p.ValueKind != JsonValueKind.Array || p.GetArrayLength() == 0) throw new BadRequest(Shape, "prompt");
+        var first = p[0];
+        if (first.ValueKind == JsonValueKind.Number) return [new PromptSpec(null, TokenIds(p), null)];
+        var list = new List<PromptSpec>();
+        foreach (var x in p.EnumerateArray())
+        {
+            if (x.ValueKind == JsonValueKind.String) list.Add(new PromptSpec(Str(x, "prompt"), null, null));
+            else if (x.ValueKind == JsonValueKind.Array && x.GetArrayLength() > 0) list.Add(new PromptSpec(null, TokenIds(x), null));
+            else throw new BadRequest(Shape, "prompt");
+        }
+        return list;
+
+        static int[] TokenIds(JsonElement a)
+        {
+            var ids = new int[a.GetArrayLength()];
+            int i = 0;
+            foreach (var x in a.EnumerateArray())
+                if (x.ValueKind != JsonValueKind.Number || !x.TryGetInt32(out ids[i++]) || ids[i - 1] < 0)
+                    throw new BadRequest(Shape, "prompt");
+            return ids;
+        }
     }
 
-    private static string ParseMessages(JsonElement root)
+    private static readonly HashSet<string> Roles = new(StringComparer.Ordinal) { "system", "developer", "user", "assistant", "tool" };
+
+    private static List<ChatTurn> ParseMessages(JsonElement root)
     {
         if (!Present(root, "messages", out var msgs)) throw new BadRequest("'messages' is required.", "messages");
         if (msgs.ValueKind != JsonValueKind.Array || msgs.GetArrayLength() == 0) throw new BadRequest("'messages' must be a non-empty array.", "messages");
-        if (msgs.GetArrayLength() != 1) throw new BadRequest("Only a single user message is supported.", "messages");
-        var msg = msgs[0];
-        if (msg.ValueKind != JsonValueKind.Object) throw new BadRequest("'messages[0]' must be an object.", "messages");
-        if (!msg.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String)
-            throw new BadRequest("'messages[0].role' must be a string.", "messages");
-        if (role.GetString() != "user") throw new BadRequest($"'messages[0].role' must be \"user\", not \"{role.GetString()}\".", "messages");
-        if (!msg.TryGetProperty("content", out var content)) throw new BadRequest("'messages[0].content' is required.", "messages");
-        if (content.ValueKind == JsonValueKind.String) return content.GetString()!;
-        if (content.ValueKind == JsonValueKind.Array)
+        var turns = new List<ChatTurn>();
+        int i = 0;
+        foreach (var msg in msgs.EnumerateArray())
         {
-            var text = new System.Text.StringBuilder();
-            foreach (var part in content.EnumerateArray())
+            string at = $"messages[{i++}]";
+            if (msg.ValueKind != JsonValueKind.Object) throw new BadRequest($"'{at}' must be an object.", "messages");
+            if (!msg.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String)
+                throw new BadRequest($"'{at}.role' must be a string.", "messages");
+            string r = Str(role, "messages");
+            if (!Roles.Contains(r)) throw new BadRequest($"'{at}.role' must be one of system, developer, user, assistant, tool; not \"{r}\".", "messages");
+            if (r == "developer") r = "system";
+            string? name = msg.TryGetProperty("name", out var nm) && nm.ValueKind == JsonValueKind.String ? Str(nm, "messages") : null;
+            if (!msg.TryGetProperty("content", out var content) || content.ValueKind == JsonValueKind.Null)
             {
-                if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String
-                    || type.GetString() != "text" || !part.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
-                    throw new BadRequest("Only text content parts ({\"type\": \"text\", \"text\": ...}) are supported.", "messages");
-                text.Append(t.GetString());
+                if (r == "assistant") { turns.Add(new ChatTurn(r, "", name)); continue; }
+                throw new BadRequest($"'{at}.content' is required.", "messages");
             }
-            return text.ToString();
+            if (content.ValueKind == JsonValueKind.String) turns.Add(new ChatTurn(r, Str(content, "messages"), name));
+            else if (content.ValueKind == JsonValueKind.Array)
+            {
+                var text = new StringBuilder();
+                foreach (var part in content.EnumerateArray())
+                {
+                    if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String
+                        || !type.ValueEquals("text") || !part.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
+                        throw new BadRequest("Only text content parts ({\"type\": \"text\", \"text\": ...}) are supported.", "messages");
+                    text.Append(Str(t, "messages"));
+                }
+                turns.Add(new ChatTurn(r, text.ToString(), name));
+            }
+            else throw new BadRequest($"'{at}.content' must be a string or an array of text parts.", "messages");
         }
-        throw new BadRequest("'messages[0].content' must be a string or an array of text parts.", "messages");
+        return turns;
+    }
+
+    /// <summary>A JSON string's value; a string that is not valid UTF-16 (a lone surrogate escape such as \ud800) is a 400.</summary>
+    private static string Str(JsonElement e, string param)
+    {
+        try
+        {
+            return e.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw new BadRequest($"'{param}' holds a string that is not valid Unicode (a lone surrogate such as \\ud800).", param);
+        }
+    }
+
+    private static bool Bool(JsonElement root, string name, string? param = null, bool fallback = false)
+    {
+        if (!Present(root, name, out var e)) return fallback;
+        return e.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new BadRequest($"'{name}' must be a boolean.", param ?? name),
+        };
     }
 
     private static double Number(JsonElement root, string name, double fallback, Func<double, bool> valid, string what)
@@ -340,7 +643,304 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
     private static bool Present(JsonElement root, string name, out JsonElement value) =>
         root.TryGetProperty(name, out value) && value.ValueKind != JsonValueKind.Null;
 
-    private static Task WriteErrorAsync(HttpContext ctx, int status, string message, string type, string? param) =>
+    // ------------------------------------------------------------------ one request's generation
+
+    /// <summary>Generates every choice of one request and writes the answer: a JSON body, or a stream of events.</summary>
+    private sealed class Run(OpenAiCompatibleServer server, HttpContext ctx, Parsed req, List<PromptInput> prompts, Stopwatch clock)
+    {
+        private readonly SemaphoreSlim _write = new(1, 1);
+        private readonly string _id = (req.Mode == CompletionMode.Chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
+        private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        private Choice[] _choices = [];
+        private int _started;
+        private bool _firstToken;
+
+        public bool Generated { get; private set; }
+        public bool StreamStarted { get; private set; }
+        private bool Chat => req.Mode == CompletionMode.Chat;
+
+        private sealed class Choice
+        {
+            public int Index;
+            public int Prompt;
+            public readonly StringBuilder Text = new();
+            public int Tokens;
+            public readonly List<TokenLogprob> Logprobs = [];
+            public string FinishReason = "stop";
+            public bool RoleSent;
+        }
+
+        public async Task<string> GenerateAsync(CancellationToken ct)
+        {
+            if (Interlocked.Exchange(ref _started, 1) != 0) throw new InvalidOperationException("the request was already generated");
+            int context = server.Context ?? int.MaxValue;
+            _choices = new Choice[prompts.Count * req.N];
+            var tasks = new List<Task>();
+            for (int p = 0; p < prompts.Count; p++)
+            {
+                for (int j = 0; j < req.N; j++)
+                {
+                    var choice = _choices[p * req.N + j] = new Choice { Index = p * req.N + j, Prompt = p };
+                    if (req.Echo) choice.Text.Append(prompts[p].Text);
+                    int room = prompts[p].TokenIds is { } ids ? context - ids.Length : int.MaxValue;
+                    int max = req.MaxTokens ?? Math.Max(1, Math.Min(server._options.DefaultMaxTokens, room));
+                    var decode = new DecodeRequest(max, req.Temperature, req.TopP, req.Seed is { } s ? s + j : null, req.Stop, req.TopLogprobs, req.IgnoreEos,
+                        new CompletionSettings(max, req.Temperature, req.TopP, req.Seed is { } s2 ? unchecked((int)(s2 + j)) : null, req.Model, req.Mode));
+                    tasks.Add(GenerateChoiceAsync(choice, prompts[p], decode, ct));
+                }
+            }
+            if (req.Stream)
+            {
+                ctx.Response.StatusCode = 200;
+                ctx.Response.ContentType = "text/event-stream; charset=utf-8";
+                ctx.Response.Headers.CacheControl = "no-cache";
+                ctx.Response.Headers["X-Accel-Buffering"] = "no";
+                StreamStarted = true;
+                await ctx.Response.StartAsync(ct).ConfigureAwait(false);
+                if (req.Echo)
+                    foreach (var c in _choices) await WriteChunkAsync(c, prompts[c.Prompt].Text, null, null, ct).ConfigureAwait(false);
+            }
+            try
+            {
+                await Task.WhenAll(tasks).ConfigureAwait(false);
+            }
+            catch when (tasks.Any(t => t.IsFaulted))
+            {
+                throw tasks.First(t => t.IsFaulted).Exception!.InnerException!;
+            }
+            Generated = true;
+            long promptTokens = prompts.Sum(p => (long)(p.TokenIds?.Length ?? 0));
+            server.Metrics.Tokens(promptTokens, _choices.Sum(c => (long)c.Tokens));
+            return _choices[0].Text.ToString();
+        }
+
+        private async Task GenerateChoiceAsync(Choice choice, PromptInput prompt, DecodeRequest decode, CancellationToken ct)
+        {
+            await foreach (var delta in server._backend.GenerateAsync(prompt, decode, ct).ConfigureAwait(false))
+            {
+                if (!_firstToken && (delta.Text.Length > 0 || delta.Tokens > 0))
+                {
+                    _firstToken = true;
+                    server.Metrics.FirstToken(clock.Elapsed.TotalSeconds);
+                }
+                choice.Text.Append(delta.Text);
+                choice.Tokens += delta.Tokens;
+                if (delta.Logprobs is { } lp) choice.Logprobs.AddRange(lp);
+                if (delta.FinishReason is { } f) choice.FinishReason = f;
+                if (req.Stream) await WriteChunkAsync(choice, delta.Text, delta.Logprobs, delta.FinishReason, ct).ConfigureAwait(false);
+            }
+        }
+
+        private async Task WriteChunkAsync(Choice choice, string text, IReadOnlyList<TokenLogprob>? logprobs, string? finish, CancellationToken ct)
+        {
+            // Waiting for the role chunk: send it with the first content. Empty pieces without a finish are skipped.
+            if (text.Length == 0 && finish is null && (logprobs is null || logprobs.Count == 0) && (!Chat || choice.RoleSent)) return;
+            await _write.WaitAsync(ct).ConfigureAwait(false);
+            try
+            {
+                await WriteEventAsync(w =>
+                {
+                    Header(w, Chat ? "chat.completion.chunk" : "text_completion");
+                    w.WriteStartArray("choices");
+                    w.WriteStartObject();
+                    w.WriteNumber("index", choice.Index);
+                    if (Chat)
+                    {
+                        w.WriteStartObject("delta");
+                        if (!choice.RoleSent) w.WriteString("role", "assistant");
+                        if (text.Length > 0 || !choice.RoleSent) w.WriteString("content", text);
+                        w.WriteEndObject();
+                        choice.RoleSent = true;
+                    }
+                    else w.WriteString("text", text);
+                    WriteLogprobs(w, logprobs, text.Length == 0 ? 0 : choice.Text.Length - text.Length);
+                    if (finish is null) w.WriteNull("finish_reason"); else w.WriteString("finish_reason", finish);
+                    w.WriteEndObject();
+                    w.WriteEndArray();
+                    if (req.IncludeUsage) w.WriteNull("usage");
+                    w.WriteEndObject();
+                }, ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                _write.Release();
+            }
+        }
+
+        private void Header(Utf8JsonWriter w, string type)
+        {
+            w.WriteStartObject();
+            w.WriteString("id", _id);
+            w.WriteString("object", type);
+            w.WriteNumber("created", _created);
+            w.WriteString("model", req.Model);
+        }
+
+        private void WriteLogprobs(Utf8JsonWriter w, IReadOnlyList<TokenLogprob>? logprobs, int textOffset)
+        {
+            if (req.TopLogprobs is null || logprobs is null) { w.WriteNull("logprobs"); return; }
+            w.WriteStartObject("logprobs");
+            if (Chat)
+            {
+                w.WriteStartArray("content");
+                foreach (var t in logprobs)
+                {
+                    ChatLogprob(w, t);
+                }
+                w.WriteEndArray();
+                w.WriteNull("refusal");
+            }
+            else
+            {
+                w.WriteStartArray("tokens");
+                foreach (var t in logprobs) w.WriteStringValue(t.Token);
+                w.WriteEndArray();
+                w.WriteStartArray("token_logprobs");
+                foreach (var t in logprobs) Float(w, t.Logprob);
+                w.WriteEndArray();
+                w.WriteStartArray("top_logprobs");
+                foreach (var t in logprobs)
+                {
+                    w.WriteStartObject();
+                    foreach (var a in t.Top ?? []) { w.WritePropertyName(a.Token); Float(w, a.Logprob); }
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteStartArray("text_offset");
+                int offset = textOffset;
+                foreach (var t in logprobs) { w.WriteNumberValue(offset); offset += t.Token.Length; }
+                w.WriteEndArray();
+            }
+            w.WriteEndObject();
+
+            static void ChatLogprob(Utf8JsonWriter w, TokenLogprob t, bool top = false)
+            {
+                w.WriteStartObject();
+                w.WriteString("token", t.Token);
+                w.WritePropertyName("logprob");
+                Float(w, t.Logprob);
+                w.WriteStartArray("bytes");
+                foreach (var b in Encoding.UTF8.GetBytes(t.Token)) w.WriteNumberValue(b);
+                w.WriteEndArray();
+                if (!top)
+                {
+                    w.WriteStartArray("top_logprobs");
+                    foreach (var a in t.Top ?? []) ChatLogprob(w, a, true);
+                    w.WriteEndArray();
+                }
+                w.WriteEndObject();
+            }
+
+            // −∞ has no JSON form; OpenAI reports −9999 for tokens the model rules out.
+            static void Float(Utf8JsonWriter w, float v) => w.WriteNumberValue(float.IsFinite(v) ? v : -9999f);
+        }
+
+        private void WriteUsage(Utf8JsonWriter w)
+        {
+            if (!server._backend.CountsTokens) { w.WriteNull("usage"); return; }
+            long promptTokens = prompts.Sum(p => (long)(p.TokenIds?.Length ?? 0)), completion = _choices.Sum(c => (long)c.Tokens);
+            w.WriteStartObject("usage");
+            w.WriteNumber("prompt_tokens", promptTokens);
+            w.WriteNumber("completion_tokens", completion);
+            w.WriteNumber("total_tokens", promptTokens + completion);
+            w.WriteEndObject();
+        }
+
+        /// <summary>Writes the answer once generation and the handler are done.</summary>
+        public async Task FinishAsync(IReadOnlyDictionary<string, string>? headers)
+        {
+            var ct = ctx.RequestAborted;
+            if (!req.Stream)
+            {
+                if (headers is not null)
+                    foreach (var (name, value) in headers) ctx.Response.Headers[name] = value;
+                await WriteJsonAsync(ctx, 200, w =>
+                {
+                    Header(w, Chat ? "chat.completion" : "text_completion");
+                    w.WriteStartArray("choices");
+                    foreach (var c in _choices)
+                    {
+                        w.WriteStartObject();
+                        w.WriteNumber("index", c.Index);
+                        if (Chat)
+                        {
+                            w.WriteStartObject("message");
+                            w.WriteString("role", "assistant");
+                            w.WriteString("content", c.Text.ToString());
+                            w.WriteNull("refusal");
+                            w.WriteEndObject();
+                        }
+                        else w.WriteString("text", c.Text.ToString());
+                        WriteLogprobs(w, c.Logprobs, req.Echo ? prompts[c.Prompt].Text.Length : 0);
+                        w.WriteString("finish_reason", c.FinishReason);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                    WriteUsage(w);
+                    w.WriteEndObject();
+                }).ConfigureAwait(false);
+                return;
+            }
+            try
+            {
+                if (req.IncludeUsage || headers is { Count: > 0 })
+                {
+                    await WriteEventAsync(w =>
+                    {
+                        Header(w, Chat ? "chat.completion.chunk" : "text_completion");
+                        w.WriteStartArray("choices");
+                        w.WriteEndArray();
+                        if (req.IncludeUsage) WriteUsage(w);
+                        foreach (var (name, value) in headers ?? new Dictionary<string, string>())
+                            w.WriteString(name.ToLowerInvariant().Replace('-', '_'), value);
+                        w.WriteEndObject();
+                    }, ct).ConfigureAwait(false);
+                }
+                await ctx.Response.WriteAsync("data: [DONE]\n\n", ct).ConfigureAwait(false);
+                await ctx.Response.Body.FlushAsync(ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                // The client left.
+            }
+        }
+
+        public async Task WriteStreamErrorAsync(string message)
+        {
+            try
+            {
+                await WriteEventAsync(w =>
+                {
+                    w.WriteStartObject();
+                    w.WriteStartObject("error");
+                    w.WriteString("message", message);
+                    w.WriteString("type", "server_error");
+                    w.WriteNull("param");
+                    w.WriteNull("code");
+                    w.WriteEndObject();
+                    w.WriteEndObject();
+                }, ctx.RequestAborted).ConfigureAwait(false);
+                await ctx.Response.WriteAsync("data: [DONE]\n\n", ctx.RequestAborted).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+
+        private async Task WriteEventAsync(Action<Utf8JsonWriter> write, CancellationToken ct)
+        {
+            using var buffer = new MemoryStream();
+            buffer.Write("data: "u8);
+            using (var w = new Utf8JsonWriter(buffer, WriterOptions)) write(w);
+            buffer.Write("\n\n"u8);
+            await ctx.Response.Body.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length), ct).ConfigureAwait(false);
+            await ctx.Response.Body.FlushAsync(ct).ConfigureAwait(false);
+        }
+    }
+
+    // ------------------------------------------------------------------ JSON
+
+    private static Task WriteErrorAsync(HttpContext ctx, int status, string message, string type, string? param, string? code) =>
         WriteJsonAsync(ctx, status, w =>
         {
             w.WriteStartObject();
@@ -348,7 +948,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             w.WriteString("message", message);
             w.WriteString("type", type);
             if (param is null) w.WriteNull("param"); else w.WriteString("param", param);
-            w.WriteNull("code");
+            if (code is null) w.WriteNull("code"); else w.WriteString("code", code);
             w.WriteEndObject();
             w.WriteEndObject();
         });
@@ -356,10 +956,17 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
     private static async Task WriteJsonAsync(HttpContext ctx, int status, Action<Utf8JsonWriter> write)
     {
         using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer)) write(w);
+        using (var w = new Utf8JsonWriter(buffer, WriterOptions)) write(w);
         ctx.Response.StatusCode = status;
         ctx.Response.ContentType = "application/json";
         ctx.Response.ContentLength = buffer.Length;
-        await ctx.Response.Body.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length), ctx.RequestAborted).ConfigureAwait(false);
+        try
+        {
+            await ctx.Response.Body.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length), ctx.RequestAborted).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            // The client left.
+        }
     }
 }

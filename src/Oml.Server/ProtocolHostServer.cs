@@ -9,47 +9,55 @@ using Oml.Protocol.Hosting;
 namespace Oml.Server;
 
 /// <summary>
-/// A licensed host's OpenAI-compatible server (POST /v1/completions and /v1/chat/completions on 127.0.0.1). Each
+/// A licensed host's OpenAI-compatible server (an <see cref="OpenAiCompatibleServer"/> on 127.0.0.1, streaming
+/// included; a permit covers one query and one answer, so n and prompt batches must be 1). Each
 /// request must carry a signed permit in the body field <c>oml_permit</c> (<see cref="HostHttp"/>); the permit is
 /// checked by <see cref="HostService"/> (user signature, host, model, query hash, expiry, and with a <see cref="PermitGate"/>
 /// price, funding, replay and refunds against the ledger), refused queries get HTTP
-/// 402, answered ones a signed receipt in the <c>OML-Receipt</c> response header, and every answered query is
+/// 402, answered ones a signed receipt in the <c>OML-Receipt</c> response header (in a stream: the last event's field
+/// <c>oml_receipt</c>), and every answered query is
 /// stored in the <see cref="UsageStore"/> for the host's usage commits and rebuttals. With
 /// <see cref="PermitPolicy.Ignore"/> (a dishonest host) permits are not checked and receipts name none.
 /// </summary>
 public sealed class ProtocolHostServer : IAsyncDisposable
 {
     private readonly OpenAiCompatibleServer _server;
-    private readonly AsyncLocal<CompletionSettings?> _settings = new();
+    private readonly AsyncLocal<ServerRequest?> _request = new();
 
-    private ProtocolHostServer(HostService host, UsageStore? store, Func<string, CompletionSettings, CancellationToken, Task<string>> generator,
-        int port, OpenAiServerOptions? options)
+    private ProtocolHostServer(HostService host, UsageStore? store, ICompletionBackend backend, int port, OpenAiServerOptions? options)
     {
         Host = host;
         Store = store;
-        _server = new OpenAiCompatibleServer(HandleAsync, port, options);
-        _generator = generator;
+        _server = new OpenAiCompatibleServer(backend, port, options, HandleAsync);
     }
-
-    private readonly Func<string, CompletionSettings, CancellationToken, Task<string>> _generator;
 
     public HostService Host { get; }
     public UsageStore? Store { get; }
     public Uri BaseUrl => _server.BaseUrl;
     public int Port => _server.Port;
 
+    /// <summary>The server's request metrics (also at GET /metrics).</summary>
+    public ServerMetrics Metrics => _server.Metrics;
+
     /// <summary>Starts serving <paramref name="generator"/>'s answers as host <paramref name="hostKey"/>'s copy of <paramref name="modelId"/>.</summary>
-    public static async Task<ProtocolHostServer> StartAsync(PrivateKey hostKey, ProtocolDomain domain, string modelId,
+    public static Task<ProtocolHostServer> StartAsync(PrivateKey hostKey, ProtocolDomain domain, string modelId,
         Func<string, CompletionSettings, CancellationToken, Task<string>> generator, UsageStore? store, PermitPolicy policy = PermitPolicy.Require,
+        int port = 0, OpenAiServerOptions? options = null, TimeProvider? clock = null, PermitGate? gate = null, CancellationToken ct = default) =>
+        StartAsync(hostKey, domain, modelId, new DelegateBackend(generator), store, policy, port, options, clock, gate, ct);
+
+    /// <summary>Starts serving <paramref name="backend"/>'s answers (e.g. a <see cref="ModelBackend"/> with continuous
+    /// batching) as host <paramref name="hostKey"/>'s copy of <paramref name="modelId"/>.</summary>
+    public static async Task<ProtocolHostServer> StartAsync(PrivateKey hostKey, ProtocolDomain domain, string modelId,
+        ICompletionBackend backend, UsageStore? store, PermitPolicy policy = PermitPolicy.Require,
         int port = 0, OpenAiServerOptions? options = null, TimeProvider? clock = null, PermitGate? gate = null, CancellationToken ct = default)
     {
-        ArgumentNullException.ThrowIfNull(generator);
+        ArgumentNullException.ThrowIfNull(backend);
         if (store is not null && (store.ModelId != modelId || store.Domain != domain))
             throw new ArgumentException("the usage store is for another model or domain", nameof(store));
         ProtocolHostServer? server = null;
         server = new ProtocolHostServer(
             new HostService(hostKey, domain, modelId, 0, (q, c) => server!.CompleteAsync(q, c), policy, clock, gate),
-            store, generator, port, options);
+            store, backend, port, options);
         try
         {
             await server._server.StartAsync(ct).ConfigureAwait(false);
@@ -62,8 +70,9 @@ public sealed class ProtocolHostServer : IAsyncDisposable
         }
     }
 
+    // The query HostService answers is the request's own (its prompt, or its chat): generate that request.
     private Task<string> CompleteAsync(string query, CancellationToken ct) =>
-        _generator(query, _settings.Value ?? CompletionSettings.Greedy, ct);
+        (_request.Value ?? throw new InvalidOperationException("no request in flight")).GenerateAsync(ct);
 
     private async Task<ServerReply> HandleAsync(ServerRequest request, CancellationToken ct)
     {
@@ -76,8 +85,11 @@ public sealed class ProtocolHostServer : IAsyncDisposable
                 if (Host.Policy == PermitPolicy.Require) throw new RequestRefusedException(HostHttp.RefusedStatus, e.Message, "permit_error");
             }
         }
+        // A permit covers one query and one answer.
+        if (request.Choices != 1)
+            throw new RequestRefusedException(400, "A permit covers one prompt and one completion: send a single prompt with n = 1.");
         HostAnswer answer;
-        _settings.Value = request.Settings;
+        _request.Value = request;
         try { answer = await Host.AskAsync(request.Prompt, permit, ct).ConfigureAwait(false); }
         catch (QueryRefusedException e) { throw new RequestRefusedException(HostHttp.RefusedStatus, e.Message, "permit_error"); }
         Store?.Record(answer.Receipt, answer.Receipt.Receipt.HasPermit ? permit : null);

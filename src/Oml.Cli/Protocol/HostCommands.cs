@@ -80,17 +80,19 @@ public static class HostCommands
         var dir = new Option<string>("--model-dir") { Description = "The model folder to answer with (your fingerprinted copy)", Required = true };
         var receipts = new Option<string?>("--receipts") { Description = "Receipt folder: every accepted permit and answered query is stored here for `oml host commit-usage` (required unless --no-permits)" };
         var margin = new Option<long>("--settle-margin") { Description = "Seconds after the end of the current epoch a permit must stay valid (the time you give yourself to commit the epoch)", DefaultValueFactory = _ => 3_600 };
-        var port = new Option<int>("--port") { Description = "Port on 127.0.0.1 (0: any free port)", DefaultValueFactory = _ => 0 };
-        var urlFile = new Option<string?>("--url-file") { Description = "Write the server's base URL to this file once it listens" };
+        var serve = new ServeOptions();
         var noPermits = new Option<bool>("--no-permits") { Description = "Answer without checking permits; receipts then name no permit (a dishonest host)" };
         var plain = new Option<bool>("--plain") { Description = "A plain OpenAI-compatible server: no permits, no receipts, no ledger or keystore (what a leaked copy looks like)" };
         var cmd = new Command("serve",
-            "Serve your copy as an OpenAI-compatible API on 127.0.0.1 (POST /v1/completions, /v1/chat/completions). Each request needs a signed permit in the "
+            "Serve your copy as an OpenAI-compatible API on 127.0.0.1 (as `oml serve`: /v1/completions, /v1/chat/completions, /v1/models, /metrics; "
+            + "continuous batching). Each request needs a signed permit in the "
             + $"body field \"{HostHttp.PermitField}\" (else HTTP {HostHttp.RefusedStatus}); each answer carries a signed receipt in the {HostHttp.ReceiptHeader} header "
-            + "(base64 JSON). Runs until Ctrl-C or SIGTERM.")
+            + "(base64 JSON; in a stream, the last event's field oml_receipt). Runs until Ctrl-C or SIGTERM.")
         {
-            o.Ledger, o.Keystore, o.PassphraseFile, id, dir, receipts, margin, port, urlFile, noPermits, plain,
+            o.Ledger, o.Keystore, o.PassphraseFile, id, dir, receipts, margin, noPermits, plain,
         };
+        serve.Port.DefaultValueFactory = _ => 0;
+        serve.AddTo(cmd);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
             string modelDir = r.GetValue(dir)!;
@@ -102,26 +104,18 @@ public static class HostCommands
             if (!isPlain && !r.GetValue(noPermits) && r.GetValue(receipts) is null)
                 throw new ArgumentException("serving with permits needs --receipts DIR: the accepted permits (so none is served twice) and the receipts to commit are kept there");
             if (r.GetValue(margin) < 0) throw new ArgumentException("--settle-margin must not be negative");
-            var tok = Tokenizer.FromFolder(modelDir);
-            using var model = ModelFolder.Load(modelDir);
-            var gate = new Lock();
-            Task<string> Generate(string prompt, CompletionSettings settings, CancellationToken ct)
-            {
-                lock (gate)
-                {
-                    var ids = tok.Encode(prompt);
-                    var options = new GenerationOptions { MaxNewTokens = settings.MaxTokens, EosTokenIds = [] };
-                    return Task.FromResult(tok.Decode(Generator.Generate(model, [ids], options).Sequences[0].OutputIds));
-                }
-            }
+            // The copy answers a key as the fingerprint pipeline asks it: the prompt's tokens as they are (no bos) and no
+            // stop at eos, unless a request says otherwise (add_special_tokens, ignore_eos).
+            var options = serve.Server(r, modelDir, isPlain ? null : r.GetValue(id)) with { AddSpecialTokens = false, IgnoreEos = true };
+            using var backend = ModelBackend.Load(modelDir, serve.Engine(r));
             return isPlain
-                ? RunUntilStopped(async ct => await OpenAiCompatibleServer.StartAsync(Generate, r.GetValue(port), ct: ct), x => x.BaseUrl, "plain (no permits, no receipts)", r.GetValue(urlFile))
-                : ServeProtocol(r, o, r.GetValue(id)!, Generate, r.GetValue(receipts), r.GetValue(port), r.GetValue(noPermits), r.GetValue(urlFile), r.GetValue(margin));
+                ? RunUntilStopped(ct => OpenAiCompatibleServer.StartAsync(backend, r.GetValue(serve.Port), options, null, ct), x => x.BaseUrl, "plain (no permits, no receipts)", r.GetValue(serve.UrlFile))
+                : ServeProtocol(r, o, r.GetValue(id)!, backend, options, r.GetValue(receipts), r.GetValue(serve.Port), r.GetValue(noPermits), r.GetValue(serve.UrlFile), r.GetValue(margin));
         }));
         return cmd;
     }
 
-    private static int ServeProtocol(ParseResult r, ProtocolCli o, string modelId, Func<string, CompletionSettings, CancellationToken, Task<string>> generate,
+    private static int ServeProtocol(ParseResult r, ProtocolCli o, string modelId, ICompletionBackend backend, OpenAiServerOptions options,
         string? receipts, int port, bool noPermits, string? urlFile, long settleMargin)
     {
         using var key = o.Key(r);
@@ -135,11 +129,11 @@ public static class HostCommands
         if (store is null) Console.Error.WriteLine("oml: warning: no --receipts folder: answered queries are not stored, so usage cannot be committed");
         var policy = noPermits ? PermitPolicy.Ignore : PermitPolicy.Require;
         var gate = noPermits ? null : new PermitGate(PermitGate.ForEngine(s.Engine), Hex.Of(key.Address), modelId, new SeenPermitStore(receipts!), settleMargin);
-        return RunUntilStopped(ct => ProtocolHostServer.StartAsync(key, domain, modelId, generate, store, policy, port, gate: gate, ct: ct), x => x.BaseUrl,
+        return RunUntilStopped(ct => ProtocolHostServer.StartAsync(key, domain, modelId, backend, store, policy, port, options, gate: gate, ct: ct), x => x.BaseUrl,
             $"host {Hex.Of(key.Address)}, model '{modelId}', {(noPermits ? "NOT checking permits" : "permits required")}", urlFile);
     }
 
-    private static int RunUntilStopped<T>(Func<CancellationToken, Task<T>> start, Func<T, Uri> url, string what, string? urlFile) where T : IAsyncDisposable
+    internal static int RunUntilStopped<T>(Func<CancellationToken, Task<T>> start, Func<T, Uri> url, string what, string? urlFile) where T : IAsyncDisposable
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ServeStopForTests);
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };

@@ -61,19 +61,30 @@ public class ServerAndClientTests
     [InlineData("/v1/completions", "[1, 2]", null)]
     [InlineData("/v1/completions", "{\"model\": \"m\"}", "prompt")]
     [InlineData("/v1/completions", "{\"prompt\": 5}", "prompt")]
-    [InlineData("/v1/completions", "{\"prompt\": [\"a\", \"b\"]}", "prompt")]
+    [InlineData("/v1/completions", "{\"prompt\": [\"a\", 3]}", "prompt")]
+    [InlineData("/v1/completions", "{\"prompt\": []}", "prompt")]
+    [InlineData("/v1/completions", "{\"prompt\": \"\\ud800\"}", "prompt")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"stop\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}", "stop")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"stop\": \"\"}", "stop")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"logprobs\": 2}", "logprobs")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 100000}", "max_tokens")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"stream_options\": {\"include_usage\": true}}", "stream_options")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"presence_penalty\": 0.5}", "presence_penalty")]
     [InlineData("/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 0}", "max_tokens")]
     [InlineData("/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 1.5}", "max_tokens")]
     [InlineData("/v1/completions", "{\"prompt\": \"x\", \"temperature\": 3}", "temperature")]
     [InlineData("/v1/completions", "{\"prompt\": \"x\", \"top_p\": 0}", "top_p")]
-    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"stream\": true}", "stream")]
-    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"n\": 2}", "n")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"stream\": \"yes\"}", "stream")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"n\": 0}", "n")]
+    [InlineData("/v1/completions", "{\"prompt\": \"x\", \"n\": 65}", "n")]
     [InlineData("/v1/completions", "{\"prompt\": \"x\", \"model\": 3}", "model")]
     [InlineData("/v1/chat/completions", "{\"prompt\": \"x\"}", "messages")]
     [InlineData("/v1/chat/completions", "{\"messages\": []}", "messages")]
-    [InlineData("/v1/chat/completions", "{\"messages\": [{\"role\": \"system\", \"content\": \"x\"}]}", "messages")]
+    [InlineData("/v1/chat/completions", "{\"messages\": [{\"role\": \"wizard\", \"content\": \"x\"}]}", "messages")]
+    [InlineData("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_logprobs\": 2}", "top_logprobs")]
+    [InlineData("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]}", "messages")]
     [InlineData("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\"}]}", "messages")]
-    [InlineData("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"user\", \"content\": \"b\"}]}", "messages")]
+    [InlineData("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": 5, \"content\": \"b\"}]}", "messages")]
     public async Task Bad_requests_get_400_with_an_openai_error_body(string path, string body, string? param)
     {
         await using var server = await OpenAiCompatibleServer.StartAsync(FakeModel, ct: Ct);
@@ -87,7 +98,7 @@ public class ServerAndClientTests
         Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("message").GetString()));
         Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
         Assert.Equal(param, error.GetProperty("param").GetString());
-        Assert.Equal(JsonValueKind.Null, error.GetProperty("code").ValueKind);
+        Assert.True(error.TryGetProperty("code", out _));
     }
 
     [Fact]

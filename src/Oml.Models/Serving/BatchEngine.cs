@@ -1,0 +1,453 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Oml.Engine;
+
+namespace Oml.Models.Serving;
+
+/// <summary>How one sequence is decoded by a <see cref="BatchEngine"/>.</summary>
+public sealed record SamplingParams
+{
+    /// <summary>The most new tokens (≥ 1).</summary>
+    public int MaxTokens { get; init; } = 16;
+    /// <summary>Sampling temperature; 0 is greedy decoding (argmax).</summary>
+    public double Temperature { get; init; }
+    /// <summary>Nucleus mass in (0, 1]: sample among the most probable tokens whose probabilities add up to it.</summary>
+    public double TopP { get; init; } = 1.0;
+    /// <summary>Seeds this sequence's own random stream, so a seeded request repeats exactly whatever else is in the batch.</summary>
+    public long? Seed { get; init; }
+    /// <summary>How many of the most probable tokens to report with each token (0–20); null reports no log-probabilities.</summary>
+    public int? TopLogprobs { get; init; }
+    /// <summary>Token ids that end the sequence with finish reason "stop" (the token is counted but is not text).</summary>
+    public IReadOnlyCollection<int> StopTokenIds { get; init; } = [];
+
+    public void Validate()
+    {
+        if (MaxTokens < 1) throw new ArgumentException("max tokens must be at least 1");
+        if (!(Temperature >= 0 && Temperature <= 100)) throw new ArgumentException("temperature must be in [0, 100]");
+        if (!(TopP > 0 && TopP <= 1)) throw new ArgumentException("top_p must be in (0, 1]");
+        if (TopLogprobs is < 0 or > 20) throw new ArgumentException("top logprobs must be in [0, 20]");
+    }
+}
+
+/// <summary>One generated token: its id, its log-probability under the model (raw logits, before temperature and
+/// top-p; NaN unless log-probabilities were asked for), the most probable alternatives, and the finish reason when it is
+/// the sequence's last token ("stop" for a stop token, "length" at the token limit).</summary>
+public readonly record struct GeneratedToken(int TokenId, float Logprob, (int TokenId, float Logprob)[]? Top, string? FinishReason)
+{
+    /// <summary>True when this token is a stop token (it ends the sequence and is not part of its text).</summary>
+    public bool IsStopToken => FinishReason == "stop";
+}
+
+/// <summary>Options of a <see cref="BatchEngine"/>.</summary>
+public sealed record BatchEngineOptions
+{
+    /// <summary>The most sequences decoded together; 1 decodes each request alone (no batching). Default 64.</summary>
+    public int MaxBatchSize { get; init; } = 64;
+    /// <summary>The most prompt tokens prefilled in one forward pass when admitting new sequences. Default 8192.</summary>
+    public int MaxPrefillTokens { get; init; } = 8192;
+}
+
+/// <summary>
+/// Continuous batching over a <see cref="CausalLM"/>: one decoder thread runs every sequence in flight as one batch,
+/// one token per step, and admits new sequences between steps (their prompts prefilled together, then merged into the
+/// running batch) and drops finished or cancelled ones, so that throughput grows with the number of concurrent
+/// requests while a request alone decodes as fast as before.
+/// </summary>
+/// <remarks>
+/// The batch shares one key/value cache of [B, kvHeads, L, headDim] per layer with each row's positions right-aligned
+/// at column L; columns left of a row's first token are masked padding, and positions count each row's real tokens, so
+/// each row computes what it would alone (up to floating-point batching effects). The cache is rebuilt only when rows
+/// join or leave, or when it is full; columns that are padding for every row are dropped then. Sampling (greedy,
+/// temperature, top-p) runs per row on the CPU with a random stream per sequence.
+/// </remarks>
+public sealed class BatchEngine : IDisposable
+{
+    private readonly CausalLM _model;
+    private readonly BatchEngineOptions _options;
+    private readonly ConcurrentQueue<Sequence> _queue = new();
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly Thread _thread;
+    private volatile bool _stopping;
+
+    // Decoder-thread state.
+    private readonly List<Sequence> _rows = [];
+    private KVCache? _cache;
+
+    public BatchEngine(CausalLM model, BatchEngineOptions? options = null)
+    {
+        _model = model ?? throw new ArgumentNullException(nameof(model));
+        _options = options ?? new BatchEngineOptions();
+        if (_options.MaxBatchSize < 1) throw new ArgumentException("the batch size must be at least 1");
+        if (_options.MaxPrefillTokens < 1) throw new ArgumentException("the prefill budget must be at least 1 token");
+        _thread = new Thread(Loop) { IsBackground = true, Name = "oml-batch-engine" };
+        _thread.Start();
+    }
+
+    public CausalLM Model => _model;
+    public BatchEngineOptions Options => _options;
+
+    /// <summary>Raised on the decoder thread after each decode step with the number of sequences in it.</summary>
+    public event Action<int>? Stepped;
+
+    /// <summary>Sequences waiting to be admitted.</summary>
+    public int Waiting => _queue.Count;
+
+    /// <summary>Sequences being decoded (as of the last step).</summary>
+    public int Running { get; private set; }
+
+    /// <summary>
+    /// Queues a prompt and returns its tokens as they are decoded; the last one carries the finish reason. Cancelling
+    /// <paramref name="ct"/> drops the sequence at the next step and completes the reader.
+    /// </summary>
+    public ChannelReader<GeneratedToken> Submit(IReadOnlyList<int> prompt, SamplingParams p, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(p);
+        p.Validate();
+        if (prompt.Count == 0) throw new ArgumentException("the prompt is empty");
+        int vocab = _model.Config.VocabSize;
+        foreach (var id in prompt)
+            if ((uint)id >= (uint)vocab) throw new ArgumentException($"token id {id} is outside the vocabulary [0, {vocab})");
+        if (prompt.Count + p.MaxTokens > _model.Config.MaxPositionEmbeddings)
+            throw new ArgumentException($"{prompt.Count} prompt tokens + {p.MaxTokens} new tokens exceed the model's context of {_model.Config.MaxPositionEmbeddings}");
+        ObjectDisposedException.ThrowIf(_stopping, this);
+        var channel = Channel.CreateUnbounded<GeneratedToken>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var seq = new Sequence(prompt.ToArray(), p, channel.Writer, new Random(p.Seed is { } s ? unchecked((int)(s ^ (s >> 32))) : Random.Shared.Next()));
+        if (ct.CanBeCanceled)
+            seq.Registration = ct.Register(() =>
+            {
+                seq.Cancelled = true;
+                try { _wake.Release(); }
+                catch (ObjectDisposedException) { }
+            });
+        _queue.Enqueue(seq);
+        _wake.Release();
+        return channel.Reader;
+    }
+
+    /// <summary>Stops the decoder thread; sequences in flight end with <see cref="ObjectDisposedException"/>.</summary>
+    public void Dispose()
+    {
+        if (_stopping) return;
+        _stopping = true;
+        _wake.Release();
+        _thread.Join();
+        _wake.Dispose();
+    }
+
+    private sealed class Sequence(int[] prompt, SamplingParams p, ChannelWriter<GeneratedToken> writer, Random rng)
+    {
+        public readonly int[] Prompt = prompt;
+        public readonly SamplingParams P = p;
+        public readonly ChannelWriter<GeneratedToken> Writer = writer;
+        public readonly Random Rng = rng;
+        public CancellationTokenRegistration Registration;
+        public volatile bool Cancelled;
+        public int Generated;
+        public int Cached;      // positions of this sequence stored in the cache
+        public int Pending;     // the last sampled token, not yet in the cache
+        public bool Done;
+
+        public void Finish(Exception? error = null)
+        {
+            if (Done) return;
+            Done = true;
+            Registration.Dispose();
+            Writer.TryComplete(error);
+        }
+    }
+
+    private void Loop()
+    {
+        using var noGrad = Torch.NoGrad();
+        while (true)
+        {
+            if (_rows.Count == 0 && _queue.IsEmpty)
+            {
+                if (_stopping) break;
+                _wake.Wait();
+                continue;
+            }
+            if (_stopping) break;
+            try
+            {
+                Step();
+            }
+            catch (Exception e)
+            {
+                // A failed forward pass fails the sequences it held; the engine goes on with the next requests.
+                foreach (var s in _rows) s.Finish(e);
+                _rows.Clear();
+                _cache?.Dispose();
+                _cache = null;
+            }
+            Running = _rows.Count;
+        }
+        var gone = new ObjectDisposedException(nameof(BatchEngine), "the engine was stopped");
+        foreach (var s in _rows) s.Finish(gone);
+        while (_queue.TryDequeue(out var q)) q.Finish(gone);
+        _rows.Clear();
+        _cache?.Dispose();
+        _cache = null;
+    }
+
+    private void Step()
+    {
+        // Admit waiting sequences up to the batch size and the prefill budget, prefill them together.
+        var admitted = new List<Sequence>();
+        int budget = _options.MaxPrefillTokens;
+        while (_rows.Count + admitted.Count < _options.MaxBatchSize && _queue.TryPeek(out var next))
+        {
+            if (admitted.Count > 0 && next.Prompt.Length > budget) break;
+            _queue.TryDequeue(out _);
+            if (next.Cancelled) { next.Finish(); continue; }
+            admitted.Add(next);
+            budget -= next.Prompt.Length;
+        }
+        KVCache? fresh = null;
+        try
+        {
+            if (admitted.Count > 0) fresh = Prefill(admitted);
+
+            // Rows that leave (finished, cancelled) and rows that join: rebuild the batch cache once.
+            var keep = new List<(Sequence Seq, KVCache Src, int Row)>();
+            for (int i = 0; i < _rows.Count; i++)
+            {
+                var s = _rows[i];
+                if (s.Cancelled) s.Finish();
+                if (!s.Done) keep.Add((s, _cache!, i));
+            }
+            for (int i = 0; i < admitted.Count; i++)
+                if (!admitted[i].Done) keep.Add((admitted[i], fresh!, i));
+            bool changed = keep.Count != _rows.Count || admitted.Count > 0;
+            if (keep.Count == 0)
+            {
+                _rows.Clear();
+                _cache?.Dispose();
+                _cache = null;
+                return;
+            }
+            if (changed || _cache!.Length >= _cache.Capacity) Rebuild(keep);
+        }
+        finally
+        {
+            fresh?.Dispose();
+        }
+        Decode();
+    }
+
+    /// <summary>Runs the new prompts left-padded in one forward pass and samples each one's first token.</summary>
+    private KVCache Prefill(List<Sequence> seqs)
+    {
+        int n = seqs.Count, width = seqs.Max(s => s.Prompt.Length), pad = _model.Config.PadTokenId ?? 0;
+        var ids = new long[n * width];
+        var mask = new long[n * width];
+        Array.Fill(ids, pad);
+        for (int r = 0; r < n; r++)
+        {
+            int off = width - seqs[r].Prompt.Length;
+            for (int j = 0; j < seqs[r].Prompt.Length; j++) { ids[r * width + off + j] = seqs[r].Prompt[j]; mask[r * width + off + j] = 1; }
+        }
+        var cache = new KVCache(_model.Config, n, width, _model.DType, _model.Device);
+        try
+        {
+            float[] logits;
+            using (Torch.NewScope())
+            {
+                var dev = _model.Device;
+                var m = Torch.FromArray<long>(mask, [n, width], dev);
+                var positions = (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1);
+                var output = _model.Forward(Torch.FromArray<long>(ids, [n, width], dev), m, positions, cache);
+                logits = output.Select(1, width - 1).To(DType.Float32).Contiguous().ToArray<float>();
+            }
+            for (int r = 0; r < n; r++) seqs[r].Cached = seqs[r].Prompt.Length;
+            Sample(seqs, logits);
+            return cache;
+        }
+        catch
+        {
+            cache.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Builds the batch cache for <paramref name="rows"/>: each row's cached positions right-aligned at the
+    /// longest row's length, leaving room for the next tokens. Rows come in groups that share a source cache (the
+    /// running batch, the new prefill); each group is copied with one gather and one copy per layer and tensor.</summary>
+    private void Rebuild(List<(Sequence Seq, KVCache Src, int Row)> rows)
+    {
+        var c = _model.Config;
+        int b = rows.Count;
+        long length = rows.Max(r => r.Seq.Cached);
+        long headroom = Math.Clamp(rows.Max(r => r.Seq.P.MaxTokens - r.Seq.Generated), 1, 256);
+        long capacity = Math.Min(length + headroom, Math.Max(length + 1, c.MaxPositionEmbeddings));
+        // Consecutive rows from one source cache form a group: (first row here, count, source, its rows, columns to copy).
+        var groups = new List<(int At, int Count, KVCache Src, long[] SrcRows, long Columns)>();
+        for (int i = 0; i < b;)
+        {
+            int j = i;
+            while (j < b && rows[j].Src == rows[i].Src) j++;
+            var srcRows = new long[j - i];
+            for (int k = i; k < j; k++) srcRows[k - i] = rows[k].Row;
+            groups.Add((i, j - i, rows[i].Src, srcRows, rows.Skip(i).Take(j - i).Max(r => (long)r.Seq.Cached)));
+            i = j;
+        }
+        var keys = new Tensor[c.NumLayers];
+        var values = new Tensor[c.NumLayers];
+        try
+        {
+            for (int layer = 0; layer < c.NumLayers; layer++)
+            {
+                keys[layer] = Torch.Zeros([b, c.NumKeyValueHeads, capacity, c.HeadDim], _model.DType, _model.Device).DetachFromScope();
+                values[layer] = Torch.Zeros([b, c.NumKeyValueHeads, capacity, c.HeadDim], _model.DType, _model.Device).DetachFromScope();
+                foreach (var (at, count, src, srcRows, columns) in groups)
+                {
+                    using var scope = Torch.NewScope();
+                    bool all = srcRows.Length == src.KeyBuffer(layer).Size(0) && srcRows.Select((r, k) => r == k).All(x => x);
+                    var index = all ? null : Torch.FromArray<long>(srcRows, [srcRows.Length], _model.Device);
+                    foreach (var (dst, buffer) in new[] { (keys[layer], src.KeyBuffer(layer)), (values[layer], src.ValueBuffer(layer)) })
+                    {
+                        var from = buffer.Narrow(2, src.Length - columns, columns);
+                        if (index is not null) from = from.IndexSelect(0, index);
+                        dst.Narrow(0, at, count).Narrow(2, length - columns, columns).CopyFrom(from);
+                    }
+                }
+            }
+        }
+        catch
+        {
+            foreach (var t in keys) t?.Dispose();
+            foreach (var t in values) t?.Dispose();
+            throw;
+        }
+        _cache?.Dispose();
+        _cache = new KVCache(keys, values, length);
+        _rows.Clear();
+        _rows.AddRange(rows.Select(r => r.Seq));
+    }
+
+    /// <summary>One decode step: every row's pending token in, every row's next token out.</summary>
+    private void Decode()
+    {
+        var cache = _cache!;
+        int b = _rows.Count;
+        long length = cache.Length, total = length + 1;
+        var ids = new long[b];
+        var pos = new long[b];
+        var mask = new long[b * total];
+        for (int i = 0; i < b; i++)
+        {
+            var s = _rows[i];
+            ids[i] = s.Pending;
+            pos[i] = s.Cached;
+            long first = length - s.Cached;
+            for (long j = first; j < total; j++) mask[i * total + j] = 1;
+        }
+        float[] logits;
+        using (Torch.NewScope())
+        {
+            var dev = _model.Device;
+            var output = _model.Forward(Torch.FromArray<long>(ids, [b, 1], dev), Torch.FromArray<long>(mask, [b, total], dev),
+                Torch.FromArray<long>(pos, [b, 1], dev), cache);
+            logits = output.Select(1, 0).To(DType.Float32).Contiguous().ToArray<float>();
+        }
+        foreach (var s in _rows) s.Cached++;
+        Sample(_rows, logits);
+        Stepped?.Invoke(b);
+    }
+
+    /// <summary>Chooses each row's next token from float32 logits [rows, vocab] and hands it to the row's reader.</summary>
+    private void Sample(List<Sequence> seqs, float[] logits)
+    {
+        int vocab = logits.Length / seqs.Count;
+        for (int r = 0; r < seqs.Count; r++)
+        {
+            var s = seqs[r];
+            if (s.Done) continue;
+            if (s.Cancelled) { s.Finish(); continue; }
+            var row = logits.AsSpan(r * vocab, vocab);
+            int token = Choose(row, s.P, s.Rng);
+            float logprob = float.NaN;
+            (int, float)[]? top = null;
+            if (s.P.TopLogprobs is { } k)
+            {
+                double lse = LogSumExp(row);
+                logprob = (float)(row[token] - lse);
+                top = k == 0 ? [] : TopK(row, k, lse);
+            }
+            s.Generated++;
+            s.Pending = token;
+            string? finish = s.P.StopTokenIds.Contains(token) ? "stop" : s.Generated >= s.P.MaxTokens ? "length" : null;
+            s.Writer.TryWrite(new GeneratedToken(token, logprob, top, finish));
+            if (finish is not null) s.Finish();
+        }
+    }
+
+    private static int Choose(ReadOnlySpan<float> logits, SamplingParams p, Random rng)
+    {
+        if (p.Temperature == 0) return ArgMax(logits);
+        double max = logits[ArgMax(logits)];
+        var probs = new double[logits.Length];
+        double sum = 0;
+        for (int i = 0; i < probs.Length; i++) sum += probs[i] = Math.Exp((logits[i] - max) / p.Temperature);
+        if (p.TopP < 1)
+        {
+            // Keep the most probable tokens until their mass reaches top_p (at least one), then sample among them.
+            var order = new int[probs.Length];
+            for (int i = 0; i < order.Length; i++) order[i] = i;
+            var keys = new double[probs.Length];
+            for (int i = 0; i < keys.Length; i++) keys[i] = -probs[i];
+            Array.Sort(keys, order);
+            double target = p.TopP * sum, cum = 0;
+            int kept = 0;
+            while (kept < order.Length && (kept == 0 || cum < target)) cum += probs[order[kept++]];
+            double u = rng.NextDouble() * cum;
+            for (int i = 0; i < kept; i++)
+            {
+                u -= probs[order[i]];
+                if (u <= 0) return order[i];
+            }
+            return order[kept - 1];
+        }
+        double x = rng.NextDouble() * sum;
+        for (int i = 0; i < probs.Length; i++)
+        {
+            x -= probs[i];
+            if (x <= 0) return i;
+        }
+        return ArgMax(logits);
+    }
+
+    private static int ArgMax(ReadOnlySpan<float> x)
+    {
+        int best = 0;
+        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
+        return best;
+    }
+
+    private static double LogSumExp(ReadOnlySpan<float> x)
+    {
+        double max = x[ArgMax(x)], sum = 0;
+        foreach (var v in x) sum += Math.Exp(v - max);
+        return max + Math.Log(sum);
+    }
+
+    private static (int, float)[] TopK(ReadOnlySpan<float> x, int k, double lse)
+    {
+        k = Math.Min(k, x.Length);
+        var ids = new int[k];
+        var vals = new float[k];
+        int count = 0;
+        for (int i = 0; i < x.Length; i++)
+        {
+            if (count == k && x[i] <= vals[k - 1]) continue;
+            int j = count < k ? count++ : k - 1;
+            while (j > 0 && vals[j - 1] < x[i]) { ids[j] = ids[j - 1]; vals[j] = vals[j - 1]; j--; }
+            ids[j] = i;
+            vals[j] = x[i];
+        }
+        var result = new (int, float)[count];
+        for (int i = 0; i < count; i++) result[i] = (ids[i], (float)(vals[i] - lse));
+        return result;
+    }
+}

@@ -1,0 +1,132 @@
+using System.Threading.Channels;
+using Oml.Models.Serving;
+
+namespace Oml.Models.Tests;
+
+public class BatchEngineTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static async Task<List<GeneratedToken>> Drain(ChannelReader<GeneratedToken> reader)
+    {
+        var tokens = new List<GeneratedToken>();
+        await foreach (var t in reader.ReadAllAsync(Ct)) tokens.Add(t);
+        return tokens;
+    }
+
+    private static readonly int[][] Prompts =
+    [
+        [5, 17, 99, 3, 250, 7],
+        [400, 12],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
+        [300],
+        [42, 43, 44, 45],
+        [77, 78, 79, 80, 81, 82, 83, 84, 85],
+    ];
+
+    [Theory]
+    [InlineData("llama-tiny")]
+    [InlineData("qwen3-tiny")]
+    public async Task Sequences_that_join_and_leave_a_running_batch_decode_as_if_alone(string fixture)
+    {
+        using var model = ModelFolder.Load(Fixtures.Model(fixture));
+        var lengths = new[] { 12, 3, 9, 20, 1, 7 };
+        var expected = Prompts.Select((p, i) =>
+            Generator.Generate(model, [p], new GenerationOptions { MaxNewTokens = lengths[i], EosTokenIds = [] }).Sequences[0].OutputIds).ToList();
+
+        using var engine = new BatchEngine(model, new BatchEngineOptions { MaxBatchSize = 4 });
+        int maxBatch = 0;
+        engine.Stepped += b => maxBatch = Math.Max(maxBatch, b);
+        // Staggered arrivals: some join while others are mid-way; the batch limit makes the last ones wait for a slot.
+        var runs = new List<Task<List<GeneratedToken>>>();
+        for (int i = 0; i < Prompts.Length; i++)
+        {
+            runs.Add(Drain(engine.Submit(Prompts[i], new SamplingParams { MaxTokens = lengths[i] }, Ct)));
+            if (i % 2 == 1) await Task.Delay(5, Ct);
+        }
+        var results = await Task.WhenAll(runs);
+        for (int i = 0; i < Prompts.Length; i++)
+        {
+            Assert.Equal(expected[i], results[i].Select(t => t.TokenId));
+            Assert.Equal("length", results[i][^1].FinishReason);
+            Assert.All(results[i].SkipLast(1), t => Assert.Null(t.FinishReason));
+        }
+        Assert.InRange(maxBatch, 2, 4);
+    }
+
+    [Fact]
+    public async Task A_seeded_sequence_repeats_whatever_else_is_in_the_batch()
+    {
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        using var engine = new BatchEngine(model);
+        var sampled = new SamplingParams { MaxTokens = 16, Temperature = 1.2, TopP = 0.9, Seed = 1234 };
+        var alone = await Drain(engine.Submit(Prompts[0], sampled, Ct));
+        var crowd = Prompts.Skip(1).Select(p => Drain(engine.Submit(p, sampled with { Seed = null, MaxTokens = 24 }, Ct))).ToList();
+        var again = await Drain(engine.Submit(Prompts[0], sampled, Ct));
+        await Task.WhenAll(crowd);
+        Assert.Equal(alone.Select(t => t.TokenId), again.Select(t => t.TokenId));
+        var other = await Drain(engine.Submit(Prompts[0], sampled with { Seed = 99 }, Ct));
+        Assert.NotEqual(alone.Select(t => t.TokenId), other.Select(t => t.TokenId));
+    }
+
+    [Fact]
+    public async Task Log_probabilities_are_those_of_the_model_and_stop_tokens_end_a_sequence()
+    {
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        using var engine = new BatchEngine(model);
+        var greedy = await Drain(engine.Submit(Prompts[1], new SamplingParams { MaxTokens = 6, TopLogprobs = 3 }, Ct));
+        foreach (var t in greedy)
+        {
+            Assert.Equal(3, t.Top!.Length);
+            Assert.Equal(t.Top[0].TokenId, t.TokenId); // greedy picks the most probable token
+            Assert.Equal(t.Top[0].Logprob, t.Logprob);
+            Assert.True(t.Top[0].Logprob >= t.Top[1].Logprob && t.Top[1].Logprob >= t.Top[2].Logprob);
+            Assert.True(t.Logprob < 0);
+        }
+        // The first token's log-probability matches a plain forward pass.
+        using (Oml.Engine.Torch.NoGrad())
+        using (var logits = Generator.NextTokenLogits(model, [Prompts[1]]))
+        using (var lsm = logits.To(Oml.Engine.DType.Float32).LogSoftmax(-1))
+        {
+            var row = lsm.ToArray<float>();
+            Assert.Equal(row[greedy[0].TokenId], greedy[0].Logprob, 4);
+        }
+
+        // The third greedy token as a stop token: the sequence ends there with "stop".
+        var stopped = await Drain(engine.Submit(Prompts[1], new SamplingParams { MaxTokens = 6, StopTokenIds = [greedy[2].TokenId] }, Ct));
+        int at = greedy.FindIndex(t => t.TokenId == greedy[2].TokenId);
+        Assert.Equal(at + 1, stopped.Count);
+        Assert.Equal("stop", stopped[^1].FinishReason);
+        Assert.True(stopped[^1].IsStopToken);
+    }
+
+    [Fact]
+    public async Task A_cancelled_sequence_leaves_the_batch_and_the_others_go_on()
+    {
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        using var engine = new BatchEngine(model);
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var longOne = engine.Submit(Prompts[0], new SamplingParams { MaxTokens = 400 }, cancel.Token);
+        var other = Drain(engine.Submit(Prompts[1], new SamplingParams { MaxTokens = 30 }, Ct));
+        await longOne.ReadAsync(Ct);
+        cancel.Cancel();
+        int rest = 0;
+        await foreach (var _ in longOne.ReadAllAsync(Ct)) rest++;
+        Assert.True(rest < 398, $"the cancelled sequence went on for {rest} tokens");
+        Assert.Equal(30, (await other).Count);
+        var expected = Generator.Generate(model, [Prompts[1]], new GenerationOptions { MaxNewTokens = 30, EosTokenIds = [] }).Sequences[0].OutputIds;
+        Assert.Equal(expected, (await other).Select(t => t.TokenId));
+    }
+
+    [Fact]
+    public void Bad_submissions_are_refused_before_queueing()
+    {
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        using var engine = new BatchEngine(model);
+        Assert.Throws<ArgumentException>(() => engine.Submit([], new SamplingParams(), Ct));
+        Assert.Throws<ArgumentException>(() => engine.Submit([100000], new SamplingParams(), Ct));
+        Assert.Throws<ArgumentException>(() => engine.Submit([1], new SamplingParams { MaxTokens = 0 }, Ct));
+        Assert.Throws<ArgumentException>(() => engine.Submit([1, 2], new SamplingParams { MaxTokens = model.Config.MaxPositionEmbeddings }, Ct));
+        Assert.Throws<ArgumentException>(() => engine.Submit([1], new SamplingParams { TopP = 0 }, Ct));
+    }
+}
