@@ -117,7 +117,8 @@ public sealed class World
     {
         var f = subset.Fingerprints[i];
         answer ??= "  " + f.Response.Text + " and more";
-        var receipt = Receipt.Create(HostKey.Address, ModelId, permitHash, f.Key, answer, 1_700_000_000).Sign(Domain, signer ?? HostKey);
+        var unsigned = Receipt.Create(HostKey.Address, ModelId, permitHash, f.Key, answer, 1_700_000_000);
+        var receipt = new SignedReceipt(unsigned, Eip712.Sign(unsigned.TypedData(Domain), signer ?? HostKey));
         return OmlChainClient.Evidence(subset.Reveal(i), answer, receipt);
     }
 
