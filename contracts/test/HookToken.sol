@@ -18,7 +18,9 @@ contract HookToken is ERC20 {
 
     function _update(address from, address to, uint256 value) internal override {
         super._update(from, to, value);
-        if (from != address(0) && to.code.length > 0) ITokenReceiver(to).onTokenReceived(from, value);
+        if (from != address(0) && to.code.length > 0) {
+            try ITokenReceiver(to).onTokenReceived(from, value) {} catch {}  // receivers without the hook are fine
+        }
     }
 }
 
