@@ -3,6 +3,7 @@
 # compiles the Solidity sources offline with solcjs into contracts/out/*.json (ABI, bytecode, runtime size).
 # Idempotent: npm is skipped when node_modules matches the lock file, and compiling is skipped when the sources,
 # compiler script and lock file are unchanged since the last build (out/.stamp).
+#   --install install the npm packages only (anvil for the tests; the committed artifacts are used as they are)
 #   --check   compile into a temporary folder and fail if the committed artifacts differ (determinism / staleness)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -16,6 +17,7 @@ installed_ok() {
     }' 2>/dev/null && [ -n "$(ls node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null)" ]
 }
 installed_ok || npm ci --no-audit --no-fund --loglevel=error
+[ "${1:-}" = "--install" ] && exit 0
 stamp=$(cat package-lock.json compile.mjs src/*.sol test/*.sol | sha256sum | cut -d' ' -f1)
 if [ "${1:-}" = "--check" ]; then
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

@@ -1,6 +1,7 @@
 // Compiles contracts/src and contracts/test with solcjs (the npm `solc` package: WebAssembly, fully offline) and
 // writes one JSON artifact per contract (abi, bytecode, deployedBytecode, runtime size) into contracts/out, plus
 // out/build-info.json (compiler version and settings). Deterministic: same sources and compiler, same bytes.
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
@@ -56,5 +57,8 @@ for (const f of files) {
     if (size > LIMIT && f.startsWith("src/")) tooLarge = true;
   }
 }
-fs.writeFileSync(path.join(outDir, "build-info.json"), JSON.stringify({ compiler: solc.version(), settings }, null, 2) + "\n");
+// SHA-256 of every source compiled, so that a test can tell when the committed artifacts are stale.
+const hashes = Object.fromEntries(files.map((f) => [f, crypto.createHash("sha256").update(fs.readFileSync(path.join(root, f))).digest("hex")]));
+const openzeppelin = require("@openzeppelin/contracts/package.json").version;
+fs.writeFileSync(path.join(outDir, "build-info.json"), JSON.stringify({ compiler: solc.version(), openzeppelin, settings, sources: hashes }, null, 2) + "\n");
 if (tooLarge) process.exit(1);

@@ -19,6 +19,23 @@ public sealed class ClientTests(AnvilFixture fx)
     }
 
     [Fact]
+    public void The_committed_artifacts_were_compiled_from_the_sources_in_the_repository()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Oml.sln"))) dir = dir.Parent;
+        Assert.NotNull(dir);
+        var contracts = Path.Combine(dir.FullName, "contracts");
+        using var info = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(contracts, "out", "build-info.json")));
+        var recorded = info.RootElement.GetProperty("sources").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString());
+        var present = new[] { "src", "test" }.SelectMany(d => Directory.GetFiles(Path.Combine(contracts, d), "*.sol"))
+            .Select(f => Path.GetRelativePath(contracts, f).Replace('\\', '/')).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(present, recorded.Keys.Order(StringComparer.Ordinal).ToList());
+        foreach (var f in present)
+            Assert.True(recorded[f] == Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(contracts, f)))),
+                $"contracts/{f} changed since contracts/out was built: run contracts/build.sh and commit contracts/out");
+    }
+
+    [Fact]
     public async Task A_resent_transaction_is_applied_once_even_across_a_node_restart()
     {
         var dir = Directory.CreateTempSubdirectory("oml-anvil-");
