@@ -29,6 +29,13 @@ public sealed class AccessTests(AnvilFixture fx)
         Assert.Equal(p.Permit.Hash(w.Domain), settled.Hex32("permitHash"));
         Assert.Equal(w.Host.Address, await w.User.SettledByAsync(p.Permit.Hash(w.Domain)));
         Assert.Equal(88, await w.User.EscrowAsync(w.User.Address, w.Host.Address));
+
+        // the local view can be rebuilt from the deployment's events, in order
+        var events = await w.User.EventsAsync(w.Deployment.DeployedAtBlock);
+        var names = events.Where(e => e.Contract == "OmlProtocol").Select(e => e.Name).ToList();
+        Assert.Equal(["Initialized", "ModelRegistered", "LicenceApplied", "CopyDelivered", "CopyAcknowledged", "Deposited", "PermitSettled", "UsageCommitted"], names);
+        Assert.Equal(World.ModelId, (string)events.Single(e => e.Name == "ModelRegistered").Args["modelId"]!);
+        Assert.Equal(6, events.Count(e => e.Name == "Approval"));
     }
 
     [Fact]
