@@ -159,6 +159,28 @@ public sealed class AccessTests(AnvilFixture fx)
     }
 
     [Fact]
+    public async Task A_host_checks_a_permit_against_the_chain_before_serving_it()
+    {
+        var w = await World.CreateAsync(fx.Node);
+        await w.LicensedCopyAsync(w.Host);
+        await w.User.DepositAsync(w.Host.Address, 25);
+        long settleBy = 2_000_000_000;
+        var ok = w.Permit(w.UserKey, w.Host.Address, 1, 10);
+        Assert.Equal(PermitRefusal.Ok, await w.Host.CheckPermitAsync(ok, 0, settleBy));
+        Assert.Equal(PermitRefusal.Underfunded, await w.Host.CheckPermitAsync(ok, 20, settleBy));   // 10 + 20 outstanding > 25
+        Assert.Equal(PermitRefusal.WrongHost, await w.Host2.CheckPermitAsync(ok, 0, settleBy));
+        Assert.Equal(PermitRefusal.FeeTooLow, await w.Host.CheckPermitAsync(w.Permit(w.UserKey, w.Host.Address, 2, 0), 0, settleBy));
+        Assert.Equal(PermitRefusal.ExpiresTooSoon, await w.Host.CheckPermitAsync(w.Permit(w.UserKey, w.Host.Address, 3, 10, expiry: settleBy - 1), 0, settleBy));
+        Assert.Equal(PermitRefusal.BadSignature, await w.Host.CheckPermitAsync(
+            w.Permit(w.UserKey, w.Host.Address, 4, 10, domain: w.Domain with { ChainId = 1 }), 0, settleBy));
+        Assert.Equal(PermitRefusal.UnknownModel, await w.Host.CheckPermitAsync(w.Permit(w.UserKey, w.Host.Address, 5, 10, modelId: "nope"), 0, settleBy));
+        await w.Host.CommitUsageAsync(World.ModelId, await w.EpochAsync(), World.Digest("r"), 1, [ok]);
+        Assert.Equal(PermitRefusal.NonceUsed, await w.Host.CheckPermitAsync(ok, 0, settleBy));
+        await w.User.RequestRefundAsync(w.Host.Address);
+        Assert.Equal(PermitRefusal.RefundPending, await w.Host.CheckPermitAsync(w.Permit(w.UserKey, w.Host.Address, 6, 10), 0, settleBy));
+    }
+
+    [Fact]
     public async Task Escrow_refund_waits_for_the_delay_after_the_request()
     {
         var w = await World.CreateAsync(fx.Node);
