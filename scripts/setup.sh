@@ -35,5 +35,9 @@ if ! command -v dotnet >/dev/null 2>&1; then
   exit 1
 fi
 
+# The contract tests (tests/Oml.Chain.Tests) run a local anvil node from npm @foundry-rs/anvil, installed with the
+# contracts' pinned packages into contracts/node_modules; the compiled contracts are committed (contracts/out).
+contracts/build.sh --install
+
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet build Oml.sln -c Release -nologo -v quiet -clp:ErrorsOnly

@@ -1,0 +1,615 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.30;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {IOmlProtocol, Param} from "./IOmlProtocol.sol";
+
+/// @title OmlProtocol: the storage, distribution and access layers of the OML protocol, and its vault.
+/// @notice Models (versions, family tree, two-step ownership), host licences with collateral and the per-copy
+///         salted fingerprint root, per-(user, host) escrow, usage roots per epoch settling user-signed EIP-712
+///         permits with the fee split along the family tree, and pull-based withdrawals. Every token the protocol
+///         holds is held here; the claims contract (OmlClaims) locks bonds and slashes through the onlyClaims hooks,
+///         and the governance contract (OmlGovernance) alone sets parameters.
+/// @dev The EIP-712 domain is {name "OML", version "1", chainId, this contract}: permits and receipts are signed
+///      for this deployment only. A model is keyed by keccak256(bytes(modelId)), which is also how EIP-712 encodes
+///      the permit's and receipt's string modelId.
+contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
+    using SafeERC20 for IERC20;
+
+    bytes32 public constant PERMIT_TYPEHASH = keccak256(
+        "Permit(address user,string modelId,address host,bytes32 queryHash,uint256 nonce,uint256 expiry,uint256 fee)");
+    bytes32 public constant PARENT_CONSENT_TYPEHASH = keccak256(
+        "ParentConsent(string modelId,string parentModelId,uint256 shareBps,address childOwner,uint256 nonce,uint256 deadline)");
+    uint256 public constant MAX_MODEL_ID_BYTES = 200;
+    uint256 public constant MAX_PARENTS = 8;
+    /// @notice The most models a cycle check may visit when a parent is declared (bounds its gas).
+    uint256 public constant MAX_ANCESTRY = 64;
+
+    /// @notice Why a permit in a usage batch was skipped instead of settled.
+    enum SkipReason { None, BadSignature, Expired, Replayed, FeeTooLow, Unfunded }
+
+    struct Model {
+        address owner;
+        address pendingOwner;
+        uint256 price;
+        uint256 minCollateral;
+        uint32 versions;
+        uint32 licences;
+        uint16 parentShareBps;
+        bool exists;
+    }
+
+    struct ParentEdge {
+        bytes32 model;
+        uint16 shareBps;
+    }
+
+    struct Version {
+        bytes32 weightsDigest;
+        bytes32 fingerprintRoot;
+        uint32 fingerprintCount;
+    }
+
+    struct Licence {
+        bool exists;
+        bool delivered;
+        bool acknowledged;
+        uint32 ordinal;
+        uint32 fingerprintCount;
+        uint256 collateralPosted;
+        uint256 collateralLocked;
+        bytes32 indicesRoot;
+        bytes32 copyDigest;
+    }
+
+    struct Usage {
+        bool committed;
+        uint64 receiptCount;
+        bytes32 receiptsRoot;
+    }
+
+    /// @notice One user-signed permit as a host submits it for settlement (host = sender, model = the batch's).
+    struct SignedPermit {
+        address user;
+        bytes32 queryHash;
+        uint256 nonce;
+        uint256 expiry;
+        uint256 fee;
+        bytes signature;
+    }
+
+    IERC20 public immutable token;
+    address public immutable treasury;
+    uint256 public immutable genesisTime;
+    address private immutable _deployer;
+    address public claims;
+    address public governance;
+
+    uint256[12] private _params;
+    mapping(bytes32 => Model) private _models;
+    mapping(bytes32 => ParentEdge[]) private _parents;
+    mapping(bytes32 => mapping(uint256 => Version)) private _versions;
+    mapping(bytes32 => mapping(address => Licence)) private _licences;
+    mapping(bytes32 => Usage) private _usage;
+    /// @notice escrow[user][host]: what the user deposited for that host's permits.
+    mapping(address => mapping(address => uint256)) public escrow;
+    /// @notice When the user asked for a refund of its escrow with a host (0: none pending).
+    mapping(address => mapping(address => uint256)) public refundRequestedAt;
+    /// @notice Pull-based credits: fees, rewards, returned bonds.
+    mapping(address => uint256) public credits;
+    /// @notice The host that settled a permit (by its EIP-712 hash); zero if never settled.
+    mapping(bytes32 => address) public settledBy;
+    mapping(address => mapping(uint256 => bool)) public permitNonceUsed;
+    /// @notice The next nonce of a parent owner's ParentConsent signature.
+    mapping(address => uint256) public consentNonce;
+    /// @notice Claim bonds held (locked) for the claims contract.
+    uint256 public bondsHeld;
+
+    event Initialized(address claims, address governance, uint256[12] parameters);
+    event ParameterChanged(uint8 indexed id, uint256 oldValue, uint256 newValue);
+    event ModelRegistered(bytes32 indexed modelKey, string modelId, address indexed owner, bytes32 weightsDigest,
+        bytes32 fingerprintRoot, uint256 fingerprintCount, uint256 pricePerQuery, uint256 minCollateral, string metadata,
+        string licenceTerms);
+    event VersionAdded(bytes32 indexed modelKey, uint256 version, bytes32 weightsDigest, bytes32 fingerprintRoot,
+        uint256 fingerprintCount, string notes);
+    event ParentDeclared(bytes32 indexed modelKey, bytes32 indexed parentKey, uint256 shareBps, address parentOwner);
+    event OwnershipTransferStarted(bytes32 indexed modelKey, address indexed owner, address indexed newOwner);
+    event OwnershipTransferred(bytes32 indexed modelKey, address indexed previousOwner, address indexed newOwner);
+    event LicenceApplied(bytes32 indexed modelKey, address indexed host, uint256 ordinal, uint256 collateral, string endpoint);
+    event CopyDelivered(bytes32 indexed modelKey, address indexed host, bytes32 indicesRoot, uint256 fingerprintCount,
+        bytes32 copyDigest, string allocation);
+    event CopyAcknowledged(bytes32 indexed modelKey, address indexed host, bytes32 copyDigest);
+    event Deposited(address indexed user, address indexed host, uint256 amount, uint256 escrow);
+    event RefundRequested(address indexed user, address indexed host, uint256 availableAt);
+    event Refunded(address indexed user, address indexed host, uint256 amount);
+    event UsageCommitted(bytes32 indexed modelKey, address indexed host, uint256 indexed epoch, bytes32 receiptsRoot,
+        uint256 receiptCount, uint256 settled, uint256 skipped, uint256 total);
+    event PermitSettled(bytes32 indexed permitHash, address indexed user, address indexed host, uint256 nonce, uint256 fee);
+    event PermitSkipped(bytes32 indexed permitHash, address indexed user, address indexed host, uint256 nonce, SkipReason reason);
+    event Withdrawn(address indexed account, uint256 amount);
+    event BondLocked(address indexed prover, uint256 amount);
+    event BondReleased(address indexed to, uint256 amount);
+    event Slashed(bytes32 indexed modelKey, address indexed host, address indexed prover, uint256 slashed, bool capped,
+        uint256 proverReward, uint256 ownerShare);
+    event AccusationFiled(bytes32 indexed modelKey, address indexed host, address indexed owner, bytes32 evidenceHash);
+
+    error AlreadyInitialized();
+    error NotDeployer(address caller);
+    error NotClaims(address caller);
+    error NotGovernance(address caller);
+    error InvalidParameter(uint8 id, uint256 value);
+    error InvalidModelId();
+    error ModelExists(bytes32 modelKey);
+    error UnknownModel(bytes32 modelKey);
+    error NotModelOwner(bytes32 modelKey, address caller);
+    error NotPendingOwner(bytes32 modelKey, address caller);
+    error InvalidAddress();
+    error InvalidShare(uint256 shareBps);
+    error SharesExceedWhole(uint256 totalBps);
+    error TooManyParents();
+    error ParentExists(bytes32 modelKey, bytes32 parentKey);
+    error FamilyCycle(bytes32 modelKey, bytes32 parentKey);
+    error FamilyTreeTooLarge();
+    error ConsentExpired(uint256 deadline);
+    error BadConsentSignature(address expected, address recovered);
+    error InvalidDigest();
+    error LicenceExists(bytes32 modelKey, address host);
+    error UnknownLicence(bytes32 modelKey, address host);
+    error CollateralTooLow(uint256 collateral, uint256 required);
+    error CopyAlreadyDelivered(bytes32 modelKey, address host);
+    error CopyNotDelivered(bytes32 modelKey, address host);
+    error CopyDigestMismatch(bytes32 expected, bytes32 given);
+    error CopyNotAcknowledged(bytes32 modelKey, address host);
+    error ZeroAmount();
+    error NothingToRefund();
+    error NoRefundRequested();
+    error RefundNotYetDue(uint256 availableAt);
+    error EpochNotStarted(uint256 epoch, uint256 current);
+    error UsageAlreadyCommitted(bytes32 modelKey, address host, uint256 epoch);
+    error InvalidUsageRoot();
+    error TooFewReceipts(uint256 receiptCount, uint256 permits);
+    error NothingToWithdraw();
+
+    modifier onlyClaims() {
+        if (msg.sender != claims) revert NotClaims(msg.sender);
+        _;
+    }
+
+    /// @param initialParameters the 12 parameters in Param order (validated).
+    constructor(IERC20 token_, address treasury_, uint256[12] memory initialParameters) EIP712("OML", "1") {
+        if (address(token_) == address(0) || treasury_ == address(0)) revert InvalidAddress();
+        for (uint8 i = 0; i < Param.Count; i++) validateParameter(i, initialParameters[i]);
+        token = token_;
+        treasury = treasury_;
+        genesisTime = block.timestamp;
+        _deployer = msg.sender;
+        _params = initialParameters;
+    }
+
+    /// @notice Binds the claims and governance contracts, once, by the deployer.
+    function initialize(address claims_, address governance_) external {
+        if (msg.sender != _deployer) revert NotDeployer(msg.sender);
+        if (claims != address(0)) revert AlreadyInitialized();
+        if (claims_ == address(0) || governance_ == address(0)) revert InvalidAddress();
+        claims = claims_;
+        governance = governance_;
+        emit Initialized(claims_, governance_, _params);
+    }
+
+    // ---------------------------------------------------------------- parameters
+
+    function param(uint8 id) public view returns (uint256) {
+        return _params[id];
+    }
+
+    function parameters() external view returns (uint256[12] memory) {
+        return _params;
+    }
+
+    /// @notice Reverts with InvalidParameter unless value is allowed for parameter id: basis points in [0, 10000]
+    ///         (QuorumBps at least 1), windows and the epoch at least one second.
+    function validateParameter(uint8 id, uint256 value) public pure {
+        bool ok;
+        if (id == Param.HostFeeShareBps || id == Param.SlashFractionBps || id == Param.ProverRewardBps) ok = value <= 10_000;
+        else if (id == Param.QuorumBps) ok = value >= 1 && value <= 10_000;
+        else if (id == Param.RevealWindowSeconds || id == Param.RebutWindowSeconds || id == Param.EpochSeconds
+            || id == Param.VotingWindowSeconds || id == Param.RefundDelaySeconds) ok = value >= 1 && value <= type(uint64).max;
+        else if (id == Param.MinBond || id == Param.MinCollateral || id == Param.ProposalThreshold) ok = value <= type(uint128).max;
+        if (!ok) revert InvalidParameter(id, value);
+    }
+
+    function setParameter(uint8 id, uint256 value) external {
+        if (msg.sender != governance) revert NotGovernance(msg.sender);
+        validateParameter(id, value);
+        emit ParameterChanged(id, _params[id], value);
+        _params[id] = value;
+    }
+
+    function currentEpoch() public view returns (uint256) {
+        return (block.timestamp - genesisTime) / _params[Param.EpochSeconds];
+    }
+
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    // ---------------------------------------------------------------- storage layer: models
+
+    function modelKeyOf(string calldata modelId) public pure returns (bytes32) {
+        return keccak256(bytes(modelId));
+    }
+
+    function registerModel(string calldata modelId, bytes32 weightsDigest, bytes32 fingerprintRoot, uint32 fingerprintCount,
+        uint256 pricePerQuery, uint256 minCollateral, string calldata metadata, string calldata licenceTerms) external {
+        uint256 n = bytes(modelId).length;
+        if (n == 0 || n > MAX_MODEL_ID_BYTES) revert InvalidModelId();
+        if (weightsDigest == bytes32(0) || (fingerprintRoot == bytes32(0)) != (fingerprintCount == 0)) revert InvalidDigest();
+        bytes32 key = keccak256(bytes(modelId));
+        Model storage m = _models[key];
+        if (m.exists) revert ModelExists(key);
+        m.exists = true;
+        m.owner = msg.sender;
+        m.price = pricePerQuery;
+        m.minCollateral = minCollateral;
+        m.versions = 1;
+        _versions[key][0] = Version(weightsDigest, fingerprintRoot, fingerprintCount);
+        emit ModelRegistered(key, modelId, msg.sender, weightsDigest, fingerprintRoot, fingerprintCount, pricePerQuery,
+            minCollateral, metadata, licenceTerms);
+    }
+
+    function addVersion(bytes32 modelKey, bytes32 weightsDigest, bytes32 fingerprintRoot, uint32 fingerprintCount,
+        string calldata notes) external {
+        Model storage m = _ownedModel(modelKey);
+        if (weightsDigest == bytes32(0) || (fingerprintRoot == bytes32(0)) != (fingerprintCount == 0)) revert InvalidDigest();
+        uint256 v = m.versions++;
+        _versions[modelKey][v] = Version(weightsDigest, fingerprintRoot, fingerprintCount);
+        emit VersionAdded(modelKey, v, weightsDigest, fingerprintRoot, fingerprintCount, notes);
+    }
+
+    /// @notice Declares parentId as a parent of modelId with shareBps of its owner revenue. Signed off-chain by the
+    ///         parent's owner (EIP-712 ParentConsent with its next consentNonce), unless the sender owns both.
+    function declareParent(string calldata modelId, string calldata parentModelId, uint256 shareBps, uint256 deadline,
+        bytes calldata parentOwnerSignature) external {
+        bytes32 key = keccak256(bytes(modelId));
+        bytes32 parentKey = keccak256(bytes(parentModelId));
+        Model storage m = _ownedModel(key);
+        Model storage p = _models[parentKey];
+        if (!p.exists) revert UnknownModel(parentKey);
+        if (shareBps == 0 || shareBps > 10_000) revert InvalidShare(shareBps);
+        uint256 total = m.parentShareBps + shareBps;
+        if (total > 10_000) revert SharesExceedWhole(total);
+        ParentEdge[] storage edges = _parents[key];
+        if (edges.length >= MAX_PARENTS) revert TooManyParents();
+        for (uint256 i = 0; i < edges.length; i++) if (edges[i].model == parentKey) revert ParentExists(key, parentKey);
+        if (parentKey == key || _isAncestor(key, parentKey)) revert FamilyCycle(key, parentKey);
+        if (p.owner != msg.sender) {
+            if (block.timestamp > deadline) revert ConsentExpired(deadline);
+            bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(PARENT_CONSENT_TYPEHASH, key, parentKey, shareBps,
+                msg.sender, consentNonce[p.owner], deadline)));
+            (address signer,,) = ECDSA.tryRecover(digest, parentOwnerSignature);
+            if (signer != p.owner) revert BadConsentSignature(p.owner, signer);
+            consentNonce[p.owner]++;
+        }
+        m.parentShareBps = uint16(total);
+        edges.push(ParentEdge(parentKey, uint16(shareBps)));
+        emit ParentDeclared(key, parentKey, shareBps, p.owner);
+    }
+
+    /// @dev Whether `who` is an ancestor of `start` (iterative DFS, bounded by MAX_ANCESTRY visits).
+    function _isAncestor(bytes32 who, bytes32 start) private view returns (bool) {
+        bytes32[] memory stack = new bytes32[](MAX_ANCESTRY);
+        uint256 top = 0;
+        uint256 visits = 0;
+        stack[top++] = start;
+        while (top > 0) {
+            bytes32 cur = stack[--top];
+            if (++visits > MAX_ANCESTRY) revert FamilyTreeTooLarge();
+            ParentEdge[] storage edges = _parents[cur];
+            for (uint256 i = 0; i < edges.length; i++) {
+                if (edges[i].model == who) return true;
+                if (top == MAX_ANCESTRY) revert FamilyTreeTooLarge();
+                stack[top++] = edges[i].model;
+            }
+        }
+        return false;
+    }
+
+    function transferModel(bytes32 modelKey, address newOwner) external {
+        Model storage m = _ownedModel(modelKey);
+        if (newOwner == address(0)) revert InvalidAddress();
+        m.pendingOwner = newOwner;
+        emit OwnershipTransferStarted(modelKey, msg.sender, newOwner);
+    }
+
+    function acceptModel(bytes32 modelKey) external {
+        Model storage m = _models[modelKey];
+        if (!m.exists) revert UnknownModel(modelKey);
+        if (m.pendingOwner != msg.sender || msg.sender == address(0)) revert NotPendingOwner(modelKey, msg.sender);
+        address previous = m.owner;
+        m.owner = msg.sender;
+        m.pendingOwner = address(0);
+        emit OwnershipTransferred(modelKey, previous, msg.sender);
+    }
+
+    function _ownedModel(bytes32 key) private view returns (Model storage m) {
+        m = _models[key];
+        if (!m.exists) revert UnknownModel(key);
+        if (m.owner != msg.sender) revert NotModelOwner(key, msg.sender);
+    }
+
+    function model(bytes32 modelKey) external view returns (Model memory) {
+        return _models[modelKey];
+    }
+
+    function modelOwner(bytes32 modelKey) external view returns (address) {
+        return _models[modelKey].owner;
+    }
+
+    function parentsOf(bytes32 modelKey) external view returns (ParentEdge[] memory) {
+        return _parents[modelKey];
+    }
+
+    function versionOf(bytes32 modelKey, uint256 version) external view returns (Version memory) {
+        return _versions[modelKey][version];
+    }
+
+    // ---------------------------------------------------------------- distribution layer: licences and copies
+
+    function applyLicense(bytes32 modelKey, uint256 collateral, string calldata endpoint) external nonReentrant {
+        Model storage m = _models[modelKey];
+        if (!m.exists) revert UnknownModel(modelKey);
+        Licence storage l = _licences[modelKey][msg.sender];
+        if (l.exists) revert LicenceExists(modelKey, msg.sender);
+        uint256 required = m.minCollateral > _params[Param.MinCollateral] ? m.minCollateral : _params[Param.MinCollateral];
+        if (collateral < required || collateral == 0) revert CollateralTooLow(collateral, required);
+        uint32 ordinal = m.licences++;
+        l.exists = true;
+        l.ordinal = ordinal;
+        l.collateralPosted = collateral;
+        l.collateralLocked = collateral;
+        token.safeTransferFrom(msg.sender, address(this), collateral);
+        emit LicenceApplied(modelKey, msg.sender, ordinal, collateral, endpoint);
+    }
+
+    /// @notice The owner records a host's copy: the salted Merkle root over the host's fingerprint subset, its leaf
+    ///         count, the copy's weights digest and the allocation scheme (never the indices or keys).
+    function deliverCopy(bytes32 modelKey, address host, bytes32 indicesRoot, uint32 fingerprintCount, bytes32 copyDigest,
+        string calldata allocation) external {
+        _ownedModel(modelKey);
+        Licence storage l = _licences[modelKey][host];
+        if (!l.exists) revert UnknownLicence(modelKey, host);
+        if (l.delivered) revert CopyAlreadyDelivered(modelKey, host);
+        if (indicesRoot == bytes32(0) || fingerprintCount == 0 || copyDigest == bytes32(0)) revert InvalidDigest();
+        l.delivered = true;
+        l.indicesRoot = indicesRoot;
+        l.fingerprintCount = fingerprintCount;
+        l.copyDigest = copyDigest;
+        emit CopyDelivered(modelKey, host, indicesRoot, fingerprintCount, copyDigest, allocation);
+    }
+
+    function acknowledgeCopy(bytes32 modelKey, bytes32 copyDigest) external {
+        Licence storage l = _licences[modelKey][msg.sender];
+        if (!l.exists) revert UnknownLicence(modelKey, msg.sender);
+        if (!l.delivered) revert CopyNotDelivered(modelKey, msg.sender);
+        if (l.copyDigest != copyDigest) revert CopyDigestMismatch(l.copyDigest, copyDigest);
+        l.acknowledged = true;
+        emit CopyAcknowledged(modelKey, msg.sender, copyDigest);
+    }
+
+    function licenceOf(bytes32 modelKey, address host) external view returns (Licence memory) {
+        return _licences[modelKey][host];
+    }
+
+    function copyOf(bytes32 modelKey, address host)
+        external view returns (bool licensed, bool delivered, bytes32 indicesRoot, uint256 fingerprintCount) {
+        Licence storage l = _licences[modelKey][host];
+        return (l.exists, l.delivered, l.indicesRoot, l.fingerprintCount);
+    }
+
+    /// @notice The owner of a model records a leak accusation (the tracing report's hash).
+    function fileAccusation(bytes32 modelKey, address host, bytes32 evidenceHash) external {
+        _ownedModel(modelKey);
+        if (!_licences[modelKey][host].exists) revert UnknownLicence(modelKey, host);
+        emit AccusationFiled(modelKey, host, msg.sender, evidenceHash);
+    }
+
+    // ---------------------------------------------------------------- access layer: escrow, permits, usage
+
+    /// @notice Moves `amount` of the sender's tokens into its escrow for `host` (approve this contract first).
+    function deposit(address host, uint256 amount) external nonReentrant {
+        if (host == address(0)) revert InvalidAddress();
+        if (amount == 0) revert ZeroAmount();
+        uint256 e = escrow[msg.sender][host] + amount;
+        escrow[msg.sender][host] = e;
+        token.safeTransferFrom(msg.sender, address(this), amount);
+        emit Deposited(msg.sender, host, amount, e);
+    }
+
+    /// @notice Announces a refund; the host stops accepting new permits, and refund() is possible after the delay.
+    function requestRefund(address host) external {
+        if (escrow[msg.sender][host] == 0) revert NothingToRefund();
+        uint256 dueAt = block.timestamp + _params[Param.RefundDelaySeconds];
+        refundRequestedAt[msg.sender][host] = block.timestamp;
+        emit RefundRequested(msg.sender, host, dueAt);
+    }
+
+    function refund(address host) external nonReentrant {
+        uint256 requested = refundRequestedAt[msg.sender][host];
+        if (requested == 0) revert NoRefundRequested();
+        uint256 dueAt = requested + _params[Param.RefundDelaySeconds];
+        if (block.timestamp < dueAt) revert RefundNotYetDue(dueAt);
+        uint256 amount = escrow[msg.sender][host];
+        escrow[msg.sender][host] = 0;
+        refundRequestedAt[msg.sender][host] = 0;
+        if (amount > 0) token.safeTransfer(msg.sender, amount);
+        emit Refunded(msg.sender, host, amount);
+    }
+
+    function permitHash(address user, bytes32 modelKey, address host, bytes32 queryHash, uint256 nonce, uint256 expiry,
+        uint256 fee) public view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(PERMIT_TYPEHASH, user, modelKey, host, queryHash, nonce, expiry, fee)));
+    }
+
+    /// @notice The host commits its usage of one epoch: the receipts' Merkle root (SHA-256 tree over the receipts'
+    ///         EIP-712 digests, as src/Oml.Fingerprinting/MerkleTree.cs) and the permits to settle. Valid, funded
+    ///         permits settle; each other one is skipped with its reason (PermitSkipped). Once per (model, host, epoch).
+    function commitUsage(bytes32 modelKey, uint256 epoch, bytes32 receiptsRoot, uint64 receiptCount,
+        SignedPermit[] calldata permits) external nonReentrant {
+        Model storage m = _models[modelKey];
+        if (!m.exists) revert UnknownModel(modelKey);
+        Licence storage l = _licences[modelKey][msg.sender];
+        if (!l.exists) revert UnknownLicence(modelKey, msg.sender);
+        if (!l.acknowledged) revert CopyNotAcknowledged(modelKey, msg.sender);
+        uint256 current = currentEpoch();
+        if (epoch > current) revert EpochNotStarted(epoch, current);
+        bytes32 uk = keccak256(abi.encode(modelKey, msg.sender, epoch));
+        Usage storage u = _usage[uk];
+        if (u.committed) revert UsageAlreadyCommitted(modelKey, msg.sender, epoch);
+        if ((receiptCount == 0) != (receiptsRoot == bytes32(0))) revert InvalidUsageRoot();
+        if (receiptCount < permits.length) revert TooFewReceipts(receiptCount, permits.length);
+        u.committed = true;
+        u.receiptCount = receiptCount;
+        u.receiptsRoot = receiptsRoot;
+
+        uint256 price = m.price;
+        uint256 hostTotal;
+        uint256 total;
+        uint256 settled;
+        for (uint256 i = 0; i < permits.length; i++) {
+            (bool ok, uint256 fee, uint256 hostCut) = _settle(modelKey, price, permits[i]);
+            if (!ok) continue;
+            settled++;
+            total += fee;
+            hostTotal += hostCut;
+        }
+        if (hostTotal > 0) credits[msg.sender] += hostTotal;
+        emit UsageCommitted(modelKey, msg.sender, epoch, receiptsRoot, receiptCount, settled, permits.length - settled, total);
+    }
+
+    /// @dev Settles one permit of the sender's batch, or skips it with its reason. Returns the fee charged (0 if
+    ///      skipped) and the host's cut of it; false when skipped.
+    function _settle(bytes32 modelKey, uint256 price, SignedPermit calldata p) private returns (bool, uint256, uint256) {
+        bytes32 h = permitHash(p.user, modelKey, msg.sender, p.queryHash, p.nonce, p.expiry, p.fee);
+        SkipReason why = _check(p, h, price);
+        if (why != SkipReason.None) {
+            emit PermitSkipped(h, p.user, msg.sender, p.nonce, why);
+            return (false, 0, 0);
+        }
+        escrow[p.user][msg.sender] -= p.fee;
+        permitNonceUsed[p.user][p.nonce] = true;
+        settledBy[h] = msg.sender;
+        uint256 hostCut = p.fee * _params[Param.HostFeeShareBps] / 10_000;
+        _split(modelKey, p.fee - hostCut, 0);
+        emit PermitSettled(h, p.user, msg.sender, p.nonce, p.fee);
+        return (true, p.fee, hostCut);
+    }
+
+    function _check(SignedPermit calldata p, bytes32 h, uint256 price) private view returns (SkipReason) {
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(h, p.signature);
+        if (err != ECDSA.RecoverError.NoError || signer != p.user || signer == address(0)) return SkipReason.BadSignature;
+        if (p.expiry < block.timestamp) return SkipReason.Expired;
+        if (permitNonceUsed[p.user][p.nonce]) return SkipReason.Replayed;
+        if (p.fee < price) return SkipReason.FeeTooLow;
+        if (escrow[p.user][msg.sender] < p.fee) return SkipReason.Unfunded;
+        return SkipReason.None;
+    }
+
+    /// @dev Each declared parent gets its share (floor) of `amount`, split again among its own parents; the rest goes
+    ///      to the model's current owner. Depth is bounded because declareParent refuses cycles.
+    function _split(bytes32 key, uint256 amount, uint256 depth) private {
+        if (amount == 0) return;
+        ParentEdge[] storage edges = _parents[key];
+        uint256 rest = amount;
+        for (uint256 i = 0; i < edges.length; i++) {
+            uint256 part = amount * edges[i].shareBps / 10_000;
+            rest -= part;
+            _split(edges[i].model, part, depth + 1);
+        }
+        credits[_models[key].owner] += rest;
+    }
+
+    /// @notice What a fee split would credit, for off-chain checks: (accounts, amounts) in visiting order, the
+    ///         host's cut first.
+    function previewSplit(bytes32 modelKey, address host, uint256 fee)
+        external view returns (address[] memory accounts, uint256[] memory amounts) {
+        accounts = new address[](MAX_ANCESTRY + 1);
+        amounts = new uint256[](MAX_ANCESTRY + 1);
+        uint256 hostCut = fee * _params[Param.HostFeeShareBps] / 10_000;
+        accounts[0] = host;
+        amounts[0] = hostCut;
+        uint256 n = _previewSplit(modelKey, fee - hostCut, accounts, amounts, 1);
+        assembly ("memory-safe") {
+            mstore(accounts, n)
+            mstore(amounts, n)
+        }
+    }
+
+    function _previewSplit(bytes32 key, uint256 amount, address[] memory accounts, uint256[] memory amounts, uint256 n)
+        private view returns (uint256) {
+        ParentEdge[] storage edges = _parents[key];
+        uint256 rest = amount;
+        for (uint256 i = 0; i < edges.length; i++) {
+            uint256 part = amount * edges[i].shareBps / 10_000;
+            rest -= part;
+            n = _previewSplit(edges[i].model, part, accounts, amounts, n);
+        }
+        if (n == accounts.length) revert FamilyTreeTooLarge();
+        accounts[n] = _models[key].owner;
+        amounts[n] = rest;
+        return n + 1;
+    }
+
+    function usageOf(bytes32 modelKey, address host, uint256 epoch)
+        external view returns (bool committed, bytes32 receiptsRoot, uint256 receiptCount) {
+        Usage storage u = _usage[keccak256(abi.encode(modelKey, host, epoch))];
+        return (u.committed, u.receiptsRoot, u.receiptCount);
+    }
+
+    // ---------------------------------------------------------------- withdrawals
+
+    /// @notice Pays out all of the sender's credits (pull-based). A second call without new credits reverts.
+    function withdraw() external nonReentrant returns (uint256 amount) {
+        amount = credits[msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        credits[msg.sender] = 0;
+        token.safeTransfer(msg.sender, amount);
+        emit Withdrawn(msg.sender, amount);
+    }
+
+    // ---------------------------------------------------------------- hooks for the claims contract
+
+    function lockBond(address prover, uint256 amount) external onlyClaims nonReentrant {
+        bondsHeld += amount;
+        token.safeTransferFrom(prover, address(this), amount);
+        emit BondLocked(prover, amount);
+    }
+
+    function releaseBond(address to, uint256 amount) external onlyClaims {
+        bondsHeld -= amount;
+        credits[to] += amount;
+        emit BondReleased(to, amount);
+    }
+
+    /// @notice Slashes SlashFractionBps of the host's posted collateral, capped at what is still locked; the prover
+    ///         gets ProverRewardBps of it plus its bond back, the model's owner the rest (as credits).
+    function slash(bytes32 modelKey, address host, address prover, uint256 bond)
+        external onlyClaims returns (uint256 slashed, bool capped) {
+        Licence storage l = _licences[modelKey][host];
+        if (!l.exists) revert UnknownLicence(modelKey, host);
+        slashed = l.collateralPosted * _params[Param.SlashFractionBps] / 10_000;
+        if (slashed > l.collateralLocked) {
+            slashed = l.collateralLocked;
+            capped = true;
+        }
+        l.collateralLocked -= slashed;
+        uint256 reward = slashed * _params[Param.ProverRewardBps] / 10_000;
+        bondsHeld -= bond;
+        credits[prover] += reward + bond;
+        credits[_models[modelKey].owner] += slashed - reward;
+        emit Slashed(modelKey, host, prover, slashed, capped, reward, slashed - reward);
+    }
+}
