@@ -2,7 +2,9 @@
 # The OML protocol end to end, through the `oml` command line, on a tiny model (the llama-tiny test fixture with a
 # 512-token word tokenizer): an owner registers a model; three hosts license fingerprinted copies; host A serves
 # paying users with permits and commits usage; host B serves without permits and is audited, claimed against and
-# slashed; host C's copy leaks to an endpoint of unknown origin and the trace names C.
+# slashed; host C's copy leaks to an endpoint of unknown origin and the trace names C. Along the way, the attacks of
+# issue 11 fail: replayed and unfunded permits are refused before serving, a rerun of the claim does nothing twice,
+# fresh accounts with dummy models cannot vote, and a consistently rewritten ledger is refused.
 # Run after scripts/setup.sh. Everything lands in ${OML_SCENARIO_DIR:-./oml-protocol-scenario}; servers listen on
 # 127.0.0.1 only and are stopped on exit.
 set -euo pipefail
@@ -17,6 +19,7 @@ rm -rf "$work"
 mkdir -p "$work"
 cd "$work"
 export OML_PASSPHRASE="${OML_PASSPHRASE:-oml scenario passphrase}"   # every keystore and the fingerprint pool use it
+export OML_PIN_DIR="$work/pins"   # the ledger heads this demo pins (normally ~/.config/oml/ledger-pins)
 L=(--ledger ledger.db)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait "${pids[@]}" 2>/dev/null || true; }
@@ -62,16 +65,23 @@ for h in hostA hostB hostC; do
   oml host acknowledge "${L[@]}" --keystore "$h.json" --model-id tiny --model-dir "copy-$h" >/dev/null
 done
 
-step "host A serves with permits; a user deposits and asks three questions"
+step "host A serves with permits; a user escrows funds with A and asks three questions"
 serve a "${L[@]}" --keystore hostA.json --model-id tiny --model-dir copy-hostA --receipts receipts-a
 urlA="$url"
-oml user deposit "${L[@]}" --keystore user.json --amount 100
+oml user deposit "${L[@]}" --keystore user.json --host "$(cat hostA.addr)" --amount 100
 for q in " apple bread" " cloud dance" " eagle flame"; do
   oml user ask "${L[@]}" --keystore user.json --endpoint "$urlA" --query "$q" --model-id tiny --host "$(cat hostA.addr)" --fee 10
 done
 echo "-- a permit for another query is refused:"
 oml user permit "${L[@]}" --keystore user.json --model-id tiny --host "$(cat hostA.addr)" --query " other words" --out other-permit.json >/dev/null
 oml user ask "${L[@]}" --keystore user.json --endpoint "$urlA" --query " apple" --permit other-permit.json || true
+echo "-- a replayed permit is refused (A never receipts a permit twice):"
+oml user permit "${L[@]}" --keystore user.json --model-id tiny --host "$(cat hostA.addr)" --query " kind lamp" --fee 10 --out once.json >/dev/null
+oml user ask "${L[@]}" --keystore user.json --endpoint "$urlA" --query " kind lamp" --permit once.json >/dev/null
+oml user ask "${L[@]}" --keystore user.json --endpoint "$urlA" --query " kind lamp" --permit once.json || true
+echo "-- a prover posing as a user, with nothing escrowed with A, or paying 0, is refused (no receipt to claim on):"
+oml user ask "${L[@]}" --keystore prover.json --endpoint "$urlA" --query " apple bread" --model-id tiny --host "$(cat hostA.addr)" --fee 10 || true
+oml user ask "${L[@]}" --keystore prover.json --endpoint "$urlA" --query " apple bread" --model-id tiny --host "$(cat hostA.addr)" --fee 0 || true
 
 step "host A commits its usage: permits settled, fees split; A and the owner withdraw"
 oml host commit-usage "${L[@]}" --keystore hostA.json --model-id tiny --receipts receipts-a
@@ -82,6 +92,8 @@ step "host B serves WITHOUT permits; the prover audits it with B's unrevealed ke
 serve b "${L[@]}" --keystore hostB.json --model-id tiny --model-dir copy-hostB --receipts receipts-b --no-permits
 urlB="$url"
 oml prover audit "${L[@]}" --endpoint "$urlB" --model-id tiny --host "$(cat hostB.addr)" --subset subset-hostB.omlfp --max-queries 3 --ticket ticket.json
+oml prover claim "${L[@]}" --keystore prover.json --ticket ticket.json --bond 100
+echo "-- run again (as after an interruption): the claim is found by its commitment, nothing is submitted twice:"
 oml prover claim "${L[@]}" --keystore prover.json --ticket ticket.json --bond 100
 echo "-- B has no settled permit to show:"
 oml host rebut "${L[@]}" --keystore hostB.json --claim 0 --receipts receipts-b || true
@@ -96,5 +108,33 @@ serve leak --plain --model-dir copy-hostC
 urlX="$url"
 oml prover trace "${L[@]}" --keystore owner.json --endpoint "$urlX" --model-id tiny --pool pool.omlfp
 
+step "governance is weighted by stake: the owner stakes and proposes; a fresh account with a dummy model cannot vote"
+oml gov stake "${L[@]}" --keystore owner.json --amount 2000
+oml gov propose "${L[@]}" --keystore owner.json --set MinBond=150 --description "a higher claim bond"
+oml account new --keystore sybil.json --kdf-iterations 10000 >sybil.addr
+oml owner register "${L[@]}" --keystore sybil.json --model-id dummy --weights-digest sha256:dummy --price 1 >/dev/null
+oml gov vote "${L[@]}" --keystore sybil.json --proposal 0 --support no || true
+
 step "the protocol's state"
 oml protocol status "${L[@]}"
+
+step "someone who holds the ledger file rewrites it consistently (every later hash recomputed): it is refused"
+python3 - ledger.db <<'PY'
+import hashlib, sqlite3, struct, sys
+db = sqlite3.connect(sys.argv[1])
+for t in ("events_no_update", "events_no_delete"):
+    db.execute(f"DROP TRIGGER IF EXISTS {t}")
+F = lambda b: struct.pack(">I", len(b)) + b
+rows = db.execute("SELECT seq, type, payload, ts, prev FROM events ORDER BY seq").fetchall()
+seq = next(r[0] for r in rows if r[1] == "Mint")   # the first mint, made ten times larger
+prev = rows[seq][4]
+for s, typ, payload, ts, _ in rows[seq:]:
+    if s == seq:
+        payload = payload.replace(b'"amount":"10000"', b'"amount":"100000"')
+    h = hashlib.sha256(F(b"oml/ledger-event/v1") + F(struct.pack(">q", s)) + F(prev) + F(typ.encode()) + F(struct.pack(">q", ts)) + F(payload)).digest()
+    db.execute("UPDATE events SET payload = ?, prev = ?, hash = ? WHERE seq = ?", (payload, prev, h, s))
+    prev = h
+db.commit()
+PY
+oml protocol status "${L[@]}" || true
+oml ledger verify "${L[@]}" || true

@@ -61,18 +61,24 @@ public static class LedgerCommands
             Description = "A head hash recorded earlier (64 hex digits, as printed by `oml ledger head`): also check it is still part of the chain, "
                 + "which detects a consistent rewrite or a truncation by someone with write access to the file",
         };
-        var cmd = new Command("verify", "Replay the chain and recompute every hash. Exit 0 when intact, 1 with a report when not.") { ledger, head };
+        var cmd = new Command("verify",
+            "Replay the chain and recompute every hash; check it still extends the head pinned for this ledger (by every earlier `oml` command on this account) "
+            + "and pin the current head. Exit 0 when intact, 1 with a report when not.") { ledger, head };
         cmd.SetAction(r => Guard(() =>
         {
             byte[]? anchor = r.GetValue(head) is { } h ? LedgerHashing.ParseHex(h) : null;
             using var l = SqliteLedger.Open(r.GetValue(ledger)!);
             var v = anchor is null ? l.Verify() : l.Verify(anchor);
+            var pin = Protocol.LedgerPins.Read(l.LedgerId);
+            if (v.Intact && pin is { } p && Protocol.LedgerPins.Problem(l, p) is { } rewritten)
+                v = new LedgerVerification(false, v.EventsChecked, null, $"the ledger no longer extends the head pinned in {Protocol.LedgerPins.PathFor(l.LedgerId)} ({p.Height} {LedgerHashing.ToHex(p.Hash)}): {rewritten}");
             if (v.Intact)
             {
                 Console.WriteLine($"intact: {v.EventsChecked} events, head {l.GetHead()}");
-                Console.WriteLine(anchor is null
-                    ? "(self-consistent; give --head HASH recorded elsewhere to also rule out a rewrite of the whole chain)"
-                    : $"the expected head {LedgerHashing.ToHex(anchor)} is part of the chain");
+                Console.WriteLine(anchor is not null ? $"the expected head {LedgerHashing.ToHex(anchor)} is part of the chain"
+                    : pin is { } q ? $"it extends the head pinned at height {q.Height} ({Protocol.LedgerPins.PathFor(l.LedgerId)})"
+                    : "(self-consistent; no head was pinned for this ledger before: give --head HASH recorded elsewhere to also rule out a rewrite of the whole chain)");
+                Protocol.LedgerPins.Record(l.LedgerId, l.Height, l.HeadHash);
                 return Cli.Ok;
             }
             Console.WriteLine($"TAMPERED: {l.Path}");

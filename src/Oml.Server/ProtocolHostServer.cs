@@ -12,9 +12,10 @@ namespace Oml.Server;
 /// A licensed host's OpenAI-compatible server (an <see cref="OpenAiCompatibleServer"/> on 127.0.0.1, streaming
 /// included; a permit covers one query and one answer, so n and prompt batches must be 1). Each
 /// request must carry a signed permit in the body field <c>oml_permit</c> (<see cref="HostHttp"/>); the permit is
-/// checked by <see cref="HostService"/> (user signature, host, model, query hash, expiry), refused queries get HTTP
-/// 402, answered ones a signed receipt in the <c>OML-Receipt</c> response header (in a stream: the last event's field
-/// <c>oml_receipt</c>), and every answered query is
+/// checked by <see cref="HostService"/> (user signature, host, model, query hash, expiry, and with a <see cref="PermitGate"/>
+/// price, funding, replay and refunds against the ledger), refused queries get HTTP 402, answered ones a signed
+/// receipt in the <c>OML-Receipt</c> response header (in a stream: the last event's field <c>oml_receipt</c>), and
+/// every answered query is
 /// stored in the <see cref="UsageStore"/> for the host's usage commits and rebuttals. With
 /// <see cref="PermitPolicy.Ignore"/> (a dishonest host) permits are not checked and receipts name none.
 /// </summary>
@@ -41,21 +42,21 @@ public sealed class ProtocolHostServer : IAsyncDisposable
     /// <summary>Starts serving <paramref name="generator"/>'s answers as host <paramref name="hostKey"/>'s copy of <paramref name="modelId"/>.</summary>
     public static Task<ProtocolHostServer> StartAsync(PrivateKey hostKey, ProtocolDomain domain, string modelId,
         Func<string, CompletionSettings, CancellationToken, Task<string>> generator, UsageStore? store, PermitPolicy policy = PermitPolicy.Require,
-        int port = 0, OpenAiServerOptions? options = null, TimeProvider? clock = null, CancellationToken ct = default) =>
-        StartAsync(hostKey, domain, modelId, new DelegateBackend(generator), store, policy, port, options, clock, ct);
+        int port = 0, OpenAiServerOptions? options = null, TimeProvider? clock = null, PermitGate? gate = null, CancellationToken ct = default) =>
+        StartAsync(hostKey, domain, modelId, new DelegateBackend(generator), store, policy, port, options, clock, gate, ct);
 
     /// <summary>Starts serving <paramref name="backend"/>'s answers (e.g. a <see cref="ModelBackend"/> with continuous
     /// batching) as host <paramref name="hostKey"/>'s copy of <paramref name="modelId"/>.</summary>
     public static async Task<ProtocolHostServer> StartAsync(PrivateKey hostKey, ProtocolDomain domain, string modelId,
         ICompletionBackend backend, UsageStore? store, PermitPolicy policy = PermitPolicy.Require,
-        int port = 0, OpenAiServerOptions? options = null, TimeProvider? clock = null, CancellationToken ct = default)
+        int port = 0, OpenAiServerOptions? options = null, TimeProvider? clock = null, PermitGate? gate = null, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(backend);
         if (store is not null && (store.ModelId != modelId || store.Domain != domain))
             throw new ArgumentException("the usage store is for another model or domain", nameof(store));
         ProtocolHostServer? server = null;
         server = new ProtocolHostServer(
-            new HostService(hostKey, domain, modelId, 0, (q, c) => server!.CompleteAsync(q, c), policy, clock),
+            new HostService(hostKey, domain, modelId, 0, (q, c) => server!.CompleteAsync(q, c), policy, clock, gate),
             store, backend, port, options);
         try
         {

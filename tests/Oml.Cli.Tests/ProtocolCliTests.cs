@@ -22,6 +22,8 @@ public sealed class ProtocolCliTests : IDisposable
     public ProtocolCliTests()
     {
         File.WriteAllText(PassFile, "protocol test passphrase\n");
+        // Pinned ledger heads go to a test folder, not the user's config (ledger ids are random, so tests never collide).
+        Environment.SetEnvironmentVariable("OML_PIN_DIR", Path.Combine(Path.GetTempPath(), "oml-cli-test-pins"));
     }
 
     public void Dispose()
@@ -147,7 +149,7 @@ public sealed class ProtocolCliTests : IDisposable
             servers.AddRange([a.Run, b.Run, c.Run]);
 
             // Host A serves a paying user; a query without a valid permit is refused.
-            Act("user", "user", "deposit", "--amount", "100");
+            Act("user", "user", "deposit", "--host", Addr("hostA"), "--amount", "100");
             foreach (var q in new[] { " apple bread", " cloud dance", " eagle flame" })
             {
                 var ans = Act("user", "user", "ask", "--endpoint", a.Url, "--query", q, "--model-id", "tiny", "--host", Addr("hostA"), "--fee", "10");
@@ -166,7 +168,15 @@ public sealed class ProtocolCliTests : IDisposable
             Assert.Equal(6, usage["hostShare"]!.GetValue<long>()); // 20% of 30
             Assert.Equal(6, Act("hostA", "host", "withdraw")["withdrawn"]!.GetValue<long>());
             Assert.Equal(24, Act("owner", "owner", "withdraw")["withdrawn"]!.GetValue<long>());
-            Assert.Equal(70, Get(Status(), "user", "prepaid"));
+            Assert.Equal(70, Get(Status(), "user", "escrowed"));
+            // The host refuses a replayed permit (it never signs a receipt for one).
+            var replay = await Task.Run(() => Try("user", "user", "ask", "--endpoint", a.Url, "--query", " apple bread", "--model-id", "tiny", "--host", Addr("hostA"),
+                "--nonce", "77"), ct);
+            Assert.Equal(0, replay.Code);
+            replay = await Task.Run(() => Try("user", "user", "ask", "--endpoint", a.Url, "--query", " apple bread", "--model-id", "tiny", "--host", Addr("hostA"),
+                "--nonce", "77"), ct);
+            Assert.Equal(1, replay.Code);
+            Assert.Contains("already used", replay.Err);
 
             // Host B answers without permits: the prover audits it, claims, and after the rebut window B is slashed.
             var audit = JsonNode.Parse(Run("prover", "audit", "--ledger", Ledger, "--passphrase-file", PassFile, "--endpoint", b.Url, "--model-id", "tiny",
@@ -176,6 +186,10 @@ public sealed class ProtocolCliTests : IDisposable
             var claim = Act("prover", "prover", "claim", "--ticket", P("ticket.json"), "--bond", "100");
             Assert.Equal(Addr("hostB"), claim["host"]!.GetValue<string>());
             long claimId = claim["claim"]!.GetValue<long>();
+            // Run again (as after an interruption): nothing left to do, nothing submitted twice.
+            var again = Act("prover", "prover", "claim", "--ticket", P("ticket.json"), "--bond", "100");
+            Assert.Equal(claimId, again["claim"]!.GetValue<long>());
+            Assert.Equal("", again["steps"]!.GetValue<string>());
             var early = Try("prover", "prover", "settle", "--claim", claimId.ToString());
             Assert.Equal(1, early.Code);
             Assert.Contains("rejected (WindowClosed)", early.Err);
@@ -272,7 +286,7 @@ public sealed class ProtocolCliTests : IDisposable
     public void Failures_are_clear_missing_ledger_bad_passphrase_and_rejected_actions()
     {
         NewAccounts("treasury", "user");
-        var missing = Try("user", "user", "deposit", "--amount", "5");
+        var missing = Try("user", "user", "deposit", "--host", Addr("treasury"), "--amount", "5");
         Assert.Equal(1, missing.Code);
         Assert.Contains("no ledger at", missing.Err);
         Assert.Contains("oml protocol init", missing.Err);
@@ -283,17 +297,17 @@ public sealed class ProtocolCliTests : IDisposable
         Assert.Contains("init never overwrites", again.Err);
 
         File.WriteAllText(P("wrong.txt"), "not the passphrase\n");
-        var bad = Run("user", "deposit", "--amount", "5", "--ledger", Ledger, "--keystore", Ks("user"), "--passphrase-file", P("wrong.txt"));
+        var bad = Run("user", "deposit", "--host", Addr("treasury"), "--amount", "5", "--ledger", Ledger, "--keystore", Ks("user"), "--passphrase-file", P("wrong.txt"));
         Assert.Equal(1, bad.Code);
         Assert.StartsWith("oml: error:", bad.Err);
         Assert.Contains(Ks("user"), bad.Err);
 
-        var poor = Try("user", "user", "deposit", "--amount", "5");
+        var poor = Try("user", "user", "deposit", "--host", Addr("treasury"), "--amount", "5");
         Assert.Equal(1, poor.Code);
         Assert.Contains("rejected (InsufficientFunds)", poor.Err);
-        Assert.Equal(2, Try("user", "user", "deposit").Code); // --amount missing: usage
+        Assert.Equal(2, Try("user", "user", "deposit", "--amount", "5").Code); // --host missing: usage
         Assert.Equal(2, Try("user", "protocol", "status").Code); // status takes no keystore: a usage error
-        var badKeystore = Run("user", "deposit", "--amount", "5", "--ledger", Ledger, "--keystore", P("nobody.json"), "--passphrase-file", PassFile);
+        var badKeystore = Run("user", "deposit", "--host", Addr("treasury"), "--amount", "5", "--ledger", Ledger, "--keystore", P("nobody.json"), "--passphrase-file", PassFile);
         Assert.Equal(1, badKeystore.Code);
         Assert.Contains("no keystore at", badKeystore.Err);
     }
@@ -328,11 +342,14 @@ public sealed class ProtocolCliTests : IDisposable
         Assert.Contains("rejected (UnknownClaim)", Try("hostA", "host", "rebut", "--claim", "3", "--receipts", P("r")).Err);
         Assert.Equal(1, Try("prover", "prover", "claim", "--ticket", P("no-ticket.json")).Code);
 
-        // Governance: propose, vote (owners only), execute after the window; the parameter changes.
+        // Governance: stake, propose (stake >= ProposalThreshold), vote (stakers at the proposal), execute after the window.
+        Assert.Contains("rejected (Unauthorized)", Try("owner", "gov", "propose", "--set", "MinBond=250").Err);
+        Assert.Equal(1_500, Act("owner", "gov", "stake", "--amount", "1500")["staked"]!.GetValue<long>());
         var prop = Act("owner", "gov", "propose", "--set", "MinBond=250", "--description", "raise the bond");
         long id = prop["proposal"]!.GetValue<long>();
+        Assert.Equal(1_500, prop["totalStake"]!.GetValue<long>());
         Assert.Contains("rejected (NotEligibleToVote)", Try("user", "gov", "vote", "--proposal", id.ToString(), "--support", "yes").Err);
-        Assert.Equal(1, Act("owner", "gov", "vote", "--proposal", id.ToString(), "--support", "yes")["yes"]!.GetValue<int>());
+        Assert.Equal(1_500, Act("owner", "gov", "vote", "--proposal", id.ToString(), "--support", "yes")["yes"]!.GetValue<long>());
         Assert.Contains("rejected (WindowClosed)", Try("owner", "gov", "execute", "--proposal", id.ToString()).Err);
         Thread.Sleep(2100);
         Act("user", "gov", "execute", "--proposal", id.ToString());
@@ -340,6 +357,78 @@ public sealed class ProtocolCliTests : IDisposable
         Assert.Equal("250", JsonNode.Parse(p.Out)!["MinBond"]!.GetValue<string>());
         Assert.Equal(2, Try("owner", "gov", "propose", "--set", "MinBond").Code);
         Assert.Contains("rejected (InvalidParameters)", Try("owner", "gov", "propose", "--set", "NoSuchThing=1").Err);
+    }
+
+    /// <summary>
+    /// Rewrites the ledger file as someone holding it could: the mint to <paramref name="who"/> gets another amount;
+    /// with <paramref name="recompute"/> every hash from there on is recomputed, so the chain is consistent again.
+    /// </summary>
+    private void ForgeMint(string who, long amount, bool recompute)
+    {
+        List<Oml.Protocol.Ledger.LedgerEvent> events;
+        using (var l = Oml.Protocol.Ledger.SqliteLedger.Open(Ledger)) events = [.. l.Read()];
+        var target = events.First(e => e.Type == "Mint" && System.Text.Encoding.UTF8.GetString(e.Payload).Contains(Addr(who), StringComparison.Ordinal));
+        Assert.Equal(SQLitePCL.raw.SQLITE_OK, SQLitePCL.raw.sqlite3_open_v2(Ledger, out var db, SQLitePCL.raw.SQLITE_OPEN_READWRITE, null));
+        using (db)
+        {
+            foreach (var t in new[] { "events_no_update", "events_no_delete" }) SQLitePCL.raw.sqlite3_exec(db, $"DROP TRIGGER IF EXISTS {t}");
+            byte[] prev = target.PreviousHash;
+            foreach (var e in events.Where(e => e.Sequence >= target.Sequence))
+            {
+                var payload = e.Sequence == target.Sequence
+                    ? System.Text.Encoding.UTF8.GetBytes(System.Text.Encoding.UTF8.GetString(e.Payload).Replace("\"amount\":\"10000\"", $"\"amount\":\"{amount}\"", StringComparison.Ordinal))
+                    : e.Payload;
+                if (!recompute && e.Sequence > target.Sequence) break;
+                var hash = recompute ? Oml.Protocol.Ledger.LedgerHashing.ComputeHash(e.Sequence, prev, e.Type, e.Timestamp, payload) : e.Hash;
+                Assert.Equal(SQLitePCL.raw.SQLITE_OK, SQLitePCL.raw.sqlite3_prepare_v2(db, "UPDATE events SET payload = ?1, prev = ?2, hash = ?3 WHERE seq = ?4", out var st));
+                using (st)
+                {
+                    SQLitePCL.raw.sqlite3_bind_blob(st, 1, payload);
+                    SQLitePCL.raw.sqlite3_bind_blob(st, 2, prev);
+                    SQLitePCL.raw.sqlite3_bind_blob(st, 3, hash);
+                    SQLitePCL.raw.sqlite3_bind_int64(st, 4, e.Sequence);
+                    Assert.Equal(SQLitePCL.raw.SQLITE_DONE, SQLitePCL.raw.sqlite3_step(st));
+                }
+                prev = hash;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Issue 11, hole 2: after an event was edited in the SQLite file, `oml protocol status` showed the forged supply and
+    /// `oml user deposit` spent forged funds; a rewrite that recomputed every later hash passed `oml ledger verify`.
+    /// </summary>
+    [Fact]
+    public void An_edited_ledger_is_refused_when_opened()
+    {
+        SetUpLedger();
+        ForgeMint("user", 90_000, recompute: false);
+        var status = Run("protocol", "status", "--ledger", Ledger);
+        Assert.Equal(1, status.Code);
+        Assert.Contains("does not verify", status.Err);
+        Assert.Contains("event ", status.Err);
+        Assert.Single(status.Err.Trim().Split('\n'));
+        var deposit = Try("user", "user", "deposit", "--host", Addr("hostA"), "--amount", "50000");
+        Assert.Equal(1, deposit.Code);
+        Assert.Contains("does not verify", deposit.Err);
+        Assert.Equal(1, Run("ledger", "verify", "--ledger", Ledger).Code);
+    }
+
+    [Fact]
+    public void A_consistent_rewrite_is_caught_by_the_pinned_head()
+    {
+        SetUpLedger();
+        Assert.Equal(0, Run("protocol", "status", "--ledger", Ledger).Code); // pins the head it verified
+        ForgeMint("user", 90_000, recompute: true);
+        var status = Run("protocol", "status", "--ledger", Ledger);
+        Assert.Equal(1, status.Code);
+        Assert.Contains("no longer extends the head pinned", status.Err);
+        var deposit = Try("user", "user", "deposit", "--host", Addr("hostA"), "--amount", "50000");
+        Assert.Equal(1, deposit.Code);
+        Assert.Contains("no longer extends the head pinned", deposit.Err);
+        var verify = Run("ledger", "verify", "--ledger", Ledger);
+        Assert.Equal(1, verify.Code);
+        Assert.Contains("no longer extends the head pinned", verify.Out);
     }
 
     /// <summary>A small pool without a model folder on disk (only the set file matters for deliver --copy-digest).</summary>

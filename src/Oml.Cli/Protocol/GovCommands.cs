@@ -4,17 +4,39 @@ using Oml.Protocol.Core;
 
 namespace Oml.Cli.Protocol;
 
-/// <summary><c>oml gov ...</c>: parameter governance by model owners.</summary>
+/// <summary><c>oml gov ...</c>: parameter governance, weighted by governance stake.</summary>
 public static class GovCommands
 {
-    public static Command Create() => new("gov", "Governance: model owners propose, vote on and execute parameter changes.")
+    public static Command Create() => new("gov", "Governance: stake, propose, vote on (weighted by stake at the proposal) and execute parameter changes.")
     {
-        Propose(), Vote(), Execute(), Params(),
+        Stake(), Unstake(), Propose(), Vote(), Execute(), Params(),
     };
+
+    public static Command Stake() => StakeCommand("stake", "Lock balance as governance stake: your voting weight in proposals made from now on.", unstake: false);
+
+    public static Command Unstake() =>
+        StakeCommand("unstake", "Return governance stake to your balance (not while a vote of yours is open, nor within VotingWindowSeconds of your last stake).", unstake: true);
+
+    private static Command StakeCommand(string name, string description, bool unstake)
+    {
+        var (cmd, o) = ProtocolCli.Command(name, description);
+        var amount = new Option<long>("--amount") { Description = "Base units", Required = true };
+        cmd.Add(amount);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            using var s = o.Open(r);
+            using var key = o.Key(r);
+            var ev = unstake ? s.Engine.Unstake(key, r.GetValue(amount)) : s.Engine.Stake(key, r.GetValue(amount));
+            var acc = s.State.AccountOf(Hex.Of(key.Address));
+            return new Report().Add("account", "account", Hex.Of(key.Address)).Money("staked", "staked now", acc.Staked).Money("balance", "balance", acc.Balance)
+                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+        }));
+        return cmd;
+    }
 
     public static Command Propose()
     {
-        var (cmd, o) = ProtocolCli.Command("propose", "Propose parameter changes (you must own a model); prints the proposal id.");
+        var (cmd, o) = ProtocolCli.Command("propose", "Propose parameter changes (you need a governance stake of at least ProposalThreshold); prints the proposal id.");
         var set = new Option<string[]>("--set") { Description = "Parameter=Value (repeatable)", Required = true };
         var description = new Option<string>("--description") { Description = "Why", DefaultValueFactory = _ => "" };
         cmd.Add(set); cmd.Add(description);
@@ -27,14 +49,14 @@ public static class GovCommands
             long id = s.Engine.Propose(key, changes, r.GetValue(description)!);
             var p = s.State.Proposals[(int)id];
             return new Report().Add("proposal", "proposal", id).Add("changes", "changes", JsonNode.Parse(ProtocolParameters.ChangesToJson(p.Changes)), ProtocolParameters.ChangesToJson(p.Changes))
-                .Add("eligible", "eligible voters", p.Eligible.Count).Add("endsAt", "voting ends", JsonValue.Create(p.EndsAt), ProtocolCli.Time(p.EndsAt)).Print(r.GetValue(o.Json));
+                .Add("voters", "voters (stakers at the snapshot)", p.Weights.Count).Money("totalStake", "total stake", p.TotalWeight).Add("endsAt", "voting ends", JsonValue.Create(p.EndsAt), ProtocolCli.Time(p.EndsAt)).Print(r.GetValue(o.Json));
         }));
         return cmd;
     }
 
     public static Command Vote()
     {
-        var (cmd, o) = ProtocolCli.Command("vote", "Vote on a proposal (model owners at proposal time).");
+        var (cmd, o) = ProtocolCli.Command("vote", "Vote on a proposal with your governance stake at the proposal's creation.");
         var proposal = new Option<long>("--proposal") { Description = "The proposal id", Required = true };
         var support = new Option<string>("--support") { Description = "yes or no", Required = true };
         support.AcceptOnlyFromAmong("yes", "no");
@@ -46,7 +68,7 @@ public static class GovCommands
             long id = r.GetValue(proposal);
             var ev = s.Engine.Vote(key, id, r.GetValue(support) == "yes");
             var p = s.State.Proposals[(int)id];
-            return new Report().Add("proposal", "proposal", id).Add("yes", "yes", p.Yes).Add("no", "no", p.No).Add("eligible", "eligible", p.Eligible.Count)
+            return new Report().Add("proposal", "proposal", id).Money("yes", "staked yes", p.Yes).Money("no", "staked no", p.No).Money("totalStake", "total stake", p.TotalWeight)
                 .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
         }));
         return cmd;

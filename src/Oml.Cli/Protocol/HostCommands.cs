@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
 using Oml.Fingerprinting.Endpoints;
 using Oml.Fingerprinting.Generation;
 using Oml.Models;
@@ -77,7 +78,8 @@ public static class HostCommands
         o.Keystore.Required = false;
         var id = new Option<string?>("--model-id") { Description = "The licensed model's id" };
         var dir = new Option<string>("--model-dir") { Description = "The model folder to answer with (your fingerprinted copy)", Required = true };
-        var receipts = new Option<string?>("--receipts") { Description = "Receipt folder: every answered query is stored here for `oml host commit-usage`" };
+        var receipts = new Option<string?>("--receipts") { Description = "Receipt folder: every accepted permit and answered query is stored here for `oml host commit-usage` (required unless --no-permits)" };
+        var margin = new Option<long>("--settle-margin") { Description = "Seconds after the end of the current epoch a permit must stay valid (the time you give yourself to commit the epoch)", DefaultValueFactory = _ => 3_600 };
         var serve = new ServeOptions();
         var noPermits = new Option<bool>("--no-permits") { Description = "Answer without checking permits; receipts then name no permit (a dishonest host)" };
         var plain = new Option<bool>("--plain") { Description = "A plain OpenAI-compatible server: no permits, no receipts, no ledger or keystore (what a leaked copy looks like)" };
@@ -87,7 +89,7 @@ public static class HostCommands
             + $"body field \"{HostHttp.PermitField}\" (else HTTP {HostHttp.RefusedStatus}); each answer carries a signed receipt in the {HostHttp.ReceiptHeader} header "
             + "(base64 JSON; in a stream, the last event's field oml_receipt). Runs until Ctrl-C or SIGTERM.")
         {
-            o.Ledger, o.Keystore, o.PassphraseFile, id, dir, receipts, noPermits, plain,
+            o.Ledger, o.Keystore, o.PassphraseFile, id, dir, receipts, margin, noPermits, plain,
         };
         serve.Port.DefaultValueFactory = _ => 0;
         serve.AddTo(cmd);
@@ -99,37 +101,36 @@ public static class HostCommands
             if (!isPlain && (r.GetValue(o.Ledger) is null || r.GetValue(o.Keystore) is null || r.GetValue(id) is null))
                 throw new ArgumentException("serve needs --ledger, --keystore and --model-id (or --plain for a server without the protocol)");
             if (isPlain && (r.GetValue(noPermits) || r.GetValue(receipts) is not null)) throw new ArgumentException("--plain serves without permits or receipts: drop --no-permits and --receipts");
+            if (!isPlain && !r.GetValue(noPermits) && r.GetValue(receipts) is null)
+                throw new ArgumentException("serving with permits needs --receipts DIR: the accepted permits (so none is served twice) and the receipts to commit are kept there");
+            if (r.GetValue(margin) < 0) throw new ArgumentException("--settle-margin must not be negative");
             // The copy answers a key as the fingerprint pipeline asks it: the prompt's tokens as they are (no bos) and no
             // stop at eos, unless a request says otherwise (add_special_tokens, ignore_eos).
             var options = serve.Server(r, modelDir, isPlain ? null : r.GetValue(id)) with { AddSpecialTokens = false, IgnoreEos = true };
             using var backend = ModelBackend.Load(modelDir, serve.Engine(r));
             return isPlain
                 ? RunUntilStopped(ct => OpenAiCompatibleServer.StartAsync(backend, r.GetValue(serve.Port), options, null, ct), x => x.BaseUrl, "plain (no permits, no receipts)", r.GetValue(serve.UrlFile))
-                : ServeProtocol(r, o, r.GetValue(id)!, backend, options, r.GetValue(receipts), r.GetValue(serve.Port), r.GetValue(noPermits), r.GetValue(serve.UrlFile));
+                : ServeProtocol(r, o, r.GetValue(id)!, backend, options, r.GetValue(receipts), r.GetValue(serve.Port), r.GetValue(noPermits), r.GetValue(serve.UrlFile), r.GetValue(margin));
         }));
         return cmd;
     }
 
     private static int ServeProtocol(ParseResult r, ProtocolCli o, string modelId, ICompletionBackend backend, OpenAiServerOptions options,
-        string? receipts, int port, bool noPermits, string? urlFile)
+        string? receipts, int port, bool noPermits, string? urlFile, long settleMargin)
     {
-        ProtocolDomain domain;
-        var key = o.Key(r);
-        using (key)
-        {
-            using (var s = o.Open(r))
-            {
-                domain = s.State.Domain;
-                var lic = s.State.LicenceOf(modelId, Hex.Of(key.Address))
-                    ?? throw new ProtocolException(ProtocolErrorCode.UnknownLicence, $"{Hex.Of(key.Address)} holds no licence for '{modelId}'");
-                if (!lic.Acknowledged) Console.Error.WriteLine($"oml: warning: the copy of '{modelId}' is not acknowledged yet: usage cannot be committed until it is");
-            }
-            var store = receipts is null ? null : new UsageStore(receipts, domain, modelId);
-            if (store is null) Console.Error.WriteLine("oml: warning: no --receipts folder: answered queries are not stored, so usage cannot be committed");
-            var policy = noPermits ? PermitPolicy.Ignore : PermitPolicy.Require;
-            return RunUntilStopped(ct => ProtocolHostServer.StartAsync(key, domain, modelId, backend, store, policy, port, options, ct: ct), x => x.BaseUrl,
-                $"host {Hex.Of(key.Address)}, model '{modelId}', {(noPermits ? "NOT checking permits" : "permits required")}", urlFile);
-        }
+        using var key = o.Key(r);
+        // The session stays open while serving: the permit gate checks every permit against the ledger's current state.
+        using var s = o.Open(r);
+        var domain = s.State.Domain;
+        var lic = s.State.LicenceOf(modelId, Hex.Of(key.Address))
+            ?? throw new ProtocolException(ProtocolErrorCode.UnknownLicence, $"{Hex.Of(key.Address)} holds no licence for '{modelId}'");
+        if (!lic.Acknowledged) Console.Error.WriteLine($"oml: warning: the copy of '{modelId}' is not acknowledged yet: usage cannot be committed until it is");
+        var store = receipts is null ? null : new UsageStore(receipts, domain, modelId);
+        if (store is null) Console.Error.WriteLine("oml: warning: no --receipts folder: answered queries are not stored, so usage cannot be committed");
+        var policy = noPermits ? PermitPolicy.Ignore : PermitPolicy.Require;
+        var gate = noPermits ? null : new PermitGate(PermitGate.ForEngine(s.Engine), Hex.Of(key.Address), modelId, new SeenPermitStore(receipts!), settleMargin);
+        return RunUntilStopped(ct => ProtocolHostServer.StartAsync(key, domain, modelId, backend, store, policy, port, options, gate: gate, ct: ct), x => x.BaseUrl,
+            $"host {Hex.Of(key.Address)}, model '{modelId}', {(noPermits ? "NOT checking permits" : "permits required")}", urlFile);
     }
 
     internal static int RunUntilStopped<T>(Func<CancellationToken, Task<T>> start, Func<T, Uri> url, string what, string? urlFile) where T : IAsyncDisposable
@@ -174,15 +175,22 @@ public static class HostCommands
             using var key = o.Key(r);
             string me = Hex.Of(key.Address);
             long e = r.GetValue(epoch) ?? s.State.EpochAt(s.Engine.Now);
-            var store = new UsageStore(r.GetValue(receipts)!, s.State.Domain, r.GetValue(id)!);
+            string modelId = r.GetValue(id)!;
+            var store = new UsageStore(r.GetValue(receipts)!, s.State.Domain, modelId);
             long before = s.State.AccountOf(me).Withdrawable;
-            var book = store.PendingBook(e);
-            var ev = store.Commit(book, b => s.Engine.CommitUsage(key, b));
-            var usage = s.State.Usage[ProtocolState.UsageKey(r.GetValue(id)!, me, e)];
-            return new Report().Add("model", "model", usage.ModelId).Add("epoch", "epoch", e).Add("receipts", "receipts", usage.ReceiptCount)
+            var result = store.CommitEpoch(e, x => { s.Engine.Refresh(); return s.State.Usage.GetValueOrDefault(ProtocolState.UsageKey(modelId, me, x)); },
+                b => s.Engine.CommitUsage(key, b));
+            foreach (var d in result.DamagedLines) Console.Error.WriteLine($"oml: warning: skipped a damaged receipt line: {d}");
+            var usage = s.State.Usage[ProtocolState.UsageKey(modelId, me, e)];
+            var rep = new Report().Add("model", "model", usage.ModelId).Add("epoch", "epoch", e).Add("receipts", "receipts", usage.ReceiptCount)
                 .Add("permits", "permits settled", usage.PermitCount).Money("fees", "fees charged", usage.FeesSettled)
                 .Money("hostShare", "host's share", s.State.AccountOf(me).Withdrawable - before).Add("receiptsRoot", "receipts root", usage.ReceiptsRoot)
-                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+                .Add("skipped", "permits skipped", usage.Skipped.Count)
+                .Add("resumed", "finished an interrupted commit", JsonValue.Create(!result.Submitted), result.Submitted ? "no" : "yes (it was already on the ledger)")
+                .Json("skippedPermits", new JsonArray([.. usage.Skipped.Select(k => (JsonNode)new JsonObject { ["permitHash"] = k.PermitHash, ["reason"] = k.Reason.ToString(), ["detail"] = k.Detail })]))
+                .Json("damagedLines", new JsonArray([.. result.DamagedLines.Select(d => (JsonNode)JsonValue.Create(d))]));
+            foreach (var k in usage.Skipped) rep.Line($"  skipped {k.PermitHash}: {k.Reason}: {k.Detail}");
+            return rep.Print(r.GetValue(o.Json));
         }));
         return cmd;
     }

@@ -8,6 +8,7 @@ using Oml.Models.Tokenizers;
 using Oml.Protocol.Core;
 using Oml.Protocol.Crypto;
 using Oml.Protocol.Distribution;
+using Oml.Protocol.Tracing;
 
 namespace Oml.Cli.Protocol;
 
@@ -207,7 +208,7 @@ public static class OwnerCommands
             var passphrase = FingerprintIO.RequirePassphrase(r.GetValue(o.PassphraseFile), "deliver reads the encrypted pool");
             var set = FingerprintIO.ReadSet(r.GetValue(pool)!, r.GetValue(o.PassphraseFile));
             string modelId = r.GetValue(id)!;
-            var alloc = Allocations.Parse(r.GetValue(allocation)!, Allocations.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), passphrase), modelId), set.Count);
+            var alloc = AllocationSpec.Parse(r.GetValue(allocation)!, AllocationSpec.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), passphrase), modelId), set.Count);
             var options = new EmbeddingOptions { LearningRate = r.GetValue(lr), MaxEpochs = r.GetValue(epochs), AveragingLambda = r.GetValue(lambda), MixFraction = r.GetValue(mix) };
             options.Validate();
             var dev = Cli.ParseDevice(r.GetValue(device)!);

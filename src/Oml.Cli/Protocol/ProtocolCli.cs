@@ -37,14 +37,19 @@ internal sealed class ProtocolCli
         return (cmd, o);
     }
 
-    /// <summary>Opens the ledger and replays it; a missing file or an uninitialised ledger is a clear failure.</summary>
+    /// <summary>
+    /// Opens the ledger, verifies its hash chain and that it extends the head pinned for it (<see cref="LedgerPins"/>),
+    /// and replays it; a missing file, a damaged or rewritten ledger, or an uninitialised one is a clear failure.
+    /// </summary>
     public static Session Open(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"no ledger at {path}: create one with `oml protocol init --ledger {path} --keystore TREASURY`", path);
         var ledger = SqliteLedger.Open(path);
         try
         {
-            return new Session(ledger, ProtocolEngine.Open(ledger));
+            var engine = ProtocolEngine.Open(ledger);
+            LedgerPins.Check(ledger, path);
+            return new Session(ledger, engine);
         }
         catch
         {
@@ -84,7 +89,7 @@ internal sealed class ProtocolCli
             Console.Error.WriteLine($"oml: error: rejected ({e.Code}): {e.Message}");
             return Cli.Failure;
         }
-        catch (Exception e) when (e is KeystoreException or LedgerCorruptException or LedgerConflictException or FormatException
+        catch (Exception e) when (e is KeystoreException or LedgerCorruptException or LedgerConflictException or FormatException or InvalidDataException
             or InvalidOperationException or Oml.Protocol.Claims.QueryRefusedException or HttpRequestException)
         {
             Console.Error.WriteLine($"oml: error: {e.Message}");
@@ -105,12 +110,21 @@ internal sealed class ProtocolCli
 }
 
 /// <summary>An open ledger and its engine.</summary>
+/// <summary>An open ledger and its engine; closing it pins the head the engine verified.</summary>
 internal sealed class Session(SqliteLedger ledger, ProtocolEngine engine) : IDisposable
 {
     public SqliteLedger Ledger { get; } = ledger;
     public ProtocolEngine Engine { get; } = engine;
     public ProtocolState State => Engine.State;
-    public void Dispose() => Ledger.Dispose();
+    public void Dispose()
+    {
+        try { LedgerPins.Record(Ledger.LedgerId, State.Height, State.HeadHash); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"oml: warning: could not pin the ledger's head in {LedgerPins.Folder}: {e.Message}");
+        }
+        finally { Ledger.Dispose(); }
+    }
 }
 
 /// <summary>A command's result: ordered fields printed as aligned "label  value" lines, or as one JSON object.</summary>
@@ -172,5 +186,76 @@ internal sealed class Report
         var widths = Enumerable.Range(0, header.Count).Select(c => all.Max(r => r[c].Length)).ToArray();
         foreach (var r in all)
             yield return string.Join("  ", r.Select((cell, c) => rightAligned?.Contains(c) == true ? cell.PadLeft(widths[c]) : cell.PadRight(widths[c]))).TrimEnd();
+    }
+}
+
+/// <summary>
+/// Pinned ledger heads: after every command, the CLI records the head it verified (height and hash) per ledger id in
+/// the user's own folder (<c>$OML_PIN_DIR</c>, else <c>$XDG_CONFIG_HOME/oml/ledger-pins</c>, else
+/// <c>~/.config/oml/ledger-pins</c>; one file <c>LEDGER_ID.head</c>, "HEIGHT HASH", written atomically), and refuses
+/// a ledger that no longer extends it: whoever holds the ledger file can rewrite it consistently (recomputing every
+/// hash) or truncate it, and only a record kept outside the file shows that.
+/// </summary>
+internal static class LedgerPins
+{
+    public const string DirEnv = "OML_PIN_DIR";
+
+    public static string Folder
+    {
+        get
+        {
+            if (Environment.GetEnvironmentVariable(DirEnv) is { Length: > 0 } d) return d;
+            var config = Environment.GetEnvironmentVariable("XDG_CONFIG_HOME") is { Length: > 0 } x ? x
+                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".config");
+            return Path.Combine(config, "oml", "ledger-pins");
+        }
+    }
+
+    public static string PathFor(string ledgerId) => Path.Combine(Folder, ledgerId + ".head");
+
+    /// <summary>The pinned head of ledger <paramref name="ledgerId"/>, or null when none was recorded.</summary>
+    public static (long Height, byte[] Hash)? Read(string ledgerId)
+    {
+        string path = PathFor(ledgerId);
+        if (!File.Exists(path)) return null;
+        var parts = File.ReadAllText(path).Trim().Split(' ');
+        if (parts.Length != 2 || !long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out long h) || h < 1
+            || parts[1].Length != 64 || !parts[1].All(Uri.IsHexDigit))
+            throw new InvalidDataException($"{path}: not a pinned head (\"HEIGHT HASH\"); remove it to pin the ledger's current head again");
+        return (h, Convert.FromHexString(parts[1]));
+    }
+
+    /// <summary>Throws <see cref="LedgerCorruptException"/> when <paramref name="ledger"/> does not extend its pinned head.</summary>
+    public static void Check(ILedger ledger, string what)
+    {
+        if (Read(ledger.LedgerId) is not { } pin) return;
+        var problem = Problem(ledger, pin);
+        if (problem is not null)
+            throw new LedgerCorruptException($"{what} no longer extends the head pinned in {PathFor(ledger.LedgerId)} ({pin.Height} {Convert.ToHexStringLower(pin.Hash)}): {problem}");
+    }
+
+    /// <summary>Why <paramref name="ledger"/> does not extend <paramref name="pin"/>, or null when it does.</summary>
+    public static string? Problem(ILedger ledger, (long Height, byte[] Hash) pin)
+    {
+        long height = ledger.Height;
+        if (height < pin.Height) return $"it has only {height} events (truncated or rewritten)";
+        var ev = ledger.Read(pin.Height - 1).First();
+        return ev.Hash.AsSpan().SequenceEqual(pin.Hash) ? null
+            : $"event {pin.Height - 1}'s hash is {Convert.ToHexStringLower(ev.Hash)} (the ledger was rewritten at or before that event)";
+    }
+
+    /// <summary>Pins (<paramref name="height"/>, <paramref name="hash"/>) unless a later head is pinned already.</summary>
+    public static void Record(string ledgerId, long height, byte[] hash)
+    {
+        if (height < 1) return;
+        if (Read(ledgerId) is { } pin && pin.Height >= height) return;
+        FingerprintIO.WriteTextAtomic(PathFor(ledgerId), $"{height.ToString(CultureInfo.InvariantCulture)} {Convert.ToHexStringLower(hash)}\n");
+    }
+
+    public static void Record(ILedger ledger)
+    {
+        var v = ledger.Verify();
+        if (!v.Intact) throw new LedgerCorruptException($"the ledger does not verify: {v.Problem}");
+        Record(ledger.LedgerId, ledger.Height, ledger.HeadHash);
     }
 }

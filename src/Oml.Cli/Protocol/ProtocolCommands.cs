@@ -66,9 +66,10 @@ public static class ProtocolCommands
                 if (existing.Height > 0) throw new IOException($"{path} already holds {existing.Height} events: init never overwrites a ledger");
             }
             using var ledger = SqliteLedger.Open(path, create: true);
-            var engine = ProtocolEngine.Initialize(ledger, key, parameters, new ProtocolDomain(r.GetValue(chainId), Hex.ZeroAddress));
+            var engine = ProtocolEngine.Initialize(ledger, key, parameters, r.GetValue(chainId));
+            LedgerPins.Record(ledger);
             var rep = new Report().Add("ledger", "ledger", Path.GetFullPath(path)).Add("treasury", "treasury", engine.State.Treasury)
-                .Add("chainId", "chain id", engine.Domain.ChainId).Add("genesis", "genesis", ProtocolCli.Time(engine.State.GenesisTime));
+                .Add("chainId", "chain id", engine.Domain.ChainId).Add("verifyingContract", "verifying contract", engine.Domain.VerifyingContract).Add("genesis", "genesis", ProtocolCli.Time(engine.State.GenesisTime));
             var p = new JsonObject();
             foreach (var n in ProtocolParameters.Names)
             {
@@ -113,10 +114,10 @@ public static class ProtocolCommands
                 Console.WriteLine("  " + l);
             Console.WriteLine();
             Console.WriteLine("Accounts");
-            foreach (var l in Report.Table(["address", "balance", "prepaid", "withdrawable", "locked", "nonce"],
+            foreach (var l in Report.Table(["address", "balance", "escrowed", "withdrawable", "locked", "staked", "nonce"],
                 st.Accounts.Select(kv => (IReadOnlyList<string>)[kv.Key + (kv.Key == st.Treasury ? " (treasury)" : ""), ProtocolCli.Money(kv.Value.Balance),
-                    ProtocolCli.Money(kv.Value.Prepaid), ProtocolCli.Money(kv.Value.Withdrawable), ProtocolCli.Money(kv.Value.Locked), kv.Value.Nonce.ToString()]),
-                new HashSet<int> { 1, 2, 3, 4, 5 }))
+                    ProtocolCli.Money(kv.Value.Escrowed), ProtocolCli.Money(kv.Value.Withdrawable), ProtocolCli.Money(kv.Value.Locked), ProtocolCli.Money(kv.Value.Staked), kv.Value.Nonce.ToString()]),
+                new HashSet<int> { 1, 2, 3, 4, 5, 6 }))
                 Console.WriteLine("  " + l);
             Console.WriteLine();
             var open = st.Claims.Where(c => c.Status is ClaimStatus.Committed or ClaimStatus.Revealed).ToList();
@@ -125,14 +126,14 @@ public static class ProtocolCommands
                 open.Select(c => (IReadOnlyList<string>)[c.Id.ToString(), c.Prover, c.Status.ToString(), ProtocolCli.Money(c.Bond), c.Host ?? "(hidden)", c.ModelId ?? "(hidden)",
                     ProtocolCli.Time(c.Status == ClaimStatus.Committed ? c.CommittedAt + st.Parameters.RevealWindowSeconds : c.RebutDeadline)]), new HashSet<int> { 0, 3 }))
                 Console.WriteLine("  " + l);
-            foreach (var c in st.Claims.Where(c => c.Status is ClaimStatus.Slashed or ClaimStatus.Rebutted or ClaimStatus.Forfeited))
+            foreach (var c in st.Claims.Where(c => c.Status is ClaimStatus.Slashed or ClaimStatus.Rebutted or ClaimStatus.Expired))
                 Console.WriteLine($"  closed: claim {c.Id} {c.Status}{(c.Status == ClaimStatus.Slashed ? $" {c.Host} by {ProtocolCli.Money(c.Slashed)} (prover reward {ProtocolCli.Money(c.ProverReward)})" : "")}");
             if (st.Proposals.Count > 0)
             {
                 Console.WriteLine();
                 Console.WriteLine("Proposals");
                 foreach (var p in st.Proposals)
-                    Console.WriteLine($"  {p.Id}  {ProtocolParameters.ChangesToJson(p.Changes)}  yes {p.Yes} no {p.No} of {p.Eligible.Count}  {(p.Executed ? "executed" : now > p.EndsAt ? "closed" : $"open until {ProtocolCli.Time(p.EndsAt)}")}  {p.Description}");
+                    Console.WriteLine($"  {p.Id}  {ProtocolParameters.ChangesToJson(p.Changes)}  staked yes {ProtocolCli.Money(p.Yes)} no {ProtocolCli.Money(p.No)} of {ProtocolCli.Money(p.TotalWeight)}  {(p.Executed ? "executed" : now > p.EndsAt ? "closed" : $"open until {ProtocolCli.Time(p.EndsAt)}")}  {p.Description}");
             }
             if (st.Accusations.Count > 0)
             {
@@ -169,7 +170,7 @@ public static class ProtocolCommands
             });
         var accounts = new JsonObject();
         foreach (var (k, a) in st.Accounts)
-            accounts[k] = new JsonObject { ["balance"] = a.Balance, ["prepaid"] = a.Prepaid, ["withdrawable"] = a.Withdrawable, ["locked"] = a.Locked, ["nonce"] = a.Nonce };
+            accounts[k] = new JsonObject { ["balance"] = a.Balance, ["escrowed"] = a.Escrowed, ["withdrawable"] = a.Withdrawable, ["locked"] = a.Locked, ["staked"] = a.Staked, ["nonce"] = a.Nonce };
         var claims = new JsonArray();
         foreach (var c in st.Claims)
             claims.Add(new JsonObject
@@ -182,13 +183,13 @@ public static class ProtocolCommands
             proposals.Add(new JsonObject
             {
                 ["id"] = p.Id, ["changes"] = JsonNode.Parse(ProtocolParameters.ChangesToJson(p.Changes)), ["description"] = p.Description, ["yes"] = p.Yes, ["no"] = p.No,
-                ["eligible"] = p.Eligible.Count, ["endsAt"] = p.EndsAt, ["executed"] = p.Executed,
+                ["totalStake"] = p.TotalWeight, ["endsAt"] = p.EndsAt, ["executed"] = p.Executed,
             });
         var parameters = new JsonObject();
         foreach (var n in ProtocolParameters.Names) parameters[n] = long.Parse(st.Parameters.Get(n), System.Globalization.CultureInfo.InvariantCulture);
         return new JsonObject
         {
-            ["height"] = st.Height, ["chainId"] = st.Domain.ChainId, ["treasury"] = st.Treasury, ["totalSupply"] = st.TotalSupply, ["now"] = now, ["epoch"] = st.EpochAt(now),
+            ["height"] = st.Height, ["chainId"] = st.Domain.ChainId, ["verifyingContract"] = st.Domain.VerifyingContract, ["treasury"] = st.Treasury, ["totalSupply"] = st.TotalSupply, ["now"] = now, ["epoch"] = st.EpochAt(now),
             ["models"] = models, ["licences"] = licences, ["accounts"] = accounts, ["claims"] = claims, ["proposals"] = proposals,
             ["accusations"] = new JsonArray([.. st.Accusations.Select(a => (JsonNode)new JsonObject { ["model"] = a.ModelId, ["host"] = a.Host, ["accuser"] = a.Accuser, ["evidenceHash"] = a.EvidenceHash, ["time"] = a.Time })]),
             ["parameters"] = parameters,

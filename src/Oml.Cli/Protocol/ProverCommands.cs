@@ -5,6 +5,7 @@ using Oml.Fingerprinting.Endpoints;
 using Oml.Protocol.Claims;
 using Oml.Protocol.Core;
 using Oml.Protocol.Hosting;
+using Oml.Protocol.Tracing;
 
 namespace Oml.Cli.Protocol;
 
@@ -66,7 +67,10 @@ public static class ProverCommands
 
     public static Command Claim()
     {
-        var (cmd, o) = ProtocolCli.Command("claim", "Claim with a ticket from `oml prover audit`: commit (hiding host and evidence, locking the bond), then reveal a second later.");
+        var (cmd, o) = ProtocolCli.Command("claim",
+            "Claim with a ticket from `oml prover audit`: commit (hiding host and evidence, locking the bond), then reveal a second later. "
+            + "Resumable: run it again after an interruption and it commits if the ticket's commitment is not on the ledger, reveals if it is committed and the "
+            + "reveal window is open, and settles it otherwise (the bond of an unrevealed claim comes back to you).");
         var ticket = new Option<string>("--ticket") { Description = "The claim ticket file", Required = true };
         var bond = new Option<long?>("--bond") { Description = "The bond to lock (default: the protocol's minimum)" };
         cmd.Add(ticket); cmd.Add(bond);
@@ -76,23 +80,22 @@ public static class ProverCommands
             using var s = o.Open(r);
             using var key = o.Key(r);
             long b = r.GetValue(bond) ?? s.State.Parameters.MinBond;
-            long id = s.Engine.CommitClaim(key, t, b);
-            long committedAt = s.State.Claims[(int)id].CommittedAt;
-            // The reveal must come at least one ledger second after the commitment.
-            while (s.Engine.Now < committedAt + 1) Thread.Sleep(200);
-            var ev = s.Engine.RevealClaim(key, id, t);
-            var c = s.State.Claims[(int)id];
-            return new Report().Add("claim", "claim", id).Add("commitment", "commitment", c.Commitment).Money("bond", "bond", c.Bond)
-                .Add("host", "host", c.Host!).Add("model", "model", c.ModelId!).Add("items", "fingerprints revealed", c.Items.Count)
-                .Add("rebutDeadline", "host may rebut until", JsonValue.Create(c.RebutDeadline), ProtocolCli.Time(c.RebutDeadline))
-                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+            var progress = Prover.AdvanceClaim(s.Engine, key, t, b, () => Thread.Sleep(200));
+            var c = progress.Claim;
+            var rep = new Report().Add("claim", "claim", c.Id).Add("commitment", "commitment", c.Commitment).Money("bond", "bond", c.Bond)
+                .Add("steps", "done now", JsonValue.Create(string.Join(", ", progress.Steps)), progress.Steps.Count == 0 ? "nothing (it was done before)" : string.Join(", ", progress.Steps)).Add("status", "status", c.Status.ToString());
+            if (c.Status == ClaimStatus.Revealed)
+                rep.Add("host", "host", c.Host!).Add("model", "model", c.ModelId!).Add("items", "fingerprints revealed", c.Items.Count)
+                    .Add("rebutDeadline", "host may rebut until", JsonValue.Create(c.RebutDeadline), ProtocolCli.Time(c.RebutDeadline));
+            if (c.Status == ClaimStatus.Expired) rep.Line("the reveal window had closed: the claim was settled and its bond is withdrawable again");
+            return rep.Add("event", "last event", s.State.Height - 1).Print(r.GetValue(o.Json));
         }));
         return cmd;
     }
 
     public static Command Settle()
     {
-        var (cmd, o) = ProtocolCli.Command("settle", "Close a claim after its windows: slash the host (unrebutted reveal) or forfeit an unrevealed bond.");
+        var (cmd, o) = ProtocolCli.Command("settle", "Close a claim after its windows: slash the host (unrebutted reveal), or return an unrevealed claim's bond to its prover.");
         var claim = new Option<long>("--claim") { Description = "The claim id", Required = true };
         cmd.Add(claim);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
@@ -136,10 +139,10 @@ public static class ProverCommands
             var specs = s.State.Licences.Values.Where(l => l.ModelId == modelId && l.Allocation is not null).Select(l => l.Allocation!).Distinct().ToList();
             if (specs.Count == 0) throw new ProtocolException(ProtocolErrorCode.CopyNotDelivered, $"no copy of '{modelId}' was delivered: nothing to trace against");
             if (specs.Count > 1) throw new InvalidOperationException($"the copies of '{modelId}' were delivered with different allocations ({string.Join(", ", specs)})");
-            var alloc = Allocations.Parse(specs[0], Allocations.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), passphrase), modelId), set.Count);
+            var alloc = AllocationSpec.Parse(specs[0], AllocationSpec.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), passphrase), modelId), set.Count);
             using var suspect = new OpenAiCompatibleEndpoint(url, null, "oml");
             var settings = new CompletionSettings(MaxTokens: AnswerTokens(set));
-            var report = LeakTracer.TraceAsync(s.State, modelId, set, Allocations.Accuser(alloc),
+            var report = LeakTracer.TraceAsync(s.State, modelId, set, AllocationSpec.Accuser(alloc),
                 (q, ct) => suspect.CompleteAsync(q, settings, ct), eps).GetAwaiter().GetResult();
             var rep = new Report().Add("model", "model", modelId).Add("allocation", "allocation", specs[0])
                 .Add("asked", "keys asked", report.Observed.Count(x => x is not null)).Add("answered", "answered as embedded", report.Observed.Count(x => x == true))

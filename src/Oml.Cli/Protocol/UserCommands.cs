@@ -6,27 +6,72 @@ using Oml.Protocol.Hosting;
 
 namespace Oml.Cli.Protocol;
 
-/// <summary><c>oml user ...</c>: an end user's prepaid deposit, permits, and queries to a host.</summary>
+/// <summary><c>oml user ...</c>: an end user's escrow per host, permits, and queries to a host.</summary>
 public static class UserCommands
 {
-    public static Command Create() => new("user", "End user: deposit prepaid funds, sign permits, send queries with permits to a host.")
+    public static Command Create() => new("user", "End user: escrow funds with a host, sign permits, send queries with permits to a host, take escrow back.")
     {
-        Deposit(), Permit(), Ask(),
+        Deposit(), Permit(), Ask(), RequestRefund(), Refund(),
     };
+
+    private static Option<string> HostOption(string description) => new("--host") { Description = description, Required = true };
 
     public static Command Deposit()
     {
-        var (cmd, o) = ProtocolCli.Command("deposit", "Move funds from your balance into your prepaid deposit, which hosts charge when they settle your permits.");
-        var amount = new Option<long>("--amount") { Description = "Base units to deposit", Required = true };
-        cmd.Add(amount);
+        var (cmd, o) = ProtocolCli.Command("deposit",
+            "Escrow funds from your balance with one host: only that host's settled permits are paid from it, so the host can check before serving that they will be.");
+        var host = HostOption("The host's address");
+        var amount = new Option<long>("--amount") { Description = "Base units to escrow", Required = true };
+        cmd.Add(host); cmd.Add(amount);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
+            string h = ProtocolCli.Address(r.GetValue(host)!, "--host");
             using var s = o.Open(r);
             using var key = o.Key(r);
-            var ev = s.Engine.Deposit(key, r.GetValue(amount));
-            var acc = s.State.AccountOf(Hex.Of(key.Address));
-            return new Report().Add("account", "account", Hex.Of(key.Address)).Money("deposited", "deposited", r.GetValue(amount))
-                .Money("prepaid", "prepaid now", acc.Prepaid).Money("balance", "balance", acc.Balance).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+            var ev = s.Engine.Deposit(key, h, r.GetValue(amount));
+            string me = Hex.Of(key.Address);
+            var acc = s.State.AccountOf(me);
+            return new Report().Add("account", "account", me).Add("host", "host", h).Money("deposited", "deposited", r.GetValue(amount))
+                .Money("escrow", "escrow with host", s.State.EscrowOf(me, h).Amount).Money("balance", "balance", acc.Balance).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+        }));
+        return cmd;
+    }
+
+    public static Command RequestRefund()
+    {
+        var (cmd, o) = ProtocolCli.Command("request-refund",
+            "Ask for your escrow with a host back: the host stops accepting your new permits, and `oml user refund` returns what is left after RefundDelaySeconds.");
+        var host = HostOption("The host's address");
+        cmd.Add(host);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            string h = ProtocolCli.Address(r.GetValue(host)!, "--host");
+            using var s = o.Open(r);
+            using var key = o.Key(r);
+            var ev = s.Engine.RequestRefund(key, h);
+            var e = s.State.EscrowOf(Hex.Of(key.Address), h);
+            long due = e.RefundRequestedAt!.Value + s.State.Parameters.RefundDelaySeconds;
+            return new Report().Add("host", "host", h).Money("escrow", "escrow", e.Amount).Add("refundableFrom", "refundable from", JsonValueOf(due), ProtocolCli.Time(due))
+                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+        }));
+        return cmd;
+    }
+
+    public static Command Refund()
+    {
+        var (cmd, o) = ProtocolCli.Command("refund", "Take back what is left of your escrow with a host, RefundDelaySeconds after `oml user request-refund`.");
+        var host = HostOption("The host's address");
+        cmd.Add(host);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            string h = ProtocolCli.Address(r.GetValue(host)!, "--host");
+            using var s = o.Open(r);
+            using var key = o.Key(r);
+            string me = Hex.Of(key.Address);
+            long amount = s.State.EscrowOf(me, h).Amount;
+            var ev = s.Engine.Refund(key, h);
+            return new Report().Add("host", "host", h).Money("refunded", "refunded", amount).Money("balance", "balance now", s.State.AccountOf(me).Balance)
+                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
         }));
         return cmd;
     }
@@ -127,4 +172,6 @@ public static class UserCommands
     }
 
     private static System.Text.Json.Nodes.JsonNode JsonValueOf(bool b) => System.Text.Json.Nodes.JsonValue.Create(b);
+
+    private static System.Text.Json.Nodes.JsonNode JsonValueOf(long v) => System.Text.Json.Nodes.JsonValue.Create(v);
 }

@@ -28,9 +28,11 @@ public enum PermitPolicy
 public sealed class QueryRefusedException(string message) : Exception(message);
 
 /// <summary>
-/// A host serving its copy: checks the permit (user signature, host, model, query hash, expiry against the clock),
+/// A host serving its copy: checks the permit (user signature, host, model, query hash, expiry against the clock, and
+/// with a <see cref="Hosting.PermitGate"/> everything that makes it certain to settle: price, funding, replay, refund),
 /// answers through <see cref="ICompletionEndpoint"/>-like completion, signs a receipt and records the pair in the
-/// current <see cref="UsageBook"/>. Start a new book per epoch with <see cref="StartEpoch"/>.
+/// current <see cref="UsageBook"/>. Start a new book per epoch with <see cref="StartEpoch"/>. It never signs a receipt
+/// for a permit it refused.
 /// </summary>
 public sealed class HostService : IHostEndpoint
 {
@@ -40,8 +42,10 @@ public sealed class HostService : IHostEndpoint
     private readonly Lock _gate = new();
 
     public HostService(PrivateKey hostKey, ProtocolDomain domain, string modelId, long epoch,
-        Func<string, CancellationToken, Task<string>> complete, PermitPolicy policy = PermitPolicy.Require, TimeProvider? clock = null)
+        Func<string, CancellationToken, Task<string>> complete, PermitPolicy policy = PermitPolicy.Require, TimeProvider? clock = null,
+        Hosting.PermitGate? gate = null)
     {
+        Gate = gate;
         _key = hostKey ?? throw new ArgumentNullException(nameof(hostKey));
         _complete = complete ?? throw new ArgumentNullException(nameof(complete));
         Domain = domain ?? throw new ArgumentNullException(nameof(domain));
@@ -53,8 +57,11 @@ public sealed class HostService : IHostEndpoint
 
     /// <summary>Serves through an OpenAI-compatible (or any) completion endpoint.</summary>
     public HostService(PrivateKey hostKey, ProtocolDomain domain, string modelId, long epoch, ICompletionEndpoint model, CompletionSettings settings,
-        PermitPolicy policy = PermitPolicy.Require, TimeProvider? clock = null)
-        : this(hostKey, domain, modelId, epoch, (q, ct) => model.CompleteAsync(q, settings, ct), policy, clock) { }
+        PermitPolicy policy = PermitPolicy.Require, TimeProvider? clock = null, Hosting.PermitGate? gate = null)
+        : this(hostKey, domain, modelId, epoch, (q, ct) => model.CompleteAsync(q, settings, ct), policy, clock, gate) { }
+
+    /// <summary>The checks against the protocol state (null: only the permit's own fields are checked).</summary>
+    public Hosting.PermitGate? Gate { get; }
 
     public ProtocolDomain Domain { get; }
     public string ModelId { get; }
@@ -85,6 +92,7 @@ public sealed class HostService : IHostEndpoint
             if (p.Host != Host || p.ModelId != ModelId) throw new QueryRefusedException("the permit is for another host or model");
             if (p.QueryHash != Hex.KeccakText(query)) throw new QueryRefusedException("the permit is for another query");
             if (p.Expiry < _clock.GetUtcNow().ToUnixTimeSeconds()) throw new QueryRefusedException("the permit has expired");
+            Gate?.Admit(permit, query);
         }
         string answer = await _complete(query, ct).ConfigureAwait(false);
         var usedPermit = Policy == PermitPolicy.Require ? permit : null;

@@ -43,6 +43,9 @@ public sealed record ClaimTicket(string ModelId, string Host, string EvidenceJso
     }
 }
 
+/// <summary>What <see cref="Prover.AdvanceClaim"/> did: the claim as it now stands and the steps taken ("commit", "reveal", "settle").</summary>
+public sealed record ClaimProgress(Claim Claim, IReadOnlyList<string> Steps);
+
 /// <summary>A fingerprint the host answered with its response, without a settled permit.</summary>
 public sealed record AuditHit(Fingerprint Fingerprint, string Answer, SignedReceipt Receipt);
 
@@ -101,5 +104,47 @@ public static class Prover
             .Select(h => new ClaimEvidenceItem(RevealedFingerprint.From(h.Fingerprint, tree.Proof(h.Fingerprint.Index)), h.Answer, h.Receipt))
             .ToList();
         return ClaimTicket.Create(new ClaimEvidence(report.ModelId, report.Host, items), salt);
+    }
+
+    /// <summary>
+    /// Takes the claim of <paramref name="ticket"/> as far as it can go, from wherever an earlier run stopped (the
+    /// ticket, written before anything was submitted, is the only thing the prover needs to keep): commits it when its
+    /// commitment is not on the ledger; reveals it when it is committed and the reveal window is open (calling
+    /// <paramref name="wait"/> until the ledger is one second past the commitment); settles it when the window has
+    /// closed unrevealed (the bond comes back to the prover). A claim already revealed or closed is left as it is.
+    /// </summary>
+    public static ClaimProgress AdvanceClaim(ProtocolEngine engine, Crypto.PrivateKey prover, ClaimTicket ticket, long bond, Action wait)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        ArgumentNullException.ThrowIfNull(prover);
+        ArgumentNullException.ThrowIfNull(ticket);
+        ArgumentNullException.ThrowIfNull(wait);
+        var steps = new List<string>();
+        engine.Refresh();
+        string me = Hex.Of(prover.Address);
+        var claim = engine.State.ClaimByCommitment(ticket.Commitment);
+        if (claim is null)
+        {
+            claim = engine.State.Claims[(int)engine.CommitClaim(prover, ticket, bond)];
+            steps.Add("commit");
+        }
+        if (claim.Prover != me)
+            throw new ProtocolException(ProtocolErrorCode.DuplicateCommitment, $"the ticket's commitment was committed by {claim.Prover} (claim {claim.Id}), not by {me}");
+        if (claim.Status == ClaimStatus.Committed)
+        {
+            long closes = claim.CommittedAt + engine.Parameters.RevealWindowSeconds;
+            if (engine.Now <= closes)
+            {
+                while (engine.Now < claim.CommittedAt + 1) wait();
+                engine.RevealClaim(prover, claim.Id, ticket);
+                steps.Add("reveal");
+            }
+            else
+            {
+                engine.Settle(prover, claim.Id);
+                steps.Add("settle");
+            }
+        }
+        return new ClaimProgress(engine.State.Claims[(int)claim.Id], steps);
     }
 }

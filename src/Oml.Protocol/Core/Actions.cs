@@ -21,9 +21,20 @@ public static class Actions
     public static UnsignedAction Transfer(string from, string to, long amount, long nonce) =>
         U(Schemas.Transfer, B(from).Address("to", to).UInt("amount", amount), nonce);
 
-    public static UnsignedAction Deposit(string user, long amount, long nonce) => U(Schemas.Deposit, B(user).UInt("amount", amount), nonce);
+    /// <summary>Moves <paramref name="amount"/> of the user's balance into its escrow with <paramref name="host"/>.</summary>
+    public static UnsignedAction Deposit(string user, string host, long amount, long nonce) =>
+        U(Schemas.Deposit, B(user).Address("host", host).UInt("amount", amount), nonce);
 
-    public static UnsignedAction Refund(string user, long amount, long nonce) => U(Schemas.Refund, B(user).UInt("amount", amount), nonce);
+    /// <summary>Announces that the user will take back its escrow with <paramref name="host"/> (after RefundDelaySeconds).</summary>
+    public static UnsignedAction RequestRefund(string user, string host, long nonce) => U(Schemas.RequestRefund, B(user).Address("host", host), nonce);
+
+    /// <summary>Returns what is left of the user's escrow with <paramref name="host"/> to its balance, once the refund delay has passed.</summary>
+    public static UnsignedAction Refund(string user, string host, long nonce) => U(Schemas.Refund, B(user).Address("host", host), nonce);
+
+    /// <summary>Locks balance as governance stake.</summary>
+    public static UnsignedAction Stake(string account, long amount, long nonce) => U(Schemas.Stake, B(account).UInt("amount", amount), nonce);
+
+    public static UnsignedAction Unstake(string account, long amount, long nonce) => U(Schemas.Unstake, B(account).UInt("amount", amount), nonce);
 
     public static UnsignedAction Withdraw(string account, long nonce) => U(Schemas.Withdraw, B(account), nonce);
 

@@ -24,11 +24,20 @@ public sealed partial class ProtocolEngine
 
     public LedgerEvent Transfer(PrivateKey from, string to, long amount) => Send(from, (a, n) => Actions.Transfer(a, to, amount, n));
 
-    /// <summary>Moves balance into the user's prepaid deposit, which settled permits are charged to.</summary>
-    public LedgerEvent Deposit(PrivateKey user, long amount) => Send(user, (a, n) => Actions.Deposit(a, amount, n));
+    /// <summary>Moves balance into the user's escrow with <paramref name="host"/>, which that host's settled permits are charged to.</summary>
+    public LedgerEvent Deposit(PrivateKey user, string host, long amount) => Send(user, (a, n) => Actions.Deposit(a, host, amount, n));
 
-    /// <summary>Moves prepaid deposit back to the balance.</summary>
-    public LedgerEvent Refund(PrivateKey user, long amount) => Send(user, (a, n) => Actions.Refund(a, amount, n));
+    /// <summary>Starts the refund delay of the user's escrow with <paramref name="host"/>; the host stops accepting the user's new permits.</summary>
+    public LedgerEvent RequestRefund(PrivateKey user, string host) => Send(user, (a, n) => Actions.RequestRefund(a, host, n));
+
+    /// <summary>Returns what is left of the user's escrow with <paramref name="host"/> once the refund delay has passed.</summary>
+    public LedgerEvent Refund(PrivateKey user, string host) => Send(user, (a, n) => Actions.Refund(a, host, n));
+
+    /// <summary>Locks <paramref name="amount"/> of the balance as governance stake.</summary>
+    public LedgerEvent Stake(PrivateKey account, long amount) => Send(account, (a, n) => Actions.Stake(a, amount, n));
+
+    /// <summary>Returns governance stake to the balance (not while a vote of the account is open, nor within VotingWindowSeconds of its last stake).</summary>
+    public LedgerEvent Unstake(PrivateKey account, long amount) => Send(account, (a, n) => Actions.Unstake(a, amount, n));
 
     /// <summary>Pulls all withdrawable credits into the balance (fails when there are none).</summary>
     public LedgerEvent Withdraw(PrivateKey account) => Send(account, (a, n) => Actions.Withdraw(a, n));
@@ -96,7 +105,7 @@ public sealed partial class ProtocolEngine
         return Send(host, (a, n) => Actions.Rebut(a, claimId, json, n), new Dictionary<string, string> { ["rebuttal"] = json });
     }
 
-    /// <summary>Closes a claim: slashes the host after an unrebutted reveal, or forfeits an unrevealed bond.</summary>
+    /// <summary>Closes a claim: slashes the host after an unrebutted reveal, or refunds an unrevealed bond to its prover.</summary>
     public LedgerEvent Settle(PrivateKey actor, long claimId) => Send(actor, (a, n) => Actions.Settle(a, claimId, n));
 
     public LedgerEvent FileAccusation(PrivateKey owner, string modelId, string host, string evidenceJson) =>

@@ -29,30 +29,37 @@ public sealed partial class ProtocolEngine
         _state = state;
     }
 
-    /// <summary>Opens an initialised ledger (replays it). Throws <see cref="ProtocolException"/> (NotInitialized) on an empty one.</summary>
+    /// <summary>
+    /// Opens an initialised ledger: verifies its hash chain (<see cref="ILedger.Verify"/>), then replays it. Throws
+    /// <see cref="LedgerCorruptException"/> naming the first bad event when the chain does not verify, and
+    /// <see cref="ProtocolException"/> (NotInitialized) on an empty ledger.
+    /// </summary>
     public static ProtocolEngine Open(ILedger ledger, TimeProvider? clock = null)
     {
         ArgumentNullException.ThrowIfNull(ledger);
-        var state = Replay(ledger.Read(0), verifySignatures: false);
+        var check = ledger.Verify();
+        if (!check.Intact) throw new LedgerCorruptException($"the ledger does not verify: {check.Problem}");
+        var state = Replay(ledger.LedgerId, ledger.Read(0), verifySignatures: false);
         if (!state.Initialized) throw new ProtocolException(ProtocolErrorCode.NotInitialized, "the ledger has no genesis event; initialise it first");
         return new ProtocolEngine(ledger, clock ?? TimeProvider.System, state);
     }
 
     /// <summary>
     /// Writes the genesis event to an empty ledger: <paramref name="treasury"/> becomes the only account that can mint
-    /// the embedded ledger's currency (an EVM deployment would use a token contract instead).
+    /// the embedded ledger's currency (an EVM deployment would use a token contract instead). The genesis event is
+    /// signed under chain <paramref name="chainId"/> and the zero address; every later request is signed under
+    /// <see cref="ProtocolDomain.ForEmbeddedLedger"/> of this ledger's id and genesis event.
     /// </summary>
     public static ProtocolEngine Initialize(ILedger ledger, PrivateKey treasury, ProtocolParameters? parameters = null,
-        ProtocolDomain? domain = null, TimeProvider? clock = null)
+        long chainId = ProtocolDomain.DefaultChainId, TimeProvider? clock = null)
     {
         ArgumentNullException.ThrowIfNull(ledger);
         ArgumentNullException.ThrowIfNull(treasury);
         parameters ??= ProtocolParameters.Default;
         parameters.Validate();
-        domain ??= ProtocolDomain.Default;
-        if (!Hex.TryAddress(domain.VerifyingContract, out var vc) || vc != domain.VerifyingContract)
-            throw new ArgumentException("the verifying contract must be a lowercase 0x address", nameof(domain));
-        var engine = new ProtocolEngine(ledger, clock ?? TimeProvider.System, Replay(ledger.Read(0), false));
+        if (chainId <= 0) throw new ArgumentOutOfRangeException(nameof(chainId), "the chain id must be positive");
+        var domain = new ProtocolDomain(chainId, Hex.ZeroAddress);
+        var engine = new ProtocolEngine(ledger, clock ?? TimeProvider.System, Replay(ledger.LedgerId, ledger.Read(0), false));
         if (engine._state.Initialized) throw new ProtocolException(ProtocolErrorCode.AlreadyInitialized, "the ledger already has a genesis event");
         var genesis = Actions.Genesis(Hex.Of(treasury.Address), domain.ChainId, parameters).Sign(domain, treasury);
         engine.SubmitCore(genesis, domain);
@@ -75,7 +82,7 @@ public sealed partial class ProtocolEngine
         lock (_gate)
         {
             if (_ledger.Height == _state.Height) return;
-            foreach (var ev in _ledger.Read(_state.Height)) Fold(_state, ev, verifySignatures: false);
+            foreach (var ev in _ledger.Read(_state.Height)) Fold(_state, _ledger.LedgerId, ev, verifySignatures: false);
         }
     }
 
@@ -114,18 +121,17 @@ public sealed partial class ProtocolEngine
                 if (ev.Timestamp.ToUnixTimeSeconds() != now || ev.Sequence != height)
                 {
                     // The ledger stored something else than what was checked: rebuild from the log to stay exact.
-                    _state = Replay(_ledger.Read(0), false);
+                    _state = Replay(_ledger.LedgerId, _ledger.Read(0), false);
                     return ev;
                 }
                 try
                 {
                     commit();
-                    _state.Height = ev.Sequence + 1;
-                    _state.LastTime = now;
+                    Advance(_state, _ledger.LedgerId, ev, now);
                 }
                 catch
                 {
-                    _state = Replay(_ledger.Read(0), false);
+                    _state = Replay(_ledger.LedgerId, _ledger.Read(0), false);
                     throw;
                 }
                 return ev;
@@ -133,17 +139,35 @@ public sealed partial class ProtocolEngine
         }
     }
 
-    /// <summary>Rebuilds the state from events (a pure fold). With <paramref name="verifySignatures"/> every signature is re-checked too.</summary>
-    public static ProtocolState Replay(IEnumerable<LedgerEvent> events, bool verifySignatures = false)
+    /// <summary>
+    /// Rebuilds the state from the events of ledger <paramref name="ledgerId"/> (a pure fold; the id and the genesis
+    /// event fix the signing domain). Each event must link to the one before and hash to its stored hash
+    /// (<see cref="LedgerCorruptException"/> otherwise). With <paramref name="verifySignatures"/> every signature is
+    /// re-checked too.
+    /// </summary>
+    public static ProtocolState Replay(string ledgerId, IEnumerable<LedgerEvent> events, bool verifySignatures = false)
     {
         var state = new ProtocolState();
-        foreach (var ev in events) Fold(state, ev, verifySignatures);
+        foreach (var ev in events) Fold(state, ledgerId, ev, verifySignatures);
         return state;
     }
 
-    private static void Fold(ProtocolState state, LedgerEvent ev, bool verifySignatures)
+    /// <summary>Records that <paramref name="ev"/> was applied; after the genesis event, fixes the ledger's signing domain.</summary>
+    private static void Advance(ProtocolState state, string ledgerId, LedgerEvent ev, long time)
+    {
+        if (ev.Sequence == 0) state.Domain = ProtocolDomain.ForEmbeddedLedger(state.Domain.ChainId, ledgerId, ev.Hash);
+        state.Height = ev.Sequence + 1;
+        state.LastTime = time;
+        state.HeadHash = ev.Hash;
+    }
+
+    private static void Fold(ProtocolState state, string ledgerId, LedgerEvent ev, bool verifySignatures)
     {
         if (ev.Sequence != state.Height) throw new ProtocolException(ProtocolErrorCode.ReplayFailed, $"event {ev.Sequence} out of order (expected {state.Height})");
+        if (!ev.PreviousHash.AsSpan().SequenceEqual(state.HeadHash))
+            throw new LedgerCorruptException($"event {ev.Sequence}'s previous hash does not match the hash of event {ev.Sequence - 1}");
+        if (!LedgerHashing.ComputeHash(ev).AsSpan().SequenceEqual(ev.Hash))
+            throw new LedgerCorruptException($"the contents of event {ev.Sequence} (type, timestamp or payload) were edited, or its hash overwritten");
         var (action, domain) = SignedAction.FromPayload(ev.Payload);
         if (action.Type != ev.Type) throw new ProtocolException(ProtocolErrorCode.ReplayFailed, $"event {ev.Sequence}: type {ev.Type} but payload {action.Type}");
         long time = ev.Timestamp.ToUnixTimeSeconds();
@@ -156,8 +180,7 @@ public sealed partial class ProtocolEngine
                 $"event {ev.Sequence} ({ev.Type}) does not apply: {e.Code}: {e.Message}", e);
         }
         commit();
-        state.Height = ev.Sequence + 1;
-        state.LastTime = time;
+        Advance(state, ledgerId, ev, time);
     }
 
     /// <summary>Re-checks every signature in the log (actors, co-signers, permits and receipts in attachments) by a full replay.</summary>
@@ -167,8 +190,8 @@ public sealed partial class ProtocolEngine
         long n = 0;
         foreach (var ev in _ledger.Read(0))
         {
-            try { Fold(state, ev, verifySignatures: true); }
-            catch (ProtocolException e) { return new SignatureVerification(false, n, ev.Sequence, e.Message); }
+            try { Fold(state, _ledger.LedgerId, ev, verifySignatures: true); }
+            catch (Exception e) when (e is ProtocolException or LedgerCorruptException) { return new SignatureVerification(false, n, ev.Sequence, e.Message); }
             n++;
         }
         return new SignatureVerification(true, n, null, null);

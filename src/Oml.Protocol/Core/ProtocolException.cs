@@ -61,6 +61,12 @@ public enum ProtocolErrorCode
     AlreadyExecuted,
     /// <summary>An event in the stored log does not apply to the state rebuilt before it.</summary>
     ReplayFailed,
+    /// <summary>This claim commitment was already committed (a commitment can be committed once, ever).</summary>
+    DuplicateCommitment,
+    /// <summary>The user asked for a refund of its escrow with this host (no new permits), or a refund is not due yet.</summary>
+    RefundPending,
+    /// <summary>Governance stake is locked (an open vote, or within the voting window after the last stake).</summary>
+    StakeLocked,
 }
 
 /// <summary>A rejected protocol action. Nothing was appended to the ledger.</summary>

@@ -16,7 +16,9 @@ namespace Oml.Protocol.Core;
 /// <param name="EpochSeconds">The usage epoch length (epoch 0 starts at genesis).</param>
 /// <param name="MinCollateral">The protocol-wide floor under every model's own minimum collateral.</param>
 /// <param name="VotingWindowSeconds">How long a proposal is open for votes.</param>
-/// <param name="QuorumBps">The part of the eligible voters that must vote for a proposal to pass.</param>
+/// <param name="QuorumBps">The part of the total governance stake (at the proposal's snapshot) that must vote for a proposal to pass.</param>
+/// <param name="RefundDelaySeconds">How long after RequestRefund a user's escrow with a host can be refunded (hosts stop accepting the user's permits at the request, and settle the ones they served meanwhile).</param>
+/// <param name="ProposalThreshold">The governance stake needed to make a proposal.</param>
 public sealed record ProtocolParameters(
     int HostFeeShareBps = 2_000,
     int SlashFractionBps = 5_000,
@@ -27,7 +29,9 @@ public sealed record ProtocolParameters(
     long EpochSeconds = 86_400,
     long MinCollateral = 1_000,
     long VotingWindowSeconds = 259_200,
-    int QuorumBps = 5_000)
+    int QuorumBps = 5_000,
+    long RefundDelaySeconds = 172_800,
+    long ProposalThreshold = 1_000)
 {
     public static ProtocolParameters Default { get; } = new();
 
@@ -36,7 +40,7 @@ public sealed record ProtocolParameters(
     [
         nameof(HostFeeShareBps), nameof(SlashFractionBps), nameof(ProverRewardBps), nameof(MinBond),
         nameof(RevealWindowSeconds), nameof(RebutWindowSeconds), nameof(EpochSeconds), nameof(MinCollateral),
-        nameof(VotingWindowSeconds), nameof(QuorumBps),
+        nameof(VotingWindowSeconds), nameof(QuorumBps), nameof(RefundDelaySeconds), nameof(ProposalThreshold),
     ];
 
     /// <summary>Throws <see cref="ProtocolException"/> (InvalidParameters) when a value is out of range.</summary>
@@ -59,6 +63,8 @@ public sealed record ProtocolParameters(
         Positive(nameof(RebutWindowSeconds), RebutWindowSeconds);
         Positive(nameof(EpochSeconds), EpochSeconds);
         Positive(nameof(VotingWindowSeconds), VotingWindowSeconds);
+        Positive(nameof(RefundDelaySeconds), RefundDelaySeconds);
+        Positive(nameof(ProposalThreshold), ProposalThreshold);
         if (MinCollateral < 0) throw ProtocolException.Of(ProtocolErrorCode.InvalidParameters, $"MinCollateral must not be negative, got {MinCollateral}");
     }
 
@@ -75,6 +81,8 @@ public sealed record ProtocolParameters(
         nameof(MinCollateral) => Str(MinCollateral),
         nameof(VotingWindowSeconds) => Str(VotingWindowSeconds),
         nameof(QuorumBps) => Str(QuorumBps),
+        nameof(RefundDelaySeconds) => Str(RefundDelaySeconds),
+        nameof(ProposalThreshold) => Str(ProposalThreshold),
         _ => throw ProtocolException.Of(ProtocolErrorCode.InvalidParameters, $"unknown parameter '{name}' (known: {string.Join(", ", Names)})"),
     };
 
@@ -103,6 +111,8 @@ public sealed record ProtocolParameters(
                 nameof(MinCollateral) => p with { MinCollateral = v },
                 nameof(VotingWindowSeconds) => p with { VotingWindowSeconds = v },
                 nameof(QuorumBps) => p with { QuorumBps = AsInt() },
+                nameof(RefundDelaySeconds) => p with { RefundDelaySeconds = v },
+                nameof(ProposalThreshold) => p with { ProposalThreshold = v },
                 _ => throw ProtocolException.Of(ProtocolErrorCode.InvalidParameters, $"unknown parameter '{name}' (known: {string.Join(", ", Names)})"),
             };
         }

@@ -8,8 +8,12 @@ public sealed class Account
 {
     /// <summary>Free funds: can be transferred, deposited, posted as collateral or bond.</summary>
     public long Balance { get; internal set; }
-    /// <summary>A user's prepaid deposit, charged when hosts settle permits.</summary>
-    public long Prepaid { get; internal set; }
+    /// <summary>A user's escrowed funds, summed over hosts (<see cref="ProtocolState.EscrowOf"/>); charged when a host settles the user's permits to it.</summary>
+    public long Escrowed { get; internal set; }
+    /// <summary>Governance stake (voting weight, snapshot at each proposal's creation).</summary>
+    public long Staked { get; internal set; }
+    /// <summary>Ledger time of the account's last Stake (its stake is locked for VotingWindowSeconds after).</summary>
+    public long LastStakeTime { get; internal set; }
     /// <summary>Credits (fees, rewards, returned bonds) waiting to be pulled into the balance by Withdraw.</summary>
     public long Withdrawable { get; internal set; }
     /// <summary>Collateral and bonds currently locked.</summary>
@@ -58,9 +62,24 @@ public sealed class Licence
     public bool Delivered => IndicesRoot is not null;
 }
 
-public sealed record UsageRecord(string Host, string ModelId, long Epoch, string ReceiptsRoot, long ReceiptCount, long PermitCount, long FeesSettled, long Time);
+/// <summary>A user's funds escrowed for one host; <see cref="RefundRequestedAt"/> is set once the user asked for them back.</summary>
+public sealed class Escrow
+{
+    public long Amount { get; internal set; }
+    public long? RefundRequestedAt { get; internal set; }
+}
 
-public enum ClaimStatus { Committed, Revealed, Rebutted, Slashed, Forfeited }
+/// <summary>A permit of a usage batch that did not settle: its EIP-712 hash (or "#index" when unparsable) and why.</summary>
+public sealed record SkippedPermit(string PermitHash, ProtocolErrorCode Reason, string Detail);
+
+public sealed record UsageRecord(string Host, string ModelId, long Epoch, string ReceiptsRoot, long ReceiptCount, long PermitCount, long FeesSettled, long Time)
+{
+    /// <summary>The permits of the batch that were skipped (not paid), each with its reason.</summary>
+    public IReadOnlyList<SkippedPermit> Skipped { get; init; } = [];
+}
+
+/// <summary>A claim's state; <see cref="Expired"/>: never revealed, the bond went back to the prover.</summary>
+public enum ClaimStatus { Committed, Revealed, Rebutted, Slashed, Expired }
 
 /// <summary>One claimed item: the fingerprint spent, the receipt the host signed, and the permit it names (zero for none).</summary>
 public sealed record ClaimItem(string FingerprintId, int LeafIndex, string ReceiptHash, string QueryHash, string PermitHash);
@@ -92,12 +111,15 @@ public sealed class Proposal
     public required string Description { get; init; }
     public required long CreatedAt { get; init; }
     public required long EndsAt { get; init; }
-    /// <summary>The addresses owning at least one model when the proposal was made.</summary>
-    public required IReadOnlySet<string> Eligible { get; init; }
+    /// <summary>Every account's governance stake when the proposal was made (the voting weights; zero stakes left out).</summary>
+    public required IReadOnlyDictionary<string, long> Weights { get; init; }
+    /// <summary>The total stake at the snapshot (the quorum's base).</summary>
+    public long TotalWeight => Weights.Values.Sum();
     internal SortedDictionary<string, bool> VoteMap { get; } = new(StringComparer.Ordinal);
     public IReadOnlyDictionary<string, bool> Votes => VoteMap;
-    public int Yes => VoteMap.Values.Count(v => v);
-    public int No => VoteMap.Values.Count(v => !v);
+    /// <summary>Stake-weighted yes votes.</summary>
+    public long Yes => VoteMap.Where(v => v.Value).Sum(v => Weights[v.Key]);
+    public long No => VoteMap.Where(v => !v.Value).Sum(v => Weights[v.Key]);
     public bool Executed { get; internal set; }
 }
 
@@ -121,6 +143,10 @@ public sealed class ProtocolState
     /// <summary>Settled permit hash → the host that settled it.</summary>
     internal SortedDictionary<string, string> SettledPermitMap { get; } = new(StringComparer.Ordinal);
     internal SortedDictionary<string, SortedSet<long>> PermitNonceMap { get; } = new(StringComparer.Ordinal);
+    /// <summary>"user\nhost" → escrow.</summary>
+    internal SortedDictionary<string, Escrow> EscrowMap { get; } = new(StringComparer.Ordinal);
+    /// <summary>Every claim commitment ever committed → its claim id.</summary>
+    internal SortedDictionary<string, long> CommitmentMap { get; } = new(StringComparer.Ordinal);
 
     public bool Initialized { get; internal set; }
     public string Treasury { get; internal set; } = "";
@@ -128,6 +154,8 @@ public sealed class ProtocolState
     public long GenesisTime { get; internal set; }
     public ProtocolParameters Parameters { get; internal set; } = ProtocolParameters.Default;
     public long TotalSupply { get; internal set; }
+    /// <summary>The hash of the last event folded in (32 zero bytes before genesis).</summary>
+    public byte[] HeadHash { get; internal set; } = new byte[32];
     /// <summary>Number of events folded in.</summary>
     public long Height { get; internal set; }
     /// <summary>Ledger time of the last event (Unix seconds).</summary>
@@ -145,6 +173,16 @@ public sealed class ProtocolState
 
     public static string LicenceKey(string modelId, string host) => $"{modelId}\n{host}";
     public static string UsageKey(string modelId, string host, long epoch) => $"{modelId}\n{host}\n{epoch}";
+    public static string EscrowKey(string user, string host) => $"{user}\n{host}";
+
+    /// <summary>The user's escrow with the host (an empty one if there is none).</summary>
+    public Escrow EscrowOf(string user, string host) => EscrowMap.TryGetValue(EscrowKey(user, host), out var e) ? e : new Escrow();
+
+    /// <summary>The claim that committed <paramref name="commitment"/>, if any.</summary>
+    public Claim? ClaimByCommitment(string commitment) => CommitmentMap.TryGetValue(commitment, out var id) ? ClaimList[(int)id] : null;
+
+    /// <summary>The end (exclusive, ledger seconds) of the epoch that <paramref name="time"/> falls in.</summary>
+    public long EpochEnd(long time) => GenesisTime + (EpochAt(time) + 1) * Parameters.EpochSeconds;
 
     /// <summary>The account (an empty one if the address never appeared).</summary>
     public Account AccountOf(string address) => AccountMap.TryGetValue(address, out var a) ? a : new Account();
@@ -160,6 +198,13 @@ public sealed class ProtocolState
 
     /// <summary>The usage epoch that ledger time <paramref name="time"/> falls in.</summary>
     public long EpochAt(long time) => time < GenesisTime ? 0 : (time - GenesisTime) / Parameters.EpochSeconds;
+
+    internal Escrow Esc(string user, string host)
+    {
+        string k = EscrowKey(user, host);
+        if (!EscrowMap.TryGetValue(k, out var e)) EscrowMap[k] = e = new Escrow();
+        return e;
+    }
 
     internal Account Acc(string address)
     {
@@ -190,7 +235,7 @@ public sealed class ProtocolState
             foreach (var (k, a) in AccountMap)
             {
                 w.WriteStartArray(k);
-                foreach (var v in new[] { a.Balance, a.Prepaid, a.Withdrawable, a.Locked, a.Nonce }) w.WriteNumberValue(v);
+                foreach (var v in new[] { a.Balance, a.Escrowed, a.Withdrawable, a.Locked, a.Staked, a.LastStakeTime, a.Nonce }) w.WriteNumberValue(v);
                 w.WriteEndArray();
             }
             w.WriteEndObject();
@@ -233,6 +278,7 @@ public sealed class ProtocolState
                 w.WriteStartArray(k);
                 w.WriteStringValue(u.ReceiptsRoot); w.WriteNumberValue(u.ReceiptCount); w.WriteNumberValue(u.PermitCount);
                 w.WriteNumberValue(u.FeesSettled); w.WriteNumberValue(u.Time);
+                foreach (var sk in u.Skipped) { w.WriteStringValue(sk.PermitHash); w.WriteStringValue(sk.Reason.ToString()); w.WriteStringValue(sk.Detail); }
                 w.WriteEndArray();
             }
             w.WriteEndObject();
@@ -254,7 +300,7 @@ public sealed class ProtocolState
                 w.WriteStartArray();
                 w.WriteNumberValue(p.Id); w.WriteStringValue(p.Proposer); w.WriteStringValue(ProtocolParameters.ChangesToJson(p.Changes));
                 w.WriteStringValue(p.Description); w.WriteNumberValue(p.CreatedAt); w.WriteNumberValue(p.EndsAt);
-                foreach (var e in p.Eligible.OrderBy(e => e, StringComparer.Ordinal)) w.WriteStringValue(e);
+                foreach (var (e, weight) in p.Weights.OrderBy(e => e.Key, StringComparer.Ordinal)) { w.WriteStringValue(e); w.WriteNumberValue(weight); }
                 foreach (var (voter, yes) in p.VoteMap) { w.WriteStringValue(voter); w.WriteBooleanValue(yes); }
                 w.WriteBooleanValue(p.Executed);
                 w.WriteEndArray();
@@ -272,6 +318,13 @@ public sealed class ProtocolState
             w.WriteStartObject("settledPermits");
             foreach (var (k, h) in SettledPermitMap) w.WriteString(k, h);
             w.WriteEndObject();
+            w.WriteStartObject("escrows");
+            foreach (var (k, e) in EscrowMap) { w.WriteStartArray(k); w.WriteNumberValue(e.Amount); if (e.RefundRequestedAt is { } t) w.WriteNumberValue(t); else w.WriteNullValue(); w.WriteEndArray(); }
+            w.WriteEndObject();
+            w.WriteStartObject("commitments");
+            foreach (var (k, id) in CommitmentMap) w.WriteNumber(k, id);
+            w.WriteEndObject();
+            w.WriteString("headHash", Convert.ToHexStringLower(HeadHash));
             w.WriteStartObject("permitNonces");
             foreach (var (k, s) in PermitNonceMap) { w.WriteStartArray(k); foreach (var n in s) w.WriteNumberValue(n); w.WriteEndArray(); }
             w.WriteEndObject();

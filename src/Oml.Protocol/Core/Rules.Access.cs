@@ -25,35 +25,47 @@ internal static partial class Rules
         string root = m.Bytes32("receiptsRoot");
         if ((receiptCount == 0) != (root == Hex.Zero32)) throw Fail(ProtocolErrorCode.InvalidRequest, "the receipts root is zero exactly when there are no receipts");
 
+        // Each permit is judged on its own: a bad or unfunded one is skipped (recorded with its reason), never the
+        // whole batch, so one user's bad permit cannot stop the host from being paid for the others. Signatures are
+        // always checked here, on replay too, because what settles depends on them.
         var charges = new SortedDictionary<string, long>(StringComparer.Ordinal);
-        var nonces = new List<(string User, long Nonce)>();
+        var nonces = new HashSet<(string User, long Nonce)>();
         var hashes = new List<string>();
+        var skipped = new List<SkippedPermit>();
         var credits = new Credits();
         long total = 0;
         foreach (var sp in permits)
         {
             var p = sp.Permit;
-            if (c.VerifySignatures && !sp.Verify(c.Domain)) throw Fail(ProtocolErrorCode.BadSignature, $"permit {p.Nonce} is not signed by its user {p.User}");
-            if (p.Host != host || p.ModelId != model.Id) throw Fail(ProtocolErrorCode.InvalidPermit, $"permit {p.Nonce} of {p.User} is for {p.ModelId} on {p.Host}, not {model.Id} on {host}");
-            if (p.Expiry < c.Now) throw Fail(ProtocolErrorCode.PermitExpired, $"permit {p.Nonce} of {p.User} expired at {p.Expiry} (now {c.Now})");
-            if (s.IsPermitNonceUsed(p.User, p.Nonce) || nonces.Contains((p.User, p.Nonce)))
-                throw Fail(ProtocolErrorCode.PermitReplayed, $"permit nonce {p.Nonce} of {p.User} was already used");
-            if (p.Fee < model.PricePerQuery) throw Fail(ProtocolErrorCode.FeeTooLow, $"permit {p.Nonce} of {p.User} pays {p.Fee}, the price is {model.PricePerQuery}");
-            long charged = AddChecked(charges.GetValueOrDefault(p.User), p.Fee);
-            long prepaid = s.AccountOf(p.User).Prepaid;
-            if (charged > prepaid) throw Fail(ProtocolErrorCode.InsufficientFunds, $"{p.User}'s deposit {prepaid} does not cover permits worth {charged}");
+            string hash = p.Hash(c.Domain);
+            SkippedPermit Skip(ProtocolErrorCode code, string detail) => new(hash, code, detail);
+            long charged = 0;
+            var problem =
+                !sp.Verify(c.Domain) ? Skip(ProtocolErrorCode.BadSignature, $"not signed by its user {p.User}")
+                : p.Host != host || p.ModelId != model.Id ? Skip(ProtocolErrorCode.InvalidPermit, $"for {p.ModelId} on {p.Host}")
+                : p.Expiry < c.Now ? Skip(ProtocolErrorCode.PermitExpired, $"expired at {p.Expiry} (now {c.Now})")
+                : s.IsPermitNonceUsed(p.User, p.Nonce) || nonces.Contains((p.User, p.Nonce)) ? Skip(ProtocolErrorCode.PermitReplayed, $"nonce {p.Nonce} of {p.User} was already used")
+                : p.Fee < model.PricePerQuery ? Skip(ProtocolErrorCode.FeeTooLow, $"pays {p.Fee}, the price is {model.PricePerQuery}")
+                : (charged = AddChecked(charges.GetValueOrDefault(p.User), p.Fee)) > s.EscrowOf(p.User, host).Amount
+                    ? Skip(ProtocolErrorCode.InsufficientFunds, $"{p.User}'s escrow with {host} ({s.EscrowOf(p.User, host).Amount}) does not cover {charged}")
+                : null;
+            if (problem is not null)
+            {
+                skipped.Add(problem);
+                continue;
+            }
             charges[p.User] = charged;
             nonces.Add((p.User, p.Nonce));
-            hashes.Add(p.Hash(c.Domain));
+            hashes.Add(hash);
             total = AddChecked(total, p.Fee);
             long hostCut = Fraction(p.Fee, s.Parameters.HostFeeShareBps);
             credits.Add(host, hostCut);
             SplitRevenue(s, model.Id, p.Fee - hostCut, credits, 0);
         }
-        var record = new UsageRecord(host, model.Id, epoch, root, receiptCount, permits.Count, total, c.Now);
+        var record = new UsageRecord(host, model.Id, epoch, root, receiptCount, hashes.Count, total, c.Now) { Skipped = skipped };
         return () =>
         {
-            foreach (var (u, v) in charges) s.Acc(u).Prepaid -= v;
+            foreach (var (u, v) in charges) { s.Acc(u).Escrowed -= v; s.Esc(u, host).Amount -= v; }
             credits.ApplyTo(s);
             foreach (var (u, n) in nonces)
             {

@@ -14,6 +14,8 @@ internal static partial class Rules
         string actor = m.Address("actor");
         string commitment = m.Bytes32("commitment");
         if (commitment == Hex.Zero32) throw Fail(ProtocolErrorCode.InvalidRequest, "the commitment must not be zero");
+        if (s.CommitmentMap.TryGetValue(commitment, out long earlier))
+            throw Fail(ProtocolErrorCode.DuplicateCommitment, $"commitment {commitment} was already committed (claim {earlier})");
         long bond = m.UInt("bond");
         if (bond < s.Parameters.MinBond) throw Fail(ProtocolErrorCode.BondTooLow, $"bond {bond} is below the minimum {s.Parameters.MinBond}");
         long bal = s.AccountOf(actor).Balance;
@@ -25,6 +27,7 @@ internal static partial class Rules
             acc.Balance -= bond;
             acc.Locked += bond;
             s.ClaimList.Add(claim);
+            s.CommitmentMap[commitment] = claim.Id;
         };
     }
 
@@ -130,12 +133,13 @@ internal static partial class Rules
         {
             long closes = claim.CommittedAt + p.RevealWindowSeconds;
             if (c.Now <= closes) throw Fail(ProtocolErrorCode.WindowClosed, $"claim {claim.Id} can still be revealed until {closes}");
-            // Never revealed: the bond is forfeited to the treasury.
+            // Never revealed: nobody was accused, so the bond goes back to the prover (an interrupted claim costs nothing).
             return () =>
             {
-                claim.Status = ClaimStatus.Forfeited;
-                s.Acc(claim.Prover).Locked -= claim.Bond;
-                s.Acc(s.Treasury).Withdrawable = checked(s.Acc(s.Treasury).Withdrawable + claim.Bond);
+                claim.Status = ClaimStatus.Expired;
+                var prover = s.Acc(claim.Prover);
+                prover.Locked -= claim.Bond;
+                prover.Withdrawable = checked(prover.Withdrawable + claim.Bond);
             };
         }
         if (claim.Status != ClaimStatus.Revealed) throw Fail(ProtocolErrorCode.ClaimState, $"claim {claim.Id} is already {claim.Status}");
@@ -179,15 +183,20 @@ internal static partial class Rules
     private static Action Propose(ProtocolState s, Message m, RuleContext c)
     {
         string actor = m.Address("actor");
-        if (!s.OwnsAModel(actor)) throw Fail(ProtocolErrorCode.Unauthorized, $"{actor} owns no model and may not propose");
+        long stake = s.AccountOf(actor).Staked;
+        if (stake < s.Parameters.ProposalThreshold)
+            throw Fail(ProtocolErrorCode.Unauthorized, $"{actor} has {stake} staked; proposing needs {s.Parameters.ProposalThreshold} (ProposalThreshold)");
         var changes = ProtocolParameters.ChangesFromJson(m.Str("changes"));
         if (changes.Count == 0) throw Fail(ProtocolErrorCode.InvalidParameters, "the proposal changes nothing");
         s.Parameters.With(changes); // validates names and ranges now
-        var eligible = s.ModelMap.Values.Select(x => x.Owner).ToHashSet(StringComparer.Ordinal);
+        // The snapshot: stake added after this point does not count for this proposal.
+        var weights = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        foreach (var (address, acc) in s.AccountMap)
+            if (acc.Staked > 0) weights[address] = acc.Staked;
         var proposal = new Proposal
         {
             Id = s.ProposalList.Count, Proposer = actor, Changes = new SortedDictionary<string, string>(changes.ToDictionary(), StringComparer.Ordinal),
-            Description = m.Str("description"), CreatedAt = c.Now, EndsAt = AddChecked(c.Now, s.Parameters.VotingWindowSeconds), Eligible = eligible,
+            Description = m.Str("description"), CreatedAt = c.Now, EndsAt = AddChecked(c.Now, s.Parameters.VotingWindowSeconds), Weights = weights,
         };
         return () => s.ProposalList.Add(proposal);
     }
@@ -197,7 +206,7 @@ internal static partial class Rules
         string actor = m.Address("actor");
         var p = ProposalOf(s, m.UInt("proposalId"));
         if (c.Now > p.EndsAt) throw Fail(ProtocolErrorCode.WindowClosed, $"voting on proposal {p.Id} closed at {p.EndsAt}");
-        if (!p.Eligible.Contains(actor)) throw Fail(ProtocolErrorCode.NotEligibleToVote, $"{actor} owned no model when proposal {p.Id} was made");
+        if (!p.Weights.ContainsKey(actor)) throw Fail(ProtocolErrorCode.NotEligibleToVote, $"{actor} had no governance stake when proposal {p.Id} was made");
         if (p.VoteMap.ContainsKey(actor)) throw Fail(ProtocolErrorCode.AlreadyVoted, $"{actor} already voted on proposal {p.Id}");
         bool support = m.Bool("support");
         return () => p.VoteMap[actor] = support;
@@ -208,10 +217,10 @@ internal static partial class Rules
         var p = ProposalOf(s, m.UInt("proposalId"));
         if (p.Executed) throw Fail(ProtocolErrorCode.AlreadyExecuted, $"proposal {p.Id} was already executed");
         if (c.Now <= p.EndsAt) throw Fail(ProtocolErrorCode.WindowClosed, $"proposal {p.Id} is open for votes until {p.EndsAt}");
-        int yes = p.Yes, no = p.No;
-        if (yes <= no) throw Fail(ProtocolErrorCode.ProposalFailed, $"proposal {p.Id} did not pass ({yes} yes, {no} no)");
-        if ((long)(yes + no) * 10_000 < (long)s.Parameters.QuorumBps * p.Eligible.Count)
-            throw Fail(ProtocolErrorCode.ProposalFailed, $"proposal {p.Id} missed the quorum ({yes + no} of {p.Eligible.Count} voted, {s.Parameters.QuorumBps} bps needed)");
+        long yes = p.Yes, no = p.No, total = p.TotalWeight;
+        if (yes <= no) throw Fail(ProtocolErrorCode.ProposalFailed, $"proposal {p.Id} did not pass ({yes} staked yes, {no} no)");
+        if ((Int128)(yes + no) * 10_000 < (Int128)s.Parameters.QuorumBps * total)
+            throw Fail(ProtocolErrorCode.ProposalFailed, $"proposal {p.Id} missed the quorum ({yes + no} of {total} staked voted, {s.Parameters.QuorumBps} bps needed)");
         var next = s.Parameters.With(p.Changes);
         return () => { s.Parameters = next; p.Executed = true; };
     }

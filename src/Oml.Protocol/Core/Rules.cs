@@ -74,7 +74,10 @@ internal static partial class Rules
             Schemas.Mint => Mint(s, m),
             Schemas.Transfer => Transfer(s, m),
             Schemas.Deposit => Deposit(s, m),
-            Schemas.Refund => Refund(s, m),
+            Schemas.RequestRefund => RequestRefund(s, m, c),
+            Schemas.Refund => Refund(s, m, c),
+            Schemas.Stake => Stake(s, m, c),
+            Schemas.Unstake => Unstake(s, m, c),
             Schemas.Withdraw => Withdraw(s, m),
             Schemas.RegisterModel => RegisterModel(s, m, c),
             Schemas.AddVersion => AddVersion(s, m, c),
@@ -167,20 +170,64 @@ internal static partial class Rules
 
     private static Action Deposit(ProtocolState s, Message m)
     {
-        string actor = m.Address("actor");
+        string actor = m.Address("actor"), host = m.Address("host");
         long amount = Positive(m, "amount");
         long bal = s.AccountOf(actor).Balance;
         if (bal < amount) throw Fail(ProtocolErrorCode.InsufficientFunds, $"{actor} has {bal}, cannot deposit {amount}");
-        return () => { var a = s.Acc(actor); a.Balance -= amount; a.Prepaid += amount; };
+        var escrow = s.EscrowOf(actor, host);
+        if (escrow.RefundRequestedAt is not null)
+            throw Fail(ProtocolErrorCode.RefundPending, $"{actor} asked for its escrow with {host} back; take the refund before depositing again");
+        AddChecked(escrow.Amount, amount);
+        return () => { var a = s.Acc(actor); a.Balance -= amount; a.Escrowed += amount; s.Esc(actor, host).Amount += amount; };
     }
 
-    private static Action Refund(ProtocolState s, Message m)
+    private static Action RequestRefund(ProtocolState s, Message m, RuleContext c)
+    {
+        string actor = m.Address("actor"), host = m.Address("host");
+        var escrow = s.EscrowOf(actor, host);
+        if (escrow.Amount <= 0) throw Fail(ProtocolErrorCode.InsufficientFunds, $"{actor} has nothing in escrow with {host}");
+        if (escrow.RefundRequestedAt is not null) throw Fail(ProtocolErrorCode.RefundPending, $"{actor} already asked for its escrow with {host} back");
+        return () => s.Esc(actor, host).RefundRequestedAt = c.Now;
+    }
+
+    private static Action Refund(ProtocolState s, Message m, RuleContext c)
+    {
+        string actor = m.Address("actor"), host = m.Address("host");
+        var escrow = s.EscrowOf(actor, host);
+        if (escrow.RefundRequestedAt is not { } asked) throw Fail(ProtocolErrorCode.RefundPending, $"{actor} has not asked for its escrow with {host} back (RequestRefund first)");
+        long due = AddChecked(asked, s.Parameters.RefundDelaySeconds);
+        if (c.Now < due) throw Fail(ProtocolErrorCode.RefundPending, $"the escrow of {actor} with {host} can be refunded from {due} (now {c.Now})");
+        long amount = escrow.Amount;
+        return () =>
+        {
+            var a = s.Acc(actor);
+            a.Escrowed -= amount;
+            a.Balance += amount;
+            s.EscrowMap.Remove(ProtocolState.EscrowKey(actor, host));
+        };
+    }
+
+    private static Action Stake(ProtocolState s, Message m, RuleContext c)
     {
         string actor = m.Address("actor");
         long amount = Positive(m, "amount");
-        long pre = s.AccountOf(actor).Prepaid;
-        if (pre < amount) throw Fail(ProtocolErrorCode.InsufficientFunds, $"{actor} has {pre} prepaid, cannot take back {amount}");
-        return () => { var a = s.Acc(actor); a.Prepaid -= amount; a.Balance += amount; };
+        long bal = s.AccountOf(actor).Balance;
+        if (bal < amount) throw Fail(ProtocolErrorCode.InsufficientFunds, $"{actor} has {bal}, cannot stake {amount}");
+        AddChecked(s.AccountOf(actor).Staked, amount);
+        return () => { var a = s.Acc(actor); a.Balance -= amount; a.Staked += amount; a.LastStakeTime = c.Now; };
+    }
+
+    private static Action Unstake(ProtocolState s, Message m, RuleContext c)
+    {
+        string actor = m.Address("actor");
+        long amount = Positive(m, "amount");
+        var acc = s.AccountOf(actor);
+        if (acc.Staked < amount) throw Fail(ProtocolErrorCode.InsufficientFunds, $"{actor} has {acc.Staked} staked, cannot unstake {amount}");
+        long unlock = AddChecked(acc.LastStakeTime, s.Parameters.VotingWindowSeconds);
+        if (c.Now < unlock) throw Fail(ProtocolErrorCode.StakeLocked, $"{actor}'s stake is locked until {unlock} (VotingWindowSeconds after its last stake)");
+        var open = s.ProposalList.FirstOrDefault(p => c.Now <= p.EndsAt && p.VoteMap.ContainsKey(actor));
+        if (open is not null) throw Fail(ProtocolErrorCode.StakeLocked, $"{actor} voted on proposal {open.Id}, open until {open.EndsAt}: its stake is locked until then");
+        return () => { var a = s.Acc(actor); a.Staked -= amount; a.Balance += amount; };
     }
 
     private static Action Withdraw(ProtocolState s, Message m)

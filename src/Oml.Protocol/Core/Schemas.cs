@@ -5,14 +5,30 @@ namespace Oml.Protocol.Core;
 
 /// <summary>The EIP-712 domain every OML request is signed under: name "OML", version "1".</summary>
 /// <param name="ChainId">Distinguishes deployments (default 31337 for a local ledger).</param>
-/// <param name="VerifyingContract">The ledger's address; the zero address for the embedded ledger.</param>
+/// <param name="VerifyingContract">The contract's address on a chain; for the embedded ledger, an address derived from the
+/// ledger's id and its genesis event (<see cref="ForEmbeddedLedger"/>), so that a request signed for one ledger is
+/// rejected by every other.</param>
 public sealed record ProtocolDomain(long ChainId, string VerifyingContract)
 {
     public const string Name = "OML";
     public const string Version = "1";
     public const long DefaultChainId = 31337;
+    public const string EmbeddedLedgerTag = "oml/embedded-ledger/v1";
 
+    /// <summary>Chain 31337 and the zero address: the domain the embedded ledger's genesis event is signed under.</summary>
     public static ProtocolDomain Default { get; } = new(DefaultChainId, Hex.ZeroAddress);
+
+    /// <summary>
+    /// The domain of an embedded ledger after its genesis: <paramref name="chainId"/> and, as verifying contract, the
+    /// last 20 bytes of keccak256("oml/embedded-ledger/v1" ‖ ledger id bytes ‖ genesis event hash).
+    /// </summary>
+    public static ProtocolDomain ForEmbeddedLedger(long chainId, string ledgerIdHex, ReadOnlySpan<byte> genesisEventHash)
+    {
+        var id = Convert.FromHexString(ledgerIdHex);
+        var tag = System.Text.Encoding.UTF8.GetBytes(EmbeddedLedgerTag);
+        var h = Keccak256.Hash([.. tag, .. id, .. genesisEventHash]);
+        return new ProtocolDomain(chainId, Hex.Of(h.AsSpan(12, 20)));
+    }
 
     public JsonObject ToJson() => new()
     {
@@ -35,7 +51,10 @@ public static class Schemas
     public const string Mint = "Mint";
     public const string Transfer = "Transfer";
     public const string Deposit = "Deposit";
+    public const string RequestRefund = "RequestRefund";
     public const string Refund = "Refund";
+    public const string Stake = "Stake";
+    public const string Unstake = "Unstake";
     public const string Withdraw = "Withdraw";
     public const string RegisterModel = "RegisterModel";
     public const string AddVersion = "AddVersion";
@@ -72,8 +91,11 @@ public static class Schemas
         [Genesis] = [Actor, F("chainId", "uint256"), F("parameters", "string"), Nonce],
         [Mint] = [Actor, F("to", "address"), F("amount", "uint256"), Nonce],
         [Transfer] = [Actor, F("to", "address"), F("amount", "uint256"), Nonce],
-        [Deposit] = [Actor, F("amount", "uint256"), Nonce],
-        [Refund] = [Actor, F("amount", "uint256"), Nonce],
+        [Deposit] = [Actor, F("host", "address"), F("amount", "uint256"), Nonce],
+        [RequestRefund] = [Actor, F("host", "address"), Nonce],
+        [Refund] = [Actor, F("host", "address"), Nonce],
+        [Stake] = [Actor, F("amount", "uint256"), Nonce],
+        [Unstake] = [Actor, F("amount", "uint256"), Nonce],
         [Withdraw] = [Actor, Nonce],
         [RegisterModel] = [Actor, F("modelId", "string"), F("weightsDigest", "string"), F("metadata", "string"),
             F("licenceTerms", "string"), F("pricePerQuery", "uint256"), F("minCollateral", "uint256"), Nonce],

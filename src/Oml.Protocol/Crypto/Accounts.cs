@@ -93,8 +93,8 @@ public sealed record Signature
 {
     public Signature(BigInteger r, BigInteger s, byte v)
     {
-        if (r.Sign <= 0 || r >= Secp256k1Curve.N) throw new ArgumentException("signature r is not in [1, n-1]", nameof(r));
-        if (s.Sign <= 0 || s >= Secp256k1Curve.N) throw new ArgumentException("signature s is not in [1, n-1]", nameof(s));
+        if (r.Sign <= 0 || r >= Secp256k1Order.N) throw new ArgumentException("signature r is not in [1, n-1]", nameof(r));
+        if (s.Sign <= 0 || s >= Secp256k1Order.N) throw new ArgumentException("signature s is not in [1, n-1]", nameof(s));
         if (v is 0 or 1) v += 27;
         if (v is not (27 or 28)) throw new ArgumentException($"signature v must be 27 or 28 (or 0 or 1), not {v}", nameof(v));
         (R, S, V) = (r, s, v);
@@ -107,13 +107,13 @@ public sealed record Signature
     /// <summary>The recovery id: the parity of the y coordinate of the nonce point (V - 27).</summary>
     public int RecoveryId => V - 27;
     /// <summary>s ≤ n/2, the canonical form this library signs in and accepts.</summary>
-    public bool IsLowS => S <= Secp256k1Curve.HalfN;
+    public bool IsLowS => S <= Secp256k1Order.HalfN;
 
     /// <summary>Reads r ‖ s ‖ v (65 bytes); v may be 27/28 or 0/1. Throws <see cref="ArgumentException"/> when r or s is out of range.</summary>
     public static Signature FromBytes(ReadOnlySpan<byte> rsv65)
     {
         if (rsv65.Length != 65) throw new ArgumentException($"a signature is 65 bytes (r ‖ s ‖ v), not {rsv65.Length}", nameof(rsv65));
-        return new Signature(Secp256k1Curve.ScalarFromBytes(rsv65[..32]), Secp256k1Curve.ScalarFromBytes(rsv65[32..64]), rsv65[64]);
+        return new Signature(Secp256k1Order.ScalarFromBytes(rsv65[..32]), Secp256k1Order.ScalarFromBytes(rsv65[32..64]), rsv65[64]);
     }
 
     /// <summary>Parses 130 hex digits, with or without a 0x prefix.</summary>
@@ -132,8 +132,8 @@ public sealed record Signature
     public byte[] ToBytes()
     {
         var b = new byte[65];
-        Secp256k1Curve.ScalarToBytes(R, b.AsSpan(0, 32));
-        Secp256k1Curve.ScalarToBytes(S, b.AsSpan(32, 32));
+        Secp256k1Order.ScalarToBytes(R, b.AsSpan(0, 32));
+        Secp256k1Order.ScalarToBytes(S, b.AsSpan(32, 32));
         b[64] = V;
         return b;
     }
@@ -143,7 +143,10 @@ public sealed record Signature
     public override string ToString() => ToHex();
 }
 
-/// <summary>A secp256k1 private key. Zeroes its bytes on dispose.</summary>
+/// <summary>
+/// A secp256k1 private key. Zeroes its bytes on dispose. The curve arithmetic is NBitcoin.Secp256k1 (a C# port of
+/// libsecp256k1: constant-time signing, side-channel hardened); this type keeps the protocol's typed API.
+/// </summary>
 public sealed class PrivateKey : IDisposable
 {
     private readonly byte[] _key = new byte[32];
@@ -186,8 +189,15 @@ public sealed class PrivateKey : IDisposable
 
     private static bool IsValid(ReadOnlySpan<byte> key32)
     {
-        var d = Secp256k1Curve.ScalarFromBytes(key32);
-        return d.Sign > 0 && d < Secp256k1Curve.N;
+        if (!NBitcoin.Secp256k1.ECPrivKey.TryCreate(key32, out var k)) return false;
+        k!.Dispose();
+        return true;
+    }
+
+    private NBitcoin.Secp256k1.ECPrivKey Native()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return NBitcoin.Secp256k1.ECPrivKey.Create(_key);
     }
 
     /// <summary>The uncompressed public key without the 0x04 prefix (64 bytes).</summary>
@@ -198,11 +208,11 @@ public sealed class PrivateKey : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_publicKey is null)
             {
-                var q = Secp256k1Curve.ToAffine(Secp256k1Curve.MulG(_key));
-                var pub = new byte[64];
-                q.X.WriteBytes(pub.AsSpan(0, 32));
-                q.Y.WriteBytes(pub.AsSpan(32, 32));
-                _publicKey = pub;
+                using var k = Native();
+                Span<byte> full = stackalloc byte[65];
+                k.CreatePubKey().WriteToSpan(compressed: false, full, out int length);
+                if (length != 65) throw new CryptographicException("the public key did not serialise to 65 bytes");
+                _publicKey = full[1..].ToArray();
             }
             return (byte[])_publicKey.Clone();
         }
@@ -210,38 +220,22 @@ public sealed class PrivateKey : IDisposable
 
     public Address Address => Address.FromPublicKey(PublicKey);
 
-    /// <summary>Signs a 32-byte digest (RFC 6979 deterministic nonce, low-s).</summary>
-    /// <remarks>
-    /// Not constant-time: the nonce multiplication skips zero nibbles and BigInteger arithmetic is variable-time, so an
-    /// observer able to time many signatures precisely could learn about the nonces. Sign where such timing is not observable.
-    /// </remarks>
+    /// <summary>Signs a 32-byte digest (RFC 6979 deterministic nonce with HMAC-SHA256, low-s), in constant time.</summary>
     public Signature SignDigest(ReadOnlySpan<byte> digest32)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (digest32.Length != 32) throw new ArgumentException($"a digest is 32 bytes, not {digest32.Length}", nameof(digest32));
-        var n = Secp256k1Curve.N;
-        var d = Secp256k1Curve.ScalarFromBytes(_key);
-        // The digest as an integer: 256 bits = qlen, so bits2int is the identity; reduce mod n for the arithmetic.
-        var z = Secp256k1Curve.ScalarFromBytes(digest32) % n;
-        var nonces = new Rfc6979(_key, digest32);
-        Span<byte> k32 = stackalloc byte[32];
-        while (true)
-        {
-            nonces.Next(k32);
-            var k = Secp256k1Curve.ScalarFromBytes(k32);
-            var point = Secp256k1Curve.ToAffine(Secp256k1Curve.MulG(k32));
-            var x = point.X.ToBigInteger();
-            // x >= n would need a recovery id that v = 27/28 cannot carry (probability ~2^-128): take the next nonce.
-            if (x >= n) continue;
-            var r = x;
-            if (r.IsZero) continue;
-            var s = Secp256k1Curve.InvertModN(k) * (z + r * d) % n;
-            if (s.IsZero) continue;
-            int recid = point.Y.IsOdd ? 1 : 0;
-            if (s > Secp256k1Curve.HalfN) { s = n - s; recid ^= 1; }
-            CryptographicOperations.ZeroMemory(k32);
-            return new Signature(r, s, (byte)(27 + recid));
-        }
+        using var k = Native();
+        if (!k.TrySignRecoverable(digest32, out var sig) || sig is null) throw new CryptographicException("secp256k1 signing failed");
+        Span<byte> rs = stackalloc byte[64];
+        sig.WriteToSpanCompact(rs, out int recid);
+        // A recovery id of 2 or 3 (the nonce point's x at or above n, probability ~2^-128) cannot be carried by v = 27/28.
+        if (recid is not (0 or 1)) throw new CryptographicException("the signature needs a recovery id that v cannot carry (x >= n); sign another digest");
+        var r = Secp256k1Order.ScalarFromBytes(rs[..32]);
+        var s = Secp256k1Order.ScalarFromBytes(rs[32..]);
+        // libsecp256k1 always signs in low-s form; normalise anyway so the invariant does not rest on that.
+        if (s > Secp256k1Order.HalfN) { s = Secp256k1Order.N - s; recid ^= 1; }
+        return new Signature(r, s, (byte)(27 + recid));
     }
 
     public byte[] ExportBytes()
@@ -258,58 +252,19 @@ public sealed class PrivateKey : IDisposable
     }
 }
 
-/// <summary>
-/// RFC 6979 section 3.2 deterministic nonces with HMAC-SHA256 for secp256k1 (qlen = hlen = 256, so bits2int is the
-/// identity and bits2octets(h) = (h mod n) as 32 bytes). Successive calls to <see cref="Next"/> give the candidates of
-/// step h in order.
-/// </summary>
-internal sealed class Rfc6979
+/// <summary>The secp256k1 group order and scalar encodings (big-endian, 32 bytes).</summary>
+internal static class Secp256k1Order
 {
-    private readonly byte[] _k = new byte[32];
-    private readonly byte[] _v = new byte[32];
-    private bool _first = true;
+    public static readonly BigInteger N = BigInteger.Parse("0FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141", System.Globalization.NumberStyles.HexNumber);
+    public static readonly BigInteger HalfN = N >> 1;
 
-    public Rfc6979(ReadOnlySpan<byte> privateKey32, ReadOnlySpan<byte> digest32)
-    {
-        var h = Secp256k1Curve.ScalarFromBytes(digest32) % Secp256k1Curve.N;
-        Span<byte> h1 = stackalloc byte[32];
-        Secp256k1Curve.ScalarToBytes(h, h1);
-        Array.Fill(_v, (byte)0x01);                      // step b
-        Array.Clear(_k);                                 // step c
-        var buf = new byte[32 + 1 + 32 + 32];
-        try
-        {
-            foreach (byte sep in new byte[] { 0x00, 0x01 })  // steps d-e and f-g
-            {
-                _v.CopyTo(buf, 0);
-                buf[32] = sep;
-                privateKey32.CopyTo(buf.AsSpan(33));
-                h1.CopyTo(buf.AsSpan(65));
-                HMACSHA256.HashData(_k, buf, _k);
-                HMACSHA256.HashData(_k, _v, _v);
-            }
-        }
-        finally { CryptographicOperations.ZeroMemory(buf); }
-    }
+    public static BigInteger ScalarFromBytes(ReadOnlySpan<byte> be32) => new(be32, isUnsigned: true, isBigEndian: true);
 
-    /// <summary>The next candidate k (step h); values outside [1, n-1] are skipped here.</summary>
-    public void Next(Span<byte> k32)
+    public static void ScalarToBytes(BigInteger v, Span<byte> be32)
     {
-        Span<byte> buf = stackalloc byte[33];
-        while (true)
-        {
-            if (!_first)
-            {
-                _v.CopyTo(buf);
-                buf[32] = 0x00;
-                HMACSHA256.HashData(_k, buf, _k);
-                HMACSHA256.HashData(_k, _v, _v);
-            }
-            _first = false;
-            HMACSHA256.HashData(_k, _v, _v);
-            var k = Secp256k1Curve.ScalarFromBytes(_v);
-            if (k.Sign > 0 && k < Secp256k1Curve.N) { _v.CopyTo(k32); return; }
-        }
+        be32.Clear();
+        if (!v.TryWriteBytes(be32[(32 - v.GetByteCount(isUnsigned: true))..], out _, isUnsigned: true, isBigEndian: true))
+            throw new ArgumentOutOfRangeException(nameof(v), "a scalar is at most 32 bytes");
     }
 }
 
@@ -328,48 +283,41 @@ public static class Secp256k1
     /// <summary>The uncompressed public key (64 bytes) that made the signature; throws <see cref="ArgumentException"/> for an invalid one.</summary>
     public static byte[] RecoverPublicKey(ReadOnlySpan<byte> digest32, Signature signature)
     {
-        var error = TryRecoverPoint(digest32, signature, out var q);
-        if (error is not null) throw new ArgumentException($"invalid signature: {error}");
         var pub = new byte[64];
-        q.X.WriteBytes(pub.AsSpan(0, 32));
-        q.Y.WriteBytes(pub.AsSpan(32, 32));
-        return pub;
+        var error = TryRecoverPoint(digest32, signature, pub);
+        return error is null ? pub : throw new ArgumentException($"invalid signature: {error}");
     }
 
     private static string? TryRecoverCore(ReadOnlySpan<byte> digest32, Signature signature, out Address signer)
     {
         signer = default;
-        var error = TryRecoverPoint(digest32, signature, out var q);
-        if (error is not null) return error;
         Span<byte> pub = stackalloc byte[64];
-        q.X.WriteBytes(pub[..32]);
-        q.Y.WriteBytes(pub[32..]);
+        var error = TryRecoverPoint(digest32, signature, pub);
+        if (error is not null) return error;
         signer = Address.FromPublicKey(pub);
         return null;
     }
 
-    private static string? TryRecoverPoint(ReadOnlySpan<byte> digest32, Signature signature, out AffinePoint q)
+    private static string? TryRecoverPoint(ReadOnlySpan<byte> digest32, Signature signature, Span<byte> pub64)
     {
-        q = default;
         ArgumentNullException.ThrowIfNull(signature);
         if (digest32.Length != 32) return $"the digest is {digest32.Length} bytes, not 32";
-        var n = Secp256k1Curve.N;
-        BigInteger r = signature.R, s = signature.S;
-        if (r.Sign <= 0 || r >= n) return "r is not in [1, n-1]";
-        if (s.Sign <= 0 || s >= n) return "s is not in [1, n-1]";
-        if (s > Secp256k1Curve.HalfN) return "s is high (above n/2); only low-s signatures are accepted";
+        var n = Secp256k1Order.N;
+        if (signature.R.Sign <= 0 || signature.R >= n) return "r is not in [1, n-1]";
+        if (signature.S.Sign <= 0 || signature.S >= n) return "s is not in [1, n-1]";
+        if (signature.S > Secp256k1Order.HalfN) return "s is high (above n/2); only low-s signatures are accepted";
         if (signature.V is not (27 or 28)) return "v is not 27 or 28";
-        // R = (r, y) with y's parity from v; r < n < p, so r is a valid x coordinate if x^3 + 7 is a square.
-        if (!Secp256k1Curve.TryLift(FieldElement.FromBigInteger(r), signature.V == 28, out var rPoint)) return "r is not the x coordinate of a curve point";
-        // Q = r^-1 (s R - z G) = u1 G + u2 R with u1 = -z / r, u2 = s / r (mod n).
-        var z = Secp256k1Curve.ScalarFromBytes(digest32) % n;
-        var rInv = Secp256k1Curve.InvertModN(r);
-        var u1 = Secp256k1Curve.Mod(-z * rInv, n);
-        var u2 = s * rInv % n;
-        var sum = Secp256k1Curve.Add(Secp256k1Curve.MulG(Secp256k1Curve.ScalarToBytes(u1)), Secp256k1Curve.Mul(rPoint, Secp256k1Curve.ScalarToBytes(u2)));
-        if (sum.IsInfinity) return "the recovered public key is the point at infinity";
-        q = Secp256k1Curve.ToAffine(sum);
-        if (!Secp256k1Curve.IsOnCurve(q)) return "the recovered public key is not on the curve";
+        Span<byte> rs = stackalloc byte[64];
+        Secp256k1Order.ScalarToBytes(signature.R, rs[..32]);
+        Secp256k1Order.ScalarToBytes(signature.S, rs[32..]);
+        if (!NBitcoin.Secp256k1.SecpRecoverableECDSASignature.TryCreateFromCompact(rs, signature.V - 27, out var sig) || sig is null)
+            return "r or s is not a valid scalar";
+        if (!NBitcoin.Secp256k1.ECPubKey.TryRecover(NBitcoin.Secp256k1.Context.Instance, sig, digest32, out var key) || key is null)
+            return "no public key recovers from it (r is not the x coordinate of a curve point, or the result is the point at infinity)";
+        Span<byte> full = stackalloc byte[65];
+        key.WriteToSpan(compressed: false, full, out int length);
+        if (length != 65) return "the recovered public key did not serialise to 65 bytes";
+        full[1..].CopyTo(pub64);
         return null;
     }
 }

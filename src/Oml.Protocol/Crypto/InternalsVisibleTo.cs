@@ -1,4 +1,4 @@
 using System.Runtime.CompilerServices;
 
-// The crypto tests check the field and curve arithmetic (FieldElement, Secp256k1Curve, Rfc6979) directly.
+// The tests reach internals: the secp256k1 group order helpers, the usage store's crash-test step hook.
 [assembly: InternalsVisibleTo("Oml.Protocol.Tests")]

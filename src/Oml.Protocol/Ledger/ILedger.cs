@@ -26,6 +26,10 @@ public sealed class LedgerCorruptException(string message) : Exception(message);
 public interface ILedger : IDisposable
 {
     /// <summary>Number of committed events (the next event's sequence number).</summary>
+    /// <summary>The ledger's id: 32 lowercase hex digits (16 random bytes chosen at creation). It names the ledger
+    /// (pinned heads are kept per id) and binds the protocol's signing domain to this ledger.</summary>
+    string LedgerId { get; }
+
     long Height { get; }
 
     /// <summary>Hash of the last event, or 32 zero bytes for an empty ledger.</summary>

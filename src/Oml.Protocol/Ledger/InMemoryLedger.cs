@@ -10,6 +10,9 @@ public sealed class InMemoryLedger : ILedger
     private readonly Lock _lock = new();
     private bool _disposed;
 
+    /// <summary>16 random bytes as hex, chosen when the ledger is made.</summary>
+    public string LedgerId { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+
     public long Height
     {
         get { lock (_lock) { ThrowIfDisposed(); return _events.Count; } }

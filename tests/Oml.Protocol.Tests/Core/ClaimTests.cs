@@ -182,7 +182,7 @@ public class ClaimTests
         n.Clock.Advance(n.S.Parameters.RevealWindowSeconds + 1);
         n.Rejected(ProtocolErrorCode.WindowClosed, () => n.Engine.RevealClaim(n.Prover, c4, good));
         n.Engine.Settle(n.Outsider, c4);
-        Assert.Equal(ClaimStatus.Forfeited, n.S.Claims[(int)c4].Status);
+        Assert.Equal(ClaimStatus.Expired, n.S.Claims[(int)c4].Status);
     }
 
     [Fact]
@@ -195,7 +195,7 @@ public class ClaimTests
         var fp = f.A.Subset[2];
         await Assert.ThrowsAsync<QueryRefusedException>(() => honest.AskAsync(fp.Key, null, TestContext.Current.CancellationToken));
         // The prover poses as a paying user, then claims anyway.
-        n.Engine.Deposit(n.Prover, 50);
+        n.Engine.Deposit(n.Prover, TestNet.A(n.HostA), 50);
         var permit = Permit.Create(n.Prover.Address, TestNet.Model, n.HostA.Address, fp.Key, 1, n.Engine.Now + 3_600, TestNet.Price).Sign(d, n.Prover);
         var ans = await honest.AskAsync(fp.Key, permit, TestContext.Current.CancellationToken);
         Assert.Equal(permit.Permit.Hash(d), ans.Receipt.Receipt.PermitHash);
@@ -226,5 +226,65 @@ public class ClaimTests
         long id2 = n.Engine.CommitClaim(n.Prover, t2, 300);
         n.Clock.Advance(1);
         n.Rejected(ProtocolErrorCode.UsagePermitted, () => n.Engine.RevealClaim(n.Prover, id2, t2));
+    }
+}
+
+/// <summary>Issue 11, hole 6: an interrupted claim can be resumed or refunded, and a commitment is accepted once.</summary>
+public class ClaimResumeTests
+{
+    private static (TestNet N, ClaimTicket Ticket) Setup()
+    {
+        var n = new TestNet();
+        var copy = n.License(n.HostB, TestNet.NewOmlizer(Pools.Make(12)));
+        var host = new HostService(n.HostB, n.Engine.Domain, TestNet.Model, 0, ClaimTests.Answers(copy.Subset.Fingerprints), PermitPolicy.Ignore, n.Clock);
+        var report = Prover.AuditAsync(n.S, TestNet.Model, copy.Host, copy.Subset, host, maxQueries: 2, TestContext.Current.CancellationToken).GetAwaiter().GetResult();
+        return (n, Prover.PrepareClaim(report, copy.Subset, 1));
+    }
+
+    [Fact]
+    public void A_commitment_is_accepted_once_ever()
+    {
+        var (n, t) = Setup();
+        using var _ = n;
+        long id = n.Engine.CommitClaim(n.Prover, t, 100);
+        n.Rejected(ProtocolErrorCode.DuplicateCommitment, () => n.Engine.CommitClaim(n.Prover, t, 100));
+        n.Rejected(ProtocolErrorCode.DuplicateCommitment, () => n.Engine.CommitClaim(n.Outsider, t, 100));
+        n.Clock.Advance(n.S.Parameters.RevealWindowSeconds + 1);
+        n.Engine.Settle(n.Outsider, id);
+        n.Rejected(ProtocolErrorCode.DuplicateCommitment, () => n.Engine.CommitClaim(n.Prover, t, 100));
+    }
+
+    [Fact]
+    public void A_claim_interrupted_between_commit_and_reveal_is_resumed_from_its_ticket()
+    {
+        var (n, t) = Setup();
+        using var _ = n;
+        // The first run commits and dies before revealing; the rerun (same ticket) reveals.
+        long id = n.Engine.CommitClaim(n.Prover, t, 100);
+        var p = Prover.AdvanceClaim(n.Engine, n.Prover, t, 100, () => n.Clock.Advance(1));
+        Assert.Equal(["reveal"], p.Steps);
+        Assert.Equal(id, p.Claim.Id);
+        Assert.Equal(ClaimStatus.Revealed, p.Claim.Status);
+        // Run once more: nothing left to do, nothing submitted twice.
+        long height = n.Ledger.Height;
+        Assert.Empty(Prover.AdvanceClaim(n.Engine, n.Prover, t, 100, () => n.Clock.Advance(1)).Steps);
+        Assert.Equal(height, n.Ledger.Height);
+    }
+
+    [Fact]
+    public void An_unrevealed_claim_gets_its_bond_back()
+    {
+        var (n, t) = Setup();
+        using var _ = n;
+        long before = n.Acc(n.Prover).Balance;
+        n.Engine.CommitClaim(n.Prover, t, 300);
+        n.Clock.Advance(n.S.Parameters.RevealWindowSeconds + 1);
+        var p = Prover.AdvanceClaim(n.Engine, n.Prover, t, 300, () => n.Clock.Advance(1));
+        Assert.Equal(["settle"], p.Steps);
+        Assert.Equal(ClaimStatus.Expired, p.Claim.Status);
+        Assert.Equal(300, n.Acc(n.Prover).Withdrawable);
+        Assert.Equal(0, n.Acc(n.Prover).Locked);
+        n.Engine.Withdraw(n.Prover);
+        Assert.Equal(before, n.Acc(n.Prover).Balance);
     }
 }

@@ -74,8 +74,8 @@ public class AccessTests
     {
         var n = new TestNet();
         n.License(n.HostA, TestNet.NewOmlizer(Pools.Make(16)));
-        n.Engine.Deposit(n.User, 1_000);
-        n.Engine.Deposit(n.User2, 15);
+        n.Engine.Deposit(n.User, TestNet.A(n.HostA), 1_000);
+        n.Engine.Deposit(n.User2, TestNet.A(n.HostA), 15);
         return (n, new UsageBook(n.Engine.Domain, TestNet.Model, epoch));
     }
 
@@ -104,7 +104,7 @@ public class AccessTests
         n.Engine.DeliverCopy(n.Outsider, copy);
         n.Engine.AcknowledgeCopy(n.HostB, "leaf", "sha256:leaf-copy");
 
-        n.Engine.Deposit(n.User, 4_000);
+        n.Engine.Deposit(n.User, TestNet.A(n.HostB), 4_000);
         var book = new UsageBook(n.Engine.Domain, "leaf", 0);
         for (int i = 0; i < 3; i++)
         {
@@ -117,7 +117,8 @@ public class AccessTests
         n.Engine.CommitUsage(n.HostB, book);
 
         // Per fee 1000: host 20% = 200; owner revenue 800: mid gets 50% = 400 of which base gets 30% = 120, mid keeps 280; leaf keeps 400.
-        Assert.Equal(5_000 - 3_000, n.Acc(n.User).Prepaid);
+        Assert.Equal(5_000 - 3_000, n.Acc(n.User).Escrowed);
+        Assert.Equal(1_000, n.S.EscrowOf(TestNet.A(n.User), TestNet.A(n.HostB)).Amount);
         Assert.Equal(3 * 200, n.Acc(n.HostB).Withdrawable);
         Assert.Equal(3 * 400, n.Acc(n.Outsider).Withdrawable);
         Assert.Equal(3 * 280, n.Acc(n.Owner2).Withdrawable);
@@ -129,59 +130,81 @@ public class AccessTests
         Assert.Equal(Hex.Of(book.Root()), usage.ReceiptsRoot);
     }
 
+    /// <summary>Commits <paramref name="book"/> (it is never rejected for a bad permit) and returns the reasons of the skipped permits.</summary>
+    private static ProtocolErrorCode[] CommitAndSkipped(TestNet n, UsageBook book)
+    {
+        n.Engine.CommitUsage(n.HostA, book);
+        return [.. n.S.Usage[ProtocolState.UsageKey(TestNet.Model, TestNet.A(n.HostA), book.Epoch)].Skipped.Select(k => k.Reason)];
+    }
+
     [Fact]
-    public void ReplayedPermitIsRejected()
+    public void ReplayedPermitIsSkippedAndTheRestSettles()
     {
         var (n, book) = Setup();
         using var _n = n;
         var p = Permit(n, n.User, "hello", nonce: 7, expiry: n.Engine.Now + 10 * 86_400);
         Serve(n, book, p, "hello");
         n.Engine.CommitUsage(n.HostA, book);
-        Assert.Equal(990, n.Acc(n.User).Prepaid);
-        n.Clock.Advance(n.S.Parameters.EpochSeconds);
-        // Same permit again in the next epoch.
-        var again = new UsageBook(n.Engine.Domain, TestNet.Model, 1);
+        Assert.Equal(990, n.Acc(n.User).Escrowed);
+        long epoch = 0;
+        UsageBook Next()
+        {
+            n.Clock.Advance(n.S.Parameters.EpochSeconds);
+            return new UsageBook(n.Engine.Domain, TestNet.Model, ++epoch);
+        }
+        // Same permit again in the next epoch: skipped, and the good permit in the same batch still settles.
+        var again = Next();
         Serve(n, again, p, "hello");
-        n.Rejected(ProtocolErrorCode.PermitReplayed, () => n.Engine.CommitUsage(n.HostA, again));
+        Serve(n, again, Permit(n, n.User, "fine", nonce: 100), "fine");
+        Assert.Equal([ProtocolErrorCode.PermitReplayed], CommitAndSkipped(n, again));
+        Assert.Equal(980, n.Acc(n.User).Escrowed);
         // A different permit with the same nonce (replayed nonce).
-        var sameNonce = new UsageBook(n.Engine.Domain, TestNet.Model, 1);
+        var sameNonce = Next();
         Serve(n, sameNonce, Permit(n, n.User, "other", nonce: 7), "other");
-        n.Rejected(ProtocolErrorCode.PermitReplayed, () => n.Engine.CommitUsage(n.HostA, sameNonce));
-        // Twice within one batch.
-        var twice = new UsageBook(n.Engine.Domain, TestNet.Model, 1);
+        Assert.Equal([ProtocolErrorCode.PermitReplayed], CommitAndSkipped(n, sameNonce));
+        // Twice within one batch: the first settles.
+        var twice = Next();
         var q = Permit(n, n.User, "x", nonce: 8);
         Serve(n, twice, q, "x");
         Serve(n, twice, q, "x");
-        n.Rejected(ProtocolErrorCode.PermitReplayed, () => n.Engine.CommitUsage(n.HostA, twice));
-        Assert.Equal(990, n.Acc(n.User).Prepaid);
+        Assert.Equal([ProtocolErrorCode.PermitReplayed], CommitAndSkipped(n, twice));
+        Assert.Equal(970, n.Acc(n.User).Escrowed);
+        Assert.Equal(n.S.Digest(), ProtocolEngine.Replay(n.Ledger.LedgerId, n.Ledger.Read()).Digest());
     }
 
     [Fact]
-    public void ExpiredUnderpaidUnfundedAndForgedPermitsAreRejected()
+    public void ExpiredUnderpaidUnfundedAndForgedPermitsAreSkipped()
     {
         var (n, _) = Setup();
         using var _n = n;
-        void Try(ProtocolErrorCode code, SignedPermit p)
+        long epoch = 0;
+        void Try(ProtocolErrorCode code, Func<SignedPermit> make, long advanceFirst = 0)
         {
-            var b = new UsageBook(n.Engine.Domain, TestNet.Model, 0);
+            var p = make();
+            n.Clock.Advance(advanceFirst);
+            var b = new UsageBook(n.Engine.Domain, TestNet.Model, epoch++);
             Serve(n, b, p, "q");
-            n.Rejected(code, () => n.Engine.CommitUsage(n.HostA, b));
+            long escrowed = n.Acc(n.User).Escrowed + n.Acc(n.User2).Escrowed;
+            Assert.Equal([code], CommitAndSkipped(n, b));
+            Assert.Equal(escrowed, n.Acc(n.User).Escrowed + n.Acc(n.User2).Escrowed);
+            n.Clock.Advance(n.S.Parameters.EpochSeconds - advanceFirst);
         }
-        Try(ProtocolErrorCode.PermitExpired, Permit(n, n.User, "q", 1, expiry: n.Engine.Now - 1));
-        Try(ProtocolErrorCode.FeeTooLow, Permit(n, n.User, "q", 2, fee: TestNet.Price - 1));
-        Try(ProtocolErrorCode.InsufficientFunds, Permit(n, n.User2, "q", 3, fee: 16));
+        Try(ProtocolErrorCode.PermitExpired, () => Permit(n, n.User, "q", 1, expiry: n.Engine.Now - 1));
+        Try(ProtocolErrorCode.FeeTooLow, () => Permit(n, n.User, "q", 2, fee: TestNet.Price - 1));
+        Try(ProtocolErrorCode.InsufficientFunds, () => Permit(n, n.User2, "q", 3, fee: 16));
+        // Funded, but with another host: escrow is per (user, host).
+        n.Engine.Deposit(n.Outsider, TestNet.A(n.HostB), 1_000);
+        Try(ProtocolErrorCode.InsufficientFunds, () => Permit(n, n.Outsider, "q", 1));
         // Signed by the outsider in User's name.
-        var forged = new SignedPermit(Permit(n, n.User, "q", 4).Permit,
-            Oml.Protocol.Crypto.Eip712.Sign(Permit(n, n.User, "q", 4).Permit.TypedData(n.Engine.Domain), n.Outsider));
-        Try(ProtocolErrorCode.BadSignature, forged);
+        Try(ProtocolErrorCode.BadSignature, () => new SignedPermit(Permit(n, n.User, "q", 4).Permit,
+            Oml.Protocol.Crypto.Eip712.Sign(Permit(n, n.User, "q", 4).Permit.TypedData(n.Engine.Domain), n.Outsider)));
         // Expiry is checked against ledger time at settlement.
-        var p = Permit(n, n.User, "q", 5, expiry: n.Engine.Now + 10);
-        n.Clock.Advance(11);
-        Try(ProtocolErrorCode.PermitExpired, p);
+        Try(ProtocolErrorCode.PermitExpired, () => Permit(n, n.User, "q", 5, expiry: n.Engine.Now + 10), advanceFirst: 11);
         // Exactly at the expiry second it is still valid.
-        var ok = new UsageBook(n.Engine.Domain, TestNet.Model, 0);
+        var ok = new UsageBook(n.Engine.Domain, TestNet.Model, epoch);
         Serve(n, ok, Permit(n, n.User, "q", 6, expiry: n.Engine.Now), "q");
-        n.Engine.CommitUsage(n.HostA, ok);
+        Assert.Empty(CommitAndSkipped(n, ok));
+        Assert.Equal(n.S.Digest(), ProtocolEngine.Replay(n.Ledger.LedgerId, n.Ledger.Read()).Digest());
     }
 
     [Fact]

@@ -46,8 +46,8 @@ public class EndToEndTests
 
         // Access: host A serves two users with permits for a day, then commits the epoch.
         var hostA = new HostService(n.HostA, d, "chat", 0, ClaimTests.Answers(a.Subset.Fingerprints), PermitPolicy.Require, n.Clock);
-        e.Deposit(n.User, 1_000);
-        e.Deposit(n.User2, 500);
+        e.Deposit(n.User, TestNet.A(n.HostA), 1_000);
+        e.Deposit(n.User2, TestNet.A(n.HostA), 500);
         long nonce = 0;
         foreach (var (user, query) in new[] { (n.User, "hi"), (n.User, "what is OML?"), (n.User2, "tell me a joke") })
         {
@@ -59,8 +59,8 @@ public class EndToEndTests
         var ownerBefore = n.Acc(n.Owner).Withdrawable;
         e.CommitUsage(n.HostA, hostA.StartEpoch(1));
         // 3 × 100: host 20 each; the owner's 80 each shares 8 with the parent's owner.
-        Assert.Equal(800, n.Acc(n.User).Prepaid);
-        Assert.Equal(400, n.Acc(n.User2).Prepaid);
+        Assert.Equal(800, n.Acc(n.User).Escrowed);
+        Assert.Equal(400, n.Acc(n.User2).Escrowed);
         Assert.Equal(60, n.Acc(n.HostA).Withdrawable);
         Assert.Equal(24, n.Acc(n.Owner2).Withdrawable);
         Assert.Equal(ownerBefore + 216, n.Acc(n.Owner).Withdrawable);
@@ -94,11 +94,11 @@ public class EndToEndTests
         Assert.Equal(c.Host, e.State.Accusations.Single().Host);
 
         // The whole history replays to the same state, and every signature in it checks.
-        Assert.Equal(e.State.Digest(), ProtocolEngine.Replay(n.Ledger.Read()).Digest());
+        Assert.Equal(e.State.Digest(), ProtocolEngine.Replay(n.Ledger.LedgerId, n.Ledger.Read()).Digest());
         var v = e.VerifySignatures();
         Assert.True(v.Valid, v.Problem);
         // Money is conserved: every unit minted is somewhere.
-        long total = e.State.Accounts.Values.Sum(x => x.Balance + x.Prepaid + x.Withdrawable + x.Locked);
+        long total = e.State.Accounts.Values.Sum(x => x.Balance + x.Escrowed + x.Withdrawable + x.Locked + x.Staked);
         Assert.Equal(e.State.TotalSupply, total);
     }
 }

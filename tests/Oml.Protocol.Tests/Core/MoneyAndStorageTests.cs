@@ -13,12 +13,22 @@ public class MoneyTests
         n.Engine.Transfer(n.User, TestNet.A(n.User2), 2_500);
         Assert.Equal(97_500, n.Acc(n.User).Balance);
         Assert.Equal(102_500, n.Acc(n.User2).Balance);
-        n.Engine.Deposit(n.User, 1_000);
+        string host = TestNet.A(n.HostA);
+        n.Engine.Deposit(n.User, host, 1_000);
         Assert.Equal(96_500, n.Acc(n.User).Balance);
-        Assert.Equal(1_000, n.Acc(n.User).Prepaid);
-        n.Engine.Refund(n.User, 400);
-        Assert.Equal(600, n.Acc(n.User).Prepaid);
-        Assert.Equal(96_900, n.Acc(n.User).Balance);
+        Assert.Equal(1_000, n.Acc(n.User).Escrowed);
+        Assert.Equal(1_000, n.S.EscrowOf(TestNet.A(n.User), host).Amount);
+        // A refund needs a request first, then RefundDelaySeconds.
+        n.Rejected(ProtocolErrorCode.RefundPending, () => n.Engine.Refund(n.User, host));
+        n.Engine.RequestRefund(n.User, host);
+        n.Rejected(ProtocolErrorCode.RefundPending, () => n.Engine.Deposit(n.User, host, 1));
+        n.Clock.Advance(n.S.Parameters.RefundDelaySeconds - 1);
+        n.Rejected(ProtocolErrorCode.RefundPending, () => n.Engine.Refund(n.User, host));
+        n.Clock.Advance(1);
+        n.Engine.Refund(n.User, host);
+        Assert.Equal(0, n.Acc(n.User).Escrowed);
+        Assert.Equal(97_500, n.Acc(n.User).Balance);
+        n.Engine.Deposit(n.User, host, 5);
     }
 
     [Fact]
@@ -33,8 +43,8 @@ public class MoneyTests
     {
         using var n = new TestNet(registerModel: false);
         n.Rejected(ProtocolErrorCode.InsufficientFunds, () => n.Engine.Transfer(n.User, TestNet.A(n.User2), 100_001));
-        n.Rejected(ProtocolErrorCode.InsufficientFunds, () => n.Engine.Deposit(n.User, 100_001));
-        n.Rejected(ProtocolErrorCode.InsufficientFunds, () => n.Engine.Refund(n.User, 1));
+        n.Rejected(ProtocolErrorCode.InsufficientFunds, () => n.Engine.Deposit(n.User, TestNet.A(n.HostA), 100_001));
+        n.Rejected(ProtocolErrorCode.InsufficientFunds, () => n.Engine.RequestRefund(n.User, TestNet.A(n.HostA)));
         n.Rejected(ProtocolErrorCode.InvalidAmount, () => n.Engine.Transfer(n.User, TestNet.A(n.User2), 0));
     }
 
@@ -48,6 +58,33 @@ public class MoneyTests
         // Signed for another chain: recovers to some other address.
         var otherChain = Actions.Transfer(TestNet.A(n.User), TestNet.A(n.Outsider), 1, n.Acc(n.User).Nonce).Sign(new ProtocolDomain(1, Hex.ZeroAddress), n.User);
         n.Rejected(ProtocolErrorCode.BadSignature, () => n.Engine.Submit(otherChain));
+    }
+
+    /// <summary>
+    /// Issue 11, hole 5: the domain was chain 31337 with the zero address for every embedded ledger, so a request
+    /// signed for one ledger was accepted by another. The verifying contract is now derived from the ledger's id and
+    /// genesis event.
+    /// </summary>
+    [Fact]
+    public void A_request_signed_for_one_ledger_is_rejected_by_another()
+    {
+        using var a = new TestNet(registerModel: false);
+        using var b = new TestNet(registerModel: false);
+        Assert.Equal(a.Engine.Domain.ChainId, b.Engine.Domain.ChainId);
+        Assert.NotEqual(a.Engine.Domain.VerifyingContract, b.Engine.Domain.VerifyingContract);
+        Assert.NotEqual(Hex.ZeroAddress, a.Engine.Domain.VerifyingContract);
+        Assert.Equal(ProtocolDomain.ForEmbeddedLedger(a.Engine.Domain.ChainId, a.Ledger.LedgerId, a.Ledger.Read(0).First().Hash), a.Engine.Domain);
+        // The same key pays on both ledgers (same address, same nonce): a transfer signed for ledger a ...
+        using var user = PrivateKey.Generate();
+        a.Engine.Mint(a.Treasury, TestNet.A(user), 100);
+        b.Engine.Mint(b.Treasury, TestNet.A(user), 100);
+        var onA = Actions.Transfer(TestNet.A(user), TestNet.A(a.Outsider), 60, 0).Sign(a.Engine.Domain, user);
+        // ... is not accepted by ledger b, nor as an event slipped into b's log.
+        b.Rejected(ProtocolErrorCode.BadSignature, () => b.Engine.Submit(onA));
+        b.Ledger.Append(b.Ledger.Height, [new Oml.Protocol.Ledger.NewEvent(onA.Type, onA.ToPayload(a.Engine.Domain))], b.Clock.GetUtcNow());
+        Assert.Equal(ProtocolErrorCode.ReplayFailed, Assert.Throws<ProtocolException>(() => ProtocolEngine.Open(b.Ledger)).Code);
+        a.Engine.Submit(onA);
+        Assert.Equal(40, a.S.AccountOf(TestNet.A(user)).Balance);
     }
 
     [Fact]
@@ -65,17 +102,17 @@ public class MoneyTests
     {
         using var n = new TestNet(registerModel: false);
         n.Rejected(ProtocolErrorCode.NothingToWithdraw, () => n.Engine.Withdraw(n.Prover));
-        // An unrevealed claim's bond is forfeited to the treasury's withdrawable credits.
+        // An unrevealed claim's bond comes back to the prover as withdrawable credit.
         var ticket = new Oml.Protocol.Claims.ClaimTicket("x", TestNet.A(n.HostA), "{}", Hex.Of(new byte[32]));
         long id = n.Engine.CommitClaim(n.Prover, ticket, 150);
         n.Clock.Advance(n.S.Parameters.RevealWindowSeconds + 1);
         n.Engine.Settle(n.Outsider, id);
-        Assert.Equal(150, n.S.AccountOf(n.S.Treasury).Withdrawable);
-        long before = n.S.AccountOf(n.S.Treasury).Balance;
-        n.Engine.Withdraw(n.Treasury);
-        Assert.Equal(before + 150, n.S.AccountOf(n.S.Treasury).Balance);
-        Assert.Equal(0, n.S.AccountOf(n.S.Treasury).Withdrawable);
-        n.Rejected(ProtocolErrorCode.NothingToWithdraw, () => n.Engine.Withdraw(n.Treasury));
+        Assert.Equal(150, n.Acc(n.Prover).Withdrawable);
+        long before = n.Acc(n.Prover).Balance;
+        n.Engine.Withdraw(n.Prover);
+        Assert.Equal(before + 150, n.Acc(n.Prover).Balance);
+        Assert.Equal(0, n.Acc(n.Prover).Withdrawable);
+        n.Rejected(ProtocolErrorCode.NothingToWithdraw, () => n.Engine.Withdraw(n.Prover));
     }
 
     [Fact]

@@ -14,7 +14,7 @@ public class PersistenceTests
         using var n = new TestNet();
         var copy = n.License(n.HostA, TestNet.NewOmlizer(Pools.Make(12)));
         var d = n.Engine.Domain;
-        n.Engine.Deposit(n.User, 100);
+        n.Engine.Deposit(n.User, TestNet.A(n.HostA), 100);
         var host = new HostService(n.HostA, d, TestNet.Model, 0, ClaimTests.Answers(copy.Subset.Fingerprints), PermitPolicy.Ignore, n.Clock);
         var permit = Permit.Create(n.User.Address, TestNet.Model, n.HostA.Address, "paid", 1, n.Engine.Now + 60, 10).Sign(d, n.User);
         await host.AskAsync("paid", permit, ct);   // an Ignore host signs "no permit" even when given one
@@ -29,7 +29,7 @@ public class PersistenceTests
         Assert.Single(restored.Permits);
         Assert.Equal(book.ProofFor(book.Receipts[1]), restored.ProofFor(restored.Receipts[1]));
         n.Engine.CommitUsage(n.HostA, restored);
-        Assert.Equal(90, n.Acc(n.User).Prepaid);
+        Assert.Equal(90, n.Acc(n.User).Escrowed);
         // A book whose permit does not match its receipt is refused.
         string tampered = book.ToJson().Replace("\"nonce\":\"1\"", "\"nonce\":\"2\"");
         Assert.Equal(ProtocolErrorCode.InvalidRequest, Assert.Throws<ProtocolException>(() => UsageBook.FromJson(tampered)).Code);

@@ -15,12 +15,14 @@ public class ReplayTests
         n.Engine.RegisterModel(n.Owner2, "child", "sha256:c", "{}", "", 20, 0);
         n.Engine.DeclareParent(n.Owner2, n.Owner, "child", TestNet.Model, 2_500);
         var copy = n.License(n.HostA, TestNet.NewOmlizer(Pools.Make(12)));
-        n.Engine.Deposit(n.User, 500);
+        n.Engine.Deposit(n.User, TestNet.A(n.HostA), 500);
         var book = new UsageBook(n.Engine.Domain, TestNet.Model, 0);
         var p = Permit.Create(n.User.Address, TestNet.Model, n.HostA.Address, "q", 1, n.Engine.Now + 60, 10).Sign(n.Engine.Domain, n.User);
         book.Add(Receipt.Create(n.HostA.Address, TestNet.Model, p.Permit.Hash(n.Engine.Domain), "q", "a", n.Engine.Now).Sign(n.Engine.Domain, n.HostA), p);
         n.Engine.CommitUsage(n.HostA, book);
         n.Clock.Advance(5);
+        n.Engine.Stake(n.Owner, 2_000);
+        n.Engine.Stake(n.Owner2, 1_000);
         long prop = n.Engine.Propose(n.Owner, new Dictionary<string, string> { ["ProverRewardBps"] = "4000" }, "more for provers");
         n.Engine.Vote(n.Owner, prop, true);
         n.Engine.Vote(n.Owner2, prop, true);
@@ -37,7 +39,7 @@ public class ReplayTests
         using var n = new TestNet();
         Exercise(n);
         string live = n.S.Digest();
-        var replayed = ProtocolEngine.Replay(n.Ledger.Read());
+        var replayed = ProtocolEngine.Replay(n.Ledger.LedgerId, n.Ledger.Read());
         Assert.Equal(live, replayed.Digest());
         Assert.Equal(live, ProtocolEngine.Open(n.Ledger).State.Digest());
         Assert.Equal(4_000, replayed.Parameters.ProverRewardBps);
@@ -45,7 +47,7 @@ public class ReplayTests
         Assert.True(v.Valid, v.Problem);
         Assert.Equal(n.Ledger.Height, v.EventsChecked);
         // The digest is sensitive: one more event changes it.
-        n.Engine.Deposit(n.User2, 1);
+        n.Engine.Deposit(n.User2, TestNet.A(n.HostA), 1);
         Assert.NotEqual(live, n.S.Digest());
     }
 
@@ -71,7 +73,7 @@ public class ReplayTests
         n.Ledger.Append(n.Ledger.Height, [new NewEvent(overdraw.Type, overdraw.ToPayload(n.Engine.Domain))], n.Clock.GetUtcNow());
         Assert.Equal(ProtocolErrorCode.ReplayFailed, Assert.Throws<ProtocolException>(() => ProtocolEngine.Open(n.Ledger)).Code);
         n.Ledger.Append(n.Ledger.Height, [new NewEvent("Transfer", Encoding.UTF8.GetBytes("not json"))], n.Clock.GetUtcNow());
-        Assert.Equal(ProtocolErrorCode.ReplayFailed, Assert.Throws<ProtocolException>(() => ProtocolEngine.Replay(n.Ledger.Read())).Code);
+        Assert.Equal(ProtocolErrorCode.ReplayFailed, Assert.Throws<ProtocolException>(() => ProtocolEngine.Replay(n.Ledger.LedgerId, n.Ledger.Read())).Code);
     }
 
     [Fact]
@@ -101,6 +103,7 @@ public class ReplayTests
     private sealed class RacingLedger(ILedger inner, Action race) : ILedger
     {
         private bool _raced;
+        public string LedgerId => inner.LedgerId;
         public long Height => inner.Height;
         public byte[] HeadHash => inner.HeadHash;
         public IReadOnlyList<LedgerEvent> Append(long expectedHeight, IReadOnlyList<NewEvent> events, DateTimeOffset timestamp)
@@ -122,7 +125,7 @@ public class ReplayTests
         var engine = ProtocolEngine.Open(racing, n.Clock);
         engine.Transfer(n.User, TestNet.A(n.Outsider), 100);
         Assert.Equal(100_000 + 7 - 100, engine.State.AccountOf(TestNet.A(n.User)).Balance);
-        Assert.Equal(ProtocolEngine.Replay(n.Ledger.Read()).Digest(), engine.State.Digest());
+        Assert.Equal(ProtocolEngine.Replay(n.Ledger.LedgerId, n.Ledger.Read()).Digest(), engine.State.Digest());
         // The other engine catches up on refresh.
         other.Refresh();
         Assert.Equal(engine.State.Digest(), other.State.Digest());

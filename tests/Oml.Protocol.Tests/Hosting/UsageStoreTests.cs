@@ -20,6 +20,9 @@ public sealed class UsageStoreTests : IDisposable
     private static SignedPermit PermitFor(TestNet n, Oml.Protocol.Crypto.PrivateKey user, string query, long nonce) =>
         Permit.Create(user.Address, TestNet.Model, n.HostA.Address, query, nonce, n.Engine.Now + 86_400, TestNet.Price).Sign(n.Engine.Domain, user);
 
+    internal static UsageCommit Commit(TestNet n, UsageStore store, long epoch) =>
+        store.CommitEpoch(epoch, x => n.S.Usage.GetValueOrDefault(ProtocolState.UsageKey(TestNet.Model, TestNet.A(n.HostA), x)), b => n.Engine.CommitUsage(n.HostA, b));
+
     [Fact]
     public async Task Served_queries_are_committed_once_and_a_rejected_commit_leaves_them_pending()
     {
@@ -29,7 +32,7 @@ public sealed class UsageStoreTests : IDisposable
         var copy = n.License(n.HostA, TestNet.NewOmlizer(pool));
         var host = new HostService(n.HostA, n.Engine.Domain, TestNet.Model, 0, ClaimTests.Answers(copy.Subset.Fingerprints), PermitPolicy.Require, n.Clock);
         var store = new UsageStore(_dir, n.Engine.Domain, TestNet.Model);
-        n.Engine.Deposit(n.User, 100);
+        n.Engine.Deposit(n.User, TestNet.A(n.HostA), 100);
         foreach (var (q, nonce) in new[] { ("one", 1L), ("two", 2L) })
         {
             var permit = PermitFor(n, n.User, q, nonce);
@@ -38,15 +41,17 @@ public sealed class UsageStoreTests : IDisposable
         Assert.Equal(2, store.ReadServed().Count);
 
         // An epoch that has not started is rejected by the engine: the stored book is removed, the receipts stay pending.
-        var e = Assert.Throws<ProtocolException>(() => store.Commit(store.PendingBook(5), b => n.Engine.CommitUsage(n.HostA, b)));
+        var e = Assert.Throws<ProtocolException>(() => Commit(n, store, 5));
         Assert.Equal(ProtocolErrorCode.EpochInvalid, e.Code);
         Assert.Empty(store.CommittedBooks());
+        Assert.Empty(Directory.GetFiles(_dir, "pending-*"));
 
-        store.Commit(store.PendingBook(0), b => n.Engine.CommitUsage(n.HostA, b));
+        Commit(n, store, 0);
+        Assert.Equal(ProtocolErrorCode.UsageAlreadyCommitted, Assert.Throws<ProtocolException>(() => Commit(n, store, 0)).Code);
         var usage = n.S.Usage[ProtocolState.UsageKey(TestNet.Model, TestNet.A(n.HostA), 0)];
         Assert.Equal(2, usage.ReceiptCount);
         Assert.Equal(20, usage.FeesSettled);
-        Assert.Equal(80, n.Acc(n.User).Prepaid);
+        Assert.Equal(80, n.Acc(n.User).Escrowed);
         Assert.Equal(usage.ReceiptsRoot, Hex.Of(store.CommittedBooks()[0].Root()));
         Assert.Equal(ProtocolErrorCode.UsageAlreadyCommitted, Assert.Throws<ProtocolException>(() => store.PendingBook(0)).Code);
 
@@ -71,7 +76,7 @@ public sealed class UsageStoreTests : IDisposable
         var tree = copy.Subset.BuildMerkleTree();
 
         // The prover pays for a fingerprint query with its own permit, then claims before the host settles it.
-        n.Engine.Deposit(n.Prover, 100);
+        n.Engine.Deposit(n.Prover, TestNet.A(n.HostA), 100);
         var f = copy.Subset.Fingerprints[0];
         var permit = Permit.Create(n.Prover.Address, TestNet.Model, n.HostA.Address, f.Key, 9, n.Engine.Now + 86_400, TestNet.Price).Sign(n.Engine.Domain, n.Prover);
         var answer = await host.AskAsync(f.Key, permit, ct);
@@ -84,7 +89,7 @@ public sealed class UsageStoreTests : IDisposable
 
         // Before the usage is committed the store has no proof to offer.
         Assert.Equal(ProtocolErrorCode.InvalidProof, Assert.Throws<ProtocolException>(() => store.BuildRebuttal(n.S.Claims[(int)id])).Code);
-        store.Commit(store.PendingBook(0), b => n.Engine.CommitUsage(n.HostA, b));
+        Commit(n, store, 0);
         n.Engine.Rebut(n.HostA, id, store.BuildRebuttal(n.S.Claims[(int)id]));
         Assert.Equal(ClaimStatus.Rebutted, n.S.Claims[(int)id].Status);
         Assert.Equal(200 + 2, n.Acc(n.HostA).Withdrawable); // the bond, and the host's 20% of the fee
@@ -95,13 +100,36 @@ public sealed class UsageStoreTests : IDisposable
         var free = await rogue.AskAsync(g.Key, null, ct);
         store.Record(free.Receipt, null);
         n.Clock.Advance(86_400);
-        store.Commit(store.PendingBook(1), b => n.Engine.CommitUsage(n.HostA, b));
+        Commit(n, store, 1);
         var t2 = ClaimTicket.Create(new ClaimEvidence(TestNet.Model, TestNet.A(n.HostA),
             [new ClaimEvidenceItem(RevealedFingerprint.From(g, tree.Proof(g.Index)), free.Text, free.Receipt)]));
         long id2 = n.Engine.CommitClaim(n.Prover, t2, 200);
         n.Clock.Advance(2);
         n.Engine.RevealClaim(n.Prover, id2, t2);
         Assert.Equal(ProtocolErrorCode.InvalidPermit, Assert.Throws<ProtocolException>(() => store.BuildRebuttal(n.S.Claims[(int)id2])).Code);
+    }
+
+    /// <summary>Issue 16: a damaged middle line in served.jsonl made every later commit-usage crash; it is now skipped and reported.</summary>
+    [Fact]
+    public async Task A_damaged_receipt_line_is_skipped_and_reported()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var n = new TestNet();
+        var copy = n.License(n.HostA, TestNet.NewOmlizer(Pools.Make(16)));
+        var host = new HostService(n.HostA, n.Engine.Domain, TestNet.Model, 0, ClaimTests.Answers(copy.Subset.Fingerprints), PermitPolicy.Require, n.Clock);
+        var store = new UsageStore(_dir, n.Engine.Domain, TestNet.Model);
+        n.Engine.Deposit(n.User, TestNet.A(n.HostA), 100);
+        var p1 = PermitFor(n, n.User, "one", 1);
+        store.Record((await host.AskAsync("one", p1, ct)).Receipt, p1);
+        File.AppendAllText(Path.Combine(_dir, "served.jsonl"), "{\"receipt\": garbage\n");
+        var p2 = PermitFor(n, n.User, "two", 2);
+        store.Record((await host.AskAsync("two", p2, ct)).Receipt, p2);
+        Assert.Throws<InvalidDataException>(() => store.ReadServed());
+        var result = Commit(n, store, 0);
+        Assert.Equal(2, result.Book.Receipts.Count);
+        var damaged = Assert.Single(result.DamagedLines);
+        Assert.Contains("line 2", damaged);
+        Assert.Equal(20, n.S.Usage[ProtocolState.UsageKey(TestNet.Model, TestNet.A(n.HostA), 0)].FeesSettled);
     }
 
     [Fact]

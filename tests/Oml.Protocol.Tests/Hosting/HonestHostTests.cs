@@ -1,0 +1,119 @@
+using Oml.Protocol.Access;
+using Oml.Protocol.Claims;
+using Oml.Protocol.Core;
+using Oml.Protocol.Crypto;
+using Oml.Protocol.Distribution;
+using Oml.Protocol.Hosting;
+using Oml.Protocol.Tests.Core;
+
+namespace Oml.Protocol.Tests.Hosting;
+
+/// <summary>
+/// Issue 11, hole 1: an honest host used to serve permits from unfunded wallets, with fee 0, or replayed (200 with a
+/// receipt); its usage commit was then rejected, its rebuttal failed, and a prover's claim slashed its collateral. A
+/// host with a <see cref="PermitGate"/> refuses every such permit before serving (so there is no receipt to claim on),
+/// per-(user, host) escrow stops a double spend across hosts, and settlement skips a bad permit instead of rejecting
+/// the batch.
+/// </summary>
+public sealed class HonestHostTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("oml-honest-host-").FullName;
+    private readonly TestNet _n = new();
+    private readonly HostCopy _copy;
+
+    public HonestHostTests() => _copy = _n.License(_n.HostA, TestNet.NewOmlizer(Pools.Make(16)));
+
+    public void Dispose()
+    {
+        _n.Dispose();
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+
+    private HostService Host(PrivateKey key, string dir) => new(key, _n.Engine.Domain, TestNet.Model, 0, ClaimTests.Answers(_copy.Subset.Fingerprints),
+        PermitPolicy.Require, _n.Clock, new PermitGate(PermitGate.ForEngine(_n.Engine), TestNet.A(key), TestNet.Model, new SeenPermitStore(dir)));
+
+    private SignedPermit Permit(PrivateKey user, PrivateKey host, string query, long nonce, long fee = TestNet.Price, long? expiry = null) =>
+        Oml.Protocol.Access.Permit.Create(user.Address, TestNet.Model, host.Address, query, nonce, expiry ?? _n.Engine.Now + 3 * 86_400, fee).Sign(_n.Engine.Domain, user);
+
+    private static async Task<string> Refused(HostService host, string query, SignedPermit permit) =>
+        (await Assert.ThrowsAsync<QueryRefusedException>(() => host.AskAsync(query, permit, TestContext.Current.CancellationToken))).Message;
+
+    [Fact]
+    public async Task Unfunded_underpaid_replayed_and_short_lived_permits_are_refused_before_serving()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var host = Host(_n.HostA, _dir);
+        var key = _copy.Subset[0].Key;
+        // A prover posing as a user with an unfunded wallet (it has a balance, but nothing escrowed with this host).
+        Assert.Contains("does not cover", await Refused(host, key, Permit(_n.Prover, _n.HostA, key, 1)));
+        _n.Engine.Deposit(_n.User, TestNet.A(_n.HostA), 25);
+        Assert.Contains("the price is", await Refused(host, key, Permit(_n.User, _n.HostA, key, 1, fee: 0)));
+        Assert.Contains("before this epoch's usage can be settled", await Refused(host, key, Permit(_n.User, _n.HostA, key, 2, expiry: _n.Engine.Now + 60)));
+        var good = Permit(_n.User, _n.HostA, key, 3);
+        var answer = await host.AskAsync(key, good, ct);
+        Assert.True(answer.Receipt.Verify(_n.Engine.Domain));
+        // Replays: the same permit, and the same nonce in another permit, even after the host restarts.
+        Assert.Contains("already used", await Refused(host, key, good));
+        var restarted = Host(_n.HostA, _dir);
+        Assert.Contains("already used", await Refused(restarted, "other", Permit(_n.User, _n.HostA, "other", 3)));
+        // The outstanding unsettled permit counts against the escrow: 25 covers two more queries at 10, not three.
+        await restarted.AskAsync("a", Permit(_n.User, _n.HostA, "a", 4), ct);
+        Assert.Contains("unsettled permits (20)", await Refused(restarted, "b", Permit(_n.User, _n.HostA, "b", 5)));
+        // Settling frees the escrow that is left, and the settled nonces stay refused.
+        var before = host.StartEpoch(0);
+        var after = restarted.StartEpoch(0);
+        _n.Engine.CommitUsage(_n.HostA, Merge(before, after));
+        Assert.Equal(5, _n.Acc(_n.User).Escrowed);
+        Assert.Contains("already used", await Refused(Host(_n.HostA, _dir), "a", Permit(_n.User, _n.HostA, "a", 4)));
+        // A refund request stops new permits at once.
+        _n.Engine.Deposit(_n.User, TestNet.A(_n.HostA), 100);
+        _n.Engine.RequestRefund(_n.User, TestNet.A(_n.HostA));
+        Assert.Contains("escrow with this host back", await Refused(restarted, "c", Permit(_n.User, _n.HostA, "c", 6)));
+    }
+
+    private UsageBook Merge(params UsageBook[] books)
+    {
+        var all = new UsageBook(_n.Engine.Domain, TestNet.Model, 0);
+        foreach (var b in books)
+            foreach (var r in b.Receipts) all.Add(r, r.Receipt.HasPermit ? b.Permits.First(p => p.Permit.Hash(_n.Engine.Domain) == r.Receipt.PermitHash) : null);
+        return all;
+    }
+
+    [Fact]
+    public async Task A_user_cannot_spend_the_same_funds_at_two_hosts()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var copyB = _n.License(_n.HostB, TestNet.NewOmlizer(Pools.Make(16)));
+        var hostA = Host(_n.HostA, Path.Combine(_dir, "a"));
+        var hostB = Host(_n.HostB, Path.Combine(_dir, "b"));
+        // The user escrows 10 with host A only, then signs permits worth 10 to each host.
+        _n.Engine.Deposit(_n.User, TestNet.A(_n.HostA), 10);
+        await hostA.AskAsync("q", Permit(_n.User, _n.HostA, "q", 1), ct);
+        Assert.Contains("does not cover", await Refused(hostB, "q", Permit(_n.User, _n.HostB, "q", 2)));
+        // Host A's permit settles whatever the user does elsewhere; its commit is never rejected.
+        _n.Engine.Deposit(_n.User, TestNet.A(_n.HostB), 10);
+        await hostB.AskAsync("q", Permit(_n.User, _n.HostB, "q", 2), ct);
+        _n.Engine.CommitUsage(_n.HostB, hostB.StartEpoch(0));
+        _n.Engine.CommitUsage(_n.HostA, hostA.StartEpoch(0));
+        var usage = _n.S.Usage[ProtocolState.UsageKey(TestNet.Model, TestNet.A(_n.HostA), 0)];
+        Assert.Equal(1, usage.PermitCount);
+        Assert.Empty(usage.Skipped);
+        Assert.Equal(0, _n.Acc(_n.User).Escrowed);
+        _ = copyB;
+    }
+
+    [Fact]
+    public async Task An_honest_host_is_not_slashed_by_a_prover_posing_as_an_unfunded_user()
+    {
+        var host = Host(_n.HostA, _dir);
+        var fp = _copy.Subset[1];
+        // The attack of the issue: a permit from an unfunded wallet (and one with fee 0), then a claim on the receipts.
+        Assert.Contains("does not cover", await Refused(host, fp.Key, Permit(_n.Prover, _n.HostA, fp.Key, 1)));
+        _n.Engine.Deposit(_n.Prover, TestNet.A(_n.HostA), 5);
+        Assert.Contains("the price is", await Refused(host, fp.Key, Permit(_n.Prover, _n.HostA, fp.Key, 2, fee: 0)));
+        Assert.Empty(host.Book.Receipts); // no receipt: nothing to claim on
+        var report = await Prover.AuditAsync(_n.S, TestNet.Model, TestNet.A(_n.HostA), _copy.Subset, host, maxQueries: 4, TestContext.Current.CancellationToken);
+        Assert.False(report.Caught);
+        Assert.Equal(2_000, _n.S.LicenceOf(TestNet.Model, TestNet.A(_n.HostA))!.CollateralLocked);
+    }
+}
