@@ -22,7 +22,7 @@ namespace Oml.Bench;
 /// round with the highest throughput is kept for each mode.
 ///
 ///   dotnet run -c Release --project bench/Oml.Bench -- --serve [--hidden 512 --layers 8 --heads 8 --kv-heads 4]
-///       [--clients 1,8,50] [--seconds 15] [--max-tokens 32] [--markdown FILE]
+///       [--clients 1,8,50] [--seconds 15] [--rounds 2] [--max-tokens 32] [--threads N] [--markdown FILE]
 /// </summary>
 public static class ServeBench
 {
@@ -32,6 +32,9 @@ public static class ServeBench
         int maxTokens = Int(opts, "max-tokens", 32);
         double seconds = double.Parse(opts.Get("seconds", "15"), CultureInfo.InvariantCulture);
         var clients = opts.Get("clients", "1,8,50").Split(',').Select(int.Parse).ToArray();
+        // Intra-op threads of libtorch: on a machine shared with other work, 1 avoids parallel regions whose threads
+        // wait for each other to be scheduled.
+        if (opts.TryGet("threads", out var threads)) Torch.Threads = int.Parse(threads, CultureInfo.InvariantCulture);
         string root = FindRoot();
         var tokenizer = Tokenizer.FromFile(Path.Combine(root, "scripts", "fixtures", "tiny-tokenizer.json"));
 

@@ -13,9 +13,9 @@ namespace Oml.Server;
 /// included; a permit covers one query and one answer, so n and prompt batches must be 1). Each
 /// request must carry a signed permit in the body field <c>oml_permit</c> (<see cref="HostHttp"/>); the permit is
 /// checked by <see cref="HostService"/> (user signature, host, model, query hash, expiry, and with a <see cref="PermitGate"/>
-/// price, funding, replay and refunds against the ledger), refused queries get HTTP
-/// 402, answered ones a signed receipt in the <c>OML-Receipt</c> response header (in a stream: the last event's field
-/// <c>oml_receipt</c>), and every answered query is
+/// price, funding, replay and refunds against the ledger), refused queries get HTTP 402, answered ones a signed
+/// receipt in the <c>OML-Receipt</c> response header (in a stream: the last event's field <c>oml_receipt</c>), and
+/// every answered query is
 /// stored in the <see cref="UsageStore"/> for the host's usage commits and rebuttals. With
 /// <see cref="PermitPolicy.Ignore"/> (a dishonest host) permits are not checked and receipts name none.
 /// </summary>
