@@ -91,6 +91,7 @@ public sealed class ExplorerBrowserTests : IDisposable
     internal static ChromeDriver StartBrowser(string profileDir)
     {
         var (browser, driverPath) = FindBrowser();
+        Environment.SetEnvironmentVariable("SE_OFFLINE", "true"); // Selenium Manager must never download a browser or driver
         var service = ChromeDriverService.CreateDefaultService(Path.GetDirectoryName(driverPath)!, Path.GetFileName(driverPath));
         service.SuppressInitialDiagnosticInformation = true;
         service.HideCommandPromptWindow = true;

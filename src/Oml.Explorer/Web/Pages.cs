@@ -317,7 +317,7 @@ public static partial class Pages
                 if (c.Status == "Committed") h.Add($"<li><strong>Reveal</strong> due: {Deadline(c.RevealDeadline, now)}</li>\n");
                 else if (c.RevealedAt > 0)
                 {
-                    h.Add($"<li><strong>Reveal</strong> {When(c.RevealedAt)}: host {Addr(c.Host, "hosts")}, model {ModelLink(c.ModelId)}, {c.Items.Count} fingerprint answers; evidence hash {Code(c.EvidenceHash)}</li>\n");
+                    h.Add($"<li><strong>Reveal</strong> {When(c.RevealedAt)}: host {Addr(c.Host, "hosts")}, model {ModelLink(c.ModelId)}, {c.Items.Count} fingerprint {(c.Items.Count == 1 ? "answer" : "answers")}; evidence hash {Code(c.EvidenceHash)}</li>\n");
                     h.Add($"<li><strong>Rebuttal window</strong> {(c.Status == "Revealed" ? new RawHtml("open: " + Deadline(c.RebutDeadline, now).Value) : new RawHtml(c.Status == "Rebutted" ? "the host rebutted" : "closed without a valid rebuttal"))}</li>\n");
                 }
                 h.Add($"<li><strong>Settlement</strong> {SettlementText(c)}</li>\n</ol>\n");
