@@ -281,6 +281,11 @@ public sealed class ExplorerBrowserTests : IDisposable
             }
             ((IJavaScriptExecutor)browser).ExecuteScript("window.scrollTo(0, 0);");
             Shot("lab-report");
+            // Everything the page loaded came from the explorer itself (no CDN, no web font, nothing downloaded elsewhere).
+            var foreign = (string)((IJavaScriptExecutor)browser).ExecuteScript(
+                "return performance.getEntriesByType('resource').map(function (e) { return e.name; }).filter(function (n) { return n.indexOf(location.origin + '/') !== 0; }).join(' ');")!;
+            Assert.Equal("", foreign);
+            Assert.True(Convert.ToInt64(((IJavaScriptExecutor)browser).ExecuteScript("return performance.getEntriesByType('resource').length;"), CultureInfo.InvariantCulture) >= images.Count + 2);
 
             // No secret reaches any page: passphrase, private keys, fingerprint keys, responses and salts, the claim salt.
             foreach (var (path, html) in pages)

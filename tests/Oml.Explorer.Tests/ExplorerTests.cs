@@ -113,6 +113,8 @@ public sealed class PageTests
             Assert.Contains("<nav aria-label=\"Main\">", html);
             Assert.Contains($"<a href=\"{path}\" aria-current=\"page\">", html);
             Assert.Contains("class=\"skip-link\" href=\"#main\"", html);
+            // Assets come from the app itself: no absolute URL in any src or href.
+            Assert.DoesNotMatch("(src|href)=\"(https?:)?//", html);
         }
     }
 
