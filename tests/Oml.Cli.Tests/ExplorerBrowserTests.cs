@@ -65,8 +65,10 @@ public sealed class ExplorerBrowserTests : IDisposable
         throw new DirectoryNotFoundException("repository root not found");
     }
 
-    /// <summary>Chromium and chromedriver from the system (apt), or a clear failure; a skip only when the env var asks for it.</summary>
-    internal static (string Browser, string Driver) FindBrowser()
+    /// <summary>What the browser tests do here: run with these binaries, fail with a message, or skip (only when asked).</summary>
+    internal sealed record BrowserLookup(string? Browser, string? Driver, string? Problem, bool Skip);
+
+    internal static BrowserLookup LookForBrowser()
     {
         static string? Which(string env, params string[] names)
         {
@@ -80,11 +82,20 @@ public sealed class ExplorerBrowserTests : IDisposable
         }
         var browser = Which("OML_CHROMIUM", "chromium", "chromium-browser");
         var driver = Which("OML_CHROMEDRIVER", "chromedriver");
-        if (browser is not null && driver is not null) return (browser, driver);
+        if (browser is not null && driver is not null) return new(browser, driver, null, false);
         string missing = $"{(browser is null ? "chromium " : "")}{(driver is null ? "chromedriver" : "")}".Trim();
-        if (Environment.GetEnvironmentVariable("OML_SKIP_BROWSER_TESTS") == "1")
-            Assert.Skip($"no {missing} here and OML_SKIP_BROWSER_TESTS=1");
-        Assert.Fail($"the browser tests need {missing}: run scripts/setup.sh (apt-get install chromium chromium-driver), or set OML_SKIP_BROWSER_TESTS=1 to skip them explicitly");
+        return Environment.GetEnvironmentVariable("OML_SKIP_BROWSER_TESTS") == "1"
+            ? new(browser, driver, $"no {missing} here and OML_SKIP_BROWSER_TESTS=1", true)
+            : new(browser, driver, $"the browser tests need {missing}: run scripts/setup.sh (apt-get install chromium chromium-driver), or set OML_SKIP_BROWSER_TESTS=1 to skip them explicitly", false);
+    }
+
+    /// <summary>Chromium and chromedriver from the system (apt), or a clear failure; a skip only when the env var asks for it.</summary>
+    internal static (string Browser, string Driver) FindBrowser()
+    {
+        var found = LookForBrowser();
+        if (found.Problem is null) return (found.Browser!, found.Driver!);
+        if (found.Skip) Assert.Skip(found.Problem);
+        Assert.Fail(found.Problem);
         throw new InvalidOperationException("unreachable");
     }
 
@@ -122,6 +133,16 @@ public sealed class ExplorerBrowserTests : IDisposable
     private static string Cell(IWebDriver d, string rowKey, string field) =>
         d.FindElement(By.CssSelector($"tr[data-key='{rowKey}'] [data-field='{field}']")).Text;
 
+    /// <summary>Every table cell with a data-field, by (row key, field), read in one round trip (the page as it is now).</summary>
+    private static Dictionary<(string Key, string Field), string> Cells(IWebDriver d)
+    {
+        var rows = (System.Collections.ObjectModel.ReadOnlyCollection<object>)((IJavaScriptExecutor)d).ExecuteScript(
+            "return Array.prototype.map.call(document.querySelectorAll('tr[data-key] [data-field]'), function (e) { return [e.closest('tr').dataset.key, e.dataset.field, e.innerText.trim()]; });")!;
+        var map = new Dictionary<(string, string), string>();
+        foreach (System.Collections.ObjectModel.ReadOnlyCollection<object> r in rows) map[((string)r[0], (string)r[1])] = (string)r[2];
+        return map;
+    }
+
     private async Task<(string Url, Task<(int Code, string Out, string Err)> Run)> Background(string name, params string[] args)
     {
         var urlFile = P($"{name}.url");
@@ -133,6 +154,30 @@ public sealed class ExplorerBrowserTests : IDisposable
         }
         Assert.True(File.Exists(urlFile), $"{name} did not start");
         return (File.ReadAllText(urlFile).Trim(), task);
+    }
+
+    [Fact]
+    public void Without_a_browser_the_browser_test_fails_unless_told_to_skip()
+    {
+        var (driver, skipVar) = (Environment.GetEnvironmentVariable("OML_CHROMEDRIVER"), Environment.GetEnvironmentVariable("OML_SKIP_BROWSER_TESTS"));
+        try
+        {
+            Environment.SetEnvironmentVariable("OML_CHROMEDRIVER", P("no-such-chromedriver"));
+            Environment.SetEnvironmentVariable("OML_SKIP_BROWSER_TESTS", null);
+            var fail = LookForBrowser();
+            Assert.False(fail.Skip);
+            Assert.Contains("apt-get install chromium chromium-driver", fail.Problem);
+            Assert.Equal("FailException", Assert.ThrowsAny<Exception>(() => FindBrowser()).GetType().Name);
+            Environment.SetEnvironmentVariable("OML_SKIP_BROWSER_TESTS", "1");
+            var skip = LookForBrowser();
+            Assert.True(skip.Skip);
+            Assert.Contains("OML_SKIP_BROWSER_TESTS=1", skip.Problem);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("OML_CHROMEDRIVER", driver);
+            Environment.SetEnvironmentVariable("OML_SKIP_BROWSER_TESTS", skipVar);
+        }
     }
 
     [Fact]
@@ -176,12 +221,13 @@ public sealed class ExplorerBrowserTests : IDisposable
 
             // Models: every model with its price, versions and hosts; the family tree links parent to child.
             Open("/models");
+            var cells = Cells(browser);
             foreach (var m in st["models"]!.AsArray())
             {
                 string id = m!["id"]!.GetValue<string>();
-                Assert.Equal(m["price"]!.GetValue<long>(), Num(Cell(browser, id, "price")));
-                Assert.Equal(m["versions"]!.AsArray().Count, (int)Num(Cell(browser, id, "versions")));
-                Assert.Equal(m["hosts"]!.AsArray().Count, (int)Num(Cell(browser, id, "hosts")));
+                Assert.Equal(m["price"]!.GetValue<long>(), Num(cells[(id, "price")]));
+                Assert.Equal(m["versions"]!.AsArray().Count, (int)Num(cells[(id, "versions")]));
+                Assert.Equal(m["hosts"]!.AsArray().Count, (int)Num(cells[(id, "hosts")]));
                 Assert.Single(browser.FindElements(By.CssSelector($"svg.tree a[href='/models/{id}']")));
             }
             Assert.Single(browser.FindElements(By.CssSelector("svg.tree line.edge")));
@@ -202,8 +248,9 @@ public sealed class ExplorerBrowserTests : IDisposable
 
             // Hosts: collateral as the CLI has it; host A's usage and the fees along the tree (host, owner, parent owner).
             Open("/hosts");
+            cells = Cells(browser);
             foreach (var l in st["licences"]!.AsArray())
-                Assert.Equal(l!["collateralLocked"]!.GetValue<long>(), Num(Cell(browser, Eip55(l["host"]!.GetValue<string>()), "collateralLocked")));
+                Assert.Equal(l!["collateralLocked"]!.GetValue<long>(), Num(cells[(Eip55(l["host"]!.GetValue<string>()), "collateralLocked")]));
             Shot("hosts");
             Open($"/hosts/{Addr("hostA")}");
             Assert.Equal(facts.Usage["receipts"]!.GetValue<long>(), Num(Cell(browser, "tiny/0", "receipts")));
@@ -219,13 +266,14 @@ public sealed class ExplorerBrowserTests : IDisposable
 
             // Claims: the slashed claim with the CLI's amounts; the committed one counts down to its reveal deadline, live.
             Open("/claims");
+            cells = Cells(browser);
             foreach (var c in st["claims"]!.AsArray())
             {
                 string id = c!["id"]!.GetValue<long>().ToString(CultureInfo.InvariantCulture);
-                Assert.Equal(c["status"]!.GetValue<string>(), Cell(browser, id, "status"));
-                Assert.Equal(c["bond"]!.GetValue<long>(), Num(Cell(browser, id, "bond")));
-                Assert.Equal(c["slashed"]!.GetValue<long>(), Num(Cell(browser, id, "slashed").Replace(" (capped)", "")));
-                Assert.Equal(c["proverReward"]!.GetValue<long>(), Num(Cell(browser, id, "proverReward")));
+                Assert.Equal(c["status"]!.GetValue<string>(), cells[(id, "status")]);
+                Assert.Equal(c["bond"]!.GetValue<long>(), Num(cells[(id, "bond")]));
+                Assert.Equal(c["slashed"]!.GetValue<long>(), Num(cells[(id, "slashed")].Replace(" (capped)", "")));
+                Assert.Equal(c["proverReward"]!.GetValue<long>(), Num(cells[(id, "proverReward")]));
             }
             Assert.Equal("Slashed", Cell(browser, facts.SlashedClaim.ToString(CultureInfo.InvariantCulture), "status"));
             Assert.Equal(facts.Settled["slashed"]!.GetValue<long>(), Num(Cell(browser, facts.SlashedClaim.ToString(CultureInfo.InvariantCulture), "slashed")));
@@ -239,17 +287,19 @@ public sealed class ExplorerBrowserTests : IDisposable
 
             // Accounts: all four balances of every account; the prover's withdrawal.
             Open("/accounts");
+            cells = Cells(browser);
             foreach (var (addr, a) in st["accounts"]!.AsObject())
                 foreach (var field in new[] { "balance", "prepaid", "withdrawable", "locked", "nonce" })
-                    Assert.Equal(a![field]!.GetValue<long>(), Num(Cell(browser, Eip55(addr), field)));
+                    Assert.Equal(a![field]!.GetValue<long>(), Num(cells[(Eip55(addr), field)]));
             Shot("accounts");
             Open($"/accounts/{Addr("prover")}");
             Assert.Equal(facts.ProverWithdrawn, Num(browser.FindElement(By.CssSelector("tbody [data-field='amount']")).Text));
 
             // Governance: parameters and the proposal's votes as the CLI reports them.
             Open("/governance");
+            cells = Cells(browser);
             foreach (var (name, v) in st["parameters"]!.AsObject())
-                Assert.Equal(v!.GetValue<long>(), Num(Cell(browser, name, "value")));
+                Assert.Equal(v!.GetValue<long>(), Num(cells[(name, "value")]));
             foreach (var p in st["proposals"]!.AsArray())
             {
                 var sec = browser.FindElement(By.CssSelector($"section[data-key='{p!["id"]!.GetValue<long>()}']"));
@@ -302,7 +352,7 @@ public sealed class ExplorerBrowserTests : IDisposable
             Assert.Equal("main", browser.SwitchTo().ActiveElement().GetAttribute("id"));
 
             // Contrast: every visible text's colour against its effective background is at least 4.5:1, on every page kind.
-            foreach (var path in new[] { "/", "/models", "/hosts", $"/hosts/{Addr("hostA")}", "/claims", "/accounts", "/governance", "/lab/capacity" })
+            foreach (var path in new[] { "/", "/models", "/hosts", $"/hosts/{Addr("hostA")}", "/claims", "/accounts", "/governance", "/lab", "/lab/coalition" })
             {
                 browser.Navigate().GoToUrl(explorer.Url + path);
                 var worst = (string)((IJavaScriptExecutor)browser).ExecuteScript(ContrastScript)!;
@@ -312,7 +362,7 @@ public sealed class ExplorerBrowserTests : IDisposable
 
             // Phone width: no sideways scrolling of the page itself (wide tables scroll inside their own region).
             browser.Manage().Window.Size = new System.Drawing.Size(390, 844);
-            foreach (var path in new[] { "/", "/models", "/hosts", "/claims", "/accounts", "/governance", "/lab/capacity" })
+            foreach (var path in new[] { "/", "/models", "/hosts", "/claims", "/accounts", "/governance", "/lab/coalition" })
             {
                 browser.Navigate().GoToUrl(explorer.Url + path);
                 var widths = (System.Collections.ObjectModel.ReadOnlyCollection<object>)((IJavaScriptExecutor)browser).ExecuteScript(
