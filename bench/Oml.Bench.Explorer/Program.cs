@@ -36,7 +36,9 @@ for (int h = 0; h < hosts; h++)
     engine.DeliverCopy(owners[m], $"model-{m}", a, "0x" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(BitConverter.GetBytes(h))), 64, $"sha256:copy-{h}", "tardos:0.00083");
     engine.AcknowledgeCopy(hostKeys[h], $"model-{m}", $"sha256:copy-{h}");
 }
-foreach (var u in users) engine.Deposit(u, 500_000);
+// Escrow is per (user, host): host h serves user h mod 20, which escrows half its funds spread over its hosts.
+for (int h = 0; h < hosts; h++)
+    engine.Deposit(users[h % users.Count], Hex.Of(hostKeys[h].Address), 500_000 / Math.Max(1, (hosts + users.Count - 1 - h % users.Count) / users.Count));
 clock.Now += 30 * 86_400;
 long nonce = 1;
 for (int epoch = 0; ledger.Height < events; epoch++)
@@ -44,7 +46,7 @@ for (int epoch = 0; ledger.Height < events; epoch++)
     {
         int m = h % owners.Count;
         var book = new UsageBook(d, $"model-{m}", epoch);
-        var user = users[(h + epoch) % users.Count];
+        var user = users[h % users.Count];
         long n = nonce++;
         var permit = Permit.Create(user.Address, $"model-{m}", hostKeys[h].Address, $"q{n}", n, engine.Now + 86_400, 10).Sign(d, user);
         book.Add(Receipt.Create(hostKeys[h].Address, $"model-{m}", permit.Permit.Hash(d), $"q{n}", "a", engine.Now).Sign(d, hostKeys[h]), permit);

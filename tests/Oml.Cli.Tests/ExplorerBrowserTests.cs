@@ -35,7 +35,12 @@ public sealed class ExplorerBrowserTests : IDisposable
     private string Ks(string who) => P($"{who}.json");
     private string Addr(string who) => _address[who];
 
-    public ExplorerBrowserTests() => File.WriteAllText(PassFile, Passphrase + "\n");
+    public ExplorerBrowserTests()
+    {
+        File.WriteAllText(PassFile, Passphrase + "\n");
+        // Pinned ledger heads go to a test folder, not the user's config (ledger ids are random, so tests never collide).
+        Environment.SetEnvironmentVariable("OML_PIN_DIR", Path.Combine(Path.GetTempPath(), "oml-cli-test-pins"));
+    }
 
     public void Dispose()
     {
@@ -262,6 +267,15 @@ public sealed class ExplorerBrowserTests : IDisposable
             Assert.Equal(facts.Usage["fees"]!.GetValue<long>(), hostShare + ownerShare + parentShare);
             // Three permits of 100: per permit the host keeps 20, and the parent's owner gets 10 % of the remaining 80.
             Assert.Equal(3 * ((100 - 100 * 2_000 / 10_000) * 1_000 / 10_000), parentShare);
+            // Settled and skipped permits as commit-usage reported them; the user's escrow with A as its deposit left it, less the fees.
+            Assert.Equal(facts.Usage["permits"]!.GetValue<long>(), Num(Cell(browser, "tiny/0", "permits")));
+            Assert.Equal(facts.Usage["skipped"]!.GetValue<long>(), Num(Cell(browser, "tiny/0", "skipped")));
+            Assert.Equal(facts.Usage["skipped"]!.GetValue<long>(), Num(browser.FindElement(By.CssSelector("[data-field='permitsSkipped']")).Text));
+            long escrowWithA = facts.Escrow - facts.Usage["fees"]!.GetValue<long>();
+            Assert.Equal(st["accounts"]![Addr("user")]!["escrowed"]!.GetValue<long>(), escrowWithA);
+            Assert.Equal(escrowWithA, Num(Cell(browser, $"{Eip55(Addr("user"))}/{Eip55(Addr("hostA"))}", "amount")));
+            Assert.Equal(escrowWithA, Num(browser.FindElement(By.CssSelector("[data-field='escrowed']")).Text));
+            Assert.Equal("none", Cell(browser, $"{Eip55(Addr("user"))}/{Eip55(Addr("hostA"))}", "refund"));
             Shot("host");
 
             // Claims: the slashed claim with the CLI's amounts; the committed one counts down to its reveal deadline, live.
@@ -289,23 +303,30 @@ public sealed class ExplorerBrowserTests : IDisposable
             Open("/accounts");
             cells = Cells(browser);
             foreach (var (addr, a) in st["accounts"]!.AsObject())
-                foreach (var field in new[] { "balance", "prepaid", "withdrawable", "locked", "nonce" })
+                foreach (var field in new[] { "balance", "escrowed", "staked", "withdrawable", "locked", "nonce" })
                     Assert.Equal(a![field]!.GetValue<long>(), Num(cells[(Eip55(addr), field)]));
+            Assert.Equal(escrowWithA, Num(cells[($"{Eip55(Addr("user"))}/{Eip55(Addr("hostA"))}", "amount")]));
             Shot("accounts");
             Open($"/accounts/{Addr("prover")}");
             Assert.Equal(facts.ProverWithdrawn, Num(browser.FindElement(By.CssSelector("tbody [data-field='amount']")).Text));
 
-            // Governance: parameters and the proposal's votes as the CLI reports them.
+            // Governance: parameters, stakes and the proposal's stake-weighted votes as the CLI reports them.
             Open("/governance");
             cells = Cells(browser);
             foreach (var (name, v) in st["parameters"]!.AsObject())
                 Assert.Equal(v!.GetValue<long>(), Num(cells[(name, "value")]));
+            Assert.Equal(st["parameters"]!["ProposalThreshold"]!.GetValue<long>(), Num(browser.FindElement(By.CssSelector("[data-field='proposalThreshold']")).Text));
+            Assert.Equal(st["accounts"]!.AsObject().Sum(a => a.Value!["staked"]!.GetValue<long>()), Num(browser.FindElement(By.CssSelector("[data-field='totalStaked']")).Text));
+            foreach (var (addr, a) in st["accounts"]!.AsObject().Where(a => a.Value!["staked"]!.GetValue<long>() > 0))
+                Assert.Equal(a!["staked"]!.GetValue<long>(), Num(cells[(Eip55(addr), "staked")]));
+            Assert.Equal(facts.Staked, Num(cells[(Eip55(Addr("owner")), "staked")]));
+            Assert.Equal(facts.Staked, Num(cells[(Eip55(Addr("owner")), "weight")]));
             foreach (var p in st["proposals"]!.AsArray())
             {
                 var sec = browser.FindElement(By.CssSelector($"section[data-key='{p!["id"]!.GetValue<long>()}']"));
-                Assert.Equal(p["yes"]!.GetValue<int>(), (int)Num(sec.FindElement(By.CssSelector("[data-field='yes']")).Text));
-                Assert.Equal(p["no"]!.GetValue<int>(), (int)Num(sec.FindElement(By.CssSelector("[data-field='no']")).Text));
-                Assert.Equal(p["eligible"]!.GetValue<int>(), (int)Num(sec.FindElement(By.CssSelector("[data-field='eligible']")).Text));
+                Assert.Equal(p["yes"]!.GetValue<long>(), Num(sec.FindElement(By.CssSelector("[data-field='yes']")).Text));
+                Assert.Equal(p["no"]!.GetValue<long>(), Num(sec.FindElement(By.CssSelector("[data-field='no']")).Text));
+                Assert.Equal(p["totalStake"]!.GetValue<long>(), Num(sec.FindElement(By.CssSelector("[data-field='totalWeight']")).Text));
             }
             Shot("governance");
 
@@ -376,13 +397,13 @@ public sealed class ExplorerBrowserTests : IDisposable
             // Live: a deposit made through the CLI shows up on the open page without a reload.
             browser.Navigate().GoToUrl(explorer.Url + "/accounts");
             ((IJavaScriptExecutor)browser).ExecuteScript("window.__sameDocument = 42;");
-            long prepaid = Num(Cell(browser, Eip55(Addr("user")), "prepaid"));
-            Act("user", "user", "deposit", "--amount", "5");
-            long expected = Status()["accounts"]![Addr("user")]!["prepaid"]!.GetValue<long>();
-            Assert.Equal(prepaid + 5, expected);
+            long escrowed = Num(Cell(browser, Eip55(Addr("user")), "escrowed"));
+            Act("user", "user", "deposit", "--host", Addr("hostA"), "--amount", "5");
+            long expected = Status()["accounts"]![Addr("user")]!["escrowed"]!.GetValue<long>();
+            Assert.Equal(escrowed + 5, expected);
             var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (DateTime.UtcNow < deadline && Num(Cell(browser, Eip55(Addr("user")), "prepaid")) != expected) await Task.Delay(200, ct);
-            Assert.Equal(expected, Num(Cell(browser, Eip55(Addr("user")), "prepaid")));
+            while (DateTime.UtcNow < deadline && Num(Cell(browser, Eip55(Addr("user")), "escrowed")) != expected) await Task.Delay(200, ct);
+            Assert.Equal(expected, Num(Cell(browser, Eip55(Addr("user")), "escrowed")));
             Assert.Equal(42L, ((IJavaScriptExecutor)browser).ExecuteScript("return window.__sameDocument;"));
             Assert.Contains("Updated to ledger height", browser.FindElement(By.Id("live")).GetAttribute("textContent"));
         }
@@ -430,7 +451,8 @@ public sealed class ExplorerBrowserTests : IDisposable
 
     private readonly List<Task> _servers = [];
 
-    private sealed record Facts(JsonNode Usage, JsonNode Settled, long SlashedClaim, long OpenClaim, long ProverWithdrawn, string Metadata, List<(string What, string Secret)> Secrets);
+    private sealed record Facts(JsonNode Usage, JsonNode Settled, long SlashedClaim, long OpenClaim, long ProverWithdrawn, string Metadata, List<(string What, string Secret)> Secrets,
+        long Escrow, long Staked);
 
     /// <summary>The README's protocol scenario through the CLI, plus a parent model, a proposal and a committed, unrevealed claim.</summary>
     private async Task<Facts> RunScenario(CancellationToken ct)
@@ -472,7 +494,7 @@ public sealed class ExplorerBrowserTests : IDisposable
         HostCommands.ServeStopForTests = stop.Token;
         var (consoleOut, consoleError) = (Console.Out, Console.Error);
         JsonNode usage, settled;
-        long withdrawn, openClaim, slashedClaim;
+        long withdrawn, openClaim, slashedClaim, escrow, staked;
         var ticketSalts = new List<string>();
         try
         {
@@ -483,7 +505,7 @@ public sealed class ExplorerBrowserTests : IDisposable
             var c = await Background("c", "host", "serve", "--plain", "--model-dir", P("copy-hostC"));
             _servers.AddRange([a.Run, b.Run, c.Run]);
 
-            Act("user", "user", "deposit", "--amount", "1000");
+            escrow = Act("user", "user", "deposit", "--host", Addr("hostA"), "--amount", "1000")["escrow"]!.GetValue<long>();
             foreach (var q in new[] { " apple bread", " cloud dance", " eagle flame" })
                 Assert.True(Act("user", "user", "ask", "--endpoint", a.Url, "--query", q, "--model-id", "tiny", "--host", Addr("hostA"), "--fee", "100")["receiptValid"]!.GetValue<bool>());
             usage = Act("hostA", "host", "commit-usage", "--model-id", "tiny", "--receipts", P("receipts-a"), "--epoch", "0");
@@ -506,6 +528,8 @@ public sealed class ExplorerBrowserTests : IDisposable
                 openClaim = ProtocolEngine.Open(ledger).CommitClaim(prover, ClaimTicket.FromJson(File.ReadAllText(P("ticket2.json"))), 150);
 
             Act("owner", "prover", "trace", "--endpoint", c.Url, "--model-id", "tiny", "--pool", pool);
+            // Proposing needs a governance stake of at least ProposalThreshold; the stake is the vote's weight.
+            staked = Act("owner", "gov", "stake", "--amount", "1500")["staked"]!.GetValue<long>();
             var prop = Act("owner", "gov", "propose", "--set", "MinBond=150", "--description", "raise the bond");
             Act("owner", "gov", "vote", "--proposal", prop["proposal"]!.GetValue<long>().ToString(CultureInfo.InvariantCulture), "--support", "yes");
         }
@@ -534,6 +558,6 @@ public sealed class ExplorerBrowserTests : IDisposable
             if (f.Key.Trim().Length >= 8) secrets.Add(($"key of fingerprint {f.Index}", f.Key.Trim()));
             foreach (var r in f.Responses) if (r.Text.Trim().Length >= 8) secrets.Add(($"response of fingerprint {f.Index}", r.Text.Trim()));
         }
-        return new Facts(usage, settled, slashedClaim, openClaim, withdrawn, metadata, secrets);
+        return new Facts(usage, settled, slashedClaim, openClaim, withdrawn, metadata, secrets, escrow, staked);
     }
 }

@@ -48,6 +48,72 @@ public sealed class StateSourceTests
     }
 
     [Fact]
+    public async Task Escrows_refunds_skipped_permits_expired_claims_and_stakes_are_mapped()
+    {
+        using var n = new Net();
+        string user = n.User.Address.ToString(), hostA = n.HostA.Address.ToString(), owner = n.Owner.Address.ToString();
+        await using (var source = new LedgerStateSource(n.Ledger, "test", TimeSpan.Zero))
+        {
+            var s = source.Current;
+            // The user's escrow with host A paid the three settled permits (300); the one paying 5 was skipped.
+            var escrow = Assert.Single(s.Escrows);
+            Assert.Equal((user, hostA, 700L, (long?)null), (escrow.User, escrow.Host, escrow.Amount, escrow.RefundRequestedAt));
+            Assert.Equal([escrow], s.Accounts.Single(a => a.Address == user).Escrows);
+            Assert.Equal("user", s.Accounts.Single(a => a.Address == user).Role);
+            var usage = Assert.Single(Assert.Single(s.Hosts).Usage);
+            Assert.Equal((4L, 3L), (usage.ReceiptCount, usage.PermitCount));
+            var skipped = Assert.Single(usage.Skipped);
+            Assert.Equal(nameof(ProtocolErrorCode.FeeTooLow), skipped.Reason);
+            Assert.Equal(n.Engine.State.Usage.Values.Single().Skipped.Single().PermitHash, skipped.PermitHash);
+
+            // The unrevealed claim expired and its bond went back to the prover as a credit.
+            var claim = s.Claims.Single(c => c.Id == n.ExpiredClaim);
+            Assert.Equal("Expired", claim.Status);
+            Assert.Null(claim.OpenDeadline);
+            Assert.Equal(100, s.Accounts.Single(a => a.Address == n.Prover.Address.ToString()).Withdrawable);
+
+            // Stake-weighted governance: the owner's 1 500 is the whole stake, over the threshold; its yes weighs 1 500.
+            Assert.Equal((1_500L, 1_000L, 5_000), (s.TotalStaked, s.ProposalThreshold, s.QuorumBps));
+            Assert.Equal(1_500, s.Accounts.Single(a => a.Address == owner).Staked);
+            Assert.Contains("staker", s.Accounts.Single(a => a.Address == owner).Role);
+            var p = Assert.Single(s.Proposals);
+            Assert.Equal((1, 1_500L, 750L, 1_500L, 0L), (p.Stakers, p.TotalWeight, p.Quorum, p.Yes, p.No));
+            Assert.Equal(new VoteView(owner, true, 1_500), Assert.Single(p.Votes));
+
+            var host = Pages.Host(s, s.Hosts[0], n.Clock.Now);
+            Assert.Contains(skipped.PermitHash, host);
+            Assert.Contains("FeeTooLow", host);
+            Assert.Contains("<dd data-field=\"escrowed\">700</dd>", host);
+            var claims = Pages.Claims(s, n.Clock.Now);
+            Assert.Contains("status-expired", claims);
+            Assert.Contains("was refunded to the prover", claims);
+            var gov = Pages.Governance(s, n.Clock.Now);
+            Assert.Contains("<dd data-field=\"proposalThreshold\">1,000</dd>", gov);
+            Assert.Contains("<span data-field=\"quorum\">750</span>", gov);
+        }
+
+        // A refund request shows as pending with the time it becomes refundable; the refund removes the escrow.
+        n.Engine.RequestRefund(n.User, Net.A(n.HostA));
+        long asked = n.Clock.Now;
+        await using (var source = new LedgerStateSource(n.Ledger, "test", TimeSpan.Zero))
+        {
+            var s = source.Current;
+            var escrow = Assert.Single(s.Escrows);
+            Assert.True(escrow.RefundPending);
+            Assert.Equal(asked + n.Engine.State.Parameters.RefundDelaySeconds, escrow.RefundableAt);
+            Assert.Contains("pending since", Pages.Account(s, s.Accounts.Single(a => a.Address == user), n.Clock.Now));
+        }
+        n.Clock.Now += n.Engine.State.Parameters.RefundDelaySeconds;
+        n.Engine.Refund(n.User, Net.A(n.HostA));
+        await using (var source = new LedgerStateSource(n.Ledger, "test", TimeSpan.Zero))
+        {
+            var s = source.Current;
+            Assert.Empty(s.Escrows);
+            Assert.Equal(0, s.Accounts.Single(a => a.Address == user).Escrowed);
+        }
+    }
+
+    [Fact]
     public async Task The_source_follows_new_events_and_wakes_waiters()
     {
         using var n = new Net();
@@ -55,10 +121,11 @@ public sealed class StateSourceTests
         long h = source.Current.Height;
         var wait = source.WaitForChangeAsync(h, TestContext.Current.CancellationToken);
         Assert.False(wait.IsCompleted);
-        n.Engine.Deposit(n.User, 7);
+        n.Engine.Deposit(n.User, Net.A(n.HostA), 7);
         var s = await wait.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
         Assert.Equal(h + 1, s.Height);
-        Assert.Equal(707, s.Accounts.Single(a => a.Address == n.User.Address.ToString()).Prepaid);
+        Assert.Equal(707, s.Accounts.Single(a => a.Address == n.User.Address.ToString()).Escrowed);
+        Assert.Equal(707, Assert.Single(s.Hosts).EscrowedWithHost);
         // Asking with a stale height answers at once.
         Assert.True(source.WaitForChangeAsync(h, TestContext.Current.CancellationToken).IsCompleted);
     }
@@ -243,7 +310,7 @@ public sealed class ServerTests
         var wait = http.GetStringAsync($"/api/wait?height={h}", ct);
         await Task.Delay(100, ct);
         Assert.False(wait.IsCompleted);
-        n.Engine.Deposit(n.User, 1);
+        n.Engine.Deposit(n.User, Net.A(n.HostA), 1);
         var moved = JsonNode.Parse(await wait.WaitAsync(TimeSpan.FromSeconds(10), ct))!;
         Assert.Equal(h + 1, moved["height"]!.GetValue<long>());
     }

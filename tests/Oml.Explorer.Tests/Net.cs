@@ -1,4 +1,5 @@
 using Oml.Protocol.Access;
+using Oml.Protocol.Claims;
 using Oml.Protocol.Core;
 using Oml.Protocol.Crypto;
 using Oml.Protocol.Ledger;
@@ -14,7 +15,9 @@ internal sealed class ManualClock(long start) : TimeProvider
 
 /// <summary>
 /// A small network on an in-memory ledger, built with the library: model "base" (owner2) is the parent of "child"
-/// (owner, 10 % share); host A licenses "child", serves three queries paying 100 each and commits them; host A withdraws.
+/// (owner, 10 % share); the user escrows 1 000 with host A, which licenses "child", serves three queries paying 100 each
+/// and one paying 5 (below the price of 10, skipped at settlement) and commits them; host A withdraws. The prover commits
+/// a claim it never reveals (settled as expired, bond refunded); the owner stakes 1 500, proposes and votes yes.
 /// </summary>
 internal sealed class Net : IDisposable
 {
@@ -27,13 +30,16 @@ internal sealed class Net : IDisposable
     public PrivateKey Owner2 { get; } = PrivateKey.Generate();
     public PrivateKey HostA { get; } = PrivateKey.Generate();
     public PrivateKey User { get; } = PrivateKey.Generate();
+    public PrivateKey Prover { get; } = PrivateKey.Generate();
+    public long ExpiredClaim { get; }
+    public long Proposal { get; }
     public const string Metadata = """{"name":"<script>alert('x')</script> & <b>bold</b>"}""";
     public const string Root = "0x1111111111111111111111111111111111111111111111111111111111111111";
 
     public Net()
     {
         Engine = ProtocolEngine.Initialize(Ledger, Treasury, clock: Clock);
-        foreach (var k in new[] { Owner, Owner2, HostA, User }) Engine.Mint(Treasury, A(k), 10_000);
+        foreach (var k in new[] { Owner, Owner2, HostA, User, Prover }) Engine.Mint(Treasury, A(k), 10_000);
         Engine.RegisterModel(Owner2, "base", "sha256:base", "{}", "OML-1.0", 0, 1_000);
         Engine.RegisterModel(Owner, "child", "sha256:child", Metadata, "OML-1.0", 10, 1_000);
         Engine.DeclareParent(Owner, Owner2, "child", "base", 1_000);
@@ -41,9 +47,20 @@ internal sealed class Net : IDisposable
         Engine.ApplyLicense(HostA, "child", 2_000, "https://a.example/v1");
         Engine.DeliverCopy(Owner, "child", A(HostA), Root, 6, "sha256:copy-a", "random:6");
         Engine.AcknowledgeCopy(HostA, "child", "sha256:copy-a");
-        Engine.Deposit(User, 1_000);
-        Engine.CommitUsage(HostA, Book(HostA, User, "child", 0, 3, 100));
+        Engine.Deposit(User, A(HostA), 1_000);
+        var book = Book(HostA, User, "child", 0, 3, 100);
+        var (cheapReceipt, cheapPermit) = Served(HostA, User, "child", 4, 5);
+        book.Add(cheapReceipt, cheapPermit);
+        Engine.CommitUsage(HostA, book);
         Engine.Withdraw(HostA);
+
+        ExpiredClaim = Engine.CommitClaim(Prover, new ClaimTicket("child", A(HostA), "{}", Hex.Of(new byte[32])), 100);
+        Clock.Now += Engine.State.Parameters.RevealWindowSeconds + 1;
+        Engine.Settle(Prover, ExpiredClaim);
+
+        Engine.Stake(Owner, 1_500);
+        Proposal = Engine.Propose(Owner, new Dictionary<string, string> { ["MinBond"] = "150" }, "raise the bond");
+        Engine.Vote(Owner, Proposal, true);
     }
 
     public static string A(PrivateKey k) => Hex.Of(k.Address);
@@ -54,16 +71,24 @@ internal sealed class Net : IDisposable
         var book = new UsageBook(d, model, epoch);
         for (int i = 0; i < count; i++)
         {
-            var permit = Permit.Create(user.Address, model, host.Address, $"q{firstNonce + i}", firstNonce + i, Engine.Now + 3_600, fee).Sign(d, user);
-            var receipt = Receipt.Create(host.Address, model, permit.Permit.Hash(d), $"q{firstNonce + i}", "answer", Engine.Now).Sign(d, host);
+            var (receipt, permit) = Served(host, user, model, firstNonce + i, fee);
             book.Add(receipt, permit);
         }
         return book;
     }
 
+    /// <summary>A permit of <paramref name="user"/> paying <paramref name="fee"/> and the host's receipt for it.</summary>
+    public (SignedReceipt, SignedPermit) Served(PrivateKey host, PrivateKey user, string model, long nonce, long fee)
+    {
+        var d = Engine.Domain;
+        var permit = Permit.Create(user.Address, model, host.Address, $"q{nonce}", nonce, Engine.Now + 3_600, fee).Sign(d, user);
+        var receipt = Receipt.Create(host.Address, model, permit.Permit.Hash(d), $"q{nonce}", "answer", Engine.Now).Sign(d, host);
+        return (receipt, permit);
+    }
+
     public void Dispose()
     {
-        foreach (var k in new[] { Treasury, Owner, Owner2, HostA, User }) k.Dispose();
+        foreach (var k in new[] { Treasury, Owner, Owner2, HostA, User, Prover }) k.Dispose();
         Ledger.Dispose();
     }
 }

@@ -215,6 +215,8 @@ public sealed class LedgerStateSource : IProtocolStateSource
 
         public void Show(LedgerEvent ev) => _last = ev;
 
+        public string LedgerId => inner.LedgerId;
+
         public long Height => _last is null ? 0 : _last.Sequence + 1;
 
         public byte[] HeadHash => _last?.Hash ?? new byte[32];

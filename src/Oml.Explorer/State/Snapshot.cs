@@ -33,6 +33,13 @@ public sealed record ExplorerSnapshot
     public required IReadOnlyList<EventView> RecentEvents { get; init; }
     /// <summary>Protocol parameter windows the pages need for deadlines.</summary>
     public required long RevealWindowSeconds { get; init; }
+    public required long RefundDelaySeconds { get; init; }
+    /// <summary>Every user's escrow with each host, by user then host.</summary>
+    public required IReadOnlyList<EscrowView> Escrows { get; init; }
+    /// <summary>Governance: the stake needed to propose, the quorum (basis points of the stake at a proposal's snapshot) and the stake now.</summary>
+    public required long ProposalThreshold { get; init; }
+    public required int QuorumBps { get; init; }
+    public required long TotalStaked { get; init; }
 
     public long EpochAt(long time) => time < GenesisTime || EpochSeconds <= 0 ? 0 : (time - GenesisTime) / EpochSeconds;
 }
@@ -59,18 +66,39 @@ public sealed record LicenceView(
 /// <summary>Who received how much of one usage commitment's fees (exact, from the ledger's credits).</summary>
 public sealed record FeeShare(string Recipient, string Role, long Amount);
 
+/// <summary>A permit of a usage batch that did not settle (not paid): its EIP-712 hash, the protocol's reason code and the detail.</summary>
+public sealed record SkippedPermitView(string PermitHash, string Reason, string Detail);
+
+/// <summary>One usage commitment; <see cref="PermitCount"/> permits settled, <see cref="Skipped"/> were skipped.</summary>
 public sealed record UsageView(
     string ModelId, string Host, long Epoch, string ReceiptsRoot, long ReceiptCount, long PermitCount, long FeesSettled, long Time,
-    IReadOnlyList<FeeShare> Payouts);
+    IReadOnlyList<FeeShare> Payouts, IReadOnlyList<SkippedPermitView> Skipped);
+
+/// <summary>
+/// A user's funds escrowed for one host (only that host's permits are paid from it). Once the user asked for a refund
+/// (<see cref="RefundRequestedAt"/>), the host accepts no new permits of the user and the rest can be refunded from
+/// <see cref="RefundableAt"/> on.
+/// </summary>
+public sealed record EscrowView(string User, string Host, long Amount, long? RefundRequestedAt, long? RefundableAt)
+{
+    public bool RefundPending => RefundRequestedAt is not null;
+}
 
 public sealed record HostView(
     string Address, IReadOnlyList<LicenceView> Licences, IReadOnlyList<UsageView> Usage, long CollateralPosted, long CollateralLocked,
-    long FeesSettled, long FeesEarned, int ClaimsAgainst);
+    long FeesSettled, long FeesEarned, int ClaimsAgainst, IReadOnlyList<EscrowView> Escrows)
+{
+    /// <summary>What users hold in escrow for this host (what its permits can still be paid from).</summary>
+    public long EscrowedWithHost => Escrows.Sum(e => e.Amount);
+    public int PermitsSkipped => Usage.Sum(u => u.Skipped.Count);
+}
 
 public sealed record WithdrawalView(long Sequence, long Time, long Amount);
 
+/// <summary>An account: <see cref="Escrowed"/> sums its escrows with hosts (<see cref="Escrows"/>), <see cref="Staked"/> is its governance stake.</summary>
 public sealed record AccountView(
-    string Address, string Role, long Balance, long Prepaid, long Withdrawable, long Locked, long Nonce, IReadOnlyList<WithdrawalView> Withdrawals);
+    string Address, string Role, long Balance, long Escrowed, long Staked, long Withdrawable, long Locked, long Nonce, IReadOnlyList<WithdrawalView> Withdrawals,
+    IReadOnlyList<EscrowView> Escrows);
 
 public sealed record ClaimItemView(string FingerprintId, int LeafIndex, string ReceiptHash, string PermitHash);
 
@@ -82,11 +110,16 @@ public sealed record ClaimView(
     public long? OpenDeadline => Status switch { "Committed" => RevealDeadline, "Revealed" => RebutDeadline, _ => null };
 }
 
-public sealed record VoteView(string Voter, bool Support);
+/// <summary>A vote and its weight (the voter's stake at the proposal's snapshot).</summary>
+public sealed record VoteView(string Voter, bool Support, long Weight);
 
+/// <summary>
+/// A proposal; weights are governance stakes snapshot at its creation: <see cref="TotalWeight"/> over
+/// <see cref="Stakers"/> accounts, <see cref="Quorum"/> the weight that must vote, and it passes if yes &gt; no.
+/// </summary>
 public sealed record ProposalView(
-    long Id, string Proposer, IReadOnlyList<ParameterView> Changes, string Description, long CreatedAt, long EndsAt, int Eligible,
-    int Yes, int No, bool Executed, IReadOnlyList<VoteView> Votes);
+    long Id, string Proposer, IReadOnlyList<ParameterView> Changes, string Description, long CreatedAt, long EndsAt, int Stakers,
+    long TotalWeight, long Quorum, long Yes, long No, bool Executed, IReadOnlyList<VoteView> Votes);
 
 public sealed record AccusationView(string ModelId, string Host, string Accuser, string EvidenceHash, long Time);
 

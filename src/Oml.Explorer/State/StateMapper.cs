@@ -23,7 +23,8 @@ public sealed class EventHistory
 
 /// <summary>
 /// The one place where the protocol's <see cref="ProtocolState"/> (public API only) becomes the explorer's view models.
-/// When the protocol's rules change (escrow per user and host, stake-weighted governance, ...), this is what to adapt.
+/// When the protocol's rules change, this is what to adapt (it follows per-(user, host) escrows with refund requests,
+/// skipped permits per usage commitment, stake-weighted governance and claims expired with their bond refunded).
 /// </summary>
 public static class StateMapper
 {
@@ -32,6 +33,9 @@ public static class StateMapper
     /// <summary>EIP-55 form of a lowercase (or any-case) 0x address; other text is returned unchanged.</summary>
     public static string Checksummed(string? address) =>
         address is not null && Address.TryParse(address.ToLowerInvariant(), out var a) ? a.ToString() : address ?? "";
+
+    /// <summary>The least voting weight that meets the quorum: (yes + no) x 10 000 &gt;= QuorumBps x total, as the ledger's Execute checks.</summary>
+    public static long QuorumOf(long totalWeight, int quorumBps) => (long)(((Int128)quorumBps * totalWeight + 9_999) / 10_000);
 
     public static ExplorerSnapshot Map(ProtocolState s, EventHistory history, string source)
     {
@@ -65,9 +69,21 @@ public static class StateMapper
             licencesByModel.GetValueOrDefault(m.Id) ?? [],
             spent.GetValueOrDefault(m.Id))).ToList();
 
+        var escrows = s.Escrows
+            .Select(kv =>
+            {
+                var parts = kv.Key.Split('\n');
+                long? requested = kv.Value.RefundRequestedAt;
+                return new EscrowView(C(parts[0]), C(parts[1]), kv.Value.Amount, requested, requested + s.Parameters.RefundDelaySeconds);
+            })
+            .ToList();
+        var escrowsByUser = escrows.GroupBy(e => e.User, StringComparer.Ordinal).ToDictionary(g => g.Key, g => (IReadOnlyList<EscrowView>)[.. g], StringComparer.Ordinal);
+        var escrowsByHost = escrows.GroupBy(e => e.Host, StringComparer.Ordinal).ToDictionary(g => g.Key, g => (IReadOnlyList<EscrowView>)[.. g.OrderBy(e => e.User, StringComparer.Ordinal)], StringComparer.Ordinal);
+
         var usage = s.Usage.Values
             .Select(u => new UsageView(u.ModelId, C(u.Host), u.Epoch, u.ReceiptsRoot, u.ReceiptCount, u.PermitCount, u.FeesSettled, u.Time,
-                history.Payouts.GetValueOrDefault(ProtocolState.UsageKey(u.ModelId, u.Host, u.Epoch)) ?? []))
+                history.Payouts.GetValueOrDefault(ProtocolState.UsageKey(u.ModelId, u.Host, u.Epoch)) ?? [],
+                [.. u.Skipped.Select(k => new SkippedPermitView(k.PermitHash, k.Reason.ToString(), k.Detail))]))
             .ToList();
         var usageByHost = usage.GroupBy(u => u.Host, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.OrderBy(u => u.Epoch).ThenBy(u => u.ModelId, StringComparer.Ordinal).ToList(), StringComparer.Ordinal);
         var claimsAgainst = s.Claims.Where(c => c.Host is not null).GroupBy(c => C(c.Host)).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
@@ -77,7 +93,7 @@ public static class StateMapper
                 var u = usageByHost.GetValueOrDefault(g.Key) ?? [];
                 long earned = u.Sum(x => x.Payouts.Where(p => p.Recipient == g.Key && p.Role == "host").Sum(p => p.Amount));
                 return new HostView(g.Key, [.. g], u, g.Sum(l => l.CollateralPosted), g.Sum(l => l.CollateralLocked), u.Sum(x => x.FeesSettled), earned,
-                    claimsAgainst.GetValueOrDefault(g.Key));
+                    claimsAgainst.GetValueOrDefault(g.Key), escrowsByHost.GetValueOrDefault(g.Key) ?? []);
             })
             .OrderBy(h => h.Address, StringComparer.OrdinalIgnoreCase)
             .ToList();
@@ -92,10 +108,13 @@ public static class StateMapper
             if (owners.Contains(kv.Key)) roles.Add("owner");
             if (hostSet.Contains(kv.Key)) roles.Add("host");
             if (provers.Contains(kv.Key)) roles.Add("prover");
-            if (roles.Count == 0) roles.Add(kv.Value.Prepaid > 0 ? "user" : "account");
+            var mine = escrowsByUser.GetValueOrDefault(C(kv.Key)) ?? [];
+            if (mine.Count > 0) roles.Add("user");
+            if (kv.Value.Staked > 0) roles.Add("staker");
+            if (roles.Count == 0) roles.Add("account");
             var a = kv.Value;
-            return new AccountView(C(kv.Key), string.Join(", ", roles), a.Balance, a.Prepaid, a.Withdrawable, a.Locked, a.Nonce,
-                history.Withdrawals.TryGetValue(kv.Key, out var w) ? [.. w] : []);
+            return new AccountView(C(kv.Key), string.Join(", ", roles), a.Balance, a.Escrowed, a.Staked, a.Withdrawable, a.Locked, a.Nonce,
+                history.Withdrawals.TryGetValue(kv.Key, out var w) ? [.. w] : [], mine);
         }).ToList();
 
         var claims = s.Claims.Select(c => new ClaimView(
@@ -106,8 +125,8 @@ public static class StateMapper
 
         var proposals = s.Proposals.Select(p => new ProposalView(
             p.Id, C(p.Proposer), [.. p.Changes.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => new ParameterView(kv.Key, kv.Value))],
-            p.Description, p.CreatedAt, p.EndsAt, p.Eligible.Count, p.Yes, p.No, p.Executed,
-            [.. p.Votes.Select(v => new VoteView(C(v.Key), v.Value))])).ToList();
+            p.Description, p.CreatedAt, p.EndsAt, p.Weights.Count, p.TotalWeight, QuorumOf(p.TotalWeight, s.Parameters.QuorumBps), p.Yes, p.No, p.Executed,
+            [.. p.Votes.Select(v => new VoteView(C(v.Key), v.Value, p.Weights.GetValueOrDefault(v.Key)))])).ToList();
 
         return new ExplorerSnapshot
         {
@@ -122,6 +141,11 @@ public static class StateMapper
             LastTime = s.LastTime,
             EpochSeconds = s.Parameters.EpochSeconds,
             RevealWindowSeconds = s.Parameters.RevealWindowSeconds,
+            RefundDelaySeconds = s.Parameters.RefundDelaySeconds,
+            Escrows = escrows,
+            ProposalThreshold = s.Parameters.ProposalThreshold,
+            QuorumBps = s.Parameters.QuorumBps,
+            TotalStaked = s.Accounts.Values.Sum(a => a.Staked),
             Parameters = [.. ProtocolParameters.Names.Select(n => new ParameterView(n, s.Parameters.Get(n)))],
             Models = models,
             Hosts = hosts,

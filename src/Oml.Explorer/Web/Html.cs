@@ -70,6 +70,8 @@ public static class Fmt
 
     public static string Iso(long unix) => DateTimeOffset.FromUnixTimeSeconds(unix).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
 
+    /// <summary>part / whole as a percentage (Bps of the exact ratio, rounded down); "-" when whole is not positive.</summary>
+    public static string Share(long part, long whole) => whole <= 0 ? "-" : Bps((long)((Int128)part * 10_000 / whole));
     public static string Bps(long bps) => (bps / 100.0).ToString("0.##", CultureInfo.InvariantCulture) + " %";
 
     /// <summary>A duration as "2d 03h 04m 05s" (leading zero units left out).</summary>

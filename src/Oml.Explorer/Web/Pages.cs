@@ -242,6 +242,8 @@ public static partial class Pages
             <dt>Collateral still locked</dt><dd data-field="collateralLocked">{Fmt.Money(x.CollateralLocked)}</dd>
             <dt>Fees settled (paid by users)</dt><dd data-field="feesSettled">{Fmt.Money(x.FeesSettled)}</dd>
             <dt>Host's own share</dt><dd data-field="feesEarned">{Fmt.Money(x.FeesEarned)}</dd>
+            <dt>Escrowed by users for this host</dt><dd data-field="escrowed">{Fmt.Money(x.EscrowedWithHost)}</dd>
+            <dt>Permits skipped at settlement</dt><dd data-field="permitsSkipped">{x.PermitsSkipped}</dd>
             </dl>
             <h2>Licences</h2>
             """);
@@ -254,10 +256,20 @@ public static partial class Pages
         if (x.Usage.Count == 0) Empty(h, "No usage committed yet.");
         else
         {
-            TableStart(h, "Committed usage books", ["model", "epoch", "receipts", "permits settled", "fees settled", "receipts root", "committed"], [1, 2, 3, 4]);
+            TableStart(h, "Committed usage books", ["model", "epoch", "receipts", "permits settled", "permits skipped", "fees settled", "receipts root", "committed"], [1, 2, 3, 4, 5]);
             foreach (var u in x.Usage)
-                h.Add($"""<tr data-key="{u.ModelId}/{u.Epoch}"><td>{ModelLink(u.ModelId)}</td><td class="num">{u.Epoch}</td><td class="num" data-field="receipts">{u.ReceiptCount}</td><td class="num" data-field="permits">{u.PermitCount}</td><td class="num" data-field="fees">{Fmt.Money(u.FeesSettled)}</td><td>{Code(u.ReceiptsRoot)}</td><td>{When(u.Time)}</td></tr>""").Raw("\n");
+                h.Add($"""<tr data-key="{u.ModelId}/{u.Epoch}"><td>{ModelLink(u.ModelId)}</td><td class="num">{u.Epoch}</td><td class="num" data-field="receipts">{u.ReceiptCount}</td><td class="num" data-field="permits">{u.PermitCount}</td><td class="num" data-field="skipped">{u.Skipped.Count}</td><td class="num" data-field="fees">{Fmt.Money(u.FeesSettled)}</td><td>{Code(u.ReceiptsRoot)}</td><td>{When(u.Time)}</td></tr>""").Raw("\n");
             TableEnd(h);
+
+            if (x.PermitsSkipped > 0)
+            {
+                h.Raw("<h2>Permits skipped at settlement</h2>\n<p class=\"muted\">Permits of a committed batch that were not paid (the rest of the batch settled); a receipt for an unpaid permit never shields the host from a claim.</p>\n");
+                TableStart(h, "Skipped permits per usage commitment", ["model", "epoch", "permit hash", "reason", "detail"], [1]);
+                foreach (var u in x.Usage)
+                    foreach (var k in u.Skipped)
+                        h.Add($"""<tr data-key="{u.ModelId}/{u.Epoch}/{k.PermitHash}"><td>{ModelLink(u.ModelId)}</td><td class="num">{u.Epoch}</td><td>{Code(k.PermitHash)}</td><td data-field="reason">{k.Reason}</td><td>{k.Detail}</td></tr>""").Raw("\n");
+                TableEnd(h);
+            }
 
             h.Raw("<h2>Fees paid along the family tree</h2>\n<p class=\"muted\">What each commitment credited: the host's share, then the model owner's revenue split among the declared parents' owners.</p>\n");
             TableStart(h, "Payouts per usage commitment", ["model", "epoch", "recipient", "as", "amount"], [1, 4]);
@@ -266,6 +278,10 @@ public static partial class Pages
                     h.Add($"""<tr data-key="{u.ModelId}/{u.Epoch}/{p.Recipient}"><td>{ModelLink(u.ModelId)}</td><td class="num">{u.Epoch}</td><td>{Addr(p.Recipient)}</td><td>{p.Role}</td><td class="num" data-field="amount">{Fmt.Money(p.Amount)}</td></tr>""").Raw("\n");
             TableEnd(h);
         }
+
+        h.Raw("<h2>Users' escrows with this host</h2>\n");
+        if (x.Escrows.Count == 0) Empty(h, "No user holds funds in escrow for this host.");
+        else EscrowTable(h, "Escrows that pay this host's permits", x.Escrows, now, byHost: false);
 
         h.Raw("<h2>Claims against this host</h2>\n");
         var claims = s.Claims.Where(c => c.Host == x.Address).ToList();
@@ -315,6 +331,7 @@ public static partial class Pages
                     <li><strong>Commit</strong> {When(c.CommittedAt)} by {Addr(c.Prover)}, bond {Fmt.Money(c.Bond)}; commitment {Code(c.Commitment)}</li>
                     """);
                 if (c.Status == "Committed") h.Add($"<li><strong>Reveal</strong> due: {Deadline(c.RevealDeadline, now)}</li>\n");
+                else if (c.Status == "Expired") h.Add($"<li><strong>Reveal</strong> never: the window closed at {When(c.RevealDeadline)}</li>\n");
                 else if (c.RevealedAt > 0)
                 {
                     h.Add($"<li><strong>Reveal</strong> {When(c.RevealedAt)}: host {Addr(c.Host, "hosts")}, model {ModelLink(c.ModelId)}, {c.Items.Count} fingerprint {(c.Items.Count == 1 ? "answer" : "answers")}; evidence hash {Code(c.EvidenceHash)}</li>\n");
@@ -343,7 +360,7 @@ public static partial class Pages
     {
         "Slashed" => $"host slashed by {Fmt.Money(c.Slashed)}{(c.SlashCapped ? " (capped at what was still locked)" : "")}; prover reward {Fmt.Money(c.ProverReward)} plus the bond back",
         "Rebutted" => "rebutted: the bond went to the host",
-        "Forfeited" => "never revealed: the bond was forfeited",
+        "Expired" => $"never revealed: the bond of {Fmt.Money(c.Bond)} was refunded to the prover",
         _ => "pending",
     };
 
@@ -351,11 +368,14 @@ public static partial class Pages
 
     public static string Accounts(ExplorerSnapshot s, long now, string? error = null) => Layout(s, now, "Accounts", "/accounts", h =>
     {
-        h.Raw("<h1>Accounts</h1>\n<p class=\"muted\">Balance: free funds. Prepaid: a user's deposit for permits. Withdrawable: credits (fees, rewards, returned bonds) waiting to be withdrawn. Locked: collateral and bonds.</p>\n");
-        TableStart(h, $"{s.Accounts.Count} accounts", ["address", "roles", "balance", "prepaid", "withdrawable", "locked", "requests", "withdrawals"], [2, 3, 4, 5, 6, 7]);
+        h.Raw("<h1>Accounts</h1>\n<p class=\"muted\">Balance: free funds. Escrowed: a user's deposits with hosts (each pays only that host's permits). Staked: governance stake (voting weight). Withdrawable: credits (fees, rewards, returned bonds) waiting to be withdrawn. Locked: collateral and bonds.</p>\n");
+        TableStart(h, $"{s.Accounts.Count} accounts", ["address", "roles", "balance", "escrowed", "staked", "withdrawable", "locked", "requests", "withdrawals"], [2, 3, 4, 5, 6, 7, 8]);
         foreach (var a in s.Accounts)
-            h.Add($"""<tr data-key="{a.Address}"><td>{Addr(a.Address)}</td><td>{a.Role}</td><td class="num" data-field="balance">{Fmt.Money(a.Balance)}</td><td class="num" data-field="prepaid">{Fmt.Money(a.Prepaid)}</td><td class="num" data-field="withdrawable">{Fmt.Money(a.Withdrawable)}</td><td class="num" data-field="locked">{Fmt.Money(a.Locked)}</td><td class="num" data-field="nonce">{a.Nonce}</td><td class="num">{a.Withdrawals.Count}</td></tr>""").Raw("\n");
+            h.Add($"""<tr data-key="{a.Address}"><td>{Addr(a.Address)}</td><td>{a.Role}</td><td class="num" data-field="balance">{Fmt.Money(a.Balance)}</td><td class="num" data-field="escrowed">{Fmt.Money(a.Escrowed)}</td><td class="num" data-field="staked">{Fmt.Money(a.Staked)}</td><td class="num" data-field="withdrawable">{Fmt.Money(a.Withdrawable)}</td><td class="num" data-field="locked">{Fmt.Money(a.Locked)}</td><td class="num" data-field="nonce">{a.Nonce}</td><td class="num">{a.Withdrawals.Count}</td></tr>""").Raw("\n");
         TableEnd(h);
+        h.Raw("<h2>Escrows</h2>\n");
+        if (s.Escrows.Count == 0) Empty(h, "No escrows.");
+        else EscrowTable(h, "Every user's escrow with each host", s.Escrows, now, byHost: true, withUser: true);
     }, error);
 
     public static string Account(ExplorerSnapshot s, AccountView a, long now, string? error = null) => Layout(s, now, $"Account {a.Address}", "/accounts", h =>
@@ -365,13 +385,19 @@ public static partial class Pages
             <dl class="facts">
             <dt>Roles</dt><dd>{a.Role}</dd>
             <dt>Balance</dt><dd data-field="balance">{Fmt.Money(a.Balance)}</dd>
-            <dt>Prepaid</dt><dd data-field="prepaid">{Fmt.Money(a.Prepaid)}</dd>
+            <dt>Escrowed with hosts</dt><dd data-field="escrowed">{Fmt.Money(a.Escrowed)}</dd>
+            <dt>Governance stake</dt><dd data-field="staked">{Fmt.Money(a.Staked)}</dd>
             <dt>Withdrawable</dt><dd data-field="withdrawable">{Fmt.Money(a.Withdrawable)}</dd>
             <dt>Locked</dt><dd data-field="locked">{Fmt.Money(a.Locked)}</dd>
             <dt>Requests made</dt><dd>{a.Nonce}</dd>
             </dl>
             """);
         if (s.Hosts.Any(x => x.Address == a.Address)) h.Add($"""<p><a href="/hosts/{a.Address}">Licences and usage of this host</a></p>""");
+        if (a.Escrows.Count > 0)
+        {
+            h.Raw("<h2>Escrows with hosts</h2>\n");
+            EscrowTable(h, "This account's escrows (each pays only that host's permits)", a.Escrows, now, byHost: true);
+        }
         h.Raw("<h2>Withdrawals</h2>\n");
         if (a.Withdrawals.Count == 0) Empty(h, "None.");
         else
@@ -397,6 +423,24 @@ public static partial class Pages
         TableStart(h, "Protocol parameters", ["name", "value"], [1]);
         foreach (var p in s.Parameters) h.Add($"""<tr data-key="{p.Name}"><th scope="row">{p.Name}</th><td class="num" data-field="value">{p.Value}</td></tr>""").Raw("\n");
         TableEnd(h);
+        var stakers = s.Accounts.Where(a => a.Staked > 0).OrderByDescending(a => a.Staked).ThenBy(a => a.Address, StringComparer.Ordinal).ToList();
+        h.Add($"""
+            <h2>Stakes</h2>
+            <p class="muted">Voting weight is the governance stake, snapshot when a proposal is made; proposing needs a stake of at least the threshold, and a proposal needs votes from {Fmt.Bps(s.QuorumBps)} of the stake at its snapshot.</p>
+            <dl class="facts">
+            <dt>Total staked</dt><dd data-field="totalStaked">{Fmt.Money(s.TotalStaked)}</dd>
+            <dt>Proposal threshold</dt><dd data-field="proposalThreshold">{Fmt.Money(s.ProposalThreshold)}</dd>
+            <dt>Quorum</dt><dd data-field="quorumBps">{Fmt.Bps(s.QuorumBps)}</dd>
+            </dl>
+            """);
+        if (stakers.Count == 0) Empty(h, "Nobody has staked yet.");
+        else
+        {
+            TableStart(h, "Governance stakes", ["account", "stake", "share", "may propose"], [1, 2]);
+            foreach (var a in stakers)
+                h.Add($"""<tr data-key="{a.Address}"><td>{Addr(a.Address)}</td><td class="num" data-field="staked">{Fmt.Money(a.Staked)}</td><td class="num">{Fmt.Share(a.Staked, s.TotalStaked)}</td><td data-field="mayPropose">{(a.Staked >= s.ProposalThreshold ? "yes" : "no")}</td></tr>""").Raw("\n");
+            TableEnd(h);
+        }
         h.Raw("<h2>Proposals</h2>\n");
         if (s.Proposals.Count == 0) { Empty(h, "No proposals yet."); return; }
         foreach (var p in s.Proposals)
@@ -412,18 +456,41 @@ public static partial class Pages
                 <dt>Proposer</dt><dd>{Addr(p.Proposer)}</dd>
                 <dt>Created</dt><dd>{When(p.CreatedAt)}</dd>
                 <dt>Voting ends</dt><dd>{(state == "Open" ? Deadline(p.EndsAt, now) : When(p.EndsAt))}</dd>
-                <dt>Votes</dt><dd><span data-field="yes">{p.Yes}</span> yes, <span data-field="no">{p.No}</span> no, of <span data-field="eligible">{p.Eligible}</span> eligible</dd>
+                <dt>Votes (stake-weighted)</dt><dd><span data-field="yes">{Fmt.Money(p.Yes)}</span> yes, <span data-field="no">{Fmt.Money(p.No)}</span> no, of <span data-field="totalWeight">{Fmt.Money(p.TotalWeight)}</span> staked by <span data-field="stakers">{p.Stakers}</span> at the snapshot; quorum <span data-field="quorum">{Fmt.Money(p.Quorum)}</span></dd>
                 </dl>
                 """);
             if (p.Votes.Count > 0)
             {
-                TableStart(h, $"Votes on proposal {p.Id}", ["voter", "vote"]);
-                foreach (var v in p.Votes) h.Add($"""<tr data-key="{v.Voter}"><td>{Addr(v.Voter)}</td><td>{(v.Support ? "yes" : "no")}</td></tr>""").Raw("\n");
+                TableStart(h, $"Votes on proposal {p.Id}", ["voter", "vote", "weight"], [2]);
+                foreach (var v in p.Votes) h.Add($"""<tr data-key="{v.Voter}"><td>{Addr(v.Voter)}</td><td data-field="vote">{(v.Support ? "yes" : "no")}</td><td class="num" data-field="weight">{Fmt.Money(v.Weight)}</td></tr>""").Raw("\n");
                 TableEnd(h);
             }
             h.Raw("</section>\n");
         }
     }, error);
+
+    /// <summary>Escrows with amount, and for a pending refund when it was asked and from when it can be refunded.</summary>
+    private static void EscrowTable(HtmlBuilder h, string caption, IReadOnlyList<EscrowView> escrows, long now, bool byHost, bool withUser = false)
+    {
+        var headers = new List<string>();
+        if (withUser || !byHost) headers.Add("user");
+        if (byHost) headers.Add("host");
+        int amountColumn = headers.Count;
+        headers.AddRange(["escrowed", "refund"]);
+        TableStart(h, caption, [.. headers], [amountColumn]);
+        foreach (var e in escrows)
+        {
+            h.Add($"""<tr data-key="{e.User}/{e.Host}">""");
+            if (withUser || !byHost) h.Add($"<td>{Addr(e.User)}</td>");
+            if (byHost) h.Add($"""<td>{Addr(e.Host, "hosts")}</td>""");
+            h.Add($"""<td class="num" data-field="amount">{Fmt.Money(e.Amount)}</td>""");
+            if (e.RefundableAt is long at)
+                h.Add($"""<td data-field="refund">pending since {When(e.RefundRequestedAt!.Value)}; refundable {(at > now ? Deadline(at, now) : new RawHtml("now"))}</td>""");
+            else h.Raw("""<td data-field="refund"><span class="muted">none</span></td>""");
+            h.Raw("</tr>\n");
+        }
+        TableEnd(h);
+    }
 
     public static string NotFound(ExplorerSnapshot? s, long now, string what) => Layout(s, now, "Not found", "", h =>
     {
