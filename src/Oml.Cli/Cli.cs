@@ -29,6 +29,7 @@ public static class Cli
         LedgerCommands.Create(),
         TraceCommands.Create(),
         AccountCommands.Create(),
+        ExplorerCommand.Create(),
         Protocol.ProtocolCommands.Create(), Protocol.OwnerCommands.Create(), Protocol.HostCommands.Create(), Protocol.UserCommands.Create(), Protocol.ProverCommands.Create(), Protocol.GovCommands.Create(),
         LabCommand.Create(),
         AttackCommands.Create(),

@@ -174,6 +174,8 @@ public sealed class ProtocolState
     public static string LicenceKey(string modelId, string host) => $"{modelId}\n{host}";
     public static string UsageKey(string modelId, string host, long epoch) => $"{modelId}\n{host}\n{epoch}";
     public static string EscrowKey(string user, string host) => $"{user}\n{host}";
+    /// <summary>Every escrow, keyed by <see cref="EscrowKey"/> (user, then host); a refunded escrow is gone.</summary>
+    public IReadOnlyDictionary<string, Escrow> Escrows => EscrowMap;
 
     /// <summary>The user's escrow with the host (an empty one if there is none).</summary>
     public Escrow EscrowOf(string user, string host) => EscrowMap.TryGetValue(EscrowKey(user, host), out var e) ? e : new Escrow();
