@@ -79,6 +79,52 @@ internal static class MlPeer
         return Ml.BpeTokenizer.Create(options);
     }
 
+    /// <summary>
+    /// For a byte-level BPE (Split regex + ByteLevel) whose merge ranks follow token ids, as in tiktoken-born
+    /// vocabularies (Llama-3), the same vocabulary as a <see cref="Ml.TiktokenTokenizer"/>: each token's bytes
+    /// (the ByteLevel characters mapped back) in base64 with its id as rank, the same regex, the added tokens special.
+    /// The bench checks its ids against ours like any other peer's.
+    /// </summary>
+    public static Ml.Tokenizer? LoadTiktoken(string tokenizerJsonPath, out string? why)
+    {
+        why = null;
+        using var doc = JsonDocument.Parse(File.ReadAllText(tokenizerJsonPath));
+        var root = doc.RootElement;
+        var pre = root.TryGetProperty("pre_tokenizer", out var pt) && pt.ValueKind == JsonValueKind.Object ? pt : (JsonElement?)null;
+        if (pre is not { } p0 || p0.GetProperty("type").GetString() != "Sequence") { why = "not Split + ByteLevel"; return null; }
+        var steps = p0.GetProperty("pretokenizers").EnumerateArray().ToArray();
+        if (steps.Length != 2 || steps[1].GetProperty("type").GetString() != "ByteLevel"
+            || !steps[0].GetProperty("pattern").TryGetProperty("Regex", out var rx)) { why = "not Split + ByteLevel"; return null; }
+        Ml.Normalizer? normalizer = null;
+        if (root.TryGetProperty("normalizer", out var n) && n.ValueKind != JsonValueKind.Null)
+        {
+            if (n.GetProperty("type").GetString() != "NFC") { why = "has a normalizer other than NFC"; return null; }
+            normalizer = new NfcNormalizer();
+        }
+        var charToByte = new Dictionary<char, byte>();
+        var next = 256;
+        for (var b = 0; b < 256; b++)
+        {
+            var printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF;
+            charToByte[printable ? (char)b : (char)next++] = (byte)b;
+        }
+        var sb = new System.Text.StringBuilder();
+        foreach (var p in root.GetProperty("model").GetProperty("vocab").EnumerateObject())
+        {
+            var bytes = new byte[p.Name.Length];
+            for (var i = 0; i < p.Name.Length; i++)
+            {
+                if (!charToByte.TryGetValue(p.Name[i], out bytes[i])) { why = $"token '{p.Name}' is not byte-level"; return null; }
+            }
+            sb.Append(Convert.ToBase64String(bytes)).Append(' ').Append(p.Value.GetInt32()).Append('\n');
+        }
+        var special = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
+            foreach (var t in added.EnumerateArray()) special[t.GetProperty("content").GetString()!] = t.GetProperty("id").GetInt32();
+        using var stream = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(sb.ToString()));
+        return Ml.TiktokenTokenizer.Create(stream, new Ml.RegexPreTokenizer(new Regex(rx.GetString()!, RegexOptions.Compiled), special), normalizer, special);
+    }
+
     private sealed class NfcNormalizer : Ml.Normalizer
     {
         public override string Normalize(string original) => original.Normalize(System.Text.NormalizationForm.FormC);

@@ -70,65 +70,72 @@ foreach (var name in names)
     // Beside a peer, read the plain tokenizer.json: the exact pipeline the peer runs.
     var tok = peerPython != null || compareMl ? Tokenizer.FromFile(json) : Tokenizer.FromFolder(Path.Combine(dir, name));
     var load = sw.Elapsed.TotalSeconds;
-    Microsoft.ML.Tokenizers.Tokenizer? ml = null;
-    string? mlWhy = null;
-    double mlLoad = 0;
+    // The peers in this process: Microsoft.ML.Tokenizers' BpeTokenizer, and its TiktokenTokenizer where the vocabulary
+    // allows it (byte-level, ranks = ids, no normalizer).
+    var peers = new List<(string Label, Microsoft.ML.Tokenizers.Tokenizer Tok, double Load)>();
     if (compareMl)
     {
         sw.Restart();
-        ml = MlPeer.Load(json, out mlWhy);
-        mlLoad = sw.Elapsed.TotalSeconds;
+        var bpe = MlPeer.Load(json, out var why);
+        if (bpe != null) peers.Add(("ML BpeTokenizer", bpe, sw.Elapsed.TotalSeconds));
+        else Console.WriteLine($"  ML.Tokenizers BpeTokenizer: cannot load {name} ({why})");
+        sw.Restart();
+        var tt = MlPeer.LoadTiktoken(json, out why);
+        if (tt != null) peers.Add(("ML Tiktoken", tt, sw.Elapsed.TotalSeconds));
+        else Console.WriteLine($"  ML.Tokenizers TiktokenTokenizer: not for {name} ({why})");
     }
 
-    // Cold round of each (ours fills its word cache here), keeping our ids to compare with ML.Tokenizers' ids.
+    // Cold round of each (ours fills its word cache here), keeping our ids to compare with each peer's ids.
     var ourIds = new int[docs.Count][];
     sw.Restart();
     for (var i = 0; i < docs.Count; i++) ourIds[i] = tok.Encode(docs[i]);
     var cold = totalBytes / 1e6 / sw.Elapsed.TotalSeconds;
     var tokens = ourIds.Sum(x => (long)x.Length);
-    double mlCold = 0;
-    long mlTokens = 0;
-    int mismatchedDocs = 0, firstMismatch = -1;
-    if (ml != null)
+    var peerCold = new double[peers.Count];
+    var peerTokens = new long[peers.Count];
+    var peerCheck = new string[peers.Count];
+    for (var j = 0; j < peers.Count; j++)
     {
+        var ml = peers[j].Tok;
         var mlIds = new IReadOnlyList<int>[docs.Count];
         sw.Restart();
         for (var i = 0; i < docs.Count; i++) mlIds[i] = ml.EncodeToIds(docs[i]);
-        mlCold = totalBytes / 1e6 / sw.Elapsed.TotalSeconds;
+        peerCold[j] = totalBytes / 1e6 / sw.Elapsed.TotalSeconds;
+        int mismatchedDocs = 0, firstMismatch = -1;
         for (var i = 0; i < docs.Count; i++)
         {
-            mlTokens += mlIds[i].Count;
-            if (!ourIds[i].AsSpan().SequenceEqual(mlIds[i] as int[] ?? mlIds[i].ToArray()))
-            {
-                mismatchedDocs++;
-                if (firstMismatch < 0)
-                {
-                    firstMismatch = i;
-                    var a = ourIds[i];
-                    var b = mlIds[i].ToArray();
-                    var k = 0;
-                    while (k < a.Length && k < b.Length && a[k] == b[k]) k++;
-                    var from = Math.Max(0, k - 3);
-                    string Show(int[] ids) => string.Join(" ", ids.Skip(from).Take(8).Select(id => $"{id}:{JsonEncode(tok.IdToToken(id))}"));
-                    Console.WriteLine($"  first difference in document {i} at token {k}: oml {Show(a)} | ML {Show(b)}");
-                }
-            }
+            peerTokens[j] += mlIds[i].Count;
+            if (ourIds[i].AsSpan().SequenceEqual(mlIds[i] as int[] ?? mlIds[i].ToArray())) continue;
+            mismatchedDocs++;
+            if (firstMismatch >= 0) continue;
+            firstMismatch = i;
+            var a = ourIds[i];
+            var b = mlIds[i].ToArray();
+            var k = 0;
+            while (k < a.Length && k < b.Length && a[k] == b[k]) k++;
+            var from = Math.Max(0, k - 3);
+            string Show(int[] ids) => string.Join(" ", ids.Skip(from).Take(8).Select(id => $"{id}:{JsonEncode(tok.IdToToken(id))}"));
+            Console.WriteLine($"  {peers[j].Label}: first difference in document {i} at token {k}: oml {Show(a)} | peer {Show(b)}");
         }
+        peerCheck[j] = mismatchedDocs == 0 ? $"ids identical in all {docs.Count} documents"
+                                           : $"ids DIFFER in {mismatchedDocs} of {docs.Count} documents (first: document {firstMismatch})";
     }
     ourIds = null;
 
-    // Warm rounds, interleaved (ours, ML, ours, ML, ...) so that changes in machine load hit both sides alike.
+    // Warm rounds, interleaved (ours, peer 1, peer 2, ours, ...) so that changes in machine load hit every side alike.
     var ours = new List<double>();
-    var theirs = new List<double>();
+    var theirs = peers.Select(_ => new List<double>()).ToArray();
     for (var r = 0; r < rounds; r++)
     {
         sw.Restart();
         foreach (var d in docs) tok.Encode(d);
         ours.Add(totalBytes / 1e6 / sw.Elapsed.TotalSeconds);
-        if (ml == null) continue;
-        sw.Restart();
-        foreach (var d in docs) ml.EncodeToIds(d);
-        theirs.Add(totalBytes / 1e6 / sw.Elapsed.TotalSeconds);
+        for (var j = 0; j < peers.Count; j++)
+        {
+            sw.Restart();
+            foreach (var d in docs) peers[j].Tok.EncodeToIds(d);
+            theirs[j].Add(totalBytes / 1e6 / sw.Elapsed.TotalSeconds);
+        }
     }
     var best = Median(ours);
     double bestBatch = 0;
@@ -140,15 +147,11 @@ foreach (var name in names)
             bestBatch = Math.Max(bestBatch, totalBytes / 1e6 / sw.Elapsed.TotalSeconds);
         }
     Console.WriteLine($"{name,-10} {load,7:F2} {tokens,12} {best,12:F1} {cold,10:F1} {bestBatch,11:F1}   single rounds: {Rounds(ours)}");
-    if (compareMl && ml == null) Console.WriteLine($"  ML.Tokenizers: cannot load {name} ({mlWhy})");
-    if (ml != null)
+    for (var j = 0; j < peers.Count; j++)
     {
-        var mlSingle = Median(theirs);
-        Console.WriteLine($"{"  ML.Tokenizers 3.0",-10} {mlLoad,7:F2} {mlTokens,12} {mlSingle,12:F1} {mlCold,10:F1} {"",11}   single rounds: {Rounds(theirs)}");
-        var ratios = ours.Zip(theirs, (a, b) => a / b).ToList();
-        Console.WriteLine($"  ratio oml/ML single (median of interleaved pairs) {Median(ratios):F2} [{Rounds(ratios, "F2")}], cold {cold / mlCold:F2}; " +
-                          (mismatchedDocs == 0 ? $"ids identical in all {docs.Count} documents"
-                                               : $"ids DIFFER in {mismatchedDocs} of {docs.Count} documents (first: document {firstMismatch})"));
+        Console.WriteLine($"  {peers[j].Label,-18} {peers[j].Load,7:F2} {peerTokens[j],12} {Median(theirs[j]),12:F1} {peerCold[j],10:F1} {"",11}   single rounds: {Rounds(theirs[j])}");
+        var ratios = ours.Zip(theirs[j], (x, y) => x / y).ToList();
+        Console.WriteLine($"    ratio oml/{peers[j].Label} single (median of interleaved pairs) {Median(ratios):F2} [{Rounds(ratios, "F2")}], cold {cold / peerCold[j]:F2}; {peerCheck[j]}");
     }
     if (peerResults.TryGetValue(name, out var p))
     {
