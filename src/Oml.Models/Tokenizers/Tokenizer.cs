@@ -117,6 +117,10 @@ public sealed class Tokenizer
             case SequencePreTokenizer { Steps.Length: > 0 } seq when seq.Steps[^1] is ByteLevelPreTokenizer last:
                 last.MapBytes = false;
                 _mapBytes = true;
+                // Without a regex or prefix space, the unmapping ByteLevel step passes pieces through unchanged: drop it,
+                // and a sequence of one step is that step (no list copies per call).
+                if (!last.UseRegex && !last.AddPrefixSpace)
+                    _preTokenizer = seq.Steps.Length == 2 ? seq.Steps[0] : new SequencePreTokenizer(seq.Steps[..^1]);
                 break;
         }
     }
@@ -226,9 +230,12 @@ public sealed class Tokenizer
     public int[] Encode(string text, bool addSpecialTokens = false)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var ids = new List<int>(text.Length / 3 + 4);
-        var segments = new List<(int Start, int Length, int Id)>();
-        var pieces = new List<Piece>();
+        // Per-thread scratch lists, reused across calls (Encode calls nothing that could re-enter it).
+        var ids = t_ids ??= new List<int>(256);
+        var segments = t_segments ??= new List<(int Start, int Length, int Id)>();
+        var pieces = t_pieces ??= new List<Piece>();
+        ids.Clear();
+        segments.Clear();
         if (_rawMatcher.IsEmpty) segments.Add((0, text.Length, -1));
         else _rawMatcher.Split(text, 0, text.Length, segments);
         foreach (var (start, length, id) in segments)
@@ -251,8 +258,16 @@ public sealed class Tokenizer
             }
         }
         _postProcessor?.Process(ids, addSpecialTokens);
-        return ids.ToArray();
+        var result = ids.ToArray();
+        if (ids.Capacity > 1 << 16) t_ids = null; // keep no huge buffer alive after a long text
+        pieces.Clear();
+        if (pieces.Capacity > 1 << 14) t_pieces = null;
+        return result;
     }
+
+    [ThreadStatic] private static List<int>? t_ids;
+    [ThreadStatic] private static List<(int Start, int Length, int Id)>? t_segments;
+    [ThreadStatic] private static List<Piece>? t_pieces;
 
     /// <summary>Encodes many texts in parallel.</summary>
     public int[][] EncodeBatch(IReadOnlyList<string> texts, bool addSpecialTokens = false)
@@ -284,9 +299,19 @@ public sealed class Tokenizer
             char[]? rentedChars = null;
             var bytes = maxBytes <= stackBytes.Length ? stackBytes : (rentedBytes = ArrayPool<byte>.Shared.Rent(maxBytes));
             var chars = maxBytes <= stackChars.Length ? stackChars : (rentedChars = ArrayPool<char>.Shared.Rent(maxBytes));
-            var count = Encoding.UTF8.GetBytes(span, bytes);
             var table = ByteLevel.ByteToChar;
-            for (var i = 0; i < count; i++) chars[i] = table[bytes[i]];
+            int count;
+            if (System.Text.Ascii.IsValid(span))
+            {
+                // ASCII: one byte per char, no UTF-8 pass.
+                count = span.Length;
+                for (var i = 0; i < count; i++) chars[i] = table[span[i]];
+            }
+            else
+            {
+                count = Encoding.UTF8.GetBytes(span, bytes);
+                for (var i = 0; i < count; i++) chars[i] = table[bytes[i]];
+            }
             _model.Encode(chars[..count], ids);
             if (rentedBytes != null) ArrayPool<byte>.Shared.Return(rentedBytes);
             if (rentedChars != null) ArrayPool<char>.Shared.Return(rentedChars);

@@ -47,12 +47,41 @@ internal static class UnicodeNormalization
     /// <summary>NFC (<paramref name="compose"/>) or NFD of <paramref name="s"/>; lone surrogates pass through.</summary>
     public static string Normalize(string s, bool compose)
     {
-        // Below U+00C0 nothing decomposes, and below U+0300 nothing composes with what precedes it.
-        var limit = compose ? '\u0300' : '\u00C0';
-        var i = 0;
-        while (i < s.Length && s[i] < limit) i++;
-        if (i == s.Length) return s;
+        // Below U+00C0 nothing decomposes, and below U+0300 nothing composes with what precedes it; such a character
+        // (combining class 0) is a boundary that normalization never reaches across. So only the runs of characters at
+        // or above the limit, each with the one character before it (it may compose with the run), are normalized;
+        // the rest is copied. A mostly-ASCII document with a few curly quotes costs a few short slices, not a rebuild.
+        var below = (char)((compose ? '\u0300' : '\u00C0') - 1);
+        var first = s.AsSpan().IndexOfAnyExceptInRange('\0', below);
+        if (first < 0) return s;
+        StringBuilder? sb = null;
+        var copied = 0;
+        var i = first;
+        while (true)
+        {
+            var start = Math.Max(i - 1, copied);
+            var runLength = s.AsSpan(i).IndexOfAnyInRange('\0', below);
+            var end = runLength < 0 ? s.Length : i + runLength;
+            var segment = s.Substring(start, end - start);
+            var normalized = NormalizeAll(segment, compose);
+            if (!ReferenceEquals(normalized, segment))
+            {
+                sb ??= new StringBuilder(s.Length + 16);
+                sb.Append(s, copied, start - copied).Append(normalized);
+                copied = end;
+            }
+            if (end >= s.Length) break;
+            var next = s.AsSpan(end).IndexOfAnyExceptInRange('\0', below);
+            if (next < 0) break;
+            i = end + next;
+        }
+        if (sb == null) return s;
+        sb.Append(s, copied, s.Length - copied);
+        return sb.ToString();
+    }
 
+    private static string NormalizeAll(string s, bool compose)
+    {
         var cps = new List<int>(s.Length + 8);
         for (var k = 0; k < s.Length; k++)
         {
