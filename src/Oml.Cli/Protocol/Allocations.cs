@@ -21,21 +21,21 @@ internal static class Allocations
         var parts = spec.Split(':', 2);
         if (parts.Length == 2 && parts[0] == "random" && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int k))
         {
-            if (k < 1 || k > poolSize) throw new ArgumentException($"--allocation {spec}: K must be in [1, {poolSize}] (the pool size)");
+            if (k < 1 || k > poolSize) throw new UsageException($"--allocation {spec}: K must be in [1, {poolSize}] (the pool size)");
             return new RandomAllocation(secret, poolSize, k);
         }
         if (parts.Length == 2 && parts[0] == "tardos" && double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double cutoff))
         {
-            if (!(cutoff > 0 && cutoff < 0.5)) throw new ArgumentException($"--allocation {spec}: the cutoff must be in (0, 0.5)");
+            if (!(cutoff > 0 && cutoff < 0.5)) throw new UsageException($"--allocation {spec}: the cutoff must be in (0, 0.5)");
             return new TardosAllocation(secret, poolSize, cutoff);
         }
-        throw new ArgumentException($"allocation '{spec}' is neither random:K nor tardos:CUTOFF");
+        throw new UsageException($"allocation '{spec}' is neither random:K nor tardos:CUTOFF");
     }
 
     public static IAccuser Accuser(IFingerprintAllocation allocation) => allocation switch
     {
         RandomAllocation r => new OverlapAccuser(r),
         TardosAllocation t => new TardosAccuser(t),
-        _ => throw new ArgumentException($"no accuser for allocation scheme {allocation.Scheme}"),
+        _ => throw new InvalidDataException($"no accuser for allocation scheme {allocation.Scheme}"),
     };
 }

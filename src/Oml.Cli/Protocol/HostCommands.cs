@@ -58,7 +58,7 @@ public static class HostCommands
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
             string? d = r.GetValue(dir), g = r.GetValue(digest);
-            if ((d is null) == (g is null)) throw new ArgumentException("give exactly one of --model-dir DIR and --copy-digest DIGEST");
+            if ((d is null) == (g is null)) throw new UsageException("give exactly one of --model-dir DIR and --copy-digest DIGEST");
             if (d is not null && !Directory.Exists(d)) throw new DirectoryNotFoundException($"model folder not found: {d}");
             string value = g ?? FingerprintGenerator.WeightsDigest(d!);
             using var s = o.Open(r);
@@ -95,8 +95,8 @@ public static class HostCommands
             if (!Directory.Exists(modelDir)) throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
             bool isPlain = r.GetValue(plain);
             if (!isPlain && (r.GetValue(o.Ledger) is null || r.GetValue(o.Keystore) is null || r.GetValue(id) is null))
-                throw new ArgumentException("serve needs --ledger, --keystore and --model-id (or --plain for a server without the protocol)");
-            if (isPlain && (r.GetValue(noPermits) || r.GetValue(receipts) is not null)) throw new ArgumentException("--plain serves without permits or receipts: drop --no-permits and --receipts");
+                throw new UsageException("serve needs --ledger, --keystore and --model-id (or --plain for a server without the protocol)");
+            if (isPlain && (r.GetValue(noPermits) || r.GetValue(receipts) is not null)) throw new UsageException("--plain serves without permits or receipts: drop --no-permits and --receipts");
             var tok = Tokenizer.FromFolder(modelDir);
             using var model = ModelFolder.Load(modelDir);
             var gate = new Lock();
@@ -150,7 +150,7 @@ public static class HostCommands
             try
             {
                 Console.WriteLine($"serving {url(server)} ({what}); Ctrl-C to stop");
-                if (urlFile is not null) FingerprintIO.WriteTextAtomic(urlFile, url(server) + "\n");
+                if (urlFile is not null) FingerprintIO.WriteTextAtomic(urlFile, url(server) + "\n", overwrite: true);
                 try { Task.Delay(Timeout.Infinite, stop.Token).GetAwaiter().GetResult(); }
                 catch (OperationCanceledException) { }
                 Console.WriteLine("stopped");

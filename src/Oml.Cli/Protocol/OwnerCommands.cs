@@ -29,7 +29,7 @@ public static class OwnerCommands
     private static string WeightsDigest(ParseResult r, (Option<string?> Dir, Option<string?> Digest) o)
     {
         string? dir = r.GetValue(o.Dir), digest = r.GetValue(o.Digest);
-        if ((dir is null) == (digest is null)) throw new ArgumentException("give exactly one of --model-dir DIR and --weights-digest DIGEST");
+        if ((dir is null) == (digest is null)) throw new UsageException("give exactly one of --model-dir DIR and --weights-digest DIGEST");
         if (dir is null) return digest!;
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
         return FingerprintGenerator.WeightsDigest(dir);
@@ -47,7 +47,7 @@ public static class OwnerCommands
         cmd.Add(id); cmd.Add(w.Dir); cmd.Add(w.Digest); cmd.Add(price); cmd.Add(minCollateral); cmd.Add(metadata); cmd.Add(terms);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
-            if (r.GetValue(price) < 0 || r.GetValue(minCollateral) < 0) throw new ArgumentException("--price and --min-collateral must not be negative");
+            if (r.GetValue(price) < 0 || r.GetValue(minCollateral) < 0) throw new UsageException("--price and --min-collateral must not be negative");
             string digest = WeightsDigest(r, w);
             using var s = o.Open(r);
             using var key = o.Key(r);
@@ -92,17 +92,17 @@ public static class OwnerCommands
         {
             Description = "Do not submit: write the request signed by you to this file, for the parent's owner to co-sign and submit with `oml owner cosign`",
         };
-        cmd.Add(id); cmd.Add(parent); cmd.Add(share); cmd.Add(parentKeystore); cmd.Add(parentPass); cmd.Add(requestOut);
+        cmd.Add(id); cmd.Add(parent); cmd.Add(share); cmd.Add(parentKeystore); cmd.Add(parentPass); cmd.Add(requestOut); cmd.Add(o.Force);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
             using var s = o.Open(r);
             using var key = o.Key(r);
             if (r.GetValue(requestOut) is { } outPath)
             {
-                if (r.GetValue(parentKeystore) is not null) throw new ArgumentException("--request-out is for a co-signature made elsewhere: not with --parent-keystore");
+                if (r.GetValue(parentKeystore) is not null) throw new UsageException("--request-out is for a co-signature made elsewhere: not with --parent-keystore");
                 string me = Hex.Of(key.Address);
                 var request = Actions.DeclareParent(me, r.GetValue(id)!, r.GetValue(parent)!, r.GetValue(share), s.State.AccountOf(me).Nonce).Sign(s.State.Domain, key);
-                FingerprintIO.WriteTextAtomic(outPath, request.ToJson(s.State.Domain) + "\n");
+                FingerprintIO.WriteTextAtomic(outPath, request.ToJson(s.State.Domain) + "\n", r.GetValue(o.Force));
                 return new Report().Add("model", "model", r.GetValue(id)!).Add("parent", "parent", r.GetValue(parent)!).Add("shareBps", "share (bps)", r.GetValue(share))
                     .Add("request", "request", Path.GetFullPath(outPath)).Add("next", "next", $"the owner of '{r.GetValue(parent)}' runs `oml owner cosign --request {outPath}`")
                     .Print(r.GetValue(o.Json));
@@ -201,15 +201,15 @@ public static class OwnerCommands
         {
             string hostAddr = ProtocolCli.Address(r.GetValue(host)!, "--host");
             string? baseDir = r.GetValue(baseModel), copyDir = r.GetValue(outDir), given = r.GetValue(copyDigest);
-            if ((baseDir is null) != (copyDir is null)) throw new ArgumentException("--base-model and --out go together");
-            if (baseDir is not null && given is not null) throw new ArgumentException("--copy-digest is for copies built elsewhere: not with --base-model");
-            if (baseDir is not null && !File.Exists(Path.Combine(baseDir, "tokenizer.json"))) throw new ArgumentException($"{baseDir} has no tokenizer.json");
+            if ((baseDir is null) != (copyDir is null)) throw new UsageException("--base-model and --out go together");
+            if (baseDir is not null && given is not null) throw new UsageException("--copy-digest is for copies built elsewhere: not with --base-model");
+            if (baseDir is not null && !File.Exists(Path.Combine(baseDir, "tokenizer.json"))) throw new InvalidDataException($"{baseDir} has no tokenizer.json");
             var passphrase = FingerprintIO.RequirePassphrase(r.GetValue(o.PassphraseFile), "deliver reads the encrypted pool");
             var set = FingerprintIO.ReadSet(r.GetValue(pool)!, r.GetValue(o.PassphraseFile));
             string modelId = r.GetValue(id)!;
             var alloc = Allocations.Parse(r.GetValue(allocation)!, Allocations.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), passphrase), modelId), set.Count);
             var options = new EmbeddingOptions { LearningRate = r.GetValue(lr), MaxEpochs = r.GetValue(epochs), AveragingLambda = r.GetValue(lambda), MixFraction = r.GetValue(mix) };
-            options.Validate();
+            Cli.OptionValue(options.Validate);
             var dev = Cli.ParseDevice(r.GetValue(device)!);
             using var s = o.Open(r);
             using var key = o.Key(r);

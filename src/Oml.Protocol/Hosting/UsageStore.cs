@@ -52,7 +52,11 @@ public sealed class UsageStore
         }
     }
 
-    /// <summary>Every answered query, in serving order (a torn last line from a crash is skipped).</summary>
+    /// <summary>
+    /// Every answered query, in serving order. A torn last line (a crash while appending) is skipped; any other
+    /// damaged line is an <see cref="InvalidDataException"/> naming the file and line, since skipping it would
+    /// silently drop a receipt the host is owed for (repair or remove the line, then run again).
+    /// </summary>
     public IReadOnlyList<ServedQuery> ReadServed()
     {
         if (!File.Exists(Served)) return [];
@@ -62,10 +66,17 @@ public sealed class UsageStore
         {
             if (lines[i].Length == 0) continue;
             try { result.Add(Parse(JsonNode.Parse(lines[i]))); }
-            catch (Exception e) when (e is System.Text.Json.JsonException or ProtocolException && i == lines.Length - 1) { }
+            catch (Exception e) when (IsParseFailure(e))
+            {
+                if (i == lines.Length - 1) continue;
+                throw new InvalidDataException($"{Served}: line {i + 1} is damaged ({e.Message}); repair or remove it", e);
+            }
         }
         return result;
     }
+
+    private static bool IsParseFailure(Exception e) =>
+        e is System.Text.Json.JsonException or ProtocolException or FormatException or InvalidOperationException or ArgumentException or KeyNotFoundException;
 
     private static ServedQuery Parse(JsonNode? node) =>
         new(SignedReceipt.FromJsonNode(node?["receipt"]), node?["permit"] is { } p ? SignedPermit.FromJsonNode(p) : null);
@@ -79,7 +90,9 @@ public sealed class UsageStore
         {
             var name = Path.GetFileNameWithoutExtension(f)["usage-".Length..];
             if (!Message.TryParseUInt(name, out long epoch)) continue;
-            var book = UsageBook.FromJson(File.ReadAllText(f));
+            UsageBook book;
+            try { book = UsageBook.FromJson(File.ReadAllText(f)); }
+            catch (Exception e) when (IsParseFailure(e)) { throw new InvalidDataException($"{f}: not a usage book ({e.Message})", e); }
             if (book.ModelId != ModelId || book.Domain != Domain || book.Epoch != epoch)
                 throw new InvalidDataException($"{f} is a usage book of another model, ledger or epoch");
             books[epoch] = book;
@@ -110,10 +123,7 @@ public sealed class UsageStore
         var json = book.ToJson();
         string path = BookPath(book.Epoch);
         if (File.Exists(path)) throw new ProtocolException(ProtocolErrorCode.UsageAlreadyCommitted, $"a usage book for epoch {book.Epoch} is already stored in {Directory}");
-        System.IO.Directory.CreateDirectory(Directory);
-        string tmp = path + $".{Environment.ProcessId}.tmp";
-        File.WriteAllText(tmp, json);
-        File.Move(tmp, path);
+        Oml.Models.IO.AtomicFile.WriteText(path, json, overwrite: false);
         try { return submit(book); }
         catch
         {
