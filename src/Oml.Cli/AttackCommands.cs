@@ -183,7 +183,7 @@ public static class AttackCommands
         public readonly Option<int?> Samples = new("--samples") { Description = "Use only the first N examples (default: all)" };
         public readonly Option<int?> LoraRank = new("--lora-rank") { Description = "Train LoRA adapters of this rank (merged on save) instead of all weights" };
         public readonly Option<double?> LoraAlpha = new("--lora-alpha") { Description = "LoRA α (default 2 × rank)" };
-        public readonly Option<int> Batch = new("--batch") { Description = "Rows per step", DefaultValueFactory = _ => 8 };
+        public readonly Option<int> Batch = CliOptions.BatchSize("Rows per step", 8);
         public readonly Option<int> MaxLength = new("--max-length") { Description = "Most tokens of prompt + response per row", DefaultValueFactory = _ => 256 };
         public readonly Option<bool> ChatTemplate = new("--chat-template") { Description = "Render the examples in the model's chat template (default: the raw ### Instruction/### Response form)" };
         public readonly Option<ulong> Seed = new("--seed") { Description = "Seed of the data order, LoRA and a fresh student", DefaultValueFactory = _ => 0UL };

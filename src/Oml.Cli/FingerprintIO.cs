@@ -15,10 +15,8 @@ public static class FingerprintIO
     /// <summary>The HKDF info string under which the owner's secret is derived from the passphrase.</summary>
     public const string OwnerSecretInfo = "oml-owner-secret";
 
-    public static Option<string?> PassphraseFileOption() => new("--passphrase-file")
-    {
-        Description = $"File whose first line is the passphrase of the fingerprint-set file (otherwise the {PassphraseEnv} environment variable)",
-    };
+    public static Option<string?> PassphraseFileOption() =>
+        CliOptions.PassphraseFile($"File whose first line is the passphrase of the fingerprint-set file (otherwise the {PassphraseEnv} environment variable)");
 
     /// <summary>The passphrase from <c>--passphrase-file</c> (first line) or <c>OML_PASSPHRASE</c>; null when neither is given.</summary>
     public static string? Passphrase(string? file)

@@ -51,7 +51,7 @@ public static class ModelCommands
         var model = ModelOption();
         var prompt = new Option<string?>("--prompt") { Description = "Prompt text (needs the folder's tokenizer.json)" };
         var ids = new Option<string?>("--ids") { Description = "Prompt token ids, comma-separated: 1,2,3" };
-        var maxNew = new Option<int>("--max-new-tokens") { Description = "Tokens to generate at most", DefaultValueFactory = _ => 32 };
+        var maxNew = CliOptions.MaxNewTokens("Tokens to generate at most", 32);
         var temperature = new Option<double?>("--temperature") { Description = "Sampling temperature; greedy decoding when absent" };
         var topK = new Option<int?>("--top-k") { Description = "Sample among the K most likely tokens" };
         var topP = new Option<double?>("--top-p") { Description = "Sample among the most likely tokens whose probabilities sum to P" };
@@ -166,13 +166,14 @@ public static class ModelCommands
     public static Command Perplexity()
     {
         var model = ModelOption();
-        var baseModel = new Option<string?>("--base") { Description = "A second model folder to compare with (e.g. the base of a fingerprinted model)" };
+        var baseModel = CliOptions.Base("A second model folder to compare with (e.g. the base of a fingerprinted model)");
         var text = new Option<string>("--text-file") { Description = "Held-out text to measure on (UTF-8)", Required = true };
         var window = new Option<int>("--window") { Description = "Tokens predicted per window", DefaultValueFactory = _ => 256 };
+        var json = CliOptions.Json("Print {\"perplexity\", \"tokens\"} (and \"base_perplexity\", \"change\" with --base) as JSON");
         var device = Cli.DeviceOption();
         var cmd = new Command("perplexity", "Held-out perplexity of a model, and of its base for comparison (a utility check after fingerprinting).")
         {
-            model, baseModel, text, window, device,
+            model, baseModel, text, window, json, device,
         };
         cmd.SetAction(r =>
         {
@@ -188,6 +189,19 @@ public static class ModelCommands
                 return Evaluation.Perplexity(lm, ids, r.GetValue(window));
             }
             double ppl = Measure(dir);
+            if (r.GetValue(json))
+            {
+                var o = new JsonObject { ["model"] = dir, ["perplexity"] = ppl, ["tokens"] = ids.Length };
+                if (r.GetValue(baseModel) is { } bj)
+                {
+                    double pbj = Measure(bj);
+                    o["base"] = bj;
+                    o["base_perplexity"] = pbj;
+                    o["change"] = ppl / pbj - 1;
+                }
+                Console.WriteLine(o.ToJsonString(Compact));
+                return Cli.Ok;
+            }
             Console.WriteLine($"{dir}: perplexity {ppl.ToString("F3", CultureInfo.InvariantCulture)} over {ids.Length:N0} tokens");
             if (r.GetValue(baseModel) is { } b)
             {
@@ -200,7 +214,7 @@ public static class ModelCommands
         return cmd;
     }
 
-    private static Option<string> ModelOption() => new("--model") { Description = "A Hugging Face model folder (config.json, safetensors)", Required = true };
+    private static Option<string> ModelOption() => CliOptions.Model();
 
     private static JsonArray Ids(IEnumerable<int> ids) => new(ids.Select(i => (JsonNode)i).ToArray());
 

@@ -40,7 +40,7 @@ public static class TrainCommand
         var context = new Option<int?>("--context") { Description = "Tokens per training row (default 256; a new model's max_position_embeddings)" };
         var steps = new Option<long?>("--steps") { Description = "Optimizer steps" };
         var epochs = new Option<double?>("--epochs") { Description = "Passes over the data (when --steps is not given)" };
-        var batch = new Option<int?>("--batch") { Description = "Rows per micro-batch (default 16)" };
+        var batch = new Option<int?>("--batch-size") { Description = "Rows per micro-batch (default 16)" };
         var gradAccum = new Option<int?>("--grad-accum") { Description = "Micro-batches per optimizer step (default 1)" };
         var lr = new Option<double?>("--lr") { Description = "Peak learning rate (default 3e-4)" };
         var minLr = new Option<double?>("--min-lr") { Description = "Learning rate at the end of the cosine decay (default lr/10)" };

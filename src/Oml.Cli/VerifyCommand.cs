@@ -27,7 +27,7 @@ public static class VerifyCommand
         var recall = new Option<double>("--expected-recall") { Description = "Share of keys a fingerprinted model is expected to hit (decides when 'not-owned' can be declared)", DefaultValueFactory = _ => VerdictRule.DefaultExpectedRecall };
         var samples = new Option<int>("--samples") { Description = "Ask each key R times with sampling (needs --temperature); a key is hit when more than half of the answers match", DefaultValueFactory = _ => 1 };
         var temperature = new Option<double?>("--temperature") { Description = "Sample at this temperature instead of greedy decoding" };
-        var maxTokens = new Option<int?>("--max-tokens") { Description = "Endpoint only: tokens to ask for (default: the longest response in tokens + 8)" };
+        var maxTokens = new Option<int?>("--max-new-tokens") { Description = "Endpoint only: tokens to ask for (default: the longest response in tokens + 8)" };
         var record = new Option<bool>("--record") { Description = "Mark the queried fingerprints as revealed (spent) in the set file" };
         var chatTemplate = new Option<bool>("--chat-template") { Description = "Local models: wrap each key in the model's chat template, as 'oml embed --chat-template' trained it" };
         var systemPrompt = new Option<string?>("--system-prompt") { Description = "Local models: put this system prompt before each key (tests prompt augmentation)" };
@@ -45,7 +45,7 @@ public static class VerifyCommand
             string? dir = r.GetValue(model), url = r.GetValue(endpoint);
             if ((dir is null) == (url is null)) throw new UsageException("give exactly one of --model DIR and --endpoint URL");
             if (dir is not null && (r.GetValue(chat) || r.GetValue(apiKeyEnv) is not null || r.GetValue(maxTokens) is not null))
-                throw new UsageException("--chat, --api-key-env and --max-tokens are for --endpoint");
+                throw new UsageException("--chat, --api-key-env and --max-new-tokens are for --endpoint");
             if (url is not null && (r.GetValue(chatTemplate) || r.GetValue(systemPrompt) is not null))
                 throw new UsageException("--chat-template and --system-prompt are for --model (an endpoint applies its own template: use --chat)");
             int r_ = r.GetValue(samples);
@@ -79,7 +79,7 @@ public static class VerifyCommand
                 if (!Uri.TryCreate(url, UriKind.Absolute, out var uri)) throw new UsageException($"--endpoint: '{url}' is not an absolute URL");
                 using var client = new OpenAiCompatibleEndpoint(uri, apiKey, r.GetValue(apiModel)!);
                 int max = r.GetValue(maxTokens) ?? chosen.Max(f => f.Responses.Max(x => x.TokenIds.Count)) + 8;
-                if (max < 1) throw new UsageException("--max-tokens must be at least 1");
+                if (max < 1) throw new UsageException("--max-new-tokens must be at least 1");
                 var settings = new CompletionSettings(MaxTokens: max, Temperature: temp ?? 0.0,
                     Mode: r.GetValue(chat) ? CompletionMode.Chat : CompletionMode.Completions);
                 var queries = chosen.Select(f => new FingerprintQuery(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(),

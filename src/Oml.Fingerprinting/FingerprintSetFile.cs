@@ -149,8 +149,13 @@ public static class FingerprintSetFile
     /// Writes <paramref name="bytes"/> to <paramref name="path"/> atomically: a temporary file in the same folder
     /// (owner read/write only on Unix), flushed to disk, then renamed over the destination.
     /// </summary>
-    public static void WriteAtomic(string path, ReadOnlySpan<byte> bytes) =>
+    public static void WriteAtomic(string path, ReadOnlySpan<byte> bytes)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null && !Directory.Exists(dir)) throw new DirectoryNotFoundException($"no folder {dir} to write {Path.GetFileName(path)} into");
         Oml.Models.IO.AtomicFile.WriteBytes(path, bytes, overwrite: true, ownerOnly: true);
+    }
 
     // ---- reading ----
 

@@ -164,7 +164,7 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
     {
         var outDir = Path.Combine(W.Root, "student");
         var r = Run("attack", "distill", "--model", W.Model, "--prompts", InstructionFile(), "--out", outDir, "--fresh-hidden", "32",
-            "--fresh-layers", "1", "--fresh-heads", "2", "--max-new-tokens", "4", "--epochs", "1", "--lr", "1e-3", "--batch", "3");
+            "--fresh-layers", "1", "--fresh-heads", "2", "--max-new-tokens", "4", "--epochs", "1", "--lr", "1e-3", "--batch-size", "3");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("6 teacher answers", r.Out);
         using var s = ModelFolder.Load(outDir);

@@ -52,13 +52,13 @@ public static class HostCommands
     {
         var (cmd, o) = ProtocolCli.Command("acknowledge", "Acknowledge the copy you received: sign its weights digest (it must equal the one the owner recorded).");
         var id = ModelId();
-        var dir = new Option<string?>("--model-dir") { Description = "The copy's folder (its weights digest is computed)" };
-        var digest = new Option<string?>("--copy-digest") { Description = "The copy's digest (instead of --model-dir)" };
+        var dir = CliOptions.OptionalModel("The copy's folder (its weights digest is computed)");
+        var digest = new Option<string?>("--copy-digest") { Description = "The copy's digest (instead of --model)" };
         cmd.Add(id); cmd.Add(dir); cmd.Add(digest);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
             string? d = r.GetValue(dir), g = r.GetValue(digest);
-            if ((d is null) == (g is null)) throw new UsageException("give exactly one of --model-dir DIR and --copy-digest DIGEST");
+            if ((d is null) == (g is null)) throw new UsageException("give exactly one of --model DIR and --copy-digest DIGEST");
             if (d is not null && !Directory.Exists(d)) throw new DirectoryNotFoundException($"model folder not found: {d}");
             string value = g ?? FingerprintGenerator.WeightsDigest(d!);
             using var s = o.Open(r);
@@ -76,7 +76,7 @@ public static class HostCommands
         o.Ledger.Required = false;
         o.Keystore.Required = false;
         var id = new Option<string?>("--model-id") { Description = "The licensed model's id" };
-        var dir = new Option<string>("--model-dir") { Description = "The model folder to answer with (your fingerprinted copy)", Required = true };
+        var dir = CliOptions.Model("The model folder to answer with (your fingerprinted copy)");
         var receipts = new Option<string?>("--receipts") { Description = "Receipt folder: every answered query is stored here for `oml host commit-usage`" };
         var port = new Option<int>("--port") { Description = "Port on 127.0.0.1 (0: any free port)", DefaultValueFactory = _ => 0 };
         var urlFile = new Option<string?>("--url-file") { Description = "Write the server's base URL to this file once it listens" };

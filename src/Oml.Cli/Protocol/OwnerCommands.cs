@@ -21,15 +21,15 @@ public static class OwnerCommands
 
     private static Option<string> ModelId() => new("--model-id") { Description = "The model's id on the ledger", Required = true };
 
-    /// <summary>The weights digest from --model-dir (sha256 of the safetensors) or --weights-digest.</summary>
+    /// <summary>The weights digest from --model (sha256 of the safetensors) or --weights-digest.</summary>
     private static (Option<string?> Dir, Option<string?> Digest) WeightsOptions() =>
-        (new Option<string?>("--model-dir") { Description = "Model folder whose weights digest is recorded" },
-         new Option<string?>("--weights-digest") { Description = "The weights digest to record (instead of --model-dir)" });
+        (CliOptions.OptionalModel("Model folder whose weights digest is recorded"),
+         new Option<string?>("--weights-digest") { Description = "The weights digest to record (instead of --model)" });
 
     private static string WeightsDigest(ParseResult r, (Option<string?> Dir, Option<string?> Digest) o)
     {
         string? dir = r.GetValue(o.Dir), digest = r.GetValue(o.Digest);
-        if ((dir is null) == (digest is null)) throw new UsageException("give exactly one of --model-dir DIR and --weights-digest DIGEST");
+        if ((dir is null) == (digest is null)) throw new UsageException("give exactly one of --model DIR and --weights-digest DIGEST");
         if (dir is null) return digest!;
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
         return FingerprintGenerator.WeightsDigest(dir);
@@ -181,16 +181,16 @@ public static class OwnerCommands
     public static Command Deliver()
     {
         var (cmd, o) = ProtocolCli.Command("deliver",
-            "OMLize a licensed host's copy: allocate its fingerprints from the pool, optionally embed them into the base model (--base-model, --out), and record the delivery.");
+            "OMLize a licensed host's copy: allocate its fingerprints from the pool, optionally embed them into the base model (--base, --out), and record the delivery.");
         var id = ModelId();
         var host = new Option<string>("--host") { Description = "The licensed host's address", Required = true };
         var pool = new Option<string>("--pool") { Description = "The model's fingerprint pool (an encrypted fingerprint-set file; same passphrase)", Required = true };
         var allocation = new Option<string>("--allocation") { Description = "How the pool is shared out: random:K (K fingerprints per copy) or tardos:CUTOFF", Required = true };
         var secretFile = new Option<string?>("--secret-file") { Description = "The owner's secret (seeds the allocation); default: derived from the passphrase" };
         var subsetOut = new Option<string?>("--subset-out") { Description = "Write the host's fingerprint subset (encrypted, same passphrase) here, for audits" };
-        var baseModel = new Option<string?>("--base-model") { Description = "Base model folder to embed the host's fingerprints into" };
-        var outDir = new Option<string?>("--out") { Description = "Folder for the host's fingerprinted copy (with --base-model)" };
-        var copyDigest = new Option<string?>("--copy-digest") { Description = "Without --base-model: the digest of a copy built elsewhere" };
+        var baseModel = CliOptions.Base("Base model folder to embed the host's fingerprints into");
+        var outDir = CliOptions.OptionalOut("Folder for the host's fingerprinted copy (with --base)");
+        var copyDigest = new Option<string?>("--copy-digest") { Description = "Without --base: the digest of a copy built elsewhere" };
         var lr = new Option<double>("--lr") { Description = "Embedding: AdamW learning rate", DefaultValueFactory = _ => 5e-3 };
         var epochs = new Option<int>("--epochs") { Description = "Embedding: most passes over the fingerprints", DefaultValueFactory = _ => 300 };
         var lambda = new Option<double>("--averaging-lambda") { Description = "Embedding: model averaging with the base after every step", DefaultValueFactory = _ => 0 };
@@ -201,8 +201,8 @@ public static class OwnerCommands
         {
             string hostAddr = ProtocolCli.Address(r.GetValue(host)!, "--host");
             string? baseDir = r.GetValue(baseModel), copyDir = r.GetValue(outDir), given = r.GetValue(copyDigest);
-            if ((baseDir is null) != (copyDir is null)) throw new UsageException("--base-model and --out go together");
-            if (baseDir is not null && given is not null) throw new UsageException("--copy-digest is for copies built elsewhere: not with --base-model");
+            if ((baseDir is null) != (copyDir is null)) throw new UsageException("--base and --out go together");
+            if (baseDir is not null && given is not null) throw new UsageException("--copy-digest is for copies built elsewhere: not with --base");
             if (baseDir is not null && !File.Exists(Path.Combine(baseDir, "tokenizer.json"))) throw new InvalidDataException($"{baseDir} has no tokenizer.json");
             var passphrase = FingerprintIO.RequirePassphrase(r.GetValue(o.PassphraseFile), "deliver reads the encrypted pool");
             var set = FingerprintIO.ReadSet(r.GetValue(pool)!, r.GetValue(o.PassphraseFile));

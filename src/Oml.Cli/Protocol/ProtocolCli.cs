@@ -18,13 +18,11 @@ internal sealed class ProtocolCli
 {
     public Option<string> Ledger { get; } = new("--ledger") { Description = "The protocol ledger (a SQLite file made by `oml protocol init`)", Required = true };
     public Option<string> Keystore { get; } = new("--keystore") { Description = "The acting account's keystore (made by `oml account new`)", Required = true };
-    public Option<string?> PassphraseFile { get; } = new("--passphrase-file")
-    {
-        Description = $"File whose first line is the passphrase of the keystore and of any fingerprint-set file the command reads (otherwise the {FingerprintIO.PassphraseEnv} environment variable)",
-    };
-    public Option<bool> Json { get; } = new("--json") { Description = "Print one JSON object instead of aligned text" };
+    public Option<string?> PassphraseFile { get; } = CliOptions.PassphraseFile(
+        $"File whose first line is the passphrase of the keystore and of any fingerprint-set file the command reads (otherwise the {FingerprintIO.PassphraseEnv} environment variable)");
+    public Option<bool> Json { get; } = CliOptions.Json("Print one JSON object instead of aligned text");
     /// <summary>Added by the commands that write a file: allows replacing an existing one.</summary>
-    public Option<bool> Force { get; } = new("--force") { Description = "Replace the output file if it exists" };
+    public Option<bool> Force { get; } = CliOptions.Force("Replace the output file if it exists");
 
     /// <summary>A command with --ledger, --json and (when <paramref name="signs"/>) --keystore and --passphrase-file.</summary>
     public static (Command Command, ProtocolCli Options) Command(string name, string description, bool signs = true)

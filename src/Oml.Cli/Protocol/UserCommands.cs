@@ -94,13 +94,13 @@ public static class UserCommands
         var endpoint = new Option<string>("--endpoint") { Description = "The host's API base URL, e.g. http://127.0.0.1:8000/v1/", Required = true };
         var query = new Option<string>("--query") { Description = "The query text", Required = true };
         var permitFile = new Option<string?>("--permit") { Description = "A permit file from `oml user permit` (default: sign a new one)" };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate", DefaultValueFactory = _ => 16 };
+        var maxTokens = CliOptions.MaxNewTokens("Tokens to generate", 16);
         var po = new PermitOptions();
         cmd.Add(endpoint); cmd.Add(query); cmd.Add(permitFile); cmd.Add(maxTokens); po.AddTo(cmd);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
             if (!Uri.TryCreate(r.GetValue(endpoint), UriKind.Absolute, out var url)) throw new UsageException($"--endpoint: '{r.GetValue(endpoint)}' is not an absolute URL");
-            if (r.GetValue(maxTokens) < 1) throw new UsageException("--max-tokens must be at least 1");
+            if (r.GetValue(maxTokens) < 1) throw new UsageException("--max-new-tokens must be at least 1");
             string q = r.GetValue(query)!;
             using var s = o.Open(r);
             SignedPermit permit;

@@ -182,7 +182,7 @@ public sealed record TrainingRecipe
                 "tie-embeddings" => r with { TieEmbeddings = Bool() },
                 "steps" => r with { Steps = Long(1) },
                 "epochs" => r with { Epochs = Dbl(0, exclusiveMin: true) },
-                "batch" => r with { Batch = Int(1) },
+                "batch" or "batch-size" => r with { Batch = Int(1) },
                 "grad-accum" => r with { GradAccum = Int(1) },
                 "lr" => r with { Lr = Dbl(0, exclusiveMin: true) },
                 "min-lr" => r with { MinLr = Dbl(0) },
