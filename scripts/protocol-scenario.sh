@@ -55,18 +55,18 @@ for who in owner hostA hostB hostC user prover; do
 done
 
 step "the owner registers the model"
-oml owner register "${L[@]}" --keystore owner.json --model-id tiny --model-dir base --price 10 --min-collateral 1000
+oml owner register "${L[@]}" --keystore owner.json --model-id tiny --model base --price 10 --min-collateral 1000
 
 step "three hosts license it; the owner OMLizes a copy for each (6 of the 16 pool fingerprints embedded)"
 for h in hostA hostB hostC; do
   oml host apply "${L[@]}" --keystore "$h.json" --model-id tiny --collateral 2000 --endpoint "http://127.0.0.1/$h" >/dev/null
   oml owner deliver "${L[@]}" --keystore owner.json --model-id tiny --host "$(cat "$h.addr")" --pool pool.omlfp \
-    --allocation random:6 --base-model base --out "copy-$h" --subset-out "subset-$h.omlfp" 2>"deliver-$h.log"
-  oml host acknowledge "${L[@]}" --keystore "$h.json" --model-id tiny --model-dir "copy-$h" >/dev/null
+    --allocation random:6 --base base --out "copy-$h" --subset-out "subset-$h.omlfp" 2>"deliver-$h.log"
+  oml host acknowledge "${L[@]}" --keystore "$h.json" --model-id tiny --model "copy-$h" >/dev/null
 done
 
 step "host A serves with permits; a user escrows funds with A and asks three questions"
-serve a "${L[@]}" --keystore hostA.json --model-id tiny --model-dir copy-hostA --receipts receipts-a
+serve a "${L[@]}" --keystore hostA.json --model-id tiny --model copy-hostA --receipts receipts-a
 urlA="$url"
 oml user deposit "${L[@]}" --keystore user.json --host "$(cat hostA.addr)" --amount 100
 for q in " apple bread" " cloud dance" " eagle flame"; do
@@ -89,7 +89,7 @@ oml host withdraw "${L[@]}" --keystore hostA.json
 oml owner withdraw "${L[@]}" --keystore owner.json
 
 step "host B serves WITHOUT permits; the prover audits it with B's unrevealed keys and claims"
-serve b "${L[@]}" --keystore hostB.json --model-id tiny --model-dir copy-hostB --receipts receipts-b --no-permits
+serve b "${L[@]}" --keystore hostB.json --model-id tiny --model copy-hostB --receipts receipts-b --no-permits
 urlB="$url"
 oml prover audit "${L[@]}" --endpoint "$urlB" --model-id tiny --host "$(cat hostB.addr)" --subset subset-hostB.omlfp --max-queries 3 --ticket ticket.json
 oml prover claim "${L[@]}" --keystore prover.json --ticket ticket.json --bond 100
@@ -104,7 +104,7 @@ oml prover settle "${L[@]}" --keystore prover.json --claim 0
 oml prover withdraw "${L[@]}" --keystore prover.json
 
 step "host C's copy leaks to an endpoint of unknown origin (a plain server); the owner traces it"
-serve leak --plain --model-dir copy-hostC
+serve leak --plain --model copy-hostC
 urlX="$url"
 oml prover trace "${L[@]}" --keystore owner.json --endpoint "$urlX" --model-id tiny --pool pool.omlfp
 

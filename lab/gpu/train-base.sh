@@ -7,7 +7,7 @@ set -euo pipefail
 out="${OUT:?set OUT to the folder that goes back}"
 steps="${1:-}"
 oml train --config lab/recipes/base.yaml --steps 40 --warmup 10 --eval-every 0 --checkpoint-every 1000 \
-  --out /tmp/probe --checkpoint-dir /tmp/probe-ck --log /tmp/probe.jsonl > /tmp/probe.txt 2>&1 || { tail -20 /tmp/probe.txt; exit 1; }
+  --out /tmp/probe --force --checkpoint-dir /tmp/probe-ck --log /tmp/probe.jsonl > /tmp/probe.txt 2>&1 || { tail -20 /tmp/probe.txt; exit 1; }
 python3 - <<'PY'
 import json
 rows=[json.loads(l) for l in open('/tmp/probe.jsonl') if l.strip()]

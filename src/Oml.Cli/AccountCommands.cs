@@ -38,9 +38,9 @@ public static class AccountCommands
         cmd.SetAction(r =>
         {
             var path = r.GetValue(keystore)!;
-            if (File.Exists(path) && !r.GetValue(force)) throw new ArgumentException($"{path} exists: choose another --keystore or give --force");
+            if (File.Exists(path) && !r.GetValue(force)) throw new UsageException($"{path} exists: choose another --keystore or give --force");
             int n = r.GetValue(iterations);
-            if (n < 1 || n > Keystore.MaxIterations) throw new ArgumentException($"--kdf-iterations must be in [1, {Keystore.MaxIterations}]");
+            if (n < 1 || n > Keystore.MaxIterations) throw new UsageException($"--kdf-iterations must be in [1, {Keystore.MaxIterations}]");
             var passphrase = FingerprintIO.RequirePassphrase(r.GetValue(passphraseFile), "a new keystore needs a passphrase");
             using var key = PrivateKey.Generate();
             Keystore.Save(path, key, passphrase, n);
@@ -54,25 +54,39 @@ public static class AccountCommands
     {
         var keystore = KeystoreOption();
         var passphraseFile = FingerprintIO.PassphraseFileOption();
-        var cmd = new Command("show", "Print the address of a keystore (read from the file; a file without an address field is decrypted, which needs the passphrase).")
+        var json = new Option<bool>("--json") { Description = "Print {\"address\": ..., \"verified\": true|false}" };
+        var cmd = new Command("show", "Print the address of a keystore. With the passphrase the key is decrypted and the file's address checked "
+            + "against it (verified); without it the file's 'address' field is printed as it stands, marked unverified.")
         {
-            keystore, passphraseFile,
+            keystore, passphraseFile, json,
         };
-        cmd.SetAction(r => Guard(() =>
+        cmd.SetAction(r =>
         {
             var path = r.GetValue(keystore)!;
             Address address;
-            try
+            bool verified;
+            if (FingerprintIO.Passphrase(r.GetValue(passphraseFile)) is { } passphrase)
             {
-                address = Keystore.ReadAddress(path);
-            }
-            catch (KeystoreException) when (FingerprintIO.Passphrase(r.GetValue(passphraseFile)) is { } passphrase)
-            {
+                // Decrypting checks the MAC and that the file's address field (if any) is the key's address.
                 using var key = Keystore.Load(path, passphrase);
-                address = key.Address;
+                (address, verified) = (key.Address, true);
             }
-            Console.WriteLine(address);
-        }));
+            else
+            {
+                try { (address, verified) = (Keystore.ReadAddress(path), false); }
+                catch (KeystoreException e) when (e.Message.Contains("no 'address' field", StringComparison.Ordinal))
+                {
+                    throw new UsageException($"{e.Message}: give --passphrase-file FILE or set {FingerprintIO.PassphraseEnv}");
+                }
+            }
+            if (r.GetValue(json)) Console.WriteLine(new System.Text.Json.Nodes.JsonObject { ["address"] = address.ToString(), ["verified"] = verified }.ToJsonString());
+            else
+            {
+                Console.WriteLine(address);
+                if (!verified) Console.Error.WriteLine($"oml: note: unverified: this is the file's 'address' field; give the passphrase to check it against the key");
+            }
+            return Cli.Ok;
+        });
         return cmd;
     }
 
@@ -85,13 +99,14 @@ public static class AccountCommands
         {
             keystore, data, passphraseFile,
         };
-        cmd.SetAction(r => Guard(() =>
+        cmd.SetAction(r =>
         {
             var typed = ReadTypedData(r.GetValue(data)!);
             var passphrase = FingerprintIO.RequirePassphrase(r.GetValue(passphraseFile), "signing needs the keystore's passphrase");
             using var key = Keystore.Load(r.GetValue(keystore)!, passphrase);
             Console.WriteLine(Eip712.Sign(typed, key).ToHex());
-        }));
+            return Cli.Ok;
+        });
         return cmd;
     }
 
@@ -103,32 +118,23 @@ public static class AccountCommands
         {
             data, signature,
         };
-        cmd.SetAction(r => Guard(() =>
+        cmd.SetAction(r =>
         {
             var typed = ReadTypedData(r.GetValue(data)!);
-            var sig = Signature.Parse(r.GetValue(signature)!);
+            Signature sig;
+            try { sig = Signature.Parse(r.GetValue(signature)!); }
+            catch (Exception e) when (e is ArgumentException or FormatException) { throw new UsageException($"--signature: {e.Message}"); }
             Console.WriteLine(Eip712.RecoverSigner(typed, sig));
-        }));
+            return Cli.Ok;
+        });
         return cmd;
     }
 
     private static Eip712TypedData ReadTypedData(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"no typed-data file at {path}", path);
-        return Eip712TypedData.FromJson(File.ReadAllText(path));
-    }
-
-    /// <summary>Runs an action; keystore failures (wrong passphrase, damaged file) become work failures (exit 1) with their message.</summary>
-    private static int Guard(Action action)
-    {
-        try
-        {
-            action();
-            return Cli.Ok;
-        }
-        catch (KeystoreException e)
-        {
-            throw new InvalidDataException(e.Message, e);
-        }
+        var text = Oml.Models.IO.InputFile.ReadText(path, 1 << 20, "typed-data file");
+        try { return Eip712TypedData.FromJson(text); }
+        catch (Exception e) when (e is ArgumentException or FormatException) { throw new InvalidDataException($"{path}: {e.Message}", e); }
     }
 }

@@ -31,17 +31,18 @@ public static class AttackCommands
     private static IProgress<string> Progress() => new InlineProgress<string>(s => Console.Error.WriteLine(s));
 
     /// <summary>Refuses to write over an input folder (the attacked model would replace the evidence).</summary>
-    private static void CheckOut(string outDir, params string?[] inputs)
+    private static void CheckOut(string outDir, bool force, params string?[] inputs)
     {
         var full = Path.GetFullPath(outDir).TrimEnd(Path.DirectorySeparatorChar);
         foreach (var i in inputs)
             if (i is not null && string.Equals(Path.GetFullPath(i).TrimEnd(Path.DirectorySeparatorChar), full, StringComparison.Ordinal))
-                throw new ArgumentException($"--out {outDir} is an input folder; write the attacked model somewhere else");
+                throw new UsageException($"--out {outDir} is an input folder; write the attacked model somewhere else");
+        Oml.Models.IO.AtomicFolder.CheckWritable(outDir, force);
     }
 
-    private static void Save(CausalLM attacked, string outDir, string sourceDir)
+    private static void Save(CausalLM attacked, string outDir, string sourceDir, bool force)
     {
-        ModelFolder.Save(attacked, outDir, sourceDir);
+        ModelFolder.Publish(attacked, outDir, sourceDir, overwrite: force);
         Console.Error.WriteLine($"wrote {outDir}");
     }
 
@@ -56,10 +57,11 @@ public static class AttackCommands
         var density = new Option<double>("--density") { Description = "ties: fraction of each task vector kept", DefaultValueFactory = _ => 0.5 };
         var lambda = new Option<double>("--lambda") { Description = "task-arithmetic/ties: scale of the merged task vector", DefaultValueFactory = _ => 1.0 };
         var output = OutOption();
+        var force = CliOptions.Force();
         var device = Cli.DeviceOption();
         var cmd = new Command("merge", "Merge the model with sibling models of the same shape (linear, SLERP, task arithmetic, TIES).")
         {
-            model, with, method, baseModel, weight, weights, density, lambda, output, device,
+            model, with, method, baseModel, weight, weights, density, lambda, output, force, device,
         };
         cmd.SetAction(r =>
         {
@@ -69,13 +71,13 @@ public static class AttackCommands
                 "slerp" => MergeMethod.Slerp,
                 "task-arithmetic" or "task_arithmetic" => MergeMethod.TaskArithmetic,
                 "ties" => MergeMethod.Ties,
-                var other => throw new ArgumentException($"--method: unknown merge method '{other}' (linear, slerp, task-arithmetic, ties)"),
+                var other => throw new UsageException($"--method: unknown merge method '{other}' (linear, slerp, task-arithmetic, ties)"),
             };
             string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
             var others = r.GetValue(with) ?? [];
             string? baseDir = r.GetValue(baseModel);
-            CheckOut(outDir, [dir, baseDir, .. others]);
-            if (m is MergeMethod.Linear or MergeMethod.Slerp && baseDir is not null) throw new ArgumentException($"--base is for task-arithmetic and ties, not {r.GetValue(method)}");
+            CheckOut(outDir, r.GetValue(force), [dir, baseDir, .. others]);
+            if (m is MergeMethod.Linear or MergeMethod.Slerp && baseDir is not null) throw new UsageException($"--base is for task-arithmetic and ties, not {r.GetValue(method)}");
             double[]? w = r.GetValue(weights) is { } ws ? ParseList(ws, "--weights") : null;
             var dev = Cli.ParseDevice(r.GetValue(device)!);
             var loaded = new List<CausalLM>();
@@ -84,9 +86,9 @@ public static class AttackCommands
                 var lm = Load(dir, dev, loaded);
                 var siblings = others.Select(o => Load(o, dev, loaded)).ToList();
                 var b = baseDir is null ? null : Load(baseDir, dev, loaded);
-                var attack = new MergeAttack(m, siblings, b, r.GetValue(weight), w, r.GetValue(density), r.GetValue(lambda));
+                var attack = Cli.OptionValue(() => new MergeAttack(m, siblings, b, r.GetValue(weight), w, r.GetValue(density), r.GetValue(lambda)));
                 using var merged = attack.Apply(lm, Progress());
-                Save(merged, outDir, dir);
+                Save(merged, outDir, dir, r.GetValue(force));
             }
             finally
             {
@@ -106,7 +108,7 @@ public static class AttackCommands
 
     private static double[] ParseList(string s, string option) => s.Split(',').Select(x =>
         double.TryParse(x.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && double.IsFinite(v) ? v
-            : throw new ArgumentException($"{option}: '{x}' is not a number")).ToArray();
+            : throw new UsageException($"{option}: '{x}' is not a number")).ToArray();
 
     private static TensorKinds Kinds(bool embeddings, bool norms) =>
         TensorKinds.Linear | (embeddings ? TensorKinds.Embeddings : 0) | (norms ? TensorKinds.Other : 0);
@@ -120,10 +122,11 @@ public static class AttackCommands
         var embeddings = new Option<bool>("--include-embeddings") { Description = "Also quantize the token embeddings (and an untied LM head)" };
         var norms = new Option<bool>("--include-norms") { Description = "Also quantize norm weights and biases" };
         var output = OutOption();
+        var force = CliOptions.Force();
         var device = Cli.DeviceOption();
         var cmd = new Command("quantize", "Quantize the weights group-wise to int8/int4 and back (the values a weight-only quantized deployment computes with).")
         {
-            model, bits, symmetric, group, embeddings, norms, output, device,
+            model, bits, symmetric, group, embeddings, norms, output, force, device,
         };
         cmd.SetAction(r =>
         {
@@ -132,14 +135,14 @@ public static class AttackCommands
                 (8, _) => QuantizationScheme.Int8Symmetric,
                 (4, false) => QuantizationScheme.Int4Asymmetric,
                 (4, true) => QuantizationScheme.Int4Symmetric,
-                var (b, _) => throw new ArgumentException($"--bits must be 8 or 4, not {b}"),
+                var (b, _) => throw new UsageException($"--bits must be 8 or 4, not {b}"),
             };
             string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
-            CheckOut(outDir, dir);
-            var attack = new QuantizeAttack(scheme, r.GetValue(group), Kinds(r.GetValue(embeddings), r.GetValue(norms)));
+            CheckOut(outDir, r.GetValue(force), dir);
+            var attack = Cli.OptionValue(() => new QuantizeAttack(scheme, r.GetValue(group), Kinds(r.GetValue(embeddings), r.GetValue(norms))));
             using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
             using var q = attack.Apply(lm, Progress());
-            Save(q, outDir, dir);
+            Save(q, outDir, dir, r.GetValue(force));
             var worst = attack.Errors.MaxBy(e => e.MeanSquaredError);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{attack.Name}: {attack.Errors.Count} tensors, mean MSE {attack.Errors.Average(e => e.MeanSquaredError):E3}, worst {worst?.Name} ({worst?.MeanSquaredError:E3})"));
@@ -155,16 +158,17 @@ public static class AttackCommands
         var global = new Option<bool>("--global") { Description = "One magnitude threshold over all pruned tensors (default: per matrix)" };
         var embeddings = new Option<bool>("--include-embeddings") { Description = "Also prune the token embeddings (and an untied LM head)" };
         var output = OutOption();
+        var force = CliOptions.Force();
         var device = Cli.DeviceOption();
-        var cmd = new Command("prune", "Unstructured magnitude pruning of the linear weights.") { model, fraction, global, embeddings, output, device };
+        var cmd = new Command("prune", "Unstructured magnitude pruning of the linear weights.") { model, fraction, global, embeddings, output, force, device };
         cmd.SetAction(r =>
         {
             string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
-            CheckOut(outDir, dir);
-            var attack = new PruneAttack(r.GetValue(fraction), r.GetValue(global), Kinds(r.GetValue(embeddings), false));
+            CheckOut(outDir, r.GetValue(force), dir);
+            var attack = Cli.OptionValue(() => new PruneAttack(r.GetValue(fraction), r.GetValue(global), Kinds(r.GetValue(embeddings), false)));
             using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
             using var p = attack.Apply(lm, Progress());
-            Save(p, outDir, dir);
+            Save(p, outDir, dir, r.GetValue(force));
             Console.WriteLine($"{attack.Name}: done");
             return Cli.Ok;
         });
@@ -179,7 +183,7 @@ public static class AttackCommands
         public readonly Option<int?> Samples = new("--samples") { Description = "Use only the first N examples (default: all)" };
         public readonly Option<int?> LoraRank = new("--lora-rank") { Description = "Train LoRA adapters of this rank (merged on save) instead of all weights" };
         public readonly Option<double?> LoraAlpha = new("--lora-alpha") { Description = "LoRA α (default 2 × rank)" };
-        public readonly Option<int> Batch = new("--batch") { Description = "Rows per step", DefaultValueFactory = _ => 8 };
+        public readonly Option<int> Batch = CliOptions.BatchSize("Rows per step", 8);
         public readonly Option<int> MaxLength = new("--max-length") { Description = "Most tokens of prompt + response per row", DefaultValueFactory = _ => 256 };
         public readonly Option<bool> ChatTemplate = new("--chat-template") { Description = "Render the examples in the model's chat template (default: the raw ### Instruction/### Response form)" };
         public readonly Option<ulong> Seed = new("--seed") { Description = "Seed of the data order, LoRA and a fresh student", DefaultValueFactory = _ => 0UL };
@@ -204,7 +208,7 @@ public static class AttackCommands
         /// <summary>The model folder's tokenizer, and its chat template when --chat-template is given.</summary>
         public (Tokenizer Tok, ChatTemplate? Template) Tokenizer(ParseResult r, string dir)
         {
-            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new ArgumentException($"{dir} has no tokenizer.json: the instruction data must be tokenized with the model's tokenizer");
+            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: the instruction data must be tokenized with the model's tokenizer");
             var tok = Oml.Models.Tokenizers.Tokenizer.FromFolder(dir);
             return (tok, r.GetValue(ChatTemplate) ? LoadTemplate(dir) : null);
         }
@@ -215,7 +219,7 @@ public static class AttackCommands
         try { return Oml.Models.ChatTemplates.ChatTemplate.FromTokenizerConfig(dir); }
         catch (Exception e) when (e is IOException or ChatTemplateException or System.Text.Json.JsonException or InvalidDataException)
         {
-            throw new ArgumentException($"{dir} has no usable chat template ({e.Message})");
+            throw new InvalidDataException($"{dir} has no usable chat template ({e.Message})");
         }
     }
 
@@ -224,21 +228,22 @@ public static class AttackCommands
         var model = ModelOption();
         var data = new Option<string>("--data") { Description = "Instruction data: JSON or JSONL in Alpaca, ShareGPT or messages form", Required = true };
         var output = OutOption();
+        var force = CliOptions.Force();
         var device = Cli.DeviceOption();
         var t = new TrainingOptionSet();
-        var cmd = new Command("sft", "Fine-tune the model on instruction data (full or LoRA; loss on the responses only).") { model, data, output, device };
+        var cmd = new Command("sft", "Fine-tune the model on instruction data (full or LoRA; loss on the responses only).") { model, data, output, force, device };
         t.AddTo(cmd);
         cmd.SetAction(r =>
         {
             string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
-            CheckOut(outDir, dir);
+            CheckOut(outDir, r.GetValue(force), dir);
             var training = t.Read(r);
             var (tok, template) = t.Tokenizer(r, dir);
             var conversations = InstructionData.Load(r.GetValue(data)!);
-            var attack = new SftAttack(SftAttack.ExamplesFrom(training.Samples is { } n ? conversations.Take(n) : conversations, tok, template), training);
+            var attack = Cli.OptionValue(() => new SftAttack(SftAttack.ExamplesFrom(training.Samples is { } n ? conversations.Take(n) : conversations, tok, template), training));
             using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
             using var tuned = attack.Apply(lm, Progress());
-            Save(tuned, outDir, dir);
+            Save(tuned, outDir, dir, r.GetValue(force));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{attack.Name}: final loss {attack.LastLoss:F4}"));
             return Cli.Ok;
         });
@@ -256,11 +261,12 @@ public static class AttackCommands
         var maxNew = new Option<int>("--max-new-tokens") { Description = "Length of the teacher's answers", DefaultValueFactory = _ => 64 };
         var temperature = new Option<double?>("--temperature") { Description = "Sample the teacher's answers at this temperature (default greedy)" };
         var output = OutOption();
+        var force = CliOptions.Force();
         var device = Cli.DeviceOption();
         var t = new TrainingOptionSet();
         var cmd = new Command("distill", "Sequence-level distillation: train a student on the model's answers to ordinary prompts.")
         {
-            model, prompts, student, freshHidden, freshLayers, freshHeads, maxNew, temperature, output, device,
+            model, prompts, student, freshHidden, freshLayers, freshHeads, maxNew, temperature, output, force, device,
         };
         t.AddTo(cmd);
         cmd.SetAction(r =>
@@ -268,8 +274,8 @@ public static class AttackCommands
             string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
             string? studentDir = r.GetValue(student);
             int? hidden = r.GetValue(freshHidden);
-            if ((studentDir is null) == (hidden is null)) throw new ArgumentException("give exactly one of --student DIR and --fresh-hidden H");
-            CheckOut(outDir, dir, studentDir);
+            if ((studentDir is null) == (hidden is null)) throw new UsageException("give exactly one of --student DIR and --fresh-hidden H");
+            CheckOut(outDir, r.GetValue(force), dir, studentDir);
             var training = t.Read(r);
             var (tok, template) = t.Tokenizer(r, dir);
             var conversations = InstructionData.Load(r.GetValue(prompts)!);
@@ -280,8 +286,8 @@ public static class AttackCommands
             if (hidden is { } h)
             {
                 int heads = r.GetValue(freshHeads), layers = r.GetValue(freshLayers);
-                if (h < 8 || heads < 1 || h % heads != 0 || (h / heads) % 2 != 0) throw new ArgumentException($"--fresh-hidden {h} must be a multiple of --fresh-heads {heads} with an even head size");
-                if (layers < 1) throw new ArgumentException("--fresh-layers must be at least 1");
+                if (h < 8 || heads < 1 || h % heads != 0 || (h / heads) % 2 != 0) throw new UsageException($"--fresh-hidden {h} must be a multiple of --fresh-heads {heads} with an even head size");
+                if (layers < 1) throw new UsageException("--fresh-layers must be at least 1");
                 int intermediate = (h * 8 / 3 + 63) / 64 * 64;
                 var c = teacher.Config;
                 fresh = new LlamaShape(c.VocabSize, h, layers, heads, heads, intermediate, Math.Min(c.MaxPositionEmbeddings, 4096), TieEmbeddings: true)
@@ -289,9 +295,9 @@ public static class AttackCommands
             }
             using var studentModel = studentDir is null ? null : ModelFolder.Load(studentDir, dev);
             var decoding = new GenerationOptions { Temperature = r.GetValue(temperature), Seed = r.GetValue(temperature) is null ? null : r.GetValue(t.Seed) };
-            var attack = new DistillationAttack(promptIds, studentModel, fresh, r.GetValue(maxNew), decoding, training);
+            var attack = Cli.OptionValue(() => new DistillationAttack(promptIds, studentModel, fresh, r.GetValue(maxNew), decoding, training));
             using var trained = attack.Apply(teacher, Progress());
-            Save(trained, outDir, dir);
+            Save(trained, outDir, dir, r.GetValue(force));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{attack.Name}: {attack.Transcript.Count} teacher answers, final loss {attack.LastLoss:F4}"));
             return Cli.Ok;
         });
@@ -315,26 +321,26 @@ public static class AttackCommands
         };
         cmd.SetAction(r =>
         {
-            var spec = ResponderSpec.Parse(r.GetValue(responder)!);
+            var spec = Cli.OptionValue(() => ResponderSpec.Parse(r.GetValue(responder)!));
             string dir = r.GetValue(model)!;
-            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new ArgumentException($"{dir} has no tokenizer.json: probing needs the model's tokenizer");
+            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: probing needs the model's tokenizer");
             double a = r.GetValue(alpha);
-            if (!(a > 0 && a < 1)) throw new ArgumentException("--alpha must be in (0, 1)");
+            if (!(a > 0 && a < 1)) throw new UsageException("--alpha must be in (0, 1)");
             var rule = new VerdictRule { Alpha = a };
             var set = FingerprintIO.ReadSet(r.GetValue(fingerprints)!, r.GetValue(passphraseFile));
             var unrevealed = set.Unrevealed();
-            if (unrevealed.Count == 0) throw new ArgumentException("every fingerprint of the set has been revealed: there are no secret keys left to query");
+            if (unrevealed.Count == 0) throw new InvalidDataException("every fingerprint of the set has been revealed: there are no secret keys left to query");
             int m = r.GetValue(count) ?? unrevealed.Count;
-            if (m < 1 || m > unrevealed.Count) throw new ArgumentException($"--count must be in [1, {unrevealed.Count}]");
+            if (m < 1 || m > unrevealed.Count) throw new UsageException($"--count must be in [1, {unrevealed.Count}]");
             var chosen = unrevealed.Take(m).ToList();
             var tok = Tokenizer.FromFolder(dir);
             var dev = Cli.ParseDevice(r.GetValue(device)!);
             IReadOnlyList<int[]>? calib = null;
             if (r.GetValue(calibration) is { } cf)
             {
-                if (!File.Exists(cf)) throw new ArgumentException($"--calibration: no file at {cf}");
+                if (!File.Exists(cf)) throw new FileNotFoundException($"--calibration: no file at {cf}");
                 calib = File.ReadAllLines(cf).Where(l => l.Trim().Length > 0).Select(l => tok.Encode(l, addSpecialTokens: true)).Where(x => x.Length > 1).ToList();
-                if (calib.Count == 0) throw new ArgumentException($"--calibration: {cf} holds no usable lines");
+                if (calib.Count == 0) throw new InvalidDataException($"--calibration: {cf} holds no usable lines");
             }
             using var lm = ModelFolder.Load(dir, dev);
             ChatTemplate? template = null;
@@ -343,7 +349,7 @@ public static class AttackCommands
                 try { template = ChatTemplate.FromTokenizerConfig(dir); }
                 catch (Exception e) when (e is IOException or ChatTemplateException or System.Text.Json.JsonException or InvalidDataException)
                 {
-                    throw new ArgumentException($"--responder uses 'chat' but {dir} has no usable chat template ({e.Message})");
+                    throw new InvalidDataException($"--responder uses 'chat' but {dir} has no usable chat template ({e.Message})");
                 }
             }
             var context = new ResponderContext
@@ -358,7 +364,7 @@ public static class AttackCommands
             var queries = chosen.Select(f => KeyFormat.Raw.Encode(tok, f)).ToList();
             for (int i = 0; i < chosen.Count; i++)
                 foreach (var id in queries[i])
-                    if (id >= lm.Config.VocabSize) throw new ArgumentException($"fingerprint {chosen[i].Index}: token id {id} is outside the model's vocabulary of {lm.Config.VocabSize}");
+                    if (id >= lm.Config.VocabSize) throw new InvalidDataException($"fingerprint {chosen[i].Index}: token id {id} is outside the model's vocabulary of {lm.Config.VocabSize}");
             int maxLen = chosen.Max(f => f.Responses.Max(x => x.TokenIds.Count));
             Console.Error.WriteLine($"probing {dir} through {host.Name} with {chosen.Count} keys ...");
             var answers = host.Respond(queries, maxLen);

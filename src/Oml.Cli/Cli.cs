@@ -1,16 +1,24 @@
 using System.CommandLine;
+using System.Reflection;
 using Oml.Engine;
+using Oml.Protocol.Core;
 
 namespace Oml.Cli;
 
-/// <summary>Shared command-line plumbing: exit codes and error reporting.</summary>
+/// <summary>The command line itself is wrong: a missing or conflicting option, a value out of range (exit code 2).</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>Shared command-line plumbing: exit codes and the one place where errors become messages and exit codes.</summary>
 public static class Cli
 {
     public const int Ok = 0;
-    /// <summary>The work failed (bad input file, libtorch error, ...).</summary>
+    /// <summary>The work failed: bad input data (a damaged file, an absurd config), a rejected action, a libtorch error, ...</summary>
     public const int Failure = 1;
-    /// <summary>The command line itself was wrong (System.CommandLine's own code for parse errors).</summary>
+    /// <summary>The command line itself was wrong: a parse error or a <see cref="UsageException"/>.</summary>
     public const int Usage = 2;
+
+    /// <summary>Set to print the stack trace of unexpected errors (bugs) as well.</summary>
+    public const string DebugEnv = "OML_DEBUG";
 
     /// <summary>The <c>oml</c> command with all its subcommands.</summary>
     public static RootCommand CreateRoot() => new("oml: fingerprint open-weight language models and prove ownership of their copies.")
@@ -38,26 +46,74 @@ public static class Cli
         ServeCommand.Create(),
     };
 
+    /// <summary>
+    /// Parses and runs a command line. Every error ends here, as one line on stderr: parse errors and
+    /// <see cref="UsageException"/> give exit code 2; everything else (bad data, a rejected action, I/O, libtorch) gives 1.
+    /// </summary>
     public static int Run(RootCommand root, string[] args)
     {
+        ArgumentNullException.ThrowIfNull(root);
         try
         {
-            var parsed = root.Parse(args);
+            var parsed = root.Parse(Vocabulary.Rewrite(root, args, Console.Error));
             if (parsed.Errors.Count > 0)
             {
-                foreach (var error in parsed.Errors) Console.Error.WriteLine($"oml: error: {error.Message}");
-                Console.Error.WriteLine("Run 'oml --help' (or 'oml COMMAND --help') for usage.");
+                Console.Error.WriteLine($"oml: error: {OneLine(string.Join("; ", parsed.Errors.Select(e => e.Message)))} (see 'oml --help' or 'oml COMMAND --help')");
                 return Usage;
             }
             return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
-        catch (Exception e) when (e is TorchException or IOException or ArgumentException or InvalidDataException
-            or Oml.Fingerprinting.FingerprintFileException or Oml.Fingerprinting.Endpoints.CompletionEndpointException)
+        catch (Exception e)
         {
-            Console.Error.WriteLine($"oml: error: {e.Message}");
-            return e is ArgumentException ? Usage : Failure;
+            return Report(e);
         }
     }
+
+    /// <summary>Writes the one-line message for <paramref name="e"/> and returns its exit code.</summary>
+    public static int Report(Exception e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        while (e is TargetInvocationException or AggregateException { InnerExceptions.Count: 1 } && e.InnerException is { } inner) e = inner;
+        var (code, text) = e switch
+        {
+            UsageException => (Usage, e.Message),
+            Oml.Models.IO.OutputExistsException => (Usage, e.Message),
+            ProtocolException p => (Failure, $"rejected ({p.Code}): {p.Message}"),
+            OperationCanceledException => (Failure, "cancelled"),
+            OutOfMemoryException => (Failure, $"out of memory ({e.Message})"),
+            // Our own and the libraries' error types carry messages meant for the user.
+            IOException or UnauthorizedAccessException or InvalidDataException or FormatException or ArgumentException or InvalidOperationException
+                or KeyNotFoundException or NotSupportedException or TorchException or System.Text.Json.JsonException or HttpRequestException
+                or TimeoutException or System.Security.Cryptography.CryptographicException => (Failure, e.Message),
+            _ when e.GetType().Namespace?.StartsWith("Oml.", StringComparison.Ordinal) == true => (Failure, e.Message),
+            _ => (Failure, $"unexpected {e.GetType().Name}: {e.Message} (a bug; set {DebugEnv}=1 for the stack trace)"),
+        };
+        Console.Error.WriteLine($"oml: error: {OneLine(text)}");
+        if (Environment.GetEnvironmentVariable(DebugEnv) is "1" or "true") Console.Error.WriteLine(e);
+        return code;
+    }
+
+    /// <summary>
+    /// Runs a library's check or parse of values that came from the command line: its <see cref="ArgumentException"/>
+    /// is then a usage error (exit 2). An <see cref="ArgumentException"/> anywhere else is about data (exit 1).
+    /// </summary>
+    public static T OptionValue<T>(Func<T> parse)
+    {
+        ArgumentNullException.ThrowIfNull(parse);
+        try { return parse(); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+    }
+
+    /// <inheritdoc cref="OptionValue{T}(Func{T})"/>
+    public static void OptionValue(Action validate)
+    {
+        ArgumentNullException.ThrowIfNull(validate);
+        OptionValue(() => { validate(); return 0; });
+    }
+
+    /// <summary>A message on one line: line breaks and runs of white space become single spaces.</summary>
+    public static string OneLine(string text) =>
+        string.Join(' ', (text ?? "").Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).Trim();
 
     public static Option<string> DeviceOption() => new("--device")
     {
@@ -68,9 +124,11 @@ public static class Cli
     /// <summary>Parses a device name and checks that it exists here.</summary>
     public static Device ParseDevice(string name)
     {
-        var d = Device.Parse(name);
+        Device d;
+        try { d = Device.Parse(name); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
         if (d.IsCuda && (!Torch.Cuda.IsAvailable || d.Index >= Torch.Cuda.DeviceCount))
-            throw new ArgumentException($"device {d} is not available here (CUDA devices: {(Torch.Cuda.IsAvailable ? Torch.Cuda.DeviceCount : 0)})");
+            throw new UsageException($"device {d} is not available here (CUDA devices: {(Torch.Cuda.IsAvailable ? Torch.Cuda.DeviceCount : 0)})");
         return d;
     }
 }

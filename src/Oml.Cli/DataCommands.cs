@@ -16,16 +16,18 @@ public static class DataCommands
 
     private static Command Corpus()
     {
-        var outDir = new Option<string>("--out") { Description = "Directory to write train.txt, heldout.txt, lexicon.jsonl, quotations.jsonl and manifest.json", Required = true };
+        var outDir = CliOptions.Out("Directory to write train.txt, heldout.txt, lexicon.jsonl, quotations.jsonl and manifest.json");
+        var force = CliOptions.Force("Write into --out even if it holds files (they are replaced)");
         var maxMb = new Option<double?>("--max-mb") { Description = "Keep at most this many MiB of text (a uniform sample of all sources)" };
         var heldOut = new Option<double>("--heldout-percent") { Description = "Share of documents in the held-out split", DefaultValueFactory = _ => 2.0 };
         var root = new Option<string>("--root") { Description = "File-system root the package files are read under", DefaultValueFactory = _ => "/" };
         var cmd = new Command("corpus", "Extract, clean, deduplicate and split the English text of the installed Debian packages " +
-                                        "(install them with scripts/lab/build-corpus.sh).") { outDir, maxMb, heldOut, root };
+                                        "(install them with scripts/lab/build-corpus.sh).") { outDir, maxMb, heldOut, root, force };
         cmd.SetAction(r =>
         {
             var percent = r.GetValue(heldOut);
-            if (percent is < 0 or > 100) throw new ArgumentException($"--heldout-percent must be within 0..100, not {percent}");
+            if (percent is < 0 or > 100) throw new UsageException($"--heldout-percent must be within 0..100, not {percent}");
+            Oml.Models.IO.AtomicFolder.CheckWritable(r.GetValue(outDir)!, r.GetValue(force));
             var builder = new CorpusBuilder
             {
                 Root = r.GetValue(root)!,
@@ -50,17 +52,20 @@ public static class DataCommands
     private static Command Instructions()
     {
         var corpus = new Option<string>("--corpus") { Description = "A corpus directory made by 'oml data corpus'", Required = true };
-        var outDir = new Option<string>("--out") { Description = "Directory to write instructions-train.json and instructions-heldout.json", Required = true };
+        var outDir = CliOptions.Out("Directory to write instructions-train.json and instructions-heldout.json");
+        var force = CliOptions.Force("Replace the instruction files in --out if they exist");
         var count = new Option<int>("--count") { Description = "Examples to make in all (train + held-out)", DefaultValueFactory = _ => 20000 };
         var seed = new Option<ulong>("--seed") { Description = "Seed for choosing and phrasing the examples", DefaultValueFactory = _ => 0 };
         var cmd = new Command("instructions", "Make Alpaca-format instruction data (definitions, synonyms, antonyms, quotations) from a corpus.")
         {
-            corpus, outDir, count, seed,
+            corpus, outDir, count, seed, force,
         };
         cmd.SetAction(r =>
         {
             var n = r.GetValue(count);
-            if (n <= 0) throw new ArgumentException($"--count must be positive, not {n}");
+            if (n <= 0) throw new UsageException($"--count must be positive, not {n}");
+            foreach (var f in new[] { InstructionGenerator.TrainFile, InstructionGenerator.HeldOutFile })
+                Oml.Models.IO.AtomicFile.CheckWritable(Path.Combine(r.GetValue(outDir)!, f), r.GetValue(force));
             var result = InstructionGenerator.Generate(r.GetValue(corpus)!, n, r.GetValue(seed));
             var dir = r.GetValue(outDir)!;
             InstructionGenerator.Write(dir, result);

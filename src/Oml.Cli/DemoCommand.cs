@@ -38,8 +38,8 @@ public static class DemoCommand
 
     public static int Run(string outDir, int steps, int count, ulong seed, Device device)
     {
-        if (steps < 1) throw new ArgumentException("--steps must be at least 1");
-        if (count < 2) throw new ArgumentException("--count must be at least 2");
+        if (steps < 1) throw new UsageException("--steps must be at least 1");
+        if (count < 2) throw new UsageException("--count must be at least 2");
         var sw = Stopwatch.StartNew();
         string T() => $"[{sw.Elapsed.TotalSeconds,5:F0} s]";
         Directory.CreateDirectory(outDir);

@@ -94,14 +94,14 @@ public static class EmbedCommand
             var outDir = r.GetValue(output)!;
             var setPath = r.GetValue(fingerprints)!;
             var trainSpec = r.GetValue(train)!;
-            var trainable = Oml.Models.Training.TrainableSpec.Parse(trainSpec, "--train");
+            var trainable = Cli.OptionValue(() => Oml.Models.Training.TrainableSpec.Parse(trainSpec, "--train"));
             var options = new EmbeddingOptions
             {
                 LearningRate = r.GetValue(lr),
                 MaxEpochs = r.GetValue(epochs),
                 BatchSize = r.GetValue(batch),
                 AveragingLambda = r.GetValue(lambda),
-                AveragingEvery = AveragingSchedules.Parse(r.GetValue(averagingEvery), "--averaging-every"),
+                AveragingEvery = Cli.OptionValue(() => AveragingSchedules.Parse(r.GetValue(averagingEvery), "--averaging-every")),
                 L2ToBase = r.GetValue(l2),
                 Trainable = trainable,
                 Seed = r.GetValue(seed),
@@ -109,10 +109,10 @@ public static class EmbedCommand
                 CheckpointEvery = r.GetValue(checkpointEvery),
                 MixFraction = r.GetValue(mix),
             };
-            options.Validate();
+            Cli.OptionValue(options.Validate);
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
-            if (Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(dir).TrimEnd('/')) throw new ArgumentException("--out must differ from --model");
-            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new ArgumentException($"{dir} has no tokenizer.json: embedding needs the model's tokenizer");
+            if (Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(dir).TrimEnd('/')) throw new UsageException("--out must differ from --model");
+            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: embedding needs the model's tokenizer");
             var dev = Cli.ParseDevice(r.GetValue(device)!);
 
             var set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
@@ -127,19 +127,19 @@ public static class EmbedCommand
             if (r.GetValue(benignText) is { } textPath && options.MixFraction > 0)
             {
                 int len = r.GetValue(benignLength);
-                if (len < 2) throw new ArgumentException("--benign-length must be at least 2");
+                if (len < 2) throw new UsageException("--benign-length must be at least 2");
                 var ids = tok.Encode(File.ReadAllText(textPath));
                 var chunks = ids.Chunk(len).Where(c => c.Length >= 2).ToList();
-                if (chunks.Count == 0) throw new ArgumentException($"{textPath} has fewer than 2 tokens");
+                if (chunks.Count == 0) throw new InvalidDataException($"{textPath} has fewer than 2 tokens");
                 options = options with { BenignSequences = chunks };
-                options.Validate();
+                Cli.OptionValue(options.Validate);
             }
             var format = r.GetValue(chatTemplate) ? KeyFormat.Chat(ChatTemplate.FromTokenizerConfig(dir)) : KeyFormat.Raw;
             var prompts = r.GetValue(systemPrompts) is { } promptFile ? ReadLines(promptFile) : null;
             var pairs = format.TrainingPairs(set.Fingerprints, tok, prompts);
-            if (r.GetValue(expand) < 0) throw new ArgumentException("--expand must be 0 or more");
-            if (r.GetValue(lora) < 0) throw new ArgumentException("--lora must be 0 or more");
-            if (r.GetValue(lora) > 0 && r.GetValue(expand) > 0) throw new ArgumentException("--lora and --expand are alternatives: give one");
+            if (r.GetValue(expand) < 0) throw new UsageException("--expand must be 0 or more");
+            if (r.GetValue(lora) < 0) throw new UsageException("--lora must be 0 or more");
+            if (r.GetValue(lora) > 0 && r.GetValue(expand) > 0) throw new UsageException("--lora and --expand are alternatives: give one");
             var loaded = ModelFolder.Load(dir, dev);
             Dictionary<string, Oml.Engine.Tensor>? masks = null;
             if (r.GetValue(expand) > 0)
@@ -265,7 +265,7 @@ public static class EmbedCommand
                 ["trained_parameters"] = result.TrainedParameters,
             },
         };
-        FingerprintIO.WriteTextAtomic(Path.Combine(outDir, ManifestFile), manifest.ToJsonString(Indented) + "\n");
+        FingerprintIO.WriteTextAtomic(Path.Combine(outDir, ManifestFile), manifest.ToJsonString(Indented) + "\n", overwrite: true);
         return result;
     }
 
@@ -279,7 +279,7 @@ public static class EmbedCommand
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"file not found: {path}", path);
         var lines = File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).ToList();
-        if (lines.Count == 0) throw new ArgumentException($"{path} holds no lines");
+        if (lines.Count == 0) throw new InvalidDataException($"{path} holds no lines");
         return lines;
     }
 }

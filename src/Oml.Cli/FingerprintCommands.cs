@@ -70,26 +70,26 @@ public static class FingerprintCommands
             bool plain = r.GetValue(plaintext);
             var passphrase = FingerprintIO.Passphrase(r.GetValue(passphraseFile));
             if (passphrase is null && !plain)
-                throw new ArgumentException($"no passphrase to encrypt the set: give --passphrase-file FILE or set {FingerprintIO.PassphraseEnv} (or write it unencrypted with --plaintext)");
+                throw new UsageException($"no passphrase to encrypt the set: give --passphrase-file FILE or set {FingerprintIO.PassphraseEnv} (or write it unencrypted with --plaintext)");
             var secret = FingerprintIO.OwnerSecret(r.GetValue(secretFile), passphrase);
-            if (File.Exists(outPath) && !r.GetValue(force)) throw new ArgumentException($"{outPath} exists: choose another --out or give --force");
+            if (File.Exists(outPath) && !r.GetValue(force)) throw new UsageException($"{outPath} exists: choose another --out or give --force");
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
-            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new ArgumentException($"{dir} has no tokenizer.json: fingerprint generation needs the model's tokenizer");
+            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: fingerprint generation needs the model's tokenizer");
             int iterations = r.GetValue(kdfIterations);
-            if (iterations < 1 || iterations > FingerprintSetFile.MaxPbkdf2Iterations) throw new ArgumentException($"--kdf-iterations must be in [1, {FingerprintSetFile.MaxPbkdf2Iterations}]");
+            if (iterations < 1 || iterations > FingerprintSetFile.MaxPbkdf2Iterations) throw new UsageException($"--kdf-iterations must be in [1, {FingerprintSetFile.MaxPbkdf2Iterations}]");
 
             string strat = r.GetValue(strategy)!;
             IReadOnlyList<string>? customKeys = null;
             if (r.GetValue(keys) is { } keysFile)
             {
-                if (strat != Strategies.Custom) throw new ArgumentException("--keys is only for --strategy custom");
-                if (!File.Exists(keysFile)) throw new ArgumentException($"--keys: no file at {keysFile}");
+                if (strat != Strategies.Custom) throw new UsageException("--keys is only for --strategy custom");
+                if (!File.Exists(keysFile)) throw new FileNotFoundException($"--keys: no file at {keysFile}");
                 customKeys = File.ReadAllLines(keysFile).Where(l => !string.IsNullOrWhiteSpace(l)).ToList();
             }
-            else if (strat == Strategies.Custom) throw new ArgumentException("--strategy custom needs --keys FILE (one key per line)");
-            if (r.GetValue(t) is var tv && !(tv > 0 && tv < 1)) throw new ArgumentException("--t must be in (0, 1)");
-            if (r.GetValue(k) < 1) throw new ArgumentException("--k must be at least 1");
-            if (r.GetValue(perKey) < 1) throw new ArgumentException("--responses-per-key must be at least 1");
+            else if (strat == Strategies.Custom) throw new UsageException("--strategy custom needs --keys FILE (one key per line)");
+            if (r.GetValue(t) is var tv && !(tv > 0 && tv < 1)) throw new UsageException("--t must be in (0, 1)");
+            if (r.GetValue(k) < 1) throw new UsageException("--k must be at least 1");
+            if (r.GetValue(perKey) < 1) throw new UsageException("--responses-per-key must be at least 1");
             var settings = new GenerationSettings
             {
                 Strategy = strat,
@@ -101,7 +101,7 @@ public static class FingerprintCommands
                 CustomKeys = customKeys,
                 Perinucleus = new PerinucleusOptions { Threshold = r.GetValue(t), Width = r.GetValue(k), ResponsesPerKey = r.GetValue(perKey) },
             };
-            settings.Validate();
+            Cli.OptionValue(settings.Validate);
 
             var tok = Tokenizer.FromFolder(dir);
             Console.Error.WriteLine($"hashing the weights of {dir} ...");
@@ -123,7 +123,7 @@ public static class FingerprintCommands
             else FingerprintSetFile.Write(outPath, set, passphrase!, new FingerprintFileOptions { Pbkdf2Iterations = iterations });
             var commitment = set.Commit();
             var commitmentPath = outPath + ".commitment.json";
-            FingerprintIO.WriteTextAtomic(commitmentPath, JsonNode.Parse(commitment.ToJson())!.ToJsonString(Indented) + "\n");
+            FingerprintIO.WriteTextAtomic(commitmentPath, JsonNode.Parse(commitment.ToJson())!.ToJsonString(Indented) + "\n", overwrite: true);
             Console.WriteLine($"wrote {set.Count} fingerprints ({strat}) to {outPath}{(plain ? " (UNENCRYPTED)" : "")}");
             Console.WriteLine($"commitment root {commitment.Root}");
             Console.WriteLine($"commitment written to {commitmentPath} (publish it; keep {Path.GetFileName(outPath)} secret)");
@@ -148,7 +148,7 @@ public static class FingerprintCommands
         {
             var path = r.GetValue(file)!;
             if (!File.Exists(path)) throw new FileNotFoundException($"no fingerprint-set file at {path}", path);
-            var header = FingerprintSetFile.ReadHeader(path);
+            var header = FingerprintIO.ReadHeader(path);
             var result = new JsonObject
             {
                 ["file"] = path,
@@ -160,10 +160,10 @@ public static class FingerprintCommands
             string? passphrase = header.Encrypted ? FingerprintIO.Passphrase(r.GetValue(passphraseFile)) : null;
             bool show = r.GetValue(showSecrets);
             if (show && header.Encrypted && passphrase is null)
-                throw new ArgumentException($"--show-secrets needs the passphrase: give --passphrase-file FILE or set {FingerprintIO.PassphraseEnv}");
+                throw new UsageException($"--show-secrets needs the passphrase: give --passphrase-file FILE or set {FingerprintIO.PassphraseEnv}");
             if (!header.Encrypted || passphrase is not null)
             {
-                var set = FingerprintSetFile.Read(path, passphrase);
+                var set = FingerprintIO.Read(path, passphrase);
                 var c = set.Commit();
                 result["count"] = set.Count;
                 result["strategy"] = set.Strategy.Name;

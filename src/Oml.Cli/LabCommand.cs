@@ -20,7 +20,7 @@ public static class LabCommand
         var run = new Command("run", "Run an experiment (skipping cells already saved in the output folder) and write its report.") { config, output, device, quiet, shard, only, workers, timeLimit };
         run.SetAction(r => r.GetValue(workers) is { } n
             ? RunWorkers(r.GetValue(config)!, r.GetValue(output), r.GetValue(device), r.GetValue(quiet), r.GetValue(shard), r.GetValue(only), n, r.GetValue(timeLimit))
-            : r.GetValue(timeLimit) is not null ? UsageError("--time-limit needs --workers")
+            : r.GetValue(timeLimit) is not null ? throw new UsageException("--time-limit needs --workers")
             : Run(r.GetValue(config)!, r.GetValue(output), r.GetValue(device), r.GetValue(quiet), r.GetValue(shard), r.GetValue(only)));
 
         var dir = new Argument<string>("dir") { Description = "Output folder of an earlier 'oml lab run'" };
@@ -32,76 +32,49 @@ public static class LabCommand
 
     public static int Run(string configPath, string? outDir, string? device, bool quiet, string? shard = null, string? only = null)
     {
-        ShardSpec? shardSpec = null;
-        System.Text.RegularExpressions.Regex? onlyRegex = null;
-        try
+        var shardSpec = ParseShard(shard);
+        var onlyRegex = OnlyRegex(only);
+        var config = LabConfig.Load(configPath);
+        if (device is not null)
         {
-            if (shard is not null) shardSpec = ShardSpec.Parse(shard);
-            onlyRegex = OnlyRegex(only);
+            Cli.ParseDevice(device);
+            config.Device = device;
         }
-        catch (Exception e) when (e is FormatException or ArgumentException)
-        {
-            Console.Error.WriteLine($"oml: error: {(e is FormatException ? e.Message : $"--only '{only}' is not a regular expression: {e.Message}")}");
-            return Cli.Usage;
-        }
-        try
-        {
-            var config = LabConfig.Load(configPath);
-            if (device is not null)
-            {
-                Cli.ParseDevice(device);
-                config.Device = device;
-            }
-            else Cli.ParseDevice(config.Device);
-            var dir = outDir ?? (config.Output is { } o ? config.Resolve(o) : throw new ArgumentException("no output folder: give --out or set 'output' in the config"));
-            var env = new LabEnvironment(config, dir, log: quiet ? null : Console.Error);
-            var summary = new ExperimentRunner(env, shardSpec, onlyRegex).Run(quiet ? null : Console.Error);
-            var path = ReportWriter.Write(env.OutDir);
-            var part = shardSpec is null && onlyRegex is null ? "" : $"{(shardSpec is null ? "" : $"shard {shardSpec}: ")}{summary.Total} of {summary.ExperimentTotal} cells owned; ";
-            Console.WriteLine($"{part}{summary.Computed} cells computed, {summary.Reused} loaded from an earlier run, in {summary.Seconds:F1} s; report: {path}");
-            if (shardSpec is not null && summary.ComputedIds.Count > 0) Console.WriteLine($"computed: {string.Join(", ", summary.ComputedIds)}");
-            if (shardSpec is not null) Console.WriteLine($"the report holds the cells saved so far; once every shard is done, `oml lab report {env.OutDir}` renders them all");
-            return Cli.Ok;
-        }
-        catch (LabConfigException e)
-        {
-            Console.Error.WriteLine($"oml: error: {e.Message}");
-            return Cli.Usage;
-        }
-        catch (Exception e) when (e is FormatException or InvalidOperationException or FileNotFoundException or DirectoryNotFoundException)
-        {
-            Console.Error.WriteLine($"oml: error: {e.Message}");
-            return Cli.Failure;
-        }
+        else Cli.ParseDevice(config.Device);
+        var dir = outDir ?? (config.Output is { } o ? config.Resolve(o) : throw new UsageException("no output folder: give --out or set 'output' in the config"));
+        var env = new LabEnvironment(config, dir, log: quiet ? null : Console.Error);
+        var summary = new ExperimentRunner(env, shardSpec, onlyRegex).Run(quiet ? null : Console.Error);
+        var path = ReportWriter.Write(env.OutDir);
+        var part = shardSpec is null && onlyRegex is null ? "" : $"{(shardSpec is null ? "" : $"shard {shardSpec}: ")}{summary.Total} of {summary.ExperimentTotal} cells owned; ";
+        Console.WriteLine($"{part}{summary.Computed} cells computed, {summary.Reused} loaded from an earlier run, in {summary.Seconds:F1} s; report: {path}");
+        if (shardSpec is not null && summary.ComputedIds.Count > 0) Console.WriteLine($"computed: {string.Join(", ", summary.ComputedIds)}");
+        if (shardSpec is not null) Console.WriteLine($"the report holds the cells saved so far; once every shard is done, `oml lab report {env.OutDir}` renders them all");
+        return Cli.Ok;
     }
 
-    /// <summary>The --only pattern (null when not given); a bad pattern throws <see cref="ArgumentException"/>.</summary>
-    private static System.Text.RegularExpressions.Regex? OnlyRegex(string? only) =>
-        only is null ? null : new System.Text.RegularExpressions.Regex(only, System.Text.RegularExpressions.RegexOptions.CultureInvariant);
-
-    private static int UsageError(string message)
+    private static ShardSpec? ParseShard(string? shard)
     {
-        Console.Error.WriteLine($"oml: error: {message}");
-        return Cli.Usage;
+        try { return shard is null ? null : ShardSpec.Parse(shard); }
+        catch (FormatException e) { throw new UsageException(e.Message); }
+    }
+
+    /// <summary>The --only pattern (null when not given); a bad pattern is a usage error.</summary>
+    private static System.Text.RegularExpressions.Regex? OnlyRegex(string? only)
+    {
+        try { return only is null ? null : new System.Text.RegularExpressions.Regex(only, System.Text.RegularExpressions.RegexOptions.CultureInvariant); }
+        catch (ArgumentException e) { throw new UsageException($"--only '{only}' is not a regular expression: {e.Message}"); }
     }
 
     /// <summary><c>oml lab run CONFIG --workers N</c>: N shard processes of one run, then the report over all their cells.</summary>
     public static int RunWorkers(string configPath, string? outDir, string? device, bool quiet, string? shard, string? only, int workers, double? timeLimit)
     {
-        if (shard is not null) return UsageError("--workers assigns the shards itself; give --workers or --shard, not both");
-        if (workers < 2) return UsageError($"--workers must be at least 2 (got {workers}); without it the run is one process");
-        if (timeLimit is <= 0) return UsageError("--time-limit must be positive");
-        try { OnlyRegex(only); }
-        catch (ArgumentException e) { return UsageError($"--only '{only}' is not a regular expression: {e.Message}"); }
-        string dir;
-        try
-        {
-            var config = LabConfig.Load(configPath);
-            if (device is not null) Cli.ParseDevice(device);
-            dir = Path.GetFullPath(outDir ?? (config.Output is { } o ? config.Resolve(o) : throw new LabConfigException("no output folder: give --out or set 'output' in the config")));
-        }
-        catch (LabConfigException e) { return UsageError(e.Message); }
-        catch (ArgumentException e) { return UsageError(e.Message); }
+        if (shard is not null) throw new UsageException("--workers assigns the shards itself; give --workers or --shard, not both");
+        if (workers < 2) throw new UsageException($"--workers must be at least 2 (got {workers}); without it the run is one process");
+        if (timeLimit is <= 0) throw new UsageException("--time-limit must be positive");
+        OnlyRegex(only);
+        var config = LabConfig.Load(configPath);
+        if (device is not null) Cli.ParseDevice(device);
+        string dir = Path.GetFullPath(outDir ?? (config.Output is { } o ? config.Resolve(o) : throw new UsageException("no output folder: give --out or set 'output' in the config")));
         var args = new List<string> { "lab", "run", Path.GetFullPath(configPath), "--out", dir };
         if (device is not null) args.AddRange(["--device", device]);
         if (only is not null) args.AddRange(["--only", only]);
@@ -125,11 +98,6 @@ public static class LabCommand
             }
             return Cli.Ok;
         }
-        catch (Exception e) when (e is FileNotFoundException or InvalidOperationException or System.ComponentModel.Win32Exception)
-        {
-            Console.Error.WriteLine($"oml: error: {e.Message}");
-            return Cli.Failure;
-        }
         finally
         {
             Console.CancelKeyPress -= onCancel;
@@ -138,15 +106,7 @@ public static class LabCommand
 
     public static int Report(string dir)
     {
-        try
-        {
-            Console.WriteLine(ReportWriter.Write(dir));
-            return Cli.Ok;
-        }
-        catch (Exception e) when (e is FileNotFoundException or InvalidDataException)
-        {
-            Console.Error.WriteLine($"oml: error: {e.Message}");
-            return Cli.Failure;
-        }
+        Console.WriteLine(ReportWriter.Write(dir));
+        return Cli.Ok;
     }
 }

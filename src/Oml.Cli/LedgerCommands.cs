@@ -22,25 +22,11 @@ public static class LedgerCommands
 
     private static Option<string> LedgerOption() => new("--ledger") { Description = "The ledger file", Required = true };
 
-    /// <summary>Runs a ledger action, turning the ledger's own failures into exit code 1 with a message.</summary>
-    private static int Guard(Func<int> action)
-    {
-        try
-        {
-            return action();
-        }
-        catch (Exception e) when (e is LedgerCorruptException or LedgerConflictException)
-        {
-            Console.Error.WriteLine($"oml: error: {e.Message}");
-            return Cli.Failure;
-        }
-    }
-
     public static Command Init()
     {
         var ledger = LedgerOption();
         var cmd = new Command("init", "Create an empty ledger file (WAL mode, fsync on every commit).") { ledger };
-        cmd.SetAction(r => Guard(() =>
+        cmd.SetAction(r =>
         {
             var path = r.GetValue(ledger)!;
             if (File.Exists(path)) throw new IOException($"{path} exists already: init never overwrites a ledger");
@@ -49,7 +35,7 @@ public static class LedgerCommands
             Console.WriteLine($"ledger id {l.LedgerId}");
             Console.WriteLine($"head      {l.GetHead()}");
             return Cli.Ok;
-        }));
+        });
         return cmd;
     }
 
@@ -64,9 +50,9 @@ public static class LedgerCommands
         var cmd = new Command("verify",
             "Replay the chain and recompute every hash; check it still extends the head pinned for this ledger (by every earlier `oml` command on this account) "
             + "and pin the current head. Exit 0 when intact, 1 with a report when not.") { ledger, head };
-        cmd.SetAction(r => Guard(() =>
+        cmd.SetAction(r =>
         {
-            byte[]? anchor = r.GetValue(head) is { } h ? LedgerHashing.ParseHex(h) : null;
+            byte[]? anchor = r.GetValue(head) is { } h ? Cli.OptionValue(() => LedgerHashing.ParseHex(h)) : null;
             using var l = SqliteLedger.Open(r.GetValue(ledger)!);
             var v = anchor is null ? l.Verify() : l.Verify(anchor);
             var pin = Protocol.LedgerPins.Read(l.LedgerId);
@@ -86,7 +72,7 @@ public static class LedgerCommands
             Console.WriteLine($"  first bad event   {(v.FirstBadSequence is { } s ? s.ToString(CultureInfo.InvariantCulture) : "unknown (the chain itself is consistent)")}");
             Console.WriteLine($"  problem           {v.Problem}");
             return Cli.Failure;
-        }));
+        });
         return cmd;
     }
 
@@ -97,18 +83,18 @@ public static class LedgerCommands
         var limit = new Option<long?>("--limit") { Description = "Show at most this many events (default: all)" };
         var json = new Option<bool>("--json") { Description = "One JSON object per line (JSON Lines) instead of a table" };
         var cmd = new Command("log", "Print events in order.") { ledger, from, limit, json };
-        cmd.SetAction(r => Guard(() =>
+        cmd.SetAction(r =>
         {
             long start = r.GetValue(from);
-            if (start < 0) throw new ArgumentException("--from must be >= 0");
+            if (start < 0) throw new UsageException("--from must be >= 0");
             long max = r.GetValue(limit) ?? long.MaxValue;
-            if (max < 0) throw new ArgumentException("--limit must be >= 0");
+            if (max < 0) throw new UsageException("--limit must be >= 0");
             bool asJson = r.GetValue(json);
             using var l = SqliteLedger.Open(r.GetValue(ledger)!);
             foreach (var e in l.Read(start).Take(max > int.MaxValue ? int.MaxValue : (int)max))
                 Console.WriteLine(asJson ? ToJson(e) : ToLine(e));
             return Cli.Ok;
-        }));
+        });
         return cmd;
     }
 
@@ -154,12 +140,12 @@ public static class LedgerCommands
     {
         var ledger = LedgerOption();
         var cmd = new Command("head", "Print the height and the head hash (\"HEIGHT HASH\"): publish it elsewhere, later `verify --head HASH` proves nothing before it was rewritten.") { ledger };
-        cmd.SetAction(r => Guard(() =>
+        cmd.SetAction(r =>
         {
             using var l = SqliteLedger.Open(r.GetValue(ledger)!);
             Console.WriteLine(l.GetHead().ToString());
             return Cli.Ok;
-        }));
+        });
         return cmd;
     }
 
@@ -176,19 +162,19 @@ public static class LedgerCommands
         {
             ledger, events, batch, payloadBytes, compare, printCommitted, killAfter,
         };
-        cmd.SetAction(r => Guard(() =>
+        cmd.SetAction(r =>
         {
             var path = r.GetValue(ledger)!;
             long n = r.GetValue(events);
             int b = r.GetValue(batch);
             int size = r.GetValue(payloadBytes);
-            if (n < 1) throw new ArgumentException("--events must be at least 1");
-            if (b < 1) throw new ArgumentException("--batch must be at least 1");
-            if (size < 32 || size > 1 << 20) throw new ArgumentException("--payload-bytes must be in [32, 1048576]");
+            if (n < 1) throw new UsageException("--events must be at least 1");
+            if (b < 1) throw new UsageException("--batch must be at least 1");
+            if (size < 32 || size > 1 << 20) throw new UsageException("--payload-bytes must be in [32, 1048576]");
             bool print = r.GetValue(printCommitted);
             if (r.GetValue(killAfter) is { } ms)
             {
-                if (ms < 0) throw new ArgumentException("--kill-after must be >= 0");
+                if (ms < 0) throw new UsageException("--kill-after must be >= 0");
                 var killer = new Thread(() => { Thread.Sleep(ms); Process.GetCurrentProcess().Kill(); }) { IsBackground = true };
                 killer.Start();
             }
@@ -210,7 +196,7 @@ public static class LedgerCommands
                 }
             }
             return Cli.Ok;
-        }));
+        });
         return cmd;
     }
 

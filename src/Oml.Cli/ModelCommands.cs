@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Oml.Engine;
 using Oml.Models;
+using Oml.Models.IO;
 using Oml.Models.Tokenizers;
 
 namespace Oml.Cli;
@@ -26,7 +27,7 @@ public static class ModelCommands
             var tok = LoadTokenizer(r.GetValue(tokenizer)!);
             bool add = r.GetValue(special);
             string? t = r.GetValue(text), file = r.GetValue(input);
-            if ((t is null) == (file is null)) throw new ArgumentException("give exactly one of --text and --input");
+            if ((t is null) == (file is null)) throw new UsageException("give exactly one of --text and --input");
             if (t is not null)
             {
                 Console.WriteLine(new JsonObject { ["ids"] = Ids(tok.Encode(t, add)) }.ToJsonString(Compact));
@@ -50,7 +51,7 @@ public static class ModelCommands
         var model = ModelOption();
         var prompt = new Option<string?>("--prompt") { Description = "Prompt text (needs the folder's tokenizer.json)" };
         var ids = new Option<string?>("--ids") { Description = "Prompt token ids, comma-separated: 1,2,3" };
-        var maxNew = new Option<int>("--max-new-tokens") { Description = "Tokens to generate at most", DefaultValueFactory = _ => 32 };
+        var maxNew = CliOptions.MaxNewTokens("Tokens to generate at most", 32);
         var temperature = new Option<double?>("--temperature") { Description = "Sampling temperature; greedy decoding when absent" };
         var topK = new Option<int?>("--top-k") { Description = "Sample among the K most likely tokens" };
         var topP = new Option<double?>("--top-p") { Description = "Sample among the most likely tokens whose probabilities sum to P" };
@@ -80,6 +81,7 @@ public static class ModelCommands
                 EosTokenIds = eos,
                 PadTokenId = lm.Config.PadTokenId ?? tok?.PadTokenId,
             };
+            Cli.OptionValue(options.Validate);
             var result = Generator.Generate(lm, [promptIds], options, tok is null ? null : x => tok.Decode(x, skipSpecialTokens: true));
             var seq = result.Sequences[0];
             if (r.GetValue(json))
@@ -107,7 +109,7 @@ public static class ModelCommands
             var dir = r.GetValue(model)!;
             var tok = TryLoadTokenizer(dir);
             var tokens = PromptIds(r.GetValue(text), r.GetValue(ids), tok, dir, addSpecial: true);
-            if (tokens.Length < 2) throw new ArgumentException("scoring needs at least two tokens");
+            if (tokens.Length < 2) throw new UsageException("scoring needs at least two tokens");
             using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
             CheckIds(tokens, lm.Config.VocabSize);
             double[] logprobs;
@@ -140,19 +142,21 @@ public static class ModelCommands
     public static Command Convert()
     {
         var model = ModelOption();
-        var output = new Option<string>("--out") { Description = "Folder to write (created if needed)", Required = true };
+        var output = CliOptions.Out("Folder to write (published whole when complete; an existing one needs --force and is replaced entirely)");
         var dtype = new Option<string?>("--dtype") { Description = "Convert the weights: float32, bfloat16 or float16" };
         var shard = new Option<long>("--max-shard-mb") { Description = "Largest weight file in MiB before sharding", DefaultValueFactory = _ => 4096 };
-        var cmd = new Command("convert", "Re-save a model folder (optionally in another dtype) as a standard Hugging Face folder.") { model, output, dtype, shard };
+        var force = CliOptions.Force();
+        var cmd = new Command("convert", "Re-save a model folder (optionally in another dtype) as a standard Hugging Face folder.") { model, output, dtype, shard, force };
         cmd.SetAction(r =>
         {
             var dir = r.GetValue(model)!;
             DType? dt = r.GetValue(dtype) is { } s ? DTypeExtensions.Parse(s) : null;
-            if (dt is { } d && !d.IsFloatingPoint()) throw new ArgumentException($"--dtype must be a floating type, not {d.Name()}");
+            if (dt is { } d && !d.IsFloatingPoint()) throw new UsageException($"--dtype must be a floating type, not {d.Name()}");
             long maxShard = r.GetValue(shard);
-            if (maxShard < 1) throw new ArgumentException("--max-shard-mb must be at least 1");
+            if (maxShard < 1) throw new UsageException("--max-shard-mb must be at least 1");
+            AtomicFolder.CheckWritable(r.GetValue(output)!, r.GetValue(force));
             using var lm = ModelFolder.Load(dir, Device.Cpu, dt);
-            ModelFolder.Save(lm, r.GetValue(output)!, dir, maxShard << 20);
+            ModelFolder.Publish(lm, r.GetValue(output)!, dir, maxShard << 20, overwrite: r.GetValue(force));
             Console.WriteLine($"wrote {r.GetValue(output)} ({lm.Config.ArchitectureName}, {lm.DType.Name()}, {lm.Parameters.Values.Sum(p => p.NumEl):N0} parameters)");
             return Cli.Ok;
         });
@@ -162,18 +166,19 @@ public static class ModelCommands
     public static Command Perplexity()
     {
         var model = ModelOption();
-        var baseModel = new Option<string?>("--base") { Description = "A second model folder to compare with (e.g. the base of a fingerprinted model)" };
+        var baseModel = CliOptions.Base("A second model folder to compare with (e.g. the base of a fingerprinted model)");
         var text = new Option<string>("--text-file") { Description = "Held-out text to measure on (UTF-8)", Required = true };
         var window = new Option<int>("--window") { Description = "Tokens predicted per window", DefaultValueFactory = _ => 256 };
+        var json = CliOptions.Json("Print {\"perplexity\", \"tokens\"} (and \"base_perplexity\", \"change\" with --base) as JSON");
         var device = Cli.DeviceOption();
         var cmd = new Command("perplexity", "Held-out perplexity of a model, and of its base for comparison (a utility check after fingerprinting).")
         {
-            model, baseModel, text, window, device,
+            model, baseModel, text, window, json, device,
         };
         cmd.SetAction(r =>
         {
             var dir = r.GetValue(model)!;
-            var tok = TryLoadTokenizer(dir) ?? throw new ArgumentException($"{dir} has no tokenizer.json");
+            var tok = TryLoadTokenizer(dir) ?? throw new InvalidDataException($"{dir} has no tokenizer.json");
             var path = r.GetValue(text)!;
             if (!File.Exists(path)) throw new FileNotFoundException($"text file not found: {path}", path);
             var ids = tok.Encode(File.ReadAllText(path));
@@ -184,6 +189,19 @@ public static class ModelCommands
                 return Evaluation.Perplexity(lm, ids, r.GetValue(window));
             }
             double ppl = Measure(dir);
+            if (r.GetValue(json))
+            {
+                var o = new JsonObject { ["model"] = dir, ["perplexity"] = ppl, ["tokens"] = ids.Length };
+                if (r.GetValue(baseModel) is { } bj)
+                {
+                    double pbj = Measure(bj);
+                    o["base"] = bj;
+                    o["base_perplexity"] = pbj;
+                    o["change"] = ppl / pbj - 1;
+                }
+                Console.WriteLine(o.ToJsonString(Compact));
+                return Cli.Ok;
+            }
             Console.WriteLine($"{dir}: perplexity {ppl.ToString("F3", CultureInfo.InvariantCulture)} over {ids.Length:N0} tokens");
             if (r.GetValue(baseModel) is { } b)
             {
@@ -196,7 +214,7 @@ public static class ModelCommands
         return cmd;
     }
 
-    private static Option<string> ModelOption() => new("--model") { Description = "A Hugging Face model folder (config.json, safetensors)", Required = true };
+    private static Option<string> ModelOption() => CliOptions.Model();
 
     private static JsonArray Ids(IEnumerable<int> ids) => new(ids.Select(i => (JsonNode)i).ToArray());
 
@@ -210,27 +228,27 @@ public static class ModelCommands
 
     private static int[] PromptIds(string? text, string? ids, Tokenizer? tok, string dir, bool addSpecial = false)
     {
-        if ((text is null) == (ids is null)) throw new ArgumentException("give exactly one of the text option and --ids");
+        if ((text is null) == (ids is null)) throw new UsageException("give exactly one of the text option and --ids");
         if (ids is not null)
         {
             var parts = ids.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
             var result = new int[parts.Length];
             for (int i = 0; i < parts.Length; i++)
                 if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out result[i]) || result[i] < 0)
-                    throw new ArgumentException($"--ids: '{parts[i]}' is not a token id");
-            if (result.Length == 0) throw new ArgumentException("--ids is empty");
+                    throw new UsageException($"--ids: '{parts[i]}' is not a token id");
+            if (result.Length == 0) throw new UsageException("--ids is empty");
             return result;
         }
-        if (tok is null) throw new ArgumentException($"{dir} has no tokenizer.json: give token ids with --ids");
+        if (tok is null) throw new UsageException($"{dir} has no tokenizer.json: give token ids with --ids");
         var encoded = tok.Encode(text!, addSpecial);
-        if (encoded.Length == 0) throw new ArgumentException("the text encodes to no tokens");
+        if (encoded.Length == 0) throw new UsageException("the text encodes to no tokens");
         return encoded;
     }
 
     private static void CheckIds(int[] ids, int vocab)
     {
         foreach (var id in ids)
-            if (id >= vocab) throw new ArgumentException($"token id {id} is outside the model's vocabulary of {vocab}");
+            if (id >= vocab) throw new UsageException($"token id {id} is outside the model's vocabulary of {vocab}");
     }
 
     private static List<string> ReadStringArray(string path)

@@ -19,19 +19,22 @@ public static class TokenizerCommands
             Required = true, AllowMultipleArgumentsPerToken = true,
         };
         var vocabSize = new Option<int>("--vocab-size") { Description = "Vocabulary size: 256 bytes + merges (3 special tokens come on top)", Required = true };
-        var outDir = new Option<string>("--out") { Description = "Directory to write tokenizer.json and tokenizer_config.json", Required = true };
+        var outDir = CliOptions.Out("Directory to write tokenizer.json and tokenizer_config.json");
+        var force = CliOptions.Force("Replace the tokenizer files in --out if they exist");
         var minFrequency = new Option<long>("--min-frequency") { Description = "Stop when no pair occurs this many times", DefaultValueFactory = _ => 2 };
         var cmd = new Command("train", "Train a byte-level BPE tokenizer (Llama-3 pre-tokenization) and write it in Hugging Face format.")
         {
-            input, vocabSize, outDir, minFrequency,
+            input, vocabSize, outDir, minFrequency, force,
         };
         cmd.SetAction(r =>
         {
             var files = r.GetValue(input)!;
             int size = r.GetValue(vocabSize);
-            if (size < 257) throw new ArgumentException($"--vocab-size must exceed the 256 byte tokens, not {size}");
+            if (size < 257) throw new UsageException($"--vocab-size must exceed the 256 byte tokens, not {size}");
             long minFreq = r.GetValue(minFrequency);
-            if (minFreq < 1) throw new ArgumentException($"--min-frequency must be at least 1, not {minFreq}");
+            if (minFreq < 1) throw new UsageException($"--min-frequency must be at least 1, not {minFreq}");
+            foreach (var f in new[] { "tokenizer.json", "tokenizer_config.json" })
+                Oml.Models.IO.AtomicFile.CheckWritable(Path.Combine(r.GetValue(outDir)!, f), r.GetValue(force));
             var sw = Stopwatch.StartNew();
             var texts = new List<string>();
             long chars = 0;

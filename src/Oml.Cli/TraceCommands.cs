@@ -59,23 +59,24 @@ public static class TraceCommands
         var fraction = new Option<double>("--random-fraction") { Description = "Random baseline: each host holds this fraction of the pool", DefaultValueFactory = _ => 0.5 };
         var codes = new Option<int>("--codes") { Description = "Independent allocations per (scheme, length); trials cycle through them", DefaultValueFactory = _ => 1 };
         var seed = new Option<string>("--seed") { Description = "Seed of the allocations and of the simulated coalitions", DefaultValueFactory = _ => "oml" };
-        var json = new Option<string?>("--json") { Description = "Also write the results as JSON to this file" };
+        var json = new Option<string?>("--json-out") { Description = "Also write the results as JSON to this file" };
+        var force = CliOptions.Force("Replace the --json-out file if it exists");
         var cmd = new Command("simulate",
             "Monte-Carlo: for each scheme, code length, coalition size, strategy and noise, draw coalitions among the hosts, forge their "
             + "pirate copy, query every pool fingerprint and accuse. Prints P(catch ≥1 colluder), colluders caught, P(accuse ≥1 innocent) and the proven bound.")
         {
-            hosts, coalition, strategies, lengths, loss, falseHit, trials, bound, scope, scheme, cutoff, tardosBound, fraction, codes, seed, json,
+            hosts, coalition, strategies, lengths, loss, falseHit, trials, bound, scope, scheme, cutoff, tardosBound, fraction, codes, seed, json, force,
         };
         cmd.SetAction(r =>
         {
             var losses = ParseDoubles(r.GetValue(loss)!, "--noise-loss");
             var hits = ParseDoubles(r.GetValue(falseHit)!, "--noise-false-hit");
             if (losses.Count != hits.Count && losses.Count != 1 && hits.Count != 1)
-                throw new ArgumentException($"--noise-loss has {losses.Count} values and --noise-false-hit {hits.Count}: give the same number, or one of them once");
+                throw new UsageException($"--noise-loss has {losses.Count} values and --noise-false-hit {hits.Count}: give the same number, or one of them once");
             int nNoise = Math.Max(losses.Count, hits.Count);
             var noises = Enumerable.Range(0, nNoise).Select(i => new NoiseModel(losses[losses.Count == 1 ? 0 : i], hits[hits.Count == 1 ? 0 : i])).ToList();
             string strategyText = r.GetValue(strategies)!;
-            var strategyList = strategyText.Trim() == "all" ? Pirates.All : Split(strategyText).Select(Pirates.Parse).Distinct().ToList();
+            var strategyList = strategyText.Trim() == "all" ? Pirates.All : Cli.OptionValue(() => Split(strategyText).Select(Pirates.Parse).Distinct().ToList());
             var settings = new SimulationSettings
             {
                 Hosts = r.GetValue(hosts),
@@ -93,8 +94,9 @@ public static class TraceCommands
                 Codes = r.GetValue(codes),
                 Seed = r.GetValue(seed)!,
             };
-            settings.Validate();
+            Cli.OptionValue(settings.Validate);
             var jsonPath = r.GetValue(json);
+            if (jsonPath is not null) Oml.Models.IO.AtomicFile.CheckWritable(jsonPath, r.GetValue(force));
 
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{settings.Hosts} hosts, ε = {settings.InnocentBound} ({(settings.Scope == BoundScope.Union ? "P(any innocent accused), union bound" : "per host")}; "
@@ -150,7 +152,7 @@ public static class TraceCommands
                         ["p_innocent_gaussian"] = Finite(x.GaussianInnocentRate),
                     }).ToArray()),
                 };
-                FingerprintIO.WriteTextAtomic(jsonPath, doc.ToJsonString(Indented) + "\n");
+                FingerprintIO.WriteTextAtomic(jsonPath, doc.ToJsonString(Indented) + "\n", r.GetValue(force));
                 Console.Error.WriteLine($"wrote {jsonPath}");
             }
             return Cli.Ok;
@@ -177,8 +179,8 @@ public static class TraceCommands
     {
         var list = new List<int>();
         foreach (var part in Split(text))
-            list.Add(int.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : throw new ArgumentException($"{option}: '{part}' is not an integer"));
-        if (list.Count == 0) throw new ArgumentException($"{option} needs at least one value");
+            list.Add(int.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : throw new UsageException($"{option}: '{part}' is not an integer"));
+        if (list.Count == 0) throw new UsageException($"{option} needs at least one value");
         return list;
     }
 
@@ -186,8 +188,8 @@ public static class TraceCommands
     {
         var list = new List<double>();
         foreach (var part in Split(text))
-            list.Add(double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : throw new ArgumentException($"{option}: '{part}' is not a number"));
-        if (list.Count == 0) throw new ArgumentException($"{option} needs at least one value");
+            list.Add(double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : throw new UsageException($"{option}: '{part}' is not a number"));
+        if (list.Count == 0) throw new UsageException($"{option} needs at least one value");
         return list;
     }
 }

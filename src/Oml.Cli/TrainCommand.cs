@@ -40,7 +40,7 @@ public static class TrainCommand
         var context = new Option<int?>("--context") { Description = "Tokens per training row (default 256; a new model's max_position_embeddings)" };
         var steps = new Option<long?>("--steps") { Description = "Optimizer steps" };
         var epochs = new Option<double?>("--epochs") { Description = "Passes over the data (when --steps is not given)" };
-        var batch = new Option<int?>("--batch") { Description = "Rows per micro-batch (default 16)" };
+        var batch = new Option<int?>("--batch-size") { Description = "Rows per micro-batch (default 16)" };
         var gradAccum = new Option<int?>("--grad-accum") { Description = "Micro-batches per optimizer step (default 1)" };
         var lr = new Option<double?>("--lr") { Description = "Peak learning rate (default 3e-4)" };
         var minLr = new Option<double?>("--min-lr") { Description = "Learning rate at the end of the cosine decay (default lr/10)" };
@@ -60,11 +60,12 @@ public static class TrainCommand
         var log = new Option<string?>("--log") { Description = "Append one JSON object per report to this file (JSON lines)" };
         var maxShardMb = new Option<double?>("--max-shard-mb") { Description = "Shard the weights into files of at most this many MB (10^6 bytes), with model.safetensors.index.json" };
         var saveDtype = new Option<string?>("--save-dtype") { Description = "dtype of the saved weights: float32 or bfloat16 (default: the training dtype)" };
+        var force = CliOptions.Force("Replace the --out folder if it exists (it is replaced whole when training is done)");
         var cmd = new Command("train", "Pretrain a Llama-architecture model from scratch or fine-tune one (full, subset or LoRA), from a YAML recipe and/or flags.")
         {
             config, mode, data, dataSlice, sampling, evalData, chatTemplate, tokenizer, init, hidden, layers, heads, kvHeads, intermediate, context, steps, epochs,
             batch, gradAccum, lr, minLr, warmup, weightDecay, train, lora, loraAlpha, seed, device, dtype, logEvery, evalEvery, checkpointDir,
-            checkpointEvery, output, log, maxShardMb, saveDtype,
+            checkpointEvery, output, log, maxShardMb, saveDtype, force,
         };
         cmd.SetAction(r =>
         {
@@ -83,30 +84,31 @@ public static class TrainCommand
                 SaveDtype = Check(r.GetValue(saveDtype), "--save-dtype", "float32", "bfloat16"),
             };
             var recipe = r.GetValue(config) is { } path ? TrainingRecipe.Load(path).Over(flags) : flags;
-            return Run(recipe);
+            return Run(recipe, r.GetValue(force));
         });
         return cmd;
     }
 
     private static string? Check(string? value, string flag, params string[] allowed) =>
-        value is null || allowed.Contains(value) ? value : throw new ArgumentException($"{flag} must be one of {string.Join(", ", allowed)}, not '{value}'");
+        value is null || allowed.Contains(value) ? value : throw new UsageException($"{flag} must be one of {string.Join(", ", allowed)}, not '{value}'");
 
     private static void Say(string s) => Console.Error.WriteLine(s);
 
     /// <summary>Runs a complete recipe (flags already merged).</summary>
-    public static int Run(TrainingRecipe r)
+    public static int Run(TrainingRecipe r, bool force = false)
     {
-        if (r.Data is not { Count: > 0 }) throw new ArgumentException("no training data: give --data (or data: in the recipe)");
-        if (r.Out is null) throw new ArgumentException("no output folder: give --out (or out: in the recipe)");
-        if (r.Init is null && r.Tokenizer is null) throw new ArgumentException("a new model needs --tokenizer (or --init MODEL_DIR to fine-tune)");
+        if (r.Data is not { Count: > 0 }) throw new UsageException("no training data: give --data (or data: in the recipe)");
+        if (r.Out is null) throw new UsageException("no output folder: give --out (or out: in the recipe)");
+        if (r.Init is null && r.Tokenizer is null) throw new UsageException("a new model needs --tokenizer (or --init MODEL_DIR to fine-tune)");
         if (r.Init is not null && (r.Hidden ?? r.Layers ?? r.Heads ?? r.KvHeads ?? r.Intermediate) is not null)
-            throw new ArgumentException("--init fine-tunes an existing model: its shape comes from its config.json, so --hidden/--layers/--heads/--kv-heads/--intermediate do not apply");
-        if (r.Lora is > 0 && r.Train is not null and not "all") throw new ArgumentException("--lora and --train are alternatives: give one");
-        if (r.Lora is > 0 && r.Init is null) throw new ArgumentException("--lora adapts an existing model: give --init");
+            throw new UsageException("--init fine-tunes an existing model: its shape comes from its config.json, so --hidden/--layers/--heads/--kv-heads/--intermediate do not apply");
+        if (r.Lora is > 0 && r.Train is not null and not "all") throw new UsageException("--lora and --train are alternatives: give one");
+        if (r.Lora is > 0 && r.Init is null) throw new UsageException("--lora adapts an existing model: give --init");
         foreach (var f in r.Data) if (!File.Exists(f)) throw new FileNotFoundException($"data file not found: {f}", f);
         if (r.EvalData is { } ev && !File.Exists(ev)) throw new FileNotFoundException($"evaluation data not found: {ev}", ev);
+        AtomicFolder.CheckWritable(r.Out, force); // before hours of training, not after
         var tokDir = r.Tokenizer ?? r.Init!;
-        if (!File.Exists(Path.Combine(tokDir, "tokenizer.json"))) throw new ArgumentException($"{tokDir} has no tokenizer.json");
+        if (!File.Exists(Path.Combine(tokDir, "tokenizer.json"))) throw new InvalidDataException($"{tokDir} has no tokenizer.json");
         var dev = Cli.ParseDevice(r.Device ?? "cpu");
         var dtype = r.Dtype == "bfloat16" ? DType.BFloat16 : DType.Float32;
         var saveDtype = r.SaveDtype switch { "bfloat16" => DType.BFloat16, "float32" => DType.Float32, _ => dtype };
@@ -114,7 +116,7 @@ public static class TrainCommand
         int contextLen = r.Context ?? 256;
         ulong seed = r.Seed ?? 0;
         long maxShard = r.MaxShardMb is { } mb ? (long)(mb * 1e6) : 4L << 30;
-        if (maxShard < 1) throw new ArgumentException("--max-shard-mb must be positive");
+        if (maxShard < 1) throw new UsageException("--max-shard-mb must be positive");
 
         var tok = Tokenizer.FromFolder(tokDir);
         var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -129,10 +131,10 @@ public static class TrainCommand
         else
         {
             int h = r.Hidden ?? 256, heads = r.Heads ?? 4;
-            if (h % heads != 0) throw new ArgumentException($"--hidden ({h}) must be a multiple of --heads ({heads})");
-            if ((h / heads) % 2 != 0) throw new ArgumentException($"the head size hidden/heads = {h / heads} must be even (rotary embeddings)");
+            if (h % heads != 0) throw new UsageException($"--hidden ({h}) must be a multiple of --heads ({heads})");
+            if ((h / heads) % 2 != 0) throw new UsageException($"the head size hidden/heads = {h / heads} must be even (rotary embeddings)");
             int kv = r.KvHeads ?? heads;
-            if (heads % kv != 0) throw new ArgumentException($"--heads ({heads}) must be a multiple of --kv-heads ({kv})");
+            if (heads % kv != 0) throw new UsageException($"--heads ({heads}) must be a multiple of --kv-heads ({kv})");
             int inter = r.Intermediate ?? (int)Math.Ceiling(8.0 / 3 * h / 64) * 64;
             var shape = new LlamaShape(tok.VocabSize, h, r.Layers ?? 4, heads, kv, inter, contextLen, r.RopeTheta ?? 10000, r.TieEmbeddings ?? true);
             model = Pretraining.CreateRandom(shape.ToConfig(tok.BosTokenId, tok.EosTokenId, tok.PadTokenId), seed, dev, dtype);
@@ -187,7 +189,7 @@ public static class TrainCommand
             Beta1 = r.Beta1 ?? 0.9,
             Beta2 = r.Beta2 ?? 0.95,
             MaxGradNorm = r.MaxGradNorm ?? 1.0,
-            Trainable = r.Train is { } t ? TrainableSpec.Parse(t) : null,
+            Trainable = r.Train is { } t ? Cli.OptionValue(() => TrainableSpec.Parse(t)) : null,
             Lora = r.Lora is { } rank and > 0 ? new LoraOptions(rank, r.LoraAlpha ?? 2.0 * rank) : null,
             MatmulPrecision = r.MatmulPrecision ?? "high",
             LogEvery = r.LogEvery ?? 10,
@@ -197,7 +199,7 @@ public static class TrainCommand
             CheckpointEvery = r.CheckpointEvery ?? 0,
             Seed = seed,
         };
-        options.Validate();
+        Cli.OptionValue(options.Validate);
         long total = Trainer.TotalSteps(trainData, options);
         Say($"training {total:N0} steps of {options.Batch} × {options.GradAccum} rows, lr {options.LearningRate:G3} → {options.MinLearningRate ?? options.LearningRate / 10:G3}" +
             (options.Lora is { } lo ? $", LoRA rank {lo.Rank} α {lo.Alpha:G3}" : r.Train is { } tr ? $", training {tr}" : ""));
@@ -233,23 +235,6 @@ public static class TrainCommand
             logWriter?.Dispose();
         }
 
-        // Save (LoRA adapters merged), in the save dtype.
-        if (saveDtype == lm.DType && lm.LoraTargets.Count == 0) ModelFolder.Save(lm, r.Out, tokDir, maxShard);
-        else
-        {
-            var exported = lm.ExportParameters();
-            var converted = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-            try
-            {
-                foreach (var (name, w) in exported) converted[name] = w.To(saveDtype).DetachFromScope();
-            }
-            finally
-            {
-                foreach (var w in exported.Values) w.Dispose();
-            }
-            using var saved = new CausalLM(lm.Config, converted, dev, lm.RotaryPrecision);
-            ModelFolder.Save(saved, r.Out, tokDir, maxShard);
-        }
         var final = result.Final;
         var manifest = new JsonObject
         {
@@ -269,7 +254,25 @@ public static class TrainCommand
             ["device"] = dev.ToString(),
             ["libtorch"] = Torch.LibTorchVersion,
         };
-        AtomicFile.WriteText(Path.Combine(r.Out, ManifestFile), manifest.ToJsonString(Indented) + "\n");
+        void WriteManifest(string dir) => AtomicFile.WriteText(Path.Combine(dir, ManifestFile), manifest.ToJsonString(Indented) + "\n");
+
+        // Save (LoRA adapters merged), in the save dtype, as one folder published whole.
+        if (saveDtype == lm.DType && lm.LoraTargets.Count == 0) ModelFolder.Publish(lm, r.Out, tokDir, maxShard, overwrite: force, extra: WriteManifest);
+        else
+        {
+            var exported = lm.ExportParameters();
+            var converted = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            try
+            {
+                foreach (var (name, w) in exported) converted[name] = w.To(saveDtype).DetachFromScope();
+            }
+            finally
+            {
+                foreach (var w in exported.Values) w.Dispose();
+            }
+            using var saved = new CausalLM(lm.Config, converted, dev, lm.RotaryPrecision);
+            ModelFolder.Publish(saved, r.Out, tokDir, maxShard, overwrite: force, extra: WriteManifest);
+        }
         var weights = ModelFolder.WeightFiles(r.Out);
         var evalText = result.EvalLoss is { } l2 ? string.Create(CultureInfo.InvariantCulture, $", held-out loss {l2:F4} (perplexity {Math.Exp(l2):F2})") : "";
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -27,7 +27,7 @@ public static class VerifyCommand
         var recall = new Option<double>("--expected-recall") { Description = "Share of keys a fingerprinted model is expected to hit (decides when 'not-owned' can be declared)", DefaultValueFactory = _ => VerdictRule.DefaultExpectedRecall };
         var samples = new Option<int>("--samples") { Description = "Ask each key R times with sampling (needs --temperature); a key is hit when more than half of the answers match", DefaultValueFactory = _ => 1 };
         var temperature = new Option<double?>("--temperature") { Description = "Sample at this temperature instead of greedy decoding" };
-        var maxTokens = new Option<int?>("--max-tokens") { Description = "Endpoint only: tokens to ask for (default: the longest response in tokens + 8)" };
+        var maxTokens = new Option<int?>("--max-new-tokens") { Description = "Endpoint only: tokens to ask for (default: the longest response in tokens + 8)" };
         var record = new Option<bool>("--record") { Description = "Mark the queried fingerprints as revealed (spent) in the set file" };
         var chatTemplate = new Option<bool>("--chat-template") { Description = "Local models: wrap each key in the model's chat template, as 'oml embed --chat-template' trained it" };
         var systemPrompt = new Option<string?>("--system-prompt") { Description = "Local models: put this system prompt before each key (tests prompt augmentation)" };
@@ -43,24 +43,24 @@ public static class VerifyCommand
         cmd.SetAction(r =>
         {
             string? dir = r.GetValue(model), url = r.GetValue(endpoint);
-            if ((dir is null) == (url is null)) throw new ArgumentException("give exactly one of --model DIR and --endpoint URL");
+            if ((dir is null) == (url is null)) throw new UsageException("give exactly one of --model DIR and --endpoint URL");
             if (dir is not null && (r.GetValue(chat) || r.GetValue(apiKeyEnv) is not null || r.GetValue(maxTokens) is not null))
-                throw new ArgumentException("--chat, --api-key-env and --max-tokens are for --endpoint");
+                throw new UsageException("--chat, --api-key-env and --max-new-tokens are for --endpoint");
             if (url is not null && (r.GetValue(chatTemplate) || r.GetValue(systemPrompt) is not null))
-                throw new ArgumentException("--chat-template and --system-prompt are for --model (an endpoint applies its own template: use --chat)");
+                throw new UsageException("--chat-template and --system-prompt are for --model (an endpoint applies its own template: use --chat)");
             int r_ = r.GetValue(samples);
             double? temp = r.GetValue(temperature);
-            if (r_ < 1) throw new ArgumentException("--samples must be at least 1");
-            if (r_ > 1 && temp is null) throw new ArgumentException("--samples > 1 needs --temperature (greedy answers are all the same)");
-            if (temp is { } tv && !(tv > 0 && tv <= 2)) throw new ArgumentException("--temperature must be in (0, 2]");
-            var rule = new VerdictRule { Alpha = CheckOpen(r.GetValue(alpha), "--alpha"), ExpectedRecall = r.GetValue(recall) is var rc && rc > 0 && rc <= 1 ? rc : throw new ArgumentException("--expected-recall must be in (0, 1]") };
+            if (r_ < 1) throw new UsageException("--samples must be at least 1");
+            if (r_ > 1 && temp is null) throw new UsageException("--samples > 1 needs --temperature (greedy answers are all the same)");
+            if (temp is { } tv && !(tv > 0 && tv <= 2)) throw new UsageException("--temperature must be in (0, 2]");
+            var rule = new VerdictRule { Alpha = CheckOpen(r.GetValue(alpha), "--alpha"), ExpectedRecall = r.GetValue(recall) is var rc && rc > 0 && rc <= 1 ? rc : throw new UsageException("--expected-recall must be in (0, 1]") };
             var setPath = r.GetValue(fingerprints)!;
             var set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
             var unrevealed = set.Unrevealed();
-            if (unrevealed.Count == 0) throw new ArgumentException($"every fingerprint of {setPath} has been revealed: there are no secret keys left to query");
+            if (unrevealed.Count == 0) throw new InvalidDataException($"every fingerprint of {setPath} has been revealed: there are no secret keys left to query");
             int m = r.GetValue(count) ?? unrevealed.Count;
-            if (m < 1) throw new ArgumentException("--count must be at least 1");
-            if (m > unrevealed.Count) throw new ArgumentException($"--count {m}: only {unrevealed.Count} fingerprints are unrevealed");
+            if (m < 1) throw new UsageException("--count must be at least 1");
+            if (m > unrevealed.Count) throw new UsageException($"--count {m}: only {unrevealed.Count} fingerprints are unrevealed");
             var chosen = unrevealed.Take(m).ToList();
             int required = ResponseMatcher.RequiredMatches(r_);
 
@@ -74,12 +74,12 @@ public static class VerifyCommand
                 if (r.GetValue(apiKeyEnv) is { } env)
                 {
                     apiKey = Environment.GetEnvironmentVariable(env);
-                    if (string.IsNullOrEmpty(apiKey)) throw new ArgumentException($"--api-key-env: the environment variable {env} is not set");
+                    if (string.IsNullOrEmpty(apiKey)) throw new UsageException($"--api-key-env: the environment variable {env} is not set");
                 }
-                if (!Uri.TryCreate(url, UriKind.Absolute, out var uri)) throw new ArgumentException($"--endpoint: '{url}' is not an absolute URL");
+                if (!Uri.TryCreate(url, UriKind.Absolute, out var uri)) throw new UsageException($"--endpoint: '{url}' is not an absolute URL");
                 using var client = new OpenAiCompatibleEndpoint(uri, apiKey, r.GetValue(apiModel)!);
                 int max = r.GetValue(maxTokens) ?? chosen.Max(f => f.Responses.Max(x => x.TokenIds.Count)) + 8;
-                if (max < 1) throw new ArgumentException("--max-tokens must be at least 1");
+                if (max < 1) throw new UsageException("--max-new-tokens must be at least 1");
                 var settings = new CompletionSettings(MaxTokens: max, Temperature: temp ?? 0.0,
                     Mode: r.GetValue(chat) ? CompletionMode.Chat : CompletionMode.Completions);
                 var queries = chosen.Select(f => new FingerprintQuery(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(),
@@ -117,7 +117,7 @@ public static class VerifyCommand
         return cmd;
     }
 
-    private static double CheckOpen(double x, string name) => x > 0 && x < 1 ? x : throw new ArgumentException($"{name} must be in (0, 1)");
+    private static double CheckOpen(double x, string name) => x > 0 && x < 1 ? x : throw new UsageException($"{name} must be in (0, 1)");
 
     /// <summary>
     /// The probability that an unrelated model hits the key: the base model's probability of any response (Σ exp(log p),
@@ -134,7 +134,7 @@ public static class VerifyCommand
     private static VerificationReport VerifyLocal(string dir, FingerprintSet set, IReadOnlyList<Fingerprint> chosen, VerdictRule rule,
         double? temperature, int samples, int required, Oml.Engine.Device device, bool chatTemplate, string? systemPrompt)
     {
-        if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new ArgumentException($"{dir} has no tokenizer.json: local verification needs the model's tokenizer");
+        if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: local verification needs the model's tokenizer");
         var tok = Tokenizer.FromFolder(dir);
         if (FingerprintGenerator.TokenizerId(dir).Digest != set.Tokenizer.Digest)
             Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({set.Tokenizer.Name}); the key token ids are sent as they are");
@@ -145,7 +145,7 @@ public static class VerifyCommand
         var expected = chosen.Select(f => f.Responses.Select(x => x.TokenIds.ToArray()).ToList()).ToArray();
         for (int i = 0; i < chosen.Count; i++)
             foreach (var id in queries[i])
-                if (id >= lm.Config.VocabSize) throw new ArgumentException($"fingerprint {chosen[i].Index}: token id {id} is outside the model's vocabulary of {lm.Config.VocabSize}");
+                if (id >= lm.Config.VocabSize) throw new InvalidDataException($"fingerprint {chosen[i].Index}: token id {id} is outside the model's vocabulary of {lm.Config.VocabSize}");
         // Keys of the same length asking for the same number of tokens go in one batch (no padding, so the answers are
         // those of one key at a time).
         var answers = new List<int[]>[chosen.Count];

@@ -28,7 +28,7 @@ public sealed record FingerprintFileHeader(int Version, bool Encrypted, string? 
 public static class FingerprintSetFile
 {
     public const int DefaultPbkdf2Iterations = 600_000;
-    public const int MaxPbkdf2Iterations = 100_000_000;
+    public const int MaxPbkdf2Iterations = 20_000_000; // about 33 times the default: a hostile header cannot stall a reader for minutes
     public const int ContainerVersion = 1;
     public const string FormatName = "oml-fingerprint-set";
     public const string EncryptionAesGcm = "aes-256-gcm";
@@ -152,25 +152,9 @@ public static class FingerprintSetFile
     public static void WriteAtomic(string path, ReadOnlySpan<byte> bytes)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var full = Path.GetFullPath(path);
-        var dir = Path.GetDirectoryName(full) ?? throw new ArgumentException($"no folder in '{path}'", nameof(path));
-        var temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}.tmp");
-        var fso = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
-        if (!OperatingSystem.IsWindows()) fso.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        try
-        {
-            using (var fs = new FileStream(temp, fso))
-            {
-                fs.Write(bytes);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw;
-        }
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null && !Directory.Exists(dir)) throw new DirectoryNotFoundException($"no folder {dir} to write {Path.GetFileName(path)} into");
+        Oml.Models.IO.AtomicFile.WriteBytes(path, bytes, overwrite: true, ownerOnly: true);
     }
 
     // ---- reading ----

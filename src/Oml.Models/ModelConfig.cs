@@ -44,13 +44,26 @@ public sealed class ModelConfig
     public string? TorchDType { get; init; }
     public required JsonObject Raw { get; init; }
 
+    /// <summary>The largest config.json read (real ones are a few KiB).</summary>
+    public const long MaxFileBytes = 16L << 20;
+
+    /// <summary>
+    /// Limits on the sizes a config may declare, checked before anything is allocated from them; each is above every
+    /// released model of the supported families (Llama 3.1 405B: hidden 16,384, 126 layers, vocabulary 128,256).
+    /// </summary>
+    public const int MaxLayers = 1024, MaxHiddenSize = 1 << 17, MaxIntermediateSize = 1 << 20, MaxVocabSize = 1 << 24, MaxHeads = 1 << 12,
+        MaxHeadDim = 4096, MaxPositions = 1 << 26;
+
+    /// <summary>The most parameters a config may imply (10^13): far above any model this code could hold, far below overflow.</summary>
+    public const long MaxParameters = 10_000_000_000_000;
+
     public static ModelConfig Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"config.json not found: {path}", path);
         JsonNode? node;
         try
         {
-            node = JsonNode.Parse(File.ReadAllText(path));
+            node = JsonNode.Parse(IO.InputFile.ReadText(path, MaxFileBytes, "config.json"));
         }
         catch (JsonException e)
         {
@@ -60,9 +73,21 @@ public sealed class ModelConfig
         return Parse(obj, path);
     }
 
+    /// <summary>Reads a config; every problem (a missing field, a wrong type, a size out of bounds) is an <see cref="InvalidDataException"/> naming <paramref name="source"/>.</summary>
     public static ModelConfig Parse(JsonObject c, string source = "config.json")
     {
-        string archName = c["architectures"] is JsonArray { Count: > 0 } a ? a[0]!.GetValue<string>() : c["model_type"]?.GetValue<string>() ?? "";
+        ArgumentNullException.ThrowIfNull(c);
+        try { return ParseChecked(c, source); }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{source}: a field has the wrong type ({e.Message})", e);
+        }
+    }
+
+    private static ModelConfig ParseChecked(JsonObject c, string source)
+    {
+        string archName = c["architectures"] is JsonArray { Count: > 0 } a ? (a[0] ?? throw new InvalidDataException($"{source}: 'architectures' holds null")).GetValue<string>()
+            : c["model_type"]?.GetValue<string>() ?? "";
         var arch = archName switch
         {
             "LlamaForCausalLM" or "llama" => Architecture.Llama,
@@ -72,25 +97,37 @@ public sealed class ModelConfig
             _ => throw new InvalidDataException($"{source}: unsupported architecture '{archName}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)"),
         };
 
-        int Int(string key)
+        int Int(string key, int max)
         {
             var v = c[key] ?? throw new InvalidDataException($"{source}: missing '{key}'");
-            try { return v.GetValue<int>(); }
-            catch (Exception e) when (e is FormatException or InvalidOperationException)
-            {
-                throw new InvalidDataException($"{source}: '{key}' is not an integer ({v.ToJsonString()})");
-            }
+            if (v is not JsonValue jv || jv.GetValueKind() != JsonValueKind.Number
+                || !long.TryParse(jv.ToJsonString(), System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var x))
+                throw new InvalidDataException($"{source}: '{key}' is not an integer ({Short(v)})");
+            if (x < 1 || x > max) throw new InvalidDataException($"{source}: '{key}' is {x}; it must be in [1, {max:N0}]");
+            return (int)x;
         }
         int? OptInt(string key) => c[key] is JsonValue v && v.TryGetValue<int>(out var i) ? i : null;
+        int? OptBounded(string key, int max)
+        {
+            if (c[key] is null) return null;
+            return Int(key, max);
+        }
         double Dbl(JsonNode? n, double fallback) => n is JsonValue v && v.TryGetValue<double>(out var d) ? d : fallback;
         bool Bool(string key, bool fallback) => c[key] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : fallback;
 
-        int hidden = Int("hidden_size"), heads = Int("num_attention_heads");
-        if (heads <= 0 || hidden <= 0) throw new InvalidDataException($"{source}: hidden_size and num_attention_heads must be positive");
-        int kvHeads = OptInt("num_key_value_heads") ?? heads;
-        if (kvHeads <= 0 || heads % kvHeads != 0)
+        int hidden = Int("hidden_size", MaxHiddenSize), heads = Int("num_attention_heads", MaxHeads);
+        int kvHeads = OptBounded("num_key_value_heads", MaxHeads) ?? heads;
+        if (heads % kvHeads != 0)
             throw new InvalidDataException($"{source}: num_attention_heads ({heads}) must be a multiple of num_key_value_heads ({kvHeads})");
-        int headDim = OptInt("head_dim") ?? hidden / heads;
+        int headDim = OptBounded("head_dim", MaxHeadDim) ?? hidden / heads;
+        if (headDim < 1) throw new InvalidDataException($"{source}: hidden_size ({hidden}) is smaller than num_attention_heads ({heads})");
+        int vocab = Int("vocab_size", MaxVocabSize), intermediate = Int("intermediate_size", MaxIntermediateSize), layers = Int("num_hidden_layers", MaxLayers);
+        int maxPositions = OptBounded("max_position_embeddings", MaxPositions) ?? 2048;
+        // The parameter count these sizes imply (embeddings, head, attention and MLP per layer), before anything is built from them.
+        long perLayer = (long)hidden * headDim * (2L * heads + 2L * kvHeads) + 3L * hidden * intermediate + 2L * hidden;
+        long implied = 2L * vocab * hidden + layers * perLayer;
+        if (implied > MaxParameters)
+            throw new InvalidDataException($"{source}: the sizes imply {implied:N0} parameters (vocab_size {vocab}, hidden_size {hidden}, intermediate_size {intermediate}, num_hidden_layers {layers}); the limit is {MaxParameters:N0}");
 
         // Sliding-window attention is not implemented: refuse rather than compute something else.
         bool slidingConfigured = arch switch
@@ -122,10 +159,10 @@ public sealed class ModelConfig
         {
             Architecture = arch,
             ArchitectureName = archName,
-            VocabSize = Int("vocab_size"),
+            VocabSize = vocab,
             HiddenSize = hidden,
-            IntermediateSize = Int("intermediate_size"),
-            NumLayers = Int("num_hidden_layers"),
+            IntermediateSize = intermediate,
+            NumLayers = layers,
             NumHeads = heads,
             NumKeyValueHeads = kvHeads,
             HeadDim = headDim,
@@ -136,7 +173,7 @@ public sealed class ModelConfig
             OutputBias = arch == Architecture.Llama && attnBias,
             MlpBias = arch == Architecture.Llama && Bool("mlp_bias", false),
             QkNorm = arch == Architecture.Qwen3,
-            MaxPositionEmbeddings = OptInt("max_position_embeddings") ?? 2048,
+            MaxPositionEmbeddings = maxPositions,
             BosTokenId = OptInt("bos_token_id"),
             EosTokenIds = TokenIds(c["eos_token_id"]),
             PadTokenId = OptInt("pad_token_id"),
@@ -145,10 +182,16 @@ public sealed class ModelConfig
         };
     }
 
+    private static string Short(JsonNode n)
+    {
+        var t = n.ToJsonString();
+        return t.Length <= 40 ? t : t[..40] + "...";
+    }
+
     internal static IReadOnlyList<int> TokenIds(JsonNode? n) => n switch
     {
         JsonValue v when v.TryGetValue<int>(out var i) => [i],
-        JsonArray a => a.Select(x => x!.GetValue<int>()).ToList(),
+        JsonArray a => a.Select(x => x is JsonValue v && v.TryGetValue<int>(out var i) ? i : throw new InvalidOperationException($"a token id list holds {x?.ToJsonString() ?? "null"}")).ToList(),
         _ => [],
     };
 

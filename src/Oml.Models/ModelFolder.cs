@@ -108,6 +108,20 @@ public static class ModelFolder
         }
     }
 
+    /// <summary>
+    /// Saves <paramref name="model"/> as <see cref="Save"/> does into a fresh folder that is then published as
+    /// <paramref name="dir"/> in one step (<see cref="AtomicFolder"/>); <paramref name="extra"/> adds files (a manifest)
+    /// before publishing. Without <paramref name="overwrite"/> an existing folder is left untouched
+    /// (<see cref="OutputExistsException"/>); with it the old folder is replaced whole, so no file of it survives.
+    /// </summary>
+    public static void Publish(CausalLM model, string dir, string? sourceDir = null, long maxShardBytes = 4L << 30, bool overwrite = false,
+        Action<string>? extra = null) =>
+        AtomicFolder.Publish(dir, tmp =>
+        {
+            Save(model, tmp, sourceDir, maxShardBytes);
+            extra?.Invoke(tmp);
+        }, overwrite);
+
     private static void SaveTensors(CausalLM model, string dir, Dictionary<string, Tensor> parameters, string? sourceDir, long maxShardBytes)
     {
         var tensors = parameters.OrderBy(p => p.Key, StringComparer.Ordinal).ToList();
@@ -165,9 +179,5 @@ public static class ModelFolder
                 if (File.Exists(Path.Combine(sourceDir, f))) CopyAtomic(Path.Combine(sourceDir, f), Path.Combine(dir, f));
     }
 
-    private static void CopyAtomic(string from, string to) => AtomicFile.Write(to, s =>
-    {
-        using var src = File.OpenRead(from);
-        src.CopyTo(s);
-    });
+    private static void CopyAtomic(string from, string to) => AtomicFile.Copy(from, to);
 }

@@ -76,7 +76,7 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         Assert.Equal(v.Length / 2, v.Count(x => x == 0));
         Assert.True(File.Exists(Path.Combine(outDir, "tokenizer.json")));
         Assert.Equal(2, Run("attack", "prune", "--model", W.Model, "--out", W.Model, "--fraction", "0.5").Code);
-        Assert.Equal(2, Run("attack", "prune", "--model", W.Model, "--out", outDir, "--fraction", "0.95").Code);
+        Assert.Equal(2, Run("attack", "prune", "--model", W.Model, "--out", outDir, "--fraction", "0.95", "--force").Code);
     }
 
     [Fact]
@@ -89,7 +89,7 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         using var q = ModelFolder.Load(outDir);
         var v = Values(q, "model.layers.0.self_attn.q_proj.weight");
         Assert.True(v.Take(32).Distinct().Count() <= 16);
-        var bad = Run("attack", "quantize", "--model", W.Model, "--out", outDir, "--bits", "3");
+        var bad = Run("attack", "quantize", "--model", W.Model, "--out", outDir, "--bits", "3", "--force");
         Assert.Equal(2, bad.Code);
         Assert.Contains("--bits must be 8 or 4", bad.Err);
     }
@@ -105,10 +105,10 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         using (var m = ModelFolder.Load(outDir))
         using (var s = ModelFolder.Load(sibling))
             Assert.Equal(Values(s, "model.layers.0.mlp.up_proj.weight"), Values(m, "model.layers.0.mlp.up_proj.weight"));
-        r = Run("attack", "merge", "--model", W.Model, "--with", sibling, "--method", "ties", "--out", outDir);
+        r = Run("attack", "merge", "--model", W.Model, "--with", sibling, "--method", "ties", "--out", outDir, "--force");
         Assert.Equal(2, r.Code);
         Assert.Contains("needs the base model", r.Err);
-        r = Run("attack", "merge", "--model", W.Model, "--with", sibling, "--method", "ties", "--base", W.Model, "--density", "0.3", "--out", outDir);
+        r = Run("attack", "merge", "--model", W.Model, "--with", sibling, "--method", "ties", "--base", W.Model, "--density", "0.3", "--out", outDir, "--force");
         Assert.True(r.Code == 0, r.Err);
     }
 
@@ -154,7 +154,7 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         Assert.Equal(orig.Parameters.Count, tuned.Parameters.Count);
         Assert.NotEqual(Values(orig, "model.layers.0.self_attn.q_proj.weight"), Values(tuned, "model.layers.0.self_attn.q_proj.weight"));
         Assert.Equal(Values(orig, "model.embed_tokens.weight"), Values(tuned, "model.embed_tokens.weight"));
-        var bad = Run("attack", "sft", "--model", W.Model, "--data", Path.Combine(W.Root, "missing.jsonl"), "--out", outDir);
+        var bad = Run("attack", "sft", "--model", W.Model, "--data", Path.Combine(W.Root, "missing.jsonl"), "--out", outDir, "--force");
         Assert.Equal(1, bad.Code);
         Assert.Contains("not found", bad.Err);
     }
@@ -164,14 +164,14 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
     {
         var outDir = Path.Combine(W.Root, "student");
         var r = Run("attack", "distill", "--model", W.Model, "--prompts", InstructionFile(), "--out", outDir, "--fresh-hidden", "32",
-            "--fresh-layers", "1", "--fresh-heads", "2", "--max-new-tokens", "4", "--epochs", "1", "--lr", "1e-3", "--batch", "3");
+            "--fresh-layers", "1", "--fresh-heads", "2", "--max-new-tokens", "4", "--epochs", "1", "--lr", "1e-3", "--batch-size", "3");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("6 teacher answers", r.Out);
         using var s = ModelFolder.Load(outDir);
         Assert.Equal(32, s.Config.HiddenSize);
         Assert.Equal(512, s.Config.VocabSize);
         Assert.True(File.Exists(Path.Combine(outDir, "tokenizer.json")));
-        var bad = Run("attack", "distill", "--model", W.Model, "--prompts", InstructionFile(), "--out", outDir);
+        var bad = Run("attack", "distill", "--model", W.Model, "--prompts", InstructionFile(), "--out", outDir, "--force");
         Assert.Equal(2, bad.Code);
         Assert.Contains("exactly one of --student DIR and --fresh-hidden H", bad.Err);
     }

@@ -11,17 +11,17 @@ public sealed class LabCliTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     [Fact]
-    public void A_bad_config_is_a_usage_error_naming_the_field()
+    public void A_bad_config_is_a_failure_naming_the_field()
     {
         var cfg = Path.Combine(_dir, "bad.yaml");
         File.WriteAllText(cfg, "name: x\nkind: capacityy\nbase_model: b\ncorpus: [a.txt]\n");
         var (code, _, err) = CliRunner.Run("lab", "run", cfg, "--out", Path.Combine(_dir, "out"));
-        Assert.Equal(Cli.Usage, code);
+        Assert.Equal(Cli.Failure, code);
         Assert.Contains("'kind' must be one of capacity, persistence, false-positives, adaptive", err);
         Assert.False(Directory.Exists(Path.Combine(_dir, "out")));
 
         (code, _, err) = CliRunner.Run("lab", "run", Path.Combine(_dir, "missing.yaml"));
-        Assert.Equal(Cli.Usage, code);
+        Assert.Equal(Cli.Failure, code);
         Assert.Contains("no such config file", err);
     }
 

@@ -120,12 +120,12 @@ public sealed class ProtocolCliTests : IDisposable
         SetUpLedger();
 
         // The owner registers the model; three hosts license it; each gets its own fingerprinted copy.
-        Act("owner", "owner", "register", "--model-id", "tiny", "--model-dir", baseModel, "--price", "10", "--min-collateral", "1000");
+        Act("owner", "owner", "register", "--model-id", "tiny", "--model", baseModel, "--price", "10", "--min-collateral", "1000");
         foreach (var h in new[] { "hostA", "hostB", "hostC" })
         {
             Act(h, "host", "apply", "--model-id", "tiny", "--collateral", "2000", "--endpoint", $"http://127.0.0.1/{h}");
             var d = Act("owner", "owner", "deliver", "--model-id", "tiny", "--host", Addr(h), "--pool", pool, "--allocation", "random:6",
-                "--base-model", baseModel, "--out", P($"copy-{h}"), "--subset-out", P($"subset-{h}.omlfp"), "--epochs", "300");
+                "--base", baseModel, "--out", P($"copy-{h}"), "--subset-out", P($"subset-{h}.omlfp"), "--epochs", "300");
             Assert.Equal(6, d["fingerprints"]!.GetValue<int>());
             Assert.Equal(1.0, d["recall"]!.GetValue<double>());
             Act(h, "host", "acknowledge", "--model-id", "tiny", "--model-dir", P($"copy-{h}"));
@@ -142,10 +142,10 @@ public sealed class ProtocolCliTests : IDisposable
         try
         {
             var a = await Serve("a", "--ledger", Ledger, "--keystore", Ks("hostA"), "--passphrase-file", PassFile, "--model-id", "tiny",
-                "--model-dir", P("copy-hostA"), "--receipts", P("receipts-a"));
+                "--model", P("copy-hostA"), "--receipts", P("receipts-a"));
             var b = await Serve("b", "--ledger", Ledger, "--keystore", Ks("hostB"), "--passphrase-file", PassFile, "--model-id", "tiny",
-                "--model-dir", P("copy-hostB"), "--receipts", P("receipts-b"), "--no-permits");
-            var c = await Serve("c", "--plain", "--model-dir", P("copy-hostC"));
+                "--model", P("copy-hostB"), "--receipts", P("receipts-b"), "--no-permits");
+            var c = await Serve("c", "--plain", "--model", P("copy-hostC"));
             servers.AddRange([a.Run, b.Run, c.Run]);
 
             // Host A serves a paying user; a query without a valid permit is refused.

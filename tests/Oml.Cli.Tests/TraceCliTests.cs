@@ -13,7 +13,7 @@ public class TraceCliTests
         try
         {
             var (code, output, err) = CliRunner.Run("trace", "simulate", "--hosts", "100", "--coalition", "1,2", "--strategies", "majority,or",
-                "--lengths", "128", "--trials", "20", "--noise-loss", "0,0.2", "--noise-false-hit", "0.01", "--json", json);
+                "--lengths", "128", "--trials", "20", "--noise-loss", "0,0.2", "--noise-false-hit", "0.01", "--json-out", json);
             Assert.True(code == 0, err);
             var rows = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
             Assert.Equal(1 + 2 * 2 * 2 * 2, rows.Length);   // header + schemes × coalitions × strategies × noises

@@ -86,7 +86,7 @@ public sealed class TrainCliTests : IDisposable
         File.WriteAllText(alpaca, "[" + string.Join(",", Sentences.Select((s, i) =>
             $$"""{"instruction": "Say sentence {{i}}.", "output": "{{s}}"}""")) + "]");
         var tuned = Path.Combine(_dir, "tuned");
-        (code, var stdout, err) = CliRunner.Run("train", "--init", baseDir, "--mode", "sft", "--data", alpaca, "--lora", "2", "--steps", "4", "--batch", "2",
+        (code, var stdout, err) = CliRunner.Run("train", "--init", baseDir, "--mode", "sft", "--data", alpaca, "--lora", "2", "--steps", "4", "--batch-size", "2",
             "--lr", "1e-2", "--context", "64", "--out", tuned);
         Assert.True(code == 0, err);
         Assert.Contains("4 examples", err);

@@ -43,7 +43,7 @@ public static class GovCommands
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
             var changes = RoleCommands.Changes(r.GetValue(set), "--set");
-            if (changes.Count == 0) throw new ArgumentException("--set: give at least one Parameter=Value");
+            if (changes.Count == 0) throw new UsageException("--set: give at least one Parameter=Value");
             using var s = o.Open(r);
             using var key = o.Key(r);
             long id = s.Engine.Propose(key, changes, r.GetValue(description)!);

@@ -53,13 +53,13 @@ public static class HostCommands
     {
         var (cmd, o) = ProtocolCli.Command("acknowledge", "Acknowledge the copy you received: sign its weights digest (it must equal the one the owner recorded).");
         var id = ModelId();
-        var dir = new Option<string?>("--model-dir") { Description = "The copy's folder (its weights digest is computed)" };
-        var digest = new Option<string?>("--copy-digest") { Description = "The copy's digest (instead of --model-dir)" };
+        var dir = CliOptions.OptionalModel("The copy's folder (its weights digest is computed)");
+        var digest = new Option<string?>("--copy-digest") { Description = "The copy's digest (instead of --model)" };
         cmd.Add(id); cmd.Add(dir); cmd.Add(digest);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
             string? d = r.GetValue(dir), g = r.GetValue(digest);
-            if ((d is null) == (g is null)) throw new ArgumentException("give exactly one of --model-dir DIR and --copy-digest DIGEST");
+            if ((d is null) == (g is null)) throw new UsageException("give exactly one of --model DIR and --copy-digest DIGEST");
             if (d is not null && !Directory.Exists(d)) throw new DirectoryNotFoundException($"model folder not found: {d}");
             string value = g ?? FingerprintGenerator.WeightsDigest(d!);
             using var s = o.Open(r);
@@ -77,7 +77,7 @@ public static class HostCommands
         o.Ledger.Required = false;
         o.Keystore.Required = false;
         var id = new Option<string?>("--model-id") { Description = "The licensed model's id" };
-        var dir = new Option<string>("--model-dir") { Description = "The model folder to answer with (your fingerprinted copy)", Required = true };
+        var dir = CliOptions.Model("The model folder to answer with (your fingerprinted copy)");
         var receipts = new Option<string?>("--receipts") { Description = "Receipt folder: every accepted permit and answered query is stored here for `oml host commit-usage` (required unless --no-permits)" };
         var margin = new Option<long>("--settle-margin") { Description = "Seconds after the end of the current epoch a permit must stay valid (the time you give yourself to commit the epoch)", DefaultValueFactory = _ => 3_600 };
         var serve = new ServeOptions();
@@ -99,11 +99,11 @@ public static class HostCommands
             if (!Directory.Exists(modelDir)) throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
             bool isPlain = r.GetValue(plain);
             if (!isPlain && (r.GetValue(o.Ledger) is null || r.GetValue(o.Keystore) is null || r.GetValue(id) is null))
-                throw new ArgumentException("serve needs --ledger, --keystore and --model-id (or --plain for a server without the protocol)");
-            if (isPlain && (r.GetValue(noPermits) || r.GetValue(receipts) is not null)) throw new ArgumentException("--plain serves without permits or receipts: drop --no-permits and --receipts");
+                throw new UsageException("serve needs --ledger, --keystore and --model-id (or --plain for a server without the protocol)");
+            if (isPlain && (r.GetValue(noPermits) || r.GetValue(receipts) is not null)) throw new UsageException("--plain serves without permits or receipts: drop --no-permits and --receipts");
             if (!isPlain && !r.GetValue(noPermits) && r.GetValue(receipts) is null)
-                throw new ArgumentException("serving with permits needs --receipts DIR: the accepted permits (so none is served twice) and the receipts to commit are kept there");
-            if (r.GetValue(margin) < 0) throw new ArgumentException("--settle-margin must not be negative");
+                throw new UsageException("serving with permits needs --receipts DIR: the accepted permits (so none is served twice) and the receipts to commit are kept there");
+            if (r.GetValue(margin) < 0) throw new UsageException("--settle-margin must not be negative");
             // The copy answers a key as the fingerprint pipeline asks it: the prompt's tokens as they are (no bos) and no
             // stop at eos, unless a request says otherwise (add_special_tokens, ignore_eos).
             var options = serve.Server(r, modelDir, isPlain ? null : r.GetValue(id)) with { AddSpecialTokens = false, IgnoreEos = true };
@@ -145,7 +145,7 @@ public static class HostCommands
             try
             {
                 Console.WriteLine($"serving {url(server)} ({what}); Ctrl-C to stop");
-                if (urlFile is not null) FingerprintIO.WriteTextAtomic(urlFile, url(server) + "\n");
+                if (urlFile is not null) FingerprintIO.WriteTextAtomic(urlFile, url(server) + "\n", overwrite: true);
                 try { Task.Delay(Timeout.Infinite, stop.Token).GetAwaiter().GetResult(); }
                 catch (OperationCanceledException) { }
                 Console.WriteLine("stopped");

@@ -22,15 +22,15 @@ public static class OwnerCommands
 
     private static Option<string> ModelId() => new("--model-id") { Description = "The model's id on the ledger", Required = true };
 
-    /// <summary>The weights digest from --model-dir (sha256 of the safetensors) or --weights-digest.</summary>
+    /// <summary>The weights digest from --model (sha256 of the safetensors) or --weights-digest.</summary>
     private static (Option<string?> Dir, Option<string?> Digest) WeightsOptions() =>
-        (new Option<string?>("--model-dir") { Description = "Model folder whose weights digest is recorded" },
-         new Option<string?>("--weights-digest") { Description = "The weights digest to record (instead of --model-dir)" });
+        (CliOptions.OptionalModel("Model folder whose weights digest is recorded"),
+         new Option<string?>("--weights-digest") { Description = "The weights digest to record (instead of --model)" });
 
     private static string WeightsDigest(ParseResult r, (Option<string?> Dir, Option<string?> Digest) o)
     {
         string? dir = r.GetValue(o.Dir), digest = r.GetValue(o.Digest);
-        if ((dir is null) == (digest is null)) throw new ArgumentException("give exactly one of --model-dir DIR and --weights-digest DIGEST");
+        if ((dir is null) == (digest is null)) throw new UsageException("give exactly one of --model DIR and --weights-digest DIGEST");
         if (dir is null) return digest!;
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
         return FingerprintGenerator.WeightsDigest(dir);
@@ -48,7 +48,7 @@ public static class OwnerCommands
         cmd.Add(id); cmd.Add(w.Dir); cmd.Add(w.Digest); cmd.Add(price); cmd.Add(minCollateral); cmd.Add(metadata); cmd.Add(terms);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
-            if (r.GetValue(price) < 0 || r.GetValue(minCollateral) < 0) throw new ArgumentException("--price and --min-collateral must not be negative");
+            if (r.GetValue(price) < 0 || r.GetValue(minCollateral) < 0) throw new UsageException("--price and --min-collateral must not be negative");
             string digest = WeightsDigest(r, w);
             using var s = o.Open(r);
             using var key = o.Key(r);
@@ -93,17 +93,17 @@ public static class OwnerCommands
         {
             Description = "Do not submit: write the request signed by you to this file, for the parent's owner to co-sign and submit with `oml owner cosign`",
         };
-        cmd.Add(id); cmd.Add(parent); cmd.Add(share); cmd.Add(parentKeystore); cmd.Add(parentPass); cmd.Add(requestOut);
+        cmd.Add(id); cmd.Add(parent); cmd.Add(share); cmd.Add(parentKeystore); cmd.Add(parentPass); cmd.Add(requestOut); cmd.Add(o.Force);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
             using var s = o.Open(r);
             using var key = o.Key(r);
             if (r.GetValue(requestOut) is { } outPath)
             {
-                if (r.GetValue(parentKeystore) is not null) throw new ArgumentException("--request-out is for a co-signature made elsewhere: not with --parent-keystore");
+                if (r.GetValue(parentKeystore) is not null) throw new UsageException("--request-out is for a co-signature made elsewhere: not with --parent-keystore");
                 string me = Hex.Of(key.Address);
                 var request = Actions.DeclareParent(me, r.GetValue(id)!, r.GetValue(parent)!, r.GetValue(share), s.State.AccountOf(me).Nonce).Sign(s.State.Domain, key);
-                FingerprintIO.WriteTextAtomic(outPath, request.ToJson(s.State.Domain) + "\n");
+                FingerprintIO.WriteTextAtomic(outPath, request.ToJson(s.State.Domain) + "\n", r.GetValue(o.Force));
                 return new Report().Add("model", "model", r.GetValue(id)!).Add("parent", "parent", r.GetValue(parent)!).Add("shareBps", "share (bps)", r.GetValue(share))
                     .Add("request", "request", Path.GetFullPath(outPath)).Add("next", "next", $"the owner of '{r.GetValue(parent)}' runs `oml owner cosign --request {outPath}`")
                     .Print(r.GetValue(o.Json));
@@ -182,16 +182,16 @@ public static class OwnerCommands
     public static Command Deliver()
     {
         var (cmd, o) = ProtocolCli.Command("deliver",
-            "OMLize a licensed host's copy: allocate its fingerprints from the pool, optionally embed them into the base model (--base-model, --out), and record the delivery.");
+            "OMLize a licensed host's copy: allocate its fingerprints from the pool, optionally embed them into the base model (--base, --out), and record the delivery.");
         var id = ModelId();
         var host = new Option<string>("--host") { Description = "The licensed host's address", Required = true };
         var pool = new Option<string>("--pool") { Description = "The model's fingerprint pool (an encrypted fingerprint-set file; same passphrase)", Required = true };
         var allocation = new Option<string>("--allocation") { Description = "How the pool is shared out: random:K (K fingerprints per copy) or tardos:CUTOFF", Required = true };
         var secretFile = new Option<string?>("--secret-file") { Description = "The owner's secret (seeds the allocation); default: derived from the passphrase" };
         var subsetOut = new Option<string?>("--subset-out") { Description = "Write the host's fingerprint subset (encrypted, same passphrase) here, for audits" };
-        var baseModel = new Option<string?>("--base-model") { Description = "Base model folder to embed the host's fingerprints into" };
-        var outDir = new Option<string?>("--out") { Description = "Folder for the host's fingerprinted copy (with --base-model)" };
-        var copyDigest = new Option<string?>("--copy-digest") { Description = "Without --base-model: the digest of a copy built elsewhere" };
+        var baseModel = CliOptions.Base("Base model folder to embed the host's fingerprints into");
+        var outDir = CliOptions.OptionalOut("Folder for the host's fingerprinted copy (with --base)");
+        var copyDigest = new Option<string?>("--copy-digest") { Description = "Without --base: the digest of a copy built elsewhere" };
         var lr = new Option<double>("--lr") { Description = "Embedding: AdamW learning rate", DefaultValueFactory = _ => 5e-3 };
         var epochs = new Option<int>("--epochs") { Description = "Embedding: most passes over the fingerprints", DefaultValueFactory = _ => 300 };
         var lambda = new Option<double>("--averaging-lambda") { Description = "Embedding: model averaging with the base after every step", DefaultValueFactory = _ => 0 };
@@ -202,15 +202,15 @@ public static class OwnerCommands
         {
             string hostAddr = ProtocolCli.Address(r.GetValue(host)!, "--host");
             string? baseDir = r.GetValue(baseModel), copyDir = r.GetValue(outDir), given = r.GetValue(copyDigest);
-            if ((baseDir is null) != (copyDir is null)) throw new ArgumentException("--base-model and --out go together");
-            if (baseDir is not null && given is not null) throw new ArgumentException("--copy-digest is for copies built elsewhere: not with --base-model");
-            if (baseDir is not null && !File.Exists(Path.Combine(baseDir, "tokenizer.json"))) throw new ArgumentException($"{baseDir} has no tokenizer.json");
+            if ((baseDir is null) != (copyDir is null)) throw new UsageException("--base and --out go together");
+            if (baseDir is not null && given is not null) throw new UsageException("--copy-digest is for copies built elsewhere: not with --base");
+            if (baseDir is not null && !File.Exists(Path.Combine(baseDir, "tokenizer.json"))) throw new InvalidDataException($"{baseDir} has no tokenizer.json");
             var passphrase = FingerprintIO.RequirePassphrase(r.GetValue(o.PassphraseFile), "deliver reads the encrypted pool");
             var set = FingerprintIO.ReadSet(r.GetValue(pool)!, r.GetValue(o.PassphraseFile));
             string modelId = r.GetValue(id)!;
             var alloc = AllocationSpec.Parse(r.GetValue(allocation)!, AllocationSpec.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), passphrase), modelId), set.Count);
             var options = new EmbeddingOptions { LearningRate = r.GetValue(lr), MaxEpochs = r.GetValue(epochs), AveragingLambda = r.GetValue(lambda), MixFraction = r.GetValue(mix) };
-            options.Validate();
+            Cli.OptionValue(options.Validate);
             var dev = Cli.ParseDevice(r.GetValue(device)!);
             using var s = o.Open(r);
             using var key = o.Key(r);

@@ -12,17 +12,17 @@ namespace Oml.Cli.Protocol;
 /// <summary>
 /// What the role commands (<c>oml owner|host|user|prover|gov|protocol</c>) share: the --ledger, --keystore,
 /// --passphrase-file and --json options, opening the engine, loading the signing key, printing results (aligned
-/// "key  value" lines, or one JSON object) and turning rejections into exit code 1 with the engine's message.
+/// "key  value" lines, or one JSON object) (errors become messages in <see cref="Cli.Run"/>).
 /// </summary>
 internal sealed class ProtocolCli
 {
     public Option<string> Ledger { get; } = new("--ledger") { Description = "The protocol ledger (a SQLite file made by `oml protocol init`)", Required = true };
     public Option<string> Keystore { get; } = new("--keystore") { Description = "The acting account's keystore (made by `oml account new`)", Required = true };
-    public Option<string?> PassphraseFile { get; } = new("--passphrase-file")
-    {
-        Description = $"File whose first line is the passphrase of the keystore and of any fingerprint-set file the command reads (otherwise the {FingerprintIO.PassphraseEnv} environment variable)",
-    };
-    public Option<bool> Json { get; } = new("--json") { Description = "Print one JSON object instead of aligned text" };
+    public Option<string?> PassphraseFile { get; } = CliOptions.PassphraseFile(
+        $"File whose first line is the passphrase of the keystore and of any fingerprint-set file the command reads (otherwise the {FingerprintIO.PassphraseEnv} environment variable)");
+    public Option<bool> Json { get; } = CliOptions.Json("Print one JSON object instead of aligned text");
+    /// <summary>Added by the commands that write a file: allows replacing an existing one.</summary>
+    public Option<bool> Force { get; } = CliOptions.Force("Replace the output file if it exists");
 
     /// <summary>A command with --ledger, --json and (when <paramref name="signs"/>) --keystore and --passphrase-file.</summary>
     public static (Command Command, ProtocolCli Options) Command(string name, string description, bool signs = true)
@@ -77,29 +77,12 @@ internal sealed class ProtocolCli
         }
     }
 
-    /// <summary>Runs a command body; rejected actions and keystore failures become exit code 1 with their message.</summary>
-    public static int Guard(Func<int> body)
-    {
-        try
-        {
-            return body();
-        }
-        catch (ProtocolException e)
-        {
-            Console.Error.WriteLine($"oml: error: rejected ({e.Code}): {e.Message}");
-            return Cli.Failure;
-        }
-        catch (Exception e) when (e is KeystoreException or LedgerCorruptException or LedgerConflictException or FormatException or InvalidDataException
-            or InvalidOperationException or Oml.Protocol.Claims.QueryRefusedException or HttpRequestException)
-        {
-            Console.Error.WriteLine($"oml: error: {e.Message}");
-            return Cli.Failure;
-        }
-    }
+    /// <summary>Runs a command body. Kept so that the role commands read as before: errors (rejections included) are turned into messages and exit codes once, in <see cref="Cli.Run"/>.</summary>
+    public static int Guard(Func<int> body) => body();
 
     /// <summary>An address option's value in canonical form (a usage error when malformed).</summary>
     public static string Address(string text, string option) =>
-        Hex.TryAddress(text, out var a) ? a : throw new ArgumentException($"{option}: '{text}' is not an address (0x + 40 hex digits)");
+        Hex.TryAddress(text, out var a) ? a : throw new UsageException($"{option}: '{text}' is not an address (0x + 40 hex digits)");
 
     /// <summary>A random 63-bit nonce (permits).</summary>
     public static long RandomNonce() => (long)(BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8)) >> 1);

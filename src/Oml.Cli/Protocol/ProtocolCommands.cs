@@ -33,7 +33,7 @@ public static class RoleCommands
         foreach (var p in pairs ?? [])
         {
             int eq = p.IndexOf('=');
-            if (eq <= 0 || eq == p.Length - 1) throw new ArgumentException($"{option} '{p}': expected Name=Value (names: {string.Join(", ", ProtocolParameters.Names)})");
+            if (eq <= 0 || eq == p.Length - 1) throw new UsageException($"{option} '{p}': expected Name=Value (names: {string.Join(", ", ProtocolParameters.Names)})");
             d[p[..eq].Trim()] = p[(eq + 1)..].Trim();
         }
         return d;
@@ -58,7 +58,7 @@ public static class ProtocolCommands
         {
             var path = r.GetValue(o.Ledger)!;
             var parameters = ProtocolParameters.Default.With(RoleCommands.Changes(r.GetValue(set), "--set"));
-            if (r.GetValue(chainId) <= 0) throw new ArgumentException("--chain-id must be positive");
+            if (r.GetValue(chainId) <= 0) throw new UsageException("--chain-id must be positive");
             using var key = o.Key(r);
             if (File.Exists(path))
             {

@@ -1,3 +1,4 @@
+using Oml.Models.IO;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
@@ -32,11 +33,12 @@ public static class ProverCommands
         var maxQueries = new Option<int>("--max-queries") { Description = "Most keys to ask", DefaultValueFactory = _ => 8 };
         var maxItems = new Option<int>("--max-items") { Description = "Most hits to put in the claim (each reveals, and spends, one fingerprint)", DefaultValueFactory = _ => 1 };
         var ticket = new Option<string?>("--ticket") { Description = "Write the claim ticket (evidence and secret salt) here when the host is caught" };
-        foreach (var x in new Option[] { endpoint, model, host, subset, maxQueries, maxItems, ticket }) cmd.Add(x);
+        foreach (var x in new Option[] { endpoint, model, host, subset, maxQueries, maxItems, ticket, o.Force }) cmd.Add(x);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
-            if (!Uri.TryCreate(r.GetValue(endpoint), UriKind.Absolute, out var url)) throw new ArgumentException($"--endpoint: '{r.GetValue(endpoint)}' is not an absolute URL");
-            if (r.GetValue(maxQueries) < 1 || r.GetValue(maxItems) < 1) throw new ArgumentException("--max-queries and --max-items must be at least 1");
+            if (!Uri.TryCreate(r.GetValue(endpoint), UriKind.Absolute, out var url)) throw new UsageException($"--endpoint: '{r.GetValue(endpoint)}' is not an absolute URL");
+            if (r.GetValue(maxQueries) < 1 || r.GetValue(maxItems) < 1) throw new UsageException("--max-queries and --max-items must be at least 1");
+            if (r.GetValue(ticket) is { } ticketPath) AtomicFile.CheckWritable(ticketPath, r.GetValue(o.Force)); // before any query: a ticket holds a claim's secret salt
             string hostAddr = ProtocolCli.Address(r.GetValue(host)!, "--host");
             var set = FingerprintIO.ReadSet(r.GetValue(subset)!, r.GetValue(o.PassphraseFile));
             using var s = o.Open(r);
@@ -51,7 +53,7 @@ public static class ProverCommands
             if (report.Caught && r.GetValue(ticket) is { } path)
             {
                 var t = Prover.PrepareClaim(report, set, r.GetValue(maxItems));
-                FingerprintIO.WriteTextAtomic(path, t.ToJson() + "\n");
+                FingerprintIO.WriteTextAtomic(path, t.ToJson() + "\n", r.GetValue(o.Force));
                 rep.Add("ticket", "claim ticket", Path.GetFullPath(path)).Add("commitment", "commitment", t.Commitment);
             }
             return rep.Print(r.GetValue(o.Json));
@@ -129,9 +131,9 @@ public static class ProverCommands
         foreach (var x in new Option[] { endpoint, model, pool, secretFile, bound }) cmd.Add(x);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
-            if (!Uri.TryCreate(r.GetValue(endpoint), UriKind.Absolute, out var url)) throw new ArgumentException($"--endpoint: '{r.GetValue(endpoint)}' is not an absolute URL");
+            if (!Uri.TryCreate(r.GetValue(endpoint), UriKind.Absolute, out var url)) throw new UsageException($"--endpoint: '{r.GetValue(endpoint)}' is not an absolute URL");
             double eps = r.GetValue(bound);
-            if (!(eps > 0 && eps < 1)) throw new ArgumentException("--bound must be in (0, 1)");
+            if (!(eps > 0 && eps < 1)) throw new UsageException("--bound must be in (0, 1)");
             string modelId = r.GetValue(model)!;
             var passphrase = FingerprintIO.RequirePassphrase(r.GetValue(o.PassphraseFile), "trace reads the encrypted pool");
             var set = FingerprintIO.ReadSet(r.GetValue(pool)!, r.GetValue(o.PassphraseFile));

@@ -1,3 +1,4 @@
+using Oml.Models.IO;
 using System.CommandLine;
 using Oml.Fingerprinting.Endpoints;
 using Oml.Protocol.Access;
@@ -89,14 +90,14 @@ public static class UserCommands
 
         public SignedPermit Make(ParseResult r, Session s, Oml.Protocol.Crypto.PrivateKey key, string query)
         {
-            string model = r.GetValue(ModelId) ?? throw new ArgumentException("--model-id is required to make a permit");
-            string host = ProtocolCli.Address(r.GetValue(Host) ?? throw new ArgumentException("--host is required to make a permit"), "--host");
+            string model = r.GetValue(ModelId) ?? throw new UsageException("--model-id is required to make a permit");
+            string host = ProtocolCli.Address(r.GetValue(Host) ?? throw new UsageException("--host is required to make a permit"), "--host");
             if (!s.State.Models.TryGetValue(model, out var m)) throw new ProtocolException(ProtocolErrorCode.UnknownModel, $"no model '{model}'");
             long fee = r.GetValue(Fee) ?? m.PricePerQuery;
             long expirySeconds = r.GetValue(Expiry);
-            if (fee < 0 || expirySeconds < 0) throw new ArgumentException("--fee and --expiry-seconds must not be negative");
+            if (fee < 0 || expirySeconds < 0) throw new UsageException("--fee and --expiry-seconds must not be negative");
             long nonce = r.GetValue(Nonce) ?? ProtocolCli.RandomNonce();
-            if (nonce < 0) throw new ArgumentException("--nonce must not be negative");
+            if (nonce < 0) throw new UsageException("--nonce must not be negative");
             var permit = new Permit(Hex.Of(key.Address), model, host, Hex.KeccakText(query), nonce, s.Engine.Now + expirySeconds, fee);
             return permit.Sign(s.State.Domain, key);
         }
@@ -110,13 +111,14 @@ public static class UserCommands
         po.Host.Required = true;
         var query = new Option<string>("--query") { Description = "The exact query text the permit is for", Required = true };
         var output = new Option<string?>("--out") { Description = "Also write the permit JSON to this file" };
-        po.AddTo(cmd); cmd.Add(query); cmd.Add(output);
+        po.AddTo(cmd); cmd.Add(query); cmd.Add(output); cmd.Add(o.Force);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
+            if (r.GetValue(output) is { } outPath) AtomicFile.CheckWritable(outPath, r.GetValue(o.Force));
             using var s = o.Open(r);
             using var key = o.Key(r);
             var permit = po.Make(r, s, key, r.GetValue(query)!);
-            if (r.GetValue(output) is { } path) FingerprintIO.WriteTextAtomic(path, permit.ToJson() + "\n");
+            if (r.GetValue(output) is { } path) FingerprintIO.WriteTextAtomic(path, permit.ToJson() + "\n", r.GetValue(o.Force));
             if (r.GetValue(o.Json))
             {
                 Console.WriteLine(permit.ToJson());
@@ -137,13 +139,13 @@ public static class UserCommands
         var endpoint = new Option<string>("--endpoint") { Description = "The host's API base URL, e.g. http://127.0.0.1:8000/v1/", Required = true };
         var query = new Option<string>("--query") { Description = "The query text", Required = true };
         var permitFile = new Option<string?>("--permit") { Description = "A permit file from `oml user permit` (default: sign a new one)" };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate", DefaultValueFactory = _ => 16 };
+        var maxTokens = CliOptions.MaxNewTokens("Tokens to generate", 16);
         var po = new PermitOptions();
         cmd.Add(endpoint); cmd.Add(query); cmd.Add(permitFile); cmd.Add(maxTokens); po.AddTo(cmd);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
-            if (!Uri.TryCreate(r.GetValue(endpoint), UriKind.Absolute, out var url)) throw new ArgumentException($"--endpoint: '{r.GetValue(endpoint)}' is not an absolute URL");
-            if (r.GetValue(maxTokens) < 1) throw new ArgumentException("--max-tokens must be at least 1");
+            if (!Uri.TryCreate(r.GetValue(endpoint), UriKind.Absolute, out var url)) throw new UsageException($"--endpoint: '{r.GetValue(endpoint)}' is not an absolute URL");
+            if (r.GetValue(maxTokens) < 1) throw new UsageException("--max-new-tokens must be at least 1");
             string q = r.GetValue(query)!;
             using var s = o.Open(r);
             SignedPermit permit;

@@ -77,7 +77,10 @@ public sealed class LabConfig
     public static LabConfig Load(string path)
     {
         if (!File.Exists(path)) throw new LabConfigException($"{path}: no such config file");
-        var config = Parse(File.ReadAllText(path), path);
+        string text;
+        try { text = Oml.Models.IO.InputFile.ReadText(path, 4 << 20, "lab config"); }
+        catch (InvalidDataException e) { throw new LabConfigException(e.Message, e); }
+        var config = Parse(text, path);
         config.FilePath = Path.GetFullPath(path);
         config.Directory = Path.GetDirectoryName(config.FilePath)!;
         return config;
@@ -97,6 +100,11 @@ public sealed class LabConfig
             var inner = e.InnerException?.Message;
             var msg = e.Message.Contains("not found on type", StringComparison.Ordinal) ? $"unknown field: {e.Message[(e.Message.IndexOf("Property", StringComparison.Ordinal) is var i and >= 0 ? i : 0)..]}" : e.Message;
             throw new LabConfigException($"{source}: line {e.Start.Line}, column {e.Start.Column}: {msg}{(inner is null || msg.Contains(inner, StringComparison.Ordinal) ? "" : $" ({inner})")}", e);
+        }
+        // YamlDotNet's scanner throws InvalidOperationException on some inputs cut off mid-construct (e.g. "a: {" at the end).
+        catch (InvalidOperationException e)
+        {
+            throw new LabConfigException($"{source}: line {yaml.TrimEnd().Count(ch => ch == '\n') + 1}: not valid YAML (the text ends inside an unclosed construct: {e.Message})", e);
         }
         if (c is null) throw new LabConfigException($"{source}: the config is empty");
         c.Text = yaml;

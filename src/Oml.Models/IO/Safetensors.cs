@@ -136,11 +136,14 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
         if (!e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
             throw new InvalidDataException($"{Where()}: missing data_offsets [begin, end]");
-        long begin = off[0].GetInt64(), end = off[1].GetInt64();
+        if (!off[0].TryGetInt64Checked(out long begin) || !off[1].TryGetInt64Checked(out long end))
+            throw new InvalidDataException($"{Where()}: data_offsets {off.GetRawText()} are not two integers");
         if (begin < 0 || end < begin || end > dataLength)
             throw new InvalidDataException($"{Where()}: data_offsets [{begin}, {end}] lie outside the {dataLength}-byte data section (truncated file?)");
         var entry = new TensorEntry(name, dtype, shape, begin, end);
-        long need = checked(entry.NumEl * dtype.ElementSize());
+        long need;
+        try { need = checked(shape.Aggregate(1L, (a, b) => checked(a * b)) * dtype.ElementSize()); }
+        catch (OverflowException) { throw new InvalidDataException($"{Where()}: shape [{string.Join(", ", shape)}] has more elements than any file can hold"); }
         if (need != entry.ByteLength)
             throw new InvalidDataException($"{Where()}: shape [{string.Join(", ", shape)}] of {dtype.Name()} needs {need} bytes but data_offsets give {entry.ByteLength}");
         return entry;
@@ -264,30 +267,12 @@ public static class Safetensors
     }
 }
 
-/// <summary>Writes files atomically: a temporary sibling, flushed to disk, then renamed over the target.</summary>
-public static class AtomicFile
+internal static class JsonElementExtensions
 {
-    public static void Write(string path, Action<Stream> write)
+    /// <summary>An integer JSON number as a long; false for any other kind of value or a number that is not a 64-bit integer.</summary>
+    public static bool TryGetInt64Checked(this JsonElement e, out long value)
     {
-        var full = System.IO.Path.GetFullPath(path);
-        var dir = System.IO.Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(dir);
-        var tmp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                write(fs);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (IOException) { }
-            throw;
-        }
+        value = 0;
+        return e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out value);
     }
-
-    public static void WriteText(string path, string text) => Write(path, s => s.Write(Encoding.UTF8.GetBytes(text)));
 }

@@ -89,8 +89,10 @@ public sealed record TrainingRecipe
     public static TrainingRecipe Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"recipe not found: {path}", path);
-        return Parse(File.ReadAllText(path), path);
+        return Parse(IO.InputFile.ReadText(path, 1 << 20, "recipe"), path);
     }
+
+    private static int LastLine(string text) => text.TrimEnd().Count(c => c == '\n') + 1;
 
     /// <summary>Parses a recipe. Throws <see cref="InvalidDataException"/> naming the source, line and key of a bad entry.</summary>
     public static TrainingRecipe Parse(string yaml, string source = "recipe")
@@ -98,6 +100,8 @@ public sealed record TrainingRecipe
         var stream = new YamlStream();
         try { stream.Load(new StringReader(yaml)); }
         catch (YamlException e) { throw new InvalidDataException($"{source}: line {e.Start.Line}: not valid YAML ({e.Message})"); }
+        // YamlDotNet's scanner throws InvalidOperationException on some inputs cut off mid-construct (e.g. "lr: {" at the end).
+        catch (InvalidOperationException e) { throw new InvalidDataException($"{source}: line {LastLine(yaml)}: not valid YAML (the text ends inside an unclosed construct: {e.Message})"); }
         if (stream.Documents.Count == 0) return new TrainingRecipe();
         if (stream.Documents.Count > 1) throw new InvalidDataException($"{source}: holds {stream.Documents.Count} YAML documents; a recipe is one");
         var root = stream.Documents[0].RootNode;
@@ -178,7 +182,7 @@ public sealed record TrainingRecipe
                 "tie-embeddings" => r with { TieEmbeddings = Bool() },
                 "steps" => r with { Steps = Long(1) },
                 "epochs" => r with { Epochs = Dbl(0, exclusiveMin: true) },
-                "batch" => r with { Batch = Int(1) },
+                "batch" or "batch-size" => r with { Batch = Int(1) },
                 "grad-accum" => r with { GradAccum = Int(1) },
                 "lr" => r with { Lr = Dbl(0, exclusiveMin: true) },
                 "min-lr" => r with { MinLr = Dbl(0) },

@@ -22,8 +22,24 @@ public static class Keystore
 {
     public const int DefaultIterations = 262_144;
 
-    /// <summary>The largest PBKDF2 iteration count a file may ask for (a guard against a file that would never finish).</summary>
-    public const int MaxIterations = 100_000_000;
+    /// <summary>
+    /// The largest PBKDF2 iteration count a file may ask for: 10,000,000, about 40 times the default (a few seconds),
+    /// so that a hostile file cannot make decryption run for minutes.
+    /// </summary>
+    public const int MaxIterations = 10_000_000;
+
+    /// <summary>
+    /// Scrypt parameters a file may ask for, as wallets bound them: N a power of two up to 2^20 (geth's "standard"
+    /// is 2^18, r = 8, p = 1), r ≤ 32, p ≤ 16, and N·r·p ≤ 2^24 in all (the work: 8 times the standard setting), with
+    /// ROMix's 128·r·N bytes of memory at most <see cref="Scrypt.MaxMemoryBytes"/>. The derived key is 32 bytes (dklen).
+    /// </summary>
+    public const int MaxScryptN = 1 << 20, MaxScryptR = 32, MaxScryptP = 16;
+
+    /// <summary>The most scrypt work (N·r·p) a file may ask for.</summary>
+    public const long MaxScryptWork = 1L << 24;
+
+    /// <summary>The largest keystore file read (real ones are under 1 KiB).</summary>
+    public const long MaxFileBytes = 64 << 10;
 
     public static string Encrypt(PrivateKey key, string passphrase, int iterations = DefaultIterations)
     {
@@ -132,7 +148,7 @@ public static class Keystore
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"no keystore file at {path}", path);
-        return Decrypt(File.ReadAllText(path), passphrase);
+        return Decrypt(ReadFile(path), passphrase);
     }
 
     /// <summary>The address stored in the file, without decrypting.</summary>
@@ -140,13 +156,19 @@ public static class Keystore
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"no keystore file at {path}", path);
-        var root = ParseRoot(File.ReadAllText(path));
+        var root = ParseRoot(ReadFile(path));
         if (root["address"] is not JsonValue a || a.GetValueKind() != JsonValueKind.String)
             throw new KeystoreException($"keystore {path} has no 'address' field; decrypt it to learn the address");
         return ParseStoredAddress(a.GetValue<string>());
     }
 
     // ---- pieces ----
+
+    private static string ReadFile(string path)
+    {
+        try { return Oml.Models.IO.InputFile.ReadText(path, MaxFileBytes, "keystore"); }
+        catch (InvalidDataException e) { throw new KeystoreException(e.Message, e); }
+    }
 
     private static JsonObject ParseRoot(string json)
     {
@@ -173,8 +195,9 @@ public static class Keystore
         try
         {
             int dkLen = Int(p, "dklen");
-            if (dkLen < 32 || dkLen > 1024) throw new KeystoreException($"keystore: dklen {dkLen} is not in [32, 1024]");
+            if (dkLen != 32) throw new KeystoreException($"keystore: dklen {dkLen} is not 32 (Web3 Secret Storage derives 32 bytes)");
             var salt = HexField(p, "salt");
+            if (salt.Length is 0 or > 1024) throw new KeystoreException($"keystore: the salt is {salt.Length} bytes; expected 1 to 1024");
             switch (kdf)
             {
                 case "pbkdf2":
@@ -188,6 +211,12 @@ public static class Keystore
                 case "scrypt":
                 {
                     int n = Int(p, "n"), r = Int(p, "r"), par = Int(p, "p");
+                    if (n < 2 || n > MaxScryptN || (n & (n - 1)) != 0)
+                        throw new KeystoreException($"keystore: scrypt N = {n} must be a power of two in [2, {MaxScryptN}]");
+                    if (r < 1 || r > MaxScryptR) throw new KeystoreException($"keystore: scrypt r = {r} is not in [1, {MaxScryptR}]");
+                    if (par < 1 || par > MaxScryptP) throw new KeystoreException($"keystore: scrypt p = {par} is not in [1, {MaxScryptP}]");
+                    if ((long)n * r * par > MaxScryptWork)
+                        throw new KeystoreException($"keystore: scrypt N·r·p = {(long)n * r * par:N0} exceeds the limit of {MaxScryptWork:N0} (N = {n}, r = {r}, p = {par})");
                     try { return Scrypt.DeriveKey(password, salt, n, r, par, dkLen); }
                     catch (ArgumentException e) { throw new KeystoreException($"keystore: bad scrypt parameters: {e.Message}", e); }
                 }

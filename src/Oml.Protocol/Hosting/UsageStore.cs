@@ -112,7 +112,7 @@ public sealed class UsageStore
         {
             if (lines[i].Length == 0) continue;
             try { result.Add(Parse(JsonNode.Parse(lines[i]))); }
-            catch (Exception e) when (e is System.Text.Json.JsonException or ProtocolException or InvalidOperationException or FormatException or ArgumentException)
+            catch (Exception e) when (IsParseFailure(e))
             {
                 if (i == lines.Length - 1 && e is System.Text.Json.JsonException) continue;
                 bad.Add($"{Served} line {i + 1}: {e.Message}");
@@ -120,6 +120,9 @@ public sealed class UsageStore
         }
         return result;
     }
+
+    private static bool IsParseFailure(Exception e) =>
+        e is System.Text.Json.JsonException or ProtocolException or FormatException or InvalidOperationException or ArgumentException or KeyNotFoundException;
 
     private static ServedQuery Parse(JsonNode? node) =>
         new(SignedReceipt.FromJsonNode(node?["receipt"]), node?["permit"] is { } p ? SignedPermit.FromJsonNode(p) : null);
@@ -142,7 +145,7 @@ public sealed class UsageStore
     {
         UsageBook book;
         try { book = UsageBook.FromJson(File.ReadAllText(path)); }
-        catch (ProtocolException e) { throw new InvalidDataException($"{path}: {e.Message}", e); }
+        catch (Exception e) when (IsParseFailure(e)) { throw new InvalidDataException($"{path}: not a usage book ({e.Message})", e); }
         if (book.ModelId != ModelId || book.Domain != Domain || book.Epoch != epoch)
             throw new InvalidDataException($"{path} is a usage book of another model, ledger or epoch");
         return book;

@@ -43,6 +43,6 @@ public static class AllocationSpec
     {
         RandomAllocation r => new OverlapAccuser(r),
         TardosAllocation t => new TardosAccuser(t),
-        _ => throw new ArgumentException($"no accuser for allocation scheme {allocation.Scheme}"),
+        _ => throw new InvalidDataException($"no accuser for allocation scheme {allocation.Scheme}"),
     };
 }
