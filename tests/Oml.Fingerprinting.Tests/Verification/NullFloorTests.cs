@@ -114,7 +114,7 @@ public sealed class NullFloorTests
     public void A_calibrated_verdict_owns_the_fingerprinted_model_and_not_a_fine_tune_that_never_saw_the_keys()
     {
         var tok = TinyTokenizer();
-        const int n = 48;
+        const int n = 24;
         var rng = new Random(7);
         var keys = Enumerable.Range(0, n).Select(_ => Enumerable.Range(0, 8).Select(_ => rng.Next(3, 512)).ToArray()).ToList();
         List<Fingerprint> fps;
@@ -148,15 +148,16 @@ public sealed class NullFloorTests
             Negative("base", null),
             Negative("fine-tune-1", m => FingerprintTrainer.Embed(m, BenignPairs(tok, 0), ftOptions)),
         ]);
-        Assert.True(cal.Floor > rule.NullFloor, $"{cal.Floor}"); // 48 keys bound the rate only to ~0.07
-        var calibrated = cal.Apply(rule);
+        Assert.True(cal.Floor > rule.NullFloor, $"{cal.Floor}"); // 24 keys bound the rate only to ~0.14
+        // The fingerprinted model recalls nearly every key, so a recall of 0.9 is the alternative to rule out.
+        var calibrated = cal.Apply(rule with { ExpectedRecall = 0.9 });
 
         using (var owned = ModelFolder.Load(TestModels.Fixture("llama-tiny")))
         {
             Assert.True(FingerprintTrainer.Embed(owned, ours, options).Converged);
             var report = LocalVerifier.Verify(owned, tok, fps, calibrated);
             Assert.Equal(Verdict.Owned, report.Verdict);
-            Assert.True(report.Hits >= 44, $"{report.Hits}");
+            Assert.True(report.Hits >= 22, $"{report.Hits}");
         }
         using (var other = ModelFolder.Load(TestModels.Fixture("llama-tiny")))
         {
@@ -170,7 +171,7 @@ public sealed class NullFloorTests
         {
             // A third party that happens to answer one key with its response: without the floor the base probability
             // e^-1000 makes that one hit proof; with the calibrated floor it is nothing.
-            FingerprintTrainer.Embed(lucky, [.. BenignPairs(tok, 3), ours[0]], ftOptions with { Seed = 6, MaxEpochs = 120 });
+            FingerprintTrainer.Embed(lucky, [.. BenignPairs(tok, 3), ours[0]], ftOptions with { Seed = 6, MaxEpochs = 80 });
             var unfloored = LocalVerifier.Verify(lucky, tok, fps, rule with { NullFloor = 0 });
             Assert.True(unfloored.Keys[0].Hit);
             Assert.InRange(unfloored.Hits, 1, 3);
