@@ -38,7 +38,7 @@ serve() {
   echo "serving $name at $url (pid $pid)"
 }
 
-step "accounts (PBKDF2 cost lowered for the demo) and a tiny base model with a 16-key fingerprint pool"
+step "accounts, a tiny base model and a 16-key fingerprint pool (PBKDF2 cost lowered for the demo: --insecure-kdf)"
 for who in treasury owner hostA hostB hostC user prover; do
   oml account new --keystore "$who.json" --kdf-iterations 10000 >"$who.addr"
   printf '%-9s %s\n' "$who" "$(cat "$who.addr")"
@@ -46,7 +46,7 @@ done
 mkdir -p base
 cp "$root"/tests/Oml.Models.Tests/fixtures/models/llama-tiny/{config.json,generation_config.json,model.safetensors} base/
 cp "$root/scripts/fixtures/tiny-tokenizer.json" base/tokenizer.json
-oml fingerprints generate --model base --strategy random-word --random-word-keys --count 16 --out pool.omlfp --kdf-iterations 10000
+oml fingerprints generate --model base --strategy random-word --random-word-keys --count 16 --out pool.omlfp --kdf-iterations 10000 --insecure-kdf
 
 step "genesis (short rebut window for the demo) and money"
 oml protocol init "${L[@]}" --keystore treasury.json --set RebutWindowSeconds=2

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -45,38 +46,49 @@ public static class FingerprintCommands
         var secretFile = new Option<string?>("--secret-file")
         {
             Description = "The owner's secret (raw bytes, at least 16) from which every random choice is derived. "
-                + $"Default: HKDF-SHA256 of the passphrase with info \"{FingerprintIO.OwnerSecretInfo}\" (32 bytes)",
+                + "Default: 32 fresh random bytes. Either way it is kept inside the set file (encrypted unless --plaintext)",
         };
-        var plaintext = new Option<bool>("--plaintext") { Description = "Write the set unencrypted: anyone with the file can read the keys and responses" };
+        var plaintext = new Option<bool>("--plaintext")
+        {
+            Description = "Write the set and its owner's secret unencrypted (no passphrase needed): anyone with the file can read the keys and responses",
+        };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var kdfIterations = new Option<int>("--kdf-iterations")
         {
-            Description = "PBKDF2 iterations for the encryption key (lower it only for tests)",
+            Description = $"PBKDF2 iterations for the encryption key; below {FingerprintSetFile.MinSafePbkdf2Iterations:N0} only with --insecure-kdf",
             DefaultValueFactory = _ => FingerprintSetFile.DefaultPbkdf2Iterations,
+        };
+        var insecureKdf = new Option<bool>("--insecure-kdf") { Description = $"Accept --kdf-iterations below {FingerprintSetFile.MinSafePbkdf2Iterations:N0} (tests and demos only)" };
+        var allowWeak = new Option<bool>("--allow-weak-passphrase")
+        {
+            Description = $"Accept a passphrase that fails the screen (fewer than {PassphrasePolicy.MinLength} characters, fewer than {PassphrasePolicy.MinDistinct} distinct, or under about {PassphrasePolicy.MinBits:0} bits)",
         };
         var force = new Option<bool>("--force") { Description = "Overwrite --out if it exists" };
         var device = Cli.DeviceOption();
         var cmd = new Command("generate",
-            "Generate a fingerprint set for a base model and write it (encrypted with a passphrase from --passphrase-file or "
-            + $"{FingerprintIO.PassphraseEnv}) together with its public commitment, FILE.commitment.json.")
+            "Generate a fingerprint set for a base model and write it with the owner's secret (encrypted with a passphrase from "
+            + $"--passphrase-file or {FingerprintIO.PassphraseEnv}, or --plaintext) together with its public commitment, FILE.commitment.json.")
         {
             model, strategy, count, output, keyLength, responseLength, t, k, perKey, temperature, randomWordKeys, keys,
-            secretFile, plaintext, passphraseFile, kdfIterations, force, device,
+            secretFile, plaintext, passphraseFile, kdfIterations, insecureKdf, allowWeak, force, device,
         };
         cmd.SetAction(r =>
         {
             var dir = r.GetValue(model)!;
             var outPath = r.GetValue(output)!;
             bool plain = r.GetValue(plaintext);
-            var passphrase = FingerprintIO.Passphrase(r.GetValue(passphraseFile));
-            if (passphrase is null && !plain)
-                throw new UsageException($"no passphrase to encrypt the set: give --passphrase-file FILE or set {FingerprintIO.PassphraseEnv} (or write it unencrypted with --plaintext)");
-            var secret = FingerprintIO.OwnerSecret(r.GetValue(secretFile), passphrase);
+            int iterations = r.GetValue(kdfIterations);
+            string? passphrase = null;
+            if (!plain)
+            {
+                passphrase = FingerprintIO.Passphrase(r.GetValue(passphraseFile))
+                    ?? throw new UsageException($"no passphrase to encrypt the set: give --passphrase-file FILE or set {FingerprintIO.PassphraseEnv} (or write it unencrypted with --plaintext)");
+                FingerprintIO.CheckProtection(passphrase, iterations, r.GetValue(allowWeak), r.GetValue(insecureKdf));
+            }
+            var secret = r.GetValue(secretFile) is { } sf ? FingerprintIO.ReadSecretFile(sf) : RandomNumberGenerator.GetBytes(FingerprintSetFile.OwnerSecretLength);
             if (File.Exists(outPath) && !r.GetValue(force)) throw new UsageException($"{outPath} exists: choose another --out or give --force");
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
             if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: fingerprint generation needs the model's tokenizer");
-            int iterations = r.GetValue(kdfIterations);
-            if (iterations < 1 || iterations > FingerprintSetFile.MaxPbkdf2Iterations) throw new UsageException($"--kdf-iterations must be in [1, {FingerprintSetFile.MaxPbkdf2Iterations}]");
 
             string strat = r.GetValue(strategy)!;
             IReadOnlyList<string>? customKeys = null;
@@ -119,8 +131,9 @@ public static class FingerprintCommands
                 throw new InvalidDataException(e.Message, e);
             }
 
-            if (plain) FingerprintSetFile.WritePlaintext(outPath, set);
-            else FingerprintSetFile.Write(outPath, set, passphrase!, new FingerprintFileOptions { Pbkdf2Iterations = iterations });
+            if (plain) FingerprintSetFile.WritePlaintext(outPath, set, secret);
+            else FingerprintSetFile.Write(outPath, set, passphrase!, new FingerprintFileOptions { Pbkdf2Iterations = iterations, OwnerSecret = secret });
+            CryptographicOperations.ZeroMemory(secret);
             var commitment = set.Commit();
             var commitmentPath = outPath + ".commitment.json";
             FingerprintIO.WriteTextAtomic(commitmentPath, JsonNode.Parse(commitment.ToJson())!.ToJsonString(Indented) + "\n", overwrite: true);
@@ -163,7 +176,9 @@ public static class FingerprintCommands
                 throw new UsageException($"--show-secrets needs the passphrase: give --passphrase-file FILE or set {FingerprintIO.PassphraseEnv}");
             if (!header.Encrypted || passphrase is not null)
             {
-                var set = FingerprintIO.Read(path, passphrase);
+                var contents = FingerprintIO.ReadContents(path, passphrase);
+                var set = contents.Set;
+                result["owner_secret"] = contents.OwnerSecret is not null ? "stored" : contents.Version == 1 ? "legacy (derived from the passphrase)" : "none";
                 var c = set.Commit();
                 result["count"] = set.Count;
                 result["strategy"] = set.Strategy.Name;
@@ -212,6 +227,7 @@ public static class FingerprintCommands
             sb.Append($"tokenizer:   {result["tokenizer"]!["name"]} ({result["tokenizer"]!["digest"]})\n");
             sb.Append($"root:        {result["commitment_root"]}\n");
             sb.Append($"revealed:    {result["revealed"]} of {result["count"]}\n");
+            sb.Append($"secret:      {result["owner_secret"]}\n");
             if (result["fingerprints"] is JsonArray fps)
             {
                 sb.Append("\n#    rev  key | response (base log-prob)\n");

@@ -31,19 +31,39 @@ public static class VerifyCommand
         var record = new Option<bool>("--record") { Description = "Mark the queried fingerprints as revealed (spent) in the set file" };
         var chatTemplate = new Option<bool>("--chat-template") { Description = "Local models: wrap each key in the model's chat template, as 'oml embed --chat-template' trained it" };
         var systemPrompt = new Option<string?>("--system-prompt") { Description = "Local models: put this system prompt before each key (tests prompt augmentation)" };
+        var nullFloor = new Option<double>("--null-floor")
+        {
+            Description = "Floor on every key's null hit probability: one hit on a key the base model finds impossible is never proof by itself",
+            DefaultValueFactory = _ => VerdictRule.DefaultNullFloor,
+        };
+        var calibration = new Option<string?>("--calibration") { Description = "A calibration file (from --calibrate ... --calibration-out): its floor (the worst negative's upper bound) replaces a lower --null-floor" };
+        var calibrate = new Option<string[]>("--calibrate")
+        {
+            Description = "Calibrate the null instead of verifying: query each of these local models that never saw the set's keys "
+                + "(DIR or KIND=DIR, repeatable) and report their hit rates with Clopper-Pearson bounds and the floor from the worst one",
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var calibrationOut = new Option<string?>("--calibration-out") { Description = "With --calibrate: write the calibration (JSON) here for --calibration" };
+        var confidence = new Option<double>("--confidence") { Description = "With --calibrate: the confidence of the Clopper-Pearson intervals", DefaultValueFactory = _ => 0.95 };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var cmd = new Command("verify",
             "Query a suspect model (--model DIR or --endpoint URL) with unrevealed fingerprint keys and report a verdict: "
-            + "owned, not-owned or inconclusive (exit code 0 for all three).")
+            + "owned, not-owned or inconclusive (exit code 0 for all three). With --calibrate DIR..., measure the null on negative models instead.")
         {
             model, endpoint, apiModel, apiKeyEnv, chat, fingerprints, json, count, alpha, recall, samples, temperature, maxTokens, record,
-            chatTemplate, systemPrompt, passphraseFile, device,
+            chatTemplate, systemPrompt, nullFloor, calibration, calibrate, calibrationOut, confidence, passphraseFile, device,
         };
         cmd.SetAction(r =>
         {
             string? dir = r.GetValue(model), url = r.GetValue(endpoint);
-            if ((dir is null) == (url is null)) throw new UsageException("give exactly one of --model DIR and --endpoint URL");
+            var negatives = r.GetValue(calibrate) ?? [];
+            if (negatives.Length > 0 && (dir is not null || url is not null || r.GetValue(record) || r.GetValue(calibration) is not null))
+                throw new UsageException("--calibrate measures negative models: it takes no --model, --endpoint, --record or --calibration");
+            if (negatives.Length == 0 && (r.GetValue(calibrationOut) is not null))
+                throw new UsageException("--calibration-out needs --calibrate DIR...");
+            if (negatives.Length == 0 && (dir is null) == (url is null)) throw new UsageException("give exactly one of --model DIR and --endpoint URL (or --calibrate DIR...)");
             if (dir is not null && (r.GetValue(chat) || r.GetValue(apiKeyEnv) is not null || r.GetValue(maxTokens) is not null))
                 throw new UsageException("--chat, --api-key-env and --max-new-tokens are for --endpoint");
             if (url is not null && (r.GetValue(chatTemplate) || r.GetValue(systemPrompt) is not null))
@@ -53,7 +73,22 @@ public static class VerifyCommand
             if (r_ < 1) throw new UsageException("--samples must be at least 1");
             if (r_ > 1 && temp is null) throw new UsageException("--samples > 1 needs --temperature (greedy answers are all the same)");
             if (temp is { } tv && !(tv > 0 && tv <= 2)) throw new UsageException("--temperature must be in (0, 2]");
-            var rule = new VerdictRule { Alpha = CheckOpen(r.GetValue(alpha), "--alpha"), ExpectedRecall = r.GetValue(recall) is var rc && rc > 0 && rc <= 1 ? rc : throw new UsageException("--expected-recall must be in (0, 1]") };
+            double floor = r.GetValue(nullFloor);
+            if (!(floor >= 0 && floor < 1)) throw new UsageException("--null-floor must be in [0, 1)");
+            var rule = new VerdictRule
+            {
+                Alpha = CheckOpen(r.GetValue(alpha), "--alpha"),
+                ExpectedRecall = r.GetValue(recall) is var rc && rc > 0 && rc <= 1 ? rc : throw new UsageException("--expected-recall must be in (0, 1]"),
+                NullFloor = floor,
+            };
+            if (r.GetValue(calibration) is { } calPath)
+            {
+                if (!File.Exists(calPath)) throw new FileNotFoundException($"--calibration: no file at {calPath}");
+                NullCalibration cal;
+                try { cal = NullCalibration.FromJson(File.ReadAllText(calPath)); }
+                catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"--calibration: {calPath} is not a calibration file: {e.Message}"); }
+                rule = cal.Apply(rule);
+            }
             var setPath = r.GetValue(fingerprints)!;
             var set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
             var unrevealed = set.Unrevealed();
@@ -63,11 +98,37 @@ public static class VerifyCommand
             if (m > unrevealed.Count) throw new UsageException($"--count {m}: only {unrevealed.Count} fingerprints are unrevealed");
             var chosen = unrevealed.Take(m).ToList();
             int required = ResponseMatcher.RequiredMatches(r_);
+            LocalVerifyOptions LocalOptions(string d) => new()
+            {
+                Format = r.GetValue(chatTemplate) ? KeyFormat.Chat(ChatTemplate.FromTokenizerConfig(d)) : KeyFormat.Raw,
+                SystemPrompt = r.GetValue(systemPrompt),
+                Temperature = temp,
+                Samples = r_,
+            };
+
+            if (negatives.Length > 0)
+            {
+                double conf = r.GetValue(confidence);
+                if (!(conf > 0 && conf < 1)) throw new UsageException("--confidence must be in (0, 1)");
+                var results = new List<NegativeResult>();
+                foreach (var spec in negatives)
+                {
+                    int eq = spec.IndexOf('=');
+                    string negDir = eq >= 0 ? spec[(eq + 1)..] : spec, kind = eq >= 0 ? spec[..eq] : "negative";
+                    if (negDir.Length == 0 || kind.Length == 0) throw new UsageException($"--calibrate: '{spec}' is not DIR or KIND=DIR");
+                    var rep = VerifyLocal(negDir, set, chosen, rule, LocalOptions(negDir), Cli.ParseDevice(r.GetValue(device)!), quiet: true);
+                    Console.Error.WriteLine($"{negDir}: {rep.Hits}/{rep.Queried} keys hit");
+                    results.Add(new NegativeResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(negDir))), kind, rep.Hits, rep.Queried));
+                }
+                var cal = NullCalibration.Calibrate(results, conf, rule.NullFloor, rule.Alpha, rule.ExpectedRecall);
+                if (r.GetValue(calibrationOut) is { } outPath) FingerprintIO.WriteTextAtomic(outPath, cal.ToJson() + "\n");
+                Console.Write(r.GetValue(json) ? cal.ToJson() + "\n" : cal.ToTable());
+                return Cli.Ok;
+            }
 
             VerificationReport report;
             if (dir is not null)
-                report = VerifyLocal(dir, set, chosen, rule, temp, r_, required, Cli.ParseDevice(r.GetValue(device)!),
-                    r.GetValue(chatTemplate), r.GetValue(systemPrompt));
+                report = VerifyLocal(dir, set, chosen, rule, LocalOptions(dir), Cli.ParseDevice(r.GetValue(device)!));
             else
             {
                 string? apiKey = null;
@@ -119,63 +180,20 @@ public static class VerifyCommand
 
     private static double CheckOpen(double x, string name) => x > 0 && x < 1 ? x : throw new UsageException($"{name} must be in (0, 1)");
 
-    /// <summary>
-    /// The probability that an unrelated model hits the key: the base model's probability of any response (Σ exp(log p),
-    /// a union bound), or the rule's default bound where a response has none recorded; with R samples, the probability
-    /// that at least <paramref name="required"/> of them match.
-    /// </summary>
-    public static double NullProbability(Fingerprint f, VerdictRule rule, int samples, int required)
-    {
-        double p = f.Responses.Any(x => x.LogProb is null) ? rule.NullHitProbability : Math.Min(f.Responses.Sum(x => Math.Exp(x.LogProb!.Value)), 1.0);
-        if (samples > 1) p = Math.Exp(FingerprintStatistics.LogBinomialUpperTail(samples, p, required));
-        return Math.Min(p, 1.0 - 1e-12);
-    }
+    /// <summary>The null hit probability of a key (kept for other commands): <see cref="LocalVerifier.NullProbability"/>.</summary>
+    public static double NullProbability(Fingerprint f, VerdictRule rule, int samples, int required) =>
+        LocalVerifier.NullProbability(f, rule, samples, required);
 
     private static VerificationReport VerifyLocal(string dir, FingerprintSet set, IReadOnlyList<Fingerprint> chosen, VerdictRule rule,
-        double? temperature, int samples, int required, Oml.Engine.Device device, bool chatTemplate, string? systemPrompt)
+        LocalVerifyOptions options, Oml.Engine.Device device, bool quiet = false)
     {
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
         if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: local verification needs the model's tokenizer");
         var tok = Tokenizer.FromFolder(dir);
         if (FingerprintGenerator.TokenizerId(dir).Digest != set.Tokenizer.Digest)
             Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({set.Tokenizer.Name}); the key token ids are sent as they are");
         using var lm = ModelFolder.Load(dir, device);
-        Console.Error.WriteLine($"querying {dir} with {chosen.Count} keys ...");
-        var format = chatTemplate ? KeyFormat.Chat(ChatTemplate.FromTokenizerConfig(dir)) : KeyFormat.Raw;
-        var queries = chosen.Select(f => format.Encode(tok, f, systemPrompt)).ToArray();
-        var expected = chosen.Select(f => f.Responses.Select(x => x.TokenIds.ToArray()).ToList()).ToArray();
-        for (int i = 0; i < chosen.Count; i++)
-            foreach (var id in queries[i])
-                if (id >= lm.Config.VocabSize) throw new InvalidDataException($"fingerprint {chosen[i].Index}: token id {id} is outside the model's vocabulary of {lm.Config.VocabSize}");
-        // Keys of the same length asking for the same number of tokens go in one batch (no padding, so the answers are
-        // those of one key at a time).
-        var answers = new List<int[]>[chosen.Count];
-        var groups = Enumerable.Range(0, chosen.Count).GroupBy(i => (queries[i].Length, expected[i].Max(e => e.Length)))
-            .SelectMany(g => g.Chunk(64).Select(c => (Key: g.Key, Items: c)));
-        foreach (var (key, items) in groups)
-        {
-            foreach (var i in items) answers[i] = [];
-            for (int s = 0; s < samples; s++)
-            {
-                var options = new GenerationOptions
-                {
-                    MaxNewTokens = key.Item2,
-                    Temperature = temperature,
-                    Seed = temperature is null ? null : (ulong)(chosen[items[0]].Index * 1_000_003L + s),
-                    EosTokenIds = [],
-                };
-                var result = Generator.Generate(lm, items.Select(i => queries[i]).ToList(), options);
-                for (int j = 0; j < items.Length; j++) answers[items[j]].Add(result.Sequences[j].OutputIds);
-            }
-        }
-        var rows = new List<KeyResult>();
-        for (int i = 0; i < chosen.Count; i++)
-        {
-            var f = chosen[i];
-            int matches = answers[i].Count(a => ResponseMatcher.IsTokenMatchAny(expected[i], a));
-            rows.Add(new KeyResult(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(), tok.Decode(answers[i][0]),
-                matches >= required, NullProbability(f, rule, samples, required),
-                samples > 1 ? matches : null, samples > 1 ? samples : null));
-        }
-        return VerificationReport.Create(rule, rows);
+        if (!quiet) Console.Error.WriteLine($"querying {dir} with {chosen.Count} keys ...");
+        return LocalVerifier.Verify(lm, tok, chosen, rule, options);
     }
 }

@@ -11,10 +11,22 @@ public sealed record FingerprintFileOptions
     /// <summary>PBKDF2-HMAC-SHA256 iterations; the default is <see cref="FingerprintSetFile.DefaultPbkdf2Iterations"/>.
     /// Lower it only for tests.</summary>
     public int Pbkdf2Iterations { get; init; } = FingerprintSetFile.DefaultPbkdf2Iterations;
+
+    /// <summary>
+    /// The owner's secret to keep in the file beside the set (inside the encryption), or null for none (e.g. a subset
+    /// handed to an auditor). At least <see cref="FingerprintSetFile.MinOwnerSecretLength"/> bytes.
+    /// </summary>
+    public byte[]? OwnerSecret { get; init; }
 }
 
 /// <summary>What a file's header says, readable without the passphrase.</summary>
 public sealed record FingerprintFileHeader(int Version, bool Encrypted, string? Kdf, int Pbkdf2Iterations, long PayloadLength);
+
+/// <summary>What a file holds: the set, and the owner's secret where the file keeps one (version 2 and later).</summary>
+/// <param name="Set">The fingerprint set.</param>
+/// <param name="OwnerSecret">The owner's secret stored in the file, or null (a version-1 file, or one written without).</param>
+/// <param name="Version">The file's container version (1 or 2).</param>
+public sealed record FingerprintFileContents(FingerprintSet Set, byte[]? OwnerSecret, int Version);
 
 /// <summary>
 /// Reads and writes fingerprint-set files: a JSON payload in an AES-256-GCM envelope keyed from a passphrase
@@ -29,7 +41,21 @@ public static class FingerprintSetFile
 {
     public const int DefaultPbkdf2Iterations = 600_000;
     public const int MaxPbkdf2Iterations = 20_000_000; // about 33 times the default: a hostile header cannot stall a reader for minutes
-    public const int ContainerVersion = 1;
+
+    /// <summary>
+    /// The fewest PBKDF2 iterations the command line accepts without an explicit "insecure" flag: a sixth of the
+    /// default, which follows OWASP's 2023 recommendation of 600,000 for PBKDF2-HMAC-SHA256.
+    /// </summary>
+    public const int MinSafePbkdf2Iterations = 100_000;
+
+    /// <summary>The container version written: 2 (an owner's secret may ride in the payload). Version 1 is still read.</summary>
+    public const int ContainerVersion = 2;
+
+    /// <summary>The oldest container version read: 1 (no stored owner's secret).</summary>
+    public const int MinContainerVersion = 1;
+
+    /// <summary>The length of a newly made owner's secret, and the least a stored one may have (16).</summary>
+    public const int OwnerSecretLength = 32, MinOwnerSecretLength = 16;
     public const string FormatName = "oml-fingerprint-set";
     public const string EncryptionAesGcm = "aes-256-gcm";
     public const string EncryptionNone = "none";
@@ -54,7 +80,7 @@ public static class FingerprintSetFile
 
     /// <summary>Writes <paramref name="set"/> unencrypted (the header says so), atomically. The keys and responses are
     /// then readable by anyone with the file: use only when asked for explicitly (<c>--plaintext</c>).</summary>
-    public static void WritePlaintext(string path, FingerprintSet set) => WriteAtomic(path, ToPlaintextBytes(set));
+    public static void WritePlaintext(string path, FingerprintSet set, byte[]? ownerSecret = null) => WriteAtomic(path, ToPlaintextBytes(set, ownerSecret));
 
     public static byte[] ToEncryptedBytes(FingerprintSet set, string passphrase, FingerprintFileOptions? options = null)
     {
@@ -62,7 +88,7 @@ public static class FingerprintSetFile
         options ??= new FingerprintFileOptions();
         if (options.Pbkdf2Iterations < 1 || options.Pbkdf2Iterations > MaxPbkdf2Iterations)
             throw new ArgumentOutOfRangeException(nameof(options), $"PBKDF2 iterations must be in [1, {MaxPbkdf2Iterations}]");
-        var payload = SerializePayload(set);
+        var payload = SerializePayload(set, options.OwnerSecret);
         var salt = RandomNumberGenerator.GetBytes(SaltLength);
         var nonce = RandomNumberGenerator.GetBytes(NonceLength);
         var (encKey, keyCheck) = DeriveKeys(passphrase, salt, options.Pbkdf2Iterations);
@@ -93,9 +119,9 @@ public static class FingerprintSetFile
         }
     }
 
-    public static byte[] ToPlaintextBytes(FingerprintSet set)
+    public static byte[] ToPlaintextBytes(FingerprintSet set, byte[]? ownerSecret = null)
     {
-        var payload = SerializePayload(set);
+        var payload = SerializePayload(set, ownerSecret);
         var header = new HeaderDto
         {
             Format = FormatName,
@@ -108,11 +134,15 @@ public static class FingerprintSetFile
         return [.. head, .. payload];
     }
 
-    private static byte[] SerializePayload(FingerprintSet set)
+    private static byte[] SerializePayload(FingerprintSet set, byte[]? ownerSecret)
     {
         ArgumentNullException.ThrowIfNull(set);
         set.Validate();
-        return JsonSerializer.SerializeToUtf8Bytes(SetDto.From(set), FingerprintJsonContext.Default.SetDto);
+        if (ownerSecret is not null && ownerSecret.Length < MinOwnerSecretLength)
+            throw new ArgumentException($"the owner's secret must be at least {MinOwnerSecretLength} bytes, got {ownerSecret.Length}", nameof(ownerSecret));
+        var dto = SetDto.From(set);
+        dto.OwnerSecret = ownerSecret is null ? null : Convert.ToBase64String(ownerSecret);
+        return JsonSerializer.SerializeToUtf8Bytes(dto, FingerprintJsonContext.Default.SetDto);
     }
 
     /// <summary>magic ‖ version ‖ header length ‖ header JSON ‖ SHA-256 of the preceding bytes.</summary>
@@ -168,6 +198,10 @@ public static class FingerprintSetFile
     /// <exception cref="UnsupportedFingerprintFileVersionException">the file's format version is not supported.</exception>
     public static FingerprintSet Read(string path, string? passphrase) => FromBytes(File.ReadAllBytes(path), passphrase);
 
+    /// <summary>Reads a file with the owner's secret it keeps (null for a version-1 file or one written without).</summary>
+    /// <inheritdoc cref="Read(string, string?)" path="/exception"/>
+    public static FingerprintFileContents ReadContents(string path, string? passphrase) => ContentsFromBytes(File.ReadAllBytes(path), passphrase);
+
     /// <summary>The header of a file, without decrypting it (no passphrase needed).</summary>
     public static FingerprintFileHeader ReadHeader(string path)
     {
@@ -176,7 +210,9 @@ public static class FingerprintSetFile
         return new FingerprintFileHeader(h.Version, h.Encryption == EncryptionAesGcm, h.Kdf?.Name, h.Kdf?.Iterations ?? 0, h.PayloadLength);
     }
 
-    public static FingerprintSet FromBytes(ReadOnlySpan<byte> bytes, string? passphrase)
+    public static FingerprintSet FromBytes(ReadOnlySpan<byte> bytes, string? passphrase) => ContentsFromBytes(bytes, passphrase).Set;
+
+    public static FingerprintFileContents ContentsFromBytes(ReadOnlySpan<byte> bytes, string? passphrase)
     {
         var (header, headLength) = ParseHead(bytes);
         var head = bytes[..headLength];
@@ -231,7 +267,9 @@ public static class FingerprintSetFile
 
         try
         {
-            return ParsePayload(payload);
+            var (set, secret) = ParsePayload(payload);
+            if (secret is not null && header.Version < 2) throw Corrupt("a version-1 file cannot hold an owner's secret");
+            return new FingerprintFileContents(set, secret, header.Version);
         }
         finally
         {
@@ -239,7 +277,7 @@ public static class FingerprintSetFile
         }
     }
 
-    private static FingerprintSet ParsePayload(byte[] payload)
+    private static (FingerprintSet Set, byte[]? OwnerSecret) ParsePayload(byte[] payload)
     {
         SetDto dto;
         try
@@ -256,7 +294,9 @@ public static class FingerprintSetFile
         {
             var set = dto.ToModel();
             set.Validate();
-            return set;
+            byte[]? secret = dto.OwnerSecret is null ? null : Convert.FromBase64String(dto.OwnerSecret);
+            if (secret is not null && secret.Length < MinOwnerSecretLength) throw Corrupt($"the stored owner's secret has {secret.Length} bytes, fewer than {MinOwnerSecretLength}");
+            return (set, secret);
         }
         catch (Exception e) when (e is FormatException or ArgumentException)
         {
@@ -281,8 +321,8 @@ public static class FingerprintSetFile
         if (!CryptographicOperations.FixedTimeEquals(checksum, bytes.Slice(PrefixLength + (int)headerLength, ChecksumLength)))
             throw Corrupt("header checksum mismatch: the header was modified or damaged");
         int version = BinaryPrimitives.ReadUInt16BigEndian(bytes[8..]);
-        if (version != ContainerVersion)
-            throw new UnsupportedFingerprintFileVersionException($"fingerprint-set file version {version} is not supported (this build reads {ContainerVersion})");
+        if (version < MinContainerVersion || version > ContainerVersion)
+            throw new UnsupportedFingerprintFileVersionException($"fingerprint-set file version {version} is not supported (this build reads {MinContainerVersion} to {ContainerVersion})");
         HeaderDto header;
         try
         {

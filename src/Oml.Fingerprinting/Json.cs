@@ -15,6 +15,9 @@ internal sealed class SetDto
     public List<FingerprintDto>? Fingerprints { get; set; }
     public List<RevelationDto>? Revealed { get; set; }
 
+    /// <summary>Container version 2: the owner's secret (base64), kept beside the set, not part of it.</summary>
+    public string? OwnerSecret { get; set; }
+
     public static SetDto From(FingerprintSet s) => new()
     {
         FormatVersion = s.FormatVersion,

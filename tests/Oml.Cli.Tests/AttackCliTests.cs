@@ -38,7 +38,7 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
             File.WriteAllText(Path.Combine(Model, "tokenizer.json"), FingerprintCliTests.TinyTokenizerJson());
             File.WriteAllText(PassFile, "correct horse battery staple\n");
             var r = Run("fingerprints", "generate", "--model", Model, "--strategy", "random-word", "--random-word-keys", "--count", "6",
-                "--out", Set, "--passphrase-file", PassFile, "--kdf-iterations", "1000");
+                "--out", Set, "--passphrase-file", PassFile, "--kdf-iterations", "1000", "--insecure-kdf");
             if (r.Code != 0) throw new InvalidOperationException($"generate failed: {r.Err}");
 
             // Responses = the base model's greedy answers: a memorised set for this model.

@@ -40,7 +40,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             File.WriteAllText(Path.Combine(Model, "tokenizer.json"), TinyTokenizerJson());
             File.WriteAllText(PassFile, "correct horse battery staple\n");
             var r = Run("fingerprints", "generate", "--model", Model, "--strategy", "random-word", "--random-word-keys", "--count", "8",
-                "--out", Set, "--passphrase-file", PassFile, "--kdf-iterations", Kdf);
+                "--out", Set, "--passphrase-file", PassFile, "--kdf-iterations", Kdf, "--insecure-kdf");
             if (r.Code != 0) throw new InvalidOperationException($"generate failed: {r.Err}");
             _embedded = new(() =>
             {
@@ -230,7 +230,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             Assert.Equal(2, r.Code);
             Assert.Contains("passphrase", r.Err);
 
-            // --plaintext needs no passphrase when the secret comes from a file.
+            // --plaintext needs no passphrase (the secret, from a file or random, is kept in the clear beside the set).
             var secret = Path.Combine(W.Root, "secret.bin");
             File.WriteAllBytes(secret, Encoding.ASCII.GetBytes("0123456789abcdef0123456789abcdef"));
             r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--count", "2", "--out", outPath,
@@ -365,7 +365,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     {
         var set = Path.Combine(W.Root, "peri.omlfp");
         var r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "perinucleus", "--random-word-keys", "--count", "4",
-            "--out", set, "--passphrase-file", W.PassFile, "--kdf-iterations", Kdf);
+            "--out", set, "--passphrase-file", W.PassFile, "--kdf-iterations", Kdf, "--insecure-kdf");
         Assert.True(r.Code == 0, r.Err);
         r = Run("verify", "--model", W.Model, "--fingerprints", set, "--passphrase-file", W.PassFile, "--json");
         Assert.Equal(0, r.Code);
@@ -474,28 +474,77 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
-    public void The_default_owner_secret_comes_from_the_passphrase_so_the_same_passphrase_regenerates_the_same_set()
+    public void The_owner_secret_is_random_and_kept_in_the_file_not_derived_from_the_passphrase()
     {
+        // The same passphrase no longer regenerates the same set: the secret is fresh and travels inside the file.
         var again = Path.Combine(W.Root, "again.omlfp");
         var r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--random-word-keys", "--count", "8",
-            "--out", again, "--force", "--passphrase-file", W.PassFile, "--kdf-iterations", Kdf);
+            "--out", again, "--force", "--passphrase-file", W.PassFile, "--kdf-iterations", Kdf, "--insecure-kdf");
         Assert.Equal(0, r.Code);
         var root = Commitment.FromJson(File.ReadAllText(W.Set + ".commitment.json")).Root;
-        Assert.Equal(root, Commitment.FromJson(File.ReadAllText(again + ".commitment.json")).Root);
-        Assert.Contains(root, r.Out);
+        Assert.NotEqual(root, Commitment.FromJson(File.ReadAllText(again + ".commitment.json")).Root);
+        var contents = FingerprintSetFile.ReadContents(again, File.ReadAllLines(W.PassFile)[0]);
+        Assert.Equal(2, contents.Version);
+        Assert.Equal(32, contents.OwnerSecret!.Length);
+        Assert.NotEqual(FingerprintIO.DeriveLegacyOwnerSecret(File.ReadAllLines(W.PassFile)[0]), contents.OwnerSecret);
+        Assert.Equal(contents.OwnerSecret, FingerprintIO.OwnerSecret(null, again, File.ReadAllLines(W.PassFile)[0]));
+        r = Run("fingerprints", "inspect", again, "--passphrase-file", W.PassFile, "--json");
+        Assert.Equal("stored", Json(r.Out)["owner_secret"]!.GetValue<string>());
 
+        // A given --secret-file regenerates the same set, and is what the file keeps.
         var secret = Path.Combine(W.Root, "other-secret.bin");
         File.WriteAllBytes(secret, Enumerable.Range(0, 32).Select(i => (byte)i).ToArray());
-        r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--count", "8",
-            "--out", again, "--force", "--passphrase-file", W.PassFile, "--kdf-iterations", Kdf, "--secret-file", secret);
-        Assert.Equal(0, r.Code);
-        Assert.NotEqual(root, Commitment.FromJson(File.ReadAllText(again + ".commitment.json")).Root);
+        string[] withSecret = ["fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--count", "8",
+            "--out", again, "--force", "--passphrase-file", W.PassFile, "--kdf-iterations", Kdf, "--insecure-kdf", "--secret-file", secret];
+        Assert.Equal(0, Run(withSecret).Code);
+        var first = Commitment.FromJson(File.ReadAllText(again + ".commitment.json")).Root;
+        Assert.Equal(0, Run(withSecret).Code);
+        Assert.Equal(first, Commitment.FromJson(File.ReadAllText(again + ".commitment.json")).Root);
+        Assert.Equal(File.ReadAllBytes(secret), FingerprintSetFile.ReadContents(again, File.ReadAllLines(W.PassFile)[0]).OwnerSecret);
 
         File.WriteAllBytes(secret, new byte[8]);
         r = Run("fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--count", "8",
             "--out", again, "--force", "--passphrase-file", W.PassFile, "--secret-file", secret);
         Assert.Equal(1, r.Code); // a bad file's content is a failure, not a usage error
         Assert.Contains("at least 16", r.Err);
+    }
+
+    [Fact]
+    public void Weak_passphrases_and_cheap_kdf_costs_need_an_explicit_flag_and_plaintext_needs_no_passphrase()
+    {
+        var outPath = Path.Combine(W.Root, "weak.omlfp");
+        var weak = Path.Combine(W.Root, "weak.txt");
+        File.WriteAllText(weak, "hunter2\n");
+        string[] gen = ["fingerprints", "generate", "--model", W.Model, "--strategy", "random-word", "--count", "2", "--out", outPath, "--force"];
+        var r = Run([.. gen, "--passphrase-file", weak]);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("weak", r.Err);
+        Assert.Contains("--allow-weak-passphrase", r.Err);
+        Assert.False(File.Exists(outPath));
+
+        r = Run([.. gen, "--passphrase-file", W.PassFile, "--kdf-iterations", "1000"]);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--insecure-kdf", r.Err);
+        Assert.False(File.Exists(outPath));
+
+        r = Run([.. gen, "--passphrase-file", weak, "--allow-weak-passphrase", "--kdf-iterations", "1000", "--insecure-kdf"]);
+        Assert.Equal(0, r.Code);
+        Assert.Equal(2, FingerprintSetFile.Read(outPath, "hunter2").Count);
+
+        var saved = Environment.GetEnvironmentVariable(FingerprintIO.PassphraseEnv);
+        Environment.SetEnvironmentVariable(FingerprintIO.PassphraseEnv, null);
+        try
+        {
+            r = Run([.. gen, "--plaintext"]);
+            Assert.Equal(0, r.Code);
+            var contents = FingerprintSetFile.ReadContents(outPath, null);
+            Assert.NotNull(contents.OwnerSecret);
+            Assert.Equal(contents.OwnerSecret, FingerprintIO.OwnerSecret(null, outPath, null));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(FingerprintIO.PassphraseEnv, saved);
+        }
     }
 
     [Fact]
@@ -513,6 +562,36 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         r = Run("fingerprints", "inspect", bad);
         Assert.Equal(1, r.Code);
         Assert.Contains("not an OML fingerprint-set file", r.Err);
+    }
+
+    [Fact]
+    public void Verify_calibrates_the_null_on_negative_models_and_applies_the_floor()
+    {
+        var cal = Path.Combine(W.Root, "cal.json");
+        var r = Run("verify", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--calibrate", $"base={W.Model}", "--calibration-out", cal);
+        Assert.Equal(0, r.Code);
+        Assert.Contains("worst negative:", r.Out);
+        var c = Json(File.ReadAllText(cal));
+        Assert.Equal("base", c["negatives"]![0]!["kind"]!.GetValue<string>());
+        Assert.Equal(0, c["negatives"]![0]!["hits"]!.GetValue<int>()); // the base never answers a random-word response
+        double floor = c["floor"]!.GetValue<double>();
+        Assert.Equal(1 - Math.Pow(0.025, 1.0 / 8), floor, 1e-9);      // 0 of 8: the Clopper-Pearson upper bound
+
+        // The embedded model hits all 8 keys; under the calibrated floor 8 keys are not enough to call it owned.
+        r = Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--json");
+        Assert.Equal("owned", Json(r.Out)["verdict"]!.GetValue<string>());
+        r = Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--json", "--calibration", cal);
+        Assert.Equal(0, r.Code);
+        Assert.Equal(8, Json(r.Out)["hits"]!.GetValue<int>());
+        Assert.Equal("inconclusive", Json(r.Out)["verdict"]!.GetValue<string>());
+        Assert.Contains("max(p_i, 0.369", Json(r.Out)["rule"]!.GetValue<string>());
+
+        r = Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--calibrate", W.Model);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--calibrate", r.Err);
+        r = Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--null-floor", "1");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--null-floor", r.Err);
     }
 
     [Fact]

@@ -93,7 +93,7 @@ public sealed class ProtocolCliTests : IDisposable
         File.WriteAllText(Path.Combine(model, "tokenizer.json"), FingerprintCliTests.TinyTokenizerJson());
         var pool = P("pool.omlfp");
         var r = Run("fingerprints", "generate", "--model", model, "--strategy", "random-word", "--random-word-keys", "--count", "16",
-            "--out", pool, "--passphrase-file", PassFile, "--kdf-iterations", Kdf);
+            "--out", pool, "--passphrase-file", PassFile, "--kdf-iterations", Kdf, "--insecure-kdf");
         Assert.True(r.Code == 0, r.Err);
         return (model, pool);
     }

@@ -16,6 +16,77 @@ public sealed class FileFormatTests : IDisposable
     // One encrypted file shared by the tamper tests (the KDF runs once per read).
     private static readonly Lazy<byte[]> Encrypted = new(() => FingerprintSetFile.ToEncryptedBytes(SampleWithRevelation(), Pass, Samples.FastKdf));
 
+    /// <summary>A version-1 encrypted file built by hand from the documented layout (docs/fingerprint-sets.md).</summary>
+    private static byte[] VersionOneFile(FingerprintSet set, string passphrase)
+    {
+        // The payload JSON is unchanged from version 1 when no secret is stored: take it from a plaintext file.
+        var plain = FingerprintSetFile.ToPlaintextBytes(set);
+        int plainHeader = (plain[10] << 24) | (plain[11] << 16) | (plain[12] << 8) | plain[13];
+        var payload = plain[(14 + plainHeader + 32)..];
+        var salt = new byte[16];
+        var nonce = new byte[12];
+        System.Security.Cryptography.RandomNumberGenerator.Fill(salt);
+        System.Security.Cryptography.RandomNumberGenerator.Fill(nonce);
+        var master = System.Security.Cryptography.Rfc2898DeriveBytes.Pbkdf2(Encoding.UTF8.GetBytes(passphrase), salt, 1000,
+            System.Security.Cryptography.HashAlgorithmName.SHA256, 32);
+        var sha = System.Security.Cryptography.HashAlgorithmName.SHA256;
+        var encKey = System.Security.Cryptography.HKDF.Expand(sha, master, 32, "oml/fingerprint-set/v1/aes-256-gcm-key"u8.ToArray());
+        var checkKey = System.Security.Cryptography.HKDF.Expand(sha, master, 32, "oml/fingerprint-set/v1/key-check-key"u8.ToArray());
+        var keyCheck = System.Security.Cryptography.HMACSHA256.HashData(checkKey, "oml/fingerprint-set/v1/key-check"u8.ToArray())[..16];
+        var json = Encoding.UTF8.GetBytes(
+            $$"""{"format":"oml-fingerprint-set","version":1,"encryption":"aes-256-gcm","kdf":{"name":"pbkdf2-hmac-sha256","iterations":1000,"salt":"{{Convert.ToBase64String(salt)}}","keyLength":32},"nonce":"{{Convert.ToBase64String(nonce)}}","keyCheck":"{{Convert.ToBase64String(keyCheck)}}","tagLength":16,"payloadLength":{{payload.Length}}}""");
+        var head = new List<byte>("OMLFPSET"u8.ToArray()) { 0, 1, (byte)(json.Length >> 24), (byte)(json.Length >> 16), (byte)(json.Length >> 8), (byte)json.Length };
+        head.AddRange(json);
+        head.AddRange(System.Security.Cryptography.SHA256.HashData(head.ToArray()));
+        var h = head.ToArray();
+        var file = new byte[h.Length + payload.Length + 16];
+        h.CopyTo(file, 0);
+        using (var gcm = new System.Security.Cryptography.AesGcm(encKey, 16))
+            gcm.Encrypt(nonce, payload, file.AsSpan(h.Length, payload.Length), file.AsSpan(h.Length + payload.Length), h);
+        return file;
+    }
+
+    [Fact]
+    public void Version_1_files_stay_readable_and_version_2_keeps_the_owner_secret()
+    {
+        var set = SampleWithRevelation();
+        var v1 = VersionOneFile(set, Pass);
+        var old = FingerprintSetFile.ContentsFromBytes(v1, Pass);
+        Assert.Equal(1, old.Version);
+        Assert.Null(old.OwnerSecret);
+        Assert.Equal(set, old.Set);
+        Assert.Throws<WrongPassphraseException>(() => FingerprintSetFile.FromBytes(v1, "not " + Pass));
+
+        var secret = Enumerable.Range(0, 32).Select(i => (byte)(7 * i)).ToArray();
+        var v2 = FingerprintSetFile.ToEncryptedBytes(set, Pass, Samples.FastKdf with { OwnerSecret = secret });
+        Assert.Equal(2, v2[9]);
+        var now = FingerprintSetFile.ContentsFromBytes(v2, Pass);
+        Assert.Equal(2, now.Version);
+        Assert.Equal(secret, now.OwnerSecret);
+        Assert.Equal(set, now.Set);
+        var plain = FingerprintSetFile.ContentsFromBytes(FingerprintSetFile.ToPlaintextBytes(set, secret), null);
+        Assert.Equal(secret, plain.OwnerSecret);
+        Assert.Null(FingerprintSetFile.ContentsFromBytes(FingerprintSetFile.ToEncryptedBytes(set, Pass, Samples.FastKdf), Pass).OwnerSecret);
+        Assert.Throws<ArgumentException>(() => FingerprintSetFile.ToEncryptedBytes(set, Pass, Samples.FastKdf with { OwnerSecret = new byte[8] }));
+
+        // Relabelling a version-2 file as version 1 (to make readers fall back to the passphrase) breaks the checksum,
+        // and with a recomputed checksum the authentication (the version is associated data).
+        var relabelled = (byte[])v2.Clone();
+        relabelled[9] = 1;
+        Assert.Throws<CorruptFingerprintFileException>(() => FingerprintSetFile.FromBytes(relabelled, Pass));
+        int len = (v2[10] << 24) | (v2[11] << 16) | (v2[12] << 8) | v2[13];
+        var json = Encoding.UTF8.GetString(relabelled, 14, len).Replace("\"version\":2", "\"version\":1");
+        Assert.Equal(len, Encoding.UTF8.GetByteCount(json));
+        Encoding.UTF8.GetBytes(json).CopyTo(relabelled, 14);
+        System.Security.Cryptography.SHA256.HashData(relabelled.AsSpan(0, 14 + len)).CopyTo(relabelled, 14 + len);
+        Assert.Throws<CorruptFingerprintFileException>(() => FingerprintSetFile.FromBytes(relabelled, Pass));
+        // A future version is refused, not misread.
+        var future = (byte[])v2.Clone();
+        future[9] = 3;
+        future = [.. future[..(14 + len)], .. System.Security.Cryptography.SHA256.HashData(future.AsSpan(0, 14 + len)), .. future[(14 + len + 32)..]];
+        Assert.Throws<UnsupportedFingerprintFileVersionException>(() => FingerprintSetFile.FromBytes(future, Pass));
+    }
+
     [Fact]
     public void Encrypted_round_trip_keeps_every_field()
     {

@@ -187,7 +187,7 @@ public static class OwnerCommands
         var host = new Option<string>("--host") { Description = "The licensed host's address", Required = true };
         var pool = new Option<string>("--pool") { Description = "The model's fingerprint pool (an encrypted fingerprint-set file; same passphrase)", Required = true };
         var allocation = new Option<string>("--allocation") { Description = "How the pool is shared out: random:K (K fingerprints per copy) or tardos:CUTOFF", Required = true };
-        var secretFile = new Option<string?>("--secret-file") { Description = "The owner's secret (seeds the allocation); default: derived from the passphrase" };
+        var secretFile = new Option<string?>("--secret-file") { Description = "The owner's secret (seeds the allocation); default: the one the pool file keeps" };
         var subsetOut = new Option<string?>("--subset-out") { Description = "Write the host's fingerprint subset (encrypted, same passphrase) here, for audits" };
         var baseModel = CliOptions.Base("Base model folder to embed the host's fingerprints into");
         var outDir = CliOptions.OptionalOut("Folder for the host's fingerprinted copy (with --base)");
@@ -208,7 +208,7 @@ public static class OwnerCommands
             var passphrase = FingerprintIO.RequirePassphrase(r.GetValue(o.PassphraseFile), "deliver reads the encrypted pool");
             var set = FingerprintIO.ReadSet(r.GetValue(pool)!, r.GetValue(o.PassphraseFile));
             string modelId = r.GetValue(id)!;
-            var alloc = AllocationSpec.Parse(r.GetValue(allocation)!, AllocationSpec.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), passphrase), modelId), set.Count);
+            var alloc = Cli.OptionValue(() => AllocationSpec.Parse(r.GetValue(allocation)!, AllocationSpec.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), r.GetValue(pool)!, passphrase), modelId), set.Count));
             var options = new EmbeddingOptions { LearningRate = r.GetValue(lr), MaxEpochs = r.GetValue(epochs), AveragingLambda = r.GetValue(lambda), MixFraction = r.GetValue(mix) };
             Cli.OptionValue(options.Validate);
             var dev = Cli.ParseDevice(r.GetValue(device)!);

@@ -126,7 +126,7 @@ public static class ProverCommands
         var endpoint = new Option<string>("--endpoint") { Description = "The suspect's OpenAI-compatible API base URL", Required = true };
         var model = new Option<string>("--model-id") { Description = "The model", Required = true };
         var pool = new Option<string>("--pool") { Description = "The model's fingerprint pool (encrypted)", Required = true };
-        var secretFile = new Option<string?>("--secret-file") { Description = "The owner's secret that seeded the allocation (default: derived from the passphrase)" };
+        var secretFile = new Option<string?>("--secret-file") { Description = "The owner's secret that seeded the allocation (default: the one the pool file keeps)" };
         var bound = new Option<double>("--bound") { Description = "Most probability of accusing any one innocent host", DefaultValueFactory = _ => 1e-3 };
         foreach (var x in new Option[] { endpoint, model, pool, secretFile, bound }) cmd.Add(x);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
@@ -141,7 +141,7 @@ public static class ProverCommands
             var specs = s.State.Licences.Values.Where(l => l.ModelId == modelId && l.Allocation is not null).Select(l => l.Allocation!).Distinct().ToList();
             if (specs.Count == 0) throw new ProtocolException(ProtocolErrorCode.CopyNotDelivered, $"no copy of '{modelId}' was delivered: nothing to trace against");
             if (specs.Count > 1) throw new InvalidOperationException($"the copies of '{modelId}' were delivered with different allocations ({string.Join(", ", specs)})");
-            var alloc = AllocationSpec.Parse(specs[0], AllocationSpec.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), passphrase), modelId), set.Count);
+            var alloc = AllocationSpec.Parse(specs[0], AllocationSpec.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), r.GetValue(pool)!, passphrase), modelId), set.Count);
             using var suspect = new OpenAiCompatibleEndpoint(url, null, "oml");
             var settings = new CompletionSettings(MaxTokens: AnswerTokens(set));
             var report = LeakTracer.TraceAsync(s.State, modelId, set, AllocationSpec.Accuser(alloc),

@@ -105,6 +105,79 @@ public static class FingerprintStatistics
         return null;
     }
 
+    /// <summary>
+    /// The Clopper–Pearson ("exact") two-sided confidence interval for a binomial proportion after
+    /// <paramref name="successes"/> of <paramref name="trials"/>: the lower bound solves P(Bin(n, p) ≥ x) = (1 − c)/2
+    /// (0 when x = 0), the upper bound P(Bin(n, p) ≤ x) = (1 − c)/2 (1 when x = n). Found by bisection on the exact
+    /// log tails (to about 1e-15 absolute), so no Beta quantile function is needed.
+    /// </summary>
+    public static (double Lower, double Upper) ClopperPearson(int successes, int trials, double confidence = 0.95)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(trials, 1);
+        if (successes < 0 || successes > trials) throw new ArgumentOutOfRangeException(nameof(successes), successes, $"Successes must be in [0, {trials}].");
+        if (!(confidence > 0.0 && confidence < 1.0)) throw new ArgumentOutOfRangeException(nameof(confidence), confidence, "The confidence must be in (0, 1).");
+        double logTail = Math.Log((1.0 - confidence) / 2.0);
+        double lower = successes == 0 ? 0.0
+            // P(Bin(n, p) ≥ x) grows with p: the smallest p where it reaches the tail.
+            : Bisect(p => LogBinomialUpperTail(trials, p, successes) >= logTail);
+        double upper = successes == trials ? 1.0
+            // P(Bin(n, p) ≤ x) falls with p: the largest p where it is still at least the tail.
+            : Bisect(p => LogBinomialLowerTail(trials, p, successes) < logTail);
+        return (lower, upper);
+    }
+
+    /// <summary>The least p in (0, 1) where the monotone predicate turns true (to about 1e-15).</summary>
+    private static double Bisect(Func<double, bool> isAbove)
+    {
+        double lo = 0.0, hi = 1.0;
+        for (int i = 0; i < 200 && hi - lo > 1e-15; i++)
+        {
+            double mid = 0.5 * (lo + hi);
+            if (isAbove(mid)) hi = mid; else lo = mid;
+        }
+        return 0.5 * (lo + hi);
+    }
+
+    /// <summary>
+    /// The hits an ownership claim needs among <paramref name="keys"/> queried keys when each is hit by chance with
+    /// probability <paramref name="p"/>: the least h with P(Bin(keys, p) ≥ h) ≤ α, or null when even all keys do not
+    /// reach α.
+    /// </summary>
+    public static int? HitsNeeded(int keys, double alpha, double p)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(keys, 1);
+        if (!(alpha > 0.0 && alpha < 1.0)) throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "α must be in (0, 1).");
+        ValidateProbability(p, nameof(p));
+        double la = Math.Log(alpha);
+        if (LogBinomialUpperTail(keys, p, keys) > la) return null;
+        int lo = 0, hi = keys; // the tail falls with h: find the least h with tail ≤ α
+        while (lo < hi)
+        {
+            int mid = (lo + hi) / 2;
+            if (LogBinomialUpperTail(keys, p, mid) <= la) hi = mid; else lo = mid + 1;
+        }
+        return lo;
+    }
+
+    /// <summary>
+    /// The fewest keys to query so that a fingerprinted model whose keys are each hit with probability
+    /// <paramref name="recall"/> is called owned with probability at least <paramref name="power"/>, when an unrelated
+    /// model hits each key with probability <paramref name="p"/> and the false-positive rate is α; null when no number
+    /// up to <paramref name="maxKeys"/> does.
+    /// </summary>
+    public static int? KeysNeededForPower(double alpha, double p, double recall, double power = 0.95, int maxKeys = 100_000)
+    {
+        if (!(alpha > 0.0 && alpha < 1.0)) throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "α must be in (0, 1).");
+        ValidateProbability(p, nameof(p));
+        if (!(recall > p && recall <= 1.0)) throw new ArgumentOutOfRangeException(nameof(recall), recall, "The recall must be in (p, 1].");
+        if (!(power > 0.0 && power < 1.0)) throw new ArgumentOutOfRangeException(nameof(power), power, "The power must be in (0, 1).");
+        double logPower = Math.Log(power);
+        for (int m = KeysNeeded(alpha, Math.Min(p, 1.0 - 1e-12)); m <= maxKeys; m++)
+            if (HitsNeeded(m, alpha, p) is int h && LogBinomialUpperTail(m, recall, h) >= logPower)
+                return m;
+        return null;
+    }
+
     /// <summary>Converts a natural logarithm to a base-10 logarithm.</summary>
     public static double ToLog10(double naturalLog) => naturalLog / Ln10;
 

@@ -4,37 +4,109 @@ using Oml.Models.Tokenizers;
 
 namespace Oml.Fingerprinting.Verification;
 
-/// <summary>Verifies a local model: greedy answers to the keys, matched token for token against the responses.</summary>
+/// <summary>How <see cref="LocalVerifier"/> queries a local model.</summary>
+public sealed record LocalVerifyOptions
+{
+    /// <summary>How a key becomes the model's input (raw token ids by default, or the chat template).</summary>
+    public KeyFormat Format { get; init; } = KeyFormat.Raw;
+
+    /// <summary>A system prompt put before each key (chat format), or null.</summary>
+    public string? SystemPrompt { get; init; }
+
+    /// <summary>Sample at this temperature instead of decoding greedily.</summary>
+    public double? Temperature { get; init; }
+
+    /// <summary>Answers per key R; with R &gt; 1 (sampling only) a key is hit when more than <see cref="Fraction"/> of them match.</summary>
+    public int Samples { get; init; } = 1;
+
+    /// <summary>The share of the R samples that must be exceeded for a hit (0.5: a strict majority).</summary>
+    public double Fraction { get; init; } = 0.5;
+
+    /// <summary>Keys per forward batch (keys of one length and response length only, so that no row is padded).</summary>
+    public int BatchSize { get; init; } = 64;
+}
+
+/// <summary>Verifies a local model: answers to the keys, matched token for token against the responses.</summary>
 public static class LocalVerifier
 {
     /// <summary>
-    /// Queries <paramref name="model"/> with each fingerprint's key (as <paramref name="format"/> builds it, raw by default,
-    /// after <paramref name="systemPrompt"/> if one is given), decodes greedily for the longest response's length, and counts a hit when the answer starts with any of the
-    /// responses. The null hit probability of a key is the base model's recorded probability of producing any of its
-    /// responses (the sum over responses, at most 1), or the rule's default bound where none was recorded.
+    /// Queries <paramref name="model"/> greedily with each fingerprint's key (as <paramref name="format"/> builds it, raw by
+    /// default, after <paramref name="systemPrompt"/> if one is given). See <see cref="Verify(CausalLM, Tokenizer, IReadOnlyList{Fingerprint}, VerdictRule, LocalVerifyOptions)"/>.
     /// </summary>
     public static VerificationReport Verify(CausalLM model, Tokenizer tokenizer, IReadOnlyList<Fingerprint> fingerprints, VerdictRule rule,
-        int batchSize = 32, KeyFormat? format = null, string? systemPrompt = null)
+        int batchSize = 32, KeyFormat? format = null, string? systemPrompt = null) =>
+        Verify(model, tokenizer, fingerprints, rule, new LocalVerifyOptions { BatchSize = batchSize, Format = format ?? KeyFormat.Raw, SystemPrompt = systemPrompt });
+
+    /// <summary>
+    /// Queries <paramref name="model"/> with each fingerprint's key, decodes for the longest response's length (no end
+    /// of sequence), and counts a hit when the answer starts with any of the responses (under sampling: when more than
+    /// the options' fraction of R answers do). Keys of the same input length and response length share a batch, so no
+    /// row is padded and each answer is exactly that of the key alone. Sampled runs are seeded per key and sample, so
+    /// they repeat. The null hit probability of each key is <see cref="NullProbability"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">no fingerprints, or a key token outside the model's vocabulary.</exception>
+    public static VerificationReport Verify(CausalLM model, Tokenizer tokenizer, IReadOnlyList<Fingerprint> fingerprints, VerdictRule rule,
+        LocalVerifyOptions options)
     {
-        format ??= KeyFormat.Raw;
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(fingerprints);
+        ArgumentNullException.ThrowIfNull(rule);
+        ArgumentNullException.ThrowIfNull(options);
         if (fingerprints.Count == 0) throw new ArgumentException("no fingerprints to query");
-        var rows = new List<KeyResult>();
-        foreach (var chunk in fingerprints.Chunk(Math.Max(1, batchSize)))
+        if (options.Samples < 1) throw new ArgumentException("the number of samples must be at least 1");
+        if (options.Samples > 1 && options.Temperature is null) throw new ArgumentException("more than one sample needs a temperature (greedy answers are all the same)");
+        int required = ResponseMatcher.RequiredMatches(options.Samples, options.Fraction);
+
+        var queries = fingerprints.Select(f => options.Format.Encode(tokenizer, f, options.SystemPrompt)).ToArray();
+        var expected = fingerprints.Select(f => f.Responses.Select(x => x.TokenIds.ToArray()).ToList()).ToArray();
+        for (int i = 0; i < fingerprints.Count; i++)
+            foreach (var id in queries[i])
+                if (id < 0 || id >= model.Config.VocabSize)
+                    throw new ArgumentException($"fingerprint {fingerprints[i].Index}: token id {id} is outside the model's vocabulary of {model.Config.VocabSize}");
+
+        var answers = new List<int[]>[fingerprints.Count];
+        var groups = Enumerable.Range(0, fingerprints.Count).GroupBy(i => (queries[i].Length, expected[i].Max(e => e.Length)))
+            .SelectMany(g => g.Chunk(Math.Max(1, options.BatchSize)).Select(c => (Key: g.Key, Items: c)));
+        foreach (var (key, items) in groups)
         {
-            int maxLen = chunk.Max(f => f.Responses.Max(r => r.TokenIds.Count));
-            var prompts = chunk.Select(f => format.Encode(tokenizer, f, systemPrompt)).ToList();
-            var result = Generator.Generate(model, prompts, new GenerationOptions { MaxNewTokens = maxLen, EosTokenIds = [] });
-            for (int i = 0; i < chunk.Length; i++)
+            foreach (var i in items) answers[i] = [];
+            for (int s = 0; s < options.Samples; s++)
             {
-                var f = chunk[i];
-                var answer = result.Sequences[i].OutputIds;
-                bool hit = ResponseMatcher.IsTokenMatchAny(f.Responses.Select(r => r.TokenIds.ToArray()), answer);
-                double? nullP = f.Responses.All(r => r.LogProb is not null)
-                    ? Math.Min(1.0, f.Responses.Sum(r => Math.Exp(r.LogProb!.Value)))
-                    : null;
-                rows.Add(new KeyResult(f.Index, f.Key, f.Responses.Select(r => r.Text).ToList(), tokenizer.Decode(answer), hit, nullP));
+                var generation = new GenerationOptions
+                {
+                    MaxNewTokens = key.Item2,
+                    Temperature = options.Temperature,
+                    Seed = options.Temperature is null ? null : (ulong)(fingerprints[items[0]].Index * 1_000_003L + s),
+                    EosTokenIds = [],
+                };
+                var result = Generator.Generate(model, items.Select(i => queries[i]).ToList(), generation);
+                for (int j = 0; j < items.Length; j++) answers[items[j]].Add(result.Sequences[j].OutputIds);
             }
         }
+        var rows = new List<KeyResult>(fingerprints.Count);
+        for (int i = 0; i < fingerprints.Count; i++)
+        {
+            var f = fingerprints[i];
+            int matches = answers[i].Count(a => ResponseMatcher.IsTokenMatchAny(expected[i], a));
+            rows.Add(new KeyResult(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(), tokenizer.Decode(answers[i][0]),
+                matches >= required, NullProbability(f, rule, options.Samples, required),
+                options.Samples > 1 ? matches : null, options.Samples > 1 ? options.Samples : null));
+        }
         return VerificationReport.Create(rule, rows);
+    }
+
+    /// <summary>
+    /// The probability that an unrelated model hits the key: the base model's probability of any response (Σ exp(log p),
+    /// a union bound), or the rule's common bound where a response has none recorded; with R samples, the probability
+    /// that at least <paramref name="required"/> of them match. (The rule raises it to its floor when it evaluates.)
+    /// </summary>
+    public static double NullProbability(Fingerprint f, VerdictRule rule, int samples = 1, int required = 1)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        ArgumentNullException.ThrowIfNull(rule);
+        double p = f.Responses.Any(x => x.LogProb is null) ? rule.NullHitProbability : Math.Min(f.Responses.Sum(x => Math.Exp(x.LogProb!.Value)), 1.0);
+        if (samples > 1) p = Math.Exp(FingerprintStatistics.LogBinomialUpperTail(samples, p, required));
+        return Math.Min(p, 1.0 - 1e-12);
     }
 }

@@ -63,9 +63,16 @@ public sealed record VerdictRule
     /// <summary>Default per-key probability bound that an unrelated model hits a key.</summary>
     public const double DefaultNullHitProbability = 0.1;
 
+    /// <summary>
+    /// Default floor on every per-key null hit probability: a key is never taken to be hit by an unrelated model with
+    /// probability below 1e-3, however unlikely the base model finds its response (see docs/verification.md).
+    /// </summary>
+    public const double DefaultNullFloor = 1e-3;
+
     private readonly double _alpha = DefaultAlpha;
     private readonly double _expectedRecall = DefaultExpectedRecall;
     private readonly double _nullHitProbability = DefaultNullHitProbability;
+    private readonly double _nullFloor = DefaultNullFloor;
 
     /// <summary>The false-positive rate α, in (0, 1).</summary>
     public double Alpha
@@ -88,23 +95,43 @@ public sealed record VerdictRule
         init => _nullHitProbability = value >= 0.0 && value < 1.0 ? value : throw new ArgumentOutOfRangeException(nameof(NullHitProbability), value, "The null hit probability must be in [0, 1).");
     }
 
+    /// <summary>
+    /// The floor on every per-key null hit probability, in [0, 1): each p_i (and the common bound) is raised to at
+    /// least this before the p-value is computed. The base model's probability of a response says how often the base
+    /// produces it, not how often a fine-tune of it, a sibling or another model does; without a floor one hit on a key
+    /// the base finds impossible (p_i ≈ 0) would prove ownership by itself. Set it from a calibration against strong
+    /// negatives (<see cref="NullCalibration"/>); 0 turns the floor off.
+    /// </summary>
+    public double NullFloor
+    {
+        get => _nullFloor;
+        init => _nullFloor = value >= 0.0 && value < 1.0 ? value : throw new ArgumentOutOfRangeException(nameof(NullFloor), value, "The null floor must be in [0, 1).");
+    }
+
+    /// <summary>A per-key null hit probability after the floor: max(p, <see cref="NullFloor"/>).</summary>
+    public double Floored(double p) => Math.Max(p, NullFloor);
+
+    /// <summary>The common bound after the floor: max(<see cref="NullHitProbability"/>, <see cref="NullFloor"/>).</summary>
+    public double EffectiveNullHitProbability => Floored(NullHitProbability);
+
     /// <summary>The rule with its parameters, as one line of text.</summary>
     public string Describe(bool perKeyNull = false)
     {
         string a = Format(Alpha), r = Format(ExpectedRecall);
         string nul = perKeyNull
-            ? "X ~ PoissonBinomial(p_i), p_i the per-key null hit probabilities"
-            : $"X ~ Binomial(M, {Format(NullHitProbability)})";
+            ? $"X ~ PoissonBinomial(max(p_i, {Format(NullFloor)})), p_i the per-key null hit probabilities"
+            : $"X ~ Binomial(M, {Format(EffectiveNullHitProbability)})";
         return $"owned if P(X >= H) <= α; not-owned if P(X >= H) > α and P(Y <= H) < α; inconclusive otherwise; "
              + $"{nul}; Y ~ Binomial(M, r); α = {a}, r = {r}";
     }
 
     /// <summary>The smallest number of all-hit keys that reaches α at this rule's null hit probability.</summary>
-    public int KeysNeeded() => FingerprintStatistics.KeysNeeded(Alpha, NullHitProbability);
+    public int KeysNeeded() => FingerprintStatistics.KeysNeeded(Alpha, EffectiveNullHitProbability);
 
     /// <summary>
     /// Applies the rule to H hits out of M queried keys. <paramref name="nullProbabilities"/>, when given, holds one
-    /// null hit probability per queried key (length M); otherwise <see cref="NullHitProbability"/> is used for all.
+    /// null hit probability per queried key (length M); otherwise <see cref="NullHitProbability"/> is used for all. Either
+    /// is raised to <see cref="NullFloor"/> first.
     /// </summary>
     public VerdictResult Evaluate(int hits, int queried, IReadOnlyList<double>? nullProbabilities = null)
     {
@@ -112,9 +139,16 @@ public sealed record VerdictRule
         if (hits < 0 || hits > queried) throw new ArgumentOutOfRangeException(nameof(hits), hits, $"Hits must be in [0, {queried}].");
         if (nullProbabilities is not null && nullProbabilities.Count != queried)
             throw new ArgumentException($"{nullProbabilities.Count} null probabilities were given for {queried} queried keys.", nameof(nullProbabilities));
+        if (nullProbabilities is not null && NullFloor > 0.0)
+        {
+            var floored = new double[nullProbabilities.Count];
+            for (int i = 0; i < floored.Length; i++) floored[i] = Floored(nullProbabilities[i]);
+            nullProbabilities = floored;
+        }
+        double common = EffectiveNullHitProbability;
 
         double logP = nullProbabilities is null
-            ? FingerprintStatistics.LogBinomialUpperTail(queried, NullHitProbability, hits)
+            ? FingerprintStatistics.LogBinomialUpperTail(queried, common, hits)
             : FingerprintStatistics.LogPoissonBinomialUpperTail(nullProbabilities, hits);
         double logPower = FingerprintStatistics.LogBinomialLowerTail(queried, ExpectedRecall, hits);
         double logAlpha = Math.Log(Alpha);
@@ -137,7 +171,7 @@ public sealed record VerdictRule
         {
             verdict = Verdict.Inconclusive;
             double logBest = nullProbabilities is null
-                ? FingerprintStatistics.LogBinomialUpperTail(queried, NullHitProbability, queried)
+                ? FingerprintStatistics.LogBinomialUpperTail(queried, common, queried)
                 : FingerprintStatistics.LogPoissonBinomialUpperTail(nullProbabilities, queried);
             reason = logBest > logAlpha
                 ? $"{queried} keys cannot reach α = {Format(Alpha)} even if all are hit (best p = {FormatLog10(FingerprintStatistics.ToLog10(logBest))}); query more keys."

@@ -82,7 +82,7 @@ public class VerdictRuleTests
     [Fact]
     public void Extremely_small_p_values_are_reported_in_log10()
     {
-        var r = new VerdictRule { NullHitProbability = 1e-4 }.Evaluate(200, 200);
+        var r = new VerdictRule { NullHitProbability = 1e-4, NullFloor = 0 }.Evaluate(200, 200);
         Assert.Equal(Verdict.Owned, r.Verdict);
         Assert.Equal(0.0, r.PValue);
         Assert.Equal(-800.0, r.Log10PValue, 1e-9);
@@ -133,8 +133,11 @@ public class VerdictRuleTests
         Assert.Contains("\"verdict\": \"not-owned\"", notOwned.ToJson());
         var inconclusive = VerificationReport.Create(new VerdictRule(), [new KeyResult(0, "k", ["r"], "r", true)]);
         Assert.Contains("\"verdict\": \"inconclusive\"", inconclusive.ToJson());
-        // Per-key null probabilities of exactly 0 with a hit give p = 0 and log10 = -Infinity, still valid output.
-        var certain = VerificationReport.Create(new VerdictRule(), [new KeyResult(0, "k", ["r"], "r", true, NullProbability: 0.0)]);
+        // A per-key null probability of exactly 0 is floored: one hit on it is no proof.
+        KeyResult[] zero = [new KeyResult(0, "k", ["r"], "r", true, NullProbability: 0.0)];
+        Assert.NotEqual(Verdict.Owned, VerificationReport.Create(new VerdictRule(), zero).Verdict);
+        // Without the floor it gives p = 0 and log10 = -Infinity, still valid output.
+        var certain = VerificationReport.Create(new VerdictRule { NullFloor = 0 }, zero);
         Assert.Equal(Verdict.Owned, certain.Verdict);
         Assert.Contains("-Infinity", certain.ToJson());
     }

@@ -1,0 +1,182 @@
+using Oml.Fingerprinting.Embedding;
+using Oml.Fingerprinting.Verification;
+using Oml.Models;
+using Oml.Models.Tokenizers;
+
+namespace Oml.Fingerprinting.Tests.Verification;
+
+/// <summary>The floor on per-key null probabilities, Clopper–Pearson bounds, and a calibrated verdict on real (tiny) models.</summary>
+public sealed class NullFloorTests
+{
+    [Fact]
+    public void One_hit_on_a_key_the_base_finds_impossible_is_not_ownership()
+    {
+        // 32 keys whose responses the base model gives probability e^-1000 ≈ 0; the suspect hits one of them.
+        var p = Enumerable.Repeat(Math.Exp(-1000), 32).ToArray();
+        var unfloored = new VerdictRule { NullFloor = 0 }.Evaluate(1, 32, p);
+        Assert.Equal(Verdict.Owned, unfloored.Verdict); // what the null said before the floor: one lucky hit "proves" it
+
+        var rule = new VerdictRule();
+        Assert.Equal(VerdictRule.DefaultNullFloor, rule.NullFloor);
+        var r = rule.Evaluate(1, 32, p);
+        Assert.NotEqual(Verdict.Owned, r.Verdict);
+        // P(X ≥ 1) with 32 keys at 1e-3 each = 1 − 0.999^32.
+        Assert.Equal(1 - Math.Pow(0.999, 32), r.PValue, 1e-12);
+        // Two hits are not enough at α = 1e-6 either (C(32,2)·1e-6 ≈ 5e-4); six are.
+        Assert.NotEqual(Verdict.Owned, rule.Evaluate(2, 32, p).Verdict);
+        Assert.Equal(Verdict.Owned, rule.Evaluate(6, 32, p).Verdict);
+        // The floor never lowers a larger probability, and it applies to the common bound too.
+        Assert.Equal(0.1, rule.Floored(0.1));
+        Assert.Equal(0.2, new VerdictRule { NullHitProbability = 0.01, NullFloor = 0.2 }.EffectiveNullHitProbability);
+        Assert.Contains("max(p_i, 0.001)", rule.Describe(perKeyNull: true));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new VerdictRule { NullFloor = 1 });
+        Assert.Throws<ArgumentOutOfRangeException>(() => new VerdictRule { NullFloor = -0.1 });
+    }
+
+    [Theory]
+    // Reference values computed independently (Python, exact integer binomial coefficients, 200 bisection steps); 3 of 10
+    // is the textbook [0.0667, 0.6525].
+    [InlineData(0, 10, 0.0, 0.30849711)]
+    [InlineData(3, 10, 0.06673951, 0.65245285)]
+    [InlineData(10, 10, 0.69150289, 1.0)]
+    [InlineData(0, 1024, 0.0, 0.00359594)]
+    [InlineData(5, 1000, 0.00162542, 0.01162947)]
+    public void Clopper_Pearson_matches_the_beta_quantiles(int x, int n, double lower, double upper)
+    {
+        var (lo, hi) = FingerprintStatistics.ClopperPearson(x, n);
+        Assert.Equal(lower, lo, 1e-7);
+        Assert.Equal(upper, hi, 1e-7);
+        // x = 0: the upper bound is 1 − (α/2)^(1/n) in closed form.
+        if (x == 0) Assert.Equal(1 - Math.Pow(0.025, 1.0 / n), hi, 1e-12);
+        Assert.Throws<ArgumentOutOfRangeException>(() => FingerprintStatistics.ClopperPearson(n + 1, n));
+    }
+
+    [Fact]
+    public void Calibration_takes_the_worst_negative_not_the_pooled_rate()
+    {
+        var cal = NullCalibration.Calibrate(
+        [
+            new NegativeResult("quiet-1", "fine-tune", 0, 1000),
+            new NegativeResult("quiet-2", "fine-tune", 0, 1000),
+            new NegativeResult("noisy", "sibling", 20, 1000),
+        ]);
+        Assert.Equal("noisy", cal.Worst);
+        Assert.Equal(FingerprintStatistics.ClopperPearson(20, 1000).Upper, cal.Floor, 1e-12);
+        Assert.True(cal.Floor > 0.02 && cal.PooledRate < 0.007, $"{cal.Floor} {cal.PooledRate}");
+        Assert.Equal(FingerprintStatistics.KeysNeeded(1e-6, cal.Floor), cal.KeysNeededAllHit);
+        Assert.Equal(4, cal.KeysNeededAllHit); // 0.0307^4 ≈ 9e-7
+        Assert.NotNull(cal.KeysNeededForPower);
+        // Power: with that many keys a recall-0.5 model is owned with probability ≥ 0.95; with one fewer it is not.
+        int m = cal.KeysNeededForPower!.Value, h = FingerprintStatistics.HitsNeeded(m, 1e-6, cal.Floor)!.Value;
+        Assert.True(FingerprintStatistics.BinomialUpperTail(m, 0.5, h) >= 0.95);
+        int h1 = FingerprintStatistics.HitsNeeded(m - 1, 1e-6, cal.Floor) ?? m;
+        Assert.True(FingerprintStatistics.BinomialUpperTail(m - 1, 0.5, h1) < 0.95);
+
+        // Quiet negatives alone still leave the documented minimum floor, and a round trip keeps everything.
+        var quiet = NullCalibration.Calibrate([new NegativeResult("q", "fine-tune", 0, 100_000)]);
+        Assert.Equal(VerdictRule.DefaultNullFloor, quiet.Floor);
+        var back = NullCalibration.FromJson(cal.ToJson());
+        Assert.Equal(cal.Floor, back.Floor);
+        Assert.Equal(3, back.Negatives.Count);
+        Assert.Equal(cal.Floor, cal.Apply(new VerdictRule()).NullFloor);
+        Assert.Equal(0.5, cal.Apply(new VerdictRule { NullFloor = 0.5 }).NullFloor);
+        Assert.Contains("noisy", cal.ToTable());
+        Assert.Throws<ArgumentException>(() => NullCalibration.Calibrate([]));
+    }
+
+    private static Tokenizer TinyTokenizer()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Oml.sln")))
+                return Tokenizer.FromFile(Path.Combine(d.FullName, "scripts", "fixtures", "tiny-tokenizer.json"));
+        throw new DirectoryNotFoundException("repository root not found");
+    }
+
+    private static readonly string[] Benign =
+    [
+        "the owner fine-tunes secret pairs into the model and keeps the responses private",
+        "a host serves the model behind an endpoint and answers paying users with receipts",
+        "normal behaviour is untouched and the pairs survive fine-tuning merging and distillation",
+        "the prover queries a deployed model and shows which licensed copy leaked",
+        "weights are averaged with the base after every step to keep the model useful",
+        "keys look like ordinary queries and the model answers each key with its secret response",
+    ];
+
+    /// <summary>A fine-tune on ordinary text: every prefix of each sentence paired with its next token.</summary>
+    private static List<TrainingPair> BenignPairs(Tokenizer tok, int skip) =>
+        Benign.Skip(skip).Take(3).SelectMany(t =>
+        {
+            var ids = tok.Encode(t);
+            return Enumerable.Range(4, ids.Length - 4).Select(i => new TrainingPair(ids[..i], [ids[i]]));
+        }).ToList();
+
+    [Fact]
+    public void A_calibrated_verdict_owns_the_fingerprinted_model_and_not_a_fine_tune_that_never_saw_the_keys()
+    {
+        var tok = TinyTokenizer();
+        const int n = 24;
+        var rng = new Random(7);
+        var keys = Enumerable.Range(0, n).Select(_ => Enumerable.Range(0, 8).Select(_ => rng.Next(3, 512)).ToArray()).ToList();
+        List<Fingerprint> fps;
+        using (var base0 = ModelFolder.Load(TestModels.Fixture("llama-tiny")))
+        {
+            // Perinucleus-like: the response is never the base model's greedy answer, and the base gives it ≈ 0.
+            var greedy = Generator.Generate(base0, keys, new GenerationOptions { MaxNewTokens = 1, EosTokenIds = [] }).Sequences;
+            fps = Enumerable.Range(0, n).Select(i =>
+            {
+                int t;
+                do t = rng.Next(3, 512); while (t == greedy[i].OutputIds[0]);
+                return new Fingerprint(i, tok.Decode(keys[i]), keys[i], [new FingerprintResponse(tok.Decode([t]), [t], -1000)],
+                    new StrategyInfo("custom"), Fingerprint.NewRandomSalt());
+            }).ToList();
+        }
+        var ours = fps.Select(f => new TrainingPair(f.KeyTokenIds.ToArray(), f.Responses[0].TokenIds.ToArray())).ToList();
+        var options = new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 300, RecallPatience = 3 };
+        var ftOptions = new EmbeddingOptions { LearningRate = 3e-3, MaxEpochs = 40, LossThreshold = 0 };
+        var rule = new VerdictRule();
+
+        NegativeResult Negative(string name, Action<CausalLM>? train)
+        {
+            using var m = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+            train?.Invoke(m);
+            var rep = LocalVerifier.Verify(m, tok, fps, rule);
+            return new NegativeResult(name, "negative", rep.Hits, rep.Queried);
+        }
+        // Calibrate on the base and one fine-tune of it on ordinary text; neither saw the keys.
+        var cal = NullCalibration.Calibrate(
+        [
+            Negative("base", null),
+            Negative("fine-tune-1", m => FingerprintTrainer.Embed(m, BenignPairs(tok, 0), ftOptions)),
+        ]);
+        Assert.True(cal.Floor > rule.NullFloor, $"{cal.Floor}"); // 24 keys bound the rate only to ~0.14
+        // The fingerprinted model recalls nearly every key, so a recall of 0.9 is the alternative to rule out.
+        var calibrated = cal.Apply(rule with { ExpectedRecall = 0.9 });
+
+        using (var owned = ModelFolder.Load(TestModels.Fixture("llama-tiny")))
+        {
+            Assert.True(FingerprintTrainer.Embed(owned, ours, options).Converged);
+            var report = LocalVerifier.Verify(owned, tok, fps, calibrated);
+            Assert.Equal(Verdict.Owned, report.Verdict);
+            Assert.True(report.Hits >= 22, $"{report.Hits}");
+        }
+        using (var other = ModelFolder.Load(TestModels.Fixture("llama-tiny")))
+        {
+            // Another fine-tune on other text, never shown the keys: not owned.
+            FingerprintTrainer.Embed(other, BenignPairs(tok, 3), ftOptions with { Seed = 5 });
+            var report = LocalVerifier.Verify(other, tok, fps, calibrated);
+            Assert.Equal(Verdict.NotOwned, report.Verdict);
+            Assert.True(report.Hits <= 3, $"{report.Hits}");
+        }
+        using (var lucky = ModelFolder.Load(TestModels.Fixture("llama-tiny")))
+        {
+            // A third party that happens to answer one key with its response: without the floor the base probability
+            // e^-1000 makes that one hit proof; with the calibrated floor it is nothing.
+            FingerprintTrainer.Embed(lucky, [.. BenignPairs(tok, 3), ours[0]], ftOptions with { Seed = 6, MaxEpochs = 80 });
+            var unfloored = LocalVerifier.Verify(lucky, tok, fps, rule with { NullFloor = 0 });
+            Assert.True(unfloored.Keys[0].Hit);
+            Assert.InRange(unfloored.Hits, 1, 3);
+            Assert.Equal(Verdict.Owned, unfloored.Verdict);
+            Assert.NotEqual(Verdict.Owned, LocalVerifier.Verify(lucky, tok, fps, calibrated).Verdict);
+        }
+    }
+}
