@@ -68,7 +68,7 @@ public static class ExplorerCommand
                 try
                 {
                     Console.WriteLine($"explorer {server.Url} over {Path.GetFullPath(path)} (height {source.Current.Height}){(reports is null ? "" : $", reports {Path.GetFullPath(reports)}")}; Ctrl-C to stop");
-                    if (urlFile is not null) FingerprintIO.WriteTextAtomic(urlFile, server.Url + "\n");
+                    if (urlFile is not null) FingerprintIO.WriteTextAtomic(urlFile, server.Url + "\n", overwrite: true);
                     try { Task.Delay(Timeout.Infinite, stop.Token).GetAwaiter().GetResult(); }
                     catch (OperationCanceledException) { }
                     Console.WriteLine("stopped");

@@ -45,6 +45,7 @@ public static class VerifyCommand
             AllowMultipleArgumentsPerToken = true,
         };
         var calibrationOut = new Option<string?>("--calibration-out") { Description = "With --calibrate: write the calibration (JSON) here for --calibration" };
+        var force = CliOptions.Force("Replace the --calibration-out file if it exists");
         var confidence = new Option<double>("--confidence") { Description = "With --calibrate: the confidence of the Clopper-Pearson intervals", DefaultValueFactory = _ => 0.95 };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
@@ -53,7 +54,7 @@ public static class VerifyCommand
             + "owned, not-owned or inconclusive (exit code 0 for all three). With --calibrate DIR..., measure the null on negative models instead.")
         {
             model, endpoint, apiModel, apiKeyEnv, chat, fingerprints, json, count, alpha, recall, samples, temperature, maxTokens, record,
-            chatTemplate, systemPrompt, nullFloor, calibration, calibrate, calibrationOut, confidence, passphraseFile, device,
+            chatTemplate, systemPrompt, nullFloor, calibration, calibrate, calibrationOut, force, confidence, passphraseFile, device,
         };
         cmd.SetAction(r =>
         {
@@ -121,7 +122,7 @@ public static class VerifyCommand
                     results.Add(new NegativeResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(negDir))), kind, rep.Hits, rep.Queried));
                 }
                 var cal = NullCalibration.Calibrate(results, conf, rule.NullFloor, rule.Alpha, rule.ExpectedRecall);
-                if (r.GetValue(calibrationOut) is { } outPath) FingerprintIO.WriteTextAtomic(outPath, cal.ToJson() + "\n");
+                if (r.GetValue(calibrationOut) is { } outPath) FingerprintIO.WriteTextAtomic(outPath, cal.ToJson() + "\n", overwrite: r.GetValue(force));
                 Console.Write(r.GetValue(json) ? cal.ToJson() + "\n" : cal.ToTable());
                 return Cli.Ok;
             }

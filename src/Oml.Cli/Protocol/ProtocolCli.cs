@@ -232,7 +232,7 @@ internal static class LedgerPins
     {
         if (height < 1) return;
         if (Read(ledgerId) is { } pin && pin.Height >= height) return;
-        FingerprintIO.WriteTextAtomic(PathFor(ledgerId), $"{height.ToString(CultureInfo.InvariantCulture)} {Convert.ToHexStringLower(hash)}\n");
+        FingerprintIO.WriteTextAtomic(PathFor(ledgerId), $"{height.ToString(CultureInfo.InvariantCulture)} {Convert.ToHexStringLower(hash)}\n", overwrite: true);
     }
 
     public static void Record(ILedger ledger)
