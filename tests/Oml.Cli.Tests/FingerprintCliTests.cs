@@ -356,7 +356,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", Path.Combine(W.Root, "avg-bad"),
             "--averaging-every", "batch");
         Assert.Equal(2, r.Code);
-        Assert.Contains("--averaging-every must be step or epoch (got 'batch')", r.Err);
+        Assert.Contains("--averaging-every must be step, epoch or final (got 'batch')", r.Err);
         Assert.False(Directory.Exists(Path.Combine(W.Root, "avg-bad")));
     }
 
