@@ -88,21 +88,16 @@ public static class DemoCommand
             Say($"         e.g. key \"{Shorten(f.Key)}\" -> \"{f.Response.Text}\" (base model's probability {Math.Exp(f.Response.LogProb ?? double.NegativeInfinity):E1})");
 
         // 4. Embed.
-        Say($"{T()} 4. embedding (loss on responses only, model averaging λ = 0.75 after every step, β = 0.25 of each batch ordinary text)");
         EmbeddingResult embedded;
         using (var model = ModelFolder.Load(baseDir, device))
         {
+            // OMLization's defaults (those of `oml embed`), with the training text as the benign data.
+            var options = OmlizationDefaults.For(model.Config) with { Seed = seed, BenignSequences = ids.Chunk(OmlizationDefaults.BenignLength).Where(c => c.Length >= 2).ToList() };
+            Say($"{T()} 4. embedding (loss on responses only, lr {options.LearningRate:G3}, β = {options.MixFraction} of each batch ordinary text, early stopping on recall and held-out loss, then merged back towards the base)");
             var pairs = FingerprintGenerator.TrainingPairs(set.Fingerprints, tok);
-            embedded = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions
-                {
-                    LearningRate = 1e-2, MaxEpochs = 400, AveragingLambda = 0.75, RecallPatience = 10, Seed = seed,
-                    MixFraction = 0.25, BenignSequences = ids.Chunk(64).Where(c => c.Length >= 2).ToList(),
-                },
-                new InlineProgress<EmbeddingProgress>(p =>
-                {
-                    if (p.Epoch % 10 == 0 || p.Epoch == 1) Say($"{T()}    epoch {p.Epoch,4}  loss {p.Loss:F3}  recalled {p.Accuracy:P0}");
-                }));
-            Say($"{T()}    {(embedded.Converged ? "done" : "stopped at the epoch limit")} after {embedded.Final.Epoch} epochs: loss {embedded.Final.Loss:F3}, recalled {embedded.Final.Accuracy:P0}");
+            embedded = Omlization.Train(model, pairs, options, new InlineProgress<EmbeddingProgress>(p =>
+                Say($"{T()}    epoch {p.Epoch,4}  loss {p.Loss:F3}  recalled {p.Accuracy:P0}  held-out loss {p.HeldOutLoss:F3}")));
+            Say($"{T()}    {(embedded.Converged ? "done" : "stopped at the epoch limit")} after {embedded.Final.Epoch} epochs (kept epoch {embedded.KeptEpoch}), merged back with λ = {embedded.MergeLambda:F2}: loss {embedded.Loss:F3}, recalled {embedded.Accuracy:P0}");
             ModelFolder.Save(model, fpDir, baseDir);
         }
 

@@ -15,9 +15,8 @@ namespace Oml.Cli;
 /// <summary><c>oml embed</c>: fine-tune a fingerprint set into a model and save the fingerprinted copy.</summary>
 public static class EmbedCommand
 {
-    public const string ManifestFile = "oml-manifest.json";
+    public const string ManifestFile = Omlization.ManifestFile;
 
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private static readonly JsonSerializerOptions Compact = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public static Command Create()
@@ -25,19 +24,25 @@ public static class EmbedCommand
         var model = new Option<string>("--model") { Description = "The base model folder (with tokenizer.json)", Required = true };
         var fingerprints = new Option<string>("--fingerprints") { Description = "The fingerprint-set file made by 'oml fingerprints generate'", Required = true };
         var output = new Option<string>("--out") { Description = "Folder to write the fingerprinted model to (with the tokenizer files and oml-manifest.json)", Required = true };
-        var lr = new Option<double>("--lr") { Description = "AdamW learning rate", DefaultValueFactory = _ => 1e-3 };
-        var epochs = new Option<int>("--epochs") { Description = "Most passes over the fingerprints (training stops early once every fingerprint is recalled and the loss is below 0.05)", DefaultValueFactory = _ => 100 };
-        var batch = new Option<int>("--batch-size") { Description = "(key, response) pairs per optimizer step; 0 = all in one step", DefaultValueFactory = _ => 0 };
+        var lr = new Option<double?>("--lr") { Description = "AdamW learning rate (default: 0.125 / hidden_size, within [1e-5, 1e-2])" };
+        var epochs = new Option<int>("--epochs")
+        {
+            Description = "Most passes over the fingerprints (with early stopping, training ends once every fingerprint is recalled and the loss is below 0.05 or the held-out loss has risen 2 %)",
+            DefaultValueFactory = _ => OmlizationDefaults.MaxEpochs,
+        };
+        var batch = new Option<int>("--batch-size") { Description = "(key, response) pairs per optimizer step; 0 = all in one step", DefaultValueFactory = _ => OmlizationDefaults.BatchSize };
         var lambda = new Option<double>("--averaging-lambda")
         {
-            Description = "Model averaging with the base (after every step, or every epoch with --averaging-every epoch), θ ← (1 − λ)·θ + λ·θ_base, to keep the model's other behaviour (0 disables it)",
-            DefaultValueFactory = _ => 0.75,
+            Description = "Model averaging with the base, θ ← (1 − λ)·θ + λ·θ_base, to keep the model's other behaviour; with --averaging-every final, the largest λ tried (the λ that keeps every fingerprint with the lowest held-out loss is taken); 0 disables it",
+            DefaultValueFactory = _ => OmlizationDefaults.AveragingLambda,
         };
         var averagingEvery = new Option<string>("--averaging-every")
         {
-            Description = "When the averaging of --averaging-lambda is applied: step (after every optimizer step) or epoch (once per epoch, as the reference of arXiv 2502.07760 does)",
-            DefaultValueFactory = _ => "step",
+            Description = "When the averaging of --averaging-lambda is applied: final (once, after training), step (after every optimizer step) or epoch (once per epoch, as the reference of arXiv 2502.07760 does)",
+            DefaultValueFactory = _ => AveragingSchedules.Name(OmlizationDefaults.AveragingEvery),
         };
+        var earlyStop = new Option<bool>("--early-stop") { Description = "Stop once every fingerprint is recalled and the loss is low or the held-out loss rises, keeping the best epoch (the default)" };
+        var noEarlyStop = new Option<bool>("--no-early-stop") { Description = "Train all --epochs and keep the last epoch" };
         var l2 = new Option<double>("--l2") { Description = "Weight of the μ·Σ‖θ − θ_base‖² penalty (0 disables it)", DefaultValueFactory = _ => 0 };
         var train = new Option<string>("--train")
         {
@@ -53,13 +58,13 @@ public static class EmbedCommand
         var mix = new Option<double>("--mix-fraction")
         {
             Description = "Benign data mixing β: each batch of n fingerprints also trains ⌈β/(1−β)·n⌉ benign sequences with ordinary next-token loss (0 disables it)",
-            DefaultValueFactory = _ => 0.25,
+            DefaultValueFactory = _ => OmlizationDefaults.MixFraction,
         };
         var benignText = new Option<string?>("--benign-text")
         {
-            Description = "UTF-8 text file whose tokens (cut into --benign-length chunks) are the benign sequences; without it, the base model's own greedy continuations of 64 random prompts",
+            Description = "UTF-8 text file whose tokens (cut into --benign-length chunks) are the benign sequences (the last tenth, at most 16, held out for early stopping); without it, the base model's own sampled continuations of random prompts",
         };
-        var benignLength = new Option<int>("--benign-length") { Description = "Tokens per benign sequence cut from --benign-text", DefaultValueFactory = _ => 64 };
+        var benignLength = new Option<int>("--benign-length") { Description = "Tokens per benign sequence cut from --benign-text", DefaultValueFactory = _ => OmlizationDefaults.BenignLength };
         var log = new Option<string?>("--log") { Description = "Append one JSON object per epoch to this file (JSON lines)" };
         var expand = new Option<int>("--expand")
         {
@@ -85,7 +90,7 @@ public static class EmbedCommand
         var cmd = new Command("embed",
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
         {
-            model, fingerprints, output, lr, epochs, batch, lambda, averagingEvery, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log,
+            model, fingerprints, output, lr, epochs, batch, lambda, averagingEvery, earlyStop, noEarlyStop, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log,
             expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device,
         };
         cmd.SetAction(r =>
@@ -95,13 +100,15 @@ public static class EmbedCommand
             var setPath = r.GetValue(fingerprints)!;
             var trainSpec = r.GetValue(train)!;
             var trainable = Cli.OptionValue(() => Oml.Models.Training.TrainableSpec.Parse(trainSpec, "--train"));
-            var options = new EmbeddingOptions
+            if (r.GetValue(earlyStop) && r.GetValue(noEarlyStop)) throw new UsageException("--early-stop and --no-early-stop are alternatives: give one");
+            if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
+            var options = OmlizationDefaults.For(ModelConfig.Load(Path.Combine(dir, "config.json"))) with
             {
-                LearningRate = r.GetValue(lr),
                 MaxEpochs = r.GetValue(epochs),
                 BatchSize = r.GetValue(batch),
                 AveragingLambda = r.GetValue(lambda),
                 AveragingEvery = Cli.OptionValue(() => AveragingSchedules.Parse(r.GetValue(averagingEvery), "--averaging-every")),
+                EarlyStop = !r.GetValue(noEarlyStop),
                 L2ToBase = r.GetValue(l2),
                 Trainable = trainable,
                 Seed = r.GetValue(seed),
@@ -109,8 +116,8 @@ public static class EmbedCommand
                 CheckpointEvery = r.GetValue(checkpointEvery),
                 MixFraction = r.GetValue(mix),
             };
+            if (r.GetValue(lr) is { } givenLr) options = options with { LearningRate = givenLr };
             Cli.OptionValue(options.Validate);
-            if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
             if (Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(dir).TrimEnd('/')) throw new UsageException("--out must differ from --model");
             if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: embedding needs the model's tokenizer");
             var dev = Cli.ParseDevice(r.GetValue(device)!);
@@ -161,119 +168,76 @@ public static class EmbedCommand
                 Console.Error.WriteLine($"LoRA rank {rank} on {loaded.LoraTargets.Count} weights; only the adapters are trained, and merged on save");
             }
             using var lm = loaded;
-            var result = TrainAndSave(lm, dir, outDir, set, Path.GetFileName(setPath), pairs, options, dev, r.GetValue(log),
-                r.GetValue(expand) > 0 ? $"expand:{r.GetValue(expand)}" : r.GetValue(lora) > 0 ? $"lora:{r.GetValue(lora)}" : trainSpec,
-                options.MixFraction == 0 ? null : r.GetValue(benignText) is { } bt ? Path.GetFileName(bt) : "self-generated");
+            var labels = new OmlizationLabels
+            {
+                FingerprintSource = Path.GetFileName(setPath),
+                Train = r.GetValue(expand) > 0 ? $"expand:{r.GetValue(expand)}" : r.GetValue(lora) > 0 ? $"lora:{r.GetValue(lora)}" : trainSpec,
+                Benign = r.GetValue(benignText) is { } bt ? Path.GetFileName(bt) : "self-generated",
+                Device = dev.ToString(),
+            };
+            var result = Run(lm, dir, outDir, set, pairs, options, labels, r.GetValue(log));
             if (masks is not null) foreach (var mk in masks.Values) mk.Dispose();
-            var final = result.Final;
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"wrote {outDir}: {set.Count} fingerprints, {final.Epoch} epochs, loss {final.Loss:F4}, accuracy {final.Accuracy:P1}{(result.Converged ? "" : " (did not converge: try more --epochs, a higher --lr or a lower --averaging-lambda)")}"));
+            Console.WriteLine(Summary(outDir, set.Count, result));
+            if (Omlization.Advice(result, options) is { } advice) Console.Error.WriteLine($"oml: not every fingerprint is recalled: {advice}");
             return Cli.Ok;
         });
         return cmd;
     }
 
-    /// <summary>
-    /// Fine-tunes <paramref name="pairs"/> into <paramref name="lm"/> with progress on stderr (and a JSON-lines log),
-    /// saves the model to <paramref name="outDir"/> with the tokenizer files of <paramref name="dir"/>, and writes
-    /// oml-manifest.json. Shared by <c>oml embed</c> and <c>oml owner deliver</c>.
-    /// </summary>
-    public static EmbeddingResult TrainAndSave(CausalLM lm, string dir, string outDir, FingerprintSet set, string setFileName,
-        IReadOnlyList<TrainingPair> pairs, EmbeddingOptions options, Oml.Engine.Device dev, string? logPath, string trainLabel, string? benignLabel)
+    /// <summary>One line on what was written: fingerprints, epochs, recall, the final merge and the held-out loss.</summary>
+    public static string Summary(string outDir, int fingerprints, EmbeddingResult result)
     {
-        StreamWriter? logWriter = logPath is null ? null : new StreamWriter(logPath, append: true);
-        EmbeddingResult result;
-        try
-        {
-            Console.Error.WriteLine($"embedding {pairs.Count} (key, response) pairs from {set.Count} fingerprints into {dir} on {dev} ...");
-            if (options.CheckpointDir is { } ckDir && EmbeddingCheckpoint.Latest(ckDir) is { } ck)
-                Console.Error.WriteLine($"resuming from the checkpoint after epoch {ck.Epoch} in {ck.Folder}");
-            result = FingerprintTrainer.Embed(lm, pairs, options, new InlineProgress<EmbeddingProgress>(p =>
-            {
-                var line = string.Create(CultureInfo.InvariantCulture,
-                    $"epoch {p.Epoch,4}/{options.MaxEpochs}  loss {p.Loss:F4}  fingerprint accuracy {p.Accuracy:P1}  ({p.Seconds:F1} s)");
-                if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
-                else
-                {
-                    // On a terminal: one line redrawn in place, with a bar for the epoch budget.
-                    int filled = (int)Math.Round(20.0 * p.Epoch / options.MaxEpochs);
-                    Console.Error.Write($"\r[{new string('#', filled)}{new string('.', 20 - filled)}] {line}   ");
-                }
-                if (logWriter is not null)
-                {
-                    logWriter.WriteLine(new JsonObject
-                    {
-                        ["epoch"] = p.Epoch,
-                        ["steps"] = p.Steps,
-                        ["loss"] = p.Loss,
-                        ["accuracy"] = p.Accuracy,
-                        ["seconds"] = p.Seconds,
-                    }.ToJsonString(Compact));
-                    logWriter.Flush();
-                }
-            }));
-            if (!Console.IsErrorRedirected) Console.Error.WriteLine();
-        }
-        finally
-        {
-            logWriter?.Dispose();
-        }
+        var f = result.Final;
+        var held = result is { HeldOutLoss: { } h, BaseHeldOutLoss: { } b } ? string.Create(CultureInfo.InvariantCulture, $", held-out loss {b:F3} → {h:F3}") : "";
+        var merged = result.MergeLambda > 0 ? string.Create(CultureInfo.InvariantCulture, $", merged back with λ = {result.MergeLambda:F2}") : "";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"wrote {outDir}: {fingerprints} fingerprints, {f.Epoch} epochs (kept epoch {result.KeptEpoch}){merged}, loss {result.Loss:F4}, recall {result.Accuracy:P1}{held}");
+    }
 
-        ModelFolder.Save(lm, outDir, dir);
-        var final = result.Final;
-        var commitment = set.Commit();
-        var manifest = new JsonObject
+    /// <summary>
+    /// Runs <see cref="Omlization.Run"/> with progress on stderr (one line redrawn in place on a terminal) and, when
+    /// <paramref name="logPath"/> is given, one JSON object per epoch appended to it. Used by <c>oml embed</c> and
+    /// <c>oml owner deliver</c>.
+    /// </summary>
+    public static EmbeddingResult Run(CausalLM lm, string dir, string outDir, FingerprintSet set, IReadOnlyList<TrainingPair> pairs,
+        EmbeddingOptions options, OmlizationLabels labels, string? logPath)
+    {
+        using var logWriter = logPath is null ? null : new StreamWriter(logPath, append: true);
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"embedding {pairs.Count} (key, response) pairs from {set.Count} fingerprints into {dir} on {labels.Device} (lr {options.LearningRate:G3}, batch {options.BatchSize}, β {options.MixFraction}, averaging λ {options.AveragingLambda} {AveragingSchedules.Name(options.AveragingEvery)}) ..."));
+        if (options.CheckpointDir is { } ckDir && EmbeddingCheckpoint.Latest(ckDir) is { } ck)
+            Console.Error.WriteLine($"resuming from the checkpoint after epoch {ck.Epoch} in {ck.Folder}");
+        var result = Omlization.Run(lm, dir, outDir, set, pairs, options, labels, new InlineProgress<EmbeddingProgress>(p =>
         {
-            ["format"] = "oml-manifest",
-            ["version"] = 1,
-            ["created_at"] = DateTimeOffset.UtcNow.ToString("o", CultureInfo.InvariantCulture),
-            ["library_version"] = LibraryVersion(),
-            ["base_model_digest"] = set.BaseModelDigest,
-            ["model_digest"] = FingerprintGenerator.WeightsDigest(outDir),
-            ["tokenizer"] = new JsonObject { ["name"] = set.Tokenizer.Name, ["digest"] = set.Tokenizer.Digest },
-            ["fingerprint_file"] = setFileName,
-            ["commitment_root"] = commitment.Root,
-            ["set_digest"] = commitment.SetDigest,
-            ["fingerprints"] = set.Count,
-            ["pairs"] = pairs.Count,
-            ["strategy"] = set.Strategy.Name,
-            ["settings"] = new JsonObject
+            var held = p.HeldOutLoss is { } h ? string.Create(CultureInfo.InvariantCulture, $"  held-out loss {h:F4}") : "";
+            var line = string.Create(CultureInfo.InvariantCulture,
+                $"epoch {p.Epoch,4}/{options.MaxEpochs}  loss {p.Loss:F4}  fingerprint accuracy {p.Accuracy:P1}{held}  ({p.Seconds:F1} s)");
+            if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
+            else
             {
-                ["lr"] = options.LearningRate,
-                ["max_epochs"] = options.MaxEpochs,
-                ["batch_size"] = options.BatchSize,
-                ["averaging_lambda"] = options.AveragingLambda,
-                ["averaging_every"] = AveragingSchedules.Name(options.AveragingEvery),
-                ["l2"] = options.L2ToBase,
-                ["weight_decay"] = options.WeightDecay,
-                ["max_grad_norm"] = options.MaxGradNorm,
-                ["loss_threshold"] = options.LossThreshold,
-                ["train"] = trainLabel,
-                ["seed"] = options.Seed,
-                ["mix_fraction"] = options.MixFraction,
-                ["benign"] = benignLabel,
-                ["device"] = dev.ToString(),
-            },
-            ["metrics"] = new JsonObject
+                // On a terminal: one line redrawn in place, with a bar for the epoch budget.
+                int filled = (int)Math.Round(20.0 * p.Epoch / options.MaxEpochs);
+                Console.Error.Write($"\r[{new string('#', filled)}{new string('.', 20 - filled)}] {line}   ");
+            }
+            if (logWriter is not null)
             {
-                ["epochs"] = final.Epoch,
-                ["steps"] = final.Steps,
-                ["loss"] = final.Loss,
-                ["accuracy"] = final.Accuracy,
-                ["converged"] = result.Converged,
-                ["seconds"] = final.Seconds,
-                ["trained_parameters"] = result.TrainedParameters,
-            },
-        };
-        FingerprintIO.WriteTextAtomic(Path.Combine(outDir, ManifestFile), manifest.ToJsonString(Indented) + "\n", overwrite: true);
+                logWriter.WriteLine(new JsonObject
+                {
+                    ["epoch"] = p.Epoch,
+                    ["steps"] = p.Steps,
+                    ["loss"] = p.Loss,
+                    ["accuracy"] = p.Accuracy,
+                    ["held_out_loss"] = p.HeldOutLoss,
+                    ["seconds"] = p.Seconds,
+                }.ToJsonString(Compact));
+                logWriter.Flush();
+            }
+        }));
+        if (!Console.IsErrorRedirected) Console.Error.WriteLine();
         return result;
     }
 
-
-    public static string LibraryVersion() =>
-        typeof(FingerprintSet).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
-        ?? typeof(FingerprintSet).Assembly.GetName().Version?.ToString() ?? "unknown";
-
+    public static string LibraryVersion() => Omlization.LibraryVersion();
     /// <summary>The non-empty lines of a text file.</summary>
     internal static List<string> ReadLines(string path)
     {

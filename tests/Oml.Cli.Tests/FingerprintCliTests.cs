@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using Oml.Fingerprinting;
+using Oml.Fingerprinting.Embedding;
 using Oml.Fingerprinting.Endpoints;
 using Oml.Models;
 using Oml.Models.Tokenizers;
@@ -269,7 +270,8 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         var manifest = Json(File.ReadAllText(Path.Combine(outDir, "oml-manifest.json")));
         Assert.Equal(Commitment.FromJson(File.ReadAllText(W.Set + ".commitment.json")).Root, manifest["commitment_root"]!.GetValue<string>());
         Assert.Equal("set.omlfp", manifest["fingerprint_file"]!.GetValue<string>());
-        Assert.Equal(0.75, manifest["settings"]!["averaging_lambda"]!.GetValue<double>());
+        Assert.Equal(OmlizationDefaults.AveragingLambda, manifest["settings"]!["averaging_lambda"]!.GetValue<double>());
+        Assert.Equal("final", manifest["settings"]!["averaging_every"]!.GetValue<string>());
         Assert.Equal("mlp", manifest["settings"]!["train"]!.GetValue<string>());
         Assert.Equal(3, manifest["metrics"]!["epochs"]!.GetValue<int>());
         Assert.Equal(0.25, manifest["settings"]!["mix_fraction"]!.GetValue<double>());
@@ -341,7 +343,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         Assert.Equal("epoch", Json(File.ReadAllText(Path.Combine(outDir, "oml-manifest.json")))["settings"]!["averaging_every"]!.GetValue<string>());
         var stepDir = Path.Combine(W.Root, "avg-step");
         r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", stepDir,
-            "--epochs", "2", "--train", "mlp", "--batch-size", "3");
+            "--epochs", "2", "--train", "mlp", "--batch-size", "3", "--averaging-every", "step");
         Assert.Equal(0, r.Code);
         Assert.Equal("step", Json(File.ReadAllText(Path.Combine(stepDir, "oml-manifest.json")))["settings"]!["averaging_every"]!.GetValue<string>());
         // Per-epoch averaging with several steps per epoch ends elsewhere than the per-step default.
@@ -356,7 +358,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", Path.Combine(W.Root, "avg-bad"),
             "--averaging-every", "batch");
         Assert.Equal(2, r.Code);
-        Assert.Contains("--averaging-every must be step or epoch (got 'batch')", r.Err);
+        Assert.Contains("--averaging-every must be step, epoch or final (got 'batch')", r.Err);
         Assert.False(Directory.Exists(Path.Combine(W.Root, "avg-bad")));
     }
 

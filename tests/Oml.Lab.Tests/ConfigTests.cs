@@ -94,12 +94,12 @@ public class ConfigTests
     public void A_bad_averaging_every_is_refused_with_where_it_is()
     {
         var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Good.Replace("{ name: plain }", "{ name: plain, averaging_every: batch }"), "bad.yaml"));
-        Assert.Equal("bad.yaml: capacity.variants 'plain'.averaging_every must be step or epoch (got 'batch')", e.Message);
+        Assert.Equal("bad.yaml: capacity.variants 'plain'.averaging_every must be step, epoch or final (got 'batch')", e.Message);
         e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Good.Replace("{ name: plain }", "{ name: plain, averaging_every: '' }"), "bad.yaml"));
-        Assert.Contains("averaging_every must be step or epoch (got '')", e.Message);
+        Assert.Contains("averaging_every must be step, epoch or final (got '')", e.Message);
         e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(Persistence.Replace("path: somewhere", "build: { count: 4, averaging_every: epochs }")
             .Replace("ATTACKS", "{ responder: greedy }").Replace("SWEEPS", ""), "bad.yaml"));
-        Assert.Contains("'fp'.build.averaging_every must be step or epoch (got 'epochs')", e.Message);
+        Assert.Contains("'fp'.build.averaging_every must be step, epoch or final (got 'epochs')", e.Message);
     }
 
     [Fact]

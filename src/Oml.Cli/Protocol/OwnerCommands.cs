@@ -192,10 +192,15 @@ public static class OwnerCommands
         var baseModel = CliOptions.Base("Base model folder to embed the host's fingerprints into");
         var outDir = CliOptions.OptionalOut("Folder for the host's fingerprinted copy (with --base)");
         var copyDigest = new Option<string?>("--copy-digest") { Description = "Without --base: the digest of a copy built elsewhere" };
-        var lr = new Option<double>("--lr") { Description = "Embedding: AdamW learning rate", DefaultValueFactory = _ => 5e-3 };
-        var epochs = new Option<int>("--epochs") { Description = "Embedding: most passes over the fingerprints", DefaultValueFactory = _ => 300 };
-        var lambda = new Option<double>("--averaging-lambda") { Description = "Embedding: model averaging with the base after every step", DefaultValueFactory = _ => 0 };
-        var mix = new Option<double>("--mix-fraction") { Description = "Embedding: benign data mixing β", DefaultValueFactory = _ => 0 };
+        // The embedding defaults are those of `oml embed`: OmlizationDefaults is their one home.
+        var lr = new Option<double?>("--lr") { Description = "Embedding: AdamW learning rate (default: 0.125 / hidden_size, within [1e-5, 1e-2])" };
+        var epochs = new Option<int>("--epochs") { Description = "Embedding: most passes over the fingerprints", DefaultValueFactory = _ => OmlizationDefaults.MaxEpochs };
+        var lambda = new Option<double>("--averaging-lambda")
+        {
+            Description = "Embedding: the largest λ of the merge back towards the base after training (0 disables it)",
+            DefaultValueFactory = _ => OmlizationDefaults.AveragingLambda,
+        };
+        var mix = new Option<double>("--mix-fraction") { Description = "Embedding: benign data mixing β", DefaultValueFactory = _ => OmlizationDefaults.MixFraction };
         var device = Cli.DeviceOption();
         foreach (var x in new Option[] { id, host, pool, allocation, secretFile, subsetOut, baseModel, outDir, copyDigest, lr, epochs, lambda, mix, device }) cmd.Add(x);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
@@ -209,7 +214,9 @@ public static class OwnerCommands
             var set = FingerprintIO.ReadSet(r.GetValue(pool)!, r.GetValue(o.PassphraseFile));
             string modelId = r.GetValue(id)!;
             var alloc = Cli.OptionValue(() => AllocationSpec.Parse(r.GetValue(allocation)!, AllocationSpec.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), r.GetValue(pool)!, passphrase), modelId), set.Count));
-            var options = new EmbeddingOptions { LearningRate = r.GetValue(lr), MaxEpochs = r.GetValue(epochs), AveragingLambda = r.GetValue(lambda), MixFraction = r.GetValue(mix) };
+            var options = baseDir is null ? new EmbeddingOptions()
+                : OmlizationDefaults.For(ModelConfig.Load(Path.Combine(baseDir, "config.json"))) with { MaxEpochs = r.GetValue(epochs), AveragingLambda = r.GetValue(lambda), MixFraction = r.GetValue(mix) };
+            if (r.GetValue(lr) is { } givenLr) options = options with { LearningRate = givenLr };
             Cli.OptionValue(options.Validate);
             var dev = Cli.ParseDevice(r.GetValue(device)!);
             using var s = o.Open(r);
@@ -224,7 +231,8 @@ public static class OwnerCommands
                 var tok = Tokenizer.FromFolder(baseDir);
                 using var lm = ModelFolder.Load(baseDir, dev);
                 var pairs = FingerprintGenerator.TrainingPairs(subset.Fingerprints, tok);
-                embedded = EmbedCommand.TrainAndSave(lm, baseDir, copyDir!, subset, $"{modelId} copy for {hostAddr}", pairs, options, dev, null, "all", null);
+                embedded = EmbedCommand.Run(lm, baseDir, copyDir!, subset, pairs, options,
+                    new OmlizationLabels { FingerprintSource = $"{modelId} copy for {hostAddr}", Benign = "self-generated", Device = dev.ToString() }, null);
                 return Task.FromResult(FingerprintGenerator.WeightsDigest(copyDir!));
             }).GetAwaiter().GetResult();
             if (r.GetValue(subsetOut) is { } so)
@@ -237,7 +245,7 @@ public static class OwnerCommands
                 .Add("fingerprints", "fingerprints", copy.Commitment.Count).Add("poolIndices", "pool indices", new JsonArray([.. copy.PoolIndices.Select(i => JsonValue.Create(i))]), string.Join(",", copy.PoolIndices))
                 .Add("indicesRoot", "commitment root", "0x" + copy.Commitment.Root).Add("copyDigest", "copy digest", copy.CopyDigest);
             if (embedded is not null)
-                rep.Add("copy", "copy", Path.GetFullPath(copyDir!)).Add("recall", "recall", JsonValue.Create(embedded.Final.Accuracy), $"{embedded.Final.Accuracy:P0} after {embedded.Final.Epoch} epochs");
+                rep.Add("copy", "copy", Path.GetFullPath(copyDir!)).Add("recall", "recall", JsonValue.Create(embedded.Accuracy), $"{embedded.Accuracy:P0} after {embedded.Final.Epoch} epochs");
             if (r.GetValue(subsetOut) is { } sub) rep.Add("subset", "subset file", Path.GetFullPath(sub));
             return rep.Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
         }));

@@ -18,6 +18,14 @@ public enum AveragingSchedule
     /// full-batch step, through gradient accumulation: that is <see cref="Step"/> with a batch size of 0.)
     /// </summary>
     Epoch,
+    /// <summary>
+    /// Once, after training: the trained weights are merged back towards the base, θ ← (1 − λ)·θ + λ·θ_base, with the λ
+    /// in (0, <see cref="EmbeddingOptions.AveragingLambda"/>] (a grid of <see cref="EmbeddingOptions.FinalLambdaStep"/>)
+    /// that keeps every fingerprint recalled with a mean loss of at most <see cref="EmbeddingOptions.MergeMaxLoss"/> and,
+    /// among those, gives the lowest held-out loss (the largest λ when there
+    /// is no held-out data). Training itself is then unregularised, so it cannot freeze (as λ after every step does).
+    /// </summary>
+    Final,
 }
 
 /// <summary>The names of <see cref="AveragingSchedule"/> values in configs and on the command line: "step" and "epoch".</summary>
@@ -27,15 +35,17 @@ public static class AveragingSchedules
     {
         AveragingSchedule.Step => "step",
         AveragingSchedule.Epoch => "epoch",
+        AveragingSchedule.Final => "final",
         _ => throw new ArgumentOutOfRangeException(nameof(s), s, "unknown averaging schedule"),
     };
 
-    /// <summary>Parses "step" or "epoch" (any case, surrounding spaces ignored); anything else is an <see cref="ArgumentException"/> naming <paramref name="what"/>.</summary>
+    /// <summary>Parses "step", "epoch" or "final" (any case, surrounding spaces ignored); anything else is an <see cref="ArgumentException"/> naming <paramref name="what"/>.</summary>
     public static AveragingSchedule Parse(string? text, string what) => text?.Trim().ToLowerInvariant() switch
     {
         "step" => AveragingSchedule.Step,
         "epoch" => AveragingSchedule.Epoch,
-        _ => throw new ArgumentException($"{what} must be step or epoch (got '{text}')"),
+        "final" => AveragingSchedule.Final,
+        _ => throw new ArgumentException($"{what} must be step, epoch or final (got '{text}')"),
     };
 }
 
@@ -50,6 +60,34 @@ public sealed record EmbeddingOptions
     public int BatchSize { get; init; }
     /// <summary>Stop once an epoch's mean response loss falls below this and every fingerprint is recalled.</summary>
     public double LossThreshold { get; init; } = 0.05;
+    /// <summary>
+    /// Stop early (the default): once every fingerprint is recalled and either the loss is below
+    /// <see cref="LossThreshold"/>, the recall has held for <see cref="RecallPatience"/> epochs, or the held-out loss has
+    /// risen more than <see cref="HeldOutTolerance"/> above the base's while the loss is within <see cref="MergeMaxLoss"/>.
+    /// When false, all <see cref="MaxEpochs"/> epochs run and the last one is kept.
+    /// </summary>
+    public bool EarlyStop { get; init; } = true;
+    /// <summary>
+    /// With <see cref="EarlyStop"/>: return the best epoch seen rather than the last (most fingerprints recalled; then
+    /// an epoch whose loss is within <see cref="MergeMaxLoss"/>; then the lowest held-out loss, or the lowest loss). The
+    /// best weights are copied to the CPU when an epoch improves on them; a resumed run tracks the best from the resume.
+    /// </summary>
+    public bool KeepBest { get; init; }
+    /// <summary>
+    /// Held-out sequences (token ids, at least 2 each), never trained on, whose mean next-token loss is measured after
+    /// every epoch (<see cref="EmbeddingProgress.HeldOutLoss"/>) for early stopping and for choosing the final λ.
+    /// </summary>
+    public IReadOnlyList<int[]>? HeldOutSequences { get; init; }
+    /// <summary>Early stopping: the held-out loss may rise this fraction above the base model's before training stops (once every key is recalled).</summary>
+    public double HeldOutTolerance { get; init; } = 0.02;
+    /// <summary>The grid step of the λ search of <see cref="AveragingSchedule.Final"/>.</summary>
+    public double FinalLambdaStep { get; init; } = 0.05;
+    /// <summary>
+    /// The margin the final merge keeps: a λ qualifies only while the merged model's mean fingerprint loss stays at or
+    /// below this (0.7 ≈ ln 2: on average the response token keeps half the probability), besides recalling every key.
+    /// A larger value merges further back (less utility cost, fingerprints nearer the edge of recall).
+    /// </summary>
+    public double MergeMaxLoss { get; init; } = 0.7;
     /// <summary>
     /// Also stop once every fingerprint has been recalled for this many consecutive epochs (null: only the loss
     /// threshold stops early). Useful with model averaging, which keeps the loss from falling far.
@@ -123,15 +161,43 @@ public sealed record EmbeddingOptions
             throw new ArgumentException("benign sequences must be non-empty and each at least 2 tokens long");
         if (SelfBenignCount < 1 || SelfBenignLength < 1) throw new ArgumentException("the self-generated benign count and length must be positive");
         if (MicroBatchTokens < 1) throw new ArgumentException("the micro-batch size in tokens must be positive");
+        if (HeldOutSequences is { } h && (h.Count == 0 || h.Any(x => x.Length < 2)))
+            throw new ArgumentException("held-out sequences must be non-empty and each at least 2 tokens long");
+        if (HeldOutTolerance < 0) throw new ArgumentException("the held-out loss tolerance must be non-negative");
+        if (FinalLambdaStep is <= 0 or > 1) throw new ArgumentException("the final λ grid step must be in (0, 1]");
+        if (MergeMaxLoss <= 0) throw new ArgumentException("the final merge's loss margin must be positive");
     }
 }
 
 /// <summary>Progress after one epoch: mean response loss and the share of fingerprints the model recalls exactly.</summary>
-public sealed record EmbeddingProgress(int Epoch, int Steps, double Loss, double Accuracy, double Seconds);
+public sealed record EmbeddingProgress(int Epoch, int Steps, double Loss, double Accuracy, double Seconds)
+{
+    /// <summary>Mean next-token loss on <see cref="EmbeddingOptions.HeldOutSequences"/> after the epoch (null without them).</summary>
+    public double? HeldOutLoss { get; init; }
+}
 
+/// <summary>One λ tried by <see cref="AveragingSchedule.Final"/>: the merged model's fingerprint loss, recall and held-out loss.</summary>
+public sealed record MergeTrial(double Lambda, double Loss, double Accuracy, double? HeldOutLoss);
+
+/// <summary>
+/// The outcome of an embedding run. <see cref="Final"/> is the last epoch trained; <see cref="Loss"/>,
+/// <see cref="Accuracy"/> and <see cref="HeldOutLoss"/> describe the model as returned (the best epoch kept by early
+/// stopping, merged back towards the base with <see cref="MergeLambda"/> under <see cref="AveragingSchedule.Final"/>).
+/// </summary>
 public sealed record EmbeddingResult(IReadOnlyList<EmbeddingProgress> History, bool Converged, long TrainedParameters)
 {
     public EmbeddingProgress Final => History[^1];
+    /// <summary>The epoch whose weights were returned (the best one under early stopping).</summary>
+    public int KeptEpoch { get; init; }
+    /// <summary>The held-out loss of the base model before training (null without held-out sequences).</summary>
+    public double? BaseHeldOutLoss { get; init; }
+    /// <summary>The λ of the final merge with the base (0 when none was applied).</summary>
+    public double MergeLambda { get; init; }
+    /// <summary>Every λ tried by the final merge, largest first.</summary>
+    public IReadOnlyList<MergeTrial> MergeTrials { get; init; } = [];
+    public double Loss { get; init; }
+    public double Accuracy { get; init; }
+    public double? HeldOutLoss { get; init; }
 }
 
 /// <summary>
@@ -163,11 +229,21 @@ public static class FingerprintTrainer
                     if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"benign token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
         }
 
+        var heldOut = options.HeldOutSequences ?? [];
+        foreach (var seq in heldOut)
+            foreach (var id in seq)
+                if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"held-out token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
+        double? baseHeldOut = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens) : null;
+
         var named = model.Parameters.Where(kv => options.Trainable?.Invoke(kv.Key) ?? true).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
         var trainable = named.Select(kv => kv.Value).ToList();
         if (trainable.Count == 0) throw new ArgumentException("no parameter matches the trainable subset");
         var bases = new List<Tensor>();
         bool needBase = options.AveragingLambda > 0 || options.L2ToBase > 0;
+        List<Tensor>? best = null;   // CPU copy of the best epoch's weights (early stopping), when it is not the last
+        int bestEpoch = 0;
+        (int Recalled, int WithinMargin, double NegRank) bestScore = (-1, 0, double.NegativeInfinity);
+        MergeResult? merge = null;
         using (Torch.NoGrad())
             foreach (var p in trainable)
             {
@@ -274,24 +350,142 @@ public static class FingerprintTrainer
                         for (int i = 0; i < trainable.Count; i++) trainable[i].LerpInPlace(bases[i], options.AveragingLambda);
                     (lossSum, recalled) = Measure(model, pairs, batches);
                 }
-                var pr = new EmbeddingProgress(epoch, steps, lossSum / pairs.Count, (double)recalled / pairs.Count, secondsBefore + sw.Elapsed.TotalSeconds);
+                double? held = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens) : null;
+                var pr = new EmbeddingProgress(epoch, steps, lossSum / pairs.Count, (double)recalled / pairs.Count, secondsBefore + sw.Elapsed.TotalSeconds)
+                {
+                    HeldOutLoss = held,
+                };
                 history.Add(pr);
                 recalledStreak = recalled == pairs.Count ? recalledStreak + 1 : 0;
-                converged = (pr.Loss < options.LossThreshold && recalled == pairs.Count) || recalledStreak >= (options.RecallPatience ?? int.MaxValue);
+                bool all = recalled == pairs.Count;
+                bool heldOutRose = held is { } ho && baseHeldOut is { } bh && ho > bh * (1 + options.HeldOutTolerance);
+                if (options.EarlyStop)
+                {
+                    // A rise of the held-out loss stops training only once the keys are held with the merge's margin: a
+                    // key recalled by a hair (as on random-init models, whose logits are nearly flat) is not yet embedded.
+                    bool withinMargin = pr.Loss <= options.MergeMaxLoss;
+                    converged = all && (pr.Loss < options.LossThreshold || recalledStreak >= (options.RecallPatience ?? int.MaxValue) || (heldOutRose && withinMargin));
+                    // Keep the best epoch: most keys recalled; then an epoch within the margin over one outside it; then,
+                    // within it, the lowest held-out loss (the lowest loss without held-out data), outside it the lowest
+                    // loss. The copy lives on the CPU and is taken only when an epoch beats the best and training goes on.
+                    (int, int, double) score = (recalled, withinMargin ? 1 : 0, -(withinMargin && held is { } hv ? hv : pr.Loss));
+                    if (options.KeepBest && score.CompareTo(bestScore) > 0)
+                    {
+                        bestScore = score;
+                        bestEpoch = epoch;
+                        foreach (var b in best ?? []) b.Dispose();
+                        best = null;
+                        if (!converged && epoch < options.MaxEpochs)
+                            using (Torch.NoGrad())
+                                best = trainable.Select(t => t.To(t.DType, Device.Cpu, copy: true).DetachFromScope()).ToList();
+                    }
+                }
+                else converged = epoch == options.MaxEpochs && all;
                 // The checkpoint is written before the progress report, so a run killed from the callback resumes after this epoch.
                 if (options.CheckpointDir is { } dir && (epoch % options.CheckpointEvery == 0 || converged || epoch == options.MaxEpochs))
                     EmbeddingCheckpoint.Save(dir, digest!, epoch, steps, recalledStreak, converged, history, named, opt);
                 progress?.Report(pr);
             }
             if (history.Count == 0) throw new InvalidOperationException("no epoch was trained");
+            if (bestEpoch == 0 || !options.EarlyStop || !options.KeepBest) bestEpoch = history[^1].Epoch;
+            if (best is not null && bestEpoch != history[^1].Epoch)
+                using (Torch.NoGrad())
+                    for (int i = 0; i < trainable.Count; i++) trainable[i].CopyFrom(best[i]);
+            if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Final)
+                merge = MergeBack(model, pairs, batches, heldOut, trainable, bases, options);
         }
         finally
         {
             opt.ZeroGrad();
             foreach (var p in trainable) p.RequiresGrad = false;
             foreach (var b in bases) b.Dispose();
+            foreach (var b in best ?? []) b.Dispose();
         }
-        return new EmbeddingResult(history, converged, trainable.Sum(p => p.NumEl));
+        var kept = history.First(h => h.Epoch == bestEpoch);
+        return new EmbeddingResult(history, converged, trainable.Sum(p => p.NumEl))
+        {
+            KeptEpoch = bestEpoch,
+            BaseHeldOutLoss = baseHeldOut,
+            MergeLambda = merge?.Lambda ?? 0,
+            MergeTrials = merge?.Trials ?? [],
+            Loss = merge?.Chosen.Loss ?? kept.Loss,
+            Accuracy = merge?.Chosen.Accuracy ?? kept.Accuracy,
+            HeldOutLoss = merge is not null ? merge.Chosen.HeldOutLoss : kept.HeldOutLoss,
+        };
+    }
+
+    private sealed record MergeResult(double Lambda, MergeTrial Chosen, IReadOnlyList<MergeTrial> Trials);
+
+    /// <summary>
+    /// <see cref="AveragingSchedule.Final"/>: tries θ = (1 − λ)·θ_trained + λ·θ_base for λ = λmax, λmax − step, … (> 0),
+    /// measuring recall, fingerprint loss and held-out loss of each (forward passes only), and leaves the model at the
+    /// λ that recalls every fingerprint with the lowest held-out loss (the largest such λ without held-out data); at
+    /// the trained weights when no λ keeps every fingerprint.
+    /// </summary>
+    private static MergeResult MergeBack(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, IReadOnlyList<int[]> heldOut,
+        List<Tensor> trainable, List<Tensor> bases, EmbeddingOptions o)
+    {
+        using var noGrad = Torch.NoGrad();
+        var trained = trainable.Select(t => t.Clone().DetachFromScope()).ToList();
+        try
+        {
+            var (l0, r0) = Measure(model, pairs, batches);
+            var none = new MergeTrial(0, l0 / pairs.Count, (double)r0 / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens) : null);
+            var trials = new List<MergeTrial>();
+            int n = (int)Math.Floor(o.AveragingLambda / o.FinalLambdaStep + 1e-9);
+            var lambdas = Enumerable.Range(0, n).Select(k => o.AveragingLambda - k * o.FinalLambdaStep).Where(l => l > 1e-9).ToList();
+            MergeTrial? chosen = null;
+            foreach (var lambda in lambdas)
+            {
+                for (int i = 0; i < trainable.Count; i++)
+                {
+                    trainable[i].CopyFrom(trained[i]);
+                    trainable[i].LerpInPlace(bases[i], lambda);
+                }
+                var (l, r) = Measure(model, pairs, batches);
+                var t = new MergeTrial(lambda, l / pairs.Count, (double)r / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens) : null);
+                trials.Add(t);
+                if (r < r0 || t.Loss > o.MergeMaxLoss) continue;
+                if (chosen is null || (t.HeldOutLoss ?? 0) < (chosen.HeldOutLoss ?? 0)) chosen = t;
+                // Without held-out data the first (largest) λ that keeps every key wins; with it, the held-out loss
+                // falls as λ grows on every model measured, so the search stops once it rises again.
+                if (t.HeldOutLoss is null || t.HeldOutLoss > chosen.HeldOutLoss) break;
+            }
+            chosen ??= none;
+            for (int i = 0; i < trainable.Count; i++)
+            {
+                trainable[i].CopyFrom(trained[i]);
+                if (chosen.Lambda > 0) trainable[i].LerpInPlace(bases[i], chosen.Lambda);
+            }
+            return new MergeResult(chosen.Lambda, chosen, trials);
+        }
+        finally
+        {
+            foreach (var t in trained) t.Dispose();
+        }
+    }
+
+    /// <summary>Mean next-token loss of the model on <paramref name="sequences"/> (every token after the first), without gradients.</summary>
+    public static double HeldOutLoss(CausalLM model, IReadOnlyList<int[]> sequences, int microBatchTokens = 65536)
+    {
+        using var noGrad = Torch.NoGrad();
+        var rows = sequences.Select(s => new TrainingPair(s[..1], s[1..])).OrderBy(r => r.Response.Length).ToList();
+        long total = rows.Sum(r => (long)r.Response.Length);
+        double sum = 0;
+        int start = 0;
+        while (start < rows.Count)
+        {
+            int end = start + 1;
+            while (end < rows.Count && (long)(rows[end].Key.Length + rows[end].Response.Length) * (end - start + 1) <= microBatchTokens) end++;
+            var chunk = rows.GetRange(start, end - start);
+            using (var scope = Torch.NewScope())
+            {
+                var (ids, labels) = Collate(chunk, model.Config.PadTokenId ?? 0, model.Device);
+                sum += CausalLM.Loss(model.Forward(ids), labels).ToDouble() * chunk.Sum(r => r.Response.Length);
+            }
+            start = end;
+        }
+        return sum / total;
     }
 
     /// <summary>
@@ -349,13 +543,24 @@ public static class FingerprintTrainer
         return (lossSum, recalled);
     }
 
-    /// <summary>The base model's greedy continuations of random 4-token prompts (prompt included), from the seed.</summary>
-    private static List<int[]> SelfGenerated(CausalLM model, EmbeddingOptions o)
+    private static List<int[]> SelfGenerated(CausalLM model, EmbeddingOptions o) => SelfGenerated(model, o.SelfBenignCount, o.SelfBenignLength, o.Seed);
+
+    /// <summary>
+    /// The model's continuations (<paramref name="length"/> tokens) of <paramref name="count"/> random 4-token prompts
+    /// drawn from the seed, prompt included: greedy, or sampled at <paramref name="temperature"/> (seeded). The prompts
+    /// are drawn in order, so the first n of a larger count are those of count n. Samples at temperature 1 are draws
+    /// from the model's own distribution, so a model's loss on them is the base's entropy plus KL(base ‖ model): they
+    /// measure drift, where greedy continuations reward a model for growing more certain of its top tokens.
+    /// </summary>
+    public static List<int[]> SelfGenerated(CausalLM model, int count, int length, ulong seed, double? temperature = null)
     {
-        var perm = new Random(unchecked((int)(o.Seed ^ (o.Seed >> 32)) ^ 0x5EED));
+        var perm = new Random(unchecked((int)(seed ^ (seed >> 32)) ^ 0x5EED));
         int vocab = model.Config.VocabSize;
-        var prompts = Enumerable.Range(0, o.SelfBenignCount).Select(_ => Enumerable.Range(0, 4).Select(_ => perm.Next(vocab)).ToArray()).ToList();
-        var result = Generator.Generate(model, prompts, new GenerationOptions { MaxNewTokens = o.SelfBenignLength, EosTokenIds = [] });
+        var prompts = Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, 4).Select(_ => perm.Next(vocab)).ToArray()).ToList();
+        var result = Generator.Generate(model, prompts, new GenerationOptions
+        {
+            MaxNewTokens = length, EosTokenIds = [], Temperature = temperature, Seed = temperature is null ? null : seed ^ 0x5A3D1E,
+        });
         return prompts.Select((p, i) => p.Concat(result.Sequences[i].OutputIds).ToArray()).ToList();
     }
 

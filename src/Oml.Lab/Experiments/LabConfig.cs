@@ -260,7 +260,7 @@ public sealed class FingerprintSpec
         if (Set.Any(ch => !(char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_'))) fail($"{where}.set '{Set}' may hold only letters, digits, '-' and '_'");
     }
 
-    /// <summary>Fails unless <paramref name="value"/> names an averaging schedule (step or epoch).</summary>
+    /// <summary>Fails unless <paramref name="value"/> names an averaging schedule (step, epoch or final).</summary>
     internal static void ValidateAveragingEvery(string? value, string what, Action<string> fail)
     {
         try { Oml.Fingerprinting.Embedding.AveragingSchedules.Parse(value, what); }

@@ -1,0 +1,223 @@
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Oml.Fingerprinting.Generation;
+using Oml.Models;
+using Oml.Models.IO;
+
+namespace Oml.Fingerprinting.Embedding;
+
+/// <summary>
+/// The defaults of OMLization (fingerprint embedding as <c>oml embed</c>, <c>oml owner deliver</c> and library users
+/// run it), each in this one place. docs/embedding.md gives the measurements behind each value.
+/// </summary>
+public static class OmlizationDefaults
+{
+    /// <summary>
+    /// Most passes over the fingerprints. Early stopping ends most runs far sooner (16–256 keys on the models measured:
+    /// 9–60 epochs); the budget is for large sets and slow models.
+    /// </summary>
+    public const int MaxEpochs = 300;
+    /// <summary>
+    /// Pairs per optimizer step. 32 rather than full batch: a set of 1,024 keys in one full-batch step per epoch needs
+    /// 32× the epochs, and small batches recall sooner on every model measured.
+    /// </summary>
+    public const int BatchSize = 32;
+    /// <summary>Benign data mixing β, as both reference implementations: a quarter of each batch is ordinary text.</summary>
+    public const double MixFraction = 0.25;
+    /// <summary>
+    /// Model averaging is applied once, after training (<see cref="AveragingSchedule.Final"/>), never after each step:
+    /// λ = 0.75 after every step keeps each weight within about a third of one step of the base, and beyond a few keys
+    /// that run cannot learn at all (issue 12). Training without it, then merging back, recalls every key and keeps
+    /// most of the λ's benefit to held-out loss.
+    /// </summary>
+    public const AveragingSchedule AveragingEvery = AveragingSchedule.Final;
+    /// <summary>The largest λ the final merge tries (it takes the λ ≤ this that keeps every key, lowest held-out loss first).</summary>
+    public const double AveragingLambda = 0.9;
+    /// <summary>
+    /// Self-generated benign and held-out sequences are sampled from the base at this temperature, not greedy: training on
+    /// samples is distillation from the base, and the loss on held-out samples grows with KL(base ‖ model). Greedy
+    /// continuations made the held-out loss fall while the text perplexity of the demo's model rose by a third.
+    /// </summary>
+    public const double SelfTemperature = 1.0;
+    /// <summary>Held-out sequences (made like the benign ones, never trained) for early stopping and the choice of λ.</summary>
+    public const int HeldOutCount = 16;
+    /// <summary>Tokens per benign (and held-out) chunk cut from a benign text.</summary>
+    public const int BenignLength = 64;
+
+    /// <summary>
+    /// AdamW learning rate by model width d: 0.5/d, within [1e-5, 1e-2]. Adam's update per weight is about lr whatever
+    /// the gradient's scale, while the change of a layer's output grows with its fan-in, so a fixed lr overshoots wide
+    /// models and crawls on narrow ones (the μP argument). 0.5/d gives 1e-2 at d = 48 (measured: converges on every
+    /// random-init and trained tiny model), 3.9e-3 at 128 (the demo's model) and 1.2e-4 at 4,096 (not measured here;
+    /// the references fine-tune 8B models with 1e-5 to 1e-4 over hundreds of steps).
+    /// </summary>
+    public static double LearningRate(ModelConfig config) => Math.Clamp(0.125 / config.HiddenSize, 1e-5, 1e-2);
+
+    /// <summary>The default options for a model of <paramref name="config"/>: the trainer's own defaults for everything not set here.</summary>
+    public static EmbeddingOptions For(ModelConfig config) => new()
+    {
+        LearningRate = LearningRate(config),
+        MaxEpochs = MaxEpochs,
+        BatchSize = BatchSize,
+        MixFraction = MixFraction,
+        AveragingLambda = AveragingLambda,
+        AveragingEvery = AveragingEvery,
+        EarlyStop = true,
+        KeepBest = true,
+    };
+}
+
+/// <summary>Labels for the manifest of an OMLized model (what the training settings alone do not say).</summary>
+public sealed record OmlizationLabels
+{
+    /// <summary>The fingerprint file (or a description of the subset) the model was trained on.</summary>
+    public required string FingerprintSource { get; init; }
+    /// <summary>Which weights were trained, as given on the command line (mlp, all, lora:8, ...).</summary>
+    public string Train { get; init; } = "all";
+    /// <summary>Where the benign sequences came from (a file name, or "self-generated"); null without mixing.</summary>
+    public string? Benign { get; init; }
+    public string Device { get; init; } = "cpu";
+}
+
+/// <summary>
+/// OMLization as a use case: train a fingerprint set into a model (with benign mixing and held-out data prepared as
+/// the options ask), save the fingerprinted copy beside the base's tokenizer files, and write its manifest,
+/// <see cref="ManifestFile"/>.
+/// </summary>
+public static class Omlization
+{
+    public const string ManifestFile = "oml-manifest.json";
+
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>
+    /// Fills in the data the options need: with mixing (β > 0) and no benign sequences, the base model's own greedy
+    /// continuations (<see cref="EmbeddingOptions.SelfBenignCount"/> of them); and, unless given, held-out sequences
+    /// made the same way (<see cref="OmlizationDefaults.HeldOutCount"/> more continuations, or the last tenth, at most
+    /// that many, of the given benign chunks, which are then not trained on). Call it on the base model, before training.
+    /// </summary>
+    public static EmbeddingOptions PrepareData(CausalLM baseModel, EmbeddingOptions options, int heldOutCount = OmlizationDefaults.HeldOutCount)
+    {
+        if (heldOutCount < 0) throw new ArgumentOutOfRangeException(nameof(heldOutCount), "the held-out count must be non-negative");
+        bool wantHeldOut = options.HeldOutSequences is null && heldOutCount > 0;
+        if (options.BenignSequences is { } given)
+        {
+            if (!wantHeldOut || given.Count < 2 || options.MixFraction == 0) return options;
+            int h = Math.Clamp(given.Count / 10, 1, heldOutCount);
+            return options with { BenignSequences = given.Take(given.Count - h).ToList(), HeldOutSequences = given.Skip(given.Count - h).ToList() };
+        }
+        int benign = options.MixFraction > 0 ? options.SelfBenignCount : 0;
+        int extra = wantHeldOut ? heldOutCount : 0;
+        if (benign + extra == 0) return options;
+        var seqs = FingerprintTrainer.SelfGenerated(baseModel, benign + extra, options.SelfBenignLength, options.Seed, OmlizationDefaults.SelfTemperature);
+        return options with
+        {
+            BenignSequences = benign > 0 ? seqs.Take(benign).ToList() : options.BenignSequences,
+            HeldOutSequences = extra > 0 ? seqs.Skip(benign).ToList() : options.HeldOutSequences,
+        };
+    }
+
+    /// <summary>Prepares the data (<see cref="PrepareData"/>) and trains <paramref name="pairs"/> into <paramref name="model"/>.</summary>
+    public static EmbeddingResult Train(CausalLM model, IReadOnlyList<TrainingPair> pairs, EmbeddingOptions options, IProgress<EmbeddingProgress>? progress = null)
+    {
+        options.Validate();
+        return FingerprintTrainer.Embed(model, pairs, PrepareData(model, options), progress);
+    }
+
+    /// <summary>
+    /// Trains <paramref name="pairs"/> (made from <paramref name="set"/>) into <paramref name="model"/>, loaded from
+    /// <paramref name="baseDir"/>, saves it to <paramref name="outDir"/> with the tokenizer files of the base, and writes
+    /// the manifest. Returns the training result.
+    /// </summary>
+    public static EmbeddingResult Run(CausalLM model, string baseDir, string outDir, FingerprintSet set, IReadOnlyList<TrainingPair> pairs,
+        EmbeddingOptions options, OmlizationLabels labels, IProgress<EmbeddingProgress>? progress = null)
+    {
+        if (Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(baseDir).TrimEnd('/')) throw new ArgumentException("the output folder must differ from the base model's");
+        var result = Train(model, pairs, options, progress);
+        ModelFolder.Save(model, outDir, baseDir);
+        WriteManifest(outDir, set, pairs.Count, options, labels, result);
+        return result;
+    }
+
+    /// <summary>Writes <see cref="ManifestFile"/> of an OMLized model in <paramref name="outDir"/> (atomically).</summary>
+    public static void WriteManifest(string outDir, FingerprintSet set, int pairCount, EmbeddingOptions options, OmlizationLabels labels, EmbeddingResult result)
+    {
+        var final = result.Final;
+        var commitment = set.Commit();
+        var manifest = new JsonObject
+        {
+            ["format"] = "oml-manifest",
+            ["version"] = 1,
+            ["created_at"] = DateTimeOffset.UtcNow.ToString("o", CultureInfo.InvariantCulture),
+            ["library_version"] = LibraryVersion(),
+            ["base_model_digest"] = set.BaseModelDigest,
+            ["model_digest"] = FingerprintGenerator.WeightsDigest(outDir),
+            ["tokenizer"] = new JsonObject { ["name"] = set.Tokenizer.Name, ["digest"] = set.Tokenizer.Digest },
+            ["fingerprint_file"] = labels.FingerprintSource,
+            ["commitment_root"] = commitment.Root,
+            ["set_digest"] = commitment.SetDigest,
+            ["fingerprints"] = set.Count,
+            ["pairs"] = pairCount,
+            ["strategy"] = set.Strategy.Name,
+            ["settings"] = new JsonObject
+            {
+                ["lr"] = options.LearningRate,
+                ["max_epochs"] = options.MaxEpochs,
+                ["batch_size"] = options.BatchSize,
+                ["averaging_lambda"] = options.AveragingLambda,
+                ["averaging_every"] = AveragingSchedules.Name(options.AveragingEvery),
+                ["early_stop"] = options.EarlyStop,
+                ["l2"] = options.L2ToBase,
+                ["weight_decay"] = options.WeightDecay,
+                ["max_grad_norm"] = options.MaxGradNorm,
+                ["loss_threshold"] = options.LossThreshold,
+                ["held_out_tolerance"] = options.HeldOutTolerance,
+                ["train"] = labels.Train,
+                ["seed"] = options.Seed,
+                ["mix_fraction"] = options.MixFraction,
+                ["benign"] = options.MixFraction == 0 ? null : labels.Benign,
+                ["device"] = labels.Device,
+            },
+            ["metrics"] = new JsonObject
+            {
+                ["epochs"] = final.Epoch,
+                ["kept_epoch"] = result.KeptEpoch,
+                ["steps"] = final.Steps,
+                ["merge_lambda"] = result.MergeLambda,
+                ["loss"] = result.Loss,
+                ["accuracy"] = result.Accuracy,
+                ["held_out_loss_base"] = result.BaseHeldOutLoss,
+                ["held_out_loss"] = result.HeldOutLoss,
+                ["converged"] = result.Converged,
+                ["seconds"] = final.Seconds,
+                ["trained_parameters"] = result.TrainedParameters,
+            },
+        };
+        AtomicFile.WriteText(Path.Combine(outDir, ManifestFile), manifest.ToJsonString(Indented) + "\n");
+    }
+
+    /// <summary>
+    /// What to change when a run did not recall every fingerprint (null when it did), in the words of the
+    /// <c>oml embed</c> flags: more epochs while the loss still falls, a higher lr when it stalls, no per-step averaging.
+    /// </summary>
+    public static string? Advice(EmbeddingResult result, EmbeddingOptions options)
+    {
+        if (result.Accuracy >= 1) return null;
+        var tips = new List<string>();
+        if (options.AveragingLambda > 0 && options.AveragingEvery != AveragingSchedule.Final)
+            tips.Add($"averaging after every {AveragingSchedules.Name(options.AveragingEvery)} with λ = {options.AveragingLambda.ToString(CultureInfo.InvariantCulture)} holds the weights near the base: use --averaging-every final or a lower --averaging-lambda");
+        var h = result.History;
+        double first = h[0].Loss, last = h[^1].Loss;
+        bool stalled = h.Count >= 4 && last > 0.9 * first;
+        if (stalled) tips.Add($"the loss barely moved ({first:F3} → {last:F3}): raise --lr (was {options.LearningRate.ToString("G3", CultureInfo.InvariantCulture)}), e.g. ×3");
+        else tips.Add($"the loss was still falling ({first:F3} → {last:F3}) at the epoch limit: raise --epochs (was {options.MaxEpochs})");
+        if (options.MixFraction > 0.5) tips.Add("a mix fraction above 0.5 leaves little of each step to the fingerprints: lower --mix-fraction");
+        return string.Create(CultureInfo.InvariantCulture, $"{result.Accuracy:P1} of the fingerprints recalled; ") + string.Join("; ", tips);
+    }
+
+    public static string LibraryVersion() =>
+        typeof(FingerprintSet).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+        ?? typeof(FingerprintSet).Assembly.GetName().Version?.ToString() ?? "unknown";
+}
