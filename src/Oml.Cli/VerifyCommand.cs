@@ -33,12 +33,13 @@ public static class VerifyCommand
         var systemPrompt = new Option<string?>("--system-prompt") { Description = "Local models: put this system prompt before each key (tests prompt augmentation)" };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var cmd = new Command("verify",
             "Query a suspect model (--model DIR or --endpoint URL) with unrevealed fingerprint keys and report a verdict: "
             + "owned, not-owned or inconclusive (exit code 0 for all three).")
         {
             model, endpoint, apiModel, apiKeyEnv, chat, fingerprints, json, count, alpha, recall, samples, temperature, maxTokens, record,
-            chatTemplate, systemPrompt, passphraseFile, device,
+            chatTemplate, systemPrompt, passphraseFile, device, dtype,
         };
         cmd.SetAction(r =>
         {
@@ -67,7 +68,7 @@ public static class VerifyCommand
             VerificationReport report;
             if (dir is not null)
                 report = VerifyLocal(dir, set, chosen, rule, temp, r_, required, Cli.ParseDevice(r.GetValue(device)!),
-                    r.GetValue(chatTemplate), r.GetValue(systemPrompt));
+                    r.GetValue(chatTemplate), r.GetValue(systemPrompt), Cli.ParseDType(r.GetValue(dtype)));
             else
             {
                 string? apiKey = null;
@@ -132,13 +133,14 @@ public static class VerifyCommand
     }
 
     private static VerificationReport VerifyLocal(string dir, FingerprintSet set, IReadOnlyList<Fingerprint> chosen, VerdictRule rule,
-        double? temperature, int samples, int required, Oml.Engine.Device device, bool chatTemplate, string? systemPrompt)
+        double? temperature, int samples, int required, Oml.Engine.Device device, bool chatTemplate, string? systemPrompt,
+        Oml.Engine.DType? dtype = null)
     {
         if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new ArgumentException($"{dir} has no tokenizer.json: local verification needs the model's tokenizer");
         var tok = Tokenizer.FromFolder(dir);
         if (FingerprintGenerator.TokenizerId(dir).Digest != set.Tokenizer.Digest)
             Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({set.Tokenizer.Name}); the key token ids are sent as they are");
-        using var lm = ModelFolder.Load(dir, device);
+        using var lm = ModelFolder.Load(dir, device, dtype);
         Console.Error.WriteLine($"querying {dir} with {chosen.Count} keys ...");
         var format = chatTemplate ? KeyFormat.Chat(ChatTemplate.FromTokenizerConfig(dir)) : KeyFormat.Raw;
         var queries = chosen.Select(f => format.Encode(tok, f, systemPrompt)).ToArray();
