@@ -74,6 +74,13 @@ public static class Cli
         return d;
     }
 
+    /// <summary>A progress line for a long step, on stderr (redrawn in place on a terminal).</summary>
+    public static void Status(string line)
+    {
+        if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
+        else Console.Error.Write($"\r{line}   ");
+    }
+
     /// <summary>The <c>--dtype</c> option of commands that load a model: the weights' dtype in memory.</summary>
     public static Option<string?> DTypeOption() => new("--dtype")
     {

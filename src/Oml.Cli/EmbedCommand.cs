@@ -133,7 +133,7 @@ public static class EmbedCommand
 
             var set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
             var tok = Tokenizer.FromFolder(dir);
-            var baseDigest = FingerprintGenerator.WeightsDigest(dir);
+            var baseDigest = FingerprintGenerator.WeightsDigest(dir, Cli.Status);
             if (baseDigest != set.BaseModelDigest)
                 Console.Error.WriteLine($"oml: warning: {dir} is not the model the set was generated for (weights {baseDigest}, set {set.BaseModelDigest})");
             var tokId = FingerprintGenerator.TokenizerId(dir);
@@ -156,7 +156,9 @@ public static class EmbedCommand
             if (r.GetValue(expand) < 0) throw new ArgumentException("--expand must be 0 or more");
             if (r.GetValue(lora) < 0) throw new ArgumentException("--lora must be 0 or more");
             if (r.GetValue(lora) > 0 && r.GetValue(expand) > 0) throw new ArgumentException("--lora and --expand are alternatives: give one");
+            var loadClock = System.Diagnostics.Stopwatch.StartNew();
             var loaded = ModelFolder.Load(dir, dev, Cli.ParseDType(r.GetValue(dtype)));
+            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"loaded {dir} ({Oml.Engine.DTypeExtensions.Name(loaded.DType)}) onto {dev} in {loadClock.Elapsed.TotalSeconds:F1} s"));
             Dictionary<string, Oml.Engine.Tensor>? masks = null;
             if (r.GetValue(expand) > 0)
             {
@@ -236,7 +238,10 @@ public static class EmbedCommand
             logWriter?.Dispose();
         }
 
+        var saveClock = System.Diagnostics.Stopwatch.StartNew();
+        Console.Error.WriteLine($"saving {outDir} ...");
         ModelFolder.Save(lm, outDir, dir);
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"saved {outDir} in {saveClock.Elapsed.TotalSeconds:F1} s"));
         var final = result.Final;
         var commitment = set.Commit();
         var manifest = new JsonObject
@@ -246,7 +251,7 @@ public static class EmbedCommand
             ["created_at"] = DateTimeOffset.UtcNow.ToString("o", CultureInfo.InvariantCulture),
             ["library_version"] = LibraryVersion(),
             ["base_model_digest"] = set.BaseModelDigest,
-            ["model_digest"] = FingerprintGenerator.WeightsDigest(outDir),
+            ["model_digest"] = FingerprintGenerator.WeightsDigest(outDir, Cli.Status),
             ["tokenizer"] = new JsonObject { ["name"] = set.Tokenizer.Name, ["digest"] = set.Tokenizer.Digest },
             ["fingerprint_file"] = setFileName,
             ["commitment_root"] = commitment.Root,

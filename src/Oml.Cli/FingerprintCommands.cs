@@ -106,7 +106,7 @@ public static class FingerprintCommands
 
             var tok = Tokenizer.FromFolder(dir);
             Console.Error.WriteLine($"hashing the weights of {dir} ...");
-            var digest = FingerprintGenerator.WeightsDigest(dir);
+            var digest = FingerprintGenerator.WeightsDigest(dir, Cli.Status);
             using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             Console.Error.WriteLine($"generating {settings.Count} {strat} fingerprints ...");
             FingerprintSet set;

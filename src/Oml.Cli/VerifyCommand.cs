@@ -152,7 +152,7 @@ public static class VerifyCommand
         // those of one key at a time).
         var answers = new List<int[]>[chosen.Count];
         var groups = Enumerable.Range(0, chosen.Count).GroupBy(i => (queries[i].Length, expected[i].Max(e => e.Length)))
-            .SelectMany(g => g.Chunk(64).Select(c => (Key: g.Key, Items: c)));
+            .SelectMany(g => g.Chunk(256).Select(c => (Key: g.Key, Items: c)));
         foreach (var (key, items) in groups)
         {
             foreach (var i in items) answers[i] = [];
