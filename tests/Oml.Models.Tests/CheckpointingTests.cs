@@ -100,7 +100,7 @@ public class CheckpointingTests
     public void Planner_checkpoints_when_plain_micro_batches_would_be_small()
     {
         long batch = 24576L * 17;
-        long budget = 40L << 30;
+        long budget = 20L << 30;
         var plan = MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, budget, batch, 1.0 / 17);
         var plain = MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, budget, batch, 1.0 / 17, checkpoint: false);
         Assert.True(plain.Tokens < MicroBatchPlanner.EfficientTokens, plain.ToString());

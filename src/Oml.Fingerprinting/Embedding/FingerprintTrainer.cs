@@ -469,7 +469,9 @@ public static class FingerprintTrainer
         private static MicroBatch Build(List<TrainingPair> chunk, int padId, Device device)
         {
             using var scope = Torch.NewScope();
-            var (ids, _) = Collate(chunk, padId, device);
+            // A row's last token is never an input that predicts a label: leave it out (a 16-token key with a 1-token
+            // response runs as 16 positions, not 17).
+            var (ids, _) = Collate(chunk.Select(p => new TrainingPair(p.Key, p.Response[..^1])).ToList(), padId, device);
             int t = (int)ids.Size(1);
             var pos = new List<long>();
             var targets = new List<long>();

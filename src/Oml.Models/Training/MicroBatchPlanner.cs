@@ -25,7 +25,7 @@ public sealed record MicroBatchPlan(long Tokens, bool Checkpoint, long BytesPerT
 public static class MicroBatchPlanner
 {
     /// <summary>Below this many tokens a micro-batch leaves matrix units idle; checkpointing is preferred then.</summary>
-    public const long EfficientTokens = 16_384;
+    public const long EfficientTokens = 4_096;
 
     /// <summary>Largest micro-batch planned, however much memory is free.</summary>
     public const long MaxTokens = 1L << 20;
