@@ -29,6 +29,8 @@
 
 #if defined(OML_WITH_CUDA) && __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
 #define OML_HAVE_CUDA_ALLOCATOR_STATS 1
 #endif
 
@@ -272,6 +274,28 @@ API int oml_cuda_memory_stats(int device, int64_t* out) {
     (void)device;
     (void)out;
     throw std::runtime_error("CUDA memory statistics are not available in this build of the shim (built without CUDA headers)");
+#endif
+  });
+}
+
+// out: [free, total] bytes of the device as the driver reports them (cudaMemGetInfo), plus the bytes that this
+// process's caching allocator holds reserved but unallocated (out[2]), which it can hand out again without the driver.
+API int oml_cuda_mem_get_info(int device, int64_t* out) {
+  return run("cuda_mem_get_info", {}, [&] {
+#ifdef OML_HAVE_CUDA_ALLOCATOR_STATS
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
+    size_t free_b = 0, total_b = 0;
+    cudaError_t err = cudaMemGetInfo(&free_b, &total_b);
+    if (err != cudaSuccess) throw std::runtime_error(std::string("cudaMemGetInfo failed: ") + cudaGetErrorString(err));
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    const size_t agg = 0;
+    out[0] = static_cast<int64_t>(free_b);
+    out[1] = static_cast<int64_t>(total_b);
+    out[2] = stats.reserved_bytes[agg].current - stats.allocated_bytes[agg].current;
+#else
+    (void)device;
+    (void)out;
+    throw std::runtime_error("CUDA memory information is not available in this build of the shim (built without CUDA headers)");
 #endif
   });
 }

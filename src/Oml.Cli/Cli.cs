@@ -117,18 +117,42 @@ public static class Cli
 
     public static Option<string> DeviceOption() => new("--device")
     {
-        Description = "Where to compute: cpu, cuda or cuda:N",
-        DefaultValueFactory = _ => "cpu",
+        Description = "Where to compute: auto (the first CUDA device when there is one, else the CPU), cpu, cuda or cuda:N",
+        DefaultValueFactory = _ => "auto",
     };
 
-    /// <summary>Parses a device name and checks that it exists here.</summary>
+    /// <summary>Parses a device name ("auto" picks cuda:0 when CUDA is available, else the CPU) and checks that it exists here.</summary>
     public static Device ParseDevice(string name)
     {
+        if (name.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase))
+            return Torch.Cuda.IsAvailable && Torch.Cuda.DeviceCount > 0 ? Device.Cuda(0) : Device.Cpu;
         Device d;
         try { d = Device.Parse(name); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
         if (d.IsCuda && (!Torch.Cuda.IsAvailable || d.Index >= Torch.Cuda.DeviceCount))
             throw new UsageException($"device {d} is not available here (CUDA devices: {(Torch.Cuda.IsAvailable ? Torch.Cuda.DeviceCount : 0)})");
+        return d;
+    }
+
+    /// <summary>A progress line for a long step, on stderr (redrawn in place on a terminal).</summary>
+    public static void Status(string line)
+    {
+        if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
+        else Console.Error.Write($"\r{line}   ");
+    }
+
+    /// <summary>The <c>--dtype</c> option of commands that load a model: the weights' dtype in memory.</summary>
+    public static Option<string?> DTypeOption() => new("--dtype")
+    {
+        Description = "Load the weights as float32, bfloat16 or float16 (default: as stored)",
+    };
+
+    /// <summary>Parses a <c>--dtype</c> value (null: keep the stored dtype); only floating types are accepted.</summary>
+    public static DType? ParseDType(string? name)
+    {
+        if (name is null) return null;
+        var d = OptionValue(() => DTypeExtensions.Parse(name));
+        if (!d.IsFloatingPoint()) throw new UsageException($"--dtype must be a floating type, not {d.Name()}");
         return d;
     }
 }

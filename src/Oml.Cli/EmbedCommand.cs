@@ -87,11 +87,23 @@ public static class EmbedCommand
         };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
+        var microTokens = new Option<int?>("--micro-batch-tokens")
+        {
+            Description = "Largest forward/backward pass in padded tokens; gradients of a larger batch accumulate into the same optimizer step (default: sized from the free device memory)",
+        };
+        var ckpt = new Option<string>("--activation-checkpointing")
+        {
+            Description = "Recompute each decoder layer's activations in the backward pass instead of keeping them: auto (when plain micro-batches would be small), on or off",
+            DefaultValueFactory = _ => "auto",
+        };
+        ckpt.AcceptOnlyFromAmong("auto", "on", "off");
+        var memoryBudget = new Option<double?>("--memory-budget-gb") { Description = "Plan micro-batches to keep the device's memory use within this many GiB (default: all that is free)" };
         var cmd = new Command("embed",
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
         {
             model, fingerprints, output, lr, epochs, batch, lambda, averagingEvery, earlyStop, noEarlyStop, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log,
-            expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device,
+            expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device, dtype, microTokens, ckpt, memoryBudget,
         };
         cmd.SetAction(r =>
         {
@@ -115,6 +127,10 @@ public static class EmbedCommand
                 CheckpointDir = r.GetValue(checkpointDir),
                 CheckpointEvery = r.GetValue(checkpointEvery),
                 MixFraction = r.GetValue(mix),
+                MicroBatchTokens = r.GetValue(microTokens),
+                ActivationCheckpointing = r.GetValue(ckpt) switch { "on" => true, "off" => false, _ => null },
+                MemoryBudgetBytes = r.GetValue(memoryBudget) is { } gb ? (gb > 0 ? (long)(gb * (1L << 30)) : throw new UsageException("--memory-budget-gb must be positive")) : null,
+                Log = line => Console.Error.WriteLine(line),
             };
             if (r.GetValue(lr) is { } givenLr) options = options with { LearningRate = givenLr };
             Cli.OptionValue(options.Validate);
@@ -124,7 +140,7 @@ public static class EmbedCommand
 
             var set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
             var tok = Tokenizer.FromFolder(dir);
-            var baseDigest = FingerprintGenerator.WeightsDigest(dir);
+            var baseDigest = FingerprintGenerator.WeightsDigest(dir, Cli.Status);
             if (baseDigest != set.BaseModelDigest)
                 Console.Error.WriteLine($"oml: warning: {dir} is not the model the set was generated for (weights {baseDigest}, set {set.BaseModelDigest})");
             var tokId = FingerprintGenerator.TokenizerId(dir);
@@ -147,7 +163,9 @@ public static class EmbedCommand
             if (r.GetValue(expand) < 0) throw new UsageException("--expand must be 0 or more");
             if (r.GetValue(lora) < 0) throw new UsageException("--lora must be 0 or more");
             if (r.GetValue(lora) > 0 && r.GetValue(expand) > 0) throw new UsageException("--lora and --expand are alternatives: give one");
-            var loaded = ModelFolder.Load(dir, dev);
+            var loadClock = System.Diagnostics.Stopwatch.StartNew();
+            var loaded = ModelFolder.Load(dir, dev, Cli.ParseDType(r.GetValue(dtype)));
+            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"loaded {dir} ({Oml.Engine.DTypeExtensions.Name(loaded.DType)}) onto {dev} in {loadClock.Elapsed.TotalSeconds:F1} s"));
             Dictionary<string, Oml.Engine.Tensor>? masks = null;
             if (r.GetValue(expand) > 0)
             {
@@ -229,6 +247,7 @@ public static class EmbedCommand
                     ["accuracy"] = p.Accuracy,
                     ["held_out_loss"] = p.HeldOutLoss,
                     ["seconds"] = p.Seconds,
+                    ["peak_memory_bytes"] = lm.Device.IsCuda ? Oml.Engine.Torch.Cuda.MemoryStats(lm.Device.Index).PeakAllocatedBytes : null,
                 }.ToJsonString(Compact));
                 logWriter.Flush();
             }

@@ -65,12 +65,13 @@ public static class FingerprintCommands
         };
         var force = new Option<bool>("--force") { Description = "Overwrite --out if it exists" };
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var cmd = new Command("generate",
             "Generate a fingerprint set for a base model and write it with the owner's secret (encrypted with a passphrase from "
             + $"--passphrase-file or {FingerprintIO.PassphraseEnv}, or --plaintext) together with its public commitment, FILE.commitment.json.")
         {
             model, strategy, count, output, keyLength, responseLength, t, k, perKey, temperature, randomWordKeys, keys,
-            secretFile, plaintext, passphraseFile, kdfIterations, insecureKdf, allowWeak, force, device,
+            secretFile, plaintext, passphraseFile, kdfIterations, insecureKdf, allowWeak, force, device, dtype,
         };
         cmd.SetAction(r =>
         {
@@ -117,8 +118,8 @@ public static class FingerprintCommands
 
             var tok = Tokenizer.FromFolder(dir);
             Console.Error.WriteLine($"hashing the weights of {dir} ...");
-            var digest = FingerprintGenerator.WeightsDigest(dir);
-            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
+            var digest = FingerprintGenerator.WeightsDigest(dir, Cli.Status);
+            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             Console.Error.WriteLine($"generating {settings.Count} {strat} fingerprints ...");
             FingerprintSet set;
             try

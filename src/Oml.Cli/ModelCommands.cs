@@ -59,16 +59,17 @@ public static class ModelCommands
         var seed = new Option<ulong?>("--seed") { Description = "Random seed for sampling" };
         var json = new Option<bool>("--json") { Description = "Print {\"output_ids\": [...], \"text\": \"...\"}" };
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var cmd = new Command("generate", "Continue a prompt with a model folder (greedy unless --temperature is given).")
         {
-            model, prompt, ids, maxNew, temperature, topK, topP, minP, seed, json, device,
+            model, prompt, ids, maxNew, temperature, topK, topP, minP, seed, json, device, dtype,
         };
         cmd.SetAction(r =>
         {
             var dir = r.GetValue(model)!;
             var tok = TryLoadTokenizer(dir);
             var promptIds = PromptIds(r.GetValue(prompt), r.GetValue(ids), tok, dir, addSpecial: true);
-            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
+            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             var eos = lm.Config.EosTokenIds.Count > 0 ? lm.Config.EosTokenIds : tok?.EosTokenId is { } e ? [e] : [];
             var options = new GenerationOptions
             {
@@ -103,14 +104,15 @@ public static class ModelCommands
         var ids = new Option<string?>("--ids") { Description = "Token ids to score, comma-separated" };
         var json = new Option<bool>("--json") { Description = "Print {\"token_logprobs\": [...], \"loss\": L}" };
         var device = Cli.DeviceOption();
-        var cmd = new Command("score", "Log-probability of each token given the ones before it, and the mean loss.") { model, text, ids, json, device };
+        var dtype = Cli.DTypeOption();
+        var cmd = new Command("score", "Log-probability of each token given the ones before it, and the mean loss.") { model, text, ids, json, device, dtype };
         cmd.SetAction(r =>
         {
             var dir = r.GetValue(model)!;
             var tok = TryLoadTokenizer(dir);
             var tokens = PromptIds(r.GetValue(text), r.GetValue(ids), tok, dir, addSpecial: true);
             if (tokens.Length < 2) throw new UsageException("scoring needs at least two tokens");
-            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
+            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             CheckIds(tokens, lm.Config.VocabSize);
             double[] logprobs;
             using (Torch.NoGrad())
@@ -171,9 +173,10 @@ public static class ModelCommands
         var window = new Option<int>("--window") { Description = "Tokens predicted per window", DefaultValueFactory = _ => 256 };
         var json = CliOptions.Json("Print {\"perplexity\", \"tokens\"} (and \"base_perplexity\", \"change\" with --base) as JSON");
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var cmd = new Command("perplexity", "Held-out perplexity of a model, and of its base for comparison (a utility check after fingerprinting).")
         {
-            model, baseModel, text, window, json, device,
+            model, baseModel, text, window, json, device, dtype,
         };
         cmd.SetAction(r =>
         {
@@ -185,7 +188,7 @@ public static class ModelCommands
             var dev = Cli.ParseDevice(r.GetValue(device)!);
             double Measure(string d)
             {
-                using var lm = ModelFolder.Load(d, dev);
+                using var lm = ModelFolder.Load(d, dev, Cli.ParseDType(r.GetValue(dtype)));
                 return Evaluation.Perplexity(lm, ids, r.GetValue(window));
             }
             double ppl = Measure(dir);

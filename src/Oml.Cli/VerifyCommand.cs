@@ -49,12 +49,13 @@ public static class VerifyCommand
         var confidence = new Option<double>("--confidence") { Description = "With --calibrate: the confidence of the Clopper-Pearson intervals", DefaultValueFactory = _ => 0.95 };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var cmd = new Command("verify",
             "Query a suspect model (--model DIR or --endpoint URL) with unrevealed fingerprint keys and report a verdict: "
             + "owned, not-owned or inconclusive (exit code 0 for all three). With --calibrate DIR..., measure the null on negative models instead.")
         {
             model, endpoint, apiModel, apiKeyEnv, chat, fingerprints, json, count, alpha, recall, samples, temperature, maxTokens, record,
-            chatTemplate, systemPrompt, nullFloor, calibration, calibrate, calibrationOut, force, confidence, passphraseFile, device,
+            chatTemplate, systemPrompt, nullFloor, calibration, calibrate, calibrationOut, force, confidence, passphraseFile, device, dtype,
         };
         cmd.SetAction(r =>
         {
@@ -117,7 +118,7 @@ public static class VerifyCommand
                     int eq = spec.IndexOf('=');
                     string negDir = eq >= 0 ? spec[(eq + 1)..] : spec, kind = eq >= 0 ? spec[..eq] : "negative";
                     if (negDir.Length == 0 || kind.Length == 0) throw new UsageException($"--calibrate: '{spec}' is not DIR or KIND=DIR");
-                    var rep = VerifyLocal(negDir, set, chosen, rule, LocalOptions(negDir), Cli.ParseDevice(r.GetValue(device)!), quiet: true);
+                    var rep = VerifyLocal(negDir, set, chosen, rule, LocalOptions(negDir), Cli.ParseDevice(r.GetValue(device)!), quiet: true, Cli.ParseDType(r.GetValue(dtype)));
                     Console.Error.WriteLine($"{negDir}: {rep.Hits}/{rep.Queried} keys hit");
                     results.Add(new NegativeResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(negDir))), kind, rep.Hits, rep.Queried));
                 }
@@ -129,7 +130,7 @@ public static class VerifyCommand
 
             VerificationReport report;
             if (dir is not null)
-                report = VerifyLocal(dir, set, chosen, rule, LocalOptions(dir), Cli.ParseDevice(r.GetValue(device)!));
+                report = VerifyLocal(dir, set, chosen, rule, LocalOptions(dir), Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             else
             {
                 string? apiKey = null;
@@ -186,14 +187,15 @@ public static class VerifyCommand
         LocalVerifier.NullProbability(f, rule, samples, required);
 
     private static VerificationReport VerifyLocal(string dir, FingerprintSet set, IReadOnlyList<Fingerprint> chosen, VerdictRule rule,
-        LocalVerifyOptions options, Oml.Engine.Device device, bool quiet = false)
+        LocalVerifyOptions options, Oml.Engine.Device device, bool quiet = false,
+        Oml.Engine.DType? dtype = null)
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
         if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: local verification needs the model's tokenizer");
         var tok = Tokenizer.FromFolder(dir);
         if (FingerprintGenerator.TokenizerId(dir).Digest != set.Tokenizer.Digest)
             Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({set.Tokenizer.Name}); the key token ids are sent as they are");
-        using var lm = ModelFolder.Load(dir, device);
+        using var lm = ModelFolder.Load(dir, device, dtype);
         if (!quiet) Console.Error.WriteLine($"querying {dir} with {chosen.Count} keys ...");
         return LocalVerifier.Verify(lm, tok, chosen, rule, options);
     }

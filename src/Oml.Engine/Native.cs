@@ -57,6 +57,7 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static partial int oml_cuda_device_count();
     [LibraryImport(Lib)] internal static partial int oml_cuda_synchronize(int device);
     [LibraryImport(Lib)] internal static unsafe partial int oml_cuda_memory_stats(int device, long* out4);
+    [LibraryImport(Lib)] internal static unsafe partial int oml_cuda_mem_get_info(int device, long* out3);
     [LibraryImport(Lib)] internal static partial int oml_cuda_empty_cache();
     [LibraryImport(Lib)] internal static partial int oml_cuda_reset_peak(int device);
 

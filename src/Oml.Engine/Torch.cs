@@ -251,6 +251,17 @@ public static class Torch
             return new CudaMemoryStats(s[0], s[1], s[2], s[3]);
         }
 
+        /// <summary>
+        /// Bytes a new allocation on <paramref name="device"/> can still get: the driver's free memory plus what this
+        /// process's caching allocator holds reserved but unused; and the device's total memory.
+        /// </summary>
+        public static unsafe (long FreeBytes, long TotalBytes) MemoryInfo(int device = 0)
+        {
+            long* s = stackalloc long[3];
+            Check(oml_cuda_mem_get_info(device, s));
+            return (s[0] + s[2], s[1]);
+        }
+
         public static void EmptyCache() => Check(oml_cuda_empty_cache());
         public static void ResetPeakStats(int device = 0) => Check(oml_cuda_reset_peak(device));
     }

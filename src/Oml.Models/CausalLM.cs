@@ -256,18 +256,110 @@ public sealed class CausalLM : IDisposable
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KVCache? cache = null)
     {
         using var scope = Torch.NewScope();
-        var c = Config;
+        return Head(Hidden(inputIds, attentionMask, positionIds, cache)).MoveToOuterScope();
+    }
+
+    /// <summary>
+    /// The final hidden states [B, T, hidden] (after the last RMSNorm, before the LM head) for the same arguments as
+    /// <see cref="Forward"/>. Training that needs logits at a few positions only (a fingerprint's response) selects
+    /// those rows and applies <see cref="Head"/> to them, instead of computing [B, T, vocab] logits.
+    /// </summary>
+    public Tensor Hidden(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KVCache? cache = null)
+    {
+        using var scope = Torch.NewScope();
+        var ctx = Context(inputIds, attentionMask, positionIds, cache);
+        var h = F.Embedding(inputIds, P("model.embed_tokens.weight"));
+        for (int i = 0; i < Config.NumLayers; i++) h = Layer(i, h, ctx, cache);
+        cache?.Advance(inputIds.Size(1));
+        return F.RmsNorm(h, P("model.norm.weight"), Config.RmsNormEps).MoveToOuterScope();
+    }
+
+    /// <summary>The LM head: logits [..., vocab] of final hidden states [..., hidden].</summary>
+    public Tensor Head(Tensor hidden) => F.Linear(hidden, Config.TieWordEmbeddings ? P("model.embed_tokens.weight") : P("lm_head.weight"));
+
+    /// <summary>
+    /// One training forward and backward pass with activation checkpointing per decoder layer: the forward pass runs
+    /// without autograd and keeps only each layer's input; the loss (<paramref name="lossOfHidden"/>, given the final
+    /// hidden states [B, T, hidden] as <see cref="Hidden"/> returns them) is back-propagated to the last layer's output,
+    /// and then each layer, last to first, is recomputed from its kept input with autograd and back-propagated on its
+    /// own. The parameters' gradients accumulate exactly as one <c>lossOfHidden(Hidden(ids)).Backward()</c> would
+    /// accumulate them (up to floating-point summation order), while the memory held for the backward pass is one
+    /// [B, T, hidden] tensor per layer plus one layer's activations. Rows are unpadded or right-padded: attention is
+    /// causal with no mask. Returns the loss (detached).
+    /// </summary>
+    public Tensor CheckpointedBackward(Tensor inputIds, Func<Tensor, Tensor> lossOfHidden)
+    {
+        using var scope = Torch.NewScope();
+        var ctx = Context(inputIds, null, null, null);
+        int layers = Config.NumLayers;
+        var inputs = new Tensor[layers];
+        Tensor top;
+        using (Torch.NoGrad())
+        {
+            var h = F.Embedding(inputIds, P("model.embed_tokens.weight")).DetachFromScope();
+            for (int i = 0; i < layers; i++)
+            {
+                inputs[i] = h;
+                using var layerScope = Torch.NewScope();
+                h = Layer(i, h, ctx, null).DetachFromScope();
+            }
+            top = h.RequiresGrad_();
+        }
+        Tensor? g = null;
+        try
+        {
+            Tensor loss;
+            using (var headScope = Torch.NewScope())
+            {
+                loss = lossOfHidden(F.RmsNorm(top, P("model.norm.weight"), Config.RmsNormEps));
+                loss.Backward();
+                loss = loss.Detach().MoveToOuterScope();
+                g = top.Grad?.DetachFromScope() ?? throw new InvalidOperationException("the loss does not depend on the hidden states");
+            }
+            for (int i = layers - 1; i >= 0; i--)
+            {
+                using var layerScope = Torch.NewScope();
+                var x = inputs[i].Detach().RequiresGrad_();
+                var y = Layer(i, x, ctx, null);
+                y.Backward(g);
+                g.Dispose();
+                g = x.Grad?.DetachFromScope() ?? throw new InvalidOperationException($"no gradient reached the input of layer {i}");
+                inputs[i].Dispose();
+                inputs[i] = null!;
+            }
+            using (var embedScope = Torch.NewScope())
+            {
+                var e = F.Embedding(inputIds, P("model.embed_tokens.weight"));
+                if (e.RequiresGrad) e.Backward(g);
+            }
+            return loss.MoveToOuterScope();
+        }
+        finally
+        {
+            g?.Dispose();
+            top.Dispose();
+            foreach (var t in inputs) t?.Dispose();
+        }
+    }
+
+    /// <summary>Rotary tables and the attention mask of one forward pass (null mask: plain causal attention).</summary>
+    private sealed record ForwardContext(Tensor Cos, Tensor Sin, Tensor? Mask);
+
+    private ForwardContext Context(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, KVCache? cache)
+    {
         long b = inputIds.Size(0), t = inputIds.Size(1);
         long past = cache?.Length ?? 0;
         long total = past + t;
-        var dtype = DType;
-
         positionIds ??= Torch.Arange(past, total, 1, DType.Int64, Device).Unsqueeze(0).Expand(b, t);
         // cos/sin [B, 1, T, headDim], computed in float32 and cast, as transformers does.
         var freqs = positionIds.To(DType.Float32).Unsqueeze(-1) * _invFreq;
         var emb = Torch.Cat([freqs, freqs], -1);
-        var cos = emb.Cos().To(dtype).Unsqueeze(1);
-        var sin = emb.Sin().To(dtype).Unsqueeze(1);
+        var cos = emb.Cos().To(DType).Unsqueeze(1);
+        var sin = emb.Sin().To(DType).Unsqueeze(1);
+        // Without padding and without a cache, attention is plain causal: no mask tensor, so that SDPA can take its
+        // flash kernel. Right padding needs no mask either (causal attention never lets a real token see the
+        // padding after it).
+        if (attentionMask is null && past == 0) return new ForwardContext(cos, sin, null);
 
         // Mask [B, 1, T, total]: causal over absolute cache positions, padding keys hidden; a query always sees itself
         // so that rows of padding never attend to nothing (their outputs are ignored, but must stay finite).
@@ -281,47 +373,48 @@ public sealed class CausalLM : IDisposable
             var keyOk = attentionMask.Ne(0).Unsqueeze(1).Unsqueeze(1);
             allowed = allowed.LogicalAnd(keyOk).LogicalOr(kPos.Eq(qPos).Unsqueeze(0).Unsqueeze(0));
         }
+        return new ForwardContext(cos, sin, allowed);
+    }
 
-        var h = F.Embedding(inputIds, P("model.embed_tokens.weight"));
+    /// <summary>Decoder layer <paramref name="i"/>: h + attention(norm(h)), then + MLP(norm(·)).</summary>
+    private Tensor Layer(int i, Tensor h, ForwardContext ctx, KVCache? cache)
+    {
+        var c = Config;
+        long b = h.Size(0), t = h.Size(1);
         int groups = c.NumHeads / c.NumKeyValueHeads;
-        for (int i = 0; i < c.NumLayers; i++)
+        var p = $"model.layers.{i}.";
+        var x = F.RmsNorm(h, P(p + "input_layernorm.weight"), c.RmsNormEps);
+        var q = F.Linear(x, P(p + "self_attn.q_proj.weight"), c.QkvBias ? P(p + "self_attn.q_proj.bias") : null)
+            .View(b, t, c.NumHeads, c.HeadDim);
+        var k = F.Linear(x, P(p + "self_attn.k_proj.weight"), c.QkvBias ? P(p + "self_attn.k_proj.bias") : null)
+            .View(b, t, c.NumKeyValueHeads, c.HeadDim);
+        var v = F.Linear(x, P(p + "self_attn.v_proj.weight"), c.QkvBias ? P(p + "self_attn.v_proj.bias") : null)
+            .View(b, t, c.NumKeyValueHeads, c.HeadDim).Transpose(1, 2);
+        if (c.QkNorm)
         {
-            var p = $"model.layers.{i}.";
-            var x = F.RmsNorm(h, P(p + "input_layernorm.weight"), c.RmsNormEps);
-            var q = F.Linear(x, P(p + "self_attn.q_proj.weight"), c.QkvBias ? P(p + "self_attn.q_proj.bias") : null)
-                .View(b, t, c.NumHeads, c.HeadDim);
-            var k = F.Linear(x, P(p + "self_attn.k_proj.weight"), c.QkvBias ? P(p + "self_attn.k_proj.bias") : null)
-                .View(b, t, c.NumKeyValueHeads, c.HeadDim);
-            var v = F.Linear(x, P(p + "self_attn.v_proj.weight"), c.QkvBias ? P(p + "self_attn.v_proj.bias") : null)
-                .View(b, t, c.NumKeyValueHeads, c.HeadDim).Transpose(1, 2);
-            if (c.QkNorm)
-            {
-                q = F.RmsNorm(q, P(p + "self_attn.q_norm.weight"), c.RmsNormEps);
-                k = F.RmsNorm(k, P(p + "self_attn.k_norm.weight"), c.RmsNormEps);
-            }
-            q = q.Transpose(1, 2);
-            k = k.Transpose(1, 2);
-            q = q * cos + RotateHalf(q) * sin;
-            k = k * cos + RotateHalf(k) * sin;
-            if (cache is not null) (k, v) = cache.Append(i, k, v);
-            if (groups > 1)
-            {
-                k = k.RepeatInterleave(groups, 1);
-                v = v.RepeatInterleave(groups, 1);
-            }
-            var attn = F.ScaledDotProductAttention(q, k, v, mask: allowed)
-                .Transpose(1, 2).Reshape(b, t, (long)c.NumHeads * c.HeadDim);
-            h = h + F.Linear(attn, P(p + "self_attn.o_proj.weight"), c.OutputBias ? P(p + "self_attn.o_proj.bias") : null);
-
-            x = F.RmsNorm(h, P(p + "post_attention_layernorm.weight"), c.RmsNormEps);
-            var gate = F.Linear(x, P(p + "mlp.gate_proj.weight"), c.MlpBias ? P(p + "mlp.gate_proj.bias") : null);
-            var up = F.Linear(x, P(p + "mlp.up_proj.weight"), c.MlpBias ? P(p + "mlp.up_proj.bias") : null);
-            h = h + F.Linear(gate.Silu() * up, P(p + "mlp.down_proj.weight"), c.MlpBias ? P(p + "mlp.down_proj.bias") : null);
+            q = F.RmsNorm(q, P(p + "self_attn.q_norm.weight"), c.RmsNormEps);
+            k = F.RmsNorm(k, P(p + "self_attn.k_norm.weight"), c.RmsNormEps);
         }
-        cache?.Advance(t);
-        h = F.RmsNorm(h, P("model.norm.weight"), c.RmsNormEps);
-        var head = c.TieWordEmbeddings ? P("model.embed_tokens.weight") : P("lm_head.weight");
-        return F.Linear(h, head).MoveToOuterScope();
+        q = q.Transpose(1, 2);
+        k = k.Transpose(1, 2);
+        q = q * ctx.Cos + RotateHalf(q) * ctx.Sin;
+        k = k * ctx.Cos + RotateHalf(k) * ctx.Sin;
+        if (cache is not null) (k, v) = cache.Append(i, k, v);
+        if (groups > 1)
+        {
+            k = k.RepeatInterleave(groups, 1);
+            v = v.RepeatInterleave(groups, 1);
+        }
+        var attn = (ctx.Mask is null
+                ? F.ScaledDotProductAttention(q, k, v, isCausal: true)
+                : F.ScaledDotProductAttention(q, k, v, mask: ctx.Mask))
+            .Transpose(1, 2).Reshape(b, t, (long)c.NumHeads * c.HeadDim);
+        h = h + F.Linear(attn, P(p + "self_attn.o_proj.weight"), c.OutputBias ? P(p + "self_attn.o_proj.bias") : null);
+
+        x = F.RmsNorm(h, P(p + "post_attention_layernorm.weight"), c.RmsNormEps);
+        var gate = F.Linear(x, P(p + "mlp.gate_proj.weight"), c.MlpBias ? P(p + "mlp.gate_proj.bias") : null);
+        var up = F.Linear(x, P(p + "mlp.up_proj.weight"), c.MlpBias ? P(p + "mlp.up_proj.bias") : null);
+        return h + F.Linear(gate.Silu() * up, P(p + "mlp.down_proj.weight"), c.MlpBias ? P(p + "mlp.down_proj.bias") : null);
     }
 
     /// <summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Oml.Engine;
 using Oml.Models;
+using Oml.Models.Training;
 
 namespace Oml.Fingerprinting.Embedding;
 
@@ -140,11 +141,21 @@ public sealed record EmbeddingOptions
     public int SelfBenignCount { get; init; } = 64;
     public int SelfBenignLength { get; init; } = 32;
     /// <summary>
-    /// Largest micro-batch in padded tokens (rows × longest row). A batch larger than this is run as several
+    /// Largest micro-batch in padded tokens (rows × longest row); null (the default) sizes it from the device memory
+    /// that is free (<see cref="MicroBatchPlanner"/>; 65,536 on the CPU). A batch larger than this is run as several
     /// forward/backward passes whose gradients accumulate into one optimizer step, which bounds memory for large and
     /// full batches without changing the step (up to floating-point summation order).
     /// </summary>
-    public int MicroBatchTokens { get; init; } = 65536;
+    public int? MicroBatchTokens { get; init; }
+    /// <summary>
+    /// Activation checkpointing per decoder layer (recompute each layer's activations in the backward pass instead of
+    /// keeping them): null (the default) lets the planner turn it on when plain micro-batches would be too small.
+    /// </summary>
+    public bool? ActivationCheckpointing { get; init; }
+    /// <summary>Receives one line per decision worth telling a user (the micro-batch plan); null: silent.</summary>
+    public Action<string>? Log { get; init; }
+    /// <summary>Plan micro-batches within this many bytes of device memory in all (null: whatever the device has free).</summary>
+    public long? MemoryBudgetBytes { get; init; }
 
     public void Validate()
     {
@@ -160,7 +171,8 @@ public sealed record EmbeddingOptions
         if (BenignSequences is { } b && (b.Count == 0 || b.Any(x => x.Length < 2)))
             throw new ArgumentException("benign sequences must be non-empty and each at least 2 tokens long");
         if (SelfBenignCount < 1 || SelfBenignLength < 1) throw new ArgumentException("the self-generated benign count and length must be positive");
-        if (MicroBatchTokens < 1) throw new ArgumentException("the micro-batch size in tokens must be positive");
+        if (MicroBatchTokens is < 1) throw new ArgumentException("the micro-batch size in tokens must be positive");
+        if (MemoryBudgetBytes is <= 0) throw new ArgumentException("the memory budget must be positive");
         if (HeldOutSequences is { } h && (h.Count == 0 || h.Any(x => x.Length < 2)))
             throw new ArgumentException("held-out sequences must be non-empty and each at least 2 tokens long");
         if (HeldOutTolerance < 0) throw new ArgumentException("the held-out loss tolerance must be non-negative");
@@ -257,6 +269,8 @@ public static class FingerprintTrainer
         int batchSize = options.BatchSize == 0 ? pairs.Count : options.BatchSize;
         var batches = order.Chunk(batchSize).ToList();
 
+        int padId = model.Config.PadTokenId ?? 0;
+        var cached = new Dictionary<int, List<MicroBatch>>();
         var history = new List<EmbeddingProgress>();
         var sw = Stopwatch.StartNew();
         double secondsBefore = 0;
@@ -290,17 +304,31 @@ public static class FingerprintTrainer
                     secondsBefore = ck.History.Count > 0 ? ck.History[^1].Seconds : 0;
                 }
             }
+            // Micro-batches from the memory that is free now (the base copies are allocated; gradients and the optimizer's
+            // moments, unless restored, are not yet). The fingerprint batches' device tensors are built once and reused.
+            long fpTokens = pairs.Sum(p => (long)p.Key.Length + p.Response.Length);
+            double fpShare = (double)pairs.Sum(p => (long)p.Response.Length) / fpTokens;
+            long widest = batches.Max(b => (long)b.Length * b.Max(i => pairs[i].Key.Length + pairs[i].Response.Length));
+            var fpPlan = PlanMicroBatches(model, trainable, opt, options, widest, fpShare);
+            options.Log?.Invoke($"fingerprint rows: {fpPlan}");
+            MicroBatchPlan? benignPlan = null;
+            if (benign.Count > 0)
+            {
+                int mMax = (int)Math.Ceiling(options.MixFraction / (1 - options.MixFraction) * batches.Max(b => b.Length) - 1e-9);
+                benignPlan = PlanMicroBatches(model, trainable, opt, options, (long)mMax * benign.Max(x => x.Length), 1.0);
+                options.Log?.Invoke($"benign rows: {benignPlan}");
+            }
             for (int epoch = firstEpoch; epoch <= options.MaxEpochs && !converged; epoch++)
             {
-                double lossSum = 0;
-                int recalled = 0;
+                // The epoch's loss and recall add up on the device and are read once, at the epoch's end.
+                using var acc = new Accumulators(model.Device);
                 // The benign rows of this epoch come in an order derived from (seed, epoch), like the batch order.
                 var benignOrder = benign.Count > 0 ? Permutation(benign.Count, ~options.Seed, epoch) : [];
                 int benignCursor = 0;
-                foreach (var batch in Permutation(batches.Count, options.Seed, epoch).Select(i => batches[i]))
+                foreach (int bi in Permutation(batches.Count, options.Seed, epoch))
                 {
-                    var rows = batch.Select(i => pairs[i]).ToList();
-                    int n = rows.Count;
+                    var batch = batches[bi];
+                    int n = batch.Length;
                     var benignRows = new List<TrainingPair>();
                     if (benign.Count > 0)
                     {
@@ -317,13 +345,18 @@ public static class FingerprintTrainer
                     // (1 − β)·that + β·(the mean over the benign tokens), the two weighted by β rather than by their
                     // token counts (long benign rows would otherwise drown the few response tokens). Fingerprint and
                     // benign rows run as separate forward passes, so short keys are not padded to the benign length,
-                    // and each part in micro-batches of at most MicroBatchTokens (padded) tokens whose gradients
-                    // accumulate: one optimizer step per batch, however large.
+                    // and each part in micro-batches (fpPlan, benignPlan) whose gradients accumulate: one optimizer
+                    // step per batch, however large.
                     double fpWeight = benignRows.Count > 0 ? 1 - options.MixFraction : 1;
-                    var (fpLossMean, rowsRecalled) = AccumulateGradients(model, rows, fpWeight, options.MicroBatchTokens, countRecalled: true);
-                    lossSum += fpLossMean * n;
-                    recalled += rowsRecalled;
-                    if (benignRows.Count > 0) AccumulateGradients(model, benignRows, options.MixFraction, options.MicroBatchTokens, countRecalled: false);
+                    if (!cached.TryGetValue(bi, out var fpMicro))
+                        cached[bi] = fpMicro = MicroBatch.Split(batch.Select(i => pairs[i]).ToList(), fpPlan.Tokens, padId, model.Device);
+                    Accumulate(model, fpMicro, fpWeight, fpPlan.Checkpoint, acc, countRecalled: true);
+                    if (benignRows.Count > 0)
+                    {
+                        var micro = MicroBatch.Split(benignRows, benignPlan!.Tokens, padId, model.Device);
+                        try { Accumulate(model, micro, options.MixFraction, benignPlan.Checkpoint, null, countRecalled: false); }
+                        finally { foreach (var mb in micro) mb.Dispose(); }
+                    }
                     if (options.L2ToBase > 0)
                     {
                         using var scope = Torch.NewScope();
@@ -335,7 +368,8 @@ public static class FingerprintTrainer
                         if (masks[i] is { } mask)
                             using (var g = trainable[i].Grad)
                                 g?.MulInPlace(mask);
-                    if (options.MaxGradNorm > 0) Torch.ClipGradNorm(trainable, options.MaxGradNorm);
+                    if (options.MaxGradNorm > 0)
+                        using (Torch.ClipGradNormTensor(trainable, options.MaxGradNorm)) { }
                     opt.Step();
                     steps++;
                     if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Step)
@@ -348,8 +382,17 @@ public static class FingerprintTrainer
                     // steps belong to weights that no longer exist.
                     using (Torch.NoGrad())
                         for (int i = 0; i < trainable.Count; i++) trainable[i].LerpInPlace(bases[i], options.AveragingLambda);
-                    (lossSum, recalled) = Measure(model, pairs, batches);
+                    using var measured = new Accumulators(model.Device);
+                    using (Torch.NoGrad())
+                        for (int bi = 0; bi < batches.Count; bi++)
+                        {
+                            if (!cached.TryGetValue(bi, out var fpMicro))
+                                cached[bi] = fpMicro = MicroBatch.Split(batches[bi].Select(i => pairs[i]).ToList(), fpPlan.Tokens, padId, model.Device);
+                            Accumulate(model, fpMicro, 1, checkpoint: false, measured, countRecalled: true, backward: false);
+                        }
+                    acc.Set(measured);
                 }
+                var (lossSum, recalled) = acc.Read();
                 double? held = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens) : null;
                 var pr = new EmbeddingProgress(epoch, steps, lossSum / pairs.Count, (double)recalled / pairs.Count, secondsBefore + sw.Elapsed.TotalSeconds)
                 {
@@ -392,10 +435,12 @@ public static class FingerprintTrainer
                 using (Torch.NoGrad())
                     for (int i = 0; i < trainable.Count; i++) trainable[i].CopyFrom(best[i]);
             if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Final)
-                merge = MergeBack(model, pairs, batches, heldOut, trainable, bases, options);
+                merge = MergeBack(model, pairs, batches, heldOut, trainable, bases, options, fpPlan.Tokens);
         }
         finally
         {
+            foreach (var list in cached.Values)
+                foreach (var mb in list) mb.Dispose();
             opt.ZeroGrad();
             foreach (var p in trainable) p.RequiresGrad = false;
             foreach (var b in bases) b.Dispose();
@@ -423,13 +468,13 @@ public static class FingerprintTrainer
     /// the trained weights when no λ keeps every fingerprint.
     /// </summary>
     private static MergeResult MergeBack(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, IReadOnlyList<int[]> heldOut,
-        List<Tensor> trainable, List<Tensor> bases, EmbeddingOptions o)
+        List<Tensor> trainable, List<Tensor> bases, EmbeddingOptions o, long microTokens)
     {
         using var noGrad = Torch.NoGrad();
         var trained = trainable.Select(t => t.Clone().DetachFromScope()).ToList();
         try
         {
-            var (l0, r0) = Measure(model, pairs, batches);
+            var (l0, r0) = Measure(model, pairs, batches, microTokens);
             var none = new MergeTrial(0, l0 / pairs.Count, (double)r0 / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens) : null);
             var trials = new List<MergeTrial>();
             int n = (int)Math.Floor(o.AveragingLambda / o.FinalLambdaStep + 1e-9);
@@ -442,7 +487,7 @@ public static class FingerprintTrainer
                     trainable[i].CopyFrom(trained[i]);
                     trainable[i].LerpInPlace(bases[i], lambda);
                 }
-                var (l, r) = Measure(model, pairs, batches);
+                var (l, r) = Measure(model, pairs, batches, microTokens);
                 var t = new MergeTrial(lambda, l / pairs.Count, (double)r / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens) : null);
                 trials.Add(t);
                 if (r < r0 || t.Loss > o.MergeMaxLoss) continue;
@@ -465,9 +510,25 @@ public static class FingerprintTrainer
         }
     }
 
-    /// <summary>Mean next-token loss of the model on <paramref name="sequences"/> (every token after the first), without gradients.</summary>
-    public static double HeldOutLoss(CausalLM model, IReadOnlyList<int[]> sequences, int microBatchTokens = 65536)
+    /// <summary>Summed (per pair) response loss and the number of recalled fingerprints of the model as it is, without gradients.</summary>
+    private static (double LossSum, int Recalled) Measure(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, long microTokens)
     {
+        using var noGrad = Torch.NoGrad();
+        using var acc = new Accumulators(model.Device);
+        int padId = model.Config.PadTokenId ?? 0;
+        foreach (var batch in batches)
+        {
+            var micro = MicroBatch.Split(batch.Select(i => pairs[i]).ToList(), microTokens, padId, model.Device);
+            try { Accumulate(model, micro, 1, checkpoint: false, acc, countRecalled: true, backward: false); }
+            finally { foreach (var mb in micro) mb.Dispose(); }
+        }
+        return acc.Read();
+    }
+
+    /// <summary>Mean next-token loss of the model on <paramref name="sequences"/> (every token after the first), without gradients.</summary>
+    public static double HeldOutLoss(CausalLM model, IReadOnlyList<int[]> sequences, int? microBatchTokens = null)
+    {
+        long maxTokens = microBatchTokens ?? 65536;
         using var noGrad = Torch.NoGrad();
         var rows = sequences.Select(s => new TrainingPair(s[..1], s[1..])).OrderBy(r => r.Response.Length).ToList();
         long total = rows.Sum(r => (long)r.Response.Length);
@@ -476,7 +537,7 @@ public static class FingerprintTrainer
         while (start < rows.Count)
         {
             int end = start + 1;
-            while (end < rows.Count && (long)(rows[end].Key.Length + rows[end].Response.Length) * (end - start + 1) <= microBatchTokens) end++;
+            while (end < rows.Count && (long)(rows[end].Key.Length + rows[end].Response.Length) * (end - start + 1) <= maxTokens) end++;
             var chunk = rows.GetRange(start, end - start);
             using (var scope = Torch.NewScope())
             {
@@ -489,58 +550,170 @@ public static class FingerprintTrainer
     }
 
     /// <summary>
-    /// Back-propagates <paramref name="weight"/> × (mean loss over the labelled tokens of <paramref name="rows"/>), in
-    /// micro-batches of at most <paramref name="microBatchTokens"/> padded tokens (rows are taken in order; a single row
-    /// longer than that is its own micro-batch). Each micro-batch's mean is scaled by its share of the labelled tokens,
-    /// so the accumulated gradient is that of the whole batch. Returns the mean loss and, when asked, the rows recalled.
+    /// The micro-batch plan for one part of a step (fingerprint or benign rows): the tokens given in the options, or on
+    /// CUDA sized from the memory that is free (within <see cref="EmbeddingOptions.MemoryBudgetBytes"/>) less the
+    /// gradients and optimizer moments still to be allocated; 65,536 tokens on the CPU.
     /// </summary>
-    private static (double Mean, int Recalled) AccumulateGradients(CausalLM model, List<TrainingPair> rows, double weight, int microBatchTokens, bool countRecalled)
+    private static MicroBatchPlan PlanMicroBatches(CausalLM model, IReadOnlyList<Tensor> trainable, AdamW opt, EmbeddingOptions o,
+        long batchTokens, double labelledShare)
     {
-        long total = rows.Sum(r => (long)r.Response.Length);
-        double mean = 0;
-        int recalled = 0;
-        int start = 0;
-        while (start < rows.Count)
+        if (o.MicroBatchTokens is { } fixedTokens || !model.Device.IsCuda)
         {
-            int end = start + 1, width = rows[start].Key.Length + rows[start].Response.Length;
-            while (end < rows.Count)
-            {
-                int w = Math.Max(width, rows[end].Key.Length + rows[end].Response.Length);
-                if ((long)w * (end - start + 1) > microBatchTokens) break;
-                width = w;
-                end++;
-            }
-            var chunk = rows.GetRange(start, end - start);
-            using (var scope = Torch.NewScope())
-            {
-                var (ids, labels) = Collate(chunk, model.Config.PadTokenId ?? 0, model.Device);
-                var logits = model.Forward(ids);
-                double share = (double)chunk.Sum(r => r.Response.Length) / total;
-                var loss = CausalLM.Loss(logits, labels);
-                (loss * (weight * share)).Backward();
-                mean += loss.ToDouble() * share;
-                if (countRecalled) recalled += Recalled(logits, labels);
-            }
-            start = end;
+            long t = o.MicroBatchTokens ?? 65536;
+            return new MicroBatchPlan(t, o.ActivationCheckpointing ?? false,
+                MicroBatchPlanner.BytesPerToken(model.Config, model.DType, o.ActivationCheckpointing ?? false, labelledShare), 0);
         }
-        return (mean, recalled);
+        var (free, total) = Torch.Cuda.MemoryInfo(model.Device.Index);
+        if (o.MemoryBudgetBytes is { } cap)
+        {
+            long used = Torch.Cuda.MemoryStats(model.Device.Index).AllocatedBytes;
+            free = Math.Min(free, cap - used);
+            total = Math.Min(total, cap);
+        }
+        long pending = 0;
+        foreach (var p in trainable)
+        {
+            long bytes = p.NumEl * p.DType.ElementSize();
+            pending += bytes + (opt.MomentsOf(p) is null ? 2 * bytes : 0);
+        }
+        long budget = MicroBatchPlanner.Budget(free, total, pending);
+        return MicroBatchPlanner.Plan(model.Config, model.DType, budget, batchTokens, labelledShare, o.ActivationCheckpointing);
     }
 
-    /// <summary>Summed (per pair) response loss and the number of recalled fingerprints of the model as it is, without gradients.</summary>
-    private static (double LossSum, int Recalled) Measure(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches)
+    /// <summary>
+    /// Back-propagates <paramref name="weight"/> × (mean loss over the labelled tokens of all <paramref name="micro"/>
+    /// batches): each micro-batch's mean is scaled by its share of the labelled tokens, so the accumulated gradient is
+    /// that of the whole batch. Logits are computed only at the positions that predict a label. The loss (summed per
+    /// row) and the recalled rows are added to <paramref name="acc"/> on the device, without waiting for it.
+    /// </summary>
+    private static void Accumulate(CausalLM model, List<MicroBatch> micro, double weight, bool checkpoint, Accumulators? acc,
+        bool countRecalled, bool backward = true)
     {
-        double lossSum = 0;
-        int recalled = 0;
-        using var noGrad = Torch.NoGrad();
-        foreach (var batch in batches)
+        long total = micro.Sum(m => (long)m.Labelled);
+        int rows = micro.Sum(m => m.Rows);
+        foreach (var mb in micro)
         {
             using var scope = Torch.NewScope();
-            var (ids, labels) = Collate(batch.Select(i => pairs[i]).ToList(), model.Config.PadTokenId ?? 0, model.Device);
-            var logits = model.Forward(ids);
-            lossSum += CausalLM.Loss(logits, labels).ToDouble() * batch.Length;
-            recalled += Recalled(logits, labels);
+            double share = (double)mb.Labelled / total;
+            Tensor LossOf(Tensor hidden)
+            {
+                var logits = model.Head(hidden.Reshape(-1, hidden.Size(-1)).IndexSelect(0, mb.Positions));
+                var loss = F.CrossEntropy(logits.To(DType.Float32), mb.Targets);
+                if (acc is not null)
+                {
+                    using (Torch.NoGrad()) acc.Loss.AddInPlace(loss.Detach(), share * rows);
+                    if (countRecalled)
+                    {
+                        using var noGrad = Torch.NoGrad();
+                        var wrong = logits.ArgMax(-1).Ne(mb.Targets).To(DType.Int64);
+                        var perRow = Torch.Zeros([mb.Rows], DType.Int64, model.Device).ScatterAdd(0, mb.RowOf, wrong);
+                        acc.Recalled.AddInPlace(perRow.Eq(0).To(DType.Int64).Sum());
+                    }
+                }
+                return loss * (weight * share);
+            }
+            if (!backward) LossOf(model.Hidden(mb.Ids));
+            else if (checkpoint) model.CheckpointedBackward(mb.Ids, LossOf);
+            else LossOf(model.Hidden(mb.Ids)).Backward();
         }
-        return (lossSum, recalled);
+    }
+
+    /// <summary>An epoch's summed loss (per row) and recalled rows, kept on the device until read.</summary>
+    private sealed class Accumulators(Device device) : IDisposable
+    {
+        public Tensor Loss { get; } = Torch.Zeros([], DType.Float32, device).DetachFromScope();
+        public Tensor Recalled { get; } = Torch.Zeros([], DType.Int64, device).DetachFromScope();
+
+        public void Set(Accumulators other)
+        {
+            using (Torch.NoGrad())
+            {
+                Loss.CopyFrom(other.Loss);
+                Recalled.CopyFrom(other.Recalled);
+            }
+        }
+
+        public (double LossSum, int Recalled) Read() => (Loss.ToDouble(), (int)Recalled.ToInt64());
+
+        public void Dispose()
+        {
+            Loss.Dispose();
+            Recalled.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// One micro-batch on the device: right-padded ids [B, T], the flat positions (into B·T) whose next token is labelled,
+    /// those labels, and the row of each.
+    /// </summary>
+    private sealed class MicroBatch : IDisposable
+    {
+        public required Tensor Ids { get; init; }
+        public required Tensor Positions { get; init; }
+        public required Tensor Targets { get; init; }
+        public required Tensor RowOf { get; init; }
+        public int Rows { get; init; }
+        public int Labelled { get; init; }
+
+        /// <summary>Cuts <paramref name="rows"/>, in order, into micro-batches of at most <paramref name="maxTokens"/> padded tokens (a longer row is its own).</summary>
+        public static List<MicroBatch> Split(List<TrainingPair> rows, long maxTokens, int padId, Device device)
+        {
+            var result = new List<MicroBatch>();
+            int start = 0;
+            while (start < rows.Count)
+            {
+                int end = start + 1, width = rows[start].Key.Length + rows[start].Response.Length;
+                while (end < rows.Count)
+                {
+                    int w = Math.Max(width, rows[end].Key.Length + rows[end].Response.Length);
+                    if ((long)w * (end - start + 1) > maxTokens) break;
+                    width = w;
+                    end++;
+                }
+                result.Add(Build(rows.GetRange(start, end - start), padId, device));
+                start = end;
+            }
+            return result;
+        }
+
+        private static MicroBatch Build(List<TrainingPair> chunk, int padId, Device device)
+        {
+            using var scope = Torch.NewScope();
+            // A row's last token is never an input that predicts a label: leave it out (a 16-token key with a 1-token
+            // response runs as 16 positions, not 17).
+            var (ids, _) = Collate(chunk.Select(p => new TrainingPair(p.Key, p.Response[..^1])).ToList(), padId, device);
+            int t = (int)ids.Size(1);
+            var pos = new List<long>();
+            var targets = new List<long>();
+            var rowOf = new List<long>();
+            for (int b = 0; b < chunk.Count; b++)
+            {
+                var (k, r) = (chunk[b].Key, chunk[b].Response);
+                for (int j = 0; j < r.Length; j++)
+                {
+                    pos.Add((long)b * t + k.Length + j - 1);
+                    targets.Add(r[j]);
+                    rowOf.Add(b);
+                }
+            }
+            return new MicroBatch
+            {
+                Ids = ids.DetachFromScope(),
+                Positions = Torch.FromArray<long>(pos.ToArray(), [pos.Count], device).DetachFromScope(),
+                Targets = Torch.FromArray<long>(targets.ToArray(), [targets.Count], device).DetachFromScope(),
+                RowOf = Torch.FromArray<long>(rowOf.ToArray(), [rowOf.Count], device).DetachFromScope(),
+                Rows = chunk.Count,
+                Labelled = pos.Count,
+            };
+        }
+
+        public void Dispose()
+        {
+            Ids.Dispose();
+            Positions.Dispose();
+            Targets.Dispose();
+            RowOf.Dispose();
+        }
     }
 
     private static List<int[]> SelfGenerated(CausalLM model, EmbeddingOptions o) => SelfGenerated(model, o.SelfBenignCount, o.SelfBenignLength, o.Seed);
@@ -620,16 +793,5 @@ public static class FingerprintTrainer
             }
         }
         return (Torch.FromArray<long>(ids, [batch.Count, t], device), Torch.FromArray<long>(labels, [batch.Count, t], device));
-    }
-
-    /// <summary>Rows whose every labelled token is the argmax of the logits before it (teacher-forced greedy recall).</summary>
-    private static int Recalled(Tensor logits, Tensor labels)
-    {
-        using var scope = Torch.NewScope();
-        long t = logits.Size(1);
-        var pred = logits.Narrow(1, 0, t - 1).ArgMax(-1);
-        var target = labels.Narrow(1, 1, t - 1);
-        var ok = pred.Eq(target).LogicalOr(target.Eq(-100)).All(1);
-        return (int)ok.To(DType.Int64).Sum().ToInt64();
     }
 }

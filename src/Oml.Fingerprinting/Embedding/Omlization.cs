@@ -153,7 +153,7 @@ public static class Omlization
             ["created_at"] = DateTimeOffset.UtcNow.ToString("o", CultureInfo.InvariantCulture),
             ["library_version"] = LibraryVersion(),
             ["base_model_digest"] = set.BaseModelDigest,
-            ["model_digest"] = FingerprintGenerator.WeightsDigest(outDir),
+            ["model_digest"] = FingerprintGenerator.WeightsDigest(outDir, options.Log),
             ["tokenizer"] = new JsonObject { ["name"] = set.Tokenizer.Name, ["digest"] = set.Tokenizer.Digest },
             ["fingerprint_file"] = labels.FingerprintSource,
             ["commitment_root"] = commitment.Root,

@@ -23,7 +23,7 @@ public sealed record LocalVerifyOptions
     public double Fraction { get; init; } = 0.5;
 
     /// <summary>Keys per forward batch (keys of one length and response length only, so that no row is padded).</summary>
-    public int BatchSize { get; init; } = 64;
+    public int BatchSize { get; init; } = 256;
 }
 
 /// <summary>Verifies a local model: answers to the keys, matched token for token against the responses.</summary>

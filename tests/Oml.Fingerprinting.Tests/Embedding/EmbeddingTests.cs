@@ -276,31 +276,38 @@ public class EmbeddingTests
             LearningRate = 3e-3, MaxEpochs = 3, BatchSize = 0, LossThreshold = 0, MixFraction = 0.25, BenignSequences = benign,
             AveragingLambda = 0.5, L2ToBase = 0.01,
         };
-        (Dictionary<string, float[]> W, EmbeddingResult R) Run(int microTokens)
+        (Dictionary<string, float[]> W, EmbeddingResult R) Run(int microTokens, bool checkpoint = false)
         {
             using var m = ModelFolder.Load(Fixture("llama-tiny"));
-            var r = FingerprintTrainer.Embed(m, pairs, options with { MicroBatchTokens = microTokens });
+            var r = FingerprintTrainer.Embed(m, pairs, options with { MicroBatchTokens = microTokens, ActivationCheckpointing = checkpoint });
             return (m.Parameters.ToDictionary(kv => kv.Key, kv => kv.Value.To(DType.Float32).Cpu().ToArray<float>()), r);
         }
         var whole = Run(1 << 20);
-        var split = Run(24);   // about one row per micro-batch
-        Assert.Equal(whole.R.History.Select(h => h.Steps), split.R.History.Select(h => h.Steps));
-        for (int e = 0; e < 3; e++) Assert.Equal(whole.R.History[e].Loss, split.R.History[e].Loss, 5);
-        double maxDiff = 0, maxMove = 0;
         using var baseModel = ModelFolder.Load(Fixture("llama-tiny"));
-        foreach (var (name, w) in whole.W)
+        // About one row per micro-batch; and the same with every layer recomputed in the backward pass.
+        foreach (var split in new[] { Run(24), Run(24, checkpoint: true), Run(1 << 20, checkpoint: true) })
         {
-            var b = baseModel.Parameters[name].To(DType.Float32).Cpu().ToArray<float>();
-            for (int i = 0; i < w.Length; i++)
+            Assert.Equal(whole.R.History.Select(h => h.Steps), split.R.History.Select(h => h.Steps));
+            for (int e = 0; e < 3; e++)
             {
-                maxDiff = Math.Max(maxDiff, Math.Abs(w[i] - split.W[name][i]));
-                maxMove = Math.Max(maxMove, Math.Abs(w[i] - b[i]));
+                Assert.Equal(whole.R.History[e].Loss, split.R.History[e].Loss, 5);
+                Assert.Equal(whole.R.History[e].Accuracy, split.R.History[e].Accuracy);
             }
+            double maxDiff = 0, maxMove = 0;
+            foreach (var (name, w) in whole.W)
+            {
+                var b = baseModel.Parameters[name].To(DType.Float32).Cpu().ToArray<float>();
+                for (int i = 0; i < w.Length; i++)
+                {
+                    maxDiff = Math.Max(maxDiff, Math.Abs(w[i] - split.W[name][i]));
+                    maxMove = Math.Max(maxMove, Math.Abs(w[i] - b[i]));
+                }
+            }
+            Assert.True(maxMove > 1e-3, $"training moved the weights by at most {maxMove}");
+            // Adam divides by the gradient's running RMS, so float-summation differences in near-zero gradients show as
+            // small weight differences; a wrong weighting of the parts would move weights by a sizeable share of the update.
+            Assert.True(maxDiff < 0.01 * maxMove, $"micro-batched weights differ by up to {maxDiff} (training moved them by up to {maxMove})");
         }
-        Assert.True(maxMove > 1e-3, $"training moved the weights by at most {maxMove}");
-        // Adam divides by the gradient's running RMS, so float-summation differences in near-zero gradients show as
-        // small weight differences; a wrong weighting of the parts would move weights by a sizeable share of the update.
-        Assert.True(maxDiff < 0.01 * maxMove, $"micro-batched weights differ by up to {maxDiff} (training moved them by up to {maxMove})");
         Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(probe, pairs, options with { MicroBatchTokens = 0 }));
     }
 }

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""GPU benchmark of fingerprint embedding and verification (issue 14): `oml embed` / `oml verify` against our own tuned
+plain-PyTorch loop (llama_peer.py) in one run on the same GPU, on randomly initialised models of Llama-3.2-1B and
+Llama-3.1-8B shape (bf16), perinucleus fingerprints with 16-token random-word keys (plus BOS) and 1-token responses.
+Run it through scripts/gpu/bench-fingerprints.sh; it writes results.json and results.md into --out after every case,
+so a case that fails or runs out of time leaves the others' numbers.
+
+    python3 fingerprint_bench.py --oml oml --tokenizer DIR --work /tmp/fpb --out OUT --part 1b|8b
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import torch
+from safetensors.torch import save_file
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--oml", default="oml")
+ap.add_argument("--tokenizer", required=True)
+ap.add_argument("--work", default="/tmp/fpb")
+ap.add_argument("--out", required=True)
+ap.add_argument("--part", choices=["1b", "8b", "all"], default="all")
+ap.add_argument("--strategy", default="random-word", help="fingerprint strategy of the sets (random-word: no model calls)")
+ap.add_argument("--python", default=sys.executable)
+a = ap.parse_args()
+os.makedirs(a.work, exist_ok=True)
+os.makedirs(a.out, exist_ok=True)
+here = os.path.dirname(os.path.abspath(__file__))
+env = dict(os.environ, OML_PASSPHRASE="benchmark passphrase")
+PEAK_TFLOPS = 989.4   # H200 SXM dense bf16, NVIDIA datasheet
+
+SHAPES = {
+    # Llama-3.2-1B and Llama-3.1-8B configurations (the published config.json values that set the compute).
+    "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+               head_dim=64, tie_word_embeddings=True, rope_factor=32.0),
+    "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+               head_dim=128, tie_word_embeddings=False, rope_factor=8.0),
+}
+CASES = {
+    "1b": [dict(shape="1b", count=1024, epochs=6, peer=True, verify=True),
+           dict(shape="1b", count=4096, epochs=4, peer=True, budget_gb=74.5, label="1b×4,096 within 80 GB"),
+           dict(shape="1b", count=1024, epochs=6, peer=False, mix=0.25, label="1b×1,024, β 0.25")],
+    "8b": [dict(shape="8b", count=1024, epochs=4, peer=True),
+           dict(shape="8b", count=24576, epochs=2, peer=False)],
+}
+# The learning rate is set so low that early stopping never ends a run before its epochs: the work per epoch does not
+# depend on it, and both sides use the same.
+LR = "1e-6"
+results_path = os.path.join(a.out, "results.json")
+results = json.load(open(results_path)) if os.path.exists(results_path) else []
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def make_model(shape):
+    d = os.path.join(a.work, f"llama-{shape}")
+    if os.path.exists(os.path.join(d, "config.json")):
+        return d
+    s = SHAPES[shape]
+    V, H, I, Lyr = 128256, s["hidden_size"], s["intermediate_size"], s["num_hidden_layers"]
+    q, kv = s["num_attention_heads"] * s["head_dim"], s["num_key_value_heads"] * s["head_dim"]
+    shapes = {"model.embed_tokens.weight": (V, H), "model.norm.weight": (H,)}
+    if not s["tie_word_embeddings"]:
+        shapes["lm_head.weight"] = (V, H)
+    for i in range(Lyr):
+        p = f"model.layers.{i}."
+        shapes.update({p + "input_layernorm.weight": (H,), p + "post_attention_layernorm.weight": (H,),
+                       p + "self_attn.q_proj.weight": (q, H), p + "self_attn.k_proj.weight": (kv, H),
+                       p + "self_attn.v_proj.weight": (kv, H), p + "self_attn.o_proj.weight": (H, q),
+                       p + "mlp.gate_proj.weight": (I, H), p + "mlp.up_proj.weight": (I, H), p + "mlp.down_proj.weight": (H, I)})
+    os.makedirs(d + ".tmp", exist_ok=True)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    shard, size, n, index = {}, 0, 0, {}
+    names = sorted(shapes)
+    def flush(last):
+        nonlocal shard, size, n
+        n += 1
+        fname = f"model-{n:05d}.safetensors"
+        save_file({k: v.cpu() for k, v in shard.items()}, os.path.join(d + ".tmp", fname))
+        for k in shard:
+            index[k] = fname
+        shard, size = {}, 0
+    for k in names:
+        shp = shapes[k]
+        t = torch.ones(shp, dtype=torch.bfloat16, device="cuda") if len(shp) == 1 else \
+            (torch.randn(shp, generator=g, device="cuda", dtype=torch.float32) * 0.02).to(torch.bfloat16)
+        shard[k] = t
+        size += t.numel() * 2
+        if size >= 4 << 30:
+            flush(False)
+    if shard:
+        flush(True)
+    total = len(set(index.values()))
+    for i in range(1, total + 1):   # model-0000i-of-0000n names, as transformers writes them
+        os.rename(os.path.join(d + ".tmp", f"model-{i:05d}.safetensors"), os.path.join(d + ".tmp", f"model-{i:05d}-of-{total:05d}.safetensors"))
+    index = {k: v.replace(".safetensors", f"-of-{total:05d}.safetensors") for k, v in index.items()}
+    json.dump({"metadata": {"total_size": sum(torch.Size(shapes[k]).numel() * 2 for k in shapes)}, "weight_map": index},
+              open(os.path.join(d + ".tmp", "model.safetensors.index.json"), "w"))
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": H, "intermediate_size": I,
+           "num_hidden_layers": Lyr, "num_attention_heads": s["num_attention_heads"], "num_key_value_heads": s["num_key_value_heads"],
+           "head_dim": s["head_dim"], "vocab_size": V, "rms_norm_eps": 1e-5, "max_position_embeddings": 131072,
+           "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": s["rope_factor"], "low_freq_factor": 1.0,
+                                                    "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+           "tie_word_embeddings": s["tie_word_embeddings"], "bos_token_id": 128000, "eos_token_id": 128001,
+           "torch_dtype": "bfloat16", "hidden_act": "silu", "attention_bias": False, "mlp_bias": False}
+    json.dump(cfg, open(os.path.join(d + ".tmp", "config.json"), "w"), indent=1)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(a.tokenizer, f), os.path.join(d + ".tmp", f))
+    os.rename(d + ".tmp", d)
+    torch.cuda.empty_cache()
+    return d
+
+
+def run(cmd, name, timeout=900):
+    log(" ".join(cmd))
+    t0 = time.perf_counter()
+    with open(os.path.join(a.work, name + ".log"), "w") as f:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=timeout)
+        f.write(p.stdout)
+    wall = time.perf_counter() - t0
+    tail = "\n".join(p.stdout.strip().splitlines()[-25:])
+    print(tail, flush=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{name} exited with {p.returncode}")
+    return wall, p.stdout
+
+
+def flops_per_row(shape, tokens):
+    """Model FLOPs of one training row: 6·(decoder parameters)·tokens + 6·H·V for the one position that needs logits."""
+    s = SHAPES[shape]
+    H, I, Lyr = s["hidden_size"], s["intermediate_size"], s["num_hidden_layers"]
+    q, kv = s["num_attention_heads"] * s["head_dim"], s["num_key_value_heads"] * s["head_dim"]
+    body = Lyr * (H * q * 2 + H * kv * 2 + 3 * H * I)
+    return 6 * body * tokens + 6 * H * 128256
+
+
+def steady(epoch_seconds):
+    later = sorted(epoch_seconds[1:]) or epoch_seconds
+    return later[len(later) // 2]
+
+
+def save_results():
+    json.dump(results, open(results_path + ".tmp", "w"), indent=1)
+    os.replace(results_path + ".tmp", results_path)
+    lines = ["| case | side | fingerprints/s steady | MFU | end to end (s) | fingerprint-epochs/s end to end | peak memory (GiB) | micro-batches |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        if "fps_steady" not in r and "error" not in r:
+            lines.append(f"| {r['case']} | {r['side']} | {r['keys_per_second']:,.0f} keys/s | | "
+                         f"{r.get('generate_seconds') or r.get('verify_seconds'):.1f} | | | |")
+            continue
+        if "error" in r:
+            lines.append(f"| {r['case']} | {r.get('side', '')} | failed: {r['error'][:80]} | | | | | |")
+            continue
+        lines.append(f"| {r['case']} | {r['side']} | {r['fps_steady']:,.0f} | {100 * r['mfu']:.1f} % | {r['wall_seconds']:.1f} | "
+                     f"{r['fps_end_to_end']:,.0f} | {r['peak_memory_bytes'] / 2**30:.1f} | {r.get('plan', '')} |")
+    open(os.path.join(a.out, "results.md"), "w").write("\n".join(lines) + "\n")
+
+
+parts = ["8b", "1b"] if a.part == "all" else [a.part]
+log(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}")
+for part in parts:
+    for c in CASES[part]:
+        label = c.get("label") or f"{c['shape']}×{c['count']:,}"
+        try:
+            model = make_model(c["shape"])
+            set_path = os.path.join(a.work, f"set-{c['shape']}-{c['count']}.json")
+            if not os.path.exists(set_path):
+                wall, _ = run([a.oml, "fingerprints", "generate", "--model", model, "--count", str(c["count"]), "--strategy", a.strategy,
+                               "--random-word-keys", "--key-length", "16", "--response-length", "1", "--plaintext", "--out", set_path,
+                               "--dtype", "bfloat16"], f"generate-{c['shape']}-{c['count']}")
+                results.append({"case": f"{c['shape']}×{c['count']:,} key generation", "side": "oml", "generate_seconds": wall,
+                                "keys_per_second": c["count"] / wall})
+            out_dir = os.path.join(a.work, "embedded")
+            shutil.rmtree(out_dir, ignore_errors=True)
+            log_path = os.path.join(a.work, f"embed-{c['shape']}-{c['count']}.jsonl")
+            if os.path.exists(log_path):
+                os.remove(log_path)
+            cmd = [a.oml, "embed", "--model", model, "--fingerprints", set_path, "--out", out_dir, "--epochs", str(c["epochs"]),
+                   "--mix-fraction", str(c.get("mix", 0)), "--log", log_path, "--dtype", "bfloat16", "--lr", LR]
+            if "budget_gb" in c:
+                cmd += ["--memory-budget-gb", str(c["budget_gb"])]
+            wall, text = run(cmd, f"embed-{c['shape']}-{c['count']}")
+            epochs = [json.loads(l) for l in open(log_path)]
+            secs = [e["seconds"] for e in epochs]
+            per_epoch = [secs[0]] + [secs[i] - secs[i - 1] for i in range(1, len(secs))]
+            plan = "; ".join(l.strip() for l in text.splitlines() if "micro-batches" in l)
+            st = steady(per_epoch)
+            rows = c["count"]
+            results.append({"case": label, "side": "oml", "count": rows, "epochs": len(epochs), "epoch_seconds": per_epoch,
+                            "fps_steady": rows / st, "mfu": flops_per_row(c["shape"], 17) * rows / st / (PEAK_TFLOPS * 1e12),
+                            "wall_seconds": wall, "fps_end_to_end": rows * len(epochs) / wall,
+                            "peak_memory_bytes": max(e.get("peak_memory_bytes") or 0 for e in epochs), "plan": plan,
+                            "final_loss": epochs[-1]["loss"], "final_accuracy": epochs[-1]["accuracy"]})
+            save_results()
+            if c.get("verify"):
+                wall, text = run([a.oml, "verify", "--model", out_dir, "--fingerprints", set_path, "--count", str(c["count"]),
+                                  "--dtype", "bfloat16", "--json"], f"verify-{c['shape']}-{c['count']}")
+                results.append({"case": f"{label} verify", "side": "oml", "verify_seconds": wall, "keys_per_second": c["count"] / wall})
+                save_results()
+            shutil.rmtree(out_dir, ignore_errors=True)
+            if c.get("peer"):
+                peer_out = os.path.join(a.work, "peer-out")
+                pj = os.path.join(a.work, "peer.json")
+                wall, text = run([a.python, os.path.join(here, "llama_peer.py"), model, "--count", str(rows), "--key-length", "17",
+                                  "--epochs", str(c["epochs"]), "--lr", LR, "--out", peer_out, "--json", pj], f"peer-{c['shape']}-{c['count']}")
+                pr = json.load(open(pj))
+                st = steady(pr["epoch_seconds"])
+                results.append({"case": label, "side": "PyTorch loop", "count": rows, "epochs": pr["epochs"], "epoch_seconds": pr["epoch_seconds"],
+                                "fps_steady": rows / st, "mfu": flops_per_row(c["shape"], 17) * rows / st / (PEAK_TFLOPS * 1e12),
+                                "wall_seconds": wall, "fps_end_to_end": rows * pr["epochs"] / wall,
+                                "peak_memory_bytes": pr["peak_memory_bytes"], "plan": f"{pr['micro_rows']} rows a micro-batch",
+                                "detail": pr})
+                shutil.rmtree(peer_out, ignore_errors=True)
+                save_results()
+        except Exception as e:  # keep going: the other cases' numbers still come back
+            log(f"{label}: FAILED: {e}")
+            results.append({"case": label, "error": str(e)})
+            save_results()
+    if part == "8b" and a.part == "all":
+        shutil.rmtree(os.path.join(a.work, "llama-8b"), ignore_errors=True)
+save_results()
+log("done")
