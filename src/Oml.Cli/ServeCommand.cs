@@ -26,10 +26,10 @@ internal sealed class ServeOptions
 
     public OpenAiServerOptions Server(ParseResult r, string modelDir, string? defaultName = null)
     {
-        if (r.GetValue(MaxTokensLimit) < 1) throw new ArgumentException("--max-tokens-limit must be at least 1");
-        if (r.GetValue(DefaultMaxTokens) < 1) throw new ArgumentException("--default-max-tokens must be at least 1");
-        if (r.GetValue(MaxBodyBytes) < 1024) throw new ArgumentException("--max-request-bytes must be at least 1024");
-        if (r.GetValue(MaxModelLen) is < 2) throw new ArgumentException("--max-model-len must be at least 2");
+        if (r.GetValue(MaxTokensLimit) < 1) throw new UsageException("--max-tokens-limit must be at least 1");
+        if (r.GetValue(DefaultMaxTokens) < 1) throw new UsageException("--default-max-tokens must be at least 1");
+        if (r.GetValue(MaxBodyBytes) < 1024) throw new UsageException("--max-request-bytes must be at least 1024");
+        if (r.GetValue(MaxModelLen) is < 2) throw new UsageException("--max-model-len must be at least 2");
         return new OpenAiServerOptions
         {
             ModelName = r.GetValue(ServedModelName) ?? defaultName ?? Path.GetFileName(Path.GetFullPath(modelDir).TrimEnd(Path.DirectorySeparatorChar)),
@@ -44,7 +44,7 @@ internal sealed class ServeOptions
     public BatchEngineOptions Engine(ParseResult r)
     {
         int seqs = r.GetValue(MaxNumSeqs);
-        if (seqs < 1) throw new ArgumentException("--max-num-seqs must be at least 1");
+        if (seqs < 1) throw new UsageException("--max-num-seqs must be at least 1");
         return new BatchEngineOptions { MaxBatchSize = seqs };
     }
 }

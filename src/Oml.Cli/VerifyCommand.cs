@@ -118,7 +118,7 @@ public static class VerifyCommand
                     int eq = spec.IndexOf('=');
                     string negDir = eq >= 0 ? spec[(eq + 1)..] : spec, kind = eq >= 0 ? spec[..eq] : "negative";
                     if (negDir.Length == 0 || kind.Length == 0) throw new UsageException($"--calibrate: '{spec}' is not DIR or KIND=DIR");
-                    var rep = VerifyLocal(negDir, set, chosen, rule, LocalOptions(negDir), Cli.ParseDevice(r.GetValue(device)!), quiet: true, Cli.ParseDType(r.GetValue(dtype)));
+                    var rep = VerifyLocal(negDir, set, chosen, rule, LocalOptions(negDir), Cli.ParseDevice(r.GetValue(device)!), quiet: true, dtype: Cli.ParseDType(r.GetValue(dtype)));
                     Console.Error.WriteLine($"{negDir}: {rep.Hits}/{rep.Queried} keys hit");
                     results.Add(new NegativeResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(negDir))), kind, rep.Hits, rep.Queried));
                 }
@@ -130,7 +130,7 @@ public static class VerifyCommand
 
             VerificationReport report;
             if (dir is not null)
-                report = VerifyLocal(dir, set, chosen, rule, LocalOptions(dir), Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
+                report = VerifyLocal(dir, set, chosen, rule, LocalOptions(dir), Cli.ParseDevice(r.GetValue(device)!), dtype: Cli.ParseDType(r.GetValue(dtype)));
             else
             {
                 string? apiKey = null;

@@ -475,7 +475,7 @@ public sealed class ExplorerBrowserTests : IDisposable
         File.WriteAllText(Path.Combine(model, "tokenizer.json"), FingerprintCliTests.TinyTokenizerJson());
         var pool = P("pool.omlfp");
         var g = Run("fingerprints", "generate", "--model", model, "--strategy", "random-word", "--random-word-keys", "--count", "16",
-            "--out", pool, "--passphrase-file", PassFile, "--kdf-iterations", Kdf);
+            "--out", pool, "--passphrase-file", PassFile, "--kdf-iterations", Kdf, "--insecure-kdf");
         Assert.True(g.Code == 0, g.Err);
 
         const string metadata = """{"name":"<script>alert(1)</script> tiny & co"}""";

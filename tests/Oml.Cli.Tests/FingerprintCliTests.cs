@@ -177,7 +177,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         var doc = Json(r.Out);
         Assert.True(doc["encrypted"]!.GetValue<bool>());
         Assert.Equal("pbkdf2-hmac-sha256", doc["kdf"]!.GetValue<string>());
-        Assert.Equal(1, doc["version"]!.GetValue<int>());
+        Assert.Equal(FingerprintSetFile.ContainerVersion, doc["version"]!.GetValue<int>());
         Assert.Null(doc["count"]);
         r = Run("fingerprints", "inspect", W.Set);
         Assert.Contains("encrypted:   yes", r.Out);

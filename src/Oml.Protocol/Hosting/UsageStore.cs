@@ -115,7 +115,7 @@ public sealed class UsageStore
             catch (Exception e) when (IsParseFailure(e))
             {
                 if (i == lines.Length - 1 && e is System.Text.Json.JsonException) continue;
-                bad.Add($"{Served} line {i + 1}: {e.Message}");
+                bad.Add($"{Served}: line {i + 1} is damaged ({e.Message}); repair or remove it");
             }
         }
         return result;
