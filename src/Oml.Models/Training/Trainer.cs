@@ -240,7 +240,7 @@ public static class Trainer
             {
                 Text(name);
                 Text(string.Join(",", t.Shape) + ":" + t.DType);
-                h.AppendData(t.ToBytes());
+                t.ForEachByteChunk(h.AppendData);
             }
         });
 }
