@@ -98,6 +98,7 @@ public static class EmbedCommand
             DefaultValueFactory = _ => "auto",
         };
         ckpt.AcceptOnlyFromAmong("auto", "on", "off");
+        var dist = new DistributedOptions();
         var memoryBudget = new Option<double?>("--memory-budget-gb") { Description = "Plan micro-batches to keep the device's memory use within this many GiB (default: all that is free)" };
         var cmd = new Command("embed",
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
@@ -105,8 +106,10 @@ public static class EmbedCommand
             model, fingerprints, output, lr, epochs, batch, lambda, averagingEvery, earlyStop, noEarlyStop, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log,
             expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device, dtype, microTokens, ckpt, memoryBudget,
         };
+        dist.AddTo(cmd);
         cmd.SetAction(r =>
         {
+            if (dist.Plan(r) is { } plan) return dist.Launch(r, plan);
             var dir = r.GetValue(model)!;
             var outDir = r.GetValue(output)!;
             var setPath = r.GetValue(fingerprints)!;
@@ -137,6 +140,13 @@ public static class EmbedCommand
             if (Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(dir).TrimEnd('/')) throw new UsageException("--out must differ from --model");
             if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: embedding needs the model's tokenizer");
             var dev = Cli.ParseDevice(r.GetValue(device)!);
+            using var group = DistributedOptions.Join(dev);
+            bool lead = group is null || group.Rank == 0;
+            if (group is not null)
+            {
+                options = options with { Group = group, Log = lead ? options.Log : null };
+                if (lead) Console.Error.WriteLine($"data-parallel over {group.WorldSize} ranks ({group.Backend})");
+            }
 
             var set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
             var tok = Tokenizer.FromFolder(dir);
@@ -193,8 +203,9 @@ public static class EmbedCommand
                 Benign = r.GetValue(benignText) is { } bt ? Path.GetFileName(bt) : "self-generated",
                 Device = dev.ToString(),
             };
-            var result = Run(lm, dir, outDir, set, pairs, options, labels, r.GetValue(log));
+            var result = lead ? Run(lm, dir, outDir, set, pairs, options, labels, r.GetValue(log)) : Omlization.Run(lm, dir, outDir, set, pairs, options, labels);
             if (masks is not null) foreach (var mk in masks.Values) mk.Dispose();
+            if (!lead) return Cli.Ok;
             Console.WriteLine(Summary(outDir, set.Count, result));
             if (Omlization.Advice(result, options) is { } advice) Console.Error.WriteLine($"oml: not every fingerprint is recalled: {advice}");
             return Cli.Ok;

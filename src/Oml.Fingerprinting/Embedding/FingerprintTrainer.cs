@@ -156,6 +156,14 @@ public sealed record EmbeddingOptions
     public Action<string>? Log { get; init; }
     /// <summary>Plan micro-batches within this many bytes of device memory in all (null: whatever the device has free).</summary>
     public long? MemoryBudgetBytes { get; init; }
+    /// <summary>
+    /// Data parallelism: the process group of the ranks that train together (null: this process alone). Every rank
+    /// runs the same batches and steps; each computes the gradient of its share of each batch's rows (row i goes to
+    /// rank i mod world size), the gradients are summed over the ranks before the step, so the step is that of one
+    /// process with the same global batch (up to floating-point summation order). Every rank ends with the same weights.
+    /// Not part of a checkpoint's identity: a run resumes with any number of ranks.
+    /// </summary>
+    public Oml.Engine.Distributed.ProcessGroup? Group { get; init; }
 
     public void Validate()
     {
@@ -270,6 +278,8 @@ public static class FingerprintTrainer
         var batches = order.Chunk(batchSize).ToList();
 
         int padId = model.Config.PadTokenId ?? 0;
+        var group = options.Group;
+        (long, int) BatchTotals(int[] batch) => (batch.Sum(i => (long)pairs[i].Response.Length), batch.Length);
         var cached = new Dictionary<int, List<MicroBatch>>();
         var history = new List<EmbeddingProgress>();
         var sw = Stopwatch.StartNew();
@@ -348,15 +358,21 @@ public static class FingerprintTrainer
                     // and each part in micro-batches (fpPlan, benignPlan) whose gradients accumulate: one optimizer
                     // step per batch, however large.
                     double fpWeight = benignRows.Count > 0 ? 1 - options.MixFraction : 1;
+                    // With several ranks each runs its share of the rows, weighted by the whole batch's token counts.
                     if (!cached.TryGetValue(bi, out var fpMicro))
-                        cached[bi] = fpMicro = MicroBatch.Split(batch.Select(i => pairs[i]).ToList(), fpPlan.Tokens, padId, model.Device);
-                    Accumulate(model, fpMicro, fpWeight, fpPlan.Checkpoint, acc, countRecalled: true);
+                        cached[bi] = fpMicro = MicroBatch.Split(Shard(batch.Select(i => pairs[i]).ToList(), group), fpPlan.Tokens, padId, model.Device);
+                    Accumulate(model, fpMicro, fpWeight, fpPlan.Checkpoint, acc, countRecalled: true, totals: BatchTotals(batch));
                     if (benignRows.Count > 0)
                     {
-                        var micro = MicroBatch.Split(benignRows, benignPlan!.Tokens, padId, model.Device);
-                        try { Accumulate(model, micro, options.MixFraction, benignPlan.Checkpoint, null, countRecalled: false); }
+                        var micro = MicroBatch.Split(Shard(benignRows, group), benignPlan!.Tokens, padId, model.Device);
+                        try
+                        {
+                            Accumulate(model, micro, options.MixFraction, benignPlan.Checkpoint, null, countRecalled: false,
+                                totals: (benignRows.Sum(r => (long)r.Response.Length), benignRows.Count));
+                        }
                         finally { foreach (var mb in micro) mb.Dispose(); }
                     }
+                    if (group is not null) AllReduceGradients(group, trainable);
                     if (options.L2ToBase > 0)
                     {
                         using var scope = Torch.NewScope();
@@ -387,11 +403,12 @@ public static class FingerprintTrainer
                         for (int bi = 0; bi < batches.Count; bi++)
                         {
                             if (!cached.TryGetValue(bi, out var fpMicro))
-                                cached[bi] = fpMicro = MicroBatch.Split(batches[bi].Select(i => pairs[i]).ToList(), fpPlan.Tokens, padId, model.Device);
-                            Accumulate(model, fpMicro, 1, checkpoint: false, measured, countRecalled: true, backward: false);
+                                cached[bi] = fpMicro = MicroBatch.Split(Shard(batches[bi].Select(i => pairs[i]).ToList(), group), fpPlan.Tokens, padId, model.Device);
+                            Accumulate(model, fpMicro, 1, checkpoint: false, measured, countRecalled: true, backward: false, totals: BatchTotals(batches[bi]));
                         }
                     acc.Set(measured);
                 }
+                if (group is not null) group.AllReduce([acc.Loss, acc.Recalled]);
                 var (lossSum, recalled) = acc.Read();
                 double? held = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens) : null;
                 var pr = new EmbeddingProgress(epoch, steps, lossSum / pairs.Count, (double)recalled / pairs.Count, secondsBefore + sw.Elapsed.TotalSeconds)
@@ -425,7 +442,7 @@ public static class FingerprintTrainer
                 }
                 else converged = epoch == options.MaxEpochs && all;
                 // The checkpoint is written before the progress report, so a run killed from the callback resumes after this epoch.
-                if (options.CheckpointDir is { } dir && (epoch % options.CheckpointEvery == 0 || converged || epoch == options.MaxEpochs))
+                if (options.CheckpointDir is { } dir && (group is null || group.Rank == 0) && (epoch % options.CheckpointEvery == 0 || converged || epoch == options.MaxEpochs))
                     EmbeddingCheckpoint.Save(dir, digest!, epoch, steps, recalledStreak, converged, history, named, opt);
                 progress?.Report(pr);
             }
@@ -510,6 +527,58 @@ public static class FingerprintTrainer
         }
     }
 
+    /// <summary>This rank's rows of a batch: row i goes to rank i mod world size.</summary>
+    private static List<TrainingPair> Shard(List<TrainingPair> rows, Oml.Engine.Distributed.ProcessGroup? group) =>
+        group is null || group.WorldSize == 1 ? rows : rows.Where((_, i) => i % group.WorldSize == group.Rank).ToList();
+
+    /// <summary>
+    /// Sums the gradients of <paramref name="parameters"/> over the ranks, in buckets of at most 64 Mi elements of one
+    /// dtype (a rank that had no rows in a batch contributes zeros).
+    /// </summary>
+    private static void AllReduceGradients(Oml.Engine.Distributed.ProcessGroup group, IReadOnlyList<Tensor> parameters)
+    {
+        const long bucketElements = 64L << 20;
+        var grads = new List<Tensor>(parameters.Count);
+        try
+        {
+            foreach (var p in parameters)
+            {
+                var g = p.Grad;
+                if (g is null)
+                {
+                    using (Torch.NoGrad())
+                    using (var zeros = Torch.ZerosLike(p))
+                        p.Grad = zeros;
+                    g = p.Grad!;
+                }
+                grads.Add(g);
+            }
+            int start = 0;
+            while (start < grads.Count)
+            {
+                int end = start + 1;
+                long n = grads[start].NumEl;
+                while (end < grads.Count && grads[end].DType == grads[start].DType && n + grads[end].NumEl <= bucketElements) n += grads[end++].NumEl;
+                using var scope = Torch.NewScope();
+                using var noGrad = Torch.NoGrad();
+                var flat = Torch.Cat(grads.GetRange(start, end - start).Select(g => g.Reshape(-1)).ToList());
+                group.AllReduce(flat);
+                long offset = 0;
+                for (int i = start; i < end; i++)
+                {
+                    long k = grads[i].NumEl;
+                    grads[i].CopyFrom(flat.Narrow(0, offset, k).Reshape(grads[i].Shape));
+                    offset += k;
+                }
+                start = end;
+            }
+        }
+        finally
+        {
+            foreach (var g in grads) g.Dispose();
+        }
+    }
+
     /// <summary>Summed (per pair) response loss and the number of recalled fingerprints of the model as it is, without gradients.</summary>
     private static (double LossSum, int Recalled) Measure(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, long microTokens)
     {
@@ -587,10 +656,11 @@ public static class FingerprintTrainer
     /// row) and the recalled rows are added to <paramref name="acc"/> on the device, without waiting for it.
     /// </summary>
     private static void Accumulate(CausalLM model, List<MicroBatch> micro, double weight, bool checkpoint, Accumulators? acc,
-        bool countRecalled, bool backward = true)
+        bool countRecalled, bool backward = true, (long Labelled, int Rows)? totals = null)
     {
-        long total = micro.Sum(m => (long)m.Labelled);
-        int rows = micro.Sum(m => m.Rows);
+        // The shares are of the whole batch's labelled tokens (all ranks' rows); without totals, of these micro-batches'.
+        long total = totals?.Labelled ?? micro.Sum(m => (long)m.Labelled);
+        int rows = totals?.Rows ?? micro.Sum(m => m.Rows);
         foreach (var mb in micro)
         {
             using var scope = Torch.NewScope();

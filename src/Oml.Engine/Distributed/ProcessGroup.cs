@@ -1,0 +1,130 @@
+using System.Globalization;
+using static Oml.Engine.Native;
+
+namespace Oml.Engine.Distributed;
+
+/// <summary>How <see cref="ProcessGroup.AllReduce"/> combines the ranks' values.</summary>
+public enum ReduceOp { Sum = 0, Max = 1, Min = 2, Product = 3 }
+
+/// <summary>Where a rank sits in a job: its rank, the world size, its rank on this host and the rendezvous address.</summary>
+public sealed record RankInfo(int Rank, int WorldSize, int LocalRank, string MasterAddress, int MasterPort)
+{
+    /// <summary>
+    /// The rank as the usual launcher environment gives it (torchrun's variables: RANK, WORLD_SIZE, LOCAL_RANK,
+    /// MASTER_ADDR, MASTER_PORT); null when WORLD_SIZE is not set (a single-process run).
+    /// </summary>
+    /// <exception cref="ArgumentException">a variable is set but malformed or inconsistent.</exception>
+    public static RankInfo? FromEnvironment()
+    {
+        var world = Environment.GetEnvironmentVariable("WORLD_SIZE");
+        if (string.IsNullOrEmpty(world)) return null;
+        int Int(string name, string? fallback = null)
+        {
+            var v = Environment.GetEnvironmentVariable(name) ?? fallback
+                ?? throw new ArgumentException($"{name} is not set (WORLD_SIZE is: a distributed run needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT)");
+            return int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out int x) ? x : throw new ArgumentException($"{name}={v} is not a non-negative integer");
+        }
+        int size = Int("WORLD_SIZE"), rank = Int("RANK"), local = Int("LOCAL_RANK", rank.ToString(CultureInfo.InvariantCulture));
+        int port = Int("MASTER_PORT");
+        var addr = Environment.GetEnvironmentVariable("MASTER_ADDR") is { Length: > 0 } a ? a : throw new ArgumentException("MASTER_ADDR is not set");
+        if (size < 1 || rank >= size) throw new ArgumentException($"RANK={rank} must be below WORLD_SIZE={size}");
+        if (port is < 1 or > 65535) throw new ArgumentException($"MASTER_PORT={port} must be in [1, 65535]");
+        return new RankInfo(rank, size, local, addr, port);
+    }
+}
+
+/// <summary>
+/// A group of processes that run collectives together: libtorch's c10d process groups, gloo for CPU tensors and NCCL
+/// for CUDA tensors, with a TCP store for the rendezvous (rank 0 hosts it). Every collective blocks until it is done
+/// on this rank; a rank that died makes the others fail within <see cref="Timeout"/> with a <see cref="TorchException"/>
+/// whose message names the rank, rather than hang.
+/// </summary>
+public sealed class ProcessGroup : IDisposable
+{
+    private IntPtr _handle;
+
+    private ProcessGroup(IntPtr handle, string backend, int rank, int worldSize, TimeSpan timeout)
+    {
+        _handle = handle;
+        Backend = backend;
+        Rank = rank;
+        WorldSize = worldSize;
+        Timeout = timeout;
+    }
+
+    public string Backend { get; }
+    public int Rank { get; }
+    public int WorldSize { get; }
+    public TimeSpan Timeout { get; }
+
+    /// <summary>Whether this build of the native library has the backend ("gloo" or "nccl").</summary>
+    public static bool IsAvailable(string backend) => (oml_dist_backends() & (backend switch { "gloo" => 1, "nccl" => 2, _ => 0 })) != 0;
+
+    /// <summary>The backend for tensors on <paramref name="device"/>: NCCL on CUDA, gloo on the CPU.</summary>
+    public static string BackendFor(Device device) => device.IsCuda ? "nccl" : "gloo";
+
+    /// <summary>Joins the group at <paramref name="host"/>:<paramref name="port"/> (rank 0 hosts the rendezvous); blocks until all ranks joined or the timeout passed.</summary>
+    public static ProcessGroup Create(string backend, string host, int port, int rank, int worldSize, TimeSpan? timeout = null)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(host);
+        var t = timeout ?? TimeSpan.FromMinutes(5);
+        var h = oml_pg_new(backend, host, port, rank, worldSize, (long)t.TotalMilliseconds);
+        if (h == IntPtr.Zero) throw new TorchException(LastError());
+        return new ProcessGroup(h, backend, rank, worldSize, t);
+    }
+
+    /// <summary>Joins the group described by <paramref name="info"/> with the backend for <paramref name="device"/>.</summary>
+    public static ProcessGroup Create(RankInfo info, Device device, TimeSpan? timeout = null)
+    {
+        ArgumentNullException.ThrowIfNull(info);
+        return Create(BackendFor(device), info.MasterAddress, info.MasterPort, info.Rank, info.WorldSize, timeout);
+    }
+
+    private IntPtr Live => _handle != IntPtr.Zero ? _handle : throw new ObjectDisposedException(nameof(ProcessGroup));
+
+    /// <summary>Reduces each tensor in place over all ranks (every rank ends with the result).</summary>
+    public unsafe void AllReduce(IReadOnlyList<Tensor> tensors, ReduceOp op = ReduceOp.Sum)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        if (tensors.Count == 0) return;
+        using var hl = new HandleList(tensors);
+        fixed (IntPtr* p = hl.Ptrs) Check(oml_pg_all_reduce(Live, p, hl.Ptrs.Length, (int)op));
+    }
+
+    public void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum) => AllReduce([tensor], op);
+
+    /// <summary>Overwrites each tensor with <paramref name="root"/>'s.</summary>
+    public unsafe void Broadcast(IReadOnlyList<Tensor> tensors, int root = 0)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        if (tensors.Count == 0) return;
+        using var hl = new HandleList(tensors);
+        fixed (IntPtr* p = hl.Ptrs) Check(oml_pg_broadcast(Live, p, hl.Ptrs.Length, root));
+    }
+
+    /// <summary>Fills <paramref name="output"/> (WorldSize × the input's elements, contiguous) with every rank's <paramref name="input"/> in rank order.</summary>
+    public void AllGather(Tensor input, Tensor output)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(output);
+        Check(oml_pg_all_gather(Live, input.Handle, output.Handle));
+    }
+
+    /// <summary>Fills <paramref name="output"/> with the reduction over ranks of slice number <see cref="Rank"/> of <paramref name="input"/> (WorldSize slices).</summary>
+    public void ReduceScatter(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(output);
+        Check(oml_pg_reduce_scatter(Live, input.Handle, output.Handle, (int)op));
+    }
+
+    /// <summary>Returns once every rank has called it.</summary>
+    public void Barrier() => Check(oml_pg_barrier(Live));
+
+    public void Dispose()
+    {
+        var h = Interlocked.Exchange(ref _handle, IntPtr.Zero);
+        if (h != IntPtr.Zero) oml_pg_free(h);
+    }
+}
