@@ -8,8 +8,10 @@ public static class Torch
 {
     static Torch()
     {
-        // libtorch defaults to the number of physical cores; use every core the process may run on.
-        Check(oml_set_num_threads(Environment.ProcessorCount));
+        // libtorch defaults to the number of physical cores; use every core the process may run on, or the share a
+        // launcher gave this process (OMP_NUM_THREADS, as torchrun sets it for several processes on one host).
+        int threads = int.TryParse(Environment.GetEnvironmentVariable("OMP_NUM_THREADS"), out int n) && n > 0 ? n : Environment.ProcessorCount;
+        Check(oml_set_num_threads(threads));
     }
 
     /// <summary>Version of the libtorch the shim was compiled against, e.g. "1.13.0" or "2.11.0".</summary>

@@ -658,6 +658,27 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
     }
 
     [Fact]
+    public void Train_on_two_processes_ends_with_the_weights_of_one()
+    {
+        string data = Path.Combine(workspace.Root, "train.txt");
+        File.WriteAllText(data, string.Concat(Enumerable.Range(0, 400).Select(i => $"apple bread cloud dance eagle {i % 7} flame ")));
+        string[] Args(string outDir) => ["train", "--data", data, "--tokenizer", workspace.Model, "--hidden", "32", "--layers", "2", "--heads", "4",
+            "--kv-heads", "2", "--intermediate", "64", "--context", "32", "--steps", "8", "--batch-size", "5", "--lr", "3e-3", "--seed", "5",
+            "--device", "cpu", "--out", outDir];
+        string one = Path.Combine(workspace.Root, "tr-one"), two = Path.Combine(workspace.Root, "tr-two");
+        var a = Spawn(null, Args(one));
+        Assert.True(a.Code == 0, a.Err);
+        var b = Spawn(null, [.. Args(two), "--processes", "2"]);
+        Assert.True(b.Code == 0, b.Err);
+        Assert.Contains("data-parallel over 2 ranks (gloo)", b.Err, StringComparison.Ordinal);
+        var (w1, w2) = (Weights(one), Weights(two));
+        double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
+        Assert.True(worst < 3e-3, $"largest weight difference {worst:E2} (lr 3e-3)");
+        var manifest = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(two, "oml-training.json")))!;
+        Assert.Equal(2, manifest["world_size"]!.GetValue<int>());
+    }
+
+    [Fact]
     public void A_rank_that_dies_ends_the_job_naming_it()
     {
         var r = Spawn(new Dictionary<string, string> { [DistributedOptions.FaultVariable] = "1" }, [.. EmbedArgs(Path.Combine(workspace.Root, "dp-fault")), "--processes", "2"]);

@@ -79,6 +79,9 @@ public static class Launcher
                 env["LOCAL_WORLD_SIZE"] = plan.ProcessesPerNode.ToString(CultureInfo.InvariantCulture);
                 env["MASTER_ADDR"] = plan.MasterAddress;
                 env["MASTER_PORT"] = port.ToString(CultureInfo.InvariantCulture);
+                // The host's cores shared out among its ranks (unless the caller chose), so CPU ranks do not oversubscribe.
+                if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OMP_NUM_THREADS")))
+                    env["OMP_NUM_THREADS"] = Math.Max(1, Environment.ProcessorCount / plan.ProcessesPerNode).ToString(CultureInfo.InvariantCulture);
                 var p = new Process { StartInfo = psi };
                 string tag = rank == 0 ? "" : $"[rank {rank}] ";
                 p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (gate) stdout.WriteLine(tag + e.Data); };

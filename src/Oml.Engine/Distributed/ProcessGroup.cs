@@ -119,6 +119,55 @@ public sealed class ProcessGroup : IDisposable
         Check(oml_pg_reduce_scatter(Live, input.Handle, output.Handle, (int)op));
     }
 
+    /// <summary>
+    /// Sums the gradients of <paramref name="parameters"/> over the ranks, in buckets of at most 64 Mi elements of one
+    /// dtype (a rank that had no rows in a batch contributes zeros).
+    /// </summary>
+    public void AllReduceGradients(IReadOnlyList<Tensor> parameters)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        const long bucketElements = 64L << 20;
+        var grads = new List<Tensor>(parameters.Count);
+        try
+        {
+            foreach (var p in parameters)
+            {
+                var g = p.Grad;
+                if (g is null)
+                {
+                    using (Torch.NoGrad())
+                    using (var zeros = Torch.ZerosLike(p))
+                        p.Grad = zeros;
+                    g = p.Grad!;
+                }
+                grads.Add(g);
+            }
+            int start = 0;
+            while (start < grads.Count)
+            {
+                int end = start + 1;
+                long n = grads[start].NumEl;
+                while (end < grads.Count && grads[end].DType == grads[start].DType && n + grads[end].NumEl <= bucketElements) n += grads[end++].NumEl;
+                using var scope = Torch.NewScope();
+                using var noGrad = Torch.NoGrad();
+                var flat = Torch.Cat(grads.GetRange(start, end - start).Select(g => g.Reshape(-1)).ToList());
+                AllReduce(flat);
+                long offset = 0;
+                for (int i = start; i < end; i++)
+                {
+                    long k = grads[i].NumEl;
+                    grads[i].CopyFrom(flat.Narrow(0, offset, k).Reshape(grads[i].Shape));
+                    offset += k;
+                }
+                start = end;
+            }
+        }
+        finally
+        {
+            foreach (var g in grads) g.Dispose();
+        }
+    }
+
     /// <summary>Returns once every rank has called it.</summary>
     public void Barrier() => Check(oml_pg_barrier(Live));
 

@@ -372,7 +372,7 @@ public static class FingerprintTrainer
                         }
                         finally { foreach (var mb in micro) mb.Dispose(); }
                     }
-                    if (group is not null) AllReduceGradients(group, trainable);
+                    group?.AllReduceGradients(trainable);
                     if (options.L2ToBase > 0)
                     {
                         using var scope = Torch.NewScope();
@@ -530,54 +530,6 @@ public static class FingerprintTrainer
     /// <summary>This rank's rows of a batch: row i goes to rank i mod world size.</summary>
     private static List<TrainingPair> Shard(List<TrainingPair> rows, Oml.Engine.Distributed.ProcessGroup? group) =>
         group is null || group.WorldSize == 1 ? rows : rows.Where((_, i) => i % group.WorldSize == group.Rank).ToList();
-
-    /// <summary>
-    /// Sums the gradients of <paramref name="parameters"/> over the ranks, in buckets of at most 64 Mi elements of one
-    /// dtype (a rank that had no rows in a batch contributes zeros).
-    /// </summary>
-    private static void AllReduceGradients(Oml.Engine.Distributed.ProcessGroup group, IReadOnlyList<Tensor> parameters)
-    {
-        const long bucketElements = 64L << 20;
-        var grads = new List<Tensor>(parameters.Count);
-        try
-        {
-            foreach (var p in parameters)
-            {
-                var g = p.Grad;
-                if (g is null)
-                {
-                    using (Torch.NoGrad())
-                    using (var zeros = Torch.ZerosLike(p))
-                        p.Grad = zeros;
-                    g = p.Grad!;
-                }
-                grads.Add(g);
-            }
-            int start = 0;
-            while (start < grads.Count)
-            {
-                int end = start + 1;
-                long n = grads[start].NumEl;
-                while (end < grads.Count && grads[end].DType == grads[start].DType && n + grads[end].NumEl <= bucketElements) n += grads[end++].NumEl;
-                using var scope = Torch.NewScope();
-                using var noGrad = Torch.NoGrad();
-                var flat = Torch.Cat(grads.GetRange(start, end - start).Select(g => g.Reshape(-1)).ToList());
-                group.AllReduce(flat);
-                long offset = 0;
-                for (int i = start; i < end; i++)
-                {
-                    long k = grads[i].NumEl;
-                    grads[i].CopyFrom(flat.Narrow(0, offset, k).Reshape(grads[i].Shape));
-                    offset += k;
-                }
-                start = end;
-            }
-        }
-        finally
-        {
-            foreach (var g in grads) g.Dispose();
-        }
-    }
 
     /// <summary>Summed (per pair) response loss and the number of recalled fingerprints of the model as it is, without gradients.</summary>
     private static (double LossSum, int Recalled) Measure(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, long microTokens)
