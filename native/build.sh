@@ -122,9 +122,11 @@ fi
 
 echo "native/build.sh: building liboml_torch.so against libtorch from $origin ($torch_lib)"
 tmp="$lib_out.tmp.$$"
-if ! "$cxx" "${flags[@]}" "${dist_flags[@]}" "$here/oml_torch.cpp" -o "$tmp" "${libs[@]}" "${dist_libs[@]}"; then
+# A library with a symbol no loaded library defines would not load at all: check with ldd -r, and fall back too.
+if ! "$cxx" "${flags[@]}" "${dist_flags[@]}" "$here/oml_torch.cpp" -o "$tmp" "${libs[@]}" "${dist_libs[@]}" \
+   || { [ ${#dist_flags[@]} -gt 0 ] && ldd -r "$tmp" 2>&1 | grep -q "undefined symbol"; }; then
   [ ${#dist_flags[@]} -gt 0 ] || exit 1
-  echo "native/build.sh: warning: the build with process groups (${dist_flags[*]}) failed; building without them" >&2
+  echo "native/build.sh: warning: the build with process groups (${dist_flags[*]}) failed or left undefined symbols; building without them" >&2
   "$cxx" "${flags[@]}" "$here/oml_torch.cpp" -o "$tmp" "${libs[@]}"
 fi
 mv -f "$tmp" "$lib_out"
