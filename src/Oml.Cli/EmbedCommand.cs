@@ -99,6 +99,10 @@ public static class EmbedCommand
         };
         ckpt.AcceptOnlyFromAmong("auto", "on", "off");
         var dist = new DistributedOptions();
+        var shard = new Option<bool>("--shard-optimizer")
+        {
+            Description = "With --gpus/--processes: keep each parameter's AdamW state and reduced gradient on one rank only (ZeRO-2 by parameter; about 1/N of the optimizer memory per rank)",
+        };
         var memoryBudget = new Option<double?>("--memory-budget-gb") { Description = "Plan micro-batches to keep the device's memory use within this many GiB (default: all that is free)" };
         var cmd = new Command("embed",
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
@@ -107,9 +111,11 @@ public static class EmbedCommand
             expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device, dtype, microTokens, ckpt, memoryBudget,
         };
         dist.AddTo(cmd);
+        cmd.Add(shard);
         cmd.SetAction(r =>
         {
             if (dist.Plan(r) is { } plan) return dist.Launch(r, plan);
+            if (r.GetValue(shard) && RankInfoGiven() is false) throw new UsageException("--shard-optimizer needs --gpus or --processes (several ranks to shard over)");
             var dir = r.GetValue(model)!;
             var outDir = r.GetValue(output)!;
             var setPath = r.GetValue(fingerprints)!;
@@ -144,7 +150,8 @@ public static class EmbedCommand
             bool lead = group is null || group.Rank == 0;
             if (group is not null)
             {
-                options = options with { Group = group, Log = lead ? options.Log : null };
+                options = options with { Group = group, Log = lead ? options.Log : null, ShardOptimizer = r.GetValue(shard) };
+                Cli.OptionValue(options.Validate);
                 if (lead) Console.Error.WriteLine($"data-parallel over {group.WorldSize} ranks ({group.Backend})");
             }
 
@@ -212,6 +219,8 @@ public static class EmbedCommand
         });
         return cmd;
     }
+
+    private static bool RankInfoGiven() => !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("WORLD_SIZE"));
 
     /// <summary>One line on what was written: fingerprints, epochs, recall, the final merge and the held-out loss.</summary>
     public static string Summary(string outDir, int fingerprints, EmbeddingResult result)

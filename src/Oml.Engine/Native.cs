@@ -175,6 +175,7 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static partial void oml_pg_free(IntPtr g);
     [LibraryImport(Lib)] internal static unsafe partial int oml_pg_all_reduce(IntPtr g, IntPtr* ts, int n, int op);
     [LibraryImport(Lib)] internal static unsafe partial int oml_pg_broadcast(IntPtr g, IntPtr* ts, int n, int root);
+    [LibraryImport(Lib)] internal static unsafe partial int oml_pg_reduce(IntPtr g, IntPtr* ts, int n, int root, int op);
     [LibraryImport(Lib)] internal static partial int oml_pg_all_gather(IntPtr g, TensorHandle input, TensorHandle output);
     [LibraryImport(Lib)] internal static partial int oml_pg_reduce_scatter(IntPtr g, TensorHandle input, TensorHandle output, int op);
     [LibraryImport(Lib)] internal static partial int oml_pg_barrier(IntPtr g);

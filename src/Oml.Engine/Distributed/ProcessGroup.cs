@@ -103,6 +103,35 @@ public sealed class ProcessGroup : IDisposable
         fixed (IntPtr* p = hl.Ptrs) Check(oml_pg_broadcast(Live, p, hl.Ptrs.Length, root));
     }
 
+    /// <summary>Reduces each tensor into <paramref name="root"/>'s copy (the other ranks' copies are then unspecified).</summary>
+    public unsafe void Reduce(IReadOnlyList<Tensor> tensors, int root, ReduceOp op = ReduceOp.Sum)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        if (tensors.Count == 0) return;
+        using var hl = new HandleList(tensors);
+        fixed (IntPtr* p = hl.Ptrs) Check(oml_pg_reduce(Live, p, hl.Ptrs.Length, root, (int)op));
+    }
+
+    /// <summary>
+    /// Assigns each of <paramref name="sizes"/> (parameters, by element count) to one rank, balancing the totals: the
+    /// largest first, each to the rank with the least so far (ties to the lower rank). The same on every rank.
+    /// </summary>
+    public static int[] Partition(IReadOnlyList<long> sizes, int worldSize)
+    {
+        ArgumentNullException.ThrowIfNull(sizes);
+        ArgumentOutOfRangeException.ThrowIfLessThan(worldSize, 1);
+        var owner = new int[sizes.Count];
+        var load = new long[worldSize];
+        foreach (int i in Enumerable.Range(0, sizes.Count).OrderByDescending(i => sizes[i]).ThenBy(i => i))
+        {
+            int best = 0;
+            for (int r = 1; r < worldSize; r++) if (load[r] < load[best]) best = r;
+            owner[i] = best;
+            load[best] += sizes[i];
+        }
+        return owner;
+    }
+
     /// <summary>Fills <paramref name="output"/> (WorldSize × the input's elements, contiguous) with every rank's <paramref name="input"/> in rank order.</summary>
     public void AllGather(Tensor input, Tensor output)
     {

@@ -164,6 +164,14 @@ public sealed record EmbeddingOptions
     /// Not part of a checkpoint's identity: a run resumes with any number of ranks.
     /// </summary>
     public Oml.Engine.Distributed.ProcessGroup? Group { get; init; }
+    /// <summary>
+    /// With a <see cref="Group"/> of several ranks, shard the optimizer (ZeRO-2 at the granularity of parameters):
+    /// each trainable parameter is owned by one rank (balanced by size), its gradient is reduced to that rank only and
+    /// its AdamW moments live only there; the owner steps it and broadcasts the new values. The optimizer state per rank
+    /// falls to about 1/N and the gradients of other ranks' parameters are freed after each reduce. The weights stay
+    /// whole on every rank. Not with checkpoints yet.
+    /// </summary>
+    public bool ShardOptimizer { get; init; }
 
     public void Validate()
     {
@@ -181,6 +189,8 @@ public sealed record EmbeddingOptions
         if (SelfBenignCount < 1 || SelfBenignLength < 1) throw new ArgumentException("the self-generated benign count and length must be positive");
         if (MicroBatchTokens is < 1) throw new ArgumentException("the micro-batch size in tokens must be positive");
         if (MemoryBudgetBytes is <= 0) throw new ArgumentException("the memory budget must be positive");
+        if (ShardOptimizer && CheckpointDir is not null)
+            throw new ArgumentException("checkpoints of a sharded optimizer are not supported yet: drop the checkpoint folder or the sharding");
         if (HeldOutSequences is { } h && (h.Count == 0 || h.Any(x => x.Length < 2)))
             throw new ArgumentException("held-out sequences must be non-empty and each at least 2 tokens long");
         if (HeldOutTolerance < 0) throw new ArgumentException("the held-out loss tolerance must be non-negative");
@@ -290,8 +300,13 @@ public static class FingerprintTrainer
         for (int i = 0; i < named.Count; i++)
             if (masks[i] is { } mk && !mk.Shape.SequenceEqual(named[i].Value.Shape))
                 throw new ArgumentException($"gradient mask of '{named[i].Key}' has shape [{string.Join(", ", mk.Shape)}], the parameter [{string.Join(", ", named[i].Value.Shape)}]");
-        var groups = new List<ParamGroup> { new(trainable.Where((_, i) => masks[i] is null)) };
-        if (masks.Any(m => m is not null)) groups.Add(new ParamGroup(trainable.Where((_, i) => masks[i] is not null), weightDecay: 0));
+        // Optimizer sharding: each parameter's owner; this rank's optimizer holds only its own.
+        var dist = options.Group;
+        int[]? owner = options.ShardOptimizer && dist is { WorldSize: > 1 }
+            ? Oml.Engine.Distributed.ProcessGroup.Partition(trainable.Select(t => t.NumEl).ToList(), dist.WorldSize) : null;
+        bool Mine(int i) => owner is null || owner[i] == dist!.Rank;
+        var groups = new List<ParamGroup> { new(trainable.Where((_, i) => masks[i] is null && Mine(i))) };
+        if (masks.Any(m => m is not null)) groups.Add(new ParamGroup(trainable.Where((_, i) => masks[i] is not null && Mine(i)), weightDecay: 0));
         using var opt = new AdamW(groups.Where(g => g.Parameters.Count > 0), lr: options.LearningRate, weightDecay: options.WeightDecay);
         try
         {
@@ -372,21 +387,29 @@ public static class FingerprintTrainer
                         }
                         finally { foreach (var mb in micro) mb.Dispose(); }
                     }
-                    group?.AllReduceGradients(trainable);
+                    if (owner is not null) ReduceToOwners(group!, trainable, owner);
+                    else group?.AllReduceGradients(trainable);
                     if (options.L2ToBase > 0)
                     {
                         using var scope = Torch.NewScope();
                         var penalty = Torch.Scalar(0, DType.Float32, model.Device);
-                        for (int i = 0; i < trainable.Count; i++) penalty = penalty + (trainable[i] - bases[i]).Square().Sum().To(DType.Float32);
+                        for (int i = 0; i < trainable.Count; i++)
+                            if (Mine(i)) penalty = penalty + (trainable[i] - bases[i]).Square().Sum().To(DType.Float32);
                         (penalty * options.L2ToBase).Backward();
                     }
                     for (int i = 0; i < trainable.Count; i++)
-                        if (masks[i] is { } mask)
+                        if (masks[i] is { } mask && Mine(i))
                             using (var g = trainable[i].Grad)
                                 g?.MulInPlace(mask);
                     if (options.MaxGradNorm > 0)
-                        using (Torch.ClipGradNormTensor(trainable, options.MaxGradNorm)) { }
+                    {
+                        if (owner is not null) ClipShardedGradients(group!, trainable.Where((_, i) => Mine(i)).ToList(), options.MaxGradNorm);
+                        else using (Torch.ClipGradNormTensor(trainable, options.MaxGradNorm)) { }
+                    }
                     opt.Step();
+                    if (owner is not null)
+                        for (int r = 0; r < group!.WorldSize; r++)
+                            group.Broadcast(trainable.Where((_, i) => owner[i] == r).ToList(), root: r);
                     steps++;
                     if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Step)
                         using (Torch.NoGrad())
@@ -530,6 +553,55 @@ public static class FingerprintTrainer
     /// <summary>This rank's rows of a batch: row i goes to rank i mod world size.</summary>
     private static List<TrainingPair> Shard(List<TrainingPair> rows, Oml.Engine.Distributed.ProcessGroup? group) =>
         group is null || group.WorldSize == 1 ? rows : rows.Where((_, i) => i % group.WorldSize == group.Rank).ToList();
+
+    /// <summary>
+    /// Optimizer sharding: sums each gradient over the ranks into its owner's copy (a rank without rows contributes
+    /// zeros) and frees the gradients this rank does not own.
+    /// </summary>
+    private static void ReduceToOwners(Oml.Engine.Distributed.ProcessGroup group, List<Tensor> parameters, int[] owner)
+    {
+        var grads = new List<Tensor>(parameters.Count);
+        try
+        {
+            foreach (var p in parameters)
+            {
+                if (p.Grad is { } g) { grads.Add(g); continue; }
+                using (Torch.NoGrad())
+                using (var zeros = Torch.ZerosLike(p))
+                    p.Grad = zeros;
+                grads.Add(p.Grad!);
+            }
+            for (int r = 0; r < group.WorldSize; r++)
+                group.Reduce(grads.Where((_, i) => owner[i] == r).ToList(), root: r);
+            for (int i = 0; i < parameters.Count; i++)
+                if (owner[i] != group.Rank) parameters[i].Grad = null;
+        }
+        finally
+        {
+            foreach (var g in grads) g.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Gradient clipping by the global norm when each rank holds the gradients of its own parameters: the squared norms
+    /// summed over the ranks, then every owned gradient scaled by max / (norm + 1e-6) when that is below 1 (as
+    /// <c>torch.nn.utils.clip_grad_norm_</c> does).
+    /// </summary>
+    private static void ClipShardedGradients(Oml.Engine.Distributed.ProcessGroup group, List<Tensor> owned, double maxNorm)
+    {
+        using var scope = Torch.NewScope();
+        using var noGrad = Torch.NoGrad();
+        var device = owned.Count > 0 ? owned[0].Device : Device.Cpu;
+        var sq = Torch.Zeros([], DType.Float32, device);
+        var grads = owned.Select(p => p.Grad).Where(g => g is not null).Select(g => g!).ToList();
+        foreach (var g in grads) sq = sq + g.To(DType.Float32).Square().Sum();
+        group.AllReduce(sq);
+        double norm = Math.Sqrt(sq.ToDouble());
+        double coef = maxNorm / (norm + 1e-6);
+        if (coef < 1)
+            foreach (var g in grads) g.MulInPlace(coef);
+        foreach (var g in grads) g.Dispose();
+    }
 
     /// <summary>Summed (per pair) response loss and the number of recalled fingerprints of the model as it is, without gradients.</summary>
     private static (double LossSum, int Recalled) Measure(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, long microTokens)

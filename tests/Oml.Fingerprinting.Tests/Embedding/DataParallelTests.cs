@@ -39,9 +39,11 @@ public class DataParallelTests
     }
 
     [Theory]
-    [InlineData(2)]
-    [InlineData(3)]
-    public async Task N_ranks_end_with_the_weights_of_one_process_with_the_same_global_batch(int world)
+    [InlineData(2, false)]
+    [InlineData(3, false)]
+    [InlineData(2, true)]
+    [InlineData(3, true)]
+    public async Task N_ranks_end_with_the_weights_of_one_process_with_the_same_global_batch(int world, bool shard)
     {
         using var probe = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
         // Batches of 8 over 20 pairs (the last has 4: with 3 ranks one rank has 1 row of it), mixing with sampled
@@ -52,7 +54,7 @@ public class DataParallelTests
         int[] Seq(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(3, probe.Config.VocabSize)).ToArray();
         var options = OmlizationDefaults.For(probe.Config) with
         {
-            BatchSize = 8, EarlyStop = false, MaxEpochs = 4,
+            BatchSize = 8, EarlyStop = false, MaxEpochs = 4, MaxGradNorm = 0.5,
             BenignSequences = Enumerable.Range(0, 24).Select(_ => Seq(20)).ToList(),
             HeldOutSequences = Enumerable.Range(0, 6).Select(_ => Seq(20)).ToList(),
         };
@@ -62,7 +64,7 @@ public class DataParallelTests
         var ranks = Enumerable.Range(0, world).Select(rank => Task.Factory.StartNew(() =>
         {
             using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, world, TimeSpan.FromSeconds(120));
-            return Train(options, g);
+            return Train(options with { ShardOptimizer = shard }, g);
         }, TaskCreationOptions.LongRunning)).ToArray();
         var results = await Task.WhenAll(ranks);
 
@@ -86,5 +88,16 @@ public class DataParallelTests
             Assert.Equal(single.Result.History[e].Loss, r0.Result.History[e].Loss, 3);
         }
         Assert.Equal(single.Result.MergeLambda, r0.Result.MergeLambda);
+    }
+
+    [Fact]
+    public void Parameters_are_shared_out_by_size_the_same_way_on_every_rank()
+    {
+        long[] sizes = [100, 10, 60, 50, 40, 5];
+        var owner = ProcessGroup.Partition(sizes, 2);
+        Assert.Equal([0, 1, 1, 1, 0, 1], owner);   // largest first to the lighter rank: loads 140 and 125
+        Assert.Equal(owner, ProcessGroup.Partition(sizes, 2));
+        Assert.All(ProcessGroup.Partition(sizes, 1), o => Assert.Equal(0, o));
+        Assert.Throws<ArgumentException>(() => new EmbeddingOptions { ShardOptimizer = true, CheckpointDir = "x" }.Validate());
     }
 }
