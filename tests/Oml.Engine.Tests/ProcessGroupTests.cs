@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Oml.Engine.Distributed;
 
 namespace Oml.Engine.Tests;
@@ -10,14 +8,7 @@ namespace Oml.Engine.Tests;
 /// </summary>
 public sealed class ProcessGroupTests
 {
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
+    private static int FreePort() => Launcher.FreePort();
 
     /// <summary>Runs <paramref name="body"/> once per rank, each on its own thread with its own group; returns each rank's result.</summary>
     private static T[] OnRanks<T>(int world, Func<ProcessGroup, T> body, TimeSpan? timeout = null)

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Oml.Engine;
 using Oml.Engine.Distributed;
 using Oml.Models.Training;
@@ -17,14 +15,7 @@ public sealed class DataParallelTrainingTests
 
     private static int[] Periodic(int n = 1500) => Enumerable.Range(0, n).Select(i => 3 + (i * 5 % 7) * 3).ToArray();
 
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
+    private static int FreePort() => Launcher.FreePort();
 
     // The initial weights, made once: the ranks here are threads of one process, which share libtorch's global
     // generator, so each creating its own random model would race on it (separate processes would not).

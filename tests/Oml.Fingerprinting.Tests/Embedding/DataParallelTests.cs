@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Oml.Engine;
 using Oml.Engine.Distributed;
 using Oml.Fingerprinting.Embedding;
@@ -21,14 +19,7 @@ public class DataParallelTests
             .ToList();
     }
 
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
+    private static int FreePort() => Launcher.FreePort();
 
     private static (EmbeddingResult Result, Dictionary<string, float[]> Weights) Train(EmbeddingOptions options, ProcessGroup? group)
     {
