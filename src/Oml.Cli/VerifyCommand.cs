@@ -50,6 +50,7 @@ public static class VerifyCommand
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var dist = new DistributedOptions();
         var cmd = new Command("verify",
             "Query a suspect model (--model DIR or --endpoint URL) with unrevealed fingerprint keys and report a verdict: "
             + "owned, not-owned or inconclusive (exit code 0 for all three). With --calibrate DIR..., measure the null on negative models instead.")
@@ -57,8 +58,14 @@ public static class VerifyCommand
             model, endpoint, apiModel, apiKeyEnv, chat, fingerprints, json, count, alpha, recall, samples, temperature, maxTokens, record,
             chatTemplate, systemPrompt, nullFloor, calibration, calibrate, calibrationOut, force, confidence, passphraseFile, device, dtype,
         };
+        dist.AddTo(cmd);
         cmd.SetAction(r =>
         {
+            if (dist.Plan(r) is { } plan)
+            {
+                if (r.GetValue(model) is null && (r.GetValue(calibrate) ?? []).Length == 0) throw new UsageException("--gpus/--processes answer keys with local models: give --model or --calibrate");
+                return dist.Launch(r, plan);
+            }
             string? dir = r.GetValue(model), url = r.GetValue(endpoint);
             var negatives = r.GetValue(calibrate) ?? [];
             if (negatives.Length > 0 && (dir is not null || url is not null || r.GetValue(record) || r.GetValue(calibration) is not null))
@@ -100,82 +107,98 @@ public static class VerifyCommand
             if (m > unrevealed.Count) throw new UsageException($"--count {m}: only {unrevealed.Count} fingerprints are unrevealed");
             var chosen = unrevealed.Take(m).ToList();
             int required = ResponseMatcher.RequiredMatches(r_);
-            LocalVerifyOptions LocalOptions(string d) => new()
+            // Started by the launcher: this rank answers its share of the keys; rank 0 alone reports and records.
+            using var group = url is null ? DistributedOptions.Join(Cli.ParseDevice(r.GetValue(device)!)) : null;
+            bool lead = group is null || group.Rank == 0;
+            var realOut = Console.Out;
+            if (!lead) Console.SetOut(TextWriter.Null);
+            try
             {
-                Format = r.GetValue(chatTemplate) ? KeyFormat.Chat(ChatTemplate.FromTokenizerConfig(d)) : KeyFormat.Raw,
-                SystemPrompt = r.GetValue(systemPrompt),
-                Temperature = temp,
-                Samples = r_,
-            };
-
-            if (negatives.Length > 0)
-            {
-                double conf = r.GetValue(confidence);
-                if (!(conf > 0 && conf < 1)) throw new UsageException("--confidence must be in (0, 1)");
-                var results = new List<NegativeResult>();
-                foreach (var spec in negatives)
+                LocalVerifyOptions LocalOptions(string d) => new()
                 {
-                    int eq = spec.IndexOf('=');
-                    string negDir = eq >= 0 ? spec[(eq + 1)..] : spec, kind = eq >= 0 ? spec[..eq] : "negative";
-                    if (negDir.Length == 0 || kind.Length == 0) throw new UsageException($"--calibrate: '{spec}' is not DIR or KIND=DIR");
-                    var rep = VerifyLocal(negDir, set, chosen, rule, LocalOptions(negDir), Cli.ParseDevice(r.GetValue(device)!), quiet: true, dtype: Cli.ParseDType(r.GetValue(dtype)));
-                    Console.Error.WriteLine($"{negDir}: {rep.Hits}/{rep.Queried} keys hit");
-                    results.Add(new NegativeResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(negDir))), kind, rep.Hits, rep.Queried));
+                    Group = group,
+                    Format = r.GetValue(chatTemplate) ? KeyFormat.Chat(ChatTemplate.FromTokenizerConfig(d)) : KeyFormat.Raw,
+                    SystemPrompt = r.GetValue(systemPrompt),
+                    Temperature = temp,
+                    Samples = r_,
+                };
+
+                if (negatives.Length > 0)
+                {
+                    double conf = r.GetValue(confidence);
+                    if (!(conf > 0 && conf < 1)) throw new UsageException("--confidence must be in (0, 1)");
+                    var results = new List<NegativeResult>();
+                    foreach (var spec in negatives)
+                    {
+                        int eq = spec.IndexOf('=');
+                        string negDir = eq >= 0 ? spec[(eq + 1)..] : spec, kind = eq >= 0 ? spec[..eq] : "negative";
+                        if (negDir.Length == 0 || kind.Length == 0) throw new UsageException($"--calibrate: '{spec}' is not DIR or KIND=DIR");
+                        var rep = VerifyLocal(negDir, set, chosen, rule, LocalOptions(negDir), Cli.ParseDevice(r.GetValue(device)!), quiet: true, dtype: Cli.ParseDType(r.GetValue(dtype)));
+                        Console.Error.WriteLine($"{negDir}: {rep.Hits}/{rep.Queried} keys hit");
+                        results.Add(new NegativeResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(negDir))), kind, rep.Hits, rep.Queried));
+                    }
+                    var cal = NullCalibration.Calibrate(results, conf, rule.NullFloor, rule.Alpha, rule.ExpectedRecall);
+                    if (lead && r.GetValue(calibrationOut) is { } outPath) FingerprintIO.WriteTextAtomic(outPath, cal.ToJson() + "\n", overwrite: r.GetValue(force));
+                    Console.Write(r.GetValue(json) ? cal.ToJson() + "\n" : cal.ToTable());
+                    return Cli.Ok;
                 }
-                var cal = NullCalibration.Calibrate(results, conf, rule.NullFloor, rule.Alpha, rule.ExpectedRecall);
-                if (r.GetValue(calibrationOut) is { } outPath) FingerprintIO.WriteTextAtomic(outPath, cal.ToJson() + "\n", overwrite: r.GetValue(force));
-                Console.Write(r.GetValue(json) ? cal.ToJson() + "\n" : cal.ToTable());
+
+                VerificationReport report;
+                if (dir is not null)
+                    report = VerifyLocal(dir, set, chosen, rule, LocalOptions(dir), Cli.ParseDevice(r.GetValue(device)!), dtype: Cli.ParseDType(r.GetValue(dtype)));
+                else
+                {
+                    string? apiKey = null;
+                    if (r.GetValue(apiKeyEnv) is { } env)
+                    {
+                        apiKey = Environment.GetEnvironmentVariable(env);
+                        if (string.IsNullOrEmpty(apiKey)) throw new UsageException($"--api-key-env: the environment variable {env} is not set");
+                    }
+                    if (!Uri.TryCreate(url, UriKind.Absolute, out var uri)) throw new UsageException($"--endpoint: '{url}' is not an absolute URL");
+                    using var client = new OpenAiCompatibleEndpoint(uri, apiKey, r.GetValue(apiModel)!);
+                    int max = r.GetValue(maxTokens) ?? chosen.Max(f => f.Responses.Max(x => x.TokenIds.Count)) + 8;
+                    if (max < 1) throw new UsageException("--max-new-tokens must be at least 1");
+                    var settings = new CompletionSettings(MaxTokens: max, Temperature: temp ?? 0.0,
+                        Mode: r.GetValue(chat) ? CompletionMode.Chat : CompletionMode.Completions);
+                    var queries = chosen.Select(f => new FingerprintQuery(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(),
+                        NullProbability(f, rule, r_, required))).ToList();
+                    Console.Error.WriteLine($"querying {uri} with {queries.Count} keys ...");
+                    report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_).GetAwaiter().GetResult();
+                }
+
+                if (set.Strategy.Parameters.TryGetValue("k", out var kText) && int.TryParse(kText, System.Globalization.CultureInfo.InvariantCulture, out var k) && k > 0
+                    && set.Strategy.Name is Strategies.Perinucleus or Strategies.Custom)
+                {
+                    int perKey = set.Strategy.Parameters.TryGetValue("responses_per_key", out var nText) && int.TryParse(nText, System.Globalization.CultureInfo.InvariantCulture, out var nr) ? nr : 1;
+                    double bound = Math.Min(1.0, (double)perKey / k);
+                    report = report with { K = k, PValueOneOverK = Math.Exp(FingerprintStatistics.LogBinomialUpperTail(report.Queried, bound, report.Hits)) };
+                }
+                if (r.GetValue(json)) Console.WriteLine(report.ToJson());
+                else
+                {
+                    Console.Write(report.ToTable());
+                    if (report.PValueOneOverK is { } pk)
+                        Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                            $"1/k bound (k = {report.K}, no base-model probabilities assumed): p <= {pk:E2}"));
+                }
+
+                if (r.GetValue(record))
+                {
+                    var now = DateTimeOffset.UtcNow;
+                    string to = dir is not null ? $"model {Path.GetFullPath(dir)}" : $"endpoint {url}";
+                    foreach (var f in chosen) set = set.MarkRevealed(f.Index, now, to, "verification query");
+                    if (lead)
+                    {
+                        FingerprintIO.RewriteSet(setPath, set, r.GetValue(passphraseFile));
+                        Console.Error.WriteLine($"recorded {chosen.Count} fingerprints as revealed in {setPath} ({set.Count - set.Revealed.Count} left unrevealed)");
+                    }
+                }
                 return Cli.Ok;
             }
-
-            VerificationReport report;
-            if (dir is not null)
-                report = VerifyLocal(dir, set, chosen, rule, LocalOptions(dir), Cli.ParseDevice(r.GetValue(device)!), dtype: Cli.ParseDType(r.GetValue(dtype)));
-            else
+            finally
             {
-                string? apiKey = null;
-                if (r.GetValue(apiKeyEnv) is { } env)
-                {
-                    apiKey = Environment.GetEnvironmentVariable(env);
-                    if (string.IsNullOrEmpty(apiKey)) throw new UsageException($"--api-key-env: the environment variable {env} is not set");
-                }
-                if (!Uri.TryCreate(url, UriKind.Absolute, out var uri)) throw new UsageException($"--endpoint: '{url}' is not an absolute URL");
-                using var client = new OpenAiCompatibleEndpoint(uri, apiKey, r.GetValue(apiModel)!);
-                int max = r.GetValue(maxTokens) ?? chosen.Max(f => f.Responses.Max(x => x.TokenIds.Count)) + 8;
-                if (max < 1) throw new UsageException("--max-new-tokens must be at least 1");
-                var settings = new CompletionSettings(MaxTokens: max, Temperature: temp ?? 0.0,
-                    Mode: r.GetValue(chat) ? CompletionMode.Chat : CompletionMode.Completions);
-                var queries = chosen.Select(f => new FingerprintQuery(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(),
-                    NullProbability(f, rule, r_, required))).ToList();
-                Console.Error.WriteLine($"querying {uri} with {queries.Count} keys ...");
-                report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_).GetAwaiter().GetResult();
+                if (!lead) Console.SetOut(realOut);
             }
-
-            if (set.Strategy.Parameters.TryGetValue("k", out var kText) && int.TryParse(kText, System.Globalization.CultureInfo.InvariantCulture, out var k) && k > 0
-                && set.Strategy.Name is Strategies.Perinucleus or Strategies.Custom)
-            {
-                int perKey = set.Strategy.Parameters.TryGetValue("responses_per_key", out var nText) && int.TryParse(nText, System.Globalization.CultureInfo.InvariantCulture, out var nr) ? nr : 1;
-                double bound = Math.Min(1.0, (double)perKey / k);
-                report = report with { K = k, PValueOneOverK = Math.Exp(FingerprintStatistics.LogBinomialUpperTail(report.Queried, bound, report.Hits)) };
-            }
-            if (r.GetValue(json)) Console.WriteLine(report.ToJson());
-            else
-            {
-                Console.Write(report.ToTable());
-                if (report.PValueOneOverK is { } pk)
-                    Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                        $"1/k bound (k = {report.K}, no base-model probabilities assumed): p <= {pk:E2}"));
-            }
-
-            if (r.GetValue(record))
-            {
-                var now = DateTimeOffset.UtcNow;
-                string to = dir is not null ? $"model {Path.GetFullPath(dir)}" : $"endpoint {url}";
-                foreach (var f in chosen) set = set.MarkRevealed(f.Index, now, to, "verification query");
-                FingerprintIO.RewriteSet(setPath, set, r.GetValue(passphraseFile));
-                Console.Error.WriteLine($"recorded {chosen.Count} fingerprints as revealed in {setPath} ({set.Count - set.Revealed.Count} left unrevealed)");
-            }
-            return Cli.Ok;
         });
         return cmd;
     }

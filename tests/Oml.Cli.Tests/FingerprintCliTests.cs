@@ -685,6 +685,19 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
     }
 
     [Fact]
+    public void Verify_on_two_processes_reports_what_one_process_reports()
+    {
+        string[] args = ["verify", "--model", workspace.Embedded, "--fingerprints", workspace.Set, "--passphrase-file", workspace.PassFile, "--device", "cpu", "--json"];
+        var one = CliRunner.Run(args);
+        Assert.True(one.Code == 0, one.Err);
+        var two = Spawn(null, [.. args, "--processes", "2"]);
+        Assert.True(two.Code == 0, two.Err);
+        Assert.Contains("[rank 1] querying", two.Err, StringComparison.Ordinal);   // both ranks answered keys
+        Assert.Equal(System.Text.Json.Nodes.JsonNode.Parse(one.Out)!["keys"]!.ToJsonString(), System.Text.Json.Nodes.JsonNode.Parse(two.Out)!["keys"]!.ToJsonString());
+        Assert.Equal(Cli.Usage, CliRunner.Run("verify", "--endpoint", "http://127.0.0.1:9/v1", "--fingerprints", workspace.Set, "--processes", "2").Code);
+    }
+
+    [Fact]
     public void A_rank_that_dies_ends_the_job_naming_it()
     {
         var r = Spawn(new Dictionary<string, string> { [DistributedOptions.FaultVariable] = "1" }, [.. EmbedArgs(Path.Combine(workspace.Root, "dp-fault")), "--processes", "2"]);

@@ -403,7 +403,7 @@ public static class FingerprintTrainer
                                 g?.MulInPlace(mask);
                     if (options.MaxGradNorm > 0)
                     {
-                        if (owner is not null) ClipShardedGradients(group!, trainable.Where((_, i) => Mine(i)).ToList(), options.MaxGradNorm);
+                        if (owner is not null) ClipShardedGradients(group!, model.Device, trainable.Where((_, i) => Mine(i)).ToList(), options.MaxGradNorm);
                         else using (Torch.ClipGradNormTensor(trainable, options.MaxGradNorm)) { }
                     }
                     opt.Step();
@@ -587,11 +587,10 @@ public static class FingerprintTrainer
     /// summed over the ranks, then every owned gradient scaled by max / (norm + 1e-6) when that is below 1 (as
     /// <c>torch.nn.utils.clip_grad_norm_</c> does).
     /// </summary>
-    private static void ClipShardedGradients(Oml.Engine.Distributed.ProcessGroup group, List<Tensor> owned, double maxNorm)
+    private static void ClipShardedGradients(Oml.Engine.Distributed.ProcessGroup group, Device device, List<Tensor> owned, double maxNorm)
     {
         using var scope = Torch.NewScope();
         using var noGrad = Torch.NoGrad();
-        var device = owned.Count > 0 ? owned[0].Device : Device.Cpu;
         var sq = Torch.Zeros([], DType.Float32, device);
         var grads = owned.Select(p => p.Grad).Where(g => g is not null).Select(g => g!).ToList();
         foreach (var g in grads) sq = sq + g.To(DType.Float32).Square().Sum();

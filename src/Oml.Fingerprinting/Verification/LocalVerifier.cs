@@ -24,6 +24,12 @@ public sealed record LocalVerifyOptions
 
     /// <summary>Keys per forward batch (keys of one length and response length only, so that no row is padded).</summary>
     public int BatchSize { get; init; } = 256;
+
+    /// <summary>
+    /// Data parallelism (null: this process alone): key i is answered by rank i mod world size, and the answers are
+    /// exchanged (one all-reduce) so that every rank returns the same report as one process would.
+    /// </summary>
+    public Oml.Engine.Distributed.ProcessGroup? Group { get; init; }
 }
 
 /// <summary>Verifies a local model: answers to the keys, matched token for token against the responses.</summary>
@@ -66,7 +72,9 @@ public static class LocalVerifier
                     throw new ArgumentException($"fingerprint {fingerprints[i].Index}: token id {id} is outside the model's vocabulary of {model.Config.VocabSize}");
 
         var answers = new List<int[]>[fingerprints.Count];
-        var groups = Enumerable.Range(0, fingerprints.Count).GroupBy(i => (queries[i].Length, expected[i].Max(e => e.Length)))
+        var dist = options.Group;
+        var mine = Enumerable.Range(0, fingerprints.Count).Where(i => dist is null || i % dist.WorldSize == dist.Rank);
+        var groups = mine.GroupBy(i => (queries[i].Length, expected[i].Max(e => e.Length)))
             .SelectMany(g => g.Chunk(Math.Max(1, options.BatchSize)).Select(c => (Key: g.Key, Items: c)));
         foreach (var (key, items) in groups)
         {
@@ -84,16 +92,55 @@ public static class LocalVerifier
                 for (int j = 0; j < items.Length; j++) answers[items[j]].Add(result.Sequences[j].OutputIds);
             }
         }
+        var matchCounts = new int[fingerprints.Count];
+        var firstAnswers = new int[fingerprints.Count][];
+        for (int i = 0; i < fingerprints.Count; i++)
+            if (answers[i] is { } a)
+            {
+                matchCounts[i] = a.Count(x => ResponseMatcher.IsTokenMatchAny(expected[i], x));
+                firstAnswers[i] = a[0];
+            }
+        if (dist is not null) Exchange(dist, model.Device, expected, matchCounts, firstAnswers);
         var rows = new List<KeyResult>(fingerprints.Count);
         for (int i = 0; i < fingerprints.Count; i++)
         {
             var f = fingerprints[i];
-            int matches = answers[i].Count(a => ResponseMatcher.IsTokenMatchAny(expected[i], a));
-            rows.Add(new KeyResult(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(), tokenizer.Decode(answers[i][0]),
+            int matches = matchCounts[i];
+            rows.Add(new KeyResult(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(), tokenizer.Decode(firstAnswers[i]),
                 matches >= required, NullProbability(f, rule, options.Samples, required),
                 options.Samples > 1 ? matches : null, options.Samples > 1 ? options.Samples : null));
         }
         return VerificationReport.Create(rule, rows);
+    }
+
+    /// <summary>
+    /// Gives every rank every key's match count and first answer: each key has a slot of 1 + (its longest response's
+    /// length) integers (the answer's length is that, since decoding ignores end of sequence), filled by the rank that
+    /// answered it and zero elsewhere, and the slots are summed over the ranks (token ids and counts are far below 2^53,
+    /// so the sum is exact).
+    /// </summary>
+    private static void Exchange(Oml.Engine.Distributed.ProcessGroup group, Oml.Engine.Device device, List<int[]>[] expected, int[] matchCounts, int[][] firstAnswers)
+    {
+        var offsets = new long[expected.Length + 1];
+        for (int i = 0; i < expected.Length; i++) offsets[i + 1] = offsets[i] + 1 + expected[i].Max(e => e.Length);
+        var flat = new long[offsets[^1]];
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (firstAnswers[i] is not { } a) continue;
+            flat[offsets[i]] = matchCounts[i];
+            for (int j = 0; j < a.Length && j < offsets[i + 1] - offsets[i] - 1; j++) flat[offsets[i] + 1 + j] = a[j];
+        }
+        // On the model's device: NCCL reduces CUDA tensors only.
+        using (var t = Oml.Engine.Torch.FromArray<long>(flat, [flat.Length], device))
+        {
+            group.AllReduce(t);
+            flat = t.ToArray<long>();
+        }
+        for (int i = 0; i < expected.Length; i++)
+        {
+            matchCounts[i] = (int)flat[offsets[i]];
+            firstAnswers[i] = flat[(int)(offsets[i] + 1)..(int)offsets[i + 1]].Select(x => (int)x).ToArray();
+        }
     }
 
     /// <summary>

@@ -92,3 +92,51 @@ public class DataParallelTests
         Assert.Throws<ArgumentException>(() => new EmbeddingOptions { ShardOptimizer = true, CheckpointDir = "x" }.Validate());
     }
 }
+
+/// <summary>Verification split over gloo ranks (threads here) returns the report of one process on every rank.</summary>
+public class DataParallelVerifyTests
+{
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public async Task Every_rank_returns_the_report_of_one_process(int world)
+    {
+        var tok = TinyTokenizer();
+        // 10 keys of two lengths and responses of one or two tokens (several batch groups), half of them the
+        // model's own greedy answer (hits), half not.
+        Oml.Fingerprinting.Verification.VerificationReport Run(Oml.Engine.Distributed.ProcessGroup? g)
+        {
+            using var model = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+            var fps = new List<Fingerprint>();
+            var r = new Random(3);
+            for (int i = 0; i < 10; i++)
+            {
+                var key = Enumerable.Range(0, 6 + 2 * (i % 2)).Select(_ => r.Next(3, model.Config.VocabSize)).ToArray();
+                int len = 1 + i % 2;
+                var greedy = Generator.Generate(model, [key], new GenerationOptions { MaxNewTokens = len, EosTokenIds = [] }).Sequences[0].OutputIds;
+                var response = i % 2 == 0 ? greedy : greedy.Select(t => (t + 1) % model.Config.VocabSize).ToArray();
+                fps.Add(new Fingerprint(i, tok.Decode(key), key, [new FingerprintResponse(tok.Decode(response), response, -20)],
+                    new StrategyInfo("custom"), new byte[32]));
+            }
+            return Oml.Fingerprinting.Verification.LocalVerifier.Verify(model, tok, fps, new Oml.Fingerprinting.Verification.VerdictRule(), new Oml.Fingerprinting.Verification.LocalVerifyOptions { Group = g, BatchSize = 2 });
+        }
+        var single = Run(null);
+        int port = Oml.Engine.Distributed.Launcher.FreePort();
+        var ranks = Enumerable.Range(0, world).Select(rank => Task.Factory.StartNew(() =>
+        {
+            using var g = Oml.Engine.Distributed.ProcessGroup.Create("gloo", "127.0.0.1", port, rank, world, TimeSpan.FromSeconds(60));
+            return Run(g);
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        var reports = await Task.WhenAll(ranks);
+        Assert.Equal(5, single.Hits);
+        foreach (var rep in reports) Assert.Equal(single.ToJson(), rep.ToJson());
+    }
+
+    private static Oml.Models.Tokenizers.Tokenizer TinyTokenizer()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Oml.sln")))
+                return Oml.Models.Tokenizers.Tokenizer.FromFile(Path.Combine(d.FullName, "scripts", "fixtures", "tiny-tokenizer.json"));
+        throw new DirectoryNotFoundException("repository root not found");
+    }
+}
