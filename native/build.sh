@@ -85,14 +85,49 @@ if [ -e "$torch_lib/libtorch_cuda.so" ]; then
   libs+=(-Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed)
 fi
 
+# Process groups (native/oml_dist.inc): gloo where its headers are (Debian: libgloo-dev), NCCL with a CUDA libtorch
+# whose c10d headers and nccl.h are there. A backend whose build fails is left out with a warning (see below).
+dist_flags=() dist_libs=()
+c10d_dir=""
+for d in "${torch_inc[@]}" /usr/include; do
+  [ -f "$d/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp" ] && { c10d_dir="$d"; break; }
+done
+if [ -n "$c10d_dir" ]; then
+  for d in "${torch_inc[@]}" /usr/include; do
+    if [ -f "$d/gloo/context.h" ]; then
+      dist_flags+=(-DOML_WITH_GLOO)
+      [ "$d" != /usr/include ] && dist_flags+=(-isystem "$d")
+      for l in "$torch_lib/libgloo.so" /usr/lib/libgloo.so "/usr/lib/$(gcc -dumpmachine 2>/dev/null)/libgloo.so"; do
+        [ -e "$l" ] && { dist_libs+=("$l"); break; }
+      done
+      break
+    fi
+  done
+  if [ -e "$torch_lib/libtorch_cuda.so" ] && [ -f "$c10d_dir/torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp" ]; then
+    for d in "$torch_lib"/../../nvidia/nccl/include "${CUDA_HOME:-/usr/local/cuda}/include" /usr/include; do
+      if [ -f "$d/nccl.h" ]; then
+        dist_flags+=(-DOML_WITH_NCCL -isystem "$(cd "$d" && pwd)")
+        for l in "$d/../lib/libnccl.so.2" "$d/../lib/libnccl.so"; do [ -e "$l" ] && { dist_libs+=("$(cd "$(dirname "$l")" && pwd)/$(basename "$l")"); break; }; done
+        break
+      fi
+    done
+  fi
+fi
+
 stamp="$out/liboml_torch.stamp"
-want="$(printf '%s\n' "$cxx" "${flags[@]}" "${libs[@]}" | sha256sum | cut -c1-16) $(cat "$here/oml_torch.cpp" "$here/build.sh" | sha256sum | cut -c1-16)"
+want="$(printf '%s\n' "$cxx" "${flags[@]}" "${libs[@]}" "${dist_flags[@]}" "${dist_libs[@]}" | sha256sum | cut -c1-16) $(cat "$here/oml_torch.cpp" "$here/oml_dist.inc" "$here/build.sh" | sha256sum | cut -c1-16)"
 if [ -f "$lib_out" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 
 echo "native/build.sh: building liboml_torch.so against libtorch from $origin ($torch_lib)"
 tmp="$lib_out.tmp.$$"
-"$cxx" "${flags[@]}" "$here/oml_torch.cpp" -o "$tmp" "${libs[@]}"
+# A library with a symbol no loaded library defines would not load at all: check with ldd -r, and fall back too.
+if ! "$cxx" "${flags[@]}" "${dist_flags[@]}" "$here/oml_torch.cpp" -o "$tmp" "${libs[@]}" "${dist_libs[@]}" \
+   || { [ ${#dist_flags[@]} -gt 0 ] && ldd -r "$tmp" 2>&1 | grep -q "undefined symbol"; }; then
+  [ ${#dist_flags[@]} -gt 0 ] || exit 1
+  echo "native/build.sh: warning: the build with process groups (${dist_flags[*]}) failed or left undefined symbols; building without them" >&2
+  "$cxx" "${flags[@]}" "$here/oml_torch.cpp" -o "$tmp" "${libs[@]}"
+fi
 mv -f "$tmp" "$lib_out"
 printf '%s' "$want" >"$stamp"

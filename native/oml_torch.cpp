@@ -980,3 +980,5 @@ API int oml_clip_grad_norm(const TH* params, int n, double max_norm, double* tot
     *total_norm = total.item<double>();
   });
 }
+
+#include "oml_dist.inc"

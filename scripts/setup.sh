@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what oml needs on a Debian 12 machine and builds the solution. Idempotent: a second run only rebuilds.
-#   - libtorch (Debian's libtorch-dev, CPU) with OpenBLAS as the system BLAS; with the reference BLAS that
+#   - libtorch (Debian's libtorch-dev, CPU; libgloo-dev for its CPU process groups) with OpenBLAS as the system BLAS; with the reference BLAS that
 #     libtorch would otherwise pick up, float32 matmul is about 25x slower.
 #   - chromium and chromium-driver (Debian's headless browser and its WebDriver) for the explorer's browser tests.
 #   - the .NET 10 SDK must already be on PATH (it is not a Debian package).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(libtorch-dev libopenblas0-pthread g++ chromium chromium-driver)
+packages=(libtorch-dev libgloo-dev libopenblas0-pthread g++ chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -99,6 +99,11 @@ public static class EmbedCommand
             DefaultValueFactory = _ => "auto",
         };
         ckpt.AcceptOnlyFromAmong("auto", "on", "off");
+        var dist = new DistributedOptions();
+        var shard = new Option<bool>("--shard-optimizer")
+        {
+            Description = "With --gpus/--processes: keep each parameter's AdamW state and reduced gradient on one rank only (ZeRO-2 by parameter; about 1/N of the optimizer memory per rank)",
+        };
         var memoryBudget = new Option<double?>("--memory-budget-gb") { Description = "Plan micro-batches to keep the device's memory use within this many GiB (default: all that is free)" };
         var cmd = new Command("embed",
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
@@ -106,8 +111,12 @@ public static class EmbedCommand
             model, fingerprints, output, lr, epochs, batch, lambda, averagingEvery, earlyStop, noEarlyStop, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log,
             expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device, dtype, microTokens, ckpt, memoryBudget, json,
         };
+        dist.AddTo(cmd);
+        cmd.Add(shard);
         cmd.SetAction(r =>
         {
+            if (dist.Plan(r) is { } plan) return dist.Launch(r, plan);
+            if (r.GetValue(shard) && RankInfoGiven() is false) throw new UsageException("--shard-optimizer needs --gpus or --processes (several ranks to shard over)");
             var dir = r.GetValue(model)!;
             var outDir = r.GetValue(output)!;
             var setPath = r.GetValue(fingerprints)!;
@@ -138,6 +147,14 @@ public static class EmbedCommand
             if (Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(dir).TrimEnd('/')) throw new UsageException("--out must differ from --model");
             if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: embedding needs the model's tokenizer");
             var dev = Cli.ParseDevice(r.GetValue(device)!);
+            using var group = DistributedOptions.Join(dev);
+            bool lead = group is null || group.Rank == 0;
+            if (group is not null)
+            {
+                options = options with { Group = group, Log = lead ? options.Log : null, ShardOptimizer = r.GetValue(shard) };
+                Cli.OptionValue(options.Validate);
+                if (lead) Console.Error.WriteLine($"data-parallel over {group.WorldSize} ranks ({group.Backend})");
+            }
 
             var set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
             var tok = Tokenizer.FromFolder(dir);
@@ -194,14 +211,17 @@ public static class EmbedCommand
                 Benign = r.GetValue(benignText) is { } bt ? Path.GetFileName(bt) : "self-generated",
                 Device = dev.ToString(),
             };
-            var result = Run(lm, dir, outDir, set, pairs, options, labels, r.GetValue(log));
+            var result = lead ? Run(lm, dir, outDir, set, pairs, options, labels, r.GetValue(log)) : Omlization.Run(lm, dir, outDir, set, pairs, options, labels);
             if (masks is not null) foreach (var mk in masks.Values) mk.Dispose();
+            if (!lead) return Cli.Ok;
             Console.WriteLine(r.GetValue(json) ? File.ReadAllText(Path.Combine(outDir, Omlization.ManifestFile)).TrimEnd() : Summary(outDir, set.Count, result));
             if (Omlization.Advice(result, options) is { } advice) Console.Error.WriteLine($"oml: not every fingerprint is recalled: {advice}");
             return Cli.Ok;
         });
         return cmd;
     }
+
+    private static bool RankInfoGiven() => !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("WORLD_SIZE"));
 
     /// <summary>One line on what was written: fingerprints, epochs, recall, the final merge and the held-out loss.</summary>
     public static string Summary(string outDir, int fingerprints, EmbeddingResult result)

@@ -67,8 +67,11 @@ public static class TrainCommand
             batch, gradAccum, lr, minLr, warmup, weightDecay, train, lora, loraAlpha, seed, device, dtype, logEvery, evalEvery, checkpointDir,
             checkpointEvery, output, log, maxShardMb, saveDtype, force,
         };
+        var dist = new DistributedOptions();
+        dist.AddTo(cmd);
         cmd.SetAction(r =>
         {
+            if (dist.Plan(r) is { } plan) return dist.Launch(r, plan);
             var flags = new TrainingRecipe
             {
                 Mode = Check(r.GetValue(mode), "--mode", "pretrain", "sft"), Data = r.GetValue(data) is { Length: > 0 } d ? d : null,
@@ -200,6 +203,13 @@ public static class TrainCommand
             Seed = seed,
         };
         Cli.OptionValue(options.Validate);
+        using var group = DistributedOptions.Join(dev);
+        bool lead = group is null || group.Rank == 0;
+        if (group is not null)
+        {
+            options = options with { Group = group };
+            if (lead) Say($"data-parallel over {group.WorldSize} ranks ({group.Backend}): each micro-batch's rows are shared out");
+        }
         long total = Trainer.TotalSteps(trainData, options);
         Say($"training {total:N0} steps of {options.Batch} × {options.GradAccum} rows, lr {options.LearningRate:G3} → {options.MinLearningRate ?? options.LearningRate / 10:G3}" +
             (options.Lora is { } lo ? $", LoRA rank {lo.Rank} α {lo.Alpha:G3}" : r.Train is { } tr ? $", training {tr}" : ""));
@@ -210,7 +220,7 @@ public static class TrainCommand
         TrainingResult result;
         try
         {
-            result = Trainer.Train(lm, trainData, options, evalSet, new InlineProgress<TrainingProgress>(p =>
+            result = Trainer.Train(lm, trainData, options, evalSet, !lead ? null : new InlineProgress<TrainingProgress>(p =>
             {
                 var line = string.Create(CultureInfo.InvariantCulture,
                     $"step {p.Step,6}/{p.Steps}  loss {p.Loss:F4}  lr {p.LearningRate:E2}  |g| {p.GradNorm:F2}  {p.TokensPerSecond,8:N0} tok/s  ({p.Seconds:F1} s)")
@@ -235,6 +245,7 @@ public static class TrainCommand
             logWriter?.Dispose();
         }
 
+        if (!lead) return Cli.Ok;   // rank 0 saves
         var final = result.Final;
         var manifest = new JsonObject
         {
@@ -252,6 +263,7 @@ public static class TrainCommand
             ["eval_perplexity"] = result.EvalLoss is { } x ? Math.Exp(x) : null,
             ["seconds"] = final.Seconds,
             ["device"] = dev.ToString(),
+            ["world_size"] = group?.WorldSize ?? 1,
             ["libtorch"] = Torch.LibTorchVersion,
         };
         void WriteManifest(string dir) => AtomicFile.WriteText(Path.Combine(dir, ManifestFile), manifest.ToJsonString(Indented) + "\n");

@@ -169,6 +169,17 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static unsafe partial int oml_clip_grad_norm(IntPtr* parameters, int n, double maxNorm, out double totalNorm);
 
     /// <summary>The shim's message for the last failure on this thread.</summary>
+    // Process groups (native/oml_dist.inc).
+    [LibraryImport(Lib)] internal static partial int oml_dist_backends();
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] internal static partial IntPtr oml_pg_new(string backend, string host, int port, int rank, int size, long timeoutMs);
+    [LibraryImport(Lib)] internal static partial void oml_pg_free(IntPtr g);
+    [LibraryImport(Lib)] internal static unsafe partial int oml_pg_all_reduce(IntPtr g, IntPtr* ts, int n, int op);
+    [LibraryImport(Lib)] internal static unsafe partial int oml_pg_broadcast(IntPtr g, IntPtr* ts, int n, int root);
+    [LibraryImport(Lib)] internal static unsafe partial int oml_pg_reduce(IntPtr g, IntPtr* ts, int n, int root, int op);
+    [LibraryImport(Lib)] internal static partial int oml_pg_all_gather(IntPtr g, TensorHandle input, TensorHandle output);
+    [LibraryImport(Lib)] internal static partial int oml_pg_reduce_scatter(IntPtr g, TensorHandle input, TensorHandle output, int op);
+    [LibraryImport(Lib)] internal static partial int oml_pg_barrier(IntPtr g);
+
     internal static string LastError() => Marshal.PtrToStringUTF8(oml_last_error()) ?? "unknown libtorch error";
 
     /// <summary>Throws a <see cref="TorchException"/> when a status-returning call failed.</summary>

@@ -131,6 +131,45 @@ public sealed class Tensor : IDisposable
         return bytes;
     }
 
+    /// <summary>
+    /// Hands the raw bytes of the tensor in its own dtype (row-major) to <paramref name="consume"/> in order, in pieces of
+    /// at most <paramref name="chunkBytes"/> (the span is valid only during the call), so that tensors of 2 GiB and more,
+    /// which no array holds, can be written or hashed.
+    /// </summary>
+    public void ForEachByteChunk(Action<ReadOnlySpan<byte>> consume, long chunkBytes = 256L << 20)
+    {
+        ArgumentNullException.ThrowIfNull(consume);
+        int size = DType.ElementSize();
+        ArgumentOutOfRangeException.ThrowIfLessThan(chunkBytes, size);
+        long total = NumEl * size;
+        if (total <= chunkBytes)
+        {
+            consume(ToBytes());
+            return;
+        }
+        long perChunk = Math.Min(chunkBytes, int.MaxValue) / size;
+        using var flat = Reshape(-1);
+        var buffer = new byte[perChunk * size];
+        for (long start = 0; start < NumEl; start += perChunk)
+        {
+            long len = Math.Min(perChunk, NumEl - start);
+            using var piece = flat.Narrow(0, start, len);
+            int bytes = (int)(len * size);
+            unsafe
+            {
+                fixed (byte* p = buffer) Check(oml_copy_to(piece.Handle, p, bytes, (int)DType));
+            }
+            consume(buffer.AsSpan(0, bytes));
+        }
+    }
+
+    /// <summary>Writes the raw bytes of the tensor (see <see cref="ForEachByteChunk"/>) to <paramref name="stream"/>.</summary>
+    public void WriteBytes(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ForEachByteChunk(stream.Write);
+    }
+
     /// <summary>The value of a one-element tensor.</summary>
     public double ToDouble()
     {

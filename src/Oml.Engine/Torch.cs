@@ -8,8 +8,10 @@ public static class Torch
 {
     static Torch()
     {
-        // libtorch defaults to the number of physical cores; use every core the process may run on.
-        Check(oml_set_num_threads(Environment.ProcessorCount));
+        // libtorch defaults to the number of physical cores; use every core the process may run on, or the share a
+        // launcher gave this process (OMP_NUM_THREADS, as torchrun sets it for several processes on one host).
+        int threads = int.TryParse(Environment.GetEnvironmentVariable("OMP_NUM_THREADS"), out int n) && n > 0 ? n : Environment.ProcessorCount;
+        Check(oml_set_num_threads(threads));
     }
 
     /// <summary>Version of the libtorch the shim was compiled against, e.g. "1.13.0" or "2.11.0".</summary>
@@ -164,14 +166,23 @@ public static class Torch
     /// <summary>A tensor of <paramref name="dtype"/> whose elements are the little-endian bytes given (bfloat16 weights, say).</summary>
     public static unsafe Tensor FromBytes(ReadOnlySpan<byte> bytes, long[] shape, DType dtype, Device? device = null)
     {
+        fixed (byte* p = bytes) return FromBytes(p, bytes.Length, shape, dtype, device);
+    }
+
+    /// <summary>
+    /// As <see cref="FromBytes(ReadOnlySpan{byte}, long[], DType, Device?)"/> over <paramref name="length"/> bytes at
+    /// <paramref name="data"/> (memory the caller keeps valid for the call): for tensors of 2 GiB and more, which no span holds.
+    /// </summary>
+    public static unsafe Tensor FromBytes(byte* data, long length, long[] shape, DType dtype, Device? device = null)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
         long n = 1;
-        foreach (var s in shape) n *= s;
-        if (n * dtype.ElementSize() != bytes.Length)
-            throw new ArgumentException($"shape [{string.Join(", ", shape)}] of {dtype.Name()} needs {n * dtype.ElementSize()} bytes but {bytes.Length} were given", nameof(bytes));
+        foreach (var s in shape) n = checked(n * s);
+        if (checked(n * dtype.ElementSize()) != length)
+            throw new ArgumentException($"shape [{string.Join(", ", shape)}] of {dtype.Name()} needs {n * dtype.ElementSize()} bytes but {length} were given", nameof(length));
         var d = device ?? Device.Cpu;
-        fixed (byte* p = bytes)
         fixed (long* sp = shape)
-            return new(oml_from_data(p, sp, shape.Length, (int)dtype, (int)d.Type, d.Index));
+            return new(oml_from_data(data, sp, shape.Length, (int)dtype, (int)d.Type, d.Index));
     }
 
     /// <summary>A 0-d tensor.</summary>

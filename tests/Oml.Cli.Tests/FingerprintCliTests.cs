@@ -611,3 +611,96 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         Assert.Contains("unrevealed", r.Err);
     }
 }
+
+/// <summary><c>oml embed --processes N</c>: the launcher, data-parallel training over gloo, and a rank that dies.</summary>
+[Collection(nameof(CliTests))]
+public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : IClassFixture<FingerprintCliTests.Workspace>
+{
+    /// <summary>Runs the built oml (dotnet oml.dll) as a separate process, as a user would, with extra environment.</summary>
+    private static (int Code, string Out, string Err) Spawn(IDictionary<string, string>? env, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "oml.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromMinutes(5))) { p.Kill(entireProcessTree: true); throw new TimeoutException("oml did not finish in 5 minutes"); }
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    private static Dictionary<string, float[]> Weights(string dir)
+    {
+        using var f = Oml.Models.IO.SafetensorsFile.Open(Path.Combine(dir, "model.safetensors"));
+        return f.Entries.Keys.ToDictionary(k => k, k => { using var t = f.Load(k); using var x = t.To(Oml.Engine.DType.Float32); return x.ToArray<float>(); });
+    }
+
+    // Benign rows from a text, not sampled from the model: a sample near a boundary of the distribution can flip when
+    // the processes run with other thread counts (their float sums differ in the last bits), and change the training.
+    private string[] EmbedArgs(string outDir)
+    {
+        string benign = Path.Combine(workspace.Root, "benign.txt");
+        if (!File.Exists(benign)) File.WriteAllText(benign, string.Concat(Enumerable.Range(0, 200).Select(i => $"apple bread cloud {i % 5} dance eagle flame ")));
+        return ["embed", "--model", workspace.Model, "--fingerprints", workspace.Set, "--passphrase-file", workspace.PassFile, "--out", outDir,
+            "--device", "cpu", "--no-early-stop", "--epochs", "4", "--batch-size", "3", "--lr", "5e-3", "--benign-text", benign];
+    }
+
+    [Fact]
+    public void Two_processes_end_with_the_weights_of_one()
+    {
+        string one = Path.Combine(workspace.Root, "dp-one"), two = Path.Combine(workspace.Root, "dp-two");
+        var a = Spawn(null, EmbedArgs(one));
+        Assert.True(a.Code == 0, a.Err);
+        var b = Spawn(null, [.. EmbedArgs(two), "--processes", "2"]);
+        Assert.True(b.Code == 0, b.Err);
+        Assert.Contains("launching 2 CPU process(es)", b.Err, StringComparison.Ordinal);
+        Assert.Contains("data-parallel over 2 ranks (gloo)", b.Err, StringComparison.Ordinal);
+        var manifest = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(two, "oml-manifest.json")))!;
+        Assert.Equal(2, manifest["settings"]!["world_size"]!.GetValue<int>());
+        var (w1, w2) = (Weights(one), Weights(two));
+        Assert.Equal(w1.Keys.Order(), w2.Keys.Order());
+        double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
+        Assert.True(worst < 5e-3, $"largest weight difference {worst:E2} (lr 5e-3)");   // summation order only: well under one step
+    }
+
+    [Fact]
+    public void Train_on_two_processes_ends_with_the_weights_of_one()
+    {
+        string data = Path.Combine(workspace.Root, "train.txt");
+        File.WriteAllText(data, string.Concat(Enumerable.Range(0, 400).Select(i => $"apple bread cloud dance eagle {i % 7} flame ")));
+        string[] Args(string outDir) => ["train", "--data", data, "--tokenizer", workspace.Model, "--hidden", "32", "--layers", "2", "--heads", "4",
+            "--kv-heads", "2", "--intermediate", "64", "--context", "32", "--steps", "8", "--batch-size", "5", "--lr", "3e-3", "--seed", "5",
+            "--device", "cpu", "--out", outDir];
+        string one = Path.Combine(workspace.Root, "tr-one"), two = Path.Combine(workspace.Root, "tr-two");
+        var a = Spawn(null, Args(one));
+        Assert.True(a.Code == 0, a.Err);
+        var b = Spawn(null, [.. Args(two), "--processes", "2"]);
+        Assert.True(b.Code == 0, b.Err);
+        Assert.Contains("data-parallel over 2 ranks (gloo)", b.Err, StringComparison.Ordinal);
+        var (w1, w2) = (Weights(one), Weights(two));
+        double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
+        Assert.True(worst < 3e-3, $"largest weight difference {worst:E2} (lr 3e-3)");
+        var manifest = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(two, "oml-training.json")))!;
+        Assert.Equal(2, manifest["world_size"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public void A_rank_that_dies_ends_the_job_naming_it()
+    {
+        var r = Spawn(new Dictionary<string, string> { [DistributedOptions.FaultVariable] = "1" }, [.. EmbedArgs(Path.Combine(workspace.Root, "dp-fault")), "--processes", "2"]);
+        Assert.Equal(Cli.Failure, r.Code);
+        Assert.Contains("rank 1 of 2 exited with code 3", r.Err, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(workspace.Root, "dp-fault")), "no model is written by a failed job");
+    }
+
+    [Fact]
+    public void Launch_options_are_checked_before_anything_starts()
+    {
+        Assert.Equal(Cli.Usage, CliRunner.Run([.. EmbedArgs(Path.Combine(workspace.Root, "dp-x")), "--processes", "2", "--gpus", "1"]).Code);
+        Assert.Equal(Cli.Usage, CliRunner.Run([.. EmbedArgs(Path.Combine(workspace.Root, "dp-x")), "--gpus", "64"]).Code);
+        Assert.Equal(Cli.Usage, CliRunner.Run([.. EmbedArgs(Path.Combine(workspace.Root, "dp-x")), "--processes", "0"]).Code);
+        Assert.Equal(Cli.Usage, CliRunner.Run([.. EmbedArgs(Path.Combine(workspace.Root, "dp-x")), "--processes", "2", "--nodes", "2"]).Code);
+        Assert.Equal(Cli.Usage, CliRunner.Run([.. EmbedArgs(Path.Combine(workspace.Root, "dp-x")), "--nodes", "2"]).Code);
+    }
+}

@@ -58,4 +58,16 @@ public class CudaTests
         Assert.Equal(Torch.LibTorchVersion.StartsWith('2'), Torch.HasFusedAttention);
         Assert.Equal(Torch.LibTorchVersion.StartsWith('2'), Torch.HasFusedAdamW);
     }
+
+    [Fact]
+    public void Nccl_all_reduce_runs_on_a_one_rank_group()
+    {
+        RequireCuda();
+        Assert.True(Distributed.ProcessGroup.IsAvailable("nccl"), "the native library was built without NCCL");
+        using var g = Distributed.ProcessGroup.Create("nccl", "127.0.0.1", Distributed.Launcher.FreePort(), 0, 1, TimeSpan.FromSeconds(60));
+        using var t = Torch.Full([4], 2.5, DType.Float32, Env.Device);
+        g.AllReduce(t);
+        g.Barrier();
+        Assert.Equal(new float[] { 2.5f, 2.5f, 2.5f, 2.5f }, t.ToArray<float>());
+    }
 }

@@ -59,7 +59,7 @@ public static class EmbeddingCheckpoint
         {
             Text(name);
             Text(string.Join(",", t.Shape) + ":" + t.DType);
-            h.AppendData(t.ToBytes());
+            t.ForEachByteChunk(h.AppendData);
         }
         return Convert.ToHexStringLower(h.GetHashAndReset());
     }

@@ -156,6 +156,22 @@ public sealed record EmbeddingOptions
     public Action<string>? Log { get; init; }
     /// <summary>Plan micro-batches within this many bytes of device memory in all (null: whatever the device has free).</summary>
     public long? MemoryBudgetBytes { get; init; }
+    /// <summary>
+    /// Data parallelism: the process group of the ranks that train together (null: this process alone). Every rank
+    /// runs the same batches and steps; each computes the gradient of its share of each batch's rows (row i goes to
+    /// rank i mod world size), the gradients are summed over the ranks before the step, so the step is that of one
+    /// process with the same global batch (up to floating-point summation order). Every rank ends with the same weights.
+    /// Not part of a checkpoint's identity: a run resumes with any number of ranks.
+    /// </summary>
+    public Oml.Engine.Distributed.ProcessGroup? Group { get; init; }
+    /// <summary>
+    /// With a <see cref="Group"/> of several ranks, shard the optimizer (ZeRO-2 at the granularity of parameters):
+    /// each trainable parameter is owned by one rank (balanced by size), its gradient is reduced to that rank only and
+    /// its AdamW moments live only there; the owner steps it and broadcasts the new values. The optimizer state per rank
+    /// falls to about 1/N and the gradients of other ranks' parameters are freed after each reduce. The weights stay
+    /// whole on every rank. Not with checkpoints yet.
+    /// </summary>
+    public bool ShardOptimizer { get; init; }
 
     public void Validate()
     {
@@ -173,6 +189,8 @@ public sealed record EmbeddingOptions
         if (SelfBenignCount < 1 || SelfBenignLength < 1) throw new ArgumentException("the self-generated benign count and length must be positive");
         if (MicroBatchTokens is < 1) throw new ArgumentException("the micro-batch size in tokens must be positive");
         if (MemoryBudgetBytes is <= 0) throw new ArgumentException("the memory budget must be positive");
+        if (ShardOptimizer && CheckpointDir is not null)
+            throw new ArgumentException("checkpoints of a sharded optimizer are not supported yet: drop the checkpoint folder or the sharding");
         if (HeldOutSequences is { } h && (h.Count == 0 || h.Any(x => x.Length < 2)))
             throw new ArgumentException("held-out sequences must be non-empty and each at least 2 tokens long");
         if (HeldOutTolerance < 0) throw new ArgumentException("the held-out loss tolerance must be non-negative");
@@ -270,6 +288,8 @@ public static class FingerprintTrainer
         var batches = order.Chunk(batchSize).ToList();
 
         int padId = model.Config.PadTokenId ?? 0;
+        var group = options.Group;
+        (long, int) BatchTotals(int[] batch) => (batch.Sum(i => (long)pairs[i].Response.Length), batch.Length);
         var cached = new Dictionary<int, List<MicroBatch>>();
         var history = new List<EmbeddingProgress>();
         var sw = Stopwatch.StartNew();
@@ -280,8 +300,13 @@ public static class FingerprintTrainer
         for (int i = 0; i < named.Count; i++)
             if (masks[i] is { } mk && !mk.Shape.SequenceEqual(named[i].Value.Shape))
                 throw new ArgumentException($"gradient mask of '{named[i].Key}' has shape [{string.Join(", ", mk.Shape)}], the parameter [{string.Join(", ", named[i].Value.Shape)}]");
-        var groups = new List<ParamGroup> { new(trainable.Where((_, i) => masks[i] is null)) };
-        if (masks.Any(m => m is not null)) groups.Add(new ParamGroup(trainable.Where((_, i) => masks[i] is not null), weightDecay: 0));
+        // Optimizer sharding: each parameter's owner; this rank's optimizer holds only its own.
+        var dist = options.Group;
+        int[]? owner = options.ShardOptimizer && dist is { WorldSize: > 1 }
+            ? Oml.Engine.Distributed.ProcessGroup.Partition(trainable.Select(t => t.NumEl).ToList(), dist.WorldSize) : null;
+        bool Mine(int i) => owner is null || owner[i] == dist!.Rank;
+        var groups = new List<ParamGroup> { new(trainable.Where((_, i) => masks[i] is null && Mine(i))) };
+        if (masks.Any(m => m is not null)) groups.Add(new ParamGroup(trainable.Where((_, i) => masks[i] is not null && Mine(i)), weightDecay: 0));
         using var opt = new AdamW(groups.Where(g => g.Parameters.Count > 0), lr: options.LearningRate, weightDecay: options.WeightDecay);
         try
         {
@@ -348,29 +373,43 @@ public static class FingerprintTrainer
                     // and each part in micro-batches (fpPlan, benignPlan) whose gradients accumulate: one optimizer
                     // step per batch, however large.
                     double fpWeight = benignRows.Count > 0 ? 1 - options.MixFraction : 1;
+                    // With several ranks each runs its share of the rows, weighted by the whole batch's token counts.
                     if (!cached.TryGetValue(bi, out var fpMicro))
-                        cached[bi] = fpMicro = MicroBatch.Split(batch.Select(i => pairs[i]).ToList(), fpPlan.Tokens, padId, model.Device);
-                    Accumulate(model, fpMicro, fpWeight, fpPlan.Checkpoint, acc, countRecalled: true);
+                        cached[bi] = fpMicro = MicroBatch.Split(Shard(batch.Select(i => pairs[i]).ToList(), group), fpPlan.Tokens, padId, model.Device);
+                    Accumulate(model, fpMicro, fpWeight, fpPlan.Checkpoint, acc, countRecalled: true, totals: BatchTotals(batch));
                     if (benignRows.Count > 0)
                     {
-                        var micro = MicroBatch.Split(benignRows, benignPlan!.Tokens, padId, model.Device);
-                        try { Accumulate(model, micro, options.MixFraction, benignPlan.Checkpoint, null, countRecalled: false); }
+                        var micro = MicroBatch.Split(Shard(benignRows, group), benignPlan!.Tokens, padId, model.Device);
+                        try
+                        {
+                            Accumulate(model, micro, options.MixFraction, benignPlan.Checkpoint, null, countRecalled: false,
+                                totals: (benignRows.Sum(r => (long)r.Response.Length), benignRows.Count));
+                        }
                         finally { foreach (var mb in micro) mb.Dispose(); }
                     }
+                    if (owner is not null) ReduceToOwners(group!, trainable, owner);
+                    else group?.AllReduceGradients(trainable);
                     if (options.L2ToBase > 0)
                     {
                         using var scope = Torch.NewScope();
                         var penalty = Torch.Scalar(0, DType.Float32, model.Device);
-                        for (int i = 0; i < trainable.Count; i++) penalty = penalty + (trainable[i] - bases[i]).Square().Sum().To(DType.Float32);
+                        for (int i = 0; i < trainable.Count; i++)
+                            if (Mine(i)) penalty = penalty + (trainable[i] - bases[i]).Square().Sum().To(DType.Float32);
                         (penalty * options.L2ToBase).Backward();
                     }
                     for (int i = 0; i < trainable.Count; i++)
-                        if (masks[i] is { } mask)
+                        if (masks[i] is { } mask && Mine(i))
                             using (var g = trainable[i].Grad)
                                 g?.MulInPlace(mask);
                     if (options.MaxGradNorm > 0)
-                        using (Torch.ClipGradNormTensor(trainable, options.MaxGradNorm)) { }
+                    {
+                        if (owner is not null) ClipShardedGradients(group!, trainable.Where((_, i) => Mine(i)).ToList(), options.MaxGradNorm);
+                        else using (Torch.ClipGradNormTensor(trainable, options.MaxGradNorm)) { }
+                    }
                     opt.Step();
+                    if (owner is not null)
+                        for (int r = 0; r < group!.WorldSize; r++)
+                            group.Broadcast(trainable.Where((_, i) => owner[i] == r).ToList(), root: r);
                     steps++;
                     if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Step)
                         using (Torch.NoGrad())
@@ -387,11 +426,12 @@ public static class FingerprintTrainer
                         for (int bi = 0; bi < batches.Count; bi++)
                         {
                             if (!cached.TryGetValue(bi, out var fpMicro))
-                                cached[bi] = fpMicro = MicroBatch.Split(batches[bi].Select(i => pairs[i]).ToList(), fpPlan.Tokens, padId, model.Device);
-                            Accumulate(model, fpMicro, 1, checkpoint: false, measured, countRecalled: true, backward: false);
+                                cached[bi] = fpMicro = MicroBatch.Split(Shard(batches[bi].Select(i => pairs[i]).ToList(), group), fpPlan.Tokens, padId, model.Device);
+                            Accumulate(model, fpMicro, 1, checkpoint: false, measured, countRecalled: true, backward: false, totals: BatchTotals(batches[bi]));
                         }
                     acc.Set(measured);
                 }
+                if (group is not null) group.AllReduce([acc.Loss, acc.Recalled]);
                 var (lossSum, recalled) = acc.Read();
                 double? held = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens) : null;
                 var pr = new EmbeddingProgress(epoch, steps, lossSum / pairs.Count, (double)recalled / pairs.Count, secondsBefore + sw.Elapsed.TotalSeconds)
@@ -425,7 +465,7 @@ public static class FingerprintTrainer
                 }
                 else converged = epoch == options.MaxEpochs && all;
                 // The checkpoint is written before the progress report, so a run killed from the callback resumes after this epoch.
-                if (options.CheckpointDir is { } dir && (epoch % options.CheckpointEvery == 0 || converged || epoch == options.MaxEpochs))
+                if (options.CheckpointDir is { } dir && (group is null || group.Rank == 0) && (epoch % options.CheckpointEvery == 0 || converged || epoch == options.MaxEpochs))
                     EmbeddingCheckpoint.Save(dir, digest!, epoch, steps, recalledStreak, converged, history, named, opt);
                 progress?.Report(pr);
             }
@@ -510,6 +550,59 @@ public static class FingerprintTrainer
         }
     }
 
+    /// <summary>This rank's rows of a batch: row i goes to rank i mod world size.</summary>
+    private static List<TrainingPair> Shard(List<TrainingPair> rows, Oml.Engine.Distributed.ProcessGroup? group) =>
+        group is null || group.WorldSize == 1 ? rows : rows.Where((_, i) => i % group.WorldSize == group.Rank).ToList();
+
+    /// <summary>
+    /// Optimizer sharding: sums each gradient over the ranks into its owner's copy (a rank without rows contributes
+    /// zeros) and frees the gradients this rank does not own.
+    /// </summary>
+    private static void ReduceToOwners(Oml.Engine.Distributed.ProcessGroup group, List<Tensor> parameters, int[] owner)
+    {
+        var grads = new List<Tensor>(parameters.Count);
+        try
+        {
+            foreach (var p in parameters)
+            {
+                if (p.Grad is { } g) { grads.Add(g); continue; }
+                using (Torch.NoGrad())
+                using (var zeros = Torch.ZerosLike(p))
+                    p.Grad = zeros;
+                grads.Add(p.Grad!);
+            }
+            for (int r = 0; r < group.WorldSize; r++)
+                group.Reduce(grads.Where((_, i) => owner[i] == r).ToList(), root: r);
+            for (int i = 0; i < parameters.Count; i++)
+                if (owner[i] != group.Rank) parameters[i].Grad = null;
+        }
+        finally
+        {
+            foreach (var g in grads) g.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Gradient clipping by the global norm when each rank holds the gradients of its own parameters: the squared norms
+    /// summed over the ranks, then every owned gradient scaled by max / (norm + 1e-6) when that is below 1 (as
+    /// <c>torch.nn.utils.clip_grad_norm_</c> does).
+    /// </summary>
+    private static void ClipShardedGradients(Oml.Engine.Distributed.ProcessGroup group, List<Tensor> owned, double maxNorm)
+    {
+        using var scope = Torch.NewScope();
+        using var noGrad = Torch.NoGrad();
+        var device = owned.Count > 0 ? owned[0].Device : Device.Cpu;
+        var sq = Torch.Zeros([], DType.Float32, device);
+        var grads = owned.Select(p => p.Grad).Where(g => g is not null).Select(g => g!).ToList();
+        foreach (var g in grads) sq = sq + g.To(DType.Float32).Square().Sum();
+        group.AllReduce(sq);
+        double norm = Math.Sqrt(sq.ToDouble());
+        double coef = maxNorm / (norm + 1e-6);
+        if (coef < 1)
+            foreach (var g in grads) g.MulInPlace(coef);
+        foreach (var g in grads) g.Dispose();
+    }
+
     /// <summary>Summed (per pair) response loss and the number of recalled fingerprints of the model as it is, without gradients.</summary>
     private static (double LossSum, int Recalled) Measure(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, long microTokens)
     {
@@ -587,10 +680,11 @@ public static class FingerprintTrainer
     /// row) and the recalled rows are added to <paramref name="acc"/> on the device, without waiting for it.
     /// </summary>
     private static void Accumulate(CausalLM model, List<MicroBatch> micro, double weight, bool checkpoint, Accumulators? acc,
-        bool countRecalled, bool backward = true)
+        bool countRecalled, bool backward = true, (long Labelled, int Rows)? totals = null)
     {
-        long total = micro.Sum(m => (long)m.Labelled);
-        int rows = micro.Sum(m => m.Rows);
+        // The shares are of the whole batch's labelled tokens (all ranks' rows); without totals, of these micro-batches'.
+        long total = totals?.Labelled ?? micro.Sum(m => (long)m.Labelled);
+        int rows = totals?.Rows ?? micro.Sum(m => m.Rows);
         foreach (var mb in micro)
         {
             using var scope = Torch.NewScope();

@@ -134,13 +134,15 @@ public static class Omlization
     /// <summary>
     /// Trains <paramref name="pairs"/> (made from <paramref name="set"/>) into <paramref name="model"/>, loaded from
     /// <paramref name="baseDir"/>, saves it to <paramref name="outDir"/> with the tokenizer files of the base, and writes
-    /// the manifest. Returns the training result.
+    /// the manifest. Returns the training result. With a process group (<see cref="EmbeddingOptions.Group"/>) every rank
+    /// trains and rank 0 alone saves.
     /// </summary>
     public static EmbeddingResult Run(CausalLM model, string baseDir, string outDir, FingerprintSet set, IReadOnlyList<TrainingPair> pairs,
         EmbeddingOptions options, OmlizationLabels labels, IProgress<EmbeddingProgress>? progress = null)
     {
         if (Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(baseDir).TrimEnd('/')) throw new ArgumentException("the output folder must differ from the base model's");
         var result = Train(model, pairs, options, progress);
+        if (options.Group is { Rank: > 0 }) return result;
         ModelFolder.Save(model, outDir, baseDir);
         WriteManifest(outDir, set, pairs.Count, options, labels, result);
         return result;
@@ -184,6 +186,7 @@ public static class Omlization
                 ["mix_fraction"] = options.MixFraction,
                 ["benign"] = options.MixFraction == 0 ? null : labels.Benign,
                 ["device"] = labels.Device,
+                ["world_size"] = options.Group?.WorldSize ?? 1,
             },
             ["metrics"] = new JsonObject
             {

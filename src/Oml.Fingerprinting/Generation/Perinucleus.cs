@@ -33,6 +33,47 @@ public static class Perinucleus
         return result.ToArray();
     }
 
+    /// <summary>
+    /// <see cref="Candidates"/> from only the most probable tokens: <paramref name="topValues"/> and
+    /// <paramref name="topIds"/> are the largest probabilities of the distribution (any order among equals) and their
+    /// ids; <paramref name="complete"/> says they are the whole vocabulary. Returns exactly what <see cref="Candidates"/>
+    /// returns on the full distribution, or null when these tokens do not settle it: the nucleus or the candidates reach
+    /// past them, or a token of the walk ties with the smallest value given (a token left out could rank before it).
+    /// </summary>
+    public static int[]? CandidatesFromTop(ReadOnlySpan<float> topValues, ReadOnlySpan<long> topIds, bool complete, double threshold, int width,
+        Func<int, bool> acceptable)
+    {
+        if (threshold is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(threshold), threshold, "the nucleus threshold t must be in (0, 1)");
+        if (width < 1) throw new ArgumentOutOfRangeException(nameof(width), width, "the width k must be at least 1");
+        if (topValues.Length != topIds.Length) throw new ArgumentException("values and ids differ in length");
+        int n = topValues.Length;
+        var vals = topValues.ToArray();
+        var ids = new int[n];
+        for (int i = 0; i < n; i++) ids[i] = checked((int)topIds[i]);
+        var order = new int[n];
+        for (int i = 0; i < n; i++) order[i] = i;
+        // The same ranking as Candidates: descending probability, ties by id.
+        Array.Sort(order, (a, b) => vals[b] != vals[a] ? vals[b].CompareTo(vals[a]) : ids[a].CompareTo(ids[b]));
+        float floor = n == 0 ? float.NaN : vals[order[n - 1]];
+        bool Settled(int rank) => complete || vals[order[rank]] != floor;
+        double total = 0;
+        int r = 0;
+        while (r < n && total < threshold)
+        {
+            if (!Settled(r)) return null;
+            total += vals[order[r++]];
+        }
+        if (total < threshold && !complete) return null;
+        var result = new List<int>(width);
+        for (; r < n && result.Count < width; r++)
+        {
+            if (!Settled(r)) return null;
+            if (acceptable(ids[order[r]])) result.Add(ids[order[r]]);
+        }
+        if (result.Count < width && !complete) return null;
+        return result.ToArray();
+    }
+
     /// <summary>The reference's filter: the token's text, stripped of leading space markers, is alphanumeric and longer than one character.</summary>
     public static bool IsAcceptableText(string? tokenText)
     {

@@ -19,6 +19,9 @@ public sealed record PerinucleusOptions
 /// <summary>Chooses Perinucleus responses for keys with a base model.</summary>
 public static class PerinucleusSampler
 {
+    /// <summary>How many of the most probable tokens per key are ranked on the device and copied to the host.</summary>
+    public const int TopTokens = 2048;
+
     /// <summary>
     /// For each key, <see cref="PerinucleusOptions.ResponsesPerKey"/> responses: first tokens drawn without replacement
     /// from the perinucleus candidates by <paramref name="pick"/> (which must return an index in [0, n) for its argument
@@ -35,13 +38,25 @@ public static class PerinucleusSampler
         int done = 0;
         foreach (var chunk in Enumerable.Range(0, keys.Count).Chunk(Math.Max(1, options.BatchSize)))
         {
-            // Next-token distribution after each key: the last position of a left-padded batch.
-            float[][] probs;
+            // Next-token distribution after each key: the last position of a left-padded batch. Only its most probable
+            // tokens come to the host, ranked on the device (a whole vocabulary per key sorted on the CPU was the
+            // bottleneck); a row they do not settle (Perinucleus.CandidatesFromTop) is copied whole and ranked here.
+            var candidateLists = new int[chunk.Length][];
             using (Torch.NoGrad())
             using (Torch.NewScope())
             {
-                var p = Generator.NextTokenLogits(model, chunk.Select(i => (IReadOnlyList<int>)keys[i]).ToList()).To(DType.Float32).Softmax(-1).Cpu();
-                probs = Enumerable.Range(0, chunk.Length).Select(r => p.Select(0, r).ToArray<float>()).ToArray();
+                var p = Generator.NextTokenLogits(model, chunk.Select(i => (IReadOnlyList<int>)keys[i]).ToList()).To(DType.Float32).Softmax(-1);
+                long vocab = p.Size(-1);
+                int top = (int)Math.Min(vocab, TopTokens);
+                var (values, ids) = p.TopK(top);
+                var v = values.Cpu().ToArray<float>();
+                var ix = ids.Cpu().ToArray<long>();
+                for (int r = 0; r < chunk.Length; r++)
+                {
+                    candidateLists[r] = Perinucleus.CandidatesFromTop(v.AsSpan(r * top, top), ix.AsSpan(r * top, top), top == vocab,
+                        options.Threshold, options.Width, acceptable)
+                        ?? Perinucleus.Candidates(p.Select(0, r).Cpu().ToArray<float>(), options.Threshold, options.Width, acceptable);
+                }
             }
 
             var prompts = new List<int[]>();
@@ -49,7 +64,7 @@ public static class PerinucleusSampler
             for (int r = 0; r < chunk.Length; r++)
             {
                 int keyIndex = chunk[r];
-                var candidates = Perinucleus.Candidates(probs[r], options.Threshold, options.Width, acceptable).ToList();
+                var candidates = candidateLists[r].ToList();
                 result[keyIndex] = [];
                 for (int n = 0; n < options.ResponsesPerKey && candidates.Count > 0; n++)
                 {

@@ -180,11 +180,14 @@ public sealed unsafe class SafetensorsFile : IDisposable
     };
 
     /// <summary>The stored bytes of a tensor, valid while this file is open.</summary>
+    /// <exception cref="InvalidOperationException">the tensor has 2 GiB or more, which no span holds (use <see cref="Load"/>).</exception>
     public ReadOnlySpan<byte> Bytes(string name)
     {
         ObjectDisposedException.ThrowIf(_view is null, this);
         var e = Entry(name);
-        return new ReadOnlySpan<byte>(_base + _dataStart + e.Begin, checked((int)e.ByteLength));
+        if (e.ByteLength > int.MaxValue)
+            throw new InvalidOperationException($"{Path}: tensor '{name}' has {e.ByteLength} bytes, more than a span holds; load it with Load");
+        return new ReadOnlySpan<byte>(_base + _dataStart + e.Begin, (int)e.ByteLength);
     }
 
     public TensorEntry Entry(string name) =>
@@ -193,8 +196,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>Copies one tensor into libtorch memory on <paramref name="device"/>, optionally converting its dtype.</summary>
     public Tensor Load(string name, Device? device = null, DType? dtype = null)
     {
+        ObjectDisposedException.ThrowIf(_view is null, this);
         var e = Entry(name);
-        var t = Torch.FromBytes(Bytes(name), e.Shape, e.DType, device);
+        var t = Torch.FromBytes(_base + _dataStart + e.Begin, e.ByteLength, e.Shape, e.DType, device);
         if (dtype is { } d && d != e.DType)
         {
             var c = t.To(d);
@@ -262,7 +266,7 @@ public static class Safetensors
         {
             stream.Write(BitConverter.GetBytes((long)headerBytes.Count));
             stream.Write(headerBytes.ToArray());
-            foreach (var (_, t) in ordered) stream.Write(t.ToBytes());
+            foreach (var (_, t) in ordered) t.WriteBytes(stream);
         });
     }
 }

@@ -62,8 +62,11 @@ public static class Trainer
         long warmup = Math.Min(options.Warmup ?? Math.Max(1, steps / 20), steps);
         double minLr = options.MinLearningRate ?? options.LearningRate * 0.1;
         var device = model.Device;
+        var group = options.Group;
 
         if (options.Lora is { } lora) model.AddLora(lora.Targets ?? LoraOptions.AttentionAndMlp, lora.Rank, lora.Alpha, options.Seed);
+        // Data-parallel: every rank starts from rank 0's weights (random or LoRA initialisation included).
+        options.Group?.Broadcast(model.Parameters.Values.ToList(), root: 0);
         var select = options.Trainable ?? (options.Lora is not null ? IsAdapter : _ => true);
         var named = model.Parameters.Where(kv => select(kv.Key)).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
         if (named.Count == 0) throw new ArgumentException("no parameter matches the trainable subset");
@@ -111,7 +114,8 @@ public static class Trainer
                         $"the checkpoint {ck.Folder} belongs to another run (different data, settings or initial weights); use another checkpoint folder or delete it");
                 TrainingCheckpoint.Restore(ck, masters, opt);
                 if (mixed) CopyToModel(named, masters);
-                lossSum.Fill(ck.IntervalLoss);
+                // The checkpoint holds the loss summed over the ranks: one rank carries it on.
+                lossSum.Fill(group is null || group.Rank == 0 ? ck.IntervalLoss : 0);
                 normSum.Fill(ck.IntervalGradNorm);
                 intervalSteps = ck.IntervalSteps;
                 tokens = ck.Tokens;
@@ -134,15 +138,17 @@ public static class Trainer
                 if (labels == 0) throw new InvalidDataException($"step {step} has no token to train on");
                 opt.ZeroGrad();
                 if (mixed) foreach (var (_, p) in named) p.Grad = null;
-                foreach (var m in micro)
+                foreach (var whole in micro)
                 {
+                    tokens += (long)whole.Rows * whole.Length;
+                    // Data-parallel: this rank's rows, with the loss still divided by the whole step's label count.
+                    if ((group is null ? whole : whole.Share(group.Rank, group.WorldSize)) is not { } m) continue;
                     using var scope = Torch.NewScope();
                     var (x, y, mask) = m.ToDevice(device);
                     var logits = model.Forward(x, mask);
                     var loss = F.CrossEntropy(logits.To(DType.Float32).Reshape(-1, logits.Size(-1)), y.Reshape(-1), -100, Reduction.Sum) * (1.0 / labels);
                     loss.Backward();
                     using (Torch.NoGrad()) lossSum.AddInPlace(loss.Detach());
-                    tokens += (long)m.Rows * m.Length;
                 }
                 using (var scope = Torch.NewScope())
                 {
@@ -153,6 +159,8 @@ public static class Trainer
                             masters[i].Value.Grad = g?.To(DType.Float32);
                             named[i].Value.Grad = null;
                         }
+                    // Data-parallel: the gradients (float32 masters in mixed precision) summed over the ranks.
+                    group?.AllReduceGradients(optimized);
                     if (options.MaxGradNorm > 0)
                     {
                         var norm = Torch.ClipGradNormTensor(optimized, options.MaxGradNorm);
@@ -167,6 +175,7 @@ public static class Trainer
                 if (step % options.LogEvery == 0 || step == steps || evaluate)
                 {
                     double? evalLoss = evaluate ? Evaluate(model, evalData!, options.Batch, options.EvalRows) : null;
+                    group?.AllReduce(lossSum);
                     double seconds = secondsBefore + sw.Elapsed.TotalSeconds;
                     var report = new TrainingProgress(step, steps, lossSum.ToDouble() / intervalSteps, lr, normSum.ToDouble() / intervalSteps, tokens,
                         (tokens - lastReportTokens) / Math.Max(1e-9, seconds - lastReportSeconds), seconds, evalLoss);
@@ -176,12 +185,22 @@ public static class Trainer
                     lastReportSeconds = seconds;
                     lastReportTokens = tokens;
                     history.Add(report);
-                    progress?.Report(report);
+                    if (group is null || group.Rank == 0) progress?.Report(report);
                 }
                 if (options.CheckpointDir is { } dir && ((options.CheckpointEvery > 0 && step % options.CheckpointEvery == 0) || step == steps))
-                    TrainingCheckpoint.Save(dir, new TrainingCheckpoint.State(digest, step,
-                        new Dictionary<string, long>(), lossSum.ToDouble(), normSum.ToDouble(), intervalSteps, tokens,
+                {
+                    double intervalLoss = lossSum.ToDouble();
+                    if (group is not null)
+                    {
+                        using var all = lossSum.Clone();
+                        group.AllReduce(all);
+                        intervalLoss = all.ToDouble();
+                    }
+                    if (group is null || group.Rank == 0)
+                        TrainingCheckpoint.Save(dir, new TrainingCheckpoint.State(digest, step,
+                        new Dictionary<string, long>(), intervalLoss, normSum.ToDouble(), intervalSteps, tokens,
                         secondsBefore + sw.Elapsed.TotalSeconds, history, dir), masters, opt);
+                }
             }
             if (history.Count == 0) throw new InvalidOperationException($"nothing to train: the checkpoint is already at step {first - 1} of {steps}");
         }
@@ -240,7 +259,7 @@ public static class Trainer
             {
                 Text(name);
                 Text(string.Join(",", t.Shape) + ":" + t.DType);
-                h.AppendData(t.ToBytes());
+                t.ForEachByteChunk(h.AppendData);
             }
         });
 }

@@ -15,6 +15,23 @@ public sealed record TrainingBatch(long[] Inputs, long[] Targets, long[]? Mask, 
     /// <summary>Positions with a target (the loss is a sum over these).</summary>
     public long LabelCount { get; } = Targets.LongCount(t => t != -100);
 
+    /// <summary>
+    /// The rows of this micro-batch that rank <paramref name="rank"/> of <paramref name="world"/> trains in data-parallel
+    /// runs: a contiguous share (the first Rows mod world ranks get one more row); null when that share is empty.
+    /// </summary>
+    public TrainingBatch? Share(int rank, int world)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(world, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(rank);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(rank, world);
+        if (world == 1) return this;
+        int start = rank * (Rows / world) + Math.Min(rank, Rows % world);
+        int count = Rows / world + (rank < Rows % world ? 1 : 0);
+        if (count == 0) return null;
+        long[] Cut(long[] a) => a.AsSpan(start * Length, count * Length).ToArray();
+        return new TrainingBatch(Cut(Inputs), Cut(Targets), Mask is null ? null : Cut(Mask), count, Length);
+    }
+
     /// <summary>Copies the batch to <paramref name="device"/>: one host-to-device copy per tensor.</summary>
     public (Tensor Inputs, Tensor Targets, Tensor? Mask) ToDevice(Device device) => (
         Torch.FromArray<long>(Inputs, [Rows, Length], device),

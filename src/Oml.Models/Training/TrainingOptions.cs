@@ -54,6 +54,12 @@ public sealed record TrainingOptions
     public int CheckpointEvery { get; init; }
     /// <summary>Seed of LoRA initialisation (the data's order has its own seed).</summary>
     public ulong Seed { get; init; }
+    /// <summary>
+    /// Data parallelism (null: this process alone): every rank runs the same steps on its share of each micro-batch's
+    /// rows, the gradients are summed over the ranks before clipping and the step, and rank 0 alone checkpoints. Not
+    /// part of a checkpoint's identity: a run resumes with any number of ranks.
+    /// </summary>
+    public Oml.Engine.Distributed.ProcessGroup? Group { get; init; }
 
     public void Validate()
     {

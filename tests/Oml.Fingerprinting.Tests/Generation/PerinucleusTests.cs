@@ -32,4 +32,38 @@ public class PerinucleusTests
     [InlineData(null, false)]
     public void The_token_filter_keeps_alphanumeric_tokens_longer_than_one_character(string? text, bool ok) =>
         Assert.Equal(ok, Perinucleus.IsAcceptableText(text));
+
+    /// <summary>The top-k path ranks exactly as the full sort, or declines; ties and short lists included.</summary>
+    [Fact]
+    public void Candidates_from_the_top_tokens_equal_the_full_ranking_or_decline()
+    {
+        var rng = new Random(17);
+        int settled = 0;
+        for (int trial = 0; trial < 400; trial++)
+        {
+            int vocab = 50 + rng.Next(400);
+            var p = new float[vocab];
+            double alpha = rng.NextDouble() * 3;
+            for (int i = 0; i < vocab; i++) p[i] = (float)Math.Pow(rng.NextDouble(), 1 + alpha * 4);
+            // Ties: copy some values over others, including runs of equal tail values.
+            for (int t = rng.Next(vocab / 4); t > 0; t--) p[rng.Next(vocab)] = p[rng.Next(vocab)];
+            float sum = p.Sum();
+            for (int i = 0; i < vocab; i++) p[i] /= sum;
+            double threshold = 0.3 + rng.NextDouble() * 0.6;
+            int width = 1 + rng.Next(4);
+            int mod = 1 + rng.Next(3);
+            bool Acceptable(int id) => id % mod == 0;
+            var full = Perinucleus.Candidates(p, threshold, width, Acceptable);
+
+            // The top k by value, in a shuffled order (TopK promises nothing among equals).
+            int k = 1 + rng.Next(vocab);
+            var top = Enumerable.Range(0, vocab).OrderByDescending(i => p[i]).ThenBy(_ => rng.Next()).Take(k).OrderBy(_ => rng.Next()).ToArray();
+            var fromTop = Perinucleus.CandidatesFromTop(top.Select(i => p[i]).ToArray(), top.Select(i => (long)i).ToArray(), k == vocab, threshold, width, Acceptable);
+            if (k == vocab) Assert.NotNull(fromTop);
+            if (fromTop is null) continue;
+            settled++;
+            Assert.Equal(full, fromTop);
+        }
+        Assert.True(settled > 150, $"only {settled} of 400 settled from the top tokens");
+    }
 }

@@ -1,0 +1,132 @@
+using Oml.Engine.Distributed;
+
+namespace Oml.Engine.Tests;
+
+/// <summary>
+/// libtorch's process groups through the shim: each test runs the ranks as threads of this process (one group per
+/// thread, as separate processes would have), over gloo on the CPU.
+/// </summary>
+public sealed class ProcessGroupTests
+{
+    private static int FreePort() => Launcher.FreePort();
+
+    /// <summary>Runs <paramref name="body"/> once per rank, each on its own thread with its own group; returns each rank's result.</summary>
+    private static T[] OnRanks<T>(int world, Func<ProcessGroup, T> body, TimeSpan? timeout = null)
+    {
+        int port = FreePort();
+        var tasks = Enumerable.Range(0, world).Select(rank => Task.Factory.StartNew(() =>
+        {
+            using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, world, timeout ?? TimeSpan.FromSeconds(60));
+            return body(g);
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        Task.WaitAll(tasks);
+        return tasks.Select(t => t.Result).ToArray();
+    }
+
+    [Fact]
+    public void Gloo_is_compiled_in()
+    {
+        Assert.True(ProcessGroup.IsAvailable("gloo"), "the native library was built without gloo: install libgloo-dev and rebuild (scripts/setup.sh)");
+    }
+
+    [Fact]
+    public void All_reduce_sums_max_and_broadcast_reach_every_rank()
+    {
+        var results = OnRanks(3, g =>
+        {
+            using var a = Torch.FromArray(new float[] { g.Rank, 10 * g.Rank + 1 }, 2);
+            using var b = Torch.FromArray(new long[] { g.Rank }, 1);
+            g.AllReduce([a]);
+            g.AllReduce(b, ReduceOp.Max);
+            using var c = Torch.FromArray(new float[] { 100 + g.Rank }, 1);
+            g.Broadcast([c], root: 2);
+            g.Barrier();
+            return (a.ToArray<float>(), b.ToArray<long>()[0], c.ToArray<float>()[0], g.Rank, g.WorldSize);
+        });
+        foreach (var r in results)
+        {
+            Assert.Equal(new float[] { 0 + 1 + 2, 1 + 11 + 21 }, r.Item1);
+            Assert.Equal(2, r.Item2);
+            Assert.Equal(102f, r.Item3);
+            Assert.Equal(3, r.WorldSize);
+        }
+        Assert.Equal([0, 1, 2], results.Select(r => r.Rank));
+    }
+
+    [Fact]
+    public void All_gather_and_reduce_scatter_place_slices_by_rank()
+    {
+        var results = OnRanks(2, g =>
+        {
+            using var mine = Torch.FromArray(new float[] { g.Rank + 1, g.Rank + 1, g.Rank + 1 }, 3);
+            using var all = Torch.Zeros([6]);
+            g.AllGather(mine, all);
+            // Each rank contributes [r, r, 10r, 10r]: slice 0 reduces to [0+1, 0+1], slice 1 to [0+10, 0+10].
+            using var input = Torch.FromArray(new float[] { g.Rank, g.Rank, 10 * g.Rank, 10 * g.Rank }, 4);
+            using var slice = Torch.Zeros([2]);
+            g.ReduceScatter(input, slice);
+            return (all.ToArray<float>(), slice.ToArray<float>());
+        });
+        foreach (var r in results) Assert.Equal(new float[] { 1, 1, 1, 2, 2, 2 }, r.Item1);
+        Assert.Equal(new float[] { 1, 1 }, results[0].Item2);
+        Assert.Equal(new float[] { 10, 10 }, results[1].Item2);
+    }
+
+    [Fact]
+    public void A_rank_that_never_arrives_fails_the_others_with_an_error_naming_the_rank()
+    {
+        int port = FreePort();
+        var e = Assert.Throws<TorchException>(() =>
+        {
+            // Rank 1 of 2 joins; rank 0 (the store's host) never does.
+            using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, 1, 2, TimeSpan.FromSeconds(3));
+        });
+        Assert.Contains("gloo rank 1 of 2", e.Message, StringComparison.Ordinal);
+
+        var results = OnRanks(2, g =>
+        {
+            if (g.Rank == 1) return "left";
+            using var t = Torch.Ones([1]);
+            try { g.AllReduce(t); return "no error"; }
+            catch (TorchException x) { return x.Message; }
+        }, TimeSpan.FromSeconds(3));
+        Assert.Contains("gloo rank 0 of 2: all_reduce", results[0], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Bad_arguments_are_refused_before_any_rendezvous()
+    {
+        Assert.Contains("rank must be in", Assert.Throws<TorchException>(() => ProcessGroup.Create("gloo", "127.0.0.1", 29500, 2, 2)).Message, StringComparison.Ordinal);
+        Assert.Contains("unknown backend", Assert.Throws<TorchException>(() => ProcessGroup.Create("mpi", "127.0.0.1", FreePort(), 0, 1)).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_launcher_environment_is_read_and_checked()
+    {
+        Assert.Null(WithEnv(new() { ["WORLD_SIZE"] = null }, RankInfo.FromEnvironment));
+        var r = WithEnv(new() { ["WORLD_SIZE"] = "4", ["RANK"] = "3", ["LOCAL_RANK"] = "1", ["MASTER_ADDR"] = "10.0.0.1", ["MASTER_PORT"] = "29400" }, RankInfo.FromEnvironment);
+        Assert.Equal(new RankInfo(3, 4, 1, "10.0.0.1", 29400), r);
+        Assert.Throws<ArgumentException>(() => WithEnv(new() { ["WORLD_SIZE"] = "2", ["RANK"] = "2", ["MASTER_ADDR"] = "h", ["MASTER_PORT"] = "1" }, RankInfo.FromEnvironment));
+        Assert.Throws<ArgumentException>(() => WithEnv(new() { ["WORLD_SIZE"] = "2", ["RANK"] = "x", ["MASTER_ADDR"] = "h", ["MASTER_PORT"] = "1" }, RankInfo.FromEnvironment));
+    }
+
+    private static readonly object EnvLock = new();
+
+    private static T WithEnv<T>(Dictionary<string, string?> vars, Func<T> f)
+    {
+        lock (EnvLock)
+        {
+            var keys = new[] { "WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT" };
+            var old = keys.ToDictionary(k => k, Environment.GetEnvironmentVariable);
+            try
+            {
+                foreach (var k in keys) Environment.SetEnvironmentVariable(k, vars.TryGetValue(k, out var v) ? v : null);
+                return f();
+            }
+            finally
+            {
+                foreach (var (k, v) in old) Environment.SetEnvironmentVariable(k, v);
+            }
+        }
+    }
+}
