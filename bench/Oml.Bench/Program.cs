@@ -189,7 +189,7 @@ internal static class Timing
     }
 }
 
-public sealed class Args
+internal sealed class Args
 {
     private readonly Dictionary<string, string> _values = new();
 

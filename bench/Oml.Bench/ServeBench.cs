@@ -24,7 +24,7 @@ namespace Oml.Bench;
 ///   dotnet run -c Release --project bench/Oml.Bench -- --serve [--hidden 512 --layers 8 --heads 8 --kv-heads 4]
 ///       [--clients 1,8,50] [--seconds 15] [--rounds 2] [--max-tokens 32] [--threads N] [--markdown FILE]
 /// </summary>
-public static class ServeBench
+internal static class ServeBench
 {
     public static int Run(Args opts)
     {

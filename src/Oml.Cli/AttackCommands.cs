@@ -59,9 +59,10 @@ public static class AttackCommands
         var output = OutOption();
         var force = CliOptions.Force();
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var cmd = new Command("merge", "Merge the model with sibling models of the same shape (linear, SLERP, task arithmetic, TIES).")
         {
-            model, with, method, baseModel, weight, weights, density, lambda, output, force, device,
+            model, with, method, baseModel, weight, weights, density, lambda, output, force, device, dtype,
         };
         cmd.SetAction(r =>
         {
@@ -80,12 +81,13 @@ public static class AttackCommands
             if (m is MergeMethod.Linear or MergeMethod.Slerp && baseDir is not null) throw new UsageException($"--base is for task-arithmetic and ties, not {r.GetValue(method)}");
             double[]? w = r.GetValue(weights) is { } ws ? ParseList(ws, "--weights") : null;
             var dev = Cli.ParseDevice(r.GetValue(device)!);
+            var dt = Cli.ParseDType(r.GetValue(dtype));
             var loaded = new List<CausalLM>();
             try
             {
-                var lm = Load(dir, dev, loaded);
-                var siblings = others.Select(o => Load(o, dev, loaded)).ToList();
-                var b = baseDir is null ? null : Load(baseDir, dev, loaded);
+                var lm = Load(dir, dev, dt, loaded);
+                var siblings = others.Select(o => Load(o, dev, dt, loaded)).ToList();
+                var b = baseDir is null ? null : Load(baseDir, dev, dt, loaded);
                 var attack = Cli.OptionValue(() => new MergeAttack(m, siblings, b, r.GetValue(weight), w, r.GetValue(density), r.GetValue(lambda)));
                 using var merged = attack.Apply(lm, Progress());
                 Save(merged, outDir, dir, r.GetValue(force));
@@ -99,9 +101,9 @@ public static class AttackCommands
         return cmd;
     }
 
-    private static CausalLM Load(string dir, Device dev, List<CausalLM> loaded)
+    private static CausalLM Load(string dir, Device dev, DType? dt, List<CausalLM> loaded)
     {
-        var m = ModelFolder.Load(dir, dev);
+        var m = ModelFolder.Load(dir, dev, dt);
         loaded.Add(m);
         return m;
     }
@@ -124,9 +126,10 @@ public static class AttackCommands
         var output = OutOption();
         var force = CliOptions.Force();
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var cmd = new Command("quantize", "Quantize the weights group-wise to int8/int4 and back (the values a weight-only quantized deployment computes with).")
         {
-            model, bits, symmetric, group, embeddings, norms, output, force, device,
+            model, bits, symmetric, group, embeddings, norms, output, force, device, dtype,
         };
         cmd.SetAction(r =>
         {
@@ -140,7 +143,7 @@ public static class AttackCommands
             string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
             CheckOut(outDir, r.GetValue(force), dir);
             var attack = Cli.OptionValue(() => new QuantizeAttack(scheme, r.GetValue(group), Kinds(r.GetValue(embeddings), r.GetValue(norms))));
-            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
+            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             using var q = attack.Apply(lm, Progress());
             Save(q, outDir, dir, r.GetValue(force));
             var worst = attack.Errors.MaxBy(e => e.MeanSquaredError);
@@ -160,13 +163,14 @@ public static class AttackCommands
         var output = OutOption();
         var force = CliOptions.Force();
         var device = Cli.DeviceOption();
-        var cmd = new Command("prune", "Unstructured magnitude pruning of the linear weights.") { model, fraction, global, embeddings, output, force, device };
+        var dtype = Cli.DTypeOption();
+        var cmd = new Command("prune", "Unstructured magnitude pruning of the linear weights.") { model, fraction, global, embeddings, output, force, device, dtype };
         cmd.SetAction(r =>
         {
             string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
             CheckOut(outDir, r.GetValue(force), dir);
             var attack = Cli.OptionValue(() => new PruneAttack(r.GetValue(fraction), r.GetValue(global), Kinds(r.GetValue(embeddings), false)));
-            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
+            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             using var p = attack.Apply(lm, Progress());
             Save(p, outDir, dir, r.GetValue(force));
             Console.WriteLine($"{attack.Name}: done");
@@ -230,8 +234,9 @@ public static class AttackCommands
         var output = OutOption();
         var force = CliOptions.Force();
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var t = new TrainingOptionSet();
-        var cmd = new Command("sft", "Fine-tune the model on instruction data (full or LoRA; loss on the responses only).") { model, data, output, force, device };
+        var cmd = new Command("sft", "Fine-tune the model on instruction data (full or LoRA; loss on the responses only).") { model, data, output, force, device, dtype };
         t.AddTo(cmd);
         cmd.SetAction(r =>
         {
@@ -241,7 +246,7 @@ public static class AttackCommands
             var (tok, template) = t.Tokenizer(r, dir);
             var conversations = InstructionData.Load(r.GetValue(data)!);
             var attack = Cli.OptionValue(() => new SftAttack(SftAttack.ExamplesFrom(training.Samples is { } n ? conversations.Take(n) : conversations, tok, template), training));
-            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
+            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             using var tuned = attack.Apply(lm, Progress());
             Save(tuned, outDir, dir, r.GetValue(force));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{attack.Name}: final loss {attack.LastLoss:F4}"));
@@ -263,10 +268,11 @@ public static class AttackCommands
         var output = OutOption();
         var force = CliOptions.Force();
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var t = new TrainingOptionSet();
         var cmd = new Command("distill", "Sequence-level distillation: train a student on the model's answers to ordinary prompts.")
         {
-            model, prompts, student, freshHidden, freshLayers, freshHeads, maxNew, temperature, output, force, device,
+            model, prompts, student, freshHidden, freshLayers, freshHeads, maxNew, temperature, output, force, device, dtype,
         };
         t.AddTo(cmd);
         cmd.SetAction(r =>
@@ -281,7 +287,8 @@ public static class AttackCommands
             var conversations = InstructionData.Load(r.GetValue(prompts)!);
             var promptIds = conversations.Select(c => InstructionData.Tokenize(c, tok, template).Prompt).ToList();
             var dev = Cli.ParseDevice(r.GetValue(device)!);
-            using var teacher = ModelFolder.Load(dir, dev);
+            var dt = Cli.ParseDType(r.GetValue(dtype));
+            using var teacher = ModelFolder.Load(dir, dev, dt);
             ModelConfig? fresh = null;
             if (hidden is { } h)
             {
@@ -293,7 +300,7 @@ public static class AttackCommands
                 fresh = new LlamaShape(c.VocabSize, h, layers, heads, heads, intermediate, Math.Min(c.MaxPositionEmbeddings, 4096), TieEmbeddings: true)
                     .ToConfig(c.BosTokenId, c.EosTokenIds.Count > 0 ? c.EosTokenIds[0] : null, c.PadTokenId);
             }
-            using var studentModel = studentDir is null ? null : ModelFolder.Load(studentDir, dev);
+            using var studentModel = studentDir is null ? null : ModelFolder.Load(studentDir, dev, dt);
             var decoding = new GenerationOptions { Temperature = r.GetValue(temperature), Seed = r.GetValue(temperature) is null ? null : r.GetValue(t.Seed) };
             var attack = Cli.OptionValue(() => new DistillationAttack(promptIds, studentModel, fresh, r.GetValue(maxNew), decoding, training));
             using var trained = attack.Apply(teacher, Progress());
@@ -315,9 +322,10 @@ public static class AttackCommands
         var json = new Option<bool>("--json") { Description = "Print the verification report as JSON, with \"responder\"" };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var cmd = new Command("probe", "Verify a model as a host serving it through a decoding-time attack would answer: prints hits/queried and the verdict.")
         {
-            model, fingerprints, responder, count, alpha, calibration, json, passphraseFile, device,
+            model, fingerprints, responder, count, alpha, calibration, json, passphraseFile, device, dtype,
         };
         cmd.SetAction(r =>
         {
@@ -335,6 +343,7 @@ public static class AttackCommands
             var chosen = unrevealed.Take(m).ToList();
             var tok = Tokenizer.FromFolder(dir);
             var dev = Cli.ParseDevice(r.GetValue(device)!);
+            var dt = Cli.ParseDType(r.GetValue(dtype));
             IReadOnlyList<int[]>? calib = null;
             if (r.GetValue(calibration) is { } cf)
             {
@@ -342,7 +351,7 @@ public static class AttackCommands
                 calib = File.ReadAllLines(cf).Where(l => l.Trim().Length > 0).Select(l => tok.Encode(l, addSpecialTokens: true)).Where(x => x.Length > 1).ToList();
                 if (calib.Count == 0) throw new InvalidDataException($"--calibration: {cf} holds no usable lines");
             }
-            using var lm = ModelFolder.Load(dir, dev);
+            using var lm = ModelFolder.Load(dir, dev, dt);
             ChatTemplate? template = null;
             if (spec.Chat)
             {
@@ -357,7 +366,7 @@ public static class AttackCommands
                 Model = lm,
                 Tokenizer = tok,
                 ChatTemplate = template,
-                LoadModel = d => ModelFolder.Load(d, dev),
+                LoadModel = d => ModelFolder.Load(d, dev, dt),
                 CalibrationPrompts = calib,
             };
             using var host = spec.Build(context);

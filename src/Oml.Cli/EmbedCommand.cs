@@ -88,6 +88,7 @@ public static class EmbedCommand
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var json = CliOptions.Json("Print the written manifest (oml-manifest.json: settings and metrics) as JSON instead of the one-line summary");
         var microTokens = new Option<int?>("--micro-batch-tokens")
         {
             Description = "Largest forward/backward pass in padded tokens; gradients of a larger batch accumulate into the same optimizer step (default: sized from the free device memory)",
@@ -108,7 +109,7 @@ public static class EmbedCommand
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
         {
             model, fingerprints, output, lr, epochs, batch, lambda, averagingEvery, earlyStop, noEarlyStop, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log,
-            expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device, dtype, microTokens, ckpt, memoryBudget,
+            expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device, dtype, microTokens, ckpt, memoryBudget, json,
         };
         dist.AddTo(cmd);
         cmd.Add(shard);
@@ -213,7 +214,7 @@ public static class EmbedCommand
             var result = lead ? Run(lm, dir, outDir, set, pairs, options, labels, r.GetValue(log)) : Omlization.Run(lm, dir, outDir, set, pairs, options, labels);
             if (masks is not null) foreach (var mk in masks.Values) mk.Dispose();
             if (!lead) return Cli.Ok;
-            Console.WriteLine(Summary(outDir, set.Count, result));
+            Console.WriteLine(r.GetValue(json) ? File.ReadAllText(Path.Combine(outDir, Omlization.ManifestFile)).TrimEnd() : Summary(outDir, set.Count, result));
             if (Omlization.Advice(result, options) is { } advice) Console.Error.WriteLine($"oml: not every fingerprint is recalled: {advice}");
             return Cli.Ok;
         });

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json.Nodes;
 using Oml.Engine;
 
 namespace Oml.Cli;
@@ -8,9 +9,22 @@ public static class InfoCommand
 {
     public static Command Create()
     {
-        var cmd = new Command("info", "Show the libtorch version, CPU threads and CUDA devices the engine uses.");
-        cmd.SetAction(_ =>
+        var json = CliOptions.Json("Print {\"libtorch\", \"cpu_threads\", \"blas\", \"fused_attention\", \"cuda_devices\"} as JSON");
+        var cmd = new Command("info", "Show the libtorch version, CPU threads and CUDA devices the engine uses.") { json };
+        cmd.SetAction(r =>
         {
+            if (r.GetValue(json))
+            {
+                Console.WriteLine(new JsonObject
+                {
+                    ["libtorch"] = Torch.LibTorchVersion,
+                    ["cpu_threads"] = Torch.Threads,
+                    ["blas"] = LoadedBlas(),
+                    ["fused_attention"] = Torch.HasFusedAttention,
+                    ["cuda_devices"] = Torch.Cuda.IsAvailable ? Torch.Cuda.DeviceCount : 0,
+                }.ToJsonString());
+                return Cli.Ok;
+            }
             Console.WriteLine($"libtorch         {Torch.LibTorchVersion}");
             Console.WriteLine($"cpu threads      {Torch.Threads}");
             Console.WriteLine($"blas             {LoadedBlas()}");

@@ -56,12 +56,14 @@ public static class ServeCommand
     {
         var model = new Argument<string>("model") { Description = "The model folder (config.json, safetensors weights, tokenizer.json; tokenizer_config.json's chat template for chats)" };
         var o = new ServeOptions();
+        var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var cmd = new Command("serve",
             "Serve a model folder as an OpenAI-compatible API on 127.0.0.1: POST /v1/completions and /v1/chat/completions (streaming, n, "
             + "logprobs, stop, usage), GET /v1/models, GET /health, GET /metrics (Prometheus). Concurrent requests are decoded together "
             + "(continuous batching). Runs until Ctrl-C or SIGTERM.")
         {
-            model,
+            model, device, dtype,
         };
         o.AddTo(cmd);
         cmd.SetAction(r =>
@@ -69,7 +71,7 @@ public static class ServeCommand
             string dir = r.GetValue(model)!;
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
             var options = o.Server(r, dir);
-            using var backend = ModelBackend.Load(dir, o.Engine(r));
+            using var backend = ModelBackend.Load(dir, o.Engine(r), Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             return Protocol.HostCommands.RunUntilStopped(
                 ct => OpenAiCompatibleServer.StartAsync(backend, r.GetValue(o.Port), options, null, ct), x => x.BaseUrl,
                 $"model '{options.ModelName}', context {Math.Min(backend.ContextLength ?? int.MaxValue, options.MaxModelLength ?? int.MaxValue)}, up to {r.GetValue(o.MaxNumSeqs)} sequences per batch",

@@ -9,6 +9,8 @@ namespace Oml.Cli;
 /// <summary><c>oml tokenizer train</c>: byte-level BPE tokenizers for the lab's small models.</summary>
 public static class TokenizerCommands
 {
+    private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json"];
+
     public static Command Create() => new("tokenizer", "Train byte-level BPE tokenizers.") { Train() };
 
     private static Command Train()
@@ -33,7 +35,7 @@ public static class TokenizerCommands
             if (size < 257) throw new UsageException($"--vocab-size must exceed the 256 byte tokens, not {size}");
             long minFreq = r.GetValue(minFrequency);
             if (minFreq < 1) throw new UsageException($"--min-frequency must be at least 1, not {minFreq}");
-            foreach (var f in new[] { "tokenizer.json", "tokenizer_config.json" })
+            foreach (var f in TokenizerFiles)
                 Oml.Models.IO.AtomicFile.CheckWritable(Path.Combine(r.GetValue(outDir)!, f), r.GetValue(force));
             var sw = Stopwatch.StartNew();
             var texts = new List<string>();

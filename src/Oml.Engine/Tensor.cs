@@ -70,6 +70,7 @@ public sealed class Tensor : IDisposable
     }
 
     /// <summary>Sets <see cref="RequiresGrad"/> and returns this tensor, for fluent parameter creation.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1707", Justification = "libtorch's name for the in-place setter (requires_grad_), which users of the engine know")]
     public Tensor RequiresGrad_(bool on = true)
     {
         RequiresGrad = on;

@@ -17,6 +17,7 @@ public readonly struct EquatableArray<T> : IEquatable<EquatableArray<T>>, IReadO
 
     public EquatableArray(IEnumerable<T> items) => _items = [.. items];
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1000", Justification = "the empty value of the type, as ImmutableArray<T>.Empty")]
     public static EquatableArray<T> Empty => new(ImmutableArray<T>.Empty);
 
     public ImmutableArray<T> AsImmutableArray() => _items.IsDefault ? ImmutableArray<T>.Empty : _items;
@@ -69,6 +70,7 @@ public static class EquatableArray
 /// Strategy parameters: an immutable string → string map, ordered by key (ordinal) and compared by value.
 /// Numbers are stored in their invariant-culture text form.
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1710", Justification = "a strategy's parameters; the name is part of the fingerprint-set API")]
 public sealed class ParameterMap : IReadOnlyDictionary<string, string>, IEquatable<ParameterMap>
 {
     private readonly ImmutableSortedDictionary<string, string> _map;

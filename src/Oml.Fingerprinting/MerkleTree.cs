@@ -37,6 +37,7 @@ public static class FingerprintLeaf
         return w.ToArray();
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "a MemoryStream holds no unmanaged resource; disposing it frees nothing")]
     internal sealed class ByteWriter
     {
         private readonly MemoryStream _s = new();

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Text;
+using Oml.Engine;
 using Oml.Fingerprinting.Endpoints;
 using Oml.Models;
 using Oml.Models.ChatTemplates;
@@ -146,8 +147,8 @@ public sealed class ModelBackend : ICompletionBackend, IDisposable
     }
 
     /// <summary>Loads a model folder (config, weights, tokenizer.json, and tokenizer_config.json's chat template when
-    /// it has one).</summary>
-    public static ModelBackend Load(string modelDir, BatchEngineOptions? engine = null)
+    /// it has one) onto <paramref name="device"/> (default: the CPU) in <paramref name="dtype"/> (default: as stored).</summary>
+    public static ModelBackend Load(string modelDir, BatchEngineOptions? engine = null, Device? device = null, DType? dtype = null)
     {
         var tokenizer = Tokenizer.FromFolder(modelDir);
         ChatTemplate? template = null;
@@ -160,7 +161,7 @@ public sealed class ModelBackend : ICompletionBackend, IDisposable
         {
             // No chat template: chats are refused with a clear error.
         }
-        var model = ModelFolder.Load(modelDir);
+        var model = ModelFolder.Load(modelDir, device, dtype);
         try
         {
             return new ModelBackend(model, tokenizer, template, engine, ownsModel: true);

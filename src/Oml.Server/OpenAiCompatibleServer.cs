@@ -646,6 +646,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
     // ------------------------------------------------------------------ one request's generation
 
     /// <summary>Generates every choice of one request and writes the answer: a JSON body, or a stream of events.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "the SemaphoreSlim's wait handle is never created (AvailableWaitHandle is not used), so it owns nothing to dispose")]
     private sealed class Run(OpenAiCompatibleServer server, HttpContext ctx, Parsed req, List<PromptInput> prompts, Stopwatch clock)
     {
         private readonly SemaphoreSlim _write = new(1, 1);

@@ -80,6 +80,18 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
     }
 
     [Fact]
+    public void Attacks_load_the_model_in_the_asked_dtype()
+    {
+        var outDir = Path.Combine(W.Root, "pruned-bf16");
+        var r = Run("attack", "prune", "--model", W.Model, "--out", outDir, "--fraction", "0.5", "--dtype", "bfloat16", "--device", "cpu");
+        Assert.True(r.Code == 0, r.Err);
+        using (var p = ModelFolder.Load(outDir)) Assert.Equal(DType.BFloat16, p.DType);
+        var bad = Run("attack", "quantize", "--model", W.Model, "--out", Path.Combine(W.Root, "q-int"), "--dtype", "int64");
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("--dtype", bad.Err);
+    }
+
+    [Fact]
     public void Quantize_writes_a_round_tripped_model_and_reports_the_error()
     {
         var outDir = Path.Combine(W.Root, "int4");

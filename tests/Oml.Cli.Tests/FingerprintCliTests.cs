@@ -259,7 +259,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         var outDir = Path.Combine(W.Root, "smoke");
         var log = Path.Combine(W.Root, "smoke.jsonl");
         var r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
-            "--epochs", "3", "--train", "mlp", "--log", log);
+            "--epochs", "3", "--train", "mlp", "--log", log, "--json");
         Assert.Equal(0, r.Code);
         Assert.Contains("epoch    1/3", r.Err);
         var lines = File.ReadAllLines(log);
@@ -278,6 +278,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         Assert.Equal("self-generated", manifest["settings"]!["benign"]!.GetValue<string>());
         Assert.NotNull(manifest["library_version"]);
         Assert.NotEqual(manifest["base_model_digest"]!.GetValue<string>(), manifest["model_digest"]!.GetValue<string>());
+        Assert.Equal(manifest.ToJsonString(), Json(r.Out).ToJsonString()); // --json prints the manifest
 
         var text = Path.Combine(W.Root, "benign.txt");
         File.WriteAllText(text, string.Join(" ", Enumerable.Repeat("the quick brown fox jumps over the lazy dog", 20)));

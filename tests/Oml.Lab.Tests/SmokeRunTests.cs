@@ -106,6 +106,10 @@ public class SmokeRunTests
         // The multi-response defence embedded two responses per key; avoid-top kept only responses outside the base's top m.
         var multi = Oml.Fingerprinting.FingerprintSetFile.Read(Path.Combine(env.OutDir, "models", "multi-response-s1", LabEnvironment.SetFile), null);
         Assert.All(multi.Fingerprints, f => Assert.Equal(2, f.Responses.Count));
+        // Built through OMLization's use case: the saved model carries its manifest, committing to the set it holds.
+        var manifest = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(env.OutDir, "models", "multi-response-s1", Oml.Fingerprinting.Embedding.Omlization.ManifestFile)))!;
+        Assert.Equal(multi.Commit().Root, (string?)manifest["commitment_root"]);
+        Assert.Equal(multi.Count, (int)manifest["fingerprints"]!);
         var avoid = Oml.Fingerprinting.FingerprintSetFile.Read(Path.Combine(env.OutDir, "models", "avoid-top-s1", LabEnvironment.SetFile), null);
         env.Prepare();
         using (var baseModel = env.LoadModel(env.BaseDir))

@@ -117,7 +117,7 @@ public sealed record EmbeddingOptions
     /// <see cref="Expansion.WidenMlp"/>. Masked parameters get no weight decay, so their kept entries stay bit-identical.
     /// </summary>
     public IReadOnlyDictionary<string, Tensor>? GradientMasks { get; init; }
-    public ulong Seed { get; init; } = 0;
+    public ulong Seed { get; init; }
     /// <summary>
     /// Folder for checkpoints (null: none). When it holds a checkpoint of the same run (same fingerprints, settings and
     /// base weights), <see cref="FingerprintTrainer.Embed"/> resumes from it; a checkpoint of another run is refused.

@@ -119,11 +119,16 @@ public static class Omlization
         };
     }
 
-    /// <summary>Prepares the data (<see cref="PrepareData"/>) and trains <paramref name="pairs"/> into <paramref name="model"/>.</summary>
-    public static EmbeddingResult Train(CausalLM model, IReadOnlyList<TrainingPair> pairs, EmbeddingOptions options, IProgress<EmbeddingProgress>? progress = null)
+    /// <summary>
+    /// Prepares the data (<see cref="PrepareData"/>, with <paramref name="heldOutCount"/> held-out sequences unless the
+    /// options give them) and trains <paramref name="pairs"/> into <paramref name="model"/>.
+    /// </summary>
+    public static EmbeddingResult Train(CausalLM model, IReadOnlyList<TrainingPair> pairs, EmbeddingOptions options, IProgress<EmbeddingProgress>? progress = null,
+        int heldOutCount = OmlizationDefaults.HeldOutCount)
     {
+        ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        return FingerprintTrainer.Embed(model, pairs, PrepareData(model, options), progress);
+        return FingerprintTrainer.Embed(model, pairs, PrepareData(model, options, heldOutCount), progress);
     }
 
     /// <summary>

@@ -58,7 +58,7 @@ public sealed record AttackTraining
         try
         {
             var chosen = Samples is { } n ? examples.Take(n).ToList() : examples;
-            int pad = model.Config.PadTokenId ?? model.Config.EosTokenIds.FirstOrDefault();
+            int pad = model.Config.PadTokenId ?? (model.Config.EosTokenIds.Count > 0 ? model.Config.EosTokenIds[0] : 0);
             var data = new SupervisedData(chosen, pad, MaxLength, Seed);
             var report = progress is null ? null : new InlineProgress<TrainingProgress>(p =>
                 progress.Report(string.Create(CultureInfo.InvariantCulture, $"{what}: step {p.Step}/{p.Steps}, loss {p.Loss:F4}, lr {p.LearningRate:E2}")));

@@ -73,8 +73,8 @@ public sealed class CorpusBuilder
 
     public CorpusSummary Build(string outDir, IProgress<CorpusProgress>? progress = null)
     {
-        if (HeldOutPer10000 is < 0 or > 10000) throw new ArgumentOutOfRangeException(nameof(HeldOutPer10000), HeldOutPer10000, "must be within 0..10000");
-        if (MaxMegabytes is <= 0) throw new ArgumentOutOfRangeException(nameof(MaxMegabytes), MaxMegabytes, "must be positive");
+        if (HeldOutPer10000 is < 0 or > 10000) throw new ArgumentOutOfRangeException(null, HeldOutPer10000, $"{nameof(HeldOutPer10000)} must be within 0..10000");
+        if (MaxMegabytes is <= 0) throw new ArgumentOutOfRangeException(null, MaxMegabytes, $"{nameof(MaxMegabytes)} must be positive");
         var missing = Sources.Where(s => s.Files(Root).Count == 0).ToList();
         if (missing.Count > 0)
             throw new InvalidDataException(

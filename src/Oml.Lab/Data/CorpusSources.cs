@@ -45,7 +45,7 @@ public abstract class CorpusSource
         new GcideSource(), new WordNetSource(), new DevilSource(), new FortunesSource(),
         new HtmlDocsSource("python-docs", ["python3.11-doc"], "PSF-2.0",
             "The Python 3.11 documentation (library reference, tutorial, HOWTOs), HTML", "/usr/share/doc/python3.11/html",
-            rel => !rel.StartsWith("_", StringComparison.Ordinal) && !rel.StartsWith("genindex", StringComparison.Ordinal)
+            rel => !rel.StartsWith('_') && !rel.StartsWith("genindex", StringComparison.Ordinal)
                    && rel is not ("search.html" or "py-modindex.html" or "whatsnew/changelog.html")),
         new HtmlDocsSource("debian-reference", ["debian-reference-en"], "GPL-2+",
             "The Debian Reference (English), HTML", "/usr/share/debian-reference", rel => rel.EndsWith(".en.html", StringComparison.Ordinal)),

@@ -202,9 +202,16 @@ public sealed class EmbeddingSpec
     public int? RecallPatience { get; set; } = 10;
     /// <summary>Tokens per benign sequence cut from the training corpus for data mixing.</summary>
     public int BenignLength { get; set; } = 64;
+    /// <summary>
+    /// Held-out sequences that OMLization prepares for early stopping and the choice of the final λ (the last tenth, at
+    /// most this many, of the benign chunks, or the base's own samples without mixing). 0, the default, keeps the lab's
+    /// experiments as they were run: no held-out data. OMLization's own default is OmlizationDefaults.HeldOutCount.
+    /// </summary>
+    public int HeldOutCount { get; set; }
 
     public void Validate(Action<string> fail)
     {
+        if (HeldOutCount < 0) fail("embedding.held_out_count must be at least 0");
         if (Lr <= 0) fail("embedding.lr must be positive");
         if (MaxEpochs < 1) fail("embedding.max_epochs must be at least 1");
         if (BatchSize < 0) fail("embedding.batch_size must be at least 0");

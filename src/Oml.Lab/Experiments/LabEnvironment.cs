@@ -287,13 +287,15 @@ public sealed class LabEnvironment
             var pairs = KeyFormat.Raw.TrainingPairs(fps, Tokenizer, spec.PromptAugmentation.Count > 0 ? spec.PromptAugmentation : null);
             var e = Config.Embedding;
             var o = spec.Embedding;
-            var result = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions
+            var options = new EmbeddingOptions
             {
                 LearningRate = o?.Lr ?? e.Lr, MaxEpochs = o?.MaxEpochs ?? e.MaxEpochs, BatchSize = o?.BatchSize ?? e.BatchSize, LossThreshold = e.LossThreshold, RecallPatience = e.RecallPatience,
                 AveragingLambda = spec.Lambda, AveragingEvery = AveragingSchedules.Parse(spec.AveragingEvery, "averaging_every"), MixFraction = spec.Beta, Seed = seed,
                 BenignSequences = spec.Beta > 0 ? TrainTokens.Chunk(e.BenignLength).Where(c => c.Length >= 2).ToList() : null,
-            });
-            if (saveDir is not null) Save(model, fps, saveDir, result, sw.Elapsed.TotalSeconds);
+            };
+            // OMLization's use case, as `oml embed` runs it (data preparation, then training), with the experiment's settings.
+            var result = Omlization.Train(model, pairs, options, heldOutCount: e.HeldOutCount);
+            if (saveDir is not null) Save(model, fps, saveDir, pairs.Count, options, result, sw.Elapsed.TotalSeconds);
             return (model, fps, result, sw.Elapsed.TotalSeconds);
         }
         catch
@@ -305,13 +307,18 @@ public sealed class LabEnvironment
 
     public const string SetFile = "fingerprints.json";
 
-    private void Save(CausalLM model, List<Fingerprint> fps, string dir, EmbeddingResult r, double seconds)
+    private void Save(CausalLM model, List<Fingerprint> fps, string dir, int pairCount, EmbeddingOptions options, EmbeddingResult r, double seconds)
     {
         var tmp = dir.TrimEnd('/') + $".tmp-{Environment.ProcessId}";
         if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
         ModelFolder.Save(model, tmp, Config.Tokenizer is null ? BaseDir : Resolve(Config.Tokenizer));
         var set = FingerprintSet.Create(DateTimeOffset.UtcNow, "lab:" + Path.GetFileName(BaseDir), new TokenizerIdentity(Path.GetFileName(BaseDir), "lab"), fps[0].Strategy, fps);
         FingerprintSetFile.WritePlaintext(Path.Combine(tmp, SetFile), set);
+        // The same manifest an OMLized model gets from `oml embed` (oml-manifest.json); embedding.json keeps the lab's timing.
+        Omlization.WriteManifest(tmp, set, pairCount, options, new OmlizationLabels
+        {
+            FingerprintSource = SetFile, Benign = options.MixFraction > 0 ? "lab training corpus" : null, Device = model.Device.ToString(),
+        }, r);
         File.WriteAllText(Path.Combine(tmp, "embedding.json"), System.Text.Json.JsonSerializer.Serialize(new
         {
             epochs = r.Final.Epoch, converged = r.Converged, seconds, recalled = r.Final.Accuracy, loss = r.Final.Loss,

@@ -515,8 +515,10 @@ internal static partial class Builtins
             case "isalpha": a.Done(); return s.Length > 0 && s.All(char.IsLetter);
             case "isalnum": a.Done(); return s.Length > 0 && s.All(char.IsLetterOrDigit);
             case "isspace": a.Done(); return s.Length > 0 && s.All(c => IsPyWhitespace(c));
+#pragma warning disable CA1862 // Python's isupper/islower: the string equals its upper/lower-cased form (not a case-insensitive comparison)
             case "isupper": a.Done(); return s.Any(char.IsLetter) && s.ToUpperInvariant() == s;
             case "islower": a.Done(); return s.Any(char.IsLetter) && s.ToLowerInvariant() == s;
+#pragma warning restore CA1862
         }
         throw new TemplateError($"unsupported method '{name}' of 'str' object");
     }

@@ -285,8 +285,10 @@ internal static partial class Builtins
             case "escaped": return Done(false);
             case "odd": return Done(Py.ToLong(v) % 2 != 0);
             case "even": return Done(Py.ToLong(v) % 2 == 0);
+#pragma warning disable CA1862 // Jinja's lower/upper tests: the string equals its lower/upper-cased form (not a case-insensitive comparison)
             case "lower": return Done(v is string ls && ls == ls.ToLowerInvariant());
             case "upper": return Done(v is string us && us == us.ToUpperInvariant());
+#pragma warning restore CA1862
             case "divisibleby":
             {
                 var n = a.Required(0, "num");

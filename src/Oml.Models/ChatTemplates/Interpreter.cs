@@ -157,7 +157,7 @@ internal sealed class Interpreter(Func<DateTime> clock)
         }
     }
 
-    private void Assign(Target target, object? value, Scope scope)
+    private static void Assign(Target target, object? value, Scope scope)
     {
         try
         {

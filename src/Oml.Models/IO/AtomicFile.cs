@@ -94,7 +94,7 @@ public static partial class AtomicFile
         int fd = Posix.Open(dir, Posix.ORdOnly | Posix.ODirectory);
         if (fd < 0) return; // e.g. no read permission on the folder: the rename still happened
         try { Posix.Fsync(fd); }
-        finally { Posix.Close(fd); }
+        finally { _ = Posix.Close(fd); } // a failed close of a read-only descriptor after fsync loses nothing
     }
 
     internal static partial class Posix

@@ -357,7 +357,7 @@ public sealed class BatchEngine : IDisposable
     }
 
     /// <summary>Chooses each row's next token from float32 logits [rows, vocab] and hands it to the row's reader.</summary>
-    private void Sample(List<Sequence> seqs, float[] logits)
+    private static void Sample(List<Sequence> seqs, float[] logits)
     {
         int vocab = logits.Length / seqs.Count;
         for (int r = 0; r < seqs.Count; r++)

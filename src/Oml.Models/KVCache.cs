@@ -1,0 +1,69 @@
+using Oml.Engine;
+
+namespace Oml.Models;
+
+/// <summary>
+/// Key/value cache for incremental decoding: per layer, preallocated [B, kvHeads, capacity, headDim] buffers filled
+/// left to right. <see cref="Length"/> is the number of positions already stored.
+/// </summary>
+public sealed class KVCache : IDisposable
+{
+    private readonly Tensor[] _keys, _values;
+
+    public KVCache(ModelConfig config, long batch, long capacity, DType dtype, Device device)
+    {
+        Capacity = capacity;
+        _keys = new Tensor[config.NumLayers];
+        _values = new Tensor[config.NumLayers];
+        for (int i = 0; i < config.NumLayers; i++)
+        {
+            _keys[i] = Torch.Zeros([batch, config.NumKeyValueHeads, capacity, config.HeadDim], dtype, device).DetachFromScope();
+            _values[i] = Torch.Zeros([batch, config.NumKeyValueHeads, capacity, config.HeadDim], dtype, device).DetachFromScope();
+        }
+    }
+
+    /// <summary>A cache over given per-layer buffers [B, kvHeads, capacity, headDim] holding <paramref name="length"/>
+    /// positions; the cache takes ownership of the tensors.</summary>
+    internal KVCache(Tensor[] keys, Tensor[] values, long length)
+    {
+        _keys = keys;
+        _values = values;
+        Capacity = keys[0].Size(2);
+        Length = length;
+    }
+
+    public long Capacity { get; }
+    public long Length { get; private set; }
+
+    /// <summary>The key buffer of one layer, [B, kvHeads, capacity, headDim] (owned by the cache).</summary>
+    internal Tensor KeyBuffer(int layer) => _keys[layer];
+
+    /// <summary>The value buffer of one layer, [B, kvHeads, capacity, headDim] (owned by the cache).</summary>
+    internal Tensor ValueBuffer(int layer) => _values[layer];
+
+    internal int Layers => _keys.Length;
+
+    /// <summary>Stores this step's keys and values for one layer and returns all keys and values so far (views).</summary>
+    internal (Tensor K, Tensor V) Append(int layer, Tensor k, Tensor v)
+    {
+        long t = k.Size(2);
+        if (Length + t > Capacity) throw new InvalidOperationException($"KV cache full: {Length} + {t} positions exceed its capacity of {Capacity}");
+        using (Torch.NoGrad())
+        {
+            using var ks = _keys[layer].Narrow(2, Length, t);
+            using var vs = _values[layer].Narrow(2, Length, t);
+            ks.CopyFrom(k);
+            vs.CopyFrom(v);
+        }
+        return (_keys[layer].Narrow(2, 0, Length + t), _values[layer].Narrow(2, 0, Length + t));
+    }
+
+    /// <summary>Marks <paramref name="t"/> more positions as stored (after every layer has appended them).</summary>
+    internal void Advance(long t) => Length += t;
+
+    public void Dispose()
+    {
+        foreach (var t in _keys) t.Dispose();
+        foreach (var t in _values) t.Dispose();
+    }
+}
