@@ -183,9 +183,16 @@ public sealed class UtilitySpec
     public int PerplexityTokens { get; set; } = 32768;
     public bool Stealth { get; set; } = true;
     public int BatchSize { get; set; } = 64;
+    /// <summary>Instruction data (Alpaca, ShareGPT or messages) whose first <see cref="InstructionItems"/> records score whole answers (empty: off).</summary>
+    public string Instructions { get; set; } = "";
+    public int InstructionItems { get; set; } = 100;
+    /// <summary>Answer length limit (tokens) for the instruction task.</summary>
+    public int AnswerTokens { get; set; } = 32;
 
     public void Validate(Action<string> fail)
     {
+        if (InstructionItems < 1) fail("utility.instruction_items must be at least 1");
+        if (AnswerTokens < 1) fail("utility.answer_tokens must be at least 1");
         if (ClozeItems < 0) fail("utility.cloze_items must be at least 0");
         if (PerplexityWindow < 1) fail("utility.perplexity_window must be at least 1");
         if (PerplexityTokens < 0) fail("utility.perplexity_tokens must be at least 0");
