@@ -284,6 +284,17 @@ public sealed class ExperimentRunner
         return r;
     });
 
+    /// <summary>Key stealth: how well a perplexity detector separates the keys from held-out text under the model.</summary>
+    private void AddStealth(CellResult r, CausalLM model, IReadOnlyList<Oml.Fingerprinting.Fingerprint> fps, ulong seed)
+    {
+        var s = Stealth.Measure(model, _env.Tokenizer, fps.Select(f => f.KeyTokenIds.ToArray()).ToList(), _env.HeldOutTokens, (int)(seed & 0x7fffffff));
+        r.Metrics["key_perplexity"] = s.KeyPerplexity;
+        r.Metrics["text_perplexity"] = s.TextPerplexity;
+        r.Metrics["stealth_ratio"] = s.Ratio;
+        r.Metrics["stealth_auc"] = s.DetectorAuc;
+        r.Metrics["stealth_separability"] = s.Separability;
+    }
+
     /// <summary>Whole-answer task accuracy through a deployment, when the config names instruction data.</summary>
     private void AddAnswers(CellResult r, IResponder responder)
     {
@@ -344,15 +355,7 @@ public sealed class ExperimentRunner
             r.Metrics["fsr"] = fsr.Rate;
             r.Metrics["hits"] = fsr.Hits;
             AddUtility(r, _env.Utility(model));
-            if (C.Utility.Stealth)
-            {
-                var s = Stealth.Measure(model, _env.Tokenizer, fps.Select(f => f.KeyTokenIds.ToArray()).ToList(), _env.HeldOutTokens, (int)(seed & 0x7fffffff));
-                r.Metrics["key_perplexity"] = s.KeyPerplexity;
-                r.Metrics["text_perplexity"] = s.TextPerplexity;
-                r.Metrics["stealth_ratio"] = s.Ratio;
-                r.Metrics["stealth_auc"] = s.DetectorAuc;
-                r.Metrics["stealth_separability"] = s.Separability;
-            }
+            if (C.Utility.Stealth) AddStealth(r, model, fps, seed);
             return r;
         }
     }
@@ -437,6 +440,7 @@ public sealed class ExperimentRunner
         if (src.Build is { } b) { r.Metrics["responses_per_key"] = b.ResponsesPerKey; r.Metrics["avoid_top_m"] = b.AvoidTopM; r.Metrics["prompt_augmentation"] = b.PromptAugmentation.Count; }
         AddUtility(r, _env.Utility(model));
         AddAnswers(r, new ModelResponder(model, batchSize: C.Utility.BatchSize));
+        if (C.Kind == ExperimentKinds.Adaptive && C.Utility.Stealth) AddStealth(r, model, fp.Fingerprints, seed);
         return r;
     }
 
