@@ -30,7 +30,7 @@ public class ConfigTests
         var c = LabConfig.Load(Fixtures.Experiment("adaptive.yaml"));
         var sources = c.Adaptive!.ModelSources();
         Assert.Equal(0.5, sources.Single(s => s.Name == "none").Build!.KeyTemperature);
-        Assert.Equal(1.0, sources.Single(s => s.Name == "camouflage").Build!.KeyTemperature);
+        Assert.Equal(0.8, sources.Single(s => s.Name == "camouflage").Build!.KeyTemperature);
         Assert.Equal(2, sources.Single(s => s.Name == "camouflage-two-responses").Build!.ResponsesPerKey);
         Assert.EndsWith("instructions-heldout.json", c.Utility.Instructions);
     }
