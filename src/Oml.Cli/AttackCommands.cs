@@ -21,8 +21,38 @@ public static class AttackCommands
 {
     public static Command Create() => new("attack", "Attack a fingerprinted model (the evaluation lab's attacks; see docs/attacks.md).")
     {
-        Merge(), Quantize(), Prune(), Sft(), Distill(), Probe(),
+        Merge(), Quantize(), Prune(), Sft(), Distill(), Probe(), Detect(),
     };
+
+    /// <summary>The host's key detector: how well prompt perplexity separates a set's keys from ordinary text (AUC).</summary>
+    public static Command Detect()
+    {
+        var model = ModelOption("The served model folder (its perplexity scores the prompts)");
+        var fingerprints = new Option<string>("--fingerprints") { Description = "The fingerprint set whose keys are scored", Required = true };
+        var heldout = new Option<string>("--heldout") { Description = "Ordinary text; windows of the keys' token lengths are scored against them", Required = true };
+        var seed = new Option<int>("--seed") { Description = "Seed of the text windows", DefaultValueFactory = _ => 1 };
+        var passphraseFile = FingerprintIO.PassphraseFileOption();
+        var device = Cli.DeviceOption();
+        var cmd = new Command("detect", "Score a set's keys with the perplexity detector a host can run (docs/attacks.md): key and text perplexity, and the detector's AUC.")
+        {
+            model, fingerprints, heldout, seed, passphraseFile, device,
+        };
+        cmd.SetAction(r =>
+        {
+            string dir = r.GetValue(model)!;
+            var set = FingerprintIO.ReadSet(r.GetValue(fingerprints)!, r.GetValue(passphraseFile));
+            var text = r.GetValue(heldout)!;
+            if (!File.Exists(text)) throw new FileNotFoundException($"--heldout: no file at {text}");
+            var tok = Tokenizer.FromFolder(dir);
+            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
+            var keys = set.Fingerprints.Select(f => f.KeyTokenIds.ToArray()).ToList();
+            var s = Oml.Lab.Metrics.Stealth.Measure(lm, tok, keys, tok.Encode(File.ReadAllText(text)), r.GetValue(seed));
+            Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"keys: {keys.Count}  key perplexity: {s.KeyPerplexity:G4}  text perplexity: {s.TextPerplexity:G4}  ratio: {s.Ratio:G3}  detector AUC: {s.DetectorAuc:F3}  separability: {s.Separability:F3}"));
+            return Cli.Ok;
+        });
+        return cmd;
+    }
 
     private static Option<string> ModelOption(string description = "The fingerprinted model folder") => new("--model") { Description = description, Required = true };
 

@@ -17,7 +17,53 @@ public static class TraceCommands
     public static Command Create() => new("trace", "Trace leaked copies back to hosts: simulate collusion-resistant allocations of the fingerprint pool.")
     {
         Simulate(),
+        LeakBudget(),
     };
+
+    public static Command LeakBudget()
+    {
+        var sizes = new Option<string>("--set-size") { Description = "Fingerprints in the set, comma-separated", DefaultValueFactory = _ => "1024,4096" };
+        var recalls = new Option<string>("--recall") { Description = "The served model's per-key hit rate on unblocked keys, comma-separated", DefaultValueFactory = _ => "0.87" };
+        var rates = new Option<string>("--near-dup-rate") { Description = "q: probability that one revealed key blocks a given other key as a near-duplicate, comma-separated", DefaultValueFactory = _ => "0" };
+        var alpha = new Option<double>("--alpha") { Description = "The verdict's false-positive rate α", DefaultValueFactory = _ => Oml.Fingerprinting.Verification.VerdictRule.DefaultAlpha };
+        var nullP = new Option<double>("--null-p") { Description = "The verdict's per-key null hit probability", DefaultValueFactory = _ => Oml.Fingerprinting.Verification.VerdictRule.DefaultNullHitProbability };
+        var power = new Option<double>("--power") { Description = "Probability of an owned verdict each claim must keep", DefaultValueFactory = _ => 0.95 };
+        var keys = new Option<string?>("--keys") { Description = "A plaintext fingerprint set: measure q on its keys (every ordered pair) with --ngram and --containment, and use it" };
+        var ngram = new Option<int>("--ngram") { Description = "The host's near-duplicate rule: token n-gram length", DefaultValueFactory = _ => 3 };
+        var containment = new Option<double>("--containment") { Description = "The host's near-duplicate rule: block when this fraction of a revealed key's n-grams occur in a prompt", DefaultValueFactory = _ => 0.5 };
+        var cmd = new Command("leak-budget",
+            "How many ownership claims a fingerprint set supports against a host that blocks every key revealed by earlier claims and "
+            + "its near-duplicates (each claim queries the fewest fresh keys that keep the power, then reveals them).")
+        {
+            sizes, recalls, rates, alpha, nullP, power, keys, ngram, containment,
+        };
+        cmd.SetAction(r =>
+        {
+            var sb = new StringBuilder();
+            var qs = ParseDoubles(r.GetValue(rates)!, "--near-dup-rate");
+            if (r.GetValue(keys) is { } keyFile)
+            {
+                var fps = Oml.Fingerprinting.FingerprintSetFile.Read(keyFile, null).Fingerprints;
+                var tokens = fps.Select(f => f.KeyTokenIds.ToArray()).ToList();
+                double q = Cli.OptionValue(() => Oml.Lab.Attacks.RevealedKeyBlocker.NearDuplicateRate(tokens, r.GetValue(ngram), r.GetValue(containment)));
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{tokens.Count} keys of {keyFile}: near-duplicate rate q = {q:G4} ({r.GetValue(ngram)}-grams, containment ≥ {r.GetValue(containment)})"));
+                qs = [q];
+            }
+            sb.Append(CultureInfo.InvariantCulture, $"{"set",6} {"recall",7} {"q",8} {"claims",7} {"keys/claim first..last",23} {"survival at last",17}\n");
+            foreach (int n in ParseInts(r.GetValue(sizes)!, "--set-size"))
+                foreach (double rec in ParseDoubles(r.GetValue(recalls)!, "--recall"))
+                    foreach (double q in qs)
+                    {
+                        var s = Cli.OptionValue(() => Oml.Lab.Metrics.KeyLeakBudget.Schedule(n, rec, q, r.GetValue(alpha), r.GetValue(nullP), r.GetValue(power)));
+                        string keys = s.Count == 0 ? "-" : $"{s[0].Queried}..{s[^1].Queried}";
+                        string surv = s.Count == 0 ? "-" : s[^1].SurvivalPerKey.ToString("0.000", CultureInfo.InvariantCulture);
+                        sb.Append(CultureInfo.InvariantCulture, $"{n,6} {rec,7:0.###} {q,8:G3} {s.Count,7} {keys,23} {surv,17}\n");
+                    }
+            Console.Write(sb.ToString());
+            return Cli.Ok;
+        });
+        return cmd;
+    }
 
     public static Command Simulate()
     {

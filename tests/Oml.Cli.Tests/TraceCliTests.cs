@@ -33,6 +33,20 @@ public class TraceCliTests
     }
 
     [Fact]
+    public void Leak_budget_prints_the_claims_a_set_supports()
+    {
+        var (code, output, err) = CliRunner.Run("trace", "leak-budget", "--set-size", "1024", "--recall", "0.87", "--near-dup-rate", "0,0.001");
+        Assert.True(code == 0, err);
+        var rows = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(3, rows.Length);
+        Assert.Equal("78", rows[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[3]);   // 1024 / 13 keys per claim
+        Assert.Equal("32", rows[2].Split(' ', StringSplitOptions.RemoveEmptyEntries)[3]);
+        var bad = CliRunner.Run("trace", "leak-budget", "--near-dup-rate", "1.5");
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("near-duplicate rate", bad.Err);
+    }
+
+    [Fact]
     public void Simulate_rejects_bad_arguments_with_usage_errors()
     {
         var r = CliRunner.Run("trace", "simulate", "--hosts", "3", "--coalition", "4");

@@ -24,6 +24,17 @@ public class ConfigTests
         return new TheoryData<string>(files!);
     }
 
+    [Fact]
+    public void Adaptive_defences_carry_the_key_temperature()
+    {
+        var c = LabConfig.Load(Fixtures.Experiment("adaptive.yaml"));
+        var sources = c.Adaptive!.ModelSources();
+        Assert.Equal(0.5, sources.Single(s => s.Name == "none").Build!.KeyTemperature);
+        Assert.Equal(0.8, sources.Single(s => s.Name == "camouflage").Build!.KeyTemperature);
+        Assert.Equal(2, sources.Single(s => s.Name == "camouflage-two-responses").Build!.ResponsesPerKey);
+        Assert.EndsWith("instructions-heldout.json", c.Utility.Instructions);
+    }
+
     [Theory]
     [MemberData(nameof(CommittedConfigs))]
     public void Committed_configs_parse(string file)
@@ -55,6 +66,7 @@ public class ConfigTests
     [InlineData("strategies: [perinucleus]", "strategies: [perinucleos]", "unknown strategy 'perinucleos'")]
     [InlineData("{ name: plain }", "{ name: plain, lambda: 1.5 }", "lambda and beta must be in [0, 1)")]
     [InlineData("version: 1", "version: 2", "version 2 is not supported")]
+    [InlineData("corpus: [a.txt]", "corpus: [a.txt]\nutility: { answer_tokens: 0 }", "utility.answer_tokens must be at least 1")]
     [InlineData("kind: capacity", "kind: persistence", "kind 'persistence' needs a 'persistence' section")]
     public void Bad_values_give_clear_errors(string find, string replace, string message)
     {

@@ -284,6 +284,27 @@ public sealed class ExperimentRunner
         return r;
     });
 
+    /// <summary>Key stealth: how well a perplexity detector separates the keys from held-out text under the model.</summary>
+    private void AddStealth(CellResult r, CausalLM model, IReadOnlyList<Oml.Fingerprinting.Fingerprint> fps, ulong seed)
+    {
+        var s = Stealth.Measure(model, _env.Tokenizer, fps.Select(f => f.KeyTokenIds.ToArray()).ToList(), _env.HeldOutTokens, (int)(seed & 0x7fffffff));
+        r.Metrics["key_perplexity"] = s.KeyPerplexity;
+        r.Metrics["text_perplexity"] = s.TextPerplexity;
+        r.Metrics["stealth_ratio"] = s.Ratio;
+        r.Metrics["stealth_auc"] = s.DetectorAuc;
+        r.Metrics["stealth_separability"] = s.Separability;
+    }
+
+    /// <summary>Whole-answer task accuracy through a deployment, when the config names instruction data.</summary>
+    private void AddAnswers(CellResult r, IResponder responder)
+    {
+        if (_env.Instructions.Count == 0) return;
+        var s = AnswerUtility.Score(responder, _env.Instructions, C.Utility.AnswerTokens, _env.Tokenizer.EosTokenId);
+        r.Metrics["answer_f1"] = s.TokenF1;
+        r.Metrics["answer_exact"] = s.ExactMatch;
+        r.Metrics["answer_length"] = s.MeanLength;
+    }
+
     private static void AddUtility(CellResult r, UtilityResult u, string prefix = "")
     {
         r.Metrics[prefix + "perplexity"] = u.Perplexity;
@@ -334,15 +355,7 @@ public sealed class ExperimentRunner
             r.Metrics["fsr"] = fsr.Rate;
             r.Metrics["hits"] = fsr.Hits;
             AddUtility(r, _env.Utility(model));
-            if (C.Utility.Stealth)
-            {
-                var s = Stealth.Measure(model, _env.Tokenizer, fps.Select(f => f.KeyTokenIds.ToArray()).ToList(), _env.HeldOutTokens, (int)(seed & 0x7fffffff));
-                r.Metrics["key_perplexity"] = s.KeyPerplexity;
-                r.Metrics["text_perplexity"] = s.TextPerplexity;
-                r.Metrics["stealth_ratio"] = s.Ratio;
-                r.Metrics["stealth_auc"] = s.DetectorAuc;
-                r.Metrics["stealth_separability"] = s.Separability;
-            }
+            if (C.Utility.Stealth) AddStealth(r, model, fps, seed);
             return r;
         }
     }
@@ -426,6 +439,8 @@ public sealed class ExperimentRunner
         };
         if (src.Build is { } b) { r.Metrics["responses_per_key"] = b.ResponsesPerKey; r.Metrics["avoid_top_m"] = b.AvoidTopM; r.Metrics["prompt_augmentation"] = b.PromptAugmentation.Count; }
         AddUtility(r, _env.Utility(model));
+        AddAnswers(r, new ModelResponder(model, batchSize: C.Utility.BatchSize));
+        if (C.Kind == ExperimentKinds.Adaptive && C.Utility.Stealth) AddStealth(r, model, fp.Fingerprints, seed);
         return r;
     }
 
@@ -455,6 +470,7 @@ public sealed class ExperimentRunner
             {
                 fsr = FingerprintSuccess.MeasureGreedy(attacked, _env.Tokenizer, fp.Fingerprints, systemPrompt: a.SystemPrompt, batchSize: C.Utility.BatchSize);
                 if (a.Weight is null && _env.Cloze.Count > 0) r.Metrics["greedy_next_word"] = Cloze.Score(attacked, _env.Tokenizer, _env.Cloze, C.Utility.BatchSize).GreedyAccuracy;
+                AddAnswers(r, new ModelResponder(attacked, batchSize: C.Utility.BatchSize));
             }
             else
             {
@@ -462,6 +478,7 @@ public sealed class ExperimentRunner
                 fsr = FingerprintSuccess.Measure(responder, _env.Tokenizer, fp.Fingerprints, systemPrompt: a.SystemPrompt);
                 // Utility through the responder: what a user of this deployment gets (greedy exact next word).
                 if (_env.Cloze.Count > 0) r.Metrics["responder_next_word"] = Cloze.GreedyAccuracy(responder, _env.Tokenizer, _env.Cloze);
+                AddAnswers(r, responder);
             }
             r.Metrics["fsr"] = fsr.Rate;
             r.Metrics["hits"] = fsr.Hits;

@@ -183,9 +183,16 @@ public sealed class UtilitySpec
     public int PerplexityTokens { get; set; } = 32768;
     public bool Stealth { get; set; } = true;
     public int BatchSize { get; set; } = 64;
+    /// <summary>Instruction data (Alpaca, ShareGPT or messages) whose first <see cref="InstructionItems"/> records score whole answers (empty: off).</summary>
+    public string Instructions { get; set; } = "";
+    public int InstructionItems { get; set; } = 100;
+    /// <summary>Answer length limit (tokens) for the instruction task.</summary>
+    public int AnswerTokens { get; set; } = 32;
 
     public void Validate(Action<string> fail)
     {
+        if (InstructionItems < 1) fail("utility.instruction_items must be at least 1");
+        if (AnswerTokens < 1) fail("utility.answer_tokens must be at least 1");
         if (ClozeItems < 0) fail("utility.cloze_items must be at least 0");
         if (PerplexityWindow < 1) fail("utility.perplexity_window must be at least 1");
         if (PerplexityTokens < 0) fail("utility.perplexity_tokens must be at least 0");
@@ -234,6 +241,8 @@ public sealed class FingerprintSpec
     public int ResponsesPerKey { get; set; } = 1;
     /// <summary>Defence: keep only fingerprints whose first response token is outside the base model's top m after the key (0: off).</summary>
     public int AvoidTopM { get; set; }
+    /// <summary>Sampling temperature of model-sampled keys (the generator's default 0.5); 1 samples keys from the model's own distribution (camouflage against a perplexity detector).</summary>
+    public double KeyTemperature { get; set; } = 0.5;
     /// <summary>Prompt augmentation: system prompts every key is also trained behind.</summary>
     public List<string> PromptAugmentation { get; set; } = [];
     /// <summary>Embedding variant: model averaging λ and data mixing β.</summary>
@@ -260,6 +269,7 @@ public sealed class FingerprintSpec
         if (ResponsesPerKey < 1) fail($"{where}.responses_per_key must be at least 1");
         if (ResponsesPerKey > 1 && Strategy != Strategies.Perinucleus) fail($"{where}: several responses per key need the perinucleus strategy");
         if (AvoidTopM < 0) fail($"{where}.avoid_top_m must be at least 0");
+        if (!(KeyTemperature > 0 && KeyTemperature <= 10)) fail($"{where}.key_temperature must be in (0, 10]");
         if (Lambda is < 0 or >= 1) fail($"{where}.lambda must be in [0, 1)");
         if (Beta is < 0 or >= 1) fail($"{where}.beta must be in [0, 1)");
         ValidateAveragingEvery(AveragingEvery, $"{where}.averaging_every", fail);
@@ -503,6 +513,7 @@ public sealed class AdaptiveSpec
         var f = Model.Clone();
         if (d.ResponsesPerKey is { } r) f.ResponsesPerKey = r;
         if (d.AvoidTopM is { } m) f.AvoidTopM = m;
+        if (d.KeyTemperature is { } kt) f.KeyTemperature = kt;
         if (d.PromptAugmentation is { } p) f.PromptAugmentation = p;
         return new ModelSource { Name = d.Name, Build = f };
     }).ToList();
@@ -513,5 +524,6 @@ public sealed class DefenceSpec
     public string Name { get; set; } = "";
     public int? ResponsesPerKey { get; set; }
     public int? AvoidTopM { get; set; }
+    public double? KeyTemperature { get; set; }
     public List<string>? PromptAugmentation { get; set; }
 }

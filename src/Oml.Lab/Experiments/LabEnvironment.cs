@@ -38,6 +38,8 @@ public sealed class LabEnvironment
     public int[] TrainTokens { get; private set; } = [];
     public int[] HeldOutTokens { get; private set; } = [];
     public List<ClozeItem> Cloze { get; private set; } = [];
+    /// <summary>Instruction prompts and reference answers for the whole-answer task (empty unless utility.instructions is set).</summary>
+    public List<Oml.Models.Data.TokenizedExample> Instructions { get; private set; } = [];
 
     public LabEnvironment(LabConfig config, string outDir, AttackCatalog? catalog = null, TextWriter? log = null)
     {
@@ -96,6 +98,13 @@ public sealed class LabEnvironment
         if (Config.Utility.PerplexityTokens > 0 && HeldOutTokens.Length > Config.Utility.PerplexityTokens) HeldOutTokens = HeldOutTokens[..Config.Utility.PerplexityTokens];
         if (HeldOutTokens.Length < 8) throw new ArgumentException($"the held-out text is only {HeldOutTokens.Length} tokens");
         if (Config.Utility.ClozeItems > 0) Cloze = Metrics.Cloze.Build(HeldOutText, TrainText, Config.Utility.ClozeItems, (int)(Config.Seeds[0] & 0x7fffffff));
+        if (Config.Utility.Instructions.Length > 0)
+        {
+            var f = Resolve(Config.Utility.Instructions);
+            if (!File.Exists(f)) throw new FileNotFoundException($"instruction file {f} not found");
+            Instructions = Oml.Models.Data.InstructionData.Load(f).Take(Config.Utility.InstructionItems)
+                .Select(c => Oml.Models.Data.InstructionData.Tokenize(c, Tokenizer)).ToList();
+        }
     }
 
     /// <summary>Trains a small Llama (and a byte-level BPE tokenizer, when <paramref name="tokenizerDir"/> is null) into <paramref name="dir"/>, atomically.</summary>
@@ -169,7 +178,7 @@ public sealed class LabEnvironment
 
     /// <summary>The cache name of a generated set under OUT/sets: its generation settings, set name and seed.</summary>
     public static string SetKey(FingerprintSpec spec, ulong seed) =>
-        FormattableString.Invariant($"{spec.Strategy}-n{spec.Count}-key{spec.KeyLength}-resp{spec.ResponseLength}-t{spec.T}-k{spec.K}-r{spec.ResponsesPerKey}-avoid{spec.AvoidTopM}{(spec.Set.Length > 0 ? "-set" + spec.Set : "")}-s{seed}");
+        FormattableString.Invariant($"{spec.Strategy}-n{spec.Count}-key{spec.KeyLength}-resp{spec.ResponseLength}-t{spec.T}-k{spec.K}-r{spec.ResponsesPerKey}-avoid{spec.AvoidTopM}{(spec.KeyTemperature == 0.5 ? "" : $"-kt{spec.KeyTemperature}")}{(spec.Set.Length > 0 ? "-set" + spec.Set : "")}-s{seed}");
 
     /// <summary>
     /// A model folder named in an attack: <c>model:NAME</c> is the folder of the config's model source NAME for
@@ -216,7 +225,7 @@ public sealed class LabEnvironment
     {
         var settings = new GenerationSettings
         {
-            Strategy = spec.Strategy, Count = spec.Count, KeyLength = spec.KeyLength, ResponseLength = spec.ResponseLength,
+            Strategy = spec.Strategy, Count = spec.Count, KeyLength = spec.KeyLength, ResponseLength = spec.ResponseLength, Temperature = spec.KeyTemperature,
             Perinucleus = new PerinucleusOptions { Threshold = spec.T, Width = spec.K, ResponsesPerKey = spec.ResponsesPerKey, BatchSize = Config.Utility.BatchSize },
         };
         var secret = Secret(seed, spec.Set);
