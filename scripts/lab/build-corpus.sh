@@ -12,7 +12,8 @@ dest="artifacts/lab/corpus"
 if [ $# -gt 0 ] && [ "$1" != "--" ]; then dest="$1"; shift; fi
 [ "${1:-}" = "--" ] && shift
 
-packages=(dict-gcide dict-wn dict-devil fortunes fortunes-min debian-reference-en gnu-standards python3.11-doc)
+packages=(dict-gcide dict-wn dict-devil fortunes fortunes-min debian-reference-en gnu-standards python3.11-doc
+          dict-foldoc dict-jargon dict-vera postgresql-doc-15 git-doc debian-policy developers-reference debian-handbook sqlite3-doc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -51,6 +51,26 @@ public abstract class CorpusSource
             "The Debian Reference (English), HTML", "/usr/share/debian-reference", rel => rel.EndsWith(".en.html", StringComparison.Ordinal)),
         new HtmlDocsSource("gnu-standards", ["gnu-standards"], "GFDL-1.3+",
             "GNU Coding Standards and Information for GNU Maintainers, HTML", "/usr/share/doc/gnu-standards", _ => true),
+        // Added for the larger bases (issue 12): more dictionaries and manuals of the archive, English only.
+        new DictdTextSource("foldoc", "dict-foldoc", "GFDL-1.1+", "Free On-line Dictionary of Computing (dictd database)"),
+        new DictdTextSource("jargon", "dict-jargon", "public domain (Jargon File 4.4.7)", "The Jargon File 4.4.7 (dictd database)"),
+        new DictdTextSource("vera", "dict-vera", "GFDL-1.1+", "V.E.R.A., Virtual Entity of Relevant Acronyms (dictd database)"),
+        new HtmlDocsSource("postgresql-docs", ["postgresql-doc-15"], "PostgreSQL (BSD-like)",
+            "The PostgreSQL 15 manual, HTML", "/usr/share/doc/postgresql-doc-15/html", _ => true),
+        new HtmlDocsSource("git-docs", ["git-doc"], "GPL-2",
+            "Git's manual pages, user manual and technical notes, HTML", "/usr/share/doc/git-doc", _ => true),
+        new HtmlDocsSource("debian-policy", ["debian-policy"], "GPL-2+ (Debian Policy Manual licence)",
+            "The Debian Policy Manual and its sub-policies, HTML", "/usr/share/doc/debian-policy",
+            rel => !rel.Contains("_static/", StringComparison.Ordinal) && !rel.EndsWith("genindex.html", StringComparison.Ordinal)
+                   && !rel.EndsWith("search.html", StringComparison.Ordinal)),
+        new HtmlDocsSource("developers-reference", ["developers-reference"], "MIT-like (see the package's copyright file)",
+            "The Debian Developer's Reference (English), HTML", "/usr/share/developers-reference",
+            rel => !rel.StartsWith("_", StringComparison.Ordinal) && rel is not ("search.html" or "genindex.html")),
+        new HtmlDocsSource("debian-handbook", ["debian-handbook"], "GPL-2+ or CC-BY-SA-3.0",
+            "The Debian Administrator's Handbook (English), HTML", "/usr/share/doc/debian-handbook/html/en-US", _ => true),
+        new HtmlDocsSource("sqlite-docs", ["sqlite3-doc"], "public domain",
+            "The SQLite documentation (not the release logs), HTML", "/usr/share/doc/sqlite3",
+            rel => !rel.StartsWith("releaselog/", StringComparison.Ordinal) && rel is not ("changes.html" or "chronology.html")),
     ];
 }
 
@@ -394,5 +414,25 @@ public sealed class HtmlDocsSource(string name, IReadOnlyList<string> packages, 
                 foreach (var doc in TextCleaning.Chunk(section.Paragraphs, MaxDocumentChars))
                     yield return new SourceDocument(doc);
             }
+    }
+}
+
+/// <summary>A dictd database read as plain text: each entry (its headword line and body) is one document.</summary>
+public sealed class DictdTextSource(string database, string package, string licence, string description) : CorpusSource
+{
+    public override string Name => database;
+    public override IReadOnlyList<string> Packages => [package];
+    public override string Licence => licence;
+    public override string Description => description;
+    public override IReadOnlyList<string> Files(string root) => DictdFiles(root, database);
+
+    public override IEnumerable<SourceDocument> Read(string root)
+    {
+        var db = DictdFile.Open(Under(root, $"/usr/share/dictd/{database}"));
+        foreach (var (_, body) in db.Entries())
+        {
+            var paragraphs = TextCleaning.Paragraphs(body);
+            if (paragraphs.Count > 0) yield return new SourceDocument(string.Join("\n", paragraphs));
+        }
     }
 }
