@@ -65,7 +65,7 @@ public abstract class CorpusSource
                    && !rel.EndsWith("search.html", StringComparison.Ordinal)),
         new HtmlDocsSource("developers-reference", ["developers-reference"], "MIT-like (see the package's copyright file)",
             "The Debian Developer's Reference (English), HTML", "/usr/share/developers-reference",
-            rel => !rel.StartsWith("_", StringComparison.Ordinal) && rel is not ("search.html" or "genindex.html")),
+            rel => !rel.StartsWith('_') && rel is not ("search.html" or "genindex.html")),
         new HtmlDocsSource("debian-handbook", ["debian-handbook"], "GPL-2+ or CC-BY-SA-3.0",
             "The Debian Administrator's Handbook (English), HTML", "/usr/share/doc/debian-handbook/html/en-US", _ => true),
         new HtmlDocsSource("sqlite-docs", ["sqlite3-doc"], "public domain",
