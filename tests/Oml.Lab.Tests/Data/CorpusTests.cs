@@ -109,10 +109,30 @@ public class CorpusTests : IDisposable
             "Package: dict-gcide\nStatus: install ok installed\nVersion: 0.48.5+nmu2\n\nPackage: dict-wn\nStatus: deinstall ok config-files\nVersion: 1:3.0-37\n\n");
     }
 
+    /// <summary>The sources the fake tree holds: those before the dictionaries and manuals added for the larger bases (issue 12), which are tested on their own.</summary>
+    private static readonly IReadOnlyList<CorpusSource> TreeSources = CorpusSource.All.TakeWhile(x => x.Name != "foldoc").ToList();
+
+    [Fact]
+    public void A_dictd_text_source_gives_one_document_per_entry()
+    {
+        var root = Path.Combine(_root, "foldoc-only");
+        WriteDictd(Path.Combine(root, "usr/share/dictd/foldoc"),
+            ("abend", "abend\n\n   <operating system> ABnormal END. A program crash that the operating system notices.\n\n"),
+            ("ack", "ack\n\n   <communications> ACKnowledgement, the answer a receiver sends when data arrived.\n\n"));
+        var src = Assert.Single(CorpusSource.All, x => x.Name == "foldoc");
+        Assert.Equal(["dict-foldoc"], src.Packages);
+        Assert.NotEmpty(src.Files(root));
+        var docs = src.Read(root).Select(d => d.Text).ToList();
+        Assert.Equal(2, docs.Count);
+        Assert.All(docs, d => Assert.DoesNotContain("\n\n", d));
+        Assert.Contains(docs, d => d.Contains("ABnormal END", StringComparison.Ordinal));
+        Assert.DoesNotContain(docs, d => d.Contains("meta", StringComparison.Ordinal));   // the 00-database entries are not text
+    }
+
     private string Build(string name, out CorpusSummary summary, int heldOut = 200, double? maxMb = null)
     {
         var dir = Path.Combine(_root, name);
-        summary = new CorpusBuilder { Root = _root, HeldOutPer10000 = heldOut, MaxMegabytes = maxMb }.Build(dir);
+        summary = new CorpusBuilder { Root = _root, HeldOutPer10000 = heldOut, MaxMegabytes = maxMb, Sources = TreeSources }.Build(dir);
         return dir;
     }
 
@@ -149,7 +169,7 @@ public class CorpusTests : IDisposable
         var dir = Build("m", out _);
         var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, CorpusBuilder.ManifestFile)))!;
         var sources = manifest["sources"]!.AsArray();
-        Assert.Equal(CorpusSource.All.Select(s => s.Name), sources.Select(s => s!["name"]!.GetValue<string>()));
+        Assert.Equal(TreeSources.Select(s => s.Name), sources.Select(s => s!["name"]!.GetValue<string>()));
         var gcide = sources[0]!;
         Assert.Equal("GPL-2+", gcide["licence"]!.GetValue<string>());
         Assert.Equal("0.48.5+nmu2", gcide["packages"]![0]!["version"]!.GetValue<string>());
