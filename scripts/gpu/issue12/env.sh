@@ -1,4 +1,4 @@
-# Sourced on the GPU machine from the repository root (the device's copy of /work/main, with .gpu/ carried):
+# Sourced on the GPU machine from the repository root (the device's copy of the repository, with .gpu/ carried):
 # unpacks the trimmed oml (.gpu/oml-lab.tar.xz, from scripts/gpu/pack-lab.sh --app-only) and the lab data
 # (.gpu/lab-data.tar.xz: corpus, tokenizer, instructions) into the work dir W (default /tmp/w, kept while the machine
 # stays warm), builds the native shim against this machine's libtorch once, and puts oml on PATH. Idempotent.
