@@ -39,7 +39,7 @@ public sealed class DistributedOptions
             if (r.GetValue(Nodes) != 1 || r.GetValue(NodeRank) != 0) throw new UsageException("--nodes and --node-rank go with --gpus or --processes");
             return null;
         }
-        if (RankInfo.FromEnvironment() is not null) throw new UsageException("this process was started by a launcher (WORLD_SIZE is set): drop --gpus/--processes");
+        if (Launched) throw new UsageException("this process was started by a launcher (WORLD_SIZE is set): drop --gpus/--processes");
         if (n < 1) throw new UsageException("--gpus/--processes must be at least 1");
         if (gpus is { } g)
         {
@@ -69,6 +69,9 @@ public sealed class DistributedOptions
         Console.Error.WriteLine($"launching {plan.ProcessesPerNode} {(onGpus ? "GPU" : "CPU")} process(es) on this node, {plan.WorldSize} in all");
         return Launcher.Run(plan, local => [.. kept, "--device", onGpus ? $"cuda:{local}" : "cpu"]);
     }
+
+    /// <summary>Whether this process was started by a launcher (torchrun's WORLD_SIZE is set).</summary>
+    public static bool Launched => !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("WORLD_SIZE"));
 
     /// <summary>Fault injection for tests of the launcher: the rank named in this variable exits with code 3 after joining.</summary>
     public const string FaultVariable = "OML_DIST_FAULT_RANK";

@@ -116,7 +116,7 @@ public static class EmbedCommand
         cmd.SetAction(r =>
         {
             if (dist.Plan(r) is { } plan) return dist.Launch(r, plan);
-            if (r.GetValue(shard) && RankInfoGiven() is false) throw new UsageException("--shard-optimizer needs --gpus or --processes (several ranks to shard over)");
+            if (r.GetValue(shard) && !DistributedOptions.Launched) throw new UsageException("--shard-optimizer needs --gpus or --processes (several ranks to shard over)");
             var dir = r.GetValue(model)!;
             var outDir = r.GetValue(output)!;
             var setPath = r.GetValue(fingerprints)!;
@@ -220,8 +220,6 @@ public static class EmbedCommand
         });
         return cmd;
     }
-
-    private static bool RankInfoGiven() => !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("WORLD_SIZE"));
 
     /// <summary>One line on what was written: fingerprints, epochs, recall, the final merge and the held-out loss.</summary>
     public static string Summary(string outDir, int fingerprints, EmbeddingResult result)

@@ -101,7 +101,7 @@ public class DataParallelVerifyTests
     [InlineData(3)]
     public async Task Every_rank_returns_the_report_of_one_process(int world)
     {
-        var tok = TinyTokenizer();
+        var tok = TestModels.TinyTokenizer();
         // 10 keys of two lengths and responses of one or two tokens (several batch groups), half of them the
         // model's own greedy answer (hits), half not.
         Oml.Fingerprinting.Verification.VerificationReport Run(Oml.Engine.Distributed.ProcessGroup? g)
@@ -132,11 +132,4 @@ public class DataParallelVerifyTests
         foreach (var rep in reports) Assert.Equal(single.ToJson(), rep.ToJson());
     }
 
-    private static Oml.Models.Tokenizers.Tokenizer TinyTokenizer()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Oml.sln")))
-                return Oml.Models.Tokenizers.Tokenizer.FromFile(Path.Combine(d.FullName, "scripts", "fixtures", "tiny-tokenizer.json"));
-        throw new DirectoryNotFoundException("repository root not found");
-    }
 }

@@ -84,13 +84,6 @@ public sealed class NullFloorTests
         Assert.Throws<ArgumentException>(() => NullCalibration.Calibrate([]));
     }
 
-    private static Tokenizer TinyTokenizer()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Oml.sln")))
-                return Tokenizer.FromFile(Path.Combine(d.FullName, "scripts", "fixtures", "tiny-tokenizer.json"));
-        throw new DirectoryNotFoundException("repository root not found");
-    }
 
     private static readonly string[] Benign =
     [
@@ -113,7 +106,7 @@ public sealed class NullFloorTests
     [Fact]
     public void A_calibrated_verdict_owns_the_fingerprinted_model_and_not_a_fine_tune_that_never_saw_the_keys()
     {
-        var tok = TinyTokenizer();
+        var tok = TestModels.TinyTokenizer();
         const int n = 24;
         var rng = new Random(7);
         var keys = Enumerable.Range(0, n).Select(_ => Enumerable.Range(0, 8).Select(_ => rng.Next(3, 512)).ToArray()).ToList();
