@@ -116,35 +116,55 @@ public static class Prover
     public static ClaimProgress AdvanceClaim(ProtocolEngine engine, Crypto.PrivateKey prover, ClaimTicket ticket, long bond, Action wait)
     {
         ArgumentNullException.ThrowIfNull(engine);
+        ArgumentNullException.ThrowIfNull(wait);
+        using var backend = new LedgerBackend(engine, "ledger", ownsLedger: false);
+        return AdvanceClaimAsync(backend, prover, ticket, bond, _ => { wait(); return Task.CompletedTask; }).GetAwaiter().GetResult();
+    }
+
+    /// <summary>
+    /// <see cref="AdvanceClaim(ProtocolEngine, Crypto.PrivateKey, ClaimTicket, long, Action)"/> on any backend:
+    /// <paramref name="wait"/> is awaited while protocol time has not yet passed the commitment (on a chain, the next
+    /// block must be later than the commit's).
+    /// </summary>
+    public static async Task<ClaimProgress> AdvanceClaimAsync(IProtocolBackend backend, Crypto.PrivateKey prover, ClaimTicket ticket, long bond,
+        Func<CancellationToken, Task> wait, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(prover);
         ArgumentNullException.ThrowIfNull(ticket);
         ArgumentNullException.ThrowIfNull(wait);
         var steps = new List<string>();
-        engine.Refresh();
+        await backend.RefreshAsync(cancellationToken).ConfigureAwait(false);
         string me = Hex.Of(prover.Address);
-        var claim = engine.State.ClaimByCommitment(ticket.Commitment);
+        var claim = backend.State.ClaimByCommitment(ticket.Commitment);
         if (claim is null)
         {
-            claim = engine.State.Claims[(int)engine.CommitClaim(prover, ticket, bond)];
+            var committed = await backend.CommitClaimAsync(prover, ticket, bond, cancellationToken).ConfigureAwait(false);
+            claim = backend.State.Claims[(int)committed.Id!.Value];
             steps.Add("commit");
         }
         if (claim.Prover != me)
             throw new ProtocolException(ProtocolErrorCode.DuplicateCommitment, $"the ticket's commitment was committed by {claim.Prover} (claim {claim.Id}), not by {me}");
         if (claim.Status == ClaimStatus.Committed)
         {
-            long closes = claim.CommittedAt + engine.Parameters.RevealWindowSeconds;
-            if (engine.Now <= closes)
+            long closes = claim.CommittedAt + backend.State.Parameters.RevealWindowSeconds;
+            if (backend.Now <= closes)
             {
-                while (engine.Now < claim.CommittedAt + 1) wait();
-                engine.RevealClaim(prover, claim.Id, ticket);
+                while (backend.Now < claim.CommittedAt + 1)
+                {
+                    await wait(cancellationToken).ConfigureAwait(false);
+                    await backend.RefreshAsync(cancellationToken).ConfigureAwait(false);
+                }
+                await backend.RevealClaimAsync(prover, claim.Id, ticket, cancellationToken).ConfigureAwait(false);
                 steps.Add("reveal");
             }
             else
             {
-                engine.Settle(prover, claim.Id);
+                await backend.SettleAsync(prover, claim.Id, cancellationToken).ConfigureAwait(false);
                 steps.Add("settle");
             }
         }
-        return new ClaimProgress(engine.State.Claims[(int)claim.Id], steps);
+        await backend.RefreshAsync(cancellationToken).ConfigureAwait(false);
+        return new ClaimProgress(backend.State.Claims[(int)claim.Id], steps);
     }
 }

@@ -81,13 +81,16 @@ public sealed partial class ProtocolEngine
     }
 
     /// <summary>Locks <paramref name="bond"/> behind the ticket's hiding commitment; returns the claim id.</summary>
-    public long CommitClaim(PrivateKey prover, ClaimTicket ticket, long bond)
+    public long CommitClaim(PrivateKey prover, ClaimTicket ticket, long bond) => CommitClaimEvent(prover, ticket, bond).ClaimId;
+
+    /// <summary><see cref="CommitClaim"/>, also returning the event it appended.</summary>
+    internal (LedgerEvent Event, long ClaimId) CommitClaimEvent(PrivateKey prover, ClaimTicket ticket, long bond)
     {
         ArgumentNullException.ThrowIfNull(ticket);
         lock (_gate)
         {
-            Send(prover, (a, n) => Actions.CommitClaim(a, ticket.Commitment, bond, n));
-            return _state.ClaimList.Count - 1;
+            var ev = Send(prover, (a, n) => Actions.CommitClaim(a, ticket.Commitment, bond, n));
+            return (ev, _state.ClaimList.Count - 1);
         }
     }
 
@@ -112,12 +115,16 @@ public sealed partial class ProtocolEngine
         Send(owner, (a, n) => Actions.FileAccusation(a, modelId, host, evidenceJson, n), new Dictionary<string, string> { ["evidence"] = evidenceJson });
 
     /// <summary>Proposes parameter changes (name → decimal value); returns the proposal id.</summary>
-    public long Propose(PrivateKey owner, IReadOnlyDictionary<string, string> changes, string description)
+    public long Propose(PrivateKey owner, IReadOnlyDictionary<string, string> changes, string description) =>
+        ProposeEvent(owner, changes, description).ProposalId;
+
+    /// <summary><see cref="Propose"/>, also returning the event it appended.</summary>
+    internal (LedgerEvent Event, long ProposalId) ProposeEvent(PrivateKey owner, IReadOnlyDictionary<string, string> changes, string description)
     {
         lock (_gate)
         {
-            Send(owner, (a, n) => Actions.Propose(a, changes, description, n));
-            return _state.ProposalList.Count - 1;
+            var ev = Send(owner, (a, n) => Actions.Propose(a, changes, description, n));
+            return (ev, _state.ProposalList.Count - 1);
         }
     }
 

@@ -71,6 +71,9 @@ public sealed partial class ProtocolEngine
 
     public ProtocolDomain Domain => _state.Domain;
 
+    /// <summary>The ledger this engine reads and appends to.</summary>
+    public ILedger Ledger => _ledger;
+
     public ProtocolParameters Parameters => _state.Parameters;
 
     /// <summary>The ledger time the next event would get: the clock in whole seconds, never before the last event.</summary>

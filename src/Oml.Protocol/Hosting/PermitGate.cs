@@ -122,6 +122,13 @@ public sealed class PermitGate
         return () => { engine.Refresh(); return (engine.State, engine.Now); };
     }
 
+    /// <summary>A view of <paramref name="backend"/>: it catches up with the ledger or chain before each check.</summary>
+    public static Func<(ProtocolState State, long Now)> ForBackend(IProtocolBackend backend)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        return () => { backend.RefreshAsync().GetAwaiter().GetResult(); return (backend.State, backend.Now); };
+    }
+
     public string Host { get; }
     public string ModelId { get; }
     public SeenPermitStore Seen { get; }
