@@ -9,7 +9,7 @@ namespace Oml.Explorer.State;
 /// at a time, so that each usage commitment's payouts and each withdrawal can be read off the state before and after
 /// it), then polls the ledger height and folds in what other processes append. Only reads the ledger.
 /// </summary>
-public sealed class LedgerStateSource : IProtocolStateSource
+public sealed class LedgerStateSource : PollingStateSource
 {
     private readonly ILedger _ledger;
     private readonly bool _ownsLedger;
@@ -17,12 +17,7 @@ public sealed class LedgerStateSource : IProtocolStateSource
     private readonly SteppingLedger _view;
     private readonly ProtocolEngine _engine;
     private readonly EventHistory _history = new();
-    private readonly Lock _gate = new();
-    private readonly CancellationTokenSource _stop = new();
-    private readonly Task? _poller;
-    private ExplorerSnapshot _current;
-    private TaskCompletionSource<ExplorerSnapshot> _next = NewSignal();
-    private string? _lastError;
+    private readonly Lock _fold = new();
 
     /// <summary>
     /// Replays <paramref name="ledger"/> and, when <paramref name="pollInterval"/> is positive, starts polling it.
@@ -41,8 +36,7 @@ public sealed class LedgerStateSource : IProtocolStateSource
         _engine = ProtocolEngine.Open(_view);
         RecordPlain(genesis);
         CatchUp();
-        _current = StateMapper.Map(_engine.State, _history, name);
-        if (pollInterval > TimeSpan.Zero) _poller = Task.Run(() => PollAsync(pollInterval, _stop.Token));
+        Start(StateMapper.Map(_engine.State, _history, name), pollInterval);
     }
 
     /// <summary>Opens the SQLite ledger at <paramref name="path"/> (never creates one) and polls it.</summary>
@@ -61,60 +55,28 @@ public sealed class LedgerStateSource : IProtocolStateSource
         }
     }
 
-    public ExplorerSnapshot Current => Volatile.Read(ref _current);
-
-    public string? LastError => Volatile.Read(ref _lastError);
-
-    public Task<ExplorerSnapshot> WaitForChangeAsync(long knownHeight, CancellationToken cancellationToken)
-    {
-        Task<ExplorerSnapshot> next;
-        lock (_gate)
-        {
-            if (_current.Height != knownHeight) return Task.FromResult(_current);
-            next = _next.Task;
-        }
-        return next.WaitAsync(cancellationToken);
-    }
-
     /// <summary>Folds in new events now (the poller calls this); returns whether the height moved.</summary>
     public bool Refresh()
     {
-        lock (_gate)
+        var snapshot = Fold();
+        if (snapshot is null) return false;
+        Publish(snapshot);
+        return true;
+    }
+
+    protected override Task<ExplorerSnapshot?> CatchUpAsync(CancellationToken cancellationToken) => Task.FromResult(Fold());
+
+    protected override bool IsReadFailure(Exception e) => e is ProtocolException or IOException or LedgerCorruptException or InvalidDataException;
+
+    private ExplorerSnapshot? Fold()
+    {
+        lock (_fold)
         {
             long before = _engine.State.Height;
             CatchUp();
-            if (_engine.State.Height == before) return false;
-            _current = StateMapper.Map(_engine.State, _history, _name);
-            var done = _next;
-            _next = NewSignal();
-            done.TrySetResult(_current);
-            return true;
+            return _engine.State.Height == before ? null : StateMapper.Map(_engine.State, _history, _name);
         }
     }
-
-    private async Task PollAsync(TimeSpan interval, CancellationToken ct)
-    {
-        using var timer = new PeriodicTimer(interval);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
-            {
-                try
-                {
-                    Refresh();
-                    Volatile.Write(ref _lastError, null);
-                }
-                catch (Exception e) when (e is ProtocolException or IOException or LedgerCorruptException or InvalidDataException)
-                {
-                    // Keep serving the last good snapshot; the page header shows the problem.
-                    Volatile.Write(ref _lastError, e.Message);
-                }
-            }
-        }
-        catch (OperationCanceledException) { }
-    }
-
-    private static TaskCompletionSource<ExplorerSnapshot> NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private void CatchUp()
     {
@@ -130,8 +92,8 @@ public sealed class LedgerStateSource : IProtocolStateSource
         List<(string Address, string Role)>? parties = null;
         if (ev.Type == "CommitUsage" && actor is not null && modelId is not null && s.Models.ContainsKey(modelId))
         {
-            parties = Parties(s, actor, modelId);
-            before = parties.Select(p => p.Address).Distinct(StringComparer.Ordinal).ToDictionary(a => a, a => s.AccountOf(a).Withdrawable, StringComparer.Ordinal);
+            parties = StateMapper.UsageParties(s, actor, modelId);
+            before = StateMapper.Withdrawables(parties, s);
         }
         long withdrawable = ev.Type == "Withdraw" && actor is not null ? s.AccountOf(actor).Withdrawable : 0;
 
@@ -142,14 +104,7 @@ public sealed class LedgerStateSource : IProtocolStateSource
 
         if (before is not null && parties is not null && epoch is long e)
         {
-            var shares = new List<FeeShare>();
-            var after = _engine.State;
-            foreach (var group in parties.GroupBy(p => p.Address, StringComparer.Ordinal))
-            {
-                long gained = after.AccountOf(group.Key).Withdrawable - before[group.Key];
-                if (gained > 0) shares.Add(new FeeShare(StateMapper.Checksummed(group.Key), string.Join("; ", group.Select(g => g.Role)), gained));
-            }
-            _history.Payouts[ProtocolState.UsageKey(modelId!, actor!, e)] = shares;
+            _history.Payouts[ProtocolState.UsageKey(modelId!, actor!, e)] = StateMapper.Payouts(parties, before, _engine.State);
         }
         if (ev.Type == "Withdraw" && actor is not null && withdrawable > 0)
         {
@@ -164,22 +119,6 @@ public sealed class LedgerStateSource : IProtocolStateSource
         actor ??= Peek(ev.Payload).Actor;
         _history.AddRecent(new EventView(ev.Sequence, ev.Type, ev.Timestamp.ToUnixTimeSeconds(), actor, Convert.ToHexStringLower(ev.Hash)));
         _history.HeadHash = Convert.ToHexStringLower(ev.Hash);
-    }
-
-    /// <summary>Who a usage commitment can credit: the host, and the owners of the model and of all its ancestors.</summary>
-    private static List<(string Address, string Role)> Parties(ProtocolState s, string host, string modelId)
-    {
-        var list = new List<(string, string)> { (host, "host") };
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        var queue = new Queue<string>([modelId]);
-        while (queue.Count > 0)
-        {
-            var id = queue.Dequeue();
-            if (!seen.Add(id) || !s.Models.TryGetValue(id, out var m)) continue;
-            list.Add((m.Owner, id == modelId ? $"owner of {id}" : $"ancestor {id}"));
-            foreach (var p in m.Parents) queue.Enqueue(p.ParentModelId);
-        }
-        return list;
     }
 
     /// <summary>The actor, modelId and epoch of an event's message, read without trusting anything else in it.</summary>
@@ -199,13 +138,10 @@ public sealed class LedgerStateSource : IProtocolStateSource
         }
     }
 
-    public async ValueTask DisposeAsync()
+    protected override ValueTask DisposeCoreAsync()
     {
-        await _stop.CancelAsync().ConfigureAwait(false);
-        if (_poller is not null) await _poller.ConfigureAwait(false);
-        _stop.Dispose();
-        _next.TrySetCanceled();
         if (_ownsLedger) _ledger.Dispose();
+        return ValueTask.CompletedTask;
     }
 
     /// <summary>A read-only window on a ledger that exposes events up to the one last shown, so the engine folds them one by one.</summary>

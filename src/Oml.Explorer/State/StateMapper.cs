@@ -34,6 +34,38 @@ public static class StateMapper
     public static string Checksummed(string? address) =>
         address is not null && Address.TryParse(address.ToLowerInvariant(), out var a) ? a.ToString() : address ?? "";
 
+    /// <summary>The withdrawable credits of <paramref name="parties"/> in <paramref name="s"/> (before a usage commitment).</summary>
+    public static Dictionary<string, long> Withdrawables(IEnumerable<(string Address, string Role)> parties, ProtocolState s) =>
+        parties.Select(p => p.Address).Distinct(StringComparer.Ordinal).ToDictionary(a => a, a => s.AccountOf(a).Withdrawable, StringComparer.Ordinal);
+
+    /// <summary>What a usage commitment paid each party: the growth of its withdrawable credits from <paramref name="before"/> to <paramref name="after"/>.</summary>
+    public static List<FeeShare> Payouts(IEnumerable<(string Address, string Role)> parties, IReadOnlyDictionary<string, long> before, ProtocolState after)
+    {
+        var shares = new List<FeeShare>();
+        foreach (var group in parties.GroupBy(p => p.Address, StringComparer.Ordinal))
+        {
+            long gained = after.AccountOf(group.Key).Withdrawable - before[group.Key];
+            if (gained > 0) shares.Add(new FeeShare(Checksummed(group.Key), string.Join("; ", group.Select(g => g.Role)), gained));
+        }
+        return shares;
+    }
+
+    /// <summary>Who a usage commitment can credit: the host, and the owners of the model and of all its ancestors.</summary>
+    public static List<(string Address, string Role)> UsageParties(ProtocolState s, string host, string modelId)
+    {
+        var list = new List<(string, string)> { (host, "host") };
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var queue = new Queue<string>([modelId]);
+        while (queue.Count > 0)
+        {
+            var id = queue.Dequeue();
+            if (!seen.Add(id) || !s.Models.TryGetValue(id, out var m)) continue;
+            list.Add((m.Owner, id == modelId ? $"owner of {id}" : $"ancestor {id}"));
+            foreach (var p in m.Parents) queue.Enqueue(p.ParentModelId);
+        }
+        return list;
+    }
+
     /// <summary>The least voting weight that meets the quorum: (yes + no) x 10 000 &gt;= QuorumBps x total, as the ledger's Execute checks.</summary>
     public static long QuorumOf(long totalWeight, int quorumBps) => (long)(((Int128)quorumBps * totalWeight + 9_999) / 10_000);
 
