@@ -66,12 +66,13 @@ public static class FingerprintCommands
         var force = new Option<bool>("--force") { Description = "Overwrite --out if it exists" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var json = CliOptions.Json("Print {\"file\", \"count\", \"strategy\", \"encrypted\", \"commitment_root\", \"commitment_file\"} as JSON");
         var cmd = new Command("generate",
             "Generate a fingerprint set for a base model and write it with the owner's secret (encrypted with a passphrase from "
             + $"--passphrase-file or {FingerprintIO.PassphraseEnv}, or --plaintext) together with its public commitment, FILE.commitment.json.")
         {
             model, strategy, count, output, keyLength, responseLength, t, k, perKey, temperature, randomWordKeys, keys,
-            secretFile, plaintext, passphraseFile, kdfIterations, insecureKdf, allowWeak, force, device, dtype,
+            secretFile, plaintext, passphraseFile, kdfIterations, insecureKdf, allowWeak, force, device, dtype, json,
         };
         cmd.SetAction(r =>
         {
@@ -138,10 +139,13 @@ public static class FingerprintCommands
             var commitment = set.Commit();
             var commitmentPath = outPath + ".commitment.json";
             FingerprintIO.WriteTextAtomic(commitmentPath, JsonNode.Parse(commitment.ToJson())!.ToJsonString(Indented) + "\n", overwrite: true);
-            Console.WriteLine($"wrote {set.Count} fingerprints ({strat}) to {outPath}{(plain ? " (UNENCRYPTED)" : "")}");
-            Console.WriteLine($"commitment root {commitment.Root}");
-            Console.WriteLine($"commitment written to {commitmentPath} (publish it; keep {Path.GetFileName(outPath)} secret)");
-            return Cli.Ok;
+            return new Report()
+                .Json("file", outPath).Json("count", set.Count).Json("strategy", strat).Json("encrypted", !plain)
+                .Json("commitment_root", commitment.Root).Json("commitment_file", commitmentPath)
+                .Line($"wrote {set.Count} fingerprints ({strat}) to {outPath}{(plain ? " (UNENCRYPTED)" : "")}")
+                .Line($"commitment root {commitment.Root}")
+                .Line($"commitment written to {commitmentPath} (publish it; keep {Path.GetFileName(outPath)} secret)")
+                .Print(r.GetValue(json));
         });
         return cmd;
     }
