@@ -30,7 +30,7 @@ public static class AccountCommands
             Description = "PBKDF2-HMAC-SHA256 iterations protecting the key (lower it only for tests)",
             DefaultValueFactory = _ => Keystore.DefaultIterations,
         };
-        var force = new Option<bool>("--force") { Description = "Overwrite --keystore if it exists" };
+        var force = CliOptions.Force("Overwrite --keystore if it exists");
         var json = CliOptions.Json("Print {\"address\", \"keystore\"} as JSON");
         var cmd = new Command("new", $"Generate a new account and write it to an encrypted keystore (passphrase from --passphrase-file or {FingerprintIO.PassphraseEnv}); prints its address.")
         {

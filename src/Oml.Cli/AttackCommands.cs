@@ -59,9 +59,9 @@ public static class AttackCommands
         return cmd;
     }
 
-    private static Option<string> ModelOption(string description = "The fingerprinted model folder") => new("--model") { Description = description, Required = true };
+    private static Option<string> ModelOption(string description = "The fingerprinted model folder") => CliOptions.Model(description);
 
-    private static Option<string> OutOption() => new("--out") { Description = "Folder to write the attacked model to (created if needed)", Required = true };
+    private static Option<string> OutOption() => CliOptions.Out("Folder to write the attacked model to (created if needed)");
 
     private static Option<bool> JsonOption(string fields) => CliOptions.Json($"Print {{\"attack\", \"out\"{fields}}} as JSON");
 
@@ -91,7 +91,7 @@ public static class AttackCommands
         var model = ModelOption("The fingerprinted model folder (θ_A, or one of the task-vector models)");
         var with = new Option<string[]>("--with") { Description = "Sibling model folder(s) of the same shape (repeat the option for several)", Required = true, AllowMultipleArgumentsPerToken = true };
         var method = new Option<string>("--method") { Description = "linear, slerp, task-arithmetic or ties", DefaultValueFactory = _ => "linear" };
-        var baseModel = new Option<string?>("--base") { Description = "The common base model (task-arithmetic and ties)" };
+        var baseModel = CliOptions.Base("The common base model (task-arithmetic and ties)");
         var weight = new Option<double>("--weight") { Description = "linear/slerp: the sibling's share a in [0, 1]", DefaultValueFactory = _ => 0.5 };
         var weights = new Option<string?>("--weights") { Description = "task-arithmetic/ties: comma-separated w_k for the model then each sibling (default all 1)" };
         var density = new Option<double>("--density") { Description = "ties: fraction of each task vector kept", DefaultValueFactory = _ => 0.5 };
@@ -310,7 +310,7 @@ public static class AttackCommands
         var freshHidden = new Option<int?>("--fresh-hidden") { Description = "Start from a fresh random Llama student of this hidden size instead" };
         var freshLayers = new Option<int>("--fresh-layers") { Description = "Layers of a fresh student", DefaultValueFactory = _ => 4 };
         var freshHeads = new Option<int>("--fresh-heads") { Description = "Attention heads of a fresh student", DefaultValueFactory = _ => 4 };
-        var maxNew = new Option<int>("--max-new-tokens") { Description = "Length of the teacher's answers", DefaultValueFactory = _ => 64 };
+        var maxNew = CliOptions.MaxNewTokens("Length of the teacher's answers", 64);
         var temperature = new Option<double?>("--temperature") { Description = "Sample the teacher's answers at this temperature (default greedy)" };
         var output = OutOption();
         var force = CliOptions.Force();

@@ -56,7 +56,7 @@ public static class TrainCommand
         var evalEvery = new Option<int?>("--eval-every") { Description = "Steps between held-out evaluations (default: only at the end)" };
         var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Checkpoint folder; a run started again with the same folder and settings resumes" };
         var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Steps between checkpoints (default: only at the end)" };
-        var output = new Option<string?>("--out") { Description = "Folder to save the trained model to" };
+        var output = CliOptions.OptionalOut("Folder to save the trained model to");
         var log = new Option<string?>("--log") { Description = "Append one JSON object per report to this file (JSON lines)" };
         var maxShardMb = new Option<double?>("--max-shard-mb") { Description = "Shard the weights into files of at most this many MB (10^6 bytes), with model.safetensors.index.json" };
         var saveDtype = new Option<string?>("--save-dtype") { Description = "dtype of the saved weights: float32 or bfloat16 (default: the training dtype)" };
