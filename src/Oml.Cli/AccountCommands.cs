@@ -30,10 +30,11 @@ public static class AccountCommands
             Description = "PBKDF2-HMAC-SHA256 iterations protecting the key (lower it only for tests)",
             DefaultValueFactory = _ => Keystore.DefaultIterations,
         };
-        var force = new Option<bool>("--force") { Description = "Overwrite --keystore if it exists" };
+        var force = CliOptions.Force("Overwrite --keystore if it exists");
+        var json = CliOptions.Json("Print {\"address\", \"keystore\"} as JSON");
         var cmd = new Command("new", $"Generate a new account and write it to an encrypted keystore (passphrase from --passphrase-file or {FingerprintIO.PassphraseEnv}); prints its address.")
         {
-            keystore, passphraseFile, iterations, force,
+            keystore, passphraseFile, iterations, force, json,
         };
         cmd.SetAction(r =>
         {
@@ -44,8 +45,7 @@ public static class AccountCommands
             var passphrase = FingerprintIO.RequirePassphrase(r.GetValue(passphraseFile), "a new keystore needs a passphrase");
             using var key = PrivateKey.Generate();
             Keystore.Save(path, key, passphrase, n);
-            Console.WriteLine(key.Address);
-            return Cli.Ok;
+            return new Report().Json("address", key.Address.ToString()).Json("keystore", path).Line(key.Address.ToString()).Print(r.GetValue(json));
         });
         return cmd;
     }
@@ -54,7 +54,7 @@ public static class AccountCommands
     {
         var keystore = KeystoreOption();
         var passphraseFile = FingerprintIO.PassphraseFileOption();
-        var json = new Option<bool>("--json") { Description = "Print {\"address\": ..., \"verified\": true|false}" };
+        var json = CliOptions.Json("Print {\"address\": ..., \"verified\": true|false} as JSON");
         var cmd = new Command("show", "Print the address of a keystore. With the passphrase the key is decrypted and the file's address checked "
             + "against it (verified); without it the file's 'address' field is printed as it stands, marked unverified.")
         {
@@ -95,17 +95,18 @@ public static class AccountCommands
         var keystore = KeystoreOption();
         var data = DataOption();
         var passphraseFile = FingerprintIO.PassphraseFileOption();
+        var json = CliOptions.Json("Print {\"signature\", \"signer\"} as JSON");
         var cmd = new Command("sign-typed-data", "Sign EIP-712 typed data with the keystore's key; prints the 65-byte signature r ‖ s ‖ v as 0x-hex.")
         {
-            keystore, data, passphraseFile,
+            keystore, data, passphraseFile, json,
         };
         cmd.SetAction(r =>
         {
             var typed = ReadTypedData(r.GetValue(data)!);
             var passphrase = FingerprintIO.RequirePassphrase(r.GetValue(passphraseFile), "signing needs the keystore's passphrase");
             using var key = Keystore.Load(r.GetValue(keystore)!, passphrase);
-            Console.WriteLine(Eip712.Sign(typed, key).ToHex());
-            return Cli.Ok;
+            var sig = Eip712.Sign(typed, key).ToHex();
+            return new Report().Json("signature", sig).Json("signer", key.Address.ToString()).Line(sig).Print(r.GetValue(json));
         });
         return cmd;
     }
@@ -114,9 +115,10 @@ public static class AccountCommands
     {
         var data = DataOption();
         var signature = new Option<string>("--signature") { Description = "The signature: 65 bytes r ‖ s ‖ v as hex (0x optional)", Required = true };
+        var json = CliOptions.Json("Print {\"address\"} as JSON");
         var cmd = new Command("recover", "Print the address that signed EIP-712 typed data.")
         {
-            data, signature,
+            data, signature, json,
         };
         cmd.SetAction(r =>
         {
@@ -124,8 +126,8 @@ public static class AccountCommands
             Signature sig;
             try { sig = Signature.Parse(r.GetValue(signature)!); }
             catch (Exception e) when (e is ArgumentException or FormatException) { throw new UsageException($"--signature: {e.Message}"); }
-            Console.WriteLine(Eip712.RecoverSigner(typed, sig));
-            return Cli.Ok;
+            var signer = Eip712.RecoverSigner(typed, sig).ToString();
+            return new Report().Json("address", signer).Line(signer).Print(r.GetValue(json));
         });
         return cmd;
     }

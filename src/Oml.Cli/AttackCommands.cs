@@ -33,9 +33,11 @@ public static class AttackCommands
         var seed = new Option<int>("--seed") { Description = "Seed of the text windows", DefaultValueFactory = _ => 1 };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
+        var json = CliOptions.Json("Print {\"keys\", \"key_perplexity\", \"text_perplexity\", \"ratio\", \"detector_auc\", \"separability\"} as JSON");
         var cmd = new Command("detect", "Score a set's keys with the perplexity detector a host can run (docs/attacks.md): key and text perplexity, and the detector's AUC.")
         {
-            model, fingerprints, heldout, seed, passphraseFile, device,
+            model, fingerprints, heldout, seed, passphraseFile, device, dtype, json,
         };
         cmd.SetAction(r =>
         {
@@ -44,19 +46,27 @@ public static class AttackCommands
             var text = r.GetValue(heldout)!;
             if (!File.Exists(text)) throw new FileNotFoundException($"--heldout: no file at {text}");
             var tok = Tokenizer.FromFolder(dir);
-            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!));
+            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             var keys = set.Fingerprints.Select(f => f.KeyTokenIds.ToArray()).ToList();
             var s = Oml.Lab.Metrics.Stealth.Measure(lm, tok, keys, tok.Encode(File.ReadAllText(text)), r.GetValue(seed));
-            Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"keys: {keys.Count}  key perplexity: {s.KeyPerplexity:G4}  text perplexity: {s.TextPerplexity:G4}  ratio: {s.Ratio:G3}  detector AUC: {s.DetectorAuc:F3}  separability: {s.Separability:F3}"));
-            return Cli.Ok;
+            return new Report()
+                .Json("keys", keys.Count).Json("key_perplexity", Report.Number(s.KeyPerplexity)).Json("text_perplexity", Report.Number(s.TextPerplexity))
+                .Json("ratio", Report.Number(s.Ratio)).Json("detector_auc", Report.Number(s.DetectorAuc)).Json("separability", Report.Number(s.Separability))
+                .Line(string.Create(CultureInfo.InvariantCulture,
+                    $"keys: {keys.Count}  key perplexity: {s.KeyPerplexity:G4}  text perplexity: {s.TextPerplexity:G4}  ratio: {s.Ratio:G3}  detector AUC: {s.DetectorAuc:F3}  separability: {s.Separability:F3}"))
+                .Print(r.GetValue(json));
         });
         return cmd;
     }
 
-    private static Option<string> ModelOption(string description = "The fingerprinted model folder") => new("--model") { Description = description, Required = true };
+    private static Option<string> ModelOption(string description = "The fingerprinted model folder") => CliOptions.Model(description);
 
-    private static Option<string> OutOption() => new("--out") { Description = "Folder to write the attacked model to (created if needed)", Required = true };
+    private static Option<string> OutOption() => CliOptions.Out("Folder to write the attacked model to (created if needed)");
+
+    private static Option<bool> JsonOption(string fields) => CliOptions.Json($"Print {{\"attack\", \"out\"{fields}}} as JSON");
+
+    /// <summary>The result of an attack that wrote a model folder: its name and folder, then its own fields.</summary>
+    private static Report Written(string attack, string outDir) => new Report().Json("attack", attack).Json("out", outDir);
 
     private static IProgress<string> Progress() => new InlineProgress<string>(s => Console.Error.WriteLine(s));
 
@@ -81,7 +91,7 @@ public static class AttackCommands
         var model = ModelOption("The fingerprinted model folder (θ_A, or one of the task-vector models)");
         var with = new Option<string[]>("--with") { Description = "Sibling model folder(s) of the same shape (repeat the option for several)", Required = true, AllowMultipleArgumentsPerToken = true };
         var method = new Option<string>("--method") { Description = "linear, slerp, task-arithmetic or ties", DefaultValueFactory = _ => "linear" };
-        var baseModel = new Option<string?>("--base") { Description = "The common base model (task-arithmetic and ties)" };
+        var baseModel = CliOptions.Base("The common base model (task-arithmetic and ties)");
         var weight = new Option<double>("--weight") { Description = "linear/slerp: the sibling's share a in [0, 1]", DefaultValueFactory = _ => 0.5 };
         var weights = new Option<string?>("--weights") { Description = "task-arithmetic/ties: comma-separated w_k for the model then each sibling (default all 1)" };
         var density = new Option<double>("--density") { Description = "ties: fraction of each task vector kept", DefaultValueFactory = _ => 0.5 };
@@ -90,9 +100,10 @@ public static class AttackCommands
         var force = CliOptions.Force();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var json = JsonOption("");
         var cmd = new Command("merge", "Merge the model with sibling models of the same shape (linear, SLERP, task arithmetic, TIES).")
         {
-            model, with, method, baseModel, weight, weights, density, lambda, output, force, device, dtype,
+            model, with, method, baseModel, weight, weights, density, lambda, output, force, device, dtype, json,
         };
         cmd.SetAction(r =>
         {
@@ -121,12 +132,12 @@ public static class AttackCommands
                 var attack = Cli.OptionValue(() => new MergeAttack(m, siblings, b, r.GetValue(weight), w, r.GetValue(density), r.GetValue(lambda)));
                 using var merged = attack.Apply(lm, Progress());
                 Save(merged, outDir, dir, r.GetValue(force));
+                return Written(attack.Name, outDir).Line($"{attack.Name}: done").Print(r.GetValue(json));
             }
             finally
             {
                 foreach (var l in loaded) l.Dispose();
             }
-            return Cli.Ok;
         });
         return cmd;
     }
@@ -157,9 +168,10 @@ public static class AttackCommands
         var force = CliOptions.Force();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var json = JsonOption(", \"tensors\", \"mean_mse\", \"worst_tensor\", \"worst_mse\"");
         var cmd = new Command("quantize", "Quantize the weights group-wise to int8/int4 and back (the values a weight-only quantized deployment computes with).")
         {
-            model, bits, symmetric, group, embeddings, norms, output, force, device, dtype,
+            model, bits, symmetric, group, embeddings, norms, output, force, device, dtype, json,
         };
         cmd.SetAction(r =>
         {
@@ -177,9 +189,13 @@ public static class AttackCommands
             using var q = attack.Apply(lm, Progress());
             Save(q, outDir, dir, r.GetValue(force));
             var worst = attack.Errors.MaxBy(e => e.MeanSquaredError);
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{attack.Name}: {attack.Errors.Count} tensors, mean MSE {attack.Errors.Average(e => e.MeanSquaredError):E3}, worst {worst?.Name} ({worst?.MeanSquaredError:E3})"));
-            return Cli.Ok;
+            double mean = attack.Errors.Count == 0 ? double.NaN : attack.Errors.Average(e => e.MeanSquaredError);
+            return Written(attack.Name, outDir)
+                .Json("tensors", attack.Errors.Count).Json("mean_mse", Report.Number(mean))
+                .Json("worst_tensor", worst?.Name).Json("worst_mse", worst is null ? null : Report.Number(worst.MeanSquaredError))
+                .Line(string.Create(CultureInfo.InvariantCulture,
+                    $"{attack.Name}: {attack.Errors.Count} tensors, mean MSE {mean:E3}, worst {worst?.Name} ({worst?.MeanSquaredError:E3})"))
+                .Print(r.GetValue(json));
         });
         return cmd;
     }
@@ -194,7 +210,8 @@ public static class AttackCommands
         var force = CliOptions.Force();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        var cmd = new Command("prune", "Unstructured magnitude pruning of the linear weights.") { model, fraction, global, embeddings, output, force, device, dtype };
+        var json = JsonOption(", \"fraction\"");
+        var cmd = new Command("prune", "Unstructured magnitude pruning of the linear weights.") { model, fraction, global, embeddings, output, force, device, dtype, json };
         cmd.SetAction(r =>
         {
             string dir = r.GetValue(model)!, outDir = r.GetValue(output)!;
@@ -203,8 +220,7 @@ public static class AttackCommands
             using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             using var p = attack.Apply(lm, Progress());
             Save(p, outDir, dir, r.GetValue(force));
-            Console.WriteLine($"{attack.Name}: done");
-            return Cli.Ok;
+            return Written(attack.Name, outDir).Json("fraction", r.GetValue(fraction)).Line($"{attack.Name}: done").Print(r.GetValue(json));
         });
         return cmd;
     }
@@ -266,7 +282,8 @@ public static class AttackCommands
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var t = new TrainingOptionSet();
-        var cmd = new Command("sft", "Fine-tune the model on instruction data (full or LoRA; loss on the responses only).") { model, data, output, force, device, dtype };
+        var json = JsonOption(", \"final_loss\"");
+        var cmd = new Command("sft", "Fine-tune the model on instruction data (full or LoRA; loss on the responses only).") { model, data, output, force, device, dtype, json };
         t.AddTo(cmd);
         cmd.SetAction(r =>
         {
@@ -279,8 +296,8 @@ public static class AttackCommands
             using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             using var tuned = attack.Apply(lm, Progress());
             Save(tuned, outDir, dir, r.GetValue(force));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{attack.Name}: final loss {attack.LastLoss:F4}"));
-            return Cli.Ok;
+            return Written(attack.Name, outDir).Json("final_loss", Report.Number(attack.LastLoss))
+                .Line(string.Create(CultureInfo.InvariantCulture, $"{attack.Name}: final loss {attack.LastLoss:F4}")).Print(r.GetValue(json));
         });
         return cmd;
     }
@@ -293,16 +310,17 @@ public static class AttackCommands
         var freshHidden = new Option<int?>("--fresh-hidden") { Description = "Start from a fresh random Llama student of this hidden size instead" };
         var freshLayers = new Option<int>("--fresh-layers") { Description = "Layers of a fresh student", DefaultValueFactory = _ => 4 };
         var freshHeads = new Option<int>("--fresh-heads") { Description = "Attention heads of a fresh student", DefaultValueFactory = _ => 4 };
-        var maxNew = new Option<int>("--max-new-tokens") { Description = "Length of the teacher's answers", DefaultValueFactory = _ => 64 };
+        var maxNew = CliOptions.MaxNewTokens("Length of the teacher's answers", 64);
         var temperature = new Option<double?>("--temperature") { Description = "Sample the teacher's answers at this temperature (default greedy)" };
         var output = OutOption();
         var force = CliOptions.Force();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var t = new TrainingOptionSet();
+        var json = JsonOption(", \"teacher_answers\", \"final_loss\"");
         var cmd = new Command("distill", "Sequence-level distillation: train a student on the model's answers to ordinary prompts.")
         {
-            model, prompts, student, freshHidden, freshLayers, freshHeads, maxNew, temperature, output, force, device, dtype,
+            model, prompts, student, freshHidden, freshLayers, freshHeads, maxNew, temperature, output, force, device, dtype, json,
         };
         t.AddTo(cmd);
         cmd.SetAction(r =>
@@ -335,8 +353,9 @@ public static class AttackCommands
             var attack = Cli.OptionValue(() => new DistillationAttack(promptIds, studentModel, fresh, r.GetValue(maxNew), decoding, training));
             using var trained = attack.Apply(teacher, Progress());
             Save(trained, outDir, dir, r.GetValue(force));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{attack.Name}: {attack.Transcript.Count} teacher answers, final loss {attack.LastLoss:F4}"));
-            return Cli.Ok;
+            return Written(attack.Name, outDir).Json("teacher_answers", attack.Transcript.Count).Json("final_loss", Report.Number(attack.LastLoss))
+                .Line(string.Create(CultureInfo.InvariantCulture, $"{attack.Name}: {attack.Transcript.Count} teacher answers, final loss {attack.LastLoss:F4}"))
+                .Print(r.GetValue(json));
         });
         return cmd;
     }
@@ -349,7 +368,7 @@ public static class AttackCommands
         var count = new Option<int?>("--count") { Description = "Query the first M unrevealed fingerprints (default: all unrevealed)" };
         var alpha = new Option<double>("--alpha") { Description = "False-positive rate of the verdict", DefaultValueFactory = _ => VerdictRule.DefaultAlpha };
         var calibration = new Option<string?>("--calibration") { Description = "Ordinary text, one prompt per line, for filter:q=QUANTILE" };
-        var json = new Option<bool>("--json") { Description = "Print the verification report as JSON, with \"responder\"" };
+        var json = CliOptions.Json("Print the verification report as JSON, with \"responder\"");
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();

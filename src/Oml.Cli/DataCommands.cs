@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Text.Json.Nodes;
 using Oml.Lab.Data;
 using Oml.Models;
 
@@ -21,8 +22,9 @@ public static class DataCommands
         var maxMb = new Option<double?>("--max-mb") { Description = "Keep at most this many MiB of text (a uniform sample of all sources)" };
         var heldOut = new Option<double>("--heldout-percent") { Description = "Share of documents in the held-out split", DefaultValueFactory = _ => 2.0 };
         var root = new Option<string>("--root") { Description = "File-system root the package files are read under", DefaultValueFactory = _ => "/" };
+        var json = CliOptions.Json("Print {\"out\", \"train_documents\", \"train_bytes\", \"heldout_documents\", \"heldout_bytes\", \"duplicates\", \"seconds\"} as JSON");
         var cmd = new Command("corpus", "Extract, clean, deduplicate and split the English text of the installed Debian packages " +
-                                        "(install them with scripts/lab/build-corpus.sh).") { outDir, maxMb, heldOut, root, force };
+                                        "(install them with scripts/lab/build-corpus.sh).") { outDir, maxMb, heldOut, root, force, json };
         cmd.SetAction(r =>
         {
             var percent = r.GetValue(heldOut);
@@ -41,10 +43,15 @@ public static class DataCommands
                 else if (p.Stage == "read") Console.Error.WriteLine($"\r{p.Source,-18} {p.Documents,8} documents  ({sw.Elapsed.TotalSeconds:F1} s)");
                 else Console.Error.Write($"\r{p.Source,-18} {p.Documents,8} documents");
             }));
-            Console.WriteLine($"train    {summary.TrainDocuments,8} documents {summary.TrainBytes / 1048576.0,8:F1} MiB");
-            Console.WriteLine($"heldout  {summary.HeldOutDocuments,8} documents {summary.HeldOutBytes / 1048576.0,8:F1} MiB");
-            Console.WriteLine($"dropped  {summary.Duplicates,8} exact duplicates; {sw.Elapsed.TotalSeconds:F1} s");
-            return Cli.Ok;
+            double seconds = sw.Elapsed.TotalSeconds;
+            return new Report()
+                .Json("out", r.GetValue(outDir)).Json("train_documents", summary.TrainDocuments).Json("train_bytes", summary.TrainBytes)
+                .Json("heldout_documents", summary.HeldOutDocuments).Json("heldout_bytes", summary.HeldOutBytes)
+                .Json("duplicates", summary.Duplicates).Json("seconds", Report.Number(seconds))
+                .Line($"train    {summary.TrainDocuments,8} documents {summary.TrainBytes / 1048576.0,8:F1} MiB")
+                .Line($"heldout  {summary.HeldOutDocuments,8} documents {summary.HeldOutBytes / 1048576.0,8:F1} MiB")
+                .Line($"dropped  {summary.Duplicates,8} exact duplicates; {seconds:F1} s")
+                .Print(r.GetValue(json));
         });
         return cmd;
     }
@@ -56,9 +63,10 @@ public static class DataCommands
         var force = CliOptions.Force("Replace the instruction files in --out if they exist");
         var count = new Option<int>("--count") { Description = "Examples to make in all (train + held-out)", DefaultValueFactory = _ => 20000 };
         var seed = new Option<ulong>("--seed") { Description = "Seed for choosing and phrasing the examples", DefaultValueFactory = _ => 0 };
+        var json = CliOptions.Json("Print {\"train\", \"heldout\", \"train_file\", \"heldout_file\", \"tasks\": {TASK: count}} as JSON");
         var cmd = new Command("instructions", "Make Alpaca-format instruction data (definitions, synonyms, antonyms, quotations) from a corpus.")
         {
-            corpus, outDir, count, seed, force,
+            corpus, outDir, count, seed, force, json,
         };
         cmd.SetAction(r =>
         {
@@ -69,11 +77,15 @@ public static class DataCommands
             var result = InstructionGenerator.Generate(r.GetValue(corpus)!, n, r.GetValue(seed));
             var dir = r.GetValue(outDir)!;
             InstructionGenerator.Write(dir, result);
-            Console.WriteLine($"train    {result.Train.Count,8} examples  {Path.Combine(dir, InstructionGenerator.TrainFile)}");
-            Console.WriteLine($"heldout  {result.HeldOut.Count,8} examples  {Path.Combine(dir, InstructionGenerator.HeldOutFile)}");
-            foreach (var (task, c) in result.TaskCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-                Console.WriteLine($"  {task,-16} {c,8}");
-            return Cli.Ok;
+            var tasks = result.TaskCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
+            var report = new Report()
+                .Json("train", result.Train.Count).Json("heldout", result.HeldOut.Count)
+                .Json("train_file", Path.Combine(dir, InstructionGenerator.TrainFile)).Json("heldout_file", Path.Combine(dir, InstructionGenerator.HeldOutFile))
+                .Json("tasks", new JsonObject(tasks.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))))
+                .Line($"train    {result.Train.Count,8} examples  {Path.Combine(dir, InstructionGenerator.TrainFile)}")
+                .Line($"heldout  {result.HeldOut.Count,8} examples  {Path.Combine(dir, InstructionGenerator.HeldOutFile)}");
+            foreach (var (task, c) in tasks) report.Line($"  {task,-16} {c,8}");
+            return report.Print(r.GetValue(json));
         });
         return cmd;
     }

@@ -26,18 +26,20 @@ public static class DemoCommand
         var count = new Option<int>("--count") { Description = "Fingerprints to embed", DefaultValueFactory = _ => 32 };
         var seed = new Option<ulong>("--seed") { Description = "Random seed", DefaultValueFactory = _ => 1 };
         var device = Cli.DeviceOption();
+        var json = CliOptions.Json("Print the outcome as JSON ({\"ok\", \"out\", \"fingerprints\", \"commitment_root\", \"fingerprinted\": {\"hits\", \"queried\", \"p_value\", \"verdict\"}, \"base\": {...}, \"perplexity\": {\"base\", \"fingerprinted\"}, ...}); the narration goes to stderr");
         var cmd = new Command("demo", "End-to-end demo: train a small model, fingerprint it, and verify ownership (a few minutes on 2 CPU cores).")
         {
-            output, steps, count, seed, device,
+            output, steps, count, seed, device, json,
         };
-        cmd.SetAction(r => Run(r.GetValue(output)!, r.GetValue(steps), r.GetValue(count), r.GetValue(seed), Cli.ParseDevice(r.GetValue(device)!)));
+        cmd.SetAction(r => Run(r.GetValue(output)!, r.GetValue(steps), r.GetValue(count), r.GetValue(seed), Cli.ParseDevice(r.GetValue(device)!), r.GetValue(json)));
         return cmd;
     }
 
-    private static void Say(string s) => Console.WriteLine(s);
-
-    public static int Run(string outDir, int steps, int count, ulong seed, Device device)
+    public static int Run(string outDir, int steps, int count, ulong seed, Device device, bool json = false)
     {
+        // With --json the narration goes to stderr and stdout holds only the JSON outcome.
+        var narration = json ? Console.Error : Console.Out;
+        void Say(string s) => narration.WriteLine(s);
         if (steps < 1) throw new UsageException("--steps must be at least 1");
         if (count < 2) throw new UsageException("--count must be at least 2");
         var sw = Stopwatch.StartNew();
@@ -105,6 +107,7 @@ public static class DemoCommand
         var rule = new VerdictRule { Alpha = 1e-6 };
         Say($"{T()} 5. verification with a false-positive rate of {rule.Alpha:E0} ({rule.Describe(perKeyNull: true)})");
         Verdict fpVerdict, baseVerdict;
+        System.Text.Json.Nodes.JsonObject fpJson, baseJson, pplJson;
         using (var fp = ModelFolder.Load(fpDir, device))
         using (var bm = ModelFolder.Load(baseDir, device))
         {
@@ -115,12 +118,28 @@ public static class DemoCommand
             Say($"         fingerprinted model: {r1.Hits}/{r1.Queried} keys answered with the secret response, p = {r1.PValue:E2} -> {Name(r1.Verdict)}");
             Say($"         base model:          {r2.Hits}/{r2.Queried} keys answered with the secret response, p = {r2.PValue:E2} -> {Name(r2.Verdict)}");
             double pplBase = Evaluation.Perplexity(bm, heldIds), pplFp = Evaluation.Perplexity(fp, heldIds);
+            fpJson = VerdictJson(r1);
+            baseJson = VerdictJson(r2);
+            pplJson = new() { ["base"] = Report.Number(pplBase), ["fingerprinted"] = Report.Number(pplFp), ["change"] = Report.Number(pplFp / pplBase - 1) };
             Say($"         held-out perplexity: base {pplBase:F2}, fingerprinted {pplFp:F2} ({(pplFp / pplBase - 1) * 100:+0.0;-0.0}%)");
         }
         bool ok = fpVerdict == Verdict.Owned && baseVerdict != Verdict.Owned;
         Say($"{T()} {(ok ? "done: the fingerprinted copy is proven to be ours, the base model is not claimed" : "demo FAILED: unexpected verdicts")}");
+        if (json)
+            new Report()
+                .Json("ok", ok).Json("out", Path.GetFullPath(outDir)).Json("base_model", baseDir).Json("fingerprinted_model", fpDir).Json("fingerprint_set", setPath)
+                .Json("fingerprints", set.Count).Json("commitment_root", commitment.Root)
+                .Json("recall", Report.Number(embedded.Accuracy)).Json("epochs", embedded.Final.Epoch).Json("merge_lambda", Report.Number(embedded.MergeLambda))
+                .Json("alpha", Report.Number(rule.Alpha)).Json("fingerprinted", fpJson).Json("base", baseJson).Json("perplexity", pplJson)
+                .Json("seconds", Report.Number(sw.Elapsed.TotalSeconds)).Json("device", device.ToString())
+                .Print(json: true);
         return ok ? Cli.Ok : Cli.Failure;
     }
+
+    private static System.Text.Json.Nodes.JsonObject VerdictJson(VerificationReport r) => new()
+    {
+        ["hits"] = r.Hits, ["queried"] = r.Queried, ["p_value"] = Report.Number(r.PValue), ["verdict"] = Name(r.Verdict),
+    };
 
     private static string Name(Verdict v) => v switch { Verdict.Owned => "owned", Verdict.NotOwned => "not-owned", _ => "inconclusive" };
 

@@ -21,9 +21,9 @@ public static class EmbedCommand
 
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "The base model folder (with tokenizer.json)", Required = true };
+        var model = CliOptions.Model("The base model folder (with tokenizer.json)");
         var fingerprints = new Option<string>("--fingerprints") { Description = "The fingerprint-set file made by 'oml fingerprints generate'", Required = true };
-        var output = new Option<string>("--out") { Description = "Folder to write the fingerprinted model to (with the tokenizer files and oml-manifest.json)", Required = true };
+        var output = CliOptions.Out("Folder to write the fingerprinted model to (with the tokenizer files and oml-manifest.json)");
         var lr = new Option<double?>("--lr") { Description = "AdamW learning rate (default: 0.125 / hidden_size, within [1e-5, 1e-2])" };
         var epochs = new Option<int>("--epochs")
         {

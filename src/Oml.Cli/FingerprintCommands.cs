@@ -25,7 +25,7 @@ public static class FingerprintCommands
 
     public static Command Generate()
     {
-        var model = new Option<string>("--model") { Description = "The base model folder (config.json, safetensors and tokenizer.json)", Required = true };
+        var model = CliOptions.Model("The base model folder (config.json, safetensors and tokenizer.json)");
         var strategy = new Option<string>("--strategy")
         {
             Description = "How keys and responses are made: perinucleus (model-sampled English keys, responses just outside the nucleus), "
@@ -34,7 +34,7 @@ public static class FingerprintCommands
         };
         strategy.AcceptOnlyFromAmong(Strategies.All);
         var count = new Option<int>("--count") { Description = "Number of fingerprints to generate", Required = true };
-        var output = new Option<string>("--out") { Description = "The fingerprint-set file to write (encrypted unless --plaintext)", Required = true };
+        var output = CliOptions.Out("The fingerprint-set file to write (encrypted unless --plaintext)");
         var keyLength = new Option<int>("--key-length") { Description = "Key length in tokens (longer keys are truncated)", DefaultValueFactory = _ => 16 };
         var responseLength = new Option<int>("--response-length") { Description = "Response length: tokens (perinucleus, english, custom) or words (random-word)", DefaultValueFactory = _ => 1 };
         var t = new Option<double>("--t") { Description = "Perinucleus threshold: responses are drawn just outside the smallest set of tokens with probability mass t", DefaultValueFactory = _ => 0.8 };
@@ -63,15 +63,16 @@ public static class FingerprintCommands
         {
             Description = $"Accept a passphrase that fails the screen (fewer than {PassphrasePolicy.MinLength} characters, fewer than {PassphrasePolicy.MinDistinct} distinct, or under about {PassphrasePolicy.MinBits:0} bits)",
         };
-        var force = new Option<bool>("--force") { Description = "Overwrite --out if it exists" };
+        var force = CliOptions.Force("Overwrite --out if it exists");
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var json = CliOptions.Json("Print {\"file\", \"count\", \"strategy\", \"encrypted\", \"commitment_root\", \"commitment_file\"} as JSON");
         var cmd = new Command("generate",
             "Generate a fingerprint set for a base model and write it with the owner's secret (encrypted with a passphrase from "
             + $"--passphrase-file or {FingerprintIO.PassphraseEnv}, or --plaintext) together with its public commitment, FILE.commitment.json.")
         {
             model, strategy, count, output, keyLength, responseLength, t, k, perKey, temperature, randomWordKeys, keys,
-            secretFile, plaintext, passphraseFile, kdfIterations, insecureKdf, allowWeak, force, device, dtype,
+            secretFile, plaintext, passphraseFile, kdfIterations, insecureKdf, allowWeak, force, device, dtype, json,
         };
         cmd.SetAction(r =>
         {
@@ -138,10 +139,13 @@ public static class FingerprintCommands
             var commitment = set.Commit();
             var commitmentPath = outPath + ".commitment.json";
             FingerprintIO.WriteTextAtomic(commitmentPath, JsonNode.Parse(commitment.ToJson())!.ToJsonString(Indented) + "\n", overwrite: true);
-            Console.WriteLine($"wrote {set.Count} fingerprints ({strat}) to {outPath}{(plain ? " (UNENCRYPTED)" : "")}");
-            Console.WriteLine($"commitment root {commitment.Root}");
-            Console.WriteLine($"commitment written to {commitmentPath} (publish it; keep {Path.GetFileName(outPath)} secret)");
-            return Cli.Ok;
+            return new Report()
+                .Json("file", outPath).Json("count", set.Count).Json("strategy", strat).Json("encrypted", !plain)
+                .Json("commitment_root", commitment.Root).Json("commitment_file", commitmentPath)
+                .Line($"wrote {set.Count} fingerprints ({strat}) to {outPath}{(plain ? " (UNENCRYPTED)" : "")}")
+                .Line($"commitment root {commitment.Root}")
+                .Line($"commitment written to {commitmentPath} (publish it; keep {Path.GetFileName(outPath)} secret)")
+                .Print(r.GetValue(json));
         });
         return cmd;
     }
@@ -149,7 +153,7 @@ public static class FingerprintCommands
     public static Command Inspect()
     {
         var file = new Argument<string>("FILE") { Description = "A fingerprint-set file" };
-        var json = new Option<bool>("--json") { Description = "Print JSON instead of text" };
+        var json = CliOptions.Json("Print the header and contents as one JSON object instead of text");
         var showSecrets = new Option<bool>("--show-secrets") { Description = "Also print every key and response with the base model's log-probability (secret!)" };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var cmd = new Command("inspect",

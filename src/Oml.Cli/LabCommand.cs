@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json.Nodes;
 using Oml.Lab.Experiments;
 using Oml.Lab.Reports;
 
@@ -10,27 +11,30 @@ public static class LabCommand
     public static Command Create()
     {
         var config = new Argument<string>("config") { Description = "Experiment config (YAML; see lab/experiments and docs/lab.md)" };
-        var output = new Option<string?>("--out") { Description = "Output folder for cell results, models, report.md and charts (default: the config's 'output')" };
+        var output = CliOptions.OptionalOut("Output folder for cell results, models, report.md and charts (default: the config's 'output')");
         var device = new Option<string?>("--device") { Description = "Override the config's device (cpu, cuda, cuda:N)" };
         var quiet = new Option<bool>("--quiet") { Description = "No progress bar" };
         var shard = new Option<string?>("--shard") { Description = "Compute only shard I of N (I/N, 0 ≤ I < N): start N processes with the same config and --out; each takes a disjoint, balanced part of the cells" };
         var only = new Option<string?>("--only") { Description = "Compute only the cells whose id matches this regular expression" };
         var workers = new Option<int?>("--workers") { Description = "Run as N worker processes side by side (shards 0..N-1, each restarted if it fails), e.g. to fill one GPU with a small model" };
         var timeLimit = new Option<double?>("--time-limit") { Description = "With --workers: stop the workers after this many seconds (a rerun resumes)" };
-        var run = new Command("run", "Run an experiment (skipping cells already saved in the output folder) and write its report.") { config, output, device, quiet, shard, only, workers, timeLimit };
+        var json = CliOptions.Json("Print {\"out\", \"report\", \"computed\", \"reused\", \"cells\", \"experiment_cells\", \"seconds\", \"computed_ids\"} "
+            + "(with --workers: {\"out\", \"report\", \"workers\", \"restarts\", \"cells_saved\", \"seconds\", \"failed\", \"stopped\"}) as JSON");
+        var run = new Command("run", "Run an experiment (skipping cells already saved in the output folder) and write its report.") { config, output, device, quiet, shard, only, workers, timeLimit, json };
         run.SetAction(r => r.GetValue(workers) is { } n
-            ? RunWorkers(r.GetValue(config)!, r.GetValue(output), r.GetValue(device), r.GetValue(quiet), r.GetValue(shard), r.GetValue(only), n, r.GetValue(timeLimit))
+            ? RunWorkers(r.GetValue(config)!, r.GetValue(output), r.GetValue(device), r.GetValue(quiet), r.GetValue(shard), r.GetValue(only), n, r.GetValue(timeLimit), r.GetValue(json))
             : r.GetValue(timeLimit) is not null ? throw new UsageException("--time-limit needs --workers")
-            : Run(r.GetValue(config)!, r.GetValue(output), r.GetValue(device), r.GetValue(quiet), r.GetValue(shard), r.GetValue(only)));
+            : Run(r.GetValue(config)!, r.GetValue(output), r.GetValue(device), r.GetValue(quiet), r.GetValue(shard), r.GetValue(only), r.GetValue(json)));
 
         var dir = new Argument<string>("dir") { Description = "Output folder of an earlier 'oml lab run'" };
-        var report = new Command("report", "Re-render report.md and its charts from saved cell results, without rerunning anything.") { dir };
-        report.SetAction(r => Report(r.GetValue(dir)!));
+        var reportJson = CliOptions.Json("Print {\"report\"} (the report file's path) as JSON");
+        var report = new Command("report", "Re-render report.md and its charts from saved cell results, without rerunning anything.") { dir, reportJson };
+        report.SetAction(r => Report(r.GetValue(dir)!, r.GetValue(reportJson)));
 
         return new Command("lab", "The evaluation lab: config-driven experiments on fingerprint capacity, persistence, false positives and adaptive attacks.") { run, report };
     }
 
-    public static int Run(string configPath, string? outDir, string? device, bool quiet, string? shard = null, string? only = null)
+    public static int Run(string configPath, string? outDir, string? device, bool quiet, string? shard = null, string? only = null, bool json = false)
     {
         var shardSpec = ParseShard(shard);
         var onlyRegex = OnlyRegex(only);
@@ -46,10 +50,14 @@ public static class LabCommand
         var summary = new ExperimentRunner(env, shardSpec, onlyRegex).Run(quiet ? null : Console.Error);
         var path = ReportWriter.Write(env.OutDir);
         var part = shardSpec is null && onlyRegex is null ? "" : $"{(shardSpec is null ? "" : $"shard {shardSpec}: ")}{summary.Total} of {summary.ExperimentTotal} cells owned; ";
-        Console.WriteLine($"{part}{summary.Computed} cells computed, {summary.Reused} loaded from an earlier run, in {summary.Seconds:F1} s; report: {path}");
-        if (shardSpec is not null && summary.ComputedIds.Count > 0) Console.WriteLine($"computed: {string.Join(", ", summary.ComputedIds)}");
-        if (shardSpec is not null) Console.WriteLine($"the report holds the cells saved so far; once every shard is done, `oml lab report {env.OutDir}` renders them all");
-        return Cli.Ok;
+        var report = new Oml.Cli.Report()
+            .Json("out", env.OutDir).Json("report", path).Json("computed", summary.Computed).Json("reused", summary.Reused)
+            .Json("cells", summary.Total).Json("experiment_cells", summary.ExperimentTotal).Json("seconds", Oml.Cli.Report.Number(summary.Seconds))
+            .Json("shard", shardSpec?.ToString()).Json("computed_ids", Oml.Cli.Report.Strings(summary.ComputedIds))
+            .Line($"{part}{summary.Computed} cells computed, {summary.Reused} loaded from an earlier run, in {summary.Seconds:F1} s; report: {path}");
+        if (shardSpec is not null && summary.ComputedIds.Count > 0) report.Line($"computed: {string.Join(", ", summary.ComputedIds)}");
+        if (shardSpec is not null) report.Line($"the report holds the cells saved so far; once every shard is done, `oml lab report {env.OutDir}` renders them all");
+        return report.Print(json);
     }
 
     private static ShardSpec? ParseShard(string? shard)
@@ -66,7 +74,7 @@ public static class LabCommand
     }
 
     /// <summary><c>oml lab run CONFIG --workers N</c>: N shard processes of one run, then the report over all their cells.</summary>
-    public static int RunWorkers(string configPath, string? outDir, string? device, bool quiet, string? shard, string? only, int workers, double? timeLimit)
+    public static int RunWorkers(string configPath, string? outDir, string? device, bool quiet, string? shard, string? only, int workers, double? timeLimit, bool json = false)
     {
         if (shard is not null) throw new UsageException("--workers assigns the shards itself; give --workers or --shard, not both");
         if (workers < 2) throw new UsageException($"--workers must be at least 2 (got {workers}); without it the run is one process");
@@ -85,7 +93,12 @@ public static class LabCommand
         {
             var summary = new LabWorkers(dir, workers, args).RunAsync(quiet ? null : Console.Error, cancel.Token).GetAwaiter().GetResult();
             string report = ReportWriter.Write(dir);
-            Console.WriteLine($"{summary.Workers} workers, {summary.Restarts} restarts, {summary.CellsSaved} cells saved, in {summary.Seconds:F1} s; report: {report}");
+            new Oml.Cli.Report()
+                .Json("out", dir).Json("report", report).Json("workers", summary.Workers).Json("restarts", summary.Restarts)
+                .Json("cells_saved", summary.CellsSaved).Json("seconds", Oml.Cli.Report.Number(summary.Seconds))
+                .Json("failed", new JsonArray([.. summary.Failed.Select(i => JsonValue.Create(i))])).Json("stopped", cancel.IsCancellationRequested)
+                .Line($"{summary.Workers} workers, {summary.Restarts} restarts, {summary.CellsSaved} cells saved, in {summary.Seconds:F1} s; report: {report}")
+                .Print(json);
             if (cancel.IsCancellationRequested)
             {
                 Console.Error.WriteLine($"oml: stopped {(timeLimit is null ? "on request" : $"at the time limit ({timeLimit} s)")}; the same command resumes from the saved cells");
@@ -104,9 +117,9 @@ public static class LabCommand
         }
     }
 
-    public static int Report(string dir)
+    public static int Report(string dir, bool json = false)
     {
-        Console.WriteLine(ReportWriter.Write(dir));
-        return Cli.Ok;
+        var path = ReportWriter.Write(dir);
+        return new Oml.Cli.Report().Json("report", path).Line(path).Print(json);
     }
 }

@@ -25,16 +25,17 @@ public static class LedgerCommands
     public static Command Init()
     {
         var ledger = LedgerOption();
-        var cmd = new Command("init", "Create an empty ledger file (WAL mode, fsync on every commit).") { ledger };
+        var json = CliOptions.Json("Print {\"file\", \"ledger_id\", \"height\", \"head\"} as JSON");
+        var cmd = new Command("init", "Create an empty ledger file (WAL mode, fsync on every commit).") { ledger, json };
         cmd.SetAction(r =>
         {
             var path = r.GetValue(ledger)!;
             if (File.Exists(path)) throw new IOException($"{path} exists already: init never overwrites a ledger");
             using var l = SqliteLedger.Open(path, create: true);
-            Console.WriteLine($"created   {l.Path}");
-            Console.WriteLine($"ledger id {l.LedgerId}");
-            Console.WriteLine($"head      {l.GetHead()}");
-            return Cli.Ok;
+            var h = l.GetHead();
+            return new Report().Json("file", l.Path).Json("ledger_id", l.LedgerId).Json("height", h.Height).Json("head", LedgerHashing.ToHex(h.Hash))
+                .Line($"created   {l.Path}").Line($"ledger id {l.LedgerId}").Line($"head      {h}")
+                .Print(r.GetValue(json));
         });
         return cmd;
     }
@@ -47,9 +48,10 @@ public static class LedgerCommands
             Description = "A head hash recorded earlier (64 hex digits, as printed by `oml ledger head`): also check it is still part of the chain, "
                 + "which detects a consistent rewrite or a truncation by someone with write access to the file",
         };
+        var json = CliOptions.Json("Print {\"intact\", \"events\", \"height\", \"head\", ...} as JSON (also when tampered, with \"first_bad_event\" and \"problem\"; the exit code is 1 then)");
         var cmd = new Command("verify",
             "Replay the chain and recompute every hash; check it still extends the head pinned for this ledger (by every earlier `oml` command on this account) "
-            + "and pin the current head. Exit 0 when intact, 1 with a report when not.") { ledger, head };
+            + "and pin the current head. Exit 0 when intact, 1 with a report when not.") { ledger, head, json };
         cmd.SetAction(r =>
         {
             byte[]? anchor = r.GetValue(head) is { } h ? Cli.OptionValue(() => LedgerHashing.ParseHex(h)) : null;
@@ -58,19 +60,27 @@ public static class LedgerCommands
             var pin = Protocol.LedgerPins.Read(l.LedgerId);
             if (v.Intact && pin is { } p && Protocol.LedgerPins.Problem(l, p) is { } rewritten)
                 v = new LedgerVerification(false, v.EventsChecked, null, $"the ledger no longer extends the head pinned in {Protocol.LedgerPins.PathFor(l.LedgerId)} ({p.Height} {LedgerHashing.ToHex(p.Hash)}): {rewritten}");
+            bool asJson = r.GetValue(json);
             if (v.Intact)
             {
-                Console.WriteLine($"intact: {v.EventsChecked} events, head {l.GetHead()}");
-                Console.WriteLine(anchor is not null ? $"the expected head {LedgerHashing.ToHex(anchor)} is part of the chain"
-                    : pin is { } q ? $"it extends the head pinned at height {q.Height} ({Protocol.LedgerPins.PathFor(l.LedgerId)})"
-                    : "(self-consistent; no head was pinned for this ledger before: give --head HASH recorded elsewhere to also rule out a rewrite of the whole chain)");
+                var now = l.GetHead();
+                var report = new Report().Json("file", l.Path).Json("intact", true).Json("events", v.EventsChecked)
+                    .Json("height", now.Height).Json("head", LedgerHashing.ToHex(now.Hash))
+                    .Json("expected_head", anchor is null ? null : LedgerHashing.ToHex(anchor)).Json("pinned_height", pin?.Height)
+                    .Line($"intact: {v.EventsChecked} events, head {now}")
+                    .Line(anchor is not null ? $"the expected head {LedgerHashing.ToHex(anchor)} is part of the chain"
+                        : pin is { } q ? $"it extends the head pinned at height {q.Height} ({Protocol.LedgerPins.PathFor(l.LedgerId)})"
+                        : "(self-consistent; no head was pinned for this ledger before: give --head HASH recorded elsewhere to also rule out a rewrite of the whole chain)");
                 Protocol.LedgerPins.Record(l.LedgerId, l.Height, l.HeadHash);
-                return Cli.Ok;
+                return report.Print(asJson);
             }
-            Console.WriteLine($"TAMPERED: {l.Path}");
-            Console.WriteLine($"  events verified   {v.EventsChecked}");
-            Console.WriteLine($"  first bad event   {(v.FirstBadSequence is { } s ? s.ToString(CultureInfo.InvariantCulture) : "unknown (the chain itself is consistent)")}");
-            Console.WriteLine($"  problem           {v.Problem}");
+            new Report().Json("file", l.Path).Json("intact", false).Json("events", v.EventsChecked)
+                .Json("first_bad_event", v.FirstBadSequence).Json("problem", v.Problem)
+                .Line($"TAMPERED: {l.Path}")
+                .Line($"  events verified   {v.EventsChecked}")
+                .Line($"  first bad event   {(v.FirstBadSequence is { } s ? s.ToString(CultureInfo.InvariantCulture) : "unknown (the chain itself is consistent)")}")
+                .Line($"  problem           {v.Problem}")
+                .Print(asJson);
             return Cli.Failure;
         });
         return cmd;
@@ -81,7 +91,7 @@ public static class LedgerCommands
         var ledger = LedgerOption();
         var from = new Option<long>("--from") { Description = "First sequence number to show", DefaultValueFactory = _ => 0 };
         var limit = new Option<long?>("--limit") { Description = "Show at most this many events (default: all)" };
-        var json = new Option<bool>("--json") { Description = "One JSON object per line (JSON Lines) instead of a table" };
+        var json = CliOptions.Json("One JSON object per event and line (JSON Lines: {\"seq\", \"type\", \"timestamp\", \"payload\", \"prev\", \"hash\"}) instead of a table");
         var cmd = new Command("log", "Print events in order.") { ledger, from, limit, json };
         cmd.SetAction(r =>
         {
@@ -139,12 +149,15 @@ public static class LedgerCommands
     public static Command Head()
     {
         var ledger = LedgerOption();
-        var cmd = new Command("head", "Print the height and the head hash (\"HEIGHT HASH\"): publish it elsewhere, later `verify --head HASH` proves nothing before it was rewritten.") { ledger };
+        var json = CliOptions.Json("Print {\"ledger_id\", \"height\", \"head\", \"timestamp\"} as JSON");
+        var cmd = new Command("head", "Print the height and the head hash (\"HEIGHT HASH\"): publish it elsewhere, later `verify --head HASH` proves nothing before it was rewritten.") { ledger, json };
         cmd.SetAction(r =>
         {
             using var l = SqliteLedger.Open(r.GetValue(ledger)!);
-            Console.WriteLine(l.GetHead().ToString());
-            return Cli.Ok;
+            var h = l.GetHead();
+            return new Report().Json("ledger_id", l.LedgerId).Json("height", h.Height).Json("head", LedgerHashing.ToHex(h.Hash))
+                .Json("timestamp", h.Timestamp?.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture))
+                .Line(h.ToString()).Print(r.GetValue(json));
         });
         return cmd;
     }
@@ -158,9 +171,10 @@ public static class LedgerCommands
         var compare = new Option<bool>("--compare-nosync") { Description = "Then append the same events to a fresh scratch ledger with synchronous=OFF (no fsync) and report both" };
         var printCommitted = new Option<bool>("--print-committed") { Description = "Print \"committed SEQ\" for every event once its Append has returned (for crash tests)" };
         var killAfter = new Option<int?>("--kill-after") { Description = "SIGKILL this process after this many milliseconds, wherever it is (for crash tests; then run `oml ledger verify`)" };
+        var json = CliOptions.Json("Print {\"durable\": {\"events\", \"batch\", \"payload_bytes\", \"seconds\", \"events_per_second\", \"commit_mean_ms\", \"commit_p99_ms\"}, \"nosync\": {...}, \"fsync_cost\"} as JSON");
         var cmd = new Command("bench", "Append synthetic events as fast as possible with fsync on, and report sustained events/s.")
         {
-            ledger, events, batch, payloadBytes, compare, printCommitted, killAfter,
+            ledger, events, batch, payloadBytes, compare, printCommitted, killAfter, json,
         };
         cmd.SetAction(r =>
         {
@@ -172,6 +186,7 @@ public static class LedgerCommands
             if (b < 1) throw new UsageException("--batch must be at least 1");
             if (size < 32 || size > 1 << 20) throw new UsageException("--payload-bytes must be in [32, 1048576]");
             bool print = r.GetValue(printCommitted);
+            if (print && r.GetValue(json)) throw new UsageException("--print-committed writes lines on stdout: not with --json");
             if (r.GetValue(killAfter) is { } ms)
             {
                 if (ms < 0) throw new UsageException("--kill-after must be >= 0");
@@ -179,15 +194,16 @@ public static class LedgerCommands
                 killer.Start();
             }
             var durable = RunBench(path, new SqliteLedgerOptions(), n, b, size, print);
-            Console.WriteLine($"fsync on   (synchronous=FULL): {durable}");
+            var report = new Report().Json("durable", durable.ToJson()).Line($"fsync on   (synchronous=FULL): {durable}");
             if (r.GetValue(compare))
             {
                 var scratch = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.nosync-{Guid.NewGuid():N}");
                 try
                 {
                     var fast = RunBench(scratch, new SqliteLedgerOptions { Durable = false }, n, b, size, false);
-                    Console.WriteLine($"fsync off  (synchronous=OFF):  {fast}");
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"fsync costs {fast.EventsPerSecond / durable.EventsPerSecond:F1}x in throughput at batch {b}"));
+                    report.Json("nosync", fast.ToJson()).Json("fsync_cost", Report.Number(fast.EventsPerSecond / durable.EventsPerSecond))
+                        .Line($"fsync off  (synchronous=OFF):  {fast}")
+                        .Line(string.Create(CultureInfo.InvariantCulture, $"fsync costs {fast.EventsPerSecond / durable.EventsPerSecond:F1}x in throughput at batch {b}"));
                 }
                 finally
                 {
@@ -195,7 +211,7 @@ public static class LedgerCommands
                         try { File.Delete(f); } catch (IOException) { }
                 }
             }
-            return Cli.Ok;
+            return report.Print(r.GetValue(json));
         });
         return cmd;
     }
@@ -204,6 +220,11 @@ public static class LedgerCommands
     public sealed record BenchResult(long Events, int Batch, int PayloadBytes, TimeSpan Elapsed, double MeanCommitMs, double P99CommitMs)
     {
         public double EventsPerSecond => Events / Elapsed.TotalSeconds;
+        public JsonObject ToJson() => new()
+        {
+            ["events"] = Events, ["batch"] = Batch, ["payload_bytes"] = PayloadBytes, ["seconds"] = Report.Number(Elapsed.TotalSeconds),
+            ["events_per_second"] = Report.Number(EventsPerSecond), ["commit_mean_ms"] = Report.Number(MeanCommitMs), ["commit_p99_ms"] = Report.Number(P99CommitMs),
+        };
         public override string ToString() => string.Create(CultureInfo.InvariantCulture,
             $"{Events} events, batch {Batch}, payload {PayloadBytes} B: {EventsPerSecond:F0} events/s ({EventsPerSecond / Batch:F0} commits/s, commit mean {MeanCommitMs:F2} ms, p99 {P99CommitMs:F2} ms)");
     }

@@ -57,7 +57,7 @@ public static class ModelCommands
         var topP = new Option<double?>("--top-p") { Description = "Sample among the most likely tokens whose probabilities sum to P" };
         var minP = new Option<double?>("--min-p") { Description = "Drop tokens less likely than M times the most likely one" };
         var seed = new Option<ulong?>("--seed") { Description = "Random seed for sampling" };
-        var json = new Option<bool>("--json") { Description = "Print {\"output_ids\": [...], \"text\": \"...\"}" };
+        var json = CliOptions.Json("Print {\"output_ids\": [...], \"text\": \"...\"}");
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var cmd = new Command("generate", "Continue a prompt with a model folder (greedy unless --temperature is given).")
@@ -102,7 +102,7 @@ public static class ModelCommands
         var model = ModelOption();
         var text = new Option<string?>("--text") { Description = "Text to score (needs the folder's tokenizer.json; BOS is added as the tokenizer says)" };
         var ids = new Option<string?>("--ids") { Description = "Token ids to score, comma-separated" };
-        var json = new Option<bool>("--json") { Description = "Print {\"token_logprobs\": [...], \"loss\": L}" };
+        var json = CliOptions.Json("Print {\"token_logprobs\": [...], \"loss\": L}");
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var cmd = new Command("score", "Log-probability of each token given the ones before it, and the mean loss.") { model, text, ids, json, device, dtype };
@@ -148,7 +148,8 @@ public static class ModelCommands
         var dtype = new Option<string?>("--dtype") { Description = "Convert the weights: float32, bfloat16 or float16" };
         var shard = new Option<long>("--max-shard-mb") { Description = "Largest weight file in MiB before sharding", DefaultValueFactory = _ => 4096 };
         var force = CliOptions.Force();
-        var cmd = new Command("convert", "Re-save a model folder (optionally in another dtype) as a standard Hugging Face folder.") { model, output, dtype, shard, force };
+        var json = CliOptions.Json("Print {\"out\", \"architecture\", \"dtype\", \"parameters\", \"weight_files\"} as JSON");
+        var cmd = new Command("convert", "Re-save a model folder (optionally in another dtype) as a standard Hugging Face folder.") { model, output, dtype, shard, force, json };
         cmd.SetAction(r =>
         {
             var dir = r.GetValue(model)!;
@@ -159,8 +160,12 @@ public static class ModelCommands
             AtomicFolder.CheckWritable(r.GetValue(output)!, r.GetValue(force));
             using var lm = ModelFolder.Load(dir, Device.Cpu, dt);
             ModelFolder.Publish(lm, r.GetValue(output)!, dir, maxShard << 20, overwrite: r.GetValue(force));
-            Console.WriteLine($"wrote {r.GetValue(output)} ({lm.Config.ArchitectureName}, {lm.DType.Name()}, {lm.Parameters.Values.Sum(p => p.NumEl):N0} parameters)");
-            return Cli.Ok;
+            long parameters = lm.Parameters.Values.Sum(p => p.NumEl);
+            return new Report()
+                .Json("out", r.GetValue(output)).Json("architecture", lm.Config.ArchitectureName).Json("dtype", lm.DType.Name()).Json("parameters", parameters)
+                .Json("weight_files", Report.Strings(ModelFolder.WeightFiles(r.GetValue(output)!).Select(f => Path.GetFileName(f))))
+                .Line($"wrote {r.GetValue(output)} ({lm.Config.ArchitectureName}, {lm.DType.Name()}, {parameters:N0} parameters)")
+                .Print(r.GetValue(json));
         });
         return cmd;
     }

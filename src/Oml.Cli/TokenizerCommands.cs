@@ -24,9 +24,10 @@ public static class TokenizerCommands
         var outDir = CliOptions.Out("Directory to write tokenizer.json and tokenizer_config.json");
         var force = CliOptions.Force("Replace the tokenizer files in --out if they exist");
         var minFrequency = new Option<long>("--min-frequency") { Description = "Stop when no pair occurs this many times", DefaultValueFactory = _ => 2 };
+        var json = CliOptions.Json("Print {\"out\", \"tokens\", \"special_tokens\", \"merges\", \"documents\", \"chars\", \"seconds\"} as JSON");
         var cmd = new Command("train", "Train a byte-level BPE tokenizer (Llama-3 pre-tokenization) and write it in Hugging Face format.")
         {
-            input, vocabSize, outDir, minFrequency, force,
+            input, vocabSize, outDir, minFrequency, force, json,
         };
         cmd.SetAction(r =>
         {
@@ -58,8 +59,12 @@ public static class TokenizerCommands
             var dir = r.GetValue(outDir)!;
             Directory.CreateDirectory(dir);
             BpeTrainer.Save(dir, vocab, merges);
-            Console.WriteLine($"{vocab.Count} tokens + {BpeTrainer.SpecialTokens.Length} special, {merges.Count} merges -> {dir} ({sw.Elapsed.TotalSeconds:F1} s)");
-            return Cli.Ok;
+            double seconds = sw.Elapsed.TotalSeconds;
+            return new Report()
+                .Json("out", dir).Json("tokens", vocab.Count).Json("special_tokens", BpeTrainer.SpecialTokens.Length).Json("merges", merges.Count)
+                .Json("documents", texts.Count).Json("chars", chars).Json("seconds", Report.Number(seconds))
+                .Line($"{vocab.Count} tokens + {BpeTrainer.SpecialTokens.Length} special, {merges.Count} merges -> {dir} ({seconds:F1} s)")
+                .Print(r.GetValue(json));
         });
         return cmd;
     }

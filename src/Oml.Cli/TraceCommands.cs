@@ -31,15 +31,18 @@ public static class TraceCommands
         var keys = new Option<string?>("--keys") { Description = "A plaintext fingerprint set: measure q on its keys (every ordered pair) with --ngram and --containment, and use it" };
         var ngram = new Option<int>("--ngram") { Description = "The host's near-duplicate rule: token n-gram length", DefaultValueFactory = _ => 3 };
         var containment = new Option<double>("--containment") { Description = "The host's near-duplicate rule: block when this fraction of a revealed key's n-grams occur in a prompt", DefaultValueFactory = _ => 0.5 };
+        var json = CliOptions.Json("Print {\"near_dup_rate_measured\", \"rows\": [{\"set_size\", \"recall\", \"near_dup_rate\", \"claims\", \"keys_first\", \"keys_last\", \"survival_last\"}]} as JSON");
         var cmd = new Command("leak-budget",
             "How many ownership claims a fingerprint set supports against a host that blocks every key revealed by earlier claims and "
             + "its near-duplicates (each claim queries the fewest fresh keys that keep the power, then reveals them).")
         {
-            sizes, recalls, rates, alpha, nullP, power, keys, ngram, containment,
+            sizes, recalls, rates, alpha, nullP, power, keys, ngram, containment, json,
         };
         cmd.SetAction(r =>
         {
             var sb = new StringBuilder();
+            var rows = new JsonArray();
+            double? measured = null;
             var qs = ParseDoubles(r.GetValue(rates)!, "--near-dup-rate");
             if (r.GetValue(keys) is { } keyFile)
             {
@@ -48,6 +51,7 @@ public static class TraceCommands
                 double q = Cli.OptionValue(() => Oml.Lab.Attacks.RevealedKeyBlocker.NearDuplicateRate(tokens, r.GetValue(ngram), r.GetValue(containment)));
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{tokens.Count} keys of {keyFile}: near-duplicate rate q = {q:G4} ({r.GetValue(ngram)}-grams, containment ≥ {r.GetValue(containment)})"));
                 qs = [q];
+                measured = q;
             }
             sb.Append(CultureInfo.InvariantCulture, $"{"set",6} {"recall",7} {"q",8} {"claims",7} {"keys/claim first..last",23} {"survival at last",17}\n");
             foreach (int n in ParseInts(r.GetValue(sizes)!, "--set-size"))
@@ -58,9 +62,14 @@ public static class TraceCommands
                         string keys = s.Count == 0 ? "-" : $"{s[0].Queried}..{s[^1].Queried}";
                         string surv = s.Count == 0 ? "-" : s[^1].SurvivalPerKey.ToString("0.000", CultureInfo.InvariantCulture);
                         sb.Append(CultureInfo.InvariantCulture, $"{n,6} {rec,7:0.###} {q,8:G3} {s.Count,7} {keys,23} {surv,17}\n");
+                        rows.Add(new JsonObject
+                        {
+                            ["set_size"] = n, ["recall"] = Report.Number(rec), ["near_dup_rate"] = Report.Number(q), ["claims"] = s.Count,
+                            ["keys_first"] = s.Count == 0 ? null : s[0].Queried, ["keys_last"] = s.Count == 0 ? null : s[^1].Queried,
+                            ["survival_last"] = s.Count == 0 ? null : Report.Number(s[^1].SurvivalPerKey),
+                        });
                     }
-            Console.Write(sb.ToString());
-            return Cli.Ok;
+            return new Report().Json("near_dup_rate_measured", Report.Number(measured)).Json("rows", rows).Line(sb.ToString().TrimEnd('\n')).Print(r.GetValue(json));
         });
         return cmd;
     }

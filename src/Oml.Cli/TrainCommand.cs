@@ -56,16 +56,17 @@ public static class TrainCommand
         var evalEvery = new Option<int?>("--eval-every") { Description = "Steps between held-out evaluations (default: only at the end)" };
         var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Checkpoint folder; a run started again with the same folder and settings resumes" };
         var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Steps between checkpoints (default: only at the end)" };
-        var output = new Option<string?>("--out") { Description = "Folder to save the trained model to" };
+        var output = CliOptions.OptionalOut("Folder to save the trained model to");
         var log = new Option<string?>("--log") { Description = "Append one JSON object per report to this file (JSON lines)" };
         var maxShardMb = new Option<double?>("--max-shard-mb") { Description = "Shard the weights into files of at most this many MB (10^6 bytes), with model.safetensors.index.json" };
         var saveDtype = new Option<string?>("--save-dtype") { Description = "dtype of the saved weights: float32 or bfloat16 (default: the training dtype)" };
         var force = CliOptions.Force("Replace the --out folder if it exists (it is replaced whole when training is done)");
+        var json = CliOptions.Json($"Print the training summary written to {ManifestFile} (recipe, steps, tokens, loss, eval_loss, eval_perplexity, seconds, ...), with \"out\" and \"weight_files\", as JSON");
         var cmd = new Command("train", "Pretrain a Llama-architecture model from scratch or fine-tune one (full, subset or LoRA), from a YAML recipe and/or flags.")
         {
             config, mode, data, dataSlice, sampling, evalData, chatTemplate, tokenizer, init, hidden, layers, heads, kvHeads, intermediate, context, steps, epochs,
             batch, gradAccum, lr, minLr, warmup, weightDecay, train, lora, loraAlpha, seed, device, dtype, logEvery, evalEvery, checkpointDir,
-            checkpointEvery, output, log, maxShardMb, saveDtype, force,
+            checkpointEvery, output, log, maxShardMb, saveDtype, force, json,
         };
         var dist = new DistributedOptions();
         dist.AddTo(cmd);
@@ -87,7 +88,7 @@ public static class TrainCommand
                 SaveDtype = Check(r.GetValue(saveDtype), "--save-dtype", "float32", "bfloat16"),
             };
             var recipe = r.GetValue(config) is { } path ? TrainingRecipe.Load(path).Over(flags) : flags;
-            return Run(recipe, r.GetValue(force));
+            return Run(recipe, r.GetValue(force), r.GetValue(json));
         });
         return cmd;
     }
@@ -98,7 +99,7 @@ public static class TrainCommand
     private static void Say(string s) => Console.Error.WriteLine(s);
 
     /// <summary>Runs a complete recipe (flags already merged).</summary>
-    public static int Run(TrainingRecipe r, bool force = false)
+    public static int Run(TrainingRecipe r, bool force = false, bool json = false)
     {
         if (r.Data is not { Count: > 0 }) throw new UsageException("no training data: give --data (or data: in the recipe)");
         if (r.Out is null) throw new UsageException("no output folder: give --out (or out: in the recipe)");
@@ -287,9 +288,11 @@ public static class TrainCommand
         }
         var weights = ModelFolder.WeightFiles(r.Out);
         var evalText = result.EvalLoss is { } l2 ? string.Create(CultureInfo.InvariantCulture, $", held-out loss {l2:F4} (perplexity {Math.Exp(l2):F2})") : "";
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"saved {r.Out} ({weights.Count} weight file{(weights.Count == 1 ? "" : "s")}, {saveDtype.Name()}): loss {final.Loss:F4}{evalText}, {sw.Elapsed.TotalSeconds:F1} s"));
-        return Cli.Ok;
+        var report = new Report().Json("out", r.Out).Json("weight_files", Report.Strings(weights.Select(f => Path.GetFileName(f)))).Json("save_dtype", saveDtype.Name());
+        foreach (var (key, value) in manifest) report.Json(key, value?.DeepClone());
+        return report.Line(string.Create(CultureInfo.InvariantCulture,
+            $"saved {r.Out} ({weights.Count} weight file{(weights.Count == 1 ? "" : "s")}, {saveDtype.Name()}): loss {final.Loss:F4}{evalText}, {sw.Elapsed.TotalSeconds:F1} s"))
+            .Print(json);
     }
 
     private static JsonObject RecipeJson(TrainingRecipe r)

@@ -15,13 +15,13 @@ public static class VerifyCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model") { Description = "A local suspect model folder (answers are matched token by token)" };
+        var model = CliOptions.OptionalModel("A local suspect model folder (answers are matched token by token)");
         var endpoint = new Option<string?>("--endpoint") { Description = "The base URL of an OpenAI-compatible server, e.g. http://host:8000/v1 (answers are matched as text)" };
         var apiModel = new Option<string>("--api-model") { Description = "Model name sent to the endpoint", DefaultValueFactory = _ => "oml" };
         var apiKeyEnv = new Option<string?>("--api-key-env") { Description = "Name of the environment variable holding the endpoint's API key" };
         var chat = new Option<bool>("--chat") { Description = "Query the endpoint through /v1/chat/completions instead of /v1/completions" };
         var fingerprints = new Option<string>("--fingerprints") { Description = "The fingerprint-set file", Required = true };
-        var json = new Option<bool>("--json") { Description = "Print the report as JSON ({\"verdict\", \"hits\", \"queried\", \"p_value\", ...})" };
+        var json = CliOptions.Json("Print the report as JSON ({\"verdict\", \"hits\", \"queried\", \"p_value\", ...})");
         var count = new Option<int?>("--count") { Description = "Query this many unrevealed fingerprints (the first M by index); default: all unrevealed" };
         var alpha = new Option<double>("--alpha") { Description = "False-positive rate: 'owned' only when an unrelated model would hit this many keys with probability <= alpha", DefaultValueFactory = _ => VerdictRule.DefaultAlpha };
         var recall = new Option<double>("--expected-recall") { Description = "Share of keys a fingerprinted model is expected to hit (decides when 'not-owned' can be declared)", DefaultValueFactory = _ => VerdictRule.DefaultExpectedRecall };

@@ -120,8 +120,27 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         r = Run("attack", "merge", "--model", W.Model, "--with", sibling, "--method", "ties", "--out", outDir, "--force");
         Assert.Equal(2, r.Code);
         Assert.Contains("needs the base model", r.Err);
-        r = Run("attack", "merge", "--model", W.Model, "--with", sibling, "--method", "ties", "--base", W.Model, "--density", "0.3", "--out", outDir, "--force");
+        r = Run("attack", "merge", "--model", W.Model, "--with", sibling, "--method", "ties", "--base", W.Model, "--density", "0.3", "--out", outDir, "--force", "--json");
         Assert.True(r.Code == 0, r.Err);
+        var json = Assert.IsType<JsonObject>(JsonNode.Parse(r.Out));
+        Assert.StartsWith("merge", json["attack"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(outDir, json["out"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void Detect_json_matches_its_text()
+    {
+        var heldout = Path.Combine(W.Root, "heldout.txt");
+        File.WriteAllText(heldout, string.Join(" ", Enumerable.Repeat("the river and the stone and the apple in the garden by the ocean", 40)));
+        string[] args = ["attack", "detect", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--heldout", heldout];
+        var text = Run(args);
+        Assert.True(text.Code == 0, text.Err);
+        var r = Run([.. args, "--json"]);
+        Assert.True(r.Code == 0, r.Err);
+        var json = Assert.IsType<JsonObject>(JsonNode.Parse(r.Out));
+        Assert.Contains($"keys: {json["keys"]!.GetValue<int>()} ", text.Out, StringComparison.Ordinal);
+        Assert.Contains(FormattableString.Invariant($"detector AUC: {json["detector_auc"]!.GetValue<double>():F3}"), text.Out, StringComparison.Ordinal);
+        Assert.Contains(FormattableString.Invariant($"key perplexity: {json["key_perplexity"]!.GetValue<double>():G4}"), text.Out, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -166,6 +185,12 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         Assert.Equal(orig.Parameters.Count, tuned.Parameters.Count);
         Assert.NotEqual(Values(orig, "model.layers.0.self_attn.q_proj.weight"), Values(tuned, "model.layers.0.self_attn.q_proj.weight"));
         Assert.Equal(Values(orig, "model.embed_tokens.weight"), Values(tuned, "model.embed_tokens.weight"));
+        var j = Run("attack", "sft", "--model", W.Model, "--data", InstructionFile(), "--out", Path.Combine(W.Root, "sft-json"), "--epochs", "1", "--lr", "1e-2",
+            "--lora-rank", "2", "--batch-size", "2", "--samples", "2", "--json");
+        Assert.True(j.Code == 0, j.Err);
+        var json = Assert.IsType<JsonObject>(JsonNode.Parse(j.Out));
+        Assert.Equal("sft(lora2,epochs=1,lr=0.01,n=2)", json["attack"]!.GetValue<string>());
+        Assert.True(json["final_loss"]!.GetValue<double>() > 0);
         var bad = Run("attack", "sft", "--model", W.Model, "--data", Path.Combine(W.Root, "missing.jsonl"), "--out", outDir, "--force");
         Assert.Equal(1, bad.Code);
         Assert.Contains("not found", bad.Err);

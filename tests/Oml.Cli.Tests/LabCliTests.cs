@@ -82,6 +82,9 @@ public sealed class LabCliTests : IDisposable
         Assert.Contains("| s | greedy | 0/4 = 0.0 % | 52.7 % |", md);
         Assert.True(File.Exists(Path.Combine(_dir, "roc-s.svg")));
         Assert.True(File.Exists(Path.Combine(_dir, "hit-rates.svg")));
+        (code, var json, err) = CliRunner.Run("lab", "report", _dir, "--json");
+        Assert.True(code == Cli.Ok, err);
+        Assert.Equal(output.Trim(), System.Text.Json.Nodes.JsonNode.Parse(json)!.AsObject()["report"]!.GetValue<string>());
     }
 
     [Fact]

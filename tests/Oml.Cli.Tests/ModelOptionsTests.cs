@@ -7,13 +7,13 @@ public class ModelOptionsTests
 {
     /// <summary>
     /// The commands that load a model folder. Not listed: <c>convert</c> (a CPU conversion whose --dtype is the output's),
-    /// <c>demo</c> (builds its own float32 model), <c>lab run</c> (devices and models from its config), and the protocol
-    /// commands <c>owner deliver</c> and <c>host serve</c> (owned by the protocol work).
+    /// <c>demo</c> (builds its own float32 model) and <c>lab run</c> (devices and models from its config).
     /// </summary>
     public static TheoryData<string> LoadingCommands => new()
     {
         "generate", "score", "perplexity", "fingerprints generate", "embed", "train", "verify", "serve",
-        "attack merge", "attack quantize", "attack prune", "attack sft", "attack distill", "attack probe",
+        "attack merge", "attack quantize", "attack prune", "attack sft", "attack distill", "attack probe", "attack detect",
+        "host serve", "owner deliver",
     };
 
     [Theory, MemberData(nameof(LoadingCommands))]

@@ -79,9 +79,17 @@ public sealed class TrainCliTests : IDisposable
     public void Fine_tuning_with_lora_on_alpaca_data_trains_the_responses_and_saves_a_merged_model()
     {
         var baseDir = Path.Combine(_dir, "base");
-        var (code, _, err) = CliRunner.Run("train", "--data", Path.Combine(_dir, "train.txt"), "--tokenizer", Path.Combine(_dir, "tok"), "--hidden", "32",
-            "--layers", "1", "--heads", "2", "--context", "32", "--steps", "2", "--batch", "2", "--out", baseDir);
+        var (code, stdout0, err) = CliRunner.Run("train", "--data", Path.Combine(_dir, "train.txt"), "--tokenizer", Path.Combine(_dir, "tok"), "--hidden", "32",
+            "--layers", "1", "--heads", "2", "--context", "32", "--steps", "2", "--batch", "2", "--out", baseDir, "--json");
         Assert.True(code == 0, err);
+        // --json: stdout is the training summary (oml-training.json) with the folder and its weight files.
+        var summary = Assert.IsType<JsonObject>(JsonNode.Parse(stdout0));
+        Assert.Equal(baseDir, summary["out"]!.GetValue<string>());
+        Assert.Equal(2, summary["steps"]!.GetValue<long>());
+        Assert.Equal(["model.safetensors"], summary["weight_files"]!.AsArray().Select(n => n!.GetValue<string>()));
+        var written = JsonNode.Parse(File.ReadAllText(Path.Combine(baseDir, "oml-training.json")))!;
+        Assert.Equal(written["loss"]!.GetValue<double>(), summary["loss"]!.GetValue<double>());
+        Assert.Equal(written["parameters"]!.GetValue<long>(), summary["parameters"]!.GetValue<long>());
         var alpaca = Path.Combine(_dir, "sft.json");
         File.WriteAllText(alpaca, "[" + string.Join(",", Sentences.Select((s, i) =>
             $$"""{"instruction": "Say sentence {{i}}.", "output": "{{s}}"}""")) + "]");

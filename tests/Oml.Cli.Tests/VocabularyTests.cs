@@ -3,6 +3,7 @@ using System.CommandLine;
 namespace Oml.Cli.Tests;
 
 /// <summary>One spelling per concept across commands, and the old spellings still accepted for one release.</summary>
+[Collection(nameof(CliTests))]
 public class VocabularyTests
 {
     private static IEnumerable<(string Path, Command Command)> All(Command c, string path = "")
@@ -50,5 +51,35 @@ public class VocabularyTests
         Assert.Equal(["train", "--batch-size=4"], Vocabulary.Rewrite(root, ["train", "--batch=4"], null));
         Assert.Equal(["ledger", "bench", "--batch", "4"], Vocabulary.Rewrite(root, ["ledger", "bench", "--batch", "4"], null));
         Assert.Equal(["verify", "--", "--max-tokens"], Vocabulary.Rewrite(root, ["verify", "--", "--max-tokens"], null));
+    }
+    /// <summary>
+    /// Each old spelling is hidden (the parser alone rejects it) and still accepted (rewritten, it parses and sets the new option).
+    /// </summary>
+    [Fact]
+    public void Every_old_spelling_still_parses_as_its_new_option()
+    {
+        var root = Cli.CreateRoot();
+        var commands = All(root).ToDictionary(x => x.Path, x => x.Command);
+        foreach (var (path, old, now) in Vocabulary.Renamed)
+        {
+            string[] args = [.. path.Split(' '), old, "7"];
+            Assert.Contains(root.Parse(args).Errors, e => e.Message.Contains($"'{old}'", StringComparison.Ordinal));
+            var rewritten = root.Parse(Vocabulary.Rewrite(root, args, null));
+            Assert.DoesNotContain(rewritten.Errors, e => e.Message.Contains($"'{old}'", StringComparison.Ordinal) || e.Message.Contains($"'{now}'", StringComparison.Ordinal));
+            var option = commands[path].Options.Single(o => o.Name == now);
+            var result = rewritten.GetResult(option);
+            Assert.True(result is not null && !result.Implicit, $"oml {path} {old} 7 does not set {now}");
+            Assert.Equal("7", string.Join("", result!.Tokens.Select(t => t.Value)));
+        }
+    }
+
+    [Fact]
+    public void An_old_spelling_runs_with_a_warning()
+    {
+        // train --batch 4 without data: the old spelling is accepted (a warning), and the run stops at the missing data.
+        var (code, _, err) = CliRunner.Run("train", "--batch", "4");
+        Assert.Equal(Cli.Usage, code);
+        Assert.Contains("'--batch' is now '--batch-size' for 'oml train'", err, StringComparison.Ordinal);
+        Assert.Contains("no training data", err, StringComparison.Ordinal);
     }
 }

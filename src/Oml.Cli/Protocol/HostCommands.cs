@@ -83,13 +83,15 @@ public static class HostCommands
         var serve = new ServeOptions();
         var noPermits = new Option<bool>("--no-permits") { Description = "Answer without checking permits; receipts then name no permit (a dishonest host)" };
         var plain = new Option<bool>("--plain") { Description = "A plain OpenAI-compatible server: no permits, no receipts, no ledger or keystore (what a leaked copy looks like)" };
+        var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var cmd = new Command("serve",
             "Serve your copy as an OpenAI-compatible API on 127.0.0.1 (as `oml serve`: /v1/completions, /v1/chat/completions, /v1/models, /metrics; "
             + "continuous batching). Each request needs a signed permit in the "
             + $"body field \"{HostHttp.PermitField}\" (else HTTP {HostHttp.RefusedStatus}); each answer carries a signed receipt in the {HostHttp.ReceiptHeader} header "
             + "(base64 JSON; in a stream, the last event's field oml_receipt). Runs until Ctrl-C or SIGTERM.")
         {
-            o.Ledger, o.Keystore, o.PassphraseFile, id, dir, receipts, margin, noPermits, plain,
+            o.Ledger, o.Keystore, o.PassphraseFile, id, dir, receipts, margin, noPermits, plain, device, dtype,
         };
         serve.Port.DefaultValueFactory = _ => 0;
         serve.AddTo(cmd);
@@ -107,7 +109,7 @@ public static class HostCommands
             // The copy answers a key as the fingerprint pipeline asks it: the prompt's tokens as they are (no bos) and no
             // stop at eos, unless a request says otherwise (add_special_tokens, ignore_eos).
             var options = serve.Server(r, modelDir, isPlain ? null : r.GetValue(id)) with { AddSpecialTokens = false, IgnoreEos = true };
-            using var backend = ModelBackend.Load(modelDir, serve.Engine(r));
+            using var backend = ModelBackend.Load(modelDir, serve.Engine(r), Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             return isPlain
                 ? RunUntilStopped(ct => OpenAiCompatibleServer.StartAsync(backend, r.GetValue(serve.Port), options, null, ct), x => x.BaseUrl, "plain (no permits, no receipts)", r.GetValue(serve.UrlFile))
                 : ServeProtocol(r, o, r.GetValue(id)!, backend, options, r.GetValue(receipts), r.GetValue(serve.Port), r.GetValue(noPermits), r.GetValue(serve.UrlFile), r.GetValue(margin));

@@ -202,7 +202,8 @@ public static class OwnerCommands
         };
         var mix = new Option<double>("--mix-fraction") { Description = "Embedding: benign data mixing β", DefaultValueFactory = _ => OmlizationDefaults.MixFraction };
         var device = Cli.DeviceOption();
-        foreach (var x in new Option[] { id, host, pool, allocation, secretFile, subsetOut, baseModel, outDir, copyDigest, lr, epochs, lambda, mix, device }) cmd.Add(x);
+        var dtype = Cli.DTypeOption();
+        foreach (var x in new Option[] { id, host, pool, allocation, secretFile, subsetOut, baseModel, outDir, copyDigest, lr, epochs, lambda, mix, device, dtype }) cmd.Add(x);
         cmd.SetAction(r => ProtocolCli.Guard(() =>
         {
             string hostAddr = ProtocolCli.Address(r.GetValue(host)!, "--host");
@@ -219,6 +220,7 @@ public static class OwnerCommands
             if (r.GetValue(lr) is { } givenLr) options = options with { LearningRate = givenLr };
             Cli.OptionValue(options.Validate);
             var dev = Cli.ParseDevice(r.GetValue(device)!);
+            var dt = Cli.ParseDType(r.GetValue(dtype));
             using var s = o.Open(r);
             using var key = o.Key(r);
             if (!s.State.Models.TryGetValue(modelId, out var model)) throw new ProtocolException(ProtocolErrorCode.UnknownModel, $"no model '{modelId}'");
@@ -229,7 +231,7 @@ public static class OwnerCommands
             {
                 if (baseDir is null) return Task.FromResult(given ?? "fingerprints:" + subset.Commit().SetDigest);
                 var tok = Tokenizer.FromFolder(baseDir);
-                using var lm = ModelFolder.Load(baseDir, dev);
+                using var lm = ModelFolder.Load(baseDir, dev, dt);
                 var pairs = FingerprintGenerator.TrainingPairs(subset.Fingerprints, tok);
                 embedded = EmbedCommand.Run(lm, baseDir, copyDir!, subset, pairs, options,
                     new OmlizationLabels { FingerprintSource = $"{modelId} copy for {hostAddr}", Benign = "self-generated", Device = dev.ToString() }, null);
