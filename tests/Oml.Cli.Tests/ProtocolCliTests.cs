@@ -427,6 +427,12 @@ public sealed class ProtocolCliTests : IDisposable
         Assert.Contains("rejected (AlreadyReleased)", Try("hostA", "host", "release", "--model-id", "m").Err);
         Act("hostA", "host", "withdraw");
         Assert.Equal(10_000, Get(Status(), "hostA", "balance"));
+
+        // A claim ticket from before commitments were bound to the prover is refused with what to do instead.
+        File.WriteAllText(P("old-ticket.json"), $$"""{"modelId":"m","host":"{{Addr("hostA")}}","salt":"0x{{new string('1', 64)}}","commitment":"0x{{new string('2', 64)}}","evidence":"{}"}""");
+        var old = Try("hostB", "prover", "claim", "--ticket", P("old-ticket.json"));
+        Assert.Equal(1, old.Code);
+        Assert.Contains("run `oml prover audit` again", old.Err);
     }
 
     [Fact]
