@@ -125,6 +125,14 @@ Note("unstake", await owner.UnstakeAsync(1000));
 Note("requestRefund", await user.RequestRefundAsync(host.Address));
 await node.IncreaseTimeAsync(2 * 86_400);
 Note("refund", await user.RefundAsync(host.Address));
+// the end of a licence (a second host, so that the first one keeps serving for the throughput runs below)
+var leaving = await Party("host2");
+await leaving.ApproveAsync(1_000_000_000);
+await leaving.ApplyLicenseAsync("acme/llama", 10_000, "https://leaving.example/v1");
+var exitAnnounced = await leaving.AnnounceExitAsync("acme/llama");
+Note("announceExit", exitAnnounced);
+await node.IncreaseTimeAsync(86_400 + 3_600 + 86_400 + 1);  // at most one epoch + the reveal and rebut windows
+Note("releaseCollateral", await leaving.ReleaseCollateralAsync("acme/llama"), "no claim ever opened against it");
 Note("transferModel", await owner.TransferModelAsync("acme/llama", parentOwner.Address));
 Note("acceptModel", await parentOwner.AcceptModelAsync("acme/llama"));
 

@@ -32,7 +32,15 @@ interface IOmlProtocol {
     function usageOf(bytes32 modelKey, address host, uint256 epoch)
         external view returns (bool committed, bytes32 receiptsRoot, uint256 receiptCount);
     function settledBy(bytes32 permitHash) external view returns (address);
+    function exitOf(bytes32 modelKey, address host)
+        external view returns (bool announced, uint256 exitEpoch, uint256 releasableAt, bool released);
     function lockBond(address prover, uint256 amount) external;
     function releaseBond(address to, uint256 amount) external;
     function slash(bytes32 modelKey, address host, address prover, uint256 bond) external returns (uint256 slashed, bool capped);
+}
+
+/// @notice What the core protocol contract reads of the claims contract.
+interface IOmlClaimsView {
+    /// @notice Revealed claims against (model, host) not yet rebutted or settled.
+    function openClaimsAgainst(bytes32 modelKey, address host) external view returns (uint256);
 }

@@ -3,14 +3,14 @@ pragma solidity ^0.8.30;
 
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
-import {IOmlProtocol, Param} from "./IOmlProtocol.sol";
+import {IOmlProtocol, IOmlClaimsView, Param} from "./IOmlProtocol.sol";
 import {OmlMerkle} from "./OmlMerkle.sol";
 
 /// @title OmlClaims: the incentive layer. Provers audit hosts and claim, with commit–reveal, that a host answered
 ///        fingerprint keys without a settled permit; hosts rebut; claims settle by slashing or by returning bonds.
 /// @notice Bonds and every payout live in OmlProtocol (lockBond / releaseBond / slash); this contract keeps the
 ///         claims. Receipts are EIP-712 messages of OmlProtocol's domain (the one deployment-bound domain).
-contract OmlClaims {
+contract OmlClaims is IOmlClaimsView {
     bytes32 public constant RECEIPT_TYPEHASH = keccak256(
         "Receipt(address host,string modelId,bytes32 permitHash,bytes32 queryHash,bytes32 responseHash,uint256 time)");
 
@@ -63,9 +63,14 @@ contract OmlClaims {
     IOmlProtocol public immutable protocol;
     Claim[] private _claims;
     mapping(uint256 => Item[]) private _items;
-    mapping(bytes32 => bool) public commitmentUsed;
+    /// @dev _claimByCommitment[prover][commitment] = claimId + 1 (0: that prover never committed it). Keyed by the
+    ///      prover as well, so that a copy of a commitment sent by someone else blocks nothing.
+    mapping(address => mapping(bytes32 => uint256)) private _claimByCommitment;
     /// @notice spent[modelKey][keccak256(salt ‖ key)]: fingerprints already revealed (for every copy holding them).
     mapping(bytes32 => mapping(bytes32 => bool)) public spent;
+    /// @notice Revealed claims against (model, host) not yet rebutted or settled: while any is open, the host's
+    ///         collateral cannot be released.
+    mapping(bytes32 => mapping(address => uint256)) public openClaimsAgainst;
 
     event ClaimCommitted(uint256 indexed claimId, address indexed prover, bytes32 commitment, uint256 bond);
     event ClaimRevealed(uint256 indexed claimId, bytes32 indexed modelKey, address indexed host, bytes32 evidenceHash,
@@ -76,7 +81,7 @@ contract OmlClaims {
     event ClaimRefunded(uint256 indexed claimId, address indexed prover, uint256 bond);
 
     error BondTooLow(uint256 bond, uint256 minBond);
-    error DuplicateCommitment(bytes32 commitment);
+    error DuplicateCommitment(address prover, bytes32 commitment);
     error UnknownClaim(uint256 claimId);
     error NotProver(uint256 claimId, address caller);
     error NotClaimedHost(uint256 claimId, address caller);
@@ -86,6 +91,7 @@ contract OmlClaims {
     error CommitmentMismatch(uint256 claimId);
     error UnknownLicence(bytes32 modelKey, address host);
     error CopyNotDelivered(bytes32 modelKey, address host);
+    error LicenceReleased(bytes32 modelKey, address host);
     error NoEvidence();
     error InvalidProof(uint256 item);
     error MalformedLeaf(uint256 item);
@@ -106,11 +112,18 @@ contract OmlClaims {
         protocol = protocol_;
     }
 
-    /// @notice The commitment a prover publishes: keccak256("oml/claim/v1" ‖ modelId ‖ 0x00 ‖ host ‖ evidenceHash ‖ salt),
-    ///         byte for byte as src/Oml.Protocol/Claims/ClaimEvidence.cs; evidenceHash = keccak256(abi.encode(items)).
-    function commitmentOf(string calldata modelId, address host, bytes32 evidenceHash, bytes32 salt)
+    /// @notice The commitment a prover publishes: keccak256("oml/claim/v2" ‖ prover ‖ modelId ‖ 0x00 ‖ host ‖ evidenceHash
+    ///         ‖ salt), byte for byte as src/Oml.Protocol/Claims/ClaimEvidence.cs; evidenceHash = keccak256(abi.encode(items)).
+    ///         The prover's address is in the preimage: a copy committed by another sender can never be revealed.
+    function commitmentOf(address prover, string calldata modelId, address host, bytes32 evidenceHash, bytes32 salt)
         public pure returns (bytes32) {
-        return keccak256(abi.encodePacked("oml/claim/v1", modelId, bytes1(0), host, evidenceHash, salt));
+        return keccak256(abi.encodePacked("oml/claim/v2", prover, modelId, bytes1(0), host, evidenceHash, salt));
+    }
+
+    /// @notice The claim `prover` committed under `commitment`, if any (lets a prover resume from its ticket).
+    function claimIdOf(address prover, bytes32 commitment) external view returns (bool found, uint256 claimId) {
+        uint256 v = _claimByCommitment[prover][commitment];
+        return v == 0 ? (false, 0) : (true, v - 1);
     }
 
     function evidenceHashOf(EvidenceItem[] calldata items) public pure returns (bytes32) {
@@ -130,13 +143,14 @@ contract OmlClaims {
         return _items[claimId];
     }
 
-    /// @notice Locks `bond` (approve OmlProtocol first) behind a hidden claim. A commitment is accepted once, ever.
+    /// @notice Locks `bond` (approve OmlProtocol first) behind a hidden claim. A prover commits a commitment once, ever;
+    ///         the same bytes from another sender are that sender's own (unrevealable) claim.
     function commitClaim(bytes32 commitment, uint256 bond) external returns (uint256 claimId) {
         uint256 minBond = protocol.param(Param.MinBond);
         if (bond < minBond || bond == 0) revert BondTooLow(bond, minBond);
-        if (commitmentUsed[commitment]) revert DuplicateCommitment(commitment);
-        commitmentUsed[commitment] = true;
+        if (_claimByCommitment[msg.sender][commitment] != 0) revert DuplicateCommitment(msg.sender, commitment);
         claimId = _claims.length;
+        _claimByCommitment[msg.sender][commitment] = claimId + 1;
         _claims.push(Claim({prover: msg.sender, committedAt: uint64(block.timestamp), status: Status.Committed,
             host: address(0), revealedAt: 0, rebutDeadline: 0, commitment: commitment, modelKey: bytes32(0),
             evidenceHash: bytes32(0), bond: bond}));
@@ -156,11 +170,13 @@ contract OmlClaims {
         uint256 closes = c.committedAt + protocol.param(Param.RevealWindowSeconds);
         if (block.timestamp > closes) revert RevealWindowClosed(claimId, closes);
         bytes32 evidenceHash = keccak256(abi.encode(items));
-        if (commitmentOf(modelId, host, evidenceHash, salt) != c.commitment) revert CommitmentMismatch(claimId);
+        if (commitmentOf(msg.sender, modelId, host, evidenceHash, salt) != c.commitment) revert CommitmentMismatch(claimId);
         bytes32 modelKey = keccak256(bytes(modelId));
         (bool licensed, bool delivered, bytes32 root, uint256 count) = protocol.copyOf(modelKey, host);
         if (!licensed) revert UnknownLicence(modelKey, host);
         if (!delivered) revert CopyNotDelivered(modelKey, host);
+        (,,, bool released) = protocol.exitOf(modelKey, host);
+        if (released) revert LicenceReleased(modelKey, host);
         if (items.length == 0) revert NoEvidence();
 
         bytes32 domain = protocol.domainSeparator();
@@ -189,6 +205,7 @@ contract OmlClaims {
         c.revealedAt = uint64(block.timestamp);
         uint256 deadline = block.timestamp + protocol.param(Param.RebutWindowSeconds);
         c.rebutDeadline = uint64(deadline);
+        openClaimsAgainst[modelKey][host] += 1;
         emit ClaimRevealed(claimId, modelKey, host, evidenceHash, items.length, deadline);
     }
 
@@ -214,6 +231,7 @@ contract OmlClaims {
                 revert ReceiptNotInUsage(i);
         }
         c.status = Status.Rebutted;
+        openClaimsAgainst[c.modelKey][msg.sender] -= 1;
         emit ClaimRebutted(claimId, msg.sender);
         protocol.releaseBond(msg.sender, c.bond);
     }
@@ -231,6 +249,7 @@ contract OmlClaims {
         } else if (c.status == Status.Revealed) {
             if (block.timestamp <= c.rebutDeadline) revert NotYetSettleable(claimId, uint256(c.rebutDeadline) + 1);
             c.status = Status.Slashed;
+            openClaimsAgainst[c.modelKey][c.host] -= 1;
             (uint256 slashed, bool capped) = protocol.slash(c.modelKey, c.host, c.prover, c.bond);
             emit ClaimSlashed(claimId, slashed, capped);
         } else {

@@ -6,7 +6,8 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
-import {IOmlProtocol, Param} from "./IOmlProtocol.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {IOmlProtocol, IOmlClaimsView, Param} from "./IOmlProtocol.sol";
 
 /// @title OmlProtocol: the storage, distribution and access layers of the OML protocol, and its vault.
 /// @notice Models (versions, family tree, two-step ownership), host licences with collateral and the per-copy
@@ -66,6 +67,15 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
         bytes32 copyDigest;
     }
 
+    /// @notice A host's exit from a licence: announced at, the exit epoch (the last one it may commit usage for), when
+    ///         its collateral may be released, and whether it was.
+    struct Exit {
+        uint64 announcedAt;
+        uint64 epoch;
+        uint64 releasableAt;
+        bool released;
+    }
+
     struct Usage {
         bool committed;
         uint64 receiptCount;
@@ -95,6 +105,7 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     mapping(bytes32 => mapping(uint256 => Version)) private _versions;
     mapping(bytes32 => mapping(address => Licence)) private _licences;
     mapping(bytes32 => Usage) private _usage;
+    mapping(bytes32 => mapping(address => Exit)) private _exits;
     /// @notice escrow[user][host]: what the user deposited for that host's permits.
     mapping(address => mapping(address => uint256)) public escrow;
     /// @notice When the user asked for a refund of its escrow with a host (0: none pending).
@@ -123,6 +134,8 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     event CopyDelivered(bytes32 indexed modelKey, address indexed host, bytes32 indicesRoot, uint256 fingerprintCount,
         bytes32 copyDigest, string allocation);
     event CopyAcknowledged(bytes32 indexed modelKey, address indexed host, bytes32 copyDigest);
+    event ExitAnnounced(bytes32 indexed modelKey, address indexed host, uint256 exitEpoch, uint256 releasableAt);
+    event CollateralReleased(bytes32 indexed modelKey, address indexed host, uint256 amount);
     event Deposited(address indexed user, address indexed host, uint256 amount, uint256 escrow);
     event RefundRequested(address indexed user, address indexed host, uint256 availableAt);
     event Refunded(address indexed user, address indexed host, uint256 amount);
@@ -164,6 +177,12 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     error CopyNotDelivered(bytes32 modelKey, address host);
     error CopyDigestMismatch(bytes32 expected, bytes32 given);
     error CopyNotAcknowledged(bytes32 modelKey, address host);
+    error ExitAlreadyAnnounced(bytes32 modelKey, address host);
+    error ExitNotAnnounced(bytes32 modelKey, address host);
+    error ReleaseNotDue(uint256 releasableAt);
+    error OpenClaims(bytes32 modelKey, address host, uint256 open);
+    error AlreadyReleased(bytes32 modelKey, address host);
+    error UsageAfterExit(uint256 epoch, uint256 exitEpoch);
     error ZeroAmount();
     error NothingToRefund();
     error NoRefundRequested();
@@ -410,6 +429,47 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
         return (l.exists, l.delivered, l.indicesRoot, l.fingerprintCount);
     }
 
+    /// @notice The host announces the end of its licence. From now on it takes no new permits and may commit usage for
+    ///         the current (exit) epoch and earlier ones only; its collateral stays claimable until `releasableAt` = the
+    ///         end of the exit epoch + RevealWindowSeconds + RebutWindowSeconds (a prover who caught it in its last epoch
+    ///         can still commit and reveal, and the host still rebut), and after that while a revealed claim is open.
+    function announceExit(bytes32 modelKey) external {
+        if (!_licences[modelKey][msg.sender].exists) revert UnknownLicence(modelKey, msg.sender);
+        Exit storage x = _exits[modelKey][msg.sender];
+        if (x.announcedAt != 0) revert ExitAlreadyAnnounced(modelKey, msg.sender);
+        uint256 epoch = currentEpoch();
+        uint256 due = genesisTime + (epoch + 1) * _params[Param.EpochSeconds] + _params[Param.RevealWindowSeconds]
+            + _params[Param.RebutWindowSeconds];
+        x.announcedAt = SafeCast.toUint64(block.timestamp);
+        x.epoch = SafeCast.toUint64(epoch);
+        x.releasableAt = SafeCast.toUint64(due);
+        emit ExitAnnounced(modelKey, msg.sender, epoch, due);
+    }
+
+    /// @notice After the exit notice, with no revealed claim open against it, the host's remaining collateral (posted
+    ///         minus slashes) becomes its credits (withdraw() pays them). Once per licence.
+    function releaseCollateral(bytes32 modelKey) external returns (uint256 amount) {
+        Licence storage l = _licences[modelKey][msg.sender];
+        if (!l.exists) revert UnknownLicence(modelKey, msg.sender);
+        Exit storage x = _exits[modelKey][msg.sender];
+        if (x.announcedAt == 0) revert ExitNotAnnounced(modelKey, msg.sender);
+        if (x.released) revert AlreadyReleased(modelKey, msg.sender);
+        if (block.timestamp < x.releasableAt) revert ReleaseNotDue(x.releasableAt);
+        uint256 open = IOmlClaimsView(claims).openClaimsAgainst(modelKey, msg.sender);
+        if (open != 0) revert OpenClaims(modelKey, msg.sender, open);
+        x.released = true;
+        amount = l.collateralLocked;
+        l.collateralLocked = 0;
+        credits[msg.sender] += amount;
+        emit CollateralReleased(modelKey, msg.sender, amount);
+    }
+
+    function exitOf(bytes32 modelKey, address host)
+        external view returns (bool announced, uint256 exitEpoch, uint256 releasableAt, bool released) {
+        Exit storage x = _exits[modelKey][host];
+        return (x.announcedAt != 0, x.epoch, x.releasableAt, x.released);
+    }
+
     /// @notice The owner of a model records a leak accusation (the tracing report's hash).
     function fileAccusation(bytes32 modelKey, address host, bytes32 evidenceHash) external {
         _ownedModel(modelKey);
@@ -466,6 +526,8 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
         if (!l.acknowledged) revert CopyNotAcknowledged(modelKey, msg.sender);
         uint256 current = currentEpoch();
         if (epoch > current) revert EpochNotStarted(epoch, current);
+        Exit storage x = _exits[modelKey][msg.sender];
+        if (x.announcedAt != 0 && epoch > x.epoch) revert UsageAfterExit(epoch, x.epoch);
         bytes32 uk = keccak256(abi.encode(modelKey, msg.sender, epoch));
         Usage storage u = _usage[uk];
         if (u.committed) revert UsageAlreadyCommitted(modelKey, msg.sender, epoch);

@@ -165,6 +165,13 @@ public sealed class ChainBackend : IProtocolBackend
         "RevealTooEarly" or "RevealWindowClosed" or "RebutWindowClosed" or "NotYetSettleable" or "VotingClosed" or "VotingOpen"
             => ProtocolErrorCode.WindowClosed,
         "CommitmentMismatch" => ProtocolErrorCode.CommitmentMismatch,
+        "ExitAlreadyAnnounced" => ProtocolErrorCode.ExitAlreadyAnnounced,
+        "ExitNotAnnounced" => ProtocolErrorCode.ExitNotAnnounced,
+        "ReleaseNotDue" => ProtocolErrorCode.ReleaseNotDue,
+        "OpenClaims" => ProtocolErrorCode.OpenClaims,
+        "AlreadyReleased" => ProtocolErrorCode.AlreadyReleased,
+        "UsageAfterExit" => ProtocolErrorCode.UsageAfterExit,
+        "LicenceReleased" => ProtocolErrorCode.LicenceReleased,
         "InvalidProof" or "MalformedLeaf" or "UsageNotCommitted" or "ReceiptNotInUsage" => ProtocolErrorCode.InvalidProof,
         "FingerprintAlreadySpent" => ProtocolErrorCode.FingerprintSpent,
         "AnswerMismatch" => ProtocolErrorCode.AnswerMismatch,
@@ -285,6 +292,12 @@ public sealed class ChainBackend : IProtocolBackend
     public Task<ActionReceipt> AcknowledgeCopyAsync(PrivateKey host, string modelId, string copyDigest, CancellationToken cancellationToken = default) =>
         Act(Schemas.AcknowledgeCopy, () => ClientFor(host).AcknowledgeCopyAsync(modelId, Digest32(copyDigest), cancellationToken), cancellationToken);
 
+    public Task<ActionReceipt> AnnounceExitAsync(PrivateKey host, string modelId, CancellationToken cancellationToken = default) =>
+        Act(Schemas.AnnounceExit, () => ClientFor(host).AnnounceExitAsync(modelId, cancellationToken), cancellationToken);
+
+    public Task<ActionReceipt> ReleaseCollateralAsync(PrivateKey host, string modelId, CancellationToken cancellationToken = default) =>
+        Act(Schemas.ReleaseCollateral, () => ClientFor(host).ReleaseCollateralAsync(modelId, cancellationToken), cancellationToken);
+
     public Task<ActionReceipt> FileAccusationAsync(PrivateKey owner, string modelId, string host, string evidenceJson, CancellationToken cancellationToken = default) =>
         Act(Schemas.FileAccusation, () => ClientFor(owner).FileAccusationAsync(modelId, host, ClaimEvidence.Hash(evidenceJson), cancellationToken), cancellationToken);
 
@@ -325,11 +338,11 @@ public sealed class ChainBackend : IProtocolBackend
     }
 
     /// <summary>The commitment OmlClaims expects for <paramref name="ticket"/> (its evidence hash is over the ABI-encoded items).</summary>
-    public async Task<string> ClaimCommitmentAsync(ClaimTicket ticket, CancellationToken cancellationToken = default)
+    public async Task<string> ClaimCommitmentAsync(ClaimTicket ticket, string prover, CancellationToken cancellationToken = default)
     {
         var items = EvidenceItems(ticket);
         var evidenceHash = await _reader.EvidenceHashAsync(items).ConfigureAwait(false);
-        return Hex.Of(await _reader.CommitmentAsync(ticket.ModelId, ticket.Host, evidenceHash, Hex.Decode(ticket.Salt)).ConfigureAwait(false));
+        return Hex.Of(await _reader.CommitmentAsync(ticket.ModelId, ticket.Host, evidenceHash, Hex.Decode(ticket.Salt), Hex.Address(prover)).ConfigureAwait(false));
     }
 
     public Task<ActionReceipt> CommitClaimAsync(PrivateKey prover, ClaimTicket ticket, long bond, CancellationToken cancellationToken = default)
@@ -337,7 +350,7 @@ public sealed class ChainBackend : IProtocolBackend
         var client = ClientFor(prover);
         return Act(Schemas.CommitClaim, async () =>
         {
-            string commitment = await ClaimCommitmentAsync(ticket, cancellationToken).ConfigureAwait(false);
+            string commitment = await ClaimCommitmentAsync(ticket, client.Address, cancellationToken).ConfigureAwait(false);
             var b = Amount(bond, "bond");
             await EnsureAllowanceAsync(client, Deployment.Protocol, b, cancellationToken).ConfigureAwait(false);
             return await client.CommitClaimAsync(commitment, b, cancellationToken).ConfigureAwait(false);

@@ -370,6 +370,26 @@ public sealed class ChainProjector
             case "BondReleased":
                 Credit(e.Addr("to"), L(e.Int("amount")));
                 break;
+            case "ExitAnnounced":
+            {
+                var licence = LicenceOf(ModelId(e), e.Addr("host"));
+                licence.ExitAnnouncedAt = time;
+                licence.ExitEpoch = L(e.Int("exitEpoch"));
+                licence.ReleasableAt = L(e.Int("releasableAt"));
+                break;
+            }
+            case "CollateralReleased":
+            {
+                string host = e.Addr("host");
+                var licence = LicenceOf(ModelId(e), host);
+                long amount = L(e.Int("amount"));
+                licence.CollateralLocked -= amount;
+                licence.CollateralReleased = true;
+                licence.ReleasedAmount = amount;
+                s.Acc(host).Locked -= amount;
+                Credit(host, amount);
+                break;
+            }
             case "Slashed":
             {
                 string model = ModelId(e), host = e.Addr("host");
@@ -387,7 +407,7 @@ public sealed class ChainProjector
                 if (id != s.ClaimList.Count) throw new InvalidOperationException($"claim {id} follows claim {s.ClaimList.Count - 1}: events are missing");
                 var c = new Claim { Id = id, Prover = e.Addr("prover"), Commitment = e.Hex32("commitment"), Bond = L(e.Int("bond")), CommittedAt = time };
                 s.ClaimList.Add(c);
-                s.CommitmentMap[c.Commitment] = id;
+                s.CommitmentMap[ProtocolState.CommitmentKey(c.Prover, c.Commitment)] = id;
                 break;
             }
             case "FingerprintSpent":

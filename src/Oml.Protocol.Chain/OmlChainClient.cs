@@ -303,8 +303,9 @@ public sealed class OmlChainClient
     /// <summary>The evidence hash a claim commits to: keccak256(abi.encode(items)), as OmlClaims computes it.</summary>
     public Task<byte[]> EvidenceHashAsync(IReadOnlyList<EvidenceTuple> items) => Call<byte[]>(Claims, "evidenceHashOf", items.ToList());
 
-    public Task<byte[]> CommitmentAsync(string modelId, string host, byte[] evidenceHash, byte[] salt) =>
-        Call<byte[]>(Claims, "commitmentOf", modelId, host, evidenceHash, salt);
+    /// <summary>The commitment <paramref name="prover"/> (default: this account) publishes for a claim; bound to the prover.</summary>
+    public Task<byte[]> CommitmentAsync(string modelId, string host, byte[] evidenceHash, byte[] salt, string? prover = null) =>
+        Call<byte[]>(Claims, "commitmentOf", prover ?? Address, modelId, host, evidenceHash, salt);
 
     public Task<ChainResult> RevealClaimAsync(long claimId, string modelId, string host, byte[] salt, IReadOnlyList<EvidenceTuple> items,
         CancellationToken ct = default) =>
@@ -332,6 +333,32 @@ public sealed class OmlChainClient
         };
     }
 
+    // ------------------------------------------------------------------ claims by commitment, licence exit and collateral release
+
+    /// <summary>The claim <paramref name="prover"/> (default: this account) committed under <paramref name="commitment"/>,
+    /// or null (a prover resumes from its ticket with it).</summary>
+    public async Task<long?> ClaimIdOfAsync(string commitment, string? prover = null)
+    {
+        var r = await Claims.GetFunction("claimIdOf").CallDeserializingToObjectAsync<ClaimIdView>(prover ?? Address, B32(commitment)).ConfigureAwait(false);
+        return r.Found ? (long)r.ClaimId : null;
+    }
+
+    /// <summary>Revealed claims against (model, host) not yet rebutted or settled (they block the collateral's release).</summary>
+    public Task<BigInteger> OpenClaimsAgainstAsync(string modelId, string host) =>
+        Call<BigInteger>(Claims, "openClaimsAgainst", ModelKey(modelId), host);
+
+    /// <summary>This host announces the end of its licence of <paramref name="modelId"/> (ExitAnnounced: exit epoch, releasable at).</summary>
+    public Task<ChainResult> AnnounceExitAsync(string modelId, CancellationToken ct = default) =>
+        Send(Protocol, "announceExit", $"announce the exit from '{modelId}'", ct, ModelKey(modelId));
+
+    /// <summary>After the exit notice, with no open claim, credits this host with what is left of its collateral
+    /// (CollateralReleased); <see cref="WithdrawAsync"/> pays it out.</summary>
+    public Task<ChainResult> ReleaseCollateralAsync(string modelId, CancellationToken ct = default) =>
+        Send(Protocol, "releaseCollateral", $"release the collateral of '{modelId}'", ct, ModelKey(modelId));
+
+    public async Task<ExitView> ExitOfAsync(string modelId, string host) =>
+        await Protocol.GetFunction("exitOf").CallDeserializingToObjectAsync<ExitView>(ModelKey(modelId), host).ConfigureAwait(false);
+
     // ------------------------------------------------------------------ governance
 
     public Task<ChainResult> StakeAsync(BigInteger amount, CancellationToken ct = default) =>
@@ -349,4 +376,23 @@ public sealed class OmlChainClient
 
     public Task<ChainResult> ExecuteAsync(long proposalId, CancellationToken ct = default) =>
         Send(Governance, "execute", $"execute proposal {proposalId}", ct, new BigInteger(proposalId));
+}
+
+/// <summary>OmlClaims.claimIdOf(prover, commitment).</summary>
+[Nethereum.ABI.FunctionEncoding.Attributes.FunctionOutput]
+public sealed class ClaimIdView : Nethereum.ABI.FunctionEncoding.Attributes.IFunctionOutputDTO
+{
+    [Nethereum.ABI.FunctionEncoding.Attributes.Parameter("bool", "found", 1)] public bool Found { get; set; }
+    [Nethereum.ABI.FunctionEncoding.Attributes.Parameter("uint256", "claimId", 2)] public BigInteger ClaimId { get; set; }
+}
+
+/// <summary>OmlProtocol.exitOf(modelKey, host): whether the host announced its exit, its exit epoch, from when its
+/// collateral can be released, and whether it was.</summary>
+[Nethereum.ABI.FunctionEncoding.Attributes.FunctionOutput]
+public sealed class ExitView : Nethereum.ABI.FunctionEncoding.Attributes.IFunctionOutputDTO
+{
+    [Nethereum.ABI.FunctionEncoding.Attributes.Parameter("bool", "announced", 1)] public bool Announced { get; set; }
+    [Nethereum.ABI.FunctionEncoding.Attributes.Parameter("uint256", "exitEpoch", 2)] public BigInteger ExitEpoch { get; set; }
+    [Nethereum.ABI.FunctionEncoding.Attributes.Parameter("uint256", "releasableAt", 3)] public BigInteger ReleasableAt { get; set; }
+    [Nethereum.ABI.FunctionEncoding.Attributes.Parameter("bool", "released", 4)] public bool Released { get; set; }
 }

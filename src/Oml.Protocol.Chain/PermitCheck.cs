@@ -9,6 +9,8 @@ namespace Oml.Protocol.Chain;
 public enum PermitRefusal
 {
     Ok, BadSignature, WrongHost, UnknownModel, FeeTooLow, ExpiresTooSoon, NonceUsed, Underfunded, RefundPending,
+    /// <summary>This host announced its exit from the licence: it takes no new permits.</summary>
+    HostExiting,
 }
 
 /// <summary>OmlProtocol.Model as returned by <c>model(bytes32)</c>.</summary>
@@ -43,6 +45,7 @@ public static class PermitChecks
         var model = await host.Protocol.GetFunction("model").CallDeserializingToObjectAsync<ModelView>(OmlChainClient.ModelKey(p.ModelId)).ConfigureAwait(false);
         if (!model.Exists) return PermitRefusal.UnknownModel;
         if (p.Fee < model.Price) return PermitRefusal.FeeTooLow;
+        if ((await host.ExitOfAsync(p.ModelId, host.Address).ConfigureAwait(false)).Announced) return PermitRefusal.HostExiting;
         if (p.Expiry < settleBy) return PermitRefusal.ExpiresTooSoon;
         if (await host.Protocol.GetFunction("permitNonceUsed").CallAsync<bool>(p.User, new BigInteger(p.Nonce)).ConfigureAwait(false))
             return PermitRefusal.NonceUsed;

@@ -91,13 +91,55 @@ public sealed class ClaimTests(AnvilFixture fx)
         var r = await w.Prover.CommitClaimAsync(commitment, 100);
         long id = (long)r.Single("ClaimCommitted").Int("claimId");
         Assert.Equal("DuplicateCommitment", (await Assert.ThrowsAsync<ChainRevertException>(() => w.Prover.CommitClaimAsync(commitment, 100))).ErrorName);
-        Assert.Equal("DuplicateCommitment", (await Assert.ThrowsAsync<ChainRevertException>(() => w.User.CommitClaimAsync(commitment, 100))).ErrorName);
+        // the same bytes from another sender are that sender's own claim (which it can never reveal)
+        Assert.Equal(1, (await w.User.CommitClaimAsync(commitment, 100)).Single("ClaimCommitted").Int("claimId"));
+        Assert.Equal(id, await w.Prover.ClaimIdOfAsync(commitment));
+        Assert.Equal(1L, await w.User.ClaimIdOfAsync(commitment));
+        Assert.Null(await w.Owner.ClaimIdOfAsync(commitment));
         Assert.Equal("BondTooLow", (await Assert.ThrowsAsync<ChainRevertException>(() => w.Prover.CommitClaimAsync(World.Digest("x"), 99))).ErrorName);
         Assert.Equal("NotYetSettleable", (await Assert.ThrowsAsync<ChainRevertException>(() => w.User.SettleAsync(id))).ErrorName);
         await fx.Node.IncreaseTimeAsync(3601);
         var s = await w.User.SettleAsync(id);
         Assert.Equal(100, s.Single("ClaimRefunded").Int("bond"));
         Assert.Equal(100, await w.User.CreditsAsync(w.Prover.Address));
+    }
+
+    [Fact]
+    public async Task The_contracts_commitment_is_the_embedded_ledgers_formula_bound_to_the_prover()
+    {
+        var w = await World.CreateAsync(fx.Node);
+        var evidenceHash = System.Security.Cryptography.SHA256.HashData("evidence"u8);
+        var salt = System.Security.Cryptography.SHA256.HashData("salt"u8);
+        string Hex32(byte[] b) => "0x" + Convert.ToHexStringLower(b);
+        var onChain = Hex32(await w.Prover.CommitmentAsync(World.ModelId, w.Host.Address, evidenceHash, salt));
+        Assert.Equal(Oml.Protocol.Claims.ClaimEvidence.Commitment(w.Prover.Address, World.ModelId, w.Host.Address, Hex32(evidenceHash), Hex32(salt)), onChain);
+        Assert.NotEqual(onChain, Hex32(await w.User.CommitmentAsync(World.ModelId, w.Host.Address, evidenceHash, salt)));
+    }
+
+    [Fact]
+    public async Task A_commitment_copied_from_the_mempool_neither_blocks_the_prover_nor_can_be_revealed()
+    {
+        var w = await World.CreateAsync(fx.Node);
+        var subset = await w.LicensedCopyAsync(w.Host);
+        var attacker = w.User;  // funded, has approved the protocol
+        List<EvidenceTuple> items = [w.Evidence(subset, 1)];
+        var salt = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
+        var commitment = "0x" + Convert.ToHexStringLower(await w.Prover.CommitmentAsync(World.ModelId, w.Host.Address,
+            await w.Prover.EvidenceHashAsync(items), salt));
+        // The attacker sees the prover's commitClaim in the mempool and gets the same bytes in first.
+        long copy = (long)(await attacker.CommitClaimAsync(commitment, 100)).Single("ClaimCommitted").Int("claimId");
+        long id = (long)(await w.Prover.CommitClaimAsync(commitment, 100)).Single("ClaimCommitted").Int("claimId");
+        await fx.Node.IncreaseTimeAsync(2);
+        // Even with the salt and the evidence in hand (say, from the prover's reveal), the copy cannot be revealed.
+        var e = await Assert.ThrowsAsync<ChainRevertException>(() => attacker.RevealClaimAsync(copy, World.ModelId, w.Host.Address, salt, items));
+        Assert.Equal("CommitmentMismatch", e.ErrorName);
+        await w.Prover.RevealClaimAsync(id, World.ModelId, w.Host.Address, salt, items);
+        await fx.Node.IncreaseTimeAsync(Day + 1);
+        Assert.Equal(500, (await w.User.SettleAsync(id)).Single("Slashed").Int("slashed"));
+        Assert.Equal(100 + 150, await w.User.CreditsAsync(w.Prover.Address));
+        // the copy only ever gets its own bond back
+        Assert.Equal(100, (await w.User.SettleAsync(copy)).Single("ClaimRefunded").Int("bond"));
+        Assert.Equal(0, await w.User.BondsHeldAsync());
     }
 
     [Fact]

@@ -140,7 +140,7 @@ public static class ConformanceScenario
         long idFraming = (await b.CommitClaimAsync(p.Prover, framing, 100)).Id!.Value;
         long idLapsed = (await b.CommitClaimAsync(p.Prover, lapsed, 150)).Id!.Value;
         Assert.Equal(new long[] { 0, 1, 2 }, new[] { idCaught, idFraming, idLapsed });
-        Assert.Equal(idCaught, b.State.ClaimByCommitment(await b.ClaimCommitmentAsync(caught))!.Id);
+        Assert.Equal(idCaught, b.State.ClaimByCommitment(Hex.Of(p.Prover.Address), await b.ClaimCommitmentAsync(caught, Hex.Of(p.Prover.Address)))!.Id);
         await advance(2);
         await b.RevealClaimAsync(p.Prover, idCaught, caught);
         await b.RevealClaimAsync(p.Prover, idFraming, framing);

@@ -399,6 +399,43 @@ public sealed class ProtocolCliTests : IDisposable
     /// `oml user deposit` spent forged funds; a rewrite that recomputed every later hash passed `oml ledger verify`.
     /// </summary>
     [Fact]
+    public void Host_exit_then_release_returns_the_collateral_after_the_notice_only()
+    {
+        NewAccounts("treasury", "owner", "hostA", "hostB");
+        // Short windows: the notice is the rest of the current 2 s epoch plus 1 s to reveal and 1 s to rebut.
+        Act("treasury", "protocol", "init", "--set", "EpochSeconds=2", "--set", "RevealWindowSeconds=1", "--set", "RebutWindowSeconds=1");
+        foreach (var n in new[] { "owner", "hostA" }) Act("treasury", "owner", "mint", "--to", Addr(n), "--amount", "10000");
+        Act("owner", "owner", "register", "--model-id", "m", "--weights-digest", "sha256:m", "--price", "7", "--min-collateral", "1500");
+        Act("hostA", "host", "apply", "--model-id", "m", "--collateral", "1500", "--endpoint", "http://x");
+        Assert.Contains("rejected (ExitNotAnnounced)", Try("hostA", "host", "release", "--model-id", "m").Err);
+        Assert.Contains("rejected (UnknownLicence)", Try("hostB", "host", "exit", "--model-id", "m").Err);
+        var exit = Act("hostA", "host", "exit", "--model-id", "m");
+        Assert.Equal(1500, exit["collateral"]!.GetValue<long>());
+        long releasable = exit["releasableAt"]!.GetValue<long>();
+        Assert.Contains("rejected (ExitAlreadyAnnounced)", Try("hostA", "host", "exit", "--model-id", "m").Err);
+        var early = Try("hostA", "host", "release", "--model-id", "m");
+        if (DateTimeOffset.UtcNow.ToUnixTimeSeconds() < releasable - 1)
+        {
+            Assert.Equal(1, early.Code);
+            Assert.Contains("rejected (ReleaseNotDue)", early.Err);
+        }
+        while (DateTimeOffset.UtcNow.ToUnixTimeSeconds() <= releasable) Thread.Sleep(250);
+        var released = Act("hostA", "host", "release", "--model-id", "m");
+        Assert.Equal(1500, released["released"]!.GetValue<long>());
+        Assert.Equal(0, released["slashed"]!.GetValue<long>());
+        Assert.Equal(1500, released["withdrawable"]!.GetValue<long>());
+        Assert.Contains("rejected (AlreadyReleased)", Try("hostA", "host", "release", "--model-id", "m").Err);
+        Act("hostA", "host", "withdraw");
+        Assert.Equal(10_000, Get(Status(), "hostA", "balance"));
+
+        // A claim ticket from before commitments were bound to the prover is refused with what to do instead.
+        File.WriteAllText(P("old-ticket.json"), $$"""{"modelId":"m","host":"{{Addr("hostA")}}","salt":"0x{{new string('1', 64)}}","commitment":"0x{{new string('2', 64)}}","evidence":"{}"}""");
+        var old = Try("hostB", "prover", "claim", "--ticket", P("old-ticket.json"));
+        Assert.Equal(1, old.Code);
+        Assert.Contains("run `oml prover audit` again", old.Err);
+    }
+
+    [Fact]
     public void An_edited_ledger_is_refused_when_opened()
     {
         SetUpLedger();

@@ -24,6 +24,7 @@ public static class HostCommands
     public static Command Create() => new("host", "Host: license a model, acknowledge the copy, serve it with permits and receipts, commit usage, rebut claims.")
     {
         Apply(), Acknowledge(), Serve(), CommitUsage(), Rebut(), RoleCommands.Withdraw(),
+        Exit(), Release(),
     };
 
     private static Option<string> ModelId() => new("--model-id") { Description = "The model's id on the ledger", Required = true };
@@ -215,6 +216,50 @@ public static class HostCommands
             var ev = s.Engine.Rebut(key, id, rebuttal);
             return new Report().Add("claim", "claim", id).Add("status", "status", s.State.Claims[(int)id].Status.ToString())
                 .Add("items", "items answered", rebuttal.Items.Count).Money("bondWon", "bond won", c.Bond).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+        }));
+        return cmd;
+    }
+
+    // ---- the end of a licence: announce the exit, then release the collateral after the notice -------------
+
+    public static Command Exit()
+    {
+        var (cmd, o) = ProtocolCli.Command("exit",
+            "Announce the end of your licence: you take no new permits, may commit usage up to the current epoch, and can release your collateral "
+            + "(`oml host release`) after the notice: the end of this epoch plus the claim reveal and rebut windows.");
+        var id = ModelId();
+        cmd.Add(id);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            using var s = o.Open(r);
+            using var key = o.Key(r);
+            var ev = s.Engine.AnnounceExit(key, r.GetValue(id)!);
+            var lic = s.State.LicenceOf(r.GetValue(id)!, Hex.Of(key.Address))!;
+            return new Report().Add("model", "model", lic.ModelId).Add("host", "host", lic.Host).Add("exitEpoch", "last usage epoch", lic.ExitEpoch)
+                .Money("collateral", "collateral locked", lic.CollateralLocked)
+                .Add("releasableAt", "releasable from", JsonValue.Create(lic.ReleasableAt), ProtocolCli.Time(lic.ReleasableAt))
+                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+        }));
+        return cmd;
+    }
+
+    public static Command Release()
+    {
+        var (cmd, o) = ProtocolCli.Command("release",
+            "After the exit notice, with no revealed claim open against you, move what is left of your collateral to your withdrawable credits "
+            + "(`oml host withdraw` pays them out).");
+        var id = ModelId();
+        cmd.Add(id);
+        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        {
+            using var s = o.Open(r);
+            using var key = o.Key(r);
+            var ev = s.Engine.ReleaseCollateral(key, r.GetValue(id)!);
+            var lic = s.State.LicenceOf(r.GetValue(id)!, Hex.Of(key.Address))!;
+            return new Report().Add("model", "model", lic.ModelId).Add("host", "host", lic.Host)
+                .Money("posted", "collateral posted", lic.CollateralPosted).Money("slashed", "slashed", lic.CollateralPosted - lic.ReleasedAmount)
+                .Money("released", "released", lic.ReleasedAmount).Money("withdrawable", "withdrawable now", s.State.AccountOf(lic.Host).Withdrawable)
+                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
         }));
         return cmd;
     }

@@ -50,14 +50,20 @@ public sealed record ClaimEvidence(string ModelId, string Host, IReadOnlyList<Cl
     /// <summary>Keccak-256 of the UTF-8 JSON: the signed evidenceHash.</summary>
     public static string Hash(string json) => Hex.Of(Keccak256.Hash(Encoding.UTF8.GetBytes(json)));
 
+    /// <summary>The tag that starts every claim commitment's preimage (v2: bound to the prover).</summary>
+    public const string CommitmentTag = "oml/claim/v2";
+
     /// <summary>
-    /// The claim commitment published by CommitClaim: <c>keccak256("oml/claim/v1" ‖ modelId ‖ 0x00 ‖ host (20 bytes)
-    /// ‖ evidenceHash (32) ‖ salt (32))</c>; it hides which host and fingerprints are claimed until the reveal.
+    /// The claim commitment published by CommitClaim: <c>keccak256("oml/claim/v2" ‖ prover (20 bytes) ‖ modelId ‖ 0x00
+    /// ‖ host (20 bytes) ‖ evidenceHash (32) ‖ salt (32))</c>; it hides which host and fingerprints are claimed until the
+    /// reveal, and it is bound to the prover: the same bytes committed by anyone else can never be revealed. OmlClaims'
+    /// <c>commitmentOf</c> computes the same bytes (with its own evidence hash).
     /// </summary>
-    public static string Commitment(string modelId, string host, string evidenceHash, string salt)
+    public static string Commitment(string prover, string modelId, string host, string evidenceHash, string salt)
     {
         var b = new List<byte>();
-        b.AddRange("oml/claim/v1"u8.ToArray());
+        b.AddRange(Encoding.UTF8.GetBytes(CommitmentTag));
+        b.AddRange(Hex.Decode(Hex.Address(prover)));
         b.AddRange(Encoding.UTF8.GetBytes(modelId));
         b.Add(0);
         b.AddRange(Hex.Decode(Hex.Address(host)));

@@ -8,29 +8,46 @@ namespace Oml.Protocol.Claims;
 
 /// <summary>
 /// A claim ready to commit and reveal: the evidence JSON (the RevealClaim attachment) and a secret 32-byte salt.
-/// <see cref="Commitment"/> (published first with the bond) hides the host and evidence until the reveal.
+/// <see cref="CommitmentFor"/> the prover's address (published first with the bond) hides the host and evidence until
+/// the reveal and binds the claim to that prover.
 /// </summary>
 public sealed record ClaimTicket(string ModelId, string Host, string EvidenceJson, string Salt)
 {
+    /// <summary>The ticket format: 2 since commitments are bound to the prover (<see cref="ClaimEvidence.CommitmentTag"/>).</summary>
+    public const int FormatVersion = 2;
+
     public string EvidenceHash => ClaimEvidence.Hash(EvidenceJson);
-    public string Commitment => ClaimEvidence.Commitment(ModelId, Host, EvidenceHash, Salt);
+
+    /// <summary>The commitment <paramref name="prover"/> publishes for this ticket.</summary>
+    public string CommitmentFor(string prover) => ClaimEvidence.Commitment(prover, ModelId, Host, EvidenceHash, Salt);
+
+    /// <summary>A checksum over the ticket's contents, stored with it so that a damaged ticket (say, an edited salt) is
+    /// refused when read instead of committing a claim that can never match the one already committed:
+    /// keccak256("oml/claim-ticket/v2" ‖ modelId ‖ 0x00 ‖ host ‖ evidenceHash ‖ salt).</summary>
+    public string Check => ClaimEvidence.Hash("oml/claim-ticket/v2" + ModelId + "\0" + Host + EvidenceHash + Salt);
 
     /// <summary>The ticket as JSON. It holds the secret salt: keep it private until the reveal.</summary>
     public string ToJson() => new System.Text.Json.Nodes.JsonObject
     {
-        ["modelId"] = ModelId, ["host"] = Host, ["salt"] = Salt, ["commitment"] = Commitment, ["evidence"] = EvidenceJson,
+        ["version"] = FormatVersion, ["modelId"] = ModelId, ["host"] = Host, ["salt"] = Salt, ["check"] = Check, ["evidence"] = EvidenceJson,
     }.ToJsonString();
 
     public static ClaimTicket FromJson(string json)
     {
         var root = Json.Parse(json, ProtocolErrorCode.InvalidRequest);
         const ProtocolErrorCode c = ProtocolErrorCode.InvalidRequest;
+        int version = root["version"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue(out int n) ? n : 1;
+        if (version != FormatVersion)
+            throw new ProtocolException(ProtocolErrorCode.CommitmentMismatch,
+                $"this claim ticket is format {version}, whose commitment is not bound to the prover; the protocol now takes format "
+                + $"{FormatVersion} commitments only: run `oml prover audit` again for a new ticket (a claim committed with the old "
+                + "ticket cannot be revealed; `oml prover settle` returns its bond once its reveal window has closed)");
         string salt = Json.Text(root, "salt", c);
         if (!Hex.TryDecode(salt, out var s) || s.Length != 32) throw new ProtocolException(c, "the ticket's salt must be 32 bytes of 0x hex");
         if (!Hex.TryAddress(Json.Text(root, "host", c), out var host)) throw new ProtocolException(c, "the ticket's host is not an address");
         var ticket = new ClaimTicket(Json.Text(root, "modelId", c), host, Json.Text(root, "evidence", c), Hex.Of(s));
-        if (root["commitment"] is not null && Json.Text(root, "commitment", c) != ticket.Commitment)
-            throw new ProtocolException(ProtocolErrorCode.CommitmentMismatch, "the ticket's stored commitment does not match its contents");
+        if (Json.Text(root, "check", c) != ticket.Check)
+            throw new ProtocolException(ProtocolErrorCode.CommitmentMismatch, "the ticket's stored check does not match its contents (the ticket was damaged or edited)");
         return ticket;
     }
 
@@ -136,15 +153,14 @@ public static class Prover
         var steps = new List<string>();
         await backend.RefreshAsync(cancellationToken).ConfigureAwait(false);
         string me = Hex.Of(prover.Address);
-        var claim = backend.State.ClaimByCommitment(await backend.ClaimCommitmentAsync(ticket, cancellationToken).ConfigureAwait(false));
+        // Looked up under this prover only: the same bytes committed by anyone else are not this claim.
+        var claim = backend.State.ClaimByCommitment(me, await backend.ClaimCommitmentAsync(ticket, me, cancellationToken).ConfigureAwait(false));
         if (claim is null)
         {
             var committed = await backend.CommitClaimAsync(prover, ticket, bond, cancellationToken).ConfigureAwait(false);
             claim = backend.State.Claims[(int)committed.Id!.Value];
             steps.Add("commit");
         }
-        if (claim.Prover != me)
-            throw new ProtocolException(ProtocolErrorCode.DuplicateCommitment, $"the ticket's commitment was committed by {claim.Prover} (claim {claim.Id}), not by {me}");
         if (claim.Status == ClaimStatus.Committed)
         {
             long closes = claim.CommittedAt + backend.State.Parameters.RevealWindowSeconds;

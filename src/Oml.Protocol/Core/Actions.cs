@@ -67,6 +67,12 @@ public static class Actions
     public static UnsignedAction AcknowledgeCopy(string host, string modelId, string copyDigest, long nonce) =>
         U(Schemas.AcknowledgeCopy, B(host).Str("modelId", modelId).Str("copyDigest", copyDigest), nonce);
 
+    /// <summary>The host announces the end of its licence (no new permits; usage up to this epoch; collateral released after the notice).</summary>
+    public static UnsignedAction AnnounceExit(string host, string modelId, long nonce) => U(Schemas.AnnounceExit, B(host).Str("modelId", modelId), nonce);
+
+    /// <summary>After the exit notice, with no open claim, the host's remaining collateral becomes withdrawable.</summary>
+    public static UnsignedAction ReleaseCollateral(string host, string modelId, long nonce) => U(Schemas.ReleaseCollateral, B(host).Str("modelId", modelId), nonce);
+
     /// <summary>Attach the permits JSON (<see cref="Access.UsageBook.PermitsAttachment"/>) as "permits".</summary>
     public static UnsignedAction CommitUsage(string host, string modelId, long epoch, string receiptsRoot, long receiptCount,
         string permitsAttachment, long nonce) =>

@@ -77,6 +77,12 @@ public interface IProtocolBackend : IDisposable
 
     Task<ActionReceipt> AcknowledgeCopyAsync(PrivateKey host, string modelId, string copyDigest, CancellationToken cancellationToken = default);
 
+    /// <summary>The host announces the end of its licence: no new permits; usage up to the current epoch may still be committed.</summary>
+    Task<ActionReceipt> AnnounceExitAsync(PrivateKey host, string modelId, CancellationToken cancellationToken = default);
+
+    /// <summary>After the exit notice, with no revealed claim open, what is left of the collateral goes to the host's withdrawable credits.</summary>
+    Task<ActionReceipt> ReleaseCollateralAsync(PrivateKey host, string modelId, CancellationToken cancellationToken = default);
+
     /// <summary>The owner accuses a host of serving a leaked or unlicensed copy (evidence kept off the rules).</summary>
     Task<ActionReceipt> FileAccusationAsync(PrivateKey owner, string modelId, string host, string evidenceJson, CancellationToken cancellationToken = default);
 
@@ -96,10 +102,11 @@ public interface IProtocolBackend : IDisposable
 
     // ---------------------------------------------------------------- claims
 
-    /// <summary>The commitment <see cref="CommitClaimAsync"/> publishes for <paramref name="ticket"/> on this backend (the
-    /// ledger's evidence hash is over the evidence JSON, the contracts' over the ABI-encoded items), to find the claim
-    /// again with <see cref="ProtocolState.ClaimByCommitment"/>.</summary>
-    Task<string> ClaimCommitmentAsync(ClaimTicket ticket, CancellationToken cancellationToken = default);
+    /// <summary>The commitment <see cref="CommitClaimAsync"/> publishes for <paramref name="ticket"/> when
+    /// <paramref name="prover"/> commits it (the prover is part of the preimage; the ledger's evidence hash is over the
+    /// evidence JSON, the contracts' over the ABI-encoded items), to find the claim again with
+    /// <see cref="ProtocolState.ClaimByCommitment"/>.</summary>
+    Task<string> ClaimCommitmentAsync(ClaimTicket ticket, string prover, CancellationToken cancellationToken = default);
 
     /// <summary>Locks <paramref name="bond"/> behind the ticket's hiding commitment; the receipt's <see cref="ActionReceipt.Id"/> is the claim id.</summary>
     Task<ActionReceipt> CommitClaimAsync(PrivateKey prover, ClaimTicket ticket, long bond, CancellationToken cancellationToken = default);

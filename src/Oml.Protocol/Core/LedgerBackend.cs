@@ -94,6 +94,12 @@ public sealed class LedgerBackend : IProtocolBackend
     public Task<ActionReceipt> AcknowledgeCopyAsync(PrivateKey host, string modelId, string copyDigest, CancellationToken cancellationToken = default) =>
         Run(Schemas.AcknowledgeCopy, () => Engine.AcknowledgeCopy(host, modelId, copyDigest), cancellationToken);
 
+    public Task<ActionReceipt> AnnounceExitAsync(PrivateKey host, string modelId, CancellationToken cancellationToken = default) =>
+        Run(Schemas.AnnounceExit, () => Engine.AnnounceExit(host, modelId), cancellationToken);
+
+    public Task<ActionReceipt> ReleaseCollateralAsync(PrivateKey host, string modelId, CancellationToken cancellationToken = default) =>
+        Run(Schemas.ReleaseCollateral, () => Engine.ReleaseCollateral(host, modelId), cancellationToken);
+
     public Task<ActionReceipt> FileAccusationAsync(PrivateKey owner, string modelId, string host, string evidenceJson, CancellationToken cancellationToken = default) =>
         Run(Schemas.FileAccusation, () => Engine.FileAccusation(owner, modelId, host, evidenceJson), cancellationToken);
 
@@ -109,10 +115,10 @@ public sealed class LedgerBackend : IProtocolBackend
     public Task<ActionReceipt> CommitUsageAsync(PrivateKey host, UsageBook book, CancellationToken cancellationToken = default) =>
         Run(Schemas.CommitUsage, () => Engine.CommitUsage(host, book), cancellationToken);
 
-    public Task<string> ClaimCommitmentAsync(ClaimTicket ticket, CancellationToken cancellationToken = default)
+    public Task<string> ClaimCommitmentAsync(ClaimTicket ticket, string prover, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(ticket);
-        return Task.FromResult(ticket.Commitment);
+        return Task.FromResult(ticket.CommitmentFor(Hex.Address(prover)));
     }
 
     public Task<ActionReceipt> CommitClaimAsync(PrivateKey prover, ClaimTicket ticket, long bond, CancellationToken cancellationToken = default)

@@ -71,6 +71,14 @@ public sealed partial class ProtocolEngine
     public LedgerEvent AcknowledgeCopy(PrivateKey host, string modelId, string copyDigest) =>
         Send(host, (a, n) => Actions.AcknowledgeCopy(a, modelId, copyDigest, n));
 
+    /// <summary>Announces the end of <paramref name="host"/>'s licence of <paramref name="modelId"/>: it takes no new
+    /// permits, may commit usage up to the current epoch, and can release its collateral after the notice.</summary>
+    public LedgerEvent AnnounceExit(PrivateKey host, string modelId) => Send(host, (a, n) => Actions.AnnounceExit(a, modelId, n));
+
+    /// <summary>Moves what is left of the host's collateral (posted minus slashes) to its withdrawable credits, once the
+    /// exit notice has passed and no revealed claim against the licence is open.</summary>
+    public LedgerEvent ReleaseCollateral(PrivateKey host, string modelId) => Send(host, (a, n) => Actions.ReleaseCollateral(a, modelId, n));
+
     /// <summary>Commits a usage book: its receipts root and count, and settles its permits.</summary>
     public LedgerEvent CommitUsage(PrivateKey host, UsageBook book)
     {
@@ -80,7 +88,7 @@ public sealed partial class ProtocolEngine
             new Dictionary<string, string> { ["permits"] = permits });
     }
 
-    /// <summary>Locks <paramref name="bond"/> behind the ticket's hiding commitment; returns the claim id.</summary>
+    /// <summary>Locks <paramref name="bond"/> behind the ticket's hiding commitment (bound to the prover); returns the claim id.</summary>
     public long CommitClaim(PrivateKey prover, ClaimTicket ticket, long bond) => CommitClaimEvent(prover, ticket, bond).ClaimId;
 
     /// <summary><see cref="CommitClaim"/>, also returning the event it appended.</summary>
@@ -89,7 +97,7 @@ public sealed partial class ProtocolEngine
         ArgumentNullException.ThrowIfNull(ticket);
         lock (_gate)
         {
-            var ev = Send(prover, (a, n) => Actions.CommitClaim(a, ticket.Commitment, bond, n));
+            var ev = Send(prover, (a, n) => Actions.CommitClaim(a, ticket.CommitmentFor(a), bond, n));
             return (ev, _state.ClaimList.Count - 1);
         }
     }

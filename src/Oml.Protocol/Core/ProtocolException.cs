@@ -67,6 +67,20 @@ public enum ProtocolErrorCode
     RefundPending,
     /// <summary>Governance stake is locked (an open vote, or within the voting window after the last stake).</summary>
     StakeLocked,
+    /// <summary>The host already announced its exit from this licence.</summary>
+    ExitAlreadyAnnounced,
+    /// <summary>The host has not announced its exit from this licence (AnnounceExit first).</summary>
+    ExitNotAnnounced,
+    /// <summary>The exit notice has not passed yet: the collateral can be released from its releasable time.</summary>
+    ReleaseNotDue,
+    /// <summary>A revealed claim against the licence is still open (rebut or settle it first).</summary>
+    OpenClaims,
+    /// <summary>The licence's collateral was already released.</summary>
+    AlreadyReleased,
+    /// <summary>Usage for an epoch after the host's exit epoch.</summary>
+    UsageAfterExit,
+    /// <summary>The licence ended and its collateral was released: there is nothing to claim against.</summary>
+    LicenceReleased,
 }
 
 /// <summary>A rejected protocol action. Nothing was appended to the ledger.</summary>

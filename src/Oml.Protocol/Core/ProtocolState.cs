@@ -60,6 +60,16 @@ public sealed class Licence
     public string? Allocation { get; internal set; }
     public bool Acknowledged { get; internal set; }
     public bool Delivered => IndicesRoot is not null;
+    /// <summary>When the host announced its exit (null: it did not); it then takes no new permits.</summary>
+    public long? ExitAnnouncedAt { get; internal set; }
+    /// <summary>The last epoch the host may commit usage for (the epoch of its exit announcement).</summary>
+    public long ExitEpoch { get; internal set; }
+    /// <summary>From when the collateral can be released: the end of the exit epoch + RevealWindowSeconds + RebutWindowSeconds.</summary>
+    public long ReleasableAt { get; internal set; }
+    /// <summary>Whether the remaining collateral was released to the host's credits (and how much).</summary>
+    public bool CollateralReleased { get; internal set; }
+    public long ReleasedAmount { get; internal set; }
+    public bool Exiting => ExitAnnouncedAt is not null;
 }
 
 /// <summary>A user's funds escrowed for one host; <see cref="RefundRequestedAt"/> is set once the user asked for them back.</summary>
@@ -180,8 +190,12 @@ public sealed class ProtocolState
     /// <summary>The user's escrow with the host (an empty one if there is none).</summary>
     public Escrow EscrowOf(string user, string host) => EscrowMap.TryGetValue(EscrowKey(user, host), out var e) ? e : new Escrow();
 
-    /// <summary>The claim that committed <paramref name="commitment"/>, if any.</summary>
-    public Claim? ClaimByCommitment(string commitment) => CommitmentMap.TryGetValue(commitment, out var id) ? ClaimList[(int)id] : null;
+    /// <summary>The claim <paramref name="prover"/> committed under <paramref name="commitment"/>, if any.</summary>
+    public Claim? ClaimByCommitment(string prover, string commitment) =>
+        CommitmentMap.TryGetValue(CommitmentKey(prover, commitment), out var id) ? ClaimList[(int)id] : null;
+
+    /// <summary>Commitments are keyed by (prover, commitment): a copy sent by someone else blocks nothing.</summary>
+    internal static string CommitmentKey(string prover, string commitment) => prover + "/" + commitment;
 
     /// <summary>The end (exclusive, ledger seconds) of the epoch that <paramref name="time"/> falls in.</summary>
     public long EpochEnd(long time) => GenesisTime + (EpochAt(time) + 1) * Parameters.EpochSeconds;
@@ -271,6 +285,11 @@ public sealed class ProtocolState
                 w.WriteStringValue(l.ModelId); w.WriteStringValue(l.Host); w.WriteNumberValue(l.Ordinal); w.WriteStringValue(l.Endpoint);
                 w.WriteNumberValue(l.CollateralPosted); w.WriteNumberValue(l.CollateralLocked); w.WriteStringValue(l.IndicesRoot);
                 w.WriteNumberValue(l.FingerprintCount); w.WriteStringValue(l.CopyDigest); w.WriteStringValue(l.Allocation); w.WriteBooleanValue(l.Acknowledged);
+                if (l.ExitAnnouncedAt is { } exitAt)
+                {
+                    w.WriteNumberValue(exitAt); w.WriteNumberValue(l.ExitEpoch); w.WriteNumberValue(l.ReleasableAt);
+                    w.WriteBooleanValue(l.CollateralReleased); w.WriteNumberValue(l.ReleasedAmount);
+                }
                 w.WriteEndArray();
             }
             w.WriteEndObject();

@@ -14,6 +14,8 @@ internal static partial class Rules
         long epoch = m.UInt("epoch");
         long current = s.EpochAt(c.Now);
         if (epoch > current) throw Fail(ProtocolErrorCode.EpochInvalid, $"epoch {epoch} has not started (current epoch {current})");
+        if (licence.Exiting && epoch > licence.ExitEpoch)
+            throw Fail(ProtocolErrorCode.UsageAfterExit, $"{host} announced its exit from '{model.Id}' in epoch {licence.ExitEpoch}; it commits no usage for epoch {epoch}");
         string key = ProtocolState.UsageKey(model.Id, host, epoch);
         if (s.UsageMap.ContainsKey(key)) throw Fail(ProtocolErrorCode.UsageAlreadyCommitted, $"{host} already committed usage of '{model.Id}' for epoch {epoch}");
 

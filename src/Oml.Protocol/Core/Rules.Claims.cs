@@ -14,8 +14,9 @@ internal static partial class Rules
         string actor = m.Address("actor");
         string commitment = m.Bytes32("commitment");
         if (commitment == Hex.Zero32) throw Fail(ProtocolErrorCode.InvalidRequest, "the commitment must not be zero");
-        if (s.CommitmentMap.TryGetValue(commitment, out long earlier))
-            throw Fail(ProtocolErrorCode.DuplicateCommitment, $"commitment {commitment} was already committed (claim {earlier})");
+        string key = ProtocolState.CommitmentKey(actor, commitment);
+        if (s.CommitmentMap.TryGetValue(key, out long earlier))
+            throw Fail(ProtocolErrorCode.DuplicateCommitment, $"{actor} already committed {commitment} (claim {earlier})");
         long bond = m.UInt("bond");
         if (bond < s.Parameters.MinBond) throw Fail(ProtocolErrorCode.BondTooLow, $"bond {bond} is below the minimum {s.Parameters.MinBond}");
         long bal = s.AccountOf(actor).Balance;
@@ -27,7 +28,7 @@ internal static partial class Rules
             acc.Balance -= bond;
             acc.Locked += bond;
             s.ClaimList.Add(claim);
-            s.CommitmentMap[commitment] = claim.Id;
+            s.CommitmentMap[key] = claim.Id;
         };
     }
 
@@ -41,11 +42,13 @@ internal static partial class Rules
         if (c.Now > claim.CommittedAt + s.Parameters.RevealWindowSeconds)
             throw Fail(ProtocolErrorCode.WindowClosed, $"the reveal window of claim {claim.Id} closed at {claim.CommittedAt + s.Parameters.RevealWindowSeconds}");
         string modelId = m.Str("modelId"), evidenceHash = m.Bytes32("evidenceHash");
-        if (ClaimEvidence.Commitment(modelId, host, evidenceHash, m.Bytes32("salt")) != claim.Commitment)
+        if (ClaimEvidence.Commitment(claim.Prover, modelId, host, evidenceHash, m.Bytes32("salt")) != claim.Commitment)
             throw Fail(ProtocolErrorCode.CommitmentMismatch, $"the revealed claim does not match claim {claim.Id}'s commitment");
         var model = ModelOf(s, modelId);
         var licence = s.LicenceOf(model.Id, host) ?? throw Fail(ProtocolErrorCode.UnknownLicence, $"{host} holds no licence for '{model.Id}'");
         if (!licence.Delivered) throw Fail(ProtocolErrorCode.CopyNotDelivered, $"no copy of '{model.Id}' was delivered to {host}");
+        if (licence.CollateralReleased)
+            throw Fail(ProtocolErrorCode.LicenceReleased, $"{host}'s licence of '{model.Id}' ended and its collateral was released at the end of its exit notice");
 
         var evidence = ClaimEvidence.FromJson(a.Attachments["evidence"]);
         if (evidence.ModelId != model.Id || !Hex.TryAddress(evidence.Host, out var evHost) || evHost != host)

@@ -154,6 +154,53 @@ internal static partial class Rules
         };
     }
 
+    /// <summary>
+    /// The host announces the end of its licence. From now on it takes no new permits and may commit usage for the current
+    /// (exit) epoch and earlier ones only. Its collateral stays claimable until the end of the exit epoch plus the reveal
+    /// and rebut windows (so a prover who caught it in its last epoch can still commit and reveal, and the host still
+    /// rebut), and after that while a revealed claim against it is open. Derived from those windows rather than a
+    /// parameter of its own, so that governance cannot set a notice shorter than what it must cover.
+    /// </summary>
+    private static Action AnnounceExit(ProtocolState s, Message m, RuleContext c)
+    {
+        string actor = m.Address("actor");
+        var model = ModelOf(s, m.Str("modelId"));
+        var licence = s.LicenceOf(model.Id, actor) ?? throw Fail(ProtocolErrorCode.UnknownLicence, $"{actor} holds no licence for '{model.Id}'");
+        if (licence.ExitAnnouncedAt is { } at) throw Fail(ProtocolErrorCode.ExitAlreadyAnnounced, $"{actor} already announced its exit from '{model.Id}' at {at}");
+        var p = s.Parameters;
+        long epoch = s.EpochAt(c.Now);
+        long due = AddChecked(AddChecked(s.EpochEnd(c.Now), p.RevealWindowSeconds), p.RebutWindowSeconds);
+        return () =>
+        {
+            licence.ExitAnnouncedAt = c.Now;
+            licence.ExitEpoch = epoch;
+            licence.ReleasableAt = due;
+        };
+    }
+
+    private static Action ReleaseCollateral(ProtocolState s, Message m, RuleContext c)
+    {
+        string actor = m.Address("actor");
+        var model = ModelOf(s, m.Str("modelId"));
+        var licence = s.LicenceOf(model.Id, actor) ?? throw Fail(ProtocolErrorCode.UnknownLicence, $"{actor} holds no licence for '{model.Id}'");
+        if (!licence.Exiting) throw Fail(ProtocolErrorCode.ExitNotAnnounced, $"{actor} has not announced its exit from '{model.Id}' (announce it first)");
+        if (licence.CollateralReleased) throw Fail(ProtocolErrorCode.AlreadyReleased, $"the collateral of {actor}'s licence of '{model.Id}' was already released");
+        if (c.Now < licence.ReleasableAt)
+            throw Fail(ProtocolErrorCode.ReleaseNotDue, $"the collateral of {actor}'s licence of '{model.Id}' can be released from {licence.ReleasableAt} (now {c.Now})");
+        int open = s.ClaimList.Count(x => x.Status == ClaimStatus.Revealed && x.ModelId == model.Id && x.Host == actor);
+        if (open > 0) throw Fail(ProtocolErrorCode.OpenClaims, $"{open} revealed claim(s) against {actor}'s licence of '{model.Id}' are open (rebut or settle them first)");
+        long amount = licence.CollateralLocked;
+        return () =>
+        {
+            licence.CollateralLocked = 0;
+            licence.CollateralReleased = true;
+            licence.ReleasedAmount = amount;
+            var acc = s.Acc(actor);
+            acc.Locked -= amount;
+            acc.Withdrawable = checked(acc.Withdrawable + amount);
+        };
+    }
+
     private static Action AcknowledgeCopy(ProtocolState s, Message m)
     {
         string actor = m.Address("actor");

@@ -87,6 +87,8 @@ internal static partial class Rules
             Schemas.ApplyLicense => ApplyLicense(s, m),
             Schemas.DeliverCopy => DeliverCopy(s, m),
             Schemas.AcknowledgeCopy => AcknowledgeCopy(s, m),
+            Schemas.AnnounceExit => AnnounceExit(s, m, c),
+            Schemas.ReleaseCollateral => ReleaseCollateral(s, m, c),
             Schemas.CommitUsage => CommitUsage(s, a, m, c),
             Schemas.CommitClaim => CommitClaim(s, m, c),
             Schemas.RevealClaim => RevealClaim(s, a, m, c),

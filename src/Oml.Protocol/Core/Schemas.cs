@@ -64,6 +64,8 @@ public static class Schemas
     public const string ApplyLicense = "ApplyLicense";
     public const string DeliverCopy = "DeliverCopy";
     public const string AcknowledgeCopy = "AcknowledgeCopy";
+    public const string AnnounceExit = "AnnounceExit";
+    public const string ReleaseCollateral = "ReleaseCollateral";
     public const string CommitUsage = "CommitUsage";
     public const string CommitClaim = "CommitClaim";
     public const string RevealClaim = "RevealClaim";
@@ -107,6 +109,8 @@ public static class Schemas
         [DeliverCopy] = [Actor, F("modelId", "string"), F("host", "address"), F("indicesRoot", "bytes32"),
             F("fingerprintCount", "uint256"), F("copyDigest", "string"), F("allocation", "string"), Nonce],
         [AcknowledgeCopy] = [Actor, F("modelId", "string"), F("copyDigest", "string"), Nonce],
+        [AnnounceExit] = [Actor, F("modelId", "string"), Nonce],
+        [ReleaseCollateral] = [Actor, F("modelId", "string"), Nonce],
         [CommitUsage] = [Actor, F("modelId", "string"), F("epoch", "uint256"), F("receiptsRoot", "bytes32"),
             F("receiptCount", "uint256"), F("permitsHash", "bytes32"), Nonce],
         [CommitClaim] = [Actor, F("commitment", "bytes32"), F("bond", "uint256"), Nonce],

@@ -150,6 +150,7 @@ public sealed class PermitGate
             if (p.Host != Host || p.ModelId != ModelId) throw new QueryRefusedException("the permit is for another host or model");
             if (p.QueryHash != Hex.KeccakText(query)) throw new QueryRefusedException("the permit is for another query");
             if (!s.Models.TryGetValue(ModelId, out var model)) throw new QueryRefusedException($"model '{ModelId}' is not registered on this ledger");
+            if (s.LicenceOf(ModelId, Host) is { Exiting: true }) throw new QueryRefusedException($"this host announced its exit from '{ModelId}': no new permits");
             if (p.Fee < model.PricePerQuery) throw new QueryRefusedException($"the permit pays {p.Fee}, the price is {model.PricePerQuery}");
             long mustLast = s.EpochEnd(now) + SettleMarginSeconds;
             if (p.Expiry < mustLast) throw new QueryRefusedException($"the permit expires at {p.Expiry}, before this epoch's usage can be settled (it must last until {mustLast})");

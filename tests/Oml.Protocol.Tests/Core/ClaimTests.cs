@@ -242,16 +242,61 @@ public class ClaimResumeTests
     }
 
     [Fact]
-    public void A_commitment_is_accepted_once_ever()
+    public void A_commitment_is_accepted_once_ever_per_prover()
     {
         var (n, t) = Setup();
         using var _ = n;
         long id = n.Engine.CommitClaim(n.Prover, t, 100);
         n.Rejected(ProtocolErrorCode.DuplicateCommitment, () => n.Engine.CommitClaim(n.Prover, t, 100));
-        n.Rejected(ProtocolErrorCode.DuplicateCommitment, () => n.Engine.CommitClaim(n.Outsider, t, 100));
+        // Another prover with the same ticket commits its own commitment (the prover's address is in the preimage).
+        long other = n.Engine.CommitClaim(n.Outsider, t, 100);
+        Assert.NotEqual(n.S.Claims[(int)id].Commitment, n.S.Claims[(int)other].Commitment);
+        Assert.Equal(t.CommitmentFor(TestNet.A(n.Prover)), n.S.Claims[(int)id].Commitment);
         n.Clock.Advance(n.S.Parameters.RevealWindowSeconds + 1);
         n.Engine.Settle(n.Outsider, id);
         n.Rejected(ProtocolErrorCode.DuplicateCommitment, () => n.Engine.CommitClaim(n.Prover, t, 100));
+    }
+
+    [Fact]
+    public void A_ticket_round_trips_and_an_old_format_ticket_is_refused_with_a_clear_error()
+    {
+        var (n, t) = Setup();
+        using var _ = n;
+        var back = ClaimTicket.FromJson(t.ToJson());
+        Assert.Equal(t, back);
+        Assert.Equal(t.CommitmentFor(TestNet.A(n.Prover)), back.CommitmentFor(TestNet.A(n.Prover)));
+        // A format-1 ticket (written before commitments were bound to the prover) stored its unbound commitment.
+        var old = new System.Text.Json.Nodes.JsonObject
+        {
+            ["modelId"] = t.ModelId, ["host"] = t.Host, ["salt"] = t.Salt, ["commitment"] = Hex.Of(new byte[32]), ["evidence"] = t.EvidenceJson,
+        }.ToJsonString();
+        var e = Assert.Throws<ProtocolException>(() => ClaimTicket.FromJson(old));
+        Assert.Equal(ProtocolErrorCode.CommitmentMismatch, e.Code);
+        Assert.Contains("run `oml prover audit` again", e.Message);
+    }
+
+    [Fact]
+    public void A_copied_commitment_neither_blocks_the_prover_nor_can_be_revealed()
+    {
+        var (n, t) = Setup();
+        using var _ = n;
+        // The attacker has the prover's commitment (a request seen in transit, a copied ticket) and submits it first.
+        string copied = t.CommitmentFor(TestNet.A(n.Prover));
+        n.Engine.Submit(Actions.CommitClaim(TestNet.A(n.Outsider), copied, 100, n.Acc(n.Outsider).Nonce).Sign(n.Engine.Domain, n.Outsider));
+        long copy = n.S.Claims.Count - 1;
+        // The prover's claim still goes through, resumed from its ticket as `oml prover claim` does.
+        var p = Prover.AdvanceClaim(n.Engine, n.Prover, t, 100, () => n.Clock.Advance(1));
+        Assert.Equal(["commit", "reveal"], p.Steps);
+        Assert.Equal(ClaimStatus.Revealed, p.Claim.Status);
+        Assert.NotEqual(copy, p.Claim.Id);
+        // Even with the whole ticket, the copy can never be revealed; after the window its bond only comes back.
+        n.Rejected(ProtocolErrorCode.CommitmentMismatch, () => n.Engine.RevealClaim(n.Outsider, copy, t));
+        n.Clock.Advance(n.S.Parameters.RebutWindowSeconds + 1);
+        n.Engine.Settle(n.Outsider, p.Claim.Id);
+        n.Engine.Settle(n.Outsider, copy);
+        Assert.Equal(ClaimStatus.Slashed, n.S.Claims[(int)p.Claim.Id].Status);
+        Assert.Equal(ClaimStatus.Expired, n.S.Claims[(int)copy].Status);
+        Assert.Equal(100, n.Acc(n.Outsider).Withdrawable);
     }
 
     [Fact]
