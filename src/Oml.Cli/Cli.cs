@@ -38,7 +38,7 @@ public static class Cli
         TraceCommands.Create(),
         AccountCommands.Create(),
         ExplorerCommand.Create(),
-        Protocol.ProtocolCommands.Create(), Protocol.OwnerCommands.Create(), Protocol.HostCommands.Create(), Protocol.UserCommands.Create(), Protocol.ProverCommands.Create(), Protocol.GovCommands.Create(),
+        Protocol.ProtocolCommands.Create(), Protocol.OwnerCommands.Create(), Protocol.HostCommands.Create(), Protocol.UserCommands.Create(), Protocol.ProverCommands.Create(), Protocol.GovCommands.Create(), Protocol.ChainCommands.Create(),
         LabCommand.Create(),
         AttackCommands.Create(),
         DataCommands.Create(),
