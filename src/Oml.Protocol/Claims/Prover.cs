@@ -136,7 +136,7 @@ public static class Prover
         var steps = new List<string>();
         await backend.RefreshAsync(cancellationToken).ConfigureAwait(false);
         string me = Hex.Of(prover.Address);
-        var claim = backend.State.ClaimByCommitment(ticket.Commitment);
+        var claim = backend.State.ClaimByCommitment(await backend.ClaimCommitmentAsync(ticket, cancellationToken).ConfigureAwait(false));
         if (claim is null)
         {
             var committed = await backend.CommitClaimAsync(prover, ticket, bond, cancellationToken).ConfigureAwait(false);

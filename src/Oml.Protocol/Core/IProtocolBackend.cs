@@ -96,6 +96,11 @@ public interface IProtocolBackend : IDisposable
 
     // ---------------------------------------------------------------- claims
 
+    /// <summary>The commitment <see cref="CommitClaimAsync"/> publishes for <paramref name="ticket"/> on this backend (the
+    /// ledger's evidence hash is over the evidence JSON, the contracts' over the ABI-encoded items), to find the claim
+    /// again with <see cref="ProtocolState.ClaimByCommitment"/>.</summary>
+    Task<string> ClaimCommitmentAsync(ClaimTicket ticket, CancellationToken cancellationToken = default);
+
     /// <summary>Locks <paramref name="bond"/> behind the ticket's hiding commitment; the receipt's <see cref="ActionReceipt.Id"/> is the claim id.</summary>
     Task<ActionReceipt> CommitClaimAsync(PrivateKey prover, ClaimTicket ticket, long bond, CancellationToken cancellationToken = default);
 

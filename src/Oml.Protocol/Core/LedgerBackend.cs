@@ -109,6 +109,12 @@ public sealed class LedgerBackend : IProtocolBackend
     public Task<ActionReceipt> CommitUsageAsync(PrivateKey host, UsageBook book, CancellationToken cancellationToken = default) =>
         Run(Schemas.CommitUsage, () => Engine.CommitUsage(host, book), cancellationToken);
 
+    public Task<string> ClaimCommitmentAsync(ClaimTicket ticket, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(ticket);
+        return Task.FromResult(ticket.Commitment);
+    }
+
     public Task<ActionReceipt> CommitClaimAsync(PrivateKey prover, ClaimTicket ticket, long bond, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
