@@ -107,8 +107,8 @@ internal static class ChainCli
         return await CreateBackendAsync(url, d, ct).ConfigureAwait(false);
     }
 
-    private static Task<IProtocolBackend> CreateBackendAsync(string url, OmlDeployment d, CancellationToken ct) =>
-        throw new NotSupportedException($"the chain backend is not built into this oml yet (chain {d.ChainId} at {url})");
+    private static async Task<IProtocolBackend> CreateBackendAsync(string url, OmlDeployment d, CancellationToken ct) =>
+        await ChainBackend.OpenAsync(url, d, ct).ConfigureAwait(false);
 
     /// <summary>Whether the node is a local development node (anvil) that takes anvil_/evm_ calls.</summary>
     public static async Task<bool> IsDevNodeAsync(string url, CancellationToken ct)
