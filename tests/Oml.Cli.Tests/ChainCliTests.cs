@@ -165,6 +165,14 @@ public sealed class ChainCliTests : IDisposable, IClassFixture<CliAnvilFixture>
         Assert.Contains("is chain 31337", wrongChain.Err);
         Assert.Contains("chain 4242", wrongChain.Err);
 
+        var elsewhere = P("no-contract.json");
+        var d = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(deployment))!;
+        d["Protocol"] = "0x" + new string('7', 40);
+        File.WriteAllText(elsewhere, d.ToJsonString());
+        var noContract = Run("protocol", "status", "--chain", _node.RpcUrl, "--deployment", elsewhere);
+        Assert.Equal(1, noContract.Code);
+        Assert.Contains("has no contract at", noContract.Err);
+
         // `init` makes a ledger; a chain is deployed instead.
         var init = Run("protocol", "init", "--chain", _node.RpcUrl, "--deployment", deployment, "--keystore", Ks("treasury"), "--passphrase-file", PassFile);
         Assert.Equal(2, init.Code);

@@ -54,7 +54,7 @@ public static class ProverCommands
             {
                 var t = Prover.PrepareClaim(report, set, r.GetValue(maxItems));
                 FingerprintIO.WriteTextAtomic(path, t.ToJson() + "\n", r.GetValue(o.Force));
-                rep.Add("ticket", "claim ticket", Path.GetFullPath(path)).Add("commitment", "commitment", t.Commitment);
+                rep.Add("ticket", "claim ticket", Path.GetFullPath(path)).Add("commitment", "commitment", await s.Backend.ClaimCommitmentAsync(t, ct));
             }
             return rep.Print(r.GetValue(o.Json));
         });
