@@ -182,5 +182,12 @@ public sealed class ChainCliTests : IDisposable, IClassFixture<CliAnvilFixture>
         var again = Run("chain", "deploy", "--chain", _node.RpcUrl, "--keystore", Ks("treasury"), "--passphrase-file", PassFile, "--out", deployment);
         Assert.Equal(2, again.Code);
         Assert.Contains("--force", again.Err);
+
+        // An account without ether cannot pay gas: a clear failure, with the way out on a local node.
+        NewAccounts("poor");
+        var poor = Run("chain", "deploy", "--chain", _node.RpcUrl, "--keystore", Ks("poor"), "--passphrase-file", PassFile, "--out", P("poor-deployment.json"));
+        Assert.True(poor.Code == 1, poor.Err);
+        Assert.Contains("oml chain fund", poor.Err);
+        Assert.False(File.Exists(P("poor-deployment.json")));
     }
 }
