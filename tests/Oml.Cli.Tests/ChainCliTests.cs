@@ -137,6 +137,99 @@ public sealed class ChainCliTests : IDisposable, IClassFixture<CliAnvilFixture>
         Assert.NotNull(JsonNode.Parse(l.Out)!["event"]);
     }
 
+    private static string FindRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Oml.sln"))) return d.FullName;
+        throw new DirectoryNotFoundException("repository root not found");
+    }
+
+    /// <summary>The llama-tiny fixture with the tiny word tokenizer, and a pool of 16 random-word fingerprints.</summary>
+    private (string Model, string Pool) TinyModelAndPool()
+    {
+        var fixture = Path.Combine(FindRoot(), "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
+        var model = P("base");
+        Directory.CreateDirectory(model);
+        foreach (var f in new[] { "config.json", "generation_config.json", "model.safetensors" })
+            File.Copy(Path.Combine(fixture, f), Path.Combine(model, f));
+        File.WriteAllText(Path.Combine(model, "tokenizer.json"), FingerprintCliTests.TinyTokenizerJson());
+        var pool = P("pool.omlfp");
+        var r = Run("fingerprints", "generate", "--model", model, "--strategy", "random-word", "--random-word-keys", "--count", "16",
+            "--out", pool, "--passphrase-file", PassFile, "--kdf-iterations", Kdf, "--insecure-kdf");
+        Assert.True(r.Code == 0, r.Err);
+        return (model, pool);
+    }
+
+    [Fact]
+    public async Task A_host_on_a_chain_checks_permits_against_the_chain_and_commits_its_usage_there()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (model, pool) = TinyModelAndPool();
+        NewAccounts("treasury", "owner", "host", "user", "prover");
+        var deployment = Deploy();
+        string[] chain = ["--chain", _node.RpcUrl, "--deployment", deployment];
+        JsonNode A(string who, params string[] args) => Act(chain, Ks(who), PassFile, args);
+        (int Code, string Out, string Err) Try(string who, params string[] args) => Run([.. args, .. chain, "--keystore", Ks(who), "--passphrase-file", PassFile]);
+        foreach (var who in new[] { "owner", "host", "user", "prover" })
+            A("treasury", "owner", "mint", "--to", _address[who], "--amount", "10000");
+        A("owner", "owner", "register", "--model-id", "tiny", "--weights-digest", "sha256:" + new string('a', 64), "--price", "10", "--min-collateral", "1000");
+        A("host", "host", "apply", "--model-id", "tiny", "--collateral", "2000", "--endpoint", "http://127.0.0.1/host");
+        string copyDigest = "sha256:" + new string('b', 64);
+        var delivered = A("owner", "owner", "deliver", "--model-id", "tiny", "--host", _address["host"], "--pool", pool, "--allocation", "random:4", "--copy-digest", copyDigest);
+        Assert.Equal(4, delivered["fingerprints"]!.GetValue<int>());
+        A("host", "host", "acknowledge", "--model-id", "tiny", "--copy-digest", copyDigest);
+
+        using var stop = new CancellationTokenSource();
+        Oml.Cli.Protocol.HostCommands.ServeStopForTests = stop.Token;
+        var (consoleOut, consoleError) = (Console.Out, Console.Error);
+        var urlFile = P("host.url");
+        var server = Task.Run(() => Run(["host", "serve", "--url-file", urlFile, .. chain, "--keystore", Ks("host"), "--passphrase-file", PassFile,
+            "--model-id", "tiny", "--model", model, "--receipts", P("receipts")]), ct);
+        try
+        {
+            for (int i = 0; i < 600 && !File.Exists(urlFile); i++)
+            {
+                if (server.IsCompleted) Assert.Fail($"serve ended: {(await server).Err}");
+                await Task.Delay(50, ct);
+            }
+            string url = File.ReadAllText(urlFile).Trim();
+
+            A("user", "user", "deposit", "--host", _address["host"], "--amount", "100");
+            foreach (var q in new[] { " apple bread", " cloud dance" })
+                Assert.True(A("user", "user", "ask", "--endpoint", url, "--query", q, "--model-id", "tiny", "--host", _address["host"], "--fee", "10")["receiptValid"]!.GetValue<bool>());
+            // The chain's state decides: nothing escrowed with this host, or a replayed nonce, is refused before serving.
+            var unfunded = await Task.Run(() => Try("prover", "user", "ask", "--endpoint", url, "--query", " apple bread", "--model-id", "tiny", "--host", _address["host"]), ct);
+            Assert.Equal(1, unfunded.Code);
+            Assert.Contains("does not cover this fee", unfunded.Err);
+            var once = await Task.Run(() => Try("user", "user", "ask", "--endpoint", url, "--query", " eagle flame", "--model-id", "tiny", "--host", _address["host"], "--nonce", "77"), ct);
+            Assert.True(once.Code == 0, once.Err);
+            var replay = await Task.Run(() => Try("user", "user", "ask", "--endpoint", url, "--query", " eagle flame", "--model-id", "tiny", "--host", _address["host"], "--nonce", "77"), ct);
+            Assert.Equal(1, replay.Code);
+            Assert.Contains("already used", replay.Err);
+
+            var usage = A("host", "host", "commit-usage", "--model-id", "tiny", "--receipts", P("receipts"));
+            Assert.Equal(3, usage["receipts"]!.GetValue<long>());
+            Assert.Equal(3, usage["permits"]!.GetValue<long>());
+            Assert.Equal(30, usage["fees"]!.GetValue<long>());
+            Assert.Equal(6, usage["hostShare"]!.GetValue<long>()); // 20% of 30
+            Assert.Matches("^0x[0-9a-f]{64}$", usage["tx"]!.GetValue<string>());
+            Assert.Equal(6, A("host", "host", "withdraw")["withdrawn"]!.GetValue<long>());
+            Assert.Equal(24, A("owner", "owner", "withdraw")["withdrawn"]!.GetValue<long>());
+            var status = JsonNode.Parse(Run(["protocol", "status", .. chain, "--json"]).Out)!;
+            Assert.Equal(70, status["accounts"]![_address["user"]]!["escrowed"]!.GetValue<long>());
+            Assert.Equal(10_000 - 2000 + 6, status["accounts"]![_address["host"]]!["balance"]!.GetValue<long>());
+        }
+        finally
+        {
+            stop.Cancel();
+            try { await server.WaitAsync(TimeSpan.FromSeconds(30), ct); }
+            catch (Exception e) when (e is TimeoutException or OperationCanceledException) { }
+            Oml.Cli.Protocol.HostCommands.ServeStopForTests = CancellationToken.None;
+            Console.SetOut(consoleOut);
+            Console.SetError(consoleError);
+        }
+    }
+
     [Fact]
     public void Choosing_the_backend_is_checked_before_anything_runs()
     {
