@@ -5,9 +5,21 @@
 # slashed; host C's copy leaks to an endpoint of unknown origin and the trace names C. Along the way, the attacks of
 # issue 11 fail: replayed and unfunded permits are refused before serving, a rerun of the claim does nothing twice,
 # fresh accounts with dummy models cannot vote, and a consistently rewritten ledger is refused.
-# Run after scripts/setup.sh. Everything lands in ${OML_SCENARIO_DIR:-./oml-protocol-scenario}; servers listen on
-# 127.0.0.1 only and are stopped on exit.
+#
+#   scripts/protocol-scenario.sh           the embedded ledger (a SQLite file)
+#   scripts/protocol-scenario.sh --chain   the Solidity contracts on a local anvil node: the script starts anvil
+#                                          (npm @foundry-rs/anvil in contracts/node_modules, or $OML_ANVIL) on a free
+#                                          127.0.0.1 port, deploys, runs the same story, prints the chain id, the
+#                                          contract addresses and the final balances, and stops the node by its pid.
+# Run after scripts/setup.sh (and contracts/build.sh for --chain). Everything lands in
+# ${OML_SCENARIO_DIR:-./oml-protocol-scenario}; servers listen on 127.0.0.1 only and are stopped on exit.
 set -euo pipefail
+mode=ledger
+case "${1:-}" in
+  "") ;;
+  --chain) mode=chain ;;
+  *) echo "usage: $0 [--chain]" >&2; exit 2 ;;
+esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$(pwd)"
 dll="$root/src/Oml.Cli/bin/Release/net10.0/oml.dll"
@@ -20,11 +32,34 @@ mkdir -p "$work"
 cd "$work"
 export OML_PASSPHRASE="${OML_PASSPHRASE:-oml scenario passphrase}"   # every keystore and the fingerprint pool use it
 export OML_PIN_DIR="$work/pins"   # the ledger heads this demo pins (normally ~/.config/oml/ledger-pins)
-L=(--ledger ledger.db)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
 step() { printf '\n== %s\n' "$*"; }
+if [ "$mode" = chain ]; then
+  anvil="${OML_ANVIL:-$(ls "$root"/contracts/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | head -n 1)}"
+  [ -n "$anvil" ] || anvil="$(command -v anvil || true)"
+  [ -x "$anvil" ] || { echo "anvil not found: run contracts/build.sh (npm @foundry-rs/anvil) or set OML_ANVIL" >&2; exit 1; }
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  rpc="http://127.0.0.1:$port"
+  "$anvil" --host 127.0.0.1 --port "$port" --chain-id 31337 --silent >anvil.log 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 1 300); do
+    python3 - "$rpc" <<'PY' 2>/dev/null && break
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1], json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode(), {"Content-Type": "application/json"})
+urllib.request.urlopen(req, timeout=1).read()
+PY
+    kill -0 "${pids[0]}" 2>/dev/null || { cat anvil.log; exit 1; }
+    sleep 0.1
+  done
+  echo "anvil (pid ${pids[0]}) serves chain 31337 at $rpc"
+  L=(--chain "$rpc" --deployment deployment.json)
+else
+  L=(--ledger ledger.db)
+fi
+# Waits out a protocol window: on the ledger, wall-clock time; on anvil, the node's clock moves on and a block is mined.
+pass_time() { if [ "$mode" = chain ]; then oml chain advance --chain "$rpc" --seconds "$1"; else sleep "$1"; fi; }
 # Starts `oml host serve ... --url-file F` in the background (not in a subshell, so that the trap knows its pid),
 # waits until it listens, and sets $url to its base URL.
 serve() {
@@ -48,8 +83,15 @@ cp "$root"/tests/Oml.Models.Tests/fixtures/models/llama-tiny/{config.json,genera
 cp "$root/scripts/fixtures/tiny-tokenizer.json" base/tokenizer.json
 oml fingerprints generate --model base --strategy random-word --random-word-keys --count 16 --out pool.omlfp --kdf-iterations 10000 --insecure-kdf
 
-step "genesis (short rebut window for the demo) and money"
-oml protocol init "${L[@]}" --keystore treasury.json --set RebutWindowSeconds=2
+if [ "$mode" = chain ]; then
+  step "ether for gas (a local node's helper), then the contracts, deployed by the treasury (short rebut window for the demo)"
+  oml chain fund --chain "$rpc" --to $(cat treasury.addr owner.addr hostA.addr hostB.addr hostC.addr user.addr prover.addr)
+  oml chain deploy --chain "$rpc" --keystore treasury.json --out deployment.json --set RebutWindowSeconds=2
+  step "money"
+else
+  step "genesis (short rebut window for the demo) and money"
+  oml protocol init "${L[@]}" --keystore treasury.json --set RebutWindowSeconds=2
+fi
 for who in owner hostA hostB hostC user prover; do
   oml owner mint "${L[@]}" --keystore treasury.json --to "$(cat "$who.addr")" --amount 10000 >/dev/null
 done
@@ -99,7 +141,7 @@ echo "-- B has no settled permit to show:"
 oml host rebut "${L[@]}" --keystore hostB.json --claim 0 --receipts receipts-b || true
 
 step "the rebut window passes; the claim settles: B is slashed, the prover rewarded"
-sleep 3
+pass_time 3
 oml prover settle "${L[@]}" --keystore prover.json --claim 0
 oml prover withdraw "${L[@]}" --keystore prover.json
 
@@ -112,11 +154,33 @@ step "governance is weighted by stake: the owner stakes and proposes; a fresh ac
 oml gov stake "${L[@]}" --keystore owner.json --amount 2000
 oml gov propose "${L[@]}" --keystore owner.json --set MinBond=150 --description "a higher claim bond"
 oml account new --keystore sybil.json --kdf-iterations 10000 >sybil.addr
+[ "$mode" = chain ] && oml chain fund --chain "$rpc" --to "$(cat sybil.addr)" >/dev/null
 oml owner register "${L[@]}" --keystore sybil.json --model-id dummy --weights-digest sha256:dummy --price 1 >/dev/null
 oml gov vote "${L[@]}" --keystore sybil.json --proposal 0 --support no || true
 
 step "the protocol's state"
 oml protocol status "${L[@]}"
+
+step "final balances"
+oml protocol status "${L[@]}" --json >status.json
+python3 - status.json "$mode" <<'PY'
+import json, pathlib, sys
+st = json.load(open(sys.argv[1]))
+names = {pathlib.Path(p).read_text().strip().lower(): p[:-5] for p in map(str, pathlib.Path(".").glob("*.addr"))}
+if sys.argv[2] == "chain":
+    d = json.load(open("deployment.json"))
+    print(f"chain id       {d['ChainId']}")
+    for k in ("Token", "Protocol", "Claims", "Governance"):
+        print(f"Oml{k:<11} {d[k]}")
+print(f"{'account':<9} {'address':<42} {'balance':>8} {'escrowed':>8} {'withdrawable':>12} {'locked':>7} {'staked':>7}")
+for addr, a in sorted(st["accounts"].items(), key=lambda kv: names.get(kv[0], "~" + kv[0])):
+    print(f"{names.get(addr, '-'):<9} {addr:<42} {a['balance']:>8} {a['escrowed']:>8} {a['withdrawable']:>12} {a['locked']:>7} {a['staked']:>7}")
+PY
+if [ "$mode" = chain ]; then
+  echo
+  echo "(the anvil node, pid ${pids[0]}, is stopped on exit)"
+  exit 0
+fi
 
 step "someone who holds the ledger file rewrites it consistently (every later hash recomputed): it is refused"
 python3 - ledger.db <<'PY'

@@ -38,7 +38,7 @@ public static class Cli
         TraceCommands.Create(),
         AccountCommands.Create(),
         ExplorerCommand.Create(),
-        Protocol.ProtocolCommands.Create(), Protocol.OwnerCommands.Create(), Protocol.HostCommands.Create(), Protocol.UserCommands.Create(), Protocol.ProverCommands.Create(), Protocol.GovCommands.Create(),
+        Protocol.ProtocolCommands.Create(), Protocol.OwnerCommands.Create(), Protocol.HostCommands.Create(), Protocol.UserCommands.Create(), Protocol.ProverCommands.Create(), Protocol.GovCommands.Create(), Protocol.ChainCommands.Create(),
         LabCommand.Create(),
         AttackCommands.Create(),
         DataCommands.Create(),
@@ -86,6 +86,9 @@ public static class Cli
                 or KeyNotFoundException or NotSupportedException or TorchException or System.Text.Json.JsonException or HttpRequestException
                 or TimeoutException or System.Security.Cryptography.CryptographicException => (Failure, e.Message),
             _ when e.GetType().Namespace?.StartsWith("Oml.", StringComparison.Ordinal) == true => (Failure, e.Message),
+            // The Ethereum client's errors are the node's answers (e.g. an account without ether for gas).
+            _ when e.GetType().Namespace?.StartsWith("Nethereum.", StringComparison.Ordinal) == true => (Failure, $"the chain node: {e.Message}"
+                + (e.Message.Contains("funds for gas", StringComparison.OrdinalIgnoreCase) ? " (the --keystore account needs ether for gas; on a local anvil: `oml chain fund --chain URL --to ADDRESS`)" : "")),
             _ => (Failure, $"unexpected {e.GetType().Name}: {e.Message} (a bug; set {DebugEnv}=1 for the stack trace)"),
         };
         Console.Error.WriteLine($"oml: error: {OneLine(text)}");

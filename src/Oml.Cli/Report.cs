@@ -30,6 +30,13 @@ internal sealed class Report
 
     public Report Add(string key, string label, string value) => Add(key, label, JsonValue.Create(value), value);
 
+    /// <summary>Where a protocol action landed: the ledger event, or the transaction's hash, block and gas on a chain.</summary>
+    public Report Landed(Oml.Protocol.Core.ActionReceipt a, string label = "event") => !OnChain ? Add("event", label, a.Position)
+        : Add("tx", "transaction", a.Reference).Add("block", "block", a.Position).Add("gasUsed", "gas used", JsonValue.Create(a.GasUsed), a.GasUsed?.ToString(CultureInfo.InvariantCulture) ?? "-");
+
+    /// <summary>Set by the protocol commands' session: where actions land (a chain's transactions, or ledger events).</summary>
+    public bool OnChain { get; init; }
+
     /// <summary>A number with its text form in <paramref name="format"/> (invariant culture); NaN and infinities are null in JSON.</summary>
     public Report Add(string key, string label, double value, string format) =>
         Add(key, label, Number(value), value.ToString(format, CultureInfo.InvariantCulture));

@@ -22,15 +22,15 @@ public static class GovCommands
         var (cmd, o) = ProtocolCli.Command(name, description);
         var amount = new Option<long>("--amount") { Description = "Base units", Required = true };
         cmd.Add(amount);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
-            var ev = unstake ? s.Engine.Unstake(key, r.GetValue(amount)) : s.Engine.Stake(key, r.GetValue(amount));
+            var ev = unstake ? await s.Backend.UnstakeAsync(key, r.GetValue(amount), ct) : await s.Backend.StakeAsync(key, r.GetValue(amount), ct);
             var acc = s.State.AccountOf(Hex.Of(key.Address));
-            return new Report().Add("account", "account", Hex.Of(key.Address)).Money("staked", "staked now", acc.Staked).Money("balance", "balance", acc.Balance)
-                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            return s.Report().Add("account", "account", Hex.Of(key.Address)).Money("staked", "staked now", acc.Staked).Money("balance", "balance", acc.Balance)
+                .Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -40,17 +40,18 @@ public static class GovCommands
         var set = new Option<string[]>("--set") { Description = "Parameter=Value (repeatable)", Required = true };
         var description = new Option<string>("--description") { Description = "Why", DefaultValueFactory = _ => "" };
         cmd.Add(set); cmd.Add(description);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             var changes = RoleCommands.Changes(r.GetValue(set), "--set");
             if (changes.Count == 0) throw new UsageException("--set: give at least one Parameter=Value");
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
-            long id = s.Engine.Propose(key, changes, r.GetValue(description)!);
+            var ev = await s.Backend.ProposeAsync(key, changes, r.GetValue(description)!, ct);
+            long id = ev.Id!.Value;
             var p = s.State.Proposals[(int)id];
-            return new Report().Add("proposal", "proposal", id).Add("changes", "changes", JsonNode.Parse(ProtocolParameters.ChangesToJson(p.Changes)), ProtocolParameters.ChangesToJson(p.Changes))
-                .Add("voters", "voters (stakers at the snapshot)", p.Weights.Count).Money("totalStake", "total stake", p.TotalWeight).Add("endsAt", "voting ends", JsonValue.Create(p.EndsAt), ProtocolCli.Time(p.EndsAt)).Print(r.GetValue(o.Json));
-        }));
+            return s.Report().Add("proposal", "proposal", id).Add("changes", "changes", JsonNode.Parse(ProtocolParameters.ChangesToJson(p.Changes)), ProtocolParameters.ChangesToJson(p.Changes))
+                .Add("voters", "voters (stakers at the snapshot)", p.Weights.Count).Money("totalStake", "total stake", p.TotalWeight).Add("endsAt", "voting ends", JsonValue.Create(p.EndsAt), ProtocolCli.Time(p.EndsAt)).Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -61,16 +62,16 @@ public static class GovCommands
         var support = new Option<string>("--support") { Description = "yes or no", Required = true };
         support.AcceptOnlyFromAmong("yes", "no");
         cmd.Add(proposal); cmd.Add(support);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
             long id = r.GetValue(proposal);
-            var ev = s.Engine.Vote(key, id, r.GetValue(support) == "yes");
+            var ev = await s.Backend.VoteAsync(key, id, r.GetValue(support) == "yes", ct);
             var p = s.State.Proposals[(int)id];
-            return new Report().Add("proposal", "proposal", id).Money("yes", "staked yes", p.Yes).Money("no", "staked no", p.No).Money("totalStake", "total stake", p.TotalWeight)
-                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            return s.Report().Add("proposal", "proposal", id).Money("yes", "staked yes", p.Yes).Money("no", "staked no", p.No).Money("totalStake", "total stake", p.TotalWeight)
+                .Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -79,30 +80,30 @@ public static class GovCommands
         var (cmd, o) = ProtocolCli.Command("execute", "Apply a proposal that passed once its voting window has closed.");
         var proposal = new Option<long>("--proposal") { Description = "The proposal id", Required = true };
         cmd.Add(proposal);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
             long id = r.GetValue(proposal);
-            var ev = s.Engine.Execute(key, id);
+            var ev = await s.Backend.ExecuteAsync(key, id, ct);
             var p = s.State.Proposals[(int)id];
-            var rep = new Report().Add("proposal", "executed", id);
+            var rep = s.Report().Add("proposal", "executed", id);
             foreach (var (k, _) in p.Changes) rep.Add(k, k, s.State.Parameters.Get(k));
-            return rep.Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            return rep.Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
     public static Command Params()
     {
         var (cmd, o) = ProtocolCli.Command("params", "Print the current protocol parameters.", signs: false);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
-            var rep = new Report();
+            using var s = await o.OpenAsync(r, ct);
+            var rep = s.Report();
             foreach (var n in ProtocolParameters.Names) rep.Add(n, n, s.State.Parameters.Get(n));
             return rep.Print(r.GetValue(o.Json));
-        }));
+        });
         return cmd;
     }
 }

@@ -38,15 +38,15 @@ public static class HostCommands
         var collateral = new Option<long>("--collateral") { Description = "Collateral to lock (at least the model's and the protocol's minimum)", Required = true };
         var endpoint = new Option<string>("--endpoint") { Description = "The URL you will serve the model at", Required = true };
         cmd.Add(id); cmd.Add(collateral); cmd.Add(endpoint);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
-            var ev = s.Engine.ApplyLicense(key, r.GetValue(id)!, r.GetValue(collateral), r.GetValue(endpoint)!);
+            var ev = await s.Backend.ApplyLicenseAsync(key, r.GetValue(id)!, r.GetValue(collateral), r.GetValue(endpoint)!, ct);
             var lic = s.State.LicenceOf(r.GetValue(id)!, Hex.Of(key.Address))!;
-            return new Report().Add("model", "model", lic.ModelId).Add("host", "host", lic.Host).Add("ordinal", "host ordinal", lic.Ordinal)
-                .Money("collateral", "collateral", lic.CollateralPosted).Add("endpoint", "endpoint", lic.Endpoint).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            return s.Report().Add("model", "model", lic.ModelId).Add("host", "host", lic.Host).Add("ordinal", "host ordinal", lic.Ordinal)
+                .Money("collateral", "collateral", lic.CollateralPosted).Add("endpoint", "endpoint", lic.Endpoint).Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -57,25 +57,24 @@ public static class HostCommands
         var dir = CliOptions.OptionalModel("The copy's folder (its weights digest is computed)");
         var digest = new Option<string?>("--copy-digest") { Description = "The copy's digest (instead of --model)" };
         cmd.Add(id); cmd.Add(dir); cmd.Add(digest);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             string? d = r.GetValue(dir), g = r.GetValue(digest);
             if ((d is null) == (g is null)) throw new UsageException("give exactly one of --model DIR and --copy-digest DIGEST");
             if (d is not null && !Directory.Exists(d)) throw new DirectoryNotFoundException($"model folder not found: {d}");
             string value = g ?? FingerprintGenerator.WeightsDigest(d!);
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
-            var ev = s.Engine.AcknowledgeCopy(key, r.GetValue(id)!, value);
-            return new Report().Add("model", "model", r.GetValue(id)!).Add("host", "host", Hex.Of(key.Address)).Add("copyDigest", "copy digest", value)
-                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            var ev = await s.Backend.AcknowledgeCopyAsync(key, r.GetValue(id)!, value, ct);
+            return s.Report().Add("model", "model", r.GetValue(id)!).Add("host", "host", Hex.Of(key.Address)).Add("copyDigest", "copy digest", value)
+                .Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
     public static Command Serve()
     {
         var o = new ProtocolCli();
-        o.Ledger.Required = false;
         o.Keystore.Required = false;
         var id = new Option<string?>("--model-id") { Description = "The licensed model's id" };
         var dir = CliOptions.Model("The model folder to answer with (your fingerprinted copy)");
@@ -92,17 +91,20 @@ public static class HostCommands
             + $"body field \"{HostHttp.PermitField}\" (else HTTP {HostHttp.RefusedStatus}); each answer carries a signed receipt in the {HostHttp.ReceiptHeader} header "
             + "(base64 JSON; in a stream, the last event's field oml_receipt). Runs until Ctrl-C or SIGTERM.")
         {
-            o.Ledger, o.Keystore, o.PassphraseFile, id, dir, receipts, margin, noPermits, plain, device, dtype,
+            o.Ledger, o.Chain, o.Deployment, o.Keystore, o.PassphraseFile, id, dir, receipts, margin, noPermits, plain, device, dtype,
         };
+        o.ValidateBackendOn(cmd, optional: true);
         serve.Port.DefaultValueFactory = _ => 0;
         serve.AddTo(cmd);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             string modelDir = r.GetValue(dir)!;
             if (!Directory.Exists(modelDir)) throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
             bool isPlain = r.GetValue(plain);
-            if (!isPlain && (r.GetValue(o.Ledger) is null || r.GetValue(o.Keystore) is null || r.GetValue(id) is null))
-                throw new UsageException("serve needs --ledger, --keystore and --model-id (or --plain for a server without the protocol)");
+            bool onProtocol = r.GetValue(o.Ledger) is not null || r.GetValue(o.Chain) is not null;
+            if (!isPlain && (!onProtocol || r.GetValue(o.Keystore) is null || r.GetValue(id) is null))
+                throw new UsageException("serve needs --ledger FILE or --chain URL, --keystore and --model-id (or --plain for a server without the protocol)");
+            if (isPlain && onProtocol) throw new UsageException("--plain serves without the protocol: drop --ledger/--chain");
             if (isPlain && (r.GetValue(noPermits) || r.GetValue(receipts) is not null)) throw new UsageException("--plain serves without permits or receipts: drop --no-permits and --receipts");
             if (!isPlain && !r.GetValue(noPermits) && r.GetValue(receipts) is null)
                 throw new UsageException("serving with permits needs --receipts DIR: the accepted permits (so none is served twice) and the receipts to commit are kept there");
@@ -111,19 +113,20 @@ public static class HostCommands
             // stop at eos, unless a request says otherwise (add_special_tokens, ignore_eos).
             var options = serve.Server(r, modelDir, isPlain ? null : r.GetValue(id)) with { AddSpecialTokens = false, IgnoreEos = true };
             using var backend = ModelBackend.Load(modelDir, serve.Engine(r), Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
-            return isPlain
-                ? RunUntilStopped(ct => OpenAiCompatibleServer.StartAsync(backend, r.GetValue(serve.Port), options, null, ct), x => x.BaseUrl, "plain (no permits, no receipts)", r.GetValue(serve.UrlFile))
-                : ServeProtocol(r, o, r.GetValue(id)!, backend, options, r.GetValue(receipts), r.GetValue(serve.Port), r.GetValue(noPermits), r.GetValue(serve.UrlFile), r.GetValue(margin));
-        }));
+            if (isPlain)
+                return RunUntilStopped(c => OpenAiCompatibleServer.StartAsync(backend, r.GetValue(serve.Port), options, null, c), x => x.BaseUrl, "plain (no permits, no receipts)", r.GetValue(serve.UrlFile));
+            return await ServeProtocol(r, o, r.GetValue(id)!, backend, options, r.GetValue(receipts), r.GetValue(serve.Port), r.GetValue(noPermits), r.GetValue(serve.UrlFile), r.GetValue(margin), ct);
+        });
         return cmd;
     }
 
-    private static int ServeProtocol(ParseResult r, ProtocolCli o, string modelId, ICompletionBackend backend, OpenAiServerOptions options,
-        string? receipts, int port, bool noPermits, string? urlFile, long settleMargin)
+    private static async Task<int> ServeProtocol(ParseResult r, ProtocolCli o, string modelId, ICompletionBackend backend, OpenAiServerOptions options,
+        string? receipts, int port, bool noPermits, string? urlFile, long settleMargin, CancellationToken ct)
     {
         using var key = o.Key(r);
-        // The session stays open while serving: the permit gate checks every permit against the ledger's current state.
-        using var s = o.Open(r);
+        // The session stays open while serving: the permit gate checks every permit against the protocol's current state
+        // (the ledger's, or the chain's, caught up before each check).
+        using var s = await o.OpenAsync(r, ct);
         var domain = s.State.Domain;
         var lic = s.State.LicenceOf(modelId, Hex.Of(key.Address))
             ?? throw new ProtocolException(ProtocolErrorCode.UnknownLicence, $"{Hex.Of(key.Address)} holds no licence for '{modelId}'");
@@ -131,9 +134,9 @@ public static class HostCommands
         var store = receipts is null ? null : new UsageStore(receipts, domain, modelId);
         if (store is null) Console.Error.WriteLine("oml: warning: no --receipts folder: answered queries are not stored, so usage cannot be committed");
         var policy = noPermits ? PermitPolicy.Ignore : PermitPolicy.Require;
-        var gate = noPermits ? null : new PermitGate(PermitGate.ForEngine(s.Engine), Hex.Of(key.Address), modelId, new SeenPermitStore(receipts!), settleMargin);
-        return RunUntilStopped(ct => ProtocolHostServer.StartAsync(key, domain, modelId, backend, store, policy, port, options, gate: gate, ct: ct), x => x.BaseUrl,
-            $"host {Hex.Of(key.Address)}, model '{modelId}', {(noPermits ? "NOT checking permits" : "permits required")}", urlFile);
+        var gate = noPermits ? null : new PermitGate(PermitGate.ForBackend(s.Backend), Hex.Of(key.Address), modelId, new SeenPermitStore(receipts!), settleMargin);
+        return RunUntilStopped(c => ProtocolHostServer.StartAsync(key, domain, modelId, backend, store, policy, port, options, gate: gate, ct: c), x => x.BaseUrl,
+            $"host {Hex.Of(key.Address)}, model '{modelId}', {(noPermits ? "NOT checking permits" : "permits required")}, on {s.Backend.Description}", urlFile);
     }
 
     internal static int RunUntilStopped<T>(Func<CancellationToken, Task<T>> start, Func<T, Uri> url, string what, string? urlFile) where T : IAsyncDisposable
@@ -172,29 +175,31 @@ public static class HostCommands
         var receipts = Receipts();
         var epoch = new Option<long?>("--epoch") { Description = "The epoch to commit (default: the current one)" };
         cmd.Add(id); cmd.Add(receipts); cmd.Add(epoch);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
             string me = Hex.Of(key.Address);
-            long e = r.GetValue(epoch) ?? s.State.EpochAt(s.Engine.Now);
+            long e = r.GetValue(epoch) ?? s.State.EpochAt(s.Now);
             string modelId = r.GetValue(id)!;
             var store = new UsageStore(r.GetValue(receipts)!, s.State.Domain, modelId);
             long before = s.State.AccountOf(me).Withdrawable;
-            var result = store.CommitEpoch(e, x => { s.Engine.Refresh(); return s.State.Usage.GetValueOrDefault(ProtocolState.UsageKey(modelId, me, x)); },
-                b => s.Engine.CommitUsage(key, b));
+            ActionReceipt? landed = null;
+            var result = store.CommitEpoch(e, x => { s.Backend.RefreshAsync(ct).GetAwaiter().GetResult(); return s.State.Usage.GetValueOrDefault(ProtocolState.UsageKey(modelId, me, x)); },
+                b => landed = s.Backend.CommitUsageAsync(key, b, ct).GetAwaiter().GetResult());
             foreach (var d in result.DamagedLines) Console.Error.WriteLine($"oml: warning: skipped a damaged receipt line: {d}");
             var usage = s.State.Usage[ProtocolState.UsageKey(modelId, me, e)];
-            var rep = new Report().Add("model", "model", usage.ModelId).Add("epoch", "epoch", e).Add("receipts", "receipts", usage.ReceiptCount)
+            var rep = s.Report().Add("model", "model", usage.ModelId).Add("epoch", "epoch", e).Add("receipts", "receipts", usage.ReceiptCount)
                 .Add("permits", "permits settled", usage.PermitCount).Money("fees", "fees charged", usage.FeesSettled)
                 .Money("hostShare", "host's share", s.State.AccountOf(me).Withdrawable - before).Add("receiptsRoot", "receipts root", usage.ReceiptsRoot)
                 .Add("skipped", "permits skipped", usage.Skipped.Count)
-                .Add("resumed", "finished an interrupted commit", JsonValue.Create(!result.Submitted), result.Submitted ? "no" : "yes (it was already on the ledger)")
+                .Add("resumed", "finished an interrupted commit", JsonValue.Create(!result.Submitted), result.Submitted ? "no" : $"yes (it was already on the {s.Backend.Kind})")
                 .Json("skippedPermits", new JsonArray([.. usage.Skipped.Select(k => (JsonNode)new JsonObject { ["permitHash"] = k.PermitHash, ["reason"] = k.Reason.ToString(), ["detail"] = k.Detail })]))
                 .Json("damagedLines", new JsonArray([.. result.DamagedLines.Select(d => (JsonNode)JsonValue.Create(d))]));
+            if (landed is not null) rep.Landed(landed);
             foreach (var k in usage.Skipped) rep.Line($"  skipped {k.PermitHash}: {k.Reason}: {k.Detail}");
             return rep.Print(r.GetValue(o.Json));
-        }));
+        });
         return cmd;
     }
 
@@ -204,19 +209,19 @@ public static class HostCommands
         var claim = new Option<long>("--claim") { Description = "The claim id", Required = true };
         var receipts = Receipts();
         cmd.Add(claim); cmd.Add(receipts);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
             long id = r.GetValue(claim);
             if (id < 0 || id >= s.State.Claims.Count) throw new ProtocolException(ProtocolErrorCode.UnknownClaim, $"no claim {id}");
             var c = s.State.Claims[(int)id];
             if (c.ModelId is null) throw new ProtocolException(ProtocolErrorCode.ClaimState, $"claim {id} is {c.Status}: nothing revealed to rebut");
             var rebuttal = new UsageStore(r.GetValue(receipts)!, s.State.Domain, c.ModelId).BuildRebuttal(c);
-            var ev = s.Engine.Rebut(key, id, rebuttal);
-            return new Report().Add("claim", "claim", id).Add("status", "status", s.State.Claims[(int)id].Status.ToString())
-                .Add("items", "items answered", rebuttal.Items.Count).Money("bondWon", "bond won", c.Bond).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            var ev = await s.Backend.RebutAsync(key, id, rebuttal, ct);
+            return s.Report().Add("claim", "claim", id).Add("status", "status", s.State.Claims[(int)id].Status.ToString())
+                .Add("items", "items answered", rebuttal.Items.Count).Money("bondWon", "bond won", c.Bond).Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -229,17 +234,17 @@ public static class HostCommands
             + "(`oml host release`) after the notice: the end of this epoch plus the claim reveal and rebut windows.");
         var id = ModelId();
         cmd.Add(id);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
-            var ev = s.Engine.AnnounceExit(key, r.GetValue(id)!);
+            var ev = await s.Backend.AnnounceExitAsync(key, r.GetValue(id)!, ct);
             var lic = s.State.LicenceOf(r.GetValue(id)!, Hex.Of(key.Address))!;
-            return new Report().Add("model", "model", lic.ModelId).Add("host", "host", lic.Host).Add("exitEpoch", "last usage epoch", lic.ExitEpoch)
+            return s.Report().Add("model", "model", lic.ModelId).Add("host", "host", lic.Host).Add("exitEpoch", "last usage epoch", lic.ExitEpoch)
                 .Money("collateral", "collateral locked", lic.CollateralLocked)
                 .Add("releasableAt", "releasable from", JsonValue.Create(lic.ReleasableAt), ProtocolCli.Time(lic.ReleasableAt))
-                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+                .Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -250,17 +255,17 @@ public static class HostCommands
             + "(`oml host withdraw` pays them out).");
         var id = ModelId();
         cmd.Add(id);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
-            var ev = s.Engine.ReleaseCollateral(key, r.GetValue(id)!);
+            var ev = await s.Backend.ReleaseCollateralAsync(key, r.GetValue(id)!, ct);
             var lic = s.State.LicenceOf(r.GetValue(id)!, Hex.Of(key.Address))!;
-            return new Report().Add("model", "model", lic.ModelId).Add("host", "host", lic.Host)
+            return s.Report().Add("model", "model", lic.ModelId).Add("host", "host", lic.Host)
                 .Money("posted", "collateral posted", lic.CollateralPosted).Money("slashed", "slashed", lic.CollateralPosted - lic.ReleasedAmount)
                 .Money("released", "released", lic.ReleasedAmount).Money("withdrawable", "withdrawable now", s.State.AccountOf(lic.Host).Withdrawable)
-                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+                .Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 }

@@ -46,17 +46,17 @@ public static class OwnerCommands
         var metadata = new Option<string>("--metadata") { Description = "Metadata (JSON text)", DefaultValueFactory = _ => "{}" };
         var terms = new Option<string>("--terms") { Description = "Licence terms", DefaultValueFactory = _ => "OML-1.0" };
         cmd.Add(id); cmd.Add(w.Dir); cmd.Add(w.Digest); cmd.Add(price); cmd.Add(minCollateral); cmd.Add(metadata); cmd.Add(terms);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             if (r.GetValue(price) < 0 || r.GetValue(minCollateral) < 0) throw new UsageException("--price and --min-collateral must not be negative");
             string digest = WeightsDigest(r, w);
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
-            var ev = s.Engine.RegisterModel(key, r.GetValue(id)!, digest, r.GetValue(metadata)!, r.GetValue(terms)!, r.GetValue(price), r.GetValue(minCollateral));
-            return new Report().Add("model", "registered", r.GetValue(id)!).Add("owner", "owner", Hex.Of(key.Address)).Add("weightsDigest", "weights", digest)
+            var ev = await s.Backend.RegisterModelAsync(key, r.GetValue(id)!, digest, r.GetValue(metadata)!, r.GetValue(terms)!, r.GetValue(price), r.GetValue(minCollateral), ct);
+            return s.Report().Add("model", "registered", r.GetValue(id)!).Add("owner", "owner", Hex.Of(key.Address)).Add("weightsDigest", "weights", digest)
                 .Money("price", "price/query", r.GetValue(price)).Money("minCollateral", "min collateral", r.GetValue(minCollateral))
-                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+                .Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -67,16 +67,16 @@ public static class OwnerCommands
         var w = WeightsOptions();
         var notes = new Option<string>("--notes") { Description = "What changed", DefaultValueFactory = _ => "" };
         cmd.Add(id); cmd.Add(w.Dir); cmd.Add(w.Digest); cmd.Add(notes);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             string digest = WeightsDigest(r, w);
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
-            var ev = s.Engine.AddVersion(key, r.GetValue(id)!, digest, r.GetValue(notes)!);
+            var ev = await s.Backend.AddVersionAsync(key, r.GetValue(id)!, digest, r.GetValue(notes)!, ct);
             var model = s.State.Models[r.GetValue(id)!];
-            return new Report().Add("model", "model", model.Id).Add("version", "version", model.Versions.Count).Add("weightsDigest", "weights", digest)
-                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            return s.Report().Add("model", "model", model.Id).Add("version", "version", model.Versions.Count).Add("weightsDigest", "weights", digest)
+                .Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -94,17 +94,18 @@ public static class OwnerCommands
             Description = "Do not submit: write the request signed by you to this file, for the parent's owner to co-sign and submit with `oml owner cosign`",
         };
         cmd.Add(id); cmd.Add(parent); cmd.Add(share); cmd.Add(parentKeystore); cmd.Add(parentPass); cmd.Add(requestOut); cmd.Add(o.Force);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
             if (r.GetValue(requestOut) is { } outPath)
             {
                 if (r.GetValue(parentKeystore) is not null) throw new UsageException("--request-out is for a co-signature made elsewhere: not with --parent-keystore");
+                if (s.OnChain) throw new UsageException("--request-out makes a request for the embedded ledger; on a chain the parent's owner consents with --parent-keystore");
                 string me = Hex.Of(key.Address);
                 var request = Actions.DeclareParent(me, r.GetValue(id)!, r.GetValue(parent)!, r.GetValue(share), s.State.AccountOf(me).Nonce).Sign(s.State.Domain, key);
                 FingerprintIO.WriteTextAtomic(outPath, request.ToJson(s.State.Domain) + "\n", r.GetValue(o.Force));
-                return new Report().Add("model", "model", r.GetValue(id)!).Add("parent", "parent", r.GetValue(parent)!).Add("shareBps", "share (bps)", r.GetValue(share))
+                return s.Report().Add("model", "model", r.GetValue(id)!).Add("parent", "parent", r.GetValue(parent)!).Add("shareBps", "share (bps)", r.GetValue(share))
                     .Add("request", "request", Path.GetFullPath(outPath)).Add("next", "next", $"the owner of '{r.GetValue(parent)}' runs `oml owner cosign --request {outPath}`")
                     .Print(r.GetValue(o.Json));
             }
@@ -113,12 +114,12 @@ public static class OwnerCommands
                 : null;
             using (pk)
             {
-                var ev = s.Engine.DeclareParent(key, pk ?? key, r.GetValue(id)!, r.GetValue(parent)!, r.GetValue(share));
-                return new Report().Add("model", "model", r.GetValue(id)!).Add("parent", "parent", r.GetValue(parent)!)
+                var ev = await s.Backend.DeclareParentAsync(key, pk ?? key, r.GetValue(id)!, r.GetValue(parent)!, r.GetValue(share), ct);
+                return s.Report().Add("model", "model", r.GetValue(id)!).Add("parent", "parent", r.GetValue(parent)!)
                     .Add("shareBps", "share (bps)", r.GetValue(share)).Add("cosigner", "co-signed by", pk is null ? "-" : Hex.Of(pk.Address))
-                    .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
+                    .Landed(ev).Print(r.GetValue(o.Json));
             }
-        }));
+        });
         return cmd;
     }
 
@@ -128,22 +129,22 @@ public static class OwnerCommands
             "Co-sign a request another account signed (a DeclareParent naming your model as the parent, from `declare-parent --request-out`) and submit it.");
         var request = new Option<string>("--request") { Description = "The signed request file", Required = true };
         cmd.Add(request);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             var path = r.GetValue(request)!;
             if (!File.Exists(path)) throw new FileNotFoundException($"no request file at {path}", path);
             var (action, domain) = SignedAction.FromJson(File.ReadAllText(path));
             if (action.Type != Schemas.DeclareParent) throw new ProtocolException(ProtocolErrorCode.InvalidRequest, $"{path} is a {action.Type} request; only DeclareParent takes a co-signature");
             if (action.Signatures.Count != 1) throw new ProtocolException(ProtocolErrorCode.BadSignature, $"{path} carries {action.Signatures.Count} signatures, expected the actor's only");
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             if (domain != s.State.Domain) throw new ProtocolException(ProtocolErrorCode.WrongDomain, $"{path} was signed for chain {domain.ChainId}, this ledger is chain {s.State.Domain.ChainId}");
             using var key = o.Key(r);
             var signed = action with { Signatures = [.. action.Signatures, Eip712.Sign(action.TypedData(domain), key)] };
-            var ev = s.Engine.Submit(signed);
+            var ev = s.Engine("oml owner cosign").Submit(signed);
             var m = new Message(action.Message);
-            return new Report().Add("model", "model", m.Str("modelId")).Add("parent", "parent", m.Str("parentModelId")).Add("shareBps", "share (bps)", m.UInt("shareBps"))
+            return s.Report().Add("model", "model", m.Str("modelId")).Add("parent", "parent", m.Str("parentModelId")).Add("shareBps", "share (bps)", m.UInt("shareBps"))
                 .Add("actor", "declared by", action.Actor).Add("cosigner", "co-signed by", Hex.Of(key.Address)).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+        });
         return cmd;
     }
 
@@ -153,14 +154,14 @@ public static class OwnerCommands
         var id = ModelId();
         var to = new Option<string>("--to") { Description = "The new owner's address", Required = true };
         cmd.Add(id); cmd.Add(to);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             string addr = ProtocolCli.Address(r.GetValue(to)!, "--to");
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
-            var ev = s.Engine.TransferModel(key, r.GetValue(id)!, addr);
-            return new Report().Add("model", "model", r.GetValue(id)!).Add("pendingOwner", "offered to", addr).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            var ev = await s.Backend.TransferModelAsync(key, r.GetValue(id)!, addr, ct);
+            return s.Report().Add("model", "model", r.GetValue(id)!).Add("pendingOwner", "offered to", addr).Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -169,13 +170,13 @@ public static class OwnerCommands
         var (cmd, o) = ProtocolCli.Command("accept", "Accept a model transferred to you.");
         var id = ModelId();
         cmd.Add(id);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
-            var ev = s.Engine.AcceptModel(key, r.GetValue(id)!);
-            return new Report().Add("model", "model", r.GetValue(id)!).Add("owner", "new owner", Hex.Of(key.Address)).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            var ev = await s.Backend.AcceptModelAsync(key, r.GetValue(id)!, ct);
+            return s.Report().Add("model", "model", r.GetValue(id)!).Add("owner", "new owner", Hex.Of(key.Address)).Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -204,7 +205,7 @@ public static class OwnerCommands
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         foreach (var x in new Option[] { id, host, pool, allocation, secretFile, subsetOut, baseModel, outDir, copyDigest, lr, epochs, lambda, mix, device, dtype }) cmd.Add(x);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             string hostAddr = ProtocolCli.Address(r.GetValue(host)!, "--host");
             string? baseDir = r.GetValue(baseModel), copyDir = r.GetValue(outDir), given = r.GetValue(copyDigest);
@@ -221,13 +222,13 @@ public static class OwnerCommands
             Cli.OptionValue(options.Validate);
             var dev = Cli.ParseDevice(r.GetValue(device)!);
             var dt = Cli.ParseDType(r.GetValue(dtype));
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
             if (!s.State.Models.TryGetValue(modelId, out var model)) throw new ProtocolException(ProtocolErrorCode.UnknownModel, $"no model '{modelId}'");
             if (model.Owner != Hex.Of(key.Address)) throw new ProtocolException(ProtocolErrorCode.Unauthorized, $"{Hex.Of(key.Address)} does not own '{modelId}' (owner {model.Owner})");
             if (s.State.LicenceOf(modelId, hostAddr) is { Delivered: true }) throw new ProtocolException(ProtocolErrorCode.CopyAlreadyDelivered, $"a copy of '{modelId}' was already delivered to {hostAddr}");
             EmbeddingResult? embedded = null;
-            var copy = new Omlizer(set, alloc).BuildCopyAsync(s.State, modelId, hostAddr, (subset, _) =>
+            var copy = await new Omlizer(set, alloc).BuildCopyAsync(s.State, modelId, hostAddr, (subset, _) =>
             {
                 if (baseDir is null) return Task.FromResult(given ?? "fingerprints:" + subset.Commit().SetDigest);
                 var tok = Tokenizer.FromFolder(baseDir);
@@ -236,21 +237,21 @@ public static class OwnerCommands
                 embedded = EmbedCommand.Run(lm, baseDir, copyDir!, subset, pairs, options,
                     new OmlizationLabels { FingerprintSource = $"{modelId} copy for {hostAddr}", Benign = "self-generated", Device = dev.ToString() }, null);
                 return Task.FromResult(FingerprintGenerator.WeightsDigest(copyDir!));
-            }).GetAwaiter().GetResult();
+            }, ct);
             if (r.GetValue(subsetOut) is { } so)
             {
                 var header = FingerprintSetFile.ReadHeader(r.GetValue(pool)!);
                 FingerprintSetFile.Write(so, copy.Subset, passphrase, new FingerprintFileOptions { Pbkdf2Iterations = header.Pbkdf2Iterations });
             }
-            var ev = s.Engine.DeliverCopy(key, modelId, hostAddr, "0x" + copy.Commitment.Root, copy.Commitment.Count, copy.CopyDigest, r.GetValue(allocation)!);
-            var rep = new Report().Add("model", "model", modelId).Add("host", "host", hostAddr).Add("ordinal", "host ordinal", copy.HostOrdinal)
+            var ev = await s.Backend.DeliverCopyAsync(key, copy with { AllocationScheme = r.GetValue(allocation)! }, ct);
+            var rep = s.Report().Add("model", "model", modelId).Add("host", "host", hostAddr).Add("ordinal", "host ordinal", copy.HostOrdinal)
                 .Add("fingerprints", "fingerprints", copy.Commitment.Count).Add("poolIndices", "pool indices", new JsonArray([.. copy.PoolIndices.Select(i => JsonValue.Create(i))]), string.Join(",", copy.PoolIndices))
                 .Add("indicesRoot", "commitment root", "0x" + copy.Commitment.Root).Add("copyDigest", "copy digest", copy.CopyDigest);
             if (embedded is not null)
                 rep.Add("copy", "copy", Path.GetFullPath(copyDir!)).Add("recall", "recall", JsonValue.Create(embedded.Accuracy), $"{embedded.Accuracy:P0} after {embedded.Final.Epoch} epochs");
             if (r.GetValue(subsetOut) is { } sub) rep.Add("subset", "subset file", Path.GetFullPath(sub));
-            return rep.Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            return rep.Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -260,15 +261,15 @@ public static class OwnerCommands
         var to = new Option<string>("--to") { Description = "The receiving address", Required = true };
         var amount = new Option<long>("--amount") { Description = "Base units to create", Required = true };
         cmd.Add(to); cmd.Add(amount);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             string addr = ProtocolCli.Address(r.GetValue(to)!, "--to");
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
-            var ev = s.Engine.Mint(key, addr, r.GetValue(amount));
-            return new Report().Add("to", "minted to", addr).Money("amount", "amount", r.GetValue(amount))
-                .Money("balance", "balance now", s.State.AccountOf(addr).Balance).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            var ev = await s.Backend.MintAsync(key, addr, r.GetValue(amount), ct);
+            return s.Report().Add("to", "minted to", addr).Money("amount", "amount", r.GetValue(amount))
+                .Money("balance", "balance now", s.State.AccountOf(addr).Balance).Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 }

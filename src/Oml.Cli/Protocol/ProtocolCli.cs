@@ -8,25 +8,35 @@ using Oml.Protocol.Ledger;
 namespace Oml.Cli.Protocol;
 
 /// <summary>
-/// What the role commands (<c>oml owner|host|user|prover|gov|protocol</c>) share: the --ledger, --keystore,
-/// --passphrase-file and --json options, opening the engine, loading the signing key, printing results (aligned
-/// "key  value" lines, or one JSON object) (errors become messages in <see cref="Cli.Run"/>).
+/// What the role commands (<c>oml owner|host|user|prover|gov|protocol</c>) share: where the protocol runs (--ledger FILE,
+/// the embedded ledger; or --chain URL with --deployment FILE, the contracts on an EVM node; exactly one), --keystore,
+/// --passphrase-file and --json, opening the backend, loading the signing key, printing results (aligned "key  value"
+/// lines, or one JSON object) (errors become messages in <see cref="Cli.Run"/>).
 /// </summary>
 internal sealed class ProtocolCli
 {
-    public Option<string> Ledger { get; } = new("--ledger") { Description = "The protocol ledger (a SQLite file made by `oml protocol init`)", Required = true };
-    public Option<string> Keystore { get; } = new("--keystore") { Description = "The acting account's keystore (made by `oml account new`)", Required = true };
+    public Option<string?> Ledger { get; } = new("--ledger") { Description = "The protocol ledger (a SQLite file made by `oml protocol init`); or use --chain" };
+    public Option<string?> Chain { get; } = new("--chain")
+    {
+        Description = "JSON-RPC URL of an EVM node where the protocol's contracts are deployed (by `oml chain deploy`); or use --ledger",
+    };
+    public Option<string?> Deployment { get; } = new("--deployment")
+    {
+        Description = $"With --chain: the deployment file written by `oml chain deploy` (default: ${ChainCli.DeploymentEnv}, else ./{ChainCli.DefaultDeploymentFile})",
+    };
+    public Option<string> Keystore { get; } = new("--keystore") { Description = "The acting account's keystore (made by `oml account new`); on a chain, the sender of the transactions", Required = true };
     public Option<string?> PassphraseFile { get; } = CliOptions.PassphraseFile(
         $"File whose first line is the passphrase of the keystore and of any fingerprint-set file the command reads (otherwise the {FingerprintIO.PassphraseEnv} environment variable)");
     public Option<bool> Json { get; } = CliOptions.Json("Print one JSON object instead of aligned text");
     /// <summary>Added by the commands that write a file: allows replacing an existing one.</summary>
     public Option<bool> Force { get; } = CliOptions.Force("Replace the output file if it exists");
 
-    /// <summary>A command with --ledger, --json and (when <paramref name="signs"/>) --keystore and --passphrase-file.</summary>
+    /// <summary>A command with --ledger/--chain/--deployment, --json and (when <paramref name="signs"/>) --keystore and --passphrase-file.</summary>
     public static (Command Command, ProtocolCli Options) Command(string name, string description, bool signs = true)
     {
         var o = new ProtocolCli();
-        var cmd = new Command(name, description) { o.Ledger, o.Json };
+        var cmd = new Command(name, description) { o.Ledger, o.Chain, o.Deployment, o.Json };
+        o.ValidateBackendOn(cmd);
         if (signs)
         {
             cmd.Add(o.Keystore);
@@ -36,7 +46,24 @@ internal sealed class ProtocolCli
     }
 
     /// <summary>
-    /// Opens the ledger, verifies its hash chain and that it extends the head pinned for it (<see cref="LedgerPins"/>),
+    /// Makes exactly one of --ledger and --chain required on <paramref name="cmd"/> (a parse error, exit 2, otherwise);
+    /// with <paramref name="optional"/>, neither is also allowed (a command that can run without the protocol).
+    /// </summary>
+    public void ValidateBackendOn(Command cmd, bool optional = false) => cmd.Validators.Add(result =>
+    {
+        if (BackendProblem(result.GetValue(Ledger), result.GetValue(Chain), result.GetValue(Deployment), optional) is { } problem) result.AddError(problem);
+    });
+
+    internal static string? BackendProblem(string? ledger, string? chain, string? deployment, bool optional = false)
+    {
+        if (ledger is not null && chain is not null) return "--ledger and --chain are mutually exclusive: the protocol runs either on the embedded ledger or on a chain";
+        if (ledger is null && chain is null && !optional) return "give --ledger FILE (the embedded ledger) or --chain URL (the contracts on an EVM node)";
+        if (deployment is not null && chain is null) return "--deployment goes with --chain";
+        return null;
+    }
+
+    /// <summary>
+    /// Opens the embedded ledger, verifies its hash chain and that it extends the head pinned for it (<see cref="LedgerPins"/>),
     /// and replays it; a missing file, a damaged or rewritten ledger, or an uninitialised one is a clear failure.
     /// </summary>
     public static Session Open(string path)
@@ -47,7 +74,7 @@ internal sealed class ProtocolCli
         {
             var engine = ProtocolEngine.Open(ledger);
             LedgerPins.Check(ledger, path);
-            return new Session(ledger, engine);
+            return new Session(new LedgerBackend(engine, Path.GetFullPath(path)), ledger);
         }
         catch
         {
@@ -56,7 +83,13 @@ internal sealed class ProtocolCli
         }
     }
 
-    public Session Open(ParseResult r) => Open(r.GetValue(Ledger)!);
+    /// <summary>Opens the backend the command line names: the ledger (<see cref="Open(string)"/>) or the chain (<see cref="ChainCli.OpenAsync"/>).</summary>
+    public async Task<Session> OpenAsync(ParseResult r, CancellationToken ct = default)
+    {
+        if (BackendProblem(r.GetValue(Ledger), r.GetValue(Chain), r.GetValue(Deployment)) is { } problem) throw new UsageException(problem);
+        if (r.GetValue(Ledger) is { } path) return Open(path);
+        return new Session(await ChainCli.OpenAsync(r.GetValue(Chain)!, r.GetValue(Deployment), ct).ConfigureAwait(false), null) { ChainUrl = r.GetValue(Chain) };
+    }
 
     /// <summary>The keystore's key, decrypted with the passphrase from --passphrase-file or OML_PASSPHRASE.</summary>
     public PrivateKey Key(ParseResult r) => LoadKey(r.GetValue(Keystore)!, r.GetValue(PassphraseFile), "--keystore");
@@ -75,9 +108,6 @@ internal sealed class ProtocolCli
         }
     }
 
-    /// <summary>Runs a command body. Kept so that the role commands read as before: errors (rejections included) are turned into messages and exit codes once, in <see cref="Cli.Run"/>.</summary>
-    public static int Guard(Func<int> body) => body();
-
     /// <summary>An address option's value in canonical form (a usage error when malformed).</summary>
     public static string Address(string text, string option) =>
         Hex.TryAddress(text, out var a) ? a : throw new UsageException($"{option}: '{text}' is not an address (0x + 40 hex digits)");
@@ -90,21 +120,44 @@ internal sealed class ProtocolCli
     public static string Time(long unix) => DateTimeOffset.FromUnixTimeSeconds(unix).UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss'Z'", CultureInfo.InvariantCulture);
 }
 
-/// <summary>An open ledger and its engine.</summary>
-/// <summary>An open ledger and its engine; closing it pins the head the engine verified.</summary>
-internal sealed class Session(SqliteLedger ledger, ProtocolEngine engine) : IDisposable
+/// <summary>
+/// An open protocol backend: the embedded ledger (closing the session pins the head the engine verified) or a chain.
+/// </summary>
+internal sealed class Session(IProtocolBackend backend, SqliteLedger? ledger) : IDisposable
 {
-    public SqliteLedger Ledger { get; } = ledger;
-    public ProtocolEngine Engine { get; } = engine;
-    public ProtocolState State => Engine.State;
+    public IProtocolBackend Backend { get; } = backend;
+    public ProtocolState State => Backend.State;
+    public long Now => Backend.Now;
+    public bool OnChain => Backend.Kind != "ledger";
+
+    /// <summary>The embedded ledger's engine; a clear failure on a chain (for the few ledger-only steps).</summary>
+    public ProtocolEngine Engine(string what) => Backend is LedgerBackend l ? l.Engine
+        : throw new NotSupportedException($"{what} works on the embedded ledger only (this is {Backend.Description})");
+
+    /// <summary>
+    /// Waits for protocol time to move on (a claim's reveal must come later than its commit): a moment on the ledger;
+    /// on a chain, until a later block (see <see cref="ChainCli.WaitForLaterBlockAsync"/>).
+    /// </summary>
+    public Task WaitForLaterTimeAsync(CancellationToken ct) =>
+        ChainUrl is { } url ? ChainCli.WaitForLaterBlockAsync(url, ct) : Task.Delay(200, ct);
+
+    /// <summary>The node's RPC URL on a chain; null on the ledger.</summary>
+    public string? ChainUrl { get; init; }
+
+    /// <summary>A report that names the backend in its JSON.</summary>
+    public Report Report() => new Report { OnChain = OnChain }.Json("backend", Backend.Kind);
+
     public void Dispose()
     {
-        try { LedgerPins.Record(Ledger.LedgerId, State.Height, State.HeadHash); }
+        try
+        {
+            if (ledger is not null) LedgerPins.Record(ledger.LedgerId, State.Height, State.HeadHash);
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             Console.Error.WriteLine($"oml: warning: could not pin the ledger's head in {LedgerPins.Folder}: {e.Message}");
         }
-        finally { Ledger.Dispose(); }
+        finally { Backend.Dispose(); }
     }
 }
 

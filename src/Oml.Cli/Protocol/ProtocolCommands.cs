@@ -13,16 +13,16 @@ public static class RoleCommands
     public static Command Withdraw()
     {
         var (cmd, o) = ProtocolCli.Command("withdraw", "Move all your credits (fees, rewards, returned bonds) into your balance.");
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
             string me = Hex.Of(key.Address);
             long amount = s.State.AccountOf(me).Withdrawable;
-            var ev = s.Engine.Withdraw(key);
-            return new Report().Add("account", "account", me).Money("withdrawn", "withdrawn", amount)
-                .Money("balance", "balance now", s.State.AccountOf(me).Balance).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            var ev = await s.Backend.WithdrawAsync(key, ct);
+            return s.Report().Add("account", "account", me).Money("withdrawn", "withdrawn", amount)
+                .Money("balance", "balance now", s.State.AccountOf(me).Balance).Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -54,8 +54,9 @@ public static class ProtocolCommands
         var set = new Option<string[]>("--set") { Description = "Parameter=Value (repeatable), e.g. --set RebutWindowSeconds=60", AllowMultipleArgumentsPerToken = false };
         var chainId = new Option<long>("--chain-id") { Description = "EIP-712 chain id of this ledger", DefaultValueFactory = _ => ProtocolDomain.DefaultChainId };
         cmd.Add(set); cmd.Add(chainId);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(r =>
         {
+            if (r.GetValue(o.Chain) is not null) throw new UsageException("init creates an embedded ledger; on a chain, deploy the contracts with `oml chain deploy --chain URL --keystore TREASURY`");
             var path = r.GetValue(o.Ledger)!;
             var parameters = ProtocolParameters.Default.With(RoleCommands.Changes(r.GetValue(set), "--set"));
             if (r.GetValue(chainId) <= 0) throw new UsageException("--chain-id must be positive");
@@ -68,7 +69,7 @@ public static class ProtocolCommands
             using var ledger = SqliteLedger.Open(path, create: true);
             var engine = ProtocolEngine.Initialize(ledger, key, parameters, r.GetValue(chainId));
             LedgerPins.Record(ledger);
-            var rep = new Report().Add("ledger", "ledger", Path.GetFullPath(path)).Add("treasury", "treasury", engine.State.Treasury)
+            var rep = new Report().Json("backend", "ledger").Add("ledger", "ledger", Path.GetFullPath(path)).Add("treasury", "treasury", engine.State.Treasury)
                 .Add("chainId", "chain id", engine.Domain.ChainId).Add("verifyingContract", "verifying contract", engine.Domain.VerifyingContract).Add("genesis", "genesis", ProtocolCli.Time(engine.State.GenesisTime));
             var p = new JsonObject();
             foreach (var n in ProtocolParameters.Names)
@@ -77,25 +78,28 @@ public static class ProtocolCommands
                 rep.Line($"  {n,-20} {engine.Parameters.Get(n)}");
             }
             return rep.Json("parameters", p).Print(r.GetValue(o.Json));
-        }));
+        });
         return cmd;
     }
 
     public static Command Status()
     {
         var (cmd, o) = ProtocolCli.Command("status", "Show the protocol state: models, licences, accounts, open claims, proposals and parameters.", signs: false);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             var st = s.State;
-            long now = s.Engine.Now;
+            long now = s.Now;
             if (r.GetValue(o.Json))
             {
-                Console.WriteLine(StatusJson(st, now).ToJsonString());
+                var json = StatusJson(st, now);
+                json["backend"] = s.Backend.Kind;
+                json["where"] = s.Backend.Description;
+                Console.WriteLine(json.ToJsonString());
                 return Cli.Ok;
             }
             var right = new HashSet<int> { 2, 3, 4, 5 };
-            Console.WriteLine($"ledger    {Path.GetFullPath(r.GetValue(o.Ledger)!)}  height {st.Height}, chain {st.Domain.ChainId}");
+            Console.WriteLine(s.OnChain ? $"chain     {s.Backend.Description}" : $"ledger    {Path.GetFullPath(r.GetValue(o.Ledger)!)}  height {st.Height}, chain {st.Domain.ChainId}");
             Console.WriteLine($"treasury  {st.Treasury}  supply {ProtocolCli.Money(st.TotalSupply)}");
             Console.WriteLine($"time      {ProtocolCli.Time(now)}  epoch {st.EpochAt(now)}");
             Console.WriteLine();
@@ -145,7 +149,7 @@ public static class ProtocolCommands
             Console.WriteLine("Parameters");
             foreach (var n in ProtocolParameters.Names) Console.WriteLine($"  {n,-20} {st.Parameters.Get(n)}");
             return Cli.Ok;
-        }));
+        });
         return cmd;
     }
 

@@ -34,20 +34,20 @@ public static class ProverCommands
         var maxItems = new Option<int>("--max-items") { Description = "Most hits to put in the claim (each reveals, and spends, one fingerprint)", DefaultValueFactory = _ => 1 };
         var ticket = new Option<string?>("--ticket") { Description = "Write the claim ticket (evidence and secret salt) here when the host is caught" };
         foreach (var x in new Option[] { endpoint, model, host, subset, maxQueries, maxItems, ticket, o.Force }) cmd.Add(x);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             if (!Uri.TryCreate(r.GetValue(endpoint), UriKind.Absolute, out var url)) throw new UsageException($"--endpoint: '{r.GetValue(endpoint)}' is not an absolute URL");
             if (r.GetValue(maxQueries) < 1 || r.GetValue(maxItems) < 1) throw new UsageException("--max-queries and --max-items must be at least 1");
             if (r.GetValue(ticket) is { } ticketPath) AtomicFile.CheckWritable(ticketPath, r.GetValue(o.Force)); // before any query: a ticket holds a claim's secret salt
             string hostAddr = ProtocolCli.Address(r.GetValue(host)!, "--host");
             var set = FingerprintIO.ReadSet(r.GetValue(subset)!, r.GetValue(o.PassphraseFile));
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             var lic = s.State.LicenceOf(r.GetValue(model)!, hostAddr) ?? throw new ProtocolException(ProtocolErrorCode.UnknownLicence, $"{hostAddr} holds no licence for '{r.GetValue(model)}'");
             if (lic.IndicesRoot != "0x" + set.Commit().Root)
                 throw new ProtocolException(ProtocolErrorCode.InvalidProof, $"{r.GetValue(subset)} is not the fingerprint set delivered to {hostAddr} (its root differs from the ledger's)");
             using var ep = new HttpHostEndpoint(url, new CompletionSettings(MaxTokens: AnswerTokens(set)));
-            var report = Prover.AuditAsync(s.State, r.GetValue(model)!, hostAddr, set, ep, r.GetValue(maxQueries)).GetAwaiter().GetResult();
-            var rep = new Report().Add("model", "model", report.ModelId).Add("host", "host", report.Host).Add("queried", "keys asked", report.Queried)
+            var report = await Prover.AuditAsync(s.State, r.GetValue(model)!, hostAddr, set, ep, r.GetValue(maxQueries), ct);
+            var rep = s.Report().Add("model", "model", report.ModelId).Add("host", "host", report.Host).Add("queried", "keys asked", report.Queried)
                 .Add("hits", "answered as embedded", report.Hits.Count).Add("misses", "refused or other", report.Misses.Count)
                 .Add("caught", "verdict", JsonValue.Create(report.Caught), report.Caught ? "CAUGHT: answered fingerprint keys without a permit (signed receipts in hand)" : "nothing to claim");
             if (report.Caught && r.GetValue(ticket) is { } path)
@@ -57,7 +57,7 @@ public static class ProverCommands
                 rep.Add("ticket", "claim ticket", Path.GetFullPath(path)).Add("evidenceHash", "evidence hash", t.EvidenceHash);
             }
             return rep.Print(r.GetValue(o.Json));
-        }));
+        });
         return cmd;
     }
 
@@ -76,22 +76,23 @@ public static class ProverCommands
         var ticket = new Option<string>("--ticket") { Description = "The claim ticket file", Required = true };
         var bond = new Option<long?>("--bond") { Description = "The bond to lock (default: the protocol's minimum)" };
         cmd.Add(ticket); cmd.Add(bond);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             var t = ReadTicket(r.GetValue(ticket)!);
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
             long b = r.GetValue(bond) ?? s.State.Parameters.MinBond;
-            var progress = Prover.AdvanceClaim(s.Engine, key, t, b, () => Thread.Sleep(200));
+            var progress = await Prover.AdvanceClaimAsync(s.Backend, key, t, b, s.WaitForLaterTimeAsync, ct);
             var c = progress.Claim;
-            var rep = new Report().Add("claim", "claim", c.Id).Add("commitment", "commitment", c.Commitment).Money("bond", "bond", c.Bond)
+            var rep = s.Report().Add("claim", "claim", c.Id).Add("commitment", "commitment", c.Commitment).Money("bond", "bond", c.Bond)
                 .Add("steps", "done now", JsonValue.Create(string.Join(", ", progress.Steps)), progress.Steps.Count == 0 ? "nothing (it was done before)" : string.Join(", ", progress.Steps)).Add("status", "status", c.Status.ToString());
             if (c.Status == ClaimStatus.Revealed)
                 rep.Add("host", "host", c.Host!).Add("model", "model", c.ModelId!).Add("items", "fingerprints revealed", c.Items.Count)
                     .Add("rebutDeadline", "host may rebut until", JsonValue.Create(c.RebutDeadline), ProtocolCli.Time(c.RebutDeadline));
             if (c.Status == ClaimStatus.Expired) rep.Line("the reveal window had closed: the claim was settled and its bond is withdrawable again");
-            return rep.Add("event", "last event", s.State.Height - 1).Print(r.GetValue(o.Json));
-        }));
+            if (!s.OnChain) rep.Add("event", "last event", s.State.Height - 1);
+            return rep.Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -100,19 +101,19 @@ public static class ProverCommands
         var (cmd, o) = ProtocolCli.Command("settle", "Close a claim after its windows: slash the host (unrebutted reveal), or return an unrevealed claim's bond to its prover.");
         var claim = new Option<long>("--claim") { Description = "The claim id", Required = true };
         cmd.Add(claim);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
             long id = r.GetValue(claim);
-            var ev = s.Engine.Settle(key, id);
+            var ev = await s.Backend.SettleAsync(key, id, ct);
             var c = s.State.Claims[(int)id];
-            var rep = new Report().Add("claim", "claim", id).Add("status", "status", c.Status.ToString());
+            var rep = s.Report().Add("claim", "claim", id).Add("status", "status", c.Status.ToString());
             if (c.Status == ClaimStatus.Slashed)
                 rep.Add("host", "host slashed", c.Host!).Money("slashed", "slashed", c.Slashed).Money("proverReward", "prover reward", c.ProverReward)
                     .Money("toOwner", "to the model owner", c.Slashed - c.ProverReward).Add("capped", "capped", JsonValue.Create(c.SlashCapped), c.SlashCapped ? "yes (collateral ran out)" : "no");
-            return rep.Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            return rep.Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -129,7 +130,7 @@ public static class ProverCommands
         var secretFile = new Option<string?>("--secret-file") { Description = "The owner's secret that seeded the allocation (default: the one the pool file keeps)" };
         var bound = new Option<double>("--bound") { Description = "Most probability of accusing any one innocent host", DefaultValueFactory = _ => 1e-3 };
         foreach (var x in new Option[] { endpoint, model, pool, secretFile, bound }) cmd.Add(x);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             if (!Uri.TryCreate(r.GetValue(endpoint), UriKind.Absolute, out var url)) throw new UsageException($"--endpoint: '{r.GetValue(endpoint)}' is not an absolute URL");
             double eps = r.GetValue(bound);
@@ -137,16 +138,16 @@ public static class ProverCommands
             string modelId = r.GetValue(model)!;
             var passphrase = FingerprintIO.RequirePassphrase(r.GetValue(o.PassphraseFile), "trace reads the encrypted pool");
             var set = FingerprintIO.ReadSet(r.GetValue(pool)!, r.GetValue(o.PassphraseFile));
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             var specs = s.State.Licences.Values.Where(l => l.ModelId == modelId && l.Allocation is not null).Select(l => l.Allocation!).Distinct().ToList();
             if (specs.Count == 0) throw new ProtocolException(ProtocolErrorCode.CopyNotDelivered, $"no copy of '{modelId}' was delivered: nothing to trace against");
             if (specs.Count > 1) throw new InvalidOperationException($"the copies of '{modelId}' were delivered with different allocations ({string.Join(", ", specs)})");
             var alloc = AllocationSpec.Parse(specs[0], AllocationSpec.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), r.GetValue(pool)!, passphrase), modelId), set.Count);
             using var suspect = new OpenAiCompatibleEndpoint(url, null, "oml");
             var settings = new CompletionSettings(MaxTokens: AnswerTokens(set));
-            var report = LeakTracer.TraceAsync(s.State, modelId, set, AllocationSpec.Accuser(alloc),
-                (q, ct) => suspect.CompleteAsync(q, settings, ct), eps).GetAwaiter().GetResult();
-            var rep = new Report().Add("model", "model", modelId).Add("allocation", "allocation", specs[0])
+            var report = await LeakTracer.TraceAsync(s.State, modelId, set, AllocationSpec.Accuser(alloc),
+                (q, c) => suspect.CompleteAsync(q, settings, c), eps, ct: ct);
+            var rep = s.Report().Add("model", "model", modelId).Add("allocation", "allocation", specs[0])
                 .Add("asked", "keys asked", report.Observed.Count(x => x is not null)).Add("answered", "answered as embedded", report.Observed.Count(x => x == true))
                 .Add("bound", "innocent bound", JsonValue.Create(eps), eps.ToString("G3", CultureInfo.InvariantCulture) + " (chance of accusing any one innocent host)")
                 .Add("accused", "accused", new JsonArray([.. report.Accused.Select(h => JsonValue.Create(h.Host))]), report.Accused.Count == 0 ? "nobody" : string.Join(", ", report.Accused.Select(h => h.Host)))
@@ -161,13 +162,13 @@ public static class ProverCommands
                 using var key = o.Key(r);
                 foreach (var h in report.Accused)
                 {
-                    var ev = s.Engine.FileAccusation(key, modelId, h.Host, report.ToJson());
-                    rep.Line($"accusation against {h.Host} filed (event {ev.Sequence})");
+                    var ev = await s.Backend.FileAccusationAsync(key, modelId, h.Host, report.ToJson(), ct);
+                    rep.Line($"accusation against {h.Host} filed ({(s.OnChain ? $"transaction {ev.Reference}, block {ev.Position}" : $"event {ev.Position}")})");
                 }
                 rep.Json("accusationsFiled", report.Accused.Count);
             }
             return rep.Print(r.GetValue(o.Json));
-        }));
+        });
         return cmd;
     }
 }

@@ -24,17 +24,17 @@ public static class UserCommands
         var host = HostOption("The host's address");
         var amount = new Option<long>("--amount") { Description = "Base units to escrow", Required = true };
         cmd.Add(host); cmd.Add(amount);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             string h = ProtocolCli.Address(r.GetValue(host)!, "--host");
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
-            var ev = s.Engine.Deposit(key, h, r.GetValue(amount));
+            var ev = await s.Backend.DepositAsync(key, h, r.GetValue(amount), ct);
             string me = Hex.Of(key.Address);
             var acc = s.State.AccountOf(me);
-            return new Report().Add("account", "account", me).Add("host", "host", h).Money("deposited", "deposited", r.GetValue(amount))
-                .Money("escrow", "escrow with host", s.State.EscrowOf(me, h).Amount).Money("balance", "balance", acc.Balance).Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            return s.Report().Add("account", "account", me).Add("host", "host", h).Money("deposited", "deposited", r.GetValue(amount))
+                .Money("escrow", "escrow with host", s.State.EscrowOf(me, h).Amount).Money("balance", "balance", acc.Balance).Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -44,17 +44,17 @@ public static class UserCommands
             "Ask for your escrow with a host back: the host stops accepting your new permits, and `oml user refund` returns what is left after RefundDelaySeconds.");
         var host = HostOption("The host's address");
         cmd.Add(host);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             string h = ProtocolCli.Address(r.GetValue(host)!, "--host");
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
-            var ev = s.Engine.RequestRefund(key, h);
+            var ev = await s.Backend.RequestRefundAsync(key, h, ct);
             var e = s.State.EscrowOf(Hex.Of(key.Address), h);
             long due = e.RefundRequestedAt!.Value + s.State.Parameters.RefundDelaySeconds;
-            return new Report().Add("host", "host", h).Money("escrow", "escrow", e.Amount).Add("refundableFrom", "refundable from", JsonValueOf(due), ProtocolCli.Time(due))
-                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            return s.Report().Add("host", "host", h).Money("escrow", "escrow", e.Amount).Add("refundableFrom", "refundable from", JsonValueOf(due), ProtocolCli.Time(due))
+                .Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -63,17 +63,17 @@ public static class UserCommands
         var (cmd, o) = ProtocolCli.Command("refund", "Take back what is left of your escrow with a host, RefundDelaySeconds after `oml user request-refund`.");
         var host = HostOption("The host's address");
         cmd.Add(host);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             string h = ProtocolCli.Address(r.GetValue(host)!, "--host");
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
             string me = Hex.Of(key.Address);
             long amount = s.State.EscrowOf(me, h).Amount;
-            var ev = s.Engine.Refund(key, h);
-            return new Report().Add("host", "host", h).Money("refunded", "refunded", amount).Money("balance", "balance now", s.State.AccountOf(me).Balance)
-                .Add("event", "event", ev.Sequence).Print(r.GetValue(o.Json));
-        }));
+            var ev = await s.Backend.RefundAsync(key, h, ct);
+            return s.Report().Add("host", "host", h).Money("refunded", "refunded", amount).Money("balance", "balance now", s.State.AccountOf(me).Balance)
+                .Landed(ev).Print(r.GetValue(o.Json));
+        });
         return cmd;
     }
 
@@ -98,7 +98,7 @@ public static class UserCommands
             if (fee < 0 || expirySeconds < 0) throw new UsageException("--fee and --expiry-seconds must not be negative");
             long nonce = r.GetValue(Nonce) ?? ProtocolCli.RandomNonce();
             if (nonce < 0) throw new UsageException("--nonce must not be negative");
-            var permit = new Permit(Hex.Of(key.Address), model, host, Hex.KeccakText(query), nonce, s.Engine.Now + expirySeconds, fee);
+            var permit = new Permit(Hex.Of(key.Address), model, host, Hex.KeccakText(query), nonce, s.Now + expirySeconds, fee);
             return permit.Sign(s.State.Domain, key);
         }
     }
@@ -112,10 +112,10 @@ public static class UserCommands
         var query = new Option<string>("--query") { Description = "The exact query text the permit is for", Required = true };
         var output = new Option<string?>("--out") { Description = "Also write the permit JSON to this file" };
         po.AddTo(cmd); cmd.Add(query); cmd.Add(output); cmd.Add(o.Force);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             if (r.GetValue(output) is { } outPath) AtomicFile.CheckWritable(outPath, r.GetValue(o.Force));
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
             var permit = po.Make(r, s, key, r.GetValue(query)!);
             if (r.GetValue(output) is { } path) FingerprintIO.WriteTextAtomic(path, permit.ToJson() + "\n", r.GetValue(o.Force));
@@ -125,10 +125,10 @@ public static class UserCommands
                 return Cli.Ok;
             }
             var p = permit.Permit;
-            return new Report().Add("user", "user", p.User).Add("model", "model", p.ModelId).Add("host", "host", p.Host).Add("queryHash", "query hash", p.QueryHash)
+            return s.Report().Add("user", "user", p.User).Add("model", "model", p.ModelId).Add("host", "host", p.Host).Add("queryHash", "query hash", p.QueryHash)
                 .Add("nonce", "nonce", p.Nonce.ToString()).Add("expiry", "expires", ProtocolCli.Time(p.Expiry)).Add("fee", "fee", p.Fee)
                 .Add("hash", "permit hash", p.Hash(s.State.Domain)).Line(permit.ToJson()).Print(false);
-        }));
+        });
         return cmd;
     }
 
@@ -142,12 +142,12 @@ public static class UserCommands
         var maxTokens = CliOptions.MaxNewTokens("Tokens to generate", 16);
         var po = new PermitOptions();
         cmd.Add(endpoint); cmd.Add(query); cmd.Add(permitFile); cmd.Add(maxTokens); po.AddTo(cmd);
-        cmd.SetAction(r => ProtocolCli.Guard(() =>
+        cmd.SetAction(async (r, ct) =>
         {
             if (!Uri.TryCreate(r.GetValue(endpoint), UriKind.Absolute, out var url)) throw new UsageException($"--endpoint: '{r.GetValue(endpoint)}' is not an absolute URL");
             if (r.GetValue(maxTokens) < 1) throw new UsageException("--max-new-tokens must be at least 1");
             string q = r.GetValue(query)!;
-            using var s = o.Open(r);
+            using var s = await o.OpenAsync(r, ct);
             SignedPermit permit;
             if (r.GetValue(permitFile) is { } pf)
             {
@@ -160,16 +160,16 @@ public static class UserCommands
                 permit = po.Make(r, s, key, q);
             }
             using var host = new HttpHostEndpoint(url, new CompletionSettings(MaxTokens: r.GetValue(maxTokens)));
-            var answer = host.AskAsync(q, permit).GetAwaiter().GetResult();
+            var answer = await host.AskAsync(q, permit, ct);
             var rc = answer.Receipt.Receipt;
             bool valid = answer.Receipt.Verify(s.State.Domain) && rc.QueryHash == Hex.KeccakText(q) && rc.ResponseHash == Hex.KeccakText(answer.Text)
                 && rc.PermitHash == permit.Permit.Hash(s.State.Domain);
-            new Report().Add("answer", "answer", answer.Text).Add("host", "receipt host", rc.Host).Add("permitHash", "receipt permit", rc.PermitHash)
+            s.Report().Add("answer", "answer", answer.Text).Add("host", "receipt host", rc.Host).Add("permitHash", "receipt permit", rc.PermitHash)
                 .Add("receiptValid", "receipt", JsonValueOf(valid), valid ? "valid (signed by the host, names this query, answer and permit)" : "INVALID")
                 .Print(r.GetValue(o.Json));
             if (!valid) Console.Error.WriteLine("oml: error: the host's receipt does not match its answer, this query and permit, or is not signed by the host");
             return valid ? Cli.Ok : Cli.Failure;
-        }));
+        });
         return cmd;
     }
 
