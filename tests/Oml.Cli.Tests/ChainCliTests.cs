@@ -137,6 +137,50 @@ public sealed class ChainCliTests : IDisposable, IClassFixture<CliAnvilFixture>
         Assert.NotNull(JsonNode.Parse(l.Out)!["event"]);
     }
 
+    [Fact]
+    public async Task The_explorer_serves_the_chain_state_the_role_commands_wrote()
+    {
+        NewAccounts("treasury", "owner", "host", "user");
+        var deployment = Deploy();
+        string[] chain = ["--chain", _node.RpcUrl, "--deployment", deployment];
+        ShortFlow(chain);
+
+        var both = Run(["explorer", "--ledger", P("none.db"), .. chain, "--port", "0"]);
+        Assert.Equal(2, both.Code);
+        Assert.Contains("exactly one of --ledger FILE and --chain URL", both.Err);
+        var wrongChain = Run("explorer", "--chain", _node.RpcUrl, "--deployment", P("missing.json"), "--port", "0");
+        Assert.Equal(1, wrongChain.Code);
+        Assert.Contains("no deployment file", wrongChain.Err);
+
+        using var stop = new CancellationTokenSource();
+        ExplorerCommand.StopForTests = stop.Token;
+        var urlFile = P("explorer.url");
+        try
+        {
+            var server = Task.Run(() => Run(["explorer", .. chain, "--port", "0", "--poll-ms", "100", "--url-file", urlFile]));
+            for (int i = 0; i < 600 && !File.Exists(urlFile); i++)
+            {
+                if (server.IsCompleted) Assert.Fail($"explorer ended: {(await server).Err}");
+                await Task.Delay(50, TestContext.Current.CancellationToken);
+            }
+            var url = File.ReadAllText(urlFile).Trim();
+            using var http = new HttpClient();
+            var hosts = await http.GetStringAsync(url + "/hosts", TestContext.Current.CancellationToken);
+            var host = new Nethereum.Util.AddressUtil().ConvertToChecksumAddress(_address["host"]);
+            Assert.Contains(host, hosts);          // EIP-55, as the explorer shows every address
+            Assert.Contains("2,000", hosts);       // the collateral the host locked on chain
+            var overview = await http.GetStringAsync(url + "/", TestContext.Current.CancellationToken);
+            Assert.Contains("chain 31337", overview);
+            stop.Cancel();
+            var done = await server;
+            Assert.True(done.Code == 0, done.Err);
+        }
+        finally
+        {
+            ExplorerCommand.StopForTests = CancellationToken.None;
+        }
+    }
+
     private static string FindRoot()
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
