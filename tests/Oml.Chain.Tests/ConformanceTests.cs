@@ -485,4 +485,33 @@ public sealed class ConformanceTests(AnvilFixture fx)
             dir.Delete(recursive: true);
         }
     }
+
+    [Fact]
+    public async Task A_prover_resumes_its_claim_on_the_chain_from_the_ticket()
+    {
+        using var p = new Parties();
+        var deployment = await DeployAsync(fx.Node, p);
+        using var chain = await ChainBackend.OpenAsync(fx.Node.RpcUrl, deployment);
+        string host = Hex.Of(p.HostB.Address);
+        foreach (var k in new[] { p.Owner, p.HostB, p.Prover }) await chain.MintAsync(p.Treasury, Hex.Of(k.Address), 10_000);
+        await chain.RegisterModelAsync(p.Owner, ConformanceScenario.Child, "sha256:" + new string('c', 64), "{}", "OML-1.0", 10, 0);
+        await chain.ApplyLicenseAsync(p.HostB, ConformanceScenario.Child, 2_000, "https://b.example");
+        var omlizer = new Omlizer(ConformanceScenario.Pool(), new RandomAllocation("conformance allocation"u8, 24, 8));
+        var copy = await omlizer.BuildCopyAsync(chain.State, ConformanceScenario.Child, host, (_, _) => Task.FromResult("copy digest"));
+        await chain.DeliverCopyAsync(p.Owner, copy);
+        await chain.AcknowledgeCopyAsync(p.HostB, ConformanceScenario.Child, copy.CopyDigest);
+        var f = copy.Subset.Fingerprints[0];
+        string answer = f.Response.Text;
+        var receipt = Receipt.Create(p.HostB.Address, ConformanceScenario.Child, null, f.Key, answer, chain.Now).Sign(chain.Domain, p.HostB);
+        var ticket = ClaimTicket.Create(new ClaimEvidence(ConformanceScenario.Child, host, [new ClaimEvidenceItem(copy.Subset.Reveal(0), answer, receipt)]));
+        Assert.NotEqual(ticket.Commitment, await chain.ClaimCommitmentAsync(ticket));   // the evidence hash differs by design
+
+        var first = await Prover.AdvanceClaimAsync(chain, p.Prover, ticket, 100, ct => fx.Node.IncreaseTimeAsync(1, ct));
+        Assert.Equal(new[] { "commit", "reveal" }, first.Steps);
+        Assert.Equal(ClaimStatus.Revealed, first.Claim.Status);
+        var rerun = await Prover.AdvanceClaimAsync(chain, p.Prover, ticket, 100, ct => fx.Node.IncreaseTimeAsync(1, ct));
+        Assert.Empty(rerun.Steps);   // found by its commitment: not committed twice
+        Assert.Single(chain.State.Claims);
+        Assert.True((await chain.VerifyAsync()).Consistent);
+    }
 }
