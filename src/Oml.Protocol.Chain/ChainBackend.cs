@@ -112,7 +112,7 @@ public sealed class ChainBackend : IProtocolBackend
 
     /// <summary>
     /// Recomputes the check of the projection: refreshes, then compares <see cref="State"/> with what the contracts'
-    /// views say now (see <see cref="ChainVerifier"/>) and returns the first difference.
+    /// views say at the block the projection reached (see <see cref="ChainVerifier"/>) and returns the first difference.
     /// </summary>
     public async Task<ChainVerification> VerifyAsync(CancellationToken cancellationToken = default)
     {
@@ -120,7 +120,7 @@ public sealed class ChainBackend : IProtocolBackend
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return await ChainVerifier.VerifyAsync(Projector.State, _reader, cancellationToken).ConfigureAwait(false);
+            return await ChainVerifier.VerifyAsync(Projector.State, _reader, Projector.LastBlock, cancellationToken).ConfigureAwait(false);
         }
         finally
         {

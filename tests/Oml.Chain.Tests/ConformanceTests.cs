@@ -329,14 +329,25 @@ public sealed class ConformanceTests(AnvilFixture fx)
         // a projector fed the log without the deposit
         var truncated = await ChainProjector.CreateAsync(reader);
         await truncated.ApplyAsync(reader, events.Where(e => e.Name != "Deposited").ToList(), latest);
-        var bad = await ChainVerifier.VerifyAsync(truncated.State, reader);
+        var bad = await ChainVerifier.VerifyAsync(truncated.State, reader, latest);
         Assert.False(bad.Consistent);
         Assert.Contains("escrow", bad.FirstDifference);
         // and one fed the whole log agrees with the chain
         var full = await ChainProjector.CreateAsync(reader);
         await full.ApplyAsync(reader, events, latest);
-        Assert.True((await ChainVerifier.VerifyAsync(full.State, reader)).Consistent);
+        Assert.True((await ChainVerifier.VerifyAsync(full.State, reader, latest)).Consistent);
         Assert.Equal(chain.State.Digest(), full.State.Digest());
+        // the views are read at the block the projection reached: a later action is not a difference there, but is at the head
+        await chain.DepositAsync(p.User1, Hex.Of(p.HostA.Address), 5);
+        Assert.True((await ChainVerifier.VerifyAsync(full.State, reader, latest)).Consistent);
+        Assert.False((await ChainVerifier.VerifyAsync(full.State, reader)).Consistent);
+        Assert.True((await chain.VerifyAsync()).Consistent);
+        // reading the log in slices of three blocks folds the same state as the backend's incremental refreshes
+        var sliced = await ChainProjector.CreateAsync(reader);
+        sliced.BlocksPerRead = 3;
+        await sliced.RefreshAsync(reader);
+        Assert.Equal(chain.Projector.LastBlock, sliced.LastBlock);
+        Assert.Equal(chain.State.Digest(), sliced.State.Digest());
     }
 
     [Fact]
