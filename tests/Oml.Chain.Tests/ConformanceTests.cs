@@ -50,7 +50,8 @@ public sealed class Parties : IDisposable
 /// are withdrawn; a prover catches the dishonest host answering fingerprint keys without a permit and has it slashed,
 /// tries to frame the honest host with a permit of its own (rebutted once the host committed its usage), and lets a
 /// third claim lapse unrevealed (bond refunded); governance stake, proposal, votes and execution; an accusation; a
-/// refund. Returns the normalised final state.
+/// refund; an unstake; a model changing hands in two steps and a transfer left pending; and along the way about twenty
+/// refusals, each with the same <see cref="ProtocolErrorCode"/> on both backends. Returns the normalised final state.
 /// </summary>
 public static class ConformanceScenario
 {
@@ -77,6 +78,14 @@ public static class ConformanceScenario
         return (answer, receipt);
     }
 
+    /// <summary>The action is refused with <paramref name="code"/> — the same code on both backends (on a chain, a custom
+    /// error mapped by <see cref="ChainBackend.CodeOf"/>; an unmapped one would surface as ChainRevertException and fail here).</summary>
+    private static async Task Refused(ProtocolErrorCode code, Func<Task> act)
+    {
+        var e = await Assert.ThrowsAsync<ProtocolException>(act);
+        Assert.True(code == e.Code, $"expected {code}, got {e.Code}: {e.Message}");
+    }
+
     private static ClaimTicket Ticket(HostCopy copy, int index, string answer, SignedReceipt receipt) =>
         ClaimTicket.Create(new ClaimEvidence(Child, copy.Host, [new ClaimEvidenceItem(copy.Subset.Reveal(index), answer, receipt)]));
 
@@ -90,6 +99,12 @@ public static class ConformanceScenario
         await b.AddVersionAsync(p.Owner, Child, "child weights v2", "more data");
         await b.DeclareParentAsync(p.Owner, p.ParentOwner, Child, Base, 2_000);
         await b.TransferAsync(p.User1, A(p.User2), 1_000);
+        await Refused(ProtocolErrorCode.InsufficientFunds, () => b.TransferAsync(p.User1, A(p.User2), 1_000_000));
+        await Refused(ProtocolErrorCode.ModelExists, () => b.RegisterModelAsync(p.User1, Base, "sha256:" + new string('d', 64), "{}", "x", 1, 0));
+        await Refused(ProtocolErrorCode.Unauthorized, () => b.AddVersionAsync(p.User1, Child, "stolen", "not mine"));
+        await Refused(ProtocolErrorCode.InvalidFamilyTree, () => b.DeclareParentAsync(p.ParentOwner, p.Owner, Base, Child, 1_000));   // a cycle
+        await Refused(ProtocolErrorCode.CollateralTooLow, () => b.ApplyLicenseAsync(p.User1, Child, 100, "https://cheap.example"));
+        await Refused(ProtocolErrorCode.InvalidAmount, () => b.DepositAsync(p.User1, A(p.HostA), 0));
 
         // ---- licences and copies
         var omlizer = new Omlizer(Pool(), new RandomAllocation("conformance allocation"u8, 24, 8));
@@ -139,6 +154,8 @@ public static class ConformanceScenario
         long idCaught = (await b.CommitClaimAsync(p.Prover, caught, 100)).Id!.Value;
         long idFraming = (await b.CommitClaimAsync(p.Prover, framing, 100)).Id!.Value;
         long idLapsed = (await b.CommitClaimAsync(p.Prover, lapsed, 150)).Id!.Value;
+        await Refused(ProtocolErrorCode.DuplicateCommitment, () => b.CommitClaimAsync(p.Prover, caught, 100));
+        await Refused(ProtocolErrorCode.BondTooLow, () => b.CommitClaimAsync(p.Prover, Ticket(copyB, 4, answerB2, receiptB2), 50));
         Assert.Equal(new long[] { 0, 1, 2 }, new[] { idCaught, idFraming, idLapsed });
         Assert.Equal(idCaught, b.State.ClaimByCommitment(Hex.Of(p.Prover.Address), await b.ClaimCommitmentAsync(caught, Hex.Of(p.Prover.Address)))!.Id);
         await advance(2);
@@ -146,11 +163,15 @@ public static class ConformanceScenario
         await b.RevealClaimAsync(p.Prover, idFraming, framing);
 
         // ---- usage: the hosts commit the epoch; the honest host's commit settles the prover's permit, then it rebuts
+        await Refused(ProtocolErrorCode.UnknownLicence, () => b.CommitUsageAsync(p.User1, new UsageBook(b.Domain, Child, epoch)));
         await b.CommitUsageAsync(p.HostA, bookA);
         await b.CommitUsageAsync(p.HostB, bookB);
         var rejected = await Assert.ThrowsAsync<ProtocolException>(() => b.CommitUsageAsync(p.HostB, bookB));
         Assert.Equal(ProtocolErrorCode.UsageAlreadyCommitted, rejected.Code);
-        await b.RebutAsync(p.HostA, idFraming, new Rebuttal([new RebuttalItem(proverPermit, epoch, bookA.ProofFor(receiptA))]));
+        var rebuttal = new Rebuttal([new RebuttalItem(proverPermit, epoch, bookA.ProofFor(receiptA))]);
+        await Refused(ProtocolErrorCode.Unauthorized, () => b.RebutAsync(p.User1, idFraming, rebuttal));
+        await b.RebutAsync(p.HostA, idFraming, rebuttal);
+        await Refused(ProtocolErrorCode.ClaimState, () => b.RebutAsync(p.HostA, idFraming, rebuttal));
 
         // ---- settlement after the windows: the dishonest host is slashed, the lapsed claim's bond comes back
         Assert.Equal(ProtocolErrorCode.WindowClosed, (await Assert.ThrowsAsync<ProtocolException>(() => b.SettleAsync(p.User1, idCaught))).Code);
@@ -166,15 +187,29 @@ public static class ConformanceScenario
         // ---- governance: stake, propose, vote, execute
         await b.StakeAsync(p.Owner, 5_000);
         await b.StakeAsync(p.ParentOwner, 2_000);
+        await Refused(ProtocolErrorCode.StakeLocked, () => b.UnstakeAsync(p.Owner, 1));
+        await Refused(ProtocolErrorCode.InsufficientFunds, () => b.StakeAsync(p.User1, 10_000_000));
         await advance(1);
+        await Refused(ProtocolErrorCode.Unauthorized, () => b.ProposeAsync(p.User1, new Dictionary<string, string> { ["MinBond"] = "1" }, "no stake"));
+        await Refused(ProtocolErrorCode.InvalidParameters, () => b.ProposeAsync(p.Owner, new Dictionary<string, string> { ["NoSuchThing"] = "1" }, "typo"));
         long proposal = (await b.ProposeAsync(p.Owner, new Dictionary<string, string> { ["SlashFractionBps"] = "6000", ["MinBond"] = "150" }, "harsher slashing")).Id!.Value;
         await b.VoteAsync(p.Owner, proposal, true);
         await b.VoteAsync(p.ParentOwner, proposal, false);
+        await Refused(ProtocolErrorCode.AlreadyVoted, () => b.VoteAsync(p.ParentOwner, proposal, true));
+        await Refused(ProtocolErrorCode.WindowClosed, () => b.ExecuteAsync(p.User2, proposal));
         Assert.Equal(ProtocolErrorCode.NotEligibleToVote, (await Assert.ThrowsAsync<ProtocolException>(() => b.VoteAsync(p.User1, proposal, true))).Code);
         await b.RequestRefundAsync(p.User2, A(p.HostA));
+        await Refused(ProtocolErrorCode.RefundPending, () => b.RefundAsync(p.User2, A(p.HostA)));
         await advance(pp.VotingWindowSeconds + 1);
         await b.ExecuteAsync(p.User2, proposal);
         await b.RefundAsync(p.User2, A(p.HostA));
+        await b.UnstakeAsync(p.ParentOwner, 500);
+
+        // ---- ownership: the base model changes hands in two steps; the child's transfer is left pending
+        await b.TransferModelAsync(p.ParentOwner, Base, A(p.Owner));
+        Assert.Equal(ProtocolErrorCode.NoPendingTransfer, (await Assert.ThrowsAsync<ProtocolException>(() => b.AcceptModelAsync(p.User1, Base))).Code);
+        await b.AcceptModelAsync(p.Owner, Base);
+        await b.TransferModelAsync(p.Owner, Child, A(p.User1));
         await b.RefreshAsync();
         return Normalise(b.State, p);
     }
@@ -322,14 +357,25 @@ public sealed class ConformanceTests(AnvilFixture fx)
         // a projector fed the log without the deposit
         var truncated = await ChainProjector.CreateAsync(reader);
         await truncated.ApplyAsync(reader, events.Where(e => e.Name != "Deposited").ToList(), latest);
-        var bad = await ChainVerifier.VerifyAsync(truncated.State, reader);
+        var bad = await ChainVerifier.VerifyAsync(truncated.State, reader, latest);
         Assert.False(bad.Consistent);
         Assert.Contains("escrow", bad.FirstDifference);
         // and one fed the whole log agrees with the chain
         var full = await ChainProjector.CreateAsync(reader);
         await full.ApplyAsync(reader, events, latest);
-        Assert.True((await ChainVerifier.VerifyAsync(full.State, reader)).Consistent);
+        Assert.True((await ChainVerifier.VerifyAsync(full.State, reader, latest)).Consistent);
         Assert.Equal(chain.State.Digest(), full.State.Digest());
+        // the views are read at the block the projection reached: a later action is not a difference there, but is at the head
+        await chain.DepositAsync(p.User1, Hex.Of(p.HostA.Address), 5);
+        Assert.True((await ChainVerifier.VerifyAsync(full.State, reader, latest)).Consistent);
+        Assert.False((await ChainVerifier.VerifyAsync(full.State, reader)).Consistent);
+        Assert.True((await chain.VerifyAsync()).Consistent);
+        // reading the log in slices of three blocks folds the same state as the backend's incremental refreshes
+        var sliced = await ChainProjector.CreateAsync(reader);
+        sliced.BlocksPerRead = 3;
+        await sliced.RefreshAsync(reader);
+        Assert.Equal(chain.Projector.LastBlock, sliced.LastBlock);
+        Assert.Equal(chain.State.Digest(), sliced.State.Digest());
     }
 
     [Fact]
@@ -395,5 +441,117 @@ public sealed class ConformanceTests(AnvilFixture fx)
         {
             dir.Delete(recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task An_action_retried_after_its_receipt_was_lost_is_applied_once()
+    {
+        using var p = new Parties();
+        await using var node = await AnvilNode.StartAsync(chainId: 5252);
+        var deployment = await DeployAsync(node, p);
+        string user = Hex.Of(p.User1.Address), host = Hex.Of(p.HostA.Address);
+        using var chain = await ChainBackend.OpenAsync(node.RpcUrl, deployment);
+        chain.ReceiptTimeout = TimeSpan.FromSeconds(1);
+        await chain.MintAsync(p.Treasury, user, 1_000);
+        await chain.ClientFor(p.User1).ApproveAsync(1_000);
+        await node.RpcAsync("evm_setAutomine", "[false]");
+        await Assert.ThrowsAsync<TimeoutException>(() => chain.DepositAsync(p.User1, host, 50));   // sent, never confirmed
+        await node.RpcAsync("evm_mine", "[]");                                                      // ...but it was mined
+        await node.RpcAsync("evm_setAutomine", "[true]");
+        var retry = await chain.DepositAsync(p.User1, host, 50);                                     // the caller tries again
+        Assert.Equal(50, chain.State.EscrowOf(user, host).Amount);
+        Assert.Equal(950, chain.State.AccountOf(user).Balance);
+        var again = await chain.DepositAsync(p.User1, host, 50);                                     // a new deposit is a new one
+        Assert.NotEqual(retry.Reference, again.Reference);
+        Assert.Equal(100, chain.State.EscrowOf(user, host).Amount);
+        Assert.True((await chain.VerifyAsync()).Consistent);
+    }
+
+    [Fact]
+    public async Task A_journal_resumes_a_lost_transaction_in_another_process_and_across_a_node_restart()
+    {
+        using var p = new Parties();
+        var dir = Directory.CreateTempSubdirectory("oml-journal-");
+        try
+        {
+            var journal = Path.Combine(dir.FullName, "journal");
+            await using var node = await AnvilNode.StartAsync(chainId: 5353);
+            var deployment = await DeployAsync(node, p);
+            string user = Hex.Of(p.User1.Address), host = Hex.Of(p.HostA.Address);
+            string? firstHash;
+            using (var first = await ChainBackend.OpenAsync(node.RpcUrl, deployment, journal))
+            {
+                first.ReceiptTimeout = TimeSpan.FromSeconds(1);
+                await first.MintAsync(p.Treasury, user, 1_000);
+                await first.ClientFor(p.User1).ApproveAsync(1_000);
+                await node.RpcAsync("evm_setAutomine", "[false]");
+                await Assert.ThrowsAsync<TimeoutException>(() => first.DepositAsync(p.User1, host, 50));
+                firstHash = first.ClientFor(p.User1).Sender.Unconfirmed.Single().Hash;
+                await node.RpcAsync("evm_mine", "[]");   // applied, but that process never learnt it (it "crashed")
+                await node.RpcAsync("evm_setAutomine", "[true]");
+            }
+            Assert.Single(Directory.GetFiles(journal, "*.json", SearchOption.AllDirectories));
+            using (var second = await ChainBackend.OpenAsync(node.RpcUrl, deployment, journal))
+            {
+                var r = await second.DepositAsync(p.User1, host, 50);   // the rerun: answered from the journal, not paid twice
+                Assert.Equal(firstHash, r.Reference);
+                Assert.Equal(50, second.State.EscrowOf(user, host).Amount);
+            }
+            Assert.Empty(Directory.GetFiles(journal, "*.json", SearchOption.AllDirectories));
+
+            // a transaction lost with the node: the node restarts from a dump taken before it, and the rerun re-sends it once
+            var dump = Path.Combine(dir.FullName, "state.json");
+            await node.DumpStateAsync(dump);
+            using (var third = await ChainBackend.OpenAsync(node.RpcUrl, deployment, journal))
+            {
+                third.ReceiptTimeout = TimeSpan.FromSeconds(1);
+                await node.RpcAsync("evm_setAutomine", "[false]");
+                await Assert.ThrowsAsync<TimeoutException>(() => third.DepositAsync(p.User1, host, 70));
+            }
+            node.Stop();
+            await using var restarted = await AnvilNode.StartAsync(chainId: 5353, loadState: dump);
+            using var fourth = await ChainBackend.OpenAsync(restarted.RpcUrl, deployment, journal);
+            Assert.Equal(50, fourth.State.EscrowOf(user, host).Amount);
+            await fourth.DepositAsync(p.User1, host, 70);
+            Assert.Equal(120, fourth.State.EscrowOf(user, host).Amount);
+            Assert.Equal(880, fourth.State.AccountOf(user).Balance);
+            Assert.Empty(Directory.GetFiles(journal, "*.json", SearchOption.AllDirectories));
+            var check = await fourth.VerifyAsync();
+            Assert.True(check.Consistent, check.FirstDifference);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_prover_resumes_its_claim_on_the_chain_from_the_ticket()
+    {
+        using var p = new Parties();
+        var deployment = await DeployAsync(fx.Node, p);
+        using var chain = await ChainBackend.OpenAsync(fx.Node.RpcUrl, deployment);
+        string host = Hex.Of(p.HostB.Address);
+        foreach (var k in new[] { p.Owner, p.HostB, p.Prover }) await chain.MintAsync(p.Treasury, Hex.Of(k.Address), 10_000);
+        await chain.RegisterModelAsync(p.Owner, ConformanceScenario.Child, "sha256:" + new string('c', 64), "{}", "OML-1.0", 10, 0);
+        await chain.ApplyLicenseAsync(p.HostB, ConformanceScenario.Child, 2_000, "https://b.example");
+        var omlizer = new Omlizer(ConformanceScenario.Pool(), new RandomAllocation("conformance allocation"u8, 24, 8));
+        var copy = await omlizer.BuildCopyAsync(chain.State, ConformanceScenario.Child, host, (_, _) => Task.FromResult("copy digest"));
+        await chain.DeliverCopyAsync(p.Owner, copy);
+        await chain.AcknowledgeCopyAsync(p.HostB, ConformanceScenario.Child, copy.CopyDigest);
+        var f = copy.Subset.Fingerprints[0];
+        string answer = f.Response.Text;
+        var receipt = Receipt.Create(p.HostB.Address, ConformanceScenario.Child, null, f.Key, answer, chain.Now).Sign(chain.Domain, p.HostB);
+        var ticket = ClaimTicket.Create(new ClaimEvidence(ConformanceScenario.Child, host, [new ClaimEvidenceItem(copy.Subset.Reveal(0), answer, receipt)]));
+        string prover = Hex.Of(p.Prover.Address);
+        Assert.NotEqual(ticket.CommitmentFor(prover), await chain.ClaimCommitmentAsync(ticket, prover));   // the evidence hash differs by design
+
+        var first = await Prover.AdvanceClaimAsync(chain, p.Prover, ticket, 100, ct => fx.Node.IncreaseTimeAsync(1, ct));
+        Assert.Equal(new[] { "commit", "reveal" }, first.Steps);
+        Assert.Equal(ClaimStatus.Revealed, first.Claim.Status);
+        var rerun = await Prover.AdvanceClaimAsync(chain, p.Prover, ticket, 100, ct => fx.Node.IncreaseTimeAsync(1, ct));
+        Assert.Empty(rerun.Steps);   // found by its commitment: not committed twice
+        Assert.Single(chain.State.Claims);
+        Assert.True((await chain.VerifyAsync()).Consistent);
     }
 }
