@@ -36,9 +36,11 @@ public sealed class ChainBackend : IProtocolBackend
     }
 
     /// <summary>Opens the deployment at <paramref name="rpcUrl"/>, checks the node serves its chain id, and reads its events.</summary>
-    public static async Task<ChainBackend> OpenAsync(string rpcUrl, OmlDeployment deployment, CancellationToken cancellationToken = default)
+    /// <param name="journalDirectory">See <see cref="JournalDirectory"/>.</param>
+    public static async Task<ChainBackend> OpenAsync(string rpcUrl, OmlDeployment deployment, string? journalDirectory = null,
+        CancellationToken cancellationToken = default)
     {
-        var backend = new ChainBackend(rpcUrl, deployment);
+        var backend = new ChainBackend(rpcUrl, deployment) { JournalDirectory = journalDirectory };
         try
         {
             long chainId = (long)(await backend._reader.Sender.Web3.Eth.ChainId.SendRequestAsync().ConfigureAwait(false)).Value;
@@ -68,6 +70,15 @@ public sealed class ChainBackend : IProtocolBackend
     /// <summary>The latest block's timestamp as of the last refresh.</summary>
     public long Now => Projector.State.LastTime;
 
+    /// <summary>How long each action waits for its transaction's receipt before it throws <see cref="TimeoutException"/>
+    /// (the transaction stays on record: the account's next action re-submits it, and the same action again is
+    /// answered with its receipt instead of being sent twice).</summary>
+    public TimeSpan ReceiptTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Where signed transactions are recorded until their receipt (see <see cref="ChainSender.JournalDirectory"/>),
+    /// so that a retry from another process is not applied twice; null: in memory only.</summary>
+    public string? JournalDirectory { get; init; }
+
     /// <summary>The client that signs with <paramref name="key"/> (one per address, kept for its nonces).</summary>
     public OmlChainClient ClientFor(PrivateKey key)
     {
@@ -76,7 +87,11 @@ public sealed class ChainBackend : IProtocolBackend
         lock (_clients)
         {
             if (!_clients.TryGetValue(address, out var c))
+            {
                 _clients[address] = c = new OmlChainClient(RpcUrl, Deployment, "0x" + Convert.ToHexStringLower(key.ExportBytes()));
+                c.Sender.JournalDirectory = JournalDirectory;
+            }
+            c.Sender.ReceiptTimeout = ReceiptTimeout;
             return c;
         }
     }
@@ -97,7 +112,7 @@ public sealed class ChainBackend : IProtocolBackend
 
     /// <summary>
     /// Recomputes the check of the projection: refreshes, then compares <see cref="State"/> with what the contracts'
-    /// views say now (see <see cref="ChainVerifier"/>) and returns the first difference.
+    /// views say at the block the projection reached (see <see cref="ChainVerifier"/>) and returns the first difference.
     /// </summary>
     public async Task<ChainVerification> VerifyAsync(CancellationToken cancellationToken = default)
     {
@@ -105,7 +120,7 @@ public sealed class ChainBackend : IProtocolBackend
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return await ChainVerifier.VerifyAsync(Projector.State, _reader, cancellationToken).ConfigureAwait(false);
+            return await ChainVerifier.VerifyAsync(Projector.State, _reader, Projector.LastBlock, cancellationToken).ConfigureAwait(false);
         }
         finally
         {

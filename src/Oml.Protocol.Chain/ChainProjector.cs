@@ -86,10 +86,17 @@ public sealed class ChainProjector
     {
         ArgumentNullException.ThrowIfNull(reader);
         long latest = (long)(await reader.Sender.Web3.Eth.Blocks.GetBlockNumber.SendRequestAsync().ConfigureAwait(false)).Value;
-        if (latest <= LastBlock) return;
-        var events = await reader.EventsAsync(LastBlock + 1, latest).ConfigureAwait(false);
-        await ApplyAsync(reader, events, latest, ct).ConfigureAwait(false);
+        while (LastBlock < latest)
+        {
+            // nodes cap eth_getLogs ranges: read in slices
+            long to = Math.Min(latest, LastBlock + BlocksPerRead);
+            var events = await reader.EventsAsync(LastBlock + 1, to).ConfigureAwait(false);
+            await ApplyAsync(reader, events, to, ct).ConfigureAwait(false);
+        }
     }
+
+    /// <summary>The most blocks one <c>eth_getLogs</c> call covers.</summary>
+    public long BlocksPerRead { get; set; } = 5_000;
 
     /// <summary>Folds in <paramref name="events"/> (all of blocks LastBlock+1 .. <paramref name="throughBlock"/>, in
     /// order), reading block times and revealed claims' items through <paramref name="reader"/>.</summary>

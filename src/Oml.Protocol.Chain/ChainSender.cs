@@ -9,7 +9,7 @@ using Oml.Protocol.Crypto;
 namespace Oml.Protocol.Chain;
 
 /// <summary>A transaction signed and sent (or about to be): its hash identifies it whatever happens to the node.</summary>
-public sealed record SentTransaction(string Hash, string RawTransaction, BigInteger Nonce, string? To, string Description);
+public sealed record SentTransaction(string Hash, string RawTransaction, BigInteger Nonce, string? To, string Description, string? Data = null);
 
 /// <summary>
 /// One account's transactions: simulates each call first (a refusal becomes a <see cref="ChainRevertException"/>
@@ -17,6 +17,11 @@ public sealed record SentTransaction(string Hash, string RawTransaction, BigInte
 /// count), signs, sends the raw transaction and waits for its receipt. Submission is idempotent: a transaction is
 /// identified by its hash, so re-sending the same raw transaction after a timeout or a node restart either finds its
 /// receipt or lets the node apply it once — the nonce makes a second application impossible.
+/// <see cref="SendAsync"/> goes further: a transaction whose receipt never came (a time-out, a lost node, a crashed
+/// process when <see cref="JournalDirectory"/> is set) stays on record, and the account's next call first re-submits
+/// it; when that next call is the same call (same target and data) it is taken as a retry, answered with the first
+/// transaction's receipt and not sent again. A recorded transaction whose nonce another transaction has taken since
+/// (the node lost it, and went on) was never applied and is dropped.
 /// </summary>
 public sealed class ChainSender
 {
@@ -41,11 +46,118 @@ public sealed class ChainSender
     /// <summary>How long to wait for a receipt before giving up (the transaction may still be mined later).</summary>
     public TimeSpan ReceiptTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Simulates, signs and sends a call (to = null: a deployment), and waits for its receipt.</summary>
+    /// <summary>
+    /// Where this account's transactions are recorded between signing and their receipt (one JSON file each, named by
+    /// nonce and hash, under a folder per address), so that a later process resumes them; null: in memory only.
+    /// </summary>
+    public string? JournalDirectory { get; set; }
+
+    private readonly List<SentTransaction> _unconfirmed = [];
+    private bool _journalRead;
+
+    private string? JournalFolder => JournalDirectory is null ? null : Path.Combine(JournalDirectory, AddressHex.ToLowerInvariant());
+
+    private string? JournalFile(SentTransaction tx) => JournalFolder is null ? null : Path.Combine(JournalFolder, $"{tx.Nonce:D12}-{tx.Hash}.json");
+
+    private void Remember(SentTransaction tx)
+    {
+        _unconfirmed.Add(tx);
+        if (JournalFile(tx) is not { } path) return;
+        Directory.CreateDirectory(JournalFolder!);
+        var tmp = path + ".tmp-" + Environment.ProcessId;
+        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            System.Text.Json.JsonSerializer.Serialize(fs, new JournalEntry(tx.Hash, tx.RawTransaction, tx.Nonce.ToString(), tx.To, tx.Description, tx.Data));
+            fs.Flush(flushToDisk: true);
+        }
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    private void Forget(SentTransaction tx)
+    {
+        _unconfirmed.Remove(tx);
+        if (JournalFile(tx) is { } path && File.Exists(path)) File.Delete(path);
+    }
+
+    private sealed record JournalEntry(string Hash, string Raw, string Nonce, string? To, string Description, string? Data);
+
+    /// <summary>Transactions signed and sent whose receipts were never seen (from this process and the journal), oldest first.</summary>
+    public IReadOnlyList<SentTransaction> Unconfirmed
+    {
+        get
+        {
+            if (!_journalRead && JournalFolder is { } folder && Directory.Exists(folder))
+            {
+                foreach (var f in Directory.GetFiles(folder, "*.json").Order(StringComparer.Ordinal))
+                {
+                    var e = System.Text.Json.JsonSerializer.Deserialize<JournalEntry>(File.ReadAllText(f))
+                        ?? throw new InvalidDataException($"{f}: empty journal entry");
+                    if (_unconfirmed.All(u => u.Hash != e.Hash))
+                        _unconfirmed.Add(new SentTransaction(e.Hash, e.Raw, BigInteger.Parse(e.Nonce), e.To, e.Description, e.Data));
+                }
+                _journalRead = true;
+            }
+            return [.. _unconfirmed.OrderBy(u => u.Nonce)];
+        }
+    }
+
+    /// <summary>
+    /// Simulates, signs and sends a call (to = null: a deployment), and waits for its receipt. Earlier transactions of
+    /// this account that never got a receipt are settled first; if one of them is this very call, its receipt is
+    /// returned and nothing new is sent.
+    /// </summary>
     public async Task<TransactionReceipt> SendAsync(string? to, string data, string description, CancellationToken ct = default)
     {
+        foreach (var old in Unconfirmed)
+        {
+            bool same = old.To == to && old.Data == data;
+            TransactionReceipt receipt;
+            try
+            {
+                if (await SupersededAsync(old).ConfigureAwait(false))
+                {
+                    Forget(old);   // its nonce went to another transaction: it was never applied
+                    continue;
+                }
+                receipt = await SubmitAsync(old, ct).ConfigureAwait(false);
+            }
+            catch (ChainRevertException) when (!same)
+            {
+                Forget(old);   // an earlier action that failed on chain: its caller saw the time-out; nothing to apply
+                continue;
+            }
+            catch (ChainRevertException)
+            {
+                Forget(old);
+                throw;
+            }
+            Forget(old);
+            if (same) return receipt;
+        }
         var tx = await PrepareAsync(to, data, description, ct).ConfigureAwait(false);
-        return await SubmitAsync(tx, ct).ConfigureAwait(false);
+        Remember(tx);
+        TransactionReceipt r;
+        try
+        {
+            r = await SubmitAsync(tx, ct).ConfigureAwait(false);
+        }
+        catch (ChainRevertException)
+        {
+            Forget(tx);   // mined and reverted: settled, nothing to resume
+            throw;
+        }
+        Forget(tx);
+        return r;
+    }
+
+    /// <summary>Whether <paramref name="tx"/> has no receipt and its nonce was used by a mined transaction (so it never will).</summary>
+    private async Task<bool> SupersededAsync(SentTransaction tx)
+    {
+        if (await Web3.Eth.Transactions.GetTransactionReceipt.SendRequestAsync(tx.Hash).ConfigureAwait(false) is not null) return false;
+        var mined = (await Web3.Eth.Transactions.GetTransactionCount.SendRequestAsync(AddressHex, BlockParameter.CreateLatest()).ConfigureAwait(false)).Value;
+        if (mined <= tx.Nonce) return false;
+        // the nonce is used; a receipt for our hash may still be missing only because the node dropped it
+        return await Web3.Eth.Transactions.GetTransactionReceipt.SendRequestAsync(tx.Hash).ConfigureAwait(false) is null;
     }
 
     /// <summary>Simulates the call (throws <see cref="ChainRevertException"/> if the chain would refuse it) and signs it
@@ -85,7 +197,7 @@ public sealed class ChainSender
             var rawHex = raw.StartsWith("0x", StringComparison.Ordinal) ? raw : "0x" + raw;
             var hash = "0x" + Convert.ToHexStringLower(Keccak256.Hash(Convert.FromHexString(rawHex[2..])));
             _nextNonce = nonce + 1;
-            return new SentTransaction(hash, rawHex, nonce, to, description);
+            return new SentTransaction(hash, rawHex, nonce, to, description, data);
         }
         finally
         {

@@ -62,7 +62,7 @@ public sealed class ProposalView
 
 /// <summary>
 /// The check of a <see cref="ChainProjector"/>'s projection: recomputes every amount and record it can from the
-/// contracts' views — each account's token balance, credits and stake; every escrow and refund request; every
+/// contracts' views, read at the block the projection reached — each account's token balance, credits and stake; every escrow and refund request; every
 /// licence (ordinal, collateral posted and locked, delivered root, count and digest, acknowledgement); every model
 /// (owner, pending owner, price, minimum collateral, versions, licences, parent shares); every claim (prover, status,
 /// host, bond, commitment, evidence hash, deadlines); every proposal (votes, execution); the parameters, the total
@@ -74,20 +74,30 @@ public static class ChainVerifier
 {
     private sealed class Diff(string message) : Exception(message);
 
-    public static async Task<ChainVerification> VerifyAsync(ProtocolState s, OmlChainClient reader, CancellationToken ct = default)
+    /// <param name="atBlock">The block whose state the views are read at: the block the projection was read up to
+    /// (default: the latest), so that actions landing meanwhile do not show up as differences.</param>
+    public static async Task<ChainVerification> VerifyAsync(ProtocolState s, OmlChainClient reader, long? atBlock = null, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(s);
         ArgumentNullException.ThrowIfNull(reader);
-        long block = (long)(await reader.Sender.Web3.Eth.Blocks.GetBlockNumber.SendRequestAsync().ConfigureAwait(false)).Value;
+        long block = atBlock ?? (long)(await reader.Sender.Web3.Eth.Blocks.GetBlockNumber.SendRequestAsync().ConfigureAwait(false)).Value;
+        var at = new Nethereum.RPC.Eth.DTOs.BlockParameter((ulong)block);
         int checks = 0;
         void Same<T>(string what, T projected, T chain)
         {
             checks++;
             if (!EqualityComparer<T>.Default.Equals(projected, chain)) throw new Diff($"{what}: the projection has {projected}, the chain {chain}");
         }
-        Task<T> Call<T>(Nethereum.Contracts.Contract c, string fn, params object[] args) => c.GetFunction(fn).CallAsync<T>(args);
-        Task<T> Obj<T>(Nethereum.Contracts.Contract c, string fn, params object[] args) where T : IFunctionOutputDTO, new() =>
-            c.GetFunction(fn).CallDeserializingToObjectAsync<T>(args);
+        async Task<T> Call<T>(Nethereum.Contracts.Contract c, string fn, params object[] args)
+        {
+            var f = c.GetFunction(fn);
+            return f.DecodeTypeOutput<T>(await f.CallAsync(new Nethereum.RPC.Eth.DTOs.CallInput(f.GetData(args), c.Address), at).ConfigureAwait(false));
+        }
+        async Task<T> Obj<T>(Nethereum.Contracts.Contract c, string fn, params object[] args) where T : IFunctionOutputDTO, new()
+        {
+            var f = c.GetFunction(fn);
+            return f.DecodeDTOTypeOutput<T>(await f.CallAsync(new Nethereum.RPC.Eth.DTOs.CallInput(f.GetData(args), c.Address), at).ConfigureAwait(false));
+        }
         static BigInteger B(long v) => new(v);
         static string A(string a) => a.ToLowerInvariant();
         try

@@ -50,7 +50,7 @@ public sealed class Parties : IDisposable
 /// are withdrawn; a prover catches the dishonest host answering fingerprint keys without a permit and has it slashed,
 /// tries to frame the honest host with a permit of its own (rebutted once the host committed its usage), and lets a
 /// third claim lapse unrevealed (bond refunded); governance stake, proposal, votes and execution; an accusation; a
-/// refund. Returns the normalised final state.
+/// refund; an unstake; a model changing hands in two steps and a transfer left pending. Returns the normalised final state.
 /// </summary>
 public static class ConformanceScenario
 {
@@ -175,6 +175,13 @@ public static class ConformanceScenario
         await advance(pp.VotingWindowSeconds + 1);
         await b.ExecuteAsync(p.User2, proposal);
         await b.RefundAsync(p.User2, A(p.HostA));
+        await b.UnstakeAsync(p.ParentOwner, 500);
+
+        // ---- ownership: the base model changes hands in two steps; the child's transfer is left pending
+        await b.TransferModelAsync(p.ParentOwner, Base, A(p.Owner));
+        Assert.Equal(ProtocolErrorCode.NoPendingTransfer, (await Assert.ThrowsAsync<ProtocolException>(() => b.AcceptModelAsync(p.User1, Base))).Code);
+        await b.AcceptModelAsync(p.Owner, Base);
+        await b.TransferModelAsync(p.Owner, Child, A(p.User1));
         await b.RefreshAsync();
         return Normalise(b.State, p);
     }
@@ -322,14 +329,25 @@ public sealed class ConformanceTests(AnvilFixture fx)
         // a projector fed the log without the deposit
         var truncated = await ChainProjector.CreateAsync(reader);
         await truncated.ApplyAsync(reader, events.Where(e => e.Name != "Deposited").ToList(), latest);
-        var bad = await ChainVerifier.VerifyAsync(truncated.State, reader);
+        var bad = await ChainVerifier.VerifyAsync(truncated.State, reader, latest);
         Assert.False(bad.Consistent);
         Assert.Contains("escrow", bad.FirstDifference);
         // and one fed the whole log agrees with the chain
         var full = await ChainProjector.CreateAsync(reader);
         await full.ApplyAsync(reader, events, latest);
-        Assert.True((await ChainVerifier.VerifyAsync(full.State, reader)).Consistent);
+        Assert.True((await ChainVerifier.VerifyAsync(full.State, reader, latest)).Consistent);
         Assert.Equal(chain.State.Digest(), full.State.Digest());
+        // the views are read at the block the projection reached: a later action is not a difference there, but is at the head
+        await chain.DepositAsync(p.User1, Hex.Of(p.HostA.Address), 5);
+        Assert.True((await ChainVerifier.VerifyAsync(full.State, reader, latest)).Consistent);
+        Assert.False((await ChainVerifier.VerifyAsync(full.State, reader)).Consistent);
+        Assert.True((await chain.VerifyAsync()).Consistent);
+        // reading the log in slices of three blocks folds the same state as the backend's incremental refreshes
+        var sliced = await ChainProjector.CreateAsync(reader);
+        sliced.BlocksPerRead = 3;
+        await sliced.RefreshAsync(reader);
+        Assert.Equal(chain.Projector.LastBlock, sliced.LastBlock);
+        Assert.Equal(chain.State.Digest(), sliced.State.Digest());
     }
 
     [Fact]
@@ -395,5 +413,116 @@ public sealed class ConformanceTests(AnvilFixture fx)
         {
             dir.Delete(recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task An_action_retried_after_its_receipt_was_lost_is_applied_once()
+    {
+        using var p = new Parties();
+        await using var node = await AnvilNode.StartAsync(chainId: 5252);
+        var deployment = await DeployAsync(node, p);
+        string user = Hex.Of(p.User1.Address), host = Hex.Of(p.HostA.Address);
+        using var chain = await ChainBackend.OpenAsync(node.RpcUrl, deployment);
+        chain.ReceiptTimeout = TimeSpan.FromSeconds(1);
+        await chain.MintAsync(p.Treasury, user, 1_000);
+        await chain.ClientFor(p.User1).ApproveAsync(1_000);
+        await node.RpcAsync("evm_setAutomine", "[false]");
+        await Assert.ThrowsAsync<TimeoutException>(() => chain.DepositAsync(p.User1, host, 50));   // sent, never confirmed
+        await node.RpcAsync("evm_mine", "[]");                                                      // ...but it was mined
+        await node.RpcAsync("evm_setAutomine", "[true]");
+        var retry = await chain.DepositAsync(p.User1, host, 50);                                     // the caller tries again
+        Assert.Equal(50, chain.State.EscrowOf(user, host).Amount);
+        Assert.Equal(950, chain.State.AccountOf(user).Balance);
+        var again = await chain.DepositAsync(p.User1, host, 50);                                     // a new deposit is a new one
+        Assert.NotEqual(retry.Reference, again.Reference);
+        Assert.Equal(100, chain.State.EscrowOf(user, host).Amount);
+        Assert.True((await chain.VerifyAsync()).Consistent);
+    }
+
+    [Fact]
+    public async Task A_journal_resumes_a_lost_transaction_in_another_process_and_across_a_node_restart()
+    {
+        using var p = new Parties();
+        var dir = Directory.CreateTempSubdirectory("oml-journal-");
+        try
+        {
+            var journal = Path.Combine(dir.FullName, "journal");
+            await using var node = await AnvilNode.StartAsync(chainId: 5353);
+            var deployment = await DeployAsync(node, p);
+            string user = Hex.Of(p.User1.Address), host = Hex.Of(p.HostA.Address);
+            string? firstHash;
+            using (var first = await ChainBackend.OpenAsync(node.RpcUrl, deployment, journal))
+            {
+                first.ReceiptTimeout = TimeSpan.FromSeconds(1);
+                await first.MintAsync(p.Treasury, user, 1_000);
+                await first.ClientFor(p.User1).ApproveAsync(1_000);
+                await node.RpcAsync("evm_setAutomine", "[false]");
+                await Assert.ThrowsAsync<TimeoutException>(() => first.DepositAsync(p.User1, host, 50));
+                firstHash = first.ClientFor(p.User1).Sender.Unconfirmed.Single().Hash;
+                await node.RpcAsync("evm_mine", "[]");   // applied, but that process never learnt it (it "crashed")
+                await node.RpcAsync("evm_setAutomine", "[true]");
+            }
+            Assert.Single(Directory.GetFiles(journal, "*.json", SearchOption.AllDirectories));
+            using (var second = await ChainBackend.OpenAsync(node.RpcUrl, deployment, journal))
+            {
+                var r = await second.DepositAsync(p.User1, host, 50);   // the rerun: answered from the journal, not paid twice
+                Assert.Equal(firstHash, r.Reference);
+                Assert.Equal(50, second.State.EscrowOf(user, host).Amount);
+            }
+            Assert.Empty(Directory.GetFiles(journal, "*.json", SearchOption.AllDirectories));
+
+            // a transaction lost with the node: the node restarts from a dump taken before it, and the rerun re-sends it once
+            var dump = Path.Combine(dir.FullName, "state.json");
+            await node.DumpStateAsync(dump);
+            using (var third = await ChainBackend.OpenAsync(node.RpcUrl, deployment, journal))
+            {
+                third.ReceiptTimeout = TimeSpan.FromSeconds(1);
+                await node.RpcAsync("evm_setAutomine", "[false]");
+                await Assert.ThrowsAsync<TimeoutException>(() => third.DepositAsync(p.User1, host, 70));
+            }
+            node.Stop();
+            await using var restarted = await AnvilNode.StartAsync(chainId: 5353, loadState: dump);
+            using var fourth = await ChainBackend.OpenAsync(restarted.RpcUrl, deployment, journal);
+            Assert.Equal(50, fourth.State.EscrowOf(user, host).Amount);
+            await fourth.DepositAsync(p.User1, host, 70);
+            Assert.Equal(120, fourth.State.EscrowOf(user, host).Amount);
+            Assert.Equal(880, fourth.State.AccountOf(user).Balance);
+            Assert.Empty(Directory.GetFiles(journal, "*.json", SearchOption.AllDirectories));
+            var check = await fourth.VerifyAsync();
+            Assert.True(check.Consistent, check.FirstDifference);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_prover_resumes_its_claim_on_the_chain_from_the_ticket()
+    {
+        using var p = new Parties();
+        var deployment = await DeployAsync(fx.Node, p);
+        using var chain = await ChainBackend.OpenAsync(fx.Node.RpcUrl, deployment);
+        string host = Hex.Of(p.HostB.Address);
+        foreach (var k in new[] { p.Owner, p.HostB, p.Prover }) await chain.MintAsync(p.Treasury, Hex.Of(k.Address), 10_000);
+        await chain.RegisterModelAsync(p.Owner, ConformanceScenario.Child, "sha256:" + new string('c', 64), "{}", "OML-1.0", 10, 0);
+        await chain.ApplyLicenseAsync(p.HostB, ConformanceScenario.Child, 2_000, "https://b.example");
+        var omlizer = new Omlizer(ConformanceScenario.Pool(), new RandomAllocation("conformance allocation"u8, 24, 8));
+        var copy = await omlizer.BuildCopyAsync(chain.State, ConformanceScenario.Child, host, (_, _) => Task.FromResult("copy digest"));
+        await chain.DeliverCopyAsync(p.Owner, copy);
+        await chain.AcknowledgeCopyAsync(p.HostB, ConformanceScenario.Child, copy.CopyDigest);
+        var f = copy.Subset.Fingerprints[0];
+        string answer = f.Response.Text;
+        var receipt = Receipt.Create(p.HostB.Address, ConformanceScenario.Child, null, f.Key, answer, chain.Now).Sign(chain.Domain, p.HostB);
+        var ticket = ClaimTicket.Create(new ClaimEvidence(ConformanceScenario.Child, host, [new ClaimEvidenceItem(copy.Subset.Reveal(0), answer, receipt)]));
+        Assert.NotEqual(ticket.Commitment, await chain.ClaimCommitmentAsync(ticket));   // the evidence hash differs by design
+
+        var first = await Prover.AdvanceClaimAsync(chain, p.Prover, ticket, 100, ct => fx.Node.IncreaseTimeAsync(1, ct));
+        Assert.Equal(new[] { "commit", "reveal" }, first.Steps);
+        Assert.Equal(ClaimStatus.Revealed, first.Claim.Status);
+        var rerun = await Prover.AdvanceClaimAsync(chain, p.Prover, ticket, 100, ct => fx.Node.IncreaseTimeAsync(1, ct));
+        Assert.Empty(rerun.Steps);   // found by its commitment: not committed twice
+        Assert.Single(chain.State.Claims);
+        Assert.True((await chain.VerifyAsync()).Consistent);
     }
 }
