@@ -32,6 +32,7 @@ mkdir -p "$work"
 cd "$work"
 export OML_PASSPHRASE="${OML_PASSPHRASE:-oml scenario passphrase}"   # every keystore and the fingerprint pool use it
 export OML_PIN_DIR="$work/pins"   # the ledger heads this demo pins (normally ~/.config/oml/ledger-pins)
+export OML_CHAIN_JOURNAL="$work/chain-journal"   # with --chain: transactions awaiting receipts (normally ~/.config/oml/chain-journal)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT

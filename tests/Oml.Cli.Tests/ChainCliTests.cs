@@ -35,6 +35,8 @@ public sealed class ChainCliTests : IDisposable, IClassFixture<CliAnvilFixture>
         _node = fixture.Node;
         File.WriteAllText(PassFile, "chain test passphrase\n");
         Environment.SetEnvironmentVariable("OML_PIN_DIR", Path.Combine(Path.GetTempPath(), "oml-cli-test-pins"));
+        // The transaction journal goes to the test folder, not the user's config.
+        Environment.SetEnvironmentVariable("OML_CHAIN_JOURNAL", P("journal"));
     }
 
     public void Dispose()

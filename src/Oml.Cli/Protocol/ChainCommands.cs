@@ -108,7 +108,24 @@ internal static class ChainCli
     }
 
     private static async Task<IProtocolBackend> CreateBackendAsync(string url, OmlDeployment d, CancellationToken ct) =>
-        await ChainBackend.OpenAsync(url, d, ct).ConfigureAwait(false);
+        await ChainBackend.OpenAsync(url, d, JournalFolder(d), ct).ConfigureAwait(false);
+
+    /// <summary>The environment variable naming the folder of the transaction journal (see <see cref="JournalFolder"/>).</summary>
+    public const string JournalEnv = "OML_CHAIN_JOURNAL";
+
+    /// <summary>
+    /// Where the commands record each signed transaction until its receipt comes (ChainSender's journal), so that the
+    /// same command run again after a time-out, a lost node or a crash finds the first transaction instead of applying
+    /// the action twice: <c>$OML_CHAIN_JOURNAL</c>, else <c>$XDG_CONFIG_HOME/oml/chain-journal</c>, else
+    /// <c>~/.config/oml/chain-journal</c>; one folder per deployment (chain id and protocol address), then per account.
+    /// </summary>
+    public static string JournalFolder(OmlDeployment d)
+    {
+        string root = Environment.GetEnvironmentVariable(JournalEnv) is { Length: > 0 } j ? j
+            : Path.Combine(Environment.GetEnvironmentVariable("XDG_CONFIG_HOME") is { Length: > 0 } x ? x
+                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".config"), "oml", "chain-journal");
+        return Path.Combine(root, $"{d.ChainId.ToString(CultureInfo.InvariantCulture)}-{d.Protocol.ToLowerInvariant()}");
+    }
 
     /// <summary>Whether the node is a local development node (anvil) that takes anvil_/evm_ calls.</summary>
     public static async Task<bool> IsDevNodeAsync(string url, CancellationToken ct)
