@@ -326,7 +326,7 @@ public sealed class ChainBackend : IProtocolBackend
     {
         ArgumentNullException.ThrowIfNull(book);
         if (book.Domain != Domain)
-            throw new ProtocolException(ProtocolErrorCode.WrongDomain, $"the usage book's receipts are signed for chain {book.Domain.ChainId} / {book.Domain.VerifyingContract}, not this deployment's {Domain.ChainId} / {Domain.VerifyingContract}");
+            return Task.FromException<ActionReceipt>(new ProtocolException(ProtocolErrorCode.WrongDomain, $"the usage book's receipts are signed for chain {book.Domain.ChainId} / {book.Domain.VerifyingContract}, not this deployment's {Domain.ChainId} / {Domain.VerifyingContract}"));
         return Act(Schemas.CommitUsage, () => ClientFor(host).CommitUsageAsync(book, cancellationToken), cancellationToken);
     }
 

@@ -50,7 +50,8 @@ public sealed class Parties : IDisposable
 /// are withdrawn; a prover catches the dishonest host answering fingerprint keys without a permit and has it slashed,
 /// tries to frame the honest host with a permit of its own (rebutted once the host committed its usage), and lets a
 /// third claim lapse unrevealed (bond refunded); governance stake, proposal, votes and execution; an accusation; a
-/// refund; an unstake; a model changing hands in two steps and a transfer left pending. Returns the normalised final state.
+/// refund; an unstake; a model changing hands in two steps and a transfer left pending; and along the way about twenty
+/// refusals, each with the same <see cref="ProtocolErrorCode"/> on both backends. Returns the normalised final state.
 /// </summary>
 public static class ConformanceScenario
 {
@@ -77,6 +78,14 @@ public static class ConformanceScenario
         return (answer, receipt);
     }
 
+    /// <summary>The action is refused with <paramref name="code"/> — the same code on both backends (on a chain, a custom
+    /// error mapped by <see cref="ChainBackend.CodeOf"/>; an unmapped one would surface as ChainRevertException and fail here).</summary>
+    private static async Task Refused(ProtocolErrorCode code, Func<Task> act)
+    {
+        var e = await Assert.ThrowsAsync<ProtocolException>(act);
+        Assert.True(code == e.Code, $"expected {code}, got {e.Code}: {e.Message}");
+    }
+
     private static ClaimTicket Ticket(HostCopy copy, int index, string answer, SignedReceipt receipt) =>
         ClaimTicket.Create(new ClaimEvidence(Child, copy.Host, [new ClaimEvidenceItem(copy.Subset.Reveal(index), answer, receipt)]));
 
@@ -90,6 +99,12 @@ public static class ConformanceScenario
         await b.AddVersionAsync(p.Owner, Child, "child weights v2", "more data");
         await b.DeclareParentAsync(p.Owner, p.ParentOwner, Child, Base, 2_000);
         await b.TransferAsync(p.User1, A(p.User2), 1_000);
+        await Refused(ProtocolErrorCode.InsufficientFunds, () => b.TransferAsync(p.User1, A(p.User2), 1_000_000));
+        await Refused(ProtocolErrorCode.ModelExists, () => b.RegisterModelAsync(p.User1, Base, "sha256:" + new string('d', 64), "{}", "x", 1, 0));
+        await Refused(ProtocolErrorCode.Unauthorized, () => b.AddVersionAsync(p.User1, Child, "stolen", "not mine"));
+        await Refused(ProtocolErrorCode.InvalidFamilyTree, () => b.DeclareParentAsync(p.ParentOwner, p.Owner, Base, Child, 1_000));   // a cycle
+        await Refused(ProtocolErrorCode.CollateralTooLow, () => b.ApplyLicenseAsync(p.User1, Child, 100, "https://cheap.example"));
+        await Refused(ProtocolErrorCode.InvalidAmount, () => b.DepositAsync(p.User1, A(p.HostA), 0));
 
         // ---- licences and copies
         var omlizer = new Omlizer(Pool(), new RandomAllocation("conformance allocation"u8, 24, 8));
@@ -139,6 +154,8 @@ public static class ConformanceScenario
         long idCaught = (await b.CommitClaimAsync(p.Prover, caught, 100)).Id!.Value;
         long idFraming = (await b.CommitClaimAsync(p.Prover, framing, 100)).Id!.Value;
         long idLapsed = (await b.CommitClaimAsync(p.Prover, lapsed, 150)).Id!.Value;
+        await Refused(ProtocolErrorCode.DuplicateCommitment, () => b.CommitClaimAsync(p.Prover, caught, 100));
+        await Refused(ProtocolErrorCode.BondTooLow, () => b.CommitClaimAsync(p.Prover, Ticket(copyB, 4, answerB2, receiptB2), 50));
         Assert.Equal(new long[] { 0, 1, 2 }, new[] { idCaught, idFraming, idLapsed });
         Assert.Equal(idCaught, b.State.ClaimByCommitment(await b.ClaimCommitmentAsync(caught))!.Id);
         await advance(2);
@@ -146,11 +163,15 @@ public static class ConformanceScenario
         await b.RevealClaimAsync(p.Prover, idFraming, framing);
 
         // ---- usage: the hosts commit the epoch; the honest host's commit settles the prover's permit, then it rebuts
+        await Refused(ProtocolErrorCode.UnknownLicence, () => b.CommitUsageAsync(p.User1, new UsageBook(b.Domain, Child, epoch)));
         await b.CommitUsageAsync(p.HostA, bookA);
         await b.CommitUsageAsync(p.HostB, bookB);
         var rejected = await Assert.ThrowsAsync<ProtocolException>(() => b.CommitUsageAsync(p.HostB, bookB));
         Assert.Equal(ProtocolErrorCode.UsageAlreadyCommitted, rejected.Code);
-        await b.RebutAsync(p.HostA, idFraming, new Rebuttal([new RebuttalItem(proverPermit, epoch, bookA.ProofFor(receiptA))]));
+        var rebuttal = new Rebuttal([new RebuttalItem(proverPermit, epoch, bookA.ProofFor(receiptA))]);
+        await Refused(ProtocolErrorCode.Unauthorized, () => b.RebutAsync(p.User1, idFraming, rebuttal));
+        await b.RebutAsync(p.HostA, idFraming, rebuttal);
+        await Refused(ProtocolErrorCode.ClaimState, () => b.RebutAsync(p.HostA, idFraming, rebuttal));
 
         // ---- settlement after the windows: the dishonest host is slashed, the lapsed claim's bond comes back
         Assert.Equal(ProtocolErrorCode.WindowClosed, (await Assert.ThrowsAsync<ProtocolException>(() => b.SettleAsync(p.User1, idCaught))).Code);
@@ -166,12 +187,19 @@ public static class ConformanceScenario
         // ---- governance: stake, propose, vote, execute
         await b.StakeAsync(p.Owner, 5_000);
         await b.StakeAsync(p.ParentOwner, 2_000);
+        await Refused(ProtocolErrorCode.StakeLocked, () => b.UnstakeAsync(p.Owner, 1));
+        await Refused(ProtocolErrorCode.InsufficientFunds, () => b.StakeAsync(p.User1, 10_000_000));
         await advance(1);
+        await Refused(ProtocolErrorCode.Unauthorized, () => b.ProposeAsync(p.User1, new Dictionary<string, string> { ["MinBond"] = "1" }, "no stake"));
+        await Refused(ProtocolErrorCode.InvalidParameters, () => b.ProposeAsync(p.Owner, new Dictionary<string, string> { ["NoSuchThing"] = "1" }, "typo"));
         long proposal = (await b.ProposeAsync(p.Owner, new Dictionary<string, string> { ["SlashFractionBps"] = "6000", ["MinBond"] = "150" }, "harsher slashing")).Id!.Value;
         await b.VoteAsync(p.Owner, proposal, true);
         await b.VoteAsync(p.ParentOwner, proposal, false);
+        await Refused(ProtocolErrorCode.AlreadyVoted, () => b.VoteAsync(p.ParentOwner, proposal, true));
+        await Refused(ProtocolErrorCode.WindowClosed, () => b.ExecuteAsync(p.User2, proposal));
         Assert.Equal(ProtocolErrorCode.NotEligibleToVote, (await Assert.ThrowsAsync<ProtocolException>(() => b.VoteAsync(p.User1, proposal, true))).Code);
         await b.RequestRefundAsync(p.User2, A(p.HostA));
+        await Refused(ProtocolErrorCode.RefundPending, () => b.RefundAsync(p.User2, A(p.HostA)));
         await advance(pp.VotingWindowSeconds + 1);
         await b.ExecuteAsync(p.User2, proposal);
         await b.RefundAsync(p.User2, A(p.HostA));
