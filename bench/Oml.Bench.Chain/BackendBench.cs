@@ -27,7 +27,7 @@ internal static class BackendBench
     private const long Expiry = 4_000_000_000;
 
     /// <summary>Counts of each timed action.</summary>
-    internal sealed record Plan(int Mints, int Deposits, int Batch, int Batches, int Claims);
+    internal sealed record Plan(int Mints, int Deposits, int Batch, int Batches, int Claims, int Rounds = 1);
 
     /// <summary>One timed action: how many, their summed wall time, their summed gas (chain only).</summary>
     internal sealed class Row(string action)
@@ -55,42 +55,59 @@ internal static class BackendBench
     {
         int n = args.Length > 0 ? int.Parse(args[0]) : 200;
         int batch = args.Length > 1 ? int.Parse(args[1]) : 100;
-        var plan = new Plan(Mints: n, Deposits: n, Batch: batch, Batches: 5, Claims: 20);
+        int roundCount = args.Length > 2 ? int.Parse(args[2]) : 3;
+        var plan = new Plan(Mints: n, Deposits: n, Batch: batch, Batches: 5, Claims: 20, Rounds: roundCount);
         string load0 = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";
         var total = Stopwatch.StartNew();
 
         // warm-up (JIT, crypto tables) on a throwaway in-memory ledger, not reported
         await OnLedgerAsync(null, new Plan(5, 5, 5, 1, 2));
 
-        var dir = Directory.CreateTempSubdirectory("oml-bench-backends-");
-        var results = new List<(string Backend, List<Row> Rows)>();
-        try
+        // rounds, each running the three backends one after the other; the table gives each cell's median (and range)
+        var rounds = new List<List<List<Row>>>();
+        for (int round = 0; round < plan.Rounds; round++)
         {
-            results.Add(("ledger, SQLite file (fsync)", await OnLedgerAsync(Path.Combine(dir.FullName, "ledger.db"), plan)));
+            var dir = Directory.CreateTempSubdirectory("oml-bench-backends-");
+            var results = new List<List<Row>>();
+            try
+            {
+                results.Add(await OnLedgerAsync(Path.Combine(dir.FullName, "ledger.db"), plan));
+            }
+            finally
+            {
+                dir.Delete(recursive: true);
+            }
+            results.Add(await OnLedgerAsync(null, plan));
+            results.Add(await OnChainAsync(plan));
+            rounds.Add(results);
         }
-        finally
-        {
-            dir.Delete(recursive: true);
-        }
-        results.Add(("ledger, in memory", await OnLedgerAsync(null, plan)));
-        results.Add(("chain, anvil", await OnChainAsync(plan)));
         string load1 = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";
 
         Console.WriteLine($"oml backend benchmark: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, .NET {Environment.Version}, {Environment.ProcessorCount} logical CPUs, " +
                           $"SQLite {SqliteLedger.SqliteVersion}, anvil (automine); load average before {load0}, after {load1}");
-        Console.WriteLine($"plan: {plan.Mints} mints, {plan.Deposits} deposits, {plan.Batches} commitUsage batches of {plan.Batch} permits, {plan.Claims} claims (commit, reveal, settle)");
+        Console.WriteLine($"plan: {plan.Mints} mints, {plan.Deposits} deposits, {plan.Batches} commitUsage batches of {plan.Batch} permits, {plan.Claims} claims " +
+                          $"(commit, reveal, settle); {plan.Rounds} rounds of SQLite ledger, in-memory ledger, chain; median of the rounds (min–max)");
         Console.WriteLine();
-        var ledger = results[0].Rows;
-        var memory = results[1].Rows;
-        var chain = results[2].Rows;
         Console.WriteLine("| action | ledger, SQLite file (fsync) | ledger, in memory | chain (anvil) | SQLite ledger / chain | gas per action (chain) |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|");
-        for (int i = 0; i < ledger.Count; i++)
+        static double Median(IEnumerable<double> xs)
         {
-            var (l, m, c) = (ledger[i], memory[i], chain[i]);
+            var a = xs.Order().ToArray();
+            return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
+        }
+        string Cell(int backend, int i, string unit)
+        {
+            var v = rounds.Select(r => r[backend][i].PerSecond).ToList();
+            return v.Count == 1 ? $"{v[0]:0.0} {unit}" : $"{Median(v):0.0} {unit} ({v.Min():0.0}–{v.Max():0.0})";
+        }
+        var first = rounds[0];
+        for (int i = 0; i < first[0].Count; i++)
+        {
+            var (l, c) = (first[0][i], first[2][i]);
             string unit = l.Action.StartsWith("permits", StringComparison.Ordinal) ? "permits/s" : "/s";
-            Console.WriteLine($"| {l.Action} ({l.Count}) | {l.PerSecond:0.0} {unit} | {m.PerSecond:0.0} {unit} | {c.PerSecond:0.0} {unit} | " +
-                              $"{l.PerSecond / c.PerSecond:0.0}x | {(c.Count == 0 ? "" : (c.Gas / c.Count).ToString("N0"))} |");
+            double ratio = Median(rounds.Select(r => r[0][i].PerSecond / r[2][i].PerSecond));
+            Console.WriteLine($"| {l.Action} ({l.Count}) | {Cell(0, i, unit)} | {Cell(1, i, unit)} | {Cell(2, i, unit)} | {ratio:0.0}x | " +
+                              $"{(c.Count == 0 ? "" : (c.Gas / c.Count).ToString("N0"))} |");
         }
         Console.WriteLine($"(total {total.Elapsed.TotalSeconds:0.0} s)");
         return 0;

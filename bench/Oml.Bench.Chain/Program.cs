@@ -8,7 +8,7 @@ using Oml.Protocol.Chain;
 using Oml.Protocol.Crypto;
 
 // Usage: dotnet run -c Release --project bench/Oml.Bench.Chain [-- deposits-for-throughput permits-per-batch]
-//        dotnet run -c Release --project bench/Oml.Bench.Chain -- backends [actions permits-per-batch]
+//        dotnet run -c Release --project bench/Oml.Bench.Chain -- backends [actions permits-per-batch rounds]
 // The `backends` mode times the same actions through IProtocolBackend on the embedded ledger (SQLite file, fsync'd; and
 // in memory) and on anvil (ChainBackend) one after the other in this process (BackendBench.cs).
 // Starts its own anvil (automine, free loopback port), deploys the contracts, runs every protocol action once and
