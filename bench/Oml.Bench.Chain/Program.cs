@@ -8,9 +8,17 @@ using Oml.Protocol.Chain;
 using Oml.Protocol.Crypto;
 
 // Usage: dotnet run -c Release --project bench/Oml.Bench.Chain [-- deposits-for-throughput permits-per-batch]
+//        dotnet run -c Release --project bench/Oml.Bench.Chain -- backends [actions permits-per-batch rounds]
+// The `backends` mode times the same actions through IProtocolBackend on the embedded ledger (SQLite file, fsync'd; and
+// in memory) and on anvil (ChainBackend) one after the other in this process (BackendBench.cs).
 // Starts its own anvil (automine, free loopback port), deploys the contracts, runs every protocol action once and
 // prints its gas as a Markdown table, then measures sequential actions per second (each one simulated, signed, sent
 // and waited for, as the client always does) and settled permits per second in usage batches. Stops the node.
+if (args.Length > 0 && args[0] == "backends")
+{
+    await Oml.Bench.Chain.BackendBench.MainAsync(args[1..]);
+    return;
+}
 int deposits = args.Length > 0 ? int.Parse(args[0]) : 200;
 int batch = args.Length > 1 ? int.Parse(args[1]) : 100;
 

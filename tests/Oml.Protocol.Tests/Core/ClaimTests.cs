@@ -227,6 +227,34 @@ public class ClaimTests
         n.Clock.Advance(1);
         n.Rejected(ProtocolErrorCode.UsagePermitted, () => n.Engine.RevealClaim(n.Prover, id2, t2));
     }
+
+    [Fact]
+    public async Task A_rebuttal_after_the_window_is_refused_and_the_claim_slashes()
+    {
+        // Issue 11, "late rebuttal": the rebuttal is valid (a settled permit, the receipt in the committed usage root)
+        // but comes after RebutDeadline. Rules.Claims.cs (Rebut: c.Now > claim.RebutDeadline → WindowClosed); the
+        // chain's OmlClaims.rebut has the same check (BadCaseTests runs this on both backends).
+        using var f = new Fixture();
+        var n = f.N;
+        var d = n.Engine.Domain;
+        var honest = new HostService(n.HostA, d, TestNet.Model, 0, Answers(f.A.Subset.Fingerprints), PermitPolicy.Require, n.Clock);
+        var fp = f.A.Subset[2];
+        n.Engine.Deposit(n.Prover, TestNet.A(n.HostA), 50);
+        var permit = Permit.Create(n.Prover.Address, TestNet.Model, n.HostA.Address, fp.Key, 1, n.Engine.Now + 3_600, TestNet.Price).Sign(d, n.Prover);
+        var ans = await honest.AskAsync(fp.Key, permit, TestContext.Current.CancellationToken);
+        var ticket = ClaimTicket.Create(new ClaimEvidence(TestNet.Model, f.A.Host, [new ClaimEvidenceItem(f.A.Subset.Reveal(fp.Index), ans.Text, ans.Receipt)]));
+        long id = n.Engine.CommitClaim(n.Prover, ticket, 300);
+        n.Clock.Advance(1);
+        n.Engine.RevealClaim(n.Prover, id, ticket);
+        var book = honest.StartEpoch(1);
+        n.Engine.CommitUsage(n.HostA, book);
+        n.Clock.Advance(n.S.Parameters.RebutWindowSeconds + 1);
+        var rebuttal = new Rebuttal([new RebuttalItem(permit, 0, book.ProofFor(ans.Receipt))]);
+        n.Rejected(ProtocolErrorCode.WindowClosed, () => n.Engine.Rebut(n.HostA, id, rebuttal));
+        n.Engine.Settle(n.Outsider, id);
+        Assert.Equal(ClaimStatus.Slashed, n.S.Claims[(int)id].Status);
+        Assert.Equal(1_000, n.S.LicenceOf(TestNet.Model, f.A.Host)!.CollateralLocked);
+    }
 }
 
 /// <summary>Issue 11, hole 6: an interrupted claim can be resumed or refunded, and a commitment is accepted once.</summary>
