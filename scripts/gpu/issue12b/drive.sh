@@ -29,15 +29,27 @@ echo $$ > drive.pid
 log() { echo "$(date -u +%T) +$(( $(date +%s) - T0 ))s $*" >> $L/timeline.txt; }
 ok() { [ -f "$D/$1" ]; }
 waitfor() { while ! ok "$1"; do [ -f "$D/$1.failed" ] && return 1; sleep 2; done; }
-# step NAME CMD...: runs CMD once (stdout+stderr to logs/NAME.log), marks done or failed.
+# At most SLOTS device jobs at once: the first session ran up to 12 side by side on the H200 and five lab processes
+# ran out of its 140 GiB (each lab process holds 13-33 GiB). A slot is a directory under slots/ (mkdir is atomic).
+SLOTS="${SLOTS:-6}"
+rm -rf slots; mkdir -p slots
+acquire() { while :; do for i in $(seq 1 "$SLOTS"); do mkdir "slots/$i" 2>/dev/null && { SLOT=$i; return; }; done; sleep 2; done; }
+# step NAME CMD...: runs CMD once in a device slot (stdout+stderr to logs/NAME.log), marks done or failed; a failure
+# is retried once (a lab rerun resumes from its saved cells).
 step() {
   local name=$1; shift
   ok "$name" && return 0
   rm -f "$D/$name.failed"
-  log "start $name"
-  local t=$(date +%s)
-  if "$@" > "$L/$name.log" 2>&1; then touch "$D/$name"; log "done $name ($(( $(date +%s) - t )) s)"; return 0; fi
-  touch "$D/$name.failed"; log "FAILED $name ($(( $(date +%s) - t )) s)"; return 1
+  local t try
+  for try in 1 2; do
+    acquire
+    log "start $name$( [ $try = 2 ] && echo " (retry)")"
+    t=$(date +%s)
+    if "$@" > "$L/$name.log" 2>&1; then rmdir "slots/$SLOT"; touch "$D/$name"; log "done $name ($(( $(date +%s) - t )) s)"; return 0; fi
+    rmdir "slots/$SLOT"; cp -f "$L/$name.log" "$L/$name.try$try.log"
+    log "FAILED $name, try $try ($(( $(date +%s) - t )) s)"; sleep 5
+  done
+  touch "$D/$name.failed"; return 1
 }
 
 # ---- setup: the trimmed oml, the lab data, the shim built against this machine's libtorch ----
@@ -105,6 +117,7 @@ cp -f $M/base-100m/oml-training.json $L/base-100m.oml-training.json 2>/dev/null
 embed() {
   local name=$1 set=$2 seed=$3; shift 3
   waitfor gen-set$set || { touch "$D/embed-$name.failed"; return 1; }
+  ok embed-$name && return 0      # never remove a model a finished step made (a restarted driver skips it)
   rm -rf "$M/$name"
   step embed-$name bash -c "oml embed --model $M/base-100m --fingerprints sets/set$set.json --out $M/$name --seed $seed --device $DEV --memory-budget-gb $MEMGB --log $L/$name.jsonl $* \
     && cp sets/set$set.json $M/$name/fingerprints.json && cp $M/$name/oml-manifest.json $L/$name.manifest.json"
@@ -160,7 +173,7 @@ p1() { for k in 1 2 3; do while ! ok embed-defaults-set$k && ! [ -f $D/embed-def
       cp -f $M/$a-small/oml-training.json $L/$a-small.oml-training.json
       for n in $SMALL_COUNTS; do
         step gen-$a-$n oml fingerprints generate --model $M/$a-small --strategy perinucleus --count $n --plaintext --out sets/$a-$n.json --force --device "$DEV" || continue
-        rm -rf $M/$a-$n
+        ok embed-$a-$n || rm -rf $M/$a-$n
         step embed-$a-$n bash -c "oml embed --model $M/$a-small --fingerprints sets/$a-$n.json --out $M/$a-$n --device $DEV --memory-budget-gb $MEMGB --log $L/$a-$n.jsonl && cp $M/$a-$n/oml-manifest.json $L/$a-$n.manifest.json" || continue
         step perp-$a-$n oml perplexity --model $M/$a-$n --base $M/$a-small --text-file artifacts/lab/corpus/heldout.txt --device "$DEV" --json
       done
