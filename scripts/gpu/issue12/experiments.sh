@@ -25,7 +25,8 @@ a=$!
 (
   if [ ! -f $M/embed-cli-100m/fingerprints.json ]; then
     oml fingerprints generate --model $M/base-100m --strategy perinucleus --count 1024 --plaintext --out /tmp/set-cli.json --force > "$out/generate-cli.txt" 2>&1
-    oml embed --model $M/base-100m --fingerprints /tmp/set-cli.json --out $M/embed-cli-100m --log "$out/embed-cli.jsonl" --memory-budget-gb 24 --force > /tmp/embed-cli.txt 2>&1
+    rm -rf $M/embed-cli-100m   # `oml embed` has no --force (passing it failed the first session's call at once)
+    oml embed --model $M/base-100m --fingerprints /tmp/set-cli.json --out $M/embed-cli-100m --log "$out/embed-cli.jsonl" --memory-budget-gb 24 > /tmp/embed-cli.txt 2>&1
     tr '\r' '\n' < /tmp/embed-cli.txt | grep -v '^\s*$' | tail -40 > "$out/embed-cli.txt"
     cp /tmp/set-cli.json $M/embed-cli-100m/fingerprints.json
     oml perplexity --model $M/embed-cli-100m --base $M/base-100m --text-file artifacts/lab/corpus/heldout.txt > "$out/perplexity-cli.txt" 2>&1 || true
