@@ -47,11 +47,12 @@ public static class OmlizationDefaults
     public const int BenignLength = 64;
 
     /// <summary>
-    /// AdamW learning rate by model width d: 0.5/d, within [1e-5, 1e-2]. Adam's update per weight is about lr whatever
+    /// AdamW learning rate by model width d: 0.125/d, within [1e-5, 1e-2]. Adam's update per weight is about lr whatever
     /// the gradient's scale, while the change of a layer's output grows with its fan-in, so a fixed lr overshoots wide
-    /// models and crawls on narrow ones (the μP argument). 0.5/d gives 1e-2 at d = 48 (measured: converges on every
-    /// random-init and trained tiny model), 3.9e-3 at 128 (the demo's model) and 1.2e-4 at 4,096 (not measured here;
-    /// the references fine-tune 8B models with 1e-5 to 1e-4 over hundreds of steps).
+    /// models and crawls on narrow ones (the μP argument). 0.125/d gives 2.6e-3 at d = 48 (the random-init checkpoints
+    /// of the CI's defaults tests), 9.8e-4 at 128 (the demo's model), 1.6e-4 at 768 (the lab's 102.7M base: 1,024 keys
+    /// recalled in 8-13 epochs, docs/results.md) and 3.1e-5 at 4,096 (not measured here; the references fine-tune 8B
+    /// models with 1e-5 to 1e-4 over hundreds of steps).
     /// </summary>
     public static double LearningRate(ModelConfig config) => Math.Clamp(0.125 / config.HiddenSize, 1e-5, 1e-2);
 
