@@ -48,6 +48,7 @@ public sealed partial class JsonOutputTests : IDisposable
         ["serve"] = "a server: prints its URL and runs until stopped",
         ["host serve"] = "a server: prints its URL and runs until stopped",
         ["explorer"] = "a server: prints its URL and runs until stopped",
+        ["chain node"] = "a server: runs anvil in the foreground until stopped",
         ["tokenize"] = "always prints JSON (an object, or an array for --input)",
         ["trace simulate"] = "--json is the old spelling of --json-out until the next release; the table's data goes to --json-out FILE",
     };

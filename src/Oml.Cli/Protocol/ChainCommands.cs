@@ -247,8 +247,9 @@ public static class ChainCommands
         var chain = ChainOption();
         var to = new Option<string[]>("--to") { Description = "Address to give ether to (repeatable)", Required = true, AllowMultipleArgumentsPerToken = true };
         var ether = new Option<long>("--ether") { Description = "Ether each address gets for gas (its balance is set to this)", DefaultValueFactory = _ => 100 };
+        var json = CliOptions.Json("Print one JSON object instead of a line");
         var cmd = new Command("fund", "Local node only (anvil): set accounts' ether balance, so that they can pay gas. On a real chain, send them ether instead.")
-        { chain, to, ether };
+        { chain, to, ether, json };
         cmd.SetAction(async (r, ct) =>
         {
             string url = ChainCli.RpcUrl(r.GetValue(chain)!);
@@ -257,8 +258,13 @@ public static class ChainCommands
             await ChainCli.RequireDevNodeAsync(url, "oml chain fund", ct);
             var wei = BigInteger.Pow(10, 18) * r.GetValue(ether);
             foreach (var a in addresses) await ChainCli.RpcAsync(url, "anvil_setBalance", $"[\"{a}\",\"0x{wei:x}\"]", ct);
-            Console.WriteLine($"{addresses.Count} account(s) now hold {r.GetValue(ether)} ether on {url}");
-            return Cli.Ok;
+            if (!r.GetValue(json))
+            {
+                Console.WriteLine($"{addresses.Count} account(s) now hold {r.GetValue(ether)} ether on {url}");
+                return Cli.Ok;
+            }
+            return new Report().Add("node", "node", url).Add("ether", "ether each", r.GetValue(ether))
+                .Json("accounts", new System.Text.Json.Nodes.JsonArray([.. addresses.Select(a => (System.Text.Json.Nodes.JsonNode?)a)])).Print(true);
         });
         return cmd;
     }
@@ -267,8 +273,9 @@ public static class ChainCommands
     {
         var chain = ChainOption();
         var seconds = new Option<long>("--seconds") { Description = "How far to move the node's clock", Required = true };
+        var json = CliOptions.Json("Print one JSON object instead of a line");
         var cmd = new Command("advance", "Local node only (anvil): move the chain's clock forward and mine a block (what waiting out a window takes on a chain that mines on demand).")
-        { chain, seconds };
+        { chain, seconds, json };
         cmd.SetAction(async (r, ct) =>
         {
             string url = ChainCli.RpcUrl(r.GetValue(chain)!);
@@ -278,8 +285,12 @@ public static class ChainCommands
             await ChainCli.RpcAsync(url, "evm_mine", "[]", ct);
             var block = System.Text.Json.JsonDocument.Parse(await ChainCli.RpcAsync(url, "eth_getBlockByNumber", "[\"latest\",false]", ct)).RootElement;
             long ts = Convert.ToInt64(block.GetProperty("timestamp").GetString(), 16), number = Convert.ToInt64(block.GetProperty("number").GetString(), 16);
-            Console.WriteLine($"block {number} at {ProtocolCli.Time(ts)}");
-            return Cli.Ok;
+            if (!r.GetValue(json))
+            {
+                Console.WriteLine($"block {number} at {ProtocolCli.Time(ts)}");
+                return Cli.Ok;
+            }
+            return new Report().Add("block", "block", number).Add("timestamp", "timestamp", ts).Print(true);
         });
         return cmd;
     }
