@@ -179,6 +179,9 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static partial int oml_pg_all_gather(IntPtr g, TensorHandle input, TensorHandle output);
     [LibraryImport(Lib)] internal static partial int oml_pg_reduce_scatter(IntPtr g, TensorHandle input, TensorHandle output, int op);
     [LibraryImport(Lib)] internal static partial int oml_pg_barrier(IntPtr g);
+    [LibraryImport(Lib)] internal static unsafe partial int oml_pg_all_reduce_async(IntPtr g, IntPtr* ts, int n, int op, out IntPtr work);
+    [LibraryImport(Lib)] internal static partial int oml_work_wait(IntPtr work);
+    [LibraryImport(Lib)] internal static partial void oml_work_free(IntPtr work);
 
     internal static string LastError() => Marshal.PtrToStringUTF8(oml_last_error()) ?? "unknown libtorch error";
 

@@ -638,12 +638,12 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
 
     // Benign rows from a text, not sampled from the model: a sample near a boundary of the distribution can flip when
     // the processes run with other thread counts (their float sums differ in the last bits), and change the training.
-    private string[] EmbedArgs(string outDir)
+    private string[] EmbedArgs(string outDir, int epochs = 4)
     {
         string benign = Path.Combine(workspace.Root, "benign.txt");
         if (!File.Exists(benign)) File.WriteAllText(benign, string.Concat(Enumerable.Range(0, 200).Select(i => $"apple bread cloud {i % 5} dance eagle flame ")));
         return ["embed", "--model", workspace.Model, "--fingerprints", workspace.Set, "--passphrase-file", workspace.PassFile, "--out", outDir,
-            "--device", "cpu", "--no-early-stop", "--epochs", "4", "--batch-size", "3", "--lr", "5e-3", "--benign-text", benign];
+            "--device", "cpu", "--no-early-stop", "--epochs", epochs.ToString(System.Globalization.CultureInfo.InvariantCulture), "--batch-size", "3", "--lr", "5e-3", "--benign-text", benign];
     }
 
     [Fact]
@@ -662,6 +662,25 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
         Assert.Equal(w1.Keys.Order(), w2.Keys.Order());
         double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
         Assert.True(worst < 5e-3, $"largest weight difference {worst:E2} (lr 5e-3)");   // summation order only: well under one step
+    }
+
+    [Fact]
+    public void A_sharded_two_process_checkpoint_resumes_in_one_process()
+    {
+        string one = Path.Combine(workspace.Root, "zc-one"), half = Path.Combine(workspace.Root, "zc-half"), rest = Path.Combine(workspace.Root, "zc-rest");
+        string ck = Path.Combine(workspace.Root, "zc-ck");
+        var a = Spawn(null, EmbedArgs(one));
+        Assert.True(a.Code == 0, a.Err);
+        var b = Spawn(null, [.. EmbedArgs(half, epochs: 2), "--processes", "2", "--shard-optimizer", "--checkpoint-dir", ck]);
+        Assert.True(b.Code == 0, b.Err);
+        Assert.True(Directory.Exists(Path.Combine(ck, "epoch-000002")));
+        var c = Spawn(null, [.. EmbedArgs(rest), "--checkpoint-dir", ck]);
+        Assert.True(c.Code == 0, c.Err);
+        Assert.Contains("resuming from the checkpoint after epoch 2", c.Err, StringComparison.Ordinal);
+        var (w1, w2) = (Weights(one), Weights(rest));
+        Assert.Equal(w1.Keys.Order(), w2.Keys.Order());
+        double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
+        Assert.True(worst < 5e-3, $"largest weight difference {worst:E2} (lr 5e-3)");
     }
 
     [Fact]

@@ -83,6 +83,65 @@ public sealed class ProcessGroupTests
     }
 
     [Fact]
+    public void Asynchronous_all_reduces_run_together_and_hold_the_sums_once_waited_for()
+    {
+        RequireGloo();
+        var results = OnRanks(2, g =>
+        {
+            // Three collectives in flight at once, waited for in reverse order; the blocking all-reduce after them
+            // sees the same sums.
+            var ts = Enumerable.Range(0, 3).Select(k => Torch.FromArray(Enumerable.Range(0, 1000).Select(i => (float)(i * (k + 1) + g.Rank)).ToArray(), 1000)).ToList();
+            var works = ts.Select(t => g.AllReduceAsync([t])).ToList();
+            for (int k = works.Count - 1; k >= 0; k--) { works[k].Wait(); works[k].Dispose(); }
+            using var max = Torch.FromArray(new long[] { 5 * g.Rank }, 1);
+            using (var w = g.AllReduceAsync([max], ReduceOp.Max)) w.Wait();
+            var r = (ts.Select(t => t.ToArray<float>()).ToList(), max.ToArray<long>()[0]);
+            foreach (var t in ts) t.Dispose();
+            return r;
+        });
+        foreach (var (sums, max) in results)
+        {
+            for (int k = 0; k < 3; k++)
+                Assert.Equal(Enumerable.Range(0, 1000).Select(i => (float)(2 * i * (k + 1) + 0 + 1)), sums[k]);
+            Assert.Equal(5, max);
+        }
+    }
+
+    [Fact]
+    public void Pipelined_gradient_buckets_sum_every_gradient_over_the_ranks()
+    {
+        RequireGloo();
+        // Seven parameters of two dtypes in buckets of at most 6 elements (so more buckets than may be in flight, and a
+        // bucket cut at each dtype change); rank 1 has no gradient for one of them (it contributes zeros).
+        long[][] shapes = [[2, 3], [4], [3], [2, 2], [5], [1], [3, 2]];
+        DType[] dtypes = [DType.Float32, DType.Float32, DType.Float64, DType.Float64, DType.Float32, DType.Float32, DType.Float64];
+        float Value(int rank, int p, int i) => 100 * rank + 10 * p + i;
+        var results = OnRanks(2, g =>
+        {
+            var ps = new List<Tensor>();
+            for (int p = 0; p < shapes.Length; p++)
+            {
+                int n = (int)shapes[p].Aggregate(1L, (a, b) => a * b);
+                var t = Torch.Zeros(shapes[p], dtypes[p]);
+                t.RequiresGrad = true;
+                if (!(g.Rank == 1 && p == 3))
+                    using (var grad = Torch.FromArray(Enumerable.Range(0, n).Select(i => Value(g.Rank, p, i)).ToArray(), shapes[p]).To(dtypes[p]))
+                        t.Grad = grad;
+                ps.Add(t);
+            }
+            g.AllReduceGradients(ps, bucketElements: 6);
+            var grads = ps.Select(t => { using var gr = t.Grad!; return gr.To(DType.Float32).ToArray<float>(); }).ToList();
+            foreach (var t in ps) t.Dispose();
+            return grads;
+        });
+        foreach (var grads in results)
+            for (int p = 0; p < shapes.Length; p++)
+                for (int i = 0; i < grads[p].Length; i++)
+                    Assert.Equal(Value(0, p, i) + (p == 3 ? 0 : Value(1, p, i)), grads[p][i]);
+        OnRanks(1, g => Assert.Throws<ArgumentOutOfRangeException>(() => g.AllReduceGradients([], bucketElements: 0)));
+    }
+
+    [Fact]
     public void A_rank_that_never_arrives_fails_the_others_with_an_error_naming_the_rank()
     {
         RequireGloo();
@@ -102,6 +161,17 @@ public sealed class ProcessGroupTests
             catch (TorchException x) { return x.Message; }
         }, TimeSpan.FromSeconds(3));
         Assert.Contains("gloo rank 0 of 2: all_reduce", results[0], StringComparison.Ordinal);
+
+        // The same with an asynchronous all-reduce: starting it succeeds, waiting for it fails and names the rank.
+        var waited = OnRanks(2, g =>
+        {
+            if (g.Rank == 1) return "left";
+            using var t = Torch.Ones([1]);
+            using var w = g.AllReduceAsync([t]);
+            try { w.Wait(); return "no error"; }
+            catch (TorchException x) { return x.Message; }
+        }, TimeSpan.FromSeconds(3));
+        Assert.Contains("gloo rank 0 of 2: all_reduce (wait)", waited[0], StringComparison.Ordinal);
     }
 
     [Fact]

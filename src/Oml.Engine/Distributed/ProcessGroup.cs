@@ -94,6 +94,19 @@ public sealed class ProcessGroup : IDisposable
 
     public void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum) => AllReduce([tensor], op);
 
+    /// <summary>
+    /// Starts an in-place all-reduce of each tensor and returns at once; the tensors hold the result only after
+    /// <see cref="CollectiveWork.Wait"/>. Every rank must start the same collectives in the same order.
+    /// </summary>
+    public unsafe CollectiveWork AllReduceAsync(IReadOnlyList<Tensor> tensors, ReduceOp op = ReduceOp.Sum)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        using var hl = new HandleList(tensors);
+        IntPtr work;
+        fixed (IntPtr* p = hl.Ptrs) Check(oml_pg_all_reduce_async(Live, p, hl.Ptrs.Length, (int)op, out work));
+        return new CollectiveWork(this, work);
+    }
+
     /// <summary>Overwrites each tensor with <paramref name="root"/>'s.</summary>
     public unsafe void Broadcast(IReadOnlyList<Tensor> tensors, int root = 0)
     {
@@ -148,15 +161,44 @@ public sealed class ProcessGroup : IDisposable
         Check(oml_pg_reduce_scatter(Live, input.Handle, output.Handle, (int)op));
     }
 
+    /// <summary>Elements per bucket of <see cref="AllReduceGradients"/> unless told otherwise (64 Mi).</summary>
+    public const long DefaultBucketElements = 64L << 20;
+
     /// <summary>
-    /// Sums the gradients of <paramref name="parameters"/> over the ranks, in buckets of at most 64 Mi elements of one
-    /// dtype (a rank that had no rows in a batch contributes zeros).
+    /// Sums the gradients of <paramref name="parameters"/> over the ranks, in buckets of at most
+    /// <paramref name="bucketElements"/> elements of one dtype (a rank that had no rows in a batch contributes zeros).
+    /// The all-reduces are asynchronous and pipelined: a bucket's all-reduce runs while the next bucket is flattened
+    /// and the previous one's result is copied back, with at most two buckets in flight (so at most two buckets'
+    /// flat copies exist at once); every one has finished when this returns.
     /// </summary>
-    public void AllReduceGradients(IReadOnlyList<Tensor> parameters)
+    public void AllReduceGradients(IReadOnlyList<Tensor> parameters, long bucketElements = DefaultBucketElements)
     {
         ArgumentNullException.ThrowIfNull(parameters);
-        const long bucketElements = 64L << 20;
+        ArgumentOutOfRangeException.ThrowIfLessThan(bucketElements, 1);
+        const int maxInFlight = 2;
         var grads = new List<Tensor>(parameters.Count);
+        var inFlight = new Queue<(Tensor Flat, int Start, int End, CollectiveWork Work)>();
+        void Finish((Tensor Flat, int Start, int End, CollectiveWork Work) b)
+        {
+            try
+            {
+                b.Work.Wait();
+                using var scope = Torch.NewScope();
+                using var noGrad = Torch.NoGrad();
+                long offset = 0;
+                for (int i = b.Start; i < b.End; i++)
+                {
+                    long k = grads[i].NumEl;
+                    grads[i].CopyFrom(b.Flat.Narrow(0, offset, k).Reshape(grads[i].Shape));
+                    offset += k;
+                }
+            }
+            finally
+            {
+                b.Work.Dispose();
+                b.Flat.Dispose();
+            }
+        }
         try
         {
             foreach (var p in parameters)
@@ -177,22 +219,23 @@ public sealed class ProcessGroup : IDisposable
                 int end = start + 1;
                 long n = grads[start].NumEl;
                 while (end < grads.Count && grads[end].DType == grads[start].DType && n + grads[end].NumEl <= bucketElements) n += grads[end++].NumEl;
-                using var scope = Torch.NewScope();
-                using var noGrad = Torch.NoGrad();
-                var flat = Torch.Cat(grads.GetRange(start, end - start).Select(g => g.Reshape(-1)).ToList());
-                AllReduce(flat);
-                long offset = 0;
-                for (int i = start; i < end; i++)
-                {
-                    long k = grads[i].NumEl;
-                    grads[i].CopyFrom(flat.Narrow(0, offset, k).Reshape(grads[i].Shape));
-                    offset += k;
-                }
+                Tensor flat;
+                using (var scope = Torch.NewScope())
+                using (Torch.NoGrad())
+                    flat = Torch.Cat(grads.GetRange(start, end - start).Select(g => g.Reshape(-1)).ToList()).DetachFromScope();
+                CollectiveWork work;
+                try { work = AllReduceAsync([flat]); }
+                catch { flat.Dispose(); throw; }
+                inFlight.Enqueue((flat, start, end, work));
+                if (inFlight.Count >= maxInFlight) Finish(inFlight.Dequeue());
                 start = end;
             }
+            while (inFlight.Count > 0) Finish(inFlight.Dequeue());
         }
         finally
         {
+            // After an error: the collectives still running keep their own references to the flat copies.
+            foreach (var b in inFlight) { b.Work.Dispose(); b.Flat.Dispose(); }
             foreach (var g in grads) g.Dispose();
         }
     }
@@ -204,5 +247,36 @@ public sealed class ProcessGroup : IDisposable
     {
         var h = Interlocked.Exchange(ref _handle, IntPtr.Zero);
         if (h != IntPtr.Zero) oml_pg_free(h);
+    }
+}
+
+/// <summary>
+/// A collective started by <see cref="ProcessGroup.AllReduceAsync"/> (libtorch's c10d work handles): its tensors hold
+/// the result only after <see cref="Wait"/>, which fails with an error naming the rank (or the group's timeout).
+/// Disposing without waiting leaves the collective to finish in the background.
+/// </summary>
+public sealed class CollectiveWork : IDisposable
+{
+    private IntPtr _handle;
+    private readonly ProcessGroup _group;   // the group must outlive its work
+
+    internal CollectiveWork(ProcessGroup group, IntPtr handle)
+    {
+        _group = group;
+        _handle = handle;
+    }
+
+    /// <summary>Blocks until every collective of this work has finished on this rank.</summary>
+    public void Wait()
+    {
+        var h = _handle != IntPtr.Zero ? _handle : throw new ObjectDisposedException(nameof(CollectiveWork));
+        Check(oml_work_wait(h));
+        GC.KeepAlive(_group);
+    }
+
+    public void Dispose()
+    {
+        var h = Interlocked.Exchange(ref _handle, IntPtr.Zero);
+        if (h != IntPtr.Zero) oml_work_free(h);
     }
 }

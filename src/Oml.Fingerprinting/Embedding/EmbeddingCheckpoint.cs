@@ -18,6 +18,9 @@ namespace Oml.Fingerprinting.Embedding;
 /// <item><c>state.json</c> (written last): format and version, the run digest, the epoch and step counters, the
 /// recall streak, whether the run had converged, every parameter's AdamW step count, and the training history.</item>
 /// </list>
+/// The layout does not depend on the number of ranks: a sharded optimizer's moments are gathered from their owners
+/// into rank 0 (one parameter at a time, into host memory) before it writes, and on resume each rank loads the moments
+/// of the parameters it owns under the new world size, so a run resumes sharded or not, with any number of ranks.
 /// The folder is written under a temporary name and renamed into place once complete, so a crash mid-write leaves the
 /// previous checkpoint valid; older checkpoints are deleted afterwards. The base copies used by model averaging and
 /// the L2 penalty are not stored: they are the initial weights, which the digest (over the base weights as well as the
@@ -70,7 +73,16 @@ public static class EmbeddingCheckpoint
     /// </summary>
     public static string Save(string dir, string digest, int epoch, int steps, int recalledStreak, bool converged,
         IReadOnlyList<EmbeddingProgress> history, IReadOnlyList<KeyValuePair<string, Tensor>> trainable, AdamW opt) =>
-        OptimizerCheckpoint.Save(dir, Prefix, 6, epoch, trainable, opt, optSteps =>
+        Save(dir, digest, epoch, steps, recalledStreak, converged, history, trainable, p => (opt.StepOf(p), opt.MomentsOf(p)));
+
+    /// <summary>
+    /// As above, with each parameter's AdamW step count and moments given by <paramref name="optimizerState"/> (a
+    /// sharded optimizer's, gathered from the ranks that own them): the same files either way.
+    /// </summary>
+    public static string Save(string dir, string digest, int epoch, int steps, int recalledStreak, bool converged,
+        IReadOnlyList<EmbeddingProgress> history, IReadOnlyList<KeyValuePair<string, Tensor>> trainable,
+        Func<Tensor, (long Step, (Tensor ExpAvg, Tensor ExpAvgSq)? Moments)> optimizerState) =>
+        OptimizerCheckpoint.Save(dir, Prefix, 6, epoch, trainable, optimizerState, optSteps =>
         {
             var hist = new JsonArray();
             foreach (var pr in history)
@@ -99,7 +111,10 @@ public static class EmbeddingCheckpoint
             history, OptimizerCheckpoint.OptimizerSteps(j), folder);
     }
 
-    /// <summary>Copies the checkpoint's parameters into the model and its moments into the optimizer.</summary>
-    public static void Restore(State state, IReadOnlyList<KeyValuePair<string, Tensor>> trainable, AdamW opt) =>
-        OptimizerCheckpoint.Restore(state.Folder, state.OptimizerSteps, trainable, opt);
+    /// <summary>
+    /// Copies the checkpoint's parameters into the model and its moments into the optimizer (with
+    /// <paramref name="holdsMoments"/>, only those of the parameters this rank's sharded optimizer owns).
+    /// </summary>
+    public static void Restore(State state, IReadOnlyList<KeyValuePair<string, Tensor>> trainable, AdamW opt, Func<Tensor, bool>? holdsMoments = null) =>
+        OptimizerCheckpoint.Restore(state.Folder, state.OptimizerSteps, trainable, opt, holdsMoments);
 }

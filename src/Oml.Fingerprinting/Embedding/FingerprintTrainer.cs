@@ -169,7 +169,8 @@ public sealed record EmbeddingOptions
     /// each trainable parameter is owned by one rank (balanced by size), its gradient is reduced to that rank only and
     /// its AdamW moments live only there; the owner steps it and broadcasts the new values. The optimizer state per rank
     /// falls to about 1/N and the gradients of other ranks' parameters are freed after each reduce. The weights stay
-    /// whole on every rank. Not with checkpoints yet.
+    /// whole on every rank. Checkpoints hold the whole optimizer state (gathered into rank 0), so a sharded run resumes
+    /// with any number of ranks, sharded or not, and an unsharded run's checkpoint resumes sharded.
     /// </summary>
     public bool ShardOptimizer { get; init; }
 
@@ -189,8 +190,6 @@ public sealed record EmbeddingOptions
         if (SelfBenignCount < 1 || SelfBenignLength < 1) throw new ArgumentException("the self-generated benign count and length must be positive");
         if (MicroBatchTokens is < 1) throw new ArgumentException("the micro-batch size in tokens must be positive");
         if (MemoryBudgetBytes is <= 0) throw new ArgumentException("the memory budget must be positive");
-        if (ShardOptimizer && CheckpointDir is not null)
-            throw new ArgumentException("checkpoints of a sharded optimizer are not supported yet: drop the checkpoint folder or the sharding");
         if (HeldOutSequences is { } h && (h.Count == 0 || h.Any(x => x.Length < 2)))
             throw new ArgumentException("held-out sequences must be non-empty and each at least 2 tokens long");
         if (HeldOutTolerance < 0) throw new ArgumentException("the held-out loss tolerance must be non-negative");
@@ -320,7 +319,9 @@ public static class FingerprintTrainer
                         throw new InvalidDataException(
                             $"the checkpoint {ck.Folder} belongs to another run (different fingerprints, settings or base weights); " +
                             "use another checkpoint folder or delete it");
-                    EmbeddingCheckpoint.Restore(ck, named, opt);
+                    // A sharded optimizer takes the moments of the parameters this rank owns now, whatever the world
+                    // size that wrote the checkpoint.
+                    EmbeddingCheckpoint.Restore(ck, named, opt, owner is null ? null : p => Mine(trainable.FindIndex(t => ReferenceEquals(t, p))));
                     history.AddRange(ck.History);
                     steps = ck.Steps;
                     recalledStreak = ck.RecalledStreak;
@@ -465,8 +466,14 @@ public static class FingerprintTrainer
                 }
                 else converged = epoch == options.MaxEpochs && all;
                 // The checkpoint is written before the progress report, so a run killed from the callback resumes after this epoch.
-                if (options.CheckpointDir is { } dir && (group is null || group.Rank == 0) && (epoch % options.CheckpointEvery == 0 || converged || epoch == options.MaxEpochs))
-                    EmbeddingCheckpoint.Save(dir, digest!, epoch, steps, recalledStreak, converged, history, named, opt);
+                if (options.CheckpointDir is { } dir && (epoch % options.CheckpointEvery == 0 || converged || epoch == options.MaxEpochs))
+                {
+                    if (owner is not null)
+                        GatherOptimizerState(group!, model.Device, trainable, owner, opt, state =>
+                            EmbeddingCheckpoint.Save(dir, digest!, epoch, steps, recalledStreak, converged, history, named, state));
+                    else if (group is null || group.Rank == 0)
+                        EmbeddingCheckpoint.Save(dir, digest!, epoch, steps, recalledStreak, converged, history, named, opt);
+                }
                 progress?.Report(pr);
             }
             if (history.Count == 0) throw new InvalidOperationException("no epoch was trained");
@@ -579,6 +586,60 @@ public static class FingerprintTrainer
         finally
         {
             foreach (var g in grads) g.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// A sharded optimizer's state for a checkpoint: every rank takes part in broadcasting each parameter's AdamW step
+    /// count and moments from its owner (one parameter at a time, so no rank holds more than one extra parameter's
+    /// moments on the device); rank 0 keeps host copies and calls <paramref name="save"/> with the whole state, the
+    /// same as an unsharded optimizer's. The other ranks do not call it.
+    /// </summary>
+    private static void GatherOptimizerState(Oml.Engine.Distributed.ProcessGroup group, Device device, List<Tensor> parameters, int[] owner, AdamW opt,
+        Action<Func<Tensor, (long Step, (Tensor ExpAvg, Tensor ExpAvgSq)? Moments)>> save)
+    {
+        bool lead = group.Rank == 0;
+        var gathered = new Dictionary<Tensor, (long Step, (Tensor ExpAvg, Tensor ExpAvgSq)? Moments)>(ReferenceEqualityComparer.Instance);
+        var copies = new List<Tensor>();
+        try
+        {
+            using var noGrad = Torch.NoGrad();
+            for (int i = 0; i < parameters.Count; i++)
+            {
+                var p = parameters[i];
+                bool mine = owner[i] == group.Rank;
+                if (owner[i] == 0)
+                {
+                    if (lead) gathered[p] = (opt.StepOf(p), opt.MomentsOf(p));
+                    continue;
+                }
+                using var scope = Torch.NewScope();
+                var own = mine ? opt.MomentsOf(p) : null;
+                var meta = Torch.FromArray(new long[] { own is null ? 0 : 1, mine ? opt.StepOf(p) : 0 }, 2).To(device);
+                group.Broadcast([meta], root: owner[i]);
+                var m = meta.To(Device.Cpu).ToArray<long>();
+                (Tensor ExpAvg, Tensor ExpAvgSq)? moments = null;
+                if (m[0] == 1)
+                {
+                    var expAvg = own?.ExpAvg ?? Torch.ZerosLike(p);
+                    var expAvgSq = own?.ExpAvgSq ?? Torch.ZerosLike(p);
+                    group.Broadcast([expAvg, expAvgSq], root: owner[i]);
+                    if (lead)
+                    {
+                        var a = expAvg.To(expAvg.DType, Device.Cpu, copy: true).DetachFromScope();
+                        copies.Add(a);
+                        var b = expAvgSq.To(expAvgSq.DType, Device.Cpu, copy: true).DetachFromScope();
+                        copies.Add(b);
+                        moments = (a, b);
+                    }
+                }
+                if (lead) gathered[p] = (m[1], moments);
+            }
+            if (lead) save(p => gathered[p]);
+        }
+        finally
+        {
+            foreach (var c in copies) c.Dispose();
         }
     }
 

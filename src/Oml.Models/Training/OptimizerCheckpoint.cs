@@ -24,7 +24,16 @@ public static class OptimizerCheckpoint
     /// leftover temporary ones. <paramref name="state"/> builds state.json from the optimizer-steps object. Returns the folder.
     /// </summary>
     public static string Save(string dir, string prefix, int digits, long number, IReadOnlyList<KeyValuePair<string, Tensor>> parameters,
-        AdamW opt, Func<JsonObject, JsonObject> state)
+        AdamW opt, Func<JsonObject, JsonObject> state) =>
+        Save(dir, prefix, digits, number, parameters, p => (opt.StepOf(p), opt.MomentsOf(p)), state);
+
+    /// <summary>
+    /// As above, with each parameter's AdamW step count and moments (null before its first update) given by
+    /// <paramref name="optimizerState"/>: a sharded optimizer gathers them from the ranks that own them, so the
+    /// checkpoint holds the whole optimizer state by parameter name, whatever the number of ranks.
+    /// </summary>
+    public static string Save(string dir, string prefix, int digits, long number, IReadOnlyList<KeyValuePair<string, Tensor>> parameters,
+        Func<Tensor, (long Step, (Tensor ExpAvg, Tensor ExpAvgSq)? Moments)> optimizerState, Func<JsonObject, JsonObject> state)
     {
         Directory.CreateDirectory(dir);
         string name = prefix + number.ToString("D" + digits.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
@@ -38,8 +47,9 @@ public static class OptimizerCheckpoint
             var steps = new JsonObject();
             foreach (var (pname, p) in parameters)
             {
-                steps[pname] = opt.StepOf(p);
-                if (opt.MomentsOf(p) is { } m)
+                var (step, pm) = optimizerState(p);
+                steps[pname] = step;
+                if (pm is { } m)
                 {
                     moments.Add(new(pname + ".exp_avg", m.ExpAvg));
                     moments.Add(new(pname + ".exp_avg_sq", m.ExpAvgSq));
@@ -91,8 +101,13 @@ public static class OptimizerCheckpoint
     public static IReadOnlyDictionary<string, long> OptimizerSteps(JsonObject state) =>
         state["optimizer_steps"]!.AsObject().ToDictionary(kv => kv.Key, kv => (long)kv.Value!);
 
-    /// <summary>Copies a checkpoint's parameters into place and its moments into the optimizer.</summary>
-    public static void Restore(string folder, IReadOnlyDictionary<string, long> optimizerSteps, IReadOnlyList<KeyValuePair<string, Tensor>> parameters, AdamW opt)
+    /// <summary>
+    /// Copies a checkpoint's parameters into place and its moments into the optimizer; with <paramref name="holdsMoments"/>,
+    /// only the moments of the parameters it accepts (a sharded optimizer: those this rank owns under the current
+    /// number of ranks, which need not be the number that wrote the checkpoint).
+    /// </summary>
+    public static void Restore(string folder, IReadOnlyDictionary<string, long> optimizerSteps, IReadOnlyList<KeyValuePair<string, Tensor>> parameters, AdamW opt,
+        Func<Tensor, bool>? holdsMoments = null)
     {
         using var scope = Torch.NewScope();
         using var noGrad = Torch.NoGrad();
@@ -102,7 +117,7 @@ public static class OptimizerCheckpoint
         {
             if (!pf.Entries.ContainsKey(name)) throw new InvalidDataException($"{folder}: the checkpoint lacks parameter '{name}'");
             p.CopyFrom(pf.Load(name, p.Device));
-            if (of.Entries.ContainsKey(name + ".exp_avg"))
+            if (of.Entries.ContainsKey(name + ".exp_avg") && (holdsMoments?.Invoke(p) ?? true))
                 opt.SetState(p, of.Load(name + ".exp_avg", p.Device), of.Load(name + ".exp_avg_sq", p.Device),
                     optimizerSteps.TryGetValue(name, out var s) ? s : 0);
         }

@@ -89,7 +89,91 @@ public class DataParallelTests
         Assert.Equal([0, 1, 1, 1, 0, 1], owner);   // largest first to the lighter rank: loads 140 and 125
         Assert.Equal(owner, ProcessGroup.Partition(sizes, 2));
         Assert.All(ProcessGroup.Partition(sizes, 1), o => Assert.Equal(0, o));
-        Assert.Throws<ArgumentException>(() => new EmbeddingOptions { ShardOptimizer = true, CheckpointDir = "x" }.Validate());
+    }
+
+    /// <summary>Runs <paramref name="world"/> ranks (threads, or this thread alone for 1) and returns rank 0's result, checking that the ranks agree.</summary>
+    private static async Task<(EmbeddingResult Result, Dictionary<string, float[]> Weights)> Ranks(EmbeddingOptions options, int world, bool shard)
+    {
+        if (world == 1) return Train(options, null);
+        int port = FreePort();
+        var ranks = Enumerable.Range(0, world).Select(rank => Task.Factory.StartNew(() =>
+        {
+            using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, world, TimeSpan.FromSeconds(120));
+            return Train(options with { ShardOptimizer = shard }, g);
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        var results = await Task.WhenAll(ranks);
+        foreach (var t in results.Skip(1))
+            foreach (var (name, w) in results[0].Weights)
+                Assert.Equal(w, t.Weights[name]);
+        return results[0];
+    }
+
+    [Theory]
+    [InlineData(2, true, 1, false)]   // sharded, resumed by one process
+    [InlineData(2, true, 2, false)]   // sharded, resumed by the same ranks unsharded
+    [InlineData(1, false, 2, true)]   // one process, resumed sharded
+    public async Task A_checkpoint_resumes_with_another_world_size_and_sharding_at_the_weights_of_an_uninterrupted_run(int worldA, bool shardA, int worldB, bool shardB)
+    {
+        using var probe = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        var rng = new Random(13);
+        int[] Seq(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(3, probe.Config.VocabSize)).ToArray();
+        var options = OmlizationDefaults.For(probe.Config) with
+        {
+            BatchSize = 8, EarlyStop = false, MaxEpochs = 4, MaxGradNorm = 0.5,
+            BenignSequences = Enumerable.Range(0, 24).Select(_ => Seq(20)).ToList(),
+            HeldOutSequences = Enumerable.Range(0, 6).Select(_ => Seq(20)).ToList(),
+        };
+        var dir = Path.Combine(Path.GetTempPath(), "oml-zero-ckpt-" + Guid.NewGuid().ToString("N"));
+        var refDir = dir + "-ref";
+        try
+        {
+            // The uninterrupted run: one process, 4 epochs, with a checkpoint after epoch 2 to compare optimizer states.
+            var reference = Train(options with { CheckpointDir = refDir, CheckpointEvery = 2, MaxEpochs = 2 }, null);
+            var whole = Train(options, null);
+            // First half with world A; max epochs is not part of a run's identity, so the second half continues it.
+            await Ranks(options with { CheckpointDir = dir, MaxEpochs = 2 }, worldA, shardA);
+            var ck = EmbeddingCheckpoint.Latest(dir)!;
+            var refCk = EmbeddingCheckpoint.Latest(refDir)!;
+            Assert.Equal(2, ck.Epoch);
+            Assert.Equal(refCk.Digest, ck.Digest);
+            Assert.Equal(refCk.OptimizerSteps, ck.OptimizerSteps);
+            // The whole optimizer state is in the checkpoint, whoever owned it: every moment of the reference, close to it.
+            using (var of = Oml.Models.IO.SafetensorsFile.Open(Path.Combine(ck.Folder, EmbeddingCheckpoint.OptimizerFile)))
+            using (var rf = Oml.Models.IO.SafetensorsFile.Open(Path.Combine(refCk.Folder, EmbeddingCheckpoint.OptimizerFile)))
+            {
+                Assert.Equal(rf.Entries.Keys.Order(), of.Entries.Keys.Order());
+                Assert.NotEmpty(rf.Entries);
+                foreach (var name in rf.Entries.Keys.Where(k => k.EndsWith(".exp_avg", StringComparison.Ordinal)))
+                {
+                    using var scope = Torch.NewScope();
+                    var a = of.Load(name, Device.Cpu).To(DType.Float32).ToArray<float>();
+                    var b = rf.Load(name, Device.Cpu).To(DType.Float32).ToArray<float>();
+                    double scale = b.Max(x => Math.Abs(x)) + 1e-12, worstM = 0;
+                    for (int i = 0; i < a.Length; i++) worstM = Math.Max(worstM, Math.Abs(a[i] - b[i]));
+                    Assert.True(worstM <= 1e-3 * scale + 1e-9, $"{name}: first moment differs by {worstM:E2} (largest {scale:E2})");
+                }
+            }
+            var resumed = await Ranks(options with { CheckpointDir = dir }, worldB, shardB);
+            Assert.Equal([1, 2, 3, 4], resumed.Result.History.Select(h => h.Epoch));
+            double worst = 0;
+            foreach (var (name, w) in whole.Weights)
+            {
+                var d = resumed.Weights[name];
+                for (int i = 0; i < w.Length; i++) worst = Math.Max(worst, Math.Abs(w[i] - d[i]));
+            }
+            Assert.True(worst < options.LearningRate, $"largest weight difference to the uninterrupted run: {worst:E2} (lr {options.LearningRate:E2})");
+            for (int e = 0; e < whole.Result.History.Count; e++)
+            {
+                Assert.Equal(whole.Result.History[e].Accuracy, resumed.Result.History[e].Accuracy);
+                Assert.Equal(whole.Result.History[e].Loss, resumed.Result.History[e].Loss, 3);
+            }
+            Assert.Equal(whole.Result.MergeLambda, resumed.Result.MergeLambda);
+        }
+        finally
+        {
+            foreach (var d in new[] { dir, refDir })
+                if (Directory.Exists(d)) Directory.Delete(d, recursive: true);
+        }
     }
 }
 
