@@ -5,7 +5,7 @@ namespace Oml.Cli;
 /// <summary>
 /// The options that many commands share, defined once so that they are spelled and described the same everywhere:
 /// <c>--model</c>, <c>--base</c>, <c>--out</c>, <c>--json</c>, <c>--batch-size</c>, <c>--max-new-tokens</c>,
-/// <c>--force</c>, <c>--passphrase-file</c>. Each call makes a new option object (an option belongs to one command);
+/// <c>--force</c>, <c>--passphrase-file</c>, <c>--match</c>, <c>--min-tokens</c>. Each call makes a new option object (an option belongs to one command);
 /// the description may be specialised, the spelling not. Old spellings are accepted for one release through
 /// <see cref="Vocabulary"/>.
 /// </summary>
@@ -35,4 +35,28 @@ public static class CliOptions
         new("--max-new-tokens") { Description = description, DefaultValueFactory = _ => defaultValue };
 
     public static Option<string?> PassphraseFile(string description) => new("--passphrase-file") { Description = description };
+
+    /// <summary><c>--match exact|partial</c>: which answers count as hits (with <see cref="MinTokens"/> and <see cref="ResponseMatchFrom"/>).</summary>
+    public static Option<string> Match(string description =
+        "Which answers count as hits: exact (the answer starts with the whole response) or partial (at least --min-tokens of "
+        + "each response after a deviation at the start of the answer; docs/verification.md)")
+    {
+        var o = new Option<string>("--match") { Description = description, DefaultValueFactory = _ => "exact" };
+        o.AcceptOnlyFromAmong("exact", "partial");
+        return o;
+    }
+
+    /// <summary><c>--min-tokens M</c>: the partial rule's m.</summary>
+    public static Option<int?> MinTokens(string description = "With --match partial: the tokens of each response that must match (m; m >= n is the exact rule)") =>
+        new("--min-tokens") { Description = description };
+
+    /// <summary>The match rule from <c>--match</c> and <c>--min-tokens</c>; a usage error when they do not fit together.</summary>
+    public static Oml.Fingerprinting.Verification.ResponseMatch ResponseMatchFrom(string? match, int? minTokens) => match switch
+    {
+        null or "exact" => minTokens is null ? Oml.Fingerprinting.Verification.ResponseMatch.Exact : throw new UsageException("--min-tokens is for --match partial"),
+        "partial" => minTokens is int m
+            ? m >= 1 ? Oml.Fingerprinting.Verification.ResponseMatch.Partial(m) : throw new UsageException("--min-tokens must be at least 1")
+            : throw new UsageException("--match partial needs --min-tokens M"),
+        _ => throw new UsageException($"--match: '{match}' is not exact or partial"),
+    };
 }

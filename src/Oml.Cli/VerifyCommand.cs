@@ -47,6 +47,10 @@ public static class VerifyCommand
         var calibrationOut = new Option<string?>("--calibration-out") { Description = "With --calibrate: write the calibration (JSON) here for --calibration" };
         var force = CliOptions.Force("Replace the --calibration-out file if it exists");
         var confidence = new Option<double>("--confidence") { Description = "With --calibrate: the confidence of the Clopper-Pearson intervals", DefaultValueFactory = _ => 0.95 };
+        var match = CliOptions.Match();
+        var minTokens = CliOptions.MinTokens();
+        var baseDir = CliOptions.Base("With --match partial and --model: the base model, whose probabilities give each key's partial null "
+            + "(without it every alignment other than the exact one is bounded by the common null bound)");
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
@@ -56,7 +60,8 @@ public static class VerifyCommand
             + "owned, not-owned or inconclusive (exit code 0 for all three). With --calibrate DIR..., measure the null on negative models instead.")
         {
             model, endpoint, apiModel, apiKeyEnv, chat, fingerprints, json, count, alpha, recall, samples, temperature, maxTokens, record,
-            chatTemplate, systemPrompt, nullFloor, calibration, calibrate, calibrationOut, force, confidence, passphraseFile, device, dtype,
+            chatTemplate, systemPrompt, nullFloor, calibration, calibrate, calibrationOut, force, confidence, match, minTokens, baseDir,
+            passphraseFile, device, dtype,
         };
         dist.AddTo(cmd);
         cmd.SetAction(r =>
@@ -77,6 +82,11 @@ public static class VerifyCommand
                 throw new UsageException("--chat, --api-key-env and --max-new-tokens are for --endpoint");
             if (url is not null && (r.GetValue(chatTemplate) || r.GetValue(systemPrompt) is not null))
                 throw new UsageException("--chat-template and --system-prompt are for --model (an endpoint applies its own template: use --chat)");
+            var matchRule = CliOptions.ResponseMatchFrom(r.GetValue(match), r.GetValue(minTokens));
+            if (url is not null && matchRule.IsPartial) throw new UsageException("--match partial matches token ids: it needs --model (an endpoint's answers are text)");
+            string? basePath = r.GetValue(baseDir);
+            if (basePath is not null && !matchRule.IsPartial) throw new UsageException("--base gives the partial rule's null: use it with --match partial");
+            if (basePath is not null && !Directory.Exists(basePath)) throw new DirectoryNotFoundException($"--base: model folder not found: {basePath}");
             int r_ = r.GetValue(samples);
             double? temp = r.GetValue(temperature);
             if (r_ < 1) throw new UsageException("--samples must be at least 1");
@@ -114,8 +124,11 @@ public static class VerifyCommand
             if (!lead) Console.SetOut(TextWriter.Null);
             try
             {
+                using var nullModel = basePath is null ? null : ModelFolder.Load(basePath, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
                 LocalVerifyOptions LocalOptions(string d) => new()
                 {
+                    Match = matchRule,
+                    NullModel = nullModel,
                     Group = group,
                     Format = r.GetValue(chatTemplate) ? KeyFormat.Chat(ChatTemplate.FromTokenizerConfig(d)) : KeyFormat.Raw,
                     SystemPrompt = r.GetValue(systemPrompt),

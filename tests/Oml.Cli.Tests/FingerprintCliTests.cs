@@ -598,6 +598,40 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
+    public void Verify_partial_match_reports_its_rule_and_rejects_bad_combinations()
+    {
+        var exact = Json(Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--json").Out);
+        Assert.Equal("exact", exact["match"]!.GetValue<string>());
+        var r = Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--json",
+            "--match", "partial", "--min-tokens", "1", "--base", W.Model);
+        Assert.Equal(0, r.Code);
+        var j = Json(r.Out);
+        Assert.Equal("partial", j["match"]!.GetValue<string>());
+        Assert.Equal(1, j["min_tokens"]!.GetValue<int>());
+        // Every exact hit is a partial hit, and each key's null (from the base) is at least the exact rule's.
+        Assert.True(j["hits"]!.GetValue<int>() >= exact["hits"]!.GetValue<int>());
+        var pe = exact["keys"]!.AsArray().Select(k => k!["null_probability"]!.GetValue<double>()).ToArray();
+        var pp = j["keys"]!.AsArray().Select(k => k!["null_probability"]!.GetValue<double>()).ToArray();
+        Assert.All(pe.Zip(pp), x => Assert.True(x.Second >= x.First, $"{x.Second} < {x.First}"));
+        r = Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--match", "partial", "--min-tokens", "1");
+        Assert.Equal(0, r.Code);
+        Assert.Contains("match:    partial (at least 1 tokens", r.Out);
+
+        r = Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--match", "partial");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--min-tokens", r.Err);
+        r = Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--min-tokens", "2");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--match partial", r.Err);
+        r = Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--base", W.Model);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--base", r.Err);
+        r = Run("verify", "--endpoint", "http://127.0.0.1:9/v1", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--match", "partial", "--min-tokens", "2");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--model", r.Err);
+    }
+
+    [Fact]
     public void Verify_rejects_bad_combinations()
     {
         var r = Run("verify", "--fingerprints", W.Set, "--passphrase-file", W.PassFile);

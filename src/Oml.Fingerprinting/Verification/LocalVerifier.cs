@@ -30,6 +30,19 @@ public sealed record LocalVerifyOptions
     /// exchanged (one all-reduce) so that every rank returns the same report as one process would.
     /// </summary>
     public Oml.Engine.Distributed.ProcessGroup? Group { get; init; }
+
+    /// <summary>Which answers count as hits: <see cref="ResponseMatch.Exact"/> (the default) or <see cref="ResponseMatch.Partial"/>.</summary>
+    public ResponseMatch Match { get; init; } = ResponseMatch.Exact;
+
+    /// <summary>
+    /// The base model, for the partial rule's per-key null (<see cref="PartialMatchNull.Compute"/>); without it the partial
+    /// null is <see cref="PartialMatchNull.Bound"/> (the common bound for every alignment whose probability is unknown).
+    /// Not used by the exact rule, whose null is the set's recorded base probabilities.
+    /// </summary>
+    public CausalLM? NullModel { get; init; }
+
+    /// <summary>Prefixes enumerated per key and depth for the partial null (<see cref="PartialMatchNull.DefaultPrefixBudget"/>).</summary>
+    public int PrefixBudget { get; init; } = PartialMatchNull.DefaultPrefixBudget;
 }
 
 /// <summary>Verifies a local model: answers to the keys, matched token for token against the responses.</summary>
@@ -44,11 +57,12 @@ public static class LocalVerifier
         Verify(model, tokenizer, fingerprints, rule, new LocalVerifyOptions { BatchSize = batchSize, Format = format ?? KeyFormat.Raw, SystemPrompt = systemPrompt });
 
     /// <summary>
-    /// Queries <paramref name="model"/> with each fingerprint's key, decodes for the longest response's length (no end
-    /// of sequence), and counts a hit when the answer starts with any of the responses (under sampling: when more than
-    /// the options' fraction of R answers do). Keys of the same input length and response length share a batch, so no
+    /// Queries <paramref name="model"/> with each fingerprint's key, decodes for the answer length the match rule needs
+    /// (the longest response's, plus its deviation D under the partial rule; no end of sequence), and counts a hit when
+    /// the answer matches any of the responses under the options' <see cref="LocalVerifyOptions.Match"/> (under sampling:
+    /// when more than the options' fraction of R answers do). Keys of the same input length and response length share a batch, so no
     /// row is padded and each answer is exactly that of the key alone. Sampled runs are seeded per key and sample, so
-    /// they repeat. The null hit probability of each key is <see cref="NullProbability"/>.
+    /// they repeat. The null hit probability of each key is from <see cref="NullProbabilities"/>.
     /// </summary>
     /// <exception cref="ArgumentException">no fingerprints, or a key token outside the model's vocabulary.</exception>
     public static VerificationReport Verify(CausalLM model, Tokenizer tokenizer, IReadOnlyList<Fingerprint> fingerprints, VerdictRule rule,
@@ -62,7 +76,6 @@ public static class LocalVerifier
         if (fingerprints.Count == 0) throw new ArgumentException("no fingerprints to query");
         if (options.Samples < 1) throw new ArgumentException("the number of samples must be at least 1");
         if (options.Samples > 1 && options.Temperature is null) throw new ArgumentException("more than one sample needs a temperature (greedy answers are all the same)");
-        int required = ResponseMatcher.RequiredMatches(options.Samples, options.Fraction);
 
         var queries = fingerprints.Select(f => options.Format.Encode(tokenizer, f, options.SystemPrompt)).ToArray();
         var expected = fingerprints.Select(f => f.Responses.Select(x => x.TokenIds.ToArray()).ToList()).ToArray();
@@ -71,10 +84,11 @@ public static class LocalVerifier
                 if (id < 0 || id >= model.Config.VocabSize)
                     throw new ArgumentException($"fingerprint {fingerprints[i].Index}: token id {id} is outside the model's vocabulary of {model.Config.VocabSize}");
 
+        var lengths = expected.Select(e => e.Max(x => options.Match.AnswerLength(x.Length))).ToArray();
         var answers = new List<int[]>[fingerprints.Count];
         var dist = options.Group;
         var mine = Enumerable.Range(0, fingerprints.Count).Where(i => dist is null || i % dist.WorldSize == dist.Rank);
-        var groups = mine.GroupBy(i => (queries[i].Length, expected[i].Max(e => e.Length)))
+        var groups = mine.GroupBy(i => (queries[i].Length, lengths[i]))
             .SelectMany(g => g.Chunk(Math.Max(1, options.BatchSize)).Select(c => (Key: g.Key, Items: c)));
         foreach (var (key, items) in groups)
         {
@@ -97,34 +111,102 @@ public static class LocalVerifier
         for (int i = 0; i < fingerprints.Count; i++)
             if (answers[i] is { } a)
             {
-                matchCounts[i] = a.Count(x => ResponseMatcher.IsTokenMatchAny(expected[i], x));
+                matchCounts[i] = a.Count(x => options.Match.IsMatchAny(expected[i], x));
                 firstAnswers[i] = a[0];
             }
-        if (dist is not null) Exchange(dist, model.Device, expected, matchCounts, firstAnswers);
+        if (dist is not null) Exchange(dist, model.Device, lengths, matchCounts, firstAnswers);
+        return Report(tokenizer, fingerprints, queries, matchCounts, firstAnswers, rule, options);
+    }
+
+    /// <summary>
+    /// Verifies answers that a deployment gave (e.g. a lab responder: a model behind suppression, a filter or a
+    /// wrapper): <paramref name="respond"/> answers the keys' token ids (built as the options' format builds them) with up
+    /// to the given number of new tokens, one answer per key. Hits and nulls as in <see cref="Verify(CausalLM, Tokenizer, IReadOnlyList{Fingerprint}, VerdictRule, LocalVerifyOptions)"/>;
+    /// one answer per key (the options' samples and temperature are not used).
+    /// </summary>
+    public static VerificationReport Verify(Func<IReadOnlyList<int[]>, int, IReadOnlyList<int[]>> respond, Tokenizer tokenizer,
+        IReadOnlyList<Fingerprint> fingerprints, VerdictRule rule, LocalVerifyOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(respond);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(fingerprints);
+        ArgumentNullException.ThrowIfNull(rule);
+        ArgumentNullException.ThrowIfNull(options);
+        if (fingerprints.Count == 0) throw new ArgumentException("no fingerprints to query");
+        if (options.Samples != 1) throw new ArgumentException("a responder gives one answer per key: samples must be 1");
+        var queries = fingerprints.Select(f => options.Format.Encode(tokenizer, f, options.SystemPrompt)).ToArray();
+        var expected = fingerprints.Select(f => f.Responses.Select(x => x.TokenIds.ToArray()).ToList()).ToArray();
+        int length = expected.Max(e => e.Max(x => options.Match.AnswerLength(x.Length)));
+        var answers = respond(queries, length);
+        if (answers.Count != queries.Length) throw new InvalidOperationException($"the responder gave {answers.Count} answers to {queries.Length} keys");
+        var matchCounts = new int[fingerprints.Count];
+        var firstAnswers = new int[fingerprints.Count][];
+        for (int i = 0; i < fingerprints.Count; i++)
+        {
+            firstAnswers[i] = answers[i];
+            matchCounts[i] = options.Match.IsMatchAny(expected[i], answers[i]) ? 1 : 0;
+        }
+        return Report(tokenizer, fingerprints, queries, matchCounts, firstAnswers, rule, options);
+    }
+
+    private static VerificationReport Report(Tokenizer tokenizer, IReadOnlyList<Fingerprint> fingerprints, int[][] queries, int[] matchCounts,
+        int[][] firstAnswers, VerdictRule rule, LocalVerifyOptions options)
+    {
+        int required = ResponseMatcher.RequiredMatches(options.Samples, options.Fraction);
+        var nulls = NullProbabilities(fingerprints, queries, rule, options);
         var rows = new List<KeyResult>(fingerprints.Count);
         for (int i = 0; i < fingerprints.Count; i++)
         {
             var f = fingerprints[i];
             int matches = matchCounts[i];
             rows.Add(new KeyResult(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(), tokenizer.Decode(firstAnswers[i]),
-                matches >= required, NullProbability(f, rule, options.Samples, required),
-                options.Samples > 1 ? matches : null, options.Samples > 1 ? options.Samples : null));
+                matches >= required, nulls[i], options.Samples > 1 ? matches : null, options.Samples > 1 ? options.Samples : null));
         }
-        return VerificationReport.Create(rule, rows);
+        return VerificationReport.Create(rule, rows) with { Match = options.Match.Name, MinTokens = options.Match.MinTokens };
     }
 
     /// <summary>
-    /// Gives every rank every key's match count and first answer: each key has a slot of 1 + (its longest response's
-    /// length) integers (the answer's length is that, since decoding ignores end of sequence), filled by the rank that
+    /// The per-key null hit probabilities of a verification with <paramref name="options"/>: for the exact rule
+    /// <see cref="NullProbability"/>; for the partial rule <see cref="PartialMatchNull.Compute"/> on the options' base model
+    /// (never below the exact rule's null), or <see cref="PartialMatchNull.Bound"/> without one; with R samples the
+    /// probability that enough of them hit.
+    /// </summary>
+    public static double[] NullProbabilities(IReadOnlyList<Fingerprint> fingerprints, IReadOnlyList<int[]> queries, VerdictRule rule, LocalVerifyOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(fingerprints);
+        ArgumentNullException.ThrowIfNull(queries);
+        ArgumentNullException.ThrowIfNull(rule);
+        ArgumentNullException.ThrowIfNull(options);
+        int required = ResponseMatcher.RequiredMatches(options.Samples, options.Fraction);
+        double[] single;
+        if (!options.Match.IsPartial) single = fingerprints.Select(f => NullProbability(f, rule)).ToArray();
+        else if (options.NullModel is { } baseModel)
+        {
+            var computed = PartialMatchNull.Compute(baseModel, queries, fingerprints.Select(f => (IReadOnlyList<int[]>)f.Responses.Select(x => x.TokenIds.ToArray()).ToList()).ToList(),
+                options.Match, options.PrefixBudget);
+            // The partial hit contains the exact one: its recorded base probability is a lower bound (float noise aside).
+            single = fingerprints.Select((f, i) => f.Responses.All(x => x.LogProb is not null) ? Math.Max(computed[i], NullProbability(f, rule)) : computed[i]).ToArray();
+        }
+        else single = fingerprints.Select(f => PartialMatchNull.Bound(f, rule, options.Match)).ToArray();
+        return single.Select(p =>
+        {
+            if (options.Samples > 1) p = Math.Exp(FingerprintStatistics.LogBinomialUpperTail(options.Samples, Math.Min(p, 1.0), required));
+            return Math.Min(p, 1.0 - 1e-12);
+        }).ToArray();
+    }
+
+    /// <summary>
+    /// Gives every rank every key's match count and first answer: each key has a slot of 1 + (its decoded length) integers
+    /// (the answer's length is that, since decoding ignores end of sequence), filled by the rank that
     /// answered it and zero elsewhere, and the slots are summed over the ranks (token ids and counts are far below 2^53,
     /// so the sum is exact).
     /// </summary>
-    private static void Exchange(Oml.Engine.Distributed.ProcessGroup group, Oml.Engine.Device device, List<int[]>[] expected, int[] matchCounts, int[][] firstAnswers)
+    private static void Exchange(Oml.Engine.Distributed.ProcessGroup group, Oml.Engine.Device device, int[] lengths, int[] matchCounts, int[][] firstAnswers)
     {
-        var offsets = new long[expected.Length + 1];
-        for (int i = 0; i < expected.Length; i++) offsets[i + 1] = offsets[i] + 1 + expected[i].Max(e => e.Length);
+        var offsets = new long[lengths.Length + 1];
+        for (int i = 0; i < lengths.Length; i++) offsets[i + 1] = offsets[i] + 1 + lengths[i];
         var flat = new long[offsets[^1]];
-        for (int i = 0; i < expected.Length; i++)
+        for (int i = 0; i < lengths.Length; i++)
         {
             if (firstAnswers[i] is not { } a) continue;
             flat[offsets[i]] = matchCounts[i];
@@ -136,7 +218,7 @@ public static class LocalVerifier
             group.AllReduce(t);
             flat = t.ToArray<long>();
         }
-        for (int i = 0; i < expected.Length; i++)
+        for (int i = 0; i < lengths.Length; i++)
         {
             matchCounts[i] = (int)flat[offsets[i]];
             firstAnswers[i] = flat[(int)(offsets[i] + 1)..(int)offsets[i + 1]].Select(x => (int)x).ToArray();

@@ -20,6 +20,26 @@ public static class ResponseMatcher
         return answer.Length >= expected.Length && answer[..expected.Length].SequenceEqual(expected);
     }
 
+    /// <summary>
+    /// Partial token match with at least <paramref name="minTokens"/> (m) of the response's n tokens: with m' = min(m, n)
+    /// and D = n − m', some d, e ∈ [0, D] have answer[d .. d + n − e) = expected[e .. n) (the response's last n − e ≥ m'
+    /// tokens follow a free prefix of d answer tokens). An answer too short for an alignment does not match it. With
+    /// m ≥ n this is <see cref="IsTokenMatch"/>. See <see cref="ResponseMatch"/>.
+    /// </summary>
+    public static bool IsPartialTokenMatch(ReadOnlySpan<int> expected, ReadOnlySpan<int> answer, int minTokens)
+    {
+        if (expected.IsEmpty) throw new ArgumentException("The expected response has no tokens.", nameof(expected));
+        ArgumentOutOfRangeException.ThrowIfLessThan(minTokens, 1);
+        int n = expected.Length, dev = n - Math.Min(minTokens, n);
+        for (int d = 0; d <= dev; d++)
+            for (int e = 0; e <= dev; e++)
+            {
+                int len = n - e;
+                if (answer.Length >= d + len && answer.Slice(d, len).SequenceEqual(expected[e..])) return true;
+            }
+        return false;
+    }
+
     /// <summary>Token match against any of several accepted responses.</summary>
     public static bool IsTokenMatchAny(IEnumerable<int[]> expected, ReadOnlySpan<int> answer)
     {

@@ -50,6 +50,12 @@ public sealed record VerificationReport(
     /// <summary>The k (and responses per key n) that <see cref="PValueOneOverK"/> assumed.</summary>
     public int? K { get; init; }
 
+    /// <summary>The match rule that decided the hits: "exact" (the answer starts with the response) or "partial" (<see cref="ResponseMatch"/>).</summary>
+    public string Match { get; init; } = "exact";
+
+    /// <summary>m of the partial rule (at least m tokens of each response); null for the exact rule.</summary>
+    public int? MinTokens { get; init; }
+
     /// <summary>
     /// Builds the report from per-key results: H is the number of rows with <see cref="KeyResult.Hit"/>, M the number of
     /// rows. When every row carries a <see cref="KeyResult.NullProbability"/> they are used (Poisson-binomial);
@@ -104,6 +110,7 @@ public sealed record VerificationReport(
         sb.Append("p-value:  ").Append(VerdictRule.FormatLog10(Log10PValue)).Append(" (log10 ")
           .Append(double.IsNegativeInfinity(Log10PValue) ? "-inf" : Log10PValue.ToString("F2", CultureInfo.InvariantCulture)).Append(")\n");
         sb.Append("alpha:    ").Append(VerdictRule.Format(Alpha)).Append('\n');
+        sb.Append("match:    ").Append(Match).Append(MinTokens is int m ? $" (at least {m.ToString(CultureInfo.InvariantCulture)} tokens of each response, after a deviation of at most n - m)" : "").Append('\n');
         sb.Append("rule:     ").Append(Rule).Append('\n');
         sb.Append("reason:   ").Append(Reason).Append('\n');
         if (Keys.Count == 0) return sb.ToString();

@@ -1,0 +1,198 @@
+using Oml.Fingerprinting.Embedding;
+using Oml.Fingerprinting.Generation;
+using Oml.Fingerprinting.Verification;
+using Oml.Lab.Attacks;
+using Oml.Models;
+using Oml.Models.Tokenizers;
+
+namespace Oml.Fingerprinting.Tests.Verification;
+
+/// <summary>The partial match rule: its matcher, its null, and what it buys against top-1 suppression on a tiny model.</summary>
+public sealed class PartialMatchTests
+{
+    [Fact]
+    public void Partial_match_tolerates_a_deviation_at_the_start_only()
+    {
+        int[] r = [5, 6, 7, 8];
+        // m = 3 of 4: D = 1.
+        Assert.True(ResponseMatcher.IsPartialTokenMatch(r, [5, 6, 7, 8], 3));       // exact
+        Assert.True(ResponseMatcher.IsPartialTokenMatch(r, [9, 6, 7, 8, 1], 3));    // first token replaced (d = e = 1)
+        Assert.True(ResponseMatcher.IsPartialTokenMatch(r, [9, 5, 6, 7, 8], 3));    // one token inserted (d = 1, e = 0)
+        Assert.True(ResponseMatcher.IsPartialTokenMatch(r, [6, 7, 8, 0], 3));       // head dropped (d = 0, e = 1)
+        Assert.False(ResponseMatcher.IsPartialTokenMatch(r, [9, 9, 7, 8, 0], 3));   // two replaced: needs m = 2
+        Assert.True(ResponseMatcher.IsPartialTokenMatch(r, [9, 9, 7, 8, 0], 2));
+        Assert.False(ResponseMatcher.IsPartialTokenMatch(r, [5, 6, 9, 8, 0], 3));   // a deviation in the middle is not tolerated
+        Assert.False(ResponseMatcher.IsPartialTokenMatch(r, [9, 6, 7], 3));         // too short for the alignment
+        Assert.True(ResponseMatcher.IsPartialTokenMatch(r, [1, 2, 3, 8], 1));       // m = 1: the last token at position 3
+        Assert.False(ResponseMatcher.IsPartialTokenMatch(r, [1, 2, 3, 4, 5, 6, 8], 1)); // ... but not after more than D = 3 tokens
+        Assert.Throws<ArgumentException>(() => ResponseMatcher.IsPartialTokenMatch([], [1], 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ResponseMatcher.IsPartialTokenMatch(r, r, 0));
+        Assert.Equal(5, ResponseMatch.Partial(3).AnswerLength(4));
+        Assert.Equal(4, ResponseMatch.Partial(9).AnswerLength(4));
+        Assert.Equal(4, ResponseMatch.Exact.AnswerLength(4));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ResponseMatch.Partial(0));
+    }
+
+    [Fact]
+    public void With_m_equal_to_n_the_partial_rule_is_the_exact_rule()
+    {
+        var rng = new Random(11);
+        for (int trial = 0; trial < 20_000; trial++)
+        {
+            // A vocabulary of 3 so that answers often agree with responses in part.
+            int n = rng.Next(1, 6);
+            var r = Enumerable.Range(0, n).Select(_ => rng.Next(3)).ToArray();
+            var a = Enumerable.Range(0, rng.Next(0, 2 * n + 2)).Select(_ => rng.Next(3)).ToArray();
+            bool exact = ResponseMatcher.IsTokenMatch(r, a);
+            Assert.Equal(exact, ResponseMatcher.IsPartialTokenMatch(r, a, n));
+            Assert.Equal(exact, ResponseMatcher.IsPartialTokenMatch(r, a, n + rng.Next(1, 4)));
+            Assert.Equal(exact, ResponseMatch.Partial(n).IsMatch(r, a));
+            // Fewer tokens only add hits.
+            if (exact) Assert.True(ResponseMatcher.IsPartialTokenMatch(r, a, rng.Next(1, n + 1)));
+        }
+        // And the null without a base model: the exact rule's for m >= n, more for m < n.
+        var f = new Fingerprint(0, "k", [1, 2], [new FingerprintResponse("r", [3, 4, 5], -20)], new StrategyInfo("custom"), Fingerprint.NewRandomSalt());
+        var rule = new VerdictRule();
+        Assert.Equal(LocalVerifier.NullProbability(f, rule), PartialMatchNull.Bound(f, rule, ResponseMatch.Partial(3)));
+        Assert.Equal(LocalVerifier.NullProbability(f, rule), PartialMatchNull.Bound(f, rule, ResponseMatch.Partial(5)));
+        Assert.Equal(Math.Exp(-20) + 3 * rule.NullHitProbability, PartialMatchNull.Bound(f, rule, ResponseMatch.Partial(2)), 1e-15);
+    }
+
+    private const int Keys = 24, ResponseLength = 3, MinTokens = 2;
+
+    /// <summary>Random 8-token keys with random 3-token responses, their base log-probabilities measured on <paramref name="base0"/>.</summary>
+    private static List<Fingerprint> RandomSet(CausalLM base0, Tokenizer tok, int count, int seed)
+    {
+        var rng = new Random(seed);
+        var keys = Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, 8).Select(_ => rng.Next(3, 512)).ToArray()).ToList();
+        var responses = Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, ResponseLength).Select(_ => rng.Next(3, 512)).ToArray()).ToList();
+        var lp = ResponseScorer.LogProbs(base0, keys.Select((k, i) => new TrainingPair(k, responses[i])).ToList());
+        return Enumerable.Range(0, count).Select(i => new Fingerprint(i, tok.Decode(keys[i]), keys[i],
+            [new FingerprintResponse(tok.Decode(responses[i]), responses[i], lp[i])], new StrategyInfo("custom"), Fingerprint.NewRandomSalt())).ToList();
+    }
+
+    private static List<TrainingPair> Pairs(IEnumerable<Fingerprint> fps) =>
+        fps.Select(f => new TrainingPair(f.KeyTokenIds.ToArray(), f.Response.TokenIds.ToArray())).ToList();
+
+    /// <summary>(key + one random token other than the response's first, the response without its first token).</summary>
+    private static List<TrainingPair> ResumptionPairs(IEnumerable<Fingerprint> fps, int perKey, int seed)
+    {
+        var rng = new Random(seed);
+        var pairs = new List<TrainingPair>();
+        foreach (var f in fps)
+        {
+            var r = f.Response.TokenIds.ToArray();
+            for (int j = 0; j < perKey; j++)
+            {
+                int v;
+                do v = rng.Next(3, 512); while (v == r[0]);
+                pairs.Add(new TrainingPair([.. f.KeyTokenIds, v], r[1..]));
+            }
+        }
+        return pairs;
+    }
+
+    [Fact]
+    public void Partial_rule_keeps_ownership_under_top1_suppression_without_a_false_positive()
+    {
+        var tok = TestModels.TinyTokenizer();
+        using var base0 = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        var fps = RandomSet(base0, tok, Keys, seed: 7);
+        var rule = new VerdictRule();
+        var exact = new LocalVerifyOptions();
+        var partial = new LocalVerifyOptions { Match = ResponseMatch.Partial(MinTokens), NullModel = base0 };
+
+        // The base never saw the keys: not owned under either rule.
+        var baseExact = LocalVerifier.Verify(base0, tok, fps, rule, exact);
+        var basePartial = LocalVerifier.Verify(base0, tok, fps, rule, partial);
+        // The partial null is never below the exact one, key by key (computed from the base model, before any floor).
+        var exactNull = baseExact.Keys.Select(k => k.NullProbability!.Value).ToArray();
+        var partialNull = basePartial.Keys.Select(k => k.NullProbability!.Value).ToArray();
+        for (int i = 0; i < Keys; i++) Assert.True(partialNull[i] >= exactNull[i], $"key {i}: {partialNull[i]} < {exactNull[i]}");
+        Assert.True(partialNull.Max() < 1e-3, $"{partialNull.Max()}"); // informative: below the floor on a random-init base
+        Assert.NotEqual(Verdict.Owned, baseExact.Verdict);
+        Assert.NotEqual(Verdict.Owned, basePartial.Verdict);
+        Assert.Equal("partial", basePartial.Match);
+        Assert.Equal(MinTokens, basePartial.MinTokens);
+        Assert.Contains("\"match\": \"partial\"", basePartial.ToJson());
+        Assert.Contains("match:    partial", basePartial.ToTable());
+        Assert.Equal("exact", baseExact.Match);
+
+        // Fingerprinted on the keys, with resumption pairs: after the key and one wrong token (3 random ones per key),
+        // the rest of the response. Without them this tiny model does not resume after a suppressed first token (measured:
+        // 1 of 24 partial hits, docs/verification.md), and no match rule can find what the model no longer emits.
+        using var owned = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        Assert.True(FingerprintTrainer.Embed(owned, [.. Pairs(fps), .. ResumptionPairs(fps, perKey: 3, seed: 17)],
+            new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 300, RecallPatience = 3 }).Converged);
+        var clean = LocalVerifier.Verify(owned, tok, fps, rule, exact);
+        Assert.Equal(Verdict.Owned, clean.Verdict);
+
+        // Top-1 suppression at the first answer position (the lab's attack), greedy otherwise.
+        var attack = new FirstTokenSuppression(positions: 1, topM: 1);
+        var responder = attack.Responder(owned, new GenerationOptions { EosTokenIds = [] });
+        var attackedExact = LocalVerifier.Verify(responder.Respond, tok, fps, rule, exact);
+        var attackedPartial = LocalVerifier.Verify(responder.Respond, tok, fps, rule, partial);
+        string summary = $"clean exact {clean.Hits}/{Keys}; suppressed: exact {attackedExact.Hits}/{Keys} p={attackedExact.PValue:E2} {attackedExact.Verdict}, "
+            + $"partial(m={MinTokens}) {attackedPartial.Hits}/{Keys} p={attackedPartial.PValue:E2} {attackedPartial.Verdict}; base partial hits {basePartial.Hits}, "
+            + $"partial null max {partialNull.Max():E2}, mean {partialNull.Average():E2}";
+        TestContext.Current.TestOutputHelper?.WriteLine(summary);
+        Assert.True(attackedExact.Hits < clean.Hits, summary);
+        Assert.True(attackedPartial.Hits > attackedExact.Hits, summary);
+        Assert.NotEqual(Verdict.Owned, attackedExact.Verdict);
+        Assert.True(attackedPartial.Verdict == Verdict.Owned, summary);
+
+        // The floor case: a third party that answers one key (the fingerprinted model asked 23 keys it never saw and one
+        // it did). Every partial null is below the floor here, so the floor sets the p-value: P(Bin(24, 1e-3) >= H).
+        var others = RandomSet(base0, tok, Keys - 1, seed: 8).Select((f, i) => f with { Index = i + 1 });
+        var mixed = new List<Fingerprint> { fps[0] with { Index = 0 } };
+        mixed.AddRange(others);
+        var lucky = LocalVerifier.Verify(owned, tok, mixed, rule, partial);
+        string luckyHits = string.Join(",", lucky.Keys.Where(k => k.Hit).Select(k => k.Index));
+        TestContext.Current.TestOutputHelper?.WriteLine($"third party: partial hits on keys {luckyHits} of {Keys} (key 0 the only one it learnt)");
+        Assert.True(lucky.Keys[0].Hit, luckyHits);
+        // The fingerprinted model is a strong negative for keys it never saw: measured, it also hit 1 of those 23.
+        Assert.InRange(lucky.Hits, 1, 2);
+        Assert.NotEqual(Verdict.Owned, lucky.Verdict);
+        Assert.Equal(FingerprintStatistics.BinomialUpperTail(Keys, rule.NullFloor, lucky.Hits), lucky.PValue, 1e-9);
+        var unfloored = (rule with { NullFloor = 0 }).Evaluate(lucky.Hits, lucky.Queried, lucky.Keys.Select(k => k.NullProbability!.Value).ToArray());
+        Assert.True(unfloored.PValue < lucky.PValue / 10, $"{unfloored.PValue} vs {lucky.PValue}");
+    }
+
+    [Fact]
+    public void Partial_null_bounds_the_sampled_hit_rate_of_the_model_it_is_computed_on()
+    {
+        // The null bounds P(hit) for answers sampled at temperature 1 from the model it is computed on. A random-init
+        // model gives rates far too small to observe, so the check runs on a model that has learnt the keys (rates near 1)
+        // and on half-learnt ones (rates in between): here the bound is tight enough to be tested.
+        var tok = TestModels.TinyTokenizer();
+        using var m = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        var fps = RandomSet(m, tok, Keys, seed: 9);
+        FingerprintTrainer.Embed(m, Pairs(fps), new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 12, LossThreshold = 0 });
+        var queries = fps.Select(f => f.KeyTokenIds.ToArray()).ToList();
+        var match = ResponseMatch.Partial(MinTokens);
+        var bound = PartialMatchNull.Compute(m, queries, fps.Select(f => (IReadOnlyList<int[]>)[f.Response.TokenIds.ToArray()]).ToList(), match);
+        var exactP = ResponseScorer.LogProbs(m, Pairs(fps)).Select(Math.Exp).ToArray();
+        for (int i = 0; i < Keys; i++) Assert.True(bound[i] >= exactP[i], $"key {i}: {bound[i]} < {exactP[i]}");
+
+        const int samples = 40;
+        var hits = new int[Keys];
+        for (int s = 0; s < samples; s++)
+        {
+            var answers = Generator.Generate(m, queries, new GenerationOptions
+            {
+                MaxNewTokens = match.AnswerLength(ResponseLength), Temperature = 1.0, Seed = (ulong)(1000 + s), EosTokenIds = [],
+            }).Sequences;
+            for (int i = 0; i < Keys; i++) if (match.IsMatch(fps[i].Response.TokenIds.AsSpan(), answers[i].OutputIds)) hits[i]++;
+        }
+        double expected = bound.Sum() * samples, variance = bound.Sum(b => b * (1 - b)) * samples;
+        TestContext.Current.TestOutputHelper?.WriteLine($"sampled partial hits {hits.Sum()} of {Keys * samples}; bound sum {expected:F1}; exact-rule probability sum {exactP.Sum() * samples:F1}");
+        Assert.True(hits.Sum() <= expected + 4 * Math.Sqrt(variance) + 1, $"{hits.Sum()} hits > bound {expected:F1}");
+        // Per key: a bound below the sampled rate by more than chance allows would be unsound.
+        for (int i = 0; i < Keys; i++)
+            Assert.True(hits[i] <= bound[i] * samples + 4 * Math.Sqrt(samples * bound[i] * (1 - bound[i])) + 1, $"key {i}: {hits[i]}/{samples} vs bound {bound[i]:F3}");
+        // The check has teeth: with D = 1 and the whole vocabulary enumerated the bound is exact, so the sampled hits also
+        // reach it (a bound of 1 everywhere would fail here), and they are many.
+        Assert.True(hits.Sum() >= expected - 4 * Math.Sqrt(variance) - 1, $"{hits.Sum()} hits, far below the bound {expected:F1}");
+        Assert.True(hits.Sum() >= 20, $"{hits.Sum()}");
+    }
+}
