@@ -31,8 +31,7 @@ public sealed class ChainBackend : IProtocolBackend
     {
         RpcUrl = rpcUrl ?? throw new ArgumentNullException(nameof(rpcUrl));
         Deployment = deployment ?? throw new ArgumentNullException(nameof(deployment));
-        using var readerKey = PrivateKey.Generate();   // never signs: the reader only calls views and reads logs
-        _reader = new OmlChainClient(rpcUrl, deployment, "0x" + Convert.ToHexStringLower(readerKey.ExportBytes()));
+        _reader = OmlChainClient.ReadOnly(rpcUrl, deployment);
     }
 
     /// <summary>Opens the deployment at <paramref name="rpcUrl"/>, checks the node serves its chain id, and reads its events.</summary>
@@ -43,9 +42,7 @@ public sealed class ChainBackend : IProtocolBackend
         var backend = new ChainBackend(rpcUrl, deployment) { JournalDirectory = journalDirectory };
         try
         {
-            long chainId = (long)(await backend._reader.Sender.Web3.Eth.ChainId.SendRequestAsync().ConfigureAwait(false)).Value;
-            if (chainId != deployment.ChainId)
-                throw new ProtocolException(ProtocolErrorCode.WrongDomain, $"the node at {rpcUrl} serves chain {chainId}, the deployment is on chain {deployment.ChainId}");
+            await backend._reader.RequireDeploymentChainAsync().ConfigureAwait(false);
             await backend.RefreshAsync(cancellationToken).ConfigureAwait(false);
             return backend;
         }

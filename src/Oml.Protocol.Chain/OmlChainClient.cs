@@ -58,6 +58,7 @@ public sealed class OmlChainClient
     public OmlChainClient(string rpcUrl, OmlDeployment deployment, string privateKeyHex)
     {
         Deployment = deployment;
+        RpcUrl = rpcUrl;
         Sender = new ChainSender(rpcUrl, privateKeyHex, deployment.ChainId);
         Token = Sender.Web3.Eth.GetContract(ContractArtifact.OmlToken.Abi, deployment.Token);
         Protocol = Sender.Web3.Eth.GetContract(ContractArtifact.OmlProtocol.Abi, deployment.Protocol);
@@ -67,7 +68,25 @@ public sealed class OmlChainClient
             _contracts[c.Address] = (name, c.ContractBuilder.ContractABI);
     }
 
+    /// <summary>A client that only calls views and reads logs: its key is random, thrown away and never signs.</summary>
+    public static OmlChainClient ReadOnly(string rpcUrl, OmlDeployment deployment)
+    {
+        using var key = PrivateKey.Generate();
+        return new OmlChainClient(rpcUrl, deployment, "0x" + Convert.ToHexStringLower(key.ExportBytes()));
+    }
+
+    /// <summary>Throws <see cref="ProtocolException"/> (WrongDomain) unless the node serves the deployment's chain id.</summary>
+    public async Task RequireDeploymentChainAsync()
+    {
+        long chainId = (long)(await Sender.Web3.Eth.ChainId.SendRequestAsync().ConfigureAwait(false)).Value;
+        if (chainId != Deployment.ChainId)
+            throw new ProtocolException(ProtocolErrorCode.WrongDomain, $"the node at {RpcUrl} serves chain {chainId}, the deployment is on chain {Deployment.ChainId}");
+    }
+
     public OmlDeployment Deployment { get; }
+
+    /// <summary>The JSON-RPC endpoint this client talks to.</summary>
+    public string RpcUrl { get; }
     public ChainSender Sender { get; }
     public Contract Token { get; }
     public Contract Protocol { get; }

@@ -34,11 +34,8 @@ public sealed class ChainStateSource : PollingStateSource
     {
         ArgumentNullException.ThrowIfNull(rpcUrl);
         ArgumentNullException.ThrowIfNull(deployment);
-        using var throwaway = Oml.Protocol.Crypto.PrivateKey.Generate();
-        var reader = new OmlChainClient(rpcUrl, deployment, "0x" + Convert.ToHexStringLower(throwaway.ExportBytes()));
-        long chainId = (long)(await reader.Sender.Web3.Eth.ChainId.SendRequestAsync().ConfigureAwait(false)).Value;
-        if (chainId != deployment.ChainId)
-            throw new ProtocolException(ProtocolErrorCode.WrongDomain, $"the node at {rpcUrl} serves chain {chainId}, the deployment is on chain {deployment.ChainId}");
+        var reader = OmlChainClient.ReadOnly(rpcUrl, deployment);
+        await reader.RequireDeploymentChainAsync().ConfigureAwait(false);
         var projector = await ChainProjector.CreateAsync(reader).ConfigureAwait(false);
         var source = new ChainStateSource(reader, projector, $"chain {deployment.ChainId} at {rpcUrl} (OmlProtocol {StateMapper.Checksummed(deployment.Protocol)})");
         var first = await source.FoldAsync(cancellationToken).ConfigureAwait(false) ?? StateMapper.Map(projector.State, source._history, source._name);
