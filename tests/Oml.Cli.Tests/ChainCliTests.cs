@@ -156,16 +156,9 @@ public sealed class ChainCliTests : IDisposable, IClassFixture<CliAnvilFixture>
 
         using var stop = new CancellationTokenSource();
         ExplorerCommand.StopForTests = stop.Token;
-        var urlFile = P("explorer.url");
         try
         {
-            var server = Task.Run(() => Run(["explorer", .. chain, "--port", "0", "--poll-ms", "100", "--url-file", urlFile]));
-            for (int i = 0; i < 600 && !File.Exists(urlFile); i++)
-            {
-                if (server.IsCompleted) Assert.Fail($"explorer ended: {(await server).Err}");
-                await Task.Delay(50, TestContext.Current.CancellationToken);
-            }
-            var url = File.ReadAllText(urlFile).Trim();
+            var (url, server) = await CliRunner.StartAsync(P("explorer.url"), ["explorer", .. chain, "--port", "0", "--poll-ms", "100"]);
             using var http = new HttpClient();
             var hosts = await http.GetStringAsync(url + "/hosts", TestContext.Current.CancellationToken);
             var host = new Nethereum.Util.AddressUtil().ConvertToChecksumAddress(_address["host"]);
@@ -228,17 +221,11 @@ public sealed class ChainCliTests : IDisposable, IClassFixture<CliAnvilFixture>
         using var stop = new CancellationTokenSource();
         Oml.Cli.Protocol.HostCommands.ServeStopForTests = stop.Token;
         var (consoleOut, consoleError) = (Console.Out, Console.Error);
-        var urlFile = P("host.url");
-        var server = Task.Run(() => Run(["host", "serve", "--url-file", urlFile, .. chain, "--keystore", Ks("host"), "--passphrase-file", PassFile,
-            "--model-id", "tiny", "--model", model, "--receipts", P("receipts")]), ct);
+        Task<(int Code, string Out, string Err)>? server = null;
         try
         {
-            for (int i = 0; i < 600 && !File.Exists(urlFile); i++)
-            {
-                if (server.IsCompleted) Assert.Fail($"serve ended: {(await server).Err}");
-                await Task.Delay(50, ct);
-            }
-            string url = File.ReadAllText(urlFile).Trim();
+            (string url, server) = await CliRunner.StartAsync(P("host.url"), ["host", "serve", .. chain, "--keystore", Ks("host"), "--passphrase-file", PassFile,
+                "--model-id", "tiny", "--model", model, "--receipts", P("receipts")]);
 
             A("user", "user", "deposit", "--host", _address["host"], "--amount", "100");
             foreach (var q in new[] { " apple bread", " cloud dance" })
@@ -268,8 +255,9 @@ public sealed class ChainCliTests : IDisposable, IClassFixture<CliAnvilFixture>
         finally
         {
             stop.Cancel();
-            try { await server.WaitAsync(TimeSpan.FromSeconds(30), ct); }
-            catch (Exception e) when (e is TimeoutException or OperationCanceledException) { }
+            if (server is not null)
+                try { await server.WaitAsync(TimeSpan.FromSeconds(30), ct); }
+                catch (Exception e) when (e is TimeoutException or OperationCanceledException) { }
             Oml.Cli.Protocol.HostCommands.ServeStopForTests = CancellationToken.None;
             Console.SetOut(consoleOut);
             Console.SetError(consoleError);

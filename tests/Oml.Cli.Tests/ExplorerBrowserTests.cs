@@ -148,18 +148,8 @@ public sealed class ExplorerBrowserTests : IDisposable
         return map;
     }
 
-    private async Task<(string Url, Task<(int Code, string Out, string Err)> Run)> Background(string name, params string[] args)
-    {
-        var urlFile = P($"{name}.url");
-        var task = Task.Run(() => Run([.. args, "--url-file", urlFile]));
-        for (int i = 0; i < 1200 && !File.Exists(urlFile); i++)
-        {
-            if (task.IsCompleted) Assert.Fail($"{name} ended: {(await task).Err}");
-            await Task.Delay(50, TestContext.Current.CancellationToken);
-        }
-        Assert.True(File.Exists(urlFile), $"{name} did not start");
-        return (File.ReadAllText(urlFile).Trim(), task);
-    }
+    private Task<(string Url, Task<(int Code, string Out, string Err)> Run)> Background(string name, params string[] args) =>
+        CliRunner.StartAsync(P($"{name}.url"), args);
 
     [Fact]
     public void Without_a_browser_the_browser_test_fails_unless_told_to_skip()

@@ -99,18 +99,8 @@ public sealed class ProtocolCliTests : IDisposable
     }
 
     /// <summary>Starts <c>oml host serve</c> in the background; returns its base URL once it listens.</summary>
-    private async Task<(string Url, Task<(int Code, string Out, string Err)> Run)> Serve(string name, params string[] args)
-    {
-        var urlFile = P($"{name}.url");
-        var task = Task.Run(() => Run(["host", "serve", "--url-file", urlFile, .. args]));
-        for (int i = 0; i < 600 && !File.Exists(urlFile); i++)
-        {
-            if (task.IsCompleted) Assert.Fail($"serve {name} ended: {(await task).Err}");
-            await Task.Delay(50, TestContext.Current.CancellationToken);
-        }
-        Assert.True(File.Exists(urlFile), $"serve {name} did not start");
-        return (File.ReadAllText(urlFile).Trim(), task);
-    }
+    private Task<(string Url, Task<(int Code, string Out, string Err)> Run)> Serve(string name, params string[] args) =>
+        CliRunner.StartAsync(P($"{name}.url"), ["host", "serve", .. args]);
 
     [Fact]
     public async Task Scenario_licensing_paid_serving_claim_and_slash_and_leak_trace()

@@ -40,13 +40,8 @@ public sealed class ServeCliTests : IDisposable
         HostCommands.ServeStopForTests = stop.Token;
         try
         {
-            var run = Task.Run(() => Run("serve", model, "--port", "0", "--served-model-name", "tiny", "--max-model-len", "128", "--url-file", urlFile), ct);
-            for (int i = 0; i < 600 && !File.Exists(urlFile); i++)
-            {
-                if (run.IsCompleted) Assert.Fail($"serve ended: {(await run).Err}");
-                await Task.Delay(50, ct);
-            }
-            var baseUrl = new Uri(File.ReadAllText(urlFile).Trim());
+            var (started, run) = await CliRunner.StartAsync(urlFile, "serve", model, "--port", "0", "--served-model-name", "tiny", "--max-model-len", "128");
+            var baseUrl = new Uri(started);
             using var http = new HttpClient();
             using (var doc = JsonDocument.Parse(await http.GetStringAsync(new Uri(baseUrl, "models"), ct)))
             {
