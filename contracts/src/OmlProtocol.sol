@@ -186,6 +186,7 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     error ZeroAmount();
     error NothingToRefund();
     error NoRefundRequested();
+    error RefundAlreadyRequested(address user, address host);
     error RefundNotYetDue(uint256 availableAt);
     error EpochNotStarted(uint256 epoch, uint256 current);
     error UsageAlreadyCommitted(bytes32 modelKey, address host, uint256 epoch);
@@ -339,7 +340,7 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
 
     function transferModel(bytes32 modelKey, address newOwner) external {
         Model storage m = _ownedModel(modelKey);
-        if (newOwner == address(0)) revert InvalidAddress();
+        if (newOwner == address(0) || newOwner == msg.sender) revert InvalidAddress();
         m.pendingOwner = newOwner;
         emit OwnershipTransferStarted(modelKey, msg.sender, newOwner);
     }
@@ -483,6 +484,8 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     function deposit(address host, uint256 amount) external nonReentrant {
         if (host == address(0)) revert InvalidAddress();
         if (amount == 0) revert ZeroAmount();
+        // a pending refund is taken before depositing again (the host stopped serving at the request)
+        if (refundRequestedAt[msg.sender][host] != 0) revert RefundAlreadyRequested(msg.sender, host);
         uint256 e = escrow[msg.sender][host] + amount;
         escrow[msg.sender][host] = e;
         token.safeTransferFrom(msg.sender, address(this), amount);
@@ -492,6 +495,7 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     /// @notice Announces a refund; the host stops accepting new permits, and refund() is possible after the delay.
     function requestRefund(address host) external {
         if (escrow[msg.sender][host] == 0) revert NothingToRefund();
+        if (refundRequestedAt[msg.sender][host] != 0) revert RefundAlreadyRequested(msg.sender, host);   // no restarting the delay
         uint256 dueAt = block.timestamp + _params[Param.RefundDelaySeconds];
         refundRequestedAt[msg.sender][host] = block.timestamp;
         emit RefundRequested(msg.sender, host, dueAt);

@@ -148,6 +148,7 @@ public sealed class ChainBackend : IProtocolBackend
     {
         "NothingToWithdraw" => ProtocolErrorCode.NothingToWithdraw,
         "ZeroAmount" => ProtocolErrorCode.InvalidAmount,
+        "SupplyCapExceeded" => ProtocolErrorCode.ArithmeticOverflow,
         "InvalidModelId" or "InvalidDigest" or "InvalidUsageRoot" or "TooFewReceipts" or "NoEvidence" or "RebuttalLength" or "InvalidAddress"
             => ProtocolErrorCode.InvalidRequest,
         "ModelExists" => ProtocolErrorCode.ModelExists,
@@ -166,7 +167,7 @@ public sealed class ChainBackend : IProtocolBackend
         "CopyDigestMismatch" => ProtocolErrorCode.DigestMismatch,
         "CopyNotAcknowledged" => ProtocolErrorCode.CopyNotAcknowledged,
         "NothingToRefund" or "InsufficientStake" or "ERC20InsufficientBalance" or "ERC20InsufficientAllowance" => ProtocolErrorCode.InsufficientFunds,
-        "NoRefundRequested" or "RefundNotYetDue" => ProtocolErrorCode.RefundPending,
+        "NoRefundRequested" or "RefundNotYetDue" or "RefundAlreadyRequested" => ProtocolErrorCode.RefundPending,
         "EpochNotStarted" => ProtocolErrorCode.EpochInvalid,
         "UsageAlreadyCommitted" => ProtocolErrorCode.UsageAlreadyCommitted,
         "InvalidParameter" or "InvalidChanges" => ProtocolErrorCode.InvalidParameters,

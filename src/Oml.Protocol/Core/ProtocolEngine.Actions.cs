@@ -52,7 +52,9 @@ public sealed partial class ProtocolEngine
     /// <summary>Declares <paramref name="parentModelId"/> a parent of <paramref name="modelId"/> with a revenue share; the parent's owner co-signs.</summary>
     public LedgerEvent DeclareParent(PrivateKey owner, PrivateKey parentOwner, string modelId, string parentModelId, int shareBps) =>
         Send(owner, (a, n) => Actions.DeclareParent(a, modelId, parentModelId, shareBps, n),
-            coSigner: Hex.Of(parentOwner.Address) == Hex.Of(owner.Address) ? null : parentOwner);
+            // as OmlProtocol.declareParent: no consent when the actor already owns the parent (a co-signature then is refused)
+            coSigner: Hex.Of(parentOwner.Address) == Hex.Of(owner.Address)
+                || (State.Models.TryGetValue(parentModelId, out var parent) && parent.Owner == Hex.Of(owner.Address)) ? null : parentOwner);
 
     public LedgerEvent TransferModel(PrivateKey owner, string modelId, string newOwner) => Send(owner, (a, n) => Actions.TransferModel(a, modelId, newOwner, n));
 

@@ -164,8 +164,9 @@ internal static partial class Rules
     private static Action AnnounceExit(ProtocolState s, Message m, RuleContext c)
     {
         string actor = m.Address("actor");
-        var model = ModelOf(s, m.Str("modelId"));
-        var licence = s.LicenceOf(model.Id, actor) ?? throw Fail(ProtocolErrorCode.UnknownLicence, $"{actor} holds no licence for '{model.Id}'");
+        // the licence, not the model, is looked up first (as OmlProtocol does): no licence of an unknown model either
+        var licence = s.LicenceOf(m.Str("modelId"), actor) ?? throw Fail(ProtocolErrorCode.UnknownLicence, $"{actor} holds no licence for '{m.Str("modelId")}'");
+        var model = ModelOf(s, licence.ModelId);
         if (licence.ExitAnnouncedAt is { } at) throw Fail(ProtocolErrorCode.ExitAlreadyAnnounced, $"{actor} already announced its exit from '{model.Id}' at {at}");
         var p = s.Parameters;
         long epoch = s.EpochAt(c.Now);
@@ -181,8 +182,9 @@ internal static partial class Rules
     private static Action ReleaseCollateral(ProtocolState s, Message m, RuleContext c)
     {
         string actor = m.Address("actor");
-        var model = ModelOf(s, m.Str("modelId"));
-        var licence = s.LicenceOf(model.Id, actor) ?? throw Fail(ProtocolErrorCode.UnknownLicence, $"{actor} holds no licence for '{model.Id}'");
+        // the licence, not the model, is looked up first (as OmlProtocol does): no licence of an unknown model either
+        var licence = s.LicenceOf(m.Str("modelId"), actor) ?? throw Fail(ProtocolErrorCode.UnknownLicence, $"{actor} holds no licence for '{m.Str("modelId")}'");
+        var model = ModelOf(s, licence.ModelId);
         if (!licence.Exiting) throw Fail(ProtocolErrorCode.ExitNotAnnounced, $"{actor} has not announced its exit from '{model.Id}' (announce it first)");
         if (licence.CollateralReleased) throw Fail(ProtocolErrorCode.AlreadyReleased, $"the collateral of {actor}'s licence of '{model.Id}' was already released");
         if (c.Now < licence.ReleasableAt)

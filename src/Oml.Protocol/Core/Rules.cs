@@ -156,7 +156,7 @@ internal static partial class Rules
     {
         string actor = m.Address("actor"), to = m.Address("to");
         if (actor != s.Treasury) throw Fail(ProtocolErrorCode.Unauthorized, $"only the treasury {s.Treasury} mints");
-        long amount = Positive(m, "amount");
+        long amount = m.UInt("amount");   // zero is a no-op, as OmlToken's (OpenZeppelin's) _mint treats it
         long supply = AddChecked(s.TotalSupply, amount);
         return () => { s.TotalSupply = supply; s.Acc(to).Balance += amount; };
     }
@@ -164,7 +164,8 @@ internal static partial class Rules
     private static Action Transfer(ProtocolState s, Message m)
     {
         string actor = m.Address("actor"), to = m.Address("to");
-        long amount = Positive(m, "amount");
+        // ERC-20 (EIP-20): "transfers of 0 values MUST be treated as normal transfers", and OmlToken follows it
+        long amount = m.UInt("amount");
         long bal = s.AccountOf(actor).Balance;
         if (bal < amount) throw Fail(ProtocolErrorCode.InsufficientFunds, $"{actor} has {bal}, cannot transfer {amount}");
         return () => { s.Acc(actor).Balance -= amount; s.Acc(to).Balance += amount; };
@@ -174,11 +175,11 @@ internal static partial class Rules
     {
         string actor = m.Address("actor"), host = m.Address("host");
         long amount = Positive(m, "amount");
+        var escrow = s.EscrowOf(actor, host);
+        if (escrow.RefundRequestedAt is not null)   // checked before the balance, in OmlProtocol.deposit's order
+            throw Fail(ProtocolErrorCode.RefundPending, $"{actor} asked for its escrow with {host} back; take the refund before depositing again");
         long bal = s.AccountOf(actor).Balance;
         if (bal < amount) throw Fail(ProtocolErrorCode.InsufficientFunds, $"{actor} has {bal}, cannot deposit {amount}");
-        var escrow = s.EscrowOf(actor, host);
-        if (escrow.RefundRequestedAt is not null)
-            throw Fail(ProtocolErrorCode.RefundPending, $"{actor} asked for its escrow with {host} back; take the refund before depositing again");
         AddChecked(escrow.Amount, amount);
         return () => { var a = s.Acc(actor); a.Balance -= amount; a.Escrowed += amount; s.Esc(actor, host).Amount += amount; };
     }

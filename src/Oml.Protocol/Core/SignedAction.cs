@@ -137,7 +137,8 @@ public sealed class MessageBuilder
     public MessageBuilder Str(string name, string value) { _o[name] = value ?? throw new ArgumentNullException(name); return this; }
     public MessageBuilder UInt(string name, long value)
     {
-        if (value < 0) throw new ArgumentOutOfRangeException(name, value, "must not be negative");
+        // a refusal like any other (the chain backend refuses the same before it signs): not a crash
+        if (value < 0) throw ProtocolException.Of(ProtocolErrorCode.InvalidAmount, $"{name} must not be negative, got {value}");
         _o[name] = Hex.Dec(value);
         return this;
     }
