@@ -43,7 +43,7 @@ if [ "$mode" = chain ]; then
   [ -x "$anvil" ] || { echo "anvil not found: run contracts/build.sh (npm @foundry-rs/anvil) or set OML_ANVIL" >&2; exit 1; }
   port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   rpc="http://127.0.0.1:$port"
-  "$anvil" --host 127.0.0.1 --port "$port" --chain-id 31337 --silent >anvil.log 2>&1 &
+  "$anvil" --host 127.0.0.1 --port "$port" --chain-id 31337 --silent --prune-history 512 >anvil.log 2>&1 &
   pids+=("$!")
   for _ in $(seq 1 300); do
     python3 - "$rpc" <<'PY' 2>/dev/null && break
