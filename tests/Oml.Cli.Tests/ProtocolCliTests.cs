@@ -402,6 +402,10 @@ public sealed class ProtocolCliTests : IDisposable
         var exit = Act("hostA", "host", "exit", "--model-id", "m");
         Assert.Equal(1500, exit["collateral"]!.GetValue<long>());
         long releasable = exit["releasableAt"]!.GetValue<long>();
+        var licence = Status()["licences"]!.AsArray().Single(l => (string)l!["host"]! == Addr("hostA"))!;
+        Assert.Equal(releasable, licence["releasableAt"]!.GetValue<long>());
+        Assert.False(licence["collateralReleased"]!.GetValue<bool>());
+        Assert.Contains("exiting, releasable", Run("protocol", "status", "--ledger", Ledger).Out);
         Assert.Contains("rejected (ExitAlreadyAnnounced)", Try("hostA", "host", "exit", "--model-id", "m").Err);
         var early = Try("hostA", "host", "release", "--model-id", "m");
         if (DateTimeOffset.UtcNow.ToUnixTimeSeconds() < releasable - 1)
@@ -415,6 +419,9 @@ public sealed class ProtocolCliTests : IDisposable
         Assert.Equal(0, released["slashed"]!.GetValue<long>());
         Assert.Equal(1500, released["withdrawable"]!.GetValue<long>());
         Assert.Contains("rejected (AlreadyReleased)", Try("hostA", "host", "release", "--model-id", "m").Err);
+        licence = Status()["licences"]!.AsArray().Single(l => (string)l!["host"]! == Addr("hostA"))!;
+        Assert.True(licence["collateralReleased"]!.GetValue<bool>());
+        Assert.Equal(1500, licence["releasedAmount"]!.GetValue<long>());
         Act("hostA", "host", "withdraw");
         Assert.Equal(10_000, Get(Status(), "hostA", "balance"));
 

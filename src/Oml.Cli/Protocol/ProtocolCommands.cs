@@ -114,7 +114,7 @@ public static class ProtocolCommands
             foreach (var l in Report.Table(["model", "host", "#", "collateral", "locked", "fingerprints", "state", "endpoint"],
                 st.Licences.Values.OrderBy(x => x.ModelId, StringComparer.Ordinal).ThenBy(x => x.Ordinal).Select(x => (IReadOnlyList<string>)[x.ModelId, x.Host, x.Ordinal.ToString(),
                     ProtocolCli.Money(x.CollateralPosted), ProtocolCli.Money(x.CollateralLocked), x.Delivered ? x.FingerprintCount.ToString() : "-",
-                    x.Acknowledged ? "acknowledged" : x.Delivered ? "delivered" : "applied", x.Endpoint]), new HashSet<int> { 2, 3, 4, 5 }))
+                    LicenceState(x, now), x.Endpoint]), new HashSet<int> { 2, 3, 4, 5 }))
                 Console.WriteLine("  " + l);
             Console.WriteLine();
             Console.WriteLine("Accounts");
@@ -153,6 +153,13 @@ public static class ProtocolCommands
         return cmd;
     }
 
+    /// <summary>Where a licence stands, its exit included: applied, delivered, acknowledged, exiting (and when its
+    /// collateral can be released), released.</summary>
+    internal static string LicenceState(Licence x, long now) =>
+        x.CollateralReleased ? $"released {ProtocolCli.Money(x.ReleasedAmount)}"
+        : x.Exiting ? (now >= x.ReleasableAt ? "exiting, releasable now" : $"exiting, releasable {ProtocolCli.Time(x.ReleasableAt)}")
+        : x.Acknowledged ? "acknowledged" : x.Delivered ? "delivered" : "applied";
+
     internal static JsonObject StatusJson(ProtocolState st, long now)
     {
         var models = new JsonArray();
@@ -171,6 +178,8 @@ public static class ProtocolCommands
                 ["model"] = x.ModelId, ["host"] = x.Host, ["ordinal"] = x.Ordinal, ["endpoint"] = x.Endpoint, ["collateralPosted"] = x.CollateralPosted,
                 ["collateralLocked"] = x.CollateralLocked, ["delivered"] = x.Delivered, ["acknowledged"] = x.Acknowledged, ["fingerprints"] = x.FingerprintCount,
                 ["copyDigest"] = x.CopyDigest, ["allocation"] = x.Allocation,
+                ["exitAnnouncedAt"] = x.ExitAnnouncedAt, ["exitEpoch"] = x.Exiting ? x.ExitEpoch : null, ["releasableAt"] = x.Exiting ? x.ReleasableAt : null,
+                ["collateralReleased"] = x.CollateralReleased, ["releasedAmount"] = x.ReleasedAmount,
             });
         var accounts = new JsonObject();
         foreach (var (k, a) in st.Accounts)
