@@ -130,6 +130,47 @@ public sealed class GradReducerTests
     }
 
     [Fact]
+    public void With_owners_each_gradient_is_reduced_into_its_owner_only()
+    {
+        RequireGloo();
+        // A sharded optimizer's owners (U, b1 and W3 on rank 0; W1 and W2 on rank 1): buckets never mix owners.
+        int[] owners = [0, 1, 0, 1, 0];
+        var results = OnRanks(2, g =>
+        {
+            var overlapped = Parameters(DType.Float32);
+            var after = Parameters(DType.Float32);
+            using var reducer = new GradReducer(g, overlapped, bucketElements: 1000, owners: owners);
+            Backward(overlapped, g.Rank, 0, 0);
+            Backward(after, g.Rank, 0, 0);
+            reducer.Enable();
+            Backward(overlapped, g.Rank, 0, 1);
+            Backward(after, g.Rank, 0, 1);
+            reducer.Finish();
+            g.AllReduceGradients(after);
+            var r = (Grads(overlapped), Grads(after), reducer.Buckets, reducer.StartedDuringBackward);
+            foreach (var p in overlapped.Concat(after)) p.Dispose();
+            return r;
+        });
+        for (int rank = 0; rank < 2; rank++)
+        {
+            var (o, a, buckets, early) = results[rank];
+            Assert.Equal(5, buckets);   // reverse order W3 (0), W2 (1), b1 (0), W1 (1), U (0): the owner changes each time
+            Assert.Equal(4, early);
+            for (int p = 0; p < Shapes.Length; p++)
+                if (owners[p] == rank) Assert.Equal(a[p], o[p]);
+                else Assert.Empty(o[p]);   // another rank's parameter: its gradient is freed
+        }
+        OnRanks(1, g =>
+        {
+            var ps = Parameters(DType.Float32);
+            Assert.Throws<ArgumentException>(() => new GradReducer(g, ps, owners: [0]));
+            Assert.Contains("is not a rank", Assert.Throws<TorchException>(() => new GradReducer(g, ps, owners: [0, 0, 1, 0, 0])).Message, StringComparison.Ordinal);
+            foreach (var p in ps) p.Dispose();
+            return 0;
+        });
+    }
+
+    [Fact]
     public void A_second_backward_pass_after_a_bucket_started_fails_finish_and_the_next_step_works()
     {
         RequireGloo();

@@ -43,8 +43,9 @@ public sealed class DataParallelTrainingTests
     [InlineData(2, 1, true, false)]    // gradient all-reduce overlapped with the backward pass (the default)
     [InlineData(3, 2, true, false)]
     [InlineData(2, 2, false, false)]   // the all-reduce after the backward pass
-    [InlineData(2, 2, true, true)]     // sharded optimizer
+    [InlineData(2, 2, true, true)]     // sharded optimizer, the reduce to the owners overlapped with backward
     [InlineData(3, 1, true, true)]
+    [InlineData(2, 1, false, true)]    // sharded optimizer, the reduce to the owners after backward
     public async Task N_ranks_train_as_one_process_with_the_same_global_batch(int world, int accumulation, bool overlap, bool shard)
     {
         // 7 rows per micro-batch: the ranks get unequal shares (4 + 3, or 3 + 2 + 2).

@@ -27,16 +27,24 @@ public sealed class GradReducer : IDisposable
     /// <param name="bucketElements">elements per bucket at most (a larger parameter is a bucket of its own).</param>
     /// <param name="reduceDType">the dtype the sums are computed in (null: each parameter's own), e.g. float32 for
     /// bfloat16 weights whose float32 master copies receive the sums (<see cref="Finish"/>'s targets).</param>
-    public unsafe GradReducer(ProcessGroup group, IReadOnlyList<Tensor> parameters, long bucketElements = ProcessGroup.DefaultBucketElements, DType? reduceDType = null)
+    /// <param name="owners">null: every bucket is all-reduced. Otherwise each parameter's rank under a sharded optimizer:
+    /// a bucket holds parameters of one owner and is reduced into that rank only (c10d reduce), and
+    /// <see cref="Finish"/> leaves this rank's gradients of other ranks' parameters null.</param>
+    public unsafe GradReducer(ProcessGroup group, IReadOnlyList<Tensor> parameters, long bucketElements = ProcessGroup.DefaultBucketElements, DType? reduceDType = null,
+        IReadOnlyList<int>? owners = null)
     {
         ArgumentNullException.ThrowIfNull(group);
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentOutOfRangeException.ThrowIfLessThan(bucketElements, 1);
         if (parameters.Count == 0) throw new ArgumentException("no parameters to reduce", nameof(parameters));
+        if (owners is not null && owners.Count != parameters.Count) throw new ArgumentException($"one owner per parameter ({parameters.Count}), not {owners.Count}", nameof(owners));
+        var own = owners?.ToArray();
         _group = group;
         _parameters = [.. parameters];
         using var hl = new HandleList(parameters);
-        fixed (IntPtr* p = hl.Ptrs) _handle = oml_grad_reducer_new(group.Live, p, hl.Ptrs.Length, bucketElements, reduceDType is { } d ? (int)d : -1);
+        fixed (IntPtr* p = hl.Ptrs)
+        fixed (int* o = own)
+            _handle = oml_grad_reducer_new(group.Live, p, hl.Ptrs.Length, bucketElements, reduceDType is { } d ? (int)d : -1, o);
         if (_handle == IntPtr.Zero) throw new TorchException(LastError());
     }
 

@@ -174,10 +174,11 @@ public sealed record EmbeddingOptions
     /// </summary>
     public bool ShardOptimizer { get; init; }
     /// <summary>
-    /// With a <see cref="Group"/> and without <see cref="ShardOptimizer"/>: sum the gradients while the last
-    /// micro-batch's backward pass runs (<see cref="Oml.Engine.Distributed.GradReducer"/>: each bucket's all-reduce starts
-    /// as soon as its gradients are accumulated) rather than after it (false: the pipelined all-reduce after backward,
-    /// <see cref="Oml.Engine.Distributed.ProcessGroup.AllReduceGradients"/>). The sums, and so the steps, are the same.
+    /// With a <see cref="Group"/>: sum the gradients while the last micro-batch's backward pass runs
+    /// (<see cref="Oml.Engine.Distributed.GradReducer"/>: each bucket's all-reduce, or with <see cref="ShardOptimizer"/> its
+    /// reduce to the owner, starts as soon as its gradients are accumulated) rather than after it (false: the pipelined
+    /// all-reduce after backward, <see cref="Oml.Engine.Distributed.ProcessGroup.AllReduceGradients"/>, or the reduce to
+    /// the owners). The sums, and so the steps, are the same.
     /// A micro-batch with activation checkpointing runs one backward pass per layer and is reduced after it.
     /// </summary>
     public bool OverlapAllReduce { get; init; } = true;
@@ -315,10 +316,11 @@ public static class FingerprintTrainer
         var groups = new List<ParamGroup> { new(trainable.Where((_, i) => masks[i] is null && Mine(i))) };
         if (masks.Any(m => m is not null)) groups.Add(new ParamGroup(trainable.Where((_, i) => masks[i] is not null && Mine(i)), weightDecay: 0));
         using var opt = new AdamW(groups.Where(g => g.Parameters.Count > 0), lr: options.LearningRate, weightDecay: options.WeightDecay);
-        // Data parallelism without sharding: the all-reduce overlapped with the last backward pass, buckets in the model's
-        // order (the reducer reverses it: backward produces the last layers' gradients first).
-        using var reducer = group is not null && owner is null && options.OverlapAllReduce
-            ? new Oml.Engine.Distributed.GradReducer(group, model.Parameters.Values.Where(p => trainable.Contains(p, ReferenceEqualityComparer.Instance)).ToList())
+        // Data parallelism: the all-reduce (sharded: the reduce to each owner) overlapped with the last backward pass, buckets
+        // in the model's order (the reducer reverses it: backward produces the last layers' gradients first).
+        var byModel = model.Parameters.Values.Select(p => trainable.FindIndex(t => ReferenceEquals(t, p))).Where(i => i >= 0).ToList();
+        using var reducer = group is not null && options.OverlapAllReduce
+            ? new Oml.Engine.Distributed.GradReducer(group, byModel.Select(i => trainable[i]).ToList(), owners: owner is null ? null : byModel.Select(i => owner[i]).ToList())
             : null;
         try
         {
@@ -402,8 +404,8 @@ public static class FingerprintTrainer
                         }
                         finally { foreach (var mb in micro) mb.Dispose(); }
                     }
-                    if (owner is not null) ReduceToOwners(group!, trainable, owner);
-                    else if (reducer is not null) reducer.Finish();
+                    if (reducer is not null) reducer.Finish();
+                    else if (owner is not null) ReduceToOwners(group!, trainable, owner);
                     else group?.AllReduceGradients(trainable);
                     if (options.L2ToBase > 0)
                     {

@@ -98,17 +98,18 @@ public static class Trainer
             if (plain.Count > 0) groups.Add(new ParamGroup(plain, weightDecay: 0));
             var optimized = masters.Select(kv => kv.Value).ToList();
             using var opt = new AdamW(groups, options.LearningRate, options.Beta1, options.Beta2, options.Eps, options.WeightDecay);
-            // Data parallelism without sharding: the all-reduce overlapped with the last micro-batch's backward pass, over
-            // the parameters in the model's order (the reducer reverses it), summed in float32 into the masters' gradients.
+            // Data parallelism: the all-reduce (with a sharded optimizer, the reduce to each owner) overlapped with the last
+            // micro-batch's backward pass, over the parameters in the model's order (the reducer reverses it), summed in
+            // float32 into the masters' gradients.
             Oml.Engine.Distributed.GradReducer? reducer = null;
             List<Tensor>? reducerTargets = null;
-            if (group is not null && owner is null && options.OverlapAllReduce)
+            if (group is not null && options.OverlapAllReduce)
             {
                 var position = new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
                 foreach (var t in model.Parameters.Values) position.TryAdd(t, position.Count);
                 var byModel = Enumerable.Range(0, named.Count).OrderBy(i => position[named[i].Value]).ToList();
                 reducer = new Oml.Engine.Distributed.GradReducer(group, byModel.Select(i => named[i].Value).ToList(),
-                    reduceDType: mixed ? DType.Float32 : null);
+                    reduceDType: mixed ? DType.Float32 : null, owners: owner is null ? null : byModel.Select(i => owner[i]).ToList());
                 if (mixed) reducerTargets = byModel.Select(i => masters[i].Value).ToList();
             }
             using var reducerScope = reducer;

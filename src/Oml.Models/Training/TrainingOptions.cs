@@ -69,9 +69,10 @@ public sealed record TrainingOptions
     /// </summary>
     public bool ShardOptimizer { get; init; }
     /// <summary>
-    /// With a <see cref="Group"/> and without <see cref="ShardOptimizer"/>: start each gradient bucket's all-reduce
-    /// during the last micro-batch's backward pass (<see cref="Oml.Engine.Distributed.GradReducer"/>) rather than after
-    /// it (false: <see cref="Oml.Engine.Distributed.ProcessGroup.AllReduceGradients"/>). The sums are the same.
+    /// With a <see cref="Group"/>: start each gradient bucket's all-reduce (with <see cref="ShardOptimizer"/>, its reduce
+    /// to the owner) during the last micro-batch's backward pass (<see cref="Oml.Engine.Distributed.GradReducer"/>) rather
+    /// than after it (false: <see cref="Oml.Engine.Distributed.ProcessGroup.AllReduceGradients"/>, or the reduce to the
+    /// owners after backward). The sums are the same.
     /// </summary>
     public bool OverlapAllReduce { get; init; } = true;
 

@@ -93,11 +93,15 @@ public class DataParallelTests
             BatchSize = 8, EarlyStop = false, MaxEpochs = 2, MaxGradNorm = 0.5, MicroBatchTokens = 64,
             BenignSequences = Enumerable.Range(0, 24).Select(_ => Seq(20)).ToList(),
         };
-        var overlapped = await Ranks(options with { OverlapAllReduce = true }, 2, shard: false);
-        var after = await Ranks(options with { OverlapAllReduce = false }, 2, shard: false);
-        // Two ranks sum two values per element: the same sums whatever the buckets, so the same weights to the bit.
-        foreach (var (name, w) in after.Weights) Assert.Equal(w, overlapped.Weights[name]);
-        Assert.Equal(after.Result.History.Select(h => h.Loss), overlapped.Result.History.Select(h => h.Loss));
+        // Two ranks sum two values per element: the same sums whatever the buckets, so the same weights to the bit; the
+        // same with a sharded optimizer (the reduce to each owner overlapped, or after backward).
+        foreach (bool shard in new[] { false, true })
+        {
+            var overlapped = await Ranks(options with { OverlapAllReduce = true }, 2, shard);
+            var after = await Ranks(options with { OverlapAllReduce = false }, 2, shard);
+            foreach (var (name, w) in after.Weights) Assert.Equal(w, overlapped.Weights[name]);
+            Assert.Equal(after.Result.History.Select(h => h.Loss), overlapped.Result.History.Select(h => h.Loss));
+        }
     }
 
     [Fact]
