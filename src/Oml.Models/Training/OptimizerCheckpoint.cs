@@ -277,6 +277,13 @@ public static class OptimizerCheckpoint
         if (rank == 0)
             try
             {
+                // Every rank's file must be where rank 0 sees it: the folder must be on a file system all ranks share.
+                for (int r = 0; r < world; r++)
+                {
+                    var info = new FileInfo(Path.Combine(tmp, ShardFile(r, world)));
+                    if (!info.Exists || info.Length != meta[1 + 2 * n + r])
+                        throw new IOException($"rank {r}'s optimizer file is not in {tmp} as rank {r} wrote it: the checkpoint folder must be on a file system all ranks share");
+                }
                 var steps = new JsonObject();
                 var files = new JsonArray();
                 for (int r = 0; r < world; r++)
