@@ -70,9 +70,15 @@ public static class TrainCommand
         };
         var dist = new DistributedOptions();
         dist.AddTo(cmd);
+        var shard = new Option<bool>("--shard-optimizer")
+        {
+            Description = "With --gpus/--processes: keep each parameter's AdamW state and reduced gradient on one rank only (ZeRO-2 by parameter; about 1/N of the optimizer memory per rank); checkpoints are written per rank",
+        };
+        cmd.Add(shard);
         cmd.SetAction(r =>
         {
             if (dist.Plan(r) is { } plan) return dist.Launch(r, plan);
+            if (r.GetValue(shard) && !DistributedOptions.Launched) throw new UsageException("--shard-optimizer needs --gpus or --processes (several ranks to shard over)");
             var flags = new TrainingRecipe
             {
                 Mode = Check(r.GetValue(mode), "--mode", "pretrain", "sft"), Data = r.GetValue(data) is { Length: > 0 } d ? d : null,
@@ -88,7 +94,7 @@ public static class TrainCommand
                 SaveDtype = Check(r.GetValue(saveDtype), "--save-dtype", "float32", "bfloat16"),
             };
             var recipe = r.GetValue(config) is { } path ? TrainingRecipe.Load(path).Over(flags) : flags;
-            return Run(recipe, r.GetValue(force), r.GetValue(json));
+            return Run(recipe, r.GetValue(force), r.GetValue(json), r.GetValue(shard));
         });
         return cmd;
     }
@@ -99,7 +105,7 @@ public static class TrainCommand
     private static void Say(string s) => Console.Error.WriteLine(s);
 
     /// <summary>Runs a complete recipe (flags already merged).</summary>
-    public static int Run(TrainingRecipe r, bool force = false, bool json = false)
+    public static int Run(TrainingRecipe r, bool force = false, bool json = false, bool shardOptimizer = false)
     {
         if (r.Data is not { Count: > 0 }) throw new UsageException("no training data: give --data (or data: in the recipe)");
         if (r.Out is null) throw new UsageException("no output folder: give --out (or out: in the recipe)");
@@ -208,8 +214,9 @@ public static class TrainCommand
         bool lead = group is null || group.Rank == 0;
         if (group is not null)
         {
-            options = options with { Group = group };
-            if (lead) Say($"data-parallel over {group.WorldSize} ranks ({group.Backend}): each micro-batch's rows are shared out");
+            options = options with { Group = group, ShardOptimizer = shardOptimizer };
+            if (lead) Say($"data-parallel over {group.WorldSize} ranks ({group.Backend}): each micro-batch's rows are shared out" +
+                (shardOptimizer ? "; the optimizer is sharded" : ""));
         }
         long total = Trainer.TotalSteps(trainData, options);
         Say($"training {total:N0} steps of {options.Batch} × {options.GradAccum} rows, lr {options.LearningRate:G3} → {options.MinLearningRate ?? options.LearningRate / 10:G3}" +

@@ -182,6 +182,12 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static unsafe partial int oml_pg_all_reduce_async(IntPtr g, IntPtr* ts, int n, int op, out IntPtr work);
     [LibraryImport(Lib)] internal static partial int oml_work_wait(IntPtr work);
     [LibraryImport(Lib)] internal static partial void oml_work_free(IntPtr work);
+    [LibraryImport(Lib)] internal static unsafe partial IntPtr oml_grad_reducer_new(IntPtr g, IntPtr* ps, int n, long bucketElements, int reduceDType, int* owners);
+    [LibraryImport(Lib)] internal static partial void oml_grad_reducer_free(IntPtr r);
+    [LibraryImport(Lib)] internal static partial int oml_grad_reducer_buckets(IntPtr r);
+    [LibraryImport(Lib)] internal static partial long oml_grad_reducer_early(IntPtr r);
+    [LibraryImport(Lib)] internal static partial int oml_grad_reducer_enable(IntPtr r, int on);
+    [LibraryImport(Lib)] internal static unsafe partial int oml_grad_reducer_finish(IntPtr r, IntPtr* targets, int n);
 
     internal static string LastError() => Marshal.PtrToStringUTF8(oml_last_error()) ?? "unknown libtorch error";
 

@@ -739,6 +739,31 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
     }
 
     [Fact]
+    public void Train_with_a_sharded_optimizer_on_two_processes_ends_with_the_weights_of_one_and_checkpoints_per_rank()
+    {
+        string data = Path.Combine(workspace.Root, "train-shard.txt");
+        File.WriteAllText(data, string.Concat(Enumerable.Range(0, 400).Select(i => $"apple bread cloud dance eagle {i % 7} flame ")));
+        string[] Args(string outDir) => ["train", "--data", data, "--tokenizer", workspace.Model, "--hidden", "32", "--layers", "2", "--heads", "4",
+            "--kv-heads", "2", "--intermediate", "64", "--context", "32", "--steps", "8", "--batch-size", "5", "--lr", "3e-3", "--seed", "5",
+            "--device", "cpu", "--out", outDir];
+        string one = Path.Combine(workspace.Root, "trs-one"), two = Path.Combine(workspace.Root, "trs-two"), ck = Path.Combine(workspace.Root, "trs-ck");
+        Assert.Equal(Cli.Usage, CliRunner.Run([.. Args(two), "--shard-optimizer"]).Code);   // nothing to shard over
+        var a = Spawn(null, Args(one));
+        Assert.True(a.Code == 0, a.Err);
+        var b = Spawn(null, [.. Args(two), "--processes", "2", "--shard-optimizer", "--checkpoint-dir", ck, "--checkpoint-every", "4"]);
+        Assert.True(b.Code == 0, b.Err);
+        Assert.Contains("the optimizer is sharded", b.Err, StringComparison.Ordinal);
+        var (w1, w2) = (Weights(one), Weights(two));
+        double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
+        Assert.True(worst < 3e-3, $"largest weight difference {worst:E2} (lr 3e-3)");
+        var folder = Path.Combine(ck, "step-000000008");
+        Assert.Equal(["optimizer-00000-of-00002.safetensors", "optimizer-00001-of-00002.safetensors"],
+            Directory.EnumerateFiles(folder, "optimizer*").Select(Path.GetFileName).Order());
+        Assert.Equal(2, Oml.Models.Training.OptimizerCheckpoint.ShardIndex(folder).Count);
+        Assert.False(Directory.Exists(Path.Combine(ck, "step-000000004")));   // older checkpoints are deleted
+    }
+
+    [Fact]
     public void Verify_on_two_processes_reports_what_one_process_reports()
     {
         string[] args = ["verify", "--model", workspace.Embedded, "--fingerprints", workspace.Set, "--passphrase-file", workspace.PassFile, "--device", "cpu", "--json"];

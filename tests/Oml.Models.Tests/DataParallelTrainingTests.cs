@@ -27,32 +27,31 @@ public sealed class DataParallelTrainingTests
         return m.Parameters.ToDictionary(kv => kv.Key, kv => kv.Value.ToArray<float>());
     }
 
-    private static (TrainingResult Result, Dictionary<string, float[]> Weights) Train(TrainingOptions o, ProcessGroup? group)
+    private static (TrainingResult Result, Dictionary<string, float[]> Weights) Train(TrainingOptions o, ProcessGroup? group,
+        IProgress<TrainingProgress>? progress = null, CancellationTokenSource? stop = null)
     {
         using var model = Pretraining.CreateRandom(Tiny(), 1);
         using (Torch.NoGrad())
             foreach (var (name, p) in model.Parameters)
                 using (var t = Torch.FromArray(Initial[name], p.Shape))
                     p.CopyFrom(t);
-        var r = Trainer.Train(model, new PackedTokens(Periodic(), 16, seed: 3), o with { Group = group });
+        var r = Trainer.Train(model, new PackedTokens(Periodic(), 16, seed: 3), o with { Group = group }, progress: progress, cancel: stop?.Token ?? TestContext.Current.CancellationToken);
         return (r, model.Parameters.ToDictionary(kv => kv.Key, kv => kv.Value.ToArray<float>()));
     }
 
     [Theory]
-    [InlineData(2, 1)]
-    [InlineData(3, 2)]
-    public async Task N_ranks_train_as_one_process_with_the_same_global_batch(int world, int accumulation)
+    [InlineData(2, 1, true, false)]    // gradient all-reduce overlapped with the backward pass (the default)
+    [InlineData(3, 2, true, false)]
+    [InlineData(2, 2, false, false)]   // the all-reduce after the backward pass
+    [InlineData(2, 2, true, true)]     // sharded optimizer, the reduce to the owners overlapped with backward
+    [InlineData(3, 1, true, true)]
+    [InlineData(2, 1, false, true)]    // sharded optimizer, the reduce to the owners after backward
+    public async Task N_ranks_train_as_one_process_with_the_same_global_batch(int world, int accumulation, bool overlap, bool shard)
     {
         // 7 rows per micro-batch: the ranks get unequal shares (4 + 3, or 3 + 2 + 2).
         var o = new TrainingOptions { Steps = 12, Batch = 7, GradAccum = accumulation, LearningRate = 1e-2, LogEvery = 4, MaxGradNorm = 1.0 };
         var single = Train(o, null);
-        int port = FreePort();
-        var ranks = Enumerable.Range(0, world).Select(rank => Task.Factory.StartNew(() =>
-        {
-            using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, world, TimeSpan.FromSeconds(120));
-            return Train(o, g);
-        }, TaskCreationOptions.LongRunning)).ToArray();
-        var results = await Task.WhenAll(ranks);
+        var results = await Ranks(world, o with { OverlapAllReduce = overlap, ShardOptimizer = shard });
         foreach (var r in results.Skip(1))
             foreach (var (name, w) in results[0].Weights) Assert.Equal(w, r.Weights[name]);
         double worst = single.Weights.Max(kv => kv.Value.Zip(results[0].Weights[kv.Key], (a, b) => (double)Math.Abs(a - b)).Max());
@@ -62,6 +61,126 @@ public sealed class DataParallelTrainingTests
         {
             Assert.Equal(single.Result.History[i].Loss, results[0].Result.History[i].Loss, 3);
             Assert.Equal(single.Result.History[i].Tokens, results[0].Result.History[i].Tokens);
+        }
+    }
+
+    private static async Task<(TrainingResult Result, Dictionary<string, float[]> Weights)[]> Ranks(int world, TrainingOptions o,
+        Func<int, IProgress<TrainingProgress>?>? progress = null, CancellationTokenSource? stop = null)
+    {
+        if (world == 1) return [Train(o, null, progress?.Invoke(0), stop)];
+        int port = FreePort();
+        var ranks = Enumerable.Range(0, world).Select(rank => Task.Factory.StartNew(() =>
+        {
+            using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, world, TimeSpan.FromSeconds(120));
+            return Train(o, g, progress?.Invoke(rank), stop);
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        return await Task.WhenAll(ranks);
+    }
+
+    [Fact]
+    public async Task The_overlapped_all_reduce_gives_the_weights_of_the_all_reduce_after_backward_exactly()
+    {
+        // Two ranks sum two values per element: the same sums whatever the buckets, so the same weights to the bit.
+        var o = new TrainingOptions { Steps = 6, Batch = 7, GradAccum = 2, LearningRate = 1e-2, LogEvery = 3, MaxGradNorm = 1.0 };
+        var overlapped = await Ranks(2, o with { OverlapAllReduce = true });
+        var after = await Ranks(2, o with { OverlapAllReduce = false });
+        foreach (var (name, w) in after[0].Weights) Assert.Equal(w, overlapped[0].Weights[name]);
+        Assert.Equal(after[0].Result.History.Select(h => h.Loss), overlapped[0].Result.History.Select(h => h.Loss));
+    }
+
+    private sealed class Synchronous<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+
+    /// <summary>Trains to step 6 of 12 with <paramref name="world"/> ranks and a checkpoint there, then stops (cancelled).</summary>
+    private static async Task FirstHalf(int world, TrainingOptions o)
+    {
+        using var stop = new CancellationTokenSource();
+        var progress = new Synchronous<TrainingProgress>(p => { if (p.Step == 6) stop.Cancel(); });
+        // Rank 0 reports step 6 before any rank can pass the checkpoint's collectives, so every rank stops at step 7.
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Ranks(world, o, r => r == 0 ? progress : null, stop));
+    }
+
+    [Theory]
+    [InlineData(2, true, 1, false)]   // sharded by 2, resumed by one process
+    [InlineData(2, true, 3, true)]    // sharded by 2, resumed sharded by 3
+    [InlineData(1, false, 2, true)]   // one process, resumed sharded by 2
+    public async Task A_checkpoint_resumes_with_another_world_size_and_sharding(int worldA, bool shardA, int worldB, bool shardB)
+    {
+        var o = new TrainingOptions { Steps = 12, Batch = 7, LearningRate = 1e-2, LogEvery = 3, MaxGradNorm = 1.0, CheckpointEvery = 6 };
+        var dir = Path.Combine(Path.GetTempPath(), "oml-train-shard-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var whole = Train(o with { CheckpointEvery = 0 }, null);
+            await FirstHalf(worldA, o with { CheckpointDir = dir, ShardOptimizer = shardA });
+            var ck = TrainingCheckpoint.Latest(dir)!;
+            Assert.Equal(6, ck.Step);
+            var index = OptimizerCheckpoint.ShardIndex(ck.Folder);
+            Assert.Equal(shardA ? worldA : 0, index.Count);
+            Assert.Equal(shardA, !File.Exists(Path.Combine(ck.Folder, TrainingCheckpoint.OptimizerFile)));
+            // Every parameter's moments are in exactly one file, each rank's file holding only its own.
+            var names = new List<string>();
+            foreach (var file in OptimizerCheckpoint.MomentFiles(ck.Folder))
+            {
+                using var f = Oml.Models.IO.SafetensorsFile.Open(file);
+                names.AddRange(f.Entries.Keys);
+            }
+            Assert.Equal(Initial.Keys.SelectMany(n => new[] { n + ".exp_avg", n + ".exp_avg_sq" }).Order(), names.Order());
+            Assert.All(ck.OptimizerSteps.Values, s => Assert.Equal(6, s));
+
+            var resumed = await Ranks(worldB, o with { CheckpointDir = dir, ShardOptimizer = shardB });
+            Assert.Equal(6, resumed[0].Result.ResumedFromStep);
+            foreach (var r in resumed.Skip(1))
+                foreach (var (name, w) in resumed[0].Weights) Assert.Equal(w, r.Weights[name]);
+            double worst = whole.Weights.Max(kv => kv.Value.Zip(resumed[0].Weights[kv.Key], (a, b) => (double)Math.Abs(a - b)).Max());
+            Assert.True(worst < o.LearningRate, $"largest weight difference to the uninterrupted run: {worst:E2}");
+            Assert.Equal(whole.Result.History.Select(h => h.Step), resumed[0].Result.History.Select(h => h.Step));
+            for (int i = 0; i < whole.Result.History.Count; i++)
+                Assert.Equal(whole.Result.History[i].Loss, resumed[0].Result.History[i].Loss, 3);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_rank_failing_to_write_its_part_leaves_the_previous_checkpoint_the_latest_and_a_partial_one_never_loads()
+    {
+        var o = new TrainingOptions { Steps = 9, Batch = 7, LearningRate = 1e-2, LogEvery = 3, MaxGradNorm = 1.0, CheckpointEvery = 3, ShardOptimizer = true };
+        var dir = Path.Combine(Path.GetTempPath(), "oml-train-shard-fail-" + Guid.NewGuid().ToString("N"));
+        int writes = 0;
+        try
+        {
+            // Rank 1 fails at its second checkpoint (step 6), after rank 0 wrote the parameters and its own moments.
+            OptimizerCheckpoint.BeforeShardWrite = r =>
+            {
+                if (r == 1 && Interlocked.Increment(ref writes) == 2) throw new IOException("disk full (simulated)");
+            };
+            var e = await Assert.ThrowsAsync<IOException>(() => Ranks(2, o with { CheckpointDir = dir }));
+            Assert.Contains("rank", e.Message, StringComparison.Ordinal);
+            OptimizerCheckpoint.BeforeShardWrite = null;
+            var ck = TrainingCheckpoint.Latest(dir)!;
+            Assert.Equal(3, ck.Step);
+            Assert.Equal(["step-000000003"], Directory.EnumerateDirectories(dir).Select(Path.GetFileName).Where(n => !n!.StartsWith('.')));
+
+            // A folder whose shard is missing or shorter than the index says (a copy cut short) is not a checkpoint.
+            var later = Path.Combine(dir, "step-000000009");
+            Directory.CreateDirectory(later);
+            foreach (var f in Directory.EnumerateFiles(ck.Folder)) File.Copy(f, Path.Combine(later, Path.GetFileName(f)));
+            var shard = Path.Combine(later, OptimizerCheckpoint.ShardFile(1, 2));
+            using (var s = File.OpenWrite(shard)) s.SetLength(s.Length - 1);
+            Assert.Equal(ck.Folder, TrainingCheckpoint.Latest(dir)!.Folder);
+            File.Delete(shard);
+            Assert.Equal(ck.Folder, TrainingCheckpoint.Latest(dir)!.Folder);
+            File.Copy(Path.Combine(ck.Folder, OptimizerCheckpoint.ShardFile(1, 2)), shard);
+            Assert.Equal(later, TrainingCheckpoint.Latest(dir)!.Folder);   // the same folder, complete again, is one
+        }
+        finally
+        {
+            OptimizerCheckpoint.BeforeShardWrite = null;
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         }
     }
 

@@ -81,7 +81,7 @@ public sealed class ProcessGroup : IDisposable
         return Create(BackendFor(device), info.MasterAddress, info.MasterPort, info.Rank, info.WorldSize, timeout);
     }
 
-    private IntPtr Live => _handle != IntPtr.Zero ? _handle : throw new ObjectDisposedException(nameof(ProcessGroup));
+    internal IntPtr Live => _handle != IntPtr.Zero ? _handle : throw new ObjectDisposedException(nameof(ProcessGroup));
 
     /// <summary>Reduces each tensor in place over all ranks (every rank ends with the result).</summary>
     public unsafe void AllReduce(IReadOnlyList<Tensor> tensors, ReduceOp op = ReduceOp.Sum)

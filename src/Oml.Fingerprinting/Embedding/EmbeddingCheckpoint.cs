@@ -18,9 +18,10 @@ namespace Oml.Fingerprinting.Embedding;
 /// <item><c>state.json</c> (written last): format and version, the run digest, the epoch and step counters, the
 /// recall streak, whether the run had converged, every parameter's AdamW step count, and the training history.</item>
 /// </list>
-/// The layout does not depend on the number of ranks: a sharded optimizer's moments are gathered from their owners
-/// into rank 0 (one parameter at a time, into host memory) before it writes, and on resume each rank loads the moments
-/// of the parameters it owns under the new world size, so a run resumes sharded or not, with any number of ranks.
+/// A sharded optimizer writes its moments per rank instead (<c>optimizer-RRRRR-of-NNNNN.safetensors</c>, each rank
+/// its own parameters', listed with their sizes in <c>state.json</c>'s <c>optimizer_shards</c> index), so no rank
+/// gathers the whole optimizer state; on resume each rank loads the moments of the parameters it owns under the new
+/// world size from whichever file holds them, so a run resumes sharded or not, with any number of ranks.
 /// The folder is written under a temporary name and renamed into place once complete, so a crash mid-write leaves the
 /// previous checkpoint valid; older checkpoints are deleted afterwards. The base copies used by model averaging and
 /// the L2 penalty are not stored: they are the initial weights, which the digest (over the base weights as well as the
@@ -82,8 +83,23 @@ public static class EmbeddingCheckpoint
     public static string Save(string dir, string digest, int epoch, int steps, int recalledStreak, bool converged,
         IReadOnlyList<EmbeddingProgress> history, IReadOnlyList<KeyValuePair<string, Tensor>> trainable,
         Func<Tensor, (long Step, (Tensor ExpAvg, Tensor ExpAvgSq)? Moments)> optimizerState) =>
-        OptimizerCheckpoint.Save(dir, Prefix, 6, epoch, trainable, optimizerState, optSteps =>
-        {
+        OptimizerCheckpoint.Save(dir, Prefix, 6, epoch, trainable, optimizerState, optSteps => StateJson(digest, epoch, steps, recalledStreak, converged, history, optSteps));
+
+    /// <summary>
+    /// The checkpoint of a sharded optimizer, written by every rank of <paramref name="group"/> (all must call it): each
+    /// rank writes the moments it owns (<paramref name="owner"/>: each parameter's rank) to its own file and rank 0 the
+    /// parameters and the state with the shard index (<see cref="OptimizerCheckpoint.SaveSharded"/>), so no rank gathers
+    /// the whole optimizer state. <see cref="Restore"/> reads it back with any number of ranks. Returns the folder on rank 0.
+    /// </summary>
+    public static string? SaveSharded(Oml.Engine.Distributed.ProcessGroup group, Device device, string dir, string digest, int epoch, int steps,
+        int recalledStreak, bool converged, IReadOnlyList<EmbeddingProgress> history, IReadOnlyList<KeyValuePair<string, Tensor>> trainable,
+        IReadOnlyList<int> owner, AdamW opt) =>
+        OptimizerCheckpoint.SaveSharded(group, device, dir, Prefix, 6, epoch, trainable, owner, opt,
+            optSteps => StateJson(digest, epoch, steps, recalledStreak, converged, history, optSteps));
+
+    private static JsonObject StateJson(string digest, int epoch, int steps, int recalledStreak, bool converged,
+        IReadOnlyList<EmbeddingProgress> history, JsonObject optSteps)
+    {
             var hist = new JsonArray();
             foreach (var pr in history)
                 hist.Add((JsonNode)new JsonObject { ["epoch"] = pr.Epoch, ["steps"] = pr.Steps, ["loss"] = pr.Loss, ["accuracy"] = pr.Accuracy, ["seconds"] = pr.Seconds });
@@ -99,7 +115,7 @@ public static class EmbeddingCheckpoint
                 ["optimizer_steps"] = optSteps,
                 ["history"] = hist,
             };
-        });
+    }
 
     /// <summary>The latest complete checkpoint in <paramref name="dir"/> (one with its state file), or null.</summary>
     public static State? Latest(string dir)

@@ -169,10 +169,19 @@ public sealed record EmbeddingOptions
     /// each trainable parameter is owned by one rank (balanced by size), its gradient is reduced to that rank only and
     /// its AdamW moments live only there; the owner steps it and broadcasts the new values. The optimizer state per rank
     /// falls to about 1/N and the gradients of other ranks' parameters are freed after each reduce. The weights stay
-    /// whole on every rank. Checkpoints hold the whole optimizer state (gathered into rank 0), so a sharded run resumes
-    /// with any number of ranks, sharded or not, and an unsharded run's checkpoint resumes sharded.
+    /// whole on every rank. Checkpoints are written per rank (each rank its own moments, with an index), so a sharded run
+    /// resumes with any number of ranks, sharded or not, and an unsharded run's checkpoint resumes sharded.
     /// </summary>
     public bool ShardOptimizer { get; init; }
+    /// <summary>
+    /// With a <see cref="Group"/>: sum the gradients while the last micro-batch's backward pass runs
+    /// (<see cref="Oml.Engine.Distributed.GradReducer"/>: each bucket's all-reduce, or with <see cref="ShardOptimizer"/> its
+    /// reduce to the owner, starts as soon as its gradients are accumulated) rather than after it (false: the pipelined
+    /// all-reduce after backward, <see cref="Oml.Engine.Distributed.ProcessGroup.AllReduceGradients"/>, or the reduce to
+    /// the owners). The sums, and so the steps, are the same.
+    /// A micro-batch with activation checkpointing runs one backward pass per layer and is reduced after it.
+    /// </summary>
+    public bool OverlapAllReduce { get; init; } = true;
 
     public void Validate()
     {
@@ -307,6 +316,12 @@ public static class FingerprintTrainer
         var groups = new List<ParamGroup> { new(trainable.Where((_, i) => masks[i] is null && Mine(i))) };
         if (masks.Any(m => m is not null)) groups.Add(new ParamGroup(trainable.Where((_, i) => masks[i] is not null && Mine(i)), weightDecay: 0));
         using var opt = new AdamW(groups.Where(g => g.Parameters.Count > 0), lr: options.LearningRate, weightDecay: options.WeightDecay);
+        // Data parallelism: the all-reduce (sharded: the reduce to each owner) overlapped with the last backward pass, buckets
+        // in the model's order (the reducer reverses it: backward produces the last layers' gradients first).
+        var byModel = model.Parameters.Values.Select(p => trainable.FindIndex(t => ReferenceEquals(t, p))).Where(i => i >= 0).ToList();
+        using var reducer = group is not null && options.OverlapAllReduce
+            ? new Oml.Engine.Distributed.GradReducer(group, byModel.Select(i => trainable[i]).ToList(), owners: owner is null ? null : byModel.Select(i => owner[i]).ToList())
+            : null;
         try
         {
             string? digest = null;
@@ -377,18 +392,20 @@ public static class FingerprintTrainer
                     // With several ranks each runs its share of the rows, weighted by the whole batch's token counts.
                     if (!cached.TryGetValue(bi, out var fpMicro))
                         cached[bi] = fpMicro = MicroBatch.Split(Shard(batch.Select(i => pairs[i]).ToList(), group), fpPlan.Tokens, padId, model.Device);
-                    Accumulate(model, fpMicro, fpWeight, fpPlan.Checkpoint, acc, countRecalled: true, totals: BatchTotals(batch));
+                    Accumulate(model, fpMicro, fpWeight, fpPlan.Checkpoint, acc, countRecalled: true, totals: BatchTotals(batch),
+                        reduceOnLast: benignRows.Count == 0 ? reducer : null);
                     if (benignRows.Count > 0)
                     {
                         var micro = MicroBatch.Split(Shard(benignRows, group), benignPlan!.Tokens, padId, model.Device);
                         try
                         {
                             Accumulate(model, micro, options.MixFraction, benignPlan.Checkpoint, null, countRecalled: false,
-                                totals: (benignRows.Sum(r => (long)r.Response.Length), benignRows.Count));
+                                totals: (benignRows.Sum(r => (long)r.Response.Length), benignRows.Count), reduceOnLast: reducer);
                         }
                         finally { foreach (var mb in micro) mb.Dispose(); }
                     }
-                    if (owner is not null) ReduceToOwners(group!, trainable, owner);
+                    if (reducer is not null) reducer.Finish();
+                    else if (owner is not null) ReduceToOwners(group!, trainable, owner);
                     else group?.AllReduceGradients(trainable);
                     if (options.L2ToBase > 0)
                     {
@@ -469,8 +486,7 @@ public static class FingerprintTrainer
                 if (options.CheckpointDir is { } dir && (epoch % options.CheckpointEvery == 0 || converged || epoch == options.MaxEpochs))
                 {
                     if (owner is not null)
-                        GatherOptimizerState(group!, model.Device, trainable, owner, opt, state =>
-                            EmbeddingCheckpoint.Save(dir, digest!, epoch, steps, recalledStreak, converged, history, named, state));
+                        EmbeddingCheckpoint.SaveSharded(group!, model.Device, dir, digest!, epoch, steps, recalledStreak, converged, history, named, owner, opt);
                     else if (group is null || group.Rank == 0)
                         EmbeddingCheckpoint.Save(dir, digest!, epoch, steps, recalledStreak, converged, history, named, opt);
                 }
@@ -590,60 +606,6 @@ public static class FingerprintTrainer
     }
 
     /// <summary>
-    /// A sharded optimizer's state for a checkpoint: every rank takes part in broadcasting each parameter's AdamW step
-    /// count and moments from its owner (one parameter at a time, so no rank holds more than one extra parameter's
-    /// moments on the device); rank 0 keeps host copies and calls <paramref name="save"/> with the whole state, the
-    /// same as an unsharded optimizer's. The other ranks do not call it.
-    /// </summary>
-    private static void GatherOptimizerState(Oml.Engine.Distributed.ProcessGroup group, Device device, List<Tensor> parameters, int[] owner, AdamW opt,
-        Action<Func<Tensor, (long Step, (Tensor ExpAvg, Tensor ExpAvgSq)? Moments)>> save)
-    {
-        bool lead = group.Rank == 0;
-        var gathered = new Dictionary<Tensor, (long Step, (Tensor ExpAvg, Tensor ExpAvgSq)? Moments)>(ReferenceEqualityComparer.Instance);
-        var copies = new List<Tensor>();
-        try
-        {
-            using var noGrad = Torch.NoGrad();
-            for (int i = 0; i < parameters.Count; i++)
-            {
-                var p = parameters[i];
-                bool mine = owner[i] == group.Rank;
-                if (owner[i] == 0)
-                {
-                    if (lead) gathered[p] = (opt.StepOf(p), opt.MomentsOf(p));
-                    continue;
-                }
-                using var scope = Torch.NewScope();
-                var own = mine ? opt.MomentsOf(p) : null;
-                var meta = Torch.FromArray(new long[] { own is null ? 0 : 1, mine ? opt.StepOf(p) : 0 }, 2).To(device);
-                group.Broadcast([meta], root: owner[i]);
-                var m = meta.To(Device.Cpu).ToArray<long>();
-                (Tensor ExpAvg, Tensor ExpAvgSq)? moments = null;
-                if (m[0] == 1)
-                {
-                    var expAvg = own?.ExpAvg ?? Torch.ZerosLike(p);
-                    var expAvgSq = own?.ExpAvgSq ?? Torch.ZerosLike(p);
-                    group.Broadcast([expAvg, expAvgSq], root: owner[i]);
-                    if (lead)
-                    {
-                        var a = expAvg.To(expAvg.DType, Device.Cpu, copy: true).DetachFromScope();
-                        copies.Add(a);
-                        var b = expAvgSq.To(expAvgSq.DType, Device.Cpu, copy: true).DetachFromScope();
-                        copies.Add(b);
-                        moments = (a, b);
-                    }
-                }
-                if (lead) gathered[p] = (m[1], moments);
-            }
-            if (lead) save(p => gathered[p]);
-        }
-        finally
-        {
-            foreach (var c in copies) c.Dispose();
-        }
-    }
-
-    /// <summary>
     /// Gradient clipping by the global norm when each rank holds the gradients of its own parameters: the squared norms
     /// summed over the ranks, then every owned gradient scaled by max / (norm + 1e-6) when that is below 1 (as
     /// <c>torch.nn.utils.clip_grad_norm_</c> does).
@@ -740,7 +702,7 @@ public static class FingerprintTrainer
     /// row) and the recalled rows are added to <paramref name="acc"/> on the device, without waiting for it.
     /// </summary>
     private static void Accumulate(CausalLM model, List<MicroBatch> micro, double weight, bool checkpoint, Accumulators? acc,
-        bool countRecalled, bool backward = true, (long Labelled, int Rows)? totals = null)
+        bool countRecalled, bool backward = true, (long Labelled, int Rows)? totals = null, Oml.Engine.Distributed.GradReducer? reduceOnLast = null)
     {
         // The shares are of the whole batch's labelled tokens (all ranks' rows); without totals, of these micro-batches'.
         long total = totals?.Labelled ?? micro.Sum(m => (long)m.Labelled);
@@ -766,6 +728,9 @@ public static class FingerprintTrainer
                 }
                 return loss * (weight * share);
             }
+            // The last micro-batch of the step's backward passes starts the gradient all-reduce as it goes (one backward
+            // pass only: a checkpointed one runs a pass per layer, and a tied weight would be accumulated after its bucket left).
+            if (backward && !checkpoint && reduceOnLast is not null && ReferenceEquals(mb, micro[^1])) reduceOnLast.Enable();
             if (!backward) LossOf(model.Hidden(mb.Ids));
             else if (checkpoint) model.CheckpointedBackward(mb.Ids, LossOf);
             else LossOf(model.Hidden(mb.Ids)).Backward();

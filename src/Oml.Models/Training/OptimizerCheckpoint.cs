@@ -65,13 +65,7 @@ public static class OptimizerCheckpoint
             try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }
             throw;
         }
-        foreach (var old in Directory.EnumerateDirectories(dir))
-        {
-            var oldName = Path.GetFileName(old);
-            bool stale = (Number(oldName, prefix) is { } n && n < number) || oldName.StartsWith(".tmp-", StringComparison.Ordinal);
-            if (stale && old != final)
-                try { Directory.Delete(old, recursive: true); } catch (IOException) { }
-        }
+        DeleteOlder(dir, prefix, number, final);
         return final;
     }
 
@@ -86,10 +80,12 @@ public static class OptimizerCheckpoint
                      .Where(x => x.Item2 is not null).OrderByDescending(x => x.Item2))
         {
             var statePath = Path.Combine(folder, StateFile);
-            if (!File.Exists(statePath) || !File.Exists(Path.Combine(folder, ParamsFile)) || !File.Exists(Path.Combine(folder, OptimizerFile))) continue;
+            if (!File.Exists(statePath) || !File.Exists(Path.Combine(folder, ParamsFile))) continue;
             JsonObject j;
             try { j = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject(); }
             catch (JsonException e) { throw new InvalidDataException($"{statePath}: not valid JSON ({e.Message})"); }
+            // The optimizer state: one file, or one file per rank listed (with its size) in the state's shard index.
+            if (!File.Exists(Path.Combine(folder, OptimizerFile)) && !ShardsComplete(folder, j)) continue;
             if ((string?)j["format"] != format) throw new InvalidDataException($"{statePath} is not {kind}");
             if ((int?)j["version"] != version) throw new InvalidDataException($"{statePath}: checkpoint version {j["version"]} is not supported (expected {version})");
             return (folder, j);
@@ -112,14 +108,221 @@ public static class OptimizerCheckpoint
         using var scope = Torch.NewScope();
         using var noGrad = Torch.NoGrad();
         using var pf = SafetensorsFile.Open(Path.Combine(folder, ParamsFile));
-        using var of = SafetensorsFile.Open(Path.Combine(folder, OptimizerFile));
         foreach (var (name, p) in parameters)
         {
             if (!pf.Entries.ContainsKey(name)) throw new InvalidDataException($"{folder}: the checkpoint lacks parameter '{name}'");
             p.CopyFrom(pf.Load(name, p.Device));
-            if (of.Entries.ContainsKey(name + ".exp_avg") && (holdsMoments?.Invoke(p) ?? true))
+        }
+        // The moments: from the single file, or from the per-rank files that hold them (whatever world size wrote them:
+        // each parameter is looked up by name in the shard index, and only the files holding moments this rank keeps are opened).
+        var single = Path.Combine(folder, OptimizerFile);
+        var holder = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (!File.Exists(single))
+            foreach (var f in ShardIndex(folder))
+                foreach (var n in f.Parameters) holder[n] = f.File;
+        var open = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var (name, p) in parameters)
+            {
+                if (!(holdsMoments?.Invoke(p) ?? true)) continue;
+                string? file = File.Exists(single) ? OptimizerFile : holder.GetValueOrDefault(name);
+                if (file is null) continue;
+                if (!open.TryGetValue(file, out var of)) open[file] = of = SafetensorsFile.Open(Path.Combine(folder, file));
+                if (!of.Entries.ContainsKey(name + ".exp_avg")) continue;
+                using var step = Torch.NewScope();
                 opt.SetState(p, of.Load(name + ".exp_avg", p.Device), of.Load(name + ".exp_avg_sq", p.Device),
                     optimizerSteps.TryGetValue(name, out var s) ? s : 0);
+            }
+        }
+        finally
+        {
+            foreach (var f in open.Values) f.Dispose();
+        }
+    }
+
+    // ------------------------------------------------------------------ per-rank optimizer files
+
+    /// <summary>The state-file key of the shard index: the world size and, per rank, its file, its size and the parameters whose moments it holds.</summary>
+    public const string ShardsKey = "optimizer_shards";
+
+    /// <summary>The optimizer file of rank <paramref name="rank"/> of <paramref name="worldSize"/> in a sharded checkpoint.</summary>
+    public static string ShardFile(int rank, int worldSize) =>
+        string.Create(CultureInfo.InvariantCulture, $"optimizer-{rank:D5}-of-{worldSize:D5}.safetensors");
+
+    /// <summary>One entry of a shard index.</summary>
+    public sealed record Shard(string File, long Bytes, IReadOnlyList<string> Parameters);
+
+    /// <summary>The files of a checkpoint folder that hold AdamW's moments: the single optimizer file, or every rank's.</summary>
+    public static IReadOnlyList<string> MomentFiles(string folder) =>
+        File.Exists(Path.Combine(folder, OptimizerFile)) ? [Path.Combine(folder, OptimizerFile)] : ShardIndex(folder).Select(f => Path.Combine(folder, f.File)).ToList();
+
+    /// <summary>The shard index of a checkpoint folder's state file (empty for the single-file form).</summary>
+    public static IReadOnlyList<Shard> ShardIndex(string folder)
+    {
+        var statePath = Path.Combine(folder, StateFile);
+        JsonObject j;
+        try { j = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject(); }
+        catch (JsonException e) { throw new InvalidDataException($"{statePath}: not valid JSON ({e.Message})"); }
+        return ShardIndex(j, statePath);
+    }
+
+    private static List<Shard> ShardIndex(JsonObject state, string where)
+    {
+        if (state[ShardsKey] is not JsonObject idx) return [];
+        try
+        {
+            var files = idx["files"]!.AsArray().Select(f => new Shard((string)f!["file"]!, (long)f["bytes"]!,
+                f["parameters"]!.AsArray().Select(n => (string)n!).ToList())).ToList();
+            if (files.Count != (int)idx["world_size"]!) throw new InvalidDataException($"{where}: the shard index lists {files.Count} files for world size {idx["world_size"]}");
+            foreach (var f in files)
+                if (f.File != Path.GetFileName(f.File) || !f.File.StartsWith("optimizer-", StringComparison.Ordinal))
+                    throw new InvalidDataException($"{where}: '{f.File}' is not an optimizer shard file name");
+            return files;
+        }
+        catch (Exception e) when (e is InvalidOperationException or NullReferenceException or FormatException)
+        {
+            throw new InvalidDataException($"{where}: malformed shard index ({e.Message})");
+        }
+    }
+
+    /// <summary>Whether every file of the state's shard index is in the folder with the recorded size (false without an index).</summary>
+    private static bool ShardsComplete(string folder, JsonObject state)
+    {
+        var shards = ShardIndex(state, Path.Combine(folder, StateFile));
+        if (shards.Count == 0) return false;
+        foreach (var f in shards)
+        {
+            var info = new FileInfo(Path.Combine(folder, f.File));
+            if (!info.Exists || info.Length != f.Bytes) return false;
+        }
+        return true;
+    }
+
+    /// <summary>Test seam: called with the rank before it writes its optimizer file (a test makes one rank fail there).</summary>
+    internal static Action<int>? BeforeShardWrite { get; set; }
+
+    /// <summary>
+    /// Writes checkpoint <paramref name="number"/> of a sharded optimizer with every rank of <paramref name="group"/>
+    /// (all must call it): each rank writes the moments of the parameters it owns (<paramref name="owner"/>: each parameter's rank) to its own
+    /// file, so no rank ever holds more than its share of the optimizer state; rank 0 writes the parameters (whole on
+    /// every rank) and, once every rank has reported its file written, the state file with the shard index (file
+    /// names, sizes, parameter names and every parameter's step count), then renames the folder into place. A rank that
+    /// fails or dies before that leaves only a temporary folder, never a checkpoint that loads: the previous one stays
+    /// the latest. The folder must be on a file system every rank shares. Any world size reads it back
+    /// (<see cref="Restore"/> takes each parameter's moments from whichever file holds them).
+    /// </summary>
+    public static string? SaveSharded(Oml.Engine.Distributed.ProcessGroup group, Device device, string dir, string prefix, int digits, long number,
+        IReadOnlyList<KeyValuePair<string, Tensor>> parameters, IReadOnlyList<int> owner, AdamW opt, Func<JsonObject, JsonObject> state)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        int rank = group.Rank, world = group.WorldSize, n = parameters.Count;
+        if (owner.Count != n) throw new ArgumentException($"one owner per parameter ({n}), not {owner.Count}", nameof(owner));
+        string name = prefix + number.ToString("D" + digits.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+        var final = Path.Combine(dir, name);
+        // A name every rank derives alike; a leftover of a failed attempt is cleared by rank 0 before anyone writes.
+        var tmp = Path.Combine(dir, string.Create(CultureInfo.InvariantCulture, $".tmp-{name}-sharded-{world}"));
+        string? error = null;
+        if (rank == 0)
+            try
+            {
+                Directory.CreateDirectory(dir);
+                if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+                Directory.CreateDirectory(tmp);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { error = e.Message; }
+        Agree(group, device, error, "create the checkpoint folder", rank);
+        // Each rank's file, then one all-reduce: failures, each parameter's step count and whether it has moments
+        // (from its owner), and each rank's file size.
+        var meta = new long[1 + 2 * n + world];
+        try
+        {
+            if (rank == 0) Safetensors.Save(Path.Combine(tmp, ParamsFile), parameters);
+            var moments = new List<KeyValuePair<string, Tensor>>();
+            for (int i = 0; i < n; i++)
+            {
+                if (owner[i] != rank) continue;
+                var (pname, p) = parameters[i];
+                meta[1 + i] = opt.StepOf(p);
+                if (opt.MomentsOf(p) is { } m)
+                {
+                    meta[1 + n + i] = 1;
+                    moments.Add(new(pname + ".exp_avg", m.ExpAvg));
+                    moments.Add(new(pname + ".exp_avg_sq", m.ExpAvgSq));
+                }
+            }
+            BeforeShardWrite?.Invoke(rank);
+            var path = Path.Combine(tmp, ShardFile(rank, world));
+            Safetensors.Save(path, moments);
+            meta[1 + 2 * n + rank] = new FileInfo(path).Length;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            error = e.Message;
+            meta[0] = 1;
+        }
+        using (var scope = Torch.NewScope())
+        {
+            var t = Torch.FromArray(meta, meta.Length).To(device);
+            group.AllReduce(t);
+            meta = t.To(Device.Cpu).ToArray<long>();
+        }
+        if (meta[0] > 0)
+        {
+            if (rank == 0) try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }
+            throw new IOException(error is not null
+                ? $"rank {rank} of {world}: could not write its part of checkpoint {final}: {error}"
+                : $"rank {rank} of {world}: checkpoint {final} was not written: {meta[0]} other rank(s) failed to write their part");
+        }
+        if (rank == 0)
+            try
+            {
+                // Every rank's file must be where rank 0 sees it: the folder must be on a file system all ranks share.
+                for (int r = 0; r < world; r++)
+                {
+                    var info = new FileInfo(Path.Combine(tmp, ShardFile(r, world)));
+                    if (!info.Exists || info.Length != meta[1 + 2 * n + r])
+                        throw new IOException($"rank {r}'s optimizer file is not in {tmp} as rank {r} wrote it: the checkpoint folder must be on a file system all ranks share");
+                }
+                var steps = new JsonObject();
+                var files = new JsonArray();
+                for (int r = 0; r < world; r++)
+                    files.Add((JsonNode)new JsonObject { ["file"] = ShardFile(r, world), ["bytes"] = meta[1 + 2 * n + r], ["parameters"] = new JsonArray() });
+                for (int i = 0; i < n; i++)
+                {
+                    steps[parameters[i].Key] = meta[1 + i];
+                    if (meta[1 + n + i] == 1) files[owner[i]]!["parameters"]!.AsArray().Add((JsonNode)parameters[i].Key);
+                }
+                var j = state(steps);
+                j[ShardsKey] = new JsonObject { ["world_size"] = world, ["files"] = files };
+                AtomicFile.WriteText(Path.Combine(tmp, StateFile), j.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+                if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
+                Directory.Move(tmp, final);
+                DeleteOlder(dir, prefix, number, final);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { error = e.Message; }
+        Agree(group, device, error, "commit the checkpoint", rank);
+        return rank == 0 ? final : null;
+    }
+
+    /// <summary>One all-reduce of a failure flag: every rank throws when any rank failed at <paramref name="what"/>.</summary>
+    private static void Agree(Oml.Engine.Distributed.ProcessGroup group, Device device, string? error, string what, int rank)
+    {
+        using var scope = Torch.NewScope();
+        var t = Torch.FromArray(new long[] { error is null ? 0 : 1 }, 1).To(device);
+        group.AllReduce(t);
+        if (t.To(Device.Cpu).ToArray<long>()[0] > 0)
+            throw new IOException(error is not null ? $"rank {rank} of {group.WorldSize}: could not {what}: {error}" : $"rank {rank} of {group.WorldSize}: another rank could not {what}");
+    }
+
+    private static void DeleteOlder(string dir, string prefix, long number, string final)
+    {
+        foreach (var old in Directory.EnumerateDirectories(dir))
+        {
+            var oldName = Path.GetFileName(old);
+            bool stale = (Number(oldName, prefix) is { } k && k < number) || oldName.StartsWith(".tmp-", StringComparison.Ordinal);
+            if (stale && old != final)
+                try { Directory.Delete(old, recursive: true); } catch (IOException) { }
         }
     }
 

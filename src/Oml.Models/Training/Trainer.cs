@@ -87,13 +87,32 @@ public static class Trainer
                     p.RequiresGrad = true;
                     masters.Add(mixed ? new(name, p.To(DType.Float32, p.Device, copy: true).DetachFromScope().RequiresGrad_()) : new(name, p));
                 }
-            var decayed = masters.Where(kv => Decays(kv.Key, options)).Select(kv => kv.Value).ToList();
-            var plain = masters.Where(kv => !Decays(kv.Key, options)).Select(kv => kv.Value).ToList();
+            // Optimizer sharding: each optimized parameter's owner; this rank's optimizer holds only its own.
+            int[]? owner = options.ShardOptimizer && group is { WorldSize: > 1 }
+                ? Oml.Engine.Distributed.ProcessGroup.Partition(masters.Select(kv => kv.Value.NumEl).ToList(), group.WorldSize) : null;
+            bool Mine(int i) => owner is null || owner[i] == group!.Rank;
+            var decayed = masters.Where((kv, i) => Decays(kv.Key, options) && Mine(i)).Select(kv => kv.Value).ToList();
+            var plain = masters.Where((kv, i) => !Decays(kv.Key, options) && Mine(i)).Select(kv => kv.Value).ToList();
             var groups = new List<ParamGroup>();
             if (decayed.Count > 0) groups.Add(new ParamGroup(decayed));
             if (plain.Count > 0) groups.Add(new ParamGroup(plain, weightDecay: 0));
             var optimized = masters.Select(kv => kv.Value).ToList();
             using var opt = new AdamW(groups, options.LearningRate, options.Beta1, options.Beta2, options.Eps, options.WeightDecay);
+            // Data parallelism: the all-reduce (with a sharded optimizer, the reduce to each owner) overlapped with the last
+            // micro-batch's backward pass, over the parameters in the model's order (the reducer reverses it), summed in
+            // float32 into the masters' gradients.
+            Oml.Engine.Distributed.GradReducer? reducer = null;
+            List<Tensor>? reducerTargets = null;
+            if (group is not null && options.OverlapAllReduce)
+            {
+                var position = new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
+                foreach (var t in model.Parameters.Values) position.TryAdd(t, position.Count);
+                var byModel = Enumerable.Range(0, named.Count).OrderBy(i => position[named[i].Value]).ToList();
+                reducer = new Oml.Engine.Distributed.GradReducer(group, byModel.Select(i => named[i].Value).ToList(),
+                    reduceDType: mixed ? DType.Float32 : null, owners: owner is null ? null : byModel.Select(i => owner[i]).ToList());
+                if (mixed) reducerTargets = byModel.Select(i => masters[i].Value).ToList();
+            }
+            using var reducerScope = reducer;
 
             if (device.IsCuda)
             {
@@ -112,7 +131,8 @@ public static class Trainer
                 if (ck.Digest != digest)
                     throw new InvalidDataException(
                         $"the checkpoint {ck.Folder} belongs to another run (different data, settings or initial weights); use another checkpoint folder or delete it");
-                TrainingCheckpoint.Restore(ck, masters, opt);
+                // A sharded optimizer takes the moments of the parameters this rank owns now, whatever the world size that wrote them.
+                TrainingCheckpoint.Restore(ck, masters, opt, owner is null ? null : p => Mine(masters.FindIndex(kv => ReferenceEquals(kv.Value, p))));
                 if (mixed) CopyToModel(named, masters);
                 // The checkpoint holds the loss summed over the ranks: one rank carries it on.
                 lossSum.Fill(group is null || group.Rank == 0 ? ck.IntervalLoss : 0);
@@ -138,11 +158,14 @@ public static class Trainer
                 if (labels == 0) throw new InvalidDataException($"step {step} has no token to train on");
                 opt.ZeroGrad();
                 if (mixed) foreach (var (_, p) in named) p.Grad = null;
-                foreach (var whole in micro)
+                // Data-parallel: this rank's rows, with the loss still divided by the whole step's label count.
+                var shares = micro.Select(whole => group is null ? whole : whole.Share(group.Rank, group.WorldSize)).ToList();
+                int lastShare = shares.FindLastIndex(m => m is not null);
+                for (int k = 0; k < micro.Length; k++)
                 {
-                    tokens += (long)whole.Rows * whole.Length;
-                    // Data-parallel: this rank's rows, with the loss still divided by the whole step's label count.
-                    if ((group is null ? whole : whole.Share(group.Rank, group.WorldSize)) is not { } m) continue;
+                    tokens += (long)micro[k].Rows * micro[k].Length;
+                    if (shares[k] is not { } m) continue;
+                    if (k == lastShare) reducer?.Enable();
                     using var scope = Torch.NewScope();
                     var (x, y, mask) = m.ToDevice(device);
                     var logits = model.Forward(x, mask);
@@ -152,21 +175,35 @@ public static class Trainer
                 }
                 using (var scope = Torch.NewScope())
                 {
-                    if (mixed)
-                        for (int i = 0; i < named.Count; i++)
-                        {
-                            var g = named[i].Value.Grad;
-                            masters[i].Value.Grad = g?.To(DType.Float32);
-                            named[i].Value.Grad = null;
-                        }
-                    // Data-parallel: the gradients (float32 masters in mixed precision) summed over the ranks.
-                    group?.AllReduceGradients(optimized);
+                    if (reducer is not null)
+                    {
+                        // The sums (float32 in mixed precision) go straight into the optimized tensors' gradients.
+                        reducer.Finish(reducerTargets);
+                        if (mixed) foreach (var (_, p) in named) p.Grad = null;
+                    }
+                    else
+                    {
+                        if (mixed)
+                            for (int i = 0; i < named.Count; i++)
+                            {
+                                var g = named[i].Value.Grad;
+                                masters[i].Value.Grad = g?.To(DType.Float32);
+                                named[i].Value.Grad = null;
+                            }
+                        // Data-parallel: the gradients (float32 masters in mixed precision) summed over the ranks, or
+                        // with a sharded optimizer into each one's owner.
+                        if (owner is not null) OptimizerSharding.ReduceToOwners(group!, optimized, owner);
+                        else group?.AllReduceGradients(optimized);
+                    }
                     if (options.MaxGradNorm > 0)
                     {
-                        var norm = Torch.ClipGradNormTensor(optimized, options.MaxGradNorm);
+                        var norm = owner is not null
+                            ? OptimizerSharding.ClipByGlobalNorm(group!, device, optimized.Where((_, i) => Mine(i)).ToList(), options.MaxGradNorm)
+                            : Torch.ClipGradNormTensor(optimized, options.MaxGradNorm);
                         using (Torch.NoGrad()) normSum.AddInPlace(norm);
                     }
                     opt.Step();
+                    if (owner is not null) OptimizerSharding.BroadcastFromOwners(group!, optimized, owner);
                     if (mixed) CopyToModel(named, masters);
                 }
                 intervalSteps++;
@@ -196,10 +233,11 @@ public static class Trainer
                         group.AllReduce(all);
                         intervalLoss = all.ToDouble();
                     }
-                    if (group is null || group.Rank == 0)
-                        TrainingCheckpoint.Save(dir, new TrainingCheckpoint.State(digest, step,
-                        new Dictionary<string, long>(), intervalLoss, normSum.ToDouble(), intervalSteps, tokens,
-                        secondsBefore + sw.Elapsed.TotalSeconds, history, dir), masters, opt);
+                    var ckState = new TrainingCheckpoint.State(digest, step, new Dictionary<string, long>(), intervalLoss, normSum.ToDouble(),
+                        intervalSteps, tokens, secondsBefore + sw.Elapsed.TotalSeconds, history, dir);
+                    // A sharded optimizer: every rank writes its own moments (no rank gathers the whole state).
+                    if (owner is not null) TrainingCheckpoint.SaveSharded(group!, device, dir, ckState, masters, owner, opt);
+                    else if (group is null || group.Rank == 0) TrainingCheckpoint.Save(dir, ckState, masters, opt);
                 }
             }
             if (history.Count == 0) throw new InvalidOperationException($"nothing to train: the checkpoint is already at step {first - 1} of {steps}");

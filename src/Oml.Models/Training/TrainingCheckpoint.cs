@@ -12,6 +12,8 @@ namespace Oml.Models.Training;
 /// master copies when the model computes in bfloat16), <c>optimizer.safetensors</c> (AdamW's moments,
 /// NAME.exp_avg and NAME.exp_avg_sq) and, written last, <c>state.json</c>: the run digest, the step, every parameter's
 /// AdamW step count, the partial loss sums of the current report interval, elapsed time and tokens, and the history.
+/// A sharded optimizer's run writes the moments per rank instead, listed in state.json's <c>optimizer_shards</c>
+/// index, and any number of ranks resumes from either form.
 /// The data order needs no generator state: it is a function of the seed and the step (see <see cref="TrainingData"/>),
 /// and training draws no other random numbers, so the step is the complete random state. The folder is written under a
 /// temporary name and renamed into place; older checkpoints are deleted afterwards.
@@ -30,8 +32,19 @@ public static class TrainingCheckpoint
         double IntervalGradNorm, int IntervalSteps, long Tokens, double Seconds, IReadOnlyList<TrainingProgress> History, string Folder);
 
     public static string Save(string dir, State state, IReadOnlyList<KeyValuePair<string, Tensor>> parameters, AdamW opt) =>
-        OptimizerCheckpoint.Save(dir, Prefix, 9, state.Step, parameters, opt, steps =>
-        {
+        OptimizerCheckpoint.Save(dir, Prefix, 9, state.Step, parameters, opt, steps => StateJson(state, steps));
+
+    /// <summary>
+    /// The checkpoint of a sharded optimizer, written by every rank of <paramref name="group"/> (all must call it): each
+    /// rank writes the moments it owns (<paramref name="owner"/>: each parameter's rank) to its own file, rank 0 the
+    /// parameters and the state with the shard index (<see cref="OptimizerCheckpoint.SaveSharded"/>). Returns the folder on rank 0.
+    /// </summary>
+    public static string? SaveSharded(Oml.Engine.Distributed.ProcessGroup group, Device device, string dir, State state,
+        IReadOnlyList<KeyValuePair<string, Tensor>> parameters, IReadOnlyList<int> owner, AdamW opt) =>
+        OptimizerCheckpoint.SaveSharded(group, device, dir, Prefix, 9, state.Step, parameters, owner, opt, steps => StateJson(state, steps));
+
+    private static JsonObject StateJson(State state, JsonObject steps)
+    {
             var history = new JsonArray();
             foreach (var h in state.History) history.Add((JsonNode)ToJson(h));
             return new JsonObject
@@ -48,7 +61,7 @@ public static class TrainingCheckpoint
                 ["seconds"] = state.Seconds,
                 ["history"] = history,
             };
-        });
+    }
 
     /// <summary>One report as JSON (the checkpoint's history and the command line's log use it).</summary>
     public static JsonObject ToJson(TrainingProgress p) => new()
@@ -78,6 +91,6 @@ public static class TrainingCheckpoint
     }
 
     /// <summary>Copies the checkpoint's parameters and AdamW moments into place.</summary>
-    public static void Restore(State state, IReadOnlyList<KeyValuePair<string, Tensor>> parameters, AdamW opt) =>
-        OptimizerCheckpoint.Restore(state.Folder, state.OptimizerSteps, parameters, opt);
+    public static void Restore(State state, IReadOnlyList<KeyValuePair<string, Tensor>> parameters, AdamW opt, Func<Tensor, bool>? holdsMoments = null) =>
+        OptimizerCheckpoint.Restore(state.Folder, state.OptimizerSteps, parameters, opt, holdsMoments);
 }

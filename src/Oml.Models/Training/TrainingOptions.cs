@@ -60,6 +60,21 @@ public sealed record TrainingOptions
     /// part of a checkpoint's identity: a run resumes with any number of ranks.
     /// </summary>
     public Oml.Engine.Distributed.ProcessGroup? Group { get; init; }
+    /// <summary>
+    /// With a <see cref="Group"/> of several ranks, shard the optimizer (ZeRO-2 at the granularity of parameters, as
+    /// <c>oml embed --shard-optimizer</c>): each optimized parameter (the float32 master in mixed precision) is owned by
+    /// one rank, balanced by size; its gradient is reduced to the owner only, clipping uses the global norm, the owner
+    /// steps it and broadcasts the new values. AdamW's moments fall to about 1/N per rank. Checkpoints are written per
+    /// rank with an index and resume with any number of ranks, sharded or not. Not part of a run's identity.
+    /// </summary>
+    public bool ShardOptimizer { get; init; }
+    /// <summary>
+    /// With a <see cref="Group"/>: start each gradient bucket's all-reduce (with <see cref="ShardOptimizer"/>, its reduce
+    /// to the owner) during the last micro-batch's backward pass (<see cref="Oml.Engine.Distributed.GradReducer"/>) rather
+    /// than after it (false: <see cref="Oml.Engine.Distributed.ProcessGroup.AllReduceGradients"/>, or the reduce to the
+    /// owners after backward). The sums are the same.
+    /// </summary>
+    public bool OverlapAllReduce { get; init; } = true;
 
     public void Validate()
     {

@@ -82,6 +82,29 @@ public class DataParallelTests
     }
 
     [Fact]
+    public async Task The_all_reduce_overlapped_with_backward_gives_the_weights_of_the_all_reduce_after_it_exactly()
+    {
+        using var probe = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        var rng = new Random(17);
+        int[] Seq(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(3, probe.Config.VocabSize)).ToArray();
+        // Mixing (the benign part's last micro-batch carries the hooks) and micro-batches of 64 tokens (accumulation).
+        var options = OmlizationDefaults.For(probe.Config) with
+        {
+            BatchSize = 8, EarlyStop = false, MaxEpochs = 2, MaxGradNorm = 0.5, MicroBatchTokens = 64,
+            BenignSequences = Enumerable.Range(0, 24).Select(_ => Seq(20)).ToList(),
+        };
+        // Two ranks sum two values per element: the same sums whatever the buckets, so the same weights to the bit; the
+        // same with a sharded optimizer (the reduce to each owner overlapped, or after backward).
+        foreach (bool shard in new[] { false, true })
+        {
+            var overlapped = await Ranks(options with { OverlapAllReduce = true }, 2, shard);
+            var after = await Ranks(options with { OverlapAllReduce = false }, 2, shard);
+            foreach (var (name, w) in after.Weights) Assert.Equal(w, overlapped.Weights[name]);
+            Assert.Equal(after.Result.History.Select(h => h.Loss), overlapped.Result.History.Select(h => h.Loss));
+        }
+    }
+
+    [Fact]
     public void Parameters_are_shared_out_by_size_the_same_way_on_every_rank()
     {
         long[] sizes = [100, 10, 60, 50, 40, 5];
@@ -138,20 +161,28 @@ public class DataParallelTests
             Assert.Equal(refCk.Digest, ck.Digest);
             Assert.Equal(refCk.OptimizerSteps, ck.OptimizerSteps);
             // The whole optimizer state is in the checkpoint, whoever owned it: every moment of the reference, close to it.
-            using (var of = Oml.Models.IO.SafetensorsFile.Open(Path.Combine(ck.Folder, EmbeddingCheckpoint.OptimizerFile)))
+            // A sharded run writes it per rank (each rank its own parameters' moments, listed in the index), no rank gathering it.
+            var files = Oml.Models.Training.OptimizerCheckpoint.MomentFiles(ck.Folder).Select(Oml.Models.IO.SafetensorsFile.Open).ToList();
+            Assert.Equal(shardA ? worldA : 1, files.Count);
+            Assert.Equal(shardA, !File.Exists(Path.Combine(ck.Folder, EmbeddingCheckpoint.OptimizerFile)));
             using (var rf = Oml.Models.IO.SafetensorsFile.Open(Path.Combine(refCk.Folder, EmbeddingCheckpoint.OptimizerFile)))
+            try
             {
-                Assert.Equal(rf.Entries.Keys.Order(), of.Entries.Keys.Order());
+                Assert.Equal(rf.Entries.Keys.Order(), files.SelectMany(f => f.Entries.Keys).Order());
                 Assert.NotEmpty(rf.Entries);
                 foreach (var name in rf.Entries.Keys.Where(k => k.EndsWith(".exp_avg", StringComparison.Ordinal)))
                 {
                     using var scope = Torch.NewScope();
-                    var a = of.Load(name, Device.Cpu).To(DType.Float32).ToArray<float>();
+                    var a = files.Single(f => f.Entries.ContainsKey(name)).Load(name, Device.Cpu).To(DType.Float32).ToArray<float>();
                     var b = rf.Load(name, Device.Cpu).To(DType.Float32).ToArray<float>();
                     double scale = b.Max(x => Math.Abs(x)) + 1e-12, worstM = 0;
                     for (int i = 0; i < a.Length; i++) worstM = Math.Max(worstM, Math.Abs(a[i] - b[i]));
                     Assert.True(worstM <= 1e-3 * scale + 1e-9, $"{name}: first moment differs by {worstM:E2} (largest {scale:E2})");
                 }
+            }
+            finally
+            {
+                foreach (var f in files) f.Dispose();
             }
             var resumed = await Ranks(options with { CheckpointDir = dir }, worldB, shardB);
             Assert.Equal([1, 2, 3, 4], resumed.Result.History.Select(h => h.Epoch));
