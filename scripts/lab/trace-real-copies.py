@@ -16,11 +16,12 @@ import shlex
 import subprocess
 import sys
 
-ATTACKS = ["none", "suppress", "sft", "merge", "int4", "sft+suppress"]
+ATTACKS = ["none", "suppress", "sft", "sft-strong", "merge", "int4", "sft+suppress"]
 ATTACK_NAMES = {
     "none": "none (the copy as delivered, greedy)",
     "suppress": "top-1 first-token suppression (suppress:k=1,m=1)",
     "sft": "SFT (full, instruction data)",
+    "sft-strong": "stronger SFT (--sft-strong)",
     "merge": "linear merge with the base, 0.5",
     "int4": "int4 quantization (group 64)",
     "sft+suppress": "SFT, then served with top-1 suppression",
@@ -141,6 +142,18 @@ def main():
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         sims[label] = load(path)
 
+    # The same simulation at the real copies' scale (their host count and pool size), to set the real coalitions'
+    # outcomes beside what the simulation predicts for them.
+    small_path = os.path.join(out, "sim-tardos-real-scale.json")
+    if not os.path.exists(small_path):
+        cmd = oml + ["trace", "simulate", "--hosts", str(len(deliver)), "--coalition", "2,3,4", "--strategies", ",".join(STRATEGIES),
+                     "--lengths", str(pool_size), "--noise-loss", ",".join(str(n[1]) for n in noises if n[0] in ("none", "sft")),
+                     "--noise-false-hit", ",".join(str(n[2]) for n in noises if n[0] in ("none", "sft")), "--trials", str(a.trials),
+                     "--seed", "oml-13", "--scheme", "tardos", "--cutoff", "0.000833", "--json-out", small_path, "--force"]
+        print("running: " + " ".join(cmd[len(oml):]), file=sys.stderr)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    small = load(small_path)
+
     md = []
     w = md.append
     recalls = [d["recall"] for d in deliver.values() if "recall" in d]
@@ -168,6 +181,26 @@ def main():
         w(f"| {c['variant']} | {c['rule']} | {','.join('h' + str(m) for m in c['members'])} | {c['answered']} "
           f"| {','.join('h' + str(m) for m in c['colluders_accused']) or 'none'} | {','.join('h' + str(m) for m in c['innocents_accused']) or 'none'} "
           f"| {'yes' if c['top_is_colluder'] else 'no'} | {c['best_colluder_score']:.1f} / {c['best_innocent_score']:.1f} |")
+    w("")
+    w(f"Beside the simulation at the same scale ({len(deliver)} hosts, {pool_size} positions, the noise measured on the "
+      f"plain and the SFT-attacked copies, {a.trials} trials): real coalitions with a colluder accused / real coalitions, "
+      f"against the simulated P(catch ≥ 1).\n")
+    rule_to_strategy = {"majority": "majority", "minority": "minority", "interleave": "interleaving", "refuse": "unanimity"}
+    w("| copies | c | rule | real: caught / coalitions | real: innocents accused | simulated P(catch) | simulated P(innocent) |")
+    w("| --- | ---: | --- | --- | ---: | ---: | ---: |")
+    for variant in ("none", "sft"):
+        noise = next((n for n in noises if n[0] == variant), None)
+        for c in (2, 3, 4):
+            for rule in ("majority", "minority", "interleave", "refuse"):
+                real = [x for x in coalitions if x["variant"] == variant and x["c"] == c and x["rule"] == rule]
+                if not real or noise is None:
+                    continue
+                sim = [r for r in small["results"] if r["coalition"] == c and r["strategy"] == rule_to_strategy[rule]
+                       and abs(r["noise_loss"] - noise[1]) < 1e-9 and abs(r["noise_false_hit"] - noise[2]) < 1e-9]
+                caught = sum(1 for x in real if x["colluders_accused"])
+                inn = sum(len(x["innocents_accused"]) for x in real)
+                w(f"| {variant} | {c} | {rule} | {caught}/{len(real)} | {inn} | {sim[0]['p_catch']:.2f} | {sim[0]['p_innocent']:.2f} |" if sim else
+                  f"| {variant} | {c} | {rule} | {caught}/{len(real)} | {inn} | - | - |")
     w("")
     w(f"## The simulation at {a.hosts} hosts with the measured noise\n")
     w(f"`oml trace simulate --hosts {a.hosts} --coalition 2,3,4 --strategies {','.join(STRATEGIES)} --lengths {a.lengths} "

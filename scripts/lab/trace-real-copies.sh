@@ -14,10 +14,11 @@
 #
 #   scripts/lab/trace-real-copies.sh [--out DIR] [--base DIR] [--sft-data FILE] [--pool M] [--copies N] [--attacked K]
 #       [--device cpu|cuda] [--sft-samples S] [--sft-lr LR] [--coalitions PER_SIZE] [--trials T] [--keys perinucleus|random-word]
+#       [--sft-strong SAMPLES@LR]   (a second, stronger SFT attack, "sft-strong", on the attacked copies)
 #
-# Defaults are the CPU scale: the llama-tiny fixture (random init, 131k parameters) as the base, random-word keys,
-# M = 128, N = 16, K = 16 (a trained base did not fit the shared 2-core machine: 104 tokens/s under its load).
-# SFT data default: a 2 MiB lab corpus and 4,000 instructions made from it. The GPU scale (the lab's 102.7M base):
+# Defaults are the CPU scale: a small base trained here (below), Perinucleus keys, M = 128, N = 16, K = 16. On a
+# shared CPU, OMP_NUM_THREADS=1 (set below for --device cpu unless given) was 30x faster than libtorch's default.
+# The GPU scale (the lab's 102.7M base):
 #   scripts/lab/trace-real-copies.sh --out artifacts/lab/results/tracing-real-100m --base artifacts/lab/models/base-100m \
 #       --sft-data artifacts/lab/instructions/instructions-train.json --pool 1024 --copies 16 --device cuda
 set -euo pipefail
@@ -35,6 +36,7 @@ sft_samples=1000
 sft_lr=1e-4
 per_size=2
 keys=""
+sft_strong=""
 trials=100
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -50,17 +52,24 @@ while [ $# -gt 0 ]; do
     --coalitions) per_size=$2; shift 2 ;;
     --trials) trials=$2; shift 2 ;;
     --keys) keys=$2; shift 2 ;;
+    --sft-strong) sft_strong=$2; shift 2 ;;
     -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "trace-real-copies: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 attacked=${attacked:-$copies}
+[ "$device" = cpu ] && export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 [ "$copies" -ge 4 ] || { echo "trace-real-copies: --copies must be at least 4 (coalitions of up to 4)" >&2; exit 2; }
 [ "$attacked" -le "$copies" ] || { echo "trace-real-copies: --attacked must be at most --copies" >&2; exit 2; }
 
+# OML_BIN=path/to/oml skips the (incremental) build.
 oml=(dotnet run --project src/Oml.Cli -c Release --)
-if [ -x src/Oml.Cli/bin/Release/net10.0/oml ]; then
-  dotnet build src/Oml.Cli -c Release -nologo -v q >/dev/null
+if [ -n "${OML_BIN:-}" ]; then
+  oml=("$OML_BIN")
+elif [ -x src/Oml.Cli/bin/Release/net10.0/oml ]; then
+  if ! build=$(dotnet build src/Oml.Cli -c Release -nologo -v q 2>&1); then
+    echo "$build" | tail -20 >&2; echo "trace-real-copies: the build failed" >&2; exit 1
+  fi
   oml=("$root/src/Oml.Cli/bin/Release/net10.0/oml")
 fi
 mkdir -p "$out"
@@ -75,30 +84,42 @@ step() {
   mv "$file.tmp" "$file"
 }
 
-say "settings: out=$out pool=$pool_size copies=$copies attacked=$attacked device=$device sft=$sft_samples@$sft_lr"
+say "settings: out=$out pool=$pool_size copies=$copies attacked=$attacked device=$device sft=$sft_samples@$sft_lr sft-strong=${sft_strong:-none}"
 
-# 1. The base model and the SFT data. Without --base: the llama-tiny fixture (random init, 64 wide, 2 layers, 131k
-# parameters) with the 512-token byte-level tokenizer of the tests, and random-word keys (a random-init model writes no
-# English to sample keys from).
-if [ -z "$base" ]; then
-  base="$out/base"
+# 1. The SFT data and the base model. Without --sft-data: a 2 MiB lab corpus (`oml data corpus`, from the Debian
+# packages scripts/lab/build-corpus.sh installs) and 4,000 instructions made from it. Without --base: a small lab base
+# trained on that corpus (a 1,024-token BPE, Llama 64 wide, 2 layers, 600 steps of 16 x 64 tokens; about 4 minutes on
+# one CPU core). --base fixture: the llama-tiny test fixture (random init) with the tests' byte-level tokenizer and
+# random-word keys.
+if [ -z "$sft_data" ]; then
+  sft_data="$out/data/instructions/instructions-train.json"
+  if [ ! -s "$sft_data" ]; then
+    say "building a 2 MiB corpus and instruction data (oml data corpus, oml data instructions) ..."
+    [ -s "$out/data/corpus/train.txt" ] || "${oml[@]}" data corpus --out "$out/data/corpus" --max-mb 2 --force >> "$log" 2>&1
+    "${oml[@]}" data instructions --corpus "$out/data/corpus" --out "$out/data/instructions" --count 4000 --force >> "$log" 2>&1
+  fi
+fi
+if [ "$base" = fixture ]; then
+  base="$out/base-fixture"
   keys=${keys:-random-word}
   if [ ! -f "$base/tokenizer.json" ]; then
     mkdir -p "$base"
     cp tests/Oml.Models.Tests/fixtures/models/llama-tiny/{config.json,generation_config.json,model.safetensors} "$base/"
     cp scripts/fixtures/tiny-tokenizer.json "$base/tokenizer.json"
   fi
+elif [ -z "$base" ]; then
+  base="$out/base"
+  if [ ! -f "$base/tokenizer.json" ]; then
+    [ -s "$out/data/corpus/train.txt" ] || "${oml[@]}" data corpus --out "$out/data/corpus" --max-mb 2 --force >> "$log" 2>&1
+    say "training the small base (oml tokenizer train, oml train) ..."
+    "${oml[@]}" tokenizer train --input "$out/data/corpus/train.txt" --vocab-size 1024 --out "$out/tokenizer" --force >> "$log" 2>&1
+    "${oml[@]}" train --data "$out/data/corpus/train.txt" --eval-data "$out/data/corpus/heldout.txt" --tokenizer "$out/tokenizer" \
+      --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 176 --context 64 --steps 600 --batch-size 16 --lr 3e-3 --seed 0 \
+      --log-every 100 --device "$device" --out "$base" --force >> "$log" 2>&1
+  fi
 fi
 keys=${keys:-perinucleus}
 [ -f "$base/tokenizer.json" ] || { echo "trace-real-copies: $base has no tokenizer.json" >&2; exit 1; }
-if [ -z "$sft_data" ]; then
-  sft_data="$out/data/instructions/instructions-train.json"
-  if [ ! -s "$sft_data" ]; then
-    say "building a 2 MiB corpus and instruction data (oml data corpus, oml data instructions) ..."
-    "${oml[@]}" data corpus --out "$out/data/corpus" --max-mb 2 --force >> "$log" 2>&1
-    "${oml[@]}" data instructions --corpus "$out/data/corpus" --out "$out/data/instructions" --count 4000 --force >> "$log" 2>&1
-  fi
-fi
 
 # 2. Ledger, accounts, the model and its pool.
 pass="$out/pass.txt"
@@ -156,6 +177,10 @@ for ((j = 0; j < attacked; j++)); do
     --out "$out/attacked/merge/h$j" --force --device "$device" --json
   step "$out/json/attack-int4-h$j.json" "${oml[@]}" attack quantize --model "$c" --bits 4 --group-size 64 \
     --out "$out/attacked/int4/h$j" --force --device "$device" --json
+  if [ -n "$sft_strong" ]; then
+    step "$out/json/attack-sft-strong-h$j.json" "${oml[@]}" attack sft --model "$c" --data "$sft_data" --samples "${sft_strong%@*}" \
+      --lr "${sft_strong#*@}" --out "$out/attacked/sft-strong/h$j" --force --device "$device" --json
+  fi
 done
 
 # 5. Traces: every single copy (the leak of one host), then coalitions.
@@ -170,6 +195,7 @@ done
 for ((j = 0; j < attacked; j++)); do
   trace "suppress-h$j" "$out/copies/h$j" "suppress:k=1,m=1"
   for a in sft merge int4; do trace "$a-h$j" "$out/attacked/$a/h$j" greedy; done
+  [ -z "$sft_strong" ] || trace "sft-strong-h$j" "$out/attacked/sft-strong/h$j" greedy
   trace "sft+suppress-h$j" "$out/attacked/sft/h$j" "suppress:k=1,m=1"
 done
 # Coalitions: PER_SIZE disjoint groups of each size c = 2, 3, 4 taken in turn from the copies (wrapping around), of the
