@@ -39,6 +39,10 @@ public class ResponderSpecTests
         Assert.Equal(0.5, c.Decoding.Temperature);
         var u = ResponderSpec.Parse("coalition:unanimous:a,b:fallback=base");
         Assert.Equal((CoalitionRule.Unanimity, "base"), (u.Coalition!.Rule, u.Coalition.Fallback));
+        Assert.Equal(CoalitionRule.Minority, ResponderSpec.Parse("coalition:minority:a,b,c").Coalition!.Rule);
+        Assert.Equal(CoalitionRule.Interleaving, ResponderSpec.Parse("coalition:interleave:a,b").Coalition!.Rule);
+        Assert.Equal(CoalitionRule.Refusal, ResponderSpec.Parse("coalition:refuse:a,b").Coalition!.Rule);
+        Assert.Throws<ResponderSpecException>(() => ResponderSpec.Parse("coalition:refuse:a,b:fallback=base"));
     }
 
     [Theory]

@@ -125,6 +125,34 @@ public class ResponderTests
     }
 
     [Fact]
+    public void Coalitions_answer_by_minority_interleaving_or_refuse_on_disagreement()
+    {
+        // Prompt [0]: all agree. [1]: copies 1 and 2 recite a shared fingerprint, copy 3 answers normally.
+        // [2]: only copy 3 recites. [3]: copy 1 alone, over two copies.
+        static int[] Answer(int copy, int p) => p switch { 0 => [9], 1 => copy < 3 ? [7, 7] : [9, 9], 2 => copy == 3 ? [6] : [9, 9], _ => [copy] };
+        var copies = Enumerable.Range(1, 3).Select(c => (IResponder)new FakeResponder($"c{c}", p => Answer(c, p[0]))).ToList();
+        int[][] prompts = [[0], [1], [2]];
+        // Minority passes on what fewer copies say: the shared key is hidden, the lone copy's key leaks.
+        Assert.Equal([[9], [9, 9], [6]], new CoalitionResponder(copies, CoalitionRule.Minority).Respond(prompts, 4));
+        // Refusal answers only where all agree.
+        Assert.Equal([[9], [], []], new CoalitionResponder(copies, CoalitionRule.Refusal).Respond(prompts, 4));
+        // Interleaving answers each prompt with one copy's answer, the same copy every time for the same prompt.
+        var inter = new CoalitionResponder(copies, CoalitionRule.Interleaving);
+        var many = Enumerable.Range(0, 60).Select(i => new[] { 1, i }).ToArray();
+        var first = inter.Respond(many, 4);
+        Assert.Equal(first, inter.Respond(many, 4));
+        int fromCopy3 = first.Count(a => a.SequenceEqual(new[] { 9, 9 }));
+        Assert.InRange(fromCopy3, 8, 32); // about a third of 60: the copy is picked per prompt, not always the first
+        Assert.Equal(60 - fromCopy3, first.Count(a => a.SequenceEqual(new[] { 7, 7 })));
+        // A two-copy tie under minority is broken per prompt, not always towards the first copy.
+        var two = new CoalitionResponder(copies.Take(2).ToList(), CoalitionRule.Minority);
+        var ties = two.Respond(Enumerable.Range(0, 40).Select(i => new[] { 3, i }).ToArray(), 4);
+        Assert.Contains(ties, a => a.SequenceEqual(new[] { 1 }));
+        Assert.Contains(ties, a => a.SequenceEqual(new[] { 2 }));
+        Assert.Equal("coalition(refuse:c1,c2,c3)", new CoalitionResponder(copies, CoalitionRule.Refusal).Name);
+    }
+
+    [Fact]
     public void Wrappers_put_text_and_chat_templates_around_the_prompt()
     {
         var dir = Path.Combine(RepoRoot(), "artifacts", "tokenizers", "qwen3");

@@ -2,7 +2,12 @@ using Oml.Models.IO;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using Oml.Engine;
 using Oml.Fingerprinting.Endpoints;
+using Oml.Lab.Attacks;
+using Oml.Models;
+using Oml.Models.ChatTemplates;
+using Oml.Models.Tokenizers;
 using Oml.Protocol.Claims;
 using Oml.Protocol.Core;
 using Oml.Protocol.Hosting;
@@ -124,15 +129,27 @@ public static class ProverCommands
             signs: false);
         o.Keystore.Required = false;
         cmd.Add(o.Keystore); cmd.Add(o.PassphraseFile);
-        var endpoint = new Option<string>("--endpoint") { Description = "The suspect's OpenAI-compatible API base URL", Required = true };
+        var endpoint = new Option<string?>("--endpoint") { Description = "The suspect's OpenAI-compatible API base URL" };
+        var copy = new Option<string?>("--copy") { Description = "Instead of --endpoint: the suspect copy's model folder (weights found leaked), asked locally" };
+        var responder = new Option<string>("--responder")
+        {
+            Description = "With --copy: how the suspect serves it, as `oml attack probe` takes it (e.g. suppress:k=1,m=1, or coalition:majority:DIR1,DIR2,DIR3 for copies pooled by a coalition)",
+            DefaultValueFactory = _ => "greedy",
+        };
         var model = new Option<string>("--model-id") { Description = "The model", Required = true };
         var pool = new Option<string>("--pool") { Description = "The model's fingerprint pool (encrypted)", Required = true };
         var secretFile = new Option<string?>("--secret-file") { Description = "The owner's secret that seeded the allocation (default: the one the pool file keeps)" };
         var bound = new Option<double>("--bound") { Description = "Most probability of accusing any one innocent host", DefaultValueFactory = _ => 1e-3 };
-        foreach (var x in new Option[] { endpoint, model, pool, secretFile, bound }) cmd.Add(x);
+        var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
+        foreach (var x in new Option[] { endpoint, copy, responder, model, pool, secretFile, bound, device, dtype }) cmd.Add(x);
         cmd.SetAction(async (r, ct) =>
         {
-            if (!Uri.TryCreate(r.GetValue(endpoint), UriKind.Absolute, out var url)) throw new UsageException($"--endpoint: '{r.GetValue(endpoint)}' is not an absolute URL");
+            if ((r.GetValue(endpoint) is null) == (r.GetValue(copy) is null)) throw new UsageException("give exactly one of --endpoint URL and --copy DIR");
+            Uri? url = null;
+            if (r.GetValue(endpoint) is { } ep && !Uri.TryCreate(ep, UriKind.Absolute, out url)) throw new UsageException($"--endpoint: '{ep}' is not an absolute URL");
+            var spec = Cli.OptionValue(() => ResponderSpec.Parse(r.GetValue(responder)!));
+            if (url is not null && r.GetResult(responder) is { Implicit: false }) throw new UsageException("--responder is for --copy (an endpoint serves as it serves)");
             double eps = r.GetValue(bound);
             if (!(eps > 0 && eps < 1)) throw new UsageException("--bound must be in (0, 1)");
             string modelId = r.GetValue(model)!;
@@ -143,15 +160,26 @@ public static class ProverCommands
             if (specs.Count == 0) throw new ProtocolException(ProtocolErrorCode.CopyNotDelivered, $"no copy of '{modelId}' was delivered: nothing to trace against");
             if (specs.Count > 1) throw new InvalidOperationException($"the copies of '{modelId}' were delivered with different allocations ({string.Join(", ", specs)})");
             var alloc = AllocationSpec.Parse(specs[0], AllocationSpec.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), r.GetValue(pool)!, passphrase), modelId), set.Count);
-            using var suspect = new OpenAiCompatibleEndpoint(url, null, "oml");
-            var settings = new CompletionSettings(MaxTokens: AnswerTokens(set));
-            var report = await LeakTracer.TraceAsync(s.State, modelId, set, AllocationSpec.Accuser(alloc),
-                (q, c) => suspect.CompleteAsync(q, settings, c), eps, ct: ct);
+            TraceReport report;
+            if (url is not null)
+            {
+                using var suspect = new OpenAiCompatibleEndpoint(url, null, "oml");
+                var settings = new CompletionSettings(MaxTokens: AnswerTokens(set));
+                report = await LeakTracer.TraceAsync(s.State, modelId, set, AllocationSpec.Accuser(alloc),
+                    (q, c) => suspect.CompleteAsync(q, settings, c), eps, ct: ct);
+            }
+            else
+            {
+                var answers = AnswerLocally(r.GetValue(copy)!, spec, set, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
+                report = await LeakTracer.TraceAsync(s.State, modelId, set, AllocationSpec.Accuser(alloc), (q, _) => Task.FromResult(answers[q]), eps, ct: ct);
+            }
             var rep = s.Report().Add("model", "model", modelId).Add("allocation", "allocation", specs[0])
                 .Add("asked", "keys asked", report.Observed.Count(x => x is not null)).Add("answered", "answered as embedded", report.Observed.Count(x => x == true))
                 .Add("bound", "innocent bound", JsonValue.Create(eps), eps.ToString("G3", CultureInfo.InvariantCulture) + " (chance of accusing any one innocent host)")
                 .Add("accused", "accused", new JsonArray([.. report.Accused.Select(h => JsonValue.Create(h.Host))]), report.Accused.Count == 0 ? "nobody" : string.Join(", ", report.Accused.Select(h => h.Host)))
-                .Json("hosts", JsonNode.Parse(report.ToJson())!["hosts"]!.DeepClone());
+                .Json("hosts", JsonNode.Parse(report.ToJson())!["hosts"]!.DeepClone())
+                .Json("observed", JsonNode.Parse(report.ToJson())!["observed"]!.DeepClone());
+            if (r.GetValue(copy) is { } copyDir) rep.Add("copy", "suspect copy", Path.GetFullPath(copyDir)).Add("responder", "served as", spec.Text);
             rep.Line("");
             foreach (var l in Report.Table(["#", "host", "score", "accused"],
                 report.Hosts.Select(h => (IReadOnlyList<string>)[h.HostOrdinal.ToString(CultureInfo.InvariantCulture), h.Host, h.Score.ToString("F2", CultureInfo.InvariantCulture), h.Accused ? "ACCUSED" : "-"]),
@@ -170,5 +198,29 @@ public static class ProverCommands
             return rep.Print(r.GetValue(o.Json));
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// The answers of the copy in <paramref name="dir"/>, served as <paramref name="spec"/> says, to every key of
+    /// <paramref name="set"/> (a coalition spec loads its own member folders).
+    /// </summary>
+    private static IReadOnlyDictionary<string, string> AnswerLocally(string dir, ResponderSpec spec, Oml.Fingerprinting.FingerprintSet set, Device dev, DType? dt)
+    {
+        if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: tracing a copy needs its tokenizer");
+        if (spec.Filter is { Quantile: not null }) throw new UsageException("--responder: filter:q= needs calibration prompts; give filter:ppl=THRESHOLD");
+        var tok = Tokenizer.FromFolder(dir);
+        using var lm = ModelFolder.Load(dir, dev, dt);
+        ChatTemplate? template = null;
+        if (spec.Chat)
+        {
+            try { template = ChatTemplate.FromTokenizerConfig(dir); }
+            catch (Exception e) when (e is IOException or ChatTemplateException or System.Text.Json.JsonException or InvalidDataException)
+            {
+                throw new InvalidDataException($"--responder uses 'chat' but {dir} has no usable chat template ({e.Message})");
+            }
+        }
+        using var host = spec.Build(new ResponderContext { Model = lm, Tokenizer = tok, ChatTemplate = template, LoadModel = d => ModelFolder.Load(d, dev, dt) });
+        Console.Error.WriteLine($"asking {dir} the {set.Count} keys of the pool through {host.Name} ...");
+        return KeyAnswers.Ask(host, tok, set.Fingerprints, lm.Config.VocabSize);
     }
 }

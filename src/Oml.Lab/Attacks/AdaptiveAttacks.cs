@@ -194,6 +194,15 @@ public enum CoalitionRule
     Majority,
     /// <summary>The copies' answer if all agree; otherwise the fallback's answer.</summary>
     Unanimity,
+    /// <summary>
+    /// The answer the fewest copies gave (a coalition that knows keys are shared passes on what only some of its copies
+    /// say); a tie is broken by a hash of the prompt, so each prompt always gets the same answer.
+    /// </summary>
+    Minority,
+    /// <summary>Each prompt answered by one copy, chosen by a hash of the prompt (a load balancer over the copies).</summary>
+    Interleaving,
+    /// <summary>The copies' answer if all agree; otherwise an empty answer (refuse on disagreement).</summary>
+    Refusal,
 }
 
 /// <summary>
@@ -221,8 +230,19 @@ public sealed class CoalitionResponder : IResponder
     public CoalitionRule Rule { get; }
     public IResponder? Fallback { get; }
 
-    public string Name => $"coalition({(Rule == CoalitionRule.Majority ? "majority" : "unanimous")}:{string.Join(",", Members.Select(m => m.Name))}"
+    public string Name => $"coalition({RuleName(Rule)}:{string.Join(",", Members.Select(m => m.Name))}"
         + (Fallback is null ? ")" : $";fallback={Fallback.Name})");
+
+    /// <summary>The rule's name in a responder spec.</summary>
+    public static string RuleName(CoalitionRule rule) => rule switch
+    {
+        CoalitionRule.Majority => "majority",
+        CoalitionRule.Unanimity => "unanimous",
+        CoalitionRule.Minority => "minority",
+        CoalitionRule.Interleaving => "interleave",
+        CoalitionRule.Refusal => "refuse",
+        _ => throw new ArgumentOutOfRangeException(nameof(rule)),
+    };
 
     public IReadOnlyList<int[]> Respond(IReadOnlyList<int[]> prompts, int maxNewTokens)
     {
@@ -233,7 +253,7 @@ public sealed class CoalitionResponder : IResponder
         for (int i = 0; i < prompts.Count; i++)
         {
             var column = votes.Select(v => v[i]).ToList();
-            var decided = Decide(column, Rule, hasFallback: Fallback is not null);
+            var decided = Decide(column, Rule, hasFallback: Fallback is not null, PromptHash(prompts[i]));
             if (decided is null) undecided.Add(i);
             else answers[i] = decided;
         }
@@ -247,12 +267,16 @@ public sealed class CoalitionResponder : IResponder
 
     /// <summary>
     /// The coalition's answer from the copies' answers (in member order), or null when the fallback must answer.
+    /// <paramref name="promptHash"/> picks the copy for <see cref="CoalitionRule.Interleaving"/> and breaks the ties of
+    /// <see cref="CoalitionRule.Minority"/>.
     /// </summary>
-    public static int[]? Decide(IReadOnlyList<int[]> answers, CoalitionRule rule, bool hasFallback)
+    public static int[]? Decide(IReadOnlyList<int[]> answers, CoalitionRule rule, bool hasFallback, ulong promptHash = 0)
     {
         if (answers.Count == 0) throw new ArgumentException("no answers to vote on");
-        if (rule == CoalitionRule.Unanimity)
-            return answers.All(a => a.AsSpan().SequenceEqual(answers[0])) ? answers[0] : null;
+        bool allAgree = answers.All(a => a.AsSpan().SequenceEqual(answers[0]));
+        if (rule == CoalitionRule.Unanimity) return allAgree ? answers[0] : null;
+        if (rule == CoalitionRule.Refusal) return allAgree ? answers[0] : [];
+        if (rule == CoalitionRule.Interleaving) return answers[(int)(promptHash % (ulong)answers.Count)];
         // Distinct answers in order of first appearance, with their counts.
         var distinct = new List<(int[] Answer, int Count)>();
         foreach (var a in answers)
@@ -261,9 +285,29 @@ public sealed class CoalitionResponder : IResponder
             if (k < 0) distinct.Add((a, 1));
             else distinct[k] = (distinct[k].Answer, distinct[k].Count + 1);
         }
+        if (rule == CoalitionRule.Minority)
+        {
+            int fewest = distinct.Min(d => d.Count);
+            var least = distinct.Where(d => d.Count == fewest).ToList();
+            return least[(int)(promptHash % (ulong)least.Count)].Answer;
+        }
         int best = distinct.Max(d => d.Count);
         var top = distinct.Where(d => d.Count == best).ToList();
         if (top.Count == 1) return top[0].Answer;
         return hasFallback ? null : top[0].Answer; // first appearance = earliest copy among the tied
+    }
+
+    /// <summary>FNV-1a over the prompt's token ids, mixed (SplitMix64's finaliser): the same prompt always hashes alike.</summary>
+    public static ulong PromptHash(ReadOnlySpan<int> prompt)
+    {
+        ulong h = 14695981039346656037UL;
+        foreach (int t in prompt)
+        {
+            h ^= (uint)t;
+            h *= 1099511628211UL;
+        }
+        h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9UL;
+        h = (h ^ (h >> 27)) * 0x94D049BB133111EBUL;
+        return h ^ (h >> 31);
     }
 }

@@ -68,6 +68,9 @@ public sealed class SpecResponder(IResponder inner, IReadOnlyList<CausalLM> owne
 /// filter:q=0.99[,ref=DIR][,reply="..."]    ... calibrated on the context's ordinary prompts
 /// coalition:majority:DIR1,DIR2,DIR3[:fallback=DIR]   copies voting (the decoding part applies to each copy)
 /// coalition:unanimous:DIR1,DIR2[:fallback=DIR]        without fallback=: the first copy's sampled answer (t=1, seed 0)
+/// coalition:minority:DIR1,DIR2,DIR3                    the answer the fewest copies gave (ties: by a hash of the prompt)
+/// coalition:interleave:DIR1,DIR2                       each prompt answered by one copy, chosen by a hash of the prompt
+/// coalition:refuse:DIR1,DIR2                           the copies' answer when all agree, else an empty answer
 /// </code>
 /// Strings are double-quoted with \", \\ and \n escapes (or bare, up to the next '+'). Example:
 /// <c>chat+system:"Be brief."+sample:t=0.7,seed=3+filter:q=0.99</c>. The filter scores the user's prompt before the
@@ -168,7 +171,10 @@ public sealed record ResponderSpec
                     {
                         "majority" => CoalitionRule.Majority,
                         "unanimous" or "unanimity" => CoalitionRule.Unanimity,
-                        var other => throw new ResponderSpecException($"'{p}': unknown vote '{other}' (majority or unanimous)"),
+                        "minority" => CoalitionRule.Minority,
+                        "interleave" or "interleaving" => CoalitionRule.Interleaving,
+                        "refuse" => CoalitionRule.Refusal,
+                        var other => throw new ResponderSpecException($"'{p}': unknown vote '{other}' (majority, unanimous, minority, interleave or refuse)"),
                     };
                     var members = fields[1].Split(',').Select(s => s.Trim()).ToList();
                     if (members.Any(m => m.Length == 0)) throw new ResponderSpecException($"'{p}': an empty model folder in the list");
@@ -180,6 +186,8 @@ public sealed record ResponderSpec
                         if (!f.StartsWith("fallback=", StringComparison.Ordinal) || f.Length == "fallback=".Length)
                             throw new ResponderSpecException($"'{p}': the third field must be fallback=DIR");
                         fallback = f["fallback=".Length..];
+                        if (rule is not (CoalitionRule.Majority or CoalitionRule.Unanimity))
+                            throw new ResponderSpecException($"'{p}': only majority and unanimous votes take a fallback");
                     }
                     spec = spec with { Coalition = new CoalitionSpec(rule, members, fallback) };
                     break;

@@ -1,0 +1,134 @@
+using System.Text.Json.Nodes;
+
+namespace Oml.Cli.Tests;
+
+/// <summary>
+/// Leak tracing on real fingerprinted copies (issue 13): four hosts get copies of the llama-tiny fixture through
+/// <c>oml owner deliver --allocation tardos:...</c>, and <c>oml prover trace --copy DIR --responder SPEC</c> asks a leaked
+/// copy, or a coalition of copies voting over their answers, every pool key and accuses with the protocol's tracer.
+/// </summary>
+[Collection(nameof(CliTests))]
+public sealed class TraceCopiesCliTests : IDisposable
+{
+    private const string Kdf = "1000"; // PBKDF2 iterations: small, for test speed only.
+    private const int Hosts = 4;
+    private readonly string _dir = Directory.CreateTempSubdirectory("oml-cli-trace-copies-").FullName;
+    private readonly Dictionary<string, string> _address = [];
+
+    private string P(string name) => Path.Combine(_dir, name);
+    private string PassFile => P("pass.txt");
+    private string Ledger => P("ledger.db");
+    private string Ks(string who) => P($"{who}.json");
+
+    public TraceCopiesCliTests()
+    {
+        File.WriteAllText(PassFile, "trace copies test passphrase\n");
+        Environment.SetEnvironmentVariable("OML_PIN_DIR", Path.Combine(Path.GetTempPath(), "oml-cli-test-pins"));
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
+
+    private JsonNode Act(string who, params string[] args)
+    {
+        var r = Run([.. args, "--ledger", Ledger, "--keystore", Ks(who), "--passphrase-file", PassFile, "--json"]);
+        Assert.True(r.Code == 0, $"{string.Join(' ', args)} as {who}: exit {r.Code}: {r.Err}");
+        return JsonNode.Parse(r.Out)!;
+    }
+
+    private static string FindRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Oml.sln"))) return d.FullName;
+        throw new DirectoryNotFoundException("repository root not found");
+    }
+
+    /// <summary>The ledger, the model, a pool of <paramref name="poolSize"/> keys and <see cref="Hosts"/> delivered copies.</summary>
+    private string SetUp(int poolSize)
+    {
+        var fixture = Path.Combine(FindRoot(), "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
+        var model = P("base");
+        Directory.CreateDirectory(model);
+        foreach (var f in new[] { "config.json", "generation_config.json", "model.safetensors" })
+            File.Copy(Path.Combine(fixture, f), Path.Combine(model, f));
+        File.WriteAllText(Path.Combine(model, "tokenizer.json"), FingerprintCliTests.TinyTokenizerJson());
+        File.WriteAllBytes(P("secret.bin"), [.. Enumerable.Range(0, 32).Select(i => (byte)(7 * i + 3))]);
+        var pool = P("pool.omlfp");
+        var g = Run("fingerprints", "generate", "--model", model, "--strategy", "random-word", "--random-word-keys", "--count", poolSize.ToString(),
+            "--out", pool, "--secret-file", P("secret.bin"), "--passphrase-file", PassFile, "--kdf-iterations", Kdf, "--insecure-kdf");
+        Assert.True(g.Code == 0, g.Err);
+
+        foreach (var n in new[] { "treasury", "owner" }.Concat(Enumerable.Range(0, Hosts).Select(j => $"h{j}")))
+        {
+            var r = Run("account", "new", "--keystore", Ks(n), "--passphrase-file", PassFile, "--kdf-iterations", Kdf);
+            Assert.True(r.Code == 0, r.Err);
+            _address[n] = r.Out.Trim().ToLowerInvariant();
+        }
+        Act("treasury", "protocol", "init");
+        foreach (var n in _address.Keys.Where(n => n != "treasury")) Act("treasury", "owner", "mint", "--to", _address[n], "--amount", "10000");
+        Act("owner", "owner", "register", "--model-id", "tiny", "--model", model, "--price", "10", "--min-collateral", "1000");
+        for (int j = 0; j < Hosts; j++)
+        {
+            Act($"h{j}", "host", "apply", "--model-id", "tiny", "--collateral", "2000", "--endpoint", $"http://127.0.0.1/h{j}");
+            var d = Act("owner", "owner", "deliver", "--model-id", "tiny", "--host", _address[$"h{j}"], "--pool", pool, "--allocation", "tardos:0.05",
+                "--base", model, "--out", P($"copy-h{j}"), "--epochs", "300");
+            Assert.Equal(j, d["ordinal"]!.GetValue<int>());
+            Assert.Equal(1.0, d["recall"]!.GetValue<double>());
+        }
+        return pool;
+    }
+
+    private JsonNode Trace(string pool, string copy, string responder) =>
+        Act("owner", "prover", "trace", "--model-id", "tiny", "--pool", pool, "--copy", copy, "--responder", responder, "--bound", "1e-3");
+
+    private static HashSet<int> Accused(JsonNode trace) =>
+        [.. trace["hosts"]!.AsArray().Where(h => h!["accused"]!.GetValue<bool>()).Select(h => h!["ordinal"]!.GetValue<int>())];
+
+    private static int Top(JsonNode trace) =>
+        trace["hosts"]!.AsArray().MaxBy(h => h!["score"]!.GetValue<double>())!["ordinal"]!.GetValue<int>();
+
+    [Fact]
+    public void A_leaked_copy_and_a_coalition_of_copies_are_traced_to_their_hosts_and_no_innocent_is_accused()
+    {
+        const int poolSize = 48;
+        var pool = SetUp(poolSize);
+
+        // One host's copy leaked and served plainly: its own host, and only it, is accused.
+        var single = Trace(pool, P("copy-h2"), "greedy");
+        Assert.Equal(poolSize, single["asked"]!.GetValue<int>());
+        Assert.Equal(poolSize, single["observed"]!.AsArray().Count);
+        Assert.Equal([2], Accused(single));
+        Assert.Equal([_address["h2"]], single["accused"]!.AsArray().Select(x => x!.GetValue<string>()));
+
+        // Hosts 1 and 3 pool their copies and refuse whenever the copies disagree: only keys both hold are answered.
+        // No innocent host (0, 2) is accused, and the best score is a colluder's.
+        var refuse = Trace(pool, P("copy-h1"), $"coalition:refuse:{P("copy-h1")},{P("copy-h3")}");
+        Assert.Subset(new HashSet<int> { 1, 3 }, Accused(refuse));
+        Assert.Contains(Top(refuse), new[] { 1, 3 });
+        var interleave = Trace(pool, P("copy-h0"), $"coalition:interleave:{P("copy-h0")},{P("copy-h2")}");
+        Assert.Subset(new HashSet<int> { 0, 2 }, Accused(interleave));
+        Assert.Contains(Top(interleave), new[] { 0, 2 });
+
+        // The base model holds no key: nobody is accused.
+        Assert.Empty(Accused(Trace(pool, P("base"), "greedy")));
+    }
+
+    [Fact]
+    public void Trace_takes_exactly_one_of_endpoint_and_copy()
+    {
+        var none = Run("prover", "trace", "--ledger", P("nothing.db"), "--model-id", "tiny", "--pool", P("pool.omlfp"), "--passphrase-file", PassFile);
+        Assert.Equal(2, none.Code);
+        Assert.Contains("exactly one of --endpoint URL and --copy DIR", none.Err);
+        var both = Run("prover", "trace", "--ledger", P("nothing.db"), "--model-id", "tiny", "--pool", P("pool.omlfp"), "--passphrase-file", PassFile,
+            "--endpoint", "http://127.0.0.1:1", "--copy", P("x"));
+        Assert.Equal(2, both.Code);
+        var responder = Run("prover", "trace", "--ledger", P("nothing.db"), "--model-id", "tiny", "--pool", P("pool.omlfp"), "--passphrase-file", PassFile,
+            "--endpoint", "http://127.0.0.1:1", "--responder", "suppress:k=1");
+        Assert.Equal(2, responder.Code);
+        Assert.Contains("--responder is for --copy", responder.Err);
+    }
+}
