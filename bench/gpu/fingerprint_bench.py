@@ -30,7 +30,8 @@ a = ap.parse_args()
 os.makedirs(a.work, exist_ok=True)
 os.makedirs(a.out, exist_ok=True)
 here = os.path.dirname(os.path.abspath(__file__))
-env = dict(os.environ, OML_PASSPHRASE="benchmark passphrase")
+# OML_TIMINGS=1: every oml command prints its phases at exit ("oml: timings: {...}"), kept with each result.
+env = dict(os.environ, OML_PASSPHRASE="benchmark passphrase", OML_TIMINGS="1")
 PEAK_TFLOPS = 989.4   # H200 SXM dense bf16, NVIDIA datasheet
 
 SHAPES = {
@@ -41,7 +42,7 @@ SHAPES = {
                head_dim=128, tie_word_embeddings=False, rope_factor=8.0),
 }
 CASES = {
-    "1b": [dict(shape="1b", count=1024, epochs=6, peer=True, verify=True),
+    "1b": [dict(shape="1b", count=1024, epochs=6, peer=True, verify=True, perinucleus=True),
            dict(shape="1b", count=4096, epochs=4, peer=True, budget_gb=74.5, label="1b×4,096 within 80 GB"),
            dict(shape="1b", count=1024, epochs=6, peer=False, mix=0.25, label="1b×1,024, β 0.25")],
     "8b": [dict(shape="8b", count=1024, epochs=4, peer=True),
@@ -131,6 +132,14 @@ def run(cmd, name, timeout=900):
     return wall, p.stdout
 
 
+def phases(text):
+    """The phases an oml command printed with OML_TIMINGS=1 (seconds by name), or {} when it printed none."""
+    for line in reversed(text.splitlines()):
+        if line.startswith("oml: timings: "):
+            return json.loads(line[len("oml: timings: "):])
+    return {}
+
+
 def flops_per_row(shape, tokens):
     """Model FLOPs of one training row: 6·(decoder parameters)·tokens + 6·H·V for the one position that needs logits."""
     s = SHAPES[shape]
@@ -160,6 +169,11 @@ def save_results():
             continue
         lines.append(f"| {r['case']} | {r['side']} | {r['fps_steady']:,.0f} | {100 * r['mfu']:.1f} % | {r['wall_seconds']:.1f} | "
                      f"{r['fps_end_to_end']:,.0f} | {r['peak_memory_bytes'] / 2**30:.1f} | {r.get('plan', '')} |")
+    # Where each whole command's time went (OML_TIMINGS=1; "(background)" phases overlap the others).
+    lines += ["", "| case | phases (s) |", "|---|---|"]
+    for r in results:
+        if r.get("phases"):
+            lines.append(f"| {r['case']} | " + ", ".join(f"{k} {v:.2f}" for k, v in r["phases"].items()) + " |")
     open(os.path.join(a.out, "results.md"), "w").write("\n".join(lines) + "\n")
 
 
@@ -172,11 +186,11 @@ for part in parts:
             model = make_model(c["shape"])
             set_path = os.path.join(a.work, f"set-{c['shape']}-{c['count']}.json")
             if not os.path.exists(set_path):
-                wall, _ = run([a.oml, "fingerprints", "generate", "--model", model, "--count", str(c["count"]), "--strategy", a.strategy,
+                wall, text = run([a.oml, "fingerprints", "generate", "--model", model, "--count", str(c["count"]), "--strategy", a.strategy,
                                "--random-word-keys", "--key-length", "16", "--response-length", "1", "--plaintext", "--out", set_path,
                                "--dtype", "bfloat16"], f"generate-{c['shape']}-{c['count']}")
                 results.append({"case": f"{c['shape']}×{c['count']:,} key generation", "side": "oml", "generate_seconds": wall,
-                                "keys_per_second": c["count"] / wall})
+                                "keys_per_second": c["count"] / wall, "phases": phases(text)})
             out_dir = os.path.join(a.work, "embedded")
             shutil.rmtree(out_dir, ignore_errors=True)
             log_path = os.path.join(a.work, f"embed-{c['shape']}-{c['count']}.jsonl")
@@ -197,12 +211,27 @@ for part in parts:
                             "fps_steady": rows / st, "mfu": flops_per_row(c["shape"], 17) * rows / st / (PEAK_TFLOPS * 1e12),
                             "wall_seconds": wall, "fps_end_to_end": rows * len(epochs) / wall,
                             "peak_memory_bytes": max(e.get("peak_memory_bytes") or 0 for e in epochs), "plan": plan,
-                            "final_loss": epochs[-1]["loss"], "final_accuracy": epochs[-1]["accuracy"]})
+                            "final_loss": epochs[-1]["loss"], "final_accuracy": epochs[-1]["accuracy"], "phases": phases(text)})
             save_results()
             if c.get("verify"):
-                wall, text = run([a.oml, "verify", "--model", out_dir, "--fingerprints", set_path, "--count", str(c["count"]),
-                                  "--dtype", "bfloat16", "--json"], f"verify-{c['shape']}-{c['count']}")
-                results.append({"case": f"{label} verify", "side": "oml", "verify_seconds": wall, "keys_per_second": c["count"] / wall})
+                # The whole command at the case's count and at 64 keys (the difference is the marginal rate), each with
+                # its phases: runtime start, set, libtorch and device init, model load, tokenizer, the greedy pass, report.
+                for n in (c["count"], 64):
+                    wall, text = run([a.oml, "verify", "--model", out_dir, "--fingerprints", set_path, "--count", str(n),
+                                      "--dtype", "bfloat16", "--json"], f"verify-{c['shape']}-{n}")
+                    results.append({"case": f"{label} verify {n:,} keys", "side": "oml", "verify_seconds": wall,
+                                    "keys_per_second": n / wall, "phases": phases(text)})
+                    save_results()
+            if c.get("perinucleus"):
+                # Perinucleus responses after random-word keys: every key's next-token distribution is ranked.
+                peri = os.path.join(a.work, f"set-{c['shape']}-{c['count']}-perinucleus.json")
+                if os.path.exists(peri):
+                    os.remove(peri)
+                wall, text = run([a.oml, "fingerprints", "generate", "--model", model, "--count", str(c["count"]), "--strategy", "perinucleus",
+                                  "--random-word-keys", "--key-length", "16", "--response-length", "1", "--plaintext", "--out", peri,
+                                  "--dtype", "bfloat16"], f"generate-perinucleus-{c['shape']}-{c['count']}")
+                results.append({"case": f"{c['shape']}×{c['count']:,} perinucleus generation", "side": "oml", "generate_seconds": wall,
+                                "keys_per_second": c["count"] / wall, "phases": phases(text)})
                 save_results()
             shutil.rmtree(out_dir, ignore_errors=True)
             if c.get("peer"):

@@ -55,7 +55,7 @@ public static class Cli
         ArgumentNullException.ThrowIfNull(root);
         try
         {
-            var parsed = root.Parse(Vocabulary.Rewrite(root, args, Console.Error));
+            var parsed = Phases.Time("parse arguments", () => root.Parse(Vocabulary.Rewrite(root, args, Console.Error)));
             if (parsed.Errors.Count > 0)
             {
                 Console.Error.WriteLine($"oml: error: {OneLine(string.Join("; ", parsed.Errors.Select(e => e.Message)))} (see 'oml --help' or 'oml COMMAND --help')");

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Oml.Engine;
 using Oml.Fingerprinting;
 using Oml.Fingerprinting.Embedding;
 using Oml.Fingerprinting.Generation;
@@ -156,11 +157,11 @@ public static class EmbedCommand
                 if (lead) Console.Error.WriteLine($"data-parallel over {group.WorldSize} ranks ({group.Backend})");
             }
 
-            var set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
-            var tok = Tokenizer.FromFolder(dir);
-            var baseDigest = FingerprintGenerator.WeightsDigest(dir, Cli.Status);
-            if (baseDigest != set.BaseModelDigest)
-                Console.Error.WriteLine($"oml: warning: {dir} is not the model the set was generated for (weights {baseDigest}, set {set.BaseModelDigest})");
+            var set = Phases.Time("read set", () => FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile)));
+            var tok = Phases.Time("tokenizer load", () => Tokenizer.FromFolder(dir));
+            // The base's digest only checks that it is the set's model (the manifest records the set's): it is hashed on
+            // another core while the model loads and trains, and the check's warning comes when the hash is done.
+            var baseCheck = BaseCheck(dir, set);
             var tokId = FingerprintGenerator.TokenizerId(dir);
             if (tokId.Digest != set.Tokenizer.Digest)
                 Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({tokId.Digest} vs {set.Tokenizer.Digest}); token ids may mean other text");
@@ -182,7 +183,7 @@ public static class EmbedCommand
             if (r.GetValue(lora) < 0) throw new UsageException("--lora must be 0 or more");
             if (r.GetValue(lora) > 0 && r.GetValue(expand) > 0) throw new UsageException("--lora and --expand are alternatives: give one");
             var loadClock = System.Diagnostics.Stopwatch.StartNew();
-            var loaded = ModelFolder.Load(dir, dev, Cli.ParseDType(r.GetValue(dtype)));
+            var loaded = Phases.Time("model load", () => ModelFolder.Load(dir, dev, Cli.ParseDType(r.GetValue(dtype))));
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"loaded {dir} ({Oml.Engine.DTypeExtensions.Name(loaded.DType)}) onto {dev} in {loadClock.Elapsed.TotalSeconds:F1} s"));
             Dictionary<string, Oml.Engine.Tensor>? masks = null;
             if (r.GetValue(expand) > 0)
@@ -213,6 +214,8 @@ public static class EmbedCommand
             };
             var result = lead ? Run(lm, dir, outDir, set, pairs, options, labels, r.GetValue(log)) : Omlization.Run(lm, dir, outDir, set, pairs, options, labels);
             if (masks is not null) foreach (var mk in masks.Values) mk.Dispose();
+            if (!baseCheck.IsCompleted) Console.Error.WriteLine("finishing the hash of the base model's weights ...");
+            using (Phases.Measure("base hash wait")) baseCheck.GetAwaiter().GetResult();
             if (!lead) return Cli.Ok;
             Console.WriteLine(r.GetValue(json) ? File.ReadAllText(Path.Combine(outDir, Omlization.ManifestFile)).TrimEnd() : Summary(outDir, set.Count, result));
             if (Omlization.Advice(result, options) is { } advice) Console.Error.WriteLine($"oml: not every fingerprint is recalled: {advice}");
@@ -220,6 +223,19 @@ public static class EmbedCommand
         });
         return cmd;
     }
+
+    /// <summary>
+    /// Hashes the base model's weights on another thread and warns (once the hash is done) when they are not the
+    /// weights the set was generated for; the task fails if the weights cannot be read.
+    /// </summary>
+    private static Task BaseCheck(string dir, FingerprintSet set) => Task.Run(() =>
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var baseDigest = FingerprintGenerator.WeightsDigest(dir);
+        Phases.Add("hash base (background)", clock.Elapsed.TotalSeconds);
+        if (baseDigest != set.BaseModelDigest)
+            Console.Error.WriteLine($"oml: warning: {dir} is not the model the set was generated for (weights {baseDigest}, set {set.BaseModelDigest})");
+    });
 
     /// <summary>One line on what was written: fingerprints, epochs, recall, the final merge and the held-out loss.</summary>
     public static string Summary(string outDir, int fingerprints, EmbeddingResult result)

@@ -117,10 +117,15 @@ public static class FingerprintCommands
             };
             Cli.OptionValue(settings.Validate);
 
-            var tok = Tokenizer.FromFolder(dir);
-            Console.Error.WriteLine($"hashing the weights of {dir} ...");
-            var digest = FingerprintGenerator.WeightsDigest(dir, Cli.Status);
-            using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
+            // The weights are hashed (the set records their digest) and the tokenizer parsed on other cores while the
+            // model loads.
+            Console.Error.WriteLine($"hashing and loading the weights of {dir} ...");
+            var hashing = Task.Run(() => Phases.Time("hash base (background)", () => FingerprintGenerator.WeightsDigest(dir, Cli.Status)));
+            var parsing = Task.Run(() => Phases.Time("tokenizer load (background)", () => Tokenizer.FromFolder(dir)));
+            using var lm = Phases.Time("model load", () => ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype))));
+            var tok = Phases.Time("tokenizer wait", () => parsing.GetAwaiter().GetResult());
+            var digest = Phases.Time("hash wait", () => hashing.GetAwaiter().GetResult());
+            using var generating = Phases.Measure("generate and write set");
             Console.Error.WriteLine($"generating {settings.Count} {strat} fingerprints ...");
             FingerprintSet set;
             try

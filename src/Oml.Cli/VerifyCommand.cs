@@ -4,6 +4,7 @@ using Oml.Fingerprinting.Embedding;
 using Oml.Fingerprinting.Endpoints;
 using Oml.Fingerprinting.Generation;
 using Oml.Fingerprinting.Verification;
+using Oml.Engine;
 using Oml.Models;
 using Oml.Models.ChatTemplates;
 using Oml.Models.Tokenizers;
@@ -109,7 +110,8 @@ public static class VerifyCommand
                 rule = cal.Apply(rule);
             }
             var setPath = r.GetValue(fingerprints)!;
-            var set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
+            FingerprintSet set;
+            using (Phases.Measure("read set")) set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
             var unrevealed = set.Unrevealed();
             if (unrevealed.Count == 0) throw new InvalidDataException($"every fingerprint of {setPath} has been revealed: there are no secret keys left to query");
             int m = r.GetValue(count) ?? unrevealed.Count;
@@ -134,6 +136,8 @@ public static class VerifyCommand
                     SystemPrompt = r.GetValue(systemPrompt),
                     Temperature = temp,
                     Samples = r_,
+                    BatchSize = LocalVerifier.AutoBatchSize,
+                    Progress = group is null && negatives.Length == 0 ? KeyProgress(chosen.Count) : null,
                 };
 
                 if (negatives.Length > 0)
@@ -186,6 +190,7 @@ public static class VerifyCommand
                     double bound = Math.Min(1.0, (double)perKey / k);
                     report = report with { K = k, PValueOneOverK = Math.Exp(FingerprintStatistics.LogBinomialUpperTail(report.Queried, bound, report.Hits)) };
                 }
+                using var printing = Phases.Measure("print report");
                 if (r.GetValue(json)) Console.WriteLine(report.ToJson());
                 else
                 {
@@ -228,11 +233,44 @@ public static class VerifyCommand
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
         if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: local verification needs the model's tokenizer");
-        var tok = Tokenizer.FromFolder(dir);
-        if (FingerprintGenerator.TokenizerId(dir).Digest != set.Tokenizer.Digest)
-            Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({set.Tokenizer.Name}); the key token ids are sent as they are");
-        using var lm = ModelFolder.Load(dir, device, dtype);
+        // The tokenizer (9 MB of JSON for Llama 3) is parsed and hashed on another core while the weights load.
+        var tokenizer = Task.Run(() =>
+        {
+            using var _ = Phases.Measure("tokenizer load and hash (background)");
+            return (Tokenizer: Tokenizer.FromFolder(dir), Id: FingerprintGenerator.TokenizerId(dir));
+        });
+        using (Phases.Measure("libtorch and device init")) InitDevice(device);
+        CausalLM lm;
+        using (Phases.Measure("model load")) lm = ModelFolder.Load(dir, device, dtype);
+        using var _lm = lm;
+        Tokenizer tok;
+        using (Phases.Measure("tokenizer wait"))
+        {
+            var (t, id) = tokenizer.GetAwaiter().GetResult();
+            tok = t;
+            if (id.Digest != set.Tokenizer.Digest)
+                Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({set.Tokenizer.Name}); the key token ids are sent as they are");
+        }
         if (!quiet) Console.Error.WriteLine($"querying {dir} with {chosen.Count} keys ...");
         return LocalVerifier.Verify(lm, tok, chosen, rule, options);
+    }
+
+    /// <summary>"answered N/M keys" on stderr about once a second, once the answers take longer than a second.</summary>
+    private static InlineProgress<int> KeyProgress(int total)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        double next = 1;
+        return new InlineProgress<int>(n =>
+        {
+            if (clock.Elapsed.TotalSeconds < next) return;
+            next = clock.Elapsed.TotalSeconds + 1;
+            Console.Error.WriteLine($"answered {n}/{total} keys");
+        });
+    }
+
+    /// <summary>Loads libtorch and, on a GPU, creates its context, so that the phases show what that costs.</summary>
+    private static void InitDevice(Oml.Engine.Device device)
+    {
+        using var t = Oml.Engine.Torch.Zeros([1], Oml.Engine.DType.Float32, device);
     }
 }

@@ -69,10 +69,18 @@ public static class Generator
             for (int j = 0; j < prompts[r].Count; j++) { ids[r * width + off + j] = prompts[r][j]; mask[r * width + off + j] = 1; }
         }
         using var scope = Torch.NewScope();
+        var input = Torch.FromArray<long>(ids, [n, width], model.Device);
+        // The head runs on the last position only ([n, hidden] × [hidden, vocab], not [n, width, vocab]); prompts of one
+        // length need no mask (plain causal attention, SDPA's flash kernel) and take the default positions 0..width-1.
+        if (prompts.All(p => p.Count == width))
+            return LastLogits(model, model.Hidden(input)).MoveToOuterScope();
         var m = Torch.FromArray<long>(mask, [n, width], model.Device);
         var positions = (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1);
-        return model.Forward(Torch.FromArray<long>(ids, [n, width], model.Device), m, positions).Select(1, width - 1).MoveToOuterScope();
+        return LastLogits(model, model.Hidden(input, m, positions)).MoveToOuterScope();
     }
+
+    /// <summary>The logits at the last position of final hidden states [B, T, hidden]: [B, vocab].</summary>
+    private static Tensor LastLogits(CausalLM model, Tensor hidden) => model.Head(hidden.Select(1, hidden.Size(1) - 1));
 
     public static GenerationResult Generate(CausalLM model, IReadOnlyList<int[]> prompts, GenerationOptions options,
         Func<int[], string>? decode = null)
@@ -107,7 +115,11 @@ public static class Generator
         var outputs = Enumerable.Range(0, b).Select(_ => new List<int>()).ToArray();
         var finish = new string?[b];
         var dev = model.Device;
-        using var cache = new KVCache(model.Config, b, len + Math.Max(options.MaxNewTokens, 1), model.DType, dev);
+        // One new token needs no cache: nothing is decoded after the prompt's pass.
+        using var cache = options.MaxNewTokens > 1 ? new KVCache(model.Config, b, len + options.MaxNewTokens, model.DType, dev) : null;
+        // Prompts of one length (no padding) take plain causal attention in the prompt's pass: no mask tensor, so that
+        // SDPA can take its flash kernel; the decoding steps after it attend through the mask as before.
+        bool unpadded = prompts.All(p => p.Length == len);
         using var noGrad = Torch.NoGrad();
         Tensor maskT = Torch.FromArray<long>(mask, [b, len], dev).DetachFromScope();
         Tensor? input = Torch.FromArray<long>(ids, [b, len], dev).DetachFromScope();
@@ -123,8 +135,9 @@ public static class Generator
                 int[] next;
                 using (Torch.NewScope())
                 {
-                    var logits = model.Forward(input!, maskT, positions, cache);
-                    var last = logits.Select(1, logits.Size(1) - 1).To(DType.Float32);
+                    // Logits at the last position only: the head never computes [B, T, vocab].
+                    var hidden = step == 0 && unpadded ? model.Hidden(input!, null, null, cache) : model.Hidden(input!, maskT, positions, cache);
+                    var last = LastLogits(model, hidden).To(DType.Float32);
                     if (options.LogitsProcessor is { } processor) last = processor(last, step);
                     next = Choose(last, options).ToArray<long>().Select(x => (int)x).ToArray();
                 }

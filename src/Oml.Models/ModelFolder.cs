@@ -93,14 +93,73 @@ public static class ModelFolder
     /// config.json, generation_config.json, model.safetensors (sharded with an index above <paramref name="maxShardBytes"/>),
     /// and the tokenizer files of <paramref name="sourceDir"/> when given. Every file is written atomically.
     /// </summary>
-    public static void Save(CausalLM model, string dir, string? sourceDir = null, long maxShardBytes = 4L << 30)
+    public static void Save(CausalLM model, string dir, string? sourceDir = null, long maxShardBytes = 4L << 30) =>
+        Save(model, dir, sourceDir, maxShardBytes, hash: null);
+
+    /// <summary>
+    /// <see cref="Save(CausalLM, string, string?, long)"/>, returning the digest of the weight files written:
+    /// "sha256:" and the SHA-256 of the weight files in name order, hashed from the bytes as they are written (overlapped
+    /// with writing them) instead of read back, the same value that <see cref="WeightsDigest"/> reads from the folder.
+    /// </summary>
+    public static string SaveWithDigest(CausalLM model, string dir, string? sourceDir = null, long maxShardBytes = 4L << 30)
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        Save(model, dir, sourceDir, maxShardBytes, hash);
+        return DigestPrefix + Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+
+    /// <summary>The prefix of a weights digest.</summary>
+    public const string DigestPrefix = "sha256:";
+
+    /// <summary>
+    /// A digest of a model folder's weights: "sha256:" and the SHA-256 of the weight files (<see cref="WeightFiles"/>)
+    /// in name order, one stream. Reading and hashing overlap (one thread reads the next 16 MiB block while this one
+    /// hashes the last), so it runs at the slower of the disk and SHA-256; <paramref name="progress"/>, when given,
+    /// hears "hashing N GB: p %" about once a second for folders that take longer than that.
+    /// </summary>
+    public static string WeightsDigest(string modelDir, Action<string>? progress = null)
+    {
+        var files = WeightFiles(modelDir).Order(StringComparer.Ordinal).ToList();
+        long total = files.Sum(f => new FileInfo(f).Length), done = 0;
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        const int block = 16 << 20;
+        var buffers = new[] { new byte[block], new byte[block] };
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        double lastReport = 1.0;
+        foreach (var f in files)
+        {
+            using var s = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+            int cur = 0;
+            var pending = s.ReadAtLeastAsync(buffers[cur], block, throwOnEndOfStream: false).AsTask();
+            while (true)
+            {
+                int n = pending.GetAwaiter().GetResult();
+                if (n == 0) break;
+                var filled = buffers[cur];
+                cur ^= 1;
+                pending = n < block ? Task.FromResult(0) : s.ReadAtLeastAsync(buffers[cur], block, throwOnEndOfStream: false).AsTask();
+                sha.AppendData(filled, 0, n);
+                done += n;
+                if (progress is not null && clock.Elapsed.TotalSeconds >= lastReport)
+                {
+                    lastReport = clock.Elapsed.TotalSeconds + 1;
+                    progress(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"hashing {total / 1e9:F1} GB of weights: {100.0 * done / total:F0} %"));
+                }
+            }
+        }
+        if (progress is not null && clock.Elapsed.TotalSeconds >= 1)
+            progress(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"hashed {total / 1e9:F1} GB of weights in {clock.Elapsed.TotalSeconds:F1} s"));
+        return DigestPrefix + Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+
+    private static void Save(CausalLM model, string dir, string? sourceDir, long maxShardBytes, System.Security.Cryptography.IncrementalHash? hash)
     {
         Directory.CreateDirectory(dir);
         // LoRA adapters, if any, are merged: the folder holds a standard model.
         var exported = model.ExportParameters();
         try
         {
-            SaveTensors(model, dir, exported, sourceDir, maxShardBytes);
+            SaveTensors(model, dir, exported, sourceDir, maxShardBytes, hash);
         }
         finally
         {
@@ -122,7 +181,8 @@ public static class ModelFolder
             extra?.Invoke(tmp);
         }, overwrite);
 
-    private static void SaveTensors(CausalLM model, string dir, Dictionary<string, Tensor> parameters, string? sourceDir, long maxShardBytes)
+    private static void SaveTensors(CausalLM model, string dir, Dictionary<string, Tensor> parameters, string? sourceDir, long maxShardBytes,
+        System.Security.Cryptography.IncrementalHash? hash)
     {
         var tensors = parameters.OrderBy(p => p.Key, StringComparer.Ordinal).ToList();
         long total = tensors.Sum(t => t.Value.NumEl * t.Value.DType.ElementSize());
@@ -133,7 +193,7 @@ public static class ModelFolder
 
         if (total <= maxShardBytes)
         {
-            Safetensors.Save(Path.Combine(dir, SingleFile), tensors.Select(t => KeyValuePair.Create(t.Key, t.Value)));
+            Safetensors.Save(Path.Combine(dir, SingleFile), tensors.Select(t => KeyValuePair.Create(t.Key, t.Value)), null, hash);
         }
         else
         {
@@ -154,7 +214,8 @@ public static class ModelFolder
             for (int i = 0; i < shards.Count; i++)
             {
                 var file = $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
-                Safetensors.Save(Path.Combine(dir, file), shards[i]);
+                // Shards are written in name order, the order the digest covers them in.
+                Safetensors.Save(Path.Combine(dir, file), shards[i], null, hash);
                 foreach (var kv in shards[i]) map[kv.Key] = file;
             }
             var index = new JsonObject

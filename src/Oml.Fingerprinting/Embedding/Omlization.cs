@@ -1,3 +1,4 @@
+using Oml.Engine;
 using System.Globalization;
 using System.Reflection;
 using System.Text.Json;
@@ -142,15 +143,26 @@ public static class Omlization
         EmbeddingOptions options, OmlizationLabels labels, IProgress<EmbeddingProgress>? progress = null)
     {
         if (Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(baseDir).TrimEnd('/')) throw new ArgumentException("the output folder must differ from the base model's");
-        var result = Train(model, pairs, options, progress);
+        EmbeddingResult result;
+        using (Phases.Measure("train")) result = Train(model, pairs, options, progress);
         if (options.Group is { Rank: > 0 }) return result;
-        ModelFolder.Save(model, outDir, baseDir);
-        WriteManifest(outDir, set, pairs.Count, options, labels, result);
+        // The weights are hashed as they are written (overlapped with writing), not read back afterwards.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        options.Log?.Invoke($"saving {outDir} ...");
+        string digest;
+        using (Phases.Measure("save and hash result")) digest = ModelFolder.SaveWithDigest(model, outDir, baseDir);
+        options.Log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"saved and hashed {outDir} in {clock.Elapsed.TotalSeconds:F1} s"));
+        using (Phases.Measure("manifest")) WriteManifest(outDir, set, pairs.Count, options, labels, result, digest);
         return result;
     }
 
-    /// <summary>Writes <see cref="ManifestFile"/> of an OMLized model in <paramref name="outDir"/> (atomically).</summary>
-    public static void WriteManifest(string outDir, FingerprintSet set, int pairCount, EmbeddingOptions options, OmlizationLabels labels, EmbeddingResult result)
+    /// <summary>
+    /// Writes <see cref="ManifestFile"/> of an OMLized model in <paramref name="outDir"/> (atomically). Its model digest is
+    /// <paramref name="modelDigest"/> when given (from <see cref="ModelFolder.SaveWithDigest"/>, of the bytes just written),
+    /// else read from the folder's weight files.
+    /// </summary>
+    public static void WriteManifest(string outDir, FingerprintSet set, int pairCount, EmbeddingOptions options, OmlizationLabels labels, EmbeddingResult result,
+        string? modelDigest = null)
     {
         var final = result.Final;
         var commitment = set.Commit();
@@ -161,7 +173,7 @@ public static class Omlization
             ["created_at"] = DateTimeOffset.UtcNow.ToString("o", CultureInfo.InvariantCulture),
             ["library_version"] = LibraryVersion(),
             ["base_model_digest"] = set.BaseModelDigest,
-            ["model_digest"] = FingerprintGenerator.WeightsDigest(outDir, options.Log),
+            ["model_digest"] = modelDigest ?? FingerprintGenerator.WeightsDigest(outDir, options.Log),
             ["tokenizer"] = new JsonObject { ["name"] = set.Tokenizer.Name, ["digest"] = set.Tokenizer.Digest },
             ["fingerprint_file"] = labels.FingerprintSource,
             ["commitment_root"] = commitment.Root,

@@ -222,45 +222,11 @@ public sealed class FingerprintGenerator
     }
 
     /// <summary>
-    /// A digest of a model folder's weights: SHA-256 over the weight files in name order. Reading and hashing overlap
-    /// (one thread reads the next 16 MiB block while this one hashes the last), so the digest runs at the slower of the
-    /// disk and SHA-256 rather than at their sum; <paramref name="progress"/>, when given, hears "hashing N GB: p %"
-    /// about once a second for folders that take longer than that.
+    /// A digest of a model folder's weights: SHA-256 over the weight files in name order
+    /// (<see cref="ModelFolder.WeightsDigest"/>); <paramref name="progress"/>, when given, hears "hashing N GB: p %" about
+    /// once a second for folders that take longer than that.
     /// </summary>
-    public static string WeightsDigest(string modelDir, Action<string>? progress = null)
-    {
-        var files = ModelFolder.WeightFiles(modelDir).Order(StringComparer.Ordinal).ToList();
-        long total = files.Sum(f => new FileInfo(f).Length), done = 0;
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        const int block = 16 << 20;
-        var buffers = new[] { new byte[block], new byte[block] };
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        double lastReport = 1.0;
-        foreach (var f in files)
-        {
-            using var s = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
-            int cur = 0;
-            var pending = s.ReadAtLeastAsync(buffers[cur], block, throwOnEndOfStream: false).AsTask();
-            while (true)
-            {
-                int n = pending.GetAwaiter().GetResult();
-                if (n == 0) break;
-                var filled = buffers[cur];
-                cur ^= 1;
-                pending = n < block ? Task.FromResult(0) : s.ReadAtLeastAsync(buffers[cur], block, throwOnEndOfStream: false).AsTask();
-                sha.AppendData(filled, 0, n);
-                done += n;
-                if (progress is not null && clock.Elapsed.TotalSeconds >= lastReport)
-                {
-                    lastReport = clock.Elapsed.TotalSeconds + 1;
-                    progress(string.Create(CultureInfo.InvariantCulture, $"hashing {total / 1e9:F1} GB of weights: {100.0 * done / total:F0} %"));
-                }
-            }
-        }
-        if (progress is not null && clock.Elapsed.TotalSeconds >= 1)
-            progress(string.Create(CultureInfo.InvariantCulture, $"hashed {total / 1e9:F1} GB of weights in {clock.Elapsed.TotalSeconds:F1} s"));
-        return "sha256:" + Convert.ToHexStringLower(sha.GetHashAndReset());
-    }
+    public static string WeightsDigest(string modelDir, Action<string>? progress = null) => ModelFolder.WeightsDigest(modelDir, progress);
 
     /// <summary>A tokenizer's identity: its folder name and the SHA-256 of its tokenizer.json.</summary>
     public static TokenizerIdentity TokenizerId(string dir) =>

@@ -74,6 +74,44 @@ public static class Perinucleus
         return result.ToArray();
     }
 
+    /// <summary>
+    /// <see cref="Candidates"/> from a whole distribution already sorted by descending probability (e.g. on the device,
+    /// by a sort that need not be stable): <paramref name="sortedValues"/> are the probabilities, non-increasing, and
+    /// <paramref name="sortedIds"/> their token ids. Tokens of equal probability are put in id order here, run by run as
+    /// the walk reaches them, so the result is exactly <see cref="Candidates"/>'s on the unsorted distribution, in
+    /// O(vocabulary) instead of a comparison sort of the whole vocabulary. Returns null when the values are not
+    /// non-increasing (a NaN, or not sorted), for the caller to fall back to <see cref="Candidates"/>.
+    /// </summary>
+    public static int[]? CandidatesFromSorted(ReadOnlySpan<float> sortedValues, ReadOnlySpan<long> sortedIds, double threshold, int width,
+        Func<int, bool> acceptable)
+    {
+        if (threshold is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(threshold), threshold, "the nucleus threshold t must be in (0, 1)");
+        if (width < 1) throw new ArgumentOutOfRangeException(nameof(width), width, "the width k must be at least 1");
+        if (sortedValues.Length != sortedIds.Length) throw new ArgumentException("values and ids differ in length");
+        int n = sortedValues.Length;
+        for (int i = 0; i < n; i++)
+            if (float.IsNaN(sortedValues[i]) || (i > 0 && sortedValues[i] > sortedValues[i - 1])) return null;
+        var ids = new int[n];
+        int sortedUpTo = 0; // ids[..sortedUpTo] hold whole runs of equal values, each in id order
+        double total = 0;
+        int rank = 0;
+        while (rank < n && total < threshold) total += sortedValues[rank++];
+        var result = new List<int>(width);
+        for (; rank < n && result.Count < width; rank++)
+        {
+            while (sortedUpTo <= rank)
+            {
+                int end = sortedUpTo + 1;
+                while (end < n && sortedValues[end] == sortedValues[sortedUpTo]) end++;
+                for (int i = sortedUpTo; i < end; i++) ids[i] = checked((int)sortedIds[i]);
+                if (end - sortedUpTo > 1) Array.Sort(ids, sortedUpTo, end - sortedUpTo);
+                sortedUpTo = end;
+            }
+            if (acceptable(ids[rank])) result.Add(ids[rank]);
+        }
+        return result.ToArray();
+    }
+
     /// <summary>The reference's filter: the token's text, stripped of leading space markers, is alphanumeric and longer than one character.</summary>
     public static bool IsAcceptableText(string? tokenText)
     {

@@ -14,6 +14,11 @@ public sealed record PerinucleusOptions
     /// <summary>Distinct responses per key (each starts with a different perinucleus token); at most <see cref="Width"/>.</summary>
     public int ResponsesPerKey { get; init; } = 1;
     public int BatchSize { get; init; } = 32;
+    /// <summary>
+    /// How many of the most probable tokens per key are ranked on the device and copied to the host first; rows they do
+    /// not settle are sorted whole on the device. The responses do not depend on it (only the work does).
+    /// </summary>
+    public int TopTokens { get; init; } = PerinucleusSampler.TopTokens;
 }
 
 /// <summary>Chooses Perinucleus responses for keys with a base model.</summary>
@@ -34,6 +39,7 @@ public static class PerinucleusSampler
         if (options.ResponseLength < 1) throw new ArgumentException("response length must be at least 1");
         if (options.ResponsesPerKey < 1 || options.ResponsesPerKey > options.Width)
             throw new ArgumentException("responses per key must be between 1 and the width k");
+        if (options.TopTokens < 1) throw new ArgumentException("the top tokens ranked first must be at least 1");
         var result = new List<int[]>[keys.Count];
         int done = 0;
         foreach (var chunk in Enumerable.Range(0, keys.Count).Chunk(Math.Max(1, options.BatchSize)))
@@ -47,15 +53,33 @@ public static class PerinucleusSampler
             {
                 var p = Generator.NextTokenLogits(model, chunk.Select(i => (IReadOnlyList<int>)keys[i]).ToList()).To(DType.Float32).Softmax(-1);
                 long vocab = p.Size(-1);
-                int top = (int)Math.Min(vocab, TopTokens);
+                int top = (int)Math.Min(vocab, options.TopTokens);
                 var (values, ids) = p.TopK(top);
                 var v = values.Cpu().ToArray<float>();
                 var ix = ids.Cpu().ToArray<long>();
+                var unsettled = new List<int>();
                 for (int r = 0; r < chunk.Length; r++)
                 {
                     candidateLists[r] = Perinucleus.CandidatesFromTop(v.AsSpan(r * top, top), ix.AsSpan(r * top, top), top == vocab,
-                        options.Threshold, options.Width, acceptable)
-                        ?? Perinucleus.Candidates(p.Select(0, r).Cpu().ToArray<float>(), options.Threshold, options.Width, acceptable);
+                        options.Threshold, options.Width, acceptable)!;
+                    if (candidateLists[r] is null) unsettled.Add(r);
+                }
+                // Rows the top tokens do not settle (a flat distribution: a random-word key, a randomly initialised
+                // model) are sorted whole on the device, all at once, and walked here in one pass each; a comparison sort
+                // of the whole vocabulary per row on the CPU bound generation before.
+                if (unsettled.Count > 0)
+                {
+                    var rows = Torch.FromArray<long>(unsettled.Select(r => (long)r).ToArray(), [unsettled.Count], p.Device);
+                    var (sv, si) = p.IndexSelect(0, rows).Sort(-1, descending: true);
+                    var sortedValues = sv.Cpu().ToArray<float>();
+                    var sortedIds = si.Cpu().ToArray<long>();
+                    for (int u = 0; u < unsettled.Count; u++)
+                    {
+                        int r = unsettled[u];
+                        candidateLists[r] = Perinucleus.CandidatesFromSorted(sortedValues.AsSpan(u * (int)vocab, (int)vocab), sortedIds.AsSpan(u * (int)vocab, (int)vocab),
+                            options.Threshold, options.Width, acceptable)
+                            ?? Perinucleus.Candidates(p.Select(0, r).Cpu().ToArray<float>(), options.Threshold, options.Width, acceptable);
+                    }
                 }
             }
 

@@ -21,14 +21,36 @@ public static class ResponseScorer
         {
             using var scope = Torch.NewScope();
             var batch = chunk.Select(i => pairs[i]).ToList();
-            var (ids, labels) = FingerprintTrainer.Collate(batch, model.Config.PadTokenId ?? 0, model.Device);
+            var (ids, _) = FingerprintTrainer.Collate(batch, model.Config.PadTokenId ?? 0, model.Device);
             long t = ids.Size(1);
-            var logp = model.Forward(ids).Narrow(1, 0, t - 1).To(DType.Float32).LogSoftmax(-1);
-            var target = labels.Narrow(1, 1, t - 1);
-            var mask = target.Ne(-100);
-            var picked = logp.Gather(2, target.Clamp(min: 0).Unsqueeze(-1)).Squeeze(-1) * mask.To(DType.Float32);
-            var sums = picked.Sum(1).ToArray<double>();
-            for (int j = 0; j < chunk.Length; j++) result[chunk[j]] = sums[j];
+            // Logits only at the positions that predict a response token (row b's key k and response r: positions
+            // k − 1 … k + |r| − 2 of the row), not [B, T, vocab]: the head and the log-softmax were most of the work.
+            // (With an empty key, the first response token has no position before it and is not scored.)
+            var positions = new List<long>();
+            var targets = new List<long>();
+            var counts = new int[batch.Count];
+            for (int b = 0; b < batch.Count; b++)
+            {
+                var (k, r) = (batch[b].Key, batch[b].Response);
+                for (int j = Math.Max(0, 1 - k.Length); j < r.Length; j++)
+                {
+                    positions.Add(b * t + k.Length - 1 + j);
+                    targets.Add(r[j]);
+                    counts[b]++;
+                }
+            }
+            if (positions.Count == 0) continue;
+            var hidden = model.Hidden(ids);
+            var rows = hidden.Reshape(-1, hidden.Size(-1)).IndexSelect(0, Torch.FromArray<long>([.. positions], [positions.Count], model.Device));
+            var logp = model.Head(rows).To(DType.Float32).LogSoftmax(-1);
+            var picked = logp.Gather(1, Torch.FromArray<long>([.. targets], [targets.Count, 1], model.Device)).Squeeze(-1).ToArray<float>();
+            int at = 0;
+            for (int b = 0; b < batch.Count; b++)
+            {
+                double sum = 0;
+                for (int j = 0; j < counts[b]; j++) sum += picked[at++];
+                result[chunk[b]] = sum;
+            }
         }
         return result;
     }

@@ -1,3 +1,4 @@
+using Oml.Engine;
 using Oml.Fingerprinting.Embedding;
 using Oml.Models;
 using Oml.Models.Tokenizers;
@@ -22,7 +23,11 @@ public sealed record LocalVerifyOptions
     /// <summary>The share of the R samples that must be exceeded for a hit (0.5: a strict majority).</summary>
     public double Fraction { get; init; } = 0.5;
 
-    /// <summary>Keys per forward batch (keys of one length and response length only, so that no row is padded).</summary>
+    /// <summary>
+    /// Keys per forward batch (keys of one length and response length only, so that no row is padded);
+    /// <see cref="LocalVerifier.AutoBatchSize"/> sizes the batches from the device's free memory
+    /// (<see cref="LocalVerifier.PlanBatchSize"/>; 256 on the CPU).
+    /// </summary>
     public int BatchSize { get; init; } = 256;
 
     /// <summary>
@@ -43,6 +48,9 @@ public sealed record LocalVerifyOptions
 
     /// <summary>Prefixes enumerated per key and depth for the partial null (<see cref="PartialMatchNull.DefaultPrefixBudget"/>).</summary>
     public int PrefixBudget { get; init; } = PartialMatchNull.DefaultPrefixBudget;
+
+    /// <summary>Hears the number of keys answered so far after every batch (this rank's share under a process group).</summary>
+    public IProgress<int>? Progress { get; init; }
 }
 
 /// <summary>Verifies a local model: answers to the keys, matched token for token against the responses.</summary>
@@ -77,19 +85,23 @@ public static class LocalVerifier
         if (options.Samples < 1) throw new ArgumentException("the number of samples must be at least 1");
         if (options.Samples > 1 && options.Temperature is null) throw new ArgumentException("more than one sample needs a temperature (greedy answers are all the same)");
 
+        var prepare = Phases.Measure("prepare keys");
         var queries = fingerprints.Select(f => options.Format.Encode(tokenizer, f, options.SystemPrompt)).ToArray();
         var expected = fingerprints.Select(f => f.Responses.Select(x => x.TokenIds.ToArray()).ToList()).ToArray();
         for (int i = 0; i < fingerprints.Count; i++)
             foreach (var id in queries[i])
                 if (id < 0 || id >= model.Config.VocabSize)
                     throw new ArgumentException($"fingerprint {fingerprints[i].Index}: token id {id} is outside the model's vocabulary of {model.Config.VocabSize}");
+        prepare.Dispose();
 
         var lengths = expected.Select(e => e.Max(x => options.Match.AnswerLength(x.Length))).ToArray();
         var answers = new List<int[]>[fingerprints.Count];
         var dist = options.Group;
         var mine = Enumerable.Range(0, fingerprints.Count).Where(i => dist is null || i % dist.WorldSize == dist.Rank);
         var groups = mine.GroupBy(i => (queries[i].Length, lengths[i]))
-            .SelectMany(g => g.Chunk(Math.Max(1, options.BatchSize)).Select(c => (Key: g.Key, Items: c)));
+            .SelectMany(g => g.Chunk(BatchSizeFor(model, options, g.Key.Length, g.Key.Item2)).Select(c => (Key: g.Key, Items: c)));
+        var pass = Phases.Measure("greedy pass");
+        int answered = 0;
         foreach (var (key, items) in groups)
         {
             foreach (var i in items) answers[i] = [];
@@ -105,6 +117,8 @@ public static class LocalVerifier
                 var result = Generator.Generate(model, items.Select(i => queries[i]).ToList(), generation);
                 for (int j = 0; j < items.Length; j++) answers[items[j]].Add(result.Sequences[j].OutputIds);
             }
+            answered += items.Length;
+            options.Progress?.Report(answered);
         }
         var matchCounts = new int[fingerprints.Count];
         var firstAnswers = new int[fingerprints.Count][];
@@ -114,8 +128,48 @@ public static class LocalVerifier
                 matchCounts[i] = a.Count(x => options.Match.IsMatchAny(expected[i], x));
                 firstAnswers[i] = a[0];
             }
+        pass.Dispose();
         if (dist is not null) Exchange(dist, model.Device, lengths, matchCounts, firstAnswers);
+        using var _ = Phases.Measure("report");
         return Report(tokenizer, fingerprints, queries, matchCounts, firstAnswers, rule, options);
+    }
+
+    /// <summary>A <see cref="LocalVerifyOptions.BatchSize"/> that asks for batches sized from free device memory.</summary>
+    public const int AutoBatchSize = 0;
+
+    /// <summary>
+    /// The batch size for one group of keys: the options' own, or with <see cref="AutoBatchSize"/> the plan from free
+    /// memory for greedy answers on a GPU, else 256. Sampled answers keep a fixed batch size: a batch's seed is its first
+    /// key's, so the batches must not depend on the machine's free memory for a seeded run to repeat elsewhere.
+    /// </summary>
+    private static int BatchSizeFor(CausalLM model, LocalVerifyOptions options, int keyTokens, int answerTokens)
+    {
+        if (options.BatchSize > 0) return options.BatchSize;
+        if (!model.Device.IsCuda || options.Temperature is not null) return 256;
+        var (free, _) = Oml.Engine.Torch.Cuda.MemoryInfo(model.Device.Index);
+        return PlanBatchSize(model.Config, model.DType, keyTokens, answerTokens, free);
+    }
+
+    /// <summary>Keys per batch are capped at this many input tokens: matrix products are saturated long before it.</summary>
+    public const long MaxBatchTokens = 65_536;
+
+    /// <summary>
+    /// Keys per forward batch for keys of <paramref name="keyTokens"/> input tokens answered with
+    /// <paramref name="answerTokens"/> new tokens, sized so that the batch's transient memory (one decoder layer's
+    /// activations per token, the key/value cache, the last position's logits) stays within half of
+    /// <paramref name="freeBytes"/>, and at most <see cref="MaxBatchTokens"/> tokens; at least 1.
+    /// </summary>
+    public static int PlanBatchSize(ModelConfig config, Oml.Engine.DType dtype, int keyTokens, int answerTokens, long freeBytes)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentOutOfRangeException.ThrowIfLessThan(keyTokens, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(answerTokens);
+        long e = dtype.ElementSize(), tokens = keyTokens + answerTokens;
+        long cache = answerTokens > 1 ? 2L * config.NumLayers * config.NumKeyValueHeads * config.HeadDim * tokens * e : 0;
+        long perRow = tokens * Oml.Models.Training.MicroBatchPlanner.LayerActivationBytes(config, dtype) + cache + (long)config.VocabSize * (e + 4 + 8);
+        long rows = Math.Max(1, freeBytes / 2) / perRow;
+        rows = Math.Min(rows, Math.Max(1, MaxBatchTokens / tokens));
+        return (int)Math.Clamp(rows, 1, int.MaxValue);
     }
 
     /// <summary>

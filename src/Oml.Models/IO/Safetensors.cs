@@ -227,7 +227,16 @@ public static class Safetensors
     /// first, so every tensor is aligned to its element size) and then by name, with the header padded with spaces to
     /// a multiple of 8 bytes, as the reference implementation does.
     /// </summary>
-    public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
+        Save(path, tensors, metadata, hash: null);
+
+    /// <summary>
+    /// <see cref="Save(string, IEnumerable{KeyValuePair{string, Tensor}}, IReadOnlyDictionary{string, string}?)"/>, with
+    /// every byte of the file also appended to <paramref name="hash"/> (when given) as it is written, hashed on another
+    /// thread while the tensor data are written (<see cref="HashingStream"/>).
+    /// </summary>
+    public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata,
+        System.Security.Cryptography.IncrementalHash? hash)
     {
         var list = tensors.ToList();
         var dup = list.GroupBy(t => t.Key).FirstOrDefault(g => g.Count() > 1);
@@ -262,8 +271,10 @@ public static class Safetensors
         var headerBytes = header.ToArray().ToList();
         while ((8 + headerBytes.Count) % 8 != 0) headerBytes.Add((byte)' ');
 
-        AtomicFile.Write(path, stream =>
+        AtomicFile.Write(path, file =>
         {
+            using var hashing = hash is null ? null : new HashingStream(file, hash);
+            var stream = hashing ?? file;
             stream.Write(BitConverter.GetBytes((long)headerBytes.Count));
             stream.Write(headerBytes.ToArray());
             foreach (var (_, t) in ordered) t.WriteBytes(stream);

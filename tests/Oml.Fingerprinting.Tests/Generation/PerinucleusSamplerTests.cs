@@ -55,3 +55,61 @@ public class PerinucleusSamplerTests
         Assert.Equal(expected, lp[0], 4);
     }
 }
+
+public class PerinucleusSamplerSortTests
+{
+    /// <summary>
+    /// Rows the top tokens do not settle are sorted whole on the device: with only 4 top tokens most rows take that path,
+    /// and every response equals the one from ranking each key's whole distribution on the CPU.
+    /// </summary>
+    [Fact]
+    public void Rows_sorted_on_the_device_give_the_responses_of_the_full_ranking()
+    {
+        using var model = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        var rng = new Random(5);
+        var keys = Enumerable.Range(0, 24).Select(i => Enumerable.Range(0, 6 + i % 3).Select(_ => rng.Next(3, 500)).ToArray()).ToList();
+        bool Acceptable(int id) => id % 3 != 0;
+        int Pick(int key, int n) => (key * 5) % n;
+        var device = PerinucleusSampler.Sample(model, keys, new PerinucleusOptions { TopTokens = 4, BatchSize = 8, Threshold = 0.6 }, Acceptable, Pick);
+        var complete = PerinucleusSampler.Sample(model, keys, new PerinucleusOptions { BatchSize = 8, Threshold = 0.6 }, Acceptable, Pick);
+        for (int i = 0; i < keys.Count; i++)
+        {
+            float[] probs;
+            using (Torch.NoGrad())
+            using (Torch.NewScope())
+                probs = Generator.NextTokenLogits(model, [keys[i]]).To(DType.Float32).Softmax(-1).Flatten().ToArray<float>();
+            var candidates = Perinucleus.Candidates(probs, 0.6, 3, Acceptable);
+            Assert.Equal([candidates[Pick(i, candidates.Length)]], device[i][0]);
+            Assert.Equal(complete[i][0], device[i][0]);
+        }
+        Assert.Throws<ArgumentException>(() => PerinucleusSampler.Sample(model, keys, new PerinucleusOptions { TopTokens = 0 }, Acceptable, Pick));
+    }
+}
+
+public class ResponseScorerPathTests
+{
+    /// <summary>
+    /// Scoring with logits at the response positions only equals the full computation (every position's logits, the
+    /// response tokens picked after a log-softmax), for keys and responses of mixed lengths in one batch, an empty key included.
+    /// </summary>
+    [Fact]
+    public void Log_probabilities_from_the_response_positions_equal_the_full_logits()
+    {
+        using var model = ModelFolder.Load(TestModels.Fixture("qwen2-tiny"));
+        var rng = new Random(8);
+        var pairs = Enumerable.Range(0, 12).Select(i => new TrainingPair(
+            Enumerable.Range(0, i == 0 ? 0 : 2 + i % 5).Select(_ => rng.Next(3, 500)).ToArray(),
+            Enumerable.Range(0, 1 + i % 3).Select(_ => rng.Next(3, 500)).ToArray())).ToList();
+        var got = ResponseScorer.LogProbs(model, pairs, batchSize: 5);
+        using var noGrad = Torch.NoGrad();
+        for (int i = 0; i < pairs.Count; i++)
+        {
+            using var scope = Torch.NewScope();
+            var seq = pairs[i].Key.Concat(pairs[i].Response).ToArray();
+            var l = model.Forward(Torch.FromArray<long>(seq.Select(x => (long)x).ToArray(), [1, seq.Length])).To(DType.Float32).LogSoftmax(-1);
+            double expected = 0;
+            for (int j = Math.Max(1, pairs[i].Key.Length); j < seq.Length; j++) expected += l.Select(1, j - 1).Select(1, seq[j]).ToDouble();
+            Assert.Equal(expected, got[i], 4);
+        }
+    }
+}

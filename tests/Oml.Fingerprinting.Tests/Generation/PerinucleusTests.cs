@@ -67,3 +67,50 @@ public class PerinucleusTests
         Assert.True(settled > 150, $"only {settled} of 400 settled from the top tokens");
     }
 }
+
+public class PerinucleusSortedTests
+{
+    /// <summary>
+    /// The walk over a distribution sorted elsewhere (values descending, ties in any order, as an unstable device sort
+    /// leaves them) gives exactly the full ranking's candidates: flat distributions, long runs of ties and zeros included.
+    /// </summary>
+    [Fact]
+    public void Candidates_from_a_sorted_distribution_equal_the_full_ranking()
+    {
+        var rng = new Random(29);
+        for (int trial = 0; trial < 400; trial++)
+        {
+            int vocab = 20 + rng.Next(600);
+            var p = new float[vocab];
+            int kind = trial % 3;
+            for (int i = 0; i < vocab; i++)
+                p[i] = kind switch
+                {
+                    0 => (float)Math.Pow(rng.NextDouble(), 1 + rng.NextDouble() * 8),
+                    1 => 1f + rng.Next(3),        // nearly flat: long runs of equal values
+                    _ => rng.Next(4) == 0 ? 0f : (float)rng.NextDouble(),
+                };
+            for (int t = rng.Next(vocab / 3); t > 0; t--) p[rng.Next(vocab)] = p[rng.Next(vocab)];
+            float sum = p.Sum();
+            for (int i = 0; i < vocab; i++) p[i] /= sum;
+            double threshold = 0.05 + rng.NextDouble() * 0.9;
+            int width = 1 + rng.Next(5);
+            int mod = 1 + rng.Next(3);
+            bool Acceptable(int id) => id % mod == 0;
+            var full = Perinucleus.Candidates(p, threshold, width, Acceptable);
+
+            // Descending by value, equal values shuffled.
+            var order = Enumerable.Range(0, vocab).OrderByDescending(i => p[i]).ThenBy(_ => rng.Next()).ToArray();
+            var sorted = Perinucleus.CandidatesFromSorted(order.Select(i => p[i]).ToArray(), order.Select(i => (long)i).ToArray(), threshold, width, Acceptable);
+            Assert.Equal(full, sorted);
+        }
+    }
+
+    [Fact]
+    public void Candidates_from_a_sorted_distribution_decline_values_that_are_not_sorted()
+    {
+        Assert.Null(Perinucleus.CandidatesFromSorted([0.2f, 0.5f, 0.3f], [0, 1, 2], 0.5, 1, _ => true));
+        Assert.Null(Perinucleus.CandidatesFromSorted([0.5f, float.NaN, 0.1f], [0, 1, 2], 0.5, 1, _ => true));
+        Assert.Equal([2], Perinucleus.CandidatesFromSorted([0.5f, 0.3f, 0.2f], [1, 0, 2], 0.7, 1, _ => true)!);
+    }
+}
