@@ -372,12 +372,12 @@ public sealed class ExperimentRunner
                 var group = groups[(src.Name, seed)];
                 var before = SafeId($"{src.Name}-s{seed}-before");
                 cells.Add(new Cell(before, () => Before(src, seed), group));
-                foreach (var a in attacks.Where(a => a.AppliesTo(src.Name)))
+                foreach (var a in attacks.Where(a => src.Attacked && a.AppliesTo(src.Name)))
                 {
                     var name = AttackName(a);
                     cells.Add(new Cell(SafeId($"{src.Name}-s{seed}-{name}"), () => Attack(src, seed, a, name, "", double.NaN, before), group));
                 }
-                foreach (var sw in sweeps.Where(sw => sw.Targets.Count == 0 || sw.Targets.Contains(src.Name)))
+                foreach (var sw in sweeps.Where(sw => src.Attacked && (sw.Targets.Count == 0 || sw.Targets.Contains(src.Name))))
                     foreach (var (x, a) in sw.Expand())
                         cells.Add(new Cell(SafeId($"{src.Name}-s{seed}-{sw.Name}={Num(x)}"), () => Attack(src, seed, a, AttackName(a), sw.Name, x, before), group));
             }

@@ -375,6 +375,11 @@ public sealed class ModelSource
     public string? Path { get; set; }
     /// <summary>Fingerprint settings to build it in-run into OUT/models (complete on their own: unset fields take the defaults).</summary>
     public FingerprintSpec? Build { get; set; }
+    /// <summary>
+    /// False: the model is built and measured (its before cell) but not attacked: it is there for other attacks to
+    /// refer to (model:NAME), e.g. the keys a blocking host learnt from earlier claims.
+    /// </summary>
+    public bool Attacked { get; set; } = true;
 
     public void Validate(string where, Action<string> fail)
     {
@@ -545,7 +550,7 @@ public sealed class AdaptiveSpec
         if (d.ResponseLength is { } rl) f.ResponseLength = rl;
         if (d.ResumptionPairs is { } rp) f.ResumptionPairs = rp;
         if (d.Set is { } set) f.Set = set;
-        return new ModelSource { Name = d.Name, Build = f };
+        return new ModelSource { Name = d.Name, Build = f, Attacked = d.Attacked };
     }).ToList();
 }
 
@@ -561,4 +566,6 @@ public sealed class DefenceSpec
     public int? ResumptionPairs { get; set; }
     /// <summary>An independent key set (<see cref="FingerprintSpec.Set"/>), e.g. the keys a blocking host learnt from earlier claims.</summary>
     public string? Set { get; set; }
+    /// <summary>False: built for other attacks to refer to (model:NAME), not attacked itself (<see cref="ModelSource.Attacked"/>).</summary>
+    public bool Attacked { get; set; } = true;
 }
