@@ -127,7 +127,10 @@ public class QueryRewriteTests
             {
                 Model = m, Tokenizer = tok, ResolvePath = p => p == "model:copy" ? Path.Combine(dir, "copy") : p,
             }))
+            {
                 Assert.Equal(new int[][] { [], new ModelResponder(m).Respond([k2], 2)[0] }, host.Respond([k1, k2], 2));
+                Assert.Equal(1, ((RevealedKeyBlocker)host.Inner).RevealedCount);   // the set's one key, read as a set (not as lines of text)
+            }
             Assert.Contains("no file at", Assert.Throws<ResponderSpecException>(() =>
                 ResponderSpec.Parse($"block:revealed={Path.Combine(dir, "missing.txt")}").Build(new ResponderContext { Model = m, Tokenizer = tok })).Message);
         }

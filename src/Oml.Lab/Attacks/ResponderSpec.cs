@@ -352,9 +352,9 @@ public sealed record ResponderSpec
         var resolved = context.ResolvePath?.Invoke(path) ?? path;
         if (Directory.Exists(resolved)) resolved = Path.Combine(resolved, "fingerprints.json");
         if (!File.Exists(resolved)) throw new ResponderSpecException($"'{Text}': revealed keys: no file at {resolved}");
-        var text = File.ReadAllText(resolved);
+        var bytes = File.ReadAllBytes(resolved);
         List<int[]> keys;
-        if (text.TrimStart().StartsWith('{'))
+        if (bytes.AsSpan().StartsWith(Oml.Fingerprinting.FingerprintSetFile.Magic))
         {
             Oml.Fingerprinting.FingerprintSet set;
             try { set = Oml.Fingerprinting.FingerprintSetFile.Read(resolved, null); }
@@ -367,7 +367,7 @@ public sealed record ResponderSpec
         else
         {
             var tok = Need(context.Tokenizer, "revealed keys in a text file need the tokenizer");
-            keys = text.Split('\n').Select(l => l.TrimEnd('\r')).Where(l => l.Trim().Length > 0).Select(l => tok.Encode(l)).Where(k => k.Length > 0).ToList();
+            keys = System.Text.Encoding.UTF8.GetString(bytes).Split('\n').Select(l => l.TrimEnd('\r')).Where(l => l.Trim().Length > 0).Select(l => tok.Encode(l)).Where(k => k.Length > 0).ToList();
         }
         if (keys.Count == 0) throw new ResponderSpecException($"'{Text}': revealed keys: {resolved} holds no key");
         return keys;
