@@ -364,17 +364,21 @@ public static class AttackCommands
     {
         var model = ModelOption("The (attacked) model folder the host serves; its tokenizer.json builds the queries");
         var fingerprints = new Option<string>("--fingerprints") { Description = "The fingerprint-set file", Required = true };
-        var responder = new Option<string>("--responder") { Description = "How the host answers: a responder spec (greedy, sample:t=0.7,top_p=0.9, suppress:k=1,m=3,threshold=0.5, filter:ppl=..., system:\"...\", chat, coalition:majority:M1,M2,M3; join parts with '+')", DefaultValueFactory = _ => "greedy" };
+        var responder = new Option<string>("--responder") { Description = "How the host answers: a responder spec (greedy, sample:t=0.7,top_p=0.9, suppress:k=1,m=3,threshold=0.5, filter:ppl=..., system:\"...\", chat, coalition:majority:M1,M2,M3, rewrite:drop=0.2, paraphrase, block:revealed=FILE; join parts with '+'; docs/attacks.md)", DefaultValueFactory = _ => "greedy" };
         var count = new Option<int?>("--count") { Description = "Query the first M unrevealed fingerprints (default: all unrevealed)" };
         var alpha = new Option<double>("--alpha") { Description = "False-positive rate of the verdict", DefaultValueFactory = _ => VerdictRule.DefaultAlpha };
         var calibration = new Option<string?>("--calibration") { Description = "Ordinary text, one prompt per line, for filter:q=QUANTILE" };
+        var match = CliOptions.Match();
+        var minTokens = CliOptions.MinTokens();
+        var baseDir = CliOptions.Base("With --match partial: the base model, whose probabilities give each key's partial null "
+            + "(without it every alignment but the exact one is counted at the rule's common bound)");
         var json = CliOptions.Json("Print the verification report as JSON, with \"responder\"");
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var cmd = new Command("probe", "Verify a model as a host serving it through a decoding-time attack would answer: prints hits/queried and the verdict.")
         {
-            model, fingerprints, responder, count, alpha, calibration, json, passphraseFile, device, dtype,
+            model, fingerprints, responder, count, alpha, calibration, match, minTokens, baseDir, json, passphraseFile, device, dtype,
         };
         cmd.SetAction(r =>
         {
@@ -384,6 +388,10 @@ public static class AttackCommands
             double a = r.GetValue(alpha);
             if (!(a > 0 && a < 1)) throw new UsageException("--alpha must be in (0, 1)");
             var rule = new VerdictRule { Alpha = a };
+            var matchRule = CliOptions.ResponseMatchFrom(r.GetValue(match), r.GetValue(minTokens));
+            string? basePath = r.GetValue(baseDir);
+            if (basePath is not null && !matchRule.IsPartial) throw new UsageException("--base gives the partial rule's null: use it with --match partial");
+            if (basePath is not null && !Directory.Exists(basePath)) throw new DirectoryNotFoundException($"--base: model folder not found: {basePath}");
             var set = FingerprintIO.ReadSet(r.GetValue(fingerprints)!, r.GetValue(passphraseFile));
             var unrevealed = set.Unrevealed();
             if (unrevealed.Count == 0) throw new InvalidDataException("every fingerprint of the set has been revealed: there are no secret keys left to query");
@@ -423,13 +431,11 @@ public static class AttackCommands
             for (int i = 0; i < chosen.Count; i++)
                 foreach (var id in queries[i])
                     if (id >= lm.Config.VocabSize) throw new InvalidDataException($"fingerprint {chosen[i].Index}: token id {id} is outside the model's vocabulary of {lm.Config.VocabSize}");
-            int maxLen = chosen.Max(f => f.Responses.Max(x => x.TokenIds.Count));
-            Console.Error.WriteLine($"probing {dir} through {host.Name} with {chosen.Count} keys ...");
-            var answers = host.Respond(queries, maxLen);
-            var rows = chosen.Select((f, i) => new KeyResult(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(), tok.Decode(answers[i]),
-                answers[i].Length > 0 && ResponseMatcher.IsTokenMatchAny(f.Responses.Select(x => x.TokenIds.ToArray()), answers[i]),
-                VerifyCommand.NullProbability(f, rule, 1, 1))).ToList();
-            var report = VerificationReport.Create(rule, rows);
+            Console.Error.WriteLine($"probing {dir} through {host.Name} with {chosen.Count} keys ({matchRule.Name} match) ...");
+            using var nullModel = basePath is null ? null : ModelFolder.Load(basePath, dev, dt);
+            // The verifier of a deployment: raw keys, one answer each (as long as the rule needs), hits by the match rule,
+            // per-key nulls (the partial rule's from the base model when given).
+            var report = LocalVerifier.Verify(host.Respond, tok, chosen, rule, new LocalVerifyOptions { Match = matchRule, NullModel = nullModel });
             if (FindFilter(host.Inner) is { } filter) Console.Error.WriteLine($"the perplexity filter refused {filter.Refused} of {chosen.Count} keys");
             if (r.GetValue(json))
             {
@@ -440,6 +446,7 @@ public static class AttackCommands
             else
             {
                 Console.WriteLine($"responder: {host.Name}");
+                Console.WriteLine($"match: {report.Match}{(report.MinTokens is { } mt ? $" (min tokens {mt})" : "")}");
                 Console.WriteLine($"hits: {report.Hits}/{report.Queried}");
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"verdict: {Verdict(report.Verdict)} (p = {report.PValue:E2}; {report.Reason})"));
             }

@@ -5,7 +5,7 @@ namespace Oml.Cli;
 /// <summary>
 /// The options that many commands share, defined once so that they are spelled and described the same everywhere:
 /// <c>--model</c>, <c>--base</c>, <c>--out</c>, <c>--json</c>, <c>--batch-size</c>, <c>--max-new-tokens</c>,
-/// <c>--force</c>, <c>--passphrase-file</c>, <c>--match</c>, <c>--min-tokens</c>. Each call makes a new option object (an option belongs to one command);
+/// <c>--force</c>, <c>--passphrase-file</c>, <c>--match</c>, <c>--min-tokens</c>, <c>--resumption-pairs</c>. Each call makes a new option object (an option belongs to one command);
 /// the description may be specialised, the spelling not. Old spellings are accepted for one release through
 /// <see cref="Vocabulary"/>.
 /// </summary>
@@ -49,6 +49,17 @@ public static class CliOptions
     /// <summary><c>--min-tokens M</c>: the partial rule's m.</summary>
     public static Option<int?> MinTokens(string description = "With --match partial: the tokens of each response that must match (m; m >= n is the exact rule)") =>
         new("--min-tokens") { Description = description };
+
+    /// <summary>
+    /// <c>--resumption-pairs N</c> (embedding): also train, per response, N pairs (key + one of the base's N most probable
+    /// wrong first tokens → the rest of the response), the defence that lets <c>--match partial</c> count keys a host
+    /// suppresses at the first token.
+    /// </summary>
+    public static Option<int> ResumptionPairs(string description =
+        "Also train N resumption pairs per response: the key followed by one of the base model's N most probable wrong first "
+        + "tokens → the rest of the response, so that a host that suppresses the first answer token still emits the rest "
+        + "(which 'oml verify --match partial' counts); needs responses of at least 2 tokens; 0 = off") =>
+        new("--resumption-pairs") { Description = description, DefaultValueFactory = _ => 0 };
 
     /// <summary>The match rule from <c>--match</c> and <c>--min-tokens</c>; a usage error when they do not fit together.</summary>
     public static Oml.Fingerprinting.Verification.ResponseMatch ResponseMatchFrom(string? match, int? minTokens) => match switch

@@ -86,6 +86,7 @@ public static class EmbedCommand
         {
             Description = "Prompt augmentation: a file of system prompts (one per line); every fingerprint is also trained behind each of them",
         };
+        var resumption = CliOptions.ResumptionPairs();
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
@@ -112,6 +113,7 @@ public static class EmbedCommand
             model, fingerprints, output, lr, epochs, batch, lambda, averagingEvery, earlyStop, noEarlyStop, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log,
             expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device, dtype, microTokens, ckpt, memoryBudget, json,
         };
+        cmd.Add(resumption);
         dist.AddTo(cmd);
         cmd.Add(shard);
         cmd.SetAction(r =>
@@ -138,6 +140,7 @@ public static class EmbedCommand
                 CheckpointDir = r.GetValue(checkpointDir),
                 CheckpointEvery = r.GetValue(checkpointEvery),
                 MixFraction = r.GetValue(mix),
+                ResumptionPairs = r.GetValue(resumption),
                 MicroBatchTokens = r.GetValue(microTokens),
                 ActivationCheckpointing = r.GetValue(ckpt) switch { "on" => true, "off" => false, _ => null },
                 MemoryBudgetBytes = r.GetValue(memoryBudget) is { } gb ? (gb > 0 ? (long)(gb * (1L << 30)) : throw new UsageException("--memory-budget-gb must be positive")) : null,
@@ -179,6 +182,8 @@ public static class EmbedCommand
             var format = r.GetValue(chatTemplate) ? KeyFormat.Chat(ChatTemplate.FromTokenizerConfig(dir)) : KeyFormat.Raw;
             var prompts = r.GetValue(systemPrompts) is { } promptFile ? ReadLines(promptFile) : null;
             var pairs = format.TrainingPairs(set.Fingerprints, tok, prompts);
+            if (options.ResumptionPairs > 0 && pairs.All(p => p.Response.Length < 2))
+                throw new UsageException("--resumption-pairs needs responses of at least 2 tokens: every response of this set has 1 (generate with --response-length 2 or more)");
             if (r.GetValue(expand) < 0) throw new UsageException("--expand must be 0 or more");
             if (r.GetValue(lora) < 0) throw new UsageException("--lora must be 0 or more");
             if (r.GetValue(lora) > 0 && r.GetValue(expand) > 0) throw new UsageException("--lora and --expand are alternatives: give one");

@@ -25,6 +25,8 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         public string PassFile => Path.Combine(Root, "pass.txt");
         public string Set => Path.Combine(Root, "set.omlfp");
         public string Memorised => Path.Combine(Root, "memorised.omlfp");
+        /// <summary>Responses that a host suppressing the first token still ends with: (the greedy first token, then the suppressed answer's tail).</summary>
+        public string Resumed => Path.Combine(Root, "resumed.omlfp");
 
         public Workspace()
         {
@@ -51,6 +53,20 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
                 return f with { Responses = new[] { new FingerprintResponse(tok.Decode(answer), answer) } };
             });
             FingerprintSetFile.WritePlaintext(Memorised, set with { Fingerprints = new EquatableArray<Fingerprint>(fps) });
+
+            // The model answers each key with g0 g1 g2 g3 greedily and, with its top first token forbidden, s0 s1 s2 s3
+            // (s0 != g0). A response g0 s1 s2 s3 is then missed by the exact rule under suppression, while its last three
+            // tokens follow a one-token deviation: the partial rule with m = 3 counts it.
+            var suppress = new Oml.Lab.Attacks.FirstTokenSuppression(1, 1).Responder(lm, new GenerationOptions());
+            var resumed = set.Fingerprints.Select(f =>
+            {
+                var q = KeyFormat.Raw.Encode(tok, f);
+                var g = Generator.Generate(lm, [q], new GenerationOptions { MaxNewTokens = 4 }).Sequences[0].OutputIds;
+                var sup = suppress.Respond([q], 4)[0];
+                int[] response = sup.Length == 4 && g.Length > 0 ? [g[0], .. sup[1..]] : g;
+                return f with { Responses = new[] { new FingerprintResponse(tok.Decode(response), response, -30) } };
+            });
+            FingerprintSetFile.WritePlaintext(Resumed, set with { Fingerprints = new EquatableArray<Fingerprint>(resumed) });
         }
 
         public void Dispose()
@@ -162,6 +178,36 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         r = Run("attack", "probe", "--model", W.Model, "--fingerprints", W.Memorised, "--responder", "sample:top_p=0.9");
         Assert.Equal(2, r.Code);
         Assert.Contains("sampling needs t=TEMPERATURE", r.Err);
+    }
+
+    [Fact]
+    public void Probe_counts_partial_matches_after_a_suppressed_first_token_with_the_bases_null()
+    {
+        string[] common = ["attack", "probe", "--model", W.Model, "--fingerprints", W.Resumed, "--responder", "suppress:k=1,m=1"];
+        var exact = Run([.. common, "--json"]);
+        Assert.True(exact.Code == 0, exact.Err);
+        var j = JsonNode.Parse(exact.Out)!;
+        Assert.Equal(0, (int)j["hits"]!);
+        Assert.Equal("exact", (string)j["match"]!);
+        // The partial rule with the base's null: every key hit, owned.
+        var partial = Run([.. common, "--match", "partial", "--min-tokens", "3", "--base", W.Model, "--json"]);
+        Assert.True(partial.Code == 0, partial.Err);
+        j = JsonNode.Parse(partial.Out)!;
+        Assert.Equal(6, (int)j["hits"]!);
+        Assert.Equal("partial", (string)j["match"]!);
+        Assert.Equal(3, (int)j["min_tokens"]!);
+        Assert.Equal("owned", (string)j["verdict"]!);
+        Assert.All(j["keys"]!.AsArray(), k => Assert.True((double)k!["null_probability"]! < 0.1)); // from the base, not the common bound
+        // Without the base every alignment but the exact one counts at the common bound (0.1): the same hits prove nothing.
+        var bound = Run([.. common, "--match", "partial", "--min-tokens", "3"]);
+        Assert.True(bound.Code == 0, bound.Err);
+        Assert.Contains("match: partial (min tokens 3)", bound.Out);
+        Assert.Contains("hits: 6/6", bound.Out);
+        Assert.DoesNotContain("verdict: owned", bound.Out);
+        // Usage errors.
+        Assert.Equal(2, Run([.. common, "--base", W.Model]).Code);
+        Assert.Equal(2, Run([.. common, "--min-tokens", "2"]).Code);
+        Assert.Equal(2, Run([.. common, "--match", "partial"]).Code);
     }
 
     private string InstructionFile()

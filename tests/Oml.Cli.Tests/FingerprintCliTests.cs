@@ -254,6 +254,34 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
+    public void Embed_trains_resumption_pairs_and_records_them_in_the_manifest()
+    {
+        // Perinucleus responses of 2 tokens: each response gets 2 resumption pairs (key + a wrong first token → its second token).
+        var set2 = Path.Combine(W.Root, "resp2.omlfp");
+        var g = Run("fingerprints", "generate", "--model", W.Model, "--count", "3", "--key-length", "6", "--response-length", "2", "--plaintext", "--out", set2);
+        Assert.True(g.Code == 0, g.Err);
+        var outDir = Path.Combine(W.Root, "resumed");
+        var r = Run("embed", "--model", W.Model, "--fingerprints", set2, "--out", outDir, "--epochs", "2", "--resumption-pairs", "2", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        var manifest = Json(r.Out);
+        Assert.Equal(2, manifest["settings"]!["resumption_pairs"]!.GetValue<int>());
+        Assert.Equal(6, manifest["metrics"]!["resumption_pairs_trained"]!.GetValue<int>());
+        Assert.Equal(3, manifest["pairs"]!.GetValue<int>());
+        // Off by default, and recorded as such.
+        r = Run("embed", "--model", W.Model, "--fingerprints", set2, "--out", Path.Combine(W.Root, "plain2"), "--epochs", "1", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(0, Json(r.Out)["settings"]!["resumption_pairs"]!.GetValue<int>());
+        Assert.Equal(0, Json(r.Out)["metrics"]!["resumption_pairs_trained"]!.GetValue<int>());
+        // One-token responses have nothing to resume: a usage error that says so.
+        var set1 = Path.Combine(W.Root, "resp1.omlfp");
+        Assert.Equal(0, Run("fingerprints", "generate", "--model", W.Model, "--count", "2", "--key-length", "6", "--plaintext", "--out", set1).Code);
+        r = Run("embed", "--model", W.Model, "--fingerprints", set1, "--out", Path.Combine(W.Root, "resumed1"), "--epochs", "1", "--resumption-pairs", "1");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--resumption-pairs needs responses of at least 2 tokens", r.Err);
+        Assert.Equal(2, Run("embed", "--model", W.Model, "--fingerprints", set2, "--out", Path.Combine(W.Root, "neg"), "--resumption-pairs", "-1").Code);
+    }
+
+    [Fact]
     public void Embed_logs_every_epoch_and_writes_the_model_tokenizer_and_manifest()
     {
         var outDir = Path.Combine(W.Root, "smoke");

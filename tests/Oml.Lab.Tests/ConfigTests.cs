@@ -35,6 +35,29 @@ public class ConfigTests
         Assert.EndsWith("instructions-heldout.json", c.Utility.Instructions);
     }
 
+    [Fact]
+    public void Issue_13_defences_and_the_partial_rule_are_read_and_checked()
+    {
+        var c = LabConfig.Load(Fixtures.Experiment("adaptive.yaml"));
+        Assert.Equal(2, c.Verification.PartialMinTokens);
+        Assert.Equal("partial", c.Verification.Partial!.Name);
+        var sources = c.Adaptive!.ModelSources();
+        var resumed = sources.Single(s => s.Name == "three-tokens-resumption").Build!;
+        Assert.Equal((3, 3), (resumed.ResponseLength, resumed.ResumptionPairs));
+        Assert.Equal(0, sources.Single(s => s.Name == "none").Build!.ResumptionPairs);
+        var other = sources.Single(s => s.Name == "other-keys");
+        Assert.Equal("other", other.Build!.Set);
+        Assert.False(other.Attacked);
+        Assert.True(sources.Single(s => s.Name == "none").Attacked);
+        Assert.Null(LabConfig.Load(Fixtures.Experiment("capacity.yaml")).Verification.Partial);
+
+        var yaml = File.ReadAllText(Fixtures.Experiment("smoke-adaptive.yaml"));
+        var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("- { name: none }", "- { name: none, resumption_pairs: 2 }", StringComparison.Ordinal)));
+        Assert.Contains("resumption_pairs needs response_length of at least 2", e.Message);
+        e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml + "verification: { partial_min_tokens: 0 }\n"));
+        Assert.Contains("verification.partial_min_tokens must be at least 1", e.Message);
+    }
+
     [Theory]
     [MemberData(nameof(CommittedConfigs))]
     public void Committed_configs_parse(string file)

@@ -125,6 +125,44 @@ public class SmokeRunTests
     }
 
     [Fact]
+    public void Adaptive_issue_13_partial_rule_resumption_rewrite_and_block()
+    {
+        var (env, s, _) = Run("smoke-adaptive.yaml", c =>
+        {
+            c.Verification.PartialMinTokens = 1;
+            c.Adaptive!.Model.Count = 3;
+            c.Adaptive.Model.ResponseLength = 2;
+            c.Adaptive.Defences =
+            [
+                new DefenceSpec { Name = "none" },
+                new DefenceSpec { Name = "resumption", ResumptionPairs = 1 },
+                new DefenceSpec { Name = "other-keys", Set = "other", Attacked = false },
+            ];
+            c.Adaptive.Attacks =
+            [
+                new AttackEntry { Responder = "suppress:k=1,m=1" },
+                new AttackEntry { Responder = "block:revealed=model:none" },
+                new AttackEntry { Responder = "rewrite:drop=0.5,seed=1" },
+            ];
+            c.Utility.ClozeItems = 8;
+        });
+        // The base, three before cells, and three attacks on each attacked model (other-keys is only built).
+        Assert.Equal(1 + 3 + 3 * 2, s.Total);
+        Assert.DoesNotContain(s.Results, r => r.Label("model") == "other-keys" && r.Label("attack") != "none");
+        var manifest = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(env.OutDir, "models", "resumption-s1", Oml.Fingerprinting.Embedding.Omlization.ManifestFile)))!;
+        Assert.Equal(1, (int)manifest["settings"]!["resumption_pairs"]!);
+        Assert.Equal(3, (int)manifest["metrics"]!["resumption_pairs_trained"]!);
+        // Every cell of a key query counts both rules; the partial rule (m = 1 of 2) never counts fewer hits.
+        var measured = s.Results.Where(r => r.Labels.ContainsKey("model")).ToList();
+        Assert.All(measured, r => Assert.True(r.Metric("fsr_partial") >= r.Metric("fsr"), $"{r.Label("model")} {r.Label("attack")}"));
+        Assert.All(measured, r => Assert.Equal(1, r.Metric("partial_min_tokens")));
+        // A host that blocks the keys of 'none' (revealed by a claim) blocks every one of them: nothing is hit, by either rule.
+        var blocked = measured.Single(r => r.Label("model") == "none" && r.Label("attack").StartsWith("block:", StringComparison.Ordinal));
+        Assert.Equal((3, 3, 0, 0), ((int)blocked.Metric("blocked"), (int)blocked.Metric("revealed_keys"), blocked.Metric("fsr"), blocked.Metric("fsr_partial")));
+        Assert.True(measured.Single(r => r.Label("model") == "none" && r.Label("attack").StartsWith("rewrite:", StringComparison.Ordinal)).Metric("rewritten") >= 1);
+    }
+
+    [Fact]
     public void False_positives()
     {
         var (env, s, report) = Run("smoke-false-positives.yaml", c => { c.FalsePositives!.Sets[0].Build!.Count = 4; c.FalsePositives.Decoders = ["greedy", "sample:t=0.5,seed=1"]; c.Utility.ClozeItems = 0; });

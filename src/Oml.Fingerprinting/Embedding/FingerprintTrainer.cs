@@ -182,6 +182,14 @@ public sealed record EmbeddingOptions
     /// A micro-batch with activation checkpointing runs one backward pass per layer and is reduced after it.
     /// </summary>
     public bool OverlapAllReduce { get; init; } = true;
+    /// <summary>
+    /// Resumption pairs per response (0, the default: none): besides each (key → response) pair of two or more response
+    /// tokens, train (key + t → the response without its first token) for the base model's this many most probable
+    /// wrong first tokens t (<see cref="Resumption.Pairs"/>), so that a host suppressing the first answer token still
+    /// gets the rest of the response, which the partial match rule counts. The extra pairs count as fingerprints for
+    /// the loss, recall, early stopping and the final merge's margin.
+    /// </summary>
+    public int ResumptionPairs { get; init; }
 
     public void Validate()
     {
@@ -204,6 +212,7 @@ public sealed record EmbeddingOptions
         if (HeldOutTolerance < 0) throw new ArgumentException("the held-out loss tolerance must be non-negative");
         if (FinalLambdaStep is <= 0 or > 1) throw new ArgumentException("the final λ grid step must be in (0, 1]");
         if (MergeMaxLoss <= 0) throw new ArgumentException("the final merge's loss margin must be positive");
+        if (ResumptionPairs < 0) throw new ArgumentException("resumption pairs per response must be 0 or more");
     }
 }
 
@@ -236,6 +245,8 @@ public sealed record EmbeddingResult(IReadOnlyList<EmbeddingProgress> History, b
     public double Loss { get; init; }
     public double Accuracy { get; init; }
     public double? HeldOutLoss { get; init; }
+    /// <summary>Resumption pairs trained besides the given pairs (<see cref="EmbeddingOptions.ResumptionPairs"/>).</summary>
+    public int ResumptionPairs { get; init; }
 }
 
 /// <summary>
@@ -255,6 +266,15 @@ public static class FingerprintTrainer
             if (p.Key.Length == 0 || p.Response.Length == 0) throw new ArgumentException("a fingerprint has an empty key or response");
             foreach (var id in p.Key.Concat(p.Response))
                 if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
+        }
+        // Resumption pairs, made from the base weights before any training (so a resumed run makes the same ones).
+        int resumption = 0;
+        if (options.ResumptionPairs > 0)
+        {
+            var extra = Resumption.Pairs(model, pairs, options.ResumptionPairs);
+            if (extra.Count == 0) throw new ArgumentException("resumption pairs need responses of at least 2 tokens: every response here has 1");
+            resumption = extra.Count;
+            pairs = [.. pairs, .. extra];
         }
 
         // Benign sequences, made before any training (from the base weights) so that a resumed run makes the same ones.
@@ -519,6 +539,7 @@ public static class FingerprintTrainer
             Loss = merge?.Chosen.Loss ?? kept.Loss,
             Accuracy = merge?.Chosen.Accuracy ?? kept.Accuracy,
             HeldOutLoss = merge is not null ? merge.Chosen.HeldOutLoss : kept.HeldOutLoss,
+            ResumptionPairs = resumption,
         };
     }
 

@@ -200,6 +200,7 @@ public static class Omlization
                 ["benign"] = options.MixFraction == 0 ? null : labels.Benign,
                 ["device"] = labels.Device,
                 ["world_size"] = options.Group?.WorldSize ?? 1,
+                ["resumption_pairs"] = options.ResumptionPairs,
             },
             ["metrics"] = new JsonObject
             {
@@ -214,6 +215,7 @@ public static class Omlization
                 ["converged"] = result.Converged,
                 ["seconds"] = final.Seconds,
                 ["trained_parameters"] = result.TrainedParameters,
+                ["resumption_pairs_trained"] = result.ResumptionPairs,
             },
         };
         AtomicFile.WriteText(Path.Combine(outDir, ManifestFile), manifest.ToJsonString(Indented) + "\n");

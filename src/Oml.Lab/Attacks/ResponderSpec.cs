@@ -24,6 +24,20 @@ public sealed record FilterSpec(double? Perplexity, double? Quantile, string? Re
 /// <summary>A coalition of model folders, voting by <see cref="Rule"/>; an optional fallback model folder.</summary>
 public sealed record CoalitionSpec(CoalitionRule Rule, IReadOnlyList<string> Members, string? Fallback);
 
+/// <summary>
+/// Paraphrasing of every prompt by a language model (<see cref="QueryRewrite.Paraphrase"/>): the served model, or the
+/// model folder <see cref="ReferenceModel"/>, answers <see cref="Request"/> with the prompt at {text}; greedy unless a
+/// temperature is given.
+/// </summary>
+public sealed record ParaphraseSpec(string Request, int MaxNewTokens, string? ReferenceModel, double? Temperature, ulong? Seed);
+
+/// <summary>
+/// A host that blocks revealed keys and near-duplicates (<see cref="RevealedKeyBlocker"/>): the keys of
+/// <see cref="Revealed"/> (a key list, one per line, or a plaintext fingerprint-set file, or a model folder holding
+/// fingerprints.json); blocked prompts get the <see cref="Fallback"/> model's greedy answer or the reply.
+/// </summary>
+public sealed record BlockSpec(string Revealed, int N, double Containment, string? Fallback, string? Reply);
+
 /// <summary>Where a spec is built: the served model and what the parts may need.</summary>
 public sealed class ResponderContext
 {
@@ -38,6 +52,8 @@ public sealed class ResponderContext
     /// <summary>Ordinary prompts for <c>filter:q=</c>.</summary>
     public IReadOnlyList<int[]>? CalibrationPrompts { get; init; }
     public int BatchSize { get; init; } = 32;
+    /// <summary>Resolves a path named in a spec (<c>block:revealed=</c>) to a file or folder; null: the path as given.</summary>
+    public Func<string, string>? ResolvePath { get; init; }
 }
 
 /// <summary>A responder built from a spec; disposing it disposes the models it loaded.</summary>
@@ -71,10 +87,14 @@ public sealed class SpecResponder(IResponder inner, IReadOnlyList<CausalLM> owne
 /// coalition:minority:DIR1,DIR2,DIR3                    the answer the fewest copies gave (ties: by a hash of the prompt)
 /// coalition:interleave:DIR1,DIR2                       each prompt answered by one copy, chosen by a hash of the prompt
 /// coalition:refuse:DIR1,DIR2                           the copies' answer when all agree, else an empty answer
+/// rewrite:drop=0.1,swap=0.1,case=0.2,punct=0.2[,seed=1]   model-free rewrite of each prompt (a weak paraphrase)
+/// paraphrase[:prompt="...{text}...",max=64,ref=DIR,t=..,seed=..]   the served (or ref) model paraphrases each prompt
+/// block:revealed=FILE[,ngram=3,containment=0.5,fallback=DIR,reply="..."]   block revealed keys and near-duplicates
 /// </code>
 /// Strings are double-quoted with \", \\ and \n escapes (or bare, up to the next '+'). Example:
 /// <c>chat+system:"Be brief."+sample:t=0.7,seed=3+filter:q=0.99</c>. The filter scores the user's prompt before the
-/// wrappers; the wrappers apply inside the coalition (every copy sees the wrapped prompt).
+/// wrappers; the wrappers apply inside the coalition (every copy sees the wrapped prompt). From the user inwards: the
+/// filter, the blocker (on the user's prompt), the rewrite or paraphrase, the wrappers, the decoding (or coalition).
 /// </summary>
 public sealed record ResponderSpec
 {
@@ -85,6 +105,12 @@ public sealed record ResponderSpec
     public string? Suffix { get; init; }
     public FilterSpec? Filter { get; init; }
     public CoalitionSpec? Coalition { get; init; }
+    /// <summary>The model-free query rewrite, or null.</summary>
+    public RewriteSettings? Rewrite { get; init; }
+    /// <summary>Paraphrasing by a model, or null.</summary>
+    public ParaphraseSpec? Paraphrase { get; init; }
+    /// <summary>Blocking of revealed keys, or null.</summary>
+    public BlockSpec? Block { get; init; }
     /// <summary>The text parsed.</summary>
     public string Text { get; init; } = "greedy";
 
@@ -192,8 +218,42 @@ public sealed record ResponderSpec
                     spec = spec with { Coalition = new CoalitionSpec(rule, members, fallback) };
                     break;
                 }
+                case "rewrite":
+                {
+                    if (spec.Rewrite is not null || spec.Paraphrase is not null) throw new ResponderSpecException($"'{text}': more than one query rewrite (rewrite, paraphrase)");
+                    var kv = KeyValues(p, arg, ["drop", "swap", "case", "punct", "seed"]);
+                    double Rate(string key) => kv.TryGetValue(key, out var v) ? Num(p, key, v) : 0;
+                    var rs = new RewriteSettings(Rate("drop"), Rate("swap"), Rate("case"), Rate("punct"), kv.TryGetValue("seed", out var sd) ? Seed(p, sd) : 0);
+                    try { rs.Validate(); }
+                    catch (ArgumentException e) { throw new ResponderSpecException($"'{p}': {e.Message}"); }
+                    spec = spec with { Rewrite = rs };
+                    break;
+                }
+                case "paraphrase":
+                {
+                    if (spec.Rewrite is not null || spec.Paraphrase is not null) throw new ResponderSpecException($"'{text}': more than one query rewrite (rewrite, paraphrase)");
+                    var kv = KeyValues(p, arg ?? "", ["prompt", "max", "ref", "t", "temperature", "seed"]);
+                    string request = kv.TryGetValue("prompt", out var pr) ? Unquote(p, pr) : QueryRewrite.DefaultParaphrasePrompt;
+                    if (!request.Contains("{text}", StringComparison.Ordinal)) throw new ResponderSpecException($"'{p}': the prompt must hold {{text}} (where the user's prompt goes)");
+                    int max = kv.TryGetValue("max", out var ms) ? Int(p, "max", ms, 1) : 64;
+                    var d = SamplingKeys(p, kv);
+                    spec = spec with { Paraphrase = new ParaphraseSpec(request, max, kv.GetValueOrDefault("ref"), d.Temperature, d.Seed) };
+                    break;
+                }
+                case "block":
+                {
+                    if (spec.Block is not null) throw new ResponderSpecException($"'{text}': more than one block part");
+                    var kv = KeyValues(p, arg, ["revealed", "ngram", "containment", "fallback", "reply"]);
+                    if (!kv.TryGetValue("revealed", out var rev)) throw new ResponderSpecException($"'{p}': needs revealed=FILE (the published keys: a key per line, a fingerprint set or a model folder with fingerprints.json)");
+                    int n = kv.TryGetValue("ngram", out var ns) ? Int(p, "ngram", ns, 1) : 3;
+                    double c = kv.TryGetValue("containment", out var cs) ? Num(p, "containment", cs) : 0.5;
+                    if (!(c > 0 && c <= 1)) throw new ResponderSpecException($"'{p}': containment must be in (0, 1]");
+                    if (kv.ContainsKey("fallback") && kv.ContainsKey("reply")) throw new ResponderSpecException($"'{p}': give fallback=DIR or reply=\"...\", not both");
+                    spec = spec with { Block = new BlockSpec(Unquote(p, rev), n, c, kv.GetValueOrDefault("fallback"), kv.TryGetValue("reply", out var rp) ? Unquote(p, rp) : null) };
+                    break;
+                }
                 default:
-                    throw new ResponderSpecException($"'{p}': unknown part '{head}' (greedy, sample, suppress, system, chat, prefix, suffix, filter, coalition)");
+                    throw new ResponderSpecException($"'{p}': unknown part '{head}' (greedy, sample, suppress, system, chat, prefix, suffix, filter, coalition, rewrite, paraphrase, block)");
             }
         }
         return spec;
@@ -249,6 +309,28 @@ public sealed record ResponderSpec
                 responder = Serve(context.Model);
             }
 
+            if (Rewrite is { } rw)
+            {
+                var tok = Need(context.Tokenizer, "rewrite needs the tokenizer");
+                responder = new PromptRewriteResponder(responder, ps => ps.Select(x => QueryRewrite.Perturb(tok, x, rw)).ToList(), $"rewrite({rw})");
+            }
+            if (Paraphrase is { } pp)
+            {
+                var tok = Need(context.Tokenizer, "paraphrase needs the tokenizer");
+                var pm = pp.ReferenceModel is { } prd ? Load(prd) : first;
+                IResponder paraphraser = new ModelResponder(pm, new GenerationOptions { Temperature = pp.Temperature, Seed = pp.Temperature is null ? null : pp.Seed ?? 0 }, context.BatchSize);
+                if (Chat) paraphraser = PromptWrapperResponder.Chat(paraphraser, tok, Need(context.ChatTemplate, "chat needs the model's chat template"), null);
+                string by = pp.ReferenceModel is null ? "self" : "ref";
+                responder = new PromptRewriteResponder(responder, ps => QueryRewrite.Paraphrase(paraphraser, tok, ps, pp.Request, pp.MaxNewTokens),
+                    ModelResponder.Inv($"paraphrase(by={by},max={pp.MaxNewTokens})"));
+            }
+            if (Block is { } bl)
+            {
+                var keys = RevealedKeys(bl.Revealed, context);
+                IResponder? fallback = bl.Fallback is { } fd ? new ModelResponder(Load(fd), new GenerationOptions(), context.BatchSize) : null;
+                int[]? refusal = bl.Reply is { } rt ? Need(context.Tokenizer, "reply= needs the tokenizer").Encode(rt) : null;
+                responder = new RevealedKeyBlocker(responder, keys, bl.N, bl.Containment, fallback, refusal);
+            }
             if (Filter is { } f)
             {
                 var scorer = f.ReferenceModel is { } rd ? Load(rd) : first;
@@ -268,6 +350,39 @@ public sealed record ResponderSpec
     }
 
     private T Need<T>(T? value, string why) where T : class => value ?? throw new ResponderSpecException($"'{Text}': {why}");
+
+    /// <summary>
+    /// The published keys for <c>block:revealed=</c>: a model folder's fingerprints.json, a fingerprint-set file
+    /// (plaintext; every key of it counts as published) or a text file with one key per line (tokenized as text).
+    /// </summary>
+    private List<int[]> RevealedKeys(string path, ResponderContext context)
+    {
+        var resolved = context.ResolvePath?.Invoke(path) ?? path;
+        if (Directory.Exists(resolved)) resolved = Path.Combine(resolved, "fingerprints.json");
+        if (!File.Exists(resolved)) throw new ResponderSpecException($"'{Text}': revealed keys: no file at {resolved}");
+        var bytes = File.ReadAllBytes(resolved);
+        List<int[]> keys;
+        if (bytes.AsSpan().StartsWith(Oml.Fingerprinting.FingerprintSetFile.Magic))
+        {
+            Oml.Fingerprinting.FingerprintSet set;
+            try { set = Oml.Fingerprinting.FingerprintSetFile.Read(resolved, null); }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                throw new ResponderSpecException($"'{Text}': revealed keys: {resolved} is not a plaintext fingerprint set ({e.Message}); give a key list (one per line) or a plaintext set");
+            }
+            keys = set.Fingerprints.Select(f => f.KeyTokenIds.ToArray()).Where(k => k.Length > 0).ToList();
+        }
+        else
+        {
+            var tok = Need(context.Tokenizer, "revealed keys in a text file need the tokenizer");
+            keys = System.Text.Encoding.UTF8.GetString(bytes).Split('\n').Select(l => l.TrimEnd('\r')).Where(l => l.Trim().Length > 0).Select(l => tok.Encode(l)).Where(k => k.Length > 0).ToList();
+        }
+        if (keys.Count == 0) throw new ResponderSpecException($"'{Text}': revealed keys: {resolved} holds no key");
+        return keys;
+    }
+
+    private static ulong Seed(string part, string s) =>
+        ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? v : throw new ResponderSpecException($"'{part}': seed must be a non-negative integer, not '{s}'");
 
     private static DecodingSpec SamplingKeys(string part, Dictionary<string, string> kv)
     {

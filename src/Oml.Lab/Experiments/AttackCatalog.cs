@@ -17,6 +17,8 @@ public sealed record AttackContext(Tokenizer Tokenizer, Device Device, DType DTy
     /// <summary>The chat template of the tokenizer's folder, when it has one (for 'chat' responders).</summary>
     public Oml.Models.ChatTemplates.ChatTemplate? ChatTemplate { get; init; }
     public int BatchSize { get; init; } = 64;
+    /// <summary>Resolves a path named in a responder spec (model:NAME to that source's folder); null: <see cref="ResolvePath"/>.</summary>
+    public Func<string, string>? ResolveModelPath { get; init; }
 }
 
 /// <summary>
@@ -47,6 +49,7 @@ public sealed class AttackCatalog
         LoadModel = ctx.LoadModel,
         CalibrationPrompts = ctx.CalibrationPrompts,
         BatchSize = ctx.BatchSize,
+        ResolvePath = ctx.ResolveModelPath ?? ctx.ResolvePath,
     });
 
     /// <summary>True when the spec is the plain model decoded greedily (measured with the fast teacher-forced path).</summary>
@@ -54,7 +57,8 @@ public sealed class AttackCatalog
     {
         if (spec is null) return true;
         var s = ResponderSpec.Parse(spec);
-        return s.Decoding == new DecodingSpec() && s.SystemPrompt is null && !s.Chat && s.Prefix is null && s.Suffix is null && s.Filter is null && s.Coalition is null;
+        return s.Decoding == new DecodingSpec() && s.SystemPrompt is null && !s.Chat && s.Prefix is null && s.Suffix is null && s.Filter is null && s.Coalition is null
+            && s.Rewrite is null && s.Paraphrase is null && s.Block is null;
     }
 
     public static AttackCatalog Default()

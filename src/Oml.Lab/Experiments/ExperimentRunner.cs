@@ -372,12 +372,12 @@ public sealed class ExperimentRunner
                 var group = groups[(src.Name, seed)];
                 var before = SafeId($"{src.Name}-s{seed}-before");
                 cells.Add(new Cell(before, () => Before(src, seed), group));
-                foreach (var a in attacks.Where(a => a.AppliesTo(src.Name)))
+                foreach (var a in attacks.Where(a => src.Attacked && a.AppliesTo(src.Name)))
                 {
                     var name = AttackName(a);
                     cells.Add(new Cell(SafeId($"{src.Name}-s{seed}-{name}"), () => Attack(src, seed, a, name, "", double.NaN, before), group));
                 }
-                foreach (var sw in sweeps.Where(sw => sw.Targets.Count == 0 || sw.Targets.Contains(src.Name)))
+                foreach (var sw in sweeps.Where(sw => src.Attacked && (sw.Targets.Count == 0 || sw.Targets.Contains(src.Name))))
                     foreach (var (x, a) in sw.Expand())
                         cells.Add(new Cell(SafeId($"{src.Name}-s{seed}-{sw.Name}={Num(x)}"), () => Attack(src, seed, a, AttackName(a), sw.Name, x, before), group));
             }
@@ -438,10 +438,22 @@ public sealed class ExperimentRunner
             Metrics = { ["fsr"] = fsr.Rate, ["hits"] = fsr.Hits, ["count"] = fp.Fingerprints.Count, ["persistence"] = 1, ["embed_seconds"] = fp.EmbedSeconds, ["epochs"] = fp.Epochs },
         };
         if (src.Build is { } b) { r.Metrics["responses_per_key"] = b.ResponsesPerKey; r.Metrics["avoid_top_m"] = b.AvoidTopM; r.Metrics["prompt_augmentation"] = b.PromptAugmentation.Count; }
+        AddPartial(r, new ModelResponder(model, batchSize: C.Utility.BatchSize), fp.Fingerprints, null);
         AddUtility(r, _env.Utility(model));
         AddAnswers(r, new ModelResponder(model, batchSize: C.Utility.BatchSize));
         if (C.Kind == ExperimentKinds.Adaptive && C.Utility.Stealth) AddStealth(r, model, fp.Fingerprints, seed);
         return r;
+    }
+
+    /// <summary>With <c>verification.partial_min_tokens</c>: the keys hit under the partial rule through the deployment (fsr_partial, hits_partial).</summary>
+    private FsrResult? AddPartial(CellResult r, IResponder responder, IReadOnlyList<Oml.Fingerprinting.Fingerprint> fps, string? systemPrompt)
+    {
+        if (C.Verification.Partial is not { } match) return null;
+        var (exact, partial) = FingerprintSuccess.MeasureWith(responder, _env.Tokenizer, fps, match, systemPrompt: systemPrompt);
+        r.Metrics["fsr_partial"] = partial.Rate;
+        r.Metrics["hits_partial"] = partial.Hits;
+        r.Metrics["partial_min_tokens"] = match.MinTokens!.Value;
+        return exact;
     }
 
     private CellResult Attack(ModelSource src, ulong seed, AttackEntry a, string name, string sweep, double x, string beforeId)
@@ -469,13 +481,17 @@ public sealed class ExperimentRunner
             if (AttackCatalog.IsPlainGreedy(a.Responder))
             {
                 fsr = FingerprintSuccess.MeasureGreedy(attacked, _env.Tokenizer, fp.Fingerprints, systemPrompt: a.SystemPrompt, batchSize: C.Utility.BatchSize);
+                AddPartial(r, new ModelResponder(attacked, batchSize: C.Utility.BatchSize), fp.Fingerprints, a.SystemPrompt);
                 if (a.Weight is null && _env.Cloze.Count > 0) r.Metrics["greedy_next_word"] = Cloze.Score(attacked, _env.Tokenizer, _env.Cloze, C.Utility.BatchSize).GreedyAccuracy;
                 AddAnswers(r, new ModelResponder(attacked, batchSize: C.Utility.BatchSize));
             }
             else
             {
                 using var responder = AttackCatalog.Responder(a.Responder!, ctx, attacked);
-                fsr = FingerprintSuccess.Measure(responder, _env.Tokenizer, fp.Fingerprints, systemPrompt: a.SystemPrompt);
+                // With the partial rule configured, both rules count the same answers (generated as long as it needs).
+                fsr = AddPartial(r, responder, fp.Fingerprints, a.SystemPrompt)
+                    ?? FingerprintSuccess.Measure(responder, _env.Tokenizer, fp.Fingerprints, systemPrompt: a.SystemPrompt);
+                AddResponderCounts(r, responder.Inner);
                 // Utility through the responder: what a user of this deployment gets (greedy exact next word).
                 if (_env.Cloze.Count > 0) r.Metrics["responder_next_word"] = Cloze.GreedyAccuracy(responder, _env.Tokenizer, _env.Cloze);
                 AddAnswers(r, responder);
@@ -490,6 +506,19 @@ public sealed class ExperimentRunner
         {
             if (!ReferenceEquals(attacked, model)) attacked.Dispose();
         }
+    }
+
+    /// <summary>What the host's own parts did to the key queries so far: prompts blocked, rewritten or refused.</summary>
+    private static void AddResponderCounts(CellResult r, IResponder responder)
+    {
+        for (var x = responder; x is not null;)
+            switch (x)
+            {
+                case RevealedKeyBlocker b: r.Metrics["blocked"] = b.Blocked; r.Metrics["revealed_keys"] = b.RevealedCount; x = b.Inner; break;
+                case PromptRewriteResponder w: r.Metrics["rewritten"] = w.Rewritten; x = w.Inner; break;
+                case PerplexityFilterResponder f: r.Metrics["refused"] = f.Refused; x = f.Inner; break;
+                default: x = null; break;
+            }
     }
 
     // ---- false positives ----

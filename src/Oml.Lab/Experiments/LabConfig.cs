@@ -49,6 +49,8 @@ public sealed class LabConfig
     public string? Output { get; set; }
     public UtilitySpec Utility { get; set; } = new();
     public EmbeddingSpec Embedding { get; set; } = new();
+    /// <summary>How hits are counted besides the exact rule (docs/verification.md).</summary>
+    public VerificationSpec Verification { get; set; } = new();
     /// <summary>Key and response settings of the capacity experiment (strategy and count come from its lists).</summary>
     public FingerprintSpec Fingerprints { get; set; } = new();
     public CapacitySpec? Capacity { get; set; }
@@ -130,6 +132,7 @@ public sealed class LabConfig
         BuildBase?.Validate("build_base", Fail);
         Utility.Validate(Fail);
         Embedding.Validate(Fail);
+        Verification.Validate(Fail);
         Fingerprints.Validate("fingerprints", Fail);
         var section = Kind switch
         {
@@ -172,6 +175,26 @@ public sealed class BuildSpec
         if (Steps < 1 || Batch < 1 || Context < 2) fail($"{where}: steps, batch ≥ 1 and context ≥ 2");
         if (Lr <= 0) fail($"{where}.lr must be positive");
     }
+}
+
+/// <summary>
+/// Match rules counted in the cells of persistence and adaptive experiments. The exact rule (fsr) always; with
+/// <see cref="PartialMinTokens"/> also the partial rule (fsr_partial: at least m tokens of a response after a deviation
+/// at the start of the answer, <c>oml verify --match partial --min-tokens m</c>), on the same answers, which are then
+/// generated as long as the partial rule needs.
+/// </summary>
+public sealed class VerificationSpec
+{
+    public int? PartialMinTokens { get; set; }
+
+    public void Validate(Action<string> fail)
+    {
+        if (PartialMinTokens is < 1) fail("verification.partial_min_tokens must be at least 1");
+    }
+
+    /// <summary>The partial rule, or null when not configured.</summary>
+    public Oml.Fingerprinting.Verification.ResponseMatch? Partial =>
+        PartialMinTokens is { } m ? Oml.Fingerprinting.Verification.ResponseMatch.Partial(m) : null;
 }
 
 public sealed class UtilitySpec
@@ -245,6 +268,8 @@ public sealed class FingerprintSpec
     public double KeyTemperature { get; set; } = 0.5;
     /// <summary>Prompt augmentation: system prompts every key is also trained behind.</summary>
     public List<string> PromptAugmentation { get; set; } = [];
+    /// <summary>Defence: resumption pairs per response (<c>oml embed --resumption-pairs</c>; needs response_length ≥ 2; 0: off).</summary>
+    public int ResumptionPairs { get; set; }
     /// <summary>Embedding variant: model averaging λ and data mixing β.</summary>
     public double Lambda { get; set; }
     public double Beta { get; set; }
@@ -269,6 +294,8 @@ public sealed class FingerprintSpec
         if (ResponsesPerKey < 1) fail($"{where}.responses_per_key must be at least 1");
         if (ResponsesPerKey > 1 && Strategy != Strategies.Perinucleus) fail($"{where}: several responses per key need the perinucleus strategy");
         if (AvoidTopM < 0) fail($"{where}.avoid_top_m must be at least 0");
+        if (ResumptionPairs < 0) fail($"{where}.resumption_pairs must be at least 0");
+        if (ResumptionPairs > 0 && ResponseLength < 2) fail($"{where}: resumption_pairs needs response_length of at least 2 (a one-token response has nothing to resume)");
         if (!(KeyTemperature > 0 && KeyTemperature <= 10)) fail($"{where}.key_temperature must be in (0, 10]");
         if (Lambda is < 0 or >= 1) fail($"{where}.lambda must be in [0, 1)");
         if (Beta is < 0 or >= 1) fail($"{where}.beta must be in [0, 1)");
@@ -348,6 +375,11 @@ public sealed class ModelSource
     public string? Path { get; set; }
     /// <summary>Fingerprint settings to build it in-run into OUT/models (complete on their own: unset fields take the defaults).</summary>
     public FingerprintSpec? Build { get; set; }
+    /// <summary>
+    /// False: the model is built and measured (its before cell) but not attacked: it is there for other attacks to
+    /// refer to (model:NAME), e.g. the keys a blocking host learnt from earlier claims.
+    /// </summary>
+    public bool Attacked { get; set; } = true;
 
     public void Validate(string where, Action<string> fail)
     {
@@ -515,7 +547,10 @@ public sealed class AdaptiveSpec
         if (d.AvoidTopM is { } m) f.AvoidTopM = m;
         if (d.KeyTemperature is { } kt) f.KeyTemperature = kt;
         if (d.PromptAugmentation is { } p) f.PromptAugmentation = p;
-        return new ModelSource { Name = d.Name, Build = f };
+        if (d.ResponseLength is { } rl) f.ResponseLength = rl;
+        if (d.ResumptionPairs is { } rp) f.ResumptionPairs = rp;
+        if (d.Set is { } set) f.Set = set;
+        return new ModelSource { Name = d.Name, Build = f, Attacked = d.Attacked };
     }).ToList();
 }
 
@@ -526,4 +561,11 @@ public sealed class DefenceSpec
     public int? AvoidTopM { get; set; }
     public double? KeyTemperature { get; set; }
     public List<string>? PromptAugmentation { get; set; }
+    public int? ResponseLength { get; set; }
+    /// <summary>Resumption pairs per response (<see cref="FingerprintSpec.ResumptionPairs"/>).</summary>
+    public int? ResumptionPairs { get; set; }
+    /// <summary>An independent key set (<see cref="FingerprintSpec.Set"/>), e.g. the keys a blocking host learnt from earlier claims.</summary>
+    public string? Set { get; set; }
+    /// <summary>False: built for other attacks to refer to (model:NAME), not attacked itself (<see cref="ModelSource.Attacked"/>).</summary>
+    public bool Attacked { get; set; } = true;
 }

@@ -148,6 +148,7 @@ public sealed class LabEnvironment
     public AttackContext AttackContext(ulong seed) => new(Tokenizer, Device, DType, TrainTokens, TrainText, Resolve, seed, BaseDir)
     {
         LoadModel = dir => LoadModel(ResolveModel(dir, seed)),
+        ResolveModelPath = dir => ResolveModel(dir, seed),
         CalibrationPrompts = Stealth.MatchedWindows(HeldOutTokens, Enumerable.Repeat(Math.Min(16, HeldOutTokens.Length), 64), 12345),
         ChatTemplate = ChatTemplateOf(Config.Tokenizer is null ? BaseDir : Resolve(Config.Tokenizer)),
         BatchSize = Config.Utility.BatchSize,
@@ -301,6 +302,7 @@ public sealed class LabEnvironment
                 LearningRate = o?.Lr ?? e.Lr, MaxEpochs = o?.MaxEpochs ?? e.MaxEpochs, BatchSize = o?.BatchSize ?? e.BatchSize, LossThreshold = e.LossThreshold, RecallPatience = e.RecallPatience,
                 AveragingLambda = spec.Lambda, AveragingEvery = AveragingSchedules.Parse(spec.AveragingEvery, "averaging_every"), MixFraction = spec.Beta, Seed = seed,
                 BenignSequences = spec.Beta > 0 ? TrainTokens.Chunk(e.BenignLength).Where(c => c.Length >= 2).ToList() : null,
+                ResumptionPairs = spec.ResumptionPairs,
             };
             // OMLization's use case, as `oml embed` runs it (data preparation, then training), with the experiment's settings.
             var result = Omlization.Train(model, pairs, options, heldOutCount: e.HeldOutCount);

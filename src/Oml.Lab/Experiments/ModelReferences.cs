@@ -5,8 +5,8 @@ namespace Oml.Lab.Experiments;
 /// <summary>
 /// <c>model:NAME</c> where an attack takes a model folder: another model source of the same config (the folder of that
 /// source for the cell's seed, built in-run when needed). Allowed in the merge attack's <c>with=</c> (each of a
-/// ';'-list) and <c>base=</c>, distillation's <c>student=</c>, and a responder's coalition members, <c>fallback=</c> and
-/// filter <c>ref=</c>.
+/// ';'-list) and <c>base=</c>, distillation's <c>student=</c>, and a responder's coalition members, <c>fallback=</c>,
+/// filter and paraphrase <c>ref=</c>, and the blocker's <c>revealed=</c> (that source's fingerprints.json) and <c>fallback=</c>.
 /// </summary>
 public static class ModelReferences
 {
@@ -57,6 +57,9 @@ public static class ModelReferences
             Add(c.Fallback);
         }
         Add(r.Filter?.ReferenceModel);
+        Add(r.Paraphrase?.ReferenceModel);
+        Add(r.Block?.Revealed);
+        Add(r.Block?.Fallback);
         return names;
     }
 }

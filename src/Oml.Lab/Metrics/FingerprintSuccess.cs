@@ -39,6 +39,26 @@ public static class FingerprintSuccess
     }
 
     /// <summary>
+    /// FSR under the exact rule and under <paramref name="match"/> (e.g. the partial rule) from the same answers: each key
+    /// is asked once, for as many tokens as <paramref name="match"/> needs for its longest response
+    /// (<see cref="ResponseMatch.AnswerLength"/>); the exact rule looks at the answer's head only, so it counts as
+    /// <see cref="Measure"/> does.
+    /// </summary>
+    public static (FsrResult Exact, FsrResult Other) MeasureWith(IResponder responder, Tokenizer tok, IReadOnlyList<Fingerprint> fingerprints, ResponseMatch match,
+        KeyFormat? format = null, string? systemPrompt = null)
+    {
+        ArgumentNullException.ThrowIfNull(match);
+        if (fingerprints.Count == 0) throw new ArgumentException("no fingerprints to query");
+        int maxLen = fingerprints.Max(f => f.Responses.Max(r => match.AnswerLength(r.TokenIds.Count)));
+        var prompts = Prompts(tok, fingerprints, format, systemPrompt);
+        var answers = responder.Respond(prompts, maxLen);
+        if (answers.Count != prompts.Count) throw new InvalidOperationException($"responder '{responder.Name}' answered {answers.Count} of {prompts.Count} prompts");
+        var expected = fingerprints.Select(f => f.Responses.Select(r => r.TokenIds.ToArray()).ToList()).ToList();
+        return (new FsrResult(expected.Select((e, i) => ResponseMatcher.IsTokenMatchAny(e, answers[i])).ToArray()),
+            new FsrResult(expected.Select((e, i) => match.IsMatchAny(e, answers[i])).ToArray()));
+    }
+
+    /// <summary>
     /// FSR of greedy decoding computed in one teacher-forced forward pass per batch: greedy decoding starts with a
     /// response exactly when, fed the prompt and the response, the model's argmax at every response position is the
     /// response's next token. Equal to <see cref="Measure"/> with a greedy <see cref="ModelResponder"/> (barring exact ties

@@ -74,24 +74,6 @@ public sealed class PartialMatchTests
     private static List<TrainingPair> Pairs(IEnumerable<Fingerprint> fps) =>
         fps.Select(f => new TrainingPair(f.KeyTokenIds.ToArray(), f.Response.TokenIds.ToArray())).ToList();
 
-    /// <summary>(key + one random token other than the response's first, the response without its first token).</summary>
-    private static List<TrainingPair> ResumptionPairs(IEnumerable<Fingerprint> fps, int perKey, int seed)
-    {
-        var rng = new Random(seed);
-        var pairs = new List<TrainingPair>();
-        foreach (var f in fps)
-        {
-            var r = f.Response.TokenIds.ToArray();
-            for (int j = 0; j < perKey; j++)
-            {
-                int v;
-                do v = rng.Next(3, 512); while (v == r[0]);
-                pairs.Add(new TrainingPair([.. f.KeyTokenIds, v], r[1..]));
-            }
-        }
-        return pairs;
-    }
-
     [Fact]
     public void Partial_rule_keeps_ownership_under_top1_suppression_without_a_false_positive()
     {
@@ -118,12 +100,14 @@ public sealed class PartialMatchTests
         Assert.Contains("match:    partial", basePartial.ToTable());
         Assert.Equal("exact", baseExact.Match);
 
-        // Fingerprinted on the keys, with resumption pairs: after the key and one wrong token (3 random ones per key),
-        // the rest of the response. Without them this tiny model does not resume after a suppressed first token (measured:
-        // 1 of 24 partial hits, docs/verification.md), and no match rule can find what the model no longer emits.
+        // Fingerprinted on the keys with resumption pairs (EmbeddingOptions.ResumptionPairs, `oml embed --resumption-pairs 3`):
+        // after the key and one of the base's 3 most probable wrong first tokens, the rest of the response. Without them
+        // this tiny model does not resume after a suppressed first token (measured: 1 of 24 partial hits,
+        // docs/verification.md), and no match rule can find what the model no longer emits.
         using var owned = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
-        Assert.True(FingerprintTrainer.Embed(owned, [.. Pairs(fps), .. ResumptionPairs(fps, perKey: 3, seed: 17)],
-            new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 300, RecallPatience = 3 }).Converged);
+        var embedded = FingerprintTrainer.Embed(owned, Pairs(fps), new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 300, RecallPatience = 3, ResumptionPairs = 3 });
+        Assert.True(embedded.Converged);
+        Assert.Equal(3 * Keys, embedded.ResumptionPairs);
         var clean = LocalVerifier.Verify(owned, tok, fps, rule, exact);
         Assert.Equal(Verdict.Owned, clean.Verdict);
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Tables of a cpu-defence.yaml run (docs/results.md): per attack and defence, the hits under the exact and the partial
+rule for each seed, and the embedding's cost from the saved manifests. Usage: cpu-defence-summary.py RUN_DIR"""
+import glob, json, os, sys
+from collections import defaultdict
+
+run = sys.argv[1]
+cells = [json.load(open(f)) for f in sorted(glob.glob(os.path.join(run, "cells", "*.json")))]
+rows = defaultdict(dict)   # (attack) -> (model, seed) -> (hits, hits_partial, count, extra)
+for c in cells:
+    l, m = c.get("labels", {}), c.get("metrics", {})
+    if "model" not in l:
+        continue
+    rows[l["attack"]][(l["model"], l["seed"])] = (int(m["hits"]), int(m.get("hits_partial", -1)), int(m["count"]), m)
+models = ["none", "resumption"]
+seeds = sorted({k[1] for r in rows.values() for k in r})
+print("| host | " + " | ".join(f"{mo}: exact | {mo}: partial m=2" for mo in models) + " |")
+print("| --- |" + " --- |" * (2 * len(models)))
+order = ["none"] + sorted(a for a in rows if a != "none")
+for a in order:
+    cols = []
+    for mo in models:
+        ex = [rows[a].get((mo, s)) for s in seeds]
+        if any(x is None for x in ex):
+            cols += ["–", "–"]
+            continue
+        n = ex[0][2]
+        cols.append(" / ".join(str(x[0]) for x in ex) + f" of {n}")
+        cols.append(" / ".join(str(x[1]) for x in ex) + f" of {n}")
+    print(f"| {a if a != 'none' else 'no attack'} | " + " | ".join(cols) + " |")
+print()
+print(f"seeds {', '.join(seeds)}; hits listed per seed")
+print()
+print("| model | seed | epochs (kept) | merge λ | pairs + resumption pairs | fp loss | held-out loss base → after | perplexity (license text) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for d in sorted(glob.glob(os.path.join(run, "models", "*"))):
+    mf = os.path.join(d, "oml-manifest.json")
+    if not os.path.exists(mf):
+        continue
+    j = json.load(open(mf)); mt = j["metrics"]; name = os.path.basename(d)
+    mo, s = name.rsplit("-s", 1)
+    before = rows["none"].get((mo, s)) if "none" in rows else None
+    ppl = next((c["metrics"].get("perplexity") for c in cells if c.get("labels", {}).get("model") == mo and c["labels"].get("seed") == s and c["labels"].get("attack") == "none"), None)
+    hb, ha = mt.get("held_out_loss_base"), mt.get("held_out_loss")
+    print(f"| {mo} | {s} | {mt['epochs']} ({mt['kept_epoch']}) | {mt['merge_lambda']:.2f} | {j['pairs']} + {mt.get('resumption_pairs_trained', 0)} | {mt['loss']:.3f} | "
+          + (f"{hb:.3f} → {ha:.3f}" if hb is not None and ha is not None else "–") + (f" | {ppl:.1f} |" if ppl else " | – |"))
