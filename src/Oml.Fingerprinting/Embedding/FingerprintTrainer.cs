@@ -179,7 +179,8 @@ public sealed record EmbeddingOptions
     /// AdamW moments; a unit is all-gathered before it runs and released after, and the backward pass recomputes each
     /// layer from its kept input (activation checkpointing is always on) and reduce-scatters its gradients. The weights,
     /// gradients and optimizer state per rank fall to about 1/N. The model's parameters are empty while training runs
-    /// and hold the whole trained weights again on every rank when <see cref="FingerprintTrainer.Embed"/> returns.
+    /// and hold the whole trained weights again on every rank when <see cref="FingerprintTrainer.Embed"/> returns (after a
+    /// failure they are left empty).
     /// Implies <see cref="ShardOptimizer"/>; checkpoints are those of an unsharded run (resume with any world size or mode).
     /// </summary>
     public bool ShardWeights { get; init; }

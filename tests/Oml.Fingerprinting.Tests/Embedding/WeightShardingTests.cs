@@ -116,6 +116,8 @@ public class WeightShardingTests
         // Summation order differs (per-rank sums, then the reduction), and Adam divides by √v, so a weight whose gradient
         // is near zero can move by a fraction of one step differently: bounded by one step (lr) on any weight.
         double toSingle = WorstDifference(single, zero3), toZero2 = WorstDifference(zero2, zero3);
+        TestContext.Current.TestOutputHelper?.WriteLine(
+            $"{fixture}: largest weight difference of ZeRO-3 to one process {toSingle:E2}, to ZeRO-2 {toZero2:E2}, ZeRO-2 to one process {WorstDifference(single, zero2):E2}");
         Assert.True(toSingle < options.LearningRate, $"largest weight difference to one process: {toSingle:E2} (lr {options.LearningRate:E2})");
         Assert.True(toZero2 < options.LearningRate, $"largest weight difference to optimizer sharding: {toZero2:E2} (lr {options.LearningRate:E2})");
         SameTrajectory(single, zero3);
@@ -142,6 +144,7 @@ public class WeightShardingTests
         var zero3 = await Ranks(fixture, options, 2, Mode.ShardWeights, Lora);
         double worst = WorstDifference(single, zero3);
         Assert.True(worst < options.LearningRate, $"largest merged-weight difference to one process: {worst:E2}");
+        TestContext.Current.TestOutputHelper?.WriteLine($"LoRA: largest merged-weight difference of ZeRO-3 to one process {worst:E2}");
         SameTrajectory(single, zero3);
         // The adapters moved the merged weights (the comparison is not of two untrained models).
         using var baseModel = ModelFolder.Load(TestModels.Fixture(fixture));
