@@ -475,6 +475,13 @@ API int oml_set_grad(TH t, TH g) {
   return run("set_grad", {t, g}, [&] { t->mutable_grad() = g ? *g : at::Tensor(); });
 }
 
+// Points the tensor at another tensor's data (Python's `param.data = src`), keeping its autograd identity (a leaf
+// stays the same leaf, with its requires_grad): weight sharding (ZeRO-3) empties a parameter at rest and points it
+// at the gathered weights while a layer runs. The old storage is freed once nothing else holds it.
+API int oml_tensor_set_data(TH t, TH src) {
+  return run("set_data", {t, src}, [&] { t->set_data(*src); });
+}
+
 // Gradients of `outputs` with respect to `inputs` (torch.autograd.grad); out receives n_in handles.
 API int oml_autograd_grad(const TH* outputs, const TH* grad_outputs, int n_out, const TH* inputs, int n_in,
                           int create_graph, TH* out) {

@@ -106,6 +106,10 @@ public static class EmbedCommand
         {
             Description = "With --gpus/--processes: keep each parameter's AdamW state and reduced gradient on one rank only (ZeRO-2 by parameter; about 1/N of the optimizer memory per rank)",
         };
+        var shardWeights = new Option<bool>("--shard-weights")
+        {
+            Description = "With --gpus/--processes: shard the weights too (ZeRO-3, FSDP-style): each rank keeps 1/N of every layer's weights, gradients and AdamW state, gathers a layer's weights while it runs and frees them after (activation checkpointing is on)",
+        };
         var memoryBudget = new Option<double?>("--memory-budget-gb") { Description = "Plan micro-batches to keep the device's memory use within this many GiB (default: all that is free)" };
         var cmd = new Command("embed",
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
@@ -116,10 +120,12 @@ public static class EmbedCommand
         cmd.Add(resumption);
         dist.AddTo(cmd);
         cmd.Add(shard);
+        cmd.Add(shardWeights);
         cmd.SetAction(r =>
         {
             if (dist.Plan(r) is { } plan) return dist.Launch(r, plan);
             if (r.GetValue(shard) && !DistributedOptions.Launched) throw new UsageException("--shard-optimizer needs --gpus or --processes (several ranks to shard over)");
+            if (r.GetValue(shardWeights) && !DistributedOptions.Launched) throw new UsageException("--shard-weights needs --gpus or --processes (several ranks to shard over)");
             var dir = r.GetValue(model)!;
             var outDir = r.GetValue(output)!;
             var setPath = r.GetValue(fingerprints)!;
@@ -155,9 +161,10 @@ public static class EmbedCommand
             bool lead = group is null || group.Rank == 0;
             if (group is not null)
             {
-                options = options with { Group = group, Log = lead ? options.Log : null, ShardOptimizer = r.GetValue(shard) };
+                options = options with { Group = group, Log = lead ? options.Log : null, ShardOptimizer = r.GetValue(shard), ShardWeights = r.GetValue(shardWeights) };
                 Cli.OptionValue(options.Validate);
-                if (lead) Console.Error.WriteLine($"data-parallel over {group.WorldSize} ranks ({group.Backend})");
+                if (lead) Console.Error.WriteLine($"data-parallel over {group.WorldSize} ranks ({group.Backend})" +
+                    (options.ShardWeights ? ", weights sharded (ZeRO-3)" : options.ShardOptimizer ? ", optimizer sharded" : ""));
             }
 
             var set = Phases.Time("read set", () => FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile)));

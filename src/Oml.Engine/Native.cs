@@ -103,6 +103,7 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static partial int oml_backward(TensorHandle t, IntPtr grad, int retainGraph);
     [LibraryImport(Lib)] internal static partial int oml_grad(TensorHandle t, out IntPtr grad);
     [LibraryImport(Lib)] internal static partial int oml_set_grad(TensorHandle t, IntPtr grad);
+    [LibraryImport(Lib)] internal static partial int oml_tensor_set_data(TensorHandle t, TensorHandle src);
     [LibraryImport(Lib)] internal static unsafe partial int oml_autograd_grad(IntPtr* outputs, IntPtr* gradOutputs, int nOut, IntPtr* inputs, int nIn, int createGraph, IntPtr* result);
 
     [LibraryImport(Lib)] internal static partial TensorHandle oml_unary(int op, TensorHandle x);

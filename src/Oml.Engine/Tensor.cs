@@ -204,6 +204,17 @@ public sealed class Tensor : IDisposable
     public Tensor Alias() => new(oml_alias(Handle));
 
     public void CopyFrom(Tensor src) => Check(oml_copy_(Handle, src.Handle));
+    /// <summary>
+    /// Points this tensor at <paramref name="src"/>'s data (shape, dtype, device and storage, shared), as Python's
+    /// <c>param.data = src</c>: the tensor keeps its autograd identity (a parameter stays the same leaf, with its
+    /// <see cref="RequiresGrad"/>), and its old storage is freed once nothing else holds it. Weight sharding empties
+    /// parameters at rest this way and points them at gathered weights while a layer runs.
+    /// </summary>
+    public void SetData(Tensor src)
+    {
+        ArgumentNullException.ThrowIfNull(src);
+        Check(oml_tensor_set_data(Handle, src.Handle));
+    }
     public void Fill(double value) => Check(oml_fill_(Handle, value));
     public void Zero() => Check(oml_zero_(Handle));
 

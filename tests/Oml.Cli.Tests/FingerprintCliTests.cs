@@ -746,6 +746,29 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
     }
 
     [Fact]
+    public void A_weight_sharded_two_process_checkpoint_resumes_in_one_process()
+    {
+        string one = Path.Combine(workspace.Root, "z3-one"), half = Path.Combine(workspace.Root, "z3-half"), rest = Path.Combine(workspace.Root, "z3-rest");
+        string ck = Path.Combine(workspace.Root, "z3-ck");
+        var a = Spawn(null, EmbedArgs(one));
+        Assert.True(a.Code == 0, a.Err);
+        var b = Spawn(null, [.. EmbedArgs(half, epochs: 2), "--processes", "2", "--shard-weights", "--checkpoint-dir", ck]);
+        Assert.True(b.Code == 0, b.Err);
+        Assert.Contains("weights sharded (ZeRO-3)", b.Err, StringComparison.Ordinal);
+        Assert.True(Directory.Exists(Path.Combine(ck, "epoch-000002")));
+        var c = Spawn(null, [.. EmbedArgs(rest), "--checkpoint-dir", ck]);
+        Assert.True(c.Code == 0, c.Err);
+        Assert.Contains("resuming from the checkpoint after epoch 2", c.Err, StringComparison.Ordinal);
+        var (w1, w2) = (Weights(one), Weights(rest));
+        Assert.Equal(w1.Keys.Order(), w2.Keys.Order());
+        double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
+        Assert.True(worst < 5e-3, $"largest weight difference {worst:E2} (lr 5e-3)");
+        // The half-way model written by the sharded ranks is whole (rank 0 gathered every weight before saving).
+        Assert.Equal(w1.Keys.Order(), Weights(half).Keys.Order());
+        Assert.Equal(Cli.Usage, CliRunner.Run([.. EmbedArgs(Path.Combine(workspace.Root, "z3-usage")), "--shard-weights"]).Code);
+    }
+
+    [Fact]
     public void Train_on_two_processes_ends_with_the_weights_of_one()
     {
         string data = Path.Combine(workspace.Root, "train.txt");

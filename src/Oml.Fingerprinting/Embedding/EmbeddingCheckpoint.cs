@@ -133,4 +133,22 @@ public static class EmbeddingCheckpoint
     /// </summary>
     public static void Restore(State state, IReadOnlyList<KeyValuePair<string, Tensor>> trainable, AdamW opt, Func<Tensor, bool>? holdsMoments = null) =>
         OptimizerCheckpoint.Restore(state.Folder, state.OptimizerSteps, trainable, opt, holdsMoments);
+
+    /// <summary>
+    /// A weight-sharded run's resume: each rank loads its segments of every trainable parameter and of its moments (the
+    /// files are by whole parameter, whatever world size or sharding wrote them).
+    /// </summary>
+    public static void Restore(State state, ShardedModel sharded, AdamW opt)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(sharded);
+        using var pf = SafetensorsFile.Open(Path.Combine(state.Folder, ParamsFile));
+        using var of = SafetensorsFile.Open(Path.Combine(state.Folder, OptimizerFile));
+        sharded.LoadTrainable(
+            name => pf.Entries.ContainsKey(name) ? pf.Load(name, Device.Cpu) : throw new InvalidDataException($"{state.Folder}: the checkpoint lacks parameter '{name}'"),
+            name => of.Entries.ContainsKey(name + ".exp_avg")
+                ? (of.Load(name + ".exp_avg", Device.Cpu), of.Load(name + ".exp_avg_sq", Device.Cpu), state.OptimizerSteps.TryGetValue(name, out var s) ? s : 0)
+                : null,
+            opt);
+    }
 }

@@ -190,6 +190,17 @@ public sealed record EmbeddingOptions
     /// the loss, recall, early stopping and the final merge's margin.
     /// </summary>
     public int ResumptionPairs { get; init; }
+    /// <summary>
+    /// With a <see cref="Group"/>, shard the weights too (ZeRO-3, FSDP-style; <see cref="ShardedModel"/>): each rank keeps
+    /// only its flat slice of every unit's parameters (embeddings, each decoder layer, head), and of their gradients and
+    /// AdamW moments; a unit is all-gathered before it runs and released after, and the backward pass recomputes each
+    /// layer from its kept input (activation checkpointing is always on) and reduce-scatters its gradients. The weights,
+    /// gradients and optimizer state per rank fall to about 1/N. The model's parameters are empty while training runs
+    /// and hold the whole trained weights again on every rank when <see cref="FingerprintTrainer.Embed"/> returns (after a
+    /// failure they are left empty).
+    /// Implies <see cref="ShardOptimizer"/>; checkpoints are those of an unsharded run (resume with any world size or mode).
+    /// </summary>
+    public bool ShardWeights { get; init; }
 
     public void Validate()
     {
@@ -213,6 +224,7 @@ public sealed record EmbeddingOptions
         if (FinalLambdaStep is <= 0 or > 1) throw new ArgumentException("the final λ grid step must be in (0, 1]");
         if (MergeMaxLoss <= 0) throw new ArgumentException("the final merge's loss margin must be positive");
         if (ResumptionPairs < 0) throw new ArgumentException("resumption pairs per response must be 0 or more");
+        if (ShardWeights && Group is null) throw new ArgumentException("weight sharding needs a process group (several ranks to shard over)");
     }
 }
 
@@ -221,6 +233,13 @@ public sealed record EmbeddingProgress(int Epoch, int Steps, double Loss, double
 {
     /// <summary>Mean next-token loss on <see cref="EmbeddingOptions.HeldOutSequences"/> after the epoch (null without them).</summary>
     public double? HeldOutLoss { get; init; }
+    /// <summary>
+    /// Bytes of parameter data this rank held at the epoch's end: the model's parameter tensors plus, with
+    /// <see cref="EmbeddingOptions.ShardWeights"/>, its shards (the model's own tensors are then empty).
+    /// </summary>
+    public long ParameterBytes { get; init; }
+    /// <summary>Bytes of AdamW moments this rank held at the epoch's end.</summary>
+    public long OptimizerBytes { get; init; }
 }
 
 /// <summary>One λ tried by <see cref="AveragingSchedule.Final"/>: the merged model's fingerprint loss, recall and held-out loss.</summary>
@@ -302,12 +321,40 @@ public static class FingerprintTrainer
         int bestEpoch = 0;
         (int Recalled, int WithinMargin, double NegRank) bestScore = (-1, 0, double.NegativeInfinity);
         MergeResult? merge = null;
+        var group = options.Group;
+        var wholeTrainable = trainable;
+        using (Torch.NoGrad())
+            foreach (var p in trainable) p.RequiresGrad = true;
+        var masks = named.Select(kv => options.GradientMasks is { } gm && gm.TryGetValue(kv.Key, out var m) ? m : null).ToList();
+        for (int i = 0; i < named.Count; i++)
+            if (masks[i] is { } mk && !mk.Shape.SequenceEqual(named[i].Value.Shape))
+                throw new ArgumentException($"gradient mask of '{named[i].Key}' has shape [{string.Join(", ", mk.Shape)}], the parameter [{string.Join(", ", named[i].Value.Shape)}]");
+        // The run's digest is over the base weights: taken before weight sharding empties the model's parameters.
+        string? digest = options.CheckpointDir is null ? null
+            : EmbeddingCheckpoint.RunDigest(pairs, options, named, options.MixFraction > 0 ? MixDigest(options.MixFraction, benign) : null);
+        // Weight sharding (ZeRO-3): from here on the trained tensors are this rank's segments of the parameters, and
+        // every elementwise step below (masks, L2, averaging, AdamW, clipping by the global norm) runs on them.
+        ShardedModel? sharded = null;
+        var sliceMasks = new List<Tensor>();
+        if (options.ShardWeights)
+        {
+            sharded = new ShardedModel(model, group!, n => options.Trainable?.Invoke(n) ?? true);
+            var segs = sharded.TrainableSegments;
+            var maskOf = named.Select((kv, i) => (kv.Key, masks[i])).ToDictionary(x => x.Key, x => x.Item2, StringComparer.Ordinal);
+            masks = segs.Select(sg =>
+            {
+                if (maskOf[sg.Name] is not { } whole) return null;
+                using var scope = Torch.NewScope();
+                var slice = whole.Reshape(-1).Narrow(0, sg.Start, sg.Length).Contiguous().DetachFromScope();
+                sliceMasks.Add(slice);
+                return slice;
+            }).ToList();
+            named = segs.Select(sg => new KeyValuePair<string, Tensor>(sg.Name, sg.Shard)).ToList();
+            trainable = segs.Select(sg => sg.Shard).ToList();
+        }
         using (Torch.NoGrad())
             foreach (var p in trainable)
-            {
-                p.RequiresGrad = true;
                 if (needBase) bases.Add(p.Clone().DetachFromScope());
-            }
 
         // Batches of similar length: sort by total length, cut into batches, shuffle the batch order each epoch (with a
         // permutation derived from the seed and the epoch, so that a resumed run needs no generator state).
@@ -316,7 +363,6 @@ public static class FingerprintTrainer
         var batches = order.Chunk(batchSize).ToList();
 
         int padId = model.Config.PadTokenId ?? 0;
-        var group = options.Group;
         (long, int) BatchTotals(int[] batch) => (batch.Sum(i => (long)pairs[i].Response.Length), batch.Length);
         var cached = new Dictionary<int, List<MicroBatch>>();
         var history = new List<EmbeddingProgress>();
@@ -324,13 +370,9 @@ public static class FingerprintTrainer
         double secondsBefore = 0;
         bool converged = false;
         int steps = 0, recalledStreak = 0, firstEpoch = 1;
-        var masks = named.Select(kv => options.GradientMasks is { } gm && gm.TryGetValue(kv.Key, out var m) ? m : null).ToList();
-        for (int i = 0; i < named.Count; i++)
-            if (masks[i] is { } mk && !mk.Shape.SequenceEqual(named[i].Value.Shape))
-                throw new ArgumentException($"gradient mask of '{named[i].Key}' has shape [{string.Join(", ", mk.Shape)}], the parameter [{string.Join(", ", named[i].Value.Shape)}]");
         // Optimizer sharding: each parameter's owner; this rank's optimizer holds only its own.
         var dist = options.Group;
-        int[]? owner = options.ShardOptimizer && dist is { WorldSize: > 1 }
+        int[]? owner = sharded is null && options.ShardOptimizer && dist is { WorldSize: > 1 }
             ? Oml.Engine.Distributed.ProcessGroup.Partition(trainable.Select(t => t.NumEl).ToList(), dist.WorldSize) : null;
         bool Mine(int i) => owner is null || owner[i] == dist!.Rank;
         var groups = new List<ParamGroup> { new(trainable.Where((_, i) => masks[i] is null && Mine(i))) };
@@ -339,15 +381,13 @@ public static class FingerprintTrainer
         // Data parallelism: the all-reduce (sharded: the reduce to each owner) overlapped with the last backward pass, buckets
         // in the model's order (the reducer reverses it: backward produces the last layers' gradients first).
         var byModel = model.Parameters.Values.Select(p => trainable.FindIndex(t => ReferenceEquals(t, p))).Where(i => i >= 0).ToList();
-        using var reducer = group is not null && options.OverlapAllReduce
+        using var reducer = group is not null && sharded is null && options.OverlapAllReduce
             ? new Oml.Engine.Distributed.GradReducer(group, byModel.Select(i => trainable[i]).ToList(), owners: owner is null ? null : byModel.Select(i => owner[i]).ToList())
             : null;
         try
         {
-            string? digest = null;
             if (options.CheckpointDir is { } ckDir)
             {
-                digest = EmbeddingCheckpoint.RunDigest(pairs, options, named, options.MixFraction > 0 ? MixDigest(options.MixFraction, benign) : null);
                 if (EmbeddingCheckpoint.Latest(ckDir) is { } ck)
                 {
                     if (ck.Digest != digest)
@@ -356,7 +396,8 @@ public static class FingerprintTrainer
                             "use another checkpoint folder or delete it");
                     // A sharded optimizer takes the moments of the parameters this rank owns now, whatever the world
                     // size that wrote the checkpoint.
-                    EmbeddingCheckpoint.Restore(ck, named, opt, owner is null ? null : p => Mine(trainable.FindIndex(t => ReferenceEquals(t, p))));
+                    if (sharded is not null) EmbeddingCheckpoint.Restore(ck, sharded, opt);
+                    else EmbeddingCheckpoint.Restore(ck, named, opt, owner is null ? null : p => Mine(trainable.FindIndex(t => ReferenceEquals(t, p))));
                     history.AddRange(ck.History);
                     steps = ck.Steps;
                     recalledStreak = ck.RecalledStreak;
@@ -370,13 +411,15 @@ public static class FingerprintTrainer
             long fpTokens = pairs.Sum(p => (long)p.Key.Length + p.Response.Length);
             double fpShare = (double)pairs.Sum(p => (long)p.Response.Length) / fpTokens;
             long widest = batches.Max(b => (long)b.Length * b.Max(i => pairs[i].Key.Length + pairs[i].Response.Length));
-            var fpPlan = PlanMicroBatches(model, trainable, opt, options, widest, fpShare);
+            // Weight sharding always recomputes each layer in the backward pass: plan for checkpointed micro-batches.
+            var planOptions = sharded is null ? options : options with { ActivationCheckpointing = true };
+            var fpPlan = PlanMicroBatches(model, trainable, opt, planOptions, widest, fpShare);
             options.Log?.Invoke($"fingerprint rows: {fpPlan}");
             MicroBatchPlan? benignPlan = null;
             if (benign.Count > 0)
             {
                 int mMax = (int)Math.Ceiling(options.MixFraction / (1 - options.MixFraction) * batches.Max(b => b.Length) - 1e-9);
-                benignPlan = PlanMicroBatches(model, trainable, opt, options, (long)mMax * benign.Max(x => x.Length), 1.0);
+                benignPlan = PlanMicroBatches(model, trainable, opt, planOptions, (long)mMax * benign.Max(x => x.Length), 1.0);
                 options.Log?.Invoke($"benign rows: {benignPlan}");
             }
             for (int epoch = firstEpoch; epoch <= options.MaxEpochs && !converged; epoch++)
@@ -413,6 +456,7 @@ public static class FingerprintTrainer
                     if (!cached.TryGetValue(bi, out var fpMicro))
                         cached[bi] = fpMicro = MicroBatch.Split(Shard(batch.Select(i => pairs[i]).ToList(), group), fpPlan.Tokens, padId, model.Device);
                     Accumulate(model, fpMicro, fpWeight, fpPlan.Checkpoint, acc, countRecalled: true, totals: BatchTotals(batch),
+                        sharded: sharded, idle: IdleMicroBatches(batch.Select(i => pairs[i]).ToList(), group, fpPlan.Tokens, sharded),
                         reduceOnLast: benignRows.Count == 0 ? reducer : null);
                     if (benignRows.Count > 0)
                     {
@@ -420,13 +464,15 @@ public static class FingerprintTrainer
                         try
                         {
                             Accumulate(model, micro, options.MixFraction, benignPlan.Checkpoint, null, countRecalled: false,
-                                totals: (benignRows.Sum(r => (long)r.Response.Length), benignRows.Count), reduceOnLast: reducer);
+                                totals: (benignRows.Sum(r => (long)r.Response.Length), benignRows.Count),
+                                sharded: sharded, idle: IdleMicroBatches(benignRows, group, benignPlan.Tokens, sharded), reduceOnLast: reducer);
                         }
                         finally { foreach (var mb in micro) mb.Dispose(); }
                     }
+                    // Weight sharding reduce-scattered every unit's gradients during the backward pass.
                     if (reducer is not null) reducer.Finish();
                     else if (owner is not null) ReduceToOwners(group!, trainable, owner);
-                    else group?.AllReduceGradients(trainable);
+                    else if (sharded is null) group?.AllReduceGradients(trainable);
                     if (options.L2ToBase > 0)
                     {
                         using var scope = Torch.NewScope();
@@ -441,7 +487,7 @@ public static class FingerprintTrainer
                                 g?.MulInPlace(mask);
                     if (options.MaxGradNorm > 0)
                     {
-                        if (owner is not null) ClipShardedGradients(group!, model.Device, trainable.Where((_, i) => Mine(i)).ToList(), options.MaxGradNorm);
+                        if (owner is not null || sharded is not null) ClipShardedGradients(group!, model.Device, trainable.Where((_, i) => Mine(i)).ToList(), options.MaxGradNorm);
                         else using (Torch.ClipGradNormTensor(trainable, options.MaxGradNorm)) { }
                     }
                     opt.Step();
@@ -465,16 +511,19 @@ public static class FingerprintTrainer
                         {
                             if (!cached.TryGetValue(bi, out var fpMicro))
                                 cached[bi] = fpMicro = MicroBatch.Split(Shard(batches[bi].Select(i => pairs[i]).ToList(), group), fpPlan.Tokens, padId, model.Device);
-                            Accumulate(model, fpMicro, 1, checkpoint: false, measured, countRecalled: true, backward: false, totals: BatchTotals(batches[bi]));
+                            Accumulate(model, fpMicro, 1, checkpoint: false, measured, countRecalled: true, backward: false, totals: BatchTotals(batches[bi]),
+                                sharded: sharded, idle: IdleMicroBatches(batches[bi].Select(i => pairs[i]).ToList(), group, fpPlan.Tokens, sharded));
                         }
                     acc.Set(measured);
                 }
                 if (group is not null) group.AllReduce([acc.Loss, acc.Recalled]);
                 var (lossSum, recalled) = acc.Read();
-                double? held = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens) : null;
+                double? held = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens, sharded) : null;
                 var pr = new EmbeddingProgress(epoch, steps, lossSum / pairs.Count, (double)recalled / pairs.Count, secondsBefore + sw.Elapsed.TotalSeconds)
                 {
                     HeldOutLoss = held,
+                    ParameterBytes = sharded?.HeldBytes ?? ShardedModel.ParameterBytes(model),
+                    OptimizerBytes = trainable.Sum(t => opt.MomentsOf(t) is { } mo ? 2 * mo.ExpAvg.NumEl * mo.ExpAvg.DType.ElementSize() : 0),
                 };
                 history.Add(pr);
                 recalledStreak = recalled == pairs.Count ? recalledStreak + 1 : 0;
@@ -505,7 +554,10 @@ public static class FingerprintTrainer
                 // The checkpoint is written before the progress report, so a run killed from the callback resumes after this epoch.
                 if (options.CheckpointDir is { } dir && (epoch % options.CheckpointEvery == 0 || converged || epoch == options.MaxEpochs))
                 {
-                    if (owner is not null)
+                    if (sharded is not null)
+                        SaveSharded(sharded, opt, (host, state) =>
+                            EmbeddingCheckpoint.Save(dir, digest!, epoch, steps, recalledStreak, converged, history, host, state));
+                    else if (owner is not null)
                         EmbeddingCheckpoint.SaveSharded(group!, model.Device, dir, digest!, epoch, steps, recalledStreak, converged, history, named, owner, opt);
                     else if (group is null || group.Rank == 0)
                         EmbeddingCheckpoint.Save(dir, digest!, epoch, steps, recalledStreak, converged, history, named, opt);
@@ -518,7 +570,9 @@ public static class FingerprintTrainer
                 using (Torch.NoGrad())
                     for (int i = 0; i < trainable.Count; i++) trainable[i].CopyFrom(best[i]);
             if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Final)
-                merge = MergeBack(model, pairs, batches, heldOut, trainable, bases, options, fpPlan.Tokens);
+                merge = MergeBack(model, pairs, batches, heldOut, trainable, bases, options, fpPlan.Tokens, sharded);
+            // Every rank ends with the whole trained weights in the model, as without sharding.
+            sharded?.Materialize();
         }
         finally
         {
@@ -526,11 +580,14 @@ public static class FingerprintTrainer
                 foreach (var mb in list) mb.Dispose();
             opt.ZeroGrad();
             foreach (var p in trainable) p.RequiresGrad = false;
+            foreach (var p in wholeTrainable) p.RequiresGrad = false;
+            foreach (var m in sliceMasks) m.Dispose();
+            sharded?.Dispose();
             foreach (var b in bases) b.Dispose();
             foreach (var b in best ?? []) b.Dispose();
         }
         var kept = history.First(h => h.Epoch == bestEpoch);
-        return new EmbeddingResult(history, converged, trainable.Sum(p => p.NumEl))
+        return new EmbeddingResult(history, converged, wholeTrainable.Sum(p => p.NumEl))
         {
             KeptEpoch = bestEpoch,
             BaseHeldOutLoss = baseHeldOut,
@@ -552,14 +609,14 @@ public static class FingerprintTrainer
     /// the trained weights when no λ keeps every fingerprint.
     /// </summary>
     private static MergeResult MergeBack(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, IReadOnlyList<int[]> heldOut,
-        List<Tensor> trainable, List<Tensor> bases, EmbeddingOptions o, long microTokens)
+        List<Tensor> trainable, List<Tensor> bases, EmbeddingOptions o, long microTokens, ShardedModel? sharded)
     {
         using var noGrad = Torch.NoGrad();
         var trained = trainable.Select(t => t.Clone().DetachFromScope()).ToList();
         try
         {
-            var (l0, r0) = Measure(model, pairs, batches, microTokens);
-            var none = new MergeTrial(0, l0 / pairs.Count, (double)r0 / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens) : null);
+            var (l0, r0) = Measure(model, pairs, batches, microTokens, sharded);
+            var none = new MergeTrial(0, l0 / pairs.Count, (double)r0 / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens, sharded) : null);
             var trials = new List<MergeTrial>();
             int n = (int)Math.Floor(o.AveragingLambda / o.FinalLambdaStep + 1e-9);
             var lambdas = Enumerable.Range(0, n).Select(k => o.AveragingLambda - k * o.FinalLambdaStep).Where(l => l > 1e-9).ToList();
@@ -571,8 +628,8 @@ public static class FingerprintTrainer
                     trainable[i].CopyFrom(trained[i]);
                     trainable[i].LerpInPlace(bases[i], lambda);
                 }
-                var (l, r) = Measure(model, pairs, batches, microTokens);
-                var t = new MergeTrial(lambda, l / pairs.Count, (double)r / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens) : null);
+                var (l, r) = Measure(model, pairs, batches, microTokens, sharded);
+                var t = new MergeTrial(lambda, l / pairs.Count, (double)r / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens, sharded) : null);
                 trials.Add(t);
                 if (r < r0 || t.Loss > o.MergeMaxLoss) continue;
                 if (chosen is null || (t.HeldOutLoss ?? 0) < (chosen.HeldOutLoss ?? 0)) chosen = t;
@@ -627,6 +684,36 @@ public static class FingerprintTrainer
     }
 
     /// <summary>
+    /// A weight-sharded run's checkpoint: every trainable parameter's whole value, moments and step count gathered from
+    /// the ranks one flat group at a time into rank 0's host memory, which then calls <paramref name="save"/> with them by
+    /// name (the files of an unsharded run). The other ranks take part in the gathers and do not call it.
+    /// </summary>
+    private static void SaveSharded(ShardedModel sharded, AdamW opt,
+        Action<IReadOnlyList<KeyValuePair<string, Tensor>>, Func<Tensor, (long Step, (Tensor ExpAvg, Tensor ExpAvgSq)? Moments)>> save)
+    {
+        var host = new List<KeyValuePair<string, Tensor>>();
+        var state = new Dictionary<Tensor, (long, (Tensor, Tensor)?)>(ReferenceEqualityComparer.Instance);
+        try
+        {
+            sharded.GatherTrainable(opt, (name, value, step, moments) =>
+            {
+                if (value is null) return;
+                host.Add(new(name, value.DetachFromScope()));
+                if (moments is { } m) { m.ExpAvg.DetachFromScope(); m.ExpAvgSq.DetachFromScope(); }
+                state[value] = (step, moments);
+            });
+            if (sharded.Group.Rank == 0) save(host, p => state[p]);
+        }
+        finally
+        {
+            foreach (var (t, (_, m)) in state)
+            {
+                t.Dispose();
+                if (m is { } mm) { mm.Item1.Dispose(); mm.Item2.Dispose(); }
+            }
+        }
+    }
+
     /// Gradient clipping by the global norm when each rank holds the gradients of its own parameters: the squared norms
     /// summed over the ranks, then every owned gradient scaled by max / (norm + 1e-6) when that is below 1 (as
     /// <c>torch.nn.utils.clip_grad_norm_</c> does).
@@ -647,7 +734,8 @@ public static class FingerprintTrainer
     }
 
     /// <summary>Summed (per pair) response loss and the number of recalled fingerprints of the model as it is, without gradients.</summary>
-    private static (double LossSum, int Recalled) Measure(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, long microTokens)
+    private static (double LossSum, int Recalled) Measure(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, long microTokens,
+        ShardedModel? sharded)
     {
         using var noGrad = Torch.NoGrad();
         using var acc = new Accumulators(model.Device);
@@ -655,14 +743,17 @@ public static class FingerprintTrainer
         foreach (var batch in batches)
         {
             var micro = MicroBatch.Split(batch.Select(i => pairs[i]).ToList(), microTokens, padId, model.Device);
-            try { Accumulate(model, micro, 1, checkpoint: false, acc, countRecalled: true, backward: false); }
+            try { Accumulate(model, micro, 1, checkpoint: false, acc, countRecalled: true, backward: false, sharded: sharded); }
             finally { foreach (var mb in micro) mb.Dispose(); }
         }
         return acc.Read();
     }
 
-    /// <summary>Mean next-token loss of the model on <paramref name="sequences"/> (every token after the first), without gradients.</summary>
-    public static double HeldOutLoss(CausalLM model, IReadOnlyList<int[]> sequences, int? microBatchTokens = null)
+    /// <summary>
+    /// Mean next-token loss of the model on <paramref name="sequences"/> (every token after the first), without gradients;
+    /// with <paramref name="sharded"/>, through its weight-sharded forward pass (every rank must call it with the same data).
+    /// </summary>
+    public static double HeldOutLoss(CausalLM model, IReadOnlyList<int[]> sequences, int? microBatchTokens = null, ShardedModel? sharded = null)
     {
         long maxTokens = microBatchTokens ?? 65536;
         using var noGrad = Torch.NoGrad();
@@ -678,7 +769,8 @@ public static class FingerprintTrainer
             using (var scope = Torch.NewScope())
             {
                 var (ids, labels) = Collate(chunk, model.Config.PadTokenId ?? 0, model.Device);
-                sum += CausalLM.Loss(model.Forward(ids), labels).ToDouble() * chunk.Sum(r => r.Response.Length);
+                var loss = sharded is null ? CausalLM.Loss(model.Forward(ids), labels) : sharded.Run(ids, h => CausalLM.Loss(model.Head(h), labels))!;
+                sum += loss.ToDouble() * chunk.Sum(r => r.Response.Length);
             }
             start = end;
         }
@@ -723,7 +815,8 @@ public static class FingerprintTrainer
     /// row) and the recalled rows are added to <paramref name="acc"/> on the device, without waiting for it.
     /// </summary>
     private static void Accumulate(CausalLM model, List<MicroBatch> micro, double weight, bool checkpoint, Accumulators? acc,
-        bool countRecalled, bool backward = true, (long Labelled, int Rows)? totals = null, Oml.Engine.Distributed.GradReducer? reduceOnLast = null)
+        bool countRecalled, bool backward = true, (long Labelled, int Rows)? totals = null, ShardedModel? sharded = null, int idle = 0,
+        Oml.Engine.Distributed.GradReducer? reduceOnLast = null)
     {
         // The shares are of the whole batch's labelled tokens (all ranks' rows); without totals, of these micro-batches'.
         long total = totals?.Labelled ?? micro.Sum(m => (long)m.Labelled);
@@ -751,11 +844,32 @@ public static class FingerprintTrainer
             }
             // The last micro-batch of the step's backward passes starts the gradient all-reduce as it goes (one backward
             // pass only: a checkpointed one runs a pass per layer, and a tied weight would be accumulated after its bucket left).
-            if (backward && !checkpoint && reduceOnLast is not null && ReferenceEquals(mb, micro[^1])) reduceOnLast.Enable();
-            if (!backward) LossOf(model.Hidden(mb.Ids));
+            if (backward && !checkpoint && sharded is null && reduceOnLast is not null && ReferenceEquals(mb, micro[^1])) reduceOnLast.Enable();
+            if (sharded is not null)
+            {
+                if (backward) sharded.CheckpointedBackward(mb.Ids, LossOf);
+                else sharded.Run(mb.Ids, LossOf);
+            }
+            else if (!backward) LossOf(model.Hidden(mb.Ids));
             else if (checkpoint) model.CheckpointedBackward(mb.Ids, LossOf);
             else LossOf(model.Hidden(mb.Ids)).Backward();
         }
+        // Weight sharding: a rank with fewer micro-batches than another still takes part in every unit's collectives.
+        for (int k = 0; k < idle; k++)
+            if (backward) sharded!.CheckpointedBackward(null, null);
+            else sharded!.Run(null, null);
+    }
+
+    /// <summary>
+    /// With weight sharding, how many more micro-batches than this rank's the rank with the most runs for
+    /// <paramref name="rows"/> (a whole batch, before it is split over the ranks); 0 otherwise.
+    /// </summary>
+    private static int IdleMicroBatches(List<TrainingPair> rows, Oml.Engine.Distributed.ProcessGroup? group, long maxTokens, ShardedModel? sharded)
+    {
+        if (sharded is null || group is null || group.WorldSize == 1) return 0;
+        int Count(int rank) => MicroBatch.Ranges(rows.Where((_, i) => i % group.WorldSize == rank).ToList(), maxTokens).Count;
+        int most = Enumerable.Range(0, group.WorldSize).Max(Count);
+        return most - Count(group.Rank);
     }
 
     /// <summary>An epoch's summed loss (per row) and recalled rows, kept on the device until read.</summary>
@@ -796,9 +910,13 @@ public static class FingerprintTrainer
         public int Labelled { get; init; }
 
         /// <summary>Cuts <paramref name="rows"/>, in order, into micro-batches of at most <paramref name="maxTokens"/> padded tokens (a longer row is its own).</summary>
-        public static List<MicroBatch> Split(List<TrainingPair> rows, long maxTokens, int padId, Device device)
+        public static List<MicroBatch> Split(List<TrainingPair> rows, long maxTokens, int padId, Device device) =>
+            Ranges(rows, maxTokens).Select(r => Build(rows.GetRange(r.Start, r.End - r.Start), padId, device)).ToList();
+
+        /// <summary>The [start, end) row ranges of the micro-batches <see cref="Split"/> makes.</summary>
+        public static List<(int Start, int End)> Ranges(List<TrainingPair> rows, long maxTokens)
         {
-            var result = new List<MicroBatch>();
+            var result = new List<(int, int)>();
             int start = 0;
             while (start < rows.Count)
             {
@@ -810,7 +928,7 @@ public static class FingerprintTrainer
                     width = w;
                     end++;
                 }
-                result.Add(Build(rows.GetRange(start, end - start), padId, device));
+                result.Add((start, end));
                 start = end;
             }
             return result;

@@ -1,0 +1,479 @@
+using System.Globalization;
+using Oml.Engine;
+using Oml.Engine.Distributed;
+
+namespace Oml.Models.Training;
+
+/// <summary>
+/// Weight sharding (ZeRO stage 3, as PyTorch's FSDP does it) of a <see cref="CausalLM"/> over the ranks of a process
+/// group. The model is cut into units: the token embeddings, each decoder layer (its LoRA adapters included), and the
+/// head (final norm and LM head). Within a unit the parameters of one dtype and one trainability are flattened in name
+/// order into a flat group, padded to a multiple of the world size; rank r keeps elements [r·c, (r+1)·c) of it (c the
+/// group's size over the world size) in one buffer on the device, and every piece of a parameter that falls in that range
+/// is a <see cref="Segment"/>: a leaf tensor sharing the buffer's storage, which the optimizer steps in place. At rest the
+/// model's own parameter tensors are empty (0 elements, their storage freed): a rank holds about 1/N of the weights.
+/// <para>
+/// A unit is gathered before it runs (one all-gather per flat group; the parameters are pointed at slices of the gathered
+/// buffer, without a copy) and released after (the parameters emptied again). <see cref="CheckpointedBackward"/> is the
+/// engine's activation checkpointing (<see cref="CausalLM.CheckpointedBackward"/>) with a gather around every unit: the
+/// forward pass keeps each layer's input; the backward pass gathers the head, back-propagates the loss, then for each
+/// layer, last to first, gathers it again, recomputes it from its kept input, back-propagates, and reduce-scatters its
+/// gradients into the segments' gradients (summed over the ranks, accumulating over micro-batches) before releasing it.
+/// </para>
+/// <para>
+/// Every rank must run the same sequence of units: a rank with fewer micro-batches than the others passes null ids,
+/// which takes part in the collectives without computing (and contributes zero gradients).
+/// </para>
+/// </summary>
+public sealed class ShardedModel : IDisposable
+{
+    /// <summary>
+    /// The piece [<see cref="Start"/>, <see cref="Start"/> + <see cref="Length"/>) of the flattened parameter
+    /// <see cref="Name"/> that this rank holds, as a 1-d leaf tensor (<see cref="Shard"/>) sharing its flat group's storage.
+    /// </summary>
+    public sealed record Segment(string Name, long Start, long Length, long[] FullShape, bool Trainable, Tensor Shard);
+
+    private sealed record Member(string Name, Tensor Param, long Offset, long NumEl, long[] Shape);
+
+    private sealed class FlatGroup
+    {
+        public required List<Member> Members { get; init; }
+        public required DType DType { get; init; }
+        public required bool Trainable { get; init; }
+        public required long Chunk { get; init; }
+        /// <summary>This rank's [Chunk] slice of the flat group (padding included).</summary>
+        public required Tensor Local { get; init; }
+        /// <summary>This rank's segments with their offsets inside <see cref="Local"/>.</summary>
+        public List<(Segment Segment, long LocalOffset)> Segments { get; } = [];
+        public bool Gathered { get; set; }
+    }
+
+    private sealed record Unit(string Name, List<FlatGroup> Groups);
+
+    private readonly CausalLM _model;
+    private readonly ProcessGroup _group;
+    private readonly Unit _embed;
+    private readonly Unit[] _layers;
+    private readonly Unit _head;
+    private readonly Unit? _unused;
+    private readonly List<Segment> _segments = [];
+    private bool _materialized;
+
+    /// <summary>
+    /// Shards <paramref name="model"/>'s parameters over <paramref name="group"/>: each rank copies its slices of every
+    /// flat group (from its own full copy, which every rank must hold: the same values on every rank) and then empties the
+    /// model's parameters. <paramref name="trainable"/> chooses the parameters that get gradients (by name).
+    /// </summary>
+    public ShardedModel(CausalLM model, ProcessGroup group, Func<string, bool> trainable)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(group);
+        ArgumentNullException.ThrowIfNull(trainable);
+        _model = model;
+        _group = group;
+        int layers = model.Config.NumLayers;
+        var byUnit = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        foreach (var name in model.Parameters.Keys.Order(StringComparer.Ordinal))
+        {
+            string unit = UnitOf(name, model.Config);
+            if (!byUnit.TryGetValue(unit, out var list)) byUnit[unit] = list = [];
+            list.Add(name);
+        }
+        Unit Make(string unitName) => new(unitName, byUnit.TryGetValue(unitName, out var names) ? Build(names, trainable) : []);
+        _embed = Make("embed");
+        _layers = Enumerable.Range(0, layers).Select(i => Make("layer" + i.ToString(CultureInfo.InvariantCulture))).ToArray();
+        _head = Make("head");
+        _unused = byUnit.ContainsKey("unused") ? Make("unused") : null;
+        // Empty the model's parameters: from now on they hold data only while their unit is gathered.
+        foreach (var u in Units()) Release(u);
+    }
+
+    /// <summary>Which unit a parameter belongs to: embed, layerN, head, or unused (an LM head tied to the embeddings).</summary>
+    private static string UnitOf(string name, ModelConfig c)
+    {
+        const string layerPrefix = "model.layers.";
+        if (name == "model.embed_tokens.weight") return "embed";
+        if (name == "model.norm.weight") return "head";
+        if (name == "lm_head.weight") return c.TieWordEmbeddings ? "unused" : "head";
+        if (name.StartsWith(layerPrefix, StringComparison.Ordinal))
+        {
+            int dot = name.IndexOf('.', layerPrefix.Length);
+            if (dot > 0 && int.TryParse(name.AsSpan(layerPrefix.Length, dot - layerPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out int i)
+                && i < c.NumLayers)
+                return "layer" + i.ToString(CultureInfo.InvariantCulture);
+        }
+        throw new ArgumentException($"weight sharding does not know where parameter '{name}' runs");
+    }
+
+    private List<FlatGroup> Build(List<string> names, Func<string, bool> trainable)
+    {
+        var result = new List<FlatGroup>();
+        int n = _group.WorldSize, rank = _group.Rank;
+        var device = _model.Device;
+        foreach (var key in names.GroupBy(name => (_model.Parameters[name].DType, trainable(name))).OrderBy(g => g.Key.Item2 ? 0 : 1).ThenBy(g => (int)g.Key.DType))
+        {
+            var members = new List<Member>();
+            long offset = 0;
+            foreach (var name in key)
+            {
+                var p = _model.Parameters[name];
+                members.Add(new Member(name, p, offset, p.NumEl, p.Shape));
+                offset += p.NumEl;
+            }
+            long chunk = (offset + n - 1) / n;
+            long lo = rank * chunk, hi = Math.Min(offset, lo + chunk);
+            var local = Torch.Zeros([chunk], key.Key.DType, device).DetachFromScope();
+            var g = new FlatGroup { Members = members, DType = key.Key.DType, Trainable = key.Key.Item2, Chunk = chunk, Local = local };
+            using (Torch.NoGrad())
+                foreach (var m in members)
+                {
+                    long a = Math.Max(lo, m.Offset), b = Math.Min(hi, m.Offset + m.NumEl);
+                    if (b <= a) continue;
+                    using var scope = Torch.NewScope();
+                    local.Narrow(0, a - lo, b - a).CopyFrom(m.Param.Reshape(-1).Narrow(0, a - m.Offset, b - a));
+                    var shard = local.Narrow(0, a - lo, b - a).Detach().DetachFromScope();
+                    if (g.Trainable) shard.RequiresGrad = true;
+                    var seg = new Segment(m.Name, a - m.Offset, b - a, m.Shape, g.Trainable, shard);
+                    g.Segments.Add((seg, a - lo));
+                    _segments.Add(seg);
+                }
+            result.Add(g);
+        }
+        return result;
+    }
+
+    private IEnumerable<Unit> Units()
+    {
+        yield return _embed;
+        foreach (var l in _layers) yield return l;
+        yield return _head;
+        if (_unused is not null) yield return _unused;
+    }
+
+    public CausalLM Model => _model;
+    public ProcessGroup Group => _group;
+
+    /// <summary>Every segment this rank holds, in unit order.</summary>
+    public IReadOnlyList<Segment> Segments => _segments;
+
+    /// <summary>The segments of trainable parameters: what this rank's optimizer steps.</summary>
+    public IReadOnlyList<Segment> TrainableSegments => _segments.Where(s => s.Trainable).ToList();
+
+    /// <summary>Bytes of this rank's flat-group buffers (its slices of every parameter, with the padding).</summary>
+    public long ShardBytes => Units().SelectMany(u => u.Groups).Sum(g => g.Chunk * g.DType.ElementSize());
+
+    /// <summary>Bytes of parameter data this rank holds now: its shards plus whatever the model's parameters hold (nothing at rest).</summary>
+    public long HeldBytes => ShardBytes + ParameterBytes(_model);
+
+    /// <summary>Bytes of the data the model's parameter tensors hold (0 for an emptied parameter).</summary>
+    public static long ParameterBytes(CausalLM model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return model.Parameters.Values.Sum(t => t.NumEl * t.DType.ElementSize());
+    }
+
+    /// <summary>
+    /// The flat group's elements of every rank, in one new [WorldSize × chunk] tensor (an all-gather of
+    /// <paramref name="local"/>, which holds this rank's [chunk]).
+    /// </summary>
+    private Tensor AllGather(Tensor local, long chunk, DType dtype)
+    {
+        var full = Torch.Empty([_group.WorldSize * chunk], dtype, _model.Device);
+        try
+        {
+            if (_group.WorldSize == 1) full.CopyFrom(local);
+            else _group.AllGather(local, full);
+        }
+        catch
+        {
+            full.Dispose();
+            throw;
+        }
+        return full;
+    }
+
+    private void Gather(Unit u)
+    {
+        using var noGrad = Torch.NoGrad();
+        foreach (var g in u.Groups)
+        {
+            if (g.Gathered) continue;
+            using var scope = Torch.NewScope();
+            var full = AllGather(g.Local, g.Chunk, g.DType);
+            foreach (var m in g.Members)
+                m.Param.SetData(full.Narrow(0, m.Offset, m.NumEl).View(m.Shape));
+            g.Gathered = true;
+        }
+    }
+
+    private void Release(Unit u)
+    {
+        using var noGrad = Torch.NoGrad();
+        foreach (var g in u.Groups)
+        {
+            using var scope = Torch.NewScope();
+            var empty = Torch.Empty([0], g.DType, _model.Device);
+            foreach (var m in g.Members) m.Param.SetData(empty);
+            g.Gathered = false;
+        }
+    }
+
+    /// <summary>
+    /// Sums the gradients of the unit's trainable parameters over the ranks into the owners' segments (accumulating into
+    /// what the segments hold) and clears the parameters' full gradients. A parameter without a gradient contributes zeros.
+    /// </summary>
+    private void ReduceScatter(Unit u)
+    {
+        using var noGrad = Torch.NoGrad();
+        foreach (var g in u.Groups)
+        {
+            if (!g.Trainable) continue;
+            using var scope = Torch.NewScope();
+            var flat = Torch.Zeros([_group.WorldSize * g.Chunk], g.DType, _model.Device);
+            foreach (var m in g.Members)
+            {
+                using var grad = m.Param.Grad;
+                if (grad is null) continue;
+                flat.Narrow(0, m.Offset, m.NumEl).CopyFrom(grad.Reshape(-1));
+                m.Param.Grad = null;
+            }
+            Tensor mine;
+            if (_group.WorldSize == 1) mine = flat;
+            else
+            {
+                mine = Torch.Empty([g.Chunk], g.DType, _model.Device);
+                _group.ReduceScatter(flat, mine);
+            }
+            foreach (var (seg, at) in g.Segments)
+            {
+                var piece = mine.Narrow(0, at, seg.Length);
+                using var have = seg.Shard.Grad;
+                if (have is null) seg.Shard.Grad = piece.Clone();
+                else have.AddInPlace(piece);
+            }
+        }
+    }
+
+    private IEnumerable<Unit> HeadUnits() => _model.Config.TieWordEmbeddings ? [_head, _embed] : [_head];
+
+    /// <summary>
+    /// A forward pass without gradients, one unit gathered at a time: <paramref name="lossOfHidden"/> gets the final
+    /// hidden states [B, T, hidden] while the head is gathered (it may call <see cref="CausalLM.Head"/>); its result is
+    /// returned. With null <paramref name="inputIds"/> the rank only takes part in the gathers and returns null.
+    /// </summary>
+    public Tensor? Run(Tensor? inputIds, Func<Tensor, Tensor>? lossOfHidden)
+    {
+        EnsureSharded();
+        using var scope = Torch.NewScope();
+        using var noGrad = Torch.NoGrad();
+        bool idle = inputIds is null;
+        var ctx = idle ? null : _model.Model.Context(inputIds!, null, null, null);
+        Tensor? h = null;
+        Gather(_embed);
+        if (!idle) h = _model.Model.EmbedTokens.Forward(inputIds!);
+        Release(_embed);
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            Gather(_layers[i]);
+            if (!idle) h = _model.Model.Layers[i].Forward(h!, ctx!, null);
+            Release(_layers[i]);
+        }
+        foreach (var u in HeadUnits()) Gather(u);
+        try
+        {
+            if (idle) return null;
+            var result = lossOfHidden is null ? _model.Model.Norm.Forward(h!) : lossOfHidden(_model.Model.Norm.Forward(h!));
+            return result.MoveToOuterScope();
+        }
+        finally
+        {
+            foreach (var u in HeadUnits()) Release(u);
+        }
+    }
+
+    /// <summary>
+    /// One training forward and backward pass, as <see cref="CausalLM.CheckpointedBackward"/> computes it, with every unit
+    /// gathered around its use and its gradients reduce-scattered into the segments after its backward pass (the
+    /// segments' gradients accumulate over calls). Returns the loss (detached), or null for a rank that only takes part
+    /// (null <paramref name="inputIds"/>).
+    /// </summary>
+    public Tensor? CheckpointedBackward(Tensor? inputIds, Func<Tensor, Tensor>? lossOfHidden)
+    {
+        EnsureSharded();
+        bool idle = inputIds is null;
+        if (!idle) ArgumentNullException.ThrowIfNull(lossOfHidden);
+        using var scope = Torch.NewScope();
+        var ctx = idle ? null : _model.Model.Context(inputIds!, null, null, null);
+        int layers = _layers.Length;
+        var inputs = new Tensor?[layers];
+        Tensor? top = null, g = null;
+        try
+        {
+            using (Torch.NoGrad())
+            {
+                Tensor? h = null;
+                Gather(_embed);
+                if (!idle) h = _model.Model.EmbedTokens.Forward(inputIds!).DetachFromScope();
+                Release(_embed);
+                for (int i = 0; i < layers; i++)
+                {
+                    inputs[i] = h;
+                    Gather(_layers[i]);
+                    if (!idle)
+                    {
+                        using var layerScope = Torch.NewScope();
+                        h = _model.Model.Layers[i].Forward(h!, ctx!, null).DetachFromScope();
+                    }
+                    Release(_layers[i]);
+                }
+                top = h?.RequiresGrad_();
+            }
+            Tensor? loss = null;
+            foreach (var u in HeadUnits()) Gather(u);
+            if (!idle)
+            {
+                using var headScope = Torch.NewScope();
+                loss = lossOfHidden!(_model.Model.Norm.Forward(top!));
+                loss.Backward();
+                loss = loss.Detach().MoveToOuterScope();
+                g = top!.Grad?.DetachFromScope() ?? throw new InvalidOperationException("the loss does not depend on the hidden states");
+            }
+            foreach (var u in HeadUnits())
+            {
+                ReduceScatter(u);
+                Release(u);
+            }
+            for (int i = layers - 1; i >= 0; i--)
+            {
+                Gather(_layers[i]);
+                if (!idle)
+                {
+                    using var layerScope = Torch.NewScope();
+                    var x = inputs[i]!.Detach().RequiresGrad_();
+                    var y = _model.Model.Layers[i].Forward(x, ctx!, null);
+                    y.Backward(g);
+                    g!.Dispose();
+                    g = x.Grad?.DetachFromScope() ?? throw new InvalidOperationException($"no gradient reached the input of layer {i}");
+                    inputs[i]!.Dispose();
+                    inputs[i] = null;
+                }
+                ReduceScatter(_layers[i]);
+                Release(_layers[i]);
+            }
+            Gather(_embed);
+            if (!idle)
+            {
+                using var embedScope = Torch.NewScope();
+                var e = _model.Model.EmbedTokens.Forward(inputIds!);
+                if (e.RequiresGrad) e.Backward(g);
+            }
+            ReduceScatter(_embed);
+            Release(_embed);
+            return loss?.MoveToOuterScope();
+        }
+        finally
+        {
+            g?.Dispose();
+            top?.Dispose();
+            foreach (var t in inputs) t?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Every trainable parameter's whole value, and its AdamW moments and step count (moments null before the first
+    /// step), gathered from the ranks one flat group at a time; <paramref name="consume"/> is called on every rank for
+    /// each trainable parameter, with host (CPU) copies on rank 0 and nulls elsewhere (only rank 0 keeps anything).
+    /// </summary>
+    public void GatherTrainable(AdamW opt, Action<string, Tensor?, long, (Tensor ExpAvg, Tensor ExpAvgSq)?> consume)
+    {
+        ArgumentNullException.ThrowIfNull(opt);
+        ArgumentNullException.ThrowIfNull(consume);
+        EnsureSharded();
+        bool lead = _group.Rank == 0;
+        using var noGrad = Torch.NoGrad();
+        foreach (var g in Units().SelectMany(u => u.Groups).Where(g => g.Trainable))
+        {
+            using var scope = Torch.NewScope();
+            // Step counts: a parameter's segments step together, so the largest over the ranks is the parameter's count.
+            var steps = new long[g.Members.Count];
+            foreach (var (seg, _) in g.Segments)
+                steps[g.Members.FindIndex(m => m.Name == seg.Name)] = opt.StepOf(seg.Shard);
+            var stepT = Torch.FromArray(steps, steps.Length).To(_model.Device);
+            if (_group.WorldSize > 1) _group.AllReduce(stepT, ReduceOp.Max);
+            steps = stepT.To(Device.Cpu).ToArray<long>();
+            var avg = Torch.Zeros([g.Chunk], g.DType, _model.Device);
+            var avgSq = Torch.Zeros([g.Chunk], g.DType, _model.Device);
+            foreach (var (seg, at) in g.Segments)
+                if (opt.MomentsOf(seg.Shard) is { } mo)
+                {
+                    avg.Narrow(0, at, seg.Length).CopyFrom(mo.ExpAvg);
+                    avgSq.Narrow(0, at, seg.Length).CopyFrom(mo.ExpAvgSq);
+                }
+            var values = AllGather(g.Local, g.Chunk, g.DType);
+            bool anyMoments = steps.Any(s => s > 0);
+            var avgAll = anyMoments ? AllGather(avg, g.Chunk, g.DType) : null;
+            var avgSqAll = anyMoments ? AllGather(avgSq, g.Chunk, g.DType) : null;
+            for (int k = 0; k < g.Members.Count; k++)
+            {
+                var m = g.Members[k];
+                Tensor Host(Tensor flat) => flat.Narrow(0, m.Offset, m.NumEl).View(m.Shape).To(g.DType, Device.Cpu, copy: true);
+                if (!lead)
+                {
+                    consume(m.Name, null, steps[k], null);
+                    continue;
+                }
+                (Tensor, Tensor)? moments = steps[k] > 0 ? (Host(avgAll!), Host(avgSqAll!)) : null;
+                consume(m.Name, Host(values), steps[k], moments);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Loads this rank's segments of the trainable parameters from whole tensors by name (<paramref name="load"/> gives a
+    /// parameter's whole value on any device), and, through <paramref name="moments"/>, their AdamW state (null: none).
+    /// </summary>
+    public void LoadTrainable(Func<string, Tensor> load, Func<string, (Tensor ExpAvg, Tensor ExpAvgSq, long Step)?> moments, AdamW opt)
+    {
+        ArgumentNullException.ThrowIfNull(load);
+        ArgumentNullException.ThrowIfNull(moments);
+        ArgumentNullException.ThrowIfNull(opt);
+        EnsureSharded();
+        using var noGrad = Torch.NoGrad();
+        foreach (var seg in _segments.Where(s => s.Trainable))
+        {
+            using var scope = Torch.NewScope();
+            Tensor Slice(Tensor whole)
+            {
+                if (whole.NumEl != seg.FullShape.Aggregate(1L, (a, b) => a * b))
+                    throw new InvalidDataException($"'{seg.Name}' has {whole.NumEl} elements in the checkpoint, the model {string.Join("×", seg.FullShape)}");
+                return whole.Reshape(-1).Narrow(0, seg.Start, seg.Length).To(seg.Shard.DType, _model.Device);
+            }
+            seg.Shard.CopyFrom(Slice(load(seg.Name)));
+            if (moments(seg.Name) is { } mo)
+                opt.SetState(seg.Shard, Slice(mo.ExpAvg).Clone(), Slice(mo.ExpAvgSq).Clone(), mo.Step);
+        }
+    }
+
+    /// <summary>
+    /// Gathers every unit for good: the model's parameters hold their whole (trained) values again on every rank, and
+    /// the shards are no longer used (<see cref="Run"/> and <see cref="CheckpointedBackward"/> refuse).
+    /// </summary>
+    public void Materialize()
+    {
+        EnsureSharded();
+        foreach (var u in Units()) Gather(u);
+        _materialized = true;
+    }
+
+    private void EnsureSharded()
+    {
+        if (_materialized) throw new InvalidOperationException("the sharded model has been materialized");
+    }
+
+    public void Dispose()
+    {
+        foreach (var s in _segments) s.Shard.Dispose();
+        _segments.Clear();
+        foreach (var g in Units().SelectMany(u => u.Groups)) g.Local.Dispose();
+    }
+}
