@@ -143,12 +143,31 @@ public static class EmbeddingCheckpoint
         ArgumentNullException.ThrowIfNull(state);
         ArgumentNullException.ThrowIfNull(sharded);
         using var pf = SafetensorsFile.Open(Path.Combine(state.Folder, ParamsFile));
-        using var of = SafetensorsFile.Open(Path.Combine(state.Folder, OptimizerFile));
-        sharded.LoadTrainable(
-            name => pf.Entries.ContainsKey(name) ? pf.Load(name, Device.Cpu) : throw new InvalidDataException($"{state.Folder}: the checkpoint lacks parameter '{name}'"),
-            name => of.Entries.ContainsKey(name + ".exp_avg")
-                ? (of.Load(name + ".exp_avg", Device.Cpu), of.Load(name + ".exp_avg_sq", Device.Cpu), state.OptimizerSteps.TryGetValue(name, out var s) ? s : 0)
-                : null,
-            opt);
+        // The moments: the single file, or the per-rank files of a --shard-optimizer run (looked up by name in its index).
+        bool single = File.Exists(Path.Combine(state.Folder, OptimizerFile));
+        var holder = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (!single)
+            foreach (var f in OptimizerCheckpoint.ShardIndex(state.Folder))
+                foreach (var n in f.Parameters) holder[n] = f.File;
+        var open = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
+        try
+        {
+            sharded.LoadTrainable(
+                name => pf.Entries.ContainsKey(name) ? pf.Load(name, Device.Cpu) : throw new InvalidDataException($"{state.Folder}: the checkpoint lacks parameter '{name}'"),
+                name =>
+                {
+                    string? file = single ? OptimizerFile : holder.GetValueOrDefault(name);
+                    if (file is null) return null;
+                    if (!open.TryGetValue(file, out var of)) open[file] = of = SafetensorsFile.Open(Path.Combine(state.Folder, file));
+                    return of.Entries.ContainsKey(name + ".exp_avg")
+                        ? (of.Load(name + ".exp_avg", Device.Cpu), of.Load(name + ".exp_avg_sq", Device.Cpu), state.OptimizerSteps.TryGetValue(name, out var s) ? s : 0)
+                        : null;
+                },
+                opt);
+        }
+        finally
+        {
+            foreach (var f in open.Values) f.Dispose();
+        }
     }
 }
