@@ -471,7 +471,7 @@ public static class FingerprintTrainer
                     }
                     // Weight sharding reduce-scattered every unit's gradients during the backward pass.
                     if (reducer is not null) reducer.Finish();
-                    else if (owner is not null) ReduceToOwners(group!, trainable, owner);
+                    else if (owner is not null) Oml.Models.Training.OptimizerSharding.ReduceToOwners(group!, trainable, owner);
                     else if (sharded is null) group?.AllReduceGradients(trainable);
                     if (options.L2ToBase > 0)
                     {
@@ -654,34 +654,6 @@ public static class FingerprintTrainer
     /// <summary>This rank's rows of a batch: row i goes to rank i mod world size.</summary>
     private static List<TrainingPair> Shard(List<TrainingPair> rows, Oml.Engine.Distributed.ProcessGroup? group) =>
         group is null || group.WorldSize == 1 ? rows : rows.Where((_, i) => i % group.WorldSize == group.Rank).ToList();
-
-    /// <summary>
-    /// Optimizer sharding: sums each gradient over the ranks into its owner's copy (a rank without rows contributes
-    /// zeros) and frees the gradients this rank does not own.
-    /// </summary>
-    private static void ReduceToOwners(Oml.Engine.Distributed.ProcessGroup group, List<Tensor> parameters, int[] owner)
-    {
-        var grads = new List<Tensor>(parameters.Count);
-        try
-        {
-            foreach (var p in parameters)
-            {
-                if (p.Grad is { } g) { grads.Add(g); continue; }
-                using (Torch.NoGrad())
-                using (var zeros = Torch.ZerosLike(p))
-                    p.Grad = zeros;
-                grads.Add(p.Grad!);
-            }
-            for (int r = 0; r < group.WorldSize; r++)
-                group.Reduce(grads.Where((_, i) => owner[i] == r).ToList(), root: r);
-            for (int i = 0; i < parameters.Count; i++)
-                if (owner[i] != group.Rank) parameters[i].Grad = null;
-        }
-        finally
-        {
-            foreach (var g in grads) g.Dispose();
-        }
-    }
 
     /// <summary>
     /// A weight-sharded run's checkpoint: every trainable parameter's whole value, moments and step count gathered from
