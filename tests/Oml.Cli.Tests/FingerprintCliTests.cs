@@ -277,7 +277,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         Assert.Equal(0.25, manifest["settings"]!["mix_fraction"]!.GetValue<double>());
         Assert.Equal("self-generated", manifest["settings"]!["benign"]!.GetValue<string>());
         Assert.Equal(OmlizationDefaults.SelfBenignMin, manifest["settings"]!["benign_sequences"]!.GetValue<int>());   // a small set: the pool's floor
-        Assert.Equal(OmlizationDefaults.HeldOutCount, manifest["settings"]!["held_out_sequences"]!.GetValue<int>());
+        Assert.Equal(OmlizationDefaults.HeldOutMin, manifest["settings"]!["held_out_sequences"]!.GetValue<int>());
         Assert.NotNull(manifest["library_version"]);
         Assert.NotEqual(manifest["base_model_digest"]!.GetValue<string>(), manifest["model_digest"]!.GetValue<string>());
         Assert.Equal(manifest.ToJsonString(), Json(r.Out).ToJsonString()); // --json prints the manifest

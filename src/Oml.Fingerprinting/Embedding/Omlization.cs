@@ -42,10 +42,15 @@ public static class OmlizationDefaults
     /// </summary>
     public const double SelfTemperature = 1.0;
     /// <summary>
-    /// Held-out sequences (made like the benign ones, never trained) for early stopping and the choice of λ: 64 of
-    /// <see cref="SelfBenignLength"/> tokens (4,096 tokens; 16 of 32 tokens before issue 12, too few to rank the λ).
+    /// Most held-out sequences (made like the benign ones, never trained) for early stopping and the choice of λ: 64 of
+    /// <see cref="SelfBenignLength"/> tokens (4,096 tokens; 16 of 32 tokens before issue 12). Self-generated ones number
+    /// a sixteenth of the benign pool within [<see cref="HeldOutMin"/>, this]: 64 at 1,024 keys (what the H200
+    /// measurements used), 16 for small sets, whose runs on random-init models take 30–50 short epochs and measure
+    /// the held-out loss after each (a CPU peer of 16 keys ran 1.4× slower per epoch with 64).
     /// </summary>
     public const int HeldOutCount = 64;
+    /// <summary>Fewest self-generated held-out sequences (see <see cref="HeldOutCount"/>).</summary>
+    public const int HeldOutMin = 16;
     /// <summary>
     /// New tokens per self-generated benign sequence (after its random prompt, which is context only). 64 rather than 32:
     /// the benign part of each step's loss is a mean over its tokens, so longer samples give more of the base's
@@ -122,9 +127,9 @@ public static class Omlization
     /// continuations sampled at <see cref="OmlizationDefaults.SelfTemperature"/> (<see cref="EmbeddingOptions.SelfBenignCount"/>
     /// of them, by default a pool that scales with the <paramref name="pairCount"/> pairs,
     /// <see cref="FingerprintTrainer.SelfBenignPoolSize"/>; their random prompts are context only); and, unless given,
-    /// held-out sequences made the same way (<see cref="OmlizationDefaults.HeldOutCount"/> more continuations, or the
-    /// last tenth, at most that many, of the given benign chunks, which are then not trained on). Call it on the base
-    /// model, before training.
+    /// held-out sequences made the same way (a sixteenth of the pool, within [<see cref="OmlizationDefaults.HeldOutMin"/>,
+    /// <paramref name="heldOutCount"/>], more continuations; or the last tenth, at most <paramref name="heldOutCount"/>,
+    /// of the given benign chunks, which are then not trained on). Call it on the base model, before training.
     /// </summary>
     public static EmbeddingOptions PrepareData(CausalLM baseModel, EmbeddingOptions options, int pairCount, int heldOutCount = OmlizationDefaults.HeldOutCount)
     {
@@ -137,7 +142,7 @@ public static class Omlization
             return options with { BenignSequences = given.Take(given.Count - h).ToList(), HeldOutSequences = given.Skip(given.Count - h).ToList() };
         }
         int benign = options.MixFraction > 0 ? options.SelfBenignCount ?? FingerprintTrainer.SelfBenignPoolSize(pairCount, options.BatchSize, options.MixFraction) : 0;
-        int extra = wantHeldOut ? heldOutCount : 0;
+        int extra = wantHeldOut ? Math.Min(heldOutCount, Math.Max(OmlizationDefaults.HeldOutMin, benign / 16)) : 0;
         if (benign + extra == 0) return options;
         var seqs = FingerprintTrainer.SelfGenerated(baseModel, benign + extra, options.SelfBenignLength, options.Seed, OmlizationDefaults.SelfTemperature);
         return options with

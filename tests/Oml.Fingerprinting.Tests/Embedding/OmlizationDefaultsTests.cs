@@ -44,7 +44,7 @@ public class OmlizationDefaultsTests
         Assert.True(r.Loss <= options.MergeMaxLoss, $"the kept model holds its keys with the margin (loss {r.Loss:F3})");
         Assert.NotNull(r.HeldOutLoss);
         Assert.Equal(OmlizationDefaults.SelfBenignMin, r.BenignSequences);
-        Assert.Equal(OmlizationDefaults.HeldOutCount, r.HeldOutSequences);
+        Assert.Equal(OmlizationDefaults.HeldOutMin, r.HeldOutSequences);
     }
 
     [Fact]
@@ -61,7 +61,7 @@ public class OmlizationDefaultsTests
         using var model = RandomInit("llama-tiny");
         var o = Omlization.PrepareData(model, OmlizationDefaults.For(model.Config), pairCount: 40);
         Assert.Equal(14 * 8, o.BenignSequences!.Count);
-        Assert.Equal(OmlizationDefaults.HeldOutCount, o.HeldOutSequences!.Count);
+        Assert.Equal(OmlizationDefaults.HeldOutMin, o.HeldOutSequences!.Count);   // 112 / 16 = 7, below the floor
         Assert.All(o.BenignSequences, s => Assert.Equal(FingerprintTrainer.SelfPromptLength + OmlizationDefaults.SelfBenignLength, s.Length));
         // The random prompt is context only: it is neither trained nor counted in the held-out loss.
         Assert.Equal(FingerprintTrainer.SelfPromptLength, o.BenignContext);
