@@ -5,6 +5,9 @@
 # DEST/.gpu, and the packs made by scripts/gpu/pack-lab.sh (artifacts/gpu/oml-lab.tar.xz, lab-data.tar.xz). Then:
 #   run: bash .gpu/issue12c/call.sh 560      (carry [".gpu"]; chain the next call within the machine's idle window)
 #   then, on a fresh machine: W=/tmp/w4 DRIVER=drive2.sh SLOTS=5 bash .gpu/issue12c/call.sh 555
+# Size: a call carries at most 64 MB. This session's lab-data.tar.xz held train.txt cut to its first 80.0 MB at a
+# document boundary and was packed with `xz -T2 -1` (the xz -6 of pack-lab.sh took too long on the shared CPU):
+# 30.9 MB, with oml-lab.tar.xz 16.9 MB and the checkout 13.3 MB, 61.3 MB in all (the whole corpus at xz -1 was over).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"; root="$here/../../.."
 dest="${1:?DEST}"
