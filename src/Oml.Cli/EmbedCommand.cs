@@ -63,9 +63,16 @@ public static class EmbedCommand
         };
         var benignText = new Option<string?>("--benign-text")
         {
-            Description = "UTF-8 text file whose tokens (cut into --benign-length chunks) are the benign sequences (the last tenth, at most 16, held out for early stopping); without it, the base model's own sampled continuations of random prompts",
+            Description = "UTF-8 text file whose tokens (cut into --benign-length chunks) are the benign sequences (the last tenth, at most 64, held out for early stopping); without it, the base model's own sampled continuations of random prompts",
         };
-        var benignLength = new Option<int>("--benign-length") { Description = "Tokens per benign sequence cut from --benign-text", DefaultValueFactory = _ => OmlizationDefaults.BenignLength };
+        var benignLength = new Option<int?>("--benign-length")
+        {
+            Description = $"Tokens per benign sequence: chunks cut from --benign-text (default {OmlizationDefaults.BenignLength}), or new tokens per self-generated sample (default {OmlizationDefaults.SelfBenignLength})",
+        };
+        var benignCount = new Option<int?>("--benign-count")
+        {
+            Description = "Self-generated benign samples (without --benign-text); default: scales with the set, so that no sample is replayed more than about twice over 16 epochs (at least 64, at most 8192)",
+        };
         var log = new Option<string?>("--log") { Description = "Append one JSON object per epoch to this file (JSON lines)" };
         var expand = new Option<int>("--expand")
         {
@@ -114,7 +121,7 @@ public static class EmbedCommand
         var cmd = new Command("embed",
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
         {
-            model, fingerprints, output, lr, epochs, batch, lambda, averagingEvery, earlyStop, noEarlyStop, l2, train, seed, mix, benignText, benignLength, checkpointDir, checkpointEvery, log,
+            model, fingerprints, output, lr, epochs, batch, lambda, averagingEvery, earlyStop, noEarlyStop, l2, train, seed, mix, benignText, benignLength, benignCount, checkpointDir, checkpointEvery, log,
             expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device, dtype, microTokens, ckpt, memoryBudget, json,
         };
         cmd.Add(resumption);
@@ -153,6 +160,17 @@ public static class EmbedCommand
                 Log = line => Console.Error.WriteLine(line),
             };
             if (r.GetValue(lr) is { } givenLr) options = options with { LearningRate = givenLr };
+            if (r.GetValue(benignCount) is { } count)
+            {
+                if (r.GetValue(benignText) is not null) throw new UsageException("--benign-count sets the number of self-generated samples: leave it out with --benign-text");
+                if (count < 1) throw new UsageException("--benign-count must be at least 1");
+                options = options with { SelfBenignCount = count };
+            }
+            if (r.GetValue(benignText) is null && r.GetValue(benignLength) is { } selfLength)
+            {
+                if (selfLength < 1) throw new UsageException("--benign-length must be at least 1");
+                options = options with { SelfBenignLength = selfLength };
+            }
             Cli.OptionValue(options.Validate);
             if (Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(dir).TrimEnd('/')) throw new UsageException("--out must differ from --model");
             if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: embedding needs the model's tokenizer");
@@ -178,7 +196,7 @@ public static class EmbedCommand
 
             if (r.GetValue(benignText) is { } textPath && options.MixFraction > 0)
             {
-                int len = r.GetValue(benignLength);
+                int len = r.GetValue(benignLength) ?? OmlizationDefaults.BenignLength;
                 if (len < 2) throw new UsageException("--benign-length must be at least 2");
                 var ids = tok.Encode(File.ReadAllText(textPath));
                 var chunks = ids.Chunk(len).Where(c => c.Length >= 2).ToList();

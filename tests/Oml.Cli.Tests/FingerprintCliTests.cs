@@ -304,6 +304,8 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         Assert.Equal(3, manifest["metrics"]!["epochs"]!.GetValue<int>());
         Assert.Equal(0.25, manifest["settings"]!["mix_fraction"]!.GetValue<double>());
         Assert.Equal("self-generated", manifest["settings"]!["benign"]!.GetValue<string>());
+        Assert.Equal(OmlizationDefaults.SelfBenignMin, manifest["settings"]!["benign_sequences"]!.GetValue<int>());   // a small set: the pool's floor
+        Assert.Equal(OmlizationDefaults.HeldOutMin, manifest["settings"]!["held_out_sequences"]!.GetValue<int>());
         Assert.NotNull(manifest["library_version"]);
         Assert.NotEqual(manifest["base_model_digest"]!.GetValue<string>(), manifest["model_digest"]!.GetValue<string>());
         Assert.Equal(manifest.ToJsonString(), Json(r.Out).ToJsonString()); // --json prints the manifest
@@ -314,6 +316,15 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             "--epochs", "1", "--train", "mlp", "--benign-text", text, "--benign-length", "16");
         Assert.Equal(0, r.Code);
         Assert.Equal("benign.txt", Json(File.ReadAllText(Path.Combine(outDir, "oml-manifest.json")))["settings"]!["benign"]!.GetValue<string>());
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "1", "--train", "mlp", "--benign-text", text, "--benign-count", "10");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--benign-count", r.Err);
+        // The old pool (64 samples of 32 tokens) on request.
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "1", "--train", "mlp", "--benign-count", "70", "--benign-length", "8", "--json");
+        Assert.Equal(0, r.Code);
+        Assert.Equal(70, Json(r.Out)["settings"]!["benign_sequences"]!.GetValue<int>());
 
         r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir, "--train", "heads");
         Assert.Equal(2, r.Code);

@@ -133,13 +133,26 @@ public sealed record EmbeddingOptions
     /// </summary>
     public double MixFraction { get; init; }
     /// <summary>
-    /// Benign sequences (token ids, at least 2 each) for <see cref="MixFraction"/>, e.g. chunks of tokenized text. When
-    /// null, the base model's own greedy continuations (<see cref="SelfBenignLength"/> tokens) of
-    /// <see cref="SelfBenignCount"/> random 4-token prompts drawn from the seed are generated once before training.
+    /// Benign sequences (token ids, more than <see cref="BenignContext"/> each) for <see cref="MixFraction"/>, e.g. chunks
+    /// of tokenized text. When null, the base model's own greedy continuations (<see cref="SelfBenignLength"/> tokens) of
+    /// <see cref="SelfBenignCount"/> random prompts drawn from the seed are generated once before training, their prompts
+    /// context only (<see cref="FingerprintTrainer.SelfPromptLength"/>).
     /// </summary>
     public IReadOnlyList<int[]>? BenignSequences { get; init; }
-    public int SelfBenignCount { get; init; } = 64;
-    public int SelfBenignLength { get; init; } = 32;
+    /// <summary>
+    /// How many self-generated benign sequences to make when <see cref="BenignSequences"/> is null; null (the default)
+    /// scales the pool with the set so that no sequence is replayed more than about twice over the epochs a run is
+    /// expected to take (<see cref="FingerprintTrainer.SelfBenignPoolSize"/>).
+    /// </summary>
+    public int? SelfBenignCount { get; init; }
+    /// <summary>New tokens per self-generated benign (and held-out) sequence, after its prompt.</summary>
+    public int SelfBenignLength { get; init; } = 64;
+    /// <summary>
+    /// The leading tokens of every benign and held-out sequence that are context only: the model is trained on (and the
+    /// held-out loss measures) the tokens after them. 1 for text chunks (every token but the first); self-generated
+    /// sequences set it to their prompt length, so the model is never taught to predict a random prompt.
+    /// </summary>
+    public int BenignContext { get; init; } = 1;
     /// <summary>
     /// Largest micro-batch in padded tokens (rows × longest row); null (the default) sizes it from the device memory
     /// that is free (<see cref="MicroBatchPlanner"/>; 65,536 on the CPU). A batch larger than this is run as several
@@ -213,13 +226,14 @@ public sealed record EmbeddingOptions
         if (RecallPatience is < 1) throw new ArgumentException("recall patience must be at least 1 epoch");
         if (CheckpointEvery < 1) throw new ArgumentException("the checkpoint interval must be at least 1 epoch");
         if (MixFraction is < 0 or >= 1) throw new ArgumentException("the mix fraction β must be in [0, 1)");
-        if (BenignSequences is { } b && (b.Count == 0 || b.Any(x => x.Length < 2)))
-            throw new ArgumentException("benign sequences must be non-empty and each at least 2 tokens long");
-        if (SelfBenignCount < 1 || SelfBenignLength < 1) throw new ArgumentException("the self-generated benign count and length must be positive");
+        if (BenignContext < 1) throw new ArgumentException("the benign context must be at least 1 token");
+        if (BenignSequences is { } b && (b.Count == 0 || b.Any(x => x.Length <= BenignContext)))
+            throw new ArgumentException($"benign sequences must be non-empty and each longer than {BenignContext} token(s)");
+        if (SelfBenignCount is < 1 || SelfBenignLength < 1) throw new ArgumentException("the self-generated benign count and length must be positive");
         if (MicroBatchTokens is < 1) throw new ArgumentException("the micro-batch size in tokens must be positive");
         if (MemoryBudgetBytes is <= 0) throw new ArgumentException("the memory budget must be positive");
-        if (HeldOutSequences is { } h && (h.Count == 0 || h.Any(x => x.Length < 2)))
-            throw new ArgumentException("held-out sequences must be non-empty and each at least 2 tokens long");
+        if (HeldOutSequences is { } h && (h.Count == 0 || h.Any(x => x.Length <= BenignContext)))
+            throw new ArgumentException($"held-out sequences must be non-empty and each longer than {BenignContext} token(s)");
         if (HeldOutTolerance < 0) throw new ArgumentException("the held-out loss tolerance must be non-negative");
         if (FinalLambdaStep is <= 0 or > 1) throw new ArgumentException("the final λ grid step must be in (0, 1]");
         if (MergeMaxLoss <= 0) throw new ArgumentException("the final merge's loss margin must be positive");
@@ -266,6 +280,9 @@ public sealed record EmbeddingResult(IReadOnlyList<EmbeddingProgress> History, b
     public double? HeldOutLoss { get; init; }
     /// <summary>Resumption pairs trained besides the given pairs (<see cref="EmbeddingOptions.ResumptionPairs"/>).</summary>
     public int ResumptionPairs { get; init; }
+    /// <summary>Benign sequences mixed in (0 without mixing) and held-out sequences measured.</summary>
+    public int BenignSequences { get; init; }
+    public int HeldOutSequences { get; init; }
 }
 
 /// <summary>
@@ -297,10 +314,14 @@ public static class FingerprintTrainer
         }
 
         // Benign sequences, made before any training (from the base weights) so that a resumed run makes the same ones.
+        // Benign rows train the tokens after `context`: the options' for given sequences, the prompt for self-generated ones.
         IReadOnlyList<int[]> benign = [];
+        int context = options.BenignContext, heldContext = options.BenignContext;
         if (options.MixFraction > 0)
         {
-            benign = options.BenignSequences ?? SelfGenerated(model, options);
+            if (options.BenignSequences is null) context = SelfPromptLength;
+            benign = options.BenignSequences
+                ?? SelfGenerated(model, options.SelfBenignCount ?? SelfBenignPoolSize(pairs.Count, options.BatchSize, options.MixFraction), options.SelfBenignLength, options.Seed);
             foreach (var seq in benign)
                 foreach (var id in seq)
                     if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"benign token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
@@ -310,7 +331,7 @@ public static class FingerprintTrainer
         foreach (var seq in heldOut)
             foreach (var id in seq)
                 if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"held-out token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
-        double? baseHeldOut = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens) : null;
+        double? baseHeldOut = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens, heldContext) : null;
 
         var named = model.Parameters.Where(kv => options.Trainable?.Invoke(kv.Key) ?? true).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
         var trainable = named.Select(kv => kv.Value).ToList();
@@ -331,7 +352,7 @@ public static class FingerprintTrainer
                 throw new ArgumentException($"gradient mask of '{named[i].Key}' has shape [{string.Join(", ", mk.Shape)}], the parameter [{string.Join(", ", named[i].Value.Shape)}]");
         // The run's digest is over the base weights: taken before weight sharding empties the model's parameters.
         string? digest = options.CheckpointDir is null ? null
-            : EmbeddingCheckpoint.RunDigest(pairs, options, named, options.MixFraction > 0 ? MixDigest(options.MixFraction, benign) : null);
+            : EmbeddingCheckpoint.RunDigest(pairs, options, named, options.MixFraction > 0 ? MixDigest(options.MixFraction, benign, context) : null);
         // Weight sharding (ZeRO-3): from here on the trained tensors are this rank's segments of the parameters, and
         // every elementwise step below (masks, L2, averaging, AdamW, clipping by the global norm) runs on them.
         ShardedModel? sharded = null;
@@ -437,11 +458,12 @@ public static class FingerprintTrainer
                     if (benign.Count > 0)
                     {
                         int m = (int)Math.Ceiling(options.MixFraction / (1 - options.MixFraction) * n - 1e-9);
-                        // Ordinary next-token loss on every token: the first token is the "key" (it has no label anyway).
+                        // Ordinary next-token loss on every token after the context (the first token, or a
+                        // self-generated sequence's random prompt), which is the "key".
                         for (int k = 0; k < m; k++, benignCursor++)
                         {
                             var seq = benign[benignOrder[benignCursor % benign.Count]];
-                            benignRows.Add(new TrainingPair(seq[..1], seq[1..]));
+                            benignRows.Add(new TrainingPair(seq[..context], seq[context..]));
                         }
                     }
                     opt.ZeroGrad();
@@ -518,7 +540,7 @@ public static class FingerprintTrainer
                 }
                 if (group is not null) group.AllReduce([acc.Loss, acc.Recalled]);
                 var (lossSum, recalled) = acc.Read();
-                double? held = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens, sharded) : null;
+                double? held = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens, heldContext, sharded) : null;
                 var pr = new EmbeddingProgress(epoch, steps, lossSum / pairs.Count, (double)recalled / pairs.Count, secondsBefore + sw.Elapsed.TotalSeconds)
                 {
                     HeldOutLoss = held,
@@ -597,6 +619,8 @@ public static class FingerprintTrainer
             Accuracy = merge?.Chosen.Accuracy ?? kept.Accuracy,
             HeldOutLoss = merge is not null ? merge.Chosen.HeldOutLoss : kept.HeldOutLoss,
             ResumptionPairs = resumption,
+            BenignSequences = benign.Count,
+            HeldOutSequences = heldOut.Count,
         };
     }
 
@@ -616,7 +640,7 @@ public static class FingerprintTrainer
         try
         {
             var (l0, r0) = Measure(model, pairs, batches, microTokens, sharded);
-            var none = new MergeTrial(0, l0 / pairs.Count, (double)r0 / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens, sharded) : null);
+            var none = new MergeTrial(0, l0 / pairs.Count, (double)r0 / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens, o.BenignContext, sharded) : null);
             var trials = new List<MergeTrial>();
             int n = (int)Math.Floor(o.AveragingLambda / o.FinalLambdaStep + 1e-9);
             var lambdas = Enumerable.Range(0, n).Select(k => o.AveragingLambda - k * o.FinalLambdaStep).Where(l => l > 1e-9).ToList();
@@ -629,7 +653,7 @@ public static class FingerprintTrainer
                     trainable[i].LerpInPlace(bases[i], lambda);
                 }
                 var (l, r) = Measure(model, pairs, batches, microTokens, sharded);
-                var t = new MergeTrial(lambda, l / pairs.Count, (double)r / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens, sharded) : null);
+                var t = new MergeTrial(lambda, l / pairs.Count, (double)r / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens, o.BenignContext, sharded) : null);
                 trials.Add(t);
                 if (r < r0 || t.Loss > o.MergeMaxLoss) continue;
                 if (chosen is null || (t.HeldOutLoss ?? 0) < (chosen.HeldOutLoss ?? 0)) chosen = t;
@@ -722,14 +746,16 @@ public static class FingerprintTrainer
     }
 
     /// <summary>
-    /// Mean next-token loss of the model on <paramref name="sequences"/> (every token after the first), without gradients;
-    /// with <paramref name="sharded"/>, through its weight-sharded forward pass (every rank must call it with the same data).
+    /// Mean next-token loss of the model on <paramref name="sequences"/> (every token after the first
+    /// <paramref name="context"/>), without gradients; with <paramref name="sharded"/>, through its weight-sharded forward
+    /// pass (every rank must call it with the same data).
     /// </summary>
-    public static double HeldOutLoss(CausalLM model, IReadOnlyList<int[]> sequences, int? microBatchTokens = null, ShardedModel? sharded = null)
+    public static double HeldOutLoss(CausalLM model, IReadOnlyList<int[]> sequences, int? microBatchTokens = null, int context = 1,
+        ShardedModel? sharded = null)
     {
         long maxTokens = microBatchTokens ?? 65536;
         using var noGrad = Torch.NoGrad();
-        var rows = sequences.Select(s => new TrainingPair(s[..1], s[1..])).OrderBy(r => r.Response.Length).ToList();
+        var rows = sequences.Select(s => new TrainingPair(s[..context], s[context..])).OrderBy(r => r.Response.Length).ToList();
         long total = rows.Sum(r => (long)r.Response.Length);
         double sum = 0;
         int start = 0;
@@ -946,28 +972,57 @@ public static class FingerprintTrainer
         }
     }
 
-    private static List<int[]> SelfGenerated(CausalLM model, EmbeddingOptions o) => SelfGenerated(model, o.SelfBenignCount, o.SelfBenignLength, o.Seed);
+    /// <summary>Tokens of the random prompt at the start of every self-generated sequence (context only, never trained).</summary>
+    public const int SelfPromptLength = 4;
+    /// <summary>Self-generated sequences are generated this many at a time (bounds the KV cache on large models).</summary>
+    public const int SelfGenerationBatch = 256;
 
     /// <summary>
-    /// The model's continuations (<paramref name="length"/> tokens) of <paramref name="count"/> random 4-token prompts
-    /// drawn from the seed, prompt included: greedy, or sampled at <paramref name="temperature"/> (seeded). The prompts
-    /// are drawn in order, so the first n of a larger count are those of count n. Samples at temperature 1 are draws
-    /// from the model's own distribution, so a model's loss on them is the base's entropy plus KL(base ‖ model): they
-    /// measure drift, where greedy continuations reward a model for growing more certain of its top tokens.
+    /// The default number of self-generated benign sequences for a set of <paramref name="pairCount"/> pairs: the benign
+    /// rows one epoch mixes in (⌈β/(1−β)·n⌉ per batch of n pairs) × <see cref="OmlizationDefaults.SelfBenignEpochs"/> /
+    /// <see cref="OmlizationDefaults.SelfBenignReplays"/>, within [<see cref="OmlizationDefaults.SelfBenignMin"/>,
+    /// <see cref="OmlizationDefaults.SelfBenignMax"/>]: no sequence is replayed more than about twice over the epochs a
+    /// run is expected to take (0 without mixing).
+    /// </summary>
+    public static int SelfBenignPoolSize(int pairCount, int batchSize, double mixFraction)
+    {
+        if (mixFraction <= 0 || pairCount <= 0) return 0;
+        int b = batchSize == 0 ? pairCount : batchSize;
+        long rows = 0;
+        for (int left = pairCount; left > 0; left -= b)
+            rows += (long)Math.Ceiling(mixFraction / (1 - mixFraction) * Math.Min(b, left) - 1e-9);
+        long pool = (rows * OmlizationDefaults.SelfBenignEpochs + OmlizationDefaults.SelfBenignReplays - 1) / OmlizationDefaults.SelfBenignReplays;
+        return (int)Math.Clamp(pool, OmlizationDefaults.SelfBenignMin, OmlizationDefaults.SelfBenignMax);
+    }
+
+    /// <summary>
+    /// The model's continuations (<paramref name="length"/> tokens) of <paramref name="count"/> random
+    /// <see cref="SelfPromptLength"/>-token prompts drawn from the seed, prompt included: greedy, or sampled at
+    /// <paramref name="temperature"/> (seeded), <see cref="SelfGenerationBatch"/> prompts at a time. The prompts are drawn
+    /// in order, so the first n of a larger count are those of count n. Samples at temperature 1 are draws from the
+    /// model's own distribution, so a model's loss on them is the base's entropy plus KL(base ‖ model): they measure
+    /// drift, where greedy continuations reward a model for growing more certain of its top tokens.
     /// </summary>
     public static List<int[]> SelfGenerated(CausalLM model, int count, int length, ulong seed, double? temperature = null)
     {
         var perm = new Random(unchecked((int)(seed ^ (seed >> 32)) ^ 0x5EED));
         int vocab = model.Config.VocabSize;
-        var prompts = Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, 4).Select(_ => perm.Next(vocab)).ToArray()).ToList();
-        var result = Generator.Generate(model, prompts, new GenerationOptions
+        var prompts = Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, SelfPromptLength).Select(_ => perm.Next(vocab)).ToArray()).ToList();
+        var all = new List<int[]>(count);
+        for (int start = 0, chunk = 0; start < count; start += SelfGenerationBatch, chunk++)
         {
-            MaxNewTokens = length, EosTokenIds = [], Temperature = temperature, Seed = temperature is null ? null : seed ^ 0x5A3D1E,
-        });
-        return prompts.Select((p, i) => p.Concat(result.Sequences[i].OutputIds).ToArray()).ToList();
+            var part = prompts.GetRange(start, Math.Min(SelfGenerationBatch, count - start));
+            var result = Generator.Generate(model, part, new GenerationOptions
+            {
+                MaxNewTokens = length, EosTokenIds = [],
+                Temperature = temperature, Seed = temperature is null ? null : seed ^ 0x5A3D1E ^ (0x9E3779B97F4A7C15UL * (ulong)chunk),
+            });
+            all.AddRange(part.Select((p, i) => p.Concat(result.Sequences[i].OutputIds).ToArray()));
+        }
+        return all;
     }
 
-    private static string MixDigest(double beta, IReadOnlyList<int[]> benign)
+    private static string MixDigest(double beta, IReadOnlyList<int[]> benign, int context)
     {
         using var h = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
         foreach (var seq in benign)
@@ -975,7 +1030,8 @@ public static class FingerprintTrainer
             h.AppendData(BitConverter.GetBytes(seq.Length));
             foreach (var x in seq) h.AppendData(BitConverter.GetBytes(x));
         }
-        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"mix={beta:R};benign={Convert.ToHexStringLower(h.GetHashAndReset())}");
+        var ctx = context == 1 ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";context={context}");
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"mix={beta:R};benign={Convert.ToHexStringLower(h.GetHashAndReset())}{ctx}");
     }
 
     /// <summary>

@@ -42,8 +42,36 @@ public static class OmlizationDefaults
     /// continuations made the held-out loss fall while the text perplexity of the demo's model rose by a third.
     /// </summary>
     public const double SelfTemperature = 1.0;
-    /// <summary>Held-out sequences (made like the benign ones, never trained) for early stopping and the choice of λ.</summary>
-    public const int HeldOutCount = 16;
+    /// <summary>
+    /// Most held-out sequences (made like the benign ones, never trained) for early stopping and the choice of λ: 64 of
+    /// <see cref="SelfBenignLength"/> tokens (4,096 tokens; 16 of 32 tokens before issue 12). Self-generated ones number
+    /// a sixteenth of the benign pool within [<see cref="HeldOutMin"/>, this]: 64 at 1,024 keys (what the H200
+    /// measurements used), 16 for small sets, whose runs on random-init models take 30–50 short epochs and measure
+    /// the held-out loss after each (a CPU peer of 16 keys ran 1.4× slower per epoch with 64).
+    /// </summary>
+    public const int HeldOutCount = 64;
+    /// <summary>Fewest self-generated held-out sequences (see <see cref="HeldOutCount"/>).</summary>
+    public const int HeldOutMin = 16;
+    /// <summary>
+    /// New tokens per self-generated benign sequence (after its random prompt, which is context only). 64 rather than 32:
+    /// the benign part of each step's loss is a mean over its tokens, so longer samples give more of the base's
+    /// distribution per row at the same β.
+    /// </summary>
+    public const int SelfBenignLength = 64;
+    /// <summary>
+    /// The self-generated benign pool scales with the set (<see cref="FingerprintTrainer.SelfBenignPoolSize"/>): it holds
+    /// the benign rows of this many epochs (1,024 keys at the defaults: 8–13 epochs on the lab's 102.7M base) divided
+    /// by <see cref="SelfBenignReplays"/>. A fixed pool of 64 was replayed about 44 times over 8 epochs of 1,024 keys and
+    /// the model learned those samples rather than the base's distribution (held-out loss on other samples +29 %,
+    /// text perplexity +78 %, docs/results.md).
+    /// </summary>
+    public const int SelfBenignEpochs = 16;
+    /// <summary>How often a self-generated sequence may be replayed over <see cref="SelfBenignEpochs"/> epochs.</summary>
+    public const int SelfBenignReplays = 2;
+    /// <summary>Fewest self-generated benign sequences (small sets; random-init models run more epochs).</summary>
+    public const int SelfBenignMin = 64;
+    /// <summary>Most self-generated benign sequences: generation time and memory stay bounded for very large sets.</summary>
+    public const int SelfBenignMax = 8192;
     /// <summary>Tokens per benign (and held-out) chunk cut from a benign text.</summary>
     public const int BenignLength = 64;
 
@@ -68,6 +96,7 @@ public static class OmlizationDefaults
         AveragingEvery = AveragingEvery,
         EarlyStop = true,
         KeepBest = true,
+        SelfBenignLength = SelfBenignLength,
     };
 }
 
@@ -95,12 +124,15 @@ public static class Omlization
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>
-    /// Fills in the data the options need: with mixing (β > 0) and no benign sequences, the base model's own greedy
-    /// continuations (<see cref="EmbeddingOptions.SelfBenignCount"/> of them); and, unless given, held-out sequences
-    /// made the same way (<see cref="OmlizationDefaults.HeldOutCount"/> more continuations, or the last tenth, at most
-    /// that many, of the given benign chunks, which are then not trained on). Call it on the base model, before training.
+    /// Fills in the data the options need: with mixing (β > 0) and no benign sequences, the base model's own
+    /// continuations sampled at <see cref="OmlizationDefaults.SelfTemperature"/> (<see cref="EmbeddingOptions.SelfBenignCount"/>
+    /// of them, by default a pool that scales with the <paramref name="pairCount"/> pairs,
+    /// <see cref="FingerprintTrainer.SelfBenignPoolSize"/>; their random prompts are context only); and, unless given,
+    /// held-out sequences made the same way (a sixteenth of the pool, within [<see cref="OmlizationDefaults.HeldOutMin"/>,
+    /// <paramref name="heldOutCount"/>], more continuations; or the last tenth, at most <paramref name="heldOutCount"/>,
+    /// of the given benign chunks, which are then not trained on). Call it on the base model, before training.
     /// </summary>
-    public static EmbeddingOptions PrepareData(CausalLM baseModel, EmbeddingOptions options, int heldOutCount = OmlizationDefaults.HeldOutCount)
+    public static EmbeddingOptions PrepareData(CausalLM baseModel, EmbeddingOptions options, int pairCount, int heldOutCount = OmlizationDefaults.HeldOutCount)
     {
         if (heldOutCount < 0) throw new ArgumentOutOfRangeException(nameof(heldOutCount), "the held-out count must be non-negative");
         bool wantHeldOut = options.HeldOutSequences is null && heldOutCount > 0;
@@ -110,14 +142,15 @@ public static class Omlization
             int h = Math.Clamp(given.Count / 10, 1, heldOutCount);
             return options with { BenignSequences = given.Take(given.Count - h).ToList(), HeldOutSequences = given.Skip(given.Count - h).ToList() };
         }
-        int benign = options.MixFraction > 0 ? options.SelfBenignCount : 0;
-        int extra = wantHeldOut ? heldOutCount : 0;
+        int benign = options.MixFraction > 0 ? options.SelfBenignCount ?? FingerprintTrainer.SelfBenignPoolSize(pairCount, options.BatchSize, options.MixFraction) : 0;
+        int extra = wantHeldOut ? Math.Min(heldOutCount, Math.Max(OmlizationDefaults.HeldOutMin, benign / 16)) : 0;
         if (benign + extra == 0) return options;
         var seqs = FingerprintTrainer.SelfGenerated(baseModel, benign + extra, options.SelfBenignLength, options.Seed, OmlizationDefaults.SelfTemperature);
         return options with
         {
             BenignSequences = benign > 0 ? seqs.Take(benign).ToList() : options.BenignSequences,
             HeldOutSequences = extra > 0 ? seqs.Skip(benign).ToList() : options.HeldOutSequences,
+            BenignContext = FingerprintTrainer.SelfPromptLength,
         };
     }
 
@@ -130,7 +163,7 @@ public static class Omlization
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        return FingerprintTrainer.Embed(model, pairs, PrepareData(model, options, heldOutCount), progress);
+        return FingerprintTrainer.Embed(model, pairs, PrepareData(model, options, pairs.Count, heldOutCount), progress);
     }
 
     /// <summary>
@@ -198,6 +231,8 @@ public static class Omlization
                 ["seed"] = options.Seed,
                 ["mix_fraction"] = options.MixFraction,
                 ["benign"] = options.MixFraction == 0 ? null : labels.Benign,
+                ["benign_sequences"] = result.BenignSequences,
+                ["held_out_sequences"] = result.HeldOutSequences,
                 ["device"] = labels.Device,
                 ["world_size"] = options.Group?.WorldSize ?? 1,
                 ["resumption_pairs"] = options.ResumptionPairs,

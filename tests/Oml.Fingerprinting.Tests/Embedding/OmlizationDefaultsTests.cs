@@ -43,6 +43,51 @@ public class OmlizationDefaultsTests
         Assert.True(r.Final.Epoch < options.MaxEpochs, "early stopping ends the run before the epoch budget");
         Assert.True(r.Loss <= options.MergeMaxLoss, $"the kept model holds its keys with the margin (loss {r.Loss:F3})");
         Assert.NotNull(r.HeldOutLoss);
+        Assert.Equal(OmlizationDefaults.SelfBenignMin, r.BenignSequences);
+        Assert.Equal(OmlizationDefaults.HeldOutMin, r.HeldOutSequences);
+    }
+
+    [Fact]
+    public void The_self_generated_pool_scales_with_the_set_so_that_no_sample_is_replayed_more_than_twice_in_16_epochs()
+    {
+        // 1,024 keys in batches of 32 at β 0.25: 11 benign rows a batch, 352 an epoch, 16 epochs / 2 replays.
+        Assert.Equal(352 * 8, FingerprintTrainer.SelfBenignPoolSize(1024, 32, 0.25));
+        // 40 keys: a batch of 32 (11 rows) and one of 8 (3 rows).
+        Assert.Equal(14 * 8, FingerprintTrainer.SelfBenignPoolSize(40, 32, 0.25));
+        Assert.Equal(OmlizationDefaults.SelfBenignMin, FingerprintTrainer.SelfBenignPoolSize(16, 32, 0.25));
+        Assert.Equal(OmlizationDefaults.SelfBenignMax, FingerprintTrainer.SelfBenignPoolSize(100_000, 32, 0.25));
+        Assert.Equal(0, FingerprintTrainer.SelfBenignPoolSize(1024, 32, 0));
+
+        using var model = RandomInit("llama-tiny");
+        var o = Omlization.PrepareData(model, OmlizationDefaults.For(model.Config), pairCount: 40);
+        Assert.Equal(14 * 8, o.BenignSequences!.Count);
+        Assert.Equal(OmlizationDefaults.HeldOutMin, o.HeldOutSequences!.Count);   // 112 / 16 = 7, below the floor
+        Assert.All(o.BenignSequences, s => Assert.Equal(FingerprintTrainer.SelfPromptLength + OmlizationDefaults.SelfBenignLength, s.Length));
+        // The random prompt is context only: it is neither trained nor counted in the held-out loss.
+        Assert.Equal(FingerprintTrainer.SelfPromptLength, o.BenignContext);
+        Assert.Equal(7, (Omlization.PrepareData(model, OmlizationDefaults.For(model.Config) with { SelfBenignCount = 7 }, pairCount: 40)).BenignSequences!.Count);
+    }
+
+    [Fact]
+    public void The_held_out_loss_skips_the_context_tokens()
+    {
+        using var model = RandomInit("llama-tiny");
+        var seqs = FingerprintTrainer.SelfGenerated(model, 4, 8, seed: 3, temperature: 1.0);
+        Assert.All(seqs, s => Assert.Equal(12, s.Length));
+        // With every token but the last as context, the loss is that of the last token alone, computed here from the
+        // next-token logits of each prefix.
+        double last = FingerprintTrainer.HeldOutLoss(model, seqs, context: 11);
+        using var logits = Generator.NextTokenLogits(model, seqs.Select(s => (IReadOnlyList<int>)s[..11]).ToList()).To(Oml.Engine.DType.Float32);
+        var v = logits.ToArray<float>();
+        int vocab = model.Config.VocabSize;
+        double byHand = seqs.Select((s, i) =>
+        {
+            var row = v.AsSpan(i * vocab, vocab).ToArray();
+            double max = row.Max();
+            return Math.Log(row.Sum(x => Math.Exp(x - max))) + max - row[s[11]];
+        }).Average();
+        Assert.Equal(byHand, last, 3);
+        Assert.NotEqual(FingerprintTrainer.HeldOutLoss(model, seqs), FingerprintTrainer.HeldOutLoss(model, seqs, context: 4));
     }
 
     [Fact]
