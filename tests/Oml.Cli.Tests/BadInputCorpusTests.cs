@@ -19,7 +19,7 @@ public sealed class BadInputCorpus : IDisposable
 
     public BadInputCorpus()
     {
-        var fixture = Path.Combine(FindRoot(), "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
+        var fixture = Path.Combine(RepoRoot.Path, "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
         var goodConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(fixture, "config.json")))!.AsObject();
         var goodWeights = File.ReadAllBytes(Path.Combine(fixture, "model.safetensors"));
 
@@ -108,13 +108,6 @@ public sealed class BadInputCorpus : IDisposable
     {
         var h = Encoding.UTF8.GetBytes(header);
         return [.. BitConverter.GetBytes((long)h.Length), .. h, .. new byte[dataBytes]];
-    }
-
-    private static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Oml.sln"))) return d.FullName;
-        throw new DirectoryNotFoundException("repository root not found");
     }
 
     /// <summary>Every file under the work folder with its SHA-256 (SQLite's transient -wal/-shm files aside).</summary>

@@ -176,17 +176,10 @@ public sealed class ChainCliTests : IDisposable, IClassFixture<CliAnvilFixture>
         }
     }
 
-    private static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Oml.sln"))) return d.FullName;
-        throw new DirectoryNotFoundException("repository root not found");
-    }
-
     /// <summary>The llama-tiny fixture with the tiny word tokenizer, and a pool of 16 random-word fingerprints.</summary>
     private (string Model, string Pool) TinyModelAndPool()
     {
-        var fixture = Path.Combine(FindRoot(), "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
+        var fixture = Path.Combine(RepoRoot.Path, "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
         var model = P("base");
         Directory.CreateDirectory(model);
         foreach (var f in new[] { "config.json", "generation_config.json", "model.safetensors" })

@@ -9,16 +9,9 @@ namespace Oml.Cli.Tests;
 [CollectionDefinition(nameof(CliTests), DisableParallelization = true)]
 public class CliTests
 {
-    private static readonly string Root = FindRoot();
+    private static readonly string Root = RepoRoot.Path;
     private static string Fixture(string model) => Path.Combine(Root, "tests", "Oml.Models.Tests", "fixtures", "models", model);
     private static string Tokenizer(string name) => Path.Combine(Root, "artifacts", "tokenizers", name);
-
-    private static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Oml.sln"))) return d.FullName;
-        throw new DirectoryNotFoundException("repository root not found");
-    }
 
     private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 

@@ -22,52 +22,15 @@ namespace Oml.Cli.Tests;
 /// Without a browser the test fails, unless OML_SKIP_BROWSER_TESTS=1 says to skip it.
 /// </summary>
 [Collection(nameof(CliTests))]
-public sealed class ExplorerBrowserTests : IDisposable
+public sealed class ExplorerBrowserTests : PartiesCliTest
 {
-    private const string Kdf = "1000";
-    private const string Passphrase = "explorer test passphrase";
-    private readonly string _dir = Directory.CreateTempSubdirectory("oml-explorer-").FullName;
-    private readonly Dictionary<string, string> _address = [];
-
-    private string P(string name) => Path.Combine(_dir, name);
-    private string PassFile => P("pass.txt");
-    private string Ledger => P("ledger.db");
-    private string Ks(string who) => P($"{who}.json");
-    private string Addr(string who) => _address[who];
-
-    public ExplorerBrowserTests()
-    {
-        File.WriteAllText(PassFile, Passphrase + "\n");
-        // Pinned ledger heads go to a test folder, not the user's config (ledger ids are random, so tests never collide).
-        Environment.SetEnvironmentVariable("OML_PIN_DIR", Path.Combine(Path.GetTempPath(), "oml-cli-test-pins"));
-    }
-
-    public void Dispose()
-    {
-        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
-
-    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
-
-    private JsonNode Act(string who, params string[] args)
-    {
-        var r = Run([.. args, "--ledger", Ledger, "--keystore", Ks(who), "--passphrase-file", PassFile, "--json"]);
-        Assert.True(r.Code == 0, $"{string.Join(' ', args)} as {who}: exit {r.Code}: {r.Err}");
-        return JsonNode.Parse(r.Out)!;
-    }
+    public ExplorerBrowserTests() : base("oml-explorer-", "explorer test passphrase") { }
 
     private JsonObject Status()
     {
         var r = Run("protocol", "status", "--ledger", Ledger, "--json");
         Assert.True(r.Code == 0, r.Err);
         return JsonNode.Parse(r.Out)!.AsObject();
-    }
-
-    internal static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Oml.sln"))) return d.FullName;
-        throw new DirectoryNotFoundException("repository root not found");
     }
 
     /// <summary>What the browser tests do here: run with these binaries, fail with a message, or skip (only when asked).</summary>
@@ -190,7 +153,7 @@ public sealed class ExplorerBrowserTests : IDisposable
         ChromeDriver? browser = null;
         try
         {
-            var explorer = await Background("explorer", "explorer", "--ledger", Ledger, "--reports", Path.Combine(FindRoot(), "docs", "results"), "--port", "0", "--poll-ms", "100");
+            var explorer = await Background("explorer", "explorer", "--ledger", Ledger, "--reports", Path.Combine(RepoRoot.Path, "docs", "results"), "--port", "0", "--poll-ms", "100");
             background.Add(explorer.Run);
             browser = StartBrowser(P("profile"));
             var shots = ScreenshotDir();
@@ -322,7 +285,7 @@ public sealed class ExplorerBrowserTests : IDisposable
 
             // The lab: every committed report is listed; one report shows all its plots (loaded, from this server) and tables.
             Open("/lab");
-            var reportsDir = Path.Combine(FindRoot(), "docs", "results");
+            var reportsDir = Path.Combine(RepoRoot.Path, "docs", "results");
             var names = Directory.GetDirectories(reportsDir).Where(d => File.Exists(Path.Combine(d, "report.md"))).Select(Path.GetFileName).ToList();
             Assert.NotEmpty(names);
             foreach (var n in names) Assert.Single(browser.FindElements(By.CssSelector($"li[data-key='{n}'] a")));
@@ -447,17 +410,11 @@ public sealed class ExplorerBrowserTests : IDisposable
     /// <summary>The README's protocol scenario through the CLI, plus a parent model, a proposal and a committed, unrevealed claim.</summary>
     private async Task<Facts> RunScenario(CancellationToken ct)
     {
-        foreach (var n in new[] { "treasury", "owner", "owner2", "hostA", "hostB", "hostC", "user", "prover" })
-        {
-            var r = Run("account", "new", "--keystore", Ks(n), "--passphrase-file", PassFile, "--kdf-iterations", Kdf);
-            Assert.True(r.Code == 0, r.Err);
-            _address[n] = r.Out.Trim().ToLowerInvariant();
-        }
+        NewAccounts("treasury", "owner", "owner2", "hostA", "hostB", "hostC", "user", "prover");
         Act("treasury", "protocol", "init", "--set", "RebutWindowSeconds=1", "--set", "VotingWindowSeconds=1");
-        foreach (var n in _address.Keys.Where(n => n != "treasury"))
-            Act("treasury", "owner", "mint", "--to", Addr(n), "--amount", "10000");
+        FundAll();
 
-        var fixture = Path.Combine(FindRoot(), "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
+        var fixture = Path.Combine(RepoRoot.Path, "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
         var model = P("base");
         Directory.CreateDirectory(model);
         foreach (var f in new[] { "config.json", "generation_config.json", "model.safetensors" })
@@ -536,7 +493,7 @@ public sealed class ExplorerBrowserTests : IDisposable
 
         // Everything that must never reach a page.
         var secrets = new List<(string, string)> { ("passphrase", Passphrase) };
-        foreach (var n in _address.Keys)
+        foreach (var n in Addresses.Keys)
         {
             using var key = Keystore.Load(Ks(n), Passphrase);
             secrets.Add(($"{n}'s private key", Convert.ToHexStringLower(key.ExportBytes())));

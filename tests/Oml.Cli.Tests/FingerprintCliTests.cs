@@ -34,7 +34,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
 
         public Workspace()
         {
-            var fixture = Path.Combine(FindRoot(), "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
+            var fixture = Path.Combine(RepoRoot.Path, "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
             Directory.CreateDirectory(Model);
             foreach (var f in new[] { "config.json", "generation_config.json", "model.safetensors" })
                 File.Copy(Path.Combine(fixture, f), Path.Combine(Model, f));
@@ -67,13 +67,6 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             File.Copy(Set, p, overwrite: true);
             return p;
         }
-    }
-
-    private static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Oml.sln"))) return d.FullName;
-        throw new DirectoryNotFoundException("repository root not found");
     }
 
     /// <summary>

@@ -123,18 +123,11 @@ public sealed partial class JsonOutputTests : IDisposable
     {
         var dir = P("tiny");
         if (Directory.Exists(dir)) return dir;
-        var fixture = Path.Combine(FindRoot(), "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
+        var fixture = Path.Combine(RepoRoot.Path, "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
         Directory.CreateDirectory(dir);
         foreach (var f in new[] { "config.json", "generation_config.json", "model.safetensors" }) File.Copy(Path.Combine(fixture, f), Path.Combine(dir, f));
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), FingerprintCliTests.TinyTokenizerJson());
         return dir;
-    }
-
-    private static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Oml.sln"))) return d.FullName;
-        throw new DirectoryNotFoundException("repository root not found");
     }
 
     [Fact]

@@ -8,53 +8,9 @@ namespace Oml.Cli.Tests;
 /// on the llama-tiny fixture (three fingerprinted copies, servers on loopback ports), and each command's main failure.
 /// </summary>
 [Collection(nameof(CliTests))]
-public sealed class ProtocolCliTests : IDisposable
+public sealed class ProtocolCliTests : PartiesCliTest
 {
-    private const string Kdf = "1000"; // PBKDF2 iterations: small, for test speed only.
-    private readonly string _dir = Directory.CreateTempSubdirectory("oml-cli-protocol-").FullName;
-    private readonly Dictionary<string, string> _address = [];
-
-    private string P(string name) => Path.Combine(_dir, name);
-    private string PassFile => P("pass.txt");
-    private string Ledger => P("ledger.db");
-    private string Ks(string who) => P($"{who}.json");
-
-    public ProtocolCliTests()
-    {
-        File.WriteAllText(PassFile, "protocol test passphrase\n");
-        // Pinned ledger heads go to a test folder, not the user's config (ledger ids are random, so tests never collide).
-        Environment.SetEnvironmentVariable("OML_PIN_DIR", Path.Combine(Path.GetTempPath(), "oml-cli-test-pins"));
-    }
-
-    public void Dispose()
-    {
-        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
-
-    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
-
-    /// <summary>Runs an action command as <paramref name="who"/> with --json and returns its JSON (asserting exit 0).</summary>
-    private JsonNode Act(string who, params string[] args)
-    {
-        var r = Run([.. args, "--ledger", Ledger, "--keystore", Ks(who), "--passphrase-file", PassFile, "--json"]);
-        Assert.True(r.Code == 0, $"{string.Join(' ', args)} as {who}: exit {r.Code}: {r.Err}");
-        return JsonNode.Parse(r.Out)!;
-    }
-
-    private (int Code, string Out, string Err) Try(string who, params string[] args) =>
-        Run([.. args, "--ledger", Ledger, "--keystore", Ks(who), "--passphrase-file", PassFile]);
-
-    private string Addr(string who) => _address[who];
-
-    private void NewAccounts(params string[] names)
-    {
-        foreach (var n in names)
-        {
-            var r = Run("account", "new", "--keystore", Ks(n), "--passphrase-file", PassFile, "--kdf-iterations", Kdf);
-            Assert.True(r.Code == 0, r.Err);
-            _address[n] = r.Out.Trim().ToLowerInvariant();
-        }
-    }
+    public ProtocolCliTests() : base("oml-cli-protocol-", "protocol test passphrase") { }
 
     /// <summary>Accounts, a ledger with short windows, and money for everyone.</summary>
     private void SetUpLedger(params string[] extra)
@@ -62,8 +18,7 @@ public sealed class ProtocolCliTests : IDisposable
         NewAccounts(["treasury", "owner", "owner2", "hostA", "hostB", "hostC", "user", "prover", .. extra]);
         var init = Act("treasury", "protocol", "init", "--set", "RebutWindowSeconds=1", "--set", "VotingWindowSeconds=1");
         Assert.Equal(Addr("treasury"), init["treasury"]!.GetValue<string>());
-        foreach (var n in _address.Keys.Where(n => n != "treasury"))
-            Assert.Equal(10_000, Act("treasury", "owner", "mint", "--to", Addr(n), "--amount", "10000")["balance"]!.GetValue<long>());
+        Assert.All(FundAll(10_000), b => Assert.Equal(10_000, b));
     }
 
     private JsonObject Status()
@@ -75,17 +30,10 @@ public sealed class ProtocolCliTests : IDisposable
 
     private long Get(JsonObject status, string who, string field) => status["accounts"]![Addr(who)]![field]!.GetValue<long>();
 
-    private static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Oml.sln"))) return d.FullName;
-        throw new DirectoryNotFoundException("repository root not found");
-    }
-
     /// <summary>The llama-tiny fixture with the tiny word tokenizer, and a pool of 16 random-word fingerprints.</summary>
     private (string Model, string Pool) TinyModelAndPool()
     {
-        var fixture = Path.Combine(FindRoot(), "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
+        var fixture = Path.Combine(RepoRoot.Path, "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
         var model = P("base");
         Directory.CreateDirectory(model);
         foreach (var f in new[] { "config.json", "generation_config.json", "model.safetensors" })

@@ -8,49 +8,16 @@ namespace Oml.Cli.Tests;
 /// copy, or a coalition of copies voting over their answers, every pool key and accuses with the protocol's tracer.
 /// </summary>
 [Collection(nameof(CliTests))]
-public sealed class TraceCopiesCliTests : IDisposable
+public sealed class TraceCopiesCliTests : PartiesCliTest
 {
-    private const string Kdf = "1000"; // PBKDF2 iterations: small, for test speed only.
+    public TraceCopiesCliTests() : base("oml-cli-trace-copies-", "trace copies test passphrase") { }
+
     private const int Hosts = 4;
-    private readonly string _dir = Directory.CreateTempSubdirectory("oml-cli-trace-copies-").FullName;
-    private readonly Dictionary<string, string> _address = [];
-
-    private string P(string name) => Path.Combine(_dir, name);
-    private string PassFile => P("pass.txt");
-    private string Ledger => P("ledger.db");
-    private string Ks(string who) => P($"{who}.json");
-
-    public TraceCopiesCliTests()
-    {
-        File.WriteAllText(PassFile, "trace copies test passphrase\n");
-        Environment.SetEnvironmentVariable("OML_PIN_DIR", Path.Combine(Path.GetTempPath(), "oml-cli-test-pins"));
-    }
-
-    public void Dispose()
-    {
-        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
-
-    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
-
-    private JsonNode Act(string who, params string[] args)
-    {
-        var r = Run([.. args, "--ledger", Ledger, "--keystore", Ks(who), "--passphrase-file", PassFile, "--json"]);
-        Assert.True(r.Code == 0, $"{string.Join(' ', args)} as {who}: exit {r.Code}: {r.Err}");
-        return JsonNode.Parse(r.Out)!;
-    }
-
-    private static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Oml.sln"))) return d.FullName;
-        throw new DirectoryNotFoundException("repository root not found");
-    }
 
     /// <summary>The ledger, the model, a pool of <paramref name="poolSize"/> keys and <see cref="Hosts"/> delivered copies.</summary>
     private string SetUp(int poolSize)
     {
-        var fixture = Path.Combine(FindRoot(), "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
+        var fixture = Path.Combine(RepoRoot.Path, "tests", "Oml.Models.Tests", "fixtures", "models", "llama-tiny");
         var model = P("base");
         Directory.CreateDirectory(model);
         foreach (var f in new[] { "config.json", "generation_config.json", "model.safetensors" })
@@ -62,19 +29,14 @@ public sealed class TraceCopiesCliTests : IDisposable
             "--out", pool, "--secret-file", P("secret.bin"), "--passphrase-file", PassFile, "--kdf-iterations", Kdf, "--insecure-kdf");
         Assert.True(g.Code == 0, g.Err);
 
-        foreach (var n in new[] { "treasury", "owner" }.Concat(Enumerable.Range(0, Hosts).Select(j => $"h{j}")))
-        {
-            var r = Run("account", "new", "--keystore", Ks(n), "--passphrase-file", PassFile, "--kdf-iterations", Kdf);
-            Assert.True(r.Code == 0, r.Err);
-            _address[n] = r.Out.Trim().ToLowerInvariant();
-        }
+        NewAccounts([.. new[] { "treasury", "owner" }.Concat(Enumerable.Range(0, Hosts).Select(j => $"h{j}"))]);
         Act("treasury", "protocol", "init");
-        foreach (var n in _address.Keys.Where(n => n != "treasury")) Act("treasury", "owner", "mint", "--to", _address[n], "--amount", "10000");
+        FundAll();
         Act("owner", "owner", "register", "--model-id", "tiny", "--model", model, "--price", "10", "--min-collateral", "1000");
         for (int j = 0; j < Hosts; j++)
         {
             Act($"h{j}", "host", "apply", "--model-id", "tiny", "--collateral", "2000", "--endpoint", $"http://127.0.0.1/h{j}");
-            var d = Act("owner", "owner", "deliver", "--model-id", "tiny", "--host", _address[$"h{j}"], "--pool", pool, "--allocation", "tardos:0.05",
+            var d = Act("owner", "owner", "deliver", "--model-id", "tiny", "--host", Addresses[$"h{j}"], "--pool", pool, "--allocation", "tardos:0.05",
                 "--base", model, "--out", P($"copy-h{j}"), "--epochs", "300");
             Assert.Equal(j, d["ordinal"]!.GetValue<int>());
             Assert.Equal(1.0, d["recall"]!.GetValue<double>());
@@ -102,7 +64,7 @@ public sealed class TraceCopiesCliTests : IDisposable
         Assert.Equal(poolSize, single["asked"]!.GetValue<int>());
         Assert.Equal(poolSize, single["observed"]!.AsArray().Count);
         Assert.Equal([2], Accused(single));
-        Assert.Equal([_address["h2"]], single["accused"]!.AsArray().Select(x => x!.GetValue<string>()));
+        Assert.Equal([Addresses["h2"]], single["accused"]!.AsArray().Select(x => x!.GetValue<string>()));
 
         // Hosts 1 and 3 pool their copies and refuse whenever the copies disagree: only keys both hold are answered.
         // No innocent host (0, 2) is accused, and the best score is a colluder's.
