@@ -58,6 +58,34 @@ public sealed class KVCache : IDisposable
         return (_keys[layer].Narrow(2, 0, Length + t), _values[layer].Narrow(2, 0, Length + t));
     }
 
+    /// <summary>
+    /// A new cache of <paramref name="batch"/> rows, each holding a copy of this one-row cache's stored positions, with room
+    /// for <paramref name="extra"/> more: many continuations of one shared prefix, computed once.
+    /// </summary>
+    public KVCache Repeat(long batch, long extra)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(extra);
+        if (_keys[0].Size(0) != 1) throw new InvalidOperationException($"only a one-row cache can be repeated, not one of {_keys[0].Size(0)} rows");
+        var keys = new Tensor[_keys.Length];
+        var values = new Tensor[_values.Length];
+        using (Torch.NoGrad())
+            for (int i = 0; i < _keys.Length; i++)
+            {
+                (keys[i], values[i]) = (Copy(_keys[i]), Copy(_values[i]));
+            }
+        return new KVCache(keys, values, Length);
+
+        Tensor Copy(Tensor source)
+        {
+            using var scope = Torch.NewScope();
+            long heads = source.Size(1), dim = source.Size(3);
+            var target = Torch.Empty([batch, heads, Length + extra, dim], source.DType, source.Device);
+            if (Length > 0) target.Narrow(2, 0, Length).CopyFrom(source.Narrow(2, 0, Length).Expand(batch, heads, Length, dim));
+            return target.DetachFromScope();
+        }
+    }
+
     /// <summary>Marks <paramref name="t"/> more positions as stored (after every layer has appended them).</summary>
     internal void Advance(long t) => Length += t;
 

@@ -34,47 +34,64 @@ public static class PartialMatchNull
     /// Per key i, an upper bound on the base model's probability (sampling at temperature 1 after
     /// <paramref name="queries"/>[i]) of a hit on any of <paramref name="responses"/>[i] under <paramref name="match"/>.
     /// </summary>
+    /// <remarks>
+    /// All keys advance together: each level's prefixes of every key go through the model in batches of up to
+    /// <see cref="ResponseScorer.MaxBatchTokens"/> tokens (logits at the last position only, the top K chosen on the
+    /// device, <paramref name="keysPerChunk"/> keys at a time), and each key's teacher-forced rows are scored after the key's
+    /// key/value cache, computed once (<see cref="ResponseScorer.LogProbsAfterPrefix"/>): a row computes its prefix and
+    /// continuation, not the key again. <paramref name="batchSize"/> caps the rows of a batch.
+    /// </remarks>
     public static double[] Compute(CausalLM baseModel, IReadOnlyList<int[]> queries, IReadOnlyList<IReadOnlyList<int[]>> responses,
-        ResponseMatch match, int prefixBudget = DefaultPrefixBudget, int batchSize = 256)
+        ResponseMatch match, int prefixBudget = DefaultPrefixBudget, int batchSize = 4096, int keysPerChunk = 64)
     {
         ArgumentNullException.ThrowIfNull(baseModel);
         ArgumentNullException.ThrowIfNull(queries);
         ArgumentNullException.ThrowIfNull(responses);
         ArgumentNullException.ThrowIfNull(match);
         ArgumentOutOfRangeException.ThrowIfLessThan(prefixBudget, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(keysPerChunk, 1);
         if (queries.Count != responses.Count) throw new ArgumentException($"{queries.Count} queries for {responses.Count} response lists");
         int vocab = baseModel.Config.VocabSize;
-        var result = new double[queries.Count];
-        using var noGrad = Torch.NoGrad();
         for (int i = 0; i < queries.Count; i++)
         {
             if (responses[i].Count == 0) throw new ArgumentException($"key {i}: no responses");
+            if (queries[i].Length == 0) throw new ArgumentException($"key {i}: the query is empty");
             foreach (var id in queries[i].Concat(responses[i].SelectMany(r => r)))
                 if (id < 0 || id >= vocab) throw new ArgumentException($"key {i}: token id {id} is outside the base model's vocabulary of {vocab}");
-            int maxDev = responses[i].Max(r => match.Deviation(r.Length));
-            var level = Prefixes(baseModel, queries[i], maxDev, prefixBudget, batchSize);
-            // Per enumerated prefix x: the continuations after x that complete some alignment, deduplicated (an empty one
-            // means x alone completes a hit), and one teacher-forced row per continuation.
-            var pairs = new List<TrainingPair>();
-            var owner = new List<int>();
-            var certain = new bool[level.Prefixes.Count];
-            for (int x = 0; x < level.Prefixes.Count; x++)
+        }
+        var result = new double[queries.Count];
+        using var noGrad = Torch.NoGrad();
+        for (int from = 0; from < queries.Count; from += keysPerChunk)
+        {
+            var keys = Enumerable.Range(from, Math.Min(keysPerChunk, queries.Count - from)).ToArray();
+            var depths = keys.Select(i => responses[i].Max(r => match.Deviation(r.Length))).ToArray();
+            var levels = Prefixes(baseModel, keys.Select(i => queries[i]).ToArray(), depths, prefixBudget, batchSize);
+            for (int j = 0; j < keys.Length; j++)
             {
-                var conts = Continuations(level.Prefixes[x], responses[i], match);
-                if (conts is null) { certain[x] = true; continue; }
-                foreach (var c in conts)
+                // Per enumerated prefix x: the continuations after x that complete some alignment, deduplicated (an empty
+                // one means x alone completes a hit), and one teacher-forced row (x, continuation) after the key, whose
+                // key/value cache all rows share.
+                var level = levels[j];
+                var given = new double[level.Prefixes.Count];
+                var pairs = new List<TrainingPair>();
+                var owner = new List<int>();
+                for (int x = 0; x < level.Prefixes.Count; x++)
                 {
-                    pairs.Add(new TrainingPair([.. queries[i], .. level.Prefixes[x]], c));
-                    owner.Add(x);
+                    var conts = Continuations(level.Prefixes[x], responses[keys[j]], match);
+                    if (conts is null) { given[x] = 1.0; continue; }
+                    foreach (var c in conts)
+                    {
+                        pairs.Add(new TrainingPair(level.Prefixes[x], c));
+                        owner.Add(x);
+                    }
                 }
+                var logProbs = ResponseScorer.LogProbsAfterPrefix(baseModel, queries[keys[j]], pairs, batchSize);
+                for (int r = 0; r < pairs.Count; r++) given[owner[r]] += Math.Exp(logProbs[r]);
+                double total = level.Leftover;
+                for (int x = 0; x < given.Length; x++) total += level.Mass[x] * Math.Min(1.0, given[x]);
+                result[keys[j]] = Math.Min(1.0, total * (1 + RelativeMargin));
             }
-            var logProbs = ResponseScorer.LogProbs(baseModel, pairs, batchSize);
-            var given = new double[level.Prefixes.Count];
-            for (int x = 0; x < given.Length; x++) given[x] = certain[x] ? 1.0 : 0.0;
-            for (int j = 0; j < pairs.Count; j++) given[owner[j]] += Math.Exp(logProbs[j]);
-            double total = level.Leftover;
-            for (int x = 0; x < given.Length; x++) total += level.Mass[x] * Math.Min(1.0, given[x]);
-            result[i] = Math.Min(1.0, total * (1 + RelativeMargin));
         }
         return result;
     }
@@ -107,7 +124,7 @@ public static class PartialMatchNull
     /// is dropped (its event is inside the other's), so the rest are pairwise disjoint events (none is a prefix of
     /// another) and their probabilities add up exactly.
     /// </summary>
-    internal static List<int[]>? Continuations(int[] x, IReadOnlyList<int[]> responses, ResponseMatch match)
+    public static List<int[]>? Continuations(int[] x, IReadOnlyList<int[]> responses, ResponseMatch match)
     {
         int dm = x.Length;
         var conts = new List<int[]>();
@@ -131,57 +148,79 @@ public static class PartialMatchNull
     }
 
     /// <summary>
-    /// The free prefixes of <paramref name="depth"/> tokens after <paramref name="query"/>: enumerated level by level,
-    /// keeping the top K tokens of every node (K^depth ≤ the budget), with their probabilities and the mass left out.
+    /// The free prefixes of <paramref name="depths"/>[j] tokens after <paramref name="queries"/>[j], for every j at once:
+    /// enumerated level by level, keeping the top K_j tokens of every node (K_j^depth ≤ the budget), with their
+    /// probabilities and the mass left out.
     /// </summary>
-    private static Level Prefixes(CausalLM model, int[] query, int depth, int budget, int batchSize)
+    private static Level[] Prefixes(CausalLM model, int[][] queries, int[] depths, int budget, int batchSize)
     {
-        var level = new Level([[]], [1.0], 0.0);
-        if (depth == 0) return level;
         int vocab = model.Config.VocabSize;
-        int k = (int)Math.Clamp(Math.Floor(Math.Pow(budget, 1.0 / depth) + 1e-9), 1, vocab);
-        for (int l = 1; l <= depth; l++)
+        var levels = queries.Select(_ => new Level([[]], [1.0], 0.0)).ToArray();
+        var k = depths.Select(d => d == 0 ? 0 : (int)Math.Clamp(Math.Floor(Math.Pow(budget, 1.0 / d) + 1e-9), 1, vocab)).ToArray();
+        for (int l = 1; l <= depths.DefaultIfEmpty(0).Max(); l++)
         {
-            var prev = level;
-            var next = NextTokenLogProbs(model, prev.Prefixes.Select(x => (int[])[.. query, .. x]).ToList(), batchSize);
-            var prefixes = new List<int[]>();
-            var mass = new List<double>();
-            double leftover = prev.Leftover;
-            for (int x = 0; x < prev.Prefixes.Count; x++)
+            // Every node of every key still growing: (key, prefix index), its context, the K to keep.
+            var nodes = new List<(int Key, int Prefix)>();
+            for (int j = 0; j < queries.Length; j++)
+                if (depths[j] >= l)
+                    for (int x = 0; x < levels[j].Prefixes.Count; x++) nodes.Add((j, x));
+            var (topIds, topLogProbs) = TopNextTokens(model, nodes.Select(n => (int[])[.. queries[n.Key], .. levels[n.Key].Prefixes[n.Prefix]]).ToList(),
+                nodes.Select(n => k[n.Key]).ToList(), batchSize);
+            var next = new Level?[queries.Length];
+            for (int i = 0; i < nodes.Count; i++)
             {
-                var row = next[x];
-                var top = Enumerable.Range(0, vocab).OrderByDescending(v => row[v]).Take(k).ToArray();
+                var (j, x) = nodes[i];
+                var prev = levels[j];
+                var grown = next[j] ??= new Level([], [], prev.Leftover);
                 double kept = 0;
-                foreach (var v in top)
+                for (int t = 0; t < topIds[i].Length; t++)
                 {
-                    double p = Math.Exp(row[v]);
+                    double p = Math.Exp(topLogProbs[i][t]);
                     kept += p;
-                    prefixes.Add([.. prev.Prefixes[x], v]);
-                    mass.Add(prev.Mass[x] * p);
+                    grown.Prefixes.Add([.. prev.Prefixes[x], topIds[i][t]]);
+                    grown.Mass.Add(prev.Mass[x] * p);
                 }
-                leftover += prev.Mass[x] * (Math.Max(0.0, 1.0 - kept) + NodeSlack);
+                next[j] = grown with { Leftover = grown.Leftover + prev.Mass[x] * (Math.Max(0.0, 1.0 - kept) + NodeSlack) };
             }
-            level = new Level(prefixes, mass, Math.Min(1.0, leftover));
+            for (int j = 0; j < queries.Length; j++)
+                if (next[j] is { } grown) levels[j] = grown with { Leftover = Math.Min(1.0, grown.Leftover) };
         }
-        return level;
+        return levels;
     }
 
-    /// <summary>log p(next token | context) over the vocabulary for each context (all of one length).</summary>
-    private static double[][] NextTokenLogProbs(CausalLM model, List<int[]> contexts, int batchSize)
+    /// <summary>
+    /// For each context, the <paramref name="keep"/>[i] most likely next tokens and their log-probabilities (descending),
+    /// in batches of contexts of one length (no padding) of up to <see cref="ResponseScorer.MaxBatchTokens"/> tokens.
+    /// The vocabulary-wide log-softmax and the selection run on the device; only the kept entries come to the host.
+    /// </summary>
+    private static (int[][] Ids, double[][] LogProbs) TopNextTokens(CausalLM model, List<int[]> contexts, List<int> keep, int batchSize)
     {
-        int vocab = model.Config.VocabSize, len = contexts[0].Length;
-        var result = new double[contexts.Count][];
-        for (int start = 0; start < contexts.Count; start += batchSize)
+        var ids = new int[contexts.Count][];
+        var logProbs = new double[contexts.Count][];
+        foreach (var group in Enumerable.Range(0, contexts.Count).GroupBy(i => contexts[i].Length))
         {
-            using var scope = Torch.NewScope();
-            int b = Math.Min(batchSize, contexts.Count - start);
-            var data = new long[b * len];
-            for (int j = 0; j < b; j++)
-                for (int t = 0; t < len; t++) data[j * len + t] = contexts[start + j][t];
-            var ids = Torch.FromArray<long>(data, [b, len], model.Device);
-            var logp = model.Forward(ids).Narrow(1, len - 1, 1).To(DType.Float32).LogSoftmax(-1).To(DType.Float64).ToArray<double>();
-            for (int j = 0; j < b; j++) result[start + j] = logp.AsSpan(j * vocab, vocab).ToArray();
+            var members = group.ToArray();
+            // Rows per batch: at most MaxBatchTokens tokens in, and a [rows, vocabulary] float32 log-softmax of at most 2^26 entries.
+            int len = group.Key, vocab = model.Config.VocabSize;
+            int rows = Math.Clamp(Math.Min(ResponseScorer.MaxBatchTokens / len, (1 << 26) / vocab), 1, batchSize);
+            for (int start = 0; start < members.Length; start += rows)
+            {
+                using var scope = Torch.NewScope();
+                var batch = members.AsSpan(start, Math.Min(rows, members.Length - start)).ToArray();
+                int k = batch.Max(i => keep[i]);
+                var logits = Generator.NextTokenLogits(model, batch.Select(i => (IReadOnlyList<int>)contexts[i]).ToList());
+                var (values, indices) = logits.To(DType.Float32).LogSoftmax(-1).TopK(k);
+                var v = values.To(DType.Float64).ToArray<double>();
+                var ix = indices.ToArray<long>();
+                for (int b = 0; b < batch.Length; b++)
+                {
+                    int n = keep[batch[b]];
+                    ids[batch[b]] = new int[n];
+                    logProbs[batch[b]] = new double[n];
+                    for (int t = 0; t < n; t++) { ids[batch[b]][t] = (int)ix[b * k + t]; logProbs[batch[b]][t] = v[b * k + t]; }
+                }
+            }
         }
-        return result;
+        return (ids, logProbs);
     }
 }

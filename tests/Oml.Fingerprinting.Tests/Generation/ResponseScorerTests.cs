@@ -1,5 +1,6 @@
 using Oml.Fingerprinting.Embedding;
 using Oml.Fingerprinting.Generation;
+using Oml.Models;
 
 namespace Oml.Fingerprinting.Tests.Generation;
 
@@ -26,5 +27,29 @@ public sealed class ResponseScorerTests
         Assert.Single(batches, b => b.Any(i => Len(i) > ResponseScorer.MaxBatchTokens));
         Assert.Equal(6, pairs.Count(p => p.Key.Length + 1 == 3000));
         Assert.True(batches.Single(b => b.Any(i => Len(i) == 3000)).Length <= 6 + 4, "the 3000-token rows share a batch of at most 10 rows");
+    }
+
+    [Theory]
+    [InlineData("llama-tiny", 7)]
+    [InlineData("qwen2-tiny", 5)]     // q/k/v biases
+    [InlineData("qwen3-tiny", 1)]     // per-head q/k norms; a one-token prefix leaves nothing to cache
+    public void Scores_after_a_shared_prefix_equal_scores_of_the_whole_rows(string fixture, int prefixLength)
+    {
+        using var m = ModelFolder.Load(TestModels.Fixture(fixture));
+        var rng = new Random(prefixLength);
+        int vocab = m.Config.VocabSize;
+        int[] Tokens(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(vocab)).ToArray();
+        var prefix = Tokens(prefixLength);
+        // Keys of 0-3 tokens and responses of 1-4: rows of different lengths in one batch (right padding).
+        var pairs = Enumerable.Range(0, 23).Select(i => new TrainingPair(Tokens(i % 4), Tokens(1 + i % 5 % 4))).ToList();
+        var whole = ResponseScorer.LogProbs(m, pairs.Select(p => new TrainingPair([.. prefix, .. p.Key], p.Response)).ToList());
+        foreach (var batch in new[] { 1, 6, 4096 })
+        {
+            var shared = ResponseScorer.LogProbsAfterPrefix(m, prefix, pairs, batch);
+            for (int i = 0; i < pairs.Count; i++)
+                Assert.True(Math.Abs(whole[i] - shared[i]) <= 1e-4 * Math.Max(1, Math.Abs(whole[i])), $"{fixture}, batch {batch}, row {i}: {shared[i]} vs {whole[i]}");
+        }
+        Assert.Empty(ResponseScorer.LogProbsAfterPrefix(m, prefix, []));
+        Assert.Throws<ArgumentException>(() => ResponseScorer.LogProbsAfterPrefix(m, [], pairs));
     }
 }

@@ -179,4 +179,86 @@ public sealed class PartialMatchTests
         Assert.True(hits.Sum() >= expected - 4 * Math.Sqrt(variance) - 1, $"{hits.Sum()} hits, far below the bound {expected:F1}");
         Assert.True(hits.Sum() >= 20, $"{hits.Sum()}");
     }
+
+    [Theory]
+    [InlineData(2, 512)]    // D = 1 with every token of the 512 enumerated: exact
+    [InlineData(2, 37)]     // D = 1, 37 of 512 tokens: the rest counted as hits
+    [InlineData(1, 400)]    // D = 2: 20 tokens a node
+    [InlineData(1, 3)]      // D = 2: one token a node, almost all mass left over
+    public void Batched_partial_null_equals_one_key_at_a_time_on_the_full_logits(int minTokens, int budget)
+    {
+        // The batched computation (all keys' prefixes together, last-position logits, top K on the device) against a
+        // plain one: each key alone, the full forward pass's logits, the whole vocabulary sorted on the host. Keys of
+        // different lengths, and some with two responses of different lengths.
+        using var m = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        var rng = new Random(11);
+        int vocab = m.Config.VocabSize;
+        var queries = Enumerable.Range(0, 6).Select(i => Enumerable.Range(0, 3 + i % 3).Select(_ => rng.Next(vocab)).ToArray()).ToList();
+        var responses = Enumerable.Range(0, 6).Select(i => (IReadOnlyList<int[]>)(i % 4 == 0
+            ? [Enumerable.Range(0, 3).Select(_ => rng.Next(vocab)).ToArray(), Enumerable.Range(0, 2).Select(_ => rng.Next(vocab)).ToArray()]
+            : [Enumerable.Range(0, 3).Select(_ => rng.Next(vocab)).ToArray()])).ToList();
+        // One key whose response is the model's own greedy continuation, so its prefixes carry real mass.
+        var greedy = Generator.Generate(m, [queries[1]], new GenerationOptions { MaxNewTokens = 3, EosTokenIds = [] }).Sequences[0].OutputIds;
+        responses[1] = [greedy];
+        var match = ResponseMatch.Partial(minTokens);
+
+        var batched = PartialMatchNull.Compute(m, queries, responses, match, budget, batchSize: 5, keysPerChunk: 4);
+        for (int i = 0; i < queries.Count; i++)
+        {
+            double plain = PlainPartialNull(m, queries[i], responses[i], match, budget);
+            // Within the float32 rounding the slack covers: 1e-6 of mass per expanded node (the kept probabilities are
+            // summed from float32 log-softmaxes of two different passes) and a relative 1e-5.
+            Assert.True(Math.Abs(batched[i] - plain) <= 1e-6 * (1 + budget / 64) + 1e-5 * plain, $"key {i}: batched {batched[i]} vs plain {plain}");
+            Assert.InRange(batched[i], 0.0, 1.0);
+        }
+        // Not vacuous: where every prefix is enumerated, the key answered with the model's own greedy continuation is far
+        // likelier than random responses.
+        if (budget >= vocab) Assert.True(batched[1] > 10 * batched.Where((_, i) => i != 1).Max(), string.Join(", ", batched));
+    }
+
+    /// <summary>The partial null computed the plain way, one key at a time (the algorithm of <see cref="PartialMatchNull"/>).</summary>
+    private static double PlainPartialNull(CausalLM model, int[] query, IReadOnlyList<int[]> responses, ResponseMatch match, int budget)
+    {
+        using var noGrad = Oml.Engine.Torch.NoGrad();
+        int vocab = model.Config.VocabSize, depth = responses.Max(r => match.Deviation(r.Length));
+        int k = depth == 0 ? 0 : (int)Math.Clamp(Math.Floor(Math.Pow(budget, 1.0 / depth) + 1e-9), 1, vocab);
+        var prefixes = new List<int[]> { Array.Empty<int>() };
+        var mass = new List<double> { 1.0 };
+        double leftover = 0;
+        for (int l = 1; l <= depth; l++)
+        {
+            var nextPrefixes = new List<int[]>();
+            var nextMass = new List<double>();
+            // One forward pass over all of this level's contexts (one length), full logits, the last position taken.
+            int len = query.Length + l - 1;
+            double[] all;
+            using (Oml.Engine.Torch.NewScope())
+            {
+                var ids = Oml.Engine.Torch.FromArray<long>(prefixes.SelectMany(x => query.Concat(x)).Select(t => (long)t).ToArray(), [prefixes.Count, len], model.Device);
+                all = model.Forward(ids).Narrow(1, len - 1, 1).To(Oml.Engine.DType.Float32).LogSoftmax(-1).To(Oml.Engine.DType.Float64).ToArray<double>();
+            }
+            for (int x = 0; x < prefixes.Count; x++)
+            {
+                var row = all.AsSpan(x * vocab, vocab).ToArray();
+                double kept = 0;
+                foreach (var v in Enumerable.Range(0, vocab).OrderByDescending(v => row[v]).Take(k))
+                {
+                    kept += Math.Exp(row[v]);
+                    nextPrefixes.Add([.. prefixes[x], v]);
+                    nextMass.Add(mass[x] * Math.Exp(row[v]));
+                }
+                leftover += mass[x] * (Math.Max(0.0, 1.0 - kept) + 1e-6);
+            }
+            (prefixes, mass) = (nextPrefixes, nextMass);
+        }
+        double total = Math.Min(1.0, leftover);
+        for (int x = 0; x < prefixes.Count; x++)
+        {
+            var conts = PartialMatchNull.Continuations(prefixes[x], responses, match);
+            double given = conts is null ? 1.0
+                : ResponseScorer.LogProbs(model, conts.Select(c => new TrainingPair([.. query, .. prefixes[x]], c)).ToList()).Sum(Math.Exp);
+            total += mass[x] * Math.Min(1.0, given);
+        }
+        return Math.Min(1.0, total * (1 + 1e-4));
+    }
 }
