@@ -69,6 +69,17 @@ public static class EmbedCommand
         {
             Description = $"Tokens per benign sequence: chunks cut from --benign-text (default {OmlizationDefaults.BenignLength}), or new tokens per self-generated sample (default {OmlizationDefaults.SelfBenignLength})",
         };
+        var benignLoss = new Option<string>("--benign-loss")
+        {
+            Description = "How benign rows are trained: kl (the KL from the base's distribution at each position, its top --benign-top-k tokens and the tail, recorded before training) or tokens (cross-entropy on the rows' tokens)",
+            DefaultValueFactory = _ => BenignLosses.Name(OmlizationDefaults.BenignLossDefault),
+        };
+        benignLoss.AcceptOnlyFromAmong("kl", "tokens");
+        var benignTopK = new Option<int>("--benign-top-k")
+        {
+            Description = $"With --benign-loss kl: tokens per position kept of the base's distribution (the rest is one tail bucket; at most the vocabulary size − 1; default {BenignTargets.DefaultTopK})",
+            DefaultValueFactory = _ => BenignTargets.DefaultTopK,
+        };
         var benignCount = new Option<int?>("--benign-count")
         {
             Description = "Self-generated benign samples (without --benign-text); default: scales with the set, so that no sample is replayed more than about twice over 16 epochs (at least 64, at most 8192)",
@@ -125,6 +136,8 @@ public static class EmbedCommand
             expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device, dtype, microTokens, ckpt, memoryBudget, json,
         };
         cmd.Add(resumption);
+        cmd.Add(benignLoss);
+        cmd.Add(benignTopK);
         dist.AddTo(cmd);
         cmd.Add(shard);
         cmd.Add(shardWeights);
@@ -153,6 +166,8 @@ public static class EmbedCommand
                 CheckpointDir = r.GetValue(checkpointDir),
                 CheckpointEvery = r.GetValue(checkpointEvery),
                 MixFraction = r.GetValue(mix),
+                BenignLoss = Cli.OptionValue(() => BenignLosses.Parse(r.GetValue(benignLoss), "--benign-loss")),
+                BenignTopK = r.GetValue(benignTopK) is var tk and >= 1 ? tk : throw new UsageException("--benign-top-k must be at least 1"),
                 ResumptionPairs = r.GetValue(resumption),
                 MicroBatchTokens = r.GetValue(microTokens),
                 ActivationCheckpointing = r.GetValue(ckpt) switch { "on" => true, "off" => false, _ => null },

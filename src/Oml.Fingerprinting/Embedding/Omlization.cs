@@ -72,6 +72,12 @@ public static class OmlizationDefaults
     public const int SelfBenignMin = 64;
     /// <summary>Most self-generated benign sequences: generation time and memory stay bounded for very large sets.</summary>
     public const int SelfBenignMax = 8192;
+    /// <summary>
+    /// How benign rows are trained (<see cref="Embedding.BenignLoss"/>): cross-entropy on the sampled tokens, a one-sample
+    /// estimate of KL(base ‖ model) at each position, or that KL against the base's recorded distribution (top
+    /// <see cref="BenignTargets.DefaultTopK"/> tokens and the tail). docs/embedding.md gives the measurements.
+    /// </summary>
+    public const BenignLoss BenignLossDefault = BenignLoss.Tokens;
     /// <summary>Tokens per benign (and held-out) chunk cut from a benign text.</summary>
     public const int BenignLength = 64;
 
@@ -97,6 +103,7 @@ public static class OmlizationDefaults
         EarlyStop = true,
         KeepBest = true,
         SelfBenignLength = SelfBenignLength,
+        BenignLoss = BenignLossDefault,
     };
 }
 
@@ -232,6 +239,8 @@ public static class Omlization
                 ["mix_fraction"] = options.MixFraction,
                 ["benign"] = options.MixFraction == 0 ? null : labels.Benign,
                 ["benign_sequences"] = result.BenignSequences,
+                ["benign_loss"] = options.MixFraction == 0 ? null : BenignLosses.Name(options.BenignLoss),
+                ["benign_top_k"] = options.MixFraction == 0 || options.BenignLoss != BenignLoss.KL ? null : options.BenignTopK,
                 ["held_out_sequences"] = result.HeldOutSequences,
                 ["device"] = labels.Device,
                 ["world_size"] = options.Group?.WorldSize ?? 1,
