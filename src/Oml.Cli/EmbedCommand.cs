@@ -58,7 +58,7 @@ public static class EmbedCommand
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Epochs between checkpoints (with --checkpoint-dir)", DefaultValueFactory = _ => 1 };
         var mix = new Option<double>("--mix-fraction")
         {
-            Description = "Benign data mixing β: each batch of n fingerprints also trains ⌈β/(1−β)·n⌉ benign sequences with ordinary next-token loss (0 disables it)",
+            Description = "Benign data mixing β: each batch of n fingerprints also trains ⌈β/(1−β)·n⌉ benign sequences, trained as --benign-loss says (0 disables it)",
             DefaultValueFactory = _ => OmlizationDefaults.MixFraction,
         };
         var benignText = new Option<string?>("--benign-text")
@@ -79,6 +79,10 @@ public static class EmbedCommand
         {
             Description = $"With --benign-loss kl: tokens per position kept of the base's distribution (the rest is one tail bucket; at most the vocabulary size − 1; default {BenignTargets.DefaultTopK})",
             DefaultValueFactory = _ => BenignTargets.DefaultTopK,
+        };
+        var mergeMaxLoss = new Option<double?>("--merge-max-loss")
+        {
+            Description = "The final merge's margin: the largest mean fingerprint loss a merged model may keep (default 0.7 ≈ ln 2; larger merges further back towards the base, less utility cost, keys nearer the edge of recall)",
         };
         var benignCount = new Option<int?>("--benign-count")
         {
@@ -138,6 +142,7 @@ public static class EmbedCommand
         cmd.Add(resumption);
         cmd.Add(benignLoss);
         cmd.Add(benignTopK);
+        cmd.Add(mergeMaxLoss);
         dist.AddTo(cmd);
         cmd.Add(shard);
         cmd.Add(shardWeights);
@@ -175,6 +180,8 @@ public static class EmbedCommand
                 Log = line => Console.Error.WriteLine(line),
             };
             if (r.GetValue(lr) is { } givenLr) options = options with { LearningRate = givenLr };
+            if (r.GetValue(mergeMaxLoss) is { } margin)
+                options = options with { MergeMaxLoss = margin > 0 ? margin : throw new UsageException("--merge-max-loss must be positive") };
             if (r.GetValue(benignCount) is { } count)
             {
                 if (r.GetValue(benignText) is not null) throw new UsageException("--benign-count sets the number of self-generated samples: leave it out with --benign-text");
