@@ -339,7 +339,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         {
             r = Run(["embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir, "--epochs", "1", .. bad]);
             Assert.Equal(2, r.Code);
-            Assert.Contains(bad[0], r.Err);
+            Assert.Contains(bad[0] == "--benign-loss" ? "'kld' not recognized" : bad[0], r.Err);   // the parser names the value it refuses
         }
 
         r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir, "--train", "heads");
