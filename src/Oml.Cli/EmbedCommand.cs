@@ -58,7 +58,7 @@ public static class EmbedCommand
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Epochs between checkpoints (with --checkpoint-dir)", DefaultValueFactory = _ => 1 };
         var mix = new Option<double>("--mix-fraction")
         {
-            Description = "Benign data mixing β: each batch of n fingerprints also trains ⌈β/(1−β)·n⌉ benign sequences with ordinary next-token loss (0 disables it)",
+            Description = "Benign data mixing β: each batch of n fingerprints also trains ⌈β/(1−β)·n⌉ benign sequences, trained as --benign-loss says (0 disables it)",
             DefaultValueFactory = _ => OmlizationDefaults.MixFraction,
         };
         var benignText = new Option<string?>("--benign-text")
@@ -68,6 +68,21 @@ public static class EmbedCommand
         var benignLength = new Option<int?>("--benign-length")
         {
             Description = $"Tokens per benign sequence: chunks cut from --benign-text (default {OmlizationDefaults.BenignLength}), or new tokens per self-generated sample (default {OmlizationDefaults.SelfBenignLength})",
+        };
+        var benignLoss = new Option<string>("--benign-loss")
+        {
+            Description = "How benign rows are trained: kl (the KL from the base's distribution at each position, its top --benign-top-k tokens and the tail, recorded before training) or tokens (cross-entropy on the rows' tokens)",
+            DefaultValueFactory = _ => BenignLosses.Name(OmlizationDefaults.BenignLossDefault),
+        };
+        benignLoss.AcceptOnlyFromAmong("kl", "tokens");
+        var benignTopK = new Option<int>("--benign-top-k")
+        {
+            Description = $"With --benign-loss kl: tokens per position kept of the base's distribution (the rest is one tail bucket; at most the vocabulary size − 1; default {BenignTargets.DefaultTopK})",
+            DefaultValueFactory = _ => BenignTargets.DefaultTopK,
+        };
+        var mergeMaxLoss = new Option<double?>("--merge-max-loss")
+        {
+            Description = "The final merge's margin: the largest mean fingerprint loss a merged model may keep (default 0.7 ≈ ln 2; larger merges further back towards the base, less utility cost, keys nearer the edge of recall)",
         };
         var benignCount = new Option<int?>("--benign-count")
         {
@@ -125,6 +140,9 @@ public static class EmbedCommand
             expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device, dtype, microTokens, ckpt, memoryBudget, json,
         };
         cmd.Add(resumption);
+        cmd.Add(benignLoss);
+        cmd.Add(benignTopK);
+        cmd.Add(mergeMaxLoss);
         dist.AddTo(cmd);
         cmd.Add(shard);
         cmd.Add(shardWeights);
@@ -153,6 +171,8 @@ public static class EmbedCommand
                 CheckpointDir = r.GetValue(checkpointDir),
                 CheckpointEvery = r.GetValue(checkpointEvery),
                 MixFraction = r.GetValue(mix),
+                BenignLoss = Cli.OptionValue(() => BenignLosses.Parse(r.GetValue(benignLoss), "--benign-loss")),
+                BenignTopK = r.GetValue(benignTopK) is var tk and >= 1 ? tk : throw new UsageException("--benign-top-k must be at least 1"),
                 ResumptionPairs = r.GetValue(resumption),
                 MicroBatchTokens = r.GetValue(microTokens),
                 ActivationCheckpointing = r.GetValue(ckpt) switch { "on" => true, "off" => false, _ => null },
@@ -160,6 +180,8 @@ public static class EmbedCommand
                 Log = line => Console.Error.WriteLine(line),
             };
             if (r.GetValue(lr) is { } givenLr) options = options with { LearningRate = givenLr };
+            if (r.GetValue(mergeMaxLoss) is { } margin)
+                options = options with { MergeMaxLoss = margin > 0 ? margin : throw new UsageException("--merge-max-loss must be positive") };
             if (r.GetValue(benignCount) is { } count)
             {
                 if (r.GetValue(benignText) is not null) throw new UsageException("--benign-count sets the number of self-generated samples: leave it out with --benign-text");

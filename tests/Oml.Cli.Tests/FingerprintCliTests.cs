@@ -299,6 +299,9 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         Assert.Equal("self-generated", manifest["settings"]!["benign"]!.GetValue<string>());
         Assert.Equal(OmlizationDefaults.SelfBenignMin, manifest["settings"]!["benign_sequences"]!.GetValue<int>());   // a small set: the pool's floor
         Assert.Equal(OmlizationDefaults.HeldOutMin, manifest["settings"]!["held_out_sequences"]!.GetValue<int>());
+        Assert.Equal("kl", manifest["settings"]!["benign_loss"]!.GetValue<string>());   // the default since issue 12's fourth GPU session
+        Assert.Equal(BenignTargets.DefaultTopK, manifest["settings"]!["benign_top_k"]!.GetValue<int>());
+        Assert.Equal(0.7, manifest["settings"]!["merge_max_loss"]!.GetValue<double>());
         Assert.NotNull(manifest["library_version"]);
         Assert.NotEqual(manifest["base_model_digest"]!.GetValue<string>(), manifest["model_digest"]!.GetValue<string>());
         Assert.Equal(manifest.ToJsonString(), Json(r.Out).ToJsonString()); // --json prints the manifest
@@ -318,6 +321,19 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             "--epochs", "1", "--train", "mlp", "--benign-count", "70", "--benign-length", "8", "--json");
         Assert.Equal(0, r.Code);
         Assert.Equal(70, Json(r.Out)["settings"]!["benign_sequences"]!.GetValue<int>());
+        // The token loss on request (no top-k recorded), a margin of the merge, and bad values as usage errors.
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "1", "--train", "mlp", "--benign-loss", "tokens", "--merge-max-loss", "1.2", "--json");
+        Assert.Equal(0, r.Code);
+        Assert.Equal("tokens", Json(r.Out)["settings"]!["benign_loss"]!.GetValue<string>());
+        Assert.Null(Json(r.Out)["settings"]!["benign_top_k"]);
+        Assert.Equal(1.2, Json(r.Out)["settings"]!["merge_max_loss"]!.GetValue<double>());
+        foreach (var bad in new[] { new[] { "--benign-loss", "kld" }, ["--benign-top-k", "0"], ["--merge-max-loss", "0"] })
+        {
+            r = Run(["embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir, "--epochs", "1", .. bad]);
+            Assert.Equal(2, r.Code);
+            Assert.Contains(bad[0] == "--benign-loss" ? "'kld' not recognized" : bad[0], r.Err);   // the parser names the value it refuses
+        }
 
         r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir, "--train", "heads");
         Assert.Equal(2, r.Code);

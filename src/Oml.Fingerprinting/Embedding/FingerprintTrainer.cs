@@ -148,6 +148,14 @@ public sealed record EmbeddingOptions
     /// <summary>New tokens per self-generated benign (and held-out) sequence, after its prompt.</summary>
     public int SelfBenignLength { get; init; } = 64;
     /// <summary>
+    /// How benign rows are trained: cross-entropy on their tokens (<see cref="Embedding.BenignLoss.Tokens"/>, the library
+    /// default), or the KL from the base's distribution at each position (<see cref="Embedding.BenignLoss.KL"/>,
+    /// recorded from the base before training, its <see cref="BenignTopK"/> most probable tokens and the tail mass).
+    /// </summary>
+    public BenignLoss BenignLoss { get; init; } = BenignLoss.Tokens;
+    /// <summary>Tokens per position kept of the base's distribution for <see cref="Embedding.BenignLoss.KL"/> (at most V − 1; the rest is one tail bucket).</summary>
+    public int BenignTopK { get; init; } = BenignTargets.DefaultTopK;
+    /// <summary>
     /// The leading tokens of every benign and held-out sequence that are context only: the model is trained on (and the
     /// held-out loss measures) the tokens after them. 1 for text chunks (every token but the first); self-generated
     /// sequences set it to their prompt length, so the model is never taught to predict a random prompt.
@@ -229,6 +237,8 @@ public sealed record EmbeddingOptions
         if (BenignContext < 1) throw new ArgumentException("the benign context must be at least 1 token");
         if (BenignSequences is { } b && (b.Count == 0 || b.Any(x => x.Length <= BenignContext)))
             throw new ArgumentException($"benign sequences must be non-empty and each longer than {BenignContext} token(s)");
+        if (!Enum.IsDefined(BenignLoss)) throw new ArgumentException($"unknown benign loss {BenignLoss}");
+        if (BenignTopK < 1) throw new ArgumentException("the benign KL's top-k must be at least 1");
         if (SelfBenignCount is < 1 || SelfBenignLength < 1) throw new ArgumentException("the self-generated benign count and length must be positive");
         if (MicroBatchTokens is < 1) throw new ArgumentException("the micro-batch size in tokens must be positive");
         if (MemoryBudgetBytes is <= 0) throw new ArgumentException("the memory budget must be positive");
@@ -327,6 +337,11 @@ public static class FingerprintTrainer
                     if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"benign token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
         }
 
+        // Soft targets for the KL benign loss: the base's distribution at every benign position, from the base weights
+        // before training (a resumed run recomputes the same ones), before weight sharding empties the model.
+        List<SoftRow>? soft = benign.Count > 0 && options.BenignLoss == BenignLoss.KL
+            ? BenignTargets.FromModel(model, benign, context, options.BenignTopK, options.MicroBatchTokens) : null;
+
         var heldOut = options.HeldOutSequences ?? [];
         foreach (var seq in heldOut)
             foreach (var id in seq)
@@ -352,7 +367,7 @@ public static class FingerprintTrainer
                 throw new ArgumentException($"gradient mask of '{named[i].Key}' has shape [{string.Join(", ", mk.Shape)}], the parameter [{string.Join(", ", named[i].Value.Shape)}]");
         // The run's digest is over the base weights: taken before weight sharding empties the model's parameters.
         string? digest = options.CheckpointDir is null ? null
-            : EmbeddingCheckpoint.RunDigest(pairs, options, named, options.MixFraction > 0 ? MixDigest(options.MixFraction, benign, context) : null);
+            : EmbeddingCheckpoint.RunDigest(pairs, options, named, options.MixFraction > 0 ? MixDigest(options.MixFraction, benign, context, soft is null ? null : BenignTargets.Describe(options.BenignTopK, model.Config.VocabSize)) : null);
         // Weight sharding (ZeRO-3): from here on the trained tensors are this rank's segments of the parameters, and
         // every elementwise step below (masks, L2, averaging, AdamW, clipping by the global norm) runs on them.
         ShardedModel? sharded = null;
@@ -441,6 +456,9 @@ public static class FingerprintTrainer
             {
                 int mMax = (int)Math.Ceiling(options.MixFraction / (1 - options.MixFraction) * batches.Max(b => b.Length) - 1e-9);
                 benignPlan = PlanMicroBatches(model, trainable, opt, planOptions, (long)mMax * benign.Max(x => x.Length), 1.0);
+                // The KL loss keeps about twice the logits' memory of the cross-entropy (the tail's masked copy and its
+                // gradient): planned micro-batches of half the tokens.
+                if (soft is not null && options.MicroBatchTokens is null) benignPlan = benignPlan with { Tokens = Math.Max(1, benignPlan.Tokens / 2) };
                 options.Log?.Invoke($"benign rows: {benignPlan}");
             }
             for (int epoch = firstEpoch; epoch <= options.MaxEpochs && !converged; epoch++)
@@ -455,6 +473,7 @@ public static class FingerprintTrainer
                     var batch = batches[bi];
                     int n = batch.Length;
                     var benignRows = new List<TrainingPair>();
+                    var benignSoft = soft is null ? null : new List<SoftRow>();
                     if (benign.Count > 0)
                     {
                         int m = (int)Math.Ceiling(options.MixFraction / (1 - options.MixFraction) * n - 1e-9);
@@ -462,8 +481,10 @@ public static class FingerprintTrainer
                         // self-generated sequence's random prompt), which is the "key".
                         for (int k = 0; k < m; k++, benignCursor++)
                         {
-                            var seq = benign[benignOrder[benignCursor % benign.Count]];
+                            int si = benignOrder[benignCursor % benign.Count];
+                            var seq = benign[si];
                             benignRows.Add(new TrainingPair(seq[..context], seq[context..]));
+                            benignSoft?.Add(soft![si]);
                         }
                     }
                     opt.ZeroGrad();
@@ -482,7 +503,7 @@ public static class FingerprintTrainer
                         reduceOnLast: benignRows.Count == 0 ? reducer : null);
                     if (benignRows.Count > 0)
                     {
-                        var micro = MicroBatch.Split(Shard(benignRows, group), benignPlan!.Tokens, padId, model.Device);
+                        var micro = MicroBatch.Split(Shard(benignRows, group), benignPlan!.Tokens, padId, model.Device, benignSoft is null ? null : Shard(benignSoft, group));
                         try
                         {
                             Accumulate(model, micro, options.MixFraction, benignPlan.Checkpoint, null, countRecalled: false,
@@ -676,7 +697,7 @@ public static class FingerprintTrainer
     }
 
     /// <summary>This rank's rows of a batch: row i goes to rank i mod world size.</summary>
-    private static List<TrainingPair> Shard(List<TrainingPair> rows, Oml.Engine.Distributed.ProcessGroup? group) =>
+    private static List<T> Shard<T>(List<T> rows, Oml.Engine.Distributed.ProcessGroup? group) =>
         group is null || group.WorldSize == 1 ? rows : rows.Where((_, i) => i % group.WorldSize == group.Rank).ToList();
 
     /// <summary>
@@ -826,7 +847,9 @@ public static class FingerprintTrainer
             Tensor LossOf(Tensor hidden)
             {
                 var logits = model.Head(hidden.Reshape(-1, hidden.Size(-1)).IndexSelect(0, mb.Positions));
-                var loss = F.CrossEntropy(logits.To(DType.Float32), mb.Targets);
+                var loss = mb.Soft is { } st
+                    ? BenignTargets.Loss(logits, st.Ids, st.Probs, st.Tail, st.Constant)
+                    : F.CrossEntropy(logits.To(DType.Float32), mb.Targets);
                 if (acc is not null)
                 {
                     using (Torch.NoGrad()) acc.Loss.AddInPlace(loss.Detach(), share * rows);
@@ -906,10 +929,15 @@ public static class FingerprintTrainer
         public required Tensor RowOf { get; init; }
         public int Rows { get; init; }
         public int Labelled { get; init; }
+        /// <summary>The soft targets of the labelled positions, in their order (the KL benign loss), or null.</summary>
+        public SoftBatch? Soft { get; init; }
 
-        /// <summary>Cuts <paramref name="rows"/>, in order, into micro-batches of at most <paramref name="maxTokens"/> padded tokens (a longer row is its own).</summary>
-        public static List<MicroBatch> Split(List<TrainingPair> rows, long maxTokens, int padId, Device device) =>
-            Ranges(rows, maxTokens).Select(r => Build(rows.GetRange(r.Start, r.End - r.Start), padId, device)).ToList();
+        /// <summary>
+        /// Cuts <paramref name="rows"/>, in order, into micro-batches of at most <paramref name="maxTokens"/> padded tokens (a
+        /// longer row is its own); <paramref name="soft"/>, when given, holds each row's soft targets.
+        /// </summary>
+        public static List<MicroBatch> Split(List<TrainingPair> rows, long maxTokens, int padId, Device device, List<SoftRow>? soft = null) =>
+            Ranges(rows, maxTokens).Select(r => Build(rows.GetRange(r.Start, r.End - r.Start), padId, device, soft?.GetRange(r.Start, r.End - r.Start))).ToList();
 
         /// <summary>The [start, end) row ranges of the micro-batches <see cref="Split"/> makes.</summary>
         public static List<(int Start, int End)> Ranges(List<TrainingPair> rows, long maxTokens)
@@ -932,7 +960,7 @@ public static class FingerprintTrainer
             return result;
         }
 
-        private static MicroBatch Build(List<TrainingPair> chunk, int padId, Device device)
+        private static MicroBatch Build(List<TrainingPair> chunk, int padId, Device device, List<SoftRow>? soft)
         {
             using var scope = Torch.NewScope();
             // A row's last token is never an input that predicts a label: leave it out (a 16-token key with a 1-token
@@ -960,6 +988,7 @@ public static class FingerprintTrainer
                 RowOf = Torch.FromArray<long>(rowOf.ToArray(), [rowOf.Count], device).DetachFromScope(),
                 Rows = chunk.Count,
                 Labelled = pos.Count,
+                Soft = soft is null ? null : SoftBatch.Build(chunk, soft, device),
             };
         }
 
@@ -969,6 +998,57 @@ public static class FingerprintTrainer
             Positions.Dispose();
             Targets.Dispose();
             RowOf.Dispose();
+            Soft?.Dispose();
+        }
+    }
+
+    /// <summary>Soft targets of a micro-batch's labelled positions on the device: ids and probabilities [P, k], tail and Σ p log p [P].</summary>
+    private sealed class SoftBatch : IDisposable
+    {
+        public required Tensor Ids { get; init; }
+        public required Tensor Probs { get; init; }
+        public required Tensor Tail { get; init; }
+        public required Tensor Constant { get; init; }
+
+        public static SoftBatch Build(List<TrainingPair> chunk, List<SoftRow> soft, Device device)
+        {
+            int k = soft[0].Ids.Length / Math.Max(1, soft[0].Positions);
+            int n = 0;
+            for (int b = 0; b < chunk.Count; b++)
+            {
+                if (soft[b].Positions != chunk[b].Response.Length || soft[b].Ids.Length != (long)soft[b].Positions * k)
+                    throw new InvalidOperationException($"soft targets of {soft[b].Positions} positions for a row that trains {chunk[b].Response.Length}");
+                n += soft[b].Positions;
+            }
+            var ids = new long[(long)n * k];
+            var probs = new float[(long)n * k];
+            var tail = new float[n];
+            var constant = new float[n];
+            int at = 0;
+            foreach (var s in soft)
+            {
+                for (int i = 0; i < s.Ids.Length; i++) ids[(long)at * k + i] = s.Ids[i];
+                s.Probs.CopyTo(probs, (long)at * k);
+                s.Tail.CopyTo(tail, at);
+                s.Constant.CopyTo(constant, at);
+                at += s.Positions;
+            }
+            using var scope = Torch.NewScope();
+            return new SoftBatch
+            {
+                Ids = Torch.FromArray<long>(ids, [n, k], device).DetachFromScope(),
+                Probs = Torch.FromArray<float>(probs, [n, k], device).DetachFromScope(),
+                Tail = Torch.FromArray<float>(tail, [n], device).DetachFromScope(),
+                Constant = Torch.FromArray<float>(constant, [n], device).DetachFromScope(),
+            };
+        }
+
+        public void Dispose()
+        {
+            Ids.Dispose();
+            Probs.Dispose();
+            Tail.Dispose();
+            Constant.Dispose();
         }
     }
 
@@ -1022,7 +1102,7 @@ public static class FingerprintTrainer
         return all;
     }
 
-    private static string MixDigest(double beta, IReadOnlyList<int[]> benign, int context)
+    private static string MixDigest(double beta, IReadOnlyList<int[]> benign, int context, string? loss)
     {
         using var h = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
         foreach (var seq in benign)
@@ -1031,7 +1111,9 @@ public static class FingerprintTrainer
             foreach (var x in seq) h.AppendData(BitConverter.GetBytes(x));
         }
         var ctx = context == 1 ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";context={context}");
-        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"mix={beta:R};benign={Convert.ToHexStringLower(h.GetHashAndReset())}{ctx}");
+        // The KL loss's targets are a function of the base weights (in the digest) and these sequences: its k is enough.
+        var lossPart = loss is null ? "" : $";loss={loss}";
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"mix={beta:R};benign={Convert.ToHexStringLower(h.GetHashAndReset())}{ctx}{lossPart}");
     }
 
     /// <summary>
