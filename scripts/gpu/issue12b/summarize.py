@@ -8,61 +8,18 @@ timeline, oml-training.json). Writes OUT_DIR/summary.md (the tables) and OUT_DIR
 persistence, one point per model). Plain Python, no packages."""
 import glob, json, math, os, statistics, sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import labsummary as ls  # noqa: E402
+
 snap, out = sys.argv[1], sys.argv[2]
 os.makedirs(out, exist_ok=True)
 
 
-def cells(exp):
-    res = {}
-    for p in glob.glob(os.path.join(snap, "results", exp, "cells", "*.json")):
-        c = json.load(open(p))
-        res[c["id"]] = c
-    return res
+cells = lambda exp: ls.cells(snap, exp)
+table = lambda exp: ls.table(snap, exp)
+manifest = lambda name, logs="logs": ls.manifest(snap, name, logs)
+tval, stat, g = ls.tval, ls.stat, ls.g
 
-
-def attack_kind(a):
-    if a == "none": return "before"
-    if a.startswith("merge(") and "base-100m-sft" in a: return "merge-ft"
-    if a.startswith("merge("): return "merge-base"
-    if a.startswith("sft(") and "lr=0.00003" in a: return "sft3e-5"
-    if a.startswith("sft(") and "lr=0.00001" in a: return "sft1e-5"
-    return a
-
-
-def table(exp):
-    """model -> kind -> metrics; and the base cell's metrics."""
-    t, base = {}, None
-    for c in cells(exp).values():
-        if c["labels"].get("role") == "base":
-            base = c["metrics"]; continue
-        m = c["labels"].get("model"); k = attack_kind(c["labels"].get("attack", ""))
-        t.setdefault(m, {})[k] = c["metrics"]
-    return t, base
-
-
-def manifest(name):
-    p = os.path.join(snap, "logs", f"{name}.manifest.json")
-    return json.load(open(p)) if os.path.exists(p) else None
-
-
-def tval(n):  # two-sided 95 % Student t quantiles
-    return {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}.get(n, 1.96)
-
-
-def stat(xs, fmt="{:.3f}", scale=1.0):
-    xs = [x * scale for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
-    if not xs: return "–"
-    if len(xs) == 1: return fmt.format(xs[0])
-    m, s = statistics.mean(xs), statistics.stdev(xs)
-    h = tval(len(xs)) * s / math.sqrt(len(xs))
-    return f"{fmt.format(m)} ± {fmt.format(h)}"
-
-
-def g(d, *ks):
-    for k in ks:
-        if d is None or k not in d: return None
-        d = d[k]
-    return d
 
 
 lines = []
@@ -177,49 +134,9 @@ for t, names in ((dt, defaults), (ft, plot_fnames), (bt, benigns)):
 
 
 def svg(fname, xi, xlabel, xunit, target):
-    W_, H_, L_, R_, T_, B_ = 760, 460, 70, 170, 40, 60
-    xs = [p[xi] for p in pts] + [0, target]
-    x0, x1 = min(xs), max(xs)
-    pad = 0.08 * (x1 - x0 or 1); x0 -= pad; x1 += pad
-    X = lambda v: L_ + (v - x0) / (x1 - x0) * (W_ - L_ - R_)
-    Y = lambda v: T_ + (1 - v) * (H_ - T_ - B_)
-    s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W_}" height="{H_}" font-family="sans-serif" font-size="12">',
-         f'<rect width="{W_}" height="{H_}" fill="white"/>',
-         f'<text x="{W_ / 2}" y="22" text-anchor="middle" font-size="14">{xlabel[0].upper() + xlabel[1:]} against persistence: 1,024 fingerprints, 102.7M Llama</text>']
-    lo, hi = (x0, target) if target > 0 else (target, x1)
-    s.append(f'<rect x="{X(lo):.1f}" y="{Y(1):.1f}" width="{X(hi) - X(lo):.1f}" height="{Y(0.9) - Y(1):.1f}" fill="#009E73" opacity="0.15"/>')
-    s.append(f'<text x="{X(lo) + 3:.1f}" y="{Y(0.9) + 13:.1f}" fill="#009E73">target: SFT ≥ 0.9</text>')
-    s.append(f'<line x1="{X(lo):.1f}" x2="{X(hi):.1f}" y1="{Y(0.6):.1f}" y2="{Y(0.6):.1f}" stroke="#D55E00" stroke-dasharray="4 3"/>')
-    s.append(f'<text x="{X(lo) + 3:.1f}" y="{Y(0.6) - 3:.1f}" fill="#D55E00">target: merge ≥ 0.6</text>')
-    for v in [0, 0.2, 0.4, 0.6, 0.8, 1.0]:
-        s.append(f'<line x1="{L_}" x2="{W_ - R_}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#ddd"/><text x="{L_ - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:.1f}</text>')
-    step = 10 ** math.floor(math.log10((x1 - x0) / 2 or 1))
-    for m in (1, 2, 5, 10):
-        if (x1 - x0) / (step * m) <= 8: step *= m; break
-    v = math.ceil(x0 / step) * step
-    while v <= x1:
-        s.append(f'<line x1="{X(v):.1f}" x2="{X(v):.1f}" y1="{T_}" y2="{H_ - B_}" stroke="#eee"/><text x="{X(v):.1f}" y="{H_ - B_ + 16}" text-anchor="middle">{v:+g}{xunit}</text>')
-        v += step
-    s.append(f'<rect x="{L_}" y="{T_}" width="{W_ - L_ - R_}" height="{H_ - T_ - B_}" fill="none" stroke="#333"/>')
-    s.append(f'<text x="{(L_ + W_ - R_) / 2}" y="{H_ - 18}" text-anchor="middle">{xlabel} vs the base (lab utility suite)</text>')
-    s.append(f'<text transform="translate(18 {(T_ + H_ - B_) / 2}) rotate(-90)" text-anchor="middle">persistence (FSR after / before)</text>')
-    for p in pts:
-        n, x, ysft, ymerge = p[0], p[xi], p[3], p[4]
-        col = "#0072B2" if n.startswith("defaults") else "#009E73" if n.startswith("benign") else "#CC79A7"
-        if ysft is not None and ymerge is not None:
-            s.append(f'<line x1="{X(x):.1f}" x2="{X(x):.1f}" y1="{Y(ysft):.1f}" y2="{Y(ymerge):.1f}" stroke="#bbb" stroke-dasharray="2 2"/>')
-        if ysft is not None:
-            s.append(f'<circle cx="{X(x):.1f}" cy="{Y(ysft):.1f}" r="5" fill="{col}"/><text x="{X(x) + 7:.1f}" y="{Y(ysft) - 5:.1f}" font-size="10">{n}</text>')
-        if ymerge is not None:
-            s.append(f'<rect x="{X(x) - 4:.1f}" y="{Y(ymerge) - 4:.1f}" width="8" height="8" fill="white" stroke="{col}" stroke-width="2"/>')
-    lx = W_ - R_ + 12
-    s.append(f'<circle cx="{lx + 5}" cy="{T_ + 10}" r="5" fill="#555"/><text x="{lx + 14}" y="{T_ + 14}">after SFT 2 ep 3e-5</text>')
-    s.append(f'<rect x="{lx + 1}" y="{T_ + 26}" width="8" height="8" fill="white" stroke="#555" stroke-width="2"/><text x="{lx + 14}" y="{T_ + 34}">after an even merge</text>')
-    s.append(f'<text x="{lx + 14}" y="{T_ + 48}">with the base</text>')
-    for i, (c, l) in enumerate((("#0072B2", "defaults (3 seeds)"), ("#009E73", "--benign-text (3 seeds)"), ("#CC79A7", "other points (1 seed)"))):
-        s.append(f'<circle cx="{lx + 5}" cy="{T_ + 72 + 18 * i}" r="5" fill="{c}"/><text x="{lx + 14}" y="{T_ + 76 + 18 * i}">{l}</text>')
-    s.append("</svg>")
-    open(os.path.join(out, fname), "w").write("\n".join(s) + "\n")
+    ls.frontier_svg(os.path.join(out, fname), pts, xi, xlabel, xunit, target,
+                    lambda n: "#0072B2" if n.startswith("defaults") else "#009E73" if n.startswith("benign") else "#CC79A7",
+                    (("#0072B2", "defaults (3 seeds)"), ("#009E73", "--benign-text (3 seeds)"), ("#CC79A7", "other points (1 seed)")))
 
 
 if pts:

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# One device call of issue 12 (KL benign loss, scripts/gpu/issue12kl), from the repository root on the GPU machine (.gpu/ carried):
-#   bash .gpu/kl/call.sh SECONDS
-# Starts drive.sh in its own process session when none is running (a fresh machine, or one whose driver ended
+# One device call of a staged GPU session, from the repository root on the GPU machine (the staged folder carried).
+# The session's stage.sh copies this file into its folder as call.sh, beside its drive.sh:
+#   bash .gpu/SESSION/call.sh SECONDS        (DRIVER=other.sh picks another driver; W the work folder)
+# Starts the driver in its own process session when none is running (a fresh machine, or one whose driver ended
 # without finishing), so that the work goes on between calls while the machine stays warm; then waits until the
 # driver finishes or SECONDS have passed, and leaves a snapshot of the small results (cells, reports, logs,
 # manifests; never weights) in $OUT/snap.tar.gz, with a status summary on stdout.
 set -uo pipefail
-REPO="$(pwd)"; W="${W:-/tmp/wkl}"; budget="${1:-560}"; out="${OUT:?}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(pwd)"; W="${W:-/tmp/w-$(basename "$here")}"; budget="${1:-560}"; out="${OUT:?}"
 start=$(date +%s)
 mkdir -p "$W"
 alive() { [ -f "$W/drive.pid" ] && kill -0 "$(cat "$W/drive.pid")" 2>/dev/null; }
 if [ ! -f "$W/drive.finished" ] && ! alive; then
-  echo "starting drive.sh (machine: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
-  REPO="$REPO" W="$W" setsid -f bash "$REPO/.gpu/kl/${DRIVER:-drive.sh}" > "$W/drive.log" 2>&1 < /dev/null
+  echo "starting ${DRIVER:-drive.sh} (machine: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
+  REPO="$REPO" W="$W" setsid -f bash "$here/${DRIVER:-drive.sh}" > "$W/drive.log" 2>&1 < /dev/null
   sleep 2
 fi
 while [ $(( $(date +%s) - start )) -lt "$budget" ] && [ ! -f "$W/drive.finished" ]; do sleep 5; done
