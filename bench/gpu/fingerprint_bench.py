@@ -233,7 +233,10 @@ for part in parts:
             if os.path.exists(log_path):
                 os.remove(log_path)
             cmd = [a.oml, "embed", "--model", model, "--fingerprints", set_path, "--out", out_dir, "--epochs", str(c["epochs"]),
-                   "--mix-fraction", str(c.get("mix", 0)), "--log", log_path, "--dtype", "bfloat16", "--lr", LR]
+                   "--mix-fraction", str(c.get("mix", 0)), "--log", log_path, "--dtype", "bfloat16", "--lr", LR,
+                   # The peer's training, pinned (oml embed's defaults moved to batches of 32 and one averaging at the end
+                   # with issue 12): full batch, averaging λ 0.75 after every step, every epoch run.
+                   "--batch-size", "0", "--averaging-lambda", "0.75", "--averaging-every", "step", "--no-early-stop"]
             if "budget_gb" in c:
                 cmd += ["--memory-budget-gb", str(c["budget_gb"])]
             wall, text = run(cmd, f"embed-{c['shape']}-{c['count']}")
