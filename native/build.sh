@@ -70,7 +70,10 @@ else
 fi
 
 cxx="${CXX:-g++}"
-flags=(-std=c++17 -O2 -fPIC -shared -fvisibility=hidden -Wall -Wno-unused-parameter -Wno-deprecated-declarations)
+# OML_NATIVE_OPT overrides the optimisation level (-O0 compiles in a fraction of the time, for a one-off benchmark
+# machine: the shim is a thin layer over libtorch); OML_NATIVE_NO_DIST=1 leaves process groups out (their headers are
+# most of the compile time).
+flags=(-std=c++17 "${OML_NATIVE_OPT:--O2}" -fPIC -shared -fvisibility=hidden -Wall -Wno-unused-parameter -Wno-deprecated-declarations)
 [ -n "$abi" ] && flags+=("-D_GLIBCXX_USE_CXX11_ABI=$abi")
 for d in "${torch_inc[@]}"; do flags+=(-isystem "$d"); done
 libs=(-L"$torch_lib" -Wl,-rpath,"$torch_lib" -ltorch -ltorch_cpu -lc10)
@@ -92,6 +95,7 @@ c10d_dir=""
 for d in "${torch_inc[@]}" /usr/include; do
   [ -f "$d/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp" ] && { c10d_dir="$d"; break; }
 done
+[ "${OML_NATIVE_NO_DIST:-0}" = 1 ] && c10d_dir=""
 if [ -n "$c10d_dir" ]; then
   for d in "${torch_inc[@]}" /usr/include; do
     if [ -f "$d/gloo/context.h" ]; then

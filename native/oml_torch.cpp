@@ -388,15 +388,19 @@ API TH oml_from_data(const void* data, const int64_t* shape, int ndim, int dtype
   });
 }
 
-// Copies the tensor's elements (converted to `dtype`, row-major) into dst, which holds nbytes.
+// Copies the tensor's elements (converted to `dtype`, row-major) into dst, which holds nbytes: one copy straight into
+// dst (from the device, converting and gathering strides as it goes), no intermediate host tensor.
 API int oml_copy_to(TH t, void* dst, int64_t nbytes, int dtype) {
   return run("copy_to", {t}, [&] {
-    auto c = t->detach().to(at::kCPU).to(to_scalar_type(dtype)).contiguous();
-    int64_t need = c.numel() * static_cast<int64_t>(c.element_size());
+    auto st = to_scalar_type(dtype);
+    int64_t need = t->numel() * static_cast<int64_t>(c10::elementSize(st));
     if (need != nbytes)
       throw std::invalid_argument("destination holds " + std::to_string(nbytes) + " bytes, tensor needs " +
                                   std::to_string(need));
-    std::memcpy(dst, c.data_ptr(), static_cast<size_t>(need));
+    if (need == 0) return;
+    auto out = at::from_blob(dst, t->sizes(), at::TensorOptions().dtype(st).device(at::kCPU));
+    at::NoGradGuard no_grad;
+    out.copy_(t->detach());
   });
 }
 

@@ -26,6 +26,9 @@ ap.add_argument("--out", required=True)
 ap.add_argument("--part", choices=["1b", "8b", "all"], default="all")
 ap.add_argument("--strategy", default="random-word", help="fingerprint strategy of the sets (random-word: no model calls)")
 ap.add_argument("--python", default=sys.executable)
+ap.add_argument("--only", help="comma-separated indices of the part's cases to run (default all; 'none' for none)")
+ap.add_argument("--model-io", help="path of a published Oml.Bench: after the part's cases, its --model-io comparison on the "
+                                   "part's model, and a PyTorch save of the same weights (safetensors save_file) in the same run")
 a = ap.parse_args()
 os.makedirs(a.work, exist_ok=True)
 os.makedirs(a.out, exist_ok=True)
@@ -160,6 +163,11 @@ def save_results():
     lines = ["| case | side | fingerprints/s steady | MFU | end to end (s) | fingerprint-epochs/s end to end | peak memory (GiB) | micro-batches |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in results:
+        if "model_io" in r:
+            ps = r["peer_save"]
+            lines.append(f"| {r['case']} | oml | " + ", ".join(f"{k} {v:.2f} s" for k, v in r["model_io"].items())
+                         + f"; PyTorch save_file {ps['save_seconds']:.2f} s + fsync {ps['fsync_seconds']:.2f} s | | | | | |")
+            continue
         if "fps_steady" not in r and "error" not in r:
             lines.append(f"| {r['case']} | {r['side']} | {r['keys_per_second']:,.0f} keys/s | | "
                          f"{r.get('generate_seconds') or r.get('verify_seconds'):.1f} | | | |")
@@ -179,8 +187,36 @@ def save_results():
 
 parts = ["8b", "1b"] if a.part == "all" else [a.part]
 log(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}")
+def peer_save(model):
+    """PyTorch's save of the model's weights: load the shards onto the GPU, then time save_file of their CPU copies (as
+    llama_peer.py saves) and the fsync that oml's atomic save also does."""
+    from safetensors.torch import load_file
+    idx = os.path.join(model, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(idx))["weight_map"].values())) if os.path.exists(idx) else ["model.safetensors"]
+    sd = {}
+    for f in files:
+        sd.update(load_file(os.path.join(model, f), device="cuda"))
+    torch.cuda.synchronize()
+    out = os.path.join(a.work, "peer-save.safetensors")
+    t0 = time.perf_counter()
+    save_file({k: v.cpu() for k, v in sd.items()}, out)
+    t1 = time.perf_counter()
+    fd = os.open(out, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    t2 = time.perf_counter()
+    size = os.path.getsize(out)
+    os.remove(out)
+    del sd
+    torch.cuda.empty_cache()
+    return {"save_seconds": t1 - t0, "fsync_seconds": t2 - t1, "bytes": size}
+
+
 for part in parts:
-    for c in CASES[part]:
+    chosen = None if not a.only else ([] if a.only == "none" else [int(i) for i in a.only.split(",")])
+    for ci, c in enumerate(CASES[part]):
+        if chosen is not None and ci not in chosen:
+            continue
         label = c.get("label") or f"{c['shape']}×{c['count']:,}"
         try:
             model = make_model(c["shape"])
@@ -197,7 +233,10 @@ for part in parts:
             if os.path.exists(log_path):
                 os.remove(log_path)
             cmd = [a.oml, "embed", "--model", model, "--fingerprints", set_path, "--out", out_dir, "--epochs", str(c["epochs"]),
-                   "--mix-fraction", str(c.get("mix", 0)), "--log", log_path, "--dtype", "bfloat16", "--lr", LR]
+                   "--mix-fraction", str(c.get("mix", 0)), "--log", log_path, "--dtype", "bfloat16", "--lr", LR,
+                   # The peer's training, pinned (oml embed's defaults moved to batches of 32 and one averaging at the end
+                   # with issue 12): full batch, averaging λ 0.75 after every step, every epoch run.
+                   "--batch-size", "0", "--averaging-lambda", "0.75", "--averaging-every", "step", "--no-early-stop"]
             if "budget_gb" in c:
                 cmd += ["--memory-budget-gb", str(c["budget_gb"])]
             wall, text = run(cmd, f"embed-{c['shape']}-{c['count']}")
@@ -252,6 +291,21 @@ for part in parts:
             log(f"{label}: FAILED: {e}")
             results.append({"case": label, "error": str(e)})
             save_results()
+    if a.model_io:
+        try:
+            model = make_model(part)
+            wall, text = run([a.model_io, "--model-io", model, "--device", "cuda", "--dtype", "bfloat16", "--rounds", "1",
+                              "--work", a.work], f"model-io-{part}")
+            rows = {l.split("|")[1].strip(): float(l.split("|")[2]) for l in text.splitlines()
+                    if l.startswith("| ") and not l.startswith("| step") and l.count("|") == 4}
+            log(f"peer save of {part}")
+            ps = peer_save(model)
+            log(json.dumps(ps))
+            results.append({"case": f"{part} model I/O", "side": "oml", "model_io": rows, "peer_save": ps, "text": text[-2000:]})
+        except Exception as e:
+            log(f"{part} model I/O: FAILED: {e}")
+            results.append({"case": f"{part} model I/O", "error": str(e)})
+        save_results()
     if part == "8b" and a.part == "all":
         shutil.rmtree(os.path.join(a.work, "llama-8b"), ignore_errors=True)
 save_results()

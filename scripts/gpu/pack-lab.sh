@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Packs what a lab run on the GPU machine needs into artifacts/gpu/ (see scripts/gpu/lab.sh):
 #   oml-lab.tar.xz   a self-contained linux-x64 `oml`, trimmed (framework assemblies only: TrimMode=partial), ~9 MB;
+#   oml-bench.tar.xz with --bench (after --app-only): bench/Oml.Bench likewise, for the model-I/O comparison;
 #   lab-data.tar.xz  the lab corpus (train/held-out), instruction data and tokenizer (scripts/lab/build-corpus.sh,
 #                    `oml data instructions`, `oml tokenizer train`).
 # A device call carries at most 64 MiB in; the untrimmed publish alone is 26 MB compressed, which would leave no
@@ -10,11 +11,23 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 out=artifacts/gpu
 rm -rf "$out/lab-app" && mkdir -p "$out/lab-app"
-dotnet publish src/Oml.Cli -c Release -r linux-x64 --self-contained -p:PublishTrimmed=true -p:TrimMode=partial \
+# ReadyToRun: our assemblies precompiled (the framework's already are), so a command starts without JIT-compiling its
+# path first (OML_PACK_R2R=0 turns it off).
+r2r=true; [ "${OML_PACK_R2R:-1}" = 0 ] && r2r=false
+dotnet publish src/Oml.Cli -c Release -r linux-x64 --self-contained -p:PublishTrimmed=true -p:TrimMode=partial -p:PublishReadyToRun=$r2r \
   -p:SuppressTrimAnalysisWarnings=true -p:TreatWarningsAsErrors=false -p:JsonSerializerIsReflectionEnabledByDefault=true -o "$out/lab-app" -nologo -v quiet -clp:ErrorsOnly
 rm -f "$out/lab-app/liboml_torch.so" "$out/lab-app"/*.pdb "$out/lab-app/createdump"
 tar -C "$out" -cf - lab-app | xz -T0 -6 > "$out/oml-lab.tar.xz.tmp" && mv -f "$out/oml-lab.tar.xz.tmp" "$out/oml-lab.tar.xz"
-if [ "${1:-}" != "--app-only" ] && [ "${1:-}" != "--fp" ]; then
+# --bench: also bench/Oml.Bench (the model-I/O comparison, --model-io), self-contained in its own folder (its trimmed
+# assemblies differ from oml's): oml-bench.tar.xz.
+if [ "${1:-}" = "--bench" ] || [ "${2:-}" = "--bench" ]; then
+  rm -rf "$out/bench-app" && mkdir -p "$out/bench-app"
+  dotnet publish bench/Oml.Bench -c Release -r linux-x64 --self-contained -p:PublishTrimmed=true -p:TrimMode=partial \
+    -p:SuppressTrimAnalysisWarnings=true -p:TreatWarningsAsErrors=false -p:JsonSerializerIsReflectionEnabledByDefault=true -o "$out/bench-app" -nologo -v quiet -clp:ErrorsOnly
+  rm -f "$out/bench-app/liboml_torch.so" "$out/bench-app"/*.pdb "$out/bench-app/createdump"
+  tar -C "$out" -cf - bench-app | xz -T0 -6 > "$out/oml-bench.tar.xz.tmp" && mv -f "$out/oml-bench.tar.xz.tmp" "$out/oml-bench.tar.xz"
+fi
+if [ "${1:-}" != "--app-only" ] && [ "${1:-}" != "--fp" ] && [ "${1:-}" != "--bench" ]; then
   lab=artifacts/lab
   for f in "$lab/corpus/train.txt" "$lab/corpus/heldout.txt" "$lab/tokenizer/tokenizer.json" "$lab/instructions/instructions-train.json"; do
     [ -f "$f" ] || { echo "pack-lab: $f is missing (scripts/lab/build-corpus.sh, oml data instructions, oml tokenizer train)" >&2; exit 1; }
@@ -22,7 +35,7 @@ if [ "${1:-}" != "--app-only" ] && [ "${1:-}" != "--fp" ]; then
   tar -C . -cf - "$lab/corpus/train.txt" "$lab/corpus/heldout.txt" "$lab/corpus/manifest.json" "$lab/tokenizer" "$lab/instructions" \
     | xz -T0 -6 > "$out/lab-data.tar.xz.tmp" && mv -f "$out/lab-data.tar.xz.tmp" "$out/lab-data.tar.xz"
 fi
-du -h "$out"/oml-lab.tar.xz "$out"/lab-data.tar.xz 2>/dev/null
+du -h "$out"/oml-lab.tar.xz "$out"/lab-data.tar.xz "$out"/oml-bench.tar.xz 2>/dev/null
 # The false-positive call carries the base model, so the unrelated models (lab/recipes/unrelated-*.yaml) train on the
 # corpus's first 16 MB, cut at a document boundary: lab-fp.tar.xz = base model + that head + held-out + tokenizer.
 if [ "${1:-}" = "--fp" ]; then

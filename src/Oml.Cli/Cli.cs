@@ -55,6 +55,39 @@ public static class Cli
         ArgumentNullException.ThrowIfNull(root);
         try
         {
+            return RunCommand(root, args);
+        }
+        finally
+        {
+            // Work a command started in the background (libtorch and a GPU context) is waited for, whatever the command
+            // did, so the process never exits while another thread is inside libtorch or the CUDA driver.
+            Task[] pending;
+            lock (BackgroundWork) pending = [.. BackgroundWork];
+            foreach (var t in pending)
+            {
+                try { t.Wait(); }
+                catch (AggregateException) { }   // its error, if any, was reported where the command waited for it
+            }
+        }
+    }
+
+    private static readonly List<Task> BackgroundWork = [];
+
+    /// <summary>
+    /// Starts <paramref name="work"/> on another thread, overlapped with what the command does next; the command waits
+    /// for the result where it needs it (errors surface there), and <see cref="Run"/> waits for it before returning.
+    /// </summary>
+    public static Task<T> StartBackground<T>(Func<T> work)
+    {
+        var t = Task.Run(work);
+        lock (BackgroundWork) BackgroundWork.Add(t);
+        return t;
+    }
+
+    private static int RunCommand(RootCommand root, string[] args)
+    {
+        try
+        {
             var parsed = Phases.Time("parse arguments", () => root.Parse(Vocabulary.Rewrite(root, args, Console.Error)));
             if (parsed.Errors.Count > 0)
             {

@@ -109,6 +109,24 @@ public static class VerifyCommand
                 catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"--calibration: {calPath} is not a calibration file: {e.Message}"); }
                 rule = cal.Apply(rule);
             }
+            // Loading libtorch and creating the GPU's context (a second or more) overlaps reading the set and the
+            // tokenizer: started here, waited for where the model is loaded. Errors (no such device) surface there.
+            string deviceName = r.GetValue(device)!;
+            var deviceReady = dir is not null ? Cli.StartBackground(() =>
+            {
+                using var _ = Phases.Measure("libtorch and device init (background)");
+                var d = Cli.ParseDevice(deviceName);
+                InitDevice(d);
+                return d;
+            }) : null;
+            // The model's tokenizer (9 MB of JSON for Llama 3), parsed and hashed on another core meanwhile.
+            var tokenizerReady = dir is not null && File.Exists(Path.Combine(dir, "tokenizer.json")) ? Cli.StartBackground(() => LoadTokenizer(dir)) : null;
+            Oml.Engine.Device Dev()
+            {
+                if (deviceReady is null) return Cli.ParseDevice(deviceName);
+                using var _ = Phases.Measure("device wait");
+                return deviceReady.GetAwaiter().GetResult();
+            }
             var setPath = r.GetValue(fingerprints)!;
             FingerprintSet set;
             using (Phases.Measure("read set")) set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
@@ -120,13 +138,13 @@ public static class VerifyCommand
             var chosen = unrevealed.Take(m).ToList();
             int required = ResponseMatcher.RequiredMatches(r_);
             // Started by the launcher: this rank answers its share of the keys; rank 0 alone reports and records.
-            using var group = url is null ? DistributedOptions.Join(Cli.ParseDevice(r.GetValue(device)!)) : null;
+            using var group = url is null ? DistributedOptions.Join(Dev()) : null;
             bool lead = group is null || group.Rank == 0;
             var realOut = Console.Out;
             if (!lead) Console.SetOut(TextWriter.Null);
             try
             {
-                using var nullModel = basePath is null ? null : ModelFolder.Load(basePath, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
+                using var nullModel = basePath is null ? null : ModelFolder.Load(basePath, Dev(), Cli.ParseDType(r.GetValue(dtype)));
                 LocalVerifyOptions LocalOptions(string d) => new()
                 {
                     Match = matchRule,
@@ -150,7 +168,7 @@ public static class VerifyCommand
                         int eq = spec.IndexOf('=');
                         string negDir = eq >= 0 ? spec[(eq + 1)..] : spec, kind = eq >= 0 ? spec[..eq] : "negative";
                         if (negDir.Length == 0 || kind.Length == 0) throw new UsageException($"--calibrate: '{spec}' is not DIR or KIND=DIR");
-                        var rep = VerifyLocal(negDir, set, chosen, rule, LocalOptions(negDir), Cli.ParseDevice(r.GetValue(device)!), quiet: true, dtype: Cli.ParseDType(r.GetValue(dtype)));
+                        var rep = VerifyLocal(negDir, set, chosen, rule, LocalOptions(negDir), Dev(), quiet: true, dtype: Cli.ParseDType(r.GetValue(dtype)));
                         Console.Error.WriteLine($"{negDir}: {rep.Hits}/{rep.Queried} keys hit");
                         results.Add(new NegativeResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(negDir))), kind, rep.Hits, rep.Queried));
                     }
@@ -162,7 +180,7 @@ public static class VerifyCommand
 
                 VerificationReport report;
                 if (dir is not null)
-                    report = VerifyLocal(dir, set, chosen, rule, LocalOptions(dir), Cli.ParseDevice(r.GetValue(device)!), dtype: Cli.ParseDType(r.GetValue(dtype)));
+                    report = VerifyLocal(dir, set, chosen, rule, LocalOptions(dir), Dev(), dtype: Cli.ParseDType(r.GetValue(dtype)), tokenizerReady: tokenizerReady);
                 else
                 {
                     string? apiKey = null;
@@ -229,17 +247,14 @@ public static class VerifyCommand
 
     private static VerificationReport VerifyLocal(string dir, FingerprintSet set, IReadOnlyList<Fingerprint> chosen, VerdictRule rule,
         LocalVerifyOptions options, Oml.Engine.Device device, bool quiet = false,
-        Oml.Engine.DType? dtype = null)
+        Oml.Engine.DType? dtype = null, Task<(Tokenizer Tokenizer, TokenizerIdentity Id)>? tokenizerReady = null)
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
         if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: local verification needs the model's tokenizer");
-        // The tokenizer (9 MB of JSON for Llama 3) is parsed and hashed on another core while the weights load.
-        var tokenizer = Task.Run(() =>
-        {
-            using var _ = Phases.Measure("tokenizer load and hash (background)");
-            return (Tokenizer: Tokenizer.FromFolder(dir), Id: FingerprintGenerator.TokenizerId(dir));
-        });
-        using (Phases.Measure("libtorch and device init")) InitDevice(device);
+        // The tokenizer (9 MB of JSON for Llama 3) is parsed and hashed on another core while the weights load (or
+        // since the command started, when the caller started it).
+        var tokenizer = tokenizerReady ?? Task.Run(() => LoadTokenizer(dir));
+        using (Phases.Measure("libtorch and device init")) InitDevice(device);   // already done when started early
         CausalLM lm;
         using (Phases.Measure("model load")) lm = ModelFolder.Load(dir, device, dtype);
         using var _lm = lm;
@@ -253,6 +268,12 @@ public static class VerifyCommand
         }
         if (!quiet) Console.Error.WriteLine($"querying {dir} with {chosen.Count} keys ...");
         return LocalVerifier.Verify(lm, tok, chosen, rule, options);
+    }
+
+    private static (Tokenizer Tokenizer, TokenizerIdentity Id) LoadTokenizer(string dir)
+    {
+        using var _ = Phases.Measure("tokenizer load and hash (background)");
+        return (Tokenizer.FromFolder(dir), FingerprintGenerator.TokenizerId(dir));
     }
 
     /// <summary>"answered N/M keys" on stderr about once a second, once the answers take longer than a second.</summary>

@@ -163,6 +163,17 @@ public sealed class Tensor : IDisposable
         }
     }
 
+    /// <summary>
+    /// Copies the raw bytes of the tensor in its own dtype (row-major) to <paramref name="length"/> bytes at
+    /// <paramref name="destination"/> (host memory the caller owns, e.g. from <see cref="System.Runtime.InteropServices.NativeMemory"/>),
+    /// in one copy from wherever the tensor lives: no intermediate host tensor and no managed array, whatever the size.
+    /// </summary>
+    public unsafe void CopyBytesTo(byte* destination, long length)
+    {
+        if (destination == null && length > 0) throw new ArgumentNullException(nameof(destination));
+        Check(oml_copy_to(Handle, destination, length, (int)DType));
+    }
+
     /// <summary>Writes the raw bytes of the tensor (see <see cref="ForEachByteChunk"/>) to <paramref name="stream"/>.</summary>
     public void WriteBytes(Stream stream)
     {

@@ -23,7 +23,9 @@ public static class ModelFolder
 
     /// <summary>
     /// Loads a model folder onto <paramref name="device"/>, optionally converting the weights to <paramref name="dtype"/>.
-    /// Tensors are copied one at a time from memory-mapped files, so no second full copy of the weights is held.
+    /// Tensors are copied straight from memory-mapped files (no second full copy of the weights is held), several at a
+    /// time on as many threads (up to 8): one thread copying pages into libtorch memory runs at a fraction of the memory
+    /// bandwidth.
     /// </summary>
     public static CausalLM Load(string dir, Device? device = null, DType? dtype = null)
     {
@@ -32,13 +34,17 @@ public static class ModelFolder
         var dev = device ?? Device.Cpu;
         var shards = WeightFiles(dir);
         var expected = CausalLM.ExpectedParameters(config).Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
-        var loaded = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var files = new List<SafetensorsFile>();
+        var work = new List<(SafetensorsFile File, string Name)>();
+        var loaded = new System.Collections.Concurrent.ConcurrentDictionary<string, Tensor>(StringComparer.Ordinal);
         DType? stored = null;
         try
         {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (var shard in shards)
             {
-                using var file = SafetensorsFile.Open(shard);
+                var file = SafetensorsFile.Open(shard);
+                files.Add(file);
                 foreach (var name in file.Entries.Keys)
                 {
                     if (!expected.Contains(name))
@@ -47,22 +53,40 @@ public static class ModelFolder
                         if ((name == "lm_head.weight" && config.TieWordEmbeddings) || name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)) continue;
                         throw new InvalidDataException($"{shard}: unexpected tensor '{name}' for {config.ArchitectureName} with this config.json");
                     }
-                    if (loaded.ContainsKey(name)) throw new InvalidDataException($"{shard}: tensor '{name}' appears in more than one shard");
+                    if (!seen.Add(name)) throw new InvalidDataException($"{shard}: tensor '{name}' appears in more than one shard");
                     if (name == "model.embed_tokens.weight") stored = file.Entry(name).DType;
-                    loaded[name] = file.Load(name, dev, dtype).DetachFromScope();
+                    work.Add((file, name));
                 }
             }
             foreach (var (name, shape) in CausalLM.ExpectedParameters(config))
-                if (!loaded.ContainsKey(name))
+                if (!seen.Contains(name))
                     throw new InvalidDataException($"{dir}: tensor '{name}' (shape [{string.Join(", ", shape)}]) is missing from the weights ({string.Join(", ", shards.Select(Path.GetFileName))})");
+            // Largest first, so the threads finish together; the model gets them in the files' order, as before.
+            var order = work.Select(w => w.Name).ToList();
+            work.Sort((a, b) => b.File.Entry(b.Name).ByteLength.CompareTo(a.File.Entry(a.Name).ByteLength));
+            try
+            {
+                Parallel.ForEach(work, new ParallelOptions { MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 8) },
+                    item => loaded[item.Name] = item.File.Load(item.Name, dev, dtype).DetachFromScope());
+            }
+            catch (AggregateException e) when (e.InnerExceptions.Count > 0)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
+            }
+            var ordered = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            foreach (var name in order) ordered[name] = loaded[name];
             // A checkpoint stored in 16 bits has been a 16-bit model: its rotary frequencies are rounded as transformers' are.
             DType? rotary = stored is DType.BFloat16 or DType.Float16 ? stored : dtype;
-            return new CausalLM(config, loaded, dev, rotary);
+            return new CausalLM(config, ordered, dev, rotary);
         }
         catch
         {
             foreach (var t in loaded.Values) t.Dispose();
             throw;
+        }
+        finally
+        {
+            foreach (var f in files) f.Dispose();
         }
     }
 

@@ -30,6 +30,46 @@ public sealed class IOPathTests : IDisposable
         Assert.Equal("sha256:" + Convert.ToHexStringLower(h.GetHashAndReset()), digest);
     }
 
+    /// <summary>
+    /// The pipelined writer (two native staging buffers, the next piece copied while this one is written) writes exactly
+    /// the bytes of each tensor in order, for pieces smaller than one element row, tensors cut mid-row, dtypes converted
+    /// nowhere, non-contiguous views, and empty tensors.
+    /// </summary>
+    [Theory]
+    [InlineData(4L)]
+    [InlineData(36L)]
+    [InlineData(1000L)]
+    [InlineData(256L << 20)]
+    public void Pipelined_tensor_writes_equal_the_tensors_bytes(long pieceBytes)
+    {
+        using var a = Torch.Arange(0, 37, dtype: DType.Float32).Reshape(37);
+        using var bBase = Torch.Arange(0, 60, dtype: DType.BFloat16).Reshape(6, 10);
+        using var b = bBase.Transpose(0, 1);                          // non-contiguous
+        using var c = Torch.Arange(0, 9, dtype: DType.Int64).Reshape(3, 3);
+        using var e = Torch.Full([0, 4], 0.0, DType.Float16);
+        using var f = Torch.Full([1], 2.5, DType.Float64);
+        var tensors = new[] { a, b, e, c, f };
+        using var written = new MemoryStream();
+        Safetensors.WriteData(written, tensors, pieceBytes);
+        var expected = tensors.SelectMany(t => t.ToBytes()).ToArray();
+        Assert.Equal(expected, written.ToArray());
+    }
+
+    /// <summary>A copy into native memory refuses a destination of the wrong size instead of writing past it.</summary>
+    [Fact]
+    public unsafe void Copying_bytes_to_native_memory_checks_the_length()
+    {
+        using var t = Torch.Arange(0, 10, dtype: DType.Float32);
+        var buffer = new byte[40];
+        fixed (byte* p = buffer)
+        {
+            nint address = (nint)p;
+            Assert.ThrowsAny<Exception>(() => t.CopyBytesTo((byte*)address, 39));
+            t.CopyBytesTo(p, 40);
+        }
+        Assert.Equal(t.ToBytes(), buffer);
+    }
+
     /// <summary>Large writes are hashed on another thread: bytes and hash equal a plain write's, whatever the write sizes.</summary>
     [Fact]
     public void A_hashing_stream_writes_and_hashes_every_byte_in_order()

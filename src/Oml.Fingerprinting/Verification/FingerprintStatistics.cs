@@ -251,22 +251,82 @@ public static class FingerprintStatistics
         int m = probabilities.Count;
         if (h <= 0) return 0.0;
         if (h > m) return double.NegativeInfinity;
-        // state[j], j < h: ln P(exactly j hits so far); state[h]: ln P(at least h hits so far) (absorbing).
-        var state = new double[h + 1];
-        Array.Fill(state, double.NegativeInfinity);
-        state[0] = 0.0;
+        // state[j], j < h: P(exactly j hits so far); state[h]: P(at least h hits so far) (absorbing). Each value is held
+        // as mant · 2^exp with mant in [1, 2) (0 for zero), so no probability underflows however small it gets, and the
+        // arithmetic is products and sums of positive terms (no logarithms, no cancellation: full relative precision).
+        // After i keys only counts j in [h − (m − i), min(i, h − 1)] can still reach h; the others are never computed,
+        // so the work is about h · (m − h + 1) steps rather than m · h (all hit: m steps).
+        var mant = new double[h + 1];
+        var exp = new int[h + 1];
+        Array.Fill(exp, ZeroExp);
+        mant[0] = 1.0;
+        exp[0] = 0;
         for (int i = 0; i < m; i++)
         {
             double p = probabilities[i];
-            double lp = complement ? Log1p(-p) : Math.Log(p);   // ln P(this one counts)
-            double lq = complement ? Math.Log(p) : Log1p(-p);   // ln P(this one does not)
-            int top = Math.Min(i + 1, h);
-            if (top == h) state[h] = LogAddExp(state[h], state[h - 1] + lp);
-            for (int j = Math.Min(i + 1, h - 1); j >= 1; j--)
-                state[j] = LogAddExp(state[j] + lq, state[j - 1] + lp);
-            state[0] += lq;
+            var (am, ae) = Split(complement ? 1.0 - p : p);   // P(this one counts)
+            var (bm, be) = Split(complement ? p : 1.0 - p);   // P(this one does not)
+            int lo = Math.Max(0, h - (m - i));                // valid counts before this key
+            int hi = Math.Min(i, h - 1);
+            int lo2 = Math.Max(0, h - (m - i - 1));           // counts that still matter after it
+            int hi2 = Math.Min(i + 1, h - 1);
+            if (hi == h - 1 && mant[h - 1] != 0.0 && am != 0.0)
+                Add(ref mant[h], ref exp[h], mant[h], exp[h], mant[h - 1] * am, exp[h - 1] + ae);
+            for (int j = hi2; j >= lo2; j--)
+            {
+                double xm = 0.0, ym = 0.0;
+                int xe = ZeroExp, ye = ZeroExp;
+                if (j <= hi && mant[j] != 0.0 && bm != 0.0) { xm = mant[j] * bm; xe = exp[j] + be; }
+                if (j - 1 >= lo && mant[j - 1] != 0.0 && am != 0.0) { ym = mant[j - 1] * am; ye = exp[j - 1] + ae; }
+                Add(ref mant[j], ref exp[j], xm, xe, ym, ye);
+            }
         }
-        return Math.Min(0.0, state[h]);
+        if (mant[h] == 0.0) return double.NegativeInfinity;
+        return Math.Min(0.0, Math.Log(mant[h]) + exp[h] * Ln2);
+    }
+
+    private static readonly double Ln2 = Math.Log(2.0);
+
+    /// <summary>The exponent of a zero in the mant · 2^exp form: far below any product of probabilities (≥ 2^-1074 each).</summary>
+    private const int ZeroExp = int.MinValue / 4;
+
+    /// <summary>Exact powers 2^-d for d = 0..63.</summary>
+    private static readonly double[] NegPow2 = Enumerable.Range(0, 64).Select(d => Math.ScaleB(1.0, -d)).ToArray();
+
+    /// <summary>x as mant · 2^exp with mant in [1, 2), or (0, <see cref="ZeroExp"/>) for 0.</summary>
+    private static (double Mant, int Exp) Split(double x)
+    {
+        if (x == 0.0) return (0.0, ZeroExp);
+        int e = Math.ILogB(x);
+        return (Math.ScaleB(x, -e), e);
+    }
+
+    /// <summary>
+    /// (m, e) = x + y for x = xm · 2^xe and y = ym · 2^ye, each mantissa 0 or in [1, 4) (a product of two in [1, 2)); the
+    /// result normalised to [1, 2), or (0, <see cref="ZeroExp"/>) when both are 0.
+    /// </summary>
+    private static void Add(ref double m, ref int e, double xm, int xe, double ym, int ye)
+    {
+        if (ym == 0.0)
+        {
+            if (xm == 0.0) { m = 0.0; e = ZeroExp; return; }
+        }
+        else if (xm == 0.0 || ye > xe)
+        {
+            (xm, ym) = (ym, xm);
+            (xe, ye) = (ye, xe);
+        }
+        // Now xm ≠ 0 and, when ym ≠ 0, xe ≥ ye. A term over 2^64 times smaller than the other (mantissas within a
+        // factor 4) changes no bit of the 53-bit sum.
+        double s = xm;
+        if (ym != 0.0)
+        {
+            long d = (long)xe - ye;
+            if (d < 64) s += ym * NegPow2[d];
+        }
+        while (s >= 2.0) { s *= 0.5; xe++; }
+        m = s;
+        e = xe;
     }
 
     private static void ValidateProbabilities(IReadOnlyList<double> probabilities)

@@ -277,8 +277,77 @@ public static class Safetensors
             var stream = hashing ?? file;
             stream.Write(BitConverter.GetBytes((long)headerBytes.Count));
             stream.Write(headerBytes.ToArray());
-            foreach (var (_, t) in ordered) t.WriteBytes(stream);
+            WriteData(stream, ordered.Select(t => t.Value).ToList());
         });
+    }
+
+    /// <summary>The largest piece of a tensor copied to the host at a time (and so each of the two staging buffers).</summary>
+    public const long PieceBytes = 256L << 20;
+
+    /// <summary>
+    /// Writes the tensors' bytes to <paramref name="stream"/> in order, pipelined: while one piece (at most
+    /// <paramref name="pieceBytes"/>) is written (and, through a <see cref="HashingStream"/>, hashed), the next is copied
+    /// from the device into the other of two native staging buffers. Each byte is copied once from the tensor into a
+    /// buffer and written from there: no managed array, no intermediate host tensor.
+    /// </summary>
+    public static unsafe void WriteData(Stream stream, IReadOnlyList<Tensor> tensors, long pieceBytes = PieceBytes)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(tensors);
+        var pieces = new List<(Tensor Tensor, long Start, long Count, long Bytes)>();
+        foreach (var t in tensors)
+        {
+            int size = t.DType.ElementSize();
+            long n = t.NumEl, per = Math.Max(1, Math.Min(pieceBytes, int.MaxValue) / size);
+            for (long start = 0; start < n; start += per)
+                pieces.Add((t, start, Math.Min(per, n - start), Math.Min(per, n - start) * size));
+        }
+        if (pieces.Count == 0) return;
+        long bufferBytes = pieces.Max(p => p.Bytes);
+        var buffers = new nint[2];
+        Task? pending = null;
+        try
+        {
+            buffers[0] = (nint)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)bufferBytes);
+            if (pieces.Count > 1) buffers[1] = (nint)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)bufferBytes);
+            Fill(pieces[0], buffers[0]);
+            for (int k = 0; k < pieces.Count; k++)
+            {
+                if (k + 1 < pieces.Count)
+                {
+                    var next = pieces[k + 1];
+                    nint into = buffers[(k + 1) & 1];
+                    pending = Task.Run(() => Fill(next, into));
+                }
+                stream.Write(new ReadOnlySpan<byte>((void*)buffers[k & 1], checked((int)pieces[k].Bytes)));
+                if (pending is not null)
+                {
+                    var done = pending;
+                    pending = null;
+                    done.GetAwaiter().GetResult();
+                }
+            }
+        }
+        finally
+        {
+            // A failed write must not free a buffer that the copy of the next piece is still filling.
+            try { pending?.Wait(); } catch (AggregateException) { }
+            foreach (var b in buffers)
+                if (b != 0) System.Runtime.InteropServices.NativeMemory.Free((void*)b);
+        }
+
+        static void Fill((Tensor Tensor, long Start, long Count, long Bytes) piece, nint into)
+        {
+            var (t, start, count, bytes) = piece;
+            if (start == 0 && count == t.NumEl)
+            {
+                t.CopyBytesTo((byte*)into, bytes);
+                return;
+            }
+            using var flat = t.Reshape(-1);
+            using var part = flat.Narrow(0, start, count);
+            part.CopyBytesTo((byte*)into, bytes);
+        }
     }
 }
 

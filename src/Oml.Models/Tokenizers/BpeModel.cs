@@ -59,15 +59,19 @@ internal sealed class BpeModel
         }
 
         _merges = new PairTable(merges.Count);
+        var joined = new char[64];   // left + right without a string per merge
         for (var rank = 0; rank < merges.Count; rank++)
         {
             var (left, right) = merges[rank];
             if (!vocab.TryGetValue(left, out var l)) throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: '{left}' is not in the vocabulary");
             if (!vocab.TryGetValue(right, out var r)) throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: '{right}' is not in the vocabulary");
             var cut = _prefix != null && right.StartsWith(_prefix, StringComparison.Ordinal) ? _prefix.Length : 0;
-            var mergedToken = left + right[cut..];
-            if (!vocab.TryGetValue(mergedToken, out var merged))
-                throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: the merge of '{left}' and '{right}' ('{mergedToken}') is not in the vocabulary");
+            int length = left.Length + right.Length - cut;
+            if (joined.Length < length) joined = new char[Math.Max(length, 2 * joined.Length)];
+            left.AsSpan().CopyTo(joined);
+            right.AsSpan(cut).CopyTo(joined.AsSpan(left.Length));
+            if (!_vocabLookup.TryGetValue(joined.AsSpan(0, length), out var merged))
+                throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: the merge of '{left}' and '{right}' ('{left + right[cut..]}') is not in the vocabulary");
             _merges.Set(Key(l, r), ((long)rank << 32) | (uint)merged); // a repeated merge takes its last rank, as in tokenizers
         }
 

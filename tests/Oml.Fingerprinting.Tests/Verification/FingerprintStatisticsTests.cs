@@ -207,4 +207,79 @@ public class FingerprintStatisticsTests
         Assert.Equal(2, S.KeysNeeded(1e-6, [1e-3, 1e-3, 0.5]));
         Assert.Null(S.KeysNeeded(1e-6, [0.5, 0.5]));
     }
+
+    /// <summary>
+    /// The log-space dynamic program that computed the tails before the banded mantissa/exponent one (kept here as the
+    /// reference): O(M·h) log-sum-exp steps over every count below h.
+    /// </summary>
+    private static double ReferenceLogUpperTail(IReadOnlyList<double> probabilities, int h, bool complement)
+    {
+        int m = probabilities.Count;
+        if (h <= 0) return 0.0;
+        if (h > m) return double.NegativeInfinity;
+        var state = new double[h + 1];
+        Array.Fill(state, double.NegativeInfinity);
+        state[0] = 0.0;
+        for (int i = 0; i < m; i++)
+        {
+            double p = probabilities[i];
+            double lp = complement ? S.Log1p(-p) : Math.Log(p);
+            double lq = complement ? Math.Log(p) : S.Log1p(-p);
+            int top = Math.Min(i + 1, h);
+            if (top == h) state[h] = S.LogAddExp(state[h], state[h - 1] + lp);
+            for (int j = Math.Min(i + 1, h - 1); j >= 1; j--)
+                state[j] = S.LogAddExp(state[j] + lq, state[j - 1] + lp);
+            state[0] += lq;
+        }
+        return Math.Min(0.0, state[h]);
+    }
+
+    private static void AssertLogClose(double expected, double actual, string what)
+    {
+        if (double.IsNegativeInfinity(expected)) { Assert.True(double.IsNegativeInfinity(actual), $"{what}: expected -inf, got {actual:R}"); return; }
+        // Both are natural logs of probabilities; 1e-10 relative on the probability is 1e-10 absolute on its log.
+        Assert.True(Math.Abs(actual - expected) <= 1e-10 * Math.Max(1.0, Math.Abs(expected)), $"{what}: expected {expected:R}, got {actual:R}");
+    }
+
+    [Fact]
+    public void Banded_tails_equal_the_log_space_computation_far_below_the_smallest_double()
+    {
+        var rng = new Random(77);
+        for (int trial = 0; trial < 60; trial++)
+        {
+            int m = rng.Next(1, 260);
+            // Mixtures that stress the range: exact 0 and 1, tiny (down to subnormal), near 1, uniform, one common value.
+            int kind = trial % 4;
+            var p = new double[m];
+            double common = rng.NextDouble();
+            for (int i = 0; i < m; i++)
+                p[i] = kind switch
+                {
+                    0 => rng.Next(8) switch { 0 => 0.0, 1 => 1.0, 2 => Math.Pow(10, -rng.Next(1, 320)), 3 => 1.0 - rng.NextDouble() * 1e-9, _ => rng.NextDouble() },
+                    1 => rng.NextDouble() * 1e-3,
+                    2 => common,
+                    _ => 1.0 - rng.NextDouble() * 1e-2,
+                };
+            for (int h = 0; h <= m + 1; h += 1 + m / 40)
+            {
+                AssertLogClose(ReferenceLogUpperTail(p, h, false), S.LogPoissonBinomialUpperTail(p, h), $"upper m={m} h={h} kind={kind}");
+                AssertLogClose(ReferenceLogUpperTail(p, m - h, true), S.LogPoissonBinomialLowerTail(p, h), $"lower m={m} h={h} kind={kind}");
+            }
+            AssertLogClose(ReferenceLogUpperTail(p, m, false), S.LogPoissonBinomialUpperTail(p, m), $"all hit m={m}");
+        }
+    }
+
+    [Fact]
+    public void Banded_tail_of_thousands_of_keys_matches_the_reference_and_the_binomial()
+    {
+        // 3,000 keys at p = 0.01 with 2,700 hits: a p-value near 10^-5000, far below any double.
+        var p = Enumerable.Repeat(0.01, 3000).ToArray();
+        foreach (int h in new[] { 1, 30, 60, 1500, 2700, 2999, 3000 })
+        {
+            double banded = S.LogPoissonBinomialUpperTail(p, h);
+            AssertLogClose(S.LogBinomialUpperTail(3000, 0.01, h), banded, $"binomial h={h}");
+            if (h <= 60 || h >= 2700) AssertLogClose(ReferenceLogUpperTail(p, h, false), banded, $"reference h={h}");
+        }
+        Assert.True(S.ToLog10(S.LogPoissonBinomialUpperTail(p, 2700)) < -4000);
+    }
 }
