@@ -37,6 +37,22 @@ def manifest(snap, name, logs="logs"):
     return json.load(open(p)) if os.path.exists(p) else None
 
 
+KINDS = [("sft1e-5", "SFT 2 ep 1e-5"), ("sft3e-5", "SFT 2 ep 3e-5"), ("merge-base", "even merge, base"), ("merge-ft", "even merge, unrelated fine-tune")]
+
+
+def base_lines(snap, base):
+    """The base model's lines: its training record (logs/base-100m.oml-training.json) and its lab utility."""
+    lines = []
+    train = os.path.join(snap, "logs", "base-100m.oml-training.json")
+    if os.path.exists(train):
+        tr = json.load(open(train))
+        lines.append(f"Base: {tr['parameters']:,} parameters, {tr['steps']} steps, {tr['tokens']:,} tokens, {tr['seconds']:.0f} s, "
+                     f"held-out perplexity {tr['eval_perplexity']:.2f} (trainer's eval rows), {tr.get('device')}, libtorch {tr.get('libtorch')}, {tr['created_at'][:10]}.")
+    if base:
+        lines.append(f"Lab utility of the base: perplexity {base['perplexity']:.2f}, cloze {base['cloze_accuracy']:.3f}, greedy next word {base['greedy_next_word']:.3f}.")
+    return lines
+
+
 def tval(n):  # two-sided 95 % Student t quantiles
     return {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}.get(n, 1.96)
 

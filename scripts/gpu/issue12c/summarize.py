@@ -21,23 +21,15 @@ table = lambda exp: ls.table(snap, exp)
 manifest = lambda name, logs="logs": ls.manifest(snap, name, logs)
 tval, stat, g = ls.tval, ls.stat, ls.g
 
-
-
 lines = []
 w = lines.append
 dt, dbase = table("i12-new")
 ot, obase = table("i12-old")
 base = dbase or obase
-train = os.path.join(snap, "logs", "base-100m.oml-training.json")
-if os.path.exists(train):
-    tr = json.load(open(train))
-    w(f"Base: {tr['parameters']:,} parameters, {tr['steps']} steps, {tr['tokens']:,} tokens, {tr['seconds']:.0f} s, "
-      f"held-out perplexity {tr['eval_perplexity']:.2f} (trainer's eval rows), {tr.get('device')}, libtorch {tr.get('libtorch')}, {tr['created_at'][:10]}.")
-if base:
-    w(f"Lab utility of the base: perplexity {base['perplexity']:.2f}, cloze {base['cloze_accuracy']:.3f}, greedy next word {base['greedy_next_word']:.3f}.")
+lines += ls.base_lines(snap, base)
 w("")
 
-KINDS = [("sft1e-5", "SFT 2 ep 1e-5"), ("sft3e-5", "SFT 2 ep 3e-5"), ("merge-base", "even merge, base"), ("merge-ft", "even merge, unrelated fine-tune")]
+KINDS = ls.KINDS
 
 
 def rows_for(t, names):
