@@ -46,7 +46,7 @@ public static class EmbeddingCheckpoint
     /// the names of the trained parameters, and their initial (base) values. Stopping criteria (max epochs, loss
     /// threshold, recall patience) and the checkpoint settings are left out, so a resumed run may train for longer.
     /// </summary>
-    public static string RunDigest(IReadOnlyList<TrainingPair> pairs, EmbeddingOptions o, IReadOnlyList<KeyValuePair<string, Tensor>> trainable,
+    public static string RunDigest(IReadOnlyList<TrainingPair> pairs, EmbeddingOptions o, IEnumerable<KeyValuePair<string, Tensor>> trainable,
         string? extra = null)
     {
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);

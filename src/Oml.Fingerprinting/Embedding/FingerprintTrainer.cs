@@ -293,7 +293,32 @@ public sealed record EmbeddingResult(IReadOnlyList<EmbeddingProgress> History, b
 public static class FingerprintTrainer
 {
     public static EmbeddingResult Embed(CausalLM model, IReadOnlyList<TrainingPair> pairs, EmbeddingOptions options,
+        IProgress<EmbeddingProgress>? progress = null) =>
+        Embed(model, null, pairs, options, progress);
+
+    /// <summary>
+    /// Embeds into a model that is weight-sharded from the start (<see cref="ShardedModel.Load"/>: no rank ever held the
+    /// whole model), with <see cref="EmbeddingOptions.ShardWeights"/> over the model's own group. Training is that of
+    /// <see cref="Embed(CausalLM, IReadOnlyList{TrainingPair}, EmbeddingOptions, IProgress{EmbeddingProgress}?)"/> with
+    /// weight sharding, step for step; the run digest is taken from the whole base values gathered one unit at a time,
+    /// resumption pairs from the sharded forward pass. Self-generated benign sequences need the whole model
+    /// (<see cref="Generator"/>): give <see cref="EmbeddingOptions.BenignSequences"/> when mixing. The model stays sharded
+    /// at the returned weights: save it with <see cref="ShardedModel.SaveWithDigest"/> (one unit at a time).
+    /// </summary>
+    public static EmbeddingResult Embed(ShardedModel sharded, IReadOnlyList<TrainingPair> pairs, EmbeddingOptions options,
         IProgress<EmbeddingProgress>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(sharded);
+        ArgumentNullException.ThrowIfNull(options);
+        if (!options.ShardWeights || !ReferenceEquals(options.Group, sharded.Group))
+            throw new ArgumentException("a sharded model trains with weight sharding (ShardWeights) over its own process group");
+        if (options.MixFraction > 0 && options.BenignSequences is null)
+            throw new ArgumentException("self-generated benign sequences need the whole model: give the benign sequences to train a model loaded sharded");
+        return Embed(sharded.Model, sharded, pairs, options, progress);
+    }
+
+    private static EmbeddingResult Embed(CausalLM model, ShardedModel? preSharded, IReadOnlyList<TrainingPair> pairs, EmbeddingOptions options,
+        IProgress<EmbeddingProgress>? progress)
     {
         options.Validate();
         if (pairs.Count == 0) throw new ArgumentException("no fingerprints to embed");
@@ -307,7 +332,8 @@ public static class FingerprintTrainer
         int resumption = 0;
         if (options.ResumptionPairs > 0)
         {
-            var extra = Resumption.Pairs(model, pairs, options.ResumptionPairs);
+            var extra = preSharded is null ? Resumption.Pairs(model, pairs, options.ResumptionPairs)
+                : Resumption.Pairs(model, pairs, options.ResumptionPairs, forward: ids => preSharded.Run(ids, model.Head)!);
             if (extra.Count == 0) throw new ArgumentException("resumption pairs need responses of at least 2 tokens: every response here has 1");
             resumption = extra.Count;
             pairs = [.. pairs, .. extra];
@@ -331,7 +357,7 @@ public static class FingerprintTrainer
         foreach (var seq in heldOut)
             foreach (var id in seq)
                 if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"held-out token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
-        double? baseHeldOut = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens, heldContext) : null;
+        double? baseHeldOut = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens, heldContext, preSharded) : null;
 
         var named = model.Parameters.Where(kv => options.Trainable?.Invoke(kv.Key) ?? true).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
         var trainable = named.Select(kv => kv.Value).ToList();
@@ -347,19 +373,30 @@ public static class FingerprintTrainer
         using (Torch.NoGrad())
             foreach (var p in trainable) p.RequiresGrad = true;
         var masks = named.Select(kv => options.GradientMasks is { } gm && gm.TryGetValue(kv.Key, out var m) ? m : null).ToList();
+        // A model loaded sharded has empty parameter tensors: its whole shapes and sizes come from the shards' layout.
+        long[] ShapeOf(KeyValuePair<string, Tensor> p) => preSharded?.ShapeOf(p.Key) ?? p.Value.Shape;
+        long trainedCount = named.Sum(kv => preSharded?.NumElOf(kv.Key) ?? kv.Value.NumEl);
         for (int i = 0; i < named.Count; i++)
-            if (masks[i] is { } mk && !mk.Shape.SequenceEqual(named[i].Value.Shape))
-                throw new ArgumentException($"gradient mask of '{named[i].Key}' has shape [{string.Join(", ", mk.Shape)}], the parameter [{string.Join(", ", named[i].Value.Shape)}]");
-        // The run's digest is over the base weights: taken before weight sharding empties the model's parameters.
+            if (masks[i] is { } mk && !mk.Shape.SequenceEqual(ShapeOf(named[i])))
+                throw new ArgumentException($"gradient mask of '{named[i].Key}' has shape [{string.Join(", ", mk.Shape)}], the parameter [{string.Join(", ", ShapeOf(named[i]))}]");
+        if (preSharded is not null)
+        {
+            var names = named.Select(kv => kv.Key).ToHashSet(StringComparer.Ordinal);
+            if (preSharded.Segments.FirstOrDefault(sg => sg.Trainable != names.Contains(sg.Name)) is { } odd)
+                throw new ArgumentException($"'{odd.Name}' is {(odd.Trainable ? "" : "not ")}trainable in the sharded model but {(odd.Trainable ? "not " : "")}in the options' trainable subset");
+        }
+        // The run's digest is over the base weights: taken before weight sharding empties the model's parameters (of a
+        // model loaded sharded, from the whole values gathered one unit at a time: the same bytes).
         string? digest = options.CheckpointDir is null ? null
-            : EmbeddingCheckpoint.RunDigest(pairs, options, named, options.MixFraction > 0 ? MixDigest(options.MixFraction, benign, context) : null);
+            : EmbeddingCheckpoint.RunDigest(pairs, options, preSharded is null ? named : preSharded.Whole(named.Select(kv => kv.Key)),
+                options.MixFraction > 0 ? MixDigest(options.MixFraction, benign, context) : null);
         // Weight sharding (ZeRO-3): from here on the trained tensors are this rank's segments of the parameters, and
         // every elementwise step below (masks, L2, averaging, AdamW, clipping by the global norm) runs on them.
         ShardedModel? sharded = null;
         var sliceMasks = new List<Tensor>();
         if (options.ShardWeights)
         {
-            sharded = new ShardedModel(model, group!, n => options.Trainable?.Invoke(n) ?? true);
+            sharded = preSharded ?? new ShardedModel(model, group!, n => options.Trainable?.Invoke(n) ?? true);
             var segs = sharded.TrainableSegments;
             var maskOf = named.Select((kv, i) => (kv.Key, masks[i])).ToDictionary(x => x.Key, x => x.Item2, StringComparer.Ordinal);
             masks = segs.Select(sg =>
@@ -593,8 +630,9 @@ public static class FingerprintTrainer
                     for (int i = 0; i < trainable.Count; i++) trainable[i].CopyFrom(best[i]);
             if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Final)
                 merge = MergeBack(model, pairs, batches, heldOut, trainable, bases, options, fpPlan.Tokens, sharded);
-            // Every rank ends with the whole trained weights in the model, as without sharding.
-            sharded?.Materialize();
+            // Every rank ends with the whole trained weights in the model, as without sharding; a model loaded sharded
+            // stays sharded (its caller saves it one unit at a time).
+            if (preSharded is null) sharded?.Materialize();
         }
         finally
         {
@@ -604,12 +642,12 @@ public static class FingerprintTrainer
             foreach (var p in trainable) p.RequiresGrad = false;
             foreach (var p in wholeTrainable) p.RequiresGrad = false;
             foreach (var m in sliceMasks) m.Dispose();
-            sharded?.Dispose();
+            if (preSharded is null) sharded?.Dispose();
             foreach (var b in bases) b.Dispose();
             foreach (var b in best ?? []) b.Dispose();
         }
         var kept = history.First(h => h.Epoch == bestEpoch);
-        return new EmbeddingResult(history, converged, wholeTrainable.Sum(p => p.NumEl))
+        return new EmbeddingResult(history, converged, trainedCount)
         {
             KeptEpoch = bestEpoch,
             BaseHeldOutLoss = baseHeldOut,

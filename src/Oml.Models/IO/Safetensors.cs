@@ -208,6 +208,28 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return t;
     }
 
+    /// <summary>
+    /// Copies elements [<paramref name="start"/>, <paramref name="start"/> + <paramref name="count"/>) of a tensor,
+    /// flattened in row-major order, into a new 1-d tensor on <paramref name="device"/>, optionally converting its
+    /// dtype: only those bytes are read from the file (a rank of a weight-sharded model reads its slices this way).
+    /// </summary>
+    public Tensor LoadSlice(string name, long start, long count, Device? device = null, DType? dtype = null)
+    {
+        ObjectDisposedException.ThrowIf(_view is null, this);
+        var e = Entry(name);
+        if (start < 0 || count < 0 || start + count > e.NumEl)
+            throw new ArgumentOutOfRangeException(nameof(count), $"{Path}: elements [{start}, {start + count}) of '{name}', which has {e.NumEl}");
+        long size = e.DType.ElementSize();
+        var t = Torch.FromBytes(_base + _dataStart + e.Begin + start * size, count * size, [count], e.DType, device);
+        if (dtype is { } d && d != e.DType)
+        {
+            var c = t.To(d);
+            t.Dispose();
+            return c;
+        }
+        return t;
+    }
+
     public void Dispose()
     {
         if (_view is null) return;
@@ -241,8 +263,29 @@ public static class Safetensors
         var list = tensors.ToList();
         var dup = list.GroupBy(t => t.Key).FirstOrDefault(g => g.Count() > 1);
         if (dup != null) throw new ArgumentException($"tensor name '{dup.Key}' appears twice", nameof(tensors));
-        var ordered = list.OrderByDescending(t => t.Value.DType.ElementSize()).ThenBy(t => t.Key, StringComparer.Ordinal).ToList();
+        var byName = list.ToDictionary(t => t.Key, t => t.Value, StringComparer.Ordinal);
+        var layout = Layout(list.Select(t => new TensorSpec(t.Key, t.Value.DType, t.Value.Shape)));
+        Save(path, layout, layout.Select(s => byName[s.Name]), metadata, hash);
+    }
 
+    /// <summary>
+    /// The order <see cref="Save(string, IEnumerable{KeyValuePair{string, Tensor}}, IReadOnlyDictionary{string, string}?)"/>
+    /// lays tensors out in: by element size, largest first, then by name.
+    /// </summary>
+    public static IReadOnlyList<TensorSpec> Layout(IEnumerable<TensorSpec> tensors) =>
+        tensors.OrderByDescending(t => t.DType.ElementSize()).ThenBy(t => t.Name, StringComparer.Ordinal).ToList();
+
+    /// <summary>
+    /// Streams a safetensors file: the header is written from <paramref name="layout"/> (names, dtypes and shapes, in
+    /// the order of <see cref="Layout"/>), then each tensor of <paramref name="data"/>, which must produce them in that
+    /// order with those dtypes and shapes; each is written as soon as it is produced, so a producer can free (or
+    /// compute) one at a time. Atomic as the other overloads; every byte is appended to <paramref name="hash"/> when given.
+    /// </summary>
+    public static void Save(string path, IReadOnlyList<TensorSpec> layout, IEnumerable<Tensor> data, IReadOnlyDictionary<string, string>? metadata,
+        System.Security.Cryptography.IncrementalHash? hash)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        ArgumentNullException.ThrowIfNull(data);
         using var header = new MemoryStream();
         using (var w = new Utf8JsonWriter(header))
         {
@@ -251,20 +294,19 @@ public static class Safetensors
             foreach (var (k, v) in metadata ?? new Dictionary<string, string> { ["format"] = "pt" }) w.WriteString(k, v);
             w.WriteEndObject();
             long offset = 0;
-            foreach (var (name, t) in ordered)
+            foreach (var t in layout)
             {
-                long bytes = t.NumEl * t.DType.ElementSize();
-                w.WriteStartObject(name);
+                w.WriteStartObject(t.Name);
                 w.WriteString("dtype", SafetensorsFile.DTypeCode(t.DType));
                 w.WriteStartArray("shape");
                 foreach (var d in t.Shape) w.WriteNumberValue(d);
                 w.WriteEndArray();
                 w.WriteStartArray("data_offsets");
                 w.WriteNumberValue(offset);
-                w.WriteNumberValue(offset + bytes);
+                w.WriteNumberValue(offset + t.Bytes);
                 w.WriteEndArray();
                 w.WriteEndObject();
-                offset += bytes;
+                offset += t.Bytes;
             }
             w.WriteEndObject();
         }
@@ -277,9 +319,25 @@ public static class Safetensors
             var stream = hashing ?? file;
             stream.Write(BitConverter.GetBytes((long)headerBytes.Count));
             stream.Write(headerBytes.ToArray());
-            foreach (var (_, t) in ordered) t.WriteBytes(stream);
+            int k = 0;
+            foreach (var t in data)
+            {
+                if (k >= layout.Count) throw new InvalidOperationException($"{path}: more tensors than the {layout.Count} of the header");
+                var spec = layout[k++];
+                if (t.DType != spec.DType || !t.Shape.SequenceEqual(spec.Shape))
+                    throw new InvalidOperationException($"{path}: tensor '{spec.Name}' is {t.DType.Name()} [{string.Join(", ", t.Shape)}], the header says {spec.DType.Name()} [{string.Join(", ", spec.Shape)}]");
+                t.WriteBytes(stream);
+            }
+            if (k != layout.Count) throw new InvalidOperationException($"{path}: {k} tensors for the {layout.Count} of the header");
         });
     }
+}
+
+/// <summary>A tensor to be written: its name, dtype and shape, known before its data.</summary>
+public sealed record TensorSpec(string Name, DType DType, long[] Shape)
+{
+    public long NumEl => Shape.Aggregate(1L, (a, b) => a * b);
+    public long Bytes => NumEl * DType.ElementSize();
 }
 
 internal static class JsonElementExtensions
