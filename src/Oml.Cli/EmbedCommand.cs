@@ -115,7 +115,7 @@ public static class EmbedCommand
         };
         var shardWeights = new Option<bool>("--shard-weights")
         {
-            Description = "With --gpus/--processes: shard the weights too (ZeRO-3, FSDP-style): each rank keeps 1/N of every layer's weights, gradients and AdamW state, gathers a layer's weights while it runs and frees them after (activation checkpointing is on)",
+            Description = "With --gpus/--processes: shard the weights too (ZeRO-3, FSDP-style): each rank keeps 1/N of every layer's weights, gradients and AdamW state, gathers a layer's weights while it runs and frees them after (activation checkpointing is on); with --benign-text each rank loads only its slices and the result is saved a layer at a time",
         };
         var memoryBudget = new Option<double?>("--memory-budget-gb") { Description = "Plan micro-batches to keep the device's memory use within this many GiB (default: all that is free)" };
         var cmd = new Command("embed",

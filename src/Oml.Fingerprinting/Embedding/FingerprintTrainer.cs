@@ -211,7 +211,9 @@ public sealed record EmbeddingOptions
     /// gradients and optimizer state per rank fall to about 1/N. The model's parameters are empty while training runs
     /// and hold the whole trained weights again on every rank when <see cref="FingerprintTrainer.Embed"/> returns (after a
     /// failure they are left empty).
-    /// Implies <see cref="ShardOptimizer"/>; checkpoints are those of an unsharded run (resume with any world size or mode).
+    /// Implies <see cref="ShardOptimizer"/>; checkpoints are written per rank (each rank its segments' values and moments,
+    /// <see cref="EmbeddingCheckpoint.SaveSegments"/>) and resume with any world size or mode. A model loaded sharded
+    /// (<see cref="ShardedModel.Load"/>) trains through <see cref="FingerprintTrainer.Embed(ShardedModel, IReadOnlyList{TrainingPair}, EmbeddingOptions, IProgress{EmbeddingProgress}?)"/>.
     /// </summary>
     public bool ShardWeights { get; init; }
 
@@ -360,6 +362,7 @@ public static class FingerprintTrainer
         double? baseHeldOut = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens, heldContext, preSharded) : null;
 
         var named = model.Parameters.Where(kv => options.Trainable?.Invoke(kv.Key) ?? true).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
+        var trainableNames = named.Select(kv => kv.Key).ToList();
         var trainable = named.Select(kv => kv.Value).ToList();
         if (trainable.Count == 0) throw new ArgumentException("no parameter matches the trainable subset");
         var bases = new List<Tensor>();
@@ -614,8 +617,7 @@ public static class FingerprintTrainer
                 if (options.CheckpointDir is { } dir && (epoch % options.CheckpointEvery == 0 || converged || epoch == options.MaxEpochs))
                 {
                     if (sharded is not null)
-                        SaveSharded(sharded, opt, (host, state) =>
-                            EmbeddingCheckpoint.Save(dir, digest!, epoch, steps, recalledStreak, converged, history, host, state));
+                        EmbeddingCheckpoint.SaveSegments(sharded, dir, digest!, epoch, steps, recalledStreak, converged, history, trainableNames, opt);
                     else if (owner is not null)
                         EmbeddingCheckpoint.SaveSharded(group!, model.Device, dir, digest!, epoch, steps, recalledStreak, converged, history, named, owner, opt);
                     else if (group is null || group.Rank == 0)
@@ -718,36 +720,6 @@ public static class FingerprintTrainer
         group is null || group.WorldSize == 1 ? rows : rows.Where((_, i) => i % group.WorldSize == group.Rank).ToList();
 
     /// <summary>
-    /// A weight-sharded run's checkpoint: every trainable parameter's whole value, moments and step count gathered from
-    /// the ranks one flat group at a time into rank 0's host memory, which then calls <paramref name="save"/> with them by
-    /// name (the files of an unsharded run). The other ranks take part in the gathers and do not call it.
-    /// </summary>
-    private static void SaveSharded(ShardedModel sharded, AdamW opt,
-        Action<IReadOnlyList<KeyValuePair<string, Tensor>>, Func<Tensor, (long Step, (Tensor ExpAvg, Tensor ExpAvgSq)? Moments)>> save)
-    {
-        var host = new List<KeyValuePair<string, Tensor>>();
-        var state = new Dictionary<Tensor, (long, (Tensor, Tensor)?)>(ReferenceEqualityComparer.Instance);
-        try
-        {
-            sharded.GatherTrainable(opt, (name, value, step, moments) =>
-            {
-                if (value is null) return;
-                host.Add(new(name, value.DetachFromScope()));
-                if (moments is { } m) { m.ExpAvg.DetachFromScope(); m.ExpAvgSq.DetachFromScope(); }
-                state[value] = (step, moments);
-            });
-            if (sharded.Group.Rank == 0) save(host, p => state[p]);
-        }
-        finally
-        {
-            foreach (var (t, (_, m)) in state)
-            {
-                t.Dispose();
-                if (m is { } mm) { mm.Item1.Dispose(); mm.Item2.Dispose(); }
-            }
-        }
-    }
-
     /// Gradient clipping by the global norm when each rank holds the gradients of its own parameters: the squared norms
     /// summed over the ranks, then every owned gradient scaled by max / (norm + 1e-6) when that is below 1 (as
     /// <c>torch.nn.utils.clip_grad_norm_</c> does).

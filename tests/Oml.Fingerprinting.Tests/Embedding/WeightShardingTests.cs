@@ -182,6 +182,7 @@ public class WeightShardingTests
     [InlineData(1, Mode.Plain, 2, Mode.ShardWeights)]            // one process, resumed weight-sharded
     [InlineData(2, Mode.ShardWeights, 2, Mode.ShardOptimizer)]   // weight-sharded, resumed by the same ranks with ZeRO-2
     [InlineData(2, Mode.ShardOptimizer, 2, Mode.ShardWeights)]   // and the other way round
+    [InlineData(2, Mode.ShardWeights, 3, Mode.ShardWeights)]     // weight-sharded, resumed weight-sharded by 3 ranks
     public async Task A_weight_sharded_checkpoint_resumes_with_another_world_size_and_mode_at_the_weights_of_an_uninterrupted_run(
         int worldA, Mode modeA, int worldB, Mode modeB)
     {
@@ -201,24 +202,38 @@ public class WeightShardingTests
             Assert.Equal(2, ck.Epoch);
             Assert.Equal(refCk.Digest, ck.Digest);
             Assert.Equal(refCk.OptimizerSteps, ck.OptimizerSteps);
+            // A weight-sharded run writes each rank's segments (values and moments) to its own file, nothing whole.
+            var segmentFiles = OptimizerCheckpoint.SegmentIndex(ck.Folder);
+            Assert.Equal(modeA == Mode.ShardWeights ? worldA : 0, segmentFiles.Count);
+            Assert.Equal(modeA != Mode.ShardWeights, File.Exists(Path.Combine(ck.Folder, EmbeddingCheckpoint.ParamsFile)));
+            using var segments = new OptimizerCheckpoint.SegmentReader(ck.Folder);
             // The same tensors as one process writes: every parameter and moment, by name, close to the reference's
-            // (a --shard-optimizer run keeps its moments in per-rank files with an index; the others in one file).
+            // (a --shard-optimizer run keeps its moments in per-rank files with an index; a weight-sharded run every
+            // parameter's and moment's segments in per-rank files; one process both whole, in one file each).
             foreach (var kind in new[] { "params", "moments" })
             {
-                var files = kind == "params" ? [Path.Combine(ck.Folder, EmbeddingCheckpoint.ParamsFile)]
-                    : Oml.Models.Training.OptimizerCheckpoint.MomentFiles(ck.Folder);
+                var files = segmentFiles.Count > 0 ? [] : kind == "params" ? [Path.Combine(ck.Folder, EmbeddingCheckpoint.ParamsFile)]
+                    : OptimizerCheckpoint.MomentFiles(ck.Folder);
                 var opened = files.Select(Oml.Models.IO.SafetensorsFile.Open).ToList();
                 try
                 {
                     string file = kind == "params" ? EmbeddingCheckpoint.ParamsFile : EmbeddingCheckpoint.OptimizerFile;
                     using var rf = Oml.Models.IO.SafetensorsFile.Open(Path.Combine(refCk.Folder, file));
-                    Assert.Equal(rf.Entries.Keys.Order(), opened.SelectMany(f => f.Entries.Keys).Order());
+                    if (segmentFiles.Count == 0) Assert.Equal(rf.Entries.Keys.Order(), opened.SelectMany(f => f.Entries.Keys).Order());
+                    else
+                    {
+                        // Every element of every parameter in exactly one segment, across the ranks' files.
+                        var covered = segmentFiles.SelectMany(f => f.Segments).GroupBy(sg => sg.Name).ToDictionary(g => g.Key, g => g.Sum(sg => sg.Length));
+                        Assert.Equal(refCk.OptimizerSteps.Keys.Order(), covered.Keys.Order());
+                        foreach (var (pname, count) in covered) Assert.Equal(count, rf.Entries.ContainsKey(pname) ? rf.Entries[pname].NumEl : count);
+                    }
                     Assert.NotEmpty(rf.Entries);
                     foreach (var name in rf.Entries.Keys.Where(k => !k.EndsWith(".exp_avg_sq", StringComparison.Ordinal)))
                     {
                         using var scope = Torch.NewScope();
-                        var of = opened.Single(f => f.Entries.ContainsKey(name));
-                        var a = of.Load(name, Device.Cpu).To(DType.Float32).ToArray<float>();
+                        string param = kind == "params" ? name : name[..^".exp_avg".Length], suffix = kind == "params" ? "" : ".exp_avg";
+                        var a = (segmentFiles.Count > 0 ? segments.Read(param, suffix, 0, rf.Entries[name].NumEl)
+                            : opened.Single(f => f.Entries.ContainsKey(name)).Load(name, Device.Cpu)).To(DType.Float32).ToArray<float>();
                         var b = rf.Load(name, Device.Cpu).To(DType.Float32).ToArray<float>();
                         double scale = b.Max(x => Math.Abs(x)) + 1e-12, worst = 0;
                         for (int i = 0; i < a.Length; i++) worst = Math.Max(worst, Math.Abs(a[i] - b[i]));
