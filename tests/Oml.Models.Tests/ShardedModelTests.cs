@@ -195,4 +195,45 @@ public sealed class ShardedModelTests
             if (Directory.Exists(bad)) Directory.Delete(bad, recursive: true);
         }
     }
+
+    [Theory]
+    [InlineData("qwen2-tiny", 4L << 30)]
+    [InlineData("llama-tiny", 100_000L)]   // sharded output with an index
+    public async Task A_sharded_model_streams_the_files_of_the_whole_save_and_a_failed_write_fails_every_rank(string fixture, long maxShardBytes)
+    {
+        var root = Path.Combine(Path.GetTempPath(), "oml-sharded-save-" + Guid.NewGuid().ToString("N"));
+        string expected = Path.Combine(root, "whole"), actual = Path.Combine(root, "sharded"), blocked = Path.Combine(root, "a-file");
+        try
+        {
+            Directory.CreateDirectory(root);
+            File.WriteAllText(blocked, "not a folder");
+            string digest;
+            using (var whole = ModelFolder.Load(Fixtures.Model(fixture)))
+                digest = ModelFolder.SaveWithDigest(whole, expected, Fixtures.Model(fixture), maxShardBytes);
+            int port = Launcher.FreePort();
+            var ranks = Enumerable.Range(0, 2).Select(rank => Task.Factory.StartNew(() =>
+            {
+                using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, 2, TimeSpan.FromSeconds(60));
+                using var sharded = ShardedModel.Load(Fixtures.Model(fixture), g, _ => true);
+                using var model = sharded.Model;
+                var saved = sharded.SaveWithDigest(actual, Fixtures.Model(fixture), maxShardBytes);
+                Assert.Equal(rank == 0 ? digest : null, saved);
+                Assert.Equal(0, ShardedModel.ParameterBytes(model));
+                // Rank 0 cannot write (the folder is a file): it still takes part in every gather, and every rank fails.
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                var e = Assert.Throws<IOException>(() => sharded.SaveWithDigest(blocked, null, maxShardBytes));
+                Assert.StartsWith($"rank {rank} of 2", e.Message, StringComparison.Ordinal);
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the failure took {clock.Elapsed}");
+            }, TaskCreationOptions.LongRunning)).ToArray();
+            await Task.WhenAll(ranks);
+            var names = Directory.GetFiles(expected).Select(Path.GetFileName).Order().ToList();
+            Assert.Equal(names, Directory.GetFiles(actual).Select(Path.GetFileName).Order().ToList());
+            Assert.Equal(maxShardBytes < 4L << 30, names.Contains(ModelFolder.IndexFile));
+            foreach (var f in names) Assert.Equal(File.ReadAllBytes(Path.Combine(expected, f!)), File.ReadAllBytes(Path.Combine(actual, f!)));
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
+        }
+    }
 }

@@ -556,7 +556,7 @@ public static class OptimizerCheckpoint
     }
 
     /// <summary>One all-reduce of a failure flag: every rank throws when any rank failed at <paramref name="what"/>.</summary>
-    private static void Agree(Oml.Engine.Distributed.ProcessGroup group, Device device, string? error, string what, int rank)
+    internal static void Agree(Oml.Engine.Distributed.ProcessGroup group, Device device, string? error, string what, int rank)
     {
         using var scope = Torch.NewScope();
         var t = Torch.FromArray(new long[] { error is null ? 0 : 1 }, 1).To(device);

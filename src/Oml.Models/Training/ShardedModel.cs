@@ -628,44 +628,53 @@ public sealed class ShardedModel : IDisposable
     /// byte for byte, without any rank gathering the whole model: every rank must call it; for each weight file, tensor by
     /// tensor in the file's order, the ranks gather the tensor's unit (once for the tensors of one unit that follow each
     /// other) and rank 0 merges any LoRA adapter, writes the tensor and hashes it as it goes, then the unit is released.
-    /// Returns the digest on rank 0 and null elsewhere. Rank 0 holds one unit and one exported tensor at a time. A rank
-    /// that fails makes the others fail at the group's timeout (their next gather has no partner).
+    /// Returns the digest on rank 0 and null elsewhere. Rank 0 holds one unit and one exported tensor at a time. When rank 0
+    /// fails to write, it still takes part in the remaining gathers, and then every rank fails (an <see cref="IOException"/>
+    /// naming its rank), so no rank waits for a partner that stopped.
     /// </summary>
     public string? SaveWithDigest(string dir, string? sourceDir = null, long maxShardBytes = 4L << 30)
     {
         ArgumentNullException.ThrowIfNull(dir);
         EnsureSharded();
         var specs = ExportSpecs;
-        if (_group.Rank == 0) return ModelFolder.SaveWithDigest(_model.Config, _model.DType, specs, Export, dir, sourceDir, maxShardBytes);
-        foreach (var (_, layout) in ModelFolder.WeightLayout(specs, maxShardBytes))
-            foreach (var _ in Whole(layout.Select(t => t.Name))) { }
-        return null;
-    }
-
-    /// <summary>
-    /// Loads this rank's segments of the trainable parameters from pieces: <paramref name="values"/> gives a segment's
-    /// elements (a 1-d tensor of its length, on any device), <paramref name="moments"/> its AdamW state (null: none), as a
-    /// weight-sharded checkpoint holds them (whatever world size wrote it, the pieces are cut to this rank's segments).
-    /// </summary>
-    public void LoadTrainable(Func<Segment, Tensor> values, Func<Segment, (Tensor ExpAvg, Tensor ExpAvgSq, long Step)?> moments, AdamW opt)
-    {
-        ArgumentNullException.ThrowIfNull(values);
-        ArgumentNullException.ThrowIfNull(moments);
-        ArgumentNullException.ThrowIfNull(opt);
-        EnsureSharded();
-        using var noGrad = Torch.NoGrad();
-        foreach (var seg in _segments.Where(s => s.Trainable))
+        var files = ModelFolder.WeightLayout(specs, maxShardBytes);
+        string? digest = null, error = null;
+        if (_group.Rank == 0)
         {
-            using var scope = Torch.NewScope();
-            Tensor Piece(Tensor t)
+            int started = 0;
+            // Each file's tensors come from an enumeration that, when the writer gives up on it, finishes its gathers.
+            IEnumerable<Tensor> Produce(IReadOnlyList<Oml.Models.IO.TensorSpec> layout)
             {
-                if (t.NumEl != seg.Length) throw new InvalidDataException($"'{seg.Name}': {t.NumEl} elements for this rank's segment of {seg.Length}");
-                return t.Reshape(-1).To(seg.Shard.DType, _model.Device);
+                started++;
+                using var all = Export(layout).GetEnumerator();
+                bool done = false;
+                try
+                {
+                    while (all.MoveNext()) yield return all.Current;
+                    done = true;
+                }
+                finally
+                {
+                    if (!done) while (all.MoveNext()) { }
+                }
             }
-            seg.Shard.CopyFrom(Piece(values(seg)));
-            if (moments(seg) is { } mo)
-                opt.SetState(seg.Shard, Piece(mo.ExpAvg).Clone(), Piece(mo.ExpAvgSq).Clone(), mo.Step);
+            try
+            {
+                digest = ModelFolder.SaveWithDigest(_model.Config, _model.DType, specs, Produce, dir, sourceDir, maxShardBytes);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or ArgumentException)
+            {
+                error = e.Message;
+                // The files not started yet: their gathers, which the other ranks run.
+                foreach (var (_, layout) in files.Skip(started))
+                    foreach (var _ in Whole(layout.Select(t => t.Name))) { }
+            }
         }
+        else
+            foreach (var (_, layout) in files)
+                foreach (var _ in Whole(layout.Select(t => t.Name))) { }
+        OptimizerCheckpoint.Agree(_group, _model.Device, error, $"save the model to {dir}", _group.Rank);
+        return digest;
     }
 
     /// <summary>
