@@ -167,11 +167,11 @@ public static class EmbeddingCheckpoint
         {
             // A weight-sharded checkpoint (of any world size): only this rank's ranges are read from the ranks' files.
             using var reader = new OptimizerCheckpoint.SegmentReader(state.Folder);
-            sharded.LoadTrainable(sg => reader.Read(sg.Name, "", sg.Start, sg.Length),
-                sg => reader.HasMoments(sg.Name)
+            sharded.LoadTrainable((ShardedModel.Segment sg) => reader.Read(sg.Name, "", sg.Start, sg.Length),
+                (ShardedModel.Segment sg) => reader.HasMoments(sg.Name)
                     ? (reader.Read(sg.Name, ".exp_avg", sg.Start, sg.Length), reader.Read(sg.Name, ".exp_avg_sq", sg.Start, sg.Length),
                         state.OptimizerSteps.TryGetValue(sg.Name, out var st) ? st : 0)
-                    : null,
+                    : ((Tensor, Tensor, long)?)null,
                 opt);
             return;
         }

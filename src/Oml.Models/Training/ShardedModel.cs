@@ -678,6 +678,32 @@ public sealed class ShardedModel : IDisposable
     }
 
     /// <summary>
+    /// Loads this rank's segments of the trainable parameters from pieces: <paramref name="values"/> gives a segment's
+    /// elements (a 1-d tensor of its length, on any device), <paramref name="moments"/> its AdamW state (null: none), as a
+    /// weight-sharded checkpoint holds them (whatever world size wrote it, the pieces are cut to this rank's segments).
+    /// </summary>
+    public void LoadTrainable(Func<Segment, Tensor> values, Func<Segment, (Tensor ExpAvg, Tensor ExpAvgSq, long Step)?> moments, AdamW opt)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        ArgumentNullException.ThrowIfNull(moments);
+        ArgumentNullException.ThrowIfNull(opt);
+        EnsureSharded();
+        using var noGrad = Torch.NoGrad();
+        foreach (var seg in _segments.Where(s => s.Trainable))
+        {
+            using var scope = Torch.NewScope();
+            Tensor Piece(Tensor t)
+            {
+                if (t.NumEl != seg.Length) throw new InvalidDataException($"'{seg.Name}': {t.NumEl} elements for this rank's segment of {seg.Length}");
+                return t.Reshape(-1).To(seg.Shard.DType, _model.Device);
+            }
+            seg.Shard.CopyFrom(Piece(values(seg)));
+            if (moments(seg) is { } mo)
+                opt.SetState(seg.Shard, Piece(mo.ExpAvg).Clone(), Piece(mo.ExpAvgSq).Clone(), mo.Step);
+        }
+    }
+
+    /// <summary>
     /// Gathers every unit for good: the model's parameters hold their whole (trained) values again on every rank, and
     /// the shards are no longer used (<see cref="Run"/> and <see cref="CheckpointedBackward"/> refuse).
     /// </summary>
