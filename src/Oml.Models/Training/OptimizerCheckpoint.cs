@@ -12,6 +12,8 @@ namespace Oml.Models.Training;
 /// <c>NAME.exp_avg</c> and <c>NAME.exp_avg_sq</c>) and, written last, <c>state.json</c> (the caller's fields plus every
 /// parameter's AdamW step count under <c>optimizer_steps</c>). A folder is written under a temporary name and renamed
 /// into place once complete, so a crash mid-write leaves the previous checkpoint valid; older ones are deleted after.
+/// A sharded optimizer writes its moments per rank instead of <c>optimizer.safetensors</c> (<see cref="SaveSharded"/>),
+/// and a weight-sharded run writes no whole tensor: each rank its segments' values and moments (<see cref="SaveSegments"/>).
 /// </summary>
 public static class OptimizerCheckpoint
 {
@@ -81,12 +83,15 @@ public static class OptimizerCheckpoint
         {
             var statePath = Path.Combine(folder, StateFile);
             if (!File.Exists(statePath)) continue;
+            bool whole = File.Exists(Path.Combine(folder, ParamsFile));
             JsonObject j;
             try { j = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject(); }
+            // A folder without the weights file was never a checkpoint of the whole-weights form: skipped as before.
+            catch (JsonException) when (!whole) { continue; }
             catch (JsonException e) { throw new InvalidDataException($"{statePath}: not valid JSON ({e.Message})"); }
             // A weight-sharded run's checkpoint: every rank's segment file, at its recorded size, holds values and moments.
             bool segments = SegmentsComplete(folder, j);
-            if (!segments && !File.Exists(Path.Combine(folder, ParamsFile))) continue;
+            if (!segments && !whole) continue;
             // The optimizer state: one file, or one file per rank listed (with its size) in the state's shard index.
             if (!segments && !File.Exists(Path.Combine(folder, OptimizerFile)) && !ShardsComplete(folder, j)) continue;
             if ((string?)j["format"] != format) throw new InvalidDataException($"{statePath} is not {kind}");
