@@ -643,6 +643,9 @@ public static class FingerprintTrainer
             opt.ZeroGrad();
             foreach (var p in trainable) p.RequiresGrad = false;
             foreach (var p in wholeTrainable) p.RequiresGrad = false;
+            // A model loaded sharded belongs to the caller: its trainable segments stay leaves that require gradients.
+            if (preSharded is not null)
+                foreach (var sg in preSharded.TrainableSegments) sg.Shard.RequiresGrad = true;
             foreach (var m in sliceMasks) m.Dispose();
             if (preSharded is null) sharded?.Dispose();
             foreach (var b in bases) b.Dispose();
