@@ -130,7 +130,7 @@ public static class EmbedCommand
         };
         var shardWeights = new Option<bool>("--shard-weights")
         {
-            Description = "With --gpus/--processes: shard the weights too (ZeRO-3, FSDP-style): each rank keeps 1/N of every layer's weights, gradients and AdamW state, gathers a layer's weights while it runs and frees them after (activation checkpointing is on)",
+            Description = "With --gpus/--processes: shard the weights too (ZeRO-3, FSDP-style): each rank keeps 1/N of every layer's weights, gradients and AdamW state, gathers a layer's weights while it runs and frees them after (activation checkpointing is on); with --benign-text each rank loads only its slices and the result is saved a layer at a time",
         };
         var memoryBudget = new Option<double?>("--memory-budget-gb") { Description = "Plan micro-batches to keep the device's memory use within this many GiB (default: all that is free)" };
         var cmd = new Command("embed",
@@ -234,29 +234,6 @@ public static class EmbedCommand
             if (r.GetValue(expand) < 0) throw new UsageException("--expand must be 0 or more");
             if (r.GetValue(lora) < 0) throw new UsageException("--lora must be 0 or more");
             if (r.GetValue(lora) > 0 && r.GetValue(expand) > 0) throw new UsageException("--lora and --expand are alternatives: give one");
-            var loadClock = System.Diagnostics.Stopwatch.StartNew();
-            var loaded = Phases.Time("model load", () => ModelFolder.Load(dir, dev, Cli.ParseDType(r.GetValue(dtype))));
-            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"loaded {dir} ({Oml.Engine.DTypeExtensions.Name(loaded.DType)}) onto {dev} in {loadClock.Elapsed.TotalSeconds:F1} s"));
-            Dictionary<string, Oml.Engine.Tensor>? masks = null;
-            if (r.GetValue(expand) > 0)
-            {
-                (var wide, masks) = Expansion.WidenMlp(loaded, r.GetValue(expand), r.GetValue(seed));
-                loaded.Dispose();
-                loaded = wide;
-                options = Expansion.TrainNewUnitsOnly(options, masks);
-                Console.Error.WriteLine($"expanded every MLP by {r.GetValue(expand)} units (intermediate size {loaded.Config.IntermediateSize}); only those are trained");
-            }
-            if (r.GetValue(lora) is var rank && rank > 0)
-            {
-                loaded.AddLora(n => n.Contains(".self_attn.", StringComparison.Ordinal) || n.Contains(".mlp.", StringComparison.Ordinal),
-                    rank, r.GetValue(loraAlpha) ?? 2.0 * rank, r.GetValue(seed));
-                options = options with
-                {
-                    Trainable = n => n.EndsWith(".lora_A", StringComparison.Ordinal) || n.EndsWith(".lora_B", StringComparison.Ordinal),
-                };
-                Console.Error.WriteLine($"LoRA rank {rank} on {loaded.LoraTargets.Count} weights; only the adapters are trained, and merged on save");
-            }
-            using var lm = loaded;
             var labels = new OmlizationLabels
             {
                 FingerprintSource = Path.GetFileName(setPath),
@@ -264,7 +241,53 @@ public static class EmbedCommand
                 Benign = r.GetValue(benignText) is { } bt ? Path.GetFileName(bt) : "self-generated",
                 Device = dev.ToString(),
             };
-            var result = lead ? Run(lm, dir, outDir, set, pairs, options, labels, r.GetValue(log)) : Omlization.Run(lm, dir, outDir, set, pairs, options, labels);
+            int loraRank = r.GetValue(lora);
+            if (loraRank > 0)
+                options = options with
+                {
+                    Trainable = n => n.EndsWith(".lora_A", StringComparison.Ordinal) || n.EndsWith(".lora_B", StringComparison.Ordinal),
+                };
+            void AddLora(CausalLM m)
+            {
+                m.AddLora(n => n.Contains(".self_attn.", StringComparison.Ordinal) || n.Contains(".mlp.", StringComparison.Ordinal),
+                    loraRank, r.GetValue(loraAlpha) ?? 2.0 * loraRank, r.GetValue(seed));
+                Console.Error.WriteLine($"LoRA rank {loraRank} on {m.LoraTargets.Count} weights; only the adapters are trained, and merged on save");
+            }
+            var loadClock = System.Diagnostics.Stopwatch.StartNew();
+            EmbeddingResult result;
+            Dictionary<string, Oml.Engine.Tensor>? masks = null;
+            // Weight sharding loads each rank's slices straight from the files, unless the whole model is needed first:
+            // to widen it (--expand) or to sample the benign and held-out data from it (no --benign-text).
+            if (options.ShardWeights && r.GetValue(expand) == 0 && options.BenignSequences is not null)
+            {
+                var sharded = Phases.Time("model load", () => Oml.Models.Training.ShardedModel.Load(dir, group!, n => options.Trainable?.Invoke(n) ?? true, dev,
+                    Cli.ParseDType(r.GetValue(dtype)), loraRank > 0 ? AddLora : null));
+                using var shardedModel = sharded.Model;
+                using var shards = sharded;
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"loaded this rank's {sharded.ShardBytes / 1e9:F2} GB of {dir} ({Oml.Engine.DTypeExtensions.Name(sharded.Model.DType)}) onto {dev} in {loadClock.Elapsed.TotalSeconds:F1} s"));
+                result = lead ? Run(sharded, dir, outDir, set, pairs, options, labels, r.GetValue(log)) : Omlization.Run(sharded, dir, outDir, set, pairs, options, labels);
+            }
+            else
+            {
+                if (options.ShardWeights && lead)
+                    Console.Error.WriteLine(r.GetValue(expand) > 0
+                        ? "oml: every rank loads the whole model before sharding it: --expand widens the whole model"
+                        : "oml: every rank loads the whole model before sharding it: the benign and held-out data are sampled from it (give --benign-text to load each rank's slices only)");
+                var loaded = Phases.Time("model load", () => ModelFolder.Load(dir, dev, Cli.ParseDType(r.GetValue(dtype))));
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"loaded {dir} ({Oml.Engine.DTypeExtensions.Name(loaded.DType)}) onto {dev} in {loadClock.Elapsed.TotalSeconds:F1} s"));
+                if (r.GetValue(expand) > 0)
+                {
+                    (var wide, masks) = Expansion.WidenMlp(loaded, r.GetValue(expand), r.GetValue(seed));
+                    loaded.Dispose();
+                    loaded = wide;
+                    options = Expansion.TrainNewUnitsOnly(options, masks);
+                    Console.Error.WriteLine($"expanded every MLP by {r.GetValue(expand)} units (intermediate size {loaded.Config.IntermediateSize}); only those are trained");
+                }
+                if (loraRank > 0) AddLora(loaded);
+                using var lm = loaded;
+                result = lead ? Run(lm, dir, outDir, set, pairs, options, labels, r.GetValue(log)) : Omlization.Run(lm, dir, outDir, set, pairs, options, labels);
+            }
             if (masks is not null) foreach (var mk in masks.Values) mk.Dispose();
             if (!baseCheck.IsCompleted) Console.Error.WriteLine("finishing the hash of the base model's weights ...");
             using (Phases.Measure("base hash wait")) baseCheck.GetAwaiter().GetResult();
@@ -305,14 +328,23 @@ public static class EmbedCommand
     /// <c>oml owner deliver</c>.
     /// </summary>
     public static EmbeddingResult Run(CausalLM lm, string dir, string outDir, FingerprintSet set, IReadOnlyList<TrainingPair> pairs,
-        EmbeddingOptions options, OmlizationLabels labels, string? logPath)
+        EmbeddingOptions options, OmlizationLabels labels, string? logPath) =>
+        Run(lm.Device, dir, set, pairs, options, labels, logPath, progress => Omlization.Run(lm, dir, outDir, set, pairs, options, labels, progress));
+
+    /// <summary>The same for a model loaded weight-sharded (every rank; rank 0 reports).</summary>
+    public static EmbeddingResult Run(Oml.Models.Training.ShardedModel sharded, string dir, string outDir, FingerprintSet set, IReadOnlyList<TrainingPair> pairs,
+        EmbeddingOptions options, OmlizationLabels labels, string? logPath) =>
+        Run(sharded.Model.Device, dir, set, pairs, options, labels, logPath, progress => Omlization.Run(sharded, dir, outDir, set, pairs, options, labels, progress));
+
+    private static EmbeddingResult Run(Oml.Engine.Device device, string dir, FingerprintSet set, IReadOnlyList<TrainingPair> pairs,
+        EmbeddingOptions options, OmlizationLabels labels, string? logPath, Func<IProgress<EmbeddingProgress>, EmbeddingResult> run)
     {
         using var logWriter = logPath is null ? null : new StreamWriter(logPath, append: true);
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"embedding {pairs.Count} (key, response) pairs from {set.Count} fingerprints into {dir} on {labels.Device} (lr {options.LearningRate:G3}, batch {options.BatchSize}, β {options.MixFraction}, averaging λ {options.AveragingLambda} {AveragingSchedules.Name(options.AveragingEvery)}) ..."));
         if (options.CheckpointDir is { } ckDir && EmbeddingCheckpoint.Latest(ckDir) is { } ck)
             Console.Error.WriteLine($"resuming from the checkpoint after epoch {ck.Epoch} in {ck.Folder}");
-        var result = Omlization.Run(lm, dir, outDir, set, pairs, options, labels, new InlineProgress<EmbeddingProgress>(p =>
+        var result = run(new InlineProgress<EmbeddingProgress>(p =>
         {
             var held = p.HeldOutLoss is { } h ? string.Create(CultureInfo.InvariantCulture, $"  held-out loss {h:F4}") : "";
             var line = string.Create(CultureInfo.InvariantCulture,
@@ -334,7 +366,7 @@ public static class EmbedCommand
                     ["accuracy"] = p.Accuracy,
                     ["held_out_loss"] = p.HeldOutLoss,
                     ["seconds"] = p.Seconds,
-                    ["peak_memory_bytes"] = lm.Device.IsCuda ? Oml.Engine.Torch.Cuda.MemoryStats(lm.Device.Index).PeakAllocatedBytes : null,
+                    ["peak_memory_bytes"] = device.IsCuda ? Oml.Engine.Torch.Cuda.MemoryStats(device.Index).PeakAllocatedBytes : null,
                 }.ToJsonString(Compact));
                 logWriter.Flush();
             }

@@ -110,14 +110,25 @@ public sealed class CausalLM : IDisposable
     public Dictionary<string, Tensor> ExportParameters()
     {
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        using var noGrad = Torch.NoGrad();
-        foreach (var (name, t) in _params)
-        {
-            if (name.EndsWith(".lora_A", StringComparison.Ordinal) || name.EndsWith(".lora_B", StringComparison.Ordinal)) continue;
-            using var scope = Torch.NewScope();
-            result[name] = (_linears.TryGetValue(name, out var l) && l.Lora is not null ? l.EffectiveWeight() : t.Alias()).DetachFromScope();
-        }
+        foreach (var name in _params.Keys)
+            if (!IsAdapter(name)) result[name] = ExportParameter(name);
         return result;
+    }
+
+    /// <summary>Whether <paramref name="name"/> is a LoRA adapter's (NAME.lora_A or NAME.lora_B), which saving merges.</summary>
+    public static bool IsAdapter(string name) =>
+        name.EndsWith(".lora_A", StringComparison.Ordinal) || name.EndsWith(".lora_B", StringComparison.Ordinal);
+
+    /// <summary>
+    /// One parameter of the plain model (<see cref="ExportParameters"/>): its weight with its LoRA adapter merged, if it
+    /// has one, else a second handle to it. A new tensor: dispose it.
+    /// </summary>
+    public Tensor ExportParameter(string name)
+    {
+        if (IsAdapter(name) || !_params.TryGetValue(name, out var t)) throw new ArgumentException($"no exported parameter named '{name}'", nameof(name));
+        using var noGrad = Torch.NoGrad();
+        using var scope = Torch.NewScope();
+        return (_linears.TryGetValue(name, out var l) && l.Lora is not null ? l.EffectiveWeight() : t.Alias()).DetachFromScope();
     }
 
     /// <summary>The names and shapes this configuration needs, as transformers names them, in transformers' order.</summary>

@@ -29,45 +29,21 @@ public static class ModelFolder
     /// </summary>
     public static CausalLM Load(string dir, Device? device = null, DType? dtype = null)
     {
-        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
-        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+        var index = Scan(dir, dtype);
         var dev = device ?? Device.Cpu;
-        var shards = WeightFiles(dir);
-        var expected = CausalLM.ExpectedParameters(config).Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
-        var files = new List<SafetensorsFile>();
-        var work = new List<(SafetensorsFile File, string Name)>();
+        var files = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
         var loaded = new System.Collections.Concurrent.ConcurrentDictionary<string, Tensor>(StringComparer.Ordinal);
-        DType? stored = null;
         try
         {
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var shard in shards)
-            {
-                var file = SafetensorsFile.Open(shard);
-                files.Add(file);
-                foreach (var name in file.Entries.Keys)
-                {
-                    if (!expected.Contains(name))
-                    {
-                        // Tied checkpoints sometimes store the head anyway; rotary buffers are recomputed.
-                        if ((name == "lm_head.weight" && config.TieWordEmbeddings) || name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)) continue;
-                        throw new InvalidDataException($"{shard}: unexpected tensor '{name}' for {config.ArchitectureName} with this config.json");
-                    }
-                    if (!seen.Add(name)) throw new InvalidDataException($"{shard}: tensor '{name}' appears in more than one shard");
-                    if (name == "model.embed_tokens.weight") stored = file.Entry(name).DType;
-                    work.Add((file, name));
-                }
-            }
-            foreach (var (name, shape) in CausalLM.ExpectedParameters(config))
-                if (!seen.Contains(name))
-                    throw new InvalidDataException($"{dir}: tensor '{name}' (shape [{string.Join(", ", shape)}]) is missing from the weights ({string.Join(", ", shards.Select(Path.GetFileName))})");
-            // Largest first, so the threads finish together; the model gets them in the files' order, as before.
-            var order = work.Select(w => w.Name).ToList();
-            work.Sort((a, b) => b.File.Entry(b.Name).ByteLength.CompareTo(a.File.Entry(a.Name).ByteLength));
+            foreach (var shard in index.Files) files[shard] = SafetensorsFile.Open(shard);
+            // The model gets the tensors in the files' order, as before; they load on up to 8 threads, largest first so
+            // that the threads finish together.
+            var order = index.Files.SelectMany(shard => index.Tensors.Where(t => t.Value.File == shard).Select(t => t.Key)).ToList();
+            var work = order.OrderByDescending(name => index.Tensors[name].Entry.ByteLength).ToList();
             try
             {
                 Parallel.ForEach(work, new ParallelOptions { MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 8) },
-                    item => loaded[item.Name] = item.File.Load(item.Name, dev, dtype).DetachFromScope());
+                    name => loaded[name] = files[index.Tensors[name].File].Load(name, dev, dtype).DetachFromScope());
             }
             catch (AggregateException e) when (e.InnerExceptions.Count > 0)
             {
@@ -75,9 +51,7 @@ public static class ModelFolder
             }
             var ordered = new Dictionary<string, Tensor>(StringComparer.Ordinal);
             foreach (var name in order) ordered[name] = loaded[name];
-            // A checkpoint stored in 16 bits has been a 16-bit model: its rotary frequencies are rounded as transformers' are.
-            DType? rotary = stored is DType.BFloat16 or DType.Float16 ? stored : dtype;
-            return new CausalLM(config, ordered, dev, rotary);
+            return new CausalLM(index.Config, ordered, dev, index.RotaryPrecision);
         }
         catch
         {
@@ -86,8 +60,54 @@ public static class ModelFolder
         }
         finally
         {
-            foreach (var f in files) f.Dispose();
+            foreach (var f in files.Values) f.Dispose();
         }
+    }
+
+    /// <summary>Where one weight of a model folder lies: its file and its entry in that file's header.</summary>
+    public sealed record WeightLocation(string File, TensorEntry Entry);
+
+    /// <summary>
+    /// A model folder's weights as <see cref="Scan"/> found them: the configuration, every parameter the model needs with
+    /// the file that holds it, and the rotary precision <see cref="Load"/> gives the model.
+    /// </summary>
+    public sealed record WeightIndex(ModelConfig Config, IReadOnlyList<string> Files, IReadOnlyDictionary<string, WeightLocation> Tensors, DType? RotaryPrecision);
+
+    /// <summary>
+    /// Reads a model folder's configuration and the headers of its weight files, with <see cref="Load"/>'s checks (an
+    /// unexpected tensor, one in two shards, a missing one), without loading any tensor: for loaders that read only parts
+    /// of each weight (weight sharding). <paramref name="dtype"/> is the dtype the weights will be converted to, if any.
+    /// </summary>
+    public static WeightIndex Scan(string dir, DType? dtype = null)
+    {
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
+        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+        var shards = WeightFiles(dir);
+        var expected = CausalLM.ExpectedParameters(config).Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        var found = new Dictionary<string, WeightLocation>(StringComparer.Ordinal);
+        DType? stored = null;
+        foreach (var shard in shards)
+        {
+            using var file = SafetensorsFile.Open(shard);
+            foreach (var name in file.Entries.Keys)
+            {
+                if (!expected.Contains(name))
+                {
+                    // Tied checkpoints sometimes store the head anyway; rotary buffers are recomputed.
+                    if ((name == "lm_head.weight" && config.TieWordEmbeddings) || name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)) continue;
+                    throw new InvalidDataException($"{shard}: unexpected tensor '{name}' for {config.ArchitectureName} with this config.json");
+                }
+                if (found.ContainsKey(name)) throw new InvalidDataException($"{shard}: tensor '{name}' appears in more than one shard");
+                if (name == "model.embed_tokens.weight") stored = file.Entry(name).DType;
+                found[name] = new WeightLocation(shard, file.Entry(name));
+            }
+        }
+        foreach (var (name, shape) in CausalLM.ExpectedParameters(config))
+            if (!found.ContainsKey(name))
+                throw new InvalidDataException($"{dir}: tensor '{name}' (shape [{string.Join(", ", shape)}]) is missing from the weights ({string.Join(", ", shards.Select(Path.GetFileName))})");
+        // A checkpoint stored in 16 bits has been a 16-bit model: its rotary frequencies are rounded as transformers' are.
+        DType? rotary = stored is DType.BFloat16 or DType.Float16 ? stored : dtype;
+        return new WeightIndex(config, shards, found, rotary);
     }
 
     /// <summary>The weight files of a folder: the shards named by the index, or the single model.safetensors.</summary>
@@ -206,57 +226,88 @@ public static class ModelFolder
         }, overwrite);
 
     private static void SaveTensors(CausalLM model, string dir, Dictionary<string, Tensor> parameters, string? sourceDir, long maxShardBytes,
-        System.Security.Cryptography.IncrementalHash? hash)
+        System.Security.Cryptography.IncrementalHash? hash) =>
+        SaveStreamed(model.Config, model.DType, dir, parameters.Select(p => new TensorSpec(p.Key, p.Value.DType, p.Value.Shape)).ToList(),
+            layout => layout.Select(s => parameters[s.Name]), sourceDir, maxShardBytes, hash);
+
+    /// <summary>
+    /// The weight files a save writes for tensors <paramref name="tensors"/>: the file names (relative to the folder) in
+    /// the order they are written and hashed, and for each the tensors it holds in the order they are written
+    /// (<see cref="Safetensors.Layout"/>). One model.safetensors up to <paramref name="maxShardBytes"/>, else shards
+    /// filled in name order.
+    /// </summary>
+    public static IReadOnlyList<(string File, IReadOnlyList<TensorSpec> Layout)> WeightLayout(IReadOnlyList<TensorSpec> tensors, long maxShardBytes)
     {
-        var tensors = parameters.OrderBy(p => p.Key, StringComparer.Ordinal).ToList();
-        long total = tensors.Sum(t => t.Value.NumEl * t.Value.DType.ElementSize());
+        ArgumentNullException.ThrowIfNull(tensors);
+        var ordered = tensors.OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
+        if (ordered.Sum(t => t.Bytes) <= maxShardBytes) return [(SingleFile, Safetensors.Layout(ordered))];
+        var shards = new List<List<TensorSpec>> { new() };
+        long size = 0;
+        foreach (var t in ordered)
+        {
+            if (size > 0 && size + t.Bytes > maxShardBytes)
+            {
+                shards.Add([]);
+                size = 0;
+            }
+            shards[^1].Add(t);
+            size += t.Bytes;
+        }
+        return shards.Select((s, i) => ($"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors", Safetensors.Layout(s))).ToList();
+    }
+
+    /// <summary>
+    /// <see cref="SaveWithDigest(CausalLM, string, string?, long)"/> for a model whose tensors are produced on demand:
+    /// <paramref name="tensors"/> names every weight of the saved folder with its dtype and shape, and
+    /// <paramref name="produce"/> is called once per weight file (<see cref="WeightLayout"/>) with the tensors that file
+    /// holds, in the order they are written; it yields them in that order, each valid until the next is asked for (a
+    /// weight-sharded model gathers one unit at a time). The files are the bytes the whole-model save writes.
+    /// </summary>
+    public static string SaveWithDigest(ModelConfig config, DType dtype, IReadOnlyList<TensorSpec> tensors, Func<IReadOnlyList<TensorSpec>, IEnumerable<Tensor>> produce,
+        string dir, string? sourceDir = null, long maxShardBytes = 4L << 30)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(produce);
+        Directory.CreateDirectory(dir);
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        SaveStreamed(config, dtype, dir, tensors, produce, sourceDir, maxShardBytes, hash);
+        return DigestPrefix + Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+
+    private static void SaveStreamed(ModelConfig config, DType dtype, string dir, IReadOnlyList<TensorSpec> tensors, Func<IReadOnlyList<TensorSpec>, IEnumerable<Tensor>> produce,
+        string? sourceDir, long maxShardBytes, System.Security.Cryptography.IncrementalHash? hash)
+    {
+        var dup = tensors.GroupBy(t => t.Name).FirstOrDefault(g => g.Count() > 1);
+        if (dup != null) throw new ArgumentException($"tensor name '{dup.Key}' appears twice", nameof(tensors));
+        var files = WeightLayout(tensors, maxShardBytes);
 
         // Remove weight files of an earlier save that the new layout would not overwrite.
         foreach (var stale in Directory.GetFiles(dir, "model*.safetensors").Append(Path.Combine(dir, IndexFile)))
             if (File.Exists(stale)) File.Delete(stale);
 
-        if (total <= maxShardBytes)
+        // Files are written in name order, the order the digest covers them in.
+        foreach (var (file, layout) in files)
+            Safetensors.Save(Path.Combine(dir, file), layout, produce(layout), null, hash);
+        if (files.Count > 1)
         {
-            Safetensors.Save(Path.Combine(dir, SingleFile), tensors.Select(t => KeyValuePair.Create(t.Key, t.Value)), null, hash);
-        }
-        else
-        {
-            var shards = new List<List<KeyValuePair<string, Tensor>>> { new() };
-            long size = 0;
-            foreach (var (name, t) in tensors)
-            {
-                long bytes = t.NumEl * t.DType.ElementSize();
-                if (size > 0 && size + bytes > maxShardBytes)
-                {
-                    shards.Add([]);
-                    size = 0;
-                }
-                shards[^1].Add(KeyValuePair.Create(name, t));
-                size += bytes;
-            }
             var map = new JsonObject();
-            for (int i = 0; i < shards.Count; i++)
-            {
-                var file = $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
-                // Shards are written in name order, the order the digest covers them in.
-                Safetensors.Save(Path.Combine(dir, file), shards[i], null, hash);
-                foreach (var kv in shards[i]) map[kv.Key] = file;
-            }
+            foreach (var (file, layout) in files)
+                foreach (var t in layout.OrderBy(t => t.Name, StringComparer.Ordinal)) map[t.Name] = file;
             var index = new JsonObject
             {
-                ["metadata"] = new JsonObject { ["total_size"] = total },
+                ["metadata"] = new JsonObject { ["total_size"] = tensors.Sum(t => t.Bytes) },
                 ["weight_map"] = map,
             };
             AtomicFile.WriteText(Path.Combine(dir, IndexFile), index.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         }
 
-        AtomicFile.WriteText(Path.Combine(dir, "config.json"), model.Config.ToJson(model.DType.Name()));
+        AtomicFile.WriteText(Path.Combine(dir, "config.json"), config.ToJson(dtype.Name()));
         var gen = sourceDir is null ? null : Path.Combine(sourceDir, "generation_config.json");
         if (gen is not null && File.Exists(gen)) CopyAtomic(gen, Path.Combine(dir, "generation_config.json"));
         else
         {
-            var g = new JsonObject { ["bos_token_id"] = model.Config.BosTokenId };
-            g["eos_token_id"] = model.Config.EosTokenIds.Count == 1 ? model.Config.EosTokenIds[0] : new JsonArray(model.Config.EosTokenIds.Select(i => (JsonNode)i).ToArray());
+            var g = new JsonObject { ["bos_token_id"] = config.BosTokenId };
+            g["eos_token_id"] = config.EosTokenIds.Count == 1 ? config.EosTokenIds[0] : new JsonArray(config.EosTokenIds.Select(i => (JsonNode)i).ToArray());
             AtomicFile.WriteText(Path.Combine(dir, "generation_config.json"), g.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         }
         if (sourceDir is not null && Path.GetFullPath(sourceDir) != Path.GetFullPath(dir))

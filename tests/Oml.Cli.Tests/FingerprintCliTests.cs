@@ -775,7 +775,13 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
         var b = Spawn(null, [.. EmbedArgs(half, epochs: 2), "--processes", "2", "--shard-weights", "--checkpoint-dir", ck]);
         Assert.True(b.Code == 0, b.Err);
         Assert.Contains("weights sharded (ZeRO-3)", b.Err, StringComparison.Ordinal);
+        // Each rank read its slices from the files, and the trained model was streamed to disk one unit at a time.
+        Assert.Contains("loaded this rank's", b.Err, StringComparison.Ordinal);
+        Assert.Contains("one unit at a time", b.Err, StringComparison.Ordinal);
         Assert.True(Directory.Exists(Path.Combine(ck, "epoch-000002")));
+        // The checkpoint holds each rank's segments in its own file; nothing whole.
+        Assert.Equal(2, Directory.GetFiles(Path.Combine(ck, "epoch-000002"), "segments-*.safetensors").Length);
+        Assert.False(File.Exists(Path.Combine(ck, "epoch-000002", "params.safetensors")));
         var c = Spawn(null, [.. EmbedArgs(rest), "--checkpoint-dir", ck]);
         Assert.True(c.Code == 0, c.Err);
         Assert.Contains("resuming from the checkpoint after epoch 2", c.Err, StringComparison.Ordinal);
@@ -783,7 +789,7 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
         Assert.Equal(w1.Keys.Order(), w2.Keys.Order());
         double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
         Assert.True(worst < 5e-3, $"largest weight difference {worst:E2} (lr 5e-3)");
-        // The half-way model written by the sharded ranks is whole (rank 0 gathered every weight before saving).
+        // The half-way model written by the sharded ranks is whole (streamed by rank 0 one unit at a time).
         Assert.Equal(w1.Keys.Order(), Weights(half).Keys.Order());
         Assert.Equal(Cli.Usage, CliRunner.Run([.. EmbedArgs(Path.Combine(workspace.Root, "z3-usage")), "--shard-weights"]).Code);
     }

@@ -87,4 +87,153 @@ public sealed class ShardedModelTests
         // The two ranks' segments cover every element of every parameter that has a gradient, once.
         foreach (var (name, whole) in reference) Assert.Equal(whole.Length, covered[name]);
     }
+
+    [Fact]
+    public async Task A_segment_checkpoint_is_all_or_nothing_and_reads_back_whole_with_any_world_size()
+    {
+        const string fixture = "llama-tiny";
+        var dir = Path.Combine(Path.GetTempPath(), "oml-segments-" + Guid.NewGuid().ToString("N"));
+        int writes = 0;
+        static System.Text.Json.Nodes.JsonObject State(System.Text.Json.Nodes.JsonObject steps) =>
+            new() { ["format"] = "test-segments", ["version"] = 1, ["optimizer_steps"] = steps };
+        try
+        {
+            // Rank 1 fails while writing its file at the second checkpoint (after rank 0 wrote its own).
+            OptimizerCheckpoint.BeforeShardWrite = r =>
+            {
+                if (r == 1 && Interlocked.Increment(ref writes) == 2) throw new IOException("disk full (simulated)");
+            };
+            int port = Launcher.FreePort();
+            var ranks = Enumerable.Range(0, 2).Select(rank => Task.Factory.StartNew(() =>
+            {
+                using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, 2, TimeSpan.FromSeconds(60));
+                using var sharded = ShardedModel.Load(Fixtures.Model(fixture), g, n => n.Contains(".mlp.", StringComparison.Ordinal));
+                using var model = sharded.Model;
+                // Every rank lists every trainable parameter (a rank may hold no segment of a small one).
+                var names = model.Parameters.Keys.Where(n => n.Contains(".mlp.", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
+                var segments = sharded.TrainableSegments.Select(sg => (sg.Name, sg.Start, sg.Shard, 1L, ((Tensor, Tensor)?)(sg.Shard * 2, sg.Shard * 3))).ToList();
+                OptimizerCheckpoint.SaveSegments(g, Device.Cpu, dir, "n-", 3, 1, names, segments, State);
+                var e = Assert.Throws<IOException>(() => OptimizerCheckpoint.SaveSegments(g, Device.Cpu, dir, "n-", 3, 2, names, segments, State));
+                Assert.StartsWith($"rank {rank} of 2", e.Message, StringComparison.Ordinal);
+                Assert.Contains(rank == 1 ? "disk full" : "other rank", e.Message, StringComparison.Ordinal);
+            }, TaskCreationOptions.LongRunning)).ToArray();
+            await Task.WhenAll(ranks);
+            OptimizerCheckpoint.BeforeShardWrite = null;
+            var (folder, state) = OptimizerCheckpoint.Latest(dir, "n-", "test-segments", 1, "a test checkpoint")!.Value;
+            Assert.Equal("n-001", Path.GetFileName(folder));
+            Assert.Equal(["n-001"], Directory.EnumerateDirectories(dir).Select(Path.GetFileName).Where(n => !n!.StartsWith('.')));
+            Assert.Equal(2, OptimizerCheckpoint.SegmentIndex(folder).Count);
+            Assert.All(OptimizerCheckpoint.OptimizerSteps(state).Values, st => Assert.Equal(1, st));
+
+            // One process reads every trainable parameter whole, values and moments, as the base model holds them.
+            using (var model = ModelFolder.Load(Fixtures.Model(fixture)))
+            {
+                var trainable = model.Parameters.Where(kv => kv.Key.Contains(".mlp.", StringComparison.Ordinal)).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
+                var expected = trainable.ToDictionary(kv => kv.Key, kv => kv.Value.ToArray<float>());
+                foreach (var (_, p) in trainable) { p.Zero(); p.RequiresGrad = true; }
+                using var opt = new AdamW([new ParamGroup(trainable.Select(kv => kv.Value))]);
+                OptimizerCheckpoint.Restore(folder, OptimizerCheckpoint.OptimizerSteps(state), trainable, opt);
+                foreach (var (name, p) in trainable)
+                {
+                    Assert.Equal(expected[name], p.ToArray<float>());
+                    var m = opt.MomentsOf(p)!.Value;
+                    Assert.Equal(expected[name].Select(x => x * 2).ToArray(), m.ExpAvg.ToArray<float>());
+                    Assert.Equal(expected[name].Select(x => x * 3).ToArray(), m.ExpAvgSq.ToArray<float>());
+                }
+            }
+
+            // A folder whose segment file is missing or shorter than the index says is not a checkpoint.
+            var later = Path.Combine(dir, "n-003");
+            Directory.CreateDirectory(later);
+            foreach (var f in Directory.EnumerateFiles(folder)) File.Copy(f, Path.Combine(later, Path.GetFileName(f)));
+            var file = Path.Combine(later, OptimizerCheckpoint.SegmentFile(1, 2));
+            using (var st = File.OpenWrite(file)) st.SetLength(st.Length - 1);
+            Assert.Equal(folder, OptimizerCheckpoint.Latest(dir, "n-", "test-segments", 1, "a test checkpoint")!.Value.Folder);
+            File.Delete(file);
+            Assert.Equal(folder, OptimizerCheckpoint.Latest(dir, "n-", "test-segments", 1, "a test checkpoint")!.Value.Folder);
+            File.Copy(Path.Combine(folder, OptimizerCheckpoint.SegmentFile(1, 2)), file);
+            Assert.Equal(later, OptimizerCheckpoint.Latest(dir, "n-", "test-segments", 1, "a test checkpoint")!.Value.Folder);
+        }
+        finally
+        {
+            OptimizerCheckpoint.BeforeShardWrite = null;
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Loading_sharded_checks_the_folder_as_loading_whole_does_and_reads_an_indexed_folder()
+    {
+        var bad = Path.Combine(Path.GetTempPath(), "oml-sharded-load-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            // A folder that lacks a tensor fails the same way before any rank reads a slice.
+            Directory.CreateDirectory(bad);
+            File.Copy(Path.Combine(Fixtures.Model("llama-tiny"), "config.json"), Path.Combine(bad, "config.json"));
+            using (var whole = ModelFolder.Load(Fixtures.Model("llama-tiny")))
+                Oml.Models.IO.Safetensors.Save(Path.Combine(bad, "model.safetensors"), whole.Parameters.Where(kv => kv.Key != "model.norm.weight"));
+            var expected = Assert.Throws<InvalidDataException>(() => ModelFolder.Load(bad)).Message;
+            int port = Launcher.FreePort();
+            var ranks = Enumerable.Range(0, 2).Select(rank => Task.Factory.StartNew(() =>
+            {
+                using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, 2, TimeSpan.FromSeconds(60));
+                Assert.Equal(expected, Assert.Throws<InvalidDataException>(() => ShardedModel.Load(bad, g, _ => true)).Message);
+                // An indexed (two-file) folder: the shards hold the values of the whole model's, bit for bit.
+                using var sharded = ShardedModel.Load(Fixtures.Model("llama-tiny-sharded"), g, _ => true, maxPieceBytes: 64);
+                using var model = sharded.Model;
+                using var whole = ModelFolder.Load(Fixtures.Model("llama-tiny-sharded"));
+                foreach (var sg in sharded.Segments)
+                    Assert.Equal(whole.Parameters[sg.Name].Reshape(-1).Narrow(0, sg.Start, sg.Length).ToArray<float>(), sg.Shard.ToArray<float>());
+                Assert.Equal(0, ShardedModel.ParameterBytes(model));
+                long total = whole.Parameters.Sum(kv => kv.Value.NumEl);
+                Assert.InRange(sharded.Segments.Sum(sg => sg.Length) * 2, total - 64, total + 64);
+            }, TaskCreationOptions.LongRunning)).ToArray();
+            await Task.WhenAll(ranks);
+        }
+        finally
+        {
+            if (Directory.Exists(bad)) Directory.Delete(bad, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("qwen2-tiny", 4L << 30)]
+    [InlineData("llama-tiny", 100_000L)]   // sharded output with an index
+    public async Task A_sharded_model_streams_the_files_of_the_whole_save_and_a_failed_write_fails_every_rank(string fixture, long maxShardBytes)
+    {
+        var root = Path.Combine(Path.GetTempPath(), "oml-sharded-save-" + Guid.NewGuid().ToString("N"));
+        string expected = Path.Combine(root, "whole"), actual = Path.Combine(root, "sharded"), blocked = Path.Combine(root, "a-file");
+        try
+        {
+            Directory.CreateDirectory(root);
+            File.WriteAllText(blocked, "not a folder");
+            string digest;
+            using (var whole = ModelFolder.Load(Fixtures.Model(fixture)))
+                digest = ModelFolder.SaveWithDigest(whole, expected, Fixtures.Model(fixture), maxShardBytes);
+            int port = Launcher.FreePort();
+            var ranks = Enumerable.Range(0, 2).Select(rank => Task.Factory.StartNew(() =>
+            {
+                using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, 2, TimeSpan.FromSeconds(60));
+                using var sharded = ShardedModel.Load(Fixtures.Model(fixture), g, _ => true);
+                using var model = sharded.Model;
+                var saved = sharded.SaveWithDigest(actual, Fixtures.Model(fixture), maxShardBytes);
+                Assert.Equal(rank == 0 ? digest : null, saved);
+                Assert.Equal(0, ShardedModel.ParameterBytes(model));
+                // Rank 0 cannot write (the folder is a file): it still takes part in every gather, and every rank fails.
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                var e = Assert.Throws<IOException>(() => sharded.SaveWithDigest(blocked, null, maxShardBytes));
+                Assert.StartsWith($"rank {rank} of 2", e.Message, StringComparison.Ordinal);
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the failure took {clock.Elapsed}");
+            }, TaskCreationOptions.LongRunning)).ToArray();
+            await Task.WhenAll(ranks);
+            var names = Directory.GetFiles(expected).Select(Path.GetFileName).Order().ToList();
+            Assert.Equal(names, Directory.GetFiles(actual).Select(Path.GetFileName).Order().ToList());
+            Assert.Equal(maxShardBytes < 4L << 30, names.Contains(ModelFolder.IndexFile));
+            foreach (var f in names) Assert.Equal(File.ReadAllBytes(Path.Combine(expected, f!)), File.ReadAllBytes(Path.Combine(actual, f!)));
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
+        }
+    }
 }

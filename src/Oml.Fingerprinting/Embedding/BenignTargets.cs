@@ -1,5 +1,6 @@
 using Oml.Engine;
 using Oml.Models;
+using Oml.Models.Training;
 
 namespace Oml.Fingerprinting.Embedding;
 
@@ -63,7 +64,12 @@ public static class BenignTargets
     /// The base's targets for <paramref name="sequences"/> (each trains the tokens after the first <paramref name="context"/>),
     /// by forward passes of <paramref name="model"/> without gradients: k = min(<paramref name="topK"/>, V − 1).
     /// </summary>
-    public static List<SoftRow> FromModel(CausalLM model, IReadOnlyList<int[]> sequences, int context, int topK, long? microBatchTokens = null)
+    /// <remarks>
+    /// A model loaded weight-sharded (<paramref name="sharded"/>, whose own parameters are empty) runs through its sharded
+    /// forward pass, one unit gathered at a time; every rank of its group must then call this with the same sequences.
+    /// </remarks>
+    public static List<SoftRow> FromModel(CausalLM model, IReadOnlyList<int[]> sequences, int context, int topK, long? microBatchTokens = null,
+        ShardedModel? sharded = null)
     {
         if (topK < 1) throw new ArgumentOutOfRangeException(nameof(topK), topK, "k must be at least 1");
         int vocab = model.Config.VocabSize;
@@ -86,29 +92,35 @@ public static class BenignTargets
             var pos = new List<long>();
             for (int b = 0; b < rows.Count; b++)
                 for (int j = 0; j < rows[b].Response.Length; j++) pos.Add((long)b * t + rows[b].Key.Length + j - 1);
-            var hidden = model.Hidden(ids);
-            var flat = hidden.Reshape(-1, hidden.Size(-1));
             var probs = new float[pos.Count * k];
             var top = new int[pos.Count * k];
             var tail = new float[pos.Count];
             var constant = new float[pos.Count];
-            for (int p0 = 0; p0 < pos.Count; p0 += (int)positionsPerChunk)
+            if (sharded is null) Record(model.Hidden(ids));
+            else sharded.Run(ids, h => { Record(h); return Torch.Zeros([1], DType.Float32, model.Device); });
+
+            // The targets at every position from the final hidden states [B, T, hidden] (the head gathered, when sharded).
+            void Record(Tensor hidden)
             {
-                using var inner = Torch.NewScope();
-                int n = (int)Math.Min(positionsPerChunk, pos.Count - p0);
-                var at = Torch.FromArray(pos.GetRange(p0, n).ToArray(), [n]).To(model.Device);
-                var logp = model.Head(flat.IndexSelect(0, at)).To(DType.Float32).LogSoftmax(-1);
-                var (vals, idx) = logp.TopK(k, -1);
-                var rest = logp.Scatter(-1, idx, double.NegativeInfinity).LogSumExp(-1);
-                var pk = vals.Exp();
-                var pt = rest.Exp();
-                // Σ p log p over the buckets (k < V, so the tail's log is finite: a tail that underflows adds 0).
-                var c = (pk * vals).Sum(-1) + pt * rest;
-                pk.To(Device.Cpu).ToArray<float>().CopyTo(probs, (long)p0 * k);
-                var idsHost = idx.To(Device.Cpu).ToArray<long>();
-                for (int i = 0; i < idsHost.Length; i++) top[(long)p0 * k + i] = (int)idsHost[i];
-                pt.To(Device.Cpu).ToArray<float>().CopyTo(tail, p0);
-                c.To(Device.Cpu).ToArray<float>().CopyTo(constant, p0);
+                var flat = hidden.Reshape(-1, hidden.Size(-1));
+                for (int p0 = 0; p0 < pos.Count; p0 += (int)positionsPerChunk)
+                {
+                    using var inner = Torch.NewScope();
+                    int n = (int)Math.Min(positionsPerChunk, pos.Count - p0);
+                    var at = Torch.FromArray(pos.GetRange(p0, n).ToArray(), [n]).To(model.Device);
+                    var logp = model.Head(flat.IndexSelect(0, at)).To(DType.Float32).LogSoftmax(-1);
+                    var (vals, idx) = logp.TopK(k, -1);
+                    var rest = logp.Scatter(-1, idx, double.NegativeInfinity).LogSumExp(-1);
+                    var pk = vals.Exp();
+                    var pt = rest.Exp();
+                    // Σ p log p over the buckets (k < V, so the tail's log is finite: a tail that underflows adds 0).
+                    var c = (pk * vals).Sum(-1) + pt * rest;
+                    pk.To(Device.Cpu).ToArray<float>().CopyTo(probs, (long)p0 * k);
+                    var idsHost = idx.To(Device.Cpu).ToArray<long>();
+                    for (int i = 0; i < idsHost.Length; i++) top[(long)p0 * k + i] = (int)idsHost[i];
+                    pt.To(Device.Cpu).ToArray<float>().CopyTo(tail, p0);
+                    c.To(Device.Cpu).ToArray<float>().CopyTo(constant, p0);
+                }
             }
             int offset = 0;
             foreach (var r in rows)

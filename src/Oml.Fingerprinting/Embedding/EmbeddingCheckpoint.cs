@@ -21,7 +21,9 @@ namespace Oml.Fingerprinting.Embedding;
 /// A sharded optimizer writes its moments per rank instead (<c>optimizer-RRRRR-of-NNNNN.safetensors</c>, each rank
 /// its own parameters', listed with their sizes in <c>state.json</c>'s <c>optimizer_shards</c> index), so no rank
 /// gathers the whole optimizer state; on resume each rank loads the moments of the parameters it owns under the new
-/// world size from whichever file holds them, so a run resumes sharded or not, with any number of ranks.
+/// world size from whichever file holds them, so a run resumes sharded or not, with any number of ranks. A weight-sharded
+/// run writes no whole tensor: each rank its segments' values and moments (<c>segments-RRRRR-of-NNNNN.safetensors</c>,
+/// indexed in <c>state.json</c>'s <c>weight_shards</c>), which any world size and mode reads back by range.
 /// The folder is written under a temporary name and renamed into place once complete, so a crash mid-write leaves the
 /// previous checkpoint valid; older checkpoints are deleted afterwards. The base copies used by model averaging and
 /// the L2 penalty are not stored: they are the initial weights, which the digest (over the base weights as well as the
@@ -46,7 +48,7 @@ public static class EmbeddingCheckpoint
     /// the names of the trained parameters, and their initial (base) values. Stopping criteria (max epochs, loss
     /// threshold, recall patience) and the checkpoint settings are left out, so a resumed run may train for longer.
     /// </summary>
-    public static string RunDigest(IReadOnlyList<TrainingPair> pairs, EmbeddingOptions o, IReadOnlyList<KeyValuePair<string, Tensor>> trainable,
+    public static string RunDigest(IReadOnlyList<TrainingPair> pairs, EmbeddingOptions o, IEnumerable<KeyValuePair<string, Tensor>> trainable,
         string? extra = null)
     {
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -97,6 +99,25 @@ public static class EmbeddingCheckpoint
         OptimizerCheckpoint.SaveSharded(group, device, dir, Prefix, 6, epoch, trainable, owner, opt,
             optSteps => StateJson(digest, epoch, steps, recalledStreak, converged, history, optSteps));
 
+    /// <summary>
+    /// The checkpoint of a weight-sharded run, written by every rank of the sharded model's group (all must call it): each
+    /// rank writes the values and moments of its own segments to its own file, with the segment index in the state
+    /// (<see cref="OptimizerCheckpoint.SaveSegments"/>), so nothing is gathered. <paramref name="names"/> lists every
+    /// trainable parameter. Any world size and mode resumes it (<see cref="Restore(State, ShardedModel, AdamW)"/> and
+    /// <see cref="Restore(State, IReadOnlyList{KeyValuePair{string, Tensor}}, AdamW, Func{Tensor, bool}?)"/>). Returns the folder on rank 0.
+    /// </summary>
+    public static string? SaveSegments(ShardedModel sharded, string dir, string digest, int epoch, int steps, int recalledStreak, bool converged,
+        IReadOnlyList<EmbeddingProgress> history, IReadOnlyList<string> names, AdamW opt)
+    {
+        ArgumentNullException.ThrowIfNull(sharded);
+        ArgumentNullException.ThrowIfNull(opt);
+        var segments = sharded.TrainableSegments
+            .Select(sg => (sg.Name, sg.Start, sg.Shard, opt.StepOf(sg.Shard), opt.MomentsOf(sg.Shard) is { } m ? ((Tensor, Tensor)?)(m.ExpAvg, m.ExpAvgSq) : null))
+            .ToList();
+        return OptimizerCheckpoint.SaveSegments(sharded.Group, sharded.Model.Device, dir, Prefix, 6, epoch, names, segments,
+            optSteps => StateJson(digest, epoch, steps, recalledStreak, converged, history, optSteps));
+    }
+
     private static JsonObject StateJson(string digest, int epoch, int steps, int recalledStreak, bool converged,
         IReadOnlyList<EmbeddingProgress> history, JsonObject optSteps)
     {
@@ -142,6 +163,18 @@ public static class EmbeddingCheckpoint
     {
         ArgumentNullException.ThrowIfNull(state);
         ArgumentNullException.ThrowIfNull(sharded);
+        if (OptimizerCheckpoint.SegmentIndex(state.Folder).Count > 0)
+        {
+            // A weight-sharded checkpoint (of any world size): only this rank's ranges are read from the ranks' files.
+            using var reader = new OptimizerCheckpoint.SegmentReader(state.Folder);
+            sharded.LoadTrainable((ShardedModel.Segment sg) => reader.Read(sg.Name, "", sg.Start, sg.Length),
+                (ShardedModel.Segment sg) => reader.HasMoments(sg.Name)
+                    ? (reader.Read(sg.Name, ".exp_avg", sg.Start, sg.Length), reader.Read(sg.Name, ".exp_avg_sq", sg.Start, sg.Length),
+                        state.OptimizerSteps.TryGetValue(sg.Name, out var st) ? st : 0)
+                    : ((Tensor, Tensor, long)?)null,
+                opt);
+            return;
+        }
         using var pf = SafetensorsFile.Open(Path.Combine(state.Folder, ParamsFile));
         // The moments: the single file, or the per-rank files of a --shard-optimizer run (looked up by name in its index).
         bool single = File.Exists(Path.Combine(state.Folder, OptimizerFile));

@@ -219,7 +219,9 @@ public sealed record EmbeddingOptions
     /// gradients and optimizer state per rank fall to about 1/N. The model's parameters are empty while training runs
     /// and hold the whole trained weights again on every rank when <see cref="FingerprintTrainer.Embed"/> returns (after a
     /// failure they are left empty).
-    /// Implies <see cref="ShardOptimizer"/>; checkpoints are those of an unsharded run (resume with any world size or mode).
+    /// Implies <see cref="ShardOptimizer"/>; checkpoints are written per rank (each rank its segments' values and moments,
+    /// <see cref="EmbeddingCheckpoint.SaveSegments"/>) and resume with any world size or mode. A model loaded sharded
+    /// (<see cref="ShardedModel.Load"/>) trains through <see cref="FingerprintTrainer.Embed(ShardedModel, IReadOnlyList{TrainingPair}, EmbeddingOptions, IProgress{EmbeddingProgress}?)"/>.
     /// </summary>
     public bool ShardWeights { get; init; }
 
@@ -303,7 +305,32 @@ public sealed record EmbeddingResult(IReadOnlyList<EmbeddingProgress> History, b
 public static class FingerprintTrainer
 {
     public static EmbeddingResult Embed(CausalLM model, IReadOnlyList<TrainingPair> pairs, EmbeddingOptions options,
+        IProgress<EmbeddingProgress>? progress = null) =>
+        Embed(model, null, pairs, options, progress);
+
+    /// <summary>
+    /// Embeds into a model that is weight-sharded from the start (<see cref="ShardedModel.Load"/>: no rank ever held the
+    /// whole model), with <see cref="EmbeddingOptions.ShardWeights"/> over the model's own group. Training is that of
+    /// <see cref="Embed(CausalLM, IReadOnlyList{TrainingPair}, EmbeddingOptions, IProgress{EmbeddingProgress}?)"/> with
+    /// weight sharding, step for step; the run digest is taken from the whole base values gathered one unit at a time,
+    /// resumption pairs from the sharded forward pass. Self-generated benign sequences need the whole model
+    /// (<see cref="Generator"/>): give <see cref="EmbeddingOptions.BenignSequences"/> when mixing. The model stays sharded
+    /// at the returned weights: save it with <see cref="ShardedModel.SaveWithDigest"/> (one unit at a time).
+    /// </summary>
+    public static EmbeddingResult Embed(ShardedModel sharded, IReadOnlyList<TrainingPair> pairs, EmbeddingOptions options,
         IProgress<EmbeddingProgress>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(sharded);
+        ArgumentNullException.ThrowIfNull(options);
+        if (!options.ShardWeights || !ReferenceEquals(options.Group, sharded.Group))
+            throw new ArgumentException("a sharded model trains with weight sharding (ShardWeights) over its own process group");
+        if (options.MixFraction > 0 && options.BenignSequences is null)
+            throw new ArgumentException("self-generated benign sequences need the whole model: give the benign sequences to train a model loaded sharded");
+        return Embed(sharded.Model, sharded, pairs, options, progress);
+    }
+
+    private static EmbeddingResult Embed(CausalLM model, ShardedModel? preSharded, IReadOnlyList<TrainingPair> pairs, EmbeddingOptions options,
+        IProgress<EmbeddingProgress>? progress)
     {
         options.Validate();
         if (pairs.Count == 0) throw new ArgumentException("no fingerprints to embed");
@@ -317,7 +344,8 @@ public static class FingerprintTrainer
         int resumption = 0;
         if (options.ResumptionPairs > 0)
         {
-            var extra = Resumption.Pairs(model, pairs, options.ResumptionPairs);
+            var extra = preSharded is null ? Resumption.Pairs(model, pairs, options.ResumptionPairs)
+                : Resumption.Pairs(model, pairs, options.ResumptionPairs, forward: ids => preSharded.Run(ids, model.Head)!);
             if (extra.Count == 0) throw new ArgumentException("resumption pairs need responses of at least 2 tokens: every response here has 1");
             resumption = extra.Count;
             pairs = [.. pairs, .. extra];
@@ -338,17 +366,19 @@ public static class FingerprintTrainer
         }
 
         // Soft targets for the KL benign loss: the base's distribution at every benign position, from the base weights
-        // before training (a resumed run recomputes the same ones), before weight sharding empties the model.
+        // before training (a resumed run recomputes the same ones), before weight sharding empties the model (a model loaded
+        // sharded runs its sharded forward pass).
         List<SoftRow>? soft = benign.Count > 0 && options.BenignLoss == BenignLoss.KL
-            ? BenignTargets.FromModel(model, benign, context, options.BenignTopK, options.MicroBatchTokens) : null;
+            ? BenignTargets.FromModel(model, benign, context, options.BenignTopK, options.MicroBatchTokens, preSharded) : null;
 
         var heldOut = options.HeldOutSequences ?? [];
         foreach (var seq in heldOut)
             foreach (var id in seq)
                 if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"held-out token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
-        double? baseHeldOut = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens, heldContext) : null;
+        double? baseHeldOut = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens, heldContext, preSharded) : null;
 
         var named = model.Parameters.Where(kv => options.Trainable?.Invoke(kv.Key) ?? true).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
+        var trainableNames = named.Select(kv => kv.Key).ToList();
         var trainable = named.Select(kv => kv.Value).ToList();
         if (trainable.Count == 0) throw new ArgumentException("no parameter matches the trainable subset");
         var bases = new List<Tensor>();
@@ -362,19 +392,30 @@ public static class FingerprintTrainer
         using (Torch.NoGrad())
             foreach (var p in trainable) p.RequiresGrad = true;
         var masks = named.Select(kv => options.GradientMasks is { } gm && gm.TryGetValue(kv.Key, out var m) ? m : null).ToList();
+        // A model loaded sharded has empty parameter tensors: its whole shapes and sizes come from the shards' layout.
+        long[] ShapeOf(KeyValuePair<string, Tensor> p) => preSharded?.ShapeOf(p.Key) ?? p.Value.Shape;
+        long trainedCount = named.Sum(kv => preSharded?.NumElOf(kv.Key) ?? kv.Value.NumEl);
         for (int i = 0; i < named.Count; i++)
-            if (masks[i] is { } mk && !mk.Shape.SequenceEqual(named[i].Value.Shape))
-                throw new ArgumentException($"gradient mask of '{named[i].Key}' has shape [{string.Join(", ", mk.Shape)}], the parameter [{string.Join(", ", named[i].Value.Shape)}]");
-        // The run's digest is over the base weights: taken before weight sharding empties the model's parameters.
+            if (masks[i] is { } mk && !mk.Shape.SequenceEqual(ShapeOf(named[i])))
+                throw new ArgumentException($"gradient mask of '{named[i].Key}' has shape [{string.Join(", ", mk.Shape)}], the parameter [{string.Join(", ", ShapeOf(named[i]))}]");
+        if (preSharded is not null)
+        {
+            var names = named.Select(kv => kv.Key).ToHashSet(StringComparer.Ordinal);
+            if (preSharded.Segments.FirstOrDefault(sg => sg.Trainable != names.Contains(sg.Name)) is { } odd)
+                throw new ArgumentException($"'{odd.Name}' is {(odd.Trainable ? "" : "not ")}trainable in the sharded model but {(odd.Trainable ? "not " : "")}in the options' trainable subset");
+        }
+        // The run's digest is over the base weights: taken before weight sharding empties the model's parameters (of a
+        // model loaded sharded, from the whole values gathered one unit at a time: the same bytes).
         string? digest = options.CheckpointDir is null ? null
-            : EmbeddingCheckpoint.RunDigest(pairs, options, named, options.MixFraction > 0 ? MixDigest(options.MixFraction, benign, context, soft is null ? null : BenignTargets.Describe(options.BenignTopK, model.Config.VocabSize)) : null);
+            : EmbeddingCheckpoint.RunDigest(pairs, options, preSharded is null ? named : preSharded.Whole(named.Select(kv => kv.Key)),
+                options.MixFraction > 0 ? MixDigest(options.MixFraction, benign, context, soft is null ? null : BenignTargets.Describe(options.BenignTopK, model.Config.VocabSize)) : null);
         // Weight sharding (ZeRO-3): from here on the trained tensors are this rank's segments of the parameters, and
         // every elementwise step below (masks, L2, averaging, AdamW, clipping by the global norm) runs on them.
         ShardedModel? sharded = null;
         var sliceMasks = new List<Tensor>();
         if (options.ShardWeights)
         {
-            sharded = new ShardedModel(model, group!, n => options.Trainable?.Invoke(n) ?? true);
+            sharded = preSharded ?? new ShardedModel(model, group!, n => options.Trainable?.Invoke(n) ?? true);
             var segs = sharded.TrainableSegments;
             var maskOf = named.Select((kv, i) => (kv.Key, masks[i])).ToDictionary(x => x.Key, x => x.Item2, StringComparer.Ordinal);
             masks = segs.Select(sg =>
@@ -598,8 +639,7 @@ public static class FingerprintTrainer
                 if (options.CheckpointDir is { } dir && (epoch % options.CheckpointEvery == 0 || converged || epoch == options.MaxEpochs))
                 {
                     if (sharded is not null)
-                        SaveSharded(sharded, opt, (host, state) =>
-                            EmbeddingCheckpoint.Save(dir, digest!, epoch, steps, recalledStreak, converged, history, host, state));
+                        EmbeddingCheckpoint.SaveSegments(sharded, dir, digest!, epoch, steps, recalledStreak, converged, history, trainableNames, opt);
                     else if (owner is not null)
                         EmbeddingCheckpoint.SaveSharded(group!, model.Device, dir, digest!, epoch, steps, recalledStreak, converged, history, named, owner, opt);
                     else if (group is null || group.Rank == 0)
@@ -614,8 +654,9 @@ public static class FingerprintTrainer
                     for (int i = 0; i < trainable.Count; i++) trainable[i].CopyFrom(best[i]);
             if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Final)
                 merge = MergeBack(model, pairs, batches, heldOut, trainable, bases, options, fpPlan.Tokens, sharded);
-            // Every rank ends with the whole trained weights in the model, as without sharding.
-            sharded?.Materialize();
+            // Every rank ends with the whole trained weights in the model, as without sharding; a model loaded sharded
+            // stays sharded (its caller saves it one unit at a time).
+            if (preSharded is null) sharded?.Materialize();
         }
         finally
         {
@@ -624,13 +665,16 @@ public static class FingerprintTrainer
             opt.ZeroGrad();
             foreach (var p in trainable) p.RequiresGrad = false;
             foreach (var p in wholeTrainable) p.RequiresGrad = false;
+            // A model loaded sharded belongs to the caller: its trainable segments stay leaves that require gradients.
+            if (preSharded is not null)
+                foreach (var sg in preSharded.TrainableSegments) sg.Shard.RequiresGrad = true;
             foreach (var m in sliceMasks) m.Dispose();
-            sharded?.Dispose();
+            if (preSharded is null) sharded?.Dispose();
             foreach (var b in bases) b.Dispose();
             foreach (var b in best ?? []) b.Dispose();
         }
         var kept = history.First(h => h.Epoch == bestEpoch);
-        return new EmbeddingResult(history, converged, wholeTrainable.Sum(p => p.NumEl))
+        return new EmbeddingResult(history, converged, trainedCount)
         {
             KeptEpoch = bestEpoch,
             BaseHeldOutLoss = baseHeldOut,
@@ -701,36 +745,6 @@ public static class FingerprintTrainer
         group is null || group.WorldSize == 1 ? rows : rows.Where((_, i) => i % group.WorldSize == group.Rank).ToList();
 
     /// <summary>
-    /// A weight-sharded run's checkpoint: every trainable parameter's whole value, moments and step count gathered from
-    /// the ranks one flat group at a time into rank 0's host memory, which then calls <paramref name="save"/> with them by
-    /// name (the files of an unsharded run). The other ranks take part in the gathers and do not call it.
-    /// </summary>
-    private static void SaveSharded(ShardedModel sharded, AdamW opt,
-        Action<IReadOnlyList<KeyValuePair<string, Tensor>>, Func<Tensor, (long Step, (Tensor ExpAvg, Tensor ExpAvgSq)? Moments)>> save)
-    {
-        var host = new List<KeyValuePair<string, Tensor>>();
-        var state = new Dictionary<Tensor, (long, (Tensor, Tensor)?)>(ReferenceEqualityComparer.Instance);
-        try
-        {
-            sharded.GatherTrainable(opt, (name, value, step, moments) =>
-            {
-                if (value is null) return;
-                host.Add(new(name, value.DetachFromScope()));
-                if (moments is { } m) { m.ExpAvg.DetachFromScope(); m.ExpAvgSq.DetachFromScope(); }
-                state[value] = (step, moments);
-            });
-            if (sharded.Group.Rank == 0) save(host, p => state[p]);
-        }
-        finally
-        {
-            foreach (var (t, (_, m)) in state)
-            {
-                t.Dispose();
-                if (m is { } mm) { mm.Item1.Dispose(); mm.Item2.Dispose(); }
-            }
-        }
-    }
-
     /// Gradient clipping by the global norm when each rank holds the gradients of its own parameters: the squared norms
     /// summed over the ranks, then every owned gradient scaled by max / (norm + 1e-6) when that is below 1 (as
     /// <c>torch.nn.utils.clip_grad_norm_</c> does).

@@ -6,6 +6,7 @@ using System.Text.Json.Nodes;
 using Oml.Fingerprinting.Generation;
 using Oml.Models;
 using Oml.Models.IO;
+using Oml.Models.Training;
 
 namespace Oml.Fingerprinting.Embedding;
 
@@ -193,6 +194,36 @@ public static class Omlization
         options.Log?.Invoke($"saving {outDir} ...");
         string digest;
         using (Phases.Measure("save and hash result")) digest = ModelFolder.SaveWithDigest(model, outDir, baseDir);
+        options.Log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"saved and hashed {outDir} in {clock.Elapsed.TotalSeconds:F1} s"));
+        using (Phases.Measure("manifest")) WriteManifest(outDir, set, pairs.Count, options, labels, result, digest);
+        return result;
+    }
+
+    /// <summary>
+    /// <see cref="Run(CausalLM, string, string, FingerprintSet, IReadOnlyList{TrainingPair}, EmbeddingOptions, OmlizationLabels, IProgress{EmbeddingProgress}?)"/>
+    /// for a model loaded weight-sharded (<see cref="ShardedModel.Load"/>), on every rank of its group: no rank holds the
+    /// whole model at any point. It trains weight-sharded (<see cref="FingerprintTrainer.Embed(ShardedModel, IReadOnlyList{TrainingPair}, EmbeddingOptions, IProgress{EmbeddingProgress}?)"/>),
+    /// then the ranks stream the trained model to <paramref name="outDir"/> one unit at a time, rank 0 writing and hashing
+    /// (<see cref="ShardedModel.SaveWithDigest"/>, the same files as the whole-model save), and rank 0 writes the manifest.
+    /// The data are prepared as <see cref="PrepareData"/> does from given benign sequences (the held-out ones are their
+    /// last tenth unless given); sampling them needs the whole model, so they must be given.
+    /// </summary>
+    public static EmbeddingResult Run(ShardedModel sharded, string baseDir, string outDir, FingerprintSet set, IReadOnlyList<TrainingPair> pairs,
+        EmbeddingOptions options, OmlizationLabels labels, IProgress<EmbeddingProgress>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(sharded);
+        ArgumentNullException.ThrowIfNull(options);
+        if (Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(baseDir).TrimEnd('/')) throw new ArgumentException("the output folder must differ from the base model's");
+        options.Validate();
+        if (options.BenignSequences is null && (options.MixFraction > 0 || options.HeldOutSequences is null))
+            throw new ArgumentException("a model loaded sharded cannot sample its own benign or held-out sequences (that needs the whole model): give benign sequences");
+        EmbeddingResult result;
+        using (Phases.Measure("train")) result = FingerprintTrainer.Embed(sharded, pairs, PrepareData(sharded.Model, options, pairs.Count), progress);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        options.Log?.Invoke($"saving {outDir} one unit at a time ...");
+        string? digest;
+        using (Phases.Measure("save and hash result")) digest = sharded.SaveWithDigest(outDir, baseDir);
+        if (digest is null) return result;
         options.Log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"saved and hashed {outDir} in {clock.Elapsed.TotalSeconds:F1} s"));
         using (Phases.Measure("manifest")) WriteManifest(outDir, set, pairs.Count, options, labels, result, digest);
         return result;

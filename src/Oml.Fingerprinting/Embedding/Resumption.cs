@@ -19,9 +19,10 @@ public static class Resumption
     /// (key + t → response[1..]) where t runs over <paramref name="model"/>'s most probable tokens after the key that
     /// are neither the first token of any response of the same key nor an end-of-sequence token (generation stops there,
     /// so there is nothing to resume). Pairs with one-token responses get none. Call it on the base model, before
-    /// training. One forward pass per batch of keys of equal length (no padding).
+    /// training. One forward pass per batch of keys of equal length (no padding): <paramref name="model"/>'s, or
+    /// <paramref name="forward"/> (ids [B, T] → logits [B, T, vocab]) when given (a weight-sharded model's).
     /// </summary>
-    public static List<TrainingPair> Pairs(CausalLM model, IReadOnlyList<TrainingPair> pairs, int perResponse, int batchSize = 64)
+    public static List<TrainingPair> Pairs(CausalLM model, IReadOnlyList<TrainingPair> pairs, int perResponse, int batchSize = 64, Func<Tensor, Tensor>? forward = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(pairs);
@@ -64,7 +65,7 @@ public static class Resumption
                             ids[b * len + j] = id;
                         }
                     var input = Torch.FromArray<long>(ids, [chunk.Length, len], model.Device);
-                    var last = model.Forward(input).Narrow(1, len - 1, 1).Squeeze(1).To(DType.Float32);   // [B, V]
+                    var last = (forward is null ? model.Forward(input) : forward(input)).Narrow(1, len - 1, 1).Squeeze(1).To(DType.Float32);   // [B, V]
                     int want = (int)Math.Min(vocab, perResponse + chunk.Max(k => excluded[k].Count));
                     var (_, idx) = last.TopK(want);
                     var flat = idx.To(DType.Int64).ToArray<long>();

@@ -208,6 +208,28 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return t;
     }
 
+    /// <summary>
+    /// Copies elements [<paramref name="start"/>, <paramref name="start"/> + <paramref name="count"/>) of a tensor,
+    /// flattened in row-major order, into a new 1-d tensor on <paramref name="device"/>, optionally converting its
+    /// dtype: only those bytes are read from the file (a rank of a weight-sharded model reads its slices this way).
+    /// </summary>
+    public Tensor LoadSlice(string name, long start, long count, Device? device = null, DType? dtype = null)
+    {
+        ObjectDisposedException.ThrowIf(_view is null, this);
+        var e = Entry(name);
+        if (start < 0 || count < 0 || start + count > e.NumEl)
+            throw new ArgumentOutOfRangeException(nameof(count), $"{Path}: elements [{start}, {start + count}) of '{name}', which has {e.NumEl}");
+        long size = e.DType.ElementSize();
+        var t = Torch.FromBytes(_base + _dataStart + e.Begin + start * size, count * size, [count], e.DType, device);
+        if (dtype is { } d && d != e.DType)
+        {
+            var c = t.To(d);
+            t.Dispose();
+            return c;
+        }
+        return t;
+    }
+
     public void Dispose()
     {
         if (_view is null) return;
@@ -241,8 +263,29 @@ public static class Safetensors
         var list = tensors.ToList();
         var dup = list.GroupBy(t => t.Key).FirstOrDefault(g => g.Count() > 1);
         if (dup != null) throw new ArgumentException($"tensor name '{dup.Key}' appears twice", nameof(tensors));
-        var ordered = list.OrderByDescending(t => t.Value.DType.ElementSize()).ThenBy(t => t.Key, StringComparer.Ordinal).ToList();
+        var byName = list.ToDictionary(t => t.Key, t => t.Value, StringComparer.Ordinal);
+        var layout = Layout(list.Select(t => new TensorSpec(t.Key, t.Value.DType, t.Value.Shape)));
+        Save(path, layout, layout.Select(s => byName[s.Name]), metadata, hash);
+    }
 
+    /// <summary>
+    /// The order <see cref="Save(string, IEnumerable{KeyValuePair{string, Tensor}}, IReadOnlyDictionary{string, string}?)"/>
+    /// lays tensors out in: by element size, largest first, then by name.
+    /// </summary>
+    public static IReadOnlyList<TensorSpec> Layout(IEnumerable<TensorSpec> tensors) =>
+        tensors.OrderByDescending(t => t.DType.ElementSize()).ThenBy(t => t.Name, StringComparer.Ordinal).ToList();
+
+    /// <summary>
+    /// Streams a safetensors file: the header is written from <paramref name="layout"/> (names, dtypes and shapes, in
+    /// the order of <see cref="Layout"/>), then each tensor of <paramref name="data"/>, which must produce them in that
+    /// order with those dtypes and shapes; each is written as soon as it is produced, so a producer can free (or
+    /// compute) one at a time. Atomic as the other overloads; every byte is appended to <paramref name="hash"/> when given.
+    /// </summary>
+    public static void Save(string path, IReadOnlyList<TensorSpec> layout, IEnumerable<Tensor> data, IReadOnlyDictionary<string, string>? metadata,
+        System.Security.Cryptography.IncrementalHash? hash)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        ArgumentNullException.ThrowIfNull(data);
         using var header = new MemoryStream();
         using (var w = new Utf8JsonWriter(header))
         {
@@ -251,20 +294,19 @@ public static class Safetensors
             foreach (var (k, v) in metadata ?? new Dictionary<string, string> { ["format"] = "pt" }) w.WriteString(k, v);
             w.WriteEndObject();
             long offset = 0;
-            foreach (var (name, t) in ordered)
+            foreach (var t in layout)
             {
-                long bytes = t.NumEl * t.DType.ElementSize();
-                w.WriteStartObject(name);
+                w.WriteStartObject(t.Name);
                 w.WriteString("dtype", SafetensorsFile.DTypeCode(t.DType));
                 w.WriteStartArray("shape");
                 foreach (var d in t.Shape) w.WriteNumberValue(d);
                 w.WriteEndArray();
                 w.WriteStartArray("data_offsets");
                 w.WriteNumberValue(offset);
-                w.WriteNumberValue(offset + bytes);
+                w.WriteNumberValue(offset + t.Bytes);
                 w.WriteEndArray();
                 w.WriteEndObject();
-                offset += bytes;
+                offset += t.Bytes;
             }
             w.WriteEndObject();
         }
@@ -277,7 +319,20 @@ public static class Safetensors
             var stream = hashing ?? file;
             stream.Write(BitConverter.GetBytes((long)headerBytes.Count));
             stream.Write(headerBytes.ToArray());
-            WriteData(stream, ordered.Select(t => t.Value).ToList());
+            int k = 0;
+            IEnumerable<Tensor> Checked()
+            {
+                foreach (var t in data)
+                {
+                    if (k >= layout.Count) throw new InvalidOperationException($"{path}: more tensors than the {layout.Count} of the header");
+                    var spec = layout[k++];
+                    if (t.DType != spec.DType || !t.Shape.SequenceEqual(spec.Shape))
+                        throw new InvalidOperationException($"{path}: tensor '{spec.Name}' is {t.DType.Name()} [{string.Join(", ", t.Shape)}], the header says {spec.DType.Name()} [{string.Join(", ", spec.Shape)}]");
+                    yield return t;
+                }
+            }
+            WriteData(stream, Checked());
+            if (k != layout.Count) throw new InvalidOperationException($"{path}: {k} tensors for the {layout.Count} of the header");
         });
     }
 
@@ -288,44 +343,32 @@ public static class Safetensors
     /// Writes the tensors' bytes to <paramref name="stream"/> in order, pipelined: while one piece (at most
     /// <paramref name="pieceBytes"/>) is written (and, through a <see cref="HashingStream"/>, hashed), the next is copied
     /// from the device into the other of two native staging buffers. Each byte is copied once from the tensor into a
-    /// buffer and written from there: no managed array, no intermediate host tensor.
+    /// buffer and written from there: no managed array, no intermediate host tensor. <paramref name="tensors"/> is
+    /// enumerated lazily, one tensor ahead of the write and on a worker thread (so a producer that computes or gathers
+    /// its tensors overlaps with the writing); a tensor is not used again once the enumeration has moved past it.
     /// </summary>
-    public static unsafe void WriteData(Stream stream, IReadOnlyList<Tensor> tensors, long pieceBytes = PieceBytes)
+    public static unsafe void WriteData(Stream stream, IEnumerable<Tensor> tensors, long pieceBytes = PieceBytes)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(tensors);
-        var pieces = new List<(Tensor Tensor, long Start, long Count, long Bytes)>();
-        foreach (var t in tensors)
-        {
-            int size = t.DType.ElementSize();
-            long n = t.NumEl, per = Math.Max(1, Math.Min(pieceBytes, int.MaxValue) / size);
-            for (long start = 0; start < n; start += per)
-                pieces.Add((t, start, Math.Min(per, n - start), Math.Min(per, n - start) * size));
-        }
-        if (pieces.Count == 0) return;
-        long bufferBytes = pieces.Max(p => p.Bytes);
+        ArgumentOutOfRangeException.ThrowIfLessThan(pieceBytes, 1);
+        using var pieces = Pieces(tensors, pieceBytes).GetEnumerator();
         var buffers = new nint[2];
-        Task? pending = null;
+        var sizes = new long[2];
+        Task<long>? pending = null;
         try
         {
-            buffers[0] = (nint)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)bufferBytes);
-            if (pieces.Count > 1) buffers[1] = (nint)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)bufferBytes);
-            Fill(pieces[0], buffers[0]);
-            for (int k = 0; k < pieces.Count; k++)
+            if (!pieces.MoveNext()) return;
+            long bytes = FillInto(0);
+            for (int k = 0; ; k++)
             {
-                if (k + 1 < pieces.Count)
-                {
-                    var next = pieces[k + 1];
-                    nint into = buffers[(k + 1) & 1];
-                    pending = Task.Run(() => Fill(next, into));
-                }
-                stream.Write(new ReadOnlySpan<byte>((void*)buffers[k & 1], checked((int)pieces[k].Bytes)));
-                if (pending is not null)
-                {
-                    var done = pending;
-                    pending = null;
-                    done.GetAwaiter().GetResult();
-                }
+                int slot = k & 1;
+                pending = Task.Run(() => pieces.MoveNext() ? FillInto(slot ^ 1) : -1);
+                stream.Write(new ReadOnlySpan<byte>((void*)buffers[slot], checked((int)bytes)));
+                var next = pending;
+                pending = null;
+                bytes = next.GetAwaiter().GetResult();
+                if (bytes < 0) break;
             }
         }
         finally
@@ -334,6 +377,32 @@ public static class Safetensors
             try { pending?.Wait(); } catch (AggregateException) { }
             foreach (var b in buffers)
                 if (b != 0) System.Runtime.InteropServices.NativeMemory.Free((void*)b);
+        }
+
+        // Copies the enumerator's current piece into staging buffer `slot` (grown when too small); returns its size.
+        long FillInto(int slot)
+        {
+            var piece = pieces.Current;
+            if (sizes[slot] < piece.Bytes)
+            {
+                if (buffers[slot] != 0) System.Runtime.InteropServices.NativeMemory.Free((void*)buffers[slot]);
+                buffers[slot] = 0;
+                buffers[slot] = (nint)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)piece.Bytes);
+                sizes[slot] = piece.Bytes;
+            }
+            Fill(piece, buffers[slot]);
+            return piece.Bytes;
+        }
+
+        static IEnumerable<(Tensor Tensor, long Start, long Count, long Bytes)> Pieces(IEnumerable<Tensor> tensors, long pieceBytes)
+        {
+            foreach (var t in tensors)
+            {
+                int size = t.DType.ElementSize();
+                long n = t.NumEl, per = Math.Max(1, Math.Min(pieceBytes, int.MaxValue) / size);
+                for (long start = 0; start < n; start += per)
+                    yield return (t, start, Math.Min(per, n - start), Math.Min(per, n - start) * size);
+            }
         }
 
         static void Fill((Tensor Tensor, long Start, long Count, long Bytes) piece, nint into)
@@ -349,6 +418,13 @@ public static class Safetensors
             part.CopyBytesTo((byte*)into, bytes);
         }
     }
+}
+
+/// <summary>A tensor to be written: its name, dtype and shape, known before its data.</summary>
+public sealed record TensorSpec(string Name, DType DType, long[] Shape)
+{
+    public long NumEl => Shape.Aggregate(1L, (a, b) => a * b);
+    public long Bytes => NumEl * DType.ElementSize();
 }
 
 internal static class JsonElementExtensions

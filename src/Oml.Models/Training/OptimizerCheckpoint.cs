@@ -12,6 +12,8 @@ namespace Oml.Models.Training;
 /// <c>NAME.exp_avg</c> and <c>NAME.exp_avg_sq</c>) and, written last, <c>state.json</c> (the caller's fields plus every
 /// parameter's AdamW step count under <c>optimizer_steps</c>). A folder is written under a temporary name and renamed
 /// into place once complete, so a crash mid-write leaves the previous checkpoint valid; older ones are deleted after.
+/// A sharded optimizer writes its moments per rank instead of <c>optimizer.safetensors</c> (<see cref="SaveSharded"/>),
+/// and a weight-sharded run writes no whole tensor: each rank its segments' values and moments (<see cref="SaveSegments"/>).
 /// </summary>
 public static class OptimizerCheckpoint
 {
@@ -80,12 +82,18 @@ public static class OptimizerCheckpoint
                      .Where(x => x.Item2 is not null).OrderByDescending(x => x.Item2))
         {
             var statePath = Path.Combine(folder, StateFile);
-            if (!File.Exists(statePath) || !File.Exists(Path.Combine(folder, ParamsFile))) continue;
+            if (!File.Exists(statePath)) continue;
+            bool whole = File.Exists(Path.Combine(folder, ParamsFile));
             JsonObject j;
             try { j = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject(); }
+            // A folder without the weights file was never a checkpoint of the whole-weights form: skipped as before.
+            catch (JsonException) when (!whole) { continue; }
             catch (JsonException e) { throw new InvalidDataException($"{statePath}: not valid JSON ({e.Message})"); }
+            // A weight-sharded run's checkpoint: every rank's segment file, at its recorded size, holds values and moments.
+            bool segments = SegmentsComplete(folder, j);
+            if (!segments && !whole) continue;
             // The optimizer state: one file, or one file per rank listed (with its size) in the state's shard index.
-            if (!File.Exists(Path.Combine(folder, OptimizerFile)) && !ShardsComplete(folder, j)) continue;
+            if (!segments && !File.Exists(Path.Combine(folder, OptimizerFile)) && !ShardsComplete(folder, j)) continue;
             if ((string?)j["format"] != format) throw new InvalidDataException($"{statePath} is not {kind}");
             if ((int?)j["version"] != version) throw new InvalidDataException($"{statePath}: checkpoint version {j["version"]} is not supported (expected {version})");
             return (folder, j);
@@ -107,6 +115,20 @@ public static class OptimizerCheckpoint
     {
         using var scope = Torch.NewScope();
         using var noGrad = Torch.NoGrad();
+        if (SegmentIndex(folder).Count > 0)
+        {
+            // A weight-sharded run's checkpoint: each whole parameter (and its moments) assembled from the ranks' segments.
+            using var reader = new SegmentReader(folder);
+            foreach (var (name, p) in parameters)
+            {
+                using var step = Torch.NewScope();
+                p.CopyFrom(reader.Read(name, "", 0, p.NumEl).View(p.Shape));
+                if (!(holdsMoments?.Invoke(p) ?? true) || !reader.HasMoments(name)) continue;
+                opt.SetState(p, reader.Read(name, ".exp_avg", 0, p.NumEl).View(p.Shape).To(p.Device), reader.Read(name, ".exp_avg_sq", 0, p.NumEl).View(p.Shape).To(p.Device),
+                    optimizerSteps.TryGetValue(name, out var st) ? st : 0);
+            }
+            return;
+        }
         using var pf = SafetensorsFile.Open(Path.Combine(folder, ParamsFile));
         foreach (var (name, p) in parameters)
         {
@@ -305,8 +327,241 @@ public static class OptimizerCheckpoint
         return rank == 0 ? final : null;
     }
 
+    // ------------------------------------------------------------------ per-rank weight segments (weight sharding)
+
+    /// <summary>The state-file key of a weight-sharded checkpoint's index: the world size and, per rank, its file, its size and its segments.</summary>
+    public const string SegmentsKey = "weight_shards";
+
+    /// <summary>The values-and-moments file of rank <paramref name="rank"/> of <paramref name="worldSize"/> in a weight-sharded checkpoint.</summary>
+    public static string SegmentFile(int rank, int worldSize) =>
+        string.Create(CultureInfo.InvariantCulture, $"segments-{rank:D5}-of-{worldSize:D5}.safetensors");
+
+    /// <summary>
+    /// One rank's piece of a parameter: elements [<see cref="Start"/>, <see cref="Start"/> + <see cref="Length"/>) of its
+    /// row-major flattening, and whether the file holds its moments.
+    /// </summary>
+    public sealed record Segment(string Name, long Start, long Length, bool Moments)
+    {
+        /// <summary>The tensor name of the piece in its file (the moments add ".exp_avg" and ".exp_avg_sq").</summary>
+        public string Key => string.Create(CultureInfo.InvariantCulture, $"{Name}@{Start}");
+    }
+
+    /// <summary>One rank's file of a weight-sharded checkpoint.</summary>
+    public sealed record SegmentShard(string File, long Bytes, IReadOnlyList<Segment> Segments);
+
+    /// <summary>The segment index of a checkpoint folder's state file (empty when the weights are whole in params.safetensors).</summary>
+    public static IReadOnlyList<SegmentShard> SegmentIndex(string folder)
+    {
+        var statePath = Path.Combine(folder, StateFile);
+        JsonObject j;
+        try { j = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject(); }
+        catch (JsonException e) { throw new InvalidDataException($"{statePath}: not valid JSON ({e.Message})"); }
+        return SegmentIndex(j, statePath);
+    }
+
+    private static List<SegmentShard> SegmentIndex(JsonObject state, string where)
+    {
+        if (state[SegmentsKey] is not JsonObject idx) return [];
+        try
+        {
+            var files = idx["files"]!.AsArray().Select(f => new SegmentShard((string)f!["file"]!, (long)f["bytes"]!,
+                f["segments"]!.AsArray().Select(x => new Segment((string)x![0]!, (long)x[1]!, (long)x[2]!, (bool)x[3]!)).ToList())).ToList();
+            if (files.Count != (int)idx["world_size"]!) throw new InvalidDataException($"{where}: the segment index lists {files.Count} files for world size {idx["world_size"]}");
+            foreach (var f in files)
+            {
+                if (f.File != Path.GetFileName(f.File) || !f.File.StartsWith("segments-", StringComparison.Ordinal))
+                    throw new InvalidDataException($"{where}: '{f.File}' is not a segment file name");
+                if (f.Segments.Any(x => x.Start < 0 || x.Length < 0)) throw new InvalidDataException($"{where}: a segment of '{f.File}' has a negative range");
+            }
+            return files;
+        }
+        catch (Exception e) when (e is InvalidOperationException or NullReferenceException or FormatException or ArgumentOutOfRangeException)
+        {
+            throw new InvalidDataException($"{where}: malformed segment index ({e.Message})");
+        }
+    }
+
+    private static bool SegmentsComplete(string folder, JsonObject state)
+    {
+        var shards = SegmentIndex(state, Path.Combine(folder, StateFile));
+        if (shards.Count == 0) return false;
+        foreach (var f in shards)
+        {
+            var info = new FileInfo(Path.Combine(folder, f.File));
+            if (!info.Exists || info.Length != f.Bytes) return false;
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Reads any range of a parameter (or of its moments) from a weight-sharded checkpoint, whatever world size wrote it:
+    /// the pieces of the segments that overlap the range, from the files that hold them (opened once, memory-mapped, only
+    /// those bytes read). Every element of a trainable parameter is in exactly one segment.
+    /// </summary>
+    public sealed class SegmentReader : IDisposable
+    {
+        private readonly string _folder;
+        private readonly Dictionary<string, List<(Segment Segment, string File)>> _byName = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, SafetensorsFile> _open = new(StringComparer.Ordinal);
+
+        public SegmentReader(string folder)
+        {
+            _folder = folder;
+            foreach (var f in SegmentIndex(folder))
+                foreach (var sg in f.Segments)
+                {
+                    if (!_byName.TryGetValue(sg.Name, out var list)) _byName[sg.Name] = list = [];
+                    list.Add((sg, f.File));
+                }
+            foreach (var list in _byName.Values) list.Sort((a, b) => a.Segment.Start.CompareTo(b.Segment.Start));
+        }
+
+        /// <summary>Whether the checkpoint holds the moments of <paramref name="name"/> (it has taken a step).</summary>
+        public bool HasMoments(string name) => _byName.TryGetValue(name, out var l) && l.All(x => x.Segment.Moments);
+
+        /// <summary>
+        /// Elements [<paramref name="start"/>, <paramref name="start"/> + <paramref name="length"/>) of the flattened
+        /// parameter <paramref name="name"/> (<paramref name="suffix"/> "" for its values, ".exp_avg" or ".exp_avg_sq" for
+        /// its moments), as a new 1-d CPU tensor in the stored dtype.
+        /// </summary>
+        public Tensor Read(string name, string suffix, long start, long length)
+        {
+            if (!_byName.TryGetValue(name, out var list)) throw new InvalidDataException($"{_folder}: the checkpoint lacks parameter '{name}'");
+            using var scope = Torch.NewScope();
+            Tensor? result = null;
+            long covered = 0;
+            foreach (var (sg, file) in list)
+            {
+                long a = Math.Max(start, sg.Start), b = Math.Min(start + length, sg.Start + sg.Length);
+                if (b <= a) continue;
+                if (!_open.TryGetValue(file, out var f)) _open[file] = f = SafetensorsFile.Open(Path.Combine(_folder, file));
+                var piece = f.LoadSlice(sg.Key + suffix, a - sg.Start, b - a, Device.Cpu);
+                result ??= Torch.Zeros([length], piece.DType, Device.Cpu);
+                result.Narrow(0, a - start, b - a).CopyFrom(piece);
+                covered += b - a;
+            }
+            if (covered != length || result is null)
+                throw new InvalidDataException($"{_folder}: the segments of '{name}' cover {covered} of elements [{start}, {start + length})");
+            return result.MoveToOuterScope();
+        }
+
+        public void Dispose()
+        {
+            foreach (var f in _open.Values) f.Dispose();
+            _open.Clear();
+        }
+    }
+
+    /// <summary>
+    /// Writes checkpoint <paramref name="number"/> of a weight-sharded run with every rank of <paramref name="group"/>
+    /// (all must call it): each rank writes its own segments of the trainable parameters, their values and their AdamW
+    /// moments, to its own file (no rank gathers anything), and rank 0, once every rank has reported its file written,
+    /// the state file with the segment index (each rank's file, size and segments) and every parameter's step count (the
+    /// largest over its segments), then renames the folder into place: all or nothing, as <see cref="SaveSharded"/>.
+    /// <paramref name="names"/> lists every trainable parameter (the same on every rank); a segment is (name, start in
+    /// the flattened parameter, 1-d value, step count, moments or null). <see cref="Restore"/> and
+    /// <see cref="SegmentReader"/> read it back with any world size, sharded or not. Returns the folder on rank 0.
+    /// </summary>
+    public static string? SaveSegments(Oml.Engine.Distributed.ProcessGroup group, Device device, string dir, string prefix, int digits, long number,
+        IReadOnlyList<string> names, IReadOnlyList<(string Name, long Start, Tensor Value, long Step, (Tensor ExpAvg, Tensor ExpAvgSq)? Moments)> segments,
+        Func<JsonObject, JsonObject> state)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        ArgumentNullException.ThrowIfNull(names);
+        ArgumentNullException.ThrowIfNull(segments);
+        int rank = group.Rank, world = group.WorldSize, n = names.Count;
+        var slot = names.Select((x, i) => (x, i)).ToDictionary(t => t.x, t => t.i, StringComparer.Ordinal);
+        string name = prefix + number.ToString("D" + digits.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+        var final = Path.Combine(dir, name);
+        var tmp = Path.Combine(dir, string.Create(CultureInfo.InvariantCulture, $".tmp-{name}-segments-{world}"));
+        string? error = null;
+        if (rank == 0)
+            try
+            {
+                Directory.CreateDirectory(dir);
+                if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+                Directory.CreateDirectory(tmp);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { error = e.Message; }
+        Agree(group, device, error, "create the checkpoint folder", rank);
+        // Each rank's file, then one all-reduce (max): failure, every parameter's step count, each rank's file size.
+        var meta = new long[1 + n + world];
+        try
+        {
+            var tensors = new List<KeyValuePair<string, Tensor>>();
+            foreach (var (pname, start, value, step, moments) in segments)
+            {
+                if (!slot.TryGetValue(pname, out int i)) throw new InvalidOperationException($"segment of '{pname}', which is not among the trainable parameters");
+                meta[1 + i] = Math.Max(meta[1 + i], step);
+                var key = new Segment(pname, start, value.NumEl, moments is not null).Key;
+                tensors.Add(new(key, value));
+                if (moments is { } m)
+                {
+                    tensors.Add(new(key + ".exp_avg", m.ExpAvg));
+                    tensors.Add(new(key + ".exp_avg_sq", m.ExpAvgSq));
+                }
+            }
+            BeforeShardWrite?.Invoke(rank);
+            var path = Path.Combine(tmp, SegmentFile(rank, world));
+            Safetensors.Save(path, tensors);
+            meta[1 + n + rank] = new FileInfo(path).Length;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            error = e.Message;
+            meta[0] = 1;
+        }
+        // The segment lists go to rank 0 through the file system: rank 0 reads each file's header once it is committed.
+        using (var scope = Torch.NewScope())
+        {
+            var t = Torch.FromArray(meta, meta.Length).To(device);
+            group.AllReduce(t, Oml.Engine.Distributed.ReduceOp.Max);
+            meta = t.To(Device.Cpu).ToArray<long>();
+        }
+        if (meta[0] > 0)
+        {
+            if (rank == 0) try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }
+            throw new IOException(error is not null
+                ? $"rank {rank} of {world}: could not write its part of checkpoint {final}: {error}"
+                : $"rank {rank} of {world}: checkpoint {final} was not written: other rank(s) failed to write their part");
+        }
+        if (rank == 0)
+            try
+            {
+                var steps = new JsonObject();
+                for (int i = 0; i < n; i++) steps[names[i]] = meta[1 + i];
+                var files = new JsonArray();
+                for (int r = 0; r < world; r++)
+                {
+                    var path = Path.Combine(tmp, SegmentFile(r, world));
+                    var info = new FileInfo(path);
+                    if (!info.Exists || info.Length != meta[1 + n + r])
+                        throw new IOException($"rank {r}'s segment file is not in {tmp} as rank {r} wrote it: the checkpoint folder must be on a file system all ranks share");
+                    var list = new JsonArray();
+                    using (var f = SafetensorsFile.Open(path))
+                        foreach (var e in f.Entries.Values.Where(e => !e.Name.EndsWith(".exp_avg", StringComparison.Ordinal) && !e.Name.EndsWith(".exp_avg_sq", StringComparison.Ordinal))
+                                     .OrderBy(e => e.Name, StringComparer.Ordinal))
+                        {
+                            int at = e.Name.LastIndexOf('@');
+                            list.Add((JsonNode)new JsonArray(e.Name[..at], long.Parse(e.Name[(at + 1)..], NumberStyles.None, CultureInfo.InvariantCulture), e.NumEl,
+                                f.Entries.ContainsKey(e.Name + ".exp_avg")));
+                        }
+                    files.Add((JsonNode)new JsonObject { ["file"] = SegmentFile(r, world), ["bytes"] = info.Length, ["segments"] = list });
+                }
+                var j = state(steps);
+                j[SegmentsKey] = new JsonObject { ["world_size"] = world, ["files"] = files };
+                AtomicFile.WriteText(Path.Combine(tmp, StateFile), j.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+                if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
+                Directory.Move(tmp, final);
+                DeleteOlder(dir, prefix, number, final);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException) { error = e.Message; }
+        Agree(group, device, error, "commit the checkpoint", rank);
+        return rank == 0 ? final : null;
+    }
+
     /// <summary>One all-reduce of a failure flag: every rank throws when any rank failed at <paramref name="what"/>.</summary>
-    private static void Agree(Oml.Engine.Distributed.ProcessGroup group, Device device, string? error, string what, int rank)
+    internal static void Agree(Oml.Engine.Distributed.ProcessGroup group, Device device, string? error, string what, int rank)
     {
         using var scope = Torch.NewScope();
         var t = Torch.FromArray(new long[] { error is null ? 0 : 1 }, 1).To(device);

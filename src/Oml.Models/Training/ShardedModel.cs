@@ -57,6 +57,7 @@ public sealed class ShardedModel : IDisposable
     private readonly Unit _head;
     private readonly Unit? _unused;
     private readonly List<Segment> _segments = [];
+    private readonly Dictionary<string, (Unit Unit, Member Member, DType DType)> _members = new(StringComparer.Ordinal);
     private bool _materialized;
 
     /// <summary>
@@ -65,12 +66,26 @@ public sealed class ShardedModel : IDisposable
     /// model's parameters. <paramref name="trainable"/> chooses the parameters that get gradients (by name).
     /// </summary>
     public ShardedModel(CausalLM model, ProcessGroup group, Func<string, bool> trainable)
+        : this(model, group, trainable, fill: null, heldBefore: ParameterBytes(model ?? throw new ArgumentNullException(nameof(model))))
+    {
+    }
+
+    /// <summary>
+    /// Fills this rank's piece [start, start + length) of a parameter's flattened elements into a 1-d destination tensor
+    /// and returns the most bytes it held in tensors of its own meanwhile (what it read before copying); null: copy it
+    /// from the parameter itself.
+    /// </summary>
+    private delegate long Fill(string name, Tensor param, long start, long length, Tensor destination);
+
+    private ShardedModel(CausalLM model, ProcessGroup group, Func<string, bool> trainable, Fill? fill, long heldBefore)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(group);
         ArgumentNullException.ThrowIfNull(trainable);
         _model = model;
         _group = group;
+        _loadHeld = heldBefore;
+        _loadPeak = heldBefore;
         int layers = model.Config.NumLayers;
         var byUnit = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         foreach (var name in model.Parameters.Keys.Order(StringComparer.Ordinal))
@@ -79,14 +94,99 @@ public sealed class ShardedModel : IDisposable
             if (!byUnit.TryGetValue(unit, out var list)) byUnit[unit] = list = [];
             list.Add(name);
         }
-        Unit Make(string unitName) => new(unitName, byUnit.TryGetValue(unitName, out var names) ? Build(names, trainable) : []);
+        Unit Make(string unitName) => new(unitName, byUnit.TryGetValue(unitName, out var names) ? Build(names, trainable, fill) : []);
         _embed = Make("embed");
         _layers = Enumerable.Range(0, layers).Select(i => Make("layer" + i.ToString(CultureInfo.InvariantCulture))).ToArray();
         _head = Make("head");
         _unused = byUnit.ContainsKey("unused") ? Make("unused") : null;
+        foreach (var u in Units())
+            foreach (var g in u.Groups)
+                foreach (var m in g.Members) _members[m.Name] = (u, m, g.DType);
         // Empty the model's parameters: from now on they hold data only while their unit is gathered.
         foreach (var u in Units()) Release(u);
     }
+
+    /// <summary>
+    /// Loads the model folder <paramref name="dir"/> sharded over <paramref name="group"/> without any rank holding the
+    /// whole model: the folder is checked as <see cref="ModelFolder.Load"/> checks it (<see cref="ModelFolder.Scan"/>:
+    /// configuration, every expected tensor in exactly one file, the shapes), the model is built over one-element
+    /// placeholders (each parameter a broadcast view of a single element, so it has its shape but holds 8 bytes at most),
+    /// <paramref name="prepare"/> may change it before sharding (add LoRA adapters: those are made whole on every rank,
+    /// the same way), and each rank then copies only its slices of every flat group from the memory-mapped safetensors
+    /// files (converted to <paramref name="dtype"/> when given), one piece of one parameter at a time. The shards hold the
+    /// values <c>new ShardedModel(ModelFolder.Load(dir, device, dtype), …)</c> would, bit for bit; no piece read holds more
+    /// than <paramref name="maxPieceBytes"/> (the file's bytes and their conversion) before it is copied into the shard.
+    /// The model's parameters
+    /// are empty when this returns; dispose the model (<see cref="Model"/>) after this object.
+    /// </summary>
+    public static ShardedModel Load(string dir, ProcessGroup group, Func<string, bool> trainable, Device? device = null, DType? dtype = null,
+        Action<CausalLM>? prepare = null, long maxPieceBytes = 64L << 20)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        ArgumentNullException.ThrowIfNull(trainable);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxPieceBytes, 16);
+        var index = ModelFolder.Scan(dir, dtype);
+        var dev = device ?? Device.Cpu;
+        var placeholders = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        CausalLM? model = null;
+        try
+        {
+            foreach (var (name, at) in index.Tensors)
+            {
+                using var scope = Torch.NewScope();
+                placeholders[name] = Torch.Zeros([1], dtype ?? at.Entry.DType, dev).Expand(at.Entry.Shape).DetachFromScope();
+            }
+            model = new CausalLM(index.Config, placeholders, dev, index.RotaryPrecision);
+            prepare?.Invoke(model);
+            // What the model's tensors hold before sharding: one element per placeholder, and whatever prepare added whole.
+            long held = model.Parameters.Sum(kv => (index.Tensors.ContainsKey(kv.Key) ? 1 : kv.Value.NumEl) * kv.Value.DType.ElementSize());
+            var files = new Dictionary<string, Oml.Models.IO.SafetensorsFile>(StringComparer.Ordinal);
+            try
+            {
+                foreach (var f in index.Files) files[f] = Oml.Models.IO.SafetensorsFile.Open(f);
+                return new ShardedModel(model, group, trainable, (name, param, start, length, destination) =>
+                {
+                    if (!index.Tensors.TryGetValue(name, out var at))
+                    {
+                        destination.CopyFrom(param.Reshape(-1).Narrow(0, start, length));
+                        return 0;
+                    }
+                    // Pieces of at most maxPieceBytes (counting the stored bytes and their conversion), copied in turn.
+                    int stored = at.Entry.DType.ElementSize(), converted = destination.DType == at.Entry.DType ? 0 : destination.DType.ElementSize();
+                    long step = Math.Max(1, maxPieceBytes / (stored + converted)), most = 0;
+                    for (long k = 0; k < length; k += step)
+                    {
+                        long n = Math.Min(step, length - k);
+                        using var piece = files[at.File].LoadSlice(name, start + k, n, dev, destination.DType);
+                        using var into = destination.Narrow(0, k, n);
+                        into.CopyFrom(piece);
+                        most = Math.Max(most, n * (stored + converted));
+                    }
+                    return most;
+                }, held);
+            }
+            finally
+            {
+                foreach (var f in files.Values) f.Dispose();
+            }
+        }
+        catch
+        {
+            if (model is not null) model.Dispose();
+            else foreach (var t in placeholders.Values) t.Dispose();
+            throw;
+        }
+    }
+
+    private long _loadHeld, _loadPeak;
+
+    /// <summary>
+    /// The most bytes of parameter data this rank held while the model was being sharded: what the model's tensors held
+    /// (the whole model when it was loaded first; one element per weight for <see cref="Load"/>), plus the shard buffers
+    /// allocated so far, plus the one piece being copied into them (<see cref="Load"/> reads each piece into a tensor of
+    /// its own before the copy, and converts it there).
+    /// </summary>
+    public long LoadPeakBytes => _loadPeak;
 
     /// <summary>Which unit a parameter belongs to: embed, layerN, head, or unused (an LM head tied to the embeddings).</summary>
     private static string UnitOf(string name, ModelConfig c)
@@ -105,7 +205,7 @@ public sealed class ShardedModel : IDisposable
         throw new ArgumentException($"weight sharding does not know where parameter '{name}' runs");
     }
 
-    private List<FlatGroup> Build(List<string> names, Func<string, bool> trainable)
+    private List<FlatGroup> Build(List<string> names, Func<string, bool> trainable, Fill? fill)
     {
         var result = new List<FlatGroup>();
         int n = _group.WorldSize, rank = _group.Rank;
@@ -122,7 +222,10 @@ public sealed class ShardedModel : IDisposable
             }
             long chunk = (offset + n - 1) / n;
             long lo = rank * chunk, hi = Math.Min(offset, lo + chunk);
+            int size = key.Key.DType.ElementSize();
             var local = Torch.Zeros([chunk], key.Key.DType, device).DetachFromScope();
+            _loadHeld += chunk * size;
+            _loadPeak = Math.Max(_loadPeak, _loadHeld);
             var g = new FlatGroup { Members = members, DType = key.Key.DType, Trainable = key.Key.Item2, Chunk = chunk, Local = local };
             using (Torch.NoGrad())
                 foreach (var m in members)
@@ -130,7 +233,9 @@ public sealed class ShardedModel : IDisposable
                     long a = Math.Max(lo, m.Offset), b = Math.Min(hi, m.Offset + m.NumEl);
                     if (b <= a) continue;
                     using var scope = Torch.NewScope();
-                    local.Narrow(0, a - lo, b - a).CopyFrom(m.Param.Reshape(-1).Narrow(0, a - m.Offset, b - a));
+                    var destination = local.Narrow(0, a - lo, b - a);
+                    if (fill is null) destination.CopyFrom(m.Param.Reshape(-1).Narrow(0, a - m.Offset, b - a));
+                    else _loadPeak = Math.Max(_loadPeak, _loadHeld + fill(m.Name, m.Param, a - m.Offset, b - a, destination));
                     var shard = local.Narrow(0, a - lo, b - a).Detach().DetachFromScope();
                     if (g.Trainable) shard.RequiresGrad = true;
                     var seg = new Segment(m.Name, a - m.Offset, b - a, m.Shape, g.Trainable, shard);
@@ -451,6 +556,150 @@ public sealed class ShardedModel : IDisposable
             seg.Shard.CopyFrom(Slice(load(seg.Name)));
             if (moments(seg.Name) is { } mo)
                 opt.SetState(seg.Shard, Slice(mo.ExpAvg).Clone(), Slice(mo.ExpAvgSq).Clone(), mo.Step);
+        }
+    }
+
+    /// <summary>The whole shape of parameter <paramref name="name"/> (its tensor in the model is empty at rest).</summary>
+    public long[] ShapeOf(string name) => Lookup(name).Member.Shape;
+
+    /// <summary>The number of elements of parameter <paramref name="name"/>.</summary>
+    public long NumElOf(string name) => Lookup(name).Member.NumEl;
+
+    private (Unit Unit, Member Member, DType DType) Lookup(string name) =>
+        _members.TryGetValue(name, out var x) ? x : throw new ArgumentException($"the sharded model has no parameter named '{name}'", nameof(name));
+
+    /// <summary>
+    /// The whole values of the parameters <paramref name="names"/>, in that order, gathered one unit at a time: each is the
+    /// model's own parameter tensor, valid until the enumeration moves to a parameter of another unit (the unit is then
+    /// released; so is the last when the enumeration ends). Every rank must enumerate the same names to the end: the
+    /// gathers are collectives. Names of one unit should follow each other, or their unit is gathered again.
+    /// </summary>
+    public IEnumerable<KeyValuePair<string, Tensor>> Whole(IEnumerable<string> names)
+    {
+        ArgumentNullException.ThrowIfNull(names);
+        EnsureSharded();
+        Unit? current = null;
+        try
+        {
+            foreach (var name in names)
+            {
+                var unit = Lookup(name).Unit;
+                if (!ReferenceEquals(unit, current))
+                {
+                    if (current is not null) Release(current);
+                    current = null;
+                    Gather(unit);
+                    current = unit;
+                }
+                yield return new(name, _model.Parameters[name]);
+            }
+        }
+        finally
+        {
+            if (current is not null) Release(current);
+        }
+    }
+
+    /// <summary>
+    /// The tensors a saved folder holds (<see cref="CausalLM.ExportParameters"/>: every parameter but the LoRA adapters,
+    /// which are merged into their weights), with their dtypes and whole shapes.
+    /// </summary>
+    public IReadOnlyList<Oml.Models.IO.TensorSpec> ExportSpecs =>
+        _members.Where(kv => !CausalLM.IsAdapter(kv.Key)).OrderBy(kv => kv.Key, StringComparer.Ordinal)
+            .Select(kv => new Oml.Models.IO.TensorSpec(kv.Key, kv.Value.DType, kv.Value.Member.Shape)).ToList();
+
+    /// <summary>
+    /// The exported tensors of <paramref name="layout"/> in its order (<see cref="CausalLM.ExportParameter"/>: a LoRA
+    /// target merged with its adapter, which is in the same unit), one unit gathered at a time; each tensor is disposed
+    /// when the next is asked for. A collective, as <see cref="Whole"/>.
+    /// </summary>
+    public IEnumerable<Tensor> Export(IReadOnlyList<Oml.Models.IO.TensorSpec> layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        foreach (var (name, _) in Whole(layout.Select(t => t.Name)))
+        {
+            using var exported = _model.ExportParameter(name);
+            yield return exported;
+        }
+    }
+
+    /// <summary>
+    /// Saves the (trained) model as <see cref="ModelFolder.SaveWithDigest(CausalLM, string, string?, long)"/> does,
+    /// byte for byte, without any rank gathering the whole model: every rank must call it; for each weight file, tensor by
+    /// tensor in the file's order, the ranks gather the tensor's unit (once for the tensors of one unit that follow each
+    /// other) and rank 0 merges any LoRA adapter, writes the tensor and hashes it as it goes, then the unit is released.
+    /// Returns the digest on rank 0 and null elsewhere. Rank 0 holds one unit and one exported tensor at a time. When rank 0
+    /// fails to write, it still takes part in the remaining gathers, and then every rank fails (an <see cref="IOException"/>
+    /// naming its rank), so no rank waits for a partner that stopped.
+    /// </summary>
+    public string? SaveWithDigest(string dir, string? sourceDir = null, long maxShardBytes = 4L << 30)
+    {
+        ArgumentNullException.ThrowIfNull(dir);
+        EnsureSharded();
+        var specs = ExportSpecs;
+        var files = ModelFolder.WeightLayout(specs, maxShardBytes);
+        string? digest = null, error = null;
+        if (_group.Rank == 0)
+        {
+            int started = 0;
+            // Each file's tensors come from an enumeration that, when the writer gives up on it, finishes its gathers.
+            IEnumerable<Tensor> Produce(IReadOnlyList<Oml.Models.IO.TensorSpec> layout)
+            {
+                started++;
+                using var all = Export(layout).GetEnumerator();
+                bool done = false;
+                try
+                {
+                    while (all.MoveNext()) yield return all.Current;
+                    done = true;
+                }
+                finally
+                {
+                    if (!done) while (all.MoveNext()) { }
+                }
+            }
+            try
+            {
+                digest = ModelFolder.SaveWithDigest(_model.Config, _model.DType, specs, Produce, dir, sourceDir, maxShardBytes);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or ArgumentException)
+            {
+                error = e.Message;
+                // The files not started yet: their gathers, which the other ranks run.
+                foreach (var (_, layout) in files.Skip(started))
+                    foreach (var _ in Whole(layout.Select(t => t.Name))) { }
+            }
+        }
+        else
+            foreach (var (_, layout) in files)
+                foreach (var _ in Whole(layout.Select(t => t.Name))) { }
+        OptimizerCheckpoint.Agree(_group, _model.Device, error, $"save the model to {dir}", _group.Rank);
+        return digest;
+    }
+
+    /// <summary>
+    /// Loads this rank's segments of the trainable parameters from pieces: <paramref name="values"/> gives a segment's
+    /// elements (a 1-d tensor of its length, on any device), <paramref name="moments"/> its AdamW state (null: none), as a
+    /// weight-sharded checkpoint holds them (whatever world size wrote it, the pieces are cut to this rank's segments).
+    /// </summary>
+    public void LoadTrainable(Func<Segment, Tensor> values, Func<Segment, (Tensor ExpAvg, Tensor ExpAvgSq, long Step)?> moments, AdamW opt)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        ArgumentNullException.ThrowIfNull(moments);
+        ArgumentNullException.ThrowIfNull(opt);
+        EnsureSharded();
+        using var noGrad = Torch.NoGrad();
+        foreach (var seg in _segments.Where(s => s.Trainable))
+        {
+            using var scope = Torch.NewScope();
+            Tensor Piece(Tensor t)
+            {
+                if (t.NumEl != seg.Length) throw new InvalidDataException($"'{seg.Name}': {t.NumEl} elements for this rank's segment of {seg.Length}");
+                return t.Reshape(-1).To(seg.Shard.DType, _model.Device);
+            }
+            seg.Shard.CopyFrom(Piece(values(seg)));
+            if (moments(seg) is { } mo)
+                opt.SetState(seg.Shard, Piece(mo.ExpAvg).Clone(), Piece(mo.ExpAvgSq).Clone(), mo.Step);
         }
     }
 

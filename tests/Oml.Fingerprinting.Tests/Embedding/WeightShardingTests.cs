@@ -186,6 +186,7 @@ public class WeightShardingTests
     [InlineData(1, Mode.Plain, 2, Mode.ShardWeights)]            // one process, resumed weight-sharded
     [InlineData(2, Mode.ShardWeights, 2, Mode.ShardOptimizer)]   // weight-sharded, resumed by the same ranks with ZeRO-2
     [InlineData(2, Mode.ShardOptimizer, 2, Mode.ShardWeights)]   // and the other way round
+    [InlineData(2, Mode.ShardWeights, 3, Mode.ShardWeights)]     // weight-sharded, resumed weight-sharded by 3 ranks
     public async Task A_weight_sharded_checkpoint_resumes_with_another_world_size_and_mode_at_the_weights_of_an_uninterrupted_run(
         int worldA, Mode modeA, int worldB, Mode modeB)
     {
@@ -205,24 +206,38 @@ public class WeightShardingTests
             Assert.Equal(2, ck.Epoch);
             Assert.Equal(refCk.Digest, ck.Digest);
             Assert.Equal(refCk.OptimizerSteps, ck.OptimizerSteps);
+            // A weight-sharded run writes each rank's segments (values and moments) to its own file, nothing whole.
+            var segmentFiles = OptimizerCheckpoint.SegmentIndex(ck.Folder);
+            Assert.Equal(modeA == Mode.ShardWeights ? worldA : 0, segmentFiles.Count);
+            Assert.Equal(modeA != Mode.ShardWeights, File.Exists(Path.Combine(ck.Folder, EmbeddingCheckpoint.ParamsFile)));
+            using var segments = new OptimizerCheckpoint.SegmentReader(ck.Folder);
             // The same tensors as one process writes: every parameter and moment, by name, close to the reference's
-            // (a --shard-optimizer run keeps its moments in per-rank files with an index; the others in one file).
+            // (a --shard-optimizer run keeps its moments in per-rank files with an index; a weight-sharded run every
+            // parameter's and moment's segments in per-rank files; one process both whole, in one file each).
             foreach (var kind in new[] { "params", "moments" })
             {
-                var files = kind == "params" ? [Path.Combine(ck.Folder, EmbeddingCheckpoint.ParamsFile)]
-                    : Oml.Models.Training.OptimizerCheckpoint.MomentFiles(ck.Folder);
+                var files = segmentFiles.Count > 0 ? [] : kind == "params" ? [Path.Combine(ck.Folder, EmbeddingCheckpoint.ParamsFile)]
+                    : OptimizerCheckpoint.MomentFiles(ck.Folder);
                 var opened = files.Select(Oml.Models.IO.SafetensorsFile.Open).ToList();
                 try
                 {
                     string file = kind == "params" ? EmbeddingCheckpoint.ParamsFile : EmbeddingCheckpoint.OptimizerFile;
                     using var rf = Oml.Models.IO.SafetensorsFile.Open(Path.Combine(refCk.Folder, file));
-                    Assert.Equal(rf.Entries.Keys.Order(), opened.SelectMany(f => f.Entries.Keys).Order());
+                    if (segmentFiles.Count == 0) Assert.Equal(rf.Entries.Keys.Order(), opened.SelectMany(f => f.Entries.Keys).Order());
+                    else
+                    {
+                        // Every element of every parameter in exactly one segment, across the ranks' files.
+                        var covered = segmentFiles.SelectMany(f => f.Segments).GroupBy(sg => sg.Name).ToDictionary(g => g.Key, g => g.Sum(sg => sg.Length));
+                        Assert.Equal(refCk.OptimizerSteps.Keys.Order(), covered.Keys.Order());
+                        foreach (var (pname, count) in covered) Assert.Equal(count, rf.Entries.ContainsKey(pname) ? rf.Entries[pname].NumEl : count);
+                    }
                     Assert.NotEmpty(rf.Entries);
                     foreach (var name in rf.Entries.Keys.Where(k => !k.EndsWith(".exp_avg_sq", StringComparison.Ordinal)))
                     {
                         using var scope = Torch.NewScope();
-                        var of = opened.Single(f => f.Entries.ContainsKey(name));
-                        var a = of.Load(name, Device.Cpu).To(DType.Float32).ToArray<float>();
+                        string param = kind == "params" ? name : name[..^".exp_avg".Length], suffix = kind == "params" ? "" : ".exp_avg";
+                        var a = (segmentFiles.Count > 0 ? segments.Read(param, suffix, 0, rf.Entries[name].NumEl)
+                            : opened.Single(f => f.Entries.ContainsKey(name)).Load(name, Device.Cpu)).To(DType.Float32).ToArray<float>();
                         var b = rf.Load(name, Device.Cpu).To(DType.Float32).ToArray<float>();
                         double scale = b.Max(x => Math.Abs(x)) + 1e-12, worst = 0;
                         for (int i = 0; i < a.Length; i++) worst = Math.Max(worst, Math.Abs(a[i] - b[i]));
@@ -245,6 +260,118 @@ public class WeightShardingTests
         {
             foreach (var d in new[] { dir, refDir })
                 if (Directory.Exists(d)) Directory.Delete(d, recursive: true);
+        }
+    }
+
+    private sealed record Saved(EmbeddingResult Result, string? Digest, string? RunDigest, long LoadPeakBytes, long ShardBytes, long Adapters);
+
+    /// <summary>
+    /// 2 weight-sharded ranks (threads) train and save <paramref name="fixture"/>: loaded sharded (each rank reads only its
+    /// slices; the model stays sharded and is streamed to disk one unit at a time), or loaded whole and sharded (the
+    /// model gathered on every rank at the end and saved whole by rank 0). Returns rank 0's outcome.
+    /// </summary>
+    private static async Task<Saved> SaveRanks(string fixture, EmbeddingOptions options, bool loadSharded, string outDir, long maxShardBytes,
+        Action<CausalLM>? prepare)
+    {
+        int port = Launcher.FreePort();
+        string dir = TestModels.Fixture(fixture);
+        var ranks = Enumerable.Range(0, 2).Select(rank => Task.Factory.StartNew(() =>
+        {
+            using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, 2, TimeSpan.FromSeconds(120));
+            var o = options with { Group = g, ShardWeights = true };
+            Func<string, bool> trainable = n => options.Trainable?.Invoke(n) ?? true;
+            if (!loadSharded)
+            {
+                using var model = ModelFolder.Load(dir);
+                prepare?.Invoke(model);
+                // Sharding a model loaded whole holds the whole model first.
+                using (var probe = ModelFolder.Load(dir))
+                {
+                    long before = ShardedModel.ParameterBytes(probe);
+                    using var shardedWhole = new ShardedModel(probe, g, _ => true);
+                    Assert.Equal(before + shardedWhole.ShardBytes, shardedWhole.LoadPeakBytes);
+                }
+                var r = FingerprintTrainer.Embed(model, Keys(20, model.Config.VocabSize), o);
+                string? digest = g.Rank == 0 ? ModelFolder.SaveWithDigest(model, outDir, dir, maxShardBytes) : null;
+                return new Saved(r, digest, o.CheckpointDir is { } c ? EmbeddingCheckpoint.Latest(c)?.Digest : null, 0, 0, 0);
+            }
+            var sharded = ShardedModel.Load(dir, g, trainable, prepare: prepare, maxPieceBytes: 4096);
+            using var lm = sharded.Model;
+            using var shards = sharded;
+            long adapters = lm.Parameters.Where(kv => CausalLM.IsAdapter(kv.Key)).Sum(kv => sharded.NumElOf(kv.Key) * kv.Value.DType.ElementSize());
+            var result = FingerprintTrainer.Embed(sharded, Keys(20, lm.Config.VocabSize), o);
+            // Trained and saved without gathering the model: its own tensors are still empty.
+            Assert.Equal(0, ShardedModel.ParameterBytes(lm));
+            string? saved = sharded.SaveWithDigest(outDir, dir, maxShardBytes);
+            Assert.Equal(0, ShardedModel.ParameterBytes(lm));
+            Assert.Equal(g.Rank == 0, saved is not null);
+            return new Saved(result, saved, o.CheckpointDir is { } cd ? EmbeddingCheckpoint.Latest(cd)?.Digest : null, sharded.LoadPeakBytes, sharded.ShardBytes, adapters);
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        return (await Task.WhenAll(ranks))[0];
+    }
+
+    [Theory]
+    [InlineData("llama-tiny-sharded", false, 4L << 30, false)]   // weights in two files with an index; saved as one file
+    [InlineData("qwen2-tiny", false, 200_000L, false)]          // tied embeddings; saved in shards with an index
+    [InlineData("llama-tiny", true, 4L << 30, false)]           // LoRA adapters, merged on save
+    [InlineData("qwen2-tiny", false, 200_000L, true)]           // the KL benign loss (oml embed's default): targets from the sharded forward pass
+    public async Task A_model_loaded_sharded_holds_half_of_it_and_saves_the_bytes_of_the_load_then_shard_path(string fixture, bool lora, long maxShardBytes, bool kl)
+    {
+        using var probe = ModelFolder.Load(TestModels.Fixture(fixture));
+        long whole = ShardedModel.ParameterBytes(probe);
+        var options = Options(probe, 19) with { MaxEpochs = 2, ResumptionPairs = 1, BenignLoss = kl ? BenignLoss.KL : BenignLoss.Tokens };
+        Action<CausalLM>? prepare = null;
+        if (lora)
+        {
+            options = options with
+            {
+                Trainable = n => n.EndsWith(".lora_A", StringComparison.Ordinal) || n.EndsWith(".lora_B", StringComparison.Ordinal),
+                LearningRate = 1e-2,
+            };
+            prepare = m =>
+            {
+                lock (LoraInit)
+                    m.AddLora(n => n.Contains(".self_attn.", StringComparison.Ordinal) || n.Contains(".mlp.", StringComparison.Ordinal), 4, 8, 3);
+            };
+        }
+        var root = Path.Combine(Path.GetTempPath(), "oml-zero3-load-" + Guid.NewGuid().ToString("N"));
+        string expectedDir = Path.Combine(root, "whole"), actualDir = Path.Combine(root, "sharded");
+        try
+        {
+            var expected = await SaveRanks(fixture, options with { CheckpointDir = Path.Combine(root, "ck-whole") }, loadSharded: false, expectedDir, maxShardBytes, prepare);
+            var actual = await SaveRanks(fixture, options with { CheckpointDir = Path.Combine(root, "ck-sharded") }, loadSharded: true, actualDir, maxShardBytes, prepare);
+
+            // The same run: the same digest over the base weights (gathered a unit at a time), losses, recall, merge λ.
+            Assert.NotNull(actual.RunDigest);
+            Assert.Equal(expected.RunDigest, actual.RunDigest);
+            Assert.Equal(expected.Result.History.Select(h => (h.Loss, h.Accuracy, h.HeldOutLoss)), actual.Result.History.Select(h => (h.Loss, h.Accuracy, h.HeldOutLoss)));
+            Assert.Equal(expected.Result.MergeLambda, actual.Result.MergeLambda);
+            Assert.Equal(expected.Result.ResumptionPairs, actual.Result.ResumptionPairs);
+            Assert.True(actual.Result.ResumptionPairs > 0);
+            Assert.Equal(expected.Result.TrainedParameters, actual.Result.TrainedParameters);
+            // The same files, byte for byte, and the digest hashed while writing is the folder's.
+            Assert.Equal(expected.Digest, actual.Digest);
+            Assert.Equal(ModelFolder.WeightsDigest(actualDir), actual.Digest);
+            var files = Directory.GetFiles(expectedDir).Select(Path.GetFileName).Order().ToList();
+            Assert.Equal(files, Directory.GetFiles(actualDir).Select(Path.GetFileName).Order().ToList());
+            Assert.Equal(maxShardBytes < whole, files.Contains(ModelFolder.IndexFile));
+            foreach (var f in files) Assert.Equal(File.ReadAllBytes(Path.Combine(expectedDir, f!)), File.ReadAllBytes(Path.Combine(actualDir, f!)));
+            // The model moved (the comparison is not of two copies of the base).
+            Assert.NotEqual(ModelFolder.WeightsDigest(TestModels.Fixture(fixture)), actual.Digest);
+
+            // Loading sharded, a rank held its half of each flat group (padded by less than an element per group) and
+            // one piece of at most 4096 bytes in flight, besides the one-element placeholders and any LoRA adapters
+            // (made whole on every rank before sharding): about half of the model.
+            int groups = 2 * (probe.Config.NumLayers + 2);
+            Assert.InRange(actual.ShardBytes, (whole + actual.Adapters) / 2, (whole + actual.Adapters) / 2 + 4 * groups);
+            Assert.InRange(actual.LoadPeakBytes, actual.ShardBytes, actual.ShardBytes + actual.Adapters + 4096 + 4 * probe.Parameters.Count);
+            TestContext.Current.TestOutputHelper?.WriteLine(
+                $"{fixture}: peak parameter bytes while loading {actual.LoadPeakBytes} of {whole} ({(double)actual.LoadPeakBytes / whole:P1})");
+            if (!lora) Assert.True(actual.LoadPeakBytes < 0.52 * whole, $"load peak {actual.LoadPeakBytes} of {whole}");
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
         }
     }
 
