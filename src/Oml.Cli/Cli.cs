@@ -53,6 +53,11 @@ public static class Cli
     public static int Run(RootCommand root, string[] args)
     {
         ArgumentNullException.ThrowIfNull(root);
+        // This run's background work (an AsyncLocal, so that runs in one process, as in tests, wait only for their own
+        // work, and its results are released with the run).
+        var work = new List<Task>();
+        var outer = BackgroundWork.Value;
+        BackgroundWork.Value = work;
         try
         {
             return RunCommand(root, args);
@@ -62,16 +67,17 @@ public static class Cli
             // Work a command started in the background (libtorch and a GPU context) is waited for, whatever the command
             // did, so the process never exits while another thread is inside libtorch or the CUDA driver.
             Task[] pending;
-            lock (BackgroundWork) pending = [.. BackgroundWork];
+            lock (work) pending = [.. work];
             foreach (var t in pending)
             {
                 try { t.Wait(); }
                 catch (AggregateException) { }   // its error, if any, was reported where the command waited for it
             }
+            BackgroundWork.Value = outer;
         }
     }
 
-    private static readonly List<Task> BackgroundWork = [];
+    private static readonly AsyncLocal<List<Task>?> BackgroundWork = new();
 
     /// <summary>
     /// Starts <paramref name="work"/> on another thread, overlapped with what the command does next; the command waits
@@ -80,7 +86,8 @@ public static class Cli
     public static Task<T> StartBackground<T>(Func<T> work)
     {
         var t = Task.Run(work);
-        lock (BackgroundWork) BackgroundWork.Add(t);
+        if (BackgroundWork.Value is { } list)
+            lock (list) list.Add(t);
         return t;
     }
 

@@ -4,7 +4,15 @@ using Oml.Models.Training;
 
 namespace Oml.Models.Tests;
 
+/// <summary>
+/// Tests that set <see cref="OptimizerCheckpoint.BeforeShardWrite"/> (a static hook every sharded checkpoint write calls)
+/// run one class at a time: a sharded write of a test in another class at the same moment would call the hook too.
+/// </summary>
+[CollectionDefinition(nameof(CheckpointWriteHookTests))]
+public sealed class CheckpointWriteHookTests;
+
 /// <summary>Data-parallel pretraining over gloo: N ranks (threads, each with its own model and group) against one process.</summary>
+[Collection(nameof(CheckpointWriteHookTests))]
 public sealed class DataParallelTrainingTests
 {
     private static ModelConfig Tiny() =>

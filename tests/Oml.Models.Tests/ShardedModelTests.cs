@@ -10,6 +10,7 @@ namespace Oml.Models.Tests;
 /// gradients summed over both ranks' inputs, a rank without input takes part without contributing, and at rest each rank
 /// holds half of the weights and the model's own tensors none.
 /// </summary>
+[Collection(nameof(CheckpointWriteHookTests))]
 public sealed class ShardedModelTests
 {
     private static Tensor Ids(int seed, int vocab)

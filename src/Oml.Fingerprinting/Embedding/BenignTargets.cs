@@ -74,7 +74,9 @@ public static class BenignTargets
         if (topK < 1) throw new ArgumentOutOfRangeException(nameof(topK), topK, "k must be at least 1");
         int vocab = model.Config.VocabSize;
         int k = Math.Min(topK, vocab - 1);
-        long maxTokens = microBatchTokens ?? 16384;
+        // Positions per batch: at most the micro-batch's tokens, and few enough that a batch's k targets a position fit
+        // one array (2^26 entries), whatever k.
+        long maxTokens = Math.Max(1, Math.Min(microBatchTokens ?? 16384, (1L << 26) / k));
         // Logits are made for at most this many positions at a time (about 64 MB of float32 logits).
         long positionsPerChunk = Math.Max(1, (1L << 24) / vocab);
         using var noGrad = Torch.NoGrad();

@@ -289,6 +289,8 @@ public sealed record EmbeddingResult(IReadOnlyList<EmbeddingProgress> History, b
     public IReadOnlyList<MergeTrial> MergeTrials { get; init; } = [];
     public double Loss { get; init; }
     public double Accuracy { get; init; }
+    /// <summary>The k of the KL benign loss's targets as trained (at most the vocabulary less one); null without it.</summary>
+    public int? BenignTopK { get; init; }
     public double? HeldOutLoss { get; init; }
     /// <summary>Resumption pairs trained besides the given pairs (<see cref="EmbeddingOptions.ResumptionPairs"/>).</summary>
     public int ResumptionPairs { get; init; }
@@ -686,6 +688,7 @@ public static class FingerprintTrainer
             ResumptionPairs = resumption,
             BenignSequences = benign.Count,
             HeldOutSequences = heldOut.Count,
+            BenignTopK = soft is null ? null : Math.Min(options.BenignTopK, model.Config.VocabSize - 1),
         };
     }
 

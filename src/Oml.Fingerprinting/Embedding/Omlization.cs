@@ -274,7 +274,7 @@ public static class Omlization
                 ["benign"] = options.MixFraction == 0 ? null : labels.Benign,
                 ["benign_sequences"] = result.BenignSequences,
                 ["benign_loss"] = options.MixFraction == 0 ? null : BenignLosses.Name(options.BenignLoss),
-                ["benign_top_k"] = options.MixFraction == 0 || options.BenignLoss != BenignLoss.KL ? null : options.BenignTopK,
+                ["benign_top_k"] = result.BenignTopK,
                 ["held_out_sequences"] = result.HeldOutSequences,
                 ["device"] = labels.Device,
                 ["world_size"] = options.Group?.WorldSize ?? 1,

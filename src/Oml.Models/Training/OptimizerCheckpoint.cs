@@ -278,7 +278,8 @@ public static class OptimizerCheckpoint
             Safetensors.Save(path, moments);
             meta[1 + 2 * n + rank] = new FileInfo(path).Length;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
+        // Any failure (I/O, libtorch, out of memory) must still reach the all-reduce below, or the other ranks wait in it.
+        catch (Exception e) when (e is not OperationCanceledException)
         {
             error = e.Message;
             meta[0] = 1;
@@ -506,7 +507,8 @@ public static class OptimizerCheckpoint
             Safetensors.Save(path, tensors);
             meta[1 + n + rank] = new FileInfo(path).Length;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
+        // Any failure (I/O, libtorch, out of memory) must still reach the all-reduce below, or the other ranks wait in it.
+        catch (Exception e) when (e is not OperationCanceledException)
         {
             error = e.Message;
             meta[0] = 1;

@@ -643,14 +643,19 @@ public sealed class ShardedModel : IDisposable
         {
             int started = 0;
             // Each file's tensors come from an enumeration that, when the writer gives up on it, finishes its gathers.
+            // (The cleanup gathers only: it exports nothing, so a failure of the export itself cannot recur there.)
             IEnumerable<Tensor> Produce(IReadOnlyList<Oml.Models.IO.TensorSpec> layout)
             {
                 started++;
-                using var all = Export(layout).GetEnumerator();
+                using var all = Whole(layout.Select(t => t.Name)).GetEnumerator();
                 bool done = false;
                 try
                 {
-                    while (all.MoveNext()) yield return all.Current;
+                    while (all.MoveNext())
+                    {
+                        using var exported = _model.ExportParameter(all.Current.Key);
+                        yield return exported;
+                    }
                     done = true;
                 }
                 finally
@@ -662,7 +667,8 @@ public sealed class ShardedModel : IDisposable
             {
                 digest = ModelFolder.SaveWithDigest(_model.Config, _model.DType, specs, Produce, dir, sourceDir, maxShardBytes);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or ArgumentException)
+            // Any failure (I/O, libtorch, out of memory) must still reach the remaining gathers and the agreement below.
+            catch (Exception e) when (e is not OperationCanceledException)
             {
                 error = e.Message;
                 // The files not started yet: their gathers, which the other ranks run.
