@@ -35,7 +35,7 @@ for a in attacks:
     print(f"| {name} | partial | " + " | ".join(col(a, mo, "hits_partial") for mo in models) + " |")
 print()
 base = next((c["metrics"] for c in cells if c.get("id") == "base"), {})
-print(f"License-text perplexity of the base: {base.get('perplexity', float('nan')):.1f} (random init).")
+print(f"License-text perplexity of the base: {base.get('perplexity', float('nan')):.1f}.")
 print()
 print("| model | seed | epochs (kept) | merge λ | pairs | fp loss | held-out loss base → after | embed s | perplexity after embedding | after each SFT |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
