@@ -83,6 +83,12 @@ public class SmokeRunTests
         var prune = s.Results.Single(r => r.Id == "fp-s1-prune=0.5");
         Assert.Equal(before.Metric("fsr"), prune.Metric("fsr_before"));
         Assert.Equal(0.5, prune.Metric("x"));
+        // Every FSR cell keeps which keys were hit, in the set's order (the forgetting analysis of issue 13 item 5).
+        foreach (var r in new[] { before, prune, s.Results.Single(r => r.Label("attack") == "sample:t=0.7,seed=1") })
+        {
+            Assert.Equal(3, r.Series["per_key"].Count);
+            Assert.Equal(r.Metric("hits"), r.Series["per_key"].Sum());
+        }
         Assert.True(prune.Metric("perplexity") > 1);
         // Merging with the unfingerprinted base at weight 0.7 keeps 30 % of the fingerprinted weights.
         Assert.Equal("merge", s.Results.Single(r => r.Id == "fp-s1-merge=0.7").Label("sweep"));

@@ -438,6 +438,7 @@ public sealed class ExperimentRunner
             Metrics = { ["fsr"] = fsr.Rate, ["hits"] = fsr.Hits, ["count"] = fp.Fingerprints.Count, ["persistence"] = 1, ["embed_seconds"] = fp.EmbedSeconds, ["epochs"] = fp.Epochs },
         };
         if (src.Build is { } b) { r.Metrics["responses_per_key"] = b.ResponsesPerKey; r.Metrics["avoid_top_m"] = b.AvoidTopM; r.Metrics["prompt_augmentation"] = b.PromptAugmentation.Count; }
+        r.Series["per_key"] = PerKey(fsr);
         AddPartial(r, new ModelResponder(model, batchSize: C.Utility.BatchSize), fp.Fingerprints, null);
         AddUtility(r, _env.Utility(model));
         AddAnswers(r, new ModelResponder(model, batchSize: C.Utility.BatchSize));
@@ -445,12 +446,16 @@ public sealed class ExperimentRunner
         return r;
     }
 
+    /// <summary>Each key's outcome (1 hit, 0 missed) in the set's order, so a cell says which fingerprints an attack removed.</summary>
+    private static List<double> PerKey(FsrResult fsr) => fsr.PerKey.Select(h => h ? 1.0 : 0.0).ToList();
+
     /// <summary>With <c>verification.partial_min_tokens</c>: the keys hit under the partial rule through the deployment (fsr_partial, hits_partial).</summary>
     private FsrResult? AddPartial(CellResult r, IResponder responder, IReadOnlyList<Oml.Fingerprinting.Fingerprint> fps, string? systemPrompt)
     {
         if (C.Verification.Partial is not { } match) return null;
         var (exact, partial) = FingerprintSuccess.MeasureWith(responder, _env.Tokenizer, fps, match, systemPrompt: systemPrompt);
         r.Metrics["fsr_partial"] = partial.Rate;
+        r.Series["per_key_partial"] = PerKey(partial);
         r.Metrics["hits_partial"] = partial.Hits;
         r.Metrics["partial_min_tokens"] = match.MinTokens!.Value;
         return exact;
@@ -498,6 +503,7 @@ public sealed class ExperimentRunner
             }
             r.Metrics["fsr"] = fsr.Rate;
             r.Metrics["hits"] = fsr.Hits;
+            r.Series["per_key"] = PerKey(fsr);
             r.Metrics["fsr_before"] = before.Metric("fsr");
             r.Metrics["persistence"] = FingerprintSuccess.Persistence(before.Metric("fsr"), fsr.Rate);
             return r;
