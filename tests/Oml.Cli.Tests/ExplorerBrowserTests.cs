@@ -98,8 +98,17 @@ public sealed class ExplorerBrowserTests : PartiesCliTest
         return c;
     }
 
-    private static string Cell(IWebDriver d, string rowKey, string field) =>
-        d.FindElement(By.CssSelector($"tr[data-key='{rowKey}'] [data-field='{field}']")).Text;
+    /// <summary>
+    /// One cell's text, found and read in one script (the page re-renders as the ledger moves: an element found in one
+    /// round trip may be gone by the next, Selenium's stale element).
+    /// </summary>
+    private static string Cell(IWebDriver d, string rowKey, string field)
+    {
+        var selector = $"tr[data-key='{rowKey}'] [data-field='{field}']";
+        return (string?)((IJavaScriptExecutor)d).ExecuteScript(
+                "var e = document.querySelector(arguments[0]); return e === null ? null : e.innerText.trim();", selector)
+            ?? throw new NoSuchElementException($"no element matches {selector}");
+    }
 
     /// <summary>Every table cell with a data-field, by (row key, field), read in one round trip (the page as it is now).</summary>
     private static Dictionary<(string Key, string Field), string> Cells(IWebDriver d)
