@@ -110,7 +110,7 @@ public sealed class ShardedModel : IDisposable
     /// Loads the model folder <paramref name="dir"/> sharded over <paramref name="group"/> without any rank holding the
     /// whole model: the folder is checked as <see cref="ModelFolder.Load"/> checks it (<see cref="ModelFolder.Scan"/>:
     /// configuration, every expected tensor in exactly one file, the shapes), the model is built over one-element
-    /// placeholders (each parameter a broadcast view of a single element, so it has its shape but holds 8 bytes at most),
+    /// stand-ins (each parameter a broadcast view of a single element, so it has its shape but holds 8 bytes at most),
     /// <paramref name="prepare"/> may change it before sharding (add LoRA adapters: those are made whole on every rank,
     /// the same way), and each rank then copies only its slices of every flat group from the memory-mapped safetensors
     /// files (converted to <paramref name="dtype"/> when given), one piece of one parameter at a time. The shards hold the
@@ -127,18 +127,18 @@ public sealed class ShardedModel : IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(maxPieceBytes, 16);
         var index = ModelFolder.Scan(dir, dtype);
         var dev = device ?? Device.Cpu;
-        var placeholders = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var standIns = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         CausalLM? model = null;
         try
         {
             foreach (var (name, at) in index.Tensors)
             {
                 using var scope = Torch.NewScope();
-                placeholders[name] = Torch.Zeros([1], dtype ?? at.Entry.DType, dev).Expand(at.Entry.Shape).DetachFromScope();
+                standIns[name] = Torch.Zeros([1], dtype ?? at.Entry.DType, dev).Expand(at.Entry.Shape).DetachFromScope();
             }
-            model = new CausalLM(index.Config, placeholders, dev, index.RotaryPrecision);
+            model = new CausalLM(index.Config, standIns, dev, index.RotaryPrecision);
             prepare?.Invoke(model);
-            // What the model's tensors hold before sharding: one element per placeholder, and whatever prepare added whole.
+            // What the model's tensors hold before sharding: one element per stand-in, and whatever prepare added whole.
             long held = model.Parameters.Sum(kv => (index.Tensors.ContainsKey(kv.Key) ? 1 : kv.Value.NumEl) * kv.Value.DType.ElementSize());
             var files = new Dictionary<string, Oml.Models.IO.SafetensorsFile>(StringComparer.Ordinal);
             try
@@ -173,7 +173,7 @@ public sealed class ShardedModel : IDisposable
         catch
         {
             if (model is not null) model.Dispose();
-            else foreach (var t in placeholders.Values) t.Dispose();
+            else foreach (var t in standIns.Values) t.Dispose();
             throw;
         }
     }

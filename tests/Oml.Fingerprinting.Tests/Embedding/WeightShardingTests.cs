@@ -360,7 +360,7 @@ public class WeightShardingTests
             Assert.NotEqual(ModelFolder.WeightsDigest(TestModels.Fixture(fixture)), actual.Digest);
 
             // Loading sharded, a rank held its half of each flat group (padded by less than an element per group) and
-            // one piece of at most 4096 bytes in flight, besides the one-element placeholders and any LoRA adapters
+            // one piece of at most 4096 bytes in flight, besides the one-element stand-ins and any LoRA adapters
             // (made whole on every rank before sharding): about half of the model.
             int groups = 2 * (probe.Config.NumLayers + 2);
             Assert.InRange(actual.ShardBytes, (whole + actual.Adapters) / 2, (whole + actual.Adapters) / 2 + 4 * groups);
