@@ -40,10 +40,21 @@ public static class ModelFolder
             // that the threads finish together.
             var order = index.Files.SelectMany(shard => index.Tensors.Where(t => t.Value.File == shard).Select(t => t.Key)).ToList();
             var work = order.OrderByDescending(name => index.Tensors[name].Entry.ByteLength).ToList();
+            // A tensor converted to another dtype exists in both for a moment; with 8 at once, a model that barely fits
+            // would not. While converting, the tensors in flight hold at most ConversionBudget bytes (or the one
+            // largest tensor alone, which needs its two copies whatever the order).
+            bool converts = dtype is { } to && work.Any(name => index.Tensors[name].Entry.DType != to);
+            var budget = converts ? new ByteBudget(Math.Max(ConversionBudget, index.Tensors[work[0]].Entry.ByteLength)) : null;
             try
             {
                 Parallel.ForEach(work, new ParallelOptions { MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 8) },
-                    name => loaded[name] = files[index.Tensors[name].File].Load(name, dev, dtype).DetachFromScope());
+                    name =>
+                    {
+                        long bytes = index.Tensors[name].Entry.ByteLength;
+                        budget?.Take(bytes);
+                        try { loaded[name] = files[index.Tensors[name].File].Load(name, dev, dtype).DetachFromScope(); }
+                        finally { budget?.Give(bytes); }
+                    });
             }
             catch (AggregateException e) when (e.InnerExceptions.Count > 0)
             {
@@ -63,6 +74,9 @@ public static class ModelFolder
             foreach (var f in files.Values) f.Dispose();
         }
     }
+
+    /// <summary>Stored bytes of the tensors <see cref="Load"/> converts at once (1 GiB), unless one tensor alone is larger.</summary>
+    public const long ConversionBudget = 1L << 30;
 
     /// <summary>Where one weight of a model folder lies: its file and its entry in that file's header.</summary>
     public sealed record WeightLocation(string File, TensorEntry Entry);
