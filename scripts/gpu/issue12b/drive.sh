@@ -20,56 +20,11 @@ DEV="${DEV:-cuda}"; COUNT="${COUNT:-1024}"; STEPS="${STEPS:-800}"; BASE_ARGS="${
 SMALL_ARGS="${SMALL_ARGS:-}"; SMALL_COUNTS="${SMALL_COUNTS:-16 256}"
 [ -n "${UTIL:-}" ] || UTIL='{ cloze_items: 500, perplexity_tokens: 65536, perplexity_window: 256, batch_size: 64 }'
 P3_MAX_START="${P3_MAX_START:-900}"
-cd "$W"
-T0=$(date +%s)
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-M=artifacts/lab/models; R=results; L=logs; D=done
-mkdir -p $M $R $L $D sets lab/experiments lab/recipes
-echo $$ > drive.pid
-log() { echo "$(date -u +%T) +$(( $(date +%s) - T0 ))s $*" >> $L/timeline.txt; }
-ok() { [ -f "$D/$1" ]; }
-waitfor() { while ! ok "$1"; do [ -f "$D/$1.failed" ] && return 1; sleep 2; done; }
-# At most SLOTS device jobs at once: the first session ran up to 12 side by side on the H200 and five lab processes
-# ran out of its 140 GiB (each lab process holds 13-33 GiB). A slot is a directory under slots/ (mkdir is atomic).
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # scripts/gpu/session-lib.sh: session_start, step, ok, waitfor, ...
 SLOTS="${SLOTS:-6}"
-rm -rf slots; mkdir -p slots
-acquire() { while :; do for i in $(seq 1 "$SLOTS"); do mkdir "slots/$i" 2>/dev/null && { SLOT=$i; return; }; done; sleep 2; done; }
-# step NAME CMD...: runs CMD once in a device slot (stdout+stderr to logs/NAME.log), marks done or failed; a failure
-# is retried once (a lab rerun resumes from its saved cells).
-step() {
-  local name=$1; shift
-  ok "$name" && return 0
-  rm -f "$D/$name.failed"
-  local t try
-  for try in 1 2; do
-    acquire
-    log "start $name$( [ $try = 2 ] && echo " (retry)")"
-    t=$(date +%s)
-    if "$@" > "$L/$name.log" 2>&1; then rmdir "slots/$SLOT"; touch "$D/$name"; log "done $name ($(( $(date +%s) - t )) s)"; return 0; fi
-    rmdir "slots/$SLOT"; cp -f "$L/$name.log" "$L/$name.try$try.log"
-    log "FAILED $name, try $try ($(( $(date +%s) - t )) s)"; sleep 5
-  done
-  touch "$D/$name.failed"; return 1
-}
-
-# ---- setup: the trimmed oml, the lab data, the shim built against this machine's libtorch ----
-if ! ok setup; then
-  log "setup"
-  [ -x lab-app/oml ] || tar -xJf "$REPO/.gpu/oml-lab.tar.xz"
-  [ -f artifacts/lab/tokenizer/tokenizer.json ] || tar -xJf "$REPO/.gpu/lab-data.tar.xz"
-  if [ -n "${CPU_SHIM:-}" ]; then cp -f "$CPU_SHIM" lab-app/liboml_torch.so
-  elif [ -f "$REPO/.gpu/issue12b/liboml_torch.so" ]; then cp -f "$REPO/.gpu/issue12b/liboml_torch.so" lab-app/liboml_torch.so; mkdir -p native; cp -f lab-app/liboml_torch.so native/
-  else [ -f native/liboml_torch.so ] || PYTHON=python3 "$REPO/native/build.sh" "$W/native" > $L/shim.log 2>&1; cp -f native/liboml_torch.so lab-app/liboml_torch.so; fi
-  cp -f "$REPO/.gpu/issue12b/recipes/"*.yaml lab/recipes/
-  touch $D/setup; log "setup done"
-fi
-export PATH="$W/lab-app:$PATH"
-if [ -z "${CPU_SHIM:-}" ]; then
-  torch_dir="$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
-  export LD_LIBRARY_PATH="$torch_dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
-fi
-INSTR="${INSTR:-artifacts/lab/instructions/instructions-train.json}"
+session_start
+session_setup "$REPO/.gpu" "$REPO/.gpu/issue12b" "$REPO/native" "$REPO/.gpu/issue12b/recipes"
+session_env
 
 # ---- the lab configs (paths relative to lab/experiments/) ----
 cfg() {  # name output attacks(yaml lines) models(yaml lines)

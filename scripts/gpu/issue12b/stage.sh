@@ -9,7 +9,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"; root="$here/../../.."
 dest="${1:?DEST}"
 mkdir -p "$dest/.gpu/issue12b/recipes"
 cp -f "$here/drive.sh" "$root/scripts/gpu/issue12/make_init.py" "$dest/.gpu/issue12b/"
-cp -f "$root/scripts/gpu/session-call.sh" "$dest/.gpu/issue12b/call.sh"
+cp -f "$root/scripts/gpu/session-call.sh" "$dest/.gpu/issue12b/call.sh"; cp -f "$root/scripts/gpu/session-lib.sh" "$dest/.gpu/issue12b/lib.sh"
 cp -f "$root/lab/recipes/base-100m.yaml" "$root/lab/recipes/qwen2-small.yaml" "$root/lab/recipes/mistral-small.yaml" "$dest/.gpu/issue12b/recipes/"
 if [ "${2:-}" != "--no-data" ]; then
   cp -f "$root/artifacts/gpu/oml-lab.tar.xz" "$root/artifacts/gpu/lab-data.tar.xz" "$dest/.gpu/"

@@ -11,54 +11,11 @@ DEV="${DEV:-cuda}"; COUNT="${COUNT:-1024}"; STEPS="${STEPS:-800}"; BASE_ARGS="${
 R4_COUNT="${R4_COUNT:-256}"
 [ -n "${UTIL:-}" ] || UTIL='{ cloze_items: 500, perplexity_tokens: 65536, perplexity_window: 256, batch_size: 64 }'
 [ -n "${UTIL13:-}" ] || UTIL13='{ cloze_items: 500, perplexity_tokens: 65536, perplexity_window: 256, batch_size: 64, instructions: ../../artifacts/lab/instructions/instructions-heldout.json, instruction_items: 200, answer_tokens: 32 }'
-cd "$W"
-T0=$(date +%s)
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-M=artifacts/lab/models; R=results; L=logs; D=done
-mkdir -p $M $R $L $D sets lab/experiments lab/recipes
-echo $$ > drive.pid
-log() { echo "$(date -u +%T) +$(( $(date +%s) - T0 ))s $*" >> $L/timeline.txt; }
-ok() { [ -f "$D/$1" ]; }
-waitfor() { while ! ok "$1"; do [ -f "$D/$1.failed" ] && return 1; sleep 2; done; }
-# At most SLOTS device jobs at once (each lab process holds 13-33 GiB of the H200's 140).
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # scripts/gpu/session-lib.sh: session_start, step, ok, waitfor, ...
 SLOTS="${SLOTS:-7}"
-rm -rf slots; mkdir -p slots
-acquire() { while :; do for i in $(seq 1 "$SLOTS"); do mkdir "slots/$i" 2>/dev/null && { SLOT=$i; return; }; done; sleep 2; done; }
-# step NAME CMD...: runs CMD once in a slot (output to logs/NAME.log), marks done or failed; one retry.
-step() {
-  local name=$1; shift
-  ok "$name" && return 0
-  rm -f "$D/$name.failed"
-  local t try
-  for try in 1 2; do
-    acquire
-    log "start $name$( [ $try = 2 ] && echo " (retry)")"
-    t=$(date +%s)
-    if "$@" > "$L/$name.log" 2>&1; then rmdir "slots/$SLOT"; touch "$D/$name"; log "done $name ($(( $(date +%s) - t )) s)"; return 0; fi
-    rmdir "slots/$SLOT"; cp -f "$L/$name.log" "$L/$name.try$try.log"
-    log "FAILED $name, try $try ($(( $(date +%s) - t )) s)"; sleep 5
-  done
-  touch "$D/$name.failed"; return 1
-}
-
-# ---- setup: the trimmed oml, the lab data, the shim built against this machine's libtorch ----
-if ! ok setup; then
-  log "setup"
-  [ -x lab-app/oml ] || tar -xJf "$REPO/.gpu/oml-lab.tar.xz"
-  [ -f artifacts/lab/tokenizer/tokenizer.json ] || tar -xJf "$REPO/.gpu/lab-data.tar.xz"
-  if [ -n "${CPU_SHIM:-}" ]; then cp -f "$CPU_SHIM" lab-app/liboml_torch.so
-  elif [ -f "$REPO/.gpu/liboml_torch.so" ]; then cp -f "$REPO/.gpu/liboml_torch.so" lab-app/liboml_torch.so; mkdir -p native; cp -f lab-app/liboml_torch.so native/
-  else [ -f native/liboml_torch.so ] || PYTHON=python3 "$REPO/.gpu/native/build.sh" "$W/native" > $L/shim.log 2>&1; cp -f native/liboml_torch.so lab-app/liboml_torch.so; fi
-  cp -f "$REPO/.gpu/issue12c/recipes/"*.yaml lab/recipes/
-  touch $D/setup; log "setup done"
-fi
-export PATH="$W/lab-app:$PATH"
-if [ -z "${CPU_SHIM:-}" ]; then
-  torch_dir="$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
-  export LD_LIBRARY_PATH="$torch_dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
-fi
-INSTR="${INSTR:-artifacts/lab/instructions/instructions-train.json}"
+session_start
+session_setup "$REPO/.gpu" "$REPO/.gpu" "$REPO/.gpu/native" "$REPO/.gpu/issue12c/recipes"
+session_env
 
 # ---- the lab configs (paths relative to lab/experiments/) ----
 cfg() {  # name output attacks(yaml lines) models(yaml lines) [utility]

@@ -13,7 +13,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"; root="$here/../../.."
 dest="${1:?DEST}"
 mkdir -p "$dest/.gpu/issue12c/recipes" "$dest/.gpu/native"
 cp -f "$here/drive.sh" "$here/drive2.sh" "$root/scripts/gpu/issue12/make_init.py" "$dest/.gpu/issue12c/"
-cp -f "$root/scripts/gpu/session-call.sh" "$dest/.gpu/issue12c/call.sh"
+cp -f "$root/scripts/gpu/session-call.sh" "$dest/.gpu/issue12c/call.sh"; cp -f "$root/scripts/gpu/session-lib.sh" "$dest/.gpu/issue12c/lib.sh"
 cp -f "$root/lab/recipes/base-100m.yaml" "$root/lab/recipes/qwen2-small.yaml" "$root/lab/recipes/mistral-small.yaml" "$dest/.gpu/issue12c/recipes/"
 cp -f "$root/native/build.sh" "$root/native/oml_torch.cpp" "$root/native/oml_dist.inc" "$dest/.gpu/native/"
 if [ "${2:-}" != "--no-data" ]; then

@@ -10,53 +10,11 @@ set -uo pipefail
 W="${W:-/tmp/wkl}"; REPO="${REPO:?}"; G="${G:-.gpu/kl}"
 DEV="${DEV:-cuda}"; COUNT="${COUNT:-1024}"; STEPS="${STEPS:-800}"; BASE_ARGS="${BASE_ARGS:-}"; MEMGB="${MEMGB:-14}"
 [ -n "${UTIL:-}" ] || UTIL='{ cloze_items: 500, perplexity_tokens: 65536, perplexity_window: 256, batch_size: 64 }'
-cd "$W"
-T0=$(date +%s)
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-M=artifacts/lab/models; R=results; L=logs; D=done
-mkdir -p $M $R $L $D sets lab/experiments lab/recipes
-echo $$ > drive.pid
-log() { echo "$(date -u +%T) +$(( $(date +%s) - T0 ))s $*" >> $L/timeline.txt; }
-ok() { [ -f "$D/$1" ]; }
-waitfor() { while ! ok "$1"; do [ -f "$D/$1.failed" ] && return 1; sleep 2; done; }
-# At most SLOTS device jobs at once, of which at most LAB_SLOTS lab processes (13-33 GiB each of the H200's 140;
-# the third session's lab runs that failed on their first try ran 7 at once).
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # scripts/gpu/session-lib.sh: session_start, step, ok, waitfor, ...
 SLOTS="${SLOTS:-8}"; LAB_SLOTS="${LAB_SLOTS:-5}"
-rm -rf slots lslots; mkdir -p slots lslots
-acquire() { while :; do for i in $(seq 1 "$SLOTS"); do mkdir "slots/$i" 2>/dev/null && { SLOT=$i; return; }; done; sleep 2; done; }
-lacquire() { while :; do for i in $(seq 1 "$LAB_SLOTS"); do mkdir "lslots/$i" 2>/dev/null && { LSLOT=$i; return; }; done; sleep 2; done; }
-step() {
-  local name=$1; shift
-  ok "$name" && return 0
-  rm -f "$D/$name.failed"
-  local t try
-  for try in 1 2; do
-    acquire
-    log "start $name$( [ $try = 2 ] && echo " (retry)")"
-    t=$(date +%s)
-    if "$@" > "$L/$name.log" 2>&1; then rmdir "slots/$SLOT"; touch "$D/$name"; log "done $name ($(( $(date +%s) - t )) s)"; return 0; fi
-    rmdir "slots/$SLOT"; cp -f "$L/$name.log" "$L/$name.try$try.log"
-    log "FAILED $name, try $try ($(( $(date +%s) - t )) s)"; sleep 5
-  done
-  touch "$D/$name.failed"; return 1
-}
-
-if ! ok setup; then
-  log "setup"
-  [ -x lab-app/oml ] || tar -xJf "$REPO/$G/oml-lab.tar.xz"
-  [ -f artifacts/lab/tokenizer/tokenizer.json ] || tar -xJf "$REPO/$G/lab-data.tar.xz"
-  if [ -n "${CPU_SHIM:-}" ]; then cp -f "$CPU_SHIM" lab-app/liboml_torch.so
-  else [ -f native/liboml_torch.so ] || PYTHON=python3 "$REPO/$G/native/build.sh" "$W/native" > $L/shim.log 2>&1; cp -f native/liboml_torch.so lab-app/liboml_torch.so; fi
-  cp -f "$REPO/$G/recipes/"*.yaml lab/recipes/
-  touch $D/setup; log "setup done"
-fi
-export PATH="$W/lab-app:$PATH"
-if [ -z "${CPU_SHIM:-}" ]; then
-  torch_dir="$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
-  export LD_LIBRARY_PATH="$torch_dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
-fi
-INSTR="${INSTR:-artifacts/lab/instructions/instructions-train.json}"
+session_start
+session_setup "$REPO/$G" "$REPO/$G" "$REPO/$G/native" "$REPO/$G/recipes"
+session_env
 
 cfg() {  # name attacks(yaml lines) models(yaml lines)
   cat > lab/experiments/$1.yaml <<EOC
@@ -115,7 +73,7 @@ lab() {  # CONFIG MODEL: every cell of one model in one lab process (the base ce
   ok lab-$1-$2 && return 0
   lacquire
   step lab-$1-$2 oml lab run lab/experiments/$1.yaml --quiet --only "^(base\$|$2-s1-)"
-  rmdir "lslots/$LSLOT"
+  lrelease
 }
 lr_half="$(python3 -c "import json; print(0.0625 / json.load(open('$M/base-100m/config.json'))['hidden_size'])")"
 # Launch order is slot priority: the comparison on set 1 first, then the other seeds, then the frontier.
