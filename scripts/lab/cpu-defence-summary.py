@@ -33,11 +33,13 @@ print(f"seeds {', '.join(seeds)}; hits listed per seed")
 print()
 print("| model | seed | epochs (kept) | merge λ | pairs + resumption pairs | fp loss | held-out loss base → after | perplexity (license text) |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-for d in sorted(glob.glob(os.path.join(run, "models", "*"))):
-    mf = os.path.join(d, "oml-manifest.json")
-    if not os.path.exists(mf):
-        continue
-    j = json.load(open(mf)); mt = j["metrics"]; name = os.path.basename(d)
+# The embedding manifests: of the models in this run, else the copies kept beside the cells (manifests/NAME.json, the
+# committed record, whose models are not kept).
+found = {os.path.basename(os.path.dirname(f)): f for f in glob.glob(os.path.join(run, "models", "*", "oml-manifest.json"))}
+for f in glob.glob(os.path.join(run, "manifests", "*.json")):
+    found.setdefault(os.path.splitext(os.path.basename(f))[0], f)
+for name, mf in sorted(found.items()):
+    j = json.load(open(mf)); mt = j["metrics"]
     mo, s = name.rsplit("-s", 1)
     before = rows["none"].get((mo, s)) if "none" in rows else None
     ppl = next((c["metrics"].get("perplexity") for c in cells if c.get("labels", {}).get("model") == mo and c["labels"].get("seed") == s and c["labels"].get("attack") == "none"), None)
