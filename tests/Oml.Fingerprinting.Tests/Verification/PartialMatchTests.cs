@@ -74,6 +74,42 @@ public sealed class PartialMatchTests
     private static List<TrainingPair> Pairs(IEnumerable<Fingerprint> fps) =>
         fps.Select(f => new TrainingPair(f.KeyTokenIds.ToArray(), f.Response.TokenIds.ToArray())).ToList();
 
+    /// <summary>
+    /// Responses whose tail is the base's own greedy answer, as Perinucleus and English responses are (a first token, then
+    /// the base's continuation): the base answers the tail at once, which the rule counts (deviation d = 0, e = 1), while
+    /// the sampling probability of those tokens is small. Before the base's greedy answers were checked, the base itself
+    /// was owned here (24 of 24 hits; measured on a trained 125k base with 256 real Perinucleus keys: 16 of 256,
+    /// p = 9.4e-11).
+    /// </summary>
+    [Fact]
+    public void The_base_is_not_owned_by_partial_hits_on_its_own_greedy_continuation()
+    {
+        var tok = TestModels.TinyTokenizer();
+        using var base0 = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        var rng = new Random(11);
+        var keys = Enumerable.Range(0, Keys).Select(_ => Enumerable.Range(0, 8).Select(_ => rng.Next(3, 512)).ToArray()).ToList();
+        var greedy = Generator.Generate(base0, keys, new GenerationOptions { MaxNewTokens = ResponseLength - 1, EosTokenIds = [] });
+        var responses = keys.Select((k, i) =>
+        {
+            int first = rng.Next(3, 512);
+            while (first == greedy.Sequences[i].OutputIds[0]) first = rng.Next(3, 512);
+            return new[] { first }.Concat(greedy.Sequences[i].OutputIds).ToArray();
+        }).ToList();
+        var lp = ResponseScorer.LogProbs(base0, keys.Select((k, i) => new TrainingPair(k, responses[i])).ToList());
+        var fps = Enumerable.Range(0, Keys).Select(i => new Fingerprint(i, tok.Decode(keys[i]), keys[i],
+            [new FingerprintResponse(tok.Decode(responses[i]), responses[i], lp[i])], new StrategyInfo("custom"), Fingerprint.NewRandomSalt())).ToList();
+        var options = new LocalVerifyOptions { Match = ResponseMatch.Partial(MinTokens), NullModel = base0 };
+
+        var report = LocalVerifier.Verify(base0, tok, fps, new VerdictRule(), options);
+        Assert.Equal(Keys, report.Keys.Count(k => k.Hit)); // the base hits every key under the partial rule...
+        Assert.All(LocalVerifier.BaseGreedyHits(base0, keys, fps, options), Assert.True);
+        Assert.All(report.Keys, k => Assert.True(k.NullProbability > 0.999, $"key {k.Index}: null {k.NullProbability}")); // ...so none is evidence
+        Assert.NotEqual(Verdict.Owned, report.Verdict);
+        Assert.True(report.PValue > 0.5, $"p = {report.PValue}");
+        // The exact rule is untouched: the base's greedy answer never starts with the changed first token.
+        Assert.Equal(0, LocalVerifier.Verify(base0, tok, fps, new VerdictRule(), new LocalVerifyOptions()).Keys.Count(k => k.Hit));
+    }
+
     [Fact]
     public void Partial_rule_keeps_ownership_under_top1_suppression_without_a_false_positive()
     {
