@@ -284,6 +284,82 @@ public sealed class DataParallelTrainingTests
         }
     }
 
+    [Theory]
+    [InlineData("llama-tiny", true)]    // LoRA adapters added before sharding (Trainer.AddLora as the prepare step), merged on save
+    [InlineData("qwen2-tiny", false)]   // tied embeddings, full fine-tuning, saved in bfloat16
+    public async Task A_model_loaded_sharded_trains_and_saves_as_the_same_model_loaded_whole_and_sharded_for_the_run(string fixture, bool lora)
+    {
+        var o = new TrainingOptions
+        {
+            Steps = 6, Batch = 5, LearningRate = 1e-2, LogEvery = 3, MaxGradNorm = 1.0, ShardWeights = true, Seed = 4,
+            Lora = lora ? new LoraOptions(4, 8) : null,
+        };
+        var save = lora ? (DType?)null : DType.BFloat16;
+        var root = Path.Combine(Path.GetTempPath(), "oml-train-loaded-sharded-" + Guid.NewGuid().ToString("N"));
+        string viaWhole = Path.Combine(root, "whole"), viaShards = Path.Combine(root, "sharded"), blocked = Path.Combine(root, "a-file");
+        var src = Fixtures.Model(fixture);
+        try
+        {
+            Directory.CreateDirectory(root);
+            File.WriteAllText(blocked, "not a folder");
+            int port = Launcher.FreePort();
+            var ranks = Enumerable.Range(0, 2).Select(rank => Task.Factory.StartNew(() =>
+            {
+                using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, 2, TimeSpan.FromSeconds(120));
+                var opts = o with { Group = g };
+                // The reference: loaded whole on every rank, sharded for the run, gathered whole at the end, saved by rank 0.
+                TrainingResult a;
+                string? digestA = null;
+                using (var whole = ModelFolder.Load(src))
+                {
+                    a = Trainer.Train(whole, new PackedTokens(Periodic(), 16, seed: 3), opts, cancel: TestContext.Current.CancellationToken);
+                    if (rank == 0)
+                    {
+                        if (save is { } d)
+                        {
+                            var converted = whole.ExportParameters().ToDictionary(kv => kv.Key, kv => { using var w = kv.Value; return w.To(d).DetachFromScope(); });
+                            using var saved = new CausalLM(whole.Config, converted, whole.Device, whole.RotaryPrecision);
+                            digestA = ModelFolder.SaveWithDigest(saved, viaWhole, src);
+                        }
+                        else digestA = ModelFolder.SaveWithDigest(whole, viaWhole, src);
+                    }
+                }
+                // Loaded sharded (no rank holds the whole model), trained, streamed to disk one unit at a time.
+                using var sharded = ShardedModel.Load(src, g, Trainer.Selector(opts), prepare: m => Trainer.AddLora(m, opts));
+                using var model = sharded.Model;
+                var b = Trainer.Train(sharded, new PackedTokens(Periodic(), 16, seed: 3), opts, cancel: TestContext.Current.CancellationToken);
+                Assert.Equal(0, ShardedModel.ParameterBytes(model));   // still sharded after training
+                var digestB = sharded.SaveWithDigest(viaShards, src, dtype: save);
+                Assert.Equal(digestA, digestB);
+                Assert.Equal(a.History.Select(h => h.Loss), b.History.Select(h => h.Loss));
+                Assert.Equal(a.TrainedParameters, b.TrainedParameters);
+                // A rank 0 that cannot even start its save (AbandonSave) still gathers with the others, and both fail at once.
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                var e = Assert.Throws<IOException>(() =>
+                {
+                    if (rank == 0) sharded.AbandonSave($"{blocked} is a file", dtype: save);
+                    else sharded.SaveWithDigest(blocked, null, dtype: save);
+                });
+                Assert.StartsWith($"rank {rank} of 2", e.Message, StringComparison.Ordinal);
+                Assert.Contains(rank == 0 ? "is a file" : "another rank", e.Message, StringComparison.Ordinal);
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the failure took {clock.Elapsed}");
+                Assert.Throws<ArgumentException>(() => Trainer.Train(sharded, new PackedTokens(Periodic(), 16, seed: 3), opts with { ShardWeights = false }, cancel: TestContext.Current.CancellationToken));
+            }, TaskCreationOptions.LongRunning)).ToArray();
+            await Task.WhenAll(ranks);
+            var names = Directory.GetFiles(viaWhole).Select(Path.GetFileName).Order().ToList();
+            Assert.Equal(names, Directory.GetFiles(viaShards).Select(Path.GetFileName).Order().ToList());
+            foreach (var f in names) Assert.Equal(File.ReadAllBytes(Path.Combine(viaWhole, f!)), File.ReadAllBytes(Path.Combine(viaShards, f!)));
+            // The training moved the saved weights away from the base's.
+            using var trained = ModelFolder.Load(viaShards, dtype: DType.Float32);
+            using var before = ModelFolder.Load(src);
+            Assert.Contains(before.Parameters, kv => !kv.Value.ToArray<float>().SequenceEqual(trained.Parameters[kv.Key].ToArray<float>()));
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
+        }
+    }
+
     [Fact]
     public void A_micro_batch_is_shared_out_by_contiguous_rows()
     {

@@ -163,6 +163,28 @@ public sealed class ShardedModelTests
     }
 
     [Fact]
+    public void A_load_that_fails_while_sharding_frees_the_shards_it_had_allocated()
+    {
+        // The trainable choice throws at the second layer: the embeddings' and the first layer's shards exist by then.
+        int port = Launcher.FreePort();
+        using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, 0, 1, TimeSpan.FromSeconds(60));
+        var allocated = new List<Tensor>();
+        ShardedModel.TrackBuffers = allocated;
+        try
+        {
+            var e = Assert.Throws<InvalidOperationException>(() => ShardedModel.Load(Fixtures.Model("llama-tiny"), g,
+                n => n.StartsWith("model.layers.1.", StringComparison.Ordinal) ? throw new InvalidOperationException("no choice for layer 1") : true));
+            Assert.Equal("no choice for layer 1", e.Message);
+        }
+        finally
+        {
+            ShardedModel.TrackBuffers = null;
+        }
+        Assert.True(allocated.Count >= 4, $"{allocated.Count} tensors allocated before the failure");
+        Assert.All(allocated, t => Assert.True(t.IsDisposed));
+    }
+
+    [Fact]
     public async Task Loading_sharded_checks_the_folder_as_loading_whole_does_and_reads_an_indexed_folder()
     {
         var bad = Path.Combine(Path.GetTempPath(), "oml-sharded-load-" + Guid.NewGuid().ToString("N"));
