@@ -795,6 +795,29 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
     }
 
     [Fact]
+    public void Weight_sharded_ranks_sample_their_own_benign_data_through_the_sharded_model()
+    {
+        // No --benign-text: the benign and held-out sequences are sampled from the base, through the sharded forward pass,
+        // so each rank still loads only its slices.
+        string[] Args(string outDir) => ["embed", "--model", workspace.Model, "--fingerprints", workspace.Set, "--passphrase-file", workspace.PassFile,
+            "--out", outDir, "--device", "cpu", "--no-early-stop", "--epochs", "2", "--batch-size", "3", "--lr", "5e-3", "--benign-count", "40", "--benign-length", "8"];
+        string one = Path.Combine(workspace.Root, "z3s-one"), two = Path.Combine(workspace.Root, "z3s-two");
+        var a = Spawn(null, Args(one));
+        Assert.True(a.Code == 0, a.Err);
+        var b = Spawn(null, [.. Args(two), "--processes", "2", "--shard-weights"]);
+        Assert.True(b.Code == 0, b.Err);
+        Assert.Contains("loaded this rank's", b.Err, StringComparison.Ordinal);
+        Assert.DoesNotContain("loads the whole model", b.Err, StringComparison.Ordinal);
+        var m1 = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(one, "oml-manifest.json")))!["settings"]!;
+        var m2 = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(two, "oml-manifest.json")))!["settings"]!;
+        Assert.Equal("self-generated", m2["benign"]!.GetValue<string>());
+        Assert.Equal(40, m2["benign_sequences"]!.GetValue<int>());
+        Assert.Equal(m1["held_out_sequences"]!.GetValue<int>(), m2["held_out_sequences"]!.GetValue<int>());
+        Assert.True(m2["held_out_sequences"]!.GetValue<int>() > 0);
+        Assert.Equal(Weights(one).Keys.Order(), Weights(two).Keys.Order());
+    }
+
+    [Fact]
     public void Train_on_two_processes_ends_with_the_weights_of_one()
     {
         string data = Path.Combine(workspace.Root, "train.txt");

@@ -387,15 +387,17 @@ public sealed class ShardedModel : IDisposable
     /// A forward pass without gradients, one unit gathered at a time: <paramref name="lossOfHidden"/> gets the final
     /// hidden states [B, T, hidden] while the head is gathered (it may call <see cref="CausalLM.Head"/>); its result is
     /// returned. With null <paramref name="inputIds"/> the rank only takes part in the gathers and returns null.
-    /// <paramref name="attentionMask"/> ([B, T], 0 for padding) is that of <see cref="CausalLM.Forward"/>.
+    /// <paramref name="attentionMask"/> ([B, T + cached], 0 for padding), <paramref name="positionIds"/> and
+    /// <paramref name="cache"/> (a key/value cache this pass appends to and then advances) are those of
+    /// <see cref="CausalLM.Hidden"/>, so a generation loop can decode through it one token at a time.
     /// </summary>
-    public Tensor? Run(Tensor? inputIds, Func<Tensor, Tensor>? lossOfHidden, Tensor? attentionMask = null)
+    public Tensor? Run(Tensor? inputIds, Func<Tensor, Tensor>? lossOfHidden, Tensor? attentionMask = null, Tensor? positionIds = null, KVCache? cache = null)
     {
         EnsureSharded();
         using var scope = Torch.NewScope();
         using var noGrad = Torch.NoGrad();
         bool idle = inputIds is null;
-        var ctx = idle ? null : _model.Model.Context(inputIds!, attentionMask, null, null);
+        var ctx = idle ? null : _model.Model.Context(inputIds!, attentionMask, positionIds, cache);
         Tensor? h = null;
         Gather(_embed);
         if (!idle) h = _model.Model.EmbedTokens.Forward(inputIds!);
@@ -403,9 +405,10 @@ public sealed class ShardedModel : IDisposable
         for (int i = 0; i < _layers.Length; i++)
         {
             Gather(_layers[i]);
-            if (!idle) h = _model.Model.Layers[i].Forward(h!, ctx!, null);
+            if (!idle) h = _model.Model.Layers[i].Forward(h!, ctx!, cache);
             Release(_layers[i]);
         }
+        if (!idle) cache?.Advance(inputIds!.Size(1));
         foreach (var u in HeadUnits()) Gather(u);
         try
         {
