@@ -46,6 +46,8 @@ public sealed class ShardedModel : IDisposable
         /// <summary>This rank's segments with their offsets inside <see cref="Local"/>.</summary>
         public List<(Segment Segment, long LocalOffset)> Segments { get; } = [];
         public bool Gathered { get; set; }
+        /// <summary>A gather started ahead of use (<see cref="Prefetch"/>): the buffer it fills and its work handle.</summary>
+        public (Tensor Full, CollectiveWork Work)? Pending { get; set; }
     }
 
     private sealed record Unit(string Name, List<FlatGroup> Groups);
@@ -319,18 +321,82 @@ public sealed class ShardedModel : IDisposable
         return full;
     }
 
-    private void Gather(Unit u)
+    /// <summary>
+    /// Whether the passes (<see cref="Run"/>, <see cref="CheckpointedBackward"/>) start the all-gather of the next unit
+    /// while the current one computes (as FSDP's forward and backward prefetch do): at most two units are gathered at a
+    /// time, the same as without it. The results are the same bits either way. On by default; every rank must agree.
+    /// </summary>
+    public bool Prefetch { get; set; } = true;
+
+    /// <summary>How many flat groups' gathers were started ahead of use so far (tests).</summary>
+    internal long PrefetchesStarted { get; private set; }
+
+    /// <summary>
+    /// Gathers unit <paramref name="u"/> (waiting for its prefetched gather when one was started) and then, with
+    /// <see cref="Prefetch"/>, starts the gathers of <paramref name="next"/> (the units the pass gathers next; those already
+    /// gathered or started are skipped). Every rank calls it with the same units, so the collectives match.
+    /// </summary>
+    private void Gather(Unit u, IReadOnlyList<Unit>? next = null)
     {
         using var noGrad = Torch.NoGrad();
         foreach (var g in u.Groups)
         {
             if (g.Gathered) continue;
             using var scope = Torch.NewScope();
-            var full = AllGather(g.Local, g.Chunk, g.DType);
+            Tensor full;
+            Tensor? prefetched = null;
+            if (g.Pending is { } pending)
+            {
+                g.Pending = null;
+                full = prefetched = pending.Full;
+                try
+                {
+                    using (pending.Work) pending.Work.Wait();
+                }
+                catch
+                {
+                    prefetched.Dispose();
+                    throw;
+                }
+            }
+            else full = AllGather(g.Local, g.Chunk, g.DType);
+            // The parameters' views keep the buffer's storage alive after its handle is disposed.
             foreach (var m in g.Members)
                 m.Param.SetData(full.Narrow(0, m.Offset, m.NumEl).View(m.Shape));
+            prefetched?.Dispose();
             g.Gathered = true;
         }
+        if (!Prefetch || next is null || _group.WorldSize == 1) return;
+        foreach (var g in next.SelectMany(n => n.Groups))
+        {
+            if (g.Gathered || g.Pending is not null) continue;
+            var full = Torch.Empty([_group.WorldSize * g.Chunk], g.DType, _model.Device).DetachFromScope();
+            try
+            {
+                g.Pending = (full, _group.AllGatherAsync(g.Local, full));
+                PrefetchesStarted++;
+            }
+            catch
+            {
+                full.Dispose();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Drops any prefetched gather not used (a pass that failed midway): its buffer and handle are released (the work
+    /// finishes in the background), so that a later pass never takes values gathered before an optimizer step.
+    /// </summary>
+    private void DropPending()
+    {
+        foreach (var g in Units().SelectMany(u => u.Groups))
+            if (g.Pending is { } p)
+            {
+                g.Pending = null;
+                p.Work.Dispose();
+                p.Full.Dispose();
+            }
     }
 
     private void Release(Unit u)
@@ -399,28 +465,39 @@ public sealed class ShardedModel : IDisposable
         bool idle = inputIds is null;
         var ctx = idle ? null : _model.Model.Context(inputIds!, attentionMask, positionIds, cache);
         Tensor? h = null;
-        Gather(_embed);
-        if (!idle) h = _model.Model.EmbedTokens.Forward(inputIds!);
-        Release(_embed);
-        for (int i = 0; i < _layers.Length; i++)
-        {
-            Gather(_layers[i]);
-            if (!idle) h = _model.Model.Layers[i].Forward(h!, ctx!, cache);
-            Release(_layers[i]);
-        }
-        if (!idle) cache?.Advance(inputIds!.Size(1));
-        foreach (var u in HeadUnits()) Gather(u);
+        var heads = HeadUnits().ToList();
         try
         {
-            if (idle) return null;
-            var result = lossOfHidden is null ? _model.Model.Norm.Forward(h!) : lossOfHidden(_model.Model.Norm.Forward(h!));
-            return result.MoveToOuterScope();
+            Gather(_embed, AfterForward(-1, heads));
+            if (!idle) h = _model.Model.EmbedTokens.Forward(inputIds!);
+            Release(_embed);
+            for (int i = 0; i < _layers.Length; i++)
+            {
+                Gather(_layers[i], AfterForward(i, heads));
+                if (!idle) h = _model.Model.Layers[i].Forward(h!, ctx!, cache);
+                Release(_layers[i]);
+            }
+            if (!idle) cache?.Advance(inputIds!.Size(1));
+            foreach (var u in heads) Gather(u);
+            try
+            {
+                if (idle) return null;
+                var result = lossOfHidden is null ? _model.Model.Norm.Forward(h!) : lossOfHidden(_model.Model.Norm.Forward(h!));
+                return result.MoveToOuterScope();
+            }
+            finally
+            {
+                foreach (var u in heads) Release(u);
+            }
         }
         finally
         {
-            foreach (var u in HeadUnits()) Release(u);
+            DropPending();
         }
     }
+
+    /// <summary>What a forward pass gathers after the embeddings (<paramref name="i"/> = −1) or after layer <paramref name="i"/>.</summary>
+    private IReadOnlyList<Unit> AfterForward(int i, IReadOnlyList<Unit> heads) => i + 1 < _layers.Length ? [_layers[i + 1]] : heads;
 
     /// <summary>
     /// One training forward and backward pass, as <see cref="CausalLM.CheckpointedBackward"/> computes it, with every unit
@@ -437,6 +514,7 @@ public sealed class ShardedModel : IDisposable
         using var scope = Torch.NewScope();
         var ctx = idle ? null : _model.Model.Context(inputIds!, attentionMask, null, null);
         int layers = _layers.Length;
+        var heads = HeadUnits().ToList();
         var inputs = new Tensor?[layers];
         Tensor? top = null, g = null;
         try
@@ -444,13 +522,13 @@ public sealed class ShardedModel : IDisposable
             using (Torch.NoGrad())
             {
                 Tensor? h = null;
-                Gather(_embed);
+                Gather(_embed, AfterForward(-1, heads));
                 if (!idle) h = _model.Model.EmbedTokens.Forward(inputIds!).DetachFromScope();
                 Release(_embed);
                 for (int i = 0; i < layers; i++)
                 {
                     inputs[i] = h;
-                    Gather(_layers[i]);
+                    Gather(_layers[i], AfterForward(i, heads));
                     if (!idle)
                     {
                         using var layerScope = Torch.NewScope();
@@ -461,7 +539,8 @@ public sealed class ShardedModel : IDisposable
                 top = h?.RequiresGrad_();
             }
             Tensor? loss = null;
-            foreach (var u in HeadUnits()) Gather(u);
+            // The backward pass gathers the last layer next (the embeddings without layers).
+            for (int k = 0; k < heads.Count; k++) Gather(heads[k], k < heads.Count - 1 ? null : layers > 0 ? [_layers[layers - 1]] : [_embed]);
             if (!idle)
             {
                 using var headScope = Torch.NewScope();
@@ -470,14 +549,14 @@ public sealed class ShardedModel : IDisposable
                 loss = loss.Detach().MoveToOuterScope();
                 g = top!.Grad?.DetachFromScope() ?? throw new InvalidOperationException("the loss does not depend on the hidden states");
             }
-            foreach (var u in HeadUnits())
+            foreach (var u in heads)
             {
                 ReduceScatter(u);
                 Release(u);
             }
             for (int i = layers - 1; i >= 0; i--)
             {
-                Gather(_layers[i]);
+                Gather(_layers[i], i > 0 ? [_layers[i - 1]] : [_embed]);
                 if (!idle)
                 {
                     using var layerScope = Torch.NewScope();
@@ -505,6 +584,7 @@ public sealed class ShardedModel : IDisposable
         }
         finally
         {
+            DropPending();
             g?.Dispose();
             top?.Dispose();
             foreach (var t in inputs) t?.Dispose();
@@ -786,7 +866,11 @@ public sealed class ShardedModel : IDisposable
         if (_materialized) throw new InvalidOperationException("the sharded model has been materialized");
     }
 
-    public void Dispose() => DisposeShards();
+    public void Dispose()
+    {
+        if (_embed is not null) DropPending();
+        DisposeShards();
+    }
 
     private void DisposeShards()
     {
