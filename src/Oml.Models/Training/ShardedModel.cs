@@ -868,7 +868,7 @@ public sealed class ShardedModel : IDisposable
 
     public void Dispose()
     {
-        if (_embed is not null) DropPending();
+        DropPending();
         DisposeShards();
     }
 
