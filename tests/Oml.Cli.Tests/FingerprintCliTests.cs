@@ -898,6 +898,31 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
     }
 
     [Fact]
+    public void Pretraining_a_new_model_with_sharded_weights_on_two_processes_ends_with_the_weights_of_one()
+    {
+        // A new model: made whole on each rank, broadcast from rank 0, sharded at once; saved in bfloat16, streamed.
+        string data = Path.Combine(workspace.Root, "train-zero3-new.txt");
+        File.WriteAllText(data, string.Concat(Enumerable.Range(0, 400).Select(i => $"apple bread cloud dance eagle {i % 7} flame ")));
+        string[] Args(string outDir) => ["train", "--data", data, "--tokenizer", workspace.Model, "--hidden", "32", "--layers", "2", "--heads", "4",
+            "--kv-heads", "2", "--intermediate", "64", "--context", "32", "--steps", "8", "--batch-size", "5", "--lr", "3e-3", "--seed", "5",
+            "--device", "cpu", "--save-dtype", "bfloat16", "--out", outDir];
+        string one = Path.Combine(workspace.Root, "trzn-one"), two = Path.Combine(workspace.Root, "trzn-two");
+        var a = Spawn(null, Args(one));
+        Assert.True(a.Code == 0, a.Err);
+        var b = Spawn(null, [.. Args(two), "--processes", "2", "--shard-weights"]);
+        Assert.True(b.Code == 0, b.Err);
+        Assert.Contains("the weights are sharded (ZeRO-3)", b.Err, StringComparison.Ordinal);
+        var (w1, w2) = (Weights(one), Weights(two));
+        Assert.Equal(w1.Keys.Order(), w2.Keys.Order());
+        double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
+        Assert.True(worst < 3e-3, $"largest weight difference {worst:E2} (lr 3e-3)");
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(two, "config.json")))!;
+        Assert.Equal("bfloat16", (config["torch_dtype"] ?? config["dtype"])!.GetValue<string>());
+        using (var f = Oml.Models.IO.SafetensorsFile.Open(Path.Combine(two, "model.safetensors")))
+            Assert.All(f.Entries.Values, e => Assert.Equal(Oml.Engine.DType.BFloat16, e.DType));
+    }
+
+    [Fact]
     public void Verify_on_two_processes_reports_what_one_process_reports()
     {
         string[] args = ["verify", "--model", workspace.Embedded, "--fingerprints", workspace.Set, "--passphrase-file", workspace.PassFile, "--device", "cpu", "--json"];
