@@ -130,7 +130,7 @@ public static class EmbedCommand
         };
         var shardWeights = new Option<bool>("--shard-weights")
         {
-            Description = "With --gpus/--processes: shard the weights too (ZeRO-3, FSDP-style): each rank keeps 1/N of every layer's weights, gradients and AdamW state, gathers a layer's weights while it runs and frees them after (activation checkpointing is on); with --benign-text each rank loads only its slices and the result is saved a layer at a time",
+            Description = "With --gpus/--processes: shard the weights too (ZeRO-3, FSDP-style): each rank keeps 1/N of every layer's weights, gradients and AdamW state, gathers a layer's weights while it runs and frees them after (activation checkpointing is on); each rank loads only its slices (unless --expand), self-generated benign data are sampled through the sharded model, and the result is saved a layer at a time",
         };
         var memoryBudget = new Option<double?>("--memory-budget-gb") { Description = "Plan micro-batches to keep the device's memory use within this many GiB (default: all that is free)" };
         var cmd = new Command("embed",
@@ -256,9 +256,9 @@ public static class EmbedCommand
             var loadClock = System.Diagnostics.Stopwatch.StartNew();
             EmbeddingResult result;
             Dictionary<string, Oml.Engine.Tensor>? masks = null;
-            // Weight sharding loads each rank's slices straight from the files, unless the whole model is needed first:
-            // to widen it (--expand) or to sample the benign and held-out data from it (no --benign-text).
-            if (options.ShardWeights && r.GetValue(expand) == 0 && options.BenignSequences is not null)
+            // Weight sharding loads each rank's slices straight from the files (self-generated benign and held-out data are
+            // sampled through the sharded forward pass), unless the whole model is needed first: to widen it (--expand).
+            if (options.ShardWeights && r.GetValue(expand) == 0)
             {
                 var sharded = Phases.Time("model load", () => Oml.Models.Training.ShardedModel.Load(dir, group!, n => options.Trainable?.Invoke(n) ?? true, dev,
                     Cli.ParseDType(r.GetValue(dtype)), loraRank > 0 ? AddLora : null));
@@ -271,9 +271,7 @@ public static class EmbedCommand
             else
             {
                 if (options.ShardWeights && lead)
-                    Console.Error.WriteLine(r.GetValue(expand) > 0
-                        ? "oml: every rank loads the whole model before sharding it: --expand widens the whole model"
-                        : "oml: every rank loads the whole model before sharding it: the benign and held-out data are sampled from it (give --benign-text to load each rank's slices only)");
+                    Console.Error.WriteLine("oml: every rank loads the whole model before sharding it: --expand widens the whole model");
                 var loaded = Phases.Time("model load", () => ModelFolder.Load(dir, dev, Cli.ParseDType(r.GetValue(dtype))));
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"loaded {dir} ({Oml.Engine.DTypeExtensions.Name(loaded.DType)}) onto {dev} in {loadClock.Elapsed.TotalSeconds:F1} s"));
                 if (r.GetValue(expand) > 0)

@@ -74,11 +74,17 @@ public static class TrainCommand
         {
             Description = "With --gpus/--processes: keep each parameter's AdamW state and reduced gradient on one rank only (ZeRO-2 by parameter; about 1/N of the optimizer memory per rank); checkpoints are written per rank",
         };
+        var shardWeights = new Option<bool>("--shard-weights")
+        {
+            Description = "With --gpus/--processes: shard the weights too (ZeRO-3, FSDP-style): each rank keeps 1/N of every layer's weights, gradients and AdamW state, gathers a layer's weights while it runs and frees them after (activation checkpointing is on); with --init each rank loads only its slices, and the model is saved a layer at a time",
+        };
         cmd.Add(shard);
+        cmd.Add(shardWeights);
         cmd.SetAction(r =>
         {
             if (dist.Plan(r) is { } plan) return dist.Launch(r, plan);
             if (r.GetValue(shard) && !DistributedOptions.Launched) throw new UsageException("--shard-optimizer needs --gpus or --processes (several ranks to shard over)");
+            if (r.GetValue(shardWeights) && !DistributedOptions.Launched) throw new UsageException("--shard-weights needs --gpus or --processes (several ranks to shard over)");
             var flags = new TrainingRecipe
             {
                 Mode = Check(r.GetValue(mode), "--mode", "pretrain", "sft"), Data = r.GetValue(data) is { Length: > 0 } d ? d : null,
@@ -94,7 +100,7 @@ public static class TrainCommand
                 SaveDtype = Check(r.GetValue(saveDtype), "--save-dtype", "float32", "bfloat16"),
             };
             var recipe = r.GetValue(config) is { } path ? TrainingRecipe.Load(path).Over(flags) : flags;
-            return Run(recipe, r.GetValue(force), r.GetValue(json), r.GetValue(shard));
+            return Run(recipe, r.GetValue(force), r.GetValue(json), r.GetValue(shard), r.GetValue(shardWeights));
         });
         return cmd;
     }
@@ -105,7 +111,7 @@ public static class TrainCommand
     private static void Say(string s) => Console.Error.WriteLine(s);
 
     /// <summary>Runs a complete recipe (flags already merged).</summary>
-    public static int Run(TrainingRecipe r, bool force = false, bool json = false, bool shardOptimizer = false)
+    public static int Run(TrainingRecipe r, bool force = false, bool json = false, bool shardOptimizer = false, bool shardWeights = false)
     {
         if (r.Data is not { Count: > 0 }) throw new UsageException("no training data: give --data (or data: in the recipe)");
         if (r.Out is null) throw new UsageException("no output folder: give --out (or out: in the recipe)");
@@ -131,12 +137,55 @@ public static class TrainCommand
         var tok = Tokenizer.FromFolder(tokDir);
         var sw = System.Diagnostics.Stopwatch.StartNew();
 
-        // Model.
-        CausalLM model;
-        if (r.Init is { } initDir)
+        var options = new TrainingOptions
         {
-            model = ModelFolder.Load(initDir, dev, dtype);
-            Say($"fine-tuning {initDir} ({model.Parameters.Values.Sum(p => p.NumEl):N0} parameters) on {dev} in {dtype.Name()}");
+            Steps = r.Steps ?? 0,
+            Epochs = r.Epochs ?? (r.Steps is null ? 1 : 0),
+            Batch = r.Batch ?? 16,
+            GradAccum = r.GradAccum ?? 1,
+            LearningRate = r.Lr ?? 3e-4,
+            MinLearningRate = r.MinLr,
+            Warmup = r.Warmup,
+            WeightDecay = r.WeightDecay ?? 0.1,
+            DecayEmbeddings = r.DecayEmbeddings ?? false,
+            Beta1 = r.Beta1 ?? 0.9,
+            Beta2 = r.Beta2 ?? 0.95,
+            MaxGradNorm = r.MaxGradNorm ?? 1.0,
+            Trainable = r.Train is { } t ? Cli.OptionValue(() => TrainableSpec.Parse(t)) : null,
+            Lora = r.Lora is { } rank and > 0 ? new LoraOptions(rank, r.LoraAlpha ?? 2.0 * rank) : null,
+            MatmulPrecision = r.MatmulPrecision ?? "high",
+            LogEvery = r.LogEvery ?? 10,
+            EvalEvery = r.EvalEvery ?? 0,
+            EvalRows = r.EvalRows ?? 256,
+            CheckpointDir = r.CheckpointDir,
+            CheckpointEvery = r.CheckpointEvery ?? 0,
+            Seed = seed,
+        };
+        Cli.OptionValue(options.Validate);
+        using var group = DistributedOptions.Join(dev);
+        bool lead = group is null || group.Rank == 0;
+        if (group is not null)
+        {
+            options = options with { Group = group, ShardOptimizer = shardOptimizer, ShardWeights = shardWeights };
+            if (lead) Say($"data-parallel over {group.WorldSize} ranks ({group.Backend}): each micro-batch's rows are shared out" +
+                (shardWeights ? "; the weights are sharded (ZeRO-3)" : shardOptimizer ? "; the optimizer is sharded" : ""));
+        }
+        // Model.
+        // With weight sharding a model to fine-tune is loaded sharded (each rank reads only its slices of the files, LoRA
+        // adapters added before sharding), and a new one is sharded as soon as it is made.
+        CausalLM model;
+        ShardedModel? sharded = null;
+        if (r.Init is { } initDir && shardWeights)
+        {
+            sharded = ShardedModel.Load(initDir, group!, Trainer.Selector(options), dev, dtype, prepare: m => Trainer.AddLora(m, options));
+            model = sharded.Model;
+            if (lead) Say($"fine-tuning {initDir} ({sharded.ExportSpecs.Sum(t => t.NumEl):N0} parameters) on {dev} in {dtype.Name()}: " +
+                $"this rank loaded its {sharded.ShardBytes / 1e9:F3} GB");
+        }
+        else if (r.Init is { } initDir2)
+        {
+            model = ModelFolder.Load(initDir2, dev, dtype);
+            Say($"fine-tuning {initDir2} ({model.Parameters.Values.Sum(p => p.NumEl):N0} parameters) on {dev} in {dtype.Name()}");
         }
         else
         {
@@ -150,8 +199,20 @@ public static class TrainCommand
             model = Pretraining.CreateRandom(shape.ToConfig(tok.BosTokenId, tok.EosTokenId, tok.PadTokenId), seed, dev, dtype);
             Say($"new Llama: hidden {h}, {shape.Layers} layers, {heads} heads ({kv} kv), MLP {inter}, vocab {tok.VocabSize}, context {contextLen}: " +
                 $"{model.Parameters.Values.Sum(p => p.NumEl):N0} parameters, on {dev} in {dtype.Name()}");
+            if (shardWeights)
+            {
+                Trainer.AddLora(model, options);
+                group!.Broadcast(model.Parameters.Values.ToList(), root: 0);
+                try { sharded = new ShardedModel(model, group, Trainer.Selector(options)); }
+                catch
+                {
+                    model.Dispose();
+                    throw;
+                }
+            }
         }
         using var lm = model;
+        using var shards = sharded;
         if (contextLen > lm.Config.MaxPositionEmbeddings)
             Say($"oml: warning: --context {contextLen} exceeds the model's max_position_embeddings ({lm.Config.MaxPositionEmbeddings})");
 
@@ -185,39 +246,6 @@ public static class TrainCommand
         var trainData = Load(r.Data, slice: true);
         var evalSet = r.EvalData is { } e ? Load([e], slice: false) : null;
 
-        var options = new TrainingOptions
-        {
-            Steps = r.Steps ?? 0,
-            Epochs = r.Epochs ?? (r.Steps is null ? 1 : 0),
-            Batch = r.Batch ?? 16,
-            GradAccum = r.GradAccum ?? 1,
-            LearningRate = r.Lr ?? 3e-4,
-            MinLearningRate = r.MinLr,
-            Warmup = r.Warmup,
-            WeightDecay = r.WeightDecay ?? 0.1,
-            DecayEmbeddings = r.DecayEmbeddings ?? false,
-            Beta1 = r.Beta1 ?? 0.9,
-            Beta2 = r.Beta2 ?? 0.95,
-            MaxGradNorm = r.MaxGradNorm ?? 1.0,
-            Trainable = r.Train is { } t ? Cli.OptionValue(() => TrainableSpec.Parse(t)) : null,
-            Lora = r.Lora is { } rank and > 0 ? new LoraOptions(rank, r.LoraAlpha ?? 2.0 * rank) : null,
-            MatmulPrecision = r.MatmulPrecision ?? "high",
-            LogEvery = r.LogEvery ?? 10,
-            EvalEvery = r.EvalEvery ?? 0,
-            EvalRows = r.EvalRows ?? 256,
-            CheckpointDir = r.CheckpointDir,
-            CheckpointEvery = r.CheckpointEvery ?? 0,
-            Seed = seed,
-        };
-        Cli.OptionValue(options.Validate);
-        using var group = DistributedOptions.Join(dev);
-        bool lead = group is null || group.Rank == 0;
-        if (group is not null)
-        {
-            options = options with { Group = group, ShardOptimizer = shardOptimizer };
-            if (lead) Say($"data-parallel over {group.WorldSize} ranks ({group.Backend}): each micro-batch's rows are shared out" +
-                (shardOptimizer ? "; the optimizer is sharded" : ""));
-        }
         long total = Trainer.TotalSteps(trainData, options);
         Say($"training {total:N0} steps of {options.Batch} × {options.GradAccum} rows, lr {options.LearningRate:G3} → {options.MinLearningRate ?? options.LearningRate / 10:G3}" +
             (options.Lora is { } lo ? $", LoRA rank {lo.Rank} α {lo.Alpha:G3}" : r.Train is { } tr ? $", training {tr}" : ""));
@@ -228,7 +256,7 @@ public static class TrainCommand
         TrainingResult result;
         try
         {
-            result = Trainer.Train(lm, trainData, options, evalSet, !lead ? null : new InlineProgress<TrainingProgress>(p =>
+            var onReport = !lead ? null : new InlineProgress<TrainingProgress>(p =>
             {
                 var line = string.Create(CultureInfo.InvariantCulture,
                     $"step {p.Step,6}/{p.Steps}  loss {p.Loss:F4}  lr {p.LearningRate:E2}  |g| {p.GradNorm:F2}  {p.TokensPerSecond,8:N0} tok/s  ({p.Seconds:F1} s)")
@@ -245,7 +273,8 @@ public static class TrainCommand
                     logWriter.WriteLine(TrainingCheckpoint.ToJson(p).ToJsonString(Compact));
                     logWriter.Flush();
                 }
-            }));
+            });
+            result = sharded is not null ? Trainer.Train(sharded, trainData, options, evalSet, onReport) : Trainer.Train(lm, trainData, options, evalSet, onReport);
             if (!Console.IsErrorRedirected) Console.Error.WriteLine();
         }
         finally
@@ -253,6 +282,12 @@ public static class TrainCommand
             logWriter?.Dispose();
         }
 
+        if (sharded is not null && !lead)
+        {
+            // The ranks gather one unit at a time while rank 0 writes (its failure fails every rank).
+            sharded.SaveWithDigest(r.Out, tokDir, maxShard, saveDtype);
+            return Cli.Ok;
+        }
         if (!lead) return Cli.Ok;   // rank 0 saves
         var final = result.Final;
         var manifest = new JsonObject
@@ -261,7 +296,8 @@ public static class TrainCommand
             ["created_at"] = DateTimeOffset.UtcNow.ToString("o", CultureInfo.InvariantCulture),
             ["library_version"] = EmbedCommand.LibraryVersion(),
             ["recipe"] = RecipeJson(r),
-            ["parameters"] = lm.ExportParameters() is var ps ? ps.Values.Sum(p => { long n = p.NumEl; p.Dispose(); return n; }) : 0,
+            ["parameters"] = sharded is not null ? sharded.ExportSpecs.Sum(t => t.NumEl)
+                : lm.ExportParameters() is var ps ? ps.Values.Sum(p => { long n = p.NumEl; p.Dispose(); return n; }) : 0,
             ["trained_parameters"] = result.TrainedParameters,
             ["steps"] = result.Steps,
             ["resumed_from_step"] = result.ResumedFromStep,
@@ -276,8 +312,27 @@ public static class TrainCommand
         };
         void WriteManifest(string dir) => AtomicFile.WriteText(Path.Combine(dir, ManifestFile), manifest.ToJsonString(Indented) + "\n");
 
-        // Save (LoRA adapters merged), in the save dtype, as one folder published whole.
-        if (saveDtype == lm.DType && lm.LoraTargets.Count == 0) ModelFolder.Publish(lm, r.Out, tokDir, maxShard, overwrite: force, extra: WriteManifest);
+        // Save (LoRA adapters merged), in the save dtype, as one folder published whole. Weight-sharded: streamed one unit at
+        // a time while the other ranks gather (rank 0 takes part in their gathers even when it cannot start writing).
+        if (sharded is not null)
+        {
+            bool writing = false;
+            try
+            {
+                AtomicFolder.Publish(r.Out, tmp =>
+                {
+                    writing = true;
+                    sharded.SaveWithDigest(tmp, tokDir, maxShard, saveDtype);
+                    WriteManifest(tmp);
+                }, force);
+            }
+            catch (Exception ex) when (!writing && ex is not OperationCanceledException)
+            {
+                sharded.AbandonSave(ex.Message, maxShard, saveDtype);
+                throw;
+            }
+        }
+        else if (saveDtype == lm.DType && lm.LoraTargets.Count == 0) ModelFolder.Publish(lm, r.Out, tokDir, maxShard, overwrite: force, extra: WriteManifest);
         else
         {
             var exported = lm.ExportParameters();

@@ -181,6 +181,7 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static partial int oml_pg_reduce_scatter(IntPtr g, TensorHandle input, TensorHandle output, int op);
     [LibraryImport(Lib)] internal static partial int oml_pg_barrier(IntPtr g);
     [LibraryImport(Lib)] internal static unsafe partial int oml_pg_all_reduce_async(IntPtr g, IntPtr* ts, int n, int op, out IntPtr work);
+    [LibraryImport(Lib)] internal static partial int oml_pg_all_gather_async(IntPtr g, TensorHandle input, TensorHandle output, out IntPtr work);
     [LibraryImport(Lib)] internal static partial int oml_work_wait(IntPtr work);
     [LibraryImport(Lib)] internal static partial void oml_work_free(IntPtr work);
     [LibraryImport(Lib)] internal static unsafe partial IntPtr oml_grad_reducer_new(IntPtr g, IntPtr* ps, int n, long bucketElements, int reduceDType, int* owners);

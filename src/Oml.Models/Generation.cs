@@ -80,11 +80,33 @@ public static class Generator
     }
 
     /// <summary>The logits at the last position of final hidden states [B, T, hidden]: [B, vocab].</summary>
-    private static Tensor LastLogits(CausalLM model, Tensor hidden) => model.Head(hidden.Select(1, hidden.Size(1) - 1));
+    public static Tensor LastLogits(CausalLM model, Tensor hidden)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(hidden);
+        return model.Head(hidden.Select(1, hidden.Size(1) - 1));
+    }
 
     public static GenerationResult Generate(CausalLM model, IReadOnlyList<int[]> prompts, GenerationOptions options,
-        Func<int[], string>? decode = null)
+        Func<int[], string>? decode = null) => Generate(model, prompts, options, decode, null);
+
+    /// <summary>
+    /// The logits at the last position of a forward pass ([B, vocab]): given the input ids [B, T], the attention mask and
+    /// positions (null for plain causal attention from position 0) and the key/value cache the pass appends to and advances.
+    /// </summary>
+    public delegate Tensor LastLogitsPass(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, KVCache? cache);
+
+    /// <summary>
+    /// <see cref="Generate(CausalLM, IReadOnlyList{int[]}, GenerationOptions, Func{int[], string}?)"/> with the forward
+    /// passes run by <paramref name="pass"/> (null: the model's own): a weight-sharded model gathers its units inside it.
+    /// The model gives the configuration, device and dtype. Without stop tokens (empty
+    /// <see cref="GenerationOptions.EosTokenIds"/>) and stop strings exactly <see cref="GenerationOptions.MaxNewTokens"/>
+    /// passes run, whatever the prompts.
+    /// </summary>
+    public static GenerationResult Generate(CausalLM model, IReadOnlyList<int[]> prompts, GenerationOptions options,
+        Func<int[], string>? decode, LastLogitsPass? pass)
     {
+        pass ??= (ids, m, pos, c) => LastLogits(model, model.Hidden(ids, m, pos, c));
         options.Validate();
         if (prompts.Count == 0) throw new ArgumentException("no prompts");
         if (prompts.Any(p => p.Length == 0)) throw new ArgumentException("a prompt is empty");
@@ -136,8 +158,7 @@ public static class Generator
                 using (Torch.NewScope())
                 {
                     // Logits at the last position only: the head never computes [B, T, vocab].
-                    var hidden = step == 0 && unpadded ? model.Hidden(input!, null, null, cache) : model.Hidden(input!, maskT, positions, cache);
-                    var last = LastLogits(model, hidden).To(DType.Float32);
+                    var last = (step == 0 && unpadded ? pass(input!, null, null, cache) : pass(input!, maskT, positions, cache)).To(DType.Float32);
                     if (options.LogitsProcessor is { } processor) last = processor(last, step);
                     next = Choose(last, options).ToArray<long>().Select(x => (int)x).ToArray();
                 }

@@ -795,6 +795,29 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
     }
 
     [Fact]
+    public void Weight_sharded_ranks_sample_their_own_benign_data_through_the_sharded_model()
+    {
+        // No --benign-text: the benign and held-out sequences are sampled from the base, through the sharded forward pass,
+        // so each rank still loads only its slices.
+        string[] Args(string outDir) => ["embed", "--model", workspace.Model, "--fingerprints", workspace.Set, "--passphrase-file", workspace.PassFile,
+            "--out", outDir, "--device", "cpu", "--no-early-stop", "--epochs", "2", "--batch-size", "3", "--lr", "5e-3", "--benign-count", "40", "--benign-length", "8"];
+        string one = Path.Combine(workspace.Root, "z3s-one"), two = Path.Combine(workspace.Root, "z3s-two");
+        var a = Spawn(null, Args(one));
+        Assert.True(a.Code == 0, a.Err);
+        var b = Spawn(null, [.. Args(two), "--processes", "2", "--shard-weights"]);
+        Assert.True(b.Code == 0, b.Err);
+        Assert.Contains("loaded this rank's", b.Err, StringComparison.Ordinal);
+        Assert.DoesNotContain("loads the whole model", b.Err, StringComparison.Ordinal);
+        var m1 = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(one, "oml-manifest.json")))!["settings"]!;
+        var m2 = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(two, "oml-manifest.json")))!["settings"]!;
+        Assert.Equal("self-generated", m2["benign"]!.GetValue<string>());
+        Assert.Equal(40, m2["benign_sequences"]!.GetValue<int>());
+        Assert.Equal(m1["held_out_sequences"]!.GetValue<int>(), m2["held_out_sequences"]!.GetValue<int>());
+        Assert.True(m2["held_out_sequences"]!.GetValue<int>() > 0);
+        Assert.Equal(Weights(one).Keys.Order(), Weights(two).Keys.Order());
+    }
+
+    [Fact]
     public void Train_on_two_processes_ends_with_the_weights_of_one()
     {
         string data = Path.Combine(workspace.Root, "train.txt");
@@ -838,6 +861,65 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
             Directory.EnumerateFiles(folder, "optimizer*").Select(Path.GetFileName).Order());
         Assert.Equal(2, Oml.Models.Training.OptimizerCheckpoint.ShardIndex(folder).Count);
         Assert.False(Directory.Exists(Path.Combine(ck, "step-000000004")));   // older checkpoints are deleted
+    }
+
+    [Fact]
+    public void Train_with_sharded_weights_on_two_processes_ends_with_the_weights_of_one_and_checkpoints_segments_per_rank()
+    {
+        string data = Path.Combine(workspace.Root, "train-zero3.txt");
+        File.WriteAllText(data, string.Concat(Enumerable.Range(0, 400).Select(i => $"apple bread cloud dance eagle {i % 7} flame ")));
+        // Fine-tuning with LoRA: each rank loads its slices of the base and adds the adapters before sharding; the merged
+        // model is streamed to disk one unit at a time.
+        string[] Args(string outDir) => ["train", "--data", data, "--init", workspace.Model, "--lora", "4", "--context", "32", "--steps", "6",
+            "--batch-size", "5", "--lr", "3e-3", "--seed", "5", "--device", "cpu", "--out", outDir];
+        string one = Path.Combine(workspace.Root, "trz-one"), two = Path.Combine(workspace.Root, "trz-two"), ck = Path.Combine(workspace.Root, "trz-ck");
+        Assert.Equal(Cli.Usage, CliRunner.Run([.. Args(two), "--shard-weights"]).Code);   // nothing to shard over
+        var a = Spawn(null, Args(one));
+        Assert.True(a.Code == 0, a.Err);
+        var b = Spawn(null, [.. Args(two), "--processes", "2", "--shard-weights", "--checkpoint-dir", ck, "--checkpoint-every", "3"]);
+        Assert.True(b.Code == 0, b.Err);
+        Assert.Contains("the weights are sharded (ZeRO-3)", b.Err, StringComparison.Ordinal);
+        Assert.Contains("this rank loaded its", b.Err, StringComparison.Ordinal);
+        var (w1, w2) = (Weights(one), Weights(two));
+        Assert.Equal(w1.Keys.Order(), w2.Keys.Order());   // the adapters merged, as one process saves
+        double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
+        Assert.True(worst < 3e-3, $"largest weight difference {worst:E2} (lr 3e-3)");
+        var m1 = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(one, "oml-training.json")))!;
+        var m2 = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(two, "oml-training.json")))!;
+        Assert.Equal(2, m2["world_size"]!.GetValue<int>());
+        Assert.Equal(m1["parameters"]!.GetValue<long>(), m2["parameters"]!.GetValue<long>());
+        Assert.Equal(m1["trained_parameters"]!.GetValue<long>(), m2["trained_parameters"]!.GetValue<long>());
+        Assert.True(File.Exists(Path.Combine(two, "tokenizer.json")));
+        var folder = Path.Combine(ck, "step-000000006");
+        Assert.Equal(["segments-00000-of-00002.safetensors", "segments-00001-of-00002.safetensors"],
+            Directory.EnumerateFiles(folder, "segments*").Select(Path.GetFileName).Order());
+        Assert.False(File.Exists(Path.Combine(folder, "params.safetensors")));
+        Assert.False(Directory.Exists(Path.Combine(ck, "step-000000003")));   // older checkpoints are deleted
+    }
+
+    [Fact]
+    public void Pretraining_a_new_model_with_sharded_weights_on_two_processes_ends_with_the_weights_of_one()
+    {
+        // A new model: made whole on each rank, broadcast from rank 0, sharded at once; saved in bfloat16, streamed.
+        string data = Path.Combine(workspace.Root, "train-zero3-new.txt");
+        File.WriteAllText(data, string.Concat(Enumerable.Range(0, 400).Select(i => $"apple bread cloud dance eagle {i % 7} flame ")));
+        string[] Args(string outDir) => ["train", "--data", data, "--tokenizer", workspace.Model, "--hidden", "32", "--layers", "2", "--heads", "4",
+            "--kv-heads", "2", "--intermediate", "64", "--context", "32", "--steps", "8", "--batch-size", "5", "--lr", "3e-3", "--seed", "5",
+            "--device", "cpu", "--save-dtype", "bfloat16", "--out", outDir];
+        string one = Path.Combine(workspace.Root, "trzn-one"), two = Path.Combine(workspace.Root, "trzn-two");
+        var a = Spawn(null, Args(one));
+        Assert.True(a.Code == 0, a.Err);
+        var b = Spawn(null, [.. Args(two), "--processes", "2", "--shard-weights"]);
+        Assert.True(b.Code == 0, b.Err);
+        Assert.Contains("the weights are sharded (ZeRO-3)", b.Err, StringComparison.Ordinal);
+        var (w1, w2) = (Weights(one), Weights(two));
+        Assert.Equal(w1.Keys.Order(), w2.Keys.Order());
+        double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
+        Assert.True(worst < 3e-3, $"largest weight difference {worst:E2} (lr 3e-3)");
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(two, "config.json")))!;
+        Assert.Equal("bfloat16", (config["torch_dtype"] ?? config["dtype"])!.GetValue<string>());
+        using (var f = Oml.Models.IO.SafetensorsFile.Open(Path.Combine(two, "model.safetensors")))
+            Assert.All(f.Entries.Values, e => Assert.Equal(Oml.Engine.DType.BFloat16, e.DType));
     }
 
     [Fact]

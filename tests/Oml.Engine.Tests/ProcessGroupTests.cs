@@ -83,6 +83,34 @@ public sealed class ProcessGroupTests
     }
 
     [Fact]
+    public void Asynchronous_all_gathers_overlap_a_blocking_collective_and_hold_every_rank_once_waited_for()
+    {
+        RequireGloo();
+        var results = OnRanks(3, g =>
+        {
+            // Two gathers in flight while a blocking reduce-scatter runs (as a prefetch during a layer's backward pass);
+            // the input handles are dropped before the wait (the work keeps the buffers alive).
+            var outs = new[] { Torch.Zeros([3 * 4]), Torch.Zeros([3 * 4]) };
+            var works = new List<CollectiveWork>();
+            for (int k = 0; k < 2; k++)
+                using (var mine = Torch.FromArray(Enumerable.Range(0, 4).Select(i => (float)(100 * k + 10 * g.Rank + i)).ToArray(), 4))
+                    works.Add(g.AllGatherAsync(mine, outs[k]));
+            using var input = Torch.FromArray(Enumerable.Range(0, 6).Select(i => (float)(g.Rank * 6 + i)).ToArray(), 6);
+            using var slice = Torch.Zeros([2]);
+            g.ReduceScatter(input, slice);
+            for (int k = 1; k >= 0; k--) { works[k].Wait(); works[k].Dispose(); }
+            var r = (outs.Select(o => o.ToArray<float>()).ToList(), slice.ToArray<float>());
+            foreach (var o in outs) o.Dispose();
+            return r;
+        });
+        foreach (var (gathered, _) in results)
+            for (int k = 0; k < 2; k++)
+                Assert.Equal(Enumerable.Range(0, 3).SelectMany(r => Enumerable.Range(0, 4).Select(i => (float)(100 * k + 10 * r + i))), gathered[k]);
+        // Slice r of the sum over ranks of [6q, ..., 6q + 5]: elements 2r and 2r + 1 of [0 + 6 + 12 + 3i].
+        for (int r = 0; r < 3; r++) Assert.Equal(new float[] { 18 + 3 * 2 * r, 18 + 3 * (2 * r + 1) }, results[r].Item2);
+    }
+
+    [Fact]
     public void Asynchronous_all_reduces_run_together_and_hold_the_sums_once_waited_for()
     {
         RequireGloo();

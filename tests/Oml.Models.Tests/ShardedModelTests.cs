@@ -162,6 +162,75 @@ public sealed class ShardedModelTests
         }
     }
 
+    [Theory]
+    [InlineData("llama-tiny", 2)]
+    [InlineData("qwen2-tiny", 3)]   // tied embeddings: the head's units include the embeddings
+    public async Task Prefetching_the_next_units_gather_gives_the_same_bits(string fixture, int world)
+    {
+        int port = Launcher.FreePort();
+        var ranks = Enumerable.Range(0, world).Select(rank => Task.Factory.StartNew(() =>
+        {
+            using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, world, TimeSpan.FromSeconds(60));
+            using var sharded = ShardedModel.Load(Fixtures.Model(fixture), g, _ => true);
+            using var model = sharded.Model;
+            foreach (var p in model.Parameters.Values) p.RequiresGrad = true;
+            // Rank 1 has no input: it only takes part, with prefetches of its own that must match the others'.
+            using var ids = rank == 1 ? null : Ids(1 + rank, model.Config.VocabSize);
+            (float? Loss, float? Trained, List<float[]?> Grads) Pass(bool prefetch)
+            {
+                sharded.Prefetch = prefetch;
+                long started = sharded.PrefetchesStarted;
+                foreach (var sg in sharded.TrainableSegments) sg.Shard.Grad = null;
+                float? loss;
+                using (var l = sharded.Run(ids, ids is null ? null : h => LossOf(model, h, ids))) loss = l?.ToSingle();
+                float? trained;
+                using (var l = sharded.CheckpointedBackward(ids, ids is null ? null : h => LossOf(model, h, ids))) trained = l?.ToSingle();
+                var grads = sharded.TrainableSegments.Select(sg => { using var gr = sg.Shard.Grad; return gr?.ToArray<float>(); }).ToList();
+                Assert.Equal(0, ShardedModel.ParameterBytes(model));   // nothing left gathered or in flight
+                // Every unit a pass gathers after its first was prefetched: the L layers and the head(s) of each forward
+                // pass, then the L layers and the embeddings of the backward pass (each unit here is one flat group).
+                long groups = sharded.PrefetchesStarted - started;
+                if (prefetch) Assert.True(groups >= 3 * model.Config.NumLayers + 3, $"{groups} gathers prefetched");
+                else Assert.Equal(0, groups);
+                return (loss, trained, grads);
+            }
+            var without = Pass(false);
+            var with = Pass(true);
+            var again = Pass(false);
+            return (without, with, again);
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        foreach (var (without, with, again) in await Task.WhenAll(ranks))
+        {
+            Assert.Equal(without.Loss, with.Loss);
+            Assert.Equal(without.Trained, with.Trained);
+            Assert.Equal(without.Grads, with.Grads);
+            Assert.Equal(without.Grads, again.Grads);
+            Assert.Contains(with.Grads, gr => gr is not null && gr.Any(x => x != 0));
+        }
+    }
+
+    [Fact]
+    public void A_load_that_fails_while_sharding_frees_the_shards_it_had_allocated()
+    {
+        // The trainable choice throws at the second layer: the embeddings' and the first layer's shards exist by then.
+        int port = Launcher.FreePort();
+        using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, 0, 1, TimeSpan.FromSeconds(60));
+        var allocated = new List<Tensor>();
+        ShardedModel.TrackBuffers = allocated;
+        try
+        {
+            var e = Assert.Throws<InvalidOperationException>(() => ShardedModel.Load(Fixtures.Model("llama-tiny"), g,
+                n => n.StartsWith("model.layers.1.", StringComparison.Ordinal) ? throw new InvalidOperationException("no choice for layer 1") : true));
+            Assert.Equal("no choice for layer 1", e.Message);
+        }
+        finally
+        {
+            ShardedModel.TrackBuffers = null;
+        }
+        Assert.True(allocated.Count >= 4, $"{allocated.Count} tensors allocated before the failure");
+        Assert.All(allocated, t => Assert.True(t.IsDisposed));
+    }
+
     [Fact]
     public async Task Loading_sharded_checks_the_folder_as_loading_whole_does_and_reads_an_indexed_folder()
     {

@@ -153,7 +153,24 @@ public sealed class ProcessGroup : IDisposable
         Check(oml_pg_all_gather(Live, input.Handle, output.Handle));
     }
 
-    /// <summary>Fills <paramref name="output"/> with the reduction over ranks of slice number <see cref="Rank"/> of <paramref name="input"/> (WorldSize slices).</summary>
+    /// <summary>
+    /// Starts <see cref="AllGather"/> and returns at once: <paramref name="output"/> (contiguous) holds every rank's input
+    /// only after <see cref="CollectiveWork.Wait"/> (on CUDA, the wait orders the current stream after the collective).
+    /// The work keeps both tensors alive. Every rank must start the same collectives in the same order.
+    /// </summary>
+    public CollectiveWork AllGatherAsync(Tensor input, Tensor output)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(output);
+        Check(oml_pg_all_gather_async(Live, input.Handle, output.Handle, out var work));
+        return new CollectiveWork(this, work);
+    }
+
+    /// <summary>
+    /// Fills <paramref name="output"/> with the reduction over ranks of slice number <see cref="Rank"/> of
+    /// <paramref name="input"/> (WorldSize slices): NCCL's own reduce-scatter on an NCCL group, an all-reduce and a slice
+    /// on gloo (which lacks reduce-scatter in some libtorch versions; twice the bytes).
+    /// </summary>
     public void ReduceScatter(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -251,7 +268,7 @@ public sealed class ProcessGroup : IDisposable
 }
 
 /// <summary>
-/// A collective started by <see cref="ProcessGroup.AllReduceAsync"/> (libtorch's c10d work handles): its tensors hold
+/// A collective started by <see cref="ProcessGroup.AllReduceAsync"/> or <see cref="ProcessGroup.AllGatherAsync"/> (libtorch's c10d work handles): its tensors hold
 /// the result only after <see cref="Wait"/>, which fails with an error naming the rank (or the group's timeout).
 /// Disposing without waiting leaves the collective to finish in the background.
 /// </summary>

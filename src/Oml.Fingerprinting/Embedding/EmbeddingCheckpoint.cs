@@ -162,45 +162,6 @@ public static class EmbeddingCheckpoint
     public static void Restore(State state, ShardedModel sharded, AdamW opt)
     {
         ArgumentNullException.ThrowIfNull(state);
-        ArgumentNullException.ThrowIfNull(sharded);
-        if (OptimizerCheckpoint.SegmentIndex(state.Folder).Count > 0)
-        {
-            // A weight-sharded checkpoint (of any world size): only this rank's ranges are read from the ranks' files.
-            using var reader = new OptimizerCheckpoint.SegmentReader(state.Folder);
-            sharded.LoadTrainable((ShardedModel.Segment sg) => reader.Read(sg.Name, "", sg.Start, sg.Length),
-                (ShardedModel.Segment sg) => reader.HasMoments(sg.Name)
-                    ? (reader.Read(sg.Name, ".exp_avg", sg.Start, sg.Length), reader.Read(sg.Name, ".exp_avg_sq", sg.Start, sg.Length),
-                        state.OptimizerSteps.TryGetValue(sg.Name, out var st) ? st : 0)
-                    : ((Tensor, Tensor, long)?)null,
-                opt);
-            return;
-        }
-        using var pf = SafetensorsFile.Open(Path.Combine(state.Folder, ParamsFile));
-        // The moments: the single file, or the per-rank files of a --shard-optimizer run (looked up by name in its index).
-        bool single = File.Exists(Path.Combine(state.Folder, OptimizerFile));
-        var holder = new Dictionary<string, string>(StringComparer.Ordinal);
-        if (!single)
-            foreach (var f in OptimizerCheckpoint.ShardIndex(state.Folder))
-                foreach (var n in f.Parameters) holder[n] = f.File;
-        var open = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
-        try
-        {
-            sharded.LoadTrainable(
-                name => pf.Entries.ContainsKey(name) ? pf.Load(name, Device.Cpu) : throw new InvalidDataException($"{state.Folder}: the checkpoint lacks parameter '{name}'"),
-                name =>
-                {
-                    string? file = single ? OptimizerFile : holder.GetValueOrDefault(name);
-                    if (file is null) return null;
-                    if (!open.TryGetValue(file, out var of)) open[file] = of = SafetensorsFile.Open(Path.Combine(state.Folder, file));
-                    return of.Entries.ContainsKey(name + ".exp_avg")
-                        ? (of.Load(name + ".exp_avg", Device.Cpu), of.Load(name + ".exp_avg_sq", Device.Cpu), state.OptimizerSteps.TryGetValue(name, out var s) ? s : 0)
-                        : null;
-                },
-                opt);
-        }
-        finally
-        {
-            foreach (var f in open.Values) f.Dispose();
-        }
+        OptimizerCheckpoint.Restore(state.Folder, state.OptimizerSteps, sharded, opt);
     }
 }

@@ -144,6 +144,26 @@ public static class Omlization
     /// </summary>
     public static EmbeddingOptions PrepareData(CausalLM baseModel, EmbeddingOptions options, int pairCount, int heldOutCount = OmlizationDefaults.HeldOutCount)
     {
+        ArgumentNullException.ThrowIfNull(baseModel);
+        return PrepareData(options, pairCount, heldOutCount,
+            n => FingerprintTrainer.SelfGenerated(baseModel, n, options.SelfBenignLength, options.Seed, OmlizationDefaults.SelfTemperature));
+    }
+
+    /// <summary>
+    /// <see cref="PrepareData(CausalLM, EmbeddingOptions, int, int)"/> for a weight-sharded base, on every rank of its
+    /// group: self-generated sequences are sampled through the sharded forward pass
+    /// (<see cref="FingerprintTrainer.SelfGenerated(ShardedModel, int, int, ulong, double?)"/>), so no rank holds the
+    /// whole model, and every rank gets all of them.
+    /// </summary>
+    public static EmbeddingOptions PrepareData(ShardedModel sharded, EmbeddingOptions options, int pairCount, int heldOutCount = OmlizationDefaults.HeldOutCount)
+    {
+        ArgumentNullException.ThrowIfNull(sharded);
+        return PrepareData(options, pairCount, heldOutCount,
+            n => FingerprintTrainer.SelfGenerated(sharded, n, options.SelfBenignLength, options.Seed, OmlizationDefaults.SelfTemperature));
+    }
+
+    private static EmbeddingOptions PrepareData(EmbeddingOptions options, int pairCount, int heldOutCount, Func<int, List<int[]>> sample)
+    {
         if (heldOutCount < 0) throw new ArgumentOutOfRangeException(nameof(heldOutCount), "the held-out count must be non-negative");
         bool wantHeldOut = options.HeldOutSequences is null && heldOutCount > 0;
         if (options.BenignSequences is { } given)
@@ -155,7 +175,7 @@ public static class Omlization
         int benign = options.MixFraction > 0 ? options.SelfBenignCount ?? FingerprintTrainer.SelfBenignPoolSize(pairCount, options.BatchSize, options.MixFraction) : 0;
         int extra = wantHeldOut ? Math.Min(heldOutCount, Math.Max(OmlizationDefaults.HeldOutMin, benign / 16)) : 0;
         if (benign + extra == 0) return options;
-        var seqs = FingerprintTrainer.SelfGenerated(baseModel, benign + extra, options.SelfBenignLength, options.Seed, OmlizationDefaults.SelfTemperature);
+        var seqs = sample(benign + extra);
         return options with
         {
             BenignSequences = benign > 0 ? seqs.Take(benign).ToList() : options.BenignSequences,
@@ -205,8 +225,8 @@ public static class Omlization
     /// whole model at any point. It trains weight-sharded (<see cref="FingerprintTrainer.Embed(ShardedModel, IReadOnlyList{TrainingPair}, EmbeddingOptions, IProgress{EmbeddingProgress}?)"/>),
     /// then the ranks stream the trained model to <paramref name="outDir"/> one unit at a time, rank 0 writing and hashing
     /// (<see cref="ShardedModel.SaveWithDigest"/>, the same files as the whole-model save), and rank 0 writes the manifest.
-    /// The data are prepared as <see cref="PrepareData"/> does from given benign sequences (the held-out ones are their
-    /// last tenth unless given); sampling them needs the whole model, so they must be given.
+    /// The data are prepared as <see cref="PrepareData(ShardedModel, EmbeddingOptions, int, int)"/> does: self-generated
+    /// benign and held-out sequences are sampled through the sharded forward pass.
     /// </summary>
     public static EmbeddingResult Run(ShardedModel sharded, string baseDir, string outDir, FingerprintSet set, IReadOnlyList<TrainingPair> pairs,
         EmbeddingOptions options, OmlizationLabels labels, IProgress<EmbeddingProgress>? progress = null)
@@ -215,10 +235,8 @@ public static class Omlization
         ArgumentNullException.ThrowIfNull(options);
         if (Path.GetFullPath(outDir).TrimEnd('/') == Path.GetFullPath(baseDir).TrimEnd('/')) throw new ArgumentException("the output folder must differ from the base model's");
         options.Validate();
-        if (options.BenignSequences is null && (options.MixFraction > 0 || options.HeldOutSequences is null))
-            throw new ArgumentException("a model loaded sharded cannot sample its own benign or held-out sequences (that needs the whole model): give benign sequences");
         EmbeddingResult result;
-        using (Phases.Measure("train")) result = FingerprintTrainer.Embed(sharded, pairs, PrepareData(sharded.Model, options, pairs.Count), progress);
+        using (Phases.Measure("train")) result = FingerprintTrainer.Embed(sharded, pairs, PrepareData(sharded, options, pairs.Count), progress);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         options.Log?.Invoke($"saving {outDir} one unit at a time ...");
         string? digest;

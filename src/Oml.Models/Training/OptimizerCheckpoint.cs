@@ -163,6 +163,59 @@ public static class OptimizerCheckpoint
         }
     }
 
+    /// <summary>
+    /// A weight-sharded run's resume (<see cref="ShardedModel"/>): each rank loads its segments of every trainable
+    /// parameter and of its moments from a checkpoint of any world size and mode: a weight-sharded one (only this rank's
+    /// ranges are read, <see cref="SegmentReader"/>) or one with whole parameters (params.safetensors, the moments in one
+    /// file or in per-rank optimizer files). <paramref name="optimized"/> gives the tensor the optimizer steps for a segment
+    /// (null: the segment itself; a float32 master copy in mixed precision).
+    /// </summary>
+    public static void Restore(string folder, IReadOnlyDictionary<string, long> optimizerSteps, ShardedModel sharded, AdamW opt,
+        Func<ShardedModel.Segment, Tensor>? optimized = null)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        ArgumentNullException.ThrowIfNull(sharded);
+        if (SegmentIndex(folder).Count > 0)
+        {
+            // A weight-sharded checkpoint (of any world size): only this rank's ranges are read from the ranks' files.
+            using var reader = new SegmentReader(folder);
+            sharded.LoadTrainable((ShardedModel.Segment sg) => reader.Read(sg.Name, "", sg.Start, sg.Length),
+                (ShardedModel.Segment sg) => reader.HasMoments(sg.Name)
+                    ? (reader.Read(sg.Name, ".exp_avg", sg.Start, sg.Length), reader.Read(sg.Name, ".exp_avg_sq", sg.Start, sg.Length),
+                        optimizerSteps.TryGetValue(sg.Name, out var st) ? st : 0)
+                    : ((Tensor, Tensor, long)?)null,
+                opt, optimized);
+            return;
+        }
+        using var pf = SafetensorsFile.Open(Path.Combine(folder, ParamsFile));
+        // The moments: the single file, or the per-rank files of a --shard-optimizer run (looked up by name in its index).
+        bool single = File.Exists(Path.Combine(folder, OptimizerFile));
+        var holder = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (!single)
+            foreach (var f in ShardIndex(folder))
+                foreach (var n in f.Parameters) holder[n] = f.File;
+        var open = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
+        try
+        {
+            sharded.LoadTrainable(
+                name => pf.Entries.ContainsKey(name) ? pf.Load(name, Device.Cpu) : throw new InvalidDataException($"{folder}: the checkpoint lacks parameter '{name}'"),
+                name =>
+                {
+                    string? file = single ? OptimizerFile : holder.GetValueOrDefault(name);
+                    if (file is null) return null;
+                    if (!open.TryGetValue(file, out var of)) open[file] = of = SafetensorsFile.Open(Path.Combine(folder, file));
+                    return of.Entries.ContainsKey(name + ".exp_avg")
+                        ? (of.Load(name + ".exp_avg", Device.Cpu), of.Load(name + ".exp_avg_sq", Device.Cpu), optimizerSteps.TryGetValue(name, out var s) ? s : 0)
+                        : null;
+                },
+                opt, optimized);
+        }
+        finally
+        {
+            foreach (var f in open.Values) f.Dispose();
+        }
+    }
+
     // ------------------------------------------------------------------ per-rank optimizer files
 
     /// <summary>The state-file key of the shard index: the world size and, per rank, its file, its size and the parameters whose moments it holds.</summary>

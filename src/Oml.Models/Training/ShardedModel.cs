@@ -46,6 +46,8 @@ public sealed class ShardedModel : IDisposable
         /// <summary>This rank's segments with their offsets inside <see cref="Local"/>.</summary>
         public List<(Segment Segment, long LocalOffset)> Segments { get; } = [];
         public bool Gathered { get; set; }
+        /// <summary>A gather started ahead of use (<see cref="Prefetch"/>): the buffer it fills and its work handle.</summary>
+        public (Tensor Full, CollectiveWork Work)? Pending { get; set; }
     }
 
     private sealed record Unit(string Name, List<FlatGroup> Groups);
@@ -57,6 +59,10 @@ public sealed class ShardedModel : IDisposable
     private readonly Unit _head;
     private readonly Unit? _unused;
     private readonly List<Segment> _segments = [];
+    private readonly List<Tensor> _buffers = [];
+
+    /// <summary>Tests: every flat-group buffer and segment tensor this thread's constructions allocate is added here (null: not tracked).</summary>
+    [ThreadStatic] internal static List<Tensor>? TrackBuffers;
     private readonly Dictionary<string, (Unit Unit, Member Member, DType DType)> _members = new(StringComparer.Ordinal);
     private bool _materialized;
 
@@ -86,6 +92,26 @@ public sealed class ShardedModel : IDisposable
         _group = group;
         _loadHeld = heldBefore;
         _loadPeak = heldBefore;
+        try
+        {
+            (_embed, _layers, _head, _unused) = BuildUnits(trainable, fill);
+        }
+        catch
+        {
+            // Whatever was allocated before the failure is freed now, not left to the finalizer.
+            DisposeShards();
+            throw;
+        }
+        foreach (var u in Units())
+            foreach (var g in u.Groups)
+                foreach (var m in g.Members) _members[m.Name] = (u, m, g.DType);
+        // Empty the model's parameters: from now on they hold data only while their unit is gathered.
+        foreach (var u in Units()) Release(u);
+    }
+
+    private (Unit Embed, Unit[] Layers, Unit Head, Unit? Unused) BuildUnits(Func<string, bool> trainable, Fill? fill)
+    {
+        var model = _model;
         int layers = model.Config.NumLayers;
         var byUnit = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         foreach (var name in model.Parameters.Keys.Order(StringComparer.Ordinal))
@@ -95,15 +121,10 @@ public sealed class ShardedModel : IDisposable
             list.Add(name);
         }
         Unit Make(string unitName) => new(unitName, byUnit.TryGetValue(unitName, out var names) ? Build(names, trainable, fill) : []);
-        _embed = Make("embed");
-        _layers = Enumerable.Range(0, layers).Select(i => Make("layer" + i.ToString(CultureInfo.InvariantCulture))).ToArray();
-        _head = Make("head");
-        _unused = byUnit.ContainsKey("unused") ? Make("unused") : null;
-        foreach (var u in Units())
-            foreach (var g in u.Groups)
-                foreach (var m in g.Members) _members[m.Name] = (u, m, g.DType);
-        // Empty the model's parameters: from now on they hold data only while their unit is gathered.
-        foreach (var u in Units()) Release(u);
+        var embed = Make("embed");
+        var layerUnits = Enumerable.Range(0, layers).Select(i => Make("layer" + i.ToString(CultureInfo.InvariantCulture))).ToArray();
+        var head = Make("head");
+        return (embed, layerUnits, head, byUnit.ContainsKey("unused") ? Make("unused") : null);
     }
 
     /// <summary>
@@ -224,6 +245,8 @@ public sealed class ShardedModel : IDisposable
             long lo = rank * chunk, hi = Math.Min(offset, lo + chunk);
             int size = key.Key.DType.ElementSize();
             var local = Torch.Zeros([chunk], key.Key.DType, device).DetachFromScope();
+            _buffers.Add(local);
+            TrackBuffers?.Add(local);
             _loadHeld += chunk * size;
             _loadPeak = Math.Max(_loadPeak, _loadHeld);
             var g = new FlatGroup { Members = members, DType = key.Key.DType, Trainable = key.Key.Item2, Chunk = chunk, Local = local };
@@ -237,6 +260,7 @@ public sealed class ShardedModel : IDisposable
                     if (fill is null) destination.CopyFrom(m.Param.Reshape(-1).Narrow(0, a - m.Offset, b - a));
                     else _loadPeak = Math.Max(_loadPeak, _loadHeld + fill(m.Name, m.Param, a - m.Offset, b - a, destination));
                     var shard = local.Narrow(0, a - lo, b - a).Detach().DetachFromScope();
+                    TrackBuffers?.Add(shard);
                     if (g.Trainable) shard.RequiresGrad = true;
                     var seg = new Segment(m.Name, a - m.Offset, b - a, m.Shape, g.Trainable, shard);
                     g.Segments.Add((seg, a - lo));
@@ -297,18 +321,82 @@ public sealed class ShardedModel : IDisposable
         return full;
     }
 
-    private void Gather(Unit u)
+    /// <summary>
+    /// Whether the passes (<see cref="Run"/>, <see cref="CheckpointedBackward"/>) start the all-gather of the next unit
+    /// while the current one computes (as FSDP's forward and backward prefetch do): at most two units are gathered at a
+    /// time, the same as without it. The results are the same bits either way. On by default; every rank must agree.
+    /// </summary>
+    public bool Prefetch { get; set; } = true;
+
+    /// <summary>How many flat groups' gathers were started ahead of use so far (tests).</summary>
+    internal long PrefetchesStarted { get; private set; }
+
+    /// <summary>
+    /// Gathers unit <paramref name="u"/> (waiting for its prefetched gather when one was started) and then, with
+    /// <see cref="Prefetch"/>, starts the gathers of <paramref name="next"/> (the units the pass gathers next; those already
+    /// gathered or started are skipped). Every rank calls it with the same units, so the collectives match.
+    /// </summary>
+    private void Gather(Unit u, IReadOnlyList<Unit>? next = null)
     {
         using var noGrad = Torch.NoGrad();
         foreach (var g in u.Groups)
         {
             if (g.Gathered) continue;
             using var scope = Torch.NewScope();
-            var full = AllGather(g.Local, g.Chunk, g.DType);
+            Tensor full;
+            Tensor? prefetched = null;
+            if (g.Pending is { } pending)
+            {
+                g.Pending = null;
+                full = prefetched = pending.Full;
+                try
+                {
+                    using (pending.Work) pending.Work.Wait();
+                }
+                catch
+                {
+                    prefetched.Dispose();
+                    throw;
+                }
+            }
+            else full = AllGather(g.Local, g.Chunk, g.DType);
+            // The parameters' views keep the buffer's storage alive after its handle is disposed.
             foreach (var m in g.Members)
                 m.Param.SetData(full.Narrow(0, m.Offset, m.NumEl).View(m.Shape));
+            prefetched?.Dispose();
             g.Gathered = true;
         }
+        if (!Prefetch || next is null || _group.WorldSize == 1) return;
+        foreach (var g in next.SelectMany(n => n.Groups))
+        {
+            if (g.Gathered || g.Pending is not null) continue;
+            var full = Torch.Empty([_group.WorldSize * g.Chunk], g.DType, _model.Device).DetachFromScope();
+            try
+            {
+                g.Pending = (full, _group.AllGatherAsync(g.Local, full));
+                PrefetchesStarted++;
+            }
+            catch
+            {
+                full.Dispose();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Drops any prefetched gather not used (a pass that failed midway): its buffer and handle are released (the work
+    /// finishes in the background), so that a later pass never takes values gathered before an optimizer step.
+    /// </summary>
+    private void DropPending()
+    {
+        foreach (var g in Units().SelectMany(u => u.Groups))
+            if (g.Pending is { } p)
+            {
+                g.Pending = null;
+                p.Work.Dispose();
+                p.Full.Dispose();
+            }
     }
 
     private void Release(Unit u)
@@ -365,51 +453,68 @@ public sealed class ShardedModel : IDisposable
     /// A forward pass without gradients, one unit gathered at a time: <paramref name="lossOfHidden"/> gets the final
     /// hidden states [B, T, hidden] while the head is gathered (it may call <see cref="CausalLM.Head"/>); its result is
     /// returned. With null <paramref name="inputIds"/> the rank only takes part in the gathers and returns null.
+    /// <paramref name="attentionMask"/> ([B, T + cached], 0 for padding), <paramref name="positionIds"/> and
+    /// <paramref name="cache"/> (a key/value cache this pass appends to and then advances) are those of
+    /// <see cref="CausalLM.Hidden"/>, so a generation loop can decode through it one token at a time.
     /// </summary>
-    public Tensor? Run(Tensor? inputIds, Func<Tensor, Tensor>? lossOfHidden)
+    public Tensor? Run(Tensor? inputIds, Func<Tensor, Tensor>? lossOfHidden, Tensor? attentionMask = null, Tensor? positionIds = null, KVCache? cache = null)
     {
         EnsureSharded();
         using var scope = Torch.NewScope();
         using var noGrad = Torch.NoGrad();
         bool idle = inputIds is null;
-        var ctx = idle ? null : _model.Model.Context(inputIds!, null, null, null);
+        var ctx = idle ? null : _model.Model.Context(inputIds!, attentionMask, positionIds, cache);
         Tensor? h = null;
-        Gather(_embed);
-        if (!idle) h = _model.Model.EmbedTokens.Forward(inputIds!);
-        Release(_embed);
-        for (int i = 0; i < _layers.Length; i++)
-        {
-            Gather(_layers[i]);
-            if (!idle) h = _model.Model.Layers[i].Forward(h!, ctx!, null);
-            Release(_layers[i]);
-        }
-        foreach (var u in HeadUnits()) Gather(u);
+        var heads = HeadUnits().ToList();
         try
         {
-            if (idle) return null;
-            var result = lossOfHidden is null ? _model.Model.Norm.Forward(h!) : lossOfHidden(_model.Model.Norm.Forward(h!));
-            return result.MoveToOuterScope();
+            Gather(_embed, AfterForward(-1, heads));
+            if (!idle) h = _model.Model.EmbedTokens.Forward(inputIds!);
+            Release(_embed);
+            for (int i = 0; i < _layers.Length; i++)
+            {
+                Gather(_layers[i], AfterForward(i, heads));
+                if (!idle) h = _model.Model.Layers[i].Forward(h!, ctx!, cache);
+                Release(_layers[i]);
+            }
+            if (!idle) cache?.Advance(inputIds!.Size(1));
+            foreach (var u in heads) Gather(u);
+            try
+            {
+                if (idle) return null;
+                var result = lossOfHidden is null ? _model.Model.Norm.Forward(h!) : lossOfHidden(_model.Model.Norm.Forward(h!));
+                return result.MoveToOuterScope();
+            }
+            finally
+            {
+                foreach (var u in heads) Release(u);
+            }
         }
         finally
         {
-            foreach (var u in HeadUnits()) Release(u);
+            DropPending();
         }
     }
+
+    /// <summary>What a forward pass gathers after the embeddings (<paramref name="i"/> = −1) or after layer <paramref name="i"/>.</summary>
+    private IReadOnlyList<Unit> AfterForward(int i, IReadOnlyList<Unit> heads) => i + 1 < _layers.Length ? [_layers[i + 1]] : heads;
 
     /// <summary>
     /// One training forward and backward pass, as <see cref="CausalLM.CheckpointedBackward"/> computes it, with every unit
     /// gathered around its use and its gradients reduce-scattered into the segments after its backward pass (the
     /// segments' gradients accumulate over calls). Returns the loss (detached), or null for a rank that only takes part
-    /// (null <paramref name="inputIds"/>).
+    /// (null <paramref name="inputIds"/>). <paramref name="attentionMask"/> ([B, T], 0 for padding) is that of
+    /// <see cref="CausalLM.Forward"/>.
     /// </summary>
-    public Tensor? CheckpointedBackward(Tensor? inputIds, Func<Tensor, Tensor>? lossOfHidden)
+    public Tensor? CheckpointedBackward(Tensor? inputIds, Func<Tensor, Tensor>? lossOfHidden, Tensor? attentionMask = null)
     {
         EnsureSharded();
         bool idle = inputIds is null;
         if (!idle) ArgumentNullException.ThrowIfNull(lossOfHidden);
         using var scope = Torch.NewScope();
-        var ctx = idle ? null : _model.Model.Context(inputIds!, null, null, null);
+        var ctx = idle ? null : _model.Model.Context(inputIds!, attentionMask, null, null);
         int layers = _layers.Length;
+        var heads = HeadUnits().ToList();
         var inputs = new Tensor?[layers];
         Tensor? top = null, g = null;
         try
@@ -417,13 +522,13 @@ public sealed class ShardedModel : IDisposable
             using (Torch.NoGrad())
             {
                 Tensor? h = null;
-                Gather(_embed);
+                Gather(_embed, AfterForward(-1, heads));
                 if (!idle) h = _model.Model.EmbedTokens.Forward(inputIds!).DetachFromScope();
                 Release(_embed);
                 for (int i = 0; i < layers; i++)
                 {
                     inputs[i] = h;
-                    Gather(_layers[i]);
+                    Gather(_layers[i], AfterForward(i, heads));
                     if (!idle)
                     {
                         using var layerScope = Torch.NewScope();
@@ -434,7 +539,8 @@ public sealed class ShardedModel : IDisposable
                 top = h?.RequiresGrad_();
             }
             Tensor? loss = null;
-            foreach (var u in HeadUnits()) Gather(u);
+            // The backward pass gathers the last layer next (the embeddings without layers).
+            for (int k = 0; k < heads.Count; k++) Gather(heads[k], k < heads.Count - 1 ? null : layers > 0 ? [_layers[layers - 1]] : [_embed]);
             if (!idle)
             {
                 using var headScope = Torch.NewScope();
@@ -443,14 +549,14 @@ public sealed class ShardedModel : IDisposable
                 loss = loss.Detach().MoveToOuterScope();
                 g = top!.Grad?.DetachFromScope() ?? throw new InvalidOperationException("the loss does not depend on the hidden states");
             }
-            foreach (var u in HeadUnits())
+            foreach (var u in heads)
             {
                 ReduceScatter(u);
                 Release(u);
             }
             for (int i = layers - 1; i >= 0; i--)
             {
-                Gather(_layers[i]);
+                Gather(_layers[i], i > 0 ? [_layers[i - 1]] : [_embed]);
                 if (!idle)
                 {
                     using var layerScope = Torch.NewScope();
@@ -478,6 +584,7 @@ public sealed class ShardedModel : IDisposable
         }
         finally
         {
+            DropPending();
             g?.Dispose();
             top?.Dispose();
             foreach (var t in inputs) t?.Dispose();
@@ -536,8 +643,11 @@ public sealed class ShardedModel : IDisposable
     /// <summary>
     /// Loads this rank's segments of the trainable parameters from whole tensors by name (<paramref name="load"/> gives a
     /// parameter's whole value on any device), and, through <paramref name="moments"/>, their AdamW state (null: none).
+    /// <paramref name="optimized"/> gives the tensor the optimizer steps for a segment (null: the segment itself; a float32
+    /// master copy in mixed precision): the values and moments go there.
     /// </summary>
-    public void LoadTrainable(Func<string, Tensor> load, Func<string, (Tensor ExpAvg, Tensor ExpAvgSq, long Step)?> moments, AdamW opt)
+    public void LoadTrainable(Func<string, Tensor> load, Func<string, (Tensor ExpAvg, Tensor ExpAvgSq, long Step)?> moments, AdamW opt,
+        Func<Segment, Tensor>? optimized = null)
     {
         ArgumentNullException.ThrowIfNull(load);
         ArgumentNullException.ThrowIfNull(moments);
@@ -547,15 +657,16 @@ public sealed class ShardedModel : IDisposable
         foreach (var seg in _segments.Where(s => s.Trainable))
         {
             using var scope = Torch.NewScope();
+            var target = optimized?.Invoke(seg) ?? seg.Shard;
             Tensor Slice(Tensor whole)
             {
                 if (whole.NumEl != seg.FullShape.Aggregate(1L, (a, b) => a * b))
                     throw new InvalidDataException($"'{seg.Name}' has {whole.NumEl} elements in the checkpoint, the model {string.Join("×", seg.FullShape)}");
-                return whole.Reshape(-1).Narrow(0, seg.Start, seg.Length).To(seg.Shard.DType, _model.Device);
+                return whole.Reshape(-1).Narrow(0, seg.Start, seg.Length).To(target.DType, _model.Device);
             }
-            seg.Shard.CopyFrom(Slice(load(seg.Name)));
+            target.CopyFrom(Slice(load(seg.Name)));
             if (moments(seg.Name) is { } mo)
-                opt.SetState(seg.Shard, Slice(mo.ExpAvg).Clone(), Slice(mo.ExpAvgSq).Clone(), mo.Step);
+                opt.SetState(target, Slice(mo.ExpAvg).Clone(), Slice(mo.ExpAvgSq).Clone(), mo.Step);
         }
     }
 
@@ -632,14 +743,36 @@ public sealed class ShardedModel : IDisposable
     /// fails to write, it still takes part in the remaining gathers, and then every rank fails (an <see cref="IOException"/>
     /// naming its rank), so no rank waits for a partner that stopped.
     /// </summary>
-    public string? SaveWithDigest(string dir, string? sourceDir = null, long maxShardBytes = 4L << 30)
+    public string? SaveWithDigest(string dir, string? sourceDir = null, long maxShardBytes = 4L << 30, DType? dtype = null)
     {
         ArgumentNullException.ThrowIfNull(dir);
+        return Save(dir, sourceDir, maxShardBytes, dtype, abandoned: null);
+    }
+
+    /// <summary>
+    /// For a rank 0 that cannot even start writing a save the other ranks run (<see cref="SaveWithDigest"/>: its output
+    /// folder could not be made): it takes part in every gather of that save without writing, and then every rank fails
+    /// with <paramref name="error"/> named (an <see cref="IOException"/>), as when writing fails midway.
+    /// <paramref name="maxShardBytes"/> and <paramref name="dtype"/> must be those the other ranks save with.
+    /// </summary>
+    public void AbandonSave(string error, long maxShardBytes = 4L << 30, DType? dtype = null)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        Save(null, null, maxShardBytes, dtype, error);
+    }
+
+    private string? Save(string? dir, string? sourceDir, long maxShardBytes, DType? dtype, string? abandoned)
+    {
         EnsureSharded();
-        var specs = ExportSpecs;
+        var specs = dtype is { } d ? ExportSpecs.Select(t => t with { DType = d }).ToList() : ExportSpecs;
         var files = ModelFolder.WeightLayout(specs, maxShardBytes);
-        string? digest = null, error = null;
-        if (_group.Rank == 0)
+        string? digest = null, error = abandoned;
+        if (_group.Rank == 0 && abandoned is not null)
+        {
+            foreach (var (_, layout) in files)
+                foreach (var _ in Whole(layout.Select(t => t.Name))) { }
+        }
+        else if (_group.Rank == 0)
         {
             int started = 0;
             // Each file's tensors come from an enumeration that, when the writer gives up on it, finishes its gathers.
@@ -654,7 +787,12 @@ public sealed class ShardedModel : IDisposable
                     while (all.MoveNext())
                     {
                         using var exported = _model.ExportParameter(all.Current.Key);
-                        yield return exported;
+                        if (dtype is { } to && exported.DType != to)
+                        {
+                            using var converted = exported.To(to);
+                            yield return converted;
+                        }
+                        else yield return exported;
                     }
                     done = true;
                 }
@@ -665,7 +803,7 @@ public sealed class ShardedModel : IDisposable
             }
             try
             {
-                digest = ModelFolder.SaveWithDigest(_model.Config, _model.DType, specs, Produce, dir, sourceDir, maxShardBytes);
+                digest = ModelFolder.SaveWithDigest(_model.Config, dtype ?? _model.DType, specs, Produce, dir!, sourceDir, maxShardBytes);
             }
             // Any failure (I/O, libtorch, out of memory) must still reach the remaining gathers and the agreement below.
             catch (Exception e) when (e is not OperationCanceledException)
@@ -679,7 +817,7 @@ public sealed class ShardedModel : IDisposable
         else
             foreach (var (_, layout) in files)
                 foreach (var _ in Whole(layout.Select(t => t.Name))) { }
-        OptimizerCheckpoint.Agree(_group, _model.Device, error, $"save the model to {dir}", _group.Rank);
+        OptimizerCheckpoint.Agree(_group, _model.Device, error, dir is null ? "save the model" : $"save the model to {dir}", _group.Rank);
         return digest;
     }
 
@@ -687,8 +825,10 @@ public sealed class ShardedModel : IDisposable
     /// Loads this rank's segments of the trainable parameters from pieces: <paramref name="values"/> gives a segment's
     /// elements (a 1-d tensor of its length, on any device), <paramref name="moments"/> its AdamW state (null: none), as a
     /// weight-sharded checkpoint holds them (whatever world size wrote it, the pieces are cut to this rank's segments).
+    /// <paramref name="optimized"/> as in the other overload.
     /// </summary>
-    public void LoadTrainable(Func<Segment, Tensor> values, Func<Segment, (Tensor ExpAvg, Tensor ExpAvgSq, long Step)?> moments, AdamW opt)
+    public void LoadTrainable(Func<Segment, Tensor> values, Func<Segment, (Tensor ExpAvg, Tensor ExpAvgSq, long Step)?> moments, AdamW opt,
+        Func<Segment, Tensor>? optimized = null)
     {
         ArgumentNullException.ThrowIfNull(values);
         ArgumentNullException.ThrowIfNull(moments);
@@ -698,14 +838,15 @@ public sealed class ShardedModel : IDisposable
         foreach (var seg in _segments.Where(s => s.Trainable))
         {
             using var scope = Torch.NewScope();
+            var target = optimized?.Invoke(seg) ?? seg.Shard;
             Tensor Piece(Tensor t)
             {
                 if (t.NumEl != seg.Length) throw new InvalidDataException($"'{seg.Name}': {t.NumEl} elements for this rank's segment of {seg.Length}");
-                return t.Reshape(-1).To(seg.Shard.DType, _model.Device);
+                return t.Reshape(-1).To(target.DType, _model.Device);
             }
-            seg.Shard.CopyFrom(Piece(values(seg)));
+            target.CopyFrom(Piece(values(seg)));
             if (moments(seg) is { } mo)
-                opt.SetState(seg.Shard, Piece(mo.ExpAvg).Clone(), Piece(mo.ExpAvgSq).Clone(), mo.Step);
+                opt.SetState(target, Piece(mo.ExpAvg).Clone(), Piece(mo.ExpAvgSq).Clone(), mo.Step);
         }
     }
 
@@ -727,8 +868,15 @@ public sealed class ShardedModel : IDisposable
 
     public void Dispose()
     {
+        DropPending();
+        DisposeShards();
+    }
+
+    private void DisposeShards()
+    {
         foreach (var s in _segments) s.Shard.Dispose();
         _segments.Clear();
-        foreach (var g in Units().SelectMany(u => u.Groups)) g.Local.Dispose();
+        foreach (var b in _buffers) b.Dispose();
+        _buffers.Clear();
     }
 }

@@ -50,7 +50,10 @@ public static class Trainer
     /// <summary>
     /// Trains <paramref name="model"/> in place. With <see cref="TrainingOptions.Lora"/>, adapters are added to the model
     /// first (save it with <see cref="ModelFolder.Save"/>, which merges them). <paramref name="evalData"/>, if given, is
-    /// evaluated every <see cref="TrainingOptions.EvalEvery"/> steps and at the end.
+    /// evaluated every <see cref="TrainingOptions.EvalEvery"/> steps and at the end. With
+    /// <see cref="TrainingOptions.ShardWeights"/> the model is sharded over the group for the run (every rank holds it whole
+    /// first) and gathered whole again on every rank at the end; to train a model no rank holds whole, load it with
+    /// <see cref="ShardedModel.Load"/> and use <see cref="Train(ShardedModel, TrainingData, TrainingOptions, TrainingData?, IProgress{TrainingProgress}?, CancellationToken)"/>.
     /// </summary>
     public static TrainingResult Train(CausalLM model, TrainingData data, TrainingOptions options, TrainingData? evalData = null,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
@@ -58,23 +61,89 @@ public static class Trainer
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
         options.Validate();
+        AddLora(model, options);
+        // Data-parallel: every rank starts from rank 0's weights (random or LoRA initialisation included).
+        options.Group?.Broadcast(model.Parameters.Values.ToList(), root: 0);
+        if (!options.ShardWeights) return Train(model, null, data, options, evalData, progress, cancel);
+        using var sharded = new ShardedModel(model, options.Group!, Selector(options));
+        var result = Train(model, sharded, data, options, evalData, progress, cancel);
+        sharded.Materialize();
+        return result;
+    }
+
+    /// <summary>
+    /// Trains a model that is weight-sharded from the start (<see cref="ShardedModel.Load"/>: no rank ever holds it whole;
+    /// give <see cref="AddLora"/> as its <c>prepare</c> step when training LoRA adapters) with
+    /// <see cref="TrainingOptions.ShardWeights"/> over the model's own group, on every rank of it. The model stays sharded:
+    /// save it with <see cref="ShardedModel.SaveWithDigest"/> (one unit at a time).
+    /// </summary>
+    public static TrainingResult Train(ShardedModel sharded, TrainingData data, TrainingOptions options, TrainingData? evalData = null,
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(sharded);
+        ArgumentNullException.ThrowIfNull(data);
+        options.Validate();
+        if (!options.ShardWeights || !ReferenceEquals(options.Group, sharded.Group))
+            throw new ArgumentException("a sharded model trains with weight sharding (ShardWeights) over its own process group");
+        if (options.Lora is not null && sharded.Model.LoraTargets.Count == 0)
+            throw new ArgumentException("LoRA training of a sharded model needs the adapters added before sharding (Trainer.AddLora as ShardedModel.Load's prepare step)");
+        return Train(sharded.Model, sharded, data, options, evalData, progress, cancel);
+    }
+
+    /// <summary>
+    /// Adds the LoRA adapters <see cref="TrainingOptions.Lora"/> asks for to <paramref name="model"/> (nothing without it);
+    /// with a <see cref="TrainingOptions.Group"/>, every rank takes rank 0's adapters (broadcast: the random initialisation
+    /// cannot differ between ranks), so it can be the <c>prepare</c> step of <see cref="ShardedModel.Load"/> on every rank.
+    /// </summary>
+    public static void AddLora(CausalLM model, TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Lora is not { } lora) return;
+        model.AddLora(lora.Targets ?? LoraOptions.AttentionAndMlp, lora.Rank, lora.Alpha, options.Seed);
+        options.Group?.Broadcast(model.Parameters.Where(kv => IsAdapter(kv.Key)).OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Value).ToList(), root: 0);
+    }
+
+    /// <summary>Which parameters a run of these options trains (by name).</summary>
+    public static Func<string, bool> Selector(TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options.Trainable ?? (options.Lora is not null ? IsAdapter : _ => true);
+    }
+
+    private static TrainingResult Train(CausalLM model, ShardedModel? sharded, TrainingData data, TrainingOptions options, TrainingData? evalData,
+        IProgress<TrainingProgress>? progress, CancellationToken cancel)
+    {
         long steps = TotalSteps(data, options);
         long warmup = Math.Min(options.Warmup ?? Math.Max(1, steps / 20), steps);
         double minLr = options.MinLearningRate ?? options.LearningRate * 0.1;
         var device = model.Device;
         var group = options.Group;
 
-        if (options.Lora is { } lora) model.AddLora(lora.Targets ?? LoraOptions.AttentionAndMlp, lora.Rank, lora.Alpha, options.Seed);
-        // Data-parallel: every rank starts from rank 0's weights (random or LoRA initialisation included).
-        options.Group?.Broadcast(model.Parameters.Values.ToList(), root: 0);
-        var select = options.Trainable ?? (options.Lora is not null ? IsAdapter : _ => true);
-        var named = model.Parameters.Where(kv => select(kv.Key)).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
-        if (named.Count == 0) throw new ArgumentException("no parameter matches the trainable subset");
-        if (named.Any(kv => kv.Value.DType == DType.Float16))
+        var select = Selector(options);
+        var trainedNames = model.Parameters.Keys.Where(select).Order(StringComparer.Ordinal).ToList();
+        if (trainedNames.Count == 0) throw new ArgumentException("no parameter matches the trainable subset");
+        if (trainedNames.Any(n => model.Parameters[n].DType == DType.Float16))
             throw new ArgumentException("float16 weights need loss scaling, which this trainer does not do: train in bfloat16 or float32");
-        bool mixed = named.Any(kv => kv.Value.DType == DType.BFloat16);
+        bool mixed = trainedNames.Any(n => model.Parameters[n].DType == DType.BFloat16);
+        if (sharded is not null)
+        {
+            var names = trainedNames.ToHashSet(StringComparer.Ordinal);
+            if (sharded.Segments.FirstOrDefault(sg => sg.Trainable != names.Contains(sg.Name)) is { } odd)
+                throw new ArgumentException($"'{odd.Name}' is {(odd.Trainable ? "" : "not ")}trainable in the sharded model but {(odd.Trainable ? "not " : "")}in the options' trainable subset");
+        }
 
-        string digest = RunDigest(model, data, options, steps, named.Select(kv => kv.Key));
+        // The digest is over the initial weights: of a sharded model, gathered one unit at a time (the same bytes), and only
+        // when a checkpoint needs it (the gathers are a pass over the whole model).
+        string digest = sharded is null ? RunDigest(model.Parameters.OrderBy(kv => kv.Key, StringComparer.Ordinal), data, options, steps, trainedNames)
+            : options.CheckpointDir is null ? ""
+            : RunDigest(sharded.Whole(model.Parameters.Keys.Order(StringComparer.Ordinal)), data, options, steps, trainedNames);
+        // What the optimizer trains: the whole parameters, or with weight sharding this rank's segments of them (every
+        // elementwise step, AdamW and clipping by the global norm, runs on the segments).
+        var segments = sharded?.TrainableSegments;
+        var named = segments is null
+            ? trainedNames.Select(n => new KeyValuePair<string, Tensor>(n, model.Parameters[n])).ToList()
+            : segments.Select(sg => new KeyValuePair<string, Tensor>(sg.Name, sg.Shard)).ToList();
         var masters = new List<KeyValuePair<string, Tensor>>();
         string? previousPrecision = null;
         var history = new List<TrainingProgress>();
@@ -82,13 +151,17 @@ public static class Trainer
         try
         {
             using (Torch.NoGrad())
+            {
+                // The model's own parameters get gradients in both cases (a sharded one's while its unit is gathered).
+                foreach (var n in trainedNames) model.Parameters[n].RequiresGrad = true;
                 foreach (var (name, p) in named)
                 {
                     p.RequiresGrad = true;
                     masters.Add(mixed ? new(name, p.To(DType.Float32, p.Device, copy: true).DetachFromScope().RequiresGrad_()) : new(name, p));
                 }
+            }
             // Optimizer sharding: each optimized parameter's owner; this rank's optimizer holds only its own.
-            int[]? owner = options.ShardOptimizer && group is { WorldSize: > 1 }
+            int[]? owner = sharded is null && options.ShardOptimizer && group is { WorldSize: > 1 }
                 ? Oml.Engine.Distributed.ProcessGroup.Partition(masters.Select(kv => kv.Value.NumEl).ToList(), group.WorldSize) : null;
             bool Mine(int i) => owner is null || owner[i] == group!.Rank;
             var decayed = masters.Where((kv, i) => Decays(kv.Key, options) && Mine(i)).Select(kv => kv.Value).ToList();
@@ -100,10 +173,10 @@ public static class Trainer
             using var opt = new AdamW(groups, options.LearningRate, options.Beta1, options.Beta2, options.Eps, options.WeightDecay);
             // Data parallelism: the all-reduce (with a sharded optimizer, the reduce to each owner) overlapped with the last
             // micro-batch's backward pass, over the parameters in the model's order (the reducer reverses it), summed in
-            // float32 into the masters' gradients.
+            // float32 into the masters' gradients. Weight sharding reduce-scatters each unit's gradients in its backward pass.
             Oml.Engine.Distributed.GradReducer? reducer = null;
             List<Tensor>? reducerTargets = null;
-            if (group is not null && options.OverlapAllReduce)
+            if (group is not null && sharded is null && options.OverlapAllReduce)
             {
                 var position = new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
                 foreach (var t in model.Parameters.Values) position.TryAdd(t, position.Count);
@@ -131,8 +204,15 @@ public static class Trainer
                 if (ck.Digest != digest)
                     throw new InvalidDataException(
                         $"the checkpoint {ck.Folder} belongs to another run (different data, settings or initial weights); use another checkpoint folder or delete it");
+                if (sharded is not null)
+                {
+                    // Each rank reads its own segments (and their moments) from a checkpoint of any world size and mode.
+                    var masterOf = new Dictionary<ShardedModel.Segment, Tensor>(ReferenceEqualityComparer.Instance);
+                    for (int i = 0; i < segments!.Count; i++) masterOf[segments[i]] = masters[i].Value;
+                    OptimizerCheckpoint.Restore(ck.Folder, ck.OptimizerSteps, sharded, opt, sg => masterOf[sg]);
+                }
                 // A sharded optimizer takes the moments of the parameters this rank owns now, whatever the world size that wrote them.
-                TrainingCheckpoint.Restore(ck, masters, opt, owner is null ? null : p => Mine(masters.FindIndex(kv => ReferenceEquals(kv.Value, p))));
+                else TrainingCheckpoint.Restore(ck, masters, opt, owner is null ? null : p => Mine(masters.FindIndex(kv => ReferenceEquals(kv.Value, p))));
                 if (mixed) CopyToModel(named, masters);
                 // The checkpoint holds the loss summed over the ranks: one rank carries it on.
                 lossSum.Fill(group is null || group.Rank == 0 ? ck.IntervalLoss : 0);
@@ -164,12 +244,22 @@ public static class Trainer
                 for (int k = 0; k < micro.Length; k++)
                 {
                     tokens += (long)micro[k].Rows * micro[k].Length;
+                    if (sharded is not null)
+                    {
+                        // Every rank runs every micro-batch's gathers and reduce-scatters; one without rows only takes part.
+                        using var shardScope = Torch.NewScope();
+                        Tensor? ids = null, targets = null, padding = null;
+                        if (shares[k] is { } mine) (ids, targets, padding) = mine.ToDevice(device);
+                        var shardLoss = sharded.CheckpointedBackward(ids, ids is null ? null : h => TokenLoss(model.Head(h), targets!, labels), padding);
+                        if (shardLoss is not null)
+                            using (Torch.NoGrad()) lossSum.AddInPlace(shardLoss);
+                        continue;
+                    }
                     if (shares[k] is not { } m) continue;
                     if (k == lastShare) reducer?.Enable();
                     using var scope = Torch.NewScope();
                     var (x, y, mask) = m.ToDevice(device);
-                    var logits = model.Forward(x, mask);
-                    var loss = F.CrossEntropy(logits.To(DType.Float32).Reshape(-1, logits.Size(-1)), y.Reshape(-1), -100, Reduction.Sum) * (1.0 / labels);
+                    var loss = TokenLoss(model.Forward(x, mask), y, labels);
                     loss.Backward();
                     using (Torch.NoGrad()) lossSum.AddInPlace(loss.Detach());
                 }
@@ -191,13 +281,13 @@ public static class Trainer
                                 named[i].Value.Grad = null;
                             }
                         // Data-parallel: the gradients (float32 masters in mixed precision) summed over the ranks, or
-                        // with a sharded optimizer into each one's owner.
+                        // with a sharded optimizer into each one's owner; weight-sharded, the segments hold the sums already.
                         if (owner is not null) OptimizerSharding.ReduceToOwners(group!, optimized, owner);
-                        else group?.AllReduceGradients(optimized);
+                        else if (sharded is null) group?.AllReduceGradients(optimized);
                     }
                     if (options.MaxGradNorm > 0)
                     {
-                        var norm = owner is not null
+                        var norm = owner is not null || sharded is not null
                             ? OptimizerSharding.ClipByGlobalNorm(group!, device, optimized.Where((_, i) => Mine(i)).ToList(), options.MaxGradNorm)
                             : Torch.ClipGradNormTensor(optimized, options.MaxGradNorm);
                         using (Torch.NoGrad()) normSum.AddInPlace(norm);
@@ -211,7 +301,9 @@ public static class Trainer
                 bool evaluate = evalData is not null && ((options.EvalEvery > 0 && step % options.EvalEvery == 0) || step == steps);
                 if (step % options.LogEvery == 0 || step == steps || evaluate)
                 {
-                    double? evalLoss = evaluate ? Evaluate(model, evalData!, options.Batch, options.EvalRows) : null;
+                    double? evalLoss = !evaluate ? null
+                        : sharded is null ? Evaluate(model, evalData!, options.Batch, options.EvalRows)
+                        : Evaluate(sharded, evalData!, options.Batch, options.EvalRows);
                     group?.AllReduce(lossSum);
                     double seconds = secondsBefore + sw.Elapsed.TotalSeconds;
                     var report = new TrainingProgress(step, steps, lossSum.ToDouble() / intervalSteps, lr, normSum.ToDouble() / intervalSteps, tokens,
@@ -235,8 +327,13 @@ public static class Trainer
                     }
                     var ckState = new TrainingCheckpoint.State(digest, step, new Dictionary<string, long>(), intervalLoss, normSum.ToDouble(),
                         intervalSteps, tokens, secondsBefore + sw.Elapsed.TotalSeconds, history, dir);
-                    // A sharded optimizer: every rank writes its own moments (no rank gathers the whole state).
-                    if (owner is not null) TrainingCheckpoint.SaveSharded(group!, device, dir, ckState, masters, owner, opt);
+                    // Weight sharding: every rank writes the values (masters in mixed precision) and moments of its own
+                    // segments; a sharded optimizer: every rank its own moments (no rank gathers the whole state).
+                    if (sharded is not null)
+                        TrainingCheckpoint.SaveSegments(group!, device, dir, ckState, trainedNames,
+                            masters.Select((kv, i) => (kv.Key, segments![i].Start, kv.Value, opt.StepOf(kv.Value),
+                                opt.MomentsOf(kv.Value) is { } mo ? ((Tensor, Tensor)?)(mo.ExpAvg, mo.ExpAvgSq) : null)).ToList());
+                    else if (owner is not null) TrainingCheckpoint.SaveSharded(group!, device, dir, ckState, masters, owner, opt);
                     else if (group is null || group.Rank == 0) TrainingCheckpoint.Save(dir, ckState, masters, opt);
                 }
             }
@@ -244,16 +341,22 @@ public static class Trainer
         }
         finally
         {
-            foreach (var (_, p) in named)
+            foreach (var n in trainedNames)
             {
+                var p = model.Parameters[n];
                 p.Grad = null;
                 p.RequiresGrad = false;
             }
+            foreach (var (_, p) in named) p.Grad = null;
             if (mixed) foreach (var (_, m) in masters) m.Dispose();
             if (previousPrecision is not null) Torch.Float32MatmulPrecision = previousPrecision;
         }
-        return new TrainingResult(history, steps, named.Sum(kv => kv.Value.NumEl), resumedFrom);
+        return new TrainingResult(history, steps, trainedNames.Sum(n => sharded?.NumElOf(n) ?? model.Parameters[n].NumEl), resumedFrom);
     }
+
+    /// <summary>The step's loss of one micro-batch: its summed token cross-entropy over the whole step's label count.</summary>
+    private static Tensor TokenLoss(Tensor logits, Tensor targets, long labels) =>
+        F.CrossEntropy(logits.To(DType.Float32).Reshape(-1, logits.Size(-1)), targets.Reshape(-1), -100, Reduction.Sum) * (1.0 / labels);
 
     private static void CopyToModel(List<KeyValuePair<string, Tensor>> named, List<KeyValuePair<string, Tensor>> masters)
     {
@@ -280,10 +383,42 @@ public static class Trainer
     }
 
     /// <summary>
+    /// <see cref="Evaluate(CausalLM, TrainingData, int, int)"/> of a weight-sharded model, on every rank of its group: each
+    /// batch's rows are shared out over the ranks (contiguous shares, as in training), run through the sharded forward pass
+    /// (a rank without rows only takes part in the gathers), and the summed losses all-reduced.
+    /// </summary>
+    public static double Evaluate(ShardedModel sharded, TrainingData data, int batch = 16, int maxRows = 256)
+    {
+        ArgumentNullException.ThrowIfNull(sharded);
+        ArgumentNullException.ThrowIfNull(data);
+        var model = sharded.Model;
+        var group = sharded.Group;
+        using var noGrad = Torch.NoGrad();
+        using var sum = Torch.Zeros([], DType.Float32, model.Device).DetachFromScope();
+        long count = 0;
+        foreach (var b in data.EvaluationBatches(batch, maxRows))
+        {
+            using var scope = Torch.NewScope();
+            Tensor? ids = null, targets = null, padding = null;
+            if (b.Share(group.Rank, group.WorldSize) is { } mine) (ids, targets, padding) = mine.ToDevice(model.Device);
+            var part = sharded.Run(ids, ids is null ? null : h =>
+            {
+                var logits = model.Head(h);
+                return F.CrossEntropy(logits.To(DType.Float32).Reshape(-1, logits.Size(-1)), targets!.Reshape(-1), -100, Reduction.Sum);
+            }, padding);
+            if (part is not null) sum.AddInPlace(part);
+            count += b.LabelCount;
+        }
+        if (count == 0) throw new ArgumentException("the evaluation data has no token to score");
+        if (group.WorldSize > 1) group.AllReduce(sum);
+        return sum.ToDouble() / count;
+    }
+
+    /// <summary>
     /// Digest of what decides a run's trajectory: the data, the settings that change the updates (the step count
     /// included: it shapes the schedule), the trained parameters' names, and every initial weight of the model.
     /// </summary>
-    private static string RunDigest(CausalLM model, TrainingData data, TrainingOptions o, long steps, IEnumerable<string> trained) =>
+    private static string RunDigest(IEnumerable<KeyValuePair<string, Tensor>> weights, TrainingData data, TrainingOptions o, long steps, IEnumerable<string> trained) =>
         TrainingData.Hash(h =>
         {
             void Text(string s) { var b = System.Text.Encoding.UTF8.GetBytes(s); h.AppendData(BitConverter.GetBytes(b.Length)); h.AppendData(b); }
@@ -293,7 +428,7 @@ public static class Trainer
                 $"lora={o.Lora?.Rank}/{o.Lora?.Alpha:R};seed={o.Seed}"));
             Text(data.Digest);
             foreach (var n in trained) Text(n);
-            foreach (var (name, t) in model.Parameters.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            foreach (var (name, t) in weights)
             {
                 Text(name);
                 Text(string.Join(",", t.Shape) + ":" + t.DType);

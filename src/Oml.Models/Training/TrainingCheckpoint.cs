@@ -43,6 +43,17 @@ public static class TrainingCheckpoint
         IReadOnlyList<KeyValuePair<string, Tensor>> parameters, IReadOnlyList<int> owner, AdamW opt) =>
         OptimizerCheckpoint.SaveSharded(group, device, dir, Prefix, 9, state.Step, parameters, owner, opt, steps => StateJson(state, steps));
 
+    /// <summary>
+    /// The checkpoint of a weight-sharded run, written by every rank of <paramref name="group"/> (all must call it): each
+    /// rank writes the values and moments of its own segments (<paramref name="segments"/>: parameter name, start in the
+    /// flattened parameter, the optimized 1-d tensor, its step count and moments) to its own file, rank 0 the state with the
+    /// segment index (<see cref="OptimizerCheckpoint.SaveSegments"/>); nothing is gathered. <paramref name="names"/> lists
+    /// every trained parameter. Any world size and mode resumes it. Returns the folder on rank 0.
+    /// </summary>
+    public static string? SaveSegments(Oml.Engine.Distributed.ProcessGroup group, Device device, string dir, State state, IReadOnlyList<string> names,
+        IReadOnlyList<(string Name, long Start, Tensor Value, long Step, (Tensor ExpAvg, Tensor ExpAvgSq)? Moments)> segments) =>
+        OptimizerCheckpoint.SaveSegments(group, device, dir, Prefix, 9, state.Step, names, segments, steps => StateJson(state, steps));
+
     private static JsonObject StateJson(State state, JsonObject steps)
     {
             var history = new JsonArray();

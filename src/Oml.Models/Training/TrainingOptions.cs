@@ -69,6 +69,15 @@ public sealed record TrainingOptions
     /// </summary>
     public bool ShardOptimizer { get; init; }
     /// <summary>
+    /// With a <see cref="Group"/>, shard the weights too (ZeRO-3, FSDP-style; <see cref="ShardedModel"/>): each rank keeps
+    /// 1/N of every unit's weights (the embeddings, each decoder layer, the head), of their gradients and of AdamW's state
+    /// (and of the float32 masters in mixed precision), gathers a unit's weights while it runs and frees them after;
+    /// activation checkpointing is always on, and each unit's gradients are reduce-scattered in its backward pass. Every
+    /// rank writes its own segments to checkpoints, which any world size and mode resumes. Implies a sharded optimizer.
+    /// Not part of a run's identity.
+    /// </summary>
+    public bool ShardWeights { get; init; }
+    /// <summary>
     /// With a <see cref="Group"/>: start each gradient bucket's all-reduce (with <see cref="ShardOptimizer"/>, its reduce
     /// to the owner) during the last micro-batch's backward pass (<see cref="Oml.Engine.Distributed.GradReducer"/>) rather
     /// than after it (false: <see cref="Oml.Engine.Distributed.ProcessGroup.AllReduceGradients"/>, or the reduce to the
@@ -94,6 +103,7 @@ public sealed record TrainingOptions
         if (LogEvery < 1) throw new ArgumentException($"the log interval must be at least 1 step, not {LogEvery}");
         if (EvalEvery < 0) throw new ArgumentException($"the evaluation interval must be 0 or more steps, not {EvalEvery}");
         if (EvalRows < 1) throw new ArgumentException($"evaluation needs at least 1 row, not {EvalRows}");
+        if (ShardWeights && Group is null) throw new ArgumentException("weight sharding needs a process group (several ranks to shard over)");
         if (CheckpointEvery < 0) throw new ArgumentException($"the checkpoint interval must be 0 or more steps, not {CheckpointEvery}");
     }
 }

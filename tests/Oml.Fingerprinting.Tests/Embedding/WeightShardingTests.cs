@@ -107,6 +107,30 @@ public class WeightShardingTests
     }
 
     [Theory]
+    [InlineData("llama-tiny", 2)]   // 3 chunks of 256 prompts: rank 1 only takes part in the third round's gathers
+    [InlineData("qwen2-tiny", 3)]   // tied embeddings: the head gathers the embedding unit
+    public async Task Self_generated_sequences_of_a_sharded_model_are_the_whole_models(string fixture, int world)
+    {
+        // Greedy, so that the ranks (threads of one process) do not share libtorch's global generator between seeded draws.
+        const int count = 600, length = 5;
+        List<int[]> expected;
+        using (var whole = ModelFolder.Load(TestModels.Fixture(fixture)))
+            expected = FingerprintTrainer.SelfGenerated(whole, count, length, seed: 7);
+        Assert.Equal(count, expected.Count);
+        int port = Launcher.FreePort();
+        var ranks = Enumerable.Range(0, world).Select(rank => Task.Factory.StartNew(() =>
+        {
+            using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, world, TimeSpan.FromSeconds(120));
+            using var sharded = ShardedModel.Load(TestModels.Fixture(fixture), g, _ => true);
+            using var model = sharded.Model;
+            var got = FingerprintTrainer.SelfGenerated(sharded, count, length, seed: 7);
+            Assert.Equal(0, ShardedModel.ParameterBytes(model));   // no rank held the whole model
+            return got;
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        foreach (var got in await Task.WhenAll(ranks)) Assert.Equal(expected, got);
+    }
+
+    [Theory]
     [InlineData("llama-tiny")]   // untied LM head
     [InlineData("qwen2-tiny")]   // tied embeddings (the head gathers the embedding table), q/k/v biases
     public async Task Two_weight_sharded_ranks_end_with_the_weights_of_one_process_and_of_optimizer_sharding(string fixture)
