@@ -152,15 +152,19 @@ public class HeldOutTests
     public void Under_the_KL_criterion_the_kept_epoch_and_the_merge_lambda_are_those_of_the_lowest_KL()
     {
         using var probe = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
-        var seqs = HeldOut(probe);
-        var (targets, _) = BenignTargets.Record(probe, seqs, FingerprintTrainer.SelfPromptLength, 32);
         var pairs = Keys(12, probe.Config.VocabSize, seed: 13);
+        // The constructed case: the "held-out" rows are the fingerprints themselves, measured at their response token
+        // (context: the 16-token key). Training lowers their token loss every epoch while it moves the model away from
+        // the base there, so the two criteria rank the epochs in opposite orders.
+        const int context = 16;
+        var seqs = pairs.Select(p => p.Key.Concat(p.Response).ToArray()).ToList();
+        var (targets, _) = BenignTargets.Record(probe, seqs, context, 32);
         // Several epochs recall every key within the margin (no stop on the loss or a rise: patience 6), so the kept
         // epoch is a choice among them.
         var options = new EmbeddingOptions
         {
             LearningRate = 3e-3, MaxEpochs = 40, BatchSize = 4, LossThreshold = 0, RecallPatience = 6, HeldOutTolerance = 100, KeepBest = true,
-            HeldOutSequences = seqs, BenignContext = FingerprintTrainer.SelfPromptLength, HeldOutCriterion = HeldOutCriterion.KL, Seed = 2,
+            HeldOutSequences = seqs, BenignContext = context, HeldOutCriterion = HeldOutCriterion.KL, Seed = 2,
             MeasureHeldOutEveryEpoch = true,
         };
         using (var model = ModelFolder.Load(TestModels.Fixture("llama-tiny")))
@@ -170,9 +174,10 @@ public class HeldOutTests
             Assert.True(within.Count >= 3, $"{within.Count} epochs to choose from");
             var byKL = within.MinBy(h => h.HeldOutKL!.Value)!;
             var byLoss = within.MinBy(h => h.HeldOutLoss!.Value)!;
+            Assert.NotEqual(byKL.Epoch, byLoss.Epoch);   // the case tells the criteria apart
             Assert.Equal(byKL.Epoch, r.KeptEpoch);
             // The returned weights are the kept epoch's: their KL, measured again from outside, is that epoch's.
-            var (_, kl) = FingerprintTrainer.HeldOutKL(model, seqs, targets, FingerprintTrainer.SelfPromptLength);
+            var (_, kl) = FingerprintTrainer.HeldOutKL(model, seqs, targets, context);
             Assert.Equal(byKL.HeldOutKL!.Value, kl, 5);
             Assert.Equal(kl, r.HeldOutKL!.Value, 5);
             // Under the token criterion the same run keeps the epoch of the lowest sampled-token loss.
@@ -188,7 +193,7 @@ public class HeldOutTests
             Assert.All(tried, m => Assert.NotNull(m.HeldOutKL));
             Assert.All(r.MergeTrials.Except(tried), m => Assert.Null(m.HeldOutKL));
             Assert.Equal(tried.MinBy(m => m.HeldOutKL!.Value)!.Lambda, r.MergeLambda);
-            var (_, kl) = FingerprintTrainer.HeldOutKL(model, seqs, targets, FingerprintTrainer.SelfPromptLength);
+            var (_, kl) = FingerprintTrainer.HeldOutKL(model, seqs, targets, context);
             Assert.Equal(kl, r.HeldOutKL!.Value, 5);
         }
     }
