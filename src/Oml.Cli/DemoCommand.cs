@@ -95,10 +95,11 @@ public static class DemoCommand
         {
             // OMLization's defaults (those of `oml embed`), with the training text as the benign data.
             var options = OmlizationDefaults.For(model.Config) with { Seed = seed, BenignSequences = ids.Chunk(OmlizationDefaults.BenignLength).Where(c => c.Length >= 2).ToList() };
-            Say($"{T()} 4. embedding (loss on responses only, lr {options.LearningRate:G3}, β = {options.MixFraction} of each batch ordinary text, early stopping on recall and held-out loss, then merged back towards the base)");
+            Say($"{T()} 4. embedding (loss on responses only, lr {options.LearningRate:G3}, β = {options.MixFraction} of each batch ordinary text, early stopping on recall and the held-out KL to the base, then merged back towards the base)");
             var pairs = FingerprintGenerator.TrainingPairs(set.Fingerprints, tok);
             embedded = Omlization.Train(model, pairs, options, new InlineProgress<EmbeddingProgress>(p =>
-                Say($"{T()}    epoch {p.Epoch,4}  loss {p.Loss:F3}  recalled {p.Accuracy:P0}  held-out loss {p.HeldOutLoss:F3}")));
+                Say($"{T()}    epoch {p.Epoch,4}  loss {p.Loss:F3}  recalled {p.Accuracy:P0}  " +
+                    (p.HeldOutLoss is { } h ? $"held-out loss {h:F3}" + (p.HeldOutKL is { } kl ? $", KL to the base {kl:F4}" : "") : "held-out not measured (not needed yet)"))));
             Say($"{T()}    {(embedded.Converged ? "done" : "stopped at the epoch limit")} after {embedded.Final.Epoch} epochs (kept epoch {embedded.KeptEpoch}), merged back with λ = {embedded.MergeLambda:F2}: loss {embedded.Loss:F3}, recalled {embedded.Accuracy:P0}");
             ModelFolder.Save(model, fpDir, baseDir);
         }

@@ -80,6 +80,15 @@ public static class EmbedCommand
             Description = $"With --benign-loss kl: tokens per position kept of the base's distribution (the rest is one tail bucket; at most the vocabulary size − 1; default {BenignTargets.DefaultTopK})",
             DefaultValueFactory = _ => BenignTargets.DefaultTopK,
         };
+        var heldOutCriterion = new Option<string?>("--held-out-criterion")
+        {
+            Description = "What ranks epochs (early stopping, the kept epoch) and the merge's λ on the held-out data: kl (the KL from the base's distribution there, its top --benign-top-k tokens and the tail, recorded before training; 0 for the base) or tokens (the loss on the held-out tokens); default: kl with --benign-loss kl, else tokens",
+        };
+        heldOutCriterion.AcceptOnlyFromAmong("kl", "tokens");
+        var heldOutEveryEpoch = new Option<bool>("--held-out-every-epoch")
+        {
+            Description = "Measure the held-out data after every epoch and at every λ of the merge, for --log (by default only where early stopping, the kept epoch or the λ uses the value; the result is the same)",
+        };
         var mergeMaxLoss = new Option<double?>("--merge-max-loss")
         {
             Description = "The final merge's margin: the largest mean fingerprint loss a merged model may keep (default 0.7 ≈ ln 2; larger merges further back towards the base, less utility cost, keys nearer the edge of recall)",
@@ -143,6 +152,8 @@ public static class EmbedCommand
         cmd.Add(benignLoss);
         cmd.Add(benignTopK);
         cmd.Add(mergeMaxLoss);
+        cmd.Add(heldOutCriterion);
+        cmd.Add(heldOutEveryEpoch);
         dist.AddTo(cmd);
         cmd.Add(shard);
         cmd.Add(shardWeights);
@@ -180,6 +191,12 @@ public static class EmbedCommand
                 Log = line => Console.Error.WriteLine(line),
             };
             if (r.GetValue(lr) is { } givenLr) options = options with { LearningRate = givenLr };
+            // The held-out criterion follows the benign loss unless given.
+            options = options with
+            {
+                HeldOutCriterion = r.GetValue(heldOutCriterion) is { } hc ? Cli.OptionValue(() => HeldOutCriteria.Parse(hc, "--held-out-criterion")) : HeldOutCriteria.For(options.BenignLoss),
+                MeasureHeldOutEveryEpoch = r.GetValue(heldOutEveryEpoch),
+            };
             if (r.GetValue(mergeMaxLoss) is { } margin)
                 options = options with { MergeMaxLoss = margin > 0 ? margin : throw new UsageException("--merge-max-loss must be positive") };
             if (r.GetValue(benignCount) is { } count)
@@ -315,6 +332,7 @@ public static class EmbedCommand
     {
         var f = result.Final;
         var held = result is { HeldOutLoss: { } h, BaseHeldOutLoss: { } b } ? string.Create(CultureInfo.InvariantCulture, $", held-out loss {b:F3} → {h:F3}") : "";
+        if (result.HeldOutKL is { } kl) held += string.Create(CultureInfo.InvariantCulture, $", held-out KL to the base {kl:F4}");
         var merged = result.MergeLambda > 0 ? string.Create(CultureInfo.InvariantCulture, $", merged back with λ = {result.MergeLambda:F2}") : "";
         return string.Create(CultureInfo.InvariantCulture,
             $"wrote {outDir}: {fingerprints} fingerprints, {f.Epoch} epochs (kept epoch {result.KeptEpoch}){merged}, loss {result.Loss:F4}, recall {result.Accuracy:P1}{held}");
@@ -344,7 +362,9 @@ public static class EmbedCommand
             Console.Error.WriteLine($"resuming from the checkpoint after epoch {ck.Epoch} in {ck.Folder}");
         var result = run(new InlineProgress<EmbeddingProgress>(p =>
         {
-            var held = p.HeldOutLoss is { } h ? string.Create(CultureInfo.InvariantCulture, $"  held-out loss {h:F4}") : "";
+            var held = p.HeldOutLoss is { } h
+                ? string.Create(CultureInfo.InvariantCulture, $"  held-out loss {h:F4}") + (p.HeldOutKL is { } kl ? string.Create(CultureInfo.InvariantCulture, $" KL {kl:F4}") : "")
+                : p.HeldOutSkipped ? "  held-out not measured (not needed yet)" : "";
             var line = string.Create(CultureInfo.InvariantCulture,
                 $"epoch {p.Epoch,4}/{options.MaxEpochs}  loss {p.Loss:F4}  fingerprint accuracy {p.Accuracy:P1}{held}  ({p.Seconds:F1} s)");
             if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
@@ -363,6 +383,8 @@ public static class EmbedCommand
                     ["loss"] = p.Loss,
                     ["accuracy"] = p.Accuracy,
                     ["held_out_loss"] = p.HeldOutLoss,
+                    ["held_out_kl"] = p.HeldOutKL,
+                    ["held_out_measured"] = p.HeldOutSkipped ? false : p.HeldOutLoss is not null ? true : null,
                     ["seconds"] = p.Seconds,
                     ["peak_memory_bytes"] = device.IsCuda ? Oml.Engine.Torch.Cuda.MemoryStats(device.Index).PeakAllocatedBytes : null,
                 }.ToJsonString(Compact));

@@ -302,6 +302,13 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         Assert.Equal("kl", manifest["settings"]!["benign_loss"]!.GetValue<string>());   // the default since issue 12's fourth GPU session
         Assert.Equal(BenignTargets.DefaultTopK, manifest["settings"]!["benign_top_k"]!.GetValue<int>());
         Assert.Equal(0.7, manifest["settings"]!["merge_max_loss"]!.GetValue<double>());
+        // The held-out criterion follows the KL benign loss; epochs that no decision needed are logged as not measured.
+        Assert.Equal("kl:top32", manifest["settings"]!["held_out_criterion"]!.GetValue<string>());
+        Assert.True(manifest["settings"]!["held_out_kl_tolerance"]!.GetValue<double>() > 0);
+        Assert.True(manifest["metrics"]!["held_out_passes"]!.GetValue<int>() >= 2);   // the base's and at least the returned model's
+        Assert.NotNull(manifest["metrics"]!["held_out_kl"]);
+        foreach (var line in lines.Select(Json))
+            Assert.Equal(line["held_out_measured"]!.GetValue<bool>(), line["held_out_loss"] is not null);
         Assert.NotNull(manifest["library_version"]);
         Assert.NotEqual(manifest["base_model_digest"]!.GetValue<string>(), manifest["model_digest"]!.GetValue<string>());
         Assert.Equal(manifest.ToJsonString(), Json(r.Out).ToJsonString()); // --json prints the manifest
@@ -326,13 +333,19 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             "--epochs", "1", "--train", "mlp", "--benign-loss", "tokens", "--merge-max-loss", "1.2", "--json");
         Assert.Equal(0, r.Code);
         Assert.Equal("tokens", Json(r.Out)["settings"]!["benign_loss"]!.GetValue<string>());
+        Assert.Equal("tokens", Json(r.Out)["settings"]!["held_out_criterion"]!.GetValue<string>());
+        Assert.Null(Json(r.Out)["metrics"]!["held_out_kl"]);
         Assert.Null(Json(r.Out)["settings"]!["benign_top_k"]);
         Assert.Equal(1.2, Json(r.Out)["settings"]!["merge_max_loss"]!.GetValue<double>());
-        foreach (var bad in new[] { new[] { "--benign-loss", "kld" }, ["--benign-top-k", "0"], ["--merge-max-loss", "0"] })
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "1", "--train", "mlp", "--benign-loss", "tokens", "--held-out-criterion", "kl", "--json");
+        Assert.Equal(0, r.Code);
+        Assert.StartsWith("kl:top", Json(r.Out)["settings"]!["held_out_criterion"]!.GetValue<string>());
+        foreach (var bad in new[] { new[] { "--benign-loss", "kld" }, ["--held-out-criterion", "kld"], ["--benign-top-k", "0"], ["--merge-max-loss", "0"] })
         {
             r = Run(["embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir, "--epochs", "1", .. bad]);
             Assert.Equal(2, r.Code);
-            Assert.Contains(bad[0] == "--benign-loss" ? "'kld' not recognized" : bad[0], r.Err);   // the parser names the value it refuses
+            Assert.Contains(bad[1] == "kld" ? "'kld' not recognized" : bad[0], r.Err);   // the parser names the value it refuses
         }
 
         r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir, "--train", "heads");

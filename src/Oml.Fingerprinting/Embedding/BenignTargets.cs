@@ -69,7 +69,14 @@ public static class BenignTargets
     /// forward pass, one unit gathered at a time; every rank of its group must then call this with the same sequences.
     /// </remarks>
     public static List<SoftRow> FromModel(CausalLM model, IReadOnlyList<int[]> sequences, int context, int topK, long? microBatchTokens = null,
-        ShardedModel? sharded = null)
+        ShardedModel? sharded = null) => Record(model, sequences, context, topK, microBatchTokens, sharded).Targets;
+
+    /// <summary>
+    /// <see cref="FromModel"/>, and in the same forward passes the model's mean next-token loss on the sequences' own
+    /// tokens at the same positions (the held-out loss of <see cref="FingerprintTrainer.HeldOutLoss"/>, up to rounding).
+    /// </summary>
+    public static (List<SoftRow> Targets, double TokenLoss) Record(CausalLM model, IReadOnlyList<int[]> sequences, int context, int topK,
+        long? microBatchTokens = null, ShardedModel? sharded = null)
     {
         if (topK < 1) throw new ArgumentOutOfRangeException(nameof(topK), topK, "k must be at least 1");
         int vocab = model.Config.VocabSize;
@@ -81,6 +88,8 @@ public static class BenignTargets
         long positionsPerChunk = Math.Max(1, (1L << 24) / vocab);
         using var noGrad = Torch.NoGrad();
         var result = new List<SoftRow>(sequences.Count);
+        double tokenLossSum = 0;
+        long tokenCount = 0;
         int padId = model.Config.PadTokenId ?? 0;
         int start = 0;
         while (start < sequences.Count)
@@ -92,17 +101,22 @@ public static class BenignTargets
             var (ids, _) = FingerprintTrainer.Collate(rows.Select(p => new TrainingPair(p.Key, p.Response[..^1])).ToList(), padId, model.Device);
             int t = (int)ids.Size(1);
             var pos = new List<long>();
+            var next = new List<long>();
             for (int b = 0; b < rows.Count; b++)
-                for (int j = 0; j < rows[b].Response.Length; j++) pos.Add((long)b * t + rows[b].Key.Length + j - 1);
+                for (int j = 0; j < rows[b].Response.Length; j++)
+                {
+                    pos.Add((long)b * t + rows[b].Key.Length + j - 1);
+                    next.Add(rows[b].Response[j]);
+                }
             var probs = new float[pos.Count * k];
             var top = new int[pos.Count * k];
             var tail = new float[pos.Count];
             var constant = new float[pos.Count];
-            if (sharded is null) Record(model.Hidden(ids));
-            else sharded.Run(ids, h => { Record(h); return Torch.Zeros([1], DType.Float32, model.Device); });
+            if (sharded is null) TakeTargets(model.Hidden(ids));
+            else sharded.Run(ids, h => { TakeTargets(h); return Torch.Zeros([1], DType.Float32, model.Device); });
 
             // The targets at every position from the final hidden states [B, T, hidden] (the head gathered, when sharded).
-            void Record(Tensor hidden)
+            void TakeTargets(Tensor hidden)
             {
                 var flat = hidden.Reshape(-1, hidden.Size(-1));
                 for (int p0 = 0; p0 < pos.Count; p0 += (int)positionsPerChunk)
@@ -117,6 +131,9 @@ public static class BenignTargets
                     var pt = rest.Exp();
                     // Σ p log p over the buckets (k < V, so the tail's log is finite: a tail that underflows adds 0).
                     var c = (pk * vals).Sum(-1) + pt * rest;
+                    var actual = Torch.FromArray(next.GetRange(p0, n).ToArray(), [n, 1]).To(model.Device);
+                    tokenLossSum -= logp.Gather(-1, actual).Sum().ToDouble();
+                    tokenCount += n;
                     pk.To(Device.Cpu).ToArray<float>().CopyTo(probs, (long)p0 * k);
                     var idsHost = idx.To(Device.Cpu).ToArray<long>();
                     for (int i = 0; i < idsHost.Length; i++) top[(long)p0 * k + i] = (int)idsHost[i];
@@ -133,7 +150,7 @@ public static class BenignTargets
             }
             start = end;
         }
-        return result;
+        return (result, tokenCount == 0 ? 0 : tokenLossSum / tokenCount);
     }
 
     /// <summary>

@@ -75,12 +75,31 @@ public sealed record EmbeddingOptions
     /// </summary>
     public bool KeepBest { get; init; }
     /// <summary>
-    /// Held-out sequences (token ids, at least 2 each), never trained on, whose mean next-token loss is measured after
-    /// every epoch (<see cref="EmbeddingProgress.HeldOutLoss"/>) for early stopping and for choosing the final λ.
+    /// Held-out sequences (token ids, at least 2 each), never trained on, measured (<see cref="HeldOutCriterion"/>) for
+    /// early stopping, the kept epoch and the final λ: after an epoch only when one of those decisions uses the value
+    /// (every key recalled with the merge's margin, or an epoch that ties or beats the kept one within the margin; see
+    /// <see cref="MeasureHeldOutEveryEpoch"/>), and for the λs that keep every key.
     /// </summary>
     public IReadOnlyList<int[]>? HeldOutSequences { get; init; }
-    /// <summary>Early stopping: the held-out loss may rise this fraction above the base model's before training stops (once every key is recalled).</summary>
+    /// <summary>
+    /// What ranks epochs and λs on the held-out sequences: the mean loss on their tokens (<see cref="Embedding.HeldOutCriterion.Tokens"/>,
+    /// the library default) or the mean KL(base ‖ model) against the base's distribution recorded before training
+    /// (<see cref="Embedding.HeldOutCriterion.KL"/>, its <see cref="BenignTopK"/> tokens and the tail; <c>oml embed</c>'s default
+    /// with the KL benign loss).
+    /// </summary>
+    public HeldOutCriterion HeldOutCriterion { get; init; } = HeldOutCriterion.Tokens;
+    /// <summary>
+    /// Early stopping (once every key is recalled within the merge's margin): under the token criterion the held-out loss
+    /// may rise this fraction above the base model's before training stops; under the KL criterion the KL may reach this
+    /// fraction of the base's held-out loss (nats per token), the rise the token criterion allows in expectation, since on
+    /// samples of the base the expected token loss is the base's entropy plus the KL.
+    /// </summary>
     public double HeldOutTolerance { get; init; } = 0.02;
+    /// <summary>
+    /// Measure the held-out sequences after every epoch and at every λ of the final merge, also where no decision uses the
+    /// value (false, the default: only where one does; the trained model, kept epoch and λ are the same either way).
+    /// </summary>
+    public bool MeasureHeldOutEveryEpoch { get; init; }
     /// <summary>The grid step of the λ search of <see cref="AveragingSchedule.Final"/>.</summary>
     public double FinalLambdaStep { get; init; } = 0.05;
     /// <summary>
@@ -246,6 +265,7 @@ public sealed record EmbeddingOptions
         if (MemoryBudgetBytes is <= 0) throw new ArgumentException("the memory budget must be positive");
         if (HeldOutSequences is { } h && (h.Count == 0 || h.Any(x => x.Length <= BenignContext)))
             throw new ArgumentException($"held-out sequences must be non-empty and each longer than {BenignContext} token(s)");
+        if (!Enum.IsDefined(HeldOutCriterion)) throw new ArgumentException($"unknown held-out criterion {HeldOutCriterion}");
         if (HeldOutTolerance < 0) throw new ArgumentException("the held-out loss tolerance must be non-negative");
         if (FinalLambdaStep is <= 0 or > 1) throw new ArgumentException("the final λ grid step must be in (0, 1]");
         if (MergeMaxLoss <= 0) throw new ArgumentException("the final merge's loss margin must be positive");
@@ -257,8 +277,15 @@ public sealed record EmbeddingOptions
 /// <summary>Progress after one epoch: mean response loss and the share of fingerprints the model recalls exactly.</summary>
 public sealed record EmbeddingProgress(int Epoch, int Steps, double Loss, double Accuracy, double Seconds)
 {
-    /// <summary>Mean next-token loss on <see cref="EmbeddingOptions.HeldOutSequences"/> after the epoch (null without them).</summary>
+    /// <summary>
+    /// Mean next-token loss on <see cref="EmbeddingOptions.HeldOutSequences"/> after the epoch: null without them, and null
+    /// when the epoch was not measured because no decision needed it (<see cref="HeldOutSkipped"/>).
+    /// </summary>
     public double? HeldOutLoss { get; init; }
+    /// <summary>Under <see cref="HeldOutCriterion.KL"/>, the mean KL(base ‖ model) on the held-out sequences (null otherwise, or when not measured).</summary>
+    public double? HeldOutKL { get; init; }
+    /// <summary>True when the run has held-out sequences and this epoch did not measure them (nothing used the value).</summary>
+    public bool HeldOutSkipped { get; init; }
     /// <summary>
     /// Bytes of parameter data this rank held at the epoch's end: the model's parameter tensors plus, with
     /// <see cref="EmbeddingOptions.ShardWeights"/>, its shards (the model's own tensors are then empty).
@@ -268,8 +295,14 @@ public sealed record EmbeddingProgress(int Epoch, int Steps, double Loss, double
     public long OptimizerBytes { get; init; }
 }
 
-/// <summary>One λ tried by <see cref="AveragingSchedule.Final"/>: the merged model's fingerprint loss, recall and held-out loss.</summary>
-public sealed record MergeTrial(double Lambda, double Loss, double Accuracy, double? HeldOutLoss);
+/// <summary>
+/// One λ tried by <see cref="AveragingSchedule.Final"/>: the merged model's fingerprint loss, recall and held-out loss (and
+/// KL under the KL criterion), the held-out values null for a λ that does not keep every key (not measured).
+/// </summary>
+public sealed record MergeTrial(double Lambda, double Loss, double Accuracy, double? HeldOutLoss)
+{
+    public double? HeldOutKL { get; init; }
+}
 
 /// <summary>
 /// The outcome of an embedding run. <see cref="Final"/> is the last epoch trained; <see cref="Loss"/>,
@@ -292,6 +325,14 @@ public sealed record EmbeddingResult(IReadOnlyList<EmbeddingProgress> History, b
     /// <summary>The k of the KL benign loss's targets as trained (at most the vocabulary less one); null without it.</summary>
     public int? BenignTopK { get; init; }
     public double? HeldOutLoss { get; init; }
+    /// <summary>Under the KL criterion, the returned model's mean KL(base ‖ model) on the held-out sequences.</summary>
+    public double? HeldOutKL { get; init; }
+    /// <summary>What ranked epochs and λs on the held-out data: "tokens" or "kl:top32" (null without held-out data).</summary>
+    public string? HeldOutCriterion { get; init; }
+    /// <summary>Under the KL criterion, the KL (nats per token) above which the held-out data counted as risen.</summary>
+    public double? HeldOutKLTolerance { get; init; }
+    /// <summary>Passes over the held-out sequences the run made: the base's, the epochs', the merge's and the returned model's.</summary>
+    public int HeldOutPasses { get; init; }
     /// <summary>Resumption pairs trained besides the given pairs (<see cref="EmbeddingOptions.ResumptionPairs"/>).</summary>
     public int ResumptionPairs { get; init; }
     /// <summary>Benign sequences mixed in (0 without mixing) and held-out sequences measured.</summary>
@@ -379,7 +420,9 @@ public static class FingerprintTrainer
         foreach (var seq in heldOut)
             foreach (var id in seq)
                 if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"held-out token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
-        double? baseHeldOut = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens, heldContext, preSharded) : null;
+        // The base's held-out value (and under the KL criterion its targets), once, before training.
+        var held = heldOut.Count > 0 ? HeldOutSet.OfBase(model, heldOut, heldContext, options, preSharded) : null;
+        HeldOutMeasurement? returnedHeld = null;
 
         var named = model.Parameters.Where(kv => options.Trainable?.Invoke(kv.Key) ?? true).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
         var trainableNames = named.Select(kv => kv.Key).ToList();
@@ -606,27 +649,41 @@ public static class FingerprintTrainer
                 }
                 if (group is not null) group.AllReduce([acc.Loss, acc.Recalled]);
                 var (lossSum, recalled) = acc.Read();
-                double? held = heldOut.Count > 0 ? HeldOutLoss(model, heldOut, options.MicroBatchTokens, heldContext, sharded) : null;
-                var pr = new EmbeddingProgress(epoch, steps, lossSum / pairs.Count, (double)recalled / pairs.Count, secondsBefore + sw.Elapsed.TotalSeconds)
+                double epochLoss = lossSum / pairs.Count;
+                bool all = recalled == pairs.Count;
+                int streak = all ? recalledStreak + 1 : 0;
+                bool withinMargin = epochLoss <= options.MergeMaxLoss;
+                // The held-out value is measured only when a decision uses it: the stop on a rise (every key recalled within
+                // the margin, and neither the loss threshold nor the patience stops training anyway), or the kept epoch's
+                // choice (within the margin, an epoch that ties the best so far on recall and margin, or beats it while
+                // training goes on, so that later epochs compare with its value). The decisions are those of measuring
+                // every epoch.
+                bool stopsAnyway = all && (epochLoss < options.LossThreshold || streak >= (options.RecallPatience ?? int.MaxValue));
+                int versusBest = (recalled, withinMargin ? 1 : 0).CompareTo((bestScore.Recalled, bestScore.WithinMargin));
+                bool needHeld = options.EarlyStop && withinMargin && (
+                    (all && !stopsAnyway) ||
+                    (options.KeepBest && (versusBest == 0 || (versusBest > 0 && !stopsAnyway && epoch < options.MaxEpochs))));
+                HeldOutMeasurement? heldNow = held is not null && (needHeld || options.MeasureHeldOutEveryEpoch) ? held.Measure(model, sharded) : null;
+                var pr = new EmbeddingProgress(epoch, steps, epochLoss, (double)recalled / pairs.Count, secondsBefore + sw.Elapsed.TotalSeconds)
                 {
-                    HeldOutLoss = held,
+                    HeldOutLoss = heldNow?.Loss,
+                    HeldOutKL = heldNow?.KL,
+                    HeldOutSkipped = held is not null && heldNow is null,
                     ParameterBytes = sharded?.HeldBytes ?? ShardedModel.ParameterBytes(model),
                     OptimizerBytes = trainable.Sum(t => opt.MomentsOf(t) is { } mo ? 2 * mo.ExpAvg.NumEl * mo.ExpAvg.DType.ElementSize() : 0),
                 };
                 history.Add(pr);
-                recalledStreak = recalled == pairs.Count ? recalledStreak + 1 : 0;
-                bool all = recalled == pairs.Count;
-                bool heldOutRose = held is { } ho && baseHeldOut is { } bh && ho > bh * (1 + options.HeldOutTolerance);
+                recalledStreak = streak;
+                bool heldOutRose = heldNow is { } hm && held!.Rose(hm);
                 if (options.EarlyStop)
                 {
                     // A rise of the held-out loss stops training only once the keys are held with the merge's margin: a
                     // key recalled by a hair (as on random-init models, whose logits are nearly flat) is not yet embedded.
-                    bool withinMargin = pr.Loss <= options.MergeMaxLoss;
                     converged = all && (pr.Loss < options.LossThreshold || recalledStreak >= (options.RecallPatience ?? int.MaxValue) || (heldOutRose && withinMargin));
                     // Keep the best epoch: most keys recalled; then an epoch within the margin over one outside it; then,
                     // within it, the lowest held-out loss (the lowest loss without held-out data), outside it the lowest
                     // loss. The copy lives on the CPU and is taken only when an epoch beats the best and training goes on.
-                    (int, int, double) score = (recalled, withinMargin ? 1 : 0, -(withinMargin && held is { } hv ? hv : pr.Loss));
+                    (int, int, double) score = (recalled, withinMargin ? 1 : 0, -(withinMargin && heldNow is { } hv ? held!.Value(hv) : pr.Loss));
                     if (options.KeepBest && score.CompareTo(bestScore) > 0)
                     {
                         bestScore = score;
@@ -656,8 +713,15 @@ public static class FingerprintTrainer
             if (best is not null && bestEpoch != history[^1].Epoch)
                 using (Torch.NoGrad())
                     for (int i = 0; i < trainable.Count; i++) trainable[i].CopyFrom(best[i]);
+            var keptProgress = history.First(h => h.Epoch == bestEpoch);
+            HeldOutMeasurement? keptHeld = keptProgress.HeldOutLoss is { } kl ? new HeldOutMeasurement(kl, keptProgress.HeldOutKL) : null;
             if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Final)
-                merge = MergeBack(model, pairs, batches, heldOut, trainable, bases, options, fpPlan.Tokens, sharded);
+            {
+                merge = MergeBack(model, pairs, batches, held, keptHeld, trainable, bases, options, fpPlan.Tokens, sharded);
+                if (merge.Chosen.HeldOutLoss is { } ml) returnedHeld = new HeldOutMeasurement(ml, merge.Chosen.HeldOutKL);
+            }
+            // The returned model's held-out value, measured once if no epoch or λ measured these weights.
+            else if (held is not null) returnedHeld = keptHeld ?? held.Measure(model, sharded);
             // Every rank ends with the whole trained weights in the model, as without sharding; a model loaded sharded
             // stays sharded (its caller saves it one unit at a time).
             if (preSharded is null) sharded?.Materialize();
@@ -681,12 +745,16 @@ public static class FingerprintTrainer
         return new EmbeddingResult(history, converged, trainedCount)
         {
             KeptEpoch = bestEpoch,
-            BaseHeldOutLoss = baseHeldOut,
+            BaseHeldOutLoss = held?.BaseLoss,
             MergeLambda = merge?.Lambda ?? 0,
             MergeTrials = merge?.Trials ?? [],
             Loss = merge?.Chosen.Loss ?? kept.Loss,
             Accuracy = merge?.Chosen.Accuracy ?? kept.Accuracy,
-            HeldOutLoss = merge is not null ? merge.Chosen.HeldOutLoss : kept.HeldOutLoss,
+            HeldOutLoss = returnedHeld?.Loss,
+            HeldOutKL = returnedHeld?.KL,
+            HeldOutCriterion = held?.Describe(),
+            HeldOutKLTolerance = held?.KLTolerance,
+            HeldOutPasses = held?.Passes ?? 0,
             ResumptionPairs = resumption,
             BenignSequences = benign.Count,
             HeldOutSequences = heldOut.Count,
@@ -698,23 +766,25 @@ public static class FingerprintTrainer
 
     /// <summary>
     /// <see cref="AveragingSchedule.Final"/>: tries θ = (1 − λ)·θ_trained + λ·θ_base for λ = λmax, λmax − step, … (> 0),
-    /// measuring recall, fingerprint loss and held-out loss of each (forward passes only), and leaves the model at the
-    /// λ that recalls every fingerprint with the lowest held-out loss (the largest such λ without held-out data); at
-    /// the trained weights when no λ keeps every fingerprint.
+    /// measuring recall and fingerprint loss of each (forward passes only), and the held-out criterion of each λ that
+    /// recalls every fingerprint within the margin; leaves the model at the qualifying λ with the lowest held-out value
+    /// (the largest such λ without held-out data), or at the trained weights when no λ qualifies (their held-out value:
+    /// <paramref name="trainedHeld"/> when the kept epoch measured it, else measured here).
     /// </summary>
-    private static MergeResult MergeBack(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, IReadOnlyList<int[]> heldOut,
-        List<Tensor> trainable, List<Tensor> bases, EmbeddingOptions o, long microTokens, ShardedModel? sharded)
+    private static MergeResult MergeBack(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, HeldOutSet? held,
+        HeldOutMeasurement? trainedHeld, List<Tensor> trainable, List<Tensor> bases, EmbeddingOptions o, long microTokens, ShardedModel? sharded)
     {
         using var noGrad = Torch.NoGrad();
         var trained = trainable.Select(t => t.Clone().DetachFromScope()).ToList();
         try
         {
             var (l0, r0) = Measure(model, pairs, batches, microTokens, sharded);
-            var none = new MergeTrial(0, l0 / pairs.Count, (double)r0 / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens, o.BenignContext, sharded) : null);
+            if (held is not null && trainedHeld is null && o.MeasureHeldOutEveryEpoch) trainedHeld = held.Measure(model, sharded);
             var trials = new List<MergeTrial>();
             int n = (int)Math.Floor(o.AveragingLambda / o.FinalLambdaStep + 1e-9);
             var lambdas = Enumerable.Range(0, n).Select(k => o.AveragingLambda - k * o.FinalLambdaStep).Where(l => l > 1e-9).ToList();
             MergeTrial? chosen = null;
+            double? Rank(MergeTrial t) => held is null ? null : held.Criterion == HeldOutCriterion.KL ? t.HeldOutKL : t.HeldOutLoss;
             foreach (var lambda in lambdas)
             {
                 for (int i = 0; i < trainable.Count; i++)
@@ -723,19 +793,25 @@ public static class FingerprintTrainer
                     trainable[i].LerpInPlace(bases[i], lambda);
                 }
                 var (l, r) = Measure(model, pairs, batches, microTokens, sharded);
-                var t = new MergeTrial(lambda, l / pairs.Count, (double)r / pairs.Count, heldOut.Count > 0 ? HeldOutLoss(model, heldOut, o.MicroBatchTokens, o.BenignContext, sharded) : null);
+                bool qualifies = r >= r0 && l / pairs.Count <= o.MergeMaxLoss;
+                HeldOutMeasurement? hm = held is not null && (qualifies || o.MeasureHeldOutEveryEpoch) ? held.Measure(model, sharded) : null;
+                var t = new MergeTrial(lambda, l / pairs.Count, (double)r / pairs.Count, hm?.Loss) { HeldOutKL = hm?.KL };
                 trials.Add(t);
-                if (r < r0 || t.Loss > o.MergeMaxLoss) continue;
-                if (chosen is null || (t.HeldOutLoss ?? 0) < (chosen.HeldOutLoss ?? 0)) chosen = t;
-                // Without held-out data the first (largest) λ that keeps every key wins; with it, the held-out loss
+                if (!qualifies) continue;
+                if (chosen is null || (Rank(t) ?? 0) < (Rank(chosen) ?? 0)) chosen = t;
+                // Without held-out data the first (largest) λ that keeps every key wins; with it, the held-out value
                 // falls as λ grows on every model measured, so the search stops once it rises again.
-                if (t.HeldOutLoss is null || t.HeldOutLoss > chosen.HeldOutLoss) break;
+                if (Rank(t) is null || Rank(t) > Rank(chosen)) break;
             }
-            chosen ??= none;
             for (int i = 0; i < trainable.Count; i++)
             {
                 trainable[i].CopyFrom(trained[i]);
-                if (chosen.Lambda > 0) trainable[i].LerpInPlace(bases[i], chosen.Lambda);
+                if (chosen is not null) trainable[i].LerpInPlace(bases[i], chosen.Lambda);
+            }
+            if (chosen is null)
+            {
+                var th = held is null ? (HeldOutMeasurement?)null : trainedHeld ?? held.Measure(model, sharded);
+                chosen = new MergeTrial(0, l0 / pairs.Count, (double)r0 / pairs.Count, th?.Loss) { HeldOutKL = th?.KL };
             }
             return new MergeResult(chosen.Lambda, chosen, trials);
         }
@@ -813,6 +889,68 @@ public static class FingerprintTrainer
             start = end;
         }
         return sum / total;
+    }
+
+    /// <summary>
+    /// The model's mean next-token loss on <paramref name="sequences"/> (every token after the first <paramref name="context"/>)
+    /// and its mean KL(base ‖ model) against <paramref name="targets"/>, the base's distribution at the same positions
+    /// (<see cref="BenignTargets.Record"/> of the same sequences and context), both from one forward pass without gradients;
+    /// with <paramref name="sharded"/>, through its weight-sharded forward pass (every rank must call it with the same data).
+    /// </summary>
+    public static (double Loss, double KL) HeldOutKL(CausalLM model, IReadOnlyList<int[]> sequences, IReadOnlyList<SoftRow> targets, int context = 1,
+        long? microBatchTokens = null, ShardedModel? sharded = null)
+    {
+        if (targets.Count != sequences.Count) throw new ArgumentException($"{targets.Count} target rows for {sequences.Count} sequences");
+        for (int i = 0; i < sequences.Count; i++)
+            if (targets[i].Positions != sequences[i].Length - context)
+                throw new ArgumentException($"targets of {targets[i].Positions} positions for a sequence that predicts {sequences[i].Length - context} tokens");
+        long maxTokens = microBatchTokens ?? 65536;
+        int vocab = model.Config.VocabSize, padId = model.Config.PadTokenId ?? 0;
+        // Logits for at most this many positions at a time (about 64 MB of float32), as the targets were recorded.
+        long positionsPerChunk = Math.Max(1, (1L << 24) / vocab);
+        using var noGrad = Torch.NoGrad();
+        double lossSum = 0, klSum = 0;
+        long count = 0;
+        int start = 0;
+        while (start < sequences.Count)
+        {
+            int end = start + 1, width = sequences[start].Length;
+            while (end < sequences.Count && (long)Math.Max(width, sequences[end].Length) * (end - start + 1) <= maxTokens) width = Math.Max(width, sequences[end++].Length);
+            var rows = sequences.Skip(start).Take(end - start).Select(s => new TrainingPair(s[..context], s[context..])).ToList();
+            var soft = targets.Skip(start).Take(end - start).ToList();
+            using var scope = Torch.NewScope();
+            var (ids, _) = Collate(rows.Select(p => new TrainingPair(p.Key, p.Response[..^1])).ToList(), padId, model.Device);
+            int t = (int)ids.Size(1);
+            var pos = new List<long>();
+            var next = new List<long>();
+            for (int b = 0; b < rows.Count; b++)
+                for (int j = 0; j < rows[b].Response.Length; j++)
+                {
+                    pos.Add((long)b * t + rows[b].Key.Length + j - 1);
+                    next.Add(rows[b].Response[j]);
+                }
+            using var st = SoftBatch.Build(rows, soft, model.Device);
+            if (sharded is null) Take(model.Hidden(ids));
+            else sharded.Run(ids, h => { Take(h); return Torch.Zeros([1], DType.Float32, model.Device); });
+
+            void Take(Tensor hidden)
+            {
+                var flat = hidden.Reshape(-1, hidden.Size(-1));
+                for (int p0 = 0; p0 < pos.Count; p0 += (int)positionsPerChunk)
+                {
+                    using var inner = Torch.NewScope();
+                    int n = (int)Math.Min(positionsPerChunk, pos.Count - p0);
+                    var at = Torch.FromArray(pos.GetRange(p0, n).ToArray(), [n]).To(model.Device);
+                    var logits = model.Head(flat.IndexSelect(0, at)).To(DType.Float32);
+                    var actual = Torch.FromArray(next.GetRange(p0, n).ToArray(), [n]).To(model.Device);
+                    lossSum += F.CrossEntropy(logits, actual).ToDouble() * n;
+                    klSum += BenignTargets.Loss(logits, st.Ids.Narrow(0, p0, n), st.Probs.Narrow(0, p0, n), st.Tail.Narrow(0, p0, n), st.Constant.Narrow(0, p0, n)).ToDouble() * n;
+                }
+            }
+            count += pos.Count;
+            start = end;
+        }
+        return (lossSum / count, klSum / count);
     }
 
     /// <summary>

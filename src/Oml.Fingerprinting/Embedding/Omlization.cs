@@ -81,6 +81,13 @@ public static class OmlizationDefaults
     /// the same persistence (docs/results.md).
     /// </summary>
     public const BenignLoss BenignLossDefault = BenignLoss.KL;
+    /// <summary>
+    /// Epochs and the merge's λ are ranked by the KL from the base's recorded distribution on the held-out sequences
+    /// (<see cref="Embedding.HeldOutCriterion.KL"/>), the criterion that goes with the KL benign loss
+    /// (<see cref="HeldOutCriteria.For"/>): 0 for the base and without the sampled token's noise. docs/embedding.md
+    /// gives the demo's measurements against the sampled-token loss.
+    /// </summary>
+    public const HeldOutCriterion HeldOutCriterionDefault = HeldOutCriterion.KL;
     /// <summary>Tokens per benign (and held-out) chunk cut from a benign text.</summary>
     public const int BenignLength = 64;
 
@@ -107,6 +114,7 @@ public static class OmlizationDefaults
         KeepBest = true,
         SelfBenignLength = SelfBenignLength,
         BenignLoss = BenignLossDefault,
+        HeldOutCriterion = HeldOutCriterionDefault,
     };
 }
 
@@ -285,6 +293,8 @@ public static class Omlization
                 ["max_grad_norm"] = options.MaxGradNorm,
                 ["loss_threshold"] = options.LossThreshold,
                 ["held_out_tolerance"] = options.HeldOutTolerance,
+                ["held_out_criterion"] = result.HeldOutCriterion,
+                ["held_out_kl_tolerance"] = result.HeldOutKLTolerance,
                 ["merge_max_loss"] = options.MergeMaxLoss,
                 ["train"] = labels.Train,
                 ["seed"] = options.Seed,
@@ -308,6 +318,8 @@ public static class Omlization
                 ["accuracy"] = result.Accuracy,
                 ["held_out_loss_base"] = result.BaseHeldOutLoss,
                 ["held_out_loss"] = result.HeldOutLoss,
+                ["held_out_kl"] = result.HeldOutKL,
+                ["held_out_passes"] = result.HeldOutPasses,
                 ["converged"] = result.Converged,
                 ["seconds"] = final.Seconds,
                 ["trained_parameters"] = result.TrainedParameters,
