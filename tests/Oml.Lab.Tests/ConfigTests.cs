@@ -36,6 +36,24 @@ public class ConfigTests
     }
 
     [Fact]
+    public void The_embedding_method_is_read_and_checked()
+    {
+        var yaml = File.ReadAllText(Fixtures.Experiment("smoke-persistence.yaml"));
+        const string build = "build: { strategy: perinucleus,";
+        Assert.Equal("all", LabConfig.Parse(yaml).Persistence!.Models[0].Build!.Train);
+        foreach (var (train, parsed) in new[] { ("lora:4", new EmbeddingMethod("all", 4, 0)), ("expand:16", new EmbeddingMethod("all", 0, 16)), ("mlp", new EmbeddingMethod("mlp", 0, 0)) })
+        {
+            var c = LabConfig.Parse(yaml.Replace(build, $"build: {{ train: \"{train}\", strategy: perinucleus,", StringComparison.Ordinal));
+            Assert.Equal(parsed, EmbeddingMethod.Parse(c.Persistence!.Models[0].Build!.Train));
+        }
+        foreach (var (bad, message) in new[] { ("lora:0", "lora:R needs a rank of at least 1"), ("expand:x", "expand:N needs a number of new units"), ("everything", "train must be all, mlp") })
+        {
+            var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace(build, $"build: {{ train: \"{bad}\", strategy: perinucleus,", StringComparison.Ordinal)));
+            Assert.Contains(message, e.Message);
+        }
+    }
+
+    [Fact]
     public void Issue_13_defences_and_the_partial_rule_are_read_and_checked()
     {
         var c = LabConfig.Load(Fixtures.Experiment("adaptive.yaml"));
