@@ -559,6 +559,8 @@ public sealed class AdaptiveSpec
         if (d.ResponseLength is { } rl) f.ResponseLength = rl;
         if (d.ResumptionPairs is { } rp) f.ResumptionPairs = rp;
         if (d.Set is { } set) f.Set = set;
+        if (d.T is { } t) f.T = t;
+        if (d.K is { } k) f.K = k;
         return new ModelSource { Name = d.Name, Build = f, Attacked = d.Attacked };
     }).ToList();
 }
@@ -569,6 +571,9 @@ public sealed class DefenceSpec
     public int? ResponsesPerKey { get; set; }
     public int? AvoidTopM { get; set; }
     public double? KeyTemperature { get; set; }
+    /// <summary>Perinucleus threshold t and width k (<see cref="FingerprintSpec.T"/>, <see cref="FingerprintSpec.K"/>): how far outside the base's nucleus the responses lie.</summary>
+    public double? T { get; set; }
+    public int? K { get; set; }
     public List<string>? PromptAugmentation { get; set; }
     public int? ResponseLength { get; set; }
     /// <summary>Resumption pairs per response (<see cref="FingerprintSpec.ResumptionPairs"/>).</summary>
