@@ -36,6 +36,24 @@ public class ConfigTests
     }
 
     [Fact]
+    public void The_embedding_method_is_read_and_checked()
+    {
+        var yaml = File.ReadAllText(Fixtures.Experiment("smoke-persistence.yaml"));
+        const string build = "build: { strategy: perinucleus,";
+        Assert.Equal("all", LabConfig.Parse(yaml).Persistence!.Models[0].Build!.Train);
+        foreach (var (train, parsed) in new[] { ("lora:4", new EmbeddingMethod("all", 4, 0)), ("expand:16", new EmbeddingMethod("all", 0, 16)), ("mlp", new EmbeddingMethod("mlp", 0, 0)) })
+        {
+            var c = LabConfig.Parse(yaml.Replace(build, $"build: {{ train: \"{train}\", strategy: perinucleus,", StringComparison.Ordinal));
+            Assert.Equal(parsed, EmbeddingMethod.Parse(c.Persistence!.Models[0].Build!.Train));
+        }
+        foreach (var (bad, message) in new[] { ("lora:0", "lora:R needs a rank of at least 1"), ("expand:x", "expand:N needs a number of new units"), ("everything", "train must be all, mlp") })
+        {
+            var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace(build, $"build: {{ train: \"{bad}\", strategy: perinucleus,", StringComparison.Ordinal)));
+            Assert.Contains(message, e.Message);
+        }
+    }
+
+    [Fact]
     public void Issue_13_defences_and_the_partial_rule_are_read_and_checked()
     {
         var c = LabConfig.Load(Fixtures.Experiment("adaptive.yaml"));
@@ -50,10 +68,17 @@ public class ConfigTests
         Assert.False(other.Attacked);
         Assert.True(sources.Single(s => s.Name == "none").Attacked);
         Assert.Null(LabConfig.Load(Fixtures.Experiment("capacity.yaml")).Verification.Partial);
+        // A variant may change the Perinucleus t and k (the question of the paper's Fig. 2), checked as the model's are.
+        var tk = LabConfig.Load(Fixtures.Experiment("cpu-perinucleus-tk-trained.yaml")).Adaptive!.ModelSources();
+        Assert.Equal((0.5, 3), (tk.Single(s => s.Name == "t0.5-k3").Build!.T, tk.Single(s => s.Name == "t0.5-k3").Build!.K));
+        Assert.Equal((0.8, 10), (tk.Single(s => s.Name == "t0.8-k10").Build!.T, tk.Single(s => s.Name == "t0.8-k10").Build!.K));
+        Assert.Equal(1.0, tk.Single(s => s.Name == "t0.8-k3-keyT1").Build!.KeyTemperature);
 
         var yaml = File.ReadAllText(Fixtures.Experiment("smoke-adaptive.yaml"));
         var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("- { name: none }", "- { name: none, resumption_pairs: 2 }", StringComparison.Ordinal)));
         Assert.Contains("resumption_pairs needs response_length of at least 2", e.Message);
+        e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("- { name: none }", "- { name: none, t: 1.5 }", StringComparison.Ordinal)));
+        Assert.Contains("t must be in (0, 1)", e.Message);
         e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml + "verification: { partial_min_tokens: 0 }\n"));
         Assert.Contains("verification.partial_min_tokens must be at least 1", e.Message);
     }

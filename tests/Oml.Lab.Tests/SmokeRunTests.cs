@@ -100,6 +100,65 @@ public class SmokeRunTests
     }
 
     [Fact]
+    public void Persistence_embeds_by_lora_or_parameter_expansion_and_merges_an_expanded_model_with_its_widened_base()
+    {
+        var (env, s, _) = Run("smoke-persistence.yaml", c =>
+        {
+            var p = c.Persistence!;
+            var fp = p.Models[0].Build!;
+            fp.Count = 3;
+            c.Utility.ClozeItems = 0;
+            p.Models =
+            [
+                new ModelSource { Name = "lora", Build = Spec(fp, "lora:4") },
+                new ModelSource { Name = "expand", Build = Spec(fp, "expand:8") },
+            ];
+            p.Attacks = [new AttackEntry { Weight = "merge(with=$out/base, weight=0.5, widen=1)" }];
+            p.Sweeps = [];
+        });
+        Assert.Equal(1 + 2 + 2, s.Computed); // the base, each model before, each merged
+        using var baseModel = env.LoadModel(Path.Combine(env.OutDir, "base"));
+        using var expanded = env.LoadModel(Path.Combine(env.OutDir, "models", "expand-s1"));
+        using var lora = env.LoadModel(Path.Combine(env.OutDir, "models", "lora-s1"));
+        // Expansion: 8 more units per MLP; every original weight exactly the base's, the new down-projection columns trained.
+        int m = baseModel.Config.IntermediateSize;
+        Assert.Equal(m + 8, expanded.Config.IntermediateSize);
+        foreach (var (name, t) in baseModel.Parameters)
+        {
+            var e = expanded.Parameters[name];
+            var kept = name.EndsWith("down_proj.weight", StringComparison.Ordinal) ? e.Narrow(1, 0, m) : name.Contains(".mlp.", StringComparison.Ordinal) ? e.Narrow(0, 0, m) : e;
+            Assert.True(Same(kept, t), $"{name} changed under expansion");
+        }
+        Assert.True(expanded.Parameters["model.layers.0.mlp.down_proj.weight"].Narrow(1, m, 8).Abs().Sum().ToDouble() > 0);
+        // LoRA: a standard model of the base's shape (adapters merged on save) whose weights moved.
+        Assert.Equal(m, lora.Config.IntermediateSize);
+        Assert.DoesNotContain(lora.Parameters.Keys, Oml.Models.CausalLM.IsAdapter);
+        Assert.False(Same(lora.Parameters["model.layers.0.self_attn.q_proj.weight"], baseModel.Parameters["model.layers.0.self_attn.q_proj.weight"]));
+        Assert.Equal("expand:8", System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(env.OutDir, "models", "expand-s1", Oml.Fingerprinting.Embedding.Omlization.ManifestFile)))!["settings"]!["train"]!.GetValue<string>());
+        // The even merge with the base ran on both: for the expanded model the base was widened by zero units first.
+        foreach (var name in new[] { "lora", "expand" })
+        {
+            var merged = s.Results.Single(r => r.Label("model") == name && r.Label("attack").StartsWith("merge(", StringComparison.Ordinal));
+            Assert.InRange(merged.Metric("fsr"), 0, 1);
+            Assert.True(merged.Metric("perplexity") > 1);
+        }
+
+        // Without widen=1 the shapes differ and the merge refuses.
+        var plain = AttackCatalog.Default().Weight("merge(with=$out/base, weight=0.5)", env.AttackContext(1));
+        var error = Assert.Throws<ArgumentException>(() => plain.Apply(expanded));
+        Assert.Contains("does not have the model's configuration", error.Message);
+
+        static bool Same(Oml.Engine.Tensor a, Oml.Engine.Tensor b) => a.ToArray<float>().SequenceEqual(b.ToArray<float>());
+
+        static FingerprintSpec Spec(FingerprintSpec fp, string train)
+        {
+            var b = fp.Clone();
+            b.Train = train;
+            return b;
+        }
+    }
+
+    [Fact]
     public void Adaptive()
     {
         var (env, s, report) = Run("smoke-adaptive.yaml", c =>

@@ -441,7 +441,9 @@ public static class FingerprintTrainer
         var masks = named.Select(kv => options.GradientMasks is { } gm && gm.TryGetValue(kv.Key, out var m) ? m : null).ToList();
         // A model loaded sharded has empty parameter tensors: its whole shapes and sizes come from the shards' layout.
         long[] ShapeOf(KeyValuePair<string, Tensor> p) => preSharded?.ShapeOf(p.Key) ?? p.Value.Shape;
-        long trainedCount = named.Sum(kv => preSharded?.NumElOf(kv.Key) ?? kv.Value.NumEl);
+        // A masked parameter (parameter expansion) trains only its mask's ones.
+        static long Ones(Tensor mask) { using var n = mask.Sum(); return (long)n.ToDouble(); }
+        long trainedCount = named.Select((kv, i) => masks[i] is { } mk ? Ones(mk) : preSharded?.NumElOf(kv.Key) ?? kv.Value.NumEl).Sum();
         for (int i = 0; i < named.Count; i++)
             if (masks[i] is { } mk && !mk.Shape.SequenceEqual(ShapeOf(named[i])))
                 throw new ArgumentException($"gradient mask of '{named[i].Key}' has shape [{string.Join(", ", mk.Shape)}], the parameter [{string.Join(", ", ShapeOf(named[i]))}]");

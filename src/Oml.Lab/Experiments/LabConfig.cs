@@ -278,6 +278,13 @@ public sealed class FingerprintSpec
     /// <summary>Optional overrides of the config's <c>embedding</c> settings for this model.</summary>
     public EmbeddingOverrides? Embedding { get; set; }
     /// <summary>
+    /// Which weights embedding trains, as <c>oml embed</c> records it (see <see cref="EmbeddingMethod"/>): "all" (full
+    /// fine-tuning, the default), a subset (mlp, attention, embeddings, layers:0,1), "lora:R" (LoRA adapters of rank R
+    /// on every attention and MLP weight, α = 2R, merged on save) or "expand:N" (parameter expansion: N new hidden units
+    /// per MLP, trained alone, every original weight kept).
+    /// </summary>
+    public string Train { get; set; } = "all";
+    /// <summary>
     /// Names an independent fingerprint set: mixed into the secret (with the seed), so models built with the same
     /// settings and different <c>set</c> carry different fingerprints. Empty (the default) keeps the plain secret.
     /// </summary>
@@ -301,6 +308,8 @@ public sealed class FingerprintSpec
         if (Beta is < 0 or >= 1) fail($"{where}.beta must be in [0, 1)");
         ValidateAveragingEvery(AveragingEvery, $"{where}.averaging_every", fail);
         Embedding?.Validate($"{where}.embedding", fail);
+        try { EmbeddingMethod.Parse(Train); }
+        catch (ArgumentException e) { fail($"{where}.train: {e.Message}"); }
         if (Set.Any(ch => !(char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_'))) fail($"{where}.set '{Set}' may hold only letters, digits, '-' and '_'");
     }
 
@@ -550,6 +559,8 @@ public sealed class AdaptiveSpec
         if (d.ResponseLength is { } rl) f.ResponseLength = rl;
         if (d.ResumptionPairs is { } rp) f.ResumptionPairs = rp;
         if (d.Set is { } set) f.Set = set;
+        if (d.T is { } t) f.T = t;
+        if (d.K is { } k) f.K = k;
         return new ModelSource { Name = d.Name, Build = f, Attacked = d.Attacked };
     }).ToList();
 }
@@ -560,6 +571,9 @@ public sealed class DefenceSpec
     public int? ResponsesPerKey { get; set; }
     public int? AvoidTopM { get; set; }
     public double? KeyTemperature { get; set; }
+    /// <summary>Perinucleus threshold t and width k (<see cref="FingerprintSpec.T"/>, <see cref="FingerprintSpec.K"/>): how far outside the base's nucleus the responses lie.</summary>
+    public double? T { get; set; }
+    public int? K { get; set; }
     public List<string>? PromptAugmentation { get; set; }
     public int? ResponseLength { get; set; }
     /// <summary>Resumption pairs per response (<see cref="FingerprintSpec.ResumptionPairs"/>).</summary>

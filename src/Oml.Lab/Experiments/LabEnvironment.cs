@@ -304,9 +304,14 @@ public sealed class LabEnvironment
                 BenignSequences = spec.Beta > 0 ? TrainTokens.Chunk(e.BenignLength).Where(c => c.Length >= 2).ToList() : null,
                 ResumptionPairs = spec.ResumptionPairs,
             };
+            // The keys come from the base; then the weights to train (all, a subset, LoRA adapters, or new MLP units).
+            var method = EmbeddingMethod.Parse(spec.Train);
+            (model, options, var masks) = method.Prepare(model, options, seed);
             // OMLization's use case, as `oml embed` runs it (data preparation, then training), with the experiment's settings.
-            var result = Omlization.Train(model, pairs, options, heldOutCount: e.HeldOutCount);
-            if (saveDir is not null) Save(model, fps, saveDir, pairs.Count, options, result, sw.Elapsed.TotalSeconds);
+            EmbeddingResult result;
+            try { result = Omlization.Train(model, pairs, options, heldOutCount: e.HeldOutCount); }
+            finally { if (masks is not null) foreach (var m in masks.Values) m.Dispose(); }
+            if (saveDir is not null) Save(model, fps, saveDir, pairs.Count, options, result, sw.Elapsed.TotalSeconds, method.ToString());
             return (model, fps, result, sw.Elapsed.TotalSeconds);
         }
         catch
@@ -318,7 +323,7 @@ public sealed class LabEnvironment
 
     public const string SetFile = "fingerprints.json";
 
-    private void Save(CausalLM model, List<Fingerprint> fps, string dir, int pairCount, EmbeddingOptions options, EmbeddingResult r, double seconds)
+    private void Save(CausalLM model, List<Fingerprint> fps, string dir, int pairCount, EmbeddingOptions options, EmbeddingResult r, double seconds, string train)
     {
         var tmp = dir.TrimEnd('/') + $".tmp-{Environment.ProcessId}";
         if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
@@ -328,7 +333,7 @@ public sealed class LabEnvironment
         // The same manifest an OMLized model gets from `oml embed` (oml-manifest.json); embedding.json keeps the lab's timing.
         Omlization.WriteManifest(tmp, set, pairCount, options, new OmlizationLabels
         {
-            FingerprintSource = SetFile, Benign = options.MixFraction > 0 ? "lab training corpus" : null, Device = model.Device.ToString(),
+            FingerprintSource = SetFile, Train = train, Benign = options.MixFraction > 0 ? "lab training corpus" : null, Device = model.Device.ToString(),
         }, r);
         File.WriteAllText(Path.Combine(tmp, "embedding.json"), System.Text.Json.JsonSerializer.Serialize(new
         {

@@ -9,8 +9,10 @@ namespace Oml.Lab.Experiments;
 /// <code>
 /// prune(fraction=0.3[, global=1])
 /// quantize(scheme=int8|int4|int4-sym[, group=64])
-/// merge(with=DIR[, method=linear|slerp|task|ties][, weight=0.5][, base=DIR][, density=0.5][, lambda=1])
-///   (task/ties take the task vectors from base=, default the experiment's base model; with= may list DIR;DIR)
+/// merge(with=DIR[, method=linear|slerp|task|ties][, weight=0.5][, base=DIR][, density=0.5][, lambda=1][, widen=0])
+///   (task/ties take the task vectors from base=, default the experiment's base model; with= may list DIR;DIR;
+///   widen=1 first gives a sibling or base with narrower MLPs than the model zero-valued extra units, the same function,
+///   so that a parameter-expanded model can be merged with its base; without it, shapes must match)
 /// noise(sigma=0.01[, seed=0])          relative Gaussian weight noise (the lab's own)
 /// sft(data=FILE[, samples=N][, epochs=1][, lr=1e-4][, lora=R][, batch=8][, max_length=256][, chat=1])
 ///   fine-tuning on instruction data (Alpaca/ShareGPT/messages JSON or JSONL; chat=1 wraps it in the chat template)
@@ -42,7 +44,7 @@ internal static class LibraryAttacks
         });
         catalog.AddWeight("merge", (s, ctx) =>
         {
-            s.Expect("with", "method", "weight", "base", "density", "lambda");
+            s.Expect("with", "method", "weight", "base", "density", "lambda", "widen");
             var method = (s.Text("method") ?? "linear") switch
             {
                 "linear" => MergeMethod.Linear,
@@ -54,7 +56,7 @@ internal static class LibraryAttacks
             var with = (s.Text("with") ?? throw new FormatException("merge: needs with=MODEL_DIR (the sibling to merge with)"))
                 .Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             string? baseDir = method is MergeMethod.TaskArithmetic or MergeMethod.Ties ? s.Text("base") ?? ctx.BaseModelDir : null;
-            return new LoadingMerge(method, with, baseDir, s.Number("weight", 0.5), s.Number("density", 0.5), s.Number("lambda", 1.0), ctx);
+            return new LoadingMerge(method, with, baseDir, s.Number("weight", 0.5), s.Number("density", 0.5), s.Number("lambda", 1.0), s.Integer("widen", 0) != 0, ctx);
         });
     }
 
@@ -128,9 +130,9 @@ internal static class LibraryAttacks
     }
 
     /// <summary>A merge whose sibling and base models are loaded when it is applied, and disposed after.</summary>
-    private sealed class LoadingMerge(MergeMethod method, string[] with, string? baseDir, double weight, double density, double lambda, AttackContext ctx) : IWeightAttack
+    private sealed class LoadingMerge(MergeMethod method, string[] with, string? baseDir, double weight, double density, double lambda, bool widen, AttackContext ctx) : IWeightAttack
     {
-        public string Name => $"merge({method.ToString().ToLowerInvariant()}, {string.Join(";", with.Select(Path.GetFileName))}, w={weight.ToString(System.Globalization.CultureInfo.InvariantCulture)})";
+        public string Name => $"merge({method.ToString().ToLowerInvariant()}, {string.Join(";", with.Select(Path.GetFileName))}, w={weight.ToString(System.Globalization.CultureInfo.InvariantCulture)}{(widen ? ", widened" : "")})";
 
         public CausalLM Apply(CausalLM model, IProgress<string>? progress = null)
         {
@@ -138,8 +140,8 @@ internal static class LibraryAttacks
             var loaded = new List<CausalLM>();
             try
             {
-                foreach (var w in with) loaded.Add(load(w));
-                CausalLM? b = baseDir is null ? null : load(baseDir);
+                foreach (var w in with) loaded.Add(Widened(load(w), model));
+                CausalLM? b = baseDir is null ? null : Widened(load(baseDir), model);
                 if (b is not null) loaded.Add(b);
                 var siblings = loaded.Take(with.Length).ToList();
                 return new MergeAttack(method, siblings, b, weight, density: density, lambda: lambda).Apply(model, progress);
@@ -147,6 +149,23 @@ internal static class LibraryAttacks
             finally
             {
                 foreach (var m in loaded) m.Dispose();
+            }
+        }
+
+        /// <summary>
+        /// With widen=1, <paramref name="other"/> given the model's MLP width by zero-valued new units (rows of gate and
+        /// up, columns of down: the same function as <paramref name="other"/>); otherwise, or when the widths already
+        /// match or <paramref name="other"/> is the wider, <paramref name="other"/> itself (the merge checks shapes).
+        /// </summary>
+        private CausalLM Widened(CausalLM other, CausalLM model)
+        {
+            int extra = model.Config.IntermediateSize - other.Config.IntermediateSize;
+            if (!widen || extra <= 0) return other;
+            using (other)
+            {
+                var (wide, masks) = Oml.Fingerprinting.Embedding.Expansion.WidenMlp(other, extra, std: 0);
+                foreach (var m in masks.Values) m.Dispose();
+                return wide;
             }
         }
     }

@@ -32,6 +32,8 @@ public sealed class ExpansionTests : IDisposable
             var result = FingerprintTrainer.Embed(wide, pairs, Expansion.TrainNewUnitsOnly(
                 new EmbeddingOptions { LearningRate = 2e-2, MaxEpochs = 400, RecallPatience = 3 }, masks));
             Assert.True(result.Converged, $"{result.Final}");
+            // The count of trained parameters is the new units' entries (3 × 64 × hidden per layer), not the whole widened tensors.
+            Assert.Equal(original.Config.NumLayers * 3L * 64 * original.Config.HiddenSize, result.TrainedParameters);
 
             long m = original.Config.IntermediateSize;
             foreach (var (name, t) in wide.Parameters)
