@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Runs lab/experiments/cpu-defence.yaml (issue 13 on CPU: suppression against the exact and partial rules with and
 # without resumption pairs, query rewriting, paraphrasing, a revealed-key blocker) with the llama-tiny fixture and the
-# 512-token BPE of scripts/fixtures as the base. Usage: scripts/lab/cpu-defence.sh [OUT] (default artifacts/lab/results/cpu-defence).
+# 512-token BPE of scripts/fixtures as the base. Usage: scripts/lab/cpu-defence.sh [trained] [OUT] (default
+# artifacts/lab/results/cpu-defence[-trained]); 'trained' runs cpu-defence-trained.yaml, whose base is trained in-run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root="$(pwd)"
-out="${1:-$root/artifacts/lab/results/cpu-defence}"
+name=cpu-defence
+if [ "${1:-}" = trained ]; then name=cpu-defence-trained; shift; fi
+out="${1:-$root/artifacts/lab/results/$name}"
 if [ -n "${OML_BIN:-}" ]; then oml() { "$OML_BIN" "$@"; }
 else
   dll="$root/src/Oml.Cli/bin/Release/net10.0/oml.dll"
   [ -f "$dll" ] || dotnet build src/Oml.Cli -c Release -nologo -v q >/dev/null
   oml() { dotnet "$dll" "$@"; }
 fi
-mkdir -p "$out/base"
-fx="$root/tests/Oml.Models.Tests/fixtures/models/llama-tiny"
-[ -f "$out/base/config.json" ] || cp "$fx"/{config.json,generation_config.json,model.safetensors} "$out/base/"
-[ -f "$out/base/tokenizer.json" ] || cp "$root/scripts/fixtures/tiny-tokenizer.json" "$out/base/tokenizer.json"
-oml lab run lab/experiments/cpu-defence.yaml --out "$out"
+if [ "$name" = cpu-defence ]; then
+  mkdir -p "$out/base"
+  fx="$root/tests/Oml.Models.Tests/fixtures/models/llama-tiny"
+  [ -f "$out/base/config.json" ] || cp "$fx"/{config.json,generation_config.json,model.safetensors} "$out/base/"
+  [ -f "$out/base/tokenizer.json" ] || cp "$root/scripts/fixtures/tiny-tokenizer.json" "$out/base/tokenizer.json"
+fi
+oml lab run "lab/experiments/$name.yaml" --out "$out"
