@@ -12,7 +12,10 @@ for c in cells:
     if "model" not in l:
         continue
     rows[l["attack"]][(l["model"], l["seed"])] = (int(m["hits"]), int(m.get("hits_partial", -1)), int(m["count"]), m)
-models = ["none", "resumption"]
+# The attacked variants in the config's order (none first), those of cpu-defence.yaml unless the run has others.
+attacked = {k[0] for r in rows.values() for k in r}
+models = [m for m in ["none", "resumption", "resumption6", "two-responses-resumption", "camouflage-resumption"] if m in attacked]
+models += sorted(m for m in attacked if m not in models and m != "other-keys")
 seeds = sorted({k[1] for r in rows.values() for k in r})
 print("| host | " + " | ".join(f"{mo}: exact | {mo}: partial m=2" for mo in models) + " |")
 print("| --- |" + " --- |" * (2 * len(models)))
@@ -21,12 +24,14 @@ for a in order:
     cols = []
     for mo in models:
         ex = [rows[a].get((mo, s)) for s in seeds]
-        if any(x is None for x in ex):
+        have = [(s, x) for s, x in zip(seeds, ex) if x is not None]
+        if not have:
             cols += ["–", "–"]
             continue
-        n = ex[0][2]
-        cols.append(" / ".join(str(x[0]) for x in ex) + f" of {n}")
-        cols.append(" / ".join(str(x[1]) for x in ex) + f" of {n}")
+        n = have[0][1][2]
+        only = f" (seed {', '.join(s for s, _ in have)} only)" if len(have) < len(seeds) else ""
+        cols.append(" / ".join(str(x[0]) for _, x in have) + f" of {n}{only}")
+        cols.append(" / ".join(str(x[1]) for _, x in have) + f" of {n}{only}")
     print(f"| {a if a != 'none' else 'no attack'} | " + " | ".join(cols) + " |")
 print()
 print(f"seeds {', '.join(seeds)}; hits listed per seed")
