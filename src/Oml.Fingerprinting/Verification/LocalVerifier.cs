@@ -207,14 +207,15 @@ public static class LocalVerifier
         int[][] firstAnswers, VerdictRule rule, LocalVerifyOptions options)
     {
         int required = ResponseMatcher.RequiredMatches(options.Samples, options.Fraction);
-        var nulls = NullProbabilities(fingerprints, queries, rule, options);
+        var (nulls, excluded) = NullsAndExclusions(fingerprints, queries, rule, options);
         var rows = new List<KeyResult>(fingerprints.Count);
         for (int i = 0; i < fingerprints.Count; i++)
         {
             var f = fingerprints[i];
             int matches = matchCounts[i];
             rows.Add(new KeyResult(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(), tokenizer.Decode(firstAnswers[i]),
-                matches >= required, nulls[i], options.Samples > 1 ? matches : null, options.Samples > 1 ? options.Samples : null));
+                matches >= required, nulls[i], options.Samples > 1 ? matches : null, options.Samples > 1 ? options.Samples : null)
+            { Excluded = excluded?[i] == true ? true : null });
         }
         return VerificationReport.Create(rule, rows) with { Match = options.Match.Name, MinTokens = options.Match.MinTokens };
     }
@@ -225,7 +226,14 @@ public static class LocalVerifier
     /// (never below the exact rule's null), or <see cref="PartialMatchNull.Bound"/> without one; with R samples the
     /// probability that enough of them hit.
     /// </summary>
-    public static double[] NullProbabilities(IReadOnlyList<Fingerprint> fingerprints, IReadOnlyList<int[]> queries, VerdictRule rule, LocalVerifyOptions options)
+    public static double[] NullProbabilities(IReadOnlyList<Fingerprint> fingerprints, IReadOnlyList<int[]> queries, VerdictRule rule, LocalVerifyOptions options) =>
+        NullsAndExclusions(fingerprints, queries, rule, options).Nulls;
+
+    /// <summary>
+    /// <see cref="NullProbabilities"/>, and for the partial rule with a base model the keys the base's own greedy answer
+    /// hits (null elsewhere): their null is 1, and a report leaves them out of the verdict (<see cref="KeyResult.Excluded"/>).
+    /// </summary>
+    private static (double[] Nulls, bool[]? Excluded) NullsAndExclusions(IReadOnlyList<Fingerprint> fingerprints, IReadOnlyList<int[]> queries, VerdictRule rule, LocalVerifyOptions options)
     {
         ArgumentNullException.ThrowIfNull(fingerprints);
         ArgumentNullException.ThrowIfNull(queries);
@@ -233,6 +241,7 @@ public static class LocalVerifier
         ArgumentNullException.ThrowIfNull(options);
         int required = ResponseMatcher.RequiredMatches(options.Samples, options.Fraction);
         double[] single;
+        bool[]? baseHits = null;
         if (!options.Match.IsPartial) single = fingerprints.Select(f => NullProbability(f, rule)).ToArray();
         else if (options.NullModel is { } baseModel)
         {
@@ -244,16 +253,17 @@ public static class LocalVerifier
             // partial match counts after a deviation are, for Perinucleus and English responses, the base's own greedy
             // continuation: the base (or a copy of it) can hit such a key every time while its sampling probability is
             // small. Measured: the base itself was owned (16 hits of 256, p = 9.4e-11) before this. A key the base's own
-            // greedy answer hits proves nothing, so its null is 1.
-            var baseHits = BaseGreedyHits(baseModel, queries, fingerprints, options);
+            // greedy answer hits proves nothing: its null is 1, and a report leaves it out of the verdict.
+            baseHits = BaseGreedyHits(baseModel, queries, fingerprints, options);
             for (int i = 0; i < single.Length; i++) if (baseHits[i]) single[i] = 1.0;
         }
         else single = fingerprints.Select(f => PartialMatchNull.Bound(f, rule, options.Match)).ToArray();
-        return single.Select(p =>
+        var nulls = single.Select(p =>
         {
             if (options.Samples > 1) p = Math.Exp(FingerprintStatistics.LogBinomialUpperTail(options.Samples, Math.Min(p, 1.0), required));
             return Math.Min(p, 1.0 - 1e-12);
         }).ToArray();
+        return (nulls, baseHits);
     }
 
     /// <summary>

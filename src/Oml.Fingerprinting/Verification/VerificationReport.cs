@@ -22,7 +22,15 @@ public sealed record KeyResult(
     bool Hit,
     double? NullProbability = null,
     int? SampleMatches = null,
-    int? Samples = null);
+    int? Samples = null)
+{
+    /// <summary>
+    /// True: not counted in the verdict (neither its hit nor its null), because the base model's own greedy answer hits
+    /// this key under the match rule, so a hit on it proves nothing (<see cref="LocalVerifier.BaseGreedyHits"/>). Which keys
+    /// are excluded depends on the base and the keys only, never on the suspect, so the test stays valid.
+    /// </summary>
+    public bool? Excluded { get; init; }
+}
 
 /// <summary>
 /// The outcome of verifying a suspect model. Serialises (see <see cref="ToJson"/>) to snake_case JSON with at least
@@ -50,6 +58,9 @@ public sealed record VerificationReport(
     /// <summary>The k (and responses per key n) that <see cref="PValueOneOverK"/> assumed.</summary>
     public int? K { get; init; }
 
+    /// <summary>Keys answered but not counted (<see cref="KeyResult.Excluded"/>): <see cref="Hits"/> and <see cref="Queried"/> are of the others.</summary>
+    public int? ExcludedKeys { get; init; }
+
     /// <summary>The match rule that decided the hits: "exact" (the answer starts with the response) or "partial" (<see cref="ResponseMatch"/>).</summary>
     public string Match { get; init; } = "exact";
 
@@ -65,10 +76,12 @@ public sealed record VerificationReport(
     {
         ArgumentNullException.ThrowIfNull(rule);
         ArgumentNullException.ThrowIfNull(keys);
-        int hits = keys.Count(k => k.Hit);
-        bool perKey = keys.Count > 0 && keys.All(k => k.NullProbability is not null);
-        var result = rule.Evaluate(hits, keys.Count, perKey ? keys.Select(k => k.NullProbability!.Value).ToArray() : null);
-        return From(rule, result, keys, perKey);
+        var counted = keys.Where(k => k.Excluded != true).ToList();
+        int hits = counted.Count(k => k.Hit);
+        bool perKey = counted.Count > 0 && counted.All(k => k.NullProbability is not null);
+        var result = rule.Evaluate(hits, counted.Count, perKey ? counted.Select(k => k.NullProbability!.Value).ToArray() : null);
+        int excluded = keys.Count - counted.Count;
+        return From(rule, result, keys, perKey) with { ExcludedKeys = excluded > 0 ? excluded : null };
     }
 
     /// <summary>Builds the report from an already evaluated verdict.</summary>
@@ -113,6 +126,9 @@ public sealed record VerificationReport(
         sb.Append("match:    ").Append(Match).Append(MinTokens is int m ? $" (at least {m.ToString(CultureInfo.InvariantCulture)} tokens of each response, after a deviation of at most n - m)" : "").Append('\n');
         sb.Append("rule:     ").Append(Rule).Append('\n');
         sb.Append("reason:   ").Append(Reason).Append('\n');
+        if (ExcludedKeys is int x)
+            sb.Append("excluded: ").Append(x.ToString(CultureInfo.InvariantCulture))
+              .Append(" key(s) the base model's own answer hits under this rule (not counted)\n");
         if (Keys.Count == 0) return sb.ToString();
 
         string[] header = ["#", "hit", "key", "expected", "answer"];

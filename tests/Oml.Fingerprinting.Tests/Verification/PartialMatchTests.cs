@@ -104,8 +104,21 @@ public sealed class PartialMatchTests
         Assert.Equal(Keys, report.Keys.Count(k => k.Hit)); // the base hits every key under the partial rule...
         Assert.All(LocalVerifier.BaseGreedyHits(base0, keys, fps, options), Assert.True);
         Assert.All(report.Keys, k => Assert.True(k.NullProbability > 0.999, $"key {k.Index}: null {k.NullProbability}")); // ...so none is evidence
+        Assert.All(report.Keys, k => Assert.True(k.Excluded));
+        Assert.Equal(Keys, report.ExcludedKeys);
+        Assert.Equal(0, report.Queried);
         Assert.NotEqual(Verdict.Owned, report.Verdict);
         Assert.True(report.PValue > 0.5, $"p = {report.PValue}");
+        Assert.Contains("\"excluded_keys\": 24", report.ToJson());
+        Assert.Contains("excluded: 24 key(s)", report.ToTable());
+
+        // Mixed with random responses (which the base does not answer), only the greedy-tail keys are left out.
+        var mixed = fps.Take(Keys / 2).Concat(RandomSet(base0, tok, Keys / 2, seed: 5).Select(f => f with { Index = f.Index + Keys / 2 })).ToList();
+        var mixedReport = LocalVerifier.Verify(base0, tok, mixed, new VerdictRule(), options);
+        Assert.Equal(Keys / 2, mixedReport.ExcludedKeys);
+        Assert.Equal(Keys / 2, mixedReport.Queried);
+        Assert.Equal(0, mixedReport.Hits);
+        Assert.All(mixedReport.Keys.Skip(Keys / 2), k => Assert.Null(k.Excluded));
         // The exact rule is untouched: the base's greedy answer never starts with the changed first token.
         Assert.Equal(0, LocalVerifier.Verify(base0, tok, fps, new VerdictRule(), new LocalVerifyOptions()).Keys.Count(k => k.Hit));
     }
