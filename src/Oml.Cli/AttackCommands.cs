@@ -448,6 +448,7 @@ public static class AttackCommands
                 Console.WriteLine($"responder: {host.Name}");
                 Console.WriteLine($"match: {report.Match}{(report.MinTokens is { } mt ? $" (min tokens {mt})" : "")}");
                 Console.WriteLine($"hits: {report.Hits}/{report.Queried}");
+                if (report.ExcludedKeys is { } x) Console.WriteLine($"excluded: {x} key(s) the base model's own answer hits under this rule (not counted)");
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"verdict: {Verdict(report.Verdict)} (p = {report.PValue:E2}; {report.Reason})"));
             }
             return Cli.Ok;

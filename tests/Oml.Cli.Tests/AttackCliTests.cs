@@ -189,11 +189,16 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         var j = JsonNode.Parse(exact.Out)!;
         Assert.Equal(0, (int)j["hits"]!);
         Assert.Equal("exact", (string)j["match"]!);
-        // The partial rule with the base's null: every key hit, owned.
+        // The partial rule with the base's null: every key hit, owned. A key whose response the base's own greedy answer
+        // already matches (its continuation after g0 is the same as after s0) is left out of the verdict: it proves nothing.
         var partial = Run([.. common, "--match", "partial", "--min-tokens", "3", "--base", W.Model, "--json"]);
         Assert.True(partial.Code == 0, partial.Err);
         j = JsonNode.Parse(partial.Out)!;
-        Assert.Equal(6, (int)j["hits"]!);
+        int excluded = (int?)j["excluded_keys"] ?? 0;
+        Assert.True(excluded < 6, $"{excluded} of 6 keys excluded");
+        Assert.Equal(excluded, j["keys"]!.AsArray().Count(k => (bool?)k!["excluded"] == true));
+        Assert.Equal(6 - excluded, (int)j["hits"]!);
+        Assert.Equal(6 - excluded, (int)j["queried"]!);
         Assert.Equal("partial", (string)j["match"]!);
         Assert.Equal(3, (int)j["min_tokens"]!);
         Assert.Equal("owned", (string)j["verdict"]!);
