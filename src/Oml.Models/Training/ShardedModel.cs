@@ -651,23 +651,16 @@ public sealed class ShardedModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(load);
         ArgumentNullException.ThrowIfNull(moments);
-        ArgumentNullException.ThrowIfNull(opt);
-        EnsureSharded();
-        using var noGrad = Torch.NoGrad();
-        foreach (var seg in _segments.Where(s => s.Trainable))
+        // This rank's piece of a whole tensor, then as the pieces overload loads it.
+        static Tensor Slice(Segment seg, Tensor whole)
         {
-            using var scope = Torch.NewScope();
-            var target = optimized?.Invoke(seg) ?? seg.Shard;
-            Tensor Slice(Tensor whole)
-            {
-                if (whole.NumEl != seg.FullShape.Aggregate(1L, (a, b) => a * b))
-                    throw new InvalidDataException($"'{seg.Name}' has {whole.NumEl} elements in the checkpoint, the model {string.Join("×", seg.FullShape)}");
-                return whole.Reshape(-1).Narrow(0, seg.Start, seg.Length).To(target.DType, _model.Device);
-            }
-            target.CopyFrom(Slice(load(seg.Name)));
-            if (moments(seg.Name) is { } mo)
-                opt.SetState(target, Slice(mo.ExpAvg).Clone(), Slice(mo.ExpAvgSq).Clone(), mo.Step);
+            if (whole.NumEl != seg.FullShape.Aggregate(1L, (a, b) => a * b))
+                throw new InvalidDataException($"'{seg.Name}' has {whole.NumEl} elements in the checkpoint, the model {string.Join("×", seg.FullShape)}");
+            return whole.Reshape(-1).Narrow(0, seg.Start, seg.Length);
         }
+        LoadTrainable(seg => Slice(seg, load(seg.Name)),
+            seg => moments(seg.Name) is { } mo ? (Slice(seg, mo.ExpAvg), Slice(seg, mo.ExpAvgSq), mo.Step) : null,
+            opt, optimized);
     }
 
     /// <summary>The whole shape of parameter <paramref name="name"/> (its tensor in the model is empty at rest).</summary>
