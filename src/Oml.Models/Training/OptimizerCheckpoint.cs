@@ -235,11 +235,16 @@ public static class OptimizerCheckpoint
     /// <summary>The shard index of a checkpoint folder's state file (empty for the single-file form).</summary>
     public static IReadOnlyList<Shard> ShardIndex(string folder)
     {
+        var (state, statePath) = ReadState(folder);
+        return ShardIndex(state, statePath);
+    }
+
+    /// <summary>A checkpoint folder's state file, parsed, and its path (bad JSON: <see cref="InvalidDataException"/> naming it).</summary>
+    private static (JsonObject State, string Path) ReadState(string folder)
+    {
         var statePath = Path.Combine(folder, StateFile);
-        JsonObject j;
-        try { j = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject(); }
+        try { return (JsonNode.Parse(File.ReadAllText(statePath))!.AsObject(), statePath); }
         catch (JsonException e) { throw new InvalidDataException($"{statePath}: not valid JSON ({e.Message})"); }
-        return ShardIndex(j, statePath);
     }
 
     private static List<Shard> ShardIndex(JsonObject state, string where)
@@ -406,11 +411,8 @@ public static class OptimizerCheckpoint
     /// <summary>The segment index of a checkpoint folder's state file (empty when the weights are whole in params.safetensors).</summary>
     public static IReadOnlyList<SegmentShard> SegmentIndex(string folder)
     {
-        var statePath = Path.Combine(folder, StateFile);
-        JsonObject j;
-        try { j = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject(); }
-        catch (JsonException e) { throw new InvalidDataException($"{statePath}: not valid JSON ({e.Message})"); }
-        return SegmentIndex(j, statePath);
+        var (state, statePath) = ReadState(folder);
+        return SegmentIndex(state, statePath);
     }
 
     private static List<SegmentShard> SegmentIndex(JsonObject state, string where)
