@@ -4,6 +4,9 @@ using Oml.Models;
 
 namespace Oml.Fingerprinting.Generation;
 
+/// <summary>One row of <see cref="ResponseScorer.LogProbsAfterPrefixes"/>: after prefix number <paramref name="Prefix"/> and the <paramref name="Given"/> tokens, the <paramref name="Scored"/> tokens.</summary>
+public readonly record struct PrefixedRow(int Prefix, int[] Given, int[] Scored);
+
 /// <summary>log p(response | key) under a model, for many pairs at once.</summary>
 public static class ResponseScorer
 {
@@ -54,8 +57,7 @@ public static class ResponseScorer
 
     /// <summary>
     /// log p(pair.Response | <paramref name="prefix"/> ++ pair.Key) for many pairs after one shared prefix (teacher-forced,
-    /// summed over the response tokens): the prefix but its last token runs through the model once into a key/value
-    /// cache, which every batch repeats, so each row computes only its own 1 + |key| + |response| tokens. Equal to
+    /// summed over the response tokens): <see cref="LogProbsAfterPrefixes"/> with one prefix. Equal to
     /// <see cref="LogProbs"/> on the concatenated keys up to floating-point batching effects.
     /// </summary>
     public static double[] LogProbsAfterPrefix(CausalLM model, int[] prefix, IReadOnlyList<TrainingPair> pairs, int batchSize = 4096)
@@ -64,62 +66,184 @@ public static class ResponseScorer
         ArgumentNullException.ThrowIfNull(prefix);
         ArgumentNullException.ThrowIfNull(pairs);
         if (prefix.Length == 0) throw new ArgumentException("the shared prefix is empty");
-        var result = new double[pairs.Count];
-        if (pairs.Count == 0) return result;
-        using var noGrad = Torch.NoGrad();
-        int cached = prefix.Length - 1, pad = model.Config.PadTokenId ?? 0;
-        // Each row's tail: the prefix's last token, its key, its response; right padding (causal attention never lets a
-        // real token see the padding after it) and positions that continue the cache's.
-        var tails = pairs.Select(p => new TrainingPair([prefix[^1], .. p.Key], p.Response)).ToList();
-        using var shared = new KVCache(model.Config, 1, Math.Max(cached, 1), model.DType, model.Device);
-        if (cached > 0)
-            using (Torch.NewScope())
-                model.Hidden(Torch.FromArray<long>([.. prefix[..cached].Select(t => (long)t)], [1, cached], model.Device), cache: shared);
-        // Batches: rows of similar length, at most MaxBatchTokens tokens counting the cached positions each row attends to.
-        int rows = Math.Max(1, batchSize);
-        foreach (var chunk in Batches(tails, rows, cached))
+        return LogProbsAfterPrefixes(model, [prefix], pairs.Select(p => new PrefixedRow(0, p.Key, p.Response)).ToList(), batchSize);
+    }
+
+    /// <summary>
+    /// For each row, log p(row.Scored | prefixes[row.Prefix] ++ row.Given) (teacher-forced, summed over the scored tokens),
+    /// for many rows after a few prefixes. Each prefix runs through the model once, prefixes of one length together, into
+    /// a key/value cache; each row then computes only its given tokens and its scored tokens but the last (the last
+    /// scored token is a target, never an input), attending to a copy of its prefix's cache
+    /// (<see cref="KVCache.Gather"/>); a first scored token right after the prefix (no given tokens) is read from the
+    /// prefix pass's last logits. Rows of all prefixes of one length share batches of similar length, at most
+    /// <paramref name="batchSize"/> rows and <see cref="MaxBatchTokens"/> tokens counting the cached positions each row
+    /// attends to. On a GPU, the index tensors of a group of prefixes go to the device in one copy and the
+    /// log-probabilities come back in one copy at the end: no per-batch host synchronisation.
+    /// </summary>
+    /// <exception cref="ArgumentException">an empty prefix, a row naming no prefix, or a token outside the vocabulary.</exception>
+    public static double[] LogProbsAfterPrefixes(CausalLM model, IReadOnlyList<int[]> prefixes, IReadOnlyList<PrefixedRow> rows, int batchSize = 4096)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(prefixes);
+        ArgumentNullException.ThrowIfNull(rows);
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        int vocab = model.Config.VocabSize;
+        var result = new double[rows.Count];
+        var rowsOf = new List<int>?[prefixes.Count];
+        for (int r = 0; r < rows.Count; r++)
         {
-            using var scope = Torch.NewScope();
-            var batch = chunk.Select(i => tails[i]).ToList();
-            int t = batch.Max(p => p.Key.Length + p.Response.Length);
-            var data = new long[batch.Count * t];
-            Array.Fill(data, pad);
-            var positions = new List<long>();
-            var targets = new List<long>();
-            var counts = new int[batch.Count];
-            for (int b = 0; b < batch.Count; b++)
+            var row = rows[r];
+            if (row.Given is null || row.Scored is null) throw new ArgumentException($"row {r}: no given or scored tokens (use empty arrays)");
+            if (row.Prefix < 0 || row.Prefix >= prefixes.Count) throw new ArgumentException($"row {r}: prefix {row.Prefix} of {prefixes.Count}");
+            if (prefixes[row.Prefix] is not { Length: > 0 }) throw new ArgumentException($"row {r}: prefix {row.Prefix} is empty");
+            foreach (var id in row.Given.Concat(row.Scored))
+                if (id < 0 || id >= vocab) throw new ArgumentException($"row {r}: token id {id} is outside the vocabulary of {vocab}");
+            if (row.Scored.Length > 0) (rowsOf[row.Prefix] ??= []).Add(r);
+        }
+        foreach (var p in prefixes.Where(p => p is not null).SelectMany(p => p))
+            if (p < 0 || p >= vocab) throw new ArgumentException($"prefix token id {p} is outside the vocabulary of {vocab}");
+        var picked = new List<Tensor>();     // log-probabilities on the device, in the order of `owners`
+        var owners = new List<int>();
+        using var noGrad = Torch.NoGrad();
+        try
+        {
+            foreach (var group in Enumerable.Range(0, prefixes.Count).Where(p => rowsOf[p] is not null).GroupBy(p => prefixes[p].Length).OrderBy(g => g.Key))
             {
-                var (k, r) = (batch[b].Key, batch[b].Response);
-                for (int j = 0; j < k.Length; j++) data[b * t + j] = k[j];
-                for (int j = 0; j < r.Length; j++) data[b * t + k.Length + j] = r[j];
-                for (int j = 0; j < r.Length; j++)
-                {
-                    positions.Add(b * t + k.Length - 1 + j);
-                    targets.Add(r[j]);
-                    counts[b]++;
-                }
+                int len = group.Key;
+                var members = group.ToArray();
+                bool first = members.Any(p => rowsOf[p]!.Any(r => rows[r].Given.Length == 0));
+                // Prefixes per pass: at most MaxBatchTokens tokens, and a [prefixes, vocabulary] log-softmax of at most 2^26 entries where first tokens are read from it.
+                int per = Math.Max(1, MaxBatchTokens / len);
+                if (first) per = Math.Min(per, Math.Max(1, (1 << 26) / vocab));
+                for (int start = 0; start < members.Length; start += per)
+                    ScoreGroup(model, prefixes, rows, rowsOf, members.AsSpan(start, Math.Min(per, members.Length - start)).ToArray(), len, batchSize, picked, owners);
             }
-            if (positions.Count == 0) continue;
-            using var cache = shared.Repeat(batch.Count, t);
-            var hidden = model.Hidden(Torch.FromArray<long>(data, [batch.Count, t], model.Device), cache: cache);
-            var picked = Pick(model, hidden, positions, targets);
-            int at = 0;
-            for (int b = 0; b < batch.Count; b++)
+            if (picked.Count > 0)
             {
-                double sum = 0;
-                for (int j = 0; j < counts[b]; j++) sum += picked[at++];
-                result[chunk[b]] = sum;
+                float[] values;
+                using (Torch.NewScope()) values = Torch.Cat(picked).ToArray<float>();
+                for (int i = 0; i < values.Length; i++) result[owners[i]] += values[i];
             }
         }
+        finally
+        {
+            foreach (var t in picked) t.Dispose();
+        }
         return result;
+    }
+
+    /// <summary>
+    /// The rows of <paramref name="members"/> (prefixes of <paramref name="len"/> tokens): one pass over the prefixes into
+    /// a cache, then batches of rows after copies of it. Appends each batch's log-probabilities (a device tensor, detached)
+    /// to <paramref name="picked"/> and their rows to <paramref name="owners"/>.
+    /// </summary>
+    private static void ScoreGroup(CausalLM model, IReadOnlyList<int[]> prefixes, IReadOnlyList<PrefixedRow> rows, List<int>?[] rowsOf,
+        int[] members, int len, int batchSize, List<Tensor> picked, List<int> owners)
+    {
+        int vocab = model.Config.VocabSize;
+        // Everything the device needs, built on the host and copied at once: the prefixes, the first tokens' flat indices
+        // into the [prefixes, vocabulary] log-softmax, and per batch its input, cache rows, positions and targets.
+        var blob = new List<long>(members.Length * len);
+        foreach (var p in members) foreach (var t in prefixes[p]) blob.Add(t);
+        var firstRows = new List<int>();
+        int firstAt = blob.Count;
+        var slotted = new List<(int Row, int Slot)>();
+        for (int g = 0; g < members.Length; g++)
+            foreach (var r in rowsOf[members[g]]!)
+            {
+                slotted.Add((r, g));
+                if (rows[r].Given.Length == 0)
+                {
+                    blob.Add((long)g * vocab + rows[r].Scored[0]);
+                    firstRows.Add(r);
+                }
+            }
+        // Rows with input (given ++ scored but the last), by input length: batches of similar length.
+        static int InputLength(PrefixedRow row) => row.Given.Length + row.Scored.Length - 1;
+        var forward = slotted.Where(x => InputLength(rows[x.Row]) > 0).OrderBy(x => InputLength(rows[x.Row])).ToList();
+        var batches = new List<(int Rows, int T, int Input, int Cache, int Positions, int Targets, int Count)>();
+        int maxRows = Math.Max(1, batchSize);
+        for (int i = 0; i < forward.Count;)
+        {
+            // Rows sorted ascending: the last row taken is the longest. At most MaxBatchTokens tokens counting the cache,
+            // and a [positions, vocabulary] float32 log-softmax of at most 2^27 entries.
+            int n = 0, t = 0, scored = 0;
+            while (i + n < forward.Count && n < maxRows)
+            {
+                var row = rows[forward[i + n].Row];
+                int tt = Math.Max(t, InputLength(row)), ss = scored + row.Scored.Length;
+                if (n > 0 && ((long)(n + 1) * (len + tt) > MaxBatchTokens || (long)ss * vocab > 1L << 27)) break;
+                (t, scored) = (tt, ss);
+                n++;
+            }
+            int input = blob.Count;
+            for (int b = 0; b < n; b++)
+            {
+                var row = rows[forward[i + b].Row];
+                int k = 0;
+                foreach (var tok in row.Given) { blob.Add(tok); k++; }
+                for (int j = 0; j < row.Scored.Length - 1; j++) { blob.Add(row.Scored[j]); k++; }
+                for (; k < t; k++) blob.Add(0);
+            }
+            int cache = blob.Count;
+            for (int b = 0; b < n; b++) blob.Add(forward[i + b].Slot);
+            int positions = blob.Count, count = 0;
+            var targets = new List<long>();
+            for (int b = 0; b < n; b++)
+            {
+                var (r, _) = forward[i + b];
+                var row = rows[r];
+                for (int j = 0; j < row.Scored.Length; j++)
+                {
+                    int at = row.Given.Length + j;      // the scored token's place after the prefix
+                    if (at == 0) continue;              // right after the prefix: read from the prefix pass
+                    blob.Add((long)b * t + at - 1);
+                    targets.Add(row.Scored[j]);
+                    owners.Add(r);                      // appended in the order the batches' values will be
+                    count++;
+                }
+            }
+            blob.AddRange(targets);
+            batches.Add((n, t, input, cache, positions, positions + count, count));
+            i += n;
+        }
+        // The owners above were appended batch by batch; the first tokens' values go before them (see below).
+        owners.InsertRange(owners.Count - batches.Sum(b => b.Count), firstRows);
+
+        using var scope = Torch.NewScope();
+        var device = model.Device;
+        var all = Torch.FromArray<long>([.. blob], [blob.Count], device);
+        using var shared = new KVCache(model.Config, members.Length, len, model.DType, device);
+        var hidden = model.Hidden(all.Narrow(0, 0, (long)members.Length * len).View(members.Length, len), cache: shared);
+        if (firstRows.Count > 0)
+        {
+            var lastLogProbs = model.Head(hidden.Select(1, len - 1)).To(DType.Float32).LogSoftmax(-1).Reshape(-1);
+            picked.Add(lastLogProbs.IndexSelect(0, all.Narrow(0, firstAt, firstRows.Count)).DetachFromScope());
+        }
+        foreach (var (n, t, input, cache, positions, targets, count) in batches)
+        {
+            using var batchScope = Torch.NewScope();
+            using var rowsCache = shared.Gather(all.Narrow(0, cache, n), t);
+            var h = model.Hidden(all.Narrow(0, input, (long)n * t).View(n, t), cache: rowsCache);
+            if (count > 0) picked.Add(Pick(model, h, all.Narrow(0, positions, count), all.Narrow(0, targets, count)).DetachFromScope());
+        }
     }
 
     /// <summary>The log-probabilities of <paramref name="targets"/> at the flattened <paramref name="positions"/> of hidden states [B, T, hidden].</summary>
     private static float[] Pick(CausalLM model, Tensor hidden, List<long> positions, List<long> targets)
     {
-        var rows = hidden.Reshape(-1, hidden.Size(-1)).IndexSelect(0, Torch.FromArray<long>([.. positions], [positions.Count], model.Device));
+        using var scope = Torch.NewScope();
+        return Pick(model, hidden, Torch.FromArray<long>([.. positions], [positions.Count], model.Device),
+            Torch.FromArray<long>([.. targets], [targets.Count], model.Device)).ToArray<float>();
+    }
+
+    /// <summary>As <see cref="Pick(CausalLM, Tensor, List{long}, List{long})"/> with the indices on the device: a float32 tensor [positions] there.</summary>
+    private static Tensor Pick(CausalLM model, Tensor hidden, Tensor positions, Tensor targets)
+    {
+        using var scope = Torch.NewScope();
+        var rows = hidden.Reshape(-1, hidden.Size(-1)).IndexSelect(0, positions);
         var logp = model.Head(rows).To(DType.Float32).LogSoftmax(-1);
-        return logp.Gather(1, Torch.FromArray<long>([.. targets], [targets.Count, 1], model.Device)).Squeeze(-1).ToArray<float>();
+        return logp.Gather(1, targets.Unsqueeze(1)).Squeeze(-1).MoveToOuterScope();
     }
 
     /// <summary>Padded tokens per batch at most (rows × longest row), unless a single row is longer: bounds the [B, T, V] logits.</summary>
@@ -129,17 +253,14 @@ public static class ResponseScorer
     /// Indices of <paramref name="pairs"/> in batches of similar total length (sorted, so little padding is computed): at
     /// most <paramref name="batchSize"/> pairs and at most <see cref="MaxBatchTokens"/> padded tokens each.
     /// </summary>
-    public static IEnumerable<int[]> Batches(IReadOnlyList<TrainingPair> pairs, int batchSize) => Batches(pairs, batchSize, 0);
-
-    /// <summary><see cref="Batches(IReadOnlyList{TrainingPair}, int)"/> for rows that each also attend to <paramref name="cached"/> positions.</summary>
-    private static IEnumerable<int[]> Batches(IReadOnlyList<TrainingPair> pairs, int batchSize, int cached)
+    public static IEnumerable<int[]> Batches(IReadOnlyList<TrainingPair> pairs, int batchSize)
     {
         var order = Enumerable.Range(0, pairs.Count).OrderBy(i => pairs[i].Key.Length + pairs[i].Response.Length).ToArray();
         int rows = Math.Max(1, batchSize);
         var batch = new List<int>();
         foreach (var i in order)
         {
-            int len = cached + pairs[i].Key.Length + pairs[i].Response.Length;   // the longest so far: the order is ascending
+            int len = pairs[i].Key.Length + pairs[i].Response.Length;   // the longest so far: the order is ascending
             if (batch.Count > 0 && (batch.Count == rows || (long)(batch.Count + 1) * len > MaxBatchTokens))
             {
                 yield return [.. batch];
