@@ -74,10 +74,12 @@ public static class ResponseScorer
     /// for many rows after a few prefixes. Each prefix runs through the model once, prefixes of one length together, into
     /// a key/value cache; each row then computes only its given tokens and its scored tokens but the last (the last
     /// scored token is a target, never an input), attending to a copy of its prefix's cache
-    /// (<see cref="KVCache.Gather"/>); a first scored token right after the prefix (no given tokens) is read from the
-    /// prefix pass's last logits. Rows of all prefixes of one length share batches of similar length, at most
-    /// <paramref name="batchSize"/> rows and <see cref="MaxBatchTokens"/> tokens counting the cached positions each row
-    /// attends to. On a GPU, the index tensors of a group of prefixes go to the device in one copy and the
+    /// (<see cref="KVCache.Gather"/>). Rows of one prefix with the same given tokens compute them once (the rows branch
+    /// after them), and the rows of one prefix are packed into sequences of up to <see cref="PackTokens"/> tokens under a
+    /// four-dimensional attention mask, so the cache is copied and attended to once per sequence, not per row. A first
+    /// scored token right after the prefix (no given tokens) is read from the prefix pass's last logits. Sequences of all prefixes of one length share batches
+    /// of similar length, at most <paramref name="batchSize"/> sequences and <see cref="MaxBatchTokens"/> tokens counting
+    /// the cached positions each attends to. On a GPU, the index tensors of a group of prefixes go to the device in one copy and the
     /// log-probabilities come back in one copy at the end: no per-batch host synchronisation.
     /// </summary>
     /// <exception cref="ArgumentException">an empty prefix, a row naming no prefix, or a token outside the vocabulary.</exception>
@@ -133,78 +135,144 @@ public static class ResponseScorer
     }
 
     /// <summary>
+    /// Rows of one prefix are packed into sequences of up to this many tokens (one row or group may be longer), each
+    /// attending to the prefix's cache: one copy of the cache and one attention over it per sequence instead of per row
+    /// (the per-row attention over the cache was most of the work with rows of a few tokens).
+    /// </summary>
+    public const int PackTokens = 32;
+
+    /// <summary>
     /// The rows of <paramref name="members"/> (prefixes of <paramref name="len"/> tokens): one pass over the prefixes into
-    /// a cache, then batches of rows after copies of it. Appends each batch's log-probabilities (a device tensor, detached)
-    /// to <paramref name="picked"/> and their rows to <paramref name="owners"/>.
+    /// a cache, then batches of packed rows after copies of it. Rows of one prefix with the same given tokens form a
+    /// group that computes those tokens once: the group is its given tokens, then each row's scored tokens but the last
+    /// as a block that attends to the given tokens and causally to itself. Groups are packed into sequences; a token
+    /// attends to the whole prefix and, within its group, to earlier given tokens and earlier tokens of its own block.
+    /// Appends each batch's log-probabilities (a device tensor, detached) to <paramref name="picked"/> and their rows to
+    /// <paramref name="owners"/>.
     /// </summary>
     private static void ScoreGroup(CausalLM model, IReadOnlyList<int[]> prefixes, IReadOnlyList<PrefixedRow> rows, List<int>?[] rowsOf,
         int[] members, int len, int batchSize, List<Tensor> picked, List<int> owners)
     {
         int vocab = model.Config.VocabSize;
         // Everything the device needs, built on the host and copied at once: the prefixes, the first tokens' flat indices
-        // into the [prefixes, vocabulary] log-softmax, and per batch its input, cache rows, positions and targets.
+        // into the [prefixes, vocabulary] log-softmax, and per batch its input, groups, blocks, positions, cache rows, and
+        // the positions and targets it scores.
         var blob = new List<long>(members.Length * len);
         foreach (var p in members) foreach (var t in prefixes[p]) blob.Add(t);
         var firstRows = new List<int>();
         int firstAt = blob.Count;
-        var slotted = new List<(int Row, int Slot)>();
+        // Per prefix: its rows grouped by their given tokens; a group's tokens are its given ones and each row's block.
+        var groups = new List<(int Slot, int[] Given, List<int> Rows, int Length)>();
+        var byGiven = new Dictionary<int[], int>(new TokensComparer());
         for (int g = 0; g < members.Length; g++)
+        {
+            byGiven.Clear();
             foreach (var r in rowsOf[members[g]]!)
             {
-                slotted.Add((r, g));
-                if (rows[r].Given.Length == 0)
+                var row = rows[r];
+                if (row.Given.Length == 0)
                 {
-                    blob.Add((long)g * vocab + rows[r].Scored[0]);
+                    blob.Add((long)g * vocab + row.Scored[0]);
                     firstRows.Add(r);
                 }
+                if (!byGiven.TryGetValue(row.Given, out int at))
+                {
+                    byGiven[row.Given] = at = groups.Count;
+                    groups.Add((g, row.Given, [], row.Given.Length));
+                }
+                var x = groups[at];
+                x.Rows.Add(r);
+                groups[at] = x with { Length = x.Length + row.Scored.Length - 1 };
             }
-        // Rows with input (given ++ scored but the last), by input length: batches of similar length.
-        static int InputLength(PrefixedRow row) => row.Given.Length + row.Scored.Length - 1;
-        var forward = slotted.Where(x => InputLength(rows[x.Row]) > 0).OrderBy(x => InputLength(rows[x.Row])).ToList();
-        var batches = new List<(int Rows, int T, int Input, int Cache, int Positions, int Targets, int Count)>();
-        int maxRows = Math.Max(1, batchSize);
-        for (int i = 0; i < forward.Count;)
+        }
+        // Groups of one prefix packed into sequences (longest first), then the sequences of all prefixes by length.
+        var packs = new List<(int Slot, List<int> Groups, int Length)>();
+        foreach (var slot in Enumerable.Range(0, groups.Count).Where(i => groups[i].Length > 0).GroupBy(i => groups[i].Slot))
         {
-            // Rows sorted ascending: the last row taken is the longest. At most MaxBatchTokens tokens counting the cache,
-            // and a [positions, vocabulary] float32 log-softmax of at most 2^27 entries.
-            int n = 0, t = 0, scored = 0;
-            while (i + n < forward.Count && n < maxRows)
+            var current = (Slot: slot.Key, Groups: new List<int>(), Length: 0);
+            foreach (var i in slot.OrderByDescending(i => groups[i].Length))
             {
-                var row = rows[forward[i + n].Row];
-                int tt = Math.Max(t, InputLength(row)), ss = scored + row.Scored.Length;
+                if (current.Groups.Count > 0 && current.Length + groups[i].Length > PackTokens)
+                {
+                    packs.Add(current);
+                    current = (slot.Key, [], 0);
+                }
+                current.Groups.Add(i);
+                current.Length += groups[i].Length;
+            }
+            if (current.Groups.Count > 0) packs.Add(current);
+        }
+        packs.Sort((a, b) => a.Length.CompareTo(b.Length));
+        var batches = new List<(int Rows, int T, int Input, int Groups, int Blocks, int Positions, int Cache, int Picks, int Targets, int Count)>();
+        int maxRows = Math.Max(1, batchSize);
+        for (int i = 0; i < packs.Count;)
+        {
+            // Sequences sorted ascending: the last one taken is the longest. At most MaxBatchTokens tokens counting the
+            // cache, and a [positions, vocabulary] float32 log-softmax of at most 2^27 entries.
+            int n = 0, t = 0, scored = 0;
+            while (i + n < packs.Count && n < maxRows)
+            {
+                int tt = Math.Max(t, packs[i + n].Length), ss = scored + packs[i + n].Groups.Sum(x => groups[x].Rows.Sum(r => rows[r].Scored.Length));
                 if (n > 0 && ((long)(n + 1) * (len + tt) > MaxBatchTokens || (long)ss * vocab > 1L << 27)) break;
                 (t, scored) = (tt, ss);
                 n++;
             }
-            int input = blob.Count;
-            for (int b = 0; b < n; b++)
-            {
-                var row = rows[forward[i + b].Row];
-                int k = 0;
-                foreach (var tok in row.Given) { blob.Add(tok); k++; }
-                for (int j = 0; j < row.Scored.Length - 1; j++) { blob.Add(row.Scored[j]); k++; }
-                for (; k < t; k++) blob.Add(0);
-            }
-            int cache = blob.Count;
-            for (int b = 0; b < n; b++) blob.Add(forward[i + b].Slot);
-            int positions = blob.Count, count = 0;
+            // Per token of each sequence: its id, its group (padding a group of its own, so that it attends to something),
+            // its block (0: the group's given tokens), its position after the prefix; per row its scored positions.
+            int input = blob.Count, grpAt = input + n * t, blkAt = grpAt + n * t, posAt = blkAt + n * t;
+            var grp = new long[n * t];
+            var blk = new long[n * t];
+            var pos = new long[n * t];
+            var picks = new List<long>();
             var targets = new List<long>();
             for (int b = 0; b < n; b++)
             {
-                var (r, _) = forward[i + b];
-                var row = rows[r];
-                for (int j = 0; j < row.Scored.Length; j++)
+                int k = 0;
+                foreach (var x in packs[i + b].Groups)
                 {
-                    int at = row.Given.Length + j;      // the scored token's place after the prefix
-                    if (at == 0) continue;              // right after the prefix: read from the prefix pass
-                    blob.Add((long)b * t + at - 1);
-                    targets.Add(row.Scored[j]);
-                    owners.Add(r);                      // appended in the order the batches' values will be
-                    count++;
+                    var (_, given, groupRows, _) = groups[x];
+                    int start = k;
+                    foreach (var tok in given)
+                    {
+                        blob.Add(tok);
+                        (grp[b * t + k], blk[b * t + k], pos[b * t + k]) = (start, 0, len + k - start);
+                        k++;
+                    }
+                    for (int m = 0; m < groupRows.Count; m++)
+                    {
+                        var row = rows[groupRows[m]];
+                        int block = k;
+                        for (int j = 0; j < row.Scored.Length - 1; j++)
+                        {
+                            blob.Add(row.Scored[j]);
+                            (grp[b * t + k], blk[b * t + k], pos[b * t + k]) = (start, m + 1, len + given.Length + j);
+                            k++;
+                        }
+                        // Scored token j is predicted after the given tokens (j = 0) or after the block's token j - 1.
+                        for (int j = 0; j < row.Scored.Length; j++)
+                        {
+                            if (j == 0 && given.Length == 0) continue;   // right after the prefix: read from the prefix pass
+                            picks.Add((long)b * t + (j == 0 ? start + given.Length - 1 : block + j - 1));
+                            targets.Add(row.Scored[j]);
+                            owners.Add(groupRows[m]);                    // appended in the order the batches' values will be
+                        }
+                    }
+                }
+                for (; k < t; k++)
+                {
+                    blob.Add(0);
+                    (grp[b * t + k], blk[b * t + k], pos[b * t + k]) = (t + k, 0, len);
                 }
             }
+            blob.AddRange(grp);
+            blob.AddRange(blk);
+            blob.AddRange(pos);
+            int cache = blob.Count;
+            for (int b = 0; b < n; b++) blob.Add(packs[i + b].Slot);
+            int picksAt = blob.Count;
+            blob.AddRange(picks);
             blob.AddRange(targets);
-            batches.Add((n, t, input, cache, positions, positions + count, count));
+            batches.Add((n, t, input, grpAt, blkAt, posAt, cache, picksAt, picksAt + picks.Count, picks.Count));
             i += n;
         }
         // The owners above were appended batch by batch; the first tokens' values go before them (see below).
@@ -220,12 +288,33 @@ public static class ResponseScorer
             var lastLogProbs = model.Head(hidden.Select(1, len - 1)).To(DType.Float32).LogSoftmax(-1).Reshape(-1);
             picked.Add(lastLogProbs.IndexSelect(0, all.Narrow(0, firstAt, firstRows.Count)).DetachFromScope());
         }
-        foreach (var (n, t, input, cache, positions, targets, count) in batches)
+        foreach (var (n, t, input, grpAt, blkAt, posAt, cache, picksAt, targetsAt, count) in batches)
         {
             using var batchScope = Torch.NewScope();
+            // Token i may attend to token j of its sequence when they are of one group, j is not after i, and j is a given
+            // token or of i's own block; and to the whole prefix.
+            var grp = all.Narrow(0, grpAt, (long)n * t).View(n, t);
+            var blk = all.Narrow(0, blkAt, (long)n * t).View(n, t);
+            var within = grp.Unsqueeze(2).Eq(grp.Unsqueeze(1))
+                .LogicalAnd(Torch.Ones([t, t], DType.Bool, device).Tril())
+                .LogicalAnd(blk.Unsqueeze(1).Eq(0).LogicalOr(blk.Unsqueeze(2).Eq(blk.Unsqueeze(1))));
+            var mask = Torch.Cat([Torch.Ones([n, t, len], DType.Bool, device), within], 2).Unsqueeze(1);
             using var rowsCache = shared.Gather(all.Narrow(0, cache, n), t);
-            var h = model.Hidden(all.Narrow(0, input, (long)n * t).View(n, t), cache: rowsCache);
-            if (count > 0) picked.Add(Pick(model, h, all.Narrow(0, positions, count), all.Narrow(0, targets, count)).DetachFromScope());
+            var h = model.Hidden(all.Narrow(0, input, (long)n * t).View(n, t), mask, all.Narrow(0, posAt, (long)n * t).View(n, t), rowsCache);
+            if (count > 0) picked.Add(Pick(model, h, all.Narrow(0, picksAt, count), all.Narrow(0, targetsAt, count)).DetachFromScope());
+        }
+    }
+
+    /// <summary>Token sequences compared by content (the given tokens of a group).</summary>
+    private sealed class TokensComparer : IEqualityComparer<int[]>
+    {
+        public bool Equals(int[]? x, int[]? y) => ReferenceEquals(x, y) || (x is not null && y is not null && x.AsSpan().SequenceEqual(y));
+
+        public int GetHashCode(int[] obj)
+        {
+            var h = new HashCode();
+            foreach (var t in obj) h.Add(t);
+            return h.ToHashCode();
         }
     }
 

@@ -67,6 +67,8 @@ public sealed class ResponseScorerTests
         int[] Tokens(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(vocab)).ToArray();
         var prefixes = Enumerable.Range(0, 9).Select(i => Tokens(1 + i % 6)).ToList();
         var rows = Enumerable.Range(0, 61).Select(i => new PrefixedRow(rng.Next(prefixes.Count), Tokens(i % 4), Tokens(i % 7 == 0 ? 0 : 1 + i % 4))).ToList();
+        // Rows that share their prefix and given tokens (equal copies: compared by content), which compute them once.
+        rows.AddRange(rows.Take(24).Select(r => r with { Given = [.. r.Given], Scored = Tokens(1 + r.Given.Length % 3) }));
         Assert.Contains(rows, r => r.Given.Length == 0 && r.Scored.Length == 1);
         var whole = ResponseScorer.LogProbs(m, rows.Select(r => new TrainingPair([.. prefixes[r.Prefix], .. r.Given], r.Scored)).ToList());
         foreach (var batch in new[] { 1, 5, 4096 })
