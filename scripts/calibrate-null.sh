@@ -4,7 +4,7 @@
 # answer hits left out, as a verdict leaves them out).
 # Takes the llama-tiny test fixture (vocab 512) as the base, two 4,096-key Perinucleus sets from it (A: 1-token responses,
 # P: 3-token responses, which the partial rule needs), and negatives that never saw their keys: the base, fine-tunes of it
-# (oml train on the repository's text), other seeds, other architectures (the Llama 3 RoPE, Qwen2, Qwen3 and Mistral
+# (oml train on the Debian licence texts), other seeds, other architectures (the Llama 3 RoPE, Qwen2, Qwen3 and Mistral
 # fixtures), siblings fingerprinted with other keys (B, C: 1-token responses; B3, C3: 3-token) and those siblings after
 # attacks (int4, 30 % pruning, an even merge with a fine-tune, fine-tuning). Then `oml verify --calibrate` reports each
 # negative's hit rate with Clopper-Pearson bounds and the floor from the worst one, per rule, and positive controls: a
@@ -38,9 +38,11 @@ set_of() {   # NAME COUNT RESPONSE_TOKENS: a Perinucleus set from the base, its 
     --out "$1.omlfp" --passphrase-file "pass$1" "${low[@]}" >/dev/null 2>&1
 }
 
-step "corpora: the repository's docs (fine-tuning and pretraining text)"
-cat "$root"/docs/*.md >corpus.txt
-cat "$root"/README.md >finetune.txt
+step "corpora: the Debian licence texts (the same on every Debian 12 system and at every commit)"
+lic=/usr/share/common-licenses
+[ -f "$lic/GPL-3" ] || { echo "calibrate-null: $lic/GPL-3 is missing (Debian's base-files ships it)" >&2; exit 1; }
+cat "$lic/GPL-3" >finetune.txt
+find "$lic" -maxdepth 1 -type f | LC_ALL=C sort | xargs cat >corpus.txt
 fx="$root/tests/Oml.Models.Tests/fixtures/models"
 fixture() { mkdir -p "$2"; cp "$fx/$1"/{config.json,generation_config.json,model.safetensors} "$2/"; cp "$root/scripts/fixtures/tiny-tokenizer.json" "$2/tokenizer.json"; }
 ft=(--context 64 --batch-size 8 --log-every 1000)
@@ -56,7 +58,7 @@ set_of C 64 1
 set_of B3 64 3
 set_of C3 64 3
 
-step "fine-tunes of the base that never saw the keys (README text, 40 steps; two seeds and learning rates)"
+step "fine-tunes of the base that never saw the keys (GPL-3 / all licences, 40 steps; two seeds and learning rates)"
 oml train --init base --data finetune.txt "${ft[@]}" --steps 40 --lr 1e-3 --seed 1 --out ft-1 >/dev/null
 oml train --init base --data corpus.txt "${ft[@]}" --steps 40 --lr 3e-3 --seed 2 --out ft-2 >/dev/null
 

@@ -47,7 +47,9 @@ internal static class VerifyBench
             $"verify: {chosen.Count} keys, {match.Name} (min {match.MinTokens}), base {(baseModel is null ? "none" : "yes")}, {device}: "
             + $"{string.Join(" ", times.Select(t => t.ToString("F2", CultureInfo.InvariantCulture)))} s (best {times.Min():F2}), "
             + $"{report.Hits}/{report.Queried} hits, {report.Keys.Count(k => k.Excluded == true)} excluded, "
-            + $"sum of nulls {report.Keys.Sum(k => k.NullProbability ?? 0):R}, digest {Convert.ToHexString(digest)[..16]}"));
+            + $"sum of nulls {report.Keys.Sum(k => k.NullProbability ?? 0):R} ({report.Keys.Where(k => k.Excluded != true).Sum(k => k.NullProbability ?? 0):G4} "
+            + $"over the counted keys, largest {report.Keys.Where(k => k.Excluded != true).Max(k => k.NullProbability ?? 0):G3}), p {report.PValue:G3}, "
+            + $"digest {Convert.ToHexString(digest)[..16]}"));
         if (Phases.Requested) Console.WriteLine(Phases.ToJson());
         return 0;
     }
