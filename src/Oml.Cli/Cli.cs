@@ -167,8 +167,6 @@ public static class Cli
     /// <summary>Parses a device name ("auto" picks cuda:0 when CUDA is available, else the CPU) and checks that it exists here.</summary>
     public static Device ParseDevice(string name)
     {
-        if (name.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase))
-            return Torch.Cuda.IsAvailable && Torch.Cuda.DeviceCount > 0 ? Device.Cuda(0) : Device.Cpu;
         Device d;
         try { d = Device.Parse(name); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
