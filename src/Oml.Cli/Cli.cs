@@ -80,6 +80,17 @@ public static class Cli
     private static readonly AsyncLocal<List<Task>?> BackgroundWork = new();
 
     /// <summary>
+    /// The tokenizer cache every command uses (<see cref="Oml.Models.Tokenizers.TokenizerCache.EnvironmentVariable"/>:
+    /// by default <c>~/.cache/oml/tokenizers</c>; <c>OML_TOKENIZER_CACHE=off</c> turns it off).
+    /// </summary>
+    public static Oml.Models.Tokenizers.TokenizerCache? TokenizerCache => s_tokenizerCache.Value;
+
+    private static readonly Lazy<Oml.Models.Tokenizers.TokenizerCache?> s_tokenizerCache = new(Oml.Models.Tokenizers.TokenizerCache.FromEnvironment);
+
+    /// <summary>The tokenizer of a model folder, through <see cref="TokenizerCache"/>.</summary>
+    public static Oml.Models.Tokenizers.Tokenizer LoadTokenizer(string dir) => Oml.Models.Tokenizers.Tokenizer.FromFolder(dir, TokenizerCache);
+
+    /// <summary>
     /// Starts <paramref name="work"/> on another thread, overlapped with what the command does next; the command waits
     /// for the result where it needs it (errors surface there), and <see cref="Run"/> waits for it before returning.
     /// </summary>

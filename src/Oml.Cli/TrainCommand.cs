@@ -134,7 +134,7 @@ public static class TrainCommand
         long maxShard = r.MaxShardMb is { } mb ? (long)(mb * 1e6) : 4L << 30;
         if (maxShard < 1) throw new UsageException("--max-shard-mb must be positive");
 
-        var tok = Tokenizer.FromFolder(tokDir);
+        var tok = Cli.LoadTokenizer(tokDir);
         var sw = System.Diagnostics.Stopwatch.StartNew();
 
         var options = new TrainingOptions
