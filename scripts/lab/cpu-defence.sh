@@ -25,4 +25,4 @@ if [ "$name" = cpu-defence ]; then
   [ -f "$out/base/config.json" ] || cp "$fx"/{config.json,generation_config.json,model.safetensors} "$out/base/"
   [ -f "$out/base/tokenizer.json" ] || cp "$root/scripts/fixtures/tiny-tokenizer.json" "$out/base/tokenizer.json"
 fi
-oml lab run "lab/experiments/$name.yaml" --out "$out"
+oml lab run "lab/experiments/$name.yaml" --out "$out" ${OML_LAB_WORKERS:+--workers "$OML_LAB_WORKERS"}
