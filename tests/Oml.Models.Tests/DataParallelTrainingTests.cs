@@ -25,8 +25,8 @@ public sealed class DataParallelTrainingTests
 
     private static int FreePort() => Launcher.FreePort();
 
-    // The initial weights, made once: the ranks here are threads of one process, which share libtorch's global
-    // generator, so each creating its own random model would race on it (separate processes would not).
+    // The initial weights, which every rank draws for itself (Pretraining.CreateRandom draws from a generator of its own
+    // seeded with the seed, so the ranks, threads of one process here, draw the same whatever the others draw meanwhile).
     private static readonly Dictionary<string, float[]> Initial = MakeInitial();
 
     private static Dictionary<string, float[]> MakeInitial()
@@ -40,10 +40,6 @@ public sealed class DataParallelTrainingTests
         Func<TrainingData>? eval = null, DType dtype = DType.Float32)
     {
         using var model = Pretraining.CreateRandom(Tiny(), 1, dtype: dtype);
-        using (Torch.NoGrad())
-            foreach (var (name, p) in model.Parameters)
-                using (var t = Torch.FromArray(Initial[name], p.Shape))
-                    p.CopyFrom(t);
         var r = Trainer.Train(model, data?.Invoke() ?? new PackedTokens(Periodic(), 16, seed: 3), o with { Group = group }, eval?.Invoke(), progress: progress,
             cancel: stop?.Token ?? TestContext.Current.CancellationToken);
         return (r, model.Parameters.ToDictionary(kv => kv.Key, kv => { using var f = kv.Value.To(DType.Float32); return f.ToArray<float>(); }));

@@ -6,19 +6,10 @@ using Oml.Models;
 namespace Oml.Fingerprinting.Tests.Embedding;
 
 /// <summary>
-/// Seeded sampling (the self-generated benign and held-out sequences) draws from libtorch's one global generator, so the
-/// tests that compare two runs' weights bit for bit run alone: a test in another class that seeds or draws at the same
-/// moment changes the samples (a CI run failed that way: same code, another digest).
-/// </summary>
-[CollectionDefinition(nameof(GlobalGeneratorTests), DisableParallelization = true)]
-public sealed class GlobalGeneratorTests;
-
-/// <summary>
 /// The held-out data of an embedding run: measured only where a decision uses them (early stopping, the kept epoch, the
 /// merge's λ), with the same trained model as measuring every epoch; and the KL criterion (<see cref="HeldOutCriterion.KL"/>),
 /// KL(base ‖ model) against the base's distribution recorded on the held-out sequences.
 /// </summary>
-[Collection(nameof(GlobalGeneratorTests))]
 public class HeldOutTests
 {
     private static List<TrainingPair> Keys(int count, int vocab, int seed)
