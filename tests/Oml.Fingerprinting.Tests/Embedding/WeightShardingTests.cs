@@ -97,9 +97,9 @@ public class WeightShardingTests
         for (int e = 0; e < expected.Result.History.Count; e++)
         {
             Assert.Equal(expected.Result.History[e].Accuracy, actual.Result.History[e].Accuracy);
-            Assert.Equal(expected.Result.History[e].Loss, actual.Result.History[e].Loss, 4);
+            Assert.Equal(expected.Result.History[e].Loss, actual.Result.History[e].Loss, 1e-4);
             // (A checkpoint's history does not keep the held-out loss: a resumed run's first epochs have none.)
-            if (expected.Result.History[e].HeldOutLoss is { } h && actual.Result.History[e].HeldOutLoss is { } g) Assert.Equal(h, g, 4);
+            if (expected.Result.History[e].HeldOutLoss is { } h && actual.Result.History[e].HeldOutLoss is { } g) Assert.Equal(h, g, 1e-4);
         }
         Assert.Equal(expected.Result.MergeLambda, actual.Result.MergeLambda);
     }
