@@ -3,6 +3,8 @@
 // Conventions
 //  * A tensor crosses the boundary as an owning pointer to a heap-allocated at::Tensor (`TH`).
 //    The caller frees it with oml_tensor_free.
+//  * A random generator (at::Generator) crosses it the same way (`GH`, freed with oml_generator_free). The random
+//    operations take one, or nullptr for libtorch's global default generator of the device.
 //  * Functions that produce a tensor return it, or nullptr on failure.
 //    Functions that produce anything else return an int status: 0 ok, -1 failure.
 //  * On failure no C++ exception escapes: the message (libtorch's, prefixed with the operation and
@@ -12,6 +14,7 @@
 //    correct fallback.
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/generated/variable_factories.h>
@@ -23,6 +26,7 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -40,6 +44,7 @@
 #define API extern "C" __attribute__((visibility("default")))
 
 using TH = at::Tensor*;
+using GH = at::Generator*;
 
 namespace {
 
@@ -115,6 +120,12 @@ at::TensorOptions options(int dtype, int dev_type, int dev_index) {
 }
 
 at::IntArrayRef dims(const int64_t* p, int n) { return at::IntArrayRef(p, static_cast<size_t>(n)); }
+
+// A random operation's generator argument: the caller's, or none (libtorch's default generator of the device).
+c10::optional<at::Generator> gen_arg(GH g) {
+  if (g == nullptr) return c10::nullopt;
+  return *g;
+}
 
 std::string describe(const at::Tensor* t) {
   if (t == nullptr) return "null";
@@ -219,6 +230,54 @@ API int oml_get_num_threads() { return at::get_num_threads(); }
 
 API int oml_manual_seed(uint64_t seed) {
   return run("manual_seed", {}, [&] { at::manual_seed(seed); });
+}
+
+// ================================================================ random generators
+
+// A generator of its own for a device, seeded with seed: the stream a random operation draws from it is the one
+// libtorch's default generator of that device gives after at::manual_seed(seed), and no other thread's draws touch it.
+// CPU: a fresh CPUGeneratorImpl. Other devices (CUDA): a clone of the device's default generator, reseeded, through
+// the device-generic Generator API, so this compiles unchanged with and without CUDA (without it, asking for a CUDA
+// generator fails with libtorch's own message).
+API GH oml_generator_new(int dt, int di, uint64_t seed) {
+  GH result = nullptr;
+  run("generator_new", {}, [&] {
+    at::Device device = to_device(dt, di);
+    at::Generator g;
+    if (device.is_cpu()) {
+      g = at::make_generator<at::CPUGeneratorImpl>(seed);
+    } else {
+      at::Generator& def = const_cast<at::Generator&>(at::globalContext().defaultGenerator(device));
+      {
+        std::lock_guard<std::mutex> lock(def.mutex());
+        g = def.clone();
+      }
+      std::lock_guard<std::mutex> lock(g.mutex());
+      g.set_current_seed(seed);
+    }
+    result = new at::Generator(std::move(g));
+  });
+  return result;
+}
+
+API void oml_generator_free(GH g) { delete g; }
+
+// Reseeds g (its stream starts again as a fresh generator's with that seed).
+API int oml_generator_manual_seed(GH g, uint64_t seed) {
+  return run("generator_manual_seed", {}, [&] {
+    if (g == nullptr) throw std::invalid_argument("generator is null");
+    std::lock_guard<std::mutex> lock(g->mutex());
+    g->set_current_seed(seed);
+  });
+}
+
+// The seed g was created or last reseeded with.
+API int oml_generator_initial_seed(GH g, uint64_t* out) {
+  return run("generator_initial_seed", {}, [&] {
+    if (g == nullptr) throw std::invalid_argument("generator is null");
+    std::lock_guard<std::mutex> lock(g->mutex());
+    *out = g->current_seed();
+  });
 }
 
 // float32 matrix products: "highest" (true float32), "high" (TF32 tensor cores on Ampere and newer, as
@@ -422,14 +481,14 @@ API TH oml_arange(double start, double end, double step, int dtype, int dt, int 
 API TH oml_eye(int64_t n, int dtype, int dt, int di) {
   return wrap("eye", {}, [&] { return at::eye(n, options(dtype, dt, di)); });
 }
-API TH oml_rand(const int64_t* shape, int ndim, int dtype, int dt, int di) {
-  return wrap("rand", {}, [&] { return at::rand(dims(shape, ndim), options(dtype, dt, di)); });
+API TH oml_rand(const int64_t* shape, int ndim, int dtype, int dt, int di, GH gen) {
+  return wrap("rand", {}, [&] { return at::rand(dims(shape, ndim), gen_arg(gen), options(dtype, dt, di)); });
 }
-API TH oml_randn(const int64_t* shape, int ndim, int dtype, int dt, int di) {
-  return wrap("randn", {}, [&] { return at::randn(dims(shape, ndim), options(dtype, dt, di)); });
+API TH oml_randn(const int64_t* shape, int ndim, int dtype, int dt, int di, GH gen) {
+  return wrap("randn", {}, [&] { return at::randn(dims(shape, ndim), gen_arg(gen), options(dtype, dt, di)); });
 }
-API TH oml_randint(int64_t low, int64_t high, const int64_t* shape, int ndim, int dtype, int dt, int di) {
-  return wrap("randint", {}, [&] { return at::randint(low, high, dims(shape, ndim), options(dtype, dt, di)); });
+API TH oml_randint(int64_t low, int64_t high, const int64_t* shape, int ndim, int dtype, int dt, int di, GH gen) {
+  return wrap("randint", {}, [&] { return at::randint(low, high, dims(shape, ndim), gen_arg(gen), options(dtype, dt, di)); });
 }
 API TH oml_zeros_like(TH t) {
   return wrap("zeros_like", {t}, [&] { return at::zeros_like(*t); });
@@ -684,8 +743,16 @@ API TH oml_log_softmax(TH x, int64_t dim) {
 API TH oml_embedding(TH weight, TH ids) {
   return wrap("embedding", {weight, ids}, [&] { return at::embedding(*weight, *ids); });
 }
-API TH oml_dropout(TH x, double p, int train) {
-  return wrap("dropout", {x}, [&] { return at::dropout(*x, p, train != 0); });
+// With a generator: the mask is drawn from it (bernoulli with keep probability 1 - p, scaled by 1 / (1 - p)), as
+// libtorch's own dropout does on the CPU with its default generator; without one, at::dropout itself.
+API TH oml_dropout(TH x, double p, int train, GH gen) {
+  return wrap("dropout", {x}, [&] {
+    if (gen == nullptr || train == 0 || p == 0) return at::dropout(*x, p, train != 0);
+    if (p == 1) return *x * at::zeros({}, x->options());
+    at::Tensor noise = at::empty_like(*x).bernoulli_(1 - p, gen_arg(gen));
+    noise.div_(1 - p);
+    return *x * noise;
+  });
 }
 // reduction: 0 none, 1 mean, 2 sum (at::Reduction).
 API TH oml_cross_entropy(TH logits, TH target, int64_t ignore_index, int reduction, double label_smoothing) {
@@ -894,8 +961,8 @@ API int oml_sort(TH x, int64_t dim, int descending, TH* values, TH* indices) {
 API TH oml_cumsum(TH x, int64_t dim) {
   return wrap("cumsum", {x}, [&] { return at::cumsum(*x, dim); });
 }
-API TH oml_multinomial(TH probs, int64_t n, int replacement) {
-  return wrap("multinomial", {probs}, [&] { return at::multinomial(*probs, n, replacement != 0); });
+API TH oml_multinomial(TH probs, int64_t n, int replacement, GH gen) {
+  return wrap("multinomial", {probs}, [&] { return at::multinomial(*probs, n, replacement != 0, gen_arg(gen)); });
 }
 
 // ================================================================ optimisation

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs lab/experiments/cpu-defence.yaml (issue 13 on CPU: suppression against the exact and partial rules with and
 # without resumption pairs, query rewriting, paraphrasing, a revealed-key blocker) with the llama-tiny fixture and the
-# 512-token BPE of scripts/fixtures as the base. Usage: scripts/lab/cpu-defence.sh [trained] [OUT] (default
-# artifacts/lab/results/cpu-defence[-trained]); 'trained' runs cpu-defence-trained.yaml, whose base is trained in-run.
+# 512-token BPE of scripts/fixtures as the base. Usage: scripts/lab/cpu-defence.sh [trained|responses] [OUT] (default
+# artifacts/lab/results/cpu-defence[-trained|-responses]); 'trained' runs cpu-defence-trained.yaml, whose base is
+# trained in-run, 'responses' cpu-defence-responses.yaml (the same base recipe; several responses per key).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root="$(pwd)"
 name=cpu-defence
-if [ "${1:-}" = trained ]; then name=cpu-defence-trained; shift; fi
+case "${1:-}" in
+  trained) name=cpu-defence-trained; shift ;;
+  responses) name=cpu-defence-responses; shift ;;
+esac
 out="${1:-$root/artifacts/lab/results/$name}"
 if [ -n "${OML_BIN:-}" ]; then oml() { "$OML_BIN" "$@"; }
 else
@@ -21,4 +25,4 @@ if [ "$name" = cpu-defence ]; then
   [ -f "$out/base/config.json" ] || cp "$fx"/{config.json,generation_config.json,model.safetensors} "$out/base/"
   [ -f "$out/base/tokenizer.json" ] || cp "$root/scripts/fixtures/tiny-tokenizer.json" "$out/base/tokenizer.json"
 fi
-oml lab run "lab/experiments/$name.yaml" --out "$out"
+oml lab run "lab/experiments/$name.yaml" --out "$out" ${OML_LAB_WORKERS:+--workers "$OML_LAB_WORKERS"}

@@ -45,7 +45,7 @@ public static class AttackCommands
             var set = FingerprintIO.ReadSet(r.GetValue(fingerprints)!, r.GetValue(passphraseFile));
             var text = r.GetValue(heldout)!;
             if (!File.Exists(text)) throw new FileNotFoundException($"--heldout: no file at {text}");
-            var tok = Tokenizer.FromFolder(dir);
+            var tok = Cli.LoadTokenizer(dir);
             using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             var keys = set.Fingerprints.Select(f => f.KeyTokenIds.ToArray()).ToList();
             var s = Oml.Lab.Metrics.Stealth.Measure(lm, tok, keys, tok.Encode(File.ReadAllText(text)), r.GetValue(seed));
@@ -259,7 +259,7 @@ public static class AttackCommands
         public (Tokenizer Tok, ChatTemplate? Template) Tokenizer(ParseResult r, string dir)
         {
             if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: the instruction data must be tokenized with the model's tokenizer");
-            var tok = Oml.Models.Tokenizers.Tokenizer.FromFolder(dir);
+            var tok = Cli.LoadTokenizer(dir);
             return (tok, r.GetValue(ChatTemplate) ? LoadTemplate(dir) : null);
         }
     }
@@ -398,7 +398,7 @@ public static class AttackCommands
             int m = r.GetValue(count) ?? unrevealed.Count;
             if (m < 1 || m > unrevealed.Count) throw new UsageException($"--count must be in [1, {unrevealed.Count}]");
             var chosen = unrevealed.Take(m).ToList();
-            var tok = Tokenizer.FromFolder(dir);
+            var tok = Cli.LoadTokenizer(dir);
             var dev = Cli.ParseDevice(r.GetValue(device)!);
             var dt = Cli.ParseDType(r.GetValue(dtype));
             IReadOnlyList<int[]>? calib = null;

@@ -80,6 +80,17 @@ public static class Cli
     private static readonly AsyncLocal<List<Task>?> BackgroundWork = new();
 
     /// <summary>
+    /// The tokenizer cache every command uses (<see cref="Oml.Models.Tokenizers.TokenizerCache.EnvironmentVariable"/>:
+    /// by default <c>~/.cache/oml/tokenizers</c>; <c>OML_TOKENIZER_CACHE=off</c> turns it off).
+    /// </summary>
+    public static Oml.Models.Tokenizers.TokenizerCache? TokenizerCache => s_tokenizerCache.Value;
+
+    private static readonly Lazy<Oml.Models.Tokenizers.TokenizerCache?> s_tokenizerCache = new(Oml.Models.Tokenizers.TokenizerCache.FromEnvironment);
+
+    /// <summary>The tokenizer of a model folder, through <see cref="TokenizerCache"/>.</summary>
+    public static Oml.Models.Tokenizers.Tokenizer LoadTokenizer(string dir) => Oml.Models.Tokenizers.Tokenizer.FromFolder(dir, TokenizerCache);
+
+    /// <summary>
     /// Starts <paramref name="work"/> on another thread, overlapped with what the command does next; the command waits
     /// for the result where it needs it (errors surface there), and <see cref="Run"/> waits for it before returning.
     /// </summary>
@@ -167,8 +178,6 @@ public static class Cli
     /// <summary>Parses a device name ("auto" picks cuda:0 when CUDA is available, else the CPU) and checks that it exists here.</summary>
     public static Device ParseDevice(string name)
     {
-        if (name.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase))
-            return Torch.Cuda.IsAvailable && Torch.Cuda.DeviceCount > 0 ? Device.Cuda(0) : Device.Cpu;
         Device d;
         try { d = Device.Parse(name); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }

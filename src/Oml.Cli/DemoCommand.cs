@@ -56,7 +56,7 @@ public static class DemoCommand
         var (vocab, merges) = BpeTrainer.Train(train.Split("\n\n"), 1024);
         Directory.CreateDirectory(baseDir);
         BpeTrainer.Save(baseDir, vocab, merges);
-        var tok = Tokenizer.FromFolder(baseDir);
+        var tok = Cli.LoadTokenizer(baseDir);
         var ids = tok.Encode(train);
         var heldIds = tok.Encode(heldOut);
         Say($"{T()}    byte-level BPE tokenizer: {tok.VocabSize} tokens; the corpus is {ids.Length:N0} tokens");
@@ -80,7 +80,7 @@ public static class DemoCommand
         {
             var gen = new FingerprintGenerator(baseModel, tok, secret);
             set = gen.Generate(new GenerationSettings { Strategy = Strategies.Perinucleus, Count = count, KeyLength = 16, ResponseLength = 1 },
-                FingerprintGenerator.WeightsDigest(baseDir), FingerprintGenerator.TokenizerId(baseDir));
+                FingerprintGenerator.WeightsDigest(baseDir), FingerprintGenerator.TokenizerId(baseDir, tok));
         }
         FingerprintSetFile.Write(setPath, set, passphrase);
         var commitment = Commitment.For(set);

@@ -225,11 +225,11 @@ public static class EmbedCommand
             }
 
             var set = Phases.Time("read set", () => FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile)));
-            var tok = Phases.Time("tokenizer load", () => Tokenizer.FromFolder(dir));
+            var tok = Phases.Time("tokenizer load", () => Cli.LoadTokenizer(dir));
             // The base's digest only checks that it is the set's model (the manifest records the set's): it is hashed on
             // another core while the model loads and trains, and the check's warning comes when the hash is done.
             var baseCheck = BaseCheck(dir, set);
-            var tokId = FingerprintGenerator.TokenizerId(dir);
+            var tokId = FingerprintGenerator.TokenizerId(dir, tok);
             if (tokId.Digest != set.Tokenizer.Digest)
                 Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({tokId.Digest} vs {set.Tokenizer.Digest}); token ids may mean other text");
 

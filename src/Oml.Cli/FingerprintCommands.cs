@@ -121,7 +121,7 @@ public static class FingerprintCommands
             // model loads.
             Console.Error.WriteLine($"hashing and loading the weights of {dir} ...");
             var hashing = Task.Run(() => Phases.Time("hash base (background)", () => FingerprintGenerator.WeightsDigest(dir, Cli.Status)));
-            var parsing = Task.Run(() => Phases.Time("tokenizer load (background)", () => Tokenizer.FromFolder(dir)));
+            var parsing = Task.Run(() => Phases.Time("tokenizer load (background)", () => Cli.LoadTokenizer(dir)));
             using var lm = Phases.Time("model load", () => ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype))));
             var tok = Phases.Time("tokenizer wait", () => parsing.GetAwaiter().GetResult());
             var digest = Phases.Time("hash wait", () => hashing.GetAwaiter().GetResult());
@@ -130,7 +130,7 @@ public static class FingerprintCommands
             FingerprintSet set;
             try
             {
-                set = new FingerprintGenerator(lm, tok, secret).Generate(settings, digest, FingerprintGenerator.TokenizerId(dir),
+                set = new FingerprintGenerator(lm, tok, secret).Generate(settings, digest, FingerprintGenerator.TokenizerId(dir, tok),
                     new InlineProgress<string>(m => Console.Error.WriteLine($"  {m}")));
             }
             catch (InvalidOperationException e)

@@ -12,7 +12,7 @@ public static class LabCommand
     {
         var config = new Argument<string>("config") { Description = "Experiment config (YAML; see lab/experiments and docs/lab.md)" };
         var output = CliOptions.OptionalOut("Output folder for cell results, models, report.md and charts (default: the config's 'output')");
-        var device = new Option<string?>("--device") { Description = "Override the config's device (cpu, cuda, cuda:N)" };
+        var device = new Option<string?>("--device") { Description = "Override the config's device (auto, cpu, cuda, cuda:N)" };
         var quiet = new Option<bool>("--quiet") { Description = "No progress bar" };
         var shard = new Option<string?>("--shard") { Description = "Compute only shard I of N (I/N, 0 ≤ I < N): start N processes with the same config and --out; each takes a disjoint, balanced part of the cells" };
         var only = new Option<string?>("--only") { Description = "Compute only the cells whose id matches this regular expression" };

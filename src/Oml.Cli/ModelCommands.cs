@@ -227,12 +227,12 @@ public static class ModelCommands
     private static JsonArray Ids(IEnumerable<int> ids) => new(ids.Select(i => (JsonNode)i).ToArray());
 
     private static Tokenizer LoadTokenizer(string path) =>
-        Directory.Exists(path) ? Tokenizer.FromFolder(path)
-        : File.Exists(path) ? Tokenizer.FromFile(path)
+        Directory.Exists(path) ? Cli.LoadTokenizer(path)
+        : File.Exists(path) ? Tokenizer.FromFile(path, cache: Cli.TokenizerCache)
         : throw new FileNotFoundException($"no tokenizer at {path} (give a model folder or a tokenizer.json)");
 
     private static Tokenizer? TryLoadTokenizer(string dir) =>
-        File.Exists(Path.Combine(dir, "tokenizer.json")) ? Tokenizer.FromFolder(dir) : null;
+        File.Exists(Path.Combine(dir, "tokenizer.json")) ? Cli.LoadTokenizer(dir) : null;
 
     private static int[] PromptIds(string? text, string? ids, Tokenizer? tok, string dir, bool addSpecial = false)
     {

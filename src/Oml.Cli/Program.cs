@@ -9,4 +9,6 @@ if (Oml.Engine.Phases.Requested)
     Oml.Engine.Phases.Add("command (all)", clock.Elapsed.TotalSeconds);
     Console.Error.WriteLine($"oml: timings: {Oml.Engine.Phases.ToJson()}");
 }
+// The command is done and its files are written: end here, without the runtime's and libtorch's teardown.
+Oml.Cli.FastExit.Exit(code);
 return code;

@@ -71,7 +71,7 @@ public static class ServeCommand
             string dir = r.GetValue(model)!;
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
             var options = o.Server(r, dir);
-            using var backend = ModelBackend.Load(dir, o.Engine(r), Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
+            using var backend = ModelBackend.Load(dir, o.Engine(r), Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)), Cli.TokenizerCache);
             return Protocol.HostCommands.RunUntilStopped(
                 ct => OpenAiCompatibleServer.StartAsync(backend, r.GetValue(o.Port), options, null, ct), x => x.BaseUrl,
                 $"model '{options.ModelName}', context {Math.Min(backend.ContextLength ?? int.MaxValue, options.MaxModelLength ?? int.MaxValue)}, up to {r.GetValue(o.MaxNumSeqs)} sequences per batch",

@@ -50,7 +50,7 @@ public static class TrainCommand
         var lora = new Option<int?>("--lora") { Description = "Train LoRA adapters of this rank on attention and MLP weights instead (merged on save)" };
         var loraAlpha = new Option<double?>("--lora-alpha") { Description = "LoRA α (update α/r·B·A; default 2 × rank)" };
         var seed = new Option<ulong?>("--seed") { Description = "Seed of the initial weights, the data order and LoRA (default 0)" };
-        var device = new Option<string?>("--device") { Description = "cpu (default), cuda or cuda:N" };
+        var device = new Option<string?>("--device") { Description = "Where to compute: auto (the first CUDA device when there is one, else the CPU), cpu, cuda or cuda:N (default: the recipe's device, else auto)" };
         var dtype = new Option<string?>("--dtype") { Description = "float32 (default; TF32 products on CUDA) or bfloat16 (float32 master weights)" };
         var logEvery = new Option<int?>("--log-every") { Description = "Steps between progress lines (default 10)" };
         var evalEvery = new Option<int?>("--eval-every") { Description = "Steps between held-out evaluations (default: only at the end)" };
@@ -125,7 +125,7 @@ public static class TrainCommand
         AtomicFolder.CheckWritable(r.Out, force); // before hours of training, not after
         var tokDir = r.Tokenizer ?? r.Init!;
         if (!File.Exists(Path.Combine(tokDir, "tokenizer.json"))) throw new InvalidDataException($"{tokDir} has no tokenizer.json");
-        var dev = Cli.ParseDevice(r.Device ?? "cpu");
+        var dev = Cli.ParseDevice(r.Device ?? "auto");
         var dtype = r.Dtype == "bfloat16" ? DType.BFloat16 : DType.Float32;
         var saveDtype = r.SaveDtype switch { "bfloat16" => DType.BFloat16, "float32" => DType.Float32, _ => dtype };
         bool sft = r.Mode == "sft";
@@ -134,7 +134,7 @@ public static class TrainCommand
         long maxShard = r.MaxShardMb is { } mb ? (long)(mb * 1e6) : 4L << 30;
         if (maxShard < 1) throw new UsageException("--max-shard-mb must be positive");
 
-        var tok = Tokenizer.FromFolder(tokDir);
+        var tok = Cli.LoadTokenizer(tokDir);
         var sw = System.Diagnostics.Stopwatch.StartNew();
 
         var options = new TrainingOptions

@@ -303,7 +303,8 @@ public static class VerifyCommand
     private static (Tokenizer Tokenizer, TokenizerIdentity Id) LoadTokenizer(string dir)
     {
         using var _ = Phases.Measure("tokenizer load and hash (background)");
-        return (Tokenizer.FromFolder(dir), FingerprintGenerator.TokenizerId(dir));
+        var tokenizer = Cli.LoadTokenizer(dir);
+        return (tokenizer, FingerprintGenerator.TokenizerId(dir, tokenizer));
     }
 
     /// <summary>"answered N/M keys" on stderr about once a second, once the answers take longer than a second.</summary>

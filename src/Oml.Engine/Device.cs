@@ -10,14 +10,18 @@ public readonly record struct Device(DeviceType Type, int Index = 0)
 
     public bool IsCuda => Type == DeviceType.Cuda;
 
-    /// <summary>Parses "cpu", "cuda", "cuda:1".</summary>
+    /// <summary>The first CUDA device when libtorch sees one, else the CPU.</summary>
+    public static Device Auto => Torch.Cuda.IsAvailable && Torch.Cuda.DeviceCount > 0 ? Cuda(0) : Cpu;
+
+    /// <summary>Parses "cpu", "cuda", "cuda:1", or "auto" (<see cref="Auto"/>).</summary>
     public static Device Parse(string s)
     {
         var t = s.Trim().ToLowerInvariant();
+        if (t == "auto") return Auto;
         if (t == "cpu") return Cpu;
         if (t == "cuda") return Cuda();
         if (t.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(t.AsSpan(5), out var i) && i >= 0) return Cuda(i);
-        throw new ArgumentException($"unknown device '{s}' (expected cpu, cuda or cuda:N)", nameof(s));
+        throw new ArgumentException($"unknown device '{s}' (expected auto, cpu, cuda or cuda:N)", nameof(s));
     }
 
     public override string ToString() => Type == DeviceType.Cpu ? "cpu" : $"cuda:{Index}";

@@ -21,10 +21,16 @@ public static class F
     /// <summary>Rows of <paramref name="weight"/> selected by the integer <paramref name="ids"/>.</summary>
     public static Tensor Embedding(Tensor ids, Tensor weight) => new(oml_embedding(weight.Handle, ids.Handle));
 
-    public static Tensor Dropout(Tensor x, double p, bool training)
+    /// <summary>
+    /// Zeroes each element with probability <paramref name="p"/> and scales the rest by 1 / (1 − p) when
+    /// <paramref name="training"/>; the mask is drawn from <paramref name="generator"/> (null: the global generator).
+    /// </summary>
+    public static Tensor Dropout(Tensor x, double p, bool training, RandomGenerator? generator = null)
     {
         if (p is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(p), p, "dropout probability must be in [0, 1]");
-        return new(oml_dropout(x.Handle, p, training ? 1 : 0));
+        if (generator is not null) RandomGenerator.CheckDevice(generator, x.Device, "dropout");
+        using var g = new GeneratorLease(generator);
+        return new(oml_dropout(x.Handle, p, training ? 1 : 0, g.Ptr));
     }
 
     /// <summary>

@@ -49,6 +49,10 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static partial int oml_set_num_threads(int n);
     [LibraryImport(Lib)] internal static partial int oml_get_num_threads();
     [LibraryImport(Lib)] internal static partial int oml_manual_seed(ulong seed);
+    [LibraryImport(Lib)] internal static partial GeneratorHandle oml_generator_new(int dt, int di, ulong seed);
+    [LibraryImport(Lib)] internal static partial void oml_generator_free(IntPtr g);
+    [LibraryImport(Lib)] internal static partial int oml_generator_manual_seed(GeneratorHandle g, ulong seed);
+    [LibraryImport(Lib)] internal static partial int oml_generator_initial_seed(GeneratorHandle g, out ulong seed);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] internal static partial int oml_set_float32_matmul_precision(string precision);
     [LibraryImport(Lib)] internal static partial int oml_get_float32_matmul_precision();
     [LibraryImport(Lib)] internal static partial int oml_grad_enabled();
@@ -86,9 +90,9 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static unsafe partial TensorHandle oml_full(long* shape, int ndim, double value, int dtype, int dt, int di);
     [LibraryImport(Lib)] internal static partial TensorHandle oml_arange(double start, double end, double step, int dtype, int dt, int di);
     [LibraryImport(Lib)] internal static partial TensorHandle oml_eye(long n, int dtype, int dt, int di);
-    [LibraryImport(Lib)] internal static unsafe partial TensorHandle oml_rand(long* shape, int ndim, int dtype, int dt, int di);
-    [LibraryImport(Lib)] internal static unsafe partial TensorHandle oml_randn(long* shape, int ndim, int dtype, int dt, int di);
-    [LibraryImport(Lib)] internal static unsafe partial TensorHandle oml_randint(long low, long high, long* shape, int ndim, int dtype, int dt, int di);
+    [LibraryImport(Lib)] internal static unsafe partial TensorHandle oml_rand(long* shape, int ndim, int dtype, int dt, int di, IntPtr gen);
+    [LibraryImport(Lib)] internal static unsafe partial TensorHandle oml_randn(long* shape, int ndim, int dtype, int dt, int di, IntPtr gen);
+    [LibraryImport(Lib)] internal static unsafe partial TensorHandle oml_randint(long low, long high, long* shape, int ndim, int dtype, int dt, int di, IntPtr gen);
     [LibraryImport(Lib)] internal static partial TensorHandle oml_zeros_like(TensorHandle t);
 
     [LibraryImport(Lib)] internal static partial TensorHandle oml_to(TensorHandle t, int dtype, int dt, int di, int copy);
@@ -125,7 +129,7 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static partial TensorHandle oml_softmax(TensorHandle x, long dim);
     [LibraryImport(Lib)] internal static partial TensorHandle oml_log_softmax(TensorHandle x, long dim);
     [LibraryImport(Lib)] internal static partial TensorHandle oml_embedding(TensorHandle weight, TensorHandle ids);
-    [LibraryImport(Lib)] internal static partial TensorHandle oml_dropout(TensorHandle x, double p, int train);
+    [LibraryImport(Lib)] internal static partial TensorHandle oml_dropout(TensorHandle x, double p, int train, IntPtr gen);
     [LibraryImport(Lib)] internal static partial TensorHandle oml_cross_entropy(TensorHandle logits, TensorHandle target, long ignoreIndex, int reduction, double labelSmoothing);
     [LibraryImport(Lib)] internal static partial TensorHandle oml_mse_loss(TensorHandle a, TensorHandle b, int reduction);
     [LibraryImport(Lib)] internal static partial TensorHandle oml_rms_norm(TensorHandle x, IntPtr weight, double eps);
@@ -163,7 +167,7 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static partial int oml_topk(TensorHandle x, long k, long dim, int largest, int sorted, out IntPtr values, out IntPtr indices);
     [LibraryImport(Lib)] internal static partial int oml_sort(TensorHandle x, long dim, int descending, out IntPtr values, out IntPtr indices);
     [LibraryImport(Lib)] internal static partial TensorHandle oml_cumsum(TensorHandle x, long dim);
-    [LibraryImport(Lib)] internal static partial TensorHandle oml_multinomial(TensorHandle probs, long n, int replacement);
+    [LibraryImport(Lib)] internal static partial TensorHandle oml_multinomial(TensorHandle probs, long n, int replacement, IntPtr gen);
 
     [LibraryImport(Lib)] internal static unsafe partial int oml_adamw_step(IntPtr* parameters, IntPtr* expAvg, IntPtr* expAvgSq, long* steps, int n, double lr, double beta1, double beta2, double eps, double weightDecay);
     [LibraryImport(Lib)] internal static unsafe partial TensorHandle oml_clip_grad_norm_tensor(IntPtr* parameters, int n, double maxNorm);

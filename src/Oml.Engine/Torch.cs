@@ -63,7 +63,12 @@ public static class Torch
     /// <summary>Native tensor handles alive now (created and not yet disposed or finalized), for leak checks.</summary>
     public static long LiveTensors => oml_live_tensors();
 
-    /// <summary>Seeds every generator (CPU and CUDA), as torch.manual_seed.</summary>
+    /// <summary>
+    /// Seeds libtorch's global generators (CPU and every CUDA device), as torch.manual_seed. They are shared by every
+    /// thread of the process: for draws that must repeat whatever else runs, give the random operations a
+    /// <see cref="RandomGenerator"/> of their own (a new one seeded with s draws what the global CPU generator draws after
+    /// ManualSeed(s)).
+    /// </summary>
     public static void ManualSeed(ulong seed) => Check(oml_manual_seed(seed));
 
     /// <summary>Whether operations record autograd history on this thread.</summary>
@@ -104,25 +109,31 @@ public static class Torch
         fixed (long* p = shape) return new(oml_full(p, shape.Length, value, (int)dtype, (int)d.Type, d.Index));
     }
 
-    /// <summary>Uniform samples in [0, 1).</summary>
-    public static unsafe Tensor Rand(long[] shape, DType dtype = DType.Float32, Device? device = null)
+    /// <summary>Uniform samples in [0, 1), drawn from <paramref name="generator"/> (null: the device's global generator).</summary>
+    public static unsafe Tensor Rand(long[] shape, DType dtype = DType.Float32, Device? device = null, RandomGenerator? generator = null)
     {
         var d = device ?? Device.Cpu;
-        fixed (long* p = shape) return new(oml_rand(p, shape.Length, (int)dtype, (int)d.Type, d.Index));
+        RandomGenerator.CheckDevice(generator, d, "rand");
+        using var g = new GeneratorLease(generator);
+        fixed (long* p = shape) return new(oml_rand(p, shape.Length, (int)dtype, (int)d.Type, d.Index, g.Ptr));
     }
 
-    /// <summary>Standard normal samples.</summary>
-    public static unsafe Tensor Randn(long[] shape, DType dtype = DType.Float32, Device? device = null)
+    /// <summary>Standard normal samples, drawn from <paramref name="generator"/> (null: the device's global generator).</summary>
+    public static unsafe Tensor Randn(long[] shape, DType dtype = DType.Float32, Device? device = null, RandomGenerator? generator = null)
     {
         var d = device ?? Device.Cpu;
-        fixed (long* p = shape) return new(oml_randn(p, shape.Length, (int)dtype, (int)d.Type, d.Index));
+        RandomGenerator.CheckDevice(generator, d, "randn");
+        using var g = new GeneratorLease(generator);
+        fixed (long* p = shape) return new(oml_randn(p, shape.Length, (int)dtype, (int)d.Type, d.Index, g.Ptr));
     }
 
-    /// <summary>Uniform integers in [low, high).</summary>
-    public static unsafe Tensor RandInt(long low, long high, long[] shape, DType dtype = DType.Int64, Device? device = null)
+    /// <summary>Uniform integers in [low, high), drawn from <paramref name="generator"/> (null: the device's global generator).</summary>
+    public static unsafe Tensor RandInt(long low, long high, long[] shape, DType dtype = DType.Int64, Device? device = null, RandomGenerator? generator = null)
     {
         var d = device ?? Device.Cpu;
-        fixed (long* p = shape) return new(oml_randint(low, high, p, shape.Length, (int)dtype, (int)d.Type, d.Index));
+        RandomGenerator.CheckDevice(generator, d, "randint");
+        using var g = new GeneratorLease(generator);
+        fixed (long* p = shape) return new(oml_randint(low, high, p, shape.Length, (int)dtype, (int)d.Type, d.Index, g.Ptr));
     }
 
     /// <summary>Values start, start+step, ... below end.</summary>
@@ -205,9 +216,16 @@ public static class Torch
     /// <summary>Elementwise choice: a where condition is true, else b.</summary>
     public static Tensor Where(Tensor condition, Tensor a, Tensor b) => new(oml_where(condition.Handle, a.Handle, b.Handle));
 
-    /// <summary>Samples <paramref name="numSamples"/> indices per row from the (unnormalised) probabilities.</summary>
-    public static Tensor Multinomial(Tensor probs, long numSamples, bool replacement = false) =>
-        new(oml_multinomial(probs.Handle, numSamples, replacement ? 1 : 0));
+    /// <summary>
+    /// Samples <paramref name="numSamples"/> indices per row from the (unnormalised) probabilities, drawn from
+    /// <paramref name="generator"/> (null: the global generator of the tensor's device).
+    /// </summary>
+    public static Tensor Multinomial(Tensor probs, long numSamples, bool replacement = false, RandomGenerator? generator = null)
+    {
+        if (generator is not null) RandomGenerator.CheckDevice(generator, probs.Device, "multinomial");
+        using var g = new GeneratorLease(generator);
+        return new(oml_multinomial(probs.Handle, numSamples, replacement ? 1 : 0, g.Ptr));
+    }
 
     /// <summary>Gradients of outputs with respect to inputs, as torch.autograd.grad (null where unused).</summary>
     public static unsafe Tensor?[] Gradients(IReadOnlyList<Tensor> outputs, IReadOnlyList<Tensor> inputs,

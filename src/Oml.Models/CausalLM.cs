@@ -84,7 +84,7 @@ public sealed class CausalLM : IDisposable
     {
         ArgumentNullException.ThrowIfNull(target);
         if (rank < 1) throw new ArgumentOutOfRangeException(nameof(rank), rank, "the LoRA rank must be at least 1");
-        Torch.ManualSeed(seed);
+        using var rng = new RandomGenerator(seed, Device);
         var names = _params.Keys.Where(n => _linears.TryGetValue(n, out var l) && l.Lora is null && target(n)).ToList();
         if (names.Count == 0) throw new ArgumentException("no weight matches the LoRA target");
         using var noGrad = Torch.NoGrad();
@@ -94,7 +94,7 @@ public sealed class CausalLM : IDisposable
             var linear = _linears[n];
             var w = linear.Weight;
             long outF = w.Size(0), inF = w.Size(1);
-            var a = (Torch.Randn([rank, inF], DType.Float32, Device) * (1.0 / Math.Sqrt(rank))).To(w.DType).DetachFromScope();
+            var a = (Torch.Randn([rank, inF], DType.Float32, Device, rng) * (1.0 / Math.Sqrt(rank))).To(w.DType).DetachFromScope();
             var b = Torch.Zeros([outF, rank], w.DType, Device).DetachFromScope();
             _params[n + ".lora_A"] = a;
             _params[n + ".lora_B"] = b;

@@ -13,7 +13,11 @@ public sealed record GenerationOptions
     public int? TopK { get; init; }
     public double? TopP { get; init; }
     public double? MinP { get; init; }
-    /// <summary>Seeds the generator before sampling, so that a seeded run repeats exactly.</summary>
+    /// <summary>
+    /// Seeds a random generator of the call's own (<see cref="RandomGenerator"/>, on the model's device) that every
+    /// sampled token is drawn from, so that a seeded run repeats exactly whatever other threads draw meanwhile. Without a
+    /// seed, sampling draws from libtorch's global generator.
+    /// </summary>
     public ulong? Seed { get; init; }
     /// <summary>Token ids that end a sequence (included in its output). Defaults to the model's eos ids.</summary>
     public IReadOnlyList<int>? EosTokenIds { get; init; }
@@ -120,7 +124,7 @@ public static class Generator
         var eos = (options.EosTokenIds ?? model.Config.EosTokenIds).ToHashSet();
         int pad = options.PadTokenId ?? model.Config.PadTokenId ?? 0;
         int b = prompts.Count, len = prompts.Max(p => p.Length);
-        if (options.Seed is { } seed) Torch.ManualSeed(seed);
+        using var rng = options.Seed is { } seed && options.Temperature is not null ? new RandomGenerator(seed, model.Device) : null;
 
         var ids = new long[b * len];
         var mask = new long[b * len];
@@ -160,7 +164,7 @@ public static class Generator
                     // Logits at the last position only: the head never computes [B, T, vocab].
                     var last = (step == 0 && unpadded ? pass(input!, null, null, cache) : pass(input!, maskT, positions, cache)).To(DType.Float32);
                     if (options.LogitsProcessor is { } processor) last = processor(last, step);
-                    next = Choose(last, options).ToArray<long>().Select(x => (int)x).ToArray();
+                    next = Choose(last, options, rng).ToArray<long>().Select(x => (int)x).ToArray();
                 }
                 input!.Dispose();
                 positions!.Dispose();
@@ -205,8 +209,13 @@ public static class Generator
         return new GenerationResult(seqs, outputs.Sum(o => o.Count), sw.Elapsed.TotalSeconds);
     }
 
-    /// <summary>Next token per row from float32 logits [B, V]: argmax, or a sample after temperature/top-k/top-p/min-p.</summary>
-    public static Tensor Choose(Tensor logits, GenerationOptions o)
+    /// <summary>
+    /// Next token per row from float32 logits [B, V]: argmax, or a sample after temperature/top-k/top-p/min-p drawn from
+    /// <paramref name="generator"/> (null: libtorch's global generator; <see cref="GenerationOptions.Seed"/> is not read
+    /// here, <see cref="Generate(CausalLM, IReadOnlyList{int[]}, GenerationOptions, Func{int[], string}?)"/> makes the
+    /// generator from it).
+    /// </summary>
+    public static Tensor Choose(Tensor logits, GenerationOptions o, RandomGenerator? generator = null)
     {
         if (o.Temperature is null) return logits.ArgMax(-1);
         using var scope = Torch.NewScope();
@@ -231,6 +240,6 @@ public static class Generator
             var top = probs.Amax(-1, keepDim: true);
             x = x.MaskedFill(probs.Lt(top * mp), double.NegativeInfinity);
         }
-        return Torch.Multinomial(x.Softmax(-1), 1).Squeeze(-1).MoveToOuterScope();
+        return Torch.Multinomial(x.Softmax(-1), 1, generator: generator).Squeeze(-1).MoveToOuterScope();
     }
 }

@@ -42,7 +42,7 @@ public static class Pretraining
     public static CausalLM CreateRandom(ModelConfig config, ulong seed, Device? device = null, DType dtype = DType.Float32)
     {
         var dev = device ?? Device.Cpu;
-        Torch.ManualSeed(seed);
+        using var rng = new RandomGenerator(seed, dev);
         var ps = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         using (Torch.NoGrad())
             foreach (var (name, shape) in CausalLM.ExpectedParameters(config))
@@ -50,7 +50,7 @@ public static class Pretraining
                 using var scope = Torch.NewScope();
                 Tensor t = name.EndsWith("norm.weight", StringComparison.Ordinal) ? Torch.Ones(shape, dtype, dev)
                     : name.EndsWith(".bias", StringComparison.Ordinal) ? Torch.Zeros(shape, dtype, dev)
-                    : Torch.Randn(shape, DType.Float32, dev).MulInPlace(0.02).To(dtype);
+                    : Torch.Randn(shape, DType.Float32, dev, rng).MulInPlace(0.02).To(dtype);
                 ps[name] = t.DetachFromScope();
             }
         return new CausalLM(config, ps, dev);

@@ -147,10 +147,12 @@ public sealed class ModelBackend : ICompletionBackend, IDisposable
     }
 
     /// <summary>Loads a model folder (config, weights, tokenizer.json, and tokenizer_config.json's chat template when
-    /// it has one) onto <paramref name="device"/> (default: the CPU) in <paramref name="dtype"/> (default: as stored).</summary>
-    public static ModelBackend Load(string modelDir, BatchEngineOptions? engine = null, Device? device = null, DType? dtype = null)
+    /// it has one) onto <paramref name="device"/> (default: the CPU) in <paramref name="dtype"/> (default: as stored); the
+    /// tokenizer through <paramref name="tokenizerCache"/> when one is given.</summary>
+    public static ModelBackend Load(string modelDir, BatchEngineOptions? engine = null, Device? device = null, DType? dtype = null,
+        TokenizerCache? tokenizerCache = null)
     {
-        var tokenizer = Tokenizer.FromFolder(modelDir);
+        var tokenizer = Tokenizer.FromFolder(modelDir, tokenizerCache);
         ChatTemplate? template = null;
         try
         {

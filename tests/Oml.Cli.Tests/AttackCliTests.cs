@@ -39,8 +39,12 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
                 File.Copy(Path.Combine(fixture, f), Path.Combine(Model, f));
             File.WriteAllText(Path.Combine(Model, "tokenizer.json"), FingerprintCliTests.TinyTokenizerJson());
             File.WriteAllText(PassFile, "correct horse battery staple\n");
+            // A fixed owner's secret: the same keys on every run, so what the tests read off this random-init model (its
+            // answers, the base's null of a key) does not change from one run to the next.
+            string secret = Path.Combine(Root, "secret.bin");
+            File.WriteAllBytes(secret, Enumerable.Range(1, FingerprintSetFile.OwnerSecretLength).Select(i => (byte)(7 * i)).ToArray());
             var r = Run("fingerprints", "generate", "--model", Model, "--strategy", "random-word", "--random-word-keys", "--count", "6",
-                "--out", Set, "--passphrase-file", PassFile, "--kdf-iterations", "1000", "--insecure-kdf");
+                "--out", Set, "--passphrase-file", PassFile, "--kdf-iterations", "1000", "--insecure-kdf", "--secret-file", secret);
             if (r.Code != 0) throw new InvalidOperationException($"generate failed: {r.Err}");
 
             // Responses = the base model's greedy answers: a memorised set for this model.
@@ -202,13 +206,25 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         Assert.Equal("partial", (string)j["match"]!);
         Assert.Equal(3, (int)j["min_tokens"]!);
         Assert.Equal("owned", (string)j["verdict"]!);
-        Assert.All(j["keys"]!.AsArray(), k => Assert.True((double)k!["null_probability"]! < 0.1)); // from the base, not the common bound
         // Without the base every alignment but the exact one counts at the common bound (0.1): the same hits prove nothing.
         var bound = Run([.. common, "--match", "partial", "--min-tokens", "3"]);
         Assert.True(bound.Code == 0, bound.Err);
         Assert.Contains("match: partial (min tokens 3)", bound.Out);
-        Assert.Contains("hits: 6/6", bound.Out);
+        // The same answers under the same rule: the keys hit are those the run with the base found hit, excluded or not.
+        int answeredHits = j["keys"]!.AsArray().Count(k => (bool)k!["hit"]!);
+        Assert.Contains($"hits: {answeredHits}/6", bound.Out, StringComparison.Ordinal);
         Assert.DoesNotContain("verdict: owned", bound.Out);
+        var boundJson = Run([.. common, "--match", "partial", "--min-tokens", "3", "--json"]);
+        Assert.True(boundJson.Code == 0, boundJson.Err);
+        var boundNull = JsonNode.Parse(boundJson.Out)!["keys"]!.AsArray().ToDictionary(k => (int)k!["index"]!, k => (double)k!["null_probability"]!);
+        // With the base each counted key's null is the base's own probability of a hit, not the common bound's 0.3 + exact
+        // (an excluded key, one the base's greedy answer hits, carries a null of almost 1 and is not counted).
+        Assert.All(j["keys"]!.AsArray().Where(k => (bool?)k!["excluded"] != true), k =>
+        {
+            double p = (double)k!["null_probability"]!, b = boundNull[(int)k["index"]!];
+            Assert.True(b >= 0.3, $"bound {b}");
+            Assert.True(p > 0 && p < b, $"key {k["index"]}: null {p} with the base, {b} without");
+        });
         // Usage errors.
         Assert.Equal(2, Run([.. common, "--base", W.Model]).Code);
         Assert.Equal(2, Run([.. common, "--min-tokens", "2"]).Code);

@@ -781,6 +781,25 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
         return f.Entries.Keys.ToDictionary(k => k, k => { using var t = f.Load(k); using var x = t.To(Oml.Engine.DType.Float32); return x.ToArray<float>(); });
     }
 
+    /// <summary>
+    /// Two trainings of the same data that differ only in summation order (ranks, shards, a resume) end at the same
+    /// weights up to that order's rounding. Adam turns rounding into whole steps where a gradient is near zero (an
+    /// embedding row of a rare token: m/√v is ±1 for noise), so single weights may differ by a step or more; the change
+    /// from the base as a whole differs by a few per cent. A rank's lost or doubled batch would change it by tens.
+    /// </summary>
+    private void AssertSameTraining(Dictionary<string, float[]> w1, Dictionary<string, float[]> w2)
+    {
+        var w0 = Weights(workspace.Model);
+        double diff = 0, update = 0;
+        foreach (var (name, a) in w1)
+        {
+            var (b, z) = (w2[name], w0[name]);
+            for (int i = 0; i < a.Length; i++) { diff += (double)(a[i] - b[i]) * (a[i] - b[i]); update += (double)(a[i] - z[i]) * (a[i] - z[i]); }
+        }
+        double relative = Math.Sqrt(diff / update);
+        Assert.True(relative < 0.1, $"the weights differ by {relative:P1} of the training's change from the base (rounding alone: a few per cent)");
+    }
+
     // Benign rows from a text, not sampled from the model: a sample near a boundary of the distribution can flip when
     // the processes run with other thread counts (their float sums differ in the last bits), and change the training.
     private string[] EmbedArgs(string outDir, int epochs = 4)
@@ -805,8 +824,7 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
         Assert.Equal(2, manifest["settings"]!["world_size"]!.GetValue<int>());
         var (w1, w2) = (Weights(one), Weights(two));
         Assert.Equal(w1.Keys.Order(), w2.Keys.Order());
-        double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
-        Assert.True(worst < 5e-3, $"largest weight difference {worst:E2} (lr 5e-3)");   // summation order only: well under one step
+        AssertSameTraining(w1, w2);
     }
 
     [Fact]
@@ -824,8 +842,7 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
         Assert.Contains("resuming from the checkpoint after epoch 2", c.Err, StringComparison.Ordinal);
         var (w1, w2) = (Weights(one), Weights(rest));
         Assert.Equal(w1.Keys.Order(), w2.Keys.Order());
-        double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
-        Assert.True(worst < 5e-3, $"largest weight difference {worst:E2} (lr 5e-3)");
+        AssertSameTraining(w1, w2);
     }
 
     [Fact]
@@ -850,8 +867,7 @@ public class DataParallelCliTests(FingerprintCliTests.Workspace workspace) : ICl
         Assert.Contains("resuming from the checkpoint after epoch 2", c.Err, StringComparison.Ordinal);
         var (w1, w2) = (Weights(one), Weights(rest));
         Assert.Equal(w1.Keys.Order(), w2.Keys.Order());
-        double worst = w1.Max(kv => kv.Value.Zip(w2[kv.Key], (x, y) => (double)Math.Abs(x - y)).Max());
-        Assert.True(worst < 5e-3, $"largest weight difference {worst:E2} (lr 5e-3)");
+        AssertSameTraining(w1, w2);
         // The half-way model written by the sharded ranks is whole (streamed by rank 0 one unit at a time).
         Assert.Equal(w1.Keys.Order(), Weights(half).Keys.Order());
         Assert.Equal(Cli.Usage, CliRunner.Run([.. EmbedArgs(Path.Combine(workspace.Root, "z3-usage")), "--shard-weights"]).Code);

@@ -62,6 +62,8 @@ public class ErrorTests
         Assert.Throws<ArgumentException>(() => DTypeExtensions.Parse("complex64"));
         Assert.Equal(DType.BFloat16, DTypeExtensions.Parse("bf16"));
         Assert.Equal(Device.Cuda(1), Device.Parse("cuda:1"));
+        // "auto" is the CLI's default everywhere: the first CUDA device when libtorch sees one, else the CPU.
+        Assert.Equal(Torch.Cuda.IsAvailable && Torch.Cuda.DeviceCount > 0 ? Device.Cuda(0) : Device.Cpu, Device.Parse(" Auto "));
         Assert.Throws<ArgumentOutOfRangeException>(() => Torch.Zeros([2]).Size(2));
     }
 }

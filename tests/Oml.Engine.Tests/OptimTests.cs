@@ -99,22 +99,8 @@ public class OptimTests
         Check.Close([6], b.Grad!, null, 1e-6);
         // Below the limit nothing changes.
         var again = Torch.ClipGradNorm([a, b], 100);
-        Assert.Equal(6.5, again, 4);
+        Assert.Equal(6.5, again, 1e-4);
         Check.Close([1.5, 2], a.Grad!, null, 1e-6);
-    }
-
-    [Fact]
-    public void Seeding_makes_random_draws_repeatable()
-    {
-        using var s = Torch.NewScope();
-        Torch.ManualSeed(123);
-        var a = Torch.Randn([16], device: Env.Device).ToArray<float>();
-        Torch.ManualSeed(123);
-        var b = Torch.Randn([16], device: Env.Device).ToArray<float>();
-        Torch.ManualSeed(124);
-        var c = Torch.Randn([16], device: Env.Device).ToArray<float>();
-        Assert.Equal(a, b);
-        Assert.NotEqual(a, c);
     }
 
     [Fact]

@@ -79,6 +79,12 @@ public class ConfigTests
         Assert.Contains("resumption_pairs needs response_length of at least 2", e.Message);
         e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("- { name: none }", "- { name: none, t: 1.5 }", StringComparison.Ordinal)));
         Assert.Contains("t must be in (0, 1)", e.Message);
+        // Several responses are drawn from the k tokens after the nucleus: more than k cannot be generated, and must fail
+        // when the config is read, not in a lab worker after the base is built.
+        e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("- { name: none }", "- { name: none, responses_per_key: 4, k: 3 }", StringComparison.Ordinal)));
+        Assert.Contains("responses_per_key (4) must be at most the Perinucleus width k (3)", e.Message);
+        var four = LabConfig.Load(Fixtures.Experiment("cpu-defence-responses.yaml")).Adaptive!.ModelSources().Single(s => s.Name == "four-responses").Build!;
+        Assert.Equal((4, 4), (four.ResponsesPerKey, four.K));
         e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml + "verification: { partial_min_tokens: 0 }\n"));
         Assert.Contains("verification.partial_min_tokens must be at least 1", e.Message);
     }

@@ -2,14 +2,6 @@ using Oml.Engine;
 
 namespace Oml.Models.Tests;
 
-/// <summary>
-/// Seeded sampling draws from libtorch's one global generator, so these tests run alone: a test in another class that
-/// seeds or draws at the same moment would change the sampled tokens.
-/// </summary>
-[CollectionDefinition(nameof(GlobalGeneratorTests), DisableParallelization = true)]
-public sealed class GlobalGeneratorTests;
-
-[Collection(nameof(GlobalGeneratorTests))]
 public class GenerationTests
 {
     private static CausalLM Model() => ModelFolder.Load(Fixtures.Model("qwen2-tiny"));
@@ -47,6 +39,40 @@ public class GenerationTests
         var greedy = Generator.Generate(model, [PromptA], new GenerationOptions { MaxNewTokens = 10, EosTokenIds = [] });
         var topK1 = Generator.Generate(model, [PromptA], new GenerationOptions { MaxNewTokens = 10, Temperature = 2, TopK = 1, Seed = 3, EosTokenIds = [] });
         Assert.Equal(greedy.Sequences[0].OutputIds, topK1.Sequences[0].OutputIds);
+    }
+
+    [Fact]
+    public async Task Two_threads_sampling_at_once_each_get_what_they_sample_alone()
+    {
+        // Each seeded call draws from a generator of its own: two calls in lock step (a barrier before every token, as
+        // two requests or two thread-ranks of one process) sample what each samples alone. With libtorch's shared global
+        // generator, seeded once per call, their draws would interleave.
+        using var model = Model();
+        var sample = new GenerationOptions { MaxNewTokens = 16, Temperature = 1.5, EosTokenIds = [] };
+        var aloneA = Generator.Generate(model, [PromptA, PromptB], sample with { Seed = 7 });
+        var aloneB = Generator.Generate(model, [PromptB, PromptA], sample with { Seed = 8 });
+        using var barrier = new Barrier(2);
+        GenerationResult InStep(int[][] prompts, ulong seed)
+        {
+            using var m = Model();
+            return Generator.Generate(m, prompts, sample with
+            {
+                Seed = seed,
+                LogitsProcessor = (logits, _) =>
+                {
+                    Assert.True(barrier.SignalAndWait(TimeSpan.FromSeconds(60)), "the other thread did not reach the barrier");
+                    return logits;
+                },
+            });
+        }
+        var a = Task.Factory.StartNew(() => InStep([PromptA, PromptB], 7), TaskCreationOptions.LongRunning);
+        var b = Task.Factory.StartNew(() => InStep([PromptB, PromptA], 8), TaskCreationOptions.LongRunning);
+        var (ta, tb) = (await a, await b);
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.Equal(aloneA.Sequences[i].OutputIds, ta.Sequences[i].OutputIds);
+            Assert.Equal(aloneB.Sequences[i].OutputIds, tb.Sequences[i].OutputIds);
+        }
     }
 
     [Fact]
@@ -93,8 +119,8 @@ public class GenerationTests
         using var scope = Torch.NewScope();
         // Probabilities 0.5, 0.3, 0.15, 0.05 as logits.
         var logits = Torch.FromArray(new[] { 0.5f, 0.3f, 0.15f, 0.05f }).Log().Unsqueeze(0).Expand(2000, 4).Contiguous();
-        long[] Draw(GenerationOptions o) => Generator.Choose(logits, o with { Temperature = 1 }).ToArray<long>();
-        Torch.ManualSeed(1);
+        using var rng = new RandomGenerator(1);
+        long[] Draw(GenerationOptions o) => Generator.Choose(logits, o with { Temperature = 1 }, rng).ToArray<long>();
         Assert.All(Draw(new GenerationOptions { TopK = 2 }), i => Assert.InRange(i, 0, 1));
         Assert.All(Draw(new GenerationOptions { TopP = 0.7 }), i => Assert.InRange(i, 0, 1)); // 0.5 + 0.3 reach 0.7
         Assert.All(Draw(new GenerationOptions { MinP = 0.25 }), i => Assert.InRange(i, 0, 2)); // 0.15 >= 0.125

@@ -231,7 +231,7 @@ public static class OwnerCommands
             var copy = await new Omlizer(set, alloc).BuildCopyAsync(s.State, modelId, hostAddr, (subset, _) =>
             {
                 if (baseDir is null) return Task.FromResult(given ?? "fingerprints:" + subset.Commit().SetDigest);
-                var tok = Tokenizer.FromFolder(baseDir);
+                var tok = Cli.LoadTokenizer(baseDir);
                 using var lm = ModelFolder.Load(baseDir, dev, dt);
                 var pairs = FingerprintGenerator.TrainingPairs(subset.Fingerprints, tok);
                 embedded = EmbedCommand.Run(lm, baseDir, copyDir!, subset, pairs, options,

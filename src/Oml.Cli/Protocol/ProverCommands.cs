@@ -208,7 +208,7 @@ public static class ProverCommands
     {
         if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: tracing a copy needs its tokenizer");
         if (spec.Filter is { Quantile: not null }) throw new UsageException("--responder: filter:q= needs calibration prompts; give filter:ppl=THRESHOLD");
-        var tok = Tokenizer.FromFolder(dir);
+        var tok = Cli.LoadTokenizer(dir);
         using var lm = ModelFolder.Load(dir, dev, dt);
         ChatTemplate? template = null;
         if (spec.Chat)

@@ -19,19 +19,19 @@ public static class Expansion
         if (c.MlpBias) throw new NotSupportedException("widening MLPs that have biases is not supported");
         var config = ModelConfig.Parse((System.Text.Json.Nodes.JsonObject)c.Raw.DeepClone());
         config.IntermediateSize = c.IntermediateSize + extra;
-        Torch.ManualSeed(seed);
         var ps = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var masks = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         long h = c.HiddenSize, m = c.IntermediateSize;
         var dt = model.DType;
         var dev = model.Device;
+        using var rng = new RandomGenerator(seed, dev);
         using (Torch.NoGrad())
             foreach (var (name, t) in model.Parameters)
             {
                 using var scope = Torch.NewScope();
                 if (name.EndsWith("mlp.gate_proj.weight", StringComparison.Ordinal) || name.EndsWith("mlp.up_proj.weight", StringComparison.Ordinal))
                 {
-                    ps[name] = Torch.Cat([t, (Torch.Randn([extra, h], DType.Float32, dev) * std).To(dt)], 0).DetachFromScope();
+                    ps[name] = Torch.Cat([t, (Torch.Randn([extra, h], DType.Float32, dev, rng) * std).To(dt)], 0).DetachFromScope();
                     masks[name] = Torch.Cat([Torch.Zeros([m, h], dt, dev), Torch.Ones([extra, h], dt, dev)], 0).DetachFromScope();
                 }
                 else if (name.EndsWith("mlp.down_proj.weight", StringComparison.Ordinal))

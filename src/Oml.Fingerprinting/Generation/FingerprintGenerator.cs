@@ -231,4 +231,14 @@ public sealed class FingerprintGenerator
     /// <summary>A tokenizer's identity: its folder name and the SHA-256 of its tokenizer.json.</summary>
     public static TokenizerIdentity TokenizerId(string dir) =>
         new(Path.GetFileName(Path.GetFullPath(dir).TrimEnd('/')), "sha256:" + Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Path.Combine(dir, "tokenizer.json")))));
+
+    /// <summary>
+    /// The identity of the tokenizer loaded from <paramref name="dir"/>: the digest of the tokenizer.json bytes it was
+    /// built from (<see cref="Tokenizer.FileDigest"/>, so the file is not read and hashed a second time).
+    /// </summary>
+    public static TokenizerIdentity TokenizerId(string dir, Tokenizer loaded)
+    {
+        ArgumentNullException.ThrowIfNull(loaded);
+        return loaded.FileDigest is { } digest ? new(Path.GetFileName(Path.GetFullPath(dir).TrimEnd('/')), digest) : TokenizerId(dir);
+    }
 }

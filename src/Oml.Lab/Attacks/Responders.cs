@@ -11,8 +11,8 @@ namespace Oml.Lab.Attacks;
 /// temperature (then top-k, top-p and min-p apply as in <see cref="Generator.Choose"/>). Prompts of equal length are
 /// batched together (at most <see cref="BatchSize"/>), so that no prompt is padded and an answer does not depend on the
 /// other prompts of the call. Seeded sampling repeats exactly: the i-th batch of a call is seeded with seed + i.
-/// A sequence stops at the model's end-of-sequence tokens unless the options name others. Seeding uses libtorch's
-/// global generator, so seeded runs repeat only when nothing else draws from it at the same time.
+/// A sequence stops at the model's end-of-sequence tokens unless the options name others. Each seeded batch draws from a
+/// generator of its own (<see cref="GenerationOptions.Seed"/>), so what other threads draw meanwhile does not matter.
 /// </summary>
 public sealed class ModelResponder : IResponder
 {

@@ -86,7 +86,7 @@ public sealed class GaussianNoiseAttack : IWeightAttack
 
     public CausalLM Apply(CausalLM model, IProgress<string>? progress = null)
     {
-        Torch.ManualSeed(_seed);
+        using var rng = new RandomGenerator(_seed, model.Device);
         var ps = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         using var noGrad = Torch.NoGrad();
         foreach (var (name, t) in model.Parameters.OrderBy(kv => kv.Key, StringComparer.Ordinal))
@@ -96,7 +96,7 @@ public sealed class GaussianNoiseAttack : IWeightAttack
             if (t.Dim == 2 && _sigma > 0)
             {
                 double rms = Math.Sqrt(copy.Square().Mean().ToDouble());
-                copy = copy + Torch.Randn(t.Shape, DType.Float32, model.Device) * (_sigma * rms);
+                copy = copy + Torch.Randn(t.Shape, DType.Float32, model.Device, rng) * (_sigma * rms);
             }
             ps[name] = copy.To(t.DType).DetachFromScope();
         }

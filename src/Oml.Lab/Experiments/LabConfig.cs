@@ -300,6 +300,7 @@ public sealed class FingerprintSpec
         if (!(T > 0 && T < 1) || K < 1) fail($"{where}: t must be in (0, 1) and k at least 1");
         if (ResponsesPerKey < 1) fail($"{where}.responses_per_key must be at least 1");
         if (ResponsesPerKey > 1 && Strategy != Strategies.Perinucleus) fail($"{where}: several responses per key need the perinucleus strategy");
+        if (ResponsesPerKey > K) fail($"{where}: responses_per_key ({ResponsesPerKey}) must be at most the Perinucleus width k ({K}): the responses are drawn from the k tokens after the nucleus");
         if (AvoidTopM < 0) fail($"{where}.avoid_top_m must be at least 0");
         if (ResumptionPairs < 0) fail($"{where}.resumption_pairs must be at least 0");
         if (ResumptionPairs > 0 && ResponseLength < 2) fail($"{where}: resumption_pairs needs response_length of at least 2 (a one-token response has nothing to resume)");

@@ -16,7 +16,8 @@ internal sealed class BpeModel
 
     private readonly Dictionary<string, int> _vocab;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _vocabLookup;
-    private readonly PairTable _merges; // (left id, right id) -> (rank << 32) | merged id
+    private readonly int[] _mergeTriplets; // (left id, right id, merged id) per merge, in rank order
+    private PairTable? _merges; // (left id, right id) -> (rank << 32) | merged id; built from _mergeTriplets on first use
     private readonly int[] _charIds; // id of the single-character token for each UTF-16 char, -1 when none
     private readonly int[]? _byteIds; // ids of <0x00>..<0xFF> when byte_fallback is on and all exist
     private readonly int? _unkId;
@@ -28,59 +29,54 @@ internal sealed class BpeModel
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheLookup;
     private int _cacheCount;
 
-    public BpeModel(Dictionary<string, int> vocab, List<(string Left, string Right)> merges, string? unkToken, bool fuseUnk,
-        bool byteFallback, bool ignoreMerges, string? continuingSubwordPrefix, string? endOfWordSuffix)
+    /// <summary>Builds the model from tokenizer.json's vocabulary and merges, checking every merge against the vocabulary.</summary>
+    public BpeModel(Dictionary<string, int> vocab, List<(string Left, string Right)> merges, BpeOptions options)
+        : this(vocab, IdsToTokens(vocab), MergeTriplets(vocab, merges, options), options)
+    {
+    }
+
+    /// <summary>
+    /// The model from its already-checked parts (the tokenizer cache): every id's token (null for gaps), and the merges
+    /// as (left, right, merged) id triplets in rank order. Ids out of range or repeated tokens are an
+    /// <see cref="InvalidDataException"/>.
+    /// </summary>
+    public static BpeModel FromParts(string?[] idToToken, int[] mergeTriplets, BpeOptions options)
+    {
+        var vocab = new Dictionary<string, int>(idToToken.Length, StringComparer.Ordinal);
+        for (var id = 0; id < idToToken.Length; id++)
+            if (idToToken[id] is { } token && !vocab.TryAdd(token, id))
+                throw new InvalidDataException($"tokenizer cache: token '{token}' has two ids");
+        if (mergeTriplets.Length % 3 != 0) throw new InvalidDataException("tokenizer cache: the merges are not id triplets");
+        foreach (var id in mergeTriplets)
+            if ((uint)id >= (uint)idToToken.Length || idToToken[id] == null) throw new InvalidDataException($"tokenizer cache: merge id {id} names no token");
+        return new BpeModel(vocab, idToToken, mergeTriplets, options);
+    }
+
+    private BpeModel(Dictionary<string, int> vocab, string?[] idToToken, int[] mergeTriplets, BpeOptions options)
     {
         _vocab = vocab;
         _vocabLookup = vocab.GetAlternateLookup<ReadOnlySpan<char>>();
         _cacheLookup = _cache.GetAlternateLookup<ReadOnlySpan<char>>();
-        _fuseUnk = fuseUnk;
-        _ignoreMerges = ignoreMerges;
-        _prefix = string.IsNullOrEmpty(continuingSubwordPrefix) ? null : continuingSubwordPrefix;
-        _suffix = string.IsNullOrEmpty(endOfWordSuffix) ? null : endOfWordSuffix;
+        Options = options;
+        _fuseUnk = options.FuseUnk;
+        _ignoreMerges = options.IgnoreMerges;
+        _prefix = string.IsNullOrEmpty(options.ContinuingSubwordPrefix) ? null : options.ContinuingSubwordPrefix;
+        _suffix = string.IsNullOrEmpty(options.EndOfWordSuffix) ? null : options.EndOfWordSuffix;
+        IdToToken = idToToken;
+        _mergeTriplets = mergeTriplets;
 
-        var maxId = -1;
-        foreach (var (token, id) in vocab)
-        {
-            if (id < 0) throw new InvalidDataException($"tokenizer.json: model.vocab: token '{token}' has a negative id {id}");
-            maxId = Math.Max(maxId, id);
-        }
-        IdToToken = new string?[maxId + 1];
-        foreach (var (token, id) in vocab)
-        {
-            if (IdToToken[id] != null) throw new InvalidDataException($"tokenizer.json: model.vocab: id {id} is given to both '{IdToToken[id]}' and '{token}'");
-            IdToToken[id] = token;
-        }
-
-        if (unkToken != null)
+        if (options.UnkToken is { } unkToken)
         {
             if (!vocab.TryGetValue(unkToken, out var unk)) throw new InvalidDataException($"tokenizer.json: model.unk_token '{unkToken}' is not in the vocabulary");
             _unkId = unk;
         }
 
-        _merges = new PairTable(merges.Count);
-        var joined = new char[64];   // left + right without a string per merge
-        for (var rank = 0; rank < merges.Count; rank++)
-        {
-            var (left, right) = merges[rank];
-            if (!vocab.TryGetValue(left, out var l)) throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: '{left}' is not in the vocabulary");
-            if (!vocab.TryGetValue(right, out var r)) throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: '{right}' is not in the vocabulary");
-            var cut = _prefix != null && right.StartsWith(_prefix, StringComparison.Ordinal) ? _prefix.Length : 0;
-            int length = left.Length + right.Length - cut;
-            if (joined.Length < length) joined = new char[Math.Max(length, 2 * joined.Length)];
-            left.AsSpan().CopyTo(joined);
-            right.AsSpan(cut).CopyTo(joined.AsSpan(left.Length));
-            if (!_vocabLookup.TryGetValue(joined.AsSpan(0, length), out var merged))
-                throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: the merge of '{left}' and '{right}' ('{left + right[cut..]}') is not in the vocabulary");
-            _merges.Set(Key(l, r), ((long)rank << 32) | (uint)merged); // a repeated merge takes its last rank, as in tokenizers
-        }
-
         _charIds = new int[char.MaxValue + 1];
         Array.Fill(_charIds, -1);
-        foreach (var (token, id) in vocab)
-            if (token.Length == 1) _charIds[token[0]] = id;
+        for (var id = 0; id < idToToken.Length; id++)
+            if (idToToken[id] is { Length: 1 } token) _charIds[token[0]] = id;
 
-        if (byteFallback)
+        if (options.ByteFallback)
         {
             _byteIds = new int[256];
             for (var b = 0; b < 256; b++)
@@ -89,6 +85,69 @@ internal sealed class BpeModel
             ByteFallback = true;
         }
     }
+
+    /// <summary>Every id's token (null for gaps); a token given two ids is an error.</summary>
+    private static string?[] IdsToTokens(Dictionary<string, int> vocab)
+    {
+        var maxId = -1;
+        foreach (var (token, id) in vocab)
+        {
+            if (id < 0) throw new InvalidDataException($"tokenizer.json: model.vocab: token '{token}' has a negative id {id}");
+            maxId = Math.Max(maxId, id);
+        }
+        var idToToken = new string?[maxId + 1];
+        foreach (var (token, id) in vocab)
+        {
+            if (idToToken[id] != null) throw new InvalidDataException($"tokenizer.json: model.vocab: id {id} is given to both '{idToToken[id]}' and '{token}'");
+            idToToken[id] = token;
+        }
+        return idToToken;
+    }
+
+    /// <summary>The merges as (left, right, merged) id triplets in rank order, each checked against the vocabulary.</summary>
+    private static int[] MergeTriplets(Dictionary<string, int> vocab, List<(string Left, string Right)> merges, BpeOptions options)
+    {
+        var lookup = vocab.GetAlternateLookup<ReadOnlySpan<char>>();
+        var prefix = string.IsNullOrEmpty(options.ContinuingSubwordPrefix) ? null : options.ContinuingSubwordPrefix;
+        var triplets = new int[3 * merges.Count];
+        var joined = new char[64];   // left + right without a string per merge
+        for (var rank = 0; rank < merges.Count; rank++)
+        {
+            var (left, right) = merges[rank];
+            if (!vocab.TryGetValue(left, out var l)) throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: '{left}' is not in the vocabulary");
+            if (!vocab.TryGetValue(right, out var r)) throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: '{right}' is not in the vocabulary");
+            var cut = prefix != null && right.StartsWith(prefix, StringComparison.Ordinal) ? prefix.Length : 0;
+            int length = left.Length + right.Length - cut;
+            if (joined.Length < length) joined = new char[Math.Max(length, 2 * joined.Length)];
+            left.AsSpan().CopyTo(joined);
+            right.AsSpan(cut).CopyTo(joined.AsSpan(left.Length));
+            if (!lookup.TryGetValue(joined.AsSpan(0, length), out var merged))
+                throw new InvalidDataException($"tokenizer.json: model.merges[{rank}]: the merge of '{left}' and '{right}' ('{left + right[cut..]}') is not in the vocabulary");
+            triplets[3 * rank] = l;
+            triplets[3 * rank + 1] = r;
+            triplets[3 * rank + 2] = merged;
+        }
+        return triplets;
+    }
+
+    /// <summary>
+    /// The merge table, built on first use: commands that only decode, or encode through the vocabulary alone (ids of
+    /// the key tokens are stored), never need it. A repeated merge takes its last rank, as in tokenizers.
+    /// </summary>
+    private PairTable Merges => _merges ?? LazyInitializer.EnsureInitialized(ref _merges, () =>
+    {
+        var n = _mergeTriplets.Length / 3;
+        var table = new PairTable(n);
+        for (var rank = 0; rank < n; rank++)
+            table.Set(Key(_mergeTriplets[3 * rank], _mergeTriplets[3 * rank + 1]), ((long)rank << 32) | (uint)_mergeTriplets[3 * rank + 2]);
+        return table;
+    });
+
+    /// <summary>The options this model was built with (kept for the tokenizer cache).</summary>
+    public BpeOptions Options { get; }
+
+    /// <summary>The merges as (left, right, merged) id triplets in rank order (kept for the tokenizer cache).</summary>
+    public ReadOnlySpan<int> MergeTripletSpan => _mergeTriplets;
 
     public bool ByteFallback { get; }
 
@@ -142,6 +201,7 @@ internal sealed class BpeModel
             var n = symbols.Count;
             var ids = rented.AsSpan(0, n);
             if (n <= 1) return ids.ToArray();
+            _ = Merges; // built on the first word that has pairs; PairValue reads the field from here on
             var prev = rented.AsSpan(cap, n);
             var next = rented.AsSpan(2 * cap, n);
             var pair = rentedPairs.AsSpan(0, n); // (rank << 32 | merged id) of the pair starting at i, long.MaxValue if none
@@ -279,7 +339,7 @@ internal sealed class BpeModel
         if (before >= 0) pair[before] = PairValue(ids[before], ids[pos]);
     }
 
-    private long PairValue(int left, int right) => _merges.Get(Key(left, right));
+    private long PairValue(int left, int right) => _merges!.Get(Key(left, right));
 
     /// <summary>Appends ids into a fixed span (sized by the caller for the worst case).</summary>
     private ref struct SymbolBuffer(Span<int> items)
@@ -359,3 +419,6 @@ internal sealed class BpeModel
         return true;
     }
 }
+
+/// <summary>The settings of a BPE model in tokenizer.json besides its vocabulary and merges.</summary>
+internal sealed record BpeOptions(string? UnkToken, bool FuseUnk, bool ByteFallback, bool IgnoreMerges, string? ContinuingSubwordPrefix, string? EndOfWordSuffix);

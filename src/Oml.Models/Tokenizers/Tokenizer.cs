@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 
@@ -32,14 +33,16 @@ public sealed class Tokenizer
     private readonly bool[] _isSpecial;
     private readonly Dictionary<string, int> _addedByContent = new(StringComparer.Ordinal);
 
-    private Tokenizer(JsonElement root, JsonElement? config)
+    /// <param name="model">The BPE model already built (from the tokenizer cache, with <paramref name="root"/> the rest of
+    /// tokenizer.json); null to build it from <paramref name="root"/>'s model.</param>
+    private Tokenizer(JsonElement root, JsonElement? config, BpeModel? model = null)
     {
         if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException("tokenizer.json: the top level must be an object");
         foreach (var name in new[] { "truncation", "padding" })
             if (root.TryGetProperty(name, out var v) && !TokenizerJson.IsNull(v))
                 throw TokenizerJson.Error(name, $"{name} is not supported (it must be null)");
 
-        _model = TokenizerJson.Model(TokenizerJson.Required(root, "model", "(root)"), "model");
+        _model = model ?? TokenizerJson.Model(TokenizerJson.Required(root, "model", "(root)"), "model");
         _normalizer = root.TryGetProperty("normalizer", out var n) ? TokenizerJson.Normalizer(n, "normalizer") : null;
         _preTokenizer = root.TryGetProperty("pre_tokenizer", out var pt) ? TokenizerJson.PreTokenizer(pt, "pre_tokenizer") : null;
         _decoder = root.TryGetProperty("decoder", out var d) ? TokenizerJson.Decoder(d, "decoder") : null;
@@ -150,22 +153,58 @@ public sealed class Tokenizer
         };
     }
 
-    /// <summary>Reads a tokenizer.json file, and optionally its tokenizer_config.json.</summary>
-    public static Tokenizer FromFile(string tokenizerJsonPath, string? tokenizerConfigPath = null)
-    {
-        using var doc = Parse(tokenizerJsonPath, "tokenizer.json");
-        using var cfg = tokenizerConfigPath == null ? null : Parse(tokenizerConfigPath, "tokenizer_config.json");
-        return new Tokenizer(doc.RootElement, cfg?.RootElement);
-    }
+    /// <summary>
+    /// Reads a tokenizer.json file, and optionally its tokenizer_config.json. With a <paramref name="cache"/>, the BPE
+    /// model is read from the cache file of this tokenizer.json's SHA-256 when there is a valid one, and otherwise built
+    /// and written there (see <see cref="TokenizerCache"/>); the result is the same either way.
+    /// </summary>
+    public static Tokenizer FromFile(string tokenizerJsonPath, string? tokenizerConfigPath = null, TokenizerCache? cache = null) =>
+        Load(tokenizerJsonPath, tokenizerConfigPath, cache, out _);
 
-    /// <summary>Reads tokenizer.json from a model folder, with tokenizer_config.json when the folder has one.</summary>
-    public static Tokenizer FromFolder(string directory)
+    /// <summary>Reads tokenizer.json from a model folder, with tokenizer_config.json when the folder has one (see <see cref="FromFile"/>).</summary>
+    public static Tokenizer FromFolder(string directory, TokenizerCache? cache = null)
     {
         var json = Path.Combine(directory, "tokenizer.json");
         if (!File.Exists(json)) throw new FileNotFoundException($"no tokenizer.json in {directory}", json);
         var config = Path.Combine(directory, "tokenizer_config.json");
-        return FromFile(json, File.Exists(config) ? config : null);
+        return FromFile(json, File.Exists(config) ? config : null, cache);
     }
+
+    /// <summary><see cref="FromFile"/>, telling what it found in the cache.</summary>
+    internal static Tokenizer Load(string tokenizerJsonPath, string? tokenizerConfigPath, TokenizerCache? cache, out CacheOutcome outcome)
+    {
+        // One read serves the digest and the parse.
+        var bytes = File.ReadAllBytes(tokenizerJsonPath);
+        var digest = SHA256.HashData(bytes);
+        using var cfg = tokenizerConfigPath == null ? null : Parse(tokenizerConfigPath, "tokenizer_config.json");
+        outcome = CacheOutcome.Off;
+        if (cache != null && bytes.Length < cache.MinimumFileBytes) cache = null;
+        if (cache != null)
+        {
+            outcome = cache.TryRead(digest, out var entry);
+            if (entry != null)
+            {
+                try
+                {
+                    using var rest = JsonDocument.Parse(entry.RestJson, new JsonDocumentOptions { MaxDepth = 256 });
+                    var options = TokenizerJson.ModelOptions(TokenizerJson.Required(rest.RootElement, "model", "(root)"), "model");
+                    var model = BpeModel.FromParts(entry.IdToToken, entry.MergeTriplets, options);
+                    return new Tokenizer(rest.RootElement, cfg?.RootElement, model) { FileDigest = "sha256:" + Convert.ToHexStringLower(digest) };
+                }
+                catch (Exception e) when (e is InvalidDataException or JsonException)
+                {
+                    outcome = CacheOutcome.Rejected; // a file that passed its digest check but does not build: rebuild it
+                }
+            }
+        }
+        using var doc = ParseBytes(bytes, tokenizerJsonPath, "tokenizer.json");
+        var tokenizer = new Tokenizer(doc.RootElement, cfg?.RootElement) { FileDigest = "sha256:" + Convert.ToHexStringLower(digest) };
+        cache?.TryWrite(digest, TokenizerCache.RestJson(doc.RootElement), tokenizer._model);
+        return tokenizer;
+    }
+
+    /// <summary>"sha256:" and the hex SHA-256 of the tokenizer.json file this tokenizer was read from (null when built from text).</summary>
+    public string? FileDigest { get; private init; }
 
     /// <summary>Builds a tokenizer from the text of a tokenizer.json (and optionally of a tokenizer_config.json).</summary>
     public static Tokenizer FromJson(string tokenizerJson, string? tokenizerConfigJson = null)
@@ -181,6 +220,20 @@ public sealed class Tokenizer
         try
         {
             return JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 256 });
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"{what}: malformed JSON in {path}: {ex.Message}", ex);
+        }
+    }
+
+    private static JsonDocument ParseBytes(byte[] bytes, string path, string what)
+    {
+        try
+        {
+            // As the stream overload does, a UTF-8 byte-order mark is skipped.
+            var start = bytes.AsSpan().StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]) ? 3 : 0;
+            return JsonDocument.Parse(bytes.AsMemory(start), new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException ex)
         {

@@ -274,14 +274,21 @@ internal static class TokenizerJson
         return new TemplatePostProcessor(before.ToArray(), after.ToArray());
     }
 
-    public static BpeModel Model(JsonElement e, string path)
+    /// <summary>The model's settings besides its vocabulary and merges (which the tokenizer cache stores apart).</summary>
+    public static BpeOptions ModelOptions(JsonElement e, string path)
     {
         var type = e.ValueKind == JsonValueKind.Object && e.TryGetProperty("type", out var t) ? t.GetString() : null;
         if (type == null) throw Error(path, "missing string field 'type'");
         if (type != "BPE") throw Error(path, $"unsupported model type '{type}' (only BPE is implemented)");
         if (e.TryGetProperty("dropout", out var dropout) && !IsNull(dropout) && dropout.ValueKind == JsonValueKind.Number && dropout.GetDouble() > 0)
             throw Error(path, "BPE dropout is not supported");
+        return new BpeOptions(OptString(e, "unk_token", path), OptBool(e, "fuse_unk", path, false), OptBool(e, "byte_fallback", path, false),
+            OptBool(e, "ignore_merges", path, false), OptString(e, "continuing_subword_prefix", path), OptString(e, "end_of_word_suffix", path));
+    }
 
+    public static BpeModel Model(JsonElement e, string path)
+    {
+        var options = ModelOptions(e, path);
         var vocabElement = Required(e, "vocab", path);
         if (vocabElement.ValueKind != JsonValueKind.Object) throw Error(path, "field 'vocab' must be an object of token -> id");
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -310,7 +317,6 @@ internal static class TokenizerJson
             else throw Error(mpath(), "a merge must be \"a b\" or [\"a\", \"b\"]");
         }
 
-        return new BpeModel(vocab, merges, OptString(e, "unk_token", path), OptBool(e, "fuse_unk", path, false), OptBool(e, "byte_fallback", path, false),
-            OptBool(e, "ignore_merges", path, false), OptString(e, "continuing_subword_prefix", path), OptString(e, "end_of_word_suffix", path));
+        return new BpeModel(vocab, merges, options);
     }
 }

@@ -39,8 +39,8 @@ public class DataParallelTests
         using var probe = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
         // Batches of 8 over 20 pairs (the last has 4: with 3 ranks one rank has 1 row of it), mixing with sampled
         // benign rows, held-out data, then the final merge: every part of the step that the ranks share.
-        // The benign and held-out rows are given: the ranks here are threads of one process, which share libtorch's
-        // global generator, so sampled ones would differ between runs (separate processes would each draw the same).
+        // The benign and held-out rows are given (random rows: cheaper than self-generated ones, which
+        // WeightShardingTests.Self_generated_sequences_of_a_sharded_model_are_the_whole_models covers on ranks).
         var rng = new Random(11);
         int[] Seq(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(3, probe.Config.VocabSize)).ToArray();
         var options = OmlizationDefaults.For(probe.Config) with
@@ -80,7 +80,9 @@ public class DataParallelTests
         for (int e = 0; e < single.Result.History.Count; e++)
         {
             Assert.Equal(single.Result.History[e].Accuracy, r0.Result.History[e].Accuracy);
-            Assert.Equal(single.Result.History[e].Loss, r0.Result.History[e].Loss, 3);
+            // Within 1e-3, not "equal to 3 decimal places": rounding both puts 2.1184990 and 2.1185019 (2 ranks here)
+            // on either side of a boundary.
+            Assert.Equal(single.Result.History[e].Loss, r0.Result.History[e].Loss, 1e-3);
         }
         Assert.Equal(single.Result.MergeLambda, r0.Result.MergeLambda);
     }
@@ -208,7 +210,7 @@ public class DataParallelTests
             for (int e = 0; e < whole.Result.History.Count; e++)
             {
                 Assert.Equal(whole.Result.History[e].Accuracy, resumed.Result.History[e].Accuracy);
-                Assert.Equal(whole.Result.History[e].Loss, resumed.Result.History[e].Loss, 3);
+                Assert.Equal(whole.Result.History[e].Loss, resumed.Result.History[e].Loss, 1e-3);
             }
             Assert.Equal(whole.Result.MergeLambda, resumed.Result.MergeLambda);
         }

@@ -290,7 +290,7 @@ public class EmbeddingTests
             Assert.Equal(whole.R.History.Select(h => h.Steps), split.R.History.Select(h => h.Steps));
             for (int e = 0; e < 3; e++)
             {
-                Assert.Equal(whole.R.History[e].Loss, split.R.History[e].Loss, 5);
+                Assert.Equal(whole.R.History[e].Loss, split.R.History[e].Loss, 1e-5);
                 Assert.Equal(whole.R.History[e].Accuracy, split.R.History[e].Accuracy);
             }
             double maxDiff = 0, maxMove = 0;

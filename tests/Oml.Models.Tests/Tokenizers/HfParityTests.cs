@@ -36,7 +36,7 @@ public class HfParityTests : IDisposable
     ];
 
     /// <summary>A deterministic mix of edge cases, English, documentation lines and random Unicode strings.</summary>
-    private static List<string> Texts()
+    internal static List<string> Texts()
     {
         var texts = new List<string>(EdgeCases);
         foreach (var line in DocLines().Take(200)) texts.Add(line);
