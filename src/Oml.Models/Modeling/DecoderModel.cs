@@ -124,8 +124,8 @@ public sealed class DecoderModel : IDisposable
         // row after a shared cache, each attending to the cache and causally to itself only.
         if (attentionMask is not null && attentionMask.Dim == 4)
         {
-            if (attentionMask.Size(2) != t || attentionMask.Size(3) != total)
-                throw new ArgumentException($"a full attention mask must be [B, 1, {t}, {total}], not [{string.Join(", ", Enumerable.Range(0, 4).Select(i => attentionMask.Size(i)))}]");
+            if (attentionMask.Size(0) != b || attentionMask.Size(1) != 1 || attentionMask.Size(2) != t || attentionMask.Size(3) != total)
+                throw new ArgumentException($"a full attention mask must be [{b}, 1, {t}, {total}], not [{string.Join(", ", Enumerable.Range(0, 4).Select(i => attentionMask.Size(i)))}]");
             return new AttentionContext(cos, sin, attentionMask.DType == DType.Bool ? attentionMask : attentionMask.Ne(0));
         }
         // Without padding and without a cache, attention is plain causal: no mask tensor, so that SDPA can take its
