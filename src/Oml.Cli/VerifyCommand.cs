@@ -179,24 +179,34 @@ public static class VerifyCommand
                         return (Dir: negDir, Kind: kind);
                     }).ToList();
                     // The keys a verdict leaves out (the partial rule with --base: those the base's own greedy answer hits)
-                    // depend on the base and the keys only: found once, and every negative's hits are counted without them,
-                    // as its verdict would count them. No null probabilities are needed to count hits.
-                    bool[]? excluded = null;
-                    if (nullModel is not null)
+                    // depend on the base and the queries the keys are encoded into: a verdict encodes them with the
+                    // suspect's tokenizer and key format (--chat-template takes the suspect's template), so each negative's
+                    // exclusions are those of its own queries, computed once per distinct encoding (with the set's raw
+                    // token ids, once). Every negative's hits are counted without them, as its verdict would count them.
+                    // No null probabilities are needed to count hits.
+                    var exclusions = new Dictionary<string, bool[]>();
+                    bool[]? Excluded(Tokenizer tok, LocalVerifyOptions o)
                     {
-                        if (!File.Exists(Path.Combine(basePath!, "tokenizer.json"))) throw new InvalidDataException($"--base: {basePath} has no tokenizer.json");
-                        excluded = LocalVerifier.ExcludedKeys(Tokenizer.FromFolder(basePath!), chosen, LocalOptions(basePath!));
-                        Console.Error.WriteLine($"{excluded!.Count(x => x)} of {chosen.Count} keys left out: the base's own greedy answer hits them under the partial rule (m = {matchRule.MinTokens})");
+                        if (nullModel is null) return null;
+                        string encoded = string.Join(";", chosen.Select(f => string.Join(",", o.Format.Encode(tok, f, o.SystemPrompt))));
+                        if (exclusions.TryGetValue(encoded, out var known)) return known;
+                        var found = LocalVerifier.ExcludedKeys(tok, chosen, o)!;
+                        exclusions[encoded] = found;
+                        Console.Error.WriteLine($"{found.Count(x => x)} of {chosen.Count} keys left out: the base's own greedy answer hits them under the partial rule (m = {matchRule.MinTokens})");
+                        return found;
                     }
                     var results = new List<NegativeResult>();
                     foreach (var (negDir, kind) in specs)
                     {
-                        var (hits, queried) = OnLocalModel(negDir, set, Dev(), Cli.ParseDType(r.GetValue(dtype)), null,
-                            (lm, tok) => LocalVerifier.CountHits(lm, tok, chosen, LocalOptions(negDir), excluded));
+                        var (hits, queried) = OnLocalModel(negDir, set, Dev(), Cli.ParseDType(r.GetValue(dtype)), null, (lm, tok) =>
+                        {
+                            var options = LocalOptions(negDir);
+                            return LocalVerifier.CountHits(lm, tok, chosen, options, Excluded(tok, options));
+                        });
                         Console.Error.WriteLine($"{negDir}: {hits}/{queried} keys hit");
                         results.Add(new NegativeResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(negDir))), kind, hits, queried));
                     }
-                    var cal = NullCalibration.Calibrate(results, conf, rule.NullFloor, rule.Alpha, rule.ExpectedRecall, match: matchRule, excludesBaseHits: excluded is not null);
+                    var cal = NullCalibration.Calibrate(results, conf, rule.NullFloor, rule.Alpha, rule.ExpectedRecall, match: matchRule, excludesBaseHits: nullModel is not null);
                     if (lead && r.GetValue(calibrationOut) is { } outPath) FingerprintIO.WriteTextAtomic(outPath, cal.ToJson() + "\n", overwrite: r.GetValue(force));
                     Console.Write(r.GetValue(json) ? cal.ToJson() + "\n" : cal.ToTable());
                     return Cli.Ok;

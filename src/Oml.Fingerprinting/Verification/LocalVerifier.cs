@@ -86,8 +86,9 @@ public static class LocalVerifier
     /// The keys a verification with <paramref name="options"/> leaves out of its verdict: for the partial rule with a base
     /// model (<see cref="LocalVerifyOptions.NullModel"/>), those the base's own greedy answer hits
     /// (<see cref="BaseGreedyHits"/>, <see cref="KeyResult.Excluded"/>); null otherwise (no key is left out). They depend
-    /// on the base and the keys only, never on the suspect, so one computation serves any number of suspects
-    /// (<see cref="CountHits"/>).
+    /// on the base and the queries the keys are encoded into (<paramref name="tokenizer"/> and the options' key format:
+    /// a verdict uses the suspect's), never on the suspect's weights, so one computation serves every suspect whose
+    /// queries are the same (<see cref="CountHits"/>).
     /// </summary>
     public static bool[]? ExcludedKeys(Tokenizer tokenizer, IReadOnlyList<Fingerprint> fingerprints, LocalVerifyOptions options)
     {
