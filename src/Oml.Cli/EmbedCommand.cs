@@ -141,7 +141,7 @@ public static class EmbedCommand
         {
             Description = "With --gpus/--processes: shard the weights too (ZeRO-3, FSDP-style): each rank keeps 1/N of every layer's weights, gradients and AdamW state, gathers a layer's weights while it runs and frees them after (activation checkpointing is on); each rank loads only its slices (unless --expand), self-generated benign data are sampled through the sharded model, and the result is saved a layer at a time",
         };
-        var memoryBudget = new Option<double?>("--memory-budget-gb") { Description = "Plan micro-batches to keep the device's memory use within this many GiB (default: all that is free)" };
+        var memoryBudget = new Option<double?>("--memory-budget-gb") { Description = "Size the training micro-batches to fit this many GiB of device memory, less what the process already holds (default: all that is free; it bounds the plan, not the process)" };
         var cmd = new Command("embed",
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
         {
