@@ -32,6 +32,7 @@ internal static class PartialNullBench
         double s = clock.Elapsed.TotalSeconds;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"partial null: {keys} keys, key {keyLength} + response {responseLength} tokens, min {minTokens} (D = {match.Deviation(responseLength)}), budget {budget}, vocab {vocab}, {device}: {s:F2} s, {keys / s:F2} keys/s, sum of nulls {nulls.Sum():G6}"));
+        if (Phases.Requested) Console.WriteLine(Phases.ToJson());
         return 0;
     }
 }

@@ -20,6 +20,7 @@ if (opts.Has("fingerprints")) return FingerprintBench.Run(opts);
 if (opts.Has("serve")) return Oml.Bench.ServeBench.Run(opts);
 if (opts.TryGet("model-io", out var ioModel)) return ModelIOBench.Run(ioModel, opts);
 if (opts.TryGet("partial-null", out var nullModel)) return PartialNullBench.Run(nullModel, opts);
+if (opts.TryGet("verify", out var verifyModel)) return VerifyBench.Run(verifyModel, opts);
 if (opts.Has("verdict-tails")) return VerdictTailsBench.Run(opts);
 var device = Device.Parse(opts.Get("device", "cpu"));
 var dtype = DTypeExtensions.Parse(opts.Get("dtype", "float32"));

@@ -88,6 +88,11 @@ public static class VerifyCommand
             string? basePath = r.GetValue(baseDir);
             if (basePath is not null && !matchRule.IsPartial) throw new UsageException("--base gives the partial rule's null: use it with --match partial");
             if (basePath is not null && !Directory.Exists(basePath)) throw new DirectoryNotFoundException($"--base: model folder not found: {basePath}");
+            // Measured (docs/verification.md, "Calibration"): models near the base (fine-tunes, siblings, merges) hit partial
+            // matches of Perinucleus responses above the default floor and far above the base's per-key nulls.
+            if (matchRule.IsPartial && negatives.Length == 0 && r.GetValue(calibration) is null)
+                Console.Error.WriteLine("oml: warning: with --match partial, models near the base hit more often than the base's null and the default floor say; "
+                    + "give --calibration from 'oml verify --calibrate' with the same --match, --min-tokens and --base (docs/verification.md)");
             int r_ = r.GetValue(samples);
             double? temp = r.GetValue(temperature);
             if (r_ < 1) throw new UsageException("--samples must be at least 1");
@@ -107,6 +112,9 @@ public static class VerifyCommand
                 NullCalibration cal;
                 try { cal = NullCalibration.FromJson(File.ReadAllText(calPath)); }
                 catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"--calibration: {calPath} is not a calibration file: {e.Message}"); }
+                // A floor measured under one match rule says nothing about another (partial hits are more frequent).
+                try { cal.EnsureMadeFor(matchRule, basePath is not null); }
+                catch (InvalidDataException e) { throw new InvalidDataException($"--calibration: {calPath}: {e.Message}"); }
                 rule = cal.Apply(rule);
             }
             // Loading libtorch and creating the GPU's context (a second or more) overlaps reading the set and the
@@ -162,17 +170,43 @@ public static class VerifyCommand
                 {
                     double conf = r.GetValue(confidence);
                     if (!(conf > 0 && conf < 1)) throw new UsageException("--confidence must be in (0, 1)");
-                    var results = new List<NegativeResult>();
-                    foreach (var spec in negatives)
+                    var specs = negatives.Select(spec =>
                     {
                         int eq = spec.IndexOf('=');
                         string negDir = eq >= 0 ? spec[(eq + 1)..] : spec, kind = eq >= 0 ? spec[..eq] : "negative";
                         if (negDir.Length == 0 || kind.Length == 0) throw new UsageException($"--calibrate: '{spec}' is not DIR or KIND=DIR");
-                        var rep = VerifyLocal(negDir, set, chosen, rule, LocalOptions(negDir), Dev(), quiet: true, dtype: Cli.ParseDType(r.GetValue(dtype)));
-                        Console.Error.WriteLine($"{negDir}: {rep.Hits}/{rep.Queried} keys hit");
-                        results.Add(new NegativeResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(negDir))), kind, rep.Hits, rep.Queried));
+                        if (!Directory.Exists(negDir)) throw new DirectoryNotFoundException($"--calibrate: model folder not found: {negDir}");
+                        return (Dir: negDir, Kind: kind);
+                    }).ToList();
+                    // The keys a verdict leaves out (the partial rule with --base: those the base's own greedy answer hits)
+                    // depend on the base and the queries the keys are encoded into: a verdict encodes them with the
+                    // suspect's tokenizer and key format (--chat-template takes the suspect's template), so each negative's
+                    // exclusions are those of its own queries, computed once per distinct encoding (with the set's raw
+                    // token ids, once). Every negative's hits are counted without them, as its verdict would count them.
+                    // No null probabilities are needed to count hits.
+                    var exclusions = new Dictionary<string, bool[]>();
+                    bool[]? Excluded(Tokenizer tok, LocalVerifyOptions o)
+                    {
+                        if (nullModel is null) return null;
+                        string encoded = string.Join(";", chosen.Select(f => string.Join(",", o.Format.Encode(tok, f, o.SystemPrompt))));
+                        if (exclusions.TryGetValue(encoded, out var known)) return known;
+                        var found = LocalVerifier.ExcludedKeys(tok, chosen, o)!;
+                        exclusions[encoded] = found;
+                        Console.Error.WriteLine($"{found.Count(x => x)} of {chosen.Count} keys left out: the base's own greedy answer hits them under the partial rule (m = {matchRule.MinTokens})");
+                        return found;
                     }
-                    var cal = NullCalibration.Calibrate(results, conf, rule.NullFloor, rule.Alpha, rule.ExpectedRecall);
+                    var results = new List<NegativeResult>();
+                    foreach (var (negDir, kind) in specs)
+                    {
+                        var (hits, queried) = OnLocalModel(negDir, set, Dev(), Cli.ParseDType(r.GetValue(dtype)), null, (lm, tok) =>
+                        {
+                            var options = LocalOptions(negDir);
+                            return LocalVerifier.CountHits(lm, tok, chosen, options, Excluded(tok, options));
+                        });
+                        Console.Error.WriteLine($"{negDir}: {hits}/{queried} keys hit");
+                        results.Add(new NegativeResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(negDir))), kind, hits, queried));
+                    }
+                    var cal = NullCalibration.Calibrate(results, conf, rule.NullFloor, rule.Alpha, rule.ExpectedRecall, match: matchRule, excludesBaseHits: nullModel is not null);
                     if (lead && r.GetValue(calibrationOut) is { } outPath) FingerprintIO.WriteTextAtomic(outPath, cal.ToJson() + "\n", overwrite: r.GetValue(force));
                     Console.Write(r.GetValue(json) ? cal.ToJson() + "\n" : cal.ToTable());
                     return Cli.Ok;
@@ -246,8 +280,15 @@ public static class VerifyCommand
         LocalVerifier.NullProbability(f, rule, samples, required);
 
     private static VerificationReport VerifyLocal(string dir, FingerprintSet set, IReadOnlyList<Fingerprint> chosen, VerdictRule rule,
-        LocalVerifyOptions options, Oml.Engine.Device device, bool quiet = false,
-        Oml.Engine.DType? dtype = null, Task<(Tokenizer Tokenizer, TokenizerIdentity Id)>? tokenizerReady = null)
+        LocalVerifyOptions options, Oml.Engine.Device device, Oml.Engine.DType? dtype = null, Task<(Tokenizer Tokenizer, TokenizerIdentity Id)>? tokenizerReady = null)
+    {
+        Console.Error.WriteLine($"querying {dir} with {chosen.Count} keys ...");
+        return OnLocalModel(dir, set, device, dtype, tokenizerReady, (lm, tok) => LocalVerifier.Verify(lm, tok, chosen, rule, options));
+    }
+
+    /// <summary>Loads the model of <paramref name="dir"/> and its tokenizer (checked against the set's) and runs <paramref name="use"/> on them.</summary>
+    private static T OnLocalModel<T>(string dir, FingerprintSet set, Oml.Engine.Device device,
+        Oml.Engine.DType? dtype, Task<(Tokenizer Tokenizer, TokenizerIdentity Id)>? tokenizerReady, Func<CausalLM, Tokenizer, T> use)
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
         if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: local verification needs the model's tokenizer");
@@ -266,8 +307,7 @@ public static class VerifyCommand
             if (id.Digest != set.Tokenizer.Digest)
                 Console.Error.WriteLine($"oml: warning: the tokenizer of {dir} differs from the set's ({set.Tokenizer.Name}); the key token ids are sent as they are");
         }
-        if (!quiet) Console.Error.WriteLine($"querying {dir} with {chosen.Count} keys ...");
-        return LocalVerifier.Verify(lm, tok, chosen, rule, options);
+        return use(lm, tok);
     }
 
     private static (Tokenizer Tokenizer, TokenizerIdentity Id) LoadTokenizer(string dir)

@@ -155,7 +155,8 @@ public sealed class CausalLM : IDisposable
 
     /// <summary>
     /// Logits [B, T, vocab] for <paramref name="inputIds"/> [B, T].
-    /// <paramref name="attentionMask"/> [B, Tcache + T] (1 = token, 0 = padding) masks keys; queries attend causally.
+    /// <paramref name="attentionMask"/> [B, Tcache + T] (1 = token, 0 = padding) masks keys; queries attend causally. A
+    /// four-dimensional mask [B, 1, T, Tcache + T] (true = may attend) is taken as it is, with no causal mask added.
     /// <paramref name="positionIds"/> [B, T] defaults to cache length + 0..T-1, as transformers' forward does.
     /// With a <paramref name="cache"/>, keys and values are appended to it and attention covers everything cached.
     /// </summary>

@@ -59,21 +59,21 @@ public sealed class KVCache : IDisposable
     }
 
     /// <summary>
-    /// A new cache of <paramref name="batch"/> rows, each holding a copy of this one-row cache's stored positions, with room
-    /// for <paramref name="extra"/> more: many continuations of one shared prefix, computed once.
+    /// A new cache whose row b holds a copy of this cache's row <paramref name="rows"/>[b] (its stored positions), with
+    /// room for <paramref name="extra"/> more: many continuations of a few shared prefixes, each prefix computed once.
+    /// <paramref name="rows"/> is an int64 tensor [B] on the cache's device.
     /// </summary>
-    public KVCache Repeat(long batch, long extra)
+    public KVCache Gather(Tensor rows, long extra)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
+        ArgumentNullException.ThrowIfNull(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(extra);
-        if (_keys[0].Size(0) != 1) throw new InvalidOperationException($"only a one-row cache can be repeated, not one of {_keys[0].Size(0)} rows");
+        if (rows.Dim != 1 || rows.Size(0) < 1) throw new ArgumentException("the row index must be a non-empty vector", nameof(rows));
+        long batch = rows.Size(0);
         var keys = new Tensor[_keys.Length];
         var values = new Tensor[_values.Length];
         using (Torch.NoGrad())
             for (int i = 0; i < _keys.Length; i++)
-            {
                 (keys[i], values[i]) = (Copy(_keys[i]), Copy(_values[i]));
-            }
         return new KVCache(keys, values, Length);
 
         Tensor Copy(Tensor source)
@@ -81,7 +81,7 @@ public sealed class KVCache : IDisposable
             using var scope = Torch.NewScope();
             long heads = source.Size(1), dim = source.Size(3);
             var target = Torch.Empty([batch, heads, Length + extra, dim], source.DType, source.Device);
-            if (Length > 0) target.Narrow(2, 0, Length).CopyFrom(source.Narrow(2, 0, Length).Expand(batch, heads, Length, dim));
+            if (Length > 0) target.Narrow(2, 0, Length).CopyFrom(source.Narrow(2, 0, Length).IndexSelect(0, rows));
             return target.DetachFromScope();
         }
     }

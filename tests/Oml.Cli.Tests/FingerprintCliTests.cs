@@ -659,6 +659,99 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
+    public void Verify_calibrates_the_partial_rule_and_refuses_a_calibration_made_for_another_rule()
+    {
+        string exactCal = Path.Combine(W.Root, "cal-exact.json"), partialCal = Path.Combine(W.Root, "cal-partial.json");
+        string[] verify = ["verify", "--fingerprints", W.Set, "--passphrase-file", W.PassFile];
+        string[] partial = ["--match", "partial", "--min-tokens", "1", "--base", W.Model];
+        var r = Run([.. verify, "--calibrate", $"base={W.Model}", "--calibration-out", exactCal, "--force"]);
+        Assert.Equal(0, r.Code);
+        Assert.Contains("match rule:      exact", r.Out);
+        Assert.Equal("exact", Json(File.ReadAllText(exactCal))["match"]!.GetValue<string>());
+
+        // The partial rule: the keys the base's own greedy answer hits are left out of every negative's count, as a verdict
+        // leaves them out, so the base itself has no hits; the file records the rule.
+        r = Run([.. verify, .. partial, "--calibrate", $"base={W.Model}", "--calibration-out", partialCal, "--force"]);
+        Assert.Equal(0, r.Code);
+        Assert.Contains("match rule:      partial, m = 1, keys the base hits left out", r.Out);
+        Assert.Matches(@"(\d+) of 8 keys left out: the base's own greedy answer hits them", r.Err);
+        var c = Json(File.ReadAllText(partialCal));
+        Assert.Equal("partial", c["match"]!.GetValue<string>());
+        Assert.Equal(1, c["min_tokens"]!.GetValue<int>());
+        Assert.True(c["excludes_base_hits"]!.GetValue<bool>());
+        Assert.Equal(0, c["negatives"]![0]!["hits"]!.GetValue<int>());
+        int left = int.Parse(System.Text.RegularExpressions.Regex.Match(r.Err, @"(\d+) of 8 keys left out").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(8 - left, c["negatives"]![0]!["queried"]!.GetValue<int>());
+
+        // Used for the rule it was made for: accepted, and no warning about an uncalibrated partial rule.
+        r = Run([.. verify, "--model", W.Embedded, .. partial, "--json", "--calibration", partialCal]);
+        Assert.Equal(0, r.Code);
+        Assert.Equal("partial", Json(r.Out)["match"]!.GetValue<string>());
+        Assert.DoesNotContain("warning", r.Err);
+        // For another rule: refused with one line naming both rules (exit code 1).
+        foreach (var (file, args, made, wanted) in new (string, string[], string, string)[]
+        {
+            (partialCal, [], "partial, m = 1, keys the base hits left out", "exact"),
+            (partialCal, ["--match", "partial", "--min-tokens", "1"], "partial, m = 1, keys the base hits left out", "partial, m = 1, no base (no keys left out)"),
+            (partialCal, ["--match", "partial", "--min-tokens", "2", "--base", W.Model], "partial, m = 1, keys the base hits left out", "partial, m = 2, keys the base hits left out"),
+            (exactCal, partial, "exact", "partial, m = 1, keys the base hits left out"),
+        })
+        {
+            r = Run([.. verify, "--model", W.Embedded, .. args, "--calibration", file]);
+            Assert.Equal(1, r.Code);
+            Assert.Contains($"--calibration: {file}: the calibration was made for the rule '{made}', not '{wanted}'", r.Err);
+            Assert.Single(r.Err.Trim().Split('\n'));
+        }
+        // Without a calibration, the partial rule warns that near-base models need one.
+        r = Run([.. verify, "--model", W.Embedded, .. partial]);
+        Assert.Equal(0, r.Code);
+        Assert.Contains("warning: with --match partial", r.Err);
+    }
+
+    [Fact]
+    public void Verify_calibrates_the_partial_rule_with_each_negatives_own_chat_template()
+    {
+        // A verdict with --chat-template encodes the keys with the suspect's template, and the keys it leaves out are those
+        // the base's greedy answer to those queries hits: a calibration must leave out, per negative, what that negative's
+        // verdict leaves out. Two copies of the base that differ only in their chat templates.
+        string[] templates =
+        [
+            "{% for m in messages %}{{ m.content }}{% endfor %}",
+            "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}",
+        ];
+        var dirs = new string[2];
+        for (int i = 0; i < 2; i++)
+        {
+            dirs[i] = Path.Combine(W.Root, $"chat-{i}");
+            Directory.CreateDirectory(dirs[i]);
+            foreach (var f in Directory.GetFiles(W.Model)) File.Copy(f, Path.Combine(dirs[i], Path.GetFileName(f)), overwrite: true);
+            File.WriteAllText(Path.Combine(dirs[i], "tokenizer_config.json"),
+                System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string?> { ["chat_template"] = templates[i], ["bos_token"] = null }));
+        }
+        string[] common = ["verify", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--chat-template", "--match", "partial", "--min-tokens", "1", "--base", dirs[0]];
+        var r = Run([.. common, "--calibrate", dirs[0], dirs[1], "--json"]);
+        Assert.Equal(0, r.Code);
+        // One exclusion per encoding of the keys, in the order of the negatives (computed once for the base's encoding
+        // before, which is what this fails on: on these 8 random-word keys the base hits none under either template, so
+        // the counts below agree either way; they check that calibration and verdict count the same keys).
+        var left = System.Text.RegularExpressions.Regex.Matches(r.Err, @"(\d+) of 8 keys left out").Select(x => int.Parse(x.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(2, left.Length);
+        var negatives = Json(r.Out)["negatives"]!.AsArray();
+        for (int i = 0; i < 2; i++)
+        {
+            // Each negative is the base under its own template: every key the base hits is left out, so it hits none, and it
+            // is counted on the keys its own verdict counts.
+            Assert.Equal(0, negatives[i]!["hits"]!.GetValue<int>());
+            Assert.Equal(8 - left[i], negatives[i]!["queried"]!.GetValue<int>());
+            var v = Run([.. common, "--model", dirs[i], "--json"]);
+            Assert.Equal(0, v.Code);
+            var report = Json(v.Out);
+            Assert.Equal(negatives[i]!["queried"]!.GetValue<int>(), report["queried"]!.GetValue<int>());
+            Assert.Equal(negatives[i]!["hits"]!.GetValue<int>(), report["hits"]!.GetValue<int>());
+        }
+    }
+
+    [Fact]
     public void Verify_partial_match_reports_its_rule_and_rejects_bad_combinations()
     {
         var exact = Json(Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--json").Out);

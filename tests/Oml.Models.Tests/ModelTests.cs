@@ -119,4 +119,62 @@ public class ModelTests
             AssertClose(full, Torch.Cat(rest, 1), 1e-4);
         }
     }
+
+    /// <summary>
+    /// Two sequences packed into one row after a shared prefix's cache, under a full [B, 1, T, total] mask (each attends to
+    /// the prefix and causally to itself, with its own positions), and a second row holding one of them then padding: the
+    /// logits of every real token equal those of prefix ++ sequence run alone. One mask entry that lets the second
+    /// sequence see the first changes them (the comparison can fail), and a mask of another shape is refused.
+    /// </summary>
+    [Theory]
+    [InlineData("llama-tiny")]
+    [InlineData("qwen3-tiny")]
+    public void Packed_sequences_under_a_full_mask_equal_each_sequence_alone(string name)
+    {
+        using var scope = Torch.NewScope();
+        using var model = Load(name);
+        var rng = new Random(11);
+        int vocab = model.Config.VocabSize;
+        long[] Tokens(int n) => Enumerable.Range(0, n).Select(_ => (long)rng.Next(vocab)).ToArray();
+        long[] prefix = Tokens(5), s1 = Tokens(3), s2 = Tokens(4);
+        int len = prefix.Length, t = s1.Length + s2.Length;
+        using (Torch.NoGrad())
+        {
+            Tensor Alone(long[] s) => model.Forward(Torch.FromArray<long>([.. prefix, .. s], [1, len + s.Length])).Narrow(1, len, s.Length);
+            var (alone1, alone2) = (Alone(s1), Alone(s2));
+
+            // Row 0: s1 then s2; row 1: s2 then 3 padding tokens (which attend to the prefix and themselves).
+            long[] ids = [.. s1, .. s2, .. s2, 0, 0, 0];
+            long[] pos = [.. Enumerable.Range(len, 3), .. Enumerable.Range(len, 4), .. Enumerable.Range(len, 4), len, len, len];
+            var seq = new[] { new[] { 0, 0, 0, 1, 1, 1, 1 }, new[] { 0, 0, 0, 0, 2, 3, 4 } };
+            var mask = new long[2 * t * (len + t)];
+            for (int b = 0; b < 2; b++)
+                for (int i = 0; i < t; i++)
+                    for (int j = 0; j < len + t; j++)
+                        mask[(b * t + i) * (len + t) + j] = j < len || (j - len <= i && seq[b][j - len] == seq[b][i]) ? 1 : 0;
+            Tensor Packed(long[] m)
+            {
+                using var prefixCache = new KVCache(model.Config, 1, len, DType.Float32, Device.Cpu);
+                model.Forward(Torch.FromArray<long>(prefix, [1, len]), cache: prefixCache);
+                using var rows = prefixCache.Gather(Torch.FromArray<long>([0, 0], [2]), t);
+                return model.Forward(Torch.FromArray<long>(ids, [2, t]), Torch.FromArray<long>(m, [2, 1, t, len + t]),
+                    Torch.FromArray<long>(pos, [2, t]), rows);
+            }
+            var packed = Packed(mask);
+            AssertClose(alone1, packed.Select(0, 0).Narrow(0, 0, 3).Unsqueeze(0), 1e-4);
+            AssertClose(alone2, packed.Select(0, 0).Narrow(0, 3, 4).Unsqueeze(0), 1e-4);
+            AssertClose(alone2, packed.Select(0, 1).Narrow(0, 0, 4).Unsqueeze(0), 1e-4);
+
+            // s2's first token in row 0 allowed to see s1's last token: s2's logits move.
+            var leak = (long[])mask.Clone();
+            leak[3 * (len + t) + len + 2] = 1;
+            var leaked = Packed(leak).Select(0, 0).Narrow(0, 3, 4).Unsqueeze(0);
+            double moved = (alone2 - leaked).Abs().Max().ToDouble();
+            Assert.True(moved > 1e-3, $"a leaking mask entry moved the logits by {moved:E2} only");
+
+            var e = Assert.Throws<ArgumentException>(() => model.Forward(Torch.FromArray<long>(ids, [2, t]),
+                Torch.FromArray<long>(mask, [2, 1, t, len + t]).Narrow(3, 0, len + t - 1), Torch.FromArray<long>(pos, [2, t])));
+            Assert.Contains("full attention mask must be [2, 1, 7, 7]", e.Message);
+        }
+    }
 }

@@ -76,10 +76,63 @@ public static class LocalVerifier
     public static VerificationReport Verify(CausalLM model, Tokenizer tokenizer, IReadOnlyList<Fingerprint> fingerprints, VerdictRule rule,
         LocalVerifyOptions options)
     {
+        ArgumentNullException.ThrowIfNull(rule);
+        var (queries, matchCounts, firstAnswers) = Answer(model, tokenizer, fingerprints, options);
+        using var _ = Phases.Measure("report");
+        return Report(tokenizer, fingerprints, queries, matchCounts, firstAnswers, rule, options);
+    }
+
+    /// <summary>
+    /// The keys a verification with <paramref name="options"/> leaves out of its verdict: for the partial rule with a base
+    /// model (<see cref="LocalVerifyOptions.NullModel"/>), those the base's own greedy answer hits
+    /// (<see cref="BaseGreedyHits"/>, <see cref="KeyResult.Excluded"/>); null otherwise (no key is left out). They depend
+    /// on the base and the queries the keys are encoded into (<paramref name="tokenizer"/> and the options' key format:
+    /// a verdict uses the suspect's), never on the suspect's weights, so one computation serves every suspect whose
+    /// queries are the same (<see cref="CountHits"/>).
+    /// </summary>
+    public static bool[]? ExcludedKeys(Tokenizer tokenizer, IReadOnlyList<Fingerprint> fingerprints, LocalVerifyOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(fingerprints);
+        ArgumentNullException.ThrowIfNull(options);
+        if (!options.Match.IsPartial || options.NullModel is not { } baseModel) return null;
+        var queries = fingerprints.Select(f => options.Format.Encode(tokenizer, f, options.SystemPrompt)).ToArray();
+        return BaseGreedyHits(baseModel, queries, fingerprints, options);
+    }
+
+    /// <summary>
+    /// A negative model's hits, counted as <see cref="Verify(CausalLM, Tokenizer, IReadOnlyList{Fingerprint}, VerdictRule, LocalVerifyOptions)"/>
+    /// counts them for its verdict (the same answers, match rule and majority vote), with the keys in
+    /// <paramref name="excluded"/> (<see cref="ExcludedKeys"/> for the same options) neither hit nor queried. No null
+    /// probabilities are computed: this is what a calibration of the null (<see cref="NullCalibration"/>) needs of each
+    /// negative.
+    /// </summary>
+    /// <exception cref="ArgumentException">as for Verify, or an exclusion list of another length.</exception>
+    public static (int Hits, int Queried) CountHits(CausalLM model, Tokenizer tokenizer, IReadOnlyList<Fingerprint> fingerprints,
+        LocalVerifyOptions options, bool[]? excluded)
+    {
+        ArgumentNullException.ThrowIfNull(fingerprints);
+        if (excluded is not null && excluded.Length != fingerprints.Count)
+            throw new ArgumentException($"{excluded.Length} exclusions for {fingerprints.Count} fingerprints", nameof(excluded));
+        var (_, matchCounts, _) = Answer(model, tokenizer, fingerprints, options);
+        int required = ResponseMatcher.RequiredMatches(options.Samples, options.Fraction);
+        int hits = 0, queried = 0;
+        for (int i = 0; i < fingerprints.Count; i++)
+        {
+            if (excluded?[i] == true) continue;
+            queried++;
+            if (matchCounts[i] >= required) hits++;
+        }
+        return (hits, queried);
+    }
+
+    /// <summary>The model's answers to the keys: each key's encoded query, how many of its answers match, and its first answer.</summary>
+    private static (int[][] Queries, int[] MatchCounts, int[][] FirstAnswers) Answer(CausalLM model, Tokenizer tokenizer,
+        IReadOnlyList<Fingerprint> fingerprints, LocalVerifyOptions options)
+    {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(fingerprints);
-        ArgumentNullException.ThrowIfNull(rule);
         ArgumentNullException.ThrowIfNull(options);
         if (fingerprints.Count == 0) throw new ArgumentException("no fingerprints to query");
         if (options.Samples < 1) throw new ArgumentException("the number of samples must be at least 1");
@@ -130,8 +183,7 @@ public static class LocalVerifier
             }
         pass.Dispose();
         if (dist is not null) Exchange(dist, model.Device, lengths, matchCounts, firstAnswers);
-        using var _ = Phases.Measure("report");
-        return Report(tokenizer, fingerprints, queries, matchCounts, firstAnswers, rule, options);
+        return (queries, matchCounts, firstAnswers);
     }
 
     /// <summary>A <see cref="LocalVerifyOptions.BatchSize"/> that asks for batches sized from free device memory.</summary>

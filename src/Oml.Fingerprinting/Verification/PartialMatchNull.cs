@@ -35,11 +35,12 @@ public static class PartialMatchNull
     /// <paramref name="queries"/>[i]) of a hit on any of <paramref name="responses"/>[i] under <paramref name="match"/>.
     /// </summary>
     /// <remarks>
-    /// All keys advance together: each level's prefixes of every key go through the model in batches of up to
-    /// <see cref="ResponseScorer.MaxBatchTokens"/> tokens (logits at the last position only, the top K chosen on the
-    /// device, <paramref name="keysPerChunk"/> keys at a time), and each key's teacher-forced rows are scored after the key's
-    /// key/value cache, computed once (<see cref="ResponseScorer.LogProbsAfterPrefix"/>): a row computes its prefix and
-    /// continuation, not the key again. <paramref name="batchSize"/> caps the rows of a batch.
+    /// All keys advance together, <paramref name="keysPerChunk"/> keys at a time: each level's prefixes of every key go
+    /// through the model in batches of up to <see cref="ResponseScorer.MaxBatchTokens"/> tokens (logits at the last
+    /// position only, the top K chosen on the device), and the teacher-forced rows of all the chunk's keys are scored in
+    /// shared batches after the keys' key/value caches, each key computed once (<see cref="ResponseScorer.LogProbsAfterPrefixes"/>):
+    /// a row computes its prefix and its continuation but the last token, not the key again. <paramref name="batchSize"/>
+    /// caps the rows of a batch.
     /// </remarks>
     public static double[] Compute(CausalLM baseModel, IReadOnlyList<int[]> queries, IReadOnlyList<IReadOnlyList<int[]>> responses,
         ResponseMatch match, int prefixBudget = DefaultPrefixBudget, int batchSize = 4096, int keysPerChunk = 64)
@@ -67,29 +68,34 @@ public static class PartialMatchNull
             var keys = Enumerable.Range(from, Math.Min(keysPerChunk, queries.Count - from)).ToArray();
             var depths = keys.Select(i => responses[i].Max(r => match.Deviation(r.Length))).ToArray();
             var levels = Prefixes(baseModel, keys.Select(i => queries[i]).ToArray(), depths, prefixBudget, batchSize);
+            // Per key and enumerated prefix x: the continuations after x that complete some alignment, deduplicated (an
+            // empty list means x alone completes a hit), and one teacher-forced row (x, continuation) after the key; the
+            // rows of all keys of the chunk are scored together, each key run through the model once.
+            var given = new double[keys.Length][];
+            var rows = new List<PrefixedRow>();
+            var owner = new List<(int Key, int Prefix)>();
             for (int j = 0; j < keys.Length; j++)
             {
-                // Per enumerated prefix x: the continuations after x that complete some alignment, deduplicated (an empty
-                // one means x alone completes a hit), and one teacher-forced row (x, continuation) after the key, whose
-                // key/value cache all rows share.
                 var level = levels[j];
-                var given = new double[level.Prefixes.Count];
-                var pairs = new List<TrainingPair>();
-                var owner = new List<int>();
+                given[j] = new double[level.Prefixes.Count];
                 for (int x = 0; x < level.Prefixes.Count; x++)
                 {
                     var conts = Continuations(level.Prefixes[x], responses[keys[j]], match);
-                    if (conts is null) { given[x] = 1.0; continue; }
+                    if (conts is null) { given[j][x] = 1.0; continue; }
                     foreach (var c in conts)
                     {
-                        pairs.Add(new TrainingPair(level.Prefixes[x], c));
-                        owner.Add(x);
+                        rows.Add(new PrefixedRow(j, level.Prefixes[x], c));
+                        owner.Add((j, x));
                     }
                 }
-                var logProbs = ResponseScorer.LogProbsAfterPrefix(baseModel, queries[keys[j]], pairs, batchSize);
-                for (int r = 0; r < pairs.Count; r++) given[owner[r]] += Math.Exp(logProbs[r]);
+            }
+            var logProbs = ResponseScorer.LogProbsAfterPrefixes(baseModel, keys.Select(i => queries[i]).ToList(), rows, batchSize);
+            for (int r = 0; r < rows.Count; r++) given[owner[r].Key][owner[r].Prefix] += Math.Exp(logProbs[r]);
+            for (int j = 0; j < keys.Length; j++)
+            {
+                var level = levels[j];
                 double total = level.Leftover;
-                for (int x = 0; x < given.Length; x++) total += level.Mass[x] * Math.Min(1.0, given[x]);
+                for (int x = 0; x < given[j].Length; x++) total += level.Mass[x] * Math.Min(1.0, given[j][x]);
                 result[keys[j]] = Math.Min(1.0, total * (1 + RelativeMargin));
             }
         }

@@ -120,6 +120,14 @@ public sealed class DecoderModel : IDisposable
         long total = past + t;
         positionIds ??= Torch.Arange(past, total, 1, DType.Int64, Device).Unsqueeze(0).Expand(b, t);
         var (cos, sin) = RotaryEmbedding.Forward(positionIds, DType);
+        // A full mask [B, 1, T, total] (true = may attend) is the caller's: e.g. several short sequences packed into one
+        // row after a shared cache, each attending to the cache and causally to itself only.
+        if (attentionMask is not null && attentionMask.Dim == 4)
+        {
+            if (attentionMask.Size(0) != b || attentionMask.Size(1) != 1 || attentionMask.Size(2) != t || attentionMask.Size(3) != total)
+                throw new ArgumentException($"a full attention mask must be [{b}, 1, {t}, {total}], not [{string.Join(", ", Enumerable.Range(0, 4).Select(i => attentionMask.Size(i)))}]");
+            return new AttentionContext(cos, sin, attentionMask.DType == DType.Bool ? attentionMask : attentionMask.Ne(0));
+        }
         // Without padding and without a cache, attention is plain causal: no mask tensor, so that SDPA can take its
         // flash kernel. Right padding needs no mask either (causal attention never lets a real token see the
         // padding after it).

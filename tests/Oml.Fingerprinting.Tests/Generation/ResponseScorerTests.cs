@@ -52,4 +52,38 @@ public sealed class ResponseScorerTests
         Assert.Empty(ResponseScorer.LogProbsAfterPrefix(m, prefix, []));
         Assert.Throws<ArgumentException>(() => ResponseScorer.LogProbsAfterPrefix(m, [], pairs));
     }
+
+    [Theory]
+    [InlineData("llama-tiny")]
+    [InlineData("qwen3-tiny")]     // per-head q/k norms
+    public void Scores_after_many_prefixes_equal_scores_of_the_whole_rows(string fixture)
+    {
+        // Prefixes of 1-6 tokens (several of each length, so that a pass covers several), rows with 0-3 given tokens and
+        // 0-4 scored ones: a first scored token right after the prefix (read from the prefix pass), one-token rows with
+        // no input at all, and rows of different lengths in one batch.
+        using var m = ModelFolder.Load(TestModels.Fixture(fixture));
+        var rng = new Random(3);
+        int vocab = m.Config.VocabSize;
+        int[] Tokens(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(vocab)).ToArray();
+        var prefixes = Enumerable.Range(0, 9).Select(i => Tokens(1 + i % 6)).ToList();
+        var rows = Enumerable.Range(0, 61).Select(i => new PrefixedRow(rng.Next(prefixes.Count), Tokens(i % 4), Tokens(i % 7 == 0 ? 0 : 1 + i % 4))).ToList();
+        // Rows that share their prefix and given tokens (equal copies: compared by content), which compute them once.
+        rows.AddRange(rows.Take(24).Select(r => r with { Given = [.. r.Given], Scored = Tokens(1 + r.Given.Length % 3) }));
+        Assert.Contains(rows, r => r.Given.Length == 0 && r.Scored.Length == 1);
+        var whole = ResponseScorer.LogProbs(m, rows.Select(r => new TrainingPair([.. prefixes[r.Prefix], .. r.Given], r.Scored)).ToList());
+        foreach (var batch in new[] { 1, 5, 4096 })
+        {
+            var shared = ResponseScorer.LogProbsAfterPrefixes(m, prefixes, rows, batch);
+            for (int i = 0; i < rows.Count; i++)
+            {
+                if (rows[i].Scored.Length == 0) { Assert.Equal(0.0, shared[i]); continue; }
+                Assert.True(Math.Abs(whole[i] - shared[i]) <= 1e-4 * Math.Max(1, Math.Abs(whole[i])), $"{fixture}, batch {batch}, row {i}: {shared[i]} vs {whole[i]}");
+                Assert.True(shared[i] < 0, $"row {i}: {shared[i]}");
+            }
+        }
+        Assert.Empty(ResponseScorer.LogProbsAfterPrefixes(m, prefixes, []));
+        Assert.Throws<ArgumentException>(() => ResponseScorer.LogProbsAfterPrefixes(m, [[]], [new PrefixedRow(0, [], [1])]));
+        Assert.Throws<ArgumentException>(() => ResponseScorer.LogProbsAfterPrefixes(m, prefixes, [new PrefixedRow(prefixes.Count, [], [1])]));
+        Assert.Throws<ArgumentException>(() => ResponseScorer.LogProbsAfterPrefixes(m, prefixes, [new PrefixedRow(0, [], [vocab])]));
+    }
 }

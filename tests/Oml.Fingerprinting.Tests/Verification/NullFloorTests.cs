@@ -1,4 +1,5 @@
 using Oml.Fingerprinting.Embedding;
+using Oml.Fingerprinting.Generation;
 using Oml.Fingerprinting.Verification;
 using Oml.Models;
 using Oml.Models.Tokenizers;
@@ -142,6 +143,9 @@ public sealed class NullFloorTests
             Negative("fine-tune-1", m => FingerprintTrainer.Embed(m, BenignPairs(tok, 0), ftOptions)),
         ]);
         Assert.True(cal.Floor > rule.NullFloor, $"{cal.Floor}"); // 24 keys bound the rate only to ~0.14
+        Assert.Equal("exact", cal.Match);                        // made for the exact rule, and only usable for it
+        cal.EnsureMadeFor(ResponseMatch.Exact, excludesBaseHits: false);
+        Assert.Throws<InvalidDataException>(() => cal.EnsureMadeFor(ResponseMatch.Partial(1), excludesBaseHits: false));
         // The fingerprinted model recalls nearly every key, so a recall of 0.9 is the alternative to rule out.
         var calibrated = cal.Apply(rule with { ExpectedRecall = 0.9 });
 
@@ -170,6 +174,130 @@ public sealed class NullFloorTests
             Assert.InRange(unfloored.Hits, 1, 3);
             Assert.Equal(Verdict.Owned, unfloored.Verdict);
             Assert.NotEqual(Verdict.Owned, LocalVerifier.Verify(lucky, tok, fps, calibrated).Verdict);
+        }
+    }
+
+    [Fact]
+    public void A_calibration_is_refused_for_another_match_rule()
+    {
+        NegativeResult[] negatives = [new("base", "base", 0, 4000), new("ft", "fine-tune", 9, 4000)];
+        var exact = NullCalibration.Calibrate(negatives);
+        var partial = NullCalibration.Calibrate(negatives, match: ResponseMatch.Partial(2), excludesBaseHits: true);
+        var partialNoBase = NullCalibration.Calibrate(negatives, match: ResponseMatch.Partial(2));
+        Assert.Equal(("exact", (int?)null, false), (exact.Match, exact.MinTokens, exact.ExcludesBaseHits));
+        Assert.Equal(("partial", (int?)2, true), (partial.Match, partial.MinTokens, partial.ExcludesBaseHits));
+
+        exact.EnsureMadeFor(ResponseMatch.Exact, excludesBaseHits: false);
+        exact.EnsureMadeFor(ResponseMatch.Exact, excludesBaseHits: true);      // the exact rule leaves no key out either way
+        partial.EnsureMadeFor(ResponseMatch.Partial(2), excludesBaseHits: true);
+        partialNoBase.EnsureMadeFor(ResponseMatch.Partial(2), excludesBaseHits: false);
+        // Another rule, another m, or the base's hits counted by one and left out by the other: refused, in one line.
+        var e = Assert.Throws<InvalidDataException>(() => exact.EnsureMadeFor(ResponseMatch.Partial(2), excludesBaseHits: true));
+        Assert.Contains("made for the rule 'exact', not 'partial, m = 2, keys the base hits left out'", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.Throws<InvalidDataException>(() => partial.EnsureMadeFor(ResponseMatch.Exact, excludesBaseHits: false));
+        Assert.Throws<InvalidDataException>(() => partial.EnsureMadeFor(ResponseMatch.Partial(1), excludesBaseHits: true));
+        Assert.Throws<InvalidDataException>(() => partial.EnsureMadeFor(ResponseMatch.Partial(2), excludesBaseHits: false));
+        Assert.Throws<InvalidDataException>(() => partialNoBase.EnsureMadeFor(ResponseMatch.Partial(2), excludesBaseHits: true));
+        Assert.Throws<ArgumentException>(() => NullCalibration.Calibrate(negatives, excludesBaseHits: true));
+
+        // The rule survives a round trip; a file without one (written before calibrations recorded it) is refused for every rule.
+        var back = NullCalibration.FromJson(partial.ToJson());
+        Assert.Equal(("partial", (int?)2, true), (back.Match, back.MinTokens, back.ExcludesBaseHits));
+        Assert.Contains("\"match\": \"partial\"", partial.ToJson());
+        Assert.Contains("match rule:      partial, m = 2, keys the base hits left out", partial.ToTable());
+        var legacy = System.Text.Json.Nodes.JsonNode.Parse(exact.ToJson())!.AsObject();
+        legacy.Remove("match");
+        legacy.Remove("min_tokens");
+        legacy.Remove("excludes_base_hits");
+        var old = NullCalibration.FromJson(legacy.ToJsonString());
+        Assert.Contains("records no match rule", Assert.Throws<InvalidDataException>(() => old.EnsureMadeFor(ResponseMatch.Exact, false)).Message);
+        var bad = System.Text.Json.Nodes.JsonNode.Parse(exact.ToJson())!.AsObject();
+        bad["match"] = "partial";   // but no min_tokens
+        Assert.Throws<System.Text.Json.JsonException>(() => NullCalibration.FromJson(bad.ToJsonString()));
+    }
+
+    [Fact]
+    public void A_calibrated_partial_verdict_owns_the_fingerprinted_model_and_not_a_fine_tune_that_never_saw_the_keys()
+    {
+        // Perinucleus-like 3-token responses: a first token that is not the base's greedy answer, then the base's own
+        // greedy continuation after it, the tail a partial match (m = 2 of 3) counts. Half of the keys instead end with the
+        // base's greedy answer to the key itself, which the base hits under the partial rule: a verdict leaves those
+        // out (LocalVerifier.ExcludedKeys), and so must the calibration, or near-base negatives would count hits there
+        // that no verdict counts.
+        var tok = TestModels.TinyTokenizer();
+        const int n = 24;
+        var rng = new Random(13);
+        var keys = Enumerable.Range(0, n).Select(_ => Enumerable.Range(0, 8).Select(_ => rng.Next(3, 512)).ToArray()).ToList();
+        var match = ResponseMatch.Partial(2);
+        var rule = new VerdictRule();
+        List<Fingerprint> fps;
+        using var base0 = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        {
+            var greedy = Generator.Generate(base0, keys, new GenerationOptions { MaxNewTokens = 2, EosTokenIds = [] }).Sequences;
+            var firsts = keys.Select((k, i) =>
+            {
+                int t;
+                do t = rng.Next(3, 512); while (t == greedy[i].OutputIds[0]);
+                return t;
+            }).ToArray();
+            var tails = Generator.Generate(base0, keys.Select((k, i) => (int[])[.. k, firsts[i]]).ToList(), new GenerationOptions { MaxNewTokens = 2, EosTokenIds = [] }).Sequences;
+            var responses = keys.Select((k, i) => (int[])[firsts[i], .. (i % 2 == 0 ? tails[i].OutputIds : greedy[i].OutputIds)]).ToList();
+            var lp = ResponseScorer.LogProbs(base0, keys.Select((k, i) => new TrainingPair(k, responses[i])).ToList());
+            fps = Enumerable.Range(0, n).Select(i => new Fingerprint(i, tok.Decode(keys[i]), keys[i],
+                [new FingerprintResponse(tok.Decode(responses[i]), responses[i], lp[i])], new StrategyInfo("custom"), Fingerprint.NewRandomSalt())).ToList();
+        }
+        var options = new LocalVerifyOptions { Match = match, NullModel = base0 };
+        var excluded = LocalVerifier.ExcludedKeys(tok, fps, options)!;
+        Assert.Equal(n / 2, excluded.Count(x => x));                    // the keys whose tail is the base's answer to the key
+        Assert.All(Enumerable.Range(0, n), i => Assert.Equal(i % 2 == 1, excluded[i]));
+        Assert.Null(LocalVerifier.ExcludedKeys(tok, fps, new LocalVerifyOptions { Match = match }));
+        Assert.Null(LocalVerifier.ExcludedKeys(tok, fps, options with { Match = ResponseMatch.Exact }));
+
+        // Light fine-tunes, so that they stay near the base (strong negatives: they still give many of the base's answers).
+        var ftOptions = new EmbeddingOptions { LearningRate = 1e-3, MaxEpochs = 3, LossThreshold = 0 };
+        NegativeResult Negative(string name, Action<CausalLM>? train)
+        {
+            using var m = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+            train?.Invoke(m);
+            var (hits, queried) = LocalVerifier.CountHits(m, tok, fps, options, excluded);
+            // Counted as the verdict counts them: the same hits on the same keys.
+            var report = LocalVerifier.Verify(m, tok, fps, rule, options);
+            Assert.Equal((report.Hits, report.Queried), (hits, queried));
+            Assert.Equal(n / 2, report.ExcludedKeys);
+            // Without the exclusions a near-base negative also counts the base's own answers.
+            int all = LocalVerifier.CountHits(m, tok, fps, options, null).Hits;
+            TestContext.Current.TestOutputHelper?.WriteLine($"{name}: {hits}/{queried} partial hits without the excluded keys, {all}/{n} with them");
+            Assert.True(all > hits, $"{name}: {all} hits with the excluded keys, {hits} without");
+            if (train is null) Assert.Equal(hits + n / 2, all);
+            return new NegativeResult(name, "negative", hits, queried);
+        }
+        var cal = NullCalibration.Calibrate(
+        [
+            Negative("base", null),
+            Negative("fine-tune-1", m => FingerprintTrainer.Embed(m, BenignPairs(tok, 0), ftOptions)),
+        ], match: match, excludesBaseHits: true);
+        Assert.Equal(("partial", (int?)2, true), (cal.Match, cal.MinTokens, cal.ExcludesBaseHits));
+        Assert.All(cal.Negatives, x => Assert.Equal(n / 2, x.Queried));
+        var calibrated = cal.Apply(rule with { ExpectedRecall = 0.9 });
+
+        using (var owned = ModelFolder.Load(TestModels.Fixture("llama-tiny")))
+        {
+            var ours = fps.Select(f => new TrainingPair(f.KeyTokenIds.ToArray(), f.Responses[0].TokenIds.ToArray())).ToList();
+            Assert.True(FingerprintTrainer.Embed(owned, ours, new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 300, RecallPatience = 3 }).Converged);
+            var report = LocalVerifier.Verify(owned, tok, fps, calibrated, options);
+            Assert.Equal(Verdict.Owned, report.Verdict);
+            Assert.Equal(n / 2, report.Hits);
+        }
+        using (var other = ModelFolder.Load(TestModels.Fixture("llama-tiny")))
+        {
+            // Another fine-tune on other text, never shown the keys: not owned under the partial rule either.
+            FingerprintTrainer.Embed(other, BenignPairs(tok, 3), ftOptions with { Seed = 5 });
+            var report = LocalVerifier.Verify(other, tok, fps, calibrated, options);
+            TestContext.Current.TestOutputHelper?.WriteLine($"fine-tune-2: {report.Hits}/{report.Queried} partial hits, {report.Verdict}");
+            Assert.Equal(Verdict.NotOwned, report.Verdict);
+            Assert.Equal(n / 2, report.Queried);
+            Assert.True(report.Hits <= 2, $"{report.Hits}");
         }
     }
 }

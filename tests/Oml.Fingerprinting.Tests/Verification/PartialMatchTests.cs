@@ -246,6 +246,11 @@ public sealed class PartialMatchTests
         var responses = Enumerable.Range(0, 6).Select(i => (IReadOnlyList<int[]>)(i % 4 == 0
             ? [Enumerable.Range(0, 3).Select(_ => rng.Next(vocab)).ToArray(), Enumerable.Range(0, 2).Select(_ => rng.Next(vocab)).ToArray()]
             : [Enumerable.Range(0, 3).Select(_ => rng.Next(vocab)).ToArray()])).ToList();
+        // Keys whose responses are no longer than m (D = 0 where m >= 2: the exact rule's probability, scored right after
+        // the key) and a one-token key, in the same chunks as the others.
+        queries.AddRange([[.. Enumerable.Range(0, 4).Select(_ => rng.Next(vocab))], [rng.Next(vocab)]]);
+        responses.Add([[rng.Next(vocab), rng.Next(vocab)]]);
+        responses.Add([[rng.Next(vocab)]]);
         // One key whose response is the model's own greedy continuation, so its prefixes carry real mass.
         var greedy = Generator.Generate(m, [queries[1]], new GenerationOptions { MaxNewTokens = 3, EosTokenIds = [] }).Sequences[0].OutputIds;
         responses[1] = [greedy];
