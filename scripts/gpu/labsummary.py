@@ -119,3 +119,80 @@ def frontier_svg(path, pts, xi, xlabel, xunit, target, colour, legend):
         s.append(f'<circle cx="{lx + 5}" cy="{T_ + 72 + 18 * i}" r="5" fill="{c}"/><text x="{lx + 14}" y="{T_ + 76 + 18 * i}">{l}</text>')
     s.append("</svg>")
     open(path, "w").write("\n".join(s) + "\n")
+
+
+def persistence_session(snap, out, full_exp, front_exp, settings, full, front, seeded, title, seeded_label, colour, legend, skip_points=()):
+    """The summary of one issue-12 persistence session from its unpacked snapshot SNAP: OUT/summary.md (a row per model
+    of FULL, measured by FULL_EXP's attacks, and of FRONT, by FRONT_EXP's; the settings; mean ± 95 % t-interval over
+    the SEEDED models; the epoch logs) and OUT/frontier-{perplexity,cloze}.svg (one point per model but SKIP_POINTS,
+    coloured by COLOUR(name) with LEGEND). Returns the summary's lines."""
+    os.makedirs(out, exist_ok=True)
+    lines = []
+    w = lines.append
+    ft, fbase = table(snap, full_exp)
+    rt, rbase = table(snap, front_exp)
+    base = fbase or rbase
+    lines += base_lines(snap, base)
+    w("")
+
+    def fmt_row(name, r, man):
+        b = r.get("before", {})
+        ppl = b.get("perplexity"); cl = b.get("cloze_accuracy")
+        dppl = f"{100 * (ppl / base['perplexity'] - 1):+.1f} %" if ppl and base else "–"
+        dcl = f"{100 * (cl - base['cloze_accuracy']):+.1f}" if cl is not None and base else "–"
+        per = [f"{r[k]['persistence']:.3f}" if k in r else "–" for k, _ in KINDS]
+        mm = man["metrics"] if man else {}
+        ss = man["settings"] if man else {}
+        emb = (f"{mm.get('epochs')} ({mm.get('kept_epoch')}), λ {mm.get('merge_lambda', 0):.2f}, {mm.get('seconds', float('nan')):.0f} s, "
+               f"pool {ss.get('benign_sequences', '?')}, self-held {mm.get('held_out_loss_base', float('nan')):.3f} → {mm.get('held_out_loss', float('nan')):.3f}"
+               if man else "–")
+        fsr = f"{b['fsr']:.3f}" if "fsr" in b else "–"
+        pplt = f"{ppl:.2f} ({dppl})" if ppl else "–"
+        clt = f"{cl:.3f} ({dcl})" if cl is not None else "–"
+        return f"| {name} | {fsr} | {pplt} | {clt} | " + " | ".join(per) + f" | {emb} |"
+
+    w(title)
+    w("")
+    w("| model | recall | perplexity (change) | cloze (points) | " + " | ".join(l for _, l in KINDS)
+      + " | epochs (kept), merge λ, embed s, benign pool, self held-out loss |\n|---|---:|---:|---:|" + "---:|" * len(KINDS) + "---|")
+    for n in full:
+        if n in ft: w(fmt_row(n, ft[n], manifest(snap, n)))
+    for n in front:
+        if n in rt: w(fmt_row(n, rt[n], manifest(snap, n)))
+    w("")
+    w("Settings: " + "; ".join(f"{n}: {s}" for n, s in settings.items()) + ". Everything else is `oml embed`'s defaults.")
+    w("")
+    have = [ft[n] for n in seeded if n in ft and "before" in ft[n]]
+    if len(have) > 1 and base:
+        w(f"{seeded_label}, mean ± 95 % t-interval over {len(have)} sets/seeds:")
+        w("")
+        w("| recall | perplexity change | cloze change (points) | " + " | ".join(l for _, l in KINDS) + " |")
+        w("|---:|---:|---:|" + "---:|" * len(KINDS))
+        rec = stat([h["before"].get("fsr") for h in have])
+        dp = stat([h["before"]["perplexity"] / base["perplexity"] - 1 for h in have], "{:+.1f} %", 100)
+        dc = stat([h["before"]["cloze_accuracy"] - base["cloze_accuracy"] for h in have], "{:+.1f}", 100)
+        per = [stat([h[k]["persistence"] if k in h else None for h in have]) for k, _ in KINDS]
+        w(f"| {rec} | {dp} | {dc} | " + " | ".join(per) + " |")
+        w("")
+    w("### Epoch logs (`oml embed --log`): loss, recall, held-out loss on the base's samples")
+    w("")
+    for n in full + front:
+        p = os.path.join(snap, "logs", f"{n}.jsonl")
+        if not os.path.exists(p): continue
+        ep = [json.loads(l) for l in open(p) if l.strip()]
+        w(f"- {n}: " + "; ".join(f"{e['epoch']}: {e['loss']:.3f}/{e['accuracy']:.3f}/{(e.get('held_out_loss') or float('nan')):.3f}" for e in ep))
+    w("")
+    open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
+
+    pts = []
+    for t, names in ((ft, full), (rt, front)):
+        for n in names:
+            if n in skip_points: continue
+            r = t.get(n, {})
+            if "before" not in r or not base: continue
+            pts.append((n, 100 * (r["before"]["perplexity"] / base["perplexity"] - 1), 100 * (r["before"]["cloze_accuracy"] - base["cloze_accuracy"]),
+                        g(r, "sft3e-5", "persistence"), g(r, "merge-base", "persistence")))
+    if pts:
+        frontier_svg(os.path.join(out, "frontier-perplexity.svg"), pts, 1, "held-out perplexity change", " %", 2, colour, legend)
+        frontier_svg(os.path.join(out, "frontier-cloze.svg"), pts, 2, "cloze accuracy change (points)", "", -1, colour, legend)
+    return lines
