@@ -435,7 +435,7 @@ public static class AttackCommands
             using var nullModel = basePath is null ? null : ModelFolder.Load(basePath, dev, dt);
             // The verifier of a deployment: raw keys, one answer each (as long as the rule needs), hits by the match rule,
             // per-key nulls (the partial rule's from the base model when given).
-            var report = LocalVerifier.Verify(host.Respond, tok, chosen, rule, new LocalVerifyOptions { Match = matchRule, NullModel = nullModel });
+            var report = LocalVerifier.Verify(host.Respond, tok, chosen, rule, new LocalVerifyOptions { Match = matchRule, NullModel = nullModel }).StatedUnder(rule);
             if (FindFilter(host.Inner) is { } filter) Console.Error.WriteLine($"the perplexity filter refused {filter.Refused} of {chosen.Count} keys");
             if (r.GetValue(json))
             {

@@ -91,8 +91,8 @@ public static class VerifyCommand
             // Measured (docs/verification.md, "Calibration"): models near the base (fine-tunes, siblings, merges) hit partial
             // matches of Perinucleus responses above the default floor and far above the base's per-key nulls.
             if (matchRule.IsPartial && negatives.Length == 0 && r.GetValue(calibration) is null)
-                Console.Error.WriteLine("oml: warning: with --match partial, models near the base hit more often than the base's null and the default floor say; "
-                    + "give --calibration from 'oml verify --calibrate' with the same --match, --min-tokens and --base (docs/verification.md)");
+                Console.Error.WriteLine("oml: warning: with --match partial, models near the base hit more often than the base's null and the default floor say, "
+                    + "so an owned verdict is stated as inconclusive without --calibration from 'oml verify --calibrate' with the same --match, --min-tokens and --base (docs/verification.md)");
             int r_ = r.GetValue(samples);
             double? temp = r.GetValue(temperature);
             if (r_ < 1) throw new UsageException("--samples must be at least 1");
@@ -214,7 +214,7 @@ public static class VerifyCommand
 
                 VerificationReport report;
                 if (dir is not null)
-                    report = VerifyLocal(dir, set, chosen, rule, LocalOptions(dir), Dev(), dtype: Cli.ParseDType(r.GetValue(dtype)), tokenizerReady: tokenizerReady);
+                    report = VerifyLocal(dir, set, chosen, rule, LocalOptions(dir), Dev(), dtype: Cli.ParseDType(r.GetValue(dtype)), tokenizerReady: tokenizerReady).StatedUnder(rule);
                 else
                 {
                     string? apiKey = null;

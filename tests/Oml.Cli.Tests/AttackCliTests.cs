@@ -193,7 +193,7 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         var j = JsonNode.Parse(exact.Out)!;
         Assert.Equal(0, (int)j["hits"]!);
         Assert.Equal("exact", (string)j["match"]!);
-        // The partial rule with the base's null: every key hit, owned. A key whose response the base's own greedy answer
+        // The partial rule with the base's null: every counted key hit. A key whose response the base's own greedy answer
         // already matches (its continuation after g0 is the same as after s0) is left out of the verdict: it proves nothing.
         var partial = Run([.. common, "--match", "partial", "--min-tokens", "3", "--base", W.Model, "--json"]);
         Assert.True(partial.Code == 0, partial.Err);
@@ -205,7 +205,11 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         Assert.Equal(6 - excluded, (int)j["queried"]!);
         Assert.Equal("partial", (string)j["match"]!);
         Assert.Equal(3, (int)j["min_tokens"]!);
-        Assert.Equal("owned", (string)j["verdict"]!);
+        // The p-value says owned, but without a floor calibrated on models near the base the partial rule does not claim it
+        // (near-base models hit partial matches far above the base's null: docs/verification.md, "Calibration").
+        Assert.True((double)j["p_value"]! <= (double)j["alpha"]!, $"p = {j["p_value"]}");
+        Assert.Equal("inconclusive", (string)j["verdict"]!);
+        Assert.Contains("calibrated on models near the base", (string)j["reason"]!, StringComparison.Ordinal);
         // Without the base every alignment but the exact one counts at the common bound (0.1): the same hits prove nothing.
         var bound = Run([.. common, "--match", "partial", "--min-tokens", "3"]);
         Assert.True(bound.Code == 0, bound.Err);

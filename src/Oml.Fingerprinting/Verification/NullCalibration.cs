@@ -113,7 +113,7 @@ public sealed record NullCalibration(
     public VerdictRule Apply(VerdictRule rule)
     {
         ArgumentNullException.ThrowIfNull(rule);
-        return rule with { NullFloor = Math.Max(rule.NullFloor, Floor) };
+        return rule with { NullFloor = Math.Max(rule.NullFloor, Floor), CalibratedFloor = true };
     }
 
     /// <summary>Indented snake_case JSON.</summary>

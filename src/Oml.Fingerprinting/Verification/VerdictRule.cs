@@ -69,6 +69,12 @@ public sealed record VerdictRule
     /// </summary>
     public const double DefaultNullFloor = 1e-3;
 
+    /// <summary>
+    /// True when <see cref="NullFloor"/> comes from a calibration on negative models (<see cref="NullCalibration.Apply"/>).
+    /// The partial rule states ownership only then (<see cref="VerificationReport.StatedUnder"/>).
+    /// </summary>
+    public bool CalibratedFloor { get; init; }
+
     private readonly double _alpha = DefaultAlpha;
     private readonly double _expectedRecall = DefaultExpectedRecall;
     private readonly double _nullHitProbability = DefaultNullHitProbability;

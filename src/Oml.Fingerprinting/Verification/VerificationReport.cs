@@ -84,6 +84,26 @@ public sealed record VerificationReport(
         return From(rule, result, keys, perKey) with { ExcludedKeys = excluded > 0 ? excluded : null };
     }
 
+    /// <summary>
+    /// The report as a verifier states it under <paramref name="rule"/>: with the partial rule and no calibrated floor
+    /// (<see cref="VerdictRule.CalibratedFloor"/>) an owned verdict is stated as inconclusive, its hits and p-value kept.
+    /// Models near the base (its fine-tunes, siblings fingerprinted with other keys, their merges) produce a response's
+    /// tail without its head far more often than the base's null and the default floor allow: measured, an even merge of
+    /// such a sibling with a fine-tune, which never saw the keys, came out owned (p = 2.6e-7, docs/verification.md,
+    /// "Calibration"). An honest host must not be claimed on that; a floor calibrated on near-base negatives covers it.
+    /// </summary>
+    public VerificationReport StatedUnder(VerdictRule rule)
+    {
+        ArgumentNullException.ThrowIfNull(rule);
+        if (Match != ResponseMatch.Exact.Name && !rule.CalibratedFloor && Verdict == Verdict.Owned)
+            return this with
+            {
+                Verdict = Verdict.Inconclusive,
+                Reason = Reason + " Not stated as owned: the partial rule claims ownership only with a floor calibrated on models near the base (--calibration from 'oml verify --calibrate').",
+            };
+        return this;
+    }
+
     /// <summary>Builds the report from an already evaluated verdict.</summary>
     public static VerificationReport From(VerdictRule rule, VerdictResult result, IReadOnlyList<KeyResult> keys, bool perKeyNull)
     {

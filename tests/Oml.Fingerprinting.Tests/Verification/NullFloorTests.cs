@@ -34,6 +34,35 @@ public sealed class NullFloorTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new VerdictRule { NullFloor = -0.1 });
     }
 
+    [Fact]
+    public void The_partial_rule_states_ownership_only_with_a_calibrated_floor()
+    {
+        // 24 keys, all hit, each with a base null of 1e-5: owned by the p-value under either rule.
+        var keys = Enumerable.Range(0, 24).Select(i => new KeyResult(i, $"key {i}", ["r"], "r", Hit: true, NullProbability: 1e-5)).ToList();
+        var rule = new VerdictRule();
+        Assert.False(rule.CalibratedFloor);
+        var exact = VerificationReport.Create(rule, keys);
+        Assert.Equal(Verdict.Owned, exact.StatedUnder(rule).Verdict);   // the exact rule: as computed
+        var partial = exact with { Match = ResponseMatch.Partial(2).Name, MinTokens = 2 };
+        var stated = partial.StatedUnder(rule);
+        Assert.Equal(Verdict.Inconclusive, stated.Verdict);
+        Assert.Equal(partial.PValue, stated.PValue);
+        Assert.Equal(partial.Hits, stated.Hits);
+        Assert.Contains("calibrated on models near the base", stated.Reason, StringComparison.Ordinal);
+
+        // A calibration (one near-base negative, 1 hit of 4,065 keys) marks the floor as calibrated: then owned is stated.
+        var cal = NullCalibration.Calibrate([new NegativeResult("sibling-merge", "sibling", 1, 4065)], match: ResponseMatch.Partial(2), excludesBaseHits: true);
+        var calibrated = cal.Apply(rule);
+        Assert.True(calibrated.CalibratedFloor);
+        var underCal = VerificationReport.Create(calibrated, keys) with { Match = "partial", MinTokens = 2 };
+        Assert.Equal(Verdict.Owned, underCal.Verdict);
+        Assert.Equal(Verdict.Owned, underCal.StatedUnder(calibrated).Verdict);
+        // Verdicts other than owned are stated as computed.
+        var few = VerificationReport.Create(rule, keys.Select((k, i) => k with { Hit = i == 0 }).ToList()) with { Match = "partial", MinTokens = 2 };
+        Assert.NotEqual(Verdict.Owned, few.Verdict);
+        Assert.Equal(few.Verdict, few.StatedUnder(rule).Verdict);
+    }
+
     [Theory]
     // Reference values computed independently (Python, exact integer binomial coefficients, 200 bisection steps); 3 of 10
     // is the textbook [0.0667, 0.6525].
