@@ -367,7 +367,8 @@ public static class AttackCommands
         var responder = new Option<string>("--responder") { Description = "How the host answers: a responder spec (greedy, sample:t=0.7,top_p=0.9, suppress:k=1,m=3,threshold=0.5, filter:ppl=..., system:\"...\", chat, coalition:majority:M1,M2,M3, rewrite:drop=0.2, paraphrase, block:revealed=FILE; join parts with '+'; docs/attacks.md)", DefaultValueFactory = _ => "greedy" };
         var count = new Option<int?>("--count") { Description = "Query the first M unrevealed fingerprints (default: all unrevealed)" };
         var alpha = new Option<double>("--alpha") { Description = "False-positive rate of the verdict", DefaultValueFactory = _ => VerdictRule.DefaultAlpha };
-        var calibration = new Option<string?>("--calibration") { Description = "Ordinary text, one prompt per line, for filter:q=QUANTILE" };
+        var filterPrompts = new Option<string?>("--filter-prompts") { Description = "Ordinary text, one prompt per line, for filter:q=QUANTILE" };
+        var calibration = CliOptions.NullCalibration();
         var match = CliOptions.Match();
         var minTokens = CliOptions.MinTokens();
         var baseDir = CliOptions.Base("With --match partial: the base model, whose probabilities give each key's partial null "
@@ -378,7 +379,7 @@ public static class AttackCommands
         var dtype = Cli.DTypeOption();
         var cmd = new Command("probe", "Verify a model as a host serving it through a decoding-time attack would answer: prints hits/queried and the verdict.")
         {
-            model, fingerprints, responder, count, alpha, calibration, match, minTokens, baseDir, json, passphraseFile, device, dtype,
+            model, fingerprints, responder, count, alpha, filterPrompts, calibration, match, minTokens, baseDir, json, passphraseFile, device, dtype,
         };
         cmd.SetAction(r =>
         {
@@ -392,6 +393,7 @@ public static class AttackCommands
             string? basePath = r.GetValue(baseDir);
             if (basePath is not null && !matchRule.IsPartial) throw new UsageException("--base gives the partial rule's null: use it with --match partial");
             if (basePath is not null && !Directory.Exists(basePath)) throw new DirectoryNotFoundException($"--base: model folder not found: {basePath}");
+            rule = CliOptions.WithCalibration(rule, r.GetValue(calibration), matchRule, basePath is not null);
             var set = FingerprintIO.ReadSet(r.GetValue(fingerprints)!, r.GetValue(passphraseFile));
             var unrevealed = set.Unrevealed();
             if (unrevealed.Count == 0) throw new InvalidDataException("every fingerprint of the set has been revealed: there are no secret keys left to query");
@@ -402,11 +404,11 @@ public static class AttackCommands
             var dev = Cli.ParseDevice(r.GetValue(device)!);
             var dt = Cli.ParseDType(r.GetValue(dtype));
             IReadOnlyList<int[]>? calib = null;
-            if (r.GetValue(calibration) is { } cf)
+            if (r.GetValue(filterPrompts) is { } cf)
             {
-                if (!File.Exists(cf)) throw new FileNotFoundException($"--calibration: no file at {cf}");
+                if (!File.Exists(cf)) throw new FileNotFoundException($"--filter-prompts: no file at {cf}");
                 calib = File.ReadAllLines(cf).Where(l => l.Trim().Length > 0).Select(l => tok.Encode(l, addSpecialTokens: true)).Where(x => x.Length > 1).ToList();
-                if (calib.Count == 0) throw new InvalidDataException($"--calibration: {cf} holds no usable lines");
+                if (calib.Count == 0) throw new InvalidDataException($"--filter-prompts: {cf} holds no usable lines");
             }
             using var lm = ModelFolder.Load(dir, dev, dt);
             ChatTemplate? template = null;

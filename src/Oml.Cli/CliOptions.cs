@@ -5,7 +5,7 @@ namespace Oml.Cli;
 /// <summary>
 /// The options that many commands share, defined once so that they are spelled and described the same everywhere:
 /// <c>--model</c>, <c>--base</c>, <c>--out</c>, <c>--json</c>, <c>--batch-size</c>, <c>--max-new-tokens</c>,
-/// <c>--force</c>, <c>--passphrase-file</c>, <c>--match</c>, <c>--min-tokens</c>, <c>--resumption-pairs</c>. Each call makes a new option object (an option belongs to one command);
+/// <c>--force</c>, <c>--passphrase-file</c>, <c>--match</c>, <c>--min-tokens</c>, <c>--calibration</c>, <c>--resumption-pairs</c>. Each call makes a new option object (an option belongs to one command);
 /// the description may be specialised, the spelling not. Old spellings are accepted for one release through
 /// <see cref="Vocabulary"/>.
 /// </summary>
@@ -18,6 +18,29 @@ public static class CliOptions
         new("--model") { Description = description };
 
     public static Option<string?> Base(string description = "The base model folder") => new("--base") { Description = description };
+
+    /// <summary>--calibration FILE: a null calibration made by <c>oml verify --calibrate ... --calibration-out FILE</c>.</summary>
+    public static Option<string?> NullCalibration() =>
+        new("--calibration") { Description = "A calibration file (from 'oml verify --calibrate ... --calibration-out'): its floor (the worst negative's upper bound) replaces a lower --null-floor" };
+
+    /// <summary>
+    /// <paramref name="rule"/> under the calibration in <paramref name="path"/> (null: the rule as it is), refused with one
+    /// line when the file is missing, is not a calibration, or was made for another match rule than <paramref name="match"/>
+    /// (with <paramref name="hasBase"/>: the partial rule leaving out the keys the base hits).
+    /// </summary>
+    public static Oml.Fingerprinting.Verification.VerdictRule WithCalibration(Oml.Fingerprinting.Verification.VerdictRule rule, string? path,
+        Oml.Fingerprinting.Verification.ResponseMatch match, bool hasBase)
+    {
+        if (path is null) return rule;
+        if (!File.Exists(path)) throw new FileNotFoundException($"--calibration: no file at {path}");
+        Oml.Fingerprinting.Verification.NullCalibration cal;
+        try { cal = Oml.Fingerprinting.Verification.NullCalibration.FromJson(File.ReadAllText(path)); }
+        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"--calibration: {path} is not a calibration file: {e.Message}"); }
+        // A floor measured under one match rule says nothing about another (partial hits are more frequent).
+        try { cal.EnsureMadeFor(match, hasBase); }
+        catch (InvalidDataException e) { throw new InvalidDataException($"--calibration: {path}: {e.Message}"); }
+        return cal.Apply(rule);
+    }
 
     public static Option<string> Out(string description) => new("--out") { Description = description, Required = true };
 

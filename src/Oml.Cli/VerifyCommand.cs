@@ -37,7 +37,7 @@ public static class VerifyCommand
             Description = "Floor on every key's null hit probability: one hit on a key the base model finds impossible is never proof by itself",
             DefaultValueFactory = _ => VerdictRule.DefaultNullFloor,
         };
-        var calibration = new Option<string?>("--calibration") { Description = "A calibration file (from --calibrate ... --calibration-out): its floor (the worst negative's upper bound) replaces a lower --null-floor" };
+        var calibration = CliOptions.NullCalibration();
         var calibrate = new Option<string[]>("--calibrate")
         {
             Description = "Calibrate the null instead of verifying: query each of these local models that never saw the set's keys "
@@ -106,17 +106,7 @@ public static class VerifyCommand
                 ExpectedRecall = r.GetValue(recall) is var rc && rc > 0 && rc <= 1 ? rc : throw new UsageException("--expected-recall must be in (0, 1]"),
                 NullFloor = floor,
             };
-            if (r.GetValue(calibration) is { } calPath)
-            {
-                if (!File.Exists(calPath)) throw new FileNotFoundException($"--calibration: no file at {calPath}");
-                NullCalibration cal;
-                try { cal = NullCalibration.FromJson(File.ReadAllText(calPath)); }
-                catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"--calibration: {calPath} is not a calibration file: {e.Message}"); }
-                // A floor measured under one match rule says nothing about another (partial hits are more frequent).
-                try { cal.EnsureMadeFor(matchRule, basePath is not null); }
-                catch (InvalidDataException e) { throw new InvalidDataException($"--calibration: {calPath}: {e.Message}"); }
-                rule = cal.Apply(rule);
-            }
+            rule = CliOptions.WithCalibration(rule, r.GetValue(calibration), matchRule, basePath is not null);
             // Loading libtorch and creating the GPU's context (a second or more) overlaps reading the set and the
             // tokenizer: started here, waited for where the model is loaded. Errors (no such device) surface there.
             string deviceName = r.GetValue(device)!;

@@ -210,6 +210,25 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         Assert.True((double)j["p_value"]! <= (double)j["alpha"]!, $"p = {j["p_value"]}");
         Assert.Equal("inconclusive", (string)j["verdict"]!);
         Assert.Contains("calibrated on models near the base", (string)j["reason"]!, StringComparison.Ordinal);
+        double uncalibratedP = (double)j["p_value"]!;
+        // With a calibration made for this rule (`oml verify --calibrate`, the shared --calibration option) the verdict is
+        // stated as computed under its floor: here one negative (the base, no hits on the counted keys) bounds the rate
+        // only loosely, so p rises and the verdict is no longer owned on its own terms.
+        string cal = Path.Combine(W.Root, "cal-partial-m3.json");
+        var made = Run("verify", "--fingerprints", W.Resumed, "--calibrate", $"base={W.Model}", "--match", "partial", "--min-tokens", "3",
+            "--base", W.Model, "--calibration-out", cal, "--force");
+        Assert.True(made.Code == 0, made.Err);
+        var calibrated = Run([.. common, "--match", "partial", "--min-tokens", "3", "--base", W.Model, "--calibration", cal, "--json"]);
+        Assert.True(calibrated.Code == 0, calibrated.Err);
+        var cj = JsonNode.Parse(calibrated.Out)!;
+        Assert.Equal((int)j["hits"]!, (int)cj["hits"]!);
+        Assert.True((double)cj["p_value"]! > uncalibratedP, $"{cj["p_value"]} <= {uncalibratedP}");
+        Assert.DoesNotContain("calibrated on models near the base", (string)cj["reason"]!, StringComparison.Ordinal);
+        // Made for m = 3: refused for m = 2, in one line.
+        var refused = Run([.. common, "--match", "partial", "--min-tokens", "2", "--base", W.Model, "--calibration", cal]);
+        Assert.Equal(1, refused.Code);
+        Assert.StartsWith("oml: error: --calibration:", refused.Err.Trim(), StringComparison.Ordinal);
+        Assert.Single(refused.Err.Trim().Split('\n'));
         // Without the base every alignment but the exact one counts at the common bound (0.1): the same hits prove nothing.
         var bound = Run([.. common, "--match", "partial", "--min-tokens", "3"]);
         Assert.True(bound.Code == 0, bound.Err);
