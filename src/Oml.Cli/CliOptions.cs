@@ -21,7 +21,7 @@ public static class CliOptions
 
     /// <summary>--calibration FILE: a null calibration made by <c>oml verify --calibrate ... --calibration-out FILE</c>.</summary>
     public static Option<string?> NullCalibration() =>
-        new("--calibration") { Description = "A calibration file (from 'oml verify --calibrate ... --calibration-out'): its floor (the worst negative's upper bound) replaces a lower --null-floor" };
+        new("--calibration") { Description = "A calibration file (from 'oml verify --calibrate ... --calibration-out'): its floor (the worst negative's upper bound) replaces a lower floor (the default 1e-3 or --null-floor)" };
 
     /// <summary>
     /// <paramref name="rule"/> under the calibration in <paramref name="path"/> (null: the rule as it is), refused with one
