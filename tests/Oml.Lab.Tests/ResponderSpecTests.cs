@@ -32,6 +32,8 @@ public class ResponderSpecTests
         var f = ResponderSpec.Parse("filter:ppl=120.5,ref=/models/base,reply=\"Sorry, no.\"");
         Assert.Equal(new FilterSpec(120.5, null, "/models/base", "Sorry, no."), f.Filter);
         Assert.Equal(0.99, ResponderSpec.Parse("filter:q=0.99").Filter!.Quantile);
+        Assert.False(ResponderSpec.Parse("filter:q=0.99,side=high").Filter!.Low);
+        Assert.Equal(new FilterSpec(null, 0.05, null, null, Low: true), ResponderSpec.Parse("filter:q=0.05,side=LOW").Filter);
 
         var c = ResponderSpec.Parse("coalition:majority:a,b,c+sample:t=0.5");
         Assert.Equal(CoalitionRule.Majority, c.Coalition!.Rule);
@@ -65,6 +67,7 @@ public class ResponderSpecTests
     [InlineData("chat:\"x\"", "chat takes no options")]
     [InlineData("filter:ppl=10,q=0.9", "exactly one of ppl=THRESHOLD and q=QUANTILE")]
     [InlineData("filter:ppl=-1", "ppl must be positive")]
+    [InlineData("filter:q=0.1,side=below", "side must be high (refuse above the threshold) or low")]
     [InlineData("filter", "missing options")]
     [InlineData("coalition:majority:a", "at least two model folders")]
     [InlineData("coalition:plurality:a,b", "unknown vote 'plurality'")]
@@ -92,6 +95,8 @@ public class ResponderSpecTests
         }
         using (var filtered = ResponderSpec.Parse("filter:ppl=1.0001").Build(new ResponderContext { Model = m }))
             Assert.All(filtered.Respond(prompts, 4), a => Assert.Empty(a)); // every prompt is refused with no answer
+        using (var low = ResponderSpec.Parse("filter:ppl=1.0001,side=low").Build(new ResponderContext { Model = m }))
+            Assert.Equal(new ModelResponder(m).Respond(prompts, 4), low.Respond(prompts, 4)); // no prompt is that unsurprising
         Assert.Contains("need the tokenizer", Assert.Throws<ResponderSpecException>(() => ResponderSpec.Parse("system:x").Build(new ResponderContext { Model = m })).Message);
         Assert.Contains("calibration prompts", Assert.Throws<ResponderSpecException>(() => ResponderSpec.Parse("filter:q=0.9").Build(new ResponderContext { Model = m })).Message);
         Assert.Contains("no model loader", Assert.Throws<ResponderSpecException>(() => ResponderSpec.Parse("coalition:majority:a,b").Build(new ResponderContext { Model = m })).Message);

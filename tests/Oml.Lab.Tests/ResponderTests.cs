@@ -102,6 +102,14 @@ public class ResponderTests
         Assert.Equal(2, inner.Asked.Count);
         var canned = new PerplexityFilterResponder(inner, m, threshold * 1.5, refusal: [60, 61, 62, 63]);
         Assert.Equal([[1, 1, 1], [60, 61, 62]], canned.Respond([ordinary[0], random[0]], 3));
+
+        // Looking the other way (keys sampled from the model are the least perplexing prompts): the same threshold
+        // refuses the ordinary prompts and passes the random ones.
+        var low = new PerplexityFilterResponder(inner, m, threshold * 1.5, fallback, refuseBelow: true);
+        Assert.Equal([[2, 2], [1, 1, 1], [2, 2], [1, 1, 1]], low.Respond([ordinary[0], random[0], ordinary[1], random[1]], 3));
+        Assert.Equal(2, low.Refused);
+        Assert.StartsWith("filter(ppl<", low.Name);
+        Assert.StartsWith("filter(ppl>", filter.Name);
         Assert.Equal(1.0, PromptPerplexity.Score(m, [[5]])[0]);
         Assert.Equal(2.5, PromptPerplexity.Quantile([4, 1, 3, 2], 0.5), 12);
         Assert.Equal(3.97, PromptPerplexity.Quantile([4, 1, 3, 2], 0.99), 12);

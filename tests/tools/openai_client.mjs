@@ -16,8 +16,12 @@ const { default: OpenAI } = await import(pathToFileURL(require.resolve('openai')
 const [baseURL, mode = 'plain'] = process.argv.slice(2);
 if (!baseURL) { console.error('usage: openai_client.mjs BASE_URL [plain|host]'); process.exit(2); }
 const client = new OpenAI({ baseURL, apiKey: 'none', maxRetries: 0, timeout: 60_000 });
+// The step under way, named on failure (a connection the server closes mid-script says where it happened).
+let step = 'start';
+process.on('exit', code => { if (code !== 0) console.error(`openai_client.mjs: failed during step '${step}' (${mode})`); });
 
 // Models.
+step = 'models';
 const models = [];
 for await (const m of client.models.list()) models.push(m.id);
 assert.equal(models.length, 1);
@@ -25,6 +29,7 @@ const model = models[0];
 assert.equal((await client.models.retrieve(model)).id, model);
 
 // A multi-turn chat with a system message.
+step = 'chat';
 const messages = [
   { role: 'system', content: 'You are terse.' },
   { role: 'user', content: 'hello there' },
@@ -40,6 +45,7 @@ assert.equal(chat.usage.total_tokens, chat.usage.prompt_tokens + 8);
 const text = chat.choices[0].message.content;
 
 // The same chat streamed, with the usage chunk last.
+step = 'chat stream';
 const stream = await client.chat.completions.create({ model, messages, max_tokens: 8, temperature: 0, stream: true, stream_options: { include_usage: true } });
 let streamed = '', usage = null, finish = null, chunks = 0;
 for await (const chunk of stream) {
@@ -57,6 +63,7 @@ assert.equal(usage?.completion_tokens, 8);
 
 if (mode === 'plain') {
   // Completions: a batch of prompts with n = 2, echo, logprobs, stop.
+  step = 'completions';
   const batch = await client.completions.create({ model, prompt: ['the cat', 'a dog'], n: 2, max_tokens: 6, temperature: 0, logprobs: 2 });
   assert.deepEqual(batch.choices.map(c => c.index), [0, 1, 2, 3]);
   assert.equal(batch.choices[0].text, batch.choices[1].text);
@@ -72,6 +79,7 @@ if (mode === 'plain') {
     assert.equal(cut.choices[0].finish_reason, 'stop');
   }
   // A streamed completion.
+  step = 'completion stream';
   let pieces = '';
   for await (const chunk of await client.completions.create({ model, prompt: 'the cat', max_tokens: 6, temperature: 0, stream: true }))
     pieces += chunk.choices[0]?.text ?? '';
@@ -79,9 +87,12 @@ if (mode === 'plain') {
 }
 
 // Errors come as the SDK's classes.
+step = 'errors';
 await assert.rejects(client.chat.completions.create({ model, messages, max_tokens: 100000 }), e => e instanceof OpenAI.BadRequestError && e.status === 400);
 await assert.rejects(client.chat.completions.create({ model, messages: [{ role: 'wizard', content: 'x' }] }), e => e instanceof OpenAI.BadRequestError);
+step = 'errors: 413';
 await assert.rejects(client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x'.repeat(5_000_000) }] }),
   e => e instanceof OpenAI.APIError && e.status === 413);
+step = 'errors: 404';
 await assert.rejects(client.models.retrieve('nope'), e => e instanceof OpenAI.NotFoundError);
 console.log('ok');

@@ -132,14 +132,18 @@ public static class PromptPerplexity
 /// perplexity under <see cref="Scorer"/> (the served model or a reference model) and does not let the served model answer
 /// prompts above <see cref="Threshold"/> (see <see cref="PromptPerplexity.Calibrate"/>): those get the
 /// <see cref="Fallback"/> responder's answer (e.g. a base model's) or else the canned <see cref="Refusal"/> tokens (empty
-/// by default: the host answers nothing).
+/// by default: the host answers nothing). With <see cref="RefuseBelow"/> the filter looks the other way: keys sampled
+/// from the model itself (Perinucleus keys) are <em>less</em> perplexing than what users type, so a host that knows
+/// the scheme refuses prompts below a low quantile of ordinary text instead.
 /// </summary>
 public sealed class PerplexityFilterResponder : IResponder
 {
     private int _refused;
 
-    public PerplexityFilterResponder(IResponder inner, CausalLM scorer, double threshold, IResponder? fallback = null, int[]? refusal = null)
+    public PerplexityFilterResponder(IResponder inner, CausalLM scorer, double threshold, IResponder? fallback = null, int[]? refusal = null,
+        bool refuseBelow = false)
     {
+        RefuseBelow = refuseBelow;
         Inner = inner ?? throw new ArgumentNullException(nameof(inner));
         Scorer = scorer ?? throw new ArgumentNullException(nameof(scorer));
         if (!(threshold > 0) || double.IsNaN(threshold)) throw new ArgumentOutOfRangeException(nameof(threshold), threshold, "the perplexity threshold must be positive");
@@ -153,14 +157,16 @@ public sealed class PerplexityFilterResponder : IResponder
     public double Threshold { get; }
     public IResponder? Fallback { get; }
     public int[] Refusal { get; }
+    /// <summary>Refuse prompts whose perplexity is below <see cref="Threshold"/> (else above it).</summary>
+    public bool RefuseBelow { get; }
 
     /// <summary>Prompts refused (answered by the fallback or the refusal) so far.</summary>
     public int Refused => Volatile.Read(ref _refused);
 
-    public string Name => ModelResponder.Inv($"filter(ppl>{Threshold:G4}{(Fallback is null ? "" : $",fallback={Fallback.Name}")})>{Inner.Name}");
+    public string Name => ModelResponder.Inv($"filter(ppl{(RefuseBelow ? "<" : ">")}{Threshold:G4}{(Fallback is null ? "" : $",fallback={Fallback.Name}")})>{Inner.Name}");
 
     /// <summary>Which prompts the filter refuses.</summary>
-    public bool[] Flags(IReadOnlyList<int[]> prompts) => PromptPerplexity.Score(Scorer, prompts).Select(p => p > Threshold).ToArray();
+    public bool[] Flags(IReadOnlyList<int[]> prompts) => PromptPerplexity.Score(Scorer, prompts).Select(p => RefuseBelow ? p < Threshold : p > Threshold).ToArray();
 
     public IReadOnlyList<int[]> Respond(IReadOnlyList<int[]> prompts, int maxNewTokens)
     {

@@ -18,8 +18,11 @@ public sealed record DecodingSpec(double? Temperature = null, int? TopK = null, 
     public GenerationOptions ToOptions() => new() { Temperature = Temperature, TopK = TopK, TopP = TopP, MinP = MinP, Seed = Temperature is null ? null : Seed ?? 0 };
 }
 
-/// <summary>Perplexity filtering: a fixed threshold, or a quantile of the context's calibration prompts.</summary>
-public sealed record FilterSpec(double? Perplexity, double? Quantile, string? ReferenceModel, string? Reply);
+/// <summary>
+/// Perplexity filtering: a fixed threshold, or a quantile of the context's calibration prompts. <see cref="Low"/>: refuse
+/// prompts <em>below</em> the threshold (keys sampled from the model are less perplexing than what users type), else above.
+/// </summary>
+public sealed record FilterSpec(double? Perplexity, double? Quantile, string? ReferenceModel, string? Reply, bool Low = false);
 
 /// <summary>A coalition of model folders, voting by <see cref="Rule"/>; an optional fallback model folder.</summary>
 public sealed record CoalitionSpec(CoalitionRule Rule, IReadOnlyList<string> Members, string? Fallback);
@@ -82,6 +85,7 @@ public sealed class SpecResponder(IResponder inner, IReadOnlyList<CausalLM> owne
 /// prefix:"..."  suffix:"..."               text before/after the prompt
 /// filter:ppl=120[,ref=DIR][,reply="..."]   perplexity filter with a fixed threshold
 /// filter:q=0.99[,ref=DIR][,reply="..."]    ... calibrated on the context's ordinary prompts
+/// filter:q=0.05,side=low                   refuse prompts *less* perplexing than that quantile (the detector keys invite)
 /// coalition:majority:DIR1,DIR2,DIR3[:fallback=DIR]   copies voting (the decoding part applies to each copy)
 /// coalition:unanimous:DIR1,DIR2[:fallback=DIR]        without fallback=: the first copy's sampled answer (t=1, seed 0)
 /// coalition:minority:DIR1,DIR2,DIR3                    the answer the fewest copies gave (ties: by a hash of the prompt)
@@ -178,13 +182,19 @@ public sealed record ResponderSpec
                 case "filter":
                 {
                     if (spec.Filter is not null) throw new ResponderSpecException($"'{text}': more than one filter");
-                    var kv = KeyValues(p, arg, ["ppl", "q", "ref", "reply"]);
+                    var kv = KeyValues(p, arg, ["ppl", "q", "ref", "reply", "side"]);
                     double? ppl = kv.TryGetValue("ppl", out var ps) ? Num(p, "ppl", ps) : null;
                     double? q = kv.TryGetValue("q", out var qs) ? Num(p, "q", qs) : null;
                     if ((ppl is null) == (q is null)) throw new ResponderSpecException($"'{p}': give exactly one of ppl=THRESHOLD and q=QUANTILE");
                     if (ppl is { } pv && !(pv > 0)) throw new ResponderSpecException($"'{p}': ppl must be positive");
                     if (q is { } qv && !(qv > 0 && qv <= 1)) throw new ResponderSpecException($"'{p}': q must be in (0, 1]");
-                    spec = spec with { Filter = new FilterSpec(ppl, q, kv.GetValueOrDefault("ref"), kv.TryGetValue("reply", out var r) ? Unquote(p, r) : null) };
+                    bool low = kv.TryGetValue("side", out var side) ? side.Trim().ToLowerInvariant() switch
+                    {
+                        "high" => false,
+                        "low" => true,
+                        _ => throw new ResponderSpecException($"'{p}': side must be high (refuse above the threshold) or low (refuse below it)"),
+                    } : false;
+                    spec = spec with { Filter = new FilterSpec(ppl, q, kv.GetValueOrDefault("ref"), kv.TryGetValue("reply", out var r) ? Unquote(p, r) : null, low) };
                     break;
                 }
                 case "coalition":
@@ -338,7 +348,7 @@ public sealed record ResponderSpec
                     context.CalibrationPrompts is { Count: > 0 } cp ? cp : throw new ResponderSpecException($"'{Text}': filter:q= needs calibration prompts (ordinary text)"),
                     f.Quantile!.Value, context.BatchSize);
                 int[]? reply = f.Reply is { } text ? Need(context.Tokenizer, "reply= needs the tokenizer").Encode(text) : null;
-                responder = new PerplexityFilterResponder(responder, scorer, threshold, refusal: reply);
+                responder = new PerplexityFilterResponder(responder, scorer, threshold, refusal: reply, refuseBelow: f.Low);
             }
             return new SpecResponder(responder, owned, this);
         }

@@ -497,8 +497,15 @@ public sealed class ExperimentRunner
                 fsr = AddPartial(r, responder, fp.Fingerprints, a.SystemPrompt)
                     ?? FingerprintSuccess.Measure(responder, _env.Tokenizer, fp.Fingerprints, systemPrompt: a.SystemPrompt);
                 AddResponderCounts(r, responder.Inner);
-                // Utility through the responder: what a user of this deployment gets (greedy exact next word).
-                if (_env.Cloze.Count > 0) r.Metrics["responder_next_word"] = Cloze.GreedyAccuracy(responder, _env.Tokenizer, _env.Cloze);
+                // Utility through the responder: what a user of this deployment gets (greedy exact next word). A filter's
+                // refusals of these ordinary contexts are its false alarms, the share of honest users it turns away.
+                var filter = Find<PerplexityFilterResponder>(responder.Inner);
+                int refusedBefore = filter?.Refused ?? 0;
+                if (_env.Cloze.Count > 0)
+                {
+                    r.Metrics["responder_next_word"] = Cloze.GreedyAccuracy(responder, _env.Tokenizer, _env.Cloze);
+                    if (filter is not null) r.Metrics["refused_ordinary"] = (double)(filter.Refused - refusedBefore) / _env.Cloze.Count;
+                }
                 AddAnswers(r, responder);
             }
             r.Metrics["fsr"] = fsr.Rate;
@@ -512,6 +519,21 @@ public sealed class ExperimentRunner
         {
             if (!ReferenceEquals(attacked, model)) attacked.Dispose();
         }
+    }
+
+    /// <summary>The first part of type <typeparamref name="T"/> in a responder chain, or null.</summary>
+    private static T? Find<T>(IResponder responder) where T : class, IResponder
+    {
+        for (var x = responder; x is not null;)
+            switch (x)
+            {
+                case T t: return t;
+                case RevealedKeyBlocker b: x = b.Inner; break;
+                case PromptRewriteResponder w: x = w.Inner; break;
+                case PerplexityFilterResponder f: x = f.Inner; break;
+                default: return null;
+            }
+        return null;
     }
 
     /// <summary>What the host's own parts did to the key queries so far: prompts blocked, rewritten or refused.</summary>
