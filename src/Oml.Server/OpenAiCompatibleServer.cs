@@ -374,22 +374,35 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
         await run.FinishAsync(reply.Headers).ConfigureAwait(false);
     }
 
-    /// <summary>Reads and discards a too-large body (up to 64 MiB, in a small buffer) so that the client, still
-    /// sending, gets the 413 answer rather than a broken connection; larger bodies are cut off.</summary>
+    /// <summary>How long the server keeps reading away a too-large body before it answers anyway.</summary>
+    private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>Reads and discards a too-large body (up to 64 MiB, in a small buffer, for at most <see cref="DrainTimeout"/>)
+    /// so that the client, still sending, gets the 413 answer rather than a broken connection; larger bodies are cut off.
+    /// Kestrel's minimum data rate is off for the drain: a slow upload, or a server too busy to read promptly, would
+    /// otherwise get the connection reset mid-body (the client sees "other side closed", not the error); the time limit
+    /// bounds what a slow sender can hold instead.</summary>
     private static async Task DrainAsync(HttpContext ctx, long length)
     {
         const long MaxDrain = 64L << 20;
         var limit = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>();
         if (length > MaxDrain || limit is null || limit.IsReadOnly) return;
         limit.MaxRequestBodySize = null;
+        if (ctx.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.IHttpMinRequestBodyDataRateFeature>() is { } rate) rate.MinDataRate = null;
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
+        deadline.CancelAfter(DrainTimeout);
         var buffer = new byte[64 << 10];
         try
         {
-            while (await ctx.Request.Body.ReadAsync(buffer, ctx.RequestAborted).ConfigureAwait(false) > 0) { }
+            while (await ctx.Request.Body.ReadAsync(buffer, deadline.Token).ConfigureAwait(false) > 0) { }
         }
         catch (IOException)
         {
             // The client gave up; the answer goes out anyway.
+        }
+        catch (OperationCanceledException) when (!ctx.RequestAborted.IsCancellationRequested)
+        {
+            // Too slow: the answer goes out, and Kestrel closes the connection after it (the body was not all read).
         }
     }
 

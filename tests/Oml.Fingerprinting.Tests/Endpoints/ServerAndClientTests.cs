@@ -182,3 +182,48 @@ public class ServerAndClientTests
         listener.Stop();
     }
 }
+
+public class OversizedUploadTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    /// <summary>
+    /// A client that sends a too-large body slowly (a stalled upload, or a host too busy to read it promptly) still gets
+    /// the 413 answer: the server reads the body away without Kestrel's minimum data rate, so it does not reset the
+    /// connection mid-upload (the client would see "other side closed" instead of the error).
+    /// </summary>
+    [Fact]
+    public async Task A_slow_oversized_upload_gets_413_not_a_reset()
+    {
+        await using var server = await OpenAiCompatibleServer.StartAsync((_, _, _) => Task.FromResult("x"),
+            options: new OpenAiServerOptions { MaxRequestBodyBytes = 64 << 10 }, ct: Ct);
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(IPAddress.Loopback, server.Port, Ct);
+        var stream = tcp.GetStream();
+        const int Length = 256 << 10;
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(
+            $"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {Length}\r\n\r\n"), Ct);
+        int sent = 0;
+        // 7 s at 50 bytes a second, below Kestrel's default minimum of 240 bytes a second after its 5 s grace period...
+        for (int i = 0; i < 14; i++, sent += 25)
+        {
+            await stream.WriteAsync(new byte[25], Ct);
+            await Task.Delay(500, Ct);
+        }
+        // ...then the rest at once.
+        await stream.WriteAsync(new byte[Length - sent], Ct);
+        var reply = new byte[4096];
+        int n = 0;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        while (n < reply.Length)
+        {
+            int r = await stream.ReadAsync(reply.AsMemory(n), timeout.Token);
+            if (r == 0) break;
+            n += r;
+            if (Encoding.ASCII.GetString(reply, 0, n).Contains("\r\n\r\n", StringComparison.Ordinal)) break;
+        }
+        string head = Encoding.ASCII.GetString(reply, 0, n);
+        Assert.StartsWith("HTTP/1.1 413", head);
+    }
+}
