@@ -15,7 +15,7 @@ public enum Verdict
     [JsonStringEnumMemberName("inconclusive")] Inconclusive,
 }
 
-/// <summary>The result of <see cref="VerdictRule.Evaluate(int, int, IReadOnlyList{double}?)"/>.</summary>
+/// <summary>The result of <see cref="VerdictRule.Evaluate(int, int, IReadOnlyList{double}?, int)"/>.</summary>
 /// <param name="Verdict">owned, not-owned or inconclusive.</param>
 /// <param name="Hits">H, the number of keys hit.</param>
 /// <param name="Queried">M, the number of keys queried.</param>
@@ -137,12 +137,16 @@ public sealed record VerdictRule
     /// <summary>
     /// Applies the rule to H hits out of M queried keys. <paramref name="nullProbabilities"/>, when given, holds one
     /// null hit probability per queried key (length M); otherwise <see cref="NullHitProbability"/> is used for all. Either
-    /// is raised to <see cref="NullFloor"/> first.
+    /// is raised to <see cref="NullFloor"/> first. <paramref name="unanswered"/> of the missed keys got no answer at all
+    /// (an empty answer: what a host that filters keys returns): they count as misses for the p-value, which only makes
+    /// owned harder, but not as evidence against ownership, so not-owned needs P(Y ≤ H) &lt; α over the M − U answered keys.
     /// </summary>
-    public VerdictResult Evaluate(int hits, int queried, IReadOnlyList<double>? nullProbabilities = null)
+    public VerdictResult Evaluate(int hits, int queried, IReadOnlyList<double>? nullProbabilities = null, int unanswered = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(queried);
         if (hits < 0 || hits > queried) throw new ArgumentOutOfRangeException(nameof(hits), hits, $"Hits must be in [0, {queried}].");
+        if (unanswered < 0 || unanswered > queried - hits)
+            throw new ArgumentOutOfRangeException(nameof(unanswered), unanswered, $"Unanswered keys must be in [0, {queried - hits}] (missed keys).");
         if (nullProbabilities is not null && nullProbabilities.Count != queried)
             throw new ArgumentException($"{nullProbabilities.Count} null probabilities were given for {queried} queried keys.", nameof(nullProbabilities));
         if (nullProbabilities is not null && NullFloor > 0.0)
@@ -156,7 +160,8 @@ public sealed record VerdictRule
         double logP = nullProbabilities is null
             ? FingerprintStatistics.LogBinomialUpperTail(queried, common, hits)
             : FingerprintStatistics.LogPoissonBinomialUpperTail(nullProbabilities, hits);
-        double logPower = FingerprintStatistics.LogBinomialLowerTail(queried, ExpectedRecall, hits);
+        int answered = queried - unanswered;
+        double logPower = FingerprintStatistics.LogBinomialLowerTail(answered, ExpectedRecall, hits);
         double logAlpha = Math.Log(Alpha);
 
         Verdict verdict;
@@ -170,8 +175,18 @@ public sealed record VerdictRule
         else if (logPower < logAlpha)
         {
             verdict = Verdict.NotOwned;
+            string over = unanswered > 0 ? $" of the {answered} keys it answered ({unanswered} got no answer)" : "";
             reason = $"{hits} of {queried} keys hit: consistent with an unrelated model (p = {pText} > α), and a fingerprinted model "
-                   + $"with recall {Format(ExpectedRecall)} hits this few with probability {FormatLog10(FingerprintStatistics.ToLog10(logPower))} < α.";
+                   + $"with recall {Format(ExpectedRecall)} hits this few{over} with probability {FormatLog10(FingerprintStatistics.ToLog10(logPower))} < α.";
+        }
+        else if (unanswered > 0 && FingerprintStatistics.LogBinomialLowerTail(queried, ExpectedRecall, hits) < logAlpha)
+        {
+            // Counting the unanswered keys as misses would have declared not-owned: a host that refuses keys must not
+            // turn the owner's test into evidence against the owner.
+            verdict = Verdict.Inconclusive;
+            reason = $"{hits} of {queried} keys hit (p = {pText} > α), but {unanswered} of the keys got no answer at all, as a host that "
+                   + $"filters keys answers; over the {answered} answered keys a fingerprinted model with recall {Format(ExpectedRecall)} "
+                   + $"could also hit this few (probability {FormatLog10(FingerprintStatistics.ToLog10(logPower))} >= α), so not-owned is not stated.";
         }
         else
         {

@@ -61,6 +61,12 @@ public sealed record VerificationReport(
     /// <summary>Keys answered but not counted (<see cref="KeyResult.Excluded"/>): <see cref="Hits"/> and <see cref="Queried"/> are of the others.</summary>
     public int? ExcludedKeys { get; init; }
 
+    /// <summary>
+    /// Counted keys missed with no answer at all (empty or blank: a host that filters keys refuses this way). They count
+    /// as misses for the p-value but not against ownership (<see cref="VerdictRule.Evaluate"/>); null when there are none.
+    /// </summary>
+    public int? UnansweredKeys { get; init; }
+
     /// <summary>The match rule that decided the hits: "exact" (the answer starts with the response) or "partial" (<see cref="ResponseMatch"/>).</summary>
     public string Match { get; init; } = "exact";
 
@@ -79,9 +85,10 @@ public sealed record VerificationReport(
         var counted = keys.Where(k => k.Excluded != true).ToList();
         int hits = counted.Count(k => k.Hit);
         bool perKey = counted.Count > 0 && counted.All(k => k.NullProbability is not null);
-        var result = rule.Evaluate(hits, counted.Count, perKey ? counted.Select(k => k.NullProbability!.Value).ToArray() : null);
+        int unanswered = counted.Count(k => !k.Hit && string.IsNullOrWhiteSpace(k.Answer));
+        var result = rule.Evaluate(hits, counted.Count, perKey ? counted.Select(k => k.NullProbability!.Value).ToArray() : null, unanswered);
         int excluded = keys.Count - counted.Count;
-        return From(rule, result, keys, perKey) with { ExcludedKeys = excluded > 0 ? excluded : null };
+        return From(rule, result, keys, perKey) with { ExcludedKeys = excluded > 0 ? excluded : null, UnansweredKeys = unanswered > 0 ? unanswered : null };
     }
 
     /// <summary>
@@ -149,6 +156,9 @@ public sealed record VerificationReport(
         if (ExcludedKeys is int x)
             sb.Append("excluded: ").Append(x.ToString(CultureInfo.InvariantCulture))
               .Append(" key(s) the base model's own answer hits under this rule (not counted)\n");
+        if (UnansweredKeys is int u)
+            sb.Append("unanswered: ").Append(u.ToString(CultureInfo.InvariantCulture))
+              .Append(" key(s) got no answer at all (counted as misses, not as evidence against ownership)\n");
         if (Keys.Count == 0) return sb.ToString();
 
         string[] header = ["#", "hit", "key", "expected", "answer"];

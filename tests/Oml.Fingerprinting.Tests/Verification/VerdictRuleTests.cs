@@ -36,6 +36,37 @@ public class VerdictRuleTests
     }
 
     [Fact]
+    public void Keys_a_host_refuses_to_answer_are_no_evidence_against_ownership()
+    {
+        var rule = new VerdictRule();
+        // 0 of 32 hit with answers: not-owned. The same misses as refusals (empty answers, a filter's): not stated.
+        Assert.Equal(Verdict.NotOwned, rule.Evaluate(0, 32).Verdict);
+        var refused = rule.Evaluate(0, 32, unanswered: 32);
+        Assert.Equal(Verdict.Inconclusive, refused.Verdict);
+        Assert.Contains("32 of the keys got no answer", refused.Reason);
+        Assert.Equal(rule.Evaluate(0, 32).LogPValue, refused.LogPValue); // the p-value counts them as misses
+        // Enough answered keys still decide: 22 answered, 0 hit, P(Y = 0) = 2^-22 < 1e-6.
+        var some = rule.Evaluate(0, 32, unanswered: 10);
+        Assert.Equal(Verdict.NotOwned, some.Verdict);
+        Assert.Contains("of the 22 keys it answered (10 got no answer)", some.Reason);
+        // 18 answered: 2^-18 > 1e-6, so not stated.
+        Assert.Equal(Verdict.Inconclusive, rule.Evaluate(0, 32, unanswered: 14).Verdict);
+        // Refusals never make owned easier, and the counts are checked.
+        Assert.Equal(rule.Evaluate(10, 32).Verdict, rule.Evaluate(10, 32, unanswered: 22).Verdict);
+        Assert.Throws<ArgumentOutOfRangeException>(() => rule.Evaluate(10, 32, unanswered: 23));
+
+        // Through a report: empty and blank answers that miss are the unanswered keys.
+        var keys = Enumerable.Range(0, 32).Select(i => new KeyResult(i, $"key {i}", ["resp"], i % 2 == 0 ? "" : " \n", Hit: false)).ToList();
+        var report = VerificationReport.Create(rule, keys);
+        Assert.Equal((Verdict.Inconclusive, 32), (report.Verdict, report.UnansweredKeys));
+        Assert.Contains("unanswered: 32 key(s)", report.ToTable());
+        Assert.Contains("\"unanswered_keys\": 32", report.ToJson());
+        var answered = VerificationReport.Create(rule, keys.Select(k => k with { Answer = "something else" }).ToList());
+        Assert.Equal(Verdict.NotOwned, answered.Verdict);
+        Assert.Null(answered.UnansweredKeys);
+    }
+
+    [Fact]
     public void Few_hits_on_many_keys_is_not_owned()
     {
         // 100 keys, 3 hits: P(X >= 3 | Bin(100, 0.1)) ≈ 0.998, P(Y <= 3 | Bin(100, 0.5)) ≈ 4e-25.
