@@ -451,6 +451,7 @@ public static class AttackCommands
                 Console.WriteLine($"match: {report.Match}{(report.MinTokens is { } mt ? $" (min tokens {mt})" : "")}");
                 Console.WriteLine($"hits: {report.Hits}/{report.Queried}");
                 if (report.ExcludedKeys is { } x) Console.WriteLine($"excluded: {x} key(s) the base model's own answer hits under this rule (not counted)");
+                if (report.UnansweredKeys is { } u) Console.WriteLine($"unanswered: {u} key(s) got no answer at all (not evidence against ownership)");
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"verdict: {Verdict(report.Verdict)} (p = {report.PValue:E2}; {report.Reason})"));
             }
             return Cli.Ok;
@@ -458,7 +459,7 @@ public static class AttackCommands
         return cmd;
     }
 
-    private static PerplexityFilterResponder? FindFilter(IResponder r) => r as PerplexityFilterResponder;
+    private static PerplexityFilterResponder? FindFilter(IResponder r) => ResponderParts.Of(r).OfType<PerplexityFilterResponder>().FirstOrDefault();
 
     private static string Verdict(Verdict v) => v switch
     {

@@ -176,6 +176,12 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         Assert.Equal(0, (int)json["hits"]!);
         Assert.Equal(6, (int)json["queried"]!);
         Assert.StartsWith("suppress(k=1,m=1,always)", (string)json["responder"]!);
+        // A low-perplexity filter that refuses every prompt: no key is answered, and the report says so.
+        r = Run("attack", "probe", "--model", W.Model, "--fingerprints", W.Memorised, "--responder", "filter:ppl=1e9,side=low");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("hits: 0/6", r.Out);
+        Assert.Contains("unanswered: 6 key(s)", r.Out);
+        Assert.Contains("the perplexity filter refused 6 of 6 keys", r.Err);
         r = Run("attack", "probe", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--responder", "sample:t=0.7,seed=1", "--count", "3");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("/3", r.Out);

@@ -143,11 +143,11 @@ public sealed class PerplexityFilterResponder : IResponder
     public PerplexityFilterResponder(IResponder inner, CausalLM scorer, double threshold, IResponder? fallback = null, int[]? refusal = null,
         bool refuseBelow = false)
     {
-        RefuseBelow = refuseBelow;
         Inner = inner ?? throw new ArgumentNullException(nameof(inner));
         Scorer = scorer ?? throw new ArgumentNullException(nameof(scorer));
         if (!(threshold > 0) || double.IsNaN(threshold)) throw new ArgumentOutOfRangeException(nameof(threshold), threshold, "the perplexity threshold must be positive");
         Threshold = threshold;
+        RefuseBelow = refuseBelow;
         Fallback = fallback;
         Refusal = refusal ?? [];
     }

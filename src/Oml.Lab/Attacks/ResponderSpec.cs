@@ -59,6 +59,29 @@ public sealed class ResponderContext
     public Func<string, string>? ResolvePath { get; init; }
 }
 
+/// <summary>The parts of a built responder chain, from the user inwards.</summary>
+public static class ResponderParts
+{
+    /// <summary>
+    /// <paramref name="responder"/> and the responders it wraps through the host's own parts (the filter, the blocker,
+    /// the rewrite or paraphrase), ending at the first part that wraps none of these.
+    /// </summary>
+    public static IEnumerable<IResponder> Of(IResponder responder)
+    {
+        for (var x = responder; x is not null;)
+        {
+            yield return x;
+            x = x switch
+            {
+                PerplexityFilterResponder f => f.Inner,
+                RevealedKeyBlocker b => b.Inner,
+                PromptRewriteResponder w => w.Inner,
+                _ => null,
+            };
+        }
+    }
+}
+
 /// <summary>A responder built from a spec; disposing it disposes the models it loaded.</summary>
 public sealed class SpecResponder(IResponder inner, IReadOnlyList<CausalLM> owned, ResponderSpec spec) : IResponder, IDisposable
 {

@@ -499,7 +499,7 @@ public sealed class ExperimentRunner
                 AddResponderCounts(r, responder.Inner);
                 // Utility through the responder: what a user of this deployment gets (greedy exact next word). A filter's
                 // refusals of these ordinary contexts are its false alarms, the share of honest users it turns away.
-                var filter = Find<PerplexityFilterResponder>(responder.Inner);
+                var filter = ResponderParts.Of(responder.Inner).OfType<PerplexityFilterResponder>().FirstOrDefault();
                 int refusedBefore = filter?.Refused ?? 0;
                 if (_env.Cloze.Count > 0)
                 {
@@ -521,31 +521,15 @@ public sealed class ExperimentRunner
         }
     }
 
-    /// <summary>The first part of type <typeparamref name="T"/> in a responder chain, or null.</summary>
-    private static T? Find<T>(IResponder responder) where T : class, IResponder
-    {
-        for (var x = responder; x is not null;)
-            switch (x)
-            {
-                case T t: return t;
-                case RevealedKeyBlocker b: x = b.Inner; break;
-                case PromptRewriteResponder w: x = w.Inner; break;
-                case PerplexityFilterResponder f: x = f.Inner; break;
-                default: return null;
-            }
-        return null;
-    }
-
     /// <summary>What the host's own parts did to the key queries so far: prompts blocked, rewritten or refused.</summary>
     private static void AddResponderCounts(CellResult r, IResponder responder)
     {
-        for (var x = responder; x is not null;)
-            switch (x)
+        foreach (var part in ResponderParts.Of(responder))
+            switch (part)
             {
-                case RevealedKeyBlocker b: r.Metrics["blocked"] = b.Blocked; r.Metrics["revealed_keys"] = b.RevealedCount; x = b.Inner; break;
-                case PromptRewriteResponder w: r.Metrics["rewritten"] = w.Rewritten; x = w.Inner; break;
-                case PerplexityFilterResponder f: r.Metrics["refused"] = f.Refused; x = f.Inner; break;
-                default: x = null; break;
+                case RevealedKeyBlocker b: r.Metrics["blocked"] = b.Blocked; r.Metrics["revealed_keys"] = b.RevealedCount; break;
+                case PromptRewriteResponder w: r.Metrics["rewritten"] = w.Rewritten; break;
+                case PerplexityFilterResponder f: r.Metrics["refused"] = f.Refused; break;
             }
     }
 
