@@ -17,29 +17,7 @@ session_start
 session_setup "$REPO/$G" "$REPO/$G" "$REPO/$G/native" "$REPO/$G/recipes"
 session_env
 
-cfg() {  # name attacks(yaml lines) models(yaml lines)
-  cat > lab/experiments/$1.yaml <<EOC
-# Issue 12 (scripts/gpu/issue12d/drive.sh): models embedded by 'oml embed' (paths), measured by the lab.
-version: 1
-name: $1
-kind: persistence
-base_model: ../../$M/base-100m
-tokenizer: ../../$M/base-100m
-corpus: [../../artifacts/lab/corpus/train.txt]
-heldout: [../../artifacts/lab/corpus/heldout.txt]
-max_corpus_chars: 5000000
-device: $DEV
-dtype: float32
-utility: $UTIL
-seeds: [1]
-output: ../../$R/$1
-persistence:
-  models:
-$3
-  attacks:
-$2
-EOC
-}
+cfg() { persistence_config "$1" "Issue 12 (scripts/gpu/issue12d/drive.sh)" "$2" "$3"; }  # name attacks(yaml lines) models(yaml lines)
 A_MERGE="    - { weight: \"merge(with=../../$M/base-100m, method=linear, weight=0.5)\" }
     - { weight: \"merge(with=../../$M/base-100m-sft, method=linear, weight=0.5)\" }"
 A_SFT3="    - { weight: \"sft(data=../../$INSTR, epochs=2, lr=0.00003, batch=32)\" }"

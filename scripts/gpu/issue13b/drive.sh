@@ -21,34 +21,16 @@ session_setup "$REPO/$G" "$REPO/$G" "$REPO/$G/native" "$REPO/$G/recipes"
 session_env
 
 MODELS="t05-s1 t05-s2 t05-s3 t1-s1 t1-s2 t1-s3 t08-s1 t1r4-s1"
-cat > lab/experiments/i13b.yaml <<EOC
-# Issue 13 at 100M (scripts/gpu/issue13b/drive.sh): models embedded by 'oml embed' (paths), measured by the lab.
-version: 1
-name: i13b
-kind: persistence
-base_model: ../../$M/base-100m
-tokenizer: ../../$M/base-100m
-corpus: [../../artifacts/lab/corpus/train.txt]
-heldout: [../../artifacts/lab/corpus/heldout.txt]
-max_corpus_chars: 5000000
-device: $DEV
-dtype: float32
-utility: $UTIL
-seeds: [1]
-output: ../../$R/i13b
-persistence:
-  models:
-$(for m in $MODELS; do echo "    - { name: $m, path: ../../$M/$m }"; done)
-  attacks:
-    - { weight: "merge(with=../../$M/base-100m, method=linear, weight=0.5)" }
-    - { weight: "merge(with=../../$M/base-100m-sft, method=linear, weight=0.5)" }
-    - { weight: "sft(data=../../$INSTR, epochs=2, lr=0.00003, batch=32)" }
+persistence_config i13b "Issue 13 at 100M (scripts/gpu/issue13b/drive.sh)" \
+'    - { weight: "merge(with=../../'$M'/base-100m, method=linear, weight=0.5)" }
+    - { weight: "merge(with=../../'$M'/base-100m-sft, method=linear, weight=0.5)" }
+    - { weight: "sft(data=../../'$INSTR', epochs=2, lr=0.00003, batch=32)" }
     - { responder: "filter:q=0.02,side=low" }
     - { responder: "filter:q=0.1,side=low" }
     - { responder: "suppress:k=1,m=1" }
     - { responder: "suppress:k=1,m=3" }
-    - { responder: "filter:q=0.05,side=low+suppress:k=1,m=3" }
-EOC
+    - { responder: "filter:q=0.05,side=low+suppress:k=1,m=3" }' \
+"$(for m in $MODELS; do echo "    - { name: $m, path: ../../$M/$m }"; done)"
 
 step base oml train --config lab/recipes/base-100m.yaml --device "$DEV" --steps "$STEPS" --save-dtype float32 --checkpoint-every 1000000 --force $BASE_ARGS \
   || { log "no base: stop"; touch drive.finished; exit 1; }
