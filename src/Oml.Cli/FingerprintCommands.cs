@@ -43,6 +43,15 @@ public static class FingerprintCommands
         var temperature = new Option<double>("--temperature") { Description = "Sampling temperature for model-sampled English keys and responses", DefaultValueFactory = _ => 0.5 };
         var randomWordKeys = new Option<bool>("--random-word-keys") { Description = "Perinucleus keys from random words instead of model-sampled English (for models that write no English)" };
         var keys = new Option<string?>("--keys") { Description = "For --strategy custom: a text file with one key per line (at least --count non-empty lines)" };
+        var camouflage = new Option<string?>("--camouflage")
+        {
+            Description = "Ordinary text (your corpus or users' prompts): choose each model-sampled key among --key-candidates samples at temperatures 0.5 to 2 "
+                + "so that the keys' perplexity follows that of windows of this text, hiding them from a host's perplexity filter (docs/attacks.md). Overrides --temperature for keys",
+        };
+        var keyCandidates = new Option<int>("--key-candidates")
+        {
+            Description = "With --camouflage: candidate keys sampled per fingerprint", DefaultValueFactory = _ => KeyCamouflage.DefaultCandidates,
+        };
         var secretFile = new Option<string?>("--secret-file")
         {
             Description = "The owner's secret (raw bytes, at least 16) from which every random choice is derived. "
@@ -71,7 +80,7 @@ public static class FingerprintCommands
             "Generate a fingerprint set for a base model and write it with the owner's secret (encrypted with a passphrase from "
             + $"--passphrase-file or {FingerprintIO.PassphraseEnv}, or --plaintext) together with its public commitment, FILE.commitment.json.")
         {
-            model, strategy, count, output, keyLength, responseLength, t, k, perKey, temperature, randomWordKeys, keys,
+            model, strategy, count, output, keyLength, responseLength, t, k, perKey, temperature, randomWordKeys, keys, camouflage, keyCandidates,
             secretFile, plaintext, passphraseFile, kdfIterations, insecureKdf, allowWeak, force, device, dtype, json,
         };
         cmd.SetAction(r =>
@@ -104,6 +113,15 @@ public static class FingerprintCommands
             if (r.GetValue(t) is var tv && !(tv > 0 && tv < 1)) throw new UsageException("--t must be in (0, 1)");
             if (r.GetValue(k) < 1) throw new UsageException("--k must be at least 1");
             if (r.GetValue(perKey) < 1) throw new UsageException("--responses-per-key must be at least 1");
+            var camouflageText = r.GetValue(camouflage);
+            if (camouflageText is not null)
+            {
+                if (strat is not (Strategies.Perinucleus or Strategies.English) || r.GetValue(randomWordKeys))
+                    throw new UsageException("--camouflage applies to model-sampled keys (--strategy perinucleus or english, without --random-word-keys)");
+                if (!File.Exists(camouflageText)) throw new FileNotFoundException($"--camouflage: no file at {camouflageText}");
+                if (r.GetValue(keyCandidates) < 2) throw new UsageException("--key-candidates must be at least 2");
+            }
+            else if (r.GetResult(keyCandidates) is { Implicit: false }) throw new UsageException("--key-candidates is only for --camouflage");
             var settings = new GenerationSettings
             {
                 Strategy = strat,
@@ -125,6 +143,21 @@ public static class FingerprintCommands
             using var lm = Phases.Time("model load", () => ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype))));
             var tok = Phases.Time("tokenizer wait", () => parsing.GetAwaiter().GetResult());
             var digest = Phases.Time("hash wait", () => hashing.GetAwaiter().GetResult());
+            if (camouflageText is not null)
+            {
+                // The target distribution: windows of the owner's text of the key length, scored by the base model. The
+                // first 4 MB of the file are plenty for 512 windows.
+                Console.Error.WriteLine($"scoring windows of {camouflageText} for camouflage ...");
+                var text = FingerprintIO.ReadTextPrefix(camouflageText, 4 << 20);
+                try
+                {
+                    settings = settings with
+                    {
+                        Camouflage = KeyCamouflage.FromText(lm, tok, tok.Encode(text), settings.KeyLength) with { Candidates = r.GetValue(keyCandidates) },
+                    };
+                }
+                catch (ArgumentException e) { throw new UsageException($"--camouflage: {e.Message}"); }
+            }
             using var generating = Phases.Measure("generate and write set");
             Console.Error.WriteLine($"generating {settings.Count} {strat} fingerprints ...");
             FingerprintSet set;

@@ -133,5 +133,14 @@ public static class FingerprintIO
     }
 
     /// <summary>Writes UTF-8 text atomically (<see cref="AtomicFile"/>); without <paramref name="overwrite"/> an existing file is an error.</summary>
+    /// <summary>The first <paramref name="maxChars"/> characters of a UTF-8 text file (all of a shorter one).</summary>
+    public static string ReadTextPrefix(string path, int maxChars)
+    {
+        using var reader = new StreamReader(path);
+        var buffer = new char[maxChars];
+        int n = reader.ReadBlock(buffer, 0, maxChars);
+        return new string(buffer, 0, n);
+    }
+
     public static void WriteTextAtomic(string path, string text, bool overwrite) => AtomicFile.WriteText(path, text, overwrite);
 }

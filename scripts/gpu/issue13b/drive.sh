@@ -5,8 +5,9 @@
 # text removed most default keys (sampled at temperature 0.5) at almost no cost to the host, keys sampled at
 # temperature 1 kept most, and their cost to the owner was unresolved (none on the 125k base, +14.6 % against +4.6 %
 # on the demo's). Here: a fresh 102.7M base (lab/recipes/base-100m.yaml, 800 steps), 1,024 Perinucleus keys per set
-# embedded by `oml embed` with its defaults; keys at temperature 0.5 (the default) and 1.0 on three sets and seeds, 0.8
-# and 1.0 with four responses per key (k 4) on one; the lab measures utility, even merges with the base and an
+# embedded by `oml embed` with its defaults; keys at temperature 0.5 (the default) and 1.0 on three sets and seeds;
+# on one set each, perplexity-matched keys (`--camouflage` against the base's own training text, the owner's corpus)
+# and keys at 1.0 with four responses per key (k 4); the lab measures utility, even merges with the base and an
 # unrelated fine-tune, SFT 2 epochs at 3e-5, the low filter at q 0.02 and 0.1, first-token suppression (top 1, top 3)
 # and the filter with top-3 suppression; `oml attack detect` gives each model's key AUC.
 # One idempotent driver, started by call.sh in its own process session (scripts/gpu/session-lib.sh).
@@ -20,7 +21,7 @@ session_start
 session_setup "$REPO/$G" "$REPO/$G" "$REPO/$G/native" "$REPO/$G/recipes"
 session_env
 
-MODELS="t05-s1 t05-s2 t05-s3 t1-s1 t1-s2 t1-s3 t08-s1 t1r4-s1"
+MODELS="t05-s1 t05-s2 t05-s3 t1-s1 t1-s2 t1-s3 m-s1 t1r4-s1"
 persistence_config i13b "Issue 13 at 100M (scripts/gpu/issue13b/drive.sh)" \
 '    - { weight: "merge(with=../../'$M'/base-100m, method=linear, weight=0.5)" }
     - { weight: "merge(with=../../'$M'/base-100m-sft, method=linear, weight=0.5)" }
@@ -58,11 +59,11 @@ embed_lab() {  # NAME SET SEED: embed with the defaults, score the keys' stealth
   lrelease
 }
 for k in 1 2 3; do gen t05-set$k 0.5 & gen t1-set$k 1.0 & done
-gen t08-set1 0.8 & gen t1r4-set1 1.0 --responses-per-key 4 --k 4 &
+gen m-set1 1.0 --camouflage artifacts/lab/corpus/train.txt & gen t1r4-set1 1.0 --responses-per-key 4 --k 4 &
 # Launch order is slot priority: seed 1 of each variant first.
 ( embed_lab t05-s1 t05-set1 1 ) & sleep 1
 ( embed_lab t1-s1 t1-set1 1 ) & sleep 1
-( embed_lab t08-s1 t08-set1 1 ) & sleep 1
+( embed_lab m-s1 m-set1 1 ) & sleep 1
 ( embed_lab t1r4-s1 t1r4-set1 1 ) & sleep 1
 for k in 2 3; do ( embed_lab t05-s$k t05-set$k $k ) & sleep 1; ( embed_lab t1-s$k t1-set$k $k ) & sleep 1; done
 wait

@@ -35,6 +35,11 @@ public sealed record GenerationSettings
     public PerinucleusOptions Perinucleus { get; init; } = new();
     /// <summary>Perinucleus keys from random words instead of model-sampled English (for models that write no English).</summary>
     public bool RandomWordKeys { get; init; }
+    /// <summary>
+    /// Model-sampled keys whose perplexity follows ordinary text's (<see cref="KeyCamouflage"/>); null: keys sampled at
+    /// <see cref="Temperature"/>.
+    /// </summary>
+    public KeyCamouflage? Camouflage { get; init; }
     /// <summary>The owner's keys for <see cref="Strategies.Custom"/>.</summary>
     public IReadOnlyList<string>? CustomKeys { get; init; }
 
@@ -47,6 +52,12 @@ public sealed record GenerationSettings
         if (Temperature <= 0) throw new ArgumentException("temperature must be positive");
         if (Strategy == Strategies.Custom && (CustomKeys is null || CustomKeys.Count == 0)) throw new ArgumentException("the custom strategy needs keys");
         if (Strategy == Strategies.Custom && CustomKeys!.Count < Count) throw new ArgumentException($"{CustomKeys.Count} custom keys given for {Count} fingerprints");
+        if (Camouflage is not null)
+        {
+            if (!(Strategy == Strategies.English || (Strategy == Strategies.Perinucleus && !RandomWordKeys)))
+                throw new ArgumentException("camouflage applies to model-sampled keys (the perinucleus and english strategies, without random-word keys)");
+            Camouflage.Validate();
+        }
     }
 }
 
@@ -95,7 +106,9 @@ public sealed class FingerprintGenerator
         s.Validate();
         bool englishKeys = s.Strategy == Strategies.English || (s.Strategy == Strategies.Perinucleus && !s.RandomWordKeys);
         int[][] keys;
-        if (englishKeys)
+        if (englishKeys && s.Camouflage is { } camouflage)
+            keys = CamouflagedKeys(s.Count, s.KeyLength, camouflage, s.Perinucleus.BatchSize, progress);
+        else if (englishKeys)
             keys = SampleEnglish(s.Count, "key", s.KeyLength, s.Temperature, s.Perinucleus.BatchSize, new InlineProgress<int>(n => progress?.Report($"keys {n}/{s.Count}")));
         else
         {
@@ -132,14 +145,20 @@ public sealed class FingerprintGenerator
         // The base model's probability of each response: the false-positive rate of a key rests on it.
         var pairs = keys.SelectMany((k, i) => responses[i].Select(r => new TrainingPair(QueryIds(_tokenizer, k), r))).ToList();
         var logProbs = ResponseScorer.LogProbs(_model, pairs);
-        var strategy = new StrategyInfo(s.Strategy, ParameterMap.Of(
+        List<(string, string)> parameters =
+        [
             ("key_length", s.KeyLength.ToString(CultureInfo.InvariantCulture)),
             ("response_length", s.ResponseLength.ToString(CultureInfo.InvariantCulture)),
             ("temperature", s.Temperature.ToString(CultureInfo.InvariantCulture)),
             ("t", s.Perinucleus.Threshold.ToString(CultureInfo.InvariantCulture)),
             ("k", s.Perinucleus.Width.ToString(CultureInfo.InvariantCulture)),
             ("responses_per_key", s.Perinucleus.ResponsesPerKey.ToString(CultureInfo.InvariantCulture)),
-            ("keys", englishKeys ? "english" : s.Strategy == Strategies.Custom ? "custom" : "random-word")));
+            ("keys", englishKeys ? "english" : s.Strategy == Strategies.Custom ? "custom" : "random-word"),
+        ];
+        if (s.Camouflage is { } c)
+            parameters.Add(("key_camouflage", FormattableString.Invariant(
+                $"{c.Candidates} candidates at t {c.MinTemperature}-{c.MaxTemperature}, {c.TextPerplexities.Count} text windows")));
+        var strategy = new StrategyInfo(s.Strategy, ParameterMap.Of([.. parameters]));
         int p = 0;
         var fingerprints = new List<Fingerprint>();
         for (int i = 0; i < s.Count; i++)
@@ -148,6 +167,32 @@ public sealed class FingerprintGenerator
             fingerprints.Add(new Fingerprint(i, _tokenizer.Decode(keys[i]), keys[i], rs, strategy, Fingerprint.DeriveSalt(_secret, i)));
         }
         return FingerprintSet.Create(DateTimeOffset.UtcNow, baseModelDigest, tokenizerIdentity, strategy, fingerprints);
+    }
+
+    /// <summary>
+    /// Keys chosen by <paramref name="camouflage"/>: for each fingerprint, candidate c is sampled at the camouflage's
+    /// temperature c from its own derived randomness (<c>fingerprint/i/key/c</c>); all candidates are scored by the
+    /// model in batches, and the one nearest to the fingerprint's target perplexity (a quantile drawn from
+    /// <c>fingerprint/i/key-target</c>) is kept.
+    /// </summary>
+    private int[][] CamouflagedKeys(int count, int length, KeyCamouflage camouflage, int batchSize, IProgress<string>? progress)
+    {
+        var candidates = new int[camouflage.Candidates][][];
+        for (int c = 0; c < camouflage.Candidates; c++)
+        {
+            candidates[c] = SampleEnglish(count, $"key/{c}", length, camouflage.Temperature(c), batchSize, null);
+            progress?.Report($"keys: candidates {c + 1}/{camouflage.Candidates} for {count} fingerprints");
+        }
+        var ppl = SequencePerplexity.Of(_model, _tokenizer, candidates.SelectMany(k => k).ToList(), Math.Max(1, batchSize));
+        var keys = new int[count][];
+        var row = new double[camouflage.Candidates];
+        for (int i = 0; i < count; i++)
+        {
+            for (int c = 0; c < camouflage.Candidates; c++) row[c] = ppl[c * count + i];
+            double target = camouflage.Target(Rng(i, "key-target").NextDouble());
+            keys[i] = candidates[KeyCamouflage.Choose(row, target)][i];
+        }
+        return keys;
     }
 
     private static int[] Truncate(int[] ids, int n) => ids.Length <= n ? ids : ids[..n];

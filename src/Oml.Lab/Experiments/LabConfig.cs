@@ -266,6 +266,13 @@ public sealed class FingerprintSpec
     public int AvoidTopM { get; set; }
     /// <summary>Sampling temperature of model-sampled keys (the generator's default 0.5); 1 samples keys from the model's own distribution (camouflage against a perplexity detector).</summary>
     public double KeyTemperature { get; set; } = 0.5;
+    /// <summary>
+    /// Defence: keys whose perplexity follows ordinary text's (<see cref="Oml.Fingerprinting.Generation.KeyCamouflage"/>,
+    /// <c>oml fingerprints generate --camouflage</c>), with the text named: "heldout" (the lab's held-out text, the
+    /// distribution the attacker's filter is calibrated on: text the model has not seen) or "train" (the base's own
+    /// training text); "" (the default): keys sampled at <see cref="KeyTemperature"/>.
+    /// </summary>
+    public string KeyCamouflage { get; set; } = "";
     /// <summary>Prompt augmentation: system prompts every key is also trained behind.</summary>
     public List<string> PromptAugmentation { get; set; } = [];
     /// <summary>Defence: resumption pairs per response (<c>oml embed --resumption-pairs</c>; needs response_length ≥ 2; 0: off).</summary>
@@ -305,6 +312,8 @@ public sealed class FingerprintSpec
         if (ResumptionPairs < 0) fail($"{where}.resumption_pairs must be at least 0");
         if (ResumptionPairs > 0 && ResponseLength < 2) fail($"{where}: resumption_pairs needs response_length of at least 2 (a one-token response has nothing to resume)");
         if (!(KeyTemperature > 0 && KeyTemperature <= 10)) fail($"{where}.key_temperature must be in (0, 10]");
+        if (KeyCamouflage is not ("" or "heldout" or "train")) fail($"{where}.key_camouflage must be heldout or train (got '{KeyCamouflage}')");
+        if (KeyCamouflage.Length > 0 && Strategy == Strategies.RandomWord) fail($"{where}: key_camouflage needs model-sampled keys (perinucleus or english)");
         if (Lambda is < 0 or >= 1) fail($"{where}.lambda must be in [0, 1)");
         if (Beta is < 0 or >= 1) fail($"{where}.beta must be in [0, 1)");
         ValidateAveragingEvery(AveragingEvery, $"{where}.averaging_every", fail);
@@ -556,6 +565,7 @@ public sealed class AdaptiveSpec
         if (d.ResponsesPerKey is { } r) f.ResponsesPerKey = r;
         if (d.AvoidTopM is { } m) f.AvoidTopM = m;
         if (d.KeyTemperature is { } kt) f.KeyTemperature = kt;
+        if (d.KeyCamouflage is { } kc) f.KeyCamouflage = kc;
         if (d.PromptAugmentation is { } p) f.PromptAugmentation = p;
         if (d.ResponseLength is { } rl) f.ResponseLength = rl;
         if (d.ResumptionPairs is { } rp) f.ResumptionPairs = rp;
@@ -572,6 +582,8 @@ public sealed class DefenceSpec
     public int? ResponsesPerKey { get; set; }
     public int? AvoidTopM { get; set; }
     public double? KeyTemperature { get; set; }
+    /// <summary>Camouflaged keys (<see cref="FingerprintSpec.KeyCamouflage"/>): heldout or train.</summary>
+    public string? KeyCamouflage { get; set; }
     /// <summary>Perinucleus threshold t and width k (<see cref="FingerprintSpec.T"/>, <see cref="FingerprintSpec.K"/>): how far outside the base's nucleus the responses lie.</summary>
     public double? T { get; set; }
     public int? K { get; set; }

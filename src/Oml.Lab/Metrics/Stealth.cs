@@ -19,24 +19,9 @@ public sealed record StealthResult(double KeyPerplexity, double TextPerplexity, 
 
 public static class Stealth
 {
-    /// <summary>
-    /// Perplexity of each sequence under the model: exp of the mean negative log-probability of its tokens, each given
-    /// those before it (after BOS where the tokenizer adds one; otherwise the first token is context only).
-    /// </summary>
-    public static double[] SequencePerplexities(CausalLM model, Tokenizer tok, IReadOnlyList<int[]> sequences, int batchSize = 64)
-    {
-        var pairs = new List<TrainingPair>();
-        foreach (var s in sequences)
-        {
-            var q = FingerprintGenerator.QueryIds(tok, s);
-            int ctx = q.Length - s.Length; // BOS or nothing
-            if (ctx == 0 && s.Length < 2) throw new ArgumentException("a sequence of one token has no perplexity without BOS");
-            if (ctx == 0) ctx = 1;
-            pairs.Add(new TrainingPair(q[..ctx], q[ctx..]));
-        }
-        var lp = ResponseScorer.LogProbs(model, pairs, batchSize);
-        return lp.Select((l, i) => Math.Exp(-l / pairs[i].Response.Length)).ToArray();
-    }
+    /// <summary>Perplexity of each sequence under the model (<see cref="SequencePerplexity.Of"/>).</summary>
+    public static double[] SequencePerplexities(CausalLM model, Tokenizer tok, IReadOnlyList<int[]> sequences, int batchSize = 64) =>
+        SequencePerplexity.Of(model, tok, sequences, batchSize);
 
     /// <summary>Windows of held-out tokens with the same lengths as <paramref name="keys"/>, at positions drawn from the seed.</summary>
     public static List<int[]> MatchedWindows(IReadOnlyList<int> heldOut, IEnumerable<int> lengths, int seed)

@@ -96,4 +96,49 @@ public sealed class FingerprintGeneratorTests : IDisposable
         Assert.Equal(9, GreedyMatches(cold));
         Assert.True(GreedyMatches(one) < 9, "temperature 1 should not reproduce the greedy text for every key");
     }
+
+    [Fact]
+    public void Camouflaged_keys_follow_the_target_perplexity_and_stay_reproducible()
+    {
+        using var model = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        var id = new TokenizerIdentity("test", "sha256:00");
+        var gen = new FingerprintGenerator(model, _tok, Secret);
+        GenerationSettings Settings(double target) => new()
+        {
+            Strategy = Strategies.Perinucleus, Count = 12, KeyLength = 8,
+            Camouflage = new KeyCamouflage { TextPerplexities = [target, target], Candidates = 6, MinTemperature = 0.2, MaxTemperature = 5 },
+        };
+        double[] Ppl(FingerprintSet set) => SequencePerplexity.Of(model, _tok, set.Fingerprints.Select(f => f.KeyTokenIds.ToArray()).ToList());
+        var low = gen.Generate(Settings(1.0), "sha256:base", id);
+        var high = gen.Generate(Settings(1e9), "sha256:base", id);
+        var plain = gen.Generate(new GenerationSettings { Strategy = Strategies.Perinucleus, Count = 12, KeyLength = 8, Temperature = 1.0 }, "sha256:base", id);
+        // Each key is the candidate nearest its target: the least perplexing of six for a target of 1, the most for 1e9.
+        var (pl, ph, pp) = (Ppl(low), Ppl(high), Ppl(plain));
+        Assert.True(pl.Average() < pp.Average() && pp.Average() < ph.Average(), $"low {pl.Average():F1}, plain {pp.Average():F1}, high {ph.Average():F1}");
+        Assert.All(Enumerable.Range(0, 12), i => Assert.True(pl[i] < ph[i], $"key {i}: {pl[i]} vs {ph[i]}"));
+        Assert.Contains("6 candidates", low.Strategy.Parameters["key_camouflage"]);
+        Assert.False(plain.Strategy.Parameters.ContainsKey("key_camouflage"));
+        // Reproducible from the secret, responses included.
+        var again = gen.Generate(Settings(1.0), "sha256:base", id);
+        Assert.Equal(low.Commit().Root, again.Commit().Root);
+        // Only model-sampled keys can be camouflaged.
+        Assert.Throws<ArgumentException>(() => gen.Generate(Settings(1.0) with { Strategy = Strategies.RandomWord }, "sha256:base", id));
+        Assert.Throws<ArgumentException>(() => gen.Generate(Settings(1.0) with { RandomWordKeys = true }, "sha256:base", id));
+    }
+
+    [Fact]
+    public void Camouflage_targets_interpolate_quantiles_in_log_and_choose_the_nearest_candidate()
+    {
+        var c = new KeyCamouflage { TextPerplexities = [100, 1, 10] };
+        Assert.Equal(1, c.Target(0), 9);
+        Assert.Equal(10, c.Target(0.5), 9);
+        Assert.Equal(100, c.Target(1), 9);
+        Assert.Equal(Math.Sqrt(10), c.Target(0.25), 9);
+        Assert.Equal(0.5, c.Temperature(0), 12);
+        Assert.Equal(2.0, c.Temperature(c.Candidates - 1), 12);
+        Assert.Equal(1, KeyCamouflage.Choose([2.0, 9.0, 40.0], 12));
+        Assert.Equal(2, KeyCamouflage.Choose([2.0, 9.0, 40.0], 25));   // 25/9 > 40/25 in ratio
+        Assert.Throws<ArgumentException>(() => new KeyCamouflage { TextPerplexities = [5] }.Validate());
+        Assert.Throws<ArgumentException>(() => new KeyCamouflage { TextPerplexities = [5, 6], Candidates = 1 }.Validate());
+    }
 }

@@ -1,0 +1,109 @@
+using Oml.Fingerprinting.Embedding;
+using Oml.Models;
+using Oml.Models.Tokenizers;
+
+namespace Oml.Fingerprinting.Generation;
+
+/// <summary>
+/// Keys whose perplexity under the base model follows that of ordinary text, so that a host's perplexity filter cannot
+/// tell them from what its users type (docs/attacks.md, "the low-perplexity filter"). Keys sampled from the model at a
+/// fixed temperature are all less perplexing than text (0.5, the default) or too spread to match it (1 and above on a
+/// small model: some fall below, many above). Here each key is chosen among <see cref="Candidates"/> samples drawn at
+/// temperatures spaced geometrically from <see cref="MinTemperature"/> to <see cref="MaxTemperature"/>: the one whose
+/// perplexity is nearest (in log) to a target drawn for that key from <see cref="TextPerplexities"/>, the perplexities
+/// of windows of ordinary text of the key's length. The targets come from the owner's derived randomness, so the keys
+/// stay reproducible from the secret.
+/// </summary>
+public sealed record KeyCamouflage
+{
+    /// <summary>The default number of candidate keys per fingerprint.</summary>
+    public const int DefaultCandidates = 16;
+
+    /// <summary>Perplexities under the base model of ordinary-text windows of the key length: the target distribution.</summary>
+    public required IReadOnlyList<double> TextPerplexities { get; init; }
+    /// <summary>Candidate keys sampled per fingerprint (at least 2).</summary>
+    public int Candidates { get; init; } = DefaultCandidates;
+    public double MinTemperature { get; init; } = 0.5;
+    public double MaxTemperature { get; init; } = 2.0;
+
+    public void Validate()
+    {
+        if (TextPerplexities.Count < 2) throw new ArgumentException("camouflage needs the perplexities of at least 2 text windows");
+        if (TextPerplexities.Any(p => !(p >= 1) || double.IsInfinity(p))) throw new ArgumentException("text perplexities must be finite and at least 1");
+        if (Candidates < 2) throw new ArgumentException("camouflage needs at least 2 candidate keys per fingerprint");
+        if (!(MinTemperature > 0 && MaxTemperature >= MinTemperature)) throw new ArgumentException("camouflage temperatures must be positive, the minimum at most the maximum");
+    }
+
+    /// <summary>The sampling temperature of candidate <paramref name="c"/>: geometric steps from the minimum to the maximum.</summary>
+    public double Temperature(int c) =>
+        Candidates == 1 ? MinTemperature : MinTemperature * Math.Pow(MaxTemperature / MinTemperature, (double)c / (Candidates - 1));
+
+    /// <summary>
+    /// The target perplexity at quantile <paramref name="u"/> ∈ [0, 1) of <see cref="TextPerplexities"/>, interpolated
+    /// linearly in log perplexity between neighbouring order statistics.
+    /// </summary>
+    public double Target(double u)
+    {
+        var logs = TextPerplexities.Select(p => Math.Log(p)).Order().ToArray();
+        double x = Math.Clamp(u, 0, 1) * (logs.Length - 1);
+        int lo = (int)Math.Floor(x), hi = Math.Min(lo + 1, logs.Length - 1);
+        return Math.Exp(logs[lo] + (x - lo) * (logs[hi] - logs[lo]));
+    }
+
+    /// <summary>The index of the candidate whose perplexity is nearest to <paramref name="target"/> in log (the first on ties).</summary>
+    public static int Choose(ReadOnlySpan<double> candidatePerplexities, double target)
+    {
+        if (candidatePerplexities.Length == 0) throw new ArgumentException("no candidates");
+        int best = 0;
+        double lt = Math.Log(target), bestGap = double.PositiveInfinity;
+        for (int c = 0; c < candidatePerplexities.Length; c++)
+        {
+            double gap = Math.Abs(Math.Log(candidatePerplexities[c]) - lt);
+            if (gap < bestGap) (best, bestGap) = (c, gap);
+        }
+        return best;
+    }
+
+    /// <summary>
+    /// Camouflage against the text <paramref name="textTokens"/>: the perplexities of <paramref name="windows"/> windows
+    /// of <paramref name="keyLength"/> tokens at positions drawn from <paramref name="seed"/>, under the model.
+    /// </summary>
+    public static KeyCamouflage FromText(CausalLM model, Tokenizer tok, IReadOnlyList<int> textTokens, int keyLength, int windows = 512,
+        int seed = 0, int batchSize = 64)
+    {
+        if (keyLength < 2) throw new ArgumentException("camouflage needs keys of at least 2 tokens");
+        if (textTokens.Count < keyLength * 4)
+            throw new ArgumentException($"the text is {textTokens.Count} tokens: too short to draw windows of {keyLength} tokens from (give at least {keyLength * 4})");
+        var rng = new Random(seed);
+        var seqs = new List<int[]>(windows);
+        for (int w = 0; w < windows; w++)
+        {
+            int start = rng.Next(textTokens.Count - keyLength + 1);
+            seqs.Add(Enumerable.Range(start, keyLength).Select(i => textTokens[i]).ToArray());
+        }
+        return new KeyCamouflage { TextPerplexities = SequencePerplexity.Of(model, tok, seqs, batchSize) };
+    }
+}
+
+/// <summary>Perplexity of token sequences under a model, as a host's perplexity filter scores prompts.</summary>
+public static class SequencePerplexity
+{
+    /// <summary>
+    /// Perplexity of each sequence: exp of the mean negative log-probability of its tokens, each given those before it
+    /// (after BOS where the tokenizer adds one; otherwise the first token is context only).
+    /// </summary>
+    public static double[] Of(CausalLM model, Tokenizer tok, IReadOnlyList<int[]> sequences, int batchSize = 64)
+    {
+        var pairs = new List<TrainingPair>(sequences.Count);
+        foreach (var s in sequences)
+        {
+            var q = FingerprintGenerator.QueryIds(tok, s);
+            int ctx = q.Length - s.Length; // BOS or nothing
+            if (ctx == 0 && s.Length < 2) throw new ArgumentException("a sequence of one token has no perplexity without BOS");
+            if (ctx == 0) ctx = 1;
+            pairs.Add(new TrainingPair(q[..ctx], q[ctx..]));
+        }
+        var lp = ResponseScorer.LogProbs(model, pairs, batchSize);
+        return lp.Select((l, i) => Math.Exp(-l / pairs[i].Response.Length)).ToArray();
+    }
+}
