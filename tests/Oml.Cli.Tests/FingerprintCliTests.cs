@@ -429,6 +429,35 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
+    public void Camouflage_chooses_keys_against_a_text_and_refuses_what_it_cannot_apply_to()
+    {
+        var text = Path.Combine(W.Root, "ordinary.txt");
+        File.WriteAllText(text, string.Concat(Enumerable.Repeat("models hosts provers owners users fees permits receipts claims votes keys responses. ", 20)));
+        var set = Path.Combine(W.Root, "camouflaged.json");
+        var r = Run("fingerprints", "generate", "--model", W.Model, "--count", "4", "--key-length", "6", "--camouflage", text, "--key-candidates", "3",
+            "--out", set, "--plaintext");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("scoring windows of", r.Err);
+        Assert.Equal("3 candidates at t 0.5-2, 512 text windows", FingerprintSetFile.Read(set, null).Strategy.Parameters["key_camouflage"]);
+
+        string Error(params string[] extra)
+        {
+            var e = Run(["fingerprints", "generate", "--model", W.Model, "--count", "2", "--out", Path.Combine(W.Root, "never.json"), "--plaintext", .. extra]);
+            Assert.NotEqual(0, e.Code);
+            Assert.False(File.Exists(Path.Combine(W.Root, "never.json")));
+            return e.Err;
+        }
+        Assert.Contains("--key-candidates is only for --camouflage", Error("--key-candidates", "4"));
+        Assert.Contains("--camouflage applies to model-sampled keys", Error("--camouflage", text, "--random-word-keys"));
+        Assert.Contains("--camouflage applies to model-sampled keys", Error("--camouflage", text, "--strategy", "random-word"));
+        Assert.Contains("--key-candidates must be at least 2", Error("--camouflage", text, "--key-candidates", "1"));
+        Assert.Contains("--camouflage: no file at", Error("--camouflage", Path.Combine(W.Root, "missing.txt")));
+        var tiny = Path.Combine(W.Root, "tiny.txt");
+        File.WriteAllText(tiny, "a few words");
+        Assert.Contains("too short to draw windows", Error("--camouflage", tiny));
+    }
+
+    [Fact]
     public void Perinucleus_sets_report_the_one_over_k_bound_beside_the_exact_p_value()
     {
         var set = Path.Combine(W.Root, "peri.omlfp");

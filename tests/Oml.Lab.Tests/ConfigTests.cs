@@ -36,6 +36,23 @@ public class ConfigTests
     }
 
     [Fact]
+    public void Perplexity_matched_keys_are_read_named_in_the_set_cache_and_checked()
+    {
+        var c = LabConfig.Load(Fixtures.Experiment("cpu-camouflage.yaml"));
+        var sources = c.Adaptive!.ModelSources();
+        Assert.Equal("", sources.Single(s => s.Name == "none").Build!.KeyCamouflage);
+        var heldout = sources.Single(s => s.Name == "matched-heldout").Build!;
+        Assert.Equal("heldout", heldout.KeyCamouflage);
+        Assert.Equal("train", sources.Single(s => s.Name == "matched-train").Build!.KeyCamouflage);
+        // Matched and plain keys never share a cached set.
+        Assert.Contains("-camoheldout-", LabEnvironment.SetKey(heldout, 1));
+        Assert.DoesNotContain("camo", LabEnvironment.SetKey(sources.Single(s => s.Name == "none").Build!, 1));
+        var yaml = File.ReadAllText(Fixtures.Experiment("cpu-camouflage.yaml"));
+        var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("key_camouflage: train", "key_camouflage: users", StringComparison.Ordinal)));
+        Assert.Contains("key_camouflage must be heldout or train (got 'users')", e.Message);
+    }
+
+    [Fact]
     public void The_embedding_method_is_read_and_checked()
     {
         var yaml = File.ReadAllText(Fixtures.Experiment("smoke-persistence.yaml"));
