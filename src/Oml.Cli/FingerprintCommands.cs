@@ -45,7 +45,7 @@ public static class FingerprintCommands
         var keys = new Option<string?>("--keys") { Description = "For --strategy custom: a text file with one key per line (at least --count non-empty lines)" };
         var camouflage = new Option<string?>("--camouflage")
         {
-            Description = "Ordinary text (your corpus or users' prompts): choose each model-sampled key among --key-candidates samples at temperatures 0.5 to 2 "
+            Description = "Ordinary text like what users send, best not the model's training text: choose each model-sampled key among --key-candidates samples at temperatures 0.5 to 2 "
                 + "so that the keys' perplexity follows that of windows of this text, hiding them from a host's perplexity filter (docs/attacks.md). Overrides --temperature for keys",
         };
         var keyCandidates = new Option<int>("--key-candidates")
