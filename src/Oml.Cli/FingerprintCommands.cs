@@ -40,6 +40,12 @@ public static class FingerprintCommands
         var t = new Option<double>("--t") { Description = "Perinucleus threshold: responses are drawn just outside the smallest set of tokens with probability mass t", DefaultValueFactory = _ => 0.8 };
         var k = new Option<int>("--k") { Description = "Perinucleus width: the number of candidate tokens just outside the nucleus", DefaultValueFactory = _ => 3 };
         var perKey = new Option<int>("--responses-per-key") { Description = "Perinucleus responses per key", DefaultValueFactory = _ => 1 };
+        var branching = new Option<int>("--response-branching")
+        {
+            Description = "Perinucleus response trees: after its first token each response branches into the base model's top B tokens at every position "
+                + "(B^(L-1) accepted answers per response), which defends against suppressing the top B-1 tokens of every answer position. 1: greedy continuations",
+            DefaultValueFactory = _ => 1,
+        };
         var temperature = new Option<double>("--temperature") { Description = "Sampling temperature for model-sampled English keys and responses", DefaultValueFactory = _ => 0.5 };
         var randomWordKeys = new Option<bool>("--random-word-keys") { Description = "Perinucleus keys from random words instead of model-sampled English (for models that write no English)" };
         var keys = new Option<string?>("--keys") { Description = "For --strategy custom: a text file with one key per line (at least --count non-empty lines)" };
@@ -80,7 +86,7 @@ public static class FingerprintCommands
             "Generate a fingerprint set for a base model and write it with the owner's secret (encrypted with a passphrase from "
             + $"--passphrase-file or {FingerprintIO.PassphraseEnv}, or --plaintext) together with its public commitment, FILE.commitment.json.")
         {
-            model, strategy, count, output, keyLength, responseLength, t, k, perKey, temperature, randomWordKeys, keys, camouflage, keyCandidates,
+            model, strategy, count, output, keyLength, responseLength, t, k, perKey, branching, temperature, randomWordKeys, keys, camouflage, keyCandidates,
             secretFile, plaintext, passphraseFile, kdfIterations, insecureKdf, allowWeak, force, device, dtype, json,
         };
         cmd.SetAction(r =>
@@ -131,7 +137,7 @@ public static class FingerprintCommands
                 Temperature = r.GetValue(temperature),
                 RandomWordKeys = r.GetValue(randomWordKeys),
                 CustomKeys = customKeys,
-                Perinucleus = new PerinucleusOptions { Threshold = r.GetValue(t), Width = r.GetValue(k), ResponsesPerKey = r.GetValue(perKey) },
+                Perinucleus = new PerinucleusOptions { Threshold = r.GetValue(t), Width = r.GetValue(k), ResponsesPerKey = r.GetValue(perKey), Branching = r.GetValue(branching) },
             };
             Cli.OptionValue(settings.Validate);
 

@@ -53,6 +53,21 @@ public class ConfigTests
     }
 
     [Fact]
+    public void Response_trees_are_read_named_in_the_set_cache_and_checked()
+    {
+        var c = LabConfig.Load(Fixtures.Experiment("cpu-response-trees.yaml"));
+        var tree = c.Adaptive!.ModelSources().Single(s => s.Name == "tree-2x2").Build!;
+        Assert.Equal((2, 2), (tree.ResponsesPerKey, tree.ResponseBranching));
+        Assert.Contains("-r2-b2-", LabEnvironment.SetKey(tree, 1));
+        Assert.DoesNotContain("-b", LabEnvironment.SetKey(c.Adaptive.ModelSources().Single(s => s.Name == "none").Build!, 1));
+        var yaml = File.ReadAllText(Fixtures.Experiment("cpu-response-trees.yaml"));
+        var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("response_branching: 2", "response_branching: 9", StringComparison.Ordinal)));
+        Assert.Contains("response_branching: 2 response(s) per key branching 9 ways over 2 tokens make 162 answers per key (at most 64)", e.Message);
+        e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("response_length: 3", "response_length: 1", StringComparison.Ordinal)));
+        Assert.Contains("needs responses of at least 2 tokens", e.Message);
+    }
+
+    [Fact]
     public void The_embedding_method_is_read_and_checked()
     {
         var yaml = File.ReadAllText(Fixtures.Experiment("smoke-persistence.yaml"));

@@ -52,6 +52,11 @@ public sealed record GenerationSettings
         if (Temperature <= 0) throw new ArgumentException("temperature must be positive");
         if (Strategy == Strategies.Custom && (CustomKeys is null || CustomKeys.Count == 0)) throw new ArgumentException("the custom strategy needs keys");
         if (Strategy == Strategies.Custom && CustomKeys!.Count < Count) throw new ArgumentException($"{CustomKeys.Count} custom keys given for {Count} fingerprints");
+        if (Perinucleus.Branching != 1)
+        {
+            if (Strategy is not (Strategies.Perinucleus or Strategies.Custom)) throw new ArgumentException("response branching needs Perinucleus responses (the perinucleus or custom strategy)");
+            PerinucleusSampler.ValidateBranching(Perinucleus with { ResponseLength = ResponseLength });
+        }
         if (Camouflage is not null)
         {
             if (!(Strategy == Strategies.English || (Strategy == Strategies.Perinucleus && !RandomWordKeys)))
@@ -155,6 +160,7 @@ public sealed class FingerprintGenerator
             ("responses_per_key", s.Perinucleus.ResponsesPerKey.ToString(CultureInfo.InvariantCulture)),
             ("keys", englishKeys ? "english" : s.Strategy == Strategies.Custom ? "custom" : "random-word"),
         ];
+        if (s.Perinucleus.Branching > 1) parameters.Add(("response_branching", s.Perinucleus.Branching.ToString(CultureInfo.InvariantCulture)));
         if (s.Camouflage is { } c)
             parameters.Add(("key_camouflage", FormattableString.Invariant(
                 $"{c.Candidates} candidates at t {c.MinTemperature}-{c.MaxTemperature}, {c.TextPerplexities.Count} text windows")));

@@ -13,6 +13,15 @@ public sealed record PerinucleusOptions
     public int ResponseLength { get; init; } = 1;
     /// <summary>Distinct responses per key (each starts with a different perinucleus token); at most <see cref="Width"/>.</summary>
     public int ResponsesPerKey { get; init; } = 1;
+    /// <summary>
+    /// Response trees: after the perinucleus token each response branches, at every later position, into the base
+    /// model's top B tokens instead of its greedy one, so a first token carries B^(L−1) accepted answers. Embedded
+    /// together they leave the model with B near-equal choices at every position, so that an attacker who suppresses
+    /// the top B − 1 tokens of every answer position still answers along the tree. 1: a single greedy continuation.
+    /// </summary>
+    public int Branching { get; init; } = 1;
+    /// <summary>The most accepted answers (paths) one key may have: <see cref="ResponsesPerKey"/> × B^(L−1).</summary>
+    public const int MaxPathsPerKey = 64;
     public int BatchSize { get; init; } = 32;
     /// <summary>
     /// How many of the most probable tokens per key are ranked on the device and copied to the host first; rows they do
@@ -40,6 +49,7 @@ public static class PerinucleusSampler
         if (options.ResponsesPerKey < 1 || options.ResponsesPerKey > options.Width)
             throw new ArgumentException("responses per key must be between 1 and the width k");
         if (options.TopTokens < 1) throw new ArgumentException("the top tokens ranked first must be at least 1");
+        ValidateBranching(options);
         var result = new List<int[]>[keys.Count];
         int done = 0;
         foreach (var chunk in Enumerable.Range(0, keys.Count).Chunk(Math.Max(1, options.BatchSize)))
@@ -103,6 +113,11 @@ public static class PerinucleusSampler
             {
                 for (int i = 0; i < prompts.Count; i++) result[owners[i]].Add([prompts[i][^1]]);
             }
+            else if (options.Branching > 1)
+            {
+                foreach (var (owner, path) in Branch(model, prompts, owners, options.ResponseLength - 1, options.Branching, options.BatchSize))
+                    result[owner].Add(path[(path.Length - options.ResponseLength)..]);
+            }
             else
             {
                 var cont = Generator.Generate(model, prompts, new GenerationOptions { MaxNewTokens = options.ResponseLength - 1, EosTokenIds = [] });
@@ -112,6 +127,46 @@ public static class PerinucleusSampler
             progress?.Report(done);
         }
         return result;
+    }
+
+    /// <summary>Fails unless the branching is at least 1, needs no one-token responses, and keeps each key's paths within <see cref="PerinucleusOptions.MaxPathsPerKey"/>.</summary>
+    public static void ValidateBranching(PerinucleusOptions options)
+    {
+        if (options.Branching < 1) throw new ArgumentException("response branching must be at least 1");
+        if (options.Branching == 1) return;
+        if (options.ResponseLength < 2) throw new ArgumentException("response branching needs responses of at least 2 tokens (it branches after the first)");
+        double paths = options.ResponsesPerKey * Math.Pow(options.Branching, options.ResponseLength - 1);
+        if (paths > PerinucleusOptions.MaxPathsPerKey)
+            throw new ArgumentException($"{options.ResponsesPerKey} response(s) per key branching {options.Branching} ways over {options.ResponseLength - 1} tokens make {paths:0} answers per key (at most {PerinucleusOptions.MaxPathsPerKey})");
+    }
+
+    /// <summary>
+    /// Expands each prompt (key and first response token) <paramref name="steps"/> times into its
+    /// <paramref name="branching"/> most probable next tokens under the model, level by level
+    /// in batches; returns every full path with the index of its owner, in a fixed order (prompt, then branch order).
+    /// </summary>
+    private static List<(int Owner, int[] Path)> Branch(CausalLM model, List<int[]> prompts, List<int> owners, int steps, int branching, int batchSize)
+    {
+        var level = prompts.Select((p, i) => (Owner: owners[i], Path: p)).ToList();
+        for (int step = 0; step < steps; step++)
+        {
+            var next = new List<(int, int[])>(level.Count * branching);
+            foreach (var chunk in level.Chunk(Math.Max(1, batchSize)))
+            {
+                long[] ids;
+                using (Torch.NoGrad())
+                using (Torch.NewScope())
+                {
+                    var logits = Generator.NextTokenLogits(model, chunk.Select(c => (IReadOnlyList<int>)c.Path).ToList()).To(DType.Float32);
+                    ids = logits.TopK(branching).Indices.Cpu().ToArray<long>();
+                }
+                for (int r = 0; r < chunk.Length; r++)
+                    for (int b = 0; b < branching; b++)
+                        next.Add((chunk[r].Owner, [.. chunk[r].Path, (int)ids[r * branching + b]]));
+            }
+            level = next;
+        }
+        return level;
     }
 
     /// <summary>Pairs of each key with each of its responses, for embedding.</summary>

@@ -262,6 +262,8 @@ public sealed class FingerprintSpec
     public int K { get; set; } = 3;
     /// <summary>Defence: several acceptable responses per key (Perinucleus), all embedded; any one is a hit.</summary>
     public int ResponsesPerKey { get; set; } = 1;
+    /// <summary>Defence: response trees (<see cref="PerinucleusOptions.Branching"/>, <c>oml fingerprints generate --response-branching</c>); 1: off.</summary>
+    public int ResponseBranching { get; set; } = 1;
     /// <summary>Defence: keep only fingerprints whose first response token is outside the base model's top m after the key (0: off).</summary>
     public int AvoidTopM { get; set; }
     /// <summary>Sampling temperature of model-sampled keys (the generator's default 0.5); 1 samples keys from the model's own distribution (camouflage against a perplexity detector).</summary>
@@ -307,6 +309,12 @@ public sealed class FingerprintSpec
         if (!(T > 0 && T < 1) || K < 1) fail($"{where}: t must be in (0, 1) and k at least 1");
         if (ResponsesPerKey < 1) fail($"{where}.responses_per_key must be at least 1");
         if (ResponsesPerKey > 1 && Strategy != Strategies.Perinucleus) fail($"{where}: several responses per key need the perinucleus strategy");
+        if (ResponseBranching != 1)
+        {
+            if (Strategy != Strategies.Perinucleus) fail($"{where}: response_branching needs the perinucleus strategy");
+            try { PerinucleusSampler.ValidateBranching(new PerinucleusOptions { ResponsesPerKey = ResponsesPerKey, ResponseLength = ResponseLength, Branching = ResponseBranching }); }
+            catch (ArgumentException e) { fail($"{where}.response_branching: {e.Message}"); }
+        }
         if (ResponsesPerKey > K) fail($"{where}: responses_per_key ({ResponsesPerKey}) must be at most the Perinucleus width k ({K}): the responses are drawn from the k tokens after the nucleus");
         if (AvoidTopM < 0) fail($"{where}.avoid_top_m must be at least 0");
         if (ResumptionPairs < 0) fail($"{where}.resumption_pairs must be at least 0");
@@ -563,6 +571,7 @@ public sealed class AdaptiveSpec
     {
         var f = Model.Clone();
         if (d.ResponsesPerKey is { } r) f.ResponsesPerKey = r;
+        if (d.ResponseBranching is { } rb) f.ResponseBranching = rb;
         if (d.AvoidTopM is { } m) f.AvoidTopM = m;
         if (d.KeyTemperature is { } kt) f.KeyTemperature = kt;
         if (d.KeyCamouflage is { } kc) f.KeyCamouflage = kc;
@@ -580,6 +589,8 @@ public sealed class DefenceSpec
 {
     public string Name { get; set; } = "";
     public int? ResponsesPerKey { get; set; }
+    /// <summary>Response trees (<see cref="FingerprintSpec.ResponseBranching"/>).</summary>
+    public int? ResponseBranching { get; set; }
     public int? AvoidTopM { get; set; }
     public double? KeyTemperature { get; set; }
     /// <summary>Camouflaged keys (<see cref="FingerprintSpec.KeyCamouflage"/>): heldout or train.</summary>

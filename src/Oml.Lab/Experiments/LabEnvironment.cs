@@ -179,7 +179,7 @@ public sealed class LabEnvironment
 
     /// <summary>The cache name of a generated set under OUT/sets: its generation settings, set name and seed.</summary>
     public static string SetKey(FingerprintSpec spec, ulong seed) =>
-        FormattableString.Invariant($"{spec.Strategy}-n{spec.Count}-key{spec.KeyLength}-resp{spec.ResponseLength}-t{spec.T}-k{spec.K}-r{spec.ResponsesPerKey}-avoid{spec.AvoidTopM}{(spec.KeyTemperature == 0.5 ? "" : $"-kt{spec.KeyTemperature}")}{(spec.KeyCamouflage.Length > 0 ? "-camo" + spec.KeyCamouflage : "")}{(spec.Set.Length > 0 ? "-set" + spec.Set : "")}-s{seed}");
+        FormattableString.Invariant($"{spec.Strategy}-n{spec.Count}-key{spec.KeyLength}-resp{spec.ResponseLength}-t{spec.T}-k{spec.K}-r{spec.ResponsesPerKey}{(spec.ResponseBranching > 1 ? $"-b{spec.ResponseBranching}" : "")}-avoid{spec.AvoidTopM}{(spec.KeyTemperature == 0.5 ? "" : $"-kt{spec.KeyTemperature}")}{(spec.KeyCamouflage.Length > 0 ? "-camo" + spec.KeyCamouflage : "")}{(spec.Set.Length > 0 ? "-set" + spec.Set : "")}-s{seed}");
 
     /// <summary>
     /// A model folder named in an attack: <c>model:NAME</c> is the folder of the config's model source NAME for
@@ -227,7 +227,7 @@ public sealed class LabEnvironment
         var settings = new GenerationSettings
         {
             Strategy = spec.Strategy, Count = spec.Count, KeyLength = spec.KeyLength, ResponseLength = spec.ResponseLength, Temperature = spec.KeyTemperature,
-            Perinucleus = new PerinucleusOptions { Threshold = spec.T, Width = spec.K, ResponsesPerKey = spec.ResponsesPerKey, BatchSize = Config.Utility.BatchSize },
+            Perinucleus = new PerinucleusOptions { Threshold = spec.T, Width = spec.K, ResponsesPerKey = spec.ResponsesPerKey, Branching = spec.ResponseBranching, BatchSize = Config.Utility.BatchSize },
             // The owner's windows are drawn with another seed than the attacker's calibration windows and the stealth
             // measurement's (AttackContext, Stealth.Measure).
             Camouflage = spec.KeyCamouflage.Length == 0 ? null

@@ -141,4 +141,43 @@ public sealed class FingerprintGeneratorTests : IDisposable
         Assert.Throws<ArgumentException>(() => new KeyCamouflage { TextPerplexities = [5] }.Validate());
         Assert.Throws<ArgumentException>(() => new KeyCamouflage { TextPerplexities = [5, 6], Candidates = 1 }.Validate());
     }
+
+    [Fact]
+    public void Response_trees_branch_into_the_base_models_top_tokens_after_the_first()
+    {
+        using var model = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        var id = new TokenizerIdentity("test", "sha256:00");
+        var gen = new FingerprintGenerator(model, _tok, Secret);
+        var settings = new GenerationSettings
+        {
+            Strategy = Strategies.Perinucleus, Count = 3, KeyLength = 6, ResponseLength = 3,
+            Perinucleus = new PerinucleusOptions { ResponsesPerKey = 2, Branching = 2 },
+        };
+        var set = gen.Generate(settings, "sha256:base", id);
+        Assert.Equal("2", set.Strategy.Parameters["response_branching"]);
+        foreach (var f in set.Fingerprints)
+        {
+            // Two first tokens, each continued along a full binary tree of depth 2: 2 × 2² distinct answers.
+            var paths = f.Responses.Select(r => r.TokenIds.ToArray()).ToList();
+            Assert.Equal(8, paths.Count);
+            Assert.Equal(8, paths.Select(p => string.Join(",", p)).Distinct().Count());
+            Assert.All(paths, p => Assert.Equal(3, p.Length));
+            foreach (var group in paths.GroupBy(p => p[0]))
+            {
+                Assert.Equal(4, group.Count());
+                // The second tokens are the base's top 2 after key + first token; each is continued by its own top 2.
+                var query = FingerprintGenerator.QueryIds(_tok, f.KeyTokenIds.ToArray());
+                var top = Generator.NextTokenLogits(model, [(IReadOnlyList<int>)[.. query, group.Key]]).TopK(2).Indices.ToArray<long>().Select(x => (int)x).Order();
+                Assert.Equal(top, group.Select(p => p[1]).Distinct().Order());
+                Assert.All(group.GroupBy(p => p[1]), g => Assert.Equal(2, g.Select(p => p[2]).Distinct().Count()));
+            }
+            Assert.All(f.Responses, r => Assert.True(r.LogProb < 0));
+        }
+        // The same secret gives the same tree; one-token responses cannot branch; the paths per key are bounded.
+        Assert.Equal(set.Commit().Root, gen.Generate(settings, "sha256:base", id).Commit().Root);
+        Assert.Contains("at least 2 tokens", Assert.Throws<ArgumentException>(() => gen.Generate(settings with { ResponseLength = 1 }, "sha256:base", id)).Message);
+        Assert.Contains("at most 64", Assert.Throws<ArgumentException>(() =>
+            gen.Generate(settings with { ResponseLength = 5, Perinucleus = new PerinucleusOptions { ResponsesPerKey = 2, Branching = 3 } }, "sha256:base", id)).Message);
+        Assert.False(gen.Generate(settings with { Perinucleus = new PerinucleusOptions() }, "sha256:base", id).Strategy.Parameters.ContainsKey("response_branching"));
+    }
 }
