@@ -458,6 +458,23 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
+    public void Response_branching_writes_trees_and_refuses_one_token_responses()
+    {
+        var set = Path.Combine(W.Root, "tree.json");
+        var r = Run("fingerprints", "generate", "--model", W.Model, "--random-word-keys", "--count", "2", "--response-length", "2",
+            "--response-branching", "2", "--out", set, "--plaintext");
+        Assert.True(r.Code == 0, r.Err);
+        var read = FingerprintSetFile.Read(set, null);
+        Assert.Equal("2", read.Strategy.Parameters["response_branching"]);
+        Assert.All(read.Fingerprints, f => Assert.Equal(2, f.Responses.Count));
+        r = Run("fingerprints", "generate", "--model", W.Model, "--random-word-keys", "--count", "2", "--response-branching", "2",
+            "--out", Path.Combine(W.Root, "never-tree.json"), "--plaintext");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("response branching needs responses of at least 2 tokens", r.Err);
+        Assert.False(File.Exists(Path.Combine(W.Root, "never-tree.json")));
+    }
+
+    [Fact]
     public void Perinucleus_sets_report_the_one_over_k_bound_beside_the_exact_p_value()
     {
         var set = Path.Combine(W.Root, "peri.omlfp");
