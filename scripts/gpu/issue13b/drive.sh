@@ -21,7 +21,9 @@ session_start
 session_setup "$REPO/$G" "$REPO/$G" "$REPO/$G/native" "$REPO/$G/recipes"
 session_env
 
-MODELS="t05-s1 t05-s2 t05-s3 t1-s1 t1-s2 t1-s3 m-s1 t1r4-s1"
+# MODELS (priority order: a shorter list for a smaller device budget): NAME-sSEED, NAME one of t05, t1 (keys at that
+# temperature), m (perplexity-matched keys), t1r4 (t 1 with four responses per key); the set is NAME-setSEED.
+MODELS="${MODELS:-t05-s1 t1-s1 m-s1 t05-s2 t1-s2 t05-s3 t1-s3 t1r4-s1}"
 persistence_config i13b "Issue 13 at 100M (scripts/gpu/issue13b/drive.sh)" \
 '    - { weight: "merge(with=../../'$M'/base-100m, method=linear, weight=0.5)" }
     - { weight: "merge(with=../../'$M'/base-100m-sft, method=linear, weight=0.5)" }
@@ -58,14 +60,19 @@ embed_lab() {  # NAME SET SEED: embed with the defaults, score the keys' stealth
   step lab-$name oml lab run lab/experiments/i13b.yaml --quiet --only "^(base\$|$name-s1-)"
   lrelease
 }
-for k in 1 2 3; do gen t05-set$k 0.5 & gen t1-set$k 1.0 & done
-gen m-set1 1.0 --camouflage artifacts/lab/corpus/train.txt & gen t1r4-set1 1.0 --responses-per-key 4 --k 4 &
-# Launch order is slot priority: seed 1 of each variant first.
-( embed_lab t05-s1 t05-set1 1 ) & sleep 1
-( embed_lab t1-s1 t1-set1 1 ) & sleep 1
-( embed_lab m-s1 m-set1 1 ) & sleep 1
-( embed_lab t1r4-s1 t1r4-set1 1 ) & sleep 1
-for k in 2 3; do ( embed_lab t05-s$k t05-set$k $k ) & sleep 1; ( embed_lab t1-s$k t1-set$k $k ) & sleep 1; done
+set_of() { echo "${1%-s*}-set${1##*-s}"; }
+gen_args() {  # NAME-sSEED: the temperature and generate flags of its set
+  case "${1%-s*}" in
+    t05) echo 0.5 ;;
+    t1) echo 1.0 ;;
+    m) echo 1.0 --camouflage artifacts/lab/corpus/train.txt ;;
+    t1r4) echo 1.0 --responses-per-key 4 --k 4 ;;
+    *) log "unknown model $1"; return 1 ;;
+  esac
+}
+for m in $MODELS; do a="$(gen_args $m)" && gen "$(set_of $m)" $a & done
+# Launch order is slot priority: MODELS' order.
+for m in $MODELS; do ( embed_lab "$m" "$(set_of $m)" "${m##*-s}" ) & sleep 1; done
 wait
 log "driver finished"
 touch drive.finished
