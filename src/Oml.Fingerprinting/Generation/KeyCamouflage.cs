@@ -74,13 +74,7 @@ public sealed record KeyCamouflage
         if (keyLength < 2) throw new ArgumentException("camouflage needs keys of at least 2 tokens");
         if (textTokens.Count < keyLength * 4)
             throw new ArgumentException($"the text is {textTokens.Count} tokens: too short to draw windows of {keyLength} tokens from (give at least {keyLength * 4})");
-        var rng = new Random(seed);
-        var seqs = new List<int[]>(windows);
-        for (int w = 0; w < windows; w++)
-        {
-            int start = rng.Next(textTokens.Count - keyLength + 1);
-            seqs.Add(Enumerable.Range(start, keyLength).Select(i => textTokens[i]).ToArray());
-        }
+        var seqs = SequencePerplexity.Windows(textTokens, Enumerable.Repeat(keyLength, windows), seed);
         return new KeyCamouflage { TextPerplexities = SequencePerplexity.Of(model, tok, seqs, batchSize) };
     }
 }
@@ -105,5 +99,19 @@ public static class SequencePerplexity
         }
         var lp = ResponseScorer.LogProbs(model, pairs, batchSize);
         return lp.Select((l, i) => Math.Exp(-l / pairs[i].Response.Length)).ToArray();
+    }
+
+    /// <summary>Windows of <paramref name="tokens"/> with the given lengths, at positions drawn from the seed.</summary>
+    public static List<int[]> Windows(IReadOnlyList<int> tokens, IEnumerable<int> lengths, int seed)
+    {
+        var rng = new Random(seed);
+        var result = new List<int[]>();
+        foreach (var n in lengths)
+        {
+            if (tokens.Count < n) throw new ArgumentException($"{tokens.Count} tokens of text are too few for a window of {n}");
+            int start = rng.Next(tokens.Count - n + 1);
+            result.Add(Enumerable.Range(start, n).Select(i => tokens[i]).ToArray());
+        }
+        return result;
     }
 }

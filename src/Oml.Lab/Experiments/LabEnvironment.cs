@@ -149,7 +149,7 @@ public sealed class LabEnvironment
     {
         LoadModel = dir => LoadModel(ResolveModel(dir, seed)),
         ResolveModelPath = dir => ResolveModel(dir, seed),
-        CalibrationPrompts = Stealth.MatchedWindows(HeldOutTokens, Enumerable.Repeat(Math.Min(16, HeldOutTokens.Length), 64), 12345),
+        CalibrationPrompts = SequencePerplexity.Windows(HeldOutTokens, Enumerable.Repeat(Math.Min(16, HeldOutTokens.Length), 64), 12345),
         ChatTemplate = ChatTemplateOf(Config.Tokenizer is null ? BaseDir : Resolve(Config.Tokenizer)),
         BatchSize = Config.Utility.BatchSize,
     };

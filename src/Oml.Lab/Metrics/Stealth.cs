@@ -19,29 +19,11 @@ public sealed record StealthResult(double KeyPerplexity, double TextPerplexity, 
 
 public static class Stealth
 {
-    /// <summary>Perplexity of each sequence under the model (<see cref="SequencePerplexity.Of"/>).</summary>
-    public static double[] SequencePerplexities(CausalLM model, Tokenizer tok, IReadOnlyList<int[]> sequences, int batchSize = 64) =>
-        SequencePerplexity.Of(model, tok, sequences, batchSize);
-
-    /// <summary>Windows of held-out tokens with the same lengths as <paramref name="keys"/>, at positions drawn from the seed.</summary>
-    public static List<int[]> MatchedWindows(IReadOnlyList<int> heldOut, IEnumerable<int> lengths, int seed)
-    {
-        var rng = new Random(seed);
-        var result = new List<int[]>();
-        foreach (var n in lengths)
-        {
-            if (heldOut.Count < n) throw new ArgumentException($"{heldOut.Count} held-out tokens are too few for a window of {n}");
-            int start = rng.Next(heldOut.Count - n + 1);
-            result.Add(Enumerable.Range(start, n).Select(i => heldOut[i]).ToArray());
-        }
-        return result;
-    }
-
     public static StealthResult Measure(CausalLM model, Tokenizer tok, IReadOnlyList<int[]> keys, IReadOnlyList<int> heldOut, int seed)
     {
         if (keys.Count == 0) throw new ArgumentException("no keys");
-        var keyPpl = SequencePerplexities(model, tok, keys);
-        var textPpl = SequencePerplexities(model, tok, MatchedWindows(heldOut, keys.Select(k => k.Length), seed));
+        var keyPpl = SequencePerplexity.Of(model, tok, keys);
+        var textPpl = SequencePerplexity.Of(model, tok, SequencePerplexity.Windows(heldOut, keys.Select(k => k.Length), seed));
         return FromPerplexities(keyPpl, textPpl);
     }
 
