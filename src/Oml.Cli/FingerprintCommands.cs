@@ -58,6 +58,12 @@ public static class FingerprintCommands
         {
             Description = "With --camouflage: candidate keys sampled per fingerprint", DefaultValueFactory = _ => KeyCamouflage.DefaultCandidates,
         };
+        var camouflageBand = new Option<string?>("--camouflage-band")
+        {
+            Description = "With --camouflage: LO,HI, the quantiles of the text's perplexities the keys aim at (default 0,1: the whole distribution). "
+                + "A central band such as 0.2,0.6 keeps keys out of both tails, so a filter must refuse that share of ordinary prompts first, and leaves room for the rise in key perplexity that embedding brings",
+            HelpName = "LO,HI",
+        };
         var secretFile = new Option<string?>("--secret-file")
         {
             Description = "The owner's secret (raw bytes, at least 16) from which every random choice is derived. "
@@ -86,7 +92,7 @@ public static class FingerprintCommands
             "Generate a fingerprint set for a base model and write it with the owner's secret (encrypted with a passphrase from "
             + $"--passphrase-file or {FingerprintIO.PassphraseEnv}, or --plaintext) together with its public commitment, FILE.commitment.json.")
         {
-            model, strategy, count, output, keyLength, responseLength, t, k, perKey, branching, temperature, randomWordKeys, keys, camouflage, keyCandidates,
+            model, strategy, count, output, keyLength, responseLength, t, k, perKey, branching, temperature, randomWordKeys, keys, camouflage, keyCandidates, camouflageBand,
             secretFile, plaintext, passphraseFile, kdfIterations, insecureKdf, allowWeak, force, device, dtype, json,
         };
         cmd.SetAction(r =>
@@ -128,6 +134,16 @@ public static class FingerprintCommands
                 if (r.GetValue(keyCandidates) < 2) throw new UsageException("--key-candidates must be at least 2");
             }
             else if (r.GetResult(keyCandidates) is { Implicit: false }) throw new UsageException("--key-candidates is only for --camouflage");
+            var band = (Low: 0.0, High: 1.0);
+            if (r.GetValue(camouflageBand) is { } bandText)
+            {
+                if (camouflageText is null) throw new UsageException("--camouflage-band is only for --camouflage");
+                var parts = bandText.Split(',');
+                if (parts.Length != 2 || !double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out band.Low)
+                    || !double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out band.High)
+                    || !(band.Low >= 0 && band.Low < band.High && band.High <= 1))
+                    throw new UsageException($"--camouflage-band must be LO,HI with 0 <= LO < HI <= 1 (got '{bandText}')");
+            }
             var settings = new GenerationSettings
             {
                 Strategy = strat,
@@ -159,7 +175,7 @@ public static class FingerprintCommands
                 {
                     settings = settings with
                     {
-                        Camouflage = KeyCamouflage.FromText(lm, tok, tok.Encode(text), settings.KeyLength) with { Candidates = r.GetValue(keyCandidates) },
+                        Camouflage = KeyCamouflage.FromText(lm, tok, tok.Encode(text), settings.KeyLength) with { Candidates = r.GetValue(keyCandidates), BandLow = band.Low, BandHigh = band.High },
                     };
                 }
                 catch (ArgumentException e) { throw new UsageException($"--camouflage: {e.Message}"); }

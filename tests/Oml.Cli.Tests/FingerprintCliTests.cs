@@ -455,6 +455,14 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         var tiny = Path.Combine(W.Root, "tiny.txt");
         File.WriteAllText(tiny, "a few words");
         Assert.Contains("too short to draw windows", Error("--camouflage", tiny));
+        Assert.Contains("--camouflage-band is only for --camouflage", Error("--camouflage-band", "0.2,0.6"));
+        foreach (var bad in new[] { "0.6,0.2", "0.2", "a,b", "0,1.5", "0.2;0.6" })
+            Assert.Contains($"--camouflage-band must be LO,HI with 0 <= LO < HI <= 1 (got '{bad}')", Error("--camouflage", text, "--camouflage-band", bad));
+        // A central band is recorded with the set.
+        r = Run("fingerprints", "generate", "--model", W.Model, "--count", "4", "--key-length", "6", "--camouflage", text, "--key-candidates", "3",
+            "--camouflage-band", "0.2,0.6", "--out", set, "--plaintext", "--force");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal("3 candidates at t 0.5-2, 512 text windows, quantiles 0.2-0.6", FingerprintSetFile.Read(set, null).Strategy.Parameters["key_camouflage"]);
     }
 
     [Fact]

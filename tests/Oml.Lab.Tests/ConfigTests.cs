@@ -50,6 +50,16 @@ public class ConfigTests
         var yaml = File.ReadAllText(Fixtures.Experiment("cpu-camouflage.yaml"));
         var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("key_camouflage: train", "key_camouflage: users", StringComparison.Ordinal)));
         Assert.Contains("key_camouflage must be heldout or train (got 'users')", e.Message);
+        // A quantile band is named in the set cache and checked.
+        var banded = LabConfig.Parse(yaml.Replace("key_camouflage: train", "key_camouflage: train, key_camouflage_band: [0.2, 0.6]", StringComparison.Ordinal));
+        var b = banded.Adaptive!.ModelSources().Single(s => s.Name == "matched-train").Build!;
+        Assert.Equal([0.2, 0.6], b.KeyCamouflageBand);
+        Assert.Contains("-camotrain-q0.2-0.6-", LabEnvironment.SetKey(b, 1));
+        Assert.DoesNotContain("-q", LabEnvironment.SetKey(heldout, 1));
+        e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("key_camouflage: train", "key_camouflage: train, key_camouflage_band: [0.6, 0.2]", StringComparison.Ordinal)));
+        Assert.Contains("key_camouflage_band must be [low, high] with 0 <= low < high <= 1", e.Message);
+        e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("key_camouflage: train", "key_camouflage_band: [0.2, 0.6]", StringComparison.Ordinal)));
+        Assert.Contains("key_camouflage_band needs key_camouflage", e.Message);
     }
 
     [Fact]

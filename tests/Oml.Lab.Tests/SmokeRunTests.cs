@@ -73,9 +73,17 @@ public class SmokeRunTests
         {
             c.Persistence!.Models[0].Build!.Count = 3;
             c.Utility.ClozeItems = 8;
+            c.Utility.Instructions = "data/smoke-instructions.json";
+            (c.Utility.InstructionItems, c.Utility.AnswerTokens) = (4, 4);
             c.Persistence.Attacks.RemoveAll(a => a.Weight?.StartsWith("noise", StringComparison.Ordinal) == true);
         });
         Assert.Equal(2 + 5 + 4, s.Computed);
+        // Whole answers are scored for the base too (the owner's cost), and for the fingerprinted model.
+        foreach (var id in new[] { "base", "fp-s1-before" })
+        {
+            Assert.InRange(s.Results.Single(r => r.Id == id).Metric("answer_f1"), 0, 1);
+            Assert.InRange(s.Results.Single(r => r.Id == id).Metric("answer_length"), 0, 4);
+        }
         // Fine-tuning and distillation ran through the trainer and left a model whose utility was measured.
         Assert.True(s.Results.Single(r => r.Label("attack").StartsWith("sft(", StringComparison.Ordinal)).Metric("perplexity") > 1);
         Assert.True(s.Results.Single(r => r.Label("attack").StartsWith("distill(", StringComparison.Ordinal)).Metric("perplexity") > 1);

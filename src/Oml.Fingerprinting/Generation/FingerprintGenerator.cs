@@ -163,7 +163,7 @@ public sealed class FingerprintGenerator
         if (s.Perinucleus.Branching > 1) parameters.Add(("response_branching", s.Perinucleus.Branching.ToString(CultureInfo.InvariantCulture)));
         if (s.Camouflage is { } c)
             parameters.Add(("key_camouflage", FormattableString.Invariant(
-                $"{c.Candidates} candidates at t {c.MinTemperature}-{c.MaxTemperature}, {c.TextPerplexities.Count} text windows")));
+                $"{c.Candidates} candidates at t {c.MinTemperature}-{c.MaxTemperature}, {c.TextPerplexities.Count} text windows{(c.BandLow > 0 || c.BandHigh < 1 ? $", quantiles {c.BandLow}-{c.BandHigh}" : "")}")));
         var strategy = new StrategyInfo(s.Strategy, ParameterMap.Of([.. parameters]));
         int p = 0;
         var fingerprints = new List<Fingerprint>();
@@ -178,8 +178,8 @@ public sealed class FingerprintGenerator
     /// <summary>
     /// Keys chosen by <paramref name="camouflage"/>: for each fingerprint, candidate c is sampled at the camouflage's
     /// temperature c from its own derived randomness (<c>fingerprint/i/key/c</c>); all candidates are scored by the
-    /// model in batches, and the one nearest to the fingerprint's target perplexity (a quantile drawn from
-    /// <c>fingerprint/i/key-target</c>) is kept.
+    /// model in batches, and the one nearest to the fingerprint's target perplexity (a quantile in the camouflage's band
+    /// drawn from <c>fingerprint/i/key-target</c>) is kept.
     /// </summary>
     private int[][] CamouflagedKeys(int count, int length, KeyCamouflage camouflage, int batchSize, IProgress<string>? progress)
     {
@@ -195,7 +195,7 @@ public sealed class FingerprintGenerator
         for (int i = 0; i < count; i++)
         {
             for (int c = 0; c < camouflage.Candidates; c++) row[c] = ppl[c * count + i];
-            double target = camouflage.Target(Rng(i, "key-target").NextDouble());
+            double target = camouflage.TargetFor(Rng(i, "key-target").NextDouble());
             keys[i] = candidates[KeyCamouflage.Choose(row, target)][i];
         }
         return keys;

@@ -25,6 +25,15 @@ public sealed record KeyCamouflage
     public int Candidates { get; init; } = DefaultCandidates;
     public double MinTemperature { get; init; } = 0.5;
     public double MaxTemperature { get; init; } = 2.0;
+    /// <summary>
+    /// The quantile band of <see cref="TextPerplexities"/> the targets are drawn from: [0, 1] follows the whole
+    /// distribution (a threshold filter then refuses keys exactly as often as text); a central band such as [0.2, 0.6]
+    /// keeps every key away from both tails, so a filter must refuse that share of ordinary prompts before it removes a
+    /// key, and its low upper end leaves room for the rise in the keys' perplexity that embedding brings on the served
+    /// model (docs/results.md, "Matched keys with response trees").
+    /// </summary>
+    public double BandLow { get; init; }
+    public double BandHigh { get; init; } = 1;
 
     public void Validate()
     {
@@ -32,7 +41,12 @@ public sealed record KeyCamouflage
         if (TextPerplexities.Any(p => !(p >= 1) || double.IsInfinity(p))) throw new ArgumentException("text perplexities must be finite and at least 1");
         if (Candidates < 2) throw new ArgumentException("camouflage needs at least 2 candidate keys per fingerprint");
         if (!(MinTemperature > 0 && MaxTemperature >= MinTemperature)) throw new ArgumentException("camouflage temperatures must be positive, the minimum at most the maximum");
+        if (!(BandLow >= 0 && BandHigh <= 1 && BandLow < BandHigh))
+            throw new ArgumentException(FormattableString.Invariant($"the camouflage band must be quantiles 0 <= low < high <= 1 (got {BandLow}, {BandHigh})"));
     }
+
+    /// <summary>The target for a key's uniform draw <paramref name="u"/> ∈ [0, 1): the quantile BandLow + u·(BandHigh − BandLow) of the text's perplexities.</summary>
+    public double TargetFor(double u) => Target(BandLow + Math.Clamp(u, 0, 1) * (BandHigh - BandLow));
 
     /// <summary>The sampling temperature of candidate <paramref name="c"/>: geometric steps from the minimum to the maximum.</summary>
     public double Temperature(int c) =>

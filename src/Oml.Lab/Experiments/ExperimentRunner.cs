@@ -281,6 +281,8 @@ public sealed class ExperimentRunner
         var u = _env.Utility(model);
         var r = new CellResult { Labels = { ["role"] = "base" } };
         AddUtility(r, u);
+        // Whole answers of the base too, when the config scores them: the owner's cost is the fingerprinted model's loss against it.
+        AddAnswers(r, new ModelResponder(model, batchSize: C.Utility.BatchSize));
         return r;
     });
 

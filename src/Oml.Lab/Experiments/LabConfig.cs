@@ -166,14 +166,42 @@ public sealed class BuildSpec
     public int Context { get; set; } = 64;
     public double Lr { get; set; } = 3e-3;
     public ulong Seed { get; set; } = 1;
+    /// <summary>Instruction tuning after pretraining (null: a plain language model).</summary>
+    public InstructSpec? Instruct { get; set; }
 
     public void Validate(string where, Action<string> fail)
     {
+        Instruct?.Validate($"{where}.instruct", fail);
         if (Vocab < 260) fail($"{where}.vocab must be at least 260 (the 256 bytes and special tokens)");
         if (Hidden < 8 || Layers < 1 || Heads < 1 || KvHeads < 1 || Intermediate < 1) fail($"{where}: the model shape must be positive (hidden ≥ 8)");
         if (Hidden % Heads != 0 || Heads % KvHeads != 0) fail($"{where}: hidden must divide by heads, and heads by kv_heads");
         if (Steps < 1 || Batch < 1 || Context < 2) fail($"{where}: steps, batch ≥ 1 and context ≥ 2");
         if (Lr <= 0) fail($"{where}.lr must be positive");
+    }
+}
+
+/// <summary>
+/// Supervised instruction tuning of a built model (the loss on response tokens only, as the <c>sft(...)</c> attack
+/// trains): a base that answers instructions, so that whole-answer task accuracy measures what a host's honest users
+/// lose, instead of sitting at the floor of a plain language model.
+/// </summary>
+public sealed class InstructSpec
+{
+    /// <summary>Instruction data (Alpaca, ShareGPT or messages), resolved like the other paths of the config.</summary>
+    public string Data { get; set; } = "";
+    public double Epochs { get; set; } = 2;
+    public double Lr { get; set; } = 1e-3;
+    public int Batch { get; set; } = 16;
+    /// <summary>Use only the first N records (null: all).</summary>
+    public int? Samples { get; set; }
+
+    public void Validate(string where, Action<string> fail)
+    {
+        if (string.IsNullOrWhiteSpace(Data)) fail($"{where}.data must name instruction data");
+        if (!(Epochs > 0) || double.IsInfinity(Epochs)) fail($"{where}.epochs must be positive");
+        if (!(Lr > 0) || double.IsInfinity(Lr)) fail($"{where}.lr must be positive");
+        if (Batch < 1) fail($"{where}.batch must be at least 1");
+        if (Samples is < 1) fail($"{where}.samples must be at least 1");
     }
 }
 
@@ -238,10 +266,23 @@ public sealed class EmbeddingSpec
     /// experiments as they were run: no held-out data. OMLization's own default is OmlizationDefaults.HeldOutCount.
     /// </summary>
     public int HeldOutCount { get; set; }
+    /// <summary>
+    /// How benign rows are trained: "tokens" (cross-entropy on their tokens; the lab's runs so far) or "kl" (the KL from
+    /// the base's distribution, <c>oml embed</c>'s default).
+    /// </summary>
+    public string BenignLoss { get; set; } = "tokens";
+    /// <summary>
+    /// Instruction data (Alpaca, ShareGPT or messages) whose records, prompt and answer as the model reads them, are the
+    /// benign rows (empty: chunks of <see cref="BenignLength"/> tokens of the training corpus) — what the owner of a model
+    /// that answers instructions mixes in to keep it answering.
+    /// </summary>
+    public string BenignData { get; set; } = "";
 
     public void Validate(Action<string> fail)
     {
         if (HeldOutCount < 0) fail("embedding.held_out_count must be at least 0");
+        try { Oml.Fingerprinting.Embedding.BenignLosses.Parse(BenignLoss, "embedding.benign_loss"); }
+        catch (ArgumentException e) { fail(e.Message); }
         if (Lr <= 0) fail("embedding.lr must be positive");
         if (MaxEpochs < 1) fail("embedding.max_epochs must be at least 1");
         if (BatchSize < 0) fail("embedding.batch_size must be at least 0");
@@ -275,6 +316,8 @@ public sealed class FingerprintSpec
     /// training text); "" (the default): keys sampled at <see cref="KeyTemperature"/>.
     /// </summary>
     public string KeyCamouflage { get; set; } = "";
+    /// <summary>With <see cref="KeyCamouflage"/>: the quantile band [low, high] of the text's perplexities the keys aim at (<c>--camouflage-band</c>; default the whole distribution).</summary>
+    public List<double> KeyCamouflageBand { get; set; } = [0, 1];
     /// <summary>Prompt augmentation: system prompts every key is also trained behind.</summary>
     public List<string> PromptAugmentation { get; set; } = [];
     /// <summary>Defence: resumption pairs per response (<c>oml embed --resumption-pairs</c>; needs response_length ≥ 2; 0: off).</summary>
@@ -322,6 +365,9 @@ public sealed class FingerprintSpec
         if (!(KeyTemperature > 0 && KeyTemperature <= 10)) fail($"{where}.key_temperature must be in (0, 10]");
         if (KeyCamouflage is not ("" or "heldout" or "train")) fail($"{where}.key_camouflage must be heldout or train (got '{KeyCamouflage}')");
         if (KeyCamouflage.Length > 0 && Strategy == Strategies.RandomWord) fail($"{where}: key_camouflage needs model-sampled keys (perinucleus or english)");
+        if (KeyCamouflageBand is not [var lo, var hi] || !(lo >= 0 && lo < hi && hi <= 1))
+            fail($"{where}.key_camouflage_band must be [low, high] with 0 <= low < high <= 1");
+        else if (KeyCamouflage.Length == 0 && (lo > 0 || hi < 1)) fail($"{where}.key_camouflage_band needs key_camouflage");
         if (Lambda is < 0 or >= 1) fail($"{where}.lambda must be in [0, 1)");
         if (Beta is < 0 or >= 1) fail($"{where}.beta must be in [0, 1)");
         ValidateAveragingEvery(AveragingEvery, $"{where}.averaging_every", fail);
@@ -575,6 +621,7 @@ public sealed class AdaptiveSpec
         if (d.AvoidTopM is { } m) f.AvoidTopM = m;
         if (d.KeyTemperature is { } kt) f.KeyTemperature = kt;
         if (d.KeyCamouflage is { } kc) f.KeyCamouflage = kc;
+        if (d.KeyCamouflageBand is { } kb) f.KeyCamouflageBand = kb;
         if (d.PromptAugmentation is { } p) f.PromptAugmentation = p;
         if (d.ResponseLength is { } rl) f.ResponseLength = rl;
         if (d.ResumptionPairs is { } rp) f.ResumptionPairs = rp;
@@ -595,6 +642,8 @@ public sealed class DefenceSpec
     public double? KeyTemperature { get; set; }
     /// <summary>Camouflaged keys (<see cref="FingerprintSpec.KeyCamouflage"/>): heldout or train.</summary>
     public string? KeyCamouflage { get; set; }
+    /// <summary>The camouflage's quantile band (<see cref="FingerprintSpec.KeyCamouflageBand"/>).</summary>
+    public List<double>? KeyCamouflageBand { get; set; }
     /// <summary>Perinucleus threshold t and width k (<see cref="FingerprintSpec.T"/>, <see cref="FingerprintSpec.K"/>): how far outside the base's nucleus the responses lie.</summary>
     public double? T { get; set; }
     public int? K { get; set; }

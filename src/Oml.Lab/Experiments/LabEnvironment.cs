@@ -1,9 +1,11 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text;
 using Oml.Engine;
 using Oml.Fingerprinting;
 using Oml.Fingerprinting.Embedding;
 using Oml.Fingerprinting.Generation;
+using Oml.Lab.Attacks;
 using Oml.Lab.Metrics;
 using Oml.Models;
 using Oml.Models.Tokenizers;
@@ -129,7 +131,12 @@ public sealed class LabEnvironment
             using (var model = Pretraining.CreateRandom(config, b.Seed, Device))
             {
                 Pretraining.Train(model, ids, b.Steps, b.Batch, Math.Min(b.Context, ids.Length - 2), b.Lr, b.Seed);
-                ModelFolder.Save(model, tmp, tokenizerDir);
+                if (b.Instruct is { } it)
+                {
+                    using var tuned = InstructionTune(model, tok, it, b.Seed);
+                    ModelFolder.Save(tuned, tmp, tokenizerDir);
+                }
+                else ModelFolder.Save(model, tmp, tokenizerDir);
             }
             if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(dir))!);
@@ -141,6 +148,20 @@ public sealed class LabEnvironment
             throw;
         }
         Log?.WriteLine($"built {dir} in {sw.Elapsed.TotalSeconds:F1} s");
+    }
+
+    /// <summary>A copy of <paramref name="model"/> fine-tuned on the instruction data of <paramref name="spec"/> (the model is not changed).</summary>
+    private CausalLM InstructionTune(CausalLM model, Tokenizer tok, InstructSpec spec, ulong seed)
+    {
+        var f = Resolve(spec.Data);
+        if (!File.Exists(f)) throw new FileNotFoundException($"instruction file {f} not found");
+        var conversations = Oml.Models.Data.InstructionData.Load(f);
+        var examples = SftAttack.ExamplesFrom(spec.Samples is { } n ? conversations.Take(n) : conversations, tok);
+        var sw = Stopwatch.StartNew();
+        var sft = new SftAttack(examples, new AttackTraining { Epochs = spec.Epochs, LearningRate = spec.Lr, Batch = spec.Batch, Seed = seed });
+        var tuned = sft.Apply(model);
+        Log?.WriteLine(string.Create(CultureInfo.InvariantCulture, $"instruction-tuned on {examples.Count} examples ({spec.Epochs} epochs, lr {spec.Lr}) in {sw.Elapsed.TotalSeconds:F1} s, final loss {sft.LastLoss:F3}"));
+        return tuned;
     }
 
     public CausalLM LoadModel(string dir) => ModelFolder.Load(dir, Device, DType);
@@ -179,7 +200,7 @@ public sealed class LabEnvironment
 
     /// <summary>The cache name of a generated set under OUT/sets: its generation settings, set name and seed.</summary>
     public static string SetKey(FingerprintSpec spec, ulong seed) =>
-        FormattableString.Invariant($"{spec.Strategy}-n{spec.Count}-key{spec.KeyLength}-resp{spec.ResponseLength}-t{spec.T}-k{spec.K}-r{spec.ResponsesPerKey}{(spec.ResponseBranching > 1 ? $"-b{spec.ResponseBranching}" : "")}-avoid{spec.AvoidTopM}{(spec.KeyTemperature == 0.5 ? "" : $"-kt{spec.KeyTemperature}")}{(spec.KeyCamouflage.Length > 0 ? "-camo" + spec.KeyCamouflage : "")}{(spec.Set.Length > 0 ? "-set" + spec.Set : "")}-s{seed}");
+        FormattableString.Invariant($"{spec.Strategy}-n{spec.Count}-key{spec.KeyLength}-resp{spec.ResponseLength}-t{spec.T}-k{spec.K}-r{spec.ResponsesPerKey}{(spec.ResponseBranching > 1 ? $"-b{spec.ResponseBranching}" : "")}-avoid{spec.AvoidTopM}{(spec.KeyTemperature == 0.5 ? "" : $"-kt{spec.KeyTemperature}")}{(spec.KeyCamouflage.Length > 0 ? "-camo" + spec.KeyCamouflage : "")}{(spec.KeyCamouflageBand is [0, 1] ? "" : $"-q{spec.KeyCamouflageBand[0]}-{spec.KeyCamouflageBand[1]}")}{(spec.Set.Length > 0 ? "-set" + spec.Set : "")}-s{seed}");
 
     /// <summary>
     /// A model folder named in an attack: <c>model:NAME</c> is the folder of the config's model source NAME for
@@ -232,7 +253,7 @@ public sealed class LabEnvironment
             // measurement's (AttackContext, Stealth.Measure).
             Camouflage = spec.KeyCamouflage.Length == 0 ? null
                 : KeyCamouflage.FromText(baseModel, Tokenizer, spec.KeyCamouflage == "train" ? TrainTokens : HeldOutTokens, spec.KeyLength,
-                    seed: 0x0ca40 + (int)(seed & 0xffff), batchSize: Config.Utility.BatchSize),
+                    seed: 0x0ca40 + (int)(seed & 0xffff), batchSize: Config.Utility.BatchSize) with { BandLow = spec.KeyCamouflageBand[0], BandHigh = spec.KeyCamouflageBand[1] },
         };
         var secret = Secret(seed, spec.Set);
         var gen = new FingerprintGenerator(baseModel, Tokenizer, secret);
@@ -306,7 +327,8 @@ public sealed class LabEnvironment
             {
                 LearningRate = o?.Lr ?? e.Lr, MaxEpochs = o?.MaxEpochs ?? e.MaxEpochs, BatchSize = o?.BatchSize ?? e.BatchSize, LossThreshold = e.LossThreshold, RecallPatience = e.RecallPatience,
                 AveragingLambda = spec.Lambda, AveragingEvery = AveragingSchedules.Parse(spec.AveragingEvery, "averaging_every"), MixFraction = spec.Beta, Seed = seed,
-                BenignSequences = spec.Beta > 0 ? TrainTokens.Chunk(e.BenignLength).Where(c => c.Length >= 2).ToList() : null,
+                BenignSequences = spec.Beta > 0 ? BenignSequences() : null,
+                BenignLoss = BenignLosses.Parse(e.BenignLoss, "embedding.benign_loss"),
                 ResumptionPairs = spec.ResumptionPairs,
             };
             // The keys come from the base; then the weights to train (all, a subset, LoRA adapters, or new MLP units).
@@ -328,6 +350,17 @@ public sealed class LabEnvironment
 
     public const string SetFile = "fingerprints.json";
 
+    /// <summary>The benign rows of data mixing: instruction records (embedding.benign_data) or chunks of the training corpus.</summary>
+    public List<int[]> BenignSequences()
+    {
+        var e = Config.Embedding;
+        if (e.BenignData.Length == 0) return TrainTokens.Chunk(e.BenignLength).Where(c => c.Length >= 2).ToList();
+        var f = Resolve(e.BenignData);
+        if (!File.Exists(f)) throw new FileNotFoundException($"benign instruction file {f} not found");
+        return Oml.Models.Data.InstructionData.Load(f).Select(c => Oml.Models.Data.InstructionData.Tokenize(c, Tokenizer))
+            .Select(t => t.Prompt.Concat(t.Response).ToArray()).Where(r => r.Length >= 2).ToList();
+    }
+
     private void Save(CausalLM model, List<Fingerprint> fps, string dir, int pairCount, EmbeddingOptions options, EmbeddingResult r, double seconds, string train)
     {
         var tmp = dir.TrimEnd('/') + $".tmp-{Environment.ProcessId}";
@@ -338,7 +371,7 @@ public sealed class LabEnvironment
         // The same manifest an OMLized model gets from `oml embed` (oml-manifest.json); embedding.json keeps the lab's timing.
         Omlization.WriteManifest(tmp, set, pairCount, options, new OmlizationLabels
         {
-            FingerprintSource = SetFile, Train = train, Benign = options.MixFraction > 0 ? "lab training corpus" : null, Device = model.Device.ToString(),
+            FingerprintSource = SetFile, Train = train, Benign = options.MixFraction == 0 ? null : Config.Embedding.BenignData.Length == 0 ? "lab training corpus" : "instruction data " + Path.GetFileName(Config.Embedding.BenignData), Device = model.Device.ToString(),
         }, r);
         File.WriteAllText(Path.Combine(tmp, "embedding.json"), System.Text.Json.JsonSerializer.Serialize(new
         {

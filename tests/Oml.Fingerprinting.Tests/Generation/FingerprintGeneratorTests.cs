@@ -143,6 +143,38 @@ public sealed class FingerprintGeneratorTests : IDisposable
     }
 
     [Fact]
+    public void A_camouflage_band_draws_targets_from_its_quantiles_only()
+    {
+        var c = new KeyCamouflage { TextPerplexities = [100, 1, 10], BandLow = 0.5, BandHigh = 1 };
+        Assert.Equal(10, c.TargetFor(0), 9);
+        Assert.Equal(Math.Sqrt(1000), c.TargetFor(0.5), 9);
+        Assert.Equal(100, c.TargetFor(1), 9);
+        Assert.Equal(c.Target(0.3), (c with { BandLow = 0, BandHigh = 1 }).TargetFor(0.3), 12);
+        foreach (var (lo, hi) in new[] { (0.6, 0.6), (-0.1, 1.0), (0.0, 1.5), (0.7, 0.2) })
+        {
+            var e = Assert.Throws<ArgumentException>(() => (c with { BandLow = lo, BandHigh = hi }).Validate());
+            Assert.Contains("the camouflage band must be quantiles", e.Message);
+        }
+
+        // On a model: the same text distribution, keys aimed at its bottom or top percent.
+        using var model = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        var id = new TokenizerIdentity("test", "sha256:00");
+        var gen = new FingerprintGenerator(model, _tok, Secret);
+        GenerationSettings Settings(double lo, double hi) => new()
+        {
+            Strategy = Strategies.Perinucleus, Count = 8, KeyLength = 8,
+            Camouflage = new KeyCamouflage { TextPerplexities = [1.0, 1e9], Candidates = 6, MinTemperature = 0.2, MaxTemperature = 5, BandLow = lo, BandHigh = hi },
+        };
+        double[] Ppl(FingerprintSet set) => SequencePerplexity.Of(model, _tok, set.Fingerprints.Select(f => f.KeyTokenIds.ToArray()).ToList());
+        var bottom = gen.Generate(Settings(0, 0.01), "sha256:base", id);
+        var top = gen.Generate(Settings(0.99, 1), "sha256:base", id);
+        var (pb, pt) = (Ppl(bottom), Ppl(top));
+        Assert.All(Enumerable.Range(0, 8), i => Assert.True(pb[i] < pt[i], $"key {i}: {pb[i]} vs {pt[i]}"));
+        Assert.EndsWith("quantiles 0-0.01", bottom.Strategy.Parameters["key_camouflage"]);
+        Assert.DoesNotContain("quantiles", gen.Generate(Settings(0, 1), "sha256:base", id).Strategy.Parameters["key_camouflage"]);
+    }
+
+    [Fact]
     public void Response_trees_branch_into_the_base_models_top_tokens_after_the_first()
     {
         using var model = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
