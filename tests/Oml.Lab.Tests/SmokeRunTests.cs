@@ -172,10 +172,19 @@ public class SmokeRunTests
         var (env, s, report) = Run("smoke-adaptive.yaml", c =>
         {
             c.Adaptive!.Model.Count = 3;
-            c.Adaptive.Attacks = [new AttackEntry { Responder = "suppress:k=1,m=1" }];
+            c.Adaptive.Attacks = [new AttackEntry { Responder = "suppress:k=1,m=1" }, new AttackEntry { Responder = "filter:q=0.5" }];
             c.Utility.ClozeItems = 8;
+            c.Utility.Instructions = "data/smoke-instructions.json";
+            (c.Utility.InstructionItems, c.Utility.AnswerTokens) = (4, 4);
         });
-        Assert.Equal(1 + 3 * 2, s.Total);
+        Assert.Equal(1 + 3 * 3, s.Total);
+        // A filter's cost to honest users: ordinary contexts and instructions it refused, each a share.
+        Assert.All(s.Results.Where(r => r.Label("attack") == "filter:q=0.5"), r =>
+        {
+            Assert.InRange(r.Metric("refused_ordinary"), 0, 1);
+            Assert.InRange(r.Metric("refused_instructions"), 0, 1);
+            Assert.InRange(r.Metric("answer_f1"), 0, 1);
+        });
         // The multi-response defence embedded two responses per key; avoid-top kept only responses outside the base's top m.
         var multi = Oml.Fingerprinting.FingerprintSetFile.Read(Path.Combine(env.OutDir, "models", "multi-response-s1", LabEnvironment.SetFile), null);
         Assert.All(multi.Fingerprints, f => Assert.Equal(2, f.Responses.Count));

@@ -508,7 +508,10 @@ public sealed class ExperimentRunner
                     r.Metrics["responder_next_word"] = Cloze.GreedyAccuracy(responder, _env.Tokenizer, _env.Cloze);
                     if (filter is not null) r.Metrics["refused_ordinary"] = (double)(filter.Refused - refusedBefore) / _env.Cloze.Count;
                 }
+                int refusedBeforeAnswers = filter?.Refused ?? 0;
                 AddAnswers(r, responder);
+                // The honest instructions it turned away (each an empty answer in answer_f1).
+                if (filter is not null && _env.Instructions.Count > 0) r.Metrics["refused_instructions"] = (double)(filter.Refused - refusedBeforeAnswers) / _env.Instructions.Count;
             }
             r.Metrics["fsr"] = fsr.Rate;
             r.Metrics["hits"] = fsr.Hits;
