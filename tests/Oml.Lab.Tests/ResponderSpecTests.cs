@@ -34,6 +34,8 @@ public class ResponderSpecTests
         Assert.Equal(0.99, ResponderSpec.Parse("filter:q=0.99").Filter!.Quantile);
         Assert.False(ResponderSpec.Parse("filter:q=0.99,side=high").Filter!.Low);
         Assert.Equal(new FilterSpec(null, 0.05, null, null, Low: true), ResponderSpec.Parse("filter:q=0.05,side=LOW").Filter);
+        Assert.Equal(new FilterSpec(null, 0.98, null, null, OnInstructions: true), ResponderSpec.Parse("filter:q=0.98,on=instructions").Filter);
+        Assert.False(ResponderSpec.Parse("filter:q=0.98,on=text").Filter!.OnInstructions);
 
         var c = ResponderSpec.Parse("coalition:majority:a,b,c+sample:t=0.5");
         Assert.Equal(CoalitionRule.Majority, c.Coalition!.Rule);
@@ -68,6 +70,8 @@ public class ResponderSpecTests
     [InlineData("filter:ppl=10,q=0.9", "exactly one of ppl=THRESHOLD and q=QUANTILE")]
     [InlineData("filter:ppl=-1", "ppl must be positive")]
     [InlineData("filter:q=0.1,side=below", "side must be high (refuse above the threshold) or low")]
+    [InlineData("filter:q=0.1,on=users", "on must be text (calibrate on ordinary text windows) or instructions")]
+    [InlineData("filter:ppl=50,on=instructions", "on= calibrates a quantile: give q=, not ppl=")]
     [InlineData("filter", "missing options")]
     [InlineData("coalition:majority:a", "at least two model folders")]
     [InlineData("coalition:plurality:a,b", "unknown vote 'plurality'")]
@@ -99,6 +103,18 @@ public class ResponderSpecTests
             Assert.Equal(new ModelResponder(m).Respond(prompts, 4), low.Respond(prompts, 4)); // no prompt is that unsurprising
         Assert.Contains("need the tokenizer", Assert.Throws<ResponderSpecException>(() => ResponderSpec.Parse("system:x").Build(new ResponderContext { Model = m })).Message);
         Assert.Contains("calibration prompts", Assert.Throws<ResponderSpecException>(() => ResponderSpec.Parse("filter:q=0.9").Build(new ResponderContext { Model = m })).Message);
+        // on=instructions takes the quantile of the host's instruction prompts, not of the text windows.
+        int[][] text = [[7, 8, 9, 10], [11, 12, 13, 14]], instructions = [[1, 2, 3, 4], [5, 6, 1, 2]];
+        using (var onText = ResponderSpec.Parse("filter:q=1").Build(new ResponderContext { Model = m, CalibrationPrompts = text, InstructionPrompts = instructions }))
+        using (var onInstr = ResponderSpec.Parse("filter:q=1,on=instructions").Build(new ResponderContext { Model = m, CalibrationPrompts = text, InstructionPrompts = instructions }))
+        {
+            var t = ResponderParts.Of(onText.Inner).OfType<PerplexityFilterResponder>().Single().Threshold;
+            var i = ResponderParts.Of(onInstr.Inner).OfType<PerplexityFilterResponder>().Single().Threshold;
+            Assert.Equal(PromptPerplexity.Score(m, text).Max(), t, 9);
+            Assert.Equal(PromptPerplexity.Score(m, instructions).Max(), i, 9);
+        }
+        Assert.Contains("needs the host's instruction prompts", Assert.Throws<ResponderSpecException>(() =>
+            ResponderSpec.Parse("filter:q=0.9,on=instructions").Build(new ResponderContext { Model = m, CalibrationPrompts = text })).Message);
         Assert.Contains("no model loader", Assert.Throws<ResponderSpecException>(() => ResponderSpec.Parse("coalition:majority:a,b").Build(new ResponderContext { Model = m })).Message);
 
         // A coalition of three copies of the same model answers as the model does; the loaded copies are disposed.

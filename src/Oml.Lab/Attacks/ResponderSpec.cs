@@ -21,8 +21,10 @@ public sealed record DecodingSpec(double? Temperature = null, int? TopK = null, 
 /// <summary>
 /// Perplexity filtering: a fixed threshold, or a quantile of the context's calibration prompts. <see cref="Low"/>: refuse
 /// prompts <em>below</em> the threshold (keys sampled from the model are less perplexing than what users type), else above.
+/// <see cref="OnInstructions"/>: the quantile is of the host's own instruction traffic (the context's instruction
+/// prompts) rather than of ordinary text windows.
 /// </summary>
-public sealed record FilterSpec(double? Perplexity, double? Quantile, string? ReferenceModel, string? Reply, bool Low = false);
+public sealed record FilterSpec(double? Perplexity, double? Quantile, string? ReferenceModel, string? Reply, bool Low = false, bool OnInstructions = false);
 
 /// <summary>A coalition of model folders, voting by <see cref="Rule"/>; an optional fallback model folder.</summary>
 public sealed record CoalitionSpec(CoalitionRule Rule, IReadOnlyList<string> Members, string? Fallback);
@@ -54,6 +56,8 @@ public sealed class ResponderContext
     public Func<string, CausalLM>? LoadModel { get; init; }
     /// <summary>Ordinary prompts for <c>filter:q=</c>.</summary>
     public IReadOnlyList<int[]>? CalibrationPrompts { get; init; }
+    /// <summary>The host's own instruction prompts, for <c>filter:...,on=instructions</c>.</summary>
+    public IReadOnlyList<int[]>? InstructionPrompts { get; init; }
     public int BatchSize { get; init; } = 32;
     /// <summary>Resolves a path named in a spec (<c>block:revealed=</c>) to a file or folder; null: the path as given.</summary>
     public Func<string, string>? ResolvePath { get; init; }
@@ -109,6 +113,7 @@ public sealed class SpecResponder(IResponder inner, IReadOnlyList<CausalLM> owne
 /// filter:ppl=120[,ref=DIR][,reply="..."]   perplexity filter with a fixed threshold
 /// filter:q=0.99[,ref=DIR][,reply="..."]    ... calibrated on the context's ordinary prompts
 /// filter:q=0.05,side=low                   refuse prompts *less* perplexing than that quantile (the detector keys invite)
+/// filter:q=0.98,on=instructions            ... the quantile of the host's own instruction prompts (on=text: text windows, the default)
 /// coalition:majority:DIR1,DIR2,DIR3[:fallback=DIR]   copies voting (the decoding part applies to each copy)
 /// coalition:unanimous:DIR1,DIR2[:fallback=DIR]        without fallback=: the first copy's sampled answer (t=1, seed 0)
 /// coalition:minority:DIR1,DIR2,DIR3                    the answer the fewest copies gave (ties: by a hash of the prompt)
@@ -205,7 +210,7 @@ public sealed record ResponderSpec
                 case "filter":
                 {
                     if (spec.Filter is not null) throw new ResponderSpecException($"'{text}': more than one filter");
-                    var kv = KeyValues(p, arg, ["ppl", "q", "ref", "reply", "side"]);
+                    var kv = KeyValues(p, arg, ["ppl", "q", "ref", "reply", "side", "on"]);
                     double? ppl = kv.TryGetValue("ppl", out var ps) ? Num(p, "ppl", ps) : null;
                     double? q = kv.TryGetValue("q", out var qs) ? Num(p, "q", qs) : null;
                     if ((ppl is null) == (q is null)) throw new ResponderSpecException($"'{p}': give exactly one of ppl=THRESHOLD and q=QUANTILE");
@@ -217,7 +222,14 @@ public sealed record ResponderSpec
                         "low" => true,
                         _ => throw new ResponderSpecException($"'{p}': side must be high (refuse above the threshold) or low (refuse below it)"),
                     } : false;
-                    spec = spec with { Filter = new FilterSpec(ppl, q, kv.GetValueOrDefault("ref"), kv.TryGetValue("reply", out var r) ? Unquote(p, r) : null, low) };
+                    bool onInstructions = kv.TryGetValue("on", out var on) ? on.Trim().ToLowerInvariant() switch
+                    {
+                        "text" => false,
+                        "instructions" => true,
+                        _ => throw new ResponderSpecException($"'{p}': on must be text (calibrate on ordinary text windows) or instructions (on the host's instruction prompts)"),
+                    } : false;
+                    if (onInstructions && q is null) throw new ResponderSpecException($"'{p}': on= calibrates a quantile: give q=, not ppl=");
+                    spec = spec with { Filter = new FilterSpec(ppl, q, kv.GetValueOrDefault("ref"), kv.TryGetValue("reply", out var r) ? Unquote(p, r) : null, low, onInstructions) };
                     break;
                 }
                 case "coalition":
@@ -367,9 +379,10 @@ public sealed record ResponderSpec
             if (Filter is { } f)
             {
                 var scorer = f.ReferenceModel is { } rd ? Load(rd) : first;
-                double threshold = f.Perplexity ?? PromptPerplexity.Calibrate(scorer,
-                    context.CalibrationPrompts is { Count: > 0 } cp ? cp : throw new ResponderSpecException($"'{Text}': filter:q= needs calibration prompts (ordinary text)"),
-                    f.Quantile!.Value, context.BatchSize);
+                IReadOnlyList<int[]> Calibration() => f.OnInstructions
+                    ? context.InstructionPrompts is { Count: > 0 } ip ? ip : throw new ResponderSpecException($"'{Text}': filter on=instructions needs the host's instruction prompts (the lab's utility.instructions)")
+                    : context.CalibrationPrompts is { Count: > 0 } cp ? cp : throw new ResponderSpecException($"'{Text}': filter:q= needs calibration prompts (ordinary text)");
+                double threshold = f.Perplexity ?? PromptPerplexity.Calibrate(scorer, Calibration(), f.Quantile!.Value, context.BatchSize);
                 int[]? reply = f.Reply is { } text ? Need(context.Tokenizer, "reply= needs the tokenizer").Encode(text) : null;
                 responder = new PerplexityFilterResponder(responder, scorer, threshold, refusal: reply, refuseBelow: f.Low);
             }

@@ -14,6 +14,8 @@ public sealed record AttackContext(Tokenizer Tokenizer, Device Device, DType DTy
     public Func<string, CausalLM>? LoadModel { get; init; }
     /// <summary>Ordinary prompts (held-out windows) for calibrating perplexity filters.</summary>
     public IReadOnlyList<int[]> CalibrationPrompts { get; init; } = [];
+    /// <summary>Instruction prompts of the host's own traffic (not the ones scored) for filters calibrated on=instructions.</summary>
+    public IReadOnlyList<int[]> InstructionPrompts { get; init; } = [];
     /// <summary>The chat template of the tokenizer's folder, when it has one (for 'chat' responders).</summary>
     public Oml.Models.ChatTemplates.ChatTemplate? ChatTemplate { get; init; }
     public int BatchSize { get; init; } = 64;
@@ -48,6 +50,7 @@ public sealed class AttackCatalog
         ChatTemplate = ctx.ChatTemplate,
         LoadModel = ctx.LoadModel,
         CalibrationPrompts = ctx.CalibrationPrompts,
+        InstructionPrompts = ctx.InstructionPrompts,
         BatchSize = ctx.BatchSize,
         ResolvePath = ctx.ResolveModelPath ?? ctx.ResolvePath,
     });

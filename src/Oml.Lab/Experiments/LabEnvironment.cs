@@ -42,6 +42,11 @@ public sealed class LabEnvironment
     public List<ClozeItem> Cloze { get; private set; } = [];
     /// <summary>Instruction prompts and reference answers for the whole-answer task (empty unless utility.instructions is set).</summary>
     public List<Oml.Models.Data.TokenizedExample> Instructions { get; private set; } = [];
+    /// <summary>
+    /// The host's instruction traffic, which filters calibrated on=instructions take their quantile from: the prompts of
+    /// the (up to 64) records after the scored ones in the same file, so that no scored instruction calibrates the filter.
+    /// </summary>
+    public List<int[]> InstructionTraffic { get; private set; } = [];
 
     public LabEnvironment(LabConfig config, string outDir, AttackCatalog? catalog = null, TextWriter? log = null)
     {
@@ -104,8 +109,9 @@ public sealed class LabEnvironment
         {
             var f = Resolve(Config.Utility.Instructions);
             if (!File.Exists(f)) throw new FileNotFoundException($"instruction file {f} not found");
-            Instructions = Oml.Models.Data.InstructionData.Load(f).Take(Config.Utility.InstructionItems)
-                .Select(c => Oml.Models.Data.InstructionData.Tokenize(c, Tokenizer)).ToList();
+            var records = Oml.Models.Data.InstructionData.Load(f);
+            Instructions = records.Take(Config.Utility.InstructionItems).Select(c => Oml.Models.Data.InstructionData.Tokenize(c, Tokenizer)).ToList();
+            InstructionTraffic = records.Skip(Config.Utility.InstructionItems).Take(64).Select(c => Oml.Models.Data.InstructionData.Tokenize(c, Tokenizer).Prompt).ToList();
         }
     }
 
@@ -171,6 +177,7 @@ public sealed class LabEnvironment
         LoadModel = dir => LoadModel(ResolveModel(dir, seed)),
         ResolveModelPath = dir => ResolveModel(dir, seed),
         CalibrationPrompts = SequencePerplexity.Windows(HeldOutTokens, Enumerable.Repeat(Math.Min(16, HeldOutTokens.Length), 64), 12345),
+        InstructionPrompts = InstructionTraffic,
         ChatTemplate = ChatTemplateOf(Config.Tokenizer is null ? BaseDir : Resolve(Config.Tokenizer)),
         BatchSize = Config.Utility.BatchSize,
     };
