@@ -48,6 +48,25 @@ public class BenignDataTests
     }
 
     [Fact]
+    public void Keys_can_be_matched_to_the_owners_instruction_prompts()
+    {
+        var dir = Fixtures.OutDirWithBase();
+        var data = Path.Combine(dir, "instructions.json");
+        File.WriteAllText(data, JsonSerializer.Serialize(Enumerable.Range(0, 5).Select(i => new { instruction = $"What does word {i} mean?", input = "", output = "A thing." })));
+        var spec = new FingerprintSpec { Strategy = "perinucleus", Count = 2, KeyLength = 6, KeyCamouflage = "instructions" };
+        var env = new LabEnvironment(Config($", benign_data: {data}"), dir);
+        env.Prepare();
+        using var model = env.LoadModel(env.BaseDir);
+        var fps = env.Generate(model, spec, 1);
+        // The target distribution is the five prompts' perplexities, not text windows.
+        Assert.Contains("5 text windows", fps[0].Strategy.Parameters["key_camouflage"]);
+        var without = new LabEnvironment(Config(), Fixtures.OutDirWithBase());
+        without.Prepare();
+        using var m2 = without.LoadModel(without.BaseDir);
+        Assert.Contains("key_camouflage: instructions needs embedding.benign_data", Assert.Throws<LabConfigException>(() => without.Generate(m2, spec, 1)).Message);
+    }
+
+    [Fact]
     public void Benign_settings_are_checked()
     {
         var e = Assert.Throws<LabConfigException>(() => Config(", benign_loss: mse"));

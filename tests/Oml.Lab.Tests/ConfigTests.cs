@@ -49,7 +49,7 @@ public class ConfigTests
         Assert.DoesNotContain("camo", LabEnvironment.SetKey(sources.Single(s => s.Name == "none").Build!, 1));
         var yaml = File.ReadAllText(Fixtures.Experiment("cpu-camouflage.yaml"));
         var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("key_camouflage: train", "key_camouflage: users", StringComparison.Ordinal)));
-        Assert.Contains("key_camouflage must be heldout or train (got 'users')", e.Message);
+        Assert.Contains("key_camouflage must be heldout, train or instructions (got 'users')", e.Message);
         // A quantile band is named in the set cache and checked.
         var banded = LabConfig.Parse(yaml.Replace("key_camouflage: train", "key_camouflage: train, key_camouflage_band: [0.2, 0.6]", StringComparison.Ordinal));
         var b = banded.Adaptive!.ModelSources().Single(s => s.Name == "matched-train").Build!;

@@ -312,8 +312,10 @@ public sealed class FingerprintSpec
     /// <summary>
     /// Defence: keys whose perplexity follows ordinary text's (<see cref="Oml.Fingerprinting.Generation.KeyCamouflage"/>,
     /// <c>oml fingerprints generate --camouflage</c>), with the text named: "heldout" (the lab's held-out text, the
-    /// distribution the attacker's filter is calibrated on: text the model has not seen) or "train" (the base's own
-    /// training text); "" (the default): keys sampled at <see cref="KeyTemperature"/>.
+    /// distribution the attacker's filter is calibrated on: text the model has not seen), "train" (the base's own
+    /// training text) or "instructions" (whole prompts of the owner's instruction data, embedding.benign_data: for a
+    /// model that answers instructions, whose host sees prompts, not text); "" (the default): keys sampled at
+    /// <see cref="KeyTemperature"/>.
     /// </summary>
     public string KeyCamouflage { get; set; } = "";
     /// <summary>With <see cref="KeyCamouflage"/>: the quantile band [low, high] of the text's perplexities the keys aim at (<c>--camouflage-band</c>; default the whole distribution).</summary>
@@ -363,7 +365,7 @@ public sealed class FingerprintSpec
         if (ResumptionPairs < 0) fail($"{where}.resumption_pairs must be at least 0");
         if (ResumptionPairs > 0 && ResponseLength < 2) fail($"{where}: resumption_pairs needs response_length of at least 2 (a one-token response has nothing to resume)");
         if (!(KeyTemperature > 0 && KeyTemperature <= 10)) fail($"{where}.key_temperature must be in (0, 10]");
-        if (KeyCamouflage is not ("" or "heldout" or "train")) fail($"{where}.key_camouflage must be heldout or train (got '{KeyCamouflage}')");
+        if (KeyCamouflage is not ("" or "heldout" or "train" or "instructions")) fail($"{where}.key_camouflage must be heldout, train or instructions (got '{KeyCamouflage}')");
         if (KeyCamouflage.Length > 0 && Strategy == Strategies.RandomWord) fail($"{where}: key_camouflage needs model-sampled keys (perinucleus or english)");
         if (KeyCamouflageBand is not [var lo, var hi] || !(lo >= 0 && lo < hi && hi <= 1))
             fail($"{where}.key_camouflage_band must be [low, high] with 0 <= low < high <= 1");

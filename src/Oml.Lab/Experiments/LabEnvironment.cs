@@ -259,8 +259,10 @@ public sealed class LabEnvironment
             // The owner's windows are drawn with another seed than the attacker's calibration windows and the stealth
             // measurement's (AttackContext, Stealth.Measure).
             Camouflage = spec.KeyCamouflage.Length == 0 ? null
-                : KeyCamouflage.FromText(baseModel, Tokenizer, spec.KeyCamouflage == "train" ? TrainTokens : HeldOutTokens, spec.KeyLength,
-                    seed: 0x0ca40 + (int)(seed & 0xffff), batchSize: Config.Utility.BatchSize) with { BandLow = spec.KeyCamouflageBand[0], BandHigh = spec.KeyCamouflageBand[1] },
+                : (spec.KeyCamouflage == "instructions" ? OwnerPromptCamouflage(baseModel)
+                    : KeyCamouflage.FromText(baseModel, Tokenizer, spec.KeyCamouflage == "train" ? TrainTokens : HeldOutTokens, spec.KeyLength,
+                        seed: 0x0ca40 + (int)(seed & 0xffff), batchSize: Config.Utility.BatchSize))
+                  with { BandLow = spec.KeyCamouflageBand[0], BandHigh = spec.KeyCamouflageBand[1] },
         };
         var secret = Secret(seed, spec.Set);
         var gen = new FingerprintGenerator(baseModel, Tokenizer, secret);
@@ -356,6 +358,19 @@ public sealed class LabEnvironment
     }
 
     public const string SetFile = "fingerprints.json";
+
+    /// <summary>
+    /// Camouflage against prompts like the host's traffic (<c>key_camouflage: instructions</c>): the base's perplexities of
+    /// the prompts of the owner's own instruction data (embedding.benign_data, its first 512 records), not of text windows.
+    /// </summary>
+    private KeyCamouflage OwnerPromptCamouflage(CausalLM baseModel)
+    {
+        if (Config.Embedding.BenignData.Length == 0) throw new LabConfigException("key_camouflage: instructions needs embedding.benign_data (the owner's instruction data)");
+        var f = Resolve(Config.Embedding.BenignData);
+        if (!File.Exists(f)) throw new FileNotFoundException($"benign instruction file {f} not found");
+        var prompts = Oml.Models.Data.InstructionData.Load(f).Take(512).Select(c => Oml.Models.Data.InstructionData.Tokenize(c, Tokenizer).Prompt).Where(p => p.Length >= 2).ToList();
+        return new KeyCamouflage { TextPerplexities = SequencePerplexity.Of(baseModel, Tokenizer, prompts, Config.Utility.BatchSize) };
+    }
 
     /// <summary>The benign rows of data mixing: instruction records (embedding.benign_data) or chunks of the training corpus.</summary>
     public List<int[]> BenignSequences()
