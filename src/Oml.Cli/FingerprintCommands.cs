@@ -58,6 +58,12 @@ public static class FingerprintCommands
         {
             Description = "With --camouflage: candidate keys sampled per fingerprint", DefaultValueFactory = _ => KeyCamouflage.DefaultCandidates,
         };
+        var camouflagePrompts = new Option<string?>("--camouflage-prompts")
+        {
+            Description = "Like --camouflage, against whole prompts like those your host will serve: instruction data (Alpaca, ShareGPT or messages JSON/JSONL; "
+                + "each record's prompt as the model reads it) or a text file of one prompt per line; the first 512 are scored. For a model that answers instructions, "
+                + "whose host can calibrate a filter on its own prompts",
+        };
         var camouflageBand = new Option<string?>("--camouflage-band")
         {
             Description = "With --camouflage: LO,HI, the quantiles of the text's perplexities the keys aim at (default 0,1: the whole distribution). "
@@ -92,7 +98,7 @@ public static class FingerprintCommands
             "Generate a fingerprint set for a base model and write it with the owner's secret (encrypted with a passphrase from "
             + $"--passphrase-file or {FingerprintIO.PassphraseEnv}, or --plaintext) together with its public commitment, FILE.commitment.json.")
         {
-            model, strategy, count, output, keyLength, responseLength, t, k, perKey, branching, temperature, randomWordKeys, keys, camouflage, keyCandidates, camouflageBand,
+            model, strategy, count, output, keyLength, responseLength, t, k, perKey, branching, temperature, randomWordKeys, keys, camouflage, camouflagePrompts, keyCandidates, camouflageBand,
             secretFile, plaintext, passphraseFile, kdfIterations, insecureKdf, allowWeak, force, device, dtype, json,
         };
         cmd.SetAction(r =>
@@ -126,18 +132,27 @@ public static class FingerprintCommands
             if (r.GetValue(k) < 1) throw new UsageException("--k must be at least 1");
             if (r.GetValue(perKey) < 1) throw new UsageException("--responses-per-key must be at least 1");
             var camouflageText = r.GetValue(camouflage);
-            if (camouflageText is not null)
+            var camouflagePromptFile = r.GetValue(camouflagePrompts);
+            if (camouflageText is not null && camouflagePromptFile is not null) throw new UsageException("give one of --camouflage and --camouflage-prompts");
+            if (camouflagePromptFile is not null)
+            {
+                if (strat is not (Strategies.Perinucleus or Strategies.English) || r.GetValue(randomWordKeys))
+                    throw new UsageException("--camouflage-prompts applies to model-sampled keys (--strategy perinucleus or english, without --random-word-keys)");
+                if (!File.Exists(camouflagePromptFile)) throw new FileNotFoundException($"--camouflage-prompts: no file at {camouflagePromptFile}");
+                if (r.GetValue(keyCandidates) < 2) throw new UsageException("--key-candidates must be at least 2");
+            }
+            else if (camouflageText is not null)
             {
                 if (strat is not (Strategies.Perinucleus or Strategies.English) || r.GetValue(randomWordKeys))
                     throw new UsageException("--camouflage applies to model-sampled keys (--strategy perinucleus or english, without --random-word-keys)");
                 if (!File.Exists(camouflageText)) throw new FileNotFoundException($"--camouflage: no file at {camouflageText}");
                 if (r.GetValue(keyCandidates) < 2) throw new UsageException("--key-candidates must be at least 2");
             }
-            else if (r.GetResult(keyCandidates) is { Implicit: false }) throw new UsageException("--key-candidates is only for --camouflage");
+            else if (r.GetResult(keyCandidates) is { Implicit: false }) throw new UsageException("--key-candidates is only for --camouflage or --camouflage-prompts");
             var band = (Low: 0.0, High: 1.0);
             if (r.GetValue(camouflageBand) is { } bandText)
             {
-                if (camouflageText is null) throw new UsageException("--camouflage-band is only for --camouflage");
+                if (camouflageText is null && camouflagePromptFile is null) throw new UsageException("--camouflage-band is only for --camouflage or --camouflage-prompts");
                 var parts = bandText.Split(',');
                 if (parts.Length != 2 || !double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out band.Low)
                     || !double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out band.High)
@@ -179,6 +194,19 @@ public static class FingerprintCommands
                     };
                 }
                 catch (ArgumentException e) { throw new UsageException($"--camouflage: {e.Message}"); }
+            }
+            else if (camouflagePromptFile is not null)
+            {
+                Console.Error.WriteLine($"scoring the prompts of {camouflagePromptFile} for camouflage ...");
+                try
+                {
+                    var prompts = CamouflagePrompts(camouflagePromptFile, tok);
+                    settings = settings with
+                    {
+                        Camouflage = KeyCamouflage.FromPrompts(lm, tok, prompts) with { Candidates = r.GetValue(keyCandidates), BandLow = band.Low, BandHigh = band.High },
+                    };
+                }
+                catch (ArgumentException e) { throw new UsageException($"--camouflage-prompts: {e.Message}"); }
             }
             using var generating = Phases.Measure("generate and write set");
             Console.Error.WriteLine($"generating {settings.Count} {strat} fingerprints ...");
@@ -310,4 +338,13 @@ public static class FingerprintCommands
     }
 
     internal static string Quote(string s) => JsonSerializer.Serialize(s, Indented);
+
+    /// <summary>The prompts of <c>--camouflage-prompts</c>: instruction data (.json, .jsonl) as the model reads each record's prompt, else one prompt per line.</summary>
+    private static IEnumerable<int[]> CamouflagePrompts(string path, Tokenizer tok)
+    {
+        var ext = Path.GetExtension(path).ToLowerInvariant();
+        if (ext is ".json" or ".jsonl")
+            return Oml.Models.Data.InstructionData.Load(path).Select(c => Oml.Models.Data.InstructionData.Tokenize(c, tok).Prompt);
+        return File.ReadLines(path).Where(l => l.Trim().Length > 0).Take(4096).Select(l => tok.Encode(l, addSpecialTokens: true));
+    }
 }

@@ -447,7 +447,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             Assert.False(File.Exists(Path.Combine(W.Root, "never.json")));
             return e.Err;
         }
-        Assert.Contains("--key-candidates is only for --camouflage", Error("--key-candidates", "4"));
+        Assert.Contains("--key-candidates is only for --camouflage or --camouflage-prompts", Error("--key-candidates", "4"));
         Assert.Contains("--camouflage applies to model-sampled keys", Error("--camouflage", text, "--random-word-keys"));
         Assert.Contains("--camouflage applies to model-sampled keys", Error("--camouflage", text, "--strategy", "random-word"));
         Assert.Contains("--key-candidates must be at least 2", Error("--camouflage", text, "--key-candidates", "1"));
@@ -455,9 +455,27 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         var tiny = Path.Combine(W.Root, "tiny.txt");
         File.WriteAllText(tiny, "a few words");
         Assert.Contains("too short to draw windows", Error("--camouflage", tiny));
-        Assert.Contains("--camouflage-band is only for --camouflage", Error("--camouflage-band", "0.2,0.6"));
+        Assert.Contains("--camouflage-band is only for --camouflage or --camouflage-prompts", Error("--camouflage-band", "0.2,0.6"));
         foreach (var bad in new[] { "0.6,0.2", "0.2", "a,b", "0,1.5", "0.2;0.6" })
             Assert.Contains($"--camouflage-band must be LO,HI with 0 <= LO < HI <= 1 (got '{bad}')", Error("--camouflage", text, "--camouflage-band", bad));
+        // Whole prompts as the target: a file of one prompt per line, or instruction data.
+        var prompts = Path.Combine(W.Root, "prompts.txt");
+        File.WriteAllLines(prompts, ["What does a host do?", "Explain how a prover audits a host.", "Who pays the fees?"]);
+        r = Run("fingerprints", "generate", "--model", W.Model, "--count", "4", "--key-length", "6", "--camouflage-prompts", prompts, "--key-candidates", "3",
+            "--out", set, "--plaintext", "--force");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal("3 candidates at t 0.5-2, 3 text windows", FingerprintSetFile.Read(set, null).Strategy.Parameters["key_camouflage"]);
+        var alpaca = Path.Combine(W.Root, "prompts.json");
+        File.WriteAllText(alpaca, """[{"instruction": "Define host.", "input": "", "output": "One who serves."}, {"instruction": "Define prover.", "input": "", "output": "One who audits."}]""");
+        r = Run("fingerprints", "generate", "--model", W.Model, "--count", "4", "--key-length", "6", "--camouflage-prompts", alpaca, "--out", set, "--plaintext", "--force");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("2 text windows", FingerprintSetFile.Read(set, null).Strategy.Parameters["key_camouflage"]);
+        var one = Path.Combine(W.Root, "one-prompt.txt");
+        File.WriteAllText(one, "Only one prompt here.\n");
+        Assert.Contains("--camouflage-prompts: camouflage needs at least 2 prompts", Error("--camouflage-prompts", one));
+        Assert.Contains("give one of --camouflage and --camouflage-prompts", Error("--camouflage", text, "--camouflage-prompts", prompts));
+        Assert.Contains("--camouflage-prompts: no file at", Error("--camouflage-prompts", Path.Combine(W.Root, "missing.txt")));
+        Assert.Contains("--camouflage-prompts applies to model-sampled keys", Error("--camouflage-prompts", prompts, "--strategy", "random-word"));
         // A central band is recorded with the set.
         r = Run("fingerprints", "generate", "--model", W.Model, "--count", "4", "--key-length", "6", "--camouflage", text, "--key-candidates", "3",
             "--camouflage-band", "0.2,0.6", "--out", set, "--plaintext", "--force");

@@ -91,6 +91,18 @@ public sealed record KeyCamouflage
         var seqs = SequencePerplexity.Windows(textTokens, Enumerable.Repeat(keyLength, windows), seed);
         return new KeyCamouflage { TextPerplexities = SequencePerplexity.Of(model, tok, seqs, batchSize) };
     }
+
+    /// <summary>
+    /// Camouflage against whole prompts like those the host serves (<paramref name="prompts"/>, token ids; at most
+    /// <paramref name="limit"/> of them are scored): a host that answers instructions calibrates its filter on such
+    /// prompts, not on text windows, and keys matched to text then stand out.
+    /// </summary>
+    public static KeyCamouflage FromPrompts(CausalLM model, Tokenizer tok, IEnumerable<int[]> prompts, int limit = 512, int batchSize = 64)
+    {
+        var chosen = prompts.Where(p => p.Length >= 2).Take(limit).ToList();
+        if (chosen.Count < 2) throw new ArgumentException($"camouflage needs at least 2 prompts of 2 or more tokens (got {chosen.Count})");
+        return new KeyCamouflage { TextPerplexities = SequencePerplexity.Of(model, tok, chosen, batchSize) };
+    }
 }
 
 /// <summary>Perplexity of token sequences under a model, as a host's perplexity filter scores prompts.</summary>

@@ -368,8 +368,8 @@ public sealed class LabEnvironment
         if (Config.Embedding.BenignData.Length == 0) throw new LabConfigException("key_camouflage: instructions needs embedding.benign_data (the owner's instruction data)");
         var f = Resolve(Config.Embedding.BenignData);
         if (!File.Exists(f)) throw new FileNotFoundException($"benign instruction file {f} not found");
-        var prompts = Oml.Models.Data.InstructionData.Load(f).Take(512).Select(c => Oml.Models.Data.InstructionData.Tokenize(c, Tokenizer).Prompt).Where(p => p.Length >= 2).ToList();
-        return new KeyCamouflage { TextPerplexities = SequencePerplexity.Of(baseModel, Tokenizer, prompts, Config.Utility.BatchSize) };
+        var prompts = Oml.Models.Data.InstructionData.Load(f).Select(c => Oml.Models.Data.InstructionData.Tokenize(c, Tokenizer).Prompt);
+        return KeyCamouflage.FromPrompts(baseModel, Tokenizer, prompts, batchSize: Config.Utility.BatchSize);
     }
 
     /// <summary>The benign rows of data mixing: instruction records (embedding.benign_data) or chunks of the training corpus.</summary>
