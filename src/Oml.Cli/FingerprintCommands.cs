@@ -134,18 +134,12 @@ public static class FingerprintCommands
             var camouflageText = r.GetValue(camouflage);
             var camouflagePromptFile = r.GetValue(camouflagePrompts);
             if (camouflageText is not null && camouflagePromptFile is not null) throw new UsageException("give one of --camouflage and --camouflage-prompts");
-            if (camouflagePromptFile is not null)
+            if ((camouflageText ?? camouflagePromptFile) is { } camouflageFile)
             {
+                var name = camouflageText is not null ? "--camouflage" : "--camouflage-prompts";
                 if (strat is not (Strategies.Perinucleus or Strategies.English) || r.GetValue(randomWordKeys))
-                    throw new UsageException("--camouflage-prompts applies to model-sampled keys (--strategy perinucleus or english, without --random-word-keys)");
-                if (!File.Exists(camouflagePromptFile)) throw new FileNotFoundException($"--camouflage-prompts: no file at {camouflagePromptFile}");
-                if (r.GetValue(keyCandidates) < 2) throw new UsageException("--key-candidates must be at least 2");
-            }
-            else if (camouflageText is not null)
-            {
-                if (strat is not (Strategies.Perinucleus or Strategies.English) || r.GetValue(randomWordKeys))
-                    throw new UsageException("--camouflage applies to model-sampled keys (--strategy perinucleus or english, without --random-word-keys)");
-                if (!File.Exists(camouflageText)) throw new FileNotFoundException($"--camouflage: no file at {camouflageText}");
+                    throw new UsageException($"{name} applies to model-sampled keys (--strategy perinucleus or english, without --random-word-keys)");
+                if (!File.Exists(camouflageFile)) throw new FileNotFoundException($"{name}: no file at {camouflageFile}");
                 if (r.GetValue(keyCandidates) < 2) throw new UsageException("--key-candidates must be at least 2");
             }
             else if (r.GetResult(keyCandidates) is { Implicit: false }) throw new UsageException("--key-candidates is only for --camouflage or --camouflage-prompts");
