@@ -366,10 +366,16 @@ public sealed class LabEnvironment
     private KeyCamouflage OwnerPromptCamouflage(CausalLM baseModel)
     {
         if (Config.Embedding.BenignData.Length == 0) throw new LabConfigException("key_camouflage: instructions needs embedding.benign_data (the owner's instruction data)");
+        var prompts = OwnerInstructions().Select(t => t.Prompt);
+        return KeyCamouflage.FromPrompts(baseModel, Tokenizer, prompts, batchSize: Config.Utility.BatchSize);
+    }
+
+    /// <summary>The records of embedding.benign_data, tokenized as the model reads them.</summary>
+    private IEnumerable<Oml.Models.Data.TokenizedExample> OwnerInstructions()
+    {
         var f = Resolve(Config.Embedding.BenignData);
         if (!File.Exists(f)) throw new FileNotFoundException($"benign instruction file {f} not found");
-        var prompts = Oml.Models.Data.InstructionData.Load(f).Select(c => Oml.Models.Data.InstructionData.Tokenize(c, Tokenizer).Prompt);
-        return KeyCamouflage.FromPrompts(baseModel, Tokenizer, prompts, batchSize: Config.Utility.BatchSize);
+        return Oml.Models.Data.InstructionData.Load(f).Select(c => Oml.Models.Data.InstructionData.Tokenize(c, Tokenizer));
     }
 
     /// <summary>The benign rows of data mixing: instruction records (embedding.benign_data) or chunks of the training corpus.</summary>
@@ -377,10 +383,7 @@ public sealed class LabEnvironment
     {
         var e = Config.Embedding;
         if (e.BenignData.Length == 0) return TrainTokens.Chunk(e.BenignLength).Where(c => c.Length >= 2).ToList();
-        var f = Resolve(e.BenignData);
-        if (!File.Exists(f)) throw new FileNotFoundException($"benign instruction file {f} not found");
-        return Oml.Models.Data.InstructionData.Load(f).Select(c => Oml.Models.Data.InstructionData.Tokenize(c, Tokenizer))
-            .Select(t => t.Prompt.Concat(t.Response).ToArray()).Where(r => r.Length >= 2).ToList();
+        return OwnerInstructions().Select(t => t.Prompt.Concat(t.Response).ToArray()).Where(r => r.Length >= 2).ToList();
     }
 
     private void Save(CausalLM model, List<Fingerprint> fps, string dir, int pairCount, EmbeddingOptions options, EmbeddingResult r, double seconds, string train)
