@@ -394,6 +394,10 @@ public static class FingerprintTrainer
             pairs = [.. pairs, .. extra];
         }
 
+        // Rows that share a key are one query (several responses per key, response trees): recall and the stopping rules
+        // count queries, not rows.
+        var queries = QueryGroups.Group(pairs);
+
         // Benign sequences, made before any training (from the base weights) so that a resumed run makes the same ones.
         // Benign rows train the tokens after `context`: the options' for given sequences, the prompt for self-generated ones.
         IReadOnlyList<int[]> benign = [];
@@ -554,7 +558,7 @@ public static class FingerprintTrainer
             for (int epoch = firstEpoch; epoch <= options.MaxEpochs && !converged; epoch++)
             {
                 // The epoch's loss and recall add up on the device and are read once, at the epoch's end.
-                using var acc = new Accumulators(model.Device);
+                using var acc = new Accumulators(model.Device, queries);
                 // The benign rows of this epoch come in an order derived from (seed, epoch), like the batch order.
                 var benignOrder = benign.Count > 0 ? Permutation(benign.Count, ~options.Seed, epoch) : [];
                 int benignCursor = 0;
@@ -587,7 +591,8 @@ public static class FingerprintTrainer
                     double fpWeight = benignRows.Count > 0 ? 1 - options.MixFraction : 1;
                     // With several ranks each runs its share of the rows, weighted by the whole batch's token counts.
                     if (!cached.TryGetValue(bi, out var fpMicro))
-                        cached[bi] = fpMicro = MicroBatch.Split(Shard(batch.Select(i => pairs[i]).ToList(), group), fpPlan.Tokens, padId, model.Device);
+                        cached[bi] = fpMicro = MicroBatch.Split(Shard(batch.Select(i => pairs[i]).ToList(), group), fpPlan.Tokens, padId, model.Device,
+                            queries: queries.Rows(batch, group));
                     Accumulate(model, fpMicro, fpWeight, fpPlan.Checkpoint, acc, countRecalled: true, totals: BatchTotals(batch),
                         sharded: sharded, idle: IdleMicroBatches(batch.Select(i => pairs[i]).ToList(), group, fpPlan.Tokens, sharded),
                         reduceOnLast: benignRows.Count == 0 ? reducer : null);
@@ -638,21 +643,22 @@ public static class FingerprintTrainer
                     // steps belong to weights that no longer exist.
                     using (Torch.NoGrad())
                         for (int i = 0; i < trainable.Count; i++) trainable[i].LerpInPlace(bases[i], options.AveragingLambda);
-                    using var measured = new Accumulators(model.Device);
+                    using var measured = new Accumulators(model.Device, queries);
                     using (Torch.NoGrad())
                         for (int bi = 0; bi < batches.Count; bi++)
                         {
                             if (!cached.TryGetValue(bi, out var fpMicro))
-                                cached[bi] = fpMicro = MicroBatch.Split(Shard(batches[bi].Select(i => pairs[i]).ToList(), group), fpPlan.Tokens, padId, model.Device);
+                                cached[bi] = fpMicro = MicroBatch.Split(Shard(batches[bi].Select(i => pairs[i]).ToList(), group), fpPlan.Tokens, padId, model.Device,
+                                    queries: queries.Rows(batches[bi], group));
                             Accumulate(model, fpMicro, 1, checkpoint: false, measured, countRecalled: true, backward: false, totals: BatchTotals(batches[bi]),
                                 sharded: sharded, idle: IdleMicroBatches(batches[bi].Select(i => pairs[i]).ToList(), group, fpPlan.Tokens, sharded));
                         }
                     acc.Set(measured);
                 }
-                if (group is not null) group.AllReduce([acc.Loss, acc.Recalled]);
+                if (group is not null) group.AllReduce(acc.Reduced);
                 var (lossSum, recalled) = acc.Read();
-                double epochLoss = lossSum / pairs.Count;
-                bool all = recalled == pairs.Count;
+                double epochLoss = lossSum / queries.Count;
+                bool all = recalled == queries.Count;
                 int streak = all ? recalledStreak + 1 : 0;
                 bool withinMargin = epochLoss <= options.MergeMaxLoss;
                 // The held-out value is measured only when a decision uses it: the stop on a rise (every key recalled within
@@ -666,7 +672,7 @@ public static class FingerprintTrainer
                     (all && !stopsAnyway) ||
                     (options.KeepBest && (versusBest == 0 || (versusBest > 0 && !stopsAnyway && epoch < options.MaxEpochs))));
                 HeldOutMeasurement? heldNow = held is not null && (needHeld || options.MeasureHeldOutEveryEpoch) ? held.Measure(model, sharded) : null;
-                var pr = new EmbeddingProgress(epoch, steps, epochLoss, (double)recalled / pairs.Count, secondsBefore + sw.Elapsed.TotalSeconds)
+                var pr = new EmbeddingProgress(epoch, steps, epochLoss, (double)recalled / queries.Count, secondsBefore + sw.Elapsed.TotalSeconds)
                 {
                     HeldOutLoss = heldNow?.Loss,
                     HeldOutKL = heldNow?.KL,
@@ -719,7 +725,7 @@ public static class FingerprintTrainer
             HeldOutMeasurement? keptHeld = keptProgress.HeldOutLoss is { } kl ? new HeldOutMeasurement(kl, keptProgress.HeldOutKL) : null;
             if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Final)
             {
-                merge = MergeBack(model, pairs, batches, held, keptHeld, trainable, bases, options, fpPlan.Tokens, sharded);
+                merge = MergeBack(model, pairs, queries, batches, held, keptHeld, trainable, bases, options, fpPlan.Tokens, sharded);
                 if (merge.Chosen.HeldOutLoss is { } ml) returnedHeld = new HeldOutMeasurement(ml, merge.Chosen.HeldOutKL);
             }
             // The returned model's held-out value, measured once if no epoch or λ measured these weights.
@@ -773,14 +779,14 @@ public static class FingerprintTrainer
     /// (the largest such λ without held-out data), or at the trained weights when no λ qualifies (their held-out value:
     /// <paramref name="trainedHeld"/> when the kept epoch measured it, else measured here).
     /// </summary>
-    private static MergeResult MergeBack(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, HeldOutSet? held,
+    private static MergeResult MergeBack(CausalLM model, IReadOnlyList<TrainingPair> pairs, QueryGroups queries, IReadOnlyList<int[]> batches, HeldOutSet? held,
         HeldOutMeasurement? trainedHeld, List<Tensor> trainable, List<Tensor> bases, EmbeddingOptions o, long microTokens, ShardedModel? sharded)
     {
         using var noGrad = Torch.NoGrad();
         var trained = trainable.Select(t => t.Clone().DetachFromScope()).ToList();
         try
         {
-            var (l0, r0) = Measure(model, pairs, batches, microTokens, sharded);
+            var (l0, r0) = Measure(model, pairs, queries, batches, microTokens, sharded);
             if (held is not null && trainedHeld is null && o.MeasureHeldOutEveryEpoch) trainedHeld = held.Measure(model, sharded);
             var trials = new List<MergeTrial>();
             int n = (int)Math.Floor(o.AveragingLambda / o.FinalLambdaStep + 1e-9);
@@ -794,10 +800,10 @@ public static class FingerprintTrainer
                     trainable[i].CopyFrom(trained[i]);
                     trainable[i].LerpInPlace(bases[i], lambda);
                 }
-                var (l, r) = Measure(model, pairs, batches, microTokens, sharded);
-                bool qualifies = r >= r0 && l / pairs.Count <= o.MergeMaxLoss;
+                var (l, r) = Measure(model, pairs, queries, batches, microTokens, sharded);
+                bool qualifies = r >= r0 && l / queries.Count <= o.MergeMaxLoss;
                 HeldOutMeasurement? hm = held is not null && (qualifies || o.MeasureHeldOutEveryEpoch) ? held.Measure(model, sharded) : null;
-                var t = new MergeTrial(lambda, l / pairs.Count, (double)r / pairs.Count, hm?.Loss) { HeldOutKL = hm?.KL };
+                var t = new MergeTrial(lambda, l / queries.Count, (double)r / queries.Count, hm?.Loss) { HeldOutKL = hm?.KL };
                 trials.Add(t);
                 if (!qualifies) continue;
                 if (chosen is null || (Rank(t) ?? 0) < (Rank(chosen) ?? 0)) chosen = t;
@@ -813,7 +819,7 @@ public static class FingerprintTrainer
             if (chosen is null)
             {
                 var th = held is null ? (HeldOutMeasurement?)null : trainedHeld ?? held.Measure(model, sharded);
-                chosen = new MergeTrial(0, l0 / pairs.Count, (double)r0 / pairs.Count, th?.Loss) { HeldOutKL = th?.KL };
+                chosen = new MergeTrial(0, l0 / queries.Count, (double)r0 / queries.Count, th?.Loss) { HeldOutKL = th?.KL };
             }
             return new MergeResult(chosen.Lambda, chosen, trials);
         }
@@ -847,16 +853,16 @@ public static class FingerprintTrainer
         foreach (var g in grads) g.Dispose();
     }
 
-    /// <summary>Summed (per pair) response loss and the number of recalled fingerprints of the model as it is, without gradients.</summary>
-    private static (double LossSum, int Recalled) Measure(CausalLM model, IReadOnlyList<TrainingPair> pairs, IReadOnlyList<int[]> batches, long microTokens,
-        ShardedModel? sharded)
+    /// <summary>Summed (per query) response loss and the number of recalled queries of the model as it is, without gradients.</summary>
+    private static (double LossSum, int Recalled) Measure(CausalLM model, IReadOnlyList<TrainingPair> pairs, QueryGroups queries, IReadOnlyList<int[]> batches,
+        long microTokens, ShardedModel? sharded)
     {
         using var noGrad = Torch.NoGrad();
-        using var acc = new Accumulators(model.Device);
+        using var acc = new Accumulators(model.Device, queries);
         int padId = model.Config.PadTokenId ?? 0;
         foreach (var batch in batches)
         {
-            var micro = MicroBatch.Split(batch.Select(i => pairs[i]).ToList(), microTokens, padId, model.Device);
+            var micro = MicroBatch.Split(batch.Select(i => pairs[i]).ToList(), microTokens, padId, model.Device, queries: queries.Rows(batch, null));
             try { Accumulate(model, micro, 1, checkpoint: false, acc, countRecalled: true, backward: false, sharded: sharded); }
             finally { foreach (var mb in micro) mb.Dispose(); }
         }
@@ -1011,13 +1017,24 @@ public static class FingerprintTrainer
                     : F.CrossEntropy(logits.To(DType.Float32), mb.Targets);
                 if (acc is not null)
                 {
-                    using (Torch.NoGrad()) acc.Loss.AddInPlace(loss.Detach(), share * rows);
+                    if (!(countRecalled && mb.QueryOf is not null && acc.QueryProb is not null))
+                        using (Torch.NoGrad()) acc.Loss.AddInPlace(loss.Detach(), share * rows);
                     if (countRecalled)
                     {
                         using var noGrad = Torch.NoGrad();
                         var wrong = logits.ArgMax(-1).Ne(mb.Targets).To(DType.Int64);
                         var perRow = Torch.Zeros([mb.Rows], DType.Int64, model.Device).ScatterAdd(0, mb.RowOf, wrong);
-                        acc.Recalled.AddInPlace(perRow.Eq(0).To(DType.Int64).Sum());
+                        var recalledRows = perRow.Eq(0).To(DType.Int64);
+                        if (mb.QueryOf is { } qo && acc.QueryHits is { } hits && acc.QueryProb is { } prob)
+                        {
+                            // A query is recalled when any of its rows is (the greedy answer is one of its responses), and its
+                            // probability is the sum of its rows' (the chance of answering with any accepted response).
+                            hits.AddInPlace(Torch.Zeros(hits.Shape, DType.Int64, model.Device).ScatterAdd(0, qo, recalledRows));
+                            var nll = F.CrossEntropy(logits.To(DType.Float32), mb.Targets, reduction: Reduction.None);
+                            var rowNll = Torch.Zeros([mb.Rows], DType.Float32, model.Device).ScatterAdd(0, mb.RowOf, nll);
+                            prob.AddInPlace(Torch.Zeros(prob.Shape, DType.Float32, model.Device).ScatterAdd(0, qo, rowNll.Neg().Exp()));
+                        }
+                        else acc.Recalled.AddInPlace(recalledRows.Sum());
                     }
                 }
                 return loss * (weight * share);
@@ -1052,11 +1069,34 @@ public static class FingerprintTrainer
         return most - Count(group.Rank);
     }
 
-    /// <summary>An epoch's summed loss (per row) and recalled rows, kept on the device until read.</summary>
-    private sealed class Accumulators(Device device) : IDisposable
+    /// <summary>
+    /// An epoch's summed loss and recalled queries, kept on the device until read. When every row is its own query, the loss
+    /// summed per row and the recalled rows; when some key has several rows, per query the recalled rows and the summed
+    /// probability of its responses (its loss, read at the end, is −log of that probability per response token).
+    /// </summary>
+    private sealed class Accumulators : IDisposable
     {
-        public Tensor Loss { get; } = Torch.Zeros([], DType.Float32, device).DetachFromScope();
-        public Tensor Recalled { get; } = Torch.Zeros([], DType.Int64, device).DetachFromScope();
+        private readonly QueryGroups? _queries;
+
+        public Accumulators(Device device, QueryGroups? queries = null)
+        {
+            Loss = Torch.Zeros([], DType.Float32, device).DetachFromScope();
+            Recalled = Torch.Zeros([], DType.Int64, device).DetachFromScope();
+            if (queries?.Of is not null)
+            {
+                _queries = queries;
+                QueryHits = Torch.Zeros([queries.Count], DType.Int64, device).DetachFromScope();
+                QueryProb = Torch.Zeros([queries.Count], DType.Float32, device).DetachFromScope();
+            }
+        }
+
+        public Tensor Loss { get; }
+        public Tensor Recalled { get; }
+        public Tensor? QueryHits { get; }
+        public Tensor? QueryProb { get; }
+
+        /// <summary>The tensors that ranks sum (each row runs on one rank).</summary>
+        public Tensor[] Reduced => QueryHits is null ? [Loss, Recalled] : [Loss, Recalled, QueryHits, QueryProb!];
 
         public void Set(Accumulators other)
         {
@@ -1064,16 +1104,64 @@ public static class FingerprintTrainer
             {
                 Loss.CopyFrom(other.Loss);
                 Recalled.CopyFrom(other.Recalled);
+                QueryHits?.CopyFrom(other.QueryHits!);
+                QueryProb?.CopyFrom(other.QueryProb!);
             }
         }
 
-        public (double LossSum, int Recalled) Read() => (Loss.ToDouble(), (int)Recalled.ToInt64());
+        public (double LossSum, int Recalled) Read()
+        {
+            if (QueryHits is null) return (Loss.ToDouble(), (int)Recalled.ToInt64());
+            var hits = QueryHits.Cpu().ToArray<long>();
+            var prob = QueryProb!.Cpu().ToArray<float>();
+            double loss = 0;
+            for (int g = 0; g < prob.Length; g++) loss += -Math.Log(Math.Max(prob[g], 1e-30)) / _queries!.ResponseTokens[g];
+            return (loss, hits.Count(h => h > 0));
+        }
 
         public void Dispose()
         {
             Loss.Dispose();
             Recalled.Dispose();
+            QueryHits?.Dispose();
+            QueryProb?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Fingerprint rows grouped by key: rows with the same key ids are one query, which the model answers one way (its
+    /// greedy answer), so a key with several accepted responses is recalled when that answer is any of them.
+    /// <see cref="Of"/> is null when every row has its own key (the usual set: recall counts rows, as before).
+    /// </summary>
+    private sealed class QueryGroups
+    {
+        public int Count { get; private init; }
+        /// <summary>The query of each row, or null when each row is its own.</summary>
+        public int[]? Of { get; private init; }
+        /// <summary>Per query, the mean response length of its rows (its loss is per response token).</summary>
+        public double[] ResponseTokens { get; private init; } = [];
+
+        public static QueryGroups Group(IReadOnlyList<TrainingPair> pairs)
+        {
+            var index = new Dictionary<string, int>(StringComparer.Ordinal);
+            var of = new int[pairs.Count];
+            for (int i = 0; i < pairs.Count; i++)
+            {
+                string key = string.Join(',', pairs[i].Key);
+                if (!index.TryGetValue(key, out int g)) index[key] = g = index.Count;
+                of[i] = g;
+            }
+            if (index.Count == pairs.Count) return new QueryGroups { Count = pairs.Count };
+            var tokens = new double[index.Count];
+            var rows = new int[index.Count];
+            for (int i = 0; i < pairs.Count; i++) { tokens[of[i]] += pairs[i].Response.Length; rows[of[i]]++; }
+            for (int g = 0; g < tokens.Length; g++) tokens[g] /= rows[g];
+            return new QueryGroups { Count = index.Count, Of = of, ResponseTokens = tokens };
+        }
+
+        /// <summary>The queries of a batch's rows that this rank runs (in <see cref="Shard{T}"/>'s order), or null.</summary>
+        public List<int>? Rows(int[] batch, Oml.Engine.Distributed.ProcessGroup? group) =>
+            Of is null ? null : Shard(batch.Select(i => Of[i]).ToList(), group);
     }
 
     /// <summary>
@@ -1086,6 +1174,8 @@ public static class FingerprintTrainer
         public required Tensor Positions { get; init; }
         public required Tensor Targets { get; init; }
         public required Tensor RowOf { get; init; }
+        /// <summary>The query of each row (<see cref="QueryGroups"/>), or null when each row is its own.</summary>
+        public Tensor? QueryOf { get; init; }
         public int Rows { get; init; }
         public int Labelled { get; init; }
         /// <summary>The soft targets of the labelled positions, in their order (the KL benign loss), or null.</summary>
@@ -1095,8 +1185,10 @@ public static class FingerprintTrainer
         /// Cuts <paramref name="rows"/>, in order, into micro-batches of at most <paramref name="maxTokens"/> padded tokens (a
         /// longer row is its own); <paramref name="soft"/>, when given, holds each row's soft targets.
         /// </summary>
-        public static List<MicroBatch> Split(List<TrainingPair> rows, long maxTokens, int padId, Device device, List<SoftRow>? soft = null) =>
-            Ranges(rows, maxTokens).Select(r => Build(rows.GetRange(r.Start, r.End - r.Start), padId, device, soft?.GetRange(r.Start, r.End - r.Start))).ToList();
+        public static List<MicroBatch> Split(List<TrainingPair> rows, long maxTokens, int padId, Device device, List<SoftRow>? soft = null,
+            List<int>? queries = null) =>
+            Ranges(rows, maxTokens).Select(r => Build(rows.GetRange(r.Start, r.End - r.Start), padId, device, soft?.GetRange(r.Start, r.End - r.Start),
+                queries?.GetRange(r.Start, r.End - r.Start))).ToList();
 
         /// <summary>The [start, end) row ranges of the micro-batches <see cref="Split"/> makes.</summary>
         public static List<(int Start, int End)> Ranges(List<TrainingPair> rows, long maxTokens)
@@ -1119,7 +1211,7 @@ public static class FingerprintTrainer
             return result;
         }
 
-        private static MicroBatch Build(List<TrainingPair> chunk, int padId, Device device, List<SoftRow>? soft)
+        private static MicroBatch Build(List<TrainingPair> chunk, int padId, Device device, List<SoftRow>? soft, List<int>? queries)
         {
             using var scope = Torch.NewScope();
             // A row's last token is never an input that predicts a label: leave it out (a 16-token key with a 1-token
@@ -1145,6 +1237,7 @@ public static class FingerprintTrainer
                 Positions = Torch.FromArray<long>(pos.ToArray(), [pos.Count], device).DetachFromScope(),
                 Targets = Torch.FromArray<long>(targets.ToArray(), [targets.Count], device).DetachFromScope(),
                 RowOf = Torch.FromArray<long>(rowOf.ToArray(), [rowOf.Count], device).DetachFromScope(),
+                QueryOf = queries is null ? null : Torch.FromArray<long>(queries.Select(q => (long)q).ToArray(), [queries.Count], device).DetachFromScope(),
                 Rows = chunk.Count,
                 Labelled = pos.Count,
                 Soft = soft is null ? null : SoftBatch.Build(chunk, soft, device),
@@ -1157,6 +1250,7 @@ public static class FingerprintTrainer
             Positions.Dispose();
             Targets.Dispose();
             RowOf.Dispose();
+            QueryOf?.Dispose();
             Soft?.Dispose();
         }
     }

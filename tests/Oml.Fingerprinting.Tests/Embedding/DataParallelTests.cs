@@ -24,7 +24,9 @@ public class DataParallelTests
     private static (EmbeddingResult Result, Dictionary<string, float[]> Weights) Train(EmbeddingOptions options, ProcessGroup? group)
     {
         using var model = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
-        var pairs = Keys(20, model.Config.VocabSize);
+        // 16 keys, 4 of them with a second response: rows of one query on different ranks (recall counts queries).
+        var keys = Keys(16, model.Config.VocabSize);
+        var pairs = keys.Concat(keys.Take(4).Select(p => p with { Response = [p.Response[0] == 3 ? 4 : 3, p.Response[1]] })).ToList();
         var r = Omlization.Train(model, pairs, options with { Group = group });
         return (r, model.Parameters.ToDictionary(kv => kv.Key, kv => kv.Value.To(DType.Float32).ToArray<float>()));
     }

@@ -42,6 +42,39 @@ public class EmbeddingTests
     }
 
     [Fact]
+    public void A_key_with_several_responses_is_recalled_when_its_greedy_answer_is_any_of_them()
+    {
+        // 16 keys with 2 responses each (different first tokens, as several Perinucleus responses per key): greedy decoding
+        // can give only one per key, so counting rows would cap recall at 50 % and the run would never stop early.
+        using var model = ModelFolder.Load(Fixture("llama-tiny"));
+        var rng = new Random(11);
+        int vocab = model.Config.VocabSize;
+        var pairs = new List<TrainingPair>();
+        for (int k = 0; k < 16; k++)
+        {
+            var key = Enumerable.Range(0, 12).Select(_ => rng.Next(3, vocab)).ToArray();
+            int first = rng.Next(3, vocab - 1);
+            pairs.Add(new TrainingPair(key, [first, rng.Next(3, vocab)]));
+            pairs.Add(new TrainingPair(key, [first + 1, rng.Next(3, vocab)]));
+        }
+        var result = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 300 });
+        Assert.True(result.Converged, $"did not converge: {result.Final}");
+        Assert.Equal(1.0, result.Accuracy);
+        Assert.True(result.History.Count < 300, $"ran {result.History.Count} epochs");
+        Assert.All(result.History, h => Assert.InRange(h.Accuracy, 0, 1));
+        // The reported loss is the query's: -log of the probability of any of its responses, per token (below ln 2 / 2,
+        // the floor of the per-row loss when two responses share the probability).
+        Assert.True(result.Loss < Math.Log(2) / 2, $"loss {result.Loss}");
+        var keys = pairs.Where((_, i) => i % 2 == 0).Select(p => p.Key).ToList();
+        var answers = Generator.Generate(model, keys, new GenerationOptions { MaxNewTokens = 2, EosTokenIds = [] });
+        for (int k = 0; k < keys.Count; k++)
+        {
+            var a = answers.Sequences[k].OutputIds;
+            Assert.True(a.SequenceEqual(pairs[2 * k].Response) || a.SequenceEqual(pairs[2 * k + 1].Response), $"key {k} answered [{string.Join(", ", a)}]");
+        }
+    }
+
+    [Fact]
     public void Frozen_parameters_stay_bit_identical_when_training_a_subset()
     {
         using var model = ModelFolder.Load(Fixture("llama-tiny"));
