@@ -46,7 +46,7 @@ public static class FingerprintCommands
                 + "(B^(L-1) accepted answers per response), which defends against suppressing the top B-1 tokens of every answer position. 1: greedy continuations",
             DefaultValueFactory = _ => 1,
         };
-        var temperature = new Option<double>("--temperature") { Description = "Sampling temperature for model-sampled English keys and responses", DefaultValueFactory = _ => 0.5 };
+        var temperature = new Option<double>("--temperature") { Description = "Sampling temperature for model-sampled English keys and responses (1: the model's own distribution; cooler keys are less perplexing than ordinary text and easy to filter)", DefaultValueFactory = _ => new GenerationSettings().Temperature };
         var randomWordKeys = new Option<bool>("--random-word-keys") { Description = "Perinucleus keys from random words instead of model-sampled English (for models that write no English)" };
         var keys = new Option<string?>("--keys") { Description = "For --strategy custom: a text file with one key per line (at least --count non-empty lines)" };
         var camouflage = new Option<string?>("--camouflage")

@@ -12,7 +12,7 @@ public static class Strategies
 {
     /// <summary>Keys are model-sampled English; each response is chosen just outside the base model's nucleus.</summary>
     public const string Perinucleus = "perinucleus";
-    /// <summary>Keys and responses are both English text sampled from the model (temperature 0.5, from a seed word), independently.</summary>
+    /// <summary>Keys and responses are both English text sampled from the model (at the settings' temperature, from a seed word), independently.</summary>
     public const string English = "english";
     /// <summary>Keys are random words, responses a random word.</summary>
     public const string RandomWord = "random-word";
@@ -31,7 +31,13 @@ public sealed record GenerationSettings
     public int KeyLength { get; init; } = 16;
     /// <summary>Response length: tokens for Perinucleus and English, words for random-word.</summary>
     public int ResponseLength { get; init; } = 1;
-    public double Temperature { get; init; } = 0.5;
+    /// <summary>
+    /// Sampling temperature of model-sampled keys (and English responses). 1, the model's own distribution: keys sampled
+    /// cooler are less perplexing than ordinary text, and a host's filter that refuses such prompts removed three in four
+    /// of them at 0.5 (the default until 2026-12-05) on the 102.7M base, at 4 % of ordinary prompts refused, against one
+    /// in eleven at 1, which also cost the owner less (docs/results.md, "Key temperature at 100M").
+    /// </summary>
+    public double Temperature { get; init; } = 1.0;
     public PerinucleusOptions Perinucleus { get; init; } = new();
     /// <summary>Perinucleus keys from random words instead of model-sampled English (for models that write no English).</summary>
     public bool RandomWordKeys { get; init; }

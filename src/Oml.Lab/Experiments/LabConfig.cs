@@ -307,7 +307,7 @@ public sealed class FingerprintSpec
     public int ResponseBranching { get; set; } = 1;
     /// <summary>Defence: keep only fingerprints whose first response token is outside the base model's top m after the key (0: off).</summary>
     public int AvoidTopM { get; set; }
-    /// <summary>Sampling temperature of model-sampled keys (the generator's default 0.5); 1 samples keys from the model's own distribution (camouflage against a perplexity detector).</summary>
+    /// <summary>Sampling temperature of model-sampled keys: 0.5, the generator's default until 2026-12-05, kept here so that the committed configs reproduce (`oml fingerprints generate` now defaults to 1, the model's own distribution: camouflage against a perplexity filter).</summary>
     public double KeyTemperature { get; set; } = 0.5;
     /// <summary>
     /// Defence: keys whose perplexity follows ordinary text's (<see cref="Oml.Fingerprinting.Generation.KeyCamouflage"/>,
