@@ -75,6 +75,10 @@ public static class EmbedCommand
             DefaultValueFactory = _ => BenignLosses.Name(OmlizationDefaults.BenignLossDefault),
         };
         benignLoss.AcceptOnlyFromAmong("kl", "tokens");
+        var anchorKeys = new Option<bool>("--anchor-keys")
+        {
+            Description = "Also train every key's own tokens as a benign row (with --benign-loss kl: towards the base's distribution), so that embedding leaves the keys as perplexing to the served model as to the base, which is what a host's perplexity filter reads; needs --mix-fraction > 0",
+        };
         var benignTopK = new Option<int>("--benign-top-k")
         {
             Description = $"With --benign-loss kl: tokens per position kept of the base's distribution (the rest is one tail bucket; at most the vocabulary size − 1; default {BenignTargets.DefaultTopK})",
@@ -151,6 +155,7 @@ public static class EmbedCommand
         cmd.Add(resumption);
         cmd.Add(benignLoss);
         cmd.Add(benignTopK);
+        cmd.Add(anchorKeys);
         cmd.Add(mergeMaxLoss);
         cmd.Add(heldOutCriterion);
         cmd.Add(heldOutEveryEpoch);
@@ -185,6 +190,7 @@ public static class EmbedCommand
                 BenignLoss = Cli.OptionValue(() => BenignLosses.Parse(r.GetValue(benignLoss), "--benign-loss")),
                 BenignTopK = r.GetValue(benignTopK) is var tk and >= 1 ? tk : throw new UsageException("--benign-top-k must be at least 1"),
                 ResumptionPairs = r.GetValue(resumption),
+                AnchorKeys = r.GetValue(anchorKeys) && (r.GetValue(mix) > 0 ? true : throw new UsageException("--anchor-keys trains the keys as benign rows: it needs --mix-fraction > 0")),
                 MicroBatchTokens = r.GetValue(microTokens),
                 ActivationCheckpointing = r.GetValue(ckpt) switch { "on" => true, "off" => false, _ => null },
                 MemoryBudgetBytes = r.GetValue(memoryBudget) is { } gb ? (gb > 0 ? (long)(gb * (1L << 30)) : throw new UsageException("--memory-budget-gb must be positive")) : null,

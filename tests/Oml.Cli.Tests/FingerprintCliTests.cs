@@ -345,6 +345,16 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             "--epochs", "1", "--train", "mlp", "--benign-loss", "tokens", "--held-out-criterion", "kl", "--json");
         Assert.Equal(0, r.Code);
         Assert.StartsWith("kl:top", Json(r.Out)["settings"]!["held_out_criterion"]!.GetValue<string>());
+        // Anchored keys: recorded with how many keys; without mixing there is no benign part to train them in.
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "1", "--train", "mlp", "--anchor-keys", "--json");
+        Assert.Equal(0, r.Code);
+        Assert.True(Json(r.Out)["settings"]!["anchored_keys"]!.GetValue<int>() > 0);
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "1", "--anchor-keys", "--mix-fraction", "0");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--anchor-keys", r.Err);
+        Assert.Single(r.Err.Trim().Split('\n'));
         foreach (var bad in new[] { new[] { "--benign-loss", "kld" }, ["--held-out-criterion", "kld"], ["--benign-top-k", "0"], ["--merge-max-loss", "0"] })
         {
             r = Run(["embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir, "--epochs", "1", .. bad]);

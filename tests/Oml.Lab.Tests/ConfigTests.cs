@@ -119,6 +119,12 @@ public class ConfigTests
         var yaml = File.ReadAllText(Fixtures.Experiment("smoke-adaptive.yaml"));
         var e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("- { name: none }", "- { name: none, resumption_pairs: 2 }", StringComparison.Ordinal)));
         Assert.Contains("resumption_pairs needs response_length of at least 2", e.Message);
+        // Anchored keys are trained in the benign part of the loss: a model without mixing (beta 0) has none.
+        e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("- { name: none }", "- { name: none, anchor_keys: true }", StringComparison.Ordinal)));
+        Assert.Contains("anchor_keys trains the keys as benign rows: it needs beta > 0", e.Message);
+        var anchored = LabConfig.Parse(yaml.Replace("lambda: 0.25 }", "lambda: 0.25, beta: 0.25 }", StringComparison.Ordinal)
+            .Replace("- { name: none }", "- { name: none, anchor_keys: true }", StringComparison.Ordinal)).Adaptive!.ModelSources().First(s => s.Name == "none").Build!;
+        Assert.True(anchored.AnchorKeys);
         e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("- { name: none }", "- { name: none, t: 1.5 }", StringComparison.Ordinal)));
         Assert.Contains("t must be in (0, 1)", e.Message);
         // Several responses are drawn from the k tokens after the nucleus: more than k cannot be generated, and must fail

@@ -172,6 +172,14 @@ public sealed record EmbeddingOptions
     /// recorded from the base before training, its <see cref="BenignTopK"/> most probable tokens and the tail mass).
     /// </summary>
     public BenignLoss BenignLoss { get; init; } = BenignLoss.Tokens;
+    /// <summary>
+    /// Also train every fingerprint key's own tokens (after <see cref="BenignContext"/>, or the self-generated prompt
+    /// length) as benign rows: with the KL loss towards the base's distribution on them, so that embedding does not make
+    /// the keys more (or less) perplexing to the served model than they were to the base — what a host's perplexity
+    /// filter reads. Every step trains the keys of its batch's fingerprints so, in the β part of the loss beside the
+    /// sampled benign rows; needs <see cref="MixFraction"/> &gt; 0.
+    /// </summary>
+    public bool AnchorKeys { get; init; }
     /// <summary>Tokens per position kept of the base's distribution for <see cref="Embedding.BenignLoss.KL"/> (at most V − 1; the rest is one tail bucket).</summary>
     public int BenignTopK { get; init; } = BenignTargets.DefaultTopK;
     /// <summary>
@@ -259,6 +267,7 @@ public sealed record EmbeddingOptions
         if (BenignSequences is { } b && (b.Count == 0 || b.Any(x => x.Length <= BenignContext)))
             throw new ArgumentException($"benign sequences must be non-empty and each longer than {BenignContext} token(s)");
         if (!Enum.IsDefined(BenignLoss)) throw new ArgumentException($"unknown benign loss {BenignLoss}");
+        if (AnchorKeys && MixFraction <= 0) throw new ArgumentException("anchoring the keys trains them as benign rows: it needs a mix fraction β > 0");
         if (BenignTopK < 1) throw new ArgumentException("the benign KL's top-k must be at least 1");
         if (SelfBenignCount is < 1 || SelfBenignLength < 1) throw new ArgumentException("the self-generated benign count and length must be positive");
         if (MicroBatchTokens is < 1) throw new ArgumentException("the micro-batch size in tokens must be positive");
@@ -337,6 +346,8 @@ public sealed record EmbeddingResult(IReadOnlyList<EmbeddingProgress> History, b
     public int ResumptionPairs { get; init; }
     /// <summary>Benign sequences mixed in (0 without mixing) and held-out sequences measured.</summary>
     public int BenignSequences { get; init; }
+    /// <summary>Keys trained as benign rows (<see cref="EmbeddingOptions.AnchorKeys"/>), beside <see cref="BenignSequences"/>.</summary>
+    public int AnchoredKeys { get; init; }
     public int HeldOutSequences { get; init; }
 }
 
@@ -413,12 +424,32 @@ public static class FingerprintTrainer
                 foreach (var id in seq)
                     if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"benign token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
         }
+        // Anchored keys: each distinct key (as the model reads it, prompt formats included; not the resumption pairs') long
+        // enough to have a token after the context, trained as a benign row in every batch that holds its fingerprints.
+        // anchorOf maps a fingerprint row to its key's anchor (-1: none).
+        var anchorOf = Enumerable.Repeat(-1, pairs.Count).ToArray();
+        var anchors = new List<int[]>();
+        if (options.AnchorKeys)
+        {
+            var index = new Dictionary<string, int>(StringComparer.Ordinal);
+            for (int i = 0; i < pairs.Count - resumption; i++)
+            {
+                var k = pairs[i].Key;
+                if (k.Length <= context) continue;
+                string id = string.Join(',', k);
+                if (!index.TryGetValue(id, out int a)) { index[id] = a = anchors.Count; anchors.Add(k); }
+                anchorOf[i] = a;
+            }
+            if (anchors.Count == 0) throw new ArgumentException($"no key is longer than the benign context ({context} tokens): nothing to anchor");
+        }
 
         // Soft targets for the KL benign loss: the base's distribution at every benign position, from the base weights
         // before training (a resumed run recomputes the same ones), before weight sharding empties the model (a model loaded
         // sharded runs its sharded forward pass).
         List<SoftRow>? soft = benign.Count > 0 && options.BenignLoss == BenignLoss.KL
             ? BenignTargets.FromModel(model, benign, context, options.BenignTopK, options.MicroBatchTokens, preSharded) : null;
+        List<SoftRow>? anchorSoft = anchors.Count > 0 && soft is not null
+            ? BenignTargets.FromModel(model, anchors, context, options.BenignTopK, options.MicroBatchTokens, preSharded) : null;
 
         var heldOut = options.HeldOutSequences ?? [];
         foreach (var seq in heldOut)
@@ -461,7 +492,8 @@ public static class FingerprintTrainer
         // model loaded sharded, from the whole values gathered one unit at a time: the same bytes).
         string? digest = options.CheckpointDir is null ? null
             : EmbeddingCheckpoint.RunDigest(pairs, options, preSharded is null ? named : preSharded.Whole(named.Select(kv => kv.Key)),
-                options.MixFraction > 0 ? MixDigest(options.MixFraction, benign, context, soft is null ? null : BenignTargets.Describe(options.BenignTopK, model.Config.VocabSize)) : null);
+                options.MixFraction > 0 ? MixDigest(options.MixFraction, benign, context, soft is null ? null : BenignTargets.Describe(options.BenignTopK, model.Config.VocabSize))
+                    + (anchors.Count > 0 ? ";anchored keys" : "") : null);
         // Weight sharding (ZeRO-3): from here on the trained tensors are this rank's segments of the parameters, and
         // every elementwise step below (masks, L2, averaging, AdamW, clipping by the global norm) runs on them.
         ShardedModel? sharded = null;
@@ -549,7 +581,10 @@ public static class FingerprintTrainer
             if (benign.Count > 0)
             {
                 int mMax = (int)Math.Ceiling(options.MixFraction / (1 - options.MixFraction) * batches.Max(b => b.Length) - 1e-9);
-                benignPlan = PlanMicroBatches(model, trainable, opt, planOptions, (long)mMax * benign.Max(x => x.Length), 1.0);
+                // The widest benign part of a step: its sampled rows, and with anchored keys, up to one row per fingerprint.
+                long widestBenign = anchors.Count == 0 ? (long)mMax * benign.Max(x => x.Length)
+                    : (long)(mMax + batches.Max(b => b.Length)) * Math.Max(benign.Max(x => x.Length), anchors.Max(x => x.Length));
+                benignPlan = PlanMicroBatches(model, trainable, opt, planOptions, widestBenign, 1.0);
                 // The KL loss keeps about twice the logits' memory of the cross-entropy (the tail's masked copy and its
                 // gradient): planned micro-batches of half the tokens.
                 if (soft is not null && options.MicroBatchTokens is null) benignPlan = benignPlan with { Tokens = Math.Max(1, benignPlan.Tokens / 2) };
@@ -579,6 +614,12 @@ public static class FingerprintTrainer
                             var seq = benign[si];
                             benignRows.Add(new TrainingPair(seq[..context], seq[context..]));
                             benignSoft?.Add(soft![si]);
+                        }
+                        // The batch's keys, anchored: their own tokens towards the base's distribution, beside the benign rows.
+                        foreach (int a in batch.Select(i => anchorOf[i]).Where(a => a >= 0).Distinct())
+                        {
+                            benignRows.Add(new TrainingPair(anchors[a][..context], anchors[a][context..]));
+                            benignSoft?.Add(anchorSoft![a]);
                         }
                     }
                     opt.ZeroGrad();
@@ -765,6 +806,7 @@ public static class FingerprintTrainer
             HeldOutPasses = held?.Passes ?? 0,
             ResumptionPairs = resumption,
             BenignSequences = benign.Count,
+            AnchoredKeys = anchors.Count,
             HeldOutSequences = heldOut.Count,
             BenignTopK = soft is null ? null : Math.Min(options.BenignTopK, model.Config.VocabSize - 1),
         };

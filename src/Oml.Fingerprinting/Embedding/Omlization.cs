@@ -301,6 +301,7 @@ public static class Omlization
                 ["mix_fraction"] = options.MixFraction,
                 ["benign"] = options.MixFraction == 0 ? null : labels.Benign,
                 ["benign_sequences"] = result.BenignSequences,
+                ["anchored_keys"] = result.AnchoredKeys,
                 ["benign_loss"] = options.MixFraction == 0 ? null : BenignLosses.Name(options.BenignLoss),
                 ["benign_top_k"] = result.BenignTopK,
                 ["held_out_sequences"] = result.HeldOutSequences,

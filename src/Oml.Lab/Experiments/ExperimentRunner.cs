@@ -439,7 +439,7 @@ public sealed class ExperimentRunner
             Labels = { ["model"] = src.Name, ["attack"] = "none", ["seed"] = seed.ToString(CultureInfo.InvariantCulture) },
             Metrics = { ["fsr"] = fsr.Rate, ["hits"] = fsr.Hits, ["count"] = fp.Fingerprints.Count, ["persistence"] = 1, ["embed_seconds"] = fp.EmbedSeconds, ["epochs"] = fp.Epochs },
         };
-        if (src.Build is { } b) { r.Metrics["responses_per_key"] = b.ResponsesPerKey; if (b.ResponseBranching > 1) r.Metrics["response_branching"] = b.ResponseBranching; r.Metrics["avoid_top_m"] = b.AvoidTopM; r.Metrics["prompt_augmentation"] = b.PromptAugmentation.Count; }
+        if (src.Build is { } b) { r.Metrics["responses_per_key"] = b.ResponsesPerKey; if (b.ResponseBranching > 1) r.Metrics["response_branching"] = b.ResponseBranching; r.Metrics["avoid_top_m"] = b.AvoidTopM; r.Metrics["prompt_augmentation"] = b.PromptAugmentation.Count; if (b.AnchorKeys) r.Metrics["anchor_keys"] = 1; }
         r.Series["per_key"] = PerKey(fsr);
         AddPartial(r, new ModelResponder(model, batchSize: C.Utility.BatchSize), fp.Fingerprints, null);
         AddUtility(r, _env.Utility(model));

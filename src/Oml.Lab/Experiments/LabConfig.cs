@@ -324,6 +324,8 @@ public sealed class FingerprintSpec
     public List<string> PromptAugmentation { get; set; } = [];
     /// <summary>Defence: resumption pairs per response (<c>oml embed --resumption-pairs</c>; needs response_length ≥ 2; 0: off).</summary>
     public int ResumptionPairs { get; set; }
+    /// <summary>Defence: train the keys' own tokens as benign rows (<c>oml embed --anchor-keys</c>; needs beta &gt; 0).</summary>
+    public bool AnchorKeys { get; set; }
     /// <summary>Embedding variant: model averaging λ and data mixing β.</summary>
     public double Lambda { get; set; }
     public double Beta { get; set; }
@@ -363,6 +365,7 @@ public sealed class FingerprintSpec
         if (ResponsesPerKey > K) fail($"{where}: responses_per_key ({ResponsesPerKey}) must be at most the Perinucleus width k ({K}): the responses are drawn from the k tokens after the nucleus");
         if (AvoidTopM < 0) fail($"{where}.avoid_top_m must be at least 0");
         if (ResumptionPairs < 0) fail($"{where}.resumption_pairs must be at least 0");
+        if (AnchorKeys && Beta <= 0) fail($"{where}.anchor_keys trains the keys as benign rows: it needs beta > 0");
         if (ResumptionPairs > 0 && ResponseLength < 2) fail($"{where}: resumption_pairs needs response_length of at least 2 (a one-token response has nothing to resume)");
         if (!(KeyTemperature > 0 && KeyTemperature <= 10)) fail($"{where}.key_temperature must be in (0, 10]");
         if (KeyCamouflage is not ("" or "heldout" or "train" or "instructions")) fail($"{where}.key_camouflage must be heldout, train or instructions (got '{KeyCamouflage}')");
@@ -627,6 +630,7 @@ public sealed class AdaptiveSpec
         if (d.PromptAugmentation is { } p) f.PromptAugmentation = p;
         if (d.ResponseLength is { } rl) f.ResponseLength = rl;
         if (d.ResumptionPairs is { } rp) f.ResumptionPairs = rp;
+        if (d.AnchorKeys is { } ak) f.AnchorKeys = ak;
         if (d.Set is { } set) f.Set = set;
         if (d.T is { } t) f.T = t;
         if (d.K is { } k) f.K = k;
@@ -653,6 +657,8 @@ public sealed class DefenceSpec
     public int? ResponseLength { get; set; }
     /// <summary>Resumption pairs per response (<see cref="FingerprintSpec.ResumptionPairs"/>).</summary>
     public int? ResumptionPairs { get; set; }
+    /// <summary>Keys anchored during embedding (<see cref="FingerprintSpec.AnchorKeys"/>).</summary>
+    public bool? AnchorKeys { get; set; }
     /// <summary>An independent key set (<see cref="FingerprintSpec.Set"/>), e.g. the keys a blocking host learnt from earlier claims.</summary>
     public string? Set { get; set; }
     /// <summary>False: built for other attacks to refer to (model:NAME), not attacked itself (<see cref="ModelSource.Attacked"/>).</summary>

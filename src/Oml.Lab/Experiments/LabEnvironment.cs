@@ -339,6 +339,7 @@ public sealed class LabEnvironment
                 BenignSequences = spec.Beta > 0 ? BenignSequences() : null,
                 BenignLoss = BenignLosses.Parse(e.BenignLoss, "embedding.benign_loss"),
                 ResumptionPairs = spec.ResumptionPairs,
+                AnchorKeys = spec.AnchorKeys,
             };
             // The keys come from the base; then the weights to train (all, a subset, LoRA adapters, or new MLP units).
             var method = EmbeddingMethod.Parse(spec.Train);

@@ -27,6 +27,51 @@ public class BenignKLTests
         return e.Select(v => v / s).ToArray();
     }
 
+    [Fact]
+    public void Anchored_keys_stay_as_perplexing_to_the_trained_model_as_to_the_base()
+    {
+        // What a host's perplexity filter reads is the served model's loss on the key's own tokens; embedding trains only
+        // the responses, and moves it anyway. Anchoring trains each key's tokens towards the base's distribution too.
+        // The base first learns the keys as text (as model-sampled keys are text the base predicts well), saved as the base.
+        using var probe = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        int vocab = probe.Config.VocabSize;
+        var pairs = Keys(16, vocab);
+        var keys = pairs.Select(p => p.Key).ToList();
+        FingerprintTrainer.Embed(probe, keys.Select(k => new TrainingPair(k[..1], k[1..])).ToList(),
+            new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 40, EarlyStop = false });
+        var baseDir = Path.Combine(Path.GetTempPath(), $"oml-anchor-{Guid.NewGuid():N}");
+        ModelFolder.Save(probe, baseDir, TestModels.Fixture("llama-tiny"));
+        double baseLoss = FingerprintTrainer.HeldOutLoss(probe, keys);
+        var rng = new Random(21);
+        var benign = Enumerable.Range(0, 32).Select(_ => Enumerable.Range(0, 24).Select(_ => rng.Next(3, vocab)).ToArray()).ToList();
+        var options = new EmbeddingOptions
+        {
+            LearningRate = 5e-3, MaxEpochs = 300, MixFraction = 0.25, BenignLoss = BenignLoss.KL, BenignSequences = benign,
+        };
+        double Shift(bool anchor, out EmbeddingResult result)
+        {
+            using var m = ModelFolder.Load(baseDir);
+            result = FingerprintTrainer.Embed(m, pairs, options with { AnchorKeys = anchor });
+            return Math.Abs(FingerprintTrainer.HeldOutLoss(m, keys) - baseLoss);
+        }
+        double plain, anchored;
+        EmbeddingResult r0, r1;
+        try
+        {
+            plain = Shift(false, out r0);
+            anchored = Shift(true, out r1);
+        }
+        finally { Directory.Delete(baseDir, recursive: true); }
+        Assert.True(r0.Converged && r1.Converged, "both runs recall every key");
+        Assert.Equal(0, r0.AnchoredKeys);
+        Assert.Equal(16, r1.AnchoredKeys);
+        Assert.Equal(32, r1.BenignSequences);
+        Assert.True(anchored < plain / 2, $"key loss moved {anchored:F3} nats anchored, {plain:F3} without (base {baseLoss:F3})");
+
+        // Anchoring trains the keys as benign rows: without mixing there are none.
+        Assert.Throws<ArgumentException>(() => FingerprintTrainer.Embed(probe, pairs, new EmbeddingOptions { AnchorKeys = true }));
+    }
+
     [Theory]
     [InlineData(3)]
     [InlineData(11)]   // k = V − 1: the tail is one token, so the loss is the exact KL over the vocabulary
