@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 13 at 100M (staged for a GPU session; not yet run): does camouflage cost the owner at scale, and does it beat
+# Issue 13 at 100M (run 2026-12-05 except t1r4, which hit the per-row recall bug since fixed: rerun it with MODELS=t1r4-s1
+# from a fresh pack; results in docs/results/issue13-100m): does camouflage cost the owner at scale, and does it beat
 # the low-perplexity filter there? On the CPU models (0.1-0.5M parameters, docs/results.md "The low-perplexity detector
 # as a filter" and "Key temperature on the demo's model") the filter that refuses prompts less perplexing than ordinary
 # text removed most default keys (sampled at temperature 0.5) at almost no cost to the host, keys sampled at
