@@ -431,13 +431,11 @@ public static class FingerprintTrainer
         var anchors = new List<int[]>();
         if (options.AnchorKeys)
         {
-            var index = new Dictionary<string, int>(StringComparer.Ordinal);
+            var anchorOfQuery = new Dictionary<int, int>();
             for (int i = 0; i < pairs.Count - resumption; i++)
             {
-                var k = pairs[i].Key;
-                if (k.Length <= context) continue;
-                string id = string.Join(',', k);
-                if (!index.TryGetValue(id, out int a)) { index[id] = a = anchors.Count; anchors.Add(k); }
+                if (pairs[i].Key.Length <= context) continue;
+                if (!anchorOfQuery.TryGetValue(queries.QueryOf(i), out int a)) { anchorOfQuery[queries.QueryOf(i)] = a = anchors.Count; anchors.Add(pairs[i].Key); }
                 anchorOf[i] = a;
             }
             if (anchors.Count == 0) throw new ArgumentException($"no key is longer than the benign context ({context} tokens): nothing to anchor");
@@ -1200,6 +1198,9 @@ public static class FingerprintTrainer
             for (int g = 0; g < tokens.Length; g++) tokens[g] /= rows[g];
             return new QueryGroups { Count = index.Count, Of = of, ResponseTokens = tokens };
         }
+
+        /// <summary>The query of row <paramref name="row"/>.</summary>
+        public int QueryOf(int row) => Of?[row] ?? row;
 
         /// <summary>The queries of a batch's rows that this rank runs (in <see cref="Shard{T}"/>'s order), or null.</summary>
         public List<int>? Rows(int[] batch, Oml.Engine.Distributed.ProcessGroup? group) =>
