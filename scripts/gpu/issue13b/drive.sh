@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 13 at 100M (run 2026-12-05 except t1r4, which hit the per-row recall bug since fixed: rerun it with MODELS=t1r4-s1
+# Issue 13 at 100M (run 2026-12-05 except t1r4, which hit the per-row recall bug since fixed: rerun it, and anchored keys,
+# beside plain ones of the same machine's base: MODELS="t1r4-s1 t1a-s1 t1-s1 t1a-s2 t1-s2 t1a-s3 t1-s3"
 # from a fresh pack; results in docs/results/issue13-100m): does camouflage cost the owner at scale, and does it beat
 # the low-perplexity filter there? On the CPU models (0.1-0.5M parameters, docs/results.md "The low-perplexity detector
 # as a filter" and "Key temperature on the demo's model") the filter that refuses prompts less perplexing than ordinary
@@ -23,7 +24,8 @@ session_setup "$REPO/$G" "$REPO/$G" "$REPO/$G/native" "$REPO/$G/recipes"
 session_env
 
 # MODELS (priority order: a shorter list for a smaller device budget): NAME-sSEED, NAME one of t05, t1 (keys at that
-# temperature), m (perplexity-matched keys), t1r4 (t 1 with four responses per key); the set is NAME-setSEED.
+# temperature), m (perplexity-matched keys), t1r4 (t 1 with four responses per key); the set is NAME-setSEED. A name
+# ending in "a" (t1a, t05a, ma) embeds the set of the name without it with `oml embed --anchor-keys`.
 MODELS="${MODELS:-t05-s1 t1-s1 m-s1 t05-s2 t1-s2 t05-s3 t1-s3 t1r4-s1}"
 persistence_config i13b "Issue 13 at 100M (scripts/gpu/issue13b/drive.sh)" \
 '    - { weight: "merge(with=../../'$M'/base-100m, method=linear, weight=0.5)" }
@@ -51,7 +53,8 @@ embed_lab() {  # NAME SET SEED: embed with the defaults, score the keys' stealth
   waitfor gen-$set || return 1
   if ! ok embed-$name; then
     rm -rf "$M/$name"
-    step embed-$name bash -c "oml embed --model $M/base-100m --fingerprints sets/$set.json --out $M/$name --seed $seed --device $DEV --memory-budget-gb $MEMGB --log $L/$name.jsonl \
+    local anchor="" n="${name%-s*}"; [ "${n%a}" != "$n" ] && anchor="--anchor-keys"
+    step embed-$name bash -c "oml embed --model $M/base-100m --fingerprints sets/$set.json --out $M/$name --seed $seed --device $DEV --memory-budget-gb $MEMGB --log $L/$name.jsonl $anchor \
       && cp sets/$set.json $M/$name/fingerprints.json && cp $M/$name/oml-manifest.json $L/$name.manifest.json" || return 1
   fi
   step detect-$name bash -c "oml attack detect --model $M/$name --fingerprints sets/$set.json --heldout artifacts/lab/corpus/heldout.txt --device $DEV --json > $R/detect-$name.json"
@@ -61,9 +64,10 @@ embed_lab() {  # NAME SET SEED: embed with the defaults, score the keys' stealth
   step lab-$name oml lab run lab/experiments/i13b.yaml --quiet --only "^(base\$|$name-s1-)"
   lrelease
 }
-set_of() { echo "${1%-s*}-set${1##*-s}"; }
+set_of() { local n="${1%-s*}"; echo "${n%a}-set${1##*-s}"; }
 gen_args() {  # NAME-sSEED: the temperature and generate flags of its set
-  case "${1%-s*}" in
+  local n="${1%-s*}"
+  case "${n%a}" in
     t05) echo 0.5 ;;
     t1) echo 1.0 ;;
     m) echo 1.0 --camouflage artifacts/lab/corpus/train.txt ;;
@@ -71,7 +75,9 @@ gen_args() {  # NAME-sSEED: the temperature and generate flags of its set
     *) log "unknown model $1"; return 1 ;;
   esac
 }
-for m in $MODELS; do a="$(gen_args $m)" && gen "$(set_of $m)" $a & done
+# One generation per set (an anchored model shares its set with the plain one).
+declare -A started
+for m in $MODELS; do sn="$(set_of $m)"; [ -n "${started[$sn]:-}" ] && continue; started[$sn]=1; a="$(gen_args $m)" && gen "$sn" $a & done
 # Launch order is slot priority: MODELS' order.
 for m in $MODELS; do ( embed_lab "$m" "$(set_of $m)" "${m##*-s}" ) & sleep 1; done
 wait
