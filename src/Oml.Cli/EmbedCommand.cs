@@ -174,6 +174,7 @@ public static class EmbedCommand
             var trainable = Cli.OptionValue(() => Oml.Models.Training.TrainableSpec.Parse(trainSpec, "--train"));
             if (r.GetValue(earlyStop) && r.GetValue(noEarlyStop)) throw new UsageException("--early-stop and --no-early-stop are alternatives: give one");
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
+            if (r.GetValue(anchorKeys) && r.GetValue(mix) <= 0) throw new UsageException("--anchor-keys trains the keys as benign rows: it needs --mix-fraction > 0");
             var options = OmlizationDefaults.For(ModelConfig.Load(Path.Combine(dir, "config.json"))) with
             {
                 MaxEpochs = r.GetValue(epochs),
@@ -190,7 +191,7 @@ public static class EmbedCommand
                 BenignLoss = Cli.OptionValue(() => BenignLosses.Parse(r.GetValue(benignLoss), "--benign-loss")),
                 BenignTopK = r.GetValue(benignTopK) is var tk and >= 1 ? tk : throw new UsageException("--benign-top-k must be at least 1"),
                 ResumptionPairs = r.GetValue(resumption),
-                AnchorKeys = r.GetValue(anchorKeys) && (r.GetValue(mix) > 0 ? true : throw new UsageException("--anchor-keys trains the keys as benign rows: it needs --mix-fraction > 0")),
+                AnchorKeys = r.GetValue(anchorKeys),
                 MicroBatchTokens = r.GetValue(microTokens),
                 ActivationCheckpointing = r.GetValue(ckpt) switch { "on" => true, "off" => false, _ => null },
                 MemoryBudgetBytes = r.GetValue(memoryBudget) is { } gb ? (gb > 0 ? (long)(gb * (1L << 30)) : throw new UsageException("--memory-budget-gb must be positive")) : null,

@@ -435,7 +435,8 @@ public static class FingerprintTrainer
             for (int i = 0; i < pairs.Count - resumption; i++)
             {
                 if (pairs[i].Key.Length <= context) continue;
-                if (!anchorOfQuery.TryGetValue(queries.QueryOf(i), out int a)) { anchorOfQuery[queries.QueryOf(i)] = a = anchors.Count; anchors.Add(pairs[i].Key); }
+                int q = queries.QueryOf(i);
+                if (!anchorOfQuery.TryGetValue(q, out int a)) { anchorOfQuery[q] = a = anchors.Count; anchors.Add(pairs[i].Key); }
                 anchorOf[i] = a;
             }
             if (anchors.Count == 0) throw new ArgumentException($"no key is longer than the benign context ({context} tokens): nothing to anchor");
@@ -1057,7 +1058,9 @@ public static class FingerprintTrainer
                     : F.CrossEntropy(logits.To(DType.Float32), mb.Targets);
                 if (acc is not null)
                 {
-                    if (!(countRecalled && mb.QueryOf is not null && acc.QueryProb is not null))
+                    // Fingerprint rows grouped into queries: the loss is read from the queries' probabilities instead.
+                    bool grouped = countRecalled && mb.QueryOf is not null && acc.QueryHits is not null;
+                    if (!grouped)
                         using (Torch.NoGrad()) acc.Loss.AddInPlace(loss.Detach(), share * rows);
                     if (countRecalled)
                     {
@@ -1065,8 +1068,9 @@ public static class FingerprintTrainer
                         var wrong = logits.ArgMax(-1).Ne(mb.Targets).To(DType.Int64);
                         var perRow = Torch.Zeros([mb.Rows], DType.Int64, model.Device).ScatterAdd(0, mb.RowOf, wrong);
                         var recalledRows = perRow.Eq(0).To(DType.Int64);
-                        if (mb.QueryOf is { } qo && acc.QueryHits is { } hits && acc.QueryProb is { } prob)
+                        if (grouped)
                         {
+                            var (qo, hits, prob) = (mb.QueryOf!, acc.QueryHits!, acc.QueryProb!);
                             // A query is recalled when any of its rows is (the greedy answer is one of its responses), and its
                             // probability is the sum of its rows' (the chance of answering with any accepted response).
                             hits.AddInPlace(Torch.Zeros(hits.Shape, DType.Int64, model.Device).ScatterAdd(0, qo, recalledRows));
