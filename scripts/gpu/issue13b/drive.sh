@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Issue 13 at 100M (run 2026-12-05 except t1r4, which hit the per-row recall bug since fixed: rerun it, and anchored keys,
-# beside plain ones of the same machine's base: MODELS="t1r4-s1 t1a-s1 t1-s1 t1a-s2 t1-s2 t1a-s3 t1-s3"
-# from a fresh pack; results in docs/results/issue13-100m): does camouflage cost the owner at scale, and does it beat
+# Issue 13 at 100M (run 2026-12-05 except t1r4, which hit the per-row recall bug since fixed: rerun it, anchored keys
+# and keys at temperature 1 under the harmless setting (issue 12), beside plain ones of the same machine's base:
+# MODELS="t1-s1 t1a-s1 t1h-s1 t1r4-s1 t1-s2 t1a-s2 t1h-s2 t1-s3 t1a-s3 t1h-s3" from a fresh pack; results of the first
+# run in docs/results/issue13-100m, of the second in issue13-100m-b): does camouflage cost the owner at scale, and does it beat
 # the low-perplexity filter there? On the CPU models (0.1-0.5M parameters, docs/results.md "The low-perplexity detector
 # as a filter" and "Key temperature on the demo's model") the filter that refuses prompts less perplexing than ordinary
 # text removed most default keys (sampled at temperature 0.5) at almost no cost to the host, keys sampled at
@@ -25,7 +26,9 @@ session_env
 
 # MODELS (priority order: a shorter list for a smaller device budget): NAME-sSEED, NAME one of t05, t1 (keys at that
 # temperature), m (perplexity-matched keys), t1r4 (t 1 with four responses per key); the set is NAME-setSEED. A name
-# ending in "a" (t1a, t05a, ma) embeds the set of the name without it with `oml embed --anchor-keys`.
+# ending in "a" (t1a, t05a, ma) embeds the set of the name without it with `oml embed --anchor-keys`; one ending in "h"
+# (t1h) with the harmless setting of the fifth issue-12 session (`--mix-fraction 0.5 --lr 8.1e-5`, half the default lr
+# of this width); both letters may stand together (t1ah).
 MODELS="${MODELS:-t05-s1 t1-s1 m-s1 t05-s2 t1-s2 t05-s3 t1-s3 t1r4-s1}"
 persistence_config i13b "Issue 13 at 100M (scripts/gpu/issue13b/drive.sh)" \
 '    - { weight: "merge(with=../../'$M'/base-100m, method=linear, weight=0.5)" }
@@ -53,8 +56,10 @@ embed_lab() {  # NAME SET SEED: embed with the defaults, score the keys' stealth
   waitfor gen-$set || return 1
   if ! ok embed-$name; then
     rm -rf "$M/$name"
-    local anchor="" n="${name%-s*}"; [ "${n%a}" != "$n" ] && anchor="--anchor-keys"
-    step embed-$name bash -c "oml embed --model $M/base-100m --fingerprints sets/$set.json --out $M/$name --seed $seed --device $DEV --memory-budget-gb $MEMGB --log $L/$name.jsonl $anchor \
+    local flags="" v; v="$(variant_of "$name")"
+    case "$v" in *a*) flags="$flags --anchor-keys" ;; esac
+    case "$v" in *h*) flags="$flags --mix-fraction 0.5 --lr 8.1e-5" ;; esac
+    step embed-$name bash -c "oml embed --model $M/base-100m --fingerprints sets/$set.json --out $M/$name --seed $seed --device $DEV --memory-budget-gb $MEMGB --log $L/$name.jsonl$flags \
       && cp sets/$set.json $M/$name/fingerprints.json && cp $M/$name/oml-manifest.json $L/$name.manifest.json" || return 1
   fi
   step detect-$name bash -c "oml attack detect --model $M/$name --fingerprints sets/$set.json --heldout artifacts/lab/corpus/heldout.txt --device $DEV --json > $R/detect-$name.json"
@@ -64,10 +69,12 @@ embed_lab() {  # NAME SET SEED: embed with the defaults, score the keys' stealth
   step lab-$name oml lab run lab/experiments/i13b.yaml --quiet --only "^(base\$|$name-s1-)"
   lrelease
 }
-set_of() { local n="${1%-s*}"; echo "${n%a}-set${1##*-s}"; }
+# NAME-sSEED -> the embedding letters after the set's name ("a", "h", "ah"), the set's name, its set.
+variant_of() { local n="${1%-s*}"; [[ "$n" =~ ^(t05|t1r4|t1|m)([ah]*)$ ]] && echo "${BASH_REMATCH[2]}"; }
+keys_of() { local n="${1%-s*}"; [[ "$n" =~ ^(t05|t1r4|t1|m)([ah]*)$ ]] && echo "${BASH_REMATCH[1]}"; }
+set_of() { echo "$(keys_of "$1")-set${1##*-s}"; }
 gen_args() {  # NAME-sSEED: the temperature and generate flags of its set
-  local n="${1%-s*}"
-  case "${n%a}" in
+  case "$(keys_of "$1")" in
     t05) echo 0.5 ;;
     t1) echo 1.0 ;;
     m) echo 1.0 --camouflage artifacts/lab/corpus/train.txt ;;
