@@ -29,31 +29,47 @@ public static class AttackCommands
     {
         var model = ModelOption("The served model folder (its perplexity scores the prompts)");
         var fingerprints = new Option<string>("--fingerprints") { Description = "The fingerprint set whose keys are scored", Required = true };
-        var heldout = new Option<string>("--heldout") { Description = "Ordinary text; windows of the keys' token lengths are scored against them", Required = true };
+        var heldout = new Option<string>("--heldout") { Description = "Ordinary text; windows of the keys' token lengths are scored against them" };
+        var instructions = new Option<string>("--instructions") { Description = "Instead of --heldout: instruction records (JSON, as oml attack sft reads them), whose prompts (raw format, no chat template) are the host's ordinary traffic" };
         var seed = new Option<int>("--seed") { Description = "Seed of the text windows", DefaultValueFactory = _ => 1 };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        var json = CliOptions.Json("Print {\"keys\", \"key_perplexity\", \"text_perplexity\", \"ratio\", \"detector_auc\", \"separability\"} as JSON");
-        var cmd = new Command("detect", "Score a set's keys with the perplexity detector a host can run (docs/attacks.md): key and text perplexity, and the detector's AUC.")
+        var json = CliOptions.Json("Print {\"keys\", \"ordinary\", \"key_perplexity\", \"text_perplexity\", \"ratio\", \"detector_auc\", \"separability\", \"filter_budget\": [{\"refused\", \"keys_removed_low\", \"keys_removed_high\", \"keys_removed_both\"}]} as JSON");
+        var cmd = new Command("detect", "Score a set's keys with the perplexity detector a host can run (docs/attacks.md): key and text perplexity, the detector's AUC, and the keys the strongest threshold filter removes while refusing 1, 2 or 5 % of ordinary prompts.")
         {
-            model, fingerprints, heldout, seed, passphraseFile, device, dtype, json,
+            model, fingerprints, heldout, instructions, seed, passphraseFile, device, dtype, json,
         };
         cmd.SetAction(r =>
         {
             string dir = r.GetValue(model)!;
             var set = FingerprintIO.ReadSet(r.GetValue(fingerprints)!, r.GetValue(passphraseFile));
-            var text = r.GetValue(heldout)!;
-            if (!File.Exists(text)) throw new FileNotFoundException($"--heldout: no file at {text}");
+            string? text = r.GetValue(heldout), records = r.GetValue(instructions);
+            if ((text is null) == (records is null)) throw new UsageException("give exactly one of --heldout TEXT and --instructions RECORDS (the ordinary prompts)");
+            if (!File.Exists(text ?? records)) throw new FileNotFoundException($"{(text is null ? "--instructions" : "--heldout")}: no file at {text ?? records}");
             var tok = Cli.LoadTokenizer(dir);
             using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             var keys = set.Fingerprints.Select(f => f.KeyTokenIds.ToArray()).ToList();
-            var s = Oml.Lab.Metrics.Stealth.Measure(lm, tok, keys, tok.Encode(File.ReadAllText(text)), r.GetValue(seed));
+            var s = text is not null
+                ? Oml.Lab.Metrics.Stealth.Measure(lm, tok, keys, tok.Encode(File.ReadAllText(text)), r.GetValue(seed))
+                : Oml.Lab.Metrics.Stealth.FromPerplexities(Oml.Fingerprinting.Generation.SequencePerplexity.Of(lm, tok, keys),
+                    PromptPerplexity.Score(lm, InstructionData.Load(records!).Select(c => InstructionData.Tokenize(c, tok).Prompt).ToList()));
+            var budget = new JsonArray();
+            var lines = new List<string>();
+            foreach (var b in Oml.Lab.Metrics.StealthResult.Budgets)
+            {
+                double lo = s.KeysRemovedAt(b, Oml.Lab.Metrics.FilterSide.Low), hi = s.KeysRemovedAt(b, Oml.Lab.Metrics.FilterSide.High), both = s.KeysRemovedAt(b, Oml.Lab.Metrics.FilterSide.Both);
+                budget.Add(new JsonObject { ["refused"] = b, ["keys_removed_low"] = lo, ["keys_removed_high"] = hi, ["keys_removed_both"] = both });
+                lines.Add(string.Create(CultureInfo.InvariantCulture, $"{b:P0} refused: {lo:P0} below, {hi:P0} above, {both:P0} both"));
+            }
             return new Report()
-                .Json("keys", keys.Count).Json("key_perplexity", Report.Number(s.KeyPerplexity)).Json("text_perplexity", Report.Number(s.TextPerplexity))
+                .Json("keys", keys.Count).Json("ordinary", s.TextPerplexities.Count)
+                .Json("key_perplexity", Report.Number(s.KeyPerplexity)).Json("text_perplexity", Report.Number(s.TextPerplexity))
                 .Json("ratio", Report.Number(s.Ratio)).Json("detector_auc", Report.Number(s.DetectorAuc)).Json("separability", Report.Number(s.Separability))
+                .Json("filter_budget", budget)
                 .Line(string.Create(CultureInfo.InvariantCulture,
-                    $"keys: {keys.Count}  key perplexity: {s.KeyPerplexity:G4}  text perplexity: {s.TextPerplexity:G4}  ratio: {s.Ratio:G3}  detector AUC: {s.DetectorAuc:F3}  separability: {s.Separability:F3}"))
+                    $"keys: {keys.Count}  ordinary prompts: {s.TextPerplexities.Count}  key perplexity: {s.KeyPerplexity:G4}  text perplexity: {s.TextPerplexity:G4}  ratio: {s.Ratio:G3}  detector AUC: {s.DetectorAuc:F3}  separability: {s.Separability:F3}"))
+                .Line("keys the best threshold filter removes: " + string.Join("; ", lines))
                 .Print(r.GetValue(json));
         });
         return cmd;

@@ -161,6 +161,32 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         Assert.Contains($"keys: {json["keys"]!.GetValue<int>()} ", text.Out, StringComparison.Ordinal);
         Assert.Contains(FormattableString.Invariant($"detector AUC: {json["detector_auc"]!.GetValue<double>():F3}"), text.Out, StringComparison.Ordinal);
         Assert.Contains(FormattableString.Invariant($"key perplexity: {json["key_perplexity"]!.GetValue<double>():G4}"), text.Out, StringComparison.Ordinal);
+        // The filter budget: for each refused share, removing more from both sides than from either alone, never less.
+        var budget = Assert.IsType<JsonArray>(json["filter_budget"]);
+        Assert.Equal([0.01, 0.02, 0.05], budget.Select(b => b!["refused"]!.GetValue<double>()));
+        foreach (var b in budget)
+        {
+            double lo = b!["keys_removed_low"]!.GetValue<double>(), hi = b["keys_removed_high"]!.GetValue<double>(), both = b["keys_removed_both"]!.GetValue<double>();
+            Assert.InRange(both, Math.Max(lo, hi), Math.Min(1, lo + hi));
+        }
+        Assert.Contains("keys the best threshold filter removes: 1 % refused:", text.Out, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Detect_scores_keys_against_instruction_prompts_and_needs_one_source()
+    {
+        string[] args = ["attack", "detect", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile];
+        var r = Run([.. args, "--instructions", InstructionFile(), "--json"]);
+        Assert.True(r.Code == 0, r.Err);
+        var json = JsonNode.Parse(r.Out)!;
+        Assert.Equal(6, (int)json["ordinary"]!); // one prompt per record
+        Assert.InRange((double)json["detector_auc"]!, 0, 1);
+        var none = Run(args);
+        Assert.Equal(2, none.Code);
+        Assert.Contains("give exactly one of --heldout TEXT and --instructions RECORDS", none.Err);
+        var missing = Run([.. args, "--instructions", Path.Combine(W.Root, "no-such.json")]);
+        Assert.NotEqual(0, missing.Code);
+        Assert.Contains("--instructions: no file at", missing.Err);
     }
 
     [Fact]

@@ -154,4 +154,24 @@ public class FsrTests
         Assert.Equal(1.0, t.DetectorAuc);
         Assert.Equal(1.0, Stealth.FromPerplexities([1, 2], [3, 4]).Separability);
     }
+
+    [Fact]
+    public void Keys_removed_within_a_refusal_budget_by_hand()
+    {
+        // 100 ordinary prompts at perplexity 11..110; keys at 5, 10.5, 12.5, 50 and 500.
+        var text = Enumerable.Range(11, 100).Select(x => (double)x).ToArray();
+        var s = Stealth.FromPerplexities([5, 10.5, 12.5, 50, 500], text);
+        // Low side: refusing nothing still catches the two keys below every prompt; refusing 2 (11, 12) adds 12.5.
+        Assert.Equal(0.4, s.KeysRemovedAt(0, FilterSide.Low), 12);
+        Assert.Equal(0.4, s.KeysRemovedAt(0.01, FilterSide.Low), 12);
+        Assert.Equal(0.6, s.KeysRemovedAt(0.02, FilterSide.Low), 12);
+        Assert.Equal(0.8, s.KeysRemovedAt(0.6, FilterSide.Low), 12);  // the threshold at 50 refuses 40 prompts
+        // High side: only the key at 500 is above every prompt.
+        Assert.Equal(0.2, s.KeysRemovedAt(0.05, FilterSide.High), 12);
+        Assert.Equal(1.0, s.KeysRemovedAt(1, FilterSide.High), 12);
+        // Both: 2 refused below (12.5 goes) and none above (500 goes anyway) beat any other split.
+        Assert.Equal(0.8, s.KeysRemovedAt(0.02, FilterSide.Both), 12);
+        Assert.Equal(0.6, s.KeysRemovedAt(0, FilterSide.Both), 12);
+        Assert.Throws<ArgumentOutOfRangeException>(() => s.KeysRemovedAt(1.5, FilterSide.Low));
+    }
 }

@@ -295,6 +295,10 @@ public sealed class ExperimentRunner
         r.Metrics["stealth_ratio"] = s.Ratio;
         r.Metrics["stealth_auc"] = s.DetectorAuc;
         r.Metrics["stealth_separability"] = s.Separability;
+        // The strongest threshold filter that refuses at most 2 % of the text windows (issue 13's cost bound): below, above, both.
+        r.Metrics["keys_removed_low_2pct"] = s.KeysRemovedAt(0.02, FilterSide.Low);
+        r.Metrics["keys_removed_high_2pct"] = s.KeysRemovedAt(0.02, FilterSide.High);
+        r.Metrics["keys_removed_both_2pct"] = s.KeysRemovedAt(0.02, FilterSide.Both);
     }
 
     /// <summary>Whole-answer task accuracy through a deployment, when the config names instruction data.</summary>

@@ -15,7 +15,42 @@ public sealed record StealthResult(double KeyPerplexity, double TextPerplexity, 
     IReadOnlyList<double> KeyPerplexities, IReadOnlyList<double> TextPerplexities)
 {
     public double Separability => Math.Max(DetectorAuc, 1 - DetectorAuc);
+
+    /// <summary>The refusal budgets <see cref="KeysRemovedAt"/> is reported at: 1, 2 and 5 % of the ordinary prompts.</summary>
+    public static IReadOnlyList<double> Budgets { get; } = [0.01, 0.02, 0.05];
+
+    /// <summary>
+    /// The share of keys that the strongest perplexity filter removes while it refuses at most <paramref name="refused"/>
+    /// of the ordinary prompts: the best thresholds chosen with hindsight on these very prompts (an upper bound on what a
+    /// host's calibrated filter achieves on them), refusing prompts below a threshold (<see cref="FilterSide.Low"/>: keys
+    /// less perplexing than text), above one (<see cref="FilterSide.High"/>), or both with the budget split the best way.
+    /// </summary>
+    public double KeysRemovedAt(double refused, FilterSide side)
+    {
+        if (!(refused >= 0 && refused <= 1)) throw new ArgumentOutOfRangeException(nameof(refused), refused, "a refused share is in [0, 1]");
+        var text = TextPerplexities.Order().ToArray();
+        var keys = KeyPerplexities.Order().ToArray();
+        int n = text.Length, budget = (int)Math.Floor(refused * n + 1e-9);
+        if (budget >= n) return 1;
+        // With at most j prompts refused, a low threshold removes the keys below the (j+1)-th least perplexing prompt,
+        // a high one the keys above the (j+1)-th most perplexing; the two sets are disjoint while j_low + j_high < n.
+        int Below(int j) => LowerBound(keys, text[j]);
+        int Above(int j) => keys.Length - UpperBound(keys, text[n - 1 - j]);
+        int removed = side switch
+        {
+            FilterSide.Low => Below(budget),
+            FilterSide.High => Above(budget),
+            _ => Enumerable.Range(0, budget + 1).Max(j => Below(j) + Above(budget - j)),
+        };
+        return removed / (double)keys.Length;
+    }
+
+    private static int LowerBound(double[] sorted, double x) { int i = Array.BinarySearch(sorted, x); if (i < 0) return ~i; while (i > 0 && sorted[i - 1] == x) i--; return i; }
+    private static int UpperBound(double[] sorted, double x) { int i = Array.BinarySearch(sorted, x); if (i < 0) return ~i; while (i < sorted.Length && sorted[i] == x) i++; return i; }
 }
+
+/// <summary>Which prompts a perplexity filter refuses: those below its threshold, above it, or outside a band.</summary>
+public enum FilterSide { Low, High, Both }
 
 public static class Stealth
 {
