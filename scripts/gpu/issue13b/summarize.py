@@ -4,7 +4,7 @@ temperature, seed), the owner's cost (held-out perplexity and cloze against the 
 high-perplexity detector from `oml attack detect`), persistence after even merges and SFT, and the fingerprints left
 under the low-perplexity filter and first-token suppression; then means over seeds per variant.
 Usage: summarize.py SNAPSHOT_DIR [OUT_DIR] (writes OUT_DIR/summary.md when given, else prints)."""
-import glob, json, os, statistics, sys
+import glob, json, os, re, statistics, sys
 
 snap = sys.argv[1]
 out = sys.argv[2] if len(sys.argv) > 2 else None
@@ -78,5 +78,17 @@ for v in variants:
 text = "\n".join(lines) + "\n"
 if out:
     os.makedirs(out, exist_ok=True)
+    # The frontier: the owner's cost against persistence after SFT (dots) and an even merge with the base (squares).
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import labsummary as ls  # noqa: E402
+    # (multi-response variants, tNrK, cost far more than the rest and would squash the axis: they stay in the tables only)
+    pts = [(r["model"], 100 * (r["ppl"] / bp - 1), 100 * (r["cloze"] - bc), r["SFT 3e-5"], r["merge base"]) for r in rows
+           if r["ppl"] and bp and r["cloze"] is not None and not re.search(r"r\d", r["model"].rsplit("-s", 1)[0])]
+    palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
+    colours = {v: palette[i % len(palette)] for i, v in enumerate(variants)}
+    colour = lambda n: colours[n.rsplit("-s", 1)[0]]
+    legend = [(colours[v], v) for v in variants if any(p[0].rsplit("-s", 1)[0] == v for p in pts)]
+    ls.frontier_svg(os.path.join(out, "frontier-perplexity.svg"), pts, 1, "perplexity change", " %", 2, colour, legend)
+    ls.frontier_svg(os.path.join(out, "frontier-cloze.svg"), pts, 2, "cloze change", "", -1, colour, legend)
     open(os.path.join(out, "summary.md"), "w").write(text)
 print(text)
