@@ -299,7 +299,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         Assert.Equal("final", manifest["settings"]!["averaging_every"]!.GetValue<string>());
         Assert.Equal("mlp", manifest["settings"]!["train"]!.GetValue<string>());
         Assert.Equal(3, manifest["metrics"]!["epochs"]!.GetValue<int>());
-        Assert.Equal(0.25, manifest["settings"]!["mix_fraction"]!.GetValue<double>());
+        Assert.Equal(OmlizationDefaults.MixFraction, manifest["settings"]!["mix_fraction"]!.GetValue<double>());
         Assert.Equal("self-generated", manifest["settings"]!["benign"]!.GetValue<string>());
         Assert.Equal(OmlizationDefaults.SelfBenignMin, manifest["settings"]!["benign_sequences"]!.GetValue<int>());   // a small set: the pool's floor
         Assert.Equal(OmlizationDefaults.HeldOutMin, manifest["settings"]!["held_out_sequences"]!.GetValue<int>());

@@ -43,7 +43,9 @@ public class OmlizationDefaultsTests
         Assert.True(r.Final.Epoch < options.MaxEpochs, "early stopping ends the run before the epoch budget");
         Assert.True(r.Loss <= options.MergeMaxLoss, $"the kept model holds its keys with the margin (loss {r.Loss:F3})");
         Assert.NotNull(r.HeldOutLoss);
-        Assert.Equal(OmlizationDefaults.SelfBenignMin, r.BenignSequences);
+        // 16 keys in one batch at β 0.5: 16 benign rows a batch × 16 epochs / 2 replays = 128 samples, 8 held out (floor 16).
+        Assert.Equal(FingerprintTrainer.SelfBenignPoolSize(16, OmlizationDefaults.BatchSize, OmlizationDefaults.MixFraction), r.BenignSequences);
+        Assert.Equal(128, r.BenignSequences);
         Assert.Equal(OmlizationDefaults.HeldOutMin, r.HeldOutSequences);
     }
 
@@ -58,10 +60,12 @@ public class OmlizationDefaultsTests
         Assert.Equal(OmlizationDefaults.SelfBenignMax, FingerprintTrainer.SelfBenignPoolSize(100_000, 32, 0.25));
         Assert.Equal(0, FingerprintTrainer.SelfBenignPoolSize(1024, 32, 0));
 
+        // At the default β 0.5: as many benign rows as keys in each batch (32 + 8 for 40 keys).
+        Assert.Equal(40 * 8, FingerprintTrainer.SelfBenignPoolSize(40, 32, 0.5));
         using var model = RandomInit("llama-tiny");
         var o = Omlization.PrepareData(model, OmlizationDefaults.For(model.Config), pairCount: 40);
-        Assert.Equal(14 * 8, o.BenignSequences!.Count);
-        Assert.Equal(OmlizationDefaults.HeldOutMin, o.HeldOutSequences!.Count);   // 112 / 16 = 7, below the floor
+        Assert.Equal(40 * 8, o.BenignSequences!.Count);
+        Assert.Equal(20, o.HeldOutSequences!.Count);   // 320 / 16, within [16, 64]
         Assert.All(o.BenignSequences, s => Assert.Equal(FingerprintTrainer.SelfPromptLength + OmlizationDefaults.SelfBenignLength, s.Length));
         // The random prompt is context only: it is neither trained nor counted in the held-out loss.
         Assert.Equal(FingerprintTrainer.SelfPromptLength, o.BenignContext);
@@ -119,9 +123,10 @@ public class OmlizationDefaultsTests
     public void The_learning_rate_scales_with_the_width()
     {
         ModelConfig Width(int d) => new LlamaShape(512, Hidden: d, Heads: 4, KvHeads: 2, Intermediate: 2 * d).ToConfig();
-        Assert.Equal(0.125 / 64, OmlizationDefaults.LearningRate(Width(64)), 12);
-        Assert.Equal(1e-2, OmlizationDefaults.LearningRate(Width(8)), 12);
-        Assert.Equal(0.125 / 4096, OmlizationDefaults.LearningRate(Width(4096)), 12);
+        Assert.Equal(0.0625 / 64, OmlizationDefaults.LearningRate(Width(64)), 12);
+        Assert.Equal(0.0625 / 768, OmlizationDefaults.LearningRate(Width(768)), 12); // 8.1e-5: the 102.7M base's harmless setting
+        Assert.Equal(1e-2, OmlizationDefaults.LearningRate(Width(4)), 12);
+        Assert.Equal(1e-5, OmlizationDefaults.LearningRate(Width(8192)), 12);
     }
 
     [Fact]
