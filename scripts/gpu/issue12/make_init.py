@@ -2,14 +2,23 @@
 """Writes random-init Hugging Face folders of two non-Llama architectures for `oml train --init` (issue 12):
 qwen2-small (q/k/v biases, tied embeddings) and mistral-small (one KV head, untied embeddings).
 
-   make_init.py TOKENIZER_DIR OUT_ROOT
+   make_init.py TOKENIZER_DIR OUT_ROOT [NAME ...]
+
+NAME picks shapes (default: qwen2-small mistral-small): qwen2-100m and mistral-100m are the ~100M shapes of the
+102.7M Llama recipe (hidden 768, 14 layers, 12 heads, MLP 2304), qwen2-tiny and mistral-tiny are for CPU rehearsals.
 
 Weights: normal(0, 0.02) for embeddings and projections, zero biases, unit norms (float32 safetensors written by
 hand: an 8-byte little-endian header length, the JSON header, the raw tensors). Special token ids come from the
-tokenizer's added tokens. Plain Python (about 15 s), so it runs anywhere."""
+tokenizer's added tokens. Plain Python (about 15 s for the small shapes), so it runs anywhere; with numpy (the GPU
+machine has it) the 100M shapes take seconds."""
 import array, json, os, random, struct, sys
 
 tok_dir, root = sys.argv[1], sys.argv[2]
+names = sys.argv[3:] or ["qwen2-small", "mistral-small"]
+try:
+    import numpy as np
+except ImportError:
+    np = None
 tok = json.load(open(os.path.join(tok_dir, "tokenizer.json")))
 specials = {t["content"]: t["id"] for t in tok.get("added_tokens", [])}
 vocab = max(list(tok["model"]["vocab"].values()) + list(specials.values())) + 1
@@ -18,7 +27,13 @@ bos, eos, pad = specials.get("<|bos|>"), specials.get("<|eos|>"), specials.get("
 SHAPES = {
     "qwen2-small": dict(model_type="qwen2", arch="Qwen2ForCausalLM", hidden=384, layers=6, heads=6, kv=2, mlp=1024, tied=True, bias=True, theta=1e6),
     "mistral-small": dict(model_type="mistral", arch="MistralForCausalLM", hidden=384, layers=6, heads=6, kv=1, mlp=1152, tied=False, bias=False, theta=1e6),
+    "qwen2-100m": dict(model_type="qwen2", arch="Qwen2ForCausalLM", hidden=768, layers=14, heads=12, kv=2, mlp=2304, tied=True, bias=True, theta=1e6),
+    "mistral-100m": dict(model_type="mistral", arch="MistralForCausalLM", hidden=768, layers=14, heads=12, kv=4, mlp=2304, tied=False, bias=False, theta=1e6),
+    "qwen2-tiny": dict(model_type="qwen2", arch="Qwen2ForCausalLM", hidden=64, layers=2, heads=1, kv=1, mlp=176, tied=True, bias=True, theta=1e6),
+    "mistral-tiny": dict(model_type="mistral", arch="MistralForCausalLM", hidden=64, layers=2, heads=1, kv=1, mlp=176, tied=False, bias=False, theta=1e6),
 }
+unknown = [n for n in names if n not in SHAPES]
+if unknown: sys.exit(f"make_init.py: unknown shape(s) {', '.join(unknown)}; known: {', '.join(SHAPES)}")
 
 class T:
     """A float32 tensor as (shape, bytes)."""
@@ -31,6 +46,8 @@ class T:
 def normal(rng, std, *shape):
     k = 1
     for x in shape: k *= x
+    if np is not None:
+        return T(shape, np.random.default_rng(rng.getrandbits(63)).normal(0.0, std, k).astype("<f4").tobytes())
     return T(shape, array.array("f", (rng.gauss(0.0, std) for _ in range(k))).tobytes())
 
 def const(v, n): return T([n], array.array("f", [v]) .tobytes() * n)
@@ -47,7 +64,8 @@ def write_safetensors(path, tensors):
         f.write(struct.pack("<Q", len(h))); f.write(h)
         for b in blobs: f.write(b)
 
-for name, s in SHAPES.items():
+for name in names:
+    s = SHAPES[name]
     rng = random.Random(7 if s["model_type"] == "qwen2" else 8)
     d, hd = s["hidden"], 64
     n = lambda *shape, std=0.02: normal(rng, std, *shape)

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Issue 12 item 2 at 100M: bases of two other architectures, so that the headline (oml embed's defaults since
+# 2026-12-05, keys sampled at temperature 1, 1,024 fingerprints: all four targets on a 102.7M Llama, docs/results.md)
+# stands on more than one model. For each ARCH in ARCHS (qwen2, mistral): a random-init ~100M folder
+# (scripts/gpu/issue12/make_init.py ARCH-100m: hidden 768, 14 layers, 12 heads, MLP 2304, the Llama recipe's shape),
+# pretrained by `oml train --init` with lab/recipes/ARCH-100m.yaml for STEPS steps (the Llama base's schedule), its
+# unrelated 1-epoch instruction fine-tune, three sets of COUNT Perinucleus keys from `oml fingerprints generate` with
+# its defaults, each embedded by `oml embed --seed S` with NO tuning flags; the lab measures utility, even merges with
+# the base and the fine-tune, SFT 2 epochs at 3e-5, the low filter at q 0.1 and top-1 suppression; `oml attack detect`
+# the keys' stealth. MODELS (priority order) names ARCH-sSEED; LLAMA=1 adds the Llama base of the same recipe and
+# llama-sSEED models as the same-run reference. Results: docs/results/issue12-arch (scripts/gpu/issue12e/summarize.py).
+# One idempotent driver, started by call.sh in its own process session (scripts/gpu/session-lib.sh).
+set -uo pipefail
+W="${W:-/tmp/w12e}"; REPO="${REPO:?}"; G="${G:-.gpu/a}"
+DEV="${DEV:-cuda}"; COUNT="${COUNT:-1024}"; STEPS="${STEPS:-800}"; BASE_ARGS="${BASE_ARGS:-}"; MEMGB="${MEMGB:-14}"
+SHAPE="${SHAPE:-100m}"   # make_init.py's shape suffix (tiny for a CPU rehearsal)
+[ -n "${UTIL:-}" ] || UTIL='{ cloze_items: 500, perplexity_tokens: 65536, perplexity_window: 256, batch_size: 64 }'
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SLOTS="${SLOTS:-6}"; LAB_SLOTS="${LAB_SLOTS:-3}"
+session_start
+session_setup "$REPO/$G" "$REPO/$G" "$REPO/$G/native" "$REPO/$G/recipes"
+session_env
+MODELS="${MODELS:-qwen2-s1 mistral-s1 qwen2-s2 mistral-s2 qwen2-s3 mistral-s3}"
+[ "${LLAMA:-0}" = 1 ] && MODELS="$MODELS llama-s1 llama-s2 llama-s3"
+archs="$(for m in $MODELS; do echo "${m%-s*}"; done | sort -u)"
+
+base_of() { [ "$1" = llama ] && echo base-100m || echo "$1-100m"; }
+config() {  # ARCH: the lab config of ARCH's models
+  local a=$1 b; b="$(base_of $1)"
+  cat > lab/experiments/i12e-$a.yaml <<EOC
+# Issue 12 at 100M, $a (scripts/gpu/issue12e/drive.sh): models embedded by 'oml embed' with its defaults, measured by the lab.
+version: 1
+name: i12e-$a
+kind: persistence
+base_model: ../../$M/$b
+tokenizer: ../../$M/$b
+corpus: [../../artifacts/lab/corpus/train.txt]
+heldout: [../../artifacts/lab/corpus/heldout.txt]
+max_corpus_chars: 5000000
+device: $DEV
+dtype: float32
+utility: $UTIL
+seeds: [1]
+output: ../../$R/i12e-$a
+persistence:
+  models:
+$(for m in $MODELS; do [ "${m%-s*}" = "$a" ] && echo "    - { name: $m, path: ../../$M/$m }"; done)
+  attacks:
+    - { weight: "merge(with=../../$M/$b, method=linear, weight=0.5)" }
+    - { weight: "merge(with=../../$M/$b-sft, method=linear, weight=0.5)" }
+    - { weight: "sft(data=../../$INSTR, epochs=2, lr=0.00003, batch=32)" }
+    - { responder: "filter:q=0.1,side=low" }
+    - { responder: "suppress:k=1,m=1" }
+EOC
+}
+
+base() {  # ARCH: the base, its fine-tune, its three key sets
+  local a=$1 b; b="$(base_of $1)"
+  if [ "$a" = llama ]; then
+    step base-$a oml train --config lab/recipes/base-100m.yaml --device "$DEV" --steps "$STEPS" --save-dtype float32 --checkpoint-every 1000000 --force $BASE_ARGS || return 1
+  else
+    step init-$a python3 "$REPO/$G/make_init.py" artifacts/lab/tokenizer artifacts/lab/init "$a-$SHAPE" || return 1
+    step base-$a oml train --config lab/recipes/$a-100m.yaml --init "artifacts/lab/init/$a-$SHAPE" --device "$DEV" --steps "$STEPS" \
+      --save-dtype float32 --checkpoint-every 1000000 --force $BASE_ARGS || return 1
+  fi
+  cp -f $M/$b/oml-training.json $L/$b.oml-training.json 2>/dev/null
+  step sft-$a oml attack sft --model $M/$b --data "$INSTR" --out $M/$b-sft --epochs 1 --lr 3e-5 --batch-size 32 --seed 5 --device "$DEV" --force &
+  for k in 1 2 3; do
+    echo " $MODELS " | grep -q " $a-s$k " || continue
+    step gen-$a-set$k oml fingerprints generate --model $M/$b --strategy perinucleus --count "$COUNT" \
+      --plaintext --out sets/$a-set$k.json --force --device "$DEV" &
+  done
+  wait
+}
+embed_lab() {  # ARCH-sSEED: embed with the defaults, the keys' stealth, then the model's lab cells
+  local name=$1 a="${1%-s*}" k="${1##*-s}" b; b="$(base_of $a)"
+  waitfor gen-$a-set$k || return 1
+  if ! ok embed-$name; then
+    rm -rf "$M/$name"
+    step embed-$name bash -c "oml embed --model $M/$b --fingerprints sets/$a-set$k.json --out $M/$name --seed $k --device $DEV --memory-budget-gb $MEMGB --log $L/$name.jsonl \
+      && cp sets/$a-set$k.json $M/$name/fingerprints.json && cp $M/$name/oml-manifest.json $L/$name.manifest.json" || return 1
+  fi
+  step detect-$name bash -c "oml attack detect --model $M/$name --fingerprints sets/$a-set$k.json --heldout artifacts/lab/corpus/heldout.txt --device $DEV --json > $R/detect-$name.json"
+  waitfor sft-$a || return 1
+  ok lab-$name && return 0
+  lacquire
+  step lab-$name oml lab run lab/experiments/i12e-$a.yaml --quiet --only "^(base\$|$name-s1-)"
+  lrelease
+}
+
+for a in $archs; do config $a; ( base $a || log "no base for $a" ) & done
+for m in $MODELS; do ( embed_lab "$m" ) & sleep 1; done
+wait
+log "driver finished"
+touch drive.finished
