@@ -16,6 +16,10 @@ DEV="${DEV:-cuda}"; COUNT="${COUNT:-1024}"; STEPS="${STEPS:-800}"; BASE_ARGS="${
 SHAPE="${SHAPE:-100m}"   # make_init.py's shape suffix (tiny for a CPU rehearsal)
 [ -n "${UTIL:-}" ] || UTIL='{ cloze_items: 500, perplexity_tokens: 65536, perplexity_window: 256, batch_size: 64 }'
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# Device jobs side by side: the H200 (139 GiB) took 6 with 3 lab processes; on an 80 GB H100 five ran out of memory
+# (2026-12-05: each `oml embed` held ~20 GiB under --memory-budget-gb 14, a lab process 13-33 GiB), three did not.
+gib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
+if [ -n "$gib" ] && [ "$gib" -lt 100000 ]; then SLOTS="${SLOTS:-3}"; LAB_SLOTS="${LAB_SLOTS:-2}"; fi
 SLOTS="${SLOTS:-6}"; LAB_SLOTS="${LAB_SLOTS:-3}"
 session_start
 session_setup "$REPO/$G" "$REPO/$G" "$REPO/$G/native" "$REPO/$G/recipes"
