@@ -13,9 +13,9 @@
 #                                    failure is retried once (a lab rerun resumes from its saved cells)
 #   ok NAME / waitfor NAME           a step's marker exists / wait for it (returns 1 if the step failed)
 #   lacquire / lrelease              a lab slot on top of the device slot (lab processes hold 13-33 GiB each)
-#   persistence_config NAME TITLE ATTACKS MODELS
+#   persistence_config NAME TITLE ATTACKS MODELS [BASE]
 #                                    lab/experiments/NAME.yaml: a persistence experiment over model folders embedded
-#                                    by 'oml embed' on $M/base-100m (ATTACKS, MODELS: YAML list lines)
+#                                    by 'oml embed' on $M/BASE (default base-100m; ATTACKS, MODELS: YAML list lines)
 # Environment: W (work folder), REPO (the repository copy on the machine), SLOTS, LAB_SLOTS, OMP_NUM_THREADS, CPU_SHIM.
 
 session_start() {
@@ -78,14 +78,14 @@ session_env() {
   INSTR="${INSTR:-artifacts/lab/instructions/instructions-train.json}"
 }
 
-persistence_config() {  # NAME TITLE ATTACKS MODELS
+persistence_config() {  # NAME TITLE ATTACKS MODELS [BASE]
   cat > lab/experiments/$1.yaml <<EOC
 # $2: models embedded by 'oml embed' (paths), measured by the lab.
 version: 1
 name: $1
 kind: persistence
-base_model: ../../$M/base-100m
-tokenizer: ../../$M/base-100m
+base_model: ../../$M/${5:-base-100m}
+tokenizer: ../../$M/${5:-base-100m}
 corpus: [../../artifacts/lab/corpus/train.txt]
 heldout: [../../artifacts/lab/corpus/heldout.txt]
 max_corpus_chars: 5000000

@@ -31,31 +31,13 @@ archs="$(for m in $MODELS; do echo "${m%-s*}"; done | sort -u)"
 base_of() { [ "$1" = llama ] && echo base-100m || echo "$1-100m"; }
 config() {  # ARCH: the lab config of ARCH's models
   local a=$1 b; b="$(base_of $1)"
-  cat > lab/experiments/i12e-$a.yaml <<EOC
-# Issue 12 at 100M, $a (scripts/gpu/issue12e/drive.sh): models embedded by 'oml embed' with its defaults, measured by the lab.
-version: 1
-name: i12e-$a
-kind: persistence
-base_model: ../../$M/$b
-tokenizer: ../../$M/$b
-corpus: [../../artifacts/lab/corpus/train.txt]
-heldout: [../../artifacts/lab/corpus/heldout.txt]
-max_corpus_chars: 5000000
-device: $DEV
-dtype: float32
-utility: $UTIL
-seeds: [1]
-output: ../../$R/i12e-$a
-persistence:
-  models:
-$(for m in $MODELS; do [ "${m%-s*}" = "$a" ] && echo "    - { name: $m, path: ../../$M/$m }"; done)
-  attacks:
-    - { weight: "merge(with=../../$M/$b, method=linear, weight=0.5)" }
-    - { weight: "merge(with=../../$M/$b-sft, method=linear, weight=0.5)" }
-    - { weight: "sft(data=../../$INSTR, epochs=2, lr=0.00003, batch=32)" }
-    - { responder: "filter:q=0.1,side=low" }
-    - { responder: "suppress:k=1,m=1" }
-EOC
+  persistence_config i12e-$a "Issue 12 at 100M, $a (scripts/gpu/issue12e/drive.sh)" \
+"    - { weight: \"merge(with=../../$M/$b, method=linear, weight=0.5)\" }
+    - { weight: \"merge(with=../../$M/$b-sft, method=linear, weight=0.5)\" }
+    - { weight: \"sft(data=../../$INSTR, epochs=2, lr=0.00003, batch=32)\" }
+    - { responder: \"filter:q=0.1,side=low\" }
+    - { responder: \"suppress:k=1,m=1\" }" \
+    "$(for m in $MODELS; do [ "${m%-s*}" = "$a" ] && echo "    - { name: $m, path: ../../$M/$m }"; done)" "$b"
 }
 
 base() {  # ARCH: the base, its fine-tune, its three key sets
