@@ -4,11 +4,14 @@ threshold filter"): for every model folder RUN_DIR/models/NAME-sSEED, `oml attac
 scores its keys and the host's instruction prompts under the model and reports the share of keys that the best
 thresholds, chosen with hindsight on those prompts, remove while refusing at most 1, 2 or 5 % of them: below one
 threshold (keys less perplexing than the prompts), above one, or both. Prints a markdown table per refusal budget.
-Usage: filter-budget.py RUN_DIR RECORDS [--oml "dotnet path/oml.dll"] > filter-budget.md"""
+--instruction-text user (default) scores each record's user message as the keys are scored; prompt scores the whole
+raw-format prompt with its headers, as the lab's filters do.
+Usage: filter-budget.py RUN_DIR RECORDS [--instruction-text user|prompt] [--oml "dotnet path/oml.dll"] > filter-budget.md"""
 import argparse, glob, json, os, re, shlex, subprocess, statistics
 
 ap = argparse.ArgumentParser()
 ap.add_argument("run"); ap.add_argument("records")
+ap.add_argument("--instruction-text", default="user", choices=["user", "prompt"])
 ap.add_argument("--oml", default="dotnet " + os.path.join(os.path.dirname(__file__), "../../src/Oml.Cli/bin/Release/net10.0/oml.dll"))
 a = ap.parse_args()
 rows = {}   # variant -> seed -> detect json
@@ -17,13 +20,14 @@ for d in sorted(glob.glob(os.path.join(a.run, "models", "*-s[0-9]*"))):
     if not m or not os.path.exists(os.path.join(d, "fingerprints.json")):
         continue
     out = subprocess.run(shlex.split(a.oml) + ["attack", "detect", "--model", d, "--fingerprints", os.path.join(d, "fingerprints.json"),
-                          "--instructions", a.records, "--device", "cpu", "--json"], capture_output=True, text=True, check=True)
+                          "--instructions", a.records, "--instruction-text", a.instruction_text, "--device", "cpu", "--json"], capture_output=True, text=True, check=True)
     rows.setdefault(m.group(1), {})[int(m.group(2))] = json.loads(out.stdout)
 variants = sorted(rows, key=lambda v: (v != "none", v))
 any_row = next(iter(next(iter(rows.values())).values()))
 print(f"# The strongest threshold filter: {os.path.basename(os.path.abspath(a.run))}\n")
-print(f"Prompts: the {any_row['ordinary']} records of `{os.path.basename(a.records)}` (raw format), scored with the keys under each "
-      "fingerprinted model (`oml attack detect --instructions`). Each cell: the share of keys removed per seed "
+what = "each record's user message, scored as the keys are" if a.instruction_text == "user" else "each record's whole raw-format prompt (headers included)"
+print(f"Prompts: the {any_row['ordinary']} records of `{os.path.basename(a.records)}`, {what}, beside the keys under each "
+      f"fingerprinted model (`oml attack detect --instructions --instruction-text {a.instruction_text}`). Each cell: the share of keys removed per seed "
       f"({', '.join(str(s) for s in sorted(next(iter(rows.values()))))}) by the best thresholds refusing at most that share of the prompts; "
       "AUC: the high-perplexity detector's on these prompts.\n")
 for b in [0.01, 0.02, 0.05]:

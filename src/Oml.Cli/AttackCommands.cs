@@ -30,7 +30,13 @@ public static class AttackCommands
         var model = ModelOption("The served model folder (its perplexity scores the prompts)");
         var fingerprints = new Option<string>("--fingerprints") { Description = "The fingerprint set whose keys are scored", Required = true };
         var heldout = new Option<string>("--heldout") { Description = "Ordinary text; windows of the keys' token lengths are scored against them" };
-        var instructions = new Option<string>("--instructions") { Description = "Instead of --heldout: instruction records (JSON, as oml attack sft reads them), whose prompts (raw format, no chat template) are the host's ordinary traffic" };
+        var instructions = new Option<string>("--instructions") { Description = "Instead of --heldout: instruction records (JSON, as oml attack sft reads them), the host's ordinary traffic" };
+        var instructionText = new Option<string>("--instruction-text")
+        {
+            Description = "With --instructions, what is scored of each record: user (its last user message, as a filter sees a request before the chat template, scored like the keys) or prompt (the whole raw-format prompt the lab's filters score, headers included)",
+            DefaultValueFactory = _ => "user",
+        };
+        instructionText.AcceptOnlyFromAmong("user", "prompt");
         var seed = new Option<int>("--seed") { Description = "Seed of the text windows", DefaultValueFactory = _ => 1 };
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
@@ -38,7 +44,7 @@ public static class AttackCommands
         var json = CliOptions.Json("Print {\"keys\", \"ordinary\", \"key_perplexity\", \"text_perplexity\", \"ratio\", \"detector_auc\", \"separability\", \"filter_budget\": [{\"refused\", \"keys_removed_low\", \"keys_removed_high\", \"keys_removed_both\"}]} as JSON");
         var cmd = new Command("detect", "Score a set's keys with the perplexity detector a host can run (docs/attacks.md): key and text perplexity, the detector's AUC, and the keys the strongest threshold filter removes while refusing 1, 2 or 5 % of ordinary prompts.")
         {
-            model, fingerprints, heldout, instructions, seed, passphraseFile, device, dtype, json,
+            model, fingerprints, heldout, instructions, instructionText, seed, passphraseFile, device, dtype, json,
         };
         cmd.SetAction(r =>
         {
@@ -50,10 +56,19 @@ public static class AttackCommands
             var tok = Cli.LoadTokenizer(dir);
             using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             var keys = set.Fingerprints.Select(f => f.KeyTokenIds.ToArray()).ToList();
-            var s = text is not null
-                ? Oml.Lab.Metrics.Stealth.Measure(lm, tok, keys, tok.Encode(File.ReadAllText(text)), r.GetValue(seed))
-                : Oml.Lab.Metrics.Stealth.FromPerplexities(Oml.Fingerprinting.Generation.SequencePerplexity.Of(lm, tok, keys),
-                    PromptPerplexity.Score(lm, InstructionData.Load(records!).Select(c => InstructionData.Tokenize(c, tok).Prompt).ToList()));
+            Oml.Lab.Metrics.StealthResult s;
+            if (text is not null) s = Oml.Lab.Metrics.Stealth.Measure(lm, tok, keys, tok.Encode(File.ReadAllText(text)), r.GetValue(seed));
+            else
+            {
+                var convs = InstructionData.Load(records!);
+                var keyPpl = Oml.Fingerprinting.Generation.SequencePerplexity.Of(lm, tok, keys);
+                // The user's message is scored as the keys are (after BOS where the tokenizer adds one); the raw prompt as
+                // the lab's filters score it (its own BOS and headers included).
+                var textPpl = r.GetValue(instructionText) == "user"
+                    ? Oml.Fingerprinting.Generation.SequencePerplexity.Of(lm, tok, convs.Select(c => tok.Encode((string)c.Turns[^2].Content!)).Where(t => t.Length >= 2).ToList())
+                    : PromptPerplexity.Score(lm, convs.Select(c => InstructionData.Tokenize(c, tok).Prompt).ToList());
+                s = Oml.Lab.Metrics.Stealth.FromPerplexities(keyPpl, textPpl);
+            }
             var budget = new JsonArray();
             var lines = new List<string>();
             foreach (var b in Oml.Lab.Metrics.StealthResult.Budgets)

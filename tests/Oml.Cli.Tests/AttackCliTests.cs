@@ -179,8 +179,13 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
         var r = Run([.. args, "--instructions", InstructionFile(), "--json"]);
         Assert.True(r.Code == 0, r.Err);
         var json = JsonNode.Parse(r.Out)!;
-        Assert.Equal(6, (int)json["ordinary"]!); // one prompt per record
+        Assert.Equal(6, (int)json["ordinary"]!); // one user message per record
         Assert.InRange((double)json["detector_auc"]!, 0, 1);
+        // The whole raw-format prompt (headers included) is scored otherwise: another perplexity of the same six records.
+        var prompt = JsonNode.Parse(Run([.. args, "--instructions", InstructionFile(), "--instruction-text", "prompt", "--json"]).Out)!;
+        Assert.Equal(6, (int)prompt["ordinary"]!);
+        Assert.NotEqual((double)json["text_perplexity"]!, (double)prompt["text_perplexity"]!);
+        Assert.Equal(2, Run([.. args, "--instructions", InstructionFile(), "--instruction-text", "system"]).Code);
         var none = Run(args);
         Assert.Equal(2, none.Code);
         Assert.Contains("give exactly one of --heldout TEXT and --instructions RECORDS", none.Err);
