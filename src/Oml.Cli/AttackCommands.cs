@@ -5,6 +5,7 @@ using Oml.Engine;
 using Oml.Fingerprinting.Embedding;
 using Oml.Fingerprinting.Verification;
 using Oml.Lab.Attacks;
+using Oml.Lab.Metrics;
 using Oml.Models;
 using Oml.Models.ChatTemplates;
 using Oml.Models.Data;
@@ -56,24 +57,14 @@ public static class AttackCommands
             var tok = Cli.LoadTokenizer(dir);
             using var lm = ModelFolder.Load(dir, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             var keys = set.Fingerprints.Select(f => f.KeyTokenIds.ToArray()).ToList();
-            Oml.Lab.Metrics.StealthResult s;
-            if (text is not null) s = Oml.Lab.Metrics.Stealth.Measure(lm, tok, keys, tok.Encode(File.ReadAllText(text)), r.GetValue(seed));
-            else
-            {
-                var convs = InstructionData.Load(records!);
-                var keyPpl = Oml.Fingerprinting.Generation.SequencePerplexity.Of(lm, tok, keys);
-                // The user's message is scored as the keys are (after BOS where the tokenizer adds one); the raw prompt as
-                // the lab's filters score it (its own BOS and headers included).
-                var textPpl = r.GetValue(instructionText) == "user"
-                    ? Oml.Fingerprinting.Generation.SequencePerplexity.Of(lm, tok, convs.Select(c => tok.Encode((string)c.Turns[^2].Content!)).Where(t => t.Length >= 2).ToList())
-                    : PromptPerplexity.Score(lm, convs.Select(c => InstructionData.Tokenize(c, tok).Prompt).ToList());
-                s = Oml.Lab.Metrics.Stealth.FromPerplexities(keyPpl, textPpl);
-            }
+            var s = text is not null
+                ? Stealth.Measure(lm, tok, keys, tok.Encode(File.ReadAllText(text)), r.GetValue(seed))
+                : Stealth.AgainstInstructions(lm, tok, keys, InstructionData.Load(records!), userMessages: r.GetValue(instructionText) == "user");
             var budget = new JsonArray();
             var lines = new List<string>();
-            foreach (var b in Oml.Lab.Metrics.StealthResult.Budgets)
+            foreach (var b in StealthResult.Budgets)
             {
-                double lo = s.KeysRemovedAt(b, Oml.Lab.Metrics.FilterSide.Low), hi = s.KeysRemovedAt(b, Oml.Lab.Metrics.FilterSide.High), both = s.KeysRemovedAt(b, Oml.Lab.Metrics.FilterSide.Both);
+                double lo = s.KeysRemovedAt(b, FilterSide.Low), hi = s.KeysRemovedAt(b, FilterSide.High), both = s.KeysRemovedAt(b, FilterSide.Both);
                 budget.Add(new JsonObject { ["refused"] = b, ["keys_removed_low"] = lo, ["keys_removed_high"] = hi, ["keys_removed_both"] = both });
                 lines.Add(string.Create(CultureInfo.InvariantCulture, $"{b:P0} refused: {lo:P0} below, {hi:P0} above, {both:P0} both"));
             }

@@ -25,7 +25,7 @@ public static class EmbedCommand
         var model = CliOptions.Model("The base model folder (with tokenizer.json)");
         var fingerprints = new Option<string>("--fingerprints") { Description = "The fingerprint-set file made by 'oml fingerprints generate'", Required = true };
         var output = CliOptions.Out("Folder to write the fingerprinted model to (with the tokenizer files and oml-manifest.json)");
-        var lr = new Option<double?>("--lr") { Description = "AdamW learning rate (default: 0.0625 / hidden_size, within [1e-5, 1e-2])" };
+        var lr = new Option<double?>("--lr") { Description = FormattableString.Invariant($"AdamW learning rate (default: {OmlizationDefaults.LearningRateTimesWidth} / hidden_size, within [1e-5, 1e-2])") };
         var epochs = new Option<int>("--epochs")
         {
             Description = "Most passes over the fingerprints (with early stopping, training ends once every fingerprint is recalled and the loss is below 0.05 or the held-out loss has risen 2 %)",

@@ -194,7 +194,7 @@ public static class OwnerCommands
         var outDir = CliOptions.OptionalOut("Folder for the host's fingerprinted copy (with --base)");
         var copyDigest = new Option<string?>("--copy-digest") { Description = "Without --base: the digest of a copy built elsewhere" };
         // The embedding defaults are those of `oml embed`: OmlizationDefaults is their one home.
-        var lr = new Option<double?>("--lr") { Description = "Embedding: AdamW learning rate (default: 0.0625 / hidden_size, within [1e-5, 1e-2])" };
+        var lr = new Option<double?>("--lr") { Description = FormattableString.Invariant($"Embedding: AdamW learning rate (default: {OmlizationDefaults.LearningRateTimesWidth} / hidden_size, within [1e-5, 1e-2])") };
         var epochs = new Option<int>("--epochs") { Description = "Embedding: most passes over the fingerprints", DefaultValueFactory = _ => OmlizationDefaults.MaxEpochs };
         var lambda = new Option<double>("--averaging-lambda")
         {

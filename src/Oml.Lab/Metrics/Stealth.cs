@@ -1,6 +1,8 @@
 using Oml.Fingerprinting.Embedding;
 using Oml.Fingerprinting.Generation;
+using Oml.Lab.Attacks;
 using Oml.Models;
+using Oml.Models.Data;
 using Oml.Models.Tokenizers;
 
 namespace Oml.Lab.Metrics;
@@ -60,6 +62,21 @@ public static class Stealth
         var keyPpl = SequencePerplexity.Of(model, tok, keys);
         var textPpl = SequencePerplexity.Of(model, tok, SequencePerplexity.Windows(heldOut, keys.Select(k => k.Length), seed));
         return FromPerplexities(keyPpl, textPpl);
+    }
+
+    /// <summary>
+    /// Keys against a host's instruction traffic: each record's last user message scored as the keys are (after BOS where
+    /// the tokenizer adds one; messages of fewer than 2 tokens left out) when <paramref name="userMessages"/>, what a
+    /// filter sees of a request before the chat template; otherwise each record's whole raw-format prompt, headers
+    /// included, as the lab's <c>on=instructions</c> filters score it.
+    /// </summary>
+    public static StealthResult AgainstInstructions(CausalLM model, Tokenizer tok, IReadOnlyList<int[]> keys, IEnumerable<Conversation> records, bool userMessages)
+    {
+        if (keys.Count == 0) throw new ArgumentException("no keys");
+        var textPpl = userMessages
+            ? SequencePerplexity.Of(model, tok, records.Select(c => tok.Encode((string)c.Turns[^2].Content!)).Where(t => t.Length >= 2).ToList())
+            : PromptPerplexity.Score(model, records.Select(c => InstructionData.Tokenize(c, tok).Prompt).ToList());
+        return FromPerplexities(SequencePerplexity.Of(model, tok, keys), textPpl);
     }
 
     public static StealthResult FromPerplexities(IReadOnlyList<double> keyPpl, IReadOnlyList<double> textPpl)
