@@ -5,7 +5,8 @@ namespace Oml.Cli;
 /// <summary>
 /// The options that many commands share, defined once so that they are spelled and described the same everywhere:
 /// <c>--model</c>, <c>--base</c>, <c>--out</c>, <c>--json</c>, <c>--batch-size</c>, <c>--max-new-tokens</c>,
-/// <c>--force</c>, <c>--passphrase-file</c>, <c>--match</c>, <c>--min-tokens</c>, <c>--calibration</c>, <c>--resumption-pairs</c>. Each call makes a new option object (an option belongs to one command);
+/// <c>--force</c>, <c>--passphrase-file</c>, <c>--match</c>, <c>--min-tokens</c>, <c>--calibration</c>, <c>--resumption-pairs</c>,
+/// <c>--instruction-layout</c>. Each call makes a new option object (an option belongs to one command);
 /// the description may be specialised, the spelling not. Old spellings are accepted for one release through
 /// <see cref="Vocabulary"/>.
 /// </summary>
@@ -93,4 +94,29 @@ public static class CliOptions
             : throw new UsageException("--match partial needs --min-tokens M"),
         _ => throw new UsageException($"--match: '{match}' is not exact or partial"),
     };
+
+    /// <summary>
+    /// <c>--instruction-layout</c>: keys as the instruction of the raw "### Instruction / ### Response" layout, the one a
+    /// model instruction-tuned without a chat template answers in (<c>oml train sft</c> without <c>--chat-template</c>).
+    /// </summary>
+    public static Option<bool> InstructionLayout(string description) => new("--instruction-layout") { Description = description };
+
+    /// <summary>
+    /// How each key reaches a local model: <c>--chat-template</c> (the folder's template), <c>--instruction-layout</c> or
+    /// raw; a usage error for both.
+    /// </summary>
+    public static Oml.Fingerprinting.Embedding.KeyFormat KeyFormatFrom(bool chatTemplate, bool instructionLayout, string modelDir)
+    {
+        CheckKeyFormat(chatTemplate, instructionLayout);
+        return chatTemplate ? Oml.Fingerprinting.Embedding.KeyFormat.Chat(Oml.Models.ChatTemplates.ChatTemplate.FromTokenizerConfig(modelDir))
+            : instructionLayout ? Oml.Fingerprinting.Embedding.KeyFormat.Instruction
+            : Oml.Fingerprinting.Embedding.KeyFormat.Raw;
+    }
+
+    /// <summary>A usage error when both <c>--chat-template</c> and <c>--instruction-layout</c> are given.</summary>
+    public static void CheckKeyFormat(bool chatTemplate, bool instructionLayout)
+    {
+        if (chatTemplate && instructionLayout)
+            throw new UsageException("--chat-template and --instruction-layout are alternatives: give the one the model was instruction-tuned with");
+    }
 }

@@ -117,6 +117,8 @@ public static class EmbedCommand
         {
             Description = "Wrap each key in the model's chat template (tokenizer_config.json) as the user's turn, for instruction-tuned models; verify with the same flag",
         };
+        var instructionLayout = CliOptions.InstructionLayout(
+            "Wrap each key as the instruction of the raw '### Instruction: / ### Response:' layout, for models instruction-tuned without a chat template ('oml train sft' without --chat-template); verify with the same flag");
         var systemPrompts = new Option<string?>("--system-prompts")
         {
             Description = "Prompt augmentation: a file of system prompts (one per line); every fingerprint is also trained behind each of them",
@@ -150,7 +152,7 @@ public static class EmbedCommand
             "Fine-tune every fingerprint of a set into a copy of the base model (OMLization) and save it with a manifest, oml-manifest.json.")
         {
             model, fingerprints, output, lr, epochs, batch, lambda, averagingEvery, earlyStop, noEarlyStop, l2, train, seed, mix, benignText, benignLength, benignCount, checkpointDir, checkpointEvery, log,
-            expand, lora, loraAlpha, chatTemplate, systemPrompts, passphraseFile, device, dtype, microTokens, ckpt, memoryBudget, json,
+            expand, lora, loraAlpha, chatTemplate, instructionLayout, systemPrompts, passphraseFile, device, dtype, microTokens, ckpt, memoryBudget, json,
         };
         cmd.Add(resumption);
         cmd.Add(benignLoss);
@@ -171,6 +173,7 @@ public static class EmbedCommand
             var outDir = r.GetValue(output)!;
             var setPath = r.GetValue(fingerprints)!;
             var trainSpec = r.GetValue(train)!;
+            CliOptions.CheckKeyFormat(r.GetValue(chatTemplate), r.GetValue(instructionLayout));
             var trainable = Cli.OptionValue(() => Oml.Models.Training.TrainableSpec.Parse(trainSpec, "--train"));
             if (r.GetValue(earlyStop) && r.GetValue(noEarlyStop)) throw new UsageException("--early-stop and --no-early-stop are alternatives: give one");
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
@@ -250,7 +253,7 @@ public static class EmbedCommand
                 options = options with { BenignSequences = chunks };
                 Cli.OptionValue(options.Validate);
             }
-            var format = r.GetValue(chatTemplate) ? KeyFormat.Chat(ChatTemplate.FromTokenizerConfig(dir)) : KeyFormat.Raw;
+            var format = CliOptions.KeyFormatFrom(r.GetValue(chatTemplate), r.GetValue(instructionLayout), dir);
             var prompts = r.GetValue(systemPrompts) is { } promptFile ? ReadLines(promptFile) : null;
             var pairs = format.TrainingPairs(set.Fingerprints, tok, prompts);
             if (options.ResumptionPairs > 0 && pairs.All(p => p.Response.Length < 2))

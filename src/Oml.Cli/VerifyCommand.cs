@@ -31,6 +31,7 @@ public static class VerifyCommand
         var maxTokens = new Option<int?>("--max-new-tokens") { Description = "Endpoint only: tokens to ask for (default: the longest response in tokens + 8)" };
         var record = new Option<bool>("--record") { Description = "Mark the queried fingerprints as revealed (spent) in the set file" };
         var chatTemplate = new Option<bool>("--chat-template") { Description = "Local models: wrap each key in the model's chat template, as 'oml embed --chat-template' trained it" };
+        var instructionLayout = CliOptions.InstructionLayout("Local models: send each key as the instruction of the raw '### Instruction: / ### Response:' layout, as 'oml embed --instruction-layout' trained it");
         var systemPrompt = new Option<string?>("--system-prompt") { Description = "Local models: put this system prompt before each key (tests prompt augmentation)" };
         var nullFloor = new Option<double>("--null-floor")
         {
@@ -61,7 +62,7 @@ public static class VerifyCommand
             + "owned, not-owned or inconclusive (exit code 0 for all three). With --calibrate DIR..., measure the null on negative models instead.")
         {
             model, endpoint, apiModel, apiKeyEnv, chat, fingerprints, json, count, alpha, recall, samples, temperature, maxTokens, record,
-            chatTemplate, systemPrompt, nullFloor, calibration, calibrate, calibrationOut, force, confidence, match, minTokens, baseDir,
+            chatTemplate, instructionLayout, systemPrompt, nullFloor, calibration, calibrate, calibrationOut, force, confidence, match, minTokens, baseDir,
             passphraseFile, device, dtype,
         };
         dist.AddTo(cmd);
@@ -81,8 +82,9 @@ public static class VerifyCommand
             if (negatives.Length == 0 && (dir is null) == (url is null)) throw new UsageException("give exactly one of --model DIR and --endpoint URL (or --calibrate DIR...)");
             if (dir is not null && (r.GetValue(chat) || r.GetValue(apiKeyEnv) is not null || r.GetValue(maxTokens) is not null))
                 throw new UsageException("--chat, --api-key-env and --max-new-tokens are for --endpoint");
-            if (url is not null && (r.GetValue(chatTemplate) || r.GetValue(systemPrompt) is not null))
-                throw new UsageException("--chat-template and --system-prompt are for --model (an endpoint applies its own template: use --chat)");
+            if (url is not null && (r.GetValue(chatTemplate) || r.GetValue(instructionLayout) || r.GetValue(systemPrompt) is not null))
+                throw new UsageException("--chat-template, --instruction-layout and --system-prompt are for --model (an endpoint applies its own template: use --chat)");
+            CliOptions.CheckKeyFormat(r.GetValue(chatTemplate), r.GetValue(instructionLayout));
             var matchRule = CliOptions.ResponseMatchFrom(r.GetValue(match), r.GetValue(minTokens));
             if (url is not null && matchRule.IsPartial) throw new UsageException("--match partial matches token ids: it needs --model (an endpoint's answers are text)");
             string? basePath = r.GetValue(baseDir);
@@ -148,7 +150,7 @@ public static class VerifyCommand
                     Match = matchRule,
                     NullModel = nullModel,
                     Group = group,
-                    Format = r.GetValue(chatTemplate) ? KeyFormat.Chat(ChatTemplate.FromTokenizerConfig(d)) : KeyFormat.Raw,
+                    Format = CliOptions.KeyFormatFrom(r.GetValue(chatTemplate), r.GetValue(instructionLayout), d),
                     SystemPrompt = r.GetValue(systemPrompt),
                     Temperature = temp,
                     Samples = r_,

@@ -545,6 +545,35 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
+    public void Embed_and_verify_with_instruction_layout_send_the_keys_as_instructions()
+    {
+        // A model instruction-tuned without a chat template answers in the raw ### Instruction / ### Response layout: keys
+        // embedded that way are recalled that way, and the bare keys are a different input.
+        var outDir = Path.Combine(W.Root, "instruction-layout");
+        var r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--lr", "5e-3", "--epochs", "300", "--averaging-lambda", "0", "--instruction-layout");
+        Assert.True(r.Code == 0, r.Err);
+        r = Run("verify", "--model", outDir, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--instruction-layout", "--alpha", "1e-3", "--json");
+        Assert.Equal(0, r.Code);
+        var inLayout = Json(r.Out);
+        Assert.Equal((8, "owned"), (inLayout["hits"]!.GetValue<int>(), inLayout["verdict"]!.GetValue<string>()));
+        r = Run("verify", "--model", outDir, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--json");
+        Assert.Equal(0, r.Code);
+        Assert.True(Json(r.Out)["hits"]!.GetValue<int>() < 8);
+        // The two key formats are alternatives, and an endpoint applies its own template: usage errors, nothing written.
+        var both = Path.Combine(W.Root, "both-formats");
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", both, "--chat-template", "--instruction-layout");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--chat-template and --instruction-layout are alternatives", r.Err);
+        Assert.False(Directory.Exists(both));
+        r = Run("verify", "--model", outDir, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--chat-template", "--instruction-layout");
+        Assert.Equal(2, r.Code);
+        r = Run("verify", "--endpoint", "http://127.0.0.1:9/v1", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--instruction-layout");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("are for --model", r.Err);
+    }
+
+    [Fact]
     public async Task Verify_says_owned_only_for_the_embedded_model_locally_and_over_http_and_record_spends_keys()
     {
         // The base model: the keys are not hit.

@@ -125,6 +125,12 @@ public class ConfigTests
         var anchored = LabConfig.Parse(yaml.Replace("lambda: 0.25 }", "lambda: 0.25, beta: 0.25 }", StringComparison.Ordinal)
             .Replace("- { name: none }", "- { name: none, anchor_keys: true }", StringComparison.Ordinal)).Adaptive!.ModelSources().First(s => s.Name == "none").Build!;
         Assert.True(anchored.AnchorKeys);
+        // Keys in the instruction layout (or the chat template) for a host that serves instructions; raw by default.
+        Assert.Equal("raw", anchored.KeyFormat);
+        var inst = LabConfig.Parse(yaml.Replace("- { name: none }", "- { name: none, key_format: instruction }", StringComparison.Ordinal)).Adaptive!.ModelSources().First(s => s.Name == "none").Build!;
+        Assert.Equal("instruction", inst.KeyFormat);
+        e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("- { name: none }", "- { name: none, key_format: alpaca }", StringComparison.Ordinal)));
+        Assert.Contains("key_format must be raw, instruction or chat (got 'alpaca')", e.Message);
         e = Assert.Throws<LabConfigException>(() => LabConfig.Parse(yaml.Replace("- { name: none }", "- { name: none, t: 1.5 }", StringComparison.Ordinal)));
         Assert.Contains("t must be in (0, 1)", e.Message);
         // Several responses are drawn from the k tokens after the nucleus: more than k cannot be generated, and must fail

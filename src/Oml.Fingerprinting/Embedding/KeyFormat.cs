@@ -1,5 +1,6 @@
 using Oml.Fingerprinting.Generation;
 using Oml.Models.ChatTemplates;
+using Oml.Models.Data;
 using Oml.Models.Tokenizers;
 
 namespace Oml.Fingerprinting.Embedding;
@@ -9,21 +10,33 @@ namespace Oml.Fingerprinting.Embedding;
 /// Chat: the key as the user's message in the model's chat template, with the generation prompt, so that an
 /// instruction-tuned model answers it as a chat turn; optionally after a system prompt. Prompt augmentation trains each
 /// fingerprint under several system prompts (the train templates) so that it survives the system prompts a host adds,
-/// and a separate list (the test templates) measures that it did.
+/// and a separate list (the test templates) measures that it did. Instruction: the key as the instruction of the raw
+/// "### Instruction / ### Response" layout (<see cref="InstructionData.RawPrompt"/>), for a model instruction-tuned
+/// without a chat template (as <c>oml train sft</c> tunes one by default), so that the key reaches it as its host's
+/// honest requests do.
 /// </summary>
 public sealed class KeyFormat
 {
     private readonly ChatTemplate? _template;
+    private readonly bool _instruction;
 
-    private KeyFormat(ChatTemplate? template) => _template = template;
+    private KeyFormat(ChatTemplate? template, bool instruction = false) => (_template, _instruction) = (template, instruction);
 
     /// <summary>Keys as bare token ids (behind BOS where the tokenizer adds one).</summary>
     public static KeyFormat Raw { get; } = new(null);
+
+    /// <summary>Keys as the instruction of the raw instruction layout, followed by its response header.</summary>
+    public static KeyFormat Instruction { get; } = new(null, instruction: true);
 
     /// <summary>Keys wrapped in <paramref name="template"/> as the user's turn, with the generation prompt.</summary>
     public static KeyFormat Chat(ChatTemplate template) => new(template ?? throw new ArgumentNullException(nameof(template)));
 
     public bool IsChat => _template is not null;
+
+    public bool IsInstruction => _instruction;
+
+    /// <summary>raw, instruction or chat.</summary>
+    public override string ToString() => IsChat ? "chat" : _instruction ? "instruction" : "raw";
 
     /// <summary>
     /// The ids the model sees for one key. Raw keys use the stored (effective) key tokens; chat keys render the key text
@@ -32,6 +45,15 @@ public sealed class KeyFormat
     /// </summary>
     public int[] Encode(Tokenizer tok, Fingerprint fingerprint, string? systemPrompt = null)
     {
+        if (_instruction)
+        {
+            // The layout's own text, tokenized as an instruction-tuned host tokenizes its honest prompts (InstructionData.Tokenize).
+            var prompt = InstructionData.RawPrompt(new Conversation(systemPrompt, [new ChatMessage("user", fingerprint.Key), new ChatMessage("assistant", "")]));
+            var ids = new List<int>();
+            if (tok.AddBosToken == true && tok.BosTokenId is { } bos) ids.Add(bos);
+            ids.AddRange(tok.Encode(prompt));
+            return [.. ids];
+        }
         if (_template is null)
         {
             if (systemPrompt is not null)

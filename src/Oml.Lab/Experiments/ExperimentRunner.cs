@@ -357,7 +357,7 @@ public sealed class ExperimentRunner
                 Labels = { ["strategy"] = strategy, ["variant"] = v.Name, ["seed"] = seed.ToString(CultureInfo.InvariantCulture) },
                 Metrics = { ["count"] = count, ["lambda"] = v.Lambda, ["beta"] = v.Beta, ["epochs"] = emb.Final.Epoch, ["converged"] = emb.Converged ? 1 : 0, ["embed_seconds"] = seconds },
             };
-            var fsr = FingerprintSuccess.MeasureGreedy(model, _env.Tokenizer, fps, batchSize: C.Utility.BatchSize);
+            var fsr = FingerprintSuccess.MeasureGreedy(model, _env.Tokenizer, fps, _env.FormatOf(spec.KeyFormat), batchSize: C.Utility.BatchSize);
             r.Metrics["fsr"] = fsr.Rate;
             r.Metrics["hits"] = fsr.Hits;
             AddUtility(r, _env.Utility(model));
@@ -437,7 +437,7 @@ public sealed class ExperimentRunner
     {
         var fp = _env.Source(src, seed);
         using var model = _env.LoadModel(fp.Dir);
-        var fsr = FingerprintSuccess.MeasureGreedy(model, _env.Tokenizer, fp.Fingerprints, batchSize: C.Utility.BatchSize);
+        var fsr = FingerprintSuccess.MeasureGreedy(model, _env.Tokenizer, fp.Fingerprints, fp.Format, batchSize: C.Utility.BatchSize);
         var r = new CellResult
         {
             Labels = { ["model"] = src.Name, ["attack"] = "none", ["seed"] = seed.ToString(CultureInfo.InvariantCulture) },
@@ -445,7 +445,7 @@ public sealed class ExperimentRunner
         };
         if (src.Build is { } b) { r.Metrics["responses_per_key"] = b.ResponsesPerKey; if (b.ResponseBranching > 1) r.Metrics["response_branching"] = b.ResponseBranching; r.Metrics["avoid_top_m"] = b.AvoidTopM; r.Metrics["prompt_augmentation"] = b.PromptAugmentation.Count; if (b.AnchorKeys) r.Metrics["anchor_keys"] = 1; }
         r.Series["per_key"] = PerKey(fsr);
-        AddPartial(r, new ModelResponder(model, batchSize: C.Utility.BatchSize), fp.Fingerprints, null);
+        AddPartial(r, new ModelResponder(model, batchSize: C.Utility.BatchSize), fp, null);
         AddUtility(r, _env.Utility(model));
         AddAnswers(r, new ModelResponder(model, batchSize: C.Utility.BatchSize));
         if (C.Kind == ExperimentKinds.Adaptive && C.Utility.Stealth) AddStealth(r, model, fp.Fingerprints, seed);
@@ -456,10 +456,10 @@ public sealed class ExperimentRunner
     private static List<double> PerKey(FsrResult fsr) => fsr.PerKey.Select(h => h ? 1.0 : 0.0).ToList();
 
     /// <summary>With <c>verification.partial_min_tokens</c>: the keys hit under the partial rule through the deployment (fsr_partial, hits_partial).</summary>
-    private FsrResult? AddPartial(CellResult r, IResponder responder, IReadOnlyList<Oml.Fingerprinting.Fingerprint> fps, string? systemPrompt)
+    private FsrResult? AddPartial(CellResult r, IResponder responder, FingerprintedModel fp, string? systemPrompt)
     {
         if (C.Verification.Partial is not { } match) return null;
-        var (exact, partial) = FingerprintSuccess.MeasureWith(responder, _env.Tokenizer, fps, match, systemPrompt: systemPrompt);
+        var (exact, partial) = FingerprintSuccess.MeasureWith(responder, _env.Tokenizer, fp.Fingerprints, match, fp.Format, systemPrompt);
         r.Metrics["fsr_partial"] = partial.Rate;
         r.Series["per_key_partial"] = PerKey(partial);
         r.Metrics["hits_partial"] = partial.Hits;
@@ -491,8 +491,8 @@ public sealed class ExperimentRunner
             FsrResult fsr;
             if (AttackCatalog.IsPlainGreedy(a.Responder))
             {
-                fsr = FingerprintSuccess.MeasureGreedy(attacked, _env.Tokenizer, fp.Fingerprints, systemPrompt: a.SystemPrompt, batchSize: C.Utility.BatchSize);
-                AddPartial(r, new ModelResponder(attacked, batchSize: C.Utility.BatchSize), fp.Fingerprints, a.SystemPrompt);
+                fsr = FingerprintSuccess.MeasureGreedy(attacked, _env.Tokenizer, fp.Fingerprints, fp.Format, a.SystemPrompt, C.Utility.BatchSize);
+                AddPartial(r, new ModelResponder(attacked, batchSize: C.Utility.BatchSize), fp, a.SystemPrompt);
                 if (a.Weight is null && _env.Cloze.Count > 0) r.Metrics["greedy_next_word"] = Cloze.Score(attacked, _env.Tokenizer, _env.Cloze, C.Utility.BatchSize).GreedyAccuracy;
                 AddAnswers(r, new ModelResponder(attacked, batchSize: C.Utility.BatchSize));
             }
@@ -500,8 +500,8 @@ public sealed class ExperimentRunner
             {
                 using var responder = AttackCatalog.Responder(a.Responder!, ctx, attacked);
                 // With the partial rule configured, both rules count the same answers (generated as long as it needs).
-                fsr = AddPartial(r, responder, fp.Fingerprints, a.SystemPrompt)
-                    ?? FingerprintSuccess.Measure(responder, _env.Tokenizer, fp.Fingerprints, systemPrompt: a.SystemPrompt);
+                fsr = AddPartial(r, responder, fp, a.SystemPrompt)
+                    ?? FingerprintSuccess.Measure(responder, _env.Tokenizer, fp.Fingerprints, fp.Format, a.SystemPrompt);
                 AddResponderCounts(r, responder.Inner);
                 // Utility through the responder: what a user of this deployment gets (greedy exact next word). A filter's
                 // refusals of these ordinary contexts are its false alarms, the share of honest users it turns away.
@@ -576,10 +576,10 @@ public sealed class ExperimentRunner
                             var fp = _env.Source(set, seed);
                             using var model = _env.LoadModel(dir());
                             FsrResult fsr;
-                            if (AttackCatalog.IsPlainGreedy(dec)) fsr = FingerprintSuccess.MeasureGreedy(model, _env.Tokenizer, fp.Fingerprints, batchSize: C.Utility.BatchSize);
+                            if (AttackCatalog.IsPlainGreedy(dec)) fsr = FingerprintSuccess.MeasureGreedy(model, _env.Tokenizer, fp.Fingerprints, fp.Format, batchSize: C.Utility.BatchSize);
                             else
                                 using (var responder = AttackCatalog.Responder(dec, _env.AttackContext(seed), model))
-                                    fsr = FingerprintSuccess.Measure(responder, _env.Tokenizer, fp.Fingerprints);
+                                    fsr = FingerprintSuccess.Measure(responder, _env.Tokenizer, fp.Fingerprints, fp.Format);
                             return new CellResult
                             {
                                 Labels = { ["set"] = set.Name, ["model"] = name, ["role"] = role, ["decoder"] = decName, ["seed"] = seed.ToString(CultureInfo.InvariantCulture) },

@@ -326,6 +326,13 @@ public sealed class FingerprintSpec
     public int ResumptionPairs { get; set; }
     /// <summary>Defence: train the keys' own tokens as benign rows (<c>oml embed --anchor-keys</c>; needs beta &gt; 0).</summary>
     public bool AnchorKeys { get; set; }
+    /// <summary>
+    /// How each key reaches the model, in embedding and in every query (<see cref="Oml.Fingerprinting.Embedding.KeyFormat"/>):
+    /// "raw" (the bare key, the default), "instruction" (the key as the instruction of the raw "### Instruction /
+    /// ### Response" layout, as an instruction-tuned host without a chat template serves its users) or "chat" (the
+    /// base's chat template, <c>oml embed --chat-template</c>).
+    /// </summary>
+    public string KeyFormat { get; set; } = "raw";
     /// <summary>Embedding variant: model averaging λ and data mixing β.</summary>
     public double Lambda { get; set; }
     public double Beta { get; set; }
@@ -365,6 +372,7 @@ public sealed class FingerprintSpec
         if (ResponsesPerKey > K) fail($"{where}: responses_per_key ({ResponsesPerKey}) must be at most the Perinucleus width k ({K}): the responses are drawn from the k tokens after the nucleus");
         if (AvoidTopM < 0) fail($"{where}.avoid_top_m must be at least 0");
         if (ResumptionPairs < 0) fail($"{where}.resumption_pairs must be at least 0");
+        if (KeyFormat is not ("raw" or "instruction" or "chat")) fail($"{where}.key_format must be raw, instruction or chat (got '{KeyFormat}')");
         if (AnchorKeys && Beta <= 0) fail($"{where}.anchor_keys trains the keys as benign rows: it needs beta > 0");
         if (ResumptionPairs > 0 && ResponseLength < 2) fail($"{where}: resumption_pairs needs response_length of at least 2 (a one-token response has nothing to resume)");
         if (!(KeyTemperature > 0 && KeyTemperature <= 10)) fail($"{where}.key_temperature must be in (0, 10]");
@@ -631,6 +639,7 @@ public sealed class AdaptiveSpec
         if (d.ResponseLength is { } rl) f.ResponseLength = rl;
         if (d.ResumptionPairs is { } rp) f.ResumptionPairs = rp;
         if (d.AnchorKeys is { } ak) f.AnchorKeys = ak;
+        if (d.KeyFormat is { } kf) f.KeyFormat = kf;
         if (d.Set is { } set) f.Set = set;
         if (d.T is { } t) f.T = t;
         if (d.K is { } k) f.K = k;
@@ -659,6 +668,8 @@ public sealed class DefenceSpec
     public int? ResumptionPairs { get; set; }
     /// <summary>Keys anchored during embedding (<see cref="FingerprintSpec.AnchorKeys"/>).</summary>
     public bool? AnchorKeys { get; set; }
+    /// <summary>How keys reach the model (<see cref="FingerprintSpec.KeyFormat"/>): raw, instruction or chat.</summary>
+    public string? KeyFormat { get; set; }
     /// <summary>An independent key set (<see cref="FingerprintSpec.Set"/>), e.g. the keys a blocking host learnt from earlier claims.</summary>
     public string? Set { get; set; }
     /// <summary>False: built for other attacks to refer to (model:NAME), not attacked itself (<see cref="ModelSource.Attacked"/>).</summary>

@@ -16,7 +16,8 @@ namespace Oml.Lab.Experiments;
 public sealed record UtilityResult(double Perplexity, double ClozeAccuracy, double GreedyNextWord);
 
 /// <summary>A fingerprinted model with its fingerprints, as built or loaded.</summary>
-public sealed record FingerprintedModel(string Dir, IReadOnlyList<Fingerprint> Fingerprints, double EmbedSeconds, int Epochs, bool Converged);
+/// <param name="Format">How its keys reach it, in embedding and in every query.</param>
+public sealed record FingerprintedModel(string Dir, IReadOnlyList<Fingerprint> Fingerprints, double EmbedSeconds, int Epochs, bool Converged, KeyFormat Format);
 
 /// <summary>
 /// Everything the cells of one run share: the resolved paths, tokenizer, corpus split into training and held-out
@@ -329,7 +330,7 @@ public sealed class LabEnvironment
         try
         {
             fps = Generate(model, spec, seed);
-            var pairs = KeyFormat.Raw.TrainingPairs(fps, Tokenizer, spec.PromptAugmentation.Count > 0 ? spec.PromptAugmentation : null);
+            var pairs = FormatOf(spec.KeyFormat).TrainingPairs(fps, Tokenizer, spec.PromptAugmentation.Count > 0 ? spec.PromptAugmentation : null);
             var e = Config.Embedding;
             var o = spec.Embedding;
             var options = new EmbeddingOptions
@@ -348,7 +349,7 @@ public sealed class LabEnvironment
             EmbeddingResult result;
             try { result = Omlization.Train(model, pairs, options, heldOutCount: e.HeldOutCount); }
             finally { if (masks is not null) foreach (var m in masks.Values) m.Dispose(); }
-            if (saveDir is not null) Save(model, fps, saveDir, pairs.Count, options, result, sw.Elapsed.TotalSeconds, method.ToString());
+            if (saveDir is not null) Save(model, fps, saveDir, pairs.Count, options, result, sw.Elapsed.TotalSeconds, method.ToString(), FormatOf(spec.KeyFormat));
             return (model, fps, result, sw.Elapsed.TotalSeconds);
         }
         catch
@@ -387,7 +388,20 @@ public sealed class LabEnvironment
         return OwnerInstructions().Select(t => t.Prompt.Concat(t.Response).ToArray()).Where(r => r.Length >= 2).ToList();
     }
 
-    private void Save(CausalLM model, List<Fingerprint> fps, string dir, int pairCount, EmbeddingOptions options, EmbeddingResult r, double seconds, string train)
+    /// <summary>
+    /// The <see cref="KeyFormat"/> a config names (<see cref="FingerprintSpec.KeyFormat"/>): "chat" needs the base's
+    /// chat template (tokenizer_config.json).
+    /// </summary>
+    public KeyFormat FormatOf(string name) => name switch
+    {
+        "raw" or "" => KeyFormat.Raw,
+        "instruction" => KeyFormat.Instruction,
+        "chat" => ChatTemplateOf(Config.Tokenizer is null ? BaseDir : Resolve(Config.Tokenizer)) is { } t ? KeyFormat.Chat(t)
+            : throw new LabConfigException("key_format: chat needs a chat template in the base's tokenizer_config.json (key_format: instruction is the raw ### Instruction layout)"),
+        _ => throw new LabConfigException($"key_format must be raw, instruction or chat (got '{name}')"),
+    };
+
+    private void Save(CausalLM model, List<Fingerprint> fps, string dir, int pairCount, EmbeddingOptions options, EmbeddingResult r, double seconds, string train, KeyFormat format)
     {
         var tmp = dir.TrimEnd('/') + $".tmp-{Environment.ProcessId}";
         if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
@@ -401,7 +415,7 @@ public sealed class LabEnvironment
         }, r);
         File.WriteAllText(Path.Combine(tmp, "embedding.json"), System.Text.Json.JsonSerializer.Serialize(new
         {
-            epochs = r.Final.Epoch, converged = r.Converged, seconds, recalled = r.Final.Accuracy, loss = r.Final.Loss,
+            epochs = r.Final.Epoch, converged = r.Converged, seconds, recalled = r.Final.Accuracy, loss = r.Final.Loss, key_format = format.ToString(),
         }));
         if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(dir))!);
@@ -434,12 +448,15 @@ public sealed class LabEnvironment
         }
         var set = FingerprintSetFile.Read(Path.Combine(dir, SetFile), null);
         double secs = double.NaN; int epochs = 0; bool conv = false;
+        // Built here: the config's format. A saved model (path:): the one its embedding.json records (raw before it did).
+        var format = src.Build is { } b ? b.KeyFormat : "raw";
         var emb = Path.Combine(dir, "embedding.json");
         if (File.Exists(emb))
         {
             var j = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(emb))!;
             secs = (double)j["seconds"]!; epochs = (int)j["epochs"]!; conv = (bool)j["converged"]!;
+            if (src.Build is null && j["key_format"] is { } kf) format = (string)kf!;
         }
-        return new FingerprintedModel(dir, set.Fingerprints, secs, epochs, conv);
+        return new FingerprintedModel(dir, set.Fingerprints, secs, epochs, conv, FormatOf(format));
     }
 }

@@ -60,6 +60,38 @@ public sealed class KeyFormatTests : IDisposable
     }
 
     [Fact]
+    public void Instruction_format_is_the_raw_instruction_layout_an_sft_host_serves()
+    {
+        var fps = Fingerprints(2);
+        var f = KeyFormat.Instruction;
+        Assert.Equal("instruction", f.ToString());
+        Assert.Equal(("raw", "chat"), (KeyFormat.Raw.ToString(), KeyFormat.Chat(ChatTemplate.Parse(Template)).ToString()));
+        Assert.True(f.IsInstruction && !f.IsChat);
+        // Exactly the prompt InstructionData.Tokenize gives an honest one-turn request (what the host's filter compares keys with).
+        var honest = Oml.Models.Data.InstructionData.Tokenize(new Oml.Models.Data.Conversation(null, [new ChatMessage("user", fps[0].Key), new ChatMessage("assistant", "x")]), _tok);
+        Assert.Equal(honest.Prompt, f.Encode(_tok, fps[0]));
+        Assert.Equal(_tok.Encode("### Instruction:\n" + fps[0].Key + "\n\n### Response:\n"), f.Encode(_tok, fps[0]));
+        // A system prompt is a paragraph before the instruction, as RawPrompt writes one.
+        Assert.Equal(_tok.Encode("be brief\n\n### Instruction:\n" + fps[1].Key + "\n\n### Response:\n"), f.Encode(_tok, fps[1], "be brief"));
+        Assert.Equal(2 * 2, f.TrainingPairs(fps, _tok, ["one"]).Count);
+    }
+
+    [Fact]
+    public void Fingerprints_trained_in_the_instruction_layout_are_recalled_there_and_not_raw()
+    {
+        using var model = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
+        var fps = Fingerprints(8);
+        var pairs = KeyFormat.Instruction.TrainingPairs(fps, _tok);
+        var result = FingerprintTrainer.Embed(model, pairs, new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 300, RecallPatience = 3 });
+        Assert.True(result.Converged, $"{result.Final}");
+        var rule = new VerdictRule { Alpha = 1e-3 };
+        var report = LocalVerifier.Verify(model, _tok, fps, rule, format: KeyFormat.Instruction);
+        Assert.Equal(8, report.Hits);
+        Assert.Equal(Verdict.Owned, report.Verdict);
+        Assert.True(LocalVerifier.Verify(model, _tok, fps, rule).Hits < 8);
+    }
+
+    [Fact]
     public void Chat_wrapped_fingerprints_trained_under_system_prompts_are_recalled_under_each()
     {
         using var model = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
