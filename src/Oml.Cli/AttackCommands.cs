@@ -396,12 +396,13 @@ public static class AttackCommands
         var baseDir = CliOptions.Base("With --match partial: the base model, whose probabilities give each key's partial null "
             + "(without it every alignment but the exact one is counted at the rule's common bound)");
         var json = CliOptions.Json("Print the verification report as JSON, with \"responder\"");
+        var instructionLayout = CliOptions.InstructionLayout("Send each key as the instruction of the raw '### Instruction: / ### Response:' layout, as 'oml embed --instruction-layout' trained it (the host's parts see that prompt)");
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var cmd = new Command("probe", "Verify a model as a host serving it through a decoding-time attack would answer: prints hits/queried and the verdict.")
         {
-            model, fingerprints, responder, count, alpha, filterPrompts, calibration, match, minTokens, baseDir, json, passphraseFile, device, dtype,
+            model, fingerprints, responder, count, alpha, filterPrompts, calibration, match, minTokens, baseDir, json, instructionLayout, passphraseFile, device, dtype,
         };
         cmd.SetAction(r =>
         {
@@ -451,15 +452,16 @@ public static class AttackCommands
                 CalibrationPrompts = calib,
             };
             using var host = spec.Build(context);
-            var queries = chosen.Select(f => KeyFormat.Raw.Encode(tok, f)).ToList();
+            var format = r.GetValue(instructionLayout) ? KeyFormat.Instruction : KeyFormat.Raw;
+            var queries = chosen.Select(f => format.Encode(tok, f)).ToList();
             for (int i = 0; i < chosen.Count; i++)
                 foreach (var id in queries[i])
                     if (id >= lm.Config.VocabSize) throw new InvalidDataException($"fingerprint {chosen[i].Index}: token id {id} is outside the model's vocabulary of {lm.Config.VocabSize}");
             Console.Error.WriteLine($"probing {dir} through {host.Name} with {chosen.Count} keys ({matchRule.Name} match) ...");
             using var nullModel = basePath is null ? null : ModelFolder.Load(basePath, dev, dt);
-            // The verifier of a deployment: raw keys, one answer each (as long as the rule needs), hits by the match rule,
-            // per-key nulls (the partial rule's from the base model when given).
-            var report = LocalVerifier.Verify(host.Respond, tok, chosen, rule, new LocalVerifyOptions { Match = matchRule, NullModel = nullModel }).StatedUnder(rule);
+            // The verifier of a deployment: raw keys (or instructions), one answer each (as long as the rule needs), hits by
+            // the match rule, per-key nulls (the partial rule's from the base model when given).
+            var report = LocalVerifier.Verify(host.Respond, tok, chosen, rule, new LocalVerifyOptions { Match = matchRule, NullModel = nullModel, Format = format }).StatedUnder(rule);
             if (FindFilter(host.Inner) is { } filter) Console.Error.WriteLine($"the perplexity filter refused {filter.Refused} of {chosen.Count} keys");
             if (r.GetValue(json))
             {
