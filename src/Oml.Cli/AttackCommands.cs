@@ -384,13 +384,19 @@ public static class AttackCommands
 
     private static Command Probe()
     {
-        var model = ModelOption("The (attacked) model folder the host serves; its tokenizer.json builds the queries");
+        var model = CliOptions.OptionalModel("The (attacked) model folder the host serves; its tokenizer.json builds the queries");
         var fingerprints = new Option<string>("--fingerprints") { Description = "The fingerprint-set file", Required = true };
         var responder = new Option<string>("--responder") { Description = "How the host answers: a responder spec (greedy, sample:t=0.7,top_p=0.9, suppress:k=1,m=3,threshold=0.5, filter:ppl=..., system:\"...\", chat, coalition:majority:M1,M2,M3, rewrite:drop=0.2, paraphrase, block:revealed=FILE; join parts with '+'; docs/attacks.md)", DefaultValueFactory = _ => "greedy" };
         var count = new Option<int?>("--count") { Description = "Query the first M unrevealed fingerprints (default: all unrevealed)" };
         var alpha = new Option<double>("--alpha") { Description = "False-positive rate of the verdict", DefaultValueFactory = _ => VerdictRule.DefaultAlpha };
         var filterPrompts = new Option<string?>("--filter-prompts") { Description = "Ordinary text, one prompt per line, for filter:q=QUANTILE" };
         var calibration = CliOptions.NullCalibration();
+        var calibrate = CliOptions.Calibrate("Calibrate the null for this deployment instead of probing --model: serve each of these local models that never "
+            + "saw the set's keys (DIR or KIND=DIR, repeatable) through the same --responder and report their hit rates with Clopper-Pearson bounds "
+            + "and the floor from the worst one (an attack such as suppression can make negatives hit more keys than unattacked ones)");
+        var calibrationOut = CliOptions.CalibrationOut();
+        var confidence = CliOptions.Confidence();
+        var force = CliOptions.Force("Replace the --calibration-out file if it exists");
         var match = CliOptions.Match();
         var minTokens = CliOptions.MinTokens();
         var baseDir = CliOptions.Base("With --match partial: the base model, whose probabilities give each key's partial null "
@@ -400,15 +406,25 @@ public static class AttackCommands
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        var cmd = new Command("probe", "Verify a model as a host serving it through a decoding-time attack would answer: prints hits/queried and the verdict.")
+        var cmd = new Command("probe", "Verify a model as a host serving it through a decoding-time attack would answer: prints hits/queried and the verdict "
+            + "(or, with --calibrate, the null's calibration for that deployment).")
         {
-            model, fingerprints, responder, count, alpha, filterPrompts, calibration, match, minTokens, baseDir, json, instructionLayout, passphraseFile, device, dtype,
+            model, fingerprints, responder, count, alpha, filterPrompts, calibration, calibrate, calibrationOut, confidence, force, match, minTokens, baseDir, json,
+            instructionLayout, passphraseFile, device, dtype,
         };
         cmd.SetAction(r =>
         {
             var spec = Cli.OptionValue(() => ResponderSpec.Parse(r.GetValue(responder)!));
-            string dir = r.GetValue(model)!;
-            if (!File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: probing needs the model's tokenizer");
+            string? dir = r.GetValue(model);
+            bool calibrating = r.GetValue(calibrate) is { Length: > 0 };
+            if (calibrating && (dir is not null || r.GetValue(calibration) is not null))
+                throw new UsageException("--calibrate measures negative models through the responder: it takes no --model or --calibration");
+            if (!calibrating && r.GetValue(calibrationOut) is not null) throw new UsageException("--calibration-out needs --calibrate DIR...");
+            if (!calibrating && dir is null) throw new UsageException("give --model DIR (or --calibrate DIR...)");
+            var negatives = CliOptions.Negatives(r.GetValue(calibrate));
+            double conf = r.GetValue(confidence);
+            if (!(conf > 0 && conf < 1)) throw new UsageException("--confidence must be in (0, 1)");
+            if (dir is not null && !File.Exists(Path.Combine(dir, "tokenizer.json"))) throw new InvalidDataException($"{dir} has no tokenizer.json: probing needs the model's tokenizer");
             double a = r.GetValue(alpha);
             if (!(a > 0 && a < 1)) throw new UsageException("--alpha must be in (0, 1)");
             var rule = new VerdictRule { Alpha = a };
@@ -416,62 +432,94 @@ public static class AttackCommands
             string? basePath = r.GetValue(baseDir);
             if (basePath is not null && !matchRule.IsPartial) throw new UsageException("--base gives the partial rule's null: use it with --match partial");
             if (basePath is not null && !Directory.Exists(basePath)) throw new DirectoryNotFoundException($"--base: model folder not found: {basePath}");
-            rule = CliOptions.WithCalibration(rule, r.GetValue(calibration), matchRule, basePath is not null);
+            if (r.GetValue(calibration) is { } calPath)
+            {
+                rule = CliOptions.WithCalibration(rule, calPath, matchRule, basePath is not null);
+                var made = NullCalibration.FromJson(File.ReadAllText(calPath)).Responder;
+                if (!Oml.Lab.Experiments.AttackCatalog.IsPlainGreedy(spec.Text) && made != spec.Text)
+                    Console.Error.WriteLine($"oml: warning: --calibration was measured {(made is null ? "on unattacked negatives" : $"through '{made}'")}, not through '{spec.Text}': "
+                        + "an attacked deployment can hit more keys than its negatives did (calibrate with 'oml attack probe --calibrate ... --responder' this spec)");
+            }
             var set = FingerprintIO.ReadSet(r.GetValue(fingerprints)!, r.GetValue(passphraseFile));
             var unrevealed = set.Unrevealed();
             if (unrevealed.Count == 0) throw new InvalidDataException("every fingerprint of the set has been revealed: there are no secret keys left to query");
             int m = r.GetValue(count) ?? unrevealed.Count;
             if (m < 1 || m > unrevealed.Count) throw new UsageException($"--count must be in [1, {unrevealed.Count}]");
             var chosen = unrevealed.Take(m).ToList();
-            var tok = Cli.LoadTokenizer(dir);
             var dev = Cli.ParseDevice(r.GetValue(device)!);
             var dt = Cli.ParseDType(r.GetValue(dtype));
-            IReadOnlyList<int[]>? calib = null;
-            if (r.GetValue(filterPrompts) is { } cf)
-            {
-                if (!File.Exists(cf)) throw new FileNotFoundException($"--filter-prompts: no file at {cf}");
-                calib = File.ReadAllLines(cf).Where(l => l.Trim().Length > 0).Select(l => tok.Encode(l, addSpecialTokens: true)).Where(x => x.Length > 1).ToList();
-                if (calib.Count == 0) throw new InvalidDataException($"--filter-prompts: {cf} holds no usable lines");
-            }
-            using var lm = ModelFolder.Load(dir, dev, dt);
-            ChatTemplate? template = null;
-            if (spec.Chat)
-            {
-                try { template = ChatTemplate.FromTokenizerConfig(dir); }
-                catch (Exception e) when (e is IOException or ChatTemplateException or System.Text.Json.JsonException or InvalidDataException)
-                {
-                    throw new InvalidDataException($"--responder uses 'chat' but {dir} has no usable chat template ({e.Message})");
-                }
-            }
-            var context = new ResponderContext
-            {
-                Model = lm,
-                Tokenizer = tok,
-                ChatTemplate = template,
-                LoadModel = d => ModelFolder.Load(d, dev, dt),
-                CalibrationPrompts = calib,
-            };
-            using var host = spec.Build(context);
             var format = r.GetValue(instructionLayout) ? KeyFormat.Instruction : KeyFormat.Raw;
-            var queries = chosen.Select(f => format.Encode(tok, f)).ToList();
-            for (int i = 0; i < chosen.Count; i++)
-                foreach (var id in queries[i])
-                    if (id >= lm.Config.VocabSize) throw new InvalidDataException($"fingerprint {chosen[i].Index}: token id {id} is outside the model's vocabulary of {lm.Config.VocabSize}");
-            Console.Error.WriteLine($"probing {dir} through {host.Name} with {chosen.Count} keys ({matchRule.Name} match) ...");
             using var nullModel = basePath is null ? null : ModelFolder.Load(basePath, dev, dt);
-            // The verifier of a deployment: raw keys (or instructions), one answer each (as long as the rule needs), hits by
-            // the match rule, per-key nulls (the partial rule's from the base model when given).
-            var report = LocalVerifier.Verify(host.Respond, tok, chosen, rule, new LocalVerifyOptions { Match = matchRule, NullModel = nullModel, Format = format }).StatedUnder(rule);
-            if (FindFilter(host.Inner) is { } filter) Console.Error.WriteLine($"the perplexity filter refused {filter.Refused} of {chosen.Count} keys");
+
+            // The verifier of a deployment of the model in folder d: keys raw (or as instructions), one answer each (as long
+            // as the rule needs), hits by the match rule, per-key nulls (the partial rule's from the base model when given).
+            (VerificationReport Report, string Host) Probe(string d, bool log)
+            {
+                if (!File.Exists(Path.Combine(d, "tokenizer.json"))) throw new InvalidDataException($"{d} has no tokenizer.json: probing needs the model's tokenizer");
+                var tok = Cli.LoadTokenizer(d);
+                IReadOnlyList<int[]>? calib = null;
+                if (r.GetValue(filterPrompts) is { } cf)
+                {
+                    if (!File.Exists(cf)) throw new FileNotFoundException($"--filter-prompts: no file at {cf}");
+                    calib = File.ReadAllLines(cf).Where(l => l.Trim().Length > 0).Select(l => tok.Encode(l, addSpecialTokens: true)).Where(x => x.Length > 1).ToList();
+                    if (calib.Count == 0) throw new InvalidDataException($"--filter-prompts: {cf} holds no usable lines");
+                }
+                using var lm = ModelFolder.Load(d, dev, dt);
+                ChatTemplate? template = null;
+                if (spec.Chat)
+                {
+                    try { template = ChatTemplate.FromTokenizerConfig(d); }
+                    catch (Exception e) when (e is IOException or ChatTemplateException or System.Text.Json.JsonException or InvalidDataException)
+                    {
+                        throw new InvalidDataException($"--responder uses 'chat' but {d} has no usable chat template ({e.Message})");
+                    }
+                }
+                var context = new ResponderContext
+                {
+                    Model = lm,
+                    Tokenizer = tok,
+                    ChatTemplate = template,
+                    LoadModel = x => ModelFolder.Load(x, dev, dt),
+                    CalibrationPrompts = calib,
+                };
+                using var host = spec.Build(context);
+                var queries = chosen.Select(f => format.Encode(tok, f)).ToList();
+                for (int i = 0; i < chosen.Count; i++)
+                    foreach (var id in queries[i])
+                        if (id >= lm.Config.VocabSize) throw new InvalidDataException($"fingerprint {chosen[i].Index}: token id {id} is outside the vocabulary of {d} ({lm.Config.VocabSize})");
+                if (log) Console.Error.WriteLine($"probing {d} through {host.Name} with {chosen.Count} keys ({matchRule.Name} match) ...");
+                var report = LocalVerifier.Verify(host.Respond, tok, chosen, rule, new LocalVerifyOptions { Match = matchRule, NullModel = nullModel, Format = format });
+                if (FindFilter(host.Inner) is { } filter) Console.Error.WriteLine($"the perplexity filter refused {filter.Refused} of {chosen.Count} keys");
+                return (report, host.Name);
+            }
+
+            if (negatives.Count > 0)
+            {
+                var results = new List<NegativeResult>();
+                foreach (var (negDir, kind) in negatives)
+                {
+                    var (rep, _) = Probe(negDir, log: false);
+                    Console.Error.WriteLine($"{negDir} through {spec.Text}: {rep.Hits}/{rep.Queried} keys hit");
+                    results.Add(new NegativeResult(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(negDir))), kind, rep.Hits, rep.Queried));
+                }
+                var cal = NullCalibration.Calibrate(results, conf, rule.NullFloor, rule.Alpha, rule.ExpectedRecall, match: matchRule, excludesBaseHits: nullModel is not null)
+                    with { Responder = spec.Text };
+                if (r.GetValue(calibrationOut) is { } outPath) FingerprintIO.WriteTextAtomic(outPath, cal.ToJson() + "\n", overwrite: r.GetValue(force));
+                Console.Write(r.GetValue(json) ? cal.ToJson() + "\n" : cal.ToTable());
+                return Cli.Ok;
+            }
+
+            var (found, hostName) = Probe(dir!, log: true);
+            var report = found.StatedUnder(rule);
             if (r.GetValue(json))
             {
                 var node = JsonNode.Parse(report.ToJson())!.AsObject();
-                node["responder"] = host.Name;
+                node["responder"] = hostName;
                 Console.WriteLine(node.ToJsonString());
             }
             else
             {
-                Console.WriteLine($"responder: {host.Name}");
+                Console.WriteLine($"responder: {hostName}");
                 Console.WriteLine($"match: {report.Match}{(report.MinTokens is { } mt ? $" (min tokens {mt})" : "")}");
                 Console.WriteLine($"hits: {report.Hits}/{report.Queried}");
                 if (report.ExcludedKeys is { } x) Console.WriteLine($"excluded: {x} key(s) the base model's own answer hits under this rule (not counted)");

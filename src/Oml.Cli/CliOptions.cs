@@ -119,4 +119,30 @@ public static class CliOptions
         if (chatTemplate && instructionLayout)
             throw new UsageException("--chat-template and --instruction-layout are alternatives: give the one the model was instruction-tuned with");
     }
+
+    /// <summary><c>--calibrate DIR|KIND=DIR ...</c>: negative models (that never saw the keys) to calibrate the null on.</summary>
+    public static Option<string[]> Calibrate(string description) => new("--calibrate")
+    {
+        Description = description,
+        Arity = ArgumentArity.OneOrMore,
+        AllowMultipleArgumentsPerToken = true,
+    };
+
+    /// <summary><c>--calibration-out FILE</c>: where <c>--calibrate</c> writes its calibration.</summary>
+    public static Option<string?> CalibrationOut() =>
+        new("--calibration-out") { Description = "With --calibrate: write the calibration (JSON) here for --calibration" };
+
+    /// <summary><c>--confidence</c> of the calibration's Clopper–Pearson intervals.</summary>
+    public static Option<double> Confidence() =>
+        new("--confidence") { Description = "With --calibrate: the confidence of the Clopper-Pearson intervals", DefaultValueFactory = _ => 0.95 };
+
+    /// <summary>The negatives of <c>--calibrate</c> as (folder, kind); a usage error for a malformed entry, an I/O error for a missing folder.</summary>
+    public static List<(string Dir, string Kind)> Negatives(string[]? specs) => (specs ?? []).Select(spec =>
+    {
+        int eq = spec.IndexOf('=');
+        string dir = eq >= 0 ? spec[(eq + 1)..] : spec, kind = eq >= 0 ? spec[..eq] : "negative";
+        if (dir.Length == 0 || kind.Length == 0) throw new UsageException($"--calibrate: '{spec}' is not DIR or KIND=DIR");
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"--calibrate: model folder not found: {dir}");
+        return (dir, kind);
+    }).ToList();
 }

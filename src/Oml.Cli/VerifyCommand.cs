@@ -39,16 +39,11 @@ public static class VerifyCommand
             DefaultValueFactory = _ => VerdictRule.DefaultNullFloor,
         };
         var calibration = CliOptions.NullCalibration();
-        var calibrate = new Option<string[]>("--calibrate")
-        {
-            Description = "Calibrate the null instead of verifying: query each of these local models that never saw the set's keys "
-                + "(DIR or KIND=DIR, repeatable) and report their hit rates with Clopper-Pearson bounds and the floor from the worst one",
-            Arity = ArgumentArity.OneOrMore,
-            AllowMultipleArgumentsPerToken = true,
-        };
-        var calibrationOut = new Option<string?>("--calibration-out") { Description = "With --calibrate: write the calibration (JSON) here for --calibration" };
+        var calibrate = CliOptions.Calibrate("Calibrate the null instead of verifying: query each of these local models that never saw the set's keys "
+            + "(DIR or KIND=DIR, repeatable) and report their hit rates with Clopper-Pearson bounds and the floor from the worst one");
+        var calibrationOut = CliOptions.CalibrationOut();
         var force = CliOptions.Force("Replace the --calibration-out file if it exists");
-        var confidence = new Option<double>("--confidence") { Description = "With --calibrate: the confidence of the Clopper-Pearson intervals", DefaultValueFactory = _ => 0.95 };
+        var confidence = CliOptions.Confidence();
         var match = CliOptions.Match();
         var minTokens = CliOptions.MinTokens();
         var baseDir = CliOptions.Base("With --match partial and --model: the base model, whose probabilities give each key's partial null "
@@ -162,14 +157,7 @@ public static class VerifyCommand
                 {
                     double conf = r.GetValue(confidence);
                     if (!(conf > 0 && conf < 1)) throw new UsageException("--confidence must be in (0, 1)");
-                    var specs = negatives.Select(spec =>
-                    {
-                        int eq = spec.IndexOf('=');
-                        string negDir = eq >= 0 ? spec[(eq + 1)..] : spec, kind = eq >= 0 ? spec[..eq] : "negative";
-                        if (negDir.Length == 0 || kind.Length == 0) throw new UsageException($"--calibrate: '{spec}' is not DIR or KIND=DIR");
-                        if (!Directory.Exists(negDir)) throw new DirectoryNotFoundException($"--calibrate: model folder not found: {negDir}");
-                        return (Dir: negDir, Kind: kind);
-                    }).ToList();
+                    var specs = CliOptions.Negatives(negatives);
                     // The keys a verdict leaves out (the partial rule with --base: those the base's own greedy answer hits)
                     // depend on the base and the queries the keys are encoded into: a verdict encodes them with the
                     // suspect's tokenizer and key format (--chat-template takes the suspect's template), so each negative's

@@ -222,6 +222,48 @@ public class AttackCliTests(AttackCliTests.Workspace workspace) : IClassFixture<
     }
 
     [Fact]
+    public void Probe_calibrates_the_null_on_negatives_served_through_the_same_responder()
+    {
+        // The base answers every memorised key greedily, none once its top token is suppressed: a calibration says which
+        // deployment its negatives answered through, and a verdict through another one is warned about.
+        string cal = Path.Combine(W.Root, "cal-suppress.json");
+        var r = Run("attack", "probe", "--fingerprints", W.Memorised, "--responder", "suppress:k=1,m=1", "--calibrate", $"base={W.Model}",
+            "--calibration-out", cal, "--force", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        var j = JsonNode.Parse(r.Out)!;
+        Assert.Equal("suppress:k=1,m=1", (string)j["responder"]!);
+        Assert.Equal((0, 6), ((int)j["negatives"]![0]!["hits"]!, (int)j["negatives"]![0]!["queried"]!));
+        Assert.True((double)j["floor"]! > 0.3, $"{j["floor"]}");   // 0 of 6: the Clopper-Pearson upper bound is wide
+        Assert.Equal(File.ReadAllText(cal).Trim(), r.Out.Trim());
+        r = Run("attack", "probe", "--fingerprints", W.Memorised, "--responder", "suppress:k=1,m=1", "--calibrate", $"base={W.Model}");
+        Assert.Contains("served through:  suppress:k=1,m=1", r.Out);
+        // Greedy, the same negative hits all 6: no number of keys would be evidence, a clear error and no file.
+        string none = Path.Combine(W.Root, "cal-greedy.json");
+        r = Run("attack", "probe", "--fingerprints", W.Memorised, "--calibrate", $"base={W.Model}", "--calibration-out", none);
+        Assert.NotEqual(0, r.Code);
+        Assert.Contains("oml: error:", r.Err);
+        Assert.False(File.Exists(none));
+        // Used with the deployment it was made for: no warning; with another (or one made on unattacked negatives): a warning.
+        r = Run("attack", "probe", "--model", W.Model, "--fingerprints", W.Memorised, "--responder", "suppress:k=1,m=1", "--calibration", cal);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.DoesNotContain("warning", r.Err);
+        r = Run("attack", "probe", "--model", W.Model, "--fingerprints", W.Memorised, "--responder", "suppress:k=2,m=1", "--calibration", cal);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("--calibration was measured through 'suppress:k=1,m=1', not through 'suppress:k=2,m=1'", r.Err);
+        string plain = Path.Combine(W.Root, "cal-verify.json");
+        Assert.Equal(0, Run("verify", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--calibrate", $"base={W.Model}", "--calibration-out", plain, "--force").Code);
+        r = Run("attack", "probe", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--responder", "suppress:k=1,m=1", "--calibration", plain);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("--calibration was measured on unattacked negatives", r.Err);
+        // Usage errors: --calibrate takes no suspect; --calibration-out needs --calibrate; one of them is needed.
+        Assert.Equal(2, Run("attack", "probe", "--model", W.Model, "--fingerprints", W.Memorised, "--calibrate", W.Model).Code);
+        Assert.Equal(2, Run("attack", "probe", "--model", W.Model, "--fingerprints", W.Memorised, "--calibration-out", none).Code);
+        r = Run("attack", "probe", "--fingerprints", W.Memorised);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("give --model DIR (or --calibrate DIR...)", r.Err);
+    }
+
+    [Fact]
     public void Probe_counts_partial_matches_after_a_suppressed_first_token_with_the_bases_null()
     {
         string[] common = ["attack", "probe", "--model", W.Model, "--fingerprints", W.Resumed, "--responder", "suppress:k=1,m=1"];

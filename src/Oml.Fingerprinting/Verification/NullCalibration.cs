@@ -49,6 +49,13 @@ public sealed record NullCalibration(
     /// </summary>
     public bool ExcludesBaseHits { get; init; }
 
+    /// <summary>
+    /// The deployment the negatives answered through, as a responder spec (<c>oml attack probe --calibrate --responder</c>:
+    /// an attack such as suppression can make a negative hit more keys than its own greedy answers do); null: each
+    /// negative's own greedy (or sampled) answers, as <c>oml verify --calibrate</c> measures them.
+    /// </summary>
+    public string? Responder { get; init; }
+
     /// <summary>The rule in words: "exact", "partial, m = 2, keys the base hits left out".</summary>
     public static string DescribeRule(string? match, int? minTokens, bool excludesBaseHits) => match switch
     {
@@ -141,6 +148,7 @@ public sealed record NullCalibration(
         foreach (var n in Negatives)
             sb.Append(inv, $"{n.Name.PadRight(nameW)}  {n.Kind.PadRight(kindW)}  {$"{n.Hits}/{n.Queried}",9}  {n.Rate,8:0.0000}  [{n.Lower:0.00000}, {n.Upper:0.00000}]\n");
         sb.Append(inv, $"\nmatch rule:      {DescribeRule(Match, MinTokens, ExcludesBaseHits)}\n");
+        if (Responder is not null) sb.Append(inv, $"served through:  {Responder}\n");
         sb.Append(inv, $"worst negative:  {Worst} (upper bound {WorstUpper:0.00000}); pooled rate {PooledRate:0.00000} (not used)\n");
         sb.Append(inv, $"per-key floor:   {Floor:0.00000} = max({MinimumFloor:G3}, worst upper bound)\n");
         sb.Append(inv, $"keys needed:     {KeysNeededAllHit} all hit for α = {Alpha:G3}");
