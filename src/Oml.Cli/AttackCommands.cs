@@ -465,20 +465,11 @@ public static class AttackCommands
                     if (calib.Count == 0) throw new InvalidDataException($"--filter-prompts: {cf} holds no usable lines");
                 }
                 using var lm = ModelFolder.Load(d, dev, dt);
-                ChatTemplate? template = null;
-                if (spec.Chat)
-                {
-                    try { template = ChatTemplate.FromTokenizerConfig(d); }
-                    catch (Exception e) when (e is IOException or ChatTemplateException or System.Text.Json.JsonException or InvalidDataException)
-                    {
-                        throw new InvalidDataException($"--responder uses 'chat' but {d} has no usable chat template ({e.Message})");
-                    }
-                }
                 var context = new ResponderContext
                 {
                     Model = lm,
                     Tokenizer = tok,
-                    ChatTemplate = template,
+                    ChatTemplate = ResponderTemplate(spec, d),
                     LoadModel = x => ModelFolder.Load(x, dev, dt),
                     CalibrationPrompts = calib,
                 };
@@ -529,6 +520,17 @@ public static class AttackCommands
             return Cli.Ok;
         });
         return cmd;
+    }
+
+    /// <summary>The chat template a responder spec with <c>chat</c> needs (the folder's), null without; a one-line error when the folder has none.</summary>
+    internal static ChatTemplate? ResponderTemplate(ResponderSpec spec, string dir)
+    {
+        if (!spec.Chat) return null;
+        try { return ChatTemplate.FromTokenizerConfig(dir); }
+        catch (Exception e) when (e is IOException or ChatTemplateException or System.Text.Json.JsonException or InvalidDataException)
+        {
+            throw new InvalidDataException($"--responder uses 'chat' but {dir} has no usable chat template ({e.Message})");
+        }
     }
 
     private static PerplexityFilterResponder? FindFilter(IResponder r) => ResponderParts.Of(r).OfType<PerplexityFilterResponder>().FirstOrDefault();

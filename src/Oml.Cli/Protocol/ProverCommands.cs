@@ -210,16 +210,7 @@ public static class ProverCommands
         if (spec.Filter is { Quantile: not null }) throw new UsageException("--responder: filter:q= needs calibration prompts; give filter:ppl=THRESHOLD");
         var tok = Cli.LoadTokenizer(dir);
         using var lm = ModelFolder.Load(dir, dev, dt);
-        ChatTemplate? template = null;
-        if (spec.Chat)
-        {
-            try { template = ChatTemplate.FromTokenizerConfig(dir); }
-            catch (Exception e) when (e is IOException or ChatTemplateException or System.Text.Json.JsonException or InvalidDataException)
-            {
-                throw new InvalidDataException($"--responder uses 'chat' but {dir} has no usable chat template ({e.Message})");
-            }
-        }
-        using var host = spec.Build(new ResponderContext { Model = lm, Tokenizer = tok, ChatTemplate = template, LoadModel = d => ModelFolder.Load(d, dev, dt) });
+        using var host = spec.Build(new ResponderContext { Model = lm, Tokenizer = tok, ChatTemplate = AttackCommands.ResponderTemplate(spec, dir), LoadModel = d => ModelFolder.Load(d, dev, dt) });
         Console.Error.WriteLine($"asking {dir} the {set.Count} keys of the pool through {host.Name} ...");
         return KeyAnswers.Ask(host, tok, set.Fingerprints, lm.Config.VocabSize);
     }
