@@ -96,6 +96,10 @@ public class SmokeRunTests
         {
             Assert.Equal(3, r.Series["per_key"].Count);
             Assert.Equal(r.Metric("hits"), r.Series["per_key"].Sum());
+            // And the owner's claim from them: owned exactly when p <= 1e-6; no hit is p = 1; every hit adds evidence.
+            Assert.Equal(r.Metric("log10_p") <= -6 ? 1 : 0, r.Metric("owned"));
+            if (r.Metric("hits") == 0) Assert.Equal(0, r.Metric("log10_p"));
+            else Assert.True(r.Metric("log10_p") < 0, $"{r.Id}: log10 p {r.Metric("log10_p")} with {r.Metric("hits")} hits");
         }
         Assert.True(prune.Metric("perplexity") > 1);
         // Merging with the unfingerprinted base at weight 0.7 keeps 30 % of the fingerprinted weights.

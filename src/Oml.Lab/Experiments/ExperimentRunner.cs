@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using Oml.Engine;
+using Oml.Fingerprinting.Verification;
 using Oml.Lab.Attacks;
 using Oml.Lab.Metrics;
 using Oml.Models;
@@ -445,6 +446,7 @@ public sealed class ExperimentRunner
         };
         if (src.Build is { } b) { r.Metrics["responses_per_key"] = b.ResponsesPerKey; if (b.ResponseBranching > 1) r.Metrics["response_branching"] = b.ResponseBranching; r.Metrics["avoid_top_m"] = b.AvoidTopM; r.Metrics["prompt_augmentation"] = b.PromptAugmentation.Count; if (b.AnchorKeys) r.Metrics["anchor_keys"] = 1; }
         r.Series["per_key"] = PerKey(fsr);
+        AddVerdict(r, fsr, fp.Fingerprints);
         AddPartial(r, new ModelResponder(model, batchSize: C.Utility.BatchSize), fp, null);
         AddUtility(r, _env.Utility(model));
         AddAnswers(r, new ModelResponder(model, batchSize: C.Utility.BatchSize));
@@ -454,6 +456,20 @@ public sealed class ExperimentRunner
 
     /// <summary>Each key's outcome (1 hit, 0 missed) in the set's order, so a cell says which fingerprints an attack removed.</summary>
     private static List<double> PerKey(FsrResult fsr) => fsr.PerKey.Select(h => h ? 1.0 : 0.0).ToList();
+
+    /// <summary>
+    /// The owner's claim from these hits (exact rule): log10 of the verdict's p-value and whether it is owned at the
+    /// default α (10⁻⁶), with each key's null the base's recorded probability of any of its responses, floored at 10⁻³,
+    /// as <c>oml verify</c> computes it. That null assumes the suspect answers as the base would; through a responder
+    /// that suppresses top tokens a negative hits more (docs/verification.md, "Calibration"), so read it with the attack.
+    /// </summary>
+    private static void AddVerdict(CellResult r, FsrResult fsr, IReadOnlyList<Oml.Fingerprinting.Fingerprint> fps)
+    {
+        var rule = new VerdictRule();
+        var v = rule.Evaluate(fsr.Hits, fsr.Queried, fps.Select(f => LocalVerifier.NullProbability(f, rule)).ToList());
+        r.Metrics["log10_p"] = v.Log10PValue;
+        r.Metrics["owned"] = v.Verdict == Verdict.Owned ? 1 : 0;
+    }
 
     /// <summary>With <c>verification.partial_min_tokens</c>: the keys hit under the partial rule through the deployment (fsr_partial, hits_partial).</summary>
     private FsrResult? AddPartial(CellResult r, IResponder responder, FingerprintedModel fp, string? systemPrompt)
@@ -520,6 +536,7 @@ public sealed class ExperimentRunner
             r.Metrics["fsr"] = fsr.Rate;
             r.Metrics["hits"] = fsr.Hits;
             r.Series["per_key"] = PerKey(fsr);
+            AddVerdict(r, fsr, fp.Fingerprints);
             r.Metrics["fsr_before"] = before.Metric("fsr");
             r.Metrics["persistence"] = FingerprintSuccess.Persistence(before.Metric("fsr"), fsr.Rate);
             return r;

@@ -174,13 +174,17 @@ public static class ReportWriter
         sb.AppendLine();
         sb.AppendLine("FSR after each attack, persistence (FSR after / FSR before) and the utility the attacker keeps: for weight attacks held-out perplexity, cloze accuracy and greedy next word of the attacked model; for responders (decoding, wrappers, filters) the greedy next-word accuracy through the responder. Means over seeds.");
         sb.AppendLine();
-        sb.AppendLine($"| {(adaptive ? "defence" : "model")} | attack | seeds | FSR | persistence | perplexity | cloze acc. | next word | via responder | attack s |");
-        sb.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        sb.AppendLine("Owned: the seeds whose hits make the exact-rule verdict owned at α = 1e-6 (per-key null: the base's probability of the key's responses, floored at 1e-3; through a suppressing responder that null understates a negative's hits, docs/verification.md); – for cells written before it was recorded.");
+        sb.AppendLine();
+        sb.AppendLine($"| {(adaptive ? "defence" : "model")} | attack | seeds | FSR | owned | persistence | perplexity | cloze acc. | next word | via responder | attack s |");
+        sb.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         var groups = rows.GroupBy(c => (M: c.Label("model"), A: c.Label("attack"), S: c.Label("sweep"), X: c.Metric("x"))).OrderBy(g => g.Min(c => c.Order)).ToList();
         foreach (var g in groups)
         {
             double M(string k) => Mean(g.Select(c => c.Metric(k)));
-            sb.AppendLine($"| {Cell(g.Key.M)} | {Cell(g.Key.A)} | {g.Count()} | {P(M("fsr"))} | {N(M("persistence"), "0.00")} | {N(M("perplexity"), "0.00")}{Delta(M("perplexity"), basePpl)} | {P(M("cloze_accuracy"))} | {P(M("greedy_next_word"))} | {P(M("responder_next_word"))} | {N(M("attack_seconds"), "0.0")} |");
+            var owned = g.Where(c => c.Metrics.ContainsKey("owned")).ToList();
+            string ownedText = owned.Count == 0 ? "–" : $"{owned.Count(c => c.Metric("owned") == 1)}/{owned.Count}";
+            sb.AppendLine($"| {Cell(g.Key.M)} | {Cell(g.Key.A)} | {g.Count()} | {P(M("fsr"))} | {ownedText} | {N(M("persistence"), "0.00")} | {N(M("perplexity"), "0.00")}{Delta(M("perplexity"), basePpl)} | {P(M("cloze_accuracy"))} | {P(M("greedy_next_word"))} | {P(M("responder_next_word"))} | {N(M("attack_seconds"), "0.0")} |");
         }
         sb.AppendLine();
         var models = rows.Select(r => r.Label("model")).Distinct().ToList();
