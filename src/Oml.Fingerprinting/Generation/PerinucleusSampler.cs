@@ -28,6 +28,12 @@ public sealed record PerinucleusOptions
     /// not settle are sorted whole on the device. The responses do not depend on it (only the work does).
     /// </summary>
     public int TopTokens { get; init; } = PerinucleusSampler.TopTokens;
+    /// <summary>
+    /// Tokens that end an answer (null: the model's eos ids). A response's continuation stops at the first of them,
+    /// which it keeps: a server stops there too, so tokens after it could never be answered (a response that ran on past
+    /// it was embedded but never hit through a deployment). A tree's path that ends there is not branched further.
+    /// </summary>
+    public IReadOnlyList<int>? EosTokenIds { get; init; }
 }
 
 /// <summary>Chooses Perinucleus responses for keys with a base model.</summary>
@@ -51,6 +57,7 @@ public static class PerinucleusSampler
         if (options.TopTokens < 1) throw new ArgumentException("the top tokens ranked first must be at least 1");
         ValidateBranching(options);
         var result = new List<int[]>[keys.Count];
+        var eos = (options.EosTokenIds ?? model.Config.EosTokenIds).ToHashSet();
         int done = 0;
         foreach (var chunk in Enumerable.Range(0, keys.Count).Chunk(Math.Max(1, options.BatchSize)))
         {
@@ -115,12 +122,12 @@ public static class PerinucleusSampler
             }
             else if (options.Branching > 1)
             {
-                foreach (var (owner, path) in Branch(model, prompts, owners, options.ResponseLength - 1, options.Branching, options.BatchSize))
-                    result[owner].Add(path[(path.Length - options.ResponseLength)..]);
+                foreach (var (owner, response) in Branch(model, prompts, owners, options.ResponseLength - 1, options.Branching, options.BatchSize, eos))
+                    result[owner].Add(response);
             }
             else
             {
-                var cont = Generator.Generate(model, prompts, new GenerationOptions { MaxNewTokens = options.ResponseLength - 1, EosTokenIds = [] });
+                var cont = Generator.Generate(model, prompts, new GenerationOptions { MaxNewTokens = options.ResponseLength - 1, EosTokenIds = [.. eos] });
                 for (int i = 0; i < prompts.Count; i++) result[owners[i]].Add([prompts[i][^1], .. cont.Sequences[i].OutputIds]);
             }
             done += chunk.Length;
@@ -142,31 +149,41 @@ public static class PerinucleusSampler
 
     /// <summary>
     /// Expands each prompt (key and first response token) <paramref name="steps"/> times into its
-    /// <paramref name="branching"/> most probable next tokens under the model, level by level
-    /// in batches; returns every full path with the index of its owner, in a fixed order (prompt, then branch order).
+    /// <paramref name="branching"/> most probable next tokens under the model, level by level in batches; a path that
+    /// has reached one of <paramref name="eos"/> stays as it is. Returns every path's response (the first token and what
+    /// follows it) with the index of its owner, in a fixed order (prompt, then branch order).
     /// </summary>
-    private static List<(int Owner, int[] Path)> Branch(CausalLM model, List<int[]> prompts, List<int> owners, int steps, int branching, int batchSize)
+    private static List<(int Owner, int[] Response)> Branch(CausalLM model, List<int[]> prompts, List<int> owners, int steps, int branching, int batchSize,
+        HashSet<int> eos)
     {
-        var level = prompts.Select((p, i) => (Owner: owners[i], Path: p)).ToList();
+        var level = prompts.Select((p, i) => (Owner: owners[i], Path: p, Start: p.Length - 1)).ToList();
         for (int step = 0; step < steps; step++)
         {
-            var next = new List<(int, int[])>(level.Count * branching);
-            foreach (var chunk in level.Chunk(Math.Max(1, batchSize)))
+            var next = new List<(int, int[], int)>(level.Count * branching);
+            var expanded = new Dictionary<int, int[]>();
+            var openIndex = level.Select((x, i) => (x, i)).Where(t => !eos.Contains(t.x.Path[^1])).Select(t => t.i).ToList();
+            foreach (var chunk in openIndex.Chunk(Math.Max(1, batchSize)))
             {
                 long[] ids;
                 using (Torch.NoGrad())
                 using (Torch.NewScope())
                 {
-                    var logits = Generator.NextTokenLogits(model, chunk.Select(c => (IReadOnlyList<int>)c.Path).ToList()).To(DType.Float32);
+                    var logits = Generator.NextTokenLogits(model, chunk.Select(i => (IReadOnlyList<int>)level[i].Path).ToList()).To(DType.Float32);
                     ids = logits.TopK(branching).Indices.Cpu().ToArray<long>();
                 }
                 for (int r = 0; r < chunk.Length; r++)
-                    for (int b = 0; b < branching; b++)
-                        next.Add((chunk[r].Owner, [.. chunk[r].Path, (int)ids[r * branching + b]]));
+                    expanded[chunk[r]] = Enumerable.Range(0, branching).Select(b => (int)ids[r * branching + b]).ToArray();
+            }
+            for (int i = 0; i < level.Count; i++)
+            {
+                var (owner, path, start) = level[i];
+                if (expanded.TryGetValue(i, out var tokens))
+                    foreach (var t in tokens) next.Add((owner, [.. path, t], start));
+                else next.Add((owner, path, start));   // ended at eos: a finished answer
             }
             level = next;
         }
-        return level;
+        return level.Select(x => (x.Owner, x.Path[x.Start..])).ToList();
     }
 
     /// <summary>Pairs of each key with each of its responses, for embedding.</summary>

@@ -43,6 +43,35 @@ public class PerinucleusSamplerTests
     }
 
     [Fact]
+    public void Continuations_stop_at_an_end_token_and_trees_do_not_branch_past_it()
+    {
+        // A server stops answering at an end token, so a response that ran on past one could never be answered in full.
+        using var model = ModelFolder.Load(Fixture("qwen2-tiny"));
+        var rng = new Random(4);
+        var keys = Enumerable.Range(0, 8).Select(i => Enumerable.Range(0, 5 + i % 3).Select(_ => rng.Next(3, 512)).ToArray()).ToList();
+        int Pick(int key, int n) => (key * 5) % n;
+        foreach (int branching in new[] { 1, 2 })
+        {
+            var plain = new PerinucleusOptions { ResponseLength = 3, ResponsesPerKey = 2, Branching = branching, BatchSize = 3, EosTokenIds = [] };
+            var before = PerinucleusSampler.Sample(model, keys, plain, _ => true, Pick);
+            Assert.All(before.SelectMany(r => r), r => Assert.Equal(3, r.Length));
+            // Make the second token of key 0's first answer an end token: every answer is cut right after its first one.
+            int end = before[0][0][1];
+            var after = PerinucleusSampler.Sample(model, keys, plain with { EosTokenIds = [end] }, _ => true, Pick);
+            static int[] Cut(int[] r, int end) => Array.IndexOf(r, end, 1) is var j and >= 1 ? r[..(j + 1)] : r;
+            for (int i = 0; i < keys.Count; i++)
+            {
+                // The same answers cut at the end token; a tree's branches below it collapse into one finished answer.
+                var expected = new List<int[]>();
+                foreach (var r in before[i].Select(r => Cut(r, end)))
+                    if (expected.Count == 0 || !expected[^1].SequenceEqual(r)) expected.Add(r);
+                Assert.Equal(expected.Select(x => string.Join(',', x)), after[i].Select(x => string.Join(',', x)));
+            }
+            Assert.Contains(after.SelectMany(r => r), r => r.Length == 2 && r[^1] == end);
+        }
+    }
+
+    [Fact]
     public void Response_log_probabilities_match_a_direct_computation()
     {
         using var model = ModelFolder.Load(Fixture("llama-tiny"));
