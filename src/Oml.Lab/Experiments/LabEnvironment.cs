@@ -330,7 +330,8 @@ public sealed class LabEnvironment
         try
         {
             fps = Generate(model, spec, seed);
-            var pairs = FormatOf(spec.KeyFormat).TrainingPairs(fps, Tokenizer, spec.PromptAugmentation.Count > 0 ? spec.PromptAugmentation : null);
+            var format = FormatOf(spec.KeyFormat);
+            var pairs = format.TrainingPairs(fps, Tokenizer, spec.PromptAugmentation.Count > 0 ? spec.PromptAugmentation : null);
             var e = Config.Embedding;
             var o = spec.Embedding;
             var options = new EmbeddingOptions
@@ -349,7 +350,7 @@ public sealed class LabEnvironment
             EmbeddingResult result;
             try { result = Omlization.Train(model, pairs, options, heldOutCount: e.HeldOutCount); }
             finally { if (masks is not null) foreach (var m in masks.Values) m.Dispose(); }
-            if (saveDir is not null) Save(model, fps, saveDir, pairs.Count, options, result, sw.Elapsed.TotalSeconds, method.ToString(), FormatOf(spec.KeyFormat));
+            if (saveDir is not null) Save(model, fps, saveDir, pairs.Count, options, result, sw.Elapsed.TotalSeconds, method.ToString(), format);
             return (model, fps, result, sw.Elapsed.TotalSeconds);
         }
         catch
