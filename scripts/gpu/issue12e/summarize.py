@@ -4,7 +4,8 @@ architecture, the base's held-out perplexity and cloze, then per model (ARCH-sSE
 owner's cost, the keys' stealth (AUC of `oml attack detect`), persistence after even merges and SFT, the low filter
 and top-1 suppression, epochs, λ and embedding seconds from the manifest; then means ± 95 % t-intervals over seeds,
 and whether each seed meets issue 12's four targets (perplexity ≤ +2 %, cloze ≥ −1 point, SFT ≥ 0.9, both merges ≥ 0.6).
-Usage: summarize.py SNAPSHOT_DIR [OUT_DIR] (writes OUT_DIR/summary.md when given, else prints)."""
+The key stealth columns: the detector's AUC and the share of keys the best two-sided perplexity threshold removes at 2 %
+of ordinary text refused. Usage: summarize.py SNAPSHOT_DIR [OUT_DIR] (writes OUT_DIR/summary.md when given, else prints)."""
 import glob, json, math, os, statistics, sys
 
 snap = sys.argv[1]
@@ -35,7 +36,7 @@ for exp in sorted(glob.glob(os.path.join(snap, "results", "i12e-*"))):
     lines.append(f"Base: {info.get('parameters', 0):,} parameters, {info.get('steps', '?')} steps, {info.get('tokens', 0) / 1e6:.1f}M tokens, "
                  f"{info.get('seconds', 0):.0f} s; trainer held-out perplexity {f(info.get('eval_perplexity'), '{:.2f}')}; "
                  f"lab perplexity {bp:.2f}, cloze {100 * bc:.1f} %\n")
-    head = ["model", "FSR", "perplexity (change)", "cloze (change)", "key AUC"] + [n for n, _ in COLS] + ["epochs / λ / s", "four targets"]
+    head = ["model", "FSR", "perplexity (change)", "cloze (change)", "key AUC", "keys removed at 2 % refused"] + [n for n, _ in COLS] + ["epochs / λ / s", "four targets"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + " --- |" * len(head))
     rows = []
@@ -45,7 +46,11 @@ for exp in sorted(glob.glob(os.path.join(snap, "results", "i12e-*"))):
         if before is None: continue
         r = {"model": m, "fsr": before.get("fsr"), "dppl": 100 * (before["perplexity"] / bp - 1), "dcl": 100 * (before["cloze_accuracy"] - bc)}
         det = os.path.join(snap, "results", f"detect-{m}.json")
-        r["auc"] = json.load(open(det))["detector_auc"] if os.path.exists(det) else None
+        dj = json.load(open(det)) if os.path.exists(det) else {}
+        r["auc"] = dj.get("detector_auc")
+        # The strongest threshold filter fitted with hindsight (`oml attack detect`'s filter budget): the share of keys
+        # a two-sided perplexity threshold removes while refusing 2 % of ordinary held-out text.
+        r["budget2"] = next((b["keys_removed_both"] for b in dj.get("filter_budget", []) if abs(b["refused"] - 0.02) < 1e-9), None)
         for name, match in COLS:
             c = next((c["metrics"] for c in mine if match(c["labels"].get("attack", ""))), None)
             r[name] = c.get("fsr") if c else None
@@ -56,7 +61,7 @@ for exp in sorted(glob.glob(os.path.join(snap, "results", "i12e-*"))):
         r["ok"] = "all four" if all(need) else "misses " + ", ".join(n for n, ok in zip(["perplexity", "cloze", "SFT", "merge base", "merge ft"], need) if not ok)
         rows.append(r)
         lines.append("| " + " | ".join([m, f(r["fsr"]), f"{before['perplexity']:.2f} ({r['dppl']:+.1f} %)", f"{100 * before['cloze_accuracy']:.1f} ({r['dcl']:+.1f})",
-                                           f(r["auc"], "{:.2f}")] + [f(r[n]) for n, _ in COLS] + [r["run"], r["ok"]]) + " |")
+                                           f(r["auc"], "{:.2f}"), f(r["budget2"])] + [f(r[n]) for n, _ in COLS] + [r["run"], r["ok"]]) + " |")
     lines.append("")
     lines.append(f"Mean ± 95 % t-interval over {len(rows)} seed(s): perplexity {ci([r['dppl'] for r in rows], '{:+.1f}')} %, cloze {ci([r['dcl'] for r in rows], '{:+.1f}')} points, "
                  + ", ".join(f"{n} {ci([r[n] for r in rows], '{:.3f}')}" for n, _ in COLS) + "\n")
