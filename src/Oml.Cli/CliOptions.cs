@@ -113,6 +113,23 @@ public static class CliOptions
             : Oml.Fingerprinting.Embedding.KeyFormat.Raw;
     }
 
+    /// <summary>
+    /// A warning on stderr when <paramref name="modelDir"/> holds an <c>oml-manifest.json</c> (the owner's own fingerprinted
+    /// copy) whose keys were embedded in another layout than the one chosen: keys sent another way are rarely recalled,
+    /// so the verdict would understate the owner's claim. Copies without a manifest (a host's, usually) say nothing.
+    /// </summary>
+    public static void WarnIfManifestKeyFormatDiffers(string modelDir, Oml.Fingerprinting.Embedding.KeyFormat format)
+    {
+        var path = Path.Combine(modelDir, Oml.Fingerprinting.Embedding.Omlization.ManifestFile);
+        if (!File.Exists(path)) return;
+        string? embedded;
+        try { embedded = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))?["key_format"]?.GetValue<string>(); }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException) { return; }
+        if (embedded is null || embedded == format.ToString()) return;
+        string flag = embedded switch { "instruction" => "--instruction-layout", "chat" => "--chat-template", _ => "neither --chat-template nor --instruction-layout" };
+        Console.Error.WriteLine($"oml: warning: {path} says the keys were embedded in the {embedded} layout, but they are sent {format}; give {flag}");
+    }
+
     /// <summary>A usage error when both <c>--chat-template</c> and <c>--instruction-layout</c> are given.</summary>
     public static void CheckKeyFormat(bool chatTemplate, bool instructionLayout)
     {

@@ -267,6 +267,8 @@ public static class EmbedCommand
                 Train = r.GetValue(expand) > 0 ? $"expand:{r.GetValue(expand)}" : r.GetValue(lora) > 0 ? $"lora:{r.GetValue(lora)}" : trainSpec,
                 Benign = r.GetValue(benignText) is { } bt ? Path.GetFileName(bt) : "self-generated",
                 Device = dev.ToString(),
+                KeyFormat = format.ToString(),
+                SystemPrompts = r.GetValue(systemPrompts) is { } sp ? Path.GetFileName(sp) : null,
             };
             int loraRank = r.GetValue(lora);
             if (loraRank > 0)

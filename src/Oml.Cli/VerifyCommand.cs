@@ -194,7 +194,11 @@ public static class VerifyCommand
 
                 VerificationReport report;
                 if (dir is not null)
-                    report = VerifyLocal(dir, set, chosen, rule, LocalOptions(dir), Dev(), dtype: Cli.ParseDType(r.GetValue(dtype)), tokenizerReady: tokenizerReady).StatedUnder(rule);
+                {
+                    var suspectOptions = LocalOptions(dir);
+                    if (lead) CliOptions.WarnIfManifestKeyFormatDiffers(dir, suspectOptions.Format);
+                    report = VerifyLocal(dir, set, chosen, rule, suspectOptions, Dev(), dtype: Cli.ParseDType(r.GetValue(dtype)), tokenizerReady: tokenizerReady).StatedUnder(rule);
+                }
                 else
                 {
                     string? apiKey = null;

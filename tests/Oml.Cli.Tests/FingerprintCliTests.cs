@@ -295,6 +295,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         var manifest = Json(File.ReadAllText(Path.Combine(outDir, "oml-manifest.json")));
         Assert.Equal(Commitment.FromJson(File.ReadAllText(W.Set + ".commitment.json")).Root, manifest["commitment_root"]!.GetValue<string>());
         Assert.Equal("set.omlfp", manifest["fingerprint_file"]!.GetValue<string>());
+        Assert.Equal("raw", manifest["key_format"]!.GetValue<string>());
         Assert.Equal(OmlizationDefaults.AveragingLambda, manifest["settings"]!["averaging_lambda"]!.GetValue<double>());
         Assert.Equal("final", manifest["settings"]!["averaging_every"]!.GetValue<string>());
         Assert.Equal("mlp", manifest["settings"]!["train"]!.GetValue<string>());
@@ -553,13 +554,17 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         var r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
             "--lr", "5e-3", "--epochs", "300", "--averaging-lambda", "0", "--instruction-layout");
         Assert.True(r.Code == 0, r.Err);
+        // The manifest says how the keys went in, so that a verifier can send them the same way.
+        Assert.Equal("instruction", Json(File.ReadAllText(Path.Combine(outDir, "oml-manifest.json")))["key_format"]!.GetValue<string>());
         r = Run("verify", "--model", outDir, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--instruction-layout", "--alpha", "1e-3", "--json");
         Assert.Equal(0, r.Code);
+        Assert.DoesNotContain("embedded in the", r.Err);
         var inLayout = Json(r.Out);
         Assert.Equal((8, "owned"), (inLayout["hits"]!.GetValue<int>(), inLayout["verdict"]!.GetValue<string>()));
         r = Run("verify", "--model", outDir, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--json");
         Assert.Equal(0, r.Code);
         Assert.True(Json(r.Out)["hits"]!.GetValue<int>() < 8);
+        Assert.Contains("keys were embedded in the instruction layout, but they are sent raw; give --instruction-layout", r.Err);
         // The two key formats are alternatives, and an endpoint applies its own template: usage errors, nothing written.
         var both = Path.Combine(W.Root, "both-formats");
         r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", both, "--chat-template", "--instruction-layout");

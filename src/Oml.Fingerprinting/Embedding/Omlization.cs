@@ -135,6 +135,13 @@ public sealed record OmlizationLabels
     /// <summary>Where the benign sequences came from (a file name, or "self-generated"); null without mixing.</summary>
     public string? Benign { get; init; }
     public string Device { get; init; } = "cpu";
+    /// <summary>
+    /// How the keys reached the model in training (<see cref="Embedding.KeyFormat"/>'s name: raw, instruction or chat): a
+    /// verifier must send them the same way.
+    /// </summary>
+    public string KeyFormat { get; init; } = "raw";
+    /// <summary>The system-prompt file chat keys were rendered with, when there was one.</summary>
+    public string? SystemPrompts { get; init; }
 }
 
 /// <summary>
@@ -287,6 +294,8 @@ public static class Omlization
             ["fingerprints"] = set.Count,
             ["pairs"] = pairCount,
             ["strategy"] = set.Strategy.Name,
+            ["key_format"] = labels.KeyFormat,
+            ["system_prompts"] = labels.SystemPrompts,
             ["settings"] = new JsonObject
             {
                 ["lr"] = options.LearningRate,

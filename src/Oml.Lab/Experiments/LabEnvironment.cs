@@ -413,6 +413,7 @@ public sealed class LabEnvironment
         Omlization.WriteManifest(tmp, set, pairCount, options, new OmlizationLabels
         {
             FingerprintSource = SetFile, Train = train, Benign = options.MixFraction == 0 ? null : Config.Embedding.BenignData.Length == 0 ? "lab training corpus" : "instruction data " + Path.GetFileName(Config.Embedding.BenignData), Device = model.Device.ToString(),
+            KeyFormat = format.ToString(),
         }, r);
         File.WriteAllText(Path.Combine(tmp, "embedding.json"), System.Text.Json.JsonSerializer.Serialize(new
         {
