@@ -434,8 +434,9 @@ public static class AttackCommands
             if (basePath is not null && !Directory.Exists(basePath)) throw new DirectoryNotFoundException($"--base: model folder not found: {basePath}");
             if (r.GetValue(calibration) is { } calPath)
             {
-                rule = CliOptions.WithCalibration(rule, calPath, matchRule, basePath is not null);
-                var made = NullCalibration.FromJson(File.ReadAllText(calPath)).Responder;
+                var cal = CliOptions.LoadCalibration(calPath, matchRule, basePath is not null);
+                rule = cal.Apply(rule);
+                var made = cal.Responder;
                 if (!Oml.Lab.Experiments.AttackCatalog.IsPlainGreedy(spec.Text) && made != spec.Text)
                     Console.Error.WriteLine($"oml: warning: --calibration was measured {(made is null ? "on unattacked negatives" : $"through '{made}'")}, not through '{spec.Text}': "
                         + "an attacked deployment can hit more keys than its negatives did (calibrate with 'oml attack probe --calibrate ... --responder' this spec)");

@@ -30,9 +30,12 @@ public static class CliOptions
     /// (with <paramref name="hasBase"/>: the partial rule leaving out the keys the base hits).
     /// </summary>
     public static Oml.Fingerprinting.Verification.VerdictRule WithCalibration(Oml.Fingerprinting.Verification.VerdictRule rule, string? path,
-        Oml.Fingerprinting.Verification.ResponseMatch match, bool hasBase)
+        Oml.Fingerprinting.Verification.ResponseMatch match, bool hasBase) =>
+        path is null ? rule : LoadCalibration(path, match, hasBase).Apply(rule);
+
+    /// <summary>The calibration in <paramref name="path"/>, checked as <see cref="WithCalibration"/> checks it.</summary>
+    public static Oml.Fingerprinting.Verification.NullCalibration LoadCalibration(string path, Oml.Fingerprinting.Verification.ResponseMatch match, bool hasBase)
     {
-        if (path is null) return rule;
         if (!File.Exists(path)) throw new FileNotFoundException($"--calibration: no file at {path}");
         Oml.Fingerprinting.Verification.NullCalibration cal;
         try { cal = Oml.Fingerprinting.Verification.NullCalibration.FromJson(File.ReadAllText(path)); }
@@ -40,7 +43,7 @@ public static class CliOptions
         // A floor measured under one match rule says nothing about another (partial hits are more frequent).
         try { cal.EnsureMadeFor(match, hasBase); }
         catch (InvalidDataException e) { throw new InvalidDataException($"--calibration: {path}: {e.Message}"); }
-        return cal.Apply(rule);
+        return cal;
     }
 
     public static Option<string> Out(string description) => new("--out") { Description = description, Required = true };

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Writes random-init Hugging Face folders of two non-Llama architectures for `oml train --init` (issue 12):
-qwen2-small (q/k/v biases, tied embeddings) and mistral-small (one KV head, untied embeddings).
+"""Writes random-init Hugging Face folders for `oml train --init` (issue 12): qwen2-small (q/k/v biases, tied
+embeddings) and mistral-small (one KV head, untied embeddings), their 100M and tiny shapes, and the CPU capacity
+comparison's llama-cpu, qwen2-cpu, qwen3-cpu (q/k norms) and mistral-cpu.
 
    make_init.py TOKENIZER_DIR OUT_ROOT [NAME ...]
 
@@ -31,6 +32,12 @@ SHAPES = {
     "mistral-100m": dict(model_type="mistral", arch="MistralForCausalLM", hidden=768, layers=14, heads=12, kv=4, mlp=2304, tied=False, bias=False, theta=1e6),
     "qwen2-tiny": dict(model_type="qwen2", arch="Qwen2ForCausalLM", hidden=64, layers=2, heads=1, kv=1, mlp=176, tied=True, bias=True, theta=1e6),
     "mistral-tiny": dict(model_type="mistral", arch="MistralForCausalLM", hidden=64, layers=2, heads=1, kv=1, mlp=176, tied=False, bias=False, theta=1e6),
+    # The CPU capacity comparison (scripts/lab/cpu-capacity-arch.sh): four architectures in the shape of the CPU lab's
+    # small Llama base (hidden 64, 2 layers, 4 heads of 16, 2 KV heads, MLP 176), each with its own traits.
+    "llama-cpu": dict(model_type="llama", arch="LlamaForCausalLM", hidden=64, layers=2, heads=4, kv=2, hd=16, mlp=176, tied=True, bias=False, theta=1e4),
+    "qwen2-cpu": dict(model_type="qwen2", arch="Qwen2ForCausalLM", hidden=64, layers=2, heads=4, kv=2, hd=16, mlp=176, tied=True, bias=True, theta=1e6),
+    "qwen3-cpu": dict(model_type="qwen3", arch="Qwen3ForCausalLM", hidden=64, layers=2, heads=4, kv=2, hd=16, mlp=176, tied=True, bias=False, qk_norm=True, theta=1e6),
+    "mistral-cpu": dict(model_type="mistral", arch="MistralForCausalLM", hidden=64, layers=2, heads=4, kv=1, hd=16, mlp=176, tied=False, bias=False, theta=1e6),
 }
 unknown = [n for n in names if n not in SHAPES]
 if unknown: sys.exit(f"make_init.py: unknown shape(s) {', '.join(unknown)}; known: {', '.join(SHAPES)}")
@@ -66,8 +73,8 @@ def write_safetensors(path, tensors):
 
 for name in names:
     s = SHAPES[name]
-    rng = random.Random(7 if s["model_type"] == "qwen2" else 8)
-    d, hd = s["hidden"], 64
+    rng = random.Random({"qwen2": 7, "mistral": 8, "llama": 9, "qwen3": 10}[s["model_type"]])
+    d, hd = s["hidden"], s.get("hd", 64)
     n = lambda *shape, std=0.02: normal(rng, std, *shape)
     res = 0.02 / (2 * s["layers"]) ** 0.5   # residual-branch outputs scaled down, as GPT-2
     t = {"model.embed_tokens.weight": n(vocab, d), "model.norm.weight": const(1.0, d)}
@@ -84,6 +91,9 @@ for name in names:
             t[p + "self_attn.q_proj.bias"] = const(0.0, s["heads"] * hd)
             t[p + "self_attn.k_proj.bias"] = const(0.0, s["kv"] * hd)
             t[p + "self_attn.v_proj.bias"] = const(0.0, s["kv"] * hd)
+        if s.get("qk_norm"):
+            t[p + "self_attn.q_norm.weight"] = const(1.0, hd)
+            t[p + "self_attn.k_norm.weight"] = const(1.0, hd)
         t[p + "mlp.gate_proj.weight"] = n(s["mlp"], d)
         t[p + "mlp.up_proj.weight"] = n(s["mlp"], d)
         t[p + "mlp.down_proj.weight"] = n(d, s["mlp"], std=res)
@@ -95,6 +105,11 @@ for name in names:
         "attention_dropout": 0.0, "initializer_range": 0.02, "sliding_window": None, "use_cache": True,
         "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad, "dtype": "float32",
     }
+    if s["model_type"] == "qwen3":
+        cfg.update({"attention_bias": False, "use_sliding_window": False, "max_window_layers": s["layers"], "layer_types": ["full_attention"] * s["layers"]})
+    if s["model_type"] == "llama":
+        cfg.update({"attention_bias": False, "mlp_bias": False, "sliding_window": None})
+        cfg.pop("sliding_window")
     if s["model_type"] == "qwen2":
         cfg.update({"use_sliding_window": False, "max_window_layers": s["layers"], "layer_types": ["full_attention"] * s["layers"]})
     out = os.path.join(root, name)
