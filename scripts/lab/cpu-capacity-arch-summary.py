@@ -44,7 +44,19 @@ for a in ARCH:
         lines.append(f"| {a} | {info.get('parameters', 0):,} | {ppl['base_perplexity']:.2f} | {n:,} | {s} | "
                      f"{100 * mt.get('accuracy', float('nan')):.1f} % | {mt.get('epochs', '?')} | {mt.get('merge_lambda', float('nan')):.2f} | "
                      f"{mt.get('seconds', float('nan')):.0f} | {ppl['perplexity']:.2f} | {change:+.1f} % |")
-text = "\n".join(lines) + "\n"
+T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}
+agg = ["| architecture | N | seeds | recall (min) | epochs | perplexity change (mean ± 95 % t) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+means = {}
+for a in ARCH:
+    for n in sorted({n for (n, _, _) in series.get(a, [])}):
+        xs = [c for (m, c, _) in series[a] if m == n]
+        accs = [r for (m, _, r) in series[a] if m == n and r is not None]
+        eps = [cells[k][1]["metrics"]["epochs"] for k in cells if k[0] == a and k[1] == n and cells[k][1]]
+        mean = sum(xs) / len(xs)
+        half = T95.get(len(xs), 2.0) * (sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 / len(xs) ** 0.5 if len(xs) > 1 else None
+        means.setdefault(a, []).append((n, mean, min(accs) if accs else None))
+        agg.append(f"| {a} | {n:,} | {len(xs)} | {100 * min(accs):.1f} % | {min(eps)}–{max(eps)} | {mean:+.1f} %" + (f" ± {half:.1f}" if half is not None else "") + " |")
+text = "\n".join(agg) + "\n\nPer seed:\n\n" + "\n".join(lines) + "\n"
 print(text)
 
 def plot(path):
@@ -57,7 +69,7 @@ def plot(path):
     Y = lambda v: T + (y1 - v) / (y1 - y0) * (H - T - B)
     s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
          f'<rect width="{W}" height="{H}" fill="white"/>',
-         f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="14">Capacity per architecture: oml embed with its defaults, 0.6-1.1M-parameter CPU bases</text>']
+         f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="14">Capacity per architecture: oml embed with its defaults, 158-220k-parameter CPU bases</text>']
     step = 10 ** math.floor(math.log10((y1 - y0) / 2 or 1))
     for m in (1, 2, 5, 10):
         if (y1 - y0) / (step * m) <= 8: step *= m; break
@@ -72,14 +84,18 @@ def plot(path):
     s.append(f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="none" stroke="#333"/>')
     s.append(f'<text x="{(L + W - R) / 2}" y="{H - 16}" text-anchor="middle">fingerprints embedded (N, log scale)</text>')
     s.append(f'<text transform="translate(18 {(T + H - B) / 2}) rotate(-90)" text-anchor="middle">held-out perplexity change vs the base</text>')
-    for i, a in enumerate(a for a in ARCH if a in series):
-        pts = sorted(series[a])
+    for a in series:
+        for n, v, _ in series[a]:
+            s.append(f'<circle cx="{X(n):.1f}" cy="{Y(v):.1f}" r="2" fill="{COLOUR[a]}" opacity="0.5"/>')
+    for i, a in enumerate(a for a in ARCH if a in means):
+        pts = sorted(means[a])
         c = COLOUR[a]
         s.append('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>' % (c, " ".join(f"{X(n):.1f},{Y(v):.1f}" for n, v, _ in pts)))
         for n, v, acc in pts:
             fill = c if acc is not None and acc >= 0.99 else "white"
             s.append(f'<circle cx="{X(n):.1f}" cy="{Y(v):.1f}" r="4.5" fill="{fill}" stroke="{c}" stroke-width="2"/>')
         s.append(f'<circle cx="{W - R + 17}" cy="{T + 10 + 18 * i}" r="5" fill="{c}"/><text x="{W - R + 26}" y="{T + 14 + 18 * i}">{a}</text>')
+    s.append(f'<text x="{W - R + 12}" y="{T + 86}" font-size="11">lines: mean over seeds</text>')
     s.append(f'<text x="{W - R + 12}" y="{T + 100}" font-size="11">filled: recall ≥ 99 %</text>')
     s.append(f'<text x="{W - R + 12}" y="{T + 114}" font-size="11">open: below</text>')
     s.append("</svg>")
