@@ -503,6 +503,7 @@ public static class AttackCommands
 
             var (found, hostName) = Probe(dir!, log: true);
             var report = found.StatedUnder(rule);
+            if (report.ThinClaimWarning(rule.CalibratedFloor) is { } thin) Console.Error.WriteLine("oml: warning: " + thin);
             if (r.GetValue(json))
             {
                 var node = JsonNode.Parse(report.ToJson())!.AsObject();

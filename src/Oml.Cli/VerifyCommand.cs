@@ -227,6 +227,7 @@ public static class VerifyCommand
                     report = report with { K = k, PValueOneOverK = Math.Exp(FingerprintStatistics.LogBinomialUpperTail(report.Queried, bound, report.Hits)) };
                 }
                 using var printing = Phases.Measure("print report");
+                if (report.ThinClaimWarning(rule.CalibratedFloor) is { } thin) Console.Error.WriteLine("oml: warning: " + thin);
                 if (r.GetValue(json)) Console.WriteLine(report.ToJson());
                 else
                 {

@@ -120,6 +120,29 @@ public sealed record VerificationReport(
             rule.Alpha, rule.ExpectedRecall, rule.Describe(perKeyNull), result.Reason, keys);
     }
 
+    /// <summary>
+    /// Below this share of keys hit, an "owned" verdict under the default (uncalibrated) null is a thin claim: a model
+    /// that never saw the keys, served through suppression of its top first tokens, hit 0.9-1.3 % of Perinucleus keys on
+    /// the CPU bases of docs/results.md ("The null under suppression"), and was judged owned at 8,192 keys.
+    /// </summary>
+    public const double ThinClaimHitRate = 0.05;
+
+    /// <summary>
+    /// A one-line caution when the verdict is owned on fewer than <see cref="ThinClaimHitRate"/> of the queried keys and
+    /// the null's floor was not calibrated on negatives (<paramref name="calibratedFloor"/>); null otherwise. Real copies
+    /// hit far more (recall after SFT and merges 0.6-0.99 in the lab), so a claim this thin is the one a host's decoding
+    /// attack on an unrelated model could produce.
+    /// </summary>
+    public string? ThinClaimWarning(bool calibratedFloor)
+    {
+        if (Verdict != Verdict.Owned || calibratedFloor || Queried == 0) return null;
+        double rate = (double)Hits / Queried;
+        if (rate >= ThinClaimHitRate) return null;
+        return string.Create(CultureInfo.InvariantCulture, $"owned on {Hits} of {Queried} keys ({100 * rate:F1} %), under an uncalibrated null: ")
+            + "an unrelated model served through suppression of its top tokens hits about 1 % of Perinucleus keys, enough for this verdict at thousands of keys (docs/verification.md); calibrate the null on negatives "
+            + "served the same way ('oml attack probe --calibrate ... --responder SPEC', then --calibration) before relying on it";
+    }
+
     /// <summary>The report as indented JSON (snake_case names, verdict as "owned" / "not-owned" / "inconclusive").</summary>
     public string ToJson() => JsonSerializer.Serialize(this, JsonContext.VerificationReport);
 

@@ -194,4 +194,19 @@ public class VerdictRuleTests
         Assert.Contains("...", new VerificationReport(Verdict.Owned, 1, 1, 0.1, -1, 1e-6, 0.5, "r", "x",
             [new KeyResult(0, new string('a', 100), ["r"], "r", true)]).ToTable(maxCellWidth: 20));
     }
+
+    [Fact]
+    public void An_owned_verdict_on_few_hits_under_an_uncalibrated_null_carries_a_warning()
+    {
+        VerificationReport Report(Verdict v, int hits, int queried) => new(v, hits, queried, 1e-17, -17, 1e-6, 0.5, "r", "x", []);
+        // 97 of 8,192 keys: what the base of docs/results.md's CPU Mistral did through top-3 first-token suppression.
+        var thin = Report(Verdict.Owned, 97, 8192).ThinClaimWarning(calibratedFloor: false);
+        Assert.NotNull(thin);
+        Assert.Contains("owned on 97 of 8192 keys (1.2 %)", thin);
+        Assert.Contains("--calibrate", thin);
+        Assert.Null(Report(Verdict.Owned, 97, 8192).ThinClaimWarning(calibratedFloor: true));
+        Assert.Null(Report(Verdict.Owned, 900, 1024).ThinClaimWarning(calibratedFloor: false));
+        Assert.Null(Report(Verdict.NotOwned, 3, 1024).ThinClaimWarning(calibratedFloor: false));
+        Assert.Null(Report(Verdict.Inconclusive, 0, 0).ThinClaimWarning(calibratedFloor: false));
+    }
 }
