@@ -122,7 +122,7 @@ public sealed record VerificationReport(
 
     /// <summary>
     /// Below this share of keys hit, an "owned" verdict under the default (uncalibrated) null is a thin claim: a model
-    /// that never saw the keys, served through suppression of its top first tokens, hit 0.9-1.3 % of Perinucleus keys on
+    /// that never saw the keys, served through suppression of its top first tokens, hit up to 1.3 % of Perinucleus keys on
     /// the CPU bases of docs/results.md ("The null under suppression"), and was judged owned at 8,192 keys.
     /// </summary>
     public const double ThinClaimHitRate = 0.05;

@@ -199,7 +199,7 @@ public class VerdictRuleTests
     public void An_owned_verdict_on_few_hits_under_an_uncalibrated_null_carries_a_warning()
     {
         VerificationReport Report(Verdict v, int hits, int queried) => new(v, hits, queried, 1e-17, -17, 1e-6, 0.5, "r", "x", []);
-        // 97 of 8,192 keys: what the base of docs/results.md's CPU Mistral did through top-3 first-token suppression.
+        // 97 of 8,192 keys: what the base of docs/results.md's CPU Mistral did through top-5 first-token suppression.
         var thin = Report(Verdict.Owned, 97, 8192).ThinClaimWarning(calibratedFloor: false);
         Assert.NotNull(thin);
         Assert.Contains("owned on 97 of 8192 keys (1.2 %)", thin);
