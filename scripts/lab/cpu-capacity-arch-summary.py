@@ -55,7 +55,8 @@ for a in ARCH:
         mean = sum(xs) / len(xs)
         half = T95.get(len(xs), 2.0) * (sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 / len(xs) ** 0.5 if len(xs) > 1 else None
         means.setdefault(a, []).append((n, mean, min(accs) if accs else None))
-        agg.append(f"| {a} | {n:,} | {len(xs)} | {100 * min(accs):.1f} % | {min(eps)}–{max(eps)} | {mean:+.1f} %" + (f" ± {half:.1f}" if half is not None else "") + " |")
+        recall = f"{100 * min(accs):.1f} %" if accs else "–"
+        agg.append(f"| {a} | {n:,} | {len(xs)} | {recall} | {min(eps)}–{max(eps)} | {mean:+.1f} %" + (f" ± {half:.1f}" if half is not None else "") + " |")
 text = "\n".join(agg) + "\n\nPer seed:\n\n" + "\n".join(lines) + "\n"
 print(text)
 
@@ -108,7 +109,8 @@ if docs:
     if os.path.exists(os.path.join(run, "logs", "timeline.txt")):
         shutil.copy(os.path.join(run, "logs", "timeline.txt"), docs)
     plot(os.path.join(docs, "capacity.svg"))
-    bases = "\n".join(f"- {a}: {base_info(a).get('parameters', 0):,} parameters, trainer held-out perplexity "
-                      f"{base_info(a).get('eval_perplexity', float('nan')):.2f}" for a in ARCH if base_info(a))
+    infos = {a: base_info(a) for a in ARCH}
+    bases = "\n".join(f"- {a}: {i.get('parameters', 0):,} parameters, trainer held-out perplexity "
+                      f"{i.get('eval_perplexity', float('nan')):.2f}" for a, i in infos.items() if i)
     open(os.path.join(docs, "summary.md"), "w").write(
         "# Capacity per architecture on CPU (scripts/lab/cpu-capacity-arch.sh)\n\n" + bases + "\n\n" + text + "\n![capacity](capacity.svg)\n")

@@ -108,8 +108,8 @@ for name in names:
     if s["model_type"] == "qwen3":
         cfg.update({"attention_bias": False, "use_sliding_window": False, "max_window_layers": s["layers"], "layer_types": ["full_attention"] * s["layers"]})
     if s["model_type"] == "llama":
-        cfg.update({"attention_bias": False, "mlp_bias": False, "sliding_window": None})
-        cfg.pop("sliding_window")
+        cfg.update({"attention_bias": False, "mlp_bias": False})
+        cfg.pop("sliding_window")   # Llama has none
     if s["model_type"] == "qwen2":
         cfg.update({"use_sliding_window": False, "max_window_layers": s["layers"], "layer_types": ["full_attention"] * s["layers"]})
     out = os.path.join(root, name)
