@@ -428,14 +428,14 @@ public static class AttackCommands
             double a = r.GetValue(alpha);
             if (!(a > 0 && a < 1)) throw new UsageException("--alpha must be in (0, 1)");
             var rule = new VerdictRule { Alpha = a };
+            NullCalibration? calibrationFile = null;
             var matchRule = CliOptions.ResponseMatchFrom(r.GetValue(match), r.GetValue(minTokens));
             string? basePath = r.GetValue(baseDir);
             if (basePath is not null && !matchRule.IsPartial) throw new UsageException("--base gives the partial rule's null: use it with --match partial");
             if (basePath is not null && !Directory.Exists(basePath)) throw new DirectoryNotFoundException($"--base: model folder not found: {basePath}");
             if (r.GetValue(calibration) is { } calPath)
             {
-                var cal = CliOptions.LoadCalibration(calPath, matchRule, basePath is not null);
-                rule = cal.Apply(rule);
+                var cal = calibrationFile = CliOptions.LoadCalibration(calPath, matchRule, basePath is not null);
                 var made = cal.Responder;
                 if (!Oml.Lab.Experiments.AttackCatalog.IsPlainGreedy(spec.Text) && made != spec.Text)
                     Console.Error.WriteLine($"oml: warning: --calibration was measured {(made is null ? "on unattacked negatives" : $"through '{made}'")}, not through '{spec.Text}': "
@@ -444,6 +444,9 @@ public static class AttackCommands
             var set = FingerprintIO.ReadSet(r.GetValue(fingerprints)!, r.GetValue(passphraseFile));
             var unrevealed = set.Unrevealed();
             if (unrevealed.Count == 0) throw new InvalidDataException("every fingerprint of the set has been revealed: there are no secret keys left to query");
+            // The set decides the default floor (its responses' kind); a calibration can only raise it.
+            rule = rule with { NullFloor = VerdictRule.DefaultNullFloorFor(set.Fingerprints) };
+            if (calibrationFile is not null) rule = calibrationFile.Apply(rule);
             int m = r.GetValue(count) ?? unrevealed.Count;
             if (m < 1 || m > unrevealed.Count) throw new UsageException($"--count must be in [1, {unrevealed.Count}]");
             var chosen = unrevealed.Take(m).ToList();

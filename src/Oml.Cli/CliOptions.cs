@@ -22,18 +22,9 @@ public static class CliOptions
 
     /// <summary>--calibration FILE: a null calibration made by <c>oml verify --calibrate ... --calibration-out FILE</c>.</summary>
     public static Option<string?> NullCalibration() =>
-        new("--calibration") { Description = "A calibration file (from 'oml verify --calibrate ... --calibration-out'): its floor (the worst negative's upper bound) replaces a lower floor (the default 1e-3 or --null-floor)" };
+        new("--calibration") { Description = "A calibration file (from 'oml verify --calibrate ... --calibration-out'): its floor (the worst negative's upper bound) replaces a lower floor (the set's default or --null-floor)" };
 
-    /// <summary>
-    /// <paramref name="rule"/> under the calibration in <paramref name="path"/> (null: the rule as it is), refused with one
-    /// line when the file is missing, is not a calibration, or was made for another match rule than <paramref name="match"/>
-    /// (with <paramref name="hasBase"/>: the partial rule leaving out the keys the base hits).
-    /// </summary>
-    public static Oml.Fingerprinting.Verification.VerdictRule WithCalibration(Oml.Fingerprinting.Verification.VerdictRule rule, string? path,
-        Oml.Fingerprinting.Verification.ResponseMatch match, bool hasBase) =>
-        path is null ? rule : LoadCalibration(path, match, hasBase).Apply(rule);
-
-    /// <summary>The calibration in <paramref name="path"/>, checked as <see cref="WithCalibration"/> checks it.</summary>
+    /// <summary>The calibration in <paramref name="path"/>, checked against the match rule and --base of the verdict it is for.</summary>
     public static Oml.Fingerprinting.Verification.NullCalibration LoadCalibration(string path, Oml.Fingerprinting.Verification.ResponseMatch match, bool hasBase)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"--calibration: no file at {path}");

@@ -105,7 +105,7 @@ public static class DemoCommand
         }
 
         // 5. Verify both models, and compare utility.
-        var rule = new VerdictRule { Alpha = 1e-6 };
+        var rule = new VerdictRule { Alpha = 1e-6, NullFloor = VerdictRule.DefaultNullFloorFor(set.Fingerprints) };
         Say($"{T()} 5. verification with a false-positive rate of {rule.Alpha:E0} ({rule.Describe(perKeyNull: true)})");
         Verdict fpVerdict, baseVerdict;
         System.Text.Json.Nodes.JsonObject fpJson, baseJson, pplJson;

@@ -33,10 +33,11 @@ public static class VerifyCommand
         var chatTemplate = new Option<bool>("--chat-template") { Description = "Local models: wrap each key in the model's chat template, as 'oml embed --chat-template' trained it" };
         var instructionLayout = CliOptions.InstructionLayout("Local models: send each key as the instruction of the raw '### Instruction: / ### Response:' layout, as 'oml embed --instruction-layout' trained it");
         var systemPrompt = new Option<string?>("--system-prompt") { Description = "Local models: put this system prompt before each key (tests prompt augmentation)" };
-        var nullFloor = new Option<double>("--null-floor")
+        var nullFloor = new Option<double?>("--null-floor")
         {
-            Description = "Floor on every key's null hit probability: one hit on a key the base model finds impossible is never proof by itself",
-            DefaultValueFactory = _ => VerdictRule.DefaultNullFloor,
+            Description = "Floor on every key's null hit probability: one hit on a key the base model finds impossible is never proof by itself "
+                + "(default: 0.06 per distinct first response token for Perinucleus and custom sets, which a host that suppresses its top tokens "
+                + "makes unrelated models hit; 0.001 for other sets; docs/verification.md)",
         };
         var calibration = CliOptions.NullCalibration();
         var calibrate = CliOptions.Calibrate("Calibrate the null instead of verifying: query each of these local models that never saw the set's keys "
@@ -95,15 +96,14 @@ public static class VerifyCommand
             if (r_ < 1) throw new UsageException("--samples must be at least 1");
             if (r_ > 1 && temp is null) throw new UsageException("--samples > 1 needs --temperature (greedy answers are all the same)");
             if (temp is { } tv && !(tv > 0 && tv <= 2)) throw new UsageException("--temperature must be in (0, 2]");
-            double floor = r.GetValue(nullFloor);
-            if (!(floor >= 0 && floor < 1)) throw new UsageException("--null-floor must be in [0, 1)");
+            double? floor = r.GetValue(nullFloor);
+            if (floor is { } fv && !(fv >= 0 && fv < 1)) throw new UsageException("--null-floor must be in [0, 1)");
             var rule = new VerdictRule
             {
                 Alpha = CheckOpen(r.GetValue(alpha), "--alpha"),
                 ExpectedRecall = r.GetValue(recall) is var rc && rc > 0 && rc <= 1 ? rc : throw new UsageException("--expected-recall must be in (0, 1]"),
-                NullFloor = floor,
             };
-            rule = CliOptions.WithCalibration(rule, r.GetValue(calibration), matchRule, basePath is not null);
+            var calibrationFile = r.GetValue(calibration) is { } calPath ? CliOptions.LoadCalibration(calPath, matchRule, basePath is not null) : null;
             // Loading libtorch and creating the GPU's context (a second or more) overlaps reading the set and the
             // tokenizer: started here, waited for where the model is loaded. Errors (no such device) surface there.
             string deviceName = r.GetValue(device)!;
@@ -127,6 +127,9 @@ public static class VerifyCommand
             using (Phases.Measure("read set")) set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
             var unrevealed = set.Unrevealed();
             if (unrevealed.Count == 0) throw new InvalidDataException($"every fingerprint of {setPath} has been revealed: there are no secret keys left to query");
+            // The set decides the default floor (its responses' kind); a calibration can only raise it.
+            rule = rule with { NullFloor = floor ?? VerdictRule.DefaultNullFloorFor(set.Fingerprints) };
+            if (calibrationFile is not null) rule = calibrationFile.Apply(rule);
             int m = r.GetValue(count) ?? unrevealed.Count;
             if (m < 1) throw new UsageException("--count must be at least 1");
             if (m > unrevealed.Count) throw new UsageException($"--count {m}: only {unrevealed.Count} fingerprints are unrevealed");

@@ -527,6 +527,15 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             .Sum(h => Binomial(4, h) * Math.Pow(1.0 / 3, h) * Math.Pow(2.0 / 3, 4 - h));
         Assert.Equal(expected, report["p_value_one_over_k"]!.GetValue<double>(), 9);
 
+        // Perinucleus keys start from the floor a suppressing host cannot cross (0.06 per first response token), in verify
+        // and in probe alike; --null-floor still sets it.
+        Assert.Contains("max(p_i, 0.06)", report["rule"]!.GetValue<string>());
+        r = Run("attack", "probe", "--model", W.Model, "--fingerprints", set, "--passphrase-file", W.PassFile, "--responder", "suppress:k=1,m=1", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("max(p_i, 0.06)", Json(r.Out)["rule"]!.GetValue<string>());
+        r = Run("verify", "--model", W.Model, "--fingerprints", set, "--passphrase-file", W.PassFile, "--json", "--null-floor", "0.001");
+        Assert.Contains("max(p_i, 0.001)", Json(r.Out)["rule"]!.GetValue<string>());
+
         static double Binomial(int n, int k) => Enumerable.Range(1, k).Aggregate(1.0, (a, i) => a * (n - k + i) / i);
     }
 

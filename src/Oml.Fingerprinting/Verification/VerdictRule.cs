@@ -70,6 +70,38 @@ public sealed record VerdictRule
     public const double DefaultNullFloor = 1e-3;
 
     /// <summary>
+    /// Default floor per distinct first response token for keys whose responses were drawn just outside the base's
+    /// nucleus (<see cref="Generation.Strategies.Perinucleus"/> and <see cref="Generation.Strategies.Custom"/> sets). A host
+    /// that suppresses its top m tokens makes the (m+1)-th its answer, and that is where those responses lie, so models
+    /// that never saw the keys hit far more of them than the base's probabilities say. Measured (docs/verification.md,
+    /// "The floor"): through top-m first-token suppression (m = 1-5) the 102.7M Llama base, its fine-tune, two siblings
+    /// fingerprinted with other keys and a Mistral base hit 1.8-4.6 % of 8,192 keys (worst 95 % upper bound 5.1 %), where
+    /// the default 1e-3 called every one of them owned (p 1e-42 to 1e-240); 0.2M bases hit up to 1.8 %.
+    /// </summary>
+    public const double SuppressionNullFloor = 0.06;
+
+    /// <summary>
+    /// The floor a verdict on these fingerprints starts from when none is given (a calibration raises it further):
+    /// <see cref="SuppressionNullFloor"/> times the most distinct first response tokens any key has (a suppressing host
+    /// hits a key when any of them is its (m+1)-th token), at most 0.5, when any key's responses are Perinucleus ones;
+    /// <see cref="DefaultNullFloor"/> otherwise (random words and sampled English responses are not where a suppressing
+    /// host's answer falls, and their per-key probabilities are measured on the base).
+    /// </summary>
+    public static double DefaultNullFloorFor(IEnumerable<Fingerprint> fingerprints)
+    {
+        ArgumentNullException.ThrowIfNull(fingerprints);
+        int firsts = 0;
+        foreach (var f in fingerprints)
+        {
+            if (f.Strategy.Name is not (Generation.Strategies.Perinucleus or Generation.Strategies.Custom)) continue;
+            var seen = new HashSet<int>();
+            foreach (var r in f.Responses) if (r.TokenIds.Count > 0) seen.Add(r.TokenIds[0]);
+            firsts = Math.Max(firsts, Math.Max(1, seen.Count));
+        }
+        return firsts == 0 ? DefaultNullFloor : Math.Min(0.5, SuppressionNullFloor * firsts);
+    }
+
+    /// <summary>
     /// True when <see cref="NullFloor"/> comes from a calibration on negative models (<see cref="NullCalibration.Apply"/>).
     /// The partial rule states ownership only then (<see cref="VerificationReport.StatedUnder"/>).
     /// </summary>

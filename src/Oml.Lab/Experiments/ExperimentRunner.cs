@@ -459,13 +459,13 @@ public sealed class ExperimentRunner
 
     /// <summary>
     /// The owner's claim from these hits (exact rule): log10 of the verdict's p-value and whether it is owned at the
-    /// default α (10⁻⁶), with each key's null the base's recorded probability of any of its responses, floored at 10⁻³,
-    /// as <c>oml verify</c> computes it. That null assumes the suspect answers as the base would; through a responder
-    /// that suppresses top tokens a negative hits more (docs/verification.md, "Calibration"), so read it with the attack.
+    /// default α (10⁻⁶), with each key's null the base's recorded probability of any of its responses, floored at the
+    /// set's default (<see cref="VerdictRule.DefaultNullFloorFor"/>: 0.06 per first response token for Perinucleus keys,
+    /// which a host that suppresses its top tokens makes negatives hit), as <c>oml verify</c> computes it.
     /// </summary>
     private static void AddVerdict(CellResult r, FsrResult fsr, IReadOnlyList<Oml.Fingerprinting.Fingerprint> fps)
     {
-        var rule = new VerdictRule();
+        var rule = new VerdictRule { NullFloor = VerdictRule.DefaultNullFloorFor(fps) };
         var v = rule.Evaluate(fsr.Hits, fsr.Queried, fps.Select(f => LocalVerifier.NullProbability(f, rule)).ToList());
         r.Metrics["log10_p"] = v.Log10PValue;
         r.Metrics["owned"] = v.Verdict == Verdict.Owned ? 1 : 0;

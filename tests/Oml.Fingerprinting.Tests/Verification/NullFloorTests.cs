@@ -35,6 +35,35 @@ public sealed class NullFloorTests
     }
 
     [Fact]
+    public void Perinucleus_keys_get_a_floor_a_suppressing_host_cannot_cross()
+    {
+        static Fingerprint Fp(int i, string strategy, params int[] firsts) => new(i, $"key {i}", [1, 2, 3],
+            [.. firsts.Select(t => new FingerprintResponse($"r{t}", [t, 7], -12))], new StrategyInfo(strategy), Fingerprint.NewRandomSalt());
+
+        // Responses drawn just outside the nucleus: 0.06 per distinct first token of the key that has the most.
+        Assert.Equal(VerdictRule.SuppressionNullFloor, VerdictRule.DefaultNullFloorFor([Fp(0, Strategies.Perinucleus, 9), Fp(1, Strategies.Perinucleus, 9)]));
+        Assert.Equal(2 * VerdictRule.SuppressionNullFloor, VerdictRule.DefaultNullFloorFor([Fp(0, Strategies.Custom, 9, 9, 11), Fp(1, Strategies.Custom, 9)]), 12);
+        Assert.Equal(0.5, VerdictRule.DefaultNullFloorFor([Fp(0, Strategies.Perinucleus, [.. Enumerable.Range(10, 20)])]));
+        // Random words and sampled English keep the unmeasured-rate floor.
+        Assert.Equal(VerdictRule.DefaultNullFloor, VerdictRule.DefaultNullFloorFor([Fp(0, Strategies.RandomWord, 9), Fp(1, Strategies.English, 9)]));
+        Assert.Equal(VerdictRule.DefaultNullFloor, VerdictRule.DefaultNullFloorFor([]));
+
+        // Measured at 100M (docs/results/issue12-null): the 102.7M base, served through top-3 first-token suppression, hit
+        // 334 of 8,192 Perinucleus keys; a sibling fingerprinted with other keys 379 (4.6 %). The keys' recorded base
+        // probabilities sum to 37.4 (mean 0.0046, median 0.0013): under the 1e-3 floor both were "owned" beyond 1e-190.
+        var nulls = Enumerable.Range(0, 8192).Select(i => i % 2 == 0 ? 0.0008 : 0.0083).ToArray();
+        var old = new VerdictRule();
+        Assert.Equal(Verdict.Owned, old.Evaluate(379, 8192, nulls).Verdict);
+        var floored = new VerdictRule { NullFloor = VerdictRule.SuppressionNullFloor };
+        Assert.NotEqual(Verdict.Owned, floored.Evaluate(379, 8192, nulls).Verdict);
+        Assert.NotEqual(Verdict.Owned, floored.Evaluate(48, 1024, nulls[..1024]).Verdict);   // the same rate at 1,024 keys
+        // What the owner keeps: 5 keys all hit are enough, and a model that kept 10 % of 1,024 keys is still owned.
+        Assert.Equal(5, FingerprintStatistics.KeysNeeded(floored.Alpha, floored.NullFloor));
+        Assert.Equal(Verdict.Owned, floored.Evaluate(5, 5, nulls[..5]).Verdict);
+        Assert.Equal(Verdict.Owned, floored.Evaluate(103, 1024, nulls[..1024]).Verdict);
+    }
+
+    [Fact]
     public void The_partial_rule_states_ownership_only_with_a_calibrated_floor()
     {
         // 24 keys, all hit, each with a base null of 1e-5: owned by the p-value under either rule.
