@@ -360,7 +360,8 @@ public static class Omlization
         double first = h[0].Loss, last = h[^1].Loss;
         bool stalled = h.Count >= 4 && last > 0.9 * first;
         if (stalled) tips.Add($"the loss barely moved ({first:F3} → {last:F3}): raise --lr (was {options.LearningRate.ToString("G3", CultureInfo.InvariantCulture)}), e.g. ×3");
-        else tips.Add($"the loss was still falling ({first:F3} → {last:F3}) at the epoch limit: raise --epochs (was {options.MaxEpochs})");
+        else if (h[^1].Epoch >= options.MaxEpochs) tips.Add($"the loss was still falling ({first:F3} → {last:F3}) at the epoch limit: raise --epochs (was {options.MaxEpochs})");
+        else tips.Add($"training stopped early at epoch {h[^1].Epoch} of {options.MaxEpochs} (loss {first:F3} → {last:F3}): try --no-early-stop with more --epochs");
         if (options.MixFraction > 0.5) tips.Add("a mix fraction above 0.5 leaves little of each step to the fingerprints: lower --mix-fraction");
         return string.Create(CultureInfo.InvariantCulture, $"{result.Accuracy:P1} of the fingerprints recalled; ") + string.Join("; ", tips);
     }

@@ -140,4 +140,19 @@ public class OmlizationDefaultsTests
         Assert.NotNull(advice);
         Assert.Contains("--averaging-every final", advice);
     }
+
+    [Fact]
+    public void Advice_says_epoch_limit_only_when_the_run_reached_it()
+    {
+        var o = new EmbeddingOptions { MaxEpochs = 300 };
+        EmbeddingProgress Epoch(int e, double loss) => new(e, e * 2, loss, e == 9 ? 63 / 64.0 : 0.5, e);
+        // Stopped early at epoch 9 with 63 of 64 keys (a tree set on a 0.2M base before the end-of-epoch recall check):
+        // not the epoch limit.
+        var early = new EmbeddingResult([Epoch(1, 2.6), Epoch(9, 0.28)], Converged: true, TrainedParameters: 1) { Accuracy = 63 / 64.0 };
+        var advice = Omlization.Advice(early, o)!;
+        Assert.Contains("stopped early at epoch 9 of 300", advice);
+        Assert.DoesNotContain("raise --epochs", advice);
+        var limit = new EmbeddingResult([Epoch(1, 2.6), Epoch(300, 0.28)], Converged: false, TrainedParameters: 1) { Accuracy = 0.5 };
+        Assert.Contains("at the epoch limit: raise --epochs (was 300)", Omlization.Advice(limit, o)!);
+    }
 }
