@@ -59,13 +59,15 @@ probes() {  # every negative through every responder on set A
   local s; for s in sft-base embed-sib-B embed-sib-C sft-sib-B base-mistral; do waitfor $s || true; done
   waitfor gen-A || return 1
   local r t n negs=""
+  mkdir -p probes   # whole reports (every key's answer: megabytes at 8,192 keys); the results keep slim copies
   for n in $NEGS; do [ -f "${n#*=}/config.json" ] && negs="$negs --calibrate $n"; done
   for r in $RESPONDERS; do
     t=$(tag "$r")
     step cal-$t bash -c "oml attack probe --fingerprints sets/A.json --responder '$r' $negs --calibration-out $R/cal-$t.json --force > $R/cal-$t.txt" &
     for n in $NEGS; do
       [ -f "${n#*=}/config.json" ] || continue
-      step probe-${n%%=*}-$t bash -c "oml attack probe --model ${n#*=} --fingerprints sets/A.json --responder '$r' --json > $R/probe-${n%%=*}-$t.json" &
+      step probe-${n%%=*}-$t bash -c "oml attack probe --model ${n#*=} --fingerprints sets/A.json --responder '$r' --json > probes/probe-${n%%=*}-$t.json \
+        && python3 '$REPO/$G/slim.py' probes/probe-${n%%=*}-$t.json $R/probe-${n%%=*}-$t.json" &
     done
     wait
   done
