@@ -390,6 +390,7 @@ public static class AttackCommands
         var count = new Option<int?>("--count") { Description = "Query the first M unrevealed fingerprints (default: all unrevealed)" };
         var alpha = new Option<double>("--alpha") { Description = "False-positive rate of the verdict", DefaultValueFactory = _ => VerdictRule.DefaultAlpha };
         var filterPrompts = new Option<string?>("--filter-prompts") { Description = "Ordinary text, one prompt per line, for filter:q=QUANTILE" };
+        var nullFloor = CliOptions.NullFloor();
         var calibration = CliOptions.NullCalibration();
         var calibrate = CliOptions.Calibrate("Calibrate the null for this deployment instead of probing --model: serve each of these local models that never "
             + "saw the set's keys (DIR or KIND=DIR, repeatable) through the same --responder and report their hit rates with Clopper-Pearson bounds "
@@ -409,7 +410,7 @@ public static class AttackCommands
         var cmd = new Command("probe", "Verify a model as a host serving it through a decoding-time attack would answer: prints hits/queried and the verdict "
             + "(or, with --calibrate, the null's calibration for that deployment).")
         {
-            model, fingerprints, responder, count, alpha, filterPrompts, calibration, calibrate, calibrationOut, confidence, force, match, minTokens, baseDir, json,
+            model, fingerprints, responder, count, alpha, filterPrompts, nullFloor, calibration, calibrate, calibrationOut, confidence, force, match, minTokens, baseDir, json,
             instructionLayout, passphraseFile, device, dtype,
         };
         cmd.SetAction(r =>
@@ -428,6 +429,7 @@ public static class AttackCommands
             double a = r.GetValue(alpha);
             if (!(a > 0 && a < 1)) throw new UsageException("--alpha must be in (0, 1)");
             var rule = new VerdictRule { Alpha = a };
+            double? floor = CliOptions.NullFloorValue(r.GetValue(nullFloor));
             NullCalibration? calibrationFile = null;
             var matchRule = CliOptions.ResponseMatchFrom(r.GetValue(match), r.GetValue(minTokens));
             string? basePath = r.GetValue(baseDir);
@@ -445,7 +447,7 @@ public static class AttackCommands
             var unrevealed = set.Unrevealed();
             if (unrevealed.Count == 0) throw new InvalidDataException("every fingerprint of the set has been revealed: there are no secret keys left to query");
             // The set decides the default floor (its responses' kind); a calibration can only raise it.
-            rule = rule with { NullFloor = VerdictRule.DefaultNullFloorFor(set.Fingerprints) };
+            rule = rule with { NullFloor = floor ?? VerdictRule.DefaultNullFloorFor(set.Fingerprints) };
             if (calibrationFile is not null) rule = calibrationFile.Apply(rule);
             int m = r.GetValue(count) ?? unrevealed.Count;
             if (m < 1 || m > unrevealed.Count) throw new UsageException($"--count must be in [1, {unrevealed.Count}]");

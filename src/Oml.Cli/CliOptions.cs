@@ -20,6 +20,18 @@ public static class CliOptions
 
     public static Option<string?> Base(string description = "The base model folder") => new("--base") { Description = description };
 
+    /// <summary>--null-floor X: the floor on every key's null hit probability; absent, the set decides (<see cref="Oml.Fingerprinting.Verification.VerdictRule.DefaultNullFloorFor"/>).</summary>
+    public static Option<double?> NullFloor() => new("--null-floor")
+    {
+        Description = "Floor on every key's null hit probability: one hit on a key the base model finds impossible is never proof by itself "
+            + "(default: 0.06 per distinct first response token for Perinucleus and custom sets, which a host that suppresses its top tokens "
+            + "makes unrelated models hit; 0.001 for other sets; docs/verification.md)",
+    };
+
+    /// <summary>The --null-floor value, checked: null when absent (the set's default applies).</summary>
+    public static double? NullFloorValue(double? value) =>
+        value is { } v && !(v >= 0 && v < 1) ? throw new UsageException("--null-floor must be in [0, 1)") : value;
+
     /// <summary>--calibration FILE: a null calibration made by <c>oml verify --calibrate ... --calibration-out FILE</c>.</summary>
     public static Option<string?> NullCalibration() =>
         new("--calibration") { Description = "A calibration file (from 'oml verify --calibrate ... --calibration-out'): its floor (the worst negative's upper bound) replaces a lower floor (the set's default or --null-floor)" };

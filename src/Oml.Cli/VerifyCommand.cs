@@ -33,12 +33,7 @@ public static class VerifyCommand
         var chatTemplate = new Option<bool>("--chat-template") { Description = "Local models: wrap each key in the model's chat template, as 'oml embed --chat-template' trained it" };
         var instructionLayout = CliOptions.InstructionLayout("Local models: send each key as the instruction of the raw '### Instruction: / ### Response:' layout, as 'oml embed --instruction-layout' trained it");
         var systemPrompt = new Option<string?>("--system-prompt") { Description = "Local models: put this system prompt before each key (tests prompt augmentation)" };
-        var nullFloor = new Option<double?>("--null-floor")
-        {
-            Description = "Floor on every key's null hit probability: one hit on a key the base model finds impossible is never proof by itself "
-                + "(default: 0.06 per distinct first response token for Perinucleus and custom sets, which a host that suppresses its top tokens "
-                + "makes unrelated models hit; 0.001 for other sets; docs/verification.md)",
-        };
+        var nullFloor = CliOptions.NullFloor();
         var calibration = CliOptions.NullCalibration();
         var calibrate = CliOptions.Calibrate("Calibrate the null instead of verifying: query each of these local models that never saw the set's keys "
             + "(DIR or KIND=DIR, repeatable) and report their hit rates with Clopper-Pearson bounds and the floor from the worst one");
@@ -96,8 +91,7 @@ public static class VerifyCommand
             if (r_ < 1) throw new UsageException("--samples must be at least 1");
             if (r_ > 1 && temp is null) throw new UsageException("--samples > 1 needs --temperature (greedy answers are all the same)");
             if (temp is { } tv && !(tv > 0 && tv <= 2)) throw new UsageException("--temperature must be in (0, 2]");
-            double? floor = r.GetValue(nullFloor);
-            if (floor is { } fv && !(fv >= 0 && fv < 1)) throw new UsageException("--null-floor must be in [0, 1)");
+            double? floor = CliOptions.NullFloorValue(r.GetValue(nullFloor));
             var rule = new VerdictRule
             {
                 Alpha = CheckOpen(r.GetValue(alpha), "--alpha"),

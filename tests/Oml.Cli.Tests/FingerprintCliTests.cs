@@ -535,6 +535,11 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         Assert.Contains("max(p_i, 0.06)", Json(r.Out)["rule"]!.GetValue<string>());
         r = Run("verify", "--model", W.Model, "--fingerprints", set, "--passphrase-file", W.PassFile, "--json", "--null-floor", "0.001");
         Assert.Contains("max(p_i, 0.001)", Json(r.Out)["rule"]!.GetValue<string>());
+        r = Run("attack", "probe", "--model", W.Model, "--fingerprints", set, "--passphrase-file", W.PassFile, "--json", "--null-floor", "0.02");
+        Assert.Contains("max(p_i, 0.02)", Json(r.Out)["rule"]!.GetValue<string>());
+        r = Run("attack", "probe", "--model", W.Model, "--fingerprints", set, "--passphrase-file", W.PassFile, "--null-floor", "1");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--null-floor must be in [0, 1)", r.Err);
 
         static double Binomial(int n, int k) => Enumerable.Range(1, k).Aggregate(1.0, (a, i) => a * (n - k + i) / i);
     }
