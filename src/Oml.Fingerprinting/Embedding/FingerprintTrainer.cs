@@ -699,7 +699,7 @@ public static class FingerprintTrainer
                 var (lossSum, recalled) = acc.Read();
                 // The counts were gathered batch by batch while the weights moved (each batch before its own step), so an
                 // epoch whose every key looked recalled can end with weights that miss some: the rows of a key with several
-                // accepted answers (response trees) pull its greedy answer from branch to branch, and a tree run on a 0.2M
+                // accepted answers (response trees) pull its greedy answer from branch to branch, and a tree run on a 0.16M
                 // base stopped "converged" with 63 of 64 keys. Stopping and keeping an epoch are decisions about the
                 // weights the epoch ends with, so then its recall is measured once more on them (forward passes only).
                 if (options.EarlyStop && recalled == queries.Count && options.AveragingEvery != AveragingSchedule.Epoch)
