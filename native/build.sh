@@ -118,14 +118,49 @@ if [ -n "$c10d_dir" ]; then
   fi
 fi
 
+# Fused CUDA kernels (native/oml_kernels.cu) with a CUDA libtorch and an nvcc: $NVCC, on PATH, under $CUDA_HOME or
+# /usr/local/cuda, or in the nvidia-* wheels beside that libtorch. OML_NATIVE_NO_KERNELS=1 leaves them out; the shim then
+# computes RMSNorm, rotary embeddings and SwiGLU with composite libtorch ops (also what OML_FUSED_KERNELS=0 selects at
+# run time). They link against the CUDA runtime PyTorch loads (its wheel's libcudart), so one runtime serves both.
+nvcc="" cudart=""
+if [ -e "$torch_lib/libtorch_cuda.so" ] && [ "${OML_NATIVE_NO_KERNELS:-0}" != 1 ]; then
+  for c in "${NVCC:-}" "$(command -v nvcc 2>/dev/null || true)" "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" /usr/local/cuda/bin/nvcc \
+           "$torch_lib"/../../nvidia/cu*/bin/nvcc "$torch_lib"/../../nvidia/cuda_nvcc/bin/nvcc; do
+    [ -n "$c" ] && [ -x "$c" ] && { nvcc="$c"; break; }
+  done
+  for l in "$torch_lib"/../../nvidia/cuda_runtime/lib/libcudart.so.* "$torch_lib"/../../nvidia/cu*/lib/libcudart.so.* \
+           "$torch_lib"/libcudart*.so* "${CUDA_HOME:-/usr/local/cuda}"/lib64/libcudart.so.* \
+           "$(dirname "${nvcc:-/nonexistent}")"/../lib64/libcudart.so.* "$(dirname "${nvcc:-/nonexistent}")"/../targets/x86_64-linux/lib/libcudart.so.*; do
+    [ -e "$l" ] && { cudart="$(cd "$(dirname "$l")" && pwd)/$(basename "$l")"; break; }
+  done
+  if [ -z "$nvcc" ] || [ -z "$cudart" ]; then
+    echo "native/build.sh: no nvcc or CUDA runtime found (nvcc '${nvcc}', libcudart '${cudart}'): building without the fused kernels" >&2
+    nvcc=""
+  fi
+fi
+
 stamp="$out/liboml_torch.stamp"
-want="$(printf '%s\n' "$cxx" "${flags[@]}" "${libs[@]}" "${dist_flags[@]}" "${dist_libs[@]}" | sha256sum | cut -c1-16) $(cat "$here/oml_torch.cpp" "$here/oml_dist.inc" "$here/build.sh" | sha256sum | cut -c1-16)"
+want="$(printf '%s\n' "$cxx" "${flags[@]}" "${libs[@]}" "${dist_flags[@]}" "${dist_libs[@]}" "$nvcc" "$cudart" "${OML_CUDA_ARCH:-}" | sha256sum | cut -c1-16) $(cat "$here/oml_torch.cpp" "$here/oml_dist.inc" "$here/oml_kernels.cu" "$here/build.sh" | sha256sum | cut -c1-16)"
 if [ -f "$lib_out" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 
 echo "native/build.sh: building liboml_torch.so against libtorch from $origin ($torch_lib)"
 tmp="$lib_out.tmp.$$"
+if [ -n "$nvcc" ]; then
+  # The GPU this machine has (-arch=native), else Ampere and Hopper machine code with PTX for newer chips.
+  kobj="$out/oml_kernels.o"
+  archs=(${OML_CUDA_ARCH:--arch=native})
+  kflags=(-O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -c "$here/oml_kernels.cu" -o "$kobj")
+  if "$nvcc" "${archs[@]}" "${kflags[@]}" \
+     || "$nvcc" -gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=[sm_90,compute_90] "${kflags[@]}"; then
+    flags+=(-DOML_WITH_KERNELS)
+    libs+=("$kobj" "$cudart" -Wl,-rpath,"$(dirname "$cudart")")
+    echo "native/build.sh: fused CUDA kernels built with $nvcc"
+  else
+    echo "native/build.sh: warning: nvcc could not build native/oml_kernels.cu; building without the fused kernels" >&2
+  fi
+fi
 # A library with a symbol no loaded library defines would not load at all: check with ldd -r, and fall back too.
 if ! "$cxx" "${flags[@]}" "${dist_flags[@]}" "$here/oml_torch.cpp" -o "$tmp" "${libs[@]}" "${dist_libs[@]}" \
    || { [ ${#dist_flags[@]} -gt 0 ] && ldd -r "$tmp" 2>&1 | grep -q "undefined symbol"; }; then

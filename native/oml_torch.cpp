@@ -24,7 +24,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <initializer_list>
 #include <mutex>
 #include <sstream>
@@ -36,6 +38,26 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
 #define OML_HAVE_CUDA_ALLOCATOR_STATS 1
+#endif
+
+#if defined(OML_WITH_KERNELS)
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/csrc/autograd/custom_function.h>
+// native/oml_kernels.cu (dtype codes as Oml.Engine.DType: 0 float32, 1 float16, 2 bfloat16; 0 = launched).
+extern "C" {
+int oml_k_rms_norm_fwd(int dtype, const void* x, const void* w, void* y, float* rstd, int64_t rows, int cols, float eps,
+                       cudaStream_t stream);
+int64_t oml_k_rms_norm_bwd_scratch(int64_t rows, int cols);
+int oml_k_rms_norm_bwd(int dtype, const void* g, const void* x, const void* w, const float* rstd, void* dx, void* dw,
+                       float* scratch, int64_t rows, int cols, cudaStream_t stream);
+int oml_k_rope(int dtype, const void* x, const int64_t* x_strides, const void* cos, const void* sin, int64_t cos_b,
+               int64_t cos_t, void* y, const int64_t* y_strides, int64_t B, int64_t H, int64_t T, int D, int backward,
+               cudaStream_t stream);
+int oml_k_swiglu_fwd(int dtype, const void* gate, const void* up, void* y, int64_t n, cudaStream_t stream);
+int oml_k_swiglu_bwd(int dtype, const void* dy, const void* gate, const void* up, void* dgate, void* dup, int64_t n,
+                     cudaStream_t stream);
+}
 #endif
 
 #define OML_TORCH_AT_LEAST(major, minor) \
@@ -198,6 +220,147 @@ std::vector<at::Tensor> tensor_list(const TH* ts, int n) {
   }
   return v;
 }
+
+// Whether the fused kernels may run: built in (native/build.sh found nvcc) and not switched off (OML_FUSED_KERNELS=0).
+bool fused_enabled() {
+#if defined(OML_WITH_KERNELS)
+  static const bool on = [] {
+    const char* v = std::getenv("OML_FUSED_KERNELS");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return on;
+#else
+  return false;
+#endif
+}
+
+#if defined(OML_WITH_KERNELS)
+// ---------------------------------------------------------------- fused kernels
+// Autograd functions over native/oml_kernels.cu. Each *_fits says when the kernel applies (CUDA, a floating dtype the
+// kernel has, the layouts it reads); otherwise the caller computes the composite ops, which define the semantics.
+namespace fused {
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+bool kernel_dtype(const at::Tensor& t) {
+  auto d = t.scalar_type();
+  return d == at::kFloat || d == at::kHalf || d == at::kBFloat16;
+}
+
+bool on_cuda(std::initializer_list<const at::Tensor*> ts) {
+  if (!fused_enabled()) return false;
+  const at::Tensor* first = *ts.begin();
+  for (const at::Tensor* t : ts)
+    if (!t->defined() || !t->is_cuda() || t->device() != first->device() || t->scalar_type() != first->scalar_type() ||
+        !kernel_dtype(*t))
+      return false;
+  return true;
+}
+
+cudaStream_t stream(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+
+void check(int rc, const char* what) {
+  if (rc != 0) throw std::runtime_error(std::string("fused kernel ") + what + " failed (CUDA error " + std::to_string(rc) + ")");
+}
+
+bool rms_norm_fits(const at::Tensor& x, const at::Tensor& w) {
+  return on_cuda({&x, &w}) && x.dim() >= 1 && w.dim() == 1 && x.size(-1) == w.size(0) && x.size(-1) > 0 &&
+         x.size(-1) <= 12288 && x.numel() > 0;
+}
+
+struct RmsNorm : public torch::autograd::Function<RmsNorm> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, double eps) {
+    c10::cuda::CUDAGuard guard(x.device());
+    auto xc = x.contiguous(), wc = w.contiguous();
+    int cols = static_cast<int>(xc.size(-1));
+    int64_t rows = xc.numel() / cols;
+    auto y = at::empty_like(xc);
+    auto rstd = at::empty({rows}, xc.options().dtype(at::kFloat));
+    check(oml_k_rms_norm_fwd(from_scalar_type(xc.scalar_type()), xc.data_ptr(), wc.data_ptr(), y.data_ptr(),
+                             rstd.data_ptr<float>(), rows, cols, static_cast<float>(eps), stream(xc)),
+          "rms_norm forward");
+    ctx->save_for_backward({xc, wc, rstd});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w = saved[1], &rstd = saved[2];
+    c10::cuda::CUDAGuard guard(x.device());
+    auto g = grads[0].to(x.scalar_type()).contiguous();
+    int cols = static_cast<int>(x.size(-1));
+    int64_t rows = x.numel() / cols;
+    auto dx = at::empty_like(x);
+    bool want_w = ctx->needs_input_grad(1);
+    at::Tensor dw = want_w ? at::empty_like(w) : at::Tensor();
+    auto scratch = at::empty({oml_k_rms_norm_bwd_scratch(rows, cols)}, x.options().dtype(at::kFloat));
+    check(oml_k_rms_norm_bwd(from_scalar_type(x.scalar_type()), g.data_ptr(), x.data_ptr(), w.data_ptr(),
+                             rstd.data_ptr<float>(), dx.data_ptr(), want_w ? dw.data_ptr() : nullptr,
+                             scratch.data_ptr<float>(), rows, cols, stream(x)),
+          "rms_norm backward");
+    return {dx, dw, at::Tensor()};
+  }
+};
+
+bool rope_fits(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  if (!on_cuda({&x, &cos, &sin}) || x.dim() != 4 || cos.dim() != 4 || sin.dim() != 4) return false;
+  if (x.size(-1) % 2 != 0 || x.stride(3) != 1 || cos.stride(3) != 1 || sin.strides() != cos.strides()) return false;
+  if (cos.sizes() != sin.sizes() || cos.size(1) != 1 || cos.size(2) != x.size(2) || cos.size(3) != x.size(3)) return false;
+  return (cos.size(0) == 1 || cos.size(0) == x.size(0)) && x.numel() > 0;
+}
+
+// y (allocated like x) = rope(x), or its backward pass through x when `backward`.
+at::Tensor rope_launch(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool backward) {
+  c10::cuda::CUDAGuard guard(x.device());
+  auto xin = x.stride(3) == 1 ? x : x.contiguous();
+  auto y = at::empty_like(xin);
+  if (y.stride(3) != 1) y = at::empty(xin.sizes(), xin.options());
+  int64_t xs[3] = {xin.stride(0), xin.stride(1), xin.stride(2)}, ys[3] = {y.stride(0), y.stride(1), y.stride(2)};
+  check(oml_k_rope(from_scalar_type(xin.scalar_type()), xin.data_ptr(), xs, cos.data_ptr(), sin.data_ptr(),
+                   cos.size(0) == 1 ? 0 : cos.stride(0), cos.stride(2), y.data_ptr(), ys, xin.size(0), xin.size(1),
+                   xin.size(2), static_cast<int>(xin.size(3)), backward ? 1 : 0, stream(xin)),
+        backward ? "rope backward" : "rope forward");
+  return y;
+}
+
+struct Rope : public torch::autograd::Function<Rope> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+    ctx->save_for_backward({cos, sin});
+    return rope_launch(x, cos, sin, false);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    return {rope_launch(grads[0].to(saved[0].scalar_type()), saved[0], saved[1], true), at::Tensor(), at::Tensor()};
+  }
+};
+
+bool swiglu_fits(const at::Tensor& gate, const at::Tensor& up) {
+  return on_cuda({&gate, &up}) && gate.sizes() == up.sizes() && gate.numel() > 0;
+}
+
+struct SwiGlu : public torch::autograd::Function<SwiGlu> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& gate, const at::Tensor& up) {
+    c10::cuda::CUDAGuard guard(gate.device());
+    auto g = gate.contiguous(), u = up.contiguous();
+    auto y = at::empty_like(g);
+    check(oml_k_swiglu_fwd(from_scalar_type(g.scalar_type()), g.data_ptr(), u.data_ptr(), y.data_ptr(), g.numel(), stream(g)),
+          "swiglu forward");
+    ctx->save_for_backward({g, u});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &g = saved[0], &u = saved[1];
+    c10::cuda::CUDAGuard guard(g.device());
+    auto dy = grads[0].to(g.scalar_type()).contiguous();
+    auto dg = at::empty_like(g), du = at::empty_like(u);
+    check(oml_k_swiglu_bwd(from_scalar_type(g.scalar_type()), dy.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(),
+                           du.data_ptr(), g.numel(), stream(g)),
+          "swiglu backward");
+    return {dg, du};
+  }
+};
+}  // namespace fused
+#endif
 
 }  // namespace
 
@@ -766,6 +929,9 @@ API TH oml_mse_loss(TH a, TH b, int reduction) {
 API TH oml_rms_norm(TH x, TH weight, double eps) {
   // Computed in float32 and cast back, as Hugging Face's LlamaRMSNorm does.
   return wrap("rms_norm", {x, weight}, [&] {
+#if defined(OML_WITH_KERNELS)
+    if (weight && fused::rms_norm_fits(*x, *weight)) return fused::RmsNorm::apply(*x, *weight, eps);
+#endif
     auto dt = x->scalar_type();
     bool low = dt == at::kHalf || dt == at::kBFloat16;
     auto h = low ? x->to(at::kFloat) : *x;
@@ -774,6 +940,28 @@ API TH oml_rms_norm(TH x, TH weight, double eps) {
     return weight ? (*weight) * h.to(dt) : h.to(dt);
   });
 }
+// Rotary embeddings (transformers' apply_rotary_pos_emb) of x [B, H, T, D] with cos, sin [B or 1, 1, T, D]:
+// x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2]). One fused kernel each way on CUDA.
+API TH oml_rope(TH x, TH cos, TH sin) {
+  return wrap("rope", {x, cos, sin}, [&] {
+#if defined(OML_WITH_KERNELS)
+    if (fused::rope_fits(*x, *cos, *sin)) return fused::Rope::apply(*x, *cos, *sin);
+#endif
+    int64_t half = x->size(-1) / 2;
+    return *x * *cos + at::cat({-x->narrow(-1, half, half), x->narrow(-1, 0, half)}, -1) * *sin;
+  });
+}
+// The SwiGLU activation of Llama's MLP: silu(gate) * up. One fused kernel each way on CUDA.
+API TH oml_swiglu(TH gate, TH up) {
+  return wrap("swiglu", {gate, up}, [&] {
+#if defined(OML_WITH_KERNELS)
+    if (fused::swiglu_fits(*gate, *up)) return fused::SwiGlu::apply(*gate, *up);
+#endif
+    return at::silu(*gate) * *up;
+  });
+}
+// 1 when the fused CUDA kernels (native/oml_kernels.cu) are built in and not switched off with OML_FUSED_KERNELS=0.
+API int oml_fused_kernels() { return fused_enabled() ? 1 : 0; }
 API TH oml_layer_norm(TH x, const int64_t* shape, int ndim, TH w, TH b, double eps) {
   return wrap("layer_norm", {x, w, b}, [&] {
     return at::layer_norm(*x, dims(shape, ndim), w ? c10::optional<at::Tensor>(*w) : c10::nullopt,

@@ -21,6 +21,7 @@ public static class InfoCommand
                     ["cpu_threads"] = Torch.Threads,
                     ["blas"] = LoadedBlas(),
                     ["fused_attention"] = Torch.HasFusedAttention,
+                    ["fused_kernels"] = Torch.FusedKernels,
                     ["cuda_devices"] = Torch.Cuda.IsAvailable ? Torch.Cuda.DeviceCount : 0,
                 }.ToJsonString());
                 return Cli.Ok;
@@ -29,6 +30,7 @@ public static class InfoCommand
             Console.WriteLine($"cpu threads      {Torch.Threads}");
             Console.WriteLine($"blas             {LoadedBlas()}");
             Console.WriteLine($"fused attention  {(Torch.HasFusedAttention ? "yes" : "no (reference implementation)")}");
+            Console.WriteLine($"fused kernels    {(Torch.FusedKernels ? "yes (RMSNorm, rotary embeddings, SwiGLU on CUDA)" : "no (composite libtorch ops)")}");
             Console.WriteLine($"cuda             {(Torch.Cuda.IsAvailable ? $"{Torch.Cuda.DeviceCount} device(s)" : "not available")}");
             return Cli.Ok;
         });

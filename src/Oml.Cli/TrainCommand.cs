@@ -248,7 +248,8 @@ public static class TrainCommand
 
         long total = Trainer.TotalSteps(trainData, options);
         Say($"training {total:N0} steps of {options.Batch} × {options.GradAccum} rows, lr {options.LearningRate:G3} → {options.MinLearningRate ?? options.LearningRate / 10:G3}" +
-            (options.Lora is { } lo ? $", LoRA rank {lo.Rank} α {lo.Alpha:G3}" : r.Train is { } tr ? $", training {tr}" : ""));
+            (options.Lora is { } lo ? $", LoRA rank {lo.Rank} α {lo.Alpha:G3}" : r.Train is { } tr ? $", training {tr}" : "") +
+            (dev.IsCuda ? Torch.FusedKernels ? " (fused CUDA kernels)" : " (composite kernels)" : ""));
         if (options.CheckpointDir is { } ckd && TrainingCheckpoint.Latest(ckd) is { } ck) Say($"resuming from the checkpoint at step {ck.Step} in {ck.Folder}");
 
         if (r.Log is { } logPath && Path.GetDirectoryName(Path.GetFullPath(logPath)) is { } logDir) Directory.CreateDirectory(logDir);

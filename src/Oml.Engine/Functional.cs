@@ -51,6 +51,16 @@ public static class F
         return new(oml_rms_norm(x.Handle, w.Ptr, eps));
     }
 
+    /// <summary>
+    /// Rotary position embeddings (transformers' apply_rotary_pos_emb) of <paramref name="x"/> [B, heads, T, headDim] with
+    /// <paramref name="cos"/> and <paramref name="sin"/> [B or 1, 1, T, headDim]: x · cos + rotate_half(x) · sin, where
+    /// rotate_half(x) = cat(−x[…, d/2:], x[…, :d/2]). On CUDA one fused kernel each way (<see cref="Torch.FusedKernels"/>).
+    /// </summary>
+    public static Tensor Rope(Tensor x, Tensor cos, Tensor sin) => new(oml_rope(x.Handle, cos.Handle, sin.Handle));
+
+    /// <summary>The SwiGLU activation of Llama's MLP: silu(gate) · up. On CUDA one fused kernel each way (<see cref="Torch.FusedKernels"/>).</summary>
+    public static Tensor SwiGlu(Tensor gate, Tensor up) => new(oml_swiglu(gate.Handle, up.Handle));
+
     public static unsafe Tensor LayerNorm(Tensor x, long[] normalizedShape, Tensor? weight = null, Tensor? bias = null, double eps = 1e-5)
     {
         using var w = new Lease(weight);

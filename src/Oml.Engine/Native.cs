@@ -133,6 +133,9 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static partial TensorHandle oml_cross_entropy(TensorHandle logits, TensorHandle target, long ignoreIndex, int reduction, double labelSmoothing);
     [LibraryImport(Lib)] internal static partial TensorHandle oml_mse_loss(TensorHandle a, TensorHandle b, int reduction);
     [LibraryImport(Lib)] internal static partial TensorHandle oml_rms_norm(TensorHandle x, IntPtr weight, double eps);
+    [LibraryImport(Lib)] internal static partial TensorHandle oml_rope(TensorHandle x, TensorHandle cos, TensorHandle sin);
+    [LibraryImport(Lib)] internal static partial TensorHandle oml_swiglu(TensorHandle gate, TensorHandle up);
+    [LibraryImport(Lib)] internal static partial int oml_fused_kernels();
     [LibraryImport(Lib)] internal static unsafe partial TensorHandle oml_layer_norm(TensorHandle x, long* shape, int ndim, IntPtr w, IntPtr b, double eps);
     [LibraryImport(Lib)] internal static partial TensorHandle oml_sdpa(TensorHandle q, TensorHandle k, TensorHandle v, IntPtr mask, double dropoutP, int isCausal, double scale, int hasScale);
 

@@ -57,6 +57,13 @@ public static class Torch
         }
     }
 
+    /// <summary>
+    /// Whether RMSNorm, rotary embeddings and SwiGLU run as fused CUDA kernels on CUDA tensors (native/oml_kernels.cu:
+    /// built in where native/build.sh found nvcc, off with the environment variable OML_FUSED_KERNELS=0); otherwise
+    /// they are the composite libtorch ops, which define their semantics.
+    /// </summary>
+    public static bool FusedKernels => oml_fused_kernels() != 0;
+
     /// <summary>Sets <see cref="Float32MatmulPrecision"/>.</summary>
     public static void SetFloat32MatmulPrecision(string precision) => Float32MatmulPrecision = precision;
 

@@ -133,7 +133,7 @@ public sealed class Mlp
     {
         var gate = GateProj.Forward(x);
         var up = UpProj.Forward(x);
-        return DownProj.Forward(gate.Silu() * up);
+        return DownProj.Forward(F.SwiGlu(gate, up));
     }
 }
 

@@ -41,13 +41,9 @@ public sealed class RotaryEmbedding : IDisposable
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         ArgumentNullException.ThrowIfNull(x);
-        return x * cos + RotateHalf(x) * sin;
-    }
-
-    private static Tensor RotateHalf(Tensor x)
-    {
-        long half = x.Size(-1) / 2;
-        return Torch.Cat([-x.Narrow(-1, half, half), x.Narrow(-1, 0, half)], -1);
+        ArgumentNullException.ThrowIfNull(cos);
+        ArgumentNullException.ThrowIfNull(sin);
+        return F.Rope(x, cos, sin);
     }
 
     /// <summary>Inverse rotary frequencies, with llama3 scaling where configured (transformers' _compute_llama3_parameters).</summary>

@@ -1,0 +1,119 @@
+namespace Oml.Engine.Tests;
+
+/// <summary>
+/// F.Rope, F.SwiGlu and F.RmsNorm against the composite ops that define them, values and gradients. On the CPU the
+/// shim computes the composite itself; with OML_TEST_DEVICE=cuda and the fused kernels built in (native/oml_kernels.cu)
+/// these tests hold the kernels to the composite: RoPE and SwiGLU forward bit for bit, the rest within a rounding.
+/// </summary>
+public class FusedOpTests
+{
+    private static Tensor Random(long[] shape, int seed, DType dtype, double scale = 1.0)
+    {
+        var rng = new Random(seed);
+        long n = shape.Aggregate(1L, (a, b) => a * b);
+        var data = Enumerable.Range(0, (int)n).Select(_ => (rng.NextDouble() * 2 - 1) * scale).ToArray();
+        using var d = Torch.FromArray<double>(data, shape, Env.Device);
+        return d.To(dtype);
+    }
+
+    private static Tensor RotateHalf(Tensor x)
+    {
+        long half = x.Size(-1) / 2;
+        return Torch.Cat([-x.Narrow(-1, half, half), x.Narrow(-1, 0, half)], -1);
+    }
+
+    private static Tensor CompositeRmsNorm(Tensor x, Tensor w, double eps)
+    {
+        var h = x.To(DType.Float32);
+        h = h * (h.Pow(2).Mean(-1, keepDim: true) + eps).Rsqrt();
+        return w * h.To(x.DType);
+    }
+
+    /// <summary>(output, gradient of x, gradient of the second input) of f at x and y with upstream gradient r.</summary>
+    private static (double[] Y, double[] Dx, double[]? Dy) Run(Func<Tensor, Tensor, Tensor> f, Tensor x, Tensor y, Tensor r, bool gradY)
+    {
+        using var s = Torch.NewScope();
+        var xv = x.Detach().RequiresGrad_();
+        var yv = gradY ? y.Detach().RequiresGrad_() : y.Detach();
+        var o = f(xv, yv);
+        (o * r).Sum().Backward();
+        return (o.To(DType.Float64).ToArray<double>(), xv.Grad!.To(DType.Float64).ToArray<double>(),
+            gradY ? yv.Grad!.To(DType.Float64).ToArray<double>() : null);
+    }
+
+    private static void Near(double[] expected, double[] actual, double tol, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= tol * (1 + Math.Abs(expected[i])),
+                $"{what}[{i}]: expected {expected[i]}, got {actual[i]}");
+    }
+
+    [Theory, MemberData(nameof(Env.FloatTypes), MemberType = typeof(Env))]
+    public void Rope_equals_the_composite_on_the_attention_layout(DType dtype)
+    {
+        using var s = Torch.NewScope();
+        long b = 2, t = 5, h = 3, d = 8;
+        // As in Attention: [B, T, H, D] projections viewed as [B, H, T, D]; tables [1, 1, T, D] shared by the batch.
+        var x = Random([b, t, h, d], 1, dtype).Transpose(1, 2);
+        var angles = Random([1, 1, t, d / 2], 2, DType.Float32, 3.0);
+        var emb = Torch.Cat([angles, angles], -1);
+        var cos = emb.Cos().To(dtype);
+        var sin = emb.Sin().To(dtype);
+        var r = Random([b, h, t, d], 3, dtype);
+        var fused = Run((a, _) => F.Rope(a, cos, sin), x, cos, r, gradY: false);
+        var composite = Run((a, _) => a * cos + RotateHalf(a) * sin, x, cos, r, gradY: false);
+        Assert.Equal(composite.Y, fused.Y);
+        Near(composite.Dx, fused.Dx, dtype == DType.BFloat16 ? 1e-2 : 1e-6, "dx");
+    }
+
+    [Theory, MemberData(nameof(Env.FloatTypes), MemberType = typeof(Env))]
+    public void Rope_takes_per_row_tables(DType dtype)
+    {
+        using var s = Torch.NewScope();
+        var x = Random([2, 2, 3, 4], 4, dtype);
+        var cos = Random([2, 1, 3, 4], 5, dtype);
+        var sin = Random([2, 1, 3, 4], 6, dtype);
+        Assert.Equal((x * cos + RotateHalf(x) * sin).To(DType.Float64).ToArray<double>(),
+            F.Rope(x, cos, sin).To(DType.Float64).ToArray<double>());
+    }
+
+    [Theory, MemberData(nameof(Env.FloatTypes), MemberType = typeof(Env))]
+    public void SwiGlu_equals_silu_times_up(DType dtype)
+    {
+        using var s = Torch.NewScope();
+        var gate = Random([4, 6, 40], 7, dtype, 4.0);
+        var up = Random([4, 6, 40], 8, dtype);
+        var r = Random([4, 6, 40], 9, dtype);
+        var fused = Run(F.SwiGlu, gate, up, r, gradY: true);
+        var composite = Run((g, u) => g.Silu() * u, gate, up, r, gradY: true);
+        Assert.Equal(composite.Y, fused.Y);
+        double tol = dtype == DType.BFloat16 ? 1e-2 : 1e-6;
+        Near(composite.Dx, fused.Dx, tol, "dgate");
+        Near(composite.Dy!, fused.Dy!, tol, "dup");
+    }
+
+    [Theory, MemberData(nameof(Env.FloatTypes), MemberType = typeof(Env))]
+    public void RmsNorm_equals_the_composite_with_gradients(DType dtype)
+    {
+        using var s = Torch.NewScope();
+        // 300 columns: not a multiple of the kernel's block, several rows per block in the backward pass.
+        var x = Random([3, 7, 300], 10, dtype, 2.0);
+        var w = Random([300], 11, dtype);
+        var r = Random([3, 7, 300], 12, dtype);
+        var fused = Run((a, b) => F.RmsNorm(a, b, 1e-6), x, w, r, gradY: true);
+        var composite = Run((a, b) => CompositeRmsNorm(a, b, 1e-6), x, w, r, gradY: true);
+        double tol = dtype == DType.BFloat16 ? 2e-2 : 1e-5;
+        Near(composite.Y, fused.Y, tol, "y");
+        Near(composite.Dx, fused.Dx, tol, "dx");
+        // The weight's gradient sums 21 rows: its rounding in bfloat16 grows with the sum.
+        Near(composite.Dy!, fused.Dy!, dtype == DType.BFloat16 ? 5e-2 : 1e-5, "dw");
+    }
+
+    [Fact]
+    public void Fused_kernels_are_reported_only_where_built()
+    {
+        // On a CPU build they cannot be in; on a GPU run they are when native/build.sh found nvcc.
+        if (!Torch.Cuda.IsAvailable) Assert.False(Torch.FusedKernels);
+    }
+}
