@@ -147,6 +147,7 @@ fi
 
 echo "native/build.sh: building liboml_torch.so against libtorch from $origin ($torch_lib)"
 tmp="$lib_out.tmp.$$"
+kobj=""
 if [ -n "$nvcc" ]; then
   # The GPU this machine has (-arch=native), else Ampere and Hopper machine code with PTX for newer chips.
   kobj="$out/oml_kernels.o"
@@ -154,19 +155,32 @@ if [ -n "$nvcc" ]; then
   kflags=(-O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -c "$here/oml_kernels.cu" -o "$kobj")
   if "$nvcc" "${archs[@]}" "${kflags[@]}" \
      || "$nvcc" -gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=[sm_90,compute_90] "${kflags[@]}"; then
-    flags+=(-DOML_WITH_KERNELS)
-    libs+=("$kobj" "$cudart" -Wl,-rpath,"$(dirname "$cudart")")
     echo "native/build.sh: fused CUDA kernels built with $nvcc"
   else
     echo "native/build.sh: warning: nvcc could not build native/oml_kernels.cu; building without the fused kernels" >&2
+    kobj=""
   fi
 fi
-# A library with a symbol no loaded library defines would not load at all: check with ldd -r, and fall back too.
-if ! "$cxx" "${flags[@]}" "${dist_flags[@]}" "$here/oml_torch.cpp" -o "$tmp" "${libs[@]}" "${dist_libs[@]}" \
-   || { [ ${#dist_flags[@]} -gt 0 ] && ldd -r "$tmp" 2>&1 | grep -q "undefined symbol"; }; then
-  [ ${#dist_flags[@]} -gt 0 ] || exit 1
-  echo "native/build.sh: warning: the build with process groups (${dist_flags[*]}) failed or left undefined symbols; building without them" >&2
-  "$cxx" "${flags[@]}" "$here/oml_torch.cpp" -o "$tmp" "${libs[@]}"
+# A library with a symbol no loaded library defines would not load at all: check with ldd -r, and fall back too: first
+# without the process groups, then also without the fused kernels.
+kernel_flags=() kernel_libs=()
+if [ -n "$kobj" ]; then kernel_flags=(-DOML_WITH_KERNELS); kernel_libs=("$kobj" "$cudart" -Wl,-rpath,"$(dirname "$cudart")"); fi
+builds() {  # 1 = with the process groups
+  local df=() dl=()
+  [ "$1" = 1 ] && { df=("${dist_flags[@]}"); dl=("${dist_libs[@]}"); }
+  "$cxx" "${flags[@]}" "${kernel_flags[@]}" "${df[@]}" "$here/oml_torch.cpp" -o "$tmp" "${libs[@]}" "${kernel_libs[@]}" "${dl[@]}" \
+    && ! ldd -r "$tmp" 2>&1 | grep -q "undefined symbol"
+}
+if ! builds 1; then
+  if [ ${#dist_flags[@]} -gt 0 ]; then
+    echo "native/build.sh: warning: the build with process groups (${dist_flags[*]}) failed or left undefined symbols; building without them" >&2
+  fi
+  if ! builds 0; then
+    [ -n "$kobj" ] || exit 1
+    echo "native/build.sh: warning: the build with the fused kernels failed; building without them" >&2
+    kernel_flags=() kernel_libs=()
+    builds 0 || exit 1
+  fi
 fi
 mv -f "$tmp" "$lib_out"
 printf '%s' "$want" >"$stamp"

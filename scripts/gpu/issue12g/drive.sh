@@ -16,7 +16,7 @@ W="${W:-/tmp/w12g}"; REPO="${REPO:?}"; G="${G:-.gpu/g}"
 DEV="${DEV:-cuda}"; TOKENS="${TOKENS:-500000000}"; LEASE_S="${LEASE_S:-1560}"; PROBE_STEPS="${PROBE_STEPS:-50}"
 BASE_ARGS="${BASE_ARGS:-}"; ROWS_TOKENS="${ROWS_TOKENS:-65536}"
 . "$W/bin/lib.sh"
-SLOTS=1 session_start
+SLOTS=1; session_start
 session_setup "$REPO/$G" "$REPO/$G/prebuilt" "$REPO/$G/native" "$REPO/$G/recipes"
 session_env
 grep -h "fused CUDA kernels\|without the fused\|warning" "$L/shim.log" 2>/dev/null | tee "$R/shim.txt"
@@ -28,7 +28,7 @@ probe() {  # 0|1 -> results/probe-N.json
   local f=$1
   OML_FUSED_KERNELS=$f oml train --config lab/recipes/base-100m.yaml --data artifacts/lab/corpus/heldout-v1.txt --eval-data artifacts/lab/corpus/heldout-v1.txt \
     --device "$DEV" --steps "$PROBE_STEPS" --warmup 2 --log-every 10 --eval-every 0 --checkpoint-every 1000000 \
-    --checkpoint-dir /tmp/probe-ck-$f --out /tmp/probe-$f --force --log "$L/probe-$f.jsonl" $BASE_ARGS
+    --checkpoint-dir /tmp/probe-ck-$f --out /tmp/probe-$f --force --log "$L/probe-$f.jsonl" $BASE_ARGS || return 1
   python3 - "$L/probe-$f.jsonl" "$R/probe-$f.json" "$f" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

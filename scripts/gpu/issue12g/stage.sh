@@ -33,8 +33,8 @@ cp -f "$tmp/head.00" "$g/train.part00.txt.xz"
 tail -c +$(( first * 1048576 + 1 )) "$tmp/train.xz" > "$tmp/rest.xz"
 n=1
 if [ -s "$tmp/rest.xz" ]; then
-  split -b "${part}M" -d -a 2 "$tmp/rest.xz" "$tmp/rest."
-  for f in "$tmp"/rest.*; do
+  split -b "${part}M" -d -a 2 "$tmp/rest.xz" "$tmp/piece."
+  for f in "$tmp"/piece.*; do
     n=$(( n + 1 ))
     mkdir -p "$dest/.gpu/g$n"
     cp -f "$here/call.sh" "$dest/.gpu/g$n/"
