@@ -14,6 +14,14 @@ for p in "$here"/train.part*.txt.xz; do
   [ -f "$W/parts/$(basename "$p")" ] || { cp -f "$p" "$W/parts/.tmp" && mv "$W/parts/.tmp" "$W/parts/$(basename "$p")"; }
 done
 echo "corpus parts on the machine: $(ls "$W/parts" | tr '\n' ' ')"
+# The engine's tests on the GPU (FusedOpTests hold the fused kernels to the composite ops), once, beside the training.
+if [ -f "$here/etests.tar.xz" ] && [ -f "$W/native/liboml_torch.so" ] && [ ! -f "$W/results/engine-cuda-tests.txt" ]; then
+  ( cd "$W" && mkdir -p results && tar -xJf "$here/etests.tar.xz" && cp -f native/liboml_torch.so etests/ \
+    && td="$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')" \
+    && LD_LIBRARY_PATH="$td/lib" OML_TEST_DEVICE=cuda timeout 300 ./etests/Oml.Engine.Tests > results/engine-cuda-tests.tmp 2>&1;
+    echo "exit $?" >> results/engine-cuda-tests.tmp; mv results/engine-cuda-tests.tmp results/engine-cuda-tests.txt )
+  tail -5 "$W/results/engine-cuda-tests.txt"
+fi
 alive() { [ -f "$W/drive.pid" ] && kill -0 "$(cat "$W/drive.pid")" 2>/dev/null; }
 if [ -f "$here/drive.sh" ] && [ ! -f "$W/drive.finished" ] && ! alive; then
   cp -f "$here/drive.sh" "$here/lib.sh" "$W/bin/"

@@ -26,6 +26,7 @@ deadline=$(( T0 + LEASE_S ))
 
 probe() {  # 0|1 -> results/probe-N.json
   local f=$1
+  rm -rf /tmp/probe-ck-$f /tmp/probe-$f "$L/probe-$f.jsonl"   # a fresh run each time (a checkpoint would resume it)
   OML_FUSED_KERNELS=$f oml train --config lab/recipes/base-100m.yaml --data artifacts/lab/corpus/heldout-v1.txt --eval-data artifacts/lab/corpus/heldout-v1.txt \
     --device "$DEV" --steps "$PROBE_STEPS" --warmup 2 --log-every 10 --eval-every 0 --checkpoint-every 1000000 \
     --checkpoint-dir /tmp/probe-ck-$f --out /tmp/probe-$f --force --log "$L/probe-$f.jsonl" $BASE_ARGS || return 1
@@ -86,6 +87,28 @@ step train env OML_FUSED_KERNELS=$fused oml train --config lab/recipes/base-100m
 cp -f "$M/$B/oml-training.json" "$R/$B.oml-training.json" 2>/dev/null
 cp -f "$M/$B/config.json" "$R/$B.config.json" 2>/dev/null
 cp -f artifacts/lab/corpus/manifest.json "$R/corpus-manifest.json" 2>/dev/null
-step perplexity bash -c "oml perplexity --model $M/$B --text-file artifacts/lab/corpus/heldout-v1.txt --window 256 --json > $R/perplexity-heldout-v1.json"
+step perplexity bash -c "oml perplexity --model $M/$B --text-file artifacts/lab/corpus/heldout-v1.txt --window 256 --device $DEV --json > $R/perplexity-heldout-v1.json"
+
+# 6. Time permitting (the base first): issue 12's four targets on this base for one key set, as the 100M sections
+# measure them (scripts/gpu/issue12e/drive.sh): 1,024 Perinucleus keys, `oml embed` defaults, then the lab's
+# utility (perplexity and cloze on heldout-v1), SFT 2 epochs at 3e-5, even merges with the base and its fine-tune.
+extras() {
+  local left=$(( deadline - $(date +%s) ))
+  [ "$left" -gt "${EXTRAS_S:-420}" ] || { log "no time for the fingerprint cells ($left s left)"; return 0; }
+  SLOTS=3
+  persistence_config i12g "Issue 12 on the 500M-token base (scripts/gpu/issue12g/drive.sh)" \
+"    - { weight: \"merge(with=../../$M/$B, method=linear, weight=0.5)\" }
+    - { weight: \"merge(with=../../$M/$B-sft, method=linear, weight=0.5)\" }
+    - { weight: \"sft(data=../../$INSTR, epochs=2, lr=0.00003, batch=32)\" }" \
+    "    - { name: s1, path: ../../$M/s1 }" "$B"
+  sed -i 's#corpus/heldout.txt#corpus/heldout-v1.txt#' lab/experiments/i12g.yaml
+  step sft-base oml attack sft --model $M/$B --data "$INSTR" --out $M/$B-sft --epochs 1 --lr 3e-5 --batch-size 32 --seed 5 --device "$DEV" --force &
+  { step gen-s1 oml fingerprints generate --model $M/$B --count "${COUNT:-1024}" --plaintext --out sets/s1.json --force --device "$DEV" \
+    && step embed-s1 bash -c "oml embed --model $M/$B --fingerprints sets/s1.json --out $M/s1 --seed 1 --device $DEV --memory-budget-gb 14 --log $L/s1.jsonl \
+         && cp sets/s1.json $M/s1/fingerprints.json && cp $M/s1/oml-manifest.json $R/s1.manifest.json"; } &
+  wait
+  ok embed-s1 && ok sft-base && step lab-s1 oml lab run lab/experiments/i12g.yaml --quiet
+}
+extras
 log "driver finished"
 touch drive.finished

@@ -21,7 +21,7 @@ cp -f "$root/native/build.sh" "$root/native/oml_torch.cpp" "$root/native/oml_dis
 cp -f "$root/artifacts/gpu/oml-lab.tar.xz" "$g/"
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/artifacts/lab/corpus"
-cp -r "$root/artifacts/lab/tokenizer" "$tmp/artifacts/lab/"
+cp -r "$root/artifacts/lab/tokenizer" "$root/artifacts/lab/instructions" "$tmp/artifacts/lab/"
 cp -f "$corpus/heldout.txt" "$corpus/manifest.json" "$tmp/artifacts/lab/corpus/"
 cp -f "$old" "$tmp/artifacts/lab/corpus/heldout-v1.txt"
 tar -C "$tmp" -cf - artifacts | xz -T0 -6 > "$g/lab-data.tar.xz"
@@ -42,4 +42,9 @@ if [ -s "$tmp/rest.xz" ]; then
   done
 fi
 echo "$n" > "$g/corpus.parts"
+# The engine's tests, to run on the GPU beside the training (call.sh), when published into artifacts/gpu/etests.tar.xz:
+#   dotnet publish tests/Oml.Engine.Tests -c Release -r linux-x64 --self-contained -o artifacts/gpu/etests, then tar + xz.
+if [ -f "$root/artifacts/gpu/etests.tar.xz" ]; then
+  n=$(( n + 1 )); mkdir -p "$dest/.gpu/g$n"; cp -f "$here/call.sh" "$root/artifacts/gpu/etests.tar.xz" "$dest/.gpu/g$n/"
+fi
 du -sh "$dest"/.gpu/g*
