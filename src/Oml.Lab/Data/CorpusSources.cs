@@ -383,12 +383,21 @@ public sealed class FortunesSource : CorpusSource
     }
 }
 
-/// <summary>A tree of HTML documentation pages, each cut into sections at its h1–h3 headings.</summary>
+/// <summary>
+/// A tree of HTML documentation pages, each cut into sections at its h1–h3 headings. Optional per-source clean-up:
+/// <see cref="Prepare"/> rewrites each page first (e.g. to remove navigation menus that are not in a nav element),
+/// <see cref="SkipSection"/> drops sections by heading together with their subsections (summary tables of API
+/// pages), <see cref="DropParagraph"/> drops boilerplate paragraphs (page footers).
+/// </summary>
 public sealed class HtmlDocsSource(string name, IReadOnlyList<string> packages, string licence, string description, string dir,
     Func<string, bool> include) : CorpusSource
 {
     /// <summary>Sections longer than this are cut at paragraph boundaries into several documents.</summary>
     public const int MaxDocumentChars = 8000;
+
+    public Func<string, string>? Prepare { get; init; }
+    public Func<string, bool>? SkipSection { get; init; }
+    public Func<string, bool>? DropParagraph { get; init; }
 
     public override string Name => name;
     public override IReadOnlyList<string> Packages => packages;
@@ -407,13 +416,26 @@ public sealed class HtmlDocsSource(string name, IReadOnlyList<string> packages, 
     public override IEnumerable<SourceDocument> Read(string root)
     {
         foreach (var file in Files(root))
-            foreach (var section in TextCleaning.HtmlToSections(File.ReadAllText(file, Encoding.UTF8)))
-            {
-                // A lone heading or a navigation fragment is not a document.
-                if (section.Paragraphs.Sum(p => p.Length) < 80) continue;
-                foreach (var doc in TextCleaning.Chunk(section.Paragraphs, MaxDocumentChars))
-                    yield return new SourceDocument(doc);
-            }
+            foreach (var doc in Documents(File.ReadAllText(file, Encoding.UTF8)))
+                yield return new SourceDocument(doc);
+    }
+
+    /// <summary>The documents of one page, after this source's clean-up.</summary>
+    public IEnumerable<string> Documents(string html)
+    {
+        if (Prepare is not null) html = Prepare(html);
+        int skipBelow = -1; // while >= 0: the level of a skipped heading whose subsections are skipped too
+        foreach (var section in TextCleaning.HtmlToSections(html))
+        {
+            if (skipBelow >= 0 && section.Level > skipBelow) continue;
+            skipBelow = -1;
+            if (SkipSection is not null && section.Level > 0 && SkipSection(section.Heading)) { skipBelow = section.Level; continue; }
+            var paragraphs = DropParagraph is null ? section.Paragraphs : section.Paragraphs.Where(p => !DropParagraph(p)).ToList();
+            // A lone heading or a navigation fragment is not a document.
+            if (paragraphs.Sum(p => p.Length) < 80) continue;
+            foreach (var doc in TextCleaning.Chunk(paragraphs, MaxDocumentChars))
+                yield return doc;
+        }
     }
 }
 
