@@ -458,3 +458,325 @@ public sealed class DictdTextSource(string database, string package, string lice
         }
     }
 }
+
+/// <summary>
+/// Perl's POD documents (perlpod), each cut into sections at its =head1/=head2 headings: ordinary paragraphs are
+/// unwrapped and their formatting codes resolved (B&lt;&gt;, C&lt;&lt; &gt;&gt;, L&lt;text|link&gt;, E&lt;gt&gt;,
+/// X&lt;&gt; dropped), verbatim paragraphs keep their lines, =item becomes a "- " line, =begin/=for blocks for
+/// other formatters are skipped.
+/// </summary>
+public sealed class PodSource(string name, IReadOnlyList<string> packages, string licence, string description, string dir,
+    Func<string, bool> include) : CorpusSource
+{
+    public override string Name => name;
+    public override IReadOnlyList<string> Packages => packages;
+    public override string Licence => licence;
+    public override string Description => description;
+
+    public override IReadOnlyList<string> Files(string root)
+    {
+        var top = Under(root, dir);
+        if (!Directory.Exists(top)) return [];
+        return Directory.EnumerateFiles(top, "*.pod", SearchOption.AllDirectories)
+            .Where(f => include(Path.GetRelativePath(top, f).Replace('\\', '/')))
+            .Order(StringComparer.Ordinal).ToList();
+    }
+
+    public override IEnumerable<SourceDocument> Read(string root)
+    {
+        foreach (var file in Files(root))
+            foreach (var section in PodText.ToSections(File.ReadAllText(file, Encoding.UTF8)))
+            {
+                if (section.Paragraphs.Sum(p => p.Length) < 80) continue;
+                foreach (var doc in TextCleaning.Chunk(section.Paragraphs, HtmlDocsSource.MaxDocumentChars))
+                    yield return new SourceDocument(doc);
+            }
+    }
+}
+
+/// <summary>A small POD-to-text converter (see <see cref="PodSource"/>).</summary>
+public static class PodText
+{
+    /// <summary>The sections of a POD document, split at =head1 and =head2; the heading is the section's first paragraph.</summary>
+    public static List<TextCleaning.HtmlSection> ToSections(string pod)
+    {
+        var sections = new List<TextCleaning.HtmlSection>();
+        var paragraphs = new List<string>();
+        string heading = "";
+        bool inPod = false;
+        string? skipUntilEnd = null;
+        void Flush()
+        {
+            if (paragraphs.Count > 0) sections.Add(new TextCleaning.HtmlSection(heading, paragraphs));
+            paragraphs = [];
+        }
+        var blocks = pod.Replace("\r\n", "\n").Replace('\r', '\n').Split('\n')
+            .Aggregate(new List<List<string>> { new() }, (acc, line) =>
+            {
+                if (line.Trim().Length == 0) { if (acc[^1].Count > 0) acc.Add([]); }
+                else acc[^1].Add(line);
+                return acc;
+            })
+            .Where(b => b.Count > 0);
+        foreach (var block in blocks)
+        {
+            var first = block[0];
+            if (first.StartsWith('=') && first.Length > 1 && char.IsLetter(first[1]))
+            {
+                int sp = first.IndexOfAny([' ', '\t']);
+                var command = sp < 0 ? first[1..] : first[1..sp];
+                var arg = string.Join(" ", new[] { sp < 0 ? "" : first[(sp + 1)..] }.Concat(block.Skip(1))).Trim();
+                if (skipUntilEnd is not null)
+                {
+                    if (command == "end" && arg.Split(' ')[0] == skipUntilEnd) skipUntilEnd = null;
+                    continue;
+                }
+                inPod = command != "cut";
+                switch (command)
+                {
+                    case "head1" or "head2":
+                        Flush();
+                        heading = Inline(arg);
+                        if (heading.Length > 0) paragraphs.Add(heading);
+                        break;
+                    case "head3" or "head4":
+                        var h = Inline(arg);
+                        if (h.Length > 0) paragraphs.Add(h);
+                        break;
+                    case "item":
+                        var item = Inline(arg);
+                        if (item is "*" or "" || item.All(char.IsDigit) || item.TrimEnd('.').All(char.IsDigit)) break;
+                        paragraphs.Add("- " + (item.StartsWith("* ", StringComparison.Ordinal) ? item[2..] : item));
+                        break;
+                    case "begin":
+                        var format = arg.Split(' ')[0];
+                        if (format is not ("text" or "pod")) skipUntilEnd = format;
+                        break;
+                }
+                continue;
+            }
+            if (!inPod || skipUntilEnd is not null) continue;
+            if (char.IsWhiteSpace(first[0]))
+            {
+                // Verbatim: keep the lines, less their common indentation.
+                int indent = block.Where(l => l.Trim().Length > 0).Min(l => l.Replace("\t", "        ").Length - l.Replace("\t", "        ").TrimStart().Length);
+                paragraphs.Add(string.Join("\n", block.Select(l => l.Replace("\t", "        ")[Math.Min(indent, l.Replace("\t", "        ").Length)..].TrimEnd())));
+            }
+            else
+            {
+                var p = Inline(string.Join(" ", block.Select(l => l.Trim())));
+                if (p.Length > 0) paragraphs.Add(p);
+            }
+        }
+        Flush();
+        return sections;
+    }
+
+    /// <summary>Resolves POD formatting codes in one paragraph and collapses its spaces.</summary>
+    public static string Inline(string s)
+    {
+        var sb = new StringBuilder(s.Length);
+        int i = 0;
+        Inline(s, ref i, sb, null);
+        return TextCleaning.CollapseSpaces(sb.ToString());
+    }
+
+    // Appends text from s[i..] until the closing delimiter (null at top level: the end); i ends after it.
+    private static void Inline(string s, ref int i, StringBuilder sb, string? closer)
+    {
+        while (i < s.Length)
+        {
+            if (closer is not null && string.CompareOrdinal(s, i, closer, 0, closer.Length) == 0
+                && (closer.Length == 1 || (i > 0 && char.IsWhiteSpace(s[i - 1]))))
+            {
+                i += closer.Length;
+                return;
+            }
+            char c = s[i];
+            if ((c is 'B' or 'I' or 'C' or 'L' or 'E' or 'F' or 'S' or 'X' or 'Z') && i + 1 < s.Length && s[i + 1] == '<')
+            {
+                int n = 0;
+                while (i + 1 + n < s.Length && s[i + 1 + n] == '<') n++;
+                string close;
+                int start = i + 1 + n;
+                if (n > 1 && start < s.Length && char.IsWhiteSpace(s[start]))
+                {
+                    close = new string('>', n);
+                    while (start < s.Length && char.IsWhiteSpace(s[start])) start++;
+                }
+                else { n = 1; start = i + 2; close = ">"; }
+                i = start;
+                var inner = new StringBuilder();
+                Inline(s, ref i, inner, close);
+                var text = inner.ToString().Trim();
+                switch (c)
+                {
+                    case 'X' or 'Z': break;
+                    case 'E': sb.Append(Escape(text)); break;
+                    case 'L': sb.Append(Link(text)); break;
+                    default: sb.Append(text); break;
+                }
+                continue;
+            }
+            sb.Append(c);
+            i++;
+        }
+    }
+
+    private static string Escape(string name) => name switch
+    {
+        "lt" => "<", "gt" => ">", "verbar" => "|", "sol" => "/",
+        _ when name.StartsWith("0x", StringComparison.OrdinalIgnoreCase) && int.TryParse(name[2..], System.Globalization.NumberStyles.HexNumber, null, out var x) => char.ConvertFromUtf32(x),
+        _ when int.TryParse(name, out var d) => char.ConvertFromUtf32(d),
+        _ => System.Net.WebUtility.HtmlDecode("&" + name + ";"),
+    };
+
+    // L<text|target> shows the text; L<name/"section"> and L</section> show the section (and the page).
+    private static string Link(string s)
+    {
+        int bar = s.IndexOf('|');
+        if (bar >= 0) return s[..bar];
+        if (s.Contains("://", StringComparison.Ordinal)) return s;
+        int slash = s.IndexOf('/');
+        if (slash < 0) return s;
+        var page = s[..slash];
+        var section = s[(slash + 1)..].Trim('"');
+        return page.Length == 0 ? $"\"{section}\"" : $"\"{section}\" in {page}";
+    }
+}
+
+/// <summary>
+/// Vim's help files (doc/*.txt): each file is cut into sections at its "====" and "----" rule lines. Tags
+/// (<c>*name*</c>) are dropped, links (<c>|name|</c>) and option names keep their text, the example markers
+/// (" &gt;" ending a line, "&lt;" starting one) and heading markers (" ~") are removed, and the modeline is dropped.
+/// Wrapped prose lines are joined; short lines (tables, lists) and lines indented deeper than their paragraph
+/// (examples) keep their breaks.
+/// </summary>
+public sealed partial class VimHelpSource : CorpusSource
+{
+    private const string Dir = "/usr/share/vim/vim90/doc";
+
+    public override string Name => "vim-help";
+    public override IReadOnlyList<string> Packages => ["vim-runtime"];
+    public override string Licence => "Vim licence (GPL-compatible)";
+    public override string Description => "Vim 9.0's help files: the user manual and the reference manual, plain text";
+
+    public override IReadOnlyList<string> Files(string root)
+    {
+        var dir = Under(root, Dir);
+        if (!Directory.Exists(dir)) return [];
+        return Directory.EnumerateFiles(dir, "*.txt").Order(StringComparer.Ordinal).ToList();
+    }
+
+    public override IEnumerable<SourceDocument> Read(string root)
+    {
+        foreach (var file in Files(root))
+            foreach (var section in Sections(File.ReadAllText(file, Encoding.UTF8)))
+            {
+                if (section.Sum(p => p.Length) < 80) continue;
+                foreach (var doc in TextCleaning.Chunk(section, HtmlDocsSource.MaxDocumentChars))
+                    yield return new SourceDocument(doc);
+            }
+    }
+
+    [GeneratedRegex(@"^\s*(?:={20,}|-{20,})\s*$")]
+    private static partial Regex Rule();
+
+    [GeneratedRegex(@"(?<=^|\s)\*[^\s*|""]+\*(?=\s|$)")]
+    private static partial Regex Tag();
+
+    [GeneratedRegex(@"\|([^\s|]+)\|")]
+    private static partial Regex Link();
+
+    [GeneratedRegex(@"^\s*vim:.*:\s*$|^\s*vim:\s*(?:set\s+)?\w+=")]
+    private static partial Regex Modeline();
+
+    /// <summary>The sections of one help file, each a list of paragraphs (lines inside a paragraph joined as above).</summary>
+    public static List<List<string>> Sections(string text)
+    {
+        var sections = new List<List<string>>();
+        var paragraphs = new List<string>();
+        var sb = new StringBuilder();
+        int lastIndent = 0, lastLength = 0;
+        bool lastCode = false;
+        void EndParagraph()
+        {
+            if (sb.Length > 0) paragraphs.Add(sb.ToString());
+            sb.Clear();
+        }
+        void EndSection()
+        {
+            EndParagraph();
+            if (paragraphs.Count > 0) sections.Add(paragraphs);
+            paragraphs = [];
+        }
+        var all = text.Replace("\r\n", "\n").Split('\n');
+        bool example = false;
+        int exampleIndent = 0;
+        for (int n = 0; n < all.Length; n++)
+        {
+            var raw = all[n];
+            if (n == 0 && raw.TrimStart().StartsWith('*')) continue; // "*usr_03.txt*	For Vim version 9.0.  Last change: ..."
+            if (Rule().IsMatch(raw)) { example = false; EndSection(); continue; }
+            if (Modeline().IsMatch(raw)) continue;
+            var line = ExpandTabs(raw).TrimEnd();
+            int indent = line.Length - line.TrimStart().Length;
+            // An example runs from a line ending in " >" to a line starting with "<" or with text in the first column.
+            if (example && line.Length > 0 && (line.StartsWith('<') || indent == 0 && line.Trim().Length > 0)) example = false;
+            bool code = example && line.Trim().Length > 0;
+            if (line.StartsWith('<')) line = " " + line[1..];
+            bool opensExample = line.EndsWith(" >", StringComparison.Ordinal) || line == ">";
+            if (opensExample) line = line[..^1].TrimEnd();
+            if (line.EndsWith(" ~", StringComparison.Ordinal)) line = line[..^2].TrimEnd();
+            if (!code) line = Link().Replace(Tag().Replace(line, ""), "$1").TrimEnd();
+            if (line.Trim().Length == 0)
+            {
+                if (!example) EndParagraph();
+            }
+            else if (code)
+            {
+                if (sb.Length > 0) sb.Append('\n');
+                sb.Append(' ', Math.Min(Math.Max(indent - exampleIndent, 0), 16)).Append(line.Trim());
+                lastCode = true;
+            }
+            else
+            {
+                var content = TextCleaning.CollapseSpaces(line);
+                // Join a continuation of wrapped prose: the line before is long and indented alike.
+                bool join = sb.Length > 0 && !lastCode && lastLength >= 55 && Math.Abs(indent - lastIndent) <= 1;
+                if (sb.Length > 0) sb.Append(join ? ' ' : '\n');
+                sb.Append(content);
+                lastIndent = indent;
+                lastLength = indent + content.Length;
+                lastCode = false;
+            }
+            if (opensExample)
+            {
+                example = true;
+                exampleIndent = int.MaxValue;
+                for (int k = n + 1; k < all.Length; k++)
+                {
+                    var next = ExpandTabs(all[k]);
+                    if (next.Trim().Length == 0) continue;
+                    if (next.StartsWith('<') || !char.IsWhiteSpace(next[0])) break;
+                    exampleIndent = Math.Min(exampleIndent, next.Length - next.TrimStart().Length);
+                }
+                if (exampleIndent == int.MaxValue) exampleIndent = 0;
+            }
+        }
+        EndSection();
+        return sections;
+    }
+
+    private static string ExpandTabs(string s)
+    {
+        if (!s.Contains('\t')) return s;
+        var sb = new StringBuilder(s.Length + 16);
+        foreach (var c in s)
+        {
+            if (c == '\t') sb.Append(' ', 8 - sb.Length % 8);
+            else sb.Append(c);
+        }
+        return sb.ToString();
+    }
+}
