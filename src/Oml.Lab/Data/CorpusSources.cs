@@ -18,7 +18,7 @@ public sealed record SourceDocument(string Text)
 }
 
 /// <summary>A corpus source: the Debian packages it comes from, their licence, and how to read it.</summary>
-public abstract class CorpusSource
+public abstract partial class CorpusSource
 {
     public abstract string Name { get; }
     public abstract IReadOnlyList<string> Packages { get; }
@@ -71,7 +71,159 @@ public abstract class CorpusSource
         new HtmlDocsSource("sqlite-docs", ["sqlite3-doc"], "public domain",
             "The SQLite documentation (not the release logs), HTML", "/usr/share/doc/sqlite3",
             rel => !rel.StartsWith("releaselog/", StringComparison.Ordinal) && rel is not ("changes.html" or "chronology.html")),
+        // Added for the 100M-parameter base (corpus2): the larger documentation trees of bookworm main, English only.
+        new HtmlDocsSource("linux-docs", ["linux-doc-6.1"], "GPL-2",
+            "The Linux 6.1 kernel documentation (Documentation/, built by Sphinx), HTML", "/usr/share/doc/linux-doc-6.1/html", SphinxPage),
+        new HtmlDocsSource("rust-docs", ["rust-doc"], "MIT or Apache-2.0",
+            "Rust 1.63 books (The Rust Programming Language, reference, nomicon, Rust by Example, edition guide, rustc and "
+            + "rustdoc books) and the std, core and alloc API pages (not the architecture intrinsics or the source listings), HTML",
+            "/usr/share/doc/rust-doc/html",
+            rel => !rel.StartsWith("src/", StringComparison.Ordinal) && !rel.Contains("/arch/", StringComparison.Ordinal)
+                   && !rel.Contains("/core_arch/", StringComparison.Ordinal) && !rel.StartsWith("implementors/", StringComparison.Ordinal)
+                   && !rel.EndsWith("print.html", StringComparison.Ordinal) && !rel.EndsWith("/all.html", StringComparison.Ordinal)
+                   && rel is not ("settings.html" or "not_found.html" or "error-index.html"))
+        {
+            // The lists of trait implementations repeat one boilerplate line per trait and type.
+            SkipSection = h => h is "Trait Implementations" or "Auto Trait Implementations" or "Blanket Implementations" or "Implementors",
+        },
+        new HtmlDocsSource("openjdk-docs", ["openjdk-17-doc"], "GPL-2 with the Classpath exception",
+            "The Java 17 API documentation (javadoc; not the class-use pages, indexes and trees), HTML",
+            "/usr/share/doc/openjdk-17-jre-headless/api",
+            rel => !rel.Contains("class-use/", StringComparison.Ordinal) && !rel.StartsWith("index-files/", StringComparison.Ordinal)
+                   && !rel.EndsWith("-tree.html", StringComparison.Ordinal) && !rel.EndsWith("-index.html", StringComparison.Ordinal)
+                   && rel is not ("serialized-form.html" or "constant-values.html" or "deprecated-list.html" or "help-doc.html"
+                       or "search.html" or "new-list.html" or "preview-list.html" or "system-properties.html"))
+        {
+            // The summary tables repeat the first sentence of each member's description, which the details give in full.
+            SkipSection = h => h.EndsWith(" Summary", StringComparison.Ordinal),
+        },
+        new HtmlDocsSource("qt5-docs", ["qtbase5-doc-html"], "GFDL-1.3 (no invariant sections)",
+            "The Qt 5.15 base modules documentation (overviews and class references, not the member lists), HTML", "/usr/share/qt5/doc",
+            rel => !rel.EndsWith("-members.html", StringComparison.Ordinal) && !rel.EndsWith("-obsolete.html", StringComparison.Ordinal))
+        {
+            // Lists of member signatures; the "... Documentation" sections describe the same members.
+            SkipSection = h => h is "Public Types" or "Properties" or "Public Functions" or "Reimplemented Public Functions" or "Public Slots"
+                or "Signals" or "Static Public Members" or "Protected Functions" or "Reimplemented Protected Functions" or "Protected Slots"
+                or "Macros" or "Public Variables" or "Static Public Variables" or "Protected Variables" or "Related Non-Members",
+        },
+        new HtmlDocsSource("django-docs", ["python-django-doc"], "BSD-3-Clause",
+            "The Django 3.2 documentation (not the release notes), HTML", "/usr/share/doc/python-django-doc/html",
+            rel => SphinxPage(rel) && !rel.StartsWith("releases/", StringComparison.Ordinal)),
+        new HtmlDocsSource("scipy-docs", ["python-scipy-doc"], "BSD-3-Clause",
+            "The SciPy 1.10 documentation (tutorial, reference), HTML", "/usr/share/doc/python-scipy-doc/html", SphinxPage),
+        new HtmlDocsSource("nodejs-docs", ["nodejs-doc"], "MIT",
+            "The Node.js 18 API documentation (one page per module, not the all-in-one page), HTML", "/usr/share/doc/nodejs/api",
+            rel => rel != "all.html"),
+        new HtmlDocsSource("cmake-docs", ["cmake-doc"], "BSD-3-Clause",
+            "The CMake 3.25 manual, HTML", "/usr/share/doc/cmake-data/html", SphinxPage),
+        new HtmlDocsSource("erlang-docs", ["erlang-doc"], "Apache-2.0",
+            "The Erlang/OTP 25 documentation (system guides, application manuals), HTML", "/usr/share/doc/erlang-doc",
+            rel => !rel.Contains("/java/", StringComparison.Ordinal) && !rel.EndsWith("/notes.html", StringComparison.Ordinal)),
+        new HtmlDocsSource("sphinx-docs", ["sphinx-doc"], "BSD-2-Clause",
+            "The Sphinx 5.3 documentation, HTML", "/usr/share/doc/sphinx-doc/html", SphinxPage),
+        new HtmlDocsSource("octave-docs", ["octave-doc"], "GPL-3+",
+            "The GNU Octave 7.3 manual, HTML", "/usr/share/doc/octave", _ => true),
+        new HtmlDocsSource("abs-guide", ["abs-guide"], "public domain",
+            "Mendel Cooper, Advanced Bash-Scripting Guide, HTML", "/usr/share/doc/abs-guide/html", _ => true),
+        new HtmlDocsSource("boost-docs", ["libboost1.81-doc"], "BSL-1.0",
+            "The Boost 1.81 library documentation, HTML", "/usr/share/doc/libboost1.81-doc", _ => true),
+        new HtmlDocsSource("sklearn-docs", ["python-sklearn-doc"], "BSD-3-Clause",
+            "The scikit-learn 1.2 documentation (user guide, API reference; not the example galleries), HTML",
+            "/usr/share/doc/python-sklearn-doc/html", rel => SphinxPage(rel) && !rel.StartsWith("auto_examples/", StringComparison.Ordinal)),
+        new HtmlDocsSource("astropy-docs", ["python-astropy-doc"], "BSD-3-Clause",
+            "The Astropy 5.2 documentation (not the change log), HTML", "/usr/share/doc/python-astropy-doc/html",
+            rel => SphinxPage(rel) && rel != "changelog.html"),
+        new HtmlDocsSource("lilypond-docs", ["lilypond-doc-html"], "GFDL-1.3+",
+            "The LilyPond 2.24 manuals (learning, notation, usage, extending, essay, music glossary, contributor's guide, web "
+            + "site; not the internals reference, the snippets or the one-page copies), English HTML", "/usr/share/doc/lilypond/html/Documentation",
+            rel => rel.Contains('/') && !rel.EndsWith("-big-page.html", StringComparison.Ordinal)
+                   && !rel.StartsWith("internals/", StringComparison.Ordinal) && !rel.StartsWith("snippets/", StringComparison.Ordinal)
+                   && !rel.StartsWith("changes/", StringComparison.Ordinal))
+        {
+            Prepare = html => TextCleaning.RemoveElements(TextCleaning.RemoveElements(html, "div", LilyPondChrome()), "table", LilyPondNavTable()),
+        },
+        new HtmlDocsSource("gnucash-docs", ["gnucash-docs"], "GFDL-1.1+ (no invariant sections)",
+            "The GnuCash 4.13 Tutorial and Concepts Guide and Help Manual, English HTML", "/usr/share/doc/gnucash-docs",
+            rel => rel.StartsWith("gnucash-guide-en/", StringComparison.Ordinal) || rel.StartsWith("gnucash-help-en/", StringComparison.Ordinal)),
+        new HtmlDocsSource("pacemaker-docs", ["pacemaker-doc"], "CC-BY-SA-4.0",
+            "The Pacemaker 2.1 books (Clusters from Scratch, Pacemaker Explained, Administration, Development, Remote; "
+            + "not the API reference), HTML", "/usr/share/doc/pacemaker",
+            rel => rel.EndsWith("/singlehtml/index.html", StringComparison.Ordinal) || rel == "crm_fencing.html"),
+        new HtmlDocsSource("sympy-docs", ["python-sympy-doc"], "BSD-3-Clause",
+            "The SymPy 1.11 documentation, HTML", "/usr/share/doc/python-sympy-doc/html", SphinxPage),
+        new HtmlDocsSource("twisted-docs", ["twisted-doc"], "Expat",
+            "The Twisted 22.4 documentation (how-tos; not the API reference, mostly \"Undocumented\" stubs), HTML", "/usr/share/doc/twisted-doc/html",
+            rel => SphinxPage(rel) && !rel.StartsWith("api/", StringComparison.Ordinal)),
+        new HtmlDocsSource("sqlalchemy-docs", ["python-sqlalchemy-doc"], "Expat",
+            "The SQLAlchemy 1.4 documentation (not the change logs), HTML", "/usr/share/doc/python-sqlalchemy-doc/html",
+            rel => SphinxPage(rel) && !rel.StartsWith("changelog/", StringComparison.Ordinal)),
+        new HtmlDocsSource("anarchist-faq", ["anarchism"], "GPL-2",
+            "An Anarchist FAQ, version 15.3 (a book-length essay), HTML", "/usr/share/doc/anarchism/html", _ => true),
+        new HtmlDocsSource("installation-guide", ["installation-guide-amd64"], "GPL-2",
+            "The Debian 12 Installation Guide for amd64, English HTML", "/usr/share/doc/installation-guide-amd64/en", _ => true),
+        new HtmlDocsSource("cppreference", ["cppreference-doc-en-html"], "CC-BY-SA-3.0 or GFDL (no invariant sections)",
+            "cppreference.com's C and C++ reference (2017 snapshot), English HTML", "/usr/share/cppreference/doc/html/en", _ => true)
+        {
+            Prepare = html => TextCleaning.RemoveElements(html, "div", CppreferenceChrome()),
+        },
+        new HtmlDocsSource("maxima-docs", ["maxima-doc"], "GPL-2",
+            "The Maxima 5.46 manual, HTML", "/usr/share/doc/maxima-doc/html", _ => true),
+        new HtmlDocsSource("gnuplot-docs", ["gnuplot-doc"], "gnuplot licence (free, modifications as patches)",
+            "The gnuplot 5.4 manual, HTML", "/usr/share/doc/gnuplot/htmldocs", _ => true),
+        new HtmlDocsSource("gimp-help", ["gimp-help-en"], "GFDL-1.2+ (no invariant sections)",
+            "The GIMP 2.10 user manual, English HTML", "/usr/share/gimp/2.0/help/en", _ => true)
+        {
+            Prepare = html => TextCleaning.RemoveElements(html, "div", DocBookChrome()),
+        },
+        new HtmlDocsSource("racket-docs", ["racket-doc"], "MIT or Apache-2.0 (Racket); LGPL for some libraries",
+            "The Racket 8.7 documentation (guide, reference, libraries, teaching languages), HTML", "/usr/share/doc/racket",
+            rel => !rel.StartsWith("search/", StringComparison.Ordinal) && !rel.StartsWith("local-redirect/", StringComparison.Ordinal)
+                   && !rel.Contains("/doc-index", StringComparison.Ordinal) && !rel.StartsWith("release/", StringComparison.Ordinal))
+        {
+            Prepare = html => TextCleaning.RemoveElements(html, "div", RacketChrome()),
+        },
+        new HtmlDocsSource("pandas-docs", ["python-pandas-doc"], "BSD-3-Clause",
+            "The pandas 1.5 documentation (user guide, API reference; not the release notes), HTML", "/usr/share/doc/python-pandas-doc/html",
+            rel => SphinxPage(rel) && !rel.StartsWith("whatsnew", StringComparison.Ordinal) && rel != "release.html"),
+        new HtmlDocsSource("kicad-docs", ["kicad-doc-en"], "GPL-3+",
+            "The KiCad 6.0 manuals, English HTML", "/usr/share/doc/kicad/help/en", _ => true)
+        {
+            Prepare = html => TextCleaning.RemoveElements(html, "div", KicadToc()),
+        },
+        new PodSource("perl-docs", ["perl-doc"], "GPL-1+ or Artistic",
+            "The Perl 5.36 manual (perlfunc, perlop, perlre, the tutorials and FAQs; not the perl*delta change logs or the "
+            + "table of contents), POD", "/usr/share/perl/5.36.0/pod",
+            rel => !rel.Contains("delta", StringComparison.Ordinal) && rel != "perltoc.pod"),
+        new VimHelpSource(),
     ];
+
+    // DocBook's navigation header and footer.
+    [GeneratedRegex(@"\bclass=""(?:navheader|navfooter)""")]
+    private static partial Regex DocBookChrome();
+
+    // Scribble's table of contents and navigation bars.
+    [GeneratedRegex(@"\bclass=""(?:tocset|navsettop|navsetbottom)""")]
+    private static partial Regex RacketChrome();
+
+    [GeneratedRegex(@"\bid=""toc""")]
+    private static partial Regex KicadToc();
+
+    // LilyPond's side table of contents, footer and highlighting switch; its navigation bars are tables.
+    [GeneratedRegex(@"\bid=""(?:tocframe|footer|highlighting-settings)""")]
+    private static partial Regex LilyPondChrome();
+
+    [GeneratedRegex(@"\bclass=""nav_table""")]
+    private static partial Regex LilyPondNavTable();
+
+    // cppreference's navigation menu, "From cppreference.com" and breadcrumb lines, and "Retrieved from" footer.
+    [GeneratedRegex(@"\b(?:class=""(?:t-navbar|printfooter)""|id=""(?:siteSub|contentSub|cpp-footer-base|catlinks)"")")]
+    private static partial Regex CppreferenceChrome();
+
+    /// <summary>A Sphinx page with text: not the sources, static files, indexes or search page.</summary>
+    private static bool SphinxPage(string rel) =>
+        !rel.StartsWith('_') && !rel.Contains("/_", StringComparison.Ordinal)
+        && !rel.EndsWith("genindex.html", StringComparison.Ordinal) && !rel.EndsWith("search.html", StringComparison.Ordinal)
+        && !rel.EndsWith("py-modindex.html", StringComparison.Ordinal) && !rel.EndsWith("objects.html", StringComparison.Ordinal);
 }
 
 /// <summary>Helpers for the dictd-based sources.</summary>
