@@ -13,7 +13,12 @@ if [ $# -gt 0 ] && [ "$1" != "--" ]; then dest="$1"; shift; fi
 [ "${1:-}" = "--" ] && shift
 
 packages=(dict-gcide dict-wn dict-devil fortunes fortunes-min debian-reference-en gnu-standards python3.11-doc
-          dict-foldoc dict-jargon dict-vera postgresql-doc-15 git-doc debian-policy developers-reference debian-handbook sqlite3-doc)
+          dict-foldoc dict-jargon dict-vera postgresql-doc-15 git-doc debian-policy developers-reference debian-handbook sqlite3-doc
+          linux-doc-6.1 rust-doc openjdk-17-doc qtbase5-doc-html python-django-doc python-scipy-doc nodejs-doc cmake-doc
+          erlang-doc sphinx-doc octave-doc abs-guide libboost1.81-doc python-sklearn-doc python-astropy-doc lilypond-doc-html
+          gnucash-docs pacemaker-doc python-sympy-doc twisted-doc python-sqlalchemy-doc anarchism installation-guide-amd64
+          cppreference-doc-en-html maxima-doc gnuplot-doc gimp-help-en racket-doc python-pandas-doc kicad-doc-en perl-doc
+          vim-runtime)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

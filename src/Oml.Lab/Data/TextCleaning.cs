@@ -95,7 +95,40 @@ public static partial class TextCleaning
     private static partial Regex TagName();
 
     /// <summary>One section of an HTML page: the heading that opens it (empty before the first) and its paragraphs.</summary>
-    public sealed record HtmlSection(string Heading, List<string> Paragraphs);
+    public sealed record HtmlSection(string Heading, List<string> Paragraphs)
+    {
+        /// <summary>The level of the opening heading (1–3 for h1–h3), 0 for the text before the first heading.</summary>
+        public int Level { get; init; }
+    }
+
+    /// <summary>
+    /// Removes from <paramref name="html"/> every <paramref name="tag"/> element whose opening tag matches
+    /// <paramref name="opening"/>, with all it contains (nested elements of the same tag are counted, so the right
+    /// closing tag ends it). An element left open runs to the end of the page.
+    /// </summary>
+    public static string RemoveElements(string html, string tag, Regex opening)
+    {
+        var open = new Regex(@"<" + tag + @"\b[^>]*>|</" + tag + @"\s*>", RegexOptions.IgnoreCase);
+        var sb = new StringBuilder(html.Length);
+        int pos = 0;
+        while (pos < html.Length)
+        {
+            var start = open.Match(html, pos);
+            while (start.Success && (start.Value[1] == '/' || !opening.IsMatch(start.Value))) start = start.NextMatch();
+            if (!start.Success) break;
+            sb.Append(html, pos, start.Index - pos);
+            int depth = 1;
+            var m = start.NextMatch();
+            for (; m.Success; m = m.NextMatch())
+            {
+                if (m.Value[1] == '/') { if (--depth == 0) break; }
+                else if (!m.Value.EndsWith("/>", StringComparison.Ordinal)) depth++;
+            }
+            pos = m.Success ? m.Index + m.Length : html.Length;
+        }
+        if (pos < html.Length) sb.Append(html, pos, html.Length - pos);
+        return sb.ToString();
+    }
 
     /// <summary>
     /// Turns an HTML page into text sections split at h1–h3 headings. Only the Sphinx main area
@@ -111,7 +144,7 @@ public static partial class TextCleaning
         var heading = "";
         var paragraphs = new List<string>();
         var text = new StringBuilder();
-        int dropDepth = 0, preDepth = 0, headingDepth = 0;
+        int dropDepth = 0, preDepth = 0, headingDepth = 0, level = 0;
         var headingText = new StringBuilder();
 
         void EndParagraph()
@@ -184,7 +217,8 @@ public static partial class TextCleaning
                 EndParagraph();
                 if (!isEnd)
                 {
-                    if (paragraphs.Count > 0) sections.Add(new HtmlSection(heading, paragraphs));
+                    if (paragraphs.Count > 0) sections.Add(new HtmlSection(heading, paragraphs) { Level = level });
+                    level = name[1] - '0';
                     paragraphs = [];
                     headingText.Clear();
                     headingDepth++;
@@ -201,7 +235,7 @@ public static partial class TextCleaning
             if (name is "td" or "th") text.Append(' ');
         }
         EndParagraph();
-        if (paragraphs.Count > 0) sections.Add(new HtmlSection(heading, paragraphs));
+        if (paragraphs.Count > 0) sections.Add(new HtmlSection(heading, paragraphs) { Level = level });
         return sections;
     }
 }
