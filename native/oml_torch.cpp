@@ -906,11 +906,13 @@ API TH oml_log_softmax(TH x, int64_t dim) {
 API TH oml_embedding(TH weight, TH ids) {
   return wrap("embedding", {weight, ids}, [&] { return at::embedding(*weight, *ids); });
 }
-// With a generator: the mask is drawn from it (bernoulli with keep probability 1 - p, scaled by 1 / (1 - p)), as
-// libtorch's own dropout does on the CPU with its default generator; without one, at::dropout itself.
+// The mask is drawn from the generator, or the device's default one without it: bernoulli with keep probability 1 - p,
+// scaled by 1 / (1 - p), as libtorch's own dropout does on the CPU. On CUDA at::dropout would use its fused kernel,
+// whose draws differ: one formula everywhere keeps a generator seeded s drawing what the default does after
+// ManualSeed(s) on every device.
 API TH oml_dropout(TH x, double p, int train, GH gen) {
   return wrap("dropout", {x}, [&] {
-    if (gen == nullptr || train == 0 || p == 0) return at::dropout(*x, p, train != 0);
+    if (train == 0 || p == 0) return at::dropout(*x, p, train != 0);
     if (p == 1) return *x * at::zeros({}, x->options());
     at::Tensor noise = at::empty_like(*x).bernoulli_(1 - p, gen_arg(gen));
     noise.div_(1 - p);

@@ -179,10 +179,11 @@ public class RandomGeneratorTests
     public void A_generator_of_another_device_or_a_disposed_one_is_refused()
     {
         using var s = Torch.NewScope();
+        // A generator of the tests' device, a tensor of the other one (on a CPU run, a CUDA tensor never made).
         var other = Env.Device.IsCuda ? Device.Cpu : Device.Cuda(0);
-        using var cpu = new RandomGenerator(1, Device.Cpu);
-        var e = Assert.Throws<ArgumentException>(() => Torch.Randn([4], device: other, generator: cpu));
-        Assert.Equal("randn: the random generator is for cpu, the tensor is on " + other, e.Message);
+        using var mine = new RandomGenerator(1, Env.Device);
+        var e = Assert.Throws<ArgumentException>(() => Torch.Randn([4], device: other, generator: mine));
+        Assert.Equal($"randn: the random generator is for {Env.Device}, the tensor is on {other}", e.Message);
         var probs = Torch.Ones([2, 3], device: Env.Device);
         using var wrong = Env.Device.IsCuda ? new RandomGenerator(1, Device.Cpu) : null;
         if (wrong is not null) Assert.Throws<ArgumentException>(() => Torch.Multinomial(probs, 1, generator: wrong));
