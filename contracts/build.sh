@@ -17,6 +17,18 @@ installed_ok() {
     }' 2>/dev/null && [ -n "$(ls node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null)" ]
 }
 installed_ok || npm ci --no-audit --no-fund --loglevel=error
+# npm leaves out anvil's platform package under Node < 20 (its engines field), though the binary needs no Node: with
+# Debian 12's own Node 18, install that package anyway, at the lock file's version.
+if [ -z "$(ls node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null)" ]; then
+  case "$(uname -s)-$(uname -m)" in
+    Linux-x86_64) plat=linux-amd64 ;; Linux-aarch64) plat=linux-arm64 ;; Darwin-arm64) plat=darwin-arm64 ;; Darwin-x86_64) plat=darwin-amd64 ;; *) plat="" ;;
+  esac
+  version="$(node -p 'require("./node_modules/@foundry-rs/anvil/package.json").version' 2>/dev/null || true)"
+  if [ -n "$plat" ] && [ -n "$version" ]; then
+    echo "contracts: npm skipped @foundry-rs/anvil-$plat (Node $(node --version) < 20); installing it anyway" >&2
+    npm install --no-save --force --no-audit --no-fund --loglevel=error "@foundry-rs/anvil-$plat@$version"
+  fi
+fi
 [ "${1:-}" = "--install" ] && exit 0
 stamp=$(cat package-lock.json compile.mjs src/*.sol test/*.sol | sha256sum | cut -d' ' -f1)
 if [ "${1:-}" = "--check" ]; then

@@ -140,7 +140,9 @@ if [ -e "$torch_lib/libtorch_cuda.so" ] && [ "${OML_NATIVE_NO_KERNELS:-0}" != 1 
 fi
 
 stamp="$out/liboml_torch.stamp"
-want="$(printf '%s\n' "$cxx" "${flags[@]}" "${libs[@]}" "${dist_flags[@]}" "${dist_libs[@]}" "$nvcc" "$cudart" "${OML_CUDA_ARCH:-}" | sha256sum | cut -c1-16) $(cat "$here/oml_torch.cpp" "$here/oml_dist.inc" "$here/oml_kernels.cu" "$here/build.sh" | sha256sum | cut -c1-16)"
+gpu_arch=""
+[ -n "$nvcc" ] && gpu_arch="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | sort -u | tr '\n' ' ' || true)"
+want="$(printf '%s\n' "$cxx" "${flags[@]}" "${libs[@]}" "${dist_flags[@]}" "${dist_libs[@]}" "$nvcc" "$cudart" "${OML_CUDA_ARCH:-}" "$gpu_arch" | sha256sum | cut -c1-16) $(cat "$here/oml_torch.cpp" "$here/oml_dist.inc" "$here/oml_kernels.cu" "$here/build.sh" | sha256sum | cut -c1-16)"
 if [ -f "$lib_out" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -161,26 +163,33 @@ if [ -n "$nvcc" ]; then
     kobj=""
   fi
 fi
-# A library with a symbol no loaded library defines would not load at all: check with ldd -r, and fall back too: first
-# without the process groups, then also without the fused kernels.
+# A library with a symbol no loaded library defines would not load at all: check with ldd -r (undefined symbols of the
+# shim itself), and fall back: without the fused kernels, then without the process groups, then without both.
 kernel_flags=() kernel_libs=()
-if [ -n "$kobj" ]; then kernel_flags=(-DOML_WITH_KERNELS); kernel_libs=("$kobj" "$cudart" -Wl,-rpath,"$(dirname "$cudart")"); fi
-builds() {  # 1 = with the process groups
-  local df=() dl=()
-  [ "$1" = 1 ] && { df=("${dist_flags[@]}"); dl=("${dist_libs[@]}"); }
-  "$cxx" "${flags[@]}" "${kernel_flags[@]}" "${df[@]}" "$here/oml_torch.cpp" -o "$tmp" "${libs[@]}" "${kernel_libs[@]}" "${dl[@]}" \
-    && ! ldd -r "$tmp" 2>&1 | grep -q "undefined symbol"
+[ -n "$kobj" ] && kernel_flags=(-DOML_WITH_KERNELS) && kernel_libs=("$kobj" "$cudart" -Wl,-rpath,"$(dirname "$cudart")")
+builds() {  # KERNELS DIST (1 = with)
+  local kf=() kl=() df=() dl=() o
+  [ "$1" = 1 ] && { kf=("${kernel_flags[@]}"); kl=("${kernel_libs[@]}"); }
+  [ "$2" = 1 ] && { df=("${dist_flags[@]}"); dl=("${dist_libs[@]}"); }
+  "$cxx" "${flags[@]}" "${kf[@]}" "${df[@]}" "$here/oml_torch.cpp" -o "$tmp" "${libs[@]}" "${kl[@]}" "${dl[@]}" || return 1
+  o="$(ldd -r "$tmp" 2>&1 || true)"
+  ! grep -q "undefined symbol" <<<"$o"
 }
-if ! builds 1; then
-  if [ ${#dist_flags[@]} -gt 0 ]; then
-    echo "native/build.sh: warning: the build with process groups (${dist_flags[*]}) failed or left undefined symbols; building without them" >&2
-  fi
-  if ! builds 0; then
-    [ -n "$kobj" ] || exit 1
-    echo "native/build.sh: warning: the build with the fused kernels failed; building without them" >&2
-    kernel_flags=() kernel_libs=()
-    builds 0 || exit 1
-  fi
-fi
+# In order of preference: everything, then the process groups kept (multi-GPU training needs them), then the kernels.
+combos=()
+for d in 1 0; do
+  for k in 1 0; do
+    { [ "$k" = 1 ] && [ -z "$kobj" ]; } || { [ "$d" = 1 ] && [ ${#dist_flags[@]} -eq 0 ]; } || combos+=("$k $d")
+  done
+done
+built=""
+for kd in "${combos[@]}"; do
+  set -- $kd
+  if builds "$1" "$2"; then built="$kd"; break; fi
+done
+[ -n "$built" ] || exit 1
+set -- $built
+[ -n "$kobj" ] && [ "$1" = 0 ] && echo "native/build.sh: warning: the shim did not build or link with the fused kernels; built without them" >&2
+[ ${#dist_flags[@]} -gt 0 ] && [ "$2" = 0 ] && echo "native/build.sh: warning: the build with process groups (${dist_flags[*]}) failed or left undefined symbols; built without them" >&2
 mv -f "$tmp" "$lib_out"
 printf '%s' "$want" >"$stamp"

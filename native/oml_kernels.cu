@@ -215,6 +215,17 @@ template <typename F> int dispatch(int dtype, F&& f) {
 
 extern "C" {
 
+// 1 when this build holds machine code or PTX the current device can run (a shim built for one GPU may be loaded on
+// another: the caller then computes the composite ops).
+int oml_k_available() {
+  cudaFuncAttributes a;
+  if (cudaFuncGetAttributes(&a, rms_norm_fwd<float>) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no kernel image" error
+    return 0;
+  }
+  return 1;
+}
+
 // Each returns 0, -1 for an unsupported dtype, or a cudaError_t code from the launch.
 
 int oml_k_rms_norm_fwd(int dtype, const void* x, const void* w, void* y, float* rstd, int64_t rows, int cols, float eps,

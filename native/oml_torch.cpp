@@ -48,6 +48,7 @@
 extern "C" {
 int oml_k_rms_norm_fwd(int dtype, const void* x, const void* w, void* y, float* rstd, int64_t rows, int cols, float eps,
                        cudaStream_t stream);
+int oml_k_available();
 int64_t oml_k_rms_norm_bwd_scratch(int64_t rows, int cols);
 int oml_k_rms_norm_bwd(int dtype, const void* g, const void* x, const void* w, const float* rstd, void* dx, void* dw,
                        float* scratch, int64_t rows, int cols, cudaStream_t stream);
@@ -222,7 +223,7 @@ std::vector<at::Tensor> tensor_list(const TH* ts, int n) {
 }
 
 // Whether the fused kernels may run: built in (native/build.sh found nvcc) and not switched off (OML_FUSED_KERNELS=0).
-bool fused_enabled() {
+[[maybe_unused]] bool fused_enabled() {
 #if defined(OML_WITH_KERNELS)
   static const bool on = [] {
     const char* v = std::getenv("OML_FUSED_KERNELS");
@@ -247,6 +248,19 @@ bool kernel_dtype(const at::Tensor& t) {
   return d == at::kFloat || d == at::kHalf || d == at::kBFloat16;
 }
 
+// Whether the kernels run on CUDA device d (asked once per device: 1 yes, -1 no, 0 not asked yet).
+bool runs_on(c10::DeviceIndex d) {
+  static std::atomic<int> known[64];
+  if (d < 0 || d >= 64) return false;
+  int k = known[d].load(std::memory_order_relaxed);
+  if (k == 0) {
+    c10::cuda::CUDAGuard guard(d);
+    k = oml_k_available() ? 1 : -1;
+    known[d].store(k, std::memory_order_relaxed);
+  }
+  return k == 1;
+}
+
 bool on_cuda(std::initializer_list<const at::Tensor*> ts) {
   if (!fused_enabled()) return false;
   const at::Tensor* first = *ts.begin();
@@ -254,7 +268,7 @@ bool on_cuda(std::initializer_list<const at::Tensor*> ts) {
     if (!t->defined() || !t->is_cuda() || t->device() != first->device() || t->scalar_type() != first->scalar_type() ||
         !kernel_dtype(*t))
       return false;
-  return true;
+  return runs_on(first->device().index());
 }
 
 cudaStream_t stream(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
@@ -301,7 +315,9 @@ struct RmsNorm : public torch::autograd::Function<RmsNorm> {
   }
 };
 
+// The kernel's backward pass gives x its gradient only: tables that need one take the composite ops.
 bool rope_fits(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  if (cos.requires_grad() || sin.requires_grad()) return false;
   if (!on_cuda({&x, &cos, &sin}) || x.dim() != 4 || cos.dim() != 4 || sin.dim() != 4) return false;
   if (x.size(-1) % 2 != 0 || x.stride(3) != 1 || cos.stride(3) != 1 || sin.strides() != cos.strides()) return false;
   if (cos.sizes() != sin.sizes() || cos.size(1) != 1 || cos.size(2) != x.size(2) || cos.size(3) != x.size(3)) return false;
@@ -962,8 +978,19 @@ API TH oml_swiglu(TH gate, TH up) {
     return at::silu(*gate) * *up;
   });
 }
-// 1 when the fused CUDA kernels (native/oml_kernels.cu) are built in and not switched off with OML_FUSED_KERNELS=0.
-API int oml_fused_kernels() { return fused_enabled() ? 1 : 0; }
+// 1 when the fused CUDA kernels (native/oml_kernels.cu) are built in, not switched off with OML_FUSED_KERNELS=0, and
+// run on the first CUDA device.
+API int oml_fused_kernels() {
+#if defined(OML_WITH_KERNELS)
+  try {
+    return fused_enabled() && torch::cuda::is_available() && fused::runs_on(0) ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+#else
+  return 0;
+#endif
+}
 API TH oml_layer_norm(TH x, const int64_t* shape, int ndim, TH w, TH b, double eps) {
   return wrap("layer_norm", {x, w, b}, [&] {
     return at::layer_norm(*x, dims(shape, ndim), w ? c10::optional<at::Tensor>(*w) : c10::nullopt,

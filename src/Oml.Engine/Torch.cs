@@ -59,8 +59,10 @@ public static class Torch
 
     /// <summary>
     /// Whether RMSNorm, rotary embeddings and SwiGLU run as fused CUDA kernels on CUDA tensors (native/oml_kernels.cu:
-    /// built in where native/build.sh found nvcc, off with the environment variable OML_FUSED_KERNELS=0); otherwise
-    /// they are the composite libtorch ops, which define their semantics.
+    /// built in where native/build.sh found nvcc, off with the environment variable OML_FUSED_KERNELS=0 set before the
+    /// process starts); otherwise they are the composite libtorch ops, which define their semantics. Their backward
+    /// passes are not themselves differentiable: on CUDA, second-order gradients through these three ops are not
+    /// computed.
     /// </summary>
     public static bool FusedKernels => oml_fused_kernels() != 0;
 
