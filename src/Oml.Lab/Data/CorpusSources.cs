@@ -32,6 +32,19 @@ public abstract partial class CorpusSource
 
     protected static string Under(string root, string path) => Path.Combine(root, path.TrimStart('/'));
 
+    /// <summary>
+    /// The files matching <paramref name="pattern"/> anywhere under <paramref name="dir"/> whose path relative to it
+    /// (with '/') <paramref name="include"/> accepts, in ordinal order; empty when the folder is missing.
+    /// </summary>
+    protected static IReadOnlyList<string> FilesUnder(string root, string dir, string pattern, Func<string, bool> include)
+    {
+        var top = Under(root, dir);
+        if (!Directory.Exists(top)) return [];
+        return Directory.EnumerateFiles(top, pattern, SearchOption.AllDirectories)
+            .Where(f => include(Path.GetRelativePath(top, f).Replace('\\', '/')))
+            .Order(StringComparer.Ordinal).ToList();
+    }
+
     /// <summary>The index and body of a dictd database under /usr/share/dictd, or nothing unless both exist.</summary>
     protected static IReadOnlyList<string> DictdFiles(string root, string name)
     {
@@ -556,14 +569,7 @@ public sealed class HtmlDocsSource(string name, IReadOnlyList<string> packages, 
     public override string Licence => licence;
     public override string Description => description;
 
-    public override IReadOnlyList<string> Files(string root)
-    {
-        var top = Under(root, dir);
-        if (!Directory.Exists(top)) return [];
-        return Directory.EnumerateFiles(top, "*.html", SearchOption.AllDirectories)
-            .Where(f => include(Path.GetRelativePath(top, f).Replace('\\', '/')))
-            .Order(StringComparer.Ordinal).ToList();
-    }
+    public override IReadOnlyList<string> Files(string root) => FilesUnder(root, dir, "*.html", include);
 
     public override IEnumerable<SourceDocument> Read(string root)
     {
@@ -625,14 +631,7 @@ public sealed class PodSource(string name, IReadOnlyList<string> packages, strin
     public override string Licence => licence;
     public override string Description => description;
 
-    public override IReadOnlyList<string> Files(string root)
-    {
-        var top = Under(root, dir);
-        if (!Directory.Exists(top)) return [];
-        return Directory.EnumerateFiles(top, "*.pod", SearchOption.AllDirectories)
-            .Where(f => include(Path.GetRelativePath(top, f).Replace('\\', '/')))
-            .Order(StringComparer.Ordinal).ToList();
-    }
+    public override IReadOnlyList<string> Files(string root) => FilesUnder(root, dir, "*.pod", include);
 
     public override IEnumerable<SourceDocument> Read(string root)
     {
