@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Oml.Engine;
@@ -60,13 +61,18 @@ public static class TrainCommand
         var log = new Option<string?>("--log") { Description = "Append one JSON object per report to this file (JSON lines)" };
         var maxShardMb = new Option<double?>("--max-shard-mb") { Description = "Shard the weights into files of at most this many MB (10^6 bytes), with model.safetensors.index.json" };
         var saveDtype = new Option<string?>("--save-dtype") { Description = "dtype of the saved weights: float32 or bfloat16 (default: the training dtype)" };
+        var timeLimit = new Option<double?>("--time-limit")
+        {
+            Description = "Stop after this many seconds (counted from the command's start) at the end of a step, with a checkpoint in --checkpoint-dir; "
+                + "the same command resumes there (SIGTERM and Ctrl-C stop the same way; a second one aborts)",
+        };
         var force = CliOptions.Force("Replace the --out folder if it exists (it is replaced whole when training is done)");
         var json = CliOptions.Json($"Print the training summary written to {ManifestFile} (recipe, steps, tokens, loss, eval_loss, eval_perplexity, seconds, ...), with \"out\" and \"weight_files\", as JSON");
         var cmd = new Command("train", "Pretrain a Llama-architecture model from scratch or fine-tune one (full, subset or LoRA), from a YAML recipe and/or flags.")
         {
             config, mode, data, dataSlice, sampling, evalData, chatTemplate, tokenizer, init, hidden, layers, heads, kvHeads, intermediate, context, steps, epochs,
             batch, gradAccum, lr, minLr, warmup, weightDecay, train, lora, loraAlpha, seed, device, dtype, logEvery, evalEvery, checkpointDir,
-            checkpointEvery, output, log, maxShardMb, saveDtype, force, json,
+            checkpointEvery, output, log, maxShardMb, saveDtype, timeLimit, force, json,
         };
         var dist = new DistributedOptions();
         dist.AddTo(cmd);
@@ -100,7 +106,7 @@ public static class TrainCommand
                 SaveDtype = Check(r.GetValue(saveDtype), "--save-dtype", "float32", "bfloat16"),
             };
             var recipe = r.GetValue(config) is { } path ? TrainingRecipe.Load(path).Over(flags) : flags;
-            return Run(recipe, r.GetValue(force), r.GetValue(json), r.GetValue(shard), r.GetValue(shardWeights));
+            return Run(recipe, r.GetValue(force), r.GetValue(json), r.GetValue(shard), r.GetValue(shardWeights), r.GetValue(timeLimit));
         });
         return cmd;
     }
@@ -111,8 +117,17 @@ public static class TrainCommand
     private static void Say(string s) => Console.Error.WriteLine(s);
 
     /// <summary>Runs a complete recipe (flags already merged).</summary>
-    public static int Run(TrainingRecipe r, bool force = false, bool json = false, bool shardOptimizer = false, bool shardWeights = false)
+    public static int Run(TrainingRecipe r, bool force = false, bool json = false, bool shardOptimizer = false, bool shardWeights = false,
+        double? timeLimit = null)
     {
+        // Counted from here: a lease or a job slot is wall time, tokenizing included.
+        using var stop = new CancellationTokenSource();
+        if (timeLimit is { } limit)
+        {
+            if (!(limit > 0) || double.IsInfinity(limit)) throw new UsageException($"--time-limit must be a positive number of seconds, not {limit}");
+            if (r.CheckpointDir is null) throw new UsageException("--time-limit needs --checkpoint-dir (or checkpoint-dir: in the recipe): the stopped run resumes from it");
+            stop.CancelAfter(TimeSpan.FromSeconds(limit));
+        }
         if (r.Data is not { Count: > 0 }) throw new UsageException("no training data: give --data (or data: in the recipe)");
         if (r.Out is null) throw new UsageException("no output folder: give --out (or out: in the recipe)");
         if (r.Init is null && r.Tokenizer is null) throw new UsageException("a new model needs --tokenizer (or --init MODEL_DIR to fine-tune)");
@@ -162,6 +177,19 @@ public static class TrainCommand
             Seed = seed,
         };
         Cli.OptionValue(options.Validate);
+        // SIGTERM (a scheduler's or a lease's end) and Ctrl-C stop at the end of the step with a checkpoint when there is a
+        // checkpoint folder to resume from; a second signal, or either one without a checkpoint folder, aborts as before.
+        bool signalled = false;
+        using var onTerm = options.CheckpointDir is null ? null : PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var onInt = options.CheckpointDir is null ? null : PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        void OnSignal(PosixSignalContext c)
+        {
+            if (signalled) return;
+            signalled = c.Cancel = true;
+            Say($"oml: {c.Signal}: stopping at the end of this step with a checkpoint (send it again to abort)");
+            stop.Cancel();
+        }
+        options = options with { Stop = stop.Token };
         using var group = DistributedOptions.Join(dev);
         bool lead = group is null || group.Rank == 0;
         if (group is not null)
@@ -288,6 +316,14 @@ public static class TrainCommand
             // The ranks gather one unit at a time while rank 0 writes (its failure fails every rank).
             sharded.SaveWithDigest(r.Out, tokDir, maxShard, saveDtype);
             return Cli.Ok;
+        }
+        if (result.Stopped)
+        {
+            if (lead)
+                Console.Error.WriteLine($"oml: stopped {(timeLimit is { } tl && !signalled ? $"at the time limit ({tl:G} s)" : "on request")} " +
+                    $"after step {result.StoppedAtStep:N0} of {result.Steps:N0}" + (options.CheckpointDir is { } d ? $"; its checkpoint is in {d}: the same command resumes there" : "") +
+                    $" (no model saved to {r.Out})");
+            return Cli.Failure;
         }
         if (!lead) return Cli.Ok;   // rank 0 saves
         var final = result.Final;

@@ -106,6 +106,80 @@ public sealed class TrainCliTests : IDisposable
         Assert.NotEqual(a.Parameters["model.layers.0.mlp.up_proj.weight"].ToBytes(), b.Parameters["model.layers.0.mlp.up_proj.weight"].ToBytes());
     }
 
+    private string[] Tiny(string outDir, string ck, int steps) =>
+    [
+        "train", "--data", Path.Combine(_dir, "train.txt"), "--tokenizer", Path.Combine(_dir, "tok"), "--hidden", "32", "--layers", "1", "--heads", "2",
+        "--context", "16", "--batch-size", "4", "--lr", "1e-2", "--steps", steps.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        "--log-every", "2", "--checkpoint-dir", ck, "--out", outDir,
+    ];
+
+    [Fact]
+    public void A_time_limit_stops_with_a_checkpoint_and_the_same_command_resumes_to_the_uninterrupted_model()
+    {
+        var whole = Path.Combine(_dir, "whole");
+        var (code, _, err) = CliRunner.Run(Tiny(whole, Path.Combine(_dir, "ck-whole"), 12));
+        Assert.True(code == 0, err);
+
+        // The limit is counted from the command's start, so it has passed before the first step ends: the run stops after it.
+        var outDir = Path.Combine(_dir, "stopped");
+        var ck = Path.Combine(_dir, "ck");
+        (code, _, err) = CliRunner.Run([.. Tiny(outDir, ck, 12), "--time-limit", "0.001"]);
+        Assert.Equal(Cli.Failure, code);
+        Assert.Contains("stopped at the time limit (0.001 s) after step 1 of 12", err);
+        Assert.Contains("the same command resumes", err);
+        Assert.False(Directory.Exists(outDir), "a stopped run saves no model");
+        Assert.Equal(1, Oml.Models.Training.TrainingCheckpoint.Latest(ck)!.Step);
+
+        (code, _, err) = CliRunner.Run(Tiny(outDir, ck, 12));
+        Assert.True(code == 0, err);
+        Assert.Contains("resuming from the checkpoint at step 1", err);
+        using var a = ModelFolder.Load(whole);
+        using var b = ModelFolder.Load(outDir);
+        foreach (var (name, p) in a.Parameters) Assert.Equal(p.ToBytes(), b.Parameters[name].ToBytes());
+        Assert.Equal(1, JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "oml-training.json")))!["resumed_from_step"]!.GetValue<long>());
+
+        // Without a checkpoint folder there is nothing to resume from: refused before any work.
+        (code, _, err) = CliRunner.Run("train", "--data", Path.Combine(_dir, "train.txt"), "--tokenizer", Path.Combine(_dir, "tok"), "--hidden", "32",
+            "--layers", "1", "--heads", "2", "--steps", "2", "--out", Path.Combine(_dir, "y"), "--time-limit", "60");
+        Assert.Equal(Cli.Usage, code);
+        Assert.Contains("--time-limit needs --checkpoint-dir", err);
+        (code, _, err) = CliRunner.Run([.. Tiny(Path.Combine(_dir, "y"), ck, 2), "--time-limit", "-1"]);
+        Assert.Equal(Cli.Usage, code);
+        Assert.Contains("--time-limit must be a positive number of seconds", err);
+    }
+
+    [Fact]
+    public async Task Sigterm_stops_at_the_end_of_a_step_with_a_checkpoint_of_that_step()
+    {
+        var ck = Path.Combine(_dir, "ck-term");
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "oml.dll"));
+        foreach (var a in Tiny(Path.Combine(_dir, "term"), ck, 1_000_000)) psi.ArgumentList.Add(a);
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var err = new System.Text.StringBuilder();
+        string? line;
+        // Signal once it trains (its progress lines), then read the rest.
+        while ((line = p.StandardError.ReadLine()) is not null)
+        {
+            err.AppendLine(line);
+            if (line.Contains("step      4/", StringComparison.Ordinal)) break;
+        }
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!) kill.WaitForExit();
+        err.Append(p.StandardError.ReadToEnd());
+        Assert.True(p.WaitForExit(TimeSpan.FromMinutes(2)), "oml train did not stop after SIGTERM");
+        string text = err.ToString();
+        Assert.Equal(Cli.Failure, p.ExitCode);
+        Assert.Contains("SIGTERM: stopping at the end of this step", text);
+        var m = System.Text.RegularExpressions.Regex.Match(text, @"stopped on request after step ([\d,]+) of 1,000,000");
+        Assert.True(m.Success, text);
+        long step = long.Parse(m.Groups[1].Value.Replace(",", "", StringComparison.Ordinal), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(step >= 4, text);
+        Assert.Equal(step, Oml.Models.Training.TrainingCheckpoint.Latest(ck)!.Step);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "term")));
+        await stdout;
+    }
+
     [Fact]
     public void Bad_recipes_and_flags_fail_with_a_clear_message()
     {

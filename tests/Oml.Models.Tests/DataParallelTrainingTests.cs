@@ -72,7 +72,7 @@ public sealed class DataParallelTrainingTests
 
     private static async Task<(TrainingResult Result, Dictionary<string, float[]> Weights)[]> Ranks(int world, TrainingOptions o,
         Func<int, IProgress<TrainingProgress>?>? progress = null, CancellationTokenSource? stop = null, Func<TrainingData>? data = null,
-        Func<TrainingData>? eval = null, DType dtype = DType.Float32)
+        Func<TrainingData>? eval = null, DType dtype = DType.Float32, Func<int, TrainingOptions, TrainingOptions>? perRank = null)
     {
         // One process trains unsharded (weight and optimizer sharding need several ranks).
         if (world == 1) return [Train(o with { ShardWeights = false, ShardOptimizer = false }, null, progress?.Invoke(0), stop, data, eval, dtype)];
@@ -80,7 +80,7 @@ public sealed class DataParallelTrainingTests
         var ranks = Enumerable.Range(0, world).Select(rank => Task.Factory.StartNew(() =>
         {
             using var g = ProcessGroup.Create("gloo", "127.0.0.1", port, rank, world, TimeSpan.FromSeconds(120));
-            return Train(o, g, progress?.Invoke(rank), stop, data, eval, dtype);
+            return Train(perRank?.Invoke(rank, o) ?? o, g, progress?.Invoke(rank), stop, data, eval, dtype);
         }, TaskCreationOptions.LongRunning)).ToArray();
         return await Task.WhenAll(ranks);
     }
@@ -190,6 +190,50 @@ public sealed class DataParallelTrainingTests
     }
 
     /// <summary>Trains to step 6 of 12 with <paramref name="world"/> ranks and a checkpoint there, then stops (cancelled).</summary>
+    [Theory]
+    [InlineData("none")]
+    [InlineData("weights")]
+    public async Task A_stop_seen_by_one_rank_stops_every_rank_at_the_same_report_step_with_a_checkpoint(string mode)
+    {
+        var o = new TrainingOptions { Steps = 12, Batch = 7, LearningRate = 1e-2, LogEvery = 3, MaxGradNorm = 1.0, ShardWeights = mode == "weights" };
+        var dir = Path.Combine(Path.GetTempPath(), "oml-train-stop-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var whole = Train(o with { ShardWeights = false }, null);
+            // Only rank 1 is told to stop, during step 4 (rank 0 has no stop token at all): the ranks agree at the next report
+            // step (6), which is checkpointed.
+            using var stop = new CancellationTokenSource();
+            var part = await Ranks(2, o with { CheckpointDir = dir }, perRank: (rank, x) => rank == 1 ? x with { Stop = stop.Token } : x,
+                data: () => new StopAtStep(new PackedTokens(Periodic(), 16, seed: 3), 4, stop));
+            Assert.All(part, r => Assert.Equal(6, r.Result.StoppedAtStep));
+            Assert.Equal(6, TrainingCheckpoint.Latest(dir)!.Step);
+
+            var resumed = await Ranks(1, o with { CheckpointDir = dir });
+            Assert.False(resumed[0].Result.Stopped);
+            Assert.Equal(6, resumed[0].Result.ResumedFromStep);
+            double worst = whole.Weights.Max(kv => kv.Value.Zip(resumed[0].Weights[kv.Key], (a, b) => (double)Math.Abs(a - b)).Max());
+            Assert.True(worst < o.LearningRate, $"largest weight difference to the uninterrupted run: {worst:E2}");
+            Assert.Equal(whole.Result.History.Select(h => h.Step), resumed[0].Result.History.Select(h => h.Step));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>Training data that signals a stop when the trainer asks for a given step's rows.</summary>
+    private sealed class StopAtStep(TrainingData inner, int stopAt, CancellationTokenSource stop) : TrainingData
+    {
+        public override string Digest => inner.Digest;
+        public override long StepsPerEpoch(int rowsPerStep) => inner.StepsPerEpoch(rowsPerStep);
+        public override IEnumerable<TrainingBatch> EvaluationBatches(int batch, int maxRows) => inner.EvaluationBatches(batch, maxRows);
+        public override TrainingBatch[] Step(long step, int batch, int accumulation)
+        {
+            if (step + 1 == stopAt) stop.Cancel();
+            return inner.Step(step, batch, accumulation);
+        }
+    }
+
     private static async Task FirstHalf(int world, TrainingOptions o)
     {
         using var stop = new CancellationTokenSource();

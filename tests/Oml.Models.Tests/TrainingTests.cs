@@ -200,6 +200,61 @@ public class TrainingTests
         }
     }
 
+    [Theory]
+    [InlineData(DType.Float32, 5)]    // between reports and checkpoints: the checkpoint carries the open report interval
+    [InlineData(DType.BFloat16, 4)]   // on a checkpoint step: written once
+    public void A_graceful_stop_checkpoints_its_step_and_the_resumed_run_ends_bit_identical(DType dtype, int stopAfter)
+    {
+        var root = Path.Combine(Path.GetTempPath(), "oml-train-stop-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var data = new PackedTokens(Periodic(), 16, seed: 2);
+            var o = new TrainingOptions { Steps = 9, Batch = 4, LearningRate = 1e-2, LogEvery = 3, CheckpointEvery = 4, CheckpointDir = Path.Combine(root, "ck") };
+            using var whole = Pretraining.CreateRandom(Tiny(), 5, dtype: dtype);
+            var full = Run(whole, data, o with { CheckpointDir = null });
+
+            // The stop arrives during step `stopAfter` (here: counted by the data it asks for); the run ends after that step.
+            using var stop = new CancellationTokenSource();
+            using var first = Pretraining.CreateRandom(Tiny(), 5, dtype: dtype);
+            var part = Run(first, new CountingData(data, stopAfter, stop), o with { Stop = stop.Token });
+            Assert.True(part.Stopped);
+            Assert.Equal(stopAfter, part.StoppedAtStep);
+            Assert.Equal(stopAfter, TrainingCheckpoint.Latest(o.CheckpointDir!)!.Step);
+            Assert.Equal(full.History.TakeWhile(h => h.Step <= stopAfter).Select(h => (h.Step, h.Loss)), part.History.Select(h => (h.Step, h.Loss)));
+
+            using var resumed = Pretraining.CreateRandom(Tiny(), 5, dtype: dtype);
+            var rest = Run(resumed, data, o);
+            Assert.False(rest.Stopped);
+            Assert.Equal(stopAfter, rest.ResumedFromStep);
+            foreach (var (name, p) in whole.Parameters) Assert.Equal(p.ToBytes(), resumed.Parameters[name].ToBytes());
+            Assert.Equal(full.History.Select(h => (h.Step, h.Loss, h.GradNorm)), rest.History.Select(h => (h.Step, h.Loss, h.GradNorm)));
+
+            // A stop already signalled before the last step changes nothing once the run is complete.
+            using var done = Pretraining.CreateRandom(Tiny(), 5, dtype: dtype);
+            using var late = new CancellationTokenSource();
+            var again = Run(done, data, o with { CheckpointDir = null, Steps = 1, Stop = late.Token }, progress: new InlineProgress<TrainingProgress>(_ => late.Cancel()));
+            Assert.False(again.Stopped);
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
+        }
+    }
+
+    /// <summary>Training data that signals a stop when the trainer asks for a given step's rows.</summary>
+    private sealed class CountingData(TrainingData inner, int stopAt, CancellationTokenSource stop) : TrainingData
+    {
+        public override string Digest => inner.Digest;
+        public override long StepsPerEpoch(int rowsPerStep) => inner.StepsPerEpoch(rowsPerStep);
+        public override IEnumerable<TrainingBatch> EvaluationBatches(int batch, int maxRows) => inner.EvaluationBatches(batch, maxRows);
+        public override TrainingBatch[] Step(long step, int batch, int accumulation)
+        {
+            if (step + 1 == stopAt) stop.Cancel();
+            return inner.Step(step, batch, accumulation);
+        }
+    }
+
+
     [Fact]
     public void Bad_options_are_refused_clearly()
     {

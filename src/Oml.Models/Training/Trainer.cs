@@ -147,7 +147,7 @@ public static class Trainer
         var masters = new List<KeyValuePair<string, Tensor>>();
         string? previousPrecision = null;
         var history = new List<TrainingProgress>();
-        long? resumedFrom = null;
+        long? resumedFrom = null, stoppedAt = null;
         try
         {
             using (Torch.NoGrad())
@@ -316,28 +316,50 @@ public static class Trainer
                     history.Add(report);
                     if (group is null || group.Rank == 0) progress?.Report(report);
                 }
-                if (options.CheckpointDir is { } dir && ((options.CheckpointEvery > 0 && step % options.CheckpointEvery == 0) || step == steps))
+                bool checkpoint = options.CheckpointDir is not null && ((options.CheckpointEvery > 0 && step % options.CheckpointEvery == 0) || step == steps);
+                if (checkpoint) SaveCheckpoint(step);
+                // A graceful stop: after this step, with a checkpoint of it, so that the same run resumes exactly here. One
+                // process checks after every step (no device sync); ranks agree at report steps (one all-reduce of a flag,
+                // on every rank whether or not its own token can stop it, so that the collective always matches).
+                if (step < steps && (group is not null || options.Stop.CanBeCanceled) && StopAgreed(step))
                 {
-                    double intervalLoss = lossSum.ToDouble();
-                    if (group is not null)
-                    {
-                        using var all = lossSum.Clone();
-                        group.AllReduce(all);
-                        intervalLoss = all.ToDouble();
-                    }
-                    var ckState = new TrainingCheckpoint.State(digest, step, new Dictionary<string, long>(), intervalLoss, normSum.ToDouble(),
-                        intervalSteps, tokens, secondsBefore + sw.Elapsed.TotalSeconds, history, dir);
-                    // Weight sharding: every rank writes the values (masters in mixed precision) and moments of its own
-                    // segments; a sharded optimizer: every rank its own moments (no rank gathers the whole state).
-                    if (sharded is not null)
-                        TrainingCheckpoint.SaveSegments(group!, device, dir, ckState, trainedNames,
-                            masters.Select((kv, i) => (kv.Key, segments![i].Start, kv.Value, opt.StepOf(kv.Value),
-                                opt.MomentsOf(kv.Value) is { } mo ? ((Tensor, Tensor)?)(mo.ExpAvg, mo.ExpAvgSq) : null)).ToList());
-                    else if (owner is not null) TrainingCheckpoint.SaveSharded(group!, device, dir, ckState, masters, owner, opt);
-                    else if (group is null || group.Rank == 0) TrainingCheckpoint.Save(dir, ckState, masters, opt);
+                    if (!checkpoint && options.CheckpointDir is not null) SaveCheckpoint(step);
+                    stoppedAt = step;
+                    break;
                 }
             }
-            if (history.Count == 0) throw new InvalidOperationException($"nothing to train: the checkpoint is already at step {first - 1} of {steps}");
+            if (history.Count == 0 && stoppedAt is null) throw new InvalidOperationException($"nothing to train: the checkpoint is already at step {first - 1} of {steps}");
+
+            bool StopAgreed(long step)
+            {
+                if (group is null) return options.Stop.IsCancellationRequested;
+                if (step % options.LogEvery != 0) return false;
+                using var flag = Torch.Scalar(options.Stop.IsCancellationRequested ? 1 : 0, DType.Float32, device);
+                group.AllReduce(flag);
+                return flag.ToDouble() > 0;
+            }
+
+            void SaveCheckpoint(long step)
+            {
+                string dir = options.CheckpointDir!;
+                double intervalLoss = lossSum.ToDouble();
+                if (group is not null)
+                {
+                    using var all = lossSum.Clone();
+                    group.AllReduce(all);
+                    intervalLoss = all.ToDouble();
+                }
+                var ckState = new TrainingCheckpoint.State(digest, step, new Dictionary<string, long>(), intervalLoss, normSum.ToDouble(),
+                    intervalSteps, tokens, secondsBefore + sw.Elapsed.TotalSeconds, history, dir);
+                // Weight sharding: every rank writes the values (masters in mixed precision) and moments of its own
+                // segments; a sharded optimizer: every rank its own moments (no rank gathers the whole state).
+                if (sharded is not null)
+                    TrainingCheckpoint.SaveSegments(group!, device, dir, ckState, trainedNames,
+                        masters.Select((kv, i) => (kv.Key, segments![i].Start, kv.Value, opt.StepOf(kv.Value),
+                            opt.MomentsOf(kv.Value) is { } mo ? ((Tensor, Tensor)?)(mo.ExpAvg, mo.ExpAvgSq) : null)).ToList());
+                else if (owner is not null) TrainingCheckpoint.SaveSharded(group!, device, dir, ckState, masters, owner, opt);
+                else if (group is null || group.Rank == 0) TrainingCheckpoint.Save(dir, ckState, masters, opt);
+            }
         }
         finally
         {
@@ -351,7 +373,7 @@ public static class Trainer
             if (mixed) foreach (var (_, m) in masters) m.Dispose();
             if (previousPrecision is not null) Torch.Float32MatmulPrecision = previousPrecision;
         }
-        return new TrainingResult(history, steps, trainedNames.Sum(n => sharded?.NumElOf(n) ?? model.Parameters[n].NumEl), resumedFrom);
+        return new TrainingResult(history, steps, trainedNames.Sum(n => sharded?.NumElOf(n) ?? model.Parameters[n].NumEl), resumedFrom, stoppedAt);
     }
 
     /// <summary>The step's loss of one micro-batch: its summed token cross-entropy over the whole step's label count.</summary>

@@ -84,6 +84,14 @@ public sealed record TrainingOptions
     /// owners after backward). The sums are the same.
     /// </summary>
     public bool OverlapAllReduce { get; init; } = true;
+    /// <summary>
+    /// A graceful stop (a time limit, SIGTERM): once signalled, the trainer ends after the current step (with a
+    /// <see cref="Group"/>: at the next report step, which every rank agrees on), writes a checkpoint of it when
+    /// <see cref="CheckpointDir"/> is set, and returns with <see cref="TrainingResult.StoppedAtStep"/>; the same run started
+    /// again resumes there and ends bit-identical to one never stopped. Not part of a run's identity. (The method's own
+    /// cancellation token aborts instead, keeping only earlier checkpoints.)
+    /// </summary>
+    public CancellationToken Stop { get; init; }
 
     public void Validate()
     {
@@ -120,8 +128,11 @@ public sealed record TrainingProgress(long Step, long Steps, double Loss, double
 }
 
 /// <summary>What a run did: its reports, the trained parameter count and whether it resumed from a checkpoint.</summary>
-public sealed record TrainingResult(IReadOnlyList<TrainingProgress> History, long Steps, long TrainedParameters, long? ResumedFromStep)
+public sealed record TrainingResult(IReadOnlyList<TrainingProgress> History, long Steps, long TrainedParameters, long? ResumedFromStep,
+    long? StoppedAtStep = null)
 {
+    /// <summary>Whether the run ended early on <see cref="TrainingOptions.Stop"/> (its model is not fully trained).</summary>
+    public bool Stopped => StoppedAtStep is not null;
     public TrainingProgress Final => History[^1];
     /// <summary>The last held-out loss, if evaluated.</summary>
     public double? EvalLoss => History.LastOrDefault(h => h.EvalLoss is not null)?.EvalLoss;
