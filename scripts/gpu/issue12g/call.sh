@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call of the issue-12 500M-token session, from the repository root on the GPU machine:
-#   bash .gpu/g/call.sh SECONDS [UNTIL]      (carry [".gpu/g"]; later calls carry [".gpu/gN"], which hold corpus parts)
+#   bash .gpu/g/call.sh SECONDS [UNTIL]      (carry [".gpu/g"]; later calls carry [".gpu/gN"], which hold corpus parts;
+#                                             GO=2 releases the driver's second training run)
 # Copies the corpus parts this call carries into $W/parts, starts the driver in its own process session when none is
 # running, then waits until the driver finishes, UNTIL names a marker in $W/done that exists (e.g. probes, train), or
 # SECONDS have passed; leaves $OUT/snap.tar.gz (results, logs; never weights) and prints the timeline.
@@ -23,8 +24,10 @@ if [ -f "$here/etests.tar.xz" ] && [ -f "$W/native/liboml_torch.so" ] && [ ! -f 
   tail -5 "$W/results/engine-cuda-tests.txt"
 fi
 alive() { [ -f "$W/drive.pid" ] && kill -0 "$(cat "$W/drive.pid")" 2>/dev/null; }
+# GO=2: the driver's second training run may start (it resumes from the first run's checkpoint; drive.sh RUN1_S).
+[ "${GO:-}" = 2 ] && { touch "$W/go-2"; echo "second training run released"; }
 if [ -f "$here/drive.sh" ] && [ ! -f "$W/drive.finished" ] && ! alive; then
-  cp -f "$here/drive.sh" "$here/lib.sh" "$W/bin/"
+  cp -f "$here/drive.sh" "$here/lib.sh" "$here/planes.py" "$W/bin/"
   echo "starting the driver (machine: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
   REPO="$REPO" W="$W" G=".gpu/$(basename "$here")" setsid -f bash "$W/bin/drive.sh" > "$W/drive.log" 2>&1 < /dev/null
   sleep 2
@@ -41,5 +44,5 @@ echo "--- $(date -u +%T) call ran $(( $(date +%s) - start )) s; driver $( [ -f d
 tail -25 logs/timeline.txt 2>/dev/null
 for f in results/probe-*.json; do [ -f "$f" ] && python3 -c "import json,sys; d=json.load(open('$f')); print('$f', int(d['tokens_per_second']), d['losses'])"; done
 cat results/shim.txt 2>/dev/null
-tr '\r' '\n' < logs/train.log 2>/dev/null | grep "step\|held-out\|rror" | tail -4
+for f in logs/train-1.log logs/train.log; do [ -f "$f" ] && { echo "$f:"; tr '\r' '\n' < "$f" | grep "step\|held-out\|rror\|stopped\|resuming" | tail -4; }; done
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null

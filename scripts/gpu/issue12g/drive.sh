@@ -8,8 +8,13 @@
 #  3. the corpus: its parts (byte pieces of one xz stream) arrive with the calls (.gpu/g*/train.part*.txt.xz, copied
 #     to $W/parts by call.sh), joined in order, decompressed and checked against the staged SHA-256;
 #  4. train: the step count from the probe's rate and the time left (at most TOKENS / 65,536 steps, the cosine schedule
-#     over exactly those), checkpoints every 1,000 steps, held-out loss every 500 on heldout-v1;
-#  5. perplexity of the result on the whole heldout-v1 (`oml perplexity`, window 256).
+#     over exactly those), checkpoints every 1,000 steps, held-out loss every 500 on heldout-v1. With RUN1_S, in two
+#     processes: the first stops itself after RUN1_S seconds (`--time-limit`: a checkpoint of its last step), and the
+#     second, started when a later device call touches $W/go-2 (call.sh GO=2), resumes from that checkpoint;
+#  5. perplexity of the result on the whole heldout-v1 (`oml perplexity`, window 256);
+#  6. with RETURN=1, the model folder packed for the way back (ret.sh): one tar, split into byte planes (the bfloat16
+#     weights' high bytes compress, the low bytes hardly), each xz-compressed, cut into 15 MiB pieces.
+# PROBES=0 skips step 2 and takes RATE (tokens/s) and the fused kernels as measured in the eleventh session.
 # Results (small files only) in $W/results and $W/logs; call.sh snapshots them.
 set -uo pipefail
 W="${W:-/tmp/w12g}"; REPO="${REPO:?}"; G="${G:-.gpu/g}"
@@ -40,8 +45,14 @@ rate = (b["tokens"] - a["tokens"]) / max(1e-9, b["seconds"] - a["seconds"])
 json.dump({"fused": sys.argv[3] == "1", "tokens_per_second": rate, "losses": {r["step"]: r["loss"] for r in rows}}, open(sys.argv[2], "w"), indent=1)
 PY
 }
-ok probe-0 || step probe-0 probe 0
-ok probe-1 || step probe-1 probe 1
+if [ "${PROBES:-1}" = 0 ]; then
+  # The eleventh session's probe on this recipe (docs/benchmarks.md); the kernels must have been built (shim.txt).
+  mkdir -p "$R"; echo "{\"fused\": true, \"tokens_per_second\": ${RATE:-436784}, \"losses\": {}, \"measured\": false}" > "$R/probe-1.json"
+  echo "{\"fused\": false, \"tokens_per_second\": 0, \"losses\": {}, \"measured\": false}" > "$R/probe-0.json"
+else
+  ok probe-0 || step probe-0 probe 0
+  ok probe-1 || step probe-1 probe 1
+fi
 touch "$D/probes"
 fused=$(python3 - "$R" <<'PY'
 import json, sys, os
@@ -82,8 +93,21 @@ if [ ! -f plan ]; then
 fi
 read fused steps < plan
 touch "$D/train-start"
-step train env OML_FUSED_KERNELS=$fused oml train --config lab/recipes/base-100m.yaml --eval-data artifacts/lab/corpus/heldout-v1.txt \
-  --device "$DEV" --steps "$steps" --checkpoint-every 1000 --eval-every 500 --out "$M/$B" --log "$L/$B.jsonl" $BASE_ARGS
+CK=artifacts/lab/checkpoints/$B
+train() {  # [--time-limit S]: the same command every time, so a later one resumes from the checkpoint
+  env OML_FUSED_KERNELS=$fused oml train --config lab/recipes/base-100m.yaml --eval-data artifacts/lab/corpus/heldout-v1.txt \
+    --device "$DEV" --steps "$steps" --checkpoint-dir "$CK" --checkpoint-every 1000 --eval-every 500 --out "$M/$B" --log "$L/$B.jsonl" $BASE_ARGS "$@"
+}
+if [ -n "${RUN1_S:-}" ] && ! ok train-1; then
+  # Exit 1 with "stopped at the time limit" is this run's success: its checkpoint is what the second run resumes from.
+  train1() { train --time-limit "$RUN1_S"; [ $? = 0 ] || grep -q 'stopped at the time limit' "$L/train-1.log"; }
+  if step train-1 train1; then
+    log "first run: $(grep -o 'stopped at the time limit.*' $L/train-1.log | head -1)"
+    log "waiting for a device call to start the second run (go-2)"
+    while [ ! -f go-2 ]; do sleep 1; done
+  fi
+fi
+step train train
 cp -f "$M/$B/oml-training.json" "$R/$B.oml-training.json" 2>/dev/null
 cp -f "$M/$B/config.json" "$R/$B.config.json" 2>/dev/null
 cp -f artifacts/lab/corpus/manifest.json "$R/corpus-manifest.json" 2>/dev/null
@@ -109,6 +133,10 @@ extras() {
   wait
   ok embed-s1 && ok sft-base && step lab-s1 oml lab run lab/experiments/i12g.yaml --quiet
 }
-extras
+[ "${EXTRAS:-1}" = 1 ] && extras
+if [ "${RETURN:-0}" = 1 ] && ok train; then
+  step pack-model python3 "$W/bin/planes.py" pack "$M/$B" "ret/$B" 15
+  log "packed for return: $(ls ret/$B | wc -l) pieces, $(du -sm ret/$B | cut -f1) MiB"
+fi
 log "driver finished"
 touch drive.finished

@@ -15,7 +15,7 @@ dest="${1:?DEST}"; corpus="${2:?CORPUS_DIR}"; old="${3:?OLD_HELDOUT}"; first="${
 g="$dest/.gpu/g"
 rm -rf "$dest"/.gpu/g "$dest"/.gpu/g[0-9]*
 mkdir -p "$g/recipes" "$g/native"
-cp -f "$here/drive.sh" "$here/call.sh" "$g/"; cp -f "$root/scripts/gpu/session-lib.sh" "$g/lib.sh"
+cp -f "$here/drive.sh" "$here/call.sh" "$here/planes.py" "$here/ret.sh" "$g/"; cp -f "$root/scripts/gpu/session-lib.sh" "$g/lib.sh"
 cp -f "$root/lab/recipes/base-100m.yaml" "$g/recipes/"
 cp -f "$root/native/build.sh" "$root/native/oml_torch.cpp" "$root/native/oml_dist.inc" "$root/native/oml_kernels.cu" "$g/native/"
 cp -f "$root/artifacts/gpu/oml-lab.tar.xz" "$g/"
