@@ -17,7 +17,7 @@ tok="${2:-artifacts/tokenizers/llama3}"
 [ -f "$tok/tokenizer.json" ] || { echo "bench-fingerprints: $tok/tokenizer.json is missing (scripts/fetch-tokenizers.sh)" >&2; exit 1; }
 mkdir -p "$dest/native" "$dest/bench" "$dest/tokenizer"
 cp artifacts/gpu/oml-lab.tar.xz "$dest/"
-cp native/oml_torch.cpp native/oml_dist.inc native/build.sh "$dest/native/"
+cp native/oml_torch.cpp native/oml_dist.inc native/oml_kernels.cu native/build.sh "$dest/native/"
 [ -f artifacts/gpu/oml-bench.tar.xz ] && cp artifacts/gpu/oml-bench.tar.xz "$dest/"
 cp bench/gpu/fingerprint_bench.py bench/gpu/llama_peer.py "$dest/bench/"
 cp "$tok/tokenizer.json" "$tok/tokenizer_config.json" "$dest/tokenizer/"

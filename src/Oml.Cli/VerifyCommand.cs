@@ -29,6 +29,11 @@ public static class VerifyCommand
         var samples = new Option<int>("--samples") { Description = "Ask each key R times with sampling (needs --temperature); a key is hit when more than half of the answers match", DefaultValueFactory = _ => 1 };
         var temperature = new Option<double?>("--temperature") { Description = "Sample at this temperature instead of greedy decoding" };
         var maxTokens = new Option<int?>("--max-new-tokens") { Description = "Endpoint only: tokens to ask for (default: the longest response in tokens + 8)" };
+        var concurrency = new Option<int>("--concurrency")
+        {
+            Description = "Endpoint only: keys in flight at once (a serving engine batches them; answers 429 and 5xx are retried with backoff)",
+            DefaultValueFactory = _ => 16,
+        };
         var record = new Option<bool>("--record") { Description = "Mark the queried fingerprints as revealed (spent) in the set file" };
         var chatTemplate = new Option<bool>("--chat-template") { Description = "Local models: wrap each key in the model's chat template, as 'oml embed --chat-template' trained it" };
         var instructionLayout = CliOptions.InstructionLayout("Local models: send each key as the instruction of the raw '### Instruction: / ### Response:' layout, as 'oml embed --instruction-layout' trained it");
@@ -52,7 +57,7 @@ public static class VerifyCommand
             "Query a suspect model (--model DIR or --endpoint URL) with unrevealed fingerprint keys and report a verdict: "
             + "owned, not-owned or inconclusive (exit code 0 for all three). With --calibrate DIR..., measure the null on negative models instead.")
         {
-            model, endpoint, apiModel, apiKeyEnv, chat, fingerprints, json, count, alpha, recall, samples, temperature, maxTokens, record,
+            model, endpoint, apiModel, apiKeyEnv, chat, fingerprints, json, count, alpha, recall, samples, temperature, maxTokens, concurrency, record,
             chatTemplate, instructionLayout, systemPrompt, nullFloor, calibration, calibrate, calibrationOut, force, confidence, match, minTokens, baseDir,
             passphraseFile, device, dtype,
         };
@@ -71,8 +76,8 @@ public static class VerifyCommand
             if (negatives.Length == 0 && (r.GetValue(calibrationOut) is not null))
                 throw new UsageException("--calibration-out needs --calibrate DIR...");
             if (negatives.Length == 0 && (dir is null) == (url is null)) throw new UsageException("give exactly one of --model DIR and --endpoint URL (or --calibrate DIR...)");
-            if (dir is not null && (r.GetValue(chat) || r.GetValue(apiKeyEnv) is not null || r.GetValue(maxTokens) is not null))
-                throw new UsageException("--chat, --api-key-env and --max-new-tokens are for --endpoint");
+            if (dir is not null && (r.GetValue(chat) || r.GetValue(apiKeyEnv) is not null || r.GetValue(maxTokens) is not null || r.GetResult(concurrency) is { Implicit: false }))
+                throw new UsageException("--chat, --api-key-env, --max-new-tokens and --concurrency are for --endpoint");
             if (url is not null && (r.GetValue(chatTemplate) || r.GetValue(instructionLayout) || r.GetValue(systemPrompt) is not null))
                 throw new UsageException("--chat-template, --instruction-layout and --system-prompt are for --model (an endpoint applies its own template: use --chat)");
             CliOptions.CheckKeyFormat(r.GetValue(chatTemplate), r.GetValue(instructionLayout));
@@ -212,8 +217,10 @@ public static class VerifyCommand
                         Mode: r.GetValue(chat) ? CompletionMode.Chat : CompletionMode.Completions);
                     var queries = chosen.Select(f => new FingerprintQuery(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(),
                         NullProbability(f, rule, r_, required))).ToList();
-                    Console.Error.WriteLine($"querying {uri} with {queries.Count} keys ...");
-                    report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_).GetAwaiter().GetResult();
+                    int inFlight = r.GetValue(concurrency);
+                    if (inFlight < 1) throw new UsageException($"--concurrency must be at least 1, not {inFlight}");
+                    Console.Error.WriteLine($"querying {uri} with {queries.Count} keys, up to {Math.Min(inFlight, queries.Count)} at once ...");
+                    report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_, concurrency: inFlight).GetAwaiter().GetResult();
                 }
 
                 if (set.Strategy.Parameters.TryGetValue("k", out var kText) && int.TryParse(kText, System.Globalization.CultureInfo.InvariantCulture, out var k) && k > 0

@@ -646,6 +646,17 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             // A local model given an endpoint-only option is a usage error; a dead endpoint is a failure.
             r = Run("verify", "--model", W.Embedded, "--chat", "--fingerprints", W.Set, "--passphrase-file", W.PassFile);
             Assert.Equal(2, r.Code);
+            r = Run("verify", "--model", W.Embedded, "--concurrency", "4", "--fingerprints", W.Set, "--passphrase-file", W.PassFile);
+            Assert.Equal(2, r.Code);
+            Assert.Contains("--concurrency are for --endpoint", r.Err);
+            // One key at a time answers the same as the default (16 in flight, the report in key order).
+            r = await Task.Run(() => Run("verify", "--endpoint", server.BaseUrl.ToString(), "--concurrency", "1", "--fingerprints", W.Set, "--passphrase-file", W.PassFile,
+                "--alpha", "1e-3", "--json"), TestContext.Current.CancellationToken);
+            Assert.True(r.Code == 0, r.Err);
+            Assert.Equal(remote["keys"]!.ToJsonString(), Json(r.Out)["keys"]!.ToJsonString());
+            r = Run("verify", "--endpoint", server.BaseUrl.ToString(), "--concurrency", "0", "--fingerprints", W.Set, "--passphrase-file", W.PassFile);
+            Assert.Equal(2, r.Code);
+            Assert.Contains("--concurrency must be at least 1", r.Err);
         }
         r = await Task.Run(() => Run("verify", "--endpoint", "http://127.0.0.1:1/v1", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--count", "1"),
             TestContext.Current.CancellationToken);

@@ -28,7 +28,28 @@ MODELS="${MODELS:-qwen2-s1 mistral-s1 qwen2-s2 mistral-s2 qwen2-s3 mistral-s3}"
 [ "${LLAMA:-0}" = 1 ] && MODELS="$MODELS llama-s1 llama-s2 llama-s3"
 archs="$(for m in $MODELS; do echo "${m%-s*}"; done | sort -u)"
 
-base_of() { [ "$1" = llama ] && echo base-100m || echo "$1-100m"; }
+# LLAMA_BASE names the Llama base; with BASE_PIECES=1 it is not trained here but brought in pieces (planes.py pack: the
+# 500M-token base of scripts/gpu/issue12g, twelfth session) in carried folders $REPO/.gpu/a*/, unpacked once all arrived.
+LLAMA_BASE="${LLAMA_BASE:-base-100m}"
+base_of() { [ "$1" = llama ] && echo "$LLAMA_BASE" || echo "$1-100m"; }
+fetch_base() {  # waits for every piece named in the carried manifest, copies them to $W/pieces, unpacks into $M
+  local man="" f want got
+  mkdir -p pieces
+  while [ -z "$man" ]; do man=$(ls "$REPO"/.gpu/a*/pieces/manifest.json 2>/dev/null | head -1); sleep 2; done
+  cp -f "$man" pieces/manifest.json
+  want=$(python3 -c "import json; m=json.load(open('pieces/manifest.json')); print(' '.join(p['file'] for pl in m['planes'].values() for p in pl['pieces']))")
+  log "waiting for $(echo $want | wc -w) pieces of the base"
+  while :; do
+    got=0
+    for f in $want; do
+      [ -f "pieces/$f" ] && { got=$((got + 1)); continue; }
+      for c in "$REPO"/.gpu/a*/pieces/"$f"; do [ -f "$c" ] && cp -f "$c" "pieces/.$f" && mv -f "pieces/.$f" "pieces/$f" && got=$((got + 1)) && break; done
+    done
+    [ "$got" -eq "$(echo $want | wc -w)" ] && break
+    sleep 3
+  done
+  python3 "$REPO/$G/planes.py" unpack pieces "$M"
+}
 config() {  # ARCH: the lab config of ARCH's models
   local a=$1 b; b="$(base_of $1)"
   persistence_config i12e-$a "Issue 12 at 100M, $a (scripts/gpu/issue12e/drive.sh)" \
@@ -38,11 +59,16 @@ config() {  # ARCH: the lab config of ARCH's models
     - { responder: \"filter:q=0.1,side=low\" }
     - { responder: \"suppress:k=1,m=1\" }" \
     "$(for m in $MODELS; do [ "${m%-s*}" = "$a" ] && echo "    - { name: $m, path: ../../$M/$m }"; done)" "$b"
+  # HELDOUT=heldout-v1: utility on the earlier corpus's held-out file (the one the 52.4M-token bases were measured on).
+  [ -n "${HELDOUT:-}" ] && sed -i "s#corpus/heldout.txt#corpus/$HELDOUT.txt#" lab/experiments/i12e-$a.yaml
+  return 0
 }
 
 base() {  # ARCH: the base, its fine-tune, its three key sets
   local a=$1 b; b="$(base_of $1)"
-  if [ "$a" = llama ]; then
+  if [ "$a" = llama ] && [ "${BASE_PIECES:-0}" = 1 ]; then
+    step base-$a fetch_base || return 1
+  elif [ "$a" = llama ]; then
     step base-$a oml train --config lab/recipes/base-100m.yaml --device "$DEV" --steps "$STEPS" --save-dtype float32 --checkpoint-every 1000000 --force $BASE_ARGS || return 1
   else
     step init-$a python3 "$REPO/$G/make_init.py" artifacts/lab/tokenizer artifacts/lab/init "$a-$SHAPE" || return 1
@@ -50,6 +76,7 @@ base() {  # ARCH: the base, its fine-tune, its three key sets
       --save-dtype float32 --checkpoint-every 1000000 --force $BASE_ARGS || return 1
   fi
   cp -f $M/$b/oml-training.json $L/$b.oml-training.json 2>/dev/null
+  [ "$a" = llama ] && [ -n "${HELDOUT:-}" ] && step heldout-ppl-$a bash -c "oml perplexity --model $M/$b --text-file artifacts/lab/corpus/$HELDOUT.txt --window 256 --device $DEV --json > $R/perplexity-$b.json"
   step sft-$a oml attack sft --model $M/$b --data "$INSTR" --out $M/$b-sft --epochs 1 --lr 3e-5 --batch-size 32 --seed 5 --device "$DEV" --force &
   for k in 1 2 3; do
     echo " $MODELS " | grep -q " $a-s$k " || continue

@@ -14,30 +14,34 @@ public static class TextVerifier
     /// <summary>
     /// Runs the test. With <paramref name="samples"/> R &gt; 1 each key is asked R times and counts as hit when more than
     /// <paramref name="fraction"/> of the answers match (the per-key null probabilities must then be those of that
-    /// vote). Keys are queried one after another.
+    /// vote). Up to <paramref name="concurrency"/> keys are in flight at once (a serving engine batches them; a key's
+    /// samples go one after another); the report lists the keys in the order given, whatever the order of the answers.
     /// </summary>
     public static async Task<VerificationReport> VerifyAsync(
         ICompletionEndpoint endpoint, IReadOnlyList<FingerprintQuery> fingerprints, CompletionSettings settings,
-        VerdictRule? rule = null, int samples = 1, double fraction = 0.5, CancellationToken ct = default)
+        VerdictRule? rule = null, int samples = 1, double fraction = 0.5, int concurrency = 1, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
         ArgumentNullException.ThrowIfNull(fingerprints);
         ArgumentNullException.ThrowIfNull(settings);
+        ArgumentOutOfRangeException.ThrowIfLessThan(concurrency, 1);
         int required = ResponseMatcher.RequiredMatches(samples, fraction);
-        var rows = new List<KeyResult>(fingerprints.Count);
-        foreach (var f in fingerprints)
+        var rows = new KeyResult[fingerprints.Count];
+        var options = new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = ct };
+        await Parallel.ForEachAsync(Enumerable.Range(0, fingerprints.Count), options, async (i, token) =>
         {
+            var f = fingerprints[i];
             string? first = null;
             int matches = 0;
             for (int s = 0; s < samples; s++)
             {
-                string answer = await endpoint.CompleteAsync(f.Key, settings, ct).ConfigureAwait(false);
+                string answer = await endpoint.CompleteAsync(f.Key, settings, token).ConfigureAwait(false);
                 first ??= answer;
                 if (ResponseMatcher.IsTextMatchAny(f.Responses, answer)) matches++;
             }
-            rows.Add(new KeyResult(f.Index, f.Key, f.Responses, first ?? "", matches >= required, f.NullProbability,
-                samples > 1 ? matches : null, samples > 1 ? samples : null));
-        }
+            rows[i] = new KeyResult(f.Index, f.Key, f.Responses, first ?? "", matches >= required, f.NullProbability,
+                samples > 1 ? matches : null, samples > 1 ? samples : null);
+        }).ConfigureAwait(false);
         return VerificationReport.Create(rule ?? new VerdictRule(), rows);
     }
 }

@@ -50,4 +50,33 @@ public class TextVerifierTests
         var strict = await TextVerifier.VerifyAsync(client, Fingerprints(1), new CompletionSettings(Temperature: 0.8), samples: 3, fraction: 1.0, ct: Ct);
         Assert.Equal(0, strict.Hits);
     }
+
+    [Fact]
+    public async Task Keys_go_out_concurrently_up_to_the_limit_and_the_report_keeps_their_order()
+    {
+        var fps = Fingerprints(40);
+        int inFlight = 0, most = 0;
+        // Answers come back out of order (later keys sooner), so a report in arrival order would be caught.
+        await using var server = await OpenAiCompatibleServer.StartAsync(async (p, s, ct) =>
+        {
+            int now = Interlocked.Increment(ref inFlight);
+            lock (fps) most = Math.Max(most, now);
+            int i = int.Parse(p["secret key ".Length..], System.Globalization.CultureInfo.InvariantCulture);
+            await Task.Delay(40 - i % 8 * 5, ct);
+            Interlocked.Decrement(ref inFlight);
+            return i % 4 == 0 ? "no idea" : $" response {i}";
+        }, ct: Ct);
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        var report = await TextVerifier.VerifyAsync(client, fps, CompletionSettings.Greedy, ct: Ct, concurrency: 8);
+        Assert.Equal(Enumerable.Range(0, 40), report.Keys.Select(k => k.Index));
+        Assert.All(report.Keys, k => Assert.Equal(k.Index % 4 != 0, k.Hit));
+        Assert.Equal(30, report.Hits);
+        Assert.InRange(most, 2, 8);
+
+        most = 0;
+        var one = await TextVerifier.VerifyAsync(client, fps.Take(6).ToList(), CompletionSettings.Greedy, ct: Ct);
+        Assert.Equal(1, most);
+        Assert.Equal(4, one.Hits);
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => TextVerifier.VerifyAsync(client, fps, CompletionSettings.Greedy, ct: Ct, concurrency: 0));
+    }
 }
