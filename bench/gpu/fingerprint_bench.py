@@ -212,6 +212,46 @@ def peer_save(model):
     return {"save_seconds": t1 - t0, "fsync_seconds": t2 - t1, "bytes": size}
 
 
+def served_verification(model_dir, set_path, count, label):
+    """The prover's view of a deployed host: the embedded model served by `oml serve` (continuous batching, loaded once)
+    and the whole `oml verify --endpoint` command against it (no libtorch in the client), at several concurrencies.
+    The first call warms the server's kernels and is reported as such."""
+    url_file = os.path.join(a.work, "serve.url")
+    if os.path.exists(url_file):
+        os.remove(url_file)
+    t0 = time.perf_counter()
+    serve_log = open(os.path.join(a.work, "serve.log"), "w")
+    server = subprocess.Popen([a.oml, "serve", model_dir, "--dtype", "bfloat16", "--device", "cuda", "--port", "0", "--url-file", url_file,
+                               "--max-num-seqs", "256"], stdout=serve_log, stderr=subprocess.STDOUT, env=env)
+    try:
+        while not (os.path.exists(url_file) and os.path.getsize(url_file) > 0):
+            if server.poll() is not None or time.perf_counter() - t0 > 180:
+                raise RuntimeError("oml serve did not come up (see serve.log)")
+            time.sleep(0.1)
+        ready = time.perf_counter() - t0
+        url = open(url_file).read().strip()
+        log(f"oml serve ready after {ready:.1f} s at {url}")
+        for name, n, conc in (("warm-up", 64, 64), ("default", count, 16), ("64 at once", count, 64), ("256 at once", count, 256),
+                              ("64 keys", 64, 64)):
+            wall, text = run([a.oml, "verify", "--endpoint", url, "--fingerprints", set_path, "--count", str(n), "--concurrency", str(conc),
+                              "--json"], f"verify-served-{n}-{conc}")
+            try:  # the report is the first JSON object in the output (OML_TIMINGS' line follows it)
+                verdict = json.JSONDecoder().raw_decode(text[text.index("{"):])[0].get("verdict")
+            except ValueError:
+                verdict = None
+            results.append({"case": f"{label} verify {n:,} keys through oml serve, {conc} in flight ({name})", "side": "oml",
+                            "verify_seconds": wall, "keys_per_second": n / wall, "server_ready_seconds": ready, "verdict": verdict,
+                            "phases": phases(text)})
+            save_results()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        serve_log.close()
+
+
 for part in parts:
     chosen = None if not a.only else ([] if a.only == "none" else [int(i) for i in a.only.split(",")])
     for ci, c in enumerate(CASES[part]):
@@ -261,6 +301,7 @@ for part in parts:
                     results.append({"case": f"{label} verify {n:,} keys", "side": "oml", "verify_seconds": wall,
                                     "keys_per_second": n / wall, "phases": phases(text)})
                     save_results()
+                served_verification(out_dir, set_path, c["count"], label)
             if c.get("perinucleus"):
                 # Perinucleus responses after random-word keys: every key's next-token distribution is ranked.
                 peri = os.path.join(a.work, f"set-{c['shape']}-{c['count']}-perinucleus.json")

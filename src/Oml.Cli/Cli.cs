@@ -16,6 +16,11 @@ public static class Cli
     public const int Failure = 1;
     /// <summary>The command line itself was wrong: a parse error or a <see cref="UsageException"/>.</summary>
     public const int Usage = 2;
+    /// <summary>
+    /// The work stopped early on request or at its time limit, with what it had done saved, and the same command resumes
+    /// it (sysexits.h's EX_TEMPFAIL: "try again later"): <c>oml train --time-limit</c>, SIGTERM, <c>oml lab run --time-limit</c>.
+    /// </summary>
+    public const int Stopped = 75;
 
     /// <summary>Set to print the stack trace of unexpected errors (bugs) as well.</summary>
     public const string DebugEnv = "OML_DEBUG";

@@ -102,7 +102,7 @@ public static class LabCommand
             if (cancel.IsCancellationRequested)
             {
                 Console.Error.WriteLine($"oml: stopped {(timeLimit is null ? "on request" : $"at the time limit ({timeLimit} s)")}; the same command resumes from the saved cells");
-                return Cli.Failure;
+                return Cli.Stopped;
             }
             if (!summary.Succeeded)
             {

@@ -124,7 +124,8 @@ public static class TrainCommand
         using var stop = new CancellationTokenSource();
         if (timeLimit is { } limit)
         {
-            if (!(limit > 0) || double.IsInfinity(limit)) throw new UsageException($"--time-limit must be a positive number of seconds, not {limit}");
+            // CancelAfter takes at most 2^32 − 2 ms (about 49 days).
+            if (!(limit > 0) || !(limit <= 4e6)) throw new UsageException($"--time-limit must be a positive number of seconds up to 4,000,000, not {limit}");
             if (r.CheckpointDir is null) throw new UsageException("--time-limit needs --checkpoint-dir (or checkpoint-dir: in the recipe): the stopped run resumes from it");
             stop.CancelAfter(TimeSpan.FromSeconds(limit));
         }
@@ -179,16 +180,24 @@ public static class TrainCommand
         Cli.OptionValue(options.Validate);
         // SIGTERM (a scheduler's or a lease's end) and Ctrl-C stop at the end of the step with a checkpoint when there is a
         // checkpoint folder to resume from; a second signal, or either one without a checkpoint folder, aborts as before.
-        bool signalled = false;
-        using var onTerm = options.CheckpointDir is null ? null : PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        using var onInt = options.CheckpointDir is null ? null : PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        // Why the run stopped, set once (0: it did not; 1: the time limit; 2: a signal): handlers run on their own threads.
+        int reason = 0;
+        using var onLimit = stop.Token.Register(() => Interlocked.CompareExchange(ref reason, 1, 0));
+        var onTerm = options.CheckpointDir is null ? null : PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        var onInt = options.CheckpointDir is null ? null : PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         void OnSignal(PosixSignalContext c)
         {
-            if (signalled) return;
-            signalled = c.Cancel = true;
+            if (Interlocked.CompareExchange(ref reason, 2, 0) != 0 && stop.IsCancellationRequested) return;   // a second signal aborts
+            c.Cancel = true;
             Say($"oml: {c.Signal}: stopping at the end of this step with a checkpoint (send it again to abort)");
             stop.Cancel();
         }
+        string StopReason() => Volatile.Read(ref reason) switch
+        {
+            1 => string.Create(CultureInfo.InvariantCulture, $"at the time limit ({timeLimit:G} s)"),
+            2 => "on request",
+            _ => "because another rank was told to stop",
+        };
         options = options with { Stop = stop.Token };
         using var group = DistributedOptions.Join(dev);
         bool lead = group is null || group.Rank == 0;
@@ -273,6 +282,15 @@ public static class TrainCommand
         Say("reading and tokenizing the data ...");
         var trainData = Load(r.Data, slice: true);
         var evalSet = r.EvalData is { } e ? Load([e], slice: false) : null;
+        // Stopped before the first step (a signal while loading or tokenizing): nothing to keep, so end now rather than
+        // after a step. With several ranks the trainer agrees on the stop at its first report step.
+        if (stop.IsCancellationRequested && group is null)
+        {
+            onTerm?.Dispose();
+            onInt?.Dispose();
+            Say($"oml: stopped {StopReason()} before training began (nothing to resume: the same command starts afresh)");
+            return Cli.Stopped;
+        }
 
         long total = Trainer.TotalSteps(trainData, options);
         Say($"training {total:N0} steps of {options.Batch} × {options.GradAccum} rows, lr {options.LearningRate:G3} → {options.MinLearningRate ?? options.LearningRate / 10:G3}" +
@@ -309,21 +327,24 @@ public static class TrainCommand
         finally
         {
             logWriter?.Dispose();
+            // From here a signal ends the process as it would without this command's handlers (a save is atomic).
+            onTerm?.Dispose();
+            onInt?.Dispose();
         }
 
+        if (result.Stopped)
+        {
+            // Every rank returns the same code, so that a launcher waits for all of them (rank 0 may still be writing).
+            if (lead)
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"oml: stopped {StopReason()} after step {result.StoppedAtStep:N0} of {result.Steps:N0}")
+                    + (options.CheckpointDir is { } d ? $"; its checkpoint is in {d}: the same command resumes there" : "") + $" (no model saved to {r.Out})");
+            return Cli.Stopped;
+        }
         if (sharded is not null && !lead)
         {
             // The ranks gather one unit at a time while rank 0 writes (its failure fails every rank).
             sharded.SaveWithDigest(r.Out, tokDir, maxShard, saveDtype);
             return Cli.Ok;
-        }
-        if (result.Stopped)
-        {
-            if (lead)
-                Console.Error.WriteLine($"oml: stopped {(timeLimit is { } tl && !signalled ? $"at the time limit ({tl:G} s)" : "on request")} " +
-                    $"after step {result.StoppedAtStep:N0} of {result.Steps:N0}" + (options.CheckpointDir is { } d ? $"; its checkpoint is in {d}: the same command resumes there" : "") +
-                    $" (no model saved to {r.Out})");
-            return Cli.Failure;
         }
         if (!lead) return Cli.Ok;   // rank 0 saves
         var final = result.Final;

@@ -76,7 +76,7 @@ public static class VerifyCommand
             if (negatives.Length == 0 && (r.GetValue(calibrationOut) is not null))
                 throw new UsageException("--calibration-out needs --calibrate DIR...");
             if (negatives.Length == 0 && (dir is null) == (url is null)) throw new UsageException("give exactly one of --model DIR and --endpoint URL (or --calibrate DIR...)");
-            if (dir is not null && (r.GetValue(chat) || r.GetValue(apiKeyEnv) is not null || r.GetValue(maxTokens) is not null || r.GetResult(concurrency) is { Implicit: false }))
+            if (url is null && (r.GetValue(chat) || r.GetValue(apiKeyEnv) is not null || r.GetValue(maxTokens) is not null || r.GetResult(concurrency) is { Implicit: false }))
                 throw new UsageException("--chat, --api-key-env, --max-new-tokens and --concurrency are for --endpoint");
             if (url is not null && (r.GetValue(chatTemplate) || r.GetValue(instructionLayout) || r.GetValue(systemPrompt) is not null))
                 throw new UsageException("--chat-template, --instruction-layout and --system-prompt are for --model (an endpoint applies its own template: use --chat)");

@@ -114,70 +114,94 @@ public sealed class TrainCliTests : IDisposable
     ];
 
     [Fact]
-    public void A_time_limit_stops_with_a_checkpoint_and_the_same_command_resumes_to_the_uninterrupted_model()
+    public void A_time_limit_stops_with_a_checkpoint_and_the_same_command_resumes_from_it()
     {
-        var whole = Path.Combine(_dir, "whole");
-        var (code, _, err) = CliRunner.Run(Tiny(whole, Path.Combine(_dir, "ck-whole"), 12));
-        Assert.True(code == 0, err);
-
-        // The limit is counted from the command's start, so it has passed before the first step ends: the run stops after it.
+        // A run far longer than its limit: it stops after some step N with a checkpoint of N; the same command goes on from
+        // N and stops again later. (That a resumed run ends bit-identical to an uninterrupted one: TrainingTests.)
         var outDir = Path.Combine(_dir, "stopped");
         var ck = Path.Combine(_dir, "ck");
-        (code, _, err) = CliRunner.Run([.. Tiny(outDir, ck, 12), "--time-limit", "0.001"]);
-        Assert.Equal(Cli.Failure, code);
-        Assert.Contains("stopped at the time limit (0.001 s) after step 1 of 12", err);
-        Assert.Contains("the same command resumes", err);
+        long After(string err)
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(err, @"stopped at the time limit \(2 s\) after step ([\d,]+) of 1,000,000; its checkpoint is in .*: the same command resumes there");
+            Assert.True(m.Success, err);
+            return long.Parse(m.Groups[1].Value.Replace(",", "", StringComparison.Ordinal), System.Globalization.CultureInfo.InvariantCulture);
+        }
+        var (code, _, err) = CliRunner.Run([.. Tiny(outDir, ck, 1_000_000), "--time-limit", "2"]);
+        Assert.Equal(Cli.Stopped, code);
+        long first = After(err);
+        Assert.True(first >= 1);
         Assert.False(Directory.Exists(outDir), "a stopped run saves no model");
-        Assert.Equal(1, Oml.Models.Training.TrainingCheckpoint.Latest(ck)!.Step);
+        Assert.Equal(first, Oml.Models.Training.TrainingCheckpoint.Latest(ck)!.Step);
 
-        (code, _, err) = CliRunner.Run(Tiny(outDir, ck, 12));
-        Assert.True(code == 0, err);
-        Assert.Contains("resuming from the checkpoint at step 1", err);
-        using var a = ModelFolder.Load(whole);
-        using var b = ModelFolder.Load(outDir);
-        foreach (var (name, p) in a.Parameters) Assert.Equal(p.ToBytes(), b.Parameters[name].ToBytes());
-        Assert.Equal(1, JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "oml-training.json")))!["resumed_from_step"]!.GetValue<long>());
+        (code, _, err) = CliRunner.Run([.. Tiny(outDir, ck, 1_000_000), "--time-limit", "2"]);
+        Assert.Equal(Cli.Stopped, code);
+        Assert.Contains($"resuming from the checkpoint at step {first}", err);
+        long second = After(err);
+        Assert.True(second > first, $"{second} after {first}");
+        Assert.Equal(second, Oml.Models.Training.TrainingCheckpoint.Latest(ck)!.Step);
+
+        // A limit that passes while the data is read ends before the first step: nothing to resume, said so.
+        (code, _, err) = CliRunner.Run([.. Tiny(Path.Combine(_dir, "early"), Path.Combine(_dir, "ck-early"), 12), "--time-limit", "0.001"]);
+        Assert.Equal(Cli.Stopped, code);
+        Assert.Contains("stopped at the time limit (0.001 s) before training began", err);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "early")));
 
         // Without a checkpoint folder there is nothing to resume from: refused before any work.
         (code, _, err) = CliRunner.Run("train", "--data", Path.Combine(_dir, "train.txt"), "--tokenizer", Path.Combine(_dir, "tok"), "--hidden", "32",
             "--layers", "1", "--heads", "2", "--steps", "2", "--out", Path.Combine(_dir, "y"), "--time-limit", "60");
         Assert.Equal(Cli.Usage, code);
         Assert.Contains("--time-limit needs --checkpoint-dir", err);
-        (code, _, err) = CliRunner.Run([.. Tiny(Path.Combine(_dir, "y"), ck, 2), "--time-limit", "-1"]);
-        Assert.Equal(Cli.Usage, code);
-        Assert.Contains("--time-limit must be a positive number of seconds", err);
+        foreach (var bad in new[] { "-1", "5e6", "1e300" })
+        {
+            (code, _, err) = CliRunner.Run([.. Tiny(Path.Combine(_dir, "y"), ck, 2), "--time-limit", bad]);
+            Assert.Equal(Cli.Usage, code);
+            Assert.Contains("--time-limit must be a positive number of seconds up to 4,000,000", err);
+        }
     }
 
-    [Fact]
-    public async Task Sigterm_stops_at_the_end_of_a_step_with_a_checkpoint_of_that_step()
+    [Theory]
+    [InlineData(1)]   // one process
+    [InlineData(2)]   // a launcher and two ranks: the launcher passes the signal on and waits for rank 0's checkpoint
+    public async Task Sigterm_stops_at_the_end_of_a_step_with_a_checkpoint_of_that_step(int processes)
     {
-        var ck = Path.Combine(_dir, "ck-term");
+        var ck = Path.Combine(_dir, $"ck-term-{processes}");
         var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "oml.dll"));
         foreach (var a in Tiny(Path.Combine(_dir, "term"), ck, 1_000_000)) psi.ArgumentList.Add(a);
+        if (processes > 1) foreach (var a in new[] { "--processes", processes.ToString(System.Globalization.CultureInfo.InvariantCulture) }) psi.ArgumentList.Add(a);
         using var p = System.Diagnostics.Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
-        var err = new System.Text.StringBuilder();
-        string? line;
-        // Signal once it trains (its progress lines), then read the rest.
-        while ((line = p.StandardError.ReadLine()) is not null)
+        try
         {
-            err.AppendLine(line);
-            if (line.Contains("step      4/", StringComparison.Ordinal)) break;
+            var stdout = p.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+            var err = new System.Text.StringBuilder();
+            using var patience = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+            patience.CancelAfter(TimeSpan.FromMinutes(3));
+            // Signal once it trains (its progress lines), then read the rest.
+            while (await p.StandardError.ReadLineAsync(patience.Token) is { } line)
+            {
+                err.AppendLine(line);
+                if (line.Contains("step      4/", StringComparison.Ordinal)) break;
+            }
+            using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+                await kill.WaitForExitAsync(patience.Token);
+            err.Append(await p.StandardError.ReadToEndAsync(patience.Token));
+            await p.WaitForExitAsync(patience.Token);
+            string text = err.ToString();
+            Assert.True(p.ExitCode == Cli.Stopped, text);
+            Assert.Contains("SIGTERM: stopping at the end of this step", text);
+            Assert.DoesNotContain("oml: error", text);
+            var m = System.Text.RegularExpressions.Regex.Match(text, @"stopped on request after step ([\d,]+) of 1,000,000");
+            Assert.True(m.Success, text);
+            long step = long.Parse(m.Groups[1].Value.Replace(",", "", StringComparison.Ordinal), System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(step >= 4, text);
+            Assert.Equal(step, Oml.Models.Training.TrainingCheckpoint.Latest(ck)!.Step);
+            Assert.False(Directory.Exists(Path.Combine(_dir, "term")));
+            await stdout;
         }
-        using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!) kill.WaitForExit();
-        err.Append(p.StandardError.ReadToEnd());
-        Assert.True(p.WaitForExit(TimeSpan.FromMinutes(2)), "oml train did not stop after SIGTERM");
-        string text = err.ToString();
-        Assert.Equal(Cli.Failure, p.ExitCode);
-        Assert.Contains("SIGTERM: stopping at the end of this step", text);
-        var m = System.Text.RegularExpressions.Regex.Match(text, @"stopped on request after step ([\d,]+) of 1,000,000");
-        Assert.True(m.Success, text);
-        long step = long.Parse(m.Groups[1].Value.Replace(",", "", StringComparison.Ordinal), System.Globalization.CultureInfo.InvariantCulture);
-        Assert.True(step >= 4, text);
-        Assert.Equal(step, Oml.Models.Training.TrainingCheckpoint.Latest(ck)!.Step);
-        Assert.False(Directory.Exists(Path.Combine(_dir, "term")));
-        await stdout;
+        finally
+        {
+            if (!p.HasExited) p.Kill(entireProcessTree: true);
+        }
     }
 
     [Fact]

@@ -189,7 +189,6 @@ public sealed class DataParallelTrainingTests
         public void Report(T value) => report(value);
     }
 
-    /// <summary>Trains to step 6 of 12 with <paramref name="world"/> ranks and a checkpoint there, then stops (cancelled).</summary>
     [Theory]
     [InlineData("none")]
     [InlineData("weights")]
@@ -234,6 +233,7 @@ public sealed class DataParallelTrainingTests
         }
     }
 
+    /// <summary>Trains to step 6 of 12 with <paramref name="world"/> ranks and a checkpoint there, then stops (cancelled).</summary>
     private static async Task FirstHalf(int world, TrainingOptions o)
     {
         using var stop = new CancellationTokenSource();

@@ -43,7 +43,12 @@ fetch_base() {  # waits for every piece named in the carried manifest, copies th
     got=0
     for f in $want; do
       [ -f "pieces/$f" ] && { got=$((got + 1)); continue; }
-      for c in "$REPO"/.gpu/a*/pieces/"$f"; do [ -f "$c" ] && cp -f "$c" "pieces/.$f" && mv -f "pieces/.$f" "pieces/$f" && got=$((got + 1)) && break; done
+      # Copied only whole: a piece whose digest differs from the manifest's (a carry still being written) is tried again.
+      for c in "$REPO"/.gpu/a*/pieces/"$f"; do
+        [ -f "$c" ] && cp -f "$c" "pieces/.$f" \
+          && python3 -c "import hashlib,json,sys; m=json.load(open('pieces/manifest.json')); want={p['file']: p['sha256'] for pl in m['planes'].values() for p in pl['pieces']}; sys.exit(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest() != want[sys.argv[2]])" "pieces/.$f" "$f" \
+          && mv -f "pieces/.$f" "pieces/$f" && got=$((got + 1)) && break
+      done
     done
     [ "$got" -eq "$(echo $want | wc -w)" ] && break
     sleep 3

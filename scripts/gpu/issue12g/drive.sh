@@ -99,9 +99,10 @@ train() {  # [--time-limit S]: the same command every time, so a later one resum
     --device "$DEV" --steps "$steps" --checkpoint-dir "$CK" --checkpoint-every 1000 --eval-every 500 --out "$M/$B" --log "$L/$B.jsonl" $BASE_ARGS "$@"
 }
 if [ -n "${RUN1_S:-}" ] && ! ok train-1; then
-  # Exit 1 with "stopped at the time limit" is this run's success: its checkpoint is what the second run resumes from.
-  train1() { train --time-limit "$RUN1_S"; [ $? = 0 ] || grep -q 'stopped at the time limit' "$L/train-1.log"; }
-  if step train-1 train1; then
+  # Exit 75 (stopped at the time limit, a checkpoint of its last step) is this run's success: the second run resumes
+  # from it. Exit 0: it finished within the limit, and there is nothing left for a second run.
+  train1() { train --time-limit "$RUN1_S"; local c=$?; [ $c = 0 ] && touch "$D/train"; [ $c = 0 ] || [ $c = 75 ]; }
+  if step train-1 train1 && ! ok train; then
     log "first run: $(grep -o 'stopped at the time limit.*' $L/train-1.log | head -1)"
     log "waiting for a device call to start the second run (go-2)"
     while [ ! -f go-2 ]; do sleep 1; done

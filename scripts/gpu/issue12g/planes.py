@@ -26,8 +26,7 @@ def pack(model, out, piece_mib):
     name = os.path.basename(os.path.normpath(model))
     tar = os.path.join(out, name + ".tar")
     with tarfile.open(tar, "w", format=tarfile.GNU_FORMAT) as t:
-        for f in sorted(os.listdir(model)):
-            t.add(os.path.join(model, f), arcname=f"{name}/{f}", recursive=False)
+        t.add(model, arcname=name)   # recursive, each folder's entries in sorted order
     digest = sha256(tar)
     data = open(tar, "rb").read()
     os.remove(tar)

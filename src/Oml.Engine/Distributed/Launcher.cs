@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace Oml.Engine.Distributed;
 
@@ -27,7 +28,7 @@ public sealed record LaunchPlan(int ProcessesPerNode, int Nodes = 1, int NodeRan
 /// MASTER_PORT. Rank 0's output passes through; other ranks' lines are prefixed with "[rank R]". When a rank exits with
 /// an error the others are killed and the job fails naming that rank, so a dead rank never leaves the others hanging.
 /// </summary>
-public static class Launcher
+public static partial class Launcher
 {
     /// <summary>The command that runs this program again: the apphost, or <c>dotnet</c> with the entry assembly.</summary>
     public static (string File, IReadOnlyList<string> Prefix) Self()
@@ -48,9 +49,14 @@ public static class Launcher
         finally { l.Stop(); }
     }
 
+    /// <summary>The exit code of a rank that stopped early on request with its work saved (oml's <c>Cli.Stopped</c>).</summary>
+    public const int StoppedExitCode = 75;
+
     /// <summary>
     /// Runs the ranks of this node to completion. <paramref name="argsFor"/> gives each local rank's arguments.
-    /// Returns 0 when every rank succeeded.
+    /// Returns 0 when every rank succeeded, <see cref="StoppedExitCode"/> when every rank ended with 0 or that code and at
+    /// least one with that code (a graceful stop: the others are waited for, not killed). SIGTERM and SIGINT sent to
+    /// the launcher are passed on to its ranks (which stop gracefully where they can) and it goes on waiting for them.
     /// </summary>
     /// <exception cref="InvalidOperationException">a rank failed (the message names it and its exit code).</exception>
     public static int Run(LaunchPlan plan, Func<int, IReadOnlyList<string>> argsFor, TextWriter? stdout = null, TextWriter? stderr = null)
@@ -91,13 +97,24 @@ public static class Launcher
                 p.BeginErrorReadLine();
                 procs[local] = p;
             }
+            // A scheduler's SIGTERM (or Ctrl-C) reaches the launcher alone: pass it on, so that every rank stops the same way.
+            void Forward(PosixSignalContext c)
+            {
+                c.Cancel = true;
+                foreach (var p in procs)
+                    if (p is not null && !p.HasExited) Signal(p.Id, c.Signal);
+            }
+            using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Forward);
+            using var onInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Forward);
             var pending = Enumerable.Range(0, procs.Length).ToList();
+            bool stopped = false;
             while (pending.Count > 0)
             {
                 var tasks = pending.Select(i => procs[i].WaitForExitAsync()).ToArray();
                 int done = pending[Task.WaitAny(tasks)];
                 procs[done].WaitForExit();   // drains the output events
                 pending.Remove(done);
+                if (procs[done].ExitCode == StoppedExitCode) { stopped = true; continue; }
                 if (procs[done].ExitCode != 0)
                 {
                     int rank = plan.NodeRank * plan.ProcessesPerNode + done;
@@ -106,7 +123,7 @@ public static class Launcher
                         $"rank {rank} of {plan.WorldSize} exited with code {procs[done].ExitCode}; the other ranks on this node were stopped");
                 }
             }
-            return 0;
+            return stopped ? StoppedExitCode : 0;
         }
         finally
         {
@@ -118,6 +135,16 @@ public static class Launcher
             }
         }
     }
+
+    private static void Signal(int pid, PosixSignal signal)
+    {
+        int number = signal switch { PosixSignal.SIGTERM => 15, PosixSignal.SIGINT => 2, _ => 15 };
+        if (OperatingSystem.IsWindows()) return;
+        _ = kill(pid, number);
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int sig);
 
     private static void Kill(Process p)
     {

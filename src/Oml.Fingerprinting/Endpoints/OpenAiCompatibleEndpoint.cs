@@ -141,8 +141,15 @@ public sealed class OpenAiCompatibleEndpoint : ICompletionEndpoint, IDisposable
         if (_ownsHttp) _http.Dispose();
     }
 
-    private TimeSpan Backoff(int attempt) =>
-        TimeSpan.FromTicks((long)Math.Min(Options.MaxBackoff.Ticks, Options.InitialBackoff.Ticks * Math.Pow(2, attempt - 1)));
+    /// <summary>
+    /// Exponential backoff with jitter: between half and all of InitialBackoff·2^(attempt−1), at most MaxBackoff, so that
+    /// requests sent together and refused together (429 under many keys in flight) do not retry in lockstep.
+    /// </summary>
+    private TimeSpan Backoff(int attempt)
+    {
+        double full = Math.Min(Options.MaxBackoff.Ticks, Options.InitialBackoff.Ticks * Math.Pow(2, attempt - 1));
+        return TimeSpan.FromTicks((long)(full * (0.5 + 0.5 * Random.Shared.NextDouble())));
+    }
 
     private static bool IsRetryable(HttpStatusCode status) => status == HttpStatusCode.TooManyRequests || (int)status >= 500;
 

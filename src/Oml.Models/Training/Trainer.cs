@@ -358,7 +358,17 @@ public static class Trainer
                         masters.Select((kv, i) => (kv.Key, segments![i].Start, kv.Value, opt.StepOf(kv.Value),
                             opt.MomentsOf(kv.Value) is { } mo ? ((Tensor, Tensor)?)(mo.ExpAvg, mo.ExpAvgSq) : null)).ToList());
                 else if (owner is not null) TrainingCheckpoint.SaveSharded(group!, device, dir, ckState, masters, owner, opt);
-                else if (group is null || group.Rank == 0) TrainingCheckpoint.Save(dir, ckState, masters, opt);
+                else if (group is null) TrainingCheckpoint.Save(dir, ckState, masters, opt);
+                else
+                {
+                    // Rank 0 writes; every rank learns whether it could before going on (or ending, on a stop: a rank that
+                    // left first would have its launcher stop rank 0 in the middle of the write).
+                    string? error = null;
+                    if (group.Rank == 0)
+                        try { TrainingCheckpoint.Save(dir, ckState, masters, opt); }
+                        catch (Exception e) when (e is not OperationCanceledException) { error = e.Message; }
+                    OptimizerCheckpoint.Agree(group, device, error, "write the checkpoint", group.Rank);
+                }
             }
         }
         finally
