@@ -30,7 +30,9 @@ for exp in sorted(glob.glob(os.path.join(snap, "results", "i12e-*"))):
     base = next((c["metrics"] for c in cells if c.get("id") == "base"), None)
     if base is None: continue
     bp, bc = base["perplexity"], base["cloze_accuracy"]
-    tr = os.path.join(snap, "logs", f"{'base' if arch == 'llama' else arch}-100m.oml-training.json")
+    # The Llama base is base-100m, or the 500M-token base-500m brought in pieces (drive.sh LLAMA_BASE).
+    tr = next((p for p in (os.path.join(snap, "logs", f"{n}.oml-training.json")
+                           for n in (["base-500m", "base-100m"] if arch == "llama" else [f"{arch}-100m"])) if os.path.exists(p)), "")
     info = json.load(open(tr)) if os.path.exists(tr) else {}
     lines.append(f"## {arch}\n")
     lines.append(f"Base: {info.get('parameters', 0):,} parameters, {info.get('steps', '?')} steps, {info.get('tokens', 0) / 1e6:.1f}M tokens, "
