@@ -106,8 +106,22 @@ embed_lab() {  # ARCH-sSEED: embed with the defaults, the keys' stealth, then th
   lrelease
 }
 
+# TREES=1 (issue 13, the 100M response-tree stall): 256 tree keys (8 answers each) on the Llama base, embedded with the
+# defaults for at most TREE_EPOCHS epochs, then a greedy probe whose per-key answers show where unrecalled keys leave
+# their tree (the set is kept in the results: it is plaintext and only for this diagnosis).
+trees() {
+  local b; b="$(base_of llama)"
+  waitfor base-llama || return 1
+  step gen-trees oml fingerprints generate --model $M/$b --count 256 --responses-per-key 2 --response-branching 2 --response-length 3 \
+    --plaintext --out sets/trees.json --force --device "$DEV" || return 1
+  cp -f sets/trees.json $R/trees-set.json
+  step embed-trees oml embed --model $M/$b --fingerprints sets/trees.json --out $M/trees --seed 1 --epochs "${TREE_EPOCHS:-40}" --device $DEV \
+    --memory-budget-gb $MEMGB --log $L/trees.jsonl || return 1
+  step probe-trees bash -c "oml attack probe --model $M/trees --fingerprints sets/trees.json --device $DEV --json > $R/probe-trees.json"
+}
 for a in $archs; do config $a; ( base $a || log "no base for $a" ) & done
 for m in $MODELS; do ( embed_lab "$m" ) & sleep 1; done
+[ "${TREES:-0}" = 1 ] && ( trees || log "the tree diagnosis failed" ) &
 wait
 log "driver finished"
 touch drive.finished

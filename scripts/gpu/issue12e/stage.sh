@@ -10,7 +10,7 @@
 # `bash .gpu/a/call.sh 5`); the driver (BASE_PIECES=1 LLAMA_BASE=NAME) takes them as they arrive.
 # The 500M base's cells (twelfth session): LAB_DATA holds the tokenizer, the instructions, the larger corpus's held-out
 # file and the first 8 MB of its train.txt (the lab reads 5M characters), and heldout-v1.txt; driver environment
-#   MODELS="llama-s1 llama-s2 llama-s3" BASE_PIECES=1 LLAMA_BASE=base-500m HELDOUT=heldout-v1
+#   MODELS="llama-s1 llama-s2 llama-s3" BASE_PIECES=1 LLAMA_BASE=base-500m HELDOUT=heldout-v1 [TREES=1: the tree diagnosis]
 # CPU rehearsal (as issue13b's, W prepared with lab-app/oml wrapping a local build and a small corpus):
 #   CPU_SHIM=/dev/null DEV=cpu SHAPE=tiny COUNT=16 STEPS=20 MEMGB=4 SLOTS=2 LAB_SLOTS=2 INSTR=artifacts/lab/instr-small.json
 #   UTIL='{ cloze_items: 20, perplexity_tokens: 2048, perplexity_window: 128, batch_size: 16 }'
