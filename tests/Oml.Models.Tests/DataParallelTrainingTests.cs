@@ -220,19 +220,6 @@ public sealed class DataParallelTrainingTests
         }
     }
 
-    /// <summary>Training data that signals a stop when the trainer asks for a given step's rows.</summary>
-    private sealed class StopAtStep(TrainingData inner, int stopAt, CancellationTokenSource stop) : TrainingData
-    {
-        public override string Digest => inner.Digest;
-        public override long StepsPerEpoch(int rowsPerStep) => inner.StepsPerEpoch(rowsPerStep);
-        public override IEnumerable<TrainingBatch> EvaluationBatches(int batch, int maxRows) => inner.EvaluationBatches(batch, maxRows);
-        public override TrainingBatch[] Step(long step, int batch, int accumulation)
-        {
-            if (step + 1 == stopAt) stop.Cancel();
-            return inner.Step(step, batch, accumulation);
-        }
-    }
-
     /// <summary>Trains to step 6 of 12 with <paramref name="world"/> ranks and a checkpoint there, then stops (cancelled).</summary>
     private static async Task FirstHalf(int world, TrainingOptions o)
     {

@@ -216,7 +216,7 @@ public class TrainingTests
             // The stop arrives during step `stopAfter` (here: counted by the data it asks for); the run ends after that step.
             using var stop = new CancellationTokenSource();
             using var first = Pretraining.CreateRandom(Tiny(), 5, dtype: dtype);
-            var part = Run(first, new CountingData(data, stopAfter, stop), o with { Stop = stop.Token });
+            var part = Run(first, new StopAtStep(data, stopAfter, stop), o with { Stop = stop.Token });
             Assert.True(part.Stopped);
             Assert.Equal(stopAfter, part.StoppedAtStep);
             Assert.Equal(stopAfter, TrainingCheckpoint.Latest(o.CheckpointDir!)!.Step);
@@ -240,20 +240,6 @@ public class TrainingTests
             if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
         }
     }
-
-    /// <summary>Training data that signals a stop when the trainer asks for a given step's rows.</summary>
-    private sealed class CountingData(TrainingData inner, int stopAt, CancellationTokenSource stop) : TrainingData
-    {
-        public override string Digest => inner.Digest;
-        public override long StepsPerEpoch(int rowsPerStep) => inner.StepsPerEpoch(rowsPerStep);
-        public override IEnumerable<TrainingBatch> EvaluationBatches(int batch, int maxRows) => inner.EvaluationBatches(batch, maxRows);
-        public override TrainingBatch[] Step(long step, int batch, int accumulation)
-        {
-            if (step + 1 == stopAt) stop.Cancel();
-            return inner.Step(step, batch, accumulation);
-        }
-    }
-
 
     [Fact]
     public void Bad_options_are_refused_clearly()
