@@ -183,8 +183,9 @@ public static class TrainCommand
         // Why the run stopped, set once (0: it did not; 1: the time limit; 2: a signal): handlers run on their own threads.
         int reason = 0;
         using var onLimit = stop.Token.Register(() => Interlocked.CompareExchange(ref reason, 1, 0));
-        var onTerm = options.CheckpointDir is null ? null : PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        var onInt = options.CheckpointDir is null ? null : PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        // Disposed once training ends (below), and in any case when the command returns or throws.
+        using var onTerm = options.CheckpointDir is null ? null : PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var onInt = options.CheckpointDir is null ? null : PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         void OnSignal(PosixSignalContext c)
         {
             if (Interlocked.CompareExchange(ref reason, 2, 0) != 0 && stop.IsCancellationRequested) return;   // a second signal aborts
