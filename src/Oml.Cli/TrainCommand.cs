@@ -287,8 +287,6 @@ public static class TrainCommand
         // after a step. With several ranks the trainer agrees on the stop at its first report step.
         if (stop.IsCancellationRequested && group is null)
         {
-            onTerm?.Dispose();
-            onInt?.Dispose();
             Say($"oml: stopped {StopReason()} before training began (nothing to resume: the same command starts afresh)");
             return Cli.Stopped;
         }

@@ -138,9 +138,7 @@ public static partial class Launcher
 
     private static void Signal(int pid, PosixSignal signal)
     {
-        int number = signal switch { PosixSignal.SIGTERM => 15, PosixSignal.SIGINT => 2, _ => 15 };
-        if (OperatingSystem.IsWindows()) return;
-        _ = kill(pid, number);
+        if (!OperatingSystem.IsWindows()) _ = kill(pid, signal == PosixSignal.SIGINT ? 2 : 15);
     }
 
     [LibraryImport("libc", SetLastError = true)]
