@@ -130,7 +130,7 @@ public static class EmbedCommand
         var json = CliOptions.Json("Print the written manifest (oml-manifest.json: settings and metrics) as JSON instead of the one-line summary");
         var microTokens = new Option<int?>("--micro-batch-tokens")
         {
-            Description = "Largest forward/backward pass in padded tokens; gradients of a larger batch accumulate into the same optimizer step (default: sized from the free device memory)",
+            Description = "Largest forward/backward pass in padded tokens; gradients of a larger batch accumulate into the same optimizer step; a row is never split, so a longer row runs alone (default: sized from the free device memory, an error before training if that cannot hold one row)",
         };
         var ckpt = new Option<string>("--activation-checkpointing")
         {

@@ -107,9 +107,99 @@ public class CheckpointingTests
         Assert.True(plan.Checkpoint, plan.ToString());
         Assert.True(plan.Tokens > 4 * plain.Tokens, $"{plan} vs {plain}");
         Assert.True(plan.Tokens * plan.BytesPerToken <= budget);
-        // A forced choice is kept, and a budget too small for one token still gives micro-batches of one row.
+        // A forced choice is kept; a budget too small for one token is no plan (Planner_refuses_a_budget_below_one_row).
         Assert.False(MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, budget, batch, 1.0 / 17, checkpoint: false).Checkpoint);
-        Assert.Equal(1, MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, 0, batch, 1.0 / 17).Tokens);
+        Assert.Throws<InsufficientDeviceMemoryException>(() => MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, 0, batch, 1.0 / 17));
+    }
+
+    // The run of the bug: 1,024 fingerprints of 16-token keys and 1-token responses (rows of 17 tokens) in one batch.
+    private const long Row = 17;
+    private const long FullBatch = 1024 * Row;
+    private const double Share = 1.0 / 17;
+    private static long PlainRow => Row * MicroBatchPlanner.BytesPerToken(Llama8B, DType.BFloat16, false, Share);
+    private static long CheckpointedRow => Row * MicroBatchPlanner.BytesPerToken(Llama8B, DType.BFloat16, true, Share);
+
+    [Fact]
+    public void Planner_refuses_a_budget_below_one_row()
+    {
+        // Nothing left after the training state (the 8B on an 80 GB card): an error that says what one row needs, with
+        // the smallest need (checkpointed), not micro-batches of one token.
+        var e = Assert.Throws<InsufficientDeviceMemoryException>(() => MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, 0, FullBatch, Share, rowTokens: Row));
+        Assert.Equal(Row, e.RowTokens);
+        Assert.True(e.Checkpoint);
+        Assert.Equal(CheckpointedRow, e.RowBytes);
+        Assert.Equal(0, e.BudgetBytes);
+        Assert.Contains("17 tokens", e.Message);
+        Assert.Contains("with activation checkpointing", e.Message);
+        // One byte short of a checkpointed row: auto has nothing smaller to turn to.
+        e = Assert.Throws<InsufficientDeviceMemoryException>(() => MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, CheckpointedRow - 1, FullBatch, Share, rowTokens: Row));
+        Assert.False(e.CheckpointWouldFit);
+        // Checkpointing forced off, with room for a checkpointed row but not a plain one: the error says checkpointing would fit.
+        e = Assert.Throws<InsufficientDeviceMemoryException>(() => MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, PlainRow - 1, FullBatch, Share, checkpoint: false, rowTokens: Row));
+        Assert.False(e.Checkpoint);
+        Assert.True(e.CheckpointWouldFit);
+        Assert.Equal(PlainRow, e.RowBytes);
+        // Forced on and still short.
+        e = Assert.Throws<InsufficientDeviceMemoryException>(() => MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, CheckpointedRow - 1, FullBatch, Share, checkpoint: true, rowTokens: Row));
+        Assert.True(e.Checkpoint);
+        Assert.False(e.CheckpointWouldFit);
+        Assert.Throws<ArgumentOutOfRangeException>(() => MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, 1L << 40, FullBatch, Share, rowTokens: 0));
+    }
+
+    [Fact]
+    public void Planner_gives_one_row_per_micro_batch_when_the_budget_holds_exactly_one_row()
+    {
+        // Auto: a plain row does not fit, so checkpointing turns on, and holds exactly one row.
+        var plan = MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, CheckpointedRow, FullBatch, Share, rowTokens: Row);
+        Assert.True(plan.Checkpoint, plan.ToString());
+        Assert.Equal(Row, plan.Tokens);
+        // Forced either way, with a budget of exactly one row in that mode.
+        plan = MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, PlainRow, FullBatch, Share, checkpoint: false, rowTokens: Row);
+        Assert.False(plan.Checkpoint);
+        Assert.Equal(Row, plan.Tokens);
+        plan = MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, CheckpointedRow, FullBatch, Share, checkpoint: true, rowTokens: Row);
+        Assert.True(plan.Checkpoint);
+        Assert.Equal(Row, plan.Tokens);
+        // A row longer than EfficientTokens whose plain pass would not fit in a budget that holds EfficientTokens plain
+        // tokens: auto checkpoints rather than plan plain micro-batches shorter than the row.
+        long longRow = 2 * MicroBatchPlanner.EfficientTokens;
+        long budget = (MicroBatchPlanner.EfficientTokens + 100) * MicroBatchPlanner.BytesPerToken(Llama1B, DType.BFloat16, false, Share);
+        plan = MicroBatchPlanner.Plan(Llama1B, DType.BFloat16, budget, 4 * longRow, Share, rowTokens: longRow);
+        Assert.True(plan.Checkpoint, plan.ToString());
+        Assert.True(plan.Tokens >= longRow, plan.ToString());
+    }
+
+    [Fact]
+    public void Planner_keeps_its_plan_when_a_row_fits()
+    {
+        // The plans of a budget that holds the rows are the plans made before rows were taken into account.
+        foreach (long budget in new[] { 20L << 30, 100L << 30, 2L << 30 })
+            foreach (bool? checkpoint in new bool?[] { null, false, true })
+            {
+                var withRow = MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, budget, FullBatch, Share, checkpoint, rowTokens: Row);
+                Assert.Equal(MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, budget, FullBatch, Share, checkpoint), withRow);
+                long per = MicroBatchPlanner.BytesPerToken(Llama8B, DType.BFloat16, withRow.Checkpoint, Share);
+                Assert.Equal(Math.Min(budget / per, MicroBatchPlanner.MaxTokens), withRow.Tokens);
+                Assert.True(withRow.Tokens >= Row);
+            }
+        // 20 GiB for the 8B: plain micro-batches would be small, so auto checkpoints (as Planner_checkpoints_when_plain_micro_batches_would_be_small).
+        Assert.True(MicroBatchPlanner.Plan(Llama8B, DType.BFloat16, 20L << 30, FullBatch, Share, rowTokens: Row).Checkpoint);
+        Assert.False(MicroBatchPlanner.Plan(Llama1B, DType.BFloat16, 100L << 30, FullBatch, Share, rowTokens: Row).Checkpoint);
+    }
+
+    [Fact]
+    public void Forward_passes_hold_at_least_one_row_or_refuse()
+    {
+        long per = MicroBatchPlanner.ForwardBytesPerToken(Llama8B, DType.BFloat16);
+        Assert.True(per > MicroBatchPlanner.LogitBytes(Llama8B, DType.BFloat16));
+        // The held-out sequences of the bug: 4 prompt + 64 sampled tokens.
+        Assert.Equal(68, MicroBatchPlanner.ForwardTokens(Llama8B, DType.BFloat16, 68 * per, 68));
+        Assert.Equal(16 * 68, MicroBatchPlanner.ForwardTokens(Llama8B, DType.BFloat16, 16 * 68 * per + per - 1, 68));
+        Assert.Equal(MicroBatchPlanner.MaxTokens, MicroBatchPlanner.ForwardTokens(Llama8B, DType.BFloat16, 1L << 50, 68));
+        var e = Assert.Throws<InsufficientDeviceMemoryException>(() => MicroBatchPlanner.ForwardTokens(Llama8B, DType.BFloat16, 68 * per - 1, 68));
+        Assert.Equal(68 * per, e.RowBytes);
+        Assert.Contains("68 tokens", e.Message);
+        Assert.Throws<InsufficientDeviceMemoryException>(() => MicroBatchPlanner.ForwardTokens(Llama8B, DType.BFloat16, 0, 1));
     }
 
     [Fact]

@@ -192,7 +192,10 @@ public sealed record EmbeddingOptions
     /// Largest micro-batch in padded tokens (rows × longest row); null (the default) sizes it from the device memory
     /// that is free (<see cref="MicroBatchPlanner"/>; 65,536 on the CPU). A batch larger than this is run as several
     /// forward/backward passes whose gradients accumulate into one optimizer step, which bounds memory for large and
-    /// full batches without changing the step (up to floating-point summation order).
+    /// full batches without changing the step (up to floating-point summation order). A row is never split: a row longer
+    /// than this runs alone (noted in <see cref="Log"/>). Sized from memory, a budget that cannot hold the longest row
+    /// (fingerprint, benign, or a held-out sequence's forward pass) is an <see cref="InsufficientDeviceMemoryException"/>
+    /// before training.
     /// </summary>
     public int? MicroBatchTokens { get; init; }
     /// <summary>
@@ -569,25 +572,43 @@ public static class FingerprintTrainer
             }
             // Micro-batches from the memory that is free now (the base copies are allocated; gradients and the optimizer's
             // moments, unless restored, are not yet). The fingerprint batches' device tensors are built once and reused.
+            // A row is never split, so every pass must hold the longest row of its part: when the memory left after the
+            // training state cannot, the run stops here, before any training, with what it needs (it would otherwise run
+            // every row alone past the budget and run out of memory in a later, larger pass).
             long fpTokens = pairs.Sum(p => (long)p.Key.Length + p.Response.Length);
             double fpShare = (double)pairs.Sum(p => (long)p.Response.Length) / fpTokens;
             long widest = batches.Max(b => (long)b.Length * b.Max(i => pairs[i].Key.Length + pairs[i].Response.Length));
+            long longestFp = pairs.Max(p => (long)p.Key.Length + p.Response.Length);
             // Weight sharding always recomputes each layer in the backward pass: plan for checkpointed micro-batches.
             var planOptions = sharded is null ? options : options with { ActivationCheckpointing = true };
-            var fpPlan = PlanMicroBatches(model, trainable, opt, planOptions, widest, fpShare);
+            var memory = DeviceMemory(model, trainable, opt, planOptions);
+            var fpPlan = PlanMicroBatches(model, memory, planOptions, widest, longestFp, fpShare, "fingerprint row", needBase, sharded is not null, owner is not null);
             options.Log?.Invoke($"fingerprint rows: {fpPlan}");
             MicroBatchPlan? benignPlan = null;
             if (benign.Count > 0)
             {
                 int mMax = (int)Math.Ceiling(options.MixFraction / (1 - options.MixFraction) * batches.Max(b => b.Length) - 1e-9);
                 // The widest benign part of a step: its sampled rows, and with anchored keys, up to one row per fingerprint.
-                long widestBenign = anchors.Count == 0 ? (long)mMax * benign.Max(x => x.Length)
-                    : (long)(mMax + batches.Max(b => b.Length)) * Math.Max(benign.Max(x => x.Length), anchors.Max(x => x.Length));
-                benignPlan = PlanMicroBatches(model, trainable, opt, planOptions, widestBenign, 1.0);
+                long longestBenign = anchors.Count == 0 ? benign.Max(x => x.Length) : Math.Max(benign.Max(x => x.Length), anchors.Max(x => x.Length));
+                long widestBenign = anchors.Count == 0 ? (long)mMax * longestBenign : (long)(mMax + batches.Max(b => b.Length)) * longestBenign;
                 // The KL loss keeps about twice the logits' memory of the cross-entropy (the tail's masked copy and its
-                // gradient): planned micro-batches of half the tokens.
-                if (soft is not null && options.MicroBatchTokens is null) benignPlan = benignPlan with { Tokens = Math.Max(1, benignPlan.Tokens / 2) };
+                // gradient): planned micro-batches of half the tokens, so the plan must hold two rows before halving.
+                bool halve = soft is not null && options.MicroBatchTokens is null;
+                benignPlan = PlanMicroBatches(model, memory, planOptions, widestBenign, halve ? 2 * longestBenign : longestBenign, 1.0,
+                    halve ? "benign row (KL loss)" : "benign row", needBase, sharded is not null, owner is not null, shownRowTokens: longestBenign);
+                if (halve) benignPlan = benignPlan with { Tokens = Math.Max(1, benignPlan.Tokens / 2) };
                 options.Log?.Invoke($"benign rows: {benignPlan}");
+            }
+            // The held-out sequences are measured (forward passes, with the gradients and moments allocated) after epochs
+            // and at the end: in passes sized from the same memory, each of which holds one sequence.
+            if (held is not null && memory is not null)
+            {
+                long longestHeld = heldOut.Max(x => (long)x.Length);
+                try { held.MicroBatchTokens = Math.Min(MicroBatchPlanner.ForwardTokens(model.Config, model.DType, memory.Budget, longestHeld), 65536); }
+                catch (InsufficientDeviceMemoryException e)
+                {
+                    throw Shortage(model, memory, planOptions, e, "held-out sequence (forward pass)", longestHeld, needBase, sharded is not null, owner is not null);
+                }
             }
             for (int epoch = firstEpoch; epoch <= options.MaxEpochs && !converged; epoch++)
             {
@@ -764,6 +785,9 @@ public static class FingerprintTrainer
                 progress?.Report(pr);
             }
             if (history.Count == 0) throw new InvalidOperationException("no epoch was trained");
+            // The last step's gradients are not read again: free them before the passes that follow (the merge's copy of
+            // the trained weights, its measurements, the final held-out measurement), which would otherwise run beside them.
+            foreach (var p in trainable) p.Grad = null;
             if (bestEpoch == 0 || !options.EarlyStop || !options.KeepBest) bestEpoch = history[^1].Epoch;
             if (best is not null && bestEpoch != history[^1].Epoch)
                 using (Torch.NoGrad())
@@ -1010,23 +1034,22 @@ public static class FingerprintTrainer
     }
 
     /// <summary>
-    /// The micro-batch plan for one part of a step (fingerprint or benign rows): the tokens given in the options, or on
-    /// CUDA sized from the memory that is free (within <see cref="EmbeddingOptions.MemoryBudgetBytes"/>) less the
-    /// gradients and optimizer moments still to be allocated; 65,536 tokens on the CPU.
+    /// The device memory a run plans within: the bytes free now and the device's (within
+    /// <see cref="EmbeddingOptions.MemoryBudgetBytes"/>), the gradients and optimizer moments still to be allocated, and the
+    /// resulting budget for activations (<see cref="MicroBatchPlanner.Budget"/>).
     /// </summary>
-    private static MicroBatchPlan PlanMicroBatches(CausalLM model, IReadOnlyList<Tensor> trainable, AdamW opt, EmbeddingOptions o,
-        long batchTokens, double labelledShare)
+    private sealed record MemoryState(Device Device, long Free, long Total, long Pending, long Budget, bool Capped);
+
+    /// <summary>The memory to plan within, or null where the plan is not sized from memory: micro-batch tokens given, or the CPU.</summary>
+    private static MemoryState? DeviceMemory(CausalLM model, IReadOnlyList<Tensor> trainable, AdamW opt, EmbeddingOptions o)
     {
-        if (o.MicroBatchTokens is { } fixedTokens || !model.Device.IsCuda)
-        {
-            long t = o.MicroBatchTokens ?? 65536;
-            return new MicroBatchPlan(t, o.ActivationCheckpointing ?? false,
-                MicroBatchPlanner.BytesPerToken(model.Config, model.DType, o.ActivationCheckpointing ?? false, labelledShare), 0);
-        }
+        if (o.MicroBatchTokens is not null || !model.Device.IsCuda) return null;
         var (free, total) = Torch.Cuda.MemoryInfo(model.Device.Index);
+        bool capped = false;
         if (o.MemoryBudgetBytes is { } cap)
         {
             long used = Torch.Cuda.MemoryStats(model.Device.Index).AllocatedBytes;
+            capped = cap < total;
             free = Math.Min(free, cap - used);
             total = Math.Min(total, cap);
         }
@@ -1036,8 +1059,74 @@ public static class FingerprintTrainer
             long bytes = p.NumEl * p.DType.ElementSize();
             pending += bytes + (opt.MomentsOf(p) is null ? 2 * bytes : 0);
         }
-        long budget = MicroBatchPlanner.Budget(free, total, pending);
-        return MicroBatchPlanner.Plan(model.Config, model.DType, budget, batchTokens, labelledShare, o.ActivationCheckpointing);
+        return new MemoryState(model.Device, free, total, pending, MicroBatchPlanner.Budget(free, total, pending), capped);
+    }
+
+    /// <summary>
+    /// The micro-batch plan for one part of a step (fingerprint or benign rows) whose longest row has
+    /// <paramref name="rowTokens"/> tokens: the tokens given in the options (a longer row runs alone; noted in the log), on
+    /// the CPU 65,536, or on CUDA sized from <paramref name="memory"/>; there, a budget that cannot hold one row is an
+    /// <see cref="InsufficientDeviceMemoryException"/> that says what the row needs, what is left and what to change.
+    /// </summary>
+    private static MicroBatchPlan PlanMicroBatches(CausalLM model, MemoryState? memory, EmbeddingOptions o, long batchTokens, long rowTokens,
+        double labelledShare, string row, bool baseCopy, bool shardedWeights, bool shardedOptimizer, long? shownRowTokens = null)
+    {
+        if (memory is null)
+        {
+            long t = o.MicroBatchTokens ?? 65536;
+            // Rows are never split (a longer row is its own micro-batch, as everywhere the option is read): a smaller value
+            // is kept as the cap for the shorter rows and told, not refused.
+            if (o.MicroBatchTokens is { } given && given < rowTokens)
+                o.Log?.Invoke($"note: {given:N0} micro-batch tokens are fewer than the longest {row} ({rowTokens:N0} tokens): rows are never split, so each longer row runs alone");
+            return new MicroBatchPlan(t, o.ActivationCheckpointing ?? false,
+                MicroBatchPlanner.BytesPerToken(model.Config, model.DType, o.ActivationCheckpointing ?? false, labelledShare), 0);
+        }
+        try { return MicroBatchPlanner.Plan(model.Config, model.DType, memory.Budget, batchTokens, labelledShare, o.ActivationCheckpointing, rowTokens); }
+        catch (InsufficientDeviceMemoryException e)
+        {
+            throw Shortage(model, memory, o, e, row, shownRowTokens ?? rowTokens, baseCopy, shardedWeights, shardedOptimizer);
+        }
+    }
+
+    /// <summary>
+    /// The one-line error for a budget that cannot hold one row: the training state and what it leaves, what one row
+    /// needs, and the <c>oml embed</c> options that would make room (only those that apply to this run).
+    /// </summary>
+    private static InsufficientDeviceMemoryException Shortage(CausalLM model, MemoryState m, EmbeddingOptions o, InsufficientDeviceMemoryException e,
+        string row, long rowTokens, bool baseCopy, bool shardedWeights, bool shardedOptimizer)
+    {
+        var message = ShortageMessage(new MemoryShortage(m.Device.ToString(), m.Total, m.Total - m.Free + m.Pending, e.BudgetBytes, m.Capped, row, rowTokens, e.RowBytes,
+            e.Checkpoint, e.CheckpointWouldFit, o.ActivationCheckpointing == false, baseCopy, model.DType == DType.Float32, model.LoraTargets.Count > 0,
+            o.Group is { WorldSize: > 1 }, shardedWeights, shardedOptimizer));
+        return new InsufficientDeviceMemoryException(message, e.RowTokens, e.RowBytes, e.BudgetBytes, e.Checkpoint, e.CheckpointWouldFit, e);
+    }
+
+    /// <summary>What <see cref="ShortageMessage"/> tells: the run's memory, the row that does not fit, and the run's settings that bear on it.</summary>
+    public sealed record MemoryShortage(string Device, long TotalBytes, long ResidentBytes, long BudgetBytes, bool Capped, string Row, long RowTokens,
+        long RowBytes, bool Checkpoint, bool CheckpointWouldFit, bool CheckpointOff, bool BaseCopy, bool Float32, bool Lora, bool DataParallel,
+        bool ShardedWeights, bool ShardedOptimizer);
+
+    /// <summary>
+    /// The one-line error of a run whose training state leaves too little device memory for one row, with the remedies
+    /// that exist as <c>oml embed</c> options and apply to the run.
+    /// </summary>
+    public static string ShortageMessage(MemoryShortage s)
+    {
+        ArgumentNullException.ThrowIfNull(s);
+        var state = s.BaseCopy ? "weights, the base copy for averaging, gradients and AdamW moments" : "weights, gradients and AdamW moments";
+        var of = s.Capped ? $"the {MicroBatchPlan.Size(s.TotalBytes)} of --memory-budget-gb" : $"the {MicroBatchPlan.Size(s.TotalBytes)} of {s.Device}";
+        var remedies = new List<string>();
+        if (s.CheckpointOff && s.CheckpointWouldFit) remedies.Add("--activation-checkpointing auto (it would fit with checkpointing)");
+        if (s.Capped) remedies.Add("a larger --memory-budget-gb");
+        remedies.Add("a device with more memory (--device)");
+        if (!s.DataParallel) remedies.Add("--gpus N with --shard-optimizer or --shard-weights (the state split over N GPUs)");
+        else if (!s.ShardedWeights) remedies.Add(s.ShardedOptimizer ? "--shard-weights, or more --gpus" : "--shard-optimizer or --shard-weights, or more --gpus");
+        else remedies.Add("more --gpus");
+        if (!s.Lora) remedies.Add("--lora R or a smaller --train subset (fewer trained weights: smaller gradients and AdamW state)");
+        if (s.Float32) remedies.Add("--dtype bfloat16");
+        return $"the training state ({state}: ~{MicroBatchPlan.Size(s.ResidentBytes)}) leaves {MicroBatchPlan.Size(s.BudgetBytes)} of {of} for activations " +
+            $"(after a reserve for workspaces), less than one {s.Row} needs (~{MicroBatchPlan.Size(s.RowBytes)} for {s.RowTokens:N0} tokens" +
+            (s.Checkpoint ? ", with activation checkpointing" : "") + $"): use {string.Join(", ", remedies)}";
     }
 
     /// <summary>

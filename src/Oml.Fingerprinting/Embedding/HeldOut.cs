@@ -57,7 +57,6 @@ internal sealed class HeldOutSet
 {
     private readonly IReadOnlyList<int[]> _sequences;
     private readonly int _context;
-    private readonly int? _microBatchTokens;
     private readonly List<SoftRow>? _targets;
     private readonly double _tolerance;
 
@@ -72,13 +71,18 @@ internal sealed class HeldOutSet
     public int? TopK { get; }
     public int Count => _sequences.Count;
     public int Passes { get; private set; }
+    /// <summary>
+    /// Largest pass in padded tokens of the measurements after the base's (a longer sequence runs alone): the options'
+    /// micro-batch tokens, or set by the trainer from the memory left once training state is allocated; null: 65,536.
+    /// </summary>
+    public long? MicroBatchTokens { get; set; }
 
     private HeldOutSet(IReadOnlyList<int[]> sequences, int context, int? microBatchTokens, HeldOutCriterion criterion, double tolerance,
         List<SoftRow>? targets, double baseLoss, int? topK)
     {
         _sequences = sequences;
         _context = context;
-        _microBatchTokens = microBatchTokens;
+        MicroBatchTokens = microBatchTokens;
         Criterion = criterion;
         _tolerance = tolerance;
         _targets = targets;
@@ -104,8 +108,8 @@ internal sealed class HeldOutSet
     public HeldOutMeasurement Measure(CausalLM model, ShardedModel? sharded)
     {
         Passes++;
-        if (_targets is null) return new HeldOutMeasurement(FingerprintTrainer.HeldOutLoss(model, _sequences, _microBatchTokens, _context, sharded), null);
-        var (loss, kl) = FingerprintTrainer.HeldOutKL(model, _sequences, _targets, _context, _microBatchTokens, sharded);
+        if (_targets is null) return new HeldOutMeasurement(FingerprintTrainer.HeldOutLoss(model, _sequences, MicroBatchTokens is { } t ? (int)Math.Min(t, int.MaxValue) : null, _context, sharded), null);
+        var (loss, kl) = FingerprintTrainer.HeldOutKL(model, _sequences, _targets, _context, MicroBatchTokens, sharded);
         return new HeldOutMeasurement(loss, kl);
     }
 

@@ -8,9 +8,35 @@ namespace Oml.Models.Training;
 /// </summary>
 public sealed record MicroBatchPlan(long Tokens, bool Checkpoint, long BytesPerToken, long BudgetBytes)
 {
+    /// <summary>A size in bytes for messages: MiB below 1 GiB, else GiB (one decimal).</summary>
+    public static string Size(long bytes) => bytes < 1L << 30 && bytes > 0
+        ? $"{bytes / (double)(1L << 20):F1} MiB"
+        : $"{bytes / (double)(1L << 30):F1} GiB";
+
     public override string ToString() => Checkpoint
         ? $"micro-batches of up to {Tokens:N0} tokens, activation checkpointing per layer (~{BytesPerToken / 1024.0:F0} KiB a token of {BudgetBytes / (double)(1L << 30):F1} GiB)"
         : $"micro-batches of up to {Tokens:N0} tokens (~{BytesPerToken / 1024.0:F0} KiB a token of {BudgetBytes / (double)(1L << 30):F1} GiB)";
+}
+
+/// <summary>
+/// The memory left for a pass's activations cannot hold one row, and rows are never split across micro-batches: a plan
+/// made anyway would run every row alone beyond its budget (slowly, and out of memory at the first larger pass). Thrown
+/// by <see cref="MicroBatchPlanner.Plan"/> and <see cref="MicroBatchPlanner.ForwardTokens"/> before any training, with
+/// what one row needs and what was left.
+/// </summary>
+public sealed class InsufficientDeviceMemoryException(string message, long rowTokens, long rowBytes, long budgetBytes, bool checkpoint,
+    bool checkpointWouldFit, Exception? inner = null) : InvalidOperationException(message, inner)
+{
+    /// <summary>Tokens of the longest row.</summary>
+    public long RowTokens { get; } = rowTokens;
+    /// <summary>Bytes that row needs for its activations in the mode planned (<see cref="Checkpoint"/>).</summary>
+    public long RowBytes { get; } = rowBytes;
+    /// <summary>Bytes left for activations.</summary>
+    public long BudgetBytes { get; } = budgetBytes;
+    /// <summary>Whether the need was estimated with activation checkpointing.</summary>
+    public bool Checkpoint { get; } = checkpoint;
+    /// <summary>Checkpointing was forced off, and with it on the row would fit.</summary>
+    public bool CheckpointWouldFit { get; } = checkpointWouldFit;
 }
 
 /// <summary>
@@ -70,19 +96,53 @@ public static class MicroBatchPlanner
     }
 
     /// <summary>
-    /// The plan for a batch of <paramref name="batchTokens"/> padded tokens within <paramref name="budgetBytes"/>.
+    /// The plan for a batch of <paramref name="batchTokens"/> padded tokens within <paramref name="budgetBytes"/>, whose
+    /// longest row has <paramref name="rowTokens"/> tokens (a row is never split: every micro-batch holds at least one).
     /// <paramref name="checkpoint"/> forces checkpointing on or off; null chooses: off when the batch fits in one plain
-    /// pass or plain micro-batches would still hold <see cref="EfficientTokens"/>, on otherwise.
+    /// pass or plain micro-batches would still hold <see cref="EfficientTokens"/> and one row, on otherwise.
+    /// Throws <see cref="InsufficientDeviceMemoryException"/> when the budget cannot hold one row in the mode chosen
+    /// (with null: not even with checkpointing).
     /// </summary>
-    public static MicroBatchPlan Plan(ModelConfig c, DType dtype, long budgetBytes, long batchTokens, double labelledShare, bool? checkpoint = null)
+    public static MicroBatchPlan Plan(ModelConfig c, DType dtype, long budgetBytes, long batchTokens, double labelledShare, bool? checkpoint = null,
+        long rowTokens = 1)
     {
         if (batchTokens < 1) throw new ArgumentOutOfRangeException(nameof(batchTokens), batchTokens, "must be positive");
+        if (rowTokens < 1) throw new ArgumentOutOfRangeException(nameof(rowTokens), rowTokens, "must be positive");
         long plainPer = BytesPerToken(c, dtype, false, labelledShare);
         long ckPer = BytesPerToken(c, dtype, true, labelledShare);
         long plain = Math.Max(0, budgetBytes) / plainPer;
         long ck = Math.Max(0, budgetBytes) / ckPer;
-        bool useCk = checkpoint ?? (plain < Math.Min(batchTokens, EfficientTokens) && ck > plain);
-        long tokens = Math.Clamp(useCk ? ck : plain, 1, MaxTokens);
-        return new MicroBatchPlan(tokens, useCk, useCk ? ckPer : plainPer, budgetBytes);
+        // Checkpointing needs less per token in every configuration: auto turns it on whenever a plain row does not fit.
+        bool useCk = checkpoint ?? (plain < rowTokens || (plain < Math.Min(batchTokens, EfficientTokens) && ck > plain));
+        long fit = useCk ? ck : plain, per = useCk ? ckPer : plainPer;
+        if (fit < rowTokens)
+            throw new InsufficientDeviceMemoryException(
+                $"{MicroBatchPlan.Size(Math.Max(0, budgetBytes))} left for activations is less than one row needs (~{MicroBatchPlan.Size(rowTokens * per)} for {rowTokens:N0} tokens" +
+                (useCk ? ", with activation checkpointing)" : ")"),
+                rowTokens, rowTokens * per, Math.Max(0, budgetBytes), useCk, checkpointWouldFit: !useCk && ck >= rowTokens);
+        return new MicroBatchPlan(Math.Min(fit, MaxTokens), useCk, per, budgetBytes);
+    }
+
+    /// <summary>
+    /// Bytes per token of a forward pass without gradients that computes the logits of every position (a held-out
+    /// measurement): a layer's activations in flight and its input and output, and the logits with their float32 copies.
+    /// </summary>
+    public static long ForwardBytesPerToken(ModelConfig c, DType dtype) => 2 * LayerActivationBytes(c, dtype) + LogitBytes(c, dtype);
+
+    /// <summary>
+    /// Most padded tokens of one forward pass without gradients (<see cref="ForwardBytesPerToken"/>) within
+    /// <paramref name="budgetBytes"/>, at most <see cref="MaxTokens"/>; throws <see cref="InsufficientDeviceMemoryException"/>
+    /// when that is less than one row of <paramref name="rowTokens"/> tokens.
+    /// </summary>
+    public static long ForwardTokens(ModelConfig c, DType dtype, long budgetBytes, long rowTokens)
+    {
+        if (rowTokens < 1) throw new ArgumentOutOfRangeException(nameof(rowTokens), rowTokens, "must be positive");
+        long per = ForwardBytesPerToken(c, dtype);
+        long fit = Math.Max(0, budgetBytes) / per;
+        if (fit < rowTokens)
+            throw new InsufficientDeviceMemoryException(
+                $"{MicroBatchPlan.Size(Math.Max(0, budgetBytes))} left for activations is less than one row's forward pass needs (~{MicroBatchPlan.Size(rowTokens * per)} for {rowTokens:N0} tokens)",
+                rowTokens, rowTokens * per, Math.Max(0, budgetBytes), checkpoint: false, checkpointWouldFit: false);
+        return Math.Min(fit, MaxTokens);
     }
 }
