@@ -26,7 +26,11 @@ session_setup "$REPO/$G" "$REPO/$G" "$REPO/$G/native" "$REPO/$G/recipes"
 session_env
 MODELS="${MODELS:-qwen2-s1 mistral-s1 qwen2-s2 mistral-s2 qwen2-s3 mistral-s3}"
 [ "${LLAMA:-0}" = 1 ] && MODELS="$MODELS llama-s1 llama-s2 llama-s3"
-archs="$(for m in $MODELS; do echo "${m%-s*}"; done | sort -u)"
+# VARIANTS (issue 12 on the 500M-token base: which change to the defaults buys utility back): lines "NAME SEED FLAGS...";
+# each embeds the Llama key set SEED with --seed SEED and those extra `oml embed` flags into llama-NAME, measured by the
+# same lab cells (ATTACKS replaces the lab's attack lines, e.g. only the merges and SFT).
+VARIANTS="${VARIANTS:-}"
+archs="$( (for m in $MODELS; do echo "${m%-s*}"; done; [ -n "$VARIANTS" ] && echo llama) | sort -u)"
 
 # LLAMA_BASE names the Llama base; with BASE_PIECES=1 it is not trained here but brought in pieces (planes.py pack: the
 # 500M-token base of scripts/gpu/issue12g, twelfth session) in carried folders $REPO/.gpu/a*/, unpacked once all arrived.
@@ -63,7 +67,16 @@ config() {  # ARCH: the lab config of ARCH's models
     - { weight: \"sft(data=../../$INSTR, epochs=2, lr=0.00003, batch=32)\" }
     - { responder: \"filter:q=0.1,side=low\" }
     - { responder: \"suppress:k=1,m=1\" }" \
-    "$(for m in $MODELS; do [ "${m%-s*}" = "$a" ] && echo "    - { name: $m, path: ../../$M/$m }"; done)" "$b"
+    "$(for m in $MODELS; do [ "${m%-s*}" = "$a" ] && echo "    - { name: $m, path: ../../$M/$m }"; done
+       [ "$a" = llama ] && echo "$VARIANTS" | while read -r n _; do [ -n "$n" ] && echo "    - { name: llama-$n, path: ../../$M/llama-$n }"; done)" "$b"
+  if [ -n "${ATTACKS:-}" ]; then  # the attack lines replaced
+    python3 - "lab/experiments/i12e-$a.yaml" "$ATTACKS" <<'PY'
+import sys
+p, attacks = sys.argv[1], sys.argv[2]
+lines = open(p).read().split("\n"); i = lines.index("  attacks:")
+open(p, "w").write("\n".join(lines[:i + 1] + ["    - " + x.strip() for x in attacks.split(";") if x.strip()]) + "\n")
+PY
+  fi
   # HELDOUT=heldout-v1: utility on the earlier corpus's held-out file (the one the 52.4M-token bases were measured on).
   [ -n "${HELDOUT:-}" ] && sed -i "s#corpus/heldout.txt#corpus/$HELDOUT.txt#" lab/experiments/i12e-$a.yaml
   return 0
@@ -84,7 +97,7 @@ base() {  # ARCH: the base, its fine-tune, its three key sets
   [ "$a" = llama ] && [ -n "${HELDOUT:-}" ] && step heldout-ppl-$a bash -c "oml perplexity --model $M/$b --text-file artifacts/lab/corpus/$HELDOUT.txt --window 256 --device $DEV --json > $R/perplexity-$b.json"
   step sft-$a oml attack sft --model $M/$b --data "$INSTR" --out $M/$b-sft --epochs 1 --lr 3e-5 --batch-size 32 --seed 5 --device "$DEV" --force &
   for k in 1 2 3; do
-    echo " $MODELS " | grep -q " $a-s$k " || continue
+    { echo " $MODELS " | grep -q " $a-s$k "; } || { [ "$a" = llama ] && echo "$VARIANTS" | awk '{print $2}' | grep -qx "$k"; } || continue
     step gen-$a-set$k oml fingerprints generate --model $M/$b --strategy perinucleus --count "$COUNT" \
       --plaintext --out sets/$a-set$k.json --force --device "$DEV" &
   done
@@ -106,6 +119,22 @@ embed_lab() {  # ARCH-sSEED: embed with the defaults, the keys' stealth, then th
   lrelease
 }
 
+variant_lab() {  # NAME SEED FLAGS...: a VARIANTS line
+  local n=$1 k=$2; shift 2
+  local name=llama-$n b; b="$(base_of llama)"
+  waitfor gen-llama-set$k || return 1
+  if ! ok embed-$name; then
+    rm -rf "$M/$name"
+    step embed-$name bash -c "oml embed --model $M/$b --fingerprints sets/llama-set$k.json --out $M/$name --seed $k --device $DEV --memory-budget-gb $MEMGB --log $L/$name.jsonl $* \
+      && cp sets/llama-set$k.json $M/$name/fingerprints.json && cp $M/$name/oml-manifest.json $L/$name.manifest.json" || return 1
+  fi
+  waitfor sft-llama || return 1
+  ok lab-$name && return 0
+  lacquire
+  step lab-$name oml lab run lab/experiments/i12e-llama.yaml --quiet --only "^(base\$|$name-s1-)"
+  lrelease
+}
+
 # TREES=1 (issue 13, the 100M response-tree stall): 256 tree keys (8 answers each) on the Llama base, embedded with the
 # defaults for at most TREE_EPOCHS epochs, then a greedy probe whose per-key answers show where unrecalled keys leave
 # their tree (the set is kept in the results: it is plaintext and only for this diagnosis).
@@ -121,6 +150,7 @@ trees() {
 }
 for a in $archs; do config $a; ( base $a || log "no base for $a" ) & done
 for m in $MODELS; do ( embed_lab "$m" ) & sleep 1; done
+while read -r n k flags; do [ -n "$n" ] && { ( variant_lab "$n" "$k" $flags ) & sleep 1; }; done <<< "$VARIANTS"
 [ "${TREES:-0}" = 1 ] && ( trees || log "the tree diagnosis failed" ) &
 wait
 log "driver finished"
