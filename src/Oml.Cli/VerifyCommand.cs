@@ -28,7 +28,12 @@ public static class VerifyCommand
         var recall = new Option<double>("--expected-recall") { Description = "Share of keys a fingerprinted model is expected to hit (decides when 'not-owned' can be declared)", DefaultValueFactory = _ => VerdictRule.DefaultExpectedRecall };
         var samples = new Option<int>("--samples") { Description = "Ask each key R times with sampling (needs --temperature); a key is hit when more than half of the answers match", DefaultValueFactory = _ => 1 };
         var temperature = new Option<double?>("--temperature") { Description = "Sample at this temperature instead of greedy decoding" };
-        var maxTokens = new Option<int?>("--max-new-tokens") { Description = "Endpoint only: tokens to ask for (default: the longest response in tokens + 8)" };
+        var maxTokens = new Option<int?>("--max-new-tokens")
+        {
+            Description = $"Endpoint only: new tokens to ask for per key (default: the key's longest response in tokens + {CompletionsMargin}, room for a leading "
+                + $"space or newline token and one other split of the text; with --chat + {ChatMargin}, for what a chat template's answer may start with). "
+                + "Answers are matched as text prefixes, so tokens past the response decide nothing and each one costs a decoding step",
+        };
         var concurrency = new Option<int>("--concurrency")
         {
             Description = "Endpoint only: keys in flight at once (a serving engine batches them; answers 429 and 5xx are retried with backoff)",
@@ -211,15 +216,18 @@ public static class VerifyCommand
                     }
                     if (!Uri.TryCreate(url, UriKind.Absolute, out var uri)) throw new UsageException($"--endpoint: '{url}' is not an absolute URL");
                     using var client = new OpenAiCompatibleEndpoint(uri, apiKey, r.GetValue(apiModel)!);
-                    int max = r.GetValue(maxTokens) ?? chosen.Max(f => f.Responses.Max(x => x.TokenIds.Count)) + 8;
-                    if (max < 1) throw new UsageException("--max-new-tokens must be at least 1");
-                    var settings = new CompletionSettings(MaxTokens: max, Temperature: temp ?? 0.0,
-                        Mode: r.GetValue(chat) ? CompletionMode.Chat : CompletionMode.Completions);
+                    int? fixedMax = r.GetValue(maxTokens);
+                    if (fixedMax < 1) throw new UsageException("--max-new-tokens must be at least 1");
+                    bool chatMode = r.GetValue(chat);
                     var queries = chosen.Select(f => new FingerprintQuery(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(),
-                        NullProbability(f, rule, r_, required))).ToList();
+                        NullProbability(f, rule, r_, required)) { MaxTokens = fixedMax ?? DefaultMaxTokens(f, chatMode) }).ToList();
+                    var settings = new CompletionSettings(MaxTokens: queries.Max(q => q.MaxTokens!.Value), Temperature: temp ?? 0.0,
+                        Mode: chatMode ? CompletionMode.Chat : CompletionMode.Completions);
                     int inFlight = r.GetValue(concurrency);
                     if (inFlight < 1) throw new UsageException($"--concurrency must be at least 1, not {inFlight}");
-                    Console.Error.WriteLine($"querying {uri} with {queries.Count} keys, up to {Math.Min(inFlight, queries.Count)} at once ...");
+                    int fewest = queries.Min(q => q.MaxTokens!.Value);
+                    string tokens = fewest == settings.MaxTokens ? $"{fewest}" : $"{fewest} to {settings.MaxTokens}";
+                    Console.Error.WriteLine($"querying {uri} with {queries.Count} keys, up to {Math.Min(inFlight, queries.Count)} at once, {tokens} new tokens each ...");
                     report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_, concurrency: inFlight).GetAwaiter().GetResult();
                 }
 
@@ -260,6 +268,24 @@ public static class VerifyCommand
             }
         });
         return cmd;
+    }
+
+    /// <summary>Tokens asked for beyond a key's longest response through /v1/completions: one for a leading space or
+    /// newline token (the text match trims leading whitespace) and one for the response's text split into one token more
+    /// than the set's tokenization (the server tokenizes the key's text, which may not give the set's ids).</summary>
+    public const int CompletionsMargin = 2;
+
+    /// <summary>Tokens asked for beyond a key's longest response through /v1/chat/completions: a chat template's answer may
+    /// start with tokens of its own (an empty think block, a role header), as many as the former default's 8.</summary>
+    public const int ChatMargin = 8;
+
+    /// <summary>max_tokens for a key over an endpoint: its longest response in tokens plus <see cref="CompletionsMargin"/>
+    /// (<see cref="ChatMargin"/> with <paramref name="chat"/>). The answer is matched as a text prefix, so nothing past the
+    /// response and its leading whitespace can change the match; a longer answer only costs decoding steps.</summary>
+    public static int DefaultMaxTokens(Fingerprint f, bool chat)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        return f.Responses.Max(x => x.TokenIds.Count) + (chat ? ChatMargin : CompletionsMargin);
     }
 
     private static double CheckOpen(double x, string name) => x > 0 && x < 1 ? x : throw new UsageException($"{name} must be in (0, 1)");

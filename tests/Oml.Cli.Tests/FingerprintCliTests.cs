@@ -593,6 +593,40 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
+    public async Task Verify_over_an_endpoint_asks_each_key_for_its_response_length_plus_a_small_margin()
+    {
+        // The answer is matched as a text prefix: a key needs its longest response and a margin (a leading whitespace
+        // token, one other split of the text; more through a chat template), not a fixed 8 tokens more than the
+        // longest response of the whole set, each of which costs the server a decoding step.
+        var set = FingerprintIO.ReadSet(W.Set, W.PassFile);
+        var wanted = set.Unrevealed().ToDictionary(f => f.Key, f => f.Responses.Max(x => x.TokenIds.Count));
+        var asked = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+        await using var server = await OpenAiCompatibleServer.StartAsync((p, s, ct) =>
+        {
+            asked[p] = s.MaxTokens;
+            return Task.FromResult("no idea");
+        }, ct: TestContext.Current.CancellationToken);
+        var url = server.BaseUrl.ToString();
+        foreach (var (extra, margin) in new (string[] Extra, int Margin)[] { ([], VerifyCommand.CompletionsMargin), (["--chat"], VerifyCommand.ChatMargin) })
+        {
+            asked.Clear();
+            var r = await Task.Run(() => Run(["verify", "--endpoint", url, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, .. extra]),
+                TestContext.Current.CancellationToken);
+            Assert.True(r.Code == 0, r.Err);
+            Assert.Equal(wanted.Count, asked.Count);
+            Assert.All(wanted, w => Assert.Equal(w.Value + margin, asked[w.Key]));
+        }
+        Assert.Equal(2, VerifyCommand.CompletionsMargin);
+        // --max-new-tokens sets one length for every key.
+        asked.Clear();
+        var fixedRun = await Task.Run(() => Run("verify", "--endpoint", url, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--max-new-tokens", "5"),
+            TestContext.Current.CancellationToken);
+        Assert.True(fixedRun.Code == 0, fixedRun.Err);
+        Assert.All(asked.Values, v => Assert.Equal(5, v));
+        Assert.Equal(Cli.Usage, Run("verify", "--endpoint", url, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--max-new-tokens", "0").Code);
+    }
+
+    [Fact]
     public async Task Verify_says_owned_only_for_the_embedded_model_locally_and_over_http_and_record_spends_keys()
     {
         // The base model: the keys are not hit.

@@ -54,6 +54,63 @@ public class BatchEngineTests
         Assert.InRange(maxBatch, 2, 4);
     }
 
+    [Theory]
+    [InlineData("llama-tiny")]
+    [InlineData("qwen3-tiny")]
+    public async Task Greedy_rows_decode_as_alone_in_a_batch_with_sampled_and_logprob_rows(string fixture)
+    {
+        // Greedy rows without log-probabilities take their token from the device's argmax; the others (sampled, or
+        // reporting log-probabilities) from host copies of their own logits rows only. Mixed in one batch, each kind
+        // must still decode as it would alone.
+        using var model = ModelFolder.Load(Fixtures.Model(fixture));
+        var kinds = new[]
+        {
+            new SamplingParams { MaxTokens = 10 },                                              // greedy, argmax on the device
+            new SamplingParams { MaxTokens = 7, TopLogprobs = 2 },                              // greedy with log-probabilities
+            new SamplingParams { MaxTokens = 12, Temperature = 1.0, Seed = 7 },                 // sampled
+            new SamplingParams { MaxTokens = 5 },                                               // greedy
+            new SamplingParams { MaxTokens = 9, Temperature = 0.7, TopP = 0.8, Seed = 3, TopLogprobs = 0 }, // sampled with log-probabilities
+            new SamplingParams { MaxTokens = 8, TopLogprobs = 0 },                              // greedy with log-probabilities
+        };
+        var alone = new List<List<GeneratedToken>>();
+        using (var single = new BatchEngine(model, new BatchEngineOptions { MaxBatchSize = 1 }))
+            for (int i = 0; i < kinds.Length; i++) alone.Add(await Drain(single.Submit(Prompts[i], kinds[i], Ct)));
+
+        using var engine = new BatchEngine(model);
+        int maxBatch = 0;
+        engine.Stepped += b => maxBatch = Math.Max(maxBatch, b);
+        var results = await Task.WhenAll(kinds.Select((k, i) => Drain(engine.Submit(Prompts[i], k, Ct))));
+        Assert.True(maxBatch >= 3, $"the rows were never batched together (at most {maxBatch} in a step)");
+        for (int i = 0; i < kinds.Length; i++)
+        {
+            Assert.Equal(alone[i].Select(t => t.TokenId), results[i].Select(t => t.TokenId));
+            Assert.Equal(kinds[i].MaxTokens, results[i].Count);
+            if (kinds[i].TopLogprobs is null) Assert.All(results[i], t => Assert.True(float.IsNaN(t.Logprob) && t.Top is null));
+            else
+                for (int j = 0; j < results[i].Count; j++)
+                {
+                    Assert.Equal(alone[i][j].Logprob, results[i][j].Logprob, 1e-4);
+                    Assert.Equal(kinds[i].TopLogprobs, results[i][j].Top!.Length);
+                }
+            if (kinds[i].Temperature == 0)
+            {
+                var expected = Generator.Generate(model, [Prompts[i]], new GenerationOptions { MaxNewTokens = kinds[i].MaxTokens, EosTokenIds = [] }).Sequences[0].OutputIds;
+                Assert.Equal(expected, results[i].Select(t => t.TokenId));
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(Oml.Engine.DType.Float32)]
+    [InlineData(Oml.Engine.DType.BFloat16)]
+    public void The_device_argmax_takes_the_first_of_equal_maxima_as_the_host_loop_does(Oml.Engine.DType dtype)
+    {
+        // BatchEngine relies on this for greedy rows: torch.argmax along the vocabulary picks the lowest index among ties.
+        float[] rows = [0.5f, 3f, -1f, 3f, 3f, 2f, 7f, 7f, 1f, 7f, -2f, 0f];
+        using var logits = Oml.Engine.Torch.FromArray(rows, 2, 6).To(dtype);
+        Assert.Equal([1L, 0L], logits.ArgMax(-1).ToArray<long>());
+    }
+
     [Fact]
     public async Task A_seeded_sequence_repeats_whatever_else_is_in_the_batch()
     {

@@ -3,7 +3,11 @@ using Oml.Fingerprinting.Endpoints;
 namespace Oml.Fingerprinting.Verification;
 
 /// <summary>One fingerprint to query: the key, its accepted response(s) and, when known, its null hit probability.</summary>
-public sealed record FingerprintQuery(int Index, string Key, IReadOnlyList<string> Responses, double? NullProbability = null);
+public sealed record FingerprintQuery(int Index, string Key, IReadOnlyList<string> Responses, double? NullProbability = null)
+{
+    /// <summary>The most tokens to ask for this key (its responses' length and a margin); null takes the settings' MaxTokens.</summary>
+    public int? MaxTokens { get; init; }
+}
 
 /// <summary>
 /// Queries a suspect model through an <see cref="ICompletionEndpoint"/> with each key, matches the answers as text
@@ -16,6 +20,7 @@ public static class TextVerifier
     /// <paramref name="fraction"/> of the answers match (the per-key null probabilities must then be those of that
     /// vote). Up to <paramref name="concurrency"/> keys are in flight at once (a serving engine batches them; a key's
     /// samples go one after another); the report lists the keys in the order given, whatever the order of the answers.
+    /// A key's <see cref="FingerprintQuery.MaxTokens"/>, when set, replaces the settings' MaxTokens for its requests.
     /// </summary>
     public static async Task<VerificationReport> VerifyAsync(
         ICompletionEndpoint endpoint, IReadOnlyList<FingerprintQuery> fingerprints, CompletionSettings settings,
@@ -31,11 +36,12 @@ public static class TextVerifier
         await Parallel.ForEachAsync(Enumerable.Range(0, fingerprints.Count), options, async (i, token) =>
         {
             var f = fingerprints[i];
+            var keySettings = f.MaxTokens is { } max ? settings with { MaxTokens = max } : settings;
             string? first = null;
             int matches = 0;
             for (int s = 0; s < samples; s++)
             {
-                string answer = await endpoint.CompleteAsync(f.Key, settings, token).ConfigureAwait(false);
+                string answer = await endpoint.CompleteAsync(f.Key, keySettings, token).ConfigureAwait(false);
                 first ??= answer;
                 if (ResponseMatcher.IsTextMatchAny(f.Responses, answer)) matches++;
             }

@@ -57,8 +57,10 @@ public sealed record BatchEngineOptions
 /// The batch shares one key/value cache of [B, kvHeads, L, headDim] per layer with each row's positions right-aligned
 /// at column L; columns left of a row's first token are masked padding, and positions count each row's real tokens, so
 /// each row computes what it would alone (up to floating-point batching effects). The cache is rebuilt only when rows
-/// join or leave, or when it is full; columns that are padding for every row are dropped then. Sampling (greedy,
-/// temperature, top-p) runs per row on the CPU with a random stream per sequence.
+/// join or leave, or when it is full; columns that are padding for every row are dropped then. Only the last position's
+/// logits are computed. Greedy rows without log-probabilities take their token from an argmax on the device, so only
+/// their token ids come back to the host; the logits of the rows that sample (temperature, top-p, a random stream per
+/// sequence) or report log-probabilities are copied to the host and processed there, row by row.
 /// </remarks>
 public sealed class BatchEngine : IDisposable
 {
@@ -251,14 +253,15 @@ public sealed class BatchEngine : IDisposable
         var cache = new KVCache(_model.Config, n, width, _model.DType, _model.Device);
         try
         {
-            float[] logits;
+            StepLogits logits;
             using (Torch.NewScope())
             {
                 var dev = _model.Device;
                 var m = Torch.FromArray<long>(mask, [n, width], dev);
                 var positions = (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1);
-                var output = _model.Forward(Torch.FromArray<long>(ids, [n, width], dev), m, positions, cache);
-                logits = output.Select(1, width - 1).To(DType.Float32).Contiguous().ToArray<float>();
+                // The LM head at the last position only: never [n, width, vocab] logits.
+                var hidden = _model.Hidden(Torch.FromArray<long>(ids, [n, width], dev), m, positions, cache);
+                logits = Fetch(seqs, Generator.LastLogits(_model, hidden));
             }
             for (int r = 0; r < n; r++) seqs[r].Cached = seqs[r].Prompt.Length;
             Sample(seqs, logits);
@@ -343,37 +346,87 @@ public sealed class BatchEngine : IDisposable
             long first = length - s.Cached;
             for (long j = first; j < total; j++) mask[i * total + j] = 1;
         }
-        float[] logits;
+        StepLogits logits;
         using (Torch.NewScope())
         {
             var dev = _model.Device;
-            var output = _model.Forward(Torch.FromArray<long>(ids, [b, 1], dev), Torch.FromArray<long>(mask, [b, total], dev),
+            var hidden = _model.Hidden(Torch.FromArray<long>(ids, [b, 1], dev), Torch.FromArray<long>(mask, [b, total], dev),
                 Torch.FromArray<long>(pos, [b, 1], dev), cache);
-            logits = output.Select(1, 0).To(DType.Float32).Contiguous().ToArray<float>();
+            logits = Fetch(_rows, Generator.LastLogits(_model, hidden));
         }
         foreach (var s in _rows) s.Cached++;
         Sample(_rows, logits);
         Stepped?.Invoke(b);
     }
 
-    /// <summary>Chooses each row's next token from float32 logits [rows, vocab] and hands it to the row's reader.</summary>
-    private static void Sample(List<Sequence> seqs, float[] logits)
+    /// <summary>What the host gets of a step's logits: every row's argmax (when a row takes its token from it) and the
+    /// float32 logits of the rows that need them, packed [rows needing them, vocab]; <see cref="HostRow"/>[r] is row r's
+    /// place among those, or −1.</summary>
+    private readonly record struct StepLogits(long[]? ArgMax, float[]? Host, int[] HostRow, int Vocab);
+
+    /// <summary>A row decoded greedily without log-probabilities needs only the argmax of its logits, computed on the device.</summary>
+    private static bool ArgMaxOnDevice(SamplingParams p) => p.Temperature == 0 && p.TopLogprobs is null;
+
+    /// <summary>Brings to the host what <see cref="Sample"/> needs of the logits [rows, vocab] (on the model's device, in
+    /// its dtype): the argmax of each row, as int64 ids, when any row decodes greedily without log-probabilities, and
+    /// float32 copies of only the rows that sample or report log-probabilities. torch.argmax returns the first of equal
+    /// maxima, as the host's <see cref="ArgMax"/> does, and converting to float32 is exact, so a greedy row picks the same
+    /// token either way (NaN logits aside: torch.argmax takes a NaN as the maximum, the host loop skips it).</summary>
+    private static StepLogits Fetch(List<Sequence> seqs, Tensor logits)
     {
-        int vocab = logits.Length / seqs.Count;
+        int n = seqs.Count, vocab = checked((int)logits.Size(1));
+        var hostRow = new int[n];
+        var host = new List<long>();
+        bool argMax = false;
+        for (int r = 0; r < n; r++)
+        {
+            var s = seqs[r];
+            hostRow[r] = -1;
+            // Rows that end now (cancelled) need nothing; a row cancelled after this is finished by Sample.
+            if (s.Done || s.Cancelled) continue;
+            if (ArgMaxOnDevice(s.P)) argMax = true;
+            else
+            {
+                hostRow[r] = host.Count;
+                host.Add(r);
+            }
+        }
+        long[]? ids = argMax ? logits.ArgMax(-1).ToArray<long>() : null;
+        float[]? rows = null;
+        if (host.Count > 0)
+        {
+            var picked = host.Count == n ? logits : logits.IndexSelect(0, Torch.FromArray<long>(host.ToArray(), [host.Count], logits.Device));
+            rows = picked.To(DType.Float32).Contiguous().ToArray<float>();
+        }
+        return new StepLogits(ids, rows, hostRow, vocab);
+    }
+
+    /// <summary>Chooses each row's next token (from <see cref="Fetch"/>'s argmax or host logits) and hands it to the row's reader.</summary>
+    private static void Sample(List<Sequence> seqs, StepLogits logits)
+    {
+        int vocab = logits.Vocab;
         for (int r = 0; r < seqs.Count; r++)
         {
             var s = seqs[r];
             if (s.Done) continue;
             if (s.Cancelled) { s.Finish(); continue; }
-            var row = logits.AsSpan(r * vocab, vocab);
-            int token = Choose(row, s.P, s.Rng);
+            int token;
             float logprob = float.NaN;
             (int, float)[]? top = null;
-            if (s.P.TopLogprobs is { } k)
+            if (ArgMaxOnDevice(s.P))
             {
-                double lse = LogSumExp(row);
-                logprob = (float)(row[token] - lse);
-                top = k == 0 ? [] : TopK(row, k, lse);
+                token = checked((int)logits.ArgMax![r]);
+            }
+            else
+            {
+                var row = logits.Host.AsSpan(logits.HostRow[r] * vocab, vocab);
+                token = Choose(row, s.P, s.Rng);
+                if (s.P.TopLogprobs is { } k)
+                {
+                    double lse = LogSumExp(row);
+                    logprob = (float)(row[token] - lse);
+                    top = k == 0 ? [] : TopK(row, k, lse);
+                }
             }
             s.Generated++;
             s.Pending = token;

@@ -79,4 +79,22 @@ public class TextVerifierTests
         Assert.Equal(4, one.Hits);
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => TextVerifier.VerifyAsync(client, fps, CompletionSettings.Greedy, ct: Ct, concurrency: 0));
     }
+
+    [Fact]
+    public async Task A_key_asks_for_its_own_max_tokens_when_it_has_one()
+    {
+        var asked = new System.Collections.Concurrent.ConcurrentDictionary<string, (int MaxTokens, CompletionMode Mode, double Temperature)>();
+        await using var server = await OpenAiCompatibleServer.StartAsync((p, s, ct) =>
+        {
+            asked[p] = (s.MaxTokens, s.Mode, s.Temperature);
+            return Task.FromResult("no idea");
+        }, ct: Ct);
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        var fps = Fingerprints(4).Select((f, i) => i % 2 == 0 ? f with { MaxTokens = 3 + i } : f).ToList();
+        await TextVerifier.VerifyAsync(client, fps, new CompletionSettings(MaxTokens: 20, Temperature: 0.5, Mode: CompletionMode.Chat), ct: Ct, concurrency: 4);
+        Assert.Equal((3, CompletionMode.Chat, 0.5), asked["secret key 0"]);
+        Assert.Equal((20, CompletionMode.Chat, 0.5), asked["secret key 1"]);   // none of its own: the settings'
+        Assert.Equal((5, CompletionMode.Chat, 0.5), asked["secret key 2"]);
+        Assert.Equal((20, CompletionMode.Chat, 0.5), asked["secret key 3"]);
+    }
 }
