@@ -14,7 +14,7 @@ def cells(snap, exp):
 
 def attack_kind(a):
     if a == "none": return "before"
-    if a.startswith("merge(") and "base-100m-sft" in a: return "merge-ft"
+    if a.startswith("merge(") and "-sft" in a: return "merge-ft"  # with=../BASE-sft: the unrelated fine-tune
     if a.startswith("merge("): return "merge-base"
     if a.startswith("sft(") and "lr=0.00003" in a: return "sft3e-5"
     if a.startswith("sft(") and "lr=0.00001" in a: return "sft1e-5"
