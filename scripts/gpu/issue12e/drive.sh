@@ -96,7 +96,7 @@ base() {  # ARCH: the base, its fine-tune, its three key sets
   cp -f $M/$b/oml-training.json $L/$b.oml-training.json 2>/dev/null
   [ "$a" = llama ] && [ -n "${HELDOUT:-}" ] && step heldout-ppl-$a bash -c "oml perplexity --model $M/$b --text-file artifacts/lab/corpus/$HELDOUT.txt --window 256 --device $DEV --json > $R/perplexity-$b.json"
   step sft-$a oml attack sft --model $M/$b --data "$INSTR" --out $M/$b-sft --epochs 1 --lr 3e-5 --batch-size 32 --seed 5 --device "$DEV" --force &
-  for k in 1 2 3; do
+  for k in $( (printf '1\n2\n3\n'; [ "$a" = llama ] && echo "$VARIANTS" | awk 'NF {print $2}') | sort -un); do
     { echo " $MODELS " | grep -q " $a-s$k "; } || { [ "$a" = llama ] && echo "$VARIANTS" | awk '{print $2}' | grep -qx "$k"; } || continue
     step gen-$a-set$k oml fingerprints generate --model $M/$b --strategy perinucleus --count "$COUNT" \
       --plaintext --out sets/$a-set$k.json --force --device "$DEV" &

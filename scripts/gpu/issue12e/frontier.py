@@ -13,7 +13,9 @@ pts, seen = [], set()
 for snap in snaps:
     for exp in sorted(glob.glob(os.path.join(snap, "results", "i12e-llama"))):
         cells = [json.load(open(p)) for p in glob.glob(os.path.join(exp, "cells", "*.json"))]
-        base = next(c["metrics"] for c in cells if c.get("id") == "base")
+        base = next((c["metrics"] for c in cells if c.get("id") == "base"), None)
+        if base is None:
+            sys.exit(f"frontier.py: {exp} has no base cell")
         for m in sorted({c["labels"]["model"] for c in cells if "model" in c.get("labels", {})}):
             mine = {ls.attack_kind(c["labels"].get("attack", "")): c["metrics"] for c in cells if c.get("labels", {}).get("model") == m}
             if "before" not in mine or m in seen:

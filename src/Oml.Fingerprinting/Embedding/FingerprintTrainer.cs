@@ -581,7 +581,7 @@ public static class FingerprintTrainer
             long longestFp = pairs.Max(p => (long)p.Key.Length + p.Response.Length);
             // Weight sharding always recomputes each layer in the backward pass: plan for checkpointed micro-batches.
             var planOptions = sharded is null ? options : options with { ActivationCheckpointing = true };
-            var memory = DeviceMemory(model, trainable, opt, planOptions);
+            var memory = DeviceMemory(model, trainable, opt, planOptions, Mine);
             var fpPlan = PlanMicroBatches(model, memory, planOptions, widest, longestFp, fpShare, "fingerprint row", needBase, sharded is not null, owner is not null);
             options.Log?.Invoke($"fingerprint rows: {fpPlan}");
             MicroBatchPlan? benignPlan = null;
@@ -1040,26 +1040,43 @@ public static class FingerprintTrainer
     /// </summary>
     private sealed record MemoryState(Device Device, long Free, long Total, long Pending, long Budget, bool Capped);
 
-    /// <summary>The memory to plan within, or null where the plan is not sized from memory: micro-batch tokens given, or the CPU.</summary>
-    private static MemoryState? DeviceMemory(CausalLM model, IReadOnlyList<Tensor> trainable, AdamW opt, EmbeddingOptions o)
+    /// <summary>
+    /// The memory to plan within, or null where the plan is not sized from memory: micro-batch tokens given, or the CPU.
+    /// Free memory counts the blocks PyTorch's caching allocator holds but no tensor uses (left by the base's benign targets
+    /// and held-out passes), which cudaMemGetInfo reports as used. Pending memory is every trainable weight's gradient
+    /// (full-size on every rank during the backward pass) and the AdamW moments not yet allocated of the weights this rank
+    /// steps (<paramref name="mine"/>: with --shard-optimizer, only its own). Under data parallelism every rank plans
+    /// within the smallest budget of the group, so that all ranks run the same passes (sharded weights gather in each).
+    /// </summary>
+    private static MemoryState? DeviceMemory(CausalLM model, IReadOnlyList<Tensor> trainable, AdamW opt, EmbeddingOptions o, Func<int, bool> mine)
     {
         if (o.MicroBatchTokens is not null || !model.Device.IsCuda) return null;
         var (free, total) = Torch.Cuda.MemoryInfo(model.Device.Index);
+        var stats = Torch.Cuda.MemoryStats(model.Device.Index);
+        free += Math.Max(0, stats.ReservedBytes - stats.AllocatedBytes);
         bool capped = false;
         if (o.MemoryBudgetBytes is { } cap)
         {
-            long used = Torch.Cuda.MemoryStats(model.Device.Index).AllocatedBytes;
             capped = cap < total;
-            free = Math.Min(free, cap - used);
+            free = Math.Min(free, cap - stats.AllocatedBytes);
             total = Math.Min(total, cap);
         }
         long pending = 0;
-        foreach (var p in trainable)
+        for (int i = 0; i < trainable.Count; i++)
         {
+            var p = trainable[i];
             long bytes = p.NumEl * p.DType.ElementSize();
-            pending += bytes + (opt.MomentsOf(p) is null ? 2 * bytes : 0);
+            pending += bytes + (mine(i) && opt.MomentsOf(p) is null ? 2 * bytes : 0);
         }
-        return new MemoryState(model.Device, free, total, pending, MicroBatchPlanner.Budget(free, total, pending), capped);
+        long budget = MicroBatchPlanner.Budget(free, total, pending);
+        if (o.Group is { WorldSize: > 1 } g)
+        {
+            using var scope = Torch.NewScope();
+            var t = Torch.FromArray(new[] { budget }, 1).To(model.Device);
+            g.AllReduce(t, Oml.Engine.Distributed.ReduceOp.Min);
+            budget = t.ToArray<long>()[0];
+        }
+        return new MemoryState(model.Device, free, total, pending, budget, capped);
     }
 
     /// <summary>
@@ -1124,6 +1141,7 @@ public static class FingerprintTrainer
         else remedies.Add("more --gpus");
         if (!s.Lora) remedies.Add("--lora R or a smaller --train subset (fewer trained weights: smaller gradients and AdamW state)");
         if (s.Float32) remedies.Add("--dtype bfloat16");
+        remedies.Add("or --micro-batch-tokens N to plan without this estimate (it keeps a margin; a row that does not fit then runs out of memory)");
         return $"the training state ({state}: ~{MicroBatchPlan.Size(s.ResidentBytes)}) leaves {MicroBatchPlan.Size(s.BudgetBytes)} of {of} for activations " +
             $"(after a reserve for workspaces), less than one {s.Row} needs (~{MicroBatchPlan.Size(s.RowBytes)} for {s.RowTokens:N0} tokens" +
             (s.Checkpoint ? ", with activation checkpointing" : "") + $"): use {string.Join(", ", remedies)}";

@@ -82,6 +82,24 @@ public static class ResponseMatcher
     }
 
     /// <summary>
+    /// Whether a text answer cut off by its token limit could still become a match with more tokens: after trimming leading
+    /// whitespace from both, it is a proper prefix of some accepted response (an answer of whitespace only is a prefix of
+    /// every response). Such an answer decides nothing; any other non-matching answer is a miss however long it grows.
+    /// </summary>
+    public static bool IsUndecidedText(IEnumerable<string> expected, string answer)
+    {
+        ArgumentNullException.ThrowIfNull(expected);
+        ArgumentNullException.ThrowIfNull(answer);
+        var a = answer.AsSpan().TrimStart();
+        foreach (var e in expected)
+        {
+            var t = e.AsSpan().TrimStart();
+            if (a.Length < t.Length && t.StartsWith(a, StringComparison.Ordinal)) return true;
+        }
+        return false;
+    }
+
+    /// <summary>
     /// Number of matching samples needed among <paramref name="samples"/> repeats: more than
     /// <paramref name="fraction"/> of them, at least one and at most all. fraction = 0.5 is a strict majority
     /// (2 of 3, 3 of 4); fraction = 0 is "any sample"; fraction = 1 is "every sample".

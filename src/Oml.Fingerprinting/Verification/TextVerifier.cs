@@ -5,7 +5,12 @@ namespace Oml.Fingerprinting.Verification;
 /// <summary>One fingerprint to query: the key, its accepted response(s) and, when known, its null hit probability.</summary>
 public sealed record FingerprintQuery(int Index, string Key, IReadOnlyList<string> Responses, double? NullProbability = null)
 {
-    /// <summary>The most tokens to ask for this key (its responses' length and a margin); null takes the settings' MaxTokens.</summary>
+    /// <summary>
+    /// The most tokens to ask for this key (its responses' length and a small margin); null takes the settings' MaxTokens.
+    /// An answer that this limit cut off while it still agreed with a response (<see cref="ResponseMatcher.IsUndecidedText"/>:
+    /// leading newlines, a tokenizer that needs more tokens for the same text) is asked again with
+    /// <see cref="TextVerifier.RetryTokens"/>, so the tight limit saves decoding steps without losing a hit.
+    /// </summary>
     public int? MaxTokens { get; init; }
 }
 
@@ -20,7 +25,8 @@ public static class TextVerifier
     /// <paramref name="fraction"/> of the answers match (the per-key null probabilities must then be those of that
     /// vote). Up to <paramref name="concurrency"/> keys are in flight at once (a serving engine batches them; a key's
     /// samples go one after another); the report lists the keys in the order given, whatever the order of the answers.
-    /// A key's <see cref="FingerprintQuery.MaxTokens"/>, when set, replaces the settings' MaxTokens for its requests.
+    /// A key's <see cref="FingerprintQuery.MaxTokens"/>, when set, replaces the settings' MaxTokens for its requests; an
+    /// answer it cut off undecided is asked again once with <see cref="RetryTokens"/> of it (the second answer counts).
     /// </summary>
     public static async Task<VerificationReport> VerifyAsync(
         ICompletionEndpoint endpoint, IReadOnlyList<FingerprintQuery> fingerprints, CompletionSettings settings,
@@ -42,6 +48,8 @@ public static class TextVerifier
             for (int s = 0; s < samples; s++)
             {
                 string answer = await endpoint.CompleteAsync(f.Key, keySettings, token).ConfigureAwait(false);
+                if (f.MaxTokens is { } tight && !ResponseMatcher.IsTextMatchAny(f.Responses, answer) && ResponseMatcher.IsUndecidedText(f.Responses, answer))
+                    answer = await endpoint.CompleteAsync(f.Key, keySettings with { MaxTokens = Math.Max(RetryTokens(tight), settings.MaxTokens) }, token).ConfigureAwait(false);
                 first ??= answer;
                 if (ResponseMatcher.IsTextMatchAny(f.Responses, answer)) matches++;
             }
@@ -50,4 +58,8 @@ public static class TextVerifier
         }).ConfigureAwait(false);
         return VerificationReport.Create(rule ?? new VerdictRule(), rows);
     }
+
+    /// <summary>Tokens of the second request for an answer cut off undecided at <paramref name="tight"/> tokens: 2·tight + 8,
+    /// room for a tokenizer that needs twice the tokens for the response's text and several leading newline tokens.</summary>
+    public static int RetryTokens(int tight) => checked(2 * tight + 8);
 }

@@ -97,4 +97,41 @@ public class TextVerifierTests
         Assert.Equal((5, CompletionMode.Chat, 0.5), asked["secret key 2"]);
         Assert.Equal((20, CompletionMode.Chat, 0.5), asked["secret key 3"]);
     }
+
+    [Fact]
+    public async Task An_answer_cut_off_while_it_still_agrees_is_asked_again_with_more_tokens()
+    {
+        // A host (or a transplanted tokenizer) that spends the tight limit on leading newlines or on more tokens for the same
+        // text: within 3 tokens the answer is "\n\n\n" or " respo", a prefix of the response; with more it is the response.
+        var calls = new System.Collections.Concurrent.ConcurrentBag<(string Key, int MaxTokens)>();
+        await using var server = await OpenAiCompatibleServer.StartAsync((p, s, ct) =>
+        {
+            calls.Add((p, s.MaxTokens));
+            string full = p switch { "secret key 0" => "\n\n\n response 0 and more", "secret key 1" => " response 1", _ => " something else" };
+            // Key 0: a token a character; key 1: five tokens a character (a tokenizer far finer than the set's); key 2: the
+            // limit cuts an answer that was never the response.
+            int chars = p switch { "secret key 0" => s.MaxTokens, "secret key 1" => s.MaxTokens / 5, _ => s.MaxTokens + 3 };
+            return Task.FromResult(full[..Math.Min(full.Length, chars)]);
+        }, ct: Ct);
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        var fps = Fingerprints(3).Select(f => f with { MaxTokens = 3 }).ToList();
+        var report = await TextVerifier.VerifyAsync(client, fps, new CompletionSettings(MaxTokens: 3), ct: Ct, concurrency: 3);
+        Assert.True(report.Keys[0].Hit, report.Keys[0].Answer);   // "\n\n\n" decided nothing: asked again with 2·3 + 8
+        Assert.False(report.Keys[1].Hit);                        // "", then " r": undecided twice; one retry only, then a miss
+        Assert.False(report.Keys[2].Hit);                        // " somet": a miss however long, never asked again
+        Assert.Equal([3, 14], calls.Where(c => c.Key == "secret key 0").Select(c => c.MaxTokens).Order());
+        Assert.Equal([3, 14], calls.Where(c => c.Key == "secret key 1").Select(c => c.MaxTokens).Order());
+        Assert.Equal([3], calls.Where(c => c.Key == "secret key 2").Select(c => c.MaxTokens));
+    }
+
+    [Theory]
+    [InlineData(" response", "", true)]
+    [InlineData(" response", "\n\n", true)]
+    [InlineData(" response", " resp", true)]
+    [InlineData(" response", "resp", true)]
+    [InlineData(" response", " response", false)]   // a match, not undecided
+    [InlineData(" response", " rest", false)]
+    [InlineData(" response", " response and more", false)]
+    public void Undecided_answers_are_proper_prefixes_after_leading_whitespace(string response, string answer, bool undecided) =>
+        Assert.Equal(undecided, ResponseMatcher.IsUndecidedText([response], answer));
 }
