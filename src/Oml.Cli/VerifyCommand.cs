@@ -220,12 +220,13 @@ public static class VerifyCommand
                     if (fixedMax < 1) throw new UsageException("--max-new-tokens must be at least 1");
                     bool chatMode = r.GetValue(chat);
                     var queries = chosen.Select(f => new FingerprintQuery(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(),
-                        NullProbability(f, rule, r_, required)) { MaxTokens = fixedMax ?? DefaultMaxTokens(f, chatMode) }).ToList();
-                    var settings = new CompletionSettings(MaxTokens: queries.Max(q => q.MaxTokens!.Value), Temperature: temp ?? 0.0,
+                        NullProbability(f, rule, r_, required)) { MaxTokens = fixedMax is null ? DefaultMaxTokens(f, chatMode) : null }).ToList();
+                    // --max-new-tokens: the settings' one limit for every key, asked once (no second request for a cut-off answer).
+                    var settings = new CompletionSettings(MaxTokens: fixedMax ?? queries.Max(q => q.MaxTokens!.Value), Temperature: temp ?? 0.0,
                         Mode: chatMode ? CompletionMode.Chat : CompletionMode.Completions);
                     int inFlight = r.GetValue(concurrency);
                     if (inFlight < 1) throw new UsageException($"--concurrency must be at least 1, not {inFlight}");
-                    int fewest = queries.Min(q => q.MaxTokens!.Value);
+                    int fewest = fixedMax ?? queries.Min(q => q.MaxTokens!.Value);
                     string tokens = fewest == settings.MaxTokens ? $"{fewest}" : $"{fewest} to {settings.MaxTokens}";
                     Console.Error.WriteLine($"querying {uri} with {queries.Count} keys, up to {Math.Min(inFlight, queries.Count)} at once, {tokens} new tokens each ...");
                     report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_, concurrency: inFlight).GetAwaiter().GetResult();
