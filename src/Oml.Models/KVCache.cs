@@ -43,6 +43,14 @@ public sealed class KVCache : IDisposable
 
     internal int Layers => _keys.Length;
 
+    /// <summary>Frees one layer's buffers early (a cache being copied into another, layer by layer); the cache must not be
+    /// used afterwards but to be disposed.</summary>
+    internal void ReleaseLayer(int layer)
+    {
+        _keys[layer].Dispose();
+        _values[layer].Dispose();
+    }
+
     /// <summary>Stores this step's keys and values for one layer and returns all keys and values so far (views).</summary>
     internal (Tensor K, Tensor V) Append(int layer, Tensor k, Tensor v)
     {

@@ -148,9 +148,11 @@ public sealed class ModelBackend : ICompletionBackend, IDisposable
 
     /// <summary>Loads a model folder (config, weights, tokenizer.json, and tokenizer_config.json's chat template when
     /// it has one) onto <paramref name="device"/> (default: the CPU) in <paramref name="dtype"/> (default: as stored); the
-    /// tokenizer through <paramref name="tokenizerCache"/> when one is given.</summary>
+    /// tokenizer through <paramref name="tokenizerCache"/> when one is given. With <paramref name="gpuMemoryUtilization"/>
+    /// and a CUDA device, the engine's KV cache budget is set from the memory left once the model is loaded
+    /// (<see cref="KvCacheBudget.ForDevice"/>).</summary>
     public static ModelBackend Load(string modelDir, BatchEngineOptions? engine = null, Device? device = null, DType? dtype = null,
-        TokenizerCache? tokenizerCache = null)
+        TokenizerCache? tokenizerCache = null, double? gpuMemoryUtilization = null)
     {
         var tokenizer = Tokenizer.FromFolder(modelDir, tokenizerCache);
         ChatTemplate? template = null;
@@ -166,6 +168,7 @@ public sealed class ModelBackend : ICompletionBackend, IDisposable
         var model = ModelFolder.Load(modelDir, device, dtype);
         try
         {
+            if (gpuMemoryUtilization is { } utilization) engine = KvCacheBudget.ForDevice(model, engine ?? new BatchEngineOptions(), utilization);
             return new ModelBackend(model, tokenizer, template, engine, ownsModel: true);
         }
         catch

@@ -21,6 +21,23 @@ public sealed class ServeCliTests : IDisposable
     }
 
     [Fact]
+    public void Max_num_seqs_defaults_to_256_on_a_GPU_and_64_on_the_CPU_and_the_help_says_so()
+    {
+        Assert.Equal(256, ServeCommand.DefaultMaxNumSeqs(Oml.Engine.Device.Cuda()));
+        Assert.Equal(256, ServeCommand.DefaultMaxNumSeqs(Oml.Engine.Device.Cuda(1)));
+        Assert.Equal(64, ServeCommand.DefaultMaxNumSeqs(Oml.Engine.Device.Cpu));
+        foreach (var command in new[] { new[] { "serve", "--help" }, ["host", "serve", "--help"] })
+        {
+            var (code, output, _) = Run(command);
+            Assert.Equal(0, code);
+            string help = string.Join(" ", output.Split((char[])['\n', ' '], StringSplitOptions.RemoveEmptyEntries));
+            Assert.Contains("Default: 256 on a CUDA device, 64 on the CPU", help);
+            Assert.Contains("--gpu-memory-utilization", help);
+            Assert.Contains("[default: 0.9]", help);
+        }
+    }
+
+    [Fact]
     public async Task Serve_answers_models_completions_and_metrics_and_stops()
     {
         var ct = TestContext.Current.CancellationToken;
@@ -33,6 +50,15 @@ public sealed class ServeCliTests : IDisposable
 
         // Bad flags are usage errors before anything loads.
         Assert.Equal(Cli.Usage, Run("serve", model, "--max-num-seqs", "0").Code);
+        Assert.Equal(Cli.Usage, Run("serve", model, "--gpu-memory-utilization", "0").Code);
+        Assert.Equal(Cli.Usage, Run("serve", model, "--gpu-memory-utilization", "1.5").Code);
+        if (Oml.Engine.Torch.Cuda.IsAvailable)
+        {
+            // On a GPU, a share of its memory smaller than what is in use leaves nothing for the KV cache: a clear error.
+            var tooLittle = Run("serve", model, "--gpu-memory-utilization", "0.001");
+            Assert.Equal(Cli.Failure, tooLittle.Code);
+            Assert.Contains("raise --gpu-memory-utilization", tooLittle.Err);
+        }
         Assert.Equal(Cli.Failure, Run("serve", Path.Combine(_dir, "missing")).Code);
 
         string urlFile = Path.Combine(_dir, "url");
@@ -78,6 +104,12 @@ public sealed class ServeCliTests : IDisposable
             var (code, output, err) = await run.WaitAsync(TimeSpan.FromSeconds(30), ct);
             Assert.True(code == 0, err);
             Assert.Contains("stopped", output);
+            // On the CPU: 64 sequences per batch by default, and no KV cache budget; on a GPU (the default device is the
+            // first GPU when there is one): 256, and a budget from its free memory.
+            if (Oml.Engine.Torch.Cuda.IsAvailable)
+                Assert.Matches(@"up to 256 sequences per batch, [0-9.]+ GiB of KV cache \([0-9,]+ tokens\)\)", output);
+            else
+                Assert.Contains("up to 64 sequences per batch)", output);
         }
         finally
         {

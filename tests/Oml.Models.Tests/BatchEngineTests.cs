@@ -176,6 +176,73 @@ public class BatchEngineTests
     }
 
     [Fact]
+    public async Task Under_a_tiny_cache_budget_the_engine_runs_smaller_batches_with_the_same_tokens()
+    {
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        var shape = KvCacheShape.Of(model);
+        // Eight prompts of 16 tokens, 8 new tokens each: a batch of n rows admitted together needs sources of 16n slots
+        // (the prefill's cache) and a cache of n × Capacity(16, 7) = 23n slots. The budget fits two such rows (with room
+        // for the second to join a few steps after the first) but never three.
+        var prompts = Enumerable.Range(0, 8).Select(i => Enumerable.Range(10 + 20 * i, 16).ToArray()).ToArray();
+        var sampling = new SamplingParams { MaxTokens = 8 };
+        long two = shape.RebuildPeakBytes(2 * 16, 2 * 23), three = shape.RebuildPeakBytes(3 * 16, 3 * 23);
+        long budget = two + shape.BytesPerToken * 12;
+        Assert.True(budget < three);
+
+        List<GeneratedToken>[] unbounded;
+        using (var free = new BatchEngine(model, new BatchEngineOptions { MaxBatchSize = 8 }))
+            unbounded = await Task.WhenAll(prompts.Select(p => Drain(free.Submit(p, sampling, Ct))));
+
+        using var engine = new BatchEngine(model, new BatchEngineOptions { MaxBatchSize = 8, KvCacheBudgetBytes = budget });
+        var sizes = new System.Collections.Concurrent.ConcurrentBag<int>();
+        engine.Stepped += sizes.Add;
+        var results = await Task.WhenAll(prompts.Select(p => Drain(engine.Submit(p, sampling, Ct))));
+        Assert.True(sizes.Max() == 2, $"batch sizes under the budget: {string.Join(",", sizes.Order())}");
+        Assert.Equal(0, engine.Preemptions);
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            var expected = Generator.Generate(model, [prompts[i]], new GenerationOptions { MaxNewTokens = 8, EosTokenIds = [] }).Sequences[0].OutputIds;
+            Assert.Equal(expected, results[i].Select(t => t.TokenId));
+            Assert.Equal(unbounded[i].Select(t => t.TokenId), results[i].Select(t => t.TokenId));
+        }
+
+        // A request that could not fit even alone is refused, not queued for ever.
+        var ex = Assert.Throws<ArgumentException>(() => engine.Submit(prompts[0], new SamplingParams { MaxTokens = 400 }, Ct));
+        Assert.Contains("budget", ex.Message);
+        Assert.Throws<ArgumentException>(() => new BatchEngine(model, new BatchEngineOptions { KvCacheBudgetBytes = 0 }));
+    }
+
+    [Fact]
+    public async Task Rows_that_outgrow_the_budget_are_set_aside_and_resume_where_they_stopped()
+    {
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        var shape = KvCacheShape.Of(model);
+        // Three prompts of 8 tokens, 300 new tokens each: admitted together into a cache of 3 × Capacity(8, 299) = 3 × 264
+        // slots; after 256 steps it is full and grows to 3 × Capacity(264, 43) = 3 × 307. The budget holds two rows of
+        // that but not three: the latest to arrive is set aside, and comes back (prefilling its prompt and the 256 tokens
+        // it had) once the others are done.
+        var prompts = new[] { new[] { 5, 17, 99, 3, 250, 7, 8, 9 }, new[] { 400, 12, 13, 14, 15, 16, 17, 18 }, new[] { 42, 43, 44, 45, 46, 47, 48, 49 } };
+        var sampling = new SamplingParams { MaxTokens = 300 };
+        long keepTwo = shape.RebuildPeakBytes(3 * 264, 2 * 307), keepThree = shape.RebuildPeakBytes(3 * 264, 3 * 307);
+        long budget = (keepTwo + keepThree) / 2;
+        Assert.True(shape.RebuildPeakBytes(3 * 8, 3 * 264) <= budget && shape.SequenceBytes(8 + 300) <= budget);
+
+        using var engine = new BatchEngine(model, new BatchEngineOptions { KvCacheBudgetBytes = budget });
+        int maxBatch = 0;
+        engine.Stepped += b => maxBatch = Math.Max(maxBatch, b);
+        var results = await Task.WhenAll(prompts.Select(p => Drain(engine.Submit(p, sampling, Ct))));
+        Assert.True(engine.Preemptions >= 1, "no row was set aside");
+        Assert.InRange(maxBatch, 2, 3);
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            var expected = Generator.Generate(model, [prompts[i]], new GenerationOptions { MaxNewTokens = 300, EosTokenIds = [] }).Sequences[0].OutputIds;
+            Assert.Equal(expected, results[i].Select(t => t.TokenId));
+            Assert.Equal("length", results[i][^1].FinishReason);
+        }
+        Assert.Equal(0, engine.Waiting);
+    }
+
+    [Fact]
     public void Bad_submissions_are_refused_before_queueing()
     {
         using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));

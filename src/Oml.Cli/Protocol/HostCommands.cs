@@ -112,7 +112,7 @@ public static class HostCommands
             // The copy answers a key as the fingerprint pipeline asks it: the prompt's tokens as they are (no bos) and no
             // stop at eos, unless a request says otherwise (add_special_tokens, ignore_eos).
             var options = serve.Server(r, modelDir, isPlain ? null : r.GetValue(id)) with { AddSpecialTokens = false, IgnoreEos = true };
-            using var backend = ModelBackend.Load(modelDir, serve.Engine(r), Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)), Cli.TokenizerCache);
+            using var backend = serve.Load(r, modelDir, options, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             if (isPlain)
                 return RunUntilStopped(c => OpenAiCompatibleServer.StartAsync(backend, r.GetValue(serve.Port), options, null, c), x => x.BaseUrl, "plain (no permits, no receipts)", r.GetValue(serve.UrlFile));
             return await ServeProtocol(r, o, r.GetValue(id)!, backend, options, r.GetValue(receipts), r.GetValue(serve.Port), r.GetValue(noPermits), r.GetValue(serve.UrlFile), r.GetValue(margin), ct);

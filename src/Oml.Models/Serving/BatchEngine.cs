@@ -41,10 +41,21 @@ public readonly record struct GeneratedToken(int TokenId, float Logprob, (int To
 /// <summary>Options of a <see cref="BatchEngine"/>.</summary>
 public sealed record BatchEngineOptions
 {
-    /// <summary>The most sequences decoded together; 1 decodes each request alone (no batching). Default 64.</summary>
+    /// <summary>The most sequences decoded together; 1 decodes each request alone (no batching). Default 64 (<c>oml
+    /// serve</c> asks for 256 on a GPU).</summary>
     public int MaxBatchSize { get; init; } = 64;
-    /// <summary>The most prompt tokens prefilled in one forward pass when admitting new sequences. Default 8192.</summary>
+    /// <summary>The most prompt tokens prefilled in one forward pass when admitting new sequences, counted as the pass
+    /// computes them: the prompts padded to the longest (n × its length); a longer prompt is prefilled alone. Default 8192.</summary>
     public int MaxPrefillTokens { get; init; } = 8192;
+    /// <summary>
+    /// The most bytes the key/value cache may take at any point of a step, old and new caches of a rebuild included;
+    /// null for no bound (the CPU, tests). Waiting sequences are admitted, first come first served, only while the step's
+    /// peak fits it (<see cref="KvAdmission.Admissible"/>); when the running rows outgrow it, the latest to arrive are set
+    /// aside and recomputed later (<see cref="KvAdmission.Keepable"/>); a sequence that could not fit even alone is
+    /// refused by <see cref="BatchEngine.Submit"/>. <c>oml serve</c> sets it from the GPU's free memory
+    /// (<see cref="KvCacheBudget.ForDevice"/>).
+    /// </summary>
+    public long? KvCacheBudgetBytes { get; init; }
 }
 
 /// <summary>
@@ -58,9 +69,12 @@ public sealed record BatchEngineOptions
 /// at column L; columns left of a row's first token are masked padding, and positions count each row's real tokens, so
 /// each row computes what it would alone (up to floating-point batching effects). The cache is rebuilt only when rows
 /// join or leave, or when it is full; columns that are padding for every row are dropped then. Only the last position's
-/// logits are computed. Greedy rows without log-probabilities take their token from an argmax on the device, so only
-/// their token ids come back to the host; the logits of the rows that sample (temperature, top-p, a random stream per
-/// sequence) or report log-probabilities are copied to the host and processed there, row by row.
+/// logits are computed. With a <see cref="BatchEngineOptions.KvCacheBudgetBytes"/>, rows join only while the cache fits
+/// it, and when growing the cache would not, the latest rows to arrive leave it and wait at the head of the queue; they
+/// come back by prefilling their prompt and the tokens they had generated (vLLM's preemption by recomputation), so
+/// their output goes on where it stopped. Greedy rows without log-probabilities take their token from an argmax on the
+/// device, so only their token ids come back to the host; the logits of the rows that sample (temperature, top-p, a
+/// random stream per sequence) or report log-probabilities are copied to the host and processed there, row by row.
 /// </remarks>
 public sealed class BatchEngine : IDisposable
 {
@@ -73,7 +87,11 @@ public sealed class BatchEngine : IDisposable
 
     // Decoder-thread state.
     private readonly List<Sequence> _rows = [];
+    private readonly List<Sequence> _resume = []; // rows set aside for memory, in arrival order: admitted before the queue
     private KVCache? _cache;
+    private readonly KvCacheShape _shape;
+    private long _arrivals, _preemptions;
+    private volatile int _resumeCount;
 
     public BatchEngine(CausalLM model, BatchEngineOptions? options = null)
     {
@@ -81,6 +99,8 @@ public sealed class BatchEngine : IDisposable
         _options = options ?? new BatchEngineOptions();
         if (_options.MaxBatchSize < 1) throw new ArgumentException("the batch size must be at least 1");
         if (_options.MaxPrefillTokens < 1) throw new ArgumentException("the prefill budget must be at least 1 token");
+        if (_options.KvCacheBudgetBytes is <= 0) throw new ArgumentException("the KV cache budget must be positive");
+        _shape = KvCacheShape.Of(model);
         _thread = new Thread(Loop) { IsBackground = true, Name = "oml-batch-engine" };
         _thread.Start();
     }
@@ -91,8 +111,14 @@ public sealed class BatchEngine : IDisposable
     /// <summary>Raised on the decoder thread after each decode step with the number of sequences in it.</summary>
     public event Action<int>? Stepped;
 
-    /// <summary>Sequences waiting to be admitted.</summary>
-    public int Waiting => _queue.Count;
+    /// <summary>Sequences waiting to be admitted (set-aside ones included).</summary>
+    public int Waiting => _queue.Count + _resumeCount;
+
+    /// <summary>How the model's key/value cache is laid out (bytes per token).</summary>
+    public KvCacheShape KvShape => _shape;
+
+    /// <summary>How many times a running sequence was set aside because the cache outgrew its budget.</summary>
+    public long Preemptions => Interlocked.Read(ref _preemptions);
 
     /// <summary>Sequences being decoded (as of the last step).</summary>
     public int Running { get; private set; }
@@ -112,9 +138,13 @@ public sealed class BatchEngine : IDisposable
             if ((uint)id >= (uint)vocab) throw new ArgumentException($"token id {id} is outside the vocabulary [0, {vocab})");
         if (prompt.Count + p.MaxTokens > _model.Config.MaxPositionEmbeddings)
             throw new ArgumentException($"{prompt.Count} prompt tokens + {p.MaxTokens} new tokens exceed the model's context of {_model.Config.MaxPositionEmbeddings}");
+        if (_options.KvCacheBudgetBytes is { } budget && _shape.SequenceBytes(prompt.Count + p.MaxTokens) > budget)
+            throw new ArgumentException($"{prompt.Count} prompt tokens + {p.MaxTokens} new tokens need up to {KvCacheBudget.Gib(_shape.SequenceBytes(prompt.Count + p.MaxTokens))} GiB "
+                + $"of KV cache, more than this engine's budget of {KvCacheBudget.Gib(budget)} GiB");
         ObjectDisposedException.ThrowIf(_stopping, this);
         var channel = Channel.CreateUnbounded<GeneratedToken>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         var seq = new Sequence(prompt.ToArray(), p, channel.Writer, new Random(p.Seed is { } s ? unchecked((int)(s ^ (s >> 32))) : Random.Shared.Next()));
+        seq.Arrival = Interlocked.Increment(ref _arrivals);
         if (ct.CanBeCanceled)
             seq.Registration = ct.Register(() =>
             {
@@ -143,12 +173,24 @@ public sealed class BatchEngine : IDisposable
         public readonly SamplingParams P = p;
         public readonly ChannelWriter<GeneratedToken> Writer = writer;
         public readonly Random Rng = rng;
+        public readonly List<int> Output = []; // the tokens generated so far (the last one is Pending)
         public CancellationTokenRegistration Registration;
         public volatile bool Cancelled;
+        public long Arrival;    // submission order
         public int Generated;
         public int Cached;      // positions of this sequence stored in the cache
         public int Pending;     // the last sampled token, not yet in the cache
+        public bool Resuming;   // prefilled again after being set aside: its next token is Pending already
         public bool Done;
+
+        /// <summary>The positions a prefill stores: the prompt, and after a preemption the tokens generated before the pending one.</summary>
+        public int[] Context() => Generated == 0 ? Prompt : [.. Prompt, .. Output.Take(Generated - 1)];
+
+        /// <summary>As the cache sees this sequence once prefilled: its positions and the most tokens it may still generate.</summary>
+        public KvRow QueuedRow => new(Prompt.Length + Math.Max(Generated - 1, 0), P.MaxTokens - Math.Max(Generated, 1));
+
+        /// <summary>As the cache sees this sequence while it runs.</summary>
+        public KvRow RunningRow => new(Cached, P.MaxTokens - Generated);
 
         public void Finish(Exception? error = null)
         {
@@ -164,7 +206,7 @@ public sealed class BatchEngine : IDisposable
         using var noGrad = Torch.NoGrad();
         while (true)
         {
-            if (_rows.Count == 0 && _queue.IsEmpty)
+            if (_rows.Count == 0 && _queue.IsEmpty && _resume.Count == 0)
             {
                 if (_stopping) break;
                 _wake.Wait();
@@ -187,25 +229,19 @@ public sealed class BatchEngine : IDisposable
         }
         var gone = new ObjectDisposedException(nameof(BatchEngine), "the engine was stopped");
         foreach (var s in _rows) s.Finish(gone);
+        foreach (var s in _resume) s.Finish(gone);
         while (_queue.TryDequeue(out var q)) q.Finish(gone);
         _rows.Clear();
+        _resume.Clear();
+        _resumeCount = 0;
         _cache?.Dispose();
         _cache = null;
     }
 
     private void Step()
     {
-        // Admit waiting sequences up to the batch size and the prefill budget, prefill them together.
-        var admitted = new List<Sequence>();
-        int budget = _options.MaxPrefillTokens;
-        while (_rows.Count + admitted.Count < _options.MaxBatchSize && _queue.TryPeek(out var next))
-        {
-            if (admitted.Count > 0 && next.Prompt.Length > budget) break;
-            _queue.TryDequeue(out _);
-            if (next.Cancelled) { next.Finish(); continue; }
-            admitted.Add(next);
-            budget -= next.Prompt.Length;
-        }
+        // Admit waiting sequences up to the batch size, the prefill budget and the cache budget; prefill them together.
+        var admitted = Admit();
         KVCache? fresh = null;
         try
         {
@@ -229,7 +265,18 @@ public sealed class BatchEngine : IDisposable
                 _cache = null;
                 return;
             }
-            if (changed || _cache!.Length >= _cache.Capacity) Rebuild(keep);
+            if (changed || _cache!.Length >= _cache.Capacity)
+            {
+                long sources = (_cache is null ? 0 : _rows.Count * _cache.Capacity) + (fresh is null ? 0 : admitted.Count * fresh.Capacity);
+                keep = SetAside(keep, sources);
+                Rebuild(keep, [.. new[] { _cache, fresh }.OfType<KVCache>()]);
+            }
+        }
+        catch (Exception e)
+        {
+            // Sequences taken from the queue are not in the batch yet: they fail with it.
+            foreach (var s in admitted) s.Finish(e);
+            throw;
         }
         finally
         {
@@ -238,17 +285,98 @@ public sealed class BatchEngine : IDisposable
         Decode();
     }
 
-    /// <summary>Runs the new prompts left-padded in one forward pass and samples each one's first token.</summary>
+    /// <summary>Takes the waiting sequences that join the batch now (<see cref="KvAdmission.Admissible"/>): set-aside
+    /// ones first (they came before anything in the queue), then the queue's, in order.</summary>
+    private List<Sequence> Admit()
+    {
+        var admitted = new List<Sequence>();
+        _resume.RemoveAll(s =>
+        {
+            if (!s.Done && !s.Cancelled) return false;
+            s.Finish();
+            return true;
+        });
+        while (_queue.TryPeek(out var head) && head.Cancelled)
+        {
+            _queue.TryDequeue(out _);
+            head.Finish();
+        }
+        var live = _rows.Where(s => !s.Done && !s.Cancelled).ToList();
+        if (live.Count == 0 && _cache is not null)
+        {
+            // Every row has ended: its cache is freed before the next prefill rather than after (the step drops the rows).
+            _cache.Dispose();
+            _cache = null;
+        }
+        int slots = _options.MaxBatchSize - live.Count;
+        if (slots > 0)
+        {
+            var candidates = _resume.Take(slots).ToList();
+            int resumed = candidates.Count;
+            if (candidates.Count < slots)
+                foreach (var s in _queue)
+                {
+                    if (s.Cancelled) continue;
+                    candidates.Add(s);
+                    if (candidates.Count == slots) break;
+                }
+            int n = candidates.Count == 0 ? 0 : KvAdmission.Admissible([.. live.Select(s => s.RunningRow)], _cache is null ? 0 : _rows.Count * _cache.Capacity,
+                [.. candidates.Select(s => s.QueuedRow)], _options.MaxBatchSize, _options.MaxPrefillTokens, _shape, _options.KvCacheBudgetBytes);
+            int fromResume = Math.Min(n, resumed);
+            admitted.AddRange(_resume.Take(fromResume));
+            _resume.RemoveRange(0, fromResume);
+            // Only this thread dequeues, so the queue's head is the candidates' order, but for sequences cancelled since.
+            for (int i = fromResume; i < n;)
+            {
+                _queue.TryDequeue(out var s);
+                if (ReferenceEquals(s, candidates[i]))
+                {
+                    admitted.Add(s);
+                    i++;
+                }
+                else s!.Finish();
+            }
+        }
+        _resumeCount = _resume.Count;
+        return admitted;
+    }
+
+    /// <summary>The rows a rebuild from <paramref name="sources"/> token slots keeps within the cache budget
+    /// (<see cref="KvAdmission.Keepable"/>); the others, the latest to arrive, wait at the head of the queue, in arrival
+    /// order, to be prefilled again with what they had generated.</summary>
+    private List<(Sequence Seq, KVCache Src, int Row)> SetAside(List<(Sequence Seq, KVCache Src, int Row)> rows, long sources)
+    {
+        if (_options.KvCacheBudgetBytes is null || rows.Count <= 1) return rows;
+        var order = rows.OrderBy(r => r.Seq.Arrival).ToList();
+        int n = KvAdmission.Keepable([.. order.Select(r => r.Seq.RunningRow)], sources, _shape, _options.KvCacheBudgetBytes);
+        if (n == order.Count) return rows;
+        var aside = order.Skip(n).Select(r => r.Seq).ToHashSet();
+        foreach (var s in aside)
+        {
+            s.Cached = 0;
+            int at = _resume.FindIndex(w => w.Arrival > s.Arrival);
+            _resume.Insert(at < 0 ? _resume.Count : at, s);
+            Interlocked.Increment(ref _preemptions);
+        }
+        _resumeCount = _resume.Count;
+        return [.. rows.Where(r => !aside.Contains(r.Seq))];
+    }
+
+    /// <summary>Runs the new prompts left-padded in one forward pass and samples each one's first token (a set-aside
+    /// sequence prefills its prompt and the tokens it had generated, and goes on with its pending token).</summary>
     private KVCache Prefill(List<Sequence> seqs)
     {
-        int n = seqs.Count, width = seqs.Max(s => s.Prompt.Length), pad = _model.Config.PadTokenId ?? 0;
+        var contexts = seqs.Select(s => s.Context()).ToList();
+        int n = seqs.Count, width = contexts.Max(c => c.Length), pad = _model.Config.PadTokenId ?? 0;
         var ids = new long[n * width];
         var mask = new long[n * width];
         Array.Fill(ids, pad);
         for (int r = 0; r < n; r++)
         {
-            int off = width - seqs[r].Prompt.Length;
-            for (int j = 0; j < seqs[r].Prompt.Length; j++) { ids[r * width + off + j] = seqs[r].Prompt[j]; mask[r * width + off + j] = 1; }
+            var tokens = contexts[r];
+            int off = width - tokens.Length;
+            for (int j = 0; j < tokens.Length; j++) { ids[r * width + off + j] = tokens[j]; mask[r * width + off + j] = 1; }
+            seqs[r].Resuming = seqs[r].Generated > 0;
         }
         var cache = new KVCache(_model.Config, n, width, _model.DType, _model.Device);
         try
@@ -263,7 +391,7 @@ public sealed class BatchEngine : IDisposable
                 var hidden = _model.Hidden(Torch.FromArray<long>(ids, [n, width], dev), m, positions, cache);
                 logits = Fetch(seqs, Generator.LastLogits(_model, hidden));
             }
-            for (int r = 0; r < n; r++) seqs[r].Cached = seqs[r].Prompt.Length;
+            for (int r = 0; r < n; r++) seqs[r].Cached = contexts[r].Length;
             Sample(seqs, logits);
             return cache;
         }
@@ -276,14 +404,15 @@ public sealed class BatchEngine : IDisposable
 
     /// <summary>Builds the batch cache for <paramref name="rows"/>: each row's cached positions right-aligned at the
     /// longest row's length, leaving room for the next tokens. Rows come in groups that share a source cache (the
-    /// running batch, the new prefill); each group is copied with one gather and one copy per layer and tensor.</summary>
-    private void Rebuild(List<(Sequence Seq, KVCache Src, int Row)> rows)
+    /// running batch, the new prefill); each group is copied with one gather and one copy per layer and tensor. Each
+    /// layer of the <paramref name="sources"/> is freed once copied, so the old and new caches are never both whole
+    /// (<see cref="KvCacheShape.RebuildPeakBytes"/>); the sources are spent afterwards, whether or not it succeeds.</summary>
+    private void Rebuild(List<(Sequence Seq, KVCache Src, int Row)> rows, IReadOnlyList<KVCache> sources)
     {
         var c = _model.Config;
         int b = rows.Count;
         long length = rows.Max(r => r.Seq.Cached);
-        long headroom = Math.Clamp(rows.Max(r => r.Seq.P.MaxTokens - r.Seq.Generated), 1, 256);
-        long capacity = Math.Min(length + headroom, Math.Max(length + 1, c.MaxPositionEmbeddings));
+        long capacity = _shape.Capacity(rows.Select(r => r.Seq.RunningRow));
         // Consecutive rows from one source cache form a group: (first row here, count, source, its rows, columns to copy).
         var groups = new List<(int At, int Count, KVCache Src, long[] SrcRows, long Columns)>();
         for (int i = 0; i < b;)
@@ -315,6 +444,7 @@ public sealed class BatchEngine : IDisposable
                         dst.Narrow(0, at, count).Narrow(2, length - columns, columns).CopyFrom(from);
                     }
                 }
+                foreach (var src in sources) src.ReleaseLayer(layer);
             }
         }
         catch
@@ -382,8 +512,9 @@ public sealed class BatchEngine : IDisposable
         {
             var s = seqs[r];
             hostRow[r] = -1;
-            // Rows that end now (cancelled) need nothing; a row cancelled after this is finished by Sample.
-            if (s.Done || s.Cancelled) continue;
+            // Rows that end now (cancelled) or resume with their pending token need nothing; a row cancelled after this
+            // is finished by Sample.
+            if (s.Done || s.Cancelled || s.Resuming) continue;
             if (ArgMaxOnDevice(s.P)) argMax = true;
             else
             {
@@ -410,6 +541,7 @@ public sealed class BatchEngine : IDisposable
             var s = seqs[r];
             if (s.Done) continue;
             if (s.Cancelled) { s.Finish(); continue; }
+            if (s.Resuming) { s.Resuming = false; continue; }
             int token;
             float logprob = float.NaN;
             (int, float)[]? top = null;
@@ -430,6 +562,7 @@ public sealed class BatchEngine : IDisposable
             }
             s.Generated++;
             s.Pending = token;
+            s.Output.Add(token);
             string? finish = s.P.StopTokenIds.Contains(token) ? "stop" : s.Generated >= s.P.MaxTokens ? "length" : null;
             s.Writer.TryWrite(new GeneratedToken(token, logprob, top, finish));
             if (finish is not null) s.Finish();
