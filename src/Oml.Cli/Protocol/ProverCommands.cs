@@ -24,7 +24,14 @@ public static class ProverCommands
     };
 
     /// <summary>Tokens to ask for: the longest response of the set in tokens, plus a margin.</summary>
-    private static int AnswerTokens(Oml.Fingerprinting.FingerprintSet set) => set.Fingerprints.Max(f => f.Responses.Max(x => x.TokenIds.Count)) + 4;
+    /// <summary>
+    /// New tokens an audit or a trace asks each key for: twice the set's longest response and 16 more, so that a host that
+    /// opens every answer with a few newline tokens (the text match trims them) or serves the copy with a finer tokenizer is
+    /// still read whole (was the longest + 4, which five leading newlines defeated). Audits ask few keys, so the margin
+    /// costs little; `oml verify --endpoint`, which asks thousands, uses a tight limit and asks again when it cut an answer
+    /// off undecided.
+    /// </summary>
+    private static int AnswerTokens(Oml.Fingerprinting.FingerprintSet set) => 2 * set.Fingerprints.Max(f => f.Responses.Max(x => x.TokenIds.Count)) + 16;
 
     public static Command Audit()
     {
