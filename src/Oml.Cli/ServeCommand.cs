@@ -78,8 +78,8 @@ internal sealed class ServeOptions
             int context = Math.Min(backend.ContextLength ?? int.MaxValue, server.MaxModelLength ?? int.MaxValue);
             if (engine.Options.KvCacheBudgetBytes is { } budget && engine.KvShape.SequenceBytes(context) > budget)
                 throw new InvalidOperationException(
-                    $"the model's context of {context} tokens needs up to {Gib(engine.KvShape.SequenceBytes(context))} GiB of KV cache for one sequence, more than "
-                    + $"the {Gib(budget)} GiB left of --gpu-memory-utilization {utilization:0.###}; raise --gpu-memory-utilization or lower --max-model-len");
+                    $"the model's context of {context} tokens needs up to {KvCacheBudget.Gib(engine.KvShape.SequenceBytes(context))} GiB of KV cache for one sequence, more than "
+                    + $"the {KvCacheBudget.Gib(budget)} GiB left of --gpu-memory-utilization {utilization:0.###}; raise --gpu-memory-utilization or lower --max-model-len");
             return backend;
         }
         catch
@@ -93,10 +93,9 @@ internal sealed class ServeOptions
     public static string Describe(BatchEngine engine) =>
         $"up to {engine.Options.MaxBatchSize} sequences per batch"
         + (engine.Options.KvCacheBudgetBytes is { } b
-            ? $", {Gib(b)} GiB of KV cache ({(b / engine.KvShape.BytesPerToken).ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} tokens)"
+            ? $", {KvCacheBudget.Gib(b)} GiB of KV cache ({(b / engine.KvShape.BytesPerToken).ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} tokens)"
             : "");
 
-    private static string Gib(long bytes) => (bytes / (double)(1L << 30)).ToString("0.##", System.Globalization.CultureInfo.InvariantCulture);
 }
 
 /// <summary><c>oml serve MODEL</c>: a model folder as an OpenAI-compatible API, as <c>vllm serve</c> does it.</summary>

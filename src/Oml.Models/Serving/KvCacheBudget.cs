@@ -214,5 +214,6 @@ public static class KvCacheBudget
         return options with { KvCacheBudgetBytes = budget };
     }
 
-    internal static string Gib(long bytes) => (bytes / (double)(1L << 30)).ToString("0.##", System.Globalization.CultureInfo.InvariantCulture);
+    /// <summary>Bytes as GiB for messages (two decimals at most).</summary>
+    public static string Gib(long bytes) => (bytes / (double)(1L << 30)).ToString("0.##", System.Globalization.CultureInfo.InvariantCulture);
 }
