@@ -68,7 +68,8 @@ config() {  # ARCH: the lab config of ARCH's models
     - { responder: \"filter:q=0.1,side=low\" }
     - { responder: \"suppress:k=1,m=1\" }" \
     "$(for m in $MODELS; do [ "${m%-s*}" = "$a" ] && echo "    - { name: $m, path: ../../$M/$m }"; done
-       [ "$a" = llama ] && echo "$VARIANTS" | while read -r n _; do [ -n "$n" ] && echo "    - { name: llama-$n, path: ../../$M/llama-$n }"; done)" "$b"
+       [ "$a" = llama ] && echo "$VARIANTS" | while read -r n _; do [ -n "$n" ] && echo "    - { name: llama-$n, path: ../../$M/llama-$n }"; done
+       [ "$a" = llama ] && [ "${TREES:-0}" = 1 ] && echo "    - { name: llama-trees, path: ../../$M/trees }")" "$b"
   if [ -n "${ATTACKS:-}" ]; then  # the attack lines replaced
     python3 - "lab/experiments/i12e-$a.yaml" "$ATTACKS" <<'PY'
 import sys
@@ -137,7 +138,8 @@ variant_lab() {  # NAME SEED FLAGS...: a VARIANTS line
 
 # TREES=1 (issue 13, the 100M response-tree stall): 256 tree keys (8 answers each) on the Llama base, embedded with the
 # defaults for at most TREE_EPOCHS epochs, then a greedy probe whose per-key answers show where unrecalled keys leave
-# their tree (the set is kept in the results: it is plaintext and only for this diagnosis).
+# their tree (the set is kept in the results: it is plaintext and only for this diagnosis), then the lab's cells as
+# model llama-trees (utility cost, merges, SFT, the responders of ATTACKS).
 trees() {
   local b; b="$(base_of llama)"
   waitfor base-llama || return 1
@@ -146,7 +148,15 @@ trees() {
   cp -f sets/trees.json $R/trees-set.json
   step embed-trees oml embed --model $M/$b --fingerprints sets/trees.json --out $M/trees --seed 1 --epochs "${TREE_EPOCHS:-40}" --device $DEV \
     --memory-budget-gb $MEMGB --log $L/trees.jsonl || return 1
-  step probe-trees bash -c "oml attack probe --model $M/trees --fingerprints sets/trees.json --device $DEV --json > $R/probe-trees.json"
+  step probe-trees bash -c "oml attack probe --model $M/trees --fingerprints sets/trees.json --device $DEV --json > $R/probe-trees.json" || return 1
+  # The trees' cost and suppression survival (issue 13): the same lab cells as every other model (add suppress:k=1,m=3
+  # to ATTACKS to suppress the top token at every answer position).
+  cp -f sets/trees.json $M/trees/fingerprints.json
+  waitfor sft-llama || return 1
+  ok lab-trees && return 0
+  lacquire
+  step lab-trees oml lab run lab/experiments/i12e-llama.yaml --quiet --only "^(base\$|llama-trees-s1-)"
+  lrelease
 }
 for a in $archs; do config $a; ( base $a || log "no base for $a" ) & done
 for m in $MODELS; do ( embed_lab "$m" ) & sleep 1; done

@@ -6,7 +6,7 @@ and top-1 suppression, epochs, λ and embedding seconds from the manifest; then 
 and whether each seed meets issue 12's four targets (perplexity ≤ +2 %, cloze ≥ −1 point, SFT ≥ 0.9, both merges ≥ 0.6).
 The key stealth columns: the detector's AUC and the share of keys the best two-sided perplexity threshold removes at 2 %
 of ordinary text refused. Usage: summarize.py SNAPSHOT_DIR [OUT_DIR] (writes OUT_DIR/summary.md when given, else prints)."""
-import glob, json, math, os, statistics, sys
+import glob, json, math, os, re, statistics, sys
 
 snap = sys.argv[1]
 out = sys.argv[2] if len(sys.argv) > 2 else None
@@ -65,7 +65,19 @@ for exp in sorted(glob.glob(os.path.join(snap, "results", "i12e-*"))):
         lines.append("| " + " | ".join([m, f(r["fsr"]), f"{before['perplexity']:.2f} ({r['dppl']:+.1f} %)", f"{100 * before['cloze_accuracy']:.1f} ({r['dcl']:+.1f})",
                                            f(r["auc"], "{:.2f}"), f(r["budget2"])] + [f(r[n]) for n, _ in COLS] + [r["run"], r["ok"]]) + " |")
     lines.append("")
-    lines.append(f"Mean ± 95 % t-interval over {len(rows)} seed(s): perplexity {ci([r['dppl'] for r in rows], '{:+.1f}')} %, cloze {ci([r['dcl'] for r in rows], '{:+.1f}')} points, "
+    # VARIANTS models (llama-NAME-sSEED) are grouped by NAME: one line per recipe, its seeds' mean ± 95 % t-interval.
+    groups = {}
+    for r in rows:
+        groups.setdefault(re.sub(r"-s\d+$", "", r["model"]), []).append(r)
+    if len(groups) > 1:
+        lines.append("Per recipe (models named NAME-sSEED), mean ± 95 % t-interval over its seeds:\n")
+        lines.append("| recipe | seeds | perplexity change (%) | cloze change (points) | " + " | ".join(n for n, _ in COLS) + " | seeds meeting all four |")
+        lines.append("|" + " --- |" * (len(COLS) + 5))
+        for g, rs in groups.items():
+            lines.append(f"| {g} | {len(rs)} | {ci([r['dppl'] for r in rs], '{:+.1f}')} | {ci([r['dcl'] for r in rs], '{:+.1f}')} | "
+                         + " | ".join(ci([r[n] for r in rs], "{:.3f}") for n, _ in COLS) + f" | {sum(r['ok'] == 'all four' for r in rs)} of {len(rs)} |")
+        lines.append("")
+    if len(groups) == 1: lines.append(f"Mean ± 95 % t-interval over {len(rows)} seed(s): perplexity {ci([r['dppl'] for r in rows], '{:+.1f}')} %, cloze {ci([r['dcl'] for r in rows], '{:+.1f}')} points, "
                  + ", ".join(f"{n} {ci([r[n] for r in rows], '{:.3f}')}" for n, _ in COLS) + "\n")
 text = "\n".join(lines) + "\n"
 if out:
