@@ -149,8 +149,8 @@ trees() {
   step embed-trees oml embed --model $M/$b --fingerprints sets/trees.json --out $M/trees --seed 1 --epochs "${TREE_EPOCHS:-40}" --device $DEV \
     --memory-budget-gb $MEMGB --log $L/trees.jsonl || return 1
   step probe-trees bash -c "oml attack probe --model $M/trees --fingerprints sets/trees.json --device $DEV --json > $R/probe-trees.json" || return 1
-  # The trees' cost and suppression survival (issue 13): the same lab cells as every other model (add suppress:k=1,m=3
-  # to ATTACKS to suppress the top token at every answer position).
+  # The trees' cost and suppression survival (issue 13): the same lab cells as every other model (add suppress:k=3,m=1
+  # to ATTACKS to suppress the top token at each of the first 3 answer positions: k counts positions, m tokens).
   cp -f sets/trees.json $M/trees/fingerprints.json
   waitfor sft-llama || return 1
   ok lab-trees && return 0
