@@ -22,6 +22,7 @@ if (opts.TryGet("model-io", out var ioModel)) return ModelIOBench.Run(ioModel, o
 if (opts.TryGet("partial-null", out var nullModel)) return PartialNullBench.Run(nullModel, opts);
 if (opts.TryGet("verify", out var verifyModel)) return VerifyBench.Run(verifyModel, opts);
 if (opts.Has("verdict-tails")) return VerdictTailsBench.Run(opts);
+if (opts.TryGet("fake-endpoint", out var fakeSet)) return Oml.Bench.FakeEndpointBench.Run(fakeSet, opts);
 var device = Device.Parse(opts.Get("device", "cpu"));
 var dtype = DTypeExtensions.Parse(opts.Get("dtype", "float32"));
 var sizes = opts.Get("sizes", "512,1024,2048").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
