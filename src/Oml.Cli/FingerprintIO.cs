@@ -78,9 +78,11 @@ public static class FingerprintIO
     public static FingerprintSet ReadSet(string path, string? passphraseFile)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"no fingerprint-set file at {path}", path);
-        var header = ReadHeader(path);
+        // Read once: the header (is a passphrase needed?) and the set come from the same bytes.
+        var bytes = File.ReadAllBytes(path);
+        var header = Named(path, () => FingerprintSetFile.HeaderFromBytes(bytes));
         string? passphrase = header.Encrypted ? RequirePassphrase(passphraseFile, $"{path} is encrypted") : null;
-        return Read(path, passphrase);
+        return Named(path, () => FingerprintSetFile.FromBytes(bytes, passphrase));
     }
 
     /// <summary>A set file's header; a damaged file is an <see cref="InvalidDataException"/> naming it.</summary>

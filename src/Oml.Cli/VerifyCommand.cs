@@ -126,6 +126,10 @@ public static class VerifyCommand
                 using var _ = Phases.Measure("device wait");
                 return deviceReady.GetAwaiter().GetResult();
             }
+            // An endpoint's connection is opened, and the runtime's HTTP stack loaded, while the set is read (and its
+            // passphrase stretched): the keys go out as soon as they are known.
+            using var endpointClient = url is null ? null : EndpointClient(url, r.GetValue(apiKeyEnv), r.GetValue(apiModel)!);
+            var warmUp = endpointClient is null ? null : Task.Run(() => endpointClient.WarmUpAsync());
             var setPath = r.GetValue(fingerprints)!;
             FingerprintSet set;
             using (Phases.Measure("read set")) set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
@@ -208,14 +212,8 @@ public static class VerifyCommand
                 }
                 else
                 {
-                    string? apiKey = null;
-                    if (r.GetValue(apiKeyEnv) is { } env)
-                    {
-                        apiKey = Environment.GetEnvironmentVariable(env);
-                        if (string.IsNullOrEmpty(apiKey)) throw new UsageException($"--api-key-env: the environment variable {env} is not set");
-                    }
-                    if (!Uri.TryCreate(url, UriKind.Absolute, out var uri)) throw new UsageException($"--endpoint: '{url}' is not an absolute URL");
-                    using var client = new OpenAiCompatibleEndpoint(uri, apiKey, r.GetValue(apiModel)!);
+                    var client = endpointClient!;
+                    var uri = client.BaseUrl;
                     int? fixedMax = r.GetValue(maxTokens);
                     if (fixedMax < 1) throw new UsageException("--max-new-tokens must be at least 1");
                     bool chatMode = r.GetValue(chat);
@@ -229,7 +227,9 @@ public static class VerifyCommand
                     int fewest = fixedMax ?? queries.Min(q => q.MaxTokens!.Value);
                     string tokens = fewest == settings.MaxTokens ? $"{fewest}" : $"{fewest} to {settings.MaxTokens}";
                     Console.Error.WriteLine($"querying {uri} with {queries.Count} keys, up to {Math.Min(inFlight, queries.Count)} at once, {tokens} new tokens each ...");
-                    report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_, concurrency: inFlight).GetAwaiter().GetResult();
+                    using (Phases.Measure("endpoint queries"))
+                        report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_, concurrency: inFlight).GetAwaiter().GetResult();
+                    warmUp!.GetAwaiter().GetResult();   // long done (it never throws): nothing runs on past the command
                 }
 
                 if (set.Strategy.Parameters.TryGetValue("k", out var kText) && int.TryParse(kText, System.Globalization.CultureInfo.InvariantCulture, out var k) && k > 0
@@ -287,6 +287,20 @@ public static class VerifyCommand
     {
         ArgumentNullException.ThrowIfNull(f);
         return f.Responses.Max(x => x.TokenIds.Count) + (chat ? ChatMargin : CompletionsMargin);
+    }
+
+    /// <summary>The client of <c>--endpoint URL</c>, with the API key from <c>--api-key-env</c> when given.</summary>
+    private static OpenAiCompatibleEndpoint EndpointClient(string url, string? apiKeyEnv, string apiModel)
+    {
+        string? apiKey = null;
+        if (apiKeyEnv is { } env)
+        {
+            apiKey = Environment.GetEnvironmentVariable(env);
+            if (string.IsNullOrEmpty(apiKey)) throw new UsageException($"--api-key-env: the environment variable {env} is not set");
+        }
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri)) throw new UsageException($"--endpoint: '{url}' is not an absolute URL");
+        if (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps) throw new UsageException($"--endpoint: '{url}' is not an http or https URL");
+        return new OpenAiCompatibleEndpoint(uri, apiKey, apiModel);
     }
 
     private static double CheckOpen(double x, string name) => x > 0 && x < 1 ? x : throw new UsageException($"{name} must be in (0, 1)");

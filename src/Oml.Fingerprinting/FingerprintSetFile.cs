@@ -203,9 +203,12 @@ public static class FingerprintSetFile
     public static FingerprintFileContents ReadContents(string path, string? passphrase) => ContentsFromBytes(File.ReadAllBytes(path), passphrase);
 
     /// <summary>The header of a file, without decrypting it (no passphrase needed).</summary>
-    public static FingerprintFileHeader ReadHeader(string path)
+    public static FingerprintFileHeader ReadHeader(string path) => HeaderFromBytes(File.ReadAllBytes(path));
+
+    /// <summary>The header of a file's bytes, without decrypting them (no passphrase needed).</summary>
+    /// <exception cref="CorruptFingerprintFileException">not a fingerprint-set file, truncated, or its header damaged.</exception>
+    public static FingerprintFileHeader HeaderFromBytes(ReadOnlySpan<byte> bytes)
     {
-        var bytes = File.ReadAllBytes(path);
         var (h, _) = ParseHead(bytes);
         return new FingerprintFileHeader(h.Version, h.Encryption == EncryptionAesGcm, h.Kdf?.Name, h.Kdf?.Iterations ?? 0, h.PayloadLength);
     }

@@ -593,6 +593,28 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
+    public void Verify_refuses_a_bad_endpoint_or_a_missing_api_key_in_one_line_before_reading_the_set()
+    {
+        // The endpoint's client is made before the set is read (its connection opens meanwhile): its usage errors come
+        // first, in one line, even when the set file is missing.
+        var missing = Path.Combine(Path.GetTempPath(), $"oml-no-set-{Guid.NewGuid():N}.omlfp");
+        foreach (var (args, says) in new (string[] Args, string Says)[]
+        {
+            (["--endpoint", "not a url"], "--endpoint: 'not a url' is not an absolute URL"),
+            (["--endpoint", "ftp://127.0.0.1/v1"], "--endpoint: 'ftp://127.0.0.1/v1' is not an http or https URL"),
+            (["--endpoint", "http://127.0.0.1:9/v1", "--api-key-env", "OML_TEST_UNSET_KEY_VARIABLE"], "--api-key-env: the environment variable OML_TEST_UNSET_KEY_VARIABLE is not set"),
+        })
+        {
+            foreach (var set in new[] { W.Set, missing })
+            {
+                var r = Run(["verify", .. args, "--fingerprints", set, "--passphrase-file", W.PassFile]);
+                Assert.Equal(Cli.Usage, r.Code);
+                Assert.Equal($"oml: error: {says}", r.Err.Trim());
+            }
+        }
+    }
+
+    [Fact]
     public async Task Verify_over_an_endpoint_asks_each_key_for_its_response_length_plus_a_small_margin()
     {
         // The answer is matched as a text prefix: a key needs its longest response and a margin (a leading whitespace

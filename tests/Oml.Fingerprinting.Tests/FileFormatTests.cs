@@ -123,6 +123,24 @@ public sealed class FileFormatTests : IDisposable
     }
 
     [Fact]
+    public void The_header_of_the_bytes_is_the_header_of_the_file_and_a_damaged_one_is_refused()
+    {
+        // oml verify reads a set file once and takes the header from the same bytes.
+        foreach (var bytes in new[] { Encrypted.Value, FingerprintSetFile.ToPlaintextBytes(Samples.Set(3)) })
+        {
+            var path = Path.Combine(_dir, "same.omlfp");
+            File.WriteAllBytes(path, bytes);
+            var fromFile = FingerprintSetFile.ReadHeader(path);
+            Assert.Equal(fromFile, FingerprintSetFile.HeaderFromBytes(bytes));
+            Assert.Equal(bytes == Encrypted.Value, fromFile.Encrypted);
+            var damaged = (byte[])bytes.Clone();
+            damaged[20] ^= 1;   // inside the header JSON, which its checksum covers
+            Assert.Throws<CorruptFingerprintFileException>(() => FingerprintSetFile.HeaderFromBytes(damaged));
+            Assert.Throws<CorruptFingerprintFileException>(() => FingerprintSetFile.HeaderFromBytes(bytes.AsSpan(0, 12)));
+        }
+    }
+
+    [Fact]
     public void Default_iteration_count_is_at_least_600000()
     {
         Assert.True(new FingerprintFileOptions().Pbkdf2Iterations >= 600_000);

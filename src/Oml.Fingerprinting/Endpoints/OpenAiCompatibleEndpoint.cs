@@ -135,6 +135,34 @@ public sealed class OpenAiCompatibleEndpoint : ICompletionEndpoint, IDisposable
         }
     }
 
+    /// <summary>The URL of the server's model list (<c>…/v1/models</c>), which <see cref="WarmUpAsync"/> asks.</summary>
+    public Uri ModelsUrl => new(_completionsUrl, "models");
+
+    /// <summary>
+    /// Readies the connection before the first completion: asks <c>GET …/v1/models</c> once (a read-only request of
+    /// the OpenAI API that every compatible server answers, with the API key when there is one) and ignores the answer,
+    /// whatever it is. Meanwhile the runtime loads and compiles its HTTP stack and the connection is opened; it stays
+    /// in the pool for the completions that follow. Never throws (a failure shows again in the first completion);
+    /// gives up after 10 s or <see cref="EndpointOptions.Timeout"/>, the shorter.
+    /// </summary>
+    public async Task WarmUpAsync(CancellationToken ct = default)
+    {
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(Options.Timeout < TimeSpan.FromSeconds(10) ? Options.Timeout : TimeSpan.FromSeconds(10));
+            using var request = new HttpRequestMessage(HttpMethod.Get, ModelsUrl);
+            request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+            if (_apiKey is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _apiKey);
+            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, timeout.Token).ConfigureAwait(false);
+            _ = await response.Content.ReadAsByteArrayAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is HttpRequestException or OperationCanceledException or ObjectDisposedException or IOException or InvalidOperationException)
+        {
+            // Nothing to do: the completions meet the same server and report what is wrong with it.
+        }
+    }
+
     /// <summary>Disposes the <see cref="HttpClient"/> if this client created it.</summary>
     public void Dispose()
     {

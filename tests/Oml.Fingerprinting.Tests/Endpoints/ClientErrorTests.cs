@@ -37,6 +37,39 @@ public class ClientErrorTests
     }
 
     [Fact]
+    public async Task Warm_up_asks_the_model_list_once_with_the_key_and_never_throws()
+    {
+        // oml verify --endpoint opens the connection with GET /v1/models while it reads the set; the answer is ignored.
+        var (client, handler) = Client((_, _, _) => Task.FromResult(Json(HttpStatusCode.OK, "{\"data\": []}")), baseUrl: "http://example.test:8000/", key: "sk-1");
+        Assert.Equal("http://example.test:8000/v1/models", client.ModelsUrl.ToString());
+        await client.WarmUpAsync(Ct);
+        var (uri, auth, body) = Assert.Single(handler.Requests);
+        Assert.Equal("http://example.test:8000/v1/models", uri.ToString());
+        Assert.Equal("Bearer sk-1", auth);
+        Assert.Equal("", body);
+        Assert.Equal("http://example.test/v1/models", Client((_, _, _) => Task.FromResult(Json(HttpStatusCode.OK, "{}"))).Item1.ModelsUrl.ToString());
+
+        // A server that lacks the route, fails, cannot be reached or never answers: nothing is thrown, nothing retried.
+        foreach (var answer in new Func<HttpRequestMessage, int, CancellationToken, Task<HttpResponseMessage>>[]
+        {
+            (_, _, _) => Task.FromResult(Json(HttpStatusCode.NotFound, "{\"error\": \"no such route\"}")),
+            (_, _, _) => Task.FromResult(Json(HttpStatusCode.ServiceUnavailable, "busy")),
+            (_, _, _) => throw new HttpRequestException("connection refused"),
+            async (_, _, ct) => { await Task.Delay(Timeout.Infinite, ct); return Json(HttpStatusCode.OK, "{}"); },
+        })
+        {
+            var (failing, failingHandler) = Client(answer, new EndpointOptions { Timeout = TimeSpan.FromMilliseconds(200), MaxAttempts = 3 });
+            await failing.WarmUpAsync(Ct);
+            Assert.Equal(1, failingHandler.Calls);
+        }
+
+        // After a client that owns its HttpClient is disposed (the command ended first), the warm-up ends quietly too.
+        var disposed = new OpenAiCompatibleEndpoint(new Uri("http://127.0.0.1:9/v1"), null, "m");
+        disposed.Dispose();
+        await disposed.WarmUpAsync(Ct);
+    }
+
+    [Fact]
     public async Task Request_url_headers_and_body()
     {
         var (client, handler) = Client((_, _, _) => Task.FromResult(Json(HttpStatusCode.OK, Ok)), baseUrl: "http://example.test:8000/", key: "sk-1");
