@@ -129,7 +129,8 @@ public static class VerifyCommand
             // An endpoint's connection is opened, and the runtime's HTTP stack loaded, while the set is read (and its
             // passphrase stretched): the keys go out as soon as they are known.
             using var endpointClient = url is null ? null : EndpointClient(url, r.GetValue(apiKeyEnv), r.GetValue(apiModel)!);
-            var warmUp = endpointClient is null ? null : Task.Run(() => endpointClient.WarmUpAsync());
+            // Not waited for: it never throws, and disposing the client at the end cancels it if the server never answered.
+            if (endpointClient is not null) _ = Task.Run(() => endpointClient.WarmUpAsync());
             var setPath = r.GetValue(fingerprints)!;
             FingerprintSet set;
             using (Phases.Measure("read set")) set = FingerprintIO.ReadSet(setPath, r.GetValue(passphraseFile));
@@ -229,7 +230,6 @@ public static class VerifyCommand
                     Console.Error.WriteLine($"querying {uri} with {queries.Count} keys, up to {Math.Min(inFlight, queries.Count)} at once, {tokens} new tokens each ...");
                     using (Phases.Measure("endpoint queries"))
                         report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_, concurrency: inFlight).GetAwaiter().GetResult();
-                    warmUp!.GetAwaiter().GetResult();   // long done (it never throws): nothing runs on past the command
                 }
 
                 if (set.Strategy.Parameters.TryGetValue("k", out var kText) && int.TryParse(kText, System.Globalization.CultureInfo.InvariantCulture, out var k) && k > 0
