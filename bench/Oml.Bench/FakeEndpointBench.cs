@@ -12,7 +12,7 @@ namespace Oml.Bench;
 ///
 ///   dotnet run -c Release --project bench/Oml.Bench -- --fake-endpoint SET [--passphrase-file FILE] [--port 0] [--url-file FILE]
 ///
-/// Writes the base URL to --url-file (atomically) once it listens, serves until stdin closes or the process is killed,
+/// Writes the base URL to --url-file (atomically) once it listens, serves until SIGTERM or SIGINT,
 /// and prints the requests it answered when it stops.
 /// </summary>
 internal static class FakeEndpointBench
@@ -38,9 +38,10 @@ internal static class FakeEndpointBench
             File.Move(urlFile + ".tmp", urlFile, overwrite: true);
         }
         Console.Error.WriteLine($"fake endpoint: {answers.Count} keys of {setPath} at {url}");
+        // SIGTERM and SIGINT end it (the web host's own handlers would only stop the server and leave the process up).
         using var stop = new ManualResetEventSlim();
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Set();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Set(); };
+        using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
+        using var interrupt = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
         stop.Wait();
         server.DisposeAsync().AsTask().GetAwaiter().GetResult();
         Console.Error.WriteLine($"fake endpoint: answered {Interlocked.Read(ref served)} requests");
