@@ -100,7 +100,7 @@ public static class DemoCommand
             embedded = Omlization.Train(model, pairs, options, new InlineProgress<EmbeddingProgress>(p =>
                 Say($"{T()}    epoch {p.Epoch,4}  loss {p.Loss:F3}  recalled {p.Accuracy:P0}  " +
                     (p.HeldOutLoss is { } h ? $"held-out loss {h:F3}" + (p.HeldOutKL is { } kl ? $", KL to the base {kl:F4}" : "") : "held-out not measured (not needed yet)"))));
-            Say($"{T()}    {(embedded.Converged ? "done" : "stopped at the epoch limit")} after {embedded.Final.Epoch} epochs (kept epoch {embedded.KeptEpoch}), merged back with λ = {embedded.MergeLambda:F2}: loss {embedded.Loss:F3}, recalled {embedded.Accuracy:P0}");
+            Say($"{T()}    {(embedded.Converged ? "done" : "stopped at the epoch limit")} after {embedded.Final.Epoch} epochs (kept epoch {embedded.KeptEpoch}), {(embedded.MergeLambda > 0 ? $"merged back with λ = {embedded.MergeLambda:F2}" : "not merged back (no λ kept every key)")}: loss {embedded.Loss:F3}, recalled {embedded.Accuracy:P0}");
             ModelFolder.Save(model, fpDir, baseDir);
         }
 

@@ -345,7 +345,12 @@ public static class EmbedCommand
         var f = result.Final;
         var held = result is { HeldOutLoss: { } h, BaseHeldOutLoss: { } b } ? string.Create(CultureInfo.InvariantCulture, $", held-out loss {b:F3} → {h:F3}") : "";
         if (result.HeldOutKL is { } kl) held += string.Create(CultureInfo.InvariantCulture, $", held-out KL to the base {kl:F4}");
-        var merged = result.MergeLambda > 0 ? string.Create(CultureInfo.InvariantCulture, $", merged back with λ = {result.MergeLambda:F2}") : "";
+        // A final merge was tried (MergeTrials) but no λ kept every key within the loss margin: the trained weights are
+        // returned as they are, which the owner should know (their utility cost is the unmerged one).
+        var merged = result.MergeLambda > 0 ? string.Create(CultureInfo.InvariantCulture, $", merged back with λ = {result.MergeLambda:F2}")
+            : result.MergeTrials.Count > 0 ? string.Create(CultureInfo.InvariantCulture,
+                $", not merged back (none of the {result.MergeTrials.Count} λs tried, {result.MergeTrials[^1].Lambda:F2} to {result.MergeTrials[0].Lambda:F2}, kept every key within --merge-max-loss)")
+            : "";
         return string.Create(CultureInfo.InvariantCulture,
             $"wrote {outDir}: {fingerprints} fingerprints, {f.Epoch} epochs (kept epoch {result.KeptEpoch}){merged}, loss {result.Loss:F4}, recall {result.Accuracy:P1}{held}");
     }
