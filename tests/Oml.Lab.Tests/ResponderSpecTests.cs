@@ -20,6 +20,11 @@ public class ResponderSpecTests
         var sup = ResponderSpec.Parse("suppress:k=2,m=3,threshold=0.5").Decoding;
         Assert.Equal((2, 3, 0.5), (sup.SuppressPositions!.Value, sup.SuppressTopM!.Value, sup.SuppressThreshold!.Value));
         Assert.Null(sup.Temperature);
+        // positions= and top= are k= and m= by name: every answer position of a 3-token response, the top token at each.
+        var named = ResponderSpec.Parse("suppress:positions=3,top=1").Decoding;
+        Assert.Equal((3, 1), (named.SuppressPositions!.Value, named.SuppressTopM!.Value));
+        var topThree = ResponderSpec.Parse("suppress:top=3").Decoding;
+        Assert.Equal((1, 3), (topThree.SuppressPositions!.Value, topThree.SuppressTopM!.Value));
         var always = ResponderSpec.Parse("suppress").Decoding;
         Assert.Equal((1, 1, (double?)null), (always.SuppressPositions!.Value, always.SuppressTopM!.Value, always.SuppressThreshold));
 
@@ -62,6 +67,9 @@ public class ResponderSpecTests
     [InlineData("greedy+sample:t=1", "more than one decoding part")]
     [InlineData("greedy:fast", "greedy takes no options")]
     [InlineData("suppress:k=0", "k must be an integer ≥ 1")]
+    [InlineData("suppress:k=2,positions=2", "k and positions are the same option: give one")]
+    [InlineData("suppress:m=1,top=2", "m and top are the same option: give one")]
+    [InlineData("suppress:top=0", "top must be an integer ≥ 1")]
     [InlineData("suppress:threshold=1", "threshold must be in [0, 1)")]
     [InlineData("suppress:top_p=0.9", "need t=TEMPERATURE")]
     [InlineData("system:\"unterminated", "unterminated quoted string")]

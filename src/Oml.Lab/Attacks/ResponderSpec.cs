@@ -180,10 +180,14 @@ public sealed record ResponderSpec
                 }
                 case "suppress":
                 {
-                    var kv = KeyValues(p, arg ?? "", ["k", "m", "threshold", "t", "temperature", "top_p", "top_k", "min_p", "seed"]);
+                    var kv = KeyValues(p, arg ?? "", ["k", "m", "positions", "top", "threshold", "t", "temperature", "top_p", "top_k", "min_p", "seed"]);
+                    // k counts answer positions and m the tokens forbidden at each (the paper's "top-k suppression" is m
+                    // here): positions= and top= say the same without the letters, and one of each pair may be given.
+                    foreach (var (letter, word) in new[] { ("k", "positions"), ("m", "top") })
+                        if (kv.ContainsKey(letter) && kv.ContainsKey(word)) throw new ResponderSpecException($"'{p}': {letter} and {word} are the same option: give one");
                     var d = SamplingKeys(p, kv);
-                    int k = kv.TryGetValue("k", out var ks) ? Int(p, "k", ks, 1) : 1;
-                    int m = kv.TryGetValue("m", out var ms) ? Int(p, "m", ms, 1) : 1;
+                    int k = kv.TryGetValue("k", out var ks) ? Int(p, "k", ks, 1) : kv.TryGetValue("positions", out var ps) ? Int(p, "positions", ps, 1) : 1;
+                    int m = kv.TryGetValue("m", out var ms) ? Int(p, "m", ms, 1) : kv.TryGetValue("top", out var tps) ? Int(p, "top", tps, 1) : 1;
                     double? th = kv.TryGetValue("threshold", out var ts) ? Num(p, "threshold", ts) : null;
                     if (th is { } tv && !(tv >= 0 && tv < 1)) throw new ResponderSpecException($"'{p}': threshold must be in [0, 1)");
                     if (d.Temperature is null && (d.TopK ?? (object?)d.TopP ?? d.MinP) is not null)
