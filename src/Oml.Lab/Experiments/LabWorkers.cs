@@ -12,7 +12,8 @@ public sealed record WorkersSummary(int Workers, int Restarts, IReadOnlyList<int
 /// Runs one experiment as N worker processes (<c>oml lab run ... --shard i/N</c>) side by side, as on one GPU that a small
 /// model leaves mostly idle: starts them, logs each to OUT/shard-i.log, restarts a worker that fails (a CUDA
 /// out-of-memory error when the workers' peaks coincide; it resumes from the cells already saved) up to
-/// <see cref="MaxRestarts"/> times, reports progress by counting saved cells, and stops them all when cancelled.
+/// <see cref="MaxRestarts"/> times (never after a usage error, <see cref="UsageExitCode"/>), reports progress by counting
+/// saved cells, and stops them all when cancelled.
 /// </summary>
 public sealed class LabWorkers
 {
@@ -40,6 +41,12 @@ public sealed class LabWorkers
 
     /// <summary>Restarts allowed per worker after it exits with an error.</summary>
     public int MaxRestarts { get; init; } = 3;
+
+    /// <summary>
+    /// The exit code of a usage error (<c>oml</c>'s 2: an option or config value the worker rejected), which a restart
+    /// would meet again: such a worker is not restarted.
+    /// </summary>
+    public const int UsageExitCode = 2;
 
     /// <summary>The program and leading arguments that start <c>oml</c>: <see cref="WorkerVariable"/>, else this process's own program.</summary>
     public static (string FileName, string[] Prefix) SelfCommand()
@@ -72,6 +79,12 @@ public sealed class LabWorkers
                 int code = await RunWorker(file, prefix, i, cancel).ConfigureAwait(false);
                 if (code == 0) return;
                 if (cancel.IsCancellationRequested) { lock (failed) failed.Add(i); return; }
+                if (code == UsageExitCode)
+                {
+                    lock (failed) failed.Add(i);
+                    progress?.WriteLine($"worker {i}/{_workers} exited with a usage error (exit {code}), which a restart would repeat; see {LogOf(i)}");
+                    return;
+                }
                 if (attempt >= MaxRestarts)
                 {
                     lock (failed) failed.Add(i);
