@@ -3,12 +3,7 @@
 # of the base, lr 1e-3, on 1,971 Alpaca-form examples from `oml data instructions --corpus $CAP/corpus --count 2000 --seed 0`, made here when missing).
 #   CAP=DIR scripts/lab/cpu-lambda-cap/run-sft-merge.sh ARCH...      (resumable)
 set -uo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
-CAP="${CAP:?set CAP to the OUT folder of scripts/lab/cpu-capacity-arch.sh}"
-O="${OML:-$root/src/Oml.Cli/bin/Release/net10.0/oml}"
-W="${OUT:-$root/artifacts/lab/cpu-lambda-cap}"; HELD=$CAP/corpus/heldout.txt
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-mkdir -p $W/res $W/logs $W/models
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 [ -f $W/instr/instructions-train.json ] || $O data instructions --corpus $CAP/corpus --out $W/instr --count 2000 --seed 0 > $W/logs/instr.log 2>&1
 for arch in "$@"; do
   base=$CAP/models/$arch-base; ft=$W/models/$arch-sft

@@ -6,12 +6,7 @@
 # (SETTINGS overrides; extra settings D: --mix-fraction 0.75 --benign-text $CAP/corpus/train.txt, E: D + --averaging-lambda 0.1)
 # embed, greedy probe, held-out perplexity vs the base (window 64), linear merge with the base at 0.5, greedy probe of it.
 set -uo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
-CAP="${CAP:?set CAP to the OUT folder of scripts/lab/cpu-capacity-arch.sh}"
-O="${OML:-$root/src/Oml.Cli/bin/Release/net10.0/oml}"
-W="${OUT:-$root/artifacts/lab/cpu-lambda-cap}"; HELD=$CAP/corpus/heldout.txt
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-mkdir -p $W/sets $W/models $W/res $W/logs
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 say() { echo "$(date -u +%T) $*" | tee -a $W/logs/timeline.txt; }
 unit() {
   local u=$1 arch=${1%%:*} s=${1##*:} base n settings
