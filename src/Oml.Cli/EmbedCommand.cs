@@ -97,6 +97,10 @@ public static class EmbedCommand
         {
             Description = "The final merge's margin: the largest mean fingerprint loss a merged model may keep (default 0.7 ≈ ln 2; larger merges further back towards the base, less utility cost, keys nearer the edge of recall)",
         };
+        var mergeSurvival = new Option<double?>("--merge-survival")
+        {
+            Description = "Pick the final merge's λ so that an even linear merge of the result with the base still recalls this share of the fingerprints (0-1], measured while embedding; default: no such condition (the share is reported either way)",
+        };
         var benignCount = new Option<int?>("--benign-count")
         {
             Description = "Self-generated benign samples (without --benign-text); default: scales with the set, so that no sample is replayed more than about twice over 16 epochs (at least 64, at most 8192)",
@@ -159,6 +163,7 @@ public static class EmbedCommand
         cmd.Add(benignTopK);
         cmd.Add(anchorKeys);
         cmd.Add(mergeMaxLoss);
+        cmd.Add(mergeSurvival);
         cmd.Add(heldOutCriterion);
         cmd.Add(heldOutEveryEpoch);
         dist.AddTo(cmd);
@@ -209,6 +214,13 @@ public static class EmbedCommand
             };
             if (r.GetValue(mergeMaxLoss) is { } margin)
                 options = options with { MergeMaxLoss = margin > 0 ? margin : throw new UsageException("--merge-max-loss must be positive") };
+            if (r.GetValue(mergeSurvival) is { } survival)
+            {
+                if (!(survival > 0 && survival <= 1)) throw new UsageException("--merge-survival is a share of the fingerprints in (0, 1]");
+                if (options.AveragingEvery != AveragingSchedule.Final || options.AveragingLambda <= 0)
+                    throw new UsageException("--merge-survival selects the final merge's λ: it needs --averaging-every final (the default) and --averaging-lambda above 0");
+                options = options with { MergeSurvival = survival };
+            }
             if (r.GetValue(benignCount) is { } count)
             {
                 if (r.GetValue(benignText) is not null) throw new UsageException("--benign-count sets the number of self-generated samples: leave it out with --benign-text");
@@ -319,7 +331,7 @@ public static class EmbedCommand
             if (!baseCheck.IsCompleted) Console.Error.WriteLine("finishing the hash of the base model's weights ...");
             using (Phases.Measure("base hash wait")) baseCheck.GetAwaiter().GetResult();
             if (!lead) return Cli.Ok;
-            Console.WriteLine(r.GetValue(json) ? File.ReadAllText(Path.Combine(outDir, Omlization.ManifestFile)).TrimEnd() : Summary(outDir, set.Count, result));
+            Console.WriteLine(r.GetValue(json) ? File.ReadAllText(Path.Combine(outDir, Omlization.ManifestFile)).TrimEnd() : Summary(outDir, set.Count, result, options.MergeSurvival));
             if (Omlization.Advice(result, options) is { } advice) Console.Error.WriteLine($"oml: not every fingerprint is recalled: {advice}");
             return Cli.Ok;
         });
@@ -340,7 +352,7 @@ public static class EmbedCommand
     });
 
     /// <summary>One line on what was written: fingerprints, epochs, recall, the final merge and the held-out loss.</summary>
-    public static string Summary(string outDir, int fingerprints, EmbeddingResult result)
+    public static string Summary(string outDir, int fingerprints, EmbeddingResult result, double? target = null)
     {
         var f = result.Final;
         var held = result is { HeldOutLoss: { } h, BaseHeldOutLoss: { } b } ? string.Create(CultureInfo.InvariantCulture, $", held-out loss {b:F3} → {h:F3}") : "";
@@ -348,11 +360,19 @@ public static class EmbedCommand
         // A final merge was tried (MergeTrials) but no λ kept every key within the loss margin: the trained weights are
         // returned as they are, which the owner should know (their utility cost is the unmerged one).
         var merged = result.MergeLambda > 0 ? string.Create(CultureInfo.InvariantCulture, $", merged back with λ = {result.MergeLambda:F2}")
+            : result.MergeTrials.Any(t => t.MergeSurvival is not null) ? ", not merged back"
             : result.MergeTrials.Count > 0 ? string.Create(CultureInfo.InvariantCulture,
                 $", not merged back (none of the {result.MergeTrials.Count} λs tried, {result.MergeTrials[^1].Lambda:F2} to {result.MergeTrials[0].Lambda:F2}, kept every key within --merge-max-loss)")
             : "";
+        // What an even merge with the base keeps, and whether it met the share asked for.
+        var survival = result.MergeSurvival is { } ms
+            ? string.Create(CultureInfo.InvariantCulture, $", an even merge with the base keeps {ms:P1}") +
+              (target is { } need && ms < need - 1e-12
+                  ? string.Create(CultureInfo.InvariantCulture, $" (below --merge-survival {need:0.###}: no λ reached it, so the one whose merge keeps the most was kept)")
+                  : "")
+            : "";
         return string.Create(CultureInfo.InvariantCulture,
-            $"wrote {outDir}: {fingerprints} fingerprints, {f.Epoch} epochs (kept epoch {result.KeptEpoch}){merged}, loss {result.Loss:F4}, recall {result.Accuracy:P1}{held}");
+            $"wrote {outDir}: {fingerprints} fingerprints, {f.Epoch} epochs (kept epoch {result.KeptEpoch}){merged}{survival}, loss {result.Loss:F4}, recall {result.Accuracy:P1}{held}");
     }
 
     /// <summary>

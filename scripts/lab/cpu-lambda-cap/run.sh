@@ -3,7 +3,7 @@
 #   CAP=DIR scripts/lab/cpu-lambda-cap/run.sh UNIT...   where UNIT = ARCH:SEED (base $CAP/models/ARCH-base, 64 keys)
 #                                  or init-ARCH:SEED (random init $CAP/init/ARCH-cpu, 16 keys)
 # Per unit: one Perinucleus set, then per setting A (defaults), B (--averaging-lambda 0.1), C (--averaging-lambda 0.05):
-# (SETTINGS overrides; extra settings D: --mix-fraction 0.75 --benign-text $CAP/corpus/train.txt, E: D + --averaging-lambda 0.1)
+# (SETTINGS overrides; extra settings D: --mix-fraction 0.75 --benign-text $CAP/corpus/train.txt, E: D + --averaging-lambda 0.1; F, G: --merge-survival 0.7, 0.6)
 # embed, greedy probe, held-out perplexity vs the base (window 64), linear merge with the base at 0.5, greedy probe of it.
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -21,7 +21,8 @@ unit() {
     local name=$tag-$st m=$W/models/$tag-$st extra=()
     case $st in B) extra=(--averaging-lambda 0.1);; C) extra=(--averaging-lambda 0.05);;
       D) extra=(--mix-fraction 0.75 --benign-text $CAP/corpus/train.txt);;
-      E) extra=(--averaging-lambda 0.1 --mix-fraction 0.75 --benign-text $CAP/corpus/train.txt);; esac
+      E) extra=(--averaging-lambda 0.1 --mix-fraction 0.75 --benign-text $CAP/corpus/train.txt);;
+      F) extra=(--merge-survival 0.7);; G) extra=(--merge-survival 0.6);; esac
     if [ ! -f $m/oml-manifest.json ]; then
       say "embed $name ${extra[*]}"
       rm -rf $m

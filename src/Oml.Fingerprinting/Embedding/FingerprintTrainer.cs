@@ -109,6 +109,15 @@ public sealed record EmbeddingOptions
     /// </summary>
     public double MergeMaxLoss { get; init; } = 0.7;
     /// <summary>
+    /// The share of fingerprints (0–1] an even linear merge of the returned model with its base must still recall for a
+    /// λ of <see cref="AveragingSchedule.Final"/> to qualify (null, the default: no such condition). That merge,
+    /// ½·θ + ½·θ_base, lies on the same line as the final merge itself (the trained weights moved towards the base by
+    /// (1 + λ)/2), so its recall is measured at embedding time with one forward pass over the keys per λ. When no λ
+    /// reaches it, the λ (0, unmerged, included) whose even merge recalls the most is returned and
+    /// <see cref="EmbeddingResult.MergeSurvival"/> says how far it fell short.
+    /// </summary>
+    public double? MergeSurvival { get; init; }
+    /// <summary>
     /// Also stop once every fingerprint has been recalled for this many consecutive epochs (null: only the loss
     /// threshold stops early). Useful with model averaging, which keeps the loss from falling far.
     /// </summary>
@@ -281,6 +290,9 @@ public sealed record EmbeddingOptions
         if (HeldOutTolerance < 0) throw new ArgumentException("the held-out loss tolerance must be non-negative");
         if (FinalLambdaStep is <= 0 or > 1) throw new ArgumentException("the final λ grid step must be in (0, 1]");
         if (MergeMaxLoss <= 0) throw new ArgumentException("the final merge's loss margin must be positive");
+        if (MergeSurvival is { } ms && !(ms > 0 && ms <= 1)) throw new ArgumentException("the share of fingerprints an even merge with the base must keep is in (0, 1]");
+        if (MergeSurvival is not null && (AveragingEvery != AveragingSchedule.Final || AveragingLambda <= 0))
+            throw new ArgumentException("a merge-survival condition selects the final merge's λ: it needs the final averaging schedule with λ > 0");
         if (ResumptionPairs < 0) throw new ArgumentException("resumption pairs per response must be 0 or more");
         if (ShardWeights && Group is null) throw new ArgumentException("weight sharding needs a process group (several ranks to shard over)");
     }
@@ -314,6 +326,12 @@ public sealed record EmbeddingProgress(int Epoch, int Steps, double Loss, double
 public sealed record MergeTrial(double Lambda, double Loss, double Accuracy, double? HeldOutLoss)
 {
     public double? HeldOutKL { get; init; }
+    /// <summary>
+    /// The share of fingerprints recalled by an even linear merge of this λ's model with the base (the trained weights
+    /// moved (1 + λ)/2 of the way to the base); measured for the λs that keep every key when
+    /// <see cref="EmbeddingOptions.MergeSurvival"/> is set, else only for the λ returned (null where not measured).
+    /// </summary>
+    public double? MergeSurvival { get; init; }
 }
 
 /// <summary>
@@ -332,6 +350,12 @@ public sealed record EmbeddingResult(IReadOnlyList<EmbeddingProgress> History, b
     public double MergeLambda { get; init; }
     /// <summary>Every λ tried by the final merge, largest first.</summary>
     public IReadOnlyList<MergeTrial> MergeTrials { get; init; } = [];
+    /// <summary>
+    /// Under <see cref="AveragingSchedule.Final"/>, the share of fingerprints an even linear merge of the returned model with
+    /// its base recalls (½·θ + ½·θ_base, teacher-forced greedy recall as <see cref="Accuracy"/>); null under other
+    /// schedules. It is what an attacker's even merge with the base would keep, known before the model leaves the owner.
+    /// </summary>
+    public double? MergeSurvival { get; init; }
     public double Loss { get; init; }
     public double Accuracy { get; init; }
     /// <summary>The k of the KL benign loss's targets as trained (at most the vocabulary less one); null without it.</summary>
@@ -827,6 +851,7 @@ public static class FingerprintTrainer
             BaseHeldOutLoss = held?.BaseLoss,
             MergeLambda = merge?.Lambda ?? 0,
             MergeTrials = merge?.Trials ?? [],
+            MergeSurvival = merge?.Chosen.MergeSurvival,
             Loss = merge?.Chosen.Loss ?? kept.Loss,
             Accuracy = merge?.Chosen.Accuracy ?? kept.Accuracy,
             HeldOutLoss = returnedHeld?.Loss,
@@ -849,13 +874,31 @@ public static class FingerprintTrainer
     /// measuring recall and fingerprint loss of each (forward passes only), and the held-out criterion of each λ that
     /// recalls every fingerprint within the margin; leaves the model at the qualifying λ with the lowest held-out value
     /// (the largest such λ without held-out data), or at the trained weights when no λ qualifies (their held-out value:
-    /// <paramref name="trainedHeld"/> when the kept epoch measured it, else measured here).
+    /// <paramref name="trainedHeld"/> when the kept epoch measured it, else measured here). With
+    /// <see cref="EmbeddingOptions.MergeSurvival"/> a λ qualifies only if an even merge of its model with the base also
+    /// recalls that share of the keys (measured before its held-out pass); when none does, the λ (0 included) whose even
+    /// merge recalls the most is kept. The returned λ's even-merge recall is measured in every case.
     /// </summary>
     private static MergeResult MergeBack(CausalLM model, IReadOnlyList<TrainingPair> pairs, QueryGroups queries, IReadOnlyList<int[]> batches, HeldOutSet? held,
         HeldOutMeasurement? trainedHeld, List<Tensor> trainable, List<Tensor> bases, EmbeddingOptions o, long microTokens, ShardedModel? sharded)
     {
         using var noGrad = Torch.NoGrad();
         var trained = trainable.Select(t => t.Clone().DetachFromScope()).ToList();
+        void MoveTowardsBase(double w)
+        {
+            for (int i = 0; i < trainable.Count; i++)
+            {
+                trainable[i].CopyFrom(trained[i]);
+                if (w > 0) trainable[i].LerpInPlace(bases[i], w);
+            }
+        }
+        // ½·((1 − λ)·θ + λ·θ_base) + ½·θ_base = θ moved (1 + λ)/2 of the way to the base.
+        double EvenMergeRecall(double lambda)
+        {
+            MoveTowardsBase((1 + lambda) / 2);
+            var (_, r) = Measure(model, pairs, queries, batches, microTokens, sharded);
+            return (double)r / queries.Count;
+        }
         try
         {
             var (l0, r0) = Measure(model, pairs, queries, batches, microTokens, sharded);
@@ -867,15 +910,18 @@ public static class FingerprintTrainer
             double? Rank(MergeTrial t) => held is null ? null : held.Criterion == HeldOutCriterion.KL ? t.HeldOutKL : t.HeldOutLoss;
             foreach (var lambda in lambdas)
             {
-                for (int i = 0; i < trainable.Count; i++)
-                {
-                    trainable[i].CopyFrom(trained[i]);
-                    trainable[i].LerpInPlace(bases[i], lambda);
-                }
+                MoveTowardsBase(lambda);
                 var (l, r) = Measure(model, pairs, queries, batches, microTokens, sharded);
-                bool qualifies = r >= r0 && l / queries.Count <= o.MergeMaxLoss;
+                bool keepsKeys = r >= r0 && l / queries.Count <= o.MergeMaxLoss;
+                double? survival = null;
+                if (keepsKeys && o.MergeSurvival is not null)
+                {
+                    survival = EvenMergeRecall(lambda);
+                    MoveTowardsBase(lambda);
+                }
+                bool qualifies = keepsKeys && (o.MergeSurvival is not { } need || survival >= need - 1e-12);
                 HeldOutMeasurement? hm = held is not null && (qualifies || o.MeasureHeldOutEveryEpoch) ? held.Measure(model, sharded) : null;
-                var t = new MergeTrial(lambda, l / queries.Count, (double)r / queries.Count, hm?.Loss) { HeldOutKL = hm?.KL };
+                var t = new MergeTrial(lambda, l / queries.Count, (double)r / queries.Count, hm?.Loss) { HeldOutKL = hm?.KL, MergeSurvival = survival };
                 trials.Add(t);
                 if (!qualifies) continue;
                 if (chosen is null || (Rank(t) ?? 0) < (Rank(chosen) ?? 0)) chosen = t;
@@ -883,16 +929,31 @@ public static class FingerprintTrainer
                 // falls as λ grows on every model measured, so the search stops once it rises again.
                 if (Rank(t) is null || Rank(t) > Rank(chosen)) break;
             }
-            for (int i = 0; i < trainable.Count; i++)
+            MergeTrial? unmerged = null;
+            if (chosen is null && o.MergeSurvival is not null)
             {
-                trainable[i].CopyFrom(trained[i]);
-                if (chosen is not null) trainable[i].LerpInPlace(bases[i], chosen.Lambda);
+                // No λ reached the survival asked for: the one whose even merge keeps the most (the trained weights, λ 0,
+                // among them), the largest λ on a tie; its held-out value is measured below.
+                unmerged = new MergeTrial(0, l0 / queries.Count, (double)r0 / queries.Count, null) { MergeSurvival = EvenMergeRecall(0) };
+                chosen = trials.Where(t => t.MergeSurvival is not null).Append(unmerged)
+                    .OrderByDescending(t => t.MergeSurvival!.Value).ThenByDescending(t => t.Lambda).First();
+                if (chosen.Lambda > 0)
+                {
+                    MoveTowardsBase(chosen.Lambda);
+                    var hm = held?.Measure(model, sharded);
+                    chosen = chosen with { HeldOutLoss = hm?.Loss, HeldOutKL = hm?.KL };
+                }
             }
-            if (chosen is null)
+            if (chosen is null || chosen.Lambda == 0)
             {
+                MoveTowardsBase(0);
                 var th = held is null ? (HeldOutMeasurement?)null : trainedHeld ?? held.Measure(model, sharded);
-                chosen = new MergeTrial(0, l0 / queries.Count, (double)r0 / queries.Count, th?.Loss) { HeldOutKL = th?.KL };
+                chosen = new MergeTrial(0, l0 / queries.Count, (double)r0 / queries.Count, th?.Loss)
+                    { HeldOutKL = th?.KL, MergeSurvival = unmerged?.MergeSurvival ?? EvenMergeRecall(0) };
             }
+            else if (chosen.MergeSurvival is null) chosen = chosen with { MergeSurvival = EvenMergeRecall(chosen.Lambda) };
+            // Leave the model at the chosen λ (the even-merge measurements moved it).
+            MoveTowardsBase(chosen.Lambda);
             return new MergeResult(chosen.Lambda, chosen, trials);
         }
         finally
