@@ -501,7 +501,7 @@ public sealed class BatchEngine : IDisposable
     /// its dtype): the argmax of each row, as int64 ids, when any row decodes greedily without log-probabilities, and
     /// float32 copies of only the rows that sample or report log-probabilities. torch.argmax returns the first of equal
     /// maxima, as the host's <see cref="ArgMax"/> does, and converting to float32 is exact, so a greedy row picks the same
-    /// token either way (NaN logits aside: torch.argmax takes a NaN as the maximum, the host loop skips it).</summary>
+    /// token either way (a NaN included: both take the first NaN as the maximum).</summary>
     private static StepLogits Fetch(List<Sequence> seqs, Tensor logits)
     {
         int n = seqs.Count, vocab = checked((int)logits.Size(1));
@@ -604,10 +604,19 @@ public sealed class BatchEngine : IDisposable
         return ArgMax(logits);
     }
 
-    private static int ArgMax(ReadOnlySpan<float> x)
+    /// <summary>
+    /// The first index of the largest value, a NaN counting as larger than any number (the first NaN wins), as
+    /// torch.argmax decides, so that a greedy row whose logits hold a NaN decodes the same token on the host as on the device.
+    /// </summary>
+    internal static int ArgMax(ReadOnlySpan<float> x)
     {
         int best = 0;
-        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
+        if (float.IsNaN(x[0])) return 0;
+        for (int i = 1; i < x.Length; i++)
+        {
+            if (float.IsNaN(x[i])) return i;
+            if (x[i] > x[best]) best = i;
+        }
         return best;
     }
 
