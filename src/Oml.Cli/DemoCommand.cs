@@ -100,7 +100,7 @@ public static class DemoCommand
             embedded = Omlization.Train(model, pairs, options, new InlineProgress<EmbeddingProgress>(p =>
                 Say($"{T()}    epoch {p.Epoch,4}  loss {p.Loss:F3}  recalled {p.Accuracy:P0}  " +
                     (p.HeldOutLoss is { } h ? $"held-out loss {h:F3}" + (p.HeldOutKL is { } kl ? $", KL to the base {kl:F4}" : "") : "held-out not measured (not needed yet)"))));
-            Say($"{T()}    {(embedded.Converged ? "done" : "stopped at the epoch limit")} after {embedded.Final.Epoch} epochs (kept epoch {embedded.KeptEpoch}), {(embedded.MergeLambda > 0 ? $"merged back with λ = {embedded.MergeLambda:F2}" : "not merged back (no λ kept every key)")}: loss {embedded.Loss:F3}, recalled {embedded.Accuracy:P0}");
+            Say($"{T()}    {(embedded.Converged ? "done" : "stopped at the epoch limit")} after {embedded.Final.Epoch} epochs (kept epoch {embedded.KeptEpoch}), {(embedded.MergeLambda > 0 ? $"merged back with λ = {embedded.MergeLambda:F2}" : "not merged back")}{(embedded.MergeSurvival is { } ms ? $", an even merge with the base keeps {ms:P0} of the keys" : "")}: loss {embedded.Loss:F3}, recalled {embedded.Accuracy:P0}");
             ModelFolder.Save(model, fpDir, baseDir);
         }
 
@@ -130,7 +130,7 @@ public static class DemoCommand
             new Report()
                 .Json("ok", ok).Json("out", Path.GetFullPath(outDir)).Json("base_model", baseDir).Json("fingerprinted_model", fpDir).Json("fingerprint_set", setPath)
                 .Json("fingerprints", set.Count).Json("commitment_root", commitment.Root)
-                .Json("recall", Report.Number(embedded.Accuracy)).Json("epochs", embedded.Final.Epoch).Json("merge_lambda", Report.Number(embedded.MergeLambda))
+                .Json("recall", Report.Number(embedded.Accuracy)).Json("epochs", embedded.Final.Epoch).Json("merge_lambda", Report.Number(embedded.MergeLambda)).Json("merge_survival", Report.Number(embedded.MergeSurvival))
                 .Json("alpha", Report.Number(rule.Alpha)).Json("fingerprinted", fpJson).Json("base", baseJson).Json("perplexity", pplJson)
                 .Json("seconds", Report.Number(sw.Elapsed.TotalSeconds)).Json("device", device.ToString())
                 .Print(json: true);

@@ -99,7 +99,7 @@ public static class EmbedCommand
         };
         var mergeSurvival = new Option<double?>("--merge-survival")
         {
-            Description = "Pick the final merge's λ so that an even linear merge of the result with the base still recalls this share of the fingerprints (0-1], measured while embedding; default: no such condition (the share is reported either way)",
+            Description = "Pick the final merge's λ so that an even linear merge of the result with the base still recalls this share of the fingerprints, measured while embedding (when no λ reaches it, the one whose merge recalls the most); 0 turns the condition off (the share is reported either way); default 0.6",
         };
         var benignCount = new Option<int?>("--benign-count")
         {
@@ -216,11 +216,13 @@ public static class EmbedCommand
                 options = options with { MergeMaxLoss = margin > 0 ? margin : throw new UsageException("--merge-max-loss must be positive") };
             if (r.GetValue(mergeSurvival) is { } survival)
             {
-                if (!(survival > 0 && survival <= 1)) throw new UsageException("--merge-survival is a share of the fingerprints in (0, 1]");
-                if (options.AveragingEvery != AveragingSchedule.Final || options.AveragingLambda <= 0)
+                if (!(survival >= 0 && survival <= 1)) throw new UsageException("--merge-survival is a share of the fingerprints in [0, 1] (0 turns it off)");
+                if (survival > 0 && (options.AveragingEvery != AveragingSchedule.Final || options.AveragingLambda <= 0))
                     throw new UsageException("--merge-survival selects the final merge's λ: it needs --averaging-every final (the default) and --averaging-lambda above 0");
-                options = options with { MergeSurvival = survival };
+                options = options with { MergeSurvival = survival > 0 ? survival : null };
             }
+            // The default condition applies only where there is a final merge to choose.
+            else if (options.AveragingEvery != AveragingSchedule.Final || options.AveragingLambda <= 0) options = options with { MergeSurvival = null };
             if (r.GetValue(benignCount) is { } count)
             {
                 if (r.GetValue(benignText) is not null) throw new UsageException("--benign-count sets the number of self-generated samples: leave it out with --benign-text");

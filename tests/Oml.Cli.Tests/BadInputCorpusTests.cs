@@ -177,7 +177,7 @@ public sealed class BadInputCorpusTests(BadInputCorpus corpus) : IClassFixture<B
         ["unknown option"] = ("generate --model {D}/model --bogus", Usage, "--bogus"),
         ["missing option"] = ("convert --model {D}/model", Usage, "--out"),
         ["bad option value"] = ("generate --model {D}/model --ids 1 --temperature -1", Usage, "temperature must be positive"),
-        ["merge survival out of range"] = ("embed --model {D}/model --fingerprints {D}/set.omlfp --out {D}/embedded --merge-survival 1.5", Usage, "--merge-survival is a share of the fingerprints in (0, 1]"),
+        ["merge survival out of range"] = ("embed --model {D}/model --fingerprints {D}/set.omlfp --out {D}/embedded --merge-survival 1.5", Usage, "--merge-survival is a share of the fingerprints in [0, 1] (0 turns it off)"),
         ["merge survival without the final merge"] = ("embed --model {D}/model --fingerprints {D}/set.omlfp --out {D}/embedded --merge-survival 0.6 --averaging-every step", Usage, "--merge-survival selects the final merge's λ"),
     };
 

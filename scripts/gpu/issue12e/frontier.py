@@ -34,7 +34,8 @@ for snap in snaps:
 # Recipes: a variant NAME-sSEED belongs to NAME; the defaults are llama-sN, "default" or "def-sN".
 RECIPES = [("def", "#0072B2", "defaults"), ("b75", "#D55E00", "--mix-fraction 0.75"), ("text", "#009E73", "--benign-text"),
            ("tb75", "#E69F00", "β 0.75 + --benign-text"), ("tb75l10", "#56B4E9", "β 0.75 + text + λ ≤ 0.1"),
-           ("b75p", "#F0E442", "β 0.75, pool 24,576"), ("lr4", "#CC79A7", "--lr 4e-5")]
+           ("b75p", "#F0E442", "β 0.75, pool 24,576"), ("lr4", "#CC79A7", "--lr 4e-5"),
+           ("l10", "#000000", "λ ≤ 0.1 alone"), ("b75l10", "#882255", "β 0.75 + λ ≤ 0.1")]
 ALIAS = {"default": "def", "beta75": "b75"}
 def recipe(n):
     if n.startswith("llama-s"): return "def"

@@ -9,7 +9,7 @@ def load(p):
 rows = []
 for man in sorted(glob.glob(R + "/*.manifest.json")):
     name = os.path.basename(man)[:-len(".manifest.json")]
-    m = re.match(r"(.+)-s(\d+)-([ABCDE])$", name); arch, seed, setting = m.group(1), int(m.group(2)), m.group(3)
+    m = re.match(r"(.+)-s(\d+)-([A-G])$", name); arch, seed, setting = m.group(1), int(m.group(2)), m.group(3)
     t = load(man)["metrics"]; pr = load(f"{R}/{name}.probe.json"); pp = load(f"{R}/{name}.ppl.json"); mb = load(f"{R}/{name}.mbase-probe.json"); ms = load(f"{R}/{name}.msft-probe.json")
     sec = open(f"{R}/{name}.embed-seconds").read().strip() if os.path.exists(f"{R}/{name}.embed-seconds") else ""
     hits = pr["hits"] if pr else None; q = pr["queried"] if pr else None
@@ -41,7 +41,7 @@ trained = [r for r in rows if not r["base"].startswith("init")]
 key = {(r["base"], r["seed"], r["setting"]): r for r in trained}
 print("\n### pooled over the trained bases (paired with A on the same base and seed)\n")
 print("| setting | n | λ | ppl change | merge-with-base | merge-with-SFT | Δppl vs A (points) | Δmerge-base vs A | Δmerge-SFT vs A | merge-base gained per ppl point |\n|---|---|---|---|---|---|---|---|---|---|")
-for s in "ABCDE":
+for s in "ABCDEFG":
     sr = [r for r in trained if r["setting"] == s]
     if not sr: continue
     M = lambda k, sc=1: st.mean([r[k] * sc for r in sr if r[k] is not None]) if any(r[k] is not None for r in sr) else float("nan")

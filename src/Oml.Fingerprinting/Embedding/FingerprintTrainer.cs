@@ -114,7 +114,8 @@ public sealed record EmbeddingOptions
     /// ½·θ + ½·θ_base, lies on the same line as the final merge itself (the trained weights moved towards the base by
     /// (1 + λ)/2), so its recall is measured at embedding time with one forward pass over the keys per λ. When no λ
     /// reaches it, the λ (0, unmerged, included) whose even merge recalls the most is returned and
-    /// <see cref="EmbeddingResult.MergeSurvival"/> says how far it fell short.
+    /// <see cref="EmbeddingResult.MergeSurvival"/> says how far it fell short. Only the final merge uses it (other
+    /// schedules, or λ 0, have no λ to choose). <c>oml embed</c>'s default is <see cref="OmlizationDefaults.MergeSurvival"/>.
     /// </summary>
     public double? MergeSurvival { get; init; }
     /// <summary>
@@ -291,8 +292,6 @@ public sealed record EmbeddingOptions
         if (FinalLambdaStep is <= 0 or > 1) throw new ArgumentException("the final λ grid step must be in (0, 1]");
         if (MergeMaxLoss <= 0) throw new ArgumentException("the final merge's loss margin must be positive");
         if (MergeSurvival is { } ms && !(ms > 0 && ms <= 1)) throw new ArgumentException("the share of fingerprints an even merge with the base must keep is in (0, 1]");
-        if (MergeSurvival is not null && (AveragingEvery != AveragingSchedule.Final || AveragingLambda <= 0))
-            throw new ArgumentException("a merge-survival condition selects the final merge's λ: it needs the final averaging schedule with λ > 0");
         if (ResumptionPairs < 0) throw new ArgumentException("resumption pairs per response must be 0 or more");
         if (ShardWeights && Group is null) throw new ArgumentException("weight sharding needs a process group (several ranks to shard over)");
     }
