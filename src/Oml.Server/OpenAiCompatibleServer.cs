@@ -127,6 +127,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             model.Engine.Stepped += Metrics.ObserveBatch;
             Metrics.Waiting = () => model.Engine.Waiting;
             Metrics.Running = () => model.Engine.Running;
+            Metrics.Engine = () => model.Engine.Counters;
         }
     }
 

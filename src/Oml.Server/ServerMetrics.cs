@@ -26,6 +26,9 @@ public sealed class ServerMetrics
     /// <summary>Reads how many sequences the decoder runs (null: none reported).</summary>
     public Func<int>? Running { get; set; }
 
+    /// <summary>Reads the decoder's work counters (null: none reported).</summary>
+    public Func<Oml.Models.Serving.BatchEngineCounters>? Engine { get; set; }
+
     public long RequestsInFlight => Interlocked.Read(ref _inFlight);
     public long PromptTokens => Interlocked.Read(ref _promptTokens);
     public long GenerationTokens => Interlocked.Read(ref _generationTokens);
@@ -65,6 +68,20 @@ public sealed class ServerMetrics
         Gauge(sb, "oml_requests_in_flight", "Requests being answered.", RequestsInFlight);
         if (Running is { } running) Gauge(sb, "oml_sequences_running", "Sequences in the decoder's batch.", running());
         if (Waiting is { } waiting) Gauge(sb, "oml_sequences_waiting", "Sequences waiting to join the batch.", waiting());
+        if (Engine is { } engine)
+        {
+            var e = engine();
+            Counter(sb, "oml_engine_prefills_total", "Prefill forward passes of the decoder.", e.Prefills);
+            Counter(sb, "oml_engine_prefilled_sequences_total", "Sequences prefilled (a preempted one again when it resumes).", e.PrefilledRows);
+            Counter(sb, "oml_engine_decode_steps_total", "Decode forward passes of the decoder.", e.DecodeSteps);
+            Counter(sb, "oml_engine_decoded_rows_total", "Rows summed over the decode steps.", e.DecodedRows);
+            Counter(sb, "oml_engine_cache_rebuilds_total", "Times the batch's KV cache was copied into a new one.", e.Rebuilds);
+            Counter(sb, "oml_engine_host_syncs_total", "Copies from the device that wait for it.", e.HostSyncs);
+            Seconds(sb, "oml_engine_busy_seconds_total", "Time the decoder spent in steps.", e.BusySeconds);
+            Seconds(sb, "oml_engine_prefill_seconds_total", "Of it, in prefills.", e.PrefillSeconds);
+            Seconds(sb, "oml_engine_rebuild_seconds_total", "Of it, in KV cache rebuilds.", e.RebuildSeconds);
+            Seconds(sb, "oml_engine_decode_seconds_total", "Of it, in decode steps.", e.DecodeSeconds);
+        }
         _latency.Render(sb, "oml_request_duration_seconds", "Time from request to the end of the answer.");
         _firstToken.Render(sb, "oml_time_to_first_token_seconds", "Time from request to the first generated piece of text.");
         _batch.Render(sb, "oml_batch_size", "Sequences per decode step.");
@@ -72,6 +89,9 @@ public sealed class ServerMetrics
     }
 
     private static void Counter(StringBuilder sb, string name, string help, long value) =>
+        sb.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
+
+    private static void Seconds(StringBuilder sb, string name, string help, double value) =>
         sb.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
 
     private static void Gauge(StringBuilder sb, string name, string help, long value) =>

@@ -58,6 +58,21 @@ public sealed record BatchEngineOptions
     public long? KvCacheBudgetBytes { get; init; }
 }
 
+/// <summary>What a <see cref="BatchEngine"/> has done since it started, counted on its decoder thread: the work that,
+/// on a GPU at small sizes, is mostly kernel launches and host round trips rather than arithmetic.</summary>
+/// <param name="Prefills">Prefill forward passes (each admits one or more sequences).</param>
+/// <param name="PrefilledRows">Sequences prefilled (a set-aside sequence counts again when it comes back).</param>
+/// <param name="DecodeSteps">Decode forward passes (one token for every row of the batch).</param>
+/// <param name="DecodedRows">Rows summed over the decode steps.</param>
+/// <param name="Rebuilds">Times the batch's key/value cache was copied into a new one (rows joined or left, or it was full).</param>
+/// <param name="HostSyncs">Copies from the device that wait for it (token ids or logits brought to the host).</param>
+/// <param name="BusySeconds">Time the decoder thread spent in steps (not waiting for work).</param>
+/// <param name="PrefillSeconds">Of it, in prefills (on a GPU, up to the host sync that ends each).</param>
+/// <param name="RebuildSeconds">Of it, in cache rebuilds (on a GPU, the launches only: nothing waits for them).</param>
+/// <param name="DecodeSeconds">Of it, in decode steps (on a GPU, up to the host sync that ends each).</param>
+public readonly record struct BatchEngineCounters(long Prefills, long PrefilledRows, long DecodeSteps, long DecodedRows, long Rebuilds,
+    long HostSyncs, double BusySeconds, double PrefillSeconds, double RebuildSeconds, double DecodeSeconds);
+
 /// <summary>
 /// Continuous batching over a <see cref="CausalLM"/>: one decoder thread runs every sequence in flight as one batch,
 /// one token per step, and admits new sequences between steps (their prompts prefilled together, then merged into the
@@ -91,6 +106,7 @@ public sealed class BatchEngine : IDisposable
     private KVCache? _cache;
     private readonly KvCacheShape _shape;
     private long _arrivals, _preemptions;
+    private long _prefills, _prefilledRows, _decodeSteps, _decodedRows, _rebuilds, _hostSyncs, _busyTicks, _prefillTicks, _rebuildTicks, _decodeTicks;
     private volatile int _resumeCount;
 
     public BatchEngine(CausalLM model, BatchEngineOptions? options = null)
@@ -119,6 +135,16 @@ public sealed class BatchEngine : IDisposable
 
     /// <summary>How many times a running sequence was set aside because the cache outgrew its budget.</summary>
     public long Preemptions => Interlocked.Read(ref _preemptions);
+
+    /// <summary>The engine's work so far (<see cref="BatchEngineCounters"/>); read from any thread.</summary>
+    public BatchEngineCounters Counters => new(Interlocked.Read(ref _prefills), Interlocked.Read(ref _prefilledRows),
+        Interlocked.Read(ref _decodeSteps), Interlocked.Read(ref _decodedRows), Interlocked.Read(ref _rebuilds),
+        Interlocked.Read(ref _hostSyncs), Seconds(ref _busyTicks), Seconds(ref _prefillTicks), Seconds(ref _rebuildTicks), Seconds(ref _decodeTicks));
+
+    private static double Seconds(ref long ticks) => (double)Interlocked.Read(ref ticks) / System.Diagnostics.Stopwatch.Frequency;
+
+    /// <summary>Adds the time since <paramref name="started"/> (a <see cref="System.Diagnostics.Stopwatch"/> timestamp) to a counter.</summary>
+    private static void Since(ref long ticks, long started) => Interlocked.Add(ref ticks, System.Diagnostics.Stopwatch.GetTimestamp() - started);
 
     /// <summary>Sequences being decoded (as of the last step).</summary>
     public int Running { get; private set; }
@@ -213,6 +239,7 @@ public sealed class BatchEngine : IDisposable
                 continue;
             }
             if (_stopping) break;
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
                 Step();
@@ -226,6 +253,7 @@ public sealed class BatchEngine : IDisposable
                 _cache = null;
             }
             Running = _rows.Count;
+            Since(ref _busyTicks, started);
         }
         var gone = new ObjectDisposedException(nameof(BatchEngine), "the engine was stopped");
         foreach (var s in _rows) s.Finish(gone);
@@ -245,7 +273,12 @@ public sealed class BatchEngine : IDisposable
         KVCache? fresh = null;
         try
         {
-            if (admitted.Count > 0) fresh = Prefill(admitted);
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+            if (admitted.Count > 0)
+            {
+                fresh = Prefill(admitted);
+                Since(ref _prefillTicks, t0);
+            }
 
             // Rows that leave (finished, cancelled) and rows that join: rebuild the batch cache once.
             var keep = new List<(Sequence Seq, KVCache Src, int Row)>();
@@ -269,7 +302,9 @@ public sealed class BatchEngine : IDisposable
             {
                 long sources = (_cache is null ? 0 : _rows.Count * _cache.Capacity) + (fresh is null ? 0 : admitted.Count * fresh.Capacity);
                 keep = SetAside(keep, sources);
+                long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
                 Rebuild(keep, [.. new[] { _cache, fresh }.OfType<KVCache>()]);
+                Since(ref _rebuildTicks, t1);
             }
         }
         catch (Exception e)
@@ -282,7 +317,9 @@ public sealed class BatchEngine : IDisposable
         {
             fresh?.Dispose();
         }
+        long t2 = System.Diagnostics.Stopwatch.GetTimestamp();
         Decode();
+        Since(ref _decodeTicks, t2);
     }
 
     /// <summary>Takes the waiting sequences that join the batch now (<see cref="KvAdmission.Admissible"/>): set-aside
@@ -379,6 +416,8 @@ public sealed class BatchEngine : IDisposable
             seqs[r].Resuming = seqs[r].Generated > 0;
         }
         var cache = new KVCache(_model.Config, n, width, _model.DType, _model.Device);
+        Interlocked.Increment(ref _prefills);
+        Interlocked.Add(ref _prefilledRows, n);
         try
         {
             StepLogits logits;
@@ -391,6 +430,7 @@ public sealed class BatchEngine : IDisposable
                 var hidden = _model.Hidden(Torch.FromArray<long>(ids, [n, width], dev), m, positions, cache);
                 logits = Fetch(seqs, Generator.LastLogits(_model, hidden));
             }
+            Interlocked.Add(ref _hostSyncs, logits.Syncs);
             for (int r = 0; r < n; r++) seqs[r].Cached = contexts[r].Length;
             Sample(seqs, logits);
             return cache;
@@ -455,6 +495,7 @@ public sealed class BatchEngine : IDisposable
         }
         _cache?.Dispose();
         _cache = new KVCache(keys, values, length);
+        Interlocked.Increment(ref _rebuilds);
         _rows.Clear();
         _rows.AddRange(rows.Select(r => r.Seq));
     }
@@ -484,6 +525,9 @@ public sealed class BatchEngine : IDisposable
                 Torch.FromArray<long>(pos, [b, 1], dev), cache);
             logits = Fetch(_rows, Generator.LastLogits(_model, hidden));
         }
+        Interlocked.Increment(ref _decodeSteps);
+        Interlocked.Add(ref _decodedRows, b);
+        Interlocked.Add(ref _hostSyncs, logits.Syncs);
         foreach (var s in _rows) s.Cached++;
         Sample(_rows, logits);
         Stepped?.Invoke(b);
@@ -492,7 +536,11 @@ public sealed class BatchEngine : IDisposable
     /// <summary>What the host gets of a step's logits: every row's argmax (when a row takes its token from it) and the
     /// float32 logits of the rows that need them, packed [rows needing them, vocab]; <see cref="HostRow"/>[r] is row r's
     /// place among those, or −1.</summary>
-    private readonly record struct StepLogits(long[]? ArgMax, float[]? Host, int[] HostRow, int Vocab);
+    private readonly record struct StepLogits(long[]? ArgMax, float[]? Host, int[] HostRow, int Vocab)
+    {
+        /// <summary>The copies to the host that fetched these (each waits for the device).</summary>
+        public int Syncs => (ArgMax is null ? 0 : 1) + (Host is null ? 0 : 1);
+    }
 
     /// <summary>A row decoded greedily without log-probabilities needs only the argmax of its logits, computed on the device.</summary>
     private static bool ArgMaxOnDevice(SamplingParams p) => p.Temperature == 0 && p.TopLogprobs is null;
