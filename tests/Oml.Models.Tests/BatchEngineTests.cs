@@ -242,6 +242,67 @@ public class BatchEngineTests
         Assert.Equal(0, engine.Waiting);
     }
 
+    /// <summary>Prompts of 1 to 16 tokens, all different, for tests that queue many at once.</summary>
+    private static int[][] ManyPrompts(int count) =>
+        [.. Enumerable.Range(0, count).Select(i => Enumerable.Range(0, 1 + i % 16).Select(j => (i * 37 + j * 11 + 3) % 500).ToArray())];
+
+    [Theory]
+    [InlineData("llama-tiny")]
+    [InlineData("qwen3-tiny")]
+    public async Task Requests_queued_together_are_prefilled_together_and_decode_as_if_alone(string fixture)
+    {
+        // The served verification's shape: many short prompts at once, each asking for 3 tokens. Queued together they
+        // cost one prefill, one cache rebuild (the rows joining) and two decode steps in all, and each row still gets
+        // the tokens it gets alone.
+        using var model = ModelFolder.Load(Fixtures.Model(fixture));
+        var prompts = ManyPrompts(40);
+        var expected = prompts.Select(p =>
+            Generator.Generate(model, [p], new GenerationOptions { MaxNewTokens = 3, EosTokenIds = [] }).Sequences[0].OutputIds).ToList();
+        using var engine = new BatchEngine(model);
+        var readers = engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 3 }))], Ct);
+        var results = await Task.WhenAll(readers.Select(Drain));
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal(expected[i], results[i].Select(t => t.TokenId));
+        var c = engine.Counters;
+        Assert.Equal((1, 40, 2, 80, 1, 3), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows, c.Rebuilds, c.HostSyncs));
+    }
+
+    [Fact]
+    public async Task Rows_that_end_at_different_steps_leave_without_a_rebuild_each()
+    {
+        // 16 rows asking for 1 to 16 tokens end one a step. A row that ends stays in the cache as a dead row until a
+        // rebuild is due anyway (here: when the dead outnumber the live), so the cache is rebuilt a few times, not once
+        // a step, and every row still decodes as it would alone.
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        var prompts = ManyPrompts(16);
+        var expected = prompts.Select((p, i) =>
+            Generator.Generate(model, [p], new GenerationOptions { MaxNewTokens = i + 1, EosTokenIds = [] }).Sequences[0].OutputIds).ToList();
+        using var engine = new BatchEngine(model);
+        var steps = new List<int>();
+        engine.Stepped += steps.Add;
+        var readers = engine.SubmitAll([.. prompts.Select((p, i) => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = i + 1 }))], Ct);
+        var results = await Task.WhenAll(readers.Select(Drain));
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            Assert.Equal(expected[i], results[i].Select(t => t.TokenId));
+            Assert.Equal("length", results[i][^1].FinishReason);
+        }
+        var c = engine.Counters;
+        Assert.Equal((1, 15), (c.Prefills, c.DecodeSteps));
+        Assert.Equal(Enumerable.Range(1, 15).Reverse(), steps); // the live rows of each step, dead rows not counted
+        // The join, then whenever the dead outnumber the live: at 15 → 7, 7 → 3, 3 → 1 live rows (it was 15 rebuilds).
+        Assert.Equal(4, c.Rebuilds);
+    }
+
+    [Fact]
+    public void A_batch_submission_with_one_bad_request_queues_none()
+    {
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        using var engine = new BatchEngine(model);
+        Assert.Throws<ArgumentException>(() => engine.SubmitAll([([1, 2], new SamplingParams()), ([100000], new SamplingParams())], Ct));
+        Assert.Equal(0, engine.Waiting);
+        Assert.Empty(engine.SubmitAll([], Ct));
+    }
+
     [Fact]
     public void Bad_submissions_are_refused_before_queueing()
     {

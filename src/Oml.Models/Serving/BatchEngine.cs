@@ -96,6 +96,7 @@ public sealed class BatchEngine : IDisposable
     private readonly CausalLM _model;
     private readonly BatchEngineOptions _options;
     private readonly ConcurrentQueue<Sequence> _queue = new();
+    private readonly Lock _admitting = new(); // held while the decoder takes from the queue, and while SubmitAll fills it
     private readonly SemaphoreSlim _wake = new(0);
     private readonly Thread _thread;
     private volatile bool _stopping;
@@ -124,7 +125,8 @@ public sealed class BatchEngine : IDisposable
     public CausalLM Model => _model;
     public BatchEngineOptions Options => _options;
 
-    /// <summary>Raised on the decoder thread after each decode step with the number of sequences in it.</summary>
+    /// <summary>Raised on the decoder thread after each decode step with the number of sequences in it (dead rows that
+    /// wait for the next rebuild not counted).</summary>
     public event Action<int>? Stepped;
 
     /// <summary>Sequences waiting to be admitted (set-aside ones included).</summary>
@@ -155,6 +157,39 @@ public sealed class BatchEngine : IDisposable
     /// </summary>
     public ChannelReader<GeneratedToken> Submit(IReadOnlyList<int> prompt, SamplingParams p, CancellationToken ct = default)
     {
+        var seq = Create(prompt, p, ct, out var reader);
+        _queue.Enqueue(seq);
+        _wake.Release();
+        return reader;
+    }
+
+    /// <summary>
+    /// Queues several prompts at once, in order, as <see cref="Submit"/> does each: every one is checked before any is
+    /// queued, and the decoder sees them all together, so that they join the batch in one prefill when the batch size,
+    /// the prefill budget and the cache budget allow.
+    /// </summary>
+    public ChannelReader<GeneratedToken>[] SubmitAll(IReadOnlyList<(IReadOnlyList<int> Prompt, SamplingParams P)> requests, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        var readers = new ChannelReader<GeneratedToken>[requests.Count];
+        var seqs = new Sequence[requests.Count];
+        try
+        {
+            for (int i = 0; i < requests.Count; i++) seqs[i] = Create(requests[i].Prompt, requests[i].P, ct, out readers[i]);
+        }
+        catch
+        {
+            foreach (var q in seqs) q?.Registration.Dispose();
+            throw;
+        }
+        lock (_admitting)
+            foreach (var q in seqs) _queue.Enqueue(q);
+        if (seqs.Length > 0) _wake.Release();
+        return readers;
+    }
+
+    private Sequence Create(IReadOnlyList<int> prompt, SamplingParams p, CancellationToken ct, out ChannelReader<GeneratedToken> reader)
+    {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentNullException.ThrowIfNull(p);
         p.Validate();
@@ -178,9 +213,8 @@ public sealed class BatchEngine : IDisposable
                 try { _wake.Release(); }
                 catch (ObjectDisposedException) { }
             });
-        _queue.Enqueue(seq);
-        _wake.Release();
-        return channel.Reader;
+        reader = channel.Reader;
+        return seq;
     }
 
     /// <summary>Stops the decoder thread; sequences in flight end with <see cref="ObjectDisposedException"/>.</summary>
@@ -252,7 +286,7 @@ public sealed class BatchEngine : IDisposable
                 _cache?.Dispose();
                 _cache = null;
             }
-            Running = _rows.Count;
+            Running = _rows.Count(r => !r.Done);
             Since(ref _busyTicks, started);
         }
         var gone = new ObjectDisposedException(nameof(BatchEngine), "the engine was stopped");
@@ -280,7 +314,7 @@ public sealed class BatchEngine : IDisposable
                 Since(ref _prefillTicks, t0);
             }
 
-            // Rows that leave (finished, cancelled) and rows that join: rebuild the batch cache once.
+            // Rows that leave (finished, cancelled) and rows that join: rebuild the batch cache once, when it must be.
             var keep = new List<(Sequence Seq, KVCache Src, int Row)>();
             for (int i = 0; i < _rows.Count; i++)
             {
@@ -288,9 +322,9 @@ public sealed class BatchEngine : IDisposable
                 if (s.Cancelled) s.Finish();
                 if (!s.Done) keep.Add((s, _cache!, i));
             }
+            int stayed = keep.Count, ended = _rows.Count - stayed;
             for (int i = 0; i < admitted.Count; i++)
                 if (!admitted[i].Done) keep.Add((admitted[i], fresh!, i));
-            bool changed = keep.Count != _rows.Count || admitted.Count > 0;
             if (keep.Count == 0)
             {
                 _rows.Clear();
@@ -298,7 +332,10 @@ public sealed class BatchEngine : IDisposable
                 _cache = null;
                 return;
             }
-            if (changed || _cache!.Length >= _cache.Capacity)
+            // Rows that ended stay in the cache as dead rows (decoded, their tokens ignored) until a rebuild is due anyway:
+            // rows join, the cache is full, or the dead outnumber the live. A rebuild is a copy of the whole cache (on a
+            // GPU, launches per layer); a dead row costs one more row of each decode step.
+            if (admitted.Count > 0 || _cache!.Length >= _cache.Capacity || ended > stayed)
             {
                 long sources = (_cache is null ? 0 : _rows.Count * _cache.Capacity) + (fresh is null ? 0 : admitted.Count * fresh.Capacity);
                 keep = SetAside(keep, sources);
@@ -325,6 +362,11 @@ public sealed class BatchEngine : IDisposable
     /// <summary>Takes the waiting sequences that join the batch now (<see cref="KvAdmission.Admissible"/>): set-aside
     /// ones first (they came before anything in the queue), then the queue's, in order.</summary>
     private List<Sequence> Admit()
+    {
+        lock (_admitting) return AdmitLocked();
+    }
+
+    private List<Sequence> AdmitLocked()
     {
         var admitted = new List<Sequence>();
         _resume.RemoveAll(s =>
@@ -466,17 +508,21 @@ public sealed class BatchEngine : IDisposable
         }
         var keys = new Tensor[c.NumLayers];
         var values = new Tensor[c.NumLayers];
+        // Each group's row index goes to the device once, for every layer (null: the group is its source cache whole).
+        using var indexScope = Torch.NewScope();
+        var indices = groups.Select(g => g.SrcRows.Length == g.Src.KeyBuffer(0).Size(0) && g.SrcRows.Select((r, k) => r == k).All(x => x)
+            ? null : Torch.FromArray<long>(g.SrcRows, [g.SrcRows.Length], _model.Device)).ToArray();
         try
         {
             for (int layer = 0; layer < c.NumLayers; layer++)
             {
                 keys[layer] = Torch.Zeros([b, c.NumKeyValueHeads, capacity, c.HeadDim], _model.DType, _model.Device).DetachFromScope();
                 values[layer] = Torch.Zeros([b, c.NumKeyValueHeads, capacity, c.HeadDim], _model.DType, _model.Device).DetachFromScope();
-                foreach (var (at, count, src, srcRows, columns) in groups)
+                for (int g = 0; g < groups.Count; g++)
                 {
+                    var (at, count, src, _, columns) = groups[g];
                     using var scope = Torch.NewScope();
-                    bool all = srcRows.Length == src.KeyBuffer(layer).Size(0) && srcRows.Select((r, k) => r == k).All(x => x);
-                    var index = all ? null : Torch.FromArray<long>(srcRows, [srcRows.Length], _model.Device);
+                    var index = indices[g];
                     foreach (var (dst, buffer) in new[] { (keys[layer], src.KeyBuffer(layer)), (values[layer], src.ValueBuffer(layer)) })
                     {
                         var from = buffer.Narrow(2, src.Length - columns, columns);
@@ -509,9 +555,11 @@ public sealed class BatchEngine : IDisposable
         var ids = new long[b];
         var pos = new long[b];
         var mask = new long[b * total];
+        int live = 0;
         for (int i = 0; i < b; i++)
         {
             var s = _rows[i];
+            if (!s.Done) live++;
             ids[i] = s.Pending;
             pos[i] = s.Cached;
             long first = length - s.Cached;
@@ -530,7 +578,7 @@ public sealed class BatchEngine : IDisposable
         Interlocked.Add(ref _hostSyncs, logits.Syncs);
         foreach (var s in _rows) s.Cached++;
         Sample(_rows, logits);
-        Stepped?.Invoke(b);
+        Stepped?.Invoke(live);
     }
 
     /// <summary>What the host gets of a step's logits: every row's argmax (when a row takes its token from it) and the
