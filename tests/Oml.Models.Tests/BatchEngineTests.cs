@@ -253,7 +253,8 @@ public class BatchEngineTests
     {
         // The served verification's shape: many short prompts at once, each asking for 3 tokens. Queued together they
         // cost one prefill, one cache rebuild (the rows joining) and two decode steps in all, and each row still gets
-        // the tokens it gets alone.
+        // the tokens it gets alone. The prefill's tokens stay on the device for the first decode step and come to the
+        // host with its tokens: two waits for the device in all, one a step.
         using var model = ModelFolder.Load(Fixtures.Model(fixture));
         var prompts = ManyPrompts(40);
         var expected = prompts.Select(p =>
@@ -263,7 +264,7 @@ public class BatchEngineTests
         var results = await Task.WhenAll(readers.Select(Drain));
         for (int i = 0; i < prompts.Length; i++) Assert.Equal(expected[i], results[i].Select(t => t.TokenId));
         var c = engine.Counters;
-        Assert.Equal((1, 40, 2, 80, 1, 3), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows, c.Rebuilds, c.HostSyncs));
+        Assert.Equal((1, 40, 2, 80, 1, 2), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows, c.Rebuilds, c.HostSyncs));
     }
 
     [Fact]
@@ -287,10 +288,29 @@ public class BatchEngineTests
             Assert.Equal("length", results[i][^1].FinishReason);
         }
         var c = engine.Counters;
-        Assert.Equal((1, 15), (c.Prefills, c.DecodeSteps));
-        Assert.Equal(Enumerable.Range(1, 15).Reverse(), steps); // the live rows of each step, dead rows not counted
+        Assert.Equal((1, 15, 15), (c.Prefills, c.DecodeSteps, c.HostSyncs));
+        // The live rows of each step, dead rows not counted; in the first, the row asking for one token is decoded too,
+        // its first token being still on the device, and its decoded token is dropped.
+        Assert.Equal([16, .. Enumerable.Range(1, 14).Reverse()], steps);
         // The join, then whenever the dead outnumber the live: at 15 → 7, 7 → 3, 3 → 1 live rows (it was 15 rebuilds).
         Assert.Equal(4, c.Rebuilds);
+    }
+
+    [Fact]
+    public async Task A_first_token_kept_on_the_device_still_ends_its_row_when_it_is_a_stop_token()
+    {
+        // Greedy rows admitted together are decoded once before their first token reaches the host; a row whose first
+        // token is a stop token ends with it, and the token decoded after it is dropped.
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        var alone = Generator.Generate(model, [Prompts[1]], new GenerationOptions { MaxNewTokens = 4, EosTokenIds = [] }).Sequences[0].OutputIds;
+        using var engine = new BatchEngine(model);
+        var readers = engine.SubmitAll([(Prompts[1], new SamplingParams { MaxTokens = 4, StopTokenIds = [alone[0]] }), (Prompts[1], new SamplingParams { MaxTokens = 4 }),
+            (Prompts[0], new SamplingParams { MaxTokens = 1 })], Ct);
+        var stopped = await Drain(readers[0]);
+        Assert.Equal([(alone[0], "stop")], stopped.Select(t => (t.TokenId, t.FinishReason)));
+        Assert.Equal(alone, (await Drain(readers[1])).Select(t => t.TokenId));
+        Assert.Equal("length", Assert.Single(await Drain(readers[2])).FinishReason);
+        Assert.Equal(1, engine.Counters.Prefills);
     }
 
     [Fact]

@@ -241,6 +241,7 @@ public sealed class BatchEngine : IDisposable
         public int Cached;      // positions of this sequence stored in the cache
         public int Pending;     // the last sampled token, not yet in the cache
         public bool Resuming;   // prefilled again after being set aside: its next token is Pending already
+        public int Unsampled = -1; // prefilled this step, its first token still on the device: its row in the prefill's argmax
         public bool Done;
 
         /// <summary>The positions a prefill stores: the prompt, and after a preemption the tokens generated before the pending one.</summary>
@@ -249,8 +250,9 @@ public sealed class BatchEngine : IDisposable
         /// <summary>As the cache sees this sequence once prefilled: its positions and the most tokens it may still generate.</summary>
         public KvRow QueuedRow => new(Prompt.Length + Math.Max(Generated - 1, 0), P.MaxTokens - Math.Max(Generated, 1));
 
-        /// <summary>As the cache sees this sequence while it runs.</summary>
-        public KvRow RunningRow => new(Cached, P.MaxTokens - Generated);
+        /// <summary>As the cache sees this sequence while it runs (a row whose first token is still on the device has
+        /// generated it: as <see cref="QueuedRow"/> counted it when it was admitted).</summary>
+        public KvRow RunningRow => new(Cached, P.MaxTokens - Math.Max(Generated, 1));
 
         public void Finish(Exception? error = null)
         {
@@ -305,58 +307,66 @@ public sealed class BatchEngine : IDisposable
         // Admit waiting sequences up to the batch size, the prefill budget and the cache budget; prefill them together.
         var admitted = Admit();
         KVCache? fresh = null;
+        Tensor? firstTokens = null;
         try
         {
-            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-            if (admitted.Count > 0)
+            try
             {
-                fresh = Prefill(admitted);
-                Since(ref _prefillTicks, t0);
-            }
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (admitted.Count > 0)
+                {
+                    fresh = Prefill(admitted, out firstTokens);
+                    Since(ref _prefillTicks, t0);
+                }
 
-            // Rows that leave (finished, cancelled) and rows that join: rebuild the batch cache once, when it must be.
-            var keep = new List<(Sequence Seq, KVCache Src, int Row)>();
-            for (int i = 0; i < _rows.Count; i++)
-            {
-                var s = _rows[i];
-                if (s.Cancelled) s.Finish();
-                if (!s.Done) keep.Add((s, _cache!, i));
+                // Rows that leave (finished, cancelled) and rows that join: rebuild the batch cache once, when it must be.
+                var keep = new List<(Sequence Seq, KVCache Src, int Row)>();
+                for (int i = 0; i < _rows.Count; i++)
+                {
+                    var s = _rows[i];
+                    if (s.Cancelled) s.Finish();
+                    if (!s.Done) keep.Add((s, _cache!, i));
+                }
+                int stayed = keep.Count, ended = _rows.Count - stayed;
+                for (int i = 0; i < admitted.Count; i++)
+                    if (!admitted[i].Done) keep.Add((admitted[i], fresh!, i));
+                if (keep.Count == 0)
+                {
+                    _rows.Clear();
+                    _cache?.Dispose();
+                    _cache = null;
+                    return;
+                }
+                // Rows that ended stay in the cache as dead rows (decoded, their tokens ignored) until a rebuild is due anyway:
+                // rows join, the cache is full, or the dead outnumber the live. A rebuild is a copy of the whole cache (on a
+                // GPU, launches per layer); a dead row costs one more row of each decode step.
+                if (admitted.Count > 0 || _cache!.Length >= _cache.Capacity || ended > stayed)
+                {
+                    long sources = (_cache is null ? 0 : _rows.Count * _cache.Capacity) + (fresh is null ? 0 : admitted.Count * fresh.Capacity);
+                    keep = SetAside(keep, sources);
+                    long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
+                    Rebuild(keep, [.. new[] { _cache, fresh }.OfType<KVCache>()]);
+                    Since(ref _rebuildTicks, t1);
+                }
             }
-            int stayed = keep.Count, ended = _rows.Count - stayed;
-            for (int i = 0; i < admitted.Count; i++)
-                if (!admitted[i].Done) keep.Add((admitted[i], fresh!, i));
-            if (keep.Count == 0)
+            catch (Exception e)
             {
-                _rows.Clear();
-                _cache?.Dispose();
-                _cache = null;
-                return;
+                // Sequences taken from the queue are not in the batch yet: they fail with it.
+                foreach (var s in admitted) s.Finish(e);
+                throw;
             }
-            // Rows that ended stay in the cache as dead rows (decoded, their tokens ignored) until a rebuild is due anyway:
-            // rows join, the cache is full, or the dead outnumber the live. A rebuild is a copy of the whole cache (on a
-            // GPU, launches per layer); a dead row costs one more row of each decode step.
-            if (admitted.Count > 0 || _cache!.Length >= _cache.Capacity || ended > stayed)
+            finally
             {
-                long sources = (_cache is null ? 0 : _rows.Count * _cache.Capacity) + (fresh is null ? 0 : admitted.Count * fresh.Capacity);
-                keep = SetAside(keep, sources);
-                long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
-                Rebuild(keep, [.. new[] { _cache, fresh }.OfType<KVCache>()]);
-                Since(ref _rebuildTicks, t1);
+                fresh?.Dispose();
             }
-        }
-        catch (Exception e)
-        {
-            // Sequences taken from the queue are not in the batch yet: they fail with it.
-            foreach (var s in admitted) s.Finish(e);
-            throw;
+            long t2 = System.Diagnostics.Stopwatch.GetTimestamp();
+            Decode(firstTokens);
+            Since(ref _decodeTicks, t2);
         }
         finally
         {
-            fresh?.Dispose();
+            firstTokens?.Dispose();
         }
-        long t2 = System.Diagnostics.Stopwatch.GetTimestamp();
-        Decode();
-        Since(ref _decodeTicks, t2);
     }
 
     /// <summary>Takes the waiting sequences that join the batch now (<see cref="KvAdmission.Admissible"/>): set-aside
@@ -433,6 +443,7 @@ public sealed class BatchEngine : IDisposable
         foreach (var s in aside)
         {
             s.Cached = 0;
+            s.Unsampled = -1; // a first token never sampled: the prompt is prefilled again
             int at = _resume.FindIndex(w => w.Arrival > s.Arrival);
             _resume.Insert(at < 0 ? _resume.Count : at, s);
             Interlocked.Increment(ref _preemptions);
@@ -442,9 +453,14 @@ public sealed class BatchEngine : IDisposable
     }
 
     /// <summary>Runs the new prompts left-padded in one forward pass and samples each one's first token (a set-aside
-    /// sequence prefills its prompt and the tokens it had generated, and goes on with its pending token).</summary>
-    private KVCache Prefill(List<Sequence> seqs)
+    /// sequence prefills its prompt and the tokens it had generated, and goes on with its pending token). When every
+    /// new sequence is greedy without log-probabilities, their first tokens stay on the device as
+    /// <paramref name="firstTokens"/> ([n] ids), the step's decode takes them from there, and they come to the host with
+    /// the decode's tokens: one wait for the device a step instead of two.</summary>
+    private KVCache Prefill(List<Sequence> seqs, out Tensor? firstTokens)
     {
+        firstTokens = null;
+        bool onDevice = seqs.All(s => s.Generated == 0 && ArgMaxOnDevice(s.P));
         var contexts = seqs.Select(s => s.Context()).ToList();
         int n = seqs.Count, width = contexts.Max(c => c.Length), pad = _model.Config.PadTokenId ?? 0;
         var ids = new long[n * width];
@@ -470,10 +486,20 @@ public sealed class BatchEngine : IDisposable
                 var positions = (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1);
                 // The LM head at the last position only: never [n, width, vocab] logits.
                 var hidden = _model.Hidden(Torch.FromArray<long>(ids, [n, width], dev), m, positions, cache);
-                logits = Fetch(seqs, Generator.LastLogits(_model, hidden));
+                if (onDevice)
+                {
+                    firstTokens = Generator.LastLogits(_model, hidden).ArgMax(-1).DetachFromScope();
+                    logits = default;
+                }
+                else logits = Fetch(seqs, Generator.LastLogits(_model, hidden));
+            }
+            for (int r = 0; r < n; r++) seqs[r].Cached = contexts[r].Length;
+            if (onDevice)
+            {
+                for (int r = 0; r < n; r++) seqs[r].Unsampled = r;
+                return cache;
             }
             Interlocked.Add(ref _hostSyncs, logits.Syncs);
-            for (int r = 0; r < n; r++) seqs[r].Cached = contexts[r].Length;
             Sample(seqs, logits);
             return cache;
         }
@@ -546,8 +572,10 @@ public sealed class BatchEngine : IDisposable
         _rows.AddRange(rows.Select(r => r.Seq));
     }
 
-    /// <summary>One decode step: every row's pending token in, every row's next token out.</summary>
-    private void Decode()
+    /// <summary>One decode step: every row's pending token in, every row's next token out. Rows prefilled this step
+    /// with their first token on the device (<paramref name="firstTokens"/>, <see cref="Prefill"/>) take it from there;
+    /// it reaches the host, and their readers, with the step's tokens.</summary>
+    private void Decode(Tensor? firstTokens)
     {
         var cache = _cache!;
         int b = _rows.Count;
@@ -565,18 +593,39 @@ public sealed class BatchEngine : IDisposable
             long first = length - s.Cached;
             for (long j = first; j < total; j++) mask[i * total + j] = 1;
         }
+        // The rows still without their first token come last (the running rows, then the admitted ones, in order).
+        int unsampled = 0;
+        while (unsampled < b && _rows[b - 1 - unsampled].Unsampled >= 0) unsampled++;
+        if (firstTokens is null ? unsampled > 0 : _rows.Take(b - unsampled).Any(s => s.Unsampled >= 0))
+            throw new InvalidOperationException("the rows prefilled this step are not the last of the batch");
         StepLogits logits;
+        long[]? firstHost = null;
         using (Torch.NewScope())
         {
             var dev = _model.Device;
-            var hidden = _model.Hidden(Torch.FromArray<long>(ids, [b, 1], dev), Torch.FromArray<long>(mask, [b, total], dev),
-                Torch.FromArray<long>(pos, [b, 1], dev), cache);
-            logits = Fetch(_rows, Generator.LastLogits(_model, hidden));
+            var input = Torch.FromArray<long>(ids, [b, 1], dev);
+            if (unsampled > 0)
+            {
+                // Their first tokens, as the prefill's argmax left them (rows set aside since are not among them).
+                var picked = _rows.Skip(b - unsampled).Select(s => (long)s.Unsampled).ToArray();
+                var tokens = picked.Length == firstTokens!.Size(0) && picked.Select((r, k) => r == k).All(x => x)
+                    ? firstTokens : firstTokens.IndexSelect(0, Torch.FromArray<long>(picked, [picked.Length], dev));
+                input = unsampled == b ? tokens.Unsqueeze(1) : Torch.Cat([input.Narrow(0, 0, b - unsampled), tokens.Unsqueeze(1)]);
+            }
+            var hidden = _model.Hidden(input, Torch.FromArray<long>(mask, [b, total], dev), Torch.FromArray<long>(pos, [b, 1], dev), cache);
+            logits = Fetch(_rows, Generator.LastLogits(_model, hidden), firstTokens, out firstHost);
         }
         Interlocked.Increment(ref _decodeSteps);
         Interlocked.Add(ref _decodedRows, b);
         Interlocked.Add(ref _hostSyncs, logits.Syncs);
         foreach (var s in _rows) s.Cached++;
+        if (firstHost is not null)
+        {
+            // The first tokens first: a row that ends with it (a stop token, one token asked) ignores the decode's.
+            var rows = _rows.Where(s => s.Unsampled >= 0).ToList();
+            Sample(rows, new StepLogits([.. rows.Select(s => firstHost[s.Unsampled])], null, [.. rows.Select(_ => -1)], logits.Vocab));
+            foreach (var s in rows) s.Unsampled = -1;
+        }
         Sample(_rows, logits);
         Stepped?.Invoke(live);
     }
@@ -587,7 +636,10 @@ public sealed class BatchEngine : IDisposable
     private readonly record struct StepLogits(long[]? ArgMax, float[]? Host, int[] HostRow, int Vocab)
     {
         /// <summary>The copies to the host that fetched these (each waits for the device).</summary>
-        public int Syncs => (ArgMax is null ? 0 : 1) + (Host is null ? 0 : 1);
+        public int Syncs => (ArgMax is null && !AlsoFetched ? 0 : 1) + (Host is null ? 0 : 1);
+
+        /// <summary>Other ids came to the host (the first tokens of a prefill), in the argmax's copy when there was one.</summary>
+        public bool AlsoFetched { get; init; }
     }
 
     /// <summary>A row decoded greedily without log-probabilities needs only the argmax of its logits, computed on the device.</summary>
@@ -598,8 +650,13 @@ public sealed class BatchEngine : IDisposable
     /// float32 copies of only the rows that sample or report log-probabilities. torch.argmax returns the first of equal
     /// maxima, as the host's <see cref="ArgMax"/> does, and converting to float32 is exact, so a greedy row picks the same
     /// token either way (a NaN included: both take the first NaN as the maximum).</summary>
-    private static StepLogits Fetch(List<Sequence> seqs, Tensor logits)
+    private static StepLogits Fetch(List<Sequence> seqs, Tensor logits) => Fetch(seqs, logits, null, out _);
+
+    /// <summary>As <see cref="Fetch(List{Sequence}, Tensor)"/>, bringing <paramref name="also"/> (int64 ids on the
+    /// device, or null) to the host in the same copy as the argmax: <paramref name="alsoHost"/>.</summary>
+    private static StepLogits Fetch(List<Sequence> seqs, Tensor logits, Tensor? also, out long[]? alsoHost)
     {
+        alsoHost = null;
         int n = seqs.Count, vocab = checked((int)logits.Size(1));
         var hostRow = new int[n];
         var host = new List<long>();
@@ -618,14 +675,23 @@ public sealed class BatchEngine : IDisposable
                 host.Add(r);
             }
         }
-        long[]? ids = argMax ? logits.ArgMax(-1).ToArray<long>() : null;
+        long[]? ids = null;
+        if (also is null) ids = argMax ? logits.ArgMax(-1).ToArray<long>() : null;
+        else if (!argMax) alsoHost = also.ToArray<long>();
+        else
+        {
+            var both = Torch.Cat([also, logits.ArgMax(-1)]).ToArray<long>();
+            int k = checked((int)also.Size(0));
+            alsoHost = both[..k];
+            ids = both[k..];
+        }
         float[]? rows = null;
         if (host.Count > 0)
         {
             var picked = host.Count == n ? logits : logits.IndexSelect(0, Torch.FromArray<long>(host.ToArray(), [host.Count], logits.Device));
             rows = picked.To(DType.Float32).Contiguous().ToArray<float>();
         }
-        return new StepLogits(ids, rows, hostRow, vocab);
+        return new StepLogits(ids, rows, hostRow, vocab) { AlsoFetched = alsoHost is not null };
     }
 
     /// <summary>Chooses each row's next token (from <see cref="Fetch"/>'s argmax or host logits) and hands it to the row's reader.</summary>
