@@ -94,6 +94,24 @@ public sealed class KVCache : IDisposable
         }
     }
 
+    /// <summary>Rows of the buffers (the batch size they were made for).</summary>
+    internal long Batch => _keys[0].Size(0);
+
+    /// <summary>A cache over rows [<paramref name="start"/>, start + <paramref name="count"/>) of this one's buffers
+    /// (views: what it appends is stored here), holding <paramref name="length"/> positions. Disposing it frees only the
+    /// views; this cache's <see cref="Length"/> does not follow its appends.</summary>
+    internal KVCache Rows(long start, long count, long length)
+    {
+        var keys = new Tensor[_keys.Length];
+        var values = new Tensor[_values.Length];
+        for (int i = 0; i < _keys.Length; i++)
+        {
+            keys[i] = _keys[i].Narrow(0, start, count).DetachFromScope();
+            values[i] = _values[i].Narrow(0, start, count).DetachFromScope();
+        }
+        return new KVCache(keys, values, length);
+    }
+
     /// <summary>Marks <paramref name="t"/> more positions as stored (after every layer has appended them).</summary>
     internal void Advance(long t) => Length += t;
 

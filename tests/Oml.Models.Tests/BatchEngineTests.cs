@@ -313,6 +313,31 @@ public class BatchEngineTests
         Assert.Equal(1, engine.Counters.Prefills);
     }
 
+    [Theory]
+    [InlineData("llama-tiny")]
+    [InlineData("qwen3-tiny")]
+    public async Task Requests_that_join_a_running_batch_are_prefilled_into_its_spare_rows_without_a_rebuild(string fixture)
+    {
+        // A rebuild leaves spare rows and columns in the batch cache; prompts that arrive while a batch runs are
+        // prefilled straight into them, right-aligned with the running rows, and decode as they would alone.
+        using var model = ModelFolder.Load(Fixtures.Model(fixture));
+        var prompts = ManyPrompts(8);
+        var expected = prompts.Select(p =>
+            Generator.Generate(model, [p], new GenerationOptions { MaxNewTokens = 5, EosTokenIds = [] }).Sequences[0].OutputIds).ToList();
+        var expectedLong = Generator.Generate(model, [Prompts[2]], new GenerationOptions { MaxNewTokens = 200, EosTokenIds = [] }).Sequences[0].OutputIds;
+        using var engine = new BatchEngine(model);
+        var longOne = engine.Submit(Prompts[2], new SamplingParams { MaxTokens = 200 }, Ct);
+        var firstOfLong = await longOne.ReadAsync(Ct);
+        var readers = engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 5 }))], Ct);
+        var results = await Task.WhenAll(readers.Select(Drain));
+        var restOfLong = await Drain(longOne);
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal(expected[i], results[i].Select(t => t.TokenId));
+        Assert.Equal(expectedLong, restOfLong.Prepend(firstOfLong).Select(t => t.TokenId));
+        var c = engine.Counters;
+        // Two prefills; two rebuilds: the long row's start, and once the 8 rows have ended (the dead outnumbering the live).
+        Assert.Equal((2, 199, 2), (c.Prefills, c.DecodeSteps, c.Rebuilds));
+    }
+
     [Fact]
     public void A_batch_submission_with_one_bad_request_queues_none()
     {

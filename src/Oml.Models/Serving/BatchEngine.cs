@@ -312,41 +312,49 @@ public sealed class BatchEngine : IDisposable
         {
             try
             {
+                foreach (var s in _rows)
+                    if (s.Cancelled) s.Finish();
+                int stayed = _rows.Count(s => !s.Done), ended = _rows.Count - stayed;
                 long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-                if (admitted.Count > 0)
+                if (admitted.Count > 0 && JoinsInPlace(admitted, stayed))
                 {
-                    fresh = Prefill(admitted, out firstTokens);
+                    // The new rows are prefilled into the batch cache's spare rows: no copy of the cache.
+                    Prefill(admitted, inPlace: true, out firstTokens);
+                    _rows.AddRange(admitted);
                     Since(ref _prefillTicks, t0);
                 }
+                else
+                {
+                    if (admitted.Count > 0)
+                    {
+                        fresh = Prefill(admitted, inPlace: false, out firstTokens);
+                        Since(ref _prefillTicks, t0);
+                    }
 
-                // Rows that leave (finished, cancelled) and rows that join: rebuild the batch cache once, when it must be.
-                var keep = new List<(Sequence Seq, KVCache Src, int Row)>();
-                for (int i = 0; i < _rows.Count; i++)
-                {
-                    var s = _rows[i];
-                    if (s.Cancelled) s.Finish();
-                    if (!s.Done) keep.Add((s, _cache!, i));
-                }
-                int stayed = keep.Count, ended = _rows.Count - stayed;
-                for (int i = 0; i < admitted.Count; i++)
-                    if (!admitted[i].Done) keep.Add((admitted[i], fresh!, i));
-                if (keep.Count == 0)
-                {
-                    _rows.Clear();
-                    _cache?.Dispose();
-                    _cache = null;
-                    return;
-                }
-                // Rows that ended stay in the cache as dead rows (decoded, their tokens ignored) until a rebuild is due anyway:
-                // rows join, the cache is full, or the dead outnumber the live. A rebuild is a copy of the whole cache (on a
-                // GPU, launches per layer); a dead row costs one more row of each decode step.
-                if (admitted.Count > 0 || _cache!.Length >= _cache.Capacity || ended > stayed)
-                {
-                    long sources = (_cache is null ? 0 : _rows.Count * _cache.Capacity) + (fresh is null ? 0 : admitted.Count * fresh.Capacity);
-                    keep = SetAside(keep, sources);
-                    long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
-                    Rebuild(keep, [.. new[] { _cache, fresh }.OfType<KVCache>()]);
-                    Since(ref _rebuildTicks, t1);
+                    // Rows that leave (finished, cancelled) and rows that join: rebuild the batch cache once, when it must be.
+                    var keep = new List<(Sequence Seq, KVCache Src, int Row)>();
+                    for (int i = 0; i < _rows.Count; i++)
+                        if (!_rows[i].Done) keep.Add((_rows[i], _cache!, i));
+                    for (int i = 0; i < admitted.Count; i++)
+                        if (!admitted[i].Done) keep.Add((admitted[i], fresh!, i));
+                    if (keep.Count == 0)
+                    {
+                        _rows.Clear();
+                        _cache?.Dispose();
+                        _cache = null;
+                        return;
+                    }
+                    // Rows that ended stay in the cache as dead rows (decoded, their tokens ignored) until a rebuild is due anyway:
+                    // rows join, the cache is full, or the dead outnumber the live. A rebuild is a copy of the whole cache (on a
+                    // GPU, launches per layer); a dead row costs one more row of each decode step.
+                    if (admitted.Count > 0 || _cache!.Length >= _cache.Capacity || ended > stayed)
+                    {
+                        long sources = Slots(_cache) + Slots(fresh);
+                        keep = SetAside(keep, sources);
+                        long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
+                        Rebuild(keep, [.. new[] { _cache, fresh }.OfType<KVCache>()], sources);
+                        Since(ref _rebuildTicks, t1);
+                    }
                 }
             }
             catch (Exception e)
@@ -367,6 +375,24 @@ public sealed class BatchEngine : IDisposable
         {
             firstTokens?.Dispose();
         }
+    }
+
+    /// <summary>The columns a rebuild adds, where memory allows, for sequences that join later (<see cref="Rebuild"/>).</summary>
+    private const int JoinColumns = 32;
+
+    /// <summary>Token slots of a cache's buffers (rows × capacity; 0 for none).</summary>
+    private static long Slots(KVCache? cache) => cache is null ? 0 : cache.Batch * cache.Capacity;
+
+    /// <summary>Whether <paramref name="admitted"/> can join the running batch without a rebuild: the batch cache has
+    /// spare rows for them (<see cref="Rebuild"/> leaves some when memory allows), their contexts fit left of its last
+    /// column (they are right-aligned there as every row is) and this step's decode has a column left. Dead rows stay
+    /// until a rebuild is due for another reason.</summary>
+    private bool JoinsInPlace(List<Sequence> admitted, int stayed)
+    {
+        if (_cache is null || stayed == 0 || _cache.Batch - _rows.Count < admitted.Count || _cache.Length >= _cache.Capacity) return false;
+        foreach (var s in admitted)
+            if (s.QueuedRow.Tokens > _cache.Length) return false;
+        return true;
     }
 
     /// <summary>Takes the waiting sequences that join the batch now (<see cref="KvAdmission.Admissible"/>): set-aside
@@ -409,7 +435,7 @@ public sealed class BatchEngine : IDisposable
                     candidates.Add(s);
                     if (candidates.Count == slots) break;
                 }
-            int n = candidates.Count == 0 ? 0 : KvAdmission.Admissible([.. live.Select(s => s.RunningRow)], _cache is null ? 0 : _rows.Count * _cache.Capacity,
+            int n = candidates.Count == 0 ? 0 : KvAdmission.Admissible([.. live.Select(s => s.RunningRow)], Slots(_cache),
                 [.. candidates.Select(s => s.QueuedRow)], _options.MaxBatchSize, _options.MaxPrefillTokens, _shape, _options.KvCacheBudgetBytes);
             int fromResume = Math.Min(n, resumed);
             admitted.AddRange(_resume.Take(fromResume));
@@ -456,24 +482,28 @@ public sealed class BatchEngine : IDisposable
     /// sequence prefills its prompt and the tokens it had generated, and goes on with its pending token). When every
     /// new sequence is greedy without log-probabilities, their first tokens stay on the device as
     /// <paramref name="firstTokens"/> ([n] ids), the step's decode takes them from there, and they come to the host with
-    /// the decode's tokens: one wait for the device a step instead of two.</summary>
-    private KVCache Prefill(List<Sequence> seqs, out Tensor? firstTokens)
+    /// the decode's tokens: one wait for the device a step instead of two. <paramref name="inPlace"/>: the prompts go
+    /// into the batch cache's spare rows after its running ones, right-aligned at its length (<see cref="JoinsInPlace"/>),
+    /// and null is returned; else into a new cache of their own, returned.</summary>
+    private KVCache? Prefill(List<Sequence> seqs, bool inPlace, out Tensor? firstTokens)
     {
         firstTokens = null;
         bool onDevice = seqs.All(s => s.Generated == 0 && ArgMaxOnDevice(s.P));
         var contexts = seqs.Select(s => s.Context()).ToList();
         int n = seqs.Count, width = contexts.Max(c => c.Length), pad = _model.Config.PadTokenId ?? 0;
+        // The mask covers the cache's columns before the prompts too (all padding for the new rows).
+        int total = inPlace ? checked((int)_cache!.Length) : width, before = total - width;
         var ids = new long[n * width];
-        var mask = new long[n * width];
+        var mask = new long[n * total];
         Array.Fill(ids, pad);
         for (int r = 0; r < n; r++)
         {
             var tokens = contexts[r];
             int off = width - tokens.Length;
-            for (int j = 0; j < tokens.Length; j++) { ids[r * width + off + j] = tokens[j]; mask[r * width + off + j] = 1; }
+            for (int j = 0; j < tokens.Length; j++) { ids[r * width + off + j] = tokens[j]; mask[r * total + before + off + j] = 1; }
             seqs[r].Resuming = seqs[r].Generated > 0;
         }
-        var cache = new KVCache(_model.Config, n, width, _model.DType, _model.Device);
+        var cache = inPlace ? _cache!.Rows(_rows.Count, n, before) : new KVCache(_model.Config, n, width, _model.DType, _model.Device);
         Interlocked.Increment(ref _prefills);
         Interlocked.Add(ref _prefilledRows, n);
         try
@@ -482,8 +512,9 @@ public sealed class BatchEngine : IDisposable
             using (Torch.NewScope())
             {
                 var dev = _model.Device;
-                var m = Torch.FromArray<long>(mask, [n, width], dev);
+                var m = Torch.FromArray<long>(mask, [n, total], dev);
                 var positions = (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1);
+                if (before > 0) positions = positions.Narrow(1, before, width);
                 // The LM head at the last position only: never [n, width, vocab] logits.
                 var hidden = _model.Hidden(Torch.FromArray<long>(ids, [n, width], dev), m, positions, cache);
                 if (onDevice)
@@ -495,13 +526,15 @@ public sealed class BatchEngine : IDisposable
             }
             for (int r = 0; r < n; r++) seqs[r].Cached = contexts[r].Length;
             if (onDevice)
-            {
                 for (int r = 0; r < n; r++) seqs[r].Unsampled = r;
-                return cache;
+            else
+            {
+                Interlocked.Add(ref _hostSyncs, logits.Syncs);
+                Sample(seqs, logits);
             }
-            Interlocked.Add(ref _hostSyncs, logits.Syncs);
-            Sample(seqs, logits);
-            return cache;
+            if (!inPlace) return cache;
+            cache.Dispose(); // the views only
+            return null;
         }
         catch
         {
@@ -514,13 +547,23 @@ public sealed class BatchEngine : IDisposable
     /// longest row's length, leaving room for the next tokens. Rows come in groups that share a source cache (the
     /// running batch, the new prefill); each group is copied with one gather and one copy per layer and tensor. Each
     /// layer of the <paramref name="sources"/> is freed once copied, so the old and new caches are never both whole
-    /// (<see cref="KvCacheShape.RebuildPeakBytes"/>); the sources are spent afterwards, whether or not it succeeds.</summary>
-    private void Rebuild(List<(Sequence Seq, KVCache Src, int Row)> rows, IReadOnlyList<KVCache> sources)
+    /// (<see cref="KvCacheShape.RebuildPeakBytes"/>); the sources are spent afterwards, whether or not it succeeds.
+    /// Where memory allows (no budget, or the whole cache within half of it, <paramref name="sourceSlots"/> counted),
+    /// the new cache has spare rows up to the batch size and <see cref="JoinColumns"/> more columns, so that sequences
+    /// admitted later are prefilled into it without another rebuild (<see cref="JoinsInPlace"/>).</summary>
+    private void Rebuild(List<(Sequence Seq, KVCache Src, int Row)> rows, IReadOnlyList<KVCache> sources, long sourceSlots)
     {
         var c = _model.Config;
         int b = rows.Count;
         long length = rows.Max(r => r.Seq.Cached);
         long capacity = _shape.Capacity(rows.Select(r => r.Seq.RunningRow));
+        long batch = b;
+        if (b < _options.MaxBatchSize && (_options.KvCacheBudgetBytes is not { } budget
+            || _shape.RebuildPeakBytes(sourceSlots, (long)_options.MaxBatchSize * (capacity + JoinColumns)) <= budget / 2))
+        {
+            batch = _options.MaxBatchSize;
+            capacity += JoinColumns;
+        }
         // Consecutive rows from one source cache form a group: (first row here, count, source, its rows, columns to copy).
         var groups = new List<(int At, int Count, KVCache Src, long[] SrcRows, long Columns)>();
         for (int i = 0; i < b;)
@@ -534,16 +577,16 @@ public sealed class BatchEngine : IDisposable
         }
         var keys = new Tensor[c.NumLayers];
         var values = new Tensor[c.NumLayers];
-        // Each group's row index goes to the device once, for every layer (null: the group is its source cache whole).
+        // Each group's row index goes to the device once, for every layer (null: the group is its source's first rows).
         using var indexScope = Torch.NewScope();
-        var indices = groups.Select(g => g.SrcRows.Length == g.Src.KeyBuffer(0).Size(0) && g.SrcRows.Select((r, k) => r == k).All(x => x)
+        var indices = groups.Select(g => g.SrcRows.Select((r, k) => r == k).All(x => x)
             ? null : Torch.FromArray<long>(g.SrcRows, [g.SrcRows.Length], _model.Device)).ToArray();
         try
         {
             for (int layer = 0; layer < c.NumLayers; layer++)
             {
-                keys[layer] = Torch.Zeros([b, c.NumKeyValueHeads, capacity, c.HeadDim], _model.DType, _model.Device).DetachFromScope();
-                values[layer] = Torch.Zeros([b, c.NumKeyValueHeads, capacity, c.HeadDim], _model.DType, _model.Device).DetachFromScope();
+                keys[layer] = Torch.Zeros([batch, c.NumKeyValueHeads, capacity, c.HeadDim], _model.DType, _model.Device).DetachFromScope();
+                values[layer] = Torch.Zeros([batch, c.NumKeyValueHeads, capacity, c.HeadDim], _model.DType, _model.Device).DetachFromScope();
                 for (int g = 0; g < groups.Count; g++)
                 {
                     var (at, count, src, _, columns) = groups[g];
@@ -552,7 +595,7 @@ public sealed class BatchEngine : IDisposable
                     foreach (var (dst, buffer) in new[] { (keys[layer], src.KeyBuffer(layer)), (values[layer], src.ValueBuffer(layer)) })
                     {
                         var from = buffer.Narrow(2, src.Length - columns, columns);
-                        if (index is not null) from = from.IndexSelect(0, index);
+                        from = index is null ? from.Narrow(0, 0, count) : from.IndexSelect(0, index);
                         dst.Narrow(0, at, count).Narrow(2, length - columns, columns).CopyFrom(from);
                     }
                 }
@@ -577,8 +620,10 @@ public sealed class BatchEngine : IDisposable
     /// it reaches the host, and their readers, with the step's tokens.</summary>
     private void Decode(Tensor? firstTokens)
     {
-        var cache = _cache!;
         int b = _rows.Count;
+        // The batch's rows of a cache with spare rows (views: the appends land in it).
+        using var rowsView = _cache!.Batch > b ? _cache.Rows(0, b, _cache.Length) : null;
+        var cache = rowsView ?? _cache;
         long length = cache.Length, total = length + 1;
         var ids = new long[b];
         var pos = new long[b];
@@ -615,6 +660,7 @@ public sealed class BatchEngine : IDisposable
             var hidden = _model.Hidden(input, Torch.FromArray<long>(mask, [b, total], dev), Torch.FromArray<long>(pos, [b, 1], dev), cache);
             logits = Fetch(_rows, Generator.LastLogits(_model, hidden), firstTokens, out firstHost);
         }
+        if (rowsView is not null) _cache.Advance(1);
         Interlocked.Increment(ref _decodeSteps);
         Interlocked.Add(ref _decodedRows, b);
         Interlocked.Add(ref _hostSyncs, logits.Syncs);
