@@ -345,8 +345,8 @@ public sealed class BatchEngine : IDisposable
                         return;
                     }
                     // Rows that ended stay in the cache as dead rows (decoded, their tokens ignored) until a rebuild is due anyway:
-                    // rows join, the cache is full, or the dead outnumber the live. A rebuild is a copy of the whole cache (on a
-                    // GPU, launches per layer); a dead row costs one more row of each decode step.
+                    // rows join that have no room, the cache is full, or the dead outnumber the live. A rebuild is a copy of
+                    // the whole cache (on a GPU, launches per layer); a dead row costs one more row of each decode step.
                     if (admitted.Count > 0 || _cache!.Length >= _cache.Capacity || ended > stayed)
                     {
                         long sources = Slots(_cache) + Slots(fresh);
@@ -385,11 +385,12 @@ public sealed class BatchEngine : IDisposable
 
     /// <summary>Whether <paramref name="admitted"/> can join the running batch without a rebuild: the batch cache has
     /// spare rows for them (<see cref="Rebuild"/> leaves some when memory allows), their contexts fit left of its last
-    /// column (they are right-aligned there as every row is) and this step's decode has a column left. Dead rows stay
-    /// until a rebuild is due for another reason.</summary>
+    /// column (they are right-aligned there as every row is), this step's decode has a column left, and the dead rows
+    /// (decoded with the others until a rebuild drops them) do not outnumber the live.</summary>
     private bool JoinsInPlace(List<Sequence> admitted, int stayed)
     {
-        if (_cache is null || stayed == 0 || _cache.Batch - _rows.Count < admitted.Count || _cache.Length >= _cache.Capacity) return false;
+        if (_cache is null || stayed == 0 || _rows.Count - stayed > stayed || _cache.Batch - _rows.Count < admitted.Count
+            || _cache.Length >= _cache.Capacity) return false;
         foreach (var s in admitted)
             if (s.QueuedRow.Tokens > _cache.Length) return false;
         return true;
