@@ -56,6 +56,15 @@ public sealed record BatchEngineOptions
     /// (<see cref="KvCacheBudget.ForDevice"/>).
     /// </summary>
     public long? KvCacheBudgetBytes { get; init; }
+
+    /// <summary>
+    /// Whether rows that end stay in the batch cache as dead rows (decoded with the others, their tokens dropped) until a
+    /// rebuild is due for another reason, or while they do not outnumber the live ones; otherwise the cache is rebuilt
+    /// without them at the next step. A rebuild copies the whole cache, a dead row costs a row of every decode step: on
+    /// a GPU, at small sizes, the first is launches and the second nearly nothing; on the CPU the reverse. Null (the
+    /// default): on a CUDA device only.
+    /// </summary>
+    public bool? KeepEndedRows { get; init; }
 }
 
 /// <summary>What a <see cref="BatchEngine"/> has done since it started, counted on its decoder thread: the work that,
@@ -106,6 +115,7 @@ public sealed class BatchEngine : IDisposable
     private readonly List<Sequence> _resume = []; // rows set aside for memory, in arrival order: admitted before the queue
     private KVCache? _cache;
     private readonly KvCacheShape _shape;
+    private readonly bool _keepEnded;
     private long _arrivals, _preemptions;
     private long _prefills, _prefilledRows, _decodeSteps, _decodedRows, _rebuilds, _hostSyncs, _busyTicks, _prefillTicks, _rebuildTicks, _decodeTicks;
     private volatile int _resumeCount;
@@ -118,6 +128,7 @@ public sealed class BatchEngine : IDisposable
         if (_options.MaxPrefillTokens < 1) throw new ArgumentException("the prefill budget must be at least 1 token");
         if (_options.KvCacheBudgetBytes is <= 0) throw new ArgumentException("the KV cache budget must be positive");
         _shape = KvCacheShape.Of(model);
+        _keepEnded = _options.KeepEndedRows ?? model.Device.IsCuda;
         _thread = new Thread(Loop) { IsBackground = true, Name = "oml-batch-engine" };
         _thread.Start();
     }
@@ -344,10 +355,9 @@ public sealed class BatchEngine : IDisposable
                         _cache = null;
                         return;
                     }
-                    // Rows that ended stay in the cache as dead rows (decoded, their tokens ignored) until a rebuild is due anyway:
-                    // rows join that have no room, the cache is full, or the dead outnumber the live. A rebuild is a copy of
-                    // the whole cache (on a GPU, launches per layer); a dead row costs one more row of each decode step.
-                    if (admitted.Count > 0 || _cache!.Length >= _cache.Capacity || ended > stayed)
+                    // With KeepEndedRows, rows that ended stay in the cache as dead rows (decoded, their tokens ignored) until a
+                    // rebuild is due anyway: rows join that have no room, the cache is full, or the dead outnumber the live.
+                    if (admitted.Count > 0 || _cache!.Length >= _cache.Capacity || (_keepEnded ? ended > stayed : ended > 0))
                     {
                         long sources = Slots(_cache) + Slots(fresh);
                         keep = SetAside(keep, sources);
@@ -385,11 +395,12 @@ public sealed class BatchEngine : IDisposable
 
     /// <summary>Whether <paramref name="admitted"/> can join the running batch without a rebuild: the batch cache has
     /// spare rows for them (<see cref="Rebuild"/> leaves some when memory allows), their contexts fit left of its last
-    /// column (they are right-aligned there as every row is), this step's decode has a column left, and the dead rows
-    /// (decoded with the others until a rebuild drops them) do not outnumber the live.</summary>
+    /// column (they are right-aligned there as every row is), this step's decode has a column left, and no rows ended
+    /// (with <see cref="BatchEngineOptions.KeepEndedRows"/>: the dead rows do not outnumber the live).</summary>
     private bool JoinsInPlace(List<Sequence> admitted, int stayed)
     {
-        if (_cache is null || stayed == 0 || _rows.Count - stayed > stayed || _cache.Batch - _rows.Count < admitted.Count
+        int ended = _rows.Count - stayed;
+        if (_cache is null || stayed == 0 || (_keepEnded ? ended > stayed : ended > 0) || _cache.Batch - _rows.Count < admitted.Count
             || _cache.Length >= _cache.Capacity) return false;
         foreach (var s in admitted)
             if (s.QueuedRow.Tokens > _cache.Length) return false;
