@@ -329,16 +329,26 @@ public class BatchEngineTests
             Generator.Generate(model, [p], new GenerationOptions { MaxNewTokens = 5, EosTokenIds = [] }).Sequences[0].OutputIds).ToList();
         var expectedLong = Generator.Generate(model, [Prompts[2]], new GenerationOptions { MaxNewTokens = 200, EosTokenIds = [] }).Sequences[0].OutputIds;
         using var engine = new BatchEngine(model);
+        // The decoder waits after its first step until the 8 are queued, so that they join the running row at the second.
+        using var queued = new ManualResetEventSlim();
+        var steps = new List<int>();
+        engine.Stepped += n =>
+        {
+            steps.Add(n);
+            if (steps.Count == 1) queued.Wait(Ct);
+        };
         var longOne = engine.Submit(Prompts[2], new SamplingParams { MaxTokens = 200 }, Ct);
         var firstOfLong = await longOne.ReadAsync(Ct);
         var readers = engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 5 }))], Ct);
+        queued.Set();
         var results = await Task.WhenAll(readers.Select(Drain));
         var restOfLong = await Drain(longOne);
         for (int i = 0; i < prompts.Length; i++) Assert.Equal(expected[i], results[i].Select(t => t.TokenId));
         Assert.Equal(expectedLong, restOfLong.Prepend(firstOfLong).Select(t => t.TokenId));
         var c = engine.Counters;
-        // Two prefills; two rebuilds: the long row's start, and once the 8 rows have ended (the dead outnumbering the live).
+        // Two prefills; two rebuilds: the long row's start, and once the 8 rows have ended (dropping them).
         Assert.Equal((2, 199, 2), (c.Prefills, c.DecodeSteps, c.Rebuilds));
+        Assert.Equal([1, 9, 9, 9, 9], steps.Take(5));
     }
 
     [Fact]

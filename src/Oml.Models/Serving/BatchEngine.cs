@@ -395,16 +395,17 @@ public sealed class BatchEngine : IDisposable
 
     /// <summary>Whether <paramref name="admitted"/> can join the running batch without a rebuild: the batch cache has
     /// spare rows for them (<see cref="Rebuild"/> leaves some when memory allows), their contexts fit left of its last
-    /// column (they are right-aligned there as every row is), this step's decode has a column left, and no rows ended
+    /// column (they are right-aligned there as every row is) without many more columns left of them, this step's decode
+    /// has a column left, and no rows ended
     /// (with <see cref="BatchEngineOptions.KeepEndedRows"/>: the dead rows do not outnumber the live).</summary>
     private bool JoinsInPlace(List<Sequence> admitted, int stayed)
     {
         int ended = _rows.Count - stayed;
         if (_cache is null || stayed == 0 || (_keepEnded ? ended > stayed : ended > 0) || _cache.Batch - _rows.Count < admitted.Count
             || _cache.Length >= _cache.Capacity) return false;
-        foreach (var s in admitted)
-            if (s.QueuedRow.Tokens > _cache.Length) return false;
-        return true;
+        // The prompts' attention spans the cache's columns: at most about twice a prefill of their own (or 32 more).
+        int width = admitted.Max(s => s.QueuedRow.Tokens);
+        return width <= _cache.Length && _cache.Length - width <= Math.Max(width, JoinColumns);
     }
 
     /// <summary>Takes the waiting sequences that join the batch now (<see cref="KvAdmission.Admissible"/>): set-aside
