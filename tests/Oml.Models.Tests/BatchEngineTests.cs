@@ -317,9 +317,10 @@ public class BatchEngineTests
     }
 
     [Theory]
-    [InlineData("llama-tiny")]
-    [InlineData("qwen3-tiny")]
-    public async Task Requests_that_join_a_running_batch_are_prefilled_into_its_spare_rows_without_a_rebuild(string fixture)
+    [InlineData("llama-tiny", false)]
+    [InlineData("llama-tiny", true)]
+    [InlineData("qwen3-tiny", false)]
+    public async Task Requests_that_join_a_running_batch_are_prefilled_into_its_spare_rows_without_a_rebuild(string fixture, bool keepEnded)
     {
         // A rebuild leaves spare rows and columns in the batch cache; prompts that arrive while a batch runs are
         // prefilled straight into them, right-aligned with the running rows, and decode as they would alone.
@@ -328,7 +329,7 @@ public class BatchEngineTests
         var expected = prompts.Select(p =>
             Generator.Generate(model, [p], new GenerationOptions { MaxNewTokens = 5, EosTokenIds = [] }).Sequences[0].OutputIds).ToList();
         var expectedLong = Generator.Generate(model, [Prompts[2]], new GenerationOptions { MaxNewTokens = 200, EosTokenIds = [] }).Sequences[0].OutputIds;
-        using var engine = new BatchEngine(model);
+        using var engine = new BatchEngine(model, new BatchEngineOptions { KeepEndedRows = keepEnded });
         // The decoder waits after its first step until the 8 are queued, so that they join the running row at the second.
         using var queued = new ManualResetEventSlim();
         var steps = new List<int>();
@@ -346,7 +347,8 @@ public class BatchEngineTests
         for (int i = 0; i < prompts.Length; i++) Assert.Equal(expected[i], results[i].Select(t => t.TokenId));
         Assert.Equal(expectedLong, restOfLong.Prepend(firstOfLong).Select(t => t.TokenId));
         var c = engine.Counters;
-        // Two prefills; two rebuilds: the long row's start, and once the 8 rows have ended (dropping them).
+        // Two prefills; two rebuilds: the long row's start, and once the 8 rows have ended (dropping them; kept as dead
+        // rows, they outnumber the live one).
         Assert.Equal((2, 199, 2), (c.Prefills, c.DecodeSteps, c.Rebuilds));
         Assert.Equal([1, 9, 9, 9, 9], steps.Take(5));
     }
