@@ -35,7 +35,7 @@ for conc in "${concs[@]}"; do
     echo "server_cpu $(( cpu1 - cpu0 ))" >>"$work/m1"
     hits=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"{d['queried']} answered\")" "$work/out.json")
     q=$(grep -o '"endpoint queries": [0-9.]*' "$work/err" | awk '{print $3}' || true)
-    python3 - "$work/m0" "$work/m1" "$conc" "$count" "$(echo "$e - $s" | bc)" "${q:-?}" "$hits" <<'PY'
+    python3 - "$work/m0" "$work/m1" "$conc" "$count" "$(awk -v a="$s" -v b="$e" 'BEGIN{printf "%.2f", b - a}')" "${q:-?}" "$hits" <<'PY'
 import sys
 a = dict(l.split() for l in open(sys.argv[1])); b = dict(l.split() for l in open(sys.argv[2]))
 d = {k.replace("oml_engine_", "").replace("_total", ""): float(b[k]) - float(a.get(k, 0)) for k in b}

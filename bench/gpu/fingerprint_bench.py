@@ -27,6 +27,7 @@ ap.add_argument("--part", choices=["1b", "8b", "all"], default="all")
 ap.add_argument("--strategy", default="random-word", help="fingerprint strategy of the sets (random-word: no model calls)")
 ap.add_argument("--python", default=sys.executable)
 ap.add_argument("--only", help="comma-separated indices of the part's cases to run (default all; 'none' for none)")
+ap.add_argument("--make-model", choices=["1b", "8b"], help="only write the random-init model of this shape under --work and print its folder")
 ap.add_argument("--model-io", help="path of a published Oml.Bench: after the part's cases, its --model-io comparison on the "
                                    "part's model, and a PyTorch save of the same weights (safetensors save_file) in the same run")
 a = ap.parse_args()
@@ -252,6 +253,9 @@ def served_verification(model_dir, set_path, count, label):
         serve_log.close()
 
 
+if a.make_model:
+    print(make_model(a.make_model))
+    sys.exit(0)
 for part in parts:
     chosen = None if not a.only else ([] if a.only == "none" else [int(i) for i in a.only.split(",")])
     for ci, c in enumerate(CASES[part]):
