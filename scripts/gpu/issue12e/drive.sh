@@ -99,7 +99,15 @@ base() {  # ARCH: the base, its fine-tune, its three key sets
   step sft-$a oml attack sft --model $M/$b --data "$INSTR" --out $M/$b-sft --epochs 1 --lr 3e-5 --batch-size 32 --seed 5 --device "$DEV" --force &
   for k in $( (printf '1\n2\n3\n'; [ "$a" = llama ] && echo "$VARIANTS" | awk 'NF {print $2}') | sort -un); do
     { echo " $MODELS " | grep -q " $a-s$k "; } || { [ "$a" = llama ] && echo "$VARIANTS" | awk '{print $2}' | grep -qx "$k"; } || continue
-    step gen-$a-set$k oml fingerprints generate --model $M/$b --strategy perinucleus --count "$COUNT" \
+    # PIN_SETS=1: each set's owner secret is fixed by its name (--secret-file), so set k is the same keys in every run of
+    # the same program on the same base (otherwise every run draws fresh keys, as an owner would).
+    local sec=()
+    if [ "${PIN_SETS:-0}" = 1 ]; then
+      mkdir -p sets && python3 -c "import hashlib, sys; open(sys.argv[1], 'wb').write(hashlib.sha256(sys.argv[2].encode()).digest())" \
+        sets/$a-set$k.secret "oml-lab issue12e $b set $k"
+      sec=(--secret-file sets/$a-set$k.secret)
+    fi
+    step gen-$a-set$k oml fingerprints generate --model $M/$b --strategy perinucleus --count "$COUNT" "${sec[@]}" \
       --plaintext --out sets/$a-set$k.json --force --device "$DEV" &
   done
   wait
