@@ -21,6 +21,7 @@ if (opts.Has("serve")) return Oml.Bench.ServeBench.Run(opts);
 if (opts.TryGet("model-io", out var ioModel)) return ModelIOBench.Run(ioModel, opts);
 if (opts.TryGet("partial-null", out var nullModel)) return PartialNullBench.Run(nullModel, opts);
 if (opts.TryGet("verify", out var verifyModel)) return VerifyBench.Run(verifyModel, opts);
+if (opts.TryGet("forward-profile", out var profileModel)) return ForwardProfileBench.Run(profileModel, opts);
 if (opts.Has("verdict-tails")) return VerdictTailsBench.Run(opts);
 if (opts.TryGet("fake-endpoint", out var fakeSet)) return Oml.Bench.FakeEndpointBench.Run(fakeSet, opts);
 var device = Device.Parse(opts.Get("device", "cpu"));
