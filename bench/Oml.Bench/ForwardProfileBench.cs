@@ -37,7 +37,9 @@ internal static class ForwardProfileBench
         "mlp gate_proj", "mlp up_proj", "mlp swiglu", "mlp down_proj", "final_norm", "last position select", "lm_head", "argmax",
     ];
 
-    private sealed record Timed(string Path, int Rows, int Tokens, double MeanMs, double MinMs, int Runs);
+    /// <summary>One path at one shape: the pass's milliseconds up to the device sync after it, and up to its return
+    /// before that sync (the host's time to enqueue it: on a GPU, near the whole pass when the host is the bound).</summary>
+    private sealed record Timed(string Path, int Rows, int Tokens, double MeanMs, double MinMs, double HostMeanMs, int Runs);
 
     private sealed record MaskInfo(string Path, bool HasMask, string? MaskDType, long[]? MaskShape, bool RepeatInterleave, bool QContiguous,
         bool KContiguous, bool VContiguous);
@@ -77,9 +79,10 @@ internal static class ForwardProfileBench
             {
                 foreach (var (name, prepare) in paths)
                 {
-                    var times = Measure(prepare, a => Pass(model, a), sync, warmup, runs);
-                    timed.Add(new Timed(name, rows, tokens, times.Average() * 1e3, times.Min() * 1e3, runs));
-                    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {name} {rows}x{tokens}: mean {timed[^1].MeanMs:F2} ms, min {timed[^1].MinMs:F2} ms"));
+                    var (times, host) = Measure(prepare, a => Pass(model, a), sync, warmup, runs);
+                    timed.Add(new Timed(name, rows, tokens, times.Average() * 1e3, times.Min() * 1e3, host.Average() * 1e3, runs));
+                    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"  {name} {rows}x{tokens}: mean {timed[^1].MeanMs:F2} ms, min {timed[^1].MinMs:F2} ms, host (before the sync) mean {timed[^1].HostMeanMs:F2} ms"));
                     if (!masks.ContainsKey(name))
                     {
                         using var s = Torch.NewScope();
@@ -186,9 +189,10 @@ internal static class ForwardProfileBench
         ], owned);
     }
 
-    private static List<double> Measure(Func<PassArgs> prepare, Action<PassArgs> pass, Action sync, int warmup, int runs)
+    private static (List<double> Times, List<double> Host) Measure(Func<PassArgs> prepare, Action<PassArgs> pass, Action sync, int warmup, int runs)
     {
         var times = new List<double>();
+        var host = new List<double>();
         for (int i = 0; i < warmup + runs; i++)
         {
             using var scope = Torch.NewScope();
@@ -196,10 +200,13 @@ internal static class ForwardProfileBench
             sync();
             long t0 = Stopwatch.GetTimestamp();
             pass(args);
+            double enqueued = Stopwatch.GetElapsedTime(t0).TotalSeconds;
             sync();
-            if (i >= warmup) times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            if (i < warmup) continue;
+            times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            host.Add(enqueued);
         }
-        return times;
+        return (times, host);
     }
 
     /// <summary>What SDPA gets on this path, as Attention.Forward builds it for layer 0.</summary>
@@ -334,18 +341,20 @@ internal static class ForwardProfileBench
         string peerName = peer is null ? "transformers -" : $"transformers {peer["transformers"]} (torch {peer["torch"]})";
 
         var md = new StringBuilder();
-        md.AppendLine($"| forward ({device}, {dtype.Name()}; {c.ArchitectureName} {c.NumLayers}x{c.HiddenSize}) | rows x tokens | oml mean ms | oml min ms | {peerName} mean ms | min ms | oml/peer (min) |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine($"| forward ({device}, {dtype.Name()}; {c.ArchitectureName} {c.NumLayers}x{c.HiddenSize}) | rows x tokens | oml mean ms | oml min ms | oml host ms | {peerName} mean ms | min ms | oml/peer (min) |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var t in timed)
         {
             string pm = "-", pn = "-", ratio = "-";
             if (peerRows.TryGetValue((t.Path, t.Rows, t.Tokens), out var p))
                 (pm, pn, ratio) = (F2(p.Mean), F2(p.Min), F2(t.MinMs / p.Min));
-            md.AppendLine($"| {t.Path} | {t.Rows}x{t.Tokens} | {F2(t.MeanMs)} | {F2(t.MinMs)} | {pm} | {pn} | {ratio} |");
+            md.AppendLine($"| {t.Path} | {t.Rows}x{t.Tokens} | {F2(t.MeanMs)} | {F2(t.MinMs)} | {F2(t.HostMeanMs)} | {pm} | {pn} | {ratio} |");
         }
         foreach (var (k, p) in peerRows)
             if (!timed.Any(t => (t.Path, t.Rows, t.Tokens) == k))
-                md.AppendLine($"| {k.Item1} (peer only) | {k.Item2}x{k.Item3} | - | - | {F2(p.Mean)} | {F2(p.Min)} | - |");
+                md.AppendLine($"| {k.Item1} (peer only) | {k.Item2}x{k.Item3} | - | - | - | {F2(p.Mean)} | {F2(p.Min)} | - |");
+        md.AppendLine();
+        md.AppendLine("(oml host ms: the mean time until the pass returned, before the device sync: the host's share.)");
         md.AppendLine();
         md.AppendLine("| path | SDPA mask | mask dtype | mask shape | GQA RepeatInterleave | q/k/v contiguous at SDPA |");
         md.AppendLine("|---|---|---|---|---|---|");
@@ -385,7 +394,7 @@ internal static class ForwardProfileBench
                 },
                 ["results"] = new JsonArray([.. timed.Select(t => (JsonNode)new JsonObject
                 {
-                    ["path"] = t.Path, ["rows"] = t.Rows, ["tokens"] = t.Tokens, ["mean_ms"] = t.MeanMs, ["min_ms"] = t.MinMs, ["runs"] = t.Runs,
+                    ["path"] = t.Path, ["rows"] = t.Rows, ["tokens"] = t.Tokens, ["mean_ms"] = t.MeanMs, ["min_ms"] = t.MinMs, ["host_mean_ms"] = t.HostMeanMs, ["runs"] = t.Runs,
                 })]),
                 ["sdpa_inputs"] = new JsonArray([.. masks.Values.Select(mi => (JsonNode)new JsonObject
                 {
