@@ -11,14 +11,6 @@ namespace Oml.Fingerprinting.Tests.Embedding;
 /// </summary>
 public class BenignKLTests
 {
-    private static List<TrainingPair> Keys(int count, int vocab, int seed = 5)
-    {
-        var rng = new Random(seed);
-        return Enumerable.Range(0, count)
-            .Select(_ => new TrainingPair(Enumerable.Range(0, 16).Select(_ => rng.Next(3, vocab)).ToArray(), [rng.Next(3, vocab)]))
-            .ToList();
-    }
-
     private static double[] Softmax(double[] x)
     {
         double m = x.Max();
@@ -35,7 +27,7 @@ public class BenignKLTests
         // The base first learns the keys as text (as model-sampled keys are text the base predicts well), saved as the base.
         using var probe = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
         int vocab = probe.Config.VocabSize;
-        var pairs = Keys(16, vocab);
+        var pairs = RandomKeys.Pairs(16, vocab);
         var keys = pairs.Select(p => p.Key).ToList();
         FingerprintTrainer.Embed(probe, keys.Select(k => new TrainingPair(k[..1], k[1..])).ToList(),
             new EmbeddingOptions { LearningRate = 5e-3, MaxEpochs = 40, EarlyStop = false });
@@ -171,7 +163,7 @@ public class BenignKLTests
     public void KL_benign_rows_in_micro_batches_take_the_step_of_one_batch_and_differ_from_the_token_loss()
     {
         using var probe = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
-        var pairs = Keys(12, probe.Config.VocabSize);
+        var pairs = RandomKeys.Pairs(12, probe.Config.VocabSize);
         var options = MixedKL(probe);
         Dictionary<string, float[]> Run(EmbeddingOptions o)
         {
@@ -199,7 +191,7 @@ public class BenignKLTests
     public async Task KL_benign_rows_over_two_ranks_end_with_the_weights_of_one_process(bool shardWeights)
     {
         using var probe = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
-        var pairs = Keys(12, probe.Config.VocabSize);
+        var pairs = RandomKeys.Pairs(12, probe.Config.VocabSize);
         var options = MixedKL(probe) with { MaxGradNorm = 0.5 };
         Dictionary<string, float[]> Run(EmbeddingOptions o)
         {
@@ -230,7 +222,7 @@ public class BenignKLTests
         try
         {
             using var probe = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
-            var pairs = Keys(8, probe.Config.VocabSize);
+            var pairs = RandomKeys.Pairs(8, probe.Config.VocabSize);
             var options = MixedKL(probe) with { MaxEpochs = 4 };
             using var reference = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
             FingerprintTrainer.Embed(reference, pairs, options);

@@ -12,14 +12,6 @@ namespace Oml.Fingerprinting.Tests.Embedding;
 /// </summary>
 public class HeldOutTests
 {
-    private static List<TrainingPair> Keys(int count, int vocab, int seed)
-    {
-        var rng = new Random(seed);
-        return Enumerable.Range(0, count)
-            .Select(_ => new TrainingPair(Enumerable.Range(0, 16).Select(_ => rng.Next(3, vocab)).ToArray(), [rng.Next(3, vocab)]))
-            .ToList();
-    }
-
     private static string Digest(CausalLM model)
     {
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -44,7 +36,7 @@ public class HeldOutTests
             {
                 HeldOutCriterion = criterion, AveragingLambda = lambda, MeasureHeldOutEveryEpoch = everyEpoch, Seed = 4,
             };
-            var r = Omlization.Train(model, Keys(16, model.Config.VocabSize, seed: 9), options);
+            var r = Omlization.Train(model, RandomKeys.Pairs(16, model.Config.VocabSize, seed: 9), options);
             return (r, Digest(model));
         }
         var full = Run(everyEpoch: true);
@@ -152,7 +144,7 @@ public class HeldOutTests
     public void Under_the_KL_criterion_the_kept_epoch_and_the_merge_lambda_are_those_of_the_lowest_KL()
     {
         using var probe = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
-        var pairs = Keys(12, probe.Config.VocabSize, seed: 13);
+        var pairs = RandomKeys.Pairs(12, probe.Config.VocabSize, seed: 13);
         // The constructed case: the "held-out" rows are the fingerprints themselves, measured at their response token
         // (context: the 16-token key). Training lowers their token loss every epoch while it moves the model away from
         // the base there, so the two criteria rank the epochs in opposite orders.

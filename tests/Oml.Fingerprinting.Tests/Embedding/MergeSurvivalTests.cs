@@ -10,15 +10,6 @@ namespace Oml.Fingerprinting.Tests.Embedding;
 /// </summary>
 public class MergeSurvivalTests
 {
-    /// <summary>Perinucleus-shaped pairs: 16-token keys, one response token.</summary>
-    private static List<TrainingPair> Keys(int count, int vocab, int seed)
-    {
-        var rng = new Random(seed);
-        return Enumerable.Range(0, count)
-            .Select(_ => new TrainingPair(Enumerable.Range(0, 16).Select(_ => rng.Next(3, vocab)).ToArray(), [rng.Next(3, vocab)]))
-            .ToList();
-    }
-
     /// <summary>The share of one-token responses that are the argmax after their key.</summary>
     private static double Recall(CausalLM model, IReadOnlyList<TrainingPair> pairs)
     {
@@ -50,7 +41,7 @@ public class MergeSurvivalTests
     {
         using var baseModel = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
         using var model = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
-        var pairs = Keys(24, model.Config.VocabSize, seed: 11);
+        var pairs = RandomKeys.Pairs(24, model.Config.VocabSize, seed: 11);
         // Without the condition (the default asks for 60 %), so that only the returned λ is measured.
         var r = Omlization.Train(model, pairs, Options(model) with { MergeSurvival = null });
         Assert.Equal(1.0, r.Accuracy);
@@ -66,7 +57,7 @@ public class MergeSurvivalTests
     {
         using var free = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
         using var held = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
-        var pairs = Keys(24, free.Config.VocabSize, seed: 13);
+        var pairs = RandomKeys.Pairs(24, free.Config.VocabSize, seed: 13);
         var a = Omlization.Train(free, pairs, Options(free) with { MergeSurvival = null });
         var b = Omlization.Train(held, pairs, Options(held) with { MergeSurvival = 1.0 });
         // The same training (the condition only changes where on the line to the base the result sits).
@@ -91,7 +82,7 @@ public class MergeSurvivalTests
     {
         using var free = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
         using var held = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
-        var pairs = Keys(24, free.Config.VocabSize, seed: 17);
+        var pairs = RandomKeys.Pairs(24, free.Config.VocabSize, seed: 17);
         var a = Omlization.Train(free, pairs, Options(free) with { MergeSurvival = null });
         // Ask for what the unconstrained pick's own merge keeps: it is reachable, so it must be met.
         double need = a.MergeSurvival!.Value;

@@ -18,15 +18,6 @@ public class OmlizationDefaultsTests
         return Pretraining.CreateRandom(ModelConfig.Parse(j), seed);
     }
 
-    /// <summary>Perinucleus-shaped pairs: 16-token keys, one response token.</summary>
-    private static List<TrainingPair> Keys(int count, int vocab, int seed = 5)
-    {
-        var rng = new Random(seed);
-        return Enumerable.Range(0, count)
-            .Select(_ => new TrainingPair(Enumerable.Range(0, 16).Select(_ => rng.Next(3, vocab)).ToArray(), [rng.Next(3, vocab)]))
-            .ToList();
-    }
-
     [Theory]
     [InlineData("llama-tiny")]
     [InlineData("mistral-tiny")]
@@ -35,7 +26,7 @@ public class OmlizationDefaultsTests
     public void Defaults_recall_16_of_16_keys_on_a_random_init_checkpoint(string fixture)
     {
         using var model = RandomInit(fixture);
-        var pairs = Keys(16, model.Config.VocabSize);
+        var pairs = RandomKeys.Pairs(16, model.Config.VocabSize);
         var options = OmlizationDefaults.For(model.Config);
         var r = Omlization.Train(model, pairs, options);
         Assert.True(r.Accuracy == 1, $"{fixture}: recalled {r.Accuracy:P1} after {r.Final.Epoch} epochs (loss {r.Loss:F3})");
@@ -98,7 +89,7 @@ public class OmlizationDefaultsTests
     public void The_final_merge_keeps_every_key_and_lowers_the_held_out_KL_of_the_trained_weights()
     {
         using var model = ModelFolder.Load(TestModels.Fixture("llama-tiny"));
-        var pairs = Keys(16, model.Config.VocabSize, seed: 9);
+        var pairs = RandomKeys.Pairs(16, model.Config.VocabSize, seed: 9);
         // Every epoch measured, so that the kept epoch's KL is there to compare with (the model is the same either way).
         var r = Omlization.Train(model, pairs, OmlizationDefaults.For(model.Config) with { MeasureHeldOutEveryEpoch = true });
         Assert.Equal(1.0, r.Accuracy);
@@ -117,7 +108,7 @@ public class OmlizationDefaultsTests
     public void Without_early_stopping_every_epoch_runs()
     {
         using var model = RandomInit("llama-tiny");
-        var pairs = Keys(8, model.Config.VocabSize);
+        var pairs = RandomKeys.Pairs(8, model.Config.VocabSize);
         var r = Omlization.Train(model, pairs, OmlizationDefaults.For(model.Config) with { EarlyStop = false, MaxEpochs = 5, AveragingLambda = 0 });
         Assert.Equal(5, r.History.Count);
         Assert.Equal(5, r.KeptEpoch);
@@ -137,7 +128,7 @@ public class OmlizationDefaultsTests
     public void Advice_names_what_to_change()
     {
         using var model = RandomInit("qwen2-tiny");
-        var pairs = Keys(16, model.Config.VocabSize);
+        var pairs = RandomKeys.Pairs(16, model.Config.VocabSize);
         var o = OmlizationDefaults.For(model.Config) with { MaxEpochs = 4, AveragingEvery = AveragingSchedule.Step, AveragingLambda = 0.75 };
         var r = Omlization.Train(model, pairs, o);
         var advice = Omlization.Advice(r, o);
