@@ -48,7 +48,6 @@ public class MergeSurvivalTests
         Assert.NotNull(r.MergeSurvival);
         MergeEvenly(model, baseModel);
         Assert.Equal(Recall(model, pairs), r.MergeSurvival!.Value, 6);
-        // Without the condition only the returned λ is measured.
         Assert.All(r.MergeTrials, t => Assert.Null(t.MergeSurvival));
     }
 
