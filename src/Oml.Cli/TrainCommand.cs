@@ -122,6 +122,7 @@ public static class TrainCommand
     {
         // Counted from here: a lease or a job slot is wall time, tokenizing included.
         using var stop = new CancellationTokenSource();
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
         if (timeLimit is { } limit)
         {
             // CancelAfter takes at most 2^32 − 2 ms (about 49 days).
@@ -284,7 +285,9 @@ public static class TrainCommand
         var trainData = Load(r.Data, slice: true);
         var evalSet = r.EvalData is { } e ? Load([e], slice: false) : null;
         // Stopped before the first step (a signal while loading or tokenizing): nothing to keep, so end now rather than
-        // after a step. With several ranks the trainer agrees on the stop at its first report step.
+        // after a step. With several ranks the trainer agrees on the stop at its first report step. The clock is read here
+        // too: the timer's callback runs on the thread pool and may come late on a busy machine.
+        if (timeLimit is { } lim && System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds >= lim) stop.Cancel();
         if (stop.IsCancellationRequested && group is null)
         {
             Say($"oml: stopped {StopReason()} before training began (nothing to resume: the same command starts afresh)");
