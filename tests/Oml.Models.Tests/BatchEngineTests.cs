@@ -320,6 +320,86 @@ public class BatchEngineTests
     [InlineData("llama-tiny", false)]
     [InlineData("llama-tiny", true)]
     [InlineData("qwen3-tiny", false)]
+    [InlineData("qwen3-tiny", true)]
+    public async Task Requests_for_one_token_cost_one_pass_and_never_join_the_decode(string fixture, bool oneLength)
+    {
+        // Verification's answers: many keys, one token each. The prefill's token is each one's last, so queued together
+        // they cost one forward pass and one wait for the device, no cache rebuild and no decode step, and each gets the
+        // token it gets alone. Prompts of one length take plain causal attention (no mask), others a padding mask.
+        using var model = ModelFolder.Load(Fixtures.Model(fixture));
+        var prompts = oneLength
+            ? [.. Enumerable.Range(0, 24).Select(i => Enumerable.Range(0, 9).Select(j => (i * 31 + j * 7 + 5) % 500).ToArray())]
+            : ManyPrompts(24);
+        var expected = prompts.Select(p => Generator.Generate(model, [p], new GenerationOptions { MaxNewTokens = 1, EosTokenIds = [] }).Sequences[0].OutputIds[0]).ToList();
+        using var engine = new BatchEngine(model);
+        var readers = engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct);
+        var results = await Task.WhenAll(readers.Select(Drain));
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal([(expected[i], "length")], results[i].Select(t => (t.TokenId, t.FinishReason)));
+        var c = engine.Counters;
+        Assert.Equal((1, 24, 0, 0, 0, 1), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows, c.Rebuilds, c.HostSyncs));
+        Assert.Equal(0, engine.Running);
+    }
+
+    [Fact]
+    public async Task A_one_token_request_gives_the_token_and_log_probabilities_of_a_longer_ones_first()
+    {
+        // The one-pass path samples as the batch's path does: greedy with log-probabilities and seeded sampling give the
+        // first token (and its log-probability and alternatives) of the same request asking for more.
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        var kinds = new[]
+        {
+            new SamplingParams { TopLogprobs = 3 },
+            new SamplingParams { Temperature = 1.0, Seed = 11, TopLogprobs = 0 },
+            new SamplingParams { StopTokenIds = [7] },
+        };
+        for (int i = 0; i < kinds.Length; i++)
+        {
+            using var a = new BatchEngine(model);
+            var one = Assert.Single(await Drain(a.Submit(Prompts[i], kinds[i] with { MaxTokens = 1 }, Ct)));
+            Assert.Equal(0, a.Counters.DecodeSteps);
+            using var b = new BatchEngine(model);
+            var first = (await Drain(b.Submit(Prompts[i], kinds[i] with { MaxTokens = 4 }, Ct)))[0];
+            Assert.Equal(first.TokenId, one.TokenId);
+            Assert.Equal(first.Logprob, one.Logprob);
+            Assert.Equal(first.Top, one.Top);
+            Assert.Equal(kinds[i].StopTokenIds.Contains(one.TokenId) ? "stop" : "length", one.FinishReason);
+        }
+    }
+
+    [Fact]
+    public async Task One_token_requests_that_arrive_while_a_batch_runs_leave_its_rows_and_tokens_alone()
+    {
+        // A long request decoding; one-token requests queued meanwhile are answered by a pass of their own and never join
+        // its batch: the long row decodes alone every step (one row a step) and its tokens are those it gets alone.
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        var prompts = ManyPrompts(12);
+        var expected = prompts.Select(p => Generator.Generate(model, [p], new GenerationOptions { MaxNewTokens = 1, EosTokenIds = [] }).Sequences[0].OutputIds[0]).ToList();
+        var expectedLong = Generator.Generate(model, [Prompts[2]], new GenerationOptions { MaxNewTokens = 60, EosTokenIds = [] }).Sequences[0].OutputIds;
+        using var engine = new BatchEngine(model);
+        using var queued = new ManualResetEventSlim();
+        var steps = new List<int>();
+        engine.Stepped += n =>
+        {
+            steps.Add(n);
+            if (steps.Count == 1) queued.Wait(Ct);
+        };
+        var longOne = engine.Submit(Prompts[2], new SamplingParams { MaxTokens = 60 }, Ct);
+        var firstOfLong = await longOne.ReadAsync(Ct);
+        var readers = engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct);
+        queued.Set();
+        var results = await Task.WhenAll(readers.Select(Drain));
+        var restOfLong = await Drain(longOne);
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal(expected[i], Assert.Single(results[i]).TokenId);
+        Assert.Equal(expectedLong, restOfLong.Prepend(firstOfLong).Select(t => t.TokenId));
+        var c = engine.Counters;
+        Assert.Equal((2, 13, 59, 59), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows));
+        Assert.All(steps, n => Assert.Equal(1, n));
+    }
+
+    [Theory]
+    [InlineData("llama-tiny", false)]
+    [InlineData("llama-tiny", true)]
+    [InlineData("qwen3-tiny", false)]
     public async Task Requests_that_join_a_running_batch_are_prefilled_into_its_spare_rows_without_a_rebuild(string fixture, bool keepEnded)
     {
         // A rebuild leaves spare rows and columns in the batch cache; prompts that arrive while a batch runs are

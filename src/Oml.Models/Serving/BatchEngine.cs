@@ -325,8 +325,17 @@ public sealed class BatchEngine : IDisposable
             {
                 foreach (var s in _rows)
                     if (s.Cancelled) s.Finish();
-                int stayed = _rows.Count(s => !s.Done), ended = _rows.Count - stayed;
                 long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (admitted.Count > 0 && admitted.All(EndsAtFirstToken))
+                {
+                    // One token asked of each (verification's answers): one pass, their tokens fetched at once, and they
+                    // never join the batch, its cache or its decode.
+                    PrefillOnly(admitted);
+                    Since(ref _prefillTicks, t0);
+                    admitted.Clear();
+                    t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                }
+                int stayed = _rows.Count(s => !s.Done), ended = _rows.Count - stayed;
                 if (admitted.Count > 0 && JoinsInPlace(admitted, stayed))
                 {
                     // The new rows are prefilled into the batch cache's spare rows: no copy of the cache.
@@ -491,6 +500,55 @@ public sealed class BatchEngine : IDisposable
         return [.. rows.Where(r => !aside.Contains(r.Seq))];
     }
 
+    /// <summary>A new sequence that asks for one token: the prefill's token is its last.</summary>
+    private static bool EndsAtFirstToken(Sequence s) => s.Generated == 0 && s.P.MaxTokens == 1;
+
+    /// <summary>The new prompts, left-padded to the longest: ids and mask [n, <paramref name="total"/>] with the prompts in
+    /// the last width columns (the columns before them, a cache's, are padding for them), and the width.</summary>
+    private (long[] Ids, long[] Mask, int Width) LeftPadded(List<int[]> contexts, int? total = null)
+    {
+        int n = contexts.Count, width = contexts.Max(c => c.Length), pad = _model.Config.PadTokenId ?? 0;
+        int columns = total ?? width, before = columns - width;
+        var ids = new long[n * width];
+        var mask = new long[n * columns];
+        Array.Fill(ids, pad);
+        for (int r = 0; r < n; r++)
+        {
+            var tokens = contexts[r];
+            int off = width - tokens.Length;
+            for (int j = 0; j < tokens.Length; j++) { ids[r * width + off + j] = tokens[j]; mask[r * columns + before + off + j] = 1; }
+        }
+        return (ids, mask, width);
+    }
+
+    /// <summary>Sequences that each end with their first token (<see cref="EndsAtFirstToken"/>): one forward pass without
+    /// a cache (prompts of one length without a mask either: plain causal attention, SDPA's flash kernel on a GPU), the
+    /// last position's logits fetched and every sequence given its token, which finishes it.</summary>
+    private void PrefillOnly(List<Sequence> seqs)
+    {
+        var contexts = seqs.Select(s => s.Context()).ToList();
+        var (ids, mask, width) = LeftPadded(contexts);
+        int n = seqs.Count;
+        Interlocked.Increment(ref _prefills);
+        Interlocked.Add(ref _prefilledRows, n);
+        StepLogits logits;
+        using (Torch.NewScope())
+        {
+            var dev = _model.Device;
+            var input = Torch.FromArray<long>(ids, [n, width], dev);
+            Tensor hidden;
+            if (contexts.All(c => c.Length == width)) hidden = _model.Hidden(input);
+            else
+            {
+                var m = Torch.FromArray<long>(mask, [n, width], dev);
+                hidden = _model.Hidden(input, m, (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1), null);
+            }
+            logits = Fetch(seqs, Generator.LastLogits(_model, hidden));
+        }
+        Interlocked.Add(ref _hostSyncs, logits.Syncs);
+        Sample(seqs, logits);
+    }
+
     /// <summary>Runs the new prompts left-padded in one forward pass and samples each one's first token (a set-aside
     /// sequence prefills its prompt and the tokens it had generated, and goes on with its pending token). When every
     /// new sequence is greedy without log-probabilities, their first tokens stay on the device as
@@ -503,19 +561,14 @@ public sealed class BatchEngine : IDisposable
         firstTokens = null;
         bool onDevice = seqs.All(s => s.Generated == 0 && ArgMaxOnDevice(s.P));
         var contexts = seqs.Select(s => s.Context()).ToList();
-        int n = seqs.Count, width = contexts.Max(c => c.Length), pad = _model.Config.PadTokenId ?? 0;
+        int n = seqs.Count, width = contexts.Max(c => c.Length);
         // The mask covers the cache's columns before the prompts too (all padding for the new rows).
         int total = inPlace ? checked((int)_cache!.Length) : width, before = total - width;
-        var ids = new long[n * width];
-        var mask = new long[n * total];
-        Array.Fill(ids, pad);
-        for (int r = 0; r < n; r++)
-        {
-            var tokens = contexts[r];
-            int off = width - tokens.Length;
-            for (int j = 0; j < tokens.Length; j++) { ids[r * width + off + j] = tokens[j]; mask[r * total + before + off + j] = 1; }
-            seqs[r].Resuming = seqs[r].Generated > 0;
-        }
+        var (ids, mask, _) = LeftPadded(contexts, total);
+        foreach (var s in seqs) s.Resuming = s.Generated > 0;
+        // Prompts of one length into a cache of their own need no mask: plain causal attention (SDPA's flash kernel on a
+        // GPU), positions 0..width-1 as the mask's would be.
+        bool unpadded = !inPlace && contexts.All(c => c.Length == width);
         var cache = inPlace ? _cache!.Rows(_rows.Count, n, before) : new KVCache(_model.Config, n, width, _model.DType, _model.Device);
         Interlocked.Increment(ref _prefills);
         Interlocked.Add(ref _prefilledRows, n);
@@ -525,11 +578,17 @@ public sealed class BatchEngine : IDisposable
             using (Torch.NewScope())
             {
                 var dev = _model.Device;
-                var m = Torch.FromArray<long>(mask, [n, total], dev);
-                var positions = (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1);
-                if (before > 0) positions = positions.Narrow(1, before, width);
+                var input = Torch.FromArray<long>(ids, [n, width], dev);
+                Tensor hidden;
                 // The LM head at the last position only: never [n, width, vocab] logits.
-                var hidden = _model.Hidden(Torch.FromArray<long>(ids, [n, width], dev), m, positions, cache);
+                if (unpadded) hidden = _model.Hidden(input, null, null, cache);
+                else
+                {
+                    var m = Torch.FromArray<long>(mask, [n, total], dev);
+                    var positions = (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1);
+                    if (before > 0) positions = positions.Narrow(1, before, width);
+                    hidden = _model.Hidden(input, m, positions, cache);
+                }
                 if (onDevice)
                 {
                     firstTokens = Generator.LastLogits(_model, hidden).ArgMax(-1).DetachFromScope();
