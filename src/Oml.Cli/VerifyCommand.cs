@@ -30,9 +30,10 @@ public static class VerifyCommand
         var temperature = new Option<double?>("--temperature") { Description = "Sample at this temperature instead of greedy decoding" };
         var maxTokens = new Option<int?>("--max-new-tokens")
         {
-            Description = $"Endpoint only: new tokens to ask for per key (default: the key's longest response in tokens + {CompletionsMargin}, room for a leading "
-                + $"space or newline token and one other split of the text; with --chat + {ChatMargin}, for what a chat template's answer may start with). "
-                + "Answers are matched as text prefixes, so tokens past the response decide nothing and each one costs a decoding step",
+            Description = "Endpoint only: new tokens to ask for per key (default: greedy, the key's longest response in tokens, and an answer cut off while it "
+                + $"still agrees with a response, e.g. after a leading newline, is asked again with more; sampled, that + {CompletionsMargin}; with --chat + {ChatMargin}, "
+                + "for what a chat template's answer may start with). Answers are matched as text prefixes, so tokens past the response decide nothing and each one "
+                + "costs a decoding step",
         };
         var concurrency = new Option<int>("--concurrency")
         {
@@ -219,7 +220,7 @@ public static class VerifyCommand
                     if (fixedMax < 1) throw new UsageException("--max-new-tokens must be at least 1");
                     bool chatMode = r.GetValue(chat);
                     var queries = chosen.Select(f => new FingerprintQuery(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(),
-                        NullProbability(f, rule, r_, required)) { MaxTokens = fixedMax is null ? DefaultMaxTokens(f, chatMode) : null }).ToList();
+                        NullProbability(f, rule, r_, required)) { MaxTokens = fixedMax is null ? DefaultMaxTokens(f, chatMode, sampled: temp is not null) : null }).ToList();
                     // --max-new-tokens: the settings' one limit for every key, asked once (no second request for a cut-off answer).
                     var settings = new CompletionSettings(MaxTokens: fixedMax ?? queries.Max(q => q.MaxTokens!.Value), Temperature: temp ?? 0.0,
                         Mode: chatMode ? CompletionMode.Chat : CompletionMode.Completions);
@@ -271,22 +272,28 @@ public static class VerifyCommand
         return cmd;
     }
 
-    /// <summary>Tokens asked for beyond a key's longest response through /v1/completions: one for a leading space or
-    /// newline token (the text match trims leading whitespace) and one for the response's text split into one token more
-    /// than the set's tokenization (the server tokenizes the key's text, which may not give the set's ids).</summary>
+    /// <summary>Tokens asked for beyond a key's longest response through /v1/completions when the answers are sampled: one
+    /// for a leading space or newline token (the text match trims leading whitespace) and one for the response's text split
+    /// into one token more than the set's tokenization (the server tokenizes the key's text, which may not give the set's
+    /// ids). Greedy answers take no margin: one cut off undecided is asked again (<see cref="TextVerifier.RetryTokens"/>),
+    /// and a greedy answer asked twice is the same answer, longer.</summary>
     public const int CompletionsMargin = 2;
 
     /// <summary>Tokens asked for beyond a key's longest response through /v1/chat/completions: a chat template's answer may
     /// start with tokens of its own (an empty think block, a role header), as many as the former default's 8.</summary>
     public const int ChatMargin = 8;
 
-    /// <summary>max_tokens for a key over an endpoint: its longest response in tokens plus <see cref="CompletionsMargin"/>
-    /// (<see cref="ChatMargin"/> with <paramref name="chat"/>). The answer is matched as a text prefix, so nothing past the
-    /// response and its leading whitespace can change the match; a longer answer only costs decoding steps.</summary>
-    public static int DefaultMaxTokens(Fingerprint f, bool chat)
+    /// <summary>max_tokens for a key over an endpoint: its longest response in tokens, plus <see cref="CompletionsMargin"/>
+    /// when <paramref name="sampled"/> and <see cref="ChatMargin"/> with <paramref name="chat"/>. The answer is matched as a
+    /// text prefix, so nothing past the response and its leading whitespace can change the match; a longer answer only
+    /// costs decoding steps. Greedy completions of one-token responses so cost the server a prefill and no decoding step:
+    /// a hit is decided by the response's own token, and an answer cut off while it still agrees with the response (a
+    /// leading newline, another split of the text) is asked again with more tokens. A sampled answer asked again would
+    /// be another draw, which would change the vote's odds; it keeps the margin.</summary>
+    public static int DefaultMaxTokens(Fingerprint f, bool chat, bool sampled = false)
     {
         ArgumentNullException.ThrowIfNull(f);
-        return f.Responses.Max(x => x.TokenIds.Count) + (chat ? ChatMargin : CompletionsMargin);
+        return f.Responses.Max(x => x.TokenIds.Count) + (chat ? ChatMargin : sampled ? CompletionsMargin : 0);
     }
 
     /// <summary>The client of <c>--endpoint URL</c>, with the API key from <c>--api-key-env</c> when given.</summary>

@@ -615,11 +615,12 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
-    public async Task Verify_over_an_endpoint_asks_each_key_for_its_response_length_plus_a_small_margin()
+    public async Task Verify_over_an_endpoint_asks_each_key_for_its_response_length_and_a_margin_only_where_asking_again_cannot()
     {
-        // The answer is matched as a text prefix: a key needs its longest response and a margin (a leading whitespace
-        // token, one other split of the text; more through a chat template), not a fixed 8 tokens more than the
-        // longest response of the whole set, each of which costs the server a decoding step.
+        // The answer is matched as a text prefix: a greedy answer needs the key's longest response (one cut off undecided
+        // is asked again), a sampled one a small margin more (asking again would be another draw), one through a chat
+        // template a larger margin (the template's own first tokens); not a fixed 8 tokens more than the longest response
+        // of the whole set, each of which costs the server a decoding step.
         var set = FingerprintIO.ReadSet(W.Set, W.PassFile);
         var wanted = set.Unrevealed().ToDictionary(f => f.Key, f => f.Responses.Max(x => x.TokenIds.Count));
         var asked = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
@@ -629,7 +630,10 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             return Task.FromResult("no idea");
         }, ct: TestContext.Current.CancellationToken);
         var url = server.BaseUrl.ToString();
-        foreach (var (extra, margin) in new (string[] Extra, int Margin)[] { ([], VerifyCommand.CompletionsMargin), (["--chat"], VerifyCommand.ChatMargin) })
+        foreach (var (extra, margin) in new (string[] Extra, int Margin)[]
+        {
+            ([], 0), (["--temperature", "1"], VerifyCommand.CompletionsMargin), (["--chat"], VerifyCommand.ChatMargin),
+        })
         {
             asked.Clear();
             var r = await Task.Run(() => Run(["verify", "--endpoint", url, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, .. extra]),

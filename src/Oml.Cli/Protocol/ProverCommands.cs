@@ -23,7 +23,6 @@ public static class ProverCommands
         Audit(), Claim(), Settle(), Trace(), RoleCommands.Withdraw(),
     };
 
-    /// <summary>Tokens to ask for: the longest response of the set in tokens, plus a margin.</summary>
     /// <summary>
     /// New tokens an audit or a trace asks each key for: twice the set's longest response and 16 more, so that a host that
     /// opens every answer with a few newline tokens (the text match trims them) or serves the copy with a finer tokenizer is
