@@ -7,6 +7,7 @@
 # docs/benchmarks.md, "What the server does per request".
 #
 #   bench/serve-counts.sh OML MODEL SET RUNS COUNT CONCURRENCY... [-- extra serve args]
+# VERIFY_ARGS: extra `oml verify` arguments (e.g. "--max-new-tokens 3").
 set -euo pipefail
 oml=$1 model=$2 set_path=$3 runs=$4 count=$5; shift 5
 concs=()
@@ -19,15 +20,16 @@ server=$!
 for _ in $(seq 300); do [ -s "$work/url" ] && break; sleep 0.1; done
 [ -s "$work/url" ] || { cat "$work/serve.log" >&2; exit 1; }
 url=$(cat "$work/url")
+read -r -a vargs <<< "${VERIFY_ARGS:-}"
 metrics() { curl -s "${url%/v1/}/metrics" | awk '/^oml_engine_|^oml_request_duration_seconds_(sum|count)/ {print $1, $2}'; }
 # A throwaway run first: the server's and the client's first requests pay JIT.
-"$oml" verify --endpoint "$url" --fingerprints "$set_path" --count 64 >/dev/null 2>&1 || true
+"$oml" verify --endpoint "$url" --fingerprints "$set_path" --count 64 "${vargs[@]}" >/dev/null 2>&1 || true
 for conc in "${concs[@]}"; do
   for _ in $(seq "$runs"); do
     metrics >"$work/m0"
     cpu0=$(awk '{print $14 + $15}' /proc/$server/stat)
     s=$(date +%s.%N)
-    OML_TIMINGS=1 "$oml" verify --endpoint "$url" --fingerprints "$set_path" --count "$count" --concurrency "$conc" --json \
+    OML_TIMINGS=1 "$oml" verify --endpoint "$url" --fingerprints "$set_path" --count "$count" --concurrency "$conc" --json "${vargs[@]}" \
       >"$work/out.json" 2>"$work/err" || true
     e=$(date +%s.%N)
     metrics >"$work/m1"

@@ -8,6 +8,9 @@
 # rebuilds, host syncs, the decoder's busy time) for program COUNTS (default B). From the repository root:
 #   scripts/gpu/serve-ab.sh OUT STAGE PACK_A PACK_B [ROUNDS]   (STAGE: a folder staged by bench-fingerprints.sh: native/,
 #   tokenizer/; ROUNDS 0 only prepares: the shim, the programs, the model and the set, kept in SERVE_AB_WORK)
+# VERIFY_ARGS_A / VERIFY_ARGS_B: extra `oml verify` arguments for that side (e.g. one pack against itself with
+# VERIFY_ARGS_A="--max-new-tokens 3", the tokens the client asked before it asked greedy answers for exactly the
+# response's); COUNTS="A B" counts both sides (each with its own arguments).
 set -uo pipefail
 out=$1 stage=$2 packA=$3 packB=$4 rounds=${5:-2}
 W=${SERVE_AB_WORK:-/tmp/serve-ab}; repo=$(pwd)
@@ -37,17 +40,18 @@ for r in $(seq "$rounds"); do
     srv=$!
     for _ in $(seq 1800); do [ -s "$W/url" ] && break; sleep 0.1; done
     url=$(cat "$W/url" 2>/dev/null) || { log "$x: oml serve did not come up"; kill $srv; continue; }
-    "$oml" verify --endpoint "$url" --fingerprints "$set_path" --count 64 --concurrency 64 > /dev/null 2>&1
+    vargs_name="VERIFY_ARGS_$x"; read -r -a vargs <<< "${!vargs_name:-}"
+    "$oml" verify --endpoint "$url" --fingerprints "$set_path" --count 64 --concurrency 64 "${vargs[@]}" > /dev/null 2>&1
     for conc in 64 256; do
       s=$(date +%s.%N)
-      OML_TIMINGS=1 "$oml" verify --endpoint "$url" --fingerprints "$set_path" --count 1024 --concurrency $conc --json > "$W/v.json" 2> "$W/v.err"
+      OML_TIMINGS=1 "$oml" verify --endpoint "$url" --fingerprints "$set_path" --count 1024 --concurrency $conc --json "${vargs[@]}" > "$W/v.json" 2> "$W/v.err"
       rc=$?; e=$(date +%s.%N)
       q=$(grep -o '"endpoint queries": [0-9.]*' "$W/v.err" | awk '{print $3}')
       log "$x round $r: 1024 keys, $conc in flight: $(awk -v a="$s" -v b="$e" 'BEGIN{printf "%.2f", b - a}') s whole client (rc $rc, endpoint queries ${q:-?} s)"
     done
     kill $srv; wait $srv 2>/dev/null
-    if [ "$x" = "${COUNTS:-B}" ]; then   # the program whose server exports the engine's counters (GET /metrics oml_engine_*)
-      bash "$repo/bench/serve-counts.sh" "$oml" "$model" "$set_path" 1 1024 64 256 -- "${serve_args[@]}" 2>&1 | sed "s/^/$x round $r counts: /" | tee -a "$out/serve-ab.log"
+    if [[ " ${COUNTS:-B} " == *" $x "* ]]; then   # programs whose servers export the engine's counters (GET /metrics oml_engine_*)
+      VERIFY_ARGS="${!vargs_name:-}" bash "$repo/bench/serve-counts.sh" "$oml" "$model" "$set_path" 1 1024 64 256 -- "${serve_args[@]}" 2>&1 | sed "s/^/$x round $r counts: /" | tee -a "$out/serve-ab.log"
     fi
   done
 done
