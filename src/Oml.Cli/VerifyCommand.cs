@@ -228,7 +228,7 @@ public static class VerifyCommand
                     if (inFlight < 1) throw new UsageException($"--concurrency must be at least 1, not {inFlight}");
                     int fewest = fixedMax ?? queries.Min(q => q.MaxTokens!.Value);
                     string tokens = fewest == settings.MaxTokens ? $"{fewest}" : $"{fewest} to {settings.MaxTokens}";
-                    Console.Error.WriteLine($"querying {uri} with {queries.Count} keys, up to {Math.Min(inFlight, queries.Count)} at once, {tokens} new tokens each ...");
+                    Console.Error.WriteLine($"querying {uri} with {queries.Count} keys, up to {Math.Min(inFlight, queries.Count)} at once, {tokens} new {(settings.MaxTokens == 1 ? "token" : "tokens")} each ...");
                     using (Phases.Measure("endpoint queries"))
                         report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_, concurrency: inFlight).GetAwaiter().GetResult();
                 }
