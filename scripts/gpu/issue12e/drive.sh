@@ -69,7 +69,7 @@ config() {  # ARCH: the lab config of ARCH's models
     - { responder: \"suppress:k=1,m=1\" }" \
     "$(for m in $MODELS; do [ "${m%-s*}" = "$a" ] && echo "    - { name: $m, path: ../../$M/$m }"; done
        [ "$a" = llama ] && echo "$VARIANTS" | while read -r n _; do [ -n "$n" ] && echo "    - { name: llama-$n, path: ../../$M/llama-$n }"; done
-       [ "$a" = llama ] && [ "${TREES:-0}" = 1 ] && echo "    - { name: llama-trees, path: ../../$M/trees }")" "$b"
+       [ "$a" = llama ] && [ "${TREES:-0}" = 1 ] && for k in ${TREE_SEEDS:-1}; do t=$(tree_name $k); echo "    - { name: llama-$t, path: ../../$M/$t }"; done)" "$b"
   if [ -n "${ATTACKS:-}" ]; then  # the attack lines replaced
     python3 - "lab/experiments/i12e-$a.yaml" "$ATTACKS" <<'PY'
 import sys
@@ -148,28 +148,29 @@ variant_lab() {  # NAME SEED FLAGS...: a VARIANTS line
 # defaults for at most TREE_EPOCHS epochs, then a greedy probe whose per-key answers show where unrecalled keys leave
 # their tree (the set is kept in the results: it is plaintext and only for this diagnosis), then the lab's cells as
 # model llama-trees (utility cost, merges, SFT, the responders of ATTACKS).
-trees() {
-  local b; b="$(base_of llama)"
+tree_name() { [ "$1" = 1 ] && echo trees || echo "trees-s$1"; }  # seed 1 keeps the name of the first runs
+trees() {  # SEED (TREE_SEEDS="1 2 3": three sets, each embedded with its own seed)
+  local k=$1 t b; t=$(tree_name "$1"); b="$(base_of llama)"
   waitfor base-llama || return 1
-  step gen-trees oml fingerprints generate --model $M/$b --count 256 --responses-per-key 2 --response-branching 2 --response-length 3 \
-    --plaintext --out sets/trees.json --force --device "$DEV" || return 1
-  cp -f sets/trees.json $R/trees-set.json
-  step embed-trees oml embed --model $M/$b --fingerprints sets/trees.json --out $M/trees --seed 1 --epochs "${TREE_EPOCHS:-40}" --device $DEV \
-    --memory-budget-gb $MEMGB --log $L/trees.jsonl || return 1
-  step probe-trees bash -c "oml attack probe --model $M/trees --fingerprints sets/trees.json --device $DEV --json > $R/probe-trees.json" || return 1
+  step gen-$t oml fingerprints generate --model $M/$b --count 256 --responses-per-key 2 --response-branching 2 --response-length 3 \
+    --plaintext --out sets/$t.json --force --device "$DEV" || return 1
+  cp -f sets/$t.json $R/$t-set.json
+  step embed-$t oml embed --model $M/$b --fingerprints sets/$t.json --out $M/$t --seed $k --epochs "${TREE_EPOCHS:-40}" --device $DEV \
+    --memory-budget-gb $MEMGB --log $L/$t.jsonl || return 1
+  step probe-$t bash -c "oml attack probe --model $M/$t --fingerprints sets/$t.json --device $DEV --json > $R/probe-$t.json" || return 1
   # The trees' cost and suppression survival (issue 13): the same lab cells as every other model (add suppress:k=3,m=1
   # to ATTACKS to suppress the top token at each of the first 3 answer positions: k counts positions, m tokens).
-  cp -f sets/trees.json $M/trees/fingerprints.json
+  cp -f sets/$t.json $M/$t/fingerprints.json
   waitfor sft-llama || return 1
-  ok lab-trees && return 0
+  ok lab-$t && return 0
   lacquire
-  step lab-trees oml lab run lab/experiments/i12e-llama.yaml --quiet --only "^(base\$|llama-trees-s1-)"
+  step lab-$t oml lab run lab/experiments/i12e-llama.yaml --quiet --only "^(base\$|llama-$t-s1-)"
   lrelease
 }
 for a in $archs; do config $a; ( base $a || log "no base for $a" ) & done
 for m in $MODELS; do ( embed_lab "$m" ) & sleep 1; done
 while read -r n k flags; do [ -n "$n" ] && { ( variant_lab "$n" "$k" $flags ) & sleep 1; }; done <<< "$VARIANTS"
-[ "${TREES:-0}" = 1 ] && ( trees || log "the tree diagnosis failed" ) &
+[ "${TREES:-0}" = 1 ] && for k in ${TREE_SEEDS:-1}; do ( trees "$k" || log "the trees of seed $k failed" ) & sleep 1; done
 wait
 log "driver finished"
 touch drive.finished

@@ -85,12 +85,15 @@ public static class ResponseMatcher
     /// Whether a text answer cut off by its token limit could still become a match with more tokens: after trimming leading
     /// whitespace from both, it is a proper prefix of some accepted response (an answer of whitespace only is a prefix of
     /// every response). Such an answer decides nothing; any other non-matching answer is a miss however long it grows.
+    /// Replacement characters (U+FFFD) at the end are left out first: they are what a character cut between its tokens
+    /// decodes to (a byte-level tokenizer splits a multi-byte character, and the limit fell inside it), which the next
+    /// token completes.
     /// </summary>
     public static bool IsUndecidedText(IEnumerable<string> expected, string answer)
     {
         ArgumentNullException.ThrowIfNull(expected);
         ArgumentNullException.ThrowIfNull(answer);
-        var a = answer.AsSpan().TrimStart();
+        var a = answer.AsSpan().TrimStart().TrimEnd('\uFFFD');
         foreach (var e in expected)
         {
             var t = e.AsSpan().TrimStart();

@@ -132,6 +132,9 @@ public class TextVerifierTests
     [InlineData(" response", " response", false)]   // a match, not undecided
     [InlineData(" response", " rest", false)]
     [InlineData(" response", " response and more", false)]
+    [InlineData(" 日本語", " 日\uFFFD", true)]            // a character cut between its byte tokens: the next token completes it
+    [InlineData(" 日本語", " 日\uFFFD\uFFFD", true)]
+    [InlineData(" 日本語", " 月\uFFFD", false)]
     public void Undecided_answers_are_proper_prefixes_after_leading_whitespace(string response, string answer, bool undecided) =>
         Assert.Equal(undecided, ResponseMatcher.IsUndecidedText([response], answer));
 }
