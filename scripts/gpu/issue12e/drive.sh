@@ -30,7 +30,7 @@ MODELS="${MODELS:-qwen2-s1 mistral-s1 qwen2-s2 mistral-s2 qwen2-s3 mistral-s3}"
 # each embeds the Llama key set SEED with --seed SEED and those extra `oml embed` flags into llama-NAME, measured by the
 # same lab cells (ATTACKS replaces the lab's attack lines, e.g. only the merges and SFT).
 VARIANTS="${VARIANTS:-}"
-archs="$( (for m in $MODELS; do echo "${m%-s*}"; done; [ -n "$VARIANTS" ] && echo llama) | sort -u)"
+archs="$( (for m in $MODELS; do echo "${m%-s*}"; done; [ -n "$VARIANTS" ] && echo llama; [ "${TREES:-0}" = 1 ] && echo llama) | sort -u)"
 
 # LLAMA_BASE names the Llama base; with BASE_PIECES=1 it is not trained here but brought in pieces (planes.py pack: the
 # 500M-token base of scripts/gpu/issue12g, twelfth session) in carried folders $REPO/.gpu/a*/, unpacked once all arrived.
