@@ -152,7 +152,7 @@ tree_name() { [ "$1" = 1 ] && echo trees || echo "trees-s$1"; }  # seed 1 keeps 
 trees() {  # SEED (TREE_SEEDS="1 2 3": three sets, each embedded with its own seed)
   local k=$1 t b; t=$(tree_name "$1"); b="$(base_of llama)"
   waitfor base-llama || return 1
-  step gen-$t oml fingerprints generate --model $M/$b --count 256 --responses-per-key 2 --response-branching 2 --response-length 3 \
+  step gen-$t oml fingerprints generate --model $M/$b --count "${TREE_COUNT:-256}" --responses-per-key 2 --response-branching 2 --response-length 3 \
     --plaintext --out sets/$t.json --force --device "$DEV" || return 1
   cp -f sets/$t.json $R/$t-set.json
   step embed-$t oml embed --model $M/$b --fingerprints sets/$t.json --out $M/$t --seed $k --epochs "${TREE_EPOCHS:-40}" --device $DEV \
@@ -161,6 +161,7 @@ trees() {  # SEED (TREE_SEEDS="1 2 3": three sets, each embedded with its own se
   # The trees' cost and suppression survival (issue 13): the same lab cells as every other model (add suppress:k=3,m=1
   # to ATTACKS to suppress the top token at each of the first 3 answer positions: k counts positions, m tokens).
   cp -f sets/$t.json $M/$t/fingerprints.json
+  cp -f $M/$t/oml-manifest.json $L/llama-$t.manifest.json
   waitfor sft-llama || return 1
   ok lab-$t && return 0
   lacquire

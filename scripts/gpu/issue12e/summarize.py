@@ -16,7 +16,8 @@ COLS = [("merge base", lambda a: a.startswith("merge(") and "-sft" not in a),
         ("SFT 3e-5", lambda a: a.startswith("sft(")),
         ("low q0.1", lambda a: a == "filter:q=0.1,side=low"),
         ("top-1", lambda a: a == "suppress:k=1,m=1"),
-        ("top-1 every position", lambda a: a == "suppress:k=3,m=1")]
+        ("top-1 every position", lambda a: a == "suppress:k=3,m=1"),
+        ("low q0.1 + top-1 every position", lambda a: a == "filter:q=0.1,side=low+suppress:k=3,m=1")]
 lines = []
 def f(v, fmt="{:.3f}"): return "–" if v is None else fmt.format(v)
 def ci(xs, fmt):

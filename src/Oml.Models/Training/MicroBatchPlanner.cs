@@ -13,9 +13,9 @@ public sealed record MicroBatchPlan(long Tokens, bool Checkpoint, long BytesPerT
         ? $"{bytes / (double)(1L << 20):F1} MiB"
         : $"{bytes / (double)(1L << 30):F1} GiB";
 
-    public override string ToString() => Checkpoint
-        ? $"micro-batches of up to {Tokens:N0} tokens, activation checkpointing per layer (~{BytesPerToken / 1024.0:F0} KiB a token of {BudgetBytes / (double)(1L << 30):F1} GiB)"
-        : $"micro-batches of up to {Tokens:N0} tokens (~{BytesPerToken / 1024.0:F0} KiB a token of {BudgetBytes / (double)(1L << 30):F1} GiB)";
+    public override string ToString() =>
+        $"micro-batches of up to {Tokens:N0} tokens{(Checkpoint ? ", activation checkpointing per layer" : "")} (~{BytesPerToken / 1024.0:F0} KiB a token" +
+        (BudgetBytes > 0 ? $" of {BudgetBytes / (double)(1L << 30):F1} GiB)" : ", no memory budget: not planned from free memory)");
 }
 
 /// <summary>
