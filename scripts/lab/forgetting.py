@@ -6,7 +6,8 @@ split into survived / lost, binned by per-key features read from each model's fi
   - the response's log-probability under the base (recorded in the set), per token, in quartiles within each response
     length (the total scales with the length, so pooled bins would only restate the length; within a length the total
     and the per-token value rank keys alike);
-  - the key's length in characters (keys are a fixed number of tokens).
+  - the key's length in characters (keys are a fixed number of tokens);
+  - with several accepted responses per key (response trees), the most probable one's log-probability per token.
 For each feature, a rank AUC of the feature for survival (0.5: no relation), computed within response lengths, and a
 permutation p-value (survival shuffled within each (model, seed), 2,000 draws, fixed seed). The loss of each
 fingerprint at the end of embedding is not recorded per key, so it is not a feature here.
@@ -46,7 +47,9 @@ for (mo, s) in before:
         "logprob": f["responses"][0].get("logProb"),
         "logprob_per_token": (f["responses"][0]["logProb"] / len(f["responses"][0]["tokenIds"])) if f["responses"][0].get("logProb") is not None else None,
         "key_chars": len(f["key"]),
+        "best_logprob_per_token": max((r["logProb"] / len(r["tokenIds"]) for r in f["responses"] if r.get("logProb") is not None), default=None),
     } for f in sorted(fps, key=lambda f: f["index"])]
+multi = any(len(f["responses"]) > 1 for fps in [read_set(os.path.join(run, "models", f"{mo}-s{s}", "fingerprints.json")) for (mo, s) in before] for f in fps)
 
 def quartile_edges(xs):
     xs = sorted(xs)
@@ -128,7 +131,8 @@ for attack in sorted(after):
     seeds = sorted({r["seed"] for r in rows})
     print(f"## {attack}")
     print()
-    print(f"Keys hit before the attack: {len(rows)} (seeds {', '.join(seeds)}); survived: {fmt(rows)}. Exact rule.")
+    models = sorted({r["model"] for r in rows})
+    print(f"Keys hit before the attack: {len(rows)} ({len(models)} model{'s' if len(models) > 1 else ''}: {', '.join(models)}; seeds {', '.join(seeds)}); survived: {fmt(rows)}. Exact rule.")
     print()
     lengths = sorted({r["resp_tokens"] for r in rows})
     print("| response tokens | survived | by seed |")
@@ -138,7 +142,11 @@ for attack in sorted(after):
         print(f"| {L} | {fmt(rs)} | " + ", ".join(fmt([r for r in rs if r["seed"] == s]) for s in seeds) + " |")
     print()
     # Within one response length the total log-probability ranks keys exactly as the per-token one, so it is not repeated.
-    for feat, title in (("logprob_per_token", "base log-probability per response token"), ("key_chars", "key length in characters")):
+    feats = [("logprob_per_token", "base log-probability per response token" + (" (the set's first response)" if multi else "")),
+             ("key_chars", "key length in characters")]
+    if multi:
+        feats.insert(1, ("best_logprob_per_token", "base log-probability per response token of the most probable accepted response"))
+    for feat, title in feats:
         print(f"Survival by quartile of the {title} (quartiles within each response length; Q1 lowest):")
         print()
         print("| response tokens | Q1 | Q2 | Q3 | Q4 | quartile edges |")
