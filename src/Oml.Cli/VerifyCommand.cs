@@ -30,10 +30,10 @@ public static class VerifyCommand
         var temperature = new Option<double?>("--temperature") { Description = "Sample at this temperature instead of greedy decoding" };
         var maxTokens = new Option<int?>("--max-new-tokens")
         {
-            Description = "Endpoint only: new tokens to ask for per key (default: greedy, the key's longest response in tokens, and an answer cut off while it "
-                + $"still agrees with a response, e.g. after a leading newline, is asked again with more; sampled, that + {CompletionsMargin}; with --chat + {ChatMargin}, "
-                + "for what a chat template's answer may start with). Answers are matched as text prefixes, so tokens past the response decide nothing and each one "
-                + "costs a decoding step",
+            Description = "Endpoint only: new tokens to ask for per key (default: greedy, the key's longest response in tokens n, + " + $"{ChatMargin} with --chat "
+                + "for what a chat template's answer may start with, and an answer cut off while it still agrees with a response, e.g. after a leading newline, "
+                + "is asked again with 2n + 8; sampled, 2n + 8 at once, never asked again). Answers are matched as text prefixes, so tokens past the response "
+                + "decide nothing and each one costs a decoding step",
         };
         var concurrency = new Option<int>("--concurrency")
         {
@@ -272,28 +272,23 @@ public static class VerifyCommand
         return cmd;
     }
 
-    /// <summary>Tokens asked for beyond a key's longest response through /v1/completions when the answers are sampled: one
-    /// for a leading space or newline token (the text match trims leading whitespace) and one for the response's text split
-    /// into one token more than the set's tokenization (the server tokenizes the key's text, which may not give the set's
-    /// ids). Greedy answers take no margin: one cut off undecided is asked again (<see cref="TextVerifier.RetryTokens"/>),
-    /// and a greedy answer asked twice is the same answer, longer.</summary>
-    public const int CompletionsMargin = 2;
-
     /// <summary>Tokens asked for beyond a key's longest response through /v1/chat/completions: a chat template's answer may
     /// start with tokens of its own (an empty think block, a role header), as many as the former default's 8.</summary>
     public const int ChatMargin = 8;
 
-    /// <summary>max_tokens for a key over an endpoint: its longest response in tokens, plus <see cref="CompletionsMargin"/>
-    /// when <paramref name="sampled"/> and <see cref="ChatMargin"/> with <paramref name="chat"/>. The answer is matched as a
-    /// text prefix, so nothing past the response and its leading whitespace can change the match; a longer answer only
-    /// costs decoding steps. Greedy completions of one-token responses so cost the server a prefill and no decoding step:
-    /// a hit is decided by the response's own token, and an answer cut off while it still agrees with the response (a
-    /// leading newline, another split of the text) is asked again with more tokens. A sampled answer asked again would
-    /// be another draw, which would change the vote's odds; it keeps the margin.</summary>
+    /// <summary>max_tokens for a key over an endpoint. Greedy: its longest response in tokens n (+ <see cref="ChatMargin"/>
+    /// with <paramref name="chat"/>): an answer that limit cut off while it still agrees with a response (a leading
+    /// newline, another split of the text, a character cut between its byte tokens) is asked again with
+    /// <see cref="TextVerifier.RetryTokens"/>, and a greedy answer asked again is the same answer, longer; so a one-token
+    /// response costs the server one forward pass and no decoding step. Sampled: 2n + 8 at once
+    /// (<see cref="TextVerifier.RetryTokens"/>, at least the chat margin), since a sampled answer is never asked again
+    /// (another draw would change the odds the null assumes). The answer is matched as a text prefix, so nothing past
+    /// the response and its leading whitespace can change the match; a longer answer only costs decoding steps.</summary>
     public static int DefaultMaxTokens(Fingerprint f, bool chat, bool sampled = false)
     {
         ArgumentNullException.ThrowIfNull(f);
-        return f.Responses.Max(x => x.TokenIds.Count) + (chat ? ChatMargin : sampled ? CompletionsMargin : 0);
+        int n = f.Responses.Max(x => x.TokenIds.Count);
+        return sampled ? Math.Max(TextVerifier.RetryTokens(n), n + ChatMargin) : n + (chat ? ChatMargin : 0);
     }
 
     /// <summary>The client of <c>--endpoint URL</c>, with the API key from <c>--api-key-env</c> when given.</summary>

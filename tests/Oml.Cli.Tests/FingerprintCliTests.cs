@@ -615,12 +615,12 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
     }
 
     [Fact]
-    public async Task Verify_over_an_endpoint_asks_each_key_for_its_response_length_and_a_margin_only_where_asking_again_cannot()
+    public async Task Verify_over_an_endpoint_asks_greedy_answers_for_the_response_length_and_sampled_ones_for_room_once()
     {
-        // The answer is matched as a text prefix: a greedy answer needs the key's longest response (one cut off undecided
-        // is asked again), a sampled one a small margin more (asking again would be another draw), one through a chat
-        // template a larger margin (the template's own first tokens); not a fixed 8 tokens more than the longest response
-        // of the whole set, each of which costs the server a decoding step.
+        // The answer is matched as a text prefix: a greedy answer needs the key's longest response n (one cut off undecided
+        // is asked again), through a chat template the template's margin more; a sampled one is asked once with room for
+        // leading whitespace and another split (2n + 8: asking again would be a second draw); not a fixed 8 tokens more
+        // than the longest response of the whole set, each of which costs the server a decoding step.
         var set = FingerprintIO.ReadSet(W.Set, W.PassFile);
         var wanted = set.Unrevealed().ToDictionary(f => f.Key, f => f.Responses.Max(x => x.TokenIds.Count));
         var asked = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
@@ -630,9 +630,9 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             return Task.FromResult("no idea");
         }, ct: TestContext.Current.CancellationToken);
         var url = server.BaseUrl.ToString();
-        foreach (var (extra, margin) in new (string[] Extra, int Margin)[]
+        foreach (var (extra, expected) in new (string[] Extra, Func<int, int> Expected)[]
         {
-            ([], 0), (["--temperature", "1"], VerifyCommand.CompletionsMargin), (["--chat"], VerifyCommand.ChatMargin),
+            ([], n => n), (["--chat"], n => n + VerifyCommand.ChatMargin), (["--temperature", "1"], n => 2 * n + 8),
         })
         {
             asked.Clear();
@@ -640,9 +640,8 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
                 TestContext.Current.CancellationToken);
             Assert.True(r.Code == 0, r.Err);
             Assert.Equal(wanted.Count, asked.Count);
-            Assert.All(wanted, w => Assert.Equal(w.Value + margin, asked[w.Key]));
+            Assert.All(wanted, w => Assert.Equal(expected(w.Value), asked[w.Key]));
         }
-        Assert.Equal(2, VerifyCommand.CompletionsMargin);
         // --max-new-tokens sets one length for every key.
         asked.Clear();
         var fixedRun = await Task.Run(() => Run("verify", "--endpoint", url, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--max-new-tokens", "5"),

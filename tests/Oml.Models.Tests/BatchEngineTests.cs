@@ -290,10 +290,11 @@ public class BatchEngineTests
             Assert.Equal("length", results[i][^1].FinishReason);
         }
         var c = engine.Counters;
-        Assert.Equal((1, 15, 15), (c.Prefills, c.DecodeSteps, c.HostSyncs));
-        // The live rows of each step, dead rows not counted; in the first, the row asking for one token is decoded too,
-        // its first token being still on the device, and its decoded token is dropped.
-        Assert.Equal([16, .. Enumerable.Range(1, 14).Reverse()], steps);
+        // The row asking for one token is answered by a pass of its own (one prefill and one wait more), the other 15 are
+        // prefilled together and decoded.
+        Assert.Equal((2, 15, 16), (c.Prefills, c.DecodeSteps, c.HostSyncs));
+        // The live rows of each step, dead rows not counted.
+        Assert.Equal([.. Enumerable.Range(1, 15).Reverse()], steps);
         // Dead rows kept: the join, then whenever the dead outnumber the live, at 7, 3 and 1 live rows. Else the join and
         // one a step while rows end.
         Assert.Equal(rebuilds, c.Rebuilds);
@@ -313,7 +314,8 @@ public class BatchEngineTests
         Assert.Equal([(alone[0], "stop")], stopped.Select(t => (t.TokenId, t.FinishReason)));
         Assert.Equal(alone, (await Drain(readers[1])).Select(t => t.TokenId));
         Assert.Equal("length", Assert.Single(await Drain(readers[2])).FinishReason);
-        Assert.Equal(1, engine.Counters.Prefills);
+        // The two longer requests are prefilled together; the one-token request in a pass of its own.
+        Assert.Equal(2, engine.Counters.Prefills);
     }
 
     [Theory]
@@ -338,6 +340,78 @@ public class BatchEngineTests
         var c = engine.Counters;
         Assert.Equal((1, 24, 0, 0, 0, 1), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows, c.Rebuilds, c.HostSyncs));
         Assert.Equal(0, engine.Running);
+    }
+
+    [Theory]
+    [InlineData(false)]   // the batch is full (one row)
+    [InlineData(true)]    // the running row fills the cache budget
+    public async Task A_full_batch_or_cache_does_not_hold_back_one_token_requests(bool byCache)
+    {
+        // A one-token request needs no row of the batch and no cache: it is answered at the next step, not after the long
+        // generation that fills the batch or its cache budget.
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        int[] longPrompt = [5, 17, 99, 3, 250, 7, 8, 9], shortPrompt = [400, 12, 13];
+        var options = byCache
+            ? new BatchEngineOptions { KvCacheBudgetBytes = KvCacheShape.Of(model).SequenceBytes(longPrompt.Length + 300) * 5 / 4 }
+            : new BatchEngineOptions { MaxBatchSize = 1 };
+        using var engine = new BatchEngine(model, options);
+        // The decoder waits after its first step until the request is queued, and after its second until the test has its
+        // answer: answered later than the second step, it would never come (the test fails on the time-out).
+        using var queued = new ManualResetEventSlim();
+        using var answered = new ManualResetEventSlim();
+        int steps = 0;
+        engine.Stepped += _ =>
+        {
+            int n = Interlocked.Increment(ref steps);
+            if (n == 1) queued.Wait(Ct);
+            if (n == 2) answered.Wait(Ct);
+        };
+        var longOne = engine.Submit(longPrompt, new SamplingParams { MaxTokens = 300 }, Ct);
+        await longOne.ReadAsync(Ct);
+        var one = engine.Submit(shortPrompt, new SamplingParams { MaxTokens = 1 }, Ct);
+        queued.Set();
+        GeneratedToken answer;
+        try { answer = Assert.Single(await Drain(one).WaitAsync(TimeSpan.FromSeconds(60), Ct)); }
+        finally { answered.Set(); }
+        Assert.Equal(Generator.Generate(model, [shortPrompt], new GenerationOptions { MaxNewTokens = 1, EosTokenIds = [] }).Sequences[0].OutputIds[0], answer.TokenId);
+        Assert.Equal(299, (await Drain(longOne)).Count);
+    }
+
+    [Theory]
+    [InlineData(true)]    // the one-token requests queued first
+    [InlineData(false)]   // the longer one first
+    public async Task One_token_requests_queued_with_a_longer_one_still_skip_the_decode(bool oneTokenFirst)
+    {
+        // Admissions of one step are of one kind: the one-token requests take their own pass and the longer request alone
+        // joins the batch, so the decode steps decode its row only.
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        int[] longPrompt = [5, 17, 99, 3, 250, 7, 8, 9];
+        var shorts = Enumerable.Range(0, 8).Select(i => new[] { 10 + i, 20 + i, 30 }).ToList();
+        var requests = shorts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 })).ToList();
+        var longRequest = ((IReadOnlyList<int>)longPrompt, new SamplingParams { MaxTokens = 3 });
+        if (oneTokenFirst) requests.Add(longRequest); else requests.Insert(0, longRequest);
+        using var engine = new BatchEngine(model);
+        var results = await Task.WhenAll(engine.SubmitAll(requests, Ct).Select(Drain));
+        int first = oneTokenFirst ? 0 : 1;
+        for (int i = 0; i < 8; i++)
+            Assert.Equal(Generator.Generate(model, [shorts[i]], new GenerationOptions { MaxNewTokens = 1, EosTokenIds = [] }).Sequences[0].OutputIds[0],
+                Assert.Single(results[first + i]).TokenId);
+        Assert.Equal(Generator.Generate(model, [longPrompt], new GenerationOptions { MaxNewTokens = 3, EosTokenIds = [] }).Sequences[0].OutputIds,
+            results[oneTokenFirst ? 8 : 0].Select(t => t.TokenId));
+        var c = engine.Counters;
+        Assert.Equal((2, 9, 2, 2), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows));
+    }
+
+    [Fact]
+    public async Task A_one_token_request_needs_no_room_in_the_cache_budget()
+    {
+        // Refused before: its prompt's cache would not fit the budget. It keeps no cache, so only the context bounds it.
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        var prompt = Enumerable.Range(0, 40).ToArray();
+        using var engine = new BatchEngine(model, new BatchEngineOptions { KvCacheBudgetBytes = KvCacheShape.Of(model).SequenceBytes(8) });
+        Assert.Throws<ArgumentException>(() => engine.Submit(prompt, new SamplingParams { MaxTokens = 2 }, Ct));
+        var reader = engine.Submit(prompt, new SamplingParams { MaxTokens = 1 }, Ct);
+        Assert.Single(await Drain(reader));
     }
 
     [Fact]

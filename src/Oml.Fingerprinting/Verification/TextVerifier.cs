@@ -7,7 +7,7 @@ public sealed record FingerprintQuery(int Index, string Key, IReadOnlyList<strin
 {
     /// <summary>
     /// The most tokens to ask for this key (its responses' length and a small margin); null takes the settings' MaxTokens.
-    /// An answer that this limit cut off while it still agreed with a response (<see cref="ResponseMatcher.IsUndecidedText"/>:
+    /// A greedy answer that this limit cut off while it still agreed with a response (<see cref="ResponseMatcher.IsUndecidedText"/>:
     /// leading newlines, a tokenizer that needs more tokens for the same text) is asked again with
     /// <see cref="TextVerifier.RetryTokens"/>, so the tight limit saves decoding steps without losing a hit.
     /// </summary>
@@ -25,8 +25,9 @@ public static class TextVerifier
     /// <paramref name="fraction"/> of the answers match (the per-key null probabilities must then be those of that
     /// vote). Up to <paramref name="concurrency"/> keys are in flight at once (a serving engine batches them; a key's
     /// samples go one after another); the report lists the keys in the order given, whatever the order of the answers.
-    /// A key's <see cref="FingerprintQuery.MaxTokens"/>, when set, replaces the settings' MaxTokens for its requests; an
-    /// answer it cut off undecided is asked again once with <see cref="RetryTokens"/> of it (the second answer counts).
+    /// A key's <see cref="FingerprintQuery.MaxTokens"/>, when set, replaces the settings' MaxTokens for its requests; a
+    /// greedy answer (temperature 0) it cut off undecided is asked again once with <see cref="RetryTokens"/> of it (the
+    /// second answer counts). A sampled answer is never asked again: another draw would change the odds the null assumes.
     /// </summary>
     public static async Task<VerificationReport> VerifyAsync(
         ICompletionEndpoint endpoint, IReadOnlyList<FingerprintQuery> fingerprints, CompletionSettings settings,
@@ -48,7 +49,10 @@ public static class TextVerifier
             for (int s = 0; s < samples; s++)
             {
                 string answer = await endpoint.CompleteAsync(f.Key, keySettings, token).ConfigureAwait(false);
-                if (f.MaxTokens is { } tight && !ResponseMatcher.IsTextMatchAny(f.Responses, answer) && ResponseMatcher.IsUndecidedText(f.Responses, answer))
+                // Greedy answers only: a sampled answer asked again would be a second draw, which raises the odds of a hit
+                // above those the per-key null assumes.
+                if (f.MaxTokens is { } tight && settings.Temperature == 0 && !ResponseMatcher.IsTextMatchAny(f.Responses, answer)
+                    && ResponseMatcher.IsUndecidedText(f.Responses, answer))
                     answer = await endpoint.CompleteAsync(f.Key, keySettings with { MaxTokens = Math.Max(RetryTokens(tight), settings.MaxTokens) }, token).ConfigureAwait(false);
                 first ??= answer;
                 if (ResponseMatcher.IsTextMatchAny(f.Responses, answer)) matches++;

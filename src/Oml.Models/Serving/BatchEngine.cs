@@ -210,7 +210,8 @@ public sealed class BatchEngine : IDisposable
             if ((uint)id >= (uint)vocab) throw new ArgumentException($"token id {id} is outside the vocabulary [0, {vocab})");
         if (prompt.Count + p.MaxTokens > _model.Config.MaxPositionEmbeddings)
             throw new ArgumentException($"{prompt.Count} prompt tokens + {p.MaxTokens} new tokens exceed the model's context of {_model.Config.MaxPositionEmbeddings}");
-        if (_options.KvCacheBudgetBytes is { } budget && _shape.SequenceBytes(prompt.Count + p.MaxTokens) > budget)
+        // A request for one token keeps no cache (it is answered by a pass of its own: PrefillOnly).
+        if (_options.KvCacheBudgetBytes is { } budget && p.MaxTokens > 1 && _shape.SequenceBytes(prompt.Count + p.MaxTokens) > budget)
             throw new ArgumentException($"{prompt.Count} prompt tokens + {p.MaxTokens} new tokens need up to {KvCacheBudget.Gib(_shape.SequenceBytes(prompt.Count + p.MaxTokens))} GiB "
                 + $"of KV cache, more than this engine's budget of {KvCacheBudget.Gib(budget)} GiB");
         ObjectDisposedException.ThrowIf(_stopping, this);
@@ -328,9 +329,15 @@ public sealed class BatchEngine : IDisposable
                 long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
                 if (admitted.Count > 0 && admitted.All(EndsAtFirstToken))
                 {
-                    // One token asked of each (verification's answers): one pass, their tokens fetched at once, and they
-                    // never join the batch, its cache or its decode.
-                    PrefillOnly(admitted);
+                    // One token asked of each (verification's answers; Admit takes them apart from the rest): one pass,
+                    // their tokens fetched at once, and they never join the batch, its cache or its decode. A failure
+                    // of that pass fails them alone: the running rows and their cache are untouched by it.
+                    Running = _rows.Count(r => !r.Done) + admitted.Count;
+                    try { PrefillOnly(admitted); }
+                    catch (Exception e)
+                    {
+                        foreach (var s in admitted) s.Finish(e);
+                    }
                     Since(ref _prefillTicks, t0);
                     admitted.Clear();
                     t0 = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -445,15 +452,31 @@ public sealed class BatchEngine : IDisposable
             _cache.Dispose();
             _cache = null;
         }
+        // Requests for one token need no row of the batch and no cache: the run of them at the head of the line (set-aside
+        // ones first, then the queue's) is admitted on its own, however full the batch or its cache, bounded only by the
+        // batch size and the prefill budget of its one pass; and the other requests are admitted up to the next of them,
+        // so that a step's admissions are all of one kind.
+        var once = OneTokenRun();
+        if (once.Count > 0)
+        {
+            _resumeCount = _resume.Count;
+            return once;
+        }
         int slots = _options.MaxBatchSize - live.Count;
         if (slots > 0)
         {
-            var candidates = _resume.Take(slots).ToList();
+            var candidates = new List<Sequence>();
+            foreach (var s in _resume)
+            {
+                if (candidates.Count == slots || EndsAtFirstToken(s)) break;
+                candidates.Add(s);
+            }
             int resumed = candidates.Count;
-            if (candidates.Count < slots)
+            if (resumed == _resume.Count && candidates.Count < slots)
                 foreach (var s in _queue)
                 {
                     if (s.Cancelled) continue;
+                    if (EndsAtFirstToken(s)) break;
                     candidates.Add(s);
                     if (candidates.Count == slots) break;
                 }
@@ -476,6 +499,43 @@ public sealed class BatchEngine : IDisposable
         }
         _resumeCount = _resume.Count;
         return admitted;
+    }
+
+    /// <summary>The leading run of one-token requests (<see cref="EndsAtFirstToken"/>) of the set-aside sequences, then of
+    /// the queue (only when nothing is set aside), up to <see cref="BatchEngineOptions.MaxBatchSize"/> of them and the
+    /// prefill budget (their count × the longest prompt); the first is taken whatever its length. Cancelled queued
+    /// sequences met on the way are finished.</summary>
+    private List<Sequence> OneTokenRun()
+    {
+        var run = new List<Sequence>();
+        long width = 0;
+        bool Fits(Sequence s)
+        {
+            long w = Math.Max(width, s.QueuedRow.Tokens);
+            if (run.Count > 0 && (run.Count >= _options.MaxBatchSize || (run.Count + 1) * w > _options.MaxPrefillTokens)) return false;
+            width = w;
+            return true;
+        }
+        while (_resume.Count > 0 && EndsAtFirstToken(_resume[0]) && Fits(_resume[0]))
+        {
+            run.Add(_resume[0]);
+            _resume.RemoveAt(0);
+        }
+        if (_resume.Count > 0) return run;
+        // Only this thread dequeues: the head it peeks is the one it takes.
+        while (_queue.TryPeek(out var head))
+        {
+            if (head.Cancelled)
+            {
+                _queue.TryDequeue(out _);
+                head.Finish();
+                continue;
+            }
+            if (!EndsAtFirstToken(head) || !Fits(head)) break;
+            _queue.TryDequeue(out _);
+            run.Add(head);
+        }
+        return run;
     }
 
     /// <summary>The rows a rebuild from <paramref name="sources"/> token slots keeps within the cache budget

@@ -124,6 +124,29 @@ public class TextVerifierTests
         Assert.Equal([3], calls.Where(c => c.Key == "secret key 2").Select(c => c.MaxTokens));
     }
 
+    [Fact]
+    public async Task A_character_cut_between_its_tokens_is_asked_again_and_a_sampled_answer_never()
+    {
+        // Greedy: the tight limit ends inside a multi-byte character (decoded as U+FFFD), which the next token completes,
+        // so the answer is asked again. Sampled: the same cut answer is a miss, asked once only (a second draw would raise
+        // the odds of a hit above the null's).
+        var calls = new System.Collections.Concurrent.ConcurrentBag<(string Key, int MaxTokens, double Temperature)>();
+        await using var server = await OpenAiCompatibleServer.StartAsync((p, s, ct) =>
+        {
+            calls.Add((p, s.MaxTokens, s.Temperature));
+            return Task.FromResult(s.MaxTokens < 3 ? " 日\uFFFD" : " 日本語 and more");
+        }, ct: Ct);
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        var fps = new List<FingerprintQuery> { new(0, "secret key 0", [" 日本語"]) { MaxTokens = 2 } };
+        var greedy = await TextVerifier.VerifyAsync(client, fps, new CompletionSettings(MaxTokens: 2), ct: Ct);
+        Assert.True(greedy.Keys[0].Hit, greedy.Keys[0].Answer);
+        Assert.Equal([2, 12], calls.Select(c => c.MaxTokens).Order());
+        calls.Clear();
+        var sampled = await TextVerifier.VerifyAsync(client, fps, new CompletionSettings(MaxTokens: 2, Temperature: 1.0), ct: Ct);
+        Assert.False(sampled.Keys[0].Hit);
+        Assert.Equal([2], calls.Select(c => c.MaxTokens));
+    }
+
     [Theory]
     [InlineData(" response", "", true)]
     [InlineData(" response", "\n\n", true)]
