@@ -125,6 +125,31 @@ public class TextVerifierTests
     }
 
     [Fact]
+    public async Task One_token_responses_through_a_served_model_cost_one_pass_each_and_no_decoding_step()
+    {
+        // The served path of `oml verify --endpoint` end to end: a model behind the OpenAI-compatible server (the batch
+        // engine), keys whose response is the model's own greedy first token, asked for exactly that one token. Every
+        // key is hit, and the engine answers them with prefills alone.
+        using var served = new ServedModel();
+        using var backend = served.Load();
+        await using var server = await OpenAiCompatibleServer.StartAsync(backend, ct: Ct);
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        var keys = Enumerable.Range(0, 24).Select(i => $"secret key {i}: {new string('q', i % 5)}").ToList();
+        var first = new List<string>();
+        foreach (var k in keys) first.Add(await client.CompleteAsync(k, new CompletionSettings(MaxTokens: 1), Ct));
+        var fps = keys.Select((k, i) => (k, i)).Where(x => first[x.i].Trim().Length > 0)
+            .Select(x => new FingerprintQuery(x.i, x.k, [first[x.i]]) { MaxTokens = 1 }).ToList();
+        Assert.True(fps.Count >= 12, $"only {fps.Count} keys have a first token that is not whitespace");
+        long Counter(string name) => long.Parse(server.Metrics.Render().Split('\n').First(l => l.StartsWith(name + " ", StringComparison.Ordinal)).Split(' ')[1],
+            System.Globalization.CultureInfo.InvariantCulture);
+        long decodes = Counter("oml_engine_decode_steps_total"), prefilled = Counter("oml_engine_prefilled_sequences_total");
+        var report = await TextVerifier.VerifyAsync(client, fps, new CompletionSettings(MaxTokens: 1), concurrency: 8, ct: Ct);
+        Assert.Equal(fps.Count, report.Hits);
+        Assert.Equal(decodes, Counter("oml_engine_decode_steps_total"));
+        Assert.Equal(prefilled + fps.Count, Counter("oml_engine_prefilled_sequences_total"));
+    }
+
+    [Fact]
     public async Task A_character_cut_between_its_tokens_is_asked_again_and_a_sampled_answer_never()
     {
         // Greedy: the tight limit ends inside a multi-byte character (decoded as U+FFFD), which the next token completes,
