@@ -242,6 +242,32 @@ public class BatchEngineTests
         Assert.Equal(0, engine.Waiting);
     }
 
+    /// <summary>The tokens <paramref name="prompt"/> gets alone from <see cref="Generator"/>, greedy, no stop token.</summary>
+    private static int[] Alone(CausalLM model, int[] prompt, int tokens) =>
+        Generator.Generate(model, [prompt], new GenerationOptions { MaxNewTokens = tokens, EosTokenIds = [] }).Sequences[0].OutputIds;
+
+    /// <summary>A long greedy request decoding; the decoder waits after its first step until <paramref name="requests"/>
+    /// are queued (so that they arrive while it runs). Returns the long request's tokens, each request's tokens and the
+    /// live rows of each decode step.</summary>
+    private static async Task<(int[] Long, List<GeneratedToken>[] Results, List<int> Steps)> BesideALongRow(BatchEngine engine, int longTokens,
+        List<(IReadOnlyList<int>, SamplingParams)> requests)
+    {
+        using var queued = new ManualResetEventSlim();
+        var steps = new List<int>();
+        engine.Stepped += n =>
+        {
+            steps.Add(n);
+            if (steps.Count == 1) queued.Wait(Ct);
+        };
+        var longOne = engine.Submit(Prompts[2], new SamplingParams { MaxTokens = longTokens }, Ct);
+        var firstOfLong = await longOne.ReadAsync(Ct);
+        var readers = engine.SubmitAll(requests, Ct);
+        queued.Set();
+        var results = await Task.WhenAll(readers.Select(Drain));
+        var restOfLong = await Drain(longOne);
+        return ([.. restOfLong.Prepend(firstOfLong).Select(t => t.TokenId)], results, steps);
+    }
+
     /// <summary>Prompts of 1 to 16 tokens, all different, for tests that queue many at once.</summary>
     private static int[][] ManyPrompts(int count) =>
         [.. Enumerable.Range(0, count).Select(i => Enumerable.Range(0, 1 + i % 16).Select(j => (i * 37 + j * 11 + 3) % 500).ToArray())];
@@ -332,7 +358,7 @@ public class BatchEngineTests
         var prompts = oneLength
             ? [.. Enumerable.Range(0, 24).Select(i => Enumerable.Range(0, 9).Select(j => (i * 31 + j * 7 + 5) % 500).ToArray())]
             : ManyPrompts(24);
-        var expected = prompts.Select(p => Generator.Generate(model, [p], new GenerationOptions { MaxNewTokens = 1, EosTokenIds = [] }).Sequences[0].OutputIds[0]).ToList();
+        var expected = prompts.Select(p => Alone(model, p, 1)[0]).ToList();
         using var engine = new BatchEngine(model);
         var readers = engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct);
         var results = await Task.WhenAll(readers.Select(Drain));
@@ -373,7 +399,7 @@ public class BatchEngineTests
         GeneratedToken answer;
         try { answer = Assert.Single(await Drain(one).WaitAsync(TimeSpan.FromSeconds(60), Ct)); }
         finally { answered.Set(); }
-        Assert.Equal(Generator.Generate(model, [shortPrompt], new GenerationOptions { MaxNewTokens = 1, EosTokenIds = [] }).Sequences[0].OutputIds[0], answer.TokenId);
+        Assert.Equal(Alone(model, shortPrompt, 1)[0], answer.TokenId);
         Assert.Equal(299, (await Drain(longOne)).Count);
     }
 
@@ -394,10 +420,8 @@ public class BatchEngineTests
         var results = await Task.WhenAll(engine.SubmitAll(requests, Ct).Select(Drain));
         int first = oneTokenFirst ? 0 : 1;
         for (int i = 0; i < 8; i++)
-            Assert.Equal(Generator.Generate(model, [shorts[i]], new GenerationOptions { MaxNewTokens = 1, EosTokenIds = [] }).Sequences[0].OutputIds[0],
-                Assert.Single(results[first + i]).TokenId);
-        Assert.Equal(Generator.Generate(model, [longPrompt], new GenerationOptions { MaxNewTokens = 3, EosTokenIds = [] }).Sequences[0].OutputIds,
-            results[oneTokenFirst ? 8 : 0].Select(t => t.TokenId));
+            Assert.Equal(Alone(model, shorts[i], 1)[0], Assert.Single(results[first + i]).TokenId);
+        Assert.Equal(Alone(model, longPrompt, 3), results[oneTokenFirst ? 8 : 0].Select(t => t.TokenId));
         var c = engine.Counters;
         Assert.Equal((2, 9, 2, 2), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows));
     }
@@ -447,24 +471,10 @@ public class BatchEngineTests
         // its batch: the long row decodes alone every step (one row a step) and its tokens are those it gets alone.
         using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
         var prompts = ManyPrompts(12);
-        var expected = prompts.Select(p => Generator.Generate(model, [p], new GenerationOptions { MaxNewTokens = 1, EosTokenIds = [] }).Sequences[0].OutputIds[0]).ToList();
-        var expectedLong = Generator.Generate(model, [Prompts[2]], new GenerationOptions { MaxNewTokens = 60, EosTokenIds = [] }).Sequences[0].OutputIds;
         using var engine = new BatchEngine(model);
-        using var queued = new ManualResetEventSlim();
-        var steps = new List<int>();
-        engine.Stepped += n =>
-        {
-            steps.Add(n);
-            if (steps.Count == 1) queued.Wait(Ct);
-        };
-        var longOne = engine.Submit(Prompts[2], new SamplingParams { MaxTokens = 60 }, Ct);
-        var firstOfLong = await longOne.ReadAsync(Ct);
-        var readers = engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct);
-        queued.Set();
-        var results = await Task.WhenAll(readers.Select(Drain));
-        var restOfLong = await Drain(longOne);
-        for (int i = 0; i < prompts.Length; i++) Assert.Equal(expected[i], Assert.Single(results[i]).TokenId);
-        Assert.Equal(expectedLong, restOfLong.Prepend(firstOfLong).Select(t => t.TokenId));
+        var (longTokens, results, steps) = await BesideALongRow(engine, 60, [.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))]);
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal(Alone(model, prompts[i], 1)[0], Assert.Single(results[i]).TokenId);
+        Assert.Equal(Alone(model, Prompts[2], 60), longTokens);
         var c = engine.Counters;
         Assert.Equal((2, 13, 59, 59), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows));
         Assert.All(steps, n => Assert.Equal(1, n));
@@ -480,26 +490,11 @@ public class BatchEngineTests
         // prefilled straight into them, right-aligned with the running rows, and decode as they would alone.
         using var model = ModelFolder.Load(Fixtures.Model(fixture));
         var prompts = ManyPrompts(8);
-        var expected = prompts.Select(p =>
-            Generator.Generate(model, [p], new GenerationOptions { MaxNewTokens = 5, EosTokenIds = [] }).Sequences[0].OutputIds).ToList();
-        var expectedLong = Generator.Generate(model, [Prompts[2]], new GenerationOptions { MaxNewTokens = 200, EosTokenIds = [] }).Sequences[0].OutputIds;
         using var engine = new BatchEngine(model, new BatchEngineOptions { KeepEndedRows = keepEnded });
         // The decoder waits after its first step until the 8 are queued, so that they join the running row at the second.
-        using var queued = new ManualResetEventSlim();
-        var steps = new List<int>();
-        engine.Stepped += n =>
-        {
-            steps.Add(n);
-            if (steps.Count == 1) queued.Wait(Ct);
-        };
-        var longOne = engine.Submit(Prompts[2], new SamplingParams { MaxTokens = 200 }, Ct);
-        var firstOfLong = await longOne.ReadAsync(Ct);
-        var readers = engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 5 }))], Ct);
-        queued.Set();
-        var results = await Task.WhenAll(readers.Select(Drain));
-        var restOfLong = await Drain(longOne);
-        for (int i = 0; i < prompts.Length; i++) Assert.Equal(expected[i], results[i].Select(t => t.TokenId));
-        Assert.Equal(expectedLong, restOfLong.Prepend(firstOfLong).Select(t => t.TokenId));
+        var (longTokens, results, steps) = await BesideALongRow(engine, 200, [.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 5 }))]);
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal(Alone(model, prompts[i], 5), results[i].Select(t => t.TokenId));
+        Assert.Equal(Alone(model, Prompts[2], 200), longTokens);
         var c = engine.Counters;
         // Two prefills; two rebuilds: the long row's start, and once the 8 rows have ended (dropping them; kept as dead
         // rows, they outnumber the live one).

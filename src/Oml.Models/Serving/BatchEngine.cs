@@ -563,12 +563,11 @@ public sealed class BatchEngine : IDisposable
     /// <summary>A new sequence that asks for one token: the prefill's token is its last.</summary>
     private static bool EndsAtFirstToken(Sequence s) => s.Generated == 0 && s.P.MaxTokens == 1;
 
-    /// <summary>The new prompts, left-padded to the longest: ids and mask [n, <paramref name="total"/>] with the prompts in
-    /// the last width columns (the columns before them, a cache's, are padding for them), and the width.</summary>
-    private (long[] Ids, long[] Mask, int Width) LeftPadded(List<int[]> contexts, int? total = null)
+    /// <summary>The new prompts, left-padded to the longest (width): ids [n, width] and mask [n, <paramref name="columns"/>]
+    /// with the prompts in the last width columns (the columns before them, a cache's, are padding for them).</summary>
+    private (long[] Ids, long[] Mask) LeftPadded(List<int[]> contexts, int columns)
     {
-        int n = contexts.Count, width = contexts.Max(c => c.Length), pad = _model.Config.PadTokenId ?? 0;
-        int columns = total ?? width, before = columns - width;
+        int n = contexts.Count, width = contexts.Max(c => c.Length), pad = _model.Config.PadTokenId ?? 0, before = columns - width;
         var ids = new long[n * width];
         var mask = new long[n * columns];
         Array.Fill(ids, pad);
@@ -578,33 +577,20 @@ public sealed class BatchEngine : IDisposable
             int off = width - tokens.Length;
             for (int j = 0; j < tokens.Length; j++) { ids[r * width + off + j] = tokens[j]; mask[r * columns + before + off + j] = 1; }
         }
-        return (ids, mask, width);
+        return (ids, mask);
     }
 
     /// <summary>Sequences that each end with their first token (<see cref="EndsAtFirstToken"/>): one forward pass without
-    /// a cache (prompts of one length without a mask either: plain causal attention, SDPA's flash kernel on a GPU), the
-    /// last position's logits fetched and every sequence given its token, which finishes it.</summary>
+    /// a cache (<see cref="Generator.NextTokenLogits"/>: prompts of one length without a mask either, plain causal
+    /// attention, SDPA's flash kernel on a GPU), the last position's logits fetched and every sequence given its token,
+    /// which finishes it.</summary>
     private void PrefillOnly(List<Sequence> seqs)
     {
-        var contexts = seqs.Select(s => s.Context()).ToList();
-        var (ids, mask, width) = LeftPadded(contexts);
-        int n = seqs.Count;
         Interlocked.Increment(ref _prefills);
-        Interlocked.Add(ref _prefilledRows, n);
+        Interlocked.Add(ref _prefilledRows, seqs.Count);
         StepLogits logits;
         using (Torch.NewScope())
-        {
-            var dev = _model.Device;
-            var input = Torch.FromArray<long>(ids, [n, width], dev);
-            Tensor hidden;
-            if (contexts.All(c => c.Length == width)) hidden = _model.Hidden(input);
-            else
-            {
-                var m = Torch.FromArray<long>(mask, [n, width], dev);
-                hidden = _model.Hidden(input, m, (m.CumSum(1) - 1).MaskedFill(m.Eq(0), 1), null);
-            }
-            logits = Fetch(seqs, Generator.LastLogits(_model, hidden));
-        }
+            logits = Fetch(seqs, Generator.NextTokenLogits(_model, [.. seqs.Select(s => (IReadOnlyList<int>)s.Context())]));
         Interlocked.Add(ref _hostSyncs, logits.Syncs);
         Sample(seqs, logits);
     }
@@ -624,7 +610,7 @@ public sealed class BatchEngine : IDisposable
         int n = seqs.Count, width = contexts.Max(c => c.Length);
         // The mask covers the cache's columns before the prompts too (all padding for the new rows).
         int total = inPlace ? checked((int)_cache!.Length) : width, before = total - width;
-        var (ids, mask, _) = LeftPadded(contexts, total);
+        var (ids, mask) = LeftPadded(contexts, total);
         foreach (var s in seqs) s.Resuming = s.Generated > 0;
         // Prompts of one length into a cache of their own need no mask: plain causal attention (SDPA's flash kernel on a
         // GPU), positions 0..width-1 as the mask's would be.
