@@ -1000,7 +1000,19 @@ API TH oml_layer_norm(TH x, const int64_t* shape, int ndim, TH w, TH b, double e
 
 // Attention over [B, H, T, D] tensors. mask: optional boolean (true = attend) or additive float mask,
 // broadcastable to [B, H, Tq, Tk]. Uses the fused kernel where libtorch has it (2.1+).
+// OML_SDPA_CUDNN=0 keeps libtorch's dispatch away from cuDNN's attention (it builds a plan for each new shape).
+static void sdpa_backends_once() {
+#if OML_TORCH_AT_LEAST(2, 4)
+  static const bool done = [] {
+    const char* v = std::getenv("OML_SDPA_CUDNN");
+    if (v && v[0] == '0') at::globalContext().setSDPUseCuDNN(false);
+    return true;
+  }();
+  (void)done;
+#endif
+}
 API TH oml_sdpa(TH q, TH k, TH v, TH mask, double dropout_p, int is_causal, double scale, int has_scale) {
+  sdpa_backends_once();
   return wrap("scaled_dot_product_attention", {q, k, v, mask}, [&]() -> at::Tensor {
     c10::optional<at::Tensor> m = mask ? c10::optional<at::Tensor>(*mask) : c10::nullopt;
 #if OML_TORCH_AT_LEAST(2, 1)

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""What a new batch shape costs torch's scaled_dot_product_attention on this GPU, per backend.
+
+A server's passes see a new (rows, tokens) shape at nearly every step. A backend that builds a plan per shape (cuDNN's
+attention graphs) pays that build on the first call of each shape; one that does not (flash, memory-efficient) pays
+nothing. For each backend, and for the call as our engine makes it (no mask with is_causal, or a boolean mask), this
+times the first call of each of SHAPES fresh row counts and a second call of the same shape, with a device sync around
+each. Prints one line per (backend, mask) and which backend the default dispatch picks for each.
+    python3 bench/gpu/sdpa_shapes.py [--heads 32] [--tokens 16] [--dim 64] [--shapes 24]
+"""
+import argparse, contextlib, statistics, time
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--heads", type=int, default=32)
+ap.add_argument("--tokens", type=int, default=16)
+ap.add_argument("--dim", type=int, default=64)
+ap.add_argument("--shapes", type=int, default=24)
+a = ap.parse_args()
+dev = torch.device("cuda")
+print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, cudnn {torch.backends.cudnn.version()}, "
+      f"cudnn sdp enabled {torch.backends.cuda.cudnn_sdp_enabled()}")
+order = getattr(torch._C, "_get_sdp_priority_order", None)
+if order: print("priority order:", [SDPBackend(i).name if isinstance(i, int) else str(i) for i in order()])
+
+def inputs(rows, masked):
+    q, k, v = (torch.randn(rows, a.heads, a.tokens, a.dim, device=dev, dtype=torch.bfloat16) for _ in range(3))
+    mask = torch.ones(rows, 1, a.tokens, a.tokens, device=dev, dtype=torch.bool).tril() if masked else None
+    return q, k, v, mask
+
+def call(q, k, v, mask):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+
+def timed(fn):
+    torch.cuda.synchronize(); t = time.perf_counter(); fn(); torch.cuda.synchronize()
+    return (time.perf_counter() - t) * 1e3
+
+backends = [("default", None), ("cudnn", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION),
+            ("efficient", SDPBackend.EFFICIENT_ATTENTION), ("math", SDPBackend.MATH)]
+fresh = iter(range(2, 100000))   # row counts never used before: every line times shapes no backend has seen
+for masked in (False, True):
+    for name, b in backends:
+        first, second = [], []
+        try:
+            w = inputs(next(fresh), masked)   # the backend's first call (its kernels load) is not a shape's cost
+            with sdpa_kernel([b]) if b is not None else contextlib.nullcontext():
+                call(*w)
+            for _ in range(a.shapes):
+                x = inputs(next(fresh), masked)
+                with sdpa_kernel([b]) if b is not None else contextlib.nullcontext():
+                    first.append(timed(lambda: call(*x))); second.append(timed(lambda: call(*x)))
+            print(f"{'mask' if masked else 'causal, no mask':16s} {name:9s}: first call of a new shape median "
+                  f"{statistics.median(first):7.2f} ms (max {max(first):7.2f}), same shape again median {statistics.median(second):6.3f} ms")
+        except RuntimeError as e:
+            print(f"{'mask' if masked else 'causal, no mask':16s} {name:9s}: not available ({str(e).splitlines()[0][:90]})")
