@@ -1000,21 +1000,31 @@ API TH oml_layer_norm(TH x, const int64_t* shape, int ndim, TH w, TH b, double e
 
 // Attention over [B, H, T, D] tensors. mask: optional boolean (true = attend) or additive float mask,
 // broadcastable to [B, H, Tq, Tk]. Uses the fused kernel where libtorch has it (2.1+).
-// OML_SDPA_CUDNN=0 keeps libtorch's dispatch away from cuDNN's attention (it builds a plan for each new shape).
-static void sdpa_backends_once() {
-#if OML_TORCH_AT_LEAST(2, 4)
-  static const bool done = [] {
+// cuDNN's attention builds an execution plan for each new shape on its first call. Training's shapes repeat, so
+// there it may pay; an inference pass (a server's steps, verification batches) sees a new batch shape nearly every
+// call, so without gradients the dispatch is kept to flash / memory-efficient attention. OML_SDPA_CUDNN=1 allows cuDNN
+// everywhere (libtorch's own dispatch), 0 nowhere; unset: only where gradients flow.
+static int sdpa_cudnn_mode() {
+  static const int mode = [] {
     const char* v = std::getenv("OML_SDPA_CUDNN");
-    if (v && v[0] == '0') at::globalContext().setSDPUseCuDNN(false);
-    return true;
+    return (v == nullptr || *v == 0) ? -1 : (v[0] == '0' ? 0 : 1);
   }();
-  (void)done;
-#endif
+  return mode;
 }
 API TH oml_sdpa(TH q, TH k, TH v, TH mask, double dropout_p, int is_causal, double scale, int has_scale) {
-  sdpa_backends_once();
   return wrap("scaled_dot_product_attention", {q, k, v, mask}, [&]() -> at::Tensor {
     c10::optional<at::Tensor> m = mask ? c10::optional<at::Tensor>(*mask) : c10::nullopt;
+#if OML_TORCH_AT_LEAST(2, 4)
+    const int mode = sdpa_cudnn_mode();
+    const bool grads = at::GradMode::is_enabled() && (q->requires_grad() || k->requires_grad() || v->requires_grad());
+    auto& ctx = at::globalContext();
+    if (mode != 1 && !(mode == -1 && grads) && ctx.userEnabledCuDNNSDP()) {
+      struct Restore { ~Restore() { at::globalContext().setSDPUseCuDNN(true); } } restore;
+      ctx.setSDPUseCuDNN(false);
+      c10::optional<double> s = has_scale ? c10::optional<double>(scale) : c10::nullopt;
+      return at::scaled_dot_product_attention(*q, *k, *v, m, dropout_p, is_causal != 0, s);
+    }
+#endif
 #if OML_TORCH_AT_LEAST(2, 1)
     c10::optional<double> s = has_scale ? c10::optional<double>(scale) : c10::nullopt;
     return at::scaled_dot_product_attention(*q, *k, *v, m, dropout_p, is_causal != 0, s);
