@@ -59,7 +59,9 @@ internal sealed class ServeOptions
     {
         int seqs = r.GetValue(MaxNumSeqs) ?? ServeCommand.DefaultMaxNumSeqs(device);
         if (seqs < 1) throw new UsageException("--max-num-seqs must be at least 1");
-        return new BatchEngineOptions { MaxBatchSize = seqs };
+        // OML_ONE_TOKEN_PASS=1 / 0 overrides where one-token requests take a pass of their own (default: the CPU only).
+        bool? oneTokenPass = Environment.GetEnvironmentVariable("OML_ONE_TOKEN_PASS") switch { "1" => true, "0" => false, _ => null };
+        return new BatchEngineOptions { MaxBatchSize = seqs, OneTokenPass = oneTokenPass };
     }
 
     /// <summary>

@@ -368,6 +368,23 @@ public class BatchEngineTests
         Assert.Equal(0, engine.Running);
     }
 
+    [Fact]
+    public async Task Without_the_one_token_pass_one_token_requests_join_the_batch_and_give_the_same_tokens()
+    {
+        // OneTokenPass = false (the default on a CUDA device): one-token requests are prefilled into the batch like any
+        // other and their tokens come back with the next decode step's; the same tokens, and a cache budget again.
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        var prompts = ManyPrompts(12);
+        var expected = prompts.Select(p => Alone(model, p, 1)[0]).ToList();
+        using var engine = new BatchEngine(model, new BatchEngineOptions { OneTokenPass = false });
+        var readers = engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct);
+        var results = await Task.WhenAll(readers.Select(Drain));
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal([(expected[i], "length")], results[i].Select(t => (t.TokenId, t.FinishReason)));
+        Assert.True(engine.Counters.DecodeSteps >= 1);
+        using var budgeted = new BatchEngine(model, new BatchEngineOptions { OneTokenPass = false, KvCacheBudgetBytes = KvCacheShape.Of(model).SequenceBytes(8) });
+        Assert.Throws<ArgumentException>(() => budgeted.Submit(Enumerable.Range(0, 40).ToArray(), new SamplingParams { MaxTokens = 1 }, Ct));
+    }
+
     [Theory]
     [InlineData(false)]   // the batch is full (one row)
     [InlineData(true)]    // the running row fills the cache budget

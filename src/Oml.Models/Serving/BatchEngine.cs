@@ -65,6 +65,15 @@ public sealed record BatchEngineOptions
     /// default): on a CUDA device only.
     /// </summary>
     public bool? KeepEndedRows { get; init; }
+
+    /// <summary>
+    /// Whether requests that ask for one token are answered by a forward pass of their own, without a cache (never joining
+    /// the batch, its rebuilds or its decode steps), or like any other request (a prefill into the batch, the token
+    /// fetched with the next decode step's). On the CPU the pass of their own halves the engine's time for one-token
+    /// verification; on an H100 it measured 40-90 ms a pass against about 10 ms for the same rows the other way
+    /// (docs/benchmarks.md, "One-token answers"), for a reason not yet found. Null (the default): on the CPU only.
+    /// </summary>
+    public bool? OneTokenPass { get; init; }
 }
 
 /// <summary>What a <see cref="BatchEngine"/> has done since it started, counted on its decoder thread: the work that,
@@ -116,6 +125,7 @@ public sealed class BatchEngine : IDisposable
     private KVCache? _cache;
     private readonly KvCacheShape _shape;
     private readonly bool _keepEnded;
+    private readonly bool _oneTokenPass;
     private long _arrivals, _preemptions;
     private long _prefills, _prefilledRows, _decodeSteps, _decodedRows, _rebuilds, _hostSyncs, _busyTicks, _prefillTicks, _rebuildTicks, _decodeTicks;
     private volatile int _resumeCount;
@@ -129,6 +139,7 @@ public sealed class BatchEngine : IDisposable
         if (_options.KvCacheBudgetBytes is <= 0) throw new ArgumentException("the KV cache budget must be positive");
         _shape = KvCacheShape.Of(model);
         _keepEnded = _options.KeepEndedRows ?? model.Device.IsCuda;
+        _oneTokenPass = _options.OneTokenPass ?? !model.Device.IsCuda;
         _thread = new Thread(Loop) { IsBackground = true, Name = "oml-batch-engine" };
         _thread.Start();
     }
@@ -210,8 +221,8 @@ public sealed class BatchEngine : IDisposable
             if ((uint)id >= (uint)vocab) throw new ArgumentException($"token id {id} is outside the vocabulary [0, {vocab})");
         if (prompt.Count + p.MaxTokens > _model.Config.MaxPositionEmbeddings)
             throw new ArgumentException($"{prompt.Count} prompt tokens + {p.MaxTokens} new tokens exceed the model's context of {_model.Config.MaxPositionEmbeddings}");
-        // A request for one token keeps no cache (it is answered by a pass of its own: PrefillOnly).
-        if (_options.KvCacheBudgetBytes is { } budget && p.MaxTokens > 1 && _shape.SequenceBytes(prompt.Count + p.MaxTokens) > budget)
+        // A request for one token answered by a pass of its own keeps no cache (PrefillOnly).
+        if (_options.KvCacheBudgetBytes is { } budget && (p.MaxTokens > 1 || !_oneTokenPass) && _shape.SequenceBytes(prompt.Count + p.MaxTokens) > budget)
             throw new ArgumentException($"{prompt.Count} prompt tokens + {p.MaxTokens} new tokens need up to {KvCacheBudget.Gib(_shape.SequenceBytes(prompt.Count + p.MaxTokens))} GiB "
                 + $"of KV cache, more than this engine's budget of {KvCacheBudget.Gib(budget)} GiB");
         ObjectDisposedException.ThrowIf(_stopping, this);
@@ -560,8 +571,8 @@ public sealed class BatchEngine : IDisposable
         return [.. rows.Where(r => !aside.Contains(r.Seq))];
     }
 
-    /// <summary>A new sequence that asks for one token: the prefill's token is its last.</summary>
-    private static bool EndsAtFirstToken(Sequence s) => s.Generated == 0 && s.P.MaxTokens == 1;
+    /// <summary>A new sequence that asks for one token, answered by a pass of its own (<see cref="BatchEngineOptions.OneTokenPass"/>).</summary>
+    private bool EndsAtFirstToken(Sequence s) => _oneTokenPass && s.Generated == 0 && s.P.MaxTokens == 1;
 
     /// <summary>The new prompts, left-padded to the longest (width): ids [n, width] and mask [n, <paramref name="columns"/>]
     /// with the prompts in the last width columns (the columns before them, a cache's, are padding for them).</summary>
