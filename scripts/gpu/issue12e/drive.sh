@@ -158,6 +158,8 @@ trees() {  # SEED (TREE_SEEDS="1 2 3": three sets, each embedded with its own se
   step embed-$t oml embed --model $M/$b --fingerprints sets/$t.json --out $M/$t --seed $k --epochs "${TREE_EPOCHS:-40}" --device $DEV \
     --memory-budget-gb $MEMGB --log $L/$t.jsonl || return 1
   step probe-$t bash -c "oml attack probe --model $M/$t --fingerprints sets/$t.json --device $DEV --json > $R/probe-$t.json" || return 1
+  # The keys' stealth under the fingerprinted model (the summary's key AUC column reads detect-llama-$t.json).
+  step detect-$t bash -c "oml attack detect --model $M/$t --fingerprints sets/$t.json --heldout artifacts/lab/corpus/heldout.txt --device $DEV --json > $R/detect-llama-$t.json"
   # The trees' cost and suppression survival (issue 13): the same lab cells as every other model (add suppress:k=3,m=1
   # to ATTACKS to suppress the top token at each of the first 3 answer positions: k counts positions, m tokens).
   cp -f sets/$t.json $M/$t/fingerprints.json
