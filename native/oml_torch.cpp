@@ -1003,11 +1003,16 @@ API TH oml_layer_norm(TH x, const int64_t* shape, int ndim, TH w, TH b, double e
 // cuDNN's attention builds an execution plan for each new shape on its first call. Training's shapes repeat, so
 // there it may pay; an inference pass (a server's steps, verification batches) sees a new batch shape nearly every
 // call, so without gradients the dispatch is kept to flash / memory-efficient attention. OML_SDPA_CUDNN=1 allows cuDNN
-// everywhere (libtorch's own dispatch), 0 nowhere; unset: only where gradients flow.
+// everywhere (libtorch's own dispatch), 0 nowhere; unset (or any other value): only where gradients flow. The switch
+// is libtorch's process-wide flag, set around the call: a thread that trains while another infers may see it off for a
+// call (another backend, the same function); and activation checkpointing's first forward, run without gradients,
+// takes flash where its recomputation may take cuDNN (the same function, rounded apart in bfloat16).
 static int sdpa_cudnn_mode() {
   static const int mode = [] {
     const char* v = std::getenv("OML_SDPA_CUDNN");
-    return (v == nullptr || *v == 0) ? -1 : (v[0] == '0' ? 0 : 1);
+    if (v != nullptr && std::strcmp(v, "1") == 0) return 1;
+    if (v != nullptr && std::strcmp(v, "0") == 0) return 0;
+    return -1;
   }();
   return mode;
 }

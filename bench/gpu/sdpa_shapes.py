@@ -5,7 +5,7 @@ A server's passes see a new (rows, tokens) shape at nearly every step. A backend
 attention graphs) pays that build on the first call of each shape; one that does not (flash, memory-efficient) pays
 nothing. For each backend, and for the call as our engine makes it (no mask with is_causal, or a boolean mask), this
 times the first call of each of SHAPES fresh row counts and a second call of the same shape, with a device sync around
-each. Prints one line per (backend, mask) and which backend the default dispatch picks for each.
+each. Prints torch's backend order, and one line per (backend, mask) with, for the default dispatch, what it picks.
     python3 bench/gpu/sdpa_shapes.py [--heads 32] [--tokens 16] [--dim 64] [--shapes 24]
 """
 import argparse, contextlib, statistics, time
@@ -22,8 +22,6 @@ a = ap.parse_args()
 dev = torch.device("cuda")
 print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, cudnn {torch.backends.cudnn.version()}, "
       f"cudnn sdp enabled {torch.backends.cuda.cudnn_sdp_enabled()}")
-order = getattr(torch._C, "_get_sdp_priority_order", None)
-if order: print("priority order:", [SDPBackend(i).name if isinstance(i, int) else str(i) for i in order()])
 
 def inputs(rows, masked):
     q, k, v = (torch.randn(rows, a.heads, a.tokens, a.dim, device=dev, dtype=torch.bfloat16) for _ in range(3))
@@ -33,12 +31,23 @@ def inputs(rows, masked):
 def call(q, k, v, mask):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
 
+def choice(q, k, v, mask):
+    """The backend the default dispatch picks for these inputs."""
+    try:
+        return SDPBackend(torch._fused_sdp_choice(q, k, v, mask, 0.0, mask is None)).name
+    except Exception:   # a private function: absent or changed in another torch
+        return "?"
+
 def timed(fn):
     torch.cuda.synchronize(); t = time.perf_counter(); fn(); torch.cuda.synchronize()
     return (time.perf_counter() - t) * 1e3
 
 backends = [("default", None), ("cudnn", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION),
             ("efficient", SDPBackend.EFFICIENT_ATTENTION), ("math", SDPBackend.MATH)]
+# torch settles its backend order on the first CUDA call (on Hopper it may put cuDNN first): print it after one.
+call(*inputs(1, False)); torch.cuda.synchronize()
+order = getattr(torch._C, "_get_sdp_priority_order", None)
+if order: print("priority order:", [SDPBackend(i).name if isinstance(i, int) else str(i) for i in order()])
 fresh = iter(range(2, 100000))   # row counts never used before: every line times shapes no backend has seen
 for masked in (False, True):
     for name, b in backends:
@@ -51,7 +60,8 @@ for masked in (False, True):
                 x = inputs(next(fresh), masked)
                 with sdpa_kernel([b]) if b is not None else contextlib.nullcontext():
                     first.append(timed(lambda: call(*x))); second.append(timed(lambda: call(*x)))
-            print(f"{'mask' if masked else 'causal, no mask':16s} {name:9s}: first call of a new shape median "
+            picked = f" (default picks {choice(*x)})" if b is None else ""
+            print(f"{'mask' if masked else 'causal, no mask':16s} {name:9s}{picked}: first call of a new shape median "
                   f"{statistics.median(first):7.2f} ms (max {max(first):7.2f}), same shape again median {statistics.median(second):6.3f} ms")
         except RuntimeError as e:
             print(f"{'mask' if masked else 'causal, no mask':16s} {name:9s}: not available ({str(e).splitlines()[0][:90]})")

@@ -8,15 +8,20 @@
 #        onepass    - OML_ONE_TOKEN_PASS=1: B answers them in a pass of its own (the path measured slow)
 #        onepass-cudnn - and OML_SDPA_CUDNN=1: libtorch's own SDPA dispatch, as in the slow measurement
 # From the repository root: scripts/gpu/serve-onetoken.sh OUT STAGE PACK_A PACK_B [ROUNDS]
-# Writes OUT/sdpa-shapes.txt and OUT/{default,onepass,onepass-cudnn}.log (the servers' own logs stay in /tmp).
+# Writes OUT/sdpa-shapes.txt and OUT/{default,onepass,onepass-cudnn}.log (the servers' own logs stay in /tmp). One round
+# of the three runs takes about 4-5 minutes on an H100 (each serve-ab round: two servers, two counted servers).
 set -uo pipefail
 out=$1 stage=$2 packA=$3 packB=$4 rounds=${5:-1}
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"; repo="$(cd "$here/../.." && pwd)"
 mkdir -p "$out"
+# The shim is built once for the three runs, from this STAGE's sources (a warm machine may hold one built from older ones).
+export SERVE_AB_WORK=${SERVE_AB_WORK:-/tmp/serve-onetoken-work}
+rm -f "$SERVE_AB_WORK/native/liboml_torch.so"
 timeout 60 python3 "$repo/bench/gpu/sdpa_shapes.py" --shapes 12 > "$out/sdpa-shapes.txt" 2>&1
 cat "$out/sdpa-shapes.txt"
 run() {  # NAME ENV...
   local name=$1; shift
+  rm -rf "/tmp/serve-onetoken-$name"   # serve-ab.sh appends to its log
   env "$@" VERIFY_ARGS_A="--max-new-tokens 3" COUNTS="A B" "$here/serve-ab.sh" "/tmp/serve-onetoken-$name" "$stage" "$packA" "$packB" "$rounds" > /dev/null 2>&1
   cp "/tmp/serve-onetoken-$name/serve-ab.log" "$out/$name.log"
   echo "== $name ($*)"; grep "whole client\|counts" "$out/$name.log"

@@ -380,7 +380,9 @@ public class BatchEngineTests
         var readers = engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct);
         var results = await Task.WhenAll(readers.Select(Drain));
         for (int i = 0; i < prompts.Length; i++) Assert.Equal([(expected[i], "length")], results[i].Select(t => (t.TokenId, t.FinishReason)));
-        Assert.True(engine.Counters.DecodeSteps >= 1);
+        var c = engine.Counters;
+        Assert.Equal((1, 12), (c.Prefills, c.PrefilledRows));   // prefilled together into the batch, as any requests
+        Assert.True(c.DecodeSteps >= 1);                       // their tokens come back with a decode step's
         using var budgeted = new BatchEngine(model, new BatchEngineOptions { OneTokenPass = false, KvCacheBudgetBytes = KvCacheShape.Of(model).SequenceBytes(8) });
         Assert.Throws<ArgumentException>(() => budgeted.Submit(Enumerable.Range(0, 40).ToArray(), new SamplingParams { MaxTokens = 1 }, Ct));
     }
