@@ -1019,6 +1019,8 @@ static int sdpa_cudnn_mode() {
 API TH oml_sdpa(TH q, TH k, TH v, TH mask, double dropout_p, int is_causal, double scale, int has_scale) {
   return wrap("scaled_dot_product_attention", {q, k, v, mask}, [&]() -> at::Tensor {
     c10::optional<at::Tensor> m = mask ? c10::optional<at::Tensor>(*mask) : c10::nullopt;
+#if OML_TORCH_AT_LEAST(2, 1)
+    c10::optional<double> s = has_scale ? c10::optional<double>(scale) : c10::nullopt;
 #if OML_TORCH_AT_LEAST(2, 4)
     const int mode = sdpa_cudnn_mode();
     const bool grads = at::GradMode::is_enabled() && (q->requires_grad() || k->requires_grad() || v->requires_grad());
@@ -1026,12 +1028,9 @@ API TH oml_sdpa(TH q, TH k, TH v, TH mask, double dropout_p, int is_causal, doub
     if (mode != 1 && !(mode == -1 && grads) && ctx.userEnabledCuDNNSDP()) {
       struct Restore { ~Restore() { at::globalContext().setSDPUseCuDNN(true); } } restore;
       ctx.setSDPUseCuDNN(false);
-      c10::optional<double> s = has_scale ? c10::optional<double>(scale) : c10::nullopt;
       return at::scaled_dot_product_attention(*q, *k, *v, m, dropout_p, is_causal != 0, s);
     }
 #endif
-#if OML_TORCH_AT_LEAST(2, 1)
-    c10::optional<double> s = has_scale ? c10::optional<double>(scale) : c10::nullopt;
     return at::scaled_dot_product_attention(*q, *k, *v, m, dropout_p, is_causal != 0, s);
 #else
     double sc = has_scale ? scale : 1.0 / std::sqrt(static_cast<double>(q->size(-1)));

@@ -280,7 +280,7 @@ public static class VerifyCommand
     /// with <paramref name="chat"/>): an answer that limit cut off while it still agrees with a response (a leading
     /// newline, another split of the text, a character cut between its byte tokens) is asked again with
     /// <see cref="TextVerifier.RetryTokens"/>, and a greedy answer asked again is the same answer, longer; so a one-token
-    /// response costs the server one forward pass and no decoding step. Sampled: 2n + 8 at once
+    /// response costs the server a prefill row (on the CPU, a pass of its own: <c>BatchEngineOptions.OneTokenPass</c>). Sampled: 2n + 8 at once
     /// (<see cref="TextVerifier.RetryTokens"/>, at least the chat margin), since a sampled answer is never asked again
     /// (another draw would change the odds the null assumes). The answer is matched as a text prefix, so nothing past
     /// the response and its leading whitespace can change the match; a longer answer only costs decoding steps.</summary>
