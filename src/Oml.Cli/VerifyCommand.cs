@@ -40,6 +40,12 @@ public static class VerifyCommand
             Description = "Endpoint only: keys in flight at once (a serving engine batches them; answers 429 and 5xx are retried with backoff)",
             DefaultValueFactory = _ => 16,
         };
+        var promptsPerRequest = new Option<int>("--prompts-per-request")
+        {
+            Description = "Endpoint only, not with --chat: keys sent together in one request as the completions API's array of prompts (each still "
+                + "answered alone; fewer round trips, larger batches for the server). A server that refuses an array gets one key a request; 1 never sends one",
+            DefaultValueFactory = _ => DefaultPromptsPerRequest,
+        };
         var record = new Option<bool>("--record") { Description = "Mark the queried fingerprints as revealed (spent) in the set file" };
         var chatTemplate = new Option<bool>("--chat-template") { Description = "Local models: wrap each key in the model's chat template, as 'oml embed --chat-template' trained it" };
         var instructionLayout = CliOptions.InstructionLayout("Local models: send each key as the instruction of the raw '### Instruction: / ### Response:' layout, as 'oml embed --instruction-layout' trained it");
@@ -63,7 +69,7 @@ public static class VerifyCommand
             "Query a suspect model (--model DIR or --endpoint URL) with unrevealed fingerprint keys and report a verdict: "
             + "owned, not-owned or inconclusive (exit code 0 for all three). With --calibrate DIR..., measure the null on negative models instead.")
         {
-            model, endpoint, apiModel, apiKeyEnv, chat, fingerprints, json, count, alpha, recall, samples, temperature, maxTokens, concurrency, record,
+            model, endpoint, apiModel, apiKeyEnv, chat, fingerprints, json, count, alpha, recall, samples, temperature, maxTokens, concurrency, promptsPerRequest, record,
             chatTemplate, instructionLayout, systemPrompt, nullFloor, calibration, calibrate, calibrationOut, force, confidence, match, minTokens, baseDir,
             passphraseFile, device, dtype,
         };
@@ -82,8 +88,9 @@ public static class VerifyCommand
             if (negatives.Length == 0 && (r.GetValue(calibrationOut) is not null))
                 throw new UsageException("--calibration-out needs --calibrate DIR...");
             if (negatives.Length == 0 && (dir is null) == (url is null)) throw new UsageException("give exactly one of --model DIR and --endpoint URL (or --calibrate DIR...)");
-            if (url is null && (r.GetValue(chat) || r.GetValue(apiKeyEnv) is not null || r.GetValue(maxTokens) is not null || r.GetResult(concurrency) is { Implicit: false }))
-                throw new UsageException("--chat, --api-key-env, --max-new-tokens and --concurrency are for --endpoint");
+            if (url is null && (r.GetValue(chat) || r.GetValue(apiKeyEnv) is not null || r.GetValue(maxTokens) is not null || r.GetResult(concurrency) is { Implicit: false }
+                || r.GetResult(promptsPerRequest) is { Implicit: false }))
+                throw new UsageException("--chat, --api-key-env, --max-new-tokens, --concurrency and --prompts-per-request are for --endpoint");
             if (url is not null && (r.GetValue(chatTemplate) || r.GetValue(instructionLayout) || r.GetValue(systemPrompt) is not null))
                 throw new UsageException("--chat-template, --instruction-layout and --system-prompt are for --model (an endpoint applies its own template: use --chat)");
             CliOptions.CheckKeyFormat(r.GetValue(chatTemplate), r.GetValue(instructionLayout));
@@ -226,11 +233,17 @@ public static class VerifyCommand
                         Mode: chatMode ? CompletionMode.Chat : CompletionMode.Completions);
                     int inFlight = r.GetValue(concurrency);
                     if (inFlight < 1) throw new UsageException($"--concurrency must be at least 1, not {inFlight}");
+                    int perRequest = r.GetValue(promptsPerRequest);
+                    if (perRequest < 1) throw new UsageException($"--prompts-per-request must be at least 1, not {perRequest}");
+                    if (chatMode) perRequest = 1;   // the chat API takes one conversation a request
+                    int batch = Math.Min(perRequest, Math.Min(inFlight, queries.Count));
                     int fewest = fixedMax ?? queries.Min(q => q.MaxTokens!.Value);
                     string tokens = fewest == settings.MaxTokens ? $"{fewest}" : $"{fewest} to {settings.MaxTokens}";
-                    Console.Error.WriteLine($"querying {uri} with {queries.Count} keys, up to {Math.Min(inFlight, queries.Count)} at once, {tokens} new {(settings.MaxTokens == 1 ? "token" : "tokens")} each ...");
+                    Console.Error.WriteLine($"querying {uri} with {queries.Count} keys, up to {Math.Min(inFlight, queries.Count)} at once"
+                        + (batch > 1 ? $" ({batch} a request)" : "") + $", {tokens} new {(settings.MaxTokens == 1 ? "token" : "tokens")} each ...");
                     using (Phases.Measure("endpoint queries"))
-                        report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_, concurrency: inFlight).GetAwaiter().GetResult();
+                        report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_, concurrency: inFlight, promptsPerRequest: perRequest,
+                            onBatchRefused: why => Console.Error.WriteLine("oml: warning: " + why)).GetAwaiter().GetResult();
                 }
 
                 if (set.Strategy.Parameters.TryGetValue("k", out var kText) && int.TryParse(kText, System.Globalization.CultureInfo.InvariantCulture, out var k) && k > 0
@@ -271,6 +284,10 @@ public static class VerifyCommand
         });
         return cmd;
     }
+
+    /// <summary>Keys a request over /v1/completions by default: within the 64 choices a request that <c>oml serve</c> (and
+    /// many servers) accept, and a batch a GPU server fills in one step beside others in flight.</summary>
+    public const int DefaultPromptsPerRequest = 16;
 
     /// <summary>Tokens asked for beyond a key's longest response through /v1/chat/completions: a chat template's answer may
     /// start with tokens of its own (an empty think block, a role header), as many as the former default's 8.</summary>

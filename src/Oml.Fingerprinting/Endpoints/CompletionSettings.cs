@@ -44,6 +44,20 @@ public interface ICompletionEndpoint
     Task<string> CompleteAsync(string prompt, CompletionSettings s, CancellationToken ct);
 }
 
+/// <summary>
+/// A completion service that also answers several prompts in one request (the OpenAI completions API's array of
+/// prompts, which vLLM, TGI and <c>Oml.Server</c> accept): one request and one round trip for many keys.
+/// </summary>
+public interface IBatchCompletionEndpoint : ICompletionEndpoint
+{
+    /// <summary>
+    /// Completes every prompt with the same settings (completions mode only) and returns the generated texts in the
+    /// order of <paramref name="prompts"/>. A server that refuses an array of prompts, or answers it with other than
+    /// one choice a prompt, raises <see cref="CompletionEndpointException"/> (HTTP status or malformed answer).
+    /// </summary>
+    Task<IReadOnlyList<string>> CompleteBatchAsync(IReadOnlyList<string> prompts, CompletionSettings s, CancellationToken ct);
+}
+
 /// <summary>What went wrong in a <see cref="CompletionEndpointException"/>.</summary>
 public enum CompletionErrorKind
 {

@@ -32,7 +32,7 @@ public sealed record EndpointOptions
 /// Answers 429 and 5xx and failed connections are retried with exponential backoff (honouring Retry-After); other
 /// HTTP errors, timeouts and malformed answers throw <see cref="CompletionEndpointException"/> at once.
 /// </remarks>
-public sealed class OpenAiCompatibleEndpoint : ICompletionEndpoint, IDisposable
+public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDisposable
 {
     private readonly HttpClient _http;
     private readonly bool _ownsHttp;
@@ -84,15 +84,42 @@ public sealed class OpenAiCompatibleEndpoint : ICompletionEndpoint, IDisposable
     public EndpointOptions Options { get; }
 
     /// <inheritdoc />
-    public async Task<string> CompleteAsync(string prompt, CompletionSettings s, CancellationToken ct)
+    public Task<string> CompleteAsync(string prompt, CompletionSettings s, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentNullException.ThrowIfNull(s);
         s.Validate();
         bool chat = s.Mode == CompletionMode.Chat;
         Uri url = chat ? _chatUrl : _completionsUrl;
-        byte[] body = BuildRequestBody(prompt, s, s.Model ?? Model);
+        byte[] body = BuildRequestBody([prompt], single: true, s, s.Model ?? Model);
+        return PostAsync(url, body, (text, status, attempt) => ParseResponse(text, chat, url, status, attempt), ct);
+    }
 
+    /// <inheritdoc />
+    /// <remarks>
+    /// One POST to <c>…/v1/completions</c> with <c>"prompt"</c> an array of strings and <c>n</c> 1; the answer's choices
+    /// are matched to the prompts by their <c>index</c>, which must name each prompt once. Retries as
+    /// <see cref="CompleteAsync"/> does (the whole request). The chat API takes one conversation a request, so chat
+    /// settings are refused with <see cref="ArgumentException"/>.
+    /// </remarks>
+    public async Task<IReadOnlyList<string>> CompleteBatchAsync(IReadOnlyList<string> prompts, CompletionSettings s, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(s);
+        s.Validate();
+        if (s.Mode != CompletionMode.Completions)
+            throw new ArgumentException("The chat completions API takes one conversation a request; batches of prompts go through /v1/completions.", nameof(s));
+        for (int i = 0; i < prompts.Count; i++)
+            if (prompts[i] is null) throw new ArgumentException($"prompts[{i}] is null.", nameof(prompts));
+        if (prompts.Count == 0) return [];
+        Uri url = _completionsUrl;
+        byte[] body = BuildRequestBody(prompts, single: false, s, s.Model ?? Model);
+        return await PostAsync(url, body, (text, status, attempt) => ParseBatchResponse(text, prompts.Count, url, status, attempt), ct).ConfigureAwait(false);
+    }
+
+    /// <summary>POSTs <paramref name="body"/> with the retry policy and parses a successful answer.</summary>
+    private async Task<T> PostAsync<T>(Uri url, byte[] body, Func<string, int, int, T> parse, CancellationToken ct)
+    {
         for (int attempt = 1; ; attempt++)
         {
             ct.ThrowIfCancellationRequested();
@@ -109,7 +136,7 @@ public sealed class OpenAiCompatibleEndpoint : ICompletionEndpoint, IDisposable
                 using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, timeout.Token).ConfigureAwait(false);
                 string text = await response.Content.ReadAsStringAsync(timeout.Token).ConfigureAwait(false);
                 int status = (int)response.StatusCode;
-                if (response.IsSuccessStatusCode) return ParseResponse(text, chat, url, status, attempt);
+                if (response.IsSuccessStatusCode) return parse(text, status, attempt);
 
                 failure = new CompletionEndpointException(CompletionErrorKind.HttpStatus,
                     $"POST {url} failed with HTTP {status} ({response.ReasonPhrase}) after {attempt} attempt(s): {ErrorMessage(text)}",
@@ -193,7 +220,9 @@ public sealed class OpenAiCompatibleEndpoint : ICompletionEndpoint, IDisposable
         return null;
     }
 
-    internal static byte[] BuildRequestBody(string prompt, CompletionSettings s, string model)
+    /// <summary>The request's JSON: one prompt as a string (or the chat's one user message), or with
+    /// <paramref name="single"/> false the prompts as an array.</summary>
+    internal static byte[] BuildRequestBody(IReadOnlyList<string> prompts, bool single, CompletionSettings s, string model)
     {
         using var stream = new MemoryStream();
         using (var w = new Utf8JsonWriter(stream))
@@ -205,13 +234,19 @@ public sealed class OpenAiCompatibleEndpoint : ICompletionEndpoint, IDisposable
                 w.WriteStartArray("messages");
                 w.WriteStartObject();
                 w.WriteString("role", "user");
-                w.WriteString("content", prompt);
+                w.WriteString("content", prompts[0]);
                 w.WriteEndObject();
                 w.WriteEndArray();
             }
+            else if (single)
+            {
+                w.WriteString("prompt", prompts[0]);
+            }
             else
             {
-                w.WriteString("prompt", prompt);
+                w.WriteStartArray("prompt");
+                foreach (string p in prompts) w.WriteStringValue(p);
+                w.WriteEndArray();
             }
             w.WriteNumber("max_tokens", s.MaxTokens);
             w.WriteNumber("temperature", s.Temperature);
@@ -222,6 +257,40 @@ public sealed class OpenAiCompatibleEndpoint : ICompletionEndpoint, IDisposable
             w.WriteEndObject();
         }
         return stream.ToArray();
+    }
+
+    /// <summary>The texts of a batch's answer, by each choice's <c>index</c>: exactly one choice a prompt.</summary>
+    private static IReadOnlyList<string> ParseBatchResponse(string text, int count, Uri url, int status, int attempt)
+    {
+        CompletionEndpointException Malformed(string what, Exception? inner = null) => new(CompletionErrorKind.MalformedResponse,
+            $"POST {url} answered a batch of {count} prompts with HTTP {status} and a malformed body ({what}): {Excerpt(text)}", status, attempt, inner);
+        try
+        {
+            using var doc = JsonDocument.Parse(text);
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) throw Malformed("not a JSON object");
+            if (!root.TryGetProperty("choices", out var choices) || choices.ValueKind != JsonValueKind.Array)
+                throw Malformed("no \"choices\" array");
+            if (choices.GetArrayLength() != count) throw Malformed($"{choices.GetArrayLength()} choices for {count} prompts");
+            var texts = new string?[count];
+            int at = 0;
+            foreach (var choice in choices.EnumerateArray())
+            {
+                if (choice.ValueKind != JsonValueKind.Object) throw Malformed($"choices[{at}] is not an object");
+                if (!choice.TryGetProperty("index", out var ix) || ix.ValueKind != JsonValueKind.Number || !ix.TryGetInt32(out int i) || i < 0 || i >= count)
+                    throw Malformed($"choices[{at}] has no \"index\" between 0 and {count - 1}");
+                if (texts[i] is not null) throw Malformed($"two choices have index {i}");
+                if (!choice.TryGetProperty("text", out var value)) throw Malformed($"choices[{at}] has no \"text\"");
+                if (value.ValueKind != JsonValueKind.String) throw Malformed($"choices[{at}]'s completion is a JSON {value.ValueKind}, not a string");
+                texts[i] = value.GetString()!;
+                at++;
+            }
+            return texts!;
+        }
+        catch (JsonException e)
+        {
+            throw Malformed("not valid JSON: " + e.Message, e);
+        }
     }
 
     private static string ParseResponse(string text, bool chat, Uri url, int status, int attempt)

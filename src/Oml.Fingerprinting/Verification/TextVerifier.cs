@@ -29,16 +29,33 @@ public static class TextVerifier
     /// greedy answer (temperature 0) it cut off undecided is asked again once with <see cref="RetryTokens"/> of it (the
     /// second answer counts). A sampled answer is never asked again: another draw would change the odds the null assumes.
     /// </summary>
+    /// <remarks>
+    /// With <paramref name="promptsPerRequest"/> P &gt; 1, an endpoint that is an <see cref="IBatchCompletionEndpoint"/> and
+    /// completions mode, keys that ask the same number of tokens go out P to a request (the completions API's array of
+    /// prompts): min(P, <paramref name="concurrency"/>) keys a request, as many requests in flight as keep about
+    /// <paramref name="concurrency"/> keys in flight, and a batch's undecided greedy answers asked again together. The
+    /// answers are the same as one key a request: each prompt is decoded alone. A server that refuses a batch (an HTTP
+    /// error other than 429 and 5xx, or an answer without one choice a prompt) gets one key a request from then on, and
+    /// <paramref name="onBatchRefused"/> hears why, once.
+    /// </remarks>
     public static async Task<VerificationReport> VerifyAsync(
         ICompletionEndpoint endpoint, IReadOnlyList<FingerprintQuery> fingerprints, CompletionSettings settings,
-        VerdictRule? rule = null, int samples = 1, double fraction = 0.5, int concurrency = 1, CancellationToken ct = default)
+        VerdictRule? rule = null, int samples = 1, double fraction = 0.5, int concurrency = 1,
+        int promptsPerRequest = 1, Action<string>? onBatchRefused = null, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
         ArgumentNullException.ThrowIfNull(fingerprints);
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentOutOfRangeException.ThrowIfLessThan(concurrency, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(promptsPerRequest, 1);
         int required = ResponseMatcher.RequiredMatches(samples, fraction);
         var rows = new KeyResult[fingerprints.Count];
+        if (promptsPerRequest > 1 && Math.Min(promptsPerRequest, concurrency) > 1 && endpoint is IBatchCompletionEndpoint batch
+            && settings.Mode == CompletionMode.Completions)
+        {
+            await VerifyBatchedAsync(batch, fingerprints, settings, rows, samples, required, concurrency, promptsPerRequest, onBatchRefused, ct).ConfigureAwait(false);
+            return VerificationReport.Create(rule ?? new VerdictRule(), rows);
+        }
         var options = new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = ct };
         await Parallel.ForEachAsync(Enumerable.Range(0, fingerprints.Count), options, async (i, token) =>
         {
@@ -61,6 +78,72 @@ public static class TextVerifier
                 samples > 1 ? matches : null, samples > 1 ? samples : null);
         }).ConfigureAwait(false);
         return VerificationReport.Create(rule ?? new VerdictRule(), rows);
+    }
+
+    private static async Task VerifyBatchedAsync(IBatchCompletionEndpoint endpoint, IReadOnlyList<FingerprintQuery> fingerprints,
+        CompletionSettings settings, KeyResult[] rows, int samples, int required, int concurrency, int promptsPerRequest,
+        Action<string>? onBatchRefused, CancellationToken ct)
+    {
+        int size = Math.Min(promptsPerRequest, concurrency);
+        // Keys that ask the same number of tokens share requests; each group is cut into batches of at most `size`, in order.
+        var batches = fingerprints.Select((f, i) => (f.MaxTokens, i)).GroupBy(x => x.MaxTokens)
+            .SelectMany(g => g.Select(x => x.i).Chunk(size)).ToList();
+        int refused = 0;
+
+        async Task<string[]> AskAsync(int[] keys, CompletionSettings s, CancellationToken token)
+        {
+            if (keys.Length > 1 && Volatile.Read(ref refused) == 0)
+            {
+                try
+                {
+                    var answers = await endpoint.CompleteBatchAsync(keys.Select(i => fingerprints[i].Key).ToList(), s, token).ConfigureAwait(false);
+                    return [.. answers];
+                }
+                catch (CompletionEndpointException e) when (e.Kind == CompletionErrorKind.MalformedResponse
+                    || (e.Kind == CompletionErrorKind.HttpStatus && e.StatusCode is >= 400 and < 500 and not 429))
+                {
+                    if (Interlocked.Exchange(ref refused, 1) == 0)
+                        onBatchRefused?.Invoke($"the endpoint refused a batch of {keys.Length} prompts ({e.Message}); asking one key a request from now on");
+                }
+            }
+            // One key a request, the batch's keys in flight together.
+            return await Task.WhenAll(keys.Select(i => endpoint.CompleteAsync(fingerprints[i].Key, s, token))).ConfigureAwait(false);
+        }
+
+        var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, (concurrency + size - 1) / size), CancellationToken = ct };
+        await Parallel.ForEachAsync(batches, options, async (keys, token) =>
+        {
+            var keySettings = fingerprints[keys[0]].MaxTokens is { } max ? settings with { MaxTokens = max } : settings;
+            var first = new string?[keys.Length];
+            var matches = new int[keys.Length];
+            for (int s = 0; s < samples; s++)
+            {
+                string[] answers = await AskAsync(keys, keySettings, token).ConfigureAwait(false);
+                // Greedy answers only, as for one key a request: the batch's undecided answers asked again, together.
+                if (fingerprints[keys[0]].MaxTokens is { } tight && settings.Temperature == 0)
+                {
+                    int[] again = [.. Enumerable.Range(0, keys.Length).Where(j => !ResponseMatcher.IsTextMatchAny(fingerprints[keys[j]].Responses, answers[j])
+                        && ResponseMatcher.IsUndecidedText(fingerprints[keys[j]].Responses, answers[j]))];
+                    if (again.Length > 0)
+                    {
+                        string[] longer = await AskAsync([.. again.Select(j => keys[j])],
+                            keySettings with { MaxTokens = Math.Max(RetryTokens(tight), settings.MaxTokens) }, token).ConfigureAwait(false);
+                        for (int a = 0; a < again.Length; a++) answers[again[a]] = longer[a];
+                    }
+                }
+                for (int j = 0; j < keys.Length; j++)
+                {
+                    first[j] ??= answers[j];
+                    if (ResponseMatcher.IsTextMatchAny(fingerprints[keys[j]].Responses, answers[j])) matches[j]++;
+                }
+            }
+            for (int j = 0; j < keys.Length; j++)
+            {
+                var f = fingerprints[keys[j]];
+                rows[keys[j]] = new KeyResult(f.Index, f.Key, f.Responses, first[j] ?? "", matches[j] >= required, f.NullProbability,
+                    samples > 1 ? matches[j] : null, samples > 1 ? samples : null);
+            }
+        }).ConfigureAwait(false);
     }
 
     /// <summary>Tokens of the second request for an answer cut off undecided at <paramref name="tight"/> tokens: 2·tight + 8,

@@ -147,6 +147,44 @@ public class ClientErrorTests
     }
 
     [Fact]
+    public async Task A_batch_of_prompts_is_one_request_and_its_choices_are_matched_by_index()
+    {
+        // The answer lists the choices out of order (a server may finish them in any order): the index decides.
+        var (client, handler) = Client((_, _, _) => Task.FromResult(Json(HttpStatusCode.OK,
+            "{\"choices\": [{\"index\": 2, \"text\": \"c\"}, {\"index\": 0, \"text\": \"a\"}, {\"index\": 1, \"text\": \"b\"}]}")));
+        var answers = await client.CompleteBatchAsync(["p0", "p1", "p2"], new CompletionSettings(MaxTokens: 4), Ct);
+        Assert.Equal(["a", "b", "c"], answers);
+        var (uri, _, body) = Assert.Single(handler.Requests);
+        Assert.Equal("http://example.test/v1/completions", uri.ToString());
+        using var doc = JsonDocument.Parse(body);
+        Assert.Equal(["p0", "p1", "p2"], doc.RootElement.GetProperty("prompt").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal(4, doc.RootElement.GetProperty("max_tokens").GetInt32());
+        Assert.Equal(1, doc.RootElement.GetProperty("n").GetInt32());
+
+        Assert.Empty(await client.CompleteBatchAsync([], CompletionSettings.Greedy, Ct));
+        Assert.Equal(1, handler.Calls);
+        await Assert.ThrowsAsync<ArgumentException>(() => client.CompleteBatchAsync(["p"], new CompletionSettings(Mode: CompletionMode.Chat), Ct));
+        await Assert.ThrowsAsync<ArgumentException>(() => client.CompleteBatchAsync(["p", null!], CompletionSettings.Greedy, Ct));
+    }
+
+    [Theory]
+    [InlineData("{\"choices\": [{\"index\": 0, \"text\": \"a\"}]}", "1 choices for 2 prompts")]
+    [InlineData("{\"choices\": [{\"index\": 0, \"text\": \"a\"}, {\"index\": 0, \"text\": \"b\"}]}", "two choices have index 0")]
+    [InlineData("{\"choices\": [{\"index\": 0, \"text\": \"a\"}, {\"text\": \"b\"}]}", "choices[1] has no \"index\"")]
+    [InlineData("{\"choices\": [{\"index\": 0, \"text\": \"a\"}, {\"index\": 2, \"text\": \"b\"}]}", "no \"index\" between 0 and 1")]
+    [InlineData("{\"choices\": [{\"index\": 0, \"text\": \"a\"}, {\"index\": 1}]}", "choices[1] has no \"text\"")]
+    [InlineData("{\"choices\": [{\"index\": 0, \"text\": \"a\"}, {\"index\": 1, \"text\": null}]}", "not a string")]
+    public async Task A_batch_answer_without_one_choice_a_prompt_is_malformed(string body, string expected)
+    {
+        var (client, handler) = Client((_, _, _) => Task.FromResult(Json(HttpStatusCode.OK, body)));
+        var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => client.CompleteBatchAsync(["p0", "p1"], CompletionSettings.Greedy, Ct));
+        Assert.Equal(CompletionErrorKind.MalformedResponse, e.Kind);
+        Assert.Contains("a batch of 2 prompts", e.Message);
+        Assert.Contains(expected, e.Message);
+        Assert.Equal(1, handler.Calls);
+    }
+
+    [Fact]
     public async Task Malformed_chat_answer()
     {
         var (client, _) = Client((_, _, _) => Task.FromResult(Json(HttpStatusCode.OK, Ok)));

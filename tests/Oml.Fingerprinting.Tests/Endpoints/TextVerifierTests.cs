@@ -172,6 +172,113 @@ public class TextVerifierTests
         Assert.Equal([2], calls.Select(c => c.MaxTokens));
     }
 
+    /// <summary>A scripted OpenAI-compatible server (no sockets) that answers a string prompt or an array of them, listing a
+    /// batch's choices in reverse order; <paramref name="answer"/> gets each prompt and the request's max_tokens.</summary>
+    private sealed class BatchServer(Func<string, int, string> answer, bool refuseArrays = false) : HttpMessageHandler
+    {
+        public List<(string[] Prompts, int MaxTokens, bool Array)> Requests { get; } = [];
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken ct)
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(await request.Content!.ReadAsStringAsync(ct));
+            var p = doc.RootElement.GetProperty("prompt");
+            bool array = p.ValueKind == System.Text.Json.JsonValueKind.Array;
+            string[] prompts = array ? [.. p.EnumerateArray().Select(e => e.GetString()!)] : [p.GetString()!];
+            int max = doc.RootElement.GetProperty("max_tokens").GetInt32();
+            lock (Requests) Requests.Add((prompts, max, array));
+            if (array && refuseArrays)
+                return new HttpResponseMessage(System.Net.HttpStatusCode.BadRequest)
+                { Content = new StringContent("{\"error\": {\"message\": \"'prompt' must be a string\"}}") };
+            var choices = prompts.Select((x, i) => new { index = i, text = answer(x, max) }).Reverse().ToArray();
+            return new HttpResponseMessage(System.Net.HttpStatusCode.OK)
+            { Content = new StringContent(System.Text.Json.JsonSerializer.Serialize(new { choices })) };
+        }
+    }
+
+    private static (OpenAiCompatibleEndpoint, BatchServer) Scripted(Func<string, int, string> answer, bool refuseArrays = false)
+    {
+        var handler = new BatchServer(answer, refuseArrays);
+        return (new OpenAiCompatibleEndpoint(new Uri("http://example.test/v1"), null, "m", null, new HttpClient(handler)), handler);
+    }
+
+    /// <summary>Keys 0-19 ask 1 token, 20-39 ask 3; every fifth key's answer is only a newline within its limit (undecided), its
+    /// response beyond it; every third key answers something else.</summary>
+    private static string MixedAnswer(string prompt, int max)
+    {
+        int i = int.Parse(prompt["secret key ".Length..], System.Globalization.CultureInfo.InvariantCulture);
+        if (i % 3 == 0) return " something else";
+        return i % 5 == 0 && max < 4 ? "\n" : $" response {i}";
+    }
+
+    private static List<FingerprintQuery> MixedFingerprints() =>
+        Fingerprints(40).Select(f => f with { MaxTokens = f.Index < 20 ? 1 : 3 }).ToList();
+
+    [Fact]
+    public async Task Keys_go_out_as_arrays_of_prompts_with_the_answers_of_one_key_a_request()
+    {
+        var (single, singleServer) = Scripted(MixedAnswer);
+        var expected = await TextVerifier.VerifyAsync(single, MixedFingerprints(), new CompletionSettings(MaxTokens: 3), concurrency: 16, ct: Ct);
+        Assert.All(singleServer.Requests, r => Assert.False(r.Array));
+
+        var (client, server) = Scripted(MixedAnswer);
+        var report = await TextVerifier.VerifyAsync(client, MixedFingerprints(), new CompletionSettings(MaxTokens: 3), concurrency: 16, promptsPerRequest: 8, ct: Ct);
+        Assert.Equal(expected.Keys.Select(k => (k.Index, k.Hit, k.Answer)), report.Keys.Select(k => (k.Index, k.Hit, k.Answer)));
+        Assert.Equal(expected.Hits, report.Hits);
+        Assert.Equal(Enumerable.Range(0, 40), report.Keys.Select(k => k.Index));
+        // Each group of 20 keys asking the same tokens goes out in batches of 8, 8 and 4; the undecided answers of a
+        // batch (keys 5, 10, 20, 25, 35: i % 5 == 0 and not i % 3 == 0) are asked again together with 2n + 8 tokens.
+        var first = server.Requests.Where(r => r.MaxTokens is 1 or 3).ToList();
+        Assert.Equal(6, first.Count);
+        Assert.All(first, r => Assert.True(r.Array));
+        Assert.Equal([4, 4, 8, 8, 8, 8], first.Select(r => r.Prompts.Length).Order());
+        Assert.All(first, r => Assert.All(r.Prompts, p => Assert.Equal(int.Parse(p["secret key ".Length..], System.Globalization.CultureInfo.InvariantCulture) < 20 ? 1 : 3, r.MaxTokens)));
+        var again = server.Requests.Where(r => r.MaxTokens is 10 or 14).ToList();
+        Assert.Equal(["secret key 10", "secret key 20", "secret key 25", "secret key 35", "secret key 5"], again.SelectMany(r => r.Prompts).Order());
+        Assert.True(report.Keys[5].Hit);
+        Assert.True(report.Keys[35].Hit);
+        Assert.True(expected.Keys[5].Hit);
+        // A batch never holds more keys than are allowed in flight.
+        var (narrow, narrowServer) = Scripted(MixedAnswer);
+        await TextVerifier.VerifyAsync(narrow, MixedFingerprints(), new CompletionSettings(MaxTokens: 3), concurrency: 3, promptsPerRequest: 8, ct: Ct);
+        Assert.All(narrowServer.Requests, r => Assert.InRange(r.Prompts.Length, 1, 3));
+    }
+
+    [Fact]
+    public async Task A_server_that_refuses_an_array_of_prompts_gets_one_key_a_request_and_the_caller_hears_it_once()
+    {
+        var (client, server) = Scripted(MixedAnswer, refuseArrays: true);
+        var heard = new List<string>();
+        var report = await TextVerifier.VerifyAsync(client, MixedFingerprints(), new CompletionSettings(MaxTokens: 3), concurrency: 16, promptsPerRequest: 8,
+            onBatchRefused: m => { lock (heard) heard.Add(m); }, ct: Ct);
+        var (single, _) = Scripted(MixedAnswer);
+        var expected = await TextVerifier.VerifyAsync(single, MixedFingerprints(), new CompletionSettings(MaxTokens: 3), concurrency: 16, ct: Ct);
+        Assert.Equal(expected.Keys.Select(k => (k.Hit, k.Answer)), report.Keys.Select(k => (k.Hit, k.Answer)));
+        var line = Assert.Single(heard);
+        Assert.Contains("refused a batch", line);
+        Assert.Contains("HTTP 400", line);
+        Assert.Contains("'prompt' must be a string", line);
+        // At most the batches already in flight (two at 16 keys in flight, 8 a request) were sent as arrays.
+        Assert.InRange(server.Requests.Count(r => r.Array), 1, 2);
+        Assert.Equal(40, server.Requests.Where(r => !r.Array && r.MaxTokens is 1 or 3).Select(r => r.Prompts[0]).Distinct().Count());
+    }
+
+    [Fact]
+    public async Task Chat_and_a_single_key_a_request_never_send_an_array()
+    {
+        var fps = Fingerprints(6);
+        await using var server = await OpenAiCompatibleServer.StartAsync((p, s, ct) => Task.FromResult($" response {p[^1]}"), ct: Ct);
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        var chat = await TextVerifier.VerifyAsync(client, fps, CompletionSettings.Greedy with { Mode = CompletionMode.Chat }, concurrency: 6, promptsPerRequest: 4, ct: Ct);
+        Assert.Equal(6, chat.Hits);
+        // The real server answers an array of prompts (oml serve's batches) with the same texts.
+        var batched = await TextVerifier.VerifyAsync(client, fps, CompletionSettings.Greedy, concurrency: 6, promptsPerRequest: 4, ct: Ct);
+        Assert.Equal(6, batched.Hits);
+        var (scripted, handler) = Scripted(MixedAnswer);
+        await TextVerifier.VerifyAsync(scripted, MixedFingerprints(), new CompletionSettings(MaxTokens: 3), concurrency: 1, promptsPerRequest: 8, ct: Ct);
+        Assert.All(handler.Requests, r => Assert.False(r.Array));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => TextVerifier.VerifyAsync(scripted, fps, CompletionSettings.Greedy, promptsPerRequest: 0, ct: Ct));
+    }
+
     [Theory]
     [InlineData(" response", "", true)]
     [InlineData(" response", "\n\n", true)]
