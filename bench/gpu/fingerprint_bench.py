@@ -232,10 +232,12 @@ def served_verification(model_dir, set_path, count, label):
         ready = time.perf_counter() - t0
         url = open(url_file).read().strip()
         log(f"oml serve ready after {ready:.1f} s at {url}")
-        for name, n, conc in (("warm-up", 64, 64), ("default", count, 16), ("64 at once", count, 64), ("256 at once", count, 256),
-                              ("64 keys", 64, 64)):
+        # The client's default sends 16 keys a request (an array of prompts); "one key a request" is how it asked before.
+        for name, n, conc, extra in (("warm-up", 64, 64, []), ("default", count, 16, []), ("64 at once", count, 64, []),
+                                     ("256 at once", count, 256, []), ("256 at once, 64 a request", count, 256, ["--prompts-per-request", "64"]),
+                                     ("256 at once, one key a request", count, 256, ["--prompts-per-request", "1"]), ("64 keys", 64, 64, [])):
             wall, text = run([a.oml, "verify", "--endpoint", url, "--fingerprints", set_path, "--count", str(n), "--concurrency", str(conc),
-                              "--json"], f"verify-served-{n}-{conc}")
+                              "--json"] + extra, f"verify-served-{n}-{conc}" + ("-" + "-".join(extra[1:]) if extra else ""))
             try:  # the report is the first JSON object in the output (OML_TIMINGS' line follows it)
                 verdict = json.JSONDecoder().raw_decode(text[text.index("{"):])[0].get("verdict")
             except ValueError:

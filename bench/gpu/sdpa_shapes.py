@@ -65,3 +65,35 @@ for masked in (False, True):
                   f"{statistics.median(first):7.2f} ms (max {max(first):7.2f}), same shape again median {statistics.median(second):6.3f} ms")
         except RuntimeError as e:
             print(f"{'mask' if masked else 'causal, no mask':16s} {name:9s}: not available ({str(e).splitlines()[0][:90]})")
+
+# Grouped-query attention: k and v with fewer heads passed as they are (enable_gqa, torch >= 2.5) against repeating them
+# to the query's heads first (what the engine does now), per backend, for a decode step over a cache (one query token,
+# a boolean mask over tokens + 1 keys, as the engine's decode step) and a prefill (no mask, causal).
+kv_heads = max(1, a.heads // 4)
+def gqa_inputs(rows, tq, tk, masked):
+    q = torch.randn(rows, a.heads, tq, a.dim, device=dev, dtype=torch.bfloat16)
+    k, v = (torch.randn(rows, kv_heads, tk, a.dim, device=dev, dtype=torch.bfloat16) for _ in range(2))
+    mask = torch.ones(rows, 1, tq, tk, device=dev, dtype=torch.bool) if masked else None
+    return q, k, v, mask
+
+def best(fn, n=10):
+    fn(); torch.cuda.synchronize()
+    return min(timed(fn) for _ in range(n))
+
+for label, rows, tq, tk, masked in (("decode 1024 rows, mask", 1024, 1, a.tokens + 1, True), ("prefill 1024 rows, causal", 1024, a.tokens, a.tokens, False)):
+    q, k, v, mask = gqa_inputs(rows, tq, tk, masked)
+    g = a.heads // kv_heads
+    for name, b in backends:
+        ctx = (lambda: sdpa_kernel([b])) if b is not None else contextlib.nullcontext
+        try:
+            with ctx():
+                rep = best(lambda: F.scaled_dot_product_attention(q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), attn_mask=mask, is_causal=mask is None))
+        except RuntimeError as e:
+            rep = None
+        try:
+            with ctx():
+                gqa = best(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True))
+        except (RuntimeError, TypeError) as e:
+            gqa = f"not available ({str(e).splitlines()[0][:70]})"
+        fmt = lambda t: f"{t:7.3f} ms" if isinstance(t, float) else str(t)
+        print(f"GQA {label:26s} {name:9s}: repeat_interleave + SDPA {fmt(rep)}, enable_gqa {fmt(gqa)}")

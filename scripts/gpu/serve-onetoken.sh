@@ -7,6 +7,8 @@
 #        default    - the shim keeps inference off cuDNN's attention; B's one-token requests join the batch (CUDA default)
 #        onepass    - OML_ONE_TOKEN_PASS=1: B answers them in a pass of its own (the path measured slow)
 #        onepass-cudnn - and OML_SDPA_CUDNN=1: libtorch's own SDPA dispatch, as in the slow measurement
+#   ARGS_A / ARGS_B (environment): each side's `oml verify` arguments instead (default A "--max-new-tokens 3", B none);
+#   RUNS: which of the runs, in order (default "default onepass onepass-cudnn"); SHAPES=0 skips step 1.
 # From the repository root: scripts/gpu/serve-onetoken.sh OUT STAGE PACK_A PACK_B [ROUNDS]
 # Writes OUT/sdpa-shapes.txt and OUT/{default,onepass,onepass-cudnn}.log (the servers' own logs stay in /tmp). One round
 # of the three runs takes about 4-5 minutes on an H100 (each serve-ab round: two servers, two counted servers).
@@ -16,16 +18,24 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"; repo="$(cd "$here/../.." &
 mkdir -p "$out"
 # The shim is built once for the three runs, from this STAGE's sources (a warm machine may hold one built from older ones).
 export SERVE_AB_WORK=${SERVE_AB_WORK:-/tmp/serve-onetoken-work}
-rm -f "$SERVE_AB_WORK/native/liboml_torch.so"
-timeout 60 python3 "$repo/bench/gpu/sdpa_shapes.py" --shapes 12 > "$out/sdpa-shapes.txt" 2>&1
-cat "$out/sdpa-shapes.txt"
+[ "${REBUILD_SHIM:-1}" = 0 ] || rm -f "$SERVE_AB_WORK/native/liboml_torch.so"   # REBUILD_SHIM=0: a later call on the same machine
+if [ "${SHAPES:-1}" != 0 ]; then
+  timeout 120 python3 "$repo/bench/gpu/sdpa_shapes.py" --shapes 12 > "$out/sdpa-shapes.txt" 2>&1
+  cat "$out/sdpa-shapes.txt"
+fi
 run() {  # NAME ENV...
   local name=$1; shift
   rm -rf "/tmp/serve-onetoken-$name"   # serve-ab.sh appends to its log
-  env "$@" VERIFY_ARGS_A="--max-new-tokens 3" COUNTS="A B" "$here/serve-ab.sh" "/tmp/serve-onetoken-$name" "$stage" "$packA" "$packB" "$rounds" > /dev/null 2>&1
+  env "$@" VERIFY_ARGS_A="${ARGS_A---max-new-tokens 3}" VERIFY_ARGS_B="${ARGS_B-}" COUNTS="A B" "$here/serve-ab.sh" "/tmp/serve-onetoken-$name" "$stage" "$packA" "$packB" "$rounds" > /dev/null 2>&1
   cp "/tmp/serve-onetoken-$name/serve-ab.log" "$out/$name.log"
   echo "== $name ($*)"; grep "whole client\|counts" "$out/$name.log"
 }
-run default OML_ONE_TOKEN_PASS=
-run onepass OML_ONE_TOKEN_PASS=1
-run onepass-cudnn OML_ONE_TOKEN_PASS=1 OML_SDPA_CUDNN=1
+for r in ${RUNS:-default onepass onepass-cudnn}; do
+  case $r in
+    default) run default OML_ONE_TOKEN_PASS= ;;
+    onepass) run onepass OML_ONE_TOKEN_PASS=1 ;;
+    onepass-cudnn) run onepass-cudnn OML_ONE_TOKEN_PASS=1 OML_SDPA_CUDNN=1 ;;
+    default-cudnn) run default-cudnn OML_ONE_TOKEN_PASS= OML_SDPA_CUDNN=1 ;;
+    *) echo "serve-onetoken: unknown run '$r'" >&2 ;;
+  esac
+done
