@@ -1000,9 +1000,12 @@ API TH oml_layer_norm(TH x, const int64_t* shape, int ndim, TH w, TH b, double e
 
 // Attention over [B, H, T, D] tensors. mask: optional boolean (true = attend) or additive float mask,
 // broadcastable to [B, H, Tq, Tk]. Uses the fused kernel where libtorch has it (2.1+).
-// cuDNN's attention builds an execution plan for each new shape on its first call. Training's shapes repeat, so
-// there it may pay; an inference pass (a server's steps, verification batches) sees a new batch shape nearly every
-// call, so without gradients the dispatch is kept to flash / memory-efficient attention. OML_SDPA_CUDNN=1 allows cuDNN
+// cuDNN's attention builds an execution plan for each new shape on its first call: on an H100 with PyTorch 2.11 (cuDNN
+// 9.19), whose dispatch puts cuDNN first for causal and masked calls alike, 38 ms median for a new [rows, 32, 16, 64]
+// bfloat16 shape against 0.04-0.09 ms for flash and memory-efficient attention (bench/gpu/sdpa_shapes.py). Training's
+// shapes repeat, so there it may pay; an inference pass (a server's steps, verification batches) sees a new batch shape
+// nearly every call (with cuDNN, `oml serve` answered 1,024 keys 2-4x slower: docs/benchmarks.md, "cuDNN's attention
+// plans"), so without gradients the dispatch is kept to flash / memory-efficient attention. OML_SDPA_CUDNN=1 allows cuDNN
 // everywhere (libtorch's own dispatch), 0 nowhere; unset (or any other value): only where gradients flow. The switch
 // is libtorch's process-wide flag, set around the call: a thread that trains while another infers may see it off for a
 // call (another backend, the same function); and activation checkpointing's first forward, run without gradients,

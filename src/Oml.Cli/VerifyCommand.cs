@@ -37,13 +37,15 @@ public static class VerifyCommand
         };
         var concurrency = new Option<int>("--concurrency")
         {
-            Description = "Endpoint only: keys in flight at once (a serving engine batches them; answers 429 and 5xx are retried with backoff)",
-            DefaultValueFactory = _ => 16,
+            Description = "Endpoint only: keys in flight at once (a serving engine batches them, so more keys in flight fill its passes: 1,024 keys took "
+                + "0.7-0.9 s at 64 and 0.4-0.8 s at 256 through oml serve on one H100; answers 429 and 5xx are retried with backoff)",
+            DefaultValueFactory = _ => DefaultConcurrency,
         };
         var promptsPerRequest = new Option<int>("--prompts-per-request")
         {
             Description = "Endpoint only, not with --chat: keys sent together in one request as the completions API's array of prompts (each still "
-                + "answered alone; fewer round trips, larger batches for the server). A server that refuses an array gets one key a request; 1 never sends one",
+                + "answered alone): fewer requests, for a distant server or a limit on requests a minute; a request waits for its slowest key. A server "
+                + "that refuses an array gets one key a request",
             DefaultValueFactory = _ => DefaultPromptsPerRequest,
         };
         var record = new Option<bool>("--record") { Description = "Mark the queried fingerprints as revealed (spent) in the set file" };
@@ -285,9 +287,18 @@ public static class VerifyCommand
         return cmd;
     }
 
-    /// <summary>Keys a request over /v1/completions by default: within the 64 choices a request that <c>oml serve</c> (and
-    /// many servers) accept, and a batch a GPU server fills in one step beside others in flight.</summary>
-    public const int DefaultPromptsPerRequest = 16;
+    /// <summary>Keys in flight by default. A serving engine answers the keys in flight together, and on a GPU a pass over a few
+    /// dozen rows costs about what one over a hundred does (host-bound), so more keys in flight answer faster: through
+    /// <c>oml serve</c> on one H100, 1,024 keys took 0.7–0.9 s at 64 and 0.4–0.8 s at 256 (docs/benchmarks.md, "cuDNN's
+    /// attention plans"); 16 (the default before) left the server's passes a quarter as full. 64 is a burst a shared or
+    /// rate-limited endpoint takes (429s are retried with backoff); ask more of a server of your own.</summary>
+    public const int DefaultConcurrency = 64;
+
+    /// <summary>Keys a request by default: one. An array of prompts saves requests (a distant server, a limit on requests a
+    /// minute), but every key of a request waits for its slowest one (an answer asked again decodes 2n + 8 tokens), and
+    /// against <c>oml serve</c> on one H100 it was no faster at 256 in flight (16 a request 0.46 s, 64 a request 0.8 s, one
+    /// 0.45–0.65 s for 1,024 keys) and slower at 16 (one request in flight at a time).</summary>
+    public const int DefaultPromptsPerRequest = 1;
 
     /// <summary>Tokens asked for beyond a key's longest response through /v1/chat/completions: a chat template's answer may
     /// start with tokens of its own (an empty think block, a role header), as many as the former default's 8.</summary>

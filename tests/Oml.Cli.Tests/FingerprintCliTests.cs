@@ -693,7 +693,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
                 TestContext.Current.CancellationToken);
             Assert.True(r.Code == 0, r.Err);
             var remote = Json(r.Out);
-            Assert.Contains(" a request)", r.Err);   // the keys went out as arrays of prompts
+            Assert.DoesNotContain(" a request)", r.Err);   // one key a request by default
             Assert.Equal(local["verdict"]!.GetValue<string>(), remote["verdict"]!.GetValue<string>());
             Assert.Equal(local["hits"]!.GetValue<int>(), remote["hits"]!.GetValue<int>());
 
@@ -711,17 +711,17 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             Assert.Contains("--concurrency and --prompts-per-request are for --endpoint", r.Err);
             r = Run("verify", "--model", W.Embedded, "--prompts-per-request", "4", "--fingerprints", W.Set, "--passphrase-file", W.PassFile);
             Assert.Equal(2, r.Code);
-            // One key at a time, and one key a request, answer the same as the default (16 in flight, sent as arrays of
-            // up to 16 prompts; the report in key order).
+            // One key at a time, and keys sent as arrays of up to 8 prompts, answer the same as the default (64 in flight,
+            // one key a request; the report in key order).
             r = await Task.Run(() => Run("verify", "--endpoint", server.BaseUrl.ToString(), "--concurrency", "1", "--fingerprints", W.Set, "--passphrase-file", W.PassFile,
                 "--alpha", "1e-3", "--json"), TestContext.Current.CancellationToken);
             Assert.True(r.Code == 0, r.Err);
             Assert.Equal(remote["keys"]!.ToJsonString(), Json(r.Out)["keys"]!.ToJsonString());
-            r = await Task.Run(() => Run("verify", "--endpoint", server.BaseUrl.ToString(), "--prompts-per-request", "1", "--fingerprints", W.Set, "--passphrase-file", W.PassFile,
+            r = await Task.Run(() => Run("verify", "--endpoint", server.BaseUrl.ToString(), "--prompts-per-request", "8", "--fingerprints", W.Set, "--passphrase-file", W.PassFile,
                 "--alpha", "1e-3", "--json"), TestContext.Current.CancellationToken);
             Assert.True(r.Code == 0, r.Err);
             Assert.Equal(remote["keys"]!.ToJsonString(), Json(r.Out)["keys"]!.ToJsonString());
-            Assert.DoesNotContain("a request)", r.Err);
+            Assert.Contains("(8 a request)", r.Err);
             r = Run("verify", "--endpoint", server.BaseUrl.ToString(), "--concurrency", "0", "--fingerprints", W.Set, "--passphrase-file", W.PassFile);
             Assert.Equal(2, r.Code);
             Assert.Contains("--concurrency must be at least 1", r.Err);
