@@ -237,11 +237,13 @@ public static class VerifyCommand
                     if (inFlight < 1) throw new UsageException($"--concurrency must be at least 1, not {inFlight}");
                     int perRequest = r.GetValue(promptsPerRequest);
                     if (perRequest < 1) throw new UsageException($"--prompts-per-request must be at least 1, not {perRequest}");
-                    if (chatMode) perRequest = 1;   // the chat API takes one conversation a request
-                    int batch = Math.Min(perRequest, Math.Min(inFlight, queries.Count));
+                    if (chatMode && perRequest > 1)   // the chat API takes one conversation a request
+                        throw new UsageException("--prompts-per-request is for /v1/completions: the chat API takes one conversation a request (drop --chat or the option)");
+                    var (batch, requests) = perRequest > 1 ? TextVerifier.BatchShape(inFlight, perRequest) : (1, inFlight);
+                    batch = Math.Min(batch, queries.Count);
                     int fewest = fixedMax ?? queries.Min(q => q.MaxTokens!.Value);
                     string tokens = fewest == settings.MaxTokens ? $"{fewest}" : $"{fewest} to {settings.MaxTokens}";
-                    Console.Error.WriteLine($"querying {uri} with {queries.Count} keys, up to {Math.Min(inFlight, queries.Count)} at once"
+                    Console.Error.WriteLine($"querying {uri} with {queries.Count} keys, up to {Math.Min(batch * requests, queries.Count)} at once"
                         + (batch > 1 ? $" ({batch} a request)" : "") + $", {tokens} new {(settings.MaxTokens == 1 ? "token" : "tokens")} each ...");
                     using (Phases.Measure("endpoint queries"))
                         report = TextVerifier.VerifyAsync(client, queries, settings, rule, r_, concurrency: inFlight, promptsPerRequest: perRequest,

@@ -711,6 +711,9 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             Assert.Contains("--concurrency and --prompts-per-request are for --endpoint", r.Err);
             r = Run("verify", "--model", W.Embedded, "--prompts-per-request", "4", "--fingerprints", W.Set, "--passphrase-file", W.PassFile);
             Assert.Equal(2, r.Code);
+            r = Run("verify", "--endpoint", server.BaseUrl.ToString(), "--chat", "--prompts-per-request", "4", "--fingerprints", W.Set, "--passphrase-file", W.PassFile);
+            Assert.Equal(2, r.Code);
+            Assert.Contains("the chat API takes one conversation a request", r.Err);
             // One key at a time, and keys sent as arrays of up to 8 prompts, answer the same as the default (64 in flight,
             // one key a request; the report in key order).
             r = await Task.Run(() => Run("verify", "--endpoint", server.BaseUrl.ToString(), "--concurrency", "1", "--fingerprints", W.Set, "--passphrase-file", W.PassFile,

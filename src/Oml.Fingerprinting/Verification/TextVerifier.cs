@@ -31,12 +31,12 @@ public static class TextVerifier
     /// </summary>
     /// <remarks>
     /// With <paramref name="promptsPerRequest"/> P &gt; 1, an endpoint that is an <see cref="IBatchCompletionEndpoint"/> and
-    /// completions mode, keys that ask the same number of tokens go out P to a request (the completions API's array of
-    /// prompts): min(P, <paramref name="concurrency"/>) keys a request, as many requests in flight as keep about
-    /// <paramref name="concurrency"/> keys in flight, and a batch's undecided greedy answers asked again together. The
-    /// answers are the same as one key a request: each prompt is decoded alone. A server that refuses a batch (an HTTP
-    /// error other than 429 and 5xx, or an answer without one choice a prompt) gets one key a request from then on, and
-    /// <paramref name="onBatchRefused"/> hears why, once.
+    /// completions mode, keys that ask the same number of tokens go out up to P to a request (the completions API's array
+    /// of prompts), at most <paramref name="concurrency"/> keys in flight (<see cref="BatchShape"/>), and a batch's
+    /// undecided greedy answers asked again together. The answers are the same as one key a request: each prompt is
+    /// decoded alone. A batch the server refuses (an HTTP error other than 429 and 5xx, or an answer without one choice a
+    /// prompt) is asked one key a request; when its keys are then answered, every later batch is too, and
+    /// <paramref name="onBatchRefused"/> hears why, once; when a key fails alone, its error ends the run.
     /// </remarks>
     public static async Task<VerificationReport> VerifyAsync(
         ICompletionEndpoint endpoint, IReadOnlyList<FingerprintQuery> fingerprints, CompletionSettings settings,
@@ -80,11 +80,25 @@ public static class TextVerifier
         return VerificationReport.Create(rule ?? new VerdictRule(), rows);
     }
 
+    /// <summary>
+    /// How keys go out with <paramref name="promptsPerRequest"/> P and <paramref name="concurrency"/> C: requests of
+    /// <c>Size</c> keys, <c>Requests</c> of them at once, so that Size · Requests ≤ C and no request holds more than P.
+    /// The keys are spread evenly over ⌈C / P⌉ requests (C 64, P 48: two requests of 32, not one of 48 and a lone 16).
+    /// </summary>
+    public static (int Size, int Requests) BatchShape(int concurrency, int promptsPerRequest)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(concurrency, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(promptsPerRequest, 1);
+        int requests = (concurrency + promptsPerRequest - 1) / promptsPerRequest;
+        int size = (concurrency + requests - 1) / requests;
+        return (size, Math.Max(1, concurrency / size));
+    }
+
     private static async Task VerifyBatchedAsync(IBatchCompletionEndpoint endpoint, IReadOnlyList<FingerprintQuery> fingerprints,
         CompletionSettings settings, KeyResult[] rows, int samples, int required, int concurrency, int promptsPerRequest,
         Action<string>? onBatchRefused, CancellationToken ct)
     {
-        int size = Math.Min(promptsPerRequest, concurrency);
+        var (size, inFlight) = BatchShape(concurrency, promptsPerRequest);
         // Keys that ask the same number of tokens share requests; each group is cut into batches of at most `size`, in order.
         var batches = fingerprints.Select((f, i) => (f.MaxTokens, i)).GroupBy(x => x.MaxTokens)
             .SelectMany(g => g.Select(x => x.i).Chunk(size)).ToList();
@@ -92,25 +106,47 @@ public static class TextVerifier
 
         async Task<string[]> AskAsync(int[] keys, CompletionSettings s, CancellationToken token)
         {
+            CompletionEndpointException? refusal = null;
             if (keys.Length > 1 && Volatile.Read(ref refused) == 0)
             {
                 try
                 {
                     var answers = await endpoint.CompleteBatchAsync(keys.Select(i => fingerprints[i].Key).ToList(), s, token).ConfigureAwait(false);
+                    if (answers.Count != keys.Length)
+                        throw new CompletionEndpointException(CompletionErrorKind.MalformedResponse,
+                            $"the endpoint answered a batch of {keys.Length} prompts with {answers.Count} answers");
                     return [.. answers];
                 }
                 catch (CompletionEndpointException e) when (e.Kind == CompletionErrorKind.MalformedResponse
                     || (e.Kind == CompletionErrorKind.HttpStatus && e.StatusCode is >= 400 and < 500 and not 429))
                 {
-                    if (Interlocked.Exchange(ref refused, 1) == 0)
-                        onBatchRefused?.Invoke($"the endpoint refused a batch of {keys.Length} prompts ({e.Message}); asking one key a request from now on");
+                    refusal = e;
                 }
             }
-            // One key a request, the batch's keys in flight together.
-            return await Task.WhenAll(keys.Select(i => endpoint.CompleteAsync(fingerprints[i].Key, s, token))).ConfigureAwait(false);
+            // One key a request, the batch's keys in flight together. The first failure cancels the others, so that a key the
+            // server refuses on its own (or a wrong URL, key or model) fails the run at once with its own error.
+            using var failed = CancellationTokenSource.CreateLinkedTokenSource(token);
+            async Task<string> One(int i)
+            {
+                try
+                {
+                    return await endpoint.CompleteAsync(fingerprints[i].Key, s, failed.Token).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    await failed.CancelAsync().ConfigureAwait(false);
+                    throw;
+                }
+            }
+            string[] single = await Task.WhenAll(keys.Select(One)).ConfigureAwait(false);
+            // Each key answered alone: the batch, not a key, was what the server refused.
+            if (refusal is not null && Interlocked.Exchange(ref refused, 1) == 0)
+                onBatchRefused?.Invoke($"the endpoint refused a batch of {keys.Length} prompts ({refusal.Message}) but answers them one by one; "
+                    + "asking one key a request from now on (a server may cap the prompts of a request: fewer a request may pass)");
+            return single;
         }
 
-        var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, (concurrency + size - 1) / size), CancellationToken = ct };
+        var options = new ParallelOptions { MaxDegreeOfParallelism = inFlight, CancellationToken = ct };
         await Parallel.ForEachAsync(batches, options, async (keys, token) =>
         {
             var keySettings = fingerprints[keys[0]].MaxTokens is { } max ? settings with { MaxTokens = max } : settings;

@@ -174,9 +174,14 @@ public class TextVerifierTests
 
     /// <summary>A scripted OpenAI-compatible server (no sockets) that answers a string prompt or an array of them, listing a
     /// batch's choices in reverse order; <paramref name="answer"/> gets each prompt and the request's max_tokens.</summary>
-    private sealed class BatchServer(Func<string, int, string> answer, bool refuseArrays = false) : HttpMessageHandler
+    private sealed class BatchServer(Func<string, int, string> answer, bool refuseArrays = false, int delayMs = 0, string? badKey = null) : HttpMessageHandler
     {
+        private int _keysInFlight;
+
         public List<(string[] Prompts, int MaxTokens, bool Array)> Requests { get; } = [];
+
+        /// <summary>The most keys (prompts of all requests) the server held at once.</summary>
+        public int MostKeysInFlight { get; private set; }
 
         protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken ct)
         {
@@ -185,19 +190,35 @@ public class TextVerifierTests
             bool array = p.ValueKind == System.Text.Json.JsonValueKind.Array;
             string[] prompts = array ? [.. p.EnumerateArray().Select(e => e.GetString()!)] : [p.GetString()!];
             int max = doc.RootElement.GetProperty("max_tokens").GetInt32();
-            lock (Requests) Requests.Add((prompts, max, array));
-            if (array && refuseArrays)
-                return new HttpResponseMessage(System.Net.HttpStatusCode.BadRequest)
-                { Content = new StringContent("{\"error\": {\"message\": \"'prompt' must be a string\"}}") };
-            var choices = prompts.Select((x, i) => new { index = i, text = answer(x, max) }).Reverse().ToArray();
-            return new HttpResponseMessage(System.Net.HttpStatusCode.OK)
-            { Content = new StringContent(System.Text.Json.JsonSerializer.Serialize(new { choices })) };
+            lock (Requests)
+            {
+                Requests.Add((prompts, max, array));
+                _keysInFlight += prompts.Length;
+                MostKeysInFlight = Math.Max(MostKeysInFlight, _keysInFlight);
+            }
+            try
+            {
+                if (badKey is not null && prompts.Contains(badKey))
+                    return new HttpResponseMessage(System.Net.HttpStatusCode.BadRequest)
+                    { Content = new StringContent("{\"error\": {\"message\": \"this prompt is too long\"}}") };
+                if (delayMs > 0) await Task.Delay(delayMs, ct);
+                if (array && refuseArrays)
+                    return new HttpResponseMessage(System.Net.HttpStatusCode.BadRequest)
+                    { Content = new StringContent("{\"error\": {\"message\": \"'prompt' must be a string\"}}") };
+                var choices = prompts.Select((x, i) => new { index = i, text = answer(x, max) }).Reverse().ToArray();
+                return new HttpResponseMessage(System.Net.HttpStatusCode.OK)
+                { Content = new StringContent(System.Text.Json.JsonSerializer.Serialize(new { choices })) };
+            }
+            finally
+            {
+                lock (Requests) _keysInFlight -= prompts.Length;
+            }
         }
     }
 
-    private static (OpenAiCompatibleEndpoint, BatchServer) Scripted(Func<string, int, string> answer, bool refuseArrays = false)
+    private static (OpenAiCompatibleEndpoint, BatchServer) Scripted(Func<string, int, string> answer, bool refuseArrays = false, int delayMs = 0, string? badKey = null)
     {
-        var handler = new BatchServer(answer, refuseArrays);
+        var handler = new BatchServer(answer, refuseArrays, delayMs, badKey);
         return (new OpenAiCompatibleEndpoint(new Uri("http://example.test/v1"), null, "m", null, new HttpClient(handler)), handler);
     }
 
@@ -237,10 +258,42 @@ public class TextVerifierTests
         Assert.True(report.Keys[5].Hit);
         Assert.True(report.Keys[35].Hit);
         Assert.True(expected.Keys[5].Hit);
-        // A batch never holds more keys than are allowed in flight.
-        var (narrow, narrowServer) = Scripted(MixedAnswer);
-        await TextVerifier.VerifyAsync(narrow, MixedFingerprints(), new CompletionSettings(MaxTokens: 3), concurrency: 3, promptsPerRequest: 8, ct: Ct);
-        Assert.All(narrowServer.Requests, r => Assert.InRange(r.Prompts.Length, 1, 3));
+        // Never more keys in flight than allowed, in requests or in all: 20 in flight at 16 a request are two requests of 10.
+        foreach (var (conc, per) in new[] { (3, 8), (20, 16), (10, 3) })
+        {
+            var (narrow, narrowServer) = Scripted(MixedAnswer, delayMs: 20);
+            await TextVerifier.VerifyAsync(narrow, MixedFingerprints(), new CompletionSettings(MaxTokens: 3), concurrency: conc, promptsPerRequest: per, ct: Ct);
+            var (size, requests) = TextVerifier.BatchShape(conc, per);
+            Assert.All(narrowServer.Requests, r => Assert.InRange(r.Prompts.Length, 1, size));
+            Assert.InRange(narrowServer.MostKeysInFlight, 2, conc);
+            Assert.True(size * requests <= conc);
+        }
+    }
+
+    [Theory]
+    [InlineData(16, 16, 16, 1)]
+    [InlineData(64, 48, 32, 2)]    // spread over two requests, not 48 and a lone 16
+    [InlineData(20, 16, 10, 2)]
+    [InlineData(10, 3, 3, 3)]
+    [InlineData(256, 64, 64, 4)]
+    [InlineData(5, 64, 5, 1)]
+    [InlineData(7, 1, 1, 7)]
+    public void Batches_spread_the_keys_in_flight_evenly_and_never_exceed_them(int concurrency, int per, int size, int requests) =>
+        Assert.Equal((size, requests), TextVerifier.BatchShape(concurrency, per));
+
+    [Fact]
+    public async Task A_key_the_server_refuses_alone_fails_the_run_at_once_with_its_own_error_and_no_warning()
+    {
+        // The batch holding the bad key gets a 400; asked one by one, the bad key gets its own 400, which ends the run
+        // without waiting for its batch's slow keys, and arrays are not blamed.
+        var (client, _) = Scripted(MixedAnswer, delayMs: 5_000, badKey: "secret key 3");
+        var heard = new List<string>();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => TextVerifier.VerifyAsync(client, MixedFingerprints(),
+            new CompletionSettings(MaxTokens: 3), concurrency: 8, promptsPerRequest: 8, onBatchRefused: m => { lock (heard) heard.Add(m); }, ct: Ct));
+        Assert.Contains("this prompt is too long", e.Message);
+        Assert.InRange(clock.ElapsedMilliseconds, 0, 4_000);
+        Assert.Empty(heard);
     }
 
     [Fact]
