@@ -259,18 +259,32 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
         return stream.ToArray();
     }
 
+    /// <summary>An answer's <c>"choices"</c> array handed to <paramref name="read"/> (which must not keep it: the document is
+    /// disposed after); a body that is not JSON, not an object or without the array is malformed.</summary>
+    private static T ReadChoices<T>(string text, Func<string, Exception?, CompletionEndpointException> malformed, Func<JsonElement, T> read)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(text);
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) throw malformed("not a JSON object", null);
+            if (!root.TryGetProperty("choices", out var choices) || choices.ValueKind != JsonValueKind.Array)
+                throw malformed("no \"choices\" array", null);
+            return read(choices);
+        }
+        catch (JsonException e)
+        {
+            throw malformed("not valid JSON: " + e.Message, e);
+        }
+    }
+
     /// <summary>The texts of a batch's answer, by each choice's <c>index</c>: exactly one choice a prompt.</summary>
     private static IReadOnlyList<string> ParseBatchResponse(string text, int count, Uri url, int status, int attempt)
     {
         CompletionEndpointException Malformed(string what, Exception? inner = null) => new(CompletionErrorKind.MalformedResponse,
             $"POST {url} answered a batch of {count} prompts with HTTP {status} and a malformed body ({what}): {Excerpt(text)}", status, attempt, inner);
-        try
+        return ReadChoices(text, Malformed, choices =>
         {
-            using var doc = JsonDocument.Parse(text);
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object) throw Malformed("not a JSON object");
-            if (!root.TryGetProperty("choices", out var choices) || choices.ValueKind != JsonValueKind.Array)
-                throw Malformed("no \"choices\" array");
             if (choices.GetArrayLength() != count) throw Malformed($"{choices.GetArrayLength()} choices for {count} prompts");
             var texts = new string?[count];
             int at = 0;
@@ -285,25 +299,16 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
                 texts[i] = value.GetString()!;
                 at++;
             }
-            return texts!;
-        }
-        catch (JsonException e)
-        {
-            throw Malformed("not valid JSON: " + e.Message, e);
-        }
+            return (IReadOnlyList<string>)texts!;
+        });
     }
 
     private static string ParseResponse(string text, bool chat, Uri url, int status, int attempt)
     {
         CompletionEndpointException Malformed(string what, Exception? inner = null) => new(CompletionErrorKind.MalformedResponse,
             $"POST {url} answered HTTP {status} with a malformed body ({what}): {Excerpt(text)}", status, attempt, inner);
-        try
+        return ReadChoices(text, Malformed, choices =>
         {
-            using var doc = JsonDocument.Parse(text);
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object) throw Malformed("not a JSON object");
-            if (!root.TryGetProperty("choices", out var choices) || choices.ValueKind != JsonValueKind.Array)
-                throw Malformed("no \"choices\" array");
             if (choices.GetArrayLength() == 0) throw Malformed("\"choices\" is empty");
             var first = choices[0];
             if (first.ValueKind != JsonValueKind.Object) throw Malformed("choices[0] is not an object");
@@ -321,11 +326,7 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
             }
             if (value.ValueKind != JsonValueKind.String) throw Malformed($"the completion is a JSON {value.ValueKind}, not a string");
             return value.GetString()!;
-        }
-        catch (JsonException e)
-        {
-            throw Malformed("not valid JSON: " + e.Message, e);
-        }
+        });
     }
 
     private static string ErrorMessage(string body)
