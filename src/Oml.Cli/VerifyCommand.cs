@@ -299,7 +299,7 @@ public static class VerifyCommand
     /// <summary>Keys a request by default: one. An array of prompts saves requests (a distant server, a limit on requests a
     /// minute), but every key of a request waits for its slowest one (an answer asked again decodes 2n + 8 tokens), and
     /// against <c>oml serve</c> on one H100 it was no faster at 256 in flight (16 a request 0.46 s, 64 a request 0.8 s, one
-    /// 0.45–0.65 s for 1,024 keys) and slower at 16 (one request in flight at a time).</summary>
+    /// 0.43–0.78 s for 1,024 keys) and slower at 16 (one request in flight at a time).</summary>
     public const int DefaultPromptsPerRequest = 1;
 
     /// <summary>Tokens asked for beyond a key's longest response through /v1/chat/completions: a chat template's answer may

@@ -50,7 +50,7 @@ public static class TextVerifier
         ArgumentOutOfRangeException.ThrowIfLessThan(promptsPerRequest, 1);
         int required = ResponseMatcher.RequiredMatches(samples, fraction);
         var rows = new KeyResult[fingerprints.Count];
-        if (promptsPerRequest > 1 && Math.Min(promptsPerRequest, concurrency) > 1 && endpoint is IBatchCompletionEndpoint batch
+        if (promptsPerRequest > 1 && concurrency > 1 && endpoint is IBatchCompletionEndpoint batch
             && settings.Mode == CompletionMode.Completions)
         {
             await VerifyBatchedAsync(batch, fingerprints, settings, rows, samples, required, concurrency, promptsPerRequest, onBatchRefused, ct).ConfigureAwait(false);
@@ -68,8 +68,7 @@ public static class TextVerifier
                 string answer = await endpoint.CompleteAsync(f.Key, keySettings, token).ConfigureAwait(false);
                 // Greedy answers only: a sampled answer asked again would be a second draw, which raises the odds of a hit
                 // above those the per-key null assumes.
-                if (f.MaxTokens is { } tight && settings.Temperature == 0 && !ResponseMatcher.IsTextMatchAny(f.Responses, answer)
-                    && ResponseMatcher.IsUndecidedText(f.Responses, answer))
+                if (f.MaxTokens is { } tight && settings.Temperature == 0 && CutOffUndecided(f, answer))
                     answer = await endpoint.CompleteAsync(f.Key, keySettings with { MaxTokens = Math.Max(RetryTokens(tight), settings.MaxTokens) }, token).ConfigureAwait(false);
                 first ??= answer;
                 if (ResponseMatcher.IsTextMatchAny(f.Responses, answer)) matches++;
@@ -158,8 +157,7 @@ public static class TextVerifier
                 // Greedy answers only, as for one key a request: the batch's undecided answers asked again, together.
                 if (fingerprints[keys[0]].MaxTokens is { } tight && settings.Temperature == 0)
                 {
-                    int[] again = [.. Enumerable.Range(0, keys.Length).Where(j => !ResponseMatcher.IsTextMatchAny(fingerprints[keys[j]].Responses, answers[j])
-                        && ResponseMatcher.IsUndecidedText(fingerprints[keys[j]].Responses, answers[j]))];
+                    int[] again = [.. Enumerable.Range(0, keys.Length).Where(j => CutOffUndecided(fingerprints[keys[j]], answers[j]))];
                     if (again.Length > 0)
                     {
                         string[] longer = await AskAsync([.. again.Select(j => keys[j])],
@@ -181,6 +179,11 @@ public static class TextVerifier
             }
         }).ConfigureAwait(false);
     }
+
+    /// <summary>Whether a greedy answer misses every response yet still agrees with one (whitespace only, a proper prefix):
+    /// cut off by the tight limit before it decided anything, so it is asked again with <see cref="RetryTokens"/>.</summary>
+    private static bool CutOffUndecided(FingerprintQuery f, string answer) =>
+        !ResponseMatcher.IsTextMatchAny(f.Responses, answer) && ResponseMatcher.IsUndecidedText(f.Responses, answer);
 
     /// <summary>Tokens of the second request for an answer cut off undecided at <paramref name="tight"/> tokens: 2·tight + 8,
     /// room for a tokenizer that needs twice the tokens for the response's text and several leading newline tokens.</summary>
