@@ -381,10 +381,39 @@ public class BatchEngineTests
         var results = await Task.WhenAll(readers.Select(Drain));
         for (int i = 0; i < prompts.Length; i++) Assert.Equal([(expected[i], "length")], results[i].Select(t => (t.TokenId, t.FinishReason)));
         var c = engine.Counters;
-        Assert.Equal((1, 12), (c.Prefills, c.PrefilledRows));   // prefilled together into the batch, as any requests
-        Assert.True(c.DecodeSteps >= 1);                       // their tokens come back with a decode step's
+        // Prefilled together into the batch, as any requests; with nothing else running, their tokens come to the host
+        // at once and no decode step runs (it would compute tokens nobody asked for).
+        Assert.Equal((1, 12, 0, 0, 1), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows, c.HostSyncs));
         using var budgeted = new BatchEngine(model, new BatchEngineOptions { OneTokenPass = false, KvCacheBudgetBytes = KvCacheShape.Of(model).SequenceBytes(8) });
         Assert.Throws<ArgumentException>(() => budgeted.Submit(Enumerable.Range(0, 40).ToArray(), new SamplingParams { MaxTokens = 1 }, Ct));
+    }
+
+    [Fact]
+    public async Task Joined_one_token_requests_skip_the_decode_only_when_nothing_else_runs()
+    {
+        // Without the one-token pass, one-token requests prefilled beside a longer one come back with its decode step's
+        // tokens; prefilled alone, their tokens come to the host at once with no decode step. Either way each gets the
+        // token it gets alone, and a request after them decodes as it does alone.
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        var prompts = ManyPrompts(6);
+        var one = prompts.Select(p => Alone(model, p, 1)[0]).ToList();
+        using var engine = new BatchEngine(model, new BatchEngineOptions { OneTokenPass = false });
+        var readers = engine.SubmitAll([(prompts[0], new SamplingParams { MaxTokens = 5 }),
+            .. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct);
+        var results = await Task.WhenAll(readers.Select(Drain));
+        Assert.Equal(Alone(model, prompts[0], 5), results[0].Select(t => t.TokenId));
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal([(one[i], "length")], results[i + 1].Select(t => (t.TokenId, t.FinishReason)));
+        var c = engine.Counters;
+        Assert.Equal((1, 7, 4), (c.Prefills, c.PrefilledRows, c.DecodeSteps));   // the long request's 4 tokens after its first
+
+        results = await Task.WhenAll(engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct).Select(Drain));
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal([(one[i], "length")], results[i].Select(t => (t.TokenId, t.FinishReason)));
+        var after = engine.Counters;
+        Assert.Equal((2, 4, c.HostSyncs + 1), (after.Prefills, after.DecodeSteps, after.HostSyncs));
+
+        var last = await Drain(engine.Submit(prompts[3], new SamplingParams { MaxTokens = 3 }, Ct));
+        Assert.Equal(Alone(model, prompts[3], 3), last.Select(t => t.TokenId));
+        Assert.Equal(0, engine.Running);
     }
 
     [Theory]

@@ -749,6 +749,20 @@ public sealed class BatchEngine : IDisposable
     /// it reaches the host, and their readers, with the step's tokens.</summary>
     private void Decode(Tensor? firstTokens)
     {
+        if (firstTokens is not null && _rows.All(s => s.Done || s.Cancelled || (s.Unsampled >= 0 && s.P.MaxTokens == 1)))
+        {
+            // Every row left ends with the first token its prefill left on the device (one token asked of each, as
+            // verification asks, and nothing else running): bring those to the host and skip the forward pass, which
+            // would only compute tokens nobody asked for. The cache is not advanced; the rows end, and the next step
+            // drops them.
+            var host = firstTokens.ToArray<long>();
+            Interlocked.Increment(ref _hostSyncs);
+            var first = _rows.Where(s => s.Unsampled >= 0).ToList();
+            Sample(first, new StepLogits([.. first.Select(s => host[s.Unsampled])], null, [.. first.Select(_ => -1)], _model.Config.VocabSize));
+            foreach (var s in first) s.Unsampled = -1;
+            foreach (var s in _rows) if (!s.Done && s.Cancelled) s.Finish();
+            return;
+        }
         int b = _rows.Count;
         // The batch's rows of a cache with spare rows (views: the appends land in it).
         using var rowsView = _cache!.Batch > b ? _cache.Rows(0, b, _cache.Length) : null;
