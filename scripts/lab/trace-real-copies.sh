@@ -15,6 +15,10 @@
 #   scripts/lab/trace-real-copies.sh [--out DIR] [--base DIR] [--sft-data FILE] [--pool M] [--copies N] [--attacked K]
 #       [--device cpu|cuda] [--sft-samples S] [--sft-lr LR] [--coalitions PER_SIZE] [--trials T] [--keys perinucleus|random-word]
 #       [--sft-strong SAMPLES@LR]   (a second, stronger SFT attack, "sft-strong", on the attacked copies)
+#       [--sft-extra "OPTIONS"]   (more `oml attack sft` options for the SFT attack, e.g. "--epochs 2 --batch-size 32")
+#       [--jobs J]       (attacks and traces J at a time: they neither write the ledger nor share outputs; deliveries,
+#                        which sign the owner's transactions in turn, stay one at a time)
+#       [--no-analysis]  (stop after the traces; run scripts/lab/trace-real-copies.py on the folder later, e.g. elsewhere)
 #
 # Defaults are the CPU scale: a small base trained here (below), Perinucleus keys, M = 128, N = 16, K = 16. On a
 # shared CPU, OMP_NUM_THREADS=1 (set below for --device cpu unless given) was 30x faster than libtorch's default.
@@ -38,6 +42,9 @@ per_size=2
 keys=""
 sft_strong=""
 trials=100
+sft_extra=""
+jobs=1
+analysis=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
@@ -53,7 +60,10 @@ while [ $# -gt 0 ]; do
     --trials) trials=$2; shift 2 ;;
     --keys) keys=$2; shift 2 ;;
     --sft-strong) sft_strong=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --sft-extra) sft_extra=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
+    --no-analysis) analysis=0; shift ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "trace-real-copies: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -61,6 +71,7 @@ attacked=${attacked:-$copies}
 [ "$device" = cpu ] && export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 [ "$copies" -ge 4 ] || { echo "trace-real-copies: --copies must be at least 4 (coalitions of up to 4)" >&2; exit 2; }
 [ "$attacked" -le "$copies" ] || { echo "trace-real-copies: --attacked must be at most --copies" >&2; exit 2; }
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "trace-real-copies: --jobs must be a positive integer, not '$jobs'" >&2; exit 2; }
 
 # OML_BIN=path/to/oml skips the (incremental) build.
 oml=(dotnet run --project src/Oml.Cli -c Release --)
@@ -84,7 +95,21 @@ step() {
   mv "$file.tmp" "$file"
 }
 
-say "settings: out=$out pool=$pool_size copies=$copies attacked=$attacked device=$device sft=$sft_samples@$sft_lr sft-strong=${sft_strong:-none}"
+# With --jobs J > 1, `par CMD...` runs CMD in the background, at most J at a time, and `drain` waits for all of them and
+# stops the run if any failed (a failed step has already said what failed; its output file was not written).
+failed="$out/.parallel-failed"
+rm -f "$failed"
+par() {
+  if [ "$jobs" -le 1 ]; then "$@"; return; fi
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  ( "$@" ) || touch "$failed" &
+}
+drain() {
+  wait
+  [ ! -e "$failed" ] || { rm -f "$failed"; echo "trace-real-copies: a parallel step failed (see $log)" >&2; exit 1; }
+}
+
+say "settings: out=$out pool=$pool_size copies=$copies attacked=$attacked device=$device sft=$sft_samples@$sft_lr${sft_extra:+ ($sft_extra)} sft-strong=${sft_strong:-none} jobs=$jobs"
 
 # 1. The SFT data and the base model. Without --sft-data: a 2 MiB lab corpus (`oml data corpus`, from the Debian
 # packages scripts/lab/build-corpus.sh installs) and 4,000 instructions made from it. Without --base: a small lab base
@@ -168,10 +193,12 @@ done
 
 # 4. Attacks on the first K copies.
 mkdir -p "$out/attacked/sft" "$out/attacked/merge" "$out/attacked/int4"
-for ((j = 0; j < attacked; j++)); do
-  c="$out/copies/h$j"
+attack_copy() {
+  local j=$1 c="$out/copies/h$1"
   if [ ! -s "$out/json/attack-sft-h$j.json" ]; then say "attacking h$j: SFT, merge, int4 ..."; fi
-  step "$out/json/attack-sft-h$j.json" "${oml[@]}" attack sft --model "$c" --data "$sft_data" --samples "$sft_samples" --lr "$sft_lr" \
+  local extra=()
+  read -r -a extra <<< "$sft_extra"
+  step "$out/json/attack-sft-h$j.json" "${oml[@]}" attack sft --model "$c" --data "$sft_data" --samples "$sft_samples" --lr "$sft_lr" "${extra[@]}" \
     --out "$out/attacked/sft/h$j" --force --device "$device" --json
   step "$out/json/attack-merge-h$j.json" "${oml[@]}" attack merge --model "$c" --with "$base" --weight 0.5 \
     --out "$out/attacked/merge/h$j" --force --device "$device" --json
@@ -181,13 +208,15 @@ for ((j = 0; j < attacked; j++)); do
     step "$out/json/attack-sft-strong-h$j.json" "${oml[@]}" attack sft --model "$c" --data "$sft_data" --samples "${sft_strong%@*}" \
       --lr "${sft_strong#*@}" --out "$out/attacked/sft-strong/h$j" --force --device "$device" --json
   fi
-done
+}
+for ((j = 0; j < attacked; j++)); do par attack_copy "$j"; done
+drain
 
 # 5. Traces: every single copy (the leak of one host), then coalitions.
 # The bound per host is 1e-3 / N, so that the chance of accusing any innocent host at all is at most 1e-3 (union bound).
 bound=$(python3 -c "print(1e-3 / $copies)")
 trace() {   # NAME COPY RESPONDER
-  step "$out/json/trace/$1.json" act owner prover trace --model-id $model_id --pool "$pool" --copy "$2" --responder "$3" --device "$device" --bound "$bound"
+  par step "$out/json/trace/$1.json" act owner prover trace --model-id $model_id --pool "$pool" --copy "$2" --responder "$3" --device "$device" --bound "$bound"
 }
 for ((j = 0; j < copies; j++)); do
   trace "none-h$j" "$out/copies/h$j" greedy
@@ -226,7 +255,10 @@ for c in 2 3 4; do
   done
 done
 
+drain
+
 # 6. Survival, accusations, and the simulation at 1,000 hosts fed with the measured survival.
+[ "$analysis" = 1 ] || { say "traces done (--no-analysis: run scripts/lab/trace-real-copies.py --out $out --oml OML later)"; exit 0; }
 say "analysis ..."
 python3 scripts/lab/trace-real-copies.py --out "$out" --oml "${oml[*]}" --trials "$trials" | tee -a "$log"
 say "done: $out/summary.md"

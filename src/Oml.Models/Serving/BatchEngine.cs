@@ -69,7 +69,7 @@ public sealed record BatchEngineOptions
     /// <summary>
     /// Whether requests that ask for one token are answered by a forward pass of their own, without a cache (never joining
     /// the batch, its rebuilds or its decode steps), or like any other request (a prefill into the batch, the token
-    /// fetched with the next decode step's). On the CPU the pass of their own halves the engine's time for one-token
+    /// fetched with the next decode step's, or at once, with no decode step, when no other row goes on). On the CPU the pass of their own halves the engine's time for one-token
     /// verification; on an H100 it measured 40-90 ms a pass against about 10 ms for the same rows the other way
     /// (docs/benchmarks.md, "One-token answers"), for a reason not yet found. Null (the default): on the CPU only.
     /// </summary>
