@@ -29,6 +29,10 @@ ATTACK_NAMES = {
 STRATEGIES = ["majority", "minority", "unanimity", "interleaving"]
 
 
+def fmt_score(x):
+    return "-" if x is None else f"{x:.1f}"
+
+
 def load(path):
     with open(path) as f:
         return json.load(f)
@@ -114,7 +118,7 @@ def main():
                            "colluders_accused": sorted(accused & set(members)), "innocents_accused": sorted(accused - set(members)),
                            "top_is_colluder": top in members,
                            "best_colluder_score": max(scores[k] for k in members),
-                           "best_innocent_score": max(v for k, v in scores.items() if k not in members)})
+                           "best_innocent_score": max((v for k, v in scores.items() if k not in members), default=None)})
     coalitions.sort(key=lambda c: (c["variant"], c["c"], c["members"], c["rule"]))
 
     with open(os.path.join(out, "survival.json"), "w") as f:
@@ -180,7 +184,7 @@ def main():
     for c in coalitions:
         w(f"| {c['variant']} | {c['rule']} | {','.join('h' + str(m) for m in c['members'])} | {c['answered']} "
           f"| {','.join('h' + str(m) for m in c['colluders_accused']) or 'none'} | {','.join('h' + str(m) for m in c['innocents_accused']) or 'none'} "
-          f"| {'yes' if c['top_is_colluder'] else 'no'} | {c['best_colluder_score']:.1f} / {c['best_innocent_score']:.1f} |")
+          f"| {'yes' if c['top_is_colluder'] else 'no'} | {c['best_colluder_score']:.1f} / {fmt_score(c['best_innocent_score'])} |")
     w("")
     w(f"Beside the simulation at the same scale ({len(deliver)} hosts, {pool_size} positions, the noise measured on the "
       f"plain and the SFT-attacked copies, {a.trials} trials): real coalitions with a colluder accused / real coalitions, "

@@ -16,8 +16,8 @@
 #       [--device cpu|cuda] [--sft-samples S] [--sft-lr LR] [--coalitions PER_SIZE] [--trials T] [--keys perinucleus|random-word]
 #       [--sft-strong SAMPLES@LR]   (a second, stronger SFT attack, "sft-strong", on the attacked copies)
 #       [--sft-extra "OPTIONS"]   (more `oml attack sft` options for the SFT attack, e.g. "--epochs 2 --batch-size 32")
-#       [--jobs J]       (attacks and traces J at a time: they neither write the ledger nor share outputs; deliveries,
-#                        which sign the owner's transactions in turn, stay one at a time)
+#       [--jobs J]       (attacks and traces J at a time, beside the deliveries: they neither write the ledger nor share
+#                        outputs; deliveries, which sign the owner's transactions in turn, stay one at a time)
 #       [--no-analysis]  (stop after the traces; run scripts/lab/trace-real-copies.py on the folder later, e.g. elsewhere)
 #
 # Defaults are the CPU scale: a small base trained here (below), Perinucleus keys, M = 128, N = 16, K = 16. On a
@@ -180,21 +180,19 @@ key_options=(--strategy perinucleus)
 step "$out/json/pool.json" "${oml[@]}" fingerprints generate --model "$base" --count "$pool_size" --out "$pool" --passphrase-file "$pass" \
   --kdf-iterations 1000 --insecure-kdf --force --device "$device" "${key_options[@]}" --json
 
-# 3. Each host's copy, fingerprinted with its allocated keys through the owner's delivery.
-mkdir -p "$out/copies"
-for ((j = 0; j < copies; j++)); do
-  if [ ! -s "$out/json/deliver/h$j.json" ]; then
-    say "delivering copy h$j ..."
-    rm -rf "$out/copies/h$j"
-    step "$out/json/deliver/h$j.json" act owner owner deliver --model-id $model_id --host "$(addr "h$j")" --pool "$pool" \
-      --allocation "tardos:$cutoff" --base "$base" --out "$out/copies/h$j" --device "$device"
-  fi
-done
-
-# 4. Attacks on the first K copies.
-mkdir -p "$out/attacked/sft" "$out/attacked/merge" "$out/attacked/int4"
-attack_copy() {
+# 3-5. Each host's copy, fingerprinted with its allocated keys through the owner's delivery (one at a time); then, with
+# --jobs J > 1 in the background while the next copies are delivered: the attacks on it (the first K copies: SFT, a
+# merge with the base, int4) and its traces (the copy as delivered, under suppression, and each attacked version).
+# The bound per host is 1e-3 / N, so that the chance of accusing any innocent host at all is at most 1e-3 (union bound).
+bound=$(python3 -c "print(1e-3 / $copies)")
+trace() {   # NAME COPY RESPONDER
+  step "$out/json/trace/$1.json" act owner prover trace --model-id $model_id --pool "$pool" --copy "$2" --responder "$3" --device "$device" --bound "$bound"
+}
+mkdir -p "$out/copies" "$out/attacked/sft" "$out/attacked/merge" "$out/attacked/int4"
+copy_work() {  # J: the attacks on copy J and its traces
   local j=$1 c="$out/copies/h$1"
+  trace "none-h$j" "$c" greedy
+  [ "$j" -lt "$attacked" ] || return 0
   if [ ! -s "$out/json/attack-sft-h$j.json" ]; then say "attacking h$j: SFT, merge, int4 ..."; fi
   local extra=()
   read -r -a extra <<< "$sft_extra"
@@ -208,25 +206,22 @@ attack_copy() {
     step "$out/json/attack-sft-strong-h$j.json" "${oml[@]}" attack sft --model "$c" --data "$sft_data" --samples "${sft_strong%@*}" \
       --lr "${sft_strong#*@}" --out "$out/attacked/sft-strong/h$j" --force --device "$device" --json
   fi
-}
-for ((j = 0; j < attacked; j++)); do par attack_copy "$j"; done
-drain
-
-# 5. Traces: every single copy (the leak of one host), then coalitions.
-# The bound per host is 1e-3 / N, so that the chance of accusing any innocent host at all is at most 1e-3 (union bound).
-bound=$(python3 -c "print(1e-3 / $copies)")
-trace() {   # NAME COPY RESPONDER
-  par step "$out/json/trace/$1.json" act owner prover trace --model-id $model_id --pool "$pool" --copy "$2" --responder "$3" --device "$device" --bound "$bound"
-}
-for ((j = 0; j < copies; j++)); do
-  trace "none-h$j" "$out/copies/h$j" greedy
-done
-for ((j = 0; j < attacked; j++)); do
-  trace "suppress-h$j" "$out/copies/h$j" "suppress:k=1,m=1"
+  trace "suppress-h$j" "$c" "suppress:k=1,m=1"
   for a in sft merge int4; do trace "$a-h$j" "$out/attacked/$a/h$j" greedy; done
   [ -z "$sft_strong" ] || trace "sft-strong-h$j" "$out/attacked/sft-strong/h$j" greedy
   trace "sft+suppress-h$j" "$out/attacked/sft/h$j" "suppress:k=1,m=1"
+}
+for ((j = 0; j < copies; j++)); do
+  if [ ! -s "$out/json/deliver/h$j.json" ]; then
+    say "delivering copy h$j ..."
+    rm -rf "$out/copies/h$j"
+    step "$out/json/deliver/h$j.json" act owner owner deliver --model-id $model_id --host "$(addr "h$j")" --pool "$pool" \
+      --allocation "tardos:$cutoff" --base "$base" --out "$out/copies/h$j" --device "$device"
+  fi
+  par copy_work "$j"
 done
+drain
+
 # Coalitions: PER_SIZE disjoint groups of each size c = 2, 3, 4 taken in turn from the copies (wrapping around), of the
 # plain copies and of their SFT-attacked versions (where attacked), under each strategy.
 say "coalitions ..."
@@ -249,7 +244,7 @@ for c in 2 3 4; do
       list=$(IFS=,; echo "${dirs[*]}")
       name="h$(IFS=-; echo "${members[*]}")"
       for rule in majority minority interleave refuse; do
-        trace "coalition-$variant-$rule-$name" "${dirs[0]}" "coalition:$rule:$list"
+        par trace "coalition-$variant-$rule-$name" "${dirs[0]}" "coalition:$rule:$list"
       done
     done
   done
