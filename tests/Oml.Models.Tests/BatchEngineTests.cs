@@ -381,9 +381,9 @@ public class BatchEngineTests
         var results = await Task.WhenAll(readers.Select(Drain));
         for (int i = 0; i < prompts.Length; i++) Assert.Equal([(expected[i], "length")], results[i].Select(t => (t.TokenId, t.FinishReason)));
         var c = engine.Counters;
-        // Prefilled together into the batch, as any requests; with nothing else running, their tokens come to the host
-        // at once and no decode step runs (it would compute tokens nobody asked for).
-        Assert.Equal((1, 12, 0, 0, 1), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows, c.HostSyncs));
+        // Prefilled together, as any requests; with nothing else running, their tokens come to the host at once: no
+        // batch cache is built for them and no decode step runs (it would compute tokens nobody asked for).
+        Assert.Equal((1, 12, 0, 0, 0, 1), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows, c.Rebuilds, c.HostSyncs));
         using var budgeted = new BatchEngine(model, new BatchEngineOptions { OneTokenPass = false, KvCacheBudgetBytes = KvCacheShape.Of(model).SequenceBytes(8) });
         Assert.Throws<ArgumentException>(() => budgeted.Submit(Enumerable.Range(0, 40).ToArray(), new SamplingParams { MaxTokens = 1 }, Ct));
     }
@@ -409,7 +409,7 @@ public class BatchEngineTests
         results = await Task.WhenAll(engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct).Select(Drain));
         for (int i = 0; i < prompts.Length; i++) Assert.Equal([(one[i], "length")], results[i].Select(t => (t.TokenId, t.FinishReason)));
         var after = engine.Counters;
-        Assert.Equal((2, 4, c.HostSyncs + 1), (after.Prefills, after.DecodeSteps, after.HostSyncs));
+        Assert.Equal((2, 4, c.Rebuilds, c.HostSyncs + 1), (after.Prefills, after.DecodeSteps, after.Rebuilds, after.HostSyncs));
 
         var last = await Drain(engine.Submit(prompts[3], new SamplingParams { MaxTokens = 3 }, Ct));
         Assert.Equal(Alone(model, prompts[3], 3), last.Select(t => t.TokenId));

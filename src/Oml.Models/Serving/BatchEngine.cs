@@ -368,30 +368,16 @@ public sealed class BatchEngine : IDisposable
                         fresh = Prefill(admitted, inPlace: false, out firstTokens);
                         Since(ref _prefillTicks, t0);
                     }
-
-                    // Rows that leave (finished, cancelled) and rows that join: rebuild the batch cache once, when it must be.
-                    var keep = new List<(Sequence Seq, KVCache Src, int Row)>();
-                    for (int i = 0; i < _rows.Count; i++)
-                        if (!_rows[i].Done) keep.Add((_rows[i], _cache!, i));
-                    for (int i = 0; i < admitted.Count; i++)
-                        if (!admitted[i].Done) keep.Add((admitted[i], fresh!, i));
-                    if (keep.Count == 0)
+                    if (firstTokens is not null && stayed == 0 && admitted.All(EndsWithPrefilledToken))
                     {
+                        // Nothing runs on and every new row ends with the token its prefill left on the device: no batch
+                        // cache to build; the decode brings those tokens to the host without a forward pass.
                         _rows.Clear();
+                        _rows.AddRange(admitted);
                         _cache?.Dispose();
                         _cache = null;
-                        return;
                     }
-                    // With KeepEndedRows, rows that ended stay in the cache as dead rows (decoded, their tokens ignored) until a
-                    // rebuild is due anyway: rows join that have no room, the cache is full, or the dead outnumber the live.
-                    if (admitted.Count > 0 || _cache!.Length >= _cache.Capacity || (_keepEnded ? ended > stayed : ended > 0))
-                    {
-                        long sources = Slots(_cache) + Slots(fresh);
-                        keep = SetAside(keep, sources);
-                        long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
-                        Rebuild(keep, [.. new[] { _cache, fresh }.OfType<KVCache>()], sources);
-                        Since(ref _rebuildTicks, t1);
-                    }
+                    else if (!Regroup(admitted, fresh, stayed, ended)) return;
                 }
             }
             catch (Exception e)
@@ -412,6 +398,36 @@ public sealed class BatchEngine : IDisposable
         {
             firstTokens?.Dispose();
         }
+    }
+
+    /// <summary>Rows that leave (finished, cancelled) and rows that join (<paramref name="admitted"/>, prefilled into
+    /// <paramref name="fresh"/>): rebuilds the batch cache once, when it must be. False when no row is left (the batch
+    /// and its cache are dropped).</summary>
+    private bool Regroup(List<Sequence> admitted, KVCache? fresh, int stayed, int ended)
+    {
+        var keep = new List<(Sequence Seq, KVCache Src, int Row)>();
+        for (int i = 0; i < _rows.Count; i++)
+            if (!_rows[i].Done) keep.Add((_rows[i], _cache!, i));
+        for (int i = 0; i < admitted.Count; i++)
+            if (!admitted[i].Done) keep.Add((admitted[i], fresh!, i));
+        if (keep.Count == 0)
+        {
+            _rows.Clear();
+            _cache?.Dispose();
+            _cache = null;
+            return false;
+        }
+        // With KeepEndedRows, rows that ended stay in the cache as dead rows (decoded, their tokens ignored) until a
+        // rebuild is due anyway: rows join that have no room, the cache is full, or the dead outnumber the live.
+        if (admitted.Count > 0 || _cache!.Length >= _cache.Capacity || (_keepEnded ? ended > stayed : ended > 0))
+        {
+            long sources = Slots(_cache) + Slots(fresh);
+            keep = SetAside(keep, sources);
+            long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
+            Rebuild(keep, [.. new[] { _cache, fresh }.OfType<KVCache>()], sources);
+            Since(ref _rebuildTicks, t1);
+        }
+        return true;
     }
 
     /// <summary>The columns a rebuild adds, where memory allows, for sequences that join later (<see cref="Rebuild"/>).</summary>
@@ -572,6 +588,10 @@ public sealed class BatchEngine : IDisposable
     }
 
     /// <summary>A new sequence that asks for one token, answered by a pass of its own (<see cref="BatchEngineOptions.OneTokenPass"/>).</summary>
+    /// <summary>Whether a row prefilled this step ends with the first token the prefill left on the device, whatever it
+    /// is (one token asked).</summary>
+    private static bool EndsWithPrefilledToken(Sequence s) => s.Unsampled >= 0 && s.P.MaxTokens == 1;
+
     private bool EndsAtFirstToken(Sequence s) => _oneTokenPass && s.Generated == 0 && s.P.MaxTokens == 1;
 
     /// <summary>The new prompts, left-padded to the longest (width): ids [n, width] and mask [n, <paramref name="columns"/>]
@@ -749,7 +769,7 @@ public sealed class BatchEngine : IDisposable
     /// it reaches the host, and their readers, with the step's tokens.</summary>
     private void Decode(Tensor? firstTokens)
     {
-        if (firstTokens is not null && _rows.All(s => s.Done || s.Cancelled || (s.Unsampled >= 0 && s.P.MaxTokens == 1)))
+        if (firstTokens is not null && _rows.All(s => s.Done || s.Cancelled || EndsWithPrefilledToken(s)))
         {
             // Every row left ends with the first token its prefill left on the device (one token asked of each, as
             // verification asks, and nothing else running): bring those to the host and skip the forward pass, which
