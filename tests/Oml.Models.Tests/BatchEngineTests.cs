@@ -365,7 +365,8 @@ public class BatchEngineTests
         for (int i = 0; i < prompts.Length; i++) Assert.Equal([(expected[i], "length")], results[i].Select(t => (t.TokenId, t.FinishReason)));
         var c = engine.Counters;
         Assert.Equal((1, 24, 0, 0, 0, 1), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows, c.Rebuilds, c.HostSyncs));
-        Assert.Equal(0, engine.Running);
+        // Running is updated by the decoder after the step that answered the last reader: wait for it.
+        Assert.True(SpinWait.SpinUntil(() => engine.Running == 0, TimeSpan.FromSeconds(10)), $"{engine.Running} still running");
     }
 
     [Fact]
@@ -413,7 +414,47 @@ public class BatchEngineTests
 
         var last = await Drain(engine.Submit(prompts[3], new SamplingParams { MaxTokens = 3 }, Ct));
         Assert.Equal(Alone(model, prompts[3], 3), last.Select(t => t.TokenId));
-        Assert.Equal(0, engine.Running);
+        // Running is updated by the decoder after the step that answered the last reader: wait for it.
+        Assert.True(SpinWait.SpinUntil(() => engine.Running == 0, TimeSpan.FromSeconds(10)), $"{engine.Running} still running");
+    }
+
+    [Fact]
+    public async Task A_first_token_that_is_a_stop_token_ends_its_row_when_no_decode_step_runs()
+    {
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        var prompts = ManyPrompts(4);
+        var one = prompts.Select(p => Alone(model, p, 1)[0]).ToList();
+        using var engine = new BatchEngine(model, new BatchEngineOptions { OneTokenPass = false });
+        var readers = engine.SubmitAll([.. prompts.Select((p, i) =>
+            ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1, StopTokenIds = i % 2 == 0 ? [one[i]] : [] }))], Ct);
+        var results = await Task.WhenAll(readers.Select(Drain));
+        for (int i = 0; i < prompts.Length; i++)
+            Assert.Equal([(one[i], i % 2 == 0 ? "stop" : "length")], results[i].Select(t => (t.TokenId, t.FinishReason)));
+        Assert.Equal(0, engine.Counters.DecodeSteps);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task One_token_batches_and_longer_requests_in_turn_give_the_tokens_each_gets_alone(bool keepEnded)
+    {
+        // A batch with a row that reports log-probabilities brings its tokens to the host in the prefill (none stay on
+        // the device); then batches of one-token rows, which skip the decode, alternate with longer requests, with ended
+        // rows dropped at once or kept as dead rows.
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        var prompts = ManyPrompts(6);
+        var one = prompts.Select(p => Alone(model, p, 1)[0]).ToList();
+        using var engine = new BatchEngine(model, new BatchEngineOptions { OneTokenPass = false, KeepEndedRows = keepEnded });
+        var r = await Task.WhenAll(engine.SubmitAll([.. prompts.Select((p, i) =>
+            ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1, TopLogprobs = i == 2 ? 1 : null }))], Ct).Select(Drain));
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal([(one[i], "length")], r[i].Select(t => (t.TokenId, t.FinishReason)));
+        for (int k = 0; k < 4; k++)
+        {
+            r = await Task.WhenAll(engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct).Select(Drain));
+            for (int i = 0; i < prompts.Length; i++) Assert.Equal([(one[i], "length")], r[i].Select(t => (t.TokenId, t.FinishReason)));
+            var longer = await Drain(engine.Submit(prompts[k], new SamplingParams { MaxTokens = 4 }, Ct));
+            Assert.Equal(Alone(model, prompts[k], 4), longer.Select(t => t.TokenId));
+        }
     }
 
     [Theory]

@@ -69,9 +69,10 @@ public sealed record BatchEngineOptions
     /// <summary>
     /// Whether requests that ask for one token are answered by a forward pass of their own, without a cache (never joining
     /// the batch, its rebuilds or its decode steps), or like any other request (a prefill into the batch, the token
-    /// fetched with the next decode step's, or at once, with no decode step, when no other row goes on). On the CPU the pass of their own halves the engine's time for one-token
-    /// verification; on an H100 it measured 40-90 ms a pass against about 10 ms for the same rows the other way
-    /// (docs/benchmarks.md, "One-token answers"), for a reason not yet found. Null (the default): on the CPU only.
+    /// fetched with the next decode step's, or at once, with no decode step and no batch cache, when no other row goes
+    /// on). On the CPU the pass of their own halves the engine's time for one-token verification; on an H100, with
+    /// inference kept off cuDNN's attention, both ways measured alike (docs/benchmarks.md, "cuDNN's attention plans").
+    /// Null (the default): on the CPU only.
     /// </summary>
     public bool? OneTokenPass { get; init; }
 }
@@ -587,11 +588,11 @@ public sealed class BatchEngine : IDisposable
         return [.. rows.Where(r => !aside.Contains(r.Seq))];
     }
 
-    /// <summary>A new sequence that asks for one token, answered by a pass of its own (<see cref="BatchEngineOptions.OneTokenPass"/>).</summary>
     /// <summary>Whether a row prefilled this step ends with the first token the prefill left on the device, whatever it
-    /// is (one token asked).</summary>
-    private static bool EndsWithPrefilledToken(Sequence s) => s.Unsampled >= 0 && s.P.MaxTokens == 1;
+    /// is (one token asked), or is cancelled and ends anyway.</summary>
+    private static bool EndsWithPrefilledToken(Sequence s) => s.Unsampled >= 0 && (s.P.MaxTokens == 1 || s.Cancelled);
 
+    /// <summary>A new sequence that asks for one token, answered by a pass of its own (<see cref="BatchEngineOptions.OneTokenPass"/>).</summary>
     private bool EndsAtFirstToken(Sequence s) => _oneTokenPass && s.Generated == 0 && s.P.MaxTokens == 1;
 
     /// <summary>The new prompts, left-padded to the longest (width): ids [n, width] and mask [n, <paramref name="columns"/>]
@@ -630,7 +631,7 @@ public sealed class BatchEngine : IDisposable
     /// sequence prefills its prompt and the tokens it had generated, and goes on with its pending token). When every
     /// new sequence is greedy without log-probabilities, their first tokens stay on the device as
     /// <paramref name="firstTokens"/> ([n] ids), the step's decode takes them from there, and they come to the host with
-    /// the decode's tokens: one wait for the device a step instead of two. <paramref name="inPlace"/>: the prompts go
+    /// the decode's tokens (or alone, when no row goes on): one wait for the device a step instead of two. <paramref name="inPlace"/>: the prompts go
     /// into the batch cache's spare rows after its running ones, right-aligned at its length (<see cref="JoinsInPlace"/>),
     /// and null is returned; else into a new cache of their own, returned.</summary>
     private KVCache? Prefill(List<Sequence> seqs, bool inPlace, out Tensor? firstTokens)
@@ -766,7 +767,8 @@ public sealed class BatchEngine : IDisposable
 
     /// <summary>One decode step: every row's pending token in, every row's next token out. Rows prefilled this step
     /// with their first token on the device (<paramref name="firstTokens"/>, <see cref="Prefill"/>) take it from there;
-    /// it reaches the host, and their readers, with the step's tokens.</summary>
+    /// it reaches the host, and their readers, with the step's tokens. When no row goes on past that token, only those
+    /// tokens are brought to the host: no forward pass, and the cache is not advanced.</summary>
     private void Decode(Tensor? firstTokens)
     {
         if (firstTokens is not null && _rows.All(s => s.Done || s.Cancelled || EndsWithPrefilledToken(s)))
