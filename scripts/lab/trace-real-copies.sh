@@ -226,6 +226,7 @@ drain
 # plain copies and of their SFT-attacked versions (where attacked), under each strategy.
 say "coalitions ..."
 next=0
+declare -A scheduled   # a group met again (few copies wrap around to the same members) is traced once
 for c in 2 3 4; do
   for ((g = 0; g < per_size; g++)); do
     members=()
@@ -243,6 +244,8 @@ for c in 2 3 4; do
       [ $ok = 1 ] || continue
       list=$(IFS=,; echo "${dirs[*]}")
       name="h$(IFS=-; echo "${members[*]}")"
+      [ -z "${scheduled[$variant-$name]:-}" ] || continue
+      scheduled[$variant-$name]=1
       for rule in majority minority interleave refuse; do
         par trace "coalition-$variant-$rule-$name" "${dirs[0]}" "coalition:$rule:$list"
       done

@@ -3,6 +3,14 @@
 # the device tool ships):
 #   scripts/gpu/issue13c/stage.sh DEST LAB_DATA
 # The copying is scripts/gpu/stage-session.sh's (the device command: bash .gpu/t/call.sh 560, carry [".gpu/t"]); the
-# repository's own scripts/lab/trace-real-copies.sh runs from the shipped checkout.
+# repository's own scripts/lab/trace-real-copies.sh runs from the shipped checkout. POOL=512 (or 1024) in the call's
+# environment for more positions; each delivery embeds about half the pool into the base.
+# The CPU rehearsal that ran (2026-12-07, 15 min on the shared 2-core machine): W=/tmp/w13c-cpu prepared by hand with
+# W/lab-app/oml (a wrapper running a local Release build), W/artifacts/lab/tokenizer, a 2 MB corpus/train.txt, 0.5 MB
+# heldout.txt and 100 instructions (instructions/instr-small.json); then CPU_SHIM=/dev/null DEV=cpu POOL=16 COPIES=4
+# JOBS=2 STEPS=20 SLOTS=2 INSTR=artifacts/lab/instructions/instr-small.json SFT_EXTRA="--epochs 1 --batch-size 8"
+# SFT_STRONG=20@1e-3 BASE_ARGS='--hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 176 --batch-size 4
+# --context 64 --dtype float32 --eval-every 10' REPO=DEST G=.gpu/t W=/tmp/w13c-cpu bash DEST/.gpu/t/drive.sh
+# (it found the coalition race fixed in trace-real-copies.sh: with 4 copies two groups of 4 are the same hosts).
 set -euo pipefail
 exec "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../stage-session.sh" "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" t "${1:?DEST}" "${2:?LAB_DATA}"
