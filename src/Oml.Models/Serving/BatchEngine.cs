@@ -631,9 +631,9 @@ public sealed class BatchEngine : IDisposable
     /// sequence prefills its prompt and the tokens it had generated, and goes on with its pending token). When every
     /// new sequence is greedy without log-probabilities, their first tokens stay on the device as
     /// <paramref name="firstTokens"/> ([n] ids), the step's decode takes them from there, and they come to the host with
-    /// the decode's tokens (or alone, when no row goes on): one wait for the device a step instead of two. <paramref name="inPlace"/>: the prompts go
-    /// into the batch cache's spare rows after its running ones, right-aligned at its length (<see cref="JoinsInPlace"/>),
-    /// and null is returned; else into a new cache of their own, returned.</summary>
+    /// the decode's tokens (or alone, when no row goes on): one wait for the device a step instead of two.
+    /// <paramref name="inPlace"/>: the prompts go into the batch cache's spare rows after its running ones, right-aligned
+    /// at its length (<see cref="JoinsInPlace"/>), and null is returned; else into a new cache of their own, returned.</summary>
     private KVCache? Prefill(List<Sequence> seqs, bool inPlace, out Tensor? firstTokens)
     {
         firstTokens = null;
@@ -777,11 +777,8 @@ public sealed class BatchEngine : IDisposable
             // verification asks, and nothing else running): bring those to the host and skip the forward pass, which
             // would only compute tokens nobody asked for. The cache is not advanced; the rows end, and the next step
             // drops them.
-            var host = firstTokens.ToArray<long>();
             Interlocked.Increment(ref _hostSyncs);
-            var first = _rows.Where(s => s.Unsampled >= 0).ToList();
-            Sample(first, new StepLogits([.. first.Select(s => host[s.Unsampled])], null, [.. first.Select(_ => -1)], _model.Config.VocabSize));
-            foreach (var s in first) s.Unsampled = -1;
+            SampleFirstTokens(firstTokens.ToArray<long>());
             foreach (var s in _rows) if (!s.Done && s.Cancelled) s.Finish();
             return;
         }
@@ -830,15 +827,19 @@ public sealed class BatchEngine : IDisposable
         Interlocked.Add(ref _decodedRows, b);
         Interlocked.Add(ref _hostSyncs, logits.Syncs);
         foreach (var s in _rows) s.Cached++;
-        if (firstHost is not null)
-        {
-            // The first tokens first: a row that ends with it (a stop token, one token asked) ignores the decode's.
-            var rows = _rows.Where(s => s.Unsampled >= 0).ToList();
-            Sample(rows, new StepLogits([.. rows.Select(s => firstHost[s.Unsampled])], null, [.. rows.Select(_ => -1)], logits.Vocab));
-            foreach (var s in rows) s.Unsampled = -1;
-        }
+        // The first tokens first: a row that ends with it (a stop token, one token asked) ignores the decode's.
+        if (firstHost is not null) SampleFirstTokens(firstHost);
         Sample(_rows, logits);
         Stepped?.Invoke(live);
+    }
+
+    /// <summary>Hands each row prefilled this step the first token its prefill chose (<paramref name="firstHost"/>, the
+    /// prefill's argmax brought to the host, indexed by the row's <see cref="Sequence.Unsampled"/>).</summary>
+    private void SampleFirstTokens(long[] firstHost)
+    {
+        var rows = _rows.Where(s => s.Unsampled >= 0).ToList();
+        Sample(rows, new StepLogits([.. rows.Select(s => firstHost[s.Unsampled])], null, [.. rows.Select(_ => -1)], _model.Config.VocabSize));
+        foreach (var s in rows) s.Unsampled = -1;
     }
 
     /// <summary>What the host gets of a step's logits: every row's argmax (when a row takes its token from it) and the
