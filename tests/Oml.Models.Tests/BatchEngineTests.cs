@@ -269,6 +269,14 @@ public class BatchEngineTests
     }
 
     /// <summary>Prompts of 1 to 16 tokens, all different, for tests that queue many at once.</summary>
+    /// <summary>Asks one token for every prompt, all queued together, and checks each answer is its expected token,
+    /// ended by the length limit.</summary>
+    private static async Task AssertOneTokenEach(BatchEngine engine, int[][] prompts, IReadOnlyList<int> expected)
+    {
+        var results = await Task.WhenAll(engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct).Select(Drain));
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal([(expected[i], "length")], results[i].Select(t => (t.TokenId, t.FinishReason)));
+    }
+
     private static int[][] ManyPrompts(int count) =>
         [.. Enumerable.Range(0, count).Select(i => Enumerable.Range(0, 1 + i % 16).Select(j => (i * 37 + j * 11 + 3) % 500).ToArray())];
 
@@ -360,9 +368,7 @@ public class BatchEngineTests
             : ManyPrompts(24);
         var expected = prompts.Select(p => Alone(model, p, 1)[0]).ToList();
         using var engine = new BatchEngine(model);
-        var readers = engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct);
-        var results = await Task.WhenAll(readers.Select(Drain));
-        for (int i = 0; i < prompts.Length; i++) Assert.Equal([(expected[i], "length")], results[i].Select(t => (t.TokenId, t.FinishReason)));
+        await AssertOneTokenEach(engine, prompts, expected);
         var c = engine.Counters;
         Assert.Equal((1, 24, 0, 0, 0, 1), (c.Prefills, c.PrefilledRows, c.DecodeSteps, c.DecodedRows, c.Rebuilds, c.HostSyncs));
         // Running is updated by the decoder after the step that answered the last reader: wait for it.
@@ -373,14 +379,12 @@ public class BatchEngineTests
     public async Task Without_the_one_token_pass_one_token_requests_join_the_batch_and_give_the_same_tokens()
     {
         // OneTokenPass = false (the default on a CUDA device): one-token requests are prefilled into the batch like any
-        // other and their tokens come back with the next decode step's; the same tokens, and a cache budget again.
+        // other; the same tokens, and a cache budget again.
         using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
         var prompts = ManyPrompts(12);
         var expected = prompts.Select(p => Alone(model, p, 1)[0]).ToList();
         using var engine = new BatchEngine(model, new BatchEngineOptions { OneTokenPass = false });
-        var readers = engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct);
-        var results = await Task.WhenAll(readers.Select(Drain));
-        for (int i = 0; i < prompts.Length; i++) Assert.Equal([(expected[i], "length")], results[i].Select(t => (t.TokenId, t.FinishReason)));
+        await AssertOneTokenEach(engine, prompts, expected);
         var c = engine.Counters;
         // Prefilled together, as any requests; with nothing else running, their tokens come to the host at once: no
         // batch cache is built for them and no decode step runs (it would compute tokens nobody asked for).
@@ -407,8 +411,7 @@ public class BatchEngineTests
         var c = engine.Counters;
         Assert.Equal((1, 7, 4), (c.Prefills, c.PrefilledRows, c.DecodeSteps));   // the long request's 4 tokens after its first
 
-        results = await Task.WhenAll(engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct).Select(Drain));
-        for (int i = 0; i < prompts.Length; i++) Assert.Equal([(one[i], "length")], results[i].Select(t => (t.TokenId, t.FinishReason)));
+        await AssertOneTokenEach(engine, prompts, one);
         var after = engine.Counters;
         Assert.Equal((2, 4, c.Rebuilds, c.HostSyncs + 1), (after.Prefills, after.DecodeSteps, after.Rebuilds, after.HostSyncs));
 
@@ -450,8 +453,7 @@ public class BatchEngineTests
         for (int i = 0; i < prompts.Length; i++) Assert.Equal([(one[i], "length")], r[i].Select(t => (t.TokenId, t.FinishReason)));
         for (int k = 0; k < 4; k++)
         {
-            r = await Task.WhenAll(engine.SubmitAll([.. prompts.Select(p => ((IReadOnlyList<int>)p, new SamplingParams { MaxTokens = 1 }))], Ct).Select(Drain));
-            for (int i = 0; i < prompts.Length; i++) Assert.Equal([(one[i], "length")], r[i].Select(t => (t.TokenId, t.FinishReason)));
+            await AssertOneTokenEach(engine, prompts, one);
             var longer = await Drain(engine.Submit(prompts[k], new SamplingParams { MaxTokens = 4 }, Ct));
             Assert.Equal(Alone(model, prompts[k], 4), longer.Select(t => t.TokenId));
         }
