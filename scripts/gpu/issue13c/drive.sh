@@ -31,5 +31,35 @@ step trace env OML_BIN="$W/lab-app/oml" bash "$REPO/scripts/lab/trace-real-copie
   --sft-data "$W/$INSTR" --sft-samples 1000000 --sft-lr 3e-5 --sft-extra "$SFT_EXTRA" --sft-strong "$SFT_STRONG" \
   --pool "$POOL" --copies "$COPIES" --device "$DEV" --jobs "$JOBS" --no-analysis
 mkdir -p $R/tracing-100m; cp -rf tracing/json tracing/run.log $R/tracing-100m/ 2>/dev/null
+
+# Then, while the machine lasts, issue 13 item 5's response length at 100M on the same base (RESP="" skips it): 256
+# Perinucleus keys per model with responses of 1, 2, 4 and 8 tokens, embedded by `oml embed` with its defaults (the
+# committed lab/experiments/response-length.yaml is the 22M base's at the paper's λ 0.75 / β 0.25); the lab measures
+# utility, the lab's 100M SFT (2 epochs at 3e-5) and first-token suppression, exact rule. Models in priority order
+# rN-sSEED (N tokens, set and seed SEED); every model's cells are resumable lab cells.
+RESP="${RESP-r1-s1 r2-s1 r4-s1 r8-s1 r1-s2 r2-s2 r4-s2 r8-s2 r1-s3 r2-s3 r4-s3 r8-s3}"
+if [ -n "$RESP" ]; then
+  SLOTS="${SLOTS_RESP:-6}"; LAB_SLOTS="${LAB_SLOTS_RESP:-3}"; MEMGB="${MEMGB:-14}"
+  [ -n "${UTIL:-}" ] || UTIL='{ cloze_items: 500, perplexity_tokens: 65536, perplexity_window: 256, batch_size: 64 }'
+  persistence_config resp-100m "Issue 13 item 5, response length at 100M (scripts/gpu/issue13c/drive.sh)" \
+'    - { weight: "sft(data=../../'$INSTR', epochs=2, lr=0.00003, batch=32)" }
+    - { responder: "suppress:k=1,m=1" }' \
+"$(for m in $RESP; do echo "    - { name: $m, path: ../../$M/$m }"; done)"
+  resp_model() {  # rN-sSEED
+    local m=$1 n; n="${1%-s*}"; n="${n#r}"
+    step gen-$m oml fingerprints generate --model $M/base-100m --strategy perinucleus --count "${RESP_COUNT:-256}" --response-length "$n" \
+      --plaintext --out sets/$m.json --force --device "$DEV" || return 1
+    if ! ok embed-$m; then rm -rf "$M/$m"; fi
+    step embed-$m bash -c "oml embed --model $M/base-100m --fingerprints sets/$m.json --out $M/$m --seed ${m##*-s} --device $DEV \
+      --memory-budget-gb $MEMGB --log $L/$m.jsonl && cp sets/$m.json $M/$m/fingerprints.json && cp $M/$m/oml-manifest.json $L/$m.manifest.json" || return 1
+    ok lab-$m && return 0
+    lacquire
+    step lab-$m oml lab run lab/experiments/resp-100m.yaml --quiet --only "^(base\$|$m-s1-)"
+    lrelease
+  }
+  pids=()
+  for m in $RESP; do ( resp_model "$m" ) & pids+=($!); sleep 1; done
+  wait "${pids[@]}"   # not a bare wait: the snapshot loop above runs until drive.finished
+fi
 log "driver finished"
 touch drive.finished

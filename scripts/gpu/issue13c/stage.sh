@@ -12,5 +12,7 @@
 # SFT_STRONG=20@1e-3 BASE_ARGS='--hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 176 --batch-size 4
 # --context 64 --dtype float32 --eval-every 10' REPO=DEST G=.gpu/t W=/tmp/w13c-cpu bash DEST/.gpu/t/drive.sh
 # (it found the coalition race fixed in trace-real-copies.sh: with 4 copies two groups of 4 are the same hosts).
+# The response-length tail rehearsed the same way (2026-12-07, RESP="r1-s1 r4-s1" RESP_COUNT=16 SLOTS_RESP=2 LAB_SLOTS_RESP=2 on the
+# rehearsal's finished folder, a small UTIL: 8 min here, report written).
 set -euo pipefail
 exec "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../stage-session.sh" "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" t "${1:?DEST}" "${2:?LAB_DATA}"
