@@ -22,6 +22,7 @@ library Param {
 interface IOmlProtocol {
     function param(uint8 id) external view returns (uint256);
     function validateParameter(uint8 id, uint256 value) external pure;
+    function validateChange(uint8 id, uint256 value) external pure;
     function setParameter(uint8 id, uint256 value) external;
     function domainSeparator() external view returns (bytes32);
     function permitHash(address user, bytes32 modelKey, address host, bytes32 queryHash, uint256 nonce, uint256 expiry, uint256 fee)

@@ -3,6 +3,7 @@ pragma solidity ^0.8.30;
 
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IOmlProtocol, IOmlClaimsView, Param} from "./IOmlProtocol.sol";
 import {OmlMerkle} from "./OmlMerkle.sol";
 
@@ -14,7 +15,8 @@ contract OmlClaims is IOmlClaimsView {
     bytes32 public constant RECEIPT_TYPEHASH = keccak256(
         "Receipt(address host,string modelId,bytes32 permitHash,bytes32 queryHash,bytes32 responseHash,uint256 time)");
 
-    enum Status { None, Committed, Revealed, Rebutted, Slashed, Refunded }
+    /// @dev Voided: revealed, then displaced by a claim committed earlier that holds one of its receipts (bond returned).
+    enum Status { None, Committed, Revealed, Rebutted, Slashed, Refunded, Voided }
 
     struct Claim {
         address prover;
@@ -66,8 +68,16 @@ contract OmlClaims is IOmlClaimsView {
     /// @dev _claimByCommitment[prover][commitment] = claimId + 1 (0: that prover never committed it). Keyed by the
     ///      prover as well, so that a copy of a commitment sent by someone else blocks nothing.
     mapping(address => mapping(bytes32 => uint256)) private _claimByCommitment;
-    /// @notice spent[modelKey][keccak256(salt ‖ key)]: fingerprints already revealed (for every copy holding them).
+    /// @notice spent[modelKey][keccak256(salt ‖ key)]: fingerprints revealed in a claim, public from then on (for
+    ///         every copy holding them). A record, not a bar: what a claim proves is the host's signed receipt, and a
+    ///         receipt backs one claim (below). Barring a revealed fingerprint let whoever revealed first take it: a
+    ///         violating host that saw an honest reveal pending could reveal a claim of its own puppet on the same
+    ///         fingerprint with a decoy receipt, rebut that, and leave the honest claim unrevealable.
     mapping(bytes32 => mapping(bytes32 => bool)) public spent;
+    /// @dev _receiptClaim[receiptHash] = claimId + 1 of the claim that holds that receipt (0: none). The claim committed
+    ///      first (commit time, then claim id) holds it: a later-committed claim that revealed it first is voided when
+    ///      the earlier one reveals, so evidence copied from a pending reveal can never be taken from its prover.
+    mapping(bytes32 => uint256) private _receiptClaim;
     /// @notice Revealed claims against (model, host) not yet rebutted or settled: while any is open, the host's
     ///         collateral cannot be released.
     mapping(bytes32 => mapping(address => uint256)) public openClaimsAgainst;
@@ -79,6 +89,7 @@ contract OmlClaims is IOmlClaimsView {
     event ClaimRebutted(uint256 indexed claimId, address indexed host);
     event ClaimSlashed(uint256 indexed claimId, uint256 slashed, bool capped);
     event ClaimRefunded(uint256 indexed claimId, address indexed prover, uint256 bond);
+    event ClaimVoided(uint256 indexed claimId, uint256 indexed byClaimId, bytes32 receiptHash);
 
     error BondTooLow(uint256 bond, uint256 minBond);
     error DuplicateCommitment(address prover, bytes32 commitment);
@@ -95,7 +106,7 @@ contract OmlClaims is IOmlClaimsView {
     error NoEvidence();
     error InvalidProof(uint256 item);
     error MalformedLeaf(uint256 item);
-    error FingerprintAlreadySpent(uint256 item, bytes32 fingerprintId);
+    error ReceiptAlreadyClaimed(uint256 item, bytes32 receiptHash, uint256 claimId);
     error BadReceiptSignature(uint256 item, address recovered);
     error AnswerMismatch(uint256 item);
     error UsagePermitted(uint256 item, bytes32 permitHash);
@@ -143,6 +154,13 @@ contract OmlClaims is IOmlClaimsView {
         return _items[claimId];
     }
 
+    /// @notice The claim that holds a receipt as evidence, if any (a voided claim holds nothing).
+    function receiptClaimOf(bytes32 receiptHash) external view returns (bool found, uint256 claimId) {
+        uint256 v = _receiptClaim[receiptHash];
+        if (v == 0 || _claims[v - 1].status == Status.Voided) return (false, 0);
+        return (true, v - 1);
+    }
+
     /// @notice Locks `bond` (approve OmlProtocol first) behind a hidden claim. A prover commits a commitment once, ever;
     ///         the same bytes from another sender are that sender's own (unrevealable) claim.
     function commitClaim(bytes32 commitment, uint256 bond) external returns (uint256 claimId) {
@@ -159,8 +177,9 @@ contract OmlClaims is IOmlClaimsView {
     }
 
     /// @notice Reveals a committed claim, at least one second after the commitment and within RevealWindowSeconds.
-    ///         Every item must prove a fingerprint of this host's delivered subset, unspent, answered as its response,
-    ///         under a receipt signed by the host that names no settled permit.
+    ///         Every item must prove a fingerprint of this host's delivered subset, answered as its response, under a
+    ///         receipt signed by the host that names no settled permit and that no claim committed earlier holds (a
+    ///         later-committed claim that holds it, still open, is voided and its bond returned).
     function revealClaim(uint256 claimId, string calldata modelId, address host, bytes32 salt, EvidenceItem[] calldata items)
         external {
         Claim storage c = _claimOf(claimId);
@@ -186,7 +205,6 @@ contract OmlClaims is IOmlClaimsView {
             if (!OmlMerkle.verify(root, count, e.leafIndex, OmlMerkle.leafHash(e.leaf), e.proof)) revert InvalidProof(i);
             (bool ok, bytes32 fingerprintId, bytes32 queryHash, bool matched) = OmlMerkle.parseLeaf(e.leaf, e.leafIndex, e.answer);
             if (!ok) revert MalformedLeaf(i);
-            if (spent[modelKey][fingerprintId]) revert FingerprintAlreadySpent(i, fingerprintId);
             spent[modelKey][fingerprintId] = true;
             emit FingerprintSpent(modelKey, fingerprintId);
             bytes32 receiptHash = MessageHashUtils.toTypedDataHash(domain, keccak256(abi.encode(RECEIPT_TYPEHASH, host,
@@ -196,6 +214,7 @@ contract OmlClaims is IOmlClaimsView {
             if (!matched) revert AnswerMismatch(i);
             if (e.permitHash != bytes32(0) && protocol.settledBy(e.permitHash) != address(0))
                 revert UsagePermitted(i, e.permitHash);
+            _takeReceipt(claimId, c, i, receiptHash);
             kept.push(Item(receiptHash, queryHash, e.permitHash));
         }
         c.status = Status.Revealed;
@@ -204,7 +223,7 @@ contract OmlClaims is IOmlClaimsView {
         c.evidenceHash = evidenceHash;
         c.revealedAt = uint64(block.timestamp);
         uint256 deadline = block.timestamp + protocol.param(Param.RebutWindowSeconds);
-        c.rebutDeadline = uint64(deadline);
+        c.rebutDeadline = SafeCast.toUint64(deadline);
         openClaimsAgainst[modelKey][host] += 1;
         emit ClaimRevealed(claimId, modelKey, host, evidenceHash, items.length, deadline);
     }
@@ -255,6 +274,26 @@ contract OmlClaims is IOmlClaimsView {
         } else {
             revert WrongClaimStatus(claimId, c.status);
         }
+    }
+
+    /// @dev Gives `receiptHash` to claim `claimId` (being revealed), or reverts when a claim committed before it holds
+    ///      it (or one already settled: the host answered for that receipt once). A later-committed holder still open
+    ///      is voided: it leaves the host's open claims and its bond goes back to its prover.
+    function _takeReceipt(uint256 claimId, Claim storage c, uint256 item, bytes32 receiptHash) private {
+        uint256 held = _receiptClaim[receiptHash];
+        if (held != 0) {
+            uint256 otherId = held - 1;
+            Claim storage o = _claims[otherId];
+            if (o.status != Status.Voided) {
+                bool first = c.committedAt < o.committedAt || (c.committedAt == o.committedAt && claimId < otherId);
+                if (otherId == claimId || !first || o.status != Status.Revealed) revert ReceiptAlreadyClaimed(item, receiptHash, otherId);
+                o.status = Status.Voided;
+                openClaimsAgainst[o.modelKey][o.host] -= 1;
+                emit ClaimVoided(otherId, claimId, receiptHash);
+                protocol.releaseBond(o.prover, o.bond);
+            }
+        }
+        _receiptClaim[receiptHash] = claimId + 1;
     }
 
     function _claimOf(uint256 claimId) private view returns (Claim storage) {

@@ -5,6 +5,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IOmlProtocol, Param} from "./IOmlProtocol.sol";
 
 /// @title OmlGovernance: parameter changes decided by tokens staked for governance.
@@ -111,7 +112,7 @@ contract OmlGovernance is ReentrancyGuard {
         emit Unstaked(msg.sender, amount, s - amount);
     }
 
-    /// @notice Proposes setting parameters `ids` to `values` (each validated now).
+    /// @notice Proposes setting parameters `ids` to `values` (each validated now: OmlProtocol.validateChange).
     function propose(uint8[] calldata ids, uint256[] calldata values, string calldata description)
         external returns (uint256 proposalId) {
         uint256 s = stakeOf(msg.sender);
@@ -120,7 +121,7 @@ contract OmlGovernance is ReentrancyGuard {
         if (ids.length == 0 || ids.length != values.length || ids.length > MAX_CHANGES) revert InvalidChanges();
         for (uint256 i = 0; i < ids.length; i++) {
             if (ids[i] >= Param.Count) revert InvalidChanges();
-            protocol.validateParameter(ids[i], values[i]);
+            protocol.validateChange(ids[i], values[i]);
         }
         uint48 snapshot = uint48(block.number - 1);
         uint256 ends = block.timestamp + protocol.param(Param.VotingWindowSeconds);
@@ -129,7 +130,7 @@ contract OmlGovernance is ReentrancyGuard {
         Proposal storage p = _proposals.push();
         p.proposer = msg.sender;
         p.snapshotBlock = snapshot;
-        p.votingEnds = uint64(ends);
+        p.votingEnds = SafeCast.toUint64(ends);
         p.totalStake = total;
         p.ids = ids;
         p.values = values;

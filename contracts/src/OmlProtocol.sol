@@ -29,6 +29,15 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     uint256 public constant MAX_PARENTS = 8;
     /// @notice The most models a cycle check may visit when a parent is declared (bounds its gas).
     uint256 public constant MAX_ANCESTRY = 64;
+    /// @notice The most models one fee split visits. A model's ancestry can grow after its parent was declared (the
+    ///         parent's owner may declare parents of its own), so the split bounds itself: once it has visited this many
+    ///         models, a model's revenue stays with its owner instead of going further up. Without the bound, a parent's
+    ///         owner could grow a chain above it until every usage commit of the child ran out of gas or stack.
+    uint256 public constant MAX_SPLIT_VISITS = 64;
+    /// @notice The longest window, delay or epoch a parameter may set: one year. An unbounded one let a single proposal
+    ///         freeze the protocol (a rebut deadline or voting end past 2^64 wrapped into the past; a refund delay or
+    ///         voting window of centuries locked escrows and stakes).
+    uint256 public constant MAX_WINDOW_SECONDS = 365 days;
 
     /// @notice Why a permit in a usage batch was skipped instead of settled.
     enum SkipReason { None, BadSignature, Expired, Replayed, FeeTooLow, Unfunded }
@@ -112,9 +121,11 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     mapping(address => mapping(address => uint256)) public refundRequestedAt;
     /// @notice Pull-based credits: fees, rewards, returned bonds.
     mapping(address => uint256) public credits;
-    /// @notice The host that settled a permit (by its EIP-712 hash); zero if never settled.
+    /// @notice The host that settled a permit (by its EIP-712 hash); zero if never settled. A permit settles once:
+    ///         this is the replay guard. (A user-wide nonce was one before, and let a user, or an owner posing as one,
+    ///         burn the nonce of a permit a host had already served by settling another permit elsewhere: the served one
+    ///         was then skipped, and its receipt, naming an unsettled permit, became evidence against an honest host.)
     mapping(bytes32 => address) public settledBy;
-    mapping(address => mapping(uint256 => bool)) public permitNonceUsed;
     /// @notice The next nonce of a parent owner's ParentConsent signature.
     mapping(address => uint256) public consentNonce;
     /// @notice Claim bonds held (locked) for the claims contract.
@@ -155,6 +166,7 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     error NotClaims(address caller);
     error NotGovernance(address caller);
     error InvalidParameter(uint8 id, uint256 value);
+    error ParameterFixed(uint8 id);
     error InvalidModelId();
     error ModelExists(bytes32 modelKey);
     error UnknownModel(bytes32 modelKey);
@@ -231,20 +243,29 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     }
 
     /// @notice Reverts with InvalidParameter unless value is allowed for parameter id: basis points in [0, 10000]
-    ///         (QuorumBps at least 1), windows and the epoch at least one second.
+    ///         (QuorumBps at least 1), windows, delays and the epoch from one second to MAX_WINDOW_SECONDS.
     function validateParameter(uint8 id, uint256 value) public pure {
         bool ok;
         if (id == Param.HostFeeShareBps || id == Param.SlashFractionBps || id == Param.ProverRewardBps) ok = value <= 10_000;
         else if (id == Param.QuorumBps) ok = value >= 1 && value <= 10_000;
         else if (id == Param.RevealWindowSeconds || id == Param.RebutWindowSeconds || id == Param.EpochSeconds
-            || id == Param.VotingWindowSeconds || id == Param.RefundDelaySeconds) ok = value >= 1 && value <= type(uint64).max;
+            || id == Param.VotingWindowSeconds || id == Param.RefundDelaySeconds) ok = value >= 1 && value <= MAX_WINDOW_SECONDS;
         else if (id == Param.MinBond || id == Param.MinCollateral || id == Param.ProposalThreshold) ok = value <= type(uint128).max;
         if (!ok) revert InvalidParameter(id, value);
     }
 
+    /// @notice What governance may set: validateParameter's ranges, and never EpochSeconds. Usage is committed per
+    ///         epoch number and epochs are numbered from genesis, so a new epoch length would renumber the past and
+    ///         could leave a host unable to commit (its next epoch number already used, or not yet started) until its
+    ///         permits expired unsettled.
+    function validateChange(uint8 id, uint256 value) public pure {
+        if (id == Param.EpochSeconds) revert ParameterFixed(id);
+        validateParameter(id, value);
+    }
+
     function setParameter(uint8 id, uint256 value) external {
         if (msg.sender != governance) revert NotGovernance(msg.sender);
-        validateParameter(id, value);
+        validateChange(id, value);
         emit ParameterChanged(id, _params[id], value);
         _params[id] = value;
     }
@@ -553,11 +574,14 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
             hostTotal += hostCut;
         }
         if (hostTotal > 0) credits[msg.sender] += hostTotal;
+        // The owner revenue of the whole batch is split along the family tree once (its gas does not grow with the
+        // number of permits times the tree, and floors are taken once per batch, not once per permit).
+        _split(modelKey, total - hostTotal, 0);
         emit UsageCommitted(modelKey, msg.sender, epoch, receiptsRoot, receiptCount, settled, permits.length - settled, total);
     }
 
     /// @dev Settles one permit of the sender's batch, or skips it with its reason. Returns the fee charged (0 if
-    ///      skipped) and the host's cut of it; false when skipped.
+    ///      skipped) and the host's cut of it; false when skipped. The owner revenue is split by the caller.
     function _settle(bytes32 modelKey, uint256 price, SignedPermit calldata p) private returns (bool, uint256, uint256) {
         bytes32 h = permitHash(p.user, modelKey, msg.sender, p.queryHash, p.nonce, p.expiry, p.fee);
         SkipReason why = _check(p, h, price);
@@ -566,10 +590,8 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
             return (false, 0, 0);
         }
         escrow[p.user][msg.sender] -= p.fee;
-        permitNonceUsed[p.user][p.nonce] = true;
         settledBy[h] = msg.sender;
         uint256 hostCut = p.fee * _params[Param.HostFeeShareBps] / 10_000;
-        _split(modelKey, p.fee - hostCut, 0);
         emit PermitSettled(h, p.user, msg.sender, p.nonce, p.fee);
         return (true, p.fee, hostCut);
     }
@@ -578,55 +600,62 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(h, p.signature);
         if (err != ECDSA.RecoverError.NoError || signer != p.user || signer == address(0)) return SkipReason.BadSignature;
         if (p.expiry < block.timestamp) return SkipReason.Expired;
-        if (permitNonceUsed[p.user][p.nonce]) return SkipReason.Replayed;
+        if (settledBy[h] != address(0)) return SkipReason.Replayed;
         if (p.fee < price) return SkipReason.FeeTooLow;
         if (escrow[p.user][msg.sender] < p.fee) return SkipReason.Unfunded;
         return SkipReason.None;
     }
 
     /// @dev Each declared parent gets its share (floor) of `amount`, split again among its own parents; the rest goes
-    ///      to the model's current owner. Depth is bounded because declareParent refuses cycles.
-    function _split(bytes32 key, uint256 amount, uint256 depth) private {
-        if (amount == 0) return;
+    ///      to the model's current owner. At most MAX_SPLIT_VISITS models get a part (a zero part visits nothing):
+    ///      after that, parents not yet visited get nothing and their shares stay with the model being split.
+    ///      Returns the number of models visited so far. Mirrored by Oml.Protocol's FeeSplit.
+    function _split(bytes32 key, uint256 amount, uint256 visited) private returns (uint256) {
+        if (amount == 0) return visited;
+        visited++;
         ParentEdge[] storage edges = _parents[key];
         uint256 rest = amount;
-        for (uint256 i = 0; i < edges.length; i++) {
+        for (uint256 i = 0; i < edges.length && visited < MAX_SPLIT_VISITS; i++) {
             uint256 part = amount * edges[i].shareBps / 10_000;
             rest -= part;
-            _split(edges[i].model, part, depth + 1);
+            visited = _split(edges[i].model, part, visited);
         }
         credits[_models[key].owner] += rest;
+        return visited;
     }
 
-    /// @notice What a fee split would credit, for off-chain checks: (accounts, amounts) in visiting order, the
-    ///         host's cut first.
+    /// @notice What the split of one fee would credit, for off-chain checks: (accounts, amounts) in crediting order,
+    ///         the host's cut first, then one entry per model visited (as _split; a usage batch splits its owner
+    ///         revenue once, so a batch's floors may differ from the sum of its fees' previews).
     function previewSplit(bytes32 modelKey, address host, uint256 fee)
         external view returns (address[] memory accounts, uint256[] memory amounts) {
-        accounts = new address[](MAX_ANCESTRY + 1);
-        amounts = new uint256[](MAX_ANCESTRY + 1);
+        accounts = new address[](MAX_SPLIT_VISITS + 1);
+        amounts = new uint256[](MAX_SPLIT_VISITS + 1);
         uint256 hostCut = fee * _params[Param.HostFeeShareBps] / 10_000;
         accounts[0] = host;
         amounts[0] = hostCut;
-        uint256 n = _previewSplit(modelKey, fee - hostCut, accounts, amounts, 1);
+        uint256 n = 1;
+        if (fee - hostCut > 0) (, n) = _previewSplit(modelKey, fee - hostCut, accounts, amounts, 0, 1);
         assembly ("memory-safe") {
             mstore(accounts, n)
             mstore(amounts, n)
         }
     }
 
-    function _previewSplit(bytes32 key, uint256 amount, address[] memory accounts, uint256[] memory amounts, uint256 n)
-        private view returns (uint256) {
+    function _previewSplit(bytes32 key, uint256 amount, address[] memory accounts, uint256[] memory amounts,
+        uint256 visited, uint256 n) private view returns (uint256, uint256) {
+        if (amount == 0) return (visited, n);
+        visited++;
         ParentEdge[] storage edges = _parents[key];
         uint256 rest = amount;
-        for (uint256 i = 0; i < edges.length; i++) {
+        for (uint256 i = 0; i < edges.length && visited < MAX_SPLIT_VISITS; i++) {
             uint256 part = amount * edges[i].shareBps / 10_000;
             rest -= part;
-            n = _previewSplit(edges[i].model, part, accounts, amounts, n);
+            (visited, n) = _previewSplit(edges[i].model, part, accounts, amounts, visited, n);
         }
-        if (n == accounts.length) revert FamilyTreeTooLarge();
         accounts[n] = _models[key].owner;
         amounts[n] = rest;
-        return n + 1;
+        return (visited, n + 1);
     }
 
     function usageOf(bytes32 modelKey, address host, uint256 epoch)

@@ -176,22 +176,6 @@ public sealed class ChainProjector
         a.Withdrawable = checked(a.Withdrawable + amount);
     }
 
-    /// <summary>The same split as OmlProtocol._split and Rules.SplitRevenue: floors per parent, recursively, the rest to the current owner.</summary>
-    private void Split(string modelId, long amount, int depth)
-    {
-        if (amount == 0) return;
-        if (depth > State.ModelMap.Count) throw new InvalidOperationException("family tree deeper than the number of models");
-        var model = State.ModelMap[modelId];
-        long rest = amount;
-        foreach (var p in model.ParentList)
-        {
-            long part = (long)((Int128)amount * p.ShareBps / 10_000);
-            rest -= part;
-            Split(p.ParentModelId, part, depth + 1);
-        }
-        Credit(model.Owner, rest);
-    }
-
     private static ProtocolErrorCode SkipCode(BigInteger reason) => (int)reason switch
     {
         1 => ProtocolErrorCode.BadSignature,
@@ -344,8 +328,6 @@ public sealed class ChainProjector
                 long fee = L(e.Int("fee"));
                 s.Acc(user).Escrowed -= fee;
                 s.Esc(user, host).Amount -= fee;
-                if (!s.PermitNonceMap.TryGetValue(user, out var set)) s.PermitNonceMap[user] = set = [];
-                set.Add(L(e.Int("nonce")));
                 s.SettledPermitMap[e.Hex32("permitHash")] = host;
                 _pendingSettled.Add((user, host, fee));
                 break;
@@ -353,12 +335,14 @@ public sealed class ChainProjector
             case "UsageCommitted":
             {
                 string model = ModelId(e), host = e.Addr("host");
+                long ownerRevenue = 0;
                 foreach (var (_, _, fee) in _pendingSettled)
                 {
                     long hostCut = (long)((Int128)fee * s.Parameters.HostFeeShareBps / 10_000);
                     Credit(host, hostCut);
-                    Split(model, fee - hostCut, 0);
+                    ownerRevenue += fee - hostCut;
                 }
+                FeeSplit.Split(s, model, ownerRevenue, Credit);   // once per batch, as OmlProtocol.commitUsage
                 long epoch = L(e.Int("epoch"));
                 s.UsageMap[ProtocolState.UsageKey(model, host, epoch)] = new UsageRecord(host, model, epoch, e.Hex32("receiptsRoot"),
                     L(e.Int("receiptCount")), L(e.Int("settled")), L(e.Int("total")), time) { Skipped = [.. _pendingSkipped] };
@@ -440,7 +424,16 @@ public sealed class ChainProjector
                         items.Add(new ClaimItem(i < _pendingSpent.Count ? _pendingSpent[i] : "", (int)r.LeafIndices[i],
                             H(r.Items[i].ReceiptHash), H(r.Items[i].QueryHash), H(r.Items[i].PermitHash)));
                 c.Items = items;
+                foreach (var item in items) s.ReceiptClaimMap[item.ReceiptHash] = c.Id;
                 _pendingSpent.Clear();
+                break;
+            }
+            case "ClaimVoided":
+            {
+                // the bond comes back through the protocol's BondReleased (credits)
+                var c = ClaimAt(e);
+                c.Status = ClaimStatus.Voided;
+                s.Acc(c.Prover).Locked -= c.Bond;
                 break;
             }
             case "ClaimRebutted":

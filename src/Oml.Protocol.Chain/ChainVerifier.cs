@@ -164,7 +164,7 @@ public static class ChainVerifier
                 Same($"{who}: prover", c.Prover, A(v.Prover));
                 Same($"{who}: status", c.Status, v.Status switch
                 {
-                    1 => ClaimStatus.Committed, 2 => ClaimStatus.Revealed, 3 => ClaimStatus.Rebutted, 4 => ClaimStatus.Slashed, 5 => ClaimStatus.Expired,
+                    1 => ClaimStatus.Committed, 2 => ClaimStatus.Revealed, 3 => ClaimStatus.Rebutted, 4 => ClaimStatus.Slashed, 5 => ClaimStatus.Expired, 6 => ClaimStatus.Voided,
                     _ => throw new Diff($"{who}: the chain has status {v.Status}"),
                 });
                 Same($"{who}: bond", B(c.Bond), v.Bond);

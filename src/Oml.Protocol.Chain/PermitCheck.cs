@@ -1,6 +1,7 @@
 using System.Numerics;
 using Nethereum.ABI.FunctionEncoding.Attributes;
 using Oml.Protocol.Access;
+using Oml.Protocol.Core;
 using Oml.Protocol.Crypto;
 
 namespace Oml.Protocol.Chain;
@@ -8,7 +9,10 @@ namespace Oml.Protocol.Chain;
 /// <summary>Why a host must not serve a permit (decision 2 of the protocol: check before serving); Ok to serve.</summary>
 public enum PermitRefusal
 {
-    Ok, BadSignature, WrongHost, UnknownModel, FeeTooLow, ExpiresTooSoon, NonceUsed, Underfunded, RefundPending,
+    Ok, BadSignature, WrongHost, UnknownModel, FeeTooLow, ExpiresTooSoon,
+    /// <summary>This very permit (by its EIP-712 hash) was settled already.</summary>
+    AlreadySettled,
+    Underfunded, RefundPending,
     /// <summary>This host announced its exit from the licence: it takes no new permits.</summary>
     HostExiting,
 }
@@ -32,8 +36,8 @@ public static class PermitChecks
     /// <summary>
     /// What a host checks against the chain before it serves a permit, so that the permit will certainly settle:
     /// the user's signature for this deployment, host = this client's account, the model exists and fee ≥ its price,
-    /// expiry ≥ <paramref name="settleBy"/> (the end of the epoch in which the host will commit), the nonce never
-    /// settled, escrow[user][host] ≥ fee + <paramref name="outstanding"/> (the user's permits this host accepted and has
+    /// expiry ≥ <paramref name="settleBy"/> (the end of the epoch in which the host will commit), the permit never
+    /// settled (the contract's replay guard is the permit's hash), escrow[user][host] ≥ fee + <paramref name="outstanding"/> (the user's permits this host accepted and has
     /// not settled yet), and no refund request pending. The host must also remember the nonces it accepted
     /// (persisted) to refuse a replay before settlement; that memory is the host's, not the chain's.
     /// </summary>
@@ -47,8 +51,8 @@ public static class PermitChecks
         if (p.Fee < model.Price) return PermitRefusal.FeeTooLow;
         if ((await host.ExitOfAsync(p.ModelId, host.Address).ConfigureAwait(false)).Announced) return PermitRefusal.HostExiting;
         if (p.Expiry < settleBy) return PermitRefusal.ExpiresTooSoon;
-        if (await host.Protocol.GetFunction("permitNonceUsed").CallAsync<bool>(p.User, new BigInteger(p.Nonce)).ConfigureAwait(false))
-            return PermitRefusal.NonceUsed;
+        if (await host.SettledByAsync(p.Hash(host.Domain)).ConfigureAwait(false) != Hex.ZeroAddress)
+            return PermitRefusal.AlreadySettled;
         if (await host.Protocol.GetFunction("refundRequestedAt").CallAsync<BigInteger>(p.User, host.Address).ConfigureAwait(false) != 0)
             return PermitRefusal.RefundPending;
         var escrow = await host.EscrowAsync(p.User, host.Address).ConfigureAwait(false);

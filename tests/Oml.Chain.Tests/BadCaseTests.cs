@@ -131,8 +131,8 @@ public sealed class BadCaseTests(AnvilFixture fx)
         Assert.Equal([ProtocolErrorCode.BadSignature, ProtocolErrorCode.BadSignature, ProtocolErrorCode.BadSignature],
             first.Skipped.Select(s => s.Reason).ToArray());
 
-        // the good permit again, in the next epoch's book. Chain: OmlProtocol.sol:577 (permitNonceUsed);
-        // ledger: Rules.Access.cs:49 (IsPermitNonceUsed). Without them the user would pay twice for one question.
+        // the good permit again, in the next epoch's book. Chain: OmlProtocol.sol _check (settledBy, by the permit's
+        // hash); ledger: Rules.Access.cs (SettledPermitMap). Without them the user would pay twice for one question.
         await n.AdvanceAsync(b.State.Parameters.EpochSeconds);
         var next = new UsageBook(b.Domain, Model, b.State.EpochAt(b.Now));
         next.Add(Receipt.Create(p.HostA.Address, Model, good.Permit.Hash(b.Domain), "q1", "a", b.Now).Sign(b.Domain, p.HostA), good);
@@ -141,6 +141,137 @@ public sealed class BadCaseTests(AnvilFixture fx)
         Assert.Equal(0, second.PermitCount);
         Assert.Equal(ProtocolErrorCode.PermitReplayed, second.Skipped.Single().Reason);
         Assert.Equal(490, b.State.EscrowOf(A(p.User1), A(p.HostA)).Amount);
+    }
+
+    [Theory]
+    [InlineData("ledger")]
+    [InlineData("chain")]
+    public async Task A_user_who_reuses_a_served_permits_nonce_elsewhere_cannot_make_it_unsettleable(string backend)
+    {
+        using var p = new Parties();
+        using var n = await OpenAsync(backend, p);
+        var b = n.B;
+        await b.DepositAsync(p.User1, A(p.HostB), 500);
+        SignedPermit Signed(PrivateKey host, string query, long nonce)
+        {
+            var message = Permit.Create(p.User1.Address, Model, host.Address, query, nonce, ConformanceScenario.Expiry, 10);
+            return new SignedPermit(message, Eip712.Sign(message.TypedData(b.Domain), p.User1));
+        }
+        // Host A serves a permit with nonce 7; before A commits, the user (or an owner posing as one) settles another
+        // permit with the same nonce through host B.
+        var served = Signed(p.HostA, "the question A answered", 7);
+        var other = Signed(p.HostB, "another question", 7);
+        var bookB = new UsageBook(b.Domain, Model, b.State.EpochAt(b.Now));
+        bookB.Add(Receipt.Create(p.HostB.Address, Model, other.Permit.Hash(b.Domain), "another question", "a", b.Now).Sign(b.Domain, p.HostB), other);
+        await b.CommitUsageAsync(p.HostB, bookB);
+        var bookA = new UsageBook(b.Domain, Model, b.State.EpochAt(b.Now));
+        bookA.Add(Receipt.Create(p.HostA.Address, Model, served.Permit.Hash(b.Domain), "the question A answered", "a", b.Now).Sign(b.Domain, p.HostA), served);
+        await b.CommitUsageAsync(p.HostA, bookA);
+        // A's permit still settles, so its receipt can rebut any claim. Chain: OmlProtocol.sol _check (settledBy[h], the
+        // permit's hash, is the replay guard); ledger: Rules.Access.cs (SettledPermitMap). With a user-wide nonce it was
+        // skipped as Replayed and A's receipt, naming an unsettled permit, became evidence against an honest host.
+        var usageA = b.State.Usage.Values.Single(u => u.Host == A(p.HostA));
+        Assert.Equal((1, 10L), (usageA.PermitCount, usageA.FeesSettled));
+        Assert.Empty(usageA.Skipped);
+        Assert.Equal(A(p.HostA), b.State.SettledPermits[served.Permit.Hash(b.Domain)]);
+    }
+
+    [Theory]
+    [InlineData("ledger")]
+    [InlineData("chain")]
+    public async Task A_parent_that_grows_a_long_chain_above_itself_cannot_block_the_childs_usage(string backend)
+    {
+        using var p = new Parties();
+        using var n = await OpenAsync(backend, p);
+        var b = n.B;
+        // The child's owner accepts the parent's owner's model a-0 as a parent (all its revenue). That owner then
+        // declares a-0 -> a-1 -> ... -> a-169, each taking all of its child's revenue; a-62 (the 64th model a split
+        // visits, counting the child) belongs to User2. A chain this long ran the contract's recursive split out of
+        // stack, so no host of the child could commit usage again (and its unsettled permits became slashable).
+        const int levels = 170, cut = FeeSplit.MaxVisits - 2;
+        string Id(int i) => $"ancestor/a-{i}";
+        for (int i = 0; i < levels; i++)
+            await b.RegisterModelAsync(i == cut ? p.User2 : p.ParentOwner, Id(i), "sha256:" + new string('d', 64), "{}", "OML-1.0", 0, 0);
+        await b.DeclareParentAsync(p.Owner, p.ParentOwner, Model, Id(0), 10_000);
+        for (int i = 0; i + 1 < levels; i++)
+            await b.DeclareParentAsync(i == cut ? p.User2 : p.ParentOwner, i + 1 == cut ? p.User2 : p.ParentOwner, Id(i), Id(i + 1), 10_000);
+        long before = b.State.AccountOf(A(p.User2)).Withdrawable, parentBefore = b.State.AccountOf(A(p.ParentOwner)).Withdrawable;
+        var message = Permit.Create(p.User1.Address, Model, p.HostA.Address, "q", 1, ConformanceScenario.Expiry, 10);
+        var permit = new SignedPermit(message, Eip712.Sign(message.TypedData(b.Domain), p.User1));
+        var book = new UsageBook(b.Domain, Model, b.State.EpochAt(b.Now));
+        book.Add(Receipt.Create(p.HostA.Address, Model, permit.Permit.Hash(b.Domain), "q", "a", b.Now).Sign(b.Domain, p.HostA), permit);
+        await b.CommitUsageAsync(p.HostA, book);
+        // The fee of 10 pays the host 2; the owner revenue of 8 goes up the chain and stops at the 64th model visited,
+        // whose owner keeps it. Chain: OmlProtocol.sol _split (MAX_SPLIT_VISITS); ledger: FeeSplit.cs.
+        Assert.Equal(1, b.State.Usage.Values.Single(u => u.Host == A(p.HostA)).PermitCount);
+        Assert.Equal(8, b.State.AccountOf(A(p.User2)).Withdrawable - before);
+        Assert.Equal(0, b.State.AccountOf(A(p.ParentOwner)).Withdrawable - parentBefore);
+    }
+
+    [Theory]
+    [InlineData("ledger")]
+    [InlineData("chain")]
+    public async Task Evidence_seen_in_a_pending_reveal_cannot_take_the_claim_from_the_prover_who_committed_first(string backend)
+    {
+        using var p = new Parties();
+        using var n = await OpenAsync(backend, p);
+        var b = n.B;
+        // Host B answered fingerprint 0 without a permit; the prover commits its claim.
+        var honest = Unpermitted(b, p.HostB, n.CopyB, 0);
+        long cHonest = (await b.CommitClaimAsync(p.Prover, honest, 100)).Id!.Value;
+        await n.AdvanceAsync(1);
+        // While the prover's reveal waits to be mined, its evidence is public. A thief commits the same evidence as its
+        // own claim; host B has a puppet commit a claim on the same fingerprint with a decoy receipt naming a permit of
+        // the puppet's (which B would settle, then rebut). Both reveal before the prover.
+        var copied = ClaimTicket.Create(ClaimEvidence.FromJson(honest.EvidenceJson));
+        long cThief = (await b.CommitClaimAsync(p.User2, copied, 100)).Id!.Value;
+        var f = n.CopyB.Subset.Fingerprints[0];
+        var decoyPermit = Permit.Create(p.User1.Address, Model, p.HostB.Address, f.Key, 99, ConformanceScenario.Expiry, 10);
+        var signedDecoy = new SignedPermit(decoyPermit, Eip712.Sign(decoyPermit.TypedData(b.Domain), p.User1));
+        var decoy = Receipt.Create(p.HostB.Address, Model, signedDecoy.Permit.Hash(b.Domain), f.Key, f.Response.Text, b.Now).Sign(b.Domain, p.HostB);
+        var puppet = ClaimTicket.Create(new ClaimEvidence(Model, A(p.HostB), [new ClaimEvidenceItem(n.CopyB.Subset.Reveal(0), f.Response.Text, decoy)]));
+        long cPuppet = (await b.CommitClaimAsync(p.User1, puppet, 100)).Id!.Value;
+        await n.AdvanceAsync(1);
+        long thiefLocked = b.State.AccountOf(A(p.User2)).Locked, thiefFree = b.State.AccountOf(A(p.User2)).Withdrawable;
+        await b.RevealClaimAsync(p.User2, cThief, copied);
+        await b.RevealClaimAsync(p.User1, cPuppet, puppet);
+        // The prover's reveal still lands: the fingerprint was revealed already, but a revealed fingerprint is a record,
+        // not a bar (the puppet's decoy receipt is another receipt), and the receipt it copies belongs to the claim
+        // committed first. Chain: OmlClaims.sol _takeReceipt; ledger: Rules.Claims.cs RevealClaim.
+        await b.RevealClaimAsync(p.Prover, cHonest, honest);
+        var claims = b.State.Claims;
+        Assert.Equal(ClaimStatus.Revealed, claims[(int)cHonest].Status);
+        Assert.Equal(ClaimStatus.Voided, claims[(int)cThief].Status);
+        Assert.Equal(ClaimStatus.Revealed, claims[(int)cPuppet].Status);
+        Assert.Equal((thiefLocked - 100, thiefFree + 100),
+            (b.State.AccountOf(A(p.User2)).Locked, b.State.AccountOf(A(p.User2)).Withdrawable));   // the voided claim's bond is back
+        Assert.Equal(ProtocolErrorCode.ClaimState, await Refused(() => b.SettleAsync(p.User1, cThief)));
+        // B cannot rebut the prover's claim (its receipt names no permit), so it is slashed.
+        await n.AdvanceAsync(b.State.Parameters.RebutWindowSeconds + 1);
+        await b.SettleAsync(p.User1, cHonest);
+        Assert.Equal(ClaimStatus.Slashed, b.State.Claims[(int)cHonest].Status);
+        Assert.Equal(1_000, b.State.Claims[(int)cHonest].Slashed);
+    }
+
+    [Theory]
+    [InlineData("ledger")]
+    [InlineData("chain")]
+    public async Task Governance_cannot_change_the_epoch_length_nor_set_windows_past_a_year(string backend)
+    {
+        using var p = new Parties();
+        using var n = await OpenAsync(backend, p);
+        var b = n.B;
+        await b.StakeAsync(p.Owner, 5_000);
+        await n.AdvanceAsync(1);
+        // Chain: OmlProtocol.sol validateChange / validateParameter (MAX_WINDOW_SECONDS); ledger: ProtocolParameters.
+        Assert.Equal(ProtocolErrorCode.InvalidParameters, await Refused(() => b.ProposeAsync(p.Owner, new Dictionary<string, string> { ["EpochSeconds"] = "2592000" }, "30-day epochs")));
+        foreach (var name in new[] { "RebutWindowSeconds", "VotingWindowSeconds", "RefundDelaySeconds", "RevealWindowSeconds" })
+            Assert.Equal(ProtocolErrorCode.InvalidParameters, await Refused(() => b.ProposeAsync(p.Owner, new Dictionary<string, string> { [name] = (ProtocolParameters.MaxWindowSeconds + 1).ToString() }, "forever")));
+        long id = (await b.ProposeAsync(p.Owner, new Dictionary<string, string> { ["RefundDelaySeconds"] = ProtocolParameters.MaxWindowSeconds.ToString() }, "a year")).Id!.Value;
+        await b.VoteAsync(p.Owner, id, true);
+        await n.AdvanceAsync(b.State.Parameters.VotingWindowSeconds + 1);
+        await b.ExecuteAsync(p.User1, id);
+        Assert.Equal(ProtocolParameters.MaxWindowSeconds, b.State.Parameters.RefundDelaySeconds);
     }
 
     [Theory]

@@ -23,9 +23,9 @@ public sealed class ClaimTests(AnvilFixture fx)
         Assert.Equal(350, await w.User.CreditsAsync(w.Owner.Address));
         Assert.Equal(0, await w.User.BondsHeldAsync());
         Assert.Equal("WrongClaimStatus", (await Assert.ThrowsAsync<ChainRevertException>(() => w.User.SettleAsync(id))).ErrorName);
-        // the revealed fingerprints are spent: the same evidence cannot be claimed again
+        // a receipt backs one claim: the same evidence cannot be claimed again
         var again = await Assert.ThrowsAsync<ChainRevertException>(() => w.ClaimAsync(w.Host.Address, [w.Evidence(subset, 1)]));
-        Assert.Equal("FingerprintAlreadySpent", again.ErrorName);
+        Assert.Equal("ReceiptAlreadyClaimed", again.ErrorName);
     }
 
     [Fact]

@@ -6,8 +6,8 @@ namespace Oml.Chain.Tests;
 
 /// <summary>
 /// Property: settling permits along a random family tree never creates or loses value — every fee ends up, to the
-/// unit, in the host's and the owners' credits, exactly as the embedded ledger's rule computes it (host share floor,
-/// each parent its floor share recursively, the remainder to the owner).
+/// unit, in the host's and the owners' credits, exactly as the embedded ledger's rule computes it (host share floor per
+/// permit; the batch's owner revenue split once, each parent its floor share recursively, the remainder to the owner).
 /// </summary>
 public sealed class FeeSplitPropertyTests(AnvilFixture fx)
 {
@@ -65,26 +65,32 @@ public sealed class FeeSplitPropertyTests(AnvilFixture fx)
         var r = await w.Host.CommitUsageAsync(leaf, await w.EpochAsync(), World.Digest("usage"), fees.Count, permits);
         Assert.Equal(fees.Count, r.All("PermitSettled").Count());
 
-        // the reference: the embedded ledger's rule (Rules.Access.cs SplitRevenue), per permit
+        // the reference: the embedded ledger's rule (FeeSplit.cs): host share floor per permit, the batch's owner
+        // revenue split once, each parent its floor share recursively, at most FeeSplit.MaxVisits models visited
         var expected = accounts.ToDictionary(a => a, _ => BigInteger.Zero);
-        void Split(int model, long amount)
+        int Split(int model, long amount, int visited)
         {
-            if (amount == 0) return;
+            if (amount == 0) return visited;
+            visited++;
             long rest = amount;
             foreach (var (parent, bps) in parents[model])
             {
+                if (visited >= Oml.Protocol.Core.FeeSplit.MaxVisits) break;
                 long part = amount * bps / 10_000;
                 rest -= part;
-                Split(parent, part);
+                visited = Split(parent, part, visited);
             }
             expected[owners[model].Client.Address] += rest;
+            return visited;
         }
+        long ownerRevenue = 0;
         foreach (var f in fees)
         {
             long hostCut = f * (long)p[(int)ChainParam.HostFeeShareBps] / 10_000;
             expected[w.Host.Address] += hostCut;
-            Split(n - 1, f - hostCut);
+            ownerRevenue += f - hostCut;
         }
+        Split(n - 1, ownerRevenue, 0);
         BigInteger credited = 0;
         foreach (var a in accounts)
         {

@@ -130,7 +130,7 @@ public static class ProtocolCommands
                 open.Select(c => (IReadOnlyList<string>)[c.Id.ToString(), c.Prover, c.Status.ToString(), ProtocolCli.Money(c.Bond), c.Host ?? "(hidden)", c.ModelId ?? "(hidden)",
                     ProtocolCli.Time(c.Status == ClaimStatus.Committed ? c.CommittedAt + st.Parameters.RevealWindowSeconds : c.RebutDeadline)]), new HashSet<int> { 0, 3 }))
                 Console.WriteLine("  " + l);
-            foreach (var c in st.Claims.Where(c => c.Status is ClaimStatus.Slashed or ClaimStatus.Rebutted or ClaimStatus.Expired))
+            foreach (var c in st.Claims.Where(c => c.Status is ClaimStatus.Slashed or ClaimStatus.Rebutted or ClaimStatus.Expired or ClaimStatus.Voided))
                 Console.WriteLine($"  closed: claim {c.Id} {c.Status}{(c.Status == ClaimStatus.Slashed ? $" {c.Host} by {ProtocolCli.Money(c.Slashed)} (prover reward {ProtocolCli.Money(c.ProverReward)})" : "")}");
             if (st.Proposals.Count > 0)
             {

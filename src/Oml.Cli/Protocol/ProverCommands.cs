@@ -101,6 +101,7 @@ public static class ProverCommands
                 rep.Add("host", "host", c.Host!).Add("model", "model", c.ModelId!).Add("items", "fingerprints revealed", c.Items.Count)
                     .Add("rebutDeadline", "host may rebut until", JsonValue.Create(c.RebutDeadline), ProtocolCli.Time(c.RebutDeadline));
             if (c.Status == ClaimStatus.Expired) rep.Line("the reveal window had closed: the claim was settled and its bond is withdrawable again");
+            if (c.Status == ClaimStatus.Voided) rep.Line("a claim committed earlier revealed the same receipt: this claim was voided and its bond is withdrawable again");
             if (!s.OnChain) rep.Add("event", "last event", s.State.Height - 1);
             return rep.Print(r.GetValue(o.Json));
         });

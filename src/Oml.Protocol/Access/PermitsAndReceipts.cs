@@ -58,13 +58,24 @@ public sealed record SignedPermit(Permit Permit, Signature Signature)
 
     public static SignedPermit FromJsonNode(JsonNode? node)
     {
-        if (node is not JsonObject o || o["signature"] is not JsonValue sv || !sv.TryGetValue(out string? sig))
-            throw ProtocolException.Of(ProtocolErrorCode.InvalidPermit, "a signed permit must be a JSON object with a 'signature'");
-        var m = (JsonObject)o.DeepClone();
-        m.Remove("signature");
-        try { return new SignedPermit(Permit.FromMessage(m), Signature.Parse(sig)); }
+        // Everything a client sends is read inside the try: a JsonObject parsed with a repeated key throws only when
+        // first read (ArgumentException), which must be a refused permit, not a server error.
+        try
+        {
+            if (node is not JsonObject o || o["signature"] is not JsonValue sv || !sv.TryGetValue(out string? sig))
+                throw ProtocolException.Of(ProtocolErrorCode.InvalidPermit, "a signed permit must be a JSON object with a 'signature'");
+            var m = (JsonObject)o.DeepClone();
+            m.Remove("signature");
+            var permit = Permit.FromMessage(m);
+            try { return new SignedPermit(permit, Signature.Parse(sig)); }
+            catch (Exception e) when (e is FormatException or ArgumentException) { throw new ProtocolException(ProtocolErrorCode.InvalidPermit, $"malformed permit signature: {e.Message}", e); }
+        }
+        catch (ProtocolException e) when (e.Code == ProtocolErrorCode.InvalidPermit) { throw; }
         catch (ProtocolException e) { throw new ProtocolException(ProtocolErrorCode.InvalidPermit, $"malformed permit: {e.Message}", e); }
-        catch (Exception e) when (e is FormatException or ArgumentException) { throw new ProtocolException(ProtocolErrorCode.InvalidPermit, $"malformed permit signature: {e.Message}", e); }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException or System.Text.Json.JsonException)
+        {
+            throw new ProtocolException(ProtocolErrorCode.InvalidPermit, $"malformed permit: {e.Message}", e);
+        }
     }
 
     public static SignedPermit FromJson(string json) => FromJsonNode(Json.Parse(json, ProtocolErrorCode.InvalidPermit));

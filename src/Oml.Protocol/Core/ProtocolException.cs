@@ -46,7 +46,8 @@ public enum ProtocolErrorCode
     CommitmentMismatch,
     /// <summary>A Merkle proof does not verify against the committed root.</summary>
     InvalidProof,
-    /// <summary>The fingerprint was already revealed (spent); claiming on it again would be framing.</summary>
+    /// <summary>No longer raised (a revealed fingerprint is recorded, not barred: a receipt backs one claim instead,
+    /// see <see cref="ReceiptClaimed"/>); kept so that the codes' names and order stay stable.</summary>
     FingerprintSpent,
     InvalidReceipt,
     /// <summary>The host's answer does not match the fingerprint's response.</summary>
@@ -81,6 +82,8 @@ public enum ProtocolErrorCode
     UsageAfterExit,
     /// <summary>The licence ended and its collateral was released: there is nothing to claim against.</summary>
     LicenceReleased,
+    /// <summary>The receipt is the evidence of a claim committed earlier (or of one already settled): one receipt backs one claim.</summary>
+    ReceiptClaimed,
 }
 
 /// <summary>A rejected protocol action. Nothing was appended to the ledger.</summary>

@@ -35,6 +35,20 @@ public sealed record ProtocolParameters(
 {
     public static ProtocolParameters Default { get; } = new();
 
+    /// <summary>
+    /// The longest window, delay or epoch (OmlProtocol.MAX_WINDOW_SECONDS: one year). Unbounded, one proposal could
+    /// freeze the protocol: a rebut deadline or voting end past 2^64 wraps on the chain, and a refund delay or voting
+    /// window of centuries locks escrows and stakes.
+    /// </summary>
+    public const long MaxWindowSeconds = 365L * 86_400;
+
+    /// <summary>
+    /// Parameters fixed at genesis, which no proposal may change (OmlProtocol.validateChange): EpochSeconds, since
+    /// usage is committed per epoch number and epochs are numbered from genesis, so a new length would renumber the past
+    /// and could leave a host unable to commit until its permits expired unsettled.
+    /// </summary>
+    public static IReadOnlyList<string> Fixed { get; } = [nameof(EpochSeconds)];
+
     /// <summary>The parameter names, as used in proposals and in the genesis event.</summary>
     public static IReadOnlyList<string> Names { get; } =
     [
@@ -54,16 +68,21 @@ public sealed record ProtocolParameters(
         {
             if (v <= 0) throw ProtocolException.Of(ProtocolErrorCode.InvalidParameters, $"{name} must be positive, got {v}");
         }
+        static void Window(string name, long v)
+        {
+            if (v <= 0 || v > MaxWindowSeconds)
+                throw ProtocolException.Of(ProtocolErrorCode.InvalidParameters, $"{name} must be from 1 to {MaxWindowSeconds} seconds (one year), got {v}");
+        }
         Bps(nameof(HostFeeShareBps), HostFeeShareBps);
         Bps(nameof(SlashFractionBps), SlashFractionBps);
         Bps(nameof(ProverRewardBps), ProverRewardBps);
         Bps(nameof(QuorumBps), QuorumBps);
         Positive(nameof(MinBond), MinBond);
-        Positive(nameof(RevealWindowSeconds), RevealWindowSeconds);
-        Positive(nameof(RebutWindowSeconds), RebutWindowSeconds);
-        Positive(nameof(EpochSeconds), EpochSeconds);
-        Positive(nameof(VotingWindowSeconds), VotingWindowSeconds);
-        Positive(nameof(RefundDelaySeconds), RefundDelaySeconds);
+        Window(nameof(RevealWindowSeconds), RevealWindowSeconds);
+        Window(nameof(RebutWindowSeconds), RebutWindowSeconds);
+        Window(nameof(EpochSeconds), EpochSeconds);
+        Window(nameof(VotingWindowSeconds), VotingWindowSeconds);
+        Window(nameof(RefundDelaySeconds), RefundDelaySeconds);
         Positive(nameof(ProposalThreshold), ProposalThreshold);
         if (MinCollateral < 0) throw ProtocolException.Of(ProtocolErrorCode.InvalidParameters, $"MinCollateral must not be negative, got {MinCollateral}");
     }

@@ -89,7 +89,9 @@ public sealed record UsageRecord(string Host, string ModelId, long Epoch, string
 }
 
 /// <summary>A claim's state; <see cref="Expired"/>: never revealed, the bond went back to the prover.</summary>
-public enum ClaimStatus { Committed, Revealed, Rebutted, Slashed, Expired }
+/// <summary>Where a claim stands. <see cref="Voided"/>: revealed, then displaced by a claim committed earlier that holds one
+/// of its receipts (its bond went back to its prover).</summary>
+public enum ClaimStatus { Committed, Revealed, Rebutted, Slashed, Expired, Voided }
 
 /// <summary>One claimed item: the fingerprint spent, the receipt the host signed, and the permit it names (zero for none).</summary>
 public sealed record ClaimItem(string FingerprintId, int LeafIndex, string ReceiptHash, string QueryHash, string PermitHash);
@@ -150,9 +152,10 @@ public sealed class ProtocolState
     internal List<AccusationRecord> AccusationList { get; } = [];
     /// <summary>Fingerprint ids revealed per model (spent for every copy).</summary>
     internal SortedDictionary<string, SortedSet<string>> SpentMap { get; } = new(StringComparer.Ordinal);
+    /// <summary>Receipt hash → the claim whose evidence it is (OmlClaims._receiptClaim); a voided claim holds nothing.</summary>
+    internal SortedDictionary<string, long> ReceiptClaimMap { get; } = new(StringComparer.Ordinal);
     /// <summary>Settled permit hash → the host that settled it.</summary>
     internal SortedDictionary<string, string> SettledPermitMap { get; } = new(StringComparer.Ordinal);
-    internal SortedDictionary<string, SortedSet<long>> PermitNonceMap { get; } = new(StringComparer.Ordinal);
     /// <summary>"user\nhost" → escrow.</summary>
     internal SortedDictionary<string, Escrow> EscrowMap { get; } = new(StringComparer.Ordinal);
     /// <summary>Every claim commitment ever committed → its claim id.</summary>
@@ -205,9 +208,11 @@ public sealed class ProtocolState
 
     public Licence? LicenceOf(string modelId, string host) => LicenceMap.GetValueOrDefault(LicenceKey(modelId, host));
 
-    public bool IsSpent(string modelId, string fingerprintId) => SpentMap.TryGetValue(modelId, out var s) && s.Contains(fingerprintId);
+    /// <summary>The claim that holds <paramref name="receiptHash"/> as evidence, if any (a voided claim holds nothing).</summary>
+    public Claim? ReceiptHolder(string receiptHash) =>
+        ReceiptClaimMap.TryGetValue(receiptHash, out var id) && ClaimList[(int)id] is { Status: not ClaimStatus.Voided } c ? c : null;
 
-    public bool IsPermitNonceUsed(string user, long nonce) => PermitNonceMap.TryGetValue(user, out var s) && s.Contains(nonce);
+    public bool IsSpent(string modelId, string fingerprintId) => SpentMap.TryGetValue(modelId, out var s) && s.Contains(fingerprintId);
 
     /// <summary>Whether <paramref name="address"/> owns at least one model.</summary>
     public bool OwnsAModel(string address) => ModelMap.Values.Any(m => m.Owner == address);
@@ -346,9 +351,6 @@ public sealed class ProtocolState
             foreach (var (k, id) in CommitmentMap) w.WriteNumber(k, id);
             w.WriteEndObject();
             w.WriteString("headHash", Convert.ToHexStringLower(HeadHash));
-            w.WriteStartObject("permitNonces");
-            foreach (var (k, s) in PermitNonceMap) { w.WriteStartArray(k); foreach (var n in s) w.WriteNumberValue(n); w.WriteEndArray(); }
-            w.WriteEndObject();
             w.WriteEndObject();
         }
         return Convert.ToHexStringLower(SHA256.HashData(ms.ToArray()));

@@ -31,11 +31,11 @@ internal static partial class Rules
         // whole batch, so one user's bad permit cannot stop the host from being paid for the others. Signatures are
         // always checked here, on replay too, because what settles depends on them.
         var charges = new SortedDictionary<string, long>(StringComparer.Ordinal);
-        var nonces = new HashSet<(string User, long Nonce)>();
+        var batch = new HashSet<string>(StringComparer.Ordinal);
         var hashes = new List<string>();
         var skipped = new List<SkippedPermit>();
         var credits = new Credits();
-        long total = 0;
+        long total = 0, ownerRevenue = 0;
         foreach (var sp in permits)
         {
             var p = sp.Permit;
@@ -46,7 +46,9 @@ internal static partial class Rules
                 !sp.Verify(c.Domain) ? Skip(ProtocolErrorCode.BadSignature, $"not signed by its user {p.User}")
                 : p.Host != host || p.ModelId != model.Id ? Skip(ProtocolErrorCode.InvalidPermit, $"for {p.ModelId} on {p.Host}")
                 : p.Expiry < c.Now ? Skip(ProtocolErrorCode.PermitExpired, $"expired at {p.Expiry} (now {c.Now})")
-                : s.IsPermitNonceUsed(p.User, p.Nonce) || nonces.Contains((p.User, p.Nonce)) ? Skip(ProtocolErrorCode.PermitReplayed, $"nonce {p.Nonce} of {p.User} was already used")
+                // A permit settles once, by its hash (OmlProtocol's settledBy): a user-wide nonce would let the user burn
+                // the nonce of a permit this host already served by settling another permit elsewhere first.
+                : s.SettledPermitMap.ContainsKey(hash) || batch.Contains(hash) ? Skip(ProtocolErrorCode.PermitReplayed, $"permit {hash} (nonce {p.Nonce} of {p.User}) was already settled")
                 : p.Fee < model.PricePerQuery ? Skip(ProtocolErrorCode.FeeTooLow, $"pays {p.Fee}, the price is {model.PricePerQuery}")
                 : (charged = AddChecked(charges.GetValueOrDefault(p.User), p.Fee)) > s.EscrowOf(p.User, host).Amount
                     ? Skip(ProtocolErrorCode.InsufficientFunds, $"{p.User}'s escrow with {host} ({s.EscrowOf(p.User, host).Amount}) does not cover {charged}")
@@ -57,44 +59,22 @@ internal static partial class Rules
                 continue;
             }
             charges[p.User] = charged;
-            nonces.Add((p.User, p.Nonce));
+            batch.Add(hash);
             hashes.Add(hash);
             total = AddChecked(total, p.Fee);
             long hostCut = Fraction(p.Fee, s.Parameters.HostFeeShareBps);
             credits.Add(host, hostCut);
-            SplitRevenue(s, model.Id, p.Fee - hostCut, credits, 0);
+            ownerRevenue += p.Fee - hostCut;
         }
+        // The batch's owner revenue is split once (OmlProtocol.commitUsage): floors once per batch, not per permit.
+        FeeSplit.Split(s, model.Id, ownerRevenue, credits.Add);
         var record = new UsageRecord(host, model.Id, epoch, root, receiptCount, hashes.Count, total, c.Now) { Skipped = skipped };
         return () =>
         {
             foreach (var (u, v) in charges) { s.Acc(u).Escrowed -= v; s.Esc(u, host).Amount -= v; }
             credits.ApplyTo(s);
-            foreach (var (u, n) in nonces)
-            {
-                if (!s.PermitNonceMap.TryGetValue(u, out var set)) s.PermitNonceMap[u] = set = [];
-                set.Add(n);
-            }
             foreach (var h in hashes) s.SettledPermitMap[h] = host;
             s.UsageMap[key] = record;
         };
-    }
-
-    /// <summary>
-    /// Splits a model's owner revenue along the family tree: each declared parent gets its share (floor) of the
-    /// amount, split again recursively among its own parents; what remains goes to the model's current owner.
-    /// </summary>
-    private static void SplitRevenue(ProtocolState s, string modelId, long amount, Credits credits, int depth)
-    {
-        if (amount == 0) return;
-        if (depth > s.ModelMap.Count) throw Fail(ProtocolErrorCode.InvalidFamilyTree, "family tree deeper than the number of models");
-        var model = s.ModelMap[modelId];
-        long rest = amount;
-        foreach (var p in model.ParentList)
-        {
-            long part = Fraction(amount, p.ShareBps);
-            rest -= part;
-            SplitRevenue(s, p.ParentModelId, part, credits, depth + 1);
-        }
-        credits.Add(model.Owner, rest);
     }
 }

@@ -56,15 +56,16 @@ internal static partial class Rules
         if (evidence.Items.Count == 0) throw Fail(ProtocolErrorCode.InvalidRequest, "the evidence has no items");
         byte[] root = Hex.Decode(licence.IndicesRoot!);
         var items = new List<ClaimItem>();
-        var ids = new HashSet<string>(StringComparer.Ordinal);
+        var taken = new HashSet<string>(StringComparer.Ordinal);
+        var voided = new List<Claim>();
         foreach (var item in evidence.Items)
         {
             var f = item.Fingerprint;
             if (f.Proof is null || f.Proof.LeafCount != licence.FingerprintCount || !f.Verify(root))
                 throw Fail(ProtocolErrorCode.InvalidProof, $"fingerprint {f.Index} is not in the set committed for {host}'s copy of '{model.Id}'");
+            // A revealed fingerprint is recorded (spent), not barred: what a claim proves is the host's signed receipt,
+            // and a receipt backs one claim (below). Barring it let whoever revealed first take it.
             string id = ClaimEvidence.FingerprintId(f);
-            if (s.IsSpent(model.Id, id) || !ids.Add(id))
-                throw Fail(ProtocolErrorCode.FingerprintSpent, $"fingerprint {f.Index} ({id}) was already revealed; a claim on it proves nothing");
             var r = item.Receipt.Receipt;
             if (r.Host != host || r.ModelId != model.Id) throw Fail(ProtocolErrorCode.InvalidReceipt, $"the receipt is {r.Host}'s for '{r.ModelId}', not {host}'s for '{model.Id}'");
             if (c.VerifySignatures && !item.Receipt.Verify(c.Domain)) throw Fail(ProtocolErrorCode.BadSignature, $"the receipt for fingerprint {f.Index} is not signed by {host}");
@@ -76,7 +77,20 @@ internal static partial class Rules
             if (!hit) throw Fail(ProtocolErrorCode.AnswerMismatch, $"the answer to fingerprint {f.Index} does not match its response");
             if (r.HasPermit && s.SettledPermitMap.ContainsKey(r.PermitHash))
                 throw Fail(ProtocolErrorCode.UsagePermitted, $"the receipt for fingerprint {f.Index} names permit {r.PermitHash}, which was settled");
-            items.Add(new ClaimItem(id, f.Index, Hex.Of(r.Digest(c.Domain)), r.QueryHash, r.PermitHash));
+            // One receipt backs one claim, and the claim committed first holds it (OmlClaims._takeReceipt): a claim
+            // committed later that revealed it first (evidence copied from a pending reveal, or a violating host's
+            // puppet) is voided when the earlier one reveals.
+            string receiptHash = Hex.Of(r.Digest(c.Domain));
+            if (!taken.Add(receiptHash))
+                throw Fail(ProtocolErrorCode.ReceiptClaimed, $"the receipt for fingerprint {f.Index} is evidence twice in this claim");
+            if (s.ReceiptHolder(receiptHash) is { } other && !voided.Contains(other))
+            {
+                bool first = claim.CommittedAt < other.CommittedAt || (claim.CommittedAt == other.CommittedAt && claim.Id < other.Id);
+                if (!first || other.Status != ClaimStatus.Revealed)
+                    throw Fail(ProtocolErrorCode.ReceiptClaimed, $"the receipt for fingerprint {f.Index} is the evidence of claim {other.Id} ({other.Status}), committed first");
+                voided.Add(other);
+            }
+            items.Add(new ClaimItem(id, f.Index, receiptHash, r.QueryHash, r.PermitHash));
         }
         long deadline = AddChecked(c.Now, s.Parameters.RebutWindowSeconds);
         return () =>
@@ -88,8 +102,19 @@ internal static partial class Rules
             claim.RevealedAt = c.Now;
             claim.RebutDeadline = deadline;
             claim.Items = items;
+            foreach (var o in voided)
+            {
+                o.Status = ClaimStatus.Voided;
+                var prover = s.Acc(o.Prover);
+                prover.Locked -= o.Bond;
+                prover.Withdrawable = checked(prover.Withdrawable + o.Bond);
+            }
             if (!s.SpentMap.TryGetValue(model.Id, out var spent)) s.SpentMap[model.Id] = spent = new(StringComparer.Ordinal);
-            foreach (var i in items) spent.Add(i.FingerprintId);
+            foreach (var i in items)
+            {
+                spent.Add(i.FingerprintId);
+                s.ReceiptClaimMap[i.ReceiptHash] = claim.Id;
+            }
         };
     }
 
@@ -191,6 +216,9 @@ internal static partial class Rules
             throw Fail(ProtocolErrorCode.Unauthorized, $"{actor} has {stake} staked; proposing needs {s.Parameters.ProposalThreshold} (ProposalThreshold)");
         var changes = ProtocolParameters.ChangesFromJson(m.Str("changes"));
         if (changes.Count == 0) throw Fail(ProtocolErrorCode.InvalidParameters, "the proposal changes nothing");
+        foreach (var name in changes.Keys)
+            if (ProtocolParameters.Fixed.Contains(name))
+                throw Fail(ProtocolErrorCode.InvalidParameters, $"{name} is fixed at genesis: usage is committed per epoch number, which a new length would renumber");
         s.Parameters.With(changes); // validates names and ranges now
         // The snapshot: stake added after this point does not count for this proposal.
         var weights = new SortedDictionary<string, long>(StringComparer.Ordinal);

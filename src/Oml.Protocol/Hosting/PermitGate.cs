@@ -90,8 +90,10 @@ public sealed class SeenPermitStore
 /// What an honest host checks before it answers a query under a permit, against the protocol state, so that every
 /// permit it serves will certainly settle (and it can never be slashed for serving it): the user's signature under the
 /// ledger's domain; host and model are this host's; the query hash; fee ≥ the model's price; the expiry far enough
-/// past the end of the current epoch (<see cref="SettleMarginSeconds"/>) for the usage commit to settle it; the nonce
-/// never settled on the ledger and never accepted by this host before (<see cref="SeenPermitStore"/>, persisted); the
+/// past the end of the current epoch (<see cref="SettleMarginSeconds"/>) for the usage commit to settle it; the permit
+/// never settled on the ledger (the ledger's replay guard is the permit's hash, so nothing the user settles elsewhere
+/// can make a served permit unsettleable) and its nonce never accepted by this host before (<see cref="SeenPermitStore"/>,
+/// persisted: stricter than the ledger, which is the host's own choice); the
 /// user's escrow with this host covers this fee plus the host's outstanding unsettled permits of that user; and the
 /// user has not asked for its escrow back. An accepted permit is recorded in the store before the query is answered.
 /// </summary>
@@ -154,7 +156,9 @@ public sealed class PermitGate
             if (p.Fee < model.PricePerQuery) throw new QueryRefusedException($"the permit pays {p.Fee}, the price is {model.PricePerQuery}");
             long mustLast = s.EpochEnd(now) + SettleMarginSeconds;
             if (p.Expiry < mustLast) throw new QueryRefusedException($"the permit expires at {p.Expiry}, before this epoch's usage can be settled (it must last until {mustLast})");
-            if (s.IsPermitNonceUsed(p.User, p.Nonce) || Seen.Contains(p.User, p.Nonce)) throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used");
+            string hash = p.Hash(s.Domain);
+            if (s.SettledPermits.ContainsKey(hash)) throw new QueryRefusedException($"the permit (nonce {p.Nonce} of {p.User}) was already used: it is settled");
+            if (Seen.Contains(p.User, p.Nonce)) throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used with this host");
             var escrow = s.EscrowOf(p.User, Host);
             if (escrow.RefundRequestedAt is not null) throw new QueryRefusedException($"{p.User} asked for its escrow with this host back: no new permits");
             Int128 outstanding = 0;
@@ -162,8 +166,8 @@ public sealed class PermitGate
                 if (q.Expiry >= now && !s.SettledPermits.ContainsKey(q.Hash)) outstanding += q.Fee;
             if (escrow.Amount < outstanding + p.Fee)
                 throw new QueryRefusedException($"{p.User}'s escrow with this host ({escrow.Amount}) does not cover this fee ({p.Fee}) and its unsettled permits ({outstanding})");
-            if (!Seen.TryAdd(new SeenPermit(p.User, p.Nonce, p.Fee, p.Expiry, p.Hash(s.Domain))))
-                throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used");
+            if (!Seen.TryAdd(new SeenPermit(p.User, p.Nonce, p.Fee, p.Expiry, hash)))
+                throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used with this host");
         }
     }
 }

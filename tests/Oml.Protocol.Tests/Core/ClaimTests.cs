@@ -133,7 +133,7 @@ public class ClaimTests
     }
 
     [Fact]
-    public async Task ClaimOnAnAlreadyRevealedFingerprintFails()
+    public async Task AReceiptBacksOneClaimWhileARevealedFingerprintStaysClaimable()
     {
         using var f = new Fixture();
         var n = f.N;
@@ -143,14 +143,21 @@ public class ClaimTests
         var ansB = await f.HostB.AskAsync(shared.Key, null, TestContext.Current.CancellationToken);
         var t1 = ClaimTicket.Create(new ClaimEvidence(TestNet.Model, f.B.Host, [new ClaimEvidenceItem(f.B.Subset.Reveal(shared.Index), ansB.Text, ansB.Receipt)]));
         long c1 = n.Engine.CommitClaim(n.Prover, t1, 100);
-        // Once revealed, anyone knows the key: using it against A (whose copy holds it too) would be framing.
+        // A answered the same key without a permit too: its own signed receipt is evidence of its own, revealed key or not
+        // (a key anyone knows still cannot make an honest host sign a receipt naming no settled permit).
         var ansA = await f.HostA.AskAsync(onA.Key, null, TestContext.Current.CancellationToken);
         var t2 = ClaimTicket.Create(new ClaimEvidence(TestNet.Model, f.A.Host, [new ClaimEvidenceItem(f.A.Subset.Reveal(onA.Index), ansA.Text, ansA.Receipt)]));
         long c2 = n.Engine.CommitClaim(n.Outsider, t2, 100);
+        // B's receipt again, committed after c1 by someone who copied it: it backs c1 only.
+        var copy = ClaimTicket.Create(ClaimEvidence.FromJson(t1.EvidenceJson));
+        long c3 = n.Engine.CommitClaim(n.Outsider, copy, 100);
         n.Clock.Advance(1);
         n.Engine.RevealClaim(n.Prover, c1, t1);
-        n.Rejected(ProtocolErrorCode.FingerprintSpent, () => n.Engine.RevealClaim(n.Outsider, c2, t2));
-        // The prover's audit skips spent fingerprints.
+        n.Engine.RevealClaim(n.Outsider, c2, t2);
+        Assert.True(n.S.IsSpent(TestNet.Model, n.S.Claims[(int)c1].Items[0].FingerprintId));
+        n.Rejected(ProtocolErrorCode.ReceiptClaimed, () => n.Engine.RevealClaim(n.Outsider, c3, copy));
+        Assert.Equal(ClaimStatus.Revealed, n.S.Claims[(int)c2].Status);
+        // The prover's audit still skips spent fingerprints (a violating host may block keys it has seen revealed).
         var again = await Prover.AuditAsync(n.S, TestNet.Model, f.A.Host, f.A.Subset, f.HostA, ct: TestContext.Current.CancellationToken);
         Assert.Equal(f.A.Subset.Count - 1, again.Queried);
     }

@@ -50,7 +50,7 @@ public class GovernanceTests
         n.Engine.Stake(n.Owner, 2_000);
         n.Engine.Stake(n.Owner2, 2_000);
         n.Engine.Stake(n.Outsider, 5_000);
-        var change = new Dictionary<string, string> { ["EpochSeconds"] = "3600" };
+        var change = new Dictionary<string, string> { ["RevealWindowSeconds"] = "7200" };
         long tie = n.Engine.Propose(n.Owner, change, "tie");
         long thin = n.Engine.Propose(n.Owner, change, "thin");
         n.Engine.Vote(n.Owner, tie, true);
