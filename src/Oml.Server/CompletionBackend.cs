@@ -227,47 +227,57 @@ public sealed class ModelBackend : ICompletionBackend, IDisposable
             StopTokenIds = request.IgnoreEos ? [] : _eos,
         };
         var reader = Engine.Submit(ids, sampling, stop.Token);
-        var output = new List<int>();
-        var logprobs = request.TopLogprobs is null ? null : new List<TokenLogprob>();
-        int sent = 0, tokens = 0, maxStop = request.Stop.Count == 0 ? 0 : request.Stop.Max(s => s.Length);
-        string sentText = "";
-        while (await reader.WaitToReadAsync(ct).ConfigureAwait(false))
+        try
         {
-            while (reader.TryRead(out var t))
+            var output = new List<int>();
+            var logprobs = request.TopLogprobs is null ? null : new List<TokenLogprob>();
+            int sent = 0, tokens = 0, maxStop = request.Stop.Count == 0 ? 0 : request.Stop.Max(s => s.Length);
+            string sentText = "";
+            while (await reader.WaitToReadAsync(ct).ConfigureAwait(false))
             {
-                tokens++;
-                if (!t.IsStopToken) output.Add(t.TokenId);
-                logprobs?.Add(new TokenLogprob(TokenText(t.TokenId), t.Logprob,
-                    t.Top?.Select(x => new TokenLogprob(TokenText(x.TokenId), x.Logprob)).ToList()));
-                string text = _tokenizer.Decode(output.ToArray());
-                string? finish = t.FinishReason;
-                int cut = request.Stop.Count == 0 ? -1 : StopStrings.Find(text, request.Stop, sentText.Length - maxStop);
-                if (cut >= 0)
+                while (reader.TryRead(out var t))
                 {
-                    text = text[..cut];
-                    finish = "stop";
-                }
-                int safe = finish is not null ? text.Length : StopStrings.SafeLength(text, request.Stop);
-                if (safe < sentText.Length || string.CompareOrdinal(text, 0, sentText, 0, sentText.Length) != 0)
-                    safe = sentText.Length; // never take back what was sent
-                if (safe > sentText.Length || finish is not null)
-                {
-                    string piece = safe > sentText.Length ? text[sentText.Length..safe] : "";
-                    sentText = text[..Math.Max(safe, sentText.Length)];
-                    yield return new CompletionDelta(piece, tokens - sent, logprobs?.ToList(), finish);
-                    logprobs?.Clear();
-                    sent = tokens;
-                }
-                if (finish is not null)
-                {
-                    stop.Cancel(); // a stop string: the engine drops the sequence at its next step
-                    yield break;
+                    tokens++;
+                    if (!t.IsStopToken) output.Add(t.TokenId);
+                    logprobs?.Add(new TokenLogprob(TokenText(t.TokenId), t.Logprob,
+                        t.Top?.Select(x => new TokenLogprob(TokenText(x.TokenId), x.Logprob)).ToList()));
+                    string text = _tokenizer.Decode(output.ToArray());
+                    string? finish = t.FinishReason;
+                    int cut = request.Stop.Count == 0 ? -1 : StopStrings.Find(text, request.Stop, sentText.Length - maxStop);
+                    if (cut >= 0)
+                    {
+                        text = text[..cut];
+                        finish = "stop";
+                    }
+                    int safe = finish is not null ? text.Length : StopStrings.SafeLength(text, request.Stop);
+                    if (safe < sentText.Length || string.CompareOrdinal(text, 0, sentText, 0, sentText.Length) != 0)
+                        safe = sentText.Length; // never take back what was sent
+                    if (safe > sentText.Length || finish is not null)
+                    {
+                        string piece = safe > sentText.Length ? text[sentText.Length..safe] : "";
+                        sentText = text[..Math.Max(safe, sentText.Length)];
+                        yield return new CompletionDelta(piece, tokens - sent, logprobs?.ToList(), finish);
+                        logprobs?.Clear();
+                        sent = tokens;
+                    }
+                    if (finish is not null)
+                    {
+                        stop.Cancel(); // a stop string: the engine drops the sequence at its next step
+                        yield break;
+                    }
                 }
             }
+            // The reader completed without a finish reason only when cancelled.
+            ct.ThrowIfCancellationRequested();
+            throw new InvalidOperationException("the decoder ended the sequence without a finish reason");
         }
-        // The reader completed without a finish reason only when cancelled.
-        ct.ThrowIfCancellationRequested();
-        throw new InvalidOperationException("the decoder ended the sequence without a finish reason");
+        finally
+        {
+            // However the caller stops reading (a finish, an error, or its stream broken by a client that reset the
+            // connection: then this iterator is disposed early with no cancellation), the engine drops the sequence
+            // at its next step instead of decoding to max_tokens for nobody.
+            stop.Cancel();
+        }
     }
 
     private string TokenText(int id) => _tokenizer.Decode([id]);

@@ -62,6 +62,9 @@ public sealed record ServerRequest(string Prompt, CompletionSettings Settings, J
     /// <summary>Whether the answer is streamed as server-sent events.</summary>
     public bool Stream { get; init; }
 
+    /// <summary>Whether a prompt was sent as token ids (then <see cref="Prompt"/> is empty: there is no text).</summary>
+    public bool TokenIdPrompt { get; init; }
+
     internal Func<CancellationToken, Task<string>>? Generator { get; init; }
 
     /// <summary>Generates the request's answer (streaming it to the client when it asked for a stream) and returns
@@ -279,7 +282,9 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
     private async Task HandleAsync(HttpContext ctx, CompletionMode mode)
     {
         var clock = Stopwatch.StartNew();
-        string endpoint = ctx.Request.Path.Value ?? "";
+        // The route's own name, not the raw path: routing matches paths without regard to case or a trailing slash, and
+        // a label per spelling would let any client add series to /metrics without end.
+        string endpoint = mode == CompletionMode.Chat ? "/v1/chat/completions" : "/v1/completions";
         Metrics.Started();
         try
         {
@@ -339,6 +344,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
         var request = new ServerRequest(Query(req), settings, body, headers)
         {
             Choices = prompts.Count * req.N,
+            TokenIdPrompt = req.Prompts.Any(p => p.Ids is not null),
             Stream = req.Stream,
             Generator = run.GenerateAsync,
         };
@@ -429,6 +435,9 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             {
                 throw new BadRequest(e.Message, req.Mode == CompletionMode.Chat ? "messages" : "prompt");
             }
+            if (input.TokenIds is { Length: 0 })
+                throw new BadRequest(req.Mode == CompletionMode.Chat ? "The messages encode to no tokens." : "The prompt is empty: it encodes to no tokens.",
+                    req.Mode == CompletionMode.Chat ? "messages" : "prompt");
             if (input.TokenIds is { } tokens)
             {
                 int context = Context ?? int.MaxValue;
@@ -690,6 +699,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             if (Interlocked.Exchange(ref _started, 1) != 0) throw new InvalidOperationException("the request was already generated");
             int context = server.Context ?? int.MaxValue;
             _choices = new Choice[prompts.Count * req.N];
+            using var all = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var tasks = new List<Task>();
             for (int p = 0; p < prompts.Count; p++)
             {
@@ -701,7 +711,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
                     int max = req.MaxTokens ?? Math.Max(1, Math.Min(server._options.DefaultMaxTokens, room));
                     var decode = new DecodeRequest(max, req.Temperature, req.TopP, req.Seed is { } s ? s + j : null, req.Stop, req.TopLogprobs, req.IgnoreEos,
                         new CompletionSettings(max, req.Temperature, req.TopP, req.Seed is { } s2 ? unchecked((int)(s2 + j)) : null, req.Model, req.Mode));
-                    tasks.Add(GenerateChoiceAsync(choice, prompts[p], decode, ct));
+                    tasks.Add(GenerateChoiceAsync(choice, prompts[p], decode, all));
                 }
             }
             if (req.Stream)
@@ -729,20 +739,31 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             return _choices[0].Text.ToString();
         }
 
-        private async Task GenerateChoiceAsync(Choice choice, PromptInput prompt, DecodeRequest decode, CancellationToken ct)
+        private async Task GenerateChoiceAsync(Choice choice, PromptInput prompt, DecodeRequest decode, CancellationTokenSource all)
         {
-            await foreach (var delta in server._backend.GenerateAsync(prompt, decode, ct).ConfigureAwait(false))
+            var ct = all.Token;
+            try
             {
-                if (!_firstToken && (delta.Text.Length > 0 || delta.Tokens > 0))
+                await foreach (var delta in server._backend.GenerateAsync(prompt, decode, ct).ConfigureAwait(false))
                 {
-                    _firstToken = true;
-                    server.Metrics.FirstToken(clock.Elapsed.TotalSeconds);
+                    if (!_firstToken && (delta.Text.Length > 0 || delta.Tokens > 0))
+                    {
+                        _firstToken = true;
+                        server.Metrics.FirstToken(clock.Elapsed.TotalSeconds);
+                    }
+                    choice.Text.Append(delta.Text);
+                    choice.Tokens += delta.Tokens;
+                    if (delta.Logprobs is { } lp) choice.Logprobs.AddRange(lp);
+                    if (delta.FinishReason is { } f) choice.FinishReason = f;
+                    if (req.Stream) await WriteChunkAsync(choice, delta.Text, delta.Logprobs, delta.FinishReason, ct).ConfigureAwait(false);
                 }
-                choice.Text.Append(delta.Text);
-                choice.Tokens += delta.Tokens;
-                if (delta.Logprobs is { } lp) choice.Logprobs.AddRange(lp);
-                if (delta.FinishReason is { } f) choice.FinishReason = f;
-                if (req.Stream) await WriteChunkAsync(choice, delta.Text, delta.Logprobs, delta.FinishReason, ct).ConfigureAwait(false);
+            }
+            catch
+            {
+                // One choice failing (a client gone mid-stream fails its write with an I/O error, not a cancellation)
+                // stops its siblings: nobody will read them.
+                await all.CancelAsync().ConfigureAwait(false);
+                throw;
             }
         }
 

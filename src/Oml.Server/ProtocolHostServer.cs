@@ -85,6 +85,10 @@ public sealed class ProtocolHostServer : IAsyncDisposable
                 if (Host.Policy == PermitPolicy.Require) throw new RequestRefusedException(HostHttp.RefusedStatus, e.Message, "permit_error");
             }
         }
+        // A permit names the query's text (its hash): a prompt of token ids has none, and a permit for any text would
+        // then cover whatever ids were sent.
+        if (request.TokenIdPrompt)
+            throw new RequestRefusedException(400, "A protocol host takes text prompts (a permit names the query's text): send the prompt as text, not token ids.");
         // A permit covers one query and one answer.
         if (request.Choices != 1)
             throw new RequestRefusedException(400, "A permit covers one prompt and one completion: send a single prompt with n = 1.");

@@ -196,6 +196,8 @@ public sealed class OpenAiClientTests : IDisposable
             ("{\"prompt\": [600, 1], \"max_tokens\": 2}", 400, "prompt"),
             ("{\"prompt\": \"x\", \"max_tokens\": 512}", 400, "max_tokens"),
             ("{\"prompt\": \"" + new string('a', 3000) + "\", \"max_tokens\": 2}", 400, "prompt"),
+            ("{\"prompt\": \"\", \"max_tokens\": 2}", 400, "prompt"),          // no tokens (this tokenizer has no BOS)
+            ("{\"prompt\": [\"a\", \"\"], \"max_tokens\": 2}", 400, "prompt"),
         })
         {
             var (s, e) = await Post(body);
@@ -275,6 +277,56 @@ public sealed class OpenAiClientTests : IDisposable
         body["n"] = 2;
         using var many = await http.PostAsync(new Uri(host.BaseUrl, "chat/completions"), new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"), Ct);
         Assert.Equal(HttpStatusCode.BadRequest, many.StatusCode);
+
+        // A prompt of token ids has no text for a permit to name: a permit for the empty query must not cover it.
+        var empty = Permit.Create(userKey.Address, "tiny-model", hostKey.Address, "", 2, DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeSeconds(), 1).Sign(domain, userKey);
+        var byIds = new System.Text.Json.Nodes.JsonObject
+        {
+            ["model"] = "tiny-model", ["prompt"] = new System.Text.Json.Nodes.JsonArray(5, 6, 7, 8), ["max_tokens"] = 2, [HostHttp.PermitField] = empty.ToJsonNode(),
+        };
+        using var ids = await http.PostAsync(new Uri(host.BaseUrl, "completions"), new StringContent(byIds.ToJsonString(), Encoding.UTF8, "application/json"), Ct);
+        Assert.Equal(HttpStatusCode.BadRequest, ids.StatusCode);
+        Assert.Contains("token ids", await ids.Content.ReadAsStringAsync(Ct));
+
+        // A malformed permit (a repeated key) is refused like any bad permit, not a server error.
+        const string repeated = "{\"model\": \"tiny-model\", \"prompt\": \"hi\", \"max_tokens\": 2, \"oml_permit\": {\"nonce\": 1, \"nonce\": 2, \"signature\": \"0x00\"}}";
+        using var malformed = await http.PostAsync(new Uri(host.BaseUrl, "completions"), new StringContent(repeated, Encoding.UTF8, "application/json"), Ct);
+        Assert.Equal(HostHttp.RefusedStatus, (int)malformed.StatusCode);
+        Assert.Contains("malformed permit", await malformed.Content.ReadAsStringAsync(Ct));
+    }
+
+    [Fact]
+    public async Task A_reader_that_stops_early_drops_its_row_and_metrics_keep_one_label_per_route()
+    {
+        using var backend = _model.Load();
+        await using var server = await OpenAiCompatibleServer.StartAsync(backend, options: new OpenAiServerOptions { ModelName = "tiny" }, ct: Ct);
+        // A streamed choice whose client reset the connection ends with a failed write (an I/O error, not a
+        // cancellation): the server stops reading the backend's iterator and disposes it. Its row must not decode on
+        // to max_tokens for nobody.
+        const int maxTokens = 400;
+        var decode = new DecodeRequest(maxTokens, 0, 1, null, [], null, IgnoreEos: true, new Oml.Fingerprinting.Endpoints.CompletionSettings(maxTokens, 0, 1, null, "tiny", Oml.Fingerprinting.Endpoints.CompletionMode.Completions));
+        await using (var reader = backend.GenerateAsync(backend.PreparePrompt("the cat", true), decode, CancellationToken.None).GetAsyncEnumerator(Ct))
+        {
+            Assert.True(await reader.MoveNextAsync());
+            Assert.True(await reader.MoveNextAsync());
+        }
+        var sw = Stopwatch.StartNew();
+        while (backend.Engine.Running > 0 && sw.Elapsed < TimeSpan.FromSeconds(30)) await Task.Delay(5, Ct);
+        Assert.Equal(0, backend.Engine.Running);
+        long decoded = backend.Engine.Counters.DecodedRows;
+        Assert.True(decoded < maxTokens / 4, $"{decoded} tokens decoded for a reader that took two ({maxTokens} if the row ran on)");
+
+        // Routing ignores case and a trailing slash; the metrics label is the route's own name.
+        using var http = new HttpClient();
+        foreach (var path in new[] { "/V1/COMPLETIONS", "/v1/Completions/" })
+        {
+            using var r = await http.PostAsync(new Uri(server.BaseUrl, path), new StringContent("{\"prompt\": \"a\", \"max_tokens\": 1}", Encoding.UTF8, "application/json"), Ct);
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        }
+        string metrics = await http.GetStringAsync(new Uri(server.BaseUrl, "/metrics"), Ct);
+        Assert.DoesNotContain("COMPLETIONS", metrics);
+        Assert.DoesNotContain("Completions", metrics);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(metrics, "oml_requests_total\\{endpoint=\"[^\"]*ompletions[^\"]*\""));
     }
 
     [Fact]
