@@ -31,7 +31,7 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     uint256 public constant MAX_ANCESTRY = 64;
     /// @notice The most models one fee split visits. A model's ancestry can grow after its parent was declared (the
     ///         parent's owner may declare parents of its own), so the split bounds itself: once it has visited this many
-    ///         models, a model's revenue stays with its owner instead of going further up. Without the bound, a parent's
+    ///         models, each parent still due a share gets it whole instead of splitting it further up. Without the bound, a parent's
     ///         owner could grow a chain above it until every usage commit of the child ran out of gas or stack.
     uint256 public constant MAX_SPLIT_VISITS = 64;
     /// @notice The longest window, delay or epoch a parameter may set: one year. An unbounded one let a single proposal
@@ -607,18 +607,20 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     }
 
     /// @dev Each declared parent gets its share (floor) of `amount`, split again among its own parents; the rest goes
-    ///      to the model's current owner. At most MAX_SPLIT_VISITS models get a part (a zero part visits nothing):
-    ///      after that, parents not yet visited get nothing and their shares stay with the model being split.
+    ///      to the model's current owner. At most MAX_SPLIT_VISITS models are split (a zero part visits nothing): after
+    ///      that, a parent not yet visited still gets its share, credited to its owner without being split further up
+    ///      (so a chain grown above one parent cannot take a later sibling's consented share).
     ///      Returns the number of models visited so far. Mirrored by Oml.Protocol's FeeSplit.
     function _split(bytes32 key, uint256 amount, uint256 visited) private returns (uint256) {
         if (amount == 0) return visited;
         visited++;
         ParentEdge[] storage edges = _parents[key];
         uint256 rest = amount;
-        for (uint256 i = 0; i < edges.length && visited < MAX_SPLIT_VISITS; i++) {
+        for (uint256 i = 0; i < edges.length; i++) {
             uint256 part = amount * edges[i].shareBps / 10_000;
             rest -= part;
-            visited = _split(edges[i].model, part, visited);
+            if (visited < MAX_SPLIT_VISITS) visited = _split(edges[i].model, part, visited);
+            else if (part > 0) credits[_models[edges[i].model].owner] += part;
         }
         credits[_models[key].owner] += rest;
         return visited;
@@ -629,8 +631,8 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     ///         revenue once, so a batch's floors may differ from the sum of its fees' previews).
     function previewSplit(bytes32 modelKey, address host, uint256 fee)
         external view returns (address[] memory accounts, uint256[] memory amounts) {
-        accounts = new address[](MAX_SPLIT_VISITS + 1);
-        amounts = new uint256[](MAX_SPLIT_VISITS + 1);
+        accounts = new address[](1 + MAX_SPLIT_VISITS * (1 + MAX_PARENTS));
+        amounts = new uint256[](1 + MAX_SPLIT_VISITS * (1 + MAX_PARENTS));
         uint256 hostCut = fee * _params[Param.HostFeeShareBps] / 10_000;
         accounts[0] = host;
         amounts[0] = hostCut;
@@ -648,10 +650,15 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
         visited++;
         ParentEdge[] storage edges = _parents[key];
         uint256 rest = amount;
-        for (uint256 i = 0; i < edges.length && visited < MAX_SPLIT_VISITS; i++) {
+        for (uint256 i = 0; i < edges.length; i++) {
             uint256 part = amount * edges[i].shareBps / 10_000;
             rest -= part;
-            (visited, n) = _previewSplit(edges[i].model, part, accounts, amounts, visited, n);
+            if (visited < MAX_SPLIT_VISITS) (visited, n) = _previewSplit(edges[i].model, part, accounts, amounts, visited, n);
+            else if (part > 0) {
+                accounts[n] = _models[edges[i].model].owner;
+                amounts[n] = part;
+                n++;
+            }
         }
         accounts[n] = _models[key].owner;
         amounts[n] = rest;

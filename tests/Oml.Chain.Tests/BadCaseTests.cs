@@ -184,28 +184,33 @@ public sealed class BadCaseTests(AnvilFixture fx)
         using var p = new Parties();
         using var n = await OpenAsync(backend, p);
         var b = n.B;
-        // The child's owner accepts the parent's owner's model a-0 as a parent (all its revenue). That owner then
-        // declares a-0 -> a-1 -> ... -> a-169, each taking all of its child's revenue; a-62 (the 64th model a split
-        // visits, counting the child) belongs to User2. A chain this long ran the contract's recursive split out of
-        // stack, so no host of the child could commit usage again (and its unsettled permits became slashable).
+        // The child's owner accepts the parent owner's model a-0 as a parent (1 %) and then User1's model "sibling"
+        // (30 %). The parent's owner then declares a-0 -> a-1 -> ... -> a-169, each taking all of its child's revenue;
+        // a-62 (the 64th model a split visits, counting the child) belongs to User2. A chain this long ran the
+        // contract's recursive split out of stack, so no host of the child could commit usage again (and its unsettled
+        // permits became slashable); a split that merely stopped after 64 visits would have taken the sibling's share.
         const int levels = 170, cut = FeeSplit.MaxVisits - 2;
         string Id(int i) => $"ancestor/a-{i}";
         for (int i = 0; i < levels; i++)
             await b.RegisterModelAsync(i == cut ? p.User2 : p.ParentOwner, Id(i), "sha256:" + new string('d', 64), "{}", "OML-1.0", 0, 0);
-        await b.DeclareParentAsync(p.Owner, p.ParentOwner, Model, Id(0), 10_000);
+        await b.RegisterModelAsync(p.User1, "sibling", "sha256:" + new string('e', 64), "{}", "OML-1.0", 0, 0);
+        await b.DeclareParentAsync(p.Owner, p.ParentOwner, Model, Id(0), 100);
+        await b.DeclareParentAsync(p.Owner, p.User1, Model, "sibling", 3_000);
         for (int i = 0; i + 1 < levels; i++)
             await b.DeclareParentAsync(i == cut ? p.User2 : p.ParentOwner, i + 1 == cut ? p.User2 : p.ParentOwner, Id(i), Id(i + 1), 10_000);
-        long before = b.State.AccountOf(A(p.User2)).Withdrawable, parentBefore = b.State.AccountOf(A(p.ParentOwner)).Withdrawable;
-        var message = Permit.Create(p.User1.Address, Model, p.HostA.Address, "q", 1, ConformanceScenario.Expiry, 10);
+        var who = new[] { p.Owner, p.User1, p.User2, p.ParentOwner };
+        var before = who.Select(k => b.State.AccountOf(A(k)).Withdrawable).ToArray();
+        var message = Permit.Create(p.User1.Address, Model, p.HostA.Address, "q", 1, ConformanceScenario.Expiry, 500);
         var permit = new SignedPermit(message, Eip712.Sign(message.TypedData(b.Domain), p.User1));
         var book = new UsageBook(b.Domain, Model, b.State.EpochAt(b.Now));
         book.Add(Receipt.Create(p.HostA.Address, Model, permit.Permit.Hash(b.Domain), "q", "a", b.Now).Sign(b.Domain, p.HostA), permit);
         await b.CommitUsageAsync(p.HostA, book);
-        // The fee of 10 pays the host 2; the owner revenue of 8 goes up the chain and stops at the 64th model visited,
-        // whose owner keeps it. Chain: OmlProtocol.sol _split (MAX_SPLIT_VISITS); ledger: FeeSplit.cs.
+        // The fee of 500 pays host A 100; of the owner revenue of 400, a-0's 1 % (4) goes up the chain and the split
+        // stops at the 64th model visited (a-62), which passes it whole to its parent's owner instead of splitting on;
+        // the sibling still gets its 30 % (120); the child's owner keeps 276. Chain: OmlProtocol.sol _split
+        // (MAX_SPLIT_VISITS); ledger: FeeSplit.cs.
         Assert.Equal(1, b.State.Usage.Values.Single(u => u.Host == A(p.HostA)).PermitCount);
-        Assert.Equal(8, b.State.AccountOf(A(p.User2)).Withdrawable - before);
-        Assert.Equal(0, b.State.AccountOf(A(p.ParentOwner)).Withdrawable - parentBefore);
+        Assert.Equal([276L, 120L, 0L, 4L], who.Select((k, i) => b.State.AccountOf(A(k)).Withdrawable - before[i]).ToArray());
     }
 
     [Theory]

@@ -3,8 +3,9 @@ namespace Oml.Protocol.Core;
 /// <summary>
 /// How owner revenue flows up a model's family tree, the same on the embedded ledger and in OmlProtocol._split: each
 /// declared parent gets its share (floor) of the amount, split again among its own parents; what remains goes to the
-/// model's current owner. At most <see cref="MaxVisits"/> models get a part (a zero part visits nothing); after that,
-/// parents not yet visited get nothing and their shares stay with the model being split. A model's ancestry can grow
+/// model's current owner. At most <see cref="MaxVisits"/> models are split (a zero part visits nothing); after that, a
+/// parent not yet visited still gets its share, credited to its owner without being split further up (so a chain grown
+/// above one parent cannot take a later sibling's consented share). A model's ancestry can grow
 /// after its parent was declared (the parent's owner may declare parents of its own), so the bound is the split's own:
 /// without it a parent's owner could grow a chain above it until every usage commit of the child ran out of gas.
 /// </summary>
@@ -24,10 +25,10 @@ public static class FeeSplit
         long rest = amount;
         foreach (var p in model.ParentList)
         {
-            if (visited >= MaxVisits) break;
             long part = Rules.Fraction(amount, p.ShareBps);
             rest -= part;
-            visited = Visit(s, p.ParentModelId, part, credit, visited);
+            if (visited < MaxVisits) visited = Visit(s, p.ParentModelId, part, credit, visited);
+            else if (part > 0) credit(s.ModelMap[p.ParentModelId].Owner, part);   // its share, not split further up
         }
         credit(model.Owner, rest);
         return visited;
