@@ -121,11 +121,14 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     mapping(address => mapping(address => uint256)) public refundRequestedAt;
     /// @notice Pull-based credits: fees, rewards, returned bonds.
     mapping(address => uint256) public credits;
-    /// @notice The host that settled a permit (by its EIP-712 hash); zero if never settled. A permit settles once:
-    ///         this is the replay guard. (A user-wide nonce was one before, and let a user, or an owner posing as one,
-    ///         burn the nonce of a permit a host had already served by settling another permit elsewhere: the served one
-    ///         was then skipped, and its receipt, naming an unsettled permit, became evidence against an honest host.)
+    /// @notice The host that settled a permit (by its EIP-712 hash); zero if never settled.
     mapping(bytes32 => address) public settledBy;
+    /// @notice permitNonceUsed[user][host][modelKey][nonce]: the replay guard. A user's nonce is spent per host and
+    ///         model, so a permit re-signed with the same nonce (another fee or expiry) settles once with that host. A
+    ///         user-wide nonce let a user, or an owner posing as one, burn the nonce of a permit a host had already
+    ///         served by settling another permit through a second host first: the served one was then skipped, and its
+    ///         receipt, naming an unsettled permit, became evidence against an honest host.
+    mapping(address => mapping(address => mapping(bytes32 => mapping(uint256 => bool)))) public permitNonceUsed;
     /// @notice The next nonce of a parent owner's ParentConsent signature.
     mapping(address => uint256) public consentNonce;
     /// @notice Claim bonds held (locked) for the claims contract.
@@ -584,23 +587,24 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     ///      skipped) and the host's cut of it; false when skipped. The owner revenue is split by the caller.
     function _settle(bytes32 modelKey, uint256 price, SignedPermit calldata p) private returns (bool, uint256, uint256) {
         bytes32 h = permitHash(p.user, modelKey, msg.sender, p.queryHash, p.nonce, p.expiry, p.fee);
-        SkipReason why = _check(p, h, price);
+        SkipReason why = _check(modelKey, p, h, price);
         if (why != SkipReason.None) {
             emit PermitSkipped(h, p.user, msg.sender, p.nonce, why);
             return (false, 0, 0);
         }
         escrow[p.user][msg.sender] -= p.fee;
+        permitNonceUsed[p.user][msg.sender][modelKey][p.nonce] = true;
         settledBy[h] = msg.sender;
         uint256 hostCut = p.fee * _params[Param.HostFeeShareBps] / 10_000;
         emit PermitSettled(h, p.user, msg.sender, p.nonce, p.fee);
         return (true, p.fee, hostCut);
     }
 
-    function _check(SignedPermit calldata p, bytes32 h, uint256 price) private view returns (SkipReason) {
+    function _check(bytes32 modelKey, SignedPermit calldata p, bytes32 h, uint256 price) private view returns (SkipReason) {
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(h, p.signature);
         if (err != ECDSA.RecoverError.NoError || signer != p.user || signer == address(0)) return SkipReason.BadSignature;
         if (p.expiry < block.timestamp) return SkipReason.Expired;
-        if (settledBy[h] != address(0)) return SkipReason.Replayed;
+        if (permitNonceUsed[p.user][msg.sender][modelKey][p.nonce]) return SkipReason.Replayed;
         if (p.fee < price) return SkipReason.FeeTooLow;
         if (escrow[p.user][msg.sender] < p.fee) return SkipReason.Unfunded;
         return SkipReason.None;

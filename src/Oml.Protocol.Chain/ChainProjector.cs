@@ -52,6 +52,7 @@ public sealed class ChainProjector
     private readonly Dictionary<string, string> _modelIds = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<(long Block, long Stake)>> _stakeHistory = new(StringComparer.Ordinal);
     private readonly List<(string User, string Host, long Fee)> _pendingSettled = [];
+    private readonly List<(string User, long Nonce)> _pendingNonces = [];
     private readonly List<SkippedPermit> _pendingSkipped = [];
     private readonly List<string> _pendingSpent = [];
     private string? _pendingTx;
@@ -207,6 +208,7 @@ public sealed class ChainProjector
         {
             _pendingTx = e.TransactionHash;
             _pendingSettled.Clear();
+            _pendingNonces.Clear();
             _pendingSkipped.Clear();
             _pendingSpent.Clear();
             _lastSlashReward = 0;
@@ -330,6 +332,7 @@ public sealed class ChainProjector
                 s.Esc(user, host).Amount -= fee;
                 s.SettledPermitMap[e.Hex32("permitHash")] = host;
                 _pendingSettled.Add((user, host, fee));
+                _pendingNonces.Add((user, L(e.Int("nonce"))));
                 break;
             }
             case "UsageCommitted":
@@ -343,6 +346,13 @@ public sealed class ChainProjector
                     ownerRevenue += fee - hostCut;
                 }
                 FeeSplit.Split(s, model, ownerRevenue, Credit);   // once per batch, as OmlProtocol.commitUsage
+                foreach (var (user, nonce) in _pendingNonces)
+                {
+                    string nk = ProtocolState.PermitNonceKey(user, host, model);
+                    if (!s.PermitNonceMap.TryGetValue(nk, out var set)) s.PermitNonceMap[nk] = set = [];
+                    set.Add(nonce);
+                }
+                _pendingNonces.Clear();
                 long epoch = L(e.Int("epoch"));
                 s.UsageMap[ProtocolState.UsageKey(model, host, epoch)] = new UsageRecord(host, model, epoch, e.Hex32("receiptsRoot"),
                     L(e.Int("receiptCount")), L(e.Int("settled")), L(e.Int("total")), time) { Skipped = [.. _pendingSkipped] };

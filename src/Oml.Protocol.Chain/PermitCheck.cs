@@ -10,8 +10,8 @@ namespace Oml.Protocol.Chain;
 public enum PermitRefusal
 {
     Ok, BadSignature, WrongHost, UnknownModel, FeeTooLow, ExpiresTooSoon,
-    /// <summary>This very permit (by its EIP-712 hash) was settled already.</summary>
-    AlreadySettled,
+    /// <summary>The user's nonce was settled with this host for this model already.</summary>
+    NonceUsed,
     Underfunded, RefundPending,
     /// <summary>This host announced its exit from the licence: it takes no new permits.</summary>
     HostExiting,
@@ -36,8 +36,8 @@ public static class PermitChecks
     /// <summary>
     /// What a host checks against the chain before it serves a permit, so that the permit will certainly settle:
     /// the user's signature for this deployment, host = this client's account, the model exists and fee ≥ its price,
-    /// expiry ≥ <paramref name="settleBy"/> (the end of the epoch in which the host will commit), the permit never
-    /// settled (the contract's replay guard is the permit's hash), escrow[user][host] ≥ fee + <paramref name="outstanding"/> (the user's permits this host accepted and has
+    /// expiry ≥ <paramref name="settleBy"/> (the end of the epoch in which the host will commit), the user's nonce
+    /// never settled with this host for this model (the contract's replay guard), escrow[user][host] ≥ fee + <paramref name="outstanding"/> (the user's permits this host accepted and has
     /// not settled yet), and no refund request pending. The host must also remember the nonces it accepted
     /// (persisted) to refuse a replay before settlement; that memory is the host's, not the chain's.
     /// </summary>
@@ -51,8 +51,8 @@ public static class PermitChecks
         if (p.Fee < model.Price) return PermitRefusal.FeeTooLow;
         if ((await host.ExitOfAsync(p.ModelId, host.Address).ConfigureAwait(false)).Announced) return PermitRefusal.HostExiting;
         if (p.Expiry < settleBy) return PermitRefusal.ExpiresTooSoon;
-        if (await host.SettledByAsync(p.Hash(host.Domain)).ConfigureAwait(false) != Hex.ZeroAddress)
-            return PermitRefusal.AlreadySettled;
+        if (await host.Protocol.GetFunction("permitNonceUsed").CallAsync<bool>(p.User, host.Address, OmlChainClient.ModelKey(p.ModelId), new BigInteger(p.Nonce)).ConfigureAwait(false))
+            return PermitRefusal.NonceUsed;
         if (await host.Protocol.GetFunction("refundRequestedAt").CallAsync<BigInteger>(p.User, host.Address).ConfigureAwait(false) != 0)
             return PermitRefusal.RefundPending;
         var escrow = await host.EscrowAsync(p.User, host.Address).ConfigureAwait(false);

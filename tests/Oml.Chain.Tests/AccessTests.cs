@@ -175,9 +175,11 @@ public sealed class AccessTests(AnvilFixture fx)
             w.Permit(w.UserKey, w.Host.Address, 4, 10, domain: w.Domain with { ChainId = 1 }), 0, settleBy));
         Assert.Equal(PermitRefusal.UnknownModel, await w.Host.CheckPermitAsync(w.Permit(w.UserKey, w.Host.Address, 5, 10, modelId: "nope"), 0, settleBy));
         await w.Host.CommitUsageAsync(World.ModelId, await w.EpochAsync(), World.Digest("r"), 1, [ok]);
-        Assert.Equal(PermitRefusal.AlreadySettled, await w.Host.CheckPermitAsync(ok, 0, settleBy));
-        // the same nonce for another query is another permit: the contract's replay guard is the permit's hash
-        Assert.Equal(PermitRefusal.Ok, await w.Host.CheckPermitAsync(w.Permit(w.UserKey, w.Host.Address, 1, 10, query: "another"), 0, settleBy));
+        Assert.Equal(PermitRefusal.NonceUsed, await w.Host.CheckPermitAsync(ok, 0, settleBy));
+        Assert.Equal(PermitRefusal.NonceUsed, await w.Host.CheckPermitAsync(w.Permit(w.UserKey, w.Host.Address, 1, 10, query: "another"), 0, settleBy));
+        // the nonce is spent with this host for this model only: another host may still take it
+        await w.User.DepositAsync(w.Host2.Address, 25);
+        Assert.Equal(PermitRefusal.Ok, await w.Host2.CheckPermitAsync(w.Permit(w.UserKey, w.Host2.Address, 1, 10), 0, settleBy));
         await w.User.RequestRefundAsync(w.Host.Address);
         Assert.Equal(PermitRefusal.RefundPending, await w.Host.CheckPermitAsync(w.Permit(w.UserKey, w.Host.Address, 6, 10), 0, settleBy));
     }

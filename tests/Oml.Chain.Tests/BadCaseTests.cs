@@ -131,8 +131,8 @@ public sealed class BadCaseTests(AnvilFixture fx)
         Assert.Equal([ProtocolErrorCode.BadSignature, ProtocolErrorCode.BadSignature, ProtocolErrorCode.BadSignature],
             first.Skipped.Select(s => s.Reason).ToArray());
 
-        // the good permit again, in the next epoch's book. Chain: OmlProtocol.sol _check (settledBy, by the permit's
-        // hash); ledger: Rules.Access.cs (SettledPermitMap). Without them the user would pay twice for one question.
+        // the good permit again, in the next epoch's book. Chain: OmlProtocol.sol _check (permitNonceUsed); ledger:
+        // Rules.Access.cs (IsPermitNonceUsed). Without them the user would pay twice for one question.
         await n.AdvanceAsync(b.State.Parameters.EpochSeconds);
         var next = new UsageBook(b.Domain, Model, b.State.EpochAt(b.Now));
         next.Add(Receipt.Create(p.HostA.Address, Model, good.Permit.Hash(b.Domain), "q1", "a", b.Now).Sign(b.Domain, p.HostA), good);
@@ -167,9 +167,9 @@ public sealed class BadCaseTests(AnvilFixture fx)
         var bookA = new UsageBook(b.Domain, Model, b.State.EpochAt(b.Now));
         bookA.Add(Receipt.Create(p.HostA.Address, Model, served.Permit.Hash(b.Domain), "the question A answered", "a", b.Now).Sign(b.Domain, p.HostA), served);
         await b.CommitUsageAsync(p.HostA, bookA);
-        // A's permit still settles, so its receipt can rebut any claim. Chain: OmlProtocol.sol _check (settledBy[h], the
-        // permit's hash, is the replay guard); ledger: Rules.Access.cs (SettledPermitMap). With a user-wide nonce it was
-        // skipped as Replayed and A's receipt, naming an unsettled permit, became evidence against an honest host.
+        // A's permit still settles, so its receipt can rebut any claim. Chain: OmlProtocol.sol _check (permitNonceUsed,
+        // per user, host and model); ledger: Rules.Access.cs (IsPermitNonceUsed). With a user-wide nonce it was skipped
+        // as Replayed and A's receipt, naming an unsettled permit, became evidence against an honest host.
         var usageA = b.State.Usage.Values.Single(u => u.Host == A(p.HostA));
         Assert.Equal((1, 10L), (usageA.PermitCount, usageA.FeesSettled));
         Assert.Empty(usageA.Skipped);

@@ -152,6 +152,8 @@ public sealed class ProtocolState
     internal List<AccusationRecord> AccusationList { get; } = [];
     /// <summary>Fingerprint ids revealed per model (spent for every copy).</summary>
     internal SortedDictionary<string, SortedSet<string>> SpentMap { get; } = new(StringComparer.Ordinal);
+    /// <summary>"user\nhost\nmodel" (<see cref="PermitNonceKey"/>) → the user's nonces settled with that host for that model.</summary>
+    internal SortedDictionary<string, SortedSet<long>> PermitNonceMap { get; } = new(StringComparer.Ordinal);
     /// <summary>Receipt hash → the claim whose evidence it is (OmlClaims._receiptClaim); a voided claim holds nothing.</summary>
     internal SortedDictionary<string, long> ReceiptClaimMap { get; } = new(StringComparer.Ordinal);
     /// <summary>Settled permit hash → the host that settled it.</summary>
@@ -211,6 +213,12 @@ public sealed class ProtocolState
     /// <summary>The claim that holds <paramref name="receiptHash"/> as evidence, if any (a voided claim holds nothing).</summary>
     public Claim? ReceiptHolder(string receiptHash) =>
         ReceiptClaimMap.TryGetValue(receiptHash, out var id) && ClaimList[(int)id] is { Status: not ClaimStatus.Voided } c ? c : null;
+
+    /// <summary>Whether <paramref name="user"/>'s <paramref name="nonce"/> was settled with <paramref name="host"/> for <paramref name="modelId"/> (the replay guard: nonces are spent per host and model).</summary>
+    public bool IsPermitNonceUsed(string user, string host, string modelId, long nonce) =>
+        PermitNonceMap.TryGetValue(PermitNonceKey(user, host, modelId), out var s) && s.Contains(nonce);
+
+    internal static string PermitNonceKey(string user, string host, string modelId) => $"{user}\n{host}\n{modelId}";
 
     public bool IsSpent(string modelId, string fingerprintId) => SpentMap.TryGetValue(modelId, out var s) && s.Contains(fingerprintId);
 
@@ -351,6 +359,9 @@ public sealed class ProtocolState
             foreach (var (k, id) in CommitmentMap) w.WriteNumber(k, id);
             w.WriteEndObject();
             w.WriteString("headHash", Convert.ToHexStringLower(HeadHash));
+            w.WriteStartObject("permitNonces");
+            foreach (var (k, s) in PermitNonceMap) { w.WriteStartArray(k); foreach (var n in s) w.WriteNumberValue(n); w.WriteEndArray(); }
+            w.WriteEndObject();
             w.WriteEndObject();
         }
         return Convert.ToHexStringLower(SHA256.HashData(ms.ToArray()));

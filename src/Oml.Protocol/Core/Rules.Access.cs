@@ -31,7 +31,7 @@ internal static partial class Rules
         // whole batch, so one user's bad permit cannot stop the host from being paid for the others. Signatures are
         // always checked here, on replay too, because what settles depends on them.
         var charges = new SortedDictionary<string, long>(StringComparer.Ordinal);
-        var batch = new HashSet<string>(StringComparer.Ordinal);
+        var nonces = new HashSet<(string User, long Nonce)>();
         var hashes = new List<string>();
         var skipped = new List<SkippedPermit>();
         var credits = new Credits();
@@ -46,9 +46,10 @@ internal static partial class Rules
                 !sp.Verify(c.Domain) ? Skip(ProtocolErrorCode.BadSignature, $"not signed by its user {p.User}")
                 : p.Host != host || p.ModelId != model.Id ? Skip(ProtocolErrorCode.InvalidPermit, $"for {p.ModelId} on {p.Host}")
                 : p.Expiry < c.Now ? Skip(ProtocolErrorCode.PermitExpired, $"expired at {p.Expiry} (now {c.Now})")
-                // A permit settles once, by its hash (OmlProtocol's settledBy): a user-wide nonce would let the user burn
-                // the nonce of a permit this host already served by settling another permit elsewhere first.
-                : s.SettledPermitMap.ContainsKey(hash) || batch.Contains(hash) ? Skip(ProtocolErrorCode.PermitReplayed, $"permit {hash} (nonce {p.Nonce} of {p.User}) was already settled")
+                // A user's nonce is spent per (host, model) (OmlProtocol's permitNonceUsed): a user-wide nonce would let
+                // the user burn the nonce of a permit this host already served by settling another permit elsewhere first.
+                : s.IsPermitNonceUsed(p.User, host, model.Id, p.Nonce) || nonces.Contains((p.User, p.Nonce))
+                    ? Skip(ProtocolErrorCode.PermitReplayed, $"nonce {p.Nonce} of {p.User} was already used with {host} for '{model.Id}'")
                 : p.Fee < model.PricePerQuery ? Skip(ProtocolErrorCode.FeeTooLow, $"pays {p.Fee}, the price is {model.PricePerQuery}")
                 : (charged = AddChecked(charges.GetValueOrDefault(p.User), p.Fee)) > s.EscrowOf(p.User, host).Amount
                     ? Skip(ProtocolErrorCode.InsufficientFunds, $"{p.User}'s escrow with {host} ({s.EscrowOf(p.User, host).Amount}) does not cover {charged}")
@@ -59,7 +60,7 @@ internal static partial class Rules
                 continue;
             }
             charges[p.User] = charged;
-            batch.Add(hash);
+            nonces.Add((p.User, p.Nonce));
             hashes.Add(hash);
             total = AddChecked(total, p.Fee);
             long hostCut = Fraction(p.Fee, s.Parameters.HostFeeShareBps);
@@ -73,6 +74,12 @@ internal static partial class Rules
         {
             foreach (var (u, v) in charges) { s.Acc(u).Escrowed -= v; s.Esc(u, host).Amount -= v; }
             credits.ApplyTo(s);
+            foreach (var (u, n) in nonces)
+            {
+                string nk = ProtocolState.PermitNonceKey(u, host, model.Id);
+                if (!s.PermitNonceMap.TryGetValue(nk, out var set)) s.PermitNonceMap[nk] = set = [];
+                set.Add(n);
+            }
             foreach (var h in hashes) s.SettledPermitMap[h] = host;
             s.UsageMap[key] = record;
         };

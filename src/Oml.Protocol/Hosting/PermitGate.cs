@@ -157,7 +157,7 @@ public sealed class PermitGate
             long mustLast = s.EpochEnd(now) + SettleMarginSeconds;
             if (p.Expiry < mustLast) throw new QueryRefusedException($"the permit expires at {p.Expiry}, before this epoch's usage can be settled (it must last until {mustLast})");
             string hash = p.Hash(s.Domain);
-            if (s.SettledPermits.ContainsKey(hash)) throw new QueryRefusedException($"the permit (nonce {p.Nonce} of {p.User}) was already used: it is settled");
+            if (s.IsPermitNonceUsed(p.User, Host, ModelId, p.Nonce)) throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used: it is settled");
             if (Seen.Contains(p.User, p.Nonce)) throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used with this host");
             var escrow = s.EscrowOf(p.User, Host);
             if (escrow.RefundRequestedAt is not null) throw new QueryRefusedException($"{p.User} asked for its escrow with this host back: no new permits");

@@ -158,19 +158,17 @@ public class AccessTests
         Serve(n, again, Permit(n, n.User, "fine", nonce: 100), "fine");
         Assert.Equal([ProtocolErrorCode.PermitReplayed], CommitAndSkipped(n, again));
         Assert.Equal(980, n.Acc(n.User).Escrowed);
-        // A different permit with the same nonce is another permit: it settles (the replay guard is the permit's hash,
-        // so a user cannot make a permit a host already served unsettleable by spending its nonce elsewhere first).
+        // A different permit with the same nonce for this host and model (a re-signed permit): skipped.
         var sameNonce = Next();
         Serve(n, sameNonce, Permit(n, n.User, "other", nonce: 7), "other");
-        Assert.Equal([], CommitAndSkipped(n, sameNonce));
-        Assert.Equal(970, n.Acc(n.User).Escrowed);
+        Assert.Equal([ProtocolErrorCode.PermitReplayed], CommitAndSkipped(n, sameNonce));
         // Twice within one batch: the first settles.
         var twice = Next();
         var q = Permit(n, n.User, "x", nonce: 8);
         Serve(n, twice, q, "x");
         Serve(n, twice, q, "x");
         Assert.Equal([ProtocolErrorCode.PermitReplayed], CommitAndSkipped(n, twice));
-        Assert.Equal(960, n.Acc(n.User).Escrowed);
+        Assert.Equal(970, n.Acc(n.User).Escrowed);
         Assert.Equal(n.S.Digest(), ProtocolEngine.Replay(n.Ledger.LedgerId, n.Ledger.Read()).Digest());
     }
 
