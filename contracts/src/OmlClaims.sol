@@ -278,14 +278,19 @@ contract OmlClaims is IOmlClaimsView {
 
     /// @dev Gives `receiptHash` to claim `claimId` (being revealed), or reverts when a claim committed before it holds
     ///      it (or one already settled: the host answered for that receipt once). A later-committed holder still open
-    ///      is voided: it leaves the host's open claims and its bond goes back to its prover.
+    ///      is voided: it leaves the host's open claims and its bond goes back to its prover. A voided holder's receipt
+    ///      goes only to its own prover or to a claim committed before it.
     function _takeReceipt(uint256 claimId, Claim storage c, uint256 item, bytes32 receiptHash) private {
         uint256 held = _receiptClaim[receiptHash];
         if (held != 0) {
             uint256 otherId = held - 1;
             Claim storage o = _claims[otherId];
-            if (o.status != Status.Voided) {
-                bool first = c.committedAt < o.committedAt || (c.committedAt == o.committedAt && claimId < otherId);
+            bool first = c.committedAt < o.committedAt || (c.committedAt == o.committedAt && claimId < otherId);
+            if (o.status == Status.Voided) {
+                // A voided claim's receipts stay its prover's (they were public from its reveal): only that prover, in a
+                // new claim, or a claim committed before it may take them, never a copier.
+                if (!first && o.prover != c.prover) revert ReceiptAlreadyClaimed(item, receiptHash, otherId);
+            } else {
                 if (otherId == claimId || !first || o.status != Status.Revealed) revert ReceiptAlreadyClaimed(item, receiptHash, otherId);
                 o.status = Status.Voided;
                 openClaimsAgainst[o.modelKey][o.host] -= 1;

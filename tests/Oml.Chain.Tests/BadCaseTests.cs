@@ -261,6 +261,40 @@ public sealed class BadCaseTests(AnvilFixture fx)
     [Theory]
     [InlineData("ledger")]
     [InlineData("chain")]
+    public async Task A_voided_claims_other_receipts_go_back_to_its_prover_not_to_a_copier(string backend)
+    {
+        using var p = new Parties();
+        using var n = await OpenAsync(backend, p);
+        var b = n.B;
+        // Host B answered fingerprints 0 and 1 without a permit. The prover commits a claim on 1 first (P), then one on
+        // 0 and 1 (H), and reveals H; its receipts are now public and a copier commits a claim on H's receipt for 0.
+        var only1 = Unpermitted(b, p.HostB, n.CopyB, 1);
+        var ev1 = ClaimEvidence.FromJson(only1.EvidenceJson).Items[0];
+        var ev0 = ClaimEvidence.FromJson(Unpermitted(b, p.HostB, n.CopyB, 0).EvidenceJson).Items[0];
+        var both = ClaimTicket.Create(new ClaimEvidence(Model, A(p.HostB), [ev0, ev1]));
+        long cP = (await b.CommitClaimAsync(p.Prover, only1, 100)).Id!.Value;
+        await n.AdvanceAsync(1);
+        long cH = (await b.CommitClaimAsync(p.Prover, both, 100)).Id!.Value;
+        await n.AdvanceAsync(1);
+        await b.RevealClaimAsync(p.Prover, cH, both);
+        var copied = ClaimTicket.Create(new ClaimEvidence(Model, A(p.HostB), [ev0]));
+        long cCopy = (await b.CommitClaimAsync(p.User2, copied, 100)).Id!.Value;
+        await n.AdvanceAsync(1);
+        // P, committed first, takes receipt 1 and voids H. H's receipt for 0 stays its prover's: the copier, committed
+        // after H, cannot take it; the prover's new claim can. Chain: OmlClaims.sol _takeReceipt; ledger: Rules.Claims.cs.
+        await b.RevealClaimAsync(p.Prover, cP, only1);
+        Assert.Equal(ClaimStatus.Voided, b.State.Claims[(int)cH].Status);
+        Assert.Equal(ProtocolErrorCode.ReceiptClaimed, await Refused(() => b.RevealClaimAsync(p.User2, cCopy, copied)));
+        var again = ClaimTicket.Create(new ClaimEvidence(Model, A(p.HostB), [ev0]));
+        long cAgain = (await b.CommitClaimAsync(p.Prover, again, 100)).Id!.Value;
+        await n.AdvanceAsync(1);
+        await b.RevealClaimAsync(p.Prover, cAgain, again);
+        Assert.Equal(ClaimStatus.Revealed, b.State.Claims[(int)cAgain].Status);
+    }
+
+    [Theory]
+    [InlineData("ledger")]
+    [InlineData("chain")]
     public async Task Governance_cannot_change_the_epoch_length_nor_set_windows_past_a_year(string backend)
     {
         using var p = new Parties();

@@ -83,12 +83,22 @@ internal static partial class Rules
             string receiptHash = Hex.Of(r.Digest(c.Domain));
             if (!taken.Add(receiptHash))
                 throw Fail(ProtocolErrorCode.ReceiptClaimed, $"the receipt for fingerprint {f.Index} is evidence twice in this claim");
-            if (s.ReceiptHolder(receiptHash) is { } other && !voided.Contains(other))
+            if (s.ReceiptClaimMap.TryGetValue(receiptHash, out long holder) && s.ClaimList[(int)holder] is var other && !voided.Contains(other))
             {
                 bool first = claim.CommittedAt < other.CommittedAt || (claim.CommittedAt == other.CommittedAt && claim.Id < other.Id);
-                if (!first || other.Status != ClaimStatus.Revealed)
-                    throw Fail(ProtocolErrorCode.ReceiptClaimed, $"the receipt for fingerprint {f.Index} is the evidence of claim {other.Id} ({other.Status}), committed first");
-                voided.Add(other);
+                if (other.Status == ClaimStatus.Voided)
+                {
+                    // A voided claim's receipts stay its prover's (public since its reveal): its prover, in a new claim,
+                    // or a claim committed before it may take them, never a copier.
+                    if (!first && other.Prover != claim.Prover)
+                        throw Fail(ProtocolErrorCode.ReceiptClaimed, $"the receipt for fingerprint {f.Index} is the evidence of voided claim {other.Id}; only its prover may claim it again");
+                }
+                else
+                {
+                    if (!first || other.Status != ClaimStatus.Revealed)
+                        throw Fail(ProtocolErrorCode.ReceiptClaimed, $"the receipt for fingerprint {f.Index} is the evidence of claim {other.Id} ({other.Status}), committed first");
+                    voided.Add(other);
+                }
             }
             items.Add(new ClaimItem(id, f.Index, receiptHash, r.QueryHash, r.PermitHash));
         }
