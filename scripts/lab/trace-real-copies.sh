@@ -108,6 +108,15 @@ drain() {
   wait
   [ ! -e "$failed" ] || { rm -f "$failed"; echo "trace-real-copies: a parallel step failed (see $log)" >&2; exit 1; }
 }
+# However the run ends (a failed step exits at once), its background steps end with it: left running, they raced a
+# rerun's same steps for the same files (2026-12-07: a retry's steps found their temporary files moved away).
+stop_jobs() {
+  local p
+  for p in $(jobs -p); do pkill -TERM -P "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  return 0
+}
+trap stop_jobs EXIT
 
 say "settings: out=$out pool=$pool_size copies=$copies attacked=$attacked device=$device sft=$sft_samples@$sft_lr${sft_extra:+ ($sft_extra)} sft-strong=${sft_strong:-none} jobs=$jobs"
 
@@ -185,8 +194,12 @@ step "$out/json/pool.json" "${oml[@]}" fingerprints generate --model "$base" --c
 # merge with the base, int4) and its traces (the copy as delivered, under suppression, and each attacked version).
 # The bound per host is 1e-3 / N, so that the chance of accusing any innocent host at all is at most 1e-3 (union bound).
 bound=$(python3 -c "print(1e-3 / $copies)")
+# Traces sign nothing (no --keystore: `prover trace` then files no accusation). With the owner's keystore each accused
+# host was an owner-signed ledger action, and under --jobs those raced the next delivery for the owner's request nonce
+# (BadNonce on the GPU, 2026-12-07); the accusations are not what the run measures.
 trace() {   # NAME COPY RESPONDER
-  step "$out/json/trace/$1.json" act owner prover trace --model-id $model_id --pool "$pool" --copy "$2" --responder "$3" --device "$device" --bound "$bound"
+  step "$out/json/trace/$1.json" "${oml[@]}" prover trace --ledger "$ledger" --passphrase-file "$pass" --json --model-id $model_id --pool "$pool" \
+    --copy "$2" --responder "$3" --device "$device" --bound "$bound"
 }
 mkdir -p "$out/copies" "$out/attacked/sft" "$out/attacked/merge" "$out/attacked/int4"
 copy_work() {  # J: the attacks on copy J and its traces

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Summarises issue13c's response-length cells (drive.sh's RESP tail): per response length, mean and 95 % t interval
+over the seeds of the owner's utility cost (held-out perplexity change, cloze change against the base cell), the
+embedding (epochs, merge λ), persistence after the lab's 100M SFT and FSR under first-token suppression.
+    resp_summary.py RESULTS_DIR [MANIFESTS_DIR]     (RESULTS_DIR: the lab output with cells/; MANIFESTS_DIR: logs/)"""
+import json
+import math
+import os
+import re
+import statistics
+import sys
+
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}
+
+
+def ci(xs):
+    m = statistics.mean(xs)
+    if len(xs) < 2:
+        return f"{m:.3g}"
+    h = T95.get(len(xs) - 1, 2.0) * statistics.stdev(xs) / math.sqrt(len(xs))
+    return f"{m:.3g} ± {h:.2g}"
+
+
+def main():
+    res = sys.argv[1]
+    logs = sys.argv[2] if len(sys.argv) > 2 else None
+    cells = {}
+    for f in os.listdir(os.path.join(res, "cells")):
+        with open(os.path.join(res, "cells", f)) as fh:
+            d = json.load(fh)
+        cells[d["id"]] = d
+    base = cells["base"]["metrics"]
+    rows = {}
+    for cid, d in cells.items():
+        m = re.fullmatch(r"r(\d+)-s(\d+)-s1-(.*)", cid)
+        if not m:
+            continue
+        n, seed, attack = int(m.group(1)), int(m.group(2)), m.group(3)
+        r = rows.setdefault(n, {}).setdefault(seed, {})
+        met = d["metrics"]
+        if attack == "before":
+            r["ppl"] = 100 * (met["perplexity"] / base["perplexity"] - 1)
+            r["cloze"] = 100 * (met["cloze_accuracy"] - base["cloze_accuracy"])
+            r["fsr"] = met["fsr"]
+        elif attack.startswith("sft"):
+            r["sft"] = met["persistence"]
+        elif attack.startswith("suppress"):
+            r["sup"] = met["fsr"]
+        if logs:
+            mf = os.path.join(logs, f"r{n}-s{seed}.manifest.json")
+            if os.path.exists(mf):
+                with open(mf) as fh:
+                    man = json.load(fh)["metrics"]
+                r["epochs"] = man.get("kept_epoch", man.get("epochs"))
+                r["lam"] = man.get("merge_lambda")
+    print(f"base: held-out perplexity {base['perplexity']:.2f}, cloze {100 * base['cloze_accuracy']:.1f} %")
+    print("| response tokens | seeds | FSR | perplexity vs base | cloze vs base (points) | epochs kept | merge λ | SFT persistence | FSR under top-1 suppression |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n in sorted(rows):
+        seeds = sorted(rows[n])
+        col = lambda k: [rows[n][s][k] for s in seeds if k in rows[n][s]]
+        fmt = lambda k, unit="": (ci(col(k)) + unit) if col(k) else "-"
+        print(f"| {n} | {len(seeds)} | {fmt('fsr')} | {fmt('ppl', ' %')} | {fmt('cloze')} | "
+              f"{'/'.join(str(x) for x in col('epochs')) or '-'} | {'/'.join(f'{x:.2f}' for x in col('lam')) or '-'} | {fmt('sft')} | {fmt('sup')} |")
+
+
+if __name__ == "__main__":
+    main()
