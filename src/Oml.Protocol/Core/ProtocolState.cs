@@ -154,7 +154,7 @@ public sealed class ProtocolState
     internal SortedDictionary<string, SortedSet<string>> SpentMap { get; } = new(StringComparer.Ordinal);
     /// <summary>"user\nhost\nmodel" (<see cref="PermitNonceKey"/>) → the user's nonces settled with that host for that model.</summary>
     internal SortedDictionary<string, SortedSet<long>> PermitNonceMap { get; } = new(StringComparer.Ordinal);
-    /// <summary>Receipt hash → the claim whose evidence it is (OmlClaims._receiptClaim); a voided claim holds nothing.</summary>
+    /// <summary>Receipt hash → the claim whose evidence it is (OmlClaims._receiptClaim; a voided claim keeps its receipts for its prover).</summary>
     internal SortedDictionary<string, long> ReceiptClaimMap { get; } = new(StringComparer.Ordinal);
     /// <summary>Settled permit hash → the host that settled it.</summary>
     internal SortedDictionary<string, string> SettledPermitMap { get; } = new(StringComparer.Ordinal);
@@ -209,10 +209,6 @@ public sealed class ProtocolState
     public Account AccountOf(string address) => AccountMap.TryGetValue(address, out var a) ? a : new Account();
 
     public Licence? LicenceOf(string modelId, string host) => LicenceMap.GetValueOrDefault(LicenceKey(modelId, host));
-
-    /// <summary>The claim that holds <paramref name="receiptHash"/> as evidence, if any (a voided claim holds nothing).</summary>
-    public Claim? ReceiptHolder(string receiptHash) =>
-        ReceiptClaimMap.TryGetValue(receiptHash, out var id) && ClaimList[(int)id] is { Status: not ClaimStatus.Voided } c ? c : null;
 
     /// <summary>Whether <paramref name="user"/>'s <paramref name="nonce"/> was settled with <paramref name="host"/> for <paramref name="modelId"/> (the replay guard: nonces are spent per host and model).</summary>
     public bool IsPermitNonceUsed(string user, string host, string modelId, long nonce) =>

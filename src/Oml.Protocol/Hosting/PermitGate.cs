@@ -90,10 +90,10 @@ public sealed class SeenPermitStore
 /// What an honest host checks before it answers a query under a permit, against the protocol state, so that every
 /// permit it serves will certainly settle (and it can never be slashed for serving it): the user's signature under the
 /// ledger's domain; host and model are this host's; the query hash; fee ≥ the model's price; the expiry far enough
-/// past the end of the current epoch (<see cref="SettleMarginSeconds"/>) for the usage commit to settle it; the permit
-/// never settled on the ledger (the ledger's replay guard is the permit's hash, so nothing the user settles elsewhere
-/// can make a served permit unsettleable) and its nonce never accepted by this host before (<see cref="SeenPermitStore"/>,
-/// persisted: stricter than the ledger, which is the host's own choice); the
+/// past the end of the current epoch (<see cref="SettleMarginSeconds"/>) for the usage commit to settle it; the nonce
+/// never settled with this host for this model on the ledger (the ledger spends nonces per user, host and model, so
+/// nothing the user settles with another host can make a served permit unsettleable) and never accepted by this host
+/// before (<see cref="SeenPermitStore"/>, persisted); the
 /// user's escrow with this host covers this fee plus the host's outstanding unsettled permits of that user; and the
 /// user has not asked for its escrow back. An accepted permit is recorded in the store before the query is answered.
 /// </summary>
