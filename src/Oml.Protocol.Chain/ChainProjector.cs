@@ -346,12 +346,7 @@ public sealed class ChainProjector
                     ownerRevenue += fee - hostCut;
                 }
                 FeeSplit.Split(s, model, ownerRevenue, Credit);   // once per batch, as OmlProtocol.commitUsage
-                foreach (var (user, nonce) in _pendingNonces)
-                {
-                    string nk = ProtocolState.PermitNonceKey(user, host, model);
-                    if (!s.PermitNonceMap.TryGetValue(nk, out var set)) s.PermitNonceMap[nk] = set = [];
-                    set.Add(nonce);
-                }
+                foreach (var (user, nonce) in _pendingNonces) s.MarkPermitNonceUsed(user, host, model, nonce);
                 _pendingNonces.Clear();
                 long epoch = L(e.Int("epoch"));
                 s.UsageMap[ProtocolState.UsageKey(model, host, epoch)] = new UsageRecord(host, model, epoch, e.Hex32("receiptsRoot"),

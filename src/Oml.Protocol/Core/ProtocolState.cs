@@ -214,7 +214,15 @@ public sealed class ProtocolState
     public bool IsPermitNonceUsed(string user, string host, string modelId, long nonce) =>
         PermitNonceMap.TryGetValue(PermitNonceKey(user, host, modelId), out var s) && s.Contains(nonce);
 
-    internal static string PermitNonceKey(string user, string host, string modelId) => $"{user}\n{host}\n{modelId}";
+    /// <summary>Records <paramref name="user"/>'s <paramref name="nonce"/> as settled with <paramref name="host"/> for <paramref name="modelId"/>.</summary>
+    internal void MarkPermitNonceUsed(string user, string host, string modelId, long nonce)
+    {
+        string key = PermitNonceKey(user, host, modelId);
+        if (!PermitNonceMap.TryGetValue(key, out var set)) PermitNonceMap[key] = set = [];
+        set.Add(nonce);
+    }
+
+    private static string PermitNonceKey(string user, string host, string modelId) => $"{user}\n{host}\n{modelId}";
 
     public bool IsSpent(string modelId, string fingerprintId) => SpentMap.TryGetValue(modelId, out var s) && s.Contains(fingerprintId);
 

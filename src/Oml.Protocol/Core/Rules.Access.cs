@@ -74,12 +74,7 @@ internal static partial class Rules
         {
             foreach (var (u, v) in charges) { s.Acc(u).Escrowed -= v; s.Esc(u, host).Amount -= v; }
             credits.ApplyTo(s);
-            foreach (var (u, n) in nonces)
-            {
-                string nk = ProtocolState.PermitNonceKey(u, host, model.Id);
-                if (!s.PermitNonceMap.TryGetValue(nk, out var set)) s.PermitNonceMap[nk] = set = [];
-                set.Add(n);
-            }
+            foreach (var (u, n) in nonces) s.MarkPermitNonceUsed(u, host, model.Id, n);
             foreach (var h in hashes) s.SettledPermitMap[h] = host;
             s.UsageMap[key] = record;
         };
