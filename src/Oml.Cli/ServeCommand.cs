@@ -26,7 +26,11 @@ internal sealed class ServeOptions
     };
     public readonly Option<int?> MaxModelLen = new("--max-model-len") { Description = "The most prompt + completion tokens per sequence; default: the model's max_position_embeddings" };
     public readonly Option<int> MaxTokensLimit = new("--max-tokens-limit") { Description = "The largest max_tokens a request may ask for", DefaultValueFactory = _ => 4096 };
-    public readonly Option<int> DefaultMaxTokens = new("--default-max-tokens") { Description = "max_tokens when a request gives none", DefaultValueFactory = _ => 16 };
+    public readonly Option<int?> DefaultMaxTokens = new("--default-max-tokens")
+    {
+        Description = "max_tokens when a request gives none (capped by the room left in the context); default: 16 for completions (OpenAI's), "
+            + "the room left in the context up to --max-tokens-limit for chats (vLLM's)",
+    };
     public readonly Option<long> MaxBodyBytes = new("--max-request-bytes") { Description = "The largest request body in bytes (413 beyond)", DefaultValueFactory = _ => 4L << 20 };
     public readonly Option<string?> UrlFile = new("--url-file") { Description = "Write the server's base URL to this file once it listens" };
 
@@ -40,7 +44,7 @@ internal sealed class ServeOptions
     public OpenAiServerOptions Server(ParseResult r, string modelDir, string? defaultName = null)
     {
         if (r.GetValue(MaxTokensLimit) < 1) throw new UsageException("--max-tokens-limit must be at least 1");
-        if (r.GetValue(DefaultMaxTokens) < 1) throw new UsageException("--default-max-tokens must be at least 1");
+        if (r.GetValue(DefaultMaxTokens) is < 1) throw new UsageException("--default-max-tokens must be at least 1");
         if (r.GetValue(MaxBodyBytes) < 1024) throw new UsageException("--max-request-bytes must be at least 1024");
         if (r.GetValue(MaxModelLen) is < 2) throw new UsageException("--max-model-len must be at least 2");
         return new OpenAiServerOptions

@@ -18,7 +18,7 @@ public static class VerifyCommand
     {
         var model = CliOptions.OptionalModel("A local suspect model folder (answers are matched token by token)");
         var endpoint = new Option<string?>("--endpoint") { Description = "The base URL of an OpenAI-compatible server, e.g. http://host:8000/v1 (answers are matched as text)" };
-        var apiModel = new Option<string>("--api-model") { Description = "Model name sent to the endpoint", DefaultValueFactory = _ => "oml" };
+        var apiModel = new Option<string?>("--api-model") { Description = "Model name sent to the endpoint; default: the one model the server lists at GET /v1/models" };
         var apiKeyEnv = new Option<string?>("--api-key-env") { Description = "Name of the environment variable holding the endpoint's API key" };
         var chat = new Option<bool>("--chat") { Description = "Query the endpoint through /v1/chat/completions instead of /v1/completions" };
         var fingerprints = new Option<string>("--fingerprints") { Description = "The fingerprint-set file", Required = true };
@@ -138,7 +138,7 @@ public static class VerifyCommand
             }
             // An endpoint's connection is opened, and the runtime's HTTP stack loaded, while the set is read (and its
             // passphrase stretched): the keys go out as soon as they are known.
-            using var endpointClient = url is null ? null : EndpointClient(url, r.GetValue(apiKeyEnv), r.GetValue(apiModel)!);
+            using var endpointClient = url is null ? null : EndpointClient(url, r.GetValue(apiKeyEnv), r.GetValue(apiModel));
             // Not waited for: it never throws, and disposing the client at the end cancels it if the server never answered.
             if (endpointClient is not null) _ = Task.Run(() => endpointClient.WarmUpAsync());
             var setPath = r.GetValue(fingerprints)!;
@@ -322,8 +322,9 @@ public static class VerifyCommand
     }
 
     /// <summary>The client of <c>--endpoint URL</c>, with the API key from <c>--api-key-env</c> when given.</summary>
-    private static OpenAiCompatibleEndpoint EndpointClient(string url, string? apiKeyEnv, string apiModel)
+    private static OpenAiCompatibleEndpoint EndpointClient(string url, string? apiKeyEnv, string? apiModel)
     {
+        if (apiModel is not null && string.IsNullOrWhiteSpace(apiModel)) throw new UsageException("--api-model must not be empty");
         string? apiKey = null;
         if (apiKeyEnv is { } env)
         {

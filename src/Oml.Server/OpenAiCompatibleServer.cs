@@ -16,15 +16,20 @@ namespace Oml.Server;
 /// <summary>Options of an <see cref="OpenAiCompatibleServer"/>.</summary>
 public sealed record OpenAiServerOptions
 {
-    /// <summary>The served model's name: listed by /v1/models and reported when a request names none. Default "oml".</summary>
+    /// <summary>The served model's name: listed by /v1/models and reported when a request names none; a request naming
+    /// another model is answered 404 (model_not_found). Default "oml".</summary>
     public string ModelName { get; init; } = "oml";
 
     /// <summary>When set, /v1 requests must carry <c>Authorization: Bearer &lt;key&gt;</c>, else 401.</summary>
     public string? ApiKey { get; init; }
 
-    /// <summary>max_tokens when a request gives none (capped by the room left in the context). Default 16 (OpenAI's
-    /// completions default).</summary>
-    public int DefaultMaxTokens { get; init; } = 16;
+    /// <summary>max_tokens when a request gives none, capped by the room left in the context; null (the default): 16 for
+    /// a completion (OpenAI's and vLLM's completions default) and, for a chat, all the room left in the context up to
+    /// <see cref="MaxTokensLimit"/> (vLLM's chat default).</summary>
+    public int? DefaultMaxTokens { get; init; }
+
+    /// <summary>The completions API's max_tokens default (OpenAI's).</summary>
+    public const int CompletionsDefaultMaxTokens = 16;
 
     /// <summary>The largest max_tokens accepted. Default 4096.</summary>
     public int MaxTokensLimit { get; init; } = 4096;
@@ -467,6 +472,9 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             if (m.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(Str(m, "model")))
                 throw new BadRequest("'model' must be a non-empty string.", "model");
             model = Str(m, "model");
+            // As vLLM and OpenAI answer a model they do not serve: 404, not another model's answer under that name.
+            if (model != _options.ModelName)
+                throw new BadRequest($"The model '{model}' does not exist; this server serves '{_options.ModelName}'.", "model", 404, "model_not_found");
         }
 
         var prompts = chat ? [new PromptSpec(null, null, ParseMessages(root))] : ParsePrompts(root);
@@ -708,7 +716,8 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
                     var choice = _choices[p * req.N + j] = new Choice { Index = p * req.N + j, Prompt = p };
                     if (req.Echo) choice.Text.Append(prompts[p].Text);
                     int room = prompts[p].TokenIds is { } ids ? context - ids.Length : int.MaxValue;
-                    int max = req.MaxTokens ?? Math.Max(1, Math.Min(server._options.DefaultMaxTokens, room));
+                    int max = req.MaxTokens ?? Math.Max(1, Math.Min(server._options.DefaultMaxTokens
+                        ?? (Chat ? server._options.MaxTokensLimit : OpenAiServerOptions.CompletionsDefaultMaxTokens), room));
                     var decode = new DecodeRequest(max, req.Temperature, req.TopP, req.Seed is { } s ? s + j : null, req.Stop, req.TopLogprobs, req.IgnoreEos,
                         new CompletionSettings(max, req.Temperature, req.TopP, req.Seed is { } s2 ? unchecked((int)(s2 + j)) : null, req.Model, req.Mode));
                     tasks.Add(GenerateChoiceAsync(choice, prompts[p], decode, all));

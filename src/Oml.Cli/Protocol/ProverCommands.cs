@@ -56,7 +56,7 @@ public static class ProverCommands
             var lic = s.State.LicenceOf(r.GetValue(model)!, hostAddr) ?? throw new ProtocolException(ProtocolErrorCode.UnknownLicence, $"{hostAddr} holds no licence for '{r.GetValue(model)}'");
             if (lic.IndicesRoot != "0x" + set.Commit().Root)
                 throw new ProtocolException(ProtocolErrorCode.InvalidProof, $"{r.GetValue(subset)} is not the fingerprint set delivered to {hostAddr} (its root differs from the ledger's)");
-            using var ep = new HttpHostEndpoint(url, new CompletionSettings(MaxTokens: AnswerTokens(set)));
+            using var ep = new HttpHostEndpoint(url, new CompletionSettings(MaxTokens: AnswerTokens(set), Model: r.GetValue(model)!));
             var report = await Prover.AuditAsync(s.State, r.GetValue(model)!, hostAddr, set, ep, r.GetValue(maxQueries), ct);
             var rep = s.Report().Add("model", "model", report.ModelId).Add("host", "host", report.Host).Add("queried", "keys asked", report.Queried)
                 .Add("hits", "answered as embedded", report.Hits.Count).Add("misses", "refused or other", report.Misses.Count)
@@ -170,7 +170,7 @@ public static class ProverCommands
             TraceReport report;
             if (url is not null)
             {
-                using var suspect = new OpenAiCompatibleEndpoint(url, null, "oml");
+                using var suspect = new OpenAiCompatibleEndpoint(url, null, null); // the model the suspect lists
                 var settings = new CompletionSettings(MaxTokens: AnswerTokens(set));
                 report = await LeakTracer.TraceAsync(s.State, modelId, set, AllocationSpec.Accuser(alloc),
                     (q, c) => suspect.CompleteAsync(q, settings, c), eps, ct: ct);

@@ -41,16 +41,20 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
     private readonly Uri _chatUrl;
 
     /// <summary>Creates a client with its own <see cref="HttpClient"/> and the default options.</summary>
-    public OpenAiCompatibleEndpoint(Uri baseUrl, string? apiKey, string model)
+    /// <param name="model">The model name sent; null: the one model the server lists at <c>GET …/v1/models</c>.</param>
+    public OpenAiCompatibleEndpoint(Uri baseUrl, string? apiKey, string? model)
         : this(baseUrl, apiKey, model, null, null)
     {
     }
 
     /// <summary>Creates a client; <paramref name="httpClient"/>, when given, is used as is and not disposed.</summary>
-    public OpenAiCompatibleEndpoint(Uri baseUrl, string? apiKey, string model, EndpointOptions? options, HttpClient? httpClient = null)
+    /// <param name="model">The model name sent when the settings name none; null: the one model the server lists at
+    /// <c>GET …/v1/models</c>, asked once before the first completion (a server that lists several, or none, is an
+    /// error that asks for a name).</param>
+    public OpenAiCompatibleEndpoint(Uri baseUrl, string? apiKey, string? model, EndpointOptions? options, HttpClient? httpClient = null)
     {
         ArgumentNullException.ThrowIfNull(baseUrl);
-        ArgumentException.ThrowIfNullOrWhiteSpace(model);
+        if (model is not null) ArgumentException.ThrowIfNullOrWhiteSpace(model);
         if (!baseUrl.IsAbsoluteUri || (baseUrl.Scheme != Uri.UriSchemeHttp && baseUrl.Scheme != Uri.UriSchemeHttps))
             throw new ArgumentException($"The base URL must be an absolute http or https URL, not '{baseUrl}'.", nameof(baseUrl));
         Options = options ?? new EndpointOptions();
@@ -77,8 +81,62 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
     /// <summary>The server URL as given.</summary>
     public Uri BaseUrl { get; }
 
-    /// <summary>The model name sent when the settings name none.</summary>
-    public string Model { get; }
+    /// <summary>The model name sent when the settings name none: as given, or once asked, the server's one model; null
+    /// until then.</summary>
+    public string? Model { get; private set; }
+
+    private Task<string>? _served;
+    private readonly Lock _servedLock = new();
+
+    /// <summary>The model to name in a request: the settings', else <see cref="Model"/>, else the server's one listed
+    /// model (asked once; a failed ask is asked again by the next request).</summary>
+    private async ValueTask<string> ModelForAsync(string? requested, CancellationToken ct)
+    {
+        if ((requested ?? Model) is { } named) return named;
+        Task<string> ask;
+        lock (_servedLock)
+        {
+            if (_served is null || _served.IsFaulted || _served.IsCanceled) _served = ServedModelAsync(CancellationToken.None);
+            ask = _served;
+        }
+        string model = await ask.WaitAsync(ct).ConfigureAwait(false);
+        Model ??= model;
+        return model;
+    }
+
+    /// <summary>
+    /// The model a server serves, from its <c>GET …/v1/models</c> list (retried as completions are): its one entry's
+    /// <c>id</c>. A list of several models, or none, throws <see cref="CompletionEndpointException"/> naming them, since
+    /// which one to ask is then the caller's choice.
+    /// </summary>
+    public async Task<string> ServedModelAsync(CancellationToken ct = default)
+    {
+        var ids = await GetAsync(ModelsUrl, text =>
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(text);
+                if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("data", out var data) || data.ValueKind != JsonValueKind.Array)
+                    throw new CompletionEndpointException(CompletionErrorKind.MalformedResponse, $"GET {ModelsUrl} answered no 'data' list of models.");
+                var list = new List<string>();
+                foreach (var m in data.EnumerateArray())
+                    if (m.ValueKind == JsonValueKind.Object && m.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String && !string.IsNullOrWhiteSpace(id.GetString()))
+                        list.Add(id.GetString()!);
+                return list;
+            }
+            catch (JsonException e)
+            {
+                throw new CompletionEndpointException(CompletionErrorKind.MalformedResponse, $"GET {ModelsUrl} answered malformed JSON: {e.Message}", inner: e);
+            }
+        }, ct).ConfigureAwait(false);
+        return ids.Count switch
+        {
+            1 => ids[0],
+            0 => throw new CompletionEndpointException(CompletionErrorKind.MalformedResponse, $"GET {ModelsUrl} lists no model; name the model to ask."),
+            _ => throw new CompletionEndpointException(CompletionErrorKind.MalformedResponse,
+                $"{BaseUrl} serves {ids.Count} models ({string.Join(", ", ids.Take(8))}{(ids.Count > 8 ? ", ..." : "")}); name the one to ask."),
+        };
+    }
 
     /// <summary>The timeout and retry policy.</summary>
     public EndpointOptions Options { get; }
@@ -91,8 +149,13 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
         s.Validate();
         bool chat = s.Mode == CompletionMode.Chat;
         Uri url = chat ? _chatUrl : _completionsUrl;
-        byte[] body = BuildRequestBody([prompt], single: true, s, s.Model ?? Model);
-        return PostAsync(url, body, (text, status, attempt) => ParseResponse(text, chat, url, status, attempt), ct);
+        return Send();
+
+        async Task<string> Send()
+        {
+            byte[] body = BuildRequestBody([prompt], single: true, s, await ModelForAsync(s.Model, ct).ConfigureAwait(false));
+            return await PostAsync(url, body, (text, status, attempt) => ParseResponse(text, chat, url, status, attempt), ct).ConfigureAwait(false);
+        }
     }
 
     /// <inheritdoc />
@@ -113,12 +176,26 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
             if (prompts[i] is null) throw new ArgumentException($"prompts[{i}] is null.", nameof(prompts));
         if (prompts.Count == 0) return [];
         Uri url = _completionsUrl;
-        byte[] body = BuildRequestBody(prompts, single: false, s, s.Model ?? Model);
+        byte[] body = BuildRequestBody(prompts, single: false, s, await ModelForAsync(s.Model, ct).ConfigureAwait(false));
         return await PostAsync(url, body, (text, status, attempt) => ParseBatchResponse(text, prompts.Count, url, status, attempt), ct).ConfigureAwait(false);
     }
 
     /// <summary>POSTs <paramref name="body"/> with the retry policy and parses a successful answer.</summary>
-    private async Task<T> PostAsync<T>(Uri url, byte[] body, Func<string, int, int, T> parse, CancellationToken ct)
+    private Task<T> PostAsync<T>(Uri url, byte[] body, Func<string, int, int, T> parse, CancellationToken ct) =>
+        SendAsync(() =>
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new ByteArrayContent(body) };
+            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            return request;
+        }, $"POST {url}", parse, ct);
+
+    /// <summary>GETs <paramref name="url"/> with the retry policy and parses a successful answer.</summary>
+    private Task<T> GetAsync<T>(Uri url, Func<string, T> parse, CancellationToken ct) =>
+        SendAsync(() => new HttpRequestMessage(HttpMethod.Get, url), $"GET {url}", (text, _, _) => parse(text), ct);
+
+    /// <summary>Sends a request made by <paramref name="make"/> (afresh for each attempt) with the retry policy and
+    /// parses a successful answer.</summary>
+    private async Task<T> SendAsync<T>(Func<HttpRequestMessage> make, string what, Func<string, int, int, T> parse, CancellationToken ct)
     {
         for (int attempt = 1; ; attempt++)
         {
@@ -129,8 +206,7 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
             CompletionEndpointException failure;
             try
             {
-                using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new ByteArrayContent(body) };
-                request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+                using var request = make();
                 request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
                 if (_apiKey is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _apiKey);
                 using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, timeout.Token).ConfigureAwait(false);
@@ -139,7 +215,7 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
                 if (response.IsSuccessStatusCode) return parse(text, status, attempt);
 
                 failure = new CompletionEndpointException(CompletionErrorKind.HttpStatus,
-                    $"POST {url} failed with HTTP {status} ({response.ReasonPhrase}) after {attempt} attempt(s): {ErrorMessage(text)}",
+                    $"{what} failed with HTTP {status} ({response.ReasonPhrase}) after {attempt} attempt(s): {ErrorMessage(text)}",
                     status, attempt);
                 if (!IsRetryable(response.StatusCode)) throw failure;
                 retryAfter = RetryAfter(response.Headers.RetryAfter);
@@ -147,12 +223,12 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
             catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
             {
                 throw new CompletionEndpointException(CompletionErrorKind.Timeout,
-                    $"POST {url} got no complete answer within {Options.Timeout.TotalSeconds:0.###} s (attempt {attempt}).", null, attempt, e);
+                    $"{what} got no complete answer within {Options.Timeout.TotalSeconds:0.###} s (attempt {attempt}).", null, attempt, e);
             }
             catch (HttpRequestException e)
             {
                 failure = new CompletionEndpointException(CompletionErrorKind.Network,
-                    $"POST {url} failed after {attempt} attempt(s): {e.Message}", null, attempt, e);
+                    $"{what} failed after {attempt} attempt(s): {e.Message}", null, attempt, e);
             }
 
             if (attempt >= Options.MaxAttempts) throw failure;
@@ -170,10 +246,25 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
     /// the OpenAI API that every compatible server answers, with the API key when there is one) and ignores the answer,
     /// whatever it is. Meanwhile the runtime loads and compiles its HTTP stack and the connection is opened; it stays
     /// in the pool for the completions that follow. Never throws (a failure shows again in the first completion);
-    /// gives up after 10 s or <see cref="EndpointOptions.Timeout"/>, the shorter.
+    /// gives up after 10 s or <see cref="EndpointOptions.Timeout"/>, the shorter. A client created without a model name
+    /// learns the server's model from the answer.
     /// </summary>
     public async Task WarmUpAsync(CancellationToken ct = default)
     {
+        if (Model is null)
+        {
+            try
+            {
+                using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                wait.CancelAfter(Options.Timeout < TimeSpan.FromSeconds(10) ? Options.Timeout : TimeSpan.FromSeconds(10));
+                await ModelForAsync(null, wait.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is CompletionEndpointException or OperationCanceledException or ObjectDisposedException)
+            {
+                // The first completion asks again and reports what is wrong.
+            }
+            return;
+        }
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);

@@ -64,7 +64,8 @@ public sealed class HttpHostEndpoint : IHostEndpoint, IDisposable
         ArgumentNullException.ThrowIfNull(query);
         var body = new JsonObject
         {
-            ["model"] = Settings.Model ?? "oml",
+            // The settings' model, else the permit's (a protocol host serves its model under the model's id), else "oml".
+            ["model"] = Settings.Model ?? permit?.Permit.ModelId ?? "oml",
             ["prompt"] = query,
             ["max_tokens"] = Settings.MaxTokens,
             ["temperature"] = Settings.Temperature,

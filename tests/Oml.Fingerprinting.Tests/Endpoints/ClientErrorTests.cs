@@ -37,6 +37,40 @@ public class ClientErrorTests
     }
 
     [Fact]
+    public async Task A_client_without_a_model_name_names_the_servers_one_model_and_asks_which_when_it_lists_several()
+    {
+        string models = "{\"object\": \"list\", \"data\": [{\"id\": \"a\"}, {\"id\": \"b\"}]}";
+        int listed = 0;
+        var handler = new ScriptedHandler((request, _, _) => Task.FromResult(request.Method == HttpMethod.Get
+            ? (Interlocked.Increment(ref listed) == 1 ? Json(HttpStatusCode.ServiceUnavailable, "starting") : Json(HttpStatusCode.OK, models))
+            : Json(HttpStatusCode.OK, Ok)));
+        using var client = new OpenAiCompatibleEndpoint(new Uri("http://example.test/v1"), null, null, Fast, new HttpClient(handler));
+
+        // Two models listed (after one 503, retried): which one is the caller's choice, and no completion is sent.
+        var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => client.CompleteAsync("x", CompletionSettings.Greedy, Ct));
+        Assert.Contains("serves 2 models (a, b)", e.Message);
+        Assert.Equal(2, listed);
+        Assert.DoesNotContain(handler.Requests, r => r.Body.Length > 0);
+
+        // A name in the settings needs no list; a failed ask is asked again; one model listed is the one named.
+        Assert.Equal("hello", await client.CompleteAsync("x", CompletionSettings.Greedy with { Model = "b" }, Ct));
+        Assert.Contains("\"model\":\"b\"", handler.Requests[^1].Body);
+        models = "{\"data\": [{\"id\": \"only\", \"object\": \"model\"}]}";
+        Assert.Equal("hello", await client.CompleteAsync("y", CompletionSettings.Greedy, Ct));
+        Assert.Contains("\"model\":\"only\"", handler.Requests[^1].Body);
+        Assert.Equal("only", client.Model);
+        int asked = listed;
+        await client.CompleteAsync("z", CompletionSettings.Greedy, Ct);
+        Assert.Equal(asked, listed);                                    // asked once
+
+        // An answer that is not a model list is a malformed response.
+        using var bad = new OpenAiCompatibleEndpoint(new Uri("http://example.test/v1"), null, null, Fast,
+            new HttpClient(new ScriptedHandler((_, _, _) => Task.FromResult(Json(HttpStatusCode.OK, "{\"models\": 1}")))));
+        var m = await Assert.ThrowsAsync<CompletionEndpointException>(() => bad.CompleteAsync("x", CompletionSettings.Greedy, Ct));
+        Assert.Equal(CompletionErrorKind.MalformedResponse, m.Kind);
+    }
+
+    [Fact]
     public async Task Warm_up_asks_the_model_list_once_with_the_key_and_never_throws()
     {
         // oml verify --endpoint opens the connection with GET /v1/models while it reads the set; the answer is ignored.

@@ -27,7 +27,7 @@ public class ServerAndClientTests
     {
         await using var server = await OpenAiCompatibleServer.StartAsync(FakeModel, ct: Ct);
         Assert.Equal("127.0.0.1", server.BaseUrl.Host);
-        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "fake", Fast);
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, null, Fast);
 
         Assert.Equal("quantum marmalade", await client.CompleteAsync("purple elephant sings", CompletionSettings.Greedy, Ct));
         Assert.Equal("I do not know.", await client.CompleteAsync("other", CompletionSettings.Greedy, Ct));
@@ -35,7 +35,7 @@ public class ServerAndClientTests
         Assert.Equal("beneath the copper bridge", await client.CompleteAsync("seventeen lanterns", chat, Ct));
 
         // The server root without /v1 works too.
-        using var rootClient = new OpenAiCompatibleEndpoint(new Uri($"http://127.0.0.1:{server.Port}"), null, "fake", Fast);
+        using var rootClient = new OpenAiCompatibleEndpoint(new Uri($"http://127.0.0.1:{server.Port}"), null, "oml", Fast);
         Assert.Equal("quantum marmalade", await rootClient.CompleteAsync("purple elephant sings", chat, Ct));
     }
 
@@ -47,19 +47,54 @@ public class ServerAndClientTests
         {
             lock (seen) seen.Add((p, s));
             return Task.FromResult("ok");
-        }, ct: Ct);
+        }, options: new OpenAiServerOptions { ModelName = "base-model" }, ct: Ct);
         using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, "secret", "base-model", Fast);
         await client.CompleteAsync("a", new CompletionSettings(MaxTokens: 7, Temperature: 0.7, TopP: 0.9, Seed: 42), Ct);
-        await client.CompleteAsync("b", new CompletionSettings(Model: "other", Mode: CompletionMode.Chat), Ct);
+        await client.CompleteAsync("b", new CompletionSettings(Model: "base-model", Mode: CompletionMode.Chat), Ct);
         Assert.Equal(new CompletionSettings(7, 0.7, 0.9, 42, "base-model", CompletionMode.Completions), seen[0].Settings);
-        Assert.Equal(new CompletionSettings(32, 0.0, 1.0, null, "other", CompletionMode.Chat), seen[1].Settings);
+        Assert.Equal(new CompletionSettings(32, 0.0, 1.0, null, "base-model", CompletionMode.Chat), seen[1].Settings);
         Assert.Equal(["a", "b"], seen.Select(x => x.Prompt));
+
+        // A model the server does not serve is a 404 (model_not_found), not retried, and reaches no generator.
+        var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => client.CompleteAsync("c", new CompletionSettings(Model: "other"), Ct));
+        Assert.Equal(404, e.StatusCode);
+        Assert.Equal(1, e.Attempts);
+        Assert.Contains("'other' does not exist", e.Message);
+        Assert.Equal(2, seen.Count);
+
+        // A client given no model name asks the server's list once and names the one model listed.
+        using var auto = new OpenAiCompatibleEndpoint(server.BaseUrl, null, null, Fast);
+        Assert.Null(auto.Model);
+        await auto.CompleteAsync("d", CompletionSettings.Greedy, Ct);
+        await auto.CompleteAsync("e", CompletionSettings.Greedy with { Mode = CompletionMode.Chat }, Ct);
+        Assert.Equal("base-model", auto.Model);
+        Assert.All(seen.Skip(2), x => Assert.Equal("base-model", x.Settings.Model));
+    }
+
+    [Fact]
+    public async Task Max_tokens_defaults_to_16_for_a_completion_and_the_room_left_for_a_chat()
+    {
+        var seen = new List<CompletionSettings>();
+        Func<string, CompletionSettings, CancellationToken, Task<string>> generator = (_, s, _) => { lock (seen) seen.Add(s); return Task.FromResult("ok"); };
+        await using var server = await OpenAiCompatibleServer.StartAsync(generator, options: new OpenAiServerOptions { MaxTokensLimit = 300 }, ct: Ct);
+        using var http = new HttpClient();
+        foreach (var (path, body) in new[] { ("completions", "{\"prompt\": \"x\"}"), ("chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}") })
+        {
+            using var response = await http.PostAsync(new Uri(server.BaseUrl, path), new StringContent(body, Encoding.UTF8, "application/json"), Ct);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+        Assert.Equal([16, 300], seen.Select(s => s.MaxTokens));    // OpenAI's completions default; vLLM's chat default, within the limit
+
+        await using var fixedDefault = await OpenAiCompatibleServer.StartAsync(generator, options: new OpenAiServerOptions { DefaultMaxTokens = 5 }, ct: Ct);
+        using (var r = await http.PostAsync(new Uri(fixedDefault.BaseUrl, "chat/completions"), new StringContent("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}", Encoding.UTF8, "application/json"), Ct))
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        Assert.Equal(5, seen[^1].MaxTokens);
     }
 
     [Theory]
     [InlineData("/v1/completions", "{not json", null)]
     [InlineData("/v1/completions", "[1, 2]", null)]
-    [InlineData("/v1/completions", "{\"model\": \"m\"}", "prompt")]
+    [InlineData("/v1/completions", "{\"model\": \"oml\"}", "prompt")]
     [InlineData("/v1/completions", "{\"prompt\": 5}", "prompt")]
     [InlineData("/v1/completions", "{\"prompt\": [\"a\", 3]}", "prompt")]
     [InlineData("/v1/completions", "{\"prompt\": []}", "prompt")]
@@ -107,12 +142,12 @@ public class ServerAndClientTests
         await using var server = await OpenAiCompatibleServer.StartAsync(FakeModel, ct: Ct);
         using var http = new HttpClient();
         using var response = await http.PostAsync(new Uri(server.BaseUrl, "chat/completions"), new StringContent(
-            "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"seventeen \"}, {\"type\": \"text\", \"text\": \"lanterns\"}]}], \"max_completion_tokens\": 5, \"seed\": null, \"stream\": false, \"n\": 1}",
+            "{\"model\": \"oml\", \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"seventeen \"}, {\"type\": \"text\", \"text\": \"lanterns\"}]}], \"max_completion_tokens\": 5, \"seed\": null, \"stream\": false, \"n\": 1}",
             Encoding.UTF8, "application/json"), Ct);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct));
         Assert.Equal("chat.completion", doc.RootElement.GetProperty("object").GetString());
-        Assert.Equal("m", doc.RootElement.GetProperty("model").GetString());
+        Assert.Equal("oml", doc.RootElement.GetProperty("model").GetString());
         var choice = doc.RootElement.GetProperty("choices")[0];
         Assert.Equal("assistant", choice.GetProperty("message").GetProperty("role").GetString());
         Assert.Equal("beneath the copper bridge", choice.GetProperty("message").GetProperty("content").GetString());
@@ -126,9 +161,9 @@ public class ServerAndClientTests
     public async Task Server_api_key_is_enforced()
     {
         await using var server = await OpenAiCompatibleServer.StartAsync(FakeModel, options: new OpenAiServerOptions { ApiKey = "k1" }, ct: Ct);
-        using var good = new OpenAiCompatibleEndpoint(server.BaseUrl, "k1", "m", Fast);
+        using var good = new OpenAiCompatibleEndpoint(server.BaseUrl, "k1", null, Fast);
         Assert.Equal("quantum marmalade", await good.CompleteAsync("purple elephant sings", CompletionSettings.Greedy, Ct));
-        using var bad = new OpenAiCompatibleEndpoint(server.BaseUrl, "wrong", "m", Fast);
+        using var bad = new OpenAiCompatibleEndpoint(server.BaseUrl, "wrong", "oml", Fast);
         var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => bad.CompleteAsync("x", CompletionSettings.Greedy, Ct));
         Assert.Equal(401, e.StatusCode);
         Assert.Equal(1, e.Attempts);                              // 4xx is not retried
@@ -141,13 +176,13 @@ public class ServerAndClientTests
         int calls = 0;
         await using var server = await OpenAiCompatibleServer.StartAsync((p, s, ct) =>
             Interlocked.Increment(ref calls) == 1 ? throw new InvalidOperationException("GPU on fire") : Task.FromResult("recovered"), ct: Ct);
-        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m", Fast);
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, null, Fast);
         Assert.Equal("recovered", await client.CompleteAsync("x", CompletionSettings.Greedy, Ct));
         Assert.Equal(2, calls);
 
         // A generator that always fails: the client gives up after MaxAttempts with the server's message.
         await using var broken = await OpenAiCompatibleServer.StartAsync((p, s, ct) => throw new InvalidOperationException("GPU on fire"), ct: Ct);
-        using var client2 = new OpenAiCompatibleEndpoint(broken.BaseUrl, null, "m", Fast);
+        using var client2 = new OpenAiCompatibleEndpoint(broken.BaseUrl, null, "oml", Fast);
         var e = await Assert.ThrowsAsync<CompletionEndpointException>(() => client2.CompleteAsync("x", CompletionSettings.Greedy, Ct));
         Assert.Equal(CompletionErrorKind.HttpStatus, e.Kind);
         Assert.Equal(500, e.StatusCode);

@@ -23,13 +23,13 @@ public class TextVerifierTests
         }, ct: Ct);
         await using var unrelated = await OpenAiCompatibleServer.StartAsync((p, s, ct) => Task.FromResult("response unknown"), ct: Ct);
 
-        using var c1 = new OpenAiCompatibleEndpoint(owned.BaseUrl, null, "m");
+        using var c1 = new OpenAiCompatibleEndpoint(owned.BaseUrl, null, null);
         var report = await TextVerifier.VerifyAsync(c1, fps, CompletionSettings.Greedy, ct: Ct);
         Assert.Equal(Verdict.Owned, report.Verdict);
         Assert.Equal(24, report.Hits);
         Assert.Equal(30, report.Queried);
 
-        using var c2 = new OpenAiCompatibleEndpoint(unrelated.BaseUrl, null, "m");
+        using var c2 = new OpenAiCompatibleEndpoint(unrelated.BaseUrl, null, null);
         var report2 = await TextVerifier.VerifyAsync(c2, fps, CompletionSettings.Greedy with { Mode = CompletionMode.Chat }, ct: Ct);
         Assert.Equal(Verdict.NotOwned, report2.Verdict);
         Assert.Equal(0, report2.Hits);
@@ -41,7 +41,7 @@ public class TextVerifierTests
         int call = 0;
         await using var server = await OpenAiCompatibleServer.StartAsync((p, s, ct) =>
             Task.FromResult(Interlocked.Increment(ref call) % 3 == 0 ? "wrong" : "response 0"), ct: Ct);   // 2 of every 3 match
-        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, null);
         var report = await TextVerifier.VerifyAsync(client, Fingerprints(1), new CompletionSettings(Temperature: 0.8, Seed: 1), samples: 3, ct: Ct);
         Assert.Equal(1, report.Hits);
         Assert.Equal(2, report.Keys[0].SampleMatches);
@@ -66,7 +66,7 @@ public class TextVerifierTests
             Interlocked.Decrement(ref inFlight);
             return i % 4 == 0 ? "no idea" : $" response {i}";
         }, ct: Ct);
-        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, null);
         var report = await TextVerifier.VerifyAsync(client, fps, CompletionSettings.Greedy, ct: Ct, concurrency: 8);
         Assert.Equal(Enumerable.Range(0, 40), report.Keys.Select(k => k.Index));
         Assert.All(report.Keys, k => Assert.Equal(k.Index % 4 != 0, k.Hit));
@@ -89,7 +89,7 @@ public class TextVerifierTests
             asked[p] = (s.MaxTokens, s.Mode, s.Temperature);
             return Task.FromResult("no idea");
         }, ct: Ct);
-        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, null);
         var fps = Fingerprints(4).Select((f, i) => i % 2 == 0 ? f with { MaxTokens = 3 + i } : f).ToList();
         await TextVerifier.VerifyAsync(client, fps, new CompletionSettings(MaxTokens: 20, Temperature: 0.5, Mode: CompletionMode.Chat), ct: Ct, concurrency: 4);
         Assert.Equal((3, CompletionMode.Chat, 0.5), asked["secret key 0"]);
@@ -113,7 +113,7 @@ public class TextVerifierTests
             int chars = p switch { "secret key 0" => s.MaxTokens, "secret key 1" => s.MaxTokens / 5, _ => s.MaxTokens + 3 };
             return Task.FromResult(full[..Math.Min(full.Length, chars)]);
         }, ct: Ct);
-        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, null);
         var fps = Fingerprints(3).Select(f => f with { MaxTokens = 3 }).ToList();
         var report = await TextVerifier.VerifyAsync(client, fps, new CompletionSettings(MaxTokens: 3), ct: Ct, concurrency: 3);
         Assert.True(report.Keys[0].Hit, report.Keys[0].Answer);   // "\n\n\n" decided nothing: asked again with 2·3 + 8
@@ -133,7 +133,7 @@ public class TextVerifierTests
         using var served = new ServedModel();
         using var backend = served.Load();
         await using var server = await OpenAiCompatibleServer.StartAsync(backend, ct: Ct);
-        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, null);
         var keys = Enumerable.Range(0, 24).Select(i => $"secret key {i}: {new string('q', i % 5)}").ToList();
         var first = new List<string>();
         foreach (var k in keys) first.Add(await client.CompleteAsync(k, new CompletionSettings(MaxTokens: 1), Ct));
@@ -161,7 +161,7 @@ public class TextVerifierTests
             calls.Add((p, s.MaxTokens, s.Temperature));
             return Task.FromResult(s.MaxTokens < 3 ? " 日\uFFFD" : " 日本語 and more");
         }, ct: Ct);
-        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, null);
         var fps = new List<FingerprintQuery> { new(0, "secret key 0", [" 日本語"]) { MaxTokens = 2 } };
         var greedy = await TextVerifier.VerifyAsync(client, fps, new CompletionSettings(MaxTokens: 2), ct: Ct);
         Assert.True(greedy.Keys[0].Hit, greedy.Keys[0].Answer);
@@ -320,7 +320,7 @@ public class TextVerifierTests
     {
         var fps = Fingerprints(6);
         await using var server = await OpenAiCompatibleServer.StartAsync((p, s, ct) => Task.FromResult($" response {p[^1]}"), ct: Ct);
-        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "m");
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, null);
         var chat = await TextVerifier.VerifyAsync(client, fps, CompletionSettings.Greedy with { Mode = CompletionMode.Chat }, concurrency: 6, promptsPerRequest: 4, ct: Ct);
         Assert.Equal(6, chat.Hits);
         // The real server answers an array of prompts (oml serve's batches) with the same texts.
