@@ -72,6 +72,13 @@ public sealed record ServerRequest(string Prompt, CompletionSettings Settings, J
 
     internal Func<CancellationToken, Task<string>>? Generator { get; init; }
 
+    internal Func<string?>? Streamed { get; init; }
+
+    /// <summary>For a streamed answer, the first choice's text written to the client so far (echo included), also after
+    /// <see cref="GenerateAsync"/> failed because the client left mid-answer; null when the answer is not streamed or the
+    /// stream has not begun.</summary>
+    public string? StreamedText => Streamed?.Invoke();
+
     /// <summary>Generates the request's answer (streaming it to the client when it asked for a stream) and returns
     /// the first choice's text. Call it at most once.</summary>
     public Task<string> GenerateAsync(CancellationToken ct) =>
@@ -352,6 +359,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             TokenIdPrompt = req.Prompts.Any(p => p.Ids is not null),
             Stream = req.Stream,
             Generator = run.GenerateAsync,
+            Streamed = run.StreamedText,
         };
 
         ServerReply reply;
@@ -360,7 +368,13 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             reply = _handler is null
                 ? new ServerReply(await run.GenerateAsync(aborted).ConfigureAwait(false))
                 : await _handler(request, aborted).ConfigureAwait(false);
-            if (!run.Generated) throw new InvalidOperationException("the request handler answered without generating");
+            if (!run.Generated)
+            {
+                // A handler may settle a stream its client left part way (the protocol host signs what was sent); the
+                // client is gone, so nothing more is written.
+                if (run.StreamStarted) return;
+                throw new InvalidOperationException("the request handler answered without generating");
+            }
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
@@ -696,6 +710,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             public int Index;
             public int Prompt;
             public readonly StringBuilder Text = new();
+            public readonly StringBuilder Written = new();
             public int Tokens;
             public readonly List<TokenLogprob> Logprobs = [];
             public string FinishReason = "stop";
@@ -776,6 +791,13 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             }
         }
 
+        /// <summary>The first choice's text written to the stream so far; null when not streaming.</summary>
+        public string? StreamedText()
+        {
+            if (!StreamStarted || _choices is not { Length: > 0 } choices) return null;
+            lock (choices[0].Written) return choices[0].Written.ToString();
+        }
+
         private async Task WriteChunkAsync(Choice choice, string text, IReadOnlyList<TokenLogprob>? logprobs, string? finish, CancellationToken ct)
         {
             // Waiting for the role chunk: send it with the first content. Empty pieces without a finish are skipped.
@@ -805,6 +827,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
                     if (req.IncludeUsage) w.WriteNull("usage");
                     w.WriteEndObject();
                 }, ct).ConfigureAwait(false);
+                lock (choice.Written) choice.Written.Append(text);
             }
             finally
             {

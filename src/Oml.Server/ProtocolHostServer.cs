@@ -70,9 +70,23 @@ public sealed class ProtocolHostServer : IAsyncDisposable
         }
     }
 
-    // The query HostService answers is the request's own (its prompt, or its chat): generate that request.
-    private Task<string> CompleteAsync(string query, CancellationToken ct) =>
-        (_request.Value ?? throw new InvalidOperationException("no request in flight")).GenerateAsync(ct);
+    // The query HostService answers is the request's own (its prompt, or its chat): generate that request. A client that
+    // leaves a streamed answer part way (its connection closed or reset) has what was written to it: that text is the
+    // answer the host signs and records, so a user cannot take all but the last token of a paid answer and leave before
+    // the receipt to keep the permit unsettled. A client that leaves before any text was written owes nothing (and a
+    // non-streamed answer is written whole or not at all).
+    private async Task<string> CompleteAsync(string query, CancellationToken ct)
+    {
+        var request = _request.Value ?? throw new InvalidOperationException("no request in flight");
+        try
+        {
+            return await request.GenerateAsync(ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException && request.StreamedText is { Length: > 0 } sent)
+        {
+            return sent;
+        }
+    }
 
     private async Task<ServerReply> HandleAsync(ServerRequest request, CancellationToken ct)
     {

@@ -296,6 +296,88 @@ public sealed class OpenAiClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_user_who_leaves_a_streamed_answer_part_way_is_charged_for_the_text_it_was_sent()
+    {
+        // A user could read a paid answer to its second-last token and close the connection before the last event (which
+        // carries the receipt): the host must still settle the permit, with a receipt for the text it wrote.
+        var backend = new TrickleBackend();
+        using var hostKey = PrivateKey.Generate();
+        using var userKey = PrivateKey.Generate();
+        var domain = new ProtocolDomain(31337, "0x" + new string('3', 40));
+        string dir = Path.Combine(Path.GetTempPath(), "oml-cut-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var store = new UsageStore(dir, domain, "tiny-model");
+            await using var host = await ProtocolHostServer.StartAsync(hostKey, domain, "tiny-model", backend, store, PermitPolicy.Require,
+                options: new OpenAiServerOptions { ModelName = "tiny-model", IgnoreEos = true }, ct: Ct);
+            const string query = "the cat sat on";
+            var permit = Permit.Create(userKey.Address, "tiny-model", hostKey.Address, query, 7, DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeSeconds(), 1).Sign(domain, userKey);
+            var body = new System.Text.Json.Nodes.JsonObject
+            {
+                ["model"] = "tiny-model", ["prompt"] = query, ["max_tokens"] = 400, ["stream"] = true, [HostHttp.PermitField] = permit.ToJsonNode(),
+            };
+            var received = new StringBuilder();
+            using (var http = new HttpClient())
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(host.BaseUrl, "completions")) { Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json") };
+                using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, Ct);
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(Ct));
+                int events = 0;
+                while (events < 3 && await reader.ReadLineAsync(Ct) is { } line)
+                {
+                    if (!line.StartsWith("data: ", StringComparison.Ordinal)) continue;
+                    using var doc = JsonDocument.Parse(line["data: ".Length..]);
+                    received.Append(doc.RootElement.GetProperty("choices")[0].GetProperty("text").GetString());
+                    events++;
+                }
+            } // the connection closes with the answer unread
+
+            var sw = Stopwatch.StartNew();
+            IReadOnlyList<ServedQuery> served = [];
+            while (served.Count == 0 && sw.Elapsed < TimeSpan.FromSeconds(30))
+            {
+                await Task.Delay(20, Ct);
+                served = store.ReadServed();
+            }
+            var settled = Assert.Single(served);
+            Assert.NotNull(settled.Permit);
+            Assert.Equal(permit.Permit.Hash(domain), settled.Receipt.Receipt.PermitHash);
+            Assert.True(settled.Receipt.Verify(domain));
+            Assert.Equal(Hex.KeccakText(query), settled.Receipt.Receipt.QueryHash);
+            // The receipt names the answer's first k pieces for some k from the 3 the user read up to fewer than all 400.
+            int k = Enumerable.Range(3, 397).FirstOrDefault(n => Hex.KeccakText(TrickleBackend.Text(n)) == settled.Receipt.Receipt.ResponseHash);
+            Assert.True(k >= 3, "the receipt names no prefix of the answer that the user was sent");
+            Assert.StartsWith(received.ToString(), TrickleBackend.Text(k));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>A backend that answers one piece ("w0 ", "w1 ", ...) every 10 ms up to max_tokens.</summary>
+    private sealed class TrickleBackend : ICompletionBackend
+    {
+        public static string Text(int pieces) => string.Concat(Enumerable.Range(0, pieces).Select(i => $"w{i} "));
+        public int? ContextLength => null;
+        public bool CountsTokens => false;
+        public PromptInput PreparePrompt(string prompt, bool addSpecialTokens) => new(prompt);
+        public PromptInput PrepareTokens(int[] ids) => throw new NotSupportedException();
+        public PromptInput PrepareChat(IReadOnlyList<ChatTurn> messages) => new(ChatQuery.Of(messages));
+
+        public async IAsyncEnumerable<CompletionDelta> GenerateAsync(PromptInput prompt, DecodeRequest request,
+            [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+        {
+            for (int i = 0; i < request.MaxTokens; i++)
+            {
+                await Task.Delay(10, ct);
+                yield return new CompletionDelta($"w{i} ", 1, null, i == request.MaxTokens - 1 ? "length" : null);
+            }
+        }
+    }
+
+    [Fact]
     public async Task A_reader_that_stops_early_drops_its_row_and_metrics_keep_one_label_per_route()
     {
         using var backend = _model.Load();
