@@ -74,6 +74,13 @@ public sealed record ServerRequest(string Prompt, CompletionSettings Settings, J
 
     internal Func<string?>? Streamed { get; init; }
 
+    internal Action? Preparer { get; init; }
+
+    /// <summary>Tokenizes the prompts and checks them against the context (a 400 for the client when they do not fit).
+    /// <see cref="GenerateAsync"/> does it first when a handler did not; a handler calls it after its own cheap checks
+    /// and before it commits to anything (a protocol host: after the permit's signature, before it records the nonce).</summary>
+    public void Prepare() => (Preparer ?? throw new InvalidOperationException("this request has no generator")).Invoke();
+
     /// <summary>For a streamed answer, the first choice's text written to the client so far (echo included), also after
     /// <see cref="GenerateAsync"/> failed because the client left mid-answer; null when the answer is not streamed or the
     /// stream has not begun.</summary>
@@ -314,7 +321,6 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
         if (!await AuthorizedAsync(ctx).ConfigureAwait(false)) return;
 
         Parsed req;
-        List<PromptInput> prompts;
         JsonElement body;
         try
         {
@@ -341,7 +347,6 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
                 req = Parse(doc.RootElement, mode);
                 body = doc.RootElement.Clone();
             }
-            prompts = Prepare(req);
         }
         catch (BadRequest e)
         {
@@ -352,14 +357,17 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
         var headers = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var h in ctx.Request.Headers) headers[h.Key.ToLowerInvariant()] = h.Value.ToString();
         var settings = new CompletionSettings(req.MaxTokens ?? 1, req.Temperature, req.TopP, req.Seed is { } s ? unchecked((int)s) : null, req.Model, mode);
-        var run = new Run(this, ctx, req, prompts, clock);
+        // The prompts are tokenized (and checked against the context) when the request is generated, after a handler's
+        // checks: a protocol host refuses a request without a valid permit before spending time on a 4 MiB prompt.
+        var run = new Run(this, ctx, req, () => Prepare(req), clock);
         var request = new ServerRequest(Query(req), settings, body, headers)
         {
-            Choices = prompts.Count * req.N,
+            Choices = req.Prompts.Count * req.N,
             TokenIdPrompt = req.Prompts.Any(p => p.Ids is not null),
             Stream = req.Stream,
             Generator = run.GenerateAsync,
             Streamed = run.StreamedText,
+            Preparer = run.Prepare,
         };
 
         ServerReply reply;
@@ -382,13 +390,13 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
         }
         catch (Exception e) when (!run.StreamStarted)
         {
-            var (status, type, param) = e switch
+            var (status, type, param, code) = e switch
             {
-                RequestRefusedException r => (r.StatusCode, r.ErrorType, (string?)null),
-                BadRequest b => (b.Status, "invalid_request_error", b.Param),
-                _ => (500, "server_error", null),
+                RequestRefusedException r => (r.StatusCode, r.ErrorType, (string?)null, (string?)null),
+                BadRequest b => (b.Status, "invalid_request_error", b.Param, b.Code),
+                _ => (500, "server_error", null, null),
             };
-            await WriteErrorAsync(ctx, status, status == 500 ? "The generator failed: " + e.Message : e.Message, type, param, null).ConfigureAwait(false);
+            await WriteErrorAsync(ctx, status, status == 500 ? "The generator failed: " + e.Message : e.Message, type, param, code).ConfigureAwait(false);
             return;
         }
         catch (Exception e)
@@ -692,8 +700,13 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
 
     /// <summary>Generates every choice of one request and writes the answer: a JSON body, or a stream of events.</summary>
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "the SemaphoreSlim's wait handle is never created (AvailableWaitHandle is not used), so it owns nothing to dispose")]
-    private sealed class Run(OpenAiCompatibleServer server, HttpContext ctx, Parsed req, List<PromptInput> prompts, Stopwatch clock)
+    private sealed class Run(OpenAiCompatibleServer server, HttpContext ctx, Parsed req, Func<List<PromptInput>> prepare, Stopwatch clock)
     {
+        private List<PromptInput>? _prompts;
+        private List<PromptInput> prompts => _prompts ?? throw new InvalidOperationException("the request's prompts are not prepared");
+
+        /// <summary>Tokenizes the prompts once (BadRequest when they do not fit).</summary>
+        public void Prepare() => _prompts ??= prepare();
         private readonly SemaphoreSlim _write = new(1, 1);
         private readonly string _id = (req.Mode == CompletionMode.Chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -720,6 +733,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
         public async Task<string> GenerateAsync(CancellationToken ct)
         {
             if (Interlocked.Exchange(ref _started, 1) != 0) throw new InvalidOperationException("the request was already generated");
+            Prepare();
             int context = server.Context ?? int.MaxValue;
             _choices = new Choice[prompts.Count * req.N];
             using var all = CancellationTokenSource.CreateLinkedTokenSource(ct);

@@ -108,6 +108,11 @@ public sealed class ProtocolHostServer : IAsyncDisposable
             throw new RequestRefusedException(400, "A permit covers one prompt and one completion: send a single prompt with n = 1.");
         HostAnswer answer;
         _request.Value = request;
+        // The permit's own checks first (cheap, nothing recorded), then the prompt's tokenization and context check (a
+        // 400 that spends no permit nonce), then the gate, which records the nonce, and the answer.
+        try { Host.Precheck(request.Prompt, permit); }
+        catch (QueryRefusedException e) { throw new RequestRefusedException(HostHttp.RefusedStatus, e.Message, "permit_error"); }
+        request.Prepare();
         try { answer = await Host.AskAsync(request.Prompt, permit, ct).ConfigureAwait(false); }
         catch (QueryRefusedException e) { throw new RequestRefusedException(HostHttp.RefusedStatus, e.Message, "permit_error"); }
         Store?.Record(answer.Receipt, answer.Receipt.Receipt.HasPermit ? permit : null);

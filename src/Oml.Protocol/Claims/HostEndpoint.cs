@@ -81,19 +81,27 @@ public sealed class HostService : IHostEndpoint
         }
     }
 
-    public async Task<HostAnswer> AskAsync(string query, SignedPermit? permit, CancellationToken ct = default)
+    /// <summary>
+    /// The permit's own checks, which read no state and record nothing (under <see cref="PermitPolicy.Require"/>: present,
+    /// signed by its user, for this host, model and query, not expired); throws <see cref="QueryRefusedException"/>.
+    /// <see cref="AskAsync"/> makes them too; a server makes them first to refuse a bad permit before costly work.
+    /// </summary>
+    public void Precheck(string query, SignedPermit? permit)
     {
         ArgumentNullException.ThrowIfNull(query);
-        if (Policy == PermitPolicy.Require)
-        {
-            if (permit is null) throw new QueryRefusedException("a permit is required");
-            var p = permit.Permit;
-            if (!permit.Verify(Domain)) throw new QueryRefusedException("the permit is not signed by its user");
-            if (p.Host != Host || p.ModelId != ModelId) throw new QueryRefusedException("the permit is for another host or model");
-            if (p.QueryHash != Hex.KeccakText(query)) throw new QueryRefusedException("the permit is for another query");
-            if (p.Expiry < _clock.GetUtcNow().ToUnixTimeSeconds()) throw new QueryRefusedException("the permit has expired");
-            Gate?.Admit(permit, query);
-        }
+        if (Policy != PermitPolicy.Require) return;
+        if (permit is null) throw new QueryRefusedException("a permit is required");
+        var p = permit.Permit;
+        if (!permit.Verify(Domain)) throw new QueryRefusedException("the permit is not signed by its user");
+        if (p.Host != Host || p.ModelId != ModelId) throw new QueryRefusedException("the permit is for another host or model");
+        if (p.QueryHash != Hex.KeccakText(query)) throw new QueryRefusedException("the permit is for another query");
+        if (p.Expiry < _clock.GetUtcNow().ToUnixTimeSeconds()) throw new QueryRefusedException("the permit has expired");
+    }
+
+    public async Task<HostAnswer> AskAsync(string query, SignedPermit? permit, CancellationToken ct = default)
+    {
+        Precheck(query, permit);
+        if (Policy == PermitPolicy.Require) Gate?.Admit(permit!, query);
         string answer = await _complete(query, ct).ConfigureAwait(false);
         var usedPermit = Policy == PermitPolicy.Require ? permit : null;
         var receipt = Receipt.Create(_key.Address, ModelId, usedPermit?.Permit.Hash(Domain), query, answer, _clock.GetUtcNow().ToUnixTimeSeconds()).Sign(Domain, _key);

@@ -310,6 +310,19 @@ public sealed class OpenAiClientTests : IDisposable
             var store = new UsageStore(dir, domain, "tiny-model");
             await using var host = await ProtocolHostServer.StartAsync(hostKey, domain, "tiny-model", backend, store, PermitPolicy.Require,
                 options: new OpenAiServerOptions { ModelName = "tiny-model", IgnoreEos = true }, ct: Ct);
+            // A request without a valid permit is refused before its prompt is tokenized (a 4 MiB prompt costs the host
+            // nothing without one).
+            using (var noPermit = new HttpClient())
+            {
+                var unsigned = Permit.Create(userKey.Address, "tiny-model", hostKey.Address, "other query", 6, DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeSeconds(), 1).Sign(domain, userKey);
+                foreach (var extra in new[] { "", ", \"oml_permit\": " + unsigned.ToJsonNode().ToJsonString() })
+                {
+                    using var r = await noPermit.PostAsync(new Uri(host.BaseUrl, "completions"),
+                        new StringContent("{\"prompt\": \"" + new string('x', 1 << 20) + "\", \"max_tokens\": 2" + extra + "}", Encoding.UTF8, "application/json"), Ct);
+                    Assert.Equal(HostHttp.RefusedStatus, (int)r.StatusCode);
+                }
+                Assert.Equal(0, backend.Prepared);
+            }
             const string query = "the cat sat on";
             var permit = Permit.Create(userKey.Address, "tiny-model", hostKey.Address, query, 7, DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeSeconds(), 1).Sign(domain, userKey);
             var body = new System.Text.Json.Nodes.JsonObject
@@ -360,9 +373,10 @@ public sealed class OpenAiClientTests : IDisposable
     private sealed class TrickleBackend : ICompletionBackend
     {
         public static string Text(int pieces) => string.Concat(Enumerable.Range(0, pieces).Select(i => $"w{i} "));
+        public int Prepared;
         public int? ContextLength => null;
         public bool CountsTokens => false;
-        public PromptInput PreparePrompt(string prompt, bool addSpecialTokens) => new(prompt);
+        public PromptInput PreparePrompt(string prompt, bool addSpecialTokens) { Interlocked.Increment(ref Prepared); return new(prompt); }
         public PromptInput PrepareTokens(int[] ids) => throw new NotSupportedException();
         public PromptInput PrepareChat(IReadOnlyList<ChatTurn> messages) => new(ChatQuery.Of(messages));
 
