@@ -175,6 +175,39 @@ public class BatchEngineTests
         Assert.Equal(expected, (await other).Select(t => t.TokenId));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_failed_prefill_fails_the_rows_it_admitted_and_the_running_rows_decode_on(bool keepEnded)
+    {
+        // A request whose prefill fails (here a stand-in for out of memory or a kernel error) must not take down the
+        // requests already decoding, whether it would have joined the batch cache's spare rows or a cache of its own.
+        using var model = ModelFolder.Load(Fixtures.Model("llama-tiny"));
+        int[] poison = [9, 9, 9];
+        using var engine = new BatchEngine(model, new BatchEngineOptions
+        {
+            KeepEndedRows = keepEnded,
+            BeforePrefill = contexts => { if (contexts.Any(c => c.SequenceEqual(poison))) throw new InvalidOperationException("prefill failed"); },
+        });
+        var running = engine.Submit(Prompts[0], new SamplingParams { MaxTokens = 300 }, Ct);
+        var first = await running.ReadAsync(Ct);
+        var failed = new List<Task<List<GeneratedToken>>>();
+        for (int i = 0; i < 3; i++)
+        {
+            failed.Add(Drain(engine.Submit(poison, new SamplingParams { MaxTokens = 5 }, Ct)));
+            await Task.Delay(5, Ct);
+        }
+        foreach (var f in failed)
+            Assert.Equal("prefill failed", (await Assert.ThrowsAsync<InvalidOperationException>(() => f)).Message);
+        var rest = await Drain(running);
+        var expected = Generator.Generate(model, [Prompts[0]], new GenerationOptions { MaxNewTokens = 300, EosTokenIds = [] }).Sequences[0].OutputIds;
+        Assert.Equal(expected, new[] { first }.Concat(rest).Select(t => t.TokenId));
+
+        // And the engine serves the next request as if nothing happened.
+        var next = await Drain(engine.Submit(Prompts[1], new SamplingParams { MaxTokens = 8 }, Ct));
+        Assert.Equal(Generator.Generate(model, [Prompts[1]], new GenerationOptions { MaxNewTokens = 8, EosTokenIds = [] }).Sequences[0].OutputIds, next.Select(t => t.TokenId));
+    }
+
     [Fact]
     public async Task Under_a_tiny_cache_budget_the_engine_runs_smaller_batches_with_the_same_tokens()
     {

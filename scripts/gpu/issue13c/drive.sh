@@ -11,7 +11,7 @@
 set -uo pipefail
 W="${W:-/tmp/w13c}"; REPO="${REPO:?}"; G="${G:-.gpu/t}"
 DEV="${DEV:-cuda}"; STEPS="${STEPS:-800}"; POOL="${POOL:-1024}"; COPIES="${COPIES:-16}"; JOBS="${JOBS:-6}"
-BASE_ARGS="${BASE_ARGS:-}"; SFT_STRONG="${SFT_STRONG:-2000@1e-3}"; SFT_EXTRA="${SFT_EXTRA:---epochs 2 --batch-size 32}"
+BASE_ARGS="${BASE_ARGS:-}"; SFT_STRONG="${SFT_STRONG-2000@1e-3}"; SFT_EXTRA="${SFT_EXTRA:---epochs 2 --batch-size 32}"
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SLOTS="${SLOTS:-2}"
 session_start
@@ -29,7 +29,7 @@ step base oml train --config lab/recipes/base-100m.yaml --device "$DEV" --steps 
 cp -f $M/base-100m/oml-training.json $L/base-100m.oml-training.json 2>/dev/null
 step trace env OML_BIN="$W/lab-app/oml" bash "$REPO/scripts/lab/trace-real-copies.sh" --out "$W/tracing" --base "$W/$M/base-100m" \
   --sft-data "$W/$INSTR" --sft-samples 1000000 --sft-lr 3e-5 --sft-extra "$SFT_EXTRA" --sft-strong "$SFT_STRONG" \
-  --pool "$POOL" --copies "$COPIES" --device "$DEV" --jobs "$JOBS" --no-analysis
+  --pool "$POOL" --copies "$COPIES" --attacked "${ATTACKED:-$COPIES}" --device "$DEV" --jobs "$JOBS" --no-analysis
 mkdir -p $R/tracing-100m; cp -rf tracing/json tracing/run.log $R/tracing-100m/ 2>/dev/null
 
 # Then, while the machine lasts, issue 13 item 5's response length at 100M on the same base (RESP="" skips it): 256

@@ -41,6 +41,10 @@ public readonly record struct GeneratedToken(int TokenId, float Logprob, (int To
 /// <summary>Options of a <see cref="BatchEngine"/>.</summary>
 public sealed record BatchEngineOptions
 {
+    /// <summary>Tests only: called with the contexts of every prefill (into a cache) before its forward pass; what it
+    /// throws stands for a failed pass (out of memory, a kernel error).</summary>
+    internal Action<IReadOnlyList<int[]>>? BeforePrefill { get; init; }
+
     /// <summary>The most sequences decoded together; 1 decodes each request alone (no batching). Default 64 (<c>oml
     /// serve</c> asks for 256 on a GPU).</summary>
     public int MaxBatchSize { get; init; } = 64;
@@ -357,16 +361,30 @@ public sealed class BatchEngine : IDisposable
                 int stayed = _rows.Count(s => !s.Done), ended = _rows.Count - stayed;
                 if (admitted.Count > 0 && JoinsInPlace(admitted, stayed))
                 {
-                    // The new rows are prefilled into the batch cache's spare rows: no copy of the cache.
-                    Prefill(admitted, inPlace: true, out firstTokens);
-                    _rows.AddRange(admitted);
+                    // The new rows are prefilled into the batch cache's spare rows: no copy of the cache. A failed
+                    // prefill fails them alone: it wrote only spare rows, which no running row reads and the next join
+                    // writes afresh.
+                    try
+                    {
+                        Prefill(admitted, inPlace: true, out firstTokens);
+                        _rows.AddRange(admitted);
+                    }
+                    catch (Exception e) when (stayed > 0)
+                    {
+                        FailAdmitted(admitted, e, ref firstTokens);
+                    }
                     Since(ref _prefillTicks, t0);
                 }
                 else
                 {
                     if (admitted.Count > 0)
                     {
-                        fresh = Prefill(admitted, inPlace: false, out firstTokens);
+                        // A failed prefill into a cache of its own fails the new rows alone; the batch decodes on.
+                        try { fresh = Prefill(admitted, inPlace: false, out firstTokens); }
+                        catch (Exception e) when (stayed > 0)
+                        {
+                            FailAdmitted(admitted, e, ref firstTokens);
+                        }
                         Since(ref _prefillTicks, t0);
                     }
                     if (firstTokens is not null && stayed == 0 && admitted.All(EndsWithPrefilledToken))
@@ -404,6 +422,16 @@ public sealed class BatchEngine : IDisposable
     /// <summary>Rows that leave (finished, cancelled) and rows that join (<paramref name="admitted"/>, prefilled into
     /// <paramref name="fresh"/>): rebuilds the batch cache once, when it must be. False when no row is left (the batch
     /// and its cache are dropped).</summary>
+    /// <summary>Fails the sequences a failed prefill was admitting (a bad request's error, or no memory for them), and
+    /// only them.</summary>
+    private static void FailAdmitted(List<Sequence> admitted, Exception e, ref Tensor? firstTokens)
+    {
+        foreach (var s in admitted) s.Finish(e);
+        admitted.Clear();
+        firstTokens?.Dispose();
+        firstTokens = null;
+    }
+
     private bool Regroup(List<Sequence> admitted, KVCache? fresh, int stayed, int ended)
     {
         var keep = new List<(Sequence Seq, KVCache Src, int Row)>();
@@ -639,6 +667,7 @@ public sealed class BatchEngine : IDisposable
         firstTokens = null;
         bool onDevice = seqs.All(s => s.Generated == 0 && ArgMaxOnDevice(s.P));
         var contexts = seqs.Select(s => s.Context()).ToList();
+        _options.BeforePrefill?.Invoke(contexts);
         int n = seqs.Count, width = contexts.Max(c => c.Length);
         // The mask covers the cache's columns before the prompts too (all padding for the new rows).
         int total = inPlace ? checked((int)_cache!.Length) : width, before = total - width;
