@@ -112,7 +112,8 @@ drain() {
 # rerun's same steps for the same files (2026-12-07: a retry's steps found their temporary files moved away).
 stop_jobs() {
   local p
-  for p in $(jobs -p); do pkill -TERM -P "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done
+  # (|| true: under set -e a job already gone, which pkill and kill report, must not turn a finished run into a failure)
+  for p in $(jobs -p); do pkill -TERM -P "$p" 2>/dev/null || true; kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null
   return 0
 }
