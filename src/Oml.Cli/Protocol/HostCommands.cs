@@ -79,6 +79,11 @@ public static class HostCommands
         var id = new Option<string?>("--model-id") { Description = "The licensed model's id" };
         var dir = CliOptions.Model("The model folder to answer with (your fingerprinted copy)");
         var receipts = new Option<string?>("--receipts") { Description = "Receipt folder: every accepted permit and answered query is stored here for `oml host commit-usage` (required unless --no-permits)" };
+        var seenPermits = new Option<string?>("--seen-permits")
+        {
+            Description = "The file of accepted permits (replays, and what each user's escrow already covers); default: seen-permits.jsonl in --receipts. "
+                + "A user's escrow with you pays for every model you serve: give all your servers one file",
+        };
         var margin = new Option<long>("--settle-margin") { Description = "Seconds after the end of the current epoch a permit must stay valid (the time you give yourself to commit the epoch)", DefaultValueFactory = _ => 3_600 };
         var serve = new ServeOptions();
         var noPermits = new Option<bool>("--no-permits") { Description = "Answer without checking permits; receipts then name no permit (a dishonest host)" };
@@ -91,7 +96,7 @@ public static class HostCommands
             + $"body field \"{HostHttp.PermitField}\" (else HTTP {HostHttp.RefusedStatus}); each answer carries a signed receipt in the {HostHttp.ReceiptHeader} header "
             + "(base64 JSON; in a stream, the last event's field oml_receipt). Runs until Ctrl-C or SIGTERM.")
         {
-            o.Ledger, o.Chain, o.Deployment, o.Keystore, o.PassphraseFile, id, dir, receipts, margin, noPermits, plain, device, dtype,
+            o.Ledger, o.Chain, o.Deployment, o.Keystore, o.PassphraseFile, id, dir, receipts, seenPermits, margin, noPermits, plain, device, dtype,
         };
         o.ValidateBackendOn(cmd, optional: true);
         serve.Port.DefaultValueFactory = _ => 0;
@@ -105,7 +110,8 @@ public static class HostCommands
             if (!isPlain && (!onProtocol || r.GetValue(o.Keystore) is null || r.GetValue(id) is null))
                 throw new UsageException("serve needs --ledger FILE or --chain URL, --keystore and --model-id (or --plain for a server without the protocol)");
             if (isPlain && onProtocol) throw new UsageException("--plain serves without the protocol: drop --ledger/--chain");
-            if (isPlain && (r.GetValue(noPermits) || r.GetValue(receipts) is not null)) throw new UsageException("--plain serves without permits or receipts: drop --no-permits and --receipts");
+            if (isPlain && (r.GetValue(noPermits) || r.GetValue(receipts) is not null || r.GetValue(seenPermits) is not null))
+                throw new UsageException("--plain serves without permits or receipts: drop --no-permits, --receipts and --seen-permits");
             if (!isPlain && !r.GetValue(noPermits) && r.GetValue(receipts) is null)
                 throw new UsageException("serving with permits needs --receipts DIR: the accepted permits (so none is served twice) and the receipts to commit are kept there");
             if (r.GetValue(margin) < 0) throw new UsageException("--settle-margin must not be negative");
@@ -115,13 +121,13 @@ public static class HostCommands
             using var backend = serve.Load(r, modelDir, options, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             if (isPlain)
                 return RunUntilStopped(c => OpenAiCompatibleServer.StartAsync(backend, r.GetValue(serve.Port), options, null, c), x => x.BaseUrl, "plain (no permits, no receipts)", r.GetValue(serve.UrlFile));
-            return await ServeProtocol(r, o, r.GetValue(id)!, backend, options, r.GetValue(receipts), r.GetValue(serve.Port), r.GetValue(noPermits), r.GetValue(serve.UrlFile), r.GetValue(margin), ct);
+            return await ServeProtocol(r, o, r.GetValue(id)!, backend, options, r.GetValue(receipts), r.GetValue(seenPermits), r.GetValue(serve.Port), r.GetValue(noPermits), r.GetValue(serve.UrlFile), r.GetValue(margin), ct);
         });
         return cmd;
     }
 
     private static async Task<int> ServeProtocol(ParseResult r, ProtocolCli o, string modelId, ICompletionBackend backend, OpenAiServerOptions options,
-        string? receipts, int port, bool noPermits, string? urlFile, long settleMargin, CancellationToken ct)
+        string? receipts, string? seenPermits, int port, bool noPermits, string? urlFile, long settleMargin, CancellationToken ct)
     {
         using var key = o.Key(r);
         // The session stays open while serving: the permit gate checks every permit against the protocol's current state
@@ -134,7 +140,12 @@ public static class HostCommands
         var store = receipts is null ? null : new UsageStore(receipts, domain, modelId);
         if (store is null) Console.Error.WriteLine("oml: warning: no --receipts folder: answered queries are not stored, so usage cannot be committed");
         var policy = noPermits ? PermitPolicy.Ignore : PermitPolicy.Require;
-        var gate = noPermits ? null : new PermitGate(PermitGate.ForBackend(s.Backend), Hex.Of(key.Address), modelId, new SeenPermitStore(receipts!), settleMargin);
+        if (!noPermits && seenPermits is null
+            && s.State.Licences.Values.FirstOrDefault(l => l.Host == Hex.Of(key.Address) && l.ModelId != modelId) is { } other)
+            Console.Error.WriteLine($"oml: warning: this host also licenses '{other.ModelId}': a user's escrow pays for all its models, so serve them all "
+                + "with one --seen-permits FILE, or each server may accept permits the escrow cannot cover together");
+        var seen = noPermits ? null : seenPermits is null ? new SeenPermitStore(receipts!) : SeenPermitStore.OpenFile(seenPermits);
+        var gate = seen is null ? null : new PermitGate(PermitGate.ForBackend(s.Backend), Hex.Of(key.Address), modelId, seen, settleMargin);
         return RunUntilStopped(c => ProtocolHostServer.StartAsync(key, domain, modelId, backend, store, policy, port, options, gate: gate, ct: c), x => x.BaseUrl,
             $"host {Hex.Of(key.Address)}, model '{modelId}', {(noPermits ? "NOT checking permits" : "permits required")}, on {s.Backend.Description}", urlFile);
     }

@@ -6,50 +6,48 @@ using Oml.Protocol.Core;
 
 namespace Oml.Protocol.Hosting;
 
-/// <summary>One permit a host has accepted (before serving it): enough to count what the user still owes it.</summary>
-public sealed record SeenPermit(string User, long Nonce, long Fee, long Expiry, string Hash);
+/// <summary>One permit a host has accepted (before serving it): enough to count what the user still owes it. The model
+/// is null in lines written before stores named it (then it is the model of the gate that reads them).</summary>
+public sealed record SeenPermit(string User, long Nonce, long Fee, long Expiry, string Hash, string? ModelId = null);
 
 /// <summary>
-/// A host's durable record of every permit it accepted: <c>seen-permits.jsonl</c> in the host's receipt folder, one
-/// line per permit, fsynced before the query is answered. It makes replays impossible across restarts (a permit is
-/// served at most once, ever) and tells the host how much of each user's escrow its unsettled permits already spend.
+/// A host's durable record of every permit it accepted: one line per permit in a JSON-lines file (by default
+/// <c>seen-permits.jsonl</c> in the host's receipt folder), fsynced before the query is answered. It makes replays
+/// impossible across restarts (a permit is served at most once, ever) and tells the host how much of each user's escrow
+/// its unsettled permits already spend. A user's escrow with a host pays for every model the host serves, so a host that
+/// serves several models (one process each) gives them all one file: every admission runs under an exclusive lock on
+/// <c>FILE.lock</c> and first reads what the other processes appended, so no two of them promise the same escrow twice.
 /// A torn last line (a crash while writing it) is ignored: its query was never answered.
 /// </summary>
 public sealed class SeenPermitStore
 {
     public const string FileName = "seen-permits.jsonl";
-    private readonly Dictionary<(string User, long Nonce), SeenPermit> _seen = [];
+    private readonly Dictionary<(string User, string? Model, long Nonce), SeenPermit> _seen = [];
     private readonly Lock _gate = new();
+    private long _read;      // bytes of the file taken in so far (whole lines only)
 
     /// <summary>An in-memory store (tests, or a host that keeps no files: replays are then caught only until it restarts).</summary>
     public SeenPermitStore() { }
 
-    /// <summary>Opens (or starts) the store in <paramref name="directory"/>.</summary>
-    public SeenPermitStore(string directory)
+    /// <summary>Opens (or starts) the store in <paramref name="directory"/> (its <see cref="FileName"/>).</summary>
+    public SeenPermitStore(string directory) : this(directory, null) { }
+
+    private SeenPermitStore(string? directory, string? file)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
-        Path = System.IO.Path.Combine(System.IO.Path.GetFullPath(directory), FileName);
-        if (!File.Exists(Path)) return;
-        var lines = File.ReadAllLines(Path);
-        for (int i = 0; i < lines.Length; i++)
+        if (file is null)
         {
-            if (lines[i].Length == 0) continue;
-            try
-            {
-                var o = JsonNode.Parse(lines[i])!.AsObject();
-                var p = new SeenPermit(o["user"]!.GetValue<string>(), o["nonce"]!.GetValue<long>(), o["fee"]!.GetValue<long>(),
-                    o["expiry"]!.GetValue<long>(), o["hash"]!.GetValue<string>());
-                _seen[(p.User, p.Nonce)] = p;
-            }
-            catch (Exception e) when (i == lines.Length - 1 && e is System.Text.Json.JsonException or InvalidOperationException or NullReferenceException or FormatException)
-            {
-                // A torn last line: the process died while accepting that permit, before answering.
-            }
-            catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or NullReferenceException or FormatException)
-            {
-                throw new InvalidDataException($"{Path} line {i + 1} is damaged ({e.Message}); the host cannot tell which permits it served: repair or remove the line", e);
-            }
+            ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+            file = System.IO.Path.Combine(System.IO.Path.GetFullPath(directory), FileName);
         }
+        Path = System.IO.Path.GetFullPath(file);
+        Synchronized(() => 0);
+    }
+
+    /// <summary>Opens (or starts) the store in the file <paramref name="path"/> (shared by every model a host serves).</summary>
+    public static SeenPermitStore OpenFile(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        return new SeenPermitStore(null, path);
     }
 
     /// <summary>The file, or null for an in-memory store.</summary>
@@ -57,32 +55,120 @@ public sealed class SeenPermitStore
 
     public int Count { get { lock (_gate) return _seen.Count; } }
 
-    public bool Contains(string user, long nonce) { lock (_gate) return _seen.ContainsKey((user, nonce)); }
+    /// <summary>Whether <paramref name="user"/>'s <paramref name="nonce"/> was accepted for <paramref name="modelId"/>
+    /// (or by a line that names no model: before stores named it, a host served one model a file).</summary>
+    public bool Contains(string user, string modelId, long nonce)
+    {
+        lock (_gate) return _seen.ContainsKey((user, modelId, nonce)) || _seen.ContainsKey((user, null, nonce));
+    }
 
-    /// <summary>The permits of <paramref name="user"/> this host accepted.</summary>
+    /// <summary>The permits of <paramref name="user"/> this host accepted, for every model.</summary>
     public IReadOnlyList<SeenPermit> Of(string user) { lock (_gate) return [.. _seen.Values.Where(p => p.User == user)]; }
 
-    /// <summary>Records <paramref name="permit"/> (durably, when file-backed); false when its (user, nonce) was seen before.</summary>
+    /// <summary>Records <paramref name="permit"/> (durably, when file-backed); false when its (user, model, nonce) was
+    /// seen before. Call it inside <see cref="Synchronized"/> when other processes share the file.</summary>
     public bool TryAdd(SeenPermit permit)
     {
         ArgumentNullException.ThrowIfNull(permit);
-        lock (_gate)
+        return Synchronized(() =>
         {
-            if (_seen.ContainsKey((permit.User, permit.Nonce))) return false;
+            if (_seen.ContainsKey((permit.User, permit.ModelId, permit.Nonce))
+                || (permit.ModelId is not null && _seen.ContainsKey((permit.User, null, permit.Nonce)))) return false;
             if (Path is not null)
             {
                 var line = new JsonObject
                 {
-                    ["user"] = permit.User, ["nonce"] = permit.Nonce, ["fee"] = permit.Fee, ["expiry"] = permit.Expiry, ["hash"] = permit.Hash,
+                    ["user"] = permit.User, ["model"] = permit.ModelId, ["nonce"] = permit.Nonce, ["fee"] = permit.Fee, ["expiry"] = permit.Expiry, ["hash"] = permit.Hash,
                 }.ToJsonString() + "\n";
-                Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
-                using var fs = new FileStream(Path, FileMode.Append, FileAccess.Write, FileShare.Read);
+                using var fs = new FileStream(Path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
                 fs.Write(Encoding.UTF8.GetBytes(line));
                 fs.Flush(flushToDisk: true);
+                _read = fs.Position;
             }
-            _seen[(permit.User, permit.Nonce)] = permit;
+            _seen[(permit.User, permit.ModelId, permit.Nonce)] = permit;
             return true;
+        });
+    }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> with the store up to date and no other process admitting: under this object's
+    /// lock and, for a file, an exclusive lock on <c>FILE.lock</c> (waited for up to 30 s), after reading the lines other
+    /// processes appended since. Re-entrant within one call chain of this object.
+    /// </summary>
+    public T Synchronized<T>(Func<T> action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        lock (_gate)
+        {
+            if (Path is null || _held) return action();
+            Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
+            using var fileLock = AcquireFileLock(Path + ".lock");
+            _held = true;
+            try
+            {
+                CatchUp();
+                return action();
+            }
+            finally
+            {
+                _held = false;
+            }
         }
+    }
+
+    private bool _held;
+
+    private static FileStream AcquireFileLock(string path)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            try
+            {
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException) when (DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(2);
+            }
+            catch (IOException e)
+            {
+                throw new IOException($"{path} stayed locked for 30 s: another host process holds it (or hung holding it)", e);
+            }
+        }
+    }
+
+    /// <summary>Takes in the whole lines appended to the file since the last read (under the file lock).</summary>
+    private void CatchUp()
+    {
+        if (!File.Exists(Path)) return;
+        using var fs = new FileStream(Path!, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        if (fs.Length <= _read) return;
+        fs.Position = _read;
+        var bytes = new byte[fs.Length - _read];
+        fs.ReadExactly(bytes);
+        int end = Array.LastIndexOf(bytes, (byte)'\n') + 1;
+        // A torn last line: a writer died mid-line (every write runs under the lock we hold, so none is in progress).
+        // Its query was never answered; it is cut off, so that the next line does not start inside it.
+        if (end < bytes.Length) fs.SetLength(_read + end);
+        var lines = Encoding.UTF8.GetString(bytes, 0, end).Split('\n');
+        long lineStart = _read;
+        for (int i = 0; i < lines.Length; i++)
+        {
+            if (lines[i].Length == 0) continue;
+            try
+            {
+                var o = JsonNode.Parse(lines[i])!.AsObject();
+                var p = new SeenPermit(o["user"]!.GetValue<string>(), o["nonce"]!.GetValue<long>(), o["fee"]!.GetValue<long>(),
+                    o["expiry"]!.GetValue<long>(), o["hash"]!.GetValue<string>(), o["model"]?.GetValue<string>());
+                _seen[(p.User, p.ModelId, p.Nonce)] = p;
+            }
+            catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or NullReferenceException or FormatException)
+            {
+                throw new InvalidDataException($"{Path} has a damaged line after byte {lineStart} ({e.Message}); the host cannot tell which permits it served: repair or remove the line", e);
+            }
+        }
+        _read += end;
     }
 }
 
@@ -147,27 +233,33 @@ public sealed class PermitGate
         lock (_gate)
         {
             var (s, now) = _view();
-            var p = permit.Permit;
-            if (!permit.Verify(s.Domain)) throw new QueryRefusedException("the permit is not signed by its user for this ledger");
-            if (p.Host != Host || p.ModelId != ModelId) throw new QueryRefusedException("the permit is for another host or model");
-            if (p.QueryHash != Hex.KeccakText(query)) throw new QueryRefusedException("the permit is for another query");
-            if (!s.Models.TryGetValue(ModelId, out var model)) throw new QueryRefusedException($"model '{ModelId}' is not registered on this ledger");
-            if (s.LicenceOf(ModelId, Host) is { Exiting: true }) throw new QueryRefusedException($"this host announced its exit from '{ModelId}': no new permits");
-            if (p.Fee < model.PricePerQuery) throw new QueryRefusedException($"the permit pays {p.Fee}, the price is {model.PricePerQuery}");
-            long mustLast = s.EpochEnd(now) + SettleMarginSeconds;
-            if (p.Expiry < mustLast) throw new QueryRefusedException($"the permit expires at {p.Expiry}, before this epoch's usage can be settled (it must last until {mustLast})");
-            string hash = p.Hash(s.Domain);
-            if (s.IsPermitNonceUsed(p.User, Host, ModelId, p.Nonce)) throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used: it is settled");
-            if (Seen.Contains(p.User, p.Nonce)) throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used with this host");
-            var escrow = s.EscrowOf(p.User, Host);
-            if (escrow.RefundRequestedAt is not null) throw new QueryRefusedException($"{p.User} asked for its escrow with this host back: no new permits");
-            Int128 outstanding = 0;
-            foreach (var q in Seen.Of(p.User))
-                if (q.Expiry >= now && !s.SettledPermits.ContainsKey(q.Hash)) outstanding += q.Fee;
-            if (escrow.Amount < outstanding + p.Fee)
-                throw new QueryRefusedException($"{p.User}'s escrow with this host ({escrow.Amount}) does not cover this fee ({p.Fee}) and its unsettled permits ({outstanding})");
-            if (!Seen.TryAdd(new SeenPermit(p.User, p.Nonce, p.Fee, p.Expiry, hash)))
-                throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used with this host");
+            // Under the store's lock (across processes when a file is shared): what the host's other models accepted
+            // counts against the same escrow.
+            Seen.Synchronized(() =>
+            {
+                var p = permit.Permit;
+                if (!permit.Verify(s.Domain)) throw new QueryRefusedException("the permit is not signed by its user for this ledger");
+                if (p.Host != Host || p.ModelId != ModelId) throw new QueryRefusedException("the permit is for another host or model");
+                if (p.QueryHash != Hex.KeccakText(query)) throw new QueryRefusedException("the permit is for another query");
+                if (!s.Models.TryGetValue(ModelId, out var model)) throw new QueryRefusedException($"model '{ModelId}' is not registered on this ledger");
+                if (s.LicenceOf(ModelId, Host) is { Exiting: true }) throw new QueryRefusedException($"this host announced its exit from '{ModelId}': no new permits");
+                if (p.Fee < model.PricePerQuery) throw new QueryRefusedException($"the permit pays {p.Fee}, the price is {model.PricePerQuery}");
+                long mustLast = s.EpochEnd(now) + SettleMarginSeconds;
+                if (p.Expiry < mustLast) throw new QueryRefusedException($"the permit expires at {p.Expiry}, before this epoch's usage can be settled (it must last until {mustLast})");
+                string hash = p.Hash(s.Domain);
+                if (s.IsPermitNonceUsed(p.User, Host, ModelId, p.Nonce)) throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used: it is settled");
+                if (Seen.Contains(p.User, ModelId, p.Nonce)) throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used with this host");
+                var escrow = s.EscrowOf(p.User, Host);
+                if (escrow.RefundRequestedAt is not null) throw new QueryRefusedException($"{p.User} asked for its escrow with this host back: no new permits");
+                Int128 outstanding = 0;
+                foreach (var q in Seen.Of(p.User))
+                    if (q.Expiry >= now && !s.SettledPermits.ContainsKey(q.Hash)) outstanding += q.Fee;
+                if (escrow.Amount < outstanding + p.Fee)
+                    throw new QueryRefusedException($"{p.User}'s escrow with this host ({escrow.Amount}) does not cover this fee ({p.Fee}) and its unsettled permits ({outstanding})");
+                if (!Seen.TryAdd(new SeenPermit(p.User, p.Nonce, p.Fee, p.Expiry, hash, ModelId)))
+                    throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used with this host");
+                return 0;
+            });
         }
     }
 }

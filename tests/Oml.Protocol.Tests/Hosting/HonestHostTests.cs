@@ -71,6 +71,51 @@ public sealed class HonestHostTests : IDisposable
         Assert.Contains("escrow with this host back", await Refused(restarted, "c", Permit(_n.User, _n.HostA, "c", 6)));
     }
 
+    [Fact]
+    public async Task Servers_of_two_models_sharing_one_seen_permits_file_never_promise_one_escrow_twice()
+    {
+        // A user's escrow with a host pays for every model it serves. Two server processes (two stores on one file here),
+        // one per model, each used to count only its own permits: 25 escrowed, two permits of 10 at each model were
+        // accepted, and at the usage commit the fourth skipped as Unfunded: served for nothing.
+        var ct = TestContext.Current.CancellationToken;
+        _n.Engine.RegisterModel(_n.Owner2, "other", "sha256:other", "{}", "", TestNet.Price, 1_000);
+        string file = Path.Combine(_dir, "shared", SeenPermitStore.FileName);
+        HostService Serving(string model) => new(_n.HostA, _n.Engine.Domain, model, 0, ClaimTests.Answers(_copy.Subset.Fingerprints), PermitPolicy.Require, _n.Clock,
+            new PermitGate(PermitGate.ForEngine(_n.Engine), TestNet.A(_n.HostA), model, SeenPermitStore.OpenFile(file)));
+        SignedPermit For(string model, string query, long nonce) => Oml.Protocol.Access.Permit.Create(_n.User.Address, model, _n.HostA.Address, query, nonce,
+            _n.Engine.Now + 3 * 86_400, TestNet.Price).Sign(_n.Engine.Domain, _n.User);
+        var a = Serving(TestNet.Model);
+        var b = Serving("other");
+        _n.Engine.Deposit(_n.User, TestNet.A(_n.HostA), 25);
+
+        await a.AskAsync("q1", For(TestNet.Model, "q1", 1), ct);
+        // The same nonce for another model is another permit (the ledger spends nonces per user, host and model).
+        await b.AskAsync("q1", For("other", "q1", 1), ct);
+        Assert.Contains("unsettled permits (20)", await Refused(b, "q2", For("other", "q2", 2)));
+        Assert.Contains("unsettled permits (20)", await Refused(a, "q2", For(TestNet.Model, "q2", 2)));
+        // Replays stay refused per model, and a restarted server reads what both accepted.
+        Assert.Contains("already used", await Refused(Serving(TestNet.Model), "q1", For(TestNet.Model, "q1", 1)));
+        Assert.Contains("unsettled permits (20)", await Refused(Serving("other"), "q3", For("other", "q3", 3)));
+    }
+
+    [Fact]
+    public void A_torn_last_line_of_the_seen_permits_file_is_cut_off_and_what_follows_reads_back()
+    {
+        string file = Path.Combine(_dir, "torn", SeenPermitStore.FileName);
+        var first = SeenPermitStore.OpenFile(file);
+        Assert.True(first.TryAdd(new SeenPermit("0xuser", 1, 10, 100, "0xh1", "m")));
+        File.AppendAllText(file, "{\"user\": \"0xuser\", \"nonce\": 2, \"fe");   // a crash mid-write
+        var second = SeenPermitStore.OpenFile(file);
+        Assert.Equal(1, second.Count);
+        Assert.True(second.TryAdd(new SeenPermit("0xuser", 3, 10, 100, "0xh3", "m")));
+        Assert.False(first.TryAdd(new SeenPermit("0xuser", 3, 10, 100, "0xh3", "m")));   // it reads what the other added
+        var third = SeenPermitStore.OpenFile(file);
+        Assert.Equal(2, third.Count);
+        Assert.True(third.Contains("0xuser", "m", 3));
+        Assert.False(third.Contains("0xuser", "m", 2));
+        Assert.False(third.Contains("0xuser", "other", 1));
+    }
+
     private UsageBook Merge(params UsageBook[] books)
     {
         var all = new UsageBook(_n.Engine.Domain, TestNet.Model, 0);
