@@ -25,7 +25,8 @@ public sealed record OpenAiServerOptions
 
     /// <summary>max_tokens when a request gives none, capped by the room left in the context; null (the default): 16 for
     /// a completion (OpenAI's and vLLM's completions default) and, for a chat, all the room left in the context up to
-    /// <see cref="MaxTokensLimit"/> (vLLM's chat default).</summary>
+    /// <see cref="MaxTokensLimit"/> (vLLM's chat default) unless it decodes past the end-of-sequence token (ignore_eos,
+    /// the protocol host's default), which would then run every such chat to the limit: 16 then too.</summary>
     public int? DefaultMaxTokens { get; init; }
 
     /// <summary>The completions API's max_tokens default (OpenAI's).</summary>
@@ -85,6 +86,14 @@ public sealed record ServerRequest(string Prompt, CompletionSettings Settings, J
     /// <see cref="GenerateAsync"/> failed because the client left mid-answer; null when the answer is not streamed or the
     /// stream has not begun.</summary>
     public string? StreamedText => Streamed?.Invoke();
+
+    internal Func<bool>? Left { get; init; }
+
+    /// <summary>Whether a write to this request's response failed (the client closed or reset the connection).</summary>
+    public bool ClientLeft => Left?.Invoke() ?? false;
+
+    /// <summary>Whether the request asked for its prompt echoed before the answer.</summary>
+    public bool Echo { get; init; }
 
     /// <summary>Generates the request's answer (streaming it to the client when it asked for a stream) and returns
     /// the first choice's text. Call it at most once.</summary>
@@ -367,7 +376,9 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             Stream = req.Stream,
             Generator = run.GenerateAsync,
             Streamed = run.StreamedText,
+            Left = () => run.ClientLeft,
             Preparer = run.Prepare,
+            Echo = req.Echo,
         };
 
         ServerReply reply;
@@ -716,6 +727,8 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
 
         public bool Generated { get; private set; }
         public bool StreamStarted { get; private set; }
+        /// <summary>A write to the response failed: the client closed or reset the connection.</summary>
+        public bool ClientLeft { get; private set; }
         private bool Chat => req.Mode == CompletionMode.Chat;
 
         private sealed class Choice
@@ -746,7 +759,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
                     if (req.Echo) choice.Text.Append(prompts[p].Text);
                     int room = prompts[p].TokenIds is { } ids ? context - ids.Length : int.MaxValue;
                     int max = req.MaxTokens ?? Math.Max(1, Math.Min(server._options.DefaultMaxTokens
-                        ?? (Chat ? server._options.MaxTokensLimit : OpenAiServerOptions.CompletionsDefaultMaxTokens), room));
+                        ?? (Chat && !req.IgnoreEos ? server._options.MaxTokensLimit : OpenAiServerOptions.CompletionsDefaultMaxTokens), room));
                     var decode = new DecodeRequest(max, req.Temperature, req.TopP, req.Seed is { } s ? s + j : null, req.Stop, req.TopLogprobs, req.IgnoreEos,
                         new CompletionSettings(max, req.Temperature, req.TopP, req.Seed is { } s2 ? unchecked((int)(s2 + j)) : null, req.Model, req.Mode));
                     tasks.Add(GenerateChoiceAsync(choice, prompts[p], decode, all));
@@ -842,6 +855,11 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
                     w.WriteEndObject();
                 }, ct).ConfigureAwait(false);
                 lock (choice.Written) choice.Written.Append(text);
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException && (e is IOException || ctx.RequestAborted.IsCancellationRequested))
+            {
+                ClientLeft = true;
+                throw;
             }
             finally
             {

@@ -52,6 +52,8 @@ public sealed class ProtocolHostServer : IAsyncDisposable
         int port = 0, OpenAiServerOptions? options = null, TimeProvider? clock = null, PermitGate? gate = null, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(backend);
+        // A permit names the model, and clients name it in their requests: the host serves its model under the model id.
+        options = (options ?? new OpenAiServerOptions()) with { ModelName = modelId };
         if (store is not null && (store.ModelId != modelId || store.Domain != domain))
             throw new ArgumentException("the usage store is for another model or domain", nameof(store));
         ProtocolHostServer? server = null;
@@ -82,7 +84,10 @@ public sealed class ProtocolHostServer : IAsyncDisposable
         {
             return await request.GenerateAsync(ct).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is OperationCanceledException or IOException && request.StreamedText is { Length: > 0 } sent)
+        // Only when the client left (a failed write, or the request aborted): a failure of the host's own (its backend,
+        // its shutdown) is not the user's to pay for.
+        catch (Exception e) when (e is OperationCanceledException or IOException && (request.ClientLeft || ct.IsCancellationRequested)
+            && request.StreamedText is { Length: > 0 } sent)
         {
             return sent;
         }
@@ -103,6 +108,9 @@ public sealed class ProtocolHostServer : IAsyncDisposable
         // then cover whatever ids were sent.
         if (request.TokenIdPrompt)
             throw new RequestRefusedException(400, "A protocol host takes text prompts (a permit names the query's text): send the prompt as text, not token ids.");
+        // The text sent is what a client that leaves mid-stream pays for: an echoed prompt is not an answer.
+        if (request.Echo)
+            throw new RequestRefusedException(400, "A protocol host does not echo the prompt (a receipt names the answer): leave out 'echo'.");
         // A permit covers one query and one answer.
         if (request.Choices != 1)
             throw new RequestRefusedException(400, "A permit covers one prompt and one completion: send a single prompt with n = 1.");
@@ -114,6 +122,11 @@ public sealed class ProtocolHostServer : IAsyncDisposable
         catch (QueryRefusedException e) { throw new RequestRefusedException(HostHttp.RefusedStatus, e.Message, "permit_error"); }
         request.Prepare();
         try { answer = await Host.AskAsync(request.Prompt, permit, ct).ConfigureAwait(false); }
+        catch (PermitStoreUnavailableException e)
+        {
+            Console.Error.WriteLine($"oml: warning: {e.Message}");
+            throw new RequestRefusedException(503, "The host cannot record permits right now; retry shortly.", "server_error");
+        }
         catch (QueryRefusedException e) { throw new RequestRefusedException(HostHttp.RefusedStatus, e.Message, "permit_error"); }
         Store?.Record(answer.Receipt, answer.Receipt.Receipt.HasPermit ? permit : null);
         // HostService keeps its own book in memory too; the store is the durable one, so keep memory flat.

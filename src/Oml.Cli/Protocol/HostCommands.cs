@@ -117,6 +117,8 @@ public static class HostCommands
             if (r.GetValue(margin) < 0) throw new UsageException("--settle-margin must not be negative");
             // The copy answers a key as the fingerprint pipeline asks it: the prompt's tokens as they are (no bos) and no
             // stop at eos, unless a request says otherwise (add_special_tokens, ignore_eos).
+            if (!isPlain && r.GetValue(serve.ServedModelName) is { } name && name != r.GetValue(id))
+                throw new UsageException($"--served-model-name: a protocol host serves its model under the model id ('{r.GetValue(id)}'), which permits and clients name");
             var options = serve.Server(r, modelDir, isPlain ? null : r.GetValue(id)) with { AddSpecialTokens = false, IgnoreEos = true };
             using var backend = serve.Load(r, modelDir, options, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
             if (isPlain)

@@ -138,6 +138,7 @@ public static class ProverCommands
         cmd.Add(o.Keystore); cmd.Add(o.PassphraseFile);
         var endpoint = new Option<string?>("--endpoint") { Description = "The suspect's OpenAI-compatible API base URL" };
         var copy = new Option<string?>("--copy") { Description = "Instead of --endpoint: the suspect copy's model folder (weights found leaked), asked locally" };
+        var apiModel = new Option<string?>("--api-model") { Description = "With --endpoint: the model name sent; default: the one model the server lists at GET /v1/models" };
         var responder = new Option<string>("--responder")
         {
             Description = "With --copy: how the suspect serves it, as `oml attack probe` takes it (e.g. suppress:k=1,m=1, or coalition:majority:DIR1,DIR2,DIR3 for copies pooled by a coalition)",
@@ -149,7 +150,7 @@ public static class ProverCommands
         var bound = new Option<double>("--bound") { Description = "Most probability of accusing any one innocent host", DefaultValueFactory = _ => 1e-3 };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        foreach (var x in new Option[] { endpoint, copy, responder, model, pool, secretFile, bound, device, dtype }) cmd.Add(x);
+        foreach (var x in new Option[] { endpoint, copy, apiModel, responder, model, pool, secretFile, bound, device, dtype }) cmd.Add(x);
         cmd.SetAction(async (r, ct) =>
         {
             if ((r.GetValue(endpoint) is null) == (r.GetValue(copy) is null)) throw new UsageException("give exactly one of --endpoint URL and --copy DIR");
@@ -157,6 +158,8 @@ public static class ProverCommands
             if (r.GetValue(endpoint) is { } ep && !Uri.TryCreate(ep, UriKind.Absolute, out url)) throw new UsageException($"--endpoint: '{ep}' is not an absolute URL");
             var spec = Cli.OptionValue(() => ResponderSpec.Parse(r.GetValue(responder)!));
             if (url is not null && r.GetResult(responder) is { Implicit: false }) throw new UsageException("--responder is for --copy (an endpoint serves as it serves)");
+            if (url is null && r.GetValue(apiModel) is not null) throw new UsageException("--api-model is for --endpoint");
+            if (r.GetValue(apiModel) is { } am && string.IsNullOrWhiteSpace(am)) throw new UsageException("--api-model must not be empty");
             double eps = r.GetValue(bound);
             if (!(eps > 0 && eps < 1)) throw new UsageException("--bound must be in (0, 1)");
             string modelId = r.GetValue(model)!;
@@ -170,7 +173,7 @@ public static class ProverCommands
             TraceReport report;
             if (url is not null)
             {
-                using var suspect = new OpenAiCompatibleEndpoint(url, null, null); // the model the suspect lists
+                using var suspect = new OpenAiCompatibleEndpoint(url, null, r.GetValue(apiModel)); // null: the model the suspect lists
                 var settings = new CompletionSettings(MaxTokens: AnswerTokens(set));
                 report = await LeakTracer.TraceAsync(s.State, modelId, set, AllocationSpec.Accuser(alloc),
                     (q, c) => suspect.CompleteAsync(q, settings, c), eps, ct: ct);

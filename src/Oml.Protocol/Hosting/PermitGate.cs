@@ -6,6 +6,10 @@ using Oml.Protocol.Core;
 
 namespace Oml.Protocol.Hosting;
 
+/// <summary>The host's record of accepted permits cannot be read or written (its lock stayed held, the disk failed, a
+/// line is damaged): no permit can be admitted until it is fixed; the query was not answered.</summary>
+public sealed class PermitStoreUnavailableException(string message, Exception inner) : Exception(message, inner);
+
 /// <summary>One permit a host has accepted (before serving it): enough to count what the user still owes it. The model
 /// is null in lines written before stores named it (then it is the model of the gate that reads them).</summary>
 public sealed record SeenPermit(string User, long Nonce, long Fee, long Expiry, string Hash, string? ModelId = null);
@@ -81,8 +85,18 @@ public sealed class SeenPermitStore
                     ["user"] = permit.User, ["model"] = permit.ModelId, ["nonce"] = permit.Nonce, ["fee"] = permit.Fee, ["expiry"] = permit.Expiry, ["hash"] = permit.Hash,
                 }.ToJsonString() + "\n";
                 using var fs = new FileStream(Path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
-                fs.Write(Encoding.UTF8.GetBytes(line));
-                fs.Flush(flushToDisk: true);
+                long before = fs.Position;
+                try
+                {
+                    fs.Write(Encoding.UTF8.GetBytes(line));
+                    fs.Flush(flushToDisk: true);
+                }
+                catch (IOException)
+                {
+                    // Not recorded, not answered: take the line back so that no reader counts it (best effort).
+                    try { fs.SetLength(before); } catch (IOException) { }
+                    throw;
+                }
                 _read = fs.Position;
             }
             _seen[(permit.User, permit.ModelId, permit.Nonce)] = permit;
@@ -92,7 +106,7 @@ public sealed class SeenPermitStore
 
     /// <summary>
     /// Runs <paramref name="action"/> with the store up to date and no other process admitting: under this object's
-    /// lock and, for a file, an exclusive lock on <c>FILE.lock</c> (waited for up to 30 s), after reading the lines other
+    /// lock and, for a file, an exclusive lock on <c>FILE.lock</c> (waited for up to 10 s), after reading the lines other
     /// processes appended since. Re-entrant within one call chain of this object.
     /// </summary>
     public T Synchronized<T>(Func<T> action)
@@ -120,7 +134,7 @@ public sealed class SeenPermitStore
 
     private static FileStream AcquireFileLock(string path)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
         while (true)
         {
             try
@@ -133,7 +147,7 @@ public sealed class SeenPermitStore
             }
             catch (IOException e)
             {
-                throw new IOException($"{path} stayed locked for 30 s: another host process holds it (or hung holding it)", e);
+                throw new IOException($"{path} stayed locked for 10 s: another host process holds it (or hung holding it)", e);
             }
         }
     }
@@ -235,31 +249,38 @@ public sealed class PermitGate
             var (s, now) = _view();
             // Under the store's lock (across processes when a file is shared): what the host's other models accepted
             // counts against the same escrow.
-            Seen.Synchronized(() =>
+            try
             {
-                var p = permit.Permit;
-                if (!permit.Verify(s.Domain)) throw new QueryRefusedException("the permit is not signed by its user for this ledger");
-                if (p.Host != Host || p.ModelId != ModelId) throw new QueryRefusedException("the permit is for another host or model");
-                if (p.QueryHash != Hex.KeccakText(query)) throw new QueryRefusedException("the permit is for another query");
-                if (!s.Models.TryGetValue(ModelId, out var model)) throw new QueryRefusedException($"model '{ModelId}' is not registered on this ledger");
-                if (s.LicenceOf(ModelId, Host) is { Exiting: true }) throw new QueryRefusedException($"this host announced its exit from '{ModelId}': no new permits");
-                if (p.Fee < model.PricePerQuery) throw new QueryRefusedException($"the permit pays {p.Fee}, the price is {model.PricePerQuery}");
-                long mustLast = s.EpochEnd(now) + SettleMarginSeconds;
-                if (p.Expiry < mustLast) throw new QueryRefusedException($"the permit expires at {p.Expiry}, before this epoch's usage can be settled (it must last until {mustLast})");
-                string hash = p.Hash(s.Domain);
-                if (s.IsPermitNonceUsed(p.User, Host, ModelId, p.Nonce)) throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used: it is settled");
-                if (Seen.Contains(p.User, ModelId, p.Nonce)) throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used with this host");
-                var escrow = s.EscrowOf(p.User, Host);
-                if (escrow.RefundRequestedAt is not null) throw new QueryRefusedException($"{p.User} asked for its escrow with this host back: no new permits");
-                Int128 outstanding = 0;
-                foreach (var q in Seen.Of(p.User))
-                    if (q.Expiry >= now && !s.SettledPermits.ContainsKey(q.Hash)) outstanding += q.Fee;
-                if (escrow.Amount < outstanding + p.Fee)
-                    throw new QueryRefusedException($"{p.User}'s escrow with this host ({escrow.Amount}) does not cover this fee ({p.Fee}) and its unsettled permits ({outstanding})");
-                if (!Seen.TryAdd(new SeenPermit(p.User, p.Nonce, p.Fee, p.Expiry, hash, ModelId)))
-                    throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used with this host");
-                return 0;
-            });
+                Seen.Synchronized(() =>
+                {
+                    var p = permit.Permit;
+                    if (!permit.Verify(s.Domain)) throw new QueryRefusedException("the permit is not signed by its user for this ledger");
+                    if (p.Host != Host || p.ModelId != ModelId) throw new QueryRefusedException("the permit is for another host or model");
+                    if (p.QueryHash != Hex.KeccakText(query)) throw new QueryRefusedException("the permit is for another query");
+                    if (!s.Models.TryGetValue(ModelId, out var model)) throw new QueryRefusedException($"model '{ModelId}' is not registered on this ledger");
+                    if (s.LicenceOf(ModelId, Host) is { Exiting: true }) throw new QueryRefusedException($"this host announced its exit from '{ModelId}': no new permits");
+                    if (p.Fee < model.PricePerQuery) throw new QueryRefusedException($"the permit pays {p.Fee}, the price is {model.PricePerQuery}");
+                    long mustLast = s.EpochEnd(now) + SettleMarginSeconds;
+                    if (p.Expiry < mustLast) throw new QueryRefusedException($"the permit expires at {p.Expiry}, before this epoch's usage can be settled (it must last until {mustLast})");
+                    string hash = p.Hash(s.Domain);
+                    if (s.IsPermitNonceUsed(p.User, Host, ModelId, p.Nonce)) throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used: it is settled");
+                    if (Seen.Contains(p.User, ModelId, p.Nonce)) throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used with this host");
+                    var escrow = s.EscrowOf(p.User, Host);
+                    if (escrow.RefundRequestedAt is not null) throw new QueryRefusedException($"{p.User} asked for its escrow with this host back: no new permits");
+                    Int128 outstanding = 0;
+                    foreach (var q in Seen.Of(p.User))
+                        if (q.Expiry >= now && !s.SettledPermits.ContainsKey(q.Hash)) outstanding += q.Fee;
+                    if (escrow.Amount < outstanding + p.Fee)
+                        throw new QueryRefusedException($"{p.User}'s escrow with this host ({escrow.Amount}) does not cover this fee ({p.Fee}) and its unsettled permits ({outstanding})");
+                    if (!Seen.TryAdd(new SeenPermit(p.User, p.Nonce, p.Fee, p.Expiry, hash, ModelId)))
+                        throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used with this host");
+                    return 0;
+                });
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+            {
+                throw new PermitStoreUnavailableException($"the accepted-permits file {Seen.Path} cannot be used: {e.Message}", e);
+            }
         }
     }
 }

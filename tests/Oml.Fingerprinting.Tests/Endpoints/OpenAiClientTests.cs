@@ -346,6 +346,21 @@ public sealed class OpenAiClientTests : IDisposable
                 }
             } // the connection closes with the answer unread
 
+            // A failure of the host's own mid-stream (its backend), with the client still reading, is not the user's to
+            // pay for: no receipt. And an echoed prompt is not an answer: a protocol host refuses echo.
+            using (var stays = new HttpClient())
+            {
+                const string failing = "the backend fails";
+                var fp = Permit.Create(userKey.Address, "tiny-model", hostKey.Address, failing, 8, DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeSeconds(), 1).Sign(domain, userKey);
+                var fb = new System.Text.Json.Nodes.JsonObject { ["model"] = "tiny-model", ["prompt"] = failing, ["max_tokens"] = 20, ["stream"] = true, [HostHttp.PermitField] = fp.ToJsonNode() };
+                using var r = await stays.PostAsync(new Uri(host.BaseUrl, "completions"), new StringContent(fb.ToJsonString(), Encoding.UTF8, "application/json"), Ct);
+                Assert.Contains("went away", await r.Content.ReadAsStringAsync(Ct));
+                var ep = Permit.Create(userKey.Address, "tiny-model", hostKey.Address, "echo me", 9, DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeSeconds(), 1).Sign(domain, userKey);
+                var eb = new System.Text.Json.Nodes.JsonObject { ["model"] = "tiny-model", ["prompt"] = "echo me", ["echo"] = true, ["stream"] = true, [HostHttp.PermitField] = ep.ToJsonNode() };
+                using var er = await stays.PostAsync(new Uri(host.BaseUrl, "completions"), new StringContent(eb.ToJsonString(), Encoding.UTF8, "application/json"), Ct);
+                Assert.Equal(HttpStatusCode.BadRequest, er.StatusCode);
+            }
+
             var sw = Stopwatch.StartNew();
             IReadOnlyList<ServedQuery> served = [];
             while (served.Count == 0 && sw.Elapsed < TimeSpan.FromSeconds(30))
@@ -386,6 +401,7 @@ public sealed class OpenAiClientTests : IDisposable
             for (int i = 0; i < request.MaxTokens; i++)
             {
                 await Task.Delay(10, ct);
+                if (prompt.Text == "the backend fails" && i == 3) throw new IOException("the backend's device went away");
                 yield return new CompletionDelta($"w{i} ", 1, null, i == request.MaxTokens - 1 ? "length" : null);
             }
         }

@@ -89,6 +89,13 @@ public class ServerAndClientTests
         using (var r = await http.PostAsync(new Uri(fixedDefault.BaseUrl, "chat/completions"), new StringContent("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}", Encoding.UTF8, "application/json"), Ct))
             Assert.Equal(HttpStatusCode.OK, r.StatusCode);
         Assert.Equal(5, seen[^1].MaxTokens);
+
+        // A server that decodes past the end-of-sequence token by default (the protocol host) would run every such chat
+        // to the limit: 16 there too.
+        await using var pastEos = await OpenAiCompatibleServer.StartAsync(generator, options: new OpenAiServerOptions { IgnoreEos = true }, ct: Ct);
+        using (var r = await http.PostAsync(new Uri(pastEos.BaseUrl, "chat/completions"), new StringContent("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}", Encoding.UTF8, "application/json"), Ct))
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        Assert.Equal(16, seen[^1].MaxTokens);
     }
 
     [Theory]
