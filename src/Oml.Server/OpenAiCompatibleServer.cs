@@ -71,26 +71,22 @@ public sealed record ServerRequest(string Prompt, CompletionSettings Settings, J
     /// <summary>Whether a prompt was sent as token ids (then <see cref="Prompt"/> is empty: there is no text).</summary>
     public bool TokenIdPrompt { get; init; }
 
-    internal Func<CancellationToken, Task<string>>? Generator { get; init; }
+    internal IRequestRun? Run { get; init; }
 
-    internal Func<string?>? Streamed { get; init; }
-
-    internal Action? Preparer { get; init; }
+    private IRequestRun Running => Run ?? throw new InvalidOperationException("this request has no generator");
 
     /// <summary>Tokenizes the prompts and checks them against the context (a 400 for the client when they do not fit).
     /// <see cref="GenerateAsync"/> does it first when a handler did not; a handler calls it after its own cheap checks
     /// and before it commits to anything (a protocol host: after the permit's signature, before it records the nonce).</summary>
-    public void Prepare() => (Preparer ?? throw new InvalidOperationException("this request has no generator")).Invoke();
+    public void Prepare() => Running.Prepare();
 
     /// <summary>For a streamed answer, the first choice's text written to the client so far (echo included), also after
     /// <see cref="GenerateAsync"/> failed because the client left mid-answer; null when the answer is not streamed or the
     /// stream has not begun.</summary>
-    public string? StreamedText => Streamed?.Invoke();
-
-    internal Func<bool>? Left { get; init; }
+    public string? StreamedText => Run?.StreamedText();
 
     /// <summary>Whether a write to this request's response failed (the client closed or reset the connection).</summary>
-    public bool ClientLeft => Left?.Invoke() ?? false;
+    public bool ClientLeft => Run?.ClientLeft ?? false;
 
     /// <summary>Whether the request asked for its prompt echoed before the answer.</summary>
     public bool Echo { get; init; }
@@ -98,7 +94,16 @@ public sealed record ServerRequest(string Prompt, CompletionSettings Settings, J
     /// <summary>Generates the request's answer (streaming it to the client when it asked for a stream) and returns
     /// the first choice's text. Call it at most once.</summary>
     public Task<string> GenerateAsync(CancellationToken ct) =>
-        (Generator ?? throw new InvalidOperationException("this request has no generator")).Invoke(ct);
+        Running.GenerateAsync(ct);
+}
+
+/// <summary>What a <see cref="ServerRequest"/> drives: the server's generation of that request.</summary>
+internal interface IRequestRun
+{
+    void Prepare();
+    Task<string> GenerateAsync(CancellationToken ct);
+    string? StreamedText();
+    bool ClientLeft { get; }
 }
 
 /// <summary>A handler's answer: the text it vouches for and extra response headers (ASCII values). In a streamed answer
@@ -374,10 +379,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             Choices = req.Prompts.Count * req.N,
             TokenIdPrompt = req.Prompts.Any(p => p.Ids is not null),
             Stream = req.Stream,
-            Generator = run.GenerateAsync,
-            Streamed = run.StreamedText,
-            Left = () => run.ClientLeft,
-            Preparer = run.Prepare,
+            Run = run,
             Echo = req.Echo,
         };
 
@@ -711,7 +713,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
 
     /// <summary>Generates every choice of one request and writes the answer: a JSON body, or a stream of events.</summary>
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "the SemaphoreSlim's wait handle is never created (AvailableWaitHandle is not used), so it owns nothing to dispose")]
-    private sealed class Run(OpenAiCompatibleServer server, HttpContext ctx, Parsed req, Func<List<PromptInput>> prepare, Stopwatch clock)
+    private sealed class Run(OpenAiCompatibleServer server, HttpContext ctx, Parsed req, Func<List<PromptInput>> prepare, Stopwatch clock) : IRequestRun
     {
         private List<PromptInput>? _prompts;
         private List<PromptInput> prompts => _prompts ?? throw new InvalidOperationException("the request's prompts are not prepared");
