@@ -87,7 +87,7 @@ oml fingerprints generate --model base --strategy random-word --random-word-keys
 if [ "$mode" = chain ]; then
   step "ether for gas (a local node's helper), then the contracts, deployed by the treasury (short rebut window for the demo)"
   oml chain fund --chain "$rpc" --to $(cat treasury.addr owner.addr hostA.addr hostB.addr hostC.addr user.addr prover.addr)
-  oml chain deploy --chain "$rpc" --keystore treasury.json --out deployment.json --set RebutWindowSeconds=2
+  oml chain deploy --chain "$rpc" --keystore treasury.json --out deployment.json --set RebutWindowSeconds=2 --registration-delay 2
   step "money"
 else
   step "genesis (short rebut window for the demo) and money"

@@ -129,7 +129,8 @@ internal static class BackendBench
         using var treasury = PrivateKey.FromHex(AnvilNode.DevKey);
         var p = Parameters;
         BigInteger[] parameters = [.. ProtocolParameters.Names.Select(name => BigInteger.Parse(p.Get(name)))];
-        var deployment = await OmlChainClient.DeployAsync(node.RpcUrl, node.ChainId, AnvilNode.DevKey, Hex.Of(treasury.Address), parameters);
+        var deployment = await OmlChainClient.DeployAsync(node.RpcUrl, node.ChainId, AnvilNode.DevKey, Hex.Of(treasury.Address), parameters,
+            registrationDelaySeconds: 0);
         foreach (var role in Roles)
         {
             using var k = Key(role);

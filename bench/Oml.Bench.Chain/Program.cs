@@ -30,7 +30,7 @@ using (var k = PrivateKey.FromHex(AnvilNode.DevKey)) treasuryAddress = k.Address
 
 var gas = new List<(string Action, string Note, BigInteger Gas)>();
 var sw = Stopwatch.StartNew();
-var d = await OmlChainClient.DeployAsync(node.RpcUrl, node.ChainId, AnvilNode.DevKey, treasuryAddress);
+var d = await OmlChainClient.DeployAsync(node.RpcUrl, node.ChainId, AnvilNode.DevKey, treasuryAddress, registrationDelaySeconds: 0);
 var treasury = new OmlChainClient(node.RpcUrl, d, AnvilNode.DevKey);
 async Task<OmlChainClient> Party(string role)
 {
@@ -52,7 +52,13 @@ using var parentKey = PrivateKey.FromHex(Key("parent-owner"));
 
 Note("approve (token)", await owner.ApproveAsync(1_000_000_000));
 foreach (var c in new[] { parentOwner, host, user, prover }) await c.ApproveAsync(1_000_000_000);
-Note("registerModel", await owner.RegisterModelAsync("acme/llama", Digest("w"), Digest("pool"), 1024, 10, 0, "{\"arch\":\"llama\"}", "terms v1"));
+// Registration's two steps, one at a time (RegisterModelAsync does both and returns the reveal).
+var regSalt = owner.RegistrationSalt("acme/llama", Convert.FromHexString(Digest("w")[2..]), Convert.FromHexString(Digest("pool")[2..]), 1024);
+var regCommitment = await owner.RegistrationCommitmentAsync(owner.Address, "acme/llama", Convert.FromHexString(Digest("w")[2..]),
+    Convert.FromHexString(Digest("pool")[2..]), 1024, regSalt);
+Note("commitRegistration", await owner.CommitRegistrationAsync(regCommitment), "first step of a registration");
+Note("registerModel", await owner.RevealRegistrationAsync("acme/llama", Digest("w"), Digest("pool"), 1024, 10, 0, regSalt, "{\"arch\":\"llama\"}", "terms v1"),
+    "reveals the commitment");
 await parentOwner.RegisterModelAsync("base", Digest("b"), null, 0, 1, 0);
 Note("addVersion", await owner.AddVersionAsync("acme/llama", Digest("w2"), Digest("pool2"), 1024, "v2"));
 var consent = OmlChainClient.SignParentConsent(d.Domain, parentKey, "acme/llama", "base", 2000, owner.Address, 0, long.MaxValue / 4);

@@ -38,6 +38,10 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     ///         freeze the protocol (a rebut deadline or voting end past 2^64 wrapped into the past; a refund delay or
     ///         voting window of centuries locked escrows and stakes).
     uint256 public constant MAX_WINDOW_SECONDS = 365 days;
+    /// @notice The longest registration delay a deployment may set (see registrationDelay).
+    uint256 public constant MAX_REGISTRATION_DELAY = 1 hours;
+    /// @notice How long a registration commitment stays usable.
+    uint256 public constant REGISTRATION_COMMIT_LIFETIME = 1 days;
 
     /// @notice Why a permit in a usage batch was skipped instead of settled.
     enum SkipReason { None, BadSignature, Expired, Replayed, FeeTooLow, Unfunded }
@@ -101,15 +105,28 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
         bytes signature;
     }
 
+    /// @notice When and in which block an owner committed to a registration (commitRegistration).
+    struct RegistrationCommit {
+        uint64 committedAt;
+        uint64 blockNumber;
+    }
+
     IERC20 public immutable token;
     address public immutable treasury;
     uint256 public immutable genesisTime;
+    /// @notice Seconds a registration commitment must age before its reveal (registerModel), and the reveal must also
+    ///         come in a later block. A model id is first come, first served; without the commitment anyone watching
+    ///         the mempool could copy an owner's registerModel (its id, weights digest and fingerprint root) and get
+    ///         it mined first, taking the id and the record of those weights. Set once, at deployment.
+    uint256 public immutable registrationDelay;
     address private immutable _deployer;
     address public claims;
     address public governance;
 
     uint256[12] private _params;
     mapping(bytes32 => Model) private _models;
+    /// @dev Keyed by (owner, commitment): the same bytes committed by anyone else are not this owner's commitment.
+    mapping(address => mapping(bytes32 => RegistrationCommit)) private _registrationCommits;
     mapping(bytes32 => ParentEdge[]) private _parents;
     mapping(bytes32 => mapping(uint256 => Version)) private _versions;
     mapping(bytes32 => mapping(address => Licence)) private _licences;
@@ -136,6 +153,7 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
 
     event Initialized(address claims, address governance, uint256[12] parameters);
     event ParameterChanged(uint8 indexed id, uint256 oldValue, uint256 newValue);
+    event RegistrationCommitted(address indexed owner, bytes32 commitment);
     event ModelRegistered(bytes32 indexed modelKey, string modelId, address indexed owner, bytes32 weightsDigest,
         bytes32 fingerprintRoot, uint256 fingerprintCount, uint256 pricePerQuery, uint256 minCollateral, string metadata,
         string licenceTerms);
@@ -172,6 +190,11 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     error ParameterFixed(uint8 id);
     error InvalidModelId();
     error ModelExists(bytes32 modelKey);
+    error InvalidRegistrationDelay(uint256 delay);
+    error RegistrationAlreadyCommitted(address owner, bytes32 commitment);
+    error RegistrationNotCommitted(address owner, bytes32 commitment);
+    error RegistrationTooEarly(bytes32 commitment, uint256 dueAt);
+    error RegistrationCommitExpired(bytes32 commitment, uint256 expiredAt);
     error UnknownModel(bytes32 modelKey);
     error NotModelOwner(bytes32 modelKey, address caller);
     error NotPendingOwner(bytes32 modelKey, address caller);
@@ -215,12 +238,15 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     }
 
     /// @param initialParameters the 12 parameters in Param order (validated).
-    constructor(IERC20 token_, address treasury_, uint256[12] memory initialParameters) EIP712("OML", "1") {
+    constructor(IERC20 token_, address treasury_, uint256[12] memory initialParameters, uint256 registrationDelay_)
+        EIP712("OML", "1") {
         if (address(token_) == address(0) || treasury_ == address(0)) revert InvalidAddress();
         for (uint8 i = 0; i < Param.Count; i++) validateParameter(i, initialParameters[i]);
+        if (registrationDelay_ > MAX_REGISTRATION_DELAY) revert InvalidRegistrationDelay(registrationDelay_);
         token = token_;
         treasury = treasury_;
         genesisTime = block.timestamp;
+        registrationDelay = registrationDelay_;
         _deployer = msg.sender;
         _params = initialParameters;
     }
@@ -287,11 +313,49 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
         return keccak256(bytes(modelId));
     }
 
+    /// @notice What an owner commits to before registering: binds the owner, the model id, the weights digest, the
+    ///         fingerprint root and count, and a secret salt (which keeps a guessable id or public weights hidden).
+    function registrationCommitment(address owner, string calldata modelId, bytes32 weightsDigest, bytes32 fingerprintRoot,
+        uint32 fingerprintCount, bytes32 salt) public pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256("oml/register/v1"), owner, keccak256(bytes(modelId)), weightsDigest,
+            fingerprintRoot, fingerprintCount, salt));
+    }
+
+    /// @notice When (timestamp, block) `owner` committed `commitment`; zeros if it did not or it was used.
+    function registrationCommitOf(address owner, bytes32 commitment) external view returns (uint256 committedAt, uint256 blockNumber) {
+        RegistrationCommit memory rc = _registrationCommits[owner][commitment];
+        return (rc.committedAt, rc.blockNumber);
+    }
+
+    /// @notice The first of a registration's two steps: commit to registrationCommitment(sender, ...), then call
+    ///         registerModel with the same values and salt at least registrationDelay seconds later, in a later block,
+    ///         and within REGISTRATION_COMMIT_LIFETIME. An expired commitment may be committed again.
+    function commitRegistration(bytes32 commitment) external {
+        if (commitment == bytes32(0)) revert InvalidDigest();
+        RegistrationCommit storage rc = _registrationCommits[msg.sender][commitment];
+        if (rc.committedAt != 0 && block.timestamp <= rc.committedAt + REGISTRATION_COMMIT_LIFETIME)
+            revert RegistrationAlreadyCommitted(msg.sender, commitment);
+        rc.committedAt = uint64(block.timestamp);
+        rc.blockNumber = uint64(block.number);
+        emit RegistrationCommitted(msg.sender, commitment);
+    }
+
+    /// @notice Registers modelId (first come, first served) with its first version, revealing the sender's earlier
+    ///         registration commitment (commitRegistration). A copy of this call sent by anyone else finds no
+    ///         commitment of its sender and reverts.
     function registerModel(string calldata modelId, bytes32 weightsDigest, bytes32 fingerprintRoot, uint32 fingerprintCount,
-        uint256 pricePerQuery, uint256 minCollateral, string calldata metadata, string calldata licenceTerms) external {
+        uint256 pricePerQuery, uint256 minCollateral, string calldata metadata, string calldata licenceTerms, bytes32 salt) external {
         uint256 n = bytes(modelId).length;
         if (n == 0 || n > MAX_MODEL_ID_BYTES) revert InvalidModelId();
         if (weightsDigest == bytes32(0) || (fingerprintRoot == bytes32(0)) != (fingerprintCount == 0)) revert InvalidDigest();
+        bytes32 commitment = registrationCommitment(msg.sender, modelId, weightsDigest, fingerprintRoot, fingerprintCount, salt);
+        RegistrationCommit memory rc = _registrationCommits[msg.sender][commitment];
+        if (rc.committedAt == 0) revert RegistrationNotCommitted(msg.sender, commitment);
+        if (block.timestamp > rc.committedAt + REGISTRATION_COMMIT_LIFETIME)
+            revert RegistrationCommitExpired(commitment, rc.committedAt + REGISTRATION_COMMIT_LIFETIME);
+        if (block.number <= rc.blockNumber || block.timestamp < rc.committedAt + registrationDelay)
+            revert RegistrationTooEarly(commitment, rc.committedAt + registrationDelay);
+        delete _registrationCommits[msg.sender][commitment];
         bytes32 key = keccak256(bytes(modelId));
         Model storage m = _models[key];
         if (m.exists) revert ModelExists(key);

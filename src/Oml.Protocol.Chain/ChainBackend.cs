@@ -72,6 +72,10 @@ public sealed class ChainBackend : IProtocolBackend
     /// answered with its receipt instead of being sent twice).</summary>
     public TimeSpan ReceiptTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Hears of the steps of multi-step actions that wait on the chain (a registration's commitment and its
+    /// delay); null: silent.</summary>
+    public Action<string>? Progress { get; set; }
+
     /// <summary>Where signed transactions are recorded until their receipt (see <see cref="ChainSender.JournalDirectory"/>),
     /// so that a retry from another process is not applied twice; null: in memory only.</summary>
     public string? JournalDirectory { get; init; }
@@ -172,7 +176,9 @@ public sealed class ChainBackend : IProtocolBackend
         "UsageAlreadyCommitted" => ProtocolErrorCode.UsageAlreadyCommitted,
         "InvalidParameter" or "InvalidChanges" or "ParameterFixed" => ProtocolErrorCode.InvalidParameters,
         "BondTooLow" => ProtocolErrorCode.BondTooLow,
-        "DuplicateCommitment" => ProtocolErrorCode.DuplicateCommitment,
+        "DuplicateCommitment" or "RegistrationAlreadyCommitted" => ProtocolErrorCode.DuplicateCommitment,
+        "RegistrationNotCommitted" => ProtocolErrorCode.CommitmentMismatch,
+        "RegistrationTooEarly" or "RegistrationCommitExpired" => ProtocolErrorCode.WindowClosed,
         "UnknownClaim" => ProtocolErrorCode.UnknownClaim,
         "WrongClaimStatus" => ProtocolErrorCode.ClaimState,
         "RevealTooEarly" or "RevealWindowClosed" or "RebutWindowClosed" or "NotYetSettleable" or "VotingClosed" or "VotingOpen"
@@ -251,7 +257,7 @@ public sealed class ChainBackend : IProtocolBackend
     public Task<ActionReceipt> RegisterModelAsync(PrivateKey owner, string modelId, string weightsDigest, string metadataJson, string licenceTerms,
         long pricePerQuery, long minCollateral, CancellationToken cancellationToken = default) =>
         Act(Schemas.RegisterModel, () => ClientFor(owner).RegisterModelAsync(modelId, Digest32(weightsDigest), null, 0,
-            Amount(pricePerQuery, "price"), Amount(minCollateral, "minimum collateral"), metadataJson, licenceTerms, cancellationToken), cancellationToken);
+            Amount(pricePerQuery, "price"), Amount(minCollateral, "minimum collateral"), metadataJson, licenceTerms, cancellationToken, Progress), cancellationToken);
 
     public Task<ActionReceipt> AddVersionAsync(PrivateKey owner, string modelId, string weightsDigest, string notes, CancellationToken cancellationToken = default) =>
         Act(Schemas.AddVersion, () => ClientFor(owner).AddVersionAsync(modelId, Digest32(weightsDigest), null, 0, notes, cancellationToken), cancellationToken);

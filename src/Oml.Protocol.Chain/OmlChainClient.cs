@@ -108,12 +108,19 @@ public sealed class OmlChainClient
             p.EpochSeconds, p.MinCollateral, p.VotingWindowSeconds, p.QuorumBps, 2 * p.EpochSeconds, 1];
     }
 
+    /// <summary>The registration delay of a deployment unless one is given: a minute, as ENS's commit-reveal waits. A
+    /// front-runner must keep the owner's reveal out of the chain that long to take the id.</summary>
+    public const long DefaultRegistrationDelaySeconds = 60;
+
     /// <summary>Deploys OmlToken (minted by <paramref name="treasury"/>; or uses <paramref name="existingToken"/>),
     /// OmlProtocol, OmlClaims and OmlGovernance, and binds them (OmlProtocol.initialize).</summary>
     public static async Task<OmlDeployment> DeployAsync(string rpcUrl, long chainId, string deployerKeyHex, string treasury,
-        BigInteger[]? parameters = null, string? existingToken = null, CancellationToken ct = default)
+        BigInteger[]? parameters = null, string? existingToken = null, CancellationToken ct = default,
+        long registrationDelaySeconds = DefaultRegistrationDelaySeconds)
     {
         parameters ??= DefaultParameters();
+        if (registrationDelaySeconds < 0 || registrationDelaySeconds > 3600)
+            throw new ArgumentOutOfRangeException(nameof(registrationDelaySeconds), "the registration delay must be in [0, 3600] seconds");
         if (parameters.Length != 12) throw new ArgumentException("there are 12 parameters", nameof(parameters));
         var sender = new ChainSender(rpcUrl, deployerKeyHex, chainId);
         async Task<(string Address, long Block)> Deploy(ContractArtifact a, params object[] args)
@@ -124,7 +131,8 @@ public sealed class OmlChainClient
             return (r.ContractAddress, (long)r.BlockNumber.Value);
         }
         var (token, first) = existingToken is null ? await Deploy(ContractArtifact.OmlToken, treasury).ConfigureAwait(false) : (existingToken, 0L);
-        var (protocol, b1) = await Deploy(ContractArtifact.OmlProtocol, token, treasury, parameters).ConfigureAwait(false);
+        var (protocol, b1) = await Deploy(ContractArtifact.OmlProtocol, token, treasury, parameters,
+            new BigInteger(registrationDelaySeconds)).ConfigureAwait(false);
         var (claims, _) = await Deploy(ContractArtifact.OmlClaims, protocol).ConfigureAwait(false);
         var (governance, _) = await Deploy(ContractArtifact.OmlGovernance, protocol, token).ConfigureAwait(false);
         var init = sender.Web3.Eth.GetContract(ContractArtifact.OmlProtocol.Abi, protocol).GetFunction("initialize").GetData(claims, governance);
@@ -205,10 +213,108 @@ public sealed class OmlChainClient
 
     // ------------------------------------------------------------------ storage layer
 
-    public Task<ChainResult> RegisterModelAsync(string modelId, string weightsDigest, string? fingerprintRoot, int fingerprintCount,
-        BigInteger pricePerQuery, BigInteger minCollateral, string metadata = "", string licenceTerms = "", CancellationToken ct = default) =>
+    /// <summary>
+    /// Registers <paramref name="modelId"/> in OmlProtocol's two steps, so that nobody watching the mempool can take the
+    /// id (or the record of these weights) by copying the call: commits to the registration (a commitment bound to this
+    /// account, with a salt derived from its key), waits the deployment's <c>registrationDelay</c> and a later block,
+    /// then reveals it with <c>registerModel</c>. Resumable: the salt is deterministic, so a rerun after a crash between
+    /// the two steps finds its live commitment and only reveals. Returns the reveal's result; <paramref name="progress"/>
+    /// hears of the commitment and the wait.
+    /// </summary>
+    public async Task<ChainResult> RegisterModelAsync(string modelId, string weightsDigest, string? fingerprintRoot, int fingerprintCount,
+        BigInteger pricePerQuery, BigInteger minCollateral, string metadata = "", string licenceTerms = "", CancellationToken ct = default,
+        Action<string>? progress = null)
+    {
+        var digest = B32(weightsDigest);
+        var root = fingerprintRoot is null ? new byte[32] : B32(fingerprintRoot);
+        var salt = RegistrationSalt(modelId, digest, root, fingerprintCount);
+        var commitment = await RegistrationCommitmentAsync(Address, modelId, digest, root, fingerprintCount, salt).ConfigureAwait(false);
+        var (committedAt, _) = await RegistrationCommitOfAsync(Address, commitment).ConfigureAwait(false);
+        _registrationLifetime ??= (long)await Call<BigInteger>(Protocol, "REGISTRATION_COMMIT_LIFETIME").ConfigureAwait(false);
+        long lifetime = _registrationLifetime.Value;
+        long delay = await RegistrationDelayAsync().ConfigureAwait(false);
+        long chainNow = await LatestBlockTimeAsync().ConfigureAwait(false);
+        if (committedAt == 0 || chainNow > committedAt + lifetime - Math.Max(60, 2 * delay))
+        {
+            // None yet, or too close to its expiry to be revealed in time: commit (again).
+            var committed = await CommitRegistrationAsync(commitment, ct).ConfigureAwait(false);
+            committedAt = (await RegistrationCommitOfAsync(Address, commitment).ConfigureAwait(false)).CommittedAt;
+            progress?.Invoke($"committed to registering '{modelId}' (tx {committed.TransactionHash}); revealing after {delay} s");
+        }
+        else progress?.Invoke($"found this account's commitment to registering '{modelId}' (at {committedAt}); revealing it");
+        // Wait on the wall clock for what the chain's clock still lacks, then reveal; a chain whose next block comes
+        // earlier than expected answers RegistrationTooEarly, which is waited out a second at a time (bounded).
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(delay + 120);
+        long lag = committedAt + delay - await LatestBlockTimeAsync().ConfigureAwait(false);
+        if (lag > 0) await Task.Delay(TimeSpan.FromSeconds(lag), ct).ConfigureAwait(false);
+        while (true)
+        {
+            try
+            {
+                return await Send(Protocol, "registerModel", $"register model '{modelId}'", ct, modelId, digest, root, (uint)fingerprintCount,
+                    pricePerQuery, minCollateral, metadata, licenceTerms, salt).ConfigureAwait(false);
+            }
+            catch (ChainRevertException e) when (e.ErrorName == "RegistrationTooEarly" && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>The first step of a registration (see <see cref="RegisterModelAsync"/>): commits to
+    /// <c>registrationCommitment(this account, ...)</c>.</summary>
+    public Task<ChainResult> CommitRegistrationAsync(byte[] commitment, CancellationToken ct = default) =>
+        Send(Protocol, "commitRegistration", "commit to a model registration", ct, commitment);
+
+    /// <summary>The second step alone: <c>registerModel</c> with the given salt (no commitment made, no waiting).</summary>
+    public Task<ChainResult> RevealRegistrationAsync(string modelId, string weightsDigest, string? fingerprintRoot, int fingerprintCount,
+        BigInteger pricePerQuery, BigInteger minCollateral, byte[] salt, string metadata = "", string licenceTerms = "", CancellationToken ct = default) =>
         Send(Protocol, "registerModel", $"register model '{modelId}'", ct, modelId, B32(weightsDigest),
-            fingerprintRoot is null ? new byte[32] : B32(fingerprintRoot), (uint)fingerprintCount, pricePerQuery, minCollateral, metadata, licenceTerms);
+            fingerprintRoot is null ? new byte[32] : B32(fingerprintRoot), (uint)fingerprintCount, pricePerQuery, minCollateral, metadata, licenceTerms, salt);
+
+    /// <summary>OmlProtocol's <c>registrationCommitment</c> (a view: the contract's own encoding).</summary>
+    public Task<byte[]> RegistrationCommitmentAsync(string owner, string modelId, byte[] weightsDigest, byte[] fingerprintRoot,
+        int fingerprintCount, byte[] salt) =>
+        Call<byte[]>(Protocol, "registrationCommitment", owner, modelId, weightsDigest, fingerprintRoot, (uint)fingerprintCount, salt);
+
+    /// <summary>When (chain timestamp, block) <paramref name="owner"/> committed <paramref name="commitment"/>; zeros if
+    /// it did not, or the commitment was used.</summary>
+    public async Task<(long CommittedAt, long BlockNumber)> RegistrationCommitOfAsync(string owner, byte[] commitment)
+    {
+        var r = await Protocol.GetFunction("registrationCommitOf").CallDecodingToDefaultAsync(owner, commitment).ConfigureAwait(false);
+        return ((long)(BigInteger)r[0].Result, (long)(BigInteger)r[1].Result);
+    }
+
+    /// <summary>The deployment's registration delay in seconds (fixed at deployment: read once).</summary>
+    public async Task<long> RegistrationDelayAsync() =>
+        _registrationDelay ??= (long)await Call<BigInteger>(Protocol, "registrationDelay").ConfigureAwait(false);
+
+    private long? _registrationDelay, _registrationLifetime;
+
+    /// <summary>The salt of this account's registration of these values: secret (derived from the account's key) and
+    /// deterministic (a rerun finds the same commitment).</summary>
+    public byte[] RegistrationSalt(string modelId, byte[] weightsDigest, byte[] fingerprintRoot, int fingerprintCount)
+    {
+        var key = Convert.FromHexString(Sender.Account.PrivateKey.StartsWith("0x", StringComparison.Ordinal) ? Sender.Account.PrivateKey[2..] : Sender.Account.PrivateKey);
+        try
+        {
+            var tag = Encoding.UTF8.GetBytes("oml/registration-salt/v1");
+            var count = new byte[4];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(count, fingerprintCount);
+            return Keccak256.Hash([.. tag, .. key, .. ModelKey(modelId), .. weightsDigest, .. fingerprintRoot, .. count]);
+        }
+        finally
+        {
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(key);
+        }
+    }
+
+    private async Task<long> LatestBlockTimeAsync()
+    {
+        var block = await Sender.Web3.Eth.Blocks.GetBlockWithTransactionsHashesByNumber
+            .SendRequestAsync(BlockParameter.CreateLatest()).ConfigureAwait(false);
+        return (long)block.Timestamp.Value;
+    }
 
     public Task<ChainResult> AddVersionAsync(string modelId, string weightsDigest, string? fingerprintRoot, int fingerprintCount,
         string notes = "", CancellationToken ct = default) =>

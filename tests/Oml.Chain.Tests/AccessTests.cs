@@ -33,7 +33,7 @@ public sealed class AccessTests(AnvilFixture fx)
         // the local view can be rebuilt from the deployment's events, in order
         var events = await w.User.EventsAsync(w.Deployment.DeployedAtBlock);
         var names = events.Where(e => e.Contract == "OmlProtocol").Select(e => e.Name).ToList();
-        Assert.Equal(["Initialized", "ModelRegistered", "LicenceApplied", "CopyDelivered", "CopyAcknowledged", "Deposited", "PermitSettled", "UsageCommitted"], names);
+        Assert.Equal(["Initialized", "RegistrationCommitted", "ModelRegistered", "LicenceApplied", "CopyDelivered", "CopyAcknowledged", "Deposited", "PermitSettled", "UsageCommitted"], names);
         Assert.Equal(World.ModelId, (string)events.Single(e => e.Name == "ModelRegistered").Args["modelId"]!);
         Assert.Equal(6, events.Count(e => e.Name == "Approval"));
     }

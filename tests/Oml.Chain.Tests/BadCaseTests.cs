@@ -78,7 +78,7 @@ public sealed class BadCaseTests(AnvilFixture fx)
     private async Task<OmlDeployment> DeployAsync(Parties p, ProtocolParameters parameters)
     {
         BigInteger[] values = [.. ProtocolParameters.Names.Select(name => BigInteger.Parse(parameters.Get(name)))];
-        var d = await OmlChainClient.DeployAsync(fx.Node.RpcUrl, fx.Node.ChainId, AnvilNode.DevKey, A(p.Treasury), values);
+        var d = await OmlChainClient.DeployAsync(fx.Node.RpcUrl, fx.Node.ChainId, AnvilNode.DevKey, A(p.Treasury), values, registrationDelaySeconds: 0);
         foreach (var k in p.All) await fx.Node.FundAsync(A(k), BigInteger.Pow(10, 21));
         return d;
     }

@@ -299,7 +299,8 @@ public sealed class ConformanceTests(AnvilFixture fx)
     {
         var d = ProtocolParameters.Default;
         BigInteger[] parameters = [.. ProtocolParameters.Names.Select(n => BigInteger.Parse(d.Get(n)))];
-        var deployment = await OmlChainClient.DeployAsync(node.RpcUrl, node.ChainId, AnvilNode.DevKey, Hex.Of(p.Treasury.Address), parameters);
+        var deployment = await OmlChainClient.DeployAsync(node.RpcUrl, node.ChainId, AnvilNode.DevKey, Hex.Of(p.Treasury.Address), parameters,
+            registrationDelaySeconds: 0);
         foreach (var k in p.All) await node.FundAsync(Hex.Of(k.Address), BigInteger.Pow(10, 21));
         return deployment;
     }

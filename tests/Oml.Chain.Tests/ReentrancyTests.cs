@@ -40,7 +40,8 @@ public sealed class ReentrancyTests(AnvilFixture fx)
         var reenterer = ContractArtifact.Load("Reenterer");
         var deployer = new ChainSender(fx.Node.RpcUrl, AnvilNode.DevKey, fx.Node.ChainId);
         var tokenAddress = (await deployer.SendAsync(null, hook.Bytecode, "deploy HookToken")).ContractAddress;
-        var d = await OmlChainClient.DeployAsync(fx.Node.RpcUrl, fx.Node.ChainId, AnvilNode.DevKey, deployer.AddressHex, existingToken: tokenAddress);
+        var d = await OmlChainClient.DeployAsync(fx.Node.RpcUrl, fx.Node.ChainId, AnvilNode.DevKey, deployer.AddressHex, existingToken: tokenAddress,
+            registrationDelaySeconds: 0);
         var attacker = (await deployer.SendAsync(null, reenterer.Bytecode, "deploy Reenterer")).ContractAddress;
         var rig = new Rig(deployer, d, attacker, deployer.Web3.Eth.GetContract(hook.Abi, tokenAddress), deployer.Web3.Eth.GetContract(reenterer.Abi, attacker),
             deployer.Web3.Eth.GetContract(ContractArtifact.OmlProtocol.Abi, d.Protocol), deployer.Web3.Eth.GetContract(ContractArtifact.OmlGovernance.Abi, d.Governance));

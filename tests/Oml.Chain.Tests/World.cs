@@ -73,11 +73,14 @@ public sealed class World
 
     public ProtocolDomain Domain => Deployment.Domain;
 
-    public static async Task<World> CreateAsync(AnvilNode node, BigInteger[]? parameters = null, BigInteger? mint = null)
+    /// <summary>A fresh deployment; <paramref name="registrationDelay"/> is 0 (a reveal needs only a later block) unless
+    /// a test is about the delay.</summary>
+    public static async Task<World> CreateAsync(AnvilNode node, BigInteger[]? parameters = null, BigInteger? mint = null, long registrationDelay = 0)
     {
         string treasury;
         using (var k = PrivateKey.FromHex(AnvilNode.DevKey)) treasury = k.Address.ToString();
-        var d = await OmlChainClient.DeployAsync(node.RpcUrl, node.ChainId, AnvilNode.DevKey, treasury, parameters);
+        var d = await OmlChainClient.DeployAsync(node.RpcUrl, node.ChainId, AnvilNode.DevKey, treasury, parameters,
+            registrationDelaySeconds: registrationDelay);
         var w = new World(node, d);
         var amount = mint ?? 1_000_000;
         foreach (var c in new[] { w.Owner, w.Host, w.Host2, w.User, w.Prover, w.ParentOwner })

@@ -73,7 +73,10 @@ public sealed class ChainCliTests : IDisposable, IClassFixture<CliAnvilFixture>
         var fund = Run(["chain", "fund", "--chain", _node.RpcUrl, "--to", .. _address.Values]);
         Assert.True(fund.Code == 0, fund.Err);
         var path = P(name);
-        var d = Run(["chain", "deploy", "--chain", _node.RpcUrl, "--keystore", Ks("treasury"), "--passphrase-file", PassFile, "--out", path, "--json", .. extra]);
+        var d = Run(["chain", "deploy", "--chain", _node.RpcUrl, "--keystore", Ks("treasury"), "--passphrase-file", PassFile, "--out", path, "--json",
+            // A registration's reveal waits this long after its commitment (the default is a minute): one second here, so the
+            // role commands' registrations go through the wait.
+            .. (extra.Contains("--registration-delay") ? Array.Empty<string>() : ["--registration-delay", "1"]), .. extra]);
         Assert.True(d.Code == 0, d.Err);
         var j = JsonNode.Parse(d.Out)!;
         Assert.Equal(31337, j["chainId"]!.GetValue<long>());
@@ -302,6 +305,13 @@ public sealed class ChainCliTests : IDisposable, IClassFixture<CliAnvilFixture>
         var again = Run("chain", "deploy", "--chain", _node.RpcUrl, "--keystore", Ks("treasury"), "--passphrase-file", PassFile, "--out", deployment);
         Assert.Equal(2, again.Code);
         Assert.Contains("--force", again.Err);
+
+        // A registration delay past an hour is refused before anything is sent.
+        var slow = Run("chain", "deploy", "--chain", _node.RpcUrl, "--keystore", Ks("treasury"), "--passphrase-file", PassFile,
+            "--out", P("slow-deployment.json"), "--registration-delay", "3601");
+        Assert.Equal(2, slow.Code);
+        Assert.Contains("--registration-delay 3601", slow.Err);
+        Assert.False(File.Exists(P("slow-deployment.json")));
 
         // An account without ether cannot pay gas: a clear failure, with the way out on a local node.
         NewAccounts("poor");

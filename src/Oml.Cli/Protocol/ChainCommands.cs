@@ -107,8 +107,12 @@ internal static class ChainCli
         return await CreateBackendAsync(url, d, ct).ConfigureAwait(false);
     }
 
-    private static async Task<IProtocolBackend> CreateBackendAsync(string url, OmlDeployment d, CancellationToken ct) =>
-        await ChainBackend.OpenAsync(url, d, JournalFolder(d), ct).ConfigureAwait(false);
+    private static async Task<IProtocolBackend> CreateBackendAsync(string url, OmlDeployment d, CancellationToken ct)
+    {
+        var backend = await ChainBackend.OpenAsync(url, d, JournalFolder(d), ct).ConfigureAwait(false);
+        backend.Progress = line => Console.Error.WriteLine(line);
+        return backend;
+    }
 
     /// <summary>The environment variable naming the folder of the transaction journal (see <see cref="JournalFolder"/>).</summary>
     public const string JournalEnv = "OML_CHAIN_JOURNAL";
@@ -176,15 +180,23 @@ public static class ChainCommands
         var pass = CliOptions.PassphraseFile($"File whose first line is the keystore's passphrase (otherwise {FingerprintIO.PassphraseEnv})");
         var outFile = new Option<string?>("--out") { Description = $"Where to write the deployment file (default: ${ChainCli.DeploymentEnv}, else ./{ChainCli.DefaultDeploymentFile}, where the role commands look for it)" };
         var set = new Option<string[]>("--set") { Description = "Parameter=Value (repeatable), as `oml protocol init` takes them, e.g. --set RebutWindowSeconds=60" };
+        var delay = new Option<long>("--registration-delay")
+        {
+            Description = "Seconds a model registration's commitment must wait before its reveal (0 to 3600; fixed at deployment). "
+                + "It keeps mempool watchers from taking a model id: 0 only for a private development chain",
+            DefaultValueFactory = _ => OmlChainClient.DefaultRegistrationDelaySeconds,
+        };
         var json = CliOptions.Json("Print one JSON object instead of aligned text");
         var force = CliOptions.Force("Replace the deployment file if it exists");
         var cmd = new Command("deploy",
             "Deploy the protocol's contracts (OmlToken, OmlProtocol, OmlClaims, OmlGovernance) with the treasury as the token's minter, and write the deployment file "
             + "(chain id, addresses, first block) the role commands read with --chain URL.")
-        { chain, keystore, pass, outFile, set, json, force };
+        { chain, keystore, pass, outFile, set, delay, json, force };
         cmd.SetAction(async (r, ct) =>
         {
             string url = ChainCli.RpcUrl(r.GetValue(chain)!);
+            long registrationDelay = r.GetValue(delay);
+            if (registrationDelay < 0 || registrationDelay > 3600) throw new UsageException($"--registration-delay {registrationDelay}: must be in [0, 3600] seconds");
             var parameters = Cli.OptionValue(() => ProtocolParameters.Default.With(RoleCommands.Changes(r.GetValue(set), "--set")));
             try { parameters.Validate(); }
             catch (ProtocolException e) { throw new UsageException($"--set: {e.Message}"); }
@@ -193,11 +205,13 @@ public static class ChainCommands
             using var key = ProtocolCli.LoadKey(r.GetValue(keystore)!, r.GetValue(pass), "--keystore");
             long chainId = await ChainCli.ChainIdAsync(url, ct);
             string treasury = Hex.Of(key.Address);
-            var d = await OmlChainClient.DeployAsync(url, chainId, "0x" + Convert.ToHexStringLower(key.ExportBytes()), treasury, ChainCli.Parameters(parameters), ct: ct);
+            var d = await OmlChainClient.DeployAsync(url, chainId, "0x" + Convert.ToHexStringLower(key.ExportBytes()), treasury, ChainCli.Parameters(parameters), ct: ct,
+                registrationDelaySeconds: registrationDelay);
             FingerprintIO.WriteTextAtomic(path, d.ToJson() + "\n", r.GetValue(force));
             var rep = new Report().Json("backend", "chain").Add("chainId", "chain id", d.ChainId).Add("rpc", "node", url).Add("treasury", "treasury", treasury)
                 .Add("token", "OmlToken", d.Token).Add("protocol", "OmlProtocol", d.Protocol).Add("claims", "OmlClaims", d.Claims).Add("governance", "OmlGovernance", d.Governance)
-                .Add("deployedAtBlock", "first block", d.DeployedAtBlock).Add("deployment", "deployment file", Path.GetFullPath(path));
+                .Add("deployedAtBlock", "first block", d.DeployedAtBlock).Add("registrationDelay", "registration delay (s)", registrationDelay)
+                .Add("deployment", "deployment file", Path.GetFullPath(path));
             var p = new JsonObject();
             foreach (var n in ProtocolParameters.Names)
             {
