@@ -63,9 +63,11 @@ public sealed class ProposalView
 /// <summary>
 /// The check of a <see cref="ChainProjector"/>'s projection: recomputes every amount and record it can from the
 /// contracts' views, read at the block the projection reached — each account's token balance, credits and stake; every escrow and refund request; every
-/// licence (ordinal, collateral posted and locked, delivered root, count and digest, acknowledgement); every model
+/// licence (ordinal, collateral posted and locked, delivered root, count and digest, acknowledgement, its exit and
+/// release, and the open claims against it that OmlProtocol's release waits for); every model
 /// (owner, pending owner, price, minimum collateral, versions, licences, parent shares); every claim (prover, status,
-/// host, bond, commitment, evidence hash, deadlines); every proposal (votes, execution); the parameters, the total
+/// host, bond, commitment, evidence hash, deadlines) and which claim holds each receipt claimed as evidence (the
+/// priority rule's record); every proposal (votes, execution); the parameters, the total
 /// supply and bonds held — plus the conservation of the vault (OmlProtocol holds exactly the escrows, locked
 /// collateral and bonds and credits; OmlGovernance exactly the stakes) and the counts of claims and proposals, which
 /// catch what the projection never saw. Reports the first difference.
@@ -153,6 +155,14 @@ public static class ChainVerifier
                 Same($"{who}: indices root", l.IndicesRoot ?? Hex.Zero32, Hex.Of(v.IndicesRoot));
                 Same($"{who}: fingerprint count", l.FingerprintCount, (long)v.FingerprintCount);
                 Same($"{who}: copy digest", l.CopyDigest ?? Hex.Zero32, Hex.Of(v.CopyDigest));
+                var x = await Obj<ExitView>(reader.Protocol, "exitOf", OmlChainClient.ModelKey(l.ModelId), l.Host).ConfigureAwait(false);
+                Same($"{who}: exit announced", l.Exiting, x.Announced);
+                Same($"{who}: exit epoch", l.Exiting ? l.ExitEpoch : 0, (long)x.ExitEpoch);
+                Same($"{who}: releasable at", l.Exiting ? l.ReleasableAt : 0, (long)x.ReleasableAt);
+                Same($"{who}: collateral released", l.CollateralReleased, x.Released);
+                Same($"{who}: open claims (revealed, not yet rebutted or settled)",
+                    (long)s.Claims.Count(c => c.Status == ClaimStatus.Revealed && c.ModelId == l.ModelId && c.Host == l.Host),
+                    (long)await Call<BigInteger>(reader.Claims, "openClaimsAgainst", OmlChainClient.ModelKey(l.ModelId), l.Host).ConfigureAwait(false));
                 collateral += l.CollateralLocked;
             }
             Same("claims", (long)s.Claims.Count, (long)await Call<BigInteger>(reader.Claims, "claimCount").ConfigureAwait(false));
@@ -174,6 +184,13 @@ public static class ChainVerifier
                 Same($"{who}: evidence hash", c.EvidenceHash ?? Hex.Zero32, Hex.Of(v.EvidenceHash));
                 Same($"{who}: rebut deadline", c.RebutDeadline, (long)v.RebutDeadline);
                 if (c.Status is ClaimStatus.Committed or ClaimStatus.Revealed) bonds += c.Bond;
+            }
+            foreach (var (receipt, holder) in s.ReceiptClaimMap)
+            {
+                // A voided claim holds nothing on chain (its prover may claim the receipt again).
+                var h = await Obj<ClaimIdView>(reader.Claims, "receiptClaimOf", Convert.FromHexString(receipt[2..])).ConfigureAwait(false);
+                Same($"claim holding receipt {receipt}", s.Claims[(int)holder].Status == ClaimStatus.Voided ? -1 : holder,
+                    h.Found ? (long)h.ClaimId : -1);
             }
             Same("bonds held", B(bonds), await Call<BigInteger>(reader.Protocol, "bondsHeld").ConfigureAwait(false));
             Same("locked collateral and bonds", locked, B(collateral + bonds));

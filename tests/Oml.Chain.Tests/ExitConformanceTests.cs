@@ -69,4 +69,29 @@ public sealed class ExitConformanceTests(AnvilFixture fx)
         var check = await chain.VerifyAsync();
         Assert.True(check.Consistent, check.FirstDifference);
     }
+
+    [Fact]
+    public async Task The_check_catches_a_projection_that_missed_an_exit()
+    {
+        using var p = new Parties();
+        string A(PrivateKey k) => Hex.Of(k.Address);
+        var deployment = await ConformanceTests.DeployAsync(fx.Node, p);
+        using var chain = await ChainBackend.OpenAsync(fx.Node.RpcUrl, deployment);
+        await chain.MintAsync(p.Treasury, A(p.HostA), 10_000);
+        await chain.RegisterModelAsync(p.Owner, Model, "sha256:" + new string('e', 64), "{}", "OML-1.0", 10, 1_000);
+        await chain.ApplyLicenseAsync(p.HostA, Model, 1_500, "https://exit.example/v1");
+        await chain.AnnounceExitAsync(p.HostA, Model);
+        var ok = await chain.VerifyAsync();
+        Assert.True(ok.Consistent, ok.FirstDifference);
+
+        // A projector fed the log without the announcement has the same balances and claims: only the exit differs.
+        var reader = chain.ClientFor(p.User2);
+        var events = await reader.EventsAsync(deployment.DeployedAtBlock);
+        long latest = events.Max(e => e.BlockNumber);
+        var missed = await ChainProjector.CreateAsync(reader);
+        await missed.ApplyAsync(reader, events.Where(e => e.Name != "ExitAnnounced").ToList(), latest);
+        var bad = await ChainVerifier.VerifyAsync(missed.State, reader, latest);
+        Assert.False(bad.Consistent);
+        Assert.Contains("exit announced", bad.FirstDifference);
+    }
 }
