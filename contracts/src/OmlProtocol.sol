@@ -198,6 +198,7 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
     error UnknownModel(bytes32 modelKey);
     error NotModelOwner(bytes32 modelKey, address caller);
     error NotPendingOwner(bytes32 modelKey, address caller);
+    error NoPendingTransfer(bytes32 modelKey);
     error InvalidAddress();
     error InvalidShare(uint256 shareBps);
     error SharesExceedWhole(uint256 totalBps);
@@ -426,9 +427,12 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
         return false;
     }
 
+    /// @notice Offers the model to newOwner, who completes the transfer with acceptModel; a later offer replaces a
+    ///         pending one, and newOwner = address(0) withdraws it (NoPendingTransfer when there is none).
     function transferModel(bytes32 modelKey, address newOwner) external {
         Model storage m = _ownedModel(modelKey);
-        if (newOwner == address(0) || newOwner == msg.sender) revert InvalidAddress();
+        if (newOwner == msg.sender) revert InvalidAddress();
+        if (newOwner == address(0) && m.pendingOwner == address(0)) revert NoPendingTransfer(modelKey);
         m.pendingOwner = newOwner;
         emit OwnershipTransferStarted(modelKey, msg.sender, newOwner);
     }

@@ -159,7 +159,7 @@ public sealed class ChainBackend : IProtocolBackend
         "UnknownModel" => ProtocolErrorCode.UnknownModel,
         "NotModelOwner" or "NotTreasury" or "NotProver" or "NotClaimedHost" or "BelowProposalThreshold" or "NotDeployer" or "NotClaims"
             or "NotGovernance" => ProtocolErrorCode.Unauthorized,
-        "NotPendingOwner" => ProtocolErrorCode.NoPendingTransfer,
+        "NotPendingOwner" or "NoPendingTransfer" => ProtocolErrorCode.NoPendingTransfer,
         "InvalidShare" or "SharesExceedWhole" or "TooManyParents" or "ParentExists" or "FamilyCycle" or "FamilyTreeTooLarge"
             => ProtocolErrorCode.InvalidFamilyTree,
         "ConsentExpired" or "BadConsentSignature" or "BadReceiptSignature" => ProtocolErrorCode.BadSignature,

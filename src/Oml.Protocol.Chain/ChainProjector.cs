@@ -262,7 +262,7 @@ public sealed class ChainProjector
                 s.ModelMap[ModelId(e)].ParentList.Add(new ParentLink(ModelId(e, "parentKey"), (int)e.Int("shareBps")));
                 break;
             case "OwnershipTransferStarted":
-                s.ModelMap[ModelId(e)].PendingOwner = e.Addr("newOwner");
+                s.ModelMap[ModelId(e)].PendingOwner = e.Addr("newOwner") is var offered && offered == Hex.ZeroAddress ? null : offered;   // zero: offer withdrawn
                 break;
             case "OwnershipTransferred":
             {

@@ -101,6 +101,33 @@ public sealed class BadCaseTests(AnvilFixture fx)
     [Theory]
     [InlineData("ledger")]
     [InlineData("chain")]
+    public async Task A_withdrawn_transfer_offer_cannot_be_accepted(string backend)
+    {
+        using var p = new Parties();
+        using var n = await OpenAsync(backend, p);
+        var b = n.B;
+        // Nothing pending: nothing to withdraw.
+        Assert.Equal(ProtocolErrorCode.NoPendingTransfer, await Refused(() => b.TransferModelAsync(p.Owner, Model, Hex.ZeroAddress)));
+        await b.TransferModelAsync(p.Owner, Model, A(p.User1));
+        Assert.Equal(A(p.User1), b.State.Models[Model].PendingOwner);
+        // Withdrawn (the zero address; chain: OmlProtocol.transferModel, ledger: Rules.Storage.cs TransferModel): the
+        // offered account can no longer take the model. Without it the offer stood until redirected elsewhere.
+        await b.TransferModelAsync(p.Owner, Model, Hex.ZeroAddress);
+        Assert.Null(b.State.Models[Model].PendingOwner);
+        Assert.Equal(ProtocolErrorCode.NoPendingTransfer, await Refused(() => b.AcceptModelAsync(p.User1, Model)));
+        Assert.Equal(ProtocolErrorCode.NoPendingTransfer, await Refused(() => b.TransferModelAsync(p.Owner, Model, Hex.ZeroAddress)));
+        Assert.Equal(A(p.Owner), b.State.Models[Model].Owner);
+        // Only the owner withdraws; a new offer still completes.
+        await b.TransferModelAsync(p.Owner, Model, A(p.User2));
+        Assert.Equal(ProtocolErrorCode.Unauthorized, await Refused(() => b.TransferModelAsync(p.User1, Model, Hex.ZeroAddress)));
+        await b.AcceptModelAsync(p.User2, Model);
+        Assert.Equal(A(p.User2), b.State.Models[Model].Owner);
+        if (b is ChainBackend chain) Assert.True((await chain.VerifyAsync()).Consistent);
+    }
+
+    [Theory]
+    [InlineData("ledger")]
+    [InlineData("chain")]
     public async Task Replayed_forged_wrong_chain_and_other_deployment_permits_are_skipped_and_pay_nothing(string backend)
     {
         using var p = new Parties();

@@ -199,6 +199,13 @@ public sealed class ProtocolCliTests : PartiesCliTest
         var parents = Status()["models"]!.AsArray().Single(x => x!["id"]!.GetValue<string>() == "m2")!["parents"]!.AsArray();
         Assert.Equal("base", parents.Single()!["model"]!.GetValue<string>());
 
+        // An offer withdrawn with --cancel cannot be accepted; --to and --cancel go one at a time.
+        Act("owner", "owner", "transfer", "--model-id", "m", "--to", Addr("user"));
+        var withdrawn = Act("owner", "owner", "transfer", "--model-id", "m", "--cancel");
+        Assert.Null(withdrawn["pendingOwner"]);
+        Assert.Contains("rejected (NoPendingTransfer)", Try("user", "owner", "accept", "--model-id", "m").Err);
+        Assert.Equal(2, Try("owner", "owner", "transfer", "--model-id", "m").Code);
+        Assert.Equal(2, Try("owner", "owner", "transfer", "--model-id", "m", "--to", Addr("user"), "--cancel").Code);
         Act("owner", "owner", "transfer", "--model-id", "m", "--to", Addr("owner2"));
         Assert.Contains("rejected (NoPendingTransfer)", Try("user", "owner", "accept", "--model-id", "m").Err);
         Act("owner2", "owner", "accept", "--model-id", "m");

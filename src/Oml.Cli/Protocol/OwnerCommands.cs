@@ -150,17 +150,24 @@ public static class OwnerCommands
 
     public static Command Transfer()
     {
-        var (cmd, o) = ProtocolCli.Command("transfer", "Offer a model you own to a new owner (who completes it with `oml owner accept`).");
+        var (cmd, o) = ProtocolCli.Command("transfer",
+            "Offer a model you own to a new owner (who completes it with `oml owner accept`); a new offer replaces a pending one, --cancel withdraws it.");
         var id = ModelId();
-        var to = new Option<string>("--to") { Description = "The new owner's address", Required = true };
-        cmd.Add(id); cmd.Add(to);
+        var to = new Option<string?>("--to") { Description = "The new owner's address" };
+        var cancel = new Option<bool>("--cancel") { Description = "Withdraw the pending offer instead (the offered account can no longer accept)" };
+        cmd.Add(id); cmd.Add(to); cmd.Add(cancel);
         cmd.SetAction(async (r, ct) =>
         {
-            string addr = ProtocolCli.Address(r.GetValue(to)!, "--to");
+            bool withdraw = r.GetValue(cancel);
+            if (withdraw == (r.GetValue(to) is not null)) throw new UsageException("give either --to ADDRESS (offer the model) or --cancel (withdraw the pending offer)");
+            string addr = withdraw ? Hex.ZeroAddress : ProtocolCli.Address(r.GetValue(to)!, "--to");
+            if (!withdraw && addr == Hex.ZeroAddress) throw new UsageException("--to: the zero address owns nothing; --cancel withdraws a pending offer");
             using var s = await o.OpenAsync(r, ct);
             using var key = o.Key(r);
             var ev = await s.Backend.TransferModelAsync(key, r.GetValue(id)!, addr, ct);
-            return s.Report().Add("model", "model", r.GetValue(id)!).Add("pendingOwner", "offered to", addr).Landed(ev).Print(r.GetValue(o.Json));
+            var report = s.Report().Add("model", "model", r.GetValue(id)!);
+            report = withdraw ? report.Add("pendingOwner", "offer", (JsonNode?)null, "withdrawn") : report.Add("pendingOwner", "offered to", addr);
+            return report.Landed(ev).Print(r.GetValue(o.Json));
         });
         return cmd;
     }

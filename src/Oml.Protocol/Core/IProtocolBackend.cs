@@ -62,7 +62,8 @@ public interface IProtocolBackend : IDisposable
     Task<ActionReceipt> DeclareParentAsync(PrivateKey owner, PrivateKey parentOwner, string modelId, string parentModelId, int shareBps,
         CancellationToken cancellationToken = default);
 
-    /// <summary>Starts a two-step transfer of the model; <paramref name="newOwner"/> accepts it with <see cref="AcceptModelAsync"/>.</summary>
+    /// <summary>Starts a two-step transfer of the model; <paramref name="newOwner"/> accepts it with <see cref="AcceptModelAsync"/>.
+    /// A new offer replaces a pending one; the zero address (<see cref="Hex.ZeroAddress"/>) withdraws it.</summary>
     Task<ActionReceipt> TransferModelAsync(PrivateKey owner, string modelId, string newOwner, CancellationToken cancellationToken = default);
 
     Task<ActionReceipt> AcceptModelAsync(PrivateKey newOwner, string modelId, CancellationToken cancellationToken = default);

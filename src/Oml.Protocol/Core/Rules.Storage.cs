@@ -95,6 +95,12 @@ internal static partial class Rules
         string actor = m.Address("actor"), to = m.Address("newOwner");
         var model = OwnedModel(s, m.Str("modelId"), actor);
         if (to == actor) throw Fail(ProtocolErrorCode.InvalidRequest, "the new owner is the current owner");
+        // The zero address withdraws a pending offer (as OmlProtocol.transferModel).
+        if (to == Hex.ZeroAddress)
+        {
+            if (model.PendingOwner is null) throw Fail(ProtocolErrorCode.NoPendingTransfer, $"model '{model.Id}' has no transfer pending to withdraw");
+            return () => model.PendingOwner = null;
+        }
         return () => model.PendingOwner = to;
     }
 
