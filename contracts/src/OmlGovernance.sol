@@ -10,7 +10,7 @@ import {IOmlProtocol, Param} from "./IOmlProtocol.sol";
 
 /// @title OmlGovernance: parameter changes decided by tokens staked for governance.
 /// @notice Voting weight is the stake an account had at the block before the proposal was created (a snapshot:
-///         stake added later does not count for it). Proposing needs a stake of at least ProposalThreshold. A
+///         stake added later does not count for it), or its stake when it votes if that is less. Proposing needs a stake of at least ProposalThreshold. A
 ///         proposal passes when yes > no and yes + no reaches QuorumBps of the total stake at the snapshot; anyone
 ///         then executes it after the voting window. Stake can be withdrawn only after every window the staker voted
 ///         in has closed and at least VotingWindowSeconds after its last stake. Weight thus costs locked capital;
@@ -141,7 +141,11 @@ contract OmlGovernance is ReentrancyGuard {
         Proposal storage p = _proposalOf(proposalId);
         if (block.timestamp > p.votingEnds) revert VotingClosed(proposalId, p.votingEnds);
         if (hasVoted[proposalId][msg.sender]) revert AlreadyVoted(proposalId, msg.sender);
+        // The stake at the snapshot, but no more than the voter still has staked: stake withdrawn after the snapshot
+        // (allowed while the account had voted in no open window) would otherwise vote with capital it no longer locks.
         uint256 weight = _stakes[msg.sender].upperLookupRecent(p.snapshotBlock);
+        uint256 current = stakeOf(msg.sender);
+        if (current < weight) weight = current;
         if (weight == 0) revert NoVotingPower(proposalId, msg.sender);
         hasVoted[proposalId][msg.sender] = true;
         if (support) p.yes += weight;

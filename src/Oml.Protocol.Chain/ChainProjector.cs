@@ -504,6 +504,7 @@ public sealed class ChainProjector
             }
             case "Voted":
                 ProposalAt(e).VoteMap[e.Addr("voter")] = (bool)e.Args["support"]!;
+                ProposalAt(e).VoteWeightMap[e.Addr("voter")] = L(e.Int("weight"));
                 break;
             case "Executed":
                 ProposalAt(e).Executed = true;

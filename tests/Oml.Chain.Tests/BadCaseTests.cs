@@ -452,4 +452,34 @@ public sealed class BadCaseTests(AnvilFixture fx)
         Assert.Equal(5_000, b.State.Proposals.Single().Yes);
         Assert.Equal(0, b.State.Proposals.Single().No);
     }
+
+    [Theory]
+    [InlineData("ledger")]
+    [InlineData("chain")]
+    public async Task Stake_withdrawn_after_a_proposal_votes_no_more(string backend)
+    {
+        using var p = new Parties();
+        using var n = await OpenAsync(backend, p);
+        var b = n.B;
+        await b.StakeAsync(p.Owner, 5_000);
+        await b.StakeAsync(p.User1, 3_000);
+        await b.StakeAsync(p.User2, 1_000);
+        // Past the stake's own lock (a voting window after staking), so the stakes may leave.
+        await n.AdvanceAsync(b.State.Parameters.VotingWindowSeconds + 1);
+        long id = (await b.ProposeAsync(p.Owner, new Dictionary<string, string> { ["MinBond"] = "150" }, "bond")).Id!.Value;
+        Assert.Equal(9_000, b.State.Proposals.Single().TotalWeight);
+        // User1 takes 2,000 of its 3,000 out before voting, User2 all of it: the tokens are theirs again (to sell, or
+        // to stake elsewhere), so the snapshot's weight must not vote for them. Chain: OmlGovernance.vote (the lesser
+        // of the snapshot and the current stake); ledger: Rules.Claims.cs Vote. Without it User1 would vote 3,000.
+        await b.UnstakeAsync(p.User1, 2_000);
+        await b.UnstakeAsync(p.User2, 1_000);
+        await b.VoteAsync(p.User1, id, false);
+        Assert.Equal(ProtocolErrorCode.NotEligibleToVote, await Refused(() => b.VoteAsync(p.User2, id, false)));
+        await b.VoteAsync(p.Owner, id, true);
+        var proposal = b.State.Proposals.Single();
+        Assert.Equal(5_000, proposal.Yes);
+        Assert.Equal(1_000, proposal.No);
+        Assert.Equal(1_000, proposal.VoteWeights[A(p.User1)]);
+        if (b is ChainBackend chain) Assert.True((await chain.VerifyAsync()).Consistent);
+    }
 }

@@ -158,7 +158,7 @@ public static class StateMapper
         var proposals = s.Proposals.Select(p => new ProposalView(
             p.Id, C(p.Proposer), [.. p.Changes.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => new ParameterView(kv.Key, kv.Value))],
             p.Description, p.CreatedAt, p.EndsAt, p.Weights.Count, p.TotalWeight, QuorumOf(p.TotalWeight, s.Parameters.QuorumBps), p.Yes, p.No, p.Executed,
-            [.. p.Votes.Select(v => new VoteView(C(v.Key), v.Value, p.Weights.GetValueOrDefault(v.Key)))])).ToList();
+            [.. p.Votes.Select(v => new VoteView(C(v.Key), v.Value, p.VoteWeights.GetValueOrDefault(v.Key)))])).ToList();
 
         return new ExplorerSnapshot
         {

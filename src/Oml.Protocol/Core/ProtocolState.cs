@@ -129,9 +129,12 @@ public sealed class Proposal
     public long TotalWeight => Weights.Values.Sum();
     internal SortedDictionary<string, bool> VoteMap { get; } = new(StringComparer.Ordinal);
     public IReadOnlyDictionary<string, bool> Votes => VoteMap;
+    internal SortedDictionary<string, long> VoteWeightMap { get; } = new(StringComparer.Ordinal);
+    /// <summary>What each vote weighed: the voter's stake at the snapshot, or its stake when it voted if that was less.</summary>
+    public IReadOnlyDictionary<string, long> VoteWeights => VoteWeightMap;
     /// <summary>Stake-weighted yes votes.</summary>
-    public long Yes => VoteMap.Where(v => v.Value).Sum(v => Weights[v.Key]);
-    public long No => VoteMap.Where(v => !v.Value).Sum(v => Weights[v.Key]);
+    public long Yes => VoteMap.Where(v => v.Value).Sum(v => VoteWeightMap[v.Key]);
+    public long No => VoteMap.Where(v => !v.Value).Sum(v => VoteWeightMap[v.Key]);
     public bool Executed { get; internal set; }
 }
 
@@ -339,7 +342,7 @@ public sealed class ProtocolState
                 w.WriteNumberValue(p.Id); w.WriteStringValue(p.Proposer); w.WriteStringValue(ProtocolParameters.ChangesToJson(p.Changes));
                 w.WriteStringValue(p.Description); w.WriteNumberValue(p.CreatedAt); w.WriteNumberValue(p.EndsAt);
                 foreach (var (e, weight) in p.Weights.OrderBy(e => e.Key, StringComparer.Ordinal)) { w.WriteStringValue(e); w.WriteNumberValue(weight); }
-                foreach (var (voter, yes) in p.VoteMap) { w.WriteStringValue(voter); w.WriteBooleanValue(yes); }
+                foreach (var (voter, yes) in p.VoteMap) { w.WriteStringValue(voter); w.WriteBooleanValue(yes); w.WriteNumberValue(p.VoteWeightMap[voter]); }
                 w.WriteBooleanValue(p.Executed);
                 w.WriteEndArray();
             }

@@ -249,8 +249,11 @@ internal static partial class Rules
         if (c.Now > p.EndsAt) throw Fail(ProtocolErrorCode.WindowClosed, $"voting on proposal {p.Id} closed at {p.EndsAt}");
         if (!p.Weights.ContainsKey(actor)) throw Fail(ProtocolErrorCode.NotEligibleToVote, $"{actor} had no governance stake when proposal {p.Id} was made");
         if (p.VoteMap.ContainsKey(actor)) throw Fail(ProtocolErrorCode.AlreadyVoted, $"{actor} already voted on proposal {p.Id}");
+        // No more than the stake still locked (as OmlGovernance.vote): stake withdrawn after the snapshot does not vote.
+        long weight = Math.Min(p.Weights[actor], s.AccountMap.TryGetValue(actor, out var account) ? account.Staked : 0);
+        if (weight == 0) throw Fail(ProtocolErrorCode.NotEligibleToVote, $"{actor} has withdrawn its governance stake since proposal {p.Id} was made");
         bool support = m.Bool("support");
-        return () => p.VoteMap[actor] = support;
+        return () => { p.VoteMap[actor] = support; p.VoteWeightMap[actor] = weight; };
     }
 
     private static Action Execute(ProtocolState s, Message m, RuleContext c)
