@@ -32,7 +32,8 @@ step trace env OML_BIN="$W/lab-app/oml" bash "$REPO/scripts/lab/trace-real-copie
   --pool "$POOL" --copies "$COPIES" --attacked "${ATTACKED:-$COPIES}" --device "$DEV" --jobs "$JOBS" --no-analysis
 mkdir -p $R/tracing-100m; cp -rf tracing/json tracing/run.log $R/tracing-100m/ 2>/dev/null
 
-# Then, while the machine lasts, issue 13 item 5's response length at 100M on the same base (RESP="" skips it): 256
+# Then, while the machine lasts, issue 13 item 5's response length (and Perinucleus t, k: models tTT-kK-sSEED) at 100M
+# on the same base (RESP="" skips it): 256
 # Perinucleus keys per model with responses of 1, 2, 4 and 8 tokens, embedded by `oml embed` with its defaults (the
 # committed lab/experiments/response-length.yaml is the 22M base's at the paper's λ 0.75 / β 0.25); the lab measures
 # utility, the lab's 100M SFT (2 epochs at 3e-5) and first-token suppression, exact rule. Models in priority order
@@ -45,10 +46,14 @@ if [ -n "$RESP" ]; then
 '    - { weight: "sft(data=../../'$INSTR', epochs=2, lr=0.00003, batch=32)" }
     - { responder: "suppress:k=1,m=1" }' \
 "$(for m in $RESP; do echo "    - { name: $m, path: ../../$M/$m }"; done)"
-  resp_model() {  # rN-sSEED
-    local m=$1 n; n="${1%-s*}"; n="${n#r}"
+  resp_model() {  # rN-sSEED: N response tokens; tTT-kK-sSEED: Perinucleus t = 0.TT and width K, one response token
+    local m=$1 n=1 tk=() t k
+    case "$m" in
+      r*) n="${1%-s*}"; n="${n#r}" ;;
+      t*) t="${m%%-*}"; t="${t#t}"; k="${m#*-k}"; k="${k%%-*}"; tk=(--t "0.$t" --k "$k") ;;
+    esac
     step gen-$m oml fingerprints generate --model $M/base-100m --strategy perinucleus --count "${RESP_COUNT:-256}" --response-length "$n" \
-      --plaintext --out sets/$m.json --force --device "$DEV" || return 1
+      "${tk[@]}" --plaintext --out sets/$m.json --force --device "$DEV" || return 1
     if ! ok embed-$m; then rm -rf "$M/$m"; fi
     step embed-$m bash -c "oml embed --model $M/base-100m --fingerprints sets/$m.json --out $M/$m --seed ${m##*-s} --device $DEV \
       --memory-budget-gb $MEMGB --log $L/$m.jsonl && cp sets/$m.json $M/$m/fingerprints.json && cp $M/$m/oml-manifest.json $L/$m.manifest.json" || return 1

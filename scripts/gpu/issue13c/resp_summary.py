@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Summarises issue13c's response-length cells (drive.sh's RESP tail): per response length, mean and 95 % t interval
+"""Summarises issue13c's response-length cells (drive.sh's RESP tail): per response length (models rN-sSEED), or per
+Perinucleus t and k (models tTT-kK-sSEED, one response token; t = 0.TT), mean and 95 % t interval
 over the seeds of the owner's utility cost (held-out perplexity change, cloze change against the base cell), the
 embedding (epochs, merge λ), persistence after the lab's 100M SFT and FSR under first-token suppression.
     resp_summary.py RESULTS_DIR [MANIFESTS_DIR]     (RESULTS_DIR: the lab output with cells/; MANIFESTS_DIR: logs/)"""
@@ -32,10 +33,10 @@ def main():
     base = cells["base"]["metrics"]
     rows = {}
     for cid, d in cells.items():
-        m = re.fullmatch(r"r(\d+)-s(\d+)-s1-(.*)", cid)
+        m = re.fullmatch(r"(r\d+|t\d+-k\d+)-s(\d+)-s1-(.*)", cid)
         if not m:
             continue
-        n, seed, attack = int(m.group(1)), int(m.group(2)), m.group(3)
+        n, seed, attack = m.group(1), int(m.group(2)), m.group(3)
         r = rows.setdefault(n, {}).setdefault(seed, {})
         met = d["metrics"]
         if attack == "before":
@@ -47,16 +48,18 @@ def main():
         elif attack.startswith("suppress"):
             r["sup"] = met["fsr"]
         if logs:
-            mf = os.path.join(logs, f"r{n}-s{seed}.manifest.json")
+            mf = os.path.join(logs, f"{n}-s{seed}.manifest.json")
             if os.path.exists(mf):
                 with open(mf) as fh:
                     man = json.load(fh)["metrics"]
                 r["epochs"] = man.get("kept_epoch", man.get("epochs"))
                 r["lam"] = man.get("merge_lambda")
     print(f"base: held-out perplexity {base['perplexity']:.2f}, cloze {100 * base['cloze_accuracy']:.1f} %")
-    print("| response tokens | seeds | FSR | perplexity vs base | cloze vs base (points) | epochs kept | merge λ | SFT persistence | FSR under top-1 suppression |")
+    print("| model (rN: N response tokens; tTT-kK: t 0.TT, k K, 1 token; t 0.8, k 3 otherwise) | seeds | FSR | perplexity vs base | cloze vs base (points) | epochs kept | merge λ | SFT persistence | FSR under top-1 suppression |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for n in sorted(rows):
+    def order(name):
+        return (0, int(name[1:]), 0) if name.startswith("r") else (1, int(name[1:].split("-k")[0]), int(name.split("-k")[1]))
+    for n in sorted(rows, key=order):
         seeds = sorted(rows[n])
         col = lambda k: [rows[n][s][k] for s in seeds if k in rows[n][s]]
         fmt = lambda k, unit="": (ci(col(k)) + unit) if col(k) else "-"
