@@ -101,7 +101,7 @@ public sealed class HostService : IHostEndpoint
     public async Task<HostAnswer> AskAsync(string query, SignedPermit? permit, CancellationToken ct = default)
     {
         Precheck(query, permit);
-        if (Policy == PermitPolicy.Require) Gate?.Admit(permit!, query);
+        if (Policy == PermitPolicy.Require && Gate is not null) await Gate.AdmitAsync(permit!, query, ct).ConfigureAwait(false);
         string answer = await _complete(query, ct).ConfigureAwait(false);
         var usedPermit = Policy == PermitPolicy.Require ? permit : null;
         var receipt = Receipt.Create(_key.Address, ModelId, usedPermit?.Permit.Hash(Domain), query, answer, _clock.GetUtcNow().ToUnixTimeSeconds()).Sign(Domain, _key);

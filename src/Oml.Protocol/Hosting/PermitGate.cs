@@ -27,7 +27,9 @@ public sealed class SeenPermitStore
 {
     public const string FileName = "seen-permits.jsonl";
     private readonly Dictionary<(string User, string? Model, long Nonce), SeenPermit> _seen = [];
-    private readonly Lock _gate = new();
+    private readonly Lock _gate = new();                  // the dictionary and the read offset
+    private readonly SemaphoreSlim _turn = new(1, 1);     // one admission at a time in this process (awaited, not blocked on)
+    private readonly AsyncLocal<bool> _myTurn = new();    // this flow holds the turn (and the file lock): re-entry runs at once
     private long _read;      // bytes of the file taken in so far (whole lines only)
 
     /// <summary>An in-memory store (tests, or a host that keeps no files: replays are then caught only until it restarts).</summary>
@@ -105,35 +107,68 @@ public sealed class SeenPermitStore
     }
 
     /// <summary>
-    /// Runs <paramref name="action"/> with the store up to date and no other process admitting: under this object's
-    /// lock and, for a file, an exclusive lock on <c>FILE.lock</c> (waited for up to 10 s), after reading the lines other
-    /// processes appended since. Re-entrant within one call chain of this object.
+    /// Runs <paramref name="action"/> with the store up to date and no other process admitting: in this process's turn
+    /// and, for a file, under an exclusive lock on <c>FILE.lock</c> (waited for up to 10 s), after reading the lines
+    /// other processes appended since. Re-entrant within one call chain. Blocks its thread while it waits: a server
+    /// uses <see cref="SynchronizedAsync"/>.
     /// </summary>
     public T Synchronized<T>(Func<T> action)
     {
         ArgumentNullException.ThrowIfNull(action);
-        lock (_gate)
+        if (_myTurn.Value) { lock (_gate) return action(); }
+        _turn.Wait();
+        try
         {
-            if (Path is null || _held) return action();
-            Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
-            using var fileLock = AcquireFileLock(Path + ".lock");
-            _held = true;
-            try
-            {
-                CatchUp();
-                return action();
-            }
-            finally
-            {
-                _held = false;
-            }
+            using var fileLock = Path is null ? null : AcquireFileLockAsync(Path + ".lock", blocking: true, CancellationToken.None).GetAwaiter().GetResult();
+            return InTurn(action);
+        }
+        finally
+        {
+            _turn.Release();
         }
     }
 
-    private bool _held;
-
-    private static FileStream AcquireFileLock(string path)
+    /// <summary>
+    /// <see cref="Synchronized"/> for servers: the waits for this process's turn and for another process's file lock
+    /// are awaited (no thread is held while a hung process keeps the lock) and end when <paramref name="ct"/> is
+    /// cancelled (the client left); <paramref name="action"/> itself runs synchronously (it reads and appends a line).
+    /// </summary>
+    public async Task<T> SynchronizedAsync<T>(Func<T> action, CancellationToken ct = default)
     {
+        ArgumentNullException.ThrowIfNull(action);
+        if (_myTurn.Value) { lock (_gate) return action(); }
+        await _turn.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            using var fileLock = Path is null ? null : await AcquireFileLockAsync(Path + ".lock", blocking: false, ct).ConfigureAwait(false);
+            return InTurn(action);
+        }
+        finally
+        {
+            _turn.Release();
+        }
+    }
+
+    private T InTurn<T>(Func<T> action)
+    {
+        _myTurn.Value = true;
+        try
+        {
+            lock (_gate)
+            {
+                if (Path is not null) CatchUp();
+                return action();
+            }
+        }
+        finally
+        {
+            _myTurn.Value = false;
+        }
+    }
+
+    private static async Task<FileStream> AcquireFileLockAsync(string path, bool blocking, CancellationToken ct)
+    {
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (true)
         {
@@ -143,7 +178,8 @@ public sealed class SeenPermitStore
             }
             catch (IOException) when (DateTime.UtcNow < deadline)
             {
-                Thread.Sleep(2);
+                if (blocking) Thread.Sleep(2);
+                else await Task.Delay(2, ct).ConfigureAwait(false);
             }
             catch (IOException e)
             {
@@ -199,15 +235,15 @@ public sealed class SeenPermitStore
 /// </summary>
 public sealed class PermitGate
 {
-    private readonly Func<(ProtocolState State, long Now)> _view;
-    private readonly Lock _gate = new();
+    private readonly Func<CancellationToken, ValueTask<(ProtocolState State, long Now)>> _view;
+    private readonly SemaphoreSlim _gate = new(1, 1);
 
     /// <param name="view">The current protocol state and ledger time (e.g. <see cref="ForEngine"/>).</param>
     /// <param name="host">This host's address.</param>
     /// <param name="modelId">The model this host serves.</param>
     /// <param name="seen">The host's record of accepted permits.</param>
     /// <param name="settleMarginSeconds">How long after the end of the current epoch a permit must stay valid (the time the host gives itself to commit the epoch's usage).</param>
-    public PermitGate(Func<(ProtocolState State, long Now)> view, string host, string modelId, SeenPermitStore seen, long settleMarginSeconds = 3_600)
+    public PermitGate(Func<CancellationToken, ValueTask<(ProtocolState State, long Now)>> view, string host, string modelId, SeenPermitStore seen, long settleMarginSeconds = 3_600)
     {
         _view = view ?? throw new ArgumentNullException(nameof(view));
         Host = Hex.Address(host);
@@ -218,17 +254,17 @@ public sealed class PermitGate
     }
 
     /// <summary>A view of <paramref name="engine"/>: it catches up with the ledger before each check.</summary>
-    public static Func<(ProtocolState State, long Now)> ForEngine(ProtocolEngine engine)
+    public static Func<CancellationToken, ValueTask<(ProtocolState State, long Now)>> ForEngine(ProtocolEngine engine)
     {
         ArgumentNullException.ThrowIfNull(engine);
-        return () => { engine.Refresh(); return (engine.State, engine.Now); };
+        return _ => { engine.Refresh(); return ValueTask.FromResult((engine.State, engine.Now)); };
     }
 
     /// <summary>A view of <paramref name="backend"/>: it catches up with the ledger or chain before each check.</summary>
-    public static Func<(ProtocolState State, long Now)> ForBackend(IProtocolBackend backend)
+    public static Func<CancellationToken, ValueTask<(ProtocolState State, long Now)>> ForBackend(IProtocolBackend backend)
     {
         ArgumentNullException.ThrowIfNull(backend);
-        return () => { backend.RefreshAsync().GetAwaiter().GetResult(); return (backend.State, backend.Now); };
+        return async ct => { await backend.RefreshAsync(ct).ConfigureAwait(false); return (backend.State, backend.Now); };
     }
 
     public string Host { get; }
@@ -238,20 +274,23 @@ public sealed class PermitGate
 
     /// <summary>
     /// Checks <paramref name="permit"/> for <paramref name="query"/> and, when it passes, records it as accepted.
-    /// Throws <see cref="QueryRefusedException"/> with the reason otherwise (nothing recorded).
+    /// Throws <see cref="QueryRefusedException"/> with the reason otherwise (nothing recorded). Admissions take turns;
+    /// every wait (the state's refresh, the turn, another process's file lock) is awaited and ends with
+    /// <paramref name="ct"/>.
     /// </summary>
-    public void Admit(SignedPermit permit, string query)
+    public async Task AdmitAsync(SignedPermit permit, string query, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(permit);
         ArgumentNullException.ThrowIfNull(query);
-        lock (_gate)
+        await _gate.WaitAsync(ct).ConfigureAwait(false);
+        try
         {
-            var (s, now) = _view();
+            var (s, now) = await _view(ct).ConfigureAwait(false);
             // Under the store's lock (across processes when a file is shared): what the host's other models accepted
             // counts against the same escrow.
             try
             {
-                Seen.Synchronized(() =>
+                await Seen.SynchronizedAsync(() =>
                 {
                     var p = permit.Permit;
                     if (!permit.Verify(s.Domain)) throw new QueryRefusedException("the permit is not signed by its user for this ledger");
@@ -275,12 +314,16 @@ public sealed class PermitGate
                     if (!Seen.TryAdd(new SeenPermit(p.User, p.Nonce, p.Fee, p.Expiry, hash, ModelId)))
                         throw new QueryRefusedException($"permit nonce {p.Nonce} of {p.User} was already used with this host");
                     return 0;
-                });
+                }, ct).ConfigureAwait(false);
             }
             catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
             {
                 throw new PermitStoreUnavailableException($"the accepted-permits file {Seen.Path} cannot be used: {e.Message}", e);
             }
+        }
+        finally
+        {
+            _gate.Release();
         }
     }
 }

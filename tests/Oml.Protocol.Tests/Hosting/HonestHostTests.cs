@@ -99,6 +99,33 @@ public sealed class HonestHostTests : IDisposable
     }
 
     [Fact]
+    public async Task An_admission_waiting_for_another_process_lock_holds_no_thread_and_ends_when_the_client_leaves()
+    {
+        // Another host process holds the shared file's lock (hung, say). Admissions wait for it without blocking a
+        // thread (a server's thread pool would starve) and give up when their request is cancelled; once the lock is
+        // free the next admission goes through.
+        var ct = TestContext.Current.CancellationToken;
+        string file = Path.Combine(_dir, "held", SeenPermitStore.FileName);
+        var gate = new PermitGate(PermitGate.ForEngine(_n.Engine), TestNet.A(_n.HostA), TestNet.Model, SeenPermitStore.OpenFile(file));
+        _n.Engine.Deposit(_n.User, TestNet.A(_n.HostA), 100);
+        using (new FileStream(file + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None))
+        {
+            using var leaves = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            var waiting = Enumerable.Range(1, 3).Select(i => gate.AdmitAsync(Permit(_n.User, _n.HostA, $"w{i}", i), $"w{i}", leaves.Token)).ToList();
+            await Task.Delay(300, ct);
+            // Awaiting, not blocking: every admission is still pending and the test's own thread was never taken.
+            Assert.All(waiting, t => Assert.False(t.IsCompleted));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            await leaves.CancelAsync();
+            foreach (var t in waiting) await Assert.ThrowsAnyAsync<OperationCanceledException>(() => t);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the waits ended {clock.Elapsed.TotalSeconds:F1} s after the client left");
+        }
+        await gate.AdmitAsync(Permit(_n.User, _n.HostA, "after", 4), "after", ct);
+        Assert.True(gate.Seen.Contains(TestNet.A(_n.User), TestNet.Model, 4));
+        Assert.False(gate.Seen.Contains(TestNet.A(_n.User), TestNet.Model, 1));
+    }
+
+    [Fact]
     public void A_torn_last_line_of_the_seen_permits_file_is_cut_off_and_what_follows_reads_back()
     {
         string file = Path.Combine(_dir, "torn", SeenPermitStore.FileName);
