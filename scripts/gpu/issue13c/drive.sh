@@ -27,10 +27,12 @@ session_env
 step base oml train --config lab/recipes/base-100m.yaml --device "$DEV" --steps "$STEPS" --save-dtype float32 --checkpoint-every 1000000 --force $BASE_ARGS \
   || { log "no base: stop"; touch drive.finished; exit 1; }
 cp -f $M/base-100m/oml-training.json $L/base-100m.oml-training.json 2>/dev/null
-step trace env OML_BIN="$W/lab-app/oml" bash "$REPO/scripts/lab/trace-real-copies.sh" --out "$W/tracing" --base "$W/$M/base-100m" \
-  --sft-data "$W/$INSTR" --sft-samples 1000000 --sft-lr 3e-5 --sft-extra "$SFT_EXTRA" --sft-strong "$SFT_STRONG" \
-  --pool "$POOL" --copies "$COPIES" --attacked "${ATTACKED:-$COPIES}" --device "$DEV" --jobs "$JOBS" --no-analysis
-mkdir -p $R/tracing-100m; cp -rf tracing/json tracing/run.log $R/tracing-100m/ 2>/dev/null
+if [ -n "${TRACE-1}" ]; then   # TRACE= skips the tracing (only the RESP models below)
+  step trace env OML_BIN="$W/lab-app/oml" bash "$REPO/scripts/lab/trace-real-copies.sh" --out "$W/tracing" --base "$W/$M/base-100m" \
+    --sft-data "$W/$INSTR" --sft-samples 1000000 --sft-lr 3e-5 --sft-extra "$SFT_EXTRA" --sft-strong "$SFT_STRONG" \
+    --pool "$POOL" --copies "$COPIES" --attacked "${ATTACKED:-$COPIES}" --device "$DEV" --jobs "$JOBS" --no-analysis
+  mkdir -p $R/tracing-100m; cp -rf tracing/json tracing/run.log $R/tracing-100m/ 2>/dev/null
+fi
 
 # Then, while the machine lasts, issue 13 item 5's response length (and Perinucleus t, k: models tTT-kK-sSEED) at 100M
 # on the same base (RESP="" skips it): 256
