@@ -200,9 +200,17 @@ public sealed class GradReducerTests
     public void A_rank_that_dies_before_its_backward_fails_the_others_finish_with_an_error_naming_the_rank()
     {
         RequireGloo();
+        // Rank 1 leaves only once rank 0's group is up: leaving during the rendezvous failed rank 0's init instead (a
+        // "Connection closed by peer" before any backward), which is not what this test is about.
+        using var rank0Up = new ManualResetEventSlim();
         var results = OnRanks(2, g =>
         {
-            if (g.Rank == 1) return "left";
+            if (g.Rank == 1)
+            {
+                Assert.True(rank0Up.Wait(TimeSpan.FromSeconds(30)), "rank 0's group never came up");
+                return "left";
+            }
+            rank0Up.Set();
             var ps = Parameters(DType.Float32);
             try
             {

@@ -181,9 +181,12 @@ public sealed class ProcessGroupTests
         });
         Assert.Contains("gloo rank 1 of 2", e.Message, StringComparison.Ordinal);
 
+        // Rank 1 leaves only once rank 0's group is up (leaving during the rendezvous fails rank 0's init instead).
+        using var rank0Up = new ManualResetEventSlim();
         var results = OnRanks(2, g =>
         {
-            if (g.Rank == 1) return "left";
+            if (g.Rank == 1) return rank0Up.Wait(TimeSpan.FromSeconds(30)) ? "left" : "rank 0 never came up";
+            rank0Up.Set();
             using var t = Torch.Ones([1]);
             try { g.AllReduce(t); return "no error"; }
             catch (TorchException x) { return x.Message; }
@@ -191,9 +194,11 @@ public sealed class ProcessGroupTests
         Assert.Contains("gloo rank 0 of 2: all_reduce", results[0], StringComparison.Ordinal);
 
         // The same with an asynchronous all-reduce: starting it succeeds, waiting for it fails and names the rank.
+        using var rank0UpAgain = new ManualResetEventSlim();
         var waited = OnRanks(2, g =>
         {
-            if (g.Rank == 1) return "left";
+            if (g.Rank == 1) return rank0UpAgain.Wait(TimeSpan.FromSeconds(30)) ? "left" : "rank 0 never came up";
+            rank0UpAgain.Set();
             using var t = Torch.Ones([1]);
             using var w = g.AllReduceAsync([t]);
             try { w.Wait(); return "no error"; }
