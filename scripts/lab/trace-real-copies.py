@@ -105,7 +105,7 @@ def main():
     # Coalitions.
     coalitions = []
     for name, t in traces.items():
-        m = re.fullmatch(r"coalition-(none|sft)-(majority|minority|interleave|refuse)-h([\d-]+)", name)
+        m = re.fullmatch(r"coalition-(none|sft|merge|int4)-(majority|minority|interleave|refuse)-h([\d-]+)", name)
         if not m:
             continue
         members = [int(x) for x in m.group(3).split("-")]
@@ -149,10 +149,11 @@ def main():
     # The same simulation at the real copies' scale (their host count and pool size), to set the real coalitions'
     # outcomes beside what the simulation predicts for them.
     small_path = os.path.join(out, "sim-tardos-real-scale.json")
+    variants = [v for v in ("none", "sft", "merge", "int4") if any(c["variant"] == v for c in coalitions) or v in ("none", "sft")]
     if not os.path.exists(small_path):
         cmd = oml + ["trace", "simulate", "--hosts", str(len(deliver)), "--coalition", "2,3,4", "--strategies", ",".join(STRATEGIES),
-                     "--lengths", str(pool_size), "--noise-loss", ",".join(str(n[1]) for n in noises if n[0] in ("none", "sft")),
-                     "--noise-false-hit", ",".join(str(n[2]) for n in noises if n[0] in ("none", "sft")), "--trials", str(a.trials),
+                     "--lengths", str(pool_size), "--noise-loss", ",".join(str(n[1]) for n in noises if n[0] in variants),
+                     "--noise-false-hit", ",".join(str(n[2]) for n in noises if n[0] in variants), "--trials", str(a.trials),
                      "--seed", "oml-13", "--scheme", "tardos", "--cutoff", "0.000833", "--json-out", small_path, "--force"]
         print("running: " + " ".join(cmd[len(oml):]), file=sys.stderr)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -187,12 +188,12 @@ def main():
           f"| {'yes' if c['top_is_colluder'] else 'no'} | {c['best_colluder_score']:.1f} / {fmt_score(c['best_innocent_score'])} |")
     w("")
     w(f"Beside the simulation at the same scale ({len(deliver)} hosts, {pool_size} positions, the noise measured on the "
-      f"plain and the SFT-attacked copies, {a.trials} trials): real coalitions with a colluder accused / real coalitions, "
+      f"copies of each version in coalitions ({', '.join(variants)}), {a.trials} trials): real coalitions with a colluder accused / real coalitions, "
       f"against the simulated P(catch ≥ 1).\n")
     rule_to_strategy = {"majority": "majority", "minority": "minority", "interleave": "interleaving", "refuse": "unanimity"}
     w("| copies | c | rule | real: caught / coalitions | real: innocents accused | simulated P(catch) | simulated P(innocent) |")
     w("| --- | ---: | --- | --- | ---: | ---: | ---: |")
-    for variant in ("none", "sft"):
+    for variant in variants:
         noise = next((n for n in noises if n[0] == variant), None)
         for c in (2, 3, 4):
             for rule in ("majority", "minority", "interleave", "refuse"):

@@ -16,6 +16,7 @@
 #       [--device cpu|cuda] [--sft-samples S] [--sft-lr LR] [--coalitions PER_SIZE] [--trials T] [--keys perinucleus|random-word]
 #       [--sft-strong SAMPLES@LR]   (a second, stronger SFT attack, "sft-strong", on the attacked copies)
 #       [--sft-extra "OPTIONS"]   (more `oml attack sft` options for the SFT attack, e.g. "--epochs 2 --batch-size 32")
+#       [--coalition-copies "none sft merge int4"]   (which versions of the copies form coalitions; default "none sft")
 #       [--jobs J]       (attacks and traces J at a time, beside the deliveries: they neither write the ledger nor share
 #                        outputs; deliveries, which sign the owner's transactions in turn, stay one at a time)
 #       [--no-analysis]  (stop after the traces; run scripts/lab/trace-real-copies.py on the folder later, e.g. elsewhere)
@@ -43,6 +44,7 @@ keys=""
 sft_strong=""
 trials=100
 sft_extra=""
+coalition_copies="none sft"
 jobs=1
 analysis=1
 while [ $# -gt 0 ]; do
@@ -61,6 +63,7 @@ while [ $# -gt 0 ]; do
     --keys) keys=$2; shift 2 ;;
     --sft-strong) sft_strong=$2; shift 2 ;;
     --sft-extra) sft_extra=$2; shift 2 ;;
+    --coalition-copies) coalition_copies=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
     --no-analysis) analysis=0; shift ;;
     -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
@@ -237,7 +240,7 @@ done
 drain
 
 # Coalitions: PER_SIZE disjoint groups of each size c = 2, 3, 4 taken in turn from the copies (wrapping around), of the
-# plain copies and of their SFT-attacked versions (where attacked), under each strategy.
+# plain copies and of their attacked versions (--coalition-copies: sft, merge, int4; where attacked), under each strategy.
 say "coalitions ..."
 next=0
 declare -A scheduled   # a group met again (few copies wrap around to the same members) is traced once
@@ -246,13 +249,14 @@ for c in 2 3 4; do
     members=()
     for ((k = 0; k < c; k++)); do members+=("$(( (next + k) % copies ))"); done
     next=$(( (next + c) % copies ))
-    for variant in none sft; do
+    for variant in $coalition_copies; do
+      case "$variant" in none|sft|merge|int4) ;; *) echo "trace-real-copies: --coalition-copies: unknown version '$variant' (none, sft, merge, int4)" >&2; exit 2 ;; esac
       dirs=()
       ok=1
       for m in "${members[@]}"; do
         if [ $variant = none ]; then dirs+=("$out/copies/h$m"); else
           [ "$m" -lt "$attacked" ] || ok=0
-          dirs+=("$out/attacked/sft/h$m")
+          dirs+=("$out/attacked/$variant/h$m")
         fi
       done
       [ $ok = 1 ] || continue

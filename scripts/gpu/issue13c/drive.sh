@@ -30,7 +30,8 @@ cp -f $M/base-100m/oml-training.json $L/base-100m.oml-training.json 2>/dev/null
 if [ -n "${TRACE-1}" ]; then   # TRACE= skips the tracing (only the RESP models below)
   step trace env OML_BIN="$W/lab-app/oml" bash "$REPO/scripts/lab/trace-real-copies.sh" --out "$W/tracing" --base "$W/$M/base-100m" \
     --sft-data "$W/$INSTR" --sft-samples 1000000 --sft-lr 3e-5 --sft-extra "$SFT_EXTRA" --sft-strong "$SFT_STRONG" \
-    --pool "$POOL" --copies "$COPIES" --attacked "${ATTACKED:-$COPIES}" --device "$DEV" --jobs "$JOBS" --no-analysis
+    --pool "$POOL" --copies "$COPIES" --attacked "${ATTACKED:-$COPIES}" --device "$DEV" --jobs "$JOBS" --no-analysis \
+    --coalition-copies "${COALITION_COPIES:-none sft}"
   mkdir -p $R/tracing-100m; cp -rf tracing/json tracing/run.log $R/tracing-100m/ 2>/dev/null
 fi
 
