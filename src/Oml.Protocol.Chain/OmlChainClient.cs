@@ -234,9 +234,17 @@ public sealed class OmlChainClient
         long lifetime = _registrationLifetime.Value;
         long delay = await RegistrationDelayAsync().ConfigureAwait(false);
         long chainNow = await LatestBlockTimeAsync().ConfigureAwait(false);
-        if (committedAt == 0 || chainNow > committedAt + lifetime - Math.Max(60, 2 * delay))
+        if (committedAt != 0 && chainNow <= committedAt + lifetime && chainNow > committedAt + lifetime - 30)
         {
-            // None yet, or too close to its expiry to be revealed in time: commit (again).
+            // A live commitment within half a minute of its expiry: a reveal might land after it, and a new commitment of
+            // the same bytes is refused while it lives. Let it expire, then commit again.
+            await Task.Delay(TimeSpan.FromSeconds(committedAt + lifetime - chainNow + 2), ct).ConfigureAwait(false);
+            chainNow = await LatestBlockTimeAsync().ConfigureAwait(false);
+            committedAt = 0;
+        }
+        if (committedAt == 0 || chainNow > committedAt + lifetime)
+        {
+            // None yet, or expired: commit (again).
             var committed = await CommitRegistrationAsync(commitment, ct).ConfigureAwait(false);
             committedAt = (await RegistrationCommitOfAsync(Address, commitment).ConfigureAwait(false)).CommittedAt;
             progress?.Invoke($"committed to registering '{modelId}' (tx {committed.TransactionHash}); revealing after {delay} s");

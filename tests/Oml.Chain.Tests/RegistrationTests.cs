@@ -92,5 +92,15 @@ public sealed class RegistrationTests(AnvilFixture fx)
         Assert.Contains(reveal.Events, e => e.Name == "ModelRegistered");
         Assert.Contains(heard, h => h.Contains("found this account's commitment", StringComparison.Ordinal));
         Assert.DoesNotContain(heard, h => h.Contains("committed to registering", StringComparison.Ordinal));
+
+        // A commitment left for more than a day has expired: the next run commits again (the contract allows it then).
+        var third = "acme/third";
+        var salt3 = w.Owner.RegistrationSalt(third, Convert.FromHexString(Weights[2..]), new byte[32], 0);
+        await w.Owner.CommitRegistrationAsync(await w.Owner.RegistrationCommitmentAsync(w.Owner.Address, third, Convert.FromHexString(Weights[2..]), new byte[32], 0, salt3));
+        await fx.Node.IncreaseTimeAsync(24 * 3600 + 5);
+        heard.Clear();
+        await w.Owner.RegisterModelAsync(third, Weights, null, 0, 10, 0, progress: heard.Add);
+        Assert.Contains(heard, h => h.Contains("committed to registering", StringComparison.Ordinal));
+        Assert.Equal(w.Owner.Address, (await w.Owner.ModelOwnerAsync(third)).ToLowerInvariant());
     }
 }
