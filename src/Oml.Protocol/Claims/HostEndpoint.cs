@@ -101,27 +101,8 @@ public sealed class HostService : IHostEndpoint
     public async Task<HostAnswer> AskAsync(string query, SignedPermit? permit, CancellationToken ct = default)
     {
         Precheck(query, permit);
-        bool admitted = false;
-        if (Policy == PermitPolicy.Require && Gate is not null)
-        {
-            await Gate.AdmitAsync(permit!, query, ct).ConfigureAwait(false);
-            admitted = true;
-        }
-        string answer;
-        try
-        {
-            answer = await _complete(query, ct).ConfigureAwait(false);
-        }
-        catch (Exception) when (admitted && !ct.IsCancellationRequested)
-        {
-            // The host failed to answer (its backend threw): no receipt, so nothing will settle. Take the admission back,
-            // so the permit's fee stops holding the user's escrow and the user can send it again. A request the user
-            // abandoned (cancelled) stays counted until the permit expires: otherwise one funded permit could be sent
-            // and abandoned without end, each time costing the host a generation.
-            try { await Gate!.ReleaseAsync(permit!, CancellationToken.None).ConfigureAwait(false); }
-            catch (Exception e) when (e is Hosting.PermitStoreUnavailableException or IOException) { }
-            throw;
-        }
+        if (Policy == PermitPolicy.Require && Gate is not null) await Gate.AdmitAsync(permit!, query, ct).ConfigureAwait(false);
+        string answer = await _complete(query, ct).ConfigureAwait(false);
         var usedPermit = Policy == PermitPolicy.Require ? permit : null;
         var receipt = Receipt.Create(_key.Address, ModelId, usedPermit?.Permit.Hash(Domain), query, answer, _clock.GetUtcNow().ToUnixTimeSeconds()).Sign(Domain, _key);
         lock (_gate) Book.Add(receipt, usedPermit);

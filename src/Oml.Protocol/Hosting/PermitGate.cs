@@ -188,46 +188,6 @@ public sealed class SeenPermitStore
         }
     }
 
-    /// <summary>
-    /// Takes back an accepted permit that was never answered (its answer failed before any text reached the user, so no
-    /// receipt exists and nothing will settle): its nonce may be used again and its fee no longer holds the user's
-    /// escrow. Durable, as <see cref="TryAdd"/>: a line that names the permit again with fee 0 and <c>"released"</c>
-    /// (a reader that predates release lines takes it as a permit of fee 0, which frees the escrow and keeps the nonce
-    /// spent). False when no such permit was accepted. Call it inside <see cref="Synchronized"/> when the file is shared.
-    /// </summary>
-    public bool Release(SeenPermit permit)
-    {
-        ArgumentNullException.ThrowIfNull(permit);
-        return Synchronized(() =>
-        {
-            var key = (permit.User, permit.ModelId, permit.Nonce);
-            if (!_seen.TryGetValue(key, out var held) || held.Hash != permit.Hash) return false;
-            if (Path is not null)
-            {
-                var line = new JsonObject
-                {
-                    ["user"] = permit.User, ["model"] = permit.ModelId, ["nonce"] = permit.Nonce, ["fee"] = 0, ["expiry"] = permit.Expiry,
-                    ["hash"] = permit.Hash, ["released"] = true,
-                }.ToJsonString() + "\n";
-                using var fs = new FileStream(Path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
-                long before = fs.Position;
-                try
-                {
-                    fs.Write(Encoding.UTF8.GetBytes(line));
-                    fs.Flush(flushToDisk: true);
-                }
-                catch (IOException)
-                {
-                    try { fs.SetLength(before); } catch (IOException) { }
-                    throw;
-                }
-                _read = fs.Position;
-            }
-            _seen.Remove(key);
-            return true;
-        });
-    }
-
     /// <summary>Takes in the whole lines appended to the file since the last read (under the file lock).</summary>
     private void CatchUp()
     {
@@ -251,8 +211,7 @@ public sealed class SeenPermitStore
                 var o = JsonNode.Parse(lines[i])!.AsObject();
                 var p = new SeenPermit(o["user"]!.GetValue<string>(), o["nonce"]!.GetValue<long>(), o["fee"]!.GetValue<long>(),
                     o["expiry"]!.GetValue<long>(), o["hash"]!.GetValue<string>(), o["model"]?.GetValue<string>());
-                if (o["released"]?.GetValue<bool>() == true) _seen.Remove((p.User, p.ModelId, p.Nonce));
-                else _seen[(p.User, p.ModelId, p.Nonce)] = p;
+                _seen[(p.User, p.ModelId, p.Nonce)] = p;
             }
             catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or NullReferenceException or FormatException)
             {
@@ -365,24 +324,6 @@ public sealed class PermitGate
         finally
         {
             _gate.Release();
-        }
-    }
-
-    /// <summary>Takes back <paramref name="permit"/>, admitted by <see cref="AdmitAsync"/> but never answered (see
-    /// <see cref="SeenPermitStore.Release"/>); false when it was not admitted here.</summary>
-    public async Task<bool> ReleaseAsync(SignedPermit permit, CancellationToken ct = default)
-    {
-        ArgumentNullException.ThrowIfNull(permit);
-        var p = permit.Permit;
-        var (s, _) = await _view(ct).ConfigureAwait(false);
-        var seen = new SeenPermit(p.User, p.Nonce, p.Fee, p.Expiry, p.Hash(s.Domain), ModelId);
-        try
-        {
-            return await Seen.SynchronizedAsync(() => Seen.Release(seen), ct).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
-        {
-            throw new PermitStoreUnavailableException($"the accepted-permits file {Seen.Path} cannot be used: {e.Message}", e);
         }
     }
 }
