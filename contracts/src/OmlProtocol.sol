@@ -475,13 +475,7 @@ contract OmlProtocol is IOmlProtocol, EIP712, ReentrancyGuard {
         Model storage m = _models[modelKey];
         if (!m.exists) revert UnknownModel(modelKey);
         Licence storage l = _licences[modelKey][msg.sender];
-        if (l.exists) {
-            // A host whose collateral was released (its exit complete) may license the model again: a new licence with
-            // a new ordinal, collateral and copy; the old ordinal stays its own in the model's list of licences.
-            if (!_exits[modelKey][msg.sender].released) revert LicenceExists(modelKey, msg.sender);
-            delete _exits[modelKey][msg.sender];
-            delete _licences[modelKey][msg.sender];
-        }
+        if (l.exists) revert LicenceExists(modelKey, msg.sender);
         uint256 required = m.minCollateral > _params[Param.MinCollateral] ? m.minCollateral : _params[Param.MinCollateral];
         if (collateral < required || collateral == 0) revert CollateralTooLow(collateral, required);
         uint32 ordinal = m.licences++;

@@ -118,10 +118,7 @@ internal static partial class Rules
     {
         string actor = m.Address("actor");
         var model = ModelOf(s, m.Str("modelId"));
-        // Once its collateral was released (its exit complete) a host may license the model again: a new licence, ordinal
-        // and copy (as OmlProtocol.applyLicense); the old ordinal stays its own in the model's list.
-        if (s.LicenceOf(model.Id, actor) is { CollateralReleased: false })
-            throw Fail(ProtocolErrorCode.LicenceExists, $"{actor} already holds a licence for '{model.Id}' (a host licenses again once its collateral was released)");
+        if (s.LicenceOf(model.Id, actor) is not null) throw Fail(ProtocolErrorCode.LicenceExists, $"{actor} already holds a licence for '{model.Id}'");
         long collateral = m.UInt("collateral");
         long min = Math.Max(model.MinCollateral, s.Parameters.MinCollateral);
         if (collateral < min || collateral == 0) throw Fail(ProtocolErrorCode.CollateralTooLow, $"collateral {collateral} is below the minimum {Math.Max(min, 1)} for '{model.Id}'");
