@@ -227,6 +227,21 @@ public sealed class OmlChainClient
     {
         var digest = B32(weightsDigest);
         var root = fingerprintRoot is null ? new byte[32] : B32(fingerprintRoot);
+        // Registered already? By this account with these weights: an earlier run's reveal landed (its receipt lost to a
+        // time-out or a crash), so answer with that registration. By anyone else, or other weights: refuse now, before
+        // a commitment costs gas and the delay.
+        string owner = (await Call<string>(Protocol, "modelOwner", ModelKey(modelId)).ConfigureAwait(false)).ToLowerInvariant();
+        if (owner != Hex.ZeroAddress)
+        {
+            if (owner == Address && await RegistrationOfAsync(modelId).ConfigureAwait(false) is { } earlier
+                && earlier.Events.FirstOrDefault(e => e.Name == "ModelRegistered") is { } ev
+                && ev.Hex32("weightsDigest") == "0x" + Convert.ToHexStringLower(digest) && ev.Hex32("fingerprintRoot") == "0x" + Convert.ToHexStringLower(root))
+            {
+                progress?.Invoke($"'{modelId}' is already registered by this account with these weights (tx {earlier.TransactionHash})");
+                return earlier;
+            }
+            throw new ChainRevertException("ModelExists", [ModelKey(modelId)], null, $"register model '{modelId}': ModelExists (owner {owner})");
+        }
         var salt = RegistrationSalt(modelId, digest, root, fingerprintCount);
         var commitment = await RegistrationCommitmentAsync(Address, modelId, digest, root, fingerprintCount, salt).ConfigureAwait(false);
         var (committedAt, _) = await RegistrationCommitOfAsync(Address, commitment).ConfigureAwait(false);
@@ -234,10 +249,11 @@ public sealed class OmlChainClient
         long lifetime = _registrationLifetime.Value;
         long delay = await RegistrationDelayAsync().ConfigureAwait(false);
         long chainNow = await LatestBlockTimeAsync().ConfigureAwait(false);
-        if (committedAt != 0 && chainNow <= committedAt + lifetime && chainNow > committedAt + lifetime - 30)
+        long margin = 2 * (long)Sender.ReceiptTimeout.TotalSeconds;
+        if (committedAt != 0 && chainNow <= committedAt + lifetime && chainNow > committedAt + lifetime - margin)
         {
-            // A live commitment within half a minute of its expiry: a reveal might land after it, and a new commitment of
-            // the same bytes is refused while it lives. Let it expire, then commit again.
+            // A live commitment close to its expiry (within two receipt time-outs): a reveal might land after it, and a new
+            // commitment of the same bytes is refused while it lives. Let it expire, then commit again.
             await Task.Delay(TimeSpan.FromSeconds(committedAt + lifetime - chainNow + 2), ct).ConfigureAwait(false);
             chainNow = await LatestBlockTimeAsync().ConfigureAwait(false);
             committedAt = 0;
@@ -315,6 +331,24 @@ public sealed class OmlChainClient
         {
             System.Security.Cryptography.CryptographicOperations.ZeroMemory(key);
         }
+    }
+
+    /// <summary>The transaction that registered <paramref name="modelId"/> (its ModelRegistered log, looked up by the
+    /// indexed model key from the deployment's first block), decoded; null if none is found.</summary>
+    private async Task<ChainResult?> RegistrationOfAsync(string modelId)
+    {
+        var ev = Protocol.GetEvent("ModelRegistered");
+        var filter = new NewFilterInput
+        {
+            FromBlock = new BlockParameter((ulong)Deployment.DeployedAtBlock),
+            ToBlock = BlockParameter.CreateLatest(),
+            Address = [Deployment.Protocol],
+            Topics = ["0x" + ev.EventABI.Sha3Signature, "0x" + Convert.ToHexStringLower(ModelKey(modelId))],
+        };
+        var logs = await Sender.Web3.Eth.Filters.GetLogs.SendRequestAsync(filter).ConfigureAwait(false);
+        if (logs is null || logs.Length == 0) return null;
+        var receipt = await Sender.Web3.Eth.Transactions.GetTransactionReceipt.SendRequestAsync(logs[0].TransactionHash).ConfigureAwait(false);
+        return receipt is null ? null : ToResult(receipt);
     }
 
     private async Task<long> LatestBlockTimeAsync()

@@ -93,6 +93,16 @@ public sealed class RegistrationTests(AnvilFixture fx)
         Assert.Contains(heard, h => h.Contains("found this account's commitment", StringComparison.Ordinal));
         Assert.DoesNotContain(heard, h => h.Contains("committed to registering", StringComparison.Ordinal));
 
+        // The run after a reveal that landed while its receipt was lost (a time-out, a crash): it finds the registration and
+        // answers with it, sending nothing. Another account, or other weights, is refused before any commitment.
+        heard.Clear();
+        var again = await w.Owner.RegisterModelAsync(second, Weights, null, 0, 10, 0, progress: heard.Add);
+        Assert.Equal(reveal.TransactionHash, again.TransactionHash);
+        Assert.Contains(heard, h => h.Contains("already registered by this account", StringComparison.Ordinal));
+        var other = await w.NewAccountAsync("registration-latecomer");
+        Assert.Equal("ModelExists", await RevertOf(() => other.RegisterModelAsync(second, Weights, null, 0, 10, 0)));
+        Assert.Equal("ModelExists", await RevertOf(() => w.Owner.RegisterModelAsync(second, World.Digest("other weights"), null, 0, 10, 0)));
+
         // A commitment left for more than a day has expired: the next run commits again (the contract allows it then).
         var third = "acme/third";
         var salt3 = w.Owner.RegistrationSalt(third, Convert.FromHexString(Weights[2..]), new byte[32], 0);
