@@ -234,12 +234,6 @@ public sealed class ChainBackend : IProtocolBackend
         if (allowance < amount) await c.ApproveAsync(amount, spender, ct).ConfigureAwait(false);
     }
 
-    private async Task<long> LatestTimeAsync()
-    {
-        var block = await _reader.Sender.Web3.Eth.Blocks.GetBlockWithTransactionsHashesByNumber
-            .SendRequestAsync(Nethereum.RPC.Eth.DTOs.BlockParameter.CreateLatest()).ConfigureAwait(false);
-        return (long)block.Timestamp.Value;
-    }
 
     // ------------------------------------------------------------------ money
 
@@ -271,7 +265,7 @@ public sealed class ChainBackend : IProtocolBackend
         {
             string parentAddress = Hex.Of(parentOwner.Address);
             // the consent is checked against the parent model's current owner; one signature suffices when it is the sender
-            long deadline = await LatestTimeAsync().ConfigureAwait(false) + 3_600;
+            long deadline = await _reader.LatestBlockTimeAsync().ConfigureAwait(false) + 3_600;
             Signature? consent = null;
             if (parentAddress != client.Address)
             {

@@ -275,8 +275,8 @@ public sealed class OmlChainClient
         {
             try
             {
-                return await Send(Protocol, "registerModel", $"register model '{modelId}'", ct, modelId, digest, root, (uint)fingerprintCount,
-                    pricePerQuery, minCollateral, metadata, licenceTerms, salt).ConfigureAwait(false);
+                return await RevealRegistrationAsync(modelId, weightsDigest, fingerprintRoot, fingerprintCount, pricePerQuery, minCollateral, salt,
+                    metadata, licenceTerms, ct).ConfigureAwait(false);
             }
             catch (ChainRevertException e) when (e.ErrorName == "RegistrationTooEarly" && DateTime.UtcNow < deadline)
             {
@@ -351,7 +351,8 @@ public sealed class OmlChainClient
         return receipt is null ? null : ToResult(receipt);
     }
 
-    private async Task<long> LatestBlockTimeAsync()
+    /// <summary>The timestamp of the node's latest block (the chain's clock as far as it has moved).</summary>
+    public async Task<long> LatestBlockTimeAsync()
     {
         var block = await Sender.Web3.Eth.Blocks.GetBlockWithTransactionsHashesByNumber
             .SendRequestAsync(BlockParameter.CreateLatest()).ConfigureAwait(false);
