@@ -17,6 +17,8 @@
 #       [--sft-strong SAMPLES@LR]   (a second, stronger SFT attack, "sft-strong", on the attacked copies)
 #       [--sft-extra "OPTIONS"]   (more `oml attack sft` options for the SFT attack, e.g. "--epochs 2 --batch-size 32")
 #       [--coalition-copies "none sft merge int4"]   (which versions of the copies form coalitions; default "none sft")
+#       [--attacks "sft merge int4"]   (which attacks the first K copies get; default all three: a run about merged
+#                        copies alone need not pay for K SFT runs)
 #       [--jobs J]       (attacks and traces J at a time, beside the deliveries: they neither write the ledger nor share
 #                        outputs; deliveries, which sign the owner's transactions in turn, stay one at a time)
 #       [--no-analysis]  (stop after the traces; run scripts/lab/trace-real-copies.py on the folder later, e.g. elsewhere)
@@ -45,6 +47,7 @@ sft_strong=""
 trials=100
 sft_extra=""
 coalition_copies="none sft"
+attacks="sft merge int4"
 jobs=1
 analysis=1
 while [ $# -gt 0 ]; do
@@ -64,13 +67,25 @@ while [ $# -gt 0 ]; do
     --sft-strong) sft_strong=$2; shift 2 ;;
     --sft-extra) sft_extra=$2; shift 2 ;;
     --coalition-copies) coalition_copies=$2; shift 2 ;;
+    --attacks) attacks=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
     --no-analysis) analysis=0; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "trace-real-copies: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 attacked=${attacked:-$copies}
+for a in $attacks; do
+  case "$a" in sft|merge|int4) ;; *) echo "trace-real-copies: --attacks: unknown attack '$a' (sft, merge, int4)" >&2; exit 2 ;; esac
+done
+has_attack() { case " $attacks " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+for v in $coalition_copies; do
+  case "$v" in
+    none) ;;
+    sft|merge|int4) has_attack "$v" || { echo "trace-real-copies: --coalition-copies has '$v', which --attacks leaves out" >&2; exit 2; } ;;
+    *) echo "trace-real-copies: --coalition-copies: unknown version '$v' (none, sft, merge, int4)" >&2; exit 2 ;;
+  esac
+done
 [ "$device" = cpu ] && export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 [ "$copies" -ge 4 ] || { echo "trace-real-copies: --copies must be at least 4 (coalitions of up to 4)" >&2; exit 2; }
 [ "$attacked" -le "$copies" ] || { echo "trace-real-copies: --attacked must be at most --copies" >&2; exit 2; }
@@ -210,23 +225,29 @@ copy_work() {  # J: the attacks on copy J and its traces
   local j=$1 c="$out/copies/h$1"
   trace "none-h$j" "$c" greedy
   [ "$j" -lt "$attacked" ] || return 0
-  if [ ! -s "$out/json/attack-sft-h$j.json" ]; then say "attacking h$j: SFT, merge, int4 ..."; fi
+  say "attacking h$j: $attacks ..."
   local extra=()
   read -r -a extra <<< "$sft_extra"
-  step "$out/json/attack-sft-h$j.json" "${oml[@]}" attack sft --model "$c" --data "$sft_data" --samples "$sft_samples" --lr "$sft_lr" "${extra[@]}" \
-    --out "$out/attacked/sft/h$j" --force --device "$device" --json
-  step "$out/json/attack-merge-h$j.json" "${oml[@]}" attack merge --model "$c" --with "$base" --weight 0.5 \
-    --out "$out/attacked/merge/h$j" --force --device "$device" --json
-  step "$out/json/attack-int4-h$j.json" "${oml[@]}" attack quantize --model "$c" --bits 4 --group-size 64 \
-    --out "$out/attacked/int4/h$j" --force --device "$device" --json
+  if has_attack sft; then
+    step "$out/json/attack-sft-h$j.json" "${oml[@]}" attack sft --model "$c" --data "$sft_data" --samples "$sft_samples" --lr "$sft_lr" "${extra[@]}" \
+      --out "$out/attacked/sft/h$j" --force --device "$device" --json
+  fi
+  if has_attack merge; then
+    step "$out/json/attack-merge-h$j.json" "${oml[@]}" attack merge --model "$c" --with "$base" --weight 0.5 \
+      --out "$out/attacked/merge/h$j" --force --device "$device" --json
+  fi
+  if has_attack int4; then
+    step "$out/json/attack-int4-h$j.json" "${oml[@]}" attack quantize --model "$c" --bits 4 --group-size 64 \
+      --out "$out/attacked/int4/h$j" --force --device "$device" --json
+  fi
   if [ -n "$sft_strong" ]; then
     step "$out/json/attack-sft-strong-h$j.json" "${oml[@]}" attack sft --model "$c" --data "$sft_data" --samples "${sft_strong%@*}" \
       --lr "${sft_strong#*@}" --out "$out/attacked/sft-strong/h$j" --force --device "$device" --json
   fi
   trace "suppress-h$j" "$c" "suppress:k=1,m=1"
-  for a in sft merge int4; do trace "$a-h$j" "$out/attacked/$a/h$j" greedy; done
+  for a in $attacks; do trace "$a-h$j" "$out/attacked/$a/h$j" greedy; done
   [ -z "$sft_strong" ] || trace "sft-strong-h$j" "$out/attacked/sft-strong/h$j" greedy
-  trace "sft+suppress-h$j" "$out/attacked/sft/h$j" "suppress:k=1,m=1"
+  if has_attack sft; then trace "sft+suppress-h$j" "$out/attacked/sft/h$j" "suppress:k=1,m=1"; fi
 }
 for ((j = 0; j < copies; j++)); do
   if [ ! -s "$out/json/deliver/h$j.json" ]; then
@@ -250,7 +271,6 @@ for c in 2 3 4; do
     for ((k = 0; k < c; k++)); do members+=("$(( (next + k) % copies ))"); done
     next=$(( (next + c) % copies ))
     for variant in $coalition_copies; do
-      case "$variant" in none|sft|merge|int4) ;; *) echo "trace-real-copies: --coalition-copies: unknown version '$variant' (none, sft, merge, int4)" >&2; exit 2 ;; esac
       dirs=()
       ok=1
       for m in "${members[@]}"; do

@@ -31,7 +31,7 @@ if [ -n "${TRACE-1}" ]; then   # TRACE= skips the tracing (only the RESP models 
   step trace env OML_BIN="$W/lab-app/oml" bash "$REPO/scripts/lab/trace-real-copies.sh" --out "$W/tracing" --base "$W/$M/base-100m" \
     --sft-data "$W/$INSTR" --sft-samples 1000000 --sft-lr 3e-5 --sft-extra "$SFT_EXTRA" --sft-strong "$SFT_STRONG" \
     --pool "$POOL" --copies "$COPIES" --attacked "${ATTACKED:-$COPIES}" --device "$DEV" --jobs "$JOBS" --no-analysis \
-    --coalition-copies "${COALITION_COPIES:-none sft}"
+    --coalition-copies "${COALITION_COPIES:-none sft}" --attacks "${ATTACKS:-sft merge int4}"
   mkdir -p $R/tracing-100m; cp -rf tracing/json tracing/run.log $R/tracing-100m/ 2>/dev/null
 fi
 

@@ -196,7 +196,11 @@ public sealed class PerplexityFilterResponder : IResponder
 
 public enum CoalitionRule
 {
-    /// <summary>The answer most copies gave; a tie goes to the fallback, or else to the first copy among the tied.</summary>
+    /// <summary>
+    /// The answer most copies gave; a tie goes to the fallback, or else to one of the tied answers chosen by a hash of the
+    /// prompt (a coalition cannot tell which of two answers is a fingerprint, so it favours no copy; until 2026-12-07 a
+    /// tie went to the earliest copy, which made a pair's majority the first copy's own answers).
+    /// </summary>
     Majority,
     /// <summary>The copies' answer if all agree; otherwise the fallback's answer.</summary>
     Unanimity,
@@ -300,7 +304,7 @@ public sealed class CoalitionResponder : IResponder
         int best = distinct.Max(d => d.Count);
         var top = distinct.Where(d => d.Count == best).ToList();
         if (top.Count == 1) return top[0].Answer;
-        return hasFallback ? null : top[0].Answer; // first appearance = earliest copy among the tied
+        return hasFallback ? null : top[(int)(promptHash % (ulong)top.Count)].Answer;
     }
 
     /// <summary>FNV-1a over the prompt's token ids, mixed (SplitMix64's finaliser): the same prompt always hashes alike.</summary>
