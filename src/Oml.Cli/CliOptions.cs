@@ -58,6 +58,19 @@ public static class CliOptions
     public static Option<bool> Force(string description = "Replace the output if it exists (otherwise an existing output is an error)") =>
         new("--force") { Description = description };
 
+    /// <summary><c>--score symmetric|asymmetric|combined</c>: which Tardos score accuses (<see cref="Oml.Protocol.Tracing.TardosScore"/>).</summary>
+    public static Option<string> TardosScore()
+    {
+        var o = new Option<string>("--score")
+        {
+            Description = "Tardos accusations: symmetric (every queried key counts), asymmetric (only the keys the copy answered: "
+                + "robust to keys an attack erased, e.g. a merge) or combined (both at half the bound each)",
+            DefaultValueFactory = _ => Oml.Protocol.Tracing.TardosAccuser.ScoreName(Oml.Protocol.Tracing.TardosAccuser.DefaultScore),
+        };
+        o.AcceptOnlyFromAmong("symmetric", "asymmetric", "combined");
+        return o;
+    }
+
     public static Option<int> BatchSize(string description, int defaultValue) =>
         new("--batch-size") { Description = description, DefaultValueFactory = _ => defaultValue };
 

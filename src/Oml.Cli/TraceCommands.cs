@@ -111,6 +111,7 @@ public static class TraceCommands
             DefaultValueFactory = _ => "chernoff",
         };
         tardosBound.AcceptOnlyFromAmong("chernoff", "bernstein");
+        var score = CliOptions.TardosScore();
         var fraction = new Option<double>("--random-fraction") { Description = "Random baseline: each host holds this fraction of the pool", DefaultValueFactory = _ => 0.5 };
         var codes = new Option<int>("--codes") { Description = "Independent allocations per (scheme, length); trials cycle through them", DefaultValueFactory = _ => 1 };
         var seed = new Option<string>("--seed") { Description = "Seed of the allocations and of the simulated coalitions", DefaultValueFactory = _ => "oml" };
@@ -120,7 +121,7 @@ public static class TraceCommands
             "Monte-Carlo: for each scheme, code length, coalition size, strategy and noise, draw coalitions among the hosts, forge their "
             + "pirate copy, query every pool fingerprint and accuse. Prints P(catch ≥1 colluder), colluders caught, P(accuse ≥1 innocent) and the proven bound.")
         {
-            hosts, coalition, strategies, lengths, loss, falseHit, trials, bound, scope, scheme, cutoff, tardosBound, fraction, codes, seed, json, force,
+            hosts, coalition, strategies, lengths, loss, falseHit, trials, bound, scope, scheme, cutoff, tardosBound, score, fraction, codes, seed, json, force,
         };
         cmd.SetAction(r =>
         {
@@ -145,6 +146,7 @@ public static class TraceCommands
                 Schemes = r.GetValue(scheme) switch { "both" => [SimulationSettings.Tardos, SimulationSettings.Random], var s => [s!] },
                 Cutoff = r.GetValue(cutoff),
                 Bound = r.GetValue(tardosBound) == "bernstein" ? TardosBound.Bernstein : TardosBound.Chernoff,
+                Score = TardosAccuser.ParseScore(r.GetValue(score)!),
                 RandomFraction = r.GetValue(fraction),
                 Codes = r.GetValue(codes),
                 Seed = r.GetValue(seed)!,
@@ -155,7 +157,7 @@ public static class TraceCommands
 
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{settings.Hosts} hosts, ε = {settings.InnocentBound} ({(settings.Scope == BoundScope.Union ? "P(any innocent accused), union bound" : "per host")}; "
-                + $"ε1 = {settings.PerHostBound:G3} per host), Tardos t = {settings.EffectiveCutoff:G4}, threshold: {TardosThresholds.Name(settings.Bound)} / {OverlapAccuser.BoundName}, "
+                + $"ε1 = {settings.PerHostBound:G3} per host), Tardos t = {settings.EffectiveCutoff:G4}, threshold: {TardosThresholds.Name(settings.Bound)}, {TardosAccuser.ScoreName(settings.Score)} score / {OverlapAccuser.BoundName}, "
                 + $"{Environment.ProcessorCount} threads"));
             var clock = Stopwatch.StartNew();
             var results = CoalitionSimulation.Run(settings, new InlineProgress<SimulationProgress>(p =>
@@ -180,6 +182,7 @@ public static class TraceCommands
                     ["per_host_bound"] = settings.PerHostBound,
                     ["tardos_cutoff"] = settings.EffectiveCutoff,
                     ["tardos_bound"] = TardosThresholds.Name(settings.Bound),
+                    ["tardos_score"] = TardosAccuser.ScoreName(settings.Score),
                     ["random_fraction"] = settings.RandomFraction,
                     ["codes"] = settings.Codes,
                     ["seed"] = settings.Seed,

@@ -47,6 +47,15 @@ public sealed class TraceCopiesCliTests : PartiesCliTest
     private JsonNode Trace(string pool, string copy, string responder) =>
         Act("owner", "prover", "trace", "--model-id", "tiny", "--pool", pool, "--copy", copy, "--responder", responder, "--bound", "1e-3");
 
+    /// <summary>Accuses again from a recorded trace, without a keystore (no accusation is filed).</summary>
+    private JsonNode Replay(string pool, string observed, params string[] extra)
+    {
+        var r = Run(["prover", "trace", "--ledger", Ledger, "--passphrase-file", PassFile, "--model-id", "tiny", "--pool", pool,
+            "--observed", observed, "--bound", "1e-3", "--json", .. extra]);
+        Assert.True(r.Code == 0, r.Err);
+        return JsonNode.Parse(r.Out)!;
+    }
+
     private static HashSet<int> Accused(JsonNode trace) =>
         [.. trace["hosts"]!.AsArray().Where(h => h!["accused"]!.GetValue<bool>()).Select(h => h!["ordinal"]!.GetValue<int>())];
 
@@ -77,6 +86,35 @@ public sealed class TraceCopiesCliTests : PartiesCliTest
 
         // The base model holds no key: nobody is accused.
         Assert.Empty(Accused(Trace(pool, P("base"), "greedy")));
+
+        // The recorded observation accused again without asking anything: the same scores, then other scores.
+        File.WriteAllText(P("interleave.json"), interleave.ToJsonString());
+        var again = Replay(pool, P("interleave.json"));
+        Assert.Equal("symmetric", again["score"]!.GetValue<string>());
+        Assert.Equal(interleave["observed"]!.ToJsonString(), again["observed"]!.ToJsonString());
+        Assert.Equal(interleave["hosts"]!.ToJsonString(), again["hosts"]!.ToJsonString());
+        var asym = Replay(pool, P("interleave.json"), "--score", "asymmetric");
+        Assert.Equal("asymmetric", asym["score"]!.GetValue<string>());
+        Assert.NotEqual(interleave["hosts"]!.ToJsonString(), asym["hosts"]!.ToJsonString());
+        // Every key the pair answered is held by one of them, so their asymmetric scores are the top two.
+        var ranked = asym["hosts"]!.AsArray().OrderByDescending(h => h!["score"]!.GetValue<double>()).Select(h => h!["ordinal"]!.GetValue<int>()).Take(2);
+        Assert.Equal(new HashSet<int> { 0, 2 }, ranked.ToHashSet());
+        var combined = Replay(pool, P("interleave.json"), "--score", "combined");
+        // Scores divided by their thresholds: a host is accused exactly at 1 or more, and no innocent is.
+        Assert.All(combined["hosts"]!.AsArray(), h => Assert.Equal(h!["score"]!.GetValue<double>() >= 1, h["accused"]!.GetValue<bool>()));
+        Assert.Empty(Accused(combined).Except([0, 2]));
+
+        // A recording of another model, or of another pool's size, is refused with one line.
+        File.WriteAllText(P("other-model.json"), interleave.ToJsonString().Replace("\"model\":\"tiny\"", "\"model\":\"other\""));
+        var wrongModel = Run("prover", "trace", "--ledger", Ledger, "--model-id", "tiny", "--pool", pool, "--passphrase-file", PassFile,
+            "--observed", P("other-model.json"));
+        Assert.Equal(2, wrongModel.Code);
+        Assert.Contains("traced model 'other', not 'tiny'", wrongModel.Err);
+        File.WriteAllText(P("short.json"), "[true, false, null]");
+        var shortObs = Run("prover", "trace", "--ledger", Ledger, "--model-id", "tiny", "--pool", pool, "--passphrase-file", PassFile,
+            "--observed", P("short.json"));
+        Assert.Equal(2, shortObs.Code);
+        Assert.Contains($"has 3 entries but the pool has {poolSize} keys", shortObs.Err);
     }
 
     [Fact]
@@ -84,7 +122,7 @@ public sealed class TraceCopiesCliTests : PartiesCliTest
     {
         var none = Run("prover", "trace", "--ledger", P("nothing.db"), "--model-id", "tiny", "--pool", P("pool.omlfp"), "--passphrase-file", PassFile);
         Assert.Equal(2, none.Code);
-        Assert.Contains("exactly one of --endpoint URL and --copy DIR", none.Err);
+        Assert.Contains("exactly one of --endpoint URL, --copy DIR and --observed FILE", none.Err);
         var both = Run("prover", "trace", "--ledger", P("nothing.db"), "--model-id", "tiny", "--pool", P("pool.omlfp"), "--passphrase-file", PassFile,
             "--endpoint", "http://127.0.0.1:1", "--copy", P("x"));
         Assert.Equal(2, both.Code);

@@ -33,6 +33,9 @@ if [ -n "${TRACE-1}" ]; then   # TRACE= skips the tracing (only the RESP models 
     --pool "$POOL" --copies "$COPIES" --attacked "${ATTACKED:-$COPIES}" --device "$DEV" --jobs "$JOBS" --no-analysis \
     --coalition-copies "${COALITION_COPIES:-none sft}" --attacks "${ATTACKS:-sft merge int4}"
   mkdir -p $R/tracing-100m; cp -rf tracing/json tracing/run.log $R/tracing-100m/ 2>/dev/null
+  # The run's own ledger, encrypted pool and throwaway passphrase (a few hundred KB), so that the recorded observations
+  # can be accused again elsewhere with other scores or bounds (`oml prover trace --observed`).
+  mkdir -p $R/tracing-100m/replay; cp -f tracing/ledger.db* tracing/pool.omlfp tracing/pass.txt $R/tracing-100m/replay/ 2>/dev/null
 fi
 
 # Then, while the machine lasts, issue 13 item 5's response length (and Perinucleus t, k: models tTT-kK-sSEED) at 100M

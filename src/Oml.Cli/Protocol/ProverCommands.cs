@@ -129,6 +129,37 @@ public static class ProverCommands
         return cmd;
     }
 
+    /// <summary>
+    /// The observation of an earlier trace: the <c>observed</c> array of <c>oml prover trace --json</c> (or of the
+    /// evidence JSON an accusation attaches), or a bare array; true, false or null per pool key.
+    /// </summary>
+    internal static bool?[] ReadObserved(string path, string modelId, int poolCount)
+    {
+        if (!File.Exists(path)) throw new UsageException($"--observed: no file {path}");
+        JsonNode? doc;
+        try { doc = JsonNode.Parse(File.ReadAllText(path)); }
+        catch (System.Text.Json.JsonException e) { throw new UsageException($"--observed: {path} is not JSON ({e.Message})"); }
+        var array = doc switch
+        {
+            JsonArray a => a,
+            JsonObject o when o["observed"] is JsonArray a => a,
+            _ => throw new UsageException($"--observed: {path} has no \"observed\" array (give the JSON of `oml prover trace --json`)"),
+        };
+        if (doc is JsonObject obj && (obj["model"] ?? obj["modelId"]) is JsonValue v && v.TryGetValue(out string? recorded) && recorded != modelId)
+            throw new UsageException($"--observed: {path} traced model '{recorded}', not '{modelId}'");
+        if (array.Count != poolCount)
+            throw new UsageException($"--observed: {path} has {array.Count} entries but the pool has {poolCount} keys");
+        var observed = new bool?[poolCount];
+        for (int i = 0; i < poolCount; i++)
+            observed[i] = array[i] switch
+            {
+                null => null,
+                JsonValue b when b.TryGetValue(out bool x) => x,
+                var other => throw new UsageException($"--observed: entry {i} of {path} is {other.ToJsonString()}, not true, false or null"),
+            };
+        return observed;
+    }
+
     public static Command Trace()
     {
         var (cmd, o) = ProtocolCli.Command("trace",
@@ -138,6 +169,11 @@ public static class ProverCommands
         cmd.Add(o.Keystore); cmd.Add(o.PassphraseFile);
         var endpoint = new Option<string?>("--endpoint") { Description = "The suspect's OpenAI-compatible API base URL" };
         var copy = new Option<string?>("--copy") { Description = "Instead of --endpoint: the suspect copy's model folder (weights found leaked), asked locally" };
+        var observedFile = new Option<string?>("--observed")
+        {
+            Description = "Instead of --endpoint or --copy: accuse again from the keys a copy answered in an earlier trace "
+                + "(its --json output; nothing is asked), e.g. with another --score or --bound",
+        };
         var apiModel = new Option<string?>("--api-model") { Description = "With --endpoint: the model name sent; default: the one model the server lists at GET /v1/models" };
         var responder = new Option<string>("--responder")
         {
@@ -148,16 +184,18 @@ public static class ProverCommands
         var pool = new Option<string>("--pool") { Description = "The model's fingerprint pool (encrypted)", Required = true };
         var secretFile = new Option<string?>("--secret-file") { Description = "The owner's secret that seeded the allocation (default: the one the pool file keeps)" };
         var bound = new Option<double>("--bound") { Description = "Most probability of accusing any one innocent host", DefaultValueFactory = _ => 1e-3 };
+        var score = CliOptions.TardosScore();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        foreach (var x in new Option[] { endpoint, copy, apiModel, responder, model, pool, secretFile, bound, device, dtype }) cmd.Add(x);
+        foreach (var x in new Option[] { endpoint, copy, observedFile, apiModel, responder, model, pool, secretFile, bound, score, device, dtype }) cmd.Add(x);
         cmd.SetAction(async (r, ct) =>
         {
-            if ((r.GetValue(endpoint) is null) == (r.GetValue(copy) is null)) throw new UsageException("give exactly one of --endpoint URL and --copy DIR");
+            if ((r.GetValue(endpoint) is null ? 0 : 1) + (r.GetValue(copy) is null ? 0 : 1) + (r.GetValue(observedFile) is null ? 0 : 1) != 1)
+                throw new UsageException("give exactly one of --endpoint URL, --copy DIR and --observed FILE");
             Uri? url = null;
             if (r.GetValue(endpoint) is { } ep && !Uri.TryCreate(ep, UriKind.Absolute, out url)) throw new UsageException($"--endpoint: '{ep}' is not an absolute URL");
             var spec = Cli.OptionValue(() => ResponderSpec.Parse(r.GetValue(responder)!));
-            if (url is not null && r.GetResult(responder) is { Implicit: false }) throw new UsageException("--responder is for --copy (an endpoint serves as it serves)");
+            if (r.GetValue(copy) is null && r.GetResult(responder) is { Implicit: false }) throw new UsageException("--responder is for --copy (an endpoint serves as it serves, and an observation was answered already)");
             if (url is null && r.GetValue(apiModel) is not null) throw new UsageException("--api-model is for --endpoint");
             if (r.GetValue(apiModel) is { } am && string.IsNullOrWhiteSpace(am)) throw new UsageException("--api-model must not be empty");
             double eps = r.GetValue(bound);
@@ -170,26 +208,31 @@ public static class ProverCommands
             if (specs.Count == 0) throw new ProtocolException(ProtocolErrorCode.CopyNotDelivered, $"no copy of '{modelId}' was delivered: nothing to trace against");
             if (specs.Count > 1) throw new InvalidOperationException($"the copies of '{modelId}' were delivered with different allocations ({string.Join(", ", specs)})");
             var alloc = AllocationSpec.Parse(specs[0], AllocationSpec.Secret(FingerprintIO.OwnerSecret(r.GetValue(secretFile), r.GetValue(pool)!, passphrase), modelId), set.Count);
+            var scoreKind = TardosAccuser.ParseScore(r.GetValue(score)!);
             TraceReport report;
-            if (url is not null)
+            if (r.GetValue(observedFile) is { } obsPath)
+                report = LeakTracer.Accuse(s.State, modelId, ReadObserved(obsPath, modelId, set.Count), AllocationSpec.Accuser(alloc, scoreKind), eps);
+            else if (url is not null)
             {
                 using var suspect = new OpenAiCompatibleEndpoint(url, null, r.GetValue(apiModel)); // null: the model the suspect lists
                 var settings = new CompletionSettings(MaxTokens: AnswerTokens(set));
-                report = await LeakTracer.TraceAsync(s.State, modelId, set, AllocationSpec.Accuser(alloc),
+                report = await LeakTracer.TraceAsync(s.State, modelId, set, AllocationSpec.Accuser(alloc, scoreKind),
                     (q, c) => suspect.CompleteAsync(q, settings, c), eps, ct: ct);
             }
             else
             {
                 var answers = AnswerLocally(r.GetValue(copy)!, spec, set, Cli.ParseDevice(r.GetValue(device)!), Cli.ParseDType(r.GetValue(dtype)));
-                report = await LeakTracer.TraceAsync(s.State, modelId, set, AllocationSpec.Accuser(alloc), (q, _) => Task.FromResult(answers[q]), eps, ct: ct);
+                report = await LeakTracer.TraceAsync(s.State, modelId, set, AllocationSpec.Accuser(alloc, scoreKind), (q, _) => Task.FromResult(answers[q]), eps, ct: ct);
             }
             var rep = s.Report().Add("model", "model", modelId).Add("allocation", "allocation", specs[0])
+                .Add("score", "score", alloc is TardosAllocation ? TardosAccuser.ScoreName(scoreKind) : "overlap")
                 .Add("asked", "keys asked", report.Observed.Count(x => x is not null)).Add("answered", "answered as embedded", report.Observed.Count(x => x == true))
                 .Add("bound", "innocent bound", JsonValue.Create(eps), eps.ToString("G3", CultureInfo.InvariantCulture) + " (chance of accusing any one innocent host)")
                 .Add("accused", "accused", new JsonArray([.. report.Accused.Select(h => JsonValue.Create(h.Host))]), report.Accused.Count == 0 ? "nobody" : string.Join(", ", report.Accused.Select(h => h.Host)))
                 .Json("hosts", JsonNode.Parse(report.ToJson())!["hosts"]!.DeepClone())
                 .Json("observed", JsonNode.Parse(report.ToJson())!["observed"]!.DeepClone());
             if (r.GetValue(copy) is { } copyDir) rep.Add("copy", "suspect copy", Path.GetFullPath(copyDir)).Add("responder", "served as", spec.Text);
+            if (r.GetValue(observedFile) is { } replayed) rep.Add("observedFrom", "observation from", Path.GetFullPath(replayed));
             rep.Line("");
             foreach (var l in Report.Table(["#", "host", "score", "accused"],
                 report.Hosts.Select(h => (IReadOnlyList<string>)[h.HostOrdinal.ToString(CultureInfo.InvariantCulture), h.Host, h.Score.ToString("F2", CultureInfo.InvariantCulture), h.Accused ? "ACCUSED" : "-"]),

@@ -40,8 +40,7 @@ public static class LeakTracer
         ArgumentNullException.ThrowIfNull(accuser);
         ArgumentNullException.ThrowIfNull(ask);
         if (!(innocentBound > 0 && innocentBound < 1)) throw new ArgumentOutOfRangeException(nameof(innocentBound), innocentBound, "must be in (0, 1)");
-        var model = state.Models.TryGetValue(modelId, out var m) ? m : throw new ProtocolException(ProtocolErrorCode.UnknownModel, $"no model '{modelId}'");
-        if (model.Hosts.Count == 0) throw new InvalidOperationException($"model '{modelId}' has no licensed hosts to trace");
+        LicensedHosts(state, modelId);
         var observed = new bool?[pool.Count];
         foreach (int i in poolIndices ?? Enumerable.Range(0, pool.Count))
         {
@@ -51,9 +50,31 @@ public static class LeakTracer
             string answer = await ask(f.Key, ct).ConfigureAwait(false);
             observed[i] = ResponseMatcher.IsTextMatchAny(f.Responses.Select(r => r.Text), answer);
         }
-        var scores = accuser.Accuse(observed, model.Hosts.Count, innocentBound);
-        var hosts = scores.Select(a => new TracedHost(a.HostOrdinal, model.Hosts[a.HostOrdinal], a.Score, a.Accused)).ToList();
-        return new TraceReport(modelId, observed, hosts, innocentBound);
+        return Accuse(state, modelId, observed, accuser, innocentBound);
+    }
+
+    /// <summary>
+    /// Scores every licensed host against an observation recorded earlier (a <see cref="TraceReport"/>'s
+    /// <see cref="TraceReport.Observed"/>): the same accusation without asking the suspect again, e.g. with another
+    /// score or bound, or after the suspect went offline.
+    /// </summary>
+    public static TraceReport Accuse(ProtocolState state, string modelId, IReadOnlyList<bool?> observed, IAccuser accuser, double innocentBound)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(observed);
+        ArgumentNullException.ThrowIfNull(accuser);
+        if (!(innocentBound > 0 && innocentBound < 1)) throw new ArgumentOutOfRangeException(nameof(innocentBound), innocentBound, "must be in (0, 1)");
+        var hostList = LicensedHosts(state, modelId);
+        var scores = accuser.Accuse(observed, hostList.Count, innocentBound);
+        var hosts = scores.Select(a => new TracedHost(a.HostOrdinal, hostList[a.HostOrdinal], a.Score, a.Accused)).ToList();
+        return new TraceReport(modelId, [.. observed], hosts, innocentBound);
+    }
+
+    private static IReadOnlyList<string> LicensedHosts(ProtocolState state, string modelId)
+    {
+        var model = state.Models.TryGetValue(modelId, out var m) ? m : throw new ProtocolException(ProtocolErrorCode.UnknownModel, $"no model '{modelId}'");
+        if (model.Hosts.Count == 0) throw new InvalidOperationException($"model '{modelId}' has no licensed hosts to trace");
+        return model.Hosts;
     }
 
     /// <summary>Traces through a host-style endpoint (no permit; receipts are ignored).</summary>

@@ -39,10 +39,10 @@ public static class AllocationSpec
     }
 
     /// <summary>The accuser that matches <paramref name="allocation"/>'s scheme.</summary>
-    public static IAccuser Accuser(IFingerprintAllocation allocation) => allocation switch
+    public static IAccuser Accuser(IFingerprintAllocation allocation, TardosScore score = TardosAccuser.DefaultScore) => allocation switch
     {
         RandomAllocation r => new OverlapAccuser(r),
-        TardosAllocation t => new TardosAccuser(t),
+        TardosAllocation t => new TardosAccuser(t, score: score),
         _ => throw new InvalidDataException($"no accuser for allocation scheme {allocation.Scheme}"),
     };
 }

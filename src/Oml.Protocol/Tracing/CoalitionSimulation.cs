@@ -32,6 +32,8 @@ public sealed record SimulationSettings
     /// <summary>The Tardos cutoff t; null for Tardos' 1/(300c) with c the largest coalition simulated.</summary>
     public double? Cutoff { get; init; }
     public TardosBound Bound { get; init; } = TardosBound.Chernoff;
+    /// <summary>The score the Tardos accuser uses (<see cref="TardosScore"/>).</summary>
+    public TardosScore Score { get; init; } = TardosAccuser.DefaultScore;
     /// <summary>The random baseline gives each host round(fraction × length) fingerprints.</summary>
     public double RandomFraction { get; init; } = 0.5;
     /// <summary>Independent allocations drawn per (scheme, length); trial k uses allocation k mod Codes.</summary>
@@ -143,13 +145,13 @@ public static class CoalitionSimulation
                                     lock (progressGate) progress.Report(new SimulationProgress(d, total, cell));
                             });
                             double n = settings.Trials;
-                            bool tardos = scheme == SimulationSettings.Tardos;
+                            bool tardos = scheme == SimulationSettings.Tardos, gaussian = tardos && settings.Score != TardosScore.Combined;
                             results.Add(new SimulationResult(scheme, length, c, Pirates.Name(strategy), settings.Noises[ni].Loss, settings.Noises[ni].FalseHit,
                                 settings.Trials, acc.Caught / n, acc.CaughtCount / n, acc.Innocent / n, acc.TopCaught / n, acc.TopInnocent / n,
                                 settings.PerHostBound, Math.Min(1, (settings.Hosts - c) * settings.PerHostBound), acc.Threshold / n,
                                 acc.ColluderScore / (n * c),
-                                tardos ? acc.GaussianThreshold / n : double.NaN, tardos ? acc.GaussianCaught / n : double.NaN,
-                                tardos ? acc.GaussianInnocent / n : double.NaN));
+                                gaussian ? acc.GaussianThreshold / n : double.NaN, gaussian ? acc.GaussianCaught / n : double.NaN,
+                                gaussian ? acc.GaussianInnocent / n : double.NaN));
                         }
             }
         }
@@ -173,7 +175,7 @@ public static class CoalitionSimulation
     {
         public readonly Tally Tally = new();
         public readonly double[] Scores = new double[hosts];
-        public readonly double[] Table = new double[TardosAccuser.TableSize(positions)];
+        public readonly TardosAccuser.ScoreScratch Scratch = new(hosts, positions);
         public readonly Observation Observation = new(positions);
     }
 
@@ -200,9 +202,7 @@ public static class CoalitionSimulation
             double z, zGauss = double.NaN;
             if (tardos)
             {
-                TardosAccuser.Score(code, biases[k], w.Observation, w.Scores, w.Table);
-                z = TardosThresholds.For(s.Bound, biases[k], w.Observation, eps1);
-                zGauss = TardosThresholds.Gaussian(w.Observation.QueriedCount, eps1);
+                (z, zGauss) = TardosAccuser.ScoreAndThreshold(s.Score, s.Bound, code, biases[k], w.Observation, eps1, w.Scores, w.Scratch);
             }
             else
             {
@@ -218,7 +218,7 @@ public static class CoalitionSimulation
                 double score = w.Scores[j];
                 if (colluder) colluderScore += score;
                 if (score >= z) { if (colluder) caught++; else innocent++; }
-                if (tardos && score >= zGauss) { if (colluder) gCaught++; else gInnocent++; }
+                if (tardos && score >= zGauss) { if (colluder) gCaught++; else gInnocent++; }   // never for NaN
             }
             int top = Accusations.ArgMax(w.Scores);
             if (w.Scores[top] >= z)

@@ -108,6 +108,15 @@ public sealed class Observation
         return o;
     }
 
+    /// <summary>Writes into <paramref name="into"/> this observation restricted to the positions that answered.</summary>
+    public void AnsweredOnly(Observation into)
+    {
+        ArgumentNullException.ThrowIfNull(into);
+        if (into.Positions != Positions) throw new ArgumentException($"the target has {into.Positions} positions, this observation {Positions}", nameof(into));
+        Present.CopyTo(into.Present, 0);
+        Present.CopyTo(into.Queried, 0);
+    }
+
     public bool IsQueried(int i) => (Queried[i >> 6] >> (i & 63) & 1) != 0;
     public bool IsPresent(int i) => (Present[i >> 6] >> (i & 63) & 1) != 0;
 

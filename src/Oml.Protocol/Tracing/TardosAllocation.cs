@@ -107,6 +107,28 @@ public enum TardosBound
     Bernstein,
 }
 
+/// <summary>Which Tardos score <see cref="TardosAccuser"/> accuses with.</summary>
+public enum TardosScore
+{
+    /// <summary>
+    /// Škorić, Katzenbeisser and Celik's symmetric score over every queried position: also the positions where the copy
+    /// did not answer count, against the hosts that hold them. The strongest when fingerprints are not lost.
+    /// </summary>
+    Symmetric,
+    /// <summary>
+    /// Tardos' original score: only the positions where the copy answered count (a host holding one gains, a host not
+    /// holding it loses), so a fingerprint the copy lost costs its holders nothing. For copies whose fingerprints were
+    /// partly erased (merged back towards the base, fine-tuned), where the symmetric score charges the colluders for
+    /// every lost key.
+    /// </summary>
+    Asymmetric,
+    /// <summary>
+    /// Both, each held to half the bound (so a host is accused with probability at most ε1 when innocent, by the union
+    /// bound): a host's score is the larger of its two scores each divided by its threshold, and the threshold is 1.
+    /// </summary>
+    Combined,
+}
+
 /// <summary>
 /// The symmetric Tardos accuser (Škorić, Katzenbeisser and Celik 2008): host <c>j</c>'s score is
 /// <c>S_j = Σ_i U(x_ji, y_i, p_i)</c> over the queried positions, with <c>U = +√((1-p)/p)</c> if x = y = 1,
@@ -120,7 +142,7 @@ public enum TardosBound
 /// <see cref="TardosThresholds"/> turns a per-host bound ε1 into a threshold Z with P(S_j ≥ Z) ≤ ε1.
 /// </remarks>
 public sealed class TardosAccuser(TardosAllocation allocation, TardosBound bound = TardosBound.Chernoff,
-    AccusationMode mode = AccusationMode.AllAboveThreshold) : IAccuser
+    AccusationMode mode = AccusationMode.AllAboveThreshold, TardosScore score = TardosAccuser.DefaultScore) : IAccuser
 {
     private readonly Lock _gate = new();
     private CodeMatrix? _code;
@@ -128,6 +150,10 @@ public sealed class TardosAccuser(TardosAllocation allocation, TardosBound bound
     public TardosAllocation Allocation { get; } = allocation ?? throw new ArgumentNullException(nameof(allocation));
     public TardosBound Bound { get; } = bound;
     public AccusationMode Mode { get; } = mode;
+    public TardosScore ScoreKind { get; } = score;
+
+    /// <summary>The score <c>oml prover trace</c> and <c>oml trace simulate</c> use unless told otherwise.</summary>
+    public const TardosScore DefaultScore = TardosScore.Symmetric;
 
     public IReadOnlyList<Accusation> Accuse(IReadOnlyList<bool?> observed, int hostCount, double innocentBound)
         => Trace(observed, hostCount, innocentBound).Accusations;
@@ -138,11 +164,88 @@ public sealed class TardosAccuser(TardosAllocation allocation, TardosBound bound
         var obs = Observation.From(observed, Allocation.PoolSize);
         var code = CodeFor(hostCount);
         var scores = new double[hostCount];
-        Score(code, Allocation.BiasSpan, obs, scores, new double[TableSize(Allocation.PoolSize)]);
-        double z = TardosThresholds.For(Bound, Allocation.BiasSpan, obs, innocentBound);
-        return new TraceResult(Accusations.Decide(scores, z, Mode), z, TardosThresholds.Name(Bound), innocentBound,
-            TardosThresholds.Gaussian(obs.QueriedCount, innocentBound));
+        var scratch = new ScoreScratch(hostCount, Allocation.PoolSize);
+        var (z, zGauss) = ScoreAndThreshold(ScoreKind, Bound, code, Allocation.BiasSpan, obs, innocentBound, scores, scratch);
+        return new TraceResult(Accusations.Decide(scores, z, Mode), z, TardosThresholds.Name(Bound) + ScoreSuffix(ScoreKind), innocentBound, zGauss);
     }
+
+    private static string ScoreSuffix(TardosScore score) => score switch
+    {
+        TardosScore.Symmetric => "",
+        TardosScore.Asymmetric => ", asymmetric score",
+        TardosScore.Combined => ", symmetric and asymmetric scores at half the bound each (scores divided by their thresholds)",
+        _ => throw new ArgumentOutOfRangeException(nameof(score)),
+    };
+
+    /// <summary>The score's name as the CLI takes it.</summary>
+    public static string ScoreName(TardosScore score) => score switch
+    {
+        TardosScore.Symmetric => "symmetric",
+        TardosScore.Asymmetric => "asymmetric",
+        TardosScore.Combined => "combined",
+        _ => throw new ArgumentOutOfRangeException(nameof(score)),
+    };
+
+    public static TardosScore ParseScore(string name) => name switch
+    {
+        "symmetric" => TardosScore.Symmetric,
+        "asymmetric" => TardosScore.Asymmetric,
+        "combined" => TardosScore.Combined,
+        _ => throw new ArgumentException($"unknown Tardos score '{name}' (symmetric, asymmetric, combined)"),
+    };
+
+    /// <summary>Buffers for <see cref="ScoreAndThreshold"/>, reusable across calls of one size.</summary>
+    public sealed class ScoreScratch(int hosts, int positions)
+    {
+        internal readonly double[] Table = new double[TableSize(positions)];
+        internal readonly double[] Other = new double[hosts];
+        internal readonly Observation Answered = new(positions);
+    }
+
+    /// <summary>
+    /// Writes the hosts' scores of the chosen kind into <paramref name="scores"/> and returns the proven threshold (a
+    /// host at or above it is accused with probability at most <paramref name="eps1"/> when innocent) and the normal
+    /// approximation's threshold (for information).
+    /// </summary>
+    public static (double Threshold, double Gaussian) ScoreAndThreshold(TardosScore kind, TardosBound bound, CodeMatrix code,
+        ReadOnlySpan<double> biases, Observation obs, double eps1, Span<double> scores, ScoreScratch scratch)
+    {
+        ArgumentNullException.ThrowIfNull(scratch);
+        switch (kind)
+        {
+            case TardosScore.Symmetric:
+                Score(code, biases, obs, scores, scratch.Table);
+                return (TardosThresholds.For(bound, biases, obs, eps1), TardosThresholds.Gaussian(obs.QueriedCount, eps1));
+            case TardosScore.Asymmetric:
+                // The symmetric score over the answered positions alone is Tardos' original score. Which positions were
+                // answered depends on the copy only, and an innocent host's bits are independent of the copy, so the
+                // threshold over those positions is as sound as over all.
+                obs.AnsweredOnly(scratch.Answered);
+                Score(code, biases, scratch.Answered, scores, scratch.Table);
+                return (TardosThresholds.For(bound, biases, scratch.Answered, eps1), TardosThresholds.Gaussian(scratch.Answered.QueriedCount, eps1));
+            case TardosScore.Combined:
+            {
+                double half = eps1 / 2;
+                Score(code, biases, obs, scores, scratch.Table);
+                double z1 = TardosThresholds.For(bound, biases, obs, half);
+                obs.AnsweredOnly(scratch.Answered);
+                var other = scratch.Other.AsSpan(0, scores.Length);
+                Score(code, biases, scratch.Answered, other, scratch.Table);
+                double z2 = TardosThresholds.For(bound, biases, scratch.Answered, half);
+                // Normalised so that the threshold is 1. No single normal-approximation threshold matches two scores
+                // on this scale, so none is given (NaN).
+                for (int j = 0; j < scores.Length; j++) scores[j] = Math.Max(Ratio(scores[j], z1), Ratio(other[j], z2));
+                return (1.0, double.NaN);
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(kind));
+        }
+    }
+
+    // A threshold that cannot be reached (no positions, or too few for the bound) accuses no one through that score:
+    // its ratio is 0, below the threshold of 1. (A proven threshold is positive: the terms have mean 0.)
+    private static double Ratio(double score, double threshold)
+        => double.IsFinite(threshold) && threshold > 0 ? score / threshold : 0;
 
     private CodeMatrix CodeFor(int hostCount)
     {

@@ -186,4 +186,52 @@ public class AccuserTests
         Assert.True(double.IsPositiveInfinity(result.Threshold));
         Assert.Empty(result.Accused);
     }
+
+    [Fact]
+    public void TheAsymmetricScoreCountsOnlyAnsweredKeysAndCombinedDividesByTheThresholds()
+    {
+        const int m = 512, hosts = 40;
+        var alloc = new TardosAllocation(Secret, m, 0.01);
+        // A copy of host 3 that lost every other key it holds (an erasing attack), and answers nothing else.
+        var held = alloc.IndicesFor(3);
+        var observed = new bool?[m];
+        for (int i = 0; i < m; i++) observed[i] = false;
+        for (int k = 0; k < held.Count; k += 2) observed[held[k]] = true;
+        double eps1 = 1e-3 / hosts;
+        var sym = new TardosAccuser(alloc, score: TardosScore.Symmetric).Trace(observed, hosts, eps1);
+        var asym = new TardosAccuser(alloc, score: TardosScore.Asymmetric).Trace(observed, hosts, eps1);
+        var both = new TardosAccuser(alloc, score: TardosScore.Combined).Trace(observed, hosts, eps1);
+
+        // Asymmetric = the symmetric score over the answered keys alone, with that observation's threshold.
+        var answeredOnly = observed.Select(o => o == true ? (bool?)true : null).ToArray();
+        var reference = new TardosAccuser(alloc).Trace(answeredOnly, hosts, eps1);
+        for (int j = 0; j < hosts; j++) Assert.Equal(reference.Accusations[j].Score, asym.Accusations[j].Score, 9);
+        Assert.Equal(reference.Threshold, asym.Threshold, 9);
+        Assert.Contains("asymmetric", asym.Bound);
+
+        // A single copy with half its keys erased is still caught by each score, and only its host is.
+        Assert.Equal([3], sym.Accused.Select(a => a.HostOrdinal));
+        Assert.Equal([3], asym.Accused.Select(a => a.HostOrdinal));
+
+        // Combined: each score against its threshold at half the bound; the threshold is 1.
+        var symHalf = new TardosAccuser(alloc).Trace(observed, hosts, eps1 / 2);
+        var asymHalf = new TardosAccuser(alloc, score: TardosScore.Asymmetric).Trace(observed, hosts, eps1 / 2);
+        Assert.Equal(1.0, both.Threshold);
+        Assert.True(double.IsNaN(both.GaussianThreshold));
+        for (int j = 0; j < hosts; j++)
+        {
+            double expect = Math.Max(symHalf.Accusations[j].Score / symHalf.Threshold, asymHalf.Accusations[j].Score / asymHalf.Threshold);
+            Assert.Equal(expect, both.Accusations[j].Score, 9);
+            Assert.Equal(expect >= 1, both.Accusations[j].Accused);
+        }
+        Assert.Equal([3], both.Accused.Select(a => a.HostOrdinal));
+
+        // A copy that answered nothing: no asymmetric threshold can be met, nobody is accused through it.
+        var silent = Enumerable.Repeat((bool?)false, m).ToArray();
+        Assert.Empty(new TardosAccuser(alloc, score: TardosScore.Asymmetric).Trace(silent, hosts, eps1).Accused);
+        Assert.Empty(new TardosAccuser(alloc, score: TardosScore.Combined).Trace(silent, hosts, eps1).Accused);
+
+        Assert.Equal(TardosScore.Combined, TardosAccuser.ParseScore(TardosAccuser.ScoreName(TardosScore.Combined)));
+        Assert.Throws<ArgumentException>(() => TardosAccuser.ParseScore("max"));
+    }
 }
