@@ -216,9 +216,11 @@ public class ShardRunTests
         Assert.All(s.Results.Where(r => r.Id.Contains("coalition", StringComparison.Ordinal)), r => Assert.StartsWith("A-s1-", r.Id));
         var beforeA = s.Results.Single(r => r.Id == "A-s1-before");
         Assert.Equal(4, beforeA.Metric("count"));
-        // Two copies by majority: a tie goes to the first copy, so the coalition always answers as A does.
+        // Two copies by majority: where they disagree (A's keys, which B does not hold) each prompt's tie goes to one of
+        // the two answers by a hash of the prompt, so the coalition answers at most as many of A's keys as A alone
+        // (ResponderTests checks the tie rule itself).
         var two = s.Results.Single(r => r.Label("attack") == "coalition:majority:model:A,model:B");
-        Assert.Equal(beforeA.Metric("fsr"), two.Metric("fsr"));
+        Assert.InRange(two.Metric("fsr"), 0, beforeA.Metric("fsr"));
         Assert.Equal(beforeA.Metric("fsr"), two.Metric("fsr_before"));
         // Unanimity of A and B with B as the fallback always answers as B does: A's set through B alone.
         env.Prepare();
