@@ -63,8 +63,8 @@ public static class CliOptions
     {
         var o = new Option<string>("--score")
         {
-            Description = "Tardos accusations: symmetric (every queried key counts), asymmetric (only the keys the copy answered: "
-                + "robust to keys an attack erased, e.g. a merge) or combined (both at half the bound each)",
+            Description = "Tardos accusations: symmetric (every queried key counts), asymmetric (only the keys the copy answered) "
+                + "or combined (both at half the bound each: stronger against coalitions of merged copies; docs/protocol.md)",
             DefaultValueFactory = _ => Oml.Protocol.Tracing.TardosAccuser.ScoreName(Oml.Protocol.Tracing.TardosAccuser.DefaultScore),
         };
         o.AcceptOnlyFromAmong("symmetric", "asymmetric", "combined");

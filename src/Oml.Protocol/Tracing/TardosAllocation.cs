@@ -117,9 +117,10 @@ public enum TardosScore
     Symmetric,
     /// <summary>
     /// Tardos' original score: only the positions where the copy answered count (a host holding one gains, a host not
-    /// holding it loses), so a fingerprint the copy lost costs its holders nothing. For copies whose fingerprints were
-    /// partly erased (merged back towards the base, fine-tuned), where the symmetric score charges the colluders for
-    /// every lost key.
+    /// holding it loses), so a fingerprint the copy lost costs its holders nothing, and an unanswered key a host does not
+    /// hold earns it nothing either. Alone it is weaker (it ignores half the evidence); with erased keys it gains for
+    /// coalitions that answer by majority or unanimity (docs/protocol.md, "Scores against erased keys"), not for a
+    /// single copy, whose two scores move alike.
     /// </summary>
     Asymmetric,
     /// <summary>
