@@ -14,5 +14,14 @@
 # (it found the coalition race fixed in trace-real-copies.sh: with 4 copies two groups of 4 are the same hosts).
 # The response-length tail rehearsed the same way (2026-12-07, RESP="r1-s1 r4-s1" RESP_COUNT=16 SLOTS_RESP=2 LAB_SLOTS_RESP=2 on the
 # rehearsal's finished folder, a small UTIL: 8 min here, report written).
+# Staged and asked for four times in the thirty-second session (2026-12-07; no machine came), one call for both runs:
+#   mkdir -p $OUT/a $OUT/b
+#   (export W=/tmp/w-tk STEPS=800 TRACE= RESP="t50-k3-s3 t80-k3-s3 t95-k3-s3 t80-k1-s3 t80-k10-s3" SLOTS_RESP=3 LAB_SLOTS_RESP=2;
+#    OUT=$OUT/b bash .gpu/t/call.sh 1)                                    # Perinucleus t, k: the third seed, in the background
+#   OUT=$OUT/a STEPS=400 POOL=1024 COPIES=8 ATTACKED=8 ATTACKS=merge COALITION_COPIES="none merge" RESP="" SFT_STRONG="" JOBS=4 \
+#     bash .gpu/t/call.sh 530                                             # merged coalitions of 2-4 at 1,024 positions
+#   OUT=$OUT/b W=/tmp/w-tk bash .gpu/t/call.sh 1
+# then, here, scripts/lab/trace-rescore.sh on the returned tracing-100m folder (its replay/ holds the ledger and pool)
+# for the three Tardos scores, and scripts/lab/trace-real-copies.py for survival and the simulation.
 set -euo pipefail
 exec "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../stage-session.sh" "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" t "${1:?DEST}" "${2:?LAB_DATA}"
