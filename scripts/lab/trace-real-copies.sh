@@ -225,7 +225,8 @@ copy_work() {  # J: the attacks on copy J and its traces
   local j=$1 c="$out/copies/h$1"
   trace "none-h$j" "$c" greedy
   [ "$j" -lt "$attacked" ] || return 0
-  say "attacking h$j: $attacks ..."
+  local a
+  for a in $attacks; do [ -s "$out/json/attack-$a-h$j.json" ] || { say "attacking h$j: $attacks ..."; break; }; done
   local extra=()
   read -r -a extra <<< "$sft_extra"
   if has_attack sft; then

@@ -12,13 +12,13 @@ src="$run"; [ -f "$src/ledger.db" ] || src="$run/replay"
 for f in ledger.db pool.omlfp pass.txt; do
   [ -f "$src/$f" ] || { echo "trace-rescore: $src/$f is missing (the run's ledger, pool and passphrase)" >&2; exit 2; }
 done
-bound=$(python3 -c "import json,glob; d=[json.load(open(f)) for f in sorted(glob.glob('$run/json/trace/*.json'))[:1]]; print(d[0]['bound'])")
+# Every trace of a run has the same model and bound: read them once, from the first.
+read -r model bound < <(python3 -c "import json,glob,sys; d=json.load(open(sorted(glob.glob(sys.argv[1] + '/json/trace/*.json'))[0])); print(d['model'], d['bound'])" "$run")
 for score in symmetric asymmetric combined; do
   mkdir -p "$run/rescore/$score"
   for t in "$run"/json/trace/*.json; do
     name=$(basename "$t")
     [ -s "$run/rescore/$score/$name" ] && continue
-    model=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['model'])" "$t")
     "${oml[@]}" prover trace --ledger "$src/ledger.db" --passphrase-file "$src/pass.txt" --pool "$src/pool.omlfp" --model-id "$model" \
       --observed "$t" --score "$score" --bound "$bound" --json > "$run/rescore/$score/$name.tmp"
     mv -f "$run/rescore/$score/$name.tmp" "$run/rescore/$score/$name"

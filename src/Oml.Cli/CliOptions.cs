@@ -67,7 +67,7 @@ public static class CliOptions
                 + "or combined (both at half the bound each: stronger against coalitions of merged copies; docs/protocol.md)",
             DefaultValueFactory = _ => Oml.Protocol.Tracing.TardosAccuser.ScoreName(Oml.Protocol.Tracing.TardosAccuser.DefaultScore),
         };
-        o.AcceptOnlyFromAmong("symmetric", "asymmetric", "combined");
+        o.AcceptOnlyFromAmong([.. Enum.GetValues<Oml.Protocol.Tracing.TardosScore>().Select(Oml.Protocol.Tracing.TardosAccuser.ScoreName)]);
         return o;
     }
 
