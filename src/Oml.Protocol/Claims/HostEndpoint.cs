@@ -101,8 +101,21 @@ public sealed class HostService : IHostEndpoint
     public async Task<HostAnswer> AskAsync(string query, SignedPermit? permit, CancellationToken ct = default)
     {
         Precheck(query, permit);
-        if (Policy == PermitPolicy.Require && Gate is not null) await Gate.AdmitAsync(permit!, query, ct).ConfigureAwait(false);
-        string answer = await _complete(query, ct).ConfigureAwait(false);
+        bool admitted = Policy == PermitPolicy.Require && Gate is not null;
+        if (admitted) await Gate!.AdmitAsync(permit!, query, ct).ConfigureAwait(false);
+        string answer;
+        try
+        {
+            answer = await _complete(query, ct).ConfigureAwait(false);
+        }
+        // The host's own failure (not a cancellation or a broken connection, which a client that left causes): the user
+        // gets an error and no answer, so the permit stops counting against its escrow now rather than at its expiry.
+        catch (Exception e) when (admitted && e is not (OperationCanceledException or IOException))
+        {
+            try { await Gate!.ReleaseAsync(permit!, CancellationToken.None).ConfigureAwait(false); }
+            catch (Hosting.PermitStoreUnavailableException) { /* it stays counted until it expires, as before a release existed */ }
+            throw;
+        }
         var usedPermit = Policy == PermitPolicy.Require ? permit : null;
         var receipt = Receipt.Create(_key.Address, ModelId, usedPermit?.Permit.Hash(Domain), query, answer, _clock.GetUtcNow().ToUnixTimeSeconds()).Sign(Domain, _key);
         lock (_gate) Book.Add(receipt, usedPermit);

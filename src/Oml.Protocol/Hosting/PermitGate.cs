@@ -11,8 +11,10 @@ namespace Oml.Protocol.Hosting;
 public sealed class PermitStoreUnavailableException(string message, Exception inner) : Exception(message, inner);
 
 /// <summary>One permit a host has accepted (before serving it): enough to count what the user still owes it. The model
-/// is null in lines written before stores named it (then it is the model of the gate that reads them).</summary>
-public sealed record SeenPermit(string User, long Nonce, long Fee, long Expiry, string Hash, string? ModelId = null);
+/// is null in lines written before stores named it (then it is the model of the gate that reads them). A released
+/// permit (<see cref="SeenPermitStore.Release"/>: the host failed before answering it) keeps its nonce used and counts
+/// nothing against the user's escrow: its <see cref="Fee"/> is 0.</summary>
+public sealed record SeenPermit(string User, long Nonce, long Fee, long Expiry, string Hash, string? ModelId = null, bool Released = false);
 
 /// <summary>
 /// A host's durable record of every permit it accepted: one line per permit in a JSON-lines file (by default
@@ -80,30 +82,58 @@ public sealed class SeenPermitStore
         {
             if (_seen.ContainsKey((permit.User, permit.ModelId, permit.Nonce))
                 || (permit.ModelId is not null && _seen.ContainsKey((permit.User, null, permit.Nonce)))) return false;
-            if (Path is not null)
-            {
-                var line = new JsonObject
-                {
-                    ["user"] = permit.User, ["model"] = permit.ModelId, ["nonce"] = permit.Nonce, ["fee"] = permit.Fee, ["expiry"] = permit.Expiry, ["hash"] = permit.Hash,
-                }.ToJsonString() + "\n";
-                using var fs = new FileStream(Path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
-                long before = fs.Position;
-                try
-                {
-                    fs.Write(Encoding.UTF8.GetBytes(line));
-                    fs.Flush(flushToDisk: true);
-                }
-                catch (IOException)
-                {
-                    // Not recorded, not answered: take the line back so that no reader counts it (best effort).
-                    try { fs.SetLength(before); } catch (IOException) { }
-                    throw;
-                }
-                _read = fs.Position;
-            }
+            Append(permit);
             _seen[(permit.User, permit.ModelId, permit.Nonce)] = permit;
             return true;
         });
+    }
+
+    /// <summary>
+    /// Marks the accepted permit of <paramref name="user"/>'s <paramref name="nonce"/> for <paramref name="modelId"/> as
+    /// never served (durably, when file-backed): the host failed before it answered, so the permit stops counting against
+    /// the user's escrow at once instead of at its expiry; its nonce stays used (the user signs a new permit, and this one
+    /// can never be served or settled by an honest host). False when no such permit was accepted or it was released
+    /// already. The line it appends repeats the permit with fee 0 and <c>"released": true</c>: a reader that predates
+    /// releases takes it as the same permit with nothing owed, which is what it means.
+    /// </summary>
+    public bool Release(string user, string modelId, long nonce)
+    {
+        ArgumentNullException.ThrowIfNull(user);
+        ArgumentNullException.ThrowIfNull(modelId);
+        return Synchronized(() =>
+        {
+            if (!_seen.TryGetValue((user, modelId, nonce), out var seen) || seen.Released) return false;
+            var released = seen with { Fee = 0, Released = true };
+            Append(released);
+            _seen[(user, modelId, nonce)] = released;
+            return true;
+        });
+    }
+
+    /// <summary>Appends <paramref name="permit"/>'s line and flushes it to disk (file-backed stores; in the turn).</summary>
+    private void Append(SeenPermit permit)
+    {
+        if (Path is null) return;
+        var o = new JsonObject
+        {
+            ["user"] = permit.User, ["model"] = permit.ModelId, ["nonce"] = permit.Nonce, ["fee"] = permit.Fee, ["expiry"] = permit.Expiry, ["hash"] = permit.Hash,
+        };
+        if (permit.Released) o["released"] = true;
+        string line = o.ToJsonString() + "\n";
+        using var fs = new FileStream(Path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
+        long before = fs.Position;
+        try
+        {
+            fs.Write(Encoding.UTF8.GetBytes(line));
+            fs.Flush(flushToDisk: true);
+        }
+        catch (IOException)
+        {
+            // Not recorded, not answered: take the line back so that no reader counts it (best effort).
+            try { fs.SetLength(before); } catch (IOException) { }
+            throw;
+        }
+        _read = fs.Position;
     }
 
     /// <summary>
@@ -210,7 +240,7 @@ public sealed class SeenPermitStore
             {
                 var o = JsonNode.Parse(lines[i])!.AsObject();
                 var p = new SeenPermit(o["user"]!.GetValue<string>(), o["nonce"]!.GetValue<long>(), o["fee"]!.GetValue<long>(),
-                    o["expiry"]!.GetValue<long>(), o["hash"]!.GetValue<string>(), o["model"]?.GetValue<string>());
+                    o["expiry"]!.GetValue<long>(), o["hash"]!.GetValue<string>(), o["model"]?.GetValue<string>(), o["released"]?.GetValue<bool>() ?? false);
                 _seen[(p.User, p.ModelId, p.Nonce)] = p;
             }
             catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or NullReferenceException or FormatException)
@@ -324,6 +354,28 @@ public sealed class PermitGate
         finally
         {
             _gate.Release();
+        }
+    }
+
+    /// <summary>
+    /// Releases <paramref name="permit"/>, admitted by <see cref="AdmitAsync"/>, when this host failed to answer it (its
+    /// model or backend failed, or it is shutting down): the fee stops counting against the user's escrow now, not at
+    /// the permit's expiry; the nonce stays used. Not for a client that left (<see cref="SeenPermitStore.Release"/>):
+    /// there the permit stays counted until it expires, which bounds what a user who keeps leaving can make the host
+    /// compute for nothing. False when the permit was not admitted here or was released already.
+    /// </summary>
+    public async Task<bool> ReleaseAsync(SignedPermit permit, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(permit);
+        var p = permit.Permit;
+        if (p.Host != Host || p.ModelId != ModelId) return false;
+        try
+        {
+            return await Seen.SynchronizedAsync(() => Seen.Release(p.User, ModelId, p.Nonce), ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            throw new PermitStoreUnavailableException($"the accepted-permits file {Seen.Path} cannot be used: {e.Message}", e);
         }
     }
 }

@@ -72,6 +72,41 @@ public sealed class HonestHostTests : IDisposable
     }
 
     [Fact]
+    public async Task A_permit_the_host_failed_to_answer_stops_counting_against_the_escrow_and_its_nonce_stays_used()
+    {
+        // The host admitted a permit, then its backend failed: the user got an error and no answer. The permit used to
+        // count against the user's escrow until it expired (days), so a funded user was refused by a host that owed it
+        // the answer. Now it is released at once, durably; a client that leaves keeps its permit counted (it bounds what
+        // a user who keeps leaving can make the host compute for nothing).
+        var ct = TestContext.Current.CancellationToken;
+        var answers = ClaimTests.Answers(_copy.Subset.Fingerprints);
+        Exception? failure = new InvalidOperationException("the model's backend failed");
+        HostService Make() => new(_n.HostA, _n.Engine.Domain, TestNet.Model, 0, (q, c) => failure is { } e ? Task.FromException<string>(e) : answers(q, c),
+            PermitPolicy.Require, _n.Clock, new PermitGate(PermitGate.ForEngine(_n.Engine), TestNet.A(_n.HostA), TestNet.Model, new SeenPermitStore(_dir)));
+        _n.Engine.Deposit(_n.User, TestNet.A(_n.HostA), 15);   // one query at 10
+        var host = Make();
+        await Assert.ThrowsAsync<InvalidOperationException>(() => host.AskAsync("q", Permit(_n.User, _n.HostA, "q", 1), ct));
+        failure = null;
+        var restarted = Make();
+        Assert.Contains("already used", await Refused(restarted, "q", Permit(_n.User, _n.HostA, "q", 1)));
+        var served = await restarted.AskAsync("q", Permit(_n.User, _n.HostA, "q", 2), ct);
+        Assert.True(served.Receipt.Verify(_n.Engine.Domain));
+        Assert.Contains("unsettled permits (10)", await Refused(restarted, "r", Permit(_n.User, _n.HostA, "r", 3)));
+        Assert.False(await restarted.Gate!.ReleaseAsync(Permit(_n.User, _n.HostA, "q", 1), ct));   // released once only
+
+        // The client left (the request was cancelled, or its connection broke): counted until expiry.
+        _n.Engine.Deposit(_n.User, TestNet.A(_n.HostA), 20);   // 35: 10 outstanding, room for two more
+        failure = new OperationCanceledException();
+        await Assert.ThrowsAsync<OperationCanceledException>(() => restarted.AskAsync("s", Permit(_n.User, _n.HostA, "s", 4), ct));
+        failure = new IOException("the connection was reset");
+        await Assert.ThrowsAsync<IOException>(() => restarted.AskAsync("t", Permit(_n.User, _n.HostA, "t", 5), ct));
+        failure = null;
+        Assert.Contains("unsettled permits (30)", await Refused(Make(), "u", Permit(_n.User, _n.HostA, "u", 6)));
+        // Only the served permit is in the usage book: the failed one has no receipt to settle.
+        Assert.Single(restarted.StartEpoch(0).Receipts);
+    }
+
+    [Fact]
     public async Task Servers_of_two_models_sharing_one_seen_permits_file_never_promise_one_escrow_twice()
     {
         // A user's escrow with a host pays for every model it serves. Two server processes (two stores on one file here),
