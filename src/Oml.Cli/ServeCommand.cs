@@ -32,12 +32,17 @@ internal sealed class ServeOptions
             + "the room left in the context up to --max-tokens-limit for chats (vLLM's)",
     };
     public readonly Option<long> MaxBodyBytes = new("--max-request-bytes") { Description = "The largest request body in bytes (413 beyond)", DefaultValueFactory = _ => 4L << 20 };
+    public readonly Option<int> MaxConcurrentRequests = new("--max-concurrent-requests")
+    {
+        Description = "The most completion requests in progress at once; one more is answered 429 with Retry-After (before its body is read)",
+        DefaultValueFactory = _ => OpenAiServerOptions.DefaultMaxConcurrentRequests,
+    };
     public readonly Option<string?> UrlFile = new("--url-file") { Description = "Write the server's base URL to this file once it listens" };
 
     public void AddTo(Command cmd, bool withPort = true)
     {
         if (withPort) cmd.Options.Add(Port);
-        foreach (var o in new Option[] { ServedModelName, ApiKey, MaxNumSeqs, GpuMemoryUtilization, MaxModelLen, MaxTokensLimit, DefaultMaxTokens, MaxBodyBytes, UrlFile })
+        foreach (var o in new Option[] { ServedModelName, ApiKey, MaxNumSeqs, GpuMemoryUtilization, MaxModelLen, MaxTokensLimit, DefaultMaxTokens, MaxBodyBytes, MaxConcurrentRequests, UrlFile })
             cmd.Options.Add(o);
     }
 
@@ -47,6 +52,7 @@ internal sealed class ServeOptions
         if (r.GetValue(DefaultMaxTokens) is < 1) throw new UsageException("--default-max-tokens must be at least 1");
         if (r.GetValue(MaxBodyBytes) < 1024) throw new UsageException("--max-request-bytes must be at least 1024");
         if (r.GetValue(MaxModelLen) is < 2) throw new UsageException("--max-model-len must be at least 2");
+        if (r.GetValue(MaxConcurrentRequests) < 1) throw new UsageException("--max-concurrent-requests must be at least 1");
         return new OpenAiServerOptions
         {
             ModelName = r.GetValue(ServedModelName) ?? defaultName ?? Path.GetFileName(Path.GetFullPath(modelDir).TrimEnd(Path.DirectorySeparatorChar)),
@@ -55,6 +61,7 @@ internal sealed class ServeOptions
             MaxTokensLimit = r.GetValue(MaxTokensLimit),
             DefaultMaxTokens = r.GetValue(DefaultMaxTokens),
             MaxRequestBodyBytes = r.GetValue(MaxBodyBytes),
+            MaxConcurrentRequests = r.GetValue(MaxConcurrentRequests),
         };
     }
 

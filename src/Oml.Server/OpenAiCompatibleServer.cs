@@ -55,6 +55,15 @@ public sealed record OpenAiServerOptions
 
     /// <summary>The most choices in one request (prompts × n). Default 64.</summary>
     public int MaxChoices { get; init; } = 64;
+
+    /// <summary>The most completion requests in progress at once (being read, waiting for the decoder, or generating);
+    /// one more is answered 429 with <c>Retry-After: 1</c> before its body is read (a protocol host spends no permit on
+    /// it), so a flood of requests cannot grow the server's queue and memory without bound (TGI's
+    /// <c>--max-concurrent-requests</c>). Default 1024.</summary>
+    public int MaxConcurrentRequests { get; init; } = DefaultMaxConcurrentRequests;
+
+    /// <summary>The default of <see cref="MaxConcurrentRequests"/>: four times the largest default decode batch (256 on a GPU).</summary>
+    public const int DefaultMaxConcurrentRequests = 1024;
 }
 
 /// <summary>A parsed request as a request handler sees it: the query (a completion's prompt, a chat's single user
@@ -138,6 +147,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
     private readonly Func<ServerRequest, CancellationToken, Task<ServerReply>>? _handler;
     private readonly OpenAiServerOptions _options;
     private readonly int _requestedPort;
+    private int _active;   // completion requests in progress (MaxConcurrentRequests)
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     private WebApplication? _app;
     private int _port;
@@ -319,14 +329,26 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
         // a label per spelling would let any client add series to /metrics without end.
         string endpoint = mode == CompletionMode.Chat ? "/v1/chat/completions" : "/v1/completions";
         Metrics.Started();
+        bool admitted = Interlocked.Increment(ref _active) <= _options.MaxConcurrentRequests;
         try
         {
-            await HandleCoreAsync(ctx, mode, clock).ConfigureAwait(false);
+            if (admitted) await HandleCoreAsync(ctx, mode, clock).ConfigureAwait(false);
+            else await OverloadedAsync(ctx).ConfigureAwait(false);
         }
         finally
         {
+            Interlocked.Decrement(ref _active);
             Metrics.Finished(endpoint, ctx.Response.StatusCode, clock.Elapsed.TotalSeconds);
         }
+    }
+
+    /// <summary>The answer past <see cref="OpenAiServerOptions.MaxConcurrentRequests"/>: 429 with Retry-After (OpenAI's
+    /// clients and ours wait and retry), the body left unread.</summary>
+    private Task OverloadedAsync(HttpContext ctx)
+    {
+        ctx.Response.Headers.RetryAfter = "1";
+        return WriteErrorAsync(ctx, StatusCodes.Status429TooManyRequests,
+            $"The server is overloaded: {_options.MaxConcurrentRequests} requests are in progress; retry shortly.", "server_error", null, "server_overloaded");
     }
 
     private async Task HandleCoreAsync(HttpContext ctx, CompletionMode mode, Stopwatch clock)

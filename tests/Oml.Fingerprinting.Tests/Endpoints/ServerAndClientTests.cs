@@ -198,6 +198,42 @@ public class ServerAndClientTests
     }
 
     [Fact]
+    public async Task Requests_past_the_concurrency_limit_get_429_with_retry_after_and_the_client_retries_after_it()
+    {
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = await OpenAiCompatibleServer.StartAsync(async (p, s, ct) =>
+        {
+            if (p == "slow") { started.TrySetResult(); await release.Task.WaitAsync(ct); }
+            return "done " + p;
+        }, options: new OpenAiServerOptions { MaxConcurrentRequests = 1 }, ct: Ct);
+        using var client = new OpenAiCompatibleEndpoint(server.BaseUrl, null, "oml", Fast);
+        var slow = client.CompleteAsync("slow", CompletionSettings.Greedy, Ct);
+        await started.Task.WaitAsync(Ct);
+
+        using var http = new HttpClient();
+        using (var r = await http.PostAsync(new Uri(server.BaseUrl, "completions"), new StringContent("{\"prompt\": \"x\", \"max_tokens\": 1}", Encoding.UTF8, "application/json"), Ct))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, r.StatusCode);
+            Assert.Equal(TimeSpan.FromSeconds(1), r.Headers.RetryAfter?.Delta);
+            using var body = JsonDocument.Parse(await r.Content.ReadAsStringAsync(Ct));
+            Assert.Equal("server_overloaded", body.RootElement.GetProperty("error").GetProperty("code").GetString());
+            Assert.Contains("overloaded", body.RootElement.GetProperty("error").GetProperty("message").GetString());
+        }
+        // Health and the model list are not completions: they stay answered.
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri(server.BaseUrl, "models"), Ct)).StatusCode);
+
+        // The client honours Retry-After: its request is refused while the slow one runs, then goes through.
+        var waiting = client.CompleteAsync("y", CompletionSettings.Greedy, Ct);
+        while (server.Metrics.Requests("/v1/completions", 429) < 2) await Task.Delay(10, Ct);
+        release.SetResult();
+        Assert.Equal("done slow", await slow);
+        Assert.Equal("done y", await waiting);
+        Assert.Equal(2, server.Metrics.Requests("/v1/completions", 200));
+        Assert.Equal(0, server.Metrics.RequestsInFlight);
+    }
+
+    [Fact]
     public async Task Connection_refused_is_a_network_error()
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
