@@ -52,6 +52,9 @@ public sealed class ServeCliTests : IDisposable
         Assert.Equal(Cli.Usage, Run("serve", model, "--max-num-seqs", "0").Code);
         Assert.Equal(Cli.Usage, Run("serve", model, "--gpu-memory-utilization", "0").Code);
         Assert.Equal(Cli.Usage, Run("serve", model, "--gpu-memory-utilization", "1.5").Code);
+        var noRequests = Run("serve", model, "--max-concurrent-requests", "0");
+        Assert.Equal(Cli.Usage, noRequests.Code);
+        Assert.Contains("--max-concurrent-requests must be at least 1", noRequests.Err);
         if (Oml.Engine.Torch.Cuda.IsAvailable)
         {
             // On a GPU, a share of its memory smaller than what is in use leaves nothing for the KV cache: a clear error.
