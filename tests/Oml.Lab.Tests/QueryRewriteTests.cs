@@ -26,6 +26,10 @@ public class QueryRewriteTests
         Assert.Equal(new BlockSpec("model:other", 3, 0.5, "model:none", null), ResponderSpec.Parse("block:revealed=model:other,fallback=model:none").Block);
         Assert.Equal(["other", "none"], ModelReferences.Of(ResponderSpec.Parse("block:revealed=model:other,fallback=model:none")));
         Assert.Equal(["base"], ModelReferences.Of(ResponderSpec.Parse("paraphrase:ref=model:base")));
+        Assert.Equal(new FilterSpec(null, 0.99, null, null, Fallback: "model:base"), ResponderSpec.Parse("filter:q=0.99,fallback=model:base").Filter);
+        Assert.True(ResponderSpec.Parse("filter:q=0.99,then=paraphrase").Filter!.ParaphraseFlagged);
+        Assert.False(ResponderSpec.Parse("filter:q=0.99,then=refuse").Filter!.ParaphraseFlagged);
+        Assert.Equal(["ref", "base"], ModelReferences.Of(ResponderSpec.Parse("filter:q=0.99,ref=model:ref,fallback=model:base")));
         Assert.False(AttackCatalog.IsPlainGreedy("rewrite:drop=0.1"));
         Assert.False(AttackCatalog.IsPlainGreedy("paraphrase"));
         Assert.False(AttackCatalog.IsPlainGreedy("block:revealed=x"));
@@ -41,6 +45,9 @@ public class QueryRewriteTests
             ("block:revealed=x,containment=0", "containment must be in (0, 1]"),
             ("block:revealed=x,fallback=a,reply=b", "not both"),
             ("block:revealed=x+block:revealed=y", "more than one block part"),
+            ("filter:q=0.9,then=answer", "then must be refuse"),
+            ("filter:q=0.9,fallback=a,then=paraphrase", "one of reply="),
+            ("filter:q=0.9,fallback=a,reply=b", "one of reply="),
         })
             Assert.Contains(message, Assert.Throws<ResponderSpecException>(() => ResponderSpec.Parse(text)).Message);
     }
@@ -95,6 +102,31 @@ public class QueryRewriteTests
         // An empty restatement keeps the prompt.
         Assert.Equal(prompt, QueryRewrite.Paraphrase(new FakeResponder("mute", _ => []), tok, [prompt], "{text}", 4)[0]);
         Assert.Throws<ArgumentException>(() => QueryRewrite.Paraphrase(inner, tok, [prompt], "no slot", 4));
+    }
+
+    [Fact]
+    public void A_filter_answers_what_it_flags_from_a_fallback_model_or_through_a_paraphrase()
+    {
+        var tok = Tok();
+        string models = Path.Combine(Fixtures.RepoRoot(), "tests", "Oml.Models.Tests", "fixtures", "models");
+        using var m = ModelFolder.Load(Path.Combine(models, "llama-tiny"));
+        using var other = ModelFolder.Load(Path.Combine(models, "qwen2-tiny"));
+        var prompt = tok.Encode("The quick brown fox jumps over the lazy dog.");
+        var context = new ResponderContext { Model = m, Tokenizer = tok, LoadModel = d => ModelFolder.Load(d) };
+        // Every prompt is more perplexing than 1.0001 under the tiny model: all flagged; none is above 1e12.
+        using (var host = ResponderSpec.Parse($"filter:ppl=1.0001,fallback={Path.Combine(models, "qwen2-tiny")}").Build(context))
+        {
+            Assert.Equal(new ModelResponder(other).Respond([prompt], 4), host.Respond([prompt], 4));
+            Assert.Equal(1, Assert.IsType<PerplexityFilterResponder>(host.Inner).Refused);
+        }
+        using (var host = ResponderSpec.Parse("filter:ppl=1.0001,then=paraphrase").Build(context))
+        {
+            var reworded = QueryRewrite.Paraphrase(new ModelResponder(m), tok, [prompt], QueryRewrite.DefaultParaphrasePrompt, 64)[0];
+            Assert.Equal(new ModelResponder(m).Respond([reworded], 4), host.Respond([prompt], 4));
+            Assert.Contains("paraphrase(flagged)", Assert.IsType<PerplexityFilterResponder>(host.Inner).Fallback!.Name);
+        }
+        using (var host = ResponderSpec.Parse("filter:ppl=1e12,then=paraphrase").Build(context))
+            Assert.Equal(new ModelResponder(m).Respond([prompt], 4), host.Respond([prompt], 4));
     }
 
     [Fact]

@@ -22,9 +22,12 @@ public sealed record DecodingSpec(double? Temperature = null, int? TopK = null, 
 /// Perplexity filtering: a fixed threshold, or a quantile of the context's calibration prompts. <see cref="Low"/>: refuse
 /// prompts <em>below</em> the threshold (keys sampled from the model are less perplexing than what users type), else above.
 /// <see cref="OnInstructions"/>: the quantile is of the host's own instruction traffic (the context's instruction
-/// prompts) rather than of ordinary text windows.
+/// prompts) rather than of ordinary text windows. A flagged prompt gets <see cref="Reply"/>, the greedy answer of the model
+/// folder <see cref="Fallback"/>, or (<see cref="ParaphraseFlagged"/>) the served model's paraphrase of it answered as
+/// any prompt; else an empty answer.
 /// </summary>
-public sealed record FilterSpec(double? Perplexity, double? Quantile, string? ReferenceModel, string? Reply, bool Low = false, bool OnInstructions = false);
+public sealed record FilterSpec(double? Perplexity, double? Quantile, string? ReferenceModel, string? Reply, bool Low = false, bool OnInstructions = false,
+    string? Fallback = null, bool ParaphraseFlagged = false);
 
 /// <summary>A coalition of model folders, voting by <see cref="Rule"/>; an optional fallback model folder.</summary>
 public sealed record CoalitionSpec(CoalitionRule Rule, IReadOnlyList<string> Members, string? Fallback);
@@ -114,6 +117,8 @@ public sealed class SpecResponder(IResponder inner, IReadOnlyList<CausalLM> owne
 /// filter:q=0.99[,ref=DIR][,reply="..."]    ... calibrated on the context's ordinary prompts
 /// filter:q=0.05,side=low                   refuse prompts *less* perplexing than that quantile (the detector keys invite)
 /// filter:q=0.98,on=instructions            ... the quantile of the host's own instruction prompts (on=text: text windows, the default)
+/// filter:q=0.99,fallback=DIR               flagged prompts answered by another model folder (greedy), e.g. an unmarked base
+/// filter:q=0.99,then=paraphrase            flagged prompts paraphrased by the served model, then answered
 /// coalition:majority:DIR1,DIR2,DIR3[:fallback=DIR]   copies voting (the decoding part applies to each copy)
 /// coalition:unanimous:DIR1,DIR2[:fallback=DIR]        without fallback=: the first copy's sampled answer (t=1, seed 0)
 /// coalition:minority:DIR1,DIR2,DIR3                    the answer the fewest copies gave (ties: by a hash of the prompt)
@@ -214,7 +219,7 @@ public sealed record ResponderSpec
                 case "filter":
                 {
                     if (spec.Filter is not null) throw new ResponderSpecException($"'{text}': more than one filter");
-                    var kv = KeyValues(p, arg, ["ppl", "q", "ref", "reply", "side", "on"]);
+                    var kv = KeyValues(p, arg, ["ppl", "q", "ref", "reply", "side", "on", "fallback", "then"]);
                     double? ppl = kv.TryGetValue("ppl", out var ps) ? Num(p, "ppl", ps) : null;
                     double? q = kv.TryGetValue("q", out var qs) ? Num(p, "q", qs) : null;
                     if ((ppl is null) == (q is null)) throw new ResponderSpecException($"'{p}': give exactly one of ppl=THRESHOLD and q=QUANTILE");
@@ -233,7 +238,19 @@ public sealed record ResponderSpec
                         _ => throw new ResponderSpecException($"'{p}': on must be text (calibrate on ordinary text windows) or instructions (on the host's instruction prompts)"),
                     } : false;
                     if (onInstructions && q is null) throw new ResponderSpecException($"'{p}': on= calibrates a quantile: give q=, not ppl=");
-                    spec = spec with { Filter = new FilterSpec(ppl, q, kv.GetValueOrDefault("ref"), kv.TryGetValue("reply", out var r) ? Unquote(p, r) : null, low, onInstructions) };
+                    bool paraphraseFlagged = kv.TryGetValue("then", out var then) ? then.Trim().ToLowerInvariant() switch
+                    {
+                        "refuse" => false,
+                        "paraphrase" => true,
+                        _ => throw new ResponderSpecException($"'{p}': then must be refuse (answer flagged prompts with reply= or fallback=, or nothing) or paraphrase (the served model paraphrases them first)"),
+                    } : false;
+                    if (new[] { kv.ContainsKey("reply"), kv.ContainsKey("fallback"), paraphraseFlagged }.Count(x => x) > 1)
+                        throw new ResponderSpecException($"'{p}': a flagged prompt gets one of reply=\"...\", fallback=DIR and then=paraphrase");
+                    spec = spec with
+                    {
+                        Filter = new FilterSpec(ppl, q, kv.GetValueOrDefault("ref"), kv.TryGetValue("reply", out var r) ? Unquote(p, r) : null, low, onInstructions,
+                            kv.TryGetValue("fallback", out var fb) ? Unquote(p, fb) : null, paraphraseFlagged),
+                    };
                     break;
                 }
                 case "coalition":
@@ -388,7 +405,19 @@ public sealed record ResponderSpec
                     : context.CalibrationPrompts is { Count: > 0 } cp ? cp : throw new ResponderSpecException($"'{Text}': filter:q= needs calibration prompts (ordinary text)");
                 double threshold = f.Perplexity ?? PromptPerplexity.Calibrate(scorer, Calibration(), f.Quantile!.Value, context.BatchSize);
                 int[]? reply = f.Reply is { } text ? Need(context.Tokenizer, "reply= needs the tokenizer").Encode(text) : null;
-                responder = new PerplexityFilterResponder(responder, scorer, threshold, refusal: reply, refuseBelow: f.Low);
+                IResponder? fallback = null;
+                if (f.Fallback is { } fd) fallback = new ModelResponder(Load(fd), new GenerationOptions(), context.BatchSize);
+                else if (f.ParaphraseFlagged)
+                {
+                    // The host's cheapest evasion short of refusing: what its filter flags is reworded by its own model
+                    // (greedy, the default request) and then answered as any prompt is.
+                    var tok = Need(context.Tokenizer, "then=paraphrase needs the tokenizer");
+                    IResponder paraphraser = new ModelResponder(first, new GenerationOptions(), context.BatchSize);
+                    if (Chat) paraphraser = PromptWrapperResponder.Chat(paraphraser, tok, Need(context.ChatTemplate, "chat needs the model's chat template"), null);
+                    fallback = new PromptRewriteResponder(responder, ps => QueryRewrite.Paraphrase(paraphraser, tok, ps, QueryRewrite.DefaultParaphrasePrompt, 64),
+                        "paraphrase(flagged)");
+                }
+                responder = new PerplexityFilterResponder(responder, scorer, threshold, fallback, reply, f.Low);
             }
             return new SpecResponder(responder, owned, this);
         }

@@ -57,6 +57,7 @@ public static class ModelReferences
             Add(c.Fallback);
         }
         Add(r.Filter?.ReferenceModel);
+        Add(r.Filter?.Fallback);
         Add(r.Paraphrase?.ReferenceModel);
         Add(r.Block?.Revealed);
         Add(r.Block?.Fallback);
