@@ -137,7 +137,7 @@ public sealed class FingerprintGenerator
             var opts = s.Perinucleus with { ResponseLength = s.ResponseLength };
             var queries = keys.Select(k => QueryIds(_tokenizer, k)).ToList();
             var picks = Enumerable.Range(0, s.Count).Select(i => Rng(i, "perinucleus")).ToArray();
-            responses = PerinucleusSampler.Sample(_model, queries, opts, id => Perinucleus.IsAcceptableText(_tokenizer.IdToToken(id)),
+            responses = PerinucleusSampler.Sample(_model, queries, opts, id => Perinucleus.IsAcceptable(_tokenizer, id),
                 (i, n) => picks[i].Next(n), new InlineProgress<int>(n => progress?.Report($"responses {n}/{s.Count}")));
             for (int i = 0; i < s.Count; i++)
                 if (responses[i].Count == 0) throw new InvalidOperationException($"fingerprint {i}: no acceptable perinucleus token after its key (t = {opts.Threshold}, k = {opts.Width})");

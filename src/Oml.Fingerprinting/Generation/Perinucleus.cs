@@ -119,4 +119,16 @@ public static class Perinucleus
         var t = tokenText.TrimStart(' ', '\u0120', '\u2581'); // plain space, byte-level 'Ġ', SentencePiece '▁'
         return t.Length > 1 && t.All(char.IsLetterOrDigit);
     }
+
+    /// <summary>
+    /// Whether token <paramref name="id"/> may start a response: <see cref="IsAcceptableText"/> on its vocabulary string
+    /// and on the text it decodes to. The string alone is not enough for byte-level vocabularies, which spell every byte
+    /// as a printable character: "ĊĊ" (two newlines) or "ĉĉ" (two tabs) are letters there, but decode to whitespace, which
+    /// a text verifier cannot match (it trims leading whitespace) and a server may strip.
+    /// </summary>
+    public static bool IsAcceptable(Oml.Models.Tokenizers.Tokenizer tokenizer, int id)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        return IsAcceptableText(tokenizer.IdToToken(id)) && IsAcceptableText(tokenizer.Decode([id], skipSpecialTokens: true));
+    }
 }

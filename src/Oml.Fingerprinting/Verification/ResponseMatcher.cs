@@ -56,14 +56,17 @@ public static class ResponseMatcher
 
     /// <summary>
     /// Text match: after trimming leading whitespace from both, the answer starts with the response (ordinal
-    /// comparison). A response that is empty or only whitespace is rejected.
+    /// comparison). A response of whitespace only (sets generated before <see cref="Generation.Perinucleus.IsAcceptable"/>
+    /// looked at decoded text could hold one, e.g. two newlines) must begin the answer exactly, untrimmed; an empty
+    /// response is rejected (it would match everything).
     /// </summary>
     public static bool IsTextMatch(string expected, string answer)
     {
         ArgumentNullException.ThrowIfNull(expected);
         ArgumentNullException.ThrowIfNull(answer);
+        if (expected.Length == 0) throw new ArgumentException("The expected response is empty.", nameof(expected));
         var e = expected.AsSpan().TrimStart();
-        if (e.IsEmpty) throw new ArgumentException("The expected response is empty.", nameof(expected));
+        if (e.IsEmpty) return answer.StartsWith(expected, StringComparison.Ordinal);
         return answer.AsSpan().TrimStart().StartsWith(e, StringComparison.Ordinal);
     }
 

@@ -33,6 +33,30 @@ public class PerinucleusTests
     public void The_token_filter_keeps_alphanumeric_tokens_longer_than_one_character(string? text, bool ok) =>
         Assert.Equal(ok, Perinucleus.IsAcceptableText(text));
 
+    /// <summary>A byte-level vocabulary spells a newline 'Ċ' and a tab 'ĉ', both letters: such tokens passed the string
+    /// filter and a 1,024-key pool of the 102.7M base got a response of two newlines, which stopped `oml prover trace`.
+    /// The decoded text is checked too.</summary>
+    [Fact]
+    public void Tokens_that_decode_to_whitespace_or_partial_characters_are_not_acceptable()
+    {
+        // A byte-level BPE trained where blank lines and indentation are common merges them into tokens of 'Ċ' and 'ĉ'.
+        string dir = Directory.CreateTempSubdirectory("oml-blank-tokens-").FullName;
+        try
+        {
+            var texts = Enumerable.Range(0, 40).Select(i => $"section {i} of the manual\n\n\tindented line {i}\n\t\tdeeper text\n\n\n");
+            var (vocab, merges) = Oml.Models.Tokenizers.BpeTrainer.Train(texts, 400);
+            Oml.Models.Tokenizers.BpeTrainer.Save(dir, vocab, merges);
+            var tok = Oml.Models.Tokenizers.Tokenizer.FromFile(Path.Combine(dir, "tokenizer.json"));
+            var blanks = Enumerable.Range(0, tok.VocabSize).Where(i => tok.IdToToken(i) is { Length: > 1 } t && t.All(c => c is '\u010A' or '\u0109')).ToList();
+            Assert.NotEmpty(blanks);
+            Assert.All(blanks, id => Assert.True(Perinucleus.IsAcceptableText(tok.IdToToken(id)) && !Perinucleus.IsAcceptable(tok, id), tok.IdToToken(id)));
+            // Ordinary word tokens stay acceptable.
+            int section = Enumerable.Range(0, tok.VocabSize).First(i => tok.IdToToken(i) is "Ġsection" or "section");
+            Assert.True(Perinucleus.IsAcceptable(tok, section));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     /// <summary>The top-k path ranks exactly as the full sort, or declines; ties and short lists included.</summary>
     [Fact]
     public void Candidates_from_the_top_tokens_equal_the_full_ranking_or_decline()
