@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs lab/experiments/cpu-defence.yaml (issue 13 on CPU: suppression against the exact and partial rules with and
 # without resumption pairs, query rewriting, paraphrasing, a revealed-key blocker) with the llama-tiny fixture and the
-# 512-token BPE of scripts/fixtures as the base. Usage: scripts/lab/cpu-defence.sh [trained|responses|filter|combined|camouflage|trees|matched-trees|cost]
+# 512-token BPE of scripts/fixtures as the base. Usage: scripts/lab/cpu-defence.sh [trained|responses|filter|combined|camouflage|trees|matched-trees|cost|filter-responses]
 # [OUT] (default artifacts/lab/results/cpu-defence[-trained|-responses|-combined], cpu-detector-filter, cpu-camouflage,
 # cpu-response-trees, cpu-matched-trees or cpu-attacker-cost); 'trained' runs
 # cpu-defence-trained.yaml, whose base is trained in-run, 'responses' cpu-defence-responses.yaml (the same base recipe;
@@ -10,7 +10,8 @@
 # 'camouflage' cpu-camouflage.yaml (perplexity-matched keys against both filters), 'trees' cpu-response-trees.yaml
 # (response trees against suppression of every answer token), 'matched-trees' cpu-matched-trees.yaml (both against the
 # filters and suppression together), 'cost' cpu-attacker-cost.yaml (the same defences on an instruction-tuned base, with
-# the attacks' whole-answer cost).
+# the attacks' whole-answer cost), 'filter-responses' cpu-filter-responses.yaml (what the instruction-calibrated filter's
+# flagged prompts get: refusal, the base's answer, or a paraphrase).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root="$(pwd)"
@@ -24,6 +25,7 @@ case "${1:-}" in
   trees) name=cpu-response-trees; shift ;;
   matched-trees) name=cpu-matched-trees; shift ;;
   cost) name=cpu-attacker-cost; shift ;;
+  filter-responses) name=cpu-filter-responses; shift ;;
 esac
 out="${1:-$root/artifacts/lab/results/$name}"
 if [ -n "${OML_BIN:-}" ]; then oml() { "$OML_BIN" "$@"; }
