@@ -56,10 +56,10 @@ public sealed record OpenAiServerOptions
     /// <summary>The most choices in one request (prompts × n). Default 64.</summary>
     public int MaxChoices { get; init; } = 64;
 
-    /// <summary>The most completion requests in progress at once (being read, waiting for the decoder, or generating);
-    /// one more is answered 429 with <c>Retry-After: 1</c> before its body is read (a protocol host spends no permit on
-    /// it), so a flood of requests cannot grow the server's queue and memory without bound (TGI's
-    /// <c>--max-concurrent-requests</c>). Default 1024.</summary>
+    /// <summary>The most completion requests in progress at once (read and parsed, then waiting for the decoder or
+    /// generating); one more is answered 429 with <c>Retry-After: 1</c> once its body is read, before it is tokenized or a
+    /// protocol host checks its permit (none is spent), so a flood of requests cannot grow the server's queue and memory
+    /// without bound (TGI's <c>--max-concurrent-requests</c>). Default 1024.</summary>
     public int MaxConcurrentRequests { get; init; } = DefaultMaxConcurrentRequests;
 
     /// <summary>The default of <see cref="MaxConcurrentRequests"/>: four times the largest default decode batch (256 on a GPU).</summary>
@@ -329,21 +329,18 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
         // a label per spelling would let any client add series to /metrics without end.
         string endpoint = mode == CompletionMode.Chat ? "/v1/chat/completions" : "/v1/completions";
         Metrics.Started();
-        bool admitted = Interlocked.Increment(ref _active) <= _options.MaxConcurrentRequests;
         try
         {
-            if (admitted) await HandleCoreAsync(ctx, mode, clock).ConfigureAwait(false);
-            else await OverloadedAsync(ctx).ConfigureAwait(false);
+            await HandleCoreAsync(ctx, mode, clock).ConfigureAwait(false);
         }
         finally
         {
-            Interlocked.Decrement(ref _active);
             Metrics.Finished(endpoint, ctx.Response.StatusCode, clock.Elapsed.TotalSeconds);
         }
     }
 
     /// <summary>The answer past <see cref="OpenAiServerOptions.MaxConcurrentRequests"/>: 429 with Retry-After (OpenAI's
-    /// clients and ours wait and retry), the body left unread.</summary>
+    /// clients and ours wait and retry).</summary>
     private Task OverloadedAsync(HttpContext ctx)
     {
         ctx.Response.Headers.RetryAfter = "1";
@@ -390,6 +387,27 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             return;
         }
 
+        // A slot among MaxConcurrentRequests once the body is read (a slow sender holds none while it uploads; Kestrel's
+        // own limits govern that), before anything is tokenized, admitted or generated.
+        if (Interlocked.Increment(ref _active) > _options.MaxConcurrentRequests)
+        {
+            Interlocked.Decrement(ref _active);
+            await OverloadedAsync(ctx).ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            await AnswerAsync(ctx, mode, req, body, clock).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _active);
+        }
+    }
+
+    private async Task AnswerAsync(HttpContext ctx, CompletionMode mode, Parsed req, JsonElement body, Stopwatch clock)
+    {
+        var aborted = ctx.RequestAborted;
         var headers = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var h in ctx.Request.Headers) headers[h.Key.ToLowerInvariant()] = h.Value.ToString();
         var settings = new CompletionSettings(req.MaxTokens ?? 1, req.Temperature, req.TopP, req.Seed is { } s ? unchecked((int)s) : null, req.Model, mode);

@@ -91,6 +91,12 @@ public sealed class ProtocolHostServer : IAsyncDisposable
         {
             return sent;
         }
+        // The host's own failure after part of the answer was streamed: the error goes to the client as before, but the
+        // user has text, so the permit is not released.
+        catch (Exception e) when (e is not (OperationCanceledException or IOException) && request.StreamedText is { Length: > 0 })
+        {
+            throw new PartlyAnsweredException(e);
+        }
     }
 
     private async Task<ServerReply> HandleAsync(ServerRequest request, CancellationToken ct)

@@ -24,7 +24,7 @@
 # Ran in the thirty-third session (2026-12-07, one H100, 15:23-15:34 UTC): the t, k third seed finished (committed in
 # docs/results/perinucleus-tk-100m/seed3); the trace embedded its eight copies in 409 s and then stopped, every
 # 'oml prover trace' refusing a pool response of two newlines (fixed in b06b824: Perinucleus.IsAcceptable, and the text
-# matcher takes a whitespace-only response exactly). .gpu/t's pack was rebuilt after the fix (7ae88b5). Next, the merged
+# matcher counts a whitespace-only response as a miss instead of refusing it). .gpu/t's pack was rebuilt after the fix (7ae88b5). Next, the merged
 # coalitions alone (about 200 s of base, 400 s of copies, then the coalitions; two calls while the machine stays warm):
 #   OUT=$OUT/a STEPS=400 POOL=1024 COPIES=8 ATTACKED=8 ATTACKS=merge COALITION_COPIES="none merge" RESP="" SFT_STRONG="" JOBS=4 \
 #     bash .gpu/t/call.sh 560        then        OUT=$OUT/a bash .gpu/t/call.sh 560

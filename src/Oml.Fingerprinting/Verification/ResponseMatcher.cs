@@ -57,7 +57,8 @@ public static class ResponseMatcher
     /// <summary>
     /// Text match: after trimming leading whitespace from both, the answer starts with the response (ordinal
     /// comparison). A response of whitespace only (sets generated before <see cref="Generation.Perinucleus.IsAcceptable"/>
-    /// looked at decoded text could hold one, e.g. two newlines) must begin the answer exactly, untrimmed; an empty
+    /// looked at decoded text could hold one, e.g. two newlines) never matches: any model may begin an answer with a blank
+    /// line, so such a hit would prove nothing, and the chain's claim check (OmlMerkle.sol) refuses it too. An empty
     /// response is rejected (it would match everything).
     /// </summary>
     public static bool IsTextMatch(string expected, string answer)
@@ -66,8 +67,7 @@ public static class ResponseMatcher
         ArgumentNullException.ThrowIfNull(answer);
         if (expected.Length == 0) throw new ArgumentException("The expected response is empty.", nameof(expected));
         var e = expected.AsSpan().TrimStart();
-        if (e.IsEmpty) return answer.StartsWith(expected, StringComparison.Ordinal);
-        return answer.AsSpan().TrimStart().StartsWith(e, StringComparison.Ordinal);
+        return !e.IsEmpty && answer.AsSpan().TrimStart().StartsWith(e, StringComparison.Ordinal);
     }
 
     /// <summary>Text match against any of several accepted responses.</summary>

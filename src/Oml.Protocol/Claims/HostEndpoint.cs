@@ -24,6 +24,11 @@ public enum PermitPolicy
     Ignore,
 }
 
+/// <summary>Thrown by a host's completion function when its backend failed after part of a streamed answer had been
+/// sent: the user has that text, so the permit stays counted (<see cref="HostService.AskAsync"/> releases a permit only
+/// for a failure that left the user with nothing). The message is the failure's.</summary>
+public sealed class PartlyAnsweredException(Exception inner) : Exception(inner.Message, inner);
+
 /// <summary>Thrown by <see cref="HostService"/> when it refuses a query.</summary>
 public sealed class QueryRefusedException(string message) : Exception(message);
 
@@ -108,9 +113,10 @@ public sealed class HostService : IHostEndpoint
         {
             answer = await _complete(query, ct).ConfigureAwait(false);
         }
-        // The host's own failure (not a cancellation or a broken connection, which a client that left causes): the user
-        // gets an error and no answer, so the permit stops counting against its escrow now rather than at its expiry.
-        catch (Exception e) when (admitted && e is not (OperationCanceledException or IOException))
+        // The host's own failure (not a cancellation or a broken connection, which a client that left causes, nor a failure
+        // after part of a streamed answer was sent): the user gets an error and no answer, so the permit stops counting
+        // against its escrow now rather than at its expiry.
+        catch (Exception e) when (admitted && !ct.IsCancellationRequested && e is not (OperationCanceledException or IOException or PartlyAnsweredException))
         {
             try { await Gate!.ReleaseAsync(permit!, CancellationToken.None).ConfigureAwait(false); }
             catch (Hosting.PermitStoreUnavailableException) { /* it stays counted until it expires, as before a release existed */ }

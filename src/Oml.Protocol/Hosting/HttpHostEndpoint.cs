@@ -59,6 +59,12 @@ public sealed class HttpHostEndpoint : IHostEndpoint, IDisposable
     public Uri BaseUrl { get; }
     public CompletionSettings Settings { get; }
 
+    /// <summary>Attempts in all when the host answers 429 or 503 (busy; the permit not yet admitted).</summary>
+    public const int BusyAttempts = 4;
+
+    /// <summary>The longest wait between such attempts, a Retry-After header included.</summary>
+    public static readonly TimeSpan MaxBusyWait = TimeSpan.FromSeconds(10);
+
     public async Task<HostAnswer> AskAsync(string query, SignedPermit? permit, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(query);
@@ -75,17 +81,27 @@ public sealed class HttpHostEndpoint : IHostEndpoint, IDisposable
         if (permit is not null) body[HostHttp.PermitField] = permit.ToJsonNode();
         var url = new Uri(BaseUrl, "completions");
         HttpResponseMessage response;
-        try
+        for (int attempt = 1; ; attempt++)
         {
-            response = await _http.PostAsync(url, JsonContent.Create(body), ct).ConfigureAwait(false);
-        }
-        catch (HttpRequestException e)
-        {
-            throw new CompletionEndpointException(CompletionErrorKind.Network, $"{url}: {e.Message}", inner: e);
-        }
-        catch (TaskCanceledException e) when (!ct.IsCancellationRequested)
-        {
-            throw new CompletionEndpointException(CompletionErrorKind.Timeout, $"{url}: no answer within {_http.Timeout.TotalSeconds:F0} s", inner: e);
+            try
+            {
+                response = await _http.PostAsync(url, JsonContent.Create(body), ct).ConfigureAwait(false);
+            }
+            catch (HttpRequestException e)
+            {
+                throw new CompletionEndpointException(CompletionErrorKind.Network, $"{url}: {e.Message}", inner: e);
+            }
+            catch (TaskCanceledException e) when (!ct.IsCancellationRequested)
+            {
+                throw new CompletionEndpointException(CompletionErrorKind.Timeout, $"{url}: no answer within {_http.Timeout.TotalSeconds:F0} s", inner: e);
+            }
+            // 429 (the host is at its --max-concurrent-requests) and 503 (it cannot record permits right now) come before
+            // the host admits the permit, so the same permit is sent again after the wait the host asks for.
+            if (response.StatusCode is not (System.Net.HttpStatusCode.TooManyRequests or System.Net.HttpStatusCode.ServiceUnavailable) || attempt >= BusyAttempts)
+                break;
+            var wait = response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(attempt);
+            response.Dispose();
+            await Task.Delay(wait < MaxBusyWait ? wait : MaxBusyWait, ct).ConfigureAwait(false);
         }
         using (response)
         {

@@ -296,6 +296,35 @@ public sealed class OpenAiClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_busy_protocol_host_answers_429_before_the_permit_and_the_user_client_waits_and_sends_it_again()
+    {
+        using var hostKey = PrivateKey.Generate();
+        using var userKey = PrivateKey.Generate();
+        var domain = new ProtocolDomain(31337, "0x" + new string('1', 40));
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var host = await ProtocolHostServer.StartAsync(hostKey, domain, "tiny-model", async (q, s, ct) =>
+        {
+            if (q == "slow") { started.TrySetResult(); await release.Task.WaitAsync(ct); }
+            return "answer to " + q;
+        }, null, PermitPolicy.Require, options: new OpenAiServerOptions { MaxConcurrentRequests = 1 }, ct: Ct);
+        SignedPermit For(string q, long nonce) =>
+            Permit.Create(userKey.Address, "tiny-model", hostKey.Address, q, nonce, DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeSeconds(), 1).Sign(domain, userKey);
+        using var user = new HttpHostEndpoint(host.BaseUrl);
+        var slow = user.AskAsync("slow", For("slow", 1), Ct);
+        await started.Task.WaitAsync(Ct);
+        var fastPermit = For("fast", 2);
+        var busy = user.AskAsync("fast", fastPermit, Ct);
+        while (host.Metrics.Requests("/v1/completions", 429) < 1) await Task.Delay(10, Ct);
+        release.SetResult();
+        Assert.Equal("answer to slow", (await slow).Text);
+        var fast = await busy;
+        Assert.Equal("answer to fast", fast.Text);
+        Assert.True(fast.Receipt.Verify(domain));
+        Assert.Equal(fastPermit.Permit.Hash(domain), fast.Receipt.Receipt.PermitHash);
+    }
+
+    [Fact]
     public async Task A_user_who_leaves_a_streamed_answer_part_way_is_charged_for_the_text_it_was_sent()
     {
         // A user could read a paid answer to its second-last token and close the connection before the last event (which

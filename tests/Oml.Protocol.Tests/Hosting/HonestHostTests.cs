@@ -94,14 +94,18 @@ public sealed class HonestHostTests : IDisposable
         Assert.Contains("unsettled permits (10)", await Refused(restarted, "r", Permit(_n.User, _n.HostA, "r", 3)));
         Assert.False(await restarted.Gate!.ReleaseAsync(Permit(_n.User, _n.HostA, "q", 1), ct));   // released once only
 
-        // The client left (the request was cancelled, or its connection broke): counted until expiry.
-        _n.Engine.Deposit(_n.User, TestNet.A(_n.HostA), 20);   // 35: 10 outstanding, room for two more
+        // The client left (the request was cancelled, or its connection broke), or the backend failed after part of a
+        // streamed answer was sent: counted until expiry.
+        _n.Engine.Deposit(_n.User, TestNet.A(_n.HostA), 30);   // 45: 10 outstanding, room for three more
         failure = new OperationCanceledException();
         await Assert.ThrowsAsync<OperationCanceledException>(() => restarted.AskAsync("s", Permit(_n.User, _n.HostA, "s", 4), ct));
         failure = new IOException("the connection was reset");
         await Assert.ThrowsAsync<IOException>(() => restarted.AskAsync("t", Permit(_n.User, _n.HostA, "t", 5), ct));
+        failure = new PartlyAnsweredException(new InvalidOperationException("the backend failed mid-stream"));
+        Assert.Equal("the backend failed mid-stream",
+            (await Assert.ThrowsAsync<PartlyAnsweredException>(() => restarted.AskAsync("v", Permit(_n.User, _n.HostA, "v", 7), ct))).Message);
         failure = null;
-        Assert.Contains("unsettled permits (30)", await Refused(Make(), "u", Permit(_n.User, _n.HostA, "u", 6)));
+        Assert.Contains("unsettled permits (40)", await Refused(Make(), "u", Permit(_n.User, _n.HostA, "u", 6)));
         // Only the served permit is in the usage book: the failed one has no receipt to settle.
         Assert.Single(restarted.StartEpoch(0).Receipts);
     }
