@@ -55,6 +55,10 @@ public static class LabCommand
             .Json("cells", summary.Total).Json("experiment_cells", summary.ExperimentTotal).Json("seconds", Oml.Cli.Report.Number(summary.Seconds))
             .Json("shard", shardSpec?.ToString()).Json("computed_ids", Oml.Cli.Report.Strings(summary.ComputedIds))
             .Line($"{part}{summary.Computed} cells computed, {summary.Reused} loaded from an earlier run, in {summary.Seconds:F1} s; report: {path}");
+        if (quiet)
+            foreach (var change in summary.InputChanges)
+                Console.Error.WriteLine($"warning: {change} since the run whose cells {env.OutDir} holds; those cells are loaded as they are (delete them to recompute)");
+        report.Json("input_changes", Oml.Cli.Report.Strings(summary.InputChanges));
         if (shardSpec is not null && summary.ComputedIds.Count > 0) report.Line($"computed: {string.Join(", ", summary.ComputedIds)}");
         if (shardSpec is not null) report.Line($"the report holds the cells saved so far; once every shard is done, `oml lab report {env.OutDir}` renders them all");
         return report.Print(json);

@@ -301,6 +301,53 @@ public class ResumeTests
         SmokeRunTests.CheckReport(report, 2);
     }
 
+    [Fact]
+    public void A_run_records_its_inputs_digests_and_says_when_a_resumed_run_reads_other_inputs()
+    {
+        var data = Directory.CreateTempSubdirectory("oml-lab-inputs-").FullName;
+        var corpus = new[] { "Apache-2.0", "MPL-2.0" }.Select(n =>
+        {
+            var f = Path.Combine(data, n + ".txt");
+            File.Copy(Path.Combine("/usr/share/common-licenses", n), f);
+            return f;
+        }).ToList();
+        void Trim(LabConfig c)
+        {
+            c.Corpus = [.. corpus];
+            c.Persistence!.Models[0].Build!.Count = 3;
+            c.Utility.ClozeItems = 0;
+        }
+        static string Sha(string f) => "sha256:" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f)));
+        var dir = Fixtures.OutDirWithBase();
+
+        var (_, first, _) = SmokeRunTests.Run("smoke-persistence.yaml", Trim, dir, maxCells: 2);
+        Assert.Empty(first.InputChanges);
+        var info = CellStore.LoadRunInfo(dir);
+        Assert.Equal(corpus.Select(Sha), info.Inputs.Where(i => i.Role == "corpus").Select(i => i.Sha256));
+        Assert.Equal(new FileInfo(corpus[1]).Length, info.Inputs.Single(i => i.Path == corpus[1]).Bytes);
+        var model = info.Inputs.Single(i => i.Role == "base_model");
+        Assert.Equal("$out/base", model.Path);
+        Assert.Equal(Oml.Models.ModelFolder.WeightsDigest(Path.Combine(dir, "base")), model.Sha256);
+        Assert.Equal(Sha(Path.Combine(dir, "base", "tokenizer.json")), info.Inputs.Single(i => i.Role == "tokenizer").Sha256);
+
+        // The same inputs again: nothing to say.
+        var (_, second, _) = SmokeRunTests.Run("smoke-persistence.yaml", Trim, dir, maxCells: 1);
+        Assert.Empty(second.InputChanges);
+
+        // One corpus file edited: the resumed run says which input changed, in its summary, run.json and the report.
+        File.AppendAllText(corpus[1], "\n\nOne more paragraph that was not there when the first cells were computed.\n");
+        var (_, third, report) = SmokeRunTests.Run("smoke-persistence.yaml", Trim, dir, maxCells: 1);
+        var change = Assert.Single(third.InputChanges);
+        Assert.StartsWith($"corpus {corpus[1]} changed (sha256:", change);
+        Assert.Equal(third.InputChanges, CellStore.LoadRunInfo(dir).InputChanges);
+        Assert.Contains("| **inputs changed** | corpus ", File.ReadAllText(report));
+        Assert.Contains($"| input: corpus | `{corpus[0]}`", File.ReadAllText(report));
+
+        // A fresh folder never warns, whatever it reads.
+        var (_, fresh, _) = SmokeRunTests.Run("smoke-persistence.yaml", Trim, Fixtures.OutDirWithBase(), maxCells: 1);
+        Assert.Empty(fresh.InputChanges);
+    }
+
     private static string Strip(string md) => Regex.Replace(md, @"\| report rendered \|[^\n]*\n", "");
 
     [Fact]

@@ -56,6 +56,12 @@ public sealed class RunInfo
     public int CellsTotal { get; set; }
     /// <summary>The cells this run was to compute (its shard's, matching --only); equals <see cref="CellsTotal"/> otherwise.</summary>
     public int CellsOwned { get; set; }
+    /// <summary>What the run read, with SHA-256 digests (<see cref="RunInputs.Describe"/>); empty in run files written
+    /// before inputs were recorded.</summary>
+    public List<RunInput> Inputs { get; set; } = [];
+    /// <summary>How <see cref="Inputs"/> differ from the last earlier run's in this folder, when that folder already held
+    /// cells (which this run then loads although they were computed on the other inputs).</summary>
+    public List<string> InputChanges { get; set; } = [];
 
     /// <summary>The file this run's info is saved in.</summary>
     [JsonIgnore] public string FileName => Shard.Length == 0 ? "run.json" : ShardSpec.Parse(Shard).RunInfoFile;
@@ -78,6 +84,9 @@ public sealed class CellStore(string outDir)
     public string Directory { get; } = Path.Combine(outDir, "cells");
 
     public string PathOf(string id) => Path.Combine(Directory, id + ".json");
+
+    /// <summary>Whether any cell result is saved (an earlier run's or another shard's).</summary>
+    public bool Any() => System.IO.Directory.Exists(Directory) && System.IO.Directory.EnumerateFiles(Directory, "*.json").Any();
 
     public bool TryLoad(string id, out CellResult result)
     {

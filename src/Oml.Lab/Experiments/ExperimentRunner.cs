@@ -27,6 +27,9 @@ public sealed record RunSummary(int Total, int Computed, int Reused, double Seco
     public IReadOnlyList<string> ComputedIds { get; init; } = [];
     /// <summary>The experiment's cell count, sharded or not.</summary>
     public int ExperimentTotal { get; init; }
+    /// <summary>How this run's inputs differ from those of the earlier run whose cells the folder held (see
+    /// <see cref="RunInfo.InputChanges"/>); empty when nothing changed or nothing was recorded before.</summary>
+    public IReadOnlyList<string> InputChanges { get; init; } = [];
 }
 
 /// <summary>
@@ -91,8 +94,13 @@ public sealed class ExperimentRunner
         var sw = Stopwatch.StartNew();
         Directory.CreateDirectory(_env.OutDir);
         var info = NewRunInfo();
+        var earlier = EarlierInputs();
         CellStore.SaveRunInfo(_env.OutDir, info);
         _env.Prepare();
+        info.Inputs = RunInputs.Describe(_env);
+        if (_store.Any()) info.InputChanges = RunInputs.Changes(earlier, info.Inputs);
+        foreach (var change in info.InputChanges)
+            progress?.WriteLine($"warning: {change} since the run whose cells this folder holds; those cells are loaded as they are (delete them to recompute)");
         var all = Cells();
         var dup = all.GroupBy(c => c.Id).FirstOrDefault(g => g.Count() > 1);
         if (dup is not null) throw new LabConfigException($"{C.Name}: two cells are both named '{dup.Key}' (give attacks or models different names)");
@@ -142,6 +150,7 @@ public sealed class ExperimentRunner
         {
             ComputedIds = [.. _computedIds],
             ExperimentTotal = all.Count,
+            InputChanges = info.InputChanges,
         };
     }
 
@@ -205,6 +214,19 @@ public sealed class ExperimentRunner
             load[best] += g.Cost;
         }
         return owner;
+    }
+
+    /// <summary>The inputs recorded by the most recently started earlier run in the output folder that recorded any.</summary>
+    private List<RunInput> EarlierInputs()
+    {
+        try
+        {
+            return CellStore.LoadRunInfos(_env.OutDir).LastOrDefault(i => i.Inputs.Count > 0)?.Inputs ?? [];
+        }
+        catch (Exception e) when (e is FileNotFoundException or InvalidDataException)
+        {
+            return [];
+        }
     }
 
     private RunInfo NewRunInfo() => new()

@@ -55,6 +55,10 @@ public static class ReportWriter
         sb.AppendLine($"| device | {info.Device} ({Cell(info.DeviceName)}), libtorch {info.LibTorch} |");
         sb.AppendLine($"| git commit | `{info.GitCommit}` (of the configs' checkout) |");
         if (info.Build.Length > 0) sb.AppendLine($"| build | `{info.Build}` (the lab program's version and commit) |");
+        foreach (var input in info.Inputs)
+            sb.AppendLine($"| input: {Cell(input.Role)} | `{Cell(input.Path)}`, {input.Bytes:N0} bytes, `{RunInputs.Short(input.Sha256)}` |");
+        foreach (var change in info.InputChanges)
+            sb.AppendLine($"| **inputs changed** | {Cell(change)} since the run whose cells this folder held: cells loaded from it were computed on the earlier inputs |");
         sb.AppendLine($"| report rendered | {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm:ss} UTC |");
         sb.AppendLine();
 

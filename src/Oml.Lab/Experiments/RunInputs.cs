@@ -1,0 +1,90 @@
+using System.Security.Cryptography;
+using Oml.Models;
+
+namespace Oml.Lab.Experiments;
+
+/// <summary>
+/// One input a lab run read, with its SHA-256: a data file the config names (corpus, held-out text, instruction data,
+/// benign data) or the base model (its weights digest and its tokenizer). Recorded in run.json, so that a result can
+/// be traced to the exact data it was computed on, and compared when a run resumes in a folder that holds cells.
+/// </summary>
+public sealed class RunInput
+{
+    /// <summary>What the input is to the run: corpus, heldout, instructions, benign_data, build_base.instruct,
+    /// base_model or tokenizer.</summary>
+    public string Role { get; set; } = "";
+    /// <summary>The path as the config names it (relative to the config's folder, or "$out/...").</summary>
+    public string Path { get; set; } = "";
+    public long Bytes { get; set; }
+    /// <summary>"sha256:" and the hex digest; for base_model the weights digest (<see cref="ModelFolder.WeightsDigest"/>).</summary>
+    public string Sha256 { get; set; } = "";
+}
+
+public static class RunInputs
+{
+    /// <summary>
+    /// The inputs of <paramref name="env"/>'s config as they are now (call after <see cref="LabEnvironment.Prepare"/>,
+    /// which builds the base model when the config says so). Files the config names that do not exist are left out:
+    /// the run itself says so where it needs them.
+    /// </summary>
+    public static List<RunInput> Describe(LabEnvironment env)
+    {
+        var c = env.Config;
+        var list = new List<RunInput>();
+        void File(string role, string? path)
+        {
+            if (string.IsNullOrWhiteSpace(path)) return;
+            var full = env.Resolve(path);
+            if (!System.IO.File.Exists(full) || list.Any(i => i.Role == role && i.Path == path)) return;
+            list.Add(new RunInput { Role = role, Path = path, Bytes = new FileInfo(full).Length, Sha256 = HashFile(full) });
+        }
+        foreach (var p in c.Corpus) File("corpus", p);
+        foreach (var p in c.Heldout) File("heldout", p);
+        File("instructions", c.Utility.Instructions);
+        File("benign_data", c.Embedding.BenignData);
+        File("build_base.instruct", c.BuildBase?.Instruct?.Data);
+        if (Directory.Exists(env.BaseDir) && ModelFolder.WeightFiles(env.BaseDir).Any())
+            list.Add(new RunInput
+            {
+                Role = "base_model", Path = c.BaseModel,
+                Bytes = ModelFolder.WeightFiles(env.BaseDir).Sum(f => new FileInfo(f).Length),
+                Sha256 = ModelFolder.WeightsDigest(env.BaseDir),
+            });
+        var tokDir = c.Tokenizer is null ? env.BaseDir : env.Resolve(c.Tokenizer);
+        var tok = System.IO.Path.Combine(tokDir, "tokenizer.json");
+        if (System.IO.File.Exists(tok))
+            list.Add(new RunInput { Role = "tokenizer", Path = System.IO.Path.Combine(c.Tokenizer ?? c.BaseModel, "tokenizer.json"), Bytes = new FileInfo(tok).Length, Sha256 = HashFile(tok) });
+        return list;
+    }
+
+    /// <summary>
+    /// How <paramref name="now"/> differs from an earlier run's <paramref name="before"/>, one line per input whose
+    /// content changed, that is new, or that is gone (matched by role and path). Empty when <paramref name="before"/>
+    /// recorded nothing (a run.json written before inputs were recorded).
+    /// </summary>
+    public static List<string> Changes(IReadOnlyList<RunInput> before, IReadOnlyList<RunInput> now)
+    {
+        var changes = new List<string>();
+        if (before.Count == 0) return changes;
+        foreach (var n in now)
+        {
+            var b = before.FirstOrDefault(i => i.Role == n.Role && i.Path == n.Path);
+            if (b is null) changes.Add($"{n.Role} {n.Path} is new ({Short(n.Sha256)})");
+            else if (b.Sha256 != n.Sha256) changes.Add($"{n.Role} {n.Path} changed ({Short(b.Sha256)} → {Short(n.Sha256)})");
+        }
+        foreach (var b in before)
+            if (!now.Any(i => i.Role == b.Role && i.Path == b.Path)) changes.Add($"{b.Role} {b.Path} is no longer read ({Short(b.Sha256)})");
+        return changes;
+    }
+
+    /// <summary>"sha256:" and the first 12 hex digits.</summary>
+    public static string Short(string digest) =>
+        digest.StartsWith(ModelFolder.DigestPrefix, StringComparison.Ordinal) && digest.Length > ModelFolder.DigestPrefix.Length + 12
+            ? digest[..(ModelFolder.DigestPrefix.Length + 12)] : digest;
+
+    private static string HashFile(string path)
+    {
+        using var s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, FileOptions.SequentialScan);
+        return ModelFolder.DigestPrefix + Convert.ToHexStringLower(SHA256.HashData(s));
+    }
+}
