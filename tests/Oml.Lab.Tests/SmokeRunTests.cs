@@ -329,6 +329,8 @@ public class ResumeTests
         Assert.Equal("$out/base", model.Path);
         Assert.Equal(Oml.Models.ModelFolder.WeightsDigest(Path.Combine(dir, "base")), model.Sha256);
         Assert.Equal(Sha(Path.Combine(dir, "base", "tokenizer.json")), info.Inputs.Single(i => i.Role == "tokenizer").Sha256);
+        Assert.Equal(RunInputs.Processor(), info.Processor);
+        if (File.Exists("/proc/cpuinfo")) Assert.Matches(@"\(family \S+, model \S+, stepping \S+", info.Processor);
 
         // The same inputs again: nothing to say.
         var (_, second, _) = SmokeRunTests.Run("smoke-persistence.yaml", Trim, dir, maxCells: 1);

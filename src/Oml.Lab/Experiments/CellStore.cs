@@ -43,6 +43,9 @@ public sealed class RunInfo
     public string Machine { get; set; } = "";
     public string Os { get; set; } = "";
     public int CpuCount { get; set; }
+    /// <summary>The processor (<see cref="RunInputs.Processor"/>): the same program and inputs train different models on
+    /// processors whose BLAS kernels round differently.</summary>
+    public string Processor { get; set; } = "";
     public string Device { get; set; } = "";
     public string DeviceName { get; set; } = "";
     public string LibTorch { get; set; } = "";

@@ -234,7 +234,7 @@ public sealed class ExperimentRunner
         Shard = _shard?.ToString() ?? "", Only = _only?.ToString() ?? "",
         Name = C.Name, Kind = C.Kind, ConfigText = C.Text, ConfigDirectory = CheckoutRelative(C.Directory),
         ConfigPath = C.FilePath is { } f ? CheckoutRelative(f) : "", Started = DateTimeOffset.UtcNow, Machine = Environment.MachineName,
-        Os = RuntimeInformation.OSDescription, CpuCount = Environment.ProcessorCount, Device = _env.Device.ToString(),
+        Os = RuntimeInformation.OSDescription, CpuCount = Environment.ProcessorCount, Processor = RunInputs.Processor(), Device = _env.Device.ToString(),
         DeviceName = _env.Device.IsCuda ? $"CUDA device {_env.Device.Index}" : $"CPU ({RuntimeInformation.ProcessArchitecture}, {Torch.Threads} threads)",
         LibTorch = Torch.LibTorchVersion, GitCommit = GitCommit(C.Directory), Build = BuildVersion,
     };

@@ -77,6 +77,35 @@ public static class RunInputs
         return changes;
     }
 
+    /// <summary>
+    /// The processor as Linux names it: model name, family, model and stepping, and the widest x86 vector extension
+    /// (OpenBLAS picks its kernels by these, so the same run can round differently on another processor); on other
+    /// systems the architecture alone.
+    /// </summary>
+    public static string Processor()
+    {
+        var arch = System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString();
+        try
+        {
+            if (!System.IO.File.Exists("/proc/cpuinfo")) return arch;
+            var fields = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var line in System.IO.File.ReadLines("/proc/cpuinfo"))
+            {
+                if (line.Length == 0) break;   // the first processor's block is enough
+                int colon = line.IndexOf(':');
+                if (colon > 0) fields.TryAdd(line[..colon].Trim(), line[(colon + 1)..].Trim());
+            }
+            string F(string k) => fields.TryGetValue(k, out var v) ? v : "?";
+            var flags = F("flags").Split(' ');
+            var vector = flags.Contains("avx512f") ? "AVX-512" : flags.Contains("avx2") ? "AVX2" : flags.Contains("avx") ? "AVX" : "";
+            return fields.ContainsKey("model name")
+                ? $"{F("model name")} (family {F("cpu family")}, model {F("model")}, stepping {F("stepping")}{(vector.Length > 0 ? $", {vector}" : "")})"
+                : arch;
+        }
+        catch (IOException) { return arch; }
+        catch (UnauthorizedAccessException) { return arch; }
+    }
+
     /// <summary>"sha256:" and the first 12 hex digits.</summary>
     public static string Short(string digest) =>
         digest.StartsWith(ModelFolder.DigestPrefix, StringComparison.Ordinal) && digest.Length > ModelFolder.DigestPrefix.Length + 12

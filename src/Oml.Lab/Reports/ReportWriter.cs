@@ -51,7 +51,7 @@ public static class ReportWriter
         foreach (var shard in (runs ?? []).Where(r => r.Shard.Length > 0).GroupBy(r => r.Shard).Select(g => g.Last()).OrderBy(r => ShardSpec.Parse(r.Shard).Count).ThenBy(r => ShardSpec.Parse(r.Shard).Index))
             sb.AppendLine($"| shard {shard.Shard} | started {shard.Started:yyyy-MM-dd HH:mm:ss}, {(shard.Finished is null ? $"stopped or running after {ProgressBar.Format(shard.Seconds)}" : $"ran {ProgressBar.Format(shard.Seconds)}")}: {shard.CellsComputed} of its {shard.CellsOwned} cells computed, {shard.CellsReused} loaded{(shard.Only.Length > 0 ? $" (--only {Cell(shard.Only)})" : "")}; {Cell(shard.Machine)}, {shard.Device} |");
         sb.AppendLine($"| compute time of all cells | {ProgressBar.Format(cells.Sum(c => c.Seconds))} |");
-        sb.AppendLine($"| machine | {Cell(info.Machine)}, {Cell(info.Os)}, {info.CpuCount} CPUs |");
+        sb.AppendLine($"| machine | {Cell(info.Machine)}, {Cell(info.Os)}, {info.CpuCount} CPUs{(info.Processor.Length > 0 ? $" of {Cell(info.Processor)}" : "")} |");
         sb.AppendLine($"| device | {info.Device} ({Cell(info.DeviceName)}), libtorch {info.LibTorch} |");
         sb.AppendLine($"| git commit | `{info.GitCommit}` (of the configs' checkout) |");
         if (info.Build.Length > 0) sb.AppendLine($"| build | `{info.Build}` (the lab program's version and commit) |");
