@@ -28,7 +28,8 @@
 # coalitions alone (about 200 s of base, 400 s of copies, then the coalitions; two calls while the machine stays warm):
 #   OUT=$OUT/a STEPS=400 POOL=1024 COPIES=8 ATTACKED=8 ATTACKS=merge COALITION_COPIES="none merge" RESP="" SFT_STRONG="" JOBS=4 \
 #     bash .gpu/t/call.sh 560        then        OUT=$OUT/a bash .gpu/t/call.sh 560
-# Asked for five times in the thirty-fourth session (2026-12-07, 17:50-19:10 UTC, with JOBS=8 the last times; no machine
+# Asked for seven times in the thirty-fourth session (2026-12-07, 18:04-19:09 UTC, four machine starts failed, the other
+# calls fell in refusal windows; JOBS=8 the last two times; no machine
 # came). A fresh checkout builds LAB_DATA with scripts/gpu/lab-data.sh (artifacts/gpu/lab-data.tar.xz); with .gpu/t
 # (38 MB) the call fits 64 MiB only with docs/results and tests/ moved out of the checkout for the call.
 # then, here, scripts/lab/trace-rescore.sh on the returned tracing-100m folder (its replay/ holds the ledger and pool)
