@@ -330,6 +330,7 @@ public class ResumeTests
         Assert.Equal(Oml.Models.ModelFolder.WeightsDigest(Path.Combine(dir, "base")), model.Sha256);
         Assert.Equal(Sha(Path.Combine(dir, "base", "tokenizer.json")), info.Inputs.Single(i => i.Role == "tokenizer").Sha256);
         Assert.Equal(RunInputs.Processor(), info.Processor);
+        Assert.Equal("smoke-persistence.yaml", info.Inputs.Single(i => i.Role == "config").Path);
         if (File.Exists("/proc/cpuinfo")) Assert.Matches(@"\(family \S+, model \S+, stepping \S+", info.Processor);
 
         // The same inputs again: nothing to say.

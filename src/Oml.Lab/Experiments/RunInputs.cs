@@ -10,8 +10,8 @@ namespace Oml.Lab.Experiments;
 /// </summary>
 public sealed class RunInput
 {
-    /// <summary>What the input is to the run: corpus, heldout, instructions, benign_data, build_base.instruct,
-    /// base_model or tokenizer.</summary>
+    /// <summary>What the input is to the run: config (the config file's text), corpus, heldout, instructions,
+    /// benign_data, build_base.instruct, base_model or tokenizer.</summary>
     public string Role { get; set; } = "";
     /// <summary>The path as the config names it (relative to the config's folder, or "$out/...").</summary>
     public string Path { get; set; } = "";
@@ -31,6 +31,10 @@ public static class RunInputs
     {
         var c = env.Config;
         var list = new List<RunInput>();
+        // The config's own text: extending a config (more seeds, attacks or models) and resuming is how runs grow, so a
+        // change is reported, not refused; cells whose settings changed are the user's to delete.
+        var text = System.Text.Encoding.UTF8.GetBytes(c.Text);
+        list.Add(new RunInput { Role = "config", Path = c.FilePath is { } fp ? System.IO.Path.GetFileName(fp) : "(text)", Bytes = text.Length, Sha256 = ModelFolder.DigestPrefix + Convert.ToHexStringLower(SHA256.HashData(text)) });
         void File(string role, string? path)
         {
             if (string.IsNullOrWhiteSpace(path)) return;
