@@ -337,6 +337,13 @@ public class ResumeTests
         var (_, second, _) = SmokeRunTests.Run("smoke-persistence.yaml", Trim, dir, maxCells: 1);
         Assert.Empty(second.InputChanges);
 
+        // A run that fails before reading its inputs (a corpus file missing) keeps the earlier record.
+        var moved = corpus[1] + ".away";
+        File.Move(corpus[1], moved);
+        Assert.Throws<FileNotFoundException>(() => SmokeRunTests.Run("smoke-persistence.yaml", Trim, dir, maxCells: 1));
+        File.Move(moved, corpus[1]);
+        Assert.Equal(info.Inputs.Select(i => i.Sha256), CellStore.LoadRunInfo(dir).Inputs.Select(i => i.Sha256));
+
         // One corpus file edited: the resumed run says which input changed, in its summary, run.json and the report.
         File.AppendAllText(corpus[1], "\n\nOne more paragraph that was not there when the first cells were computed.\n");
         var (_, third, report) = SmokeRunTests.Run("smoke-persistence.yaml", Trim, dir, maxCells: 1);

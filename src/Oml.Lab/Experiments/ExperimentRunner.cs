@@ -95,6 +95,9 @@ public sealed class ExperimentRunner
         Directory.CreateDirectory(_env.OutDir);
         var info = NewRunInfo();
         var earlier = EarlierInputs();
+        // Until this run has read its own inputs, its record keeps the earlier ones: a run that fails in Prepare (a
+        // missing file) must not erase what the saved cells were computed on, or the next run could not compare.
+        info.Inputs = earlier;
         CellStore.SaveRunInfo(_env.OutDir, info);
         _env.Prepare();
         info.Inputs = RunInputs.Describe(_env);
