@@ -47,11 +47,12 @@ public static class RunInputs
         File("instructions", c.Utility.Instructions);
         File("benign_data", c.Embedding.BenignData);
         File("build_base.instruct", c.BuildBase?.Instruct?.Data);
-        if (Directory.Exists(env.BaseDir) && ModelFolder.WeightFiles(env.BaseDir).Any())
+        var weights = Directory.Exists(env.BaseDir) ? ModelFolder.WeightFiles(env.BaseDir) : [];
+        if (weights.Count > 0)
             list.Add(new RunInput
             {
                 Role = "base_model", Path = c.BaseModel,
-                Bytes = ModelFolder.WeightFiles(env.BaseDir).Sum(f => new FileInfo(f).Length),
+                Bytes = weights.Sum(f => new FileInfo(f).Length),
                 Sha256 = ModelFolder.WeightsDigest(env.BaseDir),
             });
         var tokDir = c.Tokenizer is null ? env.BaseDir : env.Resolve(c.Tokenizer);
