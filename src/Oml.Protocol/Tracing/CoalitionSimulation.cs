@@ -106,6 +106,7 @@ public static class CoalitionSimulation
             * settings.Strategies.Count * settings.Trials, done = 0;
         long reportEvery = Math.Max(1, total / 400);
         var progressGate = new Lock();
+        long reported = 0; // under progressGate: reports never go backwards, and the last one is the total
         var results = new List<SimulationResult>();
 
         for (int si = 0; si < settings.Schemes.Count; si++)
@@ -142,7 +143,13 @@ public static class CoalitionSimulation
                             {
                                 long d = Interlocked.Increment(ref done);
                                 if (progress is not null && (d % reportEvery == 0 || d == total))
-                                    lock (progressGate) progress.Report(new SimulationProgress(d, total, cell));
+                                    lock (progressGate)
+                                    {
+                                        // Two workers may reach the lock out of order (19 after 20): report the later count only.
+                                        if (d <= reported) return;
+                                        reported = d;
+                                        progress.Report(new SimulationProgress(d, total, cell));
+                                    }
                             });
                             double n = settings.Trials;
                             bool tardos = scheme == SimulationSettings.Tardos, gaussian = tardos && settings.Score != TardosScore.Combined;

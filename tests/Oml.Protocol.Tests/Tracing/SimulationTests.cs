@@ -154,11 +154,17 @@ public class SimulationTests
     [Fact]
     public void ProgressReachesTheTotal()
     {
-        var seen = new List<SimulationProgress>();
-        CoalitionSimulation.Run(new SimulationSettings { Hosts = 50, Coalitions = [2], Lengths = [64], Trials = 10, Strategies = [PirateStrategy.Any] },
-            new Progress(seen), Ct);
-        Assert.Equal(20, seen[^1].Total);
-        Assert.Equal(20, seen[^1].Done);
+        // Trials run in parallel; with 400 trials every one is reported, so workers race for the reporter.
+        // The reports must still count up and end at the total (CI once saw 19 reported after 20).
+        for (int round = 0; round < 5; round++)
+        {
+            var seen = new List<SimulationProgress>();
+            CoalitionSimulation.Run(new SimulationSettings { Hosts = 50, Coalitions = [2], Lengths = [64], Trials = 200, Strategies = [PirateStrategy.Any] },
+                new Progress(seen), Ct);
+            Assert.Equal(400, seen[^1].Total);
+            Assert.Equal(400, seen[^1].Done);
+            for (int i = 1; i < seen.Count; i++) Assert.True(seen[i].Done > seen[i - 1].Done, $"report {i}: {seen[i].Done} after {seen[i - 1].Done}");
+        }
     }
 
     private sealed class Progress(List<SimulationProgress> seen) : IProgress<SimulationProgress>
