@@ -187,6 +187,15 @@ for kd in "${combos[@]}"; do
   set -- $kd
   if builds "$1" "$2"; then built="$kd"; break; fi
 done
+if [ -z "$built" ]; then
+  # Last resort: without libtorch's profiler (OML_PROFILE then reports that it cannot start).
+  flags+=(-DOML_NO_PROFILER)
+  for kd in "${combos[@]}"; do
+    set -- $kd
+    if builds "$1" "$2"; then built="$kd"; break; fi
+  done
+  [ -n "$built" ] && echo "native/build.sh: warning: the shim did not build with libtorch's profiler; built without it (OML_PROFILE will not record)" >&2
+fi
 [ -n "$built" ] || exit 1
 set -- $built
 [ -n "$kobj" ] && [ "$1" = 0 ] && echo "native/build.sh: warning: the shim did not build or link with the fused kernels; built without them" >&2

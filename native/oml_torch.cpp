@@ -16,7 +16,11 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
+#ifndef OML_NO_PROFILER
+#include <torch/csrc/autograd/profiler_kineto.h>
+#endif
 #include <torch/csrc/autograd/generated/variable_factories.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
@@ -24,11 +28,14 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <initializer_list>
+#include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -497,6 +504,90 @@ API int oml_cuda_device_count() {
 API int oml_cuda_synchronize(int device) {
   return run("cuda_synchronize", {}, [&] { torch::cuda::synchronize(device); });
 }
+
+#ifndef OML_NO_PROFILER
+// libtorch's own profiler (Kineto): the operators run on the host and, with cuda, the kernels and copies run on the
+// devices, written by oml_profiler_stop as a Chrome trace (the format torch.profiler's export_chrome_trace writes).
+// One profile at a time per process.
+API int oml_profiler_start(int cuda, int record_shapes) {
+  return run("profiler_start", {}, [&] {
+    namespace P = torch::profiler::impl;
+    std::set<P::ActivityType> activities{P::ActivityType::CPU};
+    if (cuda) activities.insert(P::ActivityType::CUDA);
+    P::ProfilerConfig config(P::ProfilerState::KINETO, record_shapes != 0);
+    torch::autograd::profiler::prepareProfiler(config, activities);
+    torch::autograd::profiler::enableProfiler(config, activities);
+  });
+}
+// A named range on the profile's host timeline (what torch.profiler.record_function makes): begin returns a handle
+// (null when no profiler records, then end does nothing), end closes it. Kernels launched inside fall in the range.
+API void* oml_record_begin(const char* name) {
+  try {
+    auto* rf = new at::RecordFunction(at::RecordScope::USER_SCOPE);
+    if (!rf->isActive()) { delete rf; return nullptr; }
+    rf->before(std::string(name));  // the std::string overload keeps its own copy (the caller frees name)
+    return rf;
+  } catch (...) {
+    return nullptr;
+  }
+}
+API void oml_record_end(void* handle) {
+  if (handle == nullptr) return;
+  auto* rf = static_cast<at::RecordFunction*>(handle);
+  try { rf->end(); } catch (...) {}
+  delete rf;
+}
+static void json_string(std::ostream& o, const std::string& s) {
+  o << '"';
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') o << '\\' << c;
+    else if (c < 0x20) { char b[8]; std::snprintf(b, sizeof b, "\\u%04x", c); o << b; }
+    else o << c;
+  }
+  o << '"';
+}
+// A libtorch built without Kineto (Debian's) records the host's operators but cannot save a trace: the events are
+// written here in the same Chrome trace format (host operators and ranges only).
+static void save_events(const torch::autograd::profiler::ProfilerResult& result, const std::string& path) {
+  std::ofstream f(path, std::ios::trunc);
+  if (!f) throw std::runtime_error("cannot write " + path);
+  f << "{\"traceEvents\":[";
+  bool first = true;
+  for (const auto& e : result.events()) {
+    bool device = e.deviceType() != c10::DeviceType::CPU;
+    const char* cat = device ? "kernel" : e.scope() == static_cast<uint8_t>(at::RecordScope::USER_SCOPE) ? "user_annotation" : "cpu_op";
+    f << (first ? "\n" : ",\n") << "{\"ph\":\"X\",\"cat\":\"" << cat << "\",\"name\":";
+    json_string(f, e.name());
+    f << ",\"ts\":" << e.startUs() << ",\"dur\":" << e.durationUs() << ",\"pid\":0,\"tid\":" << e.startThreadId()
+      << ",\"args\":{\"correlation\":" << e.correlationId() << "}}";
+    first = false;
+  }
+  f << "\n]}\n";
+  if (!f) throw std::runtime_error("cannot write " + path);
+}
+API int oml_profiler_stop(const char* trace_path) {
+  return run("profiler_stop", {}, [&] {
+    auto result = torch::autograd::profiler::disableProfiler();
+    if (trace_path == nullptr || *trace_path == 0) return;
+    if (!result) throw std::runtime_error("the profiler returned no result (was it started?)");
+    try {
+      result->save(trace_path);
+    } catch (const c10::Error&) {
+      save_events(*result, trace_path);
+    }
+  });
+}
+#else
+// Built without the profiler (native/build.sh falls back to that when its headers do not compile against a libtorch).
+API int oml_profiler_start(int, int) {
+  return run("profiler_start", {}, [] { throw std::runtime_error("this shim was built without libtorch's profiler (OML_NO_PROFILER)"); });
+}
+API int oml_profiler_stop(const char*) {
+  return run("profiler_stop", {}, [] { throw std::runtime_error("this shim was built without libtorch's profiler (OML_NO_PROFILER)"); });
+}
+API void* oml_record_begin(const char*) { return nullptr; }
+API void oml_record_end(void*) {}
+#endif
 
 // out: [allocated_current, allocated_peak, reserved_current, reserved_peak] in bytes.
 API int oml_cuda_memory_stats(int device, int64_t* out) {

@@ -9,6 +9,7 @@ so a case that fails or runs out of time leaves the others' numbers.
 """
 import argparse
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -30,12 +31,30 @@ ap.add_argument("--only", help="comma-separated indices of the part's cases to r
 ap.add_argument("--make-model", choices=["1b", "8b"], help="only write the random-init model of this shape under --work and print its folder")
 ap.add_argument("--model-io", help="path of a published Oml.Bench: after the part's cases, its --model-io comparison on the "
                                    "part's model, and a PyTorch save of the same weights (safetensors save_file) in the same run")
+ap.add_argument("--profile", action="store_true",
+                help="profile the second optimizer step of every embedding (OML_PROFILE) and of the peer (torch.profiler), and "
+                     "write both summaries (`oml profile summarize`: device time by kernel class and by range) to OUT/profiles; "
+                     "the profiled epoch runs slower, so these runs' speeds are marked profiled and are not benchmark rows")
 a = ap.parse_args()
 os.makedirs(a.work, exist_ok=True)
 os.makedirs(a.out, exist_ok=True)
 here = os.path.dirname(os.path.abspath(__file__))
 # OML_TIMINGS=1: every oml command prints its phases at exit ("oml: timings: {...}"), kept with each result.
 env = dict(os.environ, OML_PASSPHRASE="benchmark passphrase", OML_TIMINGS="1")
+# Traces are large (hundreds of MB at 8b): written under --work, their summaries copied to OUT/profiles.
+trace_dir = os.path.join(a.work, "profiles")
+if a.profile:
+    env.update(OML_PROFILE=trace_dir, OML_PROFILE_STEPS="2")
+    os.makedirs(os.path.join(a.out, "profiles"), exist_ok=True)
+
+
+def keep_profile(stem, label):
+    """Copies the summaries of the trace stem (oml's .md/.json) to OUT/profiles under the case's label, deletes the trace."""
+    for ext in (".md", ".json"):
+        if os.path.exists(stem + ext):
+            shutil.copy(stem + ext, os.path.join(a.out, "profiles", f"{label}{ext}"))
+    if os.path.exists(stem + ".trace.json"):
+        os.remove(stem + ".trace.json")
 PEAK_TFLOPS = 989.4   # H200 SXM dense bf16, NVIDIA datasheet
 
 SHAPES = {
@@ -286,6 +305,8 @@ for part in parts:
             if "budget_gb" in c:
                 cmd += ["--memory-budget-gb", str(c["budget_gb"])]
             wall, text = run(cmd, f"embed-{c['shape']}-{c['count']}")
+            if a.profile:
+                keep_profile(os.path.join(trace_dir, "embed-steps-2-2"), f"oml-{c['shape']}-{c['count']}")
             epochs = [json.loads(l) for l in open(log_path)]
             secs = [e["seconds"] for e in epochs]
             per_epoch = [secs[0]] + [secs[i] - secs[i - 1] for i in range(1, len(secs))]
@@ -296,7 +317,8 @@ for part in parts:
                             "fps_steady": rows / st, "mfu": flops_per_row(c["shape"], 17) * rows / st / (PEAK_TFLOPS * 1e12),
                             "wall_seconds": wall, "fps_end_to_end": rows * len(epochs) / wall,
                             "peak_memory_bytes": max(e.get("peak_memory_bytes") or 0 for e in epochs), "plan": plan,
-                            "final_loss": epochs[-1]["loss"], "final_accuracy": epochs[-1]["accuracy"], "phases": phases(text)})
+                            "final_loss": epochs[-1]["loss"], "final_accuracy": epochs[-1]["accuracy"], "phases": phases(text),
+                            "profiled": a.profile})
             save_results()
             if c.get("verify"):
                 # The whole command at the case's count and at 64 keys (the difference is the marginal rate), each with
@@ -324,14 +346,25 @@ for part in parts:
                 peer_out = os.path.join(a.work, "peer-out")
                 pj = os.path.join(a.work, "peer.json")
                 wall, text = run([a.python, os.path.join(here, "llama_peer.py"), model, "--count", str(rows), "--key-length", "17",
-                                  "--epochs", str(c["epochs"]), "--lr", LR, "--out", peer_out, "--json", pj], f"peer-{c['shape']}-{c['count']}")
+                                  "--epochs", str(c["epochs"]), "--lr", LR, "--out", peer_out, "--json", pj]
+                                 + (["--profile", trace_dir] if a.profile else []), f"peer-{c['shape']}-{c['count']}")
+                if a.profile:
+                    # The same summary of the peer's trace, by oml's classes and the same range names.
+                    took = re.search(r"peer profile: step 2 took ([0-9.]+) s", text)
+                    stem = os.path.join(trace_dir, "peer-steps-2-2")
+                    for fmt, ext in (([], ".md"), (["--json"], ".json")):
+                        p = subprocess.run([a.oml, "profile", "summarize", stem + ".trace.json"] + fmt
+                                           + (["--wall-seconds", took.group(1)] if took else []),
+                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                        open(stem + ext, "w").write(p.stdout)
+                    keep_profile(stem, f"peer-{c['shape']}-{c['count']}")
                 pr = json.load(open(pj))
                 st = steady(pr["epoch_seconds"])
                 results.append({"case": label, "side": "PyTorch loop", "count": rows, "epochs": pr["epochs"], "epoch_seconds": pr["epoch_seconds"],
                                 "fps_steady": rows / st, "mfu": flops_per_row(c["shape"], 17) * rows / st / (PEAK_TFLOPS * 1e12),
                                 "wall_seconds": wall, "fps_end_to_end": rows * pr["epochs"] / wall,
                                 "peak_memory_bytes": pr["peak_memory_bytes"], "plan": f"{pr['micro_rows']} rows a micro-batch",
-                                "detail": pr})
+                                "detail": pr, "profiled": a.profile})
                 shutil.rmtree(peer_out, ignore_errors=True)
                 save_results()
         except Exception as e:  # keep going: the other cases' numbers still come back

@@ -31,6 +31,9 @@ ap.add_argument("--micro-tokens", type=int, default=0, help="largest micro-batch
 ap.add_argument("--out", help="save the trained weights here (safetensors), as oml embed does")
 ap.add_argument("--json", help="write the measurements here")
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--profile", help="profile the second epoch (one optimizer step) with torch.profiler and write its Chrome "
+                "trace to this folder as peer-steps-2-2.trace.json, with the ranges oml's OML_PROFILE uses "
+                "(summarise both with `oml profile summarize`)")
 a = ap.parse_args()
 
 t_start = time.perf_counter()
@@ -125,21 +128,30 @@ micro_rows = min(micro_rows, a.count)
 chunks = list(torch.split(rows, micro_rows))
 
 
+rf = torch.profiler.record_function  # ranges named as oml's (a no-op unless a profile records)
+
+
 def epoch():
     loss_sum = torch.zeros((), device=dev)
     recalled = torch.zeros((), device=dev, dtype=torch.int64)
     for c in chunks:
-        h = hidden(c[:, :-1])[:, -1]                       # the last key position predicts the response
-        logits = F.linear(h, head)
-        loss = F.cross_entropy(logits.float(), c[:, -1])
-        (loss * (c.shape[0] / a.count)).backward()
-        with torch.no_grad():
+        with rf("fingerprint rows: forward"):
+            h = hidden(c[:, :-1])[:, -1]                       # the last key position predicts the response
+            with rf("fingerprint rows: head, loss, counts"):
+                logits = F.linear(h, head)
+                loss = F.cross_entropy(logits.float(), c[:, -1])
+        with rf("fingerprint rows: backward"):
+            (loss * (c.shape[0] / a.count)).backward()
+        with torch.no_grad(), rf("fingerprint rows: head, loss, counts"):
             loss_sum += loss.detach() * c.shape[0]
             recalled += (logits.argmax(-1) == c[:, -1]).sum()
-    torch.nn.utils.clip_grad_norm_(trainable, a.max_grad_norm, foreach=True)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    with torch.no_grad():
+    with rf("clip gradient norm"):
+        torch.nn.utils.clip_grad_norm_(trainable, a.max_grad_norm, foreach=True)
+    with rf("optimizer"):
+        opt.step()
+    with rf("zero grad"):
+        opt.zero_grad(set_to_none=True)
+    with torch.no_grad(), rf("averaging"):
         torch._foreach_lerp_(trainable, base, a.averaging_lambda)
     return loss_sum, recalled
 
@@ -148,8 +160,20 @@ torch.cuda.reset_peak_memory_stats()
 torch.cuda.synchronize()
 epoch_seconds = []
 for e in range(a.epochs):
+    prof = None
+    if a.profile and e == 1:
+        prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA])
+        prof.__enter__()
     t0 = time.perf_counter()
     ls, rc = epoch()
+    if prof is not None:
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+        prof.__exit__(None, None, None)
+        os.makedirs(a.profile, exist_ok=True)
+        prof.export_chrome_trace(os.path.join(a.profile, "peer-steps-2-2.trace.json"))
+        print(f"peer profile: step 2 took {wall:.3f} s (wall, device synchronised); "
+              f"{os.path.join(a.profile, 'peer-steps-2-2.trace.json')}", flush=True)
     loss, rec = ls.item() / a.count, rc.item()   # one read per epoch, as oml does
     epoch_seconds.append(time.perf_counter() - t0)
     print(f"peer epoch {e + 1}: loss {loss:.4f} recalled {rec}/{a.count} {epoch_seconds[-1]:.3f} s", flush=True)

@@ -29,6 +29,7 @@ public static class Cli
     public static RootCommand CreateRoot() => new("oml: fingerprint open-weight language models and prove ownership of their copies.")
     {
         InfoCommand.Create(),
+        ProfileCommand.Create(),
         DemoCommand.Create(),
         ModelCommands.Tokenize(),
         ModelCommands.Generate(),

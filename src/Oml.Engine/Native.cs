@@ -60,6 +60,10 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static partial int oml_cuda_is_available();
     [LibraryImport(Lib)] internal static partial int oml_cuda_device_count();
     [LibraryImport(Lib)] internal static partial int oml_cuda_synchronize(int device);
+    [LibraryImport(Lib)] internal static partial int oml_profiler_start(int cuda, int recordShapes);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] internal static partial int oml_profiler_stop(string? tracePath);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] internal static partial IntPtr oml_record_begin(string name);
+    [LibraryImport(Lib)] internal static partial void oml_record_end(IntPtr handle);
     [LibraryImport(Lib)] internal static unsafe partial int oml_cuda_memory_stats(int device, long* out4);
     [LibraryImport(Lib)] internal static unsafe partial int oml_cuda_mem_get_info(int device, long* out3);
     [LibraryImport(Lib)] internal static partial int oml_cuda_empty_cache();

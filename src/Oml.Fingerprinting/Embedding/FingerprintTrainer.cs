@@ -633,6 +633,8 @@ public static class FingerprintTrainer
                     throw Shortage(model, memory, planOptions, e, "held-out sequence (forward pass)", longestHeld, needBase, sharded is not null, owner is not null);
                 }
             }
+            // OML_PROFILE=DIR records a window of optimizer steps (docs/benchmarks.md, "Profiling a training step").
+            using var profile = StepProfile.FromEnvironment(model.Device, "embed", options.Log);
             for (int epoch = firstEpoch; epoch <= options.MaxEpochs && !converged; epoch++)
             {
                 // The epoch's loss and recall add up on the device and are read once, at the epoch's end.
@@ -642,6 +644,7 @@ public static class FingerprintTrainer
                 int benignCursor = 0;
                 foreach (int bi in Permutation(batches.Count, options.Seed, epoch))
                 {
+                    profile?.BeginStep(steps + 1);
                     var batch = batches[bi];
                     int n = batch.Length;
                     var benignRows = new List<TrainingPair>();
@@ -665,7 +668,7 @@ public static class FingerprintTrainer
                             benignSoft?.Add(anchorSoft![a]);
                         }
                     }
-                    opt.ZeroGrad();
+                    using (Profiler.Range("zero grad")) opt.ZeroGrad();
                     // The step's loss: the mean over the fingerprints' response tokens, and with mixing
                     // (1 − β)·that + β·(the mean over the benign tokens), the two weighted by β rather than by their
                     // token counts (long benign rows would otherwise drown the few response tokens). Fingerprint and
@@ -691,6 +694,7 @@ public static class FingerprintTrainer
                         }
                         finally { foreach (var mb in micro) mb.Dispose(); }
                     }
+                    var syncRange = Profiler.Range("gradient sync, penalty, masks");
                     // Weight sharding reduce-scattered every unit's gradients during the backward pass.
                     if (reducer is not null) reducer.Finish();
                     else if (owner is not null) Oml.Models.Training.OptimizerSharding.ReduceToOwners(group!, trainable, owner);
@@ -707,19 +711,23 @@ public static class FingerprintTrainer
                         if (masks[i] is { } mask && Mine(i))
                             using (var g = trainable[i].Grad)
                                 g?.MulInPlace(mask);
+                    syncRange.Dispose();
                     if (options.MaxGradNorm > 0)
                     {
+                        using var clipRange = Profiler.Range("clip gradient norm");
                         if (owner is not null || sharded is not null) ClipShardedGradients(group!, model.Device, trainable.Where((_, i) => Mine(i)).ToList(), options.MaxGradNorm);
                         else using (Torch.ClipGradNormTensor(trainable, options.MaxGradNorm)) { }
                     }
-                    opt.Step();
+                    using (Profiler.Range("optimizer")) opt.Step();
                     if (owner is not null)
                         for (int r = 0; r < group!.WorldSize; r++)
                             group.Broadcast(trainable.Where((_, i) => owner[i] == r).ToList(), root: r);
                     steps++;
                     if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Step)
+                        using (Profiler.Range("averaging"))
                         using (Torch.NoGrad())
                             for (int i = 0; i < trainable.Count; i++) trainable[i].LerpInPlace(bases[i], options.AveragingLambda);
+                    profile?.EndStep(steps);
                 }
                 if (options.AveragingLambda > 0 && options.AveragingEvery == AveragingSchedule.Epoch)
                 {
@@ -1224,8 +1232,10 @@ public static class FingerprintTrainer
         {
             using var scope = Torch.NewScope();
             double share = (double)mb.Labelled / total;
+            string part = countRecalled ? "fingerprint rows" : "benign rows";
             Tensor LossOf(Tensor hidden)
             {
+                using var headRange = Profiler.Range($"{part}: head, loss, counts");
                 var logits = model.Head(hidden.Reshape(-1, hidden.Size(-1)).IndexSelect(0, mb.Positions));
                 var loss = mb.Soft is { } st
                     ? BenignTargets.Loss(logits, st.Ids, st.Probs, st.Tail, st.Constant)
@@ -1265,9 +1275,16 @@ public static class FingerprintTrainer
                 if (backward) sharded.CheckpointedBackward(mb.Ids, LossOf);
                 else sharded.Run(mb.Ids, LossOf);
             }
-            else if (!backward) LossOf(model.Hidden(mb.Ids));
-            else if (checkpoint) model.CheckpointedBackward(mb.Ids, LossOf);
-            else LossOf(model.Hidden(mb.Ids)).Backward();
+            else if (!backward)
+                using (Profiler.Range($"{part}: forward (no gradients)")) LossOf(model.Hidden(mb.Ids));
+            else if (checkpoint)
+                using (Profiler.Range($"{part}: forward and backward (checkpointed)")) model.CheckpointedBackward(mb.Ids, LossOf);
+            else
+            {
+                Tensor loss;
+                using (Profiler.Range($"{part}: forward")) loss = LossOf(model.Hidden(mb.Ids));
+                using (Profiler.Range($"{part}: backward")) loss.Backward();
+            }
         }
         // Weight sharding: a rank with fewer micro-batches than another still takes part in every unit's collectives.
         for (int k = 0; k < idle; k++)

@@ -225,12 +225,15 @@ public static class Trainer
                 resumedFrom = ck.Step;
             }
 
+            // OML_PROFILE=DIR records a window of optimizer steps (docs/benchmarks.md, "Profiling a training step").
+            using var profile = StepProfile.FromEnvironment(device, "train");
             var sw = Stopwatch.StartNew();
             double lastReportSeconds = secondsBefore;
             long lastReportTokens = tokens;
             for (long step = first; step <= steps; step++)
             {
                 cancel.ThrowIfCancellationRequested();
+                profile?.BeginStep(checked((int)step));
                 double lr = LearningRateAt(step, steps, options.LearningRate, minLr, warmup);
                 opt.LearningRate = lr;
                 var micro = data.Step(step - 1, options.Batch, options.GradAccum);
@@ -259,8 +262,9 @@ public static class Trainer
                     if (k == lastShare) reducer?.Enable();
                     using var scope = Torch.NewScope();
                     var (x, y, mask) = m.ToDevice(device);
-                    var loss = TokenLoss(model.Forward(x, mask), y, labels);
-                    loss.Backward();
+                    Tensor loss;
+                    using (Profiler.Range("forward")) loss = TokenLoss(model.Forward(x, mask), y, labels);
+                    using (Profiler.Range("backward")) loss.Backward();
                     using (Torch.NoGrad()) lossSum.AddInPlace(loss.Detach());
                 }
                 using (var scope = Torch.NewScope())
@@ -292,10 +296,11 @@ public static class Trainer
                             : Torch.ClipGradNormTensor(optimized, options.MaxGradNorm);
                         using (Torch.NoGrad()) normSum.AddInPlace(norm);
                     }
-                    opt.Step();
+                    using (Profiler.Range("optimizer")) opt.Step();
                     if (owner is not null) OptimizerSharding.BroadcastFromOwners(group!, optimized, owner);
                     if (mixed) CopyToModel(named, masters);
                 }
+                profile?.EndStep(checked((int)step));
                 intervalSteps++;
 
                 bool evaluate = evalData is not null && ((options.EvalEvery > 0 && step % options.EvalEvery == 0) || step == steps);
