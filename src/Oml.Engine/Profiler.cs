@@ -29,7 +29,15 @@ public static class Profiler
     {
         if (!_active) throw new InvalidOperationException("no profile is being recorded");
         _active = false;
-        if (tracePath is not null) Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(tracePath))!);
+        try
+        {
+            if (tracePath is not null) Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(tracePath))!);
+        }
+        catch
+        {
+            Check(oml_profiler_stop(null)); // stopped all the same: nothing may go on recording
+            throw;
+        }
         Check(oml_profiler_stop(tracePath));
     }
 

@@ -93,22 +93,42 @@ public sealed class StepProfile : IDisposable
     /// <summary>Writes the window if it is still being recorded (the loop ended inside it).</summary>
     public void Dispose()
     {
-        if (_recording) Finish(null);
+        if (!_recording) return;
+        // Also reached while an exception (out of memory, cancellation) unwinds the loop: never throw over it.
+        try { Finish(null); }
+        catch (Exception e)
+        {
+            _recording = false;
+            _log?.Invoke($"profile: the window was not written ({e.Message})");
+        }
     }
 
     private void Finish(int? lastStep)
     {
         _recording = false;
         _done = true;
-        if (_cuda) Torch.Cuda.Synchronize(_device);
+        try
+        {
+            if (_cuda) Torch.Cuda.Synchronize(_device);
+        }
+        catch (TorchException)
+        {
+            // The profiler is stopped whatever happens, or every later op would be recorded into it.
+            if (Profiler.Active)
+                try { Profiler.Stop(null); } catch (TorchException) { }
+            throw;
+        }
         double wall = Stopwatch.GetElapsedTime(_started).TotalSeconds;
         string stem = Path.Combine(_folder, $"{_label}-steps-{First}-{lastStep ?? Last}");
         string trace = stem + ".trace.json";
+        string title = $"{_label}: optimizer steps {First}-{lastStep?.ToString(CultureInfo.InvariantCulture) ?? "(the loop ended inside the window)"}";
         ProfileSummary summary;
         try
         {
             Profiler.Stop(trace);
             summary = ProfileSummary.FromFile(trace, wall);
+            AtomicWrite(stem + ".md", summary.ToMarkdown(title));
+            AtomicWrite(stem + ".json", summary.ToJson());
         }
         catch (Exception e) when (e is TorchException or IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidDataException)
         {
@@ -116,9 +136,6 @@ public sealed class StepProfile : IDisposable
             _log?.Invoke($"profile: steps {First}-{lastStep?.ToString(CultureInfo.InvariantCulture) ?? "end"} took {wall:F3} s; the trace was not written ({e.Message})");
             return;
         }
-        string title = $"{_label}: optimizer steps {First}-{lastStep?.ToString(CultureInfo.InvariantCulture) ?? "(the loop ended inside the window)"}";
-        AtomicWrite(stem + ".md", summary.ToMarkdown(title));
-        AtomicWrite(stem + ".json", summary.ToJson());
         Summary = summary;
         SummaryPath = stem + ".md";
         string top = string.Join(", ", summary.Classes.Take(4).Select(c => $"{c.Name} {c.Seconds / Math.Max(1e-12, wall):P0}"));

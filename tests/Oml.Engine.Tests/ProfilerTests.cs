@@ -167,6 +167,14 @@ public class ProfilerTests
             Assert.True(File.Exists(Path.Combine(dir, "early-steps-2-4.md")));
             Assert.Contains("loop ended inside the window", File.ReadAllText(Path.Combine(dir, "early-steps-2-4.md")));
 
+            // A folder that cannot be written: the window is reported, the loop goes on, the profiler is stopped.
+            string blocked = Path.Combine(dir, "blocked");
+            File.WriteAllText(blocked, "a file where the folder would be");
+            using (var p = new StepProfile(blocked, 1, 1, Device.Cpu, "blocked", log.Add))
+                for (int step = 1; step <= 2; step++) { p.BeginStep(step); Work(); p.EndStep(step); }
+            Assert.Contains("the trace was not written", log[^1]);
+            Assert.False(Profiler.Active);
+
             // A window the loop never reaches writes nothing.
             using (var p = new StepProfile(dir, 9, 9, Device.Cpu, "never", log.Add))
                 for (int step = 1; step <= 3; step++) { p.BeginStep(step); p.EndStep(step); }
