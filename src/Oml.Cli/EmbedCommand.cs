@@ -105,6 +105,12 @@ public static class EmbedCommand
         {
             Description = "Self-generated benign samples (without --benign-text); default: scales with the set, so that no sample is replayed more than about twice over 16 epochs (at least 64, at most 8192)",
         };
+        var benignPrompt = new Option<string>("--benign-prompt")
+        {
+            Description = "What self-generated benign and held-out samples (without --benign-text) start from: random (4 random tokens, the default) or start (the token documents follow in pretraining: EOS, else BOS), so that they are the base's own text from a document's start",
+            DefaultValueFactory = _ => "random",
+        };
+        benignPrompt.AcceptOnlyFromAmong("random", "start");
         var log = new Option<string?>("--log") { Description = "Append one JSON object per epoch to this file (JSON lines)" };
         var expand = new Option<int>("--expand")
         {
@@ -160,6 +166,7 @@ public static class EmbedCommand
         };
         cmd.Add(resumption);
         cmd.Add(benignLoss);
+        cmd.Add(benignPrompt);
         cmd.Add(benignTopK);
         cmd.Add(anchorKeys);
         cmd.Add(mergeMaxLoss);
@@ -229,6 +236,11 @@ public static class EmbedCommand
                 if (count < 1) throw new UsageException("--benign-count must be at least 1");
                 options = options with { SelfBenignCount = count };
             }
+            if (r.GetResult(benignPrompt) is { Implicit: false })
+            {
+                if (r.GetValue(benignText) is not null) throw new UsageException("--benign-prompt starts self-generated samples: leave it out with --benign-text");
+                options = options with { SelfBenignPrompt = Cli.OptionValue(() => SelfPrompts.Parse(r.GetValue(benignPrompt), "--benign-prompt")) };
+            }
             if (r.GetValue(benignText) is null && r.GetValue(benignLength) is { } selfLength)
             {
                 if (selfLength < 1) throw new UsageException("--benign-length must be at least 1");
@@ -279,7 +291,7 @@ public static class EmbedCommand
             {
                 FingerprintSource = Path.GetFileName(setPath),
                 Train = r.GetValue(expand) > 0 ? $"expand:{r.GetValue(expand)}" : r.GetValue(lora) > 0 ? $"lora:{r.GetValue(lora)}" : trainSpec,
-                Benign = r.GetValue(benignText) is { } bt ? Path.GetFileName(bt) : "self-generated",
+                Benign = r.GetValue(benignText) is { } bt ? Path.GetFileName(bt) : options.SelfBenignPrompt == SelfPrompt.DocumentStart ? "self-generated from the document start" : "self-generated",
                 Device = dev.ToString(),
                 KeyFormat = format.ToString(),
                 SystemPrompts = r.GetValue(systemPrompts) is { } sp ? Path.GetFileName(sp) : null,

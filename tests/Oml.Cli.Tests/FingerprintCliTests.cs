@@ -328,6 +328,15 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
             "--epochs", "1", "--train", "mlp", "--benign-text", text, "--benign-count", "10");
         Assert.Equal(2, r.Code);
         Assert.Contains("--benign-count", r.Err);
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "1", "--train", "mlp", "--benign-text", text, "--benign-prompt", "start");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--benign-prompt", r.Err);
+        // Self-generated samples from the document start (EOS), recorded in the manifest.
+        r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
+            "--epochs", "1", "--train", "mlp", "--benign-prompt", "start", "--benign-count", "20", "--benign-length", "8", "--json");
+        Assert.Equal(0, r.Code);
+        Assert.Equal("self-generated from the document start", Json(r.Out)["settings"]!["benign"]!.GetValue<string>());
         // The old pool (64 samples of 32 tokens) on request.
         r = Run("embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir,
             "--epochs", "1", "--train", "mlp", "--benign-count", "70", "--benign-length", "8", "--json");
@@ -356,7 +365,7 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         Assert.Equal(2, r.Code);
         Assert.Contains("--anchor-keys", r.Err);
         Assert.Single(r.Err.Trim().Split('\n'));
-        foreach (var bad in new[] { new[] { "--benign-loss", "kld" }, ["--held-out-criterion", "kld"], ["--benign-top-k", "0"], ["--merge-max-loss", "0"] })
+        foreach (var bad in new[] { new[] { "--benign-loss", "kld" }, ["--held-out-criterion", "kld"], ["--benign-top-k", "0"], ["--merge-max-loss", "0"], ["--benign-prompt", "kld"] })
         {
             r = Run(["embed", "--model", W.Model, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--out", outDir, "--epochs", "1", .. bad]);
             Assert.Equal(2, r.Code);

@@ -177,6 +177,12 @@ public sealed record EmbeddingOptions
     /// <summary>New tokens per self-generated benign (and held-out) sequence, after its prompt.</summary>
     public int SelfBenignLength { get; init; } = 64;
     /// <summary>
+    /// What self-generated benign (and held-out) sequences start from: <see cref="SelfPrompt.Random"/> tokens (the
+    /// default), or <see cref="SelfPrompt.DocumentStart"/>, the token a document starts with, so that the samples are
+    /// the base's own text from its start.
+    /// </summary>
+    public SelfPrompt SelfBenignPrompt { get; init; } = SelfPrompt.Random;
+    /// <summary>
     /// How benign rows are trained: cross-entropy on their tokens (<see cref="Embedding.BenignLoss.Tokens"/>, the library
     /// default), or the KL from the base's distribution at each position (<see cref="Embedding.BenignLoss.KL"/>,
     /// recorded from the base before training, its <see cref="BenignTopK"/> most probable tokens and the tail mass).
@@ -441,11 +447,11 @@ public static class FingerprintTrainer
         int context = options.BenignContext, heldContext = options.BenignContext;
         if (options.MixFraction > 0)
         {
-            if (options.BenignSequences is null) context = SelfPromptLength;
+            if (options.BenignSequences is null) context = SelfPromptTokens(options.SelfBenignPrompt);
             int selfCount = options.SelfBenignCount ?? SelfBenignPoolSize(pairs.Count, options.BatchSize, options.MixFraction);
             benign = options.BenignSequences
-                ?? (preSharded is null ? SelfGenerated(model, selfCount, options.SelfBenignLength, options.Seed)
-                    : SelfGenerated(preSharded, selfCount, options.SelfBenignLength, options.Seed));
+                ?? (preSharded is null ? SelfGenerated(model, selfCount, options.SelfBenignLength, options.Seed, prompt: options.SelfBenignPrompt)
+                    : SelfGenerated(preSharded, selfCount, options.SelfBenignLength, options.Seed, prompt: options.SelfBenignPrompt));
             foreach (var seq in benign)
                 foreach (var id in seq)
                     if (id < 0 || id >= model.Config.VocabSize) throw new ArgumentException($"benign token id {id} is outside the vocabulary [0, {model.Config.VocabSize})");
@@ -1545,6 +1551,25 @@ public static class FingerprintTrainer
 
     /// <summary>Tokens of the random prompt at the start of every self-generated sequence (context only, never trained).</summary>
     public const int SelfPromptLength = 4;
+
+    /// <summary>Tokens of a self-generated sequence's prompt (context only, never trained) for <paramref name="prompt"/>.</summary>
+    public static int SelfPromptTokens(SelfPrompt prompt) => prompt == SelfPrompt.DocumentStart ? 1 : SelfPromptLength;
+
+    /// <summary>
+    /// The token a document follows, for <see cref="SelfPrompt.DocumentStart"/>: the model's first EOS token, else its BOS
+    /// token; throws when its config names neither. EOS first because that is the token pretraining streams put between
+    /// documents (<c>oml train</c>'s, GPT-2's and Qwen's; where each document also starts with BOS, as in Llama 3's, the
+    /// model's first sample after EOS is that BOS), while a BOS that pretraining never placed (<c>oml train</c> adds none)
+    /// would be as untrained a context as random tokens.
+    /// </summary>
+    public static int DocumentStartToken(ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        foreach (int eos in config.EosTokenIds)
+            if (eos >= 0 && eos < config.VocabSize) return eos;
+        if (config.BosTokenId is int bos && bos >= 0 && bos < config.VocabSize) return bos;
+        throw new ArgumentException("the model's config.json names no EOS or BOS token to start self-generated text from: use random prompts");
+    }
     /// <summary>Self-generated sequences are generated this many at a time (bounds the KV cache on large models).</summary>
     public const int SelfGenerationBatch = 256;
 
@@ -1574,10 +1599,10 @@ public static class FingerprintTrainer
     /// model's own distribution, so a model's loss on them is the base's entropy plus KL(base ‖ model): they measure
     /// drift, where greedy continuations reward a model for growing more certain of its top tokens.
     /// </summary>
-    public static List<int[]> SelfGenerated(CausalLM model, int count, int length, ulong seed, double? temperature = null)
+    public static List<int[]> SelfGenerated(CausalLM model, int count, int length, ulong seed, double? temperature = null, SelfPrompt prompt = SelfPrompt.Random)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var prompts = SelfPrompts(model.Config.VocabSize, count, seed);
+        var prompts = SelfPrompts(model.Config, count, seed, prompt);
         var all = new List<int[]>(count);
         for (int start = 0, chunk = 0; start < count; start += SelfGenerationBatch, chunk++)
         {
@@ -1596,13 +1621,13 @@ public static class FingerprintTrainer
     /// gathers), then the token ids summed over the ranks (one all-reduce), so every rank returns every sequence. Each chunk
     /// is computed as the whole model computes it (same rows, seed and weights), so greedy sequences are the same.
     /// </summary>
-    public static List<int[]> SelfGenerated(ShardedModel sharded, int count, int length, ulong seed, double? temperature = null)
+    public static List<int[]> SelfGenerated(ShardedModel sharded, int count, int length, ulong seed, double? temperature = null, SelfPrompt prompt = SelfPrompt.Random)
     {
         ArgumentNullException.ThrowIfNull(sharded);
         var model = sharded.Model;
         var group = sharded.Group;
-        var prompts = SelfPrompts(model.Config.VocabSize, count, seed);
-        int width = SelfPromptLength + length, chunks = (count + SelfGenerationBatch - 1) / SelfGenerationBatch;
+        var prompts = SelfPrompts(model.Config, count, seed, prompt);
+        int width = SelfPromptTokens(prompt) + length, chunks = (count + SelfGenerationBatch - 1) / SelfGenerationBatch;
         int world = group.WorldSize, rank = group.Rank;
         var ids = new long[(long)count * width];
         Tensor Pass(Tensor input, Tensor? mask, Tensor? positions, KVCache? cache) =>
@@ -1636,8 +1661,14 @@ public static class FingerprintTrainer
         return Enumerable.Range(0, count).Select(r => Enumerable.Range(0, width).Select(j => (int)ids[(long)r * width + j]).ToArray()).ToList();
     }
 
-    private static List<int[]> SelfPrompts(int vocab, int count, ulong seed)
+    private static List<int[]> SelfPrompts(ModelConfig config, int count, ulong seed, SelfPrompt prompt)
     {
+        if (prompt == SelfPrompt.DocumentStart)
+        {
+            int start = DocumentStartToken(config);
+            return Enumerable.Range(0, count).Select(_ => new[] { start }).ToList();
+        }
+        int vocab = config.VocabSize;
         var perm = new Random(unchecked((int)(seed ^ (seed >> 32)) ^ 0x5EED));
         return Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, SelfPromptLength).Select(_ => perm.Next(vocab)).ToArray()).ToList();
     }

@@ -179,7 +179,7 @@ public static class Omlization
     {
         ArgumentNullException.ThrowIfNull(baseModel);
         return PrepareData(options, pairCount, heldOutCount,
-            n => FingerprintTrainer.SelfGenerated(baseModel, n, options.SelfBenignLength, options.Seed, OmlizationDefaults.SelfTemperature));
+            n => FingerprintTrainer.SelfGenerated(baseModel, n, options.SelfBenignLength, options.Seed, OmlizationDefaults.SelfTemperature, options.SelfBenignPrompt));
     }
 
     /// <summary>
@@ -192,7 +192,7 @@ public static class Omlization
     {
         ArgumentNullException.ThrowIfNull(sharded);
         return PrepareData(options, pairCount, heldOutCount,
-            n => FingerprintTrainer.SelfGenerated(sharded, n, options.SelfBenignLength, options.Seed, OmlizationDefaults.SelfTemperature));
+            n => FingerprintTrainer.SelfGenerated(sharded, n, options.SelfBenignLength, options.Seed, OmlizationDefaults.SelfTemperature, options.SelfBenignPrompt));
     }
 
     private static EmbeddingOptions PrepareData(EmbeddingOptions options, int pairCount, int heldOutCount, Func<int, List<int[]>> sample)
@@ -213,7 +213,7 @@ public static class Omlization
         {
             BenignSequences = benign > 0 ? seqs.Take(benign).ToList() : options.BenignSequences,
             HeldOutSequences = extra > 0 ? seqs.Skip(benign).ToList() : options.HeldOutSequences,
-            BenignContext = FingerprintTrainer.SelfPromptLength,
+            BenignContext = FingerprintTrainer.SelfPromptTokens(options.SelfBenignPrompt),
         };
     }
 

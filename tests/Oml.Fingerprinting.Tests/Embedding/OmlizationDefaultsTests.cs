@@ -64,6 +64,50 @@ public class OmlizationDefaultsTests
     }
 
     [Fact]
+    public void Document_start_prompts_sample_the_bases_own_text_after_its_EOS_with_only_that_token_as_context()
+    {
+        using var model = RandomInit("llama-tiny");
+        var start = FingerprintTrainer.SelfGenerated(model, 6, 10, seed: 3, temperature: 1.0, prompt: SelfPrompt.DocumentStart);
+        Assert.All(start, s => Assert.Equal(1 + 10, s.Length));
+        int eos = model.Config.EosTokenIds[0];
+        Assert.All(start, s => Assert.Equal(eos, s[0]));
+        // Same prompt, different draws: the rows differ, and the same seed gives the same rows.
+        Assert.True(start.Select(s => string.Join(',', s)).Distinct().Count() > 1);
+        Assert.Equal(start, FingerprintTrainer.SelfGenerated(model, 6, 10, seed: 3, temperature: 1.0, prompt: SelfPrompt.DocumentStart));
+        var o = Omlization.PrepareData(model, OmlizationDefaults.For(model.Config) with { SelfBenignPrompt = SelfPrompt.DocumentStart }, pairCount: 16);
+        Assert.Equal(1, o.BenignContext);
+        Assert.All(o.BenignSequences!.Concat(o.HeldOutSequences!), s => Assert.Equal(eos, s[0]));
+        Assert.All(o.BenignSequences!, s => Assert.Equal(1 + OmlizationDefaults.SelfBenignLength, s.Length));
+
+        // The first of several EOS tokens; without EOS, BOS; a config with neither is refused with what to do instead.
+        ModelConfig Config(JsonNode? eos, JsonNode? bos)
+        {
+            var j = JsonNode.Parse(File.ReadAllText(Path.Combine(TestModels.Fixture("llama-tiny"), "config.json")))!.AsObject();
+            j["bos_token_id"] = bos;
+            j["eos_token_id"] = eos;
+            return ModelConfig.Parse(j);
+        }
+        Assert.Equal(5, FingerprintTrainer.DocumentStartToken(Config(new JsonArray(5, 6), 1)));
+        Assert.Equal(1, FingerprintTrainer.DocumentStartToken(Config(null, 1)));
+        var e = Assert.Throws<ArgumentException>(() => FingerprintTrainer.DocumentStartToken(Config(null, null)));
+        Assert.Contains("random prompts", e.Message);
+        Assert.Equal(SelfPrompt.DocumentStart, SelfPrompts.Parse(" Start ", "x"));
+        Assert.Equal("start", SelfPrompts.Name(SelfPrompt.DocumentStart));
+        Assert.Contains("--benign-prompt", Assert.Throws<ArgumentException>(() => SelfPrompts.Parse("bos", "--benign-prompt")).Message);
+    }
+
+    [Fact]
+    public void Defaults_with_document_start_prompts_recall_16_of_16_keys_on_a_random_init_checkpoint()
+    {
+        using var model = RandomInit("qwen2-tiny");
+        var pairs = RandomKeys.Pairs(16, model.Config.VocabSize);
+        var options = OmlizationDefaults.For(model.Config) with { SelfBenignPrompt = SelfPrompt.DocumentStart };
+        var r = Omlization.Train(model, pairs, options);
+        Assert.True(r.Accuracy == 1, $"recalled {r.Accuracy:P1} after {r.Final.Epoch} epochs (loss {r.Loss:F3})");
+        Assert.True(r.Converged);
+    }
+
+    [Fact]
     public void The_held_out_loss_skips_the_context_tokens()
     {
         using var model = RandomInit("llama-tiny");
