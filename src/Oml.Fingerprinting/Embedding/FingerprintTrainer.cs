@@ -1592,8 +1592,9 @@ public static class FingerprintTrainer
     }
 
     /// <summary>
-    /// The model's continuations (<paramref name="length"/> tokens) of <paramref name="count"/> random
-    /// <see cref="SelfPromptLength"/>-token prompts drawn from the seed, prompt included: greedy, or sampled at
+    /// The model's continuations (<paramref name="length"/> tokens) of <paramref name="count"/> prompts, prompt included:
+    /// random <see cref="SelfPromptLength"/>-token prompts drawn from the seed, or with <paramref name="prompt"/>
+    /// <see cref="SelfPrompt.DocumentStart"/> the one token <see cref="DocumentStartToken"/>; greedy, or sampled at
     /// <paramref name="temperature"/> (seeded), <see cref="SelfGenerationBatch"/> prompts at a time. The prompts are drawn
     /// in order, so the first n of a larger count are those of count n. Samples at temperature 1 are draws from the
     /// model's own distribution, so a model's loss on them is the base's entropy plus KL(base ‖ model): they measure
