@@ -49,10 +49,11 @@ if a.profile:
 
 
 def keep_profile(stem, label):
-    """Copies the summaries of the trace stem (oml's .md/.json) to OUT/profiles under the case's label, deletes the trace."""
+    """Moves the summaries of the trace stem (.md/.json) to OUT/profiles under the case's label, deletes the trace (so the
+    next case's window gets the same name again)."""
     for ext in (".md", ".json"):
         if os.path.exists(stem + ext):
-            shutil.copy(stem + ext, os.path.join(a.out, "profiles", f"{label}{ext}"))
+            shutil.move(stem + ext, os.path.join(a.out, "profiles", f"{label}{ext}"))
     if os.path.exists(stem + ".trace.json"):
         os.remove(stem + ".trace.json")
 PEAK_TFLOPS = 989.4   # H200 SXM dense bf16, NVIDIA datasheet

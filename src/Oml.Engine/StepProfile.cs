@@ -8,7 +8,8 @@ namespace Oml.Engine;
 /// that trains (<c>oml embed</c>, <c>oml train</c>, the lab) can be profiled on a GPU machine without new flags:
 /// <c>OML_PROFILE=DIR</c> records steps <c>OML_PROFILE_STEPS</c> (<c>N</c> or <c>N-M</c>, 1-based; default 2, the first
 /// step after the warm-up one) with <see cref="Profiler"/> and writes to DIR the Chrome trace
-/// (<c>LABEL-steps-N-M.trace.json</c>) and its <see cref="ProfileSummary"/> (<c>.md</c> and <c>.json</c>). The device is
+/// (<c>LABEL-steps-N-M.trace.json</c>; a name already there gets <c>-2</c>, <c>-3</c>, ...) and its
+/// <see cref="ProfileSummary"/> (<c>.md</c> and <c>.json</c>). The device is
 /// synchronised at both ends of the window, so its wall time is the steps' own. A window the loop never reaches
 /// records nothing; one the loop leaves early (it stopped) is written when disposed. A profiler that cannot start
 /// (a libtorch without Kineto) is reported once and training goes on unprofiled.
@@ -119,7 +120,9 @@ public sealed class StepProfile : IDisposable
             throw;
         }
         double wall = Stopwatch.GetElapsedTime(_started).TotalSeconds;
-        string stem = Path.Combine(_folder, $"{_label}-steps-{First}-{lastStep ?? Last}");
+        // A second window of the same name in the folder (another run of a lab, another command) gets a suffix, -2, -3, ...
+        string name = Path.Combine(_folder, $"{_label}-steps-{First}-{lastStep ?? Last}"), stem = name;
+        for (int k = 2; File.Exists(stem + ".md") || File.Exists(stem + ".trace.json"); k++) stem = $"{name}-{k}";
         string trace = stem + ".trace.json";
         string title = $"{_label}: optimizer steps {First}-{lastStep?.ToString(CultureInfo.InvariantCulture) ?? "(the loop ended inside the window)"}";
         ProfileSummary summary;

@@ -175,6 +175,12 @@ public class ProfilerTests
             Assert.Contains("the trace was not written", log[^1]);
             Assert.False(Profiler.Active);
 
+            // The same window again in the same folder: a suffix, nothing overwritten.
+            using (var p = new StepProfile(dir, 2, 3, Device.Cpu, "loop", log.Add))
+                for (int step = 1; step <= 3; step++) { p.BeginStep(step); Work(); p.EndStep(step); }
+            Assert.True(File.Exists(Path.Combine(dir, "loop-steps-2-3-2.md")));
+            Assert.Contains("steps 2-3", File.ReadAllText(Path.Combine(dir, "loop-steps-2-3.md")));
+
             // A window the loop never reaches writes nothing.
             using (var p = new StepProfile(dir, 9, 9, Device.Cpu, "never", log.Add))
                 for (int step = 1; step <= 3; step++) { p.BeginStep(step); p.EndStep(step); }
