@@ -47,6 +47,9 @@ public static class Profiler
     /// </summary>
     public static RangeScope Range(string name) => _active ? new RangeScope(oml_record_begin(name)) : default;
 
+    /// <summary>The range "<paramref name="part"/>: <paramref name="phase"/>", the name built only while recording.</summary>
+    public static RangeScope Range(string part, string phase) => _active ? new RangeScope(oml_record_begin($"{part}: {phase}")) : default;
+
     /// <summary>An open <see cref="Range"/>.</summary>
     public readonly struct RangeScope : IDisposable
     {

@@ -110,7 +110,7 @@ public class ProfilerTests
             using (Profiler.Range("outer range"))
             {
                 using var scope = Torch.NewScope();
-                using (Profiler.Range("inner range"))
+                using (Profiler.Range("inner", "range"))
                 {
                     var a = Torch.Randn([64, 64], generator: new RandomGenerator(1));
                     _ = a.MatMul(a).Sum().ToDouble();
@@ -120,8 +120,8 @@ public class ProfilerTests
             Assert.False(Profiler.Active);
             Assert.Throws<InvalidOperationException>(() => Profiler.Stop(trace));
             var s = ProfileSummary.FromFile(trace, 1.0);
-            Assert.Equal(["inner range", "outer range"], s.HostRanges.Select(r => r.Name).Order());
-            Assert.True(s.HostRanges.Single(r => r.Name == "outer range").Seconds >= s.HostRanges.Single(r => r.Name == "inner range").Seconds);
+            Assert.Equal(["inner: range", "outer range"], s.HostRanges.Select(r => r.Name).Order());
+            Assert.True(s.HostRanges.Single(r => r.Name == "outer range").Seconds >= s.HostRanges.Single(r => r.Name == "inner: range").Seconds);
             Assert.Contains(s.TopHostOps, o => o.Name == "aten::mm");
         }
         finally

@@ -1241,7 +1241,7 @@ public static class FingerprintTrainer
             string part = countRecalled ? "fingerprint rows" : "benign rows";
             Tensor LossOf(Tensor hidden)
             {
-                using var headRange = Profiler.Range($"{part}: head, loss, counts");
+                using var headRange = Profiler.Range(part, "head, loss, counts");
                 var logits = model.Head(hidden.Reshape(-1, hidden.Size(-1)).IndexSelect(0, mb.Positions));
                 var loss = mb.Soft is { } st
                     ? BenignTargets.Loss(logits, st.Ids, st.Probs, st.Tail, st.Constant)
@@ -1282,14 +1282,14 @@ public static class FingerprintTrainer
                 else sharded.Run(mb.Ids, LossOf);
             }
             else if (!backward)
-                using (Profiler.Range($"{part}: forward (no gradients)")) LossOf(model.Hidden(mb.Ids));
+                using (Profiler.Range(part, "forward (no gradients)")) LossOf(model.Hidden(mb.Ids));
             else if (checkpoint)
-                using (Profiler.Range($"{part}: forward and backward (checkpointed)")) model.CheckpointedBackward(mb.Ids, LossOf);
+                using (Profiler.Range(part, "forward and backward (checkpointed)")) model.CheckpointedBackward(mb.Ids, LossOf);
             else
             {
                 Tensor loss;
-                using (Profiler.Range($"{part}: forward")) loss = LossOf(model.Hidden(mb.Ids));
-                using (Profiler.Range($"{part}: backward")) loss.Backward();
+                using (Profiler.Range(part, "forward")) loss = LossOf(model.Hidden(mb.Ids));
+                using (Profiler.Range(part, "backward")) loss.Backward();
             }
         }
         // Weight sharding: a rank with fewer micro-batches than another still takes part in every unit's collectives.
