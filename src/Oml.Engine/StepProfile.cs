@@ -124,6 +124,7 @@ public sealed class StepProfile : IDisposable
         string name = Path.Combine(_folder, $"{_label}-steps-{First}-{lastStep ?? Last}"), stem = name;
         for (int k = 2; File.Exists(stem + ".md") || File.Exists(stem + ".trace.json"); k++) stem = $"{name}-{k}";
         string trace = stem + ".trace.json";
+        string last = lastStep?.ToString(CultureInfo.InvariantCulture) ?? "end";
         string title = $"{_label}: optimizer steps {First}-{lastStep?.ToString(CultureInfo.InvariantCulture) ?? "(the loop ended inside the window)"}";
         ProfileSummary summary;
         try
@@ -136,15 +137,15 @@ public sealed class StepProfile : IDisposable
         catch (Exception e) when (e is TorchException or IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidDataException)
         {
             // A profile is a measurement of the run, never a reason to fail it.
-            _log?.Invoke($"profile: steps {First}-{lastStep?.ToString(CultureInfo.InvariantCulture) ?? "end"} took {wall:F3} s; the trace was not written ({e.Message})");
+            _log?.Invoke($"profile: steps {First}-{last} took {wall:F3} s; the trace was not written ({e.Message})");
             return;
         }
         Summary = summary;
         SummaryPath = stem + ".md";
         string top = string.Join(", ", summary.Classes.Take(4).Select(c => $"{c.Name} {c.Seconds / Math.Max(1e-12, wall):P0}"));
         _log?.Invoke(summary.KernelCount > 0
-            ? $"profile: steps {First}-{lastStep?.ToString(CultureInfo.InvariantCulture) ?? "end"} took {wall:F3} s, device busy {summary.DeviceBusySeconds / Math.Max(1e-12, wall):P1} ({top}); {SummaryPath}"
-            : $"profile: steps {First}-{lastStep?.ToString(CultureInfo.InvariantCulture) ?? "end"} took {wall:F3} s, no device activity recorded; {SummaryPath}");
+            ? $"profile: steps {First}-{last} took {wall:F3} s, device busy {summary.DeviceBusySeconds / Math.Max(1e-12, wall):P1} ({top}); {SummaryPath}"
+            : $"profile: steps {First}-{last} took {wall:F3} s, no device activity recorded; {SummaryPath}");
     }
 
     private static void AtomicWrite(string path, string text)
