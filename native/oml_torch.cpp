@@ -546,6 +546,12 @@ static void json_string(std::ostream& o, const std::string& s) {
   }
   o << '"';
 }
+// KinetoEvent's times are in microseconds up to libtorch 2.0 (startUs, durationUs) and in nanoseconds after
+// (startNs, durationNs): the first overload that compiles is taken.
+template <typename E> static auto event_start_us(const E& e, int) -> decltype(e.startNs(), int64_t()) { return e.startNs() / 1000; }
+template <typename E> static int64_t event_start_us(const E& e, long) { return e.startUs(); }
+template <typename E> static auto event_duration_us(const E& e, int) -> decltype(e.durationNs(), int64_t()) { return e.durationNs() / 1000; }
+template <typename E> static int64_t event_duration_us(const E& e, long) { return e.durationUs(); }
 // A libtorch built without Kineto (Debian's) records the host's operators but cannot save a trace: the events are
 // written here in the same Chrome trace format (host operators and ranges only).
 static void save_events(const torch::autograd::profiler::ProfilerResult& result, const std::string& path) {
@@ -558,7 +564,7 @@ static void save_events(const torch::autograd::profiler::ProfilerResult& result,
     const char* cat = device ? "kernel" : e.scope() == static_cast<uint8_t>(at::RecordScope::USER_SCOPE) ? "user_annotation" : "cpu_op";
     f << (first ? "\n" : ",\n") << "{\"ph\":\"X\",\"cat\":\"" << cat << "\",\"name\":";
     json_string(f, e.name());
-    f << ",\"ts\":" << e.startUs() << ",\"dur\":" << e.durationUs() << ",\"pid\":0,\"tid\":" << e.startThreadId()
+    f << ",\"ts\":" << event_start_us(e, 0) << ",\"dur\":" << event_duration_us(e, 0) << ",\"pid\":0,\"tid\":" << e.startThreadId()
       << ",\"args\":{\"correlation\":" << e.correlationId() << "}}";
     first = false;
   }
