@@ -24,11 +24,12 @@ ap.add_argument("--oml", default="oml")
 ap.add_argument("--tokenizer", required=True)
 ap.add_argument("--work", default="/tmp/fpb")
 ap.add_argument("--out", required=True)
-ap.add_argument("--part", choices=["1b", "8b", "all"], default="all")
+ap.add_argument("--part", choices=["1b", "8b", "8b-16l", "all"], default="all",
+                help="8b-16l: the 8B shape with 16 of its 32 layers (each layer's matrices as at 8B, 4.5B parameters), which fits an 80 GB card beside the base copy and AdamW; not part of all")
 ap.add_argument("--strategy", default="random-word", help="fingerprint strategy of the sets (random-word: no model calls)")
 ap.add_argument("--python", default=sys.executable)
 ap.add_argument("--only", help="comma-separated indices of the part's cases to run (default all; 'none' for none)")
-ap.add_argument("--make-model", choices=["1b", "8b"], help="only write the random-init model of this shape under --work and print its folder")
+ap.add_argument("--make-model", choices=["1b", "8b", "8b-16l"], help="only write the random-init model of this shape under --work and print its folder")
 ap.add_argument("--model-io", help="path of a published Oml.Bench: after the part's cases, its --model-io comparison on the "
                                    "part's model, and a PyTorch save of the same weights (safetensors save_file) in the same run")
 ap.add_argument("--profile", action="store_true",
@@ -65,12 +66,14 @@ SHAPES = {
     "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
                head_dim=128, tie_word_embeddings=False, rope_factor=8.0),
 }
+SHAPES["8b-16l"] = dict(SHAPES["8b"], num_hidden_layers=16)
 CASES = {
     "1b": [dict(shape="1b", count=1024, epochs=6, peer=True, verify=True, perinucleus=True),
            dict(shape="1b", count=4096, epochs=4, peer=True, budget_gb=74.5, label="1b×4,096 within 80 GB"),
            dict(shape="1b", count=1024, epochs=6, peer=False, mix=0.25, label="1b×1,024, β 0.25")],
     "8b": [dict(shape="8b", count=1024, epochs=4, peer=True),
            dict(shape="8b", count=24576, epochs=2, peer=False)],
+    "8b-16l": [dict(shape="8b-16l", count=1024, epochs=4, peer=True)],
 }
 # The learning rate is set so low that early stopping never ends a run before its epochs: the work per epoch does not
 # depend on it, and both sides use the same.

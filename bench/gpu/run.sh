@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine from a folder staged by scripts/gpu/bench-fingerprints.sh:  run.sh 1b|8b|all OUT
+# Runs on the GPU machine from a folder staged by scripts/gpu/bench-fingerprints.sh:  run.sh 1b|8b|8b-16l|all OUT
 # Unpacks oml, builds the shim against this machine's PyTorch (both kept under $OML_BENCH_WORK between runs), then
 # runs bench/fingerprint_bench.py, which writes results.json and results.md into OUT after every case.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 part="${1:-all}"
-out="${2:?usage: run.sh 1b|8b|all OUT [fingerprint_bench.py options: --only 0 --model-io]}"
+out="${2:?usage: run.sh 1b|8b|8b-16l|all OUT [fingerprint_bench.py options: --only 0 --model-io]}"
 shift 2
 work="${OML_BENCH_WORK:-/tmp/oml-bench}"
 mkdir -p "$work" "$out"
