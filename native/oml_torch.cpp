@@ -25,6 +25,7 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -1357,24 +1358,53 @@ API int oml_adamw_step(const TH* params, const TH* exp_avg, const TH* exp_avg_sq
   });
 }
 
+// Clips the gradients of params[0..n) to a global L2 norm of at most max_norm and returns the norm before clipping as a
+// 0-d float32 tensor on the gradients' device (undefined when no parameter has a gradient). Each gradient's norm is
+// reduced in float32 straight from its own dtype (no float32 copy of a bfloat16 gradient: at 4.5B parameters that copy
+// was 15 of the clip's 35 ms at 4.5B parameters on an H100), and the scaling is one foreach multiply per (device, dtype)
+// group where libtorch has the tensor-scalar overload, as torch.nn.utils.clip_grad_norm_ does; the scale is applied
+// unconditionally (a factor of 1 when within the bound), so nothing waits for the device.
+static at::Tensor clip_grads(const TH* params, int n, double max_norm) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> grads;
+  for (int i = 0; i < n; ++i) {
+    const at::Tensor& g = params[i]->grad();
+    if (g.defined()) grads.push_back(g);
+  }
+  if (grads.empty()) return at::Tensor();
+  std::vector<at::Tensor> norms;
+  norms.reserve(grads.size());
+  for (const auto& g : grads) {
+    // float16 and bfloat16 reduce in float32; float32 and float64 in their own type (a norm may not narrow its input).
+    at::ScalarType t = g.scalar_type();
+    at::ScalarType reduce = t == at::kDouble || t == at::kFloat ? t : at::kFloat;
+    norms.push_back(at::linalg_vector_norm(g, 2, c10::nullopt, false, reduce).to(at::kFloat));
+  }
+  at::Tensor total = at::linalg_vector_norm(at::stack(norms), 2);
+  at::Tensor coef = at::clamp_max(max_norm / (total + 1e-6), 1.0);
+#if OML_TORCH_AT_LEAST(2, 4)
+  std::vector<std::pair<std::pair<c10::Device, at::ScalarType>, std::vector<at::Tensor>>> groups;
+  for (auto& g : grads) {
+    auto key = std::make_pair(g.device(), g.scalar_type());
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& e) { return e.first == key; });
+    if (it == groups.end()) groups.push_back({key, {g}});
+    else it->second.push_back(g);
+  }
+  // The factor in each group's own dtype (as the per-gradient loop below): a float32 factor sends bfloat16 lists to
+  // foreach's slow per-tensor path (seen on an H100: 0.135 ms a gradient against 0.089 for a same-dtype multiply).
+  for (auto& [key, group] : groups) at::_foreach_mul_(group, coef.to(key.first, key.second));
+#else
+  for (auto& g : grads) g.mul_(coef.to(g.device(), g.scalar_type()));
+#endif
+  return total;
+}
+
 // As oml_clip_grad_norm, but returns the norm before clipping as a 0-d float32 tensor on the gradients' device
 // instead of reading it, so that a training step on CUDA does not wait for the device.
 API TH oml_clip_grad_norm_tensor(const TH* params, int n, double max_norm) {
   return wrap("clip_grad_norm_tensor", {}, [&] {
-    at::NoGradGuard no_grad;
-    std::vector<at::Tensor> norms;
-    std::vector<at::Tensor> grads;
-    for (int i = 0; i < n; ++i) {
-      const at::Tensor& g = params[i]->grad();
-      if (!g.defined()) continue;
-      grads.push_back(g);
-      norms.push_back(at::norm(g.to(at::kFloat), 2));
-    }
-    if (grads.empty()) return at::zeros({}, at::kFloat);
-    at::Tensor total = at::norm(at::stack(norms), 2);
-    at::Tensor coef = at::clamp_max(max_norm / (total + 1e-6), 1.0);
-    for (auto& g : grads) g.mul_(coef.to(g.device(), g.scalar_type()));
-    return total;
+    at::Tensor total = clip_grads(params, n, max_norm);
+    return total.defined() ? total : at::zeros({}, at::kFloat);
   });
 }
 
@@ -1382,23 +1412,8 @@ API TH oml_clip_grad_norm_tensor(const TH* params, int n, double max_norm) {
 // *total_norm receives the norm before clipping.
 API int oml_clip_grad_norm(const TH* params, int n, double max_norm, double* total_norm) {
   return run("clip_grad_norm", {}, [&] {
-    at::NoGradGuard no_grad;
-    std::vector<at::Tensor> norms;
-    std::vector<at::Tensor> grads;
-    for (int i = 0; i < n; ++i) {
-      const at::Tensor& g = params[i]->grad();
-      if (!g.defined()) continue;
-      grads.push_back(g);
-      norms.push_back(at::norm(g.to(at::kFloat), 2));
-    }
-    if (grads.empty()) {
-      *total_norm = 0.0;
-      return;
-    }
-    at::Tensor total = at::norm(at::stack(norms), 2);
-    at::Tensor coef = at::clamp_max(max_norm / (total + 1e-6), 1.0);
-    for (auto& g : grads) g.mul_(coef.to(g.device(), g.scalar_type()));
-    *total_norm = total.item<double>();
+    at::Tensor total = clip_grads(params, n, max_norm);
+    *total_norm = total.defined() ? total.item<double>() : 0.0;
   });
 }
 

@@ -104,6 +104,31 @@ public class OptimTests
     }
 
     [Fact]
+    public void Clip_grad_norm_of_bfloat16_and_float32_gradients_is_reduced_in_float32_and_scales_both()
+    {
+        using var s = Torch.NewScope();
+        // 4,096 bfloat16 gradients of 1 (norm 64: a bfloat16 running sum would stop at 256 before reaching 4,096) beside a
+        // float32 gradient (3, 4): global norm sqrt(4,096 + 25).
+        var a = Torch.Ones([4096]).To(DType.BFloat16, Env.Device).RequiresGrad_();
+        var b = Torch.FromArray(new[] { 1.0f, 1.0f }).To(Env.Device).RequiresGrad_();
+        a.Sum().Backward();
+        (b * Torch.FromArray(new[] { 3.0f, 4.0f }).To(Env.Device)).Sum().Backward();
+        var expected = Math.Sqrt(4096 + 25);
+        using var norm = Torch.ClipGradNormTensor([a, b], 32);
+        Assert.Equal(DType.Float32, norm.DType);
+        Assert.Equal(expected, norm.ToDouble(), 3);
+        var scale = 32 / (expected + 1e-6);
+        Assert.Equal(DType.BFloat16, a.Grad!.DType);
+        Check.Close(Enumerable.Repeat(scale, 4096).ToArray(), a.Grad!.To(DType.Float32), null, 4e-3);
+        Check.Close([3 * scale, 4 * scale], b.Grad!, null, 1e-5);
+        // No gradient at all: a norm of 0 and nothing to scale.
+        var c = Torch.Ones([2]).RequiresGrad_();
+        Assert.Equal(0, Torch.ClipGradNorm([c], 1.0));
+        using var zero = Torch.ClipGradNormTensor([c], 1.0);
+        Assert.Equal(0, zero.ToDouble());
+    }
+
+    [Fact]
     public void Thread_count_defaults_to_all_cores_and_can_be_set()
     {
         Assert.Equal(Environment.ProcessorCount, Torch.Threads);
