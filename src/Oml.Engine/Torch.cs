@@ -274,6 +274,28 @@ public static class Torch
         fixed (IntPtr* p = hl.Ptrs) return new(oml_clip_grad_norm_tensor(p, hl.Ptrs.Length, maxNorm));
     }
 
+    /// <summary>
+    /// Accumulates weight gradients over micro-batches in place until disposed: a linear layer without bias whose weight
+    /// is a leaf, built while the scope is open, computes its weight's gradient straight into an existing
+    /// <see cref="Tensor.Grad"/> (one matrix product with β = 1) instead of computing a new gradient and then adding it
+    /// (a second pass over every weight gradient per micro-batch). The first backward pass of a step (no gradient yet)
+    /// and passes that build a graph take the usual path; results agree with it up to the rounding of the sum. For a
+    /// single process only: gradient hooks on the weights (a bucketed all-reduce's) do not see in-place additions.
+    /// Scopes nest; the setting is process-wide (the autograd engine runs backward passes on its own threads).
+    /// </summary>
+    public static IDisposable AccumulateWeightGradientsInPlace() => new WeightGradScope(oml_weight_grad_in_place(1) != 0);
+
+    sealed class WeightGradScope(bool previous) : IDisposable
+    {
+        bool _disposed;
+        public void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _ = oml_weight_grad_in_place(previous ? 1 : 0);
+        }
+    }
+
     /// <summary>CUDA queries.</summary>
     public static class Cuda
     {

@@ -681,6 +681,11 @@ public static class FingerprintTrainer
                     // benign rows run as separate forward passes, so short keys are not padded to the benign length,
                     // and each part in micro-batches (fpPlan, benignPlan) whose gradients accumulate: one optimizer
                     // step per batch, however large.
+                    // One process: each micro-batch adds its weight gradients straight into .grad (no separate add
+                    // over every gradient per micro-batch); a process group's all-reduce hooks need the usual path.
+                    var inPlace = group is null && sharded is null ? Torch.AccumulateWeightGradientsInPlace() : null;
+                    try
+                    {
                     double fpWeight = benignRows.Count > 0 ? 1 - options.MixFraction : 1;
                     // With several ranks each runs its share of the rows, weighted by the whole batch's token counts.
                     if (!cached.TryGetValue(bi, out var fpMicro))
@@ -700,6 +705,8 @@ public static class FingerprintTrainer
                         }
                         finally { foreach (var mb in micro) mb.Dispose(); }
                     }
+                    }
+                    finally { inPlace?.Dispose(); }
                     var syncRange = Profiler.Range("gradient sync, penalty, masks");
                     // Weight sharding reduce-scattered every unit's gradients during the backward pass.
                     if (reducer is not null) reducer.Finish();

@@ -244,6 +244,8 @@ public static class Trainer
                 // Data-parallel: this rank's rows, with the loss still divided by the whole step's label count.
                 var shares = micro.Select(whole => group is null ? whole : whole.Share(group.Rank, group.WorldSize)).ToList();
                 int lastShare = shares.FindLastIndex(m => m is not null);
+                // One process: each micro-batch adds its weight gradients straight into .grad (Torch.AccumulateWeightGradientsInPlace).
+                using (group is null && sharded is null ? Torch.AccumulateWeightGradientsInPlace() : null)
                 for (int k = 0; k < micro.Length; k++)
                 {
                     tokens += (long)micro[k].Rows * micro[k].Length;
