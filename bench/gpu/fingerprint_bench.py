@@ -359,8 +359,10 @@ for part in parts:
                     for fmt, ext in (([], ".md"), (["--json"], ".json")):
                         p = subprocess.run([a.oml, "profile", "summarize", stem + ".trace.json"] + fmt
                                            + (["--wall-seconds", took.group(1)] if took else []),
-                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-                        open(stem + ext, "w").write(p.stdout)
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                        open(stem + ext, "w").write(p.stdout)   # stderr (OML_TIMINGS' line, errors) stays out of the summary
+                        if p.returncode != 0:
+                            log(f"oml profile summarize failed ({p.returncode}): {p.stderr.strip()[-500:]}")
                     keep_profile(stem, f"peer-{c['shape']}-{c['count']}")
                 pr = json.load(open(pj))
                 st = steady(pr["epoch_seconds"])
