@@ -1014,13 +1014,14 @@ API TH oml_matmul(TH a, TH b) {
 // Gradient accumulation over micro-batches normally computes each weight's gradient as a new tensor (one matrix
 // product) and then adds it to .grad (AccumulateGrad: one more pass over the whole gradient, per weight and
 // micro-batch: at 4.5B bfloat16 parameters 27 GB of memory traffic a micro-batch). While oml_weight_grad_in_place(1)
-// holds, a linear layer without bias whose weight is a leaf built in that time computes its weight gradient into .grad
-// directly (addmm_ with beta 1, the one matrix product), once .grad exists and matches the weight; the first micro-batch
-// (no .grad yet), a backward pass that builds a graph (create_graph), autograd::grad and anything else take the usual
-// path. Only a
-// single-process training step should switch it on: gradient hooks on the weight (the bucketed all-reduce's) do not
-// run for a gradient added in place.
-std::atomic<bool> g_weight_grad_in_place{false};
+// holds on the calling thread, a linear layer without bias whose 2-d weight is a leaf, built on that thread in that time,
+// computes its weight gradient into .grad directly (addmm_ with beta 1, the one matrix product) once .grad exists and
+// matches the weight. The first micro-batch (no .grad yet), a backward pass that builds a graph (create_graph),
+// autograd::grad and anything else take the usual path. The setting is per thread (the forward pass decides, on its
+// caller's thread), so trainings on other threads of the process are not affected. Only a single-process training
+// step should switch it on.
+thread_local bool t_weight_grad_in_place = false;
+std::atomic<int64_t> g_weight_grad_in_place_hits{0};
 
 namespace {
 struct LinearWeightGradInPlace : public torch::autograd::Function<LinearWeightGradInPlace> {
@@ -1042,26 +1043,33 @@ struct LinearWeightGradInPlace : public torch::autograd::Function<LinearWeightGr
       // and returns the gradient to its caller instead of accumulating it: that takes the usual path.
       auto exec_info = torch::autograd::get_current_graph_task_exec_info();
       bool into_grad = exec_info != nullptr && exec_info->empty();
-      if (into_grad && g_weight_grad_in_place.load(std::memory_order_relaxed) && !at::GradMode::is_enabled() && current.defined() &&
-          current.sizes() == w.sizes() && current.scalar_type() == g2.scalar_type() &&
-          current.scalar_type() == x2.scalar_type() && current.device() == w.device() && current.is_contiguous() &&
-          !current.requires_grad())
+      if (into_grad && !at::GradMode::is_enabled() && current.defined() && current.sizes() == w.sizes() &&
+          current.scalar_type() == g2.scalar_type() && current.scalar_type() == x2.scalar_type() &&
+          current.device() == w.device() && current.is_contiguous() && !current.requires_grad()) {
         const_cast<at::Tensor&>(w).mutable_grad().addmm_(g2.t(), x2);
-      else
+        g_weight_grad_in_place_hits.fetch_add(1, std::memory_order_relaxed);
+      } else {
         dw = at::mm(g2.t(), x2);
+      }
     }
     return {dx, dw};
   }
 };
 }  // namespace
 
-// Sets whether weight gradients are accumulated in place (above); returns the previous setting.
-API int oml_weight_grad_in_place(int on) { return g_weight_grad_in_place.exchange(on != 0) ? 1 : 0; }
+// Sets whether this thread's linear layers accumulate weight gradients in place (above); returns the previous setting.
+API int oml_weight_grad_in_place(int on) {
+  bool previous = t_weight_grad_in_place;
+  t_weight_grad_in_place = on != 0;
+  return previous ? 1 : 0;
+}
+// Weight gradients added in place so far, in the whole process (for tests and diagnostics).
+API int64_t oml_weight_grad_in_place_hits() { return g_weight_grad_in_place_hits.load(std::memory_order_relaxed); }
 
 API TH oml_linear(TH x, TH w, TH b) {
   return wrap("linear", {x, w, b}, [&] {
-    if (!b && g_weight_grad_in_place.load(std::memory_order_relaxed) && at::GradMode::is_enabled() && w->is_leaf() &&
-        w->requires_grad() && x->dim() >= 2 && x->scalar_type() == w->scalar_type() && x->device() == w->device())
+    if (!b && t_weight_grad_in_place && at::GradMode::is_enabled() && w->is_leaf() && w->requires_grad() && w->dim() == 2 &&
+        x->dim() >= 2 && x->scalar_type() == w->scalar_type() && x->device() == w->device())
       return LinearWeightGradInPlace::apply(*x, *w);
     return at::linear(*x, *w, b ? c10::optional<at::Tensor>(*b) : c10::nullopt);
   });
@@ -1433,7 +1441,7 @@ static at::Tensor clip_grads(const TH* params, int n, double max_norm) {
     // float16 and bfloat16 reduce in float32; float32 and float64 in their own type (a norm may not narrow its input).
     at::ScalarType t = g.scalar_type();
     at::ScalarType reduce = t == at::kDouble || t == at::kFloat ? t : at::kFloat;
-    norms.push_back(at::linalg_vector_norm(g, 2, c10::nullopt, false, reduce).to(at::kFloat));
+    norms.push_back(at::linalg_vector_norm(g, 2, c10::nullopt, false, reduce).to(grads[0].device(), at::kFloat));
   }
   at::Tensor total = at::linalg_vector_norm(at::stack(norms), 2);
   at::Tensor coef = at::clamp_max(max_norm / (total + 1e-6), 1.0);

@@ -179,6 +179,7 @@ internal static partial class Native
     [LibraryImport(Lib)] internal static unsafe partial int oml_adamw_step(IntPtr* parameters, IntPtr* expAvg, IntPtr* expAvgSq, long* steps, int n, double lr, double beta1, double beta2, double eps, double weightDecay);
     [LibraryImport(Lib)] internal static unsafe partial TensorHandle oml_clip_grad_norm_tensor(IntPtr* parameters, int n, double maxNorm);
     [LibraryImport(Lib)] internal static partial int oml_weight_grad_in_place(int on);
+    [LibraryImport(Lib)] internal static partial long oml_weight_grad_in_place_hits();
     [LibraryImport(Lib)] internal static unsafe partial int oml_clip_grad_norm(IntPtr* parameters, int n, double maxNorm, out double totalNorm);
 
     /// <summary>The shim's message for the last failure on this thread.</summary>

@@ -275,15 +275,18 @@ public static class Torch
     }
 
     /// <summary>
-    /// Accumulates weight gradients over micro-batches in place until disposed: a linear layer without bias whose weight
-    /// is a leaf, built while the scope is open, computes its weight's gradient straight into an existing
-    /// <see cref="Tensor.Grad"/> (one matrix product with β = 1) instead of computing a new gradient and then adding it
-    /// (a second pass over every weight gradient per micro-batch). The first backward pass of a step (no gradient yet)
-    /// and passes that build a graph take the usual path; results agree with it up to the rounding of the sum. For a
-    /// single process only: gradient hooks on the weights (a bucketed all-reduce's) do not see in-place additions.
-    /// Scopes nest; the setting is process-wide (the autograd engine runs backward passes on its own threads).
+    /// Accumulates weight gradients over micro-batches in place until disposed: a linear layer without bias whose 2-d
+    /// weight is a leaf, built on this thread while the scope is open, computes its weight's gradient straight into an
+    /// existing <see cref="Tensor.Grad"/> (one matrix product with β = 1) instead of computing a new gradient and then
+    /// adding it (a second pass over every weight gradient per micro-batch). The first backward pass of a step (no
+    /// gradient yet), passes that build a graph and <see cref="Gradients"/> take the usual path; results agree with it up
+    /// to the rounding of the sum. The setting is per thread (other threads' trainings are unaffected) and scopes nest;
+    /// open and dispose it on the same thread. For a single process only: a bucketed all-reduce's hooks expect the usual path.
     /// </summary>
     public static IDisposable AccumulateWeightGradientsInPlace() => new WeightGradScope(oml_weight_grad_in_place(1) != 0);
+
+    /// <summary>Weight gradients added in place (<see cref="AccumulateWeightGradientsInPlace"/>) so far in this process.</summary>
+    public static long WeightGradientsAddedInPlace => oml_weight_grad_in_place_hits();
 
     sealed class WeightGradScope(bool previous) : IDisposable
     {

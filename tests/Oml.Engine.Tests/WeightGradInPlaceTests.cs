@@ -31,8 +31,11 @@ public class WeightGradInPlaceTests
         var usual = Weights();
         foreach (var x in new[] { x1, x2, x3 }) Loss(x, usual).Backward();
         var inPlace = Weights();
+        long hits = Torch.WeightGradientsAddedInPlace;
         using (Torch.AccumulateWeightGradientsInPlace())
             foreach (var x in new[] { x1, x2, x3 }) Loss(x, inPlace).Backward();
+        // Micro-batches 2 and 3 added W1 and W2 in place (other tests may add more meanwhile, never fewer).
+        Assert.True(Torch.WeightGradientsAddedInPlace - hits >= 4, $"{Torch.WeightGradientsAddedInPlace - hits} in-place additions");
         Check.Close(usual.W1.Grad!.ToArray<double>(), inPlace.W1.Grad!, [8, 4], 1e-12);
         Check.Close(usual.W2.Grad!.ToArray<double>(), inPlace.W2.Grad!, [3, 8], 1e-12);
         Check.Close(usual.B1.Grad!.ToArray<double>(), inPlace.B1.Grad!, [8], 1e-12);
@@ -64,6 +67,42 @@ public class WeightGradInPlaceTests
             Check.Close(expected[0]!.ToArray<double>(), g[0]!, [8, 4], 1e-12);
             Check.Close(before, w.W1.Grad!, [8, 4], 0);
         }
+    }
+
+    [Fact]
+    public void The_setting_belongs_to_the_thread_that_opened_it()
+    {
+        // This thread opens a scope, another opens its own, then this one closes: the other's stays on (a process-wide
+        // setting restored by this thread would switch it off under the other's training).
+        var opened = new ManualResetEventSlim();
+        var closed = new ManualResetEventSlim();
+        long added = -1;
+        Exception? failure = null;
+        var mine = Torch.AccumulateWeightGradientsInPlace();
+        var other = new Thread(() =>
+        {
+            try
+            {
+                using var t = Torch.NewScope();
+                using var theirs = Torch.AccumulateWeightGradientsInPlace();
+                opened.Set();
+                closed.Wait(TestContext.Current.CancellationToken);
+                var x = D(9, 2, 5, 4);
+                var w = Weights();
+                long hits = Torch.WeightGradientsAddedInPlace;
+                Loss(x, w).Backward();
+                Loss(x, w).Backward();
+                added = Torch.WeightGradientsAddedInPlace - hits;
+            }
+            catch (Exception e) { failure = e; }
+        });
+        other.Start();
+        opened.Wait(TestContext.Current.CancellationToken);
+        mine.Dispose();
+        closed.Set();
+        other.Join();
+        Assert.Null(failure);
+        Assert.True(added >= 2, $"{added} in-place additions on the thread whose scope stayed open");
     }
 
     [Fact]
