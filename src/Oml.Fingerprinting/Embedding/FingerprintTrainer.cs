@@ -686,25 +686,25 @@ public static class FingerprintTrainer
                     var inPlace = group is null && sharded is null ? Torch.AccumulateWeightGradientsInPlace() : null;
                     try
                     {
-                    double fpWeight = benignRows.Count > 0 ? 1 - options.MixFraction : 1;
-                    // With several ranks each runs its share of the rows, weighted by the whole batch's token counts.
-                    if (!cached.TryGetValue(bi, out var fpMicro))
-                        cached[bi] = fpMicro = MicroBatch.Split(Shard(batch.Select(i => pairs[i]).ToList(), group), fpPlan.Tokens, padId, model.Device,
-                            queries: queries.Rows(batch, group));
-                    Accumulate(model, fpMicro, fpWeight, fpPlan.Checkpoint, acc, countRecalled: true, totals: BatchTotals(batch),
-                        sharded: sharded, idle: IdleMicroBatches(batch.Select(i => pairs[i]).ToList(), group, fpPlan.Tokens, sharded),
-                        reduceOnLast: benignRows.Count == 0 ? reducer : null);
-                    if (benignRows.Count > 0)
-                    {
-                        var micro = MicroBatch.Split(Shard(benignRows, group), benignPlan!.Tokens, padId, model.Device, benignSoft is null ? null : Shard(benignSoft, group));
-                        try
+                        double fpWeight = benignRows.Count > 0 ? 1 - options.MixFraction : 1;
+                        // With several ranks each runs its share of the rows, weighted by the whole batch's token counts.
+                        if (!cached.TryGetValue(bi, out var fpMicro))
+                            cached[bi] = fpMicro = MicroBatch.Split(Shard(batch.Select(i => pairs[i]).ToList(), group), fpPlan.Tokens, padId, model.Device,
+                                queries: queries.Rows(batch, group));
+                        Accumulate(model, fpMicro, fpWeight, fpPlan.Checkpoint, acc, countRecalled: true, totals: BatchTotals(batch),
+                            sharded: sharded, idle: IdleMicroBatches(batch.Select(i => pairs[i]).ToList(), group, fpPlan.Tokens, sharded),
+                            reduceOnLast: benignRows.Count == 0 ? reducer : null);
+                        if (benignRows.Count > 0)
                         {
-                            Accumulate(model, micro, options.MixFraction, benignPlan.Checkpoint, null, countRecalled: false,
-                                totals: (benignRows.Sum(r => (long)r.Response.Length), benignRows.Count),
-                                sharded: sharded, idle: IdleMicroBatches(benignRows, group, benignPlan.Tokens, sharded), reduceOnLast: reducer);
+                            var micro = MicroBatch.Split(Shard(benignRows, group), benignPlan!.Tokens, padId, model.Device, benignSoft is null ? null : Shard(benignSoft, group));
+                            try
+                            {
+                                Accumulate(model, micro, options.MixFraction, benignPlan.Checkpoint, null, countRecalled: false,
+                                    totals: (benignRows.Sum(r => (long)r.Response.Length), benignRows.Count),
+                                    sharded: sharded, idle: IdleMicroBatches(benignRows, group, benignPlan.Tokens, sharded), reduceOnLast: reducer);
+                            }
+                            finally { foreach (var mb in micro) mb.Dispose(); }
                         }
-                        finally { foreach (var mb in micro) mb.Dispose(); }
-                    }
                     }
                     finally { inPlace?.Dispose(); }
                     var syncRange = Profiler.Range("gradient sync, penalty, masks");
