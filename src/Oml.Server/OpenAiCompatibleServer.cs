@@ -792,7 +792,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             int context = server.Context ?? int.MaxValue;
             _choices = new Choice[prompts.Count * req.N];
             using var all = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            var tasks = new List<Task>();
+            var decodes = new DecodeRequest[_choices.Length];
             for (int p = 0; p < prompts.Count; p++)
             {
                 for (int j = 0; j < req.N; j++)
@@ -802,11 +802,14 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
                     int room = prompts[p].TokenIds is { } ids ? context - ids.Length : int.MaxValue;
                     int max = req.MaxTokens ?? Math.Max(1, Math.Min(server._options.DefaultMaxTokens
                         ?? (Chat && !req.IgnoreEos ? server._options.MaxTokensLimit : OpenAiServerOptions.CompletionsDefaultMaxTokens), room));
-                    var decode = new DecodeRequest(max, req.Temperature, req.TopP, req.Seed is { } s ? s + j : null, req.Stop, req.TopLogprobs, req.IgnoreEos,
+                    decodes[choice.Index] = new DecodeRequest(max, req.Temperature, req.TopP, req.Seed is { } s ? s + j : null, req.Stop, req.TopLogprobs, req.IgnoreEos,
                         new CompletionSettings(max, req.Temperature, req.TopP, req.Seed is { } s2 ? unchecked((int)(s2 + j)) : null, req.Model, req.Mode));
-                    tasks.Add(GenerateChoiceAsync(choice, prompts[p], decode, all));
                 }
             }
+            // A stream's status and headers go out (and its echo) before any choice is generated: a backend whose first
+            // piece is ready at once (a generator that answers synchronously) writes it as soon as its choice starts, and
+            // a piece written first would start the response without them (the headers could no longer be set, and the
+            // client saw the connection cut).
             if (req.Stream)
             {
                 ctx.Response.StatusCode = 200;
@@ -818,6 +821,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
                 if (req.Echo)
                     foreach (var c in _choices) await WriteChunkAsync(c, prompts[c.Prompt].Text, null, null, ct).ConfigureAwait(false);
             }
+            var tasks = _choices.Select(c => GenerateChoiceAsync(c, prompts[c.Prompt], decodes[c.Index], all)).ToList();
             try
             {
                 await Task.WhenAll(tasks).ConfigureAwait(false);

@@ -165,6 +165,34 @@ public class ServerAndClientTests
     }
 
     [Fact]
+    public async Task A_stream_whose_answer_is_ready_at_once_still_begins_with_its_headers()
+    {
+        // The generator answers synchronously, so the first piece is ready before the request's own code has gone on; the
+        // stream's status and content type must be set before any piece is written (they were set after the generation
+        // had started, and a piece that came first started the response without them: the client saw the connection cut).
+        await using var server = await OpenAiCompatibleServer.StartAsync(FakeModel, ct: Ct);
+        using var http = new HttpClient();
+        for (int i = 0; i < 3; i++)
+        {
+            using var response = await http.PostAsync(new Uri(server.BaseUrl, "completions"),
+                new StringContent("{\"prompt\": [\"purple elephant sings\", \"seventeen lanterns\"], \"stream\": true, \"echo\": true}", Encoding.UTF8, "application/json"), Ct);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+            string body = await response.Content.ReadAsStringAsync(Ct);
+            Assert.EndsWith("data: [DONE]\n\n", body, StringComparison.Ordinal);
+            var texts = new string[2];
+            foreach (var line in body.Split('\n').Where(l => l.StartsWith("data: {", StringComparison.Ordinal)))
+            {
+                using var e = JsonDocument.Parse(line["data: ".Length..]);
+                foreach (var c in e.RootElement.GetProperty("choices").EnumerateArray())
+                    texts[c.GetProperty("index").GetInt32()] += c.GetProperty("text").GetString();
+            }
+            // The echo comes before the answer in each choice.
+            Assert.Equal(["purple elephant singsquantum marmalade", "seventeen lanternsbeneath the copper bridge"], texts);
+        }
+    }
+
+    [Fact]
     public async Task Server_api_key_is_enforced()
     {
         await using var server = await OpenAiCompatibleServer.StartAsync(FakeModel, options: new OpenAiServerOptions { ApiKey = "k1" }, ct: Ct);
