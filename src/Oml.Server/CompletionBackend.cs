@@ -27,8 +27,10 @@ public sealed record PromptInput(string Text, int[]? TokenIds = null);
 public sealed record DecodeRequest(int MaxTokens, double Temperature, double TopP, long? Seed, IReadOnlyList<string> Stop, int? TopLogprobs,
     bool IgnoreEos, CompletionSettings Settings);
 
-/// <summary>A token's log-probability as reported to clients: its text, UTF-8 bytes and log-probability.</summary>
-public readonly record struct TokenLogprob(string Token, float Logprob, IReadOnlyList<TokenLogprob>? Top = null);
+/// <summary>A token's log-probability as reported to clients: its text (whose UTF-8 bytes are reported too), its
+/// log-probability, the most likely alternatives at its position, and its id in the vocabulary when the backend knows
+/// it (what a request with <c>return_tokens_as_token_ids</c> is answered with instead of the text).</summary>
+public readonly record struct TokenLogprob(string Token, float Logprob, IReadOnlyList<TokenLogprob>? Top = null, int? TokenId = null);
 
 /// <summary>A piece of a choice's output: new text, how many tokens it took, their log-probabilities (when asked), and
 /// the finish reason on the last piece ("stop" or "length").</summary>
@@ -240,7 +242,7 @@ public sealed class ModelBackend : ICompletionBackend, IDisposable
                     tokens++;
                     if (!t.IsStopToken) output.Add(t.TokenId);
                     logprobs?.Add(new TokenLogprob(TokenText(t.TokenId), t.Logprob,
-                        t.Top?.Select(x => new TokenLogprob(TokenText(x.TokenId), x.Logprob)).ToList()));
+                        t.Top?.Select(x => new TokenLogprob(TokenText(x.TokenId), x.Logprob, TokenId: x.TokenId)).ToList(), t.TokenId));
                     string text = _tokenizer.Decode(output.ToArray());
                     string? finish = t.FinishReason;
                     int cut = request.Stop.Count == 0 ? -1 : StopStrings.Find(text, request.Stop, sentText.Length - maxStop);

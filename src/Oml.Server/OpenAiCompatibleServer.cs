@@ -129,8 +129,8 @@ public sealed class RequestRefusedException(int statusCode, string message, stri
 
 /// <summary>
 /// An OpenAI-compatible server on 127.0.0.1, in the shape OpenAI's clients and vLLM's users expect:
-/// <c>POST /v1/completions</c> and <c>/v1/chat/completions</c> (streaming, n, prompt batches, stop, logprobs, echo,
-/// usage), <c>GET /v1/models</c>, <c>GET /health</c> and <c>GET /metrics</c> (Prometheus). Errors come as
+/// <c>POST /v1/completions</c> and <c>/v1/chat/completions</c> (streaming, n, prompt batches, stop, logprobs and vLLM's
+/// return_tokens_as_token_ids, echo, usage), <c>GET /v1/models</c>, <c>GET /health</c> and <c>GET /metrics</c> (Prometheus). Errors come as
 /// <c>{"error": {"message", "type", "param", "code"}}</c> with a 4xx status for every bad request (400 bad parameters,
 /// too long a context, bad UTF-8; 401; 404; 413 too large a body) and 500 only when generation itself fails.
 /// </summary>
@@ -320,7 +320,8 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
 
     private sealed record Parsed(
         CompletionMode Mode, string Model, List<PromptSpec> Prompts, int N, bool Stream, bool IncludeUsage, int? MaxTokens, string MaxTokensName,
-        double Temperature, double TopP, long? Seed, List<string> Stop, int? TopLogprobs, bool Echo, bool IgnoreEos, bool AddSpecialTokens);
+        double Temperature, double TopP, long? Seed, List<string> Stop, int? TopLogprobs, bool Echo, bool IgnoreEos, bool AddSpecialTokens,
+        bool TokensAsIds);
 
     private async Task HandleAsync(HttpContext ctx, CompletionMode mode)
     {
@@ -627,6 +628,19 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             throw new BadRequest("This server's generator does not report log-probabilities.", chat ? "logprobs" : "logprobs");
         bool echo = !chat && Bool(root, "echo");
         if (echo && topLogprobs is not null) throw new BadRequest("'echo' with 'logprobs' (prompt log-probabilities) is not supported.", "echo");
+        // vLLM's request extension return_tokens_as_token_ids (an optional bool of both its completion and chat request
+        // models, vllm/entrypoints/openai/completion/protocol.py and chat_completion/protocol.py; left out or null, its
+        // server-wide --return-tokens-as-token-ids decides, off by default). It changes nothing but the log-probabilities:
+        // every token named there (completions: "tokens" and the keys of each "top_logprobs" object; chat: each
+        // content[].token and content[].top_logprobs[].token) is written as "token_id:" and the token's decimal id instead
+        // of its text (vllm/entrypoints/generate/base/serving.py, format_token_id_placeholder), so a client learns exactly which tokens were chosen, even
+        // one that is not text on its own (a byte of a multi-byte character); the answer's text stays text. Without logprobs
+        // it has no effect. Where this server differs: vLLM's request model coerces "true" or 1 to a bool, this one answers
+        // 400 for anything but true, false and null (as for its other boolean fields); vLLM advances completions'
+        // text_offset by the length of the "token_id:N" string (completion/serving.py), this one keeps it the offset in the answer's text; vLLM's
+        // chat "bytes" are the chosen token's text but the "token_id:N" string's for alternatives, here always the token's
+        // text. `oml verify --match partial --endpoint` reads the answer's token ids this way.
+        bool tokensAsIds = Bool(root, "return_tokens_as_token_ids");
 
         foreach (var name in new[] { "presence_penalty", "frequency_penalty" })
             if (Present(root, name, out var pen) && (pen.ValueKind != JsonValueKind.Number || !pen.TryGetDouble(out double pv) || pv != 0))
@@ -642,7 +656,8 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
         bool ignoreEos = Bool(root, "ignore_eos", fallback: _options.IgnoreEos);
         bool addSpecial = Bool(root, "add_special_tokens", fallback: _options.AddSpecialTokens);
 
-        return new Parsed(mode, model, prompts, n, stream, includeUsage, maxTokens, maxName, temperature, topP, seed, stop, topLogprobs, echo, ignoreEos, addSpecial);
+        return new Parsed(mode, model, prompts, n, stream, includeUsage, maxTokens, maxName, temperature, topP, seed, stop, topLogprobs, echo, ignoreEos, addSpecial,
+            tokensAsIds);
     }
 
     private static List<PromptSpec> ParsePrompts(JsonElement root)
@@ -922,6 +937,11 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             w.WriteString("model", req.Model);
         }
 
+        /// <summary>How a token is named in the log-probabilities: its text, or with <c>return_tokens_as_token_ids</c>
+        /// "token_id:ID" as vLLM names it (a backend that reports no id leaves the text, which a client reading ids refuses).</summary>
+        private string Named(TokenLogprob t) =>
+            req.TokensAsIds && t.TokenId is int id ? "token_id:" + id.ToString(System.Globalization.CultureInfo.InvariantCulture) : t.Token;
+
         private void WriteLogprobs(Utf8JsonWriter w, IReadOnlyList<TokenLogprob>? logprobs, int textOffset)
         {
             if (req.TopLogprobs is null || logprobs is null) { w.WriteNull("logprobs"); return; }
@@ -939,7 +959,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             else
             {
                 w.WriteStartArray("tokens");
-                foreach (var t in logprobs) w.WriteStringValue(t.Token);
+                foreach (var t in logprobs) w.WriteStringValue(Named(t));
                 w.WriteEndArray();
                 w.WriteStartArray("token_logprobs");
                 foreach (var t in logprobs) Float(w, t.Logprob);
@@ -948,7 +968,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
                 foreach (var t in logprobs)
                 {
                     w.WriteStartObject();
-                    foreach (var a in t.Top ?? []) { w.WritePropertyName(a.Token); Float(w, a.Logprob); }
+                    foreach (var a in t.Top ?? []) { w.WritePropertyName(Named(a)); Float(w, a.Logprob); }
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
@@ -959,10 +979,10 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
             }
             w.WriteEndObject();
 
-            static void ChatLogprob(Utf8JsonWriter w, TokenLogprob t, bool top = false)
+            void ChatLogprob(Utf8JsonWriter w, TokenLogprob t, bool top = false)
             {
                 w.WriteStartObject();
-                w.WriteString("token", t.Token);
+                w.WriteString("token", Named(t));
                 w.WritePropertyName("logprob");
                 Float(w, t.Logprob);
                 w.WriteStartArray("bytes");
