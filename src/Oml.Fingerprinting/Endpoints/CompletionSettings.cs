@@ -58,6 +58,26 @@ public interface IBatchCompletionEndpoint : ICompletionEndpoint
     Task<IReadOnlyList<string>> CompleteBatchAsync(IReadOnlyList<string> prompts, CompletionSettings s, CancellationToken ct);
 }
 
+/// <summary>An answer with the ids of the tokens it was generated as, in order.</summary>
+/// <param name="Text">The generated text.</param>
+/// <param name="TokenIds">The generated tokens' ids (the server's vocabulary).</param>
+public sealed record TokenAnswer(string Text, IReadOnlyList<int> TokenIds);
+
+/// <summary>
+/// A completion service that also tells which tokens it generated (vLLM's <c>return_tokens_as_token_ids</c> with
+/// logprobs, which <c>Oml.Server</c> answers too), so that answers can be matched token by token as a local model's are.
+/// </summary>
+public interface ITokenCompletionEndpoint : IBatchCompletionEndpoint
+{
+    /// <summary>Completes <paramref name="prompt"/> and returns the generated text and token ids. A server that does not
+    /// return the ids raises <see cref="CompletionEndpointException"/> of kind <see cref="CompletionErrorKind.NoTokenIds"/>.</summary>
+    Task<TokenAnswer> CompleteTokensAsync(string prompt, CompletionSettings s, CancellationToken ct);
+
+    /// <summary>Completes every prompt in one request (completions mode only), as <see cref="IBatchCompletionEndpoint.CompleteBatchAsync"/>
+    /// does, with each answer's token ids.</summary>
+    Task<IReadOnlyList<TokenAnswer>> CompleteTokensBatchAsync(IReadOnlyList<string> prompts, CompletionSettings s, CancellationToken ct);
+}
+
 /// <summary>What went wrong in a <see cref="CompletionEndpointException"/>.</summary>
 public enum CompletionErrorKind
 {
@@ -69,6 +89,9 @@ public enum CompletionErrorKind
     MalformedResponse,
     /// <summary>The connection failed (refused, reset, DNS).</summary>
     Network,
+    /// <summary>Token ids were asked for, and the answer did not carry them (a server without vLLM's
+    /// <c>return_tokens_as_token_ids</c>, or without logprobs).</summary>
+    NoTokenIds,
 }
 
 /// <summary>A failed completion request, with the cause spelled out.</summary>

@@ -32,7 +32,7 @@ public sealed record EndpointOptions
 /// Answers 429 and 5xx and failed connections are retried with exponential backoff (honouring Retry-After); other
 /// HTTP errors, timeouts and malformed answers throw <see cref="CompletionEndpointException"/> at once.
 /// </remarks>
-public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDisposable
+public sealed class OpenAiCompatibleEndpoint : ITokenCompletionEndpoint, IDisposable
 {
     private readonly HttpClient _http;
     private readonly bool _ownsHttp;
@@ -180,6 +180,64 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
         return await PostAsync(url, body, (text, status, attempt) => ParseBatchResponse(text, prompts.Count, url, status, attempt), ct).ConfigureAwait(false);
     }
 
+    /// <inheritdoc />
+    /// <remarks>
+    /// The request is <see cref="CompleteAsync"/>'s with three fields more: <c>"logprobs"</c> (0 for a completion, true for
+    /// a chat), vLLM's <c>"return_tokens_as_token_ids": true</c>, so that every token of the logprobs reads
+    /// <c>token_id:ID</c>, and <c>"ignore_eos": true</c> (vLLM's and <c>Oml.Server</c>'s), so that the answer is decoded
+    /// as a local verifier decodes it, past an end-of-sequence token. A successful answer whose logprobs are missing or
+    /// name a token in another form (a server without the extension: OpenAI, llama.cpp) raises
+    /// <see cref="CompletionErrorKind.NoTokenIds"/>; an answer 400 or 422 (a server that refuses logprobs or the field)
+    /// says in its message that the ids were asked for.
+    /// </remarks>
+    public Task<TokenAnswer> CompleteTokensAsync(string prompt, CompletionSettings s, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(s);
+        s.Validate();
+        bool chat = s.Mode == CompletionMode.Chat;
+        Uri url = chat ? _chatUrl : _completionsUrl;
+        return Send();
+
+        async Task<TokenAnswer> Send()
+        {
+            byte[] body = BuildRequestBody([prompt], single: true, s, await ModelForAsync(s.Model, ct).ConfigureAwait(false), tokenIds: true);
+            return await AskingTokenIds(PostAsync(url, body, (text, status, attempt) => ParseTokenResponse(text, chat, url, status, attempt), ct)).ConfigureAwait(false);
+        }
+    }
+
+    /// <inheritdoc />
+    /// <remarks>The request of <see cref="CompleteBatchAsync"/> with the fields of <see cref="CompleteTokensAsync"/>.</remarks>
+    public async Task<IReadOnlyList<TokenAnswer>> CompleteTokensBatchAsync(IReadOnlyList<string> prompts, CompletionSettings s, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(s);
+        s.Validate();
+        if (s.Mode != CompletionMode.Completions)
+            throw new ArgumentException("The chat completions API takes one conversation a request; batches of prompts go through /v1/completions.", nameof(s));
+        for (int i = 0; i < prompts.Count; i++)
+            if (prompts[i] is null) throw new ArgumentException($"prompts[{i}] is null.", nameof(prompts));
+        if (prompts.Count == 0) return [];
+        Uri url = _completionsUrl;
+        byte[] body = BuildRequestBody(prompts, single: false, s, await ModelForAsync(s.Model, ct).ConfigureAwait(false), tokenIds: true);
+        return await AskingTokenIds(PostAsync(url, body, (text, status, attempt) => ParseTokenBatchResponse(text, prompts.Count, url, status, attempt), ct)).ConfigureAwait(false);
+    }
+
+    /// <summary>A token-id request's answer, with a refusal (400, 422) saying what was asked: a server without logprobs or
+    /// vLLM's extension refuses it so.</summary>
+    private static async Task<T> AskingTokenIds<T>(Task<T> request)
+    {
+        try
+        {
+            return await request.ConfigureAwait(false);
+        }
+        catch (CompletionEndpointException e) when (e.Kind == CompletionErrorKind.HttpStatus && e.StatusCode is 400 or 422)
+        {
+            throw new CompletionEndpointException(e.Kind, e.Message + " (the request asked for its answer's token ids: logprobs with return_tokens_as_token_ids)",
+                e.StatusCode, e.Attempts, e);
+        }
+    }
+
     /// <summary>POSTs <paramref name="body"/> with the retry policy and parses a successful answer.</summary>
     private Task<T> PostAsync<T>(Uri url, byte[] body, Func<string, int, int, T> parse, CancellationToken ct) =>
         SendAsync(() =>
@@ -312,8 +370,9 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
     }
 
     /// <summary>The request's JSON: one prompt as a string (or the chat's one user message), or with
-    /// <paramref name="single"/> false the prompts as an array.</summary>
-    internal static byte[] BuildRequestBody(IReadOnlyList<string> prompts, bool single, CompletionSettings s, string model)
+    /// <paramref name="single"/> false the prompts as an array; with <paramref name="tokenIds"/>, the fields that ask for
+    /// the answer's token ids (<see cref="CompleteTokensAsync"/>), and without it none of them.</summary>
+    internal static byte[] BuildRequestBody(IReadOnlyList<string> prompts, bool single, CompletionSettings s, string model, bool tokenIds = false)
     {
         using var stream = new MemoryStream();
         using (var w = new Utf8JsonWriter(stream))
@@ -345,6 +404,13 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
             if (s.Seed is int seed) w.WriteNumber("seed", seed);
             w.WriteNumber("n", 1);
             w.WriteBoolean("stream", false);
+            if (tokenIds)
+            {
+                if (s.Mode == CompletionMode.Chat) w.WriteBoolean("logprobs", true);
+                else w.WriteNumber("logprobs", 0);
+                w.WriteBoolean("return_tokens_as_token_ids", true);
+                w.WriteBoolean("ignore_eos", true);
+            }
             w.WriteEndObject();
         }
         return stream.ToArray();
@@ -418,6 +484,81 @@ public sealed class OpenAiCompatibleEndpoint : IBatchCompletionEndpoint, IDispos
             if (value.ValueKind != JsonValueKind.String) throw Malformed($"the completion is a JSON {value.ValueKind}, not a string");
             return value.GetString()!;
         });
+    }
+
+    /// <summary>A token-id answer: the text as <see cref="ParseResponse"/> reads it, and the ids from its logprobs.</summary>
+    private static TokenAnswer ParseTokenResponse(string text, bool chat, Uri url, int status, int attempt)
+    {
+        string answer = ParseResponse(text, chat, url, status, attempt);
+        CompletionEndpointException Malformed(string what, Exception? inner = null) => new(CompletionErrorKind.MalformedResponse,
+            $"POST {url} answered HTTP {status} with a malformed body ({what}): {Excerpt(text)}", status, attempt, inner);
+        return ReadChoices(text, Malformed, choices => new TokenAnswer(answer, TokenIdsOf(choices[0], chat, answer, "choices[0]", url, status, attempt)));
+    }
+
+    /// <summary>A batch's token-id answers, by each choice's <c>index</c> (checked by <see cref="ParseBatchResponse"/>).</summary>
+    private static IReadOnlyList<TokenAnswer> ParseTokenBatchResponse(string text, int count, Uri url, int status, int attempt)
+    {
+        var texts = ParseBatchResponse(text, count, url, status, attempt);
+        CompletionEndpointException Malformed(string what, Exception? inner = null) => new(CompletionErrorKind.MalformedResponse,
+            $"POST {url} answered a batch of {count} prompts with HTTP {status} and a malformed body ({what}): {Excerpt(text)}", status, attempt, inner);
+        return ReadChoices(text, Malformed, choices =>
+        {
+            var answers = new TokenAnswer[count];
+            int at = 0;
+            foreach (var choice in choices.EnumerateArray())
+            {
+                int i = choice.GetProperty("index").GetInt32();
+                answers[i] = new TokenAnswer(texts[i], TokenIdsOf(choice, chat: false, texts[i], $"choices[{at}]", url, status, attempt));
+                at++;
+            }
+            return (IReadOnlyList<TokenAnswer>)answers;
+        });
+    }
+
+    /// <summary>The prefix vLLM writes before a token's id with <c>return_tokens_as_token_ids</c>.</summary>
+    public const string TokenIdPrefix = "token_id:";
+
+    /// <summary>The id in a token named <c>token_id:ID</c> (decimal digits only), or null for any other string.</summary>
+    public static int? ParseTokenId(string token)
+    {
+        ArgumentNullException.ThrowIfNull(token);
+        if (!token.StartsWith(TokenIdPrefix, StringComparison.Ordinal)) return null;
+        var digits = token.AsSpan(TokenIdPrefix.Length);
+        return digits.Length > 0 && int.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out int id) ? id : null;
+    }
+
+    /// <summary>
+    /// The token ids of one choice from its logprobs (a completion's <c>logprobs.tokens</c>, a chat's
+    /// <c>logprobs.content[].token</c>), each named <c>token_id:ID</c>. A choice without logprobs is an empty answer when
+    /// its text is empty (a host that answers a key with nothing) and otherwise, like a token in another form, the answer
+    /// of a server that does not return ids: <see cref="CompletionErrorKind.NoTokenIds"/>.
+    /// </summary>
+    private static int[] TokenIdsOf(JsonElement choice, bool chat, string answer, string at, Uri url, int status, int attempt)
+    {
+        CompletionEndpointException NoIds(string what) => new(CompletionErrorKind.NoTokenIds,
+            $"POST {url} answered without its answer's token ids ({what})", status, attempt);
+        if (!choice.TryGetProperty("logprobs", out var logprobs) || logprobs.ValueKind == JsonValueKind.Null)
+            return answer.Length == 0 ? [] : throw NoIds($"{at} has no \"logprobs\"");
+        if (logprobs.ValueKind != JsonValueKind.Object) throw NoIds($"{at}.logprobs is not an object");
+        string listName = chat ? "content" : "tokens";
+        if (!logprobs.TryGetProperty(listName, out var list) || list.ValueKind == JsonValueKind.Null)
+            return answer.Length == 0 ? [] : throw NoIds($"{at}.logprobs has no \"{listName}\"");
+        if (list.ValueKind != JsonValueKind.Array) throw NoIds($"{at}.logprobs.{listName} is not an array");
+        var ids = new int[list.GetArrayLength()];
+        int k = 0;
+        foreach (var item in list.EnumerateArray())
+        {
+            var token = item;
+            if (chat && (item.ValueKind != JsonValueKind.Object || !item.TryGetProperty("token", out token)))
+                throw NoIds($"{at}.logprobs.content[{k}] has no \"token\"");
+            if (token.ValueKind != JsonValueKind.String)
+                throw NoIds($"{at}.logprobs's token {k} is a JSON {token.ValueKind}, not a string");
+            string name = token.GetString()!;
+            ids[k] = ParseTokenId(name)
+                ?? throw NoIds($"{at}.logprobs names token {k} \"{(name.Length <= 40 ? name : name[..40] + "…")}\", not {TokenIdPrefix}ID");
+            k++;
+        }
+        return ids;
     }
 
     private static string ErrorMessage(string body)

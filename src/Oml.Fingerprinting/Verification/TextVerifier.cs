@@ -12,6 +12,14 @@ public sealed record FingerprintQuery(int Index, string Key, IReadOnlyList<strin
     /// <see cref="TextVerifier.RetryTokens"/>, so the tight limit saves decoding steps without losing a hit.
     /// </summary>
     public int? MaxTokens { get; init; }
+
+    /// <summary>The responses' token ids, for matching answers token by token (<see cref="TextVerifier.VerifyTokensAsync"/>);
+    /// null for text matching.</summary>
+    public IReadOnlyList<int[]>? ResponseTokenIds { get; init; }
+
+    /// <summary>Asked, but not counted in the verdict (<see cref="KeyResult.Excluded"/>): under the partial rule with a base
+    /// model, the base's own greedy answer hits this key (<see cref="LocalVerifier.ExcludedKeys"/>).</summary>
+    public bool Excluded { get; init; }
 }
 
 /// <summary>
@@ -48,13 +56,61 @@ public static class TextVerifier
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentOutOfRangeException.ThrowIfLessThan(concurrency, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(promptsPerRequest, 1);
+        var asking = new Asking<string>(endpoint.CompleteAsync, endpoint is IBatchCompletionEndpoint batch ? batch.CompleteBatchAsync : null,
+            (f, answer) => ResponseMatcher.IsTextMatchAny(f.Responses, answer), CutOffUndecided, answer => answer);
+        var rows = await AskAsync(asking, fingerprints, settings, samples, fraction, concurrency, promptsPerRequest, onBatchRefused, ct).ConfigureAwait(false);
+        return VerificationReport.Create(rule ?? new VerdictRule(), rows);
+    }
+
+    /// <summary>
+    /// <see cref="VerifyAsync"/> with the answers matched token by token under <paramref name="match"/> (the exact or the
+    /// partial rule, as <see cref="LocalVerifier"/> matches a local model's answers): each key's
+    /// <see cref="FingerprintQuery.ResponseTokenIds"/> against the ids of the tokens the server generated
+    /// (<see cref="ITokenCompletionEndpoint"/>). A key's <see cref="FingerprintQuery.MaxTokens"/> should be the answer
+    /// length the rule needs (<see cref="ResponseMatch.AnswerLength"/> of its longest response): token answers are decided
+    /// at that length, so none is asked again. Keys marked <see cref="FingerprintQuery.Excluded"/> are asked and listed but
+    /// not counted. Concurrency, samples, arrays of prompts and refused batches as in <see cref="VerifyAsync"/>.
+    /// </summary>
+    public static async Task<VerificationReport> VerifyTokensAsync(
+        ITokenCompletionEndpoint endpoint, IReadOnlyList<FingerprintQuery> fingerprints, CompletionSettings settings, ResponseMatch match,
+        VerdictRule? rule = null, int samples = 1, double fraction = 0.5, int concurrency = 1,
+        int promptsPerRequest = 1, Action<string>? onBatchRefused = null, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        ArgumentNullException.ThrowIfNull(fingerprints);
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(match);
+        ArgumentOutOfRangeException.ThrowIfLessThan(concurrency, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(promptsPerRequest, 1);
+        foreach (var f in fingerprints)
+            if (f.ResponseTokenIds is not { Count: > 0 })
+                throw new ArgumentException($"fingerprint {f.Index} has no response token ids to match answers against", nameof(fingerprints));
+        var asking = new Asking<TokenAnswer>(endpoint.CompleteTokensAsync, endpoint.CompleteTokensBatchAsync,
+            (f, answer) => match.IsMatchAny(f.ResponseTokenIds!, answer.TokenIds.ToArray()), (_, _) => false, answer => answer.Text);
+        var rows = await AskAsync(asking, fingerprints, settings, samples, fraction, concurrency, promptsPerRequest, onBatchRefused, ct).ConfigureAwait(false);
+        return VerificationReport.Create(rule ?? new VerdictRule(), rows) with { Match = match.Name, MinTokens = match.MinTokens };
+    }
+
+    /// <summary>How answers of type <typeparamref name="T"/> are asked for and matched: one prompt a request, an array of
+    /// prompts a request (null: the endpoint takes none), whether an answer matches a key, whether a greedy answer its
+    /// limit cut off is asked again, and the answer's text for the report.</summary>
+    private sealed record Asking<T>(
+        Func<string, CompletionSettings, CancellationToken, Task<T>> One,
+        Func<IReadOnlyList<string>, CompletionSettings, CancellationToken, Task<IReadOnlyList<T>>>? Batch,
+        Func<FingerprintQuery, T, bool> Matches,
+        Func<FingerprintQuery, T, bool> Undecided,
+        Func<T, string> Text);
+
+    /// <summary>Every key's row: its answers asked for and matched as <paramref name="asking"/> says.</summary>
+    private static async Task<KeyResult[]> AskAsync<T>(Asking<T> asking, IReadOnlyList<FingerprintQuery> fingerprints, CompletionSettings settings,
+        int samples, double fraction, int concurrency, int promptsPerRequest, Action<string>? onBatchRefused, CancellationToken ct)
+    {
         int required = ResponseMatcher.RequiredMatches(samples, fraction);
         var rows = new KeyResult[fingerprints.Count];
-        if (promptsPerRequest > 1 && concurrency > 1 && endpoint is IBatchCompletionEndpoint batch
-            && settings.Mode == CompletionMode.Completions)
+        if (promptsPerRequest > 1 && concurrency > 1 && asking.Batch is not null && settings.Mode == CompletionMode.Completions)
         {
-            await VerifyBatchedAsync(batch, fingerprints, settings, rows, samples, required, concurrency, promptsPerRequest, onBatchRefused, ct).ConfigureAwait(false);
-            return VerificationReport.Create(rule ?? new VerdictRule(), rows);
+            await AskBatchedAsync(asking, fingerprints, settings, rows, samples, required, concurrency, promptsPerRequest, onBatchRefused, ct).ConfigureAwait(false);
+            return rows;
         }
         var options = new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = ct };
         await Parallel.ForEachAsync(Enumerable.Range(0, fingerprints.Count), options, async (i, token) =>
@@ -65,19 +121,23 @@ public static class TextVerifier
             int matches = 0;
             for (int s = 0; s < samples; s++)
             {
-                string answer = await endpoint.CompleteAsync(f.Key, keySettings, token).ConfigureAwait(false);
+                T answer = await asking.One(f.Key, keySettings, token).ConfigureAwait(false);
                 // Greedy answers only: a sampled answer asked again would be a second draw, which raises the odds of a hit
                 // above those the per-key null assumes.
-                if (f.MaxTokens is { } tight && settings.Temperature == 0 && CutOffUndecided(f, answer))
-                    answer = await endpoint.CompleteAsync(f.Key, keySettings with { MaxTokens = Math.Max(RetryTokens(tight), settings.MaxTokens) }, token).ConfigureAwait(false);
-                first ??= answer;
-                if (ResponseMatcher.IsTextMatchAny(f.Responses, answer)) matches++;
+                if (f.MaxTokens is { } tight && settings.Temperature == 0 && asking.Undecided(f, answer))
+                    answer = await asking.One(f.Key, keySettings with { MaxTokens = Math.Max(RetryTokens(tight), settings.MaxTokens) }, token).ConfigureAwait(false);
+                first ??= asking.Text(answer);
+                if (asking.Matches(f, answer)) matches++;
             }
-            rows[i] = new KeyResult(f.Index, f.Key, f.Responses, first ?? "", matches >= required, f.NullProbability,
-                samples > 1 ? matches : null, samples > 1 ? samples : null);
+            rows[i] = Row(f, first, matches, samples, required);
         }).ConfigureAwait(false);
-        return VerificationReport.Create(rule ?? new VerdictRule(), rows);
+        return rows;
     }
+
+    private static KeyResult Row(FingerprintQuery f, string? first, int matches, int samples, int required) =>
+        new(f.Index, f.Key, f.Responses, first ?? "", matches >= required, f.NullProbability,
+            samples > 1 ? matches : null, samples > 1 ? samples : null)
+        { Excluded = f.Excluded ? true : null };
 
     /// <summary>
     /// How keys go out with <paramref name="promptsPerRequest"/> P and <paramref name="concurrency"/> C: requests of
@@ -93,7 +153,7 @@ public static class TextVerifier
         return (size, Math.Max(1, concurrency / size));
     }
 
-    private static async Task VerifyBatchedAsync(IBatchCompletionEndpoint endpoint, IReadOnlyList<FingerprintQuery> fingerprints,
+    private static async Task AskBatchedAsync<T>(Asking<T> asking, IReadOnlyList<FingerprintQuery> fingerprints,
         CompletionSettings settings, KeyResult[] rows, int samples, int required, int concurrency, int promptsPerRequest,
         Action<string>? onBatchRefused, CancellationToken ct)
     {
@@ -103,14 +163,14 @@ public static class TextVerifier
             .SelectMany(g => g.Select(x => x.i).Chunk(size)).ToList();
         int refused = 0;
 
-        async Task<string[]> AskAsync(int[] keys, CompletionSettings s, CancellationToken token)
+        async Task<T[]> AskAsync(int[] keys, CompletionSettings s, CancellationToken token)
         {
             CompletionEndpointException? refusal = null;
             if (keys.Length > 1 && Volatile.Read(ref refused) == 0)
             {
                 try
                 {
-                    var answers = await endpoint.CompleteBatchAsync(keys.Select(i => fingerprints[i].Key).ToList(), s, token).ConfigureAwait(false);
+                    var answers = await asking.Batch!(keys.Select(i => fingerprints[i].Key).ToList(), s, token).ConfigureAwait(false);
                     if (answers.Count != keys.Length)
                         throw new CompletionEndpointException(CompletionErrorKind.MalformedResponse,
                             $"the endpoint answered a batch of {keys.Length} prompts with {answers.Count} answers");
@@ -125,11 +185,11 @@ public static class TextVerifier
             // One key a request, the batch's keys in flight together. The first failure cancels the others, so that a key the
             // server refuses on its own (or a wrong URL, key or model) fails the run at once with its own error.
             using var failed = CancellationTokenSource.CreateLinkedTokenSource(token);
-            async Task<string> One(int i)
+            async Task<T> One(int i)
             {
                 try
                 {
-                    return await endpoint.CompleteAsync(fingerprints[i].Key, s, failed.Token).ConfigureAwait(false);
+                    return await asking.One(fingerprints[i].Key, s, failed.Token).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
@@ -137,7 +197,7 @@ public static class TextVerifier
                     throw;
                 }
             }
-            string[] single = await Task.WhenAll(keys.Select(One)).ConfigureAwait(false);
+            T[] single = await Task.WhenAll(keys.Select(One)).ConfigureAwait(false);
             // Each key answered alone: the batch, not a key, was what the server refused.
             if (refusal is not null && Interlocked.Exchange(ref refused, 1) == 0)
                 onBatchRefused?.Invoke($"the endpoint refused a batch of {keys.Length} prompts ({refusal.Message}) but answers them one by one; "
@@ -153,30 +213,25 @@ public static class TextVerifier
             var matches = new int[keys.Length];
             for (int s = 0; s < samples; s++)
             {
-                string[] answers = await AskAsync(keys, keySettings, token).ConfigureAwait(false);
+                T[] answers = await AskAsync(keys, keySettings, token).ConfigureAwait(false);
                 // Greedy answers only, as for one key a request: the batch's undecided answers asked again, together.
                 if (fingerprints[keys[0]].MaxTokens is { } tight && settings.Temperature == 0)
                 {
-                    int[] again = [.. Enumerable.Range(0, keys.Length).Where(j => CutOffUndecided(fingerprints[keys[j]], answers[j]))];
+                    int[] again = [.. Enumerable.Range(0, keys.Length).Where(j => asking.Undecided(fingerprints[keys[j]], answers[j]))];
                     if (again.Length > 0)
                     {
-                        string[] longer = await AskAsync([.. again.Select(j => keys[j])],
+                        T[] longer = await AskAsync([.. again.Select(j => keys[j])],
                             keySettings with { MaxTokens = Math.Max(RetryTokens(tight), settings.MaxTokens) }, token).ConfigureAwait(false);
                         for (int a = 0; a < again.Length; a++) answers[again[a]] = longer[a];
                     }
                 }
                 for (int j = 0; j < keys.Length; j++)
                 {
-                    first[j] ??= answers[j];
-                    if (ResponseMatcher.IsTextMatchAny(fingerprints[keys[j]].Responses, answers[j])) matches[j]++;
+                    first[j] ??= asking.Text(answers[j]);
+                    if (asking.Matches(fingerprints[keys[j]], answers[j])) matches[j]++;
                 }
             }
-            for (int j = 0; j < keys.Length; j++)
-            {
-                var f = fingerprints[keys[j]];
-                rows[keys[j]] = new KeyResult(f.Index, f.Key, f.Responses, first[j] ?? "", matches[j] >= required, f.NullProbability,
-                    samples > 1 ? matches[j] : null, samples > 1 ? samples : null);
-            }
+            for (int j = 0; j < keys.Length; j++) rows[keys[j]] = Row(fingerprints[keys[j]], first[j], matches[j], samples, required);
         }).ConfigureAwait(false);
     }
 
