@@ -17,7 +17,11 @@ public static class VerifyCommand
     public static Command Create()
     {
         var model = CliOptions.OptionalModel("A local suspect model folder (answers are matched token by token)");
-        var endpoint = new Option<string?>("--endpoint") { Description = "The base URL of an OpenAI-compatible server, e.g. http://host:8000/v1 (answers are matched as text)" };
+        var endpoint = new Option<string?>("--endpoint")
+        {
+            Description = "The base URL of an OpenAI-compatible server, e.g. http://host:8000/v1 (answers are matched as text; with --match partial, "
+                + "as the token ids the server returns, which needs vLLM or oml serve: logprobs with return_tokens_as_token_ids)",
+        };
         var apiModel = new Option<string?>("--api-model") { Description = "Model name sent to the endpoint; default: the one model the server lists at GET /v1/models" };
         var apiKeyEnv = new Option<string?>("--api-key-env") { Description = "Name of the environment variable holding the endpoint's API key" };
         var chat = new Option<bool>("--chat") { Description = "Query the endpoint through /v1/chat/completions instead of /v1/completions" };
@@ -59,10 +63,14 @@ public static class VerifyCommand
         var calibrationOut = CliOptions.CalibrationOut();
         var force = CliOptions.Force("Replace the --calibration-out file if it exists");
         var confidence = CliOptions.Confidence();
-        var match = CliOptions.Match();
+        var match = CliOptions.Match("Which answers count as hits: exact (the answer starts with the whole response) or partial (at least --min-tokens of "
+            + "each response after a deviation at the start of the answer; docs/verification.md). Partial compares token ids: over --endpoint it asks "
+            + "the server for its answer's token ids (logprobs with vLLM's return_tokens_as_token_ids, which vLLM and oml serve answer), and the "
+            + "server must use the set's tokenizer");
         var minTokens = CliOptions.MinTokens();
-        var baseDir = CliOptions.Base("With --match partial and --model: the base model, whose probabilities give each key's partial null "
-            + "(without it every alignment other than the exact one is bounded by the common null bound)");
+        var baseDir = CliOptions.Base("With --match partial: the base model, whose probabilities give each key's partial null and whose own greedy "
+            + "answers decide which keys are left out (without it every alignment other than the exact one is bounded by the common null bound); "
+            + "over --endpoint, not with --chat (the server's chat template is not known here)");
         var passphraseFile = FingerprintIO.PassphraseFileOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
@@ -97,8 +105,20 @@ public static class VerifyCommand
                 throw new UsageException("--chat-template, --instruction-layout and --system-prompt are for --model (an endpoint applies its own template: use --chat)");
             CliOptions.CheckKeyFormat(r.GetValue(chatTemplate), r.GetValue(instructionLayout));
             var matchRule = CliOptions.ResponseMatchFrom(r.GetValue(match), r.GetValue(minTokens));
-            if (url is not null && matchRule.IsPartial) throw new UsageException("--match partial matches token ids: it needs --model (an endpoint's answers are text)");
             string? basePath = r.GetValue(baseDir);
+            if (url is not null && matchRule.IsPartial)
+            {
+                // The partial rule compares token ids, which the endpoint is asked for (logprobs with return_tokens_as_token_ids).
+                // Its null from the base, and the keys the base's own greedy answer hits, need the queries as the suspect sees
+                // them: through /v1/completions that is the key's text tokenized as the base's tokenizer does; through a chat,
+                // the server's chat template, which this command cannot see.
+                if (basePath is not null && r.GetValue(chat))
+                    throw new UsageException("--base with --chat: the base's partial null and the keys its own greedy answer hits are computed on the queries "
+                        + "the suspect sees, and a chat endpoint wraps each key in a template not known here; use --base over /v1/completions (no --chat), "
+                        + "or verify a local copy with --model --chat-template");
+                if (r.GetValue(maxTokens) is not null)
+                    throw new UsageException("--max-new-tokens is for text matching: --match partial asks each key for the tokens its rule needs (n + D for a response of n tokens)");
+            }
             if (basePath is not null && !matchRule.IsPartial) throw new UsageException("--base gives the partial rule's null: use it with --match partial");
             if (basePath is not null && !Directory.Exists(basePath)) throw new DirectoryNotFoundException($"--base: model folder not found: {basePath}");
             // Measured (docs/verification.md, "Calibration"): models near the base (fine-tunes, siblings, merges) hit partial
@@ -221,6 +241,11 @@ public static class VerifyCommand
                     if (lead) CliOptions.WarnIfManifestKeyFormatDiffers(dir, suspectOptions.Format);
                     report = VerifyLocal(dir, set, chosen, rule, suspectOptions, Dev(), dtype: Cli.ParseDType(r.GetValue(dtype)), tokenizerReady: tokenizerReady).StatedUnder(rule);
                 }
+                else if (matchRule.IsPartial)
+                {
+                    report = VerifyEndpointTokens(endpointClient!, chosen, set, rule, matchRule, nullModel, basePath, r.GetValue(chat), temp, r_,
+                        r.GetValue(concurrency), r.GetValue(promptsPerRequest)).StatedUnder(rule);
+                }
                 else
                 {
                     var client = endpointClient!;
@@ -319,6 +344,65 @@ public static class VerifyCommand
         ArgumentNullException.ThrowIfNull(f);
         int n = f.Responses.Max(x => x.TokenIds.Count);
         return sampled ? Math.Max(TextVerifier.RetryTokens(n), n + ChatMargin) : n + (chat ? ChatMargin : 0);
+    }
+
+    /// <summary>
+    /// <c>oml verify --endpoint URL --match partial</c>: the keys asked as text, as the exact rule asks them, each for the
+    /// answer length the rule needs (n + D tokens for its longest response), with the server asked for its answer's token
+    /// ids, which are matched as <see cref="LocalVerifier"/> matches a local model's answer. The per-key nulls and the keys
+    /// left out are <see cref="LocalVerifier.NullsAndExclusions"/>' on the queries the base's tokenizer makes of the keys
+    /// (<see cref="KeyFormat.Raw"/>: what a completions server given the key's text feeds its model, when it uses the
+    /// set's tokenizer); without a base, the partial rule's common bound and no key left out.
+    /// </summary>
+    private static VerificationReport VerifyEndpointTokens(OpenAiCompatibleEndpoint client, IReadOnlyList<Fingerprint> chosen, FingerprintSet set,
+        VerdictRule rule, ResponseMatch matchRule, CausalLM? nullModel, string? basePath, bool chatMode, double? temp, int samples, int inFlight, int perRequest)
+    {
+        if (inFlight < 1) throw new UsageException($"--concurrency must be at least 1, not {inFlight}");
+        if (perRequest < 1) throw new UsageException($"--prompts-per-request must be at least 1, not {perRequest}");
+        if (chatMode && perRequest > 1)
+            throw new UsageException("--prompts-per-request is for /v1/completions: the chat API takes one conversation a request (drop --chat or the option)");
+        var options = new LocalVerifyOptions { Match = matchRule, NullModel = nullModel, Temperature = temp, Samples = samples };
+        int[][] queries;
+        if (nullModel is not null)
+        {
+            var (tok, id) = LoadTokenizer(basePath!);
+            if (id.Digest != set.Tokenizer.Digest)
+                Console.Error.WriteLine($"oml: warning: the tokenizer of {basePath} differs from the set's ({set.Tokenizer.Name}); the base's null is computed on its own tokens");
+            queries = chosen.Select(f => KeyFormat.Raw.Encode(tok, f)).ToArray();
+        }
+        else queries = chosen.Select(f => f.KeyTokenIds.ToArray()).ToArray();   // not used without a base (the common bound needs no query)
+        double[] nulls;
+        bool[]? excluded;
+        using (Phases.Measure("partial null"))
+            (nulls, excluded) = LocalVerifier.NullsAndExclusions(chosen, queries, rule, options);
+        if (excluded is not null)
+            Console.Error.WriteLine($"{excluded.Count(x => x)} of {chosen.Count} keys left out: the base's own greedy answer hits them under the partial rule (m = {matchRule.MinTokens})");
+        var fingerprints = chosen.Select((f, i) => new FingerprintQuery(f.Index, f.Key, f.Responses.Select(x => x.Text).ToList(), nulls[i])
+        {
+            MaxTokens = f.Responses.Max(x => matchRule.AnswerLength(x.TokenIds.Count)),
+            ResponseTokenIds = f.Responses.Select(x => x.TokenIds.ToArray()).ToList(),
+            Excluded = excluded?[i] == true,
+        }).ToList();
+        var settings = new CompletionSettings(MaxTokens: fingerprints.Max(q => q.MaxTokens!.Value), Temperature: temp ?? 0.0,
+            Mode: chatMode ? CompletionMode.Chat : CompletionMode.Completions);
+        var (batch, requests) = perRequest > 1 ? TextVerifier.BatchShape(inFlight, perRequest) : (1, inFlight);
+        batch = Math.Min(batch, fingerprints.Count);
+        int fewest = fingerprints.Min(q => q.MaxTokens!.Value);
+        string tokens = fewest == settings.MaxTokens ? $"{fewest}" : $"{fewest} to {settings.MaxTokens}";
+        Console.Error.WriteLine($"querying {client.BaseUrl} with {fingerprints.Count} keys for their answers' token ids, up to {Math.Min(batch * requests, fingerprints.Count)} at once"
+            + (batch > 1 ? $" ({batch} a request)" : "") + $", {tokens} new {(settings.MaxTokens == 1 ? "token" : "tokens")} each ...");
+        try
+        {
+            using (Phases.Measure("endpoint queries"))
+                return TextVerifier.VerifyTokensAsync(client, fingerprints, settings, matchRule, rule, samples, concurrency: inFlight, promptsPerRequest: perRequest,
+                    onBatchRefused: why => Console.Error.WriteLine("oml: warning: " + why)).GetAwaiter().GetResult();
+        }
+        catch (CompletionEndpointException e) when (e.Kind == CompletionErrorKind.NoTokenIds
+            || (e.Kind == CompletionErrorKind.HttpStatus && e.StatusCode is 400 or 422))
+        {
+            throw new CompletionEndpointException(e.Kind, e.Message + ". --match partial over an endpoint compares token ids and needs a server that returns them "
+                + "(vLLM or oml serve: logprobs with return_tokens_as_token_ids); --match exact works on text", e.StatusCode, e.Attempts, e);
+        }
     }
 
     /// <summary>The client of <c>--endpoint URL</c>, with the API key from <c>--api-key-env</c> when given.</summary>

@@ -1008,9 +1008,15 @@ public class FingerprintCliTests(FingerprintCliTests.Workspace workspace) : ICla
         r = Run("verify", "--model", W.Embedded, "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--base", W.Model);
         Assert.Equal(2, r.Code);
         Assert.Contains("--base", r.Err);
-        r = Run("verify", "--endpoint", "http://127.0.0.1:9/v1", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--match", "partial", "--min-tokens", "2");
+        // Over an endpoint the partial rule reads token ids (PartialEndpointCliTests); what it cannot do there is a usage error.
+        r = Run("verify", "--endpoint", "http://127.0.0.1:9/v1", "--chat", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--match", "partial", "--min-tokens", "2",
+            "--base", W.Model);
         Assert.Equal(2, r.Code);
-        Assert.Contains("--model", r.Err);
+        Assert.Contains("--base with --chat", r.Err);
+        r = Run("verify", "--endpoint", "http://127.0.0.1:9/v1", "--fingerprints", W.Set, "--passphrase-file", W.PassFile, "--match", "partial", "--min-tokens", "2",
+            "--max-new-tokens", "4");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--max-new-tokens is for text matching", r.Err);
     }
 
     [Fact]

@@ -284,8 +284,11 @@ public static class LocalVerifier
     /// <summary>
     /// <see cref="NullProbabilities"/>, and for the partial rule with a base model the keys the base's own greedy answer
     /// hits (null elsewhere): their null is 1, and a report leaves them out of the verdict (<see cref="KeyResult.Excluded"/>).
+    /// <paramref name="queries"/> are the keys as the suspect sees them (used with a base model only); a verifier of
+    /// answers that come from elsewhere (an endpoint: <see cref="TextVerifier.VerifyTokensAsync"/>) gets the same nulls and
+    /// exclusions as a local verdict on the same queries.
     /// </summary>
-    private static (double[] Nulls, bool[]? Excluded) NullsAndExclusions(IReadOnlyList<Fingerprint> fingerprints, IReadOnlyList<int[]> queries, VerdictRule rule, LocalVerifyOptions options)
+    public static (double[] Nulls, bool[]? Excluded) NullsAndExclusions(IReadOnlyList<Fingerprint> fingerprints, IReadOnlyList<int[]> queries, VerdictRule rule, LocalVerifyOptions options)
     {
         ArgumentNullException.ThrowIfNull(fingerprints);
         ArgumentNullException.ThrowIfNull(queries);
