@@ -134,6 +134,67 @@ public class FusedOpTests
                 Assert.True(Math.Abs(got[j] - dw[j]) <= u * (8 * norm[j] + Math.Abs(dw[j])), $"{name}[{j}]: reference {dw[j]} (√Σ term² {norm[j]:G4}), got {got[j]}");
     }
 
+    /// <summary>x's values in a tensor that starts one element past the start of its storage (so off any 16-byte boundary).</summary>
+    private static Tensor Offset(Tensor x)
+    {
+        long n = x.NumEl;
+        var flat = Torch.Zeros([n + 1], x.DType, Env.Device);
+        var view = flat.Narrow(0, 1, n).View(x.Shape);
+        using (Torch.NoGrad()) view.CopyFrom(x);
+        return view;
+    }
+
+    /// <summary>
+    /// Shapes that take the kernels' 16-byte vector paths on CUDA (head dimension 64, widths that are multiples of eight
+    /// values), and the same values starting one element off a 16-byte boundary, which must take the scalar paths: both
+    /// held to the composite ops as above.
+    /// </summary>
+    [Theory, MemberData(nameof(Env.FloatTypes), MemberType = typeof(Env))]
+    public void Vector_and_unaligned_shapes_equal_the_composite(DType dtype)
+    {
+        using var s = Torch.NewScope();
+        double tol = dtype == DType.BFloat16 ? 2e-2 : 1e-5;
+        foreach (bool offset in new[] { false, true })
+        {
+            string where = offset ? "unaligned" : "aligned";
+            long b = 3, t = 7, h = 4, d = 64;
+            var raw = Random([b, t, h, d], 21, dtype);
+            var x = (offset ? Offset(raw) : raw).Transpose(1, 2);
+            var angles = Random([1, 1, t, d / 2], 22, DType.Float32, 3.0);
+            var emb = Torch.Cat([angles, angles], -1);
+            var cos = emb.Cos().To(dtype);
+            var sin = emb.Sin().To(dtype);
+            var r = Random([b, h, t, d], 23, dtype);
+            var fused = Run((a, _) => F.Rope(a, cos, sin), x, cos, r, gradY: false);
+            var composite = Run((a, _) => a * cos + RotateHalf(a) * sin, x, cos, r, gradY: false);
+            Assert.True(composite.Y.SequenceEqual(fused.Y), $"rope y ({where}) is not the composite's bit for bit");
+            Near(composite.Dx, fused.Dx, dtype == DType.BFloat16 ? 1e-2 : 1e-6, $"rope dx ({where})");
+
+            var gate = Random([5, 9, 64], 24, dtype, 4.0);
+            var up = Random([5, 9, 64], 25, dtype);
+            if (offset) gate = Offset(gate);
+            var rr = Random([5, 9, 64], 26, dtype);
+            var fs = Run(F.SwiGlu, gate, up, rr, gradY: true);
+            var cs = Run((g, u) => g.Silu() * u, gate, up, rr, gradY: true);
+            Assert.True(cs.Y.SequenceEqual(fs.Y), $"swiglu y ({where}) is not the composite's bit for bit");
+            Near(cs.Dx, fs.Dx, dtype == DType.BFloat16 ? 1e-2 : 1e-6, $"swiglu dgate ({where})");
+            Near(cs.Dy!, fs.Dy!, dtype == DType.BFloat16 ? 1e-2 : 1e-6, $"swiglu dup ({where})");
+
+            var xn = Random([3, 700, 512], 27, dtype, 2.0);
+            if (offset) xn = Offset(xn);
+            var w = Random([512], 28, dtype);
+            var rn = Random([3, 700, 512], 29, dtype);
+            var fr = Run((a, c) => F.RmsNorm(a, c, 1e-6), xn, w, rn, gradY: true);
+            var cr = Run((a, c) => CompositeRmsNorm(a, c, 1e-6), xn, w, rn, gradY: true);
+            Near(cr.Y, fr.Y, tol, $"rms y ({where})");
+            Near(cr.Dx, fr.Dx, tol, $"rms dx ({where})");
+            var (dw, norm) = RmsNormWeightGradient(xn, rn, 1e-6);
+            double u = dtype == DType.BFloat16 ? 1.0 / 256 : 1e-6;
+            for (int j = 0; j < dw.Length; j++)
+                Assert.True(Math.Abs(fr.Dy![j] - dw[j]) <= u * (8 * norm[j] + Math.Abs(dw[j])), $"rms dw[{j}] ({where}): reference {dw[j]}, got {fr.Dy[j]}");
+        }
+    }
+
     /// <summary>In float64: Σ over rows of r·x/rms(x) per column, and √(Σ term²).</summary>
     private static (double[] Dw, double[] Norm) RmsNormWeightGradient(Tensor x, Tensor r, double eps)
     {
