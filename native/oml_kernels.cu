@@ -21,6 +21,14 @@
 
 #include <type_traits>
 
+// Kernel launches and dynamic shared memory go through these two macros so that the same file compiles for the CPU
+// under OML_KERNELS_EMULATED (tests/Oml.Engine.Tests/KernelEmulation: each block's threads as OS threads, which is how
+// the CPU test suite checks these kernels where no GPU is).
+#ifndef OML_KERNELS_EMULATED
+#define OML_LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<grid, block, smem, stream>>>(__VA_ARGS__)
+#define OML_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 namespace {
 
 template <typename T> struct Io;
@@ -158,7 +166,7 @@ template <typename T>
 __global__ void rms_norm_bwd(const T* __restrict__ g, const T* __restrict__ x, const T* __restrict__ w,
                              const float* __restrict__ rstd, T* __restrict__ dx, float* __restrict__ partial,
                              int64_t rows, int cols) {
-  extern __shared__ float acc[];  // [cols] weight-gradient sums of this block, then 32 floats for block_sum
+  OML_DYNAMIC_SHARED(float, acc);  // [cols] weight-gradient sums of this block, then 32 floats for block_sum
   float* shared = acc + cols;
   for (int c = threadIdx.x; c < cols; c += blockDim.x) acc[c] = 0;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
@@ -476,11 +484,11 @@ int oml_k_rms_norm_fwd(int dtype, const void* x, const void* w, void* y, float* 
         using T = std::remove_pointer_t<decltype(tag)>;
         int vthreads = vectorizable<T>(cols) ? vector_threads_for(cols / Vec<T>::N) : 0;
         if (g_vector && vthreads > 0 && aligned16(x) && aligned16(w) && aligned16(y)) {
-          rms_norm_fwd_v<T><<<grid_for(rows * vthreads, vthreads), vthreads, 0, stream>>>((const T*)x, (const T*)w, (T*)y, rstd,
+          OML_LAUNCH(rms_norm_fwd_v<T>, grid_for(rows * vthreads, vthreads), vthreads, 0, stream, (const T*)x, (const T*)w, (T*)y, rstd,
                                                                                         rows, cols, eps);
         } else {
           int threads = threads_for(cols);
-          rms_norm_fwd<T><<<grid_for(rows * threads, threads), threads, 0, stream>>>((const T*)x, (const T*)w, (T*)y, rstd,
+          OML_LAUNCH(rms_norm_fwd<T>, grid_for(rows * threads, threads), threads, 0, stream, (const T*)x, (const T*)w, (T*)y, rstd,
                                                                                    rows, cols, eps);
         }
       }) != 0) return -1;
@@ -497,16 +505,16 @@ int oml_k_rms_norm_bwd(int dtype, const void* g, const void* x, const void* w, c
         using T = std::remove_pointer_t<decltype(tag)>;
         int vthreads = vectorizable<T>(cols) ? vector_threads_for(cols / Vec<T>::N) : 0;
         if (g_vector && vthreads > 0 && aligned16(g) && aligned16(x) && aligned16(w) && aligned16(dx) && aligned16(scratch)) {
-          rms_norm_bwd_v<T><<<blocks, vthreads, 0, stream>>>((const T*)g, (const T*)x, (const T*)w, rstd, (T*)dx, scratch,
+          OML_LAUNCH(rms_norm_bwd_v<T>, blocks, vthreads, 0, stream, (const T*)g, (const T*)x, (const T*)w, rstd, (T*)dx, scratch,
                                                              rows, cols);
         } else {
           int threads = threads_for(cols);
           size_t smem = (size_t)(cols + 32) * sizeof(float);
           if (smem > 48 * 1024) cudaFuncSetAttribute(rms_norm_bwd<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-          rms_norm_bwd<T><<<blocks, threads, smem, stream>>>((const T*)g, (const T*)x, (const T*)w, rstd, (T*)dx, scratch,
+          OML_LAUNCH(rms_norm_bwd<T>, blocks, threads, smem, stream, (const T*)g, (const T*)x, (const T*)w, rstd, (T*)dx, scratch,
                                                              rows, cols);
         }
-        if (dw != nullptr) column_sum<T><<<(cols + 31) / 32, dim3(32, 8), 0, stream>>>(scratch, (T*)dw, blocks, cols);
+        if (dw != nullptr) OML_LAUNCH(column_sum<T>, (cols + 31) / 32, dim3(32, 8), 0, stream, scratch, (T*)dw, blocks, cols);
       }) != 0) return -1;
   return status();
 }
@@ -523,11 +531,11 @@ int oml_k_rope(int dtype, const void* x, const int64_t* x_strides, const void* c
                        cos_b % N == 0 && cos_t % N == 0;
         if (g_vector && (D / 2) % N == 0 && strides && aligned16(x) && aligned16(cos) && aligned16(sin) && aligned16(y)) {
           int64_t work = B * H * T * (D / 2 / N);
-          rope_v<E><<<grid_for(work, 256), 256, 0, stream>>>((const E*)x, xs, (const E*)cos, (const E*)sin, cos_b, cos_t, (E*)y,
+          OML_LAUNCH(rope_v<E>, grid_for(work, 256), 256, 0, stream, (const E*)x, xs, (const E*)cos, (const E*)sin, cos_b, cos_t, (E*)y,
                                                            ys, B, H, T, D, backward != 0);
         } else {
           int64_t work = B * H * T * (D / 2);
-          rope<E><<<grid_for(work, 256), 256, 0, stream>>>((const E*)x, xs, (const E*)cos, (const E*)sin, cos_b, cos_t, (E*)y,
+          OML_LAUNCH(rope<E>, grid_for(work, 256), 256, 0, stream, (const E*)x, xs, (const E*)cos, (const E*)sin, cos_b, cos_t, (E*)y,
                                                          ys, B, H, T, D, backward != 0);
         }
       }) != 0) return -1;
@@ -539,9 +547,9 @@ int oml_k_swiglu_fwd(int dtype, const void* gate, const void* up, void* y, int64
         using T = std::remove_pointer_t<decltype(tag)>;
         if (g_vector && vectorizable<T>(n) && aligned16(gate) && aligned16(up) && aligned16(y)) {
           int64_t vectors = n / Vec<T>::N;
-          swiglu_fwd_v<T><<<grid_for(vectors, 256), 256, 0, stream>>>((const T*)gate, (const T*)up, (T*)y, vectors);
+          OML_LAUNCH(swiglu_fwd_v<T>, grid_for(vectors, 256), 256, 0, stream, (const T*)gate, (const T*)up, (T*)y, vectors);
         } else {
-          swiglu_fwd<T><<<grid_for(n, 256), 256, 0, stream>>>((const T*)gate, (const T*)up, (T*)y, n);
+          OML_LAUNCH(swiglu_fwd<T>, grid_for(n, 256), 256, 0, stream, (const T*)gate, (const T*)up, (T*)y, n);
         }
       }) != 0) return -1;
   return status();
@@ -554,10 +562,10 @@ int oml_k_swiglu_bwd(int dtype, const void* dy, const void* gate, const void* up
         if (g_vector && vectorizable<T>(n) && aligned16(dy) && aligned16(gate) && aligned16(up) && aligned16(dgate) &&
             aligned16(dup)) {
           int64_t vectors = n / Vec<T>::N;
-          swiglu_bwd_v<T><<<grid_for(vectors, 256), 256, 0, stream>>>((const T*)dy, (const T*)gate, (const T*)up, (T*)dgate,
+          OML_LAUNCH(swiglu_bwd_v<T>, grid_for(vectors, 256), 256, 0, stream, (const T*)dy, (const T*)gate, (const T*)up, (T*)dgate,
                                                                     (T*)dup, vectors);
         } else {
-          swiglu_bwd<T><<<grid_for(n, 256), 256, 0, stream>>>((const T*)dy, (const T*)gate, (const T*)up, (T*)dgate, (T*)dup, n);
+          OML_LAUNCH(swiglu_bwd<T>, grid_for(n, 256), 256, 0, stream, (const T*)dy, (const T*)gate, (const T*)up, (T*)dgate, (T*)dup, n);
         }
       }) != 0) return -1;
   return status();
