@@ -158,6 +158,18 @@ public sealed class OpenAiCompatibleEndpoint : ITokenCompletionEndpoint, IDispos
         }
     }
 
+    /// <summary>The arguments of a batch request: prompts, none null, and valid completions (not chat) settings.</summary>
+    private static void ValidateBatch(IReadOnlyList<string> prompts, CompletionSettings s)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(s);
+        s.Validate();
+        if (s.Mode != CompletionMode.Completions)
+            throw new ArgumentException("The chat completions API takes one conversation a request; batches of prompts go through /v1/completions.", nameof(s));
+        for (int i = 0; i < prompts.Count; i++)
+            if (prompts[i] is null) throw new ArgumentException($"prompts[{i}] is null.", nameof(prompts));
+    }
+
     /// <inheritdoc />
     /// <remarks>
     /// One POST to <c>…/v1/completions</c> with <c>"prompt"</c> an array of strings and <c>n</c> 1; the answer's choices
@@ -167,13 +179,7 @@ public sealed class OpenAiCompatibleEndpoint : ITokenCompletionEndpoint, IDispos
     /// </remarks>
     public async Task<IReadOnlyList<string>> CompleteBatchAsync(IReadOnlyList<string> prompts, CompletionSettings s, CancellationToken ct)
     {
-        ArgumentNullException.ThrowIfNull(prompts);
-        ArgumentNullException.ThrowIfNull(s);
-        s.Validate();
-        if (s.Mode != CompletionMode.Completions)
-            throw new ArgumentException("The chat completions API takes one conversation a request; batches of prompts go through /v1/completions.", nameof(s));
-        for (int i = 0; i < prompts.Count; i++)
-            if (prompts[i] is null) throw new ArgumentException($"prompts[{i}] is null.", nameof(prompts));
+        ValidateBatch(prompts, s);
         if (prompts.Count == 0) return [];
         Uri url = _completionsUrl;
         byte[] body = BuildRequestBody(prompts, single: false, s, await ModelForAsync(s.Model, ct).ConfigureAwait(false));
@@ -210,13 +216,7 @@ public sealed class OpenAiCompatibleEndpoint : ITokenCompletionEndpoint, IDispos
     /// <remarks>The request of <see cref="CompleteBatchAsync"/> with the fields of <see cref="CompleteTokensAsync"/>.</remarks>
     public async Task<IReadOnlyList<TokenAnswer>> CompleteTokensBatchAsync(IReadOnlyList<string> prompts, CompletionSettings s, CancellationToken ct)
     {
-        ArgumentNullException.ThrowIfNull(prompts);
-        ArgumentNullException.ThrowIfNull(s);
-        s.Validate();
-        if (s.Mode != CompletionMode.Completions)
-            throw new ArgumentException("The chat completions API takes one conversation a request; batches of prompts go through /v1/completions.", nameof(s));
-        for (int i = 0; i < prompts.Count; i++)
-            if (prompts[i] is null) throw new ArgumentException($"prompts[{i}] is null.", nameof(prompts));
+        ValidateBatch(prompts, s);
         if (prompts.Count == 0) return [];
         Uri url = _completionsUrl;
         byte[] body = BuildRequestBody(prompts, single: false, s, await ModelForAsync(s.Model, ct).ConfigureAwait(false), tokenIds: true);
