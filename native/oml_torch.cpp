@@ -1171,6 +1171,7 @@ API TH oml_layer_norm(TH x, const int64_t* shape, int ndim, TH w, TH b, double e
 // is libtorch's process-wide flag, set around the call: a thread that trains while another infers may see it off for a
 // call (another backend, the same function); and activation checkpointing's first forward, run without gradients,
 // takes flash where its recomputation may take cuDNN (the same function, rounded apart in bfloat16).
+#if OML_TORCH_AT_LEAST(2, 4)
 static int sdpa_cudnn_mode() {
   static const int mode = [] {
     const char* v = std::getenv("OML_SDPA_CUDNN");
@@ -1180,6 +1181,7 @@ static int sdpa_cudnn_mode() {
   }();
   return mode;
 }
+#endif
 API TH oml_sdpa(TH q, TH k, TH v, TH mask, double dropout_p, int is_causal, double scale, int has_scale) {
   return wrap("scaled_dot_product_attention", {q, k, v, mask}, [&]() -> at::Tensor {
     c10::optional<at::Tensor> m = mask ? c10::optional<at::Tensor>(*mask) : c10::nullopt;
