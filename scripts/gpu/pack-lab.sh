@@ -45,7 +45,7 @@ if [ "${1:-}" != "--app-only" ] && [ "${1:-}" != "--fp" ] && [ "${1:-}" != "--be
   tar -C . -cf - "$lab/corpus/train.txt" "$lab/corpus/heldout.txt" "$lab/corpus/manifest.json" "$lab/tokenizer" "$lab/instructions" \
     | xz -T0 -6 > "$out/lab-data.tar.xz.tmp" && mv -f "$out/lab-data.tar.xz.tmp" "$out/lab-data.tar.xz"
 fi
-du -h "$out"/oml-lab.tar.xz "$out"/lab-data.tar.xz "$out"/oml-bench.tar.xz 2>/dev/null
+du -h "$out"/oml-lab.tar.xz "$out"/lab-data.tar.xz "$out"/oml-bench.tar.xz 2>/dev/null || true   # the packs this run made (some may not exist)
 # The false-positive call carries the base model, so the unrelated models (lab/recipes/unrelated-*.yaml) train on the
 # corpus's first 16 MB, cut at a document boundary: lab-fp.tar.xz = base model + that head + held-out + tokenizer.
 if [ "${1:-}" = "--fp" ]; then
