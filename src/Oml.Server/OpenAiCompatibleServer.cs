@@ -633,7 +633,7 @@ public sealed class OpenAiCompatibleServer : IAsyncDisposable
         // server-wide --return-tokens-as-token-ids decides, off by default). It changes nothing but the log-probabilities:
         // every token named there (completions: "tokens" and the keys of each "top_logprobs" object; chat: each
         // content[].token and content[].top_logprobs[].token) is written as "token_id:" and the token's decimal id instead
-        // of its text (vllm/entrypoints/generate/base/serving.py, format_token_id_placeholder), so a client learns exactly which tokens were chosen, even
+        // of its text (vllm/entrypoints/generate/base/serving.py, where it formats a token as its id), so a client learns exactly which tokens were chosen, even
         // one that is not text on its own (a byte of a multi-byte character); the answer's text stays text. Without logprobs
         // it has no effect. Where this server differs: vLLM's request model coerces "true" or 1 to a bool, this one answers
         // 400 for anything but true, false and null (as for its other boolean fields); vLLM advances completions'
